@@ -1,0 +1,1 @@
+//! On-disk segmented log (to be written).

@@ -1,0 +1,1 @@
+//! Group commit and interval flushing (to be written).

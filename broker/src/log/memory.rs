@@ -1,0 +1,1 @@
+//! In-memory log for tests (to be written).

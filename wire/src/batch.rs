@@ -1,0 +1,395 @@
+//! A zero-copy view of Kafka v2 record batches.
+//!
+//! Walks the batches in a Produce or Fetch `records` payload without decompressing them,
+//! verifies and recomputes CRC-32C, and rewrites the header fields a broker or a mirror
+//! owns (base offset, partition leader epoch, producer id/epoch/base sequence). Records
+//! inside a batch are never touched here; when a feature needs the records themselves it
+//! decodes them with `kafka-protocol`.
+//!
+//! Layout of the 61-byte header (offsets in bytes):
+//! `0 baseOffset i64 | 8 batchLength i32 | 12 partitionLeaderEpoch i32 | 16 magic i8 |
+//! 17 crc u32 | 21 attributes i16 | 23 lastOffsetDelta i32 | 27 baseTimestamp i64 |
+//! 35 maxTimestamp i64 | 43 producerId i64 | 51 producerEpoch i16 | 53 baseSequence i32 |
+//! 57 recordCount i32`. The CRC covers bytes 21 to the end, so base offset and leader epoch
+//! can be patched without recomputing it.
+
+use bytes::Bytes;
+
+/// Bytes before `batchLength` counts: baseOffset (8) + batchLength (4).
+pub const LOG_OVERHEAD: usize = 12;
+/// Size of the v2 batch header.
+pub const HEADER_LEN: usize = 61;
+const CRC_START: usize = 21;
+
+const ATTR_COMPRESSION_MASK: i16 = 0x07;
+const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+const ATTR_TRANSACTIONAL: i16 = 0x10;
+const ATTR_CONTROL: i16 = 0x20;
+
+/// Why a batch cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("batch at byte {position} has length {batch_length}, below the v2 header size")]
+    LengthTooSmall { position: usize, batch_length: i32 },
+    #[error("batch at byte {position} has magic {magic}; only v2 batches are supported")]
+    UnsupportedMagic { position: usize, magic: i8 },
+    #[error("batch at byte {position} is truncated: needs {needed_bytes}, has {available_bytes}")]
+    Truncated {
+        position: usize,
+        needed_bytes: usize,
+        available_bytes: usize,
+    },
+    #[error("batch with base offset {base_offset} failed its CRC check (stored {stored:#010x}, computed {computed:#010x})")]
+    CrcMismatch {
+        base_offset: i64,
+        stored: u32,
+        computed: u32,
+    },
+    #[error("batch with base offset {base_offset} has {record_count} records but lastOffsetDelta {last_offset_delta}")]
+    InconsistentCount {
+        base_offset: i64,
+        record_count: i32,
+        last_offset_delta: i32,
+    },
+}
+
+/// One v2 record batch, borrowed from a larger buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchView<'a> {
+    bytes: &'a [u8],
+}
+
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+impl<'a> BatchView<'a> {
+    /// Reads one batch from the start of `buf`. Returns the batch and its total size.
+    /// Checks the framing (length, magic) but not the CRC.
+    pub fn parse(buf: &'a [u8], position: usize) -> Result<Self, BatchError> {
+        if buf.len() < LOG_OVERHEAD + 5 {
+            return Err(BatchError::Truncated {
+                position,
+                needed_bytes: LOG_OVERHEAD + 5,
+                available_bytes: buf.len(),
+            });
+        }
+        let batch_length = be_i32(buf, 8);
+        let magic = buf[16] as i8;
+        if magic != 2 {
+            return Err(BatchError::UnsupportedMagic { position, magic });
+        }
+        if batch_length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+            return Err(BatchError::LengthTooSmall {
+                position,
+                batch_length,
+            });
+        }
+        let total = LOG_OVERHEAD + batch_length as usize;
+        if buf.len() < total {
+            return Err(BatchError::Truncated {
+                position,
+                needed_bytes: total,
+                available_bytes: buf.len(),
+            });
+        }
+        Ok(Self {
+            bytes: &buf[..total],
+        })
+    }
+
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+    pub fn size_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+    pub fn base_offset(&self) -> i64 {
+        be_i64(self.bytes, 0)
+    }
+    pub fn partition_leader_epoch(&self) -> i32 {
+        be_i32(self.bytes, 12)
+    }
+    pub fn crc(&self) -> u32 {
+        be_i32(self.bytes, 17) as u32
+    }
+    pub fn attributes(&self) -> i16 {
+        be_i16(self.bytes, 21)
+    }
+    /// Compression codec id: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
+    pub fn compression(&self) -> i16 {
+        self.attributes() & ATTR_COMPRESSION_MASK
+    }
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes() & ATTR_TIMESTAMP_TYPE != 0
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & ATTR_TRANSACTIONAL != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes() & ATTR_CONTROL != 0
+    }
+    pub fn last_offset_delta(&self) -> i32 {
+        be_i32(self.bytes, 23)
+    }
+    pub fn base_timestamp(&self) -> i64 {
+        be_i64(self.bytes, 27)
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        be_i64(self.bytes, 35)
+    }
+    pub fn producer_id(&self) -> i64 {
+        be_i64(self.bytes, 43)
+    }
+    pub fn producer_epoch(&self) -> i16 {
+        be_i16(self.bytes, 51)
+    }
+    pub fn base_sequence(&self) -> i32 {
+        be_i32(self.bytes, 53)
+    }
+    pub fn record_count(&self) -> i32 {
+        be_i32(self.bytes, 57)
+    }
+    /// Offset of the last record: base offset + lastOffsetDelta.
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset() + i64::from(self.last_offset_delta())
+    }
+    /// The offset after this batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset() + 1
+    }
+
+    pub fn computed_crc(&self) -> u32 {
+        crc32c::crc32c(&self.bytes[CRC_START..])
+    }
+
+    /// Verifies the CRC-32C over attributes..end.
+    pub fn verify_crc(&self) -> Result<(), BatchError> {
+        let computed = self.computed_crc();
+        if computed != self.crc() {
+            return Err(BatchError::CrcMismatch {
+                base_offset: self.base_offset(),
+                stored: self.crc(),
+                computed,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks what a broker must check before accepting a batch from a producer: CRC, and a
+    /// record count consistent with lastOffsetDelta.
+    pub fn validate_for_append(&self) -> Result<(), BatchError> {
+        self.verify_crc()?;
+        let count = self.record_count();
+        if count <= 0 || self.last_offset_delta() != count - 1 {
+            return Err(BatchError::InconsistentCount {
+                base_offset: self.base_offset(),
+                record_count: count,
+                last_offset_delta: self.last_offset_delta(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Iterates over the whole batches in a buffer. A truncated final batch (legal at the end
+/// of a Fetch response) ends the iteration without an error; [`Batches::truncated_tail`]
+/// tells whether that happened. Any other framing problem is returned once, then iteration
+/// stops.
+#[derive(Debug, Clone)]
+pub struct Batches<'a> {
+    buf: &'a [u8],
+    position: usize,
+    truncated_tail: bool,
+    failed: bool,
+}
+
+impl<'a> Batches<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            position: 0,
+            truncated_tail: false,
+            failed: false,
+        }
+    }
+    /// Whether the buffer ended inside a batch.
+    pub fn truncated_tail(&self) -> bool {
+        self.truncated_tail
+    }
+    /// Bytes consumed by the whole batches returned so far.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+}
+
+impl<'a> Iterator for Batches<'a> {
+    type Item = Result<BatchView<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.position >= self.buf.len() {
+            return None;
+        }
+        match BatchView::parse(&self.buf[self.position..], self.position) {
+            Ok(b) => {
+                self.position += b.size_bytes();
+                Some(Ok(b))
+            }
+            Err(BatchError::Truncated { .. }) => {
+                self.truncated_tail = true;
+                self.failed = true;
+                None
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Writes a new base offset into a batch (outside the CRC).
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Writes the partition leader epoch into a batch (outside the CRC).
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[12..16].copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// Rewrites producer id, epoch and base sequence, then recomputes the CRC. The records,
+/// compressed or not, are untouched.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Sets the timestamp type to LogAppendTime with `max_timestamp = now_ms` and recomputes the
+/// CRC, as a broker does for topics with `message.timestamp.type=LogAppendTime`.
+pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
+    let attrs = be_i16(batch, 21) | ATTR_TIMESTAMP_TYPE;
+    batch[21..23].copy_from_slice(&attrs.to_be_bytes());
+    batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Splits `records` into owned batches (cheap `Bytes` slices).
+pub fn split(records: &Bytes) -> Result<Vec<Bytes>, BatchError> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for b in Batches::new(records) {
+        let size = b?.size_bytes();
+        out.push(records.slice(start..start + size));
+        start += size;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a minimal valid uncompressed v2 batch holding `count` records with empty key
+    /// and value, for tests across the workspace.
+    pub fn sample_batch(base_offset: i64, count: i32, timestamp_ms: i64) -> Vec<u8> {
+        let mut records = Vec::new();
+        for i in 0..count {
+            // record: length varint, attributes i8, timestampDelta varlong, offsetDelta varint,
+            // keyLen varint(-1), valueLen varint(0), headers varint(0)
+            let body = [0u8, 0, (i as u8) << 1, 1, 0, 0];
+            records.push((body.len() as u8) << 1);
+            records.extend_from_slice(&body);
+        }
+        let batch_length = (HEADER_LEN - LOG_OVERHEAD + records.len()) as i32;
+        let mut b = Vec::new();
+        b.extend_from_slice(&base_offset.to_be_bytes());
+        b.extend_from_slice(&batch_length.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.push(2);
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&(count - 1).to_be_bytes());
+        b.extend_from_slice(&timestamp_ms.to_be_bytes());
+        b.extend_from_slice(&timestamp_ms.to_be_bytes());
+        b.extend_from_slice(&(-1i64).to_be_bytes());
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&count.to_be_bytes());
+        b.extend_from_slice(&records);
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn parses_header_fields_and_verifies_crc() {
+        let raw = sample_batch(10, 3, 1_000);
+        let b = BatchView::parse(&raw, 0).unwrap();
+        assert_eq!(b.base_offset(), 10);
+        assert_eq!(b.record_count(), 3);
+        assert_eq!(b.next_offset(), 13);
+        assert_eq!(b.max_timestamp(), 1_000);
+        b.validate_for_append().unwrap();
+    }
+
+    #[test]
+    fn crc_detects_a_flipped_byte_but_not_a_new_base_offset() {
+        let mut raw = sample_batch(0, 2, 5);
+        set_base_offset(&mut raw, 77);
+        set_partition_leader_epoch(&mut raw, 3);
+        BatchView::parse(&raw, 0).unwrap().verify_crc().unwrap();
+        let last = raw.len() - 1;
+        raw[last] ^= 0xff;
+        assert!(matches!(
+            BatchView::parse(&raw, 0).unwrap().verify_crc(),
+            Err(BatchError::CrcMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn producer_rewrite_keeps_crc_valid() {
+        let mut raw = sample_batch(0, 2, 5);
+        set_producer(&mut raw, 42, 1, 100);
+        let b = BatchView::parse(&raw, 0).unwrap();
+        assert_eq!((b.producer_id(), b.producer_epoch(), b.base_sequence()), (42, 1, 100));
+        b.verify_crc().unwrap();
+    }
+
+    #[test]
+    fn iteration_stops_quietly_at_a_truncated_tail() {
+        let mut buf = sample_batch(0, 2, 5);
+        let second = sample_batch(2, 4, 5);
+        buf.extend_from_slice(&second[..second.len() - 3]);
+        let mut it = Batches::new(&buf);
+        assert_eq!(it.next().unwrap().unwrap().base_offset(), 0);
+        assert!(it.next().is_none());
+        assert!(it.truncated_tail());
+    }
+
+    #[test]
+    fn bad_magic_and_short_length_are_errors() {
+        let mut raw = sample_batch(0, 1, 5);
+        raw[16] = 1;
+        assert!(matches!(
+            Batches::new(&raw).next(),
+            Some(Err(BatchError::UnsupportedMagic { magic: 1, .. }))
+        ));
+        let mut raw = sample_batch(0, 1, 5);
+        raw[8..12].copy_from_slice(&3i32.to_be_bytes());
+        assert!(matches!(
+            Batches::new(&raw).next(),
+            Some(Err(BatchError::LengthTooSmall { .. }))
+        ));
+    }
+}

@@ -1,0 +1,75 @@
+//! Kafka error-code classification: the one place that decides what a client does about a
+//! broker's error code.
+//!
+//! Every retry decision in kmirror goes through [`classify`], so "NOT_LEADER means refresh
+//! metadata and retry" is written once. The broker side uses the named codes from
+//! `kafka_protocol::error::ResponseError` directly.
+
+pub use kafka_protocol::error::ResponseError;
+
+/// What a client should do about an error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// No error.
+    Ok,
+    /// Retry after backoff; the cached metadata (leader, coordinator) is stale.
+    RetryRefreshMetadata,
+    /// Retry after backoff with the same metadata.
+    Retry,
+    /// Retry is pointless; stop and report.
+    Fatal,
+}
+
+/// Classifies a Kafka error code.
+pub fn classify(code: i16) -> ErrorClass {
+    use ResponseError as E;
+    let Some(err) = ResponseError::try_from_code(code) else {
+        return ErrorClass::Ok;
+    };
+    match err {
+        E::NotLeaderOrFollower
+        | E::LeaderNotAvailable
+        | E::UnknownTopicOrPartition
+        | E::NotCoordinator
+        | E::CoordinatorNotAvailable
+        | E::FencedLeaderEpoch
+        | E::UnknownLeaderEpoch
+        | E::NotController
+        | E::BrokerNotAvailable
+        | E::ReplicaNotAvailable
+        | E::KafkaStorageError
+        | E::UnknownTopicId => ErrorClass::RetryRefreshMetadata,
+        E::RequestTimedOut
+        | E::NetworkException
+        | E::CoordinatorLoadInProgress
+        | E::NotEnoughReplicas
+        | E::NotEnoughReplicasAfterAppend
+        | E::ThrottlingQuotaExceeded
+        | E::ConcurrentTransactions
+        | E::RebalanceInProgress
+        | E::CorruptMessage => ErrorClass::Retry,
+        other if other.is_retriable() => ErrorClass::Retry,
+        _ => ErrorClass::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_common_codes() {
+        assert_eq!(classify(0), ErrorClass::Ok);
+        assert_eq!(
+            classify(ResponseError::NotLeaderOrFollower.code()),
+            ErrorClass::RetryRefreshMetadata
+        );
+        assert_eq!(classify(ResponseError::RequestTimedOut.code()), ErrorClass::Retry);
+        assert_eq!(classify(ResponseError::MessageTooLarge.code()), ErrorClass::Fatal);
+        assert_eq!(
+            classify(ResponseError::TopicAuthorizationFailed.code()),
+            ErrorClass::Fatal
+        );
+        assert_eq!(classify(9999), ErrorClass::Fatal);
+    }
+}

@@ -1,0 +1,16 @@
+//! kmirror-wire: everything the kmirror daemon and kmirror-broker both say on the wire.
+//!
+//! Frames and headers ([`frame`]), version selection ([`versions`]), the v2 record-batch
+//! view used to forward batches without decompressing them ([`batch`]), Kafka error-code
+//! classification ([`errors`]), backoff ([`backoff`]) and the client connection
+//! ([`messenger`]). Message bodies are always encoded by the `kafka-protocol` crate; this
+//! crate never hand-encodes a message that crate provides.
+
+pub mod backoff;
+pub mod batch;
+pub mod errors;
+pub mod frame;
+pub mod messenger;
+pub mod versions;
+
+pub use kafka_protocol;

@@ -1,0 +1,354 @@
+//! One client connection to one broker: correlation-id demultiplexing, pipelining,
+//! timeouts, and poisoning.
+//!
+//! Requests are encoded by the caller's task and handed whole to a writer task through a
+//! bounded channel, so a caller that is dropped mid-request never leaves half a frame on
+//! the wire (cancellation safety). A reader task routes each response frame to its waiter
+//! by correlation id. Any read or write failure *poisons* the connection: every in-flight
+//! and future request fails with the same error, because a stream that lost a byte cannot
+//! be trusted again. Reconnecting is the caller's (the client layer's) job.
+//!
+//! Versions are negotiated once, at connect, with ApiVersions (with the KIP-511 fallback to
+//! v0 when the broker does not know our ApiVersions version).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::{Request, StrBytes};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::frame::{self, FrameError};
+use crate::versions::{BrokerVersions, NoCommonVersion};
+
+/// Errors of a single request on a connection.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RequestError {
+    #[error("connection to {addr} failed: {message}")]
+    Connect { addr: String, message: String },
+    #[error("connection is broken: {reason}")]
+    Poisoned { reason: Arc<str> },
+    #[error("request {api_key} timed out after {timeout_ms} ms")]
+    Timeout { api_key: i16, timeout_ms: u64 },
+    #[error("{0}")]
+    Frame(Arc<FrameError>),
+    #[error("{0}")]
+    Version(Arc<NoCommonVersion>),
+    #[error("response has correlation id {got}, expected {expected}")]
+    Correlation { expected: i32, got: i32 },
+}
+
+impl From<FrameError> for RequestError {
+    fn from(e: FrameError) -> Self {
+        Self::Frame(Arc::new(e))
+    }
+}
+impl From<NoCommonVersion> for RequestError {
+    fn from(e: NoCommonVersion) -> Self {
+        Self::Version(Arc::new(e))
+    }
+}
+
+/// Settings for a connection.
+#[derive(Debug, Clone)]
+pub struct MessengerConfig {
+    pub client_id: String,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_frame_bytes: usize,
+    /// Bound on frames queued for the writer.
+    pub write_queue_frames: usize,
+}
+
+impl Default for MessengerConfig {
+    fn default() -> Self {
+        Self {
+            client_id: "kmirror".into(),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
+            write_queue_frames: 64,
+        }
+    }
+}
+
+enum State {
+    Open(HashMap<i32, oneshot::Sender<Bytes>>),
+    Poisoned(Arc<str>),
+}
+
+struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn poison(&self, reason: &str) {
+        let mut st = self.state.lock().expect("messenger state lock");
+        if let State::Open(_) = &*st {
+            // Dropping the senders wakes every waiter; they then read the poison reason.
+            *st = State::Poisoned(Arc::from(reason));
+        }
+    }
+    fn poisoned(&self) -> Option<Arc<str>> {
+        match &*self.state.lock().expect("messenger state lock") {
+            State::Poisoned(r) => Some(r.clone()),
+            State::Open(_) => None,
+        }
+    }
+}
+
+/// A connection to one broker.
+pub struct Messenger {
+    addr: String,
+    config: MessengerConfig,
+    client_id: StrBytes,
+    next_correlation_id: AtomicI32,
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<Bytes>,
+    versions: BrokerVersions,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Messenger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Messenger").field("addr", &self.addr).finish()
+    }
+}
+
+impl Drop for Messenger {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Messenger {
+    /// Connects over TCP and negotiates versions.
+    pub async fn connect(addr: &str, config: MessengerConfig) -> Result<Self, RequestError> {
+        let connect_err = |message: String| RequestError::Connect {
+            addr: addr.to_string(),
+            message,
+        };
+        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| connect_err(format!("timed out after {:?}", config.connect_timeout)))?
+            .map_err(|e| connect_err(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        Self::over(addr.to_string(), r, w, config).await
+    }
+
+    /// Runs the protocol over any byte stream (tests use in-memory duplex streams).
+    pub async fn over<R, W>(
+        addr: String,
+        read: R,
+        write: W,
+        config: MessengerConfig,
+    ) -> Result<Self, RequestError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::Open(HashMap::new())),
+        });
+        let (tx, rx) = mpsc::channel::<Bytes>(config.write_queue_frames);
+        let writer = tokio::spawn(write_loop(
+            FramedWrite::new(write, frame::codec(config.max_frame_bytes)),
+            rx,
+            shared.clone(),
+        ));
+        let reader = tokio::spawn(read_loop(
+            FramedRead::new(read, frame::codec(config.max_frame_bytes)),
+            shared.clone(),
+        ));
+        let mut m = Self {
+            client_id: StrBytes::from_string(config.client_id.clone()),
+            addr,
+            config,
+            next_correlation_id: AtomicI32::new(1),
+            shared,
+            writer: tx,
+            versions: BrokerVersions::default(),
+            tasks: vec![writer, reader],
+        };
+        m.versions = m.negotiate().await?;
+        Ok(m)
+    }
+
+    async fn negotiate(&self) -> Result<BrokerVersions, RequestError> {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("kmirror"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let resp: ApiVersionsResponse = self.send_at(&req, 3).await?;
+        if resp.error_code == kafka_protocol::error::ResponseError::UnsupportedVersion.code() {
+            // KIP-511: the broker answered at v0 with its ApiVersions range; retry at v0.
+            let resp: ApiVersionsResponse = self.send_at(&ApiVersionsRequest::default(), 0).await?;
+            return Ok(BrokerVersions::from_response(&resp));
+        }
+        Ok(BrokerVersions::from_response(&resp))
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// What the broker advertised.
+    pub fn versions(&self) -> &BrokerVersions {
+        &self.versions
+    }
+
+    /// Whether the connection is still usable.
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.poisoned().is_some()
+    }
+
+    /// Sends `req` at the highest common version and waits for its response.
+    pub async fn send<R: Request>(&self, req: &R) -> Result<(R::Response, i16), RequestError> {
+        let version = self.versions.pick::<R>()?;
+        Ok((self.send_at(req, version).await?, version))
+    }
+
+    /// Sends `req` at `version` and waits for its response.
+    pub async fn send_at<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<R::Response, RequestError> {
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let frame = frame::encode_request(correlation_id, version, &self.client_id, req)?;
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut st = self.shared.state.lock().expect("messenger state lock");
+            match &mut *st {
+                State::Open(map) => {
+                    map.insert(correlation_id, tx);
+                }
+                State::Poisoned(r) => return Err(RequestError::Poisoned { reason: r.clone() }),
+            }
+        }
+        // Removes the waiter if this future is dropped or times out before the response.
+        let guard = WaiterGuard {
+            shared: &self.shared,
+            correlation_id,
+        };
+        self.enqueue(frame).await?;
+        let mut resp = match tokio::time::timeout(self.config.request_timeout, rx).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                let reason = self.shared.poisoned().unwrap_or_else(|| Arc::from("closed"));
+                return Err(RequestError::Poisoned { reason });
+            }
+            Err(_) => {
+                return Err(RequestError::Timeout {
+                    api_key: R::KEY,
+                    timeout_ms: self.config.request_timeout.as_millis() as u64,
+                })
+            }
+        };
+        drop(guard);
+        let header = frame::decode_response_header::<R::Response>(&mut resp, version)?;
+        if header.correlation_id != correlation_id {
+            return Err(RequestError::Correlation {
+                expected: correlation_id,
+                got: header.correlation_id,
+            });
+        }
+        Ok(frame::decode_body(&mut resp, version, "response body")?)
+    }
+
+    /// Sends a request that gets no response (Produce with acks=0).
+    pub async fn send_no_response<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<(), RequestError> {
+        let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
+        let frame = frame::encode_request(correlation_id, version, &self.client_id, req)?;
+        self.enqueue(frame).await
+    }
+
+    async fn enqueue(&self, frame: Bytes) -> Result<(), RequestError> {
+        self.writer.send(frame).await.map_err(|_| {
+            let reason = self.shared.poisoned().unwrap_or_else(|| Arc::from("writer stopped"));
+            RequestError::Poisoned { reason }
+        })
+    }
+}
+
+struct WaiterGuard<'a> {
+    shared: &'a Shared,
+    correlation_id: i32,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.shared.state.lock() {
+            if let State::Open(map) = &mut *st {
+                map.remove(&self.correlation_id);
+            }
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut sink: FramedWrite<W, tokio_util::codec::LengthDelimitedCodec>,
+    mut rx: mpsc::Receiver<Bytes>,
+    shared: Arc<Shared>,
+) {
+    while let Some(frame) = rx.recv().await {
+        // Write everything already queued before flushing: pipelining without a syscall
+        // per request.
+        let mut result = SinkExt::<Bytes>::feed(&mut sink, frame).await;
+        while result.is_ok() {
+            match rx.try_recv() {
+                Ok(next) => result = SinkExt::<Bytes>::feed(&mut sink, next).await,
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = result.and(SinkExt::<Bytes>::flush(&mut sink).await) {
+            shared.poison(&format!("write failed: {e}"));
+            return;
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut stream: FramedRead<R, tokio_util::codec::LengthDelimitedCodec>,
+    shared: Arc<Shared>,
+) {
+    loop {
+        let frame = match stream.next().await {
+            Some(Ok(f)) => f.freeze(),
+            Some(Err(e)) => {
+                shared.poison(&format!("read failed: {e}"));
+                return;
+            }
+            None => {
+                shared.poison("connection closed by broker");
+                return;
+            }
+        };
+        if frame.len() < 4 {
+            shared.poison("response frame shorter than its header");
+            return;
+        }
+        let correlation_id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        let waiter = match &mut *shared.state.lock().expect("messenger state lock") {
+            State::Open(map) => map.remove(&correlation_id),
+            State::Poisoned(_) => return,
+        };
+        // A missing waiter was cancelled or timed out; its response is dropped.
+        if let Some(w) = waiter {
+            let _ = w.send(frame);
+        }
+    }
+}

@@ -4,4 +4,15 @@
 //! with their default settings. It exists so that both sides of a kmirror topology can run
 //! on a laptop and in CI; it is not a replacement for a Kafka cluster.
 
+pub mod config;
+pub mod dispatch;
+pub mod handlers;
 pub mod log;
+pub mod server;
+pub mod state;
+pub mod topic_config;
+pub mod topics;
+
+pub use config::BrokerConfig;
+pub use server::{start, RunningBroker, ServerError};
+pub use state::Broker;

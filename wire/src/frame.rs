@@ -8,7 +8,10 @@
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio_util::codec::LengthDelimitedCodec;
+use futures::SinkExt;
+use tokio::io::AsyncWrite;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedWrite, LengthDelimitedCodec};
 
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 100 * 1024 * 1024;
@@ -38,6 +41,23 @@ pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
         .length_field_length(4)
         .max_frame_length(max_frame_bytes)
         .new_codec()
+}
+
+/// Writes every frame received on `rx` to `write`, length-prefixed, batching whatever is
+/// already queued into one flush. Returns when `rx` closes or a write fails.
+pub async fn write_frames<W: AsyncWrite + Unpin>(
+    write: W,
+    mut rx: mpsc::Receiver<Bytes>,
+) -> std::io::Result<()> {
+    let mut sink = FramedWrite::new(write, codec(usize::MAX));
+    while let Some(frame) = rx.recv().await {
+        SinkExt::<Bytes>::feed(&mut sink, frame).await?;
+        while let Ok(next) = rx.try_recv() {
+            SinkExt::<Bytes>::feed(&mut sink, next).await?;
+        }
+        SinkExt::<Bytes>::flush(&mut sink).await?;
+    }
+    Ok(())
 }
 
 /// The first fields of a request frame, read without decoding the header or body.

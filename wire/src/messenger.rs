@@ -17,13 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedRead;
 
 use crate::frame::{self, FrameError};
 use crate::versions::{BrokerVersions, NoCommonVersion};
@@ -161,11 +161,7 @@ impl Messenger {
             state: Mutex::new(State::Open(HashMap::new())),
         });
         let (tx, rx) = mpsc::channel::<Bytes>(config.write_queue_frames);
-        let writer = tokio::spawn(write_loop(
-            FramedWrite::new(write, frame::codec(config.max_frame_bytes)),
-            rx,
-            shared.clone(),
-        ));
+        let writer = tokio::spawn(write_loop(write, rx, shared.clone()));
         let reader = tokio::spawn(read_loop(
             FramedRead::new(read, frame::codec(config.max_frame_bytes)),
             shared.clone(),
@@ -299,25 +295,9 @@ impl Drop for WaiterGuard<'_> {
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut sink: FramedWrite<W, tokio_util::codec::LengthDelimitedCodec>,
-    mut rx: mpsc::Receiver<Bytes>,
-    shared: Arc<Shared>,
-) {
-    while let Some(frame) = rx.recv().await {
-        // Write everything already queued before flushing: pipelining without a syscall
-        // per request.
-        let mut result = SinkExt::<Bytes>::feed(&mut sink, frame).await;
-        while result.is_ok() {
-            match rx.try_recv() {
-                Ok(next) => result = SinkExt::<Bytes>::feed(&mut sink, next).await,
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = result.and(SinkExt::<Bytes>::flush(&mut sink).await) {
-            shared.poison(&format!("write failed: {e}"));
-            return;
-        }
+async fn write_loop<W: AsyncWrite + Unpin>(write: W, rx: mpsc::Receiver<Bytes>, shared: Arc<Shared>) {
+    if let Err(e) = frame::write_frames(write, rx).await {
+        shared.poison(&format!("write failed: {e}"));
     }
 }
 

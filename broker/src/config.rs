@@ -1,0 +1,63 @@
+//! The broker's settings: what the CLI and the embedding daemon pass to [`crate::Broker`].
+//!
+//! Parsing flags and environment variables is `main.rs`'s job; this module only holds the
+//! values and their defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::log::{FlushPolicy, LogConfig};
+
+/// Everything a broker needs to start.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to connect to; `None` = the bound address.
+    pub advertised_listener: Option<String>,
+    pub node_id: i32,
+    pub cluster_id: String,
+    /// Where logs, topic metadata, group offsets and producer state live; `None` keeps
+    /// everything in memory (tests only).
+    pub data_dir: Option<PathBuf>,
+    /// Partitions of auto-created topics and of CreateTopics with `num_partitions = -1`.
+    pub default_partitions: i32,
+    /// Create topics on Metadata requests for unknown topics.
+    pub auto_create_topics: bool,
+    pub flush: FlushPolicy,
+    /// Frames larger than this close the connection.
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    /// Broker defaults for topic configs.
+    pub log_defaults: LogConfig,
+    /// `message.max.bytes`: default for the topic config `max.message.bytes`.
+    pub max_message_bytes: i32,
+    pub retention_check_interval: Duration,
+    /// `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_listener: None,
+            node_id: 0,
+            cluster_id: "kmirror-local-cluster".into(),
+            data_dir: None,
+            default_partitions: 1,
+            auto_create_topics: true,
+            flush: FlushPolicy::Never,
+            max_frame_bytes: kmirror_wire::frame::DEFAULT_MAX_FRAME_BYTES,
+            max_connections: 1024,
+            log_defaults: LogConfig::default(),
+            max_message_bytes: 1_048_588,
+            retention_check_interval: Duration::from_secs(30),
+            group_initial_rebalance_delay: Duration::from_millis(3000),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

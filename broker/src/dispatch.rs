@@ -1,0 +1,210 @@
+//! Request dispatch: frame -> header -> body -> handler -> response frame.
+//!
+//! Holds the one table of what the broker advertises ([`advertised`]): for each
+//! implemented API, the versions `kafka-protocol` can both decode and encode, narrowed
+//! where a newer version needs something the broker does not have (topic-id addressed
+//! Produce/Fetch). A request for an unknown API key, an API the broker does not implement,
+//! a version outside the advertised range, or a body that does not decode closes the
+//! connection with a log line, as Kafka does; ApiVersions at an unknown version gets the
+//! KIP-511 fallback answer instead. Handlers never see malformed input.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Request, VersionRange};
+use kmirror_wire::frame::{self, RequestPrefix};
+use kmirror_wire::versions::codec_range;
+
+use crate::handlers;
+use crate::state::Broker;
+
+/// What the connection does with a request.
+#[derive(Debug)]
+pub enum Outcome {
+    Respond(Bytes),
+    /// Produce with acks=0: no response at all.
+    NoResponse,
+    Close(String),
+}
+
+/// `codec_range::<R>()` with the minimum lowered to `min` and the maximum capped at `max`.
+///
+/// Lowering the minimum is deliberate for Produce: librdkafka before 2.11.1 (Debian's kcat
+/// is 2.0.2) only enables gzip/snappy/lz4 when the broker's Produce range contains v0.
+/// Clients always pick the highest common version, so v0-2 never arrive in practice; if
+/// one does, the body cannot be decoded and the connection is closed.
+fn adv<R: Request>(min: Option<i16>, max: Option<i16>) -> VersionRange {
+    let r = codec_range::<R>();
+    VersionRange {
+        min: min.unwrap_or(r.min),
+        max: max.map_or(r.max, |m| m.min(r.max)),
+    }
+}
+
+/// The advertised version range of an API key, or `None` if not implemented.
+fn range_for(key: ApiKey) -> Option<VersionRange> {
+    Some(match key {
+        ApiKey::ApiVersions => adv::<ApiVersionsRequest>(None, None),
+        ApiKey::Metadata => adv::<MetadataRequest>(None, Some(12)),
+        ApiKey::Produce => adv::<ProduceRequest>(Some(0), Some(12)),
+        ApiKey::Fetch => adv::<FetchRequest>(None, Some(12)),
+        ApiKey::ListOffsets => adv::<ListOffsetsRequest>(None, Some(8)),
+        ApiKey::CreateTopics => adv::<CreateTopicsRequest>(None, None),
+        ApiKey::DeleteTopics => adv::<DeleteTopicsRequest>(None, None),
+        ApiKey::CreatePartitions => adv::<CreatePartitionsRequest>(None, None),
+        _ => return None,
+    })
+}
+
+/// Every implemented API with its advertised versions, ordered by key.
+pub fn advertised() -> &'static [ApiVersion] {
+    static TABLE: OnceLock<Vec<ApiVersion>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut v: Vec<ApiVersion> = ApiKey::iter()
+            .filter_map(|k| {
+                range_for(k).map(|r| {
+                    ApiVersion::default()
+                        .with_api_key(k as i16)
+                        .with_min_version(r.min)
+                        .with_max_version(r.max)
+                })
+            })
+            .collect();
+        v.sort_by_key(|a| a.api_key);
+        v
+    })
+}
+
+/// Handles one request frame.
+pub async fn handle(broker: &Broker, mut frame: Bytes) -> Outcome {
+    let prefix = match RequestPrefix::peek(&frame) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Close(e.to_string()),
+    };
+    let Ok(key) = ApiKey::try_from(prefix.api_key) else {
+        return Outcome::Close(format!("unknown API key {}", prefix.api_key));
+    };
+    let Some(range) = range_for(key) else {
+        return Outcome::Close(format!("API {key:?} is not supported by this broker"));
+    };
+    let version = prefix.api_version;
+    if version < range.min || version > range.max {
+        if key == ApiKey::ApiVersions && version > range.max {
+            return api_versions_fallback(prefix.correlation_id, range.max);
+        }
+        return Outcome::Close(format!(
+            "{key:?} v{version} is outside the supported range {range}"
+        ));
+    }
+    let header = match frame::decode_request_header(&mut frame) {
+        Ok(h) => h,
+        Err(e) => return Outcome::Close(e.to_string()),
+    };
+    let corr = header.correlation_id;
+    let client_id = header.client_id.as_ref().map(|s| s.as_str()).unwrap_or("");
+    match key {
+        ApiKey::ApiVersions => {
+            route(&mut frame, corr, version, |r| async move {
+                handlers::api_versions::handle(r, version)
+            })
+            .await
+        }
+        ApiKey::Metadata => {
+            route(&mut frame, corr, version, |r| {
+                handlers::metadata::handle(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::Produce => {
+            let req: ProduceRequest = match frame::decode_body(&mut frame, version, "Produce") {
+                Ok(r) => r,
+                Err(e) => return Outcome::Close(e.to_string()),
+            };
+            let acks = req.acks;
+            let resp = handlers::produce::handle(broker, req, version).await;
+            if acks == 0 {
+                return Outcome::NoResponse;
+            }
+            respond(corr, version, &resp)
+        }
+        ApiKey::Fetch => {
+            route(&mut frame, corr, version, |r| {
+                handlers::fetch::handle(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::ListOffsets => {
+            route(&mut frame, corr, version, |r| async move {
+                handlers::list_offsets::handle(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::CreateTopics => {
+            route(&mut frame, corr, version, |r| async move {
+                handlers::create_topics::handle(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::DeleteTopics => {
+            route(&mut frame, corr, version, |r| async move {
+                handlers::delete_topics::handle(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::CreatePartitions => {
+            route(&mut frame, corr, version, |r| async move {
+                handlers::create_partitions::handle(broker, r, version)
+            })
+            .await
+        }
+        _ => {
+            let _ = client_id;
+            Outcome::Close(format!("API {key:?} is not supported by this broker"))
+        }
+    }
+}
+
+async fn route<R, F, Fut>(frame: &mut Bytes, corr: i32, version: i16, f: F) -> Outcome
+where
+    R: Request,
+    F: FnOnce(R) -> Fut,
+    Fut: Future<Output = R::Response>,
+{
+    let req: R = match frame::decode_body(frame, version, "request body") {
+        Ok(r) => r,
+        Err(e) => return Outcome::Close(format!("API key {} v{version}: {e}", R::KEY)),
+    };
+    let resp = f(req).await;
+    respond(corr, version, &resp)
+}
+
+fn respond<R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion>(
+    corr: i32,
+    version: i16,
+    resp: &R,
+) -> Outcome {
+    match frame::encode_response(corr, version, resp) {
+        Ok(b) => Outcome::Respond(b),
+        Err(e) => {
+            // A response the codec refuses is a broker bug; say so loudly, keep running.
+            tracing::error!(error = %e, version, "Cannot encode response; closing connection.");
+            Outcome::Close(e.to_string())
+        }
+    }
+}
+
+/// KIP-511: ApiVersions at a version we do not know gets a v0 response with
+/// UNSUPPORTED_VERSION and our ApiVersions range, so the client retries lower.
+fn api_versions_fallback(corr: i32, max: i16) -> Outcome {
+    let resp = ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(vec![ApiVersion::default()
+            .with_api_key(ApiKey::ApiVersions as i16)
+            .with_min_version(0)
+            .with_max_version(max)]);
+    respond(corr, 0, &resp)
+}

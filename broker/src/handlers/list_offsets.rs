@@ -1,0 +1,96 @@
+//! ListOffsets: latest (-1, the log end offset), earliest (-2, the log start offset), max
+//! timestamp (-3), earliest local (-4, same as earliest here), and by timestamp: the first
+//! record whose timestamp is at or after the wanted one. For uncompressed batches that is
+//! the exact record; for compressed batches it is the batch's first offset, because the
+//! broker never decompresses (consumers skip the earlier records of the batch).
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::log::{FoundBatch, LogError, PartitionLog};
+use crate::state::Broker;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let topic = broker.topics.get(t.name.as_str());
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut out = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1);
+                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
+                        out.error_code = ResponseError::UnknownTopicOrPartition.code();
+                        return out;
+                    };
+                    let log = partition.log.lock().expect("log lock");
+                    match lookup(log.as_ref(), p.timestamp) {
+                        Ok(Some((timestamp, offset))) => {
+                            out.timestamp = timestamp;
+                            out.offset = offset;
+                            if version >= 4 {
+                                out.leader_epoch = 0;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => out.error_code = super::log_error_code(&e).code(),
+                    }
+                    out
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// (timestamp, offset) for a ListOffsets query; `None` when nothing matches.
+fn lookup(log: &dyn PartitionLog, wanted: i64) -> Result<Option<(i64, i64)>, LogError> {
+    Ok(match wanted {
+        LATEST => Some((-1, log.log_end_offset())),
+        EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
+        MAX_TIMESTAMP => log
+            .max_timestamp()?
+            .map(|(ts, found)| (ts, exact_offset(&found, |t| t == ts).unwrap_or(found.base_offset))),
+        ts if ts >= 0 => log
+            .find_by_timestamp(ts)?
+            .map(|found| {
+                exact_record(&found, ts).unwrap_or_else(|| {
+                    let b = kmirror_wire::batch::BatchView::parse(&found.bytes, 0);
+                    (b.map(|b| b.max_timestamp()).unwrap_or(ts), found.base_offset)
+                })
+            }),
+        _ => None,
+    })
+}
+
+/// Decodes an uncompressed batch to find the first record at or after `ts`.
+fn exact_record(found: &FoundBatch, ts: i64) -> Option<(i64, i64)> {
+    let mut bytes: Bytes = found.bytes.clone();
+    let set = RecordBatchDecoder::decode(&mut bytes).ok()?;
+    set.records
+        .iter()
+        .find(|r| r.timestamp >= ts)
+        .map(|r| (r.timestamp, r.offset))
+}
+
+fn exact_offset(found: &FoundBatch, pred: impl Fn(i64) -> bool) -> Option<i64> {
+    let mut bytes: Bytes = found.bytes.clone();
+    let set = RecordBatchDecoder::decode(&mut bytes).ok()?;
+    set.records.iter().find(|r| pred(r.timestamp)).map(|r| r.offset)
+}

@@ -1,0 +1,101 @@
+//! Metadata: brokers (just this one, at its advertised address), cluster id, controller
+//! id, and topics with stable topic ids. Unknown topics are created when both the broker
+//! and the request (v4+) allow auto-creation.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::state::Broker;
+use crate::topics::{Topic, TopicError};
+
+pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let node = BrokerId(broker.config.node_id);
+    let mut resp = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(node)
+            .with_host(StrBytes::from_string(broker.advertised_host.clone()))
+            .with_port(broker.advertised_port)])
+        .with_controller_id(if version >= 1 { node } else { BrokerId(-1) });
+    if version >= 2 {
+        resp.cluster_id = Some(StrBytes::from_string(broker.config.cluster_id.clone()));
+    }
+    // v0: an empty list means all topics; v1+: null means all topics.
+    let all = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    let allow_create = broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let topics = if all {
+        broker.topics.all().iter().map(|t| describe(broker, t, version)).collect()
+    } else {
+        req.topics
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| match (&t.name, version >= 10 && !t.topic_id.is_nil()) {
+                (_, true) => match broker.topics.get_by_id(t.topic_id) {
+                    Some(topic) => describe(broker, &topic, version),
+                    None => MetadataResponseTopic::default()
+                        .with_topic_id(t.topic_id)
+                        .with_error_code(ResponseError::UnknownTopicId.code()),
+                },
+                (Some(name), false) => lookup_or_create(broker, name, allow_create, version),
+                (None, false) => MetadataResponseTopic::default()
+                    .with_error_code(ResponseError::InvalidRequest.code()),
+            })
+            .collect()
+    };
+    resp.with_topics(topics)
+}
+
+fn lookup_or_create(broker: &Broker, name: &TopicName, allow_create: bool, version: i16) -> MetadataResponseTopic {
+    let error = |code: ResponseError| {
+        MetadataResponseTopic::default()
+            .with_name(Some(name.clone()))
+            .with_error_code(code.code())
+    };
+    if let Some(t) = broker.topics.get(name.as_str()) {
+        return describe(broker, &t, version);
+    }
+    if !allow_create {
+        return error(ResponseError::UnknownTopicOrPartition);
+    }
+    match broker
+        .topics
+        .create(name.as_str(), broker.config.default_partitions, Default::default())
+    {
+        Ok(t) => describe(broker, &t, version),
+        // Another request created it first.
+        Err(TopicError::AlreadyExists(_)) => match broker.topics.get(name.as_str()) {
+            Some(t) => describe(broker, &t, version),
+            None => error(ResponseError::LeaderNotAvailable),
+        },
+        Err(e) => error(super::topic_error_code(&e)),
+    }
+}
+
+fn describe(broker: &Broker, topic: &Arc<Topic>, version: i16) -> MetadataResponseTopic {
+    let node = BrokerId(broker.config.node_id);
+    let partitions = (0..topic.partition_count())
+        .map(|i| {
+            MetadataResponsePartition::default()
+                .with_partition_index(i)
+                .with_leader_id(node)
+                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect();
+    let mut t = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_partitions(partitions);
+    if version >= 10 {
+        t.topic_id = topic.id;
+    }
+    t
+}

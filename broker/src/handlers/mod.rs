@@ -1,0 +1,45 @@
+//! One module per Kafka API. Each handler takes a decoded request and its version and
+//! returns the response; partition-level problems become per-partition error codes.
+//! Handlers never close connections — only [`crate::dispatch`] does, for protocol
+//! violations.
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::log::LogError;
+use crate::topics::TopicError;
+
+/// The Kafka error code for a topic-level failure.
+pub fn topic_error_code(e: &TopicError) -> ResponseError {
+    match e {
+        TopicError::InvalidName { .. } => ResponseError::InvalidTopicException,
+        TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
+        TopicError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        TopicError::Log(e) => log_error_code(e),
+        TopicError::Persist { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The Kafka error code for a log failure.
+pub fn log_error_code(e: &LogError) -> ResponseError {
+    match e {
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::Corrupt(_) => ResponseError::CorruptMessage,
+        LogError::Io { .. } => ResponseError::KafkaStorageError,
+    }
+}
+
+/// An owned `StrBytes` for an error message.
+pub fn message(s: impl Into<String>) -> Option<StrBytes> {
+    Some(StrBytes::from_string(s.into()))
+}

@@ -1,0 +1,332 @@
+//! Topic configuration keys: which ones exist, their types, defaults and validation.
+//!
+//! Kafka clients and MirrorMaker-style tools set and describe these keys by name. The
+//! broker accepts every key a Kafka topic accepts so that configs synced from a real
+//! cluster are not rejected, but only some change behaviour here (retention, segments,
+//! message size, timestamp type); the rest are stored and described. Compaction is not
+//! implemented: `cleanup.policy=compact` is accepted and stored, and such a topic keeps
+//! every record (no time or size retention applies to it).
+
+use std::collections::BTreeMap;
+
+use crate::log::LogConfig;
+
+/// The value type of a config key, as DescribeConfigs reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    Int,
+    Long,
+    Double,
+    String,
+    List,
+}
+
+impl ConfigType {
+    /// The DescribeConfigs v3+ `config_type` code.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+        }
+    }
+}
+
+/// One known key.
+#[derive(Debug)]
+pub struct ConfigKey {
+    pub name: &'static str,
+    pub kind: ConfigType,
+    /// Default when neither topic nor broker sets it (broker-derived keys are filled in by
+    /// [`TopicConfigs::effective`]).
+    pub default: &'static str,
+    /// Smallest allowed value for numbers.
+    pub min: Option<i64>,
+    /// Allowed values for enumerations (comma-separated lists check each item).
+    pub choices: &'static [&'static str],
+}
+
+const fn key(name: &'static str, kind: ConfigType, default: &'static str) -> ConfigKey {
+    ConfigKey {
+        name,
+        kind,
+        default,
+        min: None,
+        choices: &[],
+    }
+}
+const fn num(name: &'static str, kind: ConfigType, default: &'static str, min: i64) -> ConfigKey {
+    ConfigKey {
+        name,
+        kind,
+        default,
+        min: Some(min),
+        choices: &[],
+    }
+}
+const fn one_of(
+    name: &'static str,
+    kind: ConfigType,
+    default: &'static str,
+    choices: &'static [&'static str],
+) -> ConfigKey {
+    ConfigKey {
+        name,
+        kind,
+        default,
+        min: None,
+        choices,
+    }
+}
+
+use ConfigType::{Boolean, Double, Int, List, Long};
+
+/// Every topic-level key Kafka 4.x accepts.
+pub static TOPIC_KEYS: &[ConfigKey] = &[
+    one_of("cleanup.policy", List, "delete", &["delete", "compact"]),
+    one_of(
+        "compression.type",
+        ConfigType::String,
+        "producer",
+        &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"],
+    ),
+    num("compression.gzip.level", Int, "-1", -1),
+    num("compression.lz4.level", Int, "9", 1),
+    num("compression.zstd.level", Int, "3", -131072),
+    num("delete.retention.ms", Long, "86400000", 0),
+    num("file.delete.delay.ms", Long, "60000", 0),
+    num("flush.messages", Long, "9223372036854775807", 1),
+    num("flush.ms", Long, "9223372036854775807", 0),
+    key("follower.replication.throttled.replicas", List, ""),
+    num("index.interval.bytes", Int, "4096", 0),
+    key("leader.replication.throttled.replicas", List, ""),
+    num("local.retention.bytes", Long, "-2", -2),
+    num("local.retention.ms", Long, "-2", -2),
+    num("max.compaction.lag.ms", Long, "9223372036854775807", 1),
+    num("max.message.bytes", Int, "1048588", 0),
+    key("message.downconversion.enable", Boolean, "true"),
+    num("message.timestamp.after.max.ms", Long, "3600000", 0),
+    num("message.timestamp.before.max.ms", Long, "9223372036854775807", 0),
+    num("message.timestamp.difference.max.ms", Long, "9223372036854775807", 0),
+    one_of(
+        "message.timestamp.type",
+        ConfigType::String,
+        "CreateTime",
+        &["CreateTime", "LogAppendTime"],
+    ),
+    key("min.cleanable.dirty.ratio", Double, "0.5"),
+    num("min.compaction.lag.ms", Long, "0", 0),
+    num("min.insync.replicas", Int, "1", 1),
+    key("preallocate", Boolean, "false"),
+    key("remote.storage.enable", Boolean, "false"),
+    num("retention.bytes", Long, "-1", -1),
+    num("retention.ms", Long, "604800000", -1),
+    num("segment.bytes", Int, "1073741824", 14),
+    num("segment.index.bytes", Int, "10485760", 4),
+    num("segment.jitter.ms", Long, "0", 0),
+    num("segment.ms", Long, "604800000", 1),
+    key("unclean.leader.election.enable", Boolean, "false"),
+];
+
+/// Looks up a known key.
+pub fn lookup(name: &str) -> Option<&'static ConfigKey> {
+    TOPIC_KEYS.iter().find(|k| k.name == name)
+}
+
+/// Why a config value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown topic config {0}")]
+    UnknownKey(String),
+    #[error("invalid value {value:?} for {name}: {reason}")]
+    InvalidValue {
+        name: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// Checks one key/value pair.
+pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
+    let key = lookup(name).ok_or_else(|| ConfigError::UnknownKey(name.to_string()))?;
+    let bad = |reason: String| ConfigError::InvalidValue {
+        name: name.to_string(),
+        value: value.to_string(),
+        reason,
+    };
+    match key.kind {
+        Boolean => {
+            if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
+                return Err(bad("expected true or false".into()));
+            }
+        }
+        Int | Long => {
+            let n: i64 = value.trim().parse().map_err(|_| bad("expected an integer".into()))?;
+            if key.kind == Int && i32::try_from(n).is_err() {
+                return Err(bad("out of range for an int".into()));
+            }
+            if let Some(min) = key.min {
+                if n < min {
+                    return Err(bad(format!("must be at least {min}")));
+                }
+            }
+        }
+        Double => {
+            let d: f64 = value.trim().parse().map_err(|_| bad("expected a number".into()))?;
+            if !(0.0..=1.0).contains(&d) {
+                return Err(bad("must be between 0 and 1".into()));
+            }
+        }
+        ConfigType::String | List => {
+            if !key.choices.is_empty() {
+                let items: Vec<&str> = if key.kind == List {
+                    value.split(',').map(str::trim).collect()
+                } else {
+                    vec![value]
+                };
+                if let Some(item) = items.iter().find(|i| !key.choices.contains(i)) {
+                    return Err(bad(format!(
+                        "{item:?} is not one of {}",
+                        key.choices.join(", ")
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where an effective value comes from, as DescribeConfigs reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    TopicOverride,
+    BrokerDefault,
+    Default,
+}
+
+impl ConfigSource {
+    /// DescribeConfigs v1+ `config_source` code.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigSource::TopicOverride => 1,
+            ConfigSource::BrokerDefault => 5,
+            ConfigSource::Default => 5,
+        }
+    }
+}
+
+/// The explicitly set configs of one topic.
+pub type TopicConfigs = BTreeMap<String, String>;
+
+/// Broker-wide defaults that override the static ones.
+#[derive(Debug, Clone)]
+pub struct BrokerDefaults {
+    pub log: LogConfig,
+    pub max_message_bytes: i32,
+}
+
+impl BrokerDefaults {
+    fn default_for(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "retention.ms" => self.log.retention_ms.to_string(),
+            "retention.bytes" => self.log.retention_bytes.to_string(),
+            "segment.bytes" => self.log.segment_bytes.to_string(),
+            "segment.ms" => self.log.segment_ms.to_string(),
+            "index.interval.bytes" => self.log.index_interval_bytes.to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            _ => return None,
+        })
+    }
+
+    /// The effective value of `name` for a topic with `set` overrides, and its source.
+    pub fn effective(&self, set: &TopicConfigs, name: &str) -> Option<(String, ConfigSource)> {
+        if let Some(v) = set.get(name) {
+            return Some((v.clone(), ConfigSource::TopicOverride));
+        }
+        if let Some(v) = self.default_for(name) {
+            return Some((v, ConfigSource::BrokerDefault));
+        }
+        lookup(name).map(|k| (k.default.to_string(), ConfigSource::Default))
+    }
+
+    fn number(&self, set: &TopicConfigs, name: &str) -> i64 {
+        self.effective(set, name)
+            .and_then(|(v, _)| v.parse().ok())
+            .unwrap_or(-1)
+    }
+
+    /// The log settings for a topic.
+    pub fn log_config(&self, set: &TopicConfigs) -> LogConfig {
+        let compact_only = set
+            .get("cleanup.policy")
+            .is_some_and(|p| !p.split(',').any(|i| i.trim() == "delete"));
+        LogConfig {
+            segment_bytes: self.number(set, "segment.bytes").max(14) as u64,
+            segment_ms: self.number(set, "segment.ms"),
+            retention_ms: if compact_only { -1 } else { self.number(set, "retention.ms") },
+            retention_bytes: if compact_only { -1 } else { self.number(set, "retention.bytes") },
+            index_interval_bytes: self.number(set, "index.interval.bytes").max(0) as u32,
+        }
+    }
+
+    pub fn max_message_bytes(&self, set: &TopicConfigs) -> i64 {
+        self.number(set, "max.message.bytes")
+    }
+
+    pub fn log_append_time(&self, set: &TopicConfigs) -> bool {
+        set.get("message.timestamp.type")
+            .is_some_and(|v| v == "LogAppendTime")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_types_ranges_and_choices() {
+        assert!(validate("retention.ms", "1000").is_ok());
+        assert!(validate("retention.ms", "-1").is_ok());
+        assert!(validate("retention.ms", "-5").is_err());
+        assert!(validate("retention.ms", "soon").is_err());
+        assert!(validate("segment.bytes", "99999999999").is_err());
+        assert!(validate("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate("cleanup.policy", "shred").is_err());
+        assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());
+        assert!(validate("preallocate", "yes").is_err());
+        assert_eq!(
+            validate("no.such.key", "1"),
+            Err(ConfigError::UnknownKey("no.such.key".into()))
+        );
+    }
+
+    #[test]
+    fn effective_values_prefer_topic_then_broker_then_static_default() {
+        let d = BrokerDefaults {
+            log: LogConfig {
+                retention_ms: 5000,
+                ..LogConfig::default()
+            },
+            max_message_bytes: 2000,
+        };
+        let mut set = TopicConfigs::new();
+        assert_eq!(d.log_config(&set).retention_ms, 5000);
+        set.insert("retention.ms".into(), "7".into());
+        assert_eq!(d.log_config(&set).retention_ms, 7);
+        assert_eq!(
+            d.effective(&set, "retention.ms").unwrap().1,
+            ConfigSource::TopicOverride
+        );
+        assert_eq!(d.max_message_bytes(&set), 2000);
+        assert_eq!(
+            d.effective(&set, "min.insync.replicas").unwrap(),
+            ("1".to_string(), ConfigSource::Default)
+        );
+        set.insert("cleanup.policy".into(), "compact".into());
+        assert_eq!(d.log_config(&set).retention_ms, -1);
+    }
+}

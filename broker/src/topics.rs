@@ -1,0 +1,390 @@
+//! The topic registry: names, stable topic ids, partition counts and topic configs, and
+//! the partition logs behind them.
+//!
+//! Topic metadata persists in `<data_dir>/topics.json` (written atomically: temp file,
+//! fsync, rename); partition logs live in `<data_dir>/<topic>-<partition>/`. Without a data
+//! directory everything is in memory. This module knows nothing about the wire protocol.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::log::{LogConfig, LogError, PartitionLog};
+use crate::topic_config::{BrokerDefaults, TopicConfigs};
+
+/// Errors of topic operations; the handlers map them to Kafka error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic name {name:?} is invalid: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("topic {0} already exists")]
+    AlreadyExists(String),
+    #[error("topic {0} does not exist")]
+    Unknown(String),
+    #[error("invalid partition count {requested} for topic {topic} (has {current})")]
+    InvalidPartitions {
+        topic: String,
+        requested: i32,
+        current: i32,
+    },
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot persist topic metadata to {path}: {source}")]
+    Persist {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Checks a topic name the way Kafka does.
+pub fn validate_name(name: &str) -> Result<(), TopicError> {
+    let bad = |reason| {
+        Err(TopicError::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not allowed");
+    }
+    if name.len() > 249 {
+        return bad("it is longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// One partition: its log behind a lock.
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    pub log: Mutex<Box<dyn PartitionLog>>,
+}
+
+/// One topic.
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub configs: RwLock<TopicConfigs>,
+    pub partitions: RwLock<Vec<Arc<Partition>>>,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        let parts = self.partitions.read().expect("partitions lock");
+        usize::try_from(index).ok().and_then(|i| parts.get(i).cloned())
+    }
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.read().expect("partitions lock").len() as i32
+    }
+    pub fn configs(&self) -> TopicConfigs {
+        self.configs.read().expect("configs lock").clone()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TopicRecord {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    configs: TopicConfigs,
+}
+
+/// All topics of the broker.
+#[derive(Debug)]
+pub struct TopicRegistry {
+    data_dir: Option<PathBuf>,
+    defaults: RwLock<BrokerDefaults>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serialises create/delete/alter so persistence sees a consistent set.
+    admin: Mutex<()>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl TopicRegistry {
+    /// Opens the registry, reopening (and recovering) every persisted partition log.
+    pub fn open(data_dir: Option<PathBuf>, defaults: BrokerDefaults) -> Result<Self, TopicError> {
+        let reg = Self {
+            data_dir,
+            defaults: RwLock::new(defaults),
+            topics: RwLock::new(BTreeMap::new()),
+            admin: Mutex::new(()),
+        };
+        if let Some(path) = reg.metadata_path() {
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    let records: Vec<TopicRecord> =
+                        serde_json::from_slice(&bytes).map_err(|e| TopicError::Persist {
+                            path: path.display().to_string(),
+                            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                        })?;
+                    let mut topics = reg.topics.write().expect("topics lock");
+                    for r in records {
+                        let topic = reg.build_topic(&r.name, r.id, r.partitions, r.configs)?;
+                        topics.insert(r.name, Arc::new(topic));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(TopicError::Persist {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(reg)
+    }
+
+    fn metadata_path(&self) -> Option<PathBuf> {
+        self.data_dir.as_ref().map(|d| d.join("topics.json"))
+    }
+
+    pub fn defaults(&self) -> BrokerDefaults {
+        self.defaults.read().expect("defaults lock").clone()
+    }
+
+    /// The log settings of a topic with these configs.
+    pub fn log_config(&self, configs: &TopicConfigs) -> LogConfig {
+        self.defaults().log_config(configs)
+    }
+
+    fn open_partition(&self, topic: &str, index: i32, config: LogConfig) -> Result<Partition, TopicError> {
+        let log: Box<dyn PartitionLog> = match &self.data_dir {
+            Some(dir) => Box::new(crate::log::disk::DiskLog::open(
+                &partition_dir(dir, topic, index),
+                config,
+                now_ms(),
+            )?),
+            None => Box::new(crate::log::memory::MemoryLog::new(config)),
+        };
+        Ok(Partition {
+            topic: topic.to_string(),
+            index,
+            log: Mutex::new(log),
+        })
+    }
+
+    fn build_topic(&self, name: &str, id: Uuid, partitions: i32, configs: TopicConfigs) -> Result<Topic, TopicError> {
+        let config = self.log_config(&configs);
+        let parts = (0..partitions)
+            .map(|i| self.open_partition(name, i, config).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Topic {
+            name: name.to_string(),
+            id,
+            configs: RwLock::new(configs),
+            partitions: RwLock::new(parts),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().expect("topics lock").get(name).cloned()
+    }
+
+    pub fn get_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
+    }
+
+    /// Every topic, by name.
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().expect("topics lock").values().cloned().collect()
+    }
+
+    /// Every partition of every topic.
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.all()
+            .iter()
+            .flat_map(|t| t.partitions.read().expect("partitions lock").clone())
+            .collect()
+    }
+
+    /// Creates a topic. Configs must already be validated.
+    pub fn create(&self, name: &str, partitions: i32, configs: TopicConfigs) -> Result<Arc<Topic>, TopicError> {
+        validate_name(name)?;
+        if partitions < 1 {
+            return Err(TopicError::InvalidPartitions {
+                topic: name.to_string(),
+                requested: partitions,
+                current: 0,
+            });
+        }
+        let _admin = self.admin.lock().expect("admin lock");
+        if self.get(name).is_some() {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        let topic = Arc::new(self.build_topic(name, Uuid::new_v4(), partitions, configs)?);
+        self.topics
+            .write()
+            .expect("topics lock")
+            .insert(name.to_string(), topic.clone());
+        if let Err(e) = self.persist() {
+            self.topics.write().expect("topics lock").remove(name);
+            return Err(e);
+        }
+        tracing::info!(topic = name, partitions, "Created topic.");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its logs.
+    pub fn delete(&self, name: &str) -> Result<(), TopicError> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self
+            .topics
+            .write()
+            .expect("topics lock")
+            .remove(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        self.persist()?;
+        let parts = std::mem::take(&mut *topic.partitions.write().expect("partitions lock"));
+        for p in parts {
+            // Other holders (an in-flight fetch) keep an Arc; the files go when we remove
+            // the log here, which such a holder then sees as an empty read.
+            let log = std::mem::replace(
+                &mut *p.log.lock().expect("log lock"),
+                Box::new(crate::log::memory::MemoryLog::new(LogConfig::default())),
+            );
+            log.delete()?;
+        }
+        tracing::info!(topic = name, "Deleted topic.");
+        Ok(())
+    }
+
+    /// Grows a topic to `count` partitions.
+    pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), TopicError> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self.get(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let current = topic.partition_count();
+        if count <= current {
+            return Err(TopicError::InvalidPartitions {
+                topic: name.to_string(),
+                requested: count,
+                current,
+            });
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let config = self.log_config(&topic.configs());
+        let mut added = Vec::new();
+        for i in current..count {
+            added.push(Arc::new(self.open_partition(name, i, config)?));
+        }
+        topic
+            .partitions
+            .write()
+            .expect("partitions lock")
+            .extend(added);
+        self.persist()?;
+        tracing::info!(topic = name, from = current, to = count, "Added partitions.");
+        Ok(())
+    }
+
+    /// Replaces a topic's configs (already validated) and applies them to its logs.
+    pub fn set_configs(&self, name: &str, configs: TopicConfigs) -> Result<(), TopicError> {
+        let _admin = self.admin.lock().expect("admin lock");
+        let topic = self.get(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let config = self.log_config(&configs);
+        *topic.configs.write().expect("configs lock") = configs;
+        for p in topic.partitions.read().expect("partitions lock").iter() {
+            p.log.lock().expect("log lock").set_config(config);
+        }
+        self.persist()
+    }
+
+    /// Replaces the broker defaults and applies them to every log.
+    pub fn set_defaults(&self, defaults: BrokerDefaults) {
+        *self.defaults.write().expect("defaults lock") = defaults;
+        for t in self.all() {
+            let config = self.log_config(&t.configs());
+            for p in t.partitions.read().expect("partitions lock").iter() {
+                p.log.lock().expect("log lock").set_config(config);
+            }
+        }
+    }
+
+    fn persist(&self) -> Result<(), TopicError> {
+        let Some(path) = self.metadata_path() else {
+            return Ok(());
+        };
+        let records: Vec<TopicRecord> = self
+            .all()
+            .iter()
+            .map(|t| TopicRecord {
+                name: t.name.clone(),
+                id: t.id,
+                partitions: t.partition_count(),
+                configs: t.configs(),
+            })
+            .collect();
+        let bytes = serde_json::to_vec_pretty(&records).expect("topic records serialise");
+        write_atomically(&path, &bytes).map_err(|source| TopicError::Persist {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub fn close(&self) -> Result<(), TopicError> {
+        for p in self.all_partitions() {
+            p.log.lock().expect("log lock").close()?;
+        }
+        Ok(())
+    }
+}
+
+fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{index}"))
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new content.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_name("orders.v1_eu-west").is_ok());
+        for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Shared helpers for broker tests: start a broker on 127.0.0.1:0, connect with the
+//! project's own client connection, build record batches with kafka-protocol.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kmirror_broker::log::FlushPolicy;
+use kmirror_broker::{BrokerConfig, RunningBroker};
+use kmirror_wire::messenger::{Messenger, MessengerConfig};
+
+pub fn config(data_dir: Option<&Path>) -> BrokerConfig {
+    BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.map(Path::to_path_buf),
+        flush: FlushPolicy::Never,
+        ..BrokerConfig::default()
+    }
+}
+
+pub async fn start(data_dir: &Path) -> RunningBroker {
+    kmirror_broker::start(config(Some(data_dir))).await.unwrap()
+}
+
+pub async fn connect(b: &RunningBroker) -> Messenger {
+    Messenger::connect(&b.local_addr.to_string(), MessengerConfig::default())
+        .await
+        .unwrap()
+}
+
+pub fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// A record with a key, a value, one header and a timestamp.
+pub fn record(i: i64, timestamp: i64) -> Record {
+    let mut headers = IndexMap::new();
+    headers.insert(StrBytes::from_static_str("h"), Some(Bytes::from(format!("hv{i}"))));
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: i,
+        sequence: i as i32,
+        timestamp,
+        key: Some(Bytes::from(format!("k{i}"))),
+        value: Some(Bytes::from(format!("value-{i}"))),
+        headers,
+    }
+}
+
+/// One uncompressed batch of `count` records with timestamps `ts0, ts0+1, ...`.
+pub fn batch(count: i64, ts0: i64) -> Bytes {
+    let records: Vec<Record> = (0..count).map(|i| record(i, ts0 + i)).collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+pub async fn create_topic(m: &Messenger, topic: &str, partitions: i32) {
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1),
+    ]);
+    let (resp, _) = m.send(&req).await.unwrap();
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+}
+
+pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])])
+}
+
+pub async fn produce(m: &Messenger, topic: &str, partition: i32, records: Bytes) -> PartitionProduceResponse {
+    let (resp, _) = m.send(&produce_request(topic, partition, records, -1)).await.unwrap();
+    resp.responses[0].partition_responses[0].clone()
+}
+
+pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32, partition_max_bytes: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(partition_max_bytes)])])
+}
+
+pub async fn fetch(m: &Messenger, topic: &str, partition: i32, offset: i64) -> PartitionData {
+    let (resp, _) = m.send(&fetch_request(topic, partition, offset, 0, 1 << 20)).await.unwrap();
+    resp.responses[0].partitions[0].clone()
+}
+
+/// Decodes every record of a fetch response's partition.
+pub fn records_of(p: &PartitionData) -> Vec<Record> {
+    let mut bytes = p.records.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).unwrap();
+        out.extend(set.records);
+    }
+    out
+}

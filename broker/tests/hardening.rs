@@ -1,0 +1,155 @@
+//! Hostile and broken input sent as raw bytes: each gets the proper Kafka answer or a
+//! closed connection — never a panic, a hang, or harm to other connections.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, MetadataRequest};
+use kafka_protocol::protocol::Decodable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn raw(b: &kmirror_broker::RunningBroker) -> TcpStream {
+    TcpStream::connect(b.local_addr).await.unwrap()
+}
+
+/// Reads until the peer closes; returns the bytes seen. Fails the test on a hang.
+async fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("broker did not close the connection")
+        .ok();
+    out
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+/// A healthy request on a fresh connection: the broker is still serving.
+async fn still_serving(b: &kmirror_broker::RunningBroker) {
+    let m = connect(b).await;
+    m.send(&MetadataRequest::default().with_topics(None)).await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_frames_close_only_their_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(Some(dir.path()));
+    config.max_frame_bytes = 1024 * 1024;
+    let b = kmirror_broker::start(config).await.unwrap();
+    let bystander = connect(&b).await;
+
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("frame shorter than a header", frame(&[0, 3, 0])),
+        ("unknown API key", frame(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0])),
+        // Metadata v99.
+        ("unsupported version", frame(&[0, 3, 0, 99, 0, 0, 0, 1, 0, 0])),
+        // An API the broker does not implement (EndTxn, key 26).
+        ("unimplemented API", frame(&[0, 26, 0, 1, 0, 0, 0, 1, 0, 0])),
+        // Metadata v12 header followed by garbage.
+        ("garbage body", frame(&[0, 3, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff])),
+        // Length prefix over the limit: refused before the body is read.
+        ("oversized frame", (64 * 1024 * 1024i32).to_be_bytes().to_vec()),
+        ("negative length", (-5i32).to_be_bytes().to_vec()),
+    ];
+    // A body claiming a huge array (Metadata v0 with 2^31-1 topics): must not allocate it.
+    let mut huge = vec![0, 3, 0, 0, 0, 0, 0, 9, 0xff, 0xff];
+    huge.extend_from_slice(&i32::MAX.to_be_bytes());
+    cases.push(("huge array count", frame(&huge)));
+    for (what, bytes) in cases {
+        let mut s = raw(&b).await;
+        s.write_all(&bytes).await.unwrap();
+        let _ = read_until_closed(&mut s).await;
+        still_serving(&b).await;
+        // The bystander's connection was not harmed.
+        bystander
+            .send(&MetadataRequest::default().with_topics(None))
+            .await
+            .unwrap_or_else(|e| panic!("after {what}: {e}"));
+    }
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn truncated_request_then_eof_is_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path()).await;
+    let mut s = raw(&b).await;
+    // Claims 100 bytes, sends 10, then half-closes.
+    s.write_all(&100i32.to_be_bytes()).await.unwrap();
+    s.write_all(&[0, 3, 0, 1, 0, 0, 0, 1, 0, 0]).await.unwrap();
+    s.shutdown().await.unwrap();
+    let _ = read_until_closed(&mut s).await;
+    still_serving(&b).await;
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn api_versions_at_an_unknown_version_gets_the_kip511_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path()).await;
+    let mut s = raw(&b).await;
+    // ApiVersions v127, header v2 (client id null, no tags), body unknown.
+    s.write_all(&frame(&[0, 18, 0, 127, 0, 0, 0, 42, 0xff, 0xff, 0, 1, 2, 3])).await.unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).await.unwrap();
+    assert_eq!(&body[..4], &42i32.to_be_bytes());
+    let mut rest = bytes::Bytes::from(body[4..].to_vec());
+    let resp = ApiVersionsResponse::decode(&mut rest, 0).unwrap();
+    assert_eq!(resp.error_code, 35);
+    assert_eq!(resp.api_keys.len(), 1);
+    assert_eq!(resp.api_keys[0].api_key, 18);
+    assert!(resp.api_keys[0].max_version >= 3);
+    // The connection stays usable: a v0 request now works.
+    let req = kmirror_wire::frame::encode_request(
+        43,
+        0,
+        &kafka_protocol::protocol::StrBytes::from_static_str("raw"),
+        &ApiVersionsRequest::default(),
+    )
+    .unwrap();
+    s.write_all(&frame(&req)).await.unwrap();
+    s.read_exact(&mut len).await.unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).await.unwrap();
+    let mut rest = bytes::Bytes::from(body[4..].to_vec());
+    let resp = ApiVersionsResponse::decode(&mut rest, 0).unwrap();
+    assert_eq!(resp.error_code, 0);
+    assert!(resp.api_keys.len() > 5);
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn connection_limit_refuses_extra_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(Some(dir.path()));
+    config.max_connections = 2;
+    let b = kmirror_broker::start(config).await.unwrap();
+    let m1 = connect(&b).await;
+    let m2 = connect(&b).await;
+    let mut third = raw(&b).await;
+    let _ = read_until_closed(&mut third).await;
+    m1.send(&MetadataRequest::default().with_topics(None)).await.unwrap();
+    drop(m2);
+    // A freed slot is usable again (the permit is released when the task ends).
+    let mut ok = false;
+    for _ in 0..50 {
+        if let Ok(m) = kmirror_wire::messenger::Messenger::connect(&b.local_addr.to_string(), Default::default()).await {
+            ok = m.send(&MetadataRequest::default().with_topics(None)).await.is_ok();
+            if ok {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "a slot freed by a closed connection was not reused");
+    b.shutdown().await.unwrap();
+}

@@ -36,7 +36,11 @@ struct Args {
     #[arg(long, env = "KMIRROR_BROKER_NODE_ID", default_value_t = 0)]
     node_id: i32,
     /// Cluster id reported in Metadata and DescribeCluster.
-    #[arg(long, env = "KMIRROR_BROKER_CLUSTER_ID", default_value = "kmirror-local-cluster")]
+    #[arg(
+        long,
+        env = "KMIRROR_BROKER_CLUSTER_ID",
+        default_value = "kmirror-local-cluster"
+    )]
     cluster_id: String,
     /// Partitions of auto-created topics and of CreateTopics without a count.
     #[arg(long, env = "KMIRROR_BROKER_DEFAULT_PARTITIONS", default_value_t = 1)]
@@ -45,7 +49,12 @@ struct Args {
     #[arg(long, env = "KMIRROR_BROKER_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     auto_create_topics: bool,
     /// When appended data is fsynced.
-    #[arg(long, env = "KMIRROR_BROKER_FLUSH", value_enum, default_value = "never")]
+    #[arg(
+        long,
+        env = "KMIRROR_BROKER_FLUSH",
+        value_enum,
+        default_value = "never"
+    )]
     flush: Flush,
     /// Interval for --flush interval.
     #[arg(long, env = "KMIRROR_BROKER_FLUSH_INTERVAL_MS", default_value_t = 1000)]
@@ -66,10 +75,18 @@ struct Args {
     #[arg(long, env = "KMIRROR_BROKER_RETENTION_BYTES", default_value_t = -1)]
     retention_bytes: i64,
     /// How often retention is applied.
-    #[arg(long, env = "KMIRROR_BROKER_RETENTION_CHECK_INTERVAL_MS", default_value_t = 30_000)]
+    #[arg(
+        long,
+        env = "KMIRROR_BROKER_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 30_000
+    )]
     retention_check_interval_ms: u64,
     /// group.initial.rebalance.delay.ms: how long a new group waits for more members.
-    #[arg(long, env = "KMIRROR_BROKER_GROUP_INITIAL_REBALANCE_DELAY_MS", default_value_t = 3000)]
+    #[arg(
+        long,
+        env = "KMIRROR_BROKER_GROUP_INITIAL_REBALANCE_DELAY_MS",
+        default_value_t = 3000
+    )]
     group_initial_rebalance_delay_ms: u64,
     /// Log filter, e.g. info, debug, kmirror_broker=debug.
     #[arg(long, env = "KMIRROR_BROKER_LOG_LEVEL", default_value = "info")]

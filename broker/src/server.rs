@@ -45,7 +45,10 @@ pub struct RunningBroker {
 impl RunningBroker {
     /// `host:port` clients should bootstrap from.
     pub fn bootstrap(&self) -> String {
-        format!("{}:{}", self.broker.advertised_host, self.broker.advertised_port)
+        format!(
+            "{}:{}",
+            self.broker.advertised_host, self.broker.advertised_port
+        )
     }
 
     /// Stops accepting, lets in-flight requests finish (up to the grace period), flushes
@@ -75,11 +78,17 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         source,
     })?;
     let advertised = match &config.advertised_listener {
-        Some(a) => split_host_port(a).unwrap_or((local_addr.ip().to_string(), local_addr.port() as i32)),
+        Some(a) => {
+            split_host_port(a).unwrap_or((local_addr.ip().to_string(), local_addr.port() as i32))
+        }
         None => (local_addr.ip().to_string(), local_addr.port() as i32),
     };
     let data_dir = config.data_dir.clone();
-    let broker = Arc::new(tokio::task::spawn_blocking(move || Broker::open(config, advertised)).await.expect("open task")?);
+    let broker = Arc::new(
+        tokio::task::spawn_blocking(move || Broker::open(config, advertised))
+            .await
+            .expect("open task")?,
+    );
     tracing::info!(
         listen = %local_addr,
         advertised = %format!("{}:{}", broker.advertised_host, broker.advertised_port),
@@ -99,10 +108,17 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
 
 fn split_host_port(s: &str) -> Option<(String, i32)> {
     let (host, port) = s.rsplit_once(':')?;
-    Some((host.trim_matches(['[', ']']).to_string(), port.parse().ok()?))
+    Some((
+        host.trim_matches(['[', ']']).to_string(),
+        port.parse().ok()?,
+    ))
 }
 
-async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) -> Result<(), ServerError> {
+async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
     let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(maintain(broker.clone(), shutdown.clone()));
@@ -136,11 +152,16 @@ async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellatio
     }
     drop(listener);
     let grace = broker.config.shutdown_grace;
-    if tokio::time::timeout(grace, async { while connections.join_next().await.is_some() {} })
-        .await
-        .is_err()
+    if tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
     {
-        tracing::warn!(remaining = connections.len(), "Shutdown grace period over; closing connections.");
+        tracing::warn!(
+            remaining = connections.len(),
+            "Shutdown grace period over; closing connections."
+        );
         connections.abort_all();
     }
     maintenance.abort();
@@ -152,10 +173,18 @@ async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancellatio
     Ok(())
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, shutdown: CancellationToken) {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
-    let mut frames = FramedRead::new(read, kmirror_wire::frame::codec(broker.config.max_frame_bytes));
+    let mut frames = FramedRead::new(
+        read,
+        kmirror_wire::frame::codec(broker.config.max_frame_bytes),
+    );
     // Responses go to a writer task so the next request is read while one is written.
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let writer = tokio::spawn(kmirror_wire::frame::write_frames(write, rx));
@@ -220,8 +249,12 @@ pub fn apply_retention(broker: &Broker) {
         let result = p.log.lock().expect("log lock").apply_retention(now);
         match result {
             Ok(0) => {}
-            Ok(deleted) => tracing::info!(topic = %p.topic, partition = p.index, deleted, "Retention deleted segments."),
-            Err(e) => tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "Retention failed."),
+            Ok(deleted) => {
+                tracing::info!(topic = %p.topic, partition = p.index, deleted, "Retention deleted segments.")
+            }
+            Err(e) => {
+                tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "Retention failed.")
+            }
         }
     }
 }

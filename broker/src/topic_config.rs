@@ -110,8 +110,18 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
     num("max.message.bytes", Int, "1048588", 0),
     key("message.downconversion.enable", Boolean, "true"),
     num("message.timestamp.after.max.ms", Long, "3600000", 0),
-    num("message.timestamp.before.max.ms", Long, "9223372036854775807", 0),
-    num("message.timestamp.difference.max.ms", Long, "9223372036854775807", 0),
+    num(
+        "message.timestamp.before.max.ms",
+        Long,
+        "9223372036854775807",
+        0,
+    ),
+    num(
+        "message.timestamp.difference.max.ms",
+        Long,
+        "9223372036854775807",
+        0,
+    ),
     one_of(
         "message.timestamp.type",
         ConfigType::String,
@@ -165,7 +175,10 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
             }
         }
         Int | Long => {
-            let n: i64 = value.trim().parse().map_err(|_| bad("expected an integer".into()))?;
+            let n: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("expected an integer".into()))?;
             if key.kind == Int && i32::try_from(n).is_err() {
                 return Err(bad("out of range for an int".into()));
             }
@@ -176,7 +189,10 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
             }
         }
         Double => {
-            let d: f64 = value.trim().parse().map_err(|_| bad("expected a number".into()))?;
+            let d: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("expected a number".into()))?;
             if !(0.0..=1.0).contains(&d) {
                 return Err(bad("must be between 0 and 1".into()));
             }
@@ -267,8 +283,16 @@ impl BrokerDefaults {
         LogConfig {
             segment_bytes: self.number(set, "segment.bytes").max(14) as u64,
             segment_ms: self.number(set, "segment.ms"),
-            retention_ms: if compact_only { -1 } else { self.number(set, "retention.ms") },
-            retention_bytes: if compact_only { -1 } else { self.number(set, "retention.bytes") },
+            retention_ms: if compact_only {
+                -1
+            } else {
+                self.number(set, "retention.ms")
+            },
+            retention_bytes: if compact_only {
+                -1
+            } else {
+                self.number(set, "retention.bytes")
+            },
             index_interval_bytes: self.number(set, "index.interval.bytes").max(0) as u32,
         }
     }

@@ -86,7 +86,9 @@ pub struct Topic {
 impl Topic {
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
         let parts = self.partitions.read().expect("partitions lock");
-        usize::try_from(index).ok().and_then(|i| parts.get(i).cloned())
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| parts.get(i).cloned())
     }
     pub fn partition_count(&self) -> i32 {
         self.partitions.read().expect("partitions lock").len() as i32
@@ -169,7 +171,12 @@ impl TopicRegistry {
         self.defaults().log_config(configs)
     }
 
-    fn open_partition(&self, topic: &str, index: i32, config: LogConfig) -> Result<Partition, TopicError> {
+    fn open_partition(
+        &self,
+        topic: &str,
+        index: i32,
+        config: LogConfig,
+    ) -> Result<Partition, TopicError> {
         let log: Box<dyn PartitionLog> = match &self.data_dir {
             Some(dir) => Box::new(crate::log::disk::DiskLog::open(
                 &partition_dir(dir, topic, index),
@@ -185,7 +192,13 @@ impl TopicRegistry {
         })
     }
 
-    fn build_topic(&self, name: &str, id: Uuid, partitions: i32, configs: TopicConfigs) -> Result<Topic, TopicError> {
+    fn build_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: TopicConfigs,
+    ) -> Result<Topic, TopicError> {
         let config = self.log_config(&configs);
         let parts = (0..partitions)
             .map(|i| self.open_partition(name, i, config).map(Arc::new))
@@ -213,7 +226,12 @@ impl TopicRegistry {
 
     /// Every topic, by name.
     pub fn all(&self) -> Vec<Arc<Topic>> {
-        self.topics.read().expect("topics lock").values().cloned().collect()
+        self.topics
+            .read()
+            .expect("topics lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Every partition of every topic.
@@ -225,7 +243,12 @@ impl TopicRegistry {
     }
 
     /// Creates a topic. Configs must already be validated.
-    pub fn create(&self, name: &str, partitions: i32, configs: TopicConfigs) -> Result<Arc<Topic>, TopicError> {
+    pub fn create(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: TopicConfigs,
+    ) -> Result<Arc<Topic>, TopicError> {
         validate_name(name)?;
         if partitions < 1 {
             return Err(TopicError::InvalidPartitions {
@@ -276,9 +299,16 @@ impl TopicRegistry {
     }
 
     /// Grows a topic to `count` partitions.
-    pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<(), TopicError> {
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), TopicError> {
         let _admin = self.admin.lock().expect("admin lock");
-        let topic = self.get(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let topic = self
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         let current = topic.partition_count();
         if count <= current {
             return Err(TopicError::InvalidPartitions {
@@ -301,14 +331,21 @@ impl TopicRegistry {
             .expect("partitions lock")
             .extend(added);
         self.persist()?;
-        tracing::info!(topic = name, from = current, to = count, "Added partitions.");
+        tracing::info!(
+            topic = name,
+            from = current,
+            to = count,
+            "Added partitions."
+        );
         Ok(())
     }
 
     /// Replaces a topic's configs (already validated) and applies them to its logs.
     pub fn set_configs(&self, name: &str, configs: TopicConfigs) -> Result<(), TopicError> {
         let _admin = self.admin.lock().expect("admin lock");
-        let topic = self.get(name).ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let topic = self
+            .get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
         let config = self.log_config(&configs);
         *topic.configs.write().expect("configs lock") = configs;
         for p in topic.partitions.read().expect("partitions lock").iter() {

@@ -35,11 +35,16 @@ async fn metadata_reports_cluster_and_auto_creates_with_stable_ids() {
     let b = start(dir.path()).await;
     let m = connect(&b).await;
     let req = MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("auto")))]))
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name("auto")))
+        ]))
         .with_allow_auto_topic_creation(true);
     let (resp, v) = m.send(&req).await.unwrap();
     assert!(v >= 10);
-    assert_eq!(resp.cluster_id.as_ref().unwrap().as_str(), "kmirror-local-cluster");
+    assert_eq!(
+        resp.cluster_id.as_ref().unwrap().as_str(),
+        "kmirror-local-cluster"
+    );
     assert_eq!(resp.controller_id.0, 0);
     assert_eq!(resp.brokers[0].port, b.local_addr.port() as i32);
     let t = &resp.topics[0];
@@ -49,16 +54,24 @@ async fn metadata_reports_cluster_and_auto_creates_with_stable_ids() {
     let id = t.topic_id;
 
     let no_create = MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(name("nope")))]))
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name("nope")))
+        ]))
         .with_allow_auto_topic_creation(false);
     let (resp, _) = m.send(&no_create).await.unwrap();
-    assert_eq!(resp.topics[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(
+        resp.topics[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
 
     drop(m);
     b.shutdown().await.unwrap();
     let b = start(dir.path()).await;
     let m = connect(&b).await;
-    let (resp, _) = m.send(&MetadataRequest::default().with_topics(None)).await.unwrap();
+    let (resp, _) = m
+        .send(&MetadataRequest::default().with_topics(None))
+        .await
+        .unwrap();
     assert_eq!(resp.topics.len(), 1);
     assert_eq!(resp.topics[0].topic_id, id, "topic ids survive restarts");
     b.shutdown().await.unwrap();
@@ -78,7 +91,10 @@ async fn produce_then_fetch_returns_the_same_records() {
     assert_eq!(p.high_watermark, 8);
     let recs = records_of(&p);
     assert_eq!(recs.len(), 8);
-    assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+    assert_eq!(
+        recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..8).collect::<Vec<_>>()
+    );
     assert_eq!(recs[6].key.as_deref(), Some(&b"k1"[..]));
     assert_eq!(recs[6].timestamp, 2001);
     // Fetching from inside a batch returns that whole batch.
@@ -89,8 +105,14 @@ async fn produce_then_fetch_returns_the_same_records() {
     assert_eq!(p.records.as_ref().map(|r| r.len()), Some(0));
     assert_eq!(p.error_code, 0);
     // Beyond the end or before the start: out of range.
-    assert_eq!(fetch(&m, "t", 1, 9).await.error_code, ResponseError::OffsetOutOfRange.code());
-    assert_eq!(fetch(&m, "t", 1, -1).await.error_code, ResponseError::OffsetOutOfRange.code());
+    assert_eq!(
+        fetch(&m, "t", 1, 9).await.error_code,
+        ResponseError::OffsetOutOfRange.code()
+    );
+    assert_eq!(
+        fetch(&m, "t", 1, -1).await.error_code,
+        ResponseError::OffsetOutOfRange.code()
+    );
     b.shutdown().await.unwrap();
 }
 
@@ -101,7 +123,9 @@ async fn acks_zero_gets_no_response_and_still_appends() {
     let m = connect(&b).await;
     create_topic(&m, "a0", 1).await;
     let v = m.versions().pick::<ProduceRequest>().unwrap();
-    m.send_no_response(&produce_request("a0", 0, batch(2, 1), 0), v).await.unwrap();
+    m.send_no_response(&produce_request("a0", 0, batch(2, 1), 0), v)
+        .await
+        .unwrap();
     // The next request's response must be its own (correlation ids stay in step).
     let p = fetch(&m, "a0", 0, 0).await;
     assert_eq!(records_of(&p).len(), 2);
@@ -116,9 +140,14 @@ async fn fetch_long_poll_is_woken_by_new_data() {
     create_topic(&m, "lp", 1).await;
     let addr = b.local_addr.to_string();
     let waiter = tokio::spawn(async move {
-        let m2 = kmirror_wire::messenger::Messenger::connect(&addr, Default::default()).await.unwrap();
+        let m2 = kmirror_wire::messenger::Messenger::connect(&addr, Default::default())
+            .await
+            .unwrap();
         // max_wait far beyond the test's patience: only a wake-up by data can answer in time.
-        let (resp, _) = m2.send(&fetch_request("lp", 0, 0, 120_000, 1 << 20)).await.unwrap();
+        let (resp, _) = m2
+            .send(&fetch_request("lp", 0, 0, 120_000, 1 << 20))
+            .await
+            .unwrap();
         resp
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -157,7 +186,9 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
     let query = |ts: i64| {
         ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
             .with_name(name("lo"))
-            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(ts)])])
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(ts)])])
     };
     let mut answers = Vec::new();
     for ts in [-1, -2, -3, 1005, 3000, 9999] {
@@ -169,7 +200,11 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
     assert_eq!(answers[0].1, 20, "latest is the log end offset");
     assert_eq!(answers[1].1, 0);
     assert_eq!(answers[2], (5009, 19), "max timestamp");
-    assert_eq!(answers[3], (1005, 5), "exact record for an uncompressed batch");
+    assert_eq!(
+        answers[3],
+        (1005, 5),
+        "exact record for an uncompressed batch"
+    );
     assert_eq!(answers[4], (5000, 10));
     assert_eq!(answers[5].1, -1, "nothing at or after the timestamp");
     b.shutdown().await.unwrap();
@@ -180,7 +215,12 @@ async fn create_topics_errors_and_validate_only() {
     let dir = tempfile::tempdir().unwrap();
     let b = start(dir.path()).await;
     let m = connect(&b).await;
-    let topic = |n: &str| CreatableTopic::default().with_name(name(n)).with_num_partitions(3).with_replication_factor(1);
+    let topic = |n: &str| {
+        CreatableTopic::default()
+            .with_name(name(n))
+            .with_num_partitions(3)
+            .with_replication_factor(1)
+    };
     let req = CreateTopicsRequest::default().with_topics(vec![
         topic("ok"),
         topic("bad name!"),
@@ -208,16 +248,38 @@ async fn create_topics_errors_and_validate_only() {
         ]
     );
     assert_eq!(resp.topics[0].num_partitions, 3);
-    assert!(resp.topics[0].configs.as_ref().unwrap().iter().any(|c| c.name.as_str() == "retention.ms"));
-    let (resp, _) = m.send(&CreateTopicsRequest::default().with_topics(vec![topic("ok")])).await.unwrap();
-    assert_eq!(resp.topics[0].error_code, ResponseError::TopicAlreadyExists.code());
+    assert!(resp.topics[0]
+        .configs
+        .as_ref()
+        .unwrap()
+        .iter()
+        .any(|c| c.name.as_str() == "retention.ms"));
     let (resp, _) = m
-        .send(&CreateTopicsRequest::default().with_topics(vec![topic("dry")]).with_validate_only(true))
+        .send(&CreateTopicsRequest::default().with_topics(vec![topic("ok")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.topics[0].error_code,
+        ResponseError::TopicAlreadyExists.code()
+    );
+    let (resp, _) = m
+        .send(
+            &CreateTopicsRequest::default()
+                .with_topics(vec![topic("dry")])
+                .with_validate_only(true),
+        )
         .await
         .unwrap();
     assert_eq!(resp.topics[0].error_code, 0);
-    let (md, _) = m.send(&MetadataRequest::default().with_topics(None)).await.unwrap();
-    let names: Vec<&str> = md.topics.iter().map(|t| t.name.as_ref().unwrap().as_str()).collect();
+    let (md, _) = m
+        .send(&MetadataRequest::default().with_topics(None))
+        .await
+        .unwrap();
+    let names: Vec<&str> = md
+        .topics
+        .iter()
+        .map(|t| t.name.as_ref().unwrap().as_str())
+        .collect();
     assert_eq!(names, vec!["ok"], "validate_only created nothing");
     b.shutdown().await.unwrap();
 }
@@ -231,19 +293,27 @@ async fn delete_topics_and_create_partitions() {
     create_topic(&m, "gone", 1).await;
     produce(&m, "gone", 0, batch(3, 1)).await;
     let grow = |count| {
-        CreatePartitionsRequest::default()
-            .with_topics(vec![CreatePartitionsTopic::default().with_name(name("grow")).with_count(count)])
+        CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(name("grow"))
+            .with_count(count)])
     };
     let (resp, _) = m.send(&grow(5)).await.unwrap();
     assert_eq!(resp.results[0].error_code, 0);
     let (resp, _) = m.send(&grow(3)).await.unwrap();
-    assert_eq!(resp.results[0].error_code, ResponseError::InvalidPartitions.code());
+    assert_eq!(
+        resp.results[0].error_code,
+        ResponseError::InvalidPartitions.code()
+    );
     assert_eq!(produce(&m, "grow", 4, batch(1, 1)).await.error_code, 0);
 
     let (resp, v) = m
-        .send(&DeleteTopicsRequest::default()
-            .with_topics(vec![DeleteTopicState::default().with_name(Some(name("gone")))])
-            .with_topic_names(vec![name("gone")]))
+        .send(
+            &DeleteTopicsRequest::default()
+                .with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(name("gone")))
+                ])
+                .with_topic_names(vec![name("gone")]),
+        )
         .await
         .unwrap();
     assert!(v >= 1);
@@ -253,18 +323,28 @@ async fn delete_topics_and_create_partitions() {
         ResponseError::UnknownTopicOrPartition.code()
     );
     let (resp, _) = m
-        .send(&DeleteTopicsRequest::default()
-            .with_topics(vec![DeleteTopicState::default().with_name(Some(name("gone")))])
-            .with_topic_names(vec![name("gone")]))
+        .send(
+            &DeleteTopicsRequest::default()
+                .with_topics(vec![
+                    DeleteTopicState::default().with_name(Some(name("gone")))
+                ])
+                .with_topic_names(vec![name("gone")]),
+        )
         .await
         .unwrap();
-    assert_eq!(resp.responses[0].error_code, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(
+        resp.responses[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
     drop(m);
     b.shutdown().await.unwrap();
     // Partition count survives a restart; the deleted topic stays deleted.
     let b = start(dir.path()).await;
     let m = connect(&b).await;
-    let (md, _) = m.send(&MetadataRequest::default().with_topics(None)).await.unwrap();
+    let (md, _) = m
+        .send(&MetadataRequest::default().with_topics(None))
+        .await
+        .unwrap();
     assert_eq!(md.topics.len(), 1);
     assert_eq!(md.topics[0].partitions.len(), 5);
     b.shutdown().await.unwrap();
@@ -305,7 +385,9 @@ async fn produce_errors_are_per_partition() {
     );
     let whole = batch(1, 1);
     assert_eq!(
-        produce(&m, "small", 0, whole.slice(..whole.len() - 4)).await.error_code,
+        produce(&m, "small", 0, whole.slice(..whole.len() - 4))
+            .await
+            .error_code,
         ResponseError::CorruptMessage.code(),
         "a truncated batch is corrupt"
     );

@@ -34,7 +34,9 @@ fn frame(body: &[u8]) -> Vec<u8> {
 /// A healthy request on a fresh connection: the broker is still serving.
 async fn still_serving(b: &kmirror_broker::RunningBroker) {
     let m = connect(b).await;
-    m.send(&MetadataRequest::default().with_topics(None)).await.unwrap();
+    m.send(&MetadataRequest::default().with_topics(None))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -47,15 +49,29 @@ async fn malformed_frames_close_only_their_connection() {
 
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("frame shorter than a header", frame(&[0, 3, 0])),
-        ("unknown API key", frame(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0])),
+        (
+            "unknown API key",
+            frame(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ),
         // Metadata v99.
-        ("unsupported version", frame(&[0, 3, 0, 99, 0, 0, 0, 1, 0, 0])),
+        (
+            "unsupported version",
+            frame(&[0, 3, 0, 99, 0, 0, 0, 1, 0, 0]),
+        ),
         // An API the broker does not implement (EndTxn, key 26).
         ("unimplemented API", frame(&[0, 26, 0, 1, 0, 0, 0, 1, 0, 0])),
         // Metadata v12 header followed by garbage.
-        ("garbage body", frame(&[0, 3, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff])),
+        (
+            "garbage body",
+            frame(&[
+                0, 3, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ]),
+        ),
         // Length prefix over the limit: refused before the body is read.
-        ("oversized frame", (64 * 1024 * 1024i32).to_be_bytes().to_vec()),
+        (
+            "oversized frame",
+            (64 * 1024 * 1024i32).to_be_bytes().to_vec(),
+        ),
         ("negative length", (-5i32).to_be_bytes().to_vec()),
     ];
     // A body claiming a huge array (Metadata v0 with 2^31-1 topics): must not allocate it.
@@ -96,7 +112,11 @@ async fn api_versions_at_an_unknown_version_gets_the_kip511_fallback() {
     let b = start(dir.path()).await;
     let mut s = raw(&b).await;
     // ApiVersions v127, header v2 (client id null, no tags), body unknown.
-    s.write_all(&frame(&[0, 18, 0, 127, 0, 0, 0, 42, 0xff, 0xff, 0, 1, 2, 3])).await.unwrap();
+    s.write_all(&frame(&[
+        0, 18, 0, 127, 0, 0, 0, 42, 0xff, 0xff, 0, 1, 2, 3,
+    ]))
+    .await
+    .unwrap();
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await.unwrap();
     let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
@@ -137,13 +157,23 @@ async fn connection_limit_refuses_extra_connections() {
     let m2 = connect(&b).await;
     let mut third = raw(&b).await;
     let _ = read_until_closed(&mut third).await;
-    m1.send(&MetadataRequest::default().with_topics(None)).await.unwrap();
+    m1.send(&MetadataRequest::default().with_topics(None))
+        .await
+        .unwrap();
     drop(m2);
     // A freed slot is usable again (the permit is released when the task ends).
     let mut ok = false;
     for _ in 0..50 {
-        if let Ok(m) = kmirror_wire::messenger::Messenger::connect(&b.local_addr.to_string(), Default::default()).await {
-            ok = m.send(&MetadataRequest::default().with_topics(None)).await.is_ok();
+        if let Ok(m) = kmirror_wire::messenger::Messenger::connect(
+            &b.local_addr.to_string(),
+            Default::default(),
+        )
+        .await
+        {
+            ok = m
+                .send(&MetadataRequest::default().with_topics(None))
+                .await
+                .is_ok();
             if ok {
                 break;
             }

@@ -362,7 +362,10 @@ pub(crate) mod tests {
         let mut raw = sample_batch(0, 2, 5);
         set_producer(&mut raw, 42, 1, 100);
         let b = BatchView::parse(&raw, 0).unwrap();
-        assert_eq!((b.producer_id(), b.producer_epoch(), b.base_sequence()), (42, 1, 100));
+        assert_eq!(
+            (b.producer_id(), b.producer_epoch(), b.base_sequence()),
+            (42, 1, 100)
+        );
         b.verify_crc().unwrap();
     }
 

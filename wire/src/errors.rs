@@ -64,8 +64,14 @@ mod tests {
             classify(ResponseError::NotLeaderOrFollower.code()),
             ErrorClass::RetryRefreshMetadata
         );
-        assert_eq!(classify(ResponseError::RequestTimedOut.code()), ErrorClass::Retry);
-        assert_eq!(classify(ResponseError::MessageTooLarge.code()), ErrorClass::Fatal);
+        assert_eq!(
+            classify(ResponseError::RequestTimedOut.code()),
+            ErrorClass::Retry
+        );
+        assert_eq!(
+            classify(ResponseError::MessageTooLarge.code()),
+            ErrorClass::Fatal
+        );
         assert_eq!(
             classify(ResponseError::TopicAuthorizationFailed.code()),
             ErrorClass::Fatal

@@ -6,9 +6,9 @@
 //! `kafka-protocol` at the version the caller chose.
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures::SinkExt;
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use futures::SinkExt;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedWrite, LengthDelimitedCodec};
@@ -170,11 +170,9 @@ pub fn decode_response_header<R: HeaderVersion>(
             len_bytes: frame.len(),
         });
     }
-    ResponseHeader::decode(frame, R::header_version(version)).map_err(|source| {
-        FrameError::Decode {
-            what: "response header",
-            source,
-        }
+    ResponseHeader::decode(frame, R::header_version(version)).map_err(|source| FrameError::Decode {
+        what: "response header",
+        source,
     })
 }
 
@@ -217,7 +215,10 @@ mod tests {
         let id = StrBytes::from_static_str("t");
         let mut frame = encode_request(7, 12, &id, &MetadataRequest::default()).unwrap();
         let h = decode_request_header(&mut frame).unwrap();
-        assert_eq!((h.request_api_key, h.request_api_version, h.correlation_id), (3, 12, 7));
+        assert_eq!(
+            (h.request_api_key, h.request_api_version, h.correlation_id),
+            (3, 12, 7)
+        );
         let _: MetadataRequest = decode_body(&mut frame, 12, "metadata").unwrap();
         assert!(frame.is_empty());
         let mut frame = encode_request(8, 3, &id, &ApiVersionsRequest::default()).unwrap();

@@ -118,7 +118,9 @@ pub struct Messenger {
 
 impl std::fmt::Debug for Messenger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Messenger").field("addr", &self.addr).finish()
+        f.debug_struct("Messenger")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -240,7 +242,10 @@ impl Messenger {
         let mut resp = match tokio::time::timeout(self.config.request_timeout, rx).await {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(_)) => {
-                let reason = self.shared.poisoned().unwrap_or_else(|| Arc::from("closed"));
+                let reason = self
+                    .shared
+                    .poisoned()
+                    .unwrap_or_else(|| Arc::from("closed"));
                 return Err(RequestError::Poisoned { reason });
             }
             Err(_) => {
@@ -274,7 +279,10 @@ impl Messenger {
 
     async fn enqueue(&self, frame: Bytes) -> Result<(), RequestError> {
         self.writer.send(frame).await.map_err(|_| {
-            let reason = self.shared.poisoned().unwrap_or_else(|| Arc::from("writer stopped"));
+            let reason = self
+                .shared
+                .poisoned()
+                .unwrap_or_else(|| Arc::from("writer stopped"));
             RequestError::Poisoned { reason }
         })
     }
@@ -295,7 +303,11 @@ impl Drop for WaiterGuard<'_> {
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(write: W, rx: mpsc::Receiver<Bytes>, shared: Arc<Shared>) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    write: W,
+    rx: mpsc::Receiver<Bytes>,
+    shared: Arc<Shared>,
+) {
     if let Err(e) = frame::write_frames(write, rx).await {
         shared.poison(&format!("write failed: {e}"));
     }

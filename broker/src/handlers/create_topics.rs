@@ -4,7 +4,9 @@
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -22,7 +24,12 @@ pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> Create
     CreateTopicsResponse::default().with_topics(topics)
 }
 
-fn create_one(broker: &Broker, t: CreatableTopic, validate_only: bool, version: i16) -> CreatableTopicResult {
+fn create_one(
+    broker: &Broker,
+    t: CreatableTopic,
+    validate_only: bool,
+    version: i16,
+) -> CreatableTopicResult {
     let mut result = CreatableTopicResult::default().with_name(t.name.clone());
     let fail = |mut r: CreatableTopicResult, code: ResponseError, msg: String| {
         r.error_code = code.code();
@@ -40,7 +47,11 @@ fn create_one(broker: &Broker, t: CreatableTopic, validate_only: bool, version: 
         return fail(result, ResponseError::InvalidTopicException, e.to_string());
     }
     if broker.topics.get(name).is_some() {
-        return fail(result, ResponseError::TopicAlreadyExists, format!("Topic '{name}' already exists."));
+        return fail(
+            result,
+            ResponseError::TopicAlreadyExists,
+            format!("Topic '{name}' already exists."),
+        );
     }
     let partitions = if t.num_partitions == -1 {
         broker.config.default_partitions
@@ -48,21 +59,31 @@ fn create_one(broker: &Broker, t: CreatableTopic, validate_only: bool, version: 
         t.num_partitions
     };
     if !t.assignments.is_empty() {
-        let ours = t
-            .assignments
-            .iter()
-            .all(|a| a.broker_ids.iter().all(|b| b.0 == broker.config.node_id) && a.broker_ids.len() == 1);
+        let ours = t.assignments.iter().all(|a| {
+            a.broker_ids.iter().all(|b| b.0 == broker.config.node_id) && a.broker_ids.len() == 1
+        });
         if !ours || t.num_partitions != -1 || t.replication_factor != -1 {
             return fail(
                 result,
                 ResponseError::InvalidReplicaAssignment,
-                format!("Replica assignments must name only broker {}.", broker.config.node_id),
+                format!(
+                    "Replica assignments must name only broker {}.",
+                    broker.config.node_id
+                ),
             );
         }
     }
-    let partitions = if t.assignments.is_empty() { partitions } else { t.assignments.len() as i32 };
+    let partitions = if t.assignments.is_empty() {
+        partitions
+    } else {
+        t.assignments.len() as i32
+    };
     if partitions < 1 {
-        return fail(result, ResponseError::InvalidPartitions, "Number of partitions must be larger than 0.".into());
+        return fail(
+            result,
+            ResponseError::InvalidPartitions,
+            "Number of partitions must be larger than 0.".into(),
+        );
     }
     if !(t.replication_factor == -1 || t.replication_factor == 1) {
         return fail(
@@ -84,7 +105,13 @@ fn create_one(broker: &Broker, t: CreatableTopic, validate_only: bool, version: 
     }
     if !validate_only {
         match broker.topics.create(name, partitions, configs.clone()) {
-            Ok(topic) => result.topic_id = if version >= 7 { topic.id } else { Default::default() },
+            Ok(topic) => {
+                result.topic_id = if version >= 7 {
+                    topic.id
+                } else {
+                    Default::default()
+                }
+            }
             Err(e @ TopicError::AlreadyExists(_)) => {
                 return fail(result, ResponseError::TopicAlreadyExists, e.to_string())
             }

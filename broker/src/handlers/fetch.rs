@@ -20,7 +20,8 @@ use crate::state::Broker;
 const LEADER_EPOCH: i32 = 0;
 
 pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     loop {
         // Register for wake-ups before reading, so an append between the read and the
         // wait is not missed.
@@ -39,7 +40,11 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
 }
 
 fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchResponse, i64, bool) {
-    let mut remaining = if version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+    let mut remaining = if version >= 3 {
+        req.max_bytes.max(0) as usize
+    } else {
+        usize::MAX
+    };
     let mut total: i64 = 0;
     let mut first_non_empty = true;
     let mut any_error = false;
@@ -111,5 +116,9 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                 .with_partitions(partitions)
         })
         .collect();
-    (FetchResponse::default().with_responses(responses), total, any_error)
+    (
+        FetchResponse::default().with_responses(responses),
+        total,
+        any_error,
+    )
 }

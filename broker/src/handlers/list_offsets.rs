@@ -6,7 +6,9 @@
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
 
@@ -32,7 +34,9 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
+                    let Some(partition) =
+                        topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                    else {
                         out.error_code = ResponseError::UnknownTopicOrPartition.code();
                         return out;
                     };
@@ -64,17 +68,21 @@ fn lookup(log: &dyn PartitionLog, wanted: i64) -> Result<Option<(i64, i64)>, Log
     Ok(match wanted {
         LATEST => Some((-1, log.log_end_offset())),
         EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
-        MAX_TIMESTAMP => log
-            .max_timestamp()?
-            .map(|(ts, found)| (ts, exact_offset(&found, |t| t == ts).unwrap_or(found.base_offset))),
-        ts if ts >= 0 => log
-            .find_by_timestamp(ts)?
-            .map(|found| {
-                exact_record(&found, ts).unwrap_or_else(|| {
-                    let b = kmirror_wire::batch::BatchView::parse(&found.bytes, 0);
-                    (b.map(|b| b.max_timestamp()).unwrap_or(ts), found.base_offset)
-                })
-            }),
+        MAX_TIMESTAMP => log.max_timestamp()?.map(|(ts, found)| {
+            (
+                ts,
+                exact_offset(&found, |t| t == ts).unwrap_or(found.base_offset),
+            )
+        }),
+        ts if ts >= 0 => log.find_by_timestamp(ts)?.map(|found| {
+            exact_record(&found, ts).unwrap_or_else(|| {
+                let b = kmirror_wire::batch::BatchView::parse(&found.bytes, 0);
+                (
+                    b.map(|b| b.max_timestamp()).unwrap_or(ts),
+                    found.base_offset,
+                )
+            })
+        }),
         _ => None,
     })
 }
@@ -92,5 +100,8 @@ fn exact_record(found: &FoundBatch, ts: i64) -> Option<(i64, i64)> {
 fn exact_offset(found: &FoundBatch, pred: impl Fn(i64) -> bool) -> Option<i64> {
     let mut bytes: Bytes = found.bytes.clone();
     let set = RecordBatchDecoder::decode(&mut bytes).ok()?;
-    set.records.iter().find(|r| pred(r.timestamp)).map(|r| r.offset)
+    set.records
+        .iter()
+        .find(|r| pred(r.timestamp))
+        .map(|r| r.offset)
 }

@@ -30,9 +30,15 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
         None => true,
         Some(t) => t.is_empty() && version == 0,
     };
-    let allow_create = broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let allow_create =
+        broker.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let topics = if all {
-        broker.topics.all().iter().map(|t| describe(broker, t, version)).collect()
+        broker
+            .topics
+            .all()
+            .iter()
+            .map(|t| describe(broker, t, version))
+            .collect()
     } else {
         req.topics
             .unwrap_or_default()
@@ -53,7 +59,12 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
     resp.with_topics(topics)
 }
 
-fn lookup_or_create(broker: &Broker, name: &TopicName, allow_create: bool, version: i16) -> MetadataResponseTopic {
+fn lookup_or_create(
+    broker: &Broker,
+    name: &TopicName,
+    allow_create: bool,
+    version: i16,
+) -> MetadataResponseTopic {
     let error = |code: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(name.clone()))
@@ -65,10 +76,11 @@ fn lookup_or_create(broker: &Broker, name: &TopicName, allow_create: bool, versi
     if !allow_create {
         return error(ResponseError::UnknownTopicOrPartition);
     }
-    match broker
-        .topics
-        .create(name.as_str(), broker.config.default_partitions, Default::default())
-    {
+    match broker.topics.create(
+        name.as_str(),
+        broker.config.default_partitions,
+        Default::default(),
+    ) {
         Ok(t) => describe(broker, &t, version),
         // Another request created it first.
         Err(TopicError::AlreadyExists(_)) => match broker.topics.get(name.as_str()) {

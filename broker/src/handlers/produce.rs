@@ -58,7 +58,10 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
                 tracing::error!(error = %e, "Group commit fsync failed; failing the produce.");
                 for (_, _, r) in results.iter_mut() {
                     if r.is_ok() {
-                        *r = Err((ResponseError::KafkaStorageError, format!("fsync failed: {e}")));
+                        *r = Err((
+                            ResponseError::KafkaStorageError,
+                            format!("fsync failed: {e}"),
+                        ));
                     }
                 }
             }
@@ -93,7 +96,13 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
     ProduceResponse::default().with_responses(responses)
 }
 
-fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<&Bytes>, now: i64) -> Result<Appended, PartitionFailure> {
+fn append(
+    broker: &Broker,
+    topic: &Topic,
+    index: i32,
+    records: Option<&Bytes>,
+    now: i64,
+) -> Result<Appended, PartitionFailure> {
     let partition = topic.partition(index).ok_or_else(|| {
         (
             ResponseError::UnknownTopicOrPartition,
@@ -101,7 +110,10 @@ fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<&Bytes>, n
         )
     })?;
     let records = records.filter(|r| !r.is_empty()).ok_or_else(|| {
-        (ResponseError::InvalidRecord, "The produce request holds no record batches.".to_string())
+        (
+            ResponseError::InvalidRecord,
+            "The produce request holds no record batches.".to_string(),
+        )
     })?;
     let configs = topic.configs();
     let defaults = broker.topics.defaults();
@@ -112,7 +124,9 @@ fn append(broker: &Broker, topic: &Topic, index: i32, records: Option<&Bytes>, n
     if log_append_time {
         let mut start = 0;
         while start < owned.len() {
-            let size = batch::BatchView::parse(&owned[start..], start).map_err(corrupt)?.size_bytes();
+            let size = batch::BatchView::parse(&owned[start..], start)
+                .map_err(corrupt)?
+                .size_bytes();
             batch::set_log_append_time(&mut owned[start..start + size], now);
             start += size;
         }

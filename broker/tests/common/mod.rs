@@ -12,7 +12,9 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use kmirror_broker::log::FlushPolicy;
 use kmirror_broker::{BrokerConfig, RunningBroker};
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
@@ -43,7 +45,10 @@ pub fn name(s: &str) -> TopicName {
 /// A record with a key, a value, one header and a timestamp.
 pub fn record(i: i64, timestamp: i64) -> Record {
     let mut headers = IndexMap::new();
-    headers.insert(StrBytes::from_static_str("h"), Some(Bytes::from(format!("hv{i}"))));
+    headers.insert(
+        StrBytes::from_static_str("h"),
+        Some(Bytes::from(format!("hv{i}"))),
+    );
     Record {
         transactional: false,
         control: false,
@@ -85,7 +90,11 @@ pub async fn create_topic(m: &Messenger, topic: &str, partitions: i32) {
             .with_replication_factor(1),
     ]);
     let (resp, _) = m.send(&req).await.unwrap();
-    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0].error_message);
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "{:?}",
+        resp.topics[0].error_message
+    );
 }
 
 pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
@@ -99,12 +108,26 @@ pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -
                 .with_records(Some(records))])])
 }
 
-pub async fn produce(m: &Messenger, topic: &str, partition: i32, records: Bytes) -> PartitionProduceResponse {
-    let (resp, _) = m.send(&produce_request(topic, partition, records, -1)).await.unwrap();
+pub async fn produce(
+    m: &Messenger,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> PartitionProduceResponse {
+    let (resp, _) = m
+        .send(&produce_request(topic, partition, records, -1))
+        .await
+        .unwrap();
     resp.responses[0].partition_responses[0].clone()
 }
 
-pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32, partition_max_bytes: i32) -> FetchRequest {
+pub fn fetch_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+    partition_max_bytes: i32,
+) -> FetchRequest {
     FetchRequest::default()
         .with_max_wait_ms(max_wait_ms)
         .with_min_bytes(1)
@@ -118,7 +141,10 @@ pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32,
 }
 
 pub async fn fetch(m: &Messenger, topic: &str, partition: i32, offset: i64) -> PartitionData {
-    let (resp, _) = m.send(&fetch_request(topic, partition, offset, 0, 1 << 20)).await.unwrap();
+    let (resp, _) = m
+        .send(&fetch_request(topic, partition, offset, 0, 1 << 20))
+        .await
+        .unwrap();
     resp.responses[0].partitions[0].clone()
 }
 

@@ -5,3 +5,4 @@
 //! on a laptop and in CI; it is not a replacement for a Kafka cluster.
 
 pub mod log;
+pub mod producers;

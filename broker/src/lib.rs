@@ -8,6 +8,7 @@ pub mod config;
 pub mod dispatch;
 pub mod handlers;
 pub mod log;
+pub mod producers;
 pub mod server;
 pub mod state;
 pub mod topic_config;

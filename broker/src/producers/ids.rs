@@ -1,0 +1,387 @@
+//! Producer id allocation and `InitProducerId` for idempotent (non-transactional)
+//! producers.
+//!
+//! Ids are monotonic `i64`s reserved in blocks of [`ProducerIdManager::BLOCK_SIZE`]: before
+//! the first id of a block is handed out, the start of the *next* block is written to
+//! `<data_dir>/producer-ids` and fsynced. After a crash the unused rest of a block is
+//! skipped, never reused.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
+
+use super::fsutil::write_atomic;
+use super::{NO_PRODUCER_EPOCH, NO_PRODUCER_ID};
+
+const FILE_VERSION: u32 = 1;
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct IdFile {
+    version: u32,
+    next_block_start: i64,
+}
+
+/// Ids `next..end` are reserved (persisted) but not handed out yet; `end` is the value on
+/// disk, so every id ever handed out, in this run or an earlier one, is below `next`.
+#[derive(Debug)]
+struct Block {
+    next: i64,
+    end: i64,
+}
+
+/// Allocates producer ids and answers `InitProducerId`.
+#[derive(Debug)]
+pub struct ProducerIdManager {
+    path: PathBuf,
+    block: Mutex<Block>,
+}
+
+impl ProducerIdManager {
+    /// Name of the file under the data directory.
+    pub const FILE_NAME: &'static str = "producer-ids";
+    /// Ids reserved per fsync.
+    pub const BLOCK_SIZE: i64 = 1000;
+
+    /// Opens (or starts) the id sequence stored under `data_dir`. A present but unreadable
+    /// file is an error: starting again from 0 would reuse ids.
+    pub fn open(data_dir: &Path) -> io::Result<Self> {
+        let path = data_dir.join(Self::FILE_NAME);
+        let start = match std::fs::read(&path) {
+            Ok(bytes) => {
+                let file: IdFile = serde_json::from_slice(&bytes).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: {e}", path.display()),
+                    )
+                })?;
+                if file.version != FILE_VERSION || file.next_block_start < 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "{}: unsupported version {} or negative block start {}",
+                            path.display(),
+                            file.version,
+                            file.next_block_start
+                        ),
+                    ));
+                }
+                file.next_block_start
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            path,
+            block: Mutex::new(Block {
+                next: start,
+                end: start,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Block> {
+        self.block.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Returns a producer id never handed out before. Blocks on a file write and fsync
+    /// once every [`Self::BLOCK_SIZE`] ids.
+    pub fn allocate(&self) -> io::Result<i64> {
+        let mut block = self.lock();
+        if block.next >= block.end {
+            let new_end = block
+                .end
+                .checked_add(Self::BLOCK_SIZE)
+                .ok_or_else(|| io::Error::other("producer id space exhausted"))?;
+            let file = IdFile {
+                version: FILE_VERSION,
+                next_block_start: new_end,
+            };
+            let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
+            write_atomic(&self.path, &bytes)?;
+            block.end = new_end;
+        }
+        let id = block.next;
+        block.next += 1;
+        Ok(id)
+    }
+
+    /// Whether `pid` may have been handed out by this broker (now or before a restart).
+    fn was_issued(&self, pid: i64) -> bool {
+        pid >= 0 && pid < self.lock().next
+    }
+
+    /// Answers `InitProducerId` at any version the crate decodes (0..=5). The response has
+    /// the same fields at every version up to 5; only v2+ adds tagged fields, which the
+    /// encoder handles.
+    ///
+    /// - No transactional id, and no producer id/epoch (always so for v0-v2): a fresh id,
+    ///   epoch 0.
+    /// - v3+ (KIP-360) with the producer's current id and epoch: the same id with the epoch
+    ///   bumped, or a fresh id at epoch 0 once the epoch is exhausted (`>= i16::MAX - 1`,
+    ///   Kafka's `isProducerEpochExhausted`) or if the id was never issued here (so an id
+    ///   we might hand out later is never shared).
+    /// - Id and epoch not both -1 or both set: INVALID_REQUEST, as Kafka.
+    /// - A transactional id: TRANSACTIONAL_ID_AUTHORIZATION_FAILED (see below).
+    pub fn handle(&self, req: &InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
+        if let Some(tid) = &req.transactional_id {
+            if tid.0.is_empty() {
+                // Kafka's TransactionCoordinator rejects an empty transactional id.
+                return error_response(ResponseError::InvalidRequest.code());
+            }
+            // This broker has no transaction coordinator. We need an error that makes every
+            // client fail fast instead of retrying until a timeout:
+            // - NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE / COORDINATOR_LOAD_IN_PROGRESS
+            //   make librdkafka and Java re-look-up the coordinator and retry forever.
+            // - librdkafka (`rd_kafka_idemp_check_error`) treats every broker error as
+            //   retriable except INVALID_TRANSACTION_TIMEOUT,
+            //   TRANSACTIONAL_ID_AUTHORIZATION_FAILED and CLUSTER_AUTHORIZATION_FAILED, so
+            //   UNSUPPORTED_VERSION or INVALID_REQUEST would also loop there.
+            // - Java's InitProducerIdHandler raises TRANSACTIONAL_ID_AUTHORIZATION_FAILED as a
+            //   fatal TransactionalIdAuthorizationException; kafkajs, sarama and kafka-python
+            //   treat it as non-retriable too.
+            // Of the fail-fast codes it is the one that names the transactional id, so the
+            // user sees that the transactional.id is what is refused.
+            tracing::warn!(
+                transactional_id = %tid.0.as_str(),
+                "InitProducerId with a transactional id refused: transactions are not supported"
+            );
+            return error_response(ResponseError::TransactionalIdAuthorizationFailed.code());
+        }
+
+        let (pid, epoch) = if version >= 3 {
+            (req.producer_id.0, req.producer_epoch)
+        } else {
+            (NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
+        };
+        if (pid == NO_PRODUCER_ID || epoch == NO_PRODUCER_EPOCH) && pid != i64::from(epoch) {
+            return error_response(ResponseError::InvalidRequest.code());
+        }
+        if (0..i16::MAX - 1).contains(&epoch) && self.was_issued(pid) {
+            return ok_response(pid, epoch + 1);
+        }
+        match self.allocate() {
+            Ok(id) => ok_response(id, 0),
+            Err(e) => {
+                // Kafka answers COORDINATOR_LOAD_IN_PROGRESS (retriable) when it cannot get
+                // an id block; clients retry after a back-off.
+                tracing::error!(error = %e, path = %self.path.display(), "cannot allocate a producer id");
+                error_response(ResponseError::CoordinatorLoadInProgress.code())
+            }
+        }
+    }
+}
+
+fn ok_response(producer_id: i64, producer_epoch: i16) -> InitProducerIdResponse {
+    InitProducerIdResponse::default()
+        .with_producer_id(producer_id.into())
+        .with_producer_epoch(producer_epoch)
+}
+
+fn error_response(code: i16) -> InitProducerIdResponse {
+    InitProducerIdResponse::default()
+        .with_error_code(code)
+        .with_producer_id(NO_PRODUCER_ID.into())
+        .with_producer_epoch(NO_PRODUCER_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::messages::TransactionalId;
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+    use super::*;
+
+    /// Encodes the request and decodes it at `version` (as the broker would receive it),
+    /// handles it, and round-trips the response through the wire at `version`.
+    fn call(
+        mgr: &ProducerIdManager,
+        req: &InitProducerIdRequest,
+        version: i16,
+    ) -> InitProducerIdResponse {
+        let mut buf = BytesMut::new();
+        req.encode(&mut buf, version).unwrap();
+        let decoded = InitProducerIdRequest::decode(&mut buf.freeze(), version).unwrap();
+        let resp = mgr.handle(&decoded, version);
+        let mut out = BytesMut::new();
+        resp.encode(&mut out, version).unwrap();
+        InitProducerIdResponse::decode(&mut out.freeze(), version).unwrap()
+    }
+
+    fn plain() -> InitProducerIdRequest {
+        InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+    }
+
+    fn bump(pid: i64, epoch: i16) -> InitProducerIdRequest {
+        plain()
+            .with_producer_id(pid.into())
+            .with_producer_epoch(epoch)
+    }
+
+    fn stored_block_start(dir: &Path) -> i64 {
+        let bytes = std::fs::read(dir.join(ProducerIdManager::FILE_NAME)).unwrap();
+        let file: IdFile = serde_json::from_slice(&bytes).unwrap();
+        file.next_block_start
+    }
+
+    #[test]
+    fn fresh_ids_are_monotonic_and_the_block_is_persisted_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = ProducerIdManager::open(dir.path()).unwrap();
+        assert!(!dir.path().join(ProducerIdManager::FILE_NAME).exists());
+        assert_eq!(mgr.allocate().unwrap(), 0);
+        assert_eq!(stored_block_start(dir.path()), 1000);
+        assert_eq!(mgr.allocate().unwrap(), 1);
+        assert_eq!(mgr.allocate().unwrap(), 2);
+    }
+
+    #[test]
+    fn ids_are_never_reused_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mgr = ProducerIdManager::open(dir.path()).unwrap();
+            for expected in 0..3 {
+                assert_eq!(mgr.allocate().unwrap(), expected);
+            }
+        }
+        let mgr = ProducerIdManager::open(dir.path()).unwrap();
+        assert_eq!(mgr.allocate().unwrap(), 1000);
+        for expected in 1001..2000 {
+            assert_eq!(mgr.allocate().unwrap(), expected);
+        }
+        assert_eq!(stored_block_start(dir.path()), 2000);
+        assert_eq!(mgr.allocate().unwrap(), 2000);
+        assert_eq!(stored_block_start(dir.path()), 3000);
+        drop(mgr);
+        let mgr = ProducerIdManager::open(dir.path()).unwrap();
+        assert_eq!(mgr.allocate().unwrap(), 3000);
+    }
+
+    #[test]
+    fn an_unreadable_id_file_is_an_error_not_a_restart_from_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(ProducerIdManager::FILE_NAME), b"garbage").unwrap();
+        let err = ProducerIdManager::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn every_version_without_a_producer_id_gets_a_fresh_id_at_epoch_0() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = ProducerIdManager::open(dir.path()).unwrap();
+        for (i, version) in (0..=5).enumerate() {
+            let resp = call(&mgr, &plain(), version);
+            assert_eq!(resp.error_code, 0, "v{version}");
+            assert_eq!(resp.producer_id.0, i as i64, "v{version}");
+            assert_eq!(resp.producer_epoch, 0, "v{version}");
+            assert_eq!(resp.throttle_time_ms, 0);
+        }
+    }
+
+    #[test]
+    fn v0_and_v1_requests_decoded_from_raw_bytes_work() {
+        // v0/v1 body: transactional_id (nullable string, -1) | transaction_timeout_ms.
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = ProducerIdManager::open(dir.path()).unwrap();
+        for version in [0i16, 1] {
+            let mut raw = bytes::Bytes::from_static(&[0xff, 0xff, 0, 0, 0xea, 0x60]);
+            let req = InitProducerIdRequest::decode(&mut raw, version).unwrap();
+            let resp = mgr.handle(&req, version);
+            let mut out = BytesMut::new();
+            resp.encode(&mut out, version).unwrap();
+            // throttle i32 | error i16 | producer_id i64 | epoch i16, no tagged fields.
+            assert_eq!(out.len(), 16, "v{version}");
+            assert_eq!(&out[4..6], &[0, 0]);
+        }
+    }
+
+    #[test]
+    fn v3_plus_bumps_the_epoch_of_a_known_producer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = ProducerIdManager::open(dir.path()).unwrap();
+        for version in 3..=5 {
+            let first = call(&mgr, &bump(-1, -1), version);
+            assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+            let pid = first.producer_id.0;
+            let bumped = call(&mgr, &bump(pid, 0), version);
+            assert_eq!(
+                (
+                    bumped.error_code,
+                    bumped.producer_id.0,
+                    bumped.producer_epoch
+                ),
+                (0, pid, 1),
+                "v{version}"
+            );
+            let bumped = call(&mgr, &bump(pid, 7), version);
+            assert_eq!((bumped.producer_id.0, bumped.producer_epoch), (pid, 8));
+            // Largest epoch that may still be bumped: MAX-2 -> MAX-1.
+            let last = call(&mgr, &bump(pid, i16::MAX - 2), version);
+            assert_eq!(
+                (last.producer_id.0, last.producer_epoch),
+                (pid, i16::MAX - 1)
+            );
+            // Exhausted: a new id at epoch 0.
+            let fresh = call(&mgr, &bump(pid, i16::MAX - 1), version);
+            assert_eq!(fresh.error_code, 0);
+            assert_ne!(fresh.producer_id.0, pid);
+            assert_eq!(fresh.producer_epoch, 0);
+        }
+    }
+
+    #[test]
+    fn bumping_an_id_never_issued_here_gets_a_fresh_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = ProducerIdManager::open(dir.path()).unwrap();
+        let resp = call(&mgr, &bump(5_000_000, 3), 3);
+        assert_eq!(resp.error_code, 0);
+        assert_eq!((resp.producer_id.0, resp.producer_epoch), (0, 0));
+    }
+
+    #[test]
+    fn ids_issued_before_a_restart_can_still_be_bumped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = ProducerIdManager::open(dir.path())
+            .unwrap()
+            .allocate()
+            .unwrap();
+        let mgr = ProducerIdManager::open(dir.path()).unwrap();
+        let resp = call(&mgr, &bump(pid, 4), 4);
+        assert_eq!((resp.producer_id.0, resp.producer_epoch), (pid, 5));
+    }
+
+    #[test]
+    fn half_set_producer_id_and_epoch_is_an_invalid_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = ProducerIdManager::open(dir.path()).unwrap();
+        for req in [bump(3, -1), bump(-1, 3)] {
+            let resp = call(&mgr, &req, 3);
+            assert_eq!(resp.error_code, ResponseError::InvalidRequest.code());
+            assert_eq!((resp.producer_id.0, resp.producer_epoch), (-1, -1));
+        }
+    }
+
+    #[test]
+    fn a_transactional_id_fails_fast() {
+        let dir = tempfile::tempdir().unwrap();
+        let mgr = ProducerIdManager::open(dir.path()).unwrap();
+        let tid = |s: &'static str| Some(TransactionalId(StrBytes::from_static_str(s)));
+        for version in 0..=5 {
+            let resp = call(&mgr, &plain().with_transactional_id(tid("tx-1")), version);
+            assert_eq!(
+                resp.error_code,
+                ResponseError::TransactionalIdAuthorizationFailed.code()
+            );
+            assert_eq!((resp.producer_id.0, resp.producer_epoch), (-1, -1));
+        }
+        let resp = call(&mgr, &plain().with_transactional_id(tid("")), 1);
+        assert_eq!(resp.error_code, ResponseError::InvalidRequest.code());
+        // No id was consumed by the refusals.
+        assert_eq!(mgr.allocate().unwrap(), 0);
+    }
+}

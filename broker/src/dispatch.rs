@@ -56,6 +56,15 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
         ApiKey::CreateTopics => adv::<CreateTopicsRequest>(None, None),
         ApiKey::DeleteTopics => adv::<DeleteTopicsRequest>(None, None),
         ApiKey::CreatePartitions => adv::<CreatePartitionsRequest>(None, None),
+        ApiKey::FindCoordinator => adv::<FindCoordinatorRequest>(None, None),
+        ApiKey::InitProducerId => adv::<InitProducerIdRequest>(None, None),
+        ApiKey::DescribeConfigs => adv::<DescribeConfigsRequest>(None, None),
+        ApiKey::AlterConfigs => adv::<AlterConfigsRequest>(None, None),
+        ApiKey::IncrementalAlterConfigs => adv::<IncrementalAlterConfigsRequest>(None, None),
+        ApiKey::DescribeCluster => adv::<DescribeClusterRequest>(None, None),
+        ApiKey::OffsetForLeaderEpoch => adv::<OffsetForLeaderEpochRequest>(None, None),
+        ApiKey::DeleteRecords => adv::<DeleteRecordsRequest>(None, None),
+        ApiKey::DescribeLogDirs => adv::<DescribeLogDirsRequest>(None, None),
         _ => return None,
     })
 }
@@ -108,7 +117,7 @@ pub async fn handle(broker: &Broker, mut frame: Bytes) -> Outcome {
     let client_id = header.client_id.as_ref().map(|s| s.as_str()).unwrap_or("");
     match key {
         ApiKey::ApiVersions => {
-            route(&mut frame, corr, version, |r| async move {
+            sync(&mut frame, corr, version, |r| {
                 handlers::api_versions::handle(r, version)
             })
             .await
@@ -138,26 +147,80 @@ pub async fn handle(broker: &Broker, mut frame: Bytes) -> Outcome {
             .await
         }
         ApiKey::ListOffsets => {
-            route(&mut frame, corr, version, |r| async move {
+            sync(&mut frame, corr, version, |r| {
                 handlers::list_offsets::handle(broker, r, version)
             })
             .await
         }
         ApiKey::CreateTopics => {
-            route(&mut frame, corr, version, |r| async move {
+            sync(&mut frame, corr, version, |r| {
                 handlers::create_topics::handle(broker, r, version)
             })
             .await
         }
         ApiKey::DeleteTopics => {
-            route(&mut frame, corr, version, |r| async move {
+            sync(&mut frame, corr, version, |r| {
                 handlers::delete_topics::handle(broker, r, version)
             })
             .await
         }
         ApiKey::CreatePartitions => {
-            route(&mut frame, corr, version, |r| async move {
+            sync(&mut frame, corr, version, |r| {
                 handlers::create_partitions::handle(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::FindCoordinator => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::cluster::find_coordinator(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::InitProducerId => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::cluster::init_producer_id(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::DescribeConfigs => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::configs::describe(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::AlterConfigs => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::configs::alter(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::configs::incremental_alter(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::DescribeCluster => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::cluster::describe_cluster(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::cluster::offset_for_leader_epoch(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::DeleteRecords => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::cluster::delete_records(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::DescribeLogDirs => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::cluster::describe_log_dirs(broker, r, version)
             })
             .await
         }
@@ -180,6 +243,16 @@ where
     };
     let resp = f(req).await;
     respond(corr, version, &resp)
+}
+
+/// [`route`] for handlers that do not wait.
+async fn sync<R: Request>(
+    frame: &mut Bytes,
+    corr: i32,
+    version: i16,
+    f: impl FnOnce(R) -> R::Response,
+) -> Outcome {
+    route(frame, corr, version, |r| std::future::ready(f(r))).await
 }
 
 fn respond<R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion>(

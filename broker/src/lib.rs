@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod dispatch;
+mod fsutil;
 pub mod handlers;
 pub mod log;
 pub mod producers;

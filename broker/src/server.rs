@@ -246,7 +246,7 @@ async fn maintain(broker: Arc<Broker>, shutdown: CancellationToken) {
 pub fn apply_retention(broker: &Broker) {
     let now = now_ms();
     for p in broker.topics.all_partitions() {
-        let result = p.log.lock().expect("log lock").apply_retention(now);
+        let result = p.apply_retention(now);
         match result {
             Ok(0) => {}
             Ok(deleted) => {

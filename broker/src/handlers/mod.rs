@@ -4,6 +4,8 @@
 //! violations.
 
 pub mod api_versions;
+pub mod cluster;
+pub mod configs;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;

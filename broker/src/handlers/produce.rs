@@ -11,10 +11,11 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use kmirror_wire::batch::{self, BatchError, Batches};
+use kmirror_wire::batch::{self, BatchError, BatchView, Batches};
 
 use super::message;
 use crate::log::AppendInfo;
+use crate::producers::Check;
 use crate::state::{now_ms, Broker};
 use crate::topics::Topic;
 
@@ -131,11 +132,43 @@ fn append(
             start += size;
         }
     }
+    // Idempotence: check every batch against the producer state, append all or nothing,
+    // then record (see crate::producers for the contract).
+    let mut producers = partition.producers.lock().expect("producers lock");
+    let views: Vec<BatchView<'_>> = Batches::new(&owned).filter_map(Result::ok).collect();
+    let check = producers.check_batches(&views, now).map_err(|code| {
+        let err = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
+        (
+            err,
+            format!("Producer sequence check failed for partition {index}: {err}."),
+        )
+    })?;
     let mut log = partition.log.lock().expect("log lock");
+    if let Check::Duplicate {
+        base_offset,
+        last_offset,
+        timestamp,
+    } = check
+    {
+        return Ok(Appended {
+            info: AppendInfo {
+                base_offset,
+                last_offset,
+                max_timestamp: timestamp,
+            },
+            log_start_offset: log.log_start_offset(),
+            log_append_time_ms: if log_append_time { timestamp } else { -1 },
+            sync: broker.group_commit.as_ref().and_then(|_| log.sync_handle()),
+        });
+    }
+    drop(views);
     let info = log.append(&mut owned, 0, now).map_err(|e| {
         tracing::warn!(topic = %topic.name, partition = index, error = %e, "Append failed.");
         (super::log_error_code(&e), e.to_string())
     })?;
+    for view in Batches::new(&owned).filter_map(Result::ok) {
+        producers.record(&view, now);
+    }
     Ok(Appended {
         info,
         log_start_offset: log.log_start_offset(),

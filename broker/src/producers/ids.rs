@@ -13,8 +13,8 @@ use std::sync::Mutex;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
 
-use super::fsutil::write_atomic;
 use super::{NO_PRODUCER_EPOCH, NO_PRODUCER_ID};
+use crate::fsutil::write_atomic;
 
 const FILE_VERSION: u32 = 1;
 

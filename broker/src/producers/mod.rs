@@ -26,7 +26,6 @@
 //! `rebuild_from(&view, now_ms)`, in offset order. Without a snapshot, scanning the last
 //! few MiB of the log is enough for retries that straddle a restart.
 
-mod fsutil;
 pub mod ids;
 pub mod snapshot;
 pub mod state;

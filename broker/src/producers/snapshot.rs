@@ -14,9 +14,9 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::Path;
 
-use super::fsutil::write_atomic;
 use super::state::{BatchMetadata, PartitionProducerState, ProducerEntry};
 use super::NUM_BATCHES_TO_RETAIN;
+use crate::fsutil::write_atomic;
 
 const MAGIC: &[u8; 4] = b"KMPS";
 const VERSION: u16 = 1;

@@ -1,0 +1,227 @@
+//! Small cluster-level APIs: FindCoordinator (this broker coordinates every group; the
+//! batched v4+ form too), DescribeCluster, OffsetForLeaderEpoch (one constant leader
+//! epoch, 0), DeleteRecords (moves the log start offset), DescribeLogDirs (the data
+//! directory and partition sizes) and InitProducerId.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use crate::log::LogError;
+use crate::state::Broker;
+
+fn host(broker: &Broker) -> StrBytes {
+    StrBytes::from_string(broker.advertised_host.clone())
+}
+
+pub fn find_coordinator(
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let node = BrokerId(broker.config.node_id);
+    // Key type 1 (transaction) is refused: this broker has no transaction coordinator.
+    let error = if req.key_type == 1 {
+        ResponseError::CoordinatorNotAvailable.code()
+    } else {
+        0
+    };
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                let c = Coordinator::default().with_key(key).with_error_code(error);
+                if error == 0 {
+                    c.with_node_id(node)
+                        .with_host(host(broker))
+                        .with_port(broker.advertised_port)
+                } else {
+                    c.with_node_id(BrokerId(-1)).with_port(-1)
+                }
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let resp = FindCoordinatorResponse::default().with_error_code(error);
+    if error != 0 {
+        return resp.with_node_id(BrokerId(-1)).with_port(-1);
+    }
+    resp.with_node_id(node)
+        .with_host(host(broker))
+        .with_port(broker.advertised_port)
+}
+
+pub fn describe_cluster(
+    broker: &Broker,
+    _req: DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
+    let node = BrokerId(broker.config.node_id);
+    DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(broker.config.cluster_id.clone()))
+        .with_controller_id(node)
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(node)
+            .with_host(host(broker))
+            .with_port(broker.advertised_port)])
+}
+
+pub fn offset_for_leader_epoch(
+    broker: &Broker,
+    req: OffsetForLeaderEpochRequest,
+    _version: i16,
+) -> OffsetForLeaderEpochResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = broker.topics.get(t.topic.as_str());
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut out = EpochEndOffset::default().with_partition(p.partition);
+                    match topic.as_ref().and_then(|t| t.partition(p.partition)) {
+                        None => out.error_code = ResponseError::UnknownTopicOrPartition.code(),
+                        Some(_) if p.current_leader_epoch > 0 => {
+                            out.error_code = ResponseError::UnknownLeaderEpoch.code()
+                        }
+                        // Epoch 0 ends at the log end; a later epoch is unknown.
+                        Some(part) if p.leader_epoch <= 0 => {
+                            out.leader_epoch = 0;
+                            out.end_offset = part.log.lock().expect("log lock").log_end_offset();
+                        }
+                        Some(_) => {
+                            out.leader_epoch = -1;
+                            out.end_offset = -1;
+                        }
+                    }
+                    out
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+pub fn delete_records(
+    broker: &Broker,
+    req: DeleteRecordsRequest,
+    _version: i16,
+) -> DeleteRecordsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let topic = broker.topics.get(t.name.as_str());
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let mut out = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_low_watermark(-1);
+                    let Some(part) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                    else {
+                        out.error_code = ResponseError::UnknownTopicOrPartition.code();
+                        return out;
+                    };
+                    // -1 means "up to the high watermark".
+                    let offset = if p.offset == -1 {
+                        part.log.lock().expect("log lock").log_end_offset()
+                    } else {
+                        p.offset
+                    };
+                    match part.delete_records_before(offset) {
+                        Ok(start) => out.low_watermark = start,
+                        Err(e @ LogError::OffsetOutOfRange { .. }) => {
+                            tracing::debug!(error = %e, "DeleteRecords out of range.");
+                            out.error_code = ResponseError::OffsetOutOfRange.code();
+                        }
+                        Err(e) => out.error_code = super::log_error_code(&e).code(),
+                    }
+                    out
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+pub fn describe_log_dirs(
+    broker: &Broker,
+    req: DescribeLogDirsRequest,
+    _version: i16,
+) -> DescribeLogDirsResponse {
+    let wanted = |topic: &str, partition: i32| match &req.topics {
+        None => true,
+        Some(ts) => ts
+            .iter()
+            .any(|t| t.topic.as_str() == topic && t.partitions.contains(&partition)),
+    };
+    let topics = broker
+        .topics
+        .all()
+        .iter()
+        .filter_map(|t| {
+            let partitions: Vec<_> = t
+                .partitions
+                .read()
+                .expect("partitions lock")
+                .iter()
+                .filter(|p| wanted(&t.name, p.index))
+                .map(|p| {
+                    DescribeLogDirsPartition::default()
+                        .with_partition_index(p.index)
+                        .with_partition_size(p.log.lock().expect("log lock").size_bytes() as i64)
+                })
+                .collect();
+            (!partitions.is_empty()).then(|| {
+                DescribeLogDirsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(t.name.clone())))
+                    .with_partitions(partitions)
+            })
+        })
+        .collect();
+    let dir = broker
+        .config
+        .data_dir
+        .as_ref()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|| "memory".into());
+    DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
+        .with_log_dir(StrBytes::from_string(dir))
+        .with_topics(topics)
+        .with_total_bytes(-1)
+        .with_usable_bytes(-1)])
+}
+
+pub fn init_producer_id(
+    broker: &Broker,
+    req: InitProducerIdRequest,
+    version: i16,
+) -> InitProducerIdResponse {
+    let resp = broker.producer_ids.handle(&req, version);
+    if resp.error_code != 0 {
+        tracing::warn!(error_code = resp.error_code, transactional_id = ?req.transactional_id.as_ref().map(|t| t.as_str()), "InitProducerId refused.");
+    }
+    resp
+}

@@ -1,1 +1,0 @@
-//! On-disk segmented log (to be written).

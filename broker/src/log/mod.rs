@@ -16,6 +16,7 @@ pub mod memory;
 mod test_support;
 
 pub use disk::DiskLog;
+pub use flush::{spawn_interval_flusher, GroupCommit};
 pub use memory::MemoryLog;
 
 use std::sync::Arc;

@@ -12,6 +12,12 @@
 pub mod disk;
 pub mod flush;
 pub mod memory;
+#[cfg(test)]
+mod test_support;
+
+pub use disk::DiskLog;
+pub use flush::{spawn_interval_flusher, GroupCommit};
+pub use memory::MemoryLog;
 
 use std::sync::Arc;
 
@@ -20,7 +26,8 @@ use bytes::Bytes;
 /// Settings of one partition's log (from topic configs with broker defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogConfig {
-    /// `segment.bytes`: roll the active segment once it reaches this size.
+    /// `segment.bytes`: roll the active segment before an append that would take it past
+    /// this size (as Kafka does); a single larger append still goes into one segment.
     pub segment_bytes: u64,
     /// `segment.ms`: roll the active segment once its first batch is this old.
     pub segment_ms: i64,

@@ -4,4 +4,5 @@
 //! with their default settings. It exists so that both sides of a kmirror topology can run
 //! on a laptop and in CI; it is not a replacement for a Kafka cluster.
 
+pub mod groups;
 pub mod log;

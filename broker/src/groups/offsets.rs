@@ -110,9 +110,10 @@ impl Inner {
         let generation = req.generation_id_or_member_epoch;
 
         // Group-level verdict, Kafka's order: a missing group accepts only simple commits.
-        let verdict = match self.groups.get_mut(&group_id) {
-            Some(group) => {
-                let outcomes = group.tick(now);
+        let verdict = match self.groups.get(&group_id) {
+            Some(_) => {
+                // Overdue timers first (and persist what they changed).
+                let outcomes = self.on_group(now, &group_id, |_| Vec::new());
                 self.dispatch(outcomes);
                 let group = self.groups.get_mut(&group_id).expect("present");
                 group.validate_offset_commit(now, generation, &member_id, instance_id.as_deref())
@@ -336,11 +337,11 @@ impl Inner {
         _version: i16,
     ) -> OffsetDeleteResponse {
         let group_id = req.group_id.to_string();
-        let Some(group) = self.groups.get_mut(&group_id) else {
+        if !self.groups.contains_key(&group_id) {
             return OffsetDeleteResponse::default()
                 .with_error_code(ResponseError::GroupIdNotFound.code());
-        };
-        let outcomes = group.tick(now);
+        }
+        let outcomes = self.on_group(now, &group_id, |_| Vec::new());
         self.dispatch(outcomes);
         let group = &self.groups[&group_id];
         // Topics that must keep their offsets; `None` = all of them.

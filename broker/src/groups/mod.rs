@@ -1,0 +1,503 @@
+//! The group coordinator: classic consumer groups (JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, DescribeGroups, ListGroups, DeleteGroups) and committed offsets
+//! (OffsetCommit, OffsetFetch, OffsetDelete), persisted across restarts.
+//!
+//! [`GroupCoordinator`] is the async, `Clone`-able (one shared state) API the request
+//! handlers call with decoded kafka-protocol requests and their API version; it returns
+//! the response to encode at that version. Behind one mutex it holds the pure per-group
+//! state machines ([`state::Group`]), the offsets table, the store and the waiting
+//! JoinGroup/SyncGroup requests (oneshot senders keyed by [`state::ResponderId`]). A timer
+//! task sleeps until the earliest group deadline (re-armed through a `Notify` after every
+//! call) and fires it; every call also fires its group's overdue timers first, so answers
+//! never depend on the timer task's punctuality.
+//!
+//! Not here: FindCoordinator (the broker answers itself), KIP-848 consumer groups,
+//! transactional offset commits, offset retention/expiry.
+
+mod admin;
+pub mod offsets;
+mod responses;
+pub mod state;
+pub mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+};
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+
+use offsets::OffsetsTable;
+use state::{Group, GroupConfig, JoinResult, Outcome, ResponderId, SyncResult};
+use store::{OffsetStore, Record, StoreConfig, StoreError};
+
+/// Answers whether a topic partition exists (for OffsetCommit/OffsetDelete validation).
+pub trait PartitionLookup: Send + Sync + 'static {
+    fn partition_exists(&self, topic: &str, partition: i32) -> bool;
+}
+
+impl<F> PartitionLookup for F
+where
+    F: Fn(&str, i32) -> bool + Send + Sync + 'static,
+{
+    fn partition_exists(&self, topic: &str, partition: i32) -> bool {
+        self(topic, partition)
+    }
+}
+
+/// Settings of the coordinator.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// Directory of `__consumer_offsets.log`; `None` keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
+    /// fsync the store before answering (otherwise writes reach the page cache only).
+    pub fsync: bool,
+    /// Rewrite the store on open once it is larger than this.
+    pub compact_threshold_bytes: u64,
+    /// `offset.metadata.max.bytes`.
+    pub max_offset_metadata_bytes: usize,
+    /// Session timeout bounds and initial rebalance delay.
+    pub group: GroupConfig,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            fsync: false,
+            compact_threshold_bytes: StoreConfig::default().compact_threshold_bytes,
+            max_offset_metadata_bytes: 4096,
+            group: GroupConfig::default(),
+        }
+    }
+}
+
+/// A request waiting for the state machine's answer.
+enum Waiter {
+    Join {
+        version: i16,
+        tx: oneshot::Sender<JoinGroupResponse>,
+    },
+    Sync {
+        version: i16,
+        tx: oneshot::Sender<SyncGroupResponse>,
+    },
+}
+
+/// Everything behind the coordinator's mutex.
+struct Inner {
+    config: CoordinatorConfig,
+    partitions: Arc<dyn PartitionLookup>,
+    groups: BTreeMap<String, Group>,
+    offsets: OffsetsTable,
+    store: OffsetStore,
+    waiters: HashMap<ResponderId, Waiter>,
+    next_responder: ResponderId,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Wake the timer task so it notices that the coordinator is gone.
+        self.notify.notify_one();
+    }
+}
+
+/// The group coordinator. Cloning shares the same coordinator.
+#[derive(Clone)]
+pub struct GroupCoordinator {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for GroupCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCoordinator").finish_non_exhaustive()
+    }
+}
+
+impl GroupCoordinator {
+    /// Opens the store (replaying it), rebuilds the groups and starts the timer task.
+    /// Must be called inside a tokio runtime.
+    pub fn open(
+        config: CoordinatorConfig,
+        partitions: Arc<dyn PartitionLookup>,
+    ) -> Result<Self, StoreError> {
+        let (store, snapshot) = OffsetStore::open(&StoreConfig {
+            dir: config.data_dir.clone(),
+            fsync: config.fsync,
+            compact_threshold_bytes: config.compact_threshold_bytes,
+        })?;
+        let now = Instant::now();
+        let mut groups = BTreeMap::new();
+        for (name, record) in &snapshot.groups {
+            groups.insert(
+                name.clone(),
+                Group::from_record(record, config.group.clone(), now),
+            );
+        }
+        for name in snapshot.offsets.keys() {
+            groups
+                .entry(name.clone())
+                .or_insert_with(|| Group::new(name.clone(), config.group.clone()));
+        }
+        let inner = Inner {
+            offsets: OffsetsTable::from_snapshot(snapshot.offsets),
+            config,
+            partitions,
+            groups,
+            store,
+            waiters: HashMap::new(),
+            next_responder: 1,
+        };
+        let notify = Arc::new(Notify::new());
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(inner),
+            notify: notify.clone(),
+        });
+        tokio::spawn(run_timers(Arc::downgrade(&shared), notify));
+        Ok(Self { shared })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.shared
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Re-arms the timer task after a call that may have moved a deadline.
+    fn rearm(&self) {
+        self.shared.notify.notify_one();
+    }
+
+    /// JoinGroup; waits until the rebalance completes (or the request fails).
+    pub async fn join_group(
+        &self,
+        req: JoinGroupRequest,
+        version: i16,
+        client_id: &str,
+    ) -> JoinGroupResponse {
+        self.join_group_from(req, version, client_id, "").await
+    }
+
+    /// JoinGroup with the client's host (shown by DescribeGroups, e.g. "/127.0.0.1").
+    pub async fn join_group_from(
+        &self,
+        req: JoinGroupRequest,
+        version: i16,
+        client_id: &str,
+        client_host: &str,
+    ) -> JoinGroupResponse {
+        let group_id = req.group_id.to_string();
+        let member_id = req.member_id.to_string();
+        let rx = {
+            let mut inner = self.lock();
+            let (responder, rx) = inner.register_join(version);
+            let now = Instant::now();
+            let params = responses::join_params(req, version, client_id, client_host);
+            let outcomes = if group_id.is_empty() {
+                vec![Outcome::Join(
+                    responder,
+                    JoinResult::error(&member_id, ResponseError::InvalidGroupId),
+                )]
+            } else if !inner.groups.contains_key(&group_id) && !member_id.is_empty() {
+                vec![Outcome::Join(
+                    responder,
+                    JoinResult::error(&member_id, ResponseError::UnknownMemberId),
+                )]
+            } else {
+                let config = inner.config.group.clone();
+                inner
+                    .groups
+                    .entry(group_id.clone())
+                    .or_insert_with(|| Group::new(group_id.clone(), config));
+                inner.on_group(now, &group_id, |g| g.join(now, params, responder))
+            };
+            inner.dispatch(outcomes);
+            rx
+        };
+        self.rearm();
+        rx.await.unwrap_or_else(|_| {
+            responses::join_response(
+                JoinResult::error(&member_id, ResponseError::CoordinatorNotAvailable),
+                version,
+            )
+        })
+    }
+
+    /// SyncGroup; a follower waits until the leader's assignment arrives.
+    pub async fn sync_group(&self, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+        let group_id = req.group_id.to_string();
+        let rx = {
+            let mut inner = self.lock();
+            let (responder, rx) = inner.register_sync(version);
+            let now = Instant::now();
+            let params = responses::sync_params(req);
+            let outcomes = if group_id.is_empty() {
+                vec![Outcome::Sync(
+                    responder,
+                    SyncResult::error(ResponseError::InvalidGroupId),
+                )]
+            } else if !inner.groups.contains_key(&group_id) {
+                vec![Outcome::Sync(
+                    responder,
+                    SyncResult::error(ResponseError::UnknownMemberId),
+                )]
+            } else {
+                inner.on_group(now, &group_id, |g| g.sync(now, params, responder))
+            };
+            inner.dispatch(outcomes);
+            rx
+        };
+        self.rearm();
+        rx.await.unwrap_or_else(|_| {
+            responses::sync_response(
+                SyncResult::error(ResponseError::CoordinatorNotAvailable),
+                version,
+            )
+        })
+    }
+
+    /// Heartbeat.
+    pub fn heartbeat(&self, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
+        let group_id = req.group_id.to_string();
+        let error = {
+            let mut inner = self.lock();
+            let now = Instant::now();
+            if group_id.is_empty() {
+                ResponseError::InvalidGroupId.code()
+            } else if !inner.groups.contains_key(&group_id) {
+                ResponseError::UnknownMemberId.code()
+            } else {
+                let mut error = 0;
+                let outcomes = inner.on_group(now, &group_id, |g| {
+                    error = g.heartbeat(
+                        now,
+                        &req.member_id,
+                        req.group_instance_id.as_deref(),
+                        req.generation_id,
+                    );
+                    Vec::new()
+                });
+                inner.dispatch(outcomes);
+                error
+            }
+        };
+        self.rearm();
+        HeartbeatResponse::default().with_error_code(error)
+    }
+
+    /// LeaveGroup: v0-2 one member, v3+ a batch with per-member errors.
+    pub fn leave_group(&self, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+        let group_id = req.group_id.to_string();
+        let leaving = responses::leave_members(&req, version);
+        let errors = {
+            let mut inner = self.lock();
+            let now = Instant::now();
+            if group_id.is_empty() {
+                Err(ResponseError::InvalidGroupId.code())
+            } else if !inner.groups.contains_key(&group_id) {
+                Ok(vec![ResponseError::UnknownMemberId.code(); leaving.len()])
+            } else {
+                let mut errors = Vec::new();
+                let outcomes = inner.on_group(now, &group_id, |g| {
+                    let (e, outcomes) = g.leave(now, &leaving);
+                    errors = e;
+                    outcomes
+                });
+                inner.dispatch(outcomes);
+                Ok(errors)
+            }
+        };
+        self.rearm();
+        responses::leave_response(&leaving, errors, version)
+    }
+
+    /// OffsetCommit (v2-9).
+    pub fn offset_commit(&self, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
+        let resp = self.lock().offset_commit(Instant::now(), req, version);
+        self.rearm();
+        resp
+    }
+
+    /// OffsetFetch: v1-7 single-group shape, v8+ `groups[]` batch shape.
+    pub fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        self.lock().offset_fetch(req, version)
+    }
+
+    /// OffsetDelete (KIP-496).
+    pub fn offset_delete(&self, req: OffsetDeleteRequest, version: i16) -> OffsetDeleteResponse {
+        let resp = self.lock().offset_delete(Instant::now(), req, version);
+        self.rearm();
+        resp
+    }
+
+    /// DescribeGroups.
+    pub fn describe_groups(
+        &self,
+        req: DescribeGroupsRequest,
+        version: i16,
+    ) -> DescribeGroupsResponse {
+        self.lock().describe_groups(Instant::now(), req, version)
+    }
+
+    /// ListGroups (v4+ state filter, v5 type filter).
+    pub fn list_groups(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+        self.lock().list_groups(Instant::now(), req, version)
+    }
+
+    /// DeleteGroups: only Empty groups; others get NON_EMPTY_GROUP.
+    pub fn delete_groups(&self, req: DeleteGroupsRequest, version: i16) -> DeleteGroupsResponse {
+        let resp = self.lock().delete_groups(Instant::now(), req, version);
+        self.rearm();
+        resp
+    }
+
+    /// Forgets every group's committed offsets of a deleted topic.
+    pub fn remove_topic_offsets(&self, topic: &str) {
+        self.lock().remove_topic_offsets(topic);
+    }
+}
+
+impl Inner {
+    fn register_join(
+        &mut self,
+        version: i16,
+    ) -> (ResponderId, oneshot::Receiver<JoinGroupResponse>) {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_responder;
+        self.next_responder += 1;
+        self.waiters.insert(id, Waiter::Join { version, tx });
+        (id, rx)
+    }
+
+    fn register_sync(
+        &mut self,
+        version: i16,
+    ) -> (ResponderId, oneshot::Receiver<SyncGroupResponse>) {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_responder;
+        self.next_responder += 1;
+        self.waiters.insert(id, Waiter::Sync { version, tx });
+        (id, rx)
+    }
+
+    /// Sends answers to waiting requests (a dropped receiver is a gone client).
+    fn dispatch(&mut self, outcomes: Vec<Outcome>) {
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Join(id, result) => match self.waiters.remove(&id) {
+                    Some(Waiter::Join { version, tx }) => {
+                        let _ = tx.send(responses::join_response(result, version));
+                    }
+                    other => tracing::warn!(
+                        responder = id,
+                        found = other.is_some(),
+                        "No JoinGroup waiter for an outcome."
+                    ),
+                },
+                Outcome::Sync(id, result) => match self.waiters.remove(&id) {
+                    Some(Waiter::Sync { version, tx }) => {
+                        let _ = tx.send(responses::sync_response(result, version));
+                    }
+                    other => tracing::warn!(
+                        responder = id,
+                        found = other.is_some(),
+                        "No SyncGroup waiter for an outcome."
+                    ),
+                },
+            }
+        }
+    }
+
+    /// Fires the group's overdue timers, runs `op`, persists the group if its durable
+    /// view changed, and returns every outcome (timers' first).
+    fn on_group(
+        &mut self,
+        now: Instant,
+        group_id: &str,
+        op: impl FnOnce(&mut Group) -> Vec<Outcome>,
+    ) -> Vec<Outcome> {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return Vec::new();
+        };
+        let mut outcomes = group.tick(now);
+        outcomes.extend(op(group));
+        self.persist_group(group_id);
+        outcomes
+    }
+
+    fn persist_group(&mut self, group_id: &str) {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        if !group.take_dirty() {
+            return;
+        }
+        let record = Record::Group(group.to_record());
+        if let Err(error) = self.store.append(&[record]) {
+            tracing::error!(group = group_id, %error, "Cannot persist group metadata.");
+        }
+    }
+
+    /// Fires every group's overdue timers.
+    fn tick_all(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.next_deadline().is_some_and(|d| d <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let outcomes = self.on_group(now, &id, |_| Vec::new());
+            self.dispatch(outcomes);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.groups.values().filter_map(Group::next_deadline).min()
+    }
+}
+
+/// Sleeps until the earliest group deadline (or a re-arm), fires due timers, repeats;
+/// ends when the coordinator is dropped.
+async fn run_timers(shared: Weak<Shared>, notify: Arc<Notify>) {
+    loop {
+        let deadline = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let mut inner = shared
+                .inner
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            inner.tick_all(Instant::now());
+            inner.next_deadline()
+        };
+        match deadline {
+            Some(at) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(at) => {}
+                    () = notify.notified() => {}
+                }
+            }
+            None => notify.notified().await,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "coordinator_tests.rs"]
+mod tests;

@@ -1,0 +1,425 @@
+//! Committed offsets: the in-memory table and the OffsetCommit, OffsetFetch and
+//! OffsetDelete APIs on top of it (validated against the group state machine, written to
+//! the store before the answer).
+//!
+//! Not here: transactional offset commits, offset expiry (`offsets.retention.minutes`).
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+
+use super::state::{Group, GroupState};
+pub use super::store::CommittedOffset;
+use super::store::{GroupOffsets, Record};
+use super::Inner;
+
+/// Committed offsets of every group.
+#[derive(Debug, Clone, Default)]
+pub struct OffsetsTable {
+    groups: BTreeMap<String, GroupOffsets>,
+}
+
+impl OffsetsTable {
+    pub fn from_snapshot(groups: BTreeMap<String, GroupOffsets>) -> Self {
+        Self { groups }
+    }
+
+    pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<&CommittedOffset> {
+        self.groups.get(group)?.get(&(topic.to_string(), partition))
+    }
+
+    /// The group's offsets, ordered by topic and partition.
+    pub fn group(&self, group: &str) -> Option<&GroupOffsets> {
+        self.groups.get(group)
+    }
+
+    pub fn insert(&mut self, group: &str, topic: String, partition: i32, c: CommittedOffset) {
+        self.groups
+            .entry(group.to_string())
+            .or_default()
+            .insert((topic, partition), c);
+    }
+
+    pub fn remove(&mut self, group: &str, topic: &str, partition: i32) {
+        if let Some(offsets) = self.groups.get_mut(group) {
+            offsets.remove(&(topic.to_string(), partition));
+            if offsets.is_empty() {
+                self.groups.remove(group);
+            }
+        }
+    }
+
+    pub fn remove_group(&mut self, group: &str) {
+        self.groups.remove(group);
+    }
+
+    /// Every (group, partition) holding an offset of `topic`.
+    pub fn partitions_of_topic(&self, topic: &str) -> Vec<(String, i32)> {
+        self.groups
+            .iter()
+            .flat_map(|(g, offsets)| {
+                offsets
+                    .keys()
+                    .filter(|(t, _)| t == topic)
+                    .map(move |(_, p)| (g.clone(), *p))
+            })
+            .collect()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Requested partitions per topic; `None` = every committed partition of the group.
+type Requested = Option<Vec<(String, Vec<i32>)>>;
+
+/// (topic, [(partition, offset, leader epoch, metadata)]) as OffsetFetch answers them.
+type Fetched = Vec<(String, Vec<(i32, i64, i32, String)>)>;
+
+impl Inner {
+    pub(super) fn offset_commit(
+        &mut self,
+        now: Instant,
+        req: OffsetCommitRequest,
+        _version: i16,
+    ) -> OffsetCommitResponse {
+        let group_id = req.group_id.to_string();
+        let member_id = req.member_id.to_string();
+        let instance_id = req.group_instance_id.as_ref().map(|i| i.to_string());
+        let generation = req.generation_id_or_member_epoch;
+
+        // Group-level verdict, Kafka's order: a missing group accepts only simple commits.
+        let verdict = match self.groups.get(&group_id) {
+            Some(_) => {
+                // Overdue timers first (and persist what they changed).
+                let outcomes = self.on_group(now, &group_id, |_| Vec::new());
+                self.dispatch(outcomes);
+                let group = self.groups.get_mut(&group_id).expect("present");
+                group.validate_offset_commit(now, generation, &member_id, instance_id.as_deref())
+            }
+            None if generation < 0 => {
+                let mut probe = Group::new(group_id.clone(), self.config.group.clone());
+                probe.validate_offset_commit(now, generation, &member_id, instance_id.as_deref())
+            }
+            None => Err(ResponseError::IllegalGeneration.code()),
+        };
+
+        let timestamp = now_ms();
+        let mut records = Vec::new();
+        let mut errors: Vec<Vec<i16>> = Vec::new();
+        for topic in &req.topics {
+            let mut topic_errors = Vec::new();
+            for p in &topic.partitions {
+                let metadata_len = p.committed_metadata.as_ref().map_or(0, |m| m.len());
+                let error = if !self
+                    .partitions
+                    .partition_exists(&topic.name, p.partition_index)
+                {
+                    ResponseError::UnknownTopicOrPartition.code()
+                } else if metadata_len > self.config.max_offset_metadata_bytes {
+                    ResponseError::OffsetMetadataTooLarge.code()
+                } else if let Err(e) = verdict {
+                    e
+                } else {
+                    records.push(Record::Offset {
+                        group: group_id.clone(),
+                        topic: topic.name.to_string(),
+                        partition: p.partition_index,
+                        committed: CommittedOffset {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: Some(
+                                p.committed_metadata
+                                    .as_ref()
+                                    .map(|m| m.to_string())
+                                    .unwrap_or_default(),
+                            ),
+                            commit_timestamp_ms: timestamp,
+                        },
+                    });
+                    0
+                };
+                topic_errors.push(error);
+            }
+            errors.push(topic_errors);
+        }
+
+        if !records.is_empty() {
+            match self.store.append(&records) {
+                Ok(()) => {
+                    if !self.groups.contains_key(&group_id) {
+                        let group = Group::new(group_id.clone(), self.config.group.clone());
+                        self.groups.insert(group_id.clone(), group);
+                    }
+                    for r in records {
+                        if let Record::Offset {
+                            topic,
+                            partition,
+                            committed,
+                            ..
+                        } = r
+                        {
+                            self.offsets.insert(&group_id, topic, partition, committed);
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(group = %group_id, %error, "Cannot persist committed offsets.");
+                    for e in errors.iter_mut().flatten().filter(|e| **e == 0) {
+                        *e = ResponseError::CoordinatorNotAvailable.code();
+                    }
+                }
+            }
+        }
+
+        let topics = req
+            .topics
+            .iter()
+            .zip(errors)
+            .map(|(topic, errors)| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(
+                        topic
+                            .partitions
+                            .iter()
+                            .zip(errors)
+                            .map(|(p, e)| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(e)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        OffsetCommitResponse::default().with_topics(topics)
+    }
+
+    /// Offsets of one group: the requested partitions (-1 where nothing is committed),
+    /// or every committed partition.
+    fn fetch_group(&self, group_id: &str, requested: Requested) -> Fetched {
+        let entry = |topic: &str, partition: i32| match self.offsets.get(group_id, topic, partition)
+        {
+            Some(c) => (
+                partition,
+                c.offset,
+                c.leader_epoch,
+                c.metadata.clone().unwrap_or_default(),
+            ),
+            None => (partition, -1, -1, String::new()),
+        };
+        match requested {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let rows = partitions.into_iter().map(|p| entry(&topic, p)).collect();
+                    (topic, rows)
+                })
+                .collect(),
+            None => {
+                let mut out: Fetched = Vec::new();
+                for (topic, partition) in self
+                    .offsets
+                    .group(group_id)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    let row = entry(topic, *partition);
+                    match out.last_mut() {
+                        Some((t, rows)) if t == topic => rows.push(row),
+                        _ => out.push((topic.clone(), vec![row])),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    pub(super) fn offset_fetch(
+        &mut self,
+        req: OffsetFetchRequest,
+        version: i16,
+    ) -> OffsetFetchResponse {
+        if version >= 8 {
+            let groups = req
+                .groups
+                .into_iter()
+                .map(|g| {
+                    let requested = g.topics.map(|ts| {
+                        ts.into_iter()
+                            .map(|t| (t.name.to_string(), t.partition_indexes))
+                            .collect()
+                    });
+                    let topics = self
+                        .fetch_group(&g.group_id, requested)
+                        .into_iter()
+                        .map(|(topic, rows)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(TopicName(StrBytes::from_string(topic)))
+                                .with_partitions(
+                                    rows.into_iter()
+                                        .map(|(p, offset, epoch, md)| {
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(offset)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(Some(StrBytes::from_string(md)))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect();
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_topics(topics)
+                })
+                .collect();
+            return OffsetFetchResponse::default().with_groups(groups);
+        }
+        let requested = req.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.to_string(), t.partition_indexes))
+                .collect()
+        });
+        let topics = self
+            .fetch_group(&req.group_id, requested)
+            .into_iter()
+            .map(|(topic, rows)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic)))
+                    .with_partitions(
+                        rows.into_iter()
+                            .map(|(p, offset, epoch, md)| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(offset)
+                                    .with_committed_leader_epoch(if version >= 5 {
+                                        epoch
+                                    } else {
+                                        -1
+                                    })
+                                    .with_metadata(Some(StrBytes::from_string(md)))
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        OffsetFetchResponse::default().with_topics(topics)
+    }
+
+    pub(super) fn offset_delete(
+        &mut self,
+        now: Instant,
+        req: OffsetDeleteRequest,
+        _version: i16,
+    ) -> OffsetDeleteResponse {
+        let group_id = req.group_id.to_string();
+        if !self.groups.contains_key(&group_id) {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::GroupIdNotFound.code());
+        }
+        let outcomes = self.on_group(now, &group_id, |_| Vec::new());
+        self.dispatch(outcomes);
+        let group = &self.groups[&group_id];
+        // Topics that must keep their offsets; `None` = all of them.
+        let protected = match group.state() {
+            GroupState::Dead => {
+                return OffsetDeleteResponse::default()
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+            }
+            GroupState::Empty => Some(Default::default()),
+            _ if group.protocol_type() == Some("consumer") => group.subscribed_topics(),
+            _ => {
+                return OffsetDeleteResponse::default()
+                    .with_error_code(ResponseError::NonEmptyGroup.code())
+            }
+        };
+        let mut records = Vec::new();
+        let mut topics = Vec::new();
+        for topic in &req.topics {
+            let name = topic.name.to_string();
+            let subscribed = protected.as_ref().is_none_or(|t| t.contains(&name));
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let error = if !self.partitions.partition_exists(&name, p.partition_index) {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    } else if subscribed {
+                        ResponseError::GroupSubscribedToTopic.code()
+                    } else {
+                        records.push(Record::OffsetDelete {
+                            group: group_id.clone(),
+                            topic: name.clone(),
+                            partition: p.partition_index,
+                        });
+                        0
+                    };
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error)
+                })
+                .collect();
+            topics.push(
+                OffsetDeleteResponseTopic::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        if let Err(error) = self.store.append(&records) {
+            tracing::error!(group = %group_id, %error, "Cannot persist deleted offsets.");
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+        }
+        for r in records {
+            if let Record::OffsetDelete {
+                topic, partition, ..
+            } = r
+            {
+                self.offsets.remove(&group_id, &topic, partition);
+            }
+        }
+        OffsetDeleteResponse::default().with_topics(topics)
+    }
+
+    pub(super) fn remove_topic_offsets(&mut self, topic: &str) {
+        let doomed = self.offsets.partitions_of_topic(topic);
+        let records: Vec<Record> = doomed
+            .iter()
+            .map(|(group, partition)| Record::OffsetDelete {
+                group: group.clone(),
+                topic: topic.to_string(),
+                partition: *partition,
+            })
+            .collect();
+        if let Err(error) = self.store.append(&records) {
+            tracing::error!(%topic, %error, "Cannot persist the removal of a deleted topic's offsets.");
+        }
+        for (group, partition) in doomed {
+            self.offsets.remove(&group, topic, partition);
+        }
+    }
+}

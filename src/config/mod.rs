@@ -1,0 +1,4 @@
+//! Topology configuration (stub).
+pub mod interpolate;
+pub mod locate;
+pub mod units;

@@ -1,4 +1,5 @@
 //! Topology configuration (stub).
 pub mod interpolate;
 pub mod locate;
+pub mod names;
 pub mod units;

@@ -9,6 +9,7 @@
 
 use super::interpolate::Interpolated;
 use super::locate::{self, FieldPath, Target};
+use super::raw;
 use super::{ConfigError, ConfigErrors, Topology};
 use std::collections::BTreeSet;
 
@@ -74,15 +75,26 @@ impl<'a> Diagnostics<'a> {
         if line > 0 {
             message = message.replacen(&format!(" at line {line} column {column}"), "", 1);
         }
-        let item_path = item.to_string();
+        // The path starts with the item's own path (or, for the whole document, with a
+        // top-level key) and ends at the first ": ".
+        let prefixes: Vec<String> = if item.is_root() {
+            raw::TOP_LEVEL_KEYS
+                .iter()
+                .map(|key| key.to_string())
+                .collect()
+        } else {
+            vec![item.to_string()]
+        };
         let mut path = String::new();
-        if !item_path.is_empty() && message.starts_with(&item_path) {
-            if let Some(end) = message[item_path.len()..]
-                .find(": ")
-                .map(|end| end + item_path.len())
-            {
+        for prefix in prefixes {
+            let after = message.strip_prefix(prefix.as_str()).unwrap_or("");
+            if !after.starts_with([':', '.', '[']) {
+                continue;
+            }
+            if let Some(end) = after.find(": ").map(|end| end + prefix.len()) {
                 path = message[..end].to_string();
                 message = message[end + 2..].to_string();
+                break;
             }
         }
         self.push(line, column, path, message);

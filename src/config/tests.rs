@@ -413,6 +413,13 @@ fn empty_and_incomplete_documents() {
     );
     let no_flows = single_error(&format!("{CLUSTERS}flows: []\n"));
     assert!(no_flows.contains("flows: no flows defined"), "{no_flows}");
+    let not_a_map = single_error("clusters: [a, b]\nflows: []\n");
+    assert!(
+        not_a_map.starts_with(
+            "topology.yaml:1:11: clusters: invalid type: sequence, expected a mapping"
+        ),
+        "{not_a_map}"
+    );
     let list = single_error("- a\n- b\n");
     assert!(list.contains("expected a topology mapping"), "{list}");
     let missing_field = single_error(&with_flows(

@@ -57,7 +57,7 @@ fn resolve(diagnostics: &mut Diagnostics<'_>) -> Option<Topology> {
         }
     };
     check_top_level_keys(diagnostics, &skeleton);
-    let cluster_names = skeleton.cluster_names.unwrap_or_else(|| {
+    let cluster_names = skeleton.cluster_names.clone().unwrap_or_else(|| {
         diagnostics.at(&root, "missing field `clusters`");
         Vec::new()
     });
@@ -65,6 +65,9 @@ fn resolve(diagnostics: &mut Diagnostics<'_>) -> Option<Topology> {
         diagnostics.at(&root, "missing field `flows`");
         0
     });
+    if skeleton.cluster_names.as_ref().is_some_and(Vec::is_empty) {
+        diagnostics.at(&root.key("clusters"), "no clusters defined");
+    }
     if skeleton.flow_count == Some(0) {
         diagnostics.at(
             &root.key("flows"),
@@ -109,9 +112,6 @@ fn resolve_clusters(
     names: &[String],
 ) -> BTreeMap<String, Cluster> {
     let clusters_path = FieldPath::root().key("clusters");
-    if names.is_empty() {
-        diagnostics.at(&clusters_path, "no clusters defined");
-    }
     let mut clusters = BTreeMap::new();
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for name in names {

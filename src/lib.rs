@@ -1,1 +1,3 @@
 //! kmirror
+
+pub mod config;

@@ -1,0 +1,377 @@
+//! The mirror topology: loading a YAML file into a validated, typed [`Topology`].
+//!
+//! Pipeline: text → `${VAR}` interpolation ([`interpolate`]) → serde structs with unknown
+//! keys rejected ([`raw`]) → validation that collects every error with its file, line,
+//! column and field path ([`validate`], [`graph`]) → [`Topology`].
+//! Every error is reported at once: `topology.yaml:12:5: flows[0].topics.include[1]:
+//! invalid regex "orders(": unclosed group`. Secrets are held in [`Secret`], which never
+//! prints its value, and interpolated values are redacted from error messages.
+//!
+//! This module does not connect to clusters, check that TLS files exist, or start
+//! embedded brokers; it only describes what the daemon should do.
+
+mod diagnostics;
+pub mod graph;
+pub mod interpolate;
+pub mod locate;
+pub mod names;
+pub mod raw;
+pub mod units;
+pub mod validate;
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use names::{NameFilter, Pattern, RenameTemplate};
+
+/// Reads and validates the topology at `path`; `${VAR}` comes from the process environment.
+pub fn load(path: &Path) -> Result<Topology, ConfigErrors> {
+    let file_name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigErrors {
+        errors: vec![ConfigError {
+            file: file_name.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read the topology file: {error}"),
+        }],
+    })?;
+    parse(&text, &file_name, &|name| std::env::var(name).ok())
+}
+
+/// Validates topology `text`; `file_name` is used in error messages and `env` resolves
+/// `${VAR}` references (injectable for tests).
+pub fn parse(
+    text: &str,
+    file_name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Topology, ConfigErrors> {
+    validate::parse(text, file_name, env)
+}
+
+/// A validated mirror topology.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// Clusters by name.
+    pub clusters: BTreeMap<String, Cluster>,
+    /// Flows in file order; names are unique.
+    pub flows: Vec<Flow>,
+    pub telemetry: Option<Telemetry>,
+}
+
+impl Topology {
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.clusters.get(name)
+    }
+
+    pub fn flow(&self, name: &str) -> Option<&Flow> {
+        self.flows.iter().find(|flow| flow.name == name)
+    }
+
+    /// The target topic name for `topic` mirrored by `flow` (same as [`Flow::rename`]).
+    pub fn rename(&self, flow: &Flow, topic: &str) -> String {
+        flow.rename(topic)
+    }
+}
+
+/// A Kafka cluster the daemon reads from or writes to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    /// Kafka `client.id` for the daemon's connections (default "kmirror").
+    pub client_id: String,
+    /// Deadline for one request (default 30s).
+    pub request_timeout: Duration,
+    /// Deadline for establishing a connection (default 10s).
+    pub connect_timeout: Duration,
+    pub connection: Connection,
+}
+
+/// How to reach a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Connection {
+    /// An existing cluster, reached through its bootstrap brokers.
+    Remote(Remote),
+    /// A kmirror-broker the daemon starts in-process.
+    Embedded(Embedded),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Remote {
+    pub bootstrap: Vec<BrokerAddress>,
+    /// Parsed and validated; the client does not use TLS yet.
+    pub tls: Option<Tls>,
+    /// Parsed and validated; the client does not authenticate yet.
+    pub sasl: Option<Sasl>,
+}
+
+/// `host:port` of a bootstrap broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for BrokerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// TLS file locations (PEM). Existence is checked when connecting, not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// CA bundle; `None` uses the system roots.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key, for mutual TLS; both or neither.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sasl {
+    pub mechanism: SaslMechanism,
+    pub username: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+/// An in-process kmirror-broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Embedded {
+    pub listen: SocketAddr,
+    /// Relative paths are relative to the daemon's working directory.
+    pub data_dir: PathBuf,
+    /// Partitions of topics the broker creates automatically (default 1).
+    pub partitions: u32,
+}
+
+/// A string that must not be logged: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value, for handing to the authentication code only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Any scalar, taken as written: a password "007" stays "007", not the number 7.
+        raw::Text::deserialize(deserializer).map(|text| Secret(text.0))
+    }
+}
+
+/// One replication flow: topics of `source` mirrored into `target`.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub name: String,
+    /// Source cluster name.
+    pub source: String,
+    /// Target cluster name.
+    pub target: String,
+    /// Which source topics to mirror (whole-name regex matches).
+    pub topics: NameFilter,
+    pub rename: RenameTemplate,
+    pub partitions: PartitionPolicy,
+    /// Create missing target topics (default true).
+    pub create_topics: bool,
+    pub sync_configs: SyncConfigs,
+    pub start_from: StartFrom,
+    /// How often to look for new topics and partitions (default 10s).
+    pub discovery_interval: Duration,
+    pub delivery: Delivery,
+    pub limits: Limits,
+    /// Consumer-group offset sync; parsed now, used later.
+    pub groups: Option<Groups>,
+    pub(crate) cycle_guard: graph::CycleGuard,
+}
+
+impl Flow {
+    /// The target topic name for source topic `topic`.
+    pub fn rename(&self, topic: &str) -> String {
+        self.rename.render(&self.source, &self.target, topic)
+    }
+
+    /// Whether this flow mirrors source topic `topic`: the topic filter passes it and the
+    /// topic did not come from this flow's target cluster through other flows (which
+    /// would mirror it back where it came from, like MirrorMaker 2's `isCycle`).
+    pub fn matches(&self, topic: &str) -> bool {
+        self.topics.matches(topic) && !self.is_cycle(topic)
+    }
+
+    /// Whether `topic` on the source cluster is, judging by its name and the topology's
+    /// rename templates, a mirror of a topic from this flow's target cluster.
+    /// Identity (`"{topic}"`) renames carry no origin and are never counted.
+    pub fn is_cycle(&self, topic: &str) -> bool {
+        self.cycle_guard
+            .came_from(&self.source, topic, &self.target)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionPolicy {
+    /// Source partition N goes to target partition N.
+    Preserve,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    /// New topics are mirrored from their log start offset (default).
+    Earliest,
+    /// New topics are mirrored from their high watermark at discovery.
+    Latest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    AtLeastOnce,
+    /// Parsed so that the error can say "not yet", refused by validation.
+    ExactlyOnce,
+}
+
+/// Topic config sync from source to target topics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncConfigs {
+    /// Default true.
+    pub enabled: bool,
+    /// Config names never synced: MirrorMaker 2's defaults plus the configured ones.
+    pub exclude: Vec<Pattern>,
+}
+
+impl SyncConfigs {
+    /// MirrorMaker 2's `DefaultConfigPropertyFilter` exclusions (as regexes).
+    pub const DEFAULT_EXCLUDE: &'static [&'static str] = &[
+        "follower\\.replication\\.throttled\\.replicas",
+        "leader\\.replication\\.throttled\\.replicas",
+        "message\\.timestamp\\.difference\\.max\\.ms",
+        "message\\.timestamp\\.type",
+        "unclean\\.leader\\.election\\.enable",
+        "min\\.insync\\.replicas",
+    ];
+
+    /// Whether topic config `name` is copied to the target.
+    pub fn syncs(&self, name: &str) -> bool {
+        self.enabled && !self.exclude.iter().any(|pattern| pattern.matches(name))
+    }
+}
+
+/// Per-flow rate and memory limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub bytes_per_sec: Option<u64>,
+    pub records_per_sec: Option<u64>,
+    /// Bytes fetched but not yet acknowledged by the target (default 64MiB).
+    pub max_in_flight_bytes: u64,
+}
+
+impl Limits {
+    pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 64 << 20;
+}
+
+/// Consumer-group offset sync settings (parsed now, used by a later engine).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Groups {
+    /// Group ids to translate; excludes start with MirrorMaker 2's defaults.
+    pub filter: NameFilter,
+    /// Write translated offsets to target groups (default false, like MirrorMaker 2).
+    pub sync_offsets: bool,
+    /// How often offsets are translated (default 5s).
+    pub interval: Duration,
+}
+
+impl Groups {
+    /// MirrorMaker 2's `DefaultGroupFilter` exclusions.
+    pub const DEFAULT_EXCLUDE: &'static [&'static str] =
+        &["console-consumer-.*", "connect-.*", "__.*"];
+}
+
+/// The daemon's metrics and health endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Telemetry {
+    pub listen: SocketAddr,
+}
+
+/// One problem in a topology file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; 0 when the problem has no position (e.g. the file cannot be read).
+    pub line: usize,
+    /// 1-based, in characters; 0 when unknown.
+    pub column: usize,
+    /// Field path such as `flows[0].topics.include[1]`; empty for the whole document.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every problem found in a topology file, in file order; `Display` prints one per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", display_lines(.errors))]
+pub struct ConfigErrors {
+    pub errors: Vec<ConfigError>,
+}
+
+fn display_lines(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,270 @@
+//! The topology file as written: serde structs that reject unknown keys, plus the
+//! "skeleton" pass that lists clusters and flows so that each can be deserialized (and
+//! fail) on its own.
+//!
+//! Nothing here checks meaning: regexes, durations, sizes, addresses and names are kept as
+//! text for [`super::validate`], so that a bad value there is reported together with all
+//! the others. Type errors (a list where a mapping belongs, an unknown key, a misspelt
+//! enum value) come from serde with serde_yaml's line, column and path. serde stops at the
+//! first such error inside one cluster, flow or `telemetry` block; errors in different
+//! blocks are all reported.
+
+use super::{Delivery, PartitionPolicy, SaslMechanism, Secret, StartFrom};
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+
+/// Any scalar, kept exactly as written (`10s`, `4096`, `007`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl Visitor<'_> for TextVisitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a single value (string or number)")
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Text, E> {
+                Ok(Text(value.to_string()))
+            }
+        }
+        // serde_yaml hands over the scalar's text for any scalar here.
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a cluster mapping with `bootstrap` (remote) or `embedded`"
+)]
+pub struct RawCluster {
+    pub bootstrap: Option<Vec<Text>>,
+    pub client_id: Option<Text>,
+    pub request_timeout_ms: Option<u64>,
+    pub request_timeout: Option<Text>,
+    pub connect_timeout_ms: Option<u64>,
+    pub connect_timeout: Option<Text>,
+    pub tls: Option<RawTls>,
+    pub sasl: Option<RawSasl>,
+    pub embedded: Option<RawEmbedded>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a `tls` mapping with optional `ca`, `cert`, `key`"
+)]
+pub struct RawTls {
+    pub ca: Option<Text>,
+    pub cert: Option<Text>,
+    pub key: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a `sasl` mapping with `mechanism`, `username`, `password`"
+)]
+pub struct RawSasl {
+    pub mechanism: SaslMechanism,
+    pub username: Text,
+    pub password: Secret,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an `embedded` mapping with `listen` and `data_dir`"
+)]
+pub struct RawEmbedded {
+    pub listen: Text,
+    pub data_dir: Text,
+    pub partitions: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a flow mapping with `name`, `source`, `target`, `topics`"
+)]
+pub struct RawFlow {
+    pub name: Text,
+    pub source: Text,
+    pub target: Text,
+    pub topics: RawTopics,
+    pub rename: Option<Text>,
+    pub partitions: Option<PartitionPolicy>,
+    pub create_topics: Option<bool>,
+    pub sync_configs: Option<RawSyncConfigs>,
+    pub start_from: Option<StartFrom>,
+    pub discovery_interval: Option<Text>,
+    pub delivery: Option<Delivery>,
+    pub limits: Option<RawLimits>,
+    pub groups: Option<RawGroups>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a `topics` mapping with `include` and optional `exclude` regex lists"
+)]
+pub struct RawTopics {
+    #[serde(default)]
+    pub include: Vec<Text>,
+    #[serde(default)]
+    pub exclude: Vec<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a `sync_configs` mapping")]
+pub struct RawSyncConfigs {
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub exclude: Vec<Text>,
+    pub default_exclude: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a `limits` mapping")]
+pub struct RawLimits {
+    pub bytes_per_sec: Option<Text>,
+    pub records_per_sec: Option<u64>,
+    pub max_in_flight_bytes: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a `groups` mapping")]
+pub struct RawGroups {
+    pub include: Option<Vec<Text>>,
+    #[serde(default)]
+    pub exclude: Vec<Text>,
+    pub default_exclude: Option<bool>,
+    pub sync_offsets: Option<bool>,
+    pub interval: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a `telemetry` mapping with `listen`")]
+pub struct RawTelemetry {
+    pub listen: Text,
+}
+
+/// The top-level keys allowed in a topology file.
+pub const TOP_LEVEL_KEYS: &[&str] = &["clusters", "flows", "telemetry"];
+
+/// The outline of a document: its top-level keys, cluster names and number of flows,
+/// read without looking inside clusters and flows.
+#[derive(Debug, Default)]
+pub struct Skeleton {
+    /// Top-level keys in order (repeats included).
+    pub keys: Vec<String>,
+    /// Cluster names in order (repeats included); `None` if `clusters` is missing.
+    pub cluster_names: Option<Vec<String>>,
+    /// Number of flow items; `None` if `flows` is missing.
+    pub flow_count: Option<usize>,
+}
+
+impl<'de> Deserialize<'de> for Skeleton {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(SkeletonVisitor)
+    }
+}
+
+struct SkeletonVisitor;
+
+impl<'de> Visitor<'de> for SkeletonVisitor {
+    type Value = Skeleton;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a topology mapping with `clusters` and `flows`")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Skeleton, E> {
+        Ok(Skeleton::default())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Skeleton, E> {
+        Ok(Skeleton::default())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skeleton, A::Error> {
+        let mut skeleton = Skeleton::default();
+        while let Some(key) = map.next_key::<Text>()? {
+            match key.0.as_str() {
+                "clusters" if skeleton.cluster_names.is_none() => {
+                    skeleton.cluster_names = Some(map.next_value::<KeyList>()?.0);
+                }
+                "flows" if skeleton.flow_count.is_none() => {
+                    skeleton.flow_count = Some(map.next_value::<SeqLength>()?.0);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            skeleton.keys.push(key.0);
+        }
+        Ok(skeleton)
+    }
+}
+
+/// The keys of a mapping (an empty value counts as an empty mapping).
+struct KeyList(Vec<String>);
+
+impl<'de> Deserialize<'de> for KeyList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyListVisitor;
+        impl<'de> Visitor<'de> for KeyListVisitor {
+            type Value = KeyList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping from cluster name to cluster")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<KeyList, E> {
+                Ok(KeyList(Vec::new()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<KeyList, E> {
+                Ok(KeyList(Vec::new()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyList, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<Text>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    keys.push(key.0);
+                }
+                Ok(KeyList(keys))
+            }
+        }
+        deserializer.deserialize_any(KeyListVisitor)
+    }
+}
+
+/// The length of a sequence (an empty value counts as an empty sequence).
+struct SeqLength(usize);
+
+impl<'de> Deserialize<'de> for SeqLength {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SeqLengthVisitor;
+        impl<'de> Visitor<'de> for SeqLengthVisitor {
+            type Value = SeqLength;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of flows")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<SeqLength, E> {
+                Ok(SeqLength(0))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<SeqLength, E> {
+                Ok(SeqLength(0))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<SeqLength, A::Error> {
+                let mut length = 0;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    length += 1;
+                }
+                Ok(SeqLength(length))
+            }
+        }
+        deserializer.deserialize_any(SeqLengthVisitor)
+    }
+}

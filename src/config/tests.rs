@@ -1,0 +1,574 @@
+//! Whole-file scenarios for [`super::parse`]: every error kind with its position and
+//! path, several errors at once, interpolation, defaults, cycles and collisions.
+
+use super::*;
+
+const FILE: &str = "topology.yaml";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "EAST_PASSWORD" => Some("correct horse battery staple".to_string()),
+        "WEIRD_PASSWORD" => Some("p@ss: #word".to_string()),
+        "DIGITS" => Some("007".to_string()),
+        _ => None,
+    }
+}
+
+fn parse_ok(text: &str) -> Topology {
+    match parse(text, FILE, &env) {
+        Ok(topology) => topology,
+        Err(errors) => panic!("expected a valid topology, got:\n{errors}"),
+    }
+}
+
+fn parse_err(text: &str) -> Vec<ConfigError> {
+    match parse(text, FILE, &env) {
+        Ok(topology) => panic!("expected errors, got {topology:#?}"),
+        Err(errors) => errors.errors,
+    }
+}
+
+/// The single error, as printed.
+fn single_error(text: &str) -> String {
+    let errors = parse_err(text);
+    assert_eq!(
+        errors.len(),
+        1,
+        "expected one error, got:\n{}",
+        ConfigErrors {
+            errors: errors.clone()
+        }
+    );
+    errors[0].to_string()
+}
+
+const CLUSTERS: &str = "\
+clusters:
+  a: { bootstrap: [\"a:9092\"] }
+  b: { bootstrap: [\"b:9092\"] }
+  c: { bootstrap: [\"c:9092\"] }
+";
+
+/// A topology with the three clusters above and `flows` appended verbatim.
+fn with_flows(flows: &str) -> String {
+    format!("{CLUSTERS}flows:\n{flows}")
+}
+
+#[test]
+fn minimal_flow_gets_the_defaults() {
+    let topology = parse_ok(&with_flows(
+        "  - name: a-to-b\n    source: a\n    target: b\n    topics: { include: [\".*\"] }\n",
+    ));
+    let flow = topology.flow("a-to-b").expect("flow");
+    assert_eq!(flow.rename.as_str(), "{source}.{topic}");
+    assert_eq!(flow.rename("orders"), "a.orders");
+    assert_eq!(topology.rename(flow, "orders"), "a.orders");
+    assert_eq!(flow.partitions, PartitionPolicy::Preserve);
+    assert!(flow.create_topics);
+    assert!(flow.sync_configs.enabled);
+    assert!(!flow.sync_configs.syncs("min.insync.replicas"));
+    assert!(!flow
+        .sync_configs
+        .syncs("leader.replication.throttled.replicas"));
+    assert!(flow.sync_configs.syncs("retention.ms"));
+    assert_eq!(flow.start_from, StartFrom::Earliest);
+    assert_eq!(flow.discovery_interval, Duration::from_secs(10));
+    assert_eq!(flow.delivery, Delivery::AtLeastOnce);
+    assert_eq!(
+        flow.limits,
+        Limits {
+            bytes_per_sec: None,
+            records_per_sec: None,
+            max_in_flight_bytes: 64 << 20
+        }
+    );
+    assert!(flow.groups.is_none());
+    let cluster = topology.cluster("a").expect("cluster");
+    assert_eq!(cluster.client_id, "kmirror");
+    assert_eq!(cluster.request_timeout, Duration::from_secs(30));
+    assert_eq!(cluster.connect_timeout, Duration::from_secs(10));
+    assert!(topology.telemetry.is_none());
+}
+
+#[test]
+fn full_schema_parses_into_typed_values() {
+    let text = "\
+clusters:
+  east:
+    bootstrap: [\"kafka-east-1:9092\", \"[::1]:9093\"]
+    client_id: mirror-east
+    request_timeout_ms: 15000
+    connect_timeout: 3s
+    tls: { ca: /etc/kmirror/ca.pem, cert: /etc/kmirror/c.pem, key: /etc/kmirror/k.pem }
+    sasl: { mechanism: SCRAM-SHA-512, username: mirror, password: \"${EAST_PASSWORD}\" }
+  local:
+    embedded: { listen: \"127.0.0.1:19092\", data_dir: ./data/local, partitions: 3 }
+flows:
+  - name: east-to-local
+    source: east
+    target: local
+    topics: { include: [\"orders\\\\..*\"], exclude: [\".*\\\\.internal\"] }
+    rename: \"{topic}\"
+    partitions: preserve
+    create_topics: false
+    sync_configs: { enabled: true, exclude: [\"retention\\\\.ms\"] }
+    start_from: latest
+    discovery_interval: 500ms
+    delivery: at_least_once
+    limits: { bytes_per_sec: 50MiB, records_per_sec: 1000, max_in_flight_bytes: 8MB }
+    groups: { include: [\"app-.*\"], sync_offsets: true, interval: 1m }
+telemetry: { listen: \"127.0.0.1:9644\" }
+";
+    let topology = parse_ok(text);
+    let east = topology.cluster("east").unwrap();
+    assert_eq!(east.client_id, "mirror-east");
+    assert_eq!(east.request_timeout, Duration::from_millis(15000));
+    assert_eq!(east.connect_timeout, Duration::from_secs(3));
+    let Connection::Remote(remote) = &east.connection else {
+        panic!("remote")
+    };
+    let bootstrap: Vec<String> = remote.bootstrap.iter().map(ToString::to_string).collect();
+    assert_eq!(bootstrap, ["kafka-east-1:9092", "[::1]:9093"]);
+    assert_eq!(
+        remote.tls.as_ref().unwrap().ca.as_deref(),
+        Some(std::path::Path::new("/etc/kmirror/ca.pem"))
+    );
+    let sasl = remote.sasl.as_ref().unwrap();
+    assert_eq!(sasl.mechanism, SaslMechanism::ScramSha512);
+    assert_eq!(sasl.password.expose(), "correct horse battery staple");
+    let Connection::Embedded(local) = &topology.cluster("local").unwrap().connection else {
+        panic!("embedded")
+    };
+    assert_eq!(local.listen, "127.0.0.1:19092".parse().unwrap());
+    assert_eq!(local.partitions, 3);
+
+    let flow = &topology.flows[0];
+    assert_eq!(flow.rename("orders.eu"), "orders.eu");
+    assert!(flow.matches("orders.eu"));
+    assert!(!flow.matches("orders.eu.internal"));
+    assert!(!flow.create_topics);
+    assert!(!flow.sync_configs.syncs("retention.ms"));
+    assert!(
+        !flow.sync_configs.syncs("min.insync.replicas"),
+        "defaults are kept"
+    );
+    assert_eq!(flow.start_from, StartFrom::Latest);
+    assert_eq!(flow.discovery_interval, Duration::from_millis(500));
+    assert_eq!(
+        flow.limits,
+        Limits {
+            bytes_per_sec: Some(50 << 20),
+            records_per_sec: Some(1000),
+            max_in_flight_bytes: 8_000_000
+        }
+    );
+    let groups = flow.groups.as_ref().unwrap();
+    assert!(groups.sync_offsets && groups.interval == Duration::from_secs(60));
+    assert!(groups.filter.matches("app-billing") && !groups.filter.matches("connect-x"));
+    assert_eq!(topology.telemetry.as_ref().unwrap().listen.port(), 9644);
+}
+
+#[test]
+fn secrets_never_print() {
+    let topology = parse_ok(&format!(
+        "{}flows:\n  - {{ name: f, source: a, target: b, topics: {{ include: [x] }} }}\n",
+        "clusters:\n  a: { bootstrap: [\"a:1\"], sasl: { mechanism: PLAIN, username: u, password: \"${EAST_PASSWORD}\" } }\n  b: { bootstrap: [\"b:1\"] }\n"
+    ));
+    let debug = format!("{topology:?}");
+    assert!(!debug.contains("horse"), "secret leaked in Debug: {debug}");
+    assert!(debug.contains("***"));
+    assert_eq!(Secret::new("x").to_string(), "***");
+}
+
+#[test]
+fn yaml_significant_and_numeric_secrets_survive_interpolation() {
+    let topology = parse_ok(
+        "clusters:\n  a:\n    bootstrap: [\"a:1\"]\n    sasl:\n      mechanism: PLAIN\n      username: ${DIGITS}\n      password: ${WEIRD_PASSWORD}\n  b: { bootstrap: [\"b:1\"] }\nflows:\n  - { name: f, source: a, target: b, topics: { include: [x] } }\n",
+    );
+    let Connection::Remote(remote) = &topology.cluster("a").unwrap().connection else {
+        panic!()
+    };
+    let sasl = remote.sasl.as_ref().unwrap();
+    assert_eq!(sasl.username, "007");
+    assert_eq!(sasl.password.expose(), "p@ss: #word");
+}
+
+#[test]
+fn missing_variable_names_variable_and_line() {
+    let error = single_error(
+        "clusters:\n  a:\n    bootstrap: [\"a:1\"]\n    sasl: { mechanism: PLAIN, username: u, password: \"${NOT_SET}\" }\n  b: { bootstrap: [\"b:1\"] }\nflows:\n  - { name: f, source: a, target: b, topics: { include: [x] } }\n",
+    );
+    assert!(
+        error.starts_with("topology.yaml:4:55: environment variable NOT_SET is not set"),
+        "{error}"
+    );
+}
+
+#[test]
+fn defaults_in_interpolation() {
+    let topology = parse_ok(&with_flows(
+        "  - name: f\n    source: a\n    target: b\n    topics: { include: [\".*\"] }\n    discovery_interval: ${INTERVAL:-2s}\n",
+    ));
+    assert_eq!(topology.flows[0].discovery_interval, Duration::from_secs(2));
+}
+
+#[test]
+fn interpolated_values_are_redacted_from_messages() {
+    let text = with_flows(
+        "  - name: f\n    source: a\n    target: b\n    topics: { include: [\".*\"] }\n    discovery_interval: \"${EAST_PASSWORD}\"\n",
+    );
+    let error = single_error(&text);
+    assert!(!error.contains("horse"), "{error}");
+    assert!(error.contains("${EAST_PASSWORD}"), "{error}");
+}
+
+#[test]
+fn invalid_regex_names_file_line_column_and_path() {
+    let error = single_error(&with_flows(
+        "  - name: f\n    source: a\n    target: b\n    topics:\n      include:\n        - \"orders\\\\..*\"\n        - \"orders(\"\n",
+    ));
+    assert_eq!(error, "topology.yaml:12:11: flows[0].topics.include[1]: invalid regex \"orders(\": unclosed group");
+}
+
+#[test]
+fn invalid_regex_in_flow_style_list_points_at_the_item() {
+    let error = single_error(&with_flows(
+        "  - { name: f, source: a, target: b, topics: { include: [\"ok\", \"(bad\"] } }\n",
+    ));
+    assert!(
+        error.starts_with("topology.yaml:6:64: flows[0].topics.include[1]: invalid regex"),
+        "{error}"
+    );
+}
+
+#[test]
+fn unknown_key_is_rejected_with_its_location() {
+    let error = single_error(&with_flows(
+        "  - name: f\n    source: a\n    target: b\n    topics: { include: [x] }\n    discovery_intervall: 10s\n",
+    ));
+    assert!(
+        error.starts_with(
+            "topology.yaml:10:5: flows[0]: unknown field `discovery_intervall`, expected one of"
+        ),
+        "{error}"
+    );
+    let nested = single_error(&with_flows(
+        "  - name: f\n    source: a\n    target: b\n    topics: { include: [x], exlude: [y] }\n",
+    ));
+    assert!(
+        nested.starts_with("topology.yaml:9:29: flows[0].topics: unknown field `exlude`"),
+        "{nested}"
+    );
+    let top = single_error(&format!(
+        "{}telemetri: {{ listen: \"127.0.0.1:1\" }}\n",
+        with_flows("  - { name: f, source: a, target: b, topics: { include: [x] } }\n")
+    ));
+    assert!(
+        top.starts_with("topology.yaml:7:1: telemetri: unknown field `telemetri`"),
+        "{top}"
+    );
+}
+
+#[test]
+fn type_errors_carry_location_and_path() {
+    let error = single_error(&with_flows(
+        "  - name: f\n    source: a\n    target: b\n    topics: { include: [x] }\n    limits:\n      records_per_sec: lots\n",
+    ));
+    assert!(
+        error.starts_with(
+            "topology.yaml:11:24: flows[0].limits.records_per_sec: invalid type: string \"lots\""
+        ),
+        "{error}"
+    );
+    let variant = single_error(&with_flows(
+        "  - name: f\n    source: a\n    target: b\n    topics: { include: [x] }\n    start_from: beginning\n",
+    ));
+    assert!(
+        variant.contains(
+            "flows[0].start_from: unknown variant `beginning`, expected `earliest` or `latest`"
+        ),
+        "{variant}"
+    );
+}
+
+#[test]
+fn syntax_errors_have_a_position() {
+    let errors = parse_err("clusters:\n  a: [\n flows: x\n");
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].line > 0, "{}", errors[0]);
+}
+
+#[test]
+fn several_errors_are_all_reported_in_file_order() {
+    let text = "\
+clusters:
+  a: { bootstrap: [\"a\"] }
+  b: { bootstrap: [\"b:9092\"], tls: { cert: /c.pem } }
+  bad name: { bootstrap: [\"c:9092\"] }
+  e: { embedded: { listen: \"localhost:1\", data_dir: ./d } }
+flows:
+  - name: one
+    source: a
+    target: nowhere
+    topics: { include: [\"(\"] }
+    rename: \"{src}.{topic}\"
+    discovery_interval: 10
+    delivery: exactly_once
+    limits: { bytes_per_sec: 0, records_per_sec: 0, max_in_flight_bytes: 1mb }
+  - name: one
+    source: b
+    target: b
+    topics: { include: [] }
+  - name: typo
+    source: a
+    target: b
+    topics: { include: [x] }
+    bogus: 1
+";
+    let errors = parse_err(text);
+    let printed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let expected = [
+        "topology.yaml:2:20: clusters.a.bootstrap[0]: invalid broker address \"a\"",
+        "topology.yaml:3:36: clusters.b.tls: tls needs both `cert` and `key`",
+        "topology.yaml:4:3: clusters.bad name: cluster name `bad name` may only contain",
+        "topology.yaml:5:28: clusters.e.embedded.listen: invalid listen address \"localhost:1\"",
+        "topology.yaml:9:13: flows[0].target: unknown cluster `nowhere`",
+        "topology.yaml:10:25: flows[0].topics.include[0]: invalid regex \"(\"",
+        "topology.yaml:11:13: flows[0].rename: rename template \"{src}.{topic}\" has an unknown placeholder {src}",
+        "topology.yaml:12:25: flows[0].discovery_interval: invalid duration \"10\": \"10\" has no unit",
+        "topology.yaml:13:15: flows[0].delivery: delivery `exactly_once` is not supported yet",
+        "topology.yaml:14:30: flows[0].limits.bytes_per_sec: size \"0\" must be positive",
+        "topology.yaml:14:50: flows[0].limits.records_per_sec: records_per_sec must be positive",
+        "topology.yaml:14:74: flows[0].limits.max_in_flight_bytes: invalid size \"1mb\": unknown unit \"mb\"",
+        "topology.yaml:15:11: flows[1].name: duplicate flow name `one` (also flows[0])",
+        "topology.yaml:17:13: flows[1].target: source and target are the same cluster `b`",
+        "topology.yaml:18:24: flows[1].topics.include: topics.include must list at least one regex",
+        "topology.yaml:23:5: flows[2]: unknown field `bogus`",
+    ];
+    for (line, (got, want)) in printed.iter().zip(expected.iter()).enumerate() {
+        assert!(
+            got.starts_with(want),
+            "error {line}:\n got: {got}\nwant: {want}...\nall:\n{}",
+            printed.join("\n")
+        );
+    }
+    assert_eq!(
+        printed.len(),
+        expected.len(),
+        "all:\n{}",
+        printed.join("\n")
+    );
+    // Display of the collection: one error per line.
+    let display = ConfigErrors { errors }.to_string();
+    assert_eq!(display.lines().count(), expected.len());
+}
+
+#[test]
+fn cluster_shape_errors() {
+    let text = "\
+clusters:
+  both: { bootstrap: [\"x:1\"], embedded: { listen: \"127.0.0.1:1\", data_dir: d } }
+  neither: { client_id: x }
+  secure-embedded: { embedded: { listen: \"127.0.0.1:2\", data_dir: e }, sasl: { mechanism: PLAIN, username: u, password: p } }
+  twice: { bootstrap: [\"x:1\"], request_timeout_ms: 1000, request_timeout: 1s }
+  emb1: { embedded: { listen: \"127.0.0.1:3\", data_dir: same } }
+  emb2: { embedded: { listen: \"127.0.0.1:3\", data_dir: same } }
+  b: { bootstrap: [\"b:1\"] }
+  b: { bootstrap: [\"b:2\"] }
+flows:
+  - { name: f, source: b, target: emb1, topics: { include: [x] } }
+telemetry: { listen: \"127.0.0.1:3\" }
+";
+    let errors = parse_err(text);
+    let printed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let all = printed.join("\n");
+    for want in [
+        "topology.yaml:2:41: clusters.both.embedded: a cluster is either remote (`bootstrap`) or `embedded`, not both",
+        "topology.yaml:3:12: clusters.neither: missing `bootstrap`",
+        "topology.yaml:4:78: clusters.secure-embedded.sasl: embedded clusters are plaintext",
+        "topology.yaml:5:75: clusters.twice.request_timeout: set either `request_timeout_ms` or `request_timeout`, not both",
+        "topology.yaml:7:31: clusters.emb2.embedded.listen: listen address 127.0.0.1:3 is also used by embedded cluster `emb1`",
+        "topology.yaml:7:56: clusters.emb2.embedded.data_dir: data_dir \"same\" is also used by embedded cluster `emb1`",
+        "topology.yaml:9:3: clusters.b: duplicate cluster name `b`",
+        "topology.yaml:12:22: telemetry.listen: telemetry listen address 127.0.0.1:3 is also the listen address of embedded cluster `emb1`",
+    ] {
+        assert!(printed.iter().any(|got| got.starts_with(want)), "missing {want}\nall:\n{all}");
+    }
+    assert_eq!(printed.len(), 8, "all:\n{all}");
+}
+
+#[test]
+fn empty_and_incomplete_documents() {
+    let empty = parse_err("");
+    let printed: Vec<String> = empty.iter().map(ToString::to_string).collect();
+    assert!(
+        printed
+            .iter()
+            .any(|e| e.contains("missing field `clusters`")),
+        "{printed:?}"
+    );
+    assert!(
+        printed.iter().any(|e| e.contains("missing field `flows`")),
+        "{printed:?}"
+    );
+    let no_flows = single_error(&format!("{CLUSTERS}flows: []\n"));
+    assert!(no_flows.contains("flows: no flows defined"), "{no_flows}");
+    let not_a_map = single_error("clusters: [a, b]\nflows: []\n");
+    assert!(
+        not_a_map.starts_with(
+            "topology.yaml:1:11: clusters: invalid type: sequence, expected a mapping"
+        ),
+        "{not_a_map}"
+    );
+    let list = single_error("- a\n- b\n");
+    assert!(list.contains("expected a topology mapping"), "{list}");
+    let missing_field = single_error(&with_flows(
+        "  - { name: f, source: a, topics: { include: [x] } }\n",
+    ));
+    assert!(
+        missing_field.starts_with("topology.yaml:6:5: flows[0]: missing field `target`"),
+        "{missing_field}"
+    );
+}
+
+#[test]
+fn regexes_match_whole_topic_names() {
+    let topology = parse_ok(&with_flows(
+        "  - { name: f, source: a, target: b, topics: { include: [\"orders\", \"pay.*\"], exclude: [\"payments-test\"] } }\n",
+    ));
+    let flow = &topology.flows[0];
+    assert!(flow.matches("orders"));
+    assert!(
+        !flow.matches("orders-eu"),
+        "include must match the whole name"
+    );
+    assert!(!flow.matches("old-orders"));
+    assert!(flow.matches("payments"));
+    assert!(!flow.matches("payments-test"));
+    assert!(
+        flow.matches("payments-test2"),
+        "exclude must match the whole name too"
+    );
+}
+
+#[test]
+fn rename_templates() {
+    let topology = parse_ok(&with_flows(
+        "  - { name: f, source: a, target: b, topics: { include: [\".*\"] }, rename: \"from-{source}-to-{target}.{topic}\" }\n",
+    ));
+    assert_eq!(topology.flows[0].rename("orders"), "from-a-to-b.orders");
+    let missing_topic = single_error(&with_flows(
+        "  - { name: f, source: a, target: b, topics: { include: [\".*\"] }, rename: \"{source}\" }\n",
+    ));
+    assert!(
+        missing_topic
+            .contains("flows[0].rename: rename template \"{source}\" must contain {topic}"),
+        "{missing_topic}"
+    );
+}
+
+#[test]
+fn identity_cycle_is_rejected_naming_the_flows() {
+    let error = single_error(&with_flows(
+        "  - { name: a-to-b, source: a, target: b, topics: { include: [\".*\"] }, rename: \"{topic}\" }\n  - { name: b-to-a, source: b, target: a, topics: { include: [\".*\"] }, rename: \"{topic}\" }\n",
+    ));
+    assert!(error.starts_with("topology.yaml:6:80: flows[0].rename: replication cycle a → b → a: flows `a-to-b`, `b-to-a`"), "{error}");
+}
+
+#[test]
+fn longer_identity_cycle_is_rejected() {
+    let error = single_error(&with_flows(
+        "  - { name: ab, source: a, target: b, topics: { include: [\".*\"] }, rename: \"{topic}\" }\n  - { name: bc, source: b, target: c, topics: { include: [\".*\"] }, rename: \"{topic}\" }\n  - { name: ca, source: c, target: a, topics: { include: [\".*\"] }, rename: \"{topic}\" }\n",
+    ));
+    assert!(
+        error.contains("replication cycle a → b → c → a: flows `ab`, `bc`, `ca`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn identity_cycle_with_disjoint_filters_is_accepted() {
+    parse_ok(&with_flows(
+        "  - { name: a-to-b, source: a, target: b, topics: { include: [\"a\\\\..*\"] }, rename: \"{topic}\" }\n  - { name: b-to-a, source: b, target: a, topics: { include: [\"b\\\\..*\"] }, rename: \"{topic}\" }\n",
+    ));
+    parse_ok(&with_flows(
+        "  - { name: a-to-b, source: a, target: b, topics: { include: [\".*\"], exclude: [\"from-b.*\"] }, rename: \"{topic}\" }\n  - { name: b-to-a, source: b, target: a, topics: { include: [\"from-b\\\\..*\"] }, rename: \"{topic}\" }\n",
+    ));
+}
+
+#[test]
+fn prefix_rename_cycle_is_accepted_and_guarded() {
+    let topology = parse_ok(&with_flows(
+        "  - { name: a-to-b, source: a, target: b, topics: { include: [\".*\"] } }\n  - { name: b-to-a, source: b, target: a, topics: { include: [\".*\"] } }\n",
+    ));
+    let a_to_b = topology.flow("a-to-b").unwrap();
+    let b_to_a = topology.flow("b-to-a").unwrap();
+    // A local topic goes across once...
+    assert!(a_to_b.matches("orders"));
+    assert_eq!(a_to_b.rename("orders"), "a.orders");
+    // ...and its mirror is not sent back.
+    assert!(b_to_a.is_cycle("a.orders"));
+    assert!(!b_to_a.matches("a.orders"));
+    assert!(b_to_a.matches("orders"));
+    assert!(!a_to_b.matches("b.orders"));
+}
+
+#[test]
+fn cycle_guard_follows_chains_of_renames() {
+    let topology = parse_ok(&with_flows(
+        "  - { name: ab, source: a, target: b, topics: { include: [\".*\"] } }\n  - { name: bc, source: b, target: c, topics: { include: [\".*\"] } }\n  - { name: ca, source: c, target: a, topics: { include: [\".*\"] } }\n",
+    ));
+    let ca = topology.flow("ca").unwrap();
+    // "b.a.orders" on c came from a through b: c → a would close the loop.
+    assert!(ca.is_cycle("b.a.orders"));
+    assert!(!ca.is_cycle("b.orders"));
+    assert!(!ca.is_cycle("orders"));
+}
+
+#[test]
+fn mixed_identity_and_prefix_cycle_is_accepted() {
+    parse_ok(&with_flows(
+        "  - { name: a-to-b, source: a, target: b, topics: { include: [\".*\"] }, rename: \"{topic}\" }\n  - { name: b-to-a, source: b, target: a, topics: { include: [\".*\"] } }\n",
+    ));
+}
+
+#[test]
+fn rename_collision_is_rejected() {
+    let error = single_error(&with_flows(
+        "  - { name: a-to-c, source: a, target: c, topics: { include: [\".*\"] }, rename: \"{topic}\" }\n  - { name: b-to-c, source: b, target: c, topics: { include: [\"orders.*\"] }, rename: \"{topic}\" }\n",
+    ));
+    assert!(
+        error.starts_with("topology.yaml:7:86: flows[1].rename: rename collision: flows `a-to-c` (rename \"{topic}\") and `b-to-c` (rename \"{topic}\") both write to cluster `c`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn identity_and_prefix_into_one_target_collide_unless_disjoint() {
+    let error = single_error(&with_flows(
+        "  - { name: a-to-c, source: a, target: c, topics: { include: [\".*\"] } }\n  - { name: b-to-c, source: b, target: c, topics: { include: [\".*\"] }, rename: \"{topic}\" }\n",
+    ));
+    assert!(error.contains("rename collision"), "{error}");
+    parse_ok(&with_flows(
+        "  - { name: a-to-c, source: a, target: c, topics: { include: [\".*\"] } }\n  - { name: b-to-c, source: b, target: c, topics: { include: [\"b-.*\"] }, rename: \"{topic}\" }\n",
+    ));
+}
+
+#[test]
+fn fan_in_with_source_prefixes_does_not_collide() {
+    parse_ok(&with_flows(
+        "  - { name: a-to-c, source: a, target: c, topics: { include: [\".*\"] } }\n  - { name: b-to-c, source: b, target: c, topics: { include: [\".*\"] } }\n",
+    ));
+}
+
+#[test]
+fn load_reports_unreadable_files() {
+    let errors = load(std::path::Path::new("/nonexistent/topology.yaml")).unwrap_err();
+    assert_eq!(errors.errors.len(), 1);
+    assert!(
+        errors
+            .to_string()
+            .starts_with("/nonexistent/topology.yaml: cannot read the topology file"),
+        "{errors}"
+    );
+}

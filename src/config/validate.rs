@@ -1,0 +1,779 @@
+//! Validation: from the interpolated text to a [`Topology`], collecting every error.
+//!
+//! Each cluster, flow and the `telemetry` block is deserialized separately (see
+//! [`locate::deserialize_at`]), so a type error in one does not hide problems in the
+//! others; then every value is checked and every cross-reference resolved, and each
+//! problem is recorded with its position (found by [`locate`]) instead of returned.
+//! Defaults are applied here. Cross-flow checks live in [`super::graph`].
+
+use super::diagnostics::Diagnostics;
+use super::graph::{self, CycleGuard, FlowEdge};
+use super::interpolate::interpolate;
+use super::locate::{self, FieldPath, Target};
+use super::names::{is_topic_char, NameFilter, Pattern, RenameTemplate};
+use super::raw::{
+    self, RawCluster, RawEmbedded, RawFlow, RawGroups, RawLimits, RawSasl, RawSyncConfigs,
+    RawTelemetry, RawTls, Skeleton, Text,
+};
+use super::units::{parse_duration, parse_size};
+use super::{
+    BrokerAddress, Cluster, ConfigErrors, Connection, Delivery, Embedded, Flow, Groups, Limits,
+    PartitionPolicy, Remote, Sasl, StartFrom, SyncConfigs, Telemetry, Tls, Topology,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest cluster or flow name accepted (names end up in topic names and metric labels).
+const MAX_NAME_LEN: usize = 64;
+const DEFAULT_CLIENT_ID: &str = "kmirror";
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_GROUPS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Entry point behind [`super::parse`].
+pub(super) fn parse(
+    text: &str,
+    file_name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Topology, ConfigErrors> {
+    let interpolated = interpolate(text, env);
+    let mut diagnostics = Diagnostics::new(file_name, &interpolated);
+    let topology = resolve(&mut diagnostics);
+    diagnostics.finish(topology)
+}
+
+/// Reads the whole document, reporting into `diagnostics`; `None` if it is unusable.
+fn resolve(diagnostics: &mut Diagnostics<'_>) -> Option<Topology> {
+    let root = FieldPath::root();
+    let skeleton: Skeleton = match serde_yaml::from_str(diagnostics.text()) {
+        Ok(skeleton) => skeleton,
+        Err(error) => {
+            diagnostics.serde(&error, &root);
+            return None;
+        }
+    };
+    check_top_level_keys(diagnostics, &skeleton);
+    let cluster_names = skeleton.cluster_names.clone().unwrap_or_else(|| {
+        diagnostics.at(&root, "missing field `clusters`");
+        Vec::new()
+    });
+    let flow_count = skeleton.flow_count.unwrap_or_else(|| {
+        diagnostics.at(&root, "missing field `flows`");
+        0
+    });
+    if skeleton.cluster_names.as_ref().is_some_and(Vec::is_empty) {
+        diagnostics.at(&root.key("clusters"), "no clusters defined");
+    }
+    if skeleton.flow_count == Some(0) {
+        diagnostics.at(
+            &root.key("flows"),
+            "no flows defined; a topology needs at least one flow",
+        );
+    }
+    let clusters = resolve_clusters(diagnostics, &cluster_names);
+    let known_clusters: BTreeSet<&str> = cluster_names.iter().map(String::as_str).collect();
+    let flows = resolve_flows(diagnostics, flow_count, &known_clusters);
+    let telemetry = if skeleton.keys.iter().any(|key| key == "telemetry") {
+        resolve_telemetry(diagnostics, &clusters)
+    } else {
+        None
+    };
+    Some(Topology {
+        clusters,
+        flows,
+        telemetry,
+    })
+}
+
+fn check_top_level_keys(diagnostics: &mut Diagnostics<'_>, skeleton: &Skeleton) {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for key in &skeleton.keys {
+        let occurrence = seen.entry(key.as_str()).or_default();
+        let path = FieldPath::root().key(key.as_str());
+        if !raw::TOP_LEVEL_KEYS.contains(&key.as_str()) {
+            diagnostics.at_key(
+                &path,
+                *occurrence,
+                format!("unknown field `{key}`, expected one of `clusters`, `flows`, `telemetry`"),
+            );
+        } else if *occurrence > 0 {
+            diagnostics.at_key(&path, *occurrence, format!("duplicate key `{key}`"));
+        }
+        *occurrence += 1;
+    }
+}
+
+fn resolve_clusters(
+    diagnostics: &mut Diagnostics<'_>,
+    names: &[String],
+) -> BTreeMap<String, Cluster> {
+    let clusters_path = FieldPath::root().key("clusters");
+    let mut clusters = BTreeMap::new();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for name in names {
+        let path = clusters_path.key(name.as_str());
+        let occurrence = seen.entry(name.as_str()).or_default();
+        *occurrence += 1;
+        if *occurrence > 1 {
+            diagnostics.at_key(
+                &path,
+                *occurrence - 1,
+                format!("duplicate cluster name `{name}`"),
+            );
+            continue;
+        }
+        check_name(
+            diagnostics,
+            &path,
+            Target::Key { occurrence: 0 },
+            "cluster",
+            name,
+        );
+        match locate::deserialize_at::<RawCluster>(diagnostics.text(), &path) {
+            Ok(Some(raw)) => {
+                if let Some(cluster) = resolve_cluster(diagnostics, name, &path, raw) {
+                    clusters.insert(name.clone(), cluster);
+                }
+            }
+            Ok(None) => diagnostics.at(&path, "cluster not found (internal error)"),
+            Err(error) => diagnostics.serde(&error, &path),
+        }
+    }
+    check_embedded_conflicts(diagnostics, &clusters);
+    clusters
+}
+
+fn resolve_cluster(
+    diagnostics: &mut Diagnostics<'_>,
+    name: &str,
+    path: &FieldPath,
+    raw: RawCluster,
+) -> Option<Cluster> {
+    let errors_before = diagnostics.error_count();
+    let client_id = raw
+        .client_id
+        .map_or_else(|| DEFAULT_CLIENT_ID.to_string(), |text| text.0);
+    if client_id.trim().is_empty() {
+        diagnostics.at(&path.key("client_id"), "client_id must not be empty");
+    }
+    let request_timeout = timeout(
+        diagnostics,
+        path,
+        "request_timeout",
+        raw.request_timeout_ms,
+        raw.request_timeout.as_ref(),
+        DEFAULT_REQUEST_TIMEOUT,
+    );
+    let connect_timeout = timeout(
+        diagnostics,
+        path,
+        "connect_timeout",
+        raw.connect_timeout_ms,
+        raw.connect_timeout.as_ref(),
+        DEFAULT_CONNECT_TIMEOUT,
+    );
+    let connection = match (raw.bootstrap, raw.embedded) {
+        (Some(_), Some(_)) => {
+            diagnostics.at(
+                &path.key("embedded"),
+                "a cluster is either remote (`bootstrap`) or `embedded`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            diagnostics.at(
+                path,
+                "missing `bootstrap` (a remote cluster) or `embedded` (an in-process kmirror-broker)",
+            );
+            None
+        }
+        (Some(bootstrap), None) => resolve_remote(diagnostics, path, &bootstrap, raw.tls, raw.sasl),
+        (None, Some(embedded)) => {
+            for (key, present) in [("tls", raw.tls.is_some()), ("sasl", raw.sasl.is_some())] {
+                if present {
+                    diagnostics.at(
+                        &path.key(key),
+                        format!("embedded clusters are plaintext; `{key}` applies to remote clusters only"),
+                    );
+                }
+            }
+            resolve_embedded(diagnostics, &path.key("embedded"), embedded).map(Connection::Embedded)
+        }
+    };
+    if diagnostics.error_count() > errors_before {
+        return None;
+    }
+    Some(Cluster {
+        name: name.to_string(),
+        client_id,
+        request_timeout: request_timeout?,
+        connect_timeout: connect_timeout?,
+        connection: connection?,
+    })
+}
+
+/// `name_ms: 30000` or `name: 30s` (not both), positive.
+fn timeout(
+    diagnostics: &mut Diagnostics<'_>,
+    cluster_path: &FieldPath,
+    name: &str,
+    millis: Option<u64>,
+    human: Option<&Text>,
+    default: Duration,
+) -> Option<Duration> {
+    let millis_key = format!("{name}_ms");
+    match (millis, human) {
+        (Some(_), Some(_)) => {
+            diagnostics.at(
+                &cluster_path.key(name),
+                format!("set either `{millis_key}` or `{name}`, not both"),
+            );
+            None
+        }
+        (Some(0), None) => {
+            diagnostics.at(
+                &cluster_path.key(millis_key),
+                format!("`{name}_ms` must be positive"),
+            );
+            None
+        }
+        (Some(millis), None) => Some(Duration::from_millis(millis)),
+        (None, human) => duration(diagnostics, &cluster_path.key(name), human, default),
+    }
+}
+
+/// A positive duration such as "10s", or `default` when absent.
+fn duration(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    text: Option<&Text>,
+    default: Duration,
+) -> Option<Duration> {
+    let Some(text) = text else {
+        return Some(default);
+    };
+    match parse_duration(&text.0) {
+        Ok(value) if value.is_zero() => {
+            diagnostics.at(path, format!("duration {:?} must be positive", text.0));
+            None
+        }
+        Ok(value) => Some(value),
+        Err(message) => {
+            diagnostics.at(path, message);
+            None
+        }
+    }
+}
+
+/// A positive byte size such as "50MiB".
+fn size(diagnostics: &mut Diagnostics<'_>, path: &FieldPath, text: &Text) -> Option<u64> {
+    match parse_size(&text.0) {
+        Ok(0) => {
+            diagnostics.at(path, format!("size {:?} must be positive", text.0));
+            None
+        }
+        Ok(bytes) => Some(bytes),
+        Err(message) => {
+            diagnostics.at(path, message);
+            None
+        }
+    }
+}
+
+fn resolve_remote(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    bootstrap: &[Text],
+    tls: Option<RawTls>,
+    sasl: Option<RawSasl>,
+) -> Option<Connection> {
+    let bootstrap_path = path.key("bootstrap");
+    if bootstrap.is_empty() {
+        diagnostics.at(
+            &bootstrap_path,
+            "bootstrap must list at least one broker as host:port",
+        );
+    }
+    let mut addresses = Vec::new();
+    for (index, text) in bootstrap.iter().enumerate() {
+        match parse_broker_address(&text.0) {
+            Ok(address) => addresses.push(address),
+            Err(message) => diagnostics.at(&bootstrap_path.index(index), message),
+        }
+    }
+    let tls = tls.map(|raw| {
+        if raw.cert.is_some() != raw.key.is_some() {
+            diagnostics.at(
+                &path.key("tls"),
+                "tls needs both `cert` and `key` for a client certificate, or neither",
+            );
+        }
+        let path_of = |text: Option<Text>| text.map(|text| PathBuf::from(text.0));
+        Tls {
+            ca: path_of(raw.ca),
+            cert: path_of(raw.cert),
+            key: path_of(raw.key),
+        }
+    });
+    let sasl = sasl.map(|raw| {
+        if raw.username.0.is_empty() {
+            diagnostics.at(
+                &path.key("sasl").key("username"),
+                "sasl username must not be empty",
+            );
+        }
+        if raw.password.expose().is_empty() {
+            diagnostics.at(
+                &path.key("sasl").key("password"),
+                "sasl password must not be empty",
+            );
+        }
+        Sasl {
+            mechanism: raw.mechanism,
+            username: raw.username.0,
+            password: raw.password,
+        }
+    });
+    (addresses.len() == bootstrap.len() && !addresses.is_empty()).then_some(Connection::Remote(
+        Remote {
+            bootstrap: addresses,
+            tls,
+            sasl,
+        },
+    ))
+}
+
+/// `host:port` or `[ipv6]:port`.
+fn parse_broker_address(text: &str) -> Result<BrokerAddress, String> {
+    let invalid =
+        || format!("invalid broker address {text:?}: expected host:port, e.g. \"kafka-1:9092\"");
+    let (host, port) = text.rsplit_once(':').ok_or_else(invalid)?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty()
+        || host.contains(char::is_whitespace)
+        || (host.contains(':') && !text.starts_with('['))
+    {
+        return Err(invalid());
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!(
+            "invalid broker address {text:?}: port must be a number from 1 to 65535"
+        )),
+        Ok(port) => Ok(BrokerAddress {
+            host: host.to_string(),
+            port,
+        }),
+    }
+}
+
+fn parse_listen(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    text: &Text,
+) -> Option<SocketAddr> {
+    match text.0.parse::<SocketAddr>() {
+        Ok(address) => Some(address),
+        Err(_) => {
+            diagnostics.at(
+                path,
+                format!(
+                    "invalid listen address {:?}: expected ip:port, e.g. \"127.0.0.1:19092\"",
+                    text.0
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn resolve_embedded(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    raw: RawEmbedded,
+) -> Option<Embedded> {
+    let listen = parse_listen(diagnostics, &path.key("listen"), &raw.listen);
+    if raw.data_dir.0.trim().is_empty() {
+        diagnostics.at(&path.key("data_dir"), "data_dir must not be empty");
+    }
+    let partitions = raw.partitions.unwrap_or(1);
+    if partitions == 0 {
+        diagnostics.at(&path.key("partitions"), "partitions must be at least 1");
+    }
+    Some(Embedded {
+        listen: listen?,
+        data_dir: PathBuf::from(raw.data_dir.0),
+        partitions,
+    })
+}
+
+/// Two embedded brokers cannot share a listen address or a data directory.
+fn check_embedded_conflicts(
+    diagnostics: &mut Diagnostics<'_>,
+    clusters: &BTreeMap<String, Cluster>,
+) {
+    let mut listens: BTreeMap<SocketAddr, &str> = BTreeMap::new();
+    let mut data_dirs: BTreeMap<&PathBuf, &str> = BTreeMap::new();
+    for (name, cluster) in clusters {
+        let Connection::Embedded(embedded) = &cluster.connection else {
+            continue;
+        };
+        let path = FieldPath::root()
+            .key("clusters")
+            .key(name.as_str())
+            .key("embedded");
+        if embedded.listen.port() != 0 {
+            if let Some(other) = listens.insert(embedded.listen, name) {
+                diagnostics.at(
+                    &path.key("listen"),
+                    format!(
+                        "listen address {} is also used by embedded cluster `{other}`",
+                        embedded.listen
+                    ),
+                );
+            }
+        }
+        if let Some(other) = data_dirs.insert(&embedded.data_dir, name) {
+            diagnostics.at(
+                &path.key("data_dir"),
+                format!(
+                    "data_dir {:?} is also used by embedded cluster `{other}`",
+                    embedded.data_dir
+                ),
+            );
+        }
+    }
+}
+
+/// Cluster and flow names: non-empty, short, and legal inside a topic name.
+fn check_name(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    target: Target,
+    kind: &str,
+    name: &str,
+) {
+    let problem = if name.is_empty() {
+        Some(format!("{kind} name must not be empty"))
+    } else if name.chars().count() > MAX_NAME_LEN {
+        Some(format!(
+            "{kind} name `{name}` is longer than {MAX_NAME_LEN} characters"
+        ))
+    } else if !name.chars().all(is_topic_char) {
+        Some(format!(
+            "{kind} name `{name}` may only contain letters, digits, '.', '_' and '-'"
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = problem {
+        diagnostics.located(path, target, message);
+    }
+}
+
+fn resolve_flows(
+    diagnostics: &mut Diagnostics<'_>,
+    count: usize,
+    known_clusters: &BTreeSet<&str>,
+) -> Vec<Flow> {
+    let flows_path = FieldPath::root().key("flows");
+    // (index in the file, flow) for the flows that resolved.
+    let mut resolved: Vec<(usize, Flow)> = Vec::new();
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for index in 0..count {
+        let path = flows_path.index(index);
+        let raw = match locate::deserialize_at::<RawFlow>(diagnostics.text(), &path) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => continue,
+            Err(error) => {
+                diagnostics.serde(&error, &path);
+                continue;
+            }
+        };
+        if let Some(first) = names.get(&raw.name.0) {
+            diagnostics.at(
+                &path.key("name"),
+                format!("duplicate flow name `{}` (also flows[{first}])", raw.name.0),
+            );
+        } else {
+            names.insert(raw.name.0.clone(), index);
+        }
+        if let Some(flow) = resolve_flow(diagnostics, &path, raw, known_clusters) {
+            resolved.push((index, flow));
+        }
+    }
+    let edges: Arc<[FlowEdge]> = resolved
+        .iter()
+        .map(|(_, flow)| FlowEdge {
+            source: flow.source.clone(),
+            target: flow.target.clone(),
+            rename: flow.rename.clone(),
+        })
+        .collect();
+    let (indices, mut flows): (Vec<usize>, Vec<Flow>) = resolved.into_iter().unzip();
+    for flow in &mut flows {
+        flow.cycle_guard = CycleGuard::new(Arc::clone(&edges));
+    }
+    let findings = graph::identity_cycles(&flows)
+        .into_iter()
+        .chain(graph::rename_collisions(&flows));
+    for finding in findings {
+        diagnostics.at(
+            &flows_path
+                .index(indices[finding.flow_index])
+                .key(finding.field),
+            finding.message,
+        );
+    }
+    flows
+}
+
+fn resolve_flow(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    raw: RawFlow,
+    known_clusters: &BTreeSet<&str>,
+) -> Option<Flow> {
+    let errors_before = diagnostics.error_count();
+    let name = raw.name.0;
+    check_name(diagnostics, &path.key("name"), Target::Value, "flow", &name);
+    let (source, target) = (raw.source.0, raw.target.0);
+    for (key, cluster) in [("source", &source), ("target", &target)] {
+        if !known_clusters.contains(cluster.as_str()) {
+            let defined: Vec<&str> = known_clusters.iter().copied().collect();
+            diagnostics.at(
+                &path.key(key),
+                format!(
+                    "unknown cluster `{cluster}` (defined clusters: {})",
+                    defined.join(", ")
+                ),
+            );
+        }
+    }
+    if source == target {
+        diagnostics.at(
+            &path.key("target"),
+            format!("source and target are the same cluster `{source}`; a flow copies between two clusters"),
+        );
+    }
+    let topics_path = path.key("topics");
+    if raw.topics.include.is_empty() {
+        diagnostics.at(
+            &topics_path.key("include"),
+            "topics.include must list at least one regex (\".*\" mirrors every topic)",
+        );
+    }
+    let topics = NameFilter {
+        include: patterns(
+            diagnostics,
+            &topics_path.key("include"),
+            &raw.topics.include,
+        ),
+        exclude: patterns(
+            diagnostics,
+            &topics_path.key("exclude"),
+            &raw.topics.exclude,
+        ),
+    };
+    let rename_text = raw
+        .rename
+        .map_or_else(|| RenameTemplate::DEFAULT.to_string(), |text| text.0);
+    let rename = RenameTemplate::parse(&rename_text)
+        .map_err(|message| diagnostics.at(&path.key("rename"), message));
+    let sync_configs =
+        resolve_sync_configs(diagnostics, &path.key("sync_configs"), raw.sync_configs);
+    let discovery_interval = duration(
+        diagnostics,
+        &path.key("discovery_interval"),
+        raw.discovery_interval.as_ref(),
+        DEFAULT_DISCOVERY_INTERVAL,
+    );
+    let delivery = raw.delivery.unwrap_or(Delivery::AtLeastOnce);
+    if delivery == Delivery::ExactlyOnce {
+        diagnostics.at(
+            &path.key("delivery"),
+            "delivery `exactly_once` is not supported yet; use `at_least_once` (the default)",
+        );
+    }
+    let limits = resolve_limits(diagnostics, &path.key("limits"), raw.limits);
+    let groups = raw
+        .groups
+        .map(|groups| resolve_groups(diagnostics, &path.key("groups"), groups));
+    if diagnostics.error_count() > errors_before {
+        return None;
+    }
+    Some(Flow {
+        name,
+        source,
+        target,
+        topics,
+        rename: rename.ok()?,
+        partitions: raw.partitions.unwrap_or(PartitionPolicy::Preserve),
+        create_topics: raw.create_topics.unwrap_or(true),
+        sync_configs,
+        start_from: raw.start_from.unwrap_or(StartFrom::Earliest),
+        discovery_interval: discovery_interval?,
+        delivery,
+        limits: limits?,
+        groups: groups.flatten(),
+        cycle_guard: CycleGuard::default(),
+    })
+}
+
+/// Compiles a list of regexes, reporting each bad one at its own index.
+fn patterns(diagnostics: &mut Diagnostics<'_>, path: &FieldPath, texts: &[Text]) -> Vec<Pattern> {
+    let mut compiled = Vec::new();
+    for (index, text) in texts.iter().enumerate() {
+        match Pattern::new(&text.0) {
+            Ok(pattern) => compiled.push(pattern),
+            Err(message) => diagnostics.at(&path.index(index), message),
+        }
+    }
+    compiled
+}
+
+/// Default patterns (known to compile) followed by the configured ones.
+fn with_defaults(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    use_defaults: bool,
+    defaults: &[&str],
+    configured: &[Text],
+) -> Vec<Pattern> {
+    let mut patterns: Vec<Pattern> = if use_defaults {
+        defaults
+            .iter()
+            .map(|text| Pattern::new(text).expect("built-in pattern compiles"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    patterns.extend(self::patterns(diagnostics, path, configured));
+    patterns
+}
+
+fn resolve_sync_configs(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    raw: Option<RawSyncConfigs>,
+) -> SyncConfigs {
+    let raw = raw.unwrap_or(RawSyncConfigs {
+        enabled: None,
+        exclude: Vec::new(),
+        default_exclude: None,
+    });
+    SyncConfigs {
+        enabled: raw.enabled.unwrap_or(true),
+        exclude: with_defaults(
+            diagnostics,
+            &path.key("exclude"),
+            raw.default_exclude.unwrap_or(true),
+            SyncConfigs::DEFAULT_EXCLUDE,
+            &raw.exclude,
+        ),
+    }
+}
+
+fn resolve_limits(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    raw: Option<RawLimits>,
+) -> Option<Limits> {
+    let Some(raw) = raw else {
+        return Some(Limits {
+            bytes_per_sec: None,
+            records_per_sec: None,
+            max_in_flight_bytes: Limits::DEFAULT_MAX_IN_FLIGHT_BYTES,
+        });
+    };
+    let errors_before = diagnostics.error_count();
+    let bytes_per_sec = raw
+        .bytes_per_sec
+        .as_ref()
+        .map(|text| size(diagnostics, &path.key("bytes_per_sec"), text));
+    if raw.records_per_sec == Some(0) {
+        diagnostics.at(
+            &path.key("records_per_sec"),
+            "records_per_sec must be positive",
+        );
+    }
+    let max_in_flight_bytes = match &raw.max_in_flight_bytes {
+        Some(text) => size(diagnostics, &path.key("max_in_flight_bytes"), text),
+        None => Some(Limits::DEFAULT_MAX_IN_FLIGHT_BYTES),
+    };
+    if diagnostics.error_count() > errors_before {
+        return None;
+    }
+    Some(Limits {
+        bytes_per_sec: bytes_per_sec.flatten(),
+        records_per_sec: raw.records_per_sec,
+        max_in_flight_bytes: max_in_flight_bytes?,
+    })
+}
+
+fn resolve_groups(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    raw: RawGroups,
+) -> Option<Groups> {
+    let include_texts = raw.include.unwrap_or_else(|| vec![Text(".*".to_string())]);
+    if include_texts.is_empty() {
+        diagnostics.at(
+            &path.key("include"),
+            "groups.include must list at least one regex (or be left out for \".*\")",
+        );
+    }
+    let include = patterns(diagnostics, &path.key("include"), &include_texts);
+    let exclude = with_defaults(
+        diagnostics,
+        &path.key("exclude"),
+        raw.default_exclude.unwrap_or(true),
+        Groups::DEFAULT_EXCLUDE,
+        &raw.exclude,
+    );
+    let interval = duration(
+        diagnostics,
+        &path.key("interval"),
+        raw.interval.as_ref(),
+        DEFAULT_GROUPS_INTERVAL,
+    );
+    Some(Groups {
+        filter: NameFilter { include, exclude },
+        sync_offsets: raw.sync_offsets.unwrap_or(false),
+        interval: interval?,
+    })
+}
+
+fn resolve_telemetry(
+    diagnostics: &mut Diagnostics<'_>,
+    clusters: &BTreeMap<String, Cluster>,
+) -> Option<Telemetry> {
+    let path = FieldPath::root().key("telemetry");
+    let raw = match locate::deserialize_at::<RawTelemetry>(diagnostics.text(), &path) {
+        Ok(raw) => raw?,
+        Err(error) => {
+            diagnostics.serde(&error, &path);
+            return None;
+        }
+    };
+    let listen_path = path.key("listen");
+    let listen = parse_listen(diagnostics, &listen_path, &raw.listen)?;
+    for (name, cluster) in clusters {
+        if let Connection::Embedded(embedded) = &cluster.connection {
+            if listen.port() != 0 && embedded.listen == listen {
+                diagnostics.at(
+                    &listen_path,
+                    format!("telemetry listen address {listen} is also the listen address of embedded cluster `{name}`"),
+                );
+                return None;
+            }
+        }
+    }
+    Some(Telemetry { listen })
+}

@@ -1,6 +1,7 @@
 //! The `kmirror-broker` binary: flags (each also read from the environment), logging,
 //! signals. SIGTERM/SIGINT stop accepting, finish in-flight requests, flush and exit 0.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -98,6 +99,7 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level)?)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = BrokerConfig {
         listen: args.listen,

@@ -57,6 +57,16 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
         ApiKey::DeleteTopics => adv::<DeleteTopicsRequest>(None, None),
         ApiKey::CreatePartitions => adv::<CreatePartitionsRequest>(None, None),
         ApiKey::FindCoordinator => adv::<FindCoordinatorRequest>(None, None),
+        ApiKey::JoinGroup => adv::<JoinGroupRequest>(None, None),
+        ApiKey::SyncGroup => adv::<SyncGroupRequest>(None, None),
+        ApiKey::Heartbeat => adv::<HeartbeatRequest>(None, None),
+        ApiKey::LeaveGroup => adv::<LeaveGroupRequest>(None, None),
+        ApiKey::OffsetCommit => adv::<OffsetCommitRequest>(None, None),
+        ApiKey::OffsetFetch => adv::<OffsetFetchRequest>(None, None),
+        ApiKey::OffsetDelete => adv::<OffsetDeleteRequest>(None, None),
+        ApiKey::DescribeGroups => adv::<DescribeGroupsRequest>(None, None),
+        ApiKey::ListGroups => adv::<ListGroupsRequest>(None, None),
+        ApiKey::DeleteGroups => adv::<DeleteGroupsRequest>(None, None),
         ApiKey::InitProducerId => adv::<InitProducerIdRequest>(None, None),
         ApiKey::DescribeConfigs => adv::<DescribeConfigsRequest>(None, None),
         ApiKey::AlterConfigs => adv::<AlterConfigsRequest>(None, None),
@@ -89,7 +99,7 @@ pub fn advertised() -> &'static [ApiVersion] {
 }
 
 /// Handles one request frame.
-pub async fn handle(broker: &Broker, mut frame: Bytes) -> Outcome {
+pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Bytes) -> Outcome {
     let prefix = match RequestPrefix::peek(&frame) {
         Ok(p) => p,
         Err(e) => return Outcome::Close(e.to_string()),
@@ -114,7 +124,13 @@ pub async fn handle(broker: &Broker, mut frame: Bytes) -> Outcome {
         Err(e) => return Outcome::Close(e.to_string()),
     };
     let corr = header.correlation_id;
-    let client_id = header.client_id.as_ref().map(|s| s.as_str()).unwrap_or("");
+    let client_id = header
+        .client_id
+        .as_ref()
+        .map(|s| s.as_str())
+        .unwrap_or("")
+        .to_string();
+    let client_id = client_id.as_str();
     match key {
         ApiKey::ApiVersions => {
             sync(&mut frame, corr, version, |r| {
@@ -224,10 +240,68 @@ pub async fn handle(broker: &Broker, mut frame: Bytes) -> Outcome {
             })
             .await
         }
-        _ => {
-            let _ = client_id;
-            Outcome::Close(format!("API {key:?} is not supported by this broker"))
+        ApiKey::JoinGroup => {
+            let host = peer.ip().to_string();
+            route(&mut frame, corr, version, |r| {
+                broker.groups.join_group_from(r, version, client_id, &host)
+            })
+            .await
         }
+        ApiKey::SyncGroup => {
+            route(&mut frame, corr, version, |r| {
+                broker.groups.sync_group(r, version)
+            })
+            .await
+        }
+        ApiKey::Heartbeat => {
+            sync(&mut frame, corr, version, |r| {
+                broker.groups.heartbeat(r, version)
+            })
+            .await
+        }
+        ApiKey::LeaveGroup => {
+            sync(&mut frame, corr, version, |r| {
+                broker.groups.leave_group(r, version)
+            })
+            .await
+        }
+        ApiKey::OffsetCommit => {
+            sync(&mut frame, corr, version, |r| {
+                broker.groups.offset_commit(r, version)
+            })
+            .await
+        }
+        ApiKey::OffsetFetch => {
+            sync(&mut frame, corr, version, |r| {
+                broker.groups.offset_fetch(r, version)
+            })
+            .await
+        }
+        ApiKey::OffsetDelete => {
+            sync(&mut frame, corr, version, |r| {
+                broker.groups.offset_delete(r, version)
+            })
+            .await
+        }
+        ApiKey::DescribeGroups => {
+            sync(&mut frame, corr, version, |r| {
+                broker.groups.describe_groups(r, version)
+            })
+            .await
+        }
+        ApiKey::ListGroups => {
+            sync(&mut frame, corr, version, |r| {
+                broker.groups.list_groups(r, version)
+            })
+            .await
+        }
+        ApiKey::DeleteGroups => {
+            sync(&mut frame, corr, version, |r| {
+                broker.groups.delete_groups(r, version)
+            })
+            .await
+        }
+        _ => Outcome::Close(format!("API {key:?} is not supported by this broker")),
     }
 }
 

@@ -7,8 +7,8 @@
 pub mod config;
 pub mod dispatch;
 mod fsutil;
-pub mod handlers;
 pub mod groups;
+pub mod handlers;
 pub mod log;
 pub mod producers;
 pub mod server;

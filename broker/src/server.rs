@@ -202,7 +202,7 @@ async fn serve_connection(
                 break;
             }
         };
-        match dispatch::handle(&broker, frame).await {
+        match dispatch::handle(&broker, peer, frame).await {
             Outcome::Respond(bytes) => {
                 if tx.send(bytes).await.is_err() {
                     break;

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
+use crate::groups::{CoordinatorConfig, GroupConfig, GroupCoordinator};
 use crate::log::flush::GroupCommit;
 use crate::log::FlushPolicy;
 use crate::producers::ProducerIdManager;
@@ -19,7 +20,8 @@ pub struct Broker {
     /// `host:port` advertised in Metadata.
     pub advertised_host: String,
     pub advertised_port: i32,
-    pub topics: TopicRegistry,
+    pub topics: Arc<TopicRegistry>,
+    pub groups: GroupCoordinator,
     /// Group commit for `FlushPolicy::Always`.
     pub group_commit: Option<Arc<GroupCommit>>,
     /// Woken on every append, so long-polling fetches return as soon as data arrives.
@@ -38,13 +40,36 @@ impl Broker {
                 source,
             })?;
         }
-        let topics = TopicRegistry::open(
+        let topics = Arc::new(TopicRegistry::open(
             config.data_dir.clone(),
             BrokerDefaults {
                 log: config.log_defaults,
                 max_message_bytes: config.max_message_bytes,
             },
-        )?;
+        )?);
+        let lookup_topics = topics.clone();
+        let lookup = move |topic: &str, partition: i32| {
+            lookup_topics
+                .get(topic)
+                .is_some_and(|t| partition >= 0 && partition < t.partition_count())
+        };
+        let groups = GroupCoordinator::open(
+            CoordinatorConfig {
+                data_dir: config.data_dir.clone(),
+                fsync: config.flush == FlushPolicy::Always,
+                group: GroupConfig {
+                    initial_rebalance_delay_ms: config.group_initial_rebalance_delay.as_millis()
+                        as u64,
+                    ..GroupConfig::default()
+                },
+                ..CoordinatorConfig::default()
+            },
+            Arc::new(lookup),
+        )
+        .map_err(|e| TopicError::Persist {
+            path: "__consumer_offsets.log".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let ids_dir = state_dir(&config);
         let producer_ids =
             ProducerIdManager::open(&ids_dir).map_err(|source| TopicError::Persist {
@@ -68,6 +93,7 @@ impl Broker {
             advertised_port: advertised.1,
             config,
             topics,
+            groups,
             group_commit,
             appended: Notify::new(),
             producer_ids,

@@ -36,8 +36,10 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use offsets::OffsetsTable;
-use state::{Group, GroupConfig, JoinResult, Outcome, ResponderId, SyncResult};
-use store::{OffsetStore, Record, StoreConfig, StoreError};
+pub use state::GroupConfig;
+use state::{Group, JoinResult, Outcome, ResponderId, SyncResult};
+pub use store::StoreError;
+use store::{OffsetStore, Record, StoreConfig};
 
 /// Answers whether a topic partition exists (for OffsetCommit/OffsetDelete validation).
 pub trait PartitionLookup: Send + Sync + 'static {

@@ -44,7 +44,11 @@ pub fn handle(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
                 r.name = Some(TopicName(StrBytes::from_string(topic.name.clone())));
                 r.topic_id = topic.id;
             }
-            if let Err(e) = broker.topics.delete(&topic.name) {
+            let deleted = broker.topics.delete(&topic.name);
+            if deleted.is_ok() {
+                broker.groups.remove_topic_offsets(&topic.name);
+            }
+            if let Err(e) = deleted {
                 r.error_code = super::topic_error_code(&e).code();
                 if version >= 5 {
                     r.error_message = message(e.to_string());

@@ -605,4 +605,3 @@ fn sync_handle_flush_and_delete() {
     Box::new(log).delete().unwrap();
     assert!(!path.exists());
 }
-

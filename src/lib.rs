@@ -1,3 +1,8 @@
-//! kmirror
+//! kmirror: replicates Kafka topics between clusters.
+//!
+//! [`config`] turns a YAML topology into a validated [`config::Topology`]; [`client`] is
+//! the Kafka client on `kmirror-wire`; [`mirror`] runs flows; [`throttle`] holds flows to
+//! their rate limits.
 
+pub mod client;
 pub mod config;

@@ -274,6 +274,13 @@ pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, bas
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Clears the transactional attribute bit. The caller recomputes the CRC (for example with
+/// [`set_producer`], which always does).
+pub fn clear_transactional(batch: &mut [u8]) {
+    let attrs = be_i16(batch, 21) & !ATTR_TRANSACTIONAL;
+    batch[21..23].copy_from_slice(&attrs.to_be_bytes());
+}
+
 /// Sets the timestamp type to LogAppendTime with `max_timestamp = now_ms` and recomputes the
 /// CRC, as a broker does for topics with `message.timestamp.type=LogAppendTime`.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {

@@ -1,0 +1,211 @@
+//! Fetching raw record batches from source partition leaders and slicing the payload:
+//! whole batches only (a truncated tail is dropped), batches below the wanted offset
+//! skipped, CRC verified, control batches and aborted transactional data removed
+//! (`read_committed`). Nothing is decompressed.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kmirror_wire::batch::{BatchError, Batches};
+use kmirror_wire::messenger::{Messenger, RequestError};
+
+/// What one partition's part of a Fetch response yielded.
+#[derive(Debug, Clone, Default)]
+pub struct Sliced {
+    /// Whole batches to forward, in offset order.
+    pub batches: Vec<Bytes>,
+    /// Records in `batches`.
+    pub records: i64,
+    /// The offset to fetch next: after the last whole batch seen (forwarded or dropped).
+    pub next_offset: Option<i64>,
+}
+
+impl Sliced {
+    pub fn bytes(&self) -> usize {
+        self.batches.iter().map(Bytes::len).sum()
+    }
+}
+
+/// An aborted transaction reported by the broker for `read_committed`.
+#[derive(Debug, Clone, Copy)]
+pub struct Aborted {
+    pub producer_id: i64,
+    pub first_offset: i64,
+}
+
+/// Slices a Fetch `records` payload (see the module docs).
+pub fn slice(records: &Bytes, wanted: i64, aborted: &[Aborted]) -> Result<Sliced, BatchError> {
+    let mut aborted: Vec<Aborted> = aborted.to_vec();
+    aborted.sort_by_key(|a| a.first_offset);
+    let mut pending = aborted.into_iter().peekable();
+    let mut active: HashSet<i64> = HashSet::new();
+    let mut out = Sliced::default();
+    let mut position = 0;
+    for b in Batches::new(records) {
+        let b = b?;
+        let start = position;
+        position += b.size_bytes();
+        if b.next_offset() <= wanted {
+            continue;
+        }
+        b.verify_crc()?;
+        out.next_offset = Some(b.next_offset());
+        while let Some(a) = pending.next_if(|a| a.first_offset <= b.last_offset()) {
+            active.insert(a.producer_id);
+        }
+        if b.is_control() {
+            // The marker ends the producer's transaction; an aborted one stops here.
+            active.remove(&b.producer_id());
+            continue;
+        }
+        if b.is_transactional() && active.contains(&b.producer_id()) {
+            continue;
+        }
+        out.records += i64::from(b.record_count());
+        out.batches.push(records.slice(start..position));
+    }
+    Ok(out)
+}
+
+/// One partition to fetch.
+#[derive(Debug, Clone)]
+pub struct FetchWant {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// One partition's answer.
+#[derive(Debug, Clone)]
+pub struct FetchGot {
+    pub topic: String,
+    pub partition: i32,
+    pub error_code: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Bytes,
+    pub aborted: Vec<Aborted>,
+}
+
+/// Sends one read_committed Fetch for `wants` to `m` (their leader).
+pub async fn fetch(m: &Messenger, wants: &[FetchWant], max_wait_ms: i32, max_bytes: i32, partition_max_bytes: i32) -> Result<Vec<FetchGot>, RequestError> {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for w in wants {
+        let part = FetchPartition::default()
+            .with_partition(w.partition)
+            .with_fetch_offset(w.offset)
+            .with_partition_max_bytes(partition_max_bytes)
+            .with_current_leader_epoch(-1)
+            .with_log_start_offset(-1);
+        match topics.iter_mut().find(|t| t.topic.as_str() == w.topic) {
+            Some(t) => t.partitions.push(part),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(w.topic.clone())))
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_isolation_level(1)
+        .with_session_epoch(-1)
+        .with_topics(topics);
+    let (resp, _) = m.send(&req).await?;
+    let mut out = Vec::new();
+    for t in resp.responses {
+        for p in t.partitions {
+            out.push(FetchGot {
+                topic: t.topic.to_string(),
+                partition: p.partition_index,
+                error_code: p.error_code,
+                high_watermark: p.high_watermark,
+                log_start_offset: p.log_start_offset,
+                records: p.records.unwrap_or_default(),
+                aborted: p
+                    .aborted_transactions
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| Aborted {
+                        producer_id: a.producer_id.0,
+                        first_offset: a.first_offset,
+                    })
+                    .collect(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+    fn batch(base: i64, count: i64, pid: i64, transactional: bool, control: bool) -> Bytes {
+        let records: Vec<Record> = (0..count)
+            .map(|i| Record {
+                transactional,
+                control,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: pid,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset: base + i,
+                sequence: i as i32,
+                timestamp: 1,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+        buf.freeze()
+    }
+
+    fn join(parts: &[Bytes]) -> Bytes {
+        parts.concat().into()
+    }
+
+    #[test]
+    fn skips_batches_below_the_wanted_offset_and_drops_a_truncated_tail() {
+        let all = join(&[batch(0, 3, -1, false, false), batch(3, 2, -1, false, false), batch(5, 4, -1, false, false)]);
+        let cut = all.slice(..all.len() - 5);
+        let s = slice(&cut, 3, &[]).unwrap();
+        assert_eq!(s.batches.len(), 1);
+        assert_eq!(s.records, 2);
+        assert_eq!(s.next_offset, Some(5));
+    }
+
+    #[test]
+    fn removes_aborted_transactions_and_control_batches() {
+        let all = join(&[
+            batch(0, 2, 7, true, false),  // aborted
+            batch(2, 1, 8, false, false), // plain
+            batch(3, 1, 7, true, true),   // abort marker
+            batch(4, 2, 7, true, false),  // committed later
+            batch(6, 1, 7, true, true),   // commit marker
+        ]);
+        let s = slice(&all, 0, &[Aborted { producer_id: 7, first_offset: 0 }]).unwrap();
+        let bases: Vec<i64> = s.batches.iter().map(|b| i64::from_be_bytes(b[..8].try_into().unwrap())).collect();
+        assert_eq!(bases, vec![2, 4]);
+        assert_eq!(s.next_offset, Some(7));
+    }
+
+    #[test]
+    fn a_corrupt_batch_is_an_error_not_forwarded() {
+        let mut raw = batch(0, 2, -1, false, false).to_vec();
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        assert!(matches!(slice(&raw.into(), 0, &[]), Err(BatchError::CrcMismatch { .. })));
+    }
+}

@@ -1,0 +1,246 @@
+//! The daemon's Kafka client, built on `kmirror-wire`: bootstrap, a metadata cache,
+//! one connection per broker, leader routing, and the one retry loop whose decisions come
+//! from [`kmirror_wire::errors::classify`].
+//!
+//! It speaks to any Kafka 2.8+ cluster: every request goes out at the highest version both
+//! sides support (negotiated per connection with ApiVersions). It does not pool several
+//! connections per broker, and does not yet do TLS or SASL.
+
+pub mod admin;
+pub mod fetch;
+pub mod metadata;
+pub mod produce;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kmirror_wire::backoff::{Backoff, BackoffConfig};
+use kmirror_wire::errors::{classify, ErrorClass, ResponseError};
+use kmirror_wire::messenger::{Messenger, MessengerConfig, RequestError};
+
+pub use metadata::{MetadataSnapshot, PartitionMeta, TopicMeta};
+
+/// Errors of the client layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("cluster {cluster}: {source}")]
+    Request {
+        cluster: String,
+        #[source]
+        source: RequestError,
+    },
+    #[error("cluster {cluster}: {what} failed with {error}{}", .message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Broker {
+        cluster: String,
+        what: String,
+        error: ResponseError,
+        message: Option<String>,
+    },
+    #[error("cluster {cluster}: no reachable bootstrap broker ({last_error})")]
+    NoBroker { cluster: String, last_error: String },
+    #[error("cluster {cluster}: topic {topic} partition {partition} has no leader")]
+    NoLeader {
+        cluster: String,
+        topic: String,
+        partition: i32,
+    },
+    #[error("cluster {cluster}: {what} did not succeed within {deadline_secs} s: {last}")]
+    GaveUp {
+        cluster: String,
+        what: String,
+        deadline_secs: u64,
+        last: Box<ClientError>,
+    },
+}
+
+impl ClientError {
+    /// What a caller should do about this error; the one retry classifier.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ClientError::Request { source, .. } => match source {
+                RequestError::Version(_) | RequestError::Frame(_) => ErrorClass::Fatal,
+                _ => ErrorClass::RetryRefreshMetadata,
+            },
+            ClientError::Broker { error, .. } => classify(error.code()),
+            ClientError::NoBroker { .. } | ClientError::NoLeader { .. } => ErrorClass::RetryRefreshMetadata,
+            ClientError::GaveUp { .. } => ErrorClass::Fatal,
+        }
+    }
+
+    /// Wraps a broker error code, if it is one.
+    pub fn from_code(cluster: &str, what: &str, code: i16, message: Option<&str>) -> Option<Self> {
+        ResponseError::try_from_code(code).map(|error| ClientError::Broker {
+            cluster: cluster.to_string(),
+            what: what.to_string(),
+            error,
+            message: message.map(str::to_string),
+        })
+    }
+}
+
+/// Connection settings of one cluster.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub cluster: String,
+    pub bootstrap: Vec<String>,
+    pub messenger: MessengerConfig,
+    pub backoff: BackoffConfig,
+}
+
+/// A client for one cluster, shared by every flow that uses it.
+#[derive(Debug)]
+pub struct ClusterClient {
+    config: ClientConfig,
+    connections: tokio::sync::Mutex<HashMap<i32, Arc<Messenger>>>,
+    bootstrap_connection: tokio::sync::Mutex<Option<Arc<Messenger>>>,
+    metadata: Mutex<Arc<MetadataSnapshot>>,
+}
+
+impl ClusterClient {
+    pub fn new(config: ClientConfig) -> Self {
+        Self {
+            config,
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+            bootstrap_connection: tokio::sync::Mutex::new(None),
+            metadata: Mutex::new(Arc::new(MetadataSnapshot::default())),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.cluster
+    }
+
+    fn request_error(&self, source: RequestError) -> ClientError {
+        ClientError::Request {
+            cluster: self.config.cluster.clone(),
+            source,
+        }
+    }
+
+    /// Any live connection, preferring bootstrap brokers in order.
+    pub async fn any_broker(&self) -> Result<Arc<Messenger>, ClientError> {
+        let mut slot = self.bootstrap_connection.lock().await;
+        if let Some(m) = slot.as_ref().filter(|m| !m.is_poisoned()) {
+            return Ok(m.clone());
+        }
+        let mut last_error = String::from("no bootstrap address");
+        for addr in &self.config.bootstrap {
+            match Messenger::connect(addr, self.config.messenger.clone()).await {
+                Ok(m) => {
+                    let m = Arc::new(m);
+                    *slot = Some(m.clone());
+                    return Ok(m);
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        Err(ClientError::NoBroker {
+            cluster: self.config.cluster.clone(),
+            last_error,
+        })
+    }
+
+    /// The connection to broker `node_id`, opened if needed.
+    pub async fn broker(&self, node_id: i32) -> Result<Arc<Messenger>, ClientError> {
+        let mut conns = self.connections.lock().await;
+        if let Some(m) = conns.get(&node_id).filter(|m| !m.is_poisoned()) {
+            return Ok(m.clone());
+        }
+        let addr = self.metadata().brokers.get(&node_id).cloned().ok_or_else(|| ClientError::NoBroker {
+            cluster: self.config.cluster.clone(),
+            last_error: format!("broker {node_id} is not in the metadata"),
+        })?;
+        let m = Arc::new(
+            Messenger::connect(&addr, self.config.messenger.clone())
+                .await
+                .map_err(|e| self.request_error(e))?,
+        );
+        conns.insert(node_id, m.clone());
+        Ok(m)
+    }
+
+    /// The latest metadata seen.
+    pub fn metadata(&self) -> Arc<MetadataSnapshot> {
+        self.metadata.lock().expect("metadata lock").clone()
+    }
+
+    /// Fetches metadata for all topics and caches it.
+    pub async fn refresh_metadata(&self) -> Result<Arc<MetadataSnapshot>, ClientError> {
+        let m = self.any_broker().await?;
+        let snapshot = Arc::new(metadata::fetch(&m, &self.config.cluster).await.map_err(|e| {
+            if let ClientError::Request { .. } = e {
+                // Drop the bootstrap connection so the next attempt reconnects.
+                if let Ok(mut slot) = self.bootstrap_connection.try_lock() {
+                    *slot = None;
+                }
+            }
+            e
+        })?);
+        *self.metadata.lock().expect("metadata lock") = snapshot.clone();
+        Ok(snapshot)
+    }
+
+    /// The connection to the leader of a partition (from cached metadata).
+    pub async fn leader(&self, topic: &str, partition: i32) -> Result<Arc<Messenger>, ClientError> {
+        let leader = self.metadata().leader(topic, partition).ok_or_else(|| ClientError::NoLeader {
+            cluster: self.config.cluster.clone(),
+            topic: topic.to_string(),
+            partition,
+        })?;
+        self.broker(leader).await
+    }
+
+    /// The controller (admin requests), or any broker if none is known.
+    pub async fn controller(&self) -> Result<Arc<Messenger>, ClientError> {
+        match self.metadata().controller_id {
+            id if id >= 0 => self.broker(id).await,
+            _ => self.any_broker().await,
+        }
+    }
+
+    /// Runs `op` until it succeeds, retrying per [`ClientError::class`] with backoff and
+    /// refreshing metadata when the error says it is stale. Gives up after `deadline`
+    /// (`None`: never; the caller's cancellation ends it) or on a fatal error.
+    pub async fn retry<T, F, Fut>(&self, what: &str, deadline: Option<Duration>, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        let mut backoff = Backoff::new(BackoffConfig {
+            deadline,
+            ..self.config.backoff
+        });
+        let mut attempts = 0u32;
+        loop {
+            let err = match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            attempts += 1;
+            let class = err.class();
+            if class == ErrorClass::Fatal {
+                return Err(err);
+            }
+            let Some(delay) = backoff.next_delay() else {
+                return Err(ClientError::GaveUp {
+                    cluster: self.config.cluster.clone(),
+                    what: what.to_string(),
+                    deadline_secs: deadline.map_or(0, |d| d.as_secs()),
+                    last: Box::new(err),
+                });
+            };
+            // Report the first failure and then every tenth, not every retry.
+            if attempts == 1 || attempts % 10 == 0 {
+                tracing::warn!(cluster = %self.config.cluster, what, attempts, error = %err, retry_in_ms = delay.as_millis() as u64, "Request failed; retrying.");
+            }
+            tokio::time::sleep(delay).await;
+            if class == ErrorClass::RetryRefreshMetadata {
+                if let Err(e) = self.refresh_metadata().await {
+                    tracing::debug!(cluster = %self.config.cluster, error = %e, "Metadata refresh failed.");
+                }
+            }
+        }
+    }
+}

@@ -6,3 +6,5 @@
 
 pub mod client;
 pub mod config;
+pub mod mirror;
+pub mod throttle;

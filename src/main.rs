@@ -1,1 +1,201 @@
-fn main() {}
+//! The `kmirror` command: `run`, `validate` and `plan` a YAML mirror topology.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use kmirror::config::{self, Connection};
+use tokio_util::sync::CancellationToken;
+
+/// Mirror Kafka topics between clusters, as a YAML topology describes.
+#[derive(Debug, Parser)]
+#[command(name = "kmirror", version, about)]
+struct Cli {
+    /// Log filter, e.g. info, debug, kmirror=debug.
+    #[arg(long, global = true, env = "KMIRROR_LOG", default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every flow of the topology until SIGTERM or SIGINT (a second signal exits at once).
+    Run {
+        /// The topology file.
+        config: PathBuf,
+        /// How long shutdown waits for in-flight produces before exiting.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        drain_timeout: Duration,
+    },
+    /// Check the topology and print every error with file, line and field; exit 1 on any.
+    Validate {
+        /// The topology file.
+        config: PathBuf,
+    },
+    /// Connect to the clusters and print, per flow, which source topics match, their target
+    /// names, and what would be created or changed. Changes nothing.
+    Plan {
+        /// The topology file.
+        config: PathBuf,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    config::units::parse_duration(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let path = match &cli.command {
+        Command::Run { config, .. } | Command::Validate { config } | Command::Plan { config } => {
+            config.clone()
+        }
+    };
+    let topology = match config::load(&path) {
+        Ok(t) => t,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", path.display(), errors.errors.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Validate { .. } => {
+            println!(
+                "{}: valid ({} clusters, {} flows)",
+                path.display(),
+                topology.clusters.len(),
+                topology.flows.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Plan { .. } => runtime.block_on(plan(topology)),
+        Command::Run { drain_timeout, .. } => runtime.block_on(run(topology, drain_timeout)),
+    }
+}
+
+async fn run(topology: config::Topology, drain_timeout: Duration) -> ExitCode {
+    let stop = CancellationToken::new();
+    let signals = stop.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::info!("Stopping: draining in-flight batches and writing progress (a second signal exits at once).");
+        signals.cancel();
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::warn!(
+            "Second signal: exiting now; unacknowledged batches will be mirrored again."
+        );
+        std::process::exit(130);
+    });
+    match kmirror::mirror::run(topology, stop, drain_timeout).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "kmirror cannot run.");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn plan(topology: config::Topology) -> ExitCode {
+    let mut failed = false;
+    let no_embedded = Default::default();
+    for flow in &topology.flows {
+        println!("flow {} ({} -> {})", flow.name, flow.source, flow.target);
+        let clusters = [
+            &topology.clusters[&flow.source],
+            &topology.clusters[&flow.target],
+        ];
+        if clusters
+            .iter()
+            .any(|c| matches!(c.connection, Connection::Embedded(_)))
+        {
+            println!("  an embedded cluster is started by `kmirror run`; plan does not start it");
+            continue;
+        }
+        let source = kmirror::mirror::client_for(clusters[0], &no_embedded);
+        let target = kmirror::mirror::client_for(clusters[1], &no_embedded);
+        let (source_md, target_md) = match (
+            source.refresh_metadata().await,
+            target.refresh_metadata().await,
+        ) {
+            (Ok(s), Ok(t)) => (s, t),
+            (Err(e), _) | (_, Err(e)) => {
+                println!("  cannot connect: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let mut topics: Vec<_> = source_md
+            .topics
+            .iter()
+            .filter(|(n, m)| !m.is_internal && flow.matches(n))
+            .collect();
+        topics.sort_by_key(|(n, _)| n.as_str());
+        if topics.is_empty() {
+            println!("  no source topic matches");
+        }
+        for (name, meta) in topics {
+            let target_name = flow.rename(name);
+            let count = meta.partitions.len() as i32;
+            let action = match target_md.partition_count(&target_name) {
+                None if flow.create_topics => format!("create with {count} partitions"),
+                None => "MISSING (create_topics is off): would not be mirrored".to_string(),
+                Some(n) if n < count && flow.create_topics => {
+                    format!("add partitions {n} -> {count}")
+                }
+                Some(n) if n < count => {
+                    format!("BLOCKED: target has {n} partitions, source {count}")
+                }
+                Some(_) => "exists".to_string(),
+            };
+            let mut configs = Vec::new();
+            if flow.sync_configs.enabled {
+                if let Ok(c) = source.topic_configs(name).await {
+                    let current = target.topic_configs(&target_name).await.unwrap_or_default();
+                    configs = c
+                        .into_iter()
+                        .filter(|(k, v)| {
+                            flow.sync_configs.syncs(k) && !current.contains(&(k.clone(), v.clone()))
+                        })
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                }
+            }
+            let configs = if configs.is_empty() {
+                String::new()
+            } else {
+                format!("; set {}", configs.join(", "))
+            };
+            println!("  {name} -> {target_name}: {action}{configs}");
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -4,7 +4,9 @@
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kmirror_wire::errors::ResponseError;
@@ -32,24 +34,40 @@ impl ClusterClient {
     }
 
     /// Creates a topic; an existing topic is not an error.
-    pub async fn create_topic(&self, topic: &str, partitions: i32, configs: &[(String, String)]) -> Result<(), ClientError> {
-        let req = CreateTopicsRequest::default().with_timeout_ms(30_000).with_topics(vec![CreatableTopic::default()
-            .with_name(topic_name(topic))
-            .with_num_partitions(partitions)
-            .with_replication_factor(-1)
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| CreatableTopicConfig::default().with_name(s(k)).with_value(Some(s(v))))
-                    .collect(),
-            )]);
+    pub async fn create_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        configs: &[(String, String)],
+    ) -> Result<(), ClientError> {
+        let req = CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic_name(topic))
+                .with_num_partitions(partitions)
+                .with_replication_factor(-1)
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(s(k))
+                                .with_value(Some(s(v)))
+                        })
+                        .collect(),
+                )]);
         let m = self.controller().await?;
         let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
         let r = &resp.topics[0];
         if r.error_code == ResponseError::TopicAlreadyExists.code() {
             return Ok(());
         }
-        match ClientError::from_code(self.name(), &format!("creating topic {topic}"), r.error_code, r.error_message.as_deref()) {
+        match ClientError::from_code(
+            self.name(),
+            &format!("creating topic {topic}"),
+            r.error_code,
+            r.error_message.as_deref(),
+        ) {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -59,11 +77,18 @@ impl ClusterClient {
     pub async fn create_partitions(&self, topic: &str, count: i32) -> Result<(), ClientError> {
         let req = CreatePartitionsRequest::default()
             .with_timeout_ms(30_000)
-            .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(count)]);
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(topic))
+                .with_count(count)]);
         let m = self.controller().await?;
         let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
         let r = &resp.results[0];
-        match ClientError::from_code(self.name(), &format!("adding partitions to {topic}"), r.error_code, r.error_message.as_deref()) {
+        match ClientError::from_code(
+            self.name(),
+            &format!("adding partitions to {topic}"),
+            r.error_code,
+            r.error_message.as_deref(),
+        ) {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -71,14 +96,21 @@ impl ClusterClient {
 
     /// The configs set on the topic itself (not defaults), sorted by name.
     pub async fn topic_configs(&self, topic: &str) -> Result<Vec<(String, String)>, ClientError> {
-        let req = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
-            .with_resource_type(TOPIC_RESOURCE)
-            .with_resource_name(s(topic))
-            .with_configuration_keys(None)]);
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(s(topic))
+                .with_configuration_keys(None),
+        ]);
         let m = self.any_broker().await?;
         let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
         let r = &resp.results[0];
-        if let Some(e) = ClientError::from_code(self.name(), &format!("describing configs of {topic}"), r.error_code, r.error_message.as_deref()) {
+        if let Some(e) = ClientError::from_code(
+            self.name(),
+            &format!("describing configs of {topic}"),
+            r.error_code,
+            r.error_message.as_deref(),
+        ) {
             return Err(e);
         }
         let mut out: Vec<(String, String)> = r
@@ -92,20 +124,36 @@ impl ClusterClient {
     }
 
     /// Sets topic configs (IncrementalAlterConfigs SET).
-    pub async fn set_topic_configs(&self, topic: &str, configs: &[(String, String)]) -> Result<(), ClientError> {
-        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
-            .with_resource_type(TOPIC_RESOURCE)
-            .with_resource_name(s(topic))
-            .with_configs(
-                configs
-                    .iter()
-                    .map(|(k, v)| AlterableConfig::default().with_name(s(k)).with_config_operation(0).with_value(Some(s(v))))
-                    .collect(),
-            )]);
+    pub async fn set_topic_configs(
+        &self,
+        topic: &str,
+        configs: &[(String, String)],
+    ) -> Result<(), ClientError> {
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(s(topic))
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(k, v)| {
+                            AlterableConfig::default()
+                                .with_name(s(k))
+                                .with_config_operation(0)
+                                .with_value(Some(s(v)))
+                        })
+                        .collect(),
+                ),
+        ]);
         let m = self.any_broker().await?;
         let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
         let r = &resp.responses[0];
-        match ClientError::from_code(self.name(), &format!("altering configs of {topic}"), r.error_code, r.error_message.as_deref()) {
+        match ClientError::from_code(
+            self.name(),
+            &format!("altering configs of {topic}"),
+            r.error_code,
+            r.error_message.as_deref(),
+        ) {
             Some(e) => Err(e),
             None => Ok(()),
         }

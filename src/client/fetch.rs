@@ -91,7 +91,13 @@ pub struct FetchGot {
 }
 
 /// Sends one read_committed Fetch for `wants` to `m` (their leader).
-pub async fn fetch(m: &Messenger, wants: &[FetchWant], max_wait_ms: i32, max_bytes: i32, partition_max_bytes: i32) -> Result<Vec<FetchGot>, RequestError> {
+pub async fn fetch(
+    m: &Messenger,
+    wants: &[FetchWant],
+    max_wait_ms: i32,
+    max_bytes: i32,
+    partition_max_bytes: i32,
+) -> Result<Vec<FetchGot>, RequestError> {
     let mut topics: Vec<FetchTopic> = Vec::new();
     for w in wants {
         let part = FetchPartition::default()
@@ -143,11 +149,40 @@ pub async fn fetch(m: &Messenger, wants: &[FetchWant], max_wait_ms: i32, max_byt
     Ok(out)
 }
 
+/// ListOffsets for one partition: `timestamp` -2 = earliest, -1 = latest.
+pub async fn list_offset(
+    m: &Messenger,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> Result<(i16, i64), RequestError> {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(1)
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_current_leader_epoch(-1)
+                .with_timestamp(timestamp)])]);
+    let (resp, _) = m.send(&req).await?;
+    let p = resp
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .cloned()
+        .unwrap_or_default();
+    Ok((p.error_code, p.offset))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
 
     fn batch(base: i64, count: i64, pid: i64, transactional: bool, control: bool) -> Bytes {
         let records: Vec<Record> = (0..count)
@@ -168,7 +203,15 @@ mod tests {
             })
             .collect();
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
         buf.freeze()
     }
 
@@ -178,7 +221,11 @@ mod tests {
 
     #[test]
     fn skips_batches_below_the_wanted_offset_and_drops_a_truncated_tail() {
-        let all = join(&[batch(0, 3, -1, false, false), batch(3, 2, -1, false, false), batch(5, 4, -1, false, false)]);
+        let all = join(&[
+            batch(0, 3, -1, false, false),
+            batch(3, 2, -1, false, false),
+            batch(5, 4, -1, false, false),
+        ]);
         let cut = all.slice(..all.len() - 5);
         let s = slice(&cut, 3, &[]).unwrap();
         assert_eq!(s.batches.len(), 1);
@@ -195,8 +242,20 @@ mod tests {
             batch(4, 2, 7, true, false),  // committed later
             batch(6, 1, 7, true, true),   // commit marker
         ]);
-        let s = slice(&all, 0, &[Aborted { producer_id: 7, first_offset: 0 }]).unwrap();
-        let bases: Vec<i64> = s.batches.iter().map(|b| i64::from_be_bytes(b[..8].try_into().unwrap())).collect();
+        let s = slice(
+            &all,
+            0,
+            &[Aborted {
+                producer_id: 7,
+                first_offset: 0,
+            }],
+        )
+        .unwrap();
+        let bases: Vec<i64> = s
+            .batches
+            .iter()
+            .map(|b| i64::from_be_bytes(b[..8].try_into().unwrap()))
+            .collect();
         assert_eq!(bases, vec![2, 4]);
         assert_eq!(s.next_offset, Some(7));
     }
@@ -206,6 +265,9 @@ mod tests {
         let mut raw = batch(0, 2, -1, false, false).to_vec();
         let last = raw.len() - 1;
         raw[last] ^= 1;
-        assert!(matches!(slice(&raw.into(), 0, &[]), Err(BatchError::CrcMismatch { .. })));
+        assert!(matches!(
+            slice(&raw.into(), 0, &[]),
+            Err(BatchError::CrcMismatch { .. })
+        ));
     }
 }

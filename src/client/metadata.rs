@@ -34,7 +34,11 @@ pub struct MetadataSnapshot {
 
 impl MetadataSnapshot {
     pub fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
-        let p = self.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)?;
+        let p = self
+            .topics
+            .get(topic)?
+            .partitions
+            .get(usize::try_from(partition).ok()?)?;
         (p.leader >= 0).then_some(p.leader)
     }
     pub fn partition_count(&self, topic: &str) -> Option<i32> {

@@ -64,7 +64,9 @@ impl ClientError {
                 _ => ErrorClass::RetryRefreshMetadata,
             },
             ClientError::Broker { error, .. } => classify(error.code()),
-            ClientError::NoBroker { .. } | ClientError::NoLeader { .. } => ErrorClass::RetryRefreshMetadata,
+            ClientError::NoBroker { .. } | ClientError::NoLeader { .. } => {
+                ErrorClass::RetryRefreshMetadata
+            }
             ClientError::GaveUp { .. } => ErrorClass::Fatal,
         }
     }
@@ -148,10 +150,15 @@ impl ClusterClient {
         if let Some(m) = conns.get(&node_id).filter(|m| !m.is_poisoned()) {
             return Ok(m.clone());
         }
-        let addr = self.metadata().brokers.get(&node_id).cloned().ok_or_else(|| ClientError::NoBroker {
-            cluster: self.config.cluster.clone(),
-            last_error: format!("broker {node_id} is not in the metadata"),
-        })?;
+        let addr = self
+            .metadata()
+            .brokers
+            .get(&node_id)
+            .cloned()
+            .ok_or_else(|| ClientError::NoBroker {
+                cluster: self.config.cluster.clone(),
+                last_error: format!("broker {node_id} is not in the metadata"),
+            })?;
         let m = Arc::new(
             Messenger::connect(&addr, self.config.messenger.clone())
                 .await
@@ -169,26 +176,33 @@ impl ClusterClient {
     /// Fetches metadata for all topics and caches it.
     pub async fn refresh_metadata(&self) -> Result<Arc<MetadataSnapshot>, ClientError> {
         let m = self.any_broker().await?;
-        let snapshot = Arc::new(metadata::fetch(&m, &self.config.cluster).await.map_err(|e| {
-            if let ClientError::Request { .. } = e {
-                // Drop the bootstrap connection so the next attempt reconnects.
-                if let Ok(mut slot) = self.bootstrap_connection.try_lock() {
-                    *slot = None;
-                }
-            }
-            e
-        })?);
+        let snapshot = Arc::new(
+            metadata::fetch(&m, &self.config.cluster)
+                .await
+                .map_err(|e| {
+                    if let ClientError::Request { .. } = e {
+                        // Drop the bootstrap connection so the next attempt reconnects.
+                        if let Ok(mut slot) = self.bootstrap_connection.try_lock() {
+                            *slot = None;
+                        }
+                    }
+                    e
+                })?,
+        );
         *self.metadata.lock().expect("metadata lock") = snapshot.clone();
         Ok(snapshot)
     }
 
     /// The connection to the leader of a partition (from cached metadata).
     pub async fn leader(&self, topic: &str, partition: i32) -> Result<Arc<Messenger>, ClientError> {
-        let leader = self.metadata().leader(topic, partition).ok_or_else(|| ClientError::NoLeader {
-            cluster: self.config.cluster.clone(),
-            topic: topic.to_string(),
-            partition,
-        })?;
+        let leader =
+            self.metadata()
+                .leader(topic, partition)
+                .ok_or_else(|| ClientError::NoLeader {
+                    cluster: self.config.cluster.clone(),
+                    topic: topic.to_string(),
+                    partition,
+                })?;
         self.broker(leader).await
     }
 
@@ -203,7 +217,12 @@ impl ClusterClient {
     /// Runs `op` until it succeeds, retrying per [`ClientError::class`] with backoff and
     /// refreshing metadata when the error says it is stale. Gives up after `deadline`
     /// (`None`: never; the caller's cancellation ends it) or on a fatal error.
-    pub async fn retry<T, F, Fut>(&self, what: &str, deadline: Option<Duration>, mut op: F) -> Result<T, ClientError>
+    pub async fn retry<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Option<Duration>,
+        mut op: F,
+    ) -> Result<T, ClientError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,

@@ -7,7 +7,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kmirror_wire::batch;
-use kmirror_wire::messenger::{Messenger, RequestError};
+use kmirror_wire::messenger::{Messenger, Pending, RequestError};
 
 use super::{ClientError, ClusterClient};
 
@@ -31,7 +31,9 @@ impl ClusterClient {
             cluster: self.name().to_string(),
             source,
         })?;
-        if let Some(e) = ClientError::from_code(self.name(), "InitProducerId", resp.error_code, None) {
+        if let Some(e) =
+            ClientError::from_code(self.name(), "InitProducerId", resp.error_code, None)
+        {
             return Err(e);
         }
         Ok(ProducerSession {
@@ -76,15 +78,30 @@ pub struct ProduceOutcome {
     pub error_message: Option<String>,
 }
 
-/// Sends one Produce request (acks=all) for one partition.
-pub async fn produce(m: &Messenger, topic: &str, partition: i32, records: Bytes, timeout_ms: i32) -> Result<ProduceOutcome, RequestError> {
+/// Writes one Produce request (acks=all) for one partition to `m` now; await the
+/// returned handle with [`outcome`] for the answer.
+pub async fn start(
+    m: &Messenger,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    timeout_ms: i32,
+) -> Result<Pending<ProduceRequest>, RequestError> {
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(timeout_ms)
         .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))])]);
-    let (resp, _) = m.send(&req).await?;
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let version = m.versions().pick::<ProduceRequest>()?;
+    m.enqueue_at(&req, version).await
+}
+
+/// Waits for a Produce answer and extracts the partition's outcome.
+pub async fn outcome(pending: Pending<ProduceRequest>) -> Result<ProduceOutcome, RequestError> {
+    let resp = pending.wait().await?;
     let p = resp
         .responses
         .first()
@@ -96,4 +113,15 @@ pub async fn produce(m: &Messenger, topic: &str, partition: i32, records: Bytes,
         base_offset: p.base_offset,
         error_message: p.error_message.map(|m| m.to_string()),
     })
+}
+
+/// Sends one Produce request (acks=all) for one partition and waits for the answer.
+pub async fn produce(
+    m: &Messenger,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+    timeout_ms: i32,
+) -> Result<ProduceOutcome, RequestError> {
+    outcome(start(m, topic, partition, records, timeout_ms).await?).await
 }

@@ -221,6 +221,17 @@ impl Messenger {
         req: &R,
         version: i16,
     ) -> Result<R::Response, RequestError> {
+        self.enqueue_at(req, version).await?.wait().await
+    }
+
+    /// Writes `req` to the connection now and returns a handle to await its response
+    /// later. Requests enqueued one after another reach the broker in that order, which
+    /// is what pipelined, ordered produce needs.
+    pub async fn enqueue_at<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<Pending<R>, RequestError> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = frame::encode_request(correlation_id, version, &self.client_id, req)?;
         let (tx, rx) = oneshot::channel();
@@ -233,37 +244,17 @@ impl Messenger {
                 State::Poisoned(r) => return Err(RequestError::Poisoned { reason: r.clone() }),
             }
         }
-        // Removes the waiter if this future is dropped or times out before the response.
-        let guard = WaiterGuard {
-            shared: &self.shared,
+        let pending = Pending {
+            shared: self.shared.clone(),
             correlation_id,
+            version,
+            timeout: self.config.request_timeout,
+            rx,
+            _request: std::marker::PhantomData,
         };
+        // If enqueueing fails, dropping `pending` removes the waiter.
         self.enqueue(frame).await?;
-        let mut resp = match tokio::time::timeout(self.config.request_timeout, rx).await {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(_)) => {
-                let reason = self
-                    .shared
-                    .poisoned()
-                    .unwrap_or_else(|| Arc::from("closed"));
-                return Err(RequestError::Poisoned { reason });
-            }
-            Err(_) => {
-                return Err(RequestError::Timeout {
-                    api_key: R::KEY,
-                    timeout_ms: self.config.request_timeout.as_millis() as u64,
-                })
-            }
-        };
-        drop(guard);
-        let header = frame::decode_response_header::<R::Response>(&mut resp, version)?;
-        if header.correlation_id != correlation_id {
-            return Err(RequestError::Correlation {
-                expected: correlation_id,
-                got: header.correlation_id,
-            });
-        }
-        Ok(frame::decode_body(&mut resp, version, "response body")?)
+        Ok(pending)
     }
 
     /// Sends a request that gets no response (Produce with acks=0).
@@ -288,12 +279,61 @@ impl Messenger {
     }
 }
 
-struct WaiterGuard<'a> {
-    shared: &'a Shared,
+/// A request on the wire whose response has not been read yet. Dropping it forgets the
+/// request; its response, when it comes, is discarded.
+pub struct Pending<R: Request> {
+    shared: Arc<Shared>,
     correlation_id: i32,
+    version: i16,
+    timeout: Duration,
+    rx: oneshot::Receiver<Bytes>,
+    _request: std::marker::PhantomData<fn() -> R>,
 }
 
-impl Drop for WaiterGuard<'_> {
+impl<R: Request> std::fmt::Debug for Pending<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("correlation_id", &self.correlation_id)
+            .finish()
+    }
+}
+
+impl<R: Request> Pending<R> {
+    /// Waits for the response (up to the request timeout) and decodes it.
+    pub async fn wait(mut self) -> Result<R::Response, RequestError> {
+        let rx = &mut self.rx;
+        let mut resp = match tokio::time::timeout(self.timeout, rx).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                let reason = self
+                    .shared
+                    .poisoned()
+                    .unwrap_or_else(|| Arc::from("closed"));
+                return Err(RequestError::Poisoned { reason });
+            }
+            Err(_) => {
+                return Err(RequestError::Timeout {
+                    api_key: R::KEY,
+                    timeout_ms: self.timeout.as_millis() as u64,
+                })
+            }
+        };
+        let header = frame::decode_response_header::<R::Response>(&mut resp, self.version)?;
+        if header.correlation_id != self.correlation_id {
+            return Err(RequestError::Correlation {
+                expected: self.correlation_id,
+                got: header.correlation_id,
+            });
+        }
+        Ok(frame::decode_body(
+            &mut resp,
+            self.version,
+            "response body",
+        )?)
+    }
+}
+
+impl<R: Request> Drop for Pending<R> {
     fn drop(&mut self) {
         if let Ok(mut st) = self.shared.state.lock() {
             if let State::Open(map) = &mut *st {

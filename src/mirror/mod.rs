@@ -1,0 +1,117 @@
+//! The replication engine: starts embedded clusters, builds one client per cluster, and
+//! runs every flow until shutdown.
+
+pub mod flow;
+pub mod pipeline;
+pub mod progress;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kmirror_wire::backoff::BackoffConfig;
+use kmirror_wire::messenger::MessengerConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{ClientConfig, ClusterClient};
+use crate::config::{Cluster, Connection, Topology};
+
+/// Errors starting the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot start embedded cluster {cluster}: {source}")]
+    Embedded {
+        cluster: String,
+        #[source]
+        source: kmirror_broker::ServerError,
+    },
+}
+
+/// Embedded brokers the engine started; stopped on drop of the engine run.
+pub struct Embedded {
+    brokers: Vec<(String, kmirror_broker::RunningBroker)>,
+}
+
+impl Embedded {
+    /// Starts every `embedded:` cluster of the topology.
+    pub async fn start(
+        topology: &Topology,
+    ) -> Result<(Self, BTreeMap<String, String>), EngineError> {
+        let mut brokers = Vec::new();
+        let mut addrs = BTreeMap::new();
+        for (name, cluster) in &topology.clusters {
+            if let Connection::Embedded(e) = &cluster.connection {
+                let config = kmirror_broker::BrokerConfig {
+                    listen: e.listen,
+                    data_dir: Some(e.data_dir.clone()),
+                    default_partitions: e.partitions as i32,
+                    cluster_id: format!("kmirror-embedded-{name}"),
+                    ..kmirror_broker::BrokerConfig::default()
+                };
+                let running = kmirror_broker::start(config).await.map_err(|source| {
+                    EngineError::Embedded {
+                        cluster: name.clone(),
+                        source,
+                    }
+                })?;
+                tracing::info!(cluster = %name, bootstrap = %running.bootstrap(), "Embedded cluster started.");
+                addrs.insert(name.clone(), running.bootstrap());
+                brokers.push((name.clone(), running));
+            }
+        }
+        Ok((Self { brokers }, addrs))
+    }
+
+    pub async fn stop(self) {
+        for (name, b) in self.brokers {
+            if let Err(e) = b.shutdown().await {
+                tracing::warn!(cluster = %name, error = %e, "Embedded cluster did not stop cleanly.");
+            }
+        }
+    }
+}
+
+/// A client for `cluster`; `embedded` holds the addresses of started embedded brokers.
+pub fn client_for(cluster: &Cluster, embedded: &BTreeMap<String, String>) -> ClusterClient {
+    let bootstrap = match &cluster.connection {
+        Connection::Remote(r) => r.bootstrap.iter().map(|b| b.to_string()).collect(),
+        Connection::Embedded(_) => embedded.get(&cluster.name).cloned().into_iter().collect(),
+    };
+    ClusterClient::new(ClientConfig {
+        cluster: cluster.name.clone(),
+        bootstrap,
+        messenger: MessengerConfig {
+            client_id: cluster.client_id.clone(),
+            request_timeout: cluster.request_timeout,
+            connect_timeout: cluster.connect_timeout,
+            ..MessengerConfig::default()
+        },
+        backoff: BackoffConfig::default(),
+    })
+}
+
+/// Runs every flow of `topology` until `stop` is cancelled, then drains them.
+pub async fn run(
+    topology: Topology,
+    stop: CancellationToken,
+    drain_deadline: Duration,
+) -> Result<(), EngineError> {
+    let (embedded, addrs) = Embedded::start(&topology).await?;
+    let clients: BTreeMap<String, Arc<ClusterClient>> = topology
+        .clusters
+        .iter()
+        .map(|(name, c)| (name.clone(), Arc::new(client_for(c, &addrs))))
+        .collect();
+    let mut flows = Vec::new();
+    for flow in topology.flows.clone() {
+        let source = clients[&flow.source].clone();
+        let target = clients[&flow.target].clone();
+        let runner = flow::FlowRunner::new(flow, source, target);
+        flows.push(tokio::spawn(runner.run(stop.clone(), drain_deadline)));
+    }
+    for f in flows {
+        let _ = f.await;
+    }
+    embedded.stop().await;
+    Ok(())
+}

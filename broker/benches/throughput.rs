@@ -18,7 +18,9 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
 
 const PARTITIONS: i32 = 8;
@@ -37,7 +39,14 @@ impl BrokerProcess {
     fn start(flush: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_kmirror-broker"))
-            .args(["--listen", "127.0.0.1:0", "--flush", flush, "--log-level", "warn,kmirror_broker::server=info"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--flush",
+                flush,
+                "--log-level",
+                "warn,kmirror_broker::server=info",
+            ])
             .arg("--data-dir")
             .arg(dir.path())
             .stderr(Stdio::piped())
@@ -51,13 +60,22 @@ impl BrokerProcess {
             }
         };
         std::thread::spawn(move || for _ in lines {});
-        Self { child, addr, _dir: dir }
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
     }
 
     /// CPU seconds (user + system) the broker has used so far.
     fn cpu_seconds(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
         let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
         ticks / 100.0
     }
@@ -87,7 +105,11 @@ fn lz4_batch(seed: u64) -> Bytes {
         .map(|i| {
             let mut value = String::with_capacity(RECORD_BYTES);
             while value.len() < RECORD_BYTES - 40 {
-                value.push_str(&format!("{{\"id\":\"{:016x}\",\"status\":\"ok\",\"n\":{}}}", next(), next() % 1000));
+                value.push_str(&format!(
+                    "{{\"id\":\"{:016x}\",\"status\":\"ok\",\"n\":{}}}",
+                    next(),
+                    next() % 1000
+                ));
             }
             value.truncate(RECORD_BYTES);
             Record {
@@ -108,12 +130,23 @@ fn lz4_batch(seed: u64) -> Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::Lz4 }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Lz4,
+        },
+    )
+    .unwrap();
     buf.freeze()
 }
 
 async fn connect(addr: &str) -> Arc<Messenger> {
-    let config = MessengerConfig { write_queue_frames: 64, ..MessengerConfig::default() };
+    let config = MessengerConfig {
+        write_queue_frames: 64,
+        ..MessengerConfig::default()
+    };
     Arc::new(Messenger::connect(addr, config).await.unwrap())
 }
 
@@ -154,12 +187,17 @@ async fn produce(broker: &BrokerProcess, topic: &str, batches_per_partition: usi
                     .map(|p| {
                         let b = batches[(r + p as usize) % batches.len()].clone();
                         bytes += b.len() as u64;
-                        PartitionProduceData::default().with_index(p).with_records(Some(b))
+                        PartitionProduceData::default()
+                            .with_index(p)
+                            .with_records(Some(b))
                     })
                     .collect();
-                let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
-                    TopicProduceData::default().with_name(name(&topic)).with_partition_data(partitions),
-                ]);
+                let req = ProduceRequest::default()
+                    .with_acks(-1)
+                    .with_timeout_ms(30_000)
+                    .with_topic_data(vec![TopicProduceData::default()
+                        .with_name(name(&topic))
+                        .with_partition_data(partitions)]);
                 if inflight.len() >= IN_FLIGHT_PER_CONNECTION {
                     inflight.join_next().await.unwrap().unwrap();
                 }
@@ -181,7 +219,11 @@ async fn produce(broker: &BrokerProcess, topic: &str, batches_per_partition: usi
     for t in tasks {
         wire_bytes += t.await.unwrap();
     }
-    Figures { wire_bytes, wall_seconds: start.elapsed().as_secs_f64(), broker_cpu_seconds: broker.cpu_seconds() - cpu0 }
+    Figures {
+        wire_bytes,
+        wall_seconds: start.elapsed().as_secs_f64(),
+        broker_cpu_seconds: broker.cpu_seconds() - cpu0,
+    }
 }
 
 async fn fetch_all(broker: &BrokerProcess, topic: &str) -> Figures {
@@ -193,7 +235,10 @@ async fn fetch_all(broker: &BrokerProcess, topic: &str) -> Figures {
         let m = connect(&broker.addr).await;
         let topic = topic.to_string();
         tasks.push(tokio::spawn(async move {
-            let mut offsets: Vec<(i32, i64)> = (0..PARTITIONS).filter(|p| p % 2 == half).map(|p| (p, 0)).collect();
+            let mut offsets: Vec<(i32, i64)> = (0..PARTITIONS)
+                .filter(|p| p % 2 == half)
+                .map(|p| (p, 0))
+                .collect();
             let mut bytes = 0u64;
             loop {
                 let req = FetchRequest::default()
@@ -201,12 +246,19 @@ async fn fetch_all(broker: &BrokerProcess, topic: &str) -> Figures {
                     .with_min_bytes(1)
                     .with_max_bytes(16 << 20)
                     .with_isolation_level(1)
-                    .with_topics(vec![FetchTopic::default().with_topic(name(&topic)).with_partitions(
-                        offsets
-                            .iter()
-                            .map(|(p, o)| FetchPartition::default().with_partition(*p).with_fetch_offset(*o).with_partition_max_bytes(4 << 20))
-                            .collect(),
-                    )]);
+                    .with_topics(vec![FetchTopic::default()
+                        .with_topic(name(&topic))
+                        .with_partitions(
+                            offsets
+                                .iter()
+                                .map(|(p, o)| {
+                                    FetchPartition::default()
+                                        .with_partition(*p)
+                                        .with_fetch_offset(*o)
+                                        .with_partition_max_bytes(4 << 20)
+                                })
+                                .collect(),
+                        )]);
                 let (resp, _) = m.send(&req).await.unwrap();
                 let mut progressed = false;
                 for part in &resp.responses[0].partitions {
@@ -217,7 +269,10 @@ async fn fetch_all(broker: &BrokerProcess, topic: &str) -> Figures {
                         last = Some(b.unwrap().next_offset());
                     }
                     if let Some(next) = last {
-                        let slot = offsets.iter_mut().find(|(p, _)| *p == part.partition_index).unwrap();
+                        let slot = offsets
+                            .iter_mut()
+                            .find(|(p, _)| *p == part.partition_index)
+                            .unwrap();
                         slot.1 = next;
                         progressed = true;
                     }
@@ -232,11 +287,18 @@ async fn fetch_all(broker: &BrokerProcess, topic: &str) -> Figures {
     for t in tasks {
         wire_bytes += t.await.unwrap();
     }
-    Figures { wire_bytes, wall_seconds: start.elapsed().as_secs_f64(), broker_cpu_seconds: broker.cpu_seconds() - cpu0 }
+    Figures {
+        wire_bytes,
+        wall_seconds: start.elapsed().as_secs_f64(),
+        broker_cpu_seconds: broker.cpu_seconds() - cpu0,
+    }
 }
 
 fn main() {
-    let mib: usize = std::env::var("KMIRROR_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mib: usize = std::env::var("KMIRROR_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let batch_uncompressed = RECORDS_PER_BATCH * RECORD_BYTES;
     let batches_per_partition = (mib << 20) / batch_uncompressed / PARTITIONS as usize;
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -252,8 +314,12 @@ fn main() {
                 .with_num_partitions(PARTITIONS)
                 .with_replication_factor(1)]);
             m.send(&req).await.unwrap();
-            produce(&broker, "bench", batches_per_partition).await.print(&format!("produce, flush {flush}"));
-            fetch_all(&broker, "bench").await.print(&format!("fetch, flush {flush}"));
+            produce(&broker, "bench", batches_per_partition)
+                .await
+                .print(&format!("produce, flush {flush}"));
+            fetch_all(&broker, "bench")
+                .await
+                .print(&format!("fetch, flush {flush}"));
         });
     }
 }

@@ -1,0 +1,51 @@
+//! The daemon as a process: it starts its flows against real brokers, exits 0 on SIGTERM
+//! after draining, and an unreachable cluster is retried and reported while the other
+//! flows keep running.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+#[test]
+fn starts_flows_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        "  - name: east-to-west\n    source: east\n    target: west\n    topics: { include: [\"orders.*\"] }\n",
+    );
+    let mut daemon = DaemonProcess::start(&config);
+    assert!(daemon.log.wait_for("Flow started", Duration::from_secs(60)), "{}", daemon.log.tail(30));
+    let status = daemon.terminate().expect("daemon exits after SIGTERM");
+    assert!(status.success(), "exit status {status}: {}", daemon.log.tail(30));
+    assert!(daemon.log.contains("Flow stopped"));
+}
+
+#[test]
+fn an_unreachable_cluster_is_reported_and_other_flows_keep_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let dead = format!("127.0.0.1:{}", free_port());
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr()), ("gone", &dead)],
+        concat!(
+            "  - name: east-to-west\n    source: east\n    target: west\n    topics: { include: [\".*\"] }\n",
+            "  - name: east-to-gone\n    source: east\n    target: gone\n    topics: { include: [\".*\"] }\n",
+        ),
+    );
+    let daemon = DaemonProcess::start(&config);
+    assert!(daemon.log.wait_for("flow=east-to-west", Duration::from_secs(60)), "{}", daemon.log.tail(30));
+    assert!(daemon.log.wait_for("Flow started. flow=east-to-west", Duration::from_secs(60)), "{}", daemon.log.tail(30));
+    assert!(
+        daemon.log.wait_for("cluster=gone", Duration::from_secs(60)),
+        "the unreachable cluster was not reported:\n{}",
+        daemon.log.tail(30)
+    );
+    assert!(daemon.pid().is_some());
+}

@@ -7,4 +7,5 @@
 pub mod client;
 pub mod config;
 pub mod mirror;
+pub mod service;
 pub mod throttle;

@@ -109,6 +109,9 @@ pub async fn run(
         let runner = flow::FlowRunner::new(flow, source, target);
         flows.push(tokio::spawn(runner.run(stop.clone(), drain_deadline)));
     }
+    crate::service::notify("READY=1");
+    stop.cancelled().await;
+    crate::service::notify("STOPPING=1");
     for f in flows {
         let _ = f.await;
     }

@@ -19,9 +19,17 @@ fn starts_flows_and_stops_cleanly_on_sigterm() {
         "  - name: east-to-west\n    source: east\n    target: west\n    topics: { include: [\"orders.*\"] }\n",
     );
     let mut daemon = DaemonProcess::start(&config);
-    assert!(daemon.log.wait_for("Flow started", Duration::from_secs(60)), "{}", daemon.log.tail(30));
+    assert!(
+        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
     let status = daemon.terminate().expect("daemon exits after SIGTERM");
-    assert!(status.success(), "exit status {status}: {}", daemon.log.tail(30));
+    assert!(
+        status.success(),
+        "exit status {status}: {}",
+        daemon.log.tail(30)
+    );
     assert!(daemon.log.contains("Flow stopped"));
 }
 
@@ -40,8 +48,20 @@ fn an_unreachable_cluster_is_reported_and_other_flows_keep_running() {
         ),
     );
     let daemon = DaemonProcess::start(&config);
-    assert!(daemon.log.wait_for("flow=east-to-west", Duration::from_secs(60)), "{}", daemon.log.tail(30));
-    assert!(daemon.log.wait_for("Flow started. flow=east-to-west", Duration::from_secs(60)), "{}", daemon.log.tail(30));
+    assert!(
+        daemon
+            .log
+            .wait_for("flow=east-to-west", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    assert!(
+        daemon
+            .log
+            .wait_for("Flow started. flow=east-to-west", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
     assert!(
         daemon.log.wait_for("cluster=gone", Duration::from_secs(60)),
         "the unreachable cluster was not reported:\n{}",

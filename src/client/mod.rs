@@ -251,7 +251,7 @@ impl ClusterClient {
                 });
             };
             // Report the first failure and then every tenth, not every retry.
-            if attempts == 1 || attempts % 10 == 0 {
+            if attempts == 1 || attempts.is_multiple_of(10) {
                 tracing::warn!(cluster = %self.config.cluster, what, attempts, error = %err, retry_in_ms = delay.as_millis() as u64, "Request failed; retrying.");
             }
             tokio::time::sleep(delay).await;

@@ -20,7 +20,14 @@ pub fn broker_binary() -> PathBuf {
     let profile_release = kmirror.parent().is_some_and(|d| d.ends_with("release"));
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-q", "-p", "kmirror-broker", "--bin", "kmirror-broker"]);
+    cmd.args([
+        "build",
+        "-q",
+        "-p",
+        "kmirror-broker",
+        "--bin",
+        "kmirror-broker",
+    ]);
     if profile_release {
         cmd.arg("--release");
     }
@@ -32,7 +39,11 @@ pub fn broker_binary() -> PathBuf {
 
 /// A free port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Lines a child wrote to stderr, kept for diagnostics.
@@ -82,7 +93,9 @@ fn spawn_logged(mut cmd: Command) -> (Child, Log) {
 }
 
 fn signal(child: &Child, sig: &str) {
-    let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status();
 }
 
 fn wait_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
@@ -136,7 +149,8 @@ impl BrokerProcess {
         self.child = Some(child);
         self.log = log;
         assert!(
-            self.log.wait_for("accepting connections", Duration::from_secs(60)),
+            self.log
+                .wait_for("accepting connections", Duration::from_secs(60)),
             "broker did not start:\n{}",
             self.log.tail(20)
         );
@@ -199,7 +213,9 @@ impl DaemonProcess {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "daemon still running");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmirror"));
-        cmd.args(["run"]).arg(&self.config).env("KMIRROR_LOG", "info");
+        cmd.args(["run"])
+            .arg(&self.config)
+            .env("KMIRROR_LOG", "info");
         let (child, log) = spawn_logged(cmd);
         self.child = Some(child);
         self.log = log;
@@ -250,12 +266,19 @@ pub fn python() -> String {
 /// Runs a Python script from `tests/clients/` with arguments; panics with its output on
 /// failure, returns its stdout.
 pub fn run_python(script: &str, args: &[&str]) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
     let out = Command::new(python())
         .arg(&path)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e}); run scripts/test.sh to install the clients", python()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); run scripts/test.sh to install the clients",
+                python()
+            )
+        });
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),

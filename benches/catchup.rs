@@ -8,6 +8,8 @@
 //! `cargo bench -p kmirror --bench catchup` (needs `KMIRROR_PYTHON` with confluent-kafka for
 //! the baseline; `scripts/test.sh` sets up `.venv`). `KMIRROR_BENCH_MIB` sets the volume.
 
+#[path = "../broker/benches/data.rs"]
+mod data;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -15,14 +17,12 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
 use support::{BrokerProcess, DaemonProcess};
 
@@ -34,48 +34,12 @@ fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-/// JSON-like 1 KiB records with a key and a header (lz4 ratio about 2).
-fn lz4_batch(seed: u64) -> Bytes {
-    let mut rng = seed | 1;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    let records: Vec<Record> = (0..RECORDS_PER_BATCH)
-        .map(|i| {
-            let mut value = String::with_capacity(RECORD_BYTES + 64);
-            while value.len() < RECORD_BYTES {
-                value.push_str(&format!("{{\"id\":\"{:016x}\",\"status\":\"ok\",\"n\":{}}}", next(), next() % 1000));
-            }
-            value.truncate(RECORD_BYTES);
-            let mut headers = IndexMap::new();
-            headers.insert(StrBytes::from_static_str("trace"), Some(Bytes::from(format!("{:x}", next()))));
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: 1_700_000_000_000 + i as i64,
-                key: Some(Bytes::from(format!("key-{}", next() % 100_000))),
-                value: Some(Bytes::from(value)),
-                headers,
-            }
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::Lz4 }).unwrap();
-    buf.freeze()
-}
-
 async fn connect(addr: &str) -> Arc<Messenger> {
-    Arc::new(Messenger::connect(addr, MessengerConfig::default()).await.unwrap())
+    Arc::new(
+        Messenger::connect(addr, MessengerConfig::default())
+            .await
+            .unwrap(),
+    )
 }
 
 async fn create(addr: &str, topic: &str) {
@@ -89,7 +53,9 @@ async fn create(addr: &str, topic: &str) {
 
 /// Loads the source; returns (wire bytes, records).
 async fn load(addr: &str, topic: &str, batches_per_partition: usize) -> (u64, u64) {
-    let batches: Vec<Bytes> = (0..8).map(|s| lz4_batch(s + 1)).collect();
+    let batches: Vec<Bytes> = (0..8)
+        .map(|s| data::lz4_batch(s + 1, RECORDS_PER_BATCH, RECORD_BYTES, true))
+        .collect();
     let m = connect(addr).await;
     let mut bytes = 0u64;
     let mut inflight = tokio::task::JoinSet::new();
@@ -98,38 +64,67 @@ async fn load(addr: &str, topic: &str, batches_per_partition: usize) -> (u64, u6
             .map(|p| {
                 let b = batches[(r + p as usize) % batches.len()].clone();
                 bytes += b.len() as u64;
-                PartitionProduceData::default().with_index(p).with_records(Some(b))
+                PartitionProduceData::default()
+                    .with_index(p)
+                    .with_records(Some(b))
             })
             .collect();
-        let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
-            TopicProduceData::default().with_name(name(topic)).with_partition_data(partitions),
-        ]);
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(partitions)]);
         if inflight.len() >= 8 {
             inflight.join_next().await.unwrap().unwrap();
         }
         let m = m.clone();
         inflight.spawn(async move {
             let (resp, _) = m.send(&req).await.unwrap();
-            assert!(resp.responses[0].partition_responses.iter().all(|p| p.error_code == 0));
+            assert!(resp.responses[0]
+                .partition_responses
+                .iter()
+                .all(|p| p.error_code == 0));
         });
     }
     while inflight.join_next().await.is_some() {}
-    (bytes, (batches_per_partition * RECORDS_PER_BATCH) as u64 * PARTITIONS as u64)
+    (
+        bytes,
+        (batches_per_partition * RECORDS_PER_BATCH) as u64 * PARTITIONS as u64,
+    )
 }
 
 /// Sum of the log end offsets of `topic` (0 if it does not exist yet).
 async fn end_offsets(addr: &str, topic: &str) -> u64 {
     let m = connect(addr).await;
-    let req = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default().with_name(name(topic)).with_partitions(
-        (0..PARTITIONS).map(|p| ListOffsetsPartition::default().with_partition_index(p).with_timestamp(-1)).collect(),
-    )]);
+    let req = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+        .with_name(name(topic))
+        .with_partitions(
+            (0..PARTITIONS)
+                .map(|p| {
+                    ListOffsetsPartition::default()
+                        .with_partition_index(p)
+                        .with_timestamp(-1)
+                })
+                .collect(),
+        )]);
     let (resp, _) = m.send(&req).await.unwrap();
-    resp.topics[0].partitions.iter().filter(|p| p.error_code == 0).map(|p| p.offset.max(0) as u64).sum()
+    resp.topics[0]
+        .partitions
+        .iter()
+        .filter(|p| p.error_code == 0)
+        .map(|p| p.offset.max(0) as u64)
+        .sum()
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     if f.len() < 13 {
         return 0.0;
     }
@@ -147,8 +142,12 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 fn main() {
-    let mib: usize = std::env::var("KMIRROR_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
-    let batches_per_partition = (mib << 20) / (RECORDS_PER_BATCH * RECORD_BYTES) / PARTITIONS as usize;
+    let mib: usize = std::env::var("KMIRROR_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let batches_per_partition =
+        (mib << 20) / (RECORDS_PER_BATCH * RECORD_BYTES) / PARTITIONS as usize;
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), &[]);
     let target = BrokerProcess::start(&dir.path().join("target"), &[]);
@@ -167,7 +166,11 @@ fn main() {
     let pid = daemon.pid().unwrap();
     let deadline = Instant::now() + Duration::from_secs(1800);
     while rt.block_on(end_offsets(&target.addr(), "events")) < records {
-        assert!(Instant::now() < deadline, "catch-up did not finish:\n{}", daemon.log.tail(20));
+        assert!(
+            Instant::now() < deadline,
+            "catch-up did not finish:\n{}",
+            daemon.log.tail(20)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -186,17 +189,38 @@ fn main() {
     let py = support::python();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/baseline_mirror.py");
     let out = Command::new(&py)
-        .args([script, "--source", &source.addr(), "--target", &target.addr(), "--topic", "events", "--target-topic", "events-baseline"])
-        .args(["--partitions", &PARTITIONS.to_string(), "--records", &records.to_string()])
+        .args([
+            script,
+            "--source",
+            &source.addr(),
+            "--target",
+            &target.addr(),
+            "--topic",
+            "events",
+            "--target-topic",
+            "events-baseline",
+        ])
+        .args([
+            "--partitions",
+            &PARTITIONS.to_string(),
+            "--records",
+            &records.to_string(),
+        ])
         .output();
     match out {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout);
-            let base: f64 = text.split("seconds=").nth(1).and_then(|s| s.trim().parse().ok()).unwrap_or(f64::NAN);
+            let base: f64 = text
+                .split("seconds=")
+                .nth(1)
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(f64::NAN);
             println!("baseline: {base:>7.2} s  {:>8.1} MB/s wire (confluent-kafka consume->produce loop)", mb / base);
             println!("kmirror is {:.1}x the baseline", base / seconds);
         }
         Ok(o) => println!("baseline failed: {}", String::from_utf8_lossy(&o.stderr)),
-        Err(e) => println!("baseline not run ({py}: {e}); run scripts/test.sh to install confluent-kafka"),
+        Err(e) => {
+            println!("baseline not run ({py}: {e}); run scripts/test.sh to install confluent-kafka")
+        }
     }
 }

@@ -6,21 +6,19 @@
 //! the client's share of the 2-core machine does not hide the broker's cost.
 //! `KMIRROR_BENCH_MIB` sets the uncompressed volume (default 1024).
 
+mod data;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
+use bytes::Bytes;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
 
 const PARTITIONS: i32 = 8;
@@ -92,56 +90,6 @@ fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-/// Records shaped like JSON events: partly random, partly repeated (lz4 ratio about 2).
-fn lz4_batch(seed: u64) -> Bytes {
-    let mut rng = seed | 1;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    let records: Vec<Record> = (0..RECORDS_PER_BATCH)
-        .map(|i| {
-            let mut value = String::with_capacity(RECORD_BYTES);
-            while value.len() < RECORD_BYTES - 40 {
-                value.push_str(&format!(
-                    "{{\"id\":\"{:016x}\",\"status\":\"ok\",\"n\":{}}}",
-                    next(),
-                    next() % 1000
-                ));
-            }
-            value.truncate(RECORD_BYTES);
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: i as i32,
-                timestamp: 1_700_000_000_000 + i as i64,
-                key: Some(Bytes::from(format!("key-{}", next() % 10_000))),
-                value: Some(Bytes::from(value)),
-                headers: IndexMap::new(),
-            }
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::Lz4,
-        },
-    )
-    .unwrap();
-    buf.freeze()
-}
-
 async fn connect(addr: &str) -> Arc<Messenger> {
     let config = MessengerConfig {
         write_queue_frames: 64,
@@ -170,7 +118,11 @@ impl Figures {
 }
 
 async fn produce(broker: &BrokerProcess, topic: &str, batches_per_partition: usize) -> Figures {
-    let batches: Arc<Vec<Bytes>> = Arc::new((0..16).map(|s| lz4_batch(s + 1)).collect());
+    let batches: Arc<Vec<Bytes>> = Arc::new(
+        (0..16)
+            .map(|s| data::lz4_batch(s + 1, RECORDS_PER_BATCH, RECORD_BYTES, false))
+            .collect(),
+    );
     let requests = batches_per_partition; // one batch per partition per request
     let cpu0 = broker.cpu_seconds();
     let start = Instant::now();

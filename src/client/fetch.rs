@@ -179,40 +179,20 @@ pub async fn list_offset(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::{Compression, Record};
 
     fn batch(base: i64, count: i64, pid: i64, transactional: bool, control: bool) -> Bytes {
         let records: Vec<Record> = (0..count)
             .map(|i| Record {
                 transactional,
                 control,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
                 producer_id: pid,
                 producer_epoch: 0,
-                timestamp_type: TimestampType::Creation,
-                offset: base + i,
                 sequence: i as i32,
-                timestamp: 1,
-                key: None,
-                value: Some(Bytes::from_static(b"v")),
-                headers: Default::default(),
+                ..kmirror_wire::records::record(base + i, 1, None, Some(Bytes::from_static(b"v")))
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
-        buf.freeze()
+        kmirror_wire::records::encode(&records, Compression::None).unwrap()
     }
 
     fn join(parts: &[Bytes]) -> Bytes {

@@ -11,10 +11,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 use serde::{Deserialize, Serialize};
 
 use crate::client::fetch::{self, FetchWant};
@@ -181,35 +179,18 @@ impl Progress {
         let records: Vec<Record> = changed
             .iter()
             .enumerate()
-            .map(|(i, (sp, pos))| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1 + i as i32,
-                timestamp: now,
-                key: Some(Bytes::from(key(&self.flow, sp))),
-                value: Some(Bytes::from(
-                    serde_json::to_vec(pos).expect("position serialises"),
-                )),
-                headers: Default::default(),
+            .map(|(i, (sp, pos))| {
+                let value = serde_json::to_vec(pos).expect("position serialises");
+                kmirror_wire::records::record(
+                    i as i64,
+                    now,
+                    Some(Bytes::from(key(&self.flow, sp))),
+                    Some(Bytes::from(value)),
+                )
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("progress records encode");
-        let buf = buf.freeze();
+        let buf = kmirror_wire::records::encode(&records, Compression::None)
+            .expect("progress records encode");
         let result = async {
             let m = target.leader(PROGRESS_TOPIC, 0).await?;
             let out = produce::produce(&m, PROGRESS_TOPIC, 0, buf, 30_000)

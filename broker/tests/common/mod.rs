@@ -4,17 +4,14 @@
 
 use std::path::Path;
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record};
 use kmirror_broker::log::FlushPolicy;
 use kmirror_broker::{BrokerConfig, RunningBroker};
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
@@ -44,42 +41,23 @@ pub fn name(s: &str) -> TopicName {
 
 /// A record with a key, a value, one header and a timestamp.
 pub fn record(i: i64, timestamp: i64) -> Record {
-    let mut headers = IndexMap::new();
-    headers.insert(
+    let mut r = kmirror_wire::records::record(
+        i,
+        timestamp,
+        Some(Bytes::from(format!("k{i}"))),
+        Some(Bytes::from(format!("value-{i}"))),
+    );
+    r.headers.insert(
         StrBytes::from_static_str("h"),
         Some(Bytes::from(format!("hv{i}"))),
     );
-    Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: i,
-        sequence: i as i32,
-        timestamp,
-        key: Some(Bytes::from(format!("k{i}"))),
-        value: Some(Bytes::from(format!("value-{i}"))),
-        headers,
-    }
+    r
 }
 
 /// One uncompressed batch of `count` records with timestamps `ts0, ts0+1, ...`.
 pub fn batch(count: i64, ts0: i64) -> Bytes {
     let records: Vec<Record> = (0..count).map(|i| record(i, ts0 + i)).collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    kmirror_wire::records::encode(&records, Compression::None).unwrap()
 }
 
 pub async fn create_topic(m: &Messenger, topic: &str, partitions: i32) {

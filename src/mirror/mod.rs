@@ -96,6 +96,9 @@ pub async fn run(
     stop: CancellationToken,
     drain_deadline: Duration,
 ) -> Result<(), EngineError> {
+    if let Some(t) = &topology.telemetry {
+        tracing::warn!(listen = %t.listen, "The telemetry endpoint is not implemented yet; telemetry.listen is ignored.");
+    }
     let (embedded, addrs) = Embedded::start(&topology).await?;
     let clients: BTreeMap<String, Arc<ClusterClient>> = topology
         .clusters

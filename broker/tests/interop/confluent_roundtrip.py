@@ -252,25 +252,28 @@ def log_bytes(data_dir, topic, partitions):
     return total
 
 
-def count_batches(data_dir, topic):
-    """Number of record batches stored in partition 0 (walks the .log framing)."""
+def batch_layout(data_dir, topic):
+    """(base offset, last offset) of every record batch stored in partition 0."""
     d = os.path.join(data_dir, f"{topic}-0")
-    n = 0
+    spans = []
     for name in sorted(os.listdir(d)):
         if not name.endswith(".log"):
             continue
         with open(os.path.join(d, name), "rb") as f:
             data = f.read()
         pos = 0
-        while pos + 12 <= len(data):
+        while pos + 27 <= len(data):
+            base = int.from_bytes(data[pos : pos + 8], "big", signed=True)
             length = int.from_bytes(data[pos + 8 : pos + 12], "big")
+            last_delta = int.from_bytes(data[pos + 23 : pos + 27], "big", signed=True)
+            spans.append((base, base + last_delta))
             pos += 12 + length
-            n += 1
-    return n
+    return spans
 
 
 def seek_into_batches(bootstrap, topic, codec, data_dir):
-    """Two batches of 100 (linger so each forms one batch); assign inside each."""
+    """Two rounds of 100 messages (linger, so they form one or a few batches), then
+    consumers assigned at offsets inside stored batches must start exactly there."""
     for batch in range(2):
         msgs = [
             (0, b"k%d" % (batch * 100 + i), b"v%d" % (batch * 100 + i), [("i", b"%d" % i)], TS_BASE + batch * 100 + i)
@@ -287,10 +290,17 @@ def seek_into_batches(bootstrap, topic, codec, data_dir):
             [o for _, o in offsets] == list(range(batch * 100, batch * 100 + 100)),
             f"{topic}: batch {batch} offsets {offsets[:3]}...",
         )
+    starts = {0, 1, 37, 99, 100, 150, 199}
     batches = None
     if data_dir:
-        batches = count_batches(data_dir, topic)
-    for start in [0, 1, 37, 99, 100, 150, 199]:
+        # How librdkafka split the messages into batches is its business (under load it
+        # may send several per linger); what matters is starting inside stored batches.
+        batches = batch_layout(data_dir, topic)
+        inside = [(b, l) for b, l in batches if l > b]
+        check(inside, f"{topic}: no stored batch holds more than one record: {batches}")
+        for b, l in inside:
+            starts |= {b + 1, (b + l + 1) // 2, l}
+    for start in sorted(starts):
         c = new_consumer(bootstrap)
         try:
             c.assign([TopicPartition(topic, 0, start)])
@@ -317,7 +327,8 @@ def main():
     ap.add_argument("--prefix", default="confluent-" + uuid.uuid4().hex[:8], help="topic name prefix")
     ap.add_argument(
         "--data-dir",
-        help="the broker's data dir: if given, also check compressed topics take less disk and the seek batches are single batches",
+        help="the broker's data dir: if given, also check compressed topics take less disk, and "
+        "seek to offsets inside the batches actually stored",
     )
     args = ap.parse_args()
 
@@ -348,10 +359,8 @@ def main():
 
     for codec, topic in seek_topics.items():
         batches = seek_into_batches(args.bootstrap, topic, codec, args.data_dir)
-        extra = f" ({batches} stored batches)" if batches is not None else ""
+        extra = f" (stored batches: {batches})" if batches is not None else ""
         print(f"  {codec:6} assign inside a batch: every start offset returned exactly from there{extra}")
-        if batches is not None:
-            check(batches <= 4, f"{topic}: expected the 200 messages in about 2 batches, found {batches}")
     print("confluent_roundtrip: OK")
 
 

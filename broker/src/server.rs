@@ -221,7 +221,9 @@ async fn serve_connection(
 
 /// Retention checks and interval flushing, until shutdown.
 async fn maintain(broker: Arc<Broker>, shutdown: CancellationToken) {
-    let mut retention = tokio::time::interval(broker.config.retention_check_interval);
+    // Like Kafka, the first check comes one interval after start, not at once.
+    let period = broker.config.retention_check_interval;
+    let mut retention = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let flush_every = match broker.config.flush {
         FlushPolicy::Interval { interval_ms } => Some(Duration::from_millis(interval_ms.max(1))),
         _ => None,

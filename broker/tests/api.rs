@@ -395,3 +395,63 @@ async fn produce_errors_are_per_partition() {
     assert_eq!(fetch(&m, "small", 0, 0).await.high_watermark, 1);
     b.shutdown().await.unwrap();
 }
+
+fn list_offsets_query(topic: &str, ts: i64) -> ListOffsetsRequest {
+    ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+        .with_name(name(topic))
+        .with_partitions(vec![ListOffsetsPartition::default()
+            .with_partition_index(0)
+            .with_timestamp(ts)])])
+}
+
+#[tokio::test]
+async fn list_offsets_by_timestamp_finds_the_record_inside_a_compressed_batch() {
+    use kafka_protocol::records::Compression;
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path()).await;
+    let m = connect(&b).await;
+    create_topic(&m, "lz", 1).await;
+    for compression in [
+        Compression::Lz4,
+        Compression::Zstd,
+        Compression::Gzip,
+        Compression::Snappy,
+    ] {
+        let base = fetch(&m, "lz", 0, 0).await.high_watermark;
+        let ts0 = 1_000_000 * (base + 1);
+        let records: Vec<_> = (0..100).map(|i| record(i, ts0 + 10 * i)).collect();
+        let bytes = kmirror_wire::records::encode(&records, compression).unwrap();
+        assert_eq!(produce(&m, "lz", 0, bytes).await.error_code, 0);
+        let (resp, _) = m.send(&list_offsets_query("lz", ts0 + 500)).await.unwrap();
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!(
+            (p.timestamp, p.offset),
+            (ts0 + 500, base + 50),
+            "{compression:?}"
+        );
+    }
+    b.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_decompression_bomb_is_answered_not_expanded() {
+    use kafka_protocol::records::Compression;
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path()).await;
+    let m = connect(&b).await;
+    create_topic(&m, "bomb", 1).await;
+    // 130 MiB of zeros compress to well under max.message.bytes.
+    let mut r = record(0, 5_000);
+    r.value = Some(bytes::Bytes::from(vec![0u8; 130 << 20]));
+    let bytes = kmirror_wire::records::encode(&[r], Compression::Zstd).unwrap();
+    assert!(bytes.len() < 1 << 20, "{} bytes", bytes.len());
+    assert_eq!(produce(&m, "bomb", 0, bytes).await.error_code, 0);
+    let (resp, _) = m.send(&list_offsets_query("bomb", 1)).await.unwrap();
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(
+        (p.error_code, p.offset),
+        (0, 0),
+        "answered with the batch's first offset"
+    );
+    b.shutdown().await.unwrap();
+}

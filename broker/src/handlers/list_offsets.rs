@@ -1,8 +1,8 @@
 //! ListOffsets: latest (-1, the log end offset), earliest (-2, the log start offset), max
 //! timestamp (-3), earliest local (-4, same as earliest here), and by timestamp: the first
-//! record whose timestamp is at or after the wanted one. For uncompressed batches that is
-//! the exact record; for compressed batches it is the batch's first offset, because the
-//! broker never decompresses (consumers skip the earlier records of the batch).
+//! record whose timestamp is at or after the wanted one, found exactly inside the batch (a
+//! compressed batch is decompressed for this, as Kafka does; decompression is capped, and a
+//! batch that cannot be decoded is answered with its first offset).
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -87,7 +87,7 @@ fn lookup(log: &dyn PartitionLog, wanted: i64) -> Result<Option<(i64, i64)>, Log
     })
 }
 
-/// Decodes an uncompressed batch to find the first record at or after `ts`.
+/// Decodes a batch to find the first record at or after `ts`.
 fn exact_record(found: &FoundBatch, ts: i64) -> Option<(i64, i64)> {
     let mut bytes: Bytes = found.bytes.clone();
     let set = RecordBatchDecoder::decode(&mut bytes).ok()?;

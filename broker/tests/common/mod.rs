@@ -21,6 +21,11 @@ pub fn config(data_dir: Option<&Path>) -> BrokerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.map(Path::to_path_buf),
         flush: FlushPolicy::Never,
+        // Test records carry small timestamps; time retention would delete them.
+        log_defaults: kmirror_broker::log::LogConfig {
+            retention_ms: -1,
+            ..Default::default()
+        },
         ..BrokerConfig::default()
     }
 }

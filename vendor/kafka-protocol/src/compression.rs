@@ -36,6 +36,19 @@ pub trait Compressor<B: ByteBufMut> {
         F: FnOnce(&mut Self::BufMut) -> Result<R>;
 }
 
+/// kmirror patch: the most bytes one batch may decompress to. A batch claiming more is an
+/// error, not an allocation (a small compressed batch can expand to gigabytes).
+pub const MAX_DECOMPRESSED_BYTES: u64 = 128 << 20;
+
+/// kmirror patch: copies at most [`MAX_DECOMPRESSED_BYTES`] from `reader`, failing beyond.
+pub(crate) fn copy_capped<R: std::io::Read, W: std::io::Write>(reader: R, writer: &mut W) -> Result<()> {
+    let copied = std::io::copy(&mut reader.take(MAX_DECOMPRESSED_BYTES + 1), writer)?;
+    if copied > MAX_DECOMPRESSED_BYTES {
+        anyhow::bail!("batch decompresses to more than {MAX_DECOMPRESSED_BYTES} bytes");
+    }
+    Ok(())
+}
+
 /// A trait for record decompression algorithms.
 pub trait Decompressor<B: ByteBuf> {
     /// Target buffer type for decompression.

@@ -3,7 +3,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use bytes::buf::BufMut;
 use bytes::{Bytes, BytesMut};
-use flate2::write::{GzDecoder, GzEncoder};
+use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use crate::protocol::buf::{ByteBuf, ByteBufMut};
@@ -39,14 +39,13 @@ impl<B: ByteBuf> Decompressor<B> for Gzip {
     where
         F: FnOnce(&mut Self::Buf) -> Result<R>,
     {
-        let mut tmp = BytesMut::new();
+        let mut tmp = BytesMut::new().writer();
 
-        // Decompress directly from the input buffer
-        let mut d = GzDecoder::new((&mut tmp).writer());
-        d.write_all(&buf.copy_to_bytes(buf.remaining()))
-            .context("Failed to decompress gzip")?;
-        d.finish().context("Failed to decompress gzip")?;
+        // kmirror patch: a reading decoder with bounded output.
+        let compressed = buf.copy_to_bytes(buf.remaining());
+        let d = flate2::read::GzDecoder::new(bytes::Buf::reader(compressed));
+        super::copy_capped(d, &mut tmp).context("Failed to decompress gzip")?;
 
-        f(&mut tmp.into())
+        f(&mut tmp.into_inner().into())
     }
 }

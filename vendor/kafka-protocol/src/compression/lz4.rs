@@ -47,8 +47,9 @@ impl<B: ByteBuf> Decompressor<B> for Lz4 {
         // Allocate a temporary buffer to hold the uncompressed bytes
         let buf = buf.copy_to_bytes(buf.remaining());
 
-        let mut decoder = Decoder::new(buf.reader()).context("Failed to decompress lz4")?;
-        io::copy(&mut decoder, &mut tmp).context("Failed to decompress lz4")?;
+        let decoder = Decoder::new(buf.reader()).context("Failed to decompress lz4")?;
+        // kmirror patch: bounded output.
+        super::copy_capped(decoder, &mut tmp).context("Failed to decompress lz4")?;
 
         f(&mut tmp.into_inner().into())
     }

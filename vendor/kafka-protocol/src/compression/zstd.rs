@@ -37,7 +37,9 @@ impl<B: ByteBuf> Decompressor<B> for Zstd {
         let mut tmp = BytesMut::new().writer();
         // Allocate a temporary buffer to hold the uncompressed bytes
         let buf = buf.copy_to_bytes(buf.remaining());
-        zstd::stream::copy_decode(buf.reader(), &mut tmp).context("Failed to decompress zstd")?;
+        // kmirror patch: bounded output.
+        let decoder = zstd::stream::read::Decoder::new(buf.reader()).context("Failed to decompress zstd")?;
+        super::copy_capped(decoder, &mut tmp).context("Failed to decompress zstd")?;
 
         f(&mut tmp.into_inner().into())
     }

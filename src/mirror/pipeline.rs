@@ -114,8 +114,11 @@ impl Pipeline {
                         }
                         continue;
                     }
+                    let mut chunk = chunk;
                     self.throttle.acquire(chunk.batches.iter().map(|b| b.len() as u64).sum(), chunk.records as u64).await;
                     let (stamped, records) = produce::stamp(&chunk.batches, self.session, self.next_sequence);
+                    // Only the stamped copy is kept: memory in flight is counted once.
+                    chunk.batches = Vec::new();
                     self.next_sequence = produce::next_sequence(self.next_sequence, records);
                     let mut entry = InFlight { chunk, stamped, records, pending: None };
                     self.send(&mut entry).await;

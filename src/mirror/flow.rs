@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::pipeline::{Chunk, Ended, Pipeline};
-use super::progress::{Progress, SourcePartition, PROGRESS_TOPIC};
+use super::progress::{Position, Progress, SourcePartition, PROGRESS_TOPIC};
 use crate::client::fetch::{self, FetchWant};
 use crate::client::produce::ProducerSession;
 use crate::client::{ClientError, ClusterClient};
@@ -289,7 +289,20 @@ impl FlowRunner {
                     })
                     .await;
                 match got {
-                    Ok(offset) => (offset, -1),
+                    Ok(offset) => {
+                        // Record the chosen start at once: a partition that receives
+                        // nothing before a restart would otherwise have no progress, and
+                        // the restart would choose again (start_from: latest skipping
+                        // what was written while the daemon was stopped).
+                        progress.advance(
+                            &sp,
+                            Position {
+                                next_source_offset: offset,
+                                next_target_offset: -1,
+                            },
+                        );
+                        (offset, -1)
+                    }
                     Err(e) => {
                         tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, error = %e, "Cannot find the start offset; will retry.");
                         return;

@@ -1,5 +1,5 @@
 //! Admin calls the engine needs on a target cluster: create topics and partitions,
-//! describe a topic's explicitly set configs, and change configs incrementally.
+//! describe a topic's explicitly set configs, and set or remove configs incrementally.
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -123,27 +123,36 @@ impl ClusterClient {
         Ok(out)
     }
 
-    /// Sets topic configs (IncrementalAlterConfigs SET).
-    pub async fn set_topic_configs(
+    /// Sets the configs in `set` and removes the topic-level values of those in `delete`
+    /// (back to the broker default), in one IncrementalAlterConfigs request.
+    pub async fn alter_topic_configs(
         &self,
         topic: &str,
-        configs: &[(String, String)],
+        set: &[(String, String)],
+        delete: &[String],
     ) -> Result<(), ClientError> {
+        const SET: i8 = 0;
+        const DELETE: i8 = 1;
+        let ops = set
+            .iter()
+            .map(|(k, v)| {
+                AlterableConfig::default()
+                    .with_name(s(k))
+                    .with_config_operation(SET)
+                    .with_value(Some(s(v)))
+            })
+            .chain(delete.iter().map(|k| {
+                AlterableConfig::default()
+                    .with_name(s(k))
+                    .with_config_operation(DELETE)
+                    .with_value(None)
+            }))
+            .collect();
         let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
             AlterConfigsResource::default()
                 .with_resource_type(TOPIC_RESOURCE)
                 .with_resource_name(s(topic))
-                .with_configs(
-                    configs
-                        .iter()
-                        .map(|(k, v)| {
-                            AlterableConfig::default()
-                                .with_name(s(k))
-                                .with_config_operation(0)
-                                .with_value(Some(s(v)))
-                        })
-                        .collect(),
-                ),
+                .with_configs(ops),
         ]);
         let m = self.any_broker().await?;
         let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;

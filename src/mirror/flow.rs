@@ -241,15 +241,24 @@ impl FlowRunner {
                 .await?
                 .into_iter()
                 .collect();
+            // Synced configs the source topic no longer sets go back to the target's
+            // default, as MirrorMaker 2 does; excluded ones are the target's own business.
+            let removed: Vec<String> = current
+                .keys()
+                .filter(|k| {
+                    self.flow.sync_configs.syncs(k) && !configs.iter().any(|(name, _)| name == *k)
+                })
+                .cloned()
+                .collect();
             let changed: Vec<(String, String)> = configs
                 .into_iter()
                 .filter(|(k, v)| current.get(k) != Some(v))
                 .collect();
-            if !changed.is_empty() {
+            if !changed.is_empty() || !removed.is_empty() {
                 self.target
-                    .set_topic_configs(target_topic, &changed)
+                    .alter_topic_configs(target_topic, &changed, &removed)
                     .await?;
-                tracing::info!(flow = %self.flow.name, topic = %target_topic, changed = changed.len(), "Synced topic configs.");
+                tracing::info!(flow = %self.flow.name, topic = %target_topic, changed = changed.len(), removed = removed.len(), "Synced topic configs.");
             }
         }
         Ok(())

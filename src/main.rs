@@ -174,21 +174,26 @@ async fn plan(topology: config::Topology) -> ExitCode {
             };
             let mut configs = Vec::new();
             if flow.sync_configs.enabled {
-                if let Ok(c) = source.topic_configs(name).await {
+                if let Ok(source_configs) = source.topic_configs(name).await {
                     let current = target.topic_configs(&target_name).await.unwrap_or_default();
-                    configs = c
-                        .into_iter()
-                        .filter(|(k, v)| {
-                            flow.sync_configs.syncs(k) && !current.contains(&(k.clone(), v.clone()))
-                        })
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
+                    for (k, v) in &source_configs {
+                        if flow.sync_configs.syncs(k) && !current.contains(&(k.clone(), v.clone()))
+                        {
+                            configs.push(format!("set {k}={v}"));
+                        }
+                    }
+                    for (k, _) in &current {
+                        if flow.sync_configs.syncs(k) && !source_configs.iter().any(|(s, _)| s == k)
+                        {
+                            configs.push(format!("remove {k}"));
+                        }
+                    }
                 }
             }
             let configs = if configs.is_empty() {
                 String::new()
             } else {
-                format!("; set {}", configs.join(", "))
+                format!("; {}", configs.join(", "))
             };
             println!("  {name} -> {target_name}: {action}{configs}");
         }

@@ -254,9 +254,11 @@ pub enum PartitionPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StartFrom {
-    /// New topics are mirrored from their log start offset (default).
+    /// Partitions without progress are mirrored from their log start offset (default).
     Earliest,
-    /// New topics are mirrored from their high watermark at discovery.
+    /// Partitions that exist at the daemon's first discovery and have no progress start at
+    /// their high watermark. Topics and partitions that appear later are always mirrored
+    /// from their start, so nothing written to them is skipped.
     Latest,
 }
 

@@ -188,6 +188,11 @@ impl FlowRunner {
             }
         }
         self.first_discovery = false;
+        // Start positions chosen just now are written at once, so a crash right after
+        // discovery cannot make a restart choose `latest` again and skip records.
+        if let Err(e) = progress.write(&self.target).await {
+            tracing::warn!(flow = %self.flow.name, error = %e, "Cannot write start positions yet; the progress writer retries.");
+        }
     }
 
     /// Makes sure the target topic exists with at least `count` partitions and the

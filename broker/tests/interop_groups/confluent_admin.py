@@ -6,8 +6,9 @@
    with an error and change nothing. The broker resource is described too.
 2. Groups: a consumer group consumes and commits; list_consumer_groups,
    describe_consumer_groups (state, member, assignment), list_consumer_group_offsets;
-   delete_consumer_groups is refused while the member is in the group and succeeds after
-   it closed (then the group and its offsets are gone).
+   delete_consumer_groups is refused while the member is in the group; after it closed,
+   alter_consumer_group_offsets commits into the empty group, and delete_consumer_groups
+   succeeds (then the group and its offsets are gone).
 3. delete_records: the low watermark moves (returned and via get_watermark_offsets), and
    a consumer from the beginning starts there.
 4. Retention: a topic with segment.bytes=1024 holding records timestamped two days ago
@@ -216,6 +217,14 @@ def groups(admin, args):
         ),
     )
     check(not desc.members, "empty group has members: %s" % desc.members)
+    # An admin commit (generation -1, no member) into the empty group.
+    req = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, 5), TopicPartition(topic, 2, 12)])]
+    res = admin.alter_consumer_group_offsets(req, request_timeout=T)[group].result(T)
+    for tp in res.topic_partitions:
+        check(tp.error is None, "alter_consumer_group_offsets %s: %s" % (tp, tp.error))
+    off = offsets()
+    check(off == {0: 5, 1: 30, 2: 12}, "list_consumer_group_offsets after alter: %s" % off)
+    log("alter_consumer_group_offsets of the empty group: %s" % off)
     admin.delete_consumer_groups([group], request_timeout=T)[group].result(T)
     groups_now = listed()
     check(group not in groups_now, "%s still listed after delete_consumer_groups" % group)

@@ -14,7 +14,8 @@ group and targets to --state.
 --phase resume: the committed offsets must still be the targets; produces 20 more
 messages per partition; a new consumer in the same group must receive exactly the
 messages from each target offset to the new end, in order, once each, and nothing
-before the targets. Also checks KafkaAdminClient.describe_configs of the topic.
+before the targets. Also checks KafkaAdminClient.describe_configs of the topic, and
+list_groups, describe_groups (Empty), delete_group_offsets and delete_groups.
 """
 
 import argparse
@@ -25,7 +26,7 @@ import uuid
 
 from common import check, fail, log, main_wrapper, wait_until
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.structs import OffsetAndMetadata
 
@@ -183,6 +184,16 @@ def resume(args):
     except (KeyError, TypeError):
         fail("describe_configs(%s) has no topic/%s/retention.ms: %s" % (topic, topic, str(res)[:2000]))
     check(retention == "604800000", "describe_configs(%s): retention.ms=%r" % (topic, retention))
+    # Group admin through kafka-python: list, describe, delete offsets, delete the group.
+    listed = admin.list_groups()
+    check(group in str(listed), "list_groups lacks %s: %s" % (group, listed))
+    desc = admin.describe_groups([group])
+    check(group in str(desc) and "Empty" in str(desc), "describe_groups(%s): %s" % (group, str(desc)[:1000]))
+    admin.delete_group_offsets(group, [TopicPartition(topic, 3)])
+    got = committed(admin, group, topic)
+    check(got == {p: end for p in range(3)}, "committed after delete_group_offsets(partition 3): %s" % got)
+    admin.delete_groups([group])
+    check(group not in str(admin.list_groups()), "%s listed after delete_groups" % group)
     admin.close()
     log("OK: resume after restart")
 

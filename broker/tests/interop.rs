@@ -1,362 +1,33 @@
 //! Third-party clients against a real `kmirror-broker` process: kcat (librdkafka 2.0.2 from
 //! Debian), confluent-kafka and kafka-python (PyPI), plus crash and torn-tail durability
-//! and SIGTERM. Each test starts its own broker on 127.0.0.1:0 with a fresh data dir.
+//! and SIGTERM. Each test starts its own broker on 127.0.0.1:0 with a fresh data dir
+//! (`support::process::BrokerProcess`; a restart keeps the data dir and address).
 //!
 //! The clients are installed by `scripts/test.sh` (kcat with apt, the Python packages in
 //! `.venv/`, exported as `KMIRROR_PYTHON`). Without them these tests fail and say so.
 //! The Python scripts live in `tests/interop/` and can be run by hand:
 //! `python3 broker/tests/interop/confluent_roundtrip.py --bootstrap 127.0.0.1:9092`.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BROKER_BIN: &str = env!("CARGO_BIN_EXE_kmirror-broker");
+use support::clients::{kcat, python, run_ok, run_script_ok, Running};
+use support::process::BrokerProcess;
+
 const INTEROP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
-/// How long to wait for anything (startup, a client run, a shutdown). Generous on purpose:
-/// CI machines are slow and shared; no test asserts on timing.
+/// How long to wait for a client run. Generous on purpose: CI machines are slow and
+/// shared; no test asserts on timing.
 const WAIT: Duration = Duration::from_secs(60);
 /// For whole Python scripts (several topics, codecs and consumers each).
 const SCRIPT_WAIT: Duration = Duration::from_secs(600);
 
-// ---------------------------------------------------------------------------------------
-// The broker process
-// ---------------------------------------------------------------------------------------
-
-/// A `kmirror-broker` child process; killed (SIGKILL) on drop. Its stderr is drained by a
-/// thread for its whole life so the child never blocks on a full pipe.
-struct Broker {
-    child: Option<Child>,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Broker {
-    fn start(data_dir: &Path, extra_args: &[&str]) -> Broker {
-        let mut cmd = Command::new(BROKER_BIN);
-        cmd.arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra_args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // Flags are also read from KMIRROR_BROKER_* variables: keep the caller's out.
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("KMIRROR_BROKER_") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BROKER_BIN}: {e}"));
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        let log2 = log.clone();
-        thread::spawn(move || {
-            let mut tx = Some(tx);
-            let mut reader = BufReader::new(stderr);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                let line = strip_ansi(&String::from_utf8_lossy(&buf));
-                log2.lock().unwrap().push_str(&line);
-                if line.contains("kmirror-broker is accepting connections.") {
-                    if let Some(addr) = field(&line, "listen") {
-                        if let Some(tx) = tx.take() {
-                            let _ = tx.send(addr);
-                        }
-                    }
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(WAIT) {
-            Ok(addr) => addr,
-            Err(e) => {
-                let _ = child.kill();
-                let status = child.wait();
-                thread::sleep(Duration::from_millis(100));
-                panic!(
-                    "broker did not log \"accepting connections\" with listen=ADDR ({}; exit: {status:?}). Log:\n{}",
-                    match e {
-                        RecvTimeoutError::Timeout => "timed out",
-                        RecvTimeoutError::Disconnected => "stderr closed",
-                    },
-                    log.lock().unwrap()
-                );
-            }
-        };
-        Broker {
-            child: Some(child),
-            addr,
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().expect("broker running").id()
-    }
-
-    /// `kill -9`: no shutdown code runs.
-    fn sigkill(&mut self) {
-        let mut child = self.child.take().expect("broker running");
-        child.kill().expect("SIGKILL the broker");
-        child.wait().expect("reap the broker");
-    }
-
-    /// `kill -TERM` and wait (up to [`WAIT`]) for the exit.
-    fn sigterm(&mut self) -> ExitStatus {
-        let pid = self.pid();
-        // The shell builtin: /bin/kill (procps) is not on every minimal image.
-        let st = Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -TERM {pid}"))
-            .status()
-            .expect("run sh -c kill");
-        assert!(st.success(), "kill -TERM {pid} failed: {st}");
-        let mut child = self.child.take().unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for the broker") {
-                // Let the stderr thread catch the last lines.
-                thread::sleep(Duration::from_millis(200));
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "broker did not exit within {WAIT:?} of SIGTERM. Log:\n{}",
-                    self.log()
-                );
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if thread::panicking() {
-            eprintln!(
-                "---- kmirror-broker log ({}) ----\n{}---- end of broker log ----",
-                self.addr,
-                self.log()
-            );
-        }
-    }
-}
-
-/// Removes ANSI escape sequences (`ESC [ ... final-byte`).
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('\u{40}'..='\u{7e}').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The value of `name=value` in a log line.
-fn field(line: &str, name: &str) -> Option<String> {
-    let pat = format!("{name}=");
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(&pat))
-        .map(|v| v.trim_matches('"').to_string())
-}
-
-// ---------------------------------------------------------------------------------------
-// Running clients
-// ---------------------------------------------------------------------------------------
-
-/// Runs a command to completion with optional stdin, failing the test after `timeout`.
-fn run(cmd: &mut Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Output {
-    let desc = format!("{cmd:?}");
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
-    let writer = stdin.map(|data| {
-        let mut pipe = child.stdin.take().unwrap();
-        thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        })
-    });
-    let out = drain(child.stdout.take().unwrap());
-    let err = drain(child.stderr.take().unwrap());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            let stdout = out.join().unwrap();
-            let stderr = err.join().unwrap();
-            panic!(
-                "{desc} did not finish within {timeout:?}\n--- stdout (last 4 KiB):\n{}\n--- stderr:\n{}",
-                tail(&stdout, 4096),
-                String::from_utf8_lossy(&stderr)
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<Vec<u8>> {
-    thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = r.read_to_end(&mut v);
-        v
-    })
-}
-
-fn tail(b: &[u8], n: usize) -> String {
-    String::from_utf8_lossy(&b[b.len().saturating_sub(n)..]).into_owned()
-}
-
-/// Runs and requires exit status 0.
-fn run_ok(cmd: &mut Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Output {
-    let desc = format!("{cmd:?}");
-    let out = run(cmd, stdin, timeout);
-    assert!(
-        out.status.success(),
-        "{desc} failed: {}\n--- stdout (last 4 KiB):\n{}\n--- stderr:\n{}",
-        out.status,
-        tail(&out.stdout, 4096),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// `kcat` with a check that it is installed.
-fn kcat() -> Command {
-    static FOUND: OnceLock<Result<String, String>> = OnceLock::new();
-    let found = FOUND.get_or_init(|| {
-        let found = match Command::new("kcat").arg("-V").output() {
-            Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .find(|l| l.starts_with("Version"))
-                .unwrap_or("")
-                .to_string()),
-            Ok(o) => Err(format!("`kcat -V` failed: {}", o.status)),
-            Err(e) => Err(format!("cannot run kcat: {e}")),
-        };
-        if let Ok(version) = &found {
-            eprintln!("kcat: {version}");
-        }
-        found
-    });
-    if let Err(e) = found {
-        panic!("{e}. These interop tests need kcat: run scripts/test.sh (it installs kcat with apt-get).");
-    }
-    Command::new("kcat")
-}
-
-/// The Python with confluent-kafka and kafka-python: `$KMIRROR_PYTHON`, else `python3`.
-fn python() -> Command {
-    let py = std::env::var("KMIRROR_PYTHON").unwrap_or_else(|_| "python3".into());
-    static CHECKED: OnceLock<Result<String, String>> = OnceLock::new();
-    let checked = CHECKED.get_or_init(|| {
-        let probe = "import confluent_kafka, kafka; print('confluent-kafka', confluent_kafka.version()[0], 'librdkafka', confluent_kafka.libversion()[0], 'kafka-python', kafka.__version__)";
-        let checked = match Command::new(&py).arg("-c").arg(probe).output() {
-            Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).trim().to_string()),
-            Ok(o) => Err(format!(
-                "{py} cannot import confluent_kafka and kafka: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => Err(format!("cannot run {py}: {e}")),
-        };
-        if let Ok(versions) = &checked {
-            eprintln!("python clients ({py}): {versions}");
-        }
-        checked
-    });
-    if let Err(e) = checked {
-        panic!(
-            "{e}. These interop tests need confluent-kafka and kafka-python: run scripts/test.sh \
-             (it creates .venv/ and sets KMIRROR_PYTHON)."
-        );
-    }
-    let mut cmd = Command::new(py);
-    cmd.env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    cmd
-}
-
 fn script(name: &str) -> String {
     format!("{INTEROP_DIR}/{name}")
-}
-
-/// Runs one of the Python round-trip scripts against a fresh broker; echoes its output.
-fn run_script(name: &str, extra: &[&str]) {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]);
-    let started = Instant::now();
-    let out = run(
-        python()
-            .arg(script(name))
-            .arg("--bootstrap")
-            .arg(&broker.addr)
-            .args(extra),
-        None,
-        SCRIPT_WAIT,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{name} ({:.1?}):\n{stdout}{stderr}", started.elapsed());
-    assert!(
-        out.status.success(),
-        "{name} failed ({}):\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}",
-        out.status
-    );
 }
 
 /// Consumes a whole topic with kcat: partition -> [(offset, key, value)] in order.
@@ -468,7 +139,7 @@ fn now_ms() -> i64 {
 #[test]
 fn kcat_metadata_produce_consume_10000_keyed_messages() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &["--default-partitions", "3"]);
+    let broker = BrokerProcess::start(dir.path(), &["--default-partitions", "3"]);
     let addr = broker.addr.as_str();
     let topic = "kcat-keyed";
     const N: usize = 10_000;
@@ -565,7 +236,7 @@ fn kcat_metadata_produce_consume_10000_keyed_messages() {
 #[test]
 fn kcat_query_offsets_for_timestamps() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]);
+    let broker = BrokerProcess::start(dir.path(), &[]);
     let addr = broker.addr.as_str();
     let topic = "kcat-times";
     // kcat -P cannot set timestamps: produce with confluent-kafka. Timestamps are recent
@@ -614,36 +285,28 @@ fn kcat_query_offsets_for_timestamps() {
 // Python clients
 // ---------------------------------------------------------------------------------------
 
+/// Runs one of the Python round-trip scripts against a fresh broker (passing it the
+/// broker's `--data-dir` if `with_data_dir`) and requires exit status 0.
+fn run_roundtrip(name: &str, with_data_dir: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut cmd = python();
+    cmd.arg(script(name)).args(["--bootstrap", &broker.addr]);
+    if with_data_dir {
+        cmd.arg("--data-dir").arg(dir.path());
+    }
+    run_script_ok(&mut cmd, SCRIPT_WAIT);
+}
+
 #[test]
 fn confluent_kafka_roundtrip() {
     // --data-dir lets the script also check compressed topics are stored compressed.
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), &[]);
-    let started = Instant::now();
-    let out = run(
-        python()
-            .arg(script("confluent_roundtrip.py"))
-            .args(["--bootstrap", &broker.addr, "--data-dir"])
-            .arg(dir.path()),
-        None,
-        SCRIPT_WAIT,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!(
-        "confluent_roundtrip.py ({:.1?}):\n{stdout}{stderr}",
-        started.elapsed()
-    );
-    assert!(
-        out.status.success(),
-        "confluent_roundtrip.py failed ({}):\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}",
-        out.status
-    );
+    run_roundtrip("confluent_roundtrip.py", true);
 }
 
 #[test]
 fn kafka_python_roundtrip() {
-    run_script("kafka_python_roundtrip.py", &[]);
+    run_roundtrip("kafka_python_roundtrip.py", false);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -677,75 +340,38 @@ fn parse_result(line: &str) -> Acked {
     }
 }
 
-fn lines_of(stdout: ChildStdout) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 /// Produces with acks=all, SIGKILLs the broker mid-stream (after `kill_after` confirmed
-/// messages), restarts it on the same data dir, and checks every acknowledged record is
-/// there, unchanged, at its acknowledged offset.
+/// messages), restarts it on the same data dir and address, and checks every acknowledged
+/// record is there, unchanged, at its acknowledged offset.
 fn survives_sigkill(flush: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let args = ["--flush", flush];
-    let mut broker = Broker::start(dir.path(), &args);
+    let mut broker = BrokerProcess::start(dir.path(), &["--flush", flush]);
     let topic = format!("durable-{flush}");
     const COUNT: u64 = 40_000;
     let kill_after = 4_000;
-    let mut producer = python()
-        .arg(script("produce_acked.py"))
-        .args(["--bootstrap", &broker.addr, "--topic", &topic, "--create"])
-        .args(["--count", &COUNT.to_string(), "--partitions", "2"])
-        .args(["--value-bytes", "200", "--progress-every", "500"])
-        .args(["--message-timeout-ms", "10000"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start produce_acked.py");
-    let lines = lines_of(producer.stdout.take().unwrap());
-    let stderr = drain(producer.stderr.take().unwrap());
-    let mut result = None;
-    let deadline = Instant::now() + SCRIPT_WAIT;
+    let mut producer = Running::spawn(
+        python()
+            .arg(script("produce_acked.py"))
+            .args(["--bootstrap", &broker.addr, "--topic", &topic, "--create"])
+            .args(["--count", &COUNT.to_string(), "--partitions", "2"])
+            .args(["--value-bytes", "200", "--progress-every", "500"])
+            .args(["--message-timeout-ms", "10000"]),
+    );
     // Kill once enough is acknowledged (or, on a fast machine, once everything is).
-    loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|e| {
-                let _ = producer.kill();
-                panic!("produce_acked.py: no progress ({e:?})")
-            });
-        if let Some(n) = line.strip_prefix("progress ") {
-            if n.parse::<u64>().unwrap() >= kill_after {
-                break;
-            }
-        } else if line.starts_with("RESULT ") {
-            result = Some(line);
-            break;
-        }
-    }
-    broker.sigkill();
-    let result = result.unwrap_or_else(|| loop {
-        match lines.recv_timeout(SCRIPT_WAIT) {
-            Ok(l) if l.starts_with("RESULT ") => break l,
-            Ok(_) => {}
-            Err(e) => {
-                let _ = producer.kill();
-                panic!("produce_acked.py ended without a RESULT line ({e:?})");
-            }
-        }
+    let line = producer.wait_line(SCRIPT_WAIT, |l| {
+        l.starts_with("RESULT ")
+            || l.strip_prefix("progress ")
+                .is_some_and(|n| n.parse::<u64>().unwrap() >= kill_after)
     });
-    let status = producer.wait().unwrap();
-    let stderr = String::from_utf8_lossy(&stderr.join().unwrap()).into_owned();
-    assert!(status.success(), "produce_acked.py: {status}\n{stderr}");
+    broker.sigkill();
+    let result = if line.starts_with("RESULT ") {
+        line
+    } else {
+        producer.wait_line(SCRIPT_WAIT, |l| l.starts_with("RESULT "))
+    };
+    // The RESULT line lists every record: kept above, not echoed by finish_ok.
+    producer.seen.clear();
+    producer.finish_ok(SCRIPT_WAIT);
     let acked = parse_result(&result);
     assert!(
         acked.records.len() as u64 >= kill_after,
@@ -753,7 +379,7 @@ fn survives_sigkill(flush: &str) {
         acked.records.len()
     );
 
-    let broker = Broker::start(dir.path(), &args);
+    broker.restart();
     let parts = kcat_consume_all(&broker.addr, &topic);
     assert_contiguous(&topic, &parts);
     let mut present = 0;
@@ -798,7 +424,7 @@ fn flush_never_keeps_acknowledged_records_across_sigkill() {
 fn torn_tail_after_clean_stop_is_cut_and_appends_continue() {
     let dir = tempfile::tempdir().unwrap();
     let topic = "torn";
-    let mut broker = Broker::start(dir.path(), &[]);
+    let mut broker = BrokerProcess::start(dir.path(), &[]);
     // Two kcat runs: at least two batches in the segment.
     let mut expected: Vec<(String, String)> = Vec::new();
     for run_no in 0..2 {
@@ -820,13 +446,7 @@ fn torn_tail_after_clean_stop_is_cut_and_appends_continue() {
         .into_iter()
         .enumerate()
     {
-        let status = broker.sigterm();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "SIGTERM exit: {status}\n{}",
-            broker.log()
-        );
+        broker.sigterm_ok();
         let seg = log_files(&part_dir).pop().expect("a .log segment");
         let data = fs::read(&seg).unwrap();
         let spans = batch_spans(&data);
@@ -851,7 +471,7 @@ fn torn_tail_after_clean_stop_is_cut_and_appends_continue() {
             spans.len()
         );
 
-        broker = Broker::start(dir.path(), &[]);
+        broker.restart();
         let parts = kcat_consume_all(&broker.addr, topic);
         let rows = parts.get(&0).cloned().unwrap_or_default();
         let got: Vec<(String, String)> = rows
@@ -901,7 +521,7 @@ fn torn_tail_after_clean_stop_is_cut_and_appends_continue() {
 #[test]
 fn sigterm_with_a_connected_consumer_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(dir.path(), &[]);
+    let mut broker = BrokerProcess::start(dir.path(), &[]);
     let topic = "sigterm";
     run_ok(
         kcat().args(["-P", "-b", &broker.addr, "-t", topic, "-p", "0"]),
@@ -909,26 +529,22 @@ fn sigterm_with_a_connected_consumer_exits_zero() {
         WAIT,
     );
     // A consumer long-polling at the end of the log while the broker stops.
-    let mut consumer = kcat()
-        .args(["-C", "-b", &broker.addr, "-t", topic])
-        // -u: unbuffered output, or the offsets sit in kcat's stdio buffer.
-        .args(["-o", "beginning", "-q", "-u", "-f", "%o\n"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start kcat -C");
-    let lines = lines_of(consumer.stdout.take().unwrap());
+    let mut consumer = Running::spawn(
+        kcat()
+            .args(["-C", "-b", &broker.addr, "-t", topic])
+            // -u: unbuffered output, or the offsets sit in kcat's stdio buffer.
+            .args(["-o", "beginning", "-q", "-u", "-f", "%o\n"]),
+    );
     for want in ["0", "1"] {
-        let got = lines.recv_timeout(WAIT);
-        if got.as_deref() != Ok(want) {
-            let _ = consumer.kill();
-            panic!("kcat -C printed {got:?}, want offset {want}");
-        }
+        let got = consumer.next_line(WAIT);
+        assert_eq!(
+            got.as_deref(),
+            Some(want),
+            "kcat -C printed {got:?}, want offset {want}"
+        );
     }
     let status = broker.sigterm();
-    let _ = consumer.kill();
-    let _ = consumer.wait();
+    drop(consumer); // SIGKILL
     let log = broker.log();
     assert_eq!(status.code(), Some(0), "SIGTERM exit: {status}\n{log}");
     assert!(log.contains("Shutting down."), "no shutdown line:\n{log}");
@@ -938,7 +554,7 @@ fn sigterm_with_a_connected_consumer_exits_zero() {
     );
 
     // And the data is there after the restart.
-    let broker = Broker::start(dir.path(), &[]);
+    broker.restart();
     let parts = kcat_consume_all(&broker.addr, topic);
     let got: Vec<&str> = parts[&0].iter().map(|r| r.2.as_str()).collect();
     assert_eq!(got, ["one", "two"]);

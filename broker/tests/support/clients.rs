@@ -59,7 +59,7 @@ pub fn run(cmd: &mut Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Outp
     }
 }
 
-/// Runs and requires exit status 0; echoes the output to the test's stderr either way.
+/// Runs and requires exit status 0; on failure the panic message holds the output.
 pub fn run_ok(cmd: &mut Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Output {
     let desc = format!("{cmd:?}");
     let out = run(cmd, stdin, timeout);

@@ -55,6 +55,21 @@ pub enum Ended {
     Failed(ClientError),
 }
 
+/// The whole v2 batches laid end to end in `buf` (a buffer made by [`produce::stamp`]),
+/// each sized by its `batchLength` field.
+fn split_batches(buf: &Bytes) -> Vec<Bytes> {
+    let mut batches = Vec::new();
+    let mut at = 0;
+    while at + 12 <= buf.len() {
+        let length = i32::from_be_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
+        let end = at + 12 + usize::try_from(length).expect("batch length is positive");
+        batches.push(buf.slice(at..end));
+        at = end;
+    }
+    debug_assert_eq!(at, buf.len(), "stamped buffers hold whole batches");
+    batches
+}
+
 pub struct Pipeline {
     pub flow: String,
     pub source: SourcePartition,
@@ -242,8 +257,9 @@ impl Pipeline {
                 .await?;
             self.next_sequence = 0;
             for e in window.iter_mut().filter(|e| !e.stamped.is_empty()) {
+                // The chunk's batches were dropped once stamped; split the stamped copy.
                 let (stamped, records) =
-                    produce::stamp(&e.chunk.batches, self.session, self.next_sequence);
+                    produce::stamp(&split_batches(&e.stamped), self.session, self.next_sequence);
                 self.next_sequence = produce::next_sequence(self.next_sequence, records);
                 e.stamped = stamped;
             }
@@ -257,5 +273,44 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::records::Compression;
+
+    fn batch(base_offset: i64, count: i64) -> Bytes {
+        let records: Vec<_> = (0..count)
+            .map(|i| {
+                kmirror_wire::records::record(
+                    base_offset + i,
+                    0,
+                    None,
+                    Some(Bytes::from(vec![b'x'; 10])),
+                )
+            })
+            .collect();
+        kmirror_wire::records::encode(&records, Compression::None).unwrap()
+    }
+
+    #[test]
+    fn a_new_session_restamps_every_batch_of_the_stamped_copy() {
+        let batches = vec![batch(0, 3), batch(3, 2)];
+        let old = ProducerSession {
+            producer_id: 1,
+            producer_epoch: 0,
+        };
+        let new = ProducerSession {
+            producer_id: 2,
+            producer_epoch: 0,
+        };
+        let (stamped, records) = produce::stamp(&batches, old, 7);
+        let split = split_batches(&stamped);
+        assert_eq!(split.len(), 2);
+        let (restamped, again) = produce::stamp(&split, new, 0);
+        assert_eq!((records, again), (5, 5));
+        assert_eq!(restamped, produce::stamp(&batches, new, 0).0);
     }
 }

@@ -152,26 +152,34 @@ impl Pipeline {
     }
 
     /// Puts one request on the wire now (so requests stay in order) and spawns the wait.
+    ///
+    /// A request that cannot be put on the wire (no known leader, no connection) is retried
+    /// here, with metadata refreshes, until it is: later requests must not reach the target
+    /// before it. A target that does not know the producer yet takes any sequence as its
+    /// start, so a later request arriving first would be written ahead of this one, and
+    /// this one then refused as out of order.
     async fn send(&self, entry: &mut InFlight) {
-        let started: Result<Pending<ProduceRequest>, ClientError> = async {
-            let m = self
-                .target
-                .leader(&self.target_topic, self.source.partition)
-                .await?;
-            produce::start(
-                &m,
-                &self.target_topic,
-                self.source.partition,
-                entry.stamped.clone(),
-                30_000,
-            )
-            .await
-            .map_err(|e| ClientError::Request {
-                cluster: self.target.name().to_string(),
-                source: e,
+        let started: Result<Pending<ProduceRequest>, ClientError> = self
+            .target
+            .retry("sending Produce", None, || async {
+                let m = self
+                    .target
+                    .leader(&self.target_topic, self.source.partition)
+                    .await?;
+                produce::start(
+                    &m,
+                    &self.target_topic,
+                    self.source.partition,
+                    entry.stamped.clone(),
+                    30_000,
+                )
+                .await
+                .map_err(|e| ClientError::Request {
+                    cluster: self.target.name().to_string(),
+                    source: e,
+                })
             })
-        }
-        .await;
+            .await;
         let cluster = self.target.name().to_string();
         entry.pending = Some(tokio::spawn(async move {
             produce::outcome(started?)

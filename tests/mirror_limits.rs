@@ -1,0 +1,352 @@
+//! Limits end to end, with the daemon and both brokers as real processes:
+//! - `bytes_per_sec` and `records_per_sec`: the limiter starts empty, so mirroring N bytes
+//!   (records) takes at least N / limit seconds. Only that lower bound is asserted (with
+//!   10 % margin for where the clock starts), so a slow machine cannot fail it;
+//! - `max_in_flight_bytes`: with the target stopped (SIGSTOP) while a large backlog waits
+//!   on the source, the daemon's resident memory stays bounded by the limit, not by the
+//!   backlog; after SIGCONT everything arrives.
+//!
+//! Records are written by `tests/clients/crash_produce.py` (uncompressed, values
+//! `<partition>:<seq>:` plus padding), timed on the target with
+//! `tests/clients/limits_wait.py` and checked with `tests/clients/crash_verify.py`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The tests time things and sample memory; one at a time on a two-core machine.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    source: BrokerProcess,
+    target: BrokerProcess,
+    config: PathBuf,
+    acked: PathBuf,
+    topic: &'static str,
+    partitions: u32,
+}
+
+/// Two brokers, `topic` with `partitions` on the source, and a flow with `limits`.
+fn setup(topic: &'static str, partitions: u32, limits: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    run_python(
+        "crash_produce.py",
+        &[
+            "--bootstrap",
+            &source.addr(),
+            "--topic",
+            topic,
+            "--partitions",
+            &partitions.to_string(),
+            "--records",
+            "0",
+            "--create",
+        ],
+    );
+    let flow = format!(
+        "  - name: limits\n    source: east\n    target: west\n    topics: {{ include: [\"{topic}\"] }}\n    rename: \"{{topic}}\"\n    discovery_interval: 1s\n    limits: {limits}\n"
+    );
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow,
+    );
+    let acked = dir.path().join("acked.json");
+    Setup {
+        _dir: dir,
+        source,
+        target,
+        config,
+        acked,
+        topic,
+        partitions,
+    }
+}
+
+impl Setup {
+    /// Produces `records` per partition with values of `value_bytes`, as fast as the
+    /// source takes them, in the background.
+    fn produce(&self, records: u32, value_bytes: u32, linger_ms: u32) -> JoinHandle<String> {
+        let args: Vec<String> = [
+            "--bootstrap",
+            &self.source.addr(),
+            "--topic",
+            self.topic,
+            "--partitions",
+            &self.partitions.to_string(),
+            "--records",
+            &records.to_string(),
+            "--value-bytes",
+            &value_bytes.to_string(),
+            "--linger-ms",
+            &linger_ms.to_string(),
+            "--acked",
+            self.acked.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_python("crash_produce.py", &args)
+        })
+    }
+
+    /// In the background: waits until the target topic holds `min` records; returns the
+    /// Unix time (seconds) at which it saw them, and how many it saw.
+    fn wait_target(&self, min: u64) -> JoinHandle<(f64, u64)> {
+        let args: Vec<String> = [
+            "--bootstrap",
+            &self.target.addr(),
+            "--topic",
+            self.topic,
+            "--partitions",
+            &self.partitions.to_string(),
+            "--min",
+            &min.to_string(),
+            "--timeout",
+            "150",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = run_python("limits_wait.py", &args);
+            let line = out
+                .lines()
+                .find_map(|l| l.strip_prefix("REACHED "))
+                .unwrap_or_else(|| panic!("limits_wait.py: {out}"));
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix(name))
+                    .unwrap_or_else(|| panic!("limits_wait.py: {out}"))
+                    .to_string()
+            };
+            (
+                field("at=").parse().unwrap(),
+                field("records=").parse().unwrap(),
+            )
+        })
+    }
+
+    /// Runs the verifier once; returns (lost, duplicated, reordered, the report).
+    fn verify(&self) -> (u64, u64, u64, String) {
+        let out = run_python(
+            "crash_verify.py",
+            &[
+                "--bootstrap",
+                &self.target.addr(),
+                "--topic",
+                self.topic,
+                "--partitions",
+                &self.partitions.to_string(),
+                "--acked",
+                self.acked.to_str().unwrap(),
+            ],
+        );
+        let json = out
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .unwrap_or_else(|| panic!("no RESULT line:\n{out}"));
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let n = |k: &str| v[k].as_u64().unwrap();
+        let report = out
+            .lines()
+            .filter(|l| !l.starts_with("RESULT"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        (n("lost"), n("duplicated"), n("reordered"), report)
+    }
+}
+
+/// Waits for the producer; returns how many records the source acknowledged (all of them).
+fn join_producer(producer: JoinHandle<String>) -> u64 {
+    let out = producer.join().expect("producer thread");
+    eprintln!("{}", out.trim());
+    let line = out.lines().find(|l| l.starts_with("PRODUCED")).unwrap();
+    let field = |name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    assert_eq!(field("failed"), 0, "{line}");
+    assert_eq!(field("acked"), field("records"), "{line}");
+    field("acked")
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Starts the daemon on a backlog of `records` and returns the seconds from "Flow
+/// started" (seen in its log; the limiter was created just before) until the target
+/// holds every record, and from the process start.
+fn time_mirroring(s: &Setup, records: u64) -> (f64, f64) {
+    let done = s.wait_target(records);
+    // Let the watcher connect before the clock starts.
+    std::thread::sleep(Duration::from_secs(2));
+    let spawned = unix_now();
+    let daemon = DaemonProcess::start(&s.config);
+    assert!(
+        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(40)
+    );
+    let started = unix_now();
+    let (at, _) = done.join().unwrap_or_else(|_| {
+        panic!(
+            "the target did not get every record; daemon log:\n{}",
+            daemon.log.tail(60)
+        )
+    });
+    let (lost, duplicated, reordered, report) = s.verify();
+    eprintln!("{report}");
+    assert_eq!((lost, duplicated, reordered), (0, 0, 0), "{report}");
+    (at - started, at - spawned)
+}
+
+#[test]
+fn bytes_per_sec_holds_mirroring_to_the_limit() {
+    let _serial = serial();
+    const LIMIT: u64 = 1 << 20;
+    let s = setup("limits.bytes", 2, "{ bytes_per_sec: 1MiB }");
+    // 2 x 3,000 records of 1 KiB values, uncompressed: the record batches the limiter
+    // counts hold more than these 6,144,000 value bytes (keys, record and batch headers),
+    // so N / limit computed from the values alone is a lower bound of the true minimum.
+    let acked = join_producer(s.produce(3_000, 1024, 5));
+    let payload = acked * 1024;
+    let minimum = payload as f64 / LIMIT as f64;
+    let (elapsed, since_spawn) = time_mirroring(&s, acked);
+    eprintln!(
+        "bytes_per_sec 1MiB: {payload} value bytes mirrored in {elapsed:.2} s after \"Flow started\" ({since_spawn:.2} s after spawn); N / limit = {minimum:.2} s, {:.2} MiB/s of values",
+        payload as f64 / elapsed / (1 << 20) as f64
+    );
+    assert!(
+        elapsed >= minimum * 0.9,
+        "{payload} bytes at {LIMIT} B/s were mirrored in {elapsed:.2} s, faster than the limit allows ({minimum:.2} s)"
+    );
+}
+
+#[test]
+fn records_per_sec_holds_mirroring_to_the_limit() {
+    let _serial = serial();
+    const LIMIT: u64 = 2_000;
+    let s = setup(
+        "limits.records",
+        2,
+        &format!("{{ records_per_sec: {LIMIT} }}"),
+    );
+    let acked = join_producer(s.produce(6_000, 100, 5));
+    let minimum = acked as f64 / LIMIT as f64;
+    let (elapsed, since_spawn) = time_mirroring(&s, acked);
+    eprintln!(
+        "records_per_sec {LIMIT}: {acked} records mirrored in {elapsed:.2} s after \"Flow started\" ({since_spawn:.2} s after spawn); N / limit = {minimum:.2} s, {:.0} records/s",
+        acked as f64 / elapsed
+    );
+    assert!(
+        elapsed >= minimum * 0.9,
+        "{acked} records at {LIMIT}/s were mirrored in {elapsed:.2} s, faster than the limit allows ({minimum:.2} s)"
+    );
+}
+
+/// Samples the daemon's RSS every 50 ms until `until` says stop; returns the peak in KiB.
+fn sample_rss(daemon: &DaemonProcess, mut until: impl FnMut() -> bool) -> u64 {
+    let mut peak = 0;
+    loop {
+        if let Some(kib) = daemon.rss_kib() {
+            peak = peak.max(kib);
+        }
+        if until() {
+            return peak;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn memory_stays_bounded_by_max_in_flight_bytes_while_the_target_is_stopped() {
+    let _serial = serial();
+    const MAX_IN_FLIGHT: u64 = 8 << 20;
+    // Many partitions: each one may also hold up to 4 queued chunks and 5 requests of up to
+    // 1 MiB, so with few partitions those per-partition bounds, not max_in_flight_bytes,
+    // would be what limits memory. 32 x 6.25 MiB: only the flow's limit keeps the daemon
+    // from holding the whole backlog.
+    const PARTITIONS: u32 = 32;
+    const RECORDS: u32 = 64;
+    const VALUE: u32 = 100 * 1024;
+    let s = setup("limits.bulk", PARTITIONS, "{ max_in_flight_bytes: 8MiB }");
+    let daemon = DaemonProcess::start(&s.config);
+    assert!(
+        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(40)
+    );
+    // Baseline: the running daemon with its connections and partitions, before any data.
+    let t = Instant::now();
+    let baseline = sample_rss(&daemon, || t.elapsed() > Duration::from_secs(3));
+
+    // 32 x 64 records of 100 KiB = 200 MiB, uncompressed, in large batches.
+    let producer = s.produce(RECORDS, VALUE, 50);
+    // Let mirroring get going (5 MiB on the target), then stop the target.
+    let started = s.wait_target(50);
+    let before = sample_rss(&daemon, || started.is_finished());
+    let (_, mirrored) = started.join().expect("watcher");
+    s.target.pause();
+    let paused_at = Instant::now();
+    let paused = sample_rss(&daemon, || paused_at.elapsed() > Duration::from_secs(10));
+    s.target.resume();
+    let acked = join_producer(producer);
+    let done = s.wait_target(acked);
+    let after = sample_rss(&daemon, || done.is_finished());
+    done.join().expect("watcher");
+
+    // What the daemon may hold: fetched batches up to max_in_flight_bytes (the permits);
+    // for the requests on the wire, the stamped copy of those batches and the encoded
+    // Produce frame; and one fetch response (at most max(limit / 4, 1 MiB)) waiting for
+    // permits. That is at most 4 x max_in_flight_bytes beyond the idle daemon. 32 MiB more
+    // cover the allocator keeping freed memory and per-connection buffers. Without the
+    // bound, the daemon would hold the backlog: up to 200 MiB.
+    let bound = baseline + 4 * MAX_IN_FLIGHT / 1024 + 32 * 1024;
+    eprintln!(
+        "RSS KiB: baseline {baseline}, before the pause {before}, while the target was stopped (10 s) {paused}, after resuming {after}; bound {bound} (baseline + 4 x 8 MiB + 32 MiB)"
+    );
+    eprintln!(
+        "the target was stopped with {mirrored} of {} records mirrored",
+        PARTITIONS * RECORDS
+    );
+    assert!(
+        mirrored < u64::from(PARTITIONS * RECORDS) / 2,
+        "test setup: the daemon had mirrored {mirrored} records before the target was stopped, too many for a backlog"
+    );
+    let (lost, duplicated, reordered, report) = s.verify();
+    eprintln!("{report}");
+    assert_eq!(lost, 0, "{report}");
+    assert_eq!(reordered, 0, "{report}");
+    eprintln!("duplicates after the stopped target: {duplicated}");
+    assert!(
+        paused <= bound,
+        "peak RSS {paused} KiB while the target was stopped exceeds {bound} KiB"
+    );
+    assert!(
+        before.max(after) <= bound,
+        "peak RSS {} KiB while mirroring exceeds {bound} KiB",
+        before.max(after)
+    );
+}

@@ -269,6 +269,9 @@ fn main() {
             produce(&broker, "bench", batches_per_partition)
                 .await
                 .print(&format!("produce, flush {flush}"));
+            // Let the kernel finish writing back what was produced, so the fetch measures
+            // reads from the page cache rather than competing with writeback.
+            let _ = std::process::Command::new("sync").status();
             fetch_all(&broker, "bench")
                 .await
                 .print(&format!("fetch, flush {flush}"));

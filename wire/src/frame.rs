@@ -6,12 +6,12 @@
 //! `kafka-protocol` at the version the caller chose.
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures::SinkExt;
+
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::LengthDelimitedCodec;
 
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 100 * 1024 * 1024;
@@ -43,21 +43,32 @@ pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
         .new_codec()
 }
 
-/// Writes every frame received on `rx` to `write`, length-prefixed, batching whatever is
-/// already queued into one flush. Returns when `rx` closes or a write fails.
+/// Writes every frame received on `rx` to `write`, each behind its 4-byte length, and
+/// flushes once the queue is empty. Small frames are coalesced in a buffer; large ones
+/// (fetch responses, produce requests) go to the socket without being copied.
 pub async fn write_frames<W: AsyncWrite + Unpin>(
     write: W,
     mut rx: mpsc::Receiver<Bytes>,
 ) -> std::io::Result<()> {
-    let mut sink = FramedWrite::new(write, codec(usize::MAX));
+    let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, write);
     while let Some(frame) = rx.recv().await {
-        SinkExt::<Bytes>::feed(&mut sink, frame).await?;
+        write_one(&mut out, &frame).await?;
         while let Ok(next) = rx.try_recv() {
-            SinkExt::<Bytes>::feed(&mut sink, next).await?;
+            write_one(&mut out, &next).await?;
         }
-        SinkExt::<Bytes>::flush(&mut sink).await?;
+        out.flush().await?;
     }
     Ok(())
+}
+
+async fn write_one<W: AsyncWrite + Unpin>(
+    out: &mut tokio::io::BufWriter<W>,
+    frame: &[u8],
+) -> std::io::Result<()> {
+    let len = u32::try_from(frame.len())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
+    out.write_all(&len.to_be_bytes()).await?;
+    out.write_all(frame).await
 }
 
 /// The first fields of a request frame, read without decoding the header or body.

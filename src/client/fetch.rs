@@ -27,6 +27,16 @@ impl Sliced {
     pub fn bytes(&self) -> usize {
         self.batches.iter().map(Bytes::len).sum()
     }
+
+    /// The batches copied into one buffer of their own, so the Fetch response they were
+    /// sliced from is freed now and not held by whichever partition is slowest.
+    pub fn contiguous(&self) -> bytes::BytesMut {
+        let mut out = bytes::BytesMut::with_capacity(self.bytes());
+        for b in &self.batches {
+            out.extend_from_slice(b);
+        }
+        out
+    }
 }
 
 /// An aborted transaction reported by the broker for `read_committed`.

@@ -2,7 +2,7 @@
 //! Produce request for one partition whose batches are forwarded as bytes, with producer
 //! id, epoch and base sequence rewritten (and the CRC recomputed) but records untouched.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -43,26 +43,25 @@ impl ClusterClient {
     }
 }
 
-/// Copies `batches` (whole v2 batches laid end to end) into one buffer, stamping each with
-/// the session and consecutive sequences from `base_sequence`, and clearing the
-/// transactional bit (the target sees plain idempotent batches). Returns the buffer and
-/// the number of records.
-pub fn stamp(batches: &[Bytes], session: ProducerSession, base_sequence: i32) -> (Bytes, i32) {
-    let total: usize = batches.iter().map(Bytes::len).sum();
-    let mut out = BytesMut::with_capacity(total);
+/// Stamps the whole v2 batches laid end to end in `buf`, in place, with the session and
+/// consecutive sequences from `base_sequence`, clearing the transactional bit (the target
+/// sees plain idempotent batches) and recomputing each CRC. Returns the number of records.
+pub fn stamp_in_place(buf: &mut [u8], session: ProducerSession, base_sequence: i32) -> i32 {
     let mut sequence = base_sequence;
     let mut records = 0i32;
-    for b in batches {
-        let start = out.len();
-        out.extend_from_slice(b);
-        let raw = &mut out[start..];
+    let mut at = 0;
+    while at + batch::HEADER_LEN <= buf.len() {
+        let length = i32::from_be_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
+        let end = (at + batch::LOG_OVERHEAD + usize::try_from(length).unwrap_or(0)).min(buf.len());
+        let raw = &mut buf[at..end];
         let count = i32::from_be_bytes(raw[57..61].try_into().expect("4 bytes"));
         batch::clear_transactional(raw);
         batch::set_producer(raw, session.producer_id, session.producer_epoch, sequence);
         sequence = next_sequence(sequence, count);
         records += count;
+        at = end;
     }
-    (out.freeze(), records)
+    records
 }
 
 /// The sequence after `count` records from `sequence`; sequences wrap from `i32::MAX` to 0.

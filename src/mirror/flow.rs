@@ -374,7 +374,7 @@ impl FlowRunner {
             return;
         }
         let max_bytes =
-            i32::try_from((self.memory_permits / 4).max(PARTITION_FETCH_BYTES as usize))
+            i32::try_from((self.memory_permits / 8).max(PARTITION_FETCH_BYTES as usize))
                 .unwrap_or(i32::MAX);
         let source = self.source.clone();
         let results = join_all(by_leader.into_iter().map(|(leader, wants)| {
@@ -451,7 +451,7 @@ impl FlowRunner {
         };
         let chunk = Chunk {
             records: sliced.records,
-            batches: sliced.batches,
+            data: sliced.contiguous(),
             next_source_offset: next,
             permit,
         };

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ProduceRequest;
 use kmirror_wire::backoff::{Backoff, BackoffConfig};
 use kmirror_wire::errors::{ErrorClass, ResponseError};
@@ -32,7 +32,8 @@ pub const MAX_IN_FLIGHT: usize = 5;
 /// Batches of one source partition, in order, and the memory they hold.
 #[derive(Debug)]
 pub struct Chunk {
-    pub batches: Vec<Bytes>,
+    /// Whole v2 batches laid end to end, owned (stamped in place before producing).
+    pub data: BytesMut,
     pub records: i64,
     /// The source offset after the last batch of this chunk.
     pub next_source_offset: i64,
@@ -53,21 +54,6 @@ pub enum Ended {
     Drained,
     /// A fatal error; the partition needs an operator.
     Failed(ClientError),
-}
-
-/// The whole v2 batches laid end to end in `buf` (a buffer made by [`produce::stamp`]),
-/// each sized by its `batchLength` field.
-fn split_batches(buf: &Bytes) -> Vec<Bytes> {
-    let mut batches = Vec::new();
-    let mut at = 0;
-    while at + 12 <= buf.len() {
-        let length = i32::from_be_bytes(buf[at + 8..at + 12].try_into().expect("4 bytes"));
-        let end = at + 12 + usize::try_from(length).expect("batch length is positive");
-        batches.push(buf.slice(at..end));
-        at = end;
-    }
-    debug_assert_eq!(at, buf.len(), "stamped buffers hold whole batches");
-    batches
 }
 
 pub struct Pipeline {
@@ -120,7 +106,7 @@ impl Pipeline {
                         input_open = false;
                         continue;
                     };
-                    if chunk.batches.is_empty() {
+                    if chunk.data.is_empty() {
                         // Only control or aborted batches: progress moves once all before it are acked.
                         if window.is_empty() {
                             self.advance(chunk.next_source_offset);
@@ -130,10 +116,9 @@ impl Pipeline {
                         continue;
                     }
                     let mut chunk = chunk;
-                    self.throttle.acquire(chunk.batches.iter().map(|b| b.len() as u64).sum(), chunk.records as u64).await;
-                    let (stamped, records) = produce::stamp(&chunk.batches, self.session, self.next_sequence);
-                    // Only the stamped copy is kept: memory in flight is counted once.
-                    chunk.batches = Vec::new();
+                    self.throttle.acquire(chunk.data.len() as u64, chunk.records as u64).await;
+                    let records = produce::stamp_in_place(&mut chunk.data, self.session, self.next_sequence);
+                    let stamped = std::mem::take(&mut chunk.data).freeze();
                     self.next_sequence = produce::next_sequence(self.next_sequence, records);
                     let mut entry = InFlight { chunk, stamped, records, pending: None };
                     self.send(&mut entry).await;
@@ -265,9 +250,9 @@ impl Pipeline {
                 .await?;
             self.next_sequence = 0;
             for e in window.iter_mut().filter(|e| !e.stamped.is_empty()) {
-                // The chunk's batches were dropped once stamped; split the stamped copy.
-                let (stamped, records) =
-                    produce::stamp(&split_batches(&e.stamped), self.session, self.next_sequence);
+                let mut buf = BytesMut::from(&e.stamped[..]);
+                let records = produce::stamp_in_place(&mut buf, self.session, self.next_sequence);
+                let stamped = buf.freeze();
                 self.next_sequence = produce::next_sequence(self.next_sequence, records);
                 e.stamped = stamped;
             }
@@ -304,8 +289,10 @@ mod tests {
     }
 
     #[test]
-    fn a_new_session_restamps_every_batch_of_the_stamped_copy() {
-        let batches = vec![batch(0, 3), batch(3, 2)];
+    fn restamping_a_stamped_buffer_equals_stamping_the_original() {
+        let mut original = BytesMut::new();
+        original.extend_from_slice(&batch(0, 3));
+        original.extend_from_slice(&batch(3, 2));
         let old = ProducerSession {
             producer_id: 1,
             producer_epoch: 0,
@@ -314,11 +301,17 @@ mod tests {
             producer_id: 2,
             producer_epoch: 0,
         };
-        let (stamped, records) = produce::stamp(&batches, old, 7);
-        let split = split_batches(&stamped);
-        assert_eq!(split.len(), 2);
-        let (restamped, again) = produce::stamp(&split, new, 0);
-        assert_eq!((records, again), (5, 5));
-        assert_eq!(restamped, produce::stamp(&batches, new, 0).0);
+        let mut fresh = original.clone();
+        assert_eq!(produce::stamp_in_place(&mut fresh, new, 0), 5);
+        let mut stamped = original.clone();
+        assert_eq!(produce::stamp_in_place(&mut stamped, old, 7), 5);
+        assert_ne!(stamped, fresh);
+        assert_eq!(produce::stamp_in_place(&mut stamped, new, 0), 5);
+        assert_eq!(stamped, fresh, "every batch was restamped");
+        for b in kmirror_wire::batch::Batches::new(&stamped) {
+            let b = b.unwrap();
+            b.verify_crc().unwrap();
+            assert_eq!(b.producer_id(), 2);
+        }
     }
 }

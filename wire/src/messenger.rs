@@ -74,7 +74,7 @@ impl Default for MessengerConfig {
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
-            write_queue_frames: 64,
+            write_queue_frames: 16,
         }
     }
 }

@@ -155,6 +155,8 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
 
     /// Calls `f` with every batch from the one containing `from_offset` to the end, in
     /// offset order (producer-state rebuild on start). Stops early if `f` returns false.
+    /// An offset below the log start offset scans from the log start offset; one at or past
+    /// the log end offset calls `f` for nothing.
     fn scan(
         &self,
         from_offset: i64,

@@ -605,3 +605,47 @@ fn sync_handle_flush_and_delete() {
     Box::new(log).delete().unwrap();
     assert!(!path.exists());
 }
+#[test]
+fn a_clean_marker_does_not_hide_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path(), config());
+    fill(&mut log, 4, 2, 40);
+    let good_len = log.size_bytes();
+    log.close().unwrap();
+    let path = log_file(&log, 0, "log");
+    drop(log);
+    let f = OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&batch(2, NOW, 40)[..50], good_len).unwrap();
+    drop(f);
+    let log = open(dir.path(), config());
+    assert_eq!(log.truncated_bytes_at_open(), 50);
+    assert_eq!((log.log_end_offset(), log.size_bytes()), (8, good_len));
+}
+
+#[test]
+fn an_unclean_open_right_after_a_roll_keeps_the_empty_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = batch(1, 0, 10).len() as u64;
+    let cfg = LogConfig {
+        segment_bytes: size,
+        ..config()
+    };
+    let mut log = open(dir.path(), cfg);
+    fill(&mut log, 3, 1, 10);
+    // Roll by time with nothing appended yet to the new segment: simulate by retention.
+    log.set_config(LogConfig {
+        retention_ms: 0,
+        ..cfg
+    });
+    assert_eq!(log.apply_retention(NOW + 1_000_000).unwrap(), 3);
+    drop(log);
+    let mut log = open(dir.path(), cfg);
+    assert_eq!(log.segment_base_offsets(), vec![3]);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (3, 3));
+    assert_eq!(
+        log.append(&mut batch(1, NOW, 1), 0, NOW)
+            .unwrap()
+            .base_offset,
+        3
+    );
+}

@@ -1,0 +1,20 @@
+//! Conformance: one table of rules on which kmirror-broker must answer as Apache Kafka 4.x
+//! does. Every row sends raw requests through the real server on 127.0.0.1:0 and names the
+//! Kafka source of its rule; for each rule there are rows for both directions (what Kafka
+//! accepts is accepted, what it refuses is refused with Kafka's error code).
+//!
+//! Rows live in one file per area (`produce.rs`, `versions.rs`, ...); [`harness`] runs
+//! them all and reports every mismatch at once, not only the first.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod harness;
+
+mod produce;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rule_answers_as_kafka_does() {
+    let mut rows = Vec::new();
+    rows.extend(produce::rows());
+    harness::run(rows).await;
+}

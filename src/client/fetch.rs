@@ -1,16 +1,20 @@
 //! Fetching raw record batches from source partition leaders and slicing the payload:
-//! whole batches only (a truncated tail is dropped), batches below the wanted offset
-//! skipped, CRC verified, control batches and aborted transactional data removed
-//! (`read_committed`). Nothing is decompressed.
+//! whole batches only (a truncated tail is dropped, and reported when it is all there is),
+//! batches below the wanted offset skipped, CRC verified, control batches and aborted
+//! transactional data removed (`read_committed`). Nothing is decompressed. Topics are
+//! named by id (Fetch v13+) when the cluster reported ids for all of them, else by name
+//! at v12 at most.
 
 use std::collections::HashSet;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
-use kmirror_wire::batch::{BatchError, Batches};
+use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kmirror_wire::batch::{BatchError, Batches, LOG_OVERHEAD};
 use kmirror_wire::messenger::{Messenger, RequestError};
+use kmirror_wire::versions::codec_range;
+use uuid::Uuid;
 
 /// What one partition's part of a Fetch response yielded.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +25,9 @@ pub struct Sliced {
     pub records: i64,
     /// The offset to fetch next: after the last whole batch seen (forwarded or dropped).
     pub next_offset: Option<i64>,
+    /// When the payload held no whole batch but the start of one: its base offset and
+    /// size, i.e. a batch larger than this fetch could return.
+    pub cut_batch: Option<(i64, usize)>,
 }
 
 impl Sliced {
@@ -54,7 +61,8 @@ pub fn slice(records: &Bytes, wanted: i64, aborted: &[Aborted]) -> Result<Sliced
     let mut active: HashSet<i64> = HashSet::new();
     let mut out = Sliced::default();
     let mut position = 0;
-    for b in Batches::new(records) {
+    let mut batches = Batches::new(records);
+    for b in batches.by_ref() {
         let b = b?;
         let start = position;
         position += b.size_bytes();
@@ -77,6 +85,11 @@ pub fn slice(records: &Bytes, wanted: i64, aborted: &[Aborted]) -> Result<Sliced
         out.records += i64::from(b.record_count());
         out.batches.push(records.slice(start..position));
     }
+    if batches.truncated_tail() && out.next_offset.is_none() && records.len() >= LOG_OVERHEAD {
+        let base = i64::from_be_bytes(records[..8].try_into().expect("8 bytes"));
+        let length = i32::from_be_bytes(records[8..12].try_into().expect("4 bytes"));
+        out.cut_batch = Some((base, LOG_OVERHEAD + length.max(0) as usize));
+    }
     Ok(out)
 }
 
@@ -84,6 +97,8 @@ pub fn slice(records: &Bytes, wanted: i64, aborted: &[Aborted]) -> Result<Sliced
 #[derive(Debug, Clone)]
 pub struct FetchWant {
     pub topic: String,
+    /// The topic's id, when the cluster reported one.
+    pub topic_id: Option<Uuid>,
     pub partition: i32,
     pub offset: i64,
 }
@@ -99,6 +114,9 @@ pub struct FetchGot {
     pub records: Bytes,
     pub aborted: Vec<Aborted>,
 }
+
+/// The last Fetch version that names topics (v13 uses topic ids only).
+const LAST_FETCH_BY_NAME: i16 = 12;
 
 /// Sends one read_committed Fetch for `wants` to `m` (their leader).
 pub async fn fetch(
@@ -121,10 +139,20 @@ pub async fn fetch(
             None => topics.push(
                 FetchTopic::default()
                     .with_topic(TopicName(StrBytes::from_string(w.topic.clone())))
+                    .with_topic_id(w.topic_id.unwrap_or_default())
                     .with_partitions(vec![part]),
             ),
         }
     }
+    let version = if wants.iter().all(|w| w.topic_id.is_some()) {
+        m.versions().pick::<FetchRequest>()?
+    } else {
+        m.versions().pick_within::<FetchRequest>(VersionRange {
+            min: codec_range::<FetchRequest>().min,
+            max: LAST_FETCH_BY_NAME,
+        })?
+    };
+    let by_id = version > LAST_FETCH_BY_NAME;
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(max_wait_ms)
@@ -133,12 +161,21 @@ pub async fn fetch(
         .with_isolation_level(1)
         .with_session_epoch(-1)
         .with_topics(topics);
-    let (resp, _) = m.send(&req).await?;
+    let resp = m.send_at(&req, version).await?;
     let mut out = Vec::new();
     for t in resp.responses {
+        // At v13+ the response names topics by id only.
+        let topic = if by_id {
+            match wants.iter().find(|w| w.topic_id == Some(t.topic_id)) {
+                Some(w) => w.topic.clone(),
+                None => continue,
+            }
+        } else {
+            t.topic.to_string()
+        };
         for p in t.partitions {
             out.push(FetchGot {
-                topic: t.topic.to_string(),
+                topic: topic.clone(),
                 partition: p.partition_index,
                 error_code: p.error_code,
                 high_watermark: p.high_watermark,

@@ -18,6 +18,8 @@ pub struct PartitionMeta {
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMeta {
+    /// The topic id (Metadata v10+); nil when the broker does not report one.
+    pub topic_id: uuid::Uuid,
     pub partitions: Vec<PartitionMeta>,
     pub is_internal: bool,
 }
@@ -40,6 +42,13 @@ impl MetadataSnapshot {
             .partitions
             .get(usize::try_from(partition).ok()?)?;
         (p.leader >= 0).then_some(p.leader)
+    }
+    /// The topic's id, if the cluster reported one (Kafka 2.8+ at Metadata v10+).
+    pub fn topic_id(&self, topic: &str) -> Option<uuid::Uuid> {
+        self.topics
+            .get(topic)
+            .map(|t| t.topic_id)
+            .filter(|id| !id.is_nil())
     }
     pub fn partition_count(&self, topic: &str) -> Option<i32> {
         self.topics.get(topic).map(|t| t.partitions.len() as i32)
@@ -92,6 +101,7 @@ pub async fn fetch(m: &Messenger, cluster: &str) -> Result<MetadataSnapshot, Cli
             Some((
                 name,
                 TopicMeta {
+                    topic_id: t.topic_id,
                     partitions: partitions.into_iter().map(|(_, p)| p).collect(),
                     is_internal: t.is_internal,
                 },

@@ -3,8 +3,10 @@
 //! from [`kmirror_wire::errors::classify`].
 //!
 //! It speaks to any Kafka 2.8+ cluster: every request goes out at the highest version both
-//! sides support (negotiated per connection with ApiVersions). It does not pool several
-//! connections per broker, and does not yet do TLS or SASL.
+//! sides support (negotiated per connection with ApiVersions). A broker can be reached over
+//! several connections ("lanes"): Kafka handles one request at a time per connection, so
+//! produces of different partitions on different lanes run concurrently, while one
+//! partition always uses one lane and its requests keep their order. No TLS or SASL yet.
 
 pub mod admin;
 pub mod fetch;
@@ -38,6 +40,15 @@ pub enum ClientError {
         error: ResponseError,
         message: Option<String>,
     },
+    #[error("cluster {cluster}: the {what} response does not mention topic {topic} partition {partition}")]
+    MissingPartition {
+        cluster: String,
+        what: String,
+        topic: String,
+        partition: i32,
+    },
+    #[error("source data of {what} cannot be mirrored: {reason}")]
+    Source { what: String, reason: String },
     #[error("cluster {cluster}: no reachable bootstrap broker ({last_error})")]
     NoBroker { cluster: String, last_error: String },
     #[error("cluster {cluster}: topic {topic} partition {partition} has no leader")]
@@ -64,10 +75,10 @@ impl ClientError {
                 _ => ErrorClass::RetryRefreshMetadata,
             },
             ClientError::Broker { error, .. } => classify(error.code()),
-            ClientError::NoBroker { .. } | ClientError::NoLeader { .. } => {
-                ErrorClass::RetryRefreshMetadata
-            }
-            ClientError::GaveUp { .. } => ErrorClass::Fatal,
+            ClientError::NoBroker { .. }
+            | ClientError::NoLeader { .. }
+            | ClientError::MissingPartition { .. } => ErrorClass::RetryRefreshMetadata,
+            ClientError::GaveUp { .. } | ClientError::Source { .. } => ErrorClass::Fatal,
         }
     }
 
@@ -95,7 +106,7 @@ pub struct ClientConfig {
 #[derive(Debug)]
 pub struct ClusterClient {
     config: ClientConfig,
-    connections: tokio::sync::Mutex<HashMap<i32, Arc<Messenger>>>,
+    connections: tokio::sync::Mutex<HashMap<(i32, usize), Arc<Messenger>>>,
     bootstrap_connection: tokio::sync::Mutex<Option<Arc<Messenger>>>,
     metadata: Mutex<Arc<MetadataSnapshot>>,
 }
@@ -146,8 +157,17 @@ impl ClusterClient {
 
     /// The connection to broker `node_id`, opened if needed.
     pub async fn broker(&self, node_id: i32) -> Result<Arc<Messenger>, ClientError> {
+        self.broker_lane(node_id, 0).await
+    }
+
+    /// Connection number `lane` to broker `node_id`, opened if needed.
+    pub async fn broker_lane(
+        &self,
+        node_id: i32,
+        lane: usize,
+    ) -> Result<Arc<Messenger>, ClientError> {
         let mut conns = self.connections.lock().await;
-        if let Some(m) = conns.get(&node_id).filter(|m| !m.is_poisoned()) {
+        if let Some(m) = conns.get(&(node_id, lane)).filter(|m| !m.is_poisoned()) {
             return Ok(m.clone());
         }
         let addr = self
@@ -164,7 +184,7 @@ impl ClusterClient {
                 .await
                 .map_err(|e| self.request_error(e))?,
         );
-        conns.insert(node_id, m.clone());
+        conns.insert((node_id, lane), m.clone());
         Ok(m)
     }
 
@@ -195,6 +215,16 @@ impl ClusterClient {
 
     /// The connection to the leader of a partition (from cached metadata).
     pub async fn leader(&self, topic: &str, partition: i32) -> Result<Arc<Messenger>, ClientError> {
+        self.leader_lane(topic, partition, 0).await
+    }
+
+    /// Connection `lane` to the leader of a partition (from cached metadata).
+    pub async fn leader_lane(
+        &self,
+        topic: &str,
+        partition: i32,
+        lane: usize,
+    ) -> Result<Arc<Messenger>, ClientError> {
         let leader =
             self.metadata()
                 .leader(topic, partition)
@@ -203,7 +233,7 @@ impl ClusterClient {
                     topic: topic.to_string(),
                     partition,
                 })?;
-        self.broker(leader).await
+        self.broker_lane(leader, lane).await
     }
 
     /// The controller (admin requests), or any broker if none is known.

@@ -5,9 +5,11 @@
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kmirror_wire::batch;
 use kmirror_wire::messenger::{Messenger, Pending, RequestError};
+use kmirror_wire::versions::codec_range;
+use uuid::Uuid;
 
 use super::{ClientError, ClusterClient};
 
@@ -44,8 +46,10 @@ impl ClusterClient {
 }
 
 /// Stamps the whole v2 batches laid end to end in `buf`, in place, with the session and
-/// consecutive sequences from `base_sequence`, clearing the transactional bit (the target
-/// sees plain idempotent batches) and recomputing each CRC. Returns the number of records.
+/// consecutive sequences from `base_sequence`, base offset 0 (Kafka refuses any other from
+/// a client: UnifiedLog.analyzeAndValidateRecords), clearing the transactional bit (the
+/// target sees plain idempotent batches) and recomputing each CRC. Returns the number of
+/// records.
 pub fn stamp_in_place(buf: &mut [u8], session: ProducerSession, base_sequence: i32) -> i32 {
     let mut sequence = base_sequence;
     let mut records = 0i32;
@@ -55,6 +59,7 @@ pub fn stamp_in_place(buf: &mut [u8], session: ProducerSession, base_sequence: i
         let end = (at + batch::LOG_OVERHEAD + usize::try_from(length).unwrap_or(0)).min(buf.len());
         let raw = &mut buf[at..end];
         let count = i32::from_be_bytes(raw[57..61].try_into().expect("4 bytes"));
+        batch::set_base_offset(raw, 0);
         batch::clear_transactional(raw);
         batch::set_producer(raw, session.producer_id, session.producer_epoch, sequence);
         sequence = next_sequence(sequence, count);
@@ -77,12 +82,21 @@ pub struct ProduceOutcome {
     pub error_message: Option<String>,
 }
 
-/// Writes one Produce request (acks=all) for one partition to `m` now; await the
-/// returned handle with [`outcome`] for the answer.
+/// The partition a Produce writes to: the topic by name and, when the cluster reported
+/// one, by id (Produce v13, Kafka 4.1+, names topics by id only).
+#[derive(Debug, Clone)]
+pub struct ProduceTarget {
+    pub topic: String,
+    pub topic_id: Option<Uuid>,
+    pub partition: i32,
+}
+
+/// Writes one Produce request (acks=all) holding one batch for one partition to `m` now;
+/// await the returned handle with [`outcome`] for the answer. Topic ids are used when the
+/// broker speaks Produce v13 and the id is known; without an id the version stays at 12.
 pub async fn start(
     m: &Messenger,
-    topic: &str,
-    partition: i32,
+    target: &ProduceTarget,
     records: Bytes,
     timeout_ms: i32,
 ) -> Result<Pending<ProduceRequest>, RequestError> {
@@ -90,37 +104,84 @@ pub async fn start(
         .with_acks(-1)
         .with_timeout_ms(timeout_ms)
         .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_name(TopicName(StrBytes::from_string(target.topic.clone())))
+            .with_topic_id(target.topic_id.unwrap_or_default())
             .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
+                .with_index(target.partition)
                 .with_records(Some(records))])]);
-    let version = m.versions().pick::<ProduceRequest>()?;
+    let version = match target.topic_id {
+        Some(_) => m.versions().pick::<ProduceRequest>()?,
+        None => m.versions().pick_within::<ProduceRequest>(VersionRange {
+            min: codec_range::<ProduceRequest>().min,
+            max: LAST_PRODUCE_BY_NAME,
+        })?,
+    };
     m.enqueue_at(&req, version).await
 }
 
-/// Waits for a Produce answer and extracts the partition's outcome.
-pub async fn outcome(pending: Pending<ProduceRequest>) -> Result<ProduceOutcome, RequestError> {
+/// The last Produce version that names topics (v13 uses topic ids only).
+const LAST_PRODUCE_BY_NAME: i16 = 12;
+
+/// Waits for a Produce answer and extracts the partition's outcome; `None` when the
+/// response does not mention the partition (never read as success).
+pub async fn outcome(
+    pending: Pending<ProduceRequest>,
+    target: &ProduceTarget,
+) -> Result<Option<ProduceOutcome>, RequestError> {
     let resp = pending.wait().await?;
+    Ok(partition_outcome(&resp, target))
+}
+
+/// The answer for `target` in a Produce response, matched by topic id when the response
+/// carries ids (v13) and by name otherwise.
+pub fn partition_outcome(resp: &ProduceResponse, target: &ProduceTarget) -> Option<ProduceOutcome> {
     let p = resp
         .responses
-        .first()
-        .and_then(|t| t.partition_responses.first())
-        .cloned()
-        .unwrap_or_default();
-    Ok(ProduceOutcome {
+        .iter()
+        .filter(|t| {
+            if t.topic_id.is_nil() {
+                t.name.as_str() == target.topic
+            } else {
+                Some(t.topic_id) == target.topic_id
+            }
+        })
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == target.partition)?;
+    Some(ProduceOutcome {
         error_code: p.error_code,
         base_offset: p.base_offset,
-        error_message: p.error_message.map(|m| m.to_string()),
+        error_message: p.error_message.as_ref().map(|m| m.to_string()),
     })
+}
+
+/// The target base offset of an answered produce, or the error it carries. A response
+/// that does not mention the partition is an error, never a success.
+pub fn settle(
+    cluster: &str,
+    what: &str,
+    target: &ProduceTarget,
+    answer: Option<ProduceOutcome>,
+) -> Result<i64, ClientError> {
+    let Some(out) = answer else {
+        return Err(ClientError::MissingPartition {
+            cluster: cluster.to_string(),
+            what: what.to_string(),
+            topic: target.topic.clone(),
+            partition: target.partition,
+        });
+    };
+    match ClientError::from_code(cluster, what, out.error_code, out.error_message.as_deref()) {
+        Some(e) => Err(e),
+        None => Ok(out.base_offset),
+    }
 }
 
 /// Sends one Produce request (acks=all) for one partition and waits for the answer.
 pub async fn produce(
     m: &Messenger,
-    topic: &str,
-    partition: i32,
+    target: &ProduceTarget,
     records: Bytes,
     timeout_ms: i32,
-) -> Result<ProduceOutcome, RequestError> {
-    outcome(start(m, topic, partition, records, timeout_ms).await?).await
+) -> Result<Option<ProduceOutcome>, RequestError> {
+    outcome(start(m, target, records, timeout_ms).await?, target).await
 }

@@ -303,10 +303,16 @@ pub struct Limits {
     pub records_per_sec: Option<u64>,
     /// Bytes fetched but not yet acknowledged by the target (default 64MiB).
     pub max_in_flight_bytes: u64,
+    /// Largest batch that runs of small source batches are merged into (default 1MiB);
+    /// keep it at or below the target topics' `max.message.bytes`.
+    pub batch_bytes: u64,
 }
 
 impl Limits {
     pub const DEFAULT_MAX_IN_FLIGHT_BYTES: u64 = 64 << 20;
+    pub const DEFAULT_BATCH_BYTES: u64 = 1 << 20;
+    /// Smaller merged batches would cost more requests than they save.
+    pub const MIN_BATCH_BYTES: u64 = 16 << 10;
 }
 
 /// Consumer-group offset sync settings (parsed now, used by a later engine).

@@ -133,6 +133,7 @@ pub struct RawLimits {
     pub bytes_per_sec: Option<Text>,
     pub records_per_sec: Option<u64>,
     pub max_in_flight_bytes: Option<Text>,
+    pub batch_bytes: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

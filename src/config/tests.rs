@@ -79,7 +79,8 @@ fn minimal_flow_gets_the_defaults() {
         Limits {
             bytes_per_sec: None,
             records_per_sec: None,
-            max_in_flight_bytes: 64 << 20
+            max_in_flight_bytes: 64 << 20,
+            batch_bytes: 1 << 20,
         }
     );
     assert!(flow.groups.is_none());
@@ -159,7 +160,8 @@ telemetry: { listen: \"127.0.0.1:9644\" }
         Limits {
             bytes_per_sec: Some(50 << 20),
             records_per_sec: Some(1000),
-            max_in_flight_bytes: 8_000_000
+            max_in_flight_bytes: 8_000_000,
+            batch_bytes: 1 << 20,
         }
     );
     let groups = flow.groups.as_ref().unwrap();

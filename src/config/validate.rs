@@ -690,6 +690,7 @@ fn resolve_limits(
             bytes_per_sec: None,
             records_per_sec: None,
             max_in_flight_bytes: Limits::DEFAULT_MAX_IN_FLIGHT_BYTES,
+            batch_bytes: Limits::DEFAULT_BATCH_BYTES,
         });
     };
     let errors_before = diagnostics.error_count();
@@ -707,6 +708,20 @@ fn resolve_limits(
         Some(text) => size(diagnostics, &path.key("max_in_flight_bytes"), text),
         None => Some(Limits::DEFAULT_MAX_IN_FLIGHT_BYTES),
     };
+    let batch_bytes = match &raw.batch_bytes {
+        Some(text) => size(diagnostics, &path.key("batch_bytes"), text),
+        None => Some(Limits::DEFAULT_BATCH_BYTES),
+    };
+    if let (Some(b), Some(m)) = (batch_bytes, max_in_flight_bytes) {
+        if b < Limits::MIN_BATCH_BYTES || b > m {
+            diagnostics.at(
+                &path.key("batch_bytes"),
+                format!(
+                    "batch_bytes must be between 16KiB and max_in_flight_bytes ({m} bytes), got {b}"
+                ),
+            );
+        }
+    }
     if diagnostics.error_count() > errors_before {
         return None;
     }
@@ -714,6 +729,7 @@ fn resolve_limits(
         bytes_per_sec: bytes_per_sec.flatten(),
         records_per_sec: raw.records_per_sec,
         max_in_flight_bytes: max_in_flight_bytes?,
+        batch_bytes: batch_bytes?,
     })
 }
 

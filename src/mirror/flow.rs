@@ -16,6 +16,7 @@ use futures::future::join_all;
 use kmirror_wire::errors::ResponseError;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use super::pipeline::{Chunk, Ended, Pipeline};
 use super::progress::{Position, Progress, SourcePartition, PROGRESS_TOPIC};
@@ -50,6 +51,15 @@ pub struct FlowRunner {
     /// Topics reported as blocked, so the report is not repeated every discovery.
     blocked: HashSet<String>,
     first_discovery: bool,
+    /// The id each mirrored source topic had when its partitions started.
+    topic_ids: HashMap<String, Uuid>,
+    /// Source topics stopped because they were deleted and re-created.
+    recreated: HashSet<String>,
+    /// Fetch rounds so far: each round starts at a different partition, so none is always
+    /// last (Kafka returns a batch larger than the per-partition limit only to the first).
+    round: usize,
+    /// Partitions whose next batch was reported too large, and at which offset.
+    reported_cut: HashMap<SourcePartition, i64>,
 }
 
 impl FlowRunner {
@@ -70,6 +80,10 @@ impl FlowRunner {
             partitions: BTreeMap::new(),
             blocked: HashSet::new(),
             first_discovery: true,
+            topic_ids: HashMap::new(),
+            recreated: HashSet::new(),
+            round: 0,
+            reported_cut: HashMap::new(),
         }
     }
 
@@ -146,16 +160,29 @@ impl FlowRunner {
                 return;
             }
         };
-        let mut topics: Vec<(&String, i32)> = source_md
+        let mut topics: Vec<(&String, i32, Uuid)> = source_md
             .topics
             .iter()
             .filter(|(name, meta)| {
                 !meta.is_internal && name.as_str() != PROGRESS_TOPIC && self.flow.matches(name)
             })
-            .map(|(name, meta)| (name, meta.partitions.len() as i32))
+            .map(|(name, meta)| (name, meta.partitions.len() as i32, meta.topic_id))
             .collect();
         topics.sort();
-        for (topic, count) in topics {
+        for (topic, count, topic_id) in topics {
+            if self.recreated.contains(topic) {
+                continue;
+            }
+            match self.topic_ids.get(topic) {
+                Some(known) if !known.is_nil() && !topic_id.is_nil() && *known != topic_id => {
+                    self.stop_recreated(topic, *known, topic_id);
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    self.topic_ids.insert(topic.clone(), topic_id);
+                }
+            }
             let target_topic = self.flow.rename(topic);
             match self
                 .ensure_target(
@@ -193,6 +220,21 @@ impl FlowRunner {
         if let Err(e) = progress.write(&self.target).await {
             tracing::warn!(flow = %self.flow.name, error = %e, "Cannot write start positions yet; the progress writer retries.");
         }
+    }
+
+    /// Stops every partition of a source topic whose id changed: it was deleted and
+    /// re-created, so its offsets start again and the progress kept for the old topic
+    /// means nothing for the new one. Mirroring it again is an operator's decision.
+    fn stop_recreated(&mut self, topic: &str, old_id: Uuid, new_id: Uuid) {
+        self.recreated.insert(topic.to_string());
+        let mut stopped = 0;
+        for (sp, r) in &self.partitions {
+            if sp.topic == topic {
+                r.task.abort();
+                stopped += 1;
+            }
+        }
+        tracing::error!(flow = %self.flow.name, topic, %old_id, %new_id, partitions = stopped, "Source topic was deleted and re-created (its topic id changed); its mirroring is stopped. Other topics keep flowing. To mirror the new topic, remove its progress entries or rename it, then restart.");
     }
 
     /// Makes sure the target topic exists with at least `count` partitions and the
@@ -335,6 +377,8 @@ impl FlowRunner {
             session,
             next_sequence: 0,
             next_target_offset: target_offset,
+            batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
+            start_offset: start,
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");
         let task = tokio::spawn(pipeline.run(rx));
@@ -353,13 +397,26 @@ impl FlowRunner {
         let md = self.source.metadata();
         let mut by_leader: HashMap<i32, Vec<FetchWant>> = HashMap::new();
         let mut refresh = false;
-        for (sp, r) in &self.partitions {
-            if r.task.is_finished() || r.tx.capacity() == 0 {
-                continue;
-            }
+        let ready: Vec<(&SourcePartition, &Running)> = self
+            .partitions
+            .iter()
+            .filter(|(_, r)| !r.task.is_finished() && r.tx.capacity() > 0)
+            .collect();
+        self.round = self.round.wrapping_add(1);
+        let skip = if ready.is_empty() {
+            0
+        } else {
+            self.round % ready.len()
+        };
+        for (sp, r) in ready.iter().skip(skip).chain(ready.iter().take(skip)) {
             match md.leader(&sp.topic, sp.partition) {
                 Some(leader) => by_leader.entry(leader).or_default().push(FetchWant {
                     topic: sp.topic.clone(),
+                    topic_id: self
+                        .topic_ids
+                        .get(&sp.topic)
+                        .copied()
+                        .filter(|id| !id.is_nil()),
                     partition: sp.partition,
                     offset: r.next_fetch_offset,
                 }),
@@ -406,6 +463,8 @@ impl FlowRunner {
         }
         if refresh {
             let _ = self.source.refresh_metadata().await;
+            // Kafka answers at once for partitions in error; do not spin on them.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -432,11 +491,17 @@ impl FlowRunner {
         let sliced = match fetch::slice(&g.records, r.next_fetch_offset, &g.aborted) {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, error = %e, "Corrupt batch from source; fetching again.");
+                tracing::error!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = r.next_fetch_offset, error = %e, "Partition stopped: the source returned a batch that cannot be mirrored (corrupt, or an old message format). Progress is kept; nothing after it is mirrored.");
+                r.task.abort();
                 return false;
             }
         };
         let Some(next) = sliced.next_offset else {
+            if let Some((offset, size_bytes)) = sliced.cut_batch {
+                if self.reported_cut.insert(sp.clone(), offset) != Some(offset) {
+                    tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset, size_bytes, partition_fetch_bytes = PARTITION_FETCH_BYTES, "Source batch is larger than one partition's share of a fetch; it is fetched whole when the partition comes first in a fetch.");
+                }
+            }
             return false;
         };
         let bytes = sliced.bytes();

@@ -1,6 +1,7 @@
 //! The replication engine: starts embedded clusters, builds one client per cluster, and
 //! runs every flow until shutdown.
 
+pub mod batching;
 pub mod flow;
 pub mod pipeline;
 pub mod progress;

@@ -1,8 +1,10 @@
-//! One source partition's produce side: batches fetched for it arrive as [`Chunk`]s; each
-//! is rate-limited, stamped with the idempotent producer session and the partition's next
-//! sequence, and produced to the same partition of the target topic with acks=all. Up to
-//! [`MAX_IN_FLIGHT`] requests are on the wire at once; acks are taken strictly in source
-//! order, and only then does the partition's progress advance.
+//! One source partition's produce side: batches fetched for it arrive as [`Chunk`]s and are
+//! shaped by the [`Batcher`] into one batch per Produce request, as Kafka requires; each
+//! batch is rate-limited, stamped with the idempotent producer session and the partition's
+//! next sequence, and produced to the same partition of the target topic with acks=all. Up
+//! to [`MAX_IN_FLIGHT`] requests are on the wire at once, all on the partition's one
+//! connection lane to its leader (so they reach the target in order); acks are taken
+//! strictly in source order, and only then does the partition's progress advance.
 //!
 //! Retries keep order and lose nothing: on a retriable error the pipeline lets the
 //! in-flight requests finish, then sends every unacknowledged request again, in order,
@@ -21,30 +23,28 @@ use kmirror_wire::errors::{ErrorClass, ResponseError};
 use kmirror_wire::messenger::Pending;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
+pub use super::batching::Chunk;
+use super::batching::{Batcher, Ready};
 use super::progress::{Position, Progress, SourcePartition};
-use crate::client::produce::{self, ProduceOutcome, ProducerSession};
+use crate::client::produce::{self, ProduceOutcome, ProduceTarget, ProducerSession};
 use crate::client::{ClientError, ClusterClient};
 use crate::throttle::Throttle;
 
 /// Produce requests on the wire per partition (Kafka's idempotence limit is 5).
 pub const MAX_IN_FLIGHT: usize = 5;
 
-/// Batches of one source partition, in order, and the memory they hold.
-#[derive(Debug)]
-pub struct Chunk {
-    /// Whole v2 batches laid end to end, owned (stamped in place before producing).
-    pub data: BytesMut,
-    pub records: i64,
-    /// The source offset after the last batch of this chunk.
-    pub next_source_offset: i64,
-    pub permit: Option<OwnedSemaphorePermit>,
-}
+/// Connections per target broker that produces are spread over: Kafka handles one request
+/// at a time per connection, so partitions on different lanes are written concurrently.
+pub const PRODUCE_LANES: usize = 4;
 
 struct InFlight {
-    chunk: Chunk,
+    next_source_offset: i64,
+    /// The stamped batch; empty for an entry that only moves the position.
     stamped: Bytes,
     records: i32,
-    pending: Option<tokio::task::JoinHandle<Result<ProduceOutcome, ClientError>>>,
+    pending: Option<tokio::task::JoinHandle<Result<Option<ProduceOutcome>, ClientError>>>,
+    /// The memory this batch holds until it is acknowledged.
+    _permits: Vec<Arc<OwnedSemaphorePermit>>,
 }
 
 /// How the pipeline ended.
@@ -66,17 +66,49 @@ pub struct Pipeline {
     pub session: ProducerSession,
     pub next_sequence: i32,
     pub next_target_offset: i64,
+    /// Largest batch small batches are merged into.
+    pub batch_bytes: usize,
+    /// The source offset this pipeline starts at; records below it are never produced.
+    pub start_offset: i64,
 }
 
 impl Pipeline {
     pub async fn run(mut self, mut input: mpsc::Receiver<Chunk>) -> Ended {
         let mut window: VecDeque<InFlight> = VecDeque::new();
+        let mut batcher = Batcher::new(self.batch_bytes, self.start_offset);
         let mut input_open = true;
         let mut backoff = Backoff::new(BackoffConfig::default());
         loop {
-            if !input_open && window.is_empty() {
+            // Fill the window; what does not fit waits, and is merged when small.
+            while window.len() < MAX_IN_FLIGHT {
+                let ready = match batcher.next_batch() {
+                    Ok(Some(r)) => r,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, error = %e, "Partition stopped: a source batch cannot be mirrored. Progress is kept; nothing after it is produced.");
+                        return Ended::Failed(ClientError::Source {
+                            what: format!(
+                                "{} partition {}",
+                                self.source.topic, self.source.partition
+                            ),
+                            reason: e.to_string(),
+                        });
+                    }
+                };
+                self.enqueue(&mut window, ready).await;
+            }
+            // Entries without a request complete as soon as they are first.
+            while window
+                .front()
+                .is_some_and(|f| f.pending.is_none() && f.stamped.is_empty())
+            {
+                let e = window.pop_front().expect("non-empty");
+                self.advance(e.next_source_offset);
+            }
+            if !input_open && window.is_empty() && batcher.is_empty() {
                 return Ended::Drained;
             }
+            let want_input = input_open && batcher.waiting_bytes() < self.batch_bytes;
             tokio::select! {
                 biased;
                 done = async { window.front_mut().expect("non-empty").pending.as_mut().expect("sent").await }, if window.front().is_some_and(|f| f.pending.is_some()) => {
@@ -101,39 +133,72 @@ impl Pipeline {
                         }
                     }
                 }
-                chunk = input.recv(), if input_open && window.len() < MAX_IN_FLIGHT => {
+                chunk = input.recv(), if want_input => {
                     let Some(chunk) = chunk else {
                         input_open = false;
                         continue;
                     };
-                    if chunk.data.is_empty() {
-                        // Only control or aborted batches: progress moves once all before it are acked.
-                        if window.is_empty() {
-                            self.advance(chunk.next_source_offset);
-                        } else {
-                            window.push_back(InFlight { chunk, stamped: Bytes::new(), records: 0, pending: None });
-                        }
-                        continue;
+                    if let Err(e) = batcher.push(chunk) {
+                        tracing::error!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, error = %e, "Partition stopped: a fetched chunk is not a run of v2 batches.");
+                        return Ended::Failed(ClientError::Source {
+                            what: format!("{} partition {}", self.source.topic, self.source.partition),
+                            reason: e.to_string(),
+                        });
                     }
-                    let mut chunk = chunk;
-                    self.throttle.acquire(chunk.data.len() as u64, chunk.records as u64).await;
-                    let records = produce::stamp_in_place(&mut chunk.data, self.session, self.next_sequence);
-                    let stamped = std::mem::take(&mut chunk.data).freeze();
-                    self.next_sequence = produce::next_sequence(self.next_sequence, records);
-                    let mut entry = InFlight { chunk, stamped, records, pending: None };
-                    self.send(&mut entry).await;
-                    window.push_back(entry);
                 }
             }
-            // Entries without a request (empty chunks) complete as soon as they are first.
-            while window
-                .front()
-                .is_some_and(|f| f.pending.is_none() && f.stamped.is_empty())
-            {
-                let e = window.pop_front().expect("non-empty");
-                self.advance(e.chunk.next_source_offset);
-            }
         }
+    }
+
+    /// Stamps one batch and puts it on the wire, or queues a position-only entry.
+    async fn enqueue(&mut self, window: &mut VecDeque<InFlight>, ready: Ready) {
+        let Ready {
+            mut data,
+            records,
+            next_source_offset,
+            permits,
+        } = ready;
+        if data.is_empty() {
+            window.push_back(InFlight {
+                next_source_offset,
+                stamped: Bytes::new(),
+                records: 0,
+                pending: None,
+                _permits: permits,
+            });
+            return;
+        }
+        self.throttle
+            .acquire(data.len() as u64, records.max(0) as u64)
+            .await;
+        let records = produce::stamp_in_place(&mut data, self.session, self.next_sequence);
+        self.next_sequence = produce::next_sequence(self.next_sequence, records);
+        let mut entry = InFlight {
+            next_source_offset,
+            stamped: data.freeze(),
+            records,
+            pending: None,
+            _permits: permits,
+        };
+        self.send(&mut entry).await;
+        window.push_back(entry);
+    }
+
+    /// The target partition, with the topic id the target currently reports.
+    fn produce_target(&self) -> ProduceTarget {
+        ProduceTarget {
+            topic: self.target_topic.clone(),
+            topic_id: self.target.metadata().topic_id(&self.target_topic),
+            partition: self.source.partition,
+        }
+    }
+
+    /// The connection lane of this partition: fixed, so its requests stay in order.
+    fn lane(&self) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&self.target_topic, self.source.partition).hash(&mut h);
+        (h.finish() % PRODUCE_LANES as u64) as usize
     }
 
     /// Puts one request on the wire now (so requests stay in order) and spawns the wait.
@@ -144,58 +209,48 @@ impl Pipeline {
     /// start, so a later request arriving first would be written ahead of this one, and
     /// this one then refused as out of order.
     async fn send(&self, entry: &mut InFlight) {
+        let lane = self.lane();
+        let target = self.produce_target();
         let started: Result<Pending<ProduceRequest>, ClientError> = self
             .target
             .retry("sending Produce", None, || async {
                 let m = self
                     .target
-                    .leader(&self.target_topic, self.source.partition)
+                    .leader_lane(&self.target_topic, self.source.partition, lane)
                     .await?;
-                produce::start(
-                    &m,
-                    &self.target_topic,
-                    self.source.partition,
-                    entry.stamped.clone(),
-                    30_000,
-                )
-                .await
-                .map_err(|e| ClientError::Request {
-                    cluster: self.target.name().to_string(),
-                    source: e,
-                })
+                produce::start(&m, &target, entry.stamped.clone(), 30_000)
+                    .await
+                    .map_err(|e| ClientError::Request {
+                        cluster: self.target.name().to_string(),
+                        source: e,
+                    })
             })
             .await;
         let cluster = self.target.name().to_string();
         entry.pending = Some(tokio::spawn(async move {
-            produce::outcome(started?)
+            produce::outcome(started?, &target)
                 .await
                 .map_err(|e| ClientError::Request { cluster, source: e })
         }));
     }
 
     /// The target base offset of a successful produce, or the error.
-    fn settle(&self, result: Result<ProduceOutcome, ClientError>) -> Result<i64, ClientError> {
-        let out = result?;
+    fn settle(
+        &self,
+        result: Result<Option<ProduceOutcome>, ClientError>,
+    ) -> Result<i64, ClientError> {
         let what = format!(
             "producing to {} partition {}",
             self.target_topic, self.source.partition
         );
-        match ClientError::from_code(
-            self.target.name(),
-            &what,
-            out.error_code,
-            out.error_message.as_deref(),
-        ) {
-            Some(e) => Err(e),
-            None => Ok(out.base_offset),
-        }
+        produce::settle(self.target.name(), &what, &self.produce_target(), result?)
     }
 
     fn acknowledged(&mut self, done: &InFlight, base_offset: i64) {
         if base_offset >= 0 {
             self.next_target_offset = base_offset + i64::from(done.records);
         }
-        self.advance(done.chunk.next_source_offset);
+        self.advance(done.next_source_offset);
     }
 
     fn advance(&self, next_source_offset: i64) {

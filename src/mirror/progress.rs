@@ -104,6 +104,7 @@ impl Progress {
         while offset < end {
             let want = [FetchWant {
                 topic: PROGRESS_TOPIC.to_string(),
+                topic_id: target.metadata().topic_id(PROGRESS_TOPIC),
                 partition: 0,
                 offset,
             }];
@@ -193,21 +194,19 @@ impl Progress {
             .expect("progress records encode");
         let result = async {
             let m = target.leader(PROGRESS_TOPIC, 0).await?;
-            let out = produce::produce(&m, PROGRESS_TOPIC, 0, buf, 30_000)
-                .await
-                .map_err(|e| ClientError::Request {
-                    cluster: target.name().to_string(),
-                    source: e,
-                })?;
-            match ClientError::from_code(
-                target.name(),
-                "writing progress",
-                out.error_code,
-                out.error_message.as_deref(),
-            ) {
-                Some(e) => Err(e),
-                None => Ok(()),
-            }
+            let to = produce::ProduceTarget {
+                topic: PROGRESS_TOPIC.to_string(),
+                topic_id: target.metadata().topic_id(PROGRESS_TOPIC),
+                partition: 0,
+            };
+            let answer =
+                produce::produce(&m, &to, buf, 30_000)
+                    .await
+                    .map_err(|e| ClientError::Request {
+                        cluster: target.name().to_string(),
+                        source: e,
+                    })?;
+            produce::settle(target.name(), "writing progress", &to, answer).map(|_| ())
         }
         .await;
         if let Err(e) = result {

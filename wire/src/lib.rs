@@ -11,6 +11,7 @@ pub mod batch;
 pub mod errors;
 pub mod frame;
 pub mod messenger;
+pub mod rebuild;
 pub mod records;
 pub mod versions;
 

@@ -1,0 +1,294 @@
+//! Shapes one partition's fetched batches into the batches its Produce requests carry.
+//!
+//! Kafka takes one batch per partition per Produce request, with base offset 0 and
+//! consecutive offsets. A source batch that already qualifies and is large goes out as it
+//! is — bytes untouched apart from the producer stamp. Small batches that pile up while
+//! the partition's in-flight window is full are merged into one batch of up to
+//! `batch_bytes`, so a topic written by low-latency producers still mirrors at full speed.
+//! Batches with offset gaps (compacted sources), empty batches left by compaction, and the
+//! first batch when the start offset lies inside it are rebuilt the same way
+//! ([`kmirror_wire::rebuild`]). LogAppendTime batches are never merged with others (each
+//! carries its own append time), only rebuilt alone when they must be.
+//!
+//! Nothing here sends or stamps; memory permits travel with the batches until acked.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use kmirror_wire::batch::{BatchError, BatchView};
+use kmirror_wire::rebuild::{self, RebuildError};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Batches of one source partition from one fetch, in order, and the memory they hold.
+#[derive(Debug)]
+pub struct Chunk {
+    /// Whole v2 batches laid end to end, owned.
+    pub data: BytesMut,
+    pub records: i64,
+    /// The source offset after the last batch of this chunk.
+    pub next_source_offset: i64,
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// A source batch waiting to be sent; empty `data` only moves the position (control or
+/// aborted batches were dropped there).
+struct Unit {
+    data: BytesMut,
+    base_offset: i64,
+    next_source_offset: i64,
+    permit: Option<Arc<OwnedSemaphorePermit>>,
+}
+
+/// One batch to produce (or, with empty `data`, a position to reach once all before it
+/// are acknowledged).
+#[derive(Debug)]
+pub struct Ready {
+    pub data: BytesMut,
+    pub records: i32,
+    pub next_source_offset: i64,
+    pub permits: Vec<Arc<OwnedSemaphorePermit>>,
+}
+
+/// Why a partition's batches cannot be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum ShapeError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
+}
+
+/// The batches of one partition waiting for room in its in-flight window.
+pub struct Batcher {
+    waiting: VecDeque<Unit>,
+    waiting_bytes: usize,
+    batch_bytes: usize,
+    /// Records below this offset are never produced (the partition's start position).
+    skip_below: i64,
+}
+
+const ATTR_KIND: i16 = 0x07 | 0x08; // compression codec and timestamp type
+
+impl Batcher {
+    pub fn new(batch_bytes: usize, skip_below: i64) -> Self {
+        Self {
+            waiting: VecDeque::new(),
+            waiting_bytes: 0,
+            batch_bytes: batch_bytes.max(1),
+            skip_below,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Bytes of batches waiting.
+    pub fn waiting_bytes(&self) -> usize {
+        self.waiting_bytes
+    }
+
+    /// Splits a chunk into its batches and queues them.
+    pub fn push(&mut self, chunk: Chunk) -> Result<(), ShapeError> {
+        let permit = chunk.permit.map(Arc::new);
+        let mut data = chunk.data;
+        let mut last_next = i64::MIN;
+        while !data.is_empty() {
+            let (size, base_offset, next) = {
+                let b = BatchView::parse(&data, 0)?;
+                (b.size_bytes(), b.base_offset(), b.next_offset())
+            };
+            let one = data.split_to(size);
+            self.waiting_bytes += one.len();
+            self.waiting.push_back(Unit {
+                data: one,
+                base_offset,
+                next_source_offset: next,
+                permit: permit.clone(),
+            });
+            last_next = next;
+        }
+        if chunk.next_source_offset > last_next {
+            self.waiting.push_back(Unit {
+                data: BytesMut::new(),
+                base_offset: chunk.next_source_offset,
+                next_source_offset: chunk.next_source_offset,
+                permit,
+            });
+        }
+        Ok(())
+    }
+
+    /// The next batch to send: a large or lone batch as it is, a run of small ones merged,
+    /// and anything Kafka would refuse from a client rebuilt.
+    pub fn next_batch(&mut self) -> Result<Option<Ready>, ShapeError> {
+        let Some(first) = self.waiting.pop_front() else {
+            return Ok(None);
+        };
+        self.waiting_bytes -= first.data.len();
+        if first.data.is_empty() {
+            return Ok(Some(Ready {
+                data: first.data,
+                records: 0,
+                next_source_offset: first.next_source_offset,
+                permits: first.permit.into_iter().collect(),
+            }));
+        }
+        let (kind, count, forwardable) = {
+            let b = BatchView::parse(&first.data, 0)?;
+            (
+                b.attributes() & ATTR_KIND,
+                b.record_count(),
+                rebuild::forwardable(&b),
+            )
+        };
+        let small = |len: usize| len < self.batch_bytes / 8;
+        let mut run = vec![first];
+        let create_time = kind & 0x08 == 0;
+        if create_time && small(run[0].data.len()) {
+            let mut total = run[0].data.len();
+            while let Some(next) = self.waiting.front() {
+                let fits = !next.data.is_empty()
+                    && small(next.data.len())
+                    && total + next.data.len() <= self.batch_bytes
+                    && BatchView::parse(&next.data, 0)?.attributes() & ATTR_KIND == kind;
+                if !fits {
+                    break;
+                }
+                let next = self.waiting.pop_front().expect("front exists");
+                self.waiting_bytes -= next.data.len();
+                total += next.data.len();
+                run.push(next);
+            }
+        }
+        let next_source_offset = run.last().expect("non-empty").next_source_offset;
+        let needs_rebuild = run.len() > 1 || !forwardable || run[0].base_offset < self.skip_below;
+        let mut permits: Vec<Arc<OwnedSemaphorePermit>> = Vec::new();
+        for u in &run {
+            if let Some(p) = &u.permit {
+                if !permits.last().is_some_and(|l| Arc::ptr_eq(l, p)) {
+                    permits.push(p.clone());
+                }
+            }
+        }
+        if !needs_rebuild {
+            let u = run.pop().expect("one unit");
+            return Ok(Some(Ready {
+                data: u.data,
+                records: count,
+                next_source_offset,
+                permits,
+            }));
+        }
+        let raws: Vec<&[u8]> = run.iter().map(|u| &u.data[..]).collect();
+        let (data, records) = match rebuild::rebuild(&raws, self.skip_below)? {
+            Some(r) => (r.bytes, r.records),
+            None => (BytesMut::new(), 0),
+        };
+        Ok(Some(Ready {
+            data,
+            records,
+            next_source_offset,
+            permits,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use kafka_protocol::records::Compression;
+
+    fn batch(base: i64, count: i64, value_bytes: usize) -> Bytes {
+        let records: Vec<_> = (0..count)
+            .map(|i| {
+                kmirror_wire::records::record(
+                    base + i,
+                    1_000,
+                    None,
+                    Some(Bytes::from(vec![b'x'; value_bytes])),
+                )
+            })
+            .collect();
+        kmirror_wire::records::encode(&records, Compression::Lz4).unwrap()
+    }
+
+    fn chunk(batches: &[Bytes], next: i64) -> Chunk {
+        let mut data = BytesMut::new();
+        for b in batches {
+            data.extend_from_slice(b);
+        }
+        Chunk {
+            records: 0,
+            data,
+            next_source_offset: next,
+            permit: None,
+        }
+    }
+
+    fn base_offset(b: &[u8]) -> i64 {
+        BatchView::parse(b, 0).unwrap().base_offset()
+    }
+
+    #[test]
+    fn a_large_batch_goes_out_as_it_is() {
+        let big = batch(0, 100, 20_000);
+        let mut q = Batcher::new(1 << 20, 0);
+        q.push(chunk(std::slice::from_ref(&big), 100)).unwrap();
+        let r = q.next_batch().unwrap().unwrap();
+        assert_eq!(&r.data[..], &big[..], "forwarded byte for byte");
+        assert_eq!((r.records, r.next_source_offset), (100, 100));
+        assert!(q.next_batch().unwrap().is_none());
+    }
+
+    #[test]
+    fn small_batches_waiting_together_become_one() {
+        let small: Vec<Bytes> = (0..10).map(|i| batch(i * 3, 3, 50)).collect();
+        let mut q = Batcher::new(1 << 20, 0);
+        q.push(chunk(&small, 30)).unwrap();
+        let r = q.next_batch().unwrap().unwrap();
+        assert_eq!((r.records, r.next_source_offset), (30, 30));
+        let v = BatchView::parse(&r.data, 0).unwrap();
+        v.validate_for_append().unwrap();
+        assert_eq!(v.size_bytes(), r.data.len(), "exactly one batch");
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn merged_batches_stay_within_batch_bytes() {
+        let small: Vec<Bytes> = (0..40).map(|i| batch(i * 10, 10, 1_000)).collect();
+        let limit = 64 * 1024;
+        let mut q = Batcher::new(limit, 0);
+        q.push(chunk(&small, 400)).unwrap();
+        let mut next = 0;
+        let mut records = 0;
+        while let Some(r) = q.next_batch().unwrap() {
+            assert!(r.data.len() <= limit);
+            records += r.records;
+            assert!(r.next_source_offset > next);
+            next = r.next_source_offset;
+        }
+        assert_eq!((records, next), (400, 400));
+    }
+
+    #[test]
+    fn a_start_offset_inside_the_first_batch_leaves_out_the_records_before_it() {
+        let mut q = Batcher::new(1 << 20, 7);
+        q.push(chunk(&[batch(5, 5, 10_000)], 10)).unwrap();
+        let r = q.next_batch().unwrap().unwrap();
+        assert_eq!((r.records, r.next_source_offset), (3, 10));
+        assert_eq!(base_offset(&r.data), 0);
+    }
+
+    #[test]
+    fn dropped_control_batches_still_move_the_position() {
+        let mut q = Batcher::new(1 << 20, 0);
+        q.push(chunk(&[batch(0, 2, 10_000)], 5)).unwrap();
+        assert_eq!(q.next_batch().unwrap().unwrap().next_source_offset, 2);
+        let marker = q.next_batch().unwrap().unwrap();
+        assert!(marker.data.is_empty());
+        assert_eq!(marker.next_source_offset, 5);
+    }
+}

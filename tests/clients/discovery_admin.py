@@ -1,6 +1,7 @@
 """Small confluent-kafka admin, producer and reader commands for the discovery tests.
 
     discovery_admin.py BOOTSTRAP create TOPIC PARTITIONS [name=value ...]
+    discovery_admin.py BOOTSTRAP delete TOPIC
     discovery_admin.py BOOTSTRAP add-partitions TOPIC TOTAL
     discovery_admin.py BOOTSTRAP alter TOPIC name=value [...]
     discovery_admin.py BOOTSTRAP unset TOPIC name [...]
@@ -77,6 +78,16 @@ def main():
         for f in futures.values():
             f.result(60)
         wait_partitions(admin, topic, int(partitions))
+        print(json.dumps({"ok": True}))
+    elif command == "delete":
+        (topic,) = rest
+        for f in admin.delete_topics([topic], operation_timeout=30).values():
+            f.result(60)
+        deadline = time.time() + 60
+        while topic in all_topics(bootstrap):
+            if time.time() > deadline:
+                sys.exit(f"topic {topic} is still listed after its deletion")
+            time.sleep(0.1)
         print(json.dumps({"ok": True}))
     elif command == "add-partitions":
         topic, total = rest

@@ -1,0 +1,323 @@
+//! The daemon against a broker that refuses what Apache Kafka refuses: sources whose batches
+//! Kafka would not take back from a client as they are, and sources that change under it.
+//!
+//! - A source written with `linger.ms=0` holds thousands of one-record batches: they are
+//!   merged into larger batches (one per Produce request, as Kafka requires) and arrive
+//!   complete and in order.
+//! - A compacted-style source (batches with offset gaps and a batch left empty, written
+//!   into the source's log by hand because the broker does not compact) is mirrored record
+//!   for record; Kafka refuses such batches from a client, so they must be rebuilt.
+//! - A source topic deleted and re-created while the daemon runs stops with an ERROR that
+//!   says so, and the other topics keep flowing.
+//!
+//! Each runs at the broker's default (Kafka 4.1 versions: Fetch and Produce by topic id)
+//! and, where noted, against brokers emulating Kafka 2.8.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
+use kmirror::client::fetch::{self, FetchWant};
+use kmirror::client::{ClientConfig, ClusterClient};
+use kmirror_wire::backoff::BackoffConfig;
+use kmirror_wire::batch::Batches;
+use kmirror_wire::messenger::MessengerConfig;
+use support::*;
+
+fn flow(include: &str) -> String {
+    format!("  - name: rules\n    source: east\n    target: west\n    topics: {{ include: [\"{include}\"] }}\n    rename: \"{{topic}}\"\n    discovery_interval: 1s\n")
+}
+
+/// `{partition: [value, ...]}` of a topic, as a confluent-kafka consumer reads it.
+fn read(bootstrap: &str, topic: &str) -> serde_json::Value {
+    serde_json::from_str(&run_python(
+        "discovery_admin.py",
+        &[bootstrap, "read", topic],
+    ))
+    .expect("read prints JSON")
+}
+
+/// Waits until `topic` on `bootstrap` holds `want` records in partition 0..n.
+fn wait_records(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+    daemon: &DaemonProcess,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = read(bootstrap, topic);
+        let n: usize = got
+            .as_object()
+            .map(|o| o.values().map(|v| v.as_array().map_or(0, Vec::len)).sum())
+            .unwrap_or(0);
+        if n >= want {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: {n} of {want} records after 120 s:\n{}",
+            daemon.log.tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Batches per partition of `topic` (raw Fetch, nothing decompressed).
+fn batch_count(bootstrap: &str, topic: &str, partition: i32) -> usize {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = ClusterClient::new(ClientConfig {
+            cluster: "check".into(),
+            bootstrap: vec![bootstrap.to_string()],
+            messenger: MessengerConfig::default(),
+            backoff: BackoffConfig::default(),
+        });
+        client.refresh_metadata().await.unwrap();
+        let leader = client.leader(topic, partition).await.unwrap();
+        let (mut offset, mut batches) = (0, 0);
+        loop {
+            let want = FetchWant {
+                topic: topic.to_string(),
+                topic_id: client.metadata().topic_id(topic),
+                partition,
+                offset,
+            };
+            let got = fetch::fetch(&leader, &[want], 0, 8 << 20, 4 << 20)
+                .await
+                .unwrap()
+                .remove(0);
+            assert_eq!(got.error_code, 0);
+            for b in Batches::new(&got.records) {
+                let b = b.unwrap();
+                if b.next_offset() > offset {
+                    batches += 1;
+                    offset = b.next_offset();
+                }
+            }
+            if offset >= got.high_watermark {
+                return batches;
+            }
+        }
+    })
+}
+
+fn small_batches_are_merged_and_mirrored_in_order(broker_args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
+    let target = BrokerProcess::start(&dir.path().join("target"), broker_args);
+    let acked = dir.path().join("acked.json");
+    let acked_arg = acked.to_str().unwrap();
+    // One record per batch: linger 0 and a batch of one message.
+    let produced = run_python(
+        "crash_produce.py",
+        &[
+            "--bootstrap",
+            &source.addr(),
+            "--topic",
+            "small",
+            "--partitions",
+            "2",
+            "--records",
+            "3000",
+            "--linger-ms",
+            "0",
+            "--batch-bytes",
+            "1",
+            "--acked",
+            acked_arg,
+            "--create",
+        ],
+    );
+    assert!(produced.contains("failed=0"), "{produced}");
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow("small"),
+    );
+    let daemon = DaemonProcess::start(&config);
+    wait_records(&target.addr(), "small", 6000, &daemon);
+    let verdict = run_python(
+        "crash_verify.py",
+        &[
+            "--bootstrap",
+            &target.addr(),
+            "--topic",
+            "small",
+            "--partitions",
+            "2",
+            "--acked",
+            acked_arg,
+            "--source",
+            &source.addr(),
+        ],
+    );
+    let result = verdict
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .expect("RESULT line");
+    let totals: serde_json::Value = serde_json::from_str(&result["RESULT ".len()..]).unwrap();
+    for key in ["lost", "duplicated", "reordered", "misplaced", "unexpected"] {
+        assert_eq!(totals[key], 0, "{key}: {verdict}");
+    }
+    let (on_source, on_target) = (
+        batch_count(&source.addr(), "small", 0),
+        batch_count(&target.addr(), "small", 0),
+    );
+    eprintln!("partition 0: {on_source} source batches, {on_target} target batches");
+    assert!(
+        on_source >= 2_000,
+        "the source should hold tiny batches: {on_source}"
+    );
+    assert!(
+        on_target * 4 < on_source,
+        "small batches were not merged: {on_target} target batches for {on_source}"
+    );
+    assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
+}
+
+#[test]
+fn small_batches_are_merged_and_mirrored_in_order_at_kafka_4_1_versions() {
+    small_batches_are_merged_and_mirrored_in_order(&[]);
+}
+
+/// A v2 batch as Kafka's log cleaner leaves it: base offset `base`, lastOffsetDelta
+/// `span - 1`, only the records at `keep` (none: an empty batch), values `c-<offset>`.
+fn compacted_batch(base: i64, span: i32, keep: &[i64]) -> Vec<u8> {
+    let offsets: Vec<i64> = if keep.is_empty() {
+        vec![base]
+    } else {
+        keep.to_vec()
+    };
+    let records: Vec<_> = offsets
+        .iter()
+        .map(|&o| {
+            kmirror_wire::records::record(
+                o,
+                1_700_000_000_000 + o,
+                Some(Bytes::from(format!("key-{o}"))),
+                Some(Bytes::from(format!("c-{o}"))),
+            )
+        })
+        .collect();
+    let mut raw = kmirror_wire::records::encode(&records, Compression::Lz4)
+        .unwrap()
+        .to_vec();
+    raw[0..8].copy_from_slice(&base.to_be_bytes());
+    raw[23..27].copy_from_slice(&(span - 1).to_be_bytes());
+    if keep.is_empty() {
+        raw.truncate(kmirror_wire::batch::HEADER_LEN);
+        raw[57..61].copy_from_slice(&0i32.to_be_bytes());
+        raw[21..23].copy_from_slice(&0i16.to_be_bytes()); // uncompressed, as the cleaner writes it
+        let len = (raw.len() - 12) as i32;
+        raw[8..12].copy_from_slice(&len.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(&raw[21..]);
+    raw[17..21].copy_from_slice(&crc.to_be_bytes());
+    raw
+}
+
+/// Replaces partition 0's log of `topic` in a stopped broker's data dir with `batches`;
+/// the broker rebuilds its indexes from the log at the next start.
+fn write_log(data_dir: &Path, topic: &str, batches: &[Vec<u8>]) {
+    let dir = data_dir.join(format!("{topic}-0"));
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    std::fs::write(dir.join(format!("{:020}.log", 0)), batches.concat()).unwrap();
+}
+
+#[test]
+fn a_compacted_source_with_offset_gaps_and_empty_batches_is_mirrored_record_for_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    run_python(
+        "discovery_admin.py",
+        &[
+            &source.addr(),
+            "create",
+            "compacted",
+            "1",
+            "cleanup.policy=compact",
+        ],
+    );
+    source.terminate().expect("source stops");
+    let batches = [
+        compacted_batch(0, 5, &[0, 1, 2, 3, 4]),
+        compacted_batch(5, 10, &[5, 9, 14]),
+        compacted_batch(15, 5, &[]),
+        compacted_batch(20, 5, &[20, 22]),
+        compacted_batch(25, 5, &[25, 26, 27, 28, 29]),
+    ];
+    write_log(&source.data_dir, "compacted", &batches);
+    source.restart();
+    let kept: Vec<String> = [0, 1, 2, 3, 4, 5, 9, 14, 20, 22, 25, 26, 27, 28, 29]
+        .iter()
+        .map(|o| format!("c-{o}"))
+        .collect();
+    assert_eq!(
+        read(&source.addr(), "compacted")["0"],
+        serde_json::json!(kept),
+        "the source serves the hand-written log"
+    );
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow("compacted"),
+    );
+    let daemon = DaemonProcess::start(&config);
+    let got = wait_records(&target.addr(), "compacted", kept.len(), &daemon);
+    assert_eq!(got["0"], serde_json::json!(kept));
+    assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
+}
+
+#[test]
+fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let admin = |args: &[&str]| {
+        let mut all = vec![source.addr()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_python("discovery_admin.py", &refs)
+    };
+    admin(&["create", "keep", "1"]);
+    admin(&["create", "gone", "1"]);
+    admin(&["produce", "keep", "a", "10"]);
+    admin(&["produce", "gone", "a", "10"]);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow("keep|gone"),
+    );
+    let daemon = DaemonProcess::start(&config);
+    wait_records(&target.addr(), "keep", 10, &daemon);
+    wait_records(&target.addr(), "gone", 10, &daemon);
+    admin(&["delete", "gone"]);
+    admin(&["create", "gone", "1"]);
+    admin(&["produce", "gone", "b", "5"]);
+    assert!(
+        daemon
+            .log
+            .wait_for("deleted and re-created", Duration::from_secs(60)),
+        "no error about the re-created topic:\n{}",
+        daemon.log.tail(40)
+    );
+    let line = daemon
+        .log
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("deleted and re-created"))
+        .unwrap();
+    assert!(line.contains("ERROR") && line.contains("gone"), "{line}");
+    admin(&["produce", "keep", "b", "10"]);
+    wait_records(&target.addr(), "keep", 20, &daemon);
+    // The new topic's records were not mirrored on top of the old ones.
+    let gone = read(&target.addr(), "gone");
+    assert_eq!(gone["0"].as_array().map(Vec::len), Some(10), "{gone}");
+}

@@ -49,6 +49,12 @@ pub enum ClientError {
     },
     #[error("source data of {what} cannot be mirrored: {reason}")]
     Source { what: String, reason: String },
+    /// The topology cannot be carried out on this cluster as it is (an operator decides).
+    #[error("cluster {cluster}: {what}")]
+    Refused { cluster: String, what: String },
+    /// A failure inside the daemon itself (a task that panicked or was cancelled).
+    #[error("{what}")]
+    Internal { what: String },
     #[error("cluster {cluster}: no reachable bootstrap broker ({last_error})")]
     NoBroker { cluster: String, last_error: String },
     #[error("cluster {cluster}: topic {topic} partition {partition} has no leader")]
@@ -78,7 +84,10 @@ impl ClientError {
             ClientError::NoBroker { .. }
             | ClientError::NoLeader { .. }
             | ClientError::MissingPartition { .. } => ErrorClass::RetryRefreshMetadata,
-            ClientError::GaveUp { .. } | ClientError::Source { .. } => ErrorClass::Fatal,
+            ClientError::GaveUp { .. }
+            | ClientError::Source { .. }
+            | ClientError::Refused { .. }
+            | ClientError::Internal { .. } => ErrorClass::Fatal,
         }
     }
 

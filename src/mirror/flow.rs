@@ -253,11 +253,9 @@ impl FlowRunner {
         } else {
             Vec::new()
         };
-        let refuse = |reason: String| ClientError::Broker {
+        let refuse = |reason: String| ClientError::Refused {
             cluster: self.target.name().to_string(),
             what: reason,
-            error: ResponseError::InvalidPartitions,
-            message: None,
         };
         match target_count {
             None if self.flow.create_topics => {

@@ -114,11 +114,8 @@ impl Pipeline {
                 done = async { window.front_mut().expect("non-empty").pending.as_mut().expect("sent").await }, if window.front().is_some_and(|f| f.pending.is_some()) => {
                     // The handle is finished: never poll it again.
                     window.front_mut().expect("non-empty").pending = None;
-                    let result = done.unwrap_or_else(|e| Err(ClientError::Broker {
-                        cluster: self.target.name().to_string(),
+                    let result = done.unwrap_or_else(|e| Err(ClientError::Internal {
                         what: format!("produce task: {e}"),
-                        error: ResponseError::UnknownServerError,
-                        message: None,
                     }));
                     match self.settle(result) {
                         Ok(base_offset) => {

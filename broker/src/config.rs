@@ -36,6 +36,9 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay: Duration,
+    /// `offsets.retention.minutes`: committed offsets of an Empty group expire this long
+    /// after it became Empty (Kafka's default: 7 days).
+    pub offsets_retention: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -57,6 +60,7 @@ impl Default for BrokerConfig {
             max_message_bytes: 1_048_588,
             retention_check_interval: Duration::from_secs(30),
             group_initial_rebalance_delay: Duration::from_millis(3000),
+            offsets_retention: crate::groups::DEFAULT_OFFSETS_RETENTION,
             shutdown_grace: Duration::from_secs(10),
         }
     }

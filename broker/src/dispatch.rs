@@ -75,6 +75,9 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
         ApiKey::OffsetForLeaderEpoch => adv::<OffsetForLeaderEpochRequest>(None, None),
         ApiKey::DeleteRecords => adv::<DeleteRecordsRequest>(None, None),
         ApiKey::DescribeLogDirs => adv::<DescribeLogDirsRequest>(None, None),
+        ApiKey::DescribeAcls => adv::<DescribeAclsRequest>(None, None),
+        ApiKey::CreateAcls => adv::<CreateAclsRequest>(None, None),
+        ApiKey::DeleteAcls => adv::<DeleteAclsRequest>(None, None),
         _ => return None,
     })
 }
@@ -240,6 +243,9 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
             })
             .await
         }
+        ApiKey::DescribeAcls => sync(&mut frame, corr, version, handlers::acls::describe).await,
+        ApiKey::CreateAcls => sync(&mut frame, corr, version, handlers::acls::create).await,
+        ApiKey::DeleteAcls => sync(&mut frame, corr, version, handlers::acls::delete).await,
         ApiKey::JoinGroup => {
             let host = peer.ip().to_string();
             route(&mut frame, corr, version, |r| {

@@ -66,8 +66,10 @@ struct Args {
     /// Most client connections at once; more are refused.
     #[arg(long, env = "KMIRROR_BROKER_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
-    /// Broker default for the topic config segment.bytes.
-    #[arg(long, env = "KMIRROR_BROKER_SEGMENT_BYTES", default_value_t = 1 << 30)]
+    /// Broker default for the topic config segment.bytes (log.segment.bytes; at least 1 MiB
+    /// as in Kafka 4.0, KIP-1030).
+    #[arg(long, env = "KMIRROR_BROKER_SEGMENT_BYTES", default_value_t = 1 << 30,
+          value_parser = clap::value_parser!(u64).range(1 << 20..=i32::MAX as u64))]
     segment_bytes: u64,
     /// Broker default for the topic config retention.ms (-1: keep forever).
     #[arg(long, env = "KMIRROR_BROKER_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
@@ -89,6 +91,15 @@ struct Args {
         default_value_t = 3000
     )]
     group_initial_rebalance_delay_ms: u64,
+    /// offsets.retention.minutes: committed offsets of an Empty group expire this long after
+    /// it became Empty (at least 1, as in Kafka).
+    #[arg(
+        long,
+        env = "KMIRROR_BROKER_OFFSETS_RETENTION_MINUTES",
+        default_value_t = 7 * 24 * 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    offsets_retention_minutes: u64,
     /// Log filter, e.g. info, debug, kmirror_broker=debug.
     #[arg(long, env = "KMIRROR_BROKER_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -126,6 +137,7 @@ fn main() -> anyhow::Result<()> {
         },
         retention_check_interval: Duration::from_millis(args.retention_check_interval_ms.max(100)),
         group_initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
+        offsets_retention: Duration::from_secs(args.offsets_retention_minutes * 60),
         ..BrokerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new()?;

@@ -27,8 +27,11 @@ pub struct Broker {
     /// Woken on every append, so long-polling fetches return as soon as data arrives.
     pub appended: Notify,
     pub producer_ids: ProducerIdManager,
-    /// Broker configs changed at run time (persisted in `broker-configs.json`).
+    /// Broker configs changed at run time for this broker (persisted in
+    /// `broker-configs.json`) and as cluster-wide defaults (resource name "", persisted in
+    /// `broker-default-configs.json`), as Kafka's DynamicBrokerConfig keeps them.
     broker_overrides: RwLock<BTreeMap<String, String>>,
+    default_overrides: RwLock<BTreeMap<String, String>>,
 }
 
 impl Broker {
@@ -62,6 +65,7 @@ impl Broker {
                         as u64,
                     ..GroupConfig::default()
                 },
+                offsets_retention: config.offsets_retention,
                 ..CoordinatorConfig::default()
             },
             Arc::new(lookup),
@@ -76,14 +80,16 @@ impl Broker {
                 path: ids_dir.display().to_string(),
                 source,
             })?;
-        let overrides_path = config
-            .data_dir
-            .as_ref()
-            .map(|d| d.join(BROKER_CONFIGS_FILE));
-        let broker_overrides: BTreeMap<String, String> = overrides_path
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        let read_overrides = |file: &str| -> BTreeMap<String, String> {
+            config
+                .data_dir
+                .as_ref()
+                .and_then(|d| std::fs::read(d.join(file)).ok())
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default()
+        };
+        let broker_overrides = read_overrides(BROKER_CONFIGS_FILE);
+        let default_overrides = read_overrides(BROKER_DEFAULT_CONFIGS_FILE);
         let group_commit = match config.flush {
             FlushPolicy::Always if config.data_dir.is_some() => Some(GroupCommit::spawn()),
             _ => None,
@@ -98,13 +104,16 @@ impl Broker {
             appended: Notify::new(),
             producer_ids,
             broker_overrides: RwLock::new(BTreeMap::new()),
+            default_overrides: RwLock::new(default_overrides),
         }
         .with_overrides(broker_overrides))
     }
 
     fn with_overrides(self, overrides: BTreeMap<String, String>) -> Self {
         let mut defaults = self.topics.defaults();
-        for (k, v) in &overrides {
+        // Cluster-wide defaults first; this broker's own values win.
+        let cluster = self.broker_overrides(true);
+        for (k, v) in cluster.iter().chain(&overrides) {
             let Ok(n) = v.parse::<i64>() else { continue };
             match k.as_str() {
                 "log.retention.ms" => defaults.log.retention_ms = n,
@@ -119,31 +128,50 @@ impl Broker {
         self
     }
 
-    /// Broker configs changed at run time.
-    pub fn broker_overrides(&self) -> BTreeMap<String, String> {
-        self.broker_overrides
+    fn overrides_of(&self, cluster_default: bool) -> &RwLock<BTreeMap<String, String>> {
+        if cluster_default {
+            &self.default_overrides
+        } else {
+            &self.broker_overrides
+        }
+    }
+
+    /// Broker configs changed at run time: this broker's, or the cluster-wide defaults.
+    pub fn broker_overrides(&self, cluster_default: bool) -> BTreeMap<String, String> {
+        self.overrides_of(cluster_default)
             .read()
             .expect("overrides lock")
             .clone()
     }
 
-    /// Persists and applies new broker config overrides.
+    /// Persists and applies new broker config overrides of one scope; `defaults` are the
+    /// effective topic defaults with both scopes applied.
     pub fn set_broker_overrides(
         &self,
+        cluster_default: bool,
         overrides: BTreeMap<String, String>,
         defaults: BrokerDefaults,
     ) -> std::io::Result<()> {
         if let Some(dir) = &self.config.data_dir {
+            let file = if cluster_default {
+                BROKER_DEFAULT_CONFIGS_FILE
+            } else {
+                BROKER_CONFIGS_FILE
+            };
             let bytes = serde_json::to_vec_pretty(&overrides).expect("configs serialise");
-            crate::fsutil::write_atomic(&dir.join(BROKER_CONFIGS_FILE), &bytes)?;
+            crate::fsutil::write_atomic(&dir.join(file), &bytes)?;
         }
         self.topics.set_defaults(defaults);
-        *self.broker_overrides.write().expect("overrides lock") = overrides;
+        *self
+            .overrides_of(cluster_default)
+            .write()
+            .expect("overrides lock") = overrides;
         Ok(())
     }
 }
 
 const BROKER_CONFIGS_FILE: &str = "broker-configs.json";
+const BROKER_DEFAULT_CONFIGS_FILE: &str = "broker-default-configs.json";
 
 /// Where broker-wide state files live: the data directory, or a private temporary
 /// directory for an in-memory broker.

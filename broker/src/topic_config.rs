@@ -85,6 +85,9 @@ const fn one_of(
 
 use ConfigType::{Boolean, Double, Int, List, Long};
 
+/// Smallest `segment.bytes` / `log.segment.bytes` Kafka 4.0 accepts (KIP-1030).
+pub const SEGMENT_BYTES_MIN: i64 = 1024 * 1024;
+
 /// Every topic-level key Kafka 4.x accepts.
 pub static TOPIC_KEYS: &[ConfigKey] = &[
     one_of("cleanup.policy", List, "delete", &["delete", "compact"]),
@@ -135,7 +138,8 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
     key("remote.storage.enable", Boolean, "false"),
     num("retention.bytes", Long, "-1", -1),
     num("retention.ms", Long, "604800000", -1),
-    num("segment.bytes", Int, "1073741824", 14),
+    // Kafka: LogConfig.CONFIG (segment.bytes atLeast 1 MiB since 4.0, KIP-1030)
+    num("segment.bytes", Int, "1073741824", SEGMENT_BYTES_MIN),
     num("segment.index.bytes", Int, "10485760", 4),
     num("segment.jitter.ms", Long, "0", 0),
     num("segment.ms", Long, "604800000", 1),
@@ -235,6 +239,12 @@ impl ConfigSource {
     }
 }
 
+/// Whether `cleanup.policy` includes `delete` (Kafka's `LogConfig.delete`).
+pub fn deletes(set: &TopicConfigs) -> bool {
+    set.get("cleanup.policy")
+        .is_none_or(|p| p.split(',').any(|i| i.trim() == "delete"))
+}
+
 /// The explicitly set configs of one topic.
 pub type TopicConfigs = BTreeMap<String, String>;
 
@@ -277,9 +287,7 @@ impl BrokerDefaults {
 
     /// The log settings for a topic.
     pub fn log_config(&self, set: &TopicConfigs) -> LogConfig {
-        let compact_only = set
-            .get("cleanup.policy")
-            .is_some_and(|p| !p.split(',').any(|i| i.trim() == "delete"));
+        let compact_only = !deletes(set);
         LogConfig {
             segment_bytes: self.number(set, "segment.bytes").max(14) as u64,
             segment_ms: self.number(set, "segment.ms"),
@@ -318,6 +326,8 @@ mod tests {
         assert!(validate("retention.ms", "-5").is_err());
         assert!(validate("retention.ms", "soon").is_err());
         assert!(validate("segment.bytes", "99999999999").is_err());
+        assert!(validate("segment.bytes", "1048576").is_ok());
+        assert!(validate("segment.bytes", "1048575").is_err());
         assert!(validate("cleanup.policy", "compact,delete").is_ok());
         assert!(validate("cleanup.policy", "shred").is_err());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());

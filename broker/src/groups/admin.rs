@@ -35,6 +35,7 @@ impl Inner {
         req: DescribeGroupsRequest,
         version: i16,
     ) -> DescribeGroupsResponse {
+        let req_include_authorized_operations = req.include_authorized_operations;
         let groups = req
             .groups
             .into_iter()
@@ -89,7 +90,15 @@ impl Inner {
                     }
                 }
             })
-            .collect();
+            .collect::<Vec<DescribedGroup>>();
+        let mut groups = groups;
+        // Kafka: KafkaApis.handleDescribeGroupsRequest (v3+, when asked, for every group
+        // answered without an error)
+        if version >= 3 && req_include_authorized_operations {
+            for g in groups.iter_mut().filter(|g| g.error_code == 0) {
+                g.authorized_operations = crate::handlers::acls::GROUP_OPERATIONS;
+            }
+        }
         DescribeGroupsResponse::default().with_groups(groups)
     }
 

@@ -302,9 +302,12 @@ async fn offset_commit_generation_checks_and_simple_commits() {
     for v in 2..=9 {
         encodes(&r, v);
     }
-    // A generation >= 0 for an unknown group is an old generation.
+    // A generation >= 0 for an unknown group is an old generation below v9, an unknown
+    // group from v9 on.
     let r = c.offset_commit(commit_req("other", "", 3, &[("t", 0, 5)]), 8);
     assert_eq!(commit_errors(&r), [ResponseError::IllegalGeneration.code()]);
+    let r = c.offset_commit(commit_req("other", "", 3, &[("t", 0, 5)]), 9);
+    assert_eq!(commit_errors(&r), [ResponseError::GroupIdNotFound.code()]);
 
     let (m, generation) = stable_member(&c, "g").await;
     let ok = c.offset_commit(

@@ -11,10 +11,13 @@
 //! call) and fires it; every call also fires its group's overdue timers first, so answers
 //! never depend on the timer task's punctuality.
 //!
+//! Offset expiry (`offsets.retention.minutes`) lives in [`expiry`].
+//!
 //! Not here: FindCoordinator (the broker answers itself), KIP-848 consumer groups,
-//! transactional offset commits, offset retention/expiry.
+//! transactional offset commits.
 
 mod admin;
+pub mod expiry;
 pub mod offsets;
 mod responses;
 pub mod state;
@@ -23,6 +26,7 @@ pub mod store;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
@@ -68,6 +72,10 @@ pub struct CoordinatorConfig {
     pub max_offset_metadata_bytes: usize,
     /// Session timeout bounds and initial rebalance delay.
     pub group: GroupConfig,
+    /// `offsets.retention.minutes`: how long offsets of an Empty group are kept.
+    pub offsets_retention: Duration,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check_interval: Duration,
 }
 
 impl Default for CoordinatorConfig {
@@ -78,9 +86,14 @@ impl Default for CoordinatorConfig {
             compact_threshold_bytes: StoreConfig::default().compact_threshold_bytes,
             max_offset_metadata_bytes: 4096,
             group: GroupConfig::default(),
+            offsets_retention: DEFAULT_OFFSETS_RETENTION,
+            offsets_retention_check_interval: expiry::DEFAULT_CHECK_INTERVAL,
         }
     }
 }
+
+/// Kafka's default `offsets.retention.minutes` (7 days; GroupCoordinatorConfig).
+pub const DEFAULT_OFFSETS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A request waiting for the state machine's answer.
 enum Waiter {
@@ -103,6 +116,8 @@ struct Inner {
     store: OffsetStore,
     waiters: HashMap<ResponderId, Waiter>,
     next_responder: ResponderId,
+    clock: expiry::Clock,
+    next_expiry_check: Instant,
 }
 
 struct Shared {
@@ -154,6 +169,8 @@ impl GroupCoordinator {
                 .entry(name.clone())
                 .or_insert_with(|| Group::new(name.clone(), config.group.clone()));
         }
+        // Kafka: GroupCoordinatorShard schedules the first cleanup one interval after load.
+        let first_expiry_check = now + config.offsets_retention_check_interval;
         let inner = Inner {
             offsets: OffsetsTable::from_snapshot(snapshot.offsets),
             config,
@@ -162,6 +179,8 @@ impl GroupCoordinator {
             store,
             waiters: HashMap::new(),
             next_responder: 1,
+            clock: expiry::Clock::new(now),
+            next_expiry_check: first_expiry_check,
         };
         let notify = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
@@ -177,6 +196,13 @@ impl GroupCoordinator {
             .inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// [`Self::lock`] after running the offset expiry check if it is due at `now`.
+    fn lock_expired(&self, now: Instant) -> MutexGuard<'_, Inner> {
+        let mut inner = self.lock();
+        inner.expire_offsets_if_due(now);
+        inner
     }
 
     /// Re-arms the timer task after a call that may have moved a deadline.
@@ -329,19 +355,21 @@ impl GroupCoordinator {
 
     /// OffsetCommit (v2-9).
     pub fn offset_commit(&self, req: OffsetCommitRequest, version: i16) -> OffsetCommitResponse {
-        let resp = self.lock().offset_commit(Instant::now(), req, version);
+        let now = Instant::now();
+        let resp = self.lock_expired(now).offset_commit(now, req, version);
         self.rearm();
         resp
     }
 
     /// OffsetFetch: v1-7 single-group shape, v8+ `groups[]` batch shape.
     pub fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
-        self.lock().offset_fetch(req, version)
+        self.lock_expired(Instant::now()).offset_fetch(req, version)
     }
 
     /// OffsetDelete (KIP-496).
     pub fn offset_delete(&self, req: OffsetDeleteRequest, version: i16) -> OffsetDeleteResponse {
-        let resp = self.lock().offset_delete(Instant::now(), req, version);
+        let now = Instant::now();
+        let resp = self.lock_expired(now).offset_delete(now, req, version);
         self.rearm();
         resp
     }
@@ -352,17 +380,20 @@ impl GroupCoordinator {
         req: DescribeGroupsRequest,
         version: i16,
     ) -> DescribeGroupsResponse {
-        self.lock().describe_groups(Instant::now(), req, version)
+        let now = Instant::now();
+        self.lock_expired(now).describe_groups(now, req, version)
     }
 
     /// ListGroups (v4+ state filter, v5 type filter).
     pub fn list_groups(&self, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
-        self.lock().list_groups(Instant::now(), req, version)
+        let now = Instant::now();
+        self.lock_expired(now).list_groups(now, req, version)
     }
 
     /// DeleteGroups: only Empty groups; others get NON_EMPTY_GROUP.
     pub fn delete_groups(&self, req: DeleteGroupsRequest, version: i16) -> DeleteGroupsResponse {
-        let resp = self.lock().delete_groups(Instant::now(), req, version);
+        let now = Instant::now();
+        let resp = self.lock_expired(now).delete_groups(now, req, version);
         self.rearm();
         resp
     }
@@ -466,10 +497,12 @@ impl Inner {
             let outcomes = self.on_group(now, &id, |_| Vec::new());
             self.dispatch(outcomes);
         }
+        self.expire_offsets_if_due(now);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.groups.values().filter_map(Group::next_deadline).min()
+        let groups = self.groups.values().filter_map(Group::next_deadline).min();
+        Some(groups.map_or(self.next_expiry_check, |d| d.min(self.next_expiry_check)))
     }
 }
 

@@ -2,10 +2,9 @@
 //! OffsetDelete APIs on top of it (validated against the group state machine, written to
 //! the store before the answer).
 //!
-//! Not here: transactional offset commits, offset expiry (`offsets.retention.minutes`).
+//! Not here: transactional offset commits, offset expiry (`expiry.rs`).
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
@@ -70,6 +69,11 @@ impl OffsetsTable {
         self.groups.remove(group);
     }
 
+    /// Every group holding offsets, with them.
+    pub fn groups(&self) -> impl Iterator<Item = (&String, &GroupOffsets)> {
+        self.groups.iter()
+    }
+
     /// Every (group, partition) holding an offset of `topic`.
     pub fn partitions_of_topic(&self, topic: &str) -> Vec<(String, i32)> {
         self.groups
@@ -84,13 +88,6 @@ impl OffsetsTable {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Requested partitions per topic; `None` = every committed partition of the group.
 type Requested = Option<Vec<(String, Vec<i32>)>>;
 
@@ -102,7 +99,7 @@ impl Inner {
         &mut self,
         now: Instant,
         req: OffsetCommitRequest,
-        _version: i16,
+        version: i16,
     ) -> OffsetCommitResponse {
         let group_id = req.group_id.to_string();
         let member_id = req.member_id.to_string();
@@ -122,10 +119,17 @@ impl Inner {
                 let mut probe = Group::new(group_id.clone(), self.config.group.clone());
                 probe.validate_offset_commit(now, generation, &member_id, instance_id.as_deref())
             }
+            // Kafka: OffsetMetadataManager.validateOffsetCommit (v9+ GROUP_ID_NOT_FOUND,
+            // ILLEGAL_GENERATION below, for backward compatibility)
+            None if version >= 9 => Err(ResponseError::GroupIdNotFound.code()),
             None => Err(ResponseError::IllegalGeneration.code()),
         };
 
-        let timestamp = now_ms();
+        let timestamp = self.clock.wall_ms(now);
+        // Kafka: OffsetMetadataManager.expireTimestampMs (v2-4 retention_time_ms, -1 = the
+        // broker's offsets.retention.minutes)
+        let expire_timestamp_ms = (version <= 4 && req.retention_time_ms != -1)
+            .then(|| timestamp.saturating_add(req.retention_time_ms));
         let mut records = Vec::new();
         let mut errors: Vec<Vec<i16>> = Vec::new();
         for topic in &req.topics {
@@ -156,6 +160,7 @@ impl Inner {
                                     .unwrap_or_default(),
                             ),
                             commit_timestamp_ms: timestamp,
+                            expire_timestamp_ms,
                         },
                     });
                     0

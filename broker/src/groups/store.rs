@@ -45,6 +45,10 @@ pub struct CommittedOffset {
     pub leader_epoch: i32,
     pub metadata: Option<String>,
     pub commit_timestamp_ms: i64,
+    /// OffsetCommit v2-4 `retention_time_ms` (KIP-211's old semantics): expires at this
+    /// time instead of after `offsets.retention.minutes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_timestamp_ms: Option<i64>,
 }
 
 /// The persisted view of one classic group (what a restart needs to keep serving it).
@@ -412,6 +416,7 @@ mod tests {
                 leader_epoch: -1,
                 metadata: Some("m".into()),
                 commit_timestamp_ms: 1,
+                expire_timestamp_ms: None,
             },
         }
     }

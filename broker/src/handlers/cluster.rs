@@ -20,6 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::log::LogError;
 use crate::state::Broker;
+use crate::topic_config;
 
 fn host(broker: &Broker) -> StrBytes {
     StrBytes::from_string(broker.advertised_host.clone())
@@ -65,11 +66,18 @@ pub fn find_coordinator(
 
 pub fn describe_cluster(
     broker: &Broker,
-    _req: DescribeClusterRequest,
+    req: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
     let node = BrokerId(broker.config.node_id);
+    // Kafka: KafkaApis.handleDescribeCluster (INT32_MIN unless asked for)
+    let cluster_authorized_operations = if req.include_cluster_authorized_operations {
+        super::acls::CLUSTER_OPERATIONS
+    } else {
+        i32::MIN
+    };
     DescribeClusterResponse::default()
+        .with_cluster_authorized_operations(cluster_authorized_operations)
         .with_cluster_id(StrBytes::from_string(broker.config.cluster_id.clone()))
         .with_controller_id(node)
         .with_brokers(vec![DescribeClusterBroker::default()
@@ -136,11 +144,18 @@ pub fn delete_records(
                     let mut out = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
-                    let Some(part) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
+                    let Some((topic, part)) = topic
+                        .as_ref()
+                        .and_then(|t| Some((t, t.partition(p.partition_index)?)))
                     else {
                         out.error_code = ResponseError::UnknownTopicOrPartition.code();
                         return out;
                     };
+                    // Kafka: Partition.deleteRecordsOnLeader (compact-only topics refuse it)
+                    if !topic_config::deletes(&topic.configs()) {
+                        out.error_code = ResponseError::PolicyViolation.code();
+                        return out;
+                    }
                     // -1 means "up to the high watermark".
                     let offset = if p.offset == -1 {
                         part.log.lock().expect("log lock").log_end_offset()

@@ -18,6 +18,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::config_sources::{
+    broker_chain, broker_key, source_and_synonyms, static_value, topic_chain, Synonym, BROKER_KEYS,
+    DYNAMIC_DEFAULT_BROKER_CONFIG,
+};
 use super::message;
 use crate::state::{now_ms, Broker};
 use crate::topic_config::{self, BrokerDefaults, ConfigType, TopicConfigs, TOPIC_KEYS};
@@ -27,61 +31,21 @@ const BROKER: i8 = 4;
 
 type Failure = (ResponseError, String);
 
-/// (key, type, dynamically alterable)
-const BROKER_KEYS: &[(&str, ConfigType, bool)] = &[
-    ("log.retention.ms", ConfigType::Long, true),
-    ("log.retention.bytes", ConfigType::Long, true),
-    ("log.segment.bytes", ConfigType::Int, true),
-    ("message.max.bytes", ConfigType::Int, true),
-    ("broker.id", ConfigType::Int, false),
-    ("num.partitions", ConfigType::Int, false),
-    ("auto.create.topics.enable", ConfigType::Boolean, false),
-    ("log.dirs", ConfigType::String, false),
-    ("advertised.listeners", ConfigType::String, false),
-    ("group.initial.rebalance.delay.ms", ConfigType::Int, false),
-    ("socket.request.max.bytes", ConfigType::Int, false),
-];
-
-fn broker_value(broker: &Broker, name: &str) -> Option<String> {
-    let d = broker.topics.defaults();
-    let c = &broker.config;
-    Some(match name {
-        "log.retention.ms" => d.log.retention_ms.to_string(),
-        "log.retention.bytes" => d.log.retention_bytes.to_string(),
-        "log.segment.bytes" => d.log.segment_bytes.to_string(),
-        "message.max.bytes" => d.max_message_bytes.to_string(),
-        "broker.id" => c.node_id.to_string(),
-        "num.partitions" => c.default_partitions.to_string(),
-        "auto.create.topics.enable" => c.auto_create_topics.to_string(),
-        "log.dirs" => c
-            .data_dir
-            .as_ref()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default(),
-        "advertised.listeners" => format!(
-            "PLAINTEXT://{}:{}",
-            broker.advertised_host, broker.advertised_port
-        ),
-        "group.initial.rebalance.delay.ms" => {
-            c.group_initial_rebalance_delay.as_millis().to_string()
-        }
-        "socket.request.max.bytes" => c.max_frame_bytes.to_string(),
-        _ => return None,
-    })
-}
-
 fn entry(
     name: &str,
     value: String,
-    source: i8,
+    chain: Vec<Synonym>,
+    include_synonyms: bool,
     kind: ConfigType,
     read_only: bool,
     version: i16,
 ) -> DescribeConfigsResourceResult {
+    let (source, synonyms) = source_and_synonyms(chain, include_synonyms && version >= 1);
     let mut e = DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_string(name.to_string()))
         .with_value(Some(StrBytes::from_string(value)))
-        .with_read_only(read_only);
+        .with_read_only(read_only)
+        .with_synonyms(synonyms);
     e.config_source = source;
     if version >= 3 {
         e.config_type = kind.code();
@@ -94,6 +58,7 @@ pub fn describe(
     req: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
+    let include_synonyms = req.include_synonyms;
     let results = req
         .resources
         .into_iter()
@@ -101,10 +66,11 @@ pub fn describe(
             let mut out = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
+            // Kafka: ConfigHelper.createResponseConfig (null or empty keys = every key)
             let wanted = |name: &str| {
                 r.configuration_keys
                     .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+                    .is_none_or(|keys| keys.is_empty() || keys.iter().any(|k| k.as_str() == name))
             };
             match r.resource_type {
                 TOPIC => match broker.topics.get(r.resource_name.as_str()) {
@@ -115,8 +81,17 @@ pub fn describe(
                             .iter()
                             .filter(|k| wanted(k.name))
                             .filter_map(|k| {
-                                let (value, source) = defaults.effective(&set, k.name)?;
-                                Some(entry(k.name, value, source.code(), k.kind, false, version))
+                                let (value, _) = defaults.effective(&set, k.name)?;
+                                let chain = topic_chain(broker, &set, k.name);
+                                Some(entry(
+                                    k.name,
+                                    value,
+                                    chain,
+                                    include_synonyms,
+                                    k.kind,
+                                    false,
+                                    version,
+                                ))
                             })
                             .collect();
                     }
@@ -128,18 +103,36 @@ pub fn describe(
                         ));
                     }
                 },
+                // Kafka: ConfigHelper.describeConfigs ("" lists only the cluster-wide
+                // dynamic defaults; the broker's id lists everything)
                 BROKER if is_this_broker(broker, r.resource_name.as_str()) => {
+                    let cluster_default = r.resource_name.is_empty();
+                    let set = broker.broker_overrides(true);
                     out.configs = BROKER_KEYS
                         .iter()
-                        .filter(|(name, _, _)| wanted(name))
-                        .filter_map(|(name, kind, dynamic)| {
-                            let value = broker_value(broker, name)?;
-                            let source = if broker.broker_overrides().contains_key(*name) {
-                                4
-                            } else {
-                                5
+                        .filter(|k| wanted(k.name))
+                        .filter(|k| !cluster_default || set.contains_key(k.name))
+                        .filter_map(|k| {
+                            // Kafka: ConfigHelper.createBrokerConfigEntry
+                            let chain: Vec<Synonym> = broker_chain(broker, k.name)
+                                .into_iter()
+                                .filter(|s| {
+                                    !cluster_default || s.source == DYNAMIC_DEFAULT_BROKER_CONFIG
+                                })
+                                .collect();
+                            let value = match chain.first() {
+                                Some(head) => head.value.clone(),
+                                None => static_value(broker, k.name)?,
                             };
-                            Some(entry(name, value, source, *kind, !dynamic, version))
+                            Some(entry(
+                                k.name,
+                                value,
+                                chain,
+                                include_synonyms,
+                                k.kind,
+                                !k.dynamic,
+                                version,
+                            ))
                         })
                         .collect();
                 }
@@ -255,25 +248,41 @@ fn alter_resource(
             }
             Ok(())
         }
+        // Kafka: ConfigAdminManager / DynamicBrokerConfig (resource "" = cluster-wide
+        // dynamic default, the broker id = this broker only; this broker's values win)
         BROKER if is_this_broker(broker, name) => {
+            let cluster_default = name.is_empty();
             let base = if replace {
                 TopicConfigs::new()
             } else {
-                broker.broker_overrides()
+                broker.broker_overrides(cluster_default)
             };
-            let next = apply_ops(&base, ops, |k| broker_value(broker, k));
+            let current = |k: &str| {
+                broker_chain(broker, k)
+                    .into_iter()
+                    .next()
+                    .map(|s| s.value)
+                    .or_else(|| static_value(broker, k))
+            };
+            let next = apply_ops(&base, ops, current);
             let mut defaults = BrokerDefaults {
                 log: broker.config.log_defaults,
                 max_message_bytes: broker.config.max_message_bytes,
             };
-            for (k, v) in &next {
-                let Some((_, _, dynamic)) = BROKER_KEYS.iter().find(|(n, _, _)| n == k) else {
+            let other = broker.broker_overrides(!cluster_default);
+            let (low, high) = if cluster_default {
+                (&next, &other)
+            } else {
+                (&other, &next)
+            };
+            for (k, v) in low.iter().chain(high.iter()) {
+                let Some(key) = broker_key(k) else {
                     return Err((
                         ResponseError::InvalidConfig,
                         format!("Unknown broker config {k}."),
                     ));
                 };
-                if !dynamic {
+                if !key.dynamic {
                     return Err((
                         ResponseError::InvalidRequest,
                         format!("Broker config {k} cannot be changed at run time."),
@@ -294,7 +303,10 @@ fn alter_resource(
                 match k.as_str() {
                     "log.retention.ms" if n >= -1 => defaults.log.retention_ms = n,
                     "log.retention.bytes" if n >= -1 => defaults.log.retention_bytes = n,
-                    "log.segment.bytes" if n >= 14 && n <= i64::from(i32::MAX) => {
+                    // Kafka: ServerLogConfigs (log.segment.bytes atLeast 1 MiB, KIP-1030)
+                    "log.segment.bytes"
+                        if (topic_config::SEGMENT_BYTES_MIN..=i64::from(i32::MAX)).contains(&n) =>
+                    {
                         defaults.log.segment_bytes = n as u64
                     }
                     "message.max.bytes" if n >= 0 && n <= i64::from(i32::MAX) => {
@@ -307,7 +319,7 @@ fn alter_resource(
                 return Ok(());
             }
             broker
-                .set_broker_overrides(next, defaults)
+                .set_broker_overrides(cluster_default, next, defaults)
                 .map_err(|e| (ResponseError::KafkaStorageError, e.to_string()))?;
             crate::server::apply_retention(broker);
             Ok(())

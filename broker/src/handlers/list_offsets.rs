@@ -2,7 +2,9 @@
 //! timestamp (-3), earliest local (-4, same as earliest here), and by timestamp: the first
 //! record whose timestamp is at or after the wanted one, found exactly inside the batch (a
 //! compressed batch is decompressed for this, as Kafka does; decompression is capped, and a
-//! batch that cannot be decoded is answered with its first offset).
+//! batch that cannot be decoded is answered with its first offset). Every record of a
+//! LogAppendTime batch carries the batch's append time (its max timestamp), so such a
+//! batch answers with its first offset and that time, without being decoded.
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -69,12 +71,17 @@ fn lookup(log: &dyn PartitionLog, wanted: i64) -> Result<Option<(i64, i64)>, Log
         LATEST => Some((-1, log.log_end_offset())),
         EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
         MAX_TIMESTAMP => log.max_timestamp()?.map(|(ts, found)| {
-            (
-                ts,
-                exact_offset(&found, |t| t == ts).unwrap_or(found.base_offset),
-            )
+            log_append_time(&found).unwrap_or_else(|| {
+                (
+                    ts,
+                    exact_offset(&found, |t| t == ts).unwrap_or(found.base_offset),
+                )
+            })
         }),
         ts if ts >= 0 => log.find_by_timestamp(ts)?.map(|found| {
+            if let Some(hit) = log_append_time(&found) {
+                return hit;
+            }
             exact_record(&found, ts).unwrap_or_else(|| {
                 let b = kmirror_wire::batch::BatchView::parse(&found.bytes, 0);
                 (
@@ -85,6 +92,16 @@ fn lookup(log: &dyn PartitionLog, wanted: i64) -> Result<Option<(i64, i64)>, Log
         }),
         _ => None,
     })
+}
+
+/// (append time, first offset) of a LogAppendTime batch, whose every record has the
+/// batch's max timestamp (kafka-protocol's decoder would report create times instead).
+// Kafka: FileRecords.searchForTimestamp / RecordBatch.offsetOfMaxTimestamp (records of a
+// LOG_APPEND_TIME batch take DefaultRecordBatch's logAppendTime)
+fn log_append_time(found: &FoundBatch) -> Option<(i64, i64)> {
+    let b = kmirror_wire::batch::BatchView::parse(&found.bytes, 0).ok()?;
+    b.is_log_append_time()
+        .then(|| (b.max_timestamp(), found.base_offset))
 }
 
 /// Decodes a batch to find the first record at or after `ts`.

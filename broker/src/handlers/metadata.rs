@@ -56,6 +56,19 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
             })
             .collect()
     };
+    let mut topics: Vec<MetadataResponseTopic> = topics;
+    // Kafka: KafkaApis.handleTopicMetadataRequest (authorized operations only when asked,
+    // cluster ones only at v8-10; the fields do not exist at other versions)
+    if version >= 8 {
+        if req.include_topic_authorized_operations {
+            for t in &mut topics {
+                t.topic_authorized_operations = super::acls::TOPIC_OPERATIONS;
+            }
+        }
+        if version <= 10 && req.include_cluster_authorized_operations {
+            resp.cluster_authorized_operations = super::acls::CLUSTER_OPERATIONS;
+        }
+    }
     resp.with_topics(topics)
 }
 

@@ -3,8 +3,10 @@
 //! Handlers never close connections — only [`crate::dispatch`] does, for protocol
 //! violations.
 
+pub mod acls;
 pub mod api_versions;
 pub mod cluster;
+pub mod config_sources;
 pub mod configs;
 pub mod create_partitions;
 pub mod create_topics;

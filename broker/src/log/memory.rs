@@ -246,7 +246,9 @@ impl PartitionLog for MemoryLog {
     }
 
     fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
-        if offset < self.log_start_offset() || offset > self.log_end_offset() {
+        // Kafka: UnifiedLog.maybeIncrementLogStartOffset (only past the high watermark is out
+        // of range; an offset at or below the log start is a no-op)
+        if offset < 0 || offset > self.log_end_offset() {
             return Err(self.out_of_range(offset));
         }
         self.deleted_before = self.deleted_before.max(offset);
@@ -400,6 +402,12 @@ mod tests {
         let got = log.read(3, 1).unwrap();
         assert_eq!(BatchView::parse(&got, 0).unwrap().base_offset(), 2);
         assert!(log.delete_records_before(11).is_err());
+        assert_eq!(
+            log.delete_records_before(1).unwrap(),
+            3,
+            "below the start: no-op"
+        );
+        assert!(log.delete_records_before(-3).is_err());
         let mut seen = Vec::new();
         log.scan(0, &mut |b| {
             seen.push(b.base_offset());

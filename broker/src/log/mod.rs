@@ -133,7 +133,8 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     fn max_timestamp(&self) -> Result<Option<(i64, FoundBatch)>, LogError>;
 
     /// Moves the log start offset to `offset` (DeleteRecords), deleting whole segments that
-    /// lie entirely below it. `offset` must be within [log start, log end].
+    /// lie entirely below it. An offset below the log start changes nothing; one below 0 or
+    /// past the log end is [`LogError::OffsetOutOfRange`]. Returns the log start offset.
     fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError>;
 
     /// Applies `retention.ms` and `retention.bytes`, deleting whole inactive segments.

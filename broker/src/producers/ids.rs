@@ -108,21 +108,13 @@ impl ProducerIdManager {
         Ok(id)
     }
 
-    /// Whether `pid` may have been handed out by this broker (now or before a restart).
-    fn was_issued(&self, pid: i64) -> bool {
-        pid >= 0 && pid < self.lock().next
-    }
-
     /// Answers `InitProducerId` at any version the crate decodes (0..=5). The response has
     /// the same fields at every version up to 5; only v2+ adds tagged fields, which the
     /// encoder handles.
     ///
-    /// - No transactional id, and no producer id/epoch (always so for v0-v2): a fresh id,
-    ///   epoch 0.
-    /// - v3+ (KIP-360) with the producer's current id and epoch: the same id with the epoch
-    ///   bumped, or a fresh id at epoch 0 once the epoch is exhausted (`>= i16::MAX - 1`,
-    ///   Kafka's `isProducerEpochExhausted`) or if the id was never issued here (so an id
-    ///   we might hand out later is never shared).
+    /// - No transactional id: always a fresh id at epoch 0, with or without the producer's
+    ///   current id and epoch (v3+, KIP-360); Kafka never bumps an idempotent producer's
+    ///   epoch on the broker (clients bump it themselves).
     /// - Id and epoch not both -1 or both set: INVALID_REQUEST, as Kafka.
     /// - A transactional id: TRANSACTIONAL_ID_AUTHORIZATION_FAILED (see below).
     pub fn handle(&self, req: &InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
@@ -156,12 +148,12 @@ impl ProducerIdManager {
         } else {
             (NO_PRODUCER_ID, NO_PRODUCER_EPOCH)
         };
+        // Kafka: KafkaApis.handleInitProducerIdRequest (half-set id/epoch is INVALID_REQUEST)
         if (pid == NO_PRODUCER_ID || epoch == NO_PRODUCER_EPOCH) && pid != i64::from(epoch) {
             return error_response(ResponseError::InvalidRequest.code());
         }
-        if (0..i16::MAX - 1).contains(&epoch) && self.was_issued(pid) {
-            return ok_response(pid, epoch + 1);
-        }
+        // Kafka: TransactionCoordinator.handleInitProducerId (null transactional id: "always
+        // blindly accept the request and return a new producerId", epoch 0)
         match self.allocate() {
             Ok(id) => ok_response(id, 0),
             Err(e) => {
@@ -301,58 +293,29 @@ mod tests {
     }
 
     #[test]
-    fn v3_plus_bumps_the_epoch_of_a_known_producer() {
+    fn v3_plus_with_a_known_producer_gets_a_new_id_at_epoch_0() {
         let dir = tempfile::tempdir().unwrap();
         let mgr = ProducerIdManager::open(dir.path()).unwrap();
         for version in 3..=5 {
             let first = call(&mgr, &bump(-1, -1), version);
             assert_eq!((first.error_code, first.producer_epoch), (0, 0));
             let pid = first.producer_id.0;
-            let bumped = call(&mgr, &bump(pid, 0), version);
-            assert_eq!(
-                (
-                    bumped.error_code,
-                    bumped.producer_id.0,
-                    bumped.producer_epoch
-                ),
-                (0, pid, 1),
-                "v{version}"
-            );
-            let bumped = call(&mgr, &bump(pid, 7), version);
-            assert_eq!((bumped.producer_id.0, bumped.producer_epoch), (pid, 8));
-            // Largest epoch that may still be bumped: MAX-2 -> MAX-1.
-            let last = call(&mgr, &bump(pid, i16::MAX - 2), version);
-            assert_eq!(
-                (last.producer_id.0, last.producer_epoch),
-                (pid, i16::MAX - 1)
-            );
-            // Exhausted: a new id at epoch 0.
-            let fresh = call(&mgr, &bump(pid, i16::MAX - 1), version);
-            assert_eq!(fresh.error_code, 0);
-            assert_ne!(fresh.producer_id.0, pid);
-            assert_eq!(fresh.producer_epoch, 0);
+            for epoch in [0, 7, i16::MAX - 1] {
+                let next = call(&mgr, &bump(pid, epoch), version);
+                assert_eq!(next.error_code, 0, "v{version} epoch {epoch}");
+                assert!(next.producer_id.0 > pid, "v{version}: a new id");
+                assert_eq!(next.producer_epoch, 0, "v{version}");
+            }
         }
     }
 
     #[test]
-    fn bumping_an_id_never_issued_here_gets_a_fresh_id() {
+    fn an_id_never_issued_here_also_gets_a_new_id() {
         let dir = tempfile::tempdir().unwrap();
         let mgr = ProducerIdManager::open(dir.path()).unwrap();
         let resp = call(&mgr, &bump(5_000_000, 3), 3);
         assert_eq!(resp.error_code, 0);
         assert_eq!((resp.producer_id.0, resp.producer_epoch), (0, 0));
-    }
-
-    #[test]
-    fn ids_issued_before_a_restart_can_still_be_bumped() {
-        let dir = tempfile::tempdir().unwrap();
-        let pid = ProducerIdManager::open(dir.path())
-            .unwrap()
-            .allocate()
-            .unwrap();
-        let mgr = ProducerIdManager::open(dir.path()).unwrap();
-        let resp = call(&mgr, &bump(pid, 4), 4);
-        assert_eq!((resp.producer_id.0, resp.producer_epoch), (pid, 5));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Got {
     Code(i16),
     /// The broker closed the connection.
     Closed,
+    /// An answer whose values differ from Kafka's, described (rows that check values).
+    Answer(String),
 }
 
 pub type RowFuture = Pin<Box<dyn Future<Output = Got> + Send>>;

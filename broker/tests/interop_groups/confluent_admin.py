@@ -267,15 +267,19 @@ def delete_records(admin, args, topic):
     log("delete_records OK: %s" % marks)
 
 
+SEGMENT_BYTES = 1 << 20
+OLD = 120
+
+
 def retention(admin, args):
     topic = "ret-" + uuid.uuid4().hex[:6]
-    ck_create_topic(admin, topic, 1, config={"segment.bytes": "1024"})
+    ck_create_topic(admin, topic, 1, config={"segment.bytes": str(SEGMENT_BYTES)})
     two_days_ago = int(time.time() * 1000) - 2 * 86400 * 1000
-    # One message per produce call is not guaranteed to be one batch; 100-byte values and
-    # 1 KiB segments still make many segments.
+    # One message per produce call is not guaranteed to be one batch; 100 KiB values and
+    # 1 MiB segments (Kafka 4's minimum, KIP-1030) still make many segments.
     p = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 0, "batch.num.messages": 5, "acks": "all"})
-    for i in range(300):
-        p.produce(topic, value=(b"old-%d-" % i).ljust(100, b"o"), partition=0, timestamp=two_days_ago + i)
+    for i in range(OLD):
+        p.produce(topic, value=(b"old-%d-" % i).ljust(100 * 1024, b"o"), partition=0, timestamp=two_days_ago + i)
         if i % 5 == 4:
             p.flush(30)
     check(p.flush(60) == 0, "old messages undelivered")
@@ -286,11 +290,11 @@ def retention(admin, args):
 
     c = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "unused", "enable.auto.commit": False})
     lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=T)
-    check((lo, hi) == (0, 305), "watermarks before lowering retention: %s" % ((lo, hi),))
+    check((lo, hi) == (0, OLD + 5), "watermarks before lowering retention: %s" % ((lo, hi),))
     if args.data_dir:
         segs = glob.glob(os.path.join(args.data_dir, topic + "-0", "*.log"))
         log("%s: %d segments on disk" % (topic, len(segs)))
-        check(len(segs) >= 10, "only %d segments with segment.bytes=1024" % len(segs))
+        check(len(segs) >= 10, "only %d segments with segment.bytes=1 MiB" % len(segs))
     # Seconds pass under the default retention (7 days): nothing may go.
     time.sleep(2)
     lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=T)
@@ -303,10 +307,10 @@ def retention(admin, args):
         return (lo, hi) if lo > 0 else None
 
     lo, hi = wait_until("low watermark advance after retention.ms=3600000", 30, advanced, interval=0.5)
-    check(hi == 305, "end offset %d after retention, want 305" % hi)
-    check(lo <= 300, "retention deleted recent records: low watermark %d" % lo)
+    check(hi == OLD + 5, "end offset %d after retention, want %d" % (hi, OLD + 5))
+    check(lo <= OLD, "retention deleted recent records: low watermark %d" % lo)
     # The recent records are still readable.
-    c.assign([TopicPartition(topic, 0, 300)])
+    c.assign([TopicPartition(topic, 0, OLD)])
     vals = []
     deadline = time.monotonic() + 30
     while len(vals) < 5 and time.monotonic() < deadline:

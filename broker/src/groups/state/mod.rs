@@ -90,6 +90,9 @@ pub struct Group {
     join_deadline: Option<Instant>,
     initial_delay: Option<InitialDelay>,
     sync_deadline: Option<Instant>,
+    /// When the group last became Empty (Kafka's `currentStateTimestamp` for offset
+    /// expiry); `None` for a group that has been Empty since it was created or loaded.
+    empty_since: Option<Instant>,
     dirty: bool,
 }
 
@@ -111,6 +114,7 @@ impl Group {
             join_deadline: None,
             initial_delay: None,
             sync_deadline: None,
+            empty_since: None,
             dirty: false,
         }
     }
@@ -126,6 +130,9 @@ impl Group {
     }
     pub fn protocol_type(&self) -> Option<&str> {
         self.protocol_type.as_deref()
+    }
+    pub fn empty_since(&self) -> Option<Instant> {
+        self.empty_since
     }
     pub fn protocol_name(&self) -> Option<&str> {
         self.protocol_name.as_deref()
@@ -532,6 +539,7 @@ impl Group {
         if self.members.is_empty() {
             self.protocol_name = None;
             self.state = GroupState::Empty;
+            self.empty_since = Some(now);
             return;
         }
         self.protocol_name = self.select_protocol();
@@ -859,6 +867,11 @@ impl Group {
         use ResponseError as E;
         if self.state == GroupState::Dead {
             return Err(code(E::CoordinatorNotAvailable));
+        }
+        // Kafka: ClassicGroup.validateOffsetCommit (generation < 0 on an Empty group is a
+        // simple commit, accepted before any member check)
+        if generation_id < 0 && self.state == GroupState::Empty {
+            return Ok(());
         }
         if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
             if self.is_static_member_fenced(group_instance_id, member_id) {

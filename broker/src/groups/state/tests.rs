@@ -601,7 +601,12 @@ fn offset_commit_validation() {
 
     let mut empty = group(NO_DELAY);
     assert_eq!(empty.validate_offset_commit(t0, -1, "", None), Ok(()));
-    assert_eq!(empty.validate_offset_commit(t0, -1, "m1", None), Err(25));
+    // Kafka: ClassicGroup.validateOffsetCommit checks `generation < 0 && EMPTY` first.
+    assert_eq!(empty.validate_offset_commit(t0, -1, "m1", None), Ok(()));
+    assert_eq!(
+        empty.validate_offset_commit(t0, -1, "", Some("static-1")),
+        Ok(())
+    );
     assert_eq!(empty.validate_offset_commit(t0, 0, "", None), Err(25));
 }
 

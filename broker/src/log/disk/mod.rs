@@ -431,7 +431,9 @@ impl PartitionLog for DiskLog {
     }
 
     fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
-        if offset < self.log_start_offset() || offset > self.log_end_offset() {
+        // Kafka: UnifiedLog.maybeIncrementLogStartOffset (only past the high watermark is out
+        // of range; an offset at or below the log start is a no-op)
+        if offset < 0 || offset > self.log_end_offset() {
             return Err(self.out_of_range(offset));
         }
         if offset > self.deleted_before {

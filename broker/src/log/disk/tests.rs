@@ -488,7 +488,12 @@ fn delete_records_persists_across_reopen() {
         4,
         "whole batch"
     );
-    assert!(log.delete_records_before(3).is_err(), "below the start");
+    assert_eq!(
+        log.delete_records_before(3).unwrap(),
+        5,
+        "below the start: no-op"
+    );
+    assert!(log.delete_records_before(-2).is_err(), "negative");
     assert!(log.delete_records_before(13).is_err(), "past the end");
     let mut seen = Vec::new();
     log.scan(0, &mut |b| {

@@ -1,0 +1,223 @@
+//! Admin rules, continued: DescribeConfigs config sources and synonyms (ConfigHelper), and
+//! committed offsets within `offsets.retention.minutes` (expiry itself runs on the
+//! coordinator's test clock in `groups/coordinator_tests.rs`).
+
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::*;
+
+use crate::admin::{alter_one, row, s};
+use crate::common;
+use crate::harness::{Ctx, Got, Row};
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+const INVALID_REQUEST: i16 = 42;
+
+/// (source, [(synonym, value, source)]) of one key of a resource, with synonyms.
+type Described = (i8, Vec<(String, String, i8)>);
+
+async fn describe_key(ctx: &Ctx, resource: (i8, &str), key: &str) -> Result<Described, Got> {
+    let req = DescribeConfigsRequest::default()
+        .with_include_synonyms(true)
+        .with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(resource.0)
+            .with_resource_name(s(resource.1))
+            .with_configuration_keys(Some(vec![s(key)]))]);
+    let r = ctx.m.send_at(&req, 4).await.map_err(|_| Got::Closed)?;
+    let res = &r.results[0];
+    if res.error_code != 0 {
+        return Err(Got::Code(res.error_code));
+    }
+    let Some(c) = res.configs.first() else {
+        return Err(Got::Answer(format!("{key} not described")));
+    };
+    let synonyms = c
+        .synonyms
+        .iter()
+        .map(|x| {
+            let value = x.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+            (x.name.to_string(), value, x.source)
+        })
+        .collect();
+    Ok((c.config_source, synonyms))
+}
+
+fn expect_described(got: Result<Described, Got>, want: Described) -> Got {
+    match got {
+        Ok(d) if d == want => Got::Code(0),
+        Ok(d) => Got::Answer(format!("got {d:?}, Kafka answers {want:?}")),
+        Err(g) => g,
+    }
+}
+
+fn syn(name: &str, value: &str, source: i8) -> (String, String, i8) {
+    (name.to_string(), value.to_string(), source)
+}
+
+/// Keys listed for the broker resource "" (only cluster-wide dynamic defaults).
+async fn cluster_default_keys(ctx: &Ctx) -> Result<Vec<String>, Got> {
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(BROKER)
+            .with_resource_name(s(""))]);
+    let r = ctx.m.send_at(&req, 4).await.map_err(|_| Got::Closed)?;
+    Ok(r.results[0]
+        .configs
+        .iter()
+        .map(|c| format!("{}={}", c.name.as_str(), c.config_source))
+        .collect())
+}
+
+/// Sets `message.max.bytes` as a cluster-wide default, then `log.retention.bytes` for
+/// broker 0, and checks both sources (rows with a broker of their own).
+async fn dynamic_broker_sources(ctx: Ctx) -> Got {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    for (name, key, value) in [
+        ("", "message.max.bytes", "2000000"),
+        ("0", "log.retention.bytes", "5000000"),
+    ] {
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(BROKER)
+                .with_resource_name(s(name))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(s(key))
+                    .with_config_operation(0)
+                    .with_value(Some(s(value)))]),
+        ]);
+        match ctx.m.send(&req).await {
+            Ok((r, _)) if r.responses[0].error_code != 0 => {
+                return Got::Code(r.responses[0].error_code)
+            }
+            Ok(_) => {}
+            Err(_) => return Got::Closed,
+        }
+    }
+    let listed = match cluster_default_keys(&ctx).await {
+        Ok(l) => l,
+        Err(g) => return g,
+    };
+    if listed != ["message.max.bytes=3"] {
+        return Got::Answer(format!("broker \"\" lists {listed:?}"));
+    }
+    let mmb = describe_key(&ctx, (BROKER, "0"), "message.max.bytes").await;
+    let want = (
+        3,
+        vec![
+            syn("message.max.bytes", "2000000", 3),
+            syn("message.max.bytes", "1048588", 5),
+        ],
+    );
+    if expect_described(mmb, want) != Got::Code(0) {
+        return Got::Answer("message.max.bytes is not DYNAMIC_DEFAULT_BROKER_CONFIG".into());
+    }
+    let lrb = describe_key(&ctx, (BROKER, "0"), "log.retention.bytes").await;
+    expect_described(
+        lrb,
+        (
+            2,
+            vec![
+                syn("log.retention.bytes", "5000000", 2),
+                syn("log.retention.bytes", "-1", 5),
+            ],
+        ),
+    )
+}
+
+/// Commits offset 3 (simple group) and fetches it back at once.
+async fn offset_kept(ctx: Ctx, retention_time_ms: i64) -> Got {
+    let topic = ctx.topic("keep");
+    let group = ctx.topic("g");
+    common::create_topic(&ctx.m, &topic, 1).await;
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(&group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_retention_time_ms(retention_time_ms)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(common::name(&topic))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(3)])]);
+    match ctx.m.send_at(&commit, 2).await {
+        Ok(r) if r.topics[0].partitions[0].error_code != 0 => {
+            return Got::Code(r.topics[0].partitions[0].error_code)
+        }
+        Ok(_) => {}
+        Err(_) => return Got::Closed,
+    }
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(&group)))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(common::name(&topic))
+            .with_partition_indexes(vec![0])]));
+    match ctx.m.send_at(&fetch, 5).await {
+        Ok(r) => {
+            let offset = r.topics[0].partitions[0].committed_offset;
+            if offset == 3 {
+                Got::Code(0)
+            } else {
+                Got::Answer(format!("committed offset {offset}, Kafka keeps 3"))
+            }
+        }
+        Err(_) => Got::Closed,
+    }
+}
+
+pub fn rows() -> Vec<Row> {
+    vec![
+        row!("DescribeConfigs: a topic's own value is TOPIC_CONFIG, then its broker synonym",
+            "ConfigHelper.createTopicConfigEntry", Got::Code(0), |ctx| {
+                let t = ctx.topic("src");
+                crate::admin::create_with(&ctx, &t, &[("retention.bytes", "123456")]).await;
+                let d = describe_key(&ctx, (TOPIC, &t), "retention.bytes").await;
+                expect_described(d, (1, vec![
+                    syn("retention.bytes", "123456", 1),
+                    syn("log.retention.bytes", "-1", 5),
+                ]))
+            }),
+        row!("DescribeConfigs: an unset topic key is DEFAULT_CONFIG with its broker synonym",
+            "ConfigHelper.createTopicConfigEntry / ServerTopicConfigSynonyms", Got::Code(0), |ctx| {
+                let t = ctx.topic("src");
+                common::create_topic(&ctx.m, &t, 1).await;
+                let d = describe_key(&ctx, (TOPIC, &t), "cleanup.policy").await;
+                expect_described(d, (5, vec![syn("log.cleanup.policy", "delete", 5)]))
+            }),
+        row!("DescribeConfigs: a start-up broker value differing from Kafka's default is STATIC_BROKER_CONFIG",
+            "ConfigHelper.configSynonyms", Got::Code(0), |ctx| {
+                // The harness starts brokers with log.retention.ms = -1 (Kafka: no default).
+                let d = describe_key(&ctx, (BROKER, "0"), "log.retention.ms").await;
+                expect_described(d, (4, vec![syn("log.retention.ms", "-1", 4)]))
+            }),
+        Row {
+            rule: "DescribeConfigs: dynamic values on \"\" are DYNAMIC_DEFAULT_BROKER_CONFIG, on the broker id DYNAMIC_BROKER_CONFIG",
+            kafka: "ConfigHelper.describeConfigs / DynamicBrokerConfig",
+            expect: Got::Code(0),
+            config: Some(|_| {}),
+            run: |ctx| Box::pin(dynamic_broker_sources(ctx)),
+        },
+        row!("DescribeConfigs: broker \"\" without dynamic defaults lists nothing",
+            "ConfigHelper.describeConfigs", Got::Code(0), |ctx| match cluster_default_keys(&ctx).await {
+                Ok(l) if l.is_empty() => Got::Code(0),
+                Ok(l) => Got::Answer(format!("lists {l:?}")),
+                Err(g) => g,
+            }),
+        row!("DescribeConfigs: another broker's id is INVALID_REQUEST",
+            "ConfigHelper.describeConfigs", Got::Code(INVALID_REQUEST),
+            |ctx| describe_key(&ctx, (BROKER, "7"), "log.retention.ms").await.map_or_else(|g| g, |d| Got::Answer(format!("{d:?}")))),
+        row!("IncrementalAlterConfigs: offsets.retention.minutes is not dynamic (INVALID_REQUEST)",
+            "DynamicBrokerConfig.AllDynamicConfigs", Got::Code(INVALID_REQUEST),
+            |ctx| alter_one(&ctx, (BROKER, "0"), "offsets.retention.minutes", "5").await),
+        row!("Offsets of an Empty group are kept within offsets.retention.minutes",
+            "OffsetExpirationConditionImpl.isOffsetExpired", Got::Code(0),
+            |ctx| offset_kept(ctx, -1).await),
+        row!("OffsetCommit v2 retention_time_ms: kept until that time has passed",
+            "OffsetMetadataManager.expireTimestampMs", Got::Code(0),
+            |ctx| offset_kept(ctx, 3_600_000).await),
+    ]
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use kmirror::config::{self, Connection};
+use kmirror::mirror::selection::{self, TargetAction};
 use tokio_util::sync::CancellationToken;
 
 /// Mirror Kafka topics between clusters, as a YAML topology describes.
@@ -149,45 +150,40 @@ async fn plan(topology: config::Topology) -> ExitCode {
                 continue;
             }
         };
-        let mut topics: Vec<_> = source_md
-            .topics
-            .iter()
-            .filter(|(n, m)| !m.is_internal && flow.matches(n))
-            .collect();
-        topics.sort_by_key(|(n, _)| n.as_str());
+        let topics = selection::mirrored_topics(flow, &source_md);
         if topics.is_empty() {
             println!("  no source topic matches");
         }
         for (name, meta) in topics {
             let target_name = flow.rename(name);
             let count = meta.partitions.len() as i32;
-            let action = match target_md.partition_count(&target_name) {
-                None if flow.create_topics => format!("create with {count} partitions"),
-                None => "MISSING (create_topics is off): would not be mirrored".to_string(),
-                Some(n) if n < count && flow.create_topics => {
-                    format!("add partitions {n} -> {count}")
+            let action = match selection::target_action(
+                flow,
+                count,
+                target_md.partition_count(&target_name),
+            ) {
+                TargetAction::Create { partitions } => {
+                    format!("create with {partitions} partitions")
                 }
-                Some(n) if n < count => {
-                    format!("BLOCKED: target has {n} partitions, source {count}")
+                TargetAction::Missing => {
+                    "MISSING (create_topics is off): would not be mirrored".to_string()
                 }
-                Some(_) => "exists".to_string(),
+                TargetAction::AddPartitions { from, to } => {
+                    format!("add partitions {from} -> {to}")
+                }
+                TargetAction::Blocked { target, source } => {
+                    format!("BLOCKED: target has {target} partitions, source {source}")
+                }
+                TargetAction::Exists => "exists".to_string(),
             };
             let mut configs = Vec::new();
             if flow.sync_configs.enabled {
                 if let Ok(source_configs) = source.topic_configs(name).await {
                     let current = target.topic_configs(&target_name).await.unwrap_or_default();
-                    for (k, v) in &source_configs {
-                        if flow.sync_configs.syncs(k) && !current.contains(&(k.clone(), v.clone()))
-                        {
-                            configs.push(format!("set {k}={v}"));
-                        }
-                    }
-                    for (k, _) in &current {
-                        if flow.sync_configs.syncs(k) && !source_configs.iter().any(|(s, _)| s == k)
-                        {
-                            configs.push(format!("remove {k}"));
-                        }
-                    }
+                    let (changed, removed) =
+                        selection::config_changes(flow, &source_configs, &current);
+                    configs.extend(changed.iter().map(|(k, v)| format!("set {k}={v}")));
+                    configs.extend(removed.iter().map(|k| format!("remove {k}")));
                 }
             }
             let configs = if configs.is_empty() {

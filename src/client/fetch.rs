@@ -113,6 +113,9 @@ pub struct FetchGot {
     pub log_start_offset: i64,
     pub records: Bytes,
     pub aborted: Vec<Aborted>,
+    /// The response's `throttle_time_ms`: the broker asks for no request before it passes
+    /// (KIP-219).
+    pub throttle_time_ms: i32,
 }
 
 /// The last Fetch version that names topics (v13 uses topic ids only).
@@ -181,6 +184,7 @@ pub async fn fetch(
                 high_watermark: p.high_watermark,
                 log_start_offset: p.log_start_offset,
                 records: p.records.unwrap_or_default(),
+                throttle_time_ms: resp.throttle_time_ms,
                 aborted: p
                     .aborted_transactions
                     .unwrap_or_default()

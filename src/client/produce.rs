@@ -80,6 +80,9 @@ pub struct ProduceOutcome {
     pub error_code: i16,
     pub base_offset: i64,
     pub error_message: Option<String>,
+    /// The response's `throttle_time_ms` (KIP-219: send nothing more to that broker until
+    /// it has passed).
+    pub throttle_time_ms: i32,
 }
 
 /// The partition a Produce writes to: the topic by name and, when the cluster reported
@@ -151,6 +154,7 @@ pub fn partition_outcome(resp: &ProduceResponse, target: &ProduceTarget) -> Opti
         error_code: p.error_code,
         base_offset: p.base_offset,
         error_message: p.error_message.as_ref().map(|m| m.to_string()),
+        throttle_time_ms: resp.throttle_time_ms,
     })
 }
 
@@ -160,7 +164,7 @@ pub fn settle(
     cluster: &str,
     what: &str,
     target: &ProduceTarget,
-    answer: Option<ProduceOutcome>,
+    answer: Option<&ProduceOutcome>,
 ) -> Result<i64, ClientError> {
     let Some(out) = answer else {
         return Err(ClientError::MissingPartition {

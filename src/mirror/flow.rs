@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::pipeline::{Chunk, Ended, Pipeline};
-use super::progress::{Position, Progress, SourcePartition, PROGRESS_TOPIC};
+use super::progress::{Position, Progress, SourcePartition};
+use super::selection::{config_changes, mirrored_topics, target_action, TargetAction};
 use crate::client::fetch::{self, FetchWant};
 use crate::client::produce::ProducerSession;
 use crate::client::{ClientError, ClusterClient};
@@ -160,15 +161,10 @@ impl FlowRunner {
                 return;
             }
         };
-        let mut topics: Vec<(&String, i32, Uuid)> = source_md
-            .topics
-            .iter()
-            .filter(|(name, meta)| {
-                !meta.is_internal && name.as_str() != PROGRESS_TOPIC && self.flow.matches(name)
-            })
+        let topics: Vec<(&String, i32, Uuid)> = mirrored_topics(&self.flow, &source_md)
+            .into_iter()
             .map(|(name, meta)| (name, meta.partitions.len() as i32, meta.topic_id))
             .collect();
-        topics.sort();
         for (topic, count, topic_id) in topics {
             if self.recreated.contains(topic) {
                 continue;
@@ -257,48 +253,31 @@ impl FlowRunner {
             cluster: self.target.name().to_string(),
             what: reason,
         };
-        match target_count {
-            None if self.flow.create_topics => {
+        match target_action(&self.flow, count, target_count) {
+            TargetAction::Create { partitions } => {
                 self.target
-                    .create_topic(target_topic, count, &configs)
+                    .create_topic(target_topic, partitions, &configs)
                     .await?;
-                tracing::info!(flow = %self.flow.name, topic = %target_topic, partitions = count, configs = configs.len(), "Created target topic.");
+                tracing::info!(flow = %self.flow.name, topic = %target_topic, partitions, configs = configs.len(), "Created target topic.");
                 return Ok(());
             }
-            None => {
+            TargetAction::Missing => {
                 return Err(refuse(format!(
                     "target topic {target_topic} does not exist and create_topics is off"
                 )))
             }
-            Some(n) if n < count && self.flow.create_topics => {
-                self.target.create_partitions(target_topic, count).await?;
-                tracing::info!(flow = %self.flow.name, topic = %target_topic, from = n, to = count, "Added partitions to target topic.");
+            TargetAction::AddPartitions { from, to } => {
+                self.target.create_partitions(target_topic, to).await?;
+                tracing::info!(flow = %self.flow.name, topic = %target_topic, from, to, "Added partitions to target topic.");
             }
-            Some(n) if n < count => {
-                return Err(refuse(format!("target topic {target_topic} has {n} partitions, fewer than the source's {count}; partitions are kept, not remapped")));
+            TargetAction::Blocked { target, source } => {
+                return Err(refuse(format!("target topic {target_topic} has {target} partitions, fewer than the source's {source}; partitions are kept, not remapped")));
             }
-            Some(_) => {}
+            TargetAction::Exists => {}
         }
         if self.flow.sync_configs.enabled {
-            let current: HashMap<String, String> = self
-                .target
-                .topic_configs(target_topic)
-                .await?
-                .into_iter()
-                .collect();
-            // Synced configs the source topic no longer sets go back to the target's
-            // default, as MirrorMaker 2 does; excluded ones are the target's own business.
-            let removed: Vec<String> = current
-                .keys()
-                .filter(|k| {
-                    self.flow.sync_configs.syncs(k) && !configs.iter().any(|(name, _)| name == *k)
-                })
-                .cloned()
-                .collect();
-            let changed: Vec<(String, String)> = configs
-                .into_iter()
-                .filter(|(k, v)| current.get(k) != Some(v))
-                .collect();
+            let current = self.target.topic_configs(target_topic).await?;
+            let (changed, removed) = config_changes(&self.flow, &configs, &current);
             if !changed.is_empty() || !removed.is_empty() {
                 self.target
                     .alter_topic_configs(target_topic, &changed, &removed)
@@ -377,6 +356,7 @@ impl FlowRunner {
             next_target_offset: target_offset,
             batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
             start_offset: start,
+            throttled_until: None,
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");
         let task = tokio::spawn(pipeline.run(rx));
@@ -445,6 +425,7 @@ impl FlowRunner {
             }
         }))
         .await;
+        let mut throttle_ms = 0;
         for result in results {
             let got = match result {
                 Ok(g) => g,
@@ -455,6 +436,7 @@ impl FlowRunner {
                     continue;
                 }
             };
+            throttle_ms = throttle_ms.max(got.first().map_or(0, |g| g.throttle_time_ms));
             for g in got {
                 refresh |= self.deliver(g).await;
             }
@@ -463,6 +445,11 @@ impl FlowRunner {
             let _ = self.source.refresh_metadata().await;
             // Kafka answers at once for partitions in error; do not spin on them.
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if throttle_ms > 0 {
+            // KIP-219: the source broker asked for a pause before the next fetch.
+            tracing::debug!(flow = %self.flow.name, throttle_ms, "Source throttled the fetch.");
+            tokio::time::sleep(super::pipeline::throttle_wait(throttle_ms)).await;
         }
     }
 

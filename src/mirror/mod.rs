@@ -5,6 +5,7 @@ pub mod batching;
 pub mod flow;
 pub mod pipeline;
 pub mod progress;
+pub mod selection;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

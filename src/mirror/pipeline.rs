@@ -22,6 +22,7 @@ use kmirror_wire::backoff::{Backoff, BackoffConfig};
 use kmirror_wire::errors::{ErrorClass, ResponseError};
 use kmirror_wire::messenger::Pending;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::time::Instant;
 
 pub use super::batching::Chunk;
 use super::batching::{Batcher, Ready};
@@ -70,6 +71,13 @@ pub struct Pipeline {
     pub batch_bytes: usize,
     /// The source offset this pipeline starts at; records below it are never produced.
     pub start_offset: i64,
+    /// The target asked for a pause (`throttle_time_ms`) until then.
+    pub throttled_until: Option<Instant>,
+}
+
+/// How long to honour a broker's `throttle_time_ms`: as asked, at most a minute.
+pub fn throttle_wait(throttle_time_ms: i32) -> std::time::Duration {
+    std::time::Duration::from_millis(throttle_time_ms.clamp(0, 60_000) as u64)
 }
 
 impl Pipeline {
@@ -165,6 +173,9 @@ impl Pipeline {
             });
             return;
         }
+        if let Some(until) = self.throttled_until.take() {
+            tokio::time::sleep_until(until).await;
+        }
         self.throttle
             .acquire(data.len() as u64, records.max(0) as u64)
             .await;
@@ -233,14 +244,27 @@ impl Pipeline {
 
     /// The target base offset of a successful produce, or the error.
     fn settle(
-        &self,
+        &mut self,
         result: Result<Option<ProduceOutcome>, ClientError>,
     ) -> Result<i64, ClientError> {
         let what = format!(
             "producing to {} partition {}",
             self.target_topic, self.source.partition
         );
-        produce::settle(self.target.name(), &what, &self.produce_target(), result?)
+        let answer = result?;
+        if let Some(t) = answer
+            .as_ref()
+            .map(|a| a.throttle_time_ms)
+            .filter(|t| *t > 0)
+        {
+            self.throttled_until = Some(Instant::now() + throttle_wait(t));
+        }
+        produce::settle(
+            self.target.name(),
+            &what,
+            &self.produce_target(),
+            answer.as_ref(),
+        )
     }
 
     fn acknowledged(&mut self, done: &InFlight, base_offset: i64) {

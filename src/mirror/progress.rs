@@ -206,7 +206,7 @@ impl Progress {
                         cluster: target.name().to_string(),
                         source: e,
                     })?;
-            produce::settle(target.name(), "writing progress", &to, answer).map(|_| ())
+            produce::settle(target.name(), "writing progress", &to, answer.as_ref()).map(|_| ())
         }
         .await;
         if let Err(e) = result {

@@ -75,6 +75,11 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
         ApiKey::OffsetForLeaderEpoch => adv::<OffsetForLeaderEpochRequest>(None, None),
         ApiKey::DeleteRecords => adv::<DeleteRecordsRequest>(None, None),
         ApiKey::DescribeLogDirs => adv::<DescribeLogDirsRequest>(None, None),
+        ApiKey::ElectLeaders => adv::<ElectLeadersRequest>(None, None),
+        ApiKey::AlterPartitionReassignments => {
+            adv::<AlterPartitionReassignmentsRequest>(None, None)
+        }
+        ApiKey::ListPartitionReassignments => adv::<ListPartitionReassignmentsRequest>(None, None),
         _ => return None,
     })
 }
@@ -237,6 +242,24 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
         ApiKey::DescribeLogDirs => {
             sync(&mut frame, corr, version, |r| {
                 handlers::cluster::describe_log_dirs(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::ElectLeaders => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::leaders::elect_leaders(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::AlterPartitionReassignments => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::leaders::alter_partition_reassignments(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::ListPartitionReassignments => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::leaders::list_partition_reassignments(broker, r, version)
             })
             .await
         }

@@ -15,6 +15,8 @@ pub mod hints;
 pub mod leadership;
 pub mod listeners;
 mod table;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
 

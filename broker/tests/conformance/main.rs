@@ -10,11 +10,13 @@
 mod common;
 mod harness;
 
+mod multinode;
 mod produce;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rule_answers_as_kafka_does() {
     let mut rows = Vec::new();
     rows.extend(produce::rows());
+    rows.extend(multinode::rows());
     harness::run(rows).await;
 }

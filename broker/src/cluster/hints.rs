@@ -36,6 +36,20 @@ fn current_leader(
     (v.leader, v.leader_epoch, node)
 }
 
+/// (leader, epoch) of a partition, collecting the leader's endpoint into `endpoints`.
+fn hint(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+    endpoints: &mut BTreeMap<i32, NodeEndpoint>,
+) -> (BrokerId, i32) {
+    let (leader, epoch, node) = current_leader(broker, topic, partition);
+    if let Some(n) = node {
+        endpoints.insert(n.node_id, n);
+    }
+    (BrokerId(leader), epoch)
+}
+
 /// Fills `current_leader` and `node_endpoints` of a Produce response at v10+.
 pub fn produce(broker: &Broker, resp: &mut ProduceResponse, version: i16) {
     if version < 10 {
@@ -47,13 +61,10 @@ pub fn produce(broker: &Broker, resp: &mut ProduceResponse, version: i16) {
             if p.error_code != ResponseError::NotLeaderOrFollower.code() {
                 continue;
             }
-            let (leader, epoch, node) = current_leader(broker, t.name.as_str(), p.index);
+            let (leader, epoch) = hint(broker, t.name.as_str(), p.index, &mut endpoints);
             p.current_leader = produce_response::LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(leader))
+                .with_leader_id(leader)
                 .with_leader_epoch(epoch);
-            if let Some(n) = node {
-                endpoints.insert(n.node_id, n);
-            }
         }
     }
     resp.node_endpoints = endpoints
@@ -82,13 +93,10 @@ pub fn fetch(broker: &Broker, mut resp: FetchResponse, version: i16) -> FetchRes
             if !hinted.contains(&p.error_code) {
                 continue;
             }
-            let (leader, epoch, node) = current_leader(broker, t.topic.as_str(), p.partition_index);
+            let (leader, epoch) = hint(broker, t.topic.as_str(), p.partition_index, &mut endpoints);
             p.current_leader = fetch_response::LeaderIdAndEpoch::default()
-                .with_leader_id(BrokerId(leader))
+                .with_leader_id(leader)
                 .with_leader_epoch(epoch);
-            if let Some(n) = node {
-                endpoints.insert(n.node_id, n);
-            }
         }
     }
     resp.node_endpoints = endpoints

@@ -115,6 +115,13 @@ async fn produce(m: &Messenger, topic: &str, version: i16) -> Result<ProduceResp
     m.send_at(&req, version).await.map_err(|_| Got::Closed)
 }
 
+async fn produce_code(m: &Messenger, topic: &str) -> Got {
+    match produce(m, topic, 9).await {
+        Ok(r) => Got::Code(r.responses[0].partition_responses[0].error_code),
+        Err(g) => g,
+    }
+}
+
 async fn fetch_code(m: &Messenger, topic: &str, version: i16, current_epoch: i32) -> Got {
     let mut req = common::fetch_request(topic, 0, 0, 0, 1 << 20);
     req.topics[0].partitions[0].current_leader_epoch = current_epoch;
@@ -215,10 +222,7 @@ fn routing_rows() -> Vec<Row> {
             Got::Code(0),
             |ctx| {
                 let s = setup(&ctx).await;
-                match produce(&s.leader, &s.topic, 9).await {
-                    Ok(r) => Got::Code(r.responses[0].partition_responses[0].error_code),
-                    Err(g) => g,
-                }
+                produce_code(&s.leader, &s.topic).await
             }
         ),
         row!(
@@ -227,10 +231,7 @@ fn routing_rows() -> Vec<Row> {
             Got::Code(NOT_LEADER),
             |ctx| {
                 let s = setup(&ctx).await;
-                match produce(&s.follower, &s.topic, 9).await {
-                    Ok(r) => Got::Code(r.responses[0].partition_responses[0].error_code),
-                    Err(g) => g,
-                }
+                produce_code(&s.follower, &s.topic).await
             }
         ),
         row!(

@@ -16,7 +16,15 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// `host:port` clients are told to connect to; `None` = the bound address.
     pub advertised_listener: Option<String>,
+    /// The first node's id; with `nodes > 1` the others are `node_id + 1 ..`.
     pub node_id: i32,
+    /// How many broker nodes this process presents (see [`crate::cluster`]).
+    pub nodes: usize,
+    /// Listen addresses of nodes other than the first, by node id; a node without one
+    /// listens on the first node's port plus its offset (port 0: a free port each).
+    pub node_listen: std::collections::BTreeMap<i32, SocketAddr>,
+    /// The HTTP node control (`GET /nodes`, `POST /nodes/{id}/stop|start`); `None` = off.
+    pub admin_listen: Option<SocketAddr>,
     pub cluster_id: String,
     /// Where logs, topic metadata, group offsets and producer state live; `None` keeps
     /// everything in memory (tests only).
@@ -49,6 +57,9 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_listener: None,
             node_id: 0,
+            nodes: 1,
+            node_listen: Default::default(),
+            admin_listen: None,
             cluster_id: "kmirror-local-cluster".into(),
             data_dir: None,
             default_partitions: 1,
@@ -63,5 +74,26 @@ impl Default for BrokerConfig {
             offsets_retention: crate::groups::DEFAULT_OFFSETS_RETENTION,
             shutdown_grace: Duration::from_secs(10),
         }
+    }
+}
+
+impl BrokerConfig {
+    /// (node id, listen address) of every node, the first at [`Self::listen`].
+    pub fn node_addrs(&self) -> Vec<(i32, SocketAddr)> {
+        (0..self.nodes.max(1))
+            .map(|k| {
+                let id = self.node_id + k as i32;
+                let addr = match self.node_listen.get(&id) {
+                    Some(a) => *a,
+                    None if k == 0 || self.listen.port() == 0 => self.listen,
+                    None => {
+                        let mut a = self.listen;
+                        a.set_port(self.listen.port().saturating_add(k as u16));
+                        a
+                    }
+                };
+                (id, addr)
+            })
+            .collect()
     }
 }

@@ -78,6 +78,11 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
         ApiKey::DescribeAcls => adv::<DescribeAclsRequest>(None, None),
         ApiKey::CreateAcls => adv::<CreateAclsRequest>(None, None),
         ApiKey::DeleteAcls => adv::<DeleteAclsRequest>(None, None),
+        ApiKey::ElectLeaders => adv::<ElectLeadersRequest>(None, None),
+        ApiKey::AlterPartitionReassignments => {
+            adv::<AlterPartitionReassignmentsRequest>(None, None)
+        }
+        ApiKey::ListPartitionReassignments => adv::<ListPartitionReassignmentsRequest>(None, None),
         _ => return None,
     })
 }
@@ -246,6 +251,24 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
         ApiKey::DescribeAcls => sync(&mut frame, corr, version, handlers::acls::describe).await,
         ApiKey::CreateAcls => sync(&mut frame, corr, version, handlers::acls::create).await,
         ApiKey::DeleteAcls => sync(&mut frame, corr, version, handlers::acls::delete).await,
+        ApiKey::ElectLeaders => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::leaders::elect_leaders(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::AlterPartitionReassignments => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::leaders::alter_partition_reassignments(broker, r, version)
+            })
+            .await
+        }
+        ApiKey::ListPartitionReassignments => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::leaders::list_partition_reassignments(broker, r, version)
+            })
+            .await
+        }
         ApiKey::JoinGroup => {
             let host = peer.ip().to_string();
             route(&mut frame, corr, version, |r| {

@@ -20,9 +20,16 @@ enum Flush {
     Always,
 }
 
-/// A single-node Kafka-compatible broker for local development, tests and CI.
+/// A Kafka-compatible broker for local development, tests and CI.
+///
+/// With --nodes N one process presents broker ids NODE_ID..NODE_ID+N-1, each on its own
+/// port, with partition leaders spread over them. Leaders move through ElectLeaders and
+/// AlterPartitionReassignments, or when a node is stopped through the node control
+/// (--admin-listen): `curl -X POST http://ADDR/nodes/1/stop`, `.../nodes/1/start`,
+/// `curl http://ADDR/nodes`. Storage stays one copy per partition: the nodes exist to
+/// exercise clients' leader routing, not durability.
 #[derive(Debug, Parser)]
-#[command(name = "kmirror-broker", version, about)]
+#[command(name = "kmirror-broker", version, about, long_about)]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "KMIRROR_BROKER_LISTEN", default_value = "127.0.0.1:9092")]
@@ -33,9 +40,20 @@ struct Args {
     /// host:port advertised to clients in Metadata (defaults to the bound address).
     #[arg(long, env = "KMIRROR_BROKER_ADVERTISED_LISTENER")]
     advertised_listener: Option<String>,
-    /// This broker's node id.
+    /// This broker's node id (with --nodes: the first node's).
     #[arg(long, env = "KMIRROR_BROKER_NODE_ID", default_value_t = 0)]
     node_id: i32,
+    /// How many broker nodes to present; node k listens on --listen's port + k unless
+    /// --node-listen names its address.
+    #[arg(long, env = "KMIRROR_BROKER_NODES", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    nodes: u16,
+    /// Listen address of one node other than the first, as ID=HOST:PORT (repeatable).
+    #[arg(long, value_parser = parse_node_listen)]
+    node_listen: Vec<(i32, SocketAddr)>,
+    /// Address of the HTTP node control: GET /nodes, POST /nodes/{id}/stop,
+    /// POST /nodes/{id}/start. Off unless set; it has no authentication.
+    #[arg(long, env = "KMIRROR_BROKER_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
     /// Cluster id reported in Metadata and DescribeCluster.
     #[arg(
         long,
@@ -116,6 +134,9 @@ fn main() -> anyhow::Result<()> {
         listen: args.listen,
         advertised_listener: args.advertised_listener,
         node_id: args.node_id,
+        nodes: usize::from(args.nodes),
+        node_listen: args.node_listen.into_iter().collect(),
+        admin_listen: args.admin_listen,
         cluster_id: args.cluster_id,
         data_dir: Some(args.data_dir),
         default_partitions: args.default_partitions.max(1),
@@ -148,6 +169,15 @@ fn main() -> anyhow::Result<()> {
         running.shutdown().await?;
         Ok(())
     })
+}
+
+fn parse_node_listen(s: &str) -> Result<(i32, SocketAddr), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not ID=HOST:PORT"))?;
+    let id = id.parse().map_err(|e| format!("node id {id:?}: {e}"))?;
+    let addr = addr.parse().map_err(|e| format!("address {addr:?}: {e}"))?;
+    Ok((id, addr))
 }
 
 async fn wait_for_signal() -> std::io::Result<()> {

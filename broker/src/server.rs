@@ -1,6 +1,8 @@
-//! The TCP server: accept loop with a connection limit, one task per connection answering
-//! pipelined requests in order, background maintenance (retention, interval flush), and
-//! graceful shutdown (stop accepting, finish in-flight requests, flush, close logs).
+//! The TCP server: one accept loop per node with a connection limit shared by all nodes,
+//! one task per connection answering pipelined requests in order, background maintenance
+//! (retention, interval flush), and graceful shutdown (stop accepting, finish in-flight
+//! requests, flush, close logs). Stopping and starting single nodes is
+//! [`crate::cluster::listeners`]'s job.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::listeners::Nodes;
 use crate::config::BrokerConfig;
 use crate::dispatch::{self, Outcome};
 use crate::log::FlushPolicy;
@@ -36,8 +39,14 @@ pub enum ServerError {
 /// A running broker.
 #[derive(Debug)]
 pub struct RunningBroker {
+    /// The first node's address.
     pub local_addr: SocketAddr,
+    /// The first node's view.
     pub broker: Arc<Broker>,
+    /// Every node's listener: addresses, stop and start (`--nodes`).
+    pub nodes: Arc<Nodes>,
+    /// The HTTP node control's address, when `admin_listen` is set.
+    pub admin_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
@@ -65,42 +74,80 @@ impl RunningBroker {
     }
 }
 
-/// Binds, recovers storage and starts serving in the background.
+/// Binds every node (and the admin listener), recovers storage and starts serving in
+/// the background.
 pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let advertised = match &config.advertised_listener {
-        Some(a) => {
-            split_host_port(a).unwrap_or((local_addr.ip().to_string(), local_addr.port() as i32))
-        }
-        None => (local_addr.ip().to_string(), local_addr.port() as i32),
+    let mut listeners = Vec::new();
+    for (node_id, addr) in config.node_addrs() {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        listeners.push((node_id, local, listener));
+    }
+    let admin = match config.admin_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?,
+        ),
+        None => None,
     };
+    let local_addr = listeners[0].1;
+    let first_advertised = config
+        .advertised_listener
+        .as_deref()
+        .and_then(split_host_port);
+    let advertised: Vec<(String, i32)> = listeners
+        .iter()
+        .enumerate()
+        .map(|(k, (_, local, _))| match (&first_advertised, k) {
+            (Some(a), 0) => a.clone(),
+            // Other nodes: the advertised host with their own port.
+            (Some((host, _)), _) => (host.clone(), local.port() as i32),
+            (None, _) => (local.ip().to_string(), local.port() as i32),
+        })
+        .collect();
     let data_dir = config.data_dir.clone();
     let broker = Arc::new(
-        tokio::task::spawn_blocking(move || Broker::open(config, advertised))
+        tokio::task::spawn_blocking(move || Broker::open_nodes(config, advertised))
             .await
             .expect("open task")?,
     );
+    let shutdown = CancellationToken::new();
+    let nodes = Arc::new(Nodes::new(broker.clone(), shutdown.clone()));
+    for (node_id, local, listener) in listeners {
+        nodes.serve(node_id, local, listener).await;
+    }
+    let admin_addr = match admin {
+        Some(l) => {
+            let addr = l.local_addr().ok();
+            tokio::spawn(crate::cluster::admin::serve(
+                l,
+                nodes.clone(),
+                shutdown.clone(),
+            ));
+            tracing::info!(admin = ?addr, "Node control is listening (HTTP).");
+            addr
+        }
+        None => None,
+    };
     tracing::info!(
         listen = %local_addr,
         advertised = %format!("{}:{}", broker.advertised_host, broker.advertised_port),
         data_dir = ?data_dir,
         node_id = broker.config.node_id,
+        nodes = broker.cluster.nodes().len(),
         "kmirror-broker is accepting connections."
     );
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve(listener, broker.clone(), shutdown.clone()));
+    let task = tokio::spawn(run(broker.clone(), nodes.clone(), shutdown.clone()));
     Ok(RunningBroker {
         local_addr,
         broker,
+        nodes,
+        admin_addr,
         shutdown,
         task,
     })
@@ -114,17 +161,36 @@ fn split_host_port(s: &str) -> Option<(String, i32)> {
     ))
 }
 
-async fn serve(
-    listener: TcpListener,
+/// Background maintenance until shutdown; then every node stops and the logs close.
+async fn run(
     broker: Arc<Broker>,
+    nodes: Arc<Nodes>,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
-    let mut connections = JoinSet::new();
     let maintenance = tokio::spawn(maintain(broker.clone(), shutdown.clone()));
+    shutdown.cancelled().await;
+    nodes.stop_all().await;
+    maintenance.abort();
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.topics.close())
+        .await
+        .expect("close task")?;
+    tracing::info!("kmirror-broker stopped.");
+    Ok(())
+}
+
+/// One node's accept loop, until `stop`; then its connections get the grace period to
+/// finish in-flight requests.
+pub(crate) async fn serve_listener(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    limit: Arc<Semaphore>,
+    stop: CancellationToken,
+) {
+    let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = stop.cancelled() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -142,9 +208,9 @@ async fn serve(
                     continue;
                 };
                 let broker = broker.clone();
-                let shutdown = shutdown.clone();
+                let stop = stop.clone();
                 connections.spawn(async move {
-                    serve_connection(stream, peer, broker, shutdown).await;
+                    serve_connection(stream, peer, broker, stop).await;
                     drop(permit);
                 });
             }
@@ -159,18 +225,12 @@ async fn serve(
     .is_err()
     {
         tracing::warn!(
+            node_id = broker.config.node_id,
             remaining = connections.len(),
             "Shutdown grace period over; closing connections."
         );
         connections.abort_all();
     }
-    maintenance.abort();
-    let b = broker.clone();
-    tokio::task::spawn_blocking(move || b.topics.close())
-        .await
-        .expect("close task")?;
-    tracing::info!("kmirror-broker stopped.");
-    Ok(())
 }
 
 async fn serve_connection(

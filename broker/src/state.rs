@@ -1,42 +1,57 @@
-//! The broker's shared state, handed to every request handler.
+//! The broker's state, handed to every request handler: one [`Broker`] per node, each
+//! a view (its own node id and advertised address) of state all nodes share through
+//! `Arc`s (topics, groups, producer ids, the cluster's leadership table).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
 
+use crate::cluster::{Cluster, LeaderError, NodeEndpoint};
 use crate::config::BrokerConfig;
 use crate::groups::{CoordinatorConfig, GroupConfig, GroupCoordinator};
 use crate::log::flush::GroupCommit;
 use crate::log::FlushPolicy;
 use crate::producers::ProducerIdManager;
 use crate::topic_config::BrokerDefaults;
-use crate::topics::{TopicError, TopicRegistry};
+use crate::topics::{Topic, TopicError, TopicRegistry};
 
-/// Everything handlers share.
-#[derive(Debug)]
+/// Everything handlers share; `config.node_id` is the node this view serves.
+#[derive(Debug, Clone)]
 pub struct Broker {
     pub config: BrokerConfig,
     /// `host:port` advertised in Metadata.
     pub advertised_host: String,
     pub advertised_port: i32,
     pub topics: Arc<TopicRegistry>,
-    pub groups: GroupCoordinator,
+    pub groups: Arc<GroupCoordinator>,
     /// Group commit for `FlushPolicy::Always`.
     pub group_commit: Option<Arc<GroupCommit>>,
     /// Woken on every append, so long-polling fetches return as soon as data arrives.
-    pub appended: Notify,
-    pub producer_ids: ProducerIdManager,
-    /// Broker configs changed at run time for this broker (persisted in
-    /// `broker-configs.json`) and as cluster-wide defaults (resource name "", persisted in
-    /// `broker-default-configs.json`), as Kafka's DynamicBrokerConfig keeps them.
-    broker_overrides: RwLock<BTreeMap<String, String>>,
-    default_overrides: RwLock<BTreeMap<String, String>>,
+    pub appended: Arc<Notify>,
+    pub producer_ids: Arc<ProducerIdManager>,
+    /// Broker configs changed at run time for the broker (persisted in
+    /// `broker-configs.json`; shared by every node of this process) and as cluster-wide
+    /// defaults (resource name "", persisted in `broker-default-configs.json`), as Kafka's
+    /// DynamicBrokerConfig keeps them.
+    broker_overrides: Arc<RwLock<BTreeMap<String, String>>>,
+    default_overrides: Arc<RwLock<BTreeMap<String, String>>>,
+    /// The nodes and who leads which partition.
+    pub cluster: Arc<Cluster>,
 }
 
 impl Broker {
     /// Opens the data directory and recovers logs. `advertised` is `host:port`.
     pub fn open(config: BrokerConfig, advertised: (String, i32)) -> Result<Self, TopicError> {
+        Self::open_nodes(config, vec![advertised])
+    }
+
+    /// [`Self::open`] for `advertised.len()` nodes, ids from `config.node_id` on; the
+    /// returned view is the first node's.
+    pub fn open_nodes(
+        config: BrokerConfig,
+        advertised: Vec<(String, i32)>,
+    ) -> Result<Self, TopicError> {
         if let Some(dir) = &config.data_dir {
             std::fs::create_dir_all(dir).map_err(|source| TopicError::Persist {
                 path: dir.display().to_string(),
@@ -90,6 +105,22 @@ impl Broker {
         };
         let broker_overrides = read_overrides(BROKER_CONFIGS_FILE);
         let default_overrides = read_overrides(BROKER_DEFAULT_CONFIGS_FILE);
+        let nodes: Vec<NodeEndpoint> = advertised
+            .iter()
+            .enumerate()
+            .map(|(k, (host, port))| NodeEndpoint {
+                node_id: config.node_id + k as i32,
+                host: host.clone(),
+                port: *port,
+            })
+            .collect();
+        let cluster = Cluster::open(nodes, config.data_dir.as_deref()).map_err(|source| {
+            TopicError::Persist {
+                path: "leaders.json".into(),
+                source,
+            }
+        })?;
+        let advertised = advertised.into_iter().next().unwrap_or_default();
         let group_commit = match config.flush {
             FlushPolicy::Always if config.data_dir.is_some() => Some(GroupCommit::spawn()),
             _ => None,
@@ -99,12 +130,13 @@ impl Broker {
             advertised_port: advertised.1,
             config,
             topics,
-            groups,
+            groups: Arc::new(groups),
             group_commit,
-            appended: Notify::new(),
-            producer_ids,
-            broker_overrides: RwLock::new(BTreeMap::new()),
-            default_overrides: RwLock::new(default_overrides),
+            appended: Arc::new(Notify::new()),
+            producer_ids: Arc::new(producer_ids),
+            broker_overrides: Arc::new(RwLock::new(BTreeMap::new())),
+            default_overrides: Arc::new(RwLock::new(default_overrides)),
+            cluster: Arc::new(cluster),
         }
         .with_overrides(broker_overrides))
     }
@@ -126,6 +158,36 @@ impl Broker {
         self.topics.set_defaults(defaults);
         *self.broker_overrides.write().expect("overrides lock") = overrides;
         self
+    }
+
+    /// The view of node `node_id`: same shared state, that node's id and address.
+    pub fn node_view(&self, node_id: i32) -> Broker {
+        let mut view = self.clone();
+        view.config.node_id = node_id;
+        if let Some(n) = self.cluster.endpoint(node_id) {
+            view.advertised_host = n.host.clone();
+            view.advertised_port = n.port;
+        }
+        view
+    }
+
+    /// Whether this node may serve a request for a partition, and the current leader
+    /// epoch if so. `require_leader` is false only where Kafka lets followers answer
+    /// (consumer Fetch v11+, ListOffsets from the debugging replica id).
+    pub fn check_leader(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        current_leader_epoch: Option<i32>,
+        require_leader: bool,
+    ) -> Result<i32, LeaderError> {
+        self.cluster.check(
+            self.config.node_id,
+            topic,
+            partition,
+            current_leader_epoch,
+            require_leader,
+        )
     }
 
     fn overrides_of(&self, cluster_default: bool) -> &RwLock<BTreeMap<String, String>> {

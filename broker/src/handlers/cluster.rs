@@ -1,7 +1,8 @@
-//! Small cluster-level APIs: FindCoordinator (this broker coordinates every group; the
-//! batched v4+ form too), DescribeCluster, OffsetForLeaderEpoch (one constant leader
-//! epoch, 0), DeleteRecords (moves the log start offset), DescribeLogDirs (the data
-//! directory and partition sizes) and InitProducerId.
+//! Small cluster-level APIs: FindCoordinator (the lowest live node coordinates every
+//! group; the batched v4+ form too), DescribeCluster (the live nodes), OffsetForLeaderEpoch
+//! (from the partition's leader-epoch history, on its leader), DeleteRecords (moves the
+//! log start offset, on the leader), DescribeLogDirs (the data directory and partition
+//! sizes) and InitProducerId.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -18,12 +19,13 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::leaders;
 use crate::log::LogError;
 use crate::state::Broker;
 use crate::topic_config;
 
-fn host(broker: &Broker) -> StrBytes {
-    StrBytes::from_string(broker.advertised_host.clone())
+fn host(node: &crate::cluster::NodeEndpoint) -> StrBytes {
+    StrBytes::from_string(node.host.clone())
 }
 
 pub fn find_coordinator(
@@ -31,7 +33,8 @@ pub fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let node = BrokerId(broker.config.node_id);
+    let coordinator = broker.cluster.coordinator();
+    let node = BrokerId(coordinator.node_id);
     // Key type 1 (transaction) is refused: this broker has no transaction coordinator.
     let error = if req.key_type == 1 {
         ResponseError::CoordinatorNotAvailable.code()
@@ -46,8 +49,8 @@ pub fn find_coordinator(
                 let c = Coordinator::default().with_key(key).with_error_code(error);
                 if error == 0 {
                     c.with_node_id(node)
-                        .with_host(host(broker))
-                        .with_port(broker.advertised_port)
+                        .with_host(host(&coordinator))
+                        .with_port(coordinator.port)
                 } else {
                     c.with_node_id(BrokerId(-1)).with_port(-1)
                 }
@@ -60,8 +63,8 @@ pub fn find_coordinator(
         return resp.with_node_id(BrokerId(-1)).with_port(-1);
     }
     resp.with_node_id(node)
-        .with_host(host(broker))
-        .with_port(broker.advertised_port)
+        .with_host(host(&coordinator))
+        .with_port(coordinator.port)
 }
 
 pub fn describe_cluster(
@@ -69,21 +72,28 @@ pub fn describe_cluster(
     req: DescribeClusterRequest,
     _version: i16,
 ) -> DescribeClusterResponse {
-    let node = BrokerId(broker.config.node_id);
     // Kafka: KafkaApis.handleDescribeCluster (INT32_MIN unless asked for)
     let cluster_authorized_operations = if req.include_cluster_authorized_operations {
         super::acls::CLUSTER_OPERATIONS
     } else {
         i32::MIN
     };
+    let brokers = broker
+        .cluster
+        .live_nodes()
+        .iter()
+        .map(|n| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(n.node_id))
+                .with_host(host(n))
+                .with_port(n.port)
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_cluster_authorized_operations(cluster_authorized_operations)
         .with_cluster_id(StrBytes::from_string(broker.config.cluster_id.clone()))
-        .with_controller_id(node)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node)
-            .with_host(host(broker))
-            .with_port(broker.advertised_port)])
+        .with_controller_id(BrokerId(broker.cluster.coordinator().node_id))
+        .with_brokers(brokers)
 }
 
 pub fn offset_for_leader_epoch(
@@ -100,23 +110,13 @@ pub fn offset_for_leader_epoch(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let mut out = EpochEndOffset::default().with_partition(p.partition);
-                    match topic.as_ref().and_then(|t| t.partition(p.partition)) {
-                        None => out.error_code = ResponseError::UnknownTopicOrPartition.code(),
-                        Some(_) if p.current_leader_epoch > 0 => {
-                            out.error_code = ResponseError::UnknownLeaderEpoch.code()
+                    let out = EpochEndOffset::default().with_partition(p.partition);
+                    match topic.as_ref() {
+                        Some(t) if t.partition(p.partition).is_some() => {
+                            leaders::end_offset_for_epoch(broker, t, p, out)
                         }
-                        // Epoch 0 ends at the log end; a later epoch is unknown.
-                        Some(part) if p.leader_epoch <= 0 => {
-                            out.leader_epoch = 0;
-                            out.end_offset = part.log.lock().expect("log lock").log_end_offset();
-                        }
-                        Some(_) => {
-                            out.leader_epoch = -1;
-                            out.end_offset = -1;
-                        }
+                        _ => out.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                     }
-                    out
                 })
                 .collect();
             OffsetForLeaderTopicResult::default()
@@ -144,15 +144,20 @@ pub fn delete_records(
                     let mut out = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
-                    let Some((topic, part)) = topic
-                        .as_ref()
-                        .and_then(|t| Some((t, t.partition(p.partition_index)?)))
-                    else {
+                    let (Some(t), Some(part)) = (
+                        topic.as_ref(),
+                        topic.as_ref().and_then(|t| t.partition(p.partition_index)),
+                    ) else {
                         out.error_code = ResponseError::UnknownTopicOrPartition.code();
                         return out;
                     };
-                    // Kafka: Partition.deleteRecordsOnLeader (compact-only topics refuse it)
-                    if !topic_config::deletes(&topic.configs()) {
+                    // Kafka: Partition.deleteRecordsOnLeader: only the leader deletes ...
+                    if let Err(e) = broker.check_leader(t, p.partition_index, None, true) {
+                        out.error_code = e.code().code();
+                        return out;
+                    }
+                    // ... and compact-only topics refuse it.
+                    if !topic_config::deletes(&t.configs()) {
                         out.error_code = ResponseError::PolicyViolation.code();
                         return out;
                     }

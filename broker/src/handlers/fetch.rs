@@ -16,9 +16,6 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use crate::log::LogError;
 use crate::state::Broker;
 
-/// The leader epoch of every partition: this broker never changes leaders.
-const LEADER_EPOCH: i32 = 0;
-
 pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -30,7 +27,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         appended.as_mut().enable();
         let (resp, bytes, errors) = read_once(broker, &req, version);
         if bytes >= i64::from(req.min_bytes) || errors || tokio::time::Instant::now() >= deadline {
-            return resp;
+            return crate::cluster::hints::fetch(broker, resp, version);
         }
         tokio::select! {
             _ = appended => {}
@@ -70,8 +67,11 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                         any_error = true;
                         return out;
                     };
-                    if version >= 9 && p.current_leader_epoch > LEADER_EPOCH {
-                        out.error_code = ResponseError::UnknownLeaderEpoch.code();
+                    // Partition.fetchRecords; FetchParams.fetchOnlyLeader: consumers v11+ may read from followers.
+                    let current = (version >= 9 && p.current_leader_epoch >= 0).then_some(p.current_leader_epoch);
+                    let only_leader = version <= 10 || req.replica_id.0 >= 0;
+                    if let Some(Err(e)) = topic.as_deref().map(|t| broker.check_leader(t, p.partition, current, only_leader)) {
+                        out.error_code = e.code().code();
                         any_error = true;
                         return out;
                     }

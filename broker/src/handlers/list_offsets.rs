@@ -4,7 +4,9 @@
 //! compressed batch is decompressed for this, as Kafka does; decompression is capped, and a
 //! batch that cannot be decoded is answered with its first offset). Every record of a
 //! LogAppendTime batch carries the batch's append time (its max timestamp), so such a
-//! batch answers with its first offset and that time, without being decoded.
+//! batch answers with its first offset and that time, without being decoded. Only the
+//! leader answers, except to the debugging replica id; the leader epoch of the answer
+//! comes from the partition's epoch history or the found batch.
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -13,6 +15,8 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::records::RecordBatchDecoder;
+
+use kmirror_wire::batch::BatchView;
 
 use crate::log::{FoundBatch, LogError, PartitionLog};
 use crate::state::Broker;
@@ -36,19 +40,38 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    let Some(partition) =
-                        topic.as_ref().and_then(|t| t.partition(p.partition_index))
-                    else {
+                    let (Some(t), Some(partition)) = (
+                        topic.as_ref(),
+                        topic.as_ref().and_then(|t| t.partition(p.partition_index)),
+                    ) else {
                         out.error_code = ResponseError::UnknownTopicOrPartition.code();
                         return out;
                     };
+                    // KafkaApis.handleListOffsetRequest: fetchOnlyFromLeader unless the
+                    // debugging replica id (-2); Partition.fetchOffsetForTimestamp checks
+                    // the current leader epoch (v4+, -1 = none).
+                    let current = (version >= 4 && p.current_leader_epoch != -1)
+                        .then_some(p.current_leader_epoch);
+                    let only_leader = req.replica_id.0 != DEBUGGING_REPLICA_ID;
+                    if let Err(e) = broker.check_leader(t, p.partition_index, current, only_leader)
+                    {
+                        out.error_code = e.code().code();
+                        return out;
+                    }
                     let log = partition.log.lock().expect("log lock");
                     match lookup(log.as_ref(), p.timestamp) {
                         Ok(Some((timestamp, offset))) => {
                             out.timestamp = timestamp;
                             out.offset = offset;
                             if version >= 4 {
-                                out.leader_epoch = 0;
+                                out.leader_epoch = answer_epoch(
+                                    broker,
+                                    t,
+                                    p.partition_index,
+                                    p.timestamp,
+                                    offset,
+                                    log.as_ref(),
+                                );
                             }
                         }
                         Ok(None) => {}
@@ -63,6 +86,37 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// ListOffsetsRequest.DEBUGGING_REPLICA_ID.
+const DEBUGGING_REPLICA_ID: i32 = -2;
+
+/// The leader epoch reported with an answer (UnifiedLog.fetchOffsetByTimestamp): the
+/// latest epoch for the log end, the epoch that wrote the offset otherwise (from the
+/// batch itself for a timestamp search).
+fn answer_epoch(
+    broker: &Broker,
+    topic: &crate::topics::Topic,
+    partition: i32,
+    wanted: i64,
+    offset: i64,
+    log: &dyn PartitionLog,
+) -> i32 {
+    if wanted >= 0 || wanted == MAX_TIMESTAMP {
+        let batch = log.read(offset, 1).ok();
+        if let Some(b) = batch.as_deref().and_then(|b| BatchView::parse(b, 0).ok()) {
+            if b.partition_leader_epoch() >= 0 {
+                return b.partition_leader_epoch();
+            }
+        }
+    }
+    broker.cluster.with(topic, partition, |pl, _| {
+        if wanted == LATEST {
+            pl.epochs.last().map_or(-1, |e| e.epoch)
+        } else {
+            pl.epoch_for_offset(offset).unwrap_or(-1)
+        }
+    })
 }
 
 /// (timestamp, offset) for a ListOffsets query; `None` when nothing matches.

@@ -1,6 +1,7 @@
-//! Metadata: brokers (just this one, at its advertised address), cluster id, controller
-//! id, and topics with stable topic ids. Unknown topics are created when both the broker
-//! and the request (v4+) allow auto-creation.
+//! Metadata: the live nodes at their advertised addresses, cluster id, controller id (the
+//! lowest live node), and topics with stable topic ids, each partition with its real
+//! leader, leader epoch, replicas, ISR and offline replicas. Unknown topics are created
+//! when both the broker and the request (v4+) allow auto-creation.
 
 use std::sync::Arc;
 
@@ -15,13 +16,25 @@ use crate::state::Broker;
 use crate::topics::{Topic, TopicError};
 
 pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let node = BrokerId(broker.config.node_id);
+    let controller = BrokerId(broker.cluster.coordinator().node_id);
+    let brokers = broker
+        .cluster
+        .live_nodes()
+        .into_iter()
+        .map(|n| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(n.node_id))
+                .with_host(StrBytes::from_string(n.host))
+                .with_port(n.port)
+        })
+        .collect();
     let mut resp = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(StrBytes::from_string(broker.advertised_host.clone()))
-            .with_port(broker.advertised_port)])
-        .with_controller_id(if version >= 1 { node } else { BrokerId(-1) });
+        .with_brokers(brokers)
+        .with_controller_id(if version >= 1 {
+            controller
+        } else {
+            BrokerId(-1)
+        });
     if version >= 2 {
         resp.cluster_id = Some(StrBytes::from_string(broker.config.cluster_id.clone()));
     }
@@ -105,15 +118,24 @@ fn lookup_or_create(
 }
 
 fn describe(broker: &Broker, topic: &Arc<Topic>, version: i16) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
+    let ids = |v: Vec<i32>| v.into_iter().map(BrokerId).collect::<Vec<_>>();
     let partitions = (0..topic.partition_count())
         .map(|i| {
-            MetadataResponsePartition::default()
+            let v = broker.cluster.view(topic, i);
+            let mut p = MetadataResponsePartition::default()
                 .with_partition_index(i)
-                .with_leader_id(node)
-                .with_leader_epoch(if version >= 7 { 0 } else { -1 })
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_id(BrokerId(v.leader))
+                .with_leader_epoch(if version >= 7 { v.leader_epoch } else { -1 })
+                .with_replica_nodes(ids(v.replicas))
+                .with_isr_nodes(ids(v.isr));
+            if version >= 5 {
+                p.offline_replicas = ids(v.offline);
+            }
+            // No live replica: MetadataCache answers LEADER_NOT_AVAILABLE.
+            if v.leader == crate::cluster::NO_LEADER {
+                p.error_code = ResponseError::LeaderNotAvailable.code();
+            }
+            p
         })
         .collect();
     let mut t = MetadataResponseTopic::default()

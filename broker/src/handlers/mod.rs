@@ -12,6 +12,7 @@ pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;
 pub mod fetch;
+pub mod leaders;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;

@@ -94,7 +94,9 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
         }
         responses[ti].partition_responses.push(pr);
     }
-    ProduceResponse::default().with_responses(responses)
+    let mut resp = ProduceResponse::default().with_responses(responses);
+    crate::cluster::hints::produce(broker, &mut resp, version);
+    resp
 }
 
 fn append(
@@ -116,6 +118,11 @@ fn append(
             "The produce request holds no record batches.".to_string(),
         )
     })?;
+    let not_leader = |e: crate::cluster::LeaderError| (e.code(), e.to_string());
+    // ReplicaManager.appendRecordsToLeader -> Partition.appendRecordsToLeader: leader only.
+    broker
+        .check_leader(topic, index, None, true)
+        .map_err(not_leader)?;
     let configs = topic.configs();
     let defaults = broker.topics.defaults();
     let max_message_bytes = defaults.max_message_bytes(&configs);
@@ -162,7 +169,11 @@ fn append(
         });
     }
     drop(views);
-    let info = log.append(&mut owned, 0, now).map_err(|e| {
+    // Checked again under the log lock, so no batch of an old epoch follows a new epoch.
+    let leader_epoch = broker
+        .check_leader(topic, index, None, true)
+        .map_err(not_leader)?;
+    let info = log.append(&mut owned, leader_epoch, now).map_err(|e| {
         tracing::warn!(topic = %topic.name, partition = index, error = %e, "Append failed.");
         (super::log_error_code(&e), e.to_string())
     })?;

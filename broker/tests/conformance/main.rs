@@ -12,6 +12,7 @@ mod harness;
 
 mod admin;
 mod admin_configs;
+mod multinode;
 mod produce;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,5 +20,6 @@ async fn every_rule_answers_as_kafka_does() {
     let mut rows = Vec::new();
     rows.extend(produce::rows());
     rows.extend(admin::rows());
+    rows.extend(multinode::rows());
     harness::run(rows).await;
 }

@@ -1,0 +1,281 @@
+//! [`Cluster`]: the nodes, which of them are live, and the leadership table behind one
+//! lock, persisted in `<data_dir>/leaders.json` (written atomically) after each change.
+//!
+//! Entries are created on first use from [`leadership::placement`]; a topic that was
+//! deleted and created again is recognised by its new topic id and starts over.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::leadership::{self, PartitionLeadership};
+use super::{LeaderError, NodeEndpoint, PartitionView};
+use crate::topics::{Topic, TopicRegistry};
+
+const LEADERS_FILE: &str = "leaders.json";
+
+#[derive(Debug, Default)]
+struct State {
+    live: BTreeSet<i32>,
+    partitions: BTreeMap<(String, i32), PartitionLeadership>,
+    /// Changed since the last write.
+    dirty: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    topic: String,
+    partition: i32,
+    #[serde(flatten)]
+    leadership: PartitionLeadership,
+}
+
+/// The nodes and the leadership of every partition.
+#[derive(Debug)]
+pub struct Cluster {
+    nodes: Vec<NodeEndpoint>,
+    path: Option<PathBuf>,
+    state: Mutex<State>,
+}
+
+impl Cluster {
+    /// All `nodes` start live; the table is read from `data_dir` if it holds one. Entries
+    /// that name nodes this run does not have (fewer `--nodes` than last time) drop them.
+    pub fn open(nodes: Vec<NodeEndpoint>, data_dir: Option<&Path>) -> std::io::Result<Self> {
+        let path = data_dir.map(|d| d.join(LEADERS_FILE));
+        let ids: Vec<i32> = nodes.iter().map(|n| n.node_id).collect();
+        let mut partitions = BTreeMap::new();
+        if let Some(p) = &path {
+            match std::fs::read(p) {
+                Ok(bytes) => {
+                    let records: Vec<Record> = serde_json::from_slice(&bytes)
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+                    for r in records {
+                        partitions.insert((r.topic, r.partition), r.leadership);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut dirty = false;
+        for ((topic, partition), pl) in partitions.iter_mut() {
+            if pl.replicas.iter().all(|r| ids.contains(r)) {
+                continue;
+            }
+            pl.replicas.retain(|r| ids.contains(r));
+            pl.adding.clear();
+            pl.removing.clear();
+            if pl.replicas.is_empty() {
+                pl.replicas = leadership::placement(topic, *partition, &ids);
+            }
+            if !pl.replicas.contains(&pl.leader) {
+                // The epoch history keeps its last entry: no data was written since.
+                pl.leader = pl.replicas[0];
+                pl.leader_epoch += 1;
+                let start = pl.epochs.last().map_or(0, |e| e.start_offset);
+                pl.epochs.push(leadership::EpochEntry {
+                    epoch: pl.leader_epoch,
+                    start_offset: start,
+                });
+            }
+            dirty = true;
+        }
+        Ok(Self {
+            path,
+            state: Mutex::new(State {
+                live: ids.into_iter().collect(),
+                partitions,
+                dirty,
+            }),
+            nodes,
+        })
+    }
+
+    pub fn nodes(&self) -> &[NodeEndpoint] {
+        &self.nodes
+    }
+
+    pub fn node_ids(&self) -> Vec<i32> {
+        self.nodes.iter().map(|n| n.node_id).collect()
+    }
+
+    pub fn endpoint(&self, node_id: i32) -> Option<&NodeEndpoint> {
+        self.nodes.iter().find(|n| n.node_id == node_id)
+    }
+
+    pub fn live(&self) -> BTreeSet<i32> {
+        self.state.lock().expect("cluster lock").live.clone()
+    }
+
+    pub fn is_live(&self, node_id: i32) -> bool {
+        self.state
+            .lock()
+            .expect("cluster lock")
+            .live
+            .contains(&node_id)
+    }
+
+    /// The live nodes, in id order: what Metadata and DescribeCluster list.
+    pub fn live_nodes(&self) -> Vec<NodeEndpoint> {
+        let live = self.live();
+        self.nodes
+            .iter()
+            .filter(|n| live.contains(&n.node_id))
+            .cloned()
+            .collect()
+    }
+
+    /// The group coordinator and the controller clients are shown: the lowest live node.
+    pub fn coordinator(&self) -> NodeEndpoint {
+        self.live_nodes()
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| self.nodes[0].clone())
+    }
+
+    /// Runs `f` on a partition's entry (created from the placement on first use).
+    pub fn with<R>(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        f: impl FnOnce(&mut PartitionLeadership, &BTreeSet<i32>) -> R,
+    ) -> R {
+        let mut guard = self.state.lock().expect("cluster lock");
+        let state = &mut *guard;
+        let key = (topic.name.clone(), partition);
+        let degraded = state.live.len() < self.nodes.len();
+        let entry = state
+            .partitions
+            .entry(key)
+            .or_insert_with(|| PartitionLeadership::new(topic.id, Vec::new(), &BTreeSet::new()));
+        if entry.topic_id != topic.id || entry.replicas.is_empty() {
+            let replicas = leadership::placement(&topic.name, partition, &self.node_ids());
+            *entry = PartitionLeadership::new(topic.id, replicas, &state.live);
+            // Placed while a node is down: keep this leader across a restart.
+            state.dirty |= degraded;
+        }
+        let before = entry.clone();
+        let r = f(entry, &state.live);
+        state.dirty |= *entry != before;
+        r
+    }
+
+    /// Runs a change that needs the log end offset: takes the partition's log lock first,
+    /// then the table lock (the module's lock order). `None` if the partition is unknown.
+    pub fn change<R>(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        f: impl FnOnce(&mut PartitionLeadership, &BTreeSet<i32>, i64) -> R,
+    ) -> Option<R> {
+        let p = topic.partition(partition)?;
+        let log = p.log.lock().expect("log lock");
+        let log_end_offset = log.log_end_offset();
+        let r = self.with(topic, partition, |pl, live| f(pl, live, log_end_offset));
+        drop(log);
+        Some(r)
+    }
+
+    /// The leader check of [`super::check`] for `node_id`.
+    pub fn check(
+        &self,
+        node_id: i32,
+        topic: &Topic,
+        partition: i32,
+        current_leader_epoch: Option<i32>,
+        require_leader: bool,
+    ) -> Result<i32, LeaderError> {
+        self.with(topic, partition, |pl, _| {
+            super::check(
+                pl,
+                node_id,
+                &topic.name,
+                partition,
+                current_leader_epoch,
+                require_leader,
+            )
+        })
+    }
+
+    pub fn view(&self, topic: &Topic, partition: i32) -> PartitionView {
+        self.with(topic, partition, |pl, live| super::view(pl, live))
+    }
+
+    /// Marks a node live or stopped and moves leadership accordingly: a stopped node's
+    /// partitions get the first live replica as leader with epoch+1; a started node
+    /// leads partitions that had no leader and completes reassignments waiting for it.
+    pub fn set_live(
+        &self,
+        node_id: i32,
+        live: bool,
+        topics: &TopicRegistry,
+    ) -> std::io::Result<()> {
+        {
+            let mut state = self.state.lock().expect("cluster lock");
+            if live {
+                state.live.insert(node_id);
+            } else {
+                state.live.remove(&node_id);
+            }
+        }
+        let mut moved = 0;
+        for topic in topics.all() {
+            for i in 0..topic.partition_count() {
+                let changed = self.change(&topic, i, |pl, live_set, leo| {
+                    if live {
+                        pl.on_node_started(node_id, live_set, leo)
+                    } else {
+                        pl.on_node_stopped(node_id, live_set, leo)
+                    }
+                });
+                moved += usize::from(changed == Some(true));
+            }
+        }
+        tracing::info!(
+            node_id,
+            live,
+            partitions_changed = moved,
+            "Node state changed."
+        );
+        self.persist()
+    }
+
+    /// Writes the table if it changed since the last write.
+    pub fn persist(&self) -> std::io::Result<()> {
+        let mut state = self.state.lock().expect("cluster lock");
+        let Some(path) = &self.path else {
+            state.dirty = false;
+            return Ok(());
+        };
+        if !state.dirty {
+            return Ok(());
+        }
+        let records: Vec<Record> = state
+            .partitions
+            .iter()
+            .map(|((topic, partition), pl)| Record {
+                topic: topic.clone(),
+                partition: *partition,
+                leadership: pl.clone(),
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&records).map_err(std::io::Error::other)?;
+        crate::fsutil::write_atomic(path, &bytes)?;
+        state.dirty = false;
+        Ok(())
+    }
+
+    /// Every partition with a reassignment in progress: (topic, partition, entry).
+    pub fn reassignments(&self) -> Vec<(String, i32, PartitionLeadership)> {
+        let state = self.state.lock().expect("cluster lock");
+        state
+            .partitions
+            .iter()
+            .filter(|(_, pl)| pl.reassigning())
+            .map(|((t, p), pl)| (t.clone(), *p, pl.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,426 @@
+//! Multi-node rules (`nodes = 3`): who may answer for a partition (Partition.getLocalLog,
+//! ReplicaManager, KafkaApis), leader epochs (Partition.checkCurrentLeaderEpoch,
+//! LeaderEpochFileCache.endOffsetFor), elections and reassignments
+//! (ReplicationControlManager), KIP-951 hints. Each row starts its own 3-node broker and
+//! finds the nodes through Metadata, as a client does.
+
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
+use kafka_protocol::messages::*;
+use kmirror_broker::BrokerConfig;
+use kmirror_wire::messenger::{Messenger, MessengerConfig};
+
+use crate::common;
+use crate::harness::{code_or_closed, Ctx, Got, Row};
+
+const NOT_LEADER: i16 = 6;
+const FENCED: i16 = 74;
+const UNKNOWN_EPOCH: i16 = 75;
+
+fn three_nodes(c: &mut BrokerConfig) {
+    c.nodes = 3;
+}
+
+/// One partition of a fresh topic and connections to its leader and to a follower.
+struct Setup {
+    topic: String,
+    leader: Messenger,
+    follower: Messenger,
+    leader_id: i32,
+    epoch: i32,
+}
+
+async fn metadata(m: &Messenger, topic: &str) -> MetadataResponse {
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(common::name(topic))),
+    ]));
+    m.send_at(&req, 12).await.expect("metadata")
+}
+
+async fn connect_node(md: &MetadataResponse, node: i32) -> Messenger {
+    let b = md
+        .brokers
+        .iter()
+        .find(|b| b.node_id.0 == node)
+        .expect("node listed");
+    let addr = format!("{}:{}", b.host.as_str(), b.port);
+    Messenger::connect(&addr, MessengerConfig::default())
+        .await
+        .expect("connect")
+}
+
+async fn setup(ctx: &Ctx) -> Setup {
+    let topic = ctx.topic("t");
+    common::create_topic(&ctx.m, &topic, 1).await;
+    let md = metadata(&ctx.m, &topic).await;
+    let p = &md.topics[0].partitions[0];
+    let (leader_id, epoch) = (p.leader_id.0, p.leader_epoch);
+    let follower_id = md
+        .brokers
+        .iter()
+        .map(|b| b.node_id.0)
+        .find(|&n| n != leader_id)
+        .expect("a follower");
+    Setup {
+        leader: connect_node(&md, leader_id).await,
+        follower: connect_node(&md, follower_id).await,
+        topic,
+        leader_id,
+        epoch,
+    }
+}
+
+/// Makes `to` the preferred replica, elects it, and returns (leader, epoch) after.
+async fn move_leader(ctx: &Ctx, topic: &str, to: i32) -> (i32, i32) {
+    let mut replicas = vec![to];
+    replicas.extend((0..3).filter(|&n| n != to));
+    let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+        ReassignableTopic::default()
+            .with_name(common::name(topic))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(replicas.into_iter().map(BrokerId).collect()))]),
+    ]);
+    let resp = ctx.m.send_at(&req, 0).await.expect("reassign");
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0);
+    let code = elect(ctx, topic).await;
+    assert!(code == 0 || code == 84, "election: {code}");
+    let md = metadata(&ctx.m, topic).await;
+    let p = &md.topics[0].partitions[0];
+    (p.leader_id.0, p.leader_epoch)
+}
+
+async fn elect(ctx: &Ctx, topic: &str) -> i16 {
+    let req = ElectLeadersRequest::default()
+        .with_election_type(0)
+        .with_topic_partitions(Some(vec![TopicPartitions::default()
+            .with_topic(common::name(topic))
+            .with_partitions(vec![0])]));
+    let resp = ctx.m.send_at(&req, 2).await.expect("elect");
+    resp.replica_election_results[0].partition_result[0].error_code
+}
+
+async fn produce(m: &Messenger, topic: &str, version: i16) -> Result<ProduceResponse, Got> {
+    let req = common::produce_request(topic, 0, common::batch(3, 1_000), -1);
+    m.send_at(&req, version).await.map_err(|_| Got::Closed)
+}
+
+async fn produce_code(m: &Messenger, topic: &str) -> Got {
+    match produce(m, topic, 9).await {
+        Ok(r) => Got::Code(r.responses[0].partition_responses[0].error_code),
+        Err(g) => g,
+    }
+}
+
+async fn fetch_code(m: &Messenger, topic: &str, version: i16, current_epoch: i32) -> Got {
+    let mut req = common::fetch_request(topic, 0, 0, 0, 1 << 20);
+    req.topics[0].partitions[0].current_leader_epoch = current_epoch;
+    code_or_closed(m.send_at(&req, version).await, |r| {
+        r.responses[0].partitions[0].error_code
+    })
+}
+
+async fn list_offsets_code(m: &Messenger, topic: &str, replica_id: i32, epoch: i32) -> Got {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(replica_id))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(common::name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_current_leader_epoch(epoch)
+                .with_timestamp(-1)])]);
+    code_or_closed(m.send_at(&req, 8).await, |r| {
+        r.topics[0].partitions[0].error_code
+    })
+}
+
+async fn offset_for_epoch(
+    m: &Messenger,
+    topic: &str,
+    current: i32,
+    wanted: i32,
+) -> Result<(i16, i32, i64), Got> {
+    let req = OffsetForLeaderEpochRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(common::name(topic))
+            .with_partitions(vec![OffsetForLeaderPartition::default()
+                .with_partition(0)
+                .with_current_leader_epoch(current)
+                .with_leader_epoch(wanted)])]);
+    let r = m.send_at(&req, 4).await.map_err(|_| Got::Closed)?;
+    let p = &r.topics[0].partitions[0];
+    Ok((p.error_code, p.leader_epoch, p.end_offset))
+}
+
+async fn delete_records_code(m: &Messenger, topic: &str) -> Got {
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(common::name(topic))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(0)])]);
+    code_or_closed(m.send_at(&req, 2).await, |r| {
+        r.topics[0].partitions[0].error_code
+    })
+}
+
+macro_rules! row {
+    ($rule:expr, $kafka:expr, $expect:expr, |$ctx:ident| $body:expr) => {
+        Row {
+            rule: $rule,
+            kafka: $kafka,
+            expect: $expect,
+            config: Some(three_nodes),
+            run: |$ctx| Box::pin(async move { $body }),
+        }
+    };
+}
+
+pub fn rows() -> Vec<Row> {
+    let mut rows = routing_rows();
+    rows.extend(epoch_rows());
+    rows
+}
+
+fn routing_rows() -> Vec<Row> {
+    vec![
+        row!(
+            "Multi-node: Metadata lists 3 nodes and spreads 3 partitions over 3 leaders",
+            "AdminUtils/StripedReplicaPlacer; MetadataCache",
+            Got::Code(0),
+            |ctx| {
+                let topic = ctx.topic("spread");
+                common::create_topic(&ctx.m, &topic, 3).await;
+                let md = metadata(&ctx.m, &topic).await;
+                let leaders: std::collections::BTreeSet<i32> = md.topics[0]
+                    .partitions
+                    .iter()
+                    .map(|p| p.leader_id.0)
+                    .collect();
+                Got::Code(if md.brokers.len() == 3 && leaders.len() == 3 {
+                    0
+                } else {
+                    -1
+                })
+            }
+        ),
+        row!(
+            "Produce to the leader is accepted",
+            "Partition.appendRecordsToLeader",
+            Got::Code(0),
+            |ctx| {
+                let s = setup(&ctx).await;
+                produce_code(&s.leader, &s.topic).await
+            }
+        ),
+        row!(
+            "Produce to a follower: NOT_LEADER_OR_FOLLOWER",
+            "Partition.appendRecordsToLeader",
+            Got::Code(NOT_LEADER),
+            |ctx| {
+                let s = setup(&ctx).await;
+                produce_code(&s.follower, &s.topic).await
+            }
+        ),
+        row!(
+            "Produce v10+ to a follower carries the leader and its endpoint (KIP-951)",
+            "KafkaApis.handleProduceRequest getCurrentLeader",
+            Got::Code(0),
+            |ctx| {
+                let s = setup(&ctx).await;
+                match produce(&s.follower, &s.topic, 11).await {
+                    Ok(r) => {
+                        let p = &r.responses[0].partition_responses[0];
+                        let hinted = p.error_code == NOT_LEADER
+                            && p.current_leader.leader_id.0 == s.leader_id
+                            && p.current_leader.leader_epoch == s.epoch
+                            && r.node_endpoints.iter().any(|n| n.node_id.0 == s.leader_id);
+                        Got::Code(if hinted { 0 } else { -1 })
+                    }
+                    Err(g) => g,
+                }
+            }
+        ),
+        row!(
+            "Fetch v10 (consumer) from a follower: NOT_LEADER_OR_FOLLOWER",
+            "FetchParams.fetchOnlyLeader (no client metadata before v11)",
+            Got::Code(NOT_LEADER),
+            |ctx| {
+                let s = setup(&ctx).await;
+                fetch_code(&s.follower, &s.topic, 10, -1).await
+            }
+        ),
+        row!(
+            "Fetch v11+ (consumer) from a follower is served",
+            "FetchParams.fetchOnlyLeader (KIP-392 client metadata)",
+            Got::Code(0),
+            |ctx| {
+                let s = setup(&ctx).await;
+                fetch_code(&s.follower, &s.topic, 12, s.epoch).await
+            }
+        ),
+        row!(
+            "ListOffsets (consumer) to a follower: NOT_LEADER_OR_FOLLOWER",
+            "KafkaApis.handleListOffsetRequest fetchOnlyFromLeader",
+            Got::Code(NOT_LEADER),
+            |ctx| {
+                let s = setup(&ctx).await;
+                list_offsets_code(&s.follower, &s.topic, -1, -1).await
+            }
+        ),
+        row!(
+            "ListOffsets from the debugging replica id to a follower is served",
+            "KafkaApis.handleListOffsetRequest DEBUGGING_REPLICA_ID",
+            Got::Code(0),
+            |ctx| {
+                let s = setup(&ctx).await;
+                list_offsets_code(&s.follower, &s.topic, -2, -1).await
+            }
+        ),
+        row!(
+            "DeleteRecords to a follower: NOT_LEADER_OR_FOLLOWER",
+            "Partition.deleteRecordsOnLeader",
+            Got::Code(NOT_LEADER),
+            |ctx| {
+                let s = setup(&ctx).await;
+                delete_records_code(&s.follower, &s.topic).await
+            }
+        ),
+        row!(
+            "DeleteRecords on the leader is accepted",
+            "Partition.deleteRecordsOnLeader",
+            Got::Code(0),
+            |ctx| {
+                let s = setup(&ctx).await;
+                delete_records_code(&s.leader, &s.topic).await
+            }
+        ),
+        row!(
+            "OffsetForLeaderEpoch to a follower: NOT_LEADER_OR_FOLLOWER",
+            "ReplicaManager.lastOffsetForLeaderEpoch fetchOnlyFromLeader",
+            Got::Code(NOT_LEADER),
+            |ctx| {
+                let s = setup(&ctx).await;
+                match offset_for_epoch(&s.follower, &s.topic, -1, 0).await {
+                    Ok((code, _, _)) => Got::Code(code),
+                    Err(g) => g,
+                }
+            }
+        ),
+    ]
+}
+
+fn epoch_rows() -> Vec<Row> {
+    vec![
+        row!("Fetch with an older current_leader_epoch: FENCED_LEADER_EPOCH",
+            "Partition.checkCurrentLeaderEpoch", Got::Code(FENCED), |ctx| {
+            let s = setup(&ctx).await;
+            let other = (s.leader_id + 1) % 3;
+            let (_, epoch) = move_leader(&ctx, &s.topic, other).await;
+            fetch_code(&ctx.connect().await, &s.topic, 12, epoch - 1).await
+        }),
+        row!("Fetch with a newer current_leader_epoch: UNKNOWN_LEADER_EPOCH",
+            "Partition.checkCurrentLeaderEpoch", Got::Code(UNKNOWN_EPOCH), |ctx| {
+            let s = setup(&ctx).await;
+            fetch_code(&s.leader, &s.topic, 12, s.epoch + 1).await
+        }),
+        row!("Fetch with the current epoch on the leader is served",
+            "Partition.checkCurrentLeaderEpoch", Got::Code(0), |ctx| {
+            let s = setup(&ctx).await;
+            fetch_code(&s.leader, &s.topic, 12, s.epoch).await
+        }),
+        row!("ListOffsets with an older current_leader_epoch: FENCED_LEADER_EPOCH",
+            "Partition.fetchOffsetForTimestamp localLogWithEpochOrThrow", Got::Code(FENCED), |ctx| {
+            let s = setup(&ctx).await;
+            let other = (s.leader_id + 1) % 3;
+            let (leader, epoch) = move_leader(&ctx, &s.topic, other).await;
+            let md = metadata(&ctx.m, &s.topic).await;
+            list_offsets_code(&connect_node(&md, leader).await, &s.topic, -1, epoch - 1).await
+        }),
+        row!("OffsetForLeaderEpoch with a newer current_leader_epoch: UNKNOWN_LEADER_EPOCH",
+            "Partition.lastOffsetForLeaderEpoch getLocalLog", Got::Code(UNKNOWN_EPOCH), |ctx| {
+            let s = setup(&ctx).await;
+            match offset_for_epoch(&s.leader, &s.topic, s.epoch + 1, 0).await {
+                Ok((code, _, _)) => Got::Code(code),
+                Err(g) => g,
+            }
+        }),
+        row!("ElectLeaders after a reassignment moves the leader with epoch+1; the old leader is fenced",
+            "ReplicationControlManager.electLeader; PartitionChangeBuilder", Got::Code(0), |ctx| {
+            let s = setup(&ctx).await;
+            let other = (s.leader_id + 1) % 3;
+            let (leader, epoch) = move_leader(&ctx, &s.topic, other).await;
+            let old = produce(&s.leader, &s.topic, 9).await;
+            let old_code = old.map(|r| r.responses[0].partition_responses[0].error_code);
+            let ok = leader == other && epoch == s.epoch + 1 && old_code == Ok(NOT_LEADER);
+            Got::Code(if ok { 0 } else { -1 })
+        }),
+        row!("ElectLeaders when the preferred replica leads: ELECTION_NOT_NEEDED",
+            "ReplicationControlManager.electLeader", Got::Code(84), |ctx| {
+            let s = setup(&ctx).await;
+            Got::Code(elect(&ctx, &s.topic).await)
+        }),
+        row!("OffsetForLeaderEpoch answers from the epoch history; new batches carry the new epoch",
+            "LeaderEpochFileCache.endOffsetFor; Partition.makeLeader", Got::Code(0), |ctx| {
+            let s = setup(&ctx).await;
+            let first = produce(&s.leader, &s.topic, 9).await.ok();
+            let other = (s.leader_id + 1) % 3;
+            let (leader, epoch) = move_leader(&ctx, &s.topic, other).await;
+            let md = metadata(&ctx.m, &s.topic).await;
+            let new_leader = connect_node(&md, leader).await;
+            let second = produce(&new_leader, &s.topic, 9).await.ok();
+            let old_epoch = offset_for_epoch(&new_leader, &s.topic, epoch, s.epoch).await;
+            let latest = offset_for_epoch(&new_leader, &s.topic, epoch, epoch).await;
+            let fetched = common::fetch(&new_leader, &s.topic, 0, 3).await;
+            let batch = fetched.records.as_ref().and_then(|b| {
+                kmirror_wire::batch::BatchView::parse(b, 0).ok().map(|v| v.partition_leader_epoch())
+            });
+            let ok = first.is_some()
+                && second.is_some()
+                && old_epoch == Ok((0, s.epoch, 3))
+                && latest == Ok((0, epoch, 6))
+                && batch == Some(epoch);
+            Got::Code(if ok { 0 } else { -1 })
+        }),
+        row!("AlterPartitionReassignments to an unregistered node: INVALID_REPLICA_ASSIGNMENT",
+            "ReplicationControlManager.validateManualPartitionAssignment", Got::Code(39), |ctx| {
+            let s = setup(&ctx).await;
+            let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+                ReassignableTopic::default()
+                    .with_name(common::name(&s.topic))
+                    .with_partitions(vec![ReassignablePartition::default()
+                        .with_partition_index(0)
+                        .with_replicas(Some(vec![BrokerId(0), BrokerId(7)]))]),
+            ]);
+            code_or_closed(ctx.m.send_at(&req, 0).await, |r| {
+                r.responses[0].partitions[0].error_code
+            })
+        }),
+        row!("Cancelling a reassignment when none is in progress: NO_REASSIGNMENT_IN_PROGRESS",
+            "ReplicationControlManager.cancelPartitionReassignment", Got::Code(85), |ctx| {
+            let s = setup(&ctx).await;
+            let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+                ReassignableTopic::default()
+                    .with_name(common::name(&s.topic))
+                    .with_partitions(vec![ReassignablePartition::default()
+                        .with_partition_index(0)
+                        .with_replicas(None)]),
+            ]);
+            code_or_closed(ctx.m.send_at(&req, 0).await, |r| {
+                r.responses[0].partitions[0].error_code
+            })
+        }),
+    ]
+}

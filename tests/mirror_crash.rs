@@ -21,6 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use support::records::{self, join_producer, Produce, Verdict};
 use support::*;
 
 const TOPIC: &str = "crash.events";
@@ -132,105 +133,17 @@ fn spawn_producer_sized(
     rate: u32,
     value_bytes: u32,
 ) -> JoinHandle<String> {
-    let args: Vec<String> = [
-        "--value-bytes",
-        &value_bytes.to_string(),
-        "--bootstrap",
-        bootstrap,
-        "--topic",
-        TOPIC,
-        "--partitions",
-        &PARTITIONS.to_string(),
-        "--records",
-        &records.to_string(),
-        "--rate",
-        &rate.to_string(),
-        "--acked",
-        acked.to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    std::thread::spawn(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_python("crash_produce.py", &args)
-    })
-}
-
-/// Waits for the producer; panics unless every record was acknowledged by the source.
-fn join_producer(producer: JoinHandle<String>) -> u64 {
-    let out = producer.join().expect("producer thread");
-    eprintln!("{}", out.trim());
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("PRODUCED"))
-        .expect("producer summary");
-    let field = |name: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {line}"))
-    };
-    assert_eq!(
-        field("failed"),
-        0,
-        "the source refused records, the test cannot judge the mirror: {line}"
-    );
-    assert_eq!(field("acked"), field("records"), "{line}");
-    field("acked")
-}
-
-/// The verifier's totals.
-#[derive(Debug)]
-struct Verdict {
-    records: u64,
-    acked: u64,
-    lost: u64,
-    duplicated: u64,
-    reordered: u64,
-    max_dup_run: u64,
-    misplaced: u64,
-    lost_vs_source: u64,
-    report: String,
+    Produce {
+        records,
+        rate,
+        value_bytes,
+        ..Produce::new(bootstrap, TOPIC, PARTITIONS, acked)
+    }
+    .spawn()
 }
 
 fn verify(target: &str, acked: &Path, source: Option<&str>) -> Verdict {
-    let mut args = vec![
-        "--bootstrap".to_string(),
-        target.to_string(),
-        "--topic".into(),
-        TOPIC.into(),
-        "--partitions".into(),
-        PARTITIONS.to_string(),
-        "--acked".into(),
-        acked.to_str().unwrap().into(),
-    ];
-    if let Some(s) = source {
-        args.extend(["--source".to_string(), s.to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run_python("crash_verify.py", &args);
-    let json = out
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("no RESULT line:\n{out}"));
-    let v: serde_json::Value = serde_json::from_str(json).unwrap();
-    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {json}"));
-    Verdict {
-        records: n("records"),
-        acked: n("acked"),
-        lost: n("lost"),
-        duplicated: n("duplicated"),
-        reordered: n("reordered"),
-        max_dup_run: n("max_dup_run"),
-        misplaced: n("misplaced"),
-        lost_vs_source: n("lost_vs_source"),
-        report: out
-            .lines()
-            .filter(|l| !l.starts_with("RESULT"))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
+    records::verify(target, TOPIC, PARTITIONS, acked, source)
 }
 
 /// Polls the verifier until nothing acknowledged is missing from the target (or
@@ -258,25 +171,6 @@ fn warnings(daemon: &DaemonProcess) -> usize {
         .iter()
         .filter(|l| l.contains(" WARN "))
         .count()
-}
-
-fn assert_complete_and_ordered(v: &Verdict, acked: u64) {
-    assert_eq!(v.acked, acked);
-    assert_eq!(
-        v.lost, 0,
-        "records acknowledged by the source are missing on the target:\n{}",
-        v.report
-    );
-    assert_eq!(
-        v.reordered, 0,
-        "first occurrences out of order:\n{}",
-        v.report
-    );
-    assert_eq!(
-        v.misplaced, 0,
-        "records in the wrong partition or with the wrong key:\n{}",
-        v.report
-    );
 }
 
 /// The records-per-second limit of the kill -9 test's flow. It is what makes the bound on
@@ -316,7 +210,7 @@ fn kill_9_of_the_daemon_loses_nothing_and_duplicates_only_what_was_in_flight() {
     }
     let acked = join_producer(producer);
     let v = converge(&s, &daemon, None);
-    assert_complete_and_ordered(&v, acked);
+    v.assert_complete_and_ordered(acked);
 
     // The bound on duplicates. A record is written to the target again after a restart
     // only if the killed process had written it but its progress did not yet cover it
@@ -406,7 +300,7 @@ fn kill_9_during_catch_up_of_a_backlog_duplicates_only_what_was_in_flight() {
         wait_started(&daemon);
     }
     let v = converge(&s, &daemon, None);
-    assert_complete_and_ordered(&v, acked);
+    v.assert_complete_and_ordered(acked);
     // Same reasoning as in the test above: duplicates <= sum(rate * lifetime + burst).
     let bounds: Vec<u64> = lifetimes
         .iter()
@@ -463,7 +357,7 @@ fn sigterm_stop_and_restart_loses_nothing_and_duplicates_nothing() {
         "SIGTERM x4: records={} acked={} lost={} duplicated={} reordered={}",
         v.records, v.acked, v.lost, v.duplicated, v.reordered
     );
-    assert_complete_and_ordered(&v, acked);
+    v.assert_complete_and_ordered(acked);
     assert_eq!(
         v.duplicated, 0,
         "a drained stop must not mirror anything twice:\n{}",
@@ -514,7 +408,7 @@ fn sigterm_during_catch_up_of_a_backlog_duplicates_nothing() {
         "SIGTERM during catch-up x4: records={} acked={} lost={} duplicated={} reordered={}",
         v.records, v.acked, v.lost, v.duplicated, v.reordered
     );
-    assert_complete_and_ordered(&v, acked);
+    v.assert_complete_and_ordered(acked);
     assert_eq!(
         v.duplicated, 0,
         "a drained stop must not mirror anything twice:\n{}",
@@ -547,7 +441,7 @@ fn kill_9_and_restart_of_the_target_broker_loses_nothing() {
         "target kill -9 x2: records={} acked={} lost={} duplicated={} max_dup_run={} reordered={} daemon_warnings={}",
         v.records, v.acked, v.lost, v.duplicated, v.max_dup_run, v.reordered, warnings(&daemon)
     );
-    assert_complete_and_ordered(&v, acked);
+    v.assert_complete_and_ordered(acked);
 }
 
 #[test]
@@ -578,6 +472,6 @@ fn kill_9_and_restart_of_the_source_broker_loses_nothing() {
         "source kill -9 x2: records={} acked={} lost={} lost_vs_source={} duplicated={} max_dup_run={} reordered={} daemon_warnings={}",
         v.records, v.acked, v.lost, v.lost_vs_source, v.duplicated, v.max_dup_run, v.reordered, warnings(&daemon)
     );
-    assert_complete_and_ordered(&v, acked);
+    v.assert_complete_and_ordered(acked);
     assert_eq!(v.lost_vs_source, 0, "{}", v.report);
 }

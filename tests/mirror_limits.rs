@@ -17,6 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::records::{self, join_producer};
 use support::*;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -144,48 +145,15 @@ impl Setup {
 
     /// Runs the verifier once; returns (lost, duplicated, reordered, the report).
     fn verify(&self) -> (u64, u64, u64, String) {
-        let out = run_python(
-            "crash_verify.py",
-            &[
-                "--bootstrap",
-                &self.target.addr(),
-                "--topic",
-                self.topic,
-                "--partitions",
-                &self.partitions.to_string(),
-                "--acked",
-                self.acked.to_str().unwrap(),
-            ],
+        let v = records::verify(
+            &self.target.addr(),
+            self.topic,
+            self.partitions as usize,
+            &self.acked,
+            None,
         );
-        let json = out
-            .lines()
-            .find_map(|l| l.strip_prefix("RESULT "))
-            .unwrap_or_else(|| panic!("no RESULT line:\n{out}"));
-        let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        let n = |k: &str| v[k].as_u64().unwrap();
-        let report = out
-            .lines()
-            .filter(|l| !l.starts_with("RESULT"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        (n("lost"), n("duplicated"), n("reordered"), report)
+        (v.lost, v.duplicated, v.reordered, v.report)
     }
-}
-
-/// Waits for the producer; returns how many records the source acknowledged (all of them).
-fn join_producer(producer: JoinHandle<String>) -> u64 {
-    let out = producer.join().expect("producer thread");
-    eprintln!("{}", out.trim());
-    let line = out.lines().find(|l| l.starts_with("PRODUCED")).unwrap();
-    let field = |name: &str| -> u64 {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
-    assert_eq!(field("failed"), 0, "{line}");
-    assert_eq!(field("acked"), field("records"), "{line}");
-    field("acked")
 }
 
 fn unix_now() -> f64 {

@@ -3,6 +3,8 @@
 //! same data directory and port. Third-party Python clients run through `python()`.
 #![allow(dead_code)]
 
+pub mod records;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
+use crate::dispatch::VersionTable;
 use crate::groups::{CoordinatorConfig, GroupConfig, GroupCoordinator};
 use crate::log::flush::GroupCommit;
 use crate::log::FlushPolicy;
@@ -27,6 +28,8 @@ pub struct Broker {
     /// Woken on every append, so long-polling fetches return as soon as data arrives.
     pub appended: Notify,
     pub producer_ids: ProducerIdManager,
+    /// The API versions this broker advertises (its emulated Kafka release).
+    pub versions: VersionTable,
     /// Broker configs changed at run time (persisted in `broker-configs.json`).
     broker_overrides: RwLock<BTreeMap<String, String>>,
 }
@@ -89,6 +92,7 @@ impl Broker {
             _ => None,
         };
         Ok(Self {
+            versions: VersionTable::new(config.emulate_kafka),
             advertised_host: advertised.0,
             advertised_port: advertised.1,
             config,

@@ -20,6 +20,8 @@ pub enum Got {
     Code(i16),
     /// The broker closed the connection.
     Closed,
+    /// A number the row reads from an accepted answer (a version, an offset, a count).
+    Value(i64),
 }
 
 pub type RowFuture = Pin<Box<dyn Future<Output = Got> + Send>>;

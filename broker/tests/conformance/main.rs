@@ -11,10 +11,12 @@ mod common;
 mod harness;
 
 mod produce;
+mod versions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rule_answers_as_kafka_does() {
     let mut rows = Vec::new();
     rows.extend(produce::rows());
+    rows.extend(versions::rows());
     harness::run(rows).await;
 }

@@ -94,6 +94,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         advertised = %format!("{}:{}", broker.advertised_host, broker.advertised_port),
         data_dir = ?data_dir,
         node_id = broker.config.node_id,
+        emulate_kafka = %broker.versions.release(),
         "kmirror-broker is accepting connections."
     );
     let shutdown = CancellationToken::new();

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::log::{FlushPolicy, LogConfig};
+use crate::versions::KafkaRelease;
 
 /// Everything a broker needs to start.
 #[derive(Debug, Clone)]
@@ -49,6 +50,9 @@ pub struct BrokerConfig {
     pub offsets_retention: Duration,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// The Kafka release whose API versions this broker advertises (capped at what it
+    /// implements): clients then speak to it as to a broker of that release.
+    pub emulate_kafka: KafkaRelease,
 }
 
 impl Default for BrokerConfig {
@@ -73,6 +77,7 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay: Duration::from_millis(3000),
             offsets_retention: crate::groups::DEFAULT_OFFSETS_RETENTION,
             shutdown_grace: Duration::from_secs(10),
+            emulate_kafka: KafkaRelease::default(),
         }
     }
 }

@@ -1,15 +1,14 @@
 //! Request dispatch: frame -> header -> body -> handler -> response frame.
 //!
-//! Holds the one table of what the broker advertises ([`advertised`]): for each
-//! implemented API, the versions `kafka-protocol` can both decode and encode, narrowed
-//! where a newer version needs something the broker does not have (topic-id addressed
-//! Produce/Fetch). A request for an unknown API key, an API the broker does not implement,
+//! Holds the one list of what the broker implements ([`range_for`]): for each API, the
+//! versions `kafka-protocol` can both decode and encode, capped at what Kafka 4.1
+//! advertises. Each broker narrows it to the Kafka release it emulates ([`VersionTable`],
+//! built from [`crate::versions`]). A request for an unknown API key, an API the broker does not implement,
 //! a version outside the advertised range, or a body that does not decode closes the
 //! connection with a log line, as Kafka does; ApiVersions at an unknown version gets the
 //! KIP-511 fallback answer instead. Handlers never see malformed input.
 
 use std::future::Future;
-use std::sync::OnceLock;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -21,6 +20,7 @@ use kmirror_wire::versions::codec_range;
 
 use crate::handlers;
 use crate::state::Broker;
+use crate::versions::KafkaRelease;
 
 /// What the connection does with a request.
 #[derive(Debug)]
@@ -49,10 +49,11 @@ fn adv<R: Request>(min: Option<i16>, max: Option<i16>) -> VersionRange {
 fn range_for(key: ApiKey) -> Option<VersionRange> {
     Some(match key {
         ApiKey::ApiVersions => adv::<ApiVersionsRequest>(None, None),
-        ApiKey::Metadata => adv::<MetadataRequest>(None, Some(12)),
+        ApiKey::Metadata => adv::<MetadataRequest>(None, None),
         ApiKey::Produce => adv::<ProduceRequest>(Some(0), Some(12)),
-        ApiKey::Fetch => adv::<FetchRequest>(None, Some(12)),
-        ApiKey::ListOffsets => adv::<ListOffsetsRequest>(None, Some(8)),
+        // Kafka 4.1 advertises Fetch 4-17; the codec's v18 only adds a follower field.
+        ApiKey::Fetch => adv::<FetchRequest>(None, Some(17)),
+        ApiKey::ListOffsets => adv::<ListOffsetsRequest>(None, None),
         ApiKey::CreateTopics => adv::<CreateTopicsRequest>(None, None),
         ApiKey::DeleteTopics => adv::<DeleteTopicsRequest>(None, None),
         ApiKey::CreatePartitions => adv::<CreatePartitionsRequest>(None, None),
@@ -87,23 +88,65 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
     })
 }
 
-/// Every implemented API with its advertised versions, ordered by key.
-pub fn advertised() -> &'static [ApiVersion] {
-    static TABLE: OnceLock<Vec<ApiVersion>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut v: Vec<ApiVersion> = ApiKey::iter()
-            .filter_map(|k| {
-                range_for(k).map(|r| {
-                    ApiVersion::default()
-                        .with_api_key(k as i16)
-                        .with_min_version(r.min)
-                        .with_max_version(r.max)
-                })
-            })
-            .collect();
-        v.sort_by_key(|a| a.api_key);
-        v
-    })
+/// What one broker advertises: every implemented API ([`range_for`]) capped at the
+/// emulated Kafka release's range; APIs the release did not have are dropped, and so is an
+/// API whose capped range is empty (the codec cannot decode what the release spoke).
+#[derive(Debug, Clone)]
+pub struct VersionTable {
+    release: KafkaRelease,
+    /// Indexed by API key, for the per-request lookup.
+    by_key: Vec<Option<VersionRange>>,
+    /// The ApiVersions list, ordered by key.
+    advertised: Vec<ApiVersion>,
+}
+
+impl VersionTable {
+    pub fn new(release: KafkaRelease) -> Self {
+        let mut by_key = Vec::new();
+        let mut advertised = Vec::new();
+        for key in ApiKey::iter() {
+            let Some(own) = range_for(key) else { continue };
+            let Some(theirs) = release.range(key as i16) else {
+                continue;
+            };
+            let r = own.intersect(&theirs);
+            if r.is_empty() {
+                continue;
+            }
+            let i = key as usize;
+            if by_key.len() <= i {
+                by_key.resize(i + 1, None);
+            }
+            by_key[i] = Some(r);
+            advertised.push(
+                ApiVersion::default()
+                    .with_api_key(key as i16)
+                    .with_min_version(r.min)
+                    .with_max_version(r.max),
+            );
+        }
+        advertised.sort_by_key(|a| a.api_key);
+        Self {
+            release,
+            by_key,
+            advertised,
+        }
+    }
+
+    /// The emulated release.
+    pub fn release(&self) -> KafkaRelease {
+        self.release
+    }
+
+    /// The advertised range of `key`, or `None` if this broker does not serve it.
+    pub fn range(&self, key: ApiKey) -> Option<VersionRange> {
+        self.by_key.get(key as usize).copied().flatten()
+    }
+
+    /// Every advertised API with its versions, ordered by key (the ApiVersions list).
+    pub fn advertised(&self) -> &[ApiVersion] {
+        &self.advertised
+    }
 }
 
 /// Handles one request frame.
@@ -115,7 +158,7 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
     let Ok(key) = ApiKey::try_from(prefix.api_key) else {
         return Outcome::Close(format!("unknown API key {}", prefix.api_key));
     };
-    let Some(range) = range_for(key) else {
+    let Some(range) = broker.versions.range(key) else {
         return Outcome::Close(format!("API {key:?} is not supported by this broker"));
     };
     let version = prefix.api_version;
@@ -142,7 +185,7 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
     match key {
         ApiKey::ApiVersions => {
             sync(&mut frame, corr, version, |r| {
-                handlers::api_versions::handle(r, version)
+                handlers::api_versions::handle(broker, r, version)
             })
             .await
         }
@@ -383,4 +426,43 @@ fn api_versions_fallback(corr: i32, max: i16) -> Outcome {
             .with_min_version(0)
             .with_max_version(max)]);
     respond(corr, 0, &resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(t: &VersionTable, key: ApiKey) -> Option<(i16, i16)> {
+        t.range(key).map(|r| (r.min, r.max))
+    }
+
+    #[test]
+    fn kafka_4_1_gets_the_top_versions_the_codec_has() {
+        let t = VersionTable::new(KafkaRelease::V4_1);
+        assert_eq!(range(&t, ApiKey::Fetch), Some((4, 17)));
+        assert_eq!(range(&t, ApiKey::Metadata), Some((0, 13)));
+        assert_eq!(range(&t, ApiKey::ListOffsets), Some((1, 10)));
+        assert_eq!(range(&t, ApiKey::ApiVersions), Some((0, 4)));
+        // Not implemented: never advertised, whatever the release had.
+        assert_eq!(range(&t, ApiKey::EndTxn), None);
+        assert_eq!(t.advertised().len(), t.by_key.iter().flatten().count());
+    }
+
+    #[test]
+    fn kafka_2_8_caps_every_range_and_keeps_codec_minimums() {
+        let t = VersionTable::new(KafkaRelease::V2_8);
+        assert_eq!(range(&t, ApiKey::Fetch), Some((4, 12)));
+        assert_eq!(range(&t, ApiKey::Produce).map(|r| r.1), Some(9));
+        assert_eq!(range(&t, ApiKey::Produce).map(|r| r.0), Some(0));
+        assert_eq!(range(&t, ApiKey::Metadata), Some((0, 11)));
+        assert_eq!(range(&t, ApiKey::ApiVersions), Some((0, 3)));
+        assert_eq!(range(&t, ApiKey::DescribeCluster), Some((0, 0)));
+        for a in t.advertised() {
+            let own = ApiKey::try_from(a.api_key)
+                .ok()
+                .and_then(range_for)
+                .unwrap();
+            assert!(a.min_version >= own.min && a.max_version <= own.max);
+        }
+    }
 }

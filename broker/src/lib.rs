@@ -16,7 +16,9 @@ pub mod server;
 pub mod state;
 pub mod topic_config;
 pub mod topics;
+pub mod versions;
 
 pub use config::BrokerConfig;
 pub use server::{start, RunningBroker, ServerError};
 pub use state::Broker;
+pub use versions::KafkaRelease;

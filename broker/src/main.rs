@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use kmirror_broker::log::{FlushPolicy, LogConfig};
-use kmirror_broker::BrokerConfig;
+use kmirror_broker::{BrokerConfig, KafkaRelease};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Flush {
@@ -118,6 +118,10 @@ struct Args {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     offsets_retention_minutes: u64,
+    /// Advertise the API versions of this Kafka release (2.8, 3.0, 3.6, 3.9, 4.0, 4.1),
+    /// capped at what the broker implements; APIs the release lacked are not offered.
+    #[arg(long, env = "KMIRROR_BROKER_EMULATE_KAFKA", default_value = "4.1")]
+    emulate_kafka: KafkaRelease,
     /// Log filter, e.g. info, debug, kmirror_broker=debug.
     #[arg(long, env = "KMIRROR_BROKER_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -159,6 +163,7 @@ fn main() -> anyhow::Result<()> {
         retention_check_interval: Duration::from_millis(args.retention_check_interval_ms.max(100)),
         group_initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
         offsets_retention: Duration::from_secs(args.offsets_retention_minutes * 60),
+        emulate_kafka: args.emulate_kafka,
         ..BrokerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new()?;

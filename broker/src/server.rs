@@ -140,6 +140,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         data_dir = ?data_dir,
         node_id = broker.config.node_id,
         nodes = broker.cluster.nodes().len(),
+        emulate_kafka = %broker.versions.release(),
         "kmirror-broker is accepting connections."
     );
     let task = tokio::spawn(run(broker.clone(), nodes.clone(), shutdown.clone()));

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use crate::cluster::{Cluster, LeaderError, NodeEndpoint};
 use crate::config::BrokerConfig;
+use crate::dispatch::VersionTable;
 use crate::groups::{CoordinatorConfig, GroupConfig, GroupCoordinator};
 use crate::log::flush::GroupCommit;
 use crate::log::FlushPolicy;
@@ -36,6 +37,8 @@ pub struct Broker {
     /// DynamicBrokerConfig keeps them.
     broker_overrides: Arc<RwLock<BTreeMap<String, String>>>,
     default_overrides: Arc<RwLock<BTreeMap<String, String>>>,
+    /// The API versions this broker advertises (its emulated Kafka release).
+    pub versions: VersionTable,
     /// The nodes and who leads which partition.
     pub cluster: Arc<Cluster>,
 }
@@ -126,6 +129,7 @@ impl Broker {
             _ => None,
         };
         Ok(Self {
+            versions: VersionTable::new(config.emulate_kafka),
             advertised_host: advertised.0,
             advertised_port: advertised.1,
             config,

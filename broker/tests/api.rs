@@ -23,7 +23,8 @@ async fn api_versions_advertises_decodable_ranges() {
     let produce = m.versions().range(0).unwrap();
     assert_eq!((produce.min, produce.max), (0, 12));
     let fetch = m.versions().range(1).unwrap();
-    assert!(fetch.max >= 11, "kafka-python needs Fetch >= 11");
+    // Kafka 4.1's Fetch range (v13+ name topics by id).
+    assert_eq!((fetch.min, fetch.max), (4, 17));
     // Never advertise what the request struct cannot decode.
     assert!(m.versions().range(8).is_none_or(|r| r.max <= 9));
     b.shutdown().await.unwrap();
@@ -144,11 +145,9 @@ async fn fetch_long_poll_is_woken_by_new_data() {
             .await
             .unwrap();
         // max_wait far beyond the test's patience: only a wake-up by data can answer in time.
-        let (resp, _) = m2
-            .send(&fetch_request("lp", 0, 0, 120_000, 1 << 20))
+        m2.send_at(&fetch_request("lp", 0, 0, 120_000, 1 << 20), FETCH_BY_NAME)
             .await
-            .unwrap();
-        resp
+            .unwrap()
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     produce(&m, "lp", 0, batch(1, 1)).await;
@@ -170,7 +169,10 @@ async fn fetch_max_bytes_returns_at_least_one_whole_batch() {
         produce(&m, "mb", 0, batch(10, i * 10)).await;
     }
     // A partition limit of 1 byte still returns the first whole batch (KIP-74).
-    let (resp, _) = m.send(&fetch_request("mb", 0, 0, 0, 1)).await.unwrap();
+    let resp = m
+        .send_at(&fetch_request("mb", 0, 0, 0, 1), FETCH_BY_NAME)
+        .await
+        .unwrap();
     assert_eq!(records_of(&resp.responses[0].partitions[0]).len(), 10);
     b.shutdown().await.unwrap();
 }

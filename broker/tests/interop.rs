@@ -288,14 +288,7 @@ fn kcat_query_offsets_for_timestamps() {
 /// Runs one of the Python round-trip scripts against a fresh broker (passing it the
 /// broker's `--data-dir` if `with_data_dir`) and requires exit status 0.
 fn run_roundtrip(name: &str, with_data_dir: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start(dir.path(), &[]);
-    let mut cmd = python();
-    cmd.arg(script(name)).args(["--bootstrap", &broker.addr]);
-    if with_data_dir {
-        cmd.arg("--data-dir").arg(dir.path());
-    }
-    run_script_ok(&mut cmd, SCRIPT_WAIT);
+    run_roundtrip_on(name, with_data_dir, &[]);
 }
 
 #[test]
@@ -558,4 +551,75 @@ fn sigterm_with_a_connected_consumer_exits_zero() {
     let parts = kcat_consume_all(&broker.addr, topic);
     let got: Vec<&str> = parts[&0].iter().map(|r| r.2.as_str()).collect();
     assert_eq!(got, ["one", "two"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Emulated Kafka 2.8 (`--emulate-kafka 2.8`): the same clients at 2.8's API versions
+// (Fetch 12 by topic name, Produce 9, Metadata 11, ApiVersions 3 without features)
+// ---------------------------------------------------------------------------------------
+
+const EMULATE_2_8: &[&str] = &["--emulate-kafka", "2.8"];
+
+/// Requires the broker's start-up line to name the emulated release, so a test cannot pass
+/// against a broker that ignored the flag.
+fn assert_emulates(broker: &BrokerProcess, release: &str) {
+    let log = broker.log();
+    assert!(
+        log.contains(&format!("emulate_kafka={release}")),
+        "the broker does not report emulating Kafka {release}:\n{log}"
+    );
+}
+
+/// [`run_roundtrip`] against a broker started with `broker_args`.
+fn run_roundtrip_on(name: &str, with_data_dir: bool, broker_args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), broker_args);
+    if broker_args == EMULATE_2_8 {
+        assert_emulates(&broker, "2.8");
+    }
+    let mut cmd = python();
+    cmd.arg(script(name)).args(["--bootstrap", &broker.addr]);
+    if with_data_dir {
+        cmd.arg("--data-dir").arg(dir.path());
+    }
+    run_script_ok(&mut cmd, SCRIPT_WAIT);
+}
+
+#[test]
+fn confluent_kafka_roundtrip_against_kafka_2_8() {
+    run_roundtrip_on("confluent_roundtrip.py", true, EMULATE_2_8);
+}
+
+#[test]
+fn kafka_python_roundtrip_against_kafka_2_8() {
+    run_roundtrip_on("kafka_python_roundtrip.py", false, EMULATE_2_8);
+}
+
+#[test]
+fn kcat_produce_consume_query_against_kafka_2_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), EMULATE_2_8);
+    assert_emulates(&broker, "2.8");
+    let addr = broker.addr.as_str();
+    let topic = "kcat-2-8";
+    let input: String = (0..1000).map(|i| format!("k{i}:v{i}\n")).collect();
+    run_ok(
+        kcat().args([
+            "-P", "-b", addr, "-t", topic, "-p", "0", "-K:", "-z", "gzip",
+        ]),
+        Some(input.into_bytes()),
+        WAIT * 2,
+    );
+    let parts = kcat_consume_all(addr, topic);
+    assert_contiguous(topic, &parts);
+    let rows = &parts[&0];
+    assert_eq!(rows.len(), 1000, "{topic}");
+    for (off, k, v) in rows {
+        assert_eq!(
+            (k.as_str(), v.as_str()),
+            (&*format!("k{off}"), &*format!("v{off}"))
+        );
+    }
+    assert_eq!(kcat_query(addr, topic, 0, -1), 1000);
+    assert_eq!(kcat_query(addr, topic, 0, -2), 0);
 }

@@ -36,14 +36,21 @@ fn current_leader(
     (v.leader, v.leader_epoch, node)
 }
 
-/// (leader, epoch) of a partition, collecting the leader's endpoint into `endpoints`.
+/// (leader, epoch) of a partition, collecting the leader's endpoint into `endpoints`. The
+/// topic is named by id in responses that use ids (Produce v13, Fetch v13+).
 fn hint(
     broker: &Broker,
     topic: &str,
+    topic_id: uuid::Uuid,
     partition: i32,
     endpoints: &mut BTreeMap<i32, NodeEndpoint>,
 ) -> (BrokerId, i32) {
-    let (leader, epoch, node) = current_leader(broker, topic, partition);
+    let by_id = (!topic_id.is_nil())
+        .then(|| broker.topics.get_by_id(topic_id))
+        .flatten()
+        .map(|t| t.name.clone());
+    let (leader, epoch, node) =
+        current_leader(broker, by_id.as_deref().unwrap_or(topic), partition);
     if let Some(n) = node {
         endpoints.insert(n.node_id, n);
     }
@@ -61,7 +68,8 @@ pub fn produce(broker: &Broker, resp: &mut ProduceResponse, version: i16) {
             if p.error_code != ResponseError::NotLeaderOrFollower.code() {
                 continue;
             }
-            let (leader, epoch) = hint(broker, t.name.as_str(), p.index, &mut endpoints);
+            let (leader, epoch) =
+                hint(broker, t.name.as_str(), t.topic_id, p.index, &mut endpoints);
             p.current_leader = produce_response::LeaderIdAndEpoch::default()
                 .with_leader_id(leader)
                 .with_leader_epoch(epoch);
@@ -93,7 +101,13 @@ pub fn fetch(broker: &Broker, mut resp: FetchResponse, version: i16) -> FetchRes
             if !hinted.contains(&p.error_code) {
                 continue;
             }
-            let (leader, epoch) = hint(broker, t.topic.as_str(), p.partition_index, &mut endpoints);
+            let (leader, epoch) = hint(
+                broker,
+                t.topic.as_str(),
+                t.topic_id,
+                p.partition_index,
+                &mut endpoints,
+            );
             p.current_leader = fetch_response::LeaderIdAndEpoch::default()
                 .with_leader_id(leader)
                 .with_leader_epoch(epoch);

@@ -1,9 +1,55 @@
-//! ApiVersions: the APIs and versions this broker advertises (see
-//! [`crate::dispatch::advertised`]). Default-valued tagged fields are not sent, which
-//! older librdkafka (Debian's kcat) needs.
+//! ApiVersions: the APIs and versions this broker advertises (its
+//! [`crate::dispatch::VersionTable`]) and, from v3 on, the features a broker of the
+//! emulated Kafka release reports. Default-valued tagged fields are not sent, which older
+//! librdkafka (Debian's kcat) needs.
+//!
+//! Features are what clients act on, so only what is true here is reported:
+//! - `metadata.version`: supported and finalized at the emulated release's level (what
+//!   a broker of that release reports; tools such as `kafka-features.sh describe` read it).
+//! - `transaction.version` is absent: Kafka 4 finalizes 2, which makes clients use KIP-890
+//!   transactions (Produce v12 with TV2 semantics, no AddPartitionsToTxn); this broker has
+//!   no transactions at all.
+//! - `group.version` is absent: Kafka 4 finalizes 1 (KIP-848 consumer groups); this broker
+//!   only has classic groups (no ConsumerGroupHeartbeat).
+//! - `kraft.version`, `eligible.leader.replicas.version`, `share.version`,
+//!   `streams.version` are absent: there is no KRaft quorum, no replication, no share or
+//!   streams groups.
+//!
+//! Absent is how Kafka says "level 0": `BrokerFeatures.defaultSupportedFeatures` leaves out
+//! a feature whose highest supported level is 0, and `ApiVersionsResponse` leaves out
+//! finalized level 0.
 
+use kafka_protocol::messages::api_versions_response::{FinalizedFeatureKey, SupportedFeatureKey};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
 
-pub fn handle(_req: ApiVersionsRequest, _version: i16) -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(crate::dispatch::advertised().to_vec())
+use crate::state::Broker;
+
+/// The epoch of the finalized features. Kafka uses the metadata log offset; here the
+/// features never change, so any fixed non-negative value (clients keep the highest seen,
+/// starting from -1) is right.
+const FINALIZED_FEATURES_EPOCH: i64 = 0;
+
+pub fn handle(broker: &Broker, _req: ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
+    let mut resp =
+        ApiVersionsResponse::default().with_api_keys(broker.versions.advertised().to_vec());
+    if version < 3 {
+        return resp; // The feature fields are v3+ tagged fields.
+    }
+    let Some(mv) = broker.versions.release().metadata_version() else {
+        return resp;
+    };
+    let name = StrBytes::from_static_str("metadata.version");
+    // Kafka: ApiVersionsResponse.maybeFilterSupportedFeatureKeys (KAFKA-17492) drops
+    // features with minimum level 0 below v4; metadata.version's minimum is never 0.
+    resp.supported_features = vec![SupportedFeatureKey::default()
+        .with_name(name.clone())
+        .with_min_version(mv.min)
+        .with_max_version(mv.max)];
+    resp.finalized_features = vec![FinalizedFeatureKey::default()
+        .with_name(name)
+        .with_min_version_level(mv.finalized)
+        .with_max_version_level(mv.finalized)];
+    resp.finalized_features_epoch = FINALIZED_FEATURES_EPOCH;
+    resp
 }

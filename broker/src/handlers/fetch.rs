@@ -4,17 +4,24 @@
 //! returns that whole batch; empty records are sent as empty bytes, never null; fetch
 //! sessions are declined (session id 0, full fetches); OFFSET_OUT_OF_RANGE below the log
 //! start or above the log end. There are no transactions, so the last stable offset is
-//! the high watermark.
+//! the high watermark. v13+ name topics by id only (UNKNOWN_TOPIC_ID for an id no topic
+//! has); below v10 a topic configured `compression.type=zstd` answers
+//! UNSUPPORTED_COMPRESSION_TYPE. KIP-951 leader hints (v16+) are filled by
+//! [`fill_leader_hint`], which a caller that answers NOT_LEADER_OR_FOLLOWER or
+//! FENCED_LEADER_EPOCH uses; one node never does.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::FetchTopic;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use crate::log::LogError;
 use crate::state::Broker;
+use crate::topics::Topic;
 
 pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
     let deadline =
@@ -49,71 +56,87 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
         .topics
         .iter()
         .map(|t| {
-            let topic = broker.topics.get(t.topic.as_str());
+            let (topic, unknown_topic) = resolve(broker, t, version);
+            // Kafka: KafkaApis.handleFetchRequest (maybeConvertFetchedData): a fetch below
+            // v10 from a topic whose compression.type is zstd gets UNSUPPORTED_COMPRESSION_TYPE.
+            let zstd_refused = version < 10 && topic.as_ref().is_some_and(|t| is_zstd_topic(t));
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let mut out = PartitionData::default()
-                        .with_partition_index(p.partition)
-                        .with_records(Some(Bytes::new()));
-                    if version >= 4 {
-                        out.last_stable_offset = -1;
-                    }
-                    out.high_watermark = -1;
-                    out.log_start_offset = -1;
-                    let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
+                    let mut out = error_partition(p.partition, 0);
+                    let Some(topic) = topic.as_ref() else {
+                        // Kafka: KafkaApis.handleFetchRequest: an id no topic has -> UNKNOWN_TOPIC_ID.
+                        out.error_code = unknown_topic.code();
+                        any_error = true;
+                        return out;
+                    };
+                    let Some(partition) = topic.partition(p.partition) else {
                         out.error_code = ResponseError::UnknownTopicOrPartition.code();
                         any_error = true;
                         return out;
                     };
-                    // Partition.fetchRecords; FetchParams.fetchOnlyLeader: consumers v11+ may read from followers.
-                    let current = (version >= 9 && p.current_leader_epoch >= 0).then_some(p.current_leader_epoch);
-                    let only_leader = version <= 10 || req.replica_id.0 >= 0;
-                    if let Some(Err(e)) = topic.as_deref().map(|t| broker.check_leader(t, p.partition, current, only_leader)) {
-                        out.error_code = e.code().code();
-                        any_error = true;
-                        return out;
-                    }
-                    let log = partition.log.lock().expect("log lock");
-                    out.high_watermark = log.log_end_offset();
-                    out.log_start_offset = log.log_start_offset();
-                    if version >= 4 {
-                        out.last_stable_offset = out.high_watermark;
-                    }
-                    let budget = (p.partition_max_bytes.max(0) as usize).min(remaining);
-                    if budget == 0 && !first_non_empty {
-                        return out;
-                    }
-                    match log.read(p.fetch_offset, budget.max(1)) {
-                        Ok(data) => {
-                            if !data.is_empty() {
-                                if !first_non_empty && data.len() > remaining {
-                                    return out; // Does not fit; the client asks again.
+                    let out = 'read: {
+                        // Kafka: Partition.fetchRecords; FetchParams.fetchOnlyLeader: consumers
+                        // v11+ may read from followers.
+                        let current = (version >= 9 && p.current_leader_epoch >= 0)
+                            .then_some(p.current_leader_epoch);
+                        let only_leader = version <= 10 || req.replica_id.0 >= 0;
+                        if let Err(e) = broker.check_leader(topic, p.partition, current, only_leader) {
+                            out.error_code = e.code().code();
+                            any_error = true;
+                            break 'read out;
+                        }
+                        let log = partition.log.lock().expect("log lock");
+                        out.high_watermark = log.log_end_offset();
+                        out.log_start_offset = log.log_start_offset();
+                        if version >= 4 {
+                            out.last_stable_offset = out.high_watermark;
+                        }
+                        let budget = (p.partition_max_bytes.max(0) as usize).min(remaining);
+                        if budget == 0 && !first_non_empty {
+                            break 'read out;
+                        }
+                        match log.read(p.fetch_offset, budget.max(1)) {
+                            Ok(data) => {
+                                if !data.is_empty() {
+                                    if !first_non_empty && data.len() > remaining {
+                                        break 'read out; // Does not fit; the client asks again.
+                                    }
+                                    first_non_empty = false;
+                                    remaining = remaining.saturating_sub(data.len());
+                                    total += data.len() as i64;
+                                    out.records = Some(data);
                                 }
-                                first_non_empty = false;
-                                remaining = remaining.saturating_sub(data.len());
-                                total += data.len() as i64;
-                                out.records = Some(data);
+                            }
+                            Err(e @ LogError::OffsetOutOfRange { .. }) => {
+                                tracing::debug!(topic = %topic.name, partition = p.partition, error = %e, "Fetch out of range.");
+                                out.error_code = ResponseError::OffsetOutOfRange.code();
+                                any_error = true;
+                            }
+                            Err(e) => {
+                                tracing::warn!(topic = %topic.name, partition = p.partition, error = %e, "Fetch read failed.");
+                                out.error_code = super::log_error_code(&e).code();
+                                any_error = true;
                             }
                         }
-                        Err(e @ LogError::OffsetOutOfRange { .. }) => {
-                            tracing::debug!(topic = %t.topic.as_str(), partition = p.partition, error = %e, "Fetch out of range.");
-                            out.error_code = ResponseError::OffsetOutOfRange.code();
-                            any_error = true;
-                        }
-                        Err(e) => {
-                            tracing::warn!(topic = %t.topic.as_str(), partition = p.partition, error = %e, "Fetch read failed.");
-                            out.error_code = super::log_error_code(&e).code();
-                            any_error = true;
-                        }
+                        out
+                    };
+                    // The read above still counts towards min/max bytes, as in Kafka, where
+                    // the conversion happens after ReplicaManager.fetchMessages.
+                    if zstd_refused {
+                        return error_partition(p.partition, ResponseError::UnsupportedCompressionType.code());
                     }
                     out
                 })
                 .collect();
-            FetchableTopicResponse::default()
-                .with_topic(t.topic.clone())
-                .with_partitions(partitions)
+            let answer = FetchableTopicResponse::default().with_partitions(partitions);
+            // v13+ carry only the id, older versions only the name.
+            if version >= 13 {
+                answer.with_topic_id(t.topic_id)
+            } else {
+                answer.with_topic(t.topic.clone())
+            }
         })
         .collect();
     (
@@ -121,4 +144,41 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
         total,
         any_error,
     )
+}
+
+/// The topic a request entry names (by id at v13+, by name below), and the error for an
+/// entry that names no topic.
+fn resolve(broker: &Broker, t: &FetchTopic, version: i16) -> (Option<Arc<Topic>>, ResponseError) {
+    if version >= 13 {
+        (
+            broker.topics.get_by_id(t.topic_id),
+            ResponseError::UnknownTopicId,
+        )
+    } else {
+        (
+            broker.topics.get(t.topic.as_str()),
+            ResponseError::UnknownTopicOrPartition,
+        )
+    }
+}
+
+fn is_zstd_topic(topic: &Topic) -> bool {
+    topic
+        .configs
+        .read()
+        .expect("configs lock")
+        .get("compression.type")
+        .is_some_and(|c| c == "zstd")
+}
+
+/// A partition answer without data. Kafka: FetchResponse.partitionResponse (high
+/// watermark, last stable offset and log start offset -1).
+fn error_partition(index: i32, error_code: i16) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(error_code)
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_records(Some(Bytes::new()))
 }

@@ -1,5 +1,7 @@
 //! ListOffsets: latest (-1, the log end offset), earliest (-2, the log start offset), max
-//! timestamp (-3), earliest local (-4, same as earliest here), and by timestamp: the first
+//! timestamp (-3, v7+), earliest local (-4, v8+, same as earliest here), latest tiered (-5,
+//! v9+: offset -1 and leader epoch -1, as Kafka answers without tiered storage); any other
+//! negative timestamp, or one older than its version, is UNSUPPORTED_VERSION. By timestamp: the first
 //! record whose timestamp is at or after the wanted one, found exactly inside the batch (a
 //! compressed batch is decompressed for this, as Kafka does; decompression is capped, and a
 //! batch that cannot be decoded is answered with its first offset). Every record of a
@@ -25,6 +27,21 @@ const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+/// Whether a negative (special) timestamp is unknown or newer than `version`.
+// Kafka: ReplicaManager.isListOffsetsTimestampUnsupported (timestampMinSupportedVersion).
+fn timestamp_unsupported(timestamp: i64, version: i16) -> bool {
+    let min_version = match timestamp {
+        t if t >= 0 => return false,
+        LATEST | EARLIEST => 1,
+        MAX_TIMESTAMP => 7,
+        EARLIEST_LOCAL => 8,
+        LATEST_TIERED => 9,
+        _ => return true,
+    };
+    version < min_version
+}
 
 pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let topics = req
@@ -47,6 +64,11 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         out.error_code = ResponseError::UnknownTopicOrPartition.code();
                         return out;
                     };
+                    // Kafka: ReplicaManager.fetchOffset (isListOffsetsTimestampUnsupported first)
+                    if timestamp_unsupported(p.timestamp, version) {
+                        out.error_code = ResponseError::UnsupportedVersion.code();
+                        return out;
+                    }
                     // KafkaApis.handleListOffsetRequest: fetchOnlyFromLeader unless the
                     // debugging replica id (-2); Partition.fetchOffsetForTimestamp checks
                     // the current leader epoch (v4+, -1 = none).
@@ -64,14 +86,19 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                             out.timestamp = timestamp;
                             out.offset = offset;
                             if version >= 4 {
-                                out.leader_epoch = answer_epoch(
-                                    broker,
-                                    t,
-                                    p.partition_index,
-                                    p.timestamp,
-                                    offset,
-                                    log.as_ref(),
-                                );
+                                // Without remote storage Kafka answers -5 with epoch -1.
+                                out.leader_epoch = if p.timestamp == LATEST_TIERED {
+                                    -1
+                                } else {
+                                    answer_epoch(
+                                        broker,
+                                        t,
+                                        p.partition_index,
+                                        p.timestamp,
+                                        offset,
+                                        log.as_ref(),
+                                    )
+                                };
                             }
                         }
                         Ok(None) => {}
@@ -120,10 +147,14 @@ fn answer_epoch(
 }
 
 /// (timestamp, offset) for a ListOffsets query; `None` when nothing matches.
+// Kafka: UnifiedLog.fetchOffsetByTimestamp.
 fn lookup(log: &dyn PartitionLog, wanted: i64) -> Result<Option<(i64, i64)>, LogError> {
     Ok(match wanted {
         LATEST => Some((-1, log.log_end_offset())),
+        // No remote storage: the local log start is the log start.
         EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
+        // Without remote storage Kafka answers offset -1 (and leader epoch -1).
+        LATEST_TIERED => Some((-1, -1)),
         MAX_TIMESTAMP => log.max_timestamp()?.map(|(ts, found)| {
             log_append_time(&found).unwrap_or_else(|| {
                 (

@@ -1,11 +1,14 @@
 //! Metadata: the live nodes at their advertised addresses, cluster id, controller id (the
 //! lowest live node), and topics with stable topic ids, each partition with its real
 //! leader, leader epoch, replicas, ISR and offline replicas. Unknown topics are created
-//! when both the broker and the request (v4+) allow auto-creation.
+//! when both the broker and the request (v4+) allow auto-creation. Topics are looked up by
+//! id from v12; ids or null names in v10-11 requests fail the request with
+//! INVALID_REQUEST, as in Kafka.
 
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -16,6 +19,9 @@ use crate::state::Broker;
 use crate::topics::{Topic, TopicError};
 
 pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+    if let Some(refused) = refuse_ids_before_v12(&req, version) {
+        return refused;
+    }
     let controller = BrokerId(broker.cluster.coordinator().node_id);
     let brokers = broker
         .cluster
@@ -56,7 +62,7 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
         req.topics
             .unwrap_or_default()
             .into_iter()
-            .map(|t| match (&t.name, version >= 10 && !t.topic_id.is_nil()) {
+            .map(|t| match (&t.name, version >= 12 && !t.topic_id.is_nil()) {
                 (_, true) => match broker.topics.get_by_id(t.topic_id) {
                     Some(topic) => describe(broker, &topic, version),
                     None => MetadataResponseTopic::default()
@@ -145,4 +151,26 @@ fn describe(broker: &Broker, topic: &Arc<Topic>, version: i16) -> MetadataRespon
         t.topic_id = topic.id;
     }
     t
+}
+
+/// Topic ids (and null names) are only valid from v12: below, the whole request fails with
+/// INVALID_REQUEST, answered as `MetadataRequest.getErrorResponse` does (each topic with
+/// the error, nothing else).
+// Kafka: KafkaApis.handleTopicMetadataRequest.
+fn refuse_ids_before_v12(req: &MetadataRequest, version: i16) -> Option<MetadataResponse> {
+    let topics = req.topics.as_ref()?;
+    let invalid = |t: &MetadataRequestTopic| t.name.is_none() || !t.topic_id.is_nil();
+    if version >= 12 || !topics.iter().any(invalid) {
+        return None;
+    }
+    let answers = topics
+        .iter()
+        .map(|t| {
+            MetadataResponseTopic::default()
+                .with_name(Some(t.name.clone().unwrap_or_default()))
+                .with_topic_id(t.topic_id)
+                .with_error_code(ResponseError::InvalidRequest.code())
+        })
+        .collect();
+    Some(MetadataResponse::default().with_topics(answers))
 }

@@ -104,6 +104,10 @@ pub async fn produce(
     resp.responses[0].partition_responses[0].clone()
 }
 
+/// The highest Fetch version that names topics by name; v13+ name them by id only.
+pub const FETCH_BY_NAME: i16 = 12;
+
+/// A Fetch naming `topic` by name: send it at [`FETCH_BY_NAME`] or below.
 pub fn fetch_request(
     topic: &str,
     partition: i32,
@@ -124,8 +128,11 @@ pub fn fetch_request(
 }
 
 pub async fn fetch(m: &Messenger, topic: &str, partition: i32, offset: i64) -> PartitionData {
-    let (resp, _) = m
-        .send(&fetch_request(topic, partition, offset, 0, 1 << 20))
+    let resp = m
+        .send_at(
+            &fetch_request(topic, partition, offset, 0, 1 << 20),
+            FETCH_BY_NAME,
+        )
         .await
         .unwrap();
     resp.responses[0].partitions[0].clone()

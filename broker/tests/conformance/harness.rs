@@ -22,6 +22,8 @@ pub enum Got {
     Closed,
     /// An answer whose values differ from Kafka's, described (rows that check values).
     Answer(String),
+    /// A number the row reads from an accepted answer (a version, an offset, a count).
+    Value(i64),
 }
 
 pub type RowFuture = Pin<Box<dyn Future<Output = Got> + Send>>;

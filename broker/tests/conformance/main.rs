@@ -14,6 +14,7 @@ mod admin;
 mod admin_configs;
 mod multinode;
 mod produce;
+mod versions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rule_answers_as_kafka_does() {
@@ -21,5 +22,6 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(produce::rows());
     rows.extend(admin::rows());
     rows.extend(multinode::rows());
+    rows.extend(versions::rows());
     harness::run(rows).await;
 }

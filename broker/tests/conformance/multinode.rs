@@ -254,6 +254,31 @@ fn routing_rows() -> Vec<Row> {
             }
         ),
         row!(
+            "Fetch v17 with an old leader epoch: FENCED_LEADER_EPOCH with the leader and its endpoint (KIP-951)",
+            "KafkaApis.handleFetchRequest getCurrentLeader",
+            Got::Code(0),
+            |ctx| {
+                let s = setup(&ctx).await;
+                let other = (s.leader_id + 1) % 3;
+                let (leader, epoch) = move_leader(&ctx, &s.topic, other).await;
+                let md = metadata(&ctx.m, &s.topic).await;
+                let mut req = common::fetch_request(&s.topic, 0, 0, 0, 1 << 20);
+                req.topics[0].topic_id = md.topics[0].topic_id;
+                req.topics[0].partitions[0].current_leader_epoch = s.epoch;
+                match s.leader.send_at(&req, 17).await {
+                    Ok(r) => {
+                        let p = &r.responses[0].partitions[0];
+                        let hinted = p.error_code == FENCED
+                            && p.current_leader.leader_id.0 == leader
+                            && p.current_leader.leader_epoch == epoch
+                            && r.node_endpoints.iter().any(|n| n.node_id.0 == leader);
+                        Got::Code(if hinted { 0 } else { -1 })
+                    }
+                    Err(_) => Got::Closed,
+                }
+            }
+        ),
+        row!(
             "Fetch v10 (consumer) from a follower: NOT_LEADER_OR_FOLLOWER",
             "FetchParams.fetchOnlyLeader (no client metadata before v11)",
             Got::Code(NOT_LEADER),

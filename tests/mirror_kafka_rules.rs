@@ -184,6 +184,12 @@ fn small_batches_are_merged_and_mirrored_in_order_at_kafka_4_1_versions() {
     small_batches_are_merged_and_mirrored_in_order(&[]);
 }
 
+/// Kafka 2.8 has no topic ids in Fetch (v12 at most) nor in Produce (v9 at most).
+#[test]
+fn small_batches_are_merged_and_mirrored_in_order_emulating_kafka_2_8() {
+    small_batches_are_merged_and_mirrored_in_order(&["--emulate-kafka", "2.8"]);
+}
+
 /// A v2 batch as Kafka's log cleaner leaves it: base offset `base`, lastOffsetDelta
 /// `span - 1`, only the records at `keep` (none: an empty batch), values `c-<offset>`.
 fn compacted_batch(base: i64, span: i32, keep: &[i64]) -> Vec<u8> {

@@ -3,6 +3,7 @@
 //! same data directory and port. Third-party Python clients run through `python()`.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod records;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,165 @@
+//! Multi-node brokers for end-to-end tests: a `kmirror-broker --nodes 3` process with its
+//! node control, leader moves through Kafka's own requests (AlterPartitionReassignments
+//! then a preferred ElectLeaders), and the high watermarks of a topic.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, BrokerId, ElectLeadersRequest, MetadataRequest, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kmirror::client::{fetch, ClientConfig, ClusterClient};
+use kmirror_wire::backoff::BackoffConfig;
+use kmirror_wire::messenger::{Messenger, MessengerConfig};
+
+use super::{free_port, BrokerProcess};
+
+/// A three-node broker: node 0 on the process's port, nodes 1 and 2 on ports of their own,
+/// and the node control on `admin`.
+pub struct ThreeNodes {
+    pub broker: BrokerProcess,
+    pub admin: String,
+}
+
+impl ThreeNodes {
+    pub fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
+        let admin = format!("127.0.0.1:{}", free_port());
+        let n1 = format!("1=127.0.0.1:{}", free_port());
+        let n2 = format!("2=127.0.0.1:{}", free_port());
+        let mut args = vec![
+            "--nodes",
+            "3",
+            "--admin-listen",
+            &admin,
+            "--node-listen",
+            &n1,
+            "--node-listen",
+            &n2,
+        ];
+        args.extend_from_slice(extra_args);
+        let broker = BrokerProcess::start(data_dir, &args);
+        Self { broker, admin }
+    }
+
+    pub fn addr(&self) -> String {
+        self.broker.addr()
+    }
+
+    /// POSTs to the node control (`/nodes/{id}/stop` or `/start`); panics unless 200.
+    pub fn node(&self, id: i32, action: &str) {
+        let mut s = TcpStream::connect(&self.admin).expect("connect to the node control");
+        write!(
+            s,
+            "POST /nodes/{id}/{action} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+            self.admin
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "node {id} {action}: {out}");
+    }
+}
+
+/// Moves the leader of every partition of `topics` to the next live node (that node
+/// first in the replica list, then a preferred election); returns how many moved.
+pub async fn move_leaders(bootstrap: &str, topics: &[&str]) -> usize {
+    let m = Messenger::connect(bootstrap, MessengerConfig::default())
+        .await
+        .expect("connect");
+    let names: Vec<MetadataRequestTopic> = topics
+        .iter()
+        .map(|t| MetadataRequestTopic::default().with_name(Some(name(t))))
+        .collect();
+    let md = m
+        .send_at(&MetadataRequest::default().with_topics(Some(names)), 12)
+        .await
+        .expect("metadata");
+    let mut live: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+    live.sort();
+    let next = |l: i32| {
+        let i = live.iter().position(|&n| n == l).unwrap_or(0);
+        live[(i + 1) % live.len()]
+    };
+    let mut reassign = Vec::new();
+    for t in &md.topics {
+        let partitions: Vec<ReassignablePartition> = t
+            .partitions
+            .iter()
+            .map(|p| {
+                let to = next(p.leader_id.0);
+                let mut replicas = vec![BrokerId(to)];
+                replicas.extend(live.iter().filter(|&&n| n != to).map(|&n| BrokerId(n)));
+                ReassignablePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_replicas(Some(replicas))
+            })
+            .collect();
+        reassign.push(
+            ReassignableTopic::default()
+                .with_name(t.name.clone().expect("topic name"))
+                .with_partitions(partitions),
+        );
+    }
+    let moved = reassign.iter().map(|t| t.partitions.len()).sum();
+    let resp = m
+        .send_at(
+            &AlterPartitionReassignmentsRequest::default().with_topics(reassign),
+            0,
+        )
+        .await
+        .expect("reassign");
+    for t in &resp.responses {
+        for p in &t.partitions {
+            assert_eq!(p.error_code, 0, "reassign: {:?}", p.error_message);
+        }
+    }
+    let resp = m
+        .send_at(
+            &ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_topic_partitions(None),
+            2,
+        )
+        .await
+        .expect("elect");
+    for t in &resp.replica_election_results {
+        for p in &t.partition_result {
+            assert_eq!(p.error_code, 0, "elect: {:?}", p.error_message);
+        }
+    }
+    moved
+}
+
+/// The sum of the high watermarks of `topic`'s partitions (0 when it does not exist yet).
+pub async fn high_watermarks(bootstrap: &str, topic: &str) -> i64 {
+    let client = ClusterClient::new(ClientConfig {
+        cluster: "check".into(),
+        bootstrap: vec![bootstrap.to_string()],
+        messenger: MessengerConfig::default(),
+        backoff: BackoffConfig::default(),
+    });
+    let Ok(md) = client.refresh_metadata().await else {
+        return 0;
+    };
+    let count = md.partition_count(topic).unwrap_or(0);
+    let mut total = 0;
+    for p in 0..count {
+        let Ok(m) = client.leader(topic, p).await else {
+            continue;
+        };
+        if let Ok((0, hw)) = fetch::list_offset(&m, topic, p, -1).await {
+            total += hw.max(0);
+        }
+    }
+    total
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}

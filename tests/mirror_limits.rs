@@ -285,15 +285,16 @@ fn memory_stays_bounded_by_max_in_flight_bytes_while_the_target_is_stopped() {
     let after = sample_rss(&daemon, || done.is_finished());
     done.join().expect("watcher");
 
-    // What the daemon may hold: fetched batches up to max_in_flight_bytes (the permits);
-    // for the requests on the wire, the stamped copy of those batches and the encoded
-    // Produce frame; and one fetch response (at most max(limit / 4, 1 MiB)) waiting for
-    // permits. That is at most 4 x max_in_flight_bytes beyond the idle daemon. 32 MiB more
-    // cover the allocator keeping freed memory and per-connection buffers. Without the
-    // bound, the daemon would hold the backlog: up to 200 MiB.
-    let bound = baseline + 4 * MAX_IN_FLIGHT / 1024 + 32 * 1024;
+    // What the daemon may hold beyond the idle process: max_in_flight_bytes of record data
+    // (src/mirror/memory.rs: fetch responses from the request on, then each partition's
+    // batches until acked, and encoded produce frames until written), plus a fixed
+    // overhead: a response's partitions being copied out of it, socket buffers and what
+    // the allocator keeps. FIXED_OVERHEAD states it; without the bound the daemon would
+    // hold the backlog, up to 200 MiB.
+    const FIXED_OVERHEAD: u64 = 8 << 20;
+    let bound = baseline + (MAX_IN_FLIGHT + FIXED_OVERHEAD) / 1024;
     eprintln!(
-        "RSS KiB: baseline {baseline}, before the pause {before}, while the target was stopped (10 s) {paused}, after resuming {after}; bound {bound} (baseline + 4 x 8 MiB + 32 MiB)"
+        "RSS KiB: baseline {baseline}, before the pause {before}, while the target was stopped (10 s) {paused}, after resuming {after}; bound {bound} (baseline + 8 MiB max_in_flight_bytes + 8 MiB fixed)"
     );
     eprintln!(
         "the target was stopped with {mirrored} of {} records mirrored",

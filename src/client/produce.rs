@@ -103,6 +103,17 @@ pub async fn start(
     records: Bytes,
     timeout_ms: i32,
 ) -> Result<Pending<ProduceRequest>, RequestError> {
+    start_guarded(m, target, records, timeout_ms, None).await
+}
+
+/// [`start`], with a `guard` kept until the encoded request is written to the socket.
+pub async fn start_guarded(
+    m: &Messenger,
+    target: &ProduceTarget,
+    records: Bytes,
+    timeout_ms: i32,
+    guard: Option<Box<dyn std::any::Any + Send>>,
+) -> Result<Pending<ProduceRequest>, RequestError> {
     let req = ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(timeout_ms)
@@ -119,7 +130,7 @@ pub async fn start(
             max: LAST_PRODUCE_BY_NAME,
         })?,
     };
-    m.enqueue_at(&req, version).await
+    m.enqueue_guarded(&req, version, guard).await
 }
 
 /// The last Produce version that names topics (v13 uses topic ids only).

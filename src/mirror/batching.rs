@@ -18,7 +18,8 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use kmirror_wire::batch::{BatchError, BatchView};
 use kmirror_wire::rebuild::{self, RebuildError};
-use tokio::sync::OwnedSemaphorePermit;
+
+use super::memory::Share;
 
 /// Batches of one source partition from one fetch, in order, and the memory they hold.
 #[derive(Debug)]
@@ -28,7 +29,7 @@ pub struct Chunk {
     pub records: i64,
     /// The source offset after the last batch of this chunk.
     pub next_source_offset: i64,
-    pub permit: Option<OwnedSemaphorePermit>,
+    pub permit: Option<Share>,
 }
 
 /// A source batch waiting to be sent; empty `data` only moves the position (control or
@@ -37,7 +38,7 @@ struct Unit {
     data: BytesMut,
     base_offset: i64,
     next_source_offset: i64,
-    permit: Option<Arc<OwnedSemaphorePermit>>,
+    permit: Option<Arc<Share>>,
 }
 
 /// One batch to produce (or, with empty `data`, a position to reach once all before it
@@ -47,7 +48,7 @@ pub struct Ready {
     pub data: BytesMut,
     pub records: i32,
     pub next_source_offset: i64,
-    pub permits: Vec<Arc<OwnedSemaphorePermit>>,
+    pub permits: Vec<Arc<Share>>,
 }
 
 /// Why a partition's batches cannot be produced.
@@ -164,7 +165,7 @@ impl Batcher {
         }
         let next_source_offset = run.last().expect("non-empty").next_source_offset;
         let needs_rebuild = run.len() > 1 || !forwardable || run[0].base_offset < self.skip_below;
-        let mut permits: Vec<Arc<OwnedSemaphorePermit>> = Vec::new();
+        let mut permits: Vec<Arc<Share>> = Vec::new();
         for u in &run {
             if let Some(p) = &u.permit {
                 if !permits.last().is_some_and(|l| Arc::ptr_eq(l, p)) {

@@ -2,9 +2,11 @@
 //! `discovery_interval`), creates target topics with the source's partition count and
 //! synced configs, and runs the fetch loop that feeds each partition's [`Pipeline`].
 //!
-//! Backpressure: every fetched byte holds a permit of the flow's `max_in_flight_bytes`
-//! semaphore until the target acknowledged it, and a partition whose queue is full is left
-//! out of the next Fetch; a slow target therefore slows fetching instead of growing memory.
+//! Backpressure: every fetched byte counts against the flow's `max_in_flight_bytes`
+//! ([`super::memory`]) from the Fetch request until the target acknowledged it; a partition
+//! whose queue is full or that holds its share is left out of the next Fetch, so a slow or
+//! stuck target slows fetching instead of growing memory, and one stuck partition does not
+//! stall the others.
 //! A target topic with fewer partitions than its source that cannot be grown stops that
 //! topic with an error — partitions are never remapped silently.
 
@@ -14,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use kmirror_wire::errors::ResponseError;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::memory::{Held, Memory, Reservation};
 use super::pipeline::{Chunk, Ended, Pipeline};
 use super::progress::{Position, Progress, SourcePartition};
 use super::selection::{config_changes, mirrored_topics, target_action, TargetAction};
@@ -33,9 +36,13 @@ const QUEUE_CHUNKS: usize = 4;
 const FETCH_WAIT_MS: i32 = 250;
 /// Most bytes one partition returns per Fetch.
 const PARTITION_FETCH_BYTES: i32 = 1 << 20;
+/// A fetch smaller than this waits for memory instead.
+const MIN_FETCH_BYTES: usize = 64 << 10;
 
 struct Running {
     next_fetch_offset: i64,
+    /// Bytes this partition holds (fetched, not yet acknowledged).
+    held: Held,
     tx: mpsc::Sender<Chunk>,
     task: tokio::task::JoinHandle<Ended>,
 }
@@ -46,8 +53,7 @@ pub struct FlowRunner {
     source: Arc<ClusterClient>,
     target: Arc<ClusterClient>,
     throttle: Arc<Throttle>,
-    memory: Arc<Semaphore>,
-    memory_permits: usize,
+    memory: Memory,
     partitions: BTreeMap<SourcePartition, Running>,
     /// Topics reported as blocked, so the report is not repeated every discovery.
     blocked: HashSet<String>,
@@ -65,16 +71,14 @@ pub struct FlowRunner {
 
 impl FlowRunner {
     pub fn new(flow: Flow, source: Arc<ClusterClient>, target: Arc<ClusterClient>) -> Self {
-        let memory_permits = usize::try_from(flow.limits.max_in_flight_bytes)
-            .unwrap_or(usize::MAX)
-            .min(Semaphore::MAX_PERMITS);
+        let memory =
+            Memory::new(usize::try_from(flow.limits.max_in_flight_bytes).unwrap_or(usize::MAX));
         Self {
             throttle: Arc::new(Throttle::new(
                 flow.limits.bytes_per_sec,
                 flow.limits.records_per_sec,
             )),
-            memory: Arc::new(Semaphore::new(memory_permits)),
-            memory_permits,
+            memory,
             flow,
             source,
             target,
@@ -357,6 +361,7 @@ impl FlowRunner {
             batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
             start_offset: start,
             throttled_until: None,
+            memory: self.memory.clone(),
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");
         let task = tokio::spawn(pipeline.run(rx));
@@ -364,6 +369,7 @@ impl FlowRunner {
             sp,
             Running {
                 next_fetch_offset: start,
+                held: Held::default(),
                 tx,
                 task,
             },
@@ -379,6 +385,14 @@ impl FlowRunner {
             .partitions
             .iter()
             .filter(|(_, r)| !r.task.is_finished() && r.tx.capacity() > 0)
+            .collect();
+        // A partition fetches only while one more fetch stays within its share of the
+        // memory; one that holds it waits for its acks, and the others go on.
+        let share = (self.memory.fetch_pool_bytes() / ready.len().max(1))
+            .max(PARTITION_FETCH_BYTES as usize);
+        let ready: Vec<_> = ready
+            .into_iter()
+            .filter(|(_, r)| r.held.bytes() + PARTITION_FETCH_BYTES as usize <= share)
             .collect();
         self.round = self.round.wrapping_add(1);
         let skip = if ready.is_empty() {
@@ -408,26 +422,51 @@ impl FlowRunner {
             tokio::time::sleep(Duration::from_millis(100)).await;
             return;
         }
-        let max_bytes =
-            i32::try_from((self.memory_permits / 8).max(PARTITION_FETCH_BYTES as usize))
-                .unwrap_or(i32::MAX);
+        // Each response's max_bytes is reserved before it is asked for, so responses
+        // count against max_in_flight_bytes; a leader gets no fetch when memory is short.
+        let per_response = (self.memory.fetch_pool_bytes() / 8).max(PARTITION_FETCH_BYTES as usize);
+        let mut requests = Vec::new();
+        for (leader, wants) in by_leader {
+            let bytes = per_response.min(self.memory.fetch_available());
+            if bytes < MIN_FETCH_BYTES {
+                continue;
+            }
+            if let Some(r) = self.memory.try_reserve_fetch(bytes) {
+                requests.push((leader, wants, r));
+            }
+        }
+        if requests.is_empty() {
+            // Everything is held by batches on their way to the target: wait for acks.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(100),
+                self.memory.wait_fetch(PARTITION_FETCH_BYTES as usize),
+            )
+            .await;
+            return;
+        }
         let source = self.source.clone();
-        let results = join_all(by_leader.into_iter().map(|(leader, wants)| {
+        let results = join_all(requests.into_iter().map(|(leader, wants, reservation)| {
             let source = source.clone();
             async move {
-                let m = source.broker(leader).await?;
-                fetch::fetch(&m, &wants, FETCH_WAIT_MS, max_bytes, PARTITION_FETCH_BYTES)
-                    .await
-                    .map_err(|e| ClientError::Request {
-                        cluster: source.name().to_string(),
-                        source: e,
-                    })
+                let max_bytes = i32::try_from(reservation.bytes()).unwrap_or(i32::MAX);
+                let partition_max = PARTITION_FETCH_BYTES.min(max_bytes);
+                let got = async {
+                    let m = source.broker(leader).await?;
+                    fetch::fetch(&m, &wants, FETCH_WAIT_MS, max_bytes, partition_max)
+                        .await
+                        .map_err(|e| ClientError::Request {
+                            cluster: source.name().to_string(),
+                            source: e,
+                        })
+                }
+                .await;
+                got.map(|g| (g, reservation))
             }
         }))
         .await;
         let mut throttle_ms = 0;
         for result in results {
-            let got = match result {
+            let (got, mut reservation) = match result {
                 Ok(g) => g,
                 Err(e) => {
                     tracing::warn!(flow = %self.flow.name, error = %e, "Fetch failed; retrying.");
@@ -438,7 +477,7 @@ impl FlowRunner {
             };
             throttle_ms = throttle_ms.max(got.first().map_or(0, |g| g.throttle_time_ms));
             for g in got {
-                refresh |= self.deliver(g).await;
+                refresh |= self.deliver(g, &mut reservation).await;
             }
         }
         if refresh {
@@ -454,7 +493,7 @@ impl FlowRunner {
     }
 
     /// Hands one partition's fetched data to its pipeline; returns whether metadata is stale.
-    async fn deliver(&mut self, g: fetch::FetchGot) -> bool {
+    async fn deliver(&mut self, g: fetch::FetchGot, reservation: &mut Reservation) -> bool {
         let sp = SourcePartition {
             topic: g.topic,
             partition: g.partition,
@@ -490,12 +529,26 @@ impl FlowRunner {
             return false;
         };
         let bytes = sliced.bytes();
-        let want = bytes.min(self.memory_permits) as u32;
-        let permit = if want > 0 {
-            match self.memory.clone().acquire_many_owned(want).await {
-                Ok(p) => Some(p),
-                Err(_) => return false,
+        if bytes > reservation.bytes() {
+            // Kafka returns the first batch whole even beyond max_bytes (KIP-74). Count it
+            // if the memory is free; otherwise leave it and fetch it again later, never
+            // waiting here (that would stall every partition behind this one).
+            // A batch larger than the whole pool takes all of it.
+            let more = (bytes - reservation.bytes()).min(
+                self.memory
+                    .fetch_pool_bytes()
+                    .saturating_sub(reservation.bytes()),
+            );
+            match self.memory.try_reserve_fetch(more) {
+                Some(r) => reservation.merge(r),
+                None => {
+                    tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, bytes, "No memory for a batch larger than the fetch; fetching it again later.");
+                    return false;
+                }
             }
+        }
+        let permit = if bytes > 0 {
+            reservation.take(bytes, &r.held)
         } else {
             None
         };

@@ -3,6 +3,7 @@
 
 pub mod batching;
 pub mod flow;
+pub mod memory;
 pub mod pipeline;
 pub mod progress;
 pub mod selection;

@@ -21,11 +21,12 @@ use kafka_protocol::messages::ProduceRequest;
 use kmirror_wire::backoff::{Backoff, BackoffConfig};
 use kmirror_wire::errors::{ErrorClass, ResponseError};
 use kmirror_wire::messenger::Pending;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use super::batching::Chunk;
 use super::batching::{Batcher, Ready};
+use super::memory::{Memory, Share};
 use super::progress::{Position, Progress, SourcePartition};
 use crate::client::produce::{self, ProduceOutcome, ProduceTarget, ProducerSession};
 use crate::client::{ClientError, ClusterClient};
@@ -45,7 +46,7 @@ struct InFlight {
     records: i32,
     pending: Option<tokio::task::JoinHandle<Result<Option<ProduceOutcome>, ClientError>>>,
     /// The memory this batch holds until it is acknowledged.
-    _permits: Vec<Arc<OwnedSemaphorePermit>>,
+    _permits: Vec<Arc<Share>>,
 }
 
 /// How the pipeline ended.
@@ -73,6 +74,8 @@ pub struct Pipeline {
     pub start_offset: i64,
     /// The target asked for a pause (`throttle_time_ms`) until then.
     pub throttled_until: Option<Instant>,
+    /// The flow's memory: encoded produce frames count against its frame pool.
+    pub memory: Memory,
 }
 
 /// How long to honour a broker's `throttle_time_ms`: as asked, at most a minute.
@@ -226,7 +229,10 @@ impl Pipeline {
                     .target
                     .leader_lane(&self.target_topic, self.source.partition, lane)
                     .await?;
-                produce::start(&m, &target, entry.stamped.clone(), 30_000)
+                // The encoded request copies the batch; it counts until it is written.
+                let frame = self.memory.frame(entry.stamped.len()).await;
+                let guard = frame.map(|f| Box::new(f) as Box<dyn std::any::Any + Send>);
+                produce::start_guarded(&m, &target, entry.stamped.clone(), 30_000, guard)
                     .await
                     .map_err(|e| ClientError::Request {
                         cluster: self.target.name().to_string(),

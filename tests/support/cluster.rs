@@ -136,6 +136,33 @@ pub async fn move_leaders(bootstrap: &str, topics: &[&str]) -> usize {
     moved
 }
 
+/// Gives partition `partition` of `topic` exactly `replicas` (the first preferred) and
+/// elects the preferred leader.
+pub async fn reassign(bootstrap: &str, topic: &str, partition: i32, replicas: &[i32]) {
+    let m = Messenger::connect(bootstrap, MessengerConfig::default())
+        .await
+        .expect("connect");
+    let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
+        ReassignableTopic::default()
+            .with_name(name(topic))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(partition)
+                .with_replicas(Some(replicas.iter().map(|&n| BrokerId(n)).collect()))]),
+    ]);
+    let resp = m.send_at(&req, 0).await.expect("reassign");
+    assert_eq!(resp.responses[0].partitions[0].error_code, 0, "reassign");
+    let resp = m
+        .send_at(
+            &ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_topic_partitions(None),
+            2,
+        )
+        .await
+        .expect("elect");
+    assert_eq!(resp.error_code, 0, "elect");
+}
+
 /// The sum of the high watermarks of `topic`'s partitions (0 when it does not exist yet).
 pub async fn high_watermarks(bootstrap: &str, topic: &str) -> i64 {
     let client = ClusterClient::new(ClientConfig {

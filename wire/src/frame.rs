@@ -45,16 +45,18 @@ pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
 
 /// Writes every frame received on `rx` to `write`, each behind its 4-byte length, and
 /// flushes once the queue is empty. Small frames are coalesced in a buffer; large ones
-/// (fetch responses, produce requests) go to the socket without being copied.
-pub async fn write_frames<W: AsyncWrite + Unpin>(
+/// (fetch responses, produce requests) go to the socket without being copied. Each frame
+/// (and whatever it carries, such as a memory permit) is dropped once written.
+pub async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<[u8]>>(
     write: W,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<F>,
 ) -> std::io::Result<()> {
     let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, write);
     while let Some(frame) = rx.recv().await {
-        write_one(&mut out, &frame).await?;
+        write_one(&mut out, frame.as_ref()).await?;
+        drop(frame);
         while let Ok(next) = rx.try_recv() {
-            write_one(&mut out, &next).await?;
+            write_one(&mut out, next.as_ref()).await?;
         }
         out.flush().await?;
     }

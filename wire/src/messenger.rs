@@ -111,7 +111,7 @@ pub struct Messenger {
     client_id: StrBytes,
     next_correlation_id: AtomicI32,
     shared: Arc<Shared>,
-    writer: mpsc::Sender<Bytes>,
+    writer: mpsc::Sender<Outgoing>,
     versions: BrokerVersions,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -162,7 +162,7 @@ impl Messenger {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::Open(HashMap::new())),
         });
-        let (tx, rx) = mpsc::channel::<Bytes>(config.write_queue_frames);
+        let (tx, rx) = mpsc::channel::<Outgoing>(config.write_queue_frames);
         let writer = tokio::spawn(write_loop(write, rx, shared.clone()));
         let reader = tokio::spawn(read_loop(
             FramedRead::new(read, frame::codec(config.max_frame_bytes)),
@@ -232,6 +232,18 @@ impl Messenger {
         req: &R,
         version: i16,
     ) -> Result<Pending<R>, RequestError> {
+        self.enqueue_guarded(req, version, None).await
+    }
+
+    /// [`Self::enqueue_at`] with a `guard` that lives as long as the encoded frame: it is
+    /// dropped once the frame is written to the socket (or the connection fails). Callers
+    /// use it to count the frame's memory.
+    pub async fn enqueue_guarded<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        guard: Option<Box<dyn std::any::Any + Send>>,
+    ) -> Result<Pending<R>, RequestError> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = frame::encode_request(correlation_id, version, &self.client_id, req)?;
         let (tx, rx) = oneshot::channel();
@@ -253,7 +265,7 @@ impl Messenger {
             _request: std::marker::PhantomData,
         };
         // If enqueueing fails, dropping `pending` removes the waiter.
-        self.enqueue(frame).await?;
+        self.enqueue(frame, guard).await?;
         Ok(pending)
     }
 
@@ -265,11 +277,19 @@ impl Messenger {
     ) -> Result<(), RequestError> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = frame::encode_request(correlation_id, version, &self.client_id, req)?;
-        self.enqueue(frame).await
+        self.enqueue(frame, None).await
     }
 
-    async fn enqueue(&self, frame: Bytes) -> Result<(), RequestError> {
-        self.writer.send(frame).await.map_err(|_| {
+    async fn enqueue(
+        &self,
+        frame: Bytes,
+        guard: Option<Box<dyn std::any::Any + Send>>,
+    ) -> Result<(), RequestError> {
+        let out = Outgoing {
+            frame,
+            _guard: guard,
+        };
+        self.writer.send(out).await.map_err(|_| {
             let reason = self
                 .shared
                 .poisoned()
@@ -343,9 +363,21 @@ impl<R: Request> Drop for Pending<R> {
     }
 }
 
+/// A frame on its way to the socket, with what must live exactly as long as it does.
+struct Outgoing {
+    frame: Bytes,
+    _guard: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl AsRef<[u8]> for Outgoing {
+    fn as_ref(&self) -> &[u8] {
+        &self.frame
+    }
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(
     write: W,
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Outgoing>,
     shared: Arc<Shared>,
 ) {
     if let Err(e) = frame::write_frames(write, rx).await {

@@ -1,0 +1,178 @@
+//! A flow's memory budget: `max_in_flight_bytes` is the bound on the bytes of record data
+//! the flow holds, split in two pools.
+//!
+//! - The fetch pool covers a Fetch response from before it is sent (its `max_bytes` is
+//!   reserved) until it is sliced, and then each partition's batches until the target
+//!   acknowledged them.
+//! - The frame pool covers an encoded Produce request (a copy of its batch) from its
+//!   encoding until it is written to the socket.
+//!
+//! Frames are released by socket writes, never by acknowledgements, so the two pools
+//! cannot wait on each other. A partition may hold at most its share of the fetch pool
+//! before it is left out of fetches, so partitions stuck on the target keep only their
+//! share and the others go on. What is not counted is fixed overhead: code, runtime,
+//! connection buffers and per-partition state.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Most of the budget that goes to produce frames (an eighth), and the least.
+const FRAME_POOL_FRACTION: usize = 8;
+const MIN_FRAME_POOL_BYTES: usize = 2 << 20;
+
+/// The two pools of one flow.
+#[derive(Debug, Clone)]
+pub struct Memory {
+    fetch: Arc<Semaphore>,
+    fetch_bytes: usize,
+    frames: Arc<Semaphore>,
+    frame_bytes: usize,
+}
+
+impl Memory {
+    pub fn new(max_in_flight_bytes: usize) -> Self {
+        let total = max_in_flight_bytes.min(Semaphore::MAX_PERMITS);
+        let frame_bytes = (total / FRAME_POOL_FRACTION)
+            .max(MIN_FRAME_POOL_BYTES)
+            .min(total / 2);
+        let fetch_bytes = total - frame_bytes;
+        Self {
+            fetch: Arc::new(Semaphore::new(fetch_bytes)),
+            fetch_bytes,
+            frames: Arc::new(Semaphore::new(frame_bytes)),
+            frame_bytes,
+        }
+    }
+
+    pub fn fetch_pool_bytes(&self) -> usize {
+        self.fetch_bytes
+    }
+
+    /// Fetch-pool bytes free now.
+    pub fn fetch_available(&self) -> usize {
+        self.fetch.available_permits()
+    }
+
+    /// Reserves `bytes` of the fetch pool now, or `None` if they are not free.
+    pub fn try_reserve_fetch(&self, bytes: usize) -> Option<Reservation> {
+        let bytes = bytes.min(self.fetch_bytes);
+        let permit = self
+            .fetch
+            .clone()
+            .try_acquire_many_owned(u32::try_from(bytes).ok()?)
+            .ok()?;
+        Some(Reservation { permit, bytes })
+    }
+
+    /// Waits until at least `bytes` of the fetch pool are free (without taking them).
+    pub async fn wait_fetch(&self, bytes: usize) {
+        let bytes = u32::try_from(bytes.min(self.fetch_bytes)).unwrap_or(u32::MAX);
+        if let Ok(p) = self.fetch.acquire_many(bytes).await {
+            drop(p);
+        }
+    }
+
+    /// Counts one encoded frame of `bytes` until it is dropped; waits for room.
+    pub async fn frame(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        let bytes = u32::try_from(bytes.min(self.frame_bytes)).ok()?;
+        self.frames.clone().acquire_many_owned(bytes).await.ok()
+    }
+}
+
+/// Reserved fetch-pool bytes, handed out to partitions piece by piece.
+#[derive(Debug)]
+pub struct Reservation {
+    permit: OwnedSemaphorePermit,
+    bytes: usize,
+}
+
+impl Reservation {
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Adds more reserved bytes.
+    pub fn merge(&mut self, other: Reservation) {
+        self.permit.merge(other.permit);
+        self.bytes += other.bytes;
+    }
+
+    /// Moves `bytes` of this reservation to a partition's share.
+    pub fn take(&mut self, bytes: usize, partition: &Held) -> Option<Share> {
+        let bytes = bytes.min(self.bytes);
+        let permit = self.permit.split(bytes)?;
+        self.bytes -= bytes;
+        partition.0.fetch_add(bytes, Ordering::Relaxed);
+        Some(Share {
+            _permit: permit,
+            bytes,
+            held: partition.clone(),
+        })
+    }
+}
+
+/// The bytes one partition holds.
+#[derive(Debug, Clone, Default)]
+pub struct Held(Arc<AtomicUsize>);
+
+impl Held {
+    pub fn bytes(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Memory a partition holds until its batches are acknowledged.
+#[derive(Debug)]
+pub struct Share {
+    _permit: OwnedSemaphorePermit,
+    bytes: usize,
+    held: Held,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.held.0.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_add_up_to_the_budget() {
+        for total in [4 << 20, 64 << 20, 1 << 30] {
+            let m = Memory::new(total);
+            assert_eq!(m.fetch_bytes + m.frame_bytes, total);
+            assert!(m.frame_bytes >= MIN_FRAME_POOL_BYTES.min(total / 2));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_share_counts_against_its_partition_until_dropped() {
+        let m = Memory::new(8 << 20);
+        let mut r = m.try_reserve_fetch(1 << 20).expect("free");
+        let p = Held::default();
+        let a = r.take(300_000, &p).unwrap();
+        let b = r.take(200_000, &p).unwrap();
+        assert_eq!(p.bytes(), 500_000);
+        assert_eq!(r.bytes(), (1 << 20) - 500_000);
+        drop(r);
+        assert_eq!(m.fetch_available(), m.fetch_pool_bytes() - 500_000);
+        drop(a);
+        assert_eq!(p.bytes(), 200_000);
+        drop(b);
+        assert_eq!(m.fetch_available(), m.fetch_pool_bytes());
+    }
+
+    #[test]
+    fn a_reservation_beyond_the_free_bytes_is_refused() {
+        let m = Memory::new(8 << 20);
+        let all = m.try_reserve_fetch(m.fetch_pool_bytes()).unwrap();
+        assert!(m.try_reserve_fetch(1).is_none());
+        drop(all);
+        assert!(m.try_reserve_fetch(1).is_some());
+    }
+}

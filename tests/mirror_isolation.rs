@@ -1,0 +1,103 @@
+//! One partition stuck on the target stalls nothing else. The target partition of topic
+//! `stuck` is given a single replica, on a node that is then stopped: it has no leader, so
+//! every produce to it is retried (NOT_LEADER_OR_FOLLOWER / no leader) for as long as the
+//! node is down. Topic `free` must still be mirrored completely while the stuck partition
+//! holds a backlog far larger than the flow's `max_in_flight_bytes`, and once the node is
+//! back the stuck partition catches up without loss.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::cluster::{high_watermarks, reassign, ThreeNodes};
+use support::records::{self, Produce};
+use support::*;
+
+/// Waits until `topic` on `target` holds `want` records.
+fn wait_for(
+    rt: &tokio::runtime::Runtime,
+    target: &str,
+    topic: &str,
+    want: i64,
+    daemon: &DaemonProcess,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = rt.block_on(high_watermarks(target, topic));
+        if got >= want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}: {got} of {want} records on the target after 120 s:\n{}",
+            daemon.log.tail(60)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_partition_stuck_on_the_target_does_not_stall_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = ThreeNodes::start(&dir.path().join("target"), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acked_stuck = dir.path().join("stuck.json");
+    let acked_free = dir.path().join("free.json");
+    for (topic, acked) in [("stuck", &acked_stuck), ("free", &acked_free)] {
+        Produce {
+            create: true,
+            ..Produce::new(&source.addr(), topic, 1, acked)
+        }
+        .run();
+        run_python(
+            "discovery_admin.py",
+            &[&target.addr(), "create", topic, "1"],
+        );
+    }
+    rt.block_on(reassign(&target.addr(), "stuck", 0, &[2]));
+    target.node(2, "stop");
+    // 20 MiB waiting for the stuck partition, five times the flow's memory.
+    let stuck = Produce {
+        records: 2_000,
+        value_bytes: 10_240,
+        ..Produce::new(&source.addr(), "stuck", 1, &acked_stuck)
+    }
+    .run();
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        "  - name: iso\n    source: east\n    target: west\n    topics: { include: [\"stuck|free\"] }\n    rename: \"{topic}\"\n    discovery_interval: 1s\n    sync_configs: { enabled: false }\n    limits: { max_in_flight_bytes: 4MiB }\n",
+    );
+    let daemon = DaemonProcess::start(&config);
+    assert!(
+        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(40)
+    );
+    let free = Produce {
+        records: 3_000,
+        value_bytes: 1_024,
+        ..Produce::new(&source.addr(), "free", 1, &acked_free)
+    }
+    .run();
+    wait_for(&rt, &target.addr(), "free", free as i64, &daemon);
+    assert_eq!(
+        rt.block_on(high_watermarks(&target.addr(), "stuck")),
+        0,
+        "the stuck partition has no leader"
+    );
+    assert!(
+        daemon.log.contains("WARN"),
+        "the stuck partition's retries are reported:\n{}",
+        daemon.log.tail(20)
+    );
+
+    target.node(2, "start");
+    wait_for(&rt, &target.addr(), "stuck", stuck as i64, &daemon);
+    for (topic, acked, n) in [("stuck", &acked_stuck, stuck), ("free", &acked_free, free)] {
+        let v = records::verify(&target.addr(), topic, 1, acked, None);
+        v.assert_complete_and_ordered(n);
+    }
+    assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
+}

@@ -119,15 +119,7 @@ pub async fn move_leaders(bootstrap: &str, topics: &[&str]) -> usize {
             assert_eq!(p.error_code, 0, "reassign: {:?}", p.error_message);
         }
     }
-    let resp = m
-        .send_at(
-            &ElectLeadersRequest::default()
-                .with_election_type(0)
-                .with_topic_partitions(None),
-            2,
-        )
-        .await
-        .expect("elect");
+    let resp = elect_preferred(&m).await;
     for t in &resp.replica_election_results {
         for p in &t.partition_result {
             assert_eq!(p.error_code, 0, "elect: {:?}", p.error_message);
@@ -151,15 +143,7 @@ pub async fn reassign(bootstrap: &str, topic: &str, partition: i32, replicas: &[
     ]);
     let resp = m.send_at(&req, 0).await.expect("reassign");
     assert_eq!(resp.responses[0].partitions[0].error_code, 0, "reassign");
-    let resp = m
-        .send_at(
-            &ElectLeadersRequest::default()
-                .with_election_type(0)
-                .with_topic_partitions(None),
-            2,
-        )
-        .await
-        .expect("elect");
+    let resp = elect_preferred(&m).await;
     assert_eq!(resp.error_code, 0, "elect");
 }
 
@@ -185,6 +169,18 @@ pub async fn high_watermarks(bootstrap: &str, topic: &str) -> i64 {
         }
     }
     total
+}
+
+/// A preferred-leader election for every partition that needs one.
+async fn elect_preferred(m: &Messenger) -> kafka_protocol::messages::ElectLeadersResponse {
+    m.send_at(
+        &ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(None),
+        2,
+    )
+    .await
+    .expect("elect")
 }
 
 fn name(s: &str) -> TopicName {

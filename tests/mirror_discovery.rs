@@ -791,3 +791,57 @@ fn validate_reports_every_error_with_its_position() {
         .collect();
     assert_eq!(errors.len(), 4, "{text}");
 }
+
+/// TLS and SASL are not implemented, so a topology asking for either is refused by both
+/// `kmirror validate` and `kmirror run`, each with the setting's position; the daemon never
+/// connects in plaintext instead.
+#[test]
+fn tls_and_sasl_are_refused_by_validate_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secure.yaml");
+    std::fs::write(
+        &path,
+        concat!(
+            "clusters:\n",                                                        // 1
+            "  east:\n",                                                          // 2
+            "    bootstrap: [\"127.0.0.1:9092\"]\n",                              // 3
+            "    tls: { ca: /etc/kmirror/ca.pem }\n",                             // 4
+            "  west:\n",                                                          // 5
+            "    bootstrap: [\"127.0.0.1:9093\"]\n",                              // 6
+            "    sasl: { mechanism: PLAIN, username: u, password: \"${PW}\" }\n", // 7
+            "flows:\n",                                                           // 8
+            "  - { name: f, source: east, target: west, topics: { include: [x] } }\n",
+        ),
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    for command in ["validate", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+            .arg(command)
+            .arg(&path)
+            .env("PW", "hunter2")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{command}: {text}");
+        for (position, needle) in [
+            ("4:10: clusters.east.tls:", "TLS is not implemented yet"),
+            ("7:11: clusters.west.sasl:", "SASL is not implemented yet"),
+        ] {
+            let prefix = format!("{file}:{position}");
+            let line = text.lines().find(|l| l.starts_with(&prefix));
+            let line =
+                line.unwrap_or_else(|| panic!("{command}: no error at {prefix} in:\n{text}"));
+            assert!(line.contains(needle), "{command}: {line:?}");
+        }
+        assert!(
+            !text.contains("hunter2"),
+            "{command} printed the password: {text}"
+        );
+        assert!(!text.contains("Flow started"), "{command} ran: {text}");
+    }
+}

@@ -449,6 +449,54 @@ fn start_from_latest_skips_existing_records_and_mirrors_later_ones() {
     stop(daemon);
 }
 
+/// `start_from: latest` applies once, at the flow's first start, and is stored: after a
+/// restart, a topic created and written while the daemon was stopped is mirrored from its
+/// beginning, and the records written meanwhile to a known topic are mirrored too.
+#[test]
+fn start_from_latest_is_not_applied_again_after_a_restart() {
+    let c = Clusters::start();
+    let (s, t) = (c.source.addr(), c.target.addr());
+    create(&s, "feed", 1, &[]);
+    produce(&s, "feed", "early", 5, &[]);
+    let config = c.topology(concat!(
+        "  - name: east-to-west\n",
+        "    source: east\n",
+        "    target: west\n",
+        "    topics: { include: [\"feed.*\"] }\n",
+        "    start_from: latest\n",
+        "    discovery_interval: 1s\n",
+    ));
+    let daemon = started(&config);
+    // A probe on the target shows that the first start was chosen and stored.
+    let mut round = 0;
+    wait_until("a probe record on the target", &daemon, || {
+        produce(&s, "feed", &format!("probe{round}"), 1, &[]);
+        round += 1;
+        let got = read(&t, "east.feed")?;
+        got.get(&0).is_some_and(|r| !r.is_empty()).then_some(())
+    });
+    stop(daemon);
+
+    create(&s, "feed.new", 2, &[]);
+    produce(&s, "feed.new", "while-stopped", 10, &[]);
+    produce(&s, "feed", "while-stopped", 10, &[]);
+    let daemon = started(&config);
+    let got = wait_mirrored(&daemon, &c.source, "feed.new", &c.target, "east.feed.new");
+    assert_eq!(total(&got), 20, "{got:?}");
+    let feed = wait_until("the records written to feed while stopped", &daemon, || {
+        let got = read(&t, "east.feed")?;
+        let last = got.get(&0)?.last()?;
+        (last == "while-stopped-0-9").then_some(got)
+    });
+    let written: Vec<String> = (0..10).map(|i| format!("while-stopped-0-{i}")).collect();
+    assert!(feed[&0].ends_with(&written), "{feed:?}");
+    assert!(
+        feed[&0].iter().all(|v| !v.starts_with("early-")),
+        "records from before the first start were mirrored: {feed:?}"
+    );
+    stop(daemon);
+}
+
 /// Topic configs set on a source topic are set on the target topic, at creation and when
 /// they change later; MirrorMaker 2's default exclusions (`min.insync.replicas`) and the
 /// flow's own `sync_configs.exclude` are not copied.

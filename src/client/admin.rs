@@ -1,5 +1,6 @@
 //! Admin calls the engine needs on a target cluster: create topics and partitions,
-//! describe a topic's explicitly set configs, and set or remove configs incrementally.
+//! describe a topic's explicitly set or effective configs, and set or remove configs
+//! incrementally.
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -121,6 +122,42 @@ impl ClusterClient {
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// The effective values (set on the topic or inherited from the broker) of `keys`;
+    /// keys the broker does not report are absent.
+    pub async fn effective_topic_configs(
+        &self,
+        topic: &str,
+        keys: &[&str],
+    ) -> Result<Vec<(String, String)>, ClientError> {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(TOPIC_RESOURCE)
+                .with_resource_name(s(topic))
+                .with_configuration_keys(Some(keys.iter().map(|k| s(k)).collect())),
+        ]);
+        let m = self.any_broker().await?;
+        let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
+        let r = resp
+            .results
+            .first()
+            .ok_or_else(|| ClientError::Incomplete {
+                cluster: self.name().to_string(),
+                what: format!("describing configs of {topic}: empty answer"),
+            })?;
+        if let Some(e) = ClientError::from_code(
+            self.name(),
+            &format!("describing configs of {topic}"),
+            r.error_code,
+            r.error_message.as_deref(),
+        ) {
+            return Err(e);
+        }
+        Ok(r.configs
+            .iter()
+            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+            .collect())
     }
 
     /// Sets the configs in `set` and removes the topic-level values of those in `delete`

@@ -41,6 +41,10 @@ pub enum ClientError {
         error: ResponseError,
         message: Option<String>,
     },
+    /// An answer without the data asked for (e.g. an empty, quota-throttled Fetch
+    /// response, or a leader that has not caught up yet): worth asking again.
+    #[error("cluster {cluster}: {what}")]
+    Incomplete { cluster: String, what: String },
     #[error("cluster {cluster}: no reachable bootstrap broker ({last_error})")]
     NoBroker { cluster: String, last_error: String },
     #[error("cluster {cluster}: topic {topic} partition {partition} has no leader")]
@@ -70,6 +74,7 @@ impl ClientError {
             ClientError::NoBroker { .. } | ClientError::NoLeader { .. } => {
                 ErrorClass::RetryRefreshMetadata
             }
+            ClientError::Incomplete { .. } => ErrorClass::Retry,
             ClientError::GaveUp { .. } => ErrorClass::Fatal,
         }
     }

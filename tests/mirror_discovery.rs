@@ -129,6 +129,27 @@ fn wait_mirrored(
     }
 }
 
+/// Writes a probe record to every partition of `source_topic`, again and again, until
+/// the target shows one in each of its `partitions`: the daemon then has looked up its
+/// start offsets (it does so right after creating the target topic), known without
+/// guessing a delay.
+fn wait_for_probes(
+    daemon: &DaemonProcess,
+    source: &str,
+    source_topic: &str,
+    target: &str,
+    target_topic: &str,
+    partitions: usize,
+) {
+    let mut round = 0;
+    wait_until("a probe record in every target partition", daemon, || {
+        produce(source, source_topic, &format!("probe{round}"), 1, &[]);
+        round += 1;
+        let got = read(target, target_topic)?;
+        (got.len() == partitions && got.values().all(|r| !r.is_empty())).then_some(())
+    });
+}
+
 struct Clusters {
     dir: tempfile::TempDir,
     source: BrokerProcess,
@@ -414,16 +435,7 @@ fn start_from_latest_skips_existing_records_and_mirrors_later_ones() {
     wait_until("the target topic", &daemon, || {
         user_topics(&t).get("east.feed").copied()
     });
-    // The daemon looks up the high watermarks right after creating the target topic; a
-    // probe per partition, repeated until the target shows one in every partition, tells
-    // when that happened without guessing a delay.
-    let mut round = 0;
-    wait_until("a probe record in every target partition", &daemon, || {
-        produce(&s, "feed", &format!("probe{round}"), 1, &[]);
-        round += 1;
-        let got = read(&t, "east.feed")?;
-        (got.len() == 2 && got.values().all(|r| !r.is_empty())).then_some(())
-    });
+    wait_for_probes(&daemon, &s, "feed", &t, "east.feed", 2);
     produce(&s, "feed", "after", 10, &[]);
     let source = read(&s, "feed").unwrap();
     let got = wait_until("the later records on the target", &daemon, || {
@@ -468,13 +480,7 @@ fn start_from_latest_is_not_applied_again_after_a_restart() {
     ));
     let daemon = started(&config);
     // A probe on the target shows that the first start was chosen and stored.
-    let mut round = 0;
-    wait_until("a probe record on the target", &daemon, || {
-        produce(&s, "feed", &format!("probe{round}"), 1, &[]);
-        round += 1;
-        let got = read(&t, "east.feed")?;
-        got.get(&0).is_some_and(|r| !r.is_empty()).then_some(())
-    });
+    wait_for_probes(&daemon, &s, "feed", &t, "east.feed", 1);
     stop(daemon);
 
     create(&s, "feed.new", 2, &[]);

@@ -5,6 +5,7 @@
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -95,25 +96,42 @@ impl ClusterClient {
         }
     }
 
-    /// The configs set on the topic itself (not defaults), sorted by name.
-    pub async fn topic_configs(&self, topic: &str) -> Result<Vec<(String, String)>, ClientError> {
+    /// DescribeConfigs for one topic: `keys`, or every config when `None`.
+    async fn describe_topic(
+        &self,
+        topic: &str,
+        keys: Option<&[&str]>,
+    ) -> Result<DescribeConfigsResult, ClientError> {
         let req = DescribeConfigsRequest::default().with_resources(vec![
             DescribeConfigsResource::default()
                 .with_resource_type(TOPIC_RESOURCE)
                 .with_resource_name(s(topic))
-                .with_configuration_keys(None),
+                .with_configuration_keys(keys.map(|k| k.iter().map(|k| s(k)).collect())),
         ]);
         let m = self.any_broker().await?;
         let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
-        let r = &resp.results[0];
-        if let Some(e) = ClientError::from_code(
+        let r = resp
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Incomplete {
+                cluster: self.name().to_string(),
+                what: format!("describing configs of {topic}: empty answer"),
+            })?;
+        match ClientError::from_code(
             self.name(),
             &format!("describing configs of {topic}"),
             r.error_code,
             r.error_message.as_deref(),
         ) {
-            return Err(e);
+            Some(e) => Err(e),
+            None => Ok(r),
         }
+    }
+
+    /// The configs set on the topic itself (not defaults), sorted by name.
+    pub async fn topic_configs(&self, topic: &str) -> Result<Vec<(String, String)>, ClientError> {
+        let r = self.describe_topic(topic, None).await?;
         let mut out: Vec<(String, String)> = r
             .configs
             .iter()
@@ -131,29 +149,7 @@ impl ClusterClient {
         topic: &str,
         keys: &[&str],
     ) -> Result<Vec<(String, String)>, ClientError> {
-        let req = DescribeConfigsRequest::default().with_resources(vec![
-            DescribeConfigsResource::default()
-                .with_resource_type(TOPIC_RESOURCE)
-                .with_resource_name(s(topic))
-                .with_configuration_keys(Some(keys.iter().map(|k| s(k)).collect())),
-        ]);
-        let m = self.any_broker().await?;
-        let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
-        let r = resp
-            .results
-            .first()
-            .ok_or_else(|| ClientError::Incomplete {
-                cluster: self.name().to_string(),
-                what: format!("describing configs of {topic}: empty answer"),
-            })?;
-        if let Some(e) = ClientError::from_code(
-            self.name(),
-            &format!("describing configs of {topic}"),
-            r.error_code,
-            r.error_message.as_deref(),
-        ) {
-            return Err(e);
-        }
+        let r = self.describe_topic(topic, Some(keys)).await?;
         Ok(r.configs
             .iter()
             .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))

@@ -270,6 +270,15 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    async fn live_broker() -> kmirror_broker::RunningBroker {
+        kmirror_broker::start(kmirror_broker::BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..kmirror_broker::BrokerConfig::default()
+        })
+        .await
+        .unwrap()
+    }
+
     fn client(request_timeout: Duration) -> ClusterClient {
         ClusterClient::new(ClientConfig {
             cluster: "test".into(),
@@ -286,12 +295,7 @@ mod tests {
     /// connections to the other brokers of the cluster while the attempt is under way.
     #[tokio::test]
     async fn a_broker_that_never_answers_does_not_stall_the_others() {
-        let live = kmirror_broker::start(kmirror_broker::BrokerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..kmirror_broker::BrokerConfig::default()
-        })
-        .await
-        .unwrap();
+        let live = live_broker().await;
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let silent_addr = silent.local_addr().unwrap().to_string();
         let (accepted_tx, accepted) = tokio::sync::oneshot::channel();
@@ -326,12 +330,7 @@ mod tests {
     /// Callers for the same broker share one attempt and its outcome.
     #[tokio::test]
     async fn concurrent_callers_share_one_connection() {
-        let live = kmirror_broker::start(kmirror_broker::BrokerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..kmirror_broker::BrokerConfig::default()
-        })
-        .await
-        .unwrap();
+        let live = live_broker().await;
         let client = client(Duration::from_secs(30));
         *client.metadata.lock().unwrap() = Arc::new(MetadataSnapshot {
             brokers: [(2, live.bootstrap())].into(),

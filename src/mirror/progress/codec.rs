@@ -192,22 +192,9 @@ impl Loaded {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{pos, sp_of as sp};
     use super::*;
     use kmirror_wire::batch::Batches;
-
-    fn sp(topic: &str, partition: i32) -> SourcePartition {
-        SourcePartition {
-            topic: topic.into(),
-            partition,
-        }
-    }
-
-    fn pos(offset: i64) -> Position {
-        Position {
-            next_source_offset: offset,
-            next_target_offset: -1,
-        }
-    }
 
     #[test]
     fn keys_round_trip_with_slashes_and_dots_in_names() {

@@ -130,7 +130,7 @@ async fn read_step<L: ProgressLog>(
 #[cfg(test)]
 mod tests {
     use super::super::codec::{encode, Entry};
-    use super::super::{Position, SourcePartition};
+    use super::super::fixtures::{pos, sp};
     use super::*;
     use std::collections::VecDeque;
     use std::sync::Mutex;
@@ -186,20 +186,6 @@ mod tests {
             what: "scripted".into(),
             error,
             message: None,
-        }
-    }
-
-    fn sp(partition: i32) -> SourcePartition {
-        SourcePartition {
-            topic: "t".into(),
-            partition,
-        }
-    }
-
-    fn pos(offset: i64) -> Position {
-        Position {
-            next_source_offset: offset,
-            next_target_offset: -1,
         }
     }
 

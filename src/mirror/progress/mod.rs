@@ -275,23 +275,34 @@ impl Progress {
     }
 }
 
+/// Partitions and positions for the tests of this module and its children.
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod fixtures {
+    use super::{Position, SourcePartition};
 
-    fn sp(partition: i32) -> SourcePartition {
+    pub(super) fn sp_of(topic: &str, partition: i32) -> SourcePartition {
         SourcePartition {
-            topic: "t".into(),
+            topic: topic.into(),
             partition,
         }
     }
 
-    fn pos(offset: i64) -> Position {
+    pub(super) fn sp(partition: i32) -> SourcePartition {
+        sp_of("t", partition)
+    }
+
+    pub(super) fn pos(offset: i64) -> Position {
         Position {
             next_source_offset: offset,
             next_target_offset: offset + 100,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{pos, sp};
+    use super::*;
 
     fn progress() -> Progress {
         Progress::new("f", codec::Loaded::default(), 1 << 20)

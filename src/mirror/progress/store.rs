@@ -147,3 +147,71 @@ impl ProgressLog for TargetLog<'_> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientConfig;
+    use kmirror_wire::backoff::BackoffConfig;
+    use kmirror_wire::messenger::MessengerConfig;
+
+    async fn cluster() -> (kmirror_broker::RunningBroker, ClusterClient) {
+        let broker = kmirror_broker::start(kmirror_broker::BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..kmirror_broker::BrokerConfig::default()
+        })
+        .await
+        .unwrap();
+        let client = ClusterClient::new(ClientConfig {
+            cluster: "target".into(),
+            bootstrap: vec![broker.bootstrap()],
+            messenger: MessengerConfig::default(),
+            backoff: BackoffConfig::default(),
+        });
+        (broker, client)
+    }
+
+    /// The progress topic is created compacted, and its limit is read from the broker.
+    #[tokio::test]
+    async fn the_progress_topic_is_created_compacted() {
+        let (broker, client) = cluster().await;
+        let limit = ensure_topic(&client).await.unwrap();
+        let configs = client
+            .effective_topic_configs(PROGRESS_TOPIC, &["cleanup.policy", "max.message.bytes"])
+            .await
+            .unwrap();
+        assert!(
+            configs.contains(&("cleanup.policy".into(), "compact".into())),
+            "{configs:?}"
+        );
+        let reported: usize = configs
+            .iter()
+            .find(|(k, _)| k == "max.message.bytes")
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap();
+        assert_eq!(limit, reported);
+        let _ = broker.shutdown().await;
+    }
+
+    /// Finding 23g: a pre-created progress topic that deletes old segments would lose the
+    /// progress of idle partitions; the flow refuses it instead.
+    #[tokio::test]
+    async fn a_progress_topic_that_is_not_compacted_is_refused() {
+        let (broker, client) = cluster().await;
+        client.refresh_metadata().await.unwrap();
+        client
+            .create_topic(
+                PROGRESS_TOPIC,
+                1,
+                &[("cleanup.policy".into(), "delete".into())],
+            )
+            .await
+            .unwrap();
+        let e = ensure_topic(&client).await.unwrap_err();
+        assert!(
+            matches!(&e, ProgressError::NotCompacted { policy, .. } if policy == "delete"),
+            "{e}"
+        );
+        let _ = broker.shutdown().await;
+    }
+}

@@ -129,6 +129,27 @@ fn wait_mirrored(
     }
 }
 
+/// Writes a probe record to every partition of `source_topic`, again and again, until
+/// the target shows one in each of its `partitions`: the daemon then has looked up its
+/// start offsets (it does so right after creating the target topic), known without
+/// guessing a delay.
+fn wait_for_probes(
+    daemon: &DaemonProcess,
+    source: &str,
+    source_topic: &str,
+    target: &str,
+    target_topic: &str,
+    partitions: usize,
+) {
+    let mut round = 0;
+    wait_until("a probe record in every target partition", daemon, || {
+        produce(source, source_topic, &format!("probe{round}"), 1, &[]);
+        round += 1;
+        let got = read(target, target_topic)?;
+        (got.len() == partitions && got.values().all(|r| !r.is_empty())).then_some(())
+    });
+}
+
 struct Clusters {
     dir: tempfile::TempDir,
     source: BrokerProcess,
@@ -414,16 +435,7 @@ fn start_from_latest_skips_existing_records_and_mirrors_later_ones() {
     wait_until("the target topic", &daemon, || {
         user_topics(&t).get("east.feed").copied()
     });
-    // The daemon looks up the high watermarks right after creating the target topic; a
-    // probe per partition, repeated until the target shows one in every partition, tells
-    // when that happened without guessing a delay.
-    let mut round = 0;
-    wait_until("a probe record in every target partition", &daemon, || {
-        produce(&s, "feed", &format!("probe{round}"), 1, &[]);
-        round += 1;
-        let got = read(&t, "east.feed")?;
-        (got.len() == 2 && got.values().all(|r| !r.is_empty())).then_some(())
-    });
+    wait_for_probes(&daemon, &s, "feed", &t, "east.feed", 2);
     produce(&s, "feed", "after", 10, &[]);
     let source = read(&s, "feed").unwrap();
     let got = wait_until("the later records on the target", &daemon, || {
@@ -446,6 +458,48 @@ fn start_from_latest_skips_existing_records_and_mirrors_later_ones() {
         let after: Vec<String> = (0..10).map(|i| format!("after-{p}-{i}")).collect();
         assert!(target.ends_with(&after), "{target:?}");
     }
+    stop(daemon);
+}
+
+/// `start_from: latest` applies once, at the flow's first start, and is stored: after a
+/// restart, a topic created and written while the daemon was stopped is mirrored from its
+/// beginning, and the records written meanwhile to a known topic are mirrored too.
+#[test]
+fn start_from_latest_is_not_applied_again_after_a_restart() {
+    let c = Clusters::start();
+    let (s, t) = (c.source.addr(), c.target.addr());
+    create(&s, "feed", 1, &[]);
+    produce(&s, "feed", "early", 5, &[]);
+    let config = c.topology(concat!(
+        "  - name: east-to-west\n",
+        "    source: east\n",
+        "    target: west\n",
+        "    topics: { include: [\"feed.*\"] }\n",
+        "    start_from: latest\n",
+        "    discovery_interval: 1s\n",
+    ));
+    let daemon = started(&config);
+    // A probe on the target shows that the first start was chosen and stored.
+    wait_for_probes(&daemon, &s, "feed", &t, "east.feed", 1);
+    stop(daemon);
+
+    create(&s, "feed.new", 2, &[]);
+    produce(&s, "feed.new", "while-stopped", 10, &[]);
+    produce(&s, "feed", "while-stopped", 10, &[]);
+    let daemon = started(&config);
+    let got = wait_mirrored(&daemon, &c.source, "feed.new", &c.target, "east.feed.new");
+    assert_eq!(total(&got), 20, "{got:?}");
+    let feed = wait_until("the records written to feed while stopped", &daemon, || {
+        let got = read(&t, "east.feed")?;
+        let last = got.get(&0)?.last()?;
+        (last == "while-stopped-0-9").then_some(got)
+    });
+    let written: Vec<String> = (0..10).map(|i| format!("while-stopped-0-{i}")).collect();
+    assert!(feed[&0].ends_with(&written), "{feed:?}");
+    assert!(
+        feed[&0].iter().all(|v| !v.starts_with("early-")),
+        "records from before the first start were mirrored: {feed:?}"
+    );
     stop(daemon);
 }
 
@@ -790,4 +844,58 @@ fn validate_reports_every_error_with_its_position() {
         })
         .collect();
     assert_eq!(errors.len(), 4, "{text}");
+}
+
+/// TLS and SASL are not implemented, so a topology asking for either is refused by both
+/// `kmirror validate` and `kmirror run`, each with the setting's position; the daemon never
+/// connects in plaintext instead.
+#[test]
+fn tls_and_sasl_are_refused_by_validate_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secure.yaml");
+    std::fs::write(
+        &path,
+        concat!(
+            "clusters:\n",                                                        // 1
+            "  east:\n",                                                          // 2
+            "    bootstrap: [\"127.0.0.1:9092\"]\n",                              // 3
+            "    tls: { ca: /etc/kmirror/ca.pem }\n",                             // 4
+            "  west:\n",                                                          // 5
+            "    bootstrap: [\"127.0.0.1:9093\"]\n",                              // 6
+            "    sasl: { mechanism: PLAIN, username: u, password: \"${PW}\" }\n", // 7
+            "flows:\n",                                                           // 8
+            "  - { name: f, source: east, target: west, topics: { include: [x] } }\n",
+        ),
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    for command in ["validate", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+            .arg(command)
+            .arg(&path)
+            .env("PW", "hunter2")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{command}: {text}");
+        for (position, needle) in [
+            ("4:10: clusters.east.tls:", "TLS is not implemented yet"),
+            ("7:11: clusters.west.sasl:", "SASL is not implemented yet"),
+        ] {
+            let prefix = format!("{file}:{position}");
+            let line = text.lines().find(|l| l.starts_with(&prefix));
+            let line =
+                line.unwrap_or_else(|| panic!("{command}: no error at {prefix} in:\n{text}"));
+            assert!(line.contains(needle), "{command}: {line:?}");
+        }
+        assert!(
+            !text.contains("hunter2"),
+            "{command} printed the password: {text}"
+        );
+        assert!(!text.contains("Flow started"), "{command} ran: {text}");
+    }
 }

@@ -1,9 +1,11 @@
 //! Admin calls the engine needs on a target cluster: create topics and partitions,
-//! describe a topic's explicitly set configs, and set or remove configs incrementally.
+//! describe a topic's explicitly set or effective configs, and set or remove configs
+//! incrementally.
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -94,25 +96,42 @@ impl ClusterClient {
         }
     }
 
-    /// The configs set on the topic itself (not defaults), sorted by name.
-    pub async fn topic_configs(&self, topic: &str) -> Result<Vec<(String, String)>, ClientError> {
+    /// DescribeConfigs for one topic: `keys`, or every config when `None`.
+    async fn describe_topic(
+        &self,
+        topic: &str,
+        keys: Option<&[&str]>,
+    ) -> Result<DescribeConfigsResult, ClientError> {
         let req = DescribeConfigsRequest::default().with_resources(vec![
             DescribeConfigsResource::default()
                 .with_resource_type(TOPIC_RESOURCE)
                 .with_resource_name(s(topic))
-                .with_configuration_keys(None),
+                .with_configuration_keys(keys.map(|k| k.iter().map(|k| s(k)).collect())),
         ]);
         let m = self.any_broker().await?;
         let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
-        let r = &resp.results[0];
-        if let Some(e) = ClientError::from_code(
+        let r = resp
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Incomplete {
+                cluster: self.name().to_string(),
+                what: format!("describing configs of {topic}: empty answer"),
+            })?;
+        match ClientError::from_code(
             self.name(),
             &format!("describing configs of {topic}"),
             r.error_code,
             r.error_message.as_deref(),
         ) {
-            return Err(e);
+            Some(e) => Err(e),
+            None => Ok(r),
         }
+    }
+
+    /// The configs set on the topic itself (not defaults), sorted by name.
+    pub async fn topic_configs(&self, topic: &str) -> Result<Vec<(String, String)>, ClientError> {
+        let r = self.describe_topic(topic, None).await?;
         let mut out: Vec<(String, String)> = r
             .configs
             .iter()
@@ -121,6 +140,20 @@ impl ClusterClient {
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// The effective values (set on the topic or inherited from the broker) of `keys`;
+    /// keys the broker does not report are absent.
+    pub async fn effective_topic_configs(
+        &self,
+        topic: &str,
+        keys: &[&str],
+    ) -> Result<Vec<(String, String)>, ClientError> {
+        let r = self.describe_topic(topic, Some(keys)).await?;
+        Ok(r.configs
+            .iter()
+            .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+            .collect())
     }
 
     /// Sets the configs in `set` and removes the topic-level values of those in `delete`

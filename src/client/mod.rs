@@ -6,14 +6,16 @@
 //! sides support (negotiated per connection with ApiVersions). A broker can be reached over
 //! several connections ("lanes"): Kafka handles one request at a time per connection, so
 //! produces of different partitions on different lanes run concurrently, while one
-//! partition always uses one lane and its requests keep their order. No TLS or SASL yet.
+//! partition always uses one lane and its requests keep their order. Connections are
+//! opened without holding a lock across the connect ([`connections`]). No TLS or SASL
+//! (the configuration refuses them).
 
 pub mod admin;
+mod connections;
 pub mod fetch;
 pub mod metadata;
 pub mod produce;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +23,8 @@ use std::time::Duration;
 use kmirror_wire::backoff::{Backoff, BackoffConfig};
 use kmirror_wire::errors::{classify, ErrorClass, ResponseError};
 use kmirror_wire::messenger::{Messenger, MessengerConfig, RequestError};
+
+use connections::{Connections, Endpoint, Opening};
 
 pub use metadata::{MetadataSnapshot, PartitionMeta, TopicMeta};
 
@@ -55,6 +59,10 @@ pub enum ClientError {
     /// A failure inside the daemon itself (a task that panicked or was cancelled).
     #[error("{what}")]
     Internal { what: String },
+    /// An answer without the data asked for (e.g. an empty, quota-throttled Fetch
+    /// response, or a leader that has not caught up yet): worth asking again.
+    #[error("cluster {cluster}: {what}")]
+    Incomplete { cluster: String, what: String },
     #[error("cluster {cluster}: no reachable bootstrap broker ({last_error})")]
     NoBroker { cluster: String, last_error: String },
     #[error("cluster {cluster}: topic {topic} partition {partition} has no leader")]
@@ -84,6 +92,7 @@ impl ClientError {
             ClientError::NoBroker { .. }
             | ClientError::NoLeader { .. }
             | ClientError::MissingPartition { .. } => ErrorClass::RetryRefreshMetadata,
+            ClientError::Incomplete { .. } => ErrorClass::Retry,
             ClientError::GaveUp { .. }
             | ClientError::Source { .. }
             | ClientError::Refused { .. }
@@ -115,8 +124,7 @@ pub struct ClientConfig {
 #[derive(Debug)]
 pub struct ClusterClient {
     config: ClientConfig,
-    connections: tokio::sync::Mutex<HashMap<(i32, usize), Arc<Messenger>>>,
-    bootstrap_connection: tokio::sync::Mutex<Option<Arc<Messenger>>>,
+    connections: Connections,
     metadata: Mutex<Arc<MetadataSnapshot>>,
 }
 
@@ -124,8 +132,7 @@ impl ClusterClient {
     pub fn new(config: ClientConfig) -> Self {
         Self {
             config,
-            connections: tokio::sync::Mutex::new(HashMap::new()),
-            bootstrap_connection: tokio::sync::Mutex::new(None),
+            connections: Connections::default(),
             metadata: Mutex::new(Arc::new(MetadataSnapshot::default())),
         }
     }
@@ -134,34 +141,30 @@ impl ClusterClient {
         &self.config.cluster
     }
 
-    fn request_error(&self, source: RequestError) -> ClientError {
-        ClientError::Request {
-            cluster: self.config.cluster.clone(),
-            source,
-        }
-    }
-
-    /// Any live connection, preferring bootstrap brokers in order.
+    /// A connection to a bootstrap broker (the first in order that answers), opened if
+    /// needed; see [`connections`] for why no lock is held while connecting.
     pub async fn any_broker(&self) -> Result<Arc<Messenger>, ClientError> {
-        let mut slot = self.bootstrap_connection.lock().await;
-        if let Some(m) = slot.as_ref().filter(|m| !m.is_poisoned()) {
-            return Ok(m.clone());
-        }
-        let mut last_error = String::from("no bootstrap address");
-        for addr in &self.config.bootstrap {
-            match Messenger::connect(addr, self.config.messenger.clone()).await {
-                Ok(m) => {
-                    let m = Arc::new(m);
-                    *slot = Some(m.clone());
-                    return Ok(m);
-                }
-                Err(e) => last_error = e.to_string(),
-            }
-        }
-        Err(ClientError::NoBroker {
-            cluster: self.config.cluster.clone(),
-            last_error,
-        })
+        self.connections
+            .get(Endpoint::Bootstrap, || {
+                let addrs = self.config.bootstrap.clone();
+                let config = self.config.messenger.clone();
+                let cluster = self.config.cluster.clone();
+                let opening: Opening = Box::pin(async move {
+                    let mut last_error = String::from("no bootstrap address");
+                    for addr in &addrs {
+                        match Messenger::connect(addr, config.clone()).await {
+                            Ok(m) => return Ok(Arc::new(m)),
+                            Err(e) => last_error = e.to_string(),
+                        }
+                    }
+                    Err(ClientError::NoBroker {
+                        cluster,
+                        last_error,
+                    })
+                });
+                Ok(opening)
+            })
+            .await
     }
 
     /// The connection to broker `node_id`, opened if needed.
@@ -175,26 +178,28 @@ impl ClusterClient {
         node_id: i32,
         lane: usize,
     ) -> Result<Arc<Messenger>, ClientError> {
-        let mut conns = self.connections.lock().await;
-        if let Some(m) = conns.get(&(node_id, lane)).filter(|m| !m.is_poisoned()) {
-            return Ok(m.clone());
-        }
-        let addr = self
-            .metadata()
-            .brokers
-            .get(&node_id)
-            .cloned()
-            .ok_or_else(|| ClientError::NoBroker {
-                cluster: self.config.cluster.clone(),
-                last_error: format!("broker {node_id} is not in the metadata"),
-            })?;
-        let m = Arc::new(
-            Messenger::connect(&addr, self.config.messenger.clone())
-                .await
-                .map_err(|e| self.request_error(e))?,
-        );
-        conns.insert((node_id, lane), m.clone());
-        Ok(m)
+        self.connections
+            .get(Endpoint::Broker(node_id, lane), || {
+                let addr = self
+                    .metadata()
+                    .brokers
+                    .get(&node_id)
+                    .cloned()
+                    .ok_or_else(|| ClientError::NoBroker {
+                        cluster: self.config.cluster.clone(),
+                        last_error: format!("broker {node_id} is not in the metadata"),
+                    })?;
+                let config = self.config.messenger.clone();
+                let cluster = self.config.cluster.clone();
+                let opening: Opening = Box::pin(async move {
+                    Messenger::connect(&addr, config)
+                        .await
+                        .map(Arc::new)
+                        .map_err(|source| ClientError::Request { cluster, source })
+                });
+                Ok(opening)
+            })
+            .await
     }
 
     /// The latest metadata seen.
@@ -208,14 +213,11 @@ impl ClusterClient {
         let snapshot = Arc::new(
             metadata::fetch(&m, &self.config.cluster)
                 .await
-                .map_err(|e| {
+                .inspect_err(|e| {
                     if let ClientError::Request { .. } = e {
-                        // Drop the bootstrap connection so the next attempt reconnects.
-                        if let Ok(mut slot) = self.bootstrap_connection.try_lock() {
-                            *slot = None;
-                        }
+                        // The next attempt reconnects.
+                        self.connections.forget(Endpoint::Bootstrap, &m);
                     }
-                    e
                 })?,
         );
         *self.metadata.lock().expect("metadata lock") = snapshot.clone();
@@ -300,5 +302,84 @@ impl ClusterClient {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn live_broker() -> kmirror_broker::RunningBroker {
+        kmirror_broker::start(kmirror_broker::BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..kmirror_broker::BrokerConfig::default()
+        })
+        .await
+        .unwrap()
+    }
+
+    fn client(request_timeout: Duration) -> ClusterClient {
+        ClusterClient::new(ClientConfig {
+            cluster: "test".into(),
+            bootstrap: Vec::new(),
+            messenger: MessengerConfig {
+                request_timeout,
+                ..MessengerConfig::default()
+            },
+            backoff: BackoffConfig::default(),
+        })
+    }
+
+    /// Finding 18: a broker that accepts TCP but never answers ApiVersions must not stall
+    /// connections to the other brokers of the cluster while the attempt is under way.
+    #[tokio::test]
+    async fn a_broker_that_never_answers_does_not_stall_the_others() {
+        let live = live_broker().await;
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap().to_string();
+        let (accepted_tx, accepted) = tokio::sync::oneshot::channel();
+        let hold = tokio::spawn(async move {
+            let (socket, _) = silent.accept().await.unwrap();
+            let _ = accepted_tx.send(());
+            // Keep the socket open and never answer.
+            std::future::pending::<()>().await;
+            drop(socket);
+        });
+        let client = Arc::new(client(Duration::from_secs(120)));
+        *client.metadata.lock().unwrap() = Arc::new(MetadataSnapshot {
+            brokers: [(1, silent_addr), (2, live.bootstrap())].into(),
+            ..MetadataSnapshot::default()
+        });
+        let stuck = tokio::spawn({
+            let client = client.clone();
+            async move { client.broker(1).await }
+        });
+        accepted.await.unwrap();
+        let m = client.broker(2).await.expect("the live broker connects");
+        assert!(!m.is_poisoned());
+        assert!(
+            !stuck.is_finished(),
+            "the live broker was reached only after the silent one gave up"
+        );
+        stuck.abort();
+        hold.abort();
+        let _ = live.shutdown().await;
+    }
+
+    /// Callers for the same broker share one attempt and its outcome.
+    #[tokio::test]
+    async fn concurrent_callers_share_one_connection() {
+        let live = live_broker().await;
+        let client = client(Duration::from_secs(30));
+        *client.metadata.lock().unwrap() = Arc::new(MetadataSnapshot {
+            brokers: [(2, live.bootstrap())].into(),
+            ..MetadataSnapshot::default()
+        });
+        let (a, b) = tokio::join!(client.broker(2), client.broker(2));
+        assert!(Arc::ptr_eq(&a.unwrap(), &b.unwrap()));
+        let missing = client.broker(3).await.unwrap_err();
+        assert!(matches!(missing, ClientError::NoBroker { .. }), "{missing}");
+        let _ = live.shutdown().await;
     }
 }

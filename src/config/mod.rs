@@ -7,8 +7,10 @@
 //! invalid regex "orders(": unclosed group`. Secrets are held in [`Secret`], which never
 //! prints its value, and interpolated values are redacted from error messages.
 //!
-//! This module does not connect to clusters, check that TLS files exist, or start
-//! embedded brokers; it only describes what the daemon should do.
+//! This module does not connect to clusters or start embedded brokers; it only describes
+//! what the daemon should do. `tls` and `sasl` are parsed (so their mistakes are
+//! reported) and then refused: the client does not implement them yet, and a topology
+//! that asks for them must never run in plaintext.
 
 mod diagnostics;
 pub mod graph;
@@ -103,10 +105,6 @@ pub enum Connection {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Remote {
     pub bootstrap: Vec<BrokerAddress>,
-    /// Parsed and validated; the client does not use TLS yet.
-    pub tls: Option<Tls>,
-    /// Parsed and validated; the client does not authenticate yet.
-    pub sasl: Option<Sasl>,
 }
 
 /// `host:port` of a bootstrap broker.
@@ -126,23 +124,8 @@ impl fmt::Display for BrokerAddress {
     }
 }
 
-/// TLS file locations (PEM). Existence is checked when connecting, not here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tls {
-    /// CA bundle; `None` uses the system roots.
-    pub ca: Option<PathBuf>,
-    /// Client certificate and key, for mutual TLS; both or neither.
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sasl {
-    pub mechanism: SaslMechanism,
-    pub username: String,
-    pub password: Secret,
-}
-
+/// A SASL mechanism `sasl.mechanism` may name (parsed; SASL itself is refused, see
+/// [`validate`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum SaslMechanism {
     #[serde(rename = "PLAIN")]

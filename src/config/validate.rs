@@ -18,7 +18,7 @@ use super::raw::{
 use super::units::{parse_duration, parse_size};
 use super::{
     BrokerAddress, Cluster, ConfigErrors, Connection, Delivery, Embedded, Flow, Groups, Limits,
-    PartitionPolicy, Remote, Sasl, StartFrom, SyncConfigs, Telemetry, Tls, Topology,
+    PartitionPolicy, Remote, StartFrom, SyncConfigs, Telemetry, Topology,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -305,21 +305,18 @@ fn resolve_remote(
             Err(message) => diagnostics.at(&bootstrap_path.index(index), message),
         }
     }
-    let tls = tls.map(|raw| {
+    // TLS and SASL are parsed, so their own mistakes are reported too, but refused: the
+    // client speaks plaintext only, and a user who asked for TLS must never get plaintext.
+    if let Some(raw) = tls {
         if raw.cert.is_some() != raw.key.is_some() {
             diagnostics.at(
                 &path.key("tls"),
                 "tls needs both `cert` and `key` for a client certificate, or neither",
             );
         }
-        let path_of = |text: Option<Text>| text.map(|text| PathBuf::from(text.0));
-        Tls {
-            ca: path_of(raw.ca),
-            cert: path_of(raw.cert),
-            key: path_of(raw.key),
-        }
-    });
-    let sasl = sasl.map(|raw| {
+        diagnostics.at(&path.key("tls"), NOT_IMPLEMENTED_TLS);
+    }
+    if let Some(raw) = sasl {
         if raw.username.0.is_empty() {
             diagnostics.at(
                 &path.key("sasl").key("username"),
@@ -332,20 +329,19 @@ fn resolve_remote(
                 "sasl password must not be empty",
             );
         }
-        Sasl {
-            mechanism: raw.mechanism,
-            username: raw.username.0,
-            password: raw.password,
-        }
-    });
+        diagnostics.at(&path.key("sasl"), NOT_IMPLEMENTED_SASL);
+    }
     (addresses.len() == bootstrap.len() && !addresses.is_empty()).then_some(Connection::Remote(
         Remote {
             bootstrap: addresses,
-            tls,
-            sasl,
         },
     ))
 }
+
+/// Why a topology with `tls` is refused.
+const NOT_IMPLEMENTED_TLS: &str = "TLS is not implemented yet: kmirror would connect in plaintext, so a topology that asks for TLS is refused; remove `tls` only if the cluster has a plaintext listener you mean to use";
+/// Why a topology with `sasl` is refused.
+const NOT_IMPLEMENTED_SASL: &str = "SASL is not implemented yet: kmirror cannot authenticate, so a topology that asks for SASL is refused; remove `sasl` only if the cluster accepts unauthenticated clients";
 
 /// `host:port` or `[ipv6]:port`.
 fn parse_broker_address(text: &str) -> Result<BrokerAddress, String> {

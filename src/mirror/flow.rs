@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::memory::{Held, Memory, Reservation};
 use super::pipeline::{Chunk, Ended, Pipeline};
-use super::progress::{Position, Progress, SourcePartition};
+use super::progress::{Position, Progress, ProgressError, SourcePartition};
 use super::selection::{config_changes, mirrored_topics, target_action, TargetAction};
 use crate::client::fetch::{self, FetchWant};
 use crate::client::produce::ProducerSession;
@@ -57,7 +57,6 @@ pub struct FlowRunner {
     partitions: BTreeMap<SourcePartition, Running>,
     /// Topics reported as blocked, so the report is not repeated every discovery.
     blocked: HashSet<String>,
-    first_discovery: bool,
     /// The id each mirrored source topic had when its partitions started.
     topic_ids: HashMap<String, Uuid>,
     /// Source topics stopped because they were deleted and re-created.
@@ -84,7 +83,6 @@ impl FlowRunner {
             target,
             partitions: BTreeMap::new(),
             blocked: HashSet::new(),
-            first_discovery: true,
             topic_ids: HashMap::new(),
             recreated: HashSet::new(),
             round: 0,
@@ -96,20 +94,21 @@ impl FlowRunner {
     /// and the final progress is written.
     pub async fn run(mut self, stop: CancellationToken, drain_deadline: Duration) {
         let name = self.flow.name.clone();
+        // Transient errors are retried inside (until `stop`); what is left needs an operator.
         let setup = async {
             let progress = Progress::load(&name, &self.target).await?;
             let session = self
                 .target
                 .retry("InitProducerId", None, || self.target.init_producer())
                 .await?;
-            Ok::<_, ClientError>((progress, session))
+            Ok::<_, ProgressError>((progress, session))
         };
         let (progress, session) = tokio::select! {
             _ = stop.cancelled() => return,
             r = setup => match r {
                 Ok(v) => v,
                 Err(e) => {
-                    tracing::error!(flow = %name, error = %e, "Flow cannot start.");
+                    tracing::error!(flow = %name, error = %e, "Flow cannot start; it needs operator action.");
                     return;
                 }
             },
@@ -119,6 +118,7 @@ impl FlowRunner {
             self.target.clone(),
             Duration::from_millis(500),
             writer_stop.clone(),
+            drain_deadline,
         ));
         tracing::info!(flow = %name, source = %self.source.name(), target = %self.target.name(), producer_id = session.producer_id, "Flow started.");
         let mut next_discovery = Instant::now();
@@ -126,7 +126,10 @@ impl FlowRunner {
             if Instant::now() >= next_discovery {
                 tokio::select! {
                     _ = stop.cancelled() => break,
-                    _ = self.discover(&progress, session) => {}
+                    r = self.discover(&progress, session) => if let Err(e) = r {
+                        tracing::error!(flow = %name, error = %e, "Cannot store the flow's start positions; the flow stops and needs operator action.");
+                        break;
+                    }
                 }
                 next_discovery = Instant::now() + self.flow.discovery_interval;
             }
@@ -154,7 +157,13 @@ impl FlowRunner {
         tracing::info!(flow = %name, "Flow stopped.");
     }
 
-    async fn discover(&mut self, progress: &Arc<Progress>, session: ProducerSession) {
+    /// Finds matching topics and starts their partitions; an error here (storing the
+    /// first positions failed for good) stops the flow.
+    async fn discover(
+        &mut self,
+        progress: &Arc<Progress>,
+        session: ProducerSession,
+    ) -> Result<(), ClientError> {
         let (source_md, target_md) = match (
             self.source.refresh_metadata().await,
             self.target.refresh_metadata().await,
@@ -162,7 +171,7 @@ impl FlowRunner {
             (Ok(s), Ok(t)) => (s, t),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(flow = %self.flow.name, error = %e, "Discovery failed; retrying at the next interval.");
-                return;
+                return Ok(());
             }
         };
         let topics: Vec<(&String, i32, Uuid)> = mirrored_topics(&self.flow, &source_md)
@@ -214,12 +223,25 @@ impl FlowRunner {
                 }
             }
         }
-        self.first_discovery = false;
+        if !progress.is_initialised() {
+            // The flow's first start: the positions `start_from` chose and the marker that
+            // ends it are stored before anything is mirrored (the first Fetch comes after
+            // this returns), so a restart never applies `start_from` again.
+            progress.mark_initialised();
+            let stored = self
+                .target
+                .retry("writing the first positions", None, || {
+                    progress.write(&self.target)
+                })
+                .await;
+            return stored.map(|_| ());
+        }
         // Start positions chosen just now are written at once, so a crash right after
-        // discovery cannot make a restart choose `latest` again and skip records.
+        // discovery restarts new partitions from the same place.
         if let Err(e) = progress.write(&self.target).await {
             tracing::warn!(flow = %self.flow.name, error = %e, "Cannot write start positions yet; the progress writer retries.");
         }
+        Ok(())
     }
 
     /// Stops every partition of a source topic whose id changed: it was deleted and
@@ -302,10 +324,11 @@ impl FlowRunner {
         let (start, target_offset) = match progress.get(&sp) {
             Some(p) => (p.next_source_offset, p.next_target_offset),
             None => {
-                // Partitions found after the first discovery are new: mirror them from
-                // their start, whatever start_from says, so nothing written to them is lost.
-                let timestamp = match (self.first_discovery, self.flow.start_from) {
-                    (true, StartFrom::Latest) => -1,
+                // `start_from` applies at the flow's first start only (stored, see
+                // `discover`); partitions found later, even while the daemon was
+                // stopped, are new: mirrored from their start, so nothing is lost.
+                let timestamp = match (progress.is_initialised(), self.flow.start_from) {
+                    (false, StartFrom::Latest) => -1,
                     _ => -2,
                 };
                 let source = self.source.clone();
@@ -364,7 +387,14 @@ impl FlowRunner {
             memory: self.memory.clone(),
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");
-        let task = tokio::spawn(pipeline.run(rx));
+        let (flow, topic, partition) = (self.flow.name.clone(), sp.topic.clone(), sp.partition);
+        let task = tokio::spawn(async move {
+            let ended = pipeline.run(rx).await;
+            if let Ended::Failed(e) = &ended {
+                tracing::error!(%flow, %topic, partition, error = %e, "Partition stopped: it needs operator action. Its progress is kept; nothing after it is mirrored.");
+            }
+            ended
+        });
         self.partitions.insert(
             sp,
             Running {

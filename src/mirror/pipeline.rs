@@ -96,7 +96,6 @@ impl Pipeline {
                     Ok(Some(r)) => r,
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::error!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, error = %e, "Partition stopped: a source batch cannot be mirrored. Progress is kept; nothing after it is produced.");
                         return Ended::Failed(ClientError::Source {
                             what: format!(
                                 "{} partition {}",
@@ -147,7 +146,6 @@ impl Pipeline {
                         continue;
                     };
                     if let Err(e) = batcher.push(chunk) {
-                        tracing::error!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, error = %e, "Partition stopped: a fetched chunk is not a run of v2 batches.");
                         return Ended::Failed(ClientError::Source {
                             what: format!("{} partition {}", self.source.topic, self.source.partition),
                             reason: e.to_string(),
@@ -307,7 +305,6 @@ impl Pipeline {
             }
         );
         if error.class() == ErrorClass::Fatal && !session_lost {
-            tracing::error!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, error = %error, "Partition stopped: the target refused its data. Mirroring of this partition needs operator action; progress is kept.");
             return Err(error);
         }
         // Later requests may have succeeded or failed; either way they are resent, and the

@@ -1,0 +1,286 @@
+//! The progress records: keys, values, and how a set of them becomes Produce-ready
+//! batches and how fetched batches become positions again.
+//!
+//! A position is keyed `flow/topic/partition` with the JSON [`Position`] as value; the
+//! flow's marker, keyed by the flow name alone, says that the flow's first start (where
+//! `start_from` applies) is done. Each batch is one uncompressed v2 batch with base offset
+//! 0 (Kafka refuses a client batch with any other) no larger than the topic's
+//! `max.message.bytes`; a write needs as many batches as that limit requires.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
+use serde::{Deserialize, Serialize};
+
+use super::{Position, SourcePartition};
+
+/// Bytes of a v2 batch before its first record.
+const BATCH_OVERHEAD: usize = 61;
+/// An upper bound on a record's bytes besides its key and value: length, attributes,
+/// timestamp and offset deltas, key and value lengths and header count, as varints.
+const RECORD_OVERHEAD: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+
+fn key(flow: &str, sp: &SourcePartition) -> String {
+    format!("{flow}/{}/{}", sp.topic, sp.partition)
+}
+
+fn parse_key<'a>(flow: &str, key: &'a str) -> Option<(&'a str, i32)> {
+    let rest = key.strip_prefix(flow)?.strip_prefix('/')?;
+    let (topic, partition) = rest.rsplit_once('/')?;
+    Some((topic, partition.parse().ok()?))
+}
+
+/// The value of a flow's marker.
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    /// When the flow's first start was recorded (ms since the epoch).
+    initialised_at_ms: i64,
+}
+
+/// One record to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Entry {
+    Position(SourcePartition, Position),
+    /// The flow's first start is done.
+    Marker,
+}
+
+/// A batch ready to produce, and which entries (by index) it carries.
+#[derive(Debug)]
+pub(super) struct EncodedBatch {
+    pub bytes: Bytes,
+    pub entries: std::ops::Range<usize>,
+}
+
+/// An entry too large for `max.message.bytes` even alone.
+#[derive(Debug, thiserror::Error)]
+#[error("a progress record of {bytes} bytes does not fit max.message.bytes = {limit}")]
+pub(super) struct TooLarge {
+    pub bytes: usize,
+    pub limit: usize,
+}
+
+fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Bytes) {
+    match entry {
+        Entry::Position(sp, pos) => (
+            Bytes::from(key(flow, sp)),
+            Bytes::from(serde_json::to_vec(pos).expect("a position serialises")),
+        ),
+        Entry::Marker => (
+            Bytes::from(flow.to_string()),
+            Bytes::from(
+                serde_json::to_vec(&Marker {
+                    initialised_at_ms: now_ms,
+                })
+                .expect("a marker serialises"),
+            ),
+        ),
+    }
+}
+
+/// Encodes `entries`, in order, as batches of at most `max_batch_bytes` each.
+pub(super) fn encode(
+    flow: &str,
+    entries: &[Entry],
+    now_ms: i64,
+    max_batch_bytes: usize,
+) -> Result<Vec<EncodedBatch>, TooLarge> {
+    let mut out = Vec::new();
+    let mut records: Vec<Record> = Vec::new();
+    let mut size = BATCH_OVERHEAD;
+    let mut first = 0;
+    let mut finish = |records: &mut Vec<Record>, range: std::ops::Range<usize>| {
+        let bytes = kmirror_wire::records::encode(records, Compression::None)
+            .expect("uncompressed records encode");
+        records.clear();
+        out.push(EncodedBatch {
+            bytes,
+            entries: range,
+        });
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        let (k, v) = encode_entry(flow, entry, now_ms);
+        let bytes = RECORD_OVERHEAD + k.len() + v.len();
+        if BATCH_OVERHEAD + bytes > max_batch_bytes {
+            return Err(TooLarge {
+                bytes: BATCH_OVERHEAD + bytes,
+                limit: max_batch_bytes,
+            });
+        }
+        if size + bytes > max_batch_bytes {
+            finish(&mut records, first..i);
+            first = i;
+            size = BATCH_OVERHEAD;
+        }
+        size += bytes;
+        // Offsets count from 0 in every batch: the base offset of a client batch is 0.
+        let offset = records.len() as i64;
+        records.push(kmirror_wire::records::record(
+            offset,
+            now_ms,
+            Some(k),
+            Some(v),
+        ));
+    }
+    if !records.is_empty() {
+        finish(&mut records, first..entries.len());
+    }
+    Ok(out)
+}
+
+/// What a flow's records in the progress topic say, read in log order.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Loaded {
+    pub positions: HashMap<SourcePartition, Position>,
+    /// The flow's marker was read.
+    pub marker: bool,
+}
+
+/// A progress batch that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unreadable {
+    #[error("cannot decode a progress batch: {0}")]
+    Batch(String),
+    #[error("cannot read the progress of {key}: {error}")]
+    Value {
+        key: String,
+        error: serde_json::Error,
+    },
+}
+
+impl Loaded {
+    /// Applies one whole batch: the last record of a key wins, and a tombstone removes it.
+    /// Records of other flows are skipped.
+    pub(super) fn apply(&mut self, flow: &str, batch: &Bytes) -> Result<(), Unreadable> {
+        let mut b = batch.clone();
+        let set =
+            RecordBatchDecoder::decode(&mut b).map_err(|e| Unreadable::Batch(e.to_string()))?;
+        for r in set.records {
+            let Some(k) = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
+                continue;
+            };
+            if k == flow {
+                self.marker = r.value.is_some();
+                continue;
+            }
+            let Some((topic, partition)) = parse_key(flow, k) else {
+                continue;
+            };
+            let sp = SourcePartition {
+                topic: topic.to_string(),
+                partition,
+            };
+            match r.value {
+                Some(v) => {
+                    let pos = serde_json::from_slice::<Position>(&v).map_err(|error| {
+                        Unreadable::Value {
+                            key: k.to_string(),
+                            error,
+                        }
+                    })?;
+                    self.positions.insert(sp, pos);
+                }
+                None => {
+                    self.positions.remove(&sp);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{pos, sp_of as sp};
+    use super::*;
+    use kmirror_wire::batch::Batches;
+
+    #[test]
+    fn keys_round_trip_with_slashes_and_dots_in_names() {
+        let k = key("east-to-west", &sp("orders.v1", 12));
+        assert_eq!(parse_key("east-to-west", &k), Some(("orders.v1", 12)));
+        assert_eq!(parse_key("east", &k), None);
+    }
+
+    /// Finding 7: many positions make several batches, each within the limit, each with
+    /// base offset 0 and one batch per buffer; read back they give every position.
+    #[test]
+    fn a_large_write_is_split_into_batches_that_fit() {
+        let mut entries: Vec<Entry> = (0..5000)
+            .map(|p| Entry::Position(sp("orders.eu.payments", p), pos(i64::from(p) * 1000)))
+            .collect();
+        entries.push(Entry::Marker);
+        let limit = 64 * 1024;
+        let batches = encode("east-to-west", &entries, 1, limit).unwrap();
+        assert!(batches.len() > 1, "{} batch", batches.len());
+        let mut next = 0;
+        let mut loaded = Loaded::default();
+        for b in &batches {
+            assert_eq!(b.entries.start, next, "ranges are contiguous");
+            next = b.entries.end;
+            assert!(b.bytes.len() <= limit, "{} > {limit}", b.bytes.len());
+            let views: Vec<_> = Batches::new(&b.bytes).map(Result::unwrap).collect();
+            assert_eq!(views.len(), 1, "one batch per request");
+            assert_eq!(views[0].base_offset(), 0);
+            assert_eq!(views[0].record_count() as usize, b.entries.len());
+            loaded.apply("east-to-west", &b.bytes).unwrap();
+        }
+        assert_eq!(next, entries.len());
+        assert_eq!(loaded.positions.len(), 5000);
+        assert_eq!(
+            loaded.positions[&sp("orders.eu.payments", 4999)],
+            pos(4_999_000)
+        );
+        assert!(loaded.marker);
+        // The default limit (1 MiB) makes a 12k-partition flow two batches, not one too large.
+        let entries: Vec<Entry> = (0..12_000)
+            .map(|p| Entry::Position(sp("orders.eu.payments", p), pos(1 << 40)))
+            .collect();
+        let batches = encode("east-to-west", &entries, 1, 1_048_588).unwrap();
+        assert!(batches.len() >= 2);
+        assert!(batches.iter().all(|b| b.bytes.len() <= 1_048_588));
+    }
+
+    #[test]
+    fn a_record_larger_than_the_limit_is_an_error() {
+        let entries = [Entry::Position(sp("t", 0), pos(1))];
+        let e = encode("f", &entries, 1, 100).unwrap_err();
+        assert_eq!(e.limit, 100);
+    }
+
+    #[test]
+    fn later_records_win_other_flows_are_skipped_and_tombstones_remove() {
+        let mut loaded = Loaded::default();
+        let write = |entries: &[Entry], flow: &str| {
+            encode(flow, entries, 1, 1 << 20).unwrap().remove(0).bytes
+        };
+        loaded
+            .apply("f", &write(&[Entry::Position(sp("t", 0), pos(5))], "f"))
+            .unwrap();
+        loaded
+            .apply("f", &write(&[Entry::Position(sp("t", 0), pos(9))], "f"))
+            .unwrap();
+        loaded
+            .apply(
+                "f",
+                &write(&[Entry::Position(sp("t", 1), pos(3)), Entry::Marker], "g"),
+            )
+            .unwrap();
+        assert_eq!(loaded.positions.len(), 1);
+        assert_eq!(loaded.positions[&sp("t", 0)], pos(9));
+        assert!(!loaded.marker, "another flow's marker");
+        let tombstone = kmirror_wire::records::encode(
+            &[kmirror_wire::records::record(
+                0,
+                1,
+                Some(Bytes::from("f/t/0")),
+                None,
+            )],
+            Compression::None,
+        )
+        .unwrap();
+        loaded.apply("f", &tombstone).unwrap();
+        assert!(loaded.positions.is_empty());
+    }
+}

@@ -1,0 +1,387 @@
+//! Mirror progress: for each source partition, the next source offset to mirror, kept in
+//! an internal compacted topic on the *target* cluster (`__kmirror_progress`), so a
+//! daemon on any host resumes where the last one stopped and keeps no local state.
+//!
+//! A position only moves after the target acknowledged every record below it, and never
+//! moves backwards: a write always sends the current positions of the partitions that
+//! changed, writes go one at a time, and a failed or cancelled write marks its partitions
+//! changed again. Besides positions, each flow has a marker record saying that its first
+//! start is done, so `start_from` applies once per flow, not once per process.
+//! Records are encoded in [`codec`], read back in [`load`], and exchanged with the target in
+//! [`store`] (the only place that produces to the topic).
+
+mod codec;
+mod load;
+mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kmirror_wire::errors::{ErrorClass, ResponseError};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{ClientError, ClusterClient};
+use codec::Entry;
+
+/// The internal topic holding progress.
+pub const PROGRESS_TOPIC: &str = "__kmirror_progress";
+
+/// What is stored per source partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Every source offset below this has been acknowledged by the target.
+    pub next_source_offset: i64,
+    /// The target offset after the last mirrored record (for offset translation).
+    pub next_target_offset: i64,
+}
+
+/// A source partition of a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourcePartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// Errors loading progress that retrying cannot fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgressError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cluster {cluster}: topic {PROGRESS_TOPIC} has cleanup.policy={policy}; it must be compacted, or the progress of idle partitions is deleted with old segments (set cleanup.policy=compact)")]
+    NotCompacted { cluster: String, policy: String },
+}
+
+#[derive(Debug, Default)]
+struct State {
+    positions: HashMap<SourcePartition, Position>,
+    /// Partitions whose position changed since it was last written.
+    dirty: HashSet<SourcePartition>,
+    /// The flow's first start is done: `start_from` no longer applies.
+    initialised: bool,
+    /// The marker saying so is not written yet.
+    marker_dirty: bool,
+}
+
+/// The positions of one flow: the latest acknowledged ones and which changed since the
+/// last write.
+#[derive(Debug)]
+pub struct Progress {
+    flow: String,
+    state: Mutex<State>,
+    /// Held for a whole write, so an older write never lands after a newer one.
+    writing: tokio::sync::Mutex<()>,
+    /// The largest batch the progress topic accepts (`max.message.bytes`).
+    max_batch_bytes: AtomicUsize,
+}
+
+/// Entries taken out of `dirty` for a write; whatever was not written when this is dropped
+/// (failure or cancellation) is marked dirty again.
+struct Taken<'a> {
+    progress: &'a Progress,
+    entries: Vec<Entry>,
+    written: usize,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        let mut st = self.progress.lock();
+        for e in &self.entries[self.written..] {
+            match e {
+                Entry::Position(sp, _) => {
+                    st.dirty.insert(sp.clone());
+                }
+                Entry::Marker => st.marker_dirty = true,
+            }
+        }
+    }
+}
+
+/// `position` unless it would move `current` backwards.
+fn merge(current: Option<Position>, position: Position) -> Position {
+    match current {
+        Some(c) if c.next_source_offset > position.next_source_offset => c,
+        _ => position,
+    }
+}
+
+impl Progress {
+    fn new(flow: &str, loaded: codec::Loaded, max_batch_bytes: usize) -> Self {
+        let initialised = loaded.marker || !loaded.positions.is_empty();
+        Self {
+            flow: flow.to_string(),
+            state: Mutex::new(State {
+                positions: loaded.positions,
+                dirty: HashSet::new(),
+                initialised,
+                // Progress written before markers existed: the flow did start before.
+                marker_dirty: initialised && !loaded.marker,
+            }),
+            writing: tokio::sync::Mutex::new(()),
+            max_batch_bytes: AtomicUsize::new(max_batch_bytes),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("progress lock")
+    }
+
+    pub fn get(&self, sp: &SourcePartition) -> Option<Position> {
+        self.lock().positions.get(sp).copied()
+    }
+
+    /// Records that everything below `position.next_source_offset` is on the target. A
+    /// position behind the current one is ignored: progress never moves backwards.
+    pub fn advance(&self, sp: &SourcePartition, position: Position) {
+        let mut st = self.lock();
+        let merged = merge(st.positions.get(sp).copied(), position);
+        if st.positions.insert(sp.clone(), merged) != Some(merged) {
+            st.dirty.insert(sp.clone());
+        }
+    }
+
+    /// Whether the flow's first start is done (stored, or recorded by this process), so
+    /// partitions without a position are new and `start_from` does not apply to them.
+    pub fn is_initialised(&self) -> bool {
+        self.lock().initialised
+    }
+
+    /// Records that the flow's first start is done; written by the next [`Self::write`],
+    /// after the positions that were chosen with it.
+    pub fn mark_initialised(&self) {
+        let mut st = self.lock();
+        if !st.initialised {
+            st.initialised = true;
+            st.marker_dirty = true;
+        }
+    }
+
+    /// Reads the flow's positions from the target cluster, creating the progress topic if
+    /// needed. Transient errors are retried (forever; cancel to stop); only errors that
+    /// need an operator end it.
+    pub async fn load(flow: &str, target: &ClusterClient) -> Result<Arc<Self>, ProgressError> {
+        let max_batch_bytes = store::ensure_topic(target).await?;
+        let loaded = load::read_all(flow, &store::TargetLog { target }, target).await?;
+        let partitions = loaded.positions.len();
+        let progress = Self::new(flow, loaded, max_batch_bytes);
+        tracing::info!(
+            flow,
+            partitions,
+            initialised = progress.is_initialised(),
+            max_batch_bytes,
+            "Loaded mirror progress."
+        );
+        Ok(Arc::new(progress))
+    }
+
+    /// Takes the changed positions (current values) and the marker, marker last.
+    fn take(&self) -> Taken<'_> {
+        let mut st = self.lock();
+        let dirty = std::mem::take(&mut st.dirty);
+        let mut entries: Vec<Entry> = dirty
+            .into_iter()
+            .filter_map(|sp| {
+                let p = *st.positions.get(&sp)?;
+                Some(Entry::Position(sp, p))
+            })
+            .collect();
+        if std::mem::take(&mut st.marker_dirty) {
+            entries.push(Entry::Marker);
+        }
+        Taken {
+            progress: self,
+            entries,
+            written: 0,
+        }
+    }
+
+    /// Writes what changed since the last write, in batches that fit the topic's
+    /// `max.message.bytes`, one batch per request. What is not written stays dirty.
+    pub async fn write(&self, target: &ClusterClient) -> Result<usize, ClientError> {
+        let _turn = self.writing.lock().await;
+        let mut taken = self.take();
+        if taken.entries.is_empty() {
+            return Ok(0);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let limit = self.max_batch_bytes.load(Ordering::Relaxed);
+        let batches = codec::encode(&self.flow, &taken.entries, now, limit).map_err(|e| {
+            ClientError::Broker {
+                cluster: target.name().to_string(),
+                what: format!("writing progress: {e}"),
+                error: ResponseError::MessageTooLarge,
+                message: None,
+            }
+        })?;
+        for batch in batches {
+            if let Err(e) = store::send_batch(target, batch.bytes).await {
+                if let ClientError::Broker {
+                    error: ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge,
+                    ..
+                } = &e
+                {
+                    // The topic's limit was lowered since it was read: smaller batches.
+                    self.max_batch_bytes
+                        .store((limit / 2).max(1024), Ordering::Relaxed);
+                    return Err(ClientError::Incomplete {
+                        cluster: target.name().to_string(),
+                        what: format!("{e}; writing smaller batches next time"),
+                    });
+                }
+                return Err(e);
+            }
+            taken.written = batch.entries.end;
+        }
+        Ok(taken.entries.len())
+    }
+
+    /// Writes every `interval` until `stop`; then writes once more, retrying for up to
+    /// `final_deadline`, so a restart does not mirror again what was acknowledged.
+    pub async fn run_writer(
+        self: Arc<Self>,
+        target: Arc<ClusterClient>,
+        interval: Duration,
+        stop: tokio_util::sync::CancellationToken,
+        final_deadline: Duration,
+    ) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            if let Err(e) = self.write(&target).await {
+                if e.class() == ErrorClass::Fatal {
+                    tracing::error!(flow = %self.flow, error = %e, "Cannot write mirror progress; this needs operator action. A restart would mirror again what was acknowledged since the last write.");
+                } else {
+                    tracing::warn!(flow = %self.flow, error = %e, "Cannot write mirror progress; will retry.");
+                }
+                if target.refresh_metadata().await.is_err() {
+                    tracing::debug!(flow = %self.flow, "Target metadata refresh failed.");
+                }
+            }
+        }
+        let last = target
+            .retry("writing the final progress", Some(final_deadline), || {
+                self.write(&target)
+            })
+            .await;
+        if let Err(e) = last {
+            tracing::warn!(flow = %self.flow, error = %e, "The final progress write failed; the restart mirrors again what was acknowledged since the last successful write.");
+        }
+    }
+}
+
+/// Partitions and positions for the tests of this module and its children.
+#[cfg(test)]
+mod fixtures {
+    use super::{Position, SourcePartition};
+
+    pub(super) fn sp_of(topic: &str, partition: i32) -> SourcePartition {
+        SourcePartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+
+    pub(super) fn sp(partition: i32) -> SourcePartition {
+        sp_of("t", partition)
+    }
+
+    pub(super) fn pos(offset: i64) -> Position {
+        Position {
+            next_source_offset: offset,
+            next_target_offset: offset + 100,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{pos, sp};
+    use super::*;
+
+    fn progress() -> Progress {
+        Progress::new("f", codec::Loaded::default(), 1 << 20)
+    }
+
+    fn positions(taken: &Taken<'_>) -> Vec<(SourcePartition, Position)> {
+        let mut out: Vec<_> = taken
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Position(sp, p) => Some((sp.clone(), *p)),
+                Entry::Marker => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    #[test]
+    fn positions_never_move_backwards() {
+        let p = progress();
+        p.advance(&sp(0), pos(5));
+        p.advance(&sp(0), pos(10));
+        p.advance(&sp(0), pos(7));
+        assert_eq!(p.get(&sp(0)), Some(pos(10)));
+    }
+
+    /// Finding 16: a write that fails after a newer one succeeded must not put its stale
+    /// position back; the partition is written again with its current position.
+    #[test]
+    fn a_failed_older_write_does_not_bring_back_a_stale_position() {
+        let p = progress();
+        p.advance(&sp(0), pos(5));
+        let older = p.take();
+        assert_eq!(positions(&older), [(sp(0), pos(5))]);
+        p.advance(&sp(0), pos(10));
+        let mut newer = p.take();
+        assert_eq!(positions(&newer), [(sp(0), pos(10))]);
+        newer.written = newer.entries.len();
+        drop(newer); // succeeded
+        drop(older); // failed: nothing written
+        assert_eq!(positions(&p.take()), [(sp(0), pos(10))]);
+    }
+
+    /// A write cut short (failure after some batches, or cancellation) marks exactly the
+    /// unwritten entries dirty again, marker included.
+    #[test]
+    fn unwritten_entries_stay_dirty_and_the_marker_goes_last() {
+        let p = progress();
+        assert!(!p.is_initialised());
+        p.advance(&sp(0), pos(1));
+        p.advance(&sp(1), pos(2));
+        p.mark_initialised();
+        assert!(p.is_initialised());
+        let mut taken = p.take();
+        assert_eq!(taken.entries.len(), 3);
+        assert_eq!(taken.entries.last(), Some(&Entry::Marker));
+        taken.written = 1;
+        let first = match &taken.entries[0] {
+            Entry::Position(sp, _) => sp.clone(),
+            Entry::Marker => unreachable!(),
+        };
+        drop(taken);
+        let again = p.take();
+        assert_eq!(again.entries.len(), 2);
+        assert!(!positions(&again).iter().any(|(sp, _)| *sp == first));
+        assert_eq!(again.entries.last(), Some(&Entry::Marker));
+    }
+
+    /// Progress written before markers existed means the flow did start before.
+    #[test]
+    fn stored_positions_without_a_marker_count_as_initialised() {
+        let mut loaded = codec::Loaded::default();
+        loaded.positions.insert(sp(0), pos(3));
+        let p = Progress::new("f", loaded, 1 << 20);
+        assert!(p.is_initialised());
+        assert_eq!(p.take().entries, [Entry::Marker]);
+        let fresh = progress();
+        assert!(!fresh.is_initialised());
+        assert!(fresh.take().entries.is_empty());
+    }
+}

@@ -1,5 +1,6 @@
-//! Small cluster-level APIs: FindCoordinator (this broker coordinates every group; the
-//! batched v4+ form too), DescribeCluster, OffsetForLeaderEpoch (one constant leader
+//! Small cluster-level APIs: FindCoordinator (this broker coordinates every group, the
+//! batched v4+ form too; transaction coordinators are refused with a fatal error),
+//! DescribeCluster, OffsetForLeaderEpoch (one constant leader
 //! epoch, 0), DeleteRecords (moves the log start offset), DescribeLogDirs (the data
 //! directory and partition sizes) and InitProducerId.
 
@@ -31,9 +32,12 @@ pub fn find_coordinator(
     version: i16,
 ) -> FindCoordinatorResponse {
     let node = BrokerId(broker.config.node_id);
-    // Key type 1 (transaction) is refused: this broker has no transaction coordinator.
+    // Key type 1 (transaction): this broker has no transaction coordinator. Kafka answers
+    // TRANSACTIONAL_ID_AUTHORIZATION_FAILED when a transactional id may not be used
+    // (KafkaApis.handleFindCoordinatorRequest); clients treat it as fatal and fail at once,
+    // where a retriable code would make them retry until their timeout.
     let error = if req.key_type == 1 {
-        ResponseError::CoordinatorNotAvailable.code()
+        ResponseError::TransactionalIdAuthorizationFailed.code()
     } else {
         0
     };

@@ -4,7 +4,8 @@
 //! get INVALID_CONFIG, and accepted changes take effect at once (a lower `retention.ms`
 //! deletes old segments right away). The broker resource exposes its settings; the log
 //! defaults (`log.retention.ms`, `log.retention.bytes`, `log.segment.bytes`,
-//! `message.max.bytes`) can be changed at run time like Kafka's dynamic broker configs;
+//! `message.max.bytes`, `log.message.timestamp.before.max.ms`,
+//! `log.message.timestamp.after.max.ms`) can be changed at run time like Kafka's dynamic broker configs;
 //! the rest are read-only.
 
 use kafka_protocol::error::ResponseError;
@@ -20,7 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::message;
 use crate::state::{now_ms, Broker};
-use crate::topic_config::{self, BrokerDefaults, ConfigType, TopicConfigs, TOPIC_KEYS};
+use crate::topic_config::{self, ConfigType, TopicConfigs, TOPIC_KEYS};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -33,6 +34,12 @@ const BROKER_KEYS: &[(&str, ConfigType, bool)] = &[
     ("log.retention.bytes", ConfigType::Long, true),
     ("log.segment.bytes", ConfigType::Int, true),
     ("message.max.bytes", ConfigType::Int, true),
+    (
+        "log.message.timestamp.before.max.ms",
+        ConfigType::Long,
+        true,
+    ),
+    ("log.message.timestamp.after.max.ms", ConfigType::Long, true),
     ("broker.id", ConfigType::Int, false),
     ("num.partitions", ConfigType::Int, false),
     ("auto.create.topics.enable", ConfigType::Boolean, false),
@@ -50,6 +57,8 @@ fn broker_value(broker: &Broker, name: &str) -> Option<String> {
         "log.retention.bytes" => d.log.retention_bytes.to_string(),
         "log.segment.bytes" => d.log.segment_bytes.to_string(),
         "message.max.bytes" => d.max_message_bytes.to_string(),
+        "log.message.timestamp.before.max.ms" => d.timestamp_before_max_ms.to_string(),
+        "log.message.timestamp.after.max.ms" => d.timestamp_after_max_ms.to_string(),
         "broker.id" => c.node_id.to_string(),
         "num.partitions" => c.default_partitions.to_string(),
         "auto.create.topics.enable" => c.auto_create_topics.to_string(),
@@ -262,10 +271,7 @@ fn alter_resource(
                 broker.broker_overrides()
             };
             let next = apply_ops(&base, ops, |k| broker_value(broker, k));
-            let mut defaults = BrokerDefaults {
-                log: broker.config.log_defaults,
-                max_message_bytes: broker.config.max_message_bytes,
-            };
+            let mut defaults = broker.config.topic_defaults();
             for (k, v) in &next {
                 let Some((_, _, dynamic)) = BROKER_KEYS.iter().find(|(n, _, _)| n == k) else {
                     return Err((
@@ -285,22 +291,11 @@ fn alter_resource(
                         format!("Invalid value {v:?} for {k}: expected an integer."),
                     )
                 })?;
-                let bad = || {
-                    (
+                if !defaults.set_broker_config(k, n) {
+                    return Err((
                         ResponseError::InvalidConfig,
                         format!("Invalid value {v} for {k}."),
-                    )
-                };
-                match k.as_str() {
-                    "log.retention.ms" if n >= -1 => defaults.log.retention_ms = n,
-                    "log.retention.bytes" if n >= -1 => defaults.log.retention_bytes = n,
-                    "log.segment.bytes" if n >= 14 && n <= i64::from(i32::MAX) => {
-                        defaults.log.segment_bytes = n as u64
-                    }
-                    "message.max.bytes" if n >= 0 && n <= i64::from(i32::MAX) => {
-                        defaults.max_message_bytes = n as i32
-                    }
-                    _ => return Err(bad()),
+                    ));
                 }
             }
             if validate_only {

@@ -160,7 +160,8 @@ async fn produce(broker: &BrokerProcess, topic: &str, batches_per_partition: usi
                 }
                 let m = m.clone();
                 inflight.spawn(async move {
-                    let (resp, _) = m.send(&req).await.unwrap();
+                    // v12: v13 addresses topics by id only.
+                    let resp = m.send_at(&req, 12).await.unwrap();
                     for p in &resp.responses[0].partition_responses {
                         assert_eq!(p.error_code, 0, "produce failed");
                     }

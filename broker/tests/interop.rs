@@ -559,3 +559,28 @@ fn sigterm_with_a_connected_consumer_exits_zero() {
     let got: Vec<&str> = parts[&0].iter().map(|r| r.2.as_str()).collect();
     assert_eq!(got, ["one", "two"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Transactions (none here): clients must fail fast, not retry until their timeout
+// ---------------------------------------------------------------------------------------
+
+/// FindCoordinator(TRANSACTION) answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED, so
+/// confluent-kafka's `init_transactions()` raises a fatal or non-retriable error instead of
+/// retrying COORDINATOR_NOT_AVAILABLE until `_TIMED_OUT` (the script decides and says why).
+#[test]
+fn confluent_kafka_init_transactions_fails_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut cmd = python();
+    cmd.arg(script("init_transactions_fails_fast.py")).args([
+        "--bootstrap",
+        &broker.addr,
+        "--timeout",
+        "30",
+    ]);
+    let out = run_script_ok(&mut cmd, WAIT);
+    assert!(
+        out.contains("\"error\": \"TRANSACTIONAL_ID_AUTHORIZATION_FAILED\""),
+        "{out}"
+    );
+}

@@ -364,6 +364,17 @@ impl BatchHeader {
     }
 }
 
+/// Appends `v` as a zig-zag varint (Kafka's `ByteUtils.writeVarlong`; for values that fit
+/// an i32 the bytes equal `writeVarint`'s), as record fields are encoded.
+pub fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut raw = ((v << 1) ^ (v >> 63)) as u64;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
+}
+
 /// Splits `records` into owned batches (cheap `Bytes` slices).
 pub fn split(records: &Bytes) -> Result<Vec<Bytes>, BatchError> {
     let mut out = Vec::new();

@@ -7,7 +7,7 @@ use kafka_protocol::compression::{self as cmpr, Compressor, Decompressor};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::{CreateTopicsRequest, FindCoordinatorRequest, ProduceRequest};
 use kafka_protocol::protocol::StrBytes;
-use kmirror_wire::batch::{self, BatchHeader, BatchView};
+use kmirror_wire::batch::{self, put_varlong as varint, BatchHeader, BatchView};
 
 use crate::common;
 use crate::harness::{code_or_closed, Ctx, Got, Row};
@@ -23,15 +23,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-fn varint(out: &mut Vec<u8>, v: i64) {
-    let mut raw = ((v << 1) ^ (v >> 63)) as u64;
-    while raw >= 0x80 {
-        out.push(raw as u8 | 0x80);
-        raw >>= 7;
-    }
-    out.push(raw as u8);
 }
 
 fn field(out: &mut Vec<u8>, b: Option<&[u8]>) {

@@ -6,6 +6,8 @@
 //! record *means* to a topic (keys on compacted topics, timestamps) is checked by
 //! [`super::validator`].
 
+use kmirror_wire::batch::put_varlong;
+
 /// Why a records section is malformed. Kafka answers all of these with INVALID_RECORD.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
@@ -32,30 +34,30 @@ pub struct RawRecord<'a> {
     pub tail: &'a [u8],
 }
 
-fn varlong(buf: &[u8], at: &mut usize) -> Option<i64> {
+/// Reads the raw bits of a varint of at most `max_bytes` bytes (Kafka: ByteUtils.readVarint
+/// allows 5, readVarlong 10; a longer one makes the record invalid).
+fn raw_varint(buf: &[u8], at: &mut usize, max_bytes: usize) -> Option<u64> {
     let mut raw: u64 = 0;
-    for shift in (0..70).step_by(7) {
+    for i in 0..max_bytes {
         let b = *buf.get(*at)?;
         *at += 1;
-        raw |= u64::from(b & 0x7f) << shift;
+        raw |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
-            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            return Some(raw);
         }
     }
-    None // Kafka: ByteUtils.readVarlong, "more than 10 bytes"
+    None
 }
 
+fn varlong(buf: &[u8], at: &mut usize) -> Option<i64> {
+    let raw = raw_varint(buf, at, 10)?;
+    Some((raw >> 1) as i64 ^ -((raw & 1) as i64))
+}
+
+/// Like Java's readVarint, bits beyond 32 are dropped.
 fn varint(buf: &[u8], at: &mut usize) -> Option<i32> {
-    let mut raw: u32 = 0;
-    for shift in (0..35).step_by(7) {
-        let b = *buf.get(*at)?;
-        *at += 1;
-        raw |= u32::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Some((raw >> 1) as i32 ^ -((raw & 1) as i32));
-        }
-    }
-    None // Kafka: ByteUtils.readVarint, "more than 5 bytes"
+    let raw = raw_varint(buf, at, 5)? as u32;
+    Some((raw >> 1) as i32 ^ -((raw & 1) as i32))
 }
 
 /// Skips a length-prefixed field; a negative length is null and takes no bytes.
@@ -162,15 +164,6 @@ impl<'a> Iterator for RecordWalker<'a> {
         }
         Some(r)
     }
-}
-
-fn put_varlong(out: &mut Vec<u8>, v: i64) {
-    let mut raw = ((v << 1) ^ (v >> 63)) as u64;
-    while raw >= 0x80 {
-        out.push((raw as u8) | 0x80);
-        raw >>= 7;
-    }
-    out.push(raw as u8);
 }
 
 fn varlong_len(v: i64) -> usize {

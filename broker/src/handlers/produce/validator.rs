@@ -236,3 +236,129 @@ fn rebuild(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::produce::records::tests::encode;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn rules(compression_type: &str) -> TopicRules {
+        TopicRules {
+            compacted: false,
+            log_append_time: false,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
+            compression_type: compression_type.into(),
+            max_message_bytes: 1 << 20,
+        }
+    }
+
+    /// A batch of 3 records with offset deltas `deltas`, compressed with `codec`.
+    fn batch_with(codec: i16, deltas: [i32; 3], count: i32) -> Vec<u8> {
+        let mut raw = Vec::new();
+        for (i, d) in deltas.iter().enumerate() {
+            let key = format!("k{i}");
+            encode(
+                &mut raw,
+                i as i64,
+                *d,
+                Some(key.as_bytes()),
+                b"v",
+                &[(b"h", b"1"), (b"h", b"2")],
+            );
+        }
+        let mut records = Vec::new();
+        codec::compress_into(codec, &raw, &mut records).unwrap();
+        let mut out = Vec::new();
+        BatchHeader {
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            attributes: batch::attributes(codec, false, false),
+            last_offset_delta: count - 1,
+            base_timestamp: NOW,
+            max_timestamp: NOW + 2,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            record_count: count,
+        }
+        .write(&mut out, records.len());
+        out.extend_from_slice(&records);
+        batch::update_crc(&mut out);
+        out
+    }
+
+    fn deltas_of(stored: &[u8]) -> Vec<i32> {
+        let b = BatchView::parse(stored, 0).unwrap();
+        b.verify_crc().unwrap();
+        let mut raw = Vec::new();
+        codec::decompress_into(b.compression(), b.records_bytes(), &mut raw).unwrap();
+        RecordWalker::new(&raw, b.record_count())
+            .map(|r| r.unwrap().offset_delta)
+            .collect()
+    }
+
+    fn run(raw: &[u8], rules: &TopicRules) -> Result<Vec<u8>, Failure> {
+        let b = BatchView::parse(raw, 0).unwrap();
+        let mut out = Vec::new();
+        validate_records(&b, rules, NOW, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn every_codec_is_walked_and_non_consecutive_deltas_are_rewritten() {
+        for c in [codec::GZIP, codec::SNAPPY, codec::LZ4, codec::ZSTD] {
+            let good = batch_with(c, [0, 1, 2], 3);
+            assert_eq!(
+                run(&good, &rules("producer")).unwrap(),
+                good,
+                "codec {c} in place"
+            );
+            let gaps = batch_with(c, [0, 2, 4], 3);
+            let stored = run(&gaps, &rules("producer")).unwrap();
+            assert_eq!(deltas_of(&stored), [0, 1, 2], "codec {c}");
+            assert_eq!(BatchView::parse(&stored, 0).unwrap().compression(), c);
+            let short = batch_with(c, [0, 1, 2], 2);
+            assert_eq!(
+                run(&short, &rules("producer")).unwrap_err().0,
+                ResponseError::InvalidRecord
+            );
+        }
+    }
+
+    #[test]
+    fn uncompressed_batches_keep_their_deltas_as_kafka_does() {
+        // Kafka: assignOffsetsNonCompressed never looks at inner offsets.
+        let gaps = batch_with(codec::NONE, [0, 2, 4], 3);
+        assert_eq!(run(&gaps, &rules("producer")).unwrap(), gaps);
+    }
+
+    #[test]
+    fn recompression_changes_the_codec_and_keeps_every_record_byte() {
+        let raw = batch_with(codec::NONE, [0, 1, 2], 3);
+        let stored = run(&raw, &rules("zstd")).unwrap();
+        let b = BatchView::parse(&stored, 0).unwrap();
+        assert_eq!(b.compression(), codec::ZSTD);
+        let mut records = Vec::new();
+        codec::decompress_into(codec::ZSTD, b.records_bytes(), &mut records).unwrap();
+        assert_eq!(records, BatchView::parse(&raw, 0).unwrap().records_bytes());
+    }
+
+    #[test]
+    fn timestamps_outside_the_limits_are_invalid_timestamp() {
+        let raw = batch_with(codec::LZ4, [0, 1, 2], 3);
+        // Records are stamped NOW, NOW+1, NOW+2: with after.max.ms=1 the last one is out.
+        let mut r = rules("producer");
+        r.timestamp_after_max_ms = 2;
+        assert!(run(&raw, &r).is_ok());
+        r.timestamp_after_max_ms = 1;
+        assert_eq!(
+            run(&raw, &r).unwrap_err().0,
+            ResponseError::InvalidTimestamp
+        );
+        let mut r = rules("producer");
+        r.compacted = true;
+        assert!(run(&raw, &r).is_ok(), "every record has a key");
+    }
+}

@@ -398,6 +398,16 @@ fn batch_rows() -> Vec<Row> {
 fn record_rows() -> Vec<Row> {
     vec![
         row!(
+            "Produce: CreateTime 1 min ahead after IncrementalAlterConfigs sets the broker's log.message.timestamp.after.max.ms=1000",
+            "LogValidator.validateTimestamp",
+            INVALID_TIMESTAMP,
+            Some(|_| {}),
+            |ctx| {
+                alter_broker(&ctx, "log.message.timestamp.after.max.ms", "1000").await;
+                produce_at(&ctx, spec(|s| s.timestamp_ms = now_ms() + 60_000).bytes(), 9).await
+            }
+        ),
+        row!(
             "Produce: CreateTime 2 h ahead (after.max.ms default 1 h, KIP-1030)",
             "LogValidator.validateTimestamp",
             INVALID_TIMESTAMP,
@@ -547,6 +557,29 @@ fn record_rows() -> Vec<Row> {
             .await
         ),
     ]
+}
+
+/// Sets one dynamic broker config (resource type 4, broker "0").
+async fn alter_broker(ctx: &Ctx, name: &'static str, value: &'static str) {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let req =
+        kafka_protocol::messages::IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str("0"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str(name))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str(value)))]),
+        ]);
+    let (resp, _) = ctx.m.send(&req).await.expect("alter broker config");
+    assert_eq!(
+        resp.responses[0].error_code, 0,
+        "{:?}",
+        resp.responses[0].error_message
+    );
 }
 
 /// Both `h` headers of every record are still in the stored (uncompressed) bytes.

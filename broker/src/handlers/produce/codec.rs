@@ -2,8 +2,8 @@
 //! caller reuses (no allocation per record, and none per batch once the buffer has grown),
 //! and compress raw records bytes with a topic's `compression.type`.
 //!
-//! Decompression uses the codec crates kafka-protocol uses (lz4 frame, gzip, xerial-framed
-//! or raw snappy, zstd) directly, because kafka-protocol's `Decompressor` copies into a
+//! Decompression uses the codec crates kafka-protocol uses (lz4 frame through
+//! [`super::lz4_frame`], gzip, xerial-framed or raw snappy, zstd) directly, because kafka-protocol's `Decompressor` copies into a
 //! fresh buffer for every batch. Compression goes through kafka-protocol's `Compressor`s,
 //! so recompressed batches are framed exactly as kafka-protocol frames them. Nothing here
 //! parses records; see [`super::records`].
@@ -117,7 +117,7 @@ pub fn decompress_into(codec: i16, input: &[u8], out: &mut Vec<u8>) -> Result<()
         NONE => out.extend_from_slice(input),
         GZIP => read_capped(flate2::read::GzDecoder::new(input), out)?,
         SNAPPY => snappy(input, out)?,
-        LZ4 => read_capped(lz4::Decoder::new(input)?, out)?,
+        LZ4 => super::lz4_frame::decompress(input, out)?,
         ZSTD => read_capped(zstd::stream::read::Decoder::new(input)?, out)?,
         other => return Err(CodecError::UnknownCodec(other)),
     }
@@ -180,12 +180,23 @@ mod tests {
     }
 
     #[test]
-    fn a_cut_stream_is_an_error() {
-        let raw = vec![7u8; 10_000];
-        let mut compressed = Vec::new();
-        compress_into(GZIP, &raw, &mut compressed).unwrap();
+    fn a_cut_or_damaged_stream_is_an_error_and_the_next_one_still_works() {
+        let raw: Vec<u8> = (0..200_000u32).map(|i| (i % 7) as u8).collect();
         let mut out = Vec::new();
-        let cut = &compressed[..compressed.len() / 2];
-        assert!(decompress_into(GZIP, cut, &mut out).is_err());
+        for codec in [GZIP, LZ4, ZSTD] {
+            let mut compressed = Vec::new();
+            compress_into(codec, &raw, &mut compressed).unwrap();
+            let cut = &compressed[..compressed.len() / 2];
+            assert!(
+                decompress_into(codec, cut, &mut out).is_err(),
+                "codec {codec}"
+            );
+            let mut damaged = compressed.clone();
+            damaged[20] ^= 0xff;
+            damaged[30] ^= 0xff;
+            let _ = decompress_into(codec, &damaged, &mut out);
+            decompress_into(codec, &compressed, &mut out).unwrap();
+            assert_eq!(out, raw, "codec {codec} after an error");
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! Transactions (KIP-890 verification, INVALID_TXN_STATE) are not implemented.
 
 mod codec;
+mod lz4_frame;
 mod records;
 mod validate;
 mod validator;

@@ -4,7 +4,8 @@
 //! Run with `cargo bench -p kmirror-broker --bench throughput`. Reports wire MB/s (wall
 //! clock) and MB/s per broker core (wire bytes / CPU seconds the broker process used), so
 //! the client's share of the 2-core machine does not hide the broker's cost.
-//! `KMIRROR_BENCH_MIB` sets the uncompressed volume (default 1024).
+//! `KMIRROR_BENCH_MIB` sets the uncompressed volume (default 1024); `KMIRROR_BENCH_BROKER`
+//! names another broker executable to measure instead of this build's.
 
 mod data;
 
@@ -36,7 +37,11 @@ struct BrokerProcess {
 impl BrokerProcess {
     fn start(flush: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kmirror-broker"))
+        // `KMIRROR_BENCH_BROKER` runs another build of the broker (e.g. main's, to compare
+        // before and after a change in one session).
+        let exe = std::env::var("KMIRROR_BENCH_BROKER")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_kmirror-broker").to_string());
+        let mut child = Command::new(exe)
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -155,7 +160,8 @@ async fn produce(broker: &BrokerProcess, topic: &str, batches_per_partition: usi
                 }
                 let m = m.clone();
                 inflight.spawn(async move {
-                    let (resp, _) = m.send(&req).await.unwrap();
+                    // v12: v13 addresses topics by id only.
+                    let resp = m.send_at(&req, 12).await.unwrap();
                     for p in &resp.responses[0].partition_responses {
                         assert_eq!(p.error_code, 0, "produce failed");
                     }

@@ -42,6 +42,12 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// `message.max.bytes`: default for the topic config `max.message.bytes`.
     pub max_message_bytes: i32,
+    /// `log.message.timestamp.before.max.ms`: default for the topic config
+    /// `message.timestamp.before.max.ms`.
+    pub timestamp_before_max_ms: i64,
+    /// `log.message.timestamp.after.max.ms`: default for the topic config
+    /// `message.timestamp.after.max.ms`.
+    pub timestamp_after_max_ms: i64,
     pub retention_check_interval: Duration,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay: Duration,
@@ -73,6 +79,8 @@ impl Default for BrokerConfig {
             max_connections: 1024,
             log_defaults: LogConfig::default(),
             max_message_bytes: 1_048_588,
+            timestamp_before_max_ms: crate::topic_config::DEFAULT_TIMESTAMP_BEFORE_MAX_MS,
+            timestamp_after_max_ms: crate::topic_config::DEFAULT_TIMESTAMP_AFTER_MAX_MS,
             retention_check_interval: Duration::from_secs(30),
             group_initial_rebalance_delay: Duration::from_millis(3000),
             offsets_retention: crate::groups::DEFAULT_OFFSETS_RETENTION,
@@ -100,5 +108,15 @@ impl BrokerConfig {
                 (id, addr)
             })
             .collect()
+    }
+
+    /// The broker-level defaults of topic configs, before run-time overrides.
+    pub fn topic_defaults(&self) -> crate::topic_config::BrokerDefaults {
+        crate::topic_config::BrokerDefaults {
+            log: self.log_defaults,
+            max_message_bytes: self.max_message_bytes,
+            timestamp_before_max_ms: self.timestamp_before_max_ms,
+            timestamp_after_max_ms: self.timestamp_after_max_ms,
+        }
     }
 }

@@ -50,7 +50,7 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
     Some(match key {
         ApiKey::ApiVersions => adv::<ApiVersionsRequest>(None, None),
         ApiKey::Metadata => adv::<MetadataRequest>(None, None),
-        ApiKey::Produce => adv::<ProduceRequest>(Some(0), Some(12)),
+        ApiKey::Produce => adv::<ProduceRequest>(Some(0), None),
         // Kafka 4.1 advertises Fetch 4-17; the codec's v18 only adds a follower field.
         ApiKey::Fetch => adv::<FetchRequest>(None, Some(17)),
         ApiKey::ListOffsets => adv::<ListOffsetsRequest>(None, None),
@@ -203,6 +203,11 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
             let acks = req.acks;
             let resp = handlers::produce::handle(broker, req, version).await;
             if acks == 0 {
+                // Kafka: KafkaApis.handleProduceRequest closes the connection when an
+                // acks=0 request fails, so the producer refreshes its metadata.
+                if handlers::produce::has_error(&resp) {
+                    return Outcome::Close("Produce with acks=0 failed".into());
+                }
                 return Outcome::NoResponse;
             }
             respond(corr, version, &resp)

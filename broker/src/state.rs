@@ -63,10 +63,7 @@ impl Broker {
         }
         let topics = Arc::new(TopicRegistry::open(
             config.data_dir.clone(),
-            BrokerDefaults {
-                log: config.log_defaults,
-                max_message_bytes: config.max_message_bytes,
-            },
+            config.topic_defaults(),
         )?);
         let lookup_topics = topics.clone();
         let lookup = move |topic: &str, partition: i32| {
@@ -151,13 +148,7 @@ impl Broker {
         let cluster = self.broker_overrides(true);
         for (k, v) in cluster.iter().chain(&overrides) {
             let Ok(n) = v.parse::<i64>() else { continue };
-            match k.as_str() {
-                "log.retention.ms" => defaults.log.retention_ms = n,
-                "log.retention.bytes" => defaults.log.retention_bytes = n,
-                "log.segment.bytes" => defaults.log.segment_bytes = n as u64,
-                "message.max.bytes" => defaults.max_message_bytes = n as i32,
-                _ => {}
-            }
+            defaults.set_broker_config(k, n);
         }
         self.topics.set_defaults(defaults);
         *self.broker_overrides.write().expect("overrides lock") = overrides;

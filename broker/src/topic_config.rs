@@ -3,7 +3,8 @@
 //! Kafka clients and MirrorMaker-style tools set and describe these keys by name. The
 //! broker accepts every key a Kafka topic accepts so that configs synced from a real
 //! cluster are not rejected, but only some change behaviour here (retention, segments,
-//! message size, timestamp type); the rest are stored and described. Compaction is not
+//! message size, timestamp type and limits, compaction's key rule, compression type); the
+//! rest are stored and described. Compaction is not
 //! implemented: `cleanup.policy=compact` is accepted and stored, and such a topic keeps
 //! every record (no time or size retention applies to it).
 
@@ -253,7 +254,16 @@ pub type TopicConfigs = BTreeMap<String, String>;
 pub struct BrokerDefaults {
     pub log: LogConfig,
     pub max_message_bytes: i32,
+    /// `log.message.timestamp.before.max.ms` (Kafka 4 default: Long.MAX_VALUE).
+    pub timestamp_before_max_ms: i64,
+    /// `log.message.timestamp.after.max.ms` (Kafka 4 default, KIP-1030: 1 hour).
+    pub timestamp_after_max_ms: i64,
 }
+
+/// Kafka 4's default for `message.timestamp.before.max.ms`.
+pub const DEFAULT_TIMESTAMP_BEFORE_MAX_MS: i64 = i64::MAX;
+/// Kafka 4's default for `message.timestamp.after.max.ms` (KIP-1030).
+pub const DEFAULT_TIMESTAMP_AFTER_MAX_MS: i64 = 3_600_000;
 
 impl BrokerDefaults {
     fn default_for(&self, name: &str) -> Option<String> {
@@ -264,8 +274,35 @@ impl BrokerDefaults {
             "segment.ms" => self.log.segment_ms.to_string(),
             "index.interval.bytes" => self.log.index_interval_bytes.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
+            "message.timestamp.before.max.ms" => self.timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.timestamp_after_max_ms.to_string(),
             _ => return None,
         })
+    }
+
+    /// Applies one dynamic broker config (Kafka's broker-level name) if `value` is in its
+    /// range. Returns `false` for an unknown key or an out-of-range value.
+    pub fn set_broker_config(&mut self, name: &str, value: i64) -> bool {
+        let int = || i32::try_from(value).ok();
+        match name {
+            "log.retention.ms" if value >= -1 => self.log.retention_ms = value,
+            "log.retention.bytes" if value >= -1 => self.log.retention_bytes = value,
+            // Kafka: ServerLogConfigs (log.segment.bytes atLeast 1 MiB, KIP-1030)
+            "log.segment.bytes" if value >= SEGMENT_BYTES_MIN && int().is_some() => {
+                self.log.segment_bytes = value as u64
+            }
+            "message.max.bytes" if value >= 0 && int().is_some() => {
+                self.max_message_bytes = value as i32
+            }
+            "log.message.timestamp.before.max.ms" if value >= 0 => {
+                self.timestamp_before_max_ms = value
+            }
+            "log.message.timestamp.after.max.ms" if value >= 0 => {
+                self.timestamp_after_max_ms = value
+            }
+            _ => return false,
+        }
+        true
     }
 
     /// The effective value of `name` for a topic with `set` overrides, and its source.
@@ -313,6 +350,26 @@ impl BrokerDefaults {
         set.get("message.timestamp.type")
             .is_some_and(|v| v == "LogAppendTime")
     }
+
+    pub fn timestamp_before_max_ms(&self, set: &TopicConfigs) -> i64 {
+        self.number(set, "message.timestamp.before.max.ms")
+    }
+
+    pub fn timestamp_after_max_ms(&self, set: &TopicConfigs) -> i64 {
+        self.number(set, "message.timestamp.after.max.ms")
+    }
+
+    /// `cleanup.policy` contains `compact`.
+    pub fn compacted(&self, set: &TopicConfigs) -> bool {
+        set.get("cleanup.policy")
+            .is_some_and(|p| p.split(',').any(|i| i.trim() == "compact"))
+    }
+
+    /// `compression.type`: `producer`, `uncompressed` or a codec name.
+    pub fn compression_type<'a>(&self, set: &'a TopicConfigs) -> &'a str {
+        set.get("compression.type")
+            .map_or("producer", String::as_str)
+    }
 }
 
 #[cfg(test)]
@@ -340,13 +397,25 @@ mod tests {
 
     #[test]
     fn effective_values_prefer_topic_then_broker_then_static_default() {
-        let d = BrokerDefaults {
+        let mut d = BrokerDefaults {
             log: LogConfig {
                 retention_ms: 5000,
                 ..LogConfig::default()
             },
             max_message_bytes: 2000,
+            timestamp_before_max_ms: DEFAULT_TIMESTAMP_BEFORE_MAX_MS,
+            timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
         };
+        assert_eq!(d.timestamp_after_max_ms(&TopicConfigs::new()), 3_600_000);
+        assert!(d.set_broker_config("log.message.timestamp.after.max.ms", 5));
+        assert!(!d.set_broker_config("log.message.timestamp.after.max.ms", -5));
+        assert_eq!(d.timestamp_after_max_ms(&TopicConfigs::new()), 5);
+        assert_eq!(
+            d.effective(&TopicConfigs::new(), "message.timestamp.after.max.ms")
+                .unwrap()
+                .1,
+            ConfigSource::BrokerDefault
+        );
         let mut set = TopicConfigs::new();
         assert_eq!(d.log_config(&set).retention_ms, 5000);
         set.insert("retention.ms".into(), "7".into());

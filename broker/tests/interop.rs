@@ -623,3 +623,28 @@ fn kcat_produce_consume_query_against_kafka_2_8() {
     assert_eq!(kcat_query(addr, topic, 0, -1), 1000);
     assert_eq!(kcat_query(addr, topic, 0, -2), 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// Transactions (none here): clients must fail fast, not retry until their timeout
+// ---------------------------------------------------------------------------------------
+
+/// FindCoordinator(TRANSACTION) answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED, so
+/// confluent-kafka's `init_transactions()` raises a fatal or non-retriable error instead of
+/// retrying COORDINATOR_NOT_AVAILABLE until `_TIMED_OUT` (the script decides and says why).
+#[test]
+fn confluent_kafka_init_transactions_fails_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut cmd = python();
+    cmd.arg(script("init_transactions_fails_fast.py")).args([
+        "--bootstrap",
+        &broker.addr,
+        "--timeout",
+        "30",
+    ]);
+    let out = run_script_ok(&mut cmd, WAIT);
+    assert!(
+        out.contains("\"error\": \"TRANSACTIONAL_ID_AUTHORIZATION_FAILED\""),
+        "{out}"
+    );
+}

@@ -165,6 +165,11 @@ impl<'a> BatchView<'a> {
         self.last_offset() + 1
     }
 
+    /// The records section (compressed or not): everything after the 61-byte header.
+    pub fn records_bytes(&self) -> &'a [u8] {
+        &self.bytes[HEADER_LEN..]
+    }
+
     pub fn computed_crc(&self) -> u32 {
         crc32c::crc32c(&self.bytes[CRC_START..])
     }
@@ -270,8 +275,7 @@ pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, bas
     batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
     batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
     batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[CRC_START..]);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    update_crc(batch);
 }
 
 /// Clears the transactional attribute bit. The caller recomputes the CRC (for example with
@@ -284,11 +288,91 @@ pub fn clear_transactional(batch: &mut [u8]) {
 /// Sets the timestamp type to LogAppendTime with `max_timestamp = now_ms` and recomputes the
 /// CRC, as a broker does for topics with `message.timestamp.type=LogAppendTime`.
 pub fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
-    let attrs = be_i16(batch, 21) | ATTR_TIMESTAMP_TYPE;
+    set_max_timestamp(batch, true, now_ms);
+}
+
+/// Sets the timestamp type (LogAppendTime or CreateTime) and the max timestamp, and
+/// recomputes the CRC if either changed (Kafka's `DefaultRecordBatch.setMaxTimestamp`).
+/// Returns whether the batch changed.
+pub fn set_max_timestamp(batch: &mut [u8], log_append_time: bool, max_timestamp_ms: i64) -> bool {
+    let old = be_i16(batch, 21);
+    let attrs = if log_append_time {
+        old | ATTR_TIMESTAMP_TYPE
+    } else {
+        old & !ATTR_TIMESTAMP_TYPE
+    };
+    if attrs == old && be_i64(batch, 35) == max_timestamp_ms {
+        return false;
+    }
     batch[21..23].copy_from_slice(&attrs.to_be_bytes());
-    batch[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    batch[35..43].copy_from_slice(&max_timestamp_ms.to_be_bytes());
+    update_crc(batch);
+    true
+}
+
+/// Recomputes and stores the CRC-32C of a whole batch.
+pub fn update_crc(batch: &mut [u8]) {
     let crc = crc32c::crc32c(&batch[CRC_START..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// The batch attributes for a codec id (0-4), timestamp type and transactional flag.
+pub fn attributes(compression: i16, log_append_time: bool, transactional: bool) -> i16 {
+    let mut a = compression & ATTR_COMPRESSION_MASK;
+    if log_append_time {
+        a |= ATTR_TIMESTAMP_TYPE;
+    }
+    if transactional {
+        a |= ATTR_TRANSACTIONAL;
+    }
+    a
+}
+
+/// The header of a v2 batch, for writing one from scratch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub partition_leader_epoch: i32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+impl BatchHeader {
+    /// Appends the 61-byte header for a records section of `records_bytes` bytes, with a
+    /// zero CRC: write the records after it, then call [`update_crc`] on the whole batch.
+    pub fn write(&self, out: &mut Vec<u8>, records_bytes: usize) {
+        let batch_length = (HEADER_LEN - LOG_OVERHEAD + records_bytes) as i32;
+        out.extend_from_slice(&self.base_offset.to_be_bytes());
+        out.extend_from_slice(&batch_length.to_be_bytes());
+        out.extend_from_slice(&self.partition_leader_epoch.to_be_bytes());
+        out.push(2);
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&self.attributes.to_be_bytes());
+        out.extend_from_slice(&self.last_offset_delta.to_be_bytes());
+        out.extend_from_slice(&self.base_timestamp.to_be_bytes());
+        out.extend_from_slice(&self.max_timestamp.to_be_bytes());
+        out.extend_from_slice(&self.producer_id.to_be_bytes());
+        out.extend_from_slice(&self.producer_epoch.to_be_bytes());
+        out.extend_from_slice(&self.base_sequence.to_be_bytes());
+        out.extend_from_slice(&self.record_count.to_be_bytes());
+    }
+}
+
+/// Appends `v` as a zig-zag varint (Kafka's `ByteUtils.writeVarlong`; for values that fit
+/// an i32 the bytes equal `writeVarint`'s), as record fields are encoded.
+pub fn put_varlong(out: &mut Vec<u8>, v: i64) {
+    let mut raw = ((v << 1) ^ (v >> 63)) as u64;
+    while raw >= 0x80 {
+        out.push((raw as u8) | 0x80);
+        raw >>= 7;
+    }
+    out.push(raw as u8);
 }
 
 /// Splits `records` into owned batches (cheap `Bytes` slices).
@@ -385,6 +469,39 @@ pub(crate) mod tests {
         assert_eq!(it.next().unwrap().unwrap().base_offset(), 0);
         assert!(it.next().is_none());
         assert!(it.truncated_tail());
+    }
+
+    #[test]
+    fn written_header_round_trips_and_max_timestamp_rewrites_keep_crc_valid() {
+        let raw = sample_batch(0, 3, 7);
+        let view = BatchView::parse(&raw, 0).unwrap();
+        let h = BatchHeader {
+            base_offset: 0,
+            partition_leader_epoch: 0,
+            attributes: attributes(0, false, true),
+            last_offset_delta: 2,
+            base_timestamp: 7,
+            max_timestamp: 9,
+            producer_id: 5,
+            producer_epoch: 1,
+            base_sequence: 0,
+            record_count: 3,
+        };
+        let mut out = Vec::new();
+        h.write(&mut out, view.records_bytes().len());
+        out.extend_from_slice(view.records_bytes());
+        update_crc(&mut out);
+        let b = BatchView::parse(&out, 0).unwrap();
+        b.validate_for_append().unwrap();
+        assert!(b.is_transactional() && !b.is_log_append_time());
+        assert_eq!((b.producer_id(), b.max_timestamp()), (5, 9));
+        assert!(!set_max_timestamp(&mut out, false, 9));
+        assert!(set_max_timestamp(&mut out, true, 100));
+        let b = BatchView::parse(&out, 0).unwrap();
+        assert!(b.is_log_append_time() && b.max_timestamp() == 100);
+        b.verify_crc().unwrap();
+        assert!(set_max_timestamp(&mut out, false, 9));
+        assert!(!BatchView::parse(&out, 0).unwrap().is_log_append_time());
     }
 
     #[test]

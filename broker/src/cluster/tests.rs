@@ -232,10 +232,7 @@ fn check_orders_epoch_before_leadership_as_partition_get_local_log() {
 }
 
 fn registry(dir: &std::path::Path) -> crate::topics::TopicRegistry {
-    let defaults = crate::topic_config::BrokerDefaults {
-        log: Default::default(),
-        max_message_bytes: 1 << 20,
-    };
+    let defaults = crate::BrokerConfig::default().topic_defaults();
     crate::topics::TopicRegistry::open(Some(dir.to_path_buf()), defaults).unwrap()
 }
 

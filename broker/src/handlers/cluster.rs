@@ -1,8 +1,8 @@
 //! Small cluster-level APIs: FindCoordinator (the lowest live node coordinates every
-//! group; the batched v4+ form too), DescribeCluster (the live nodes), OffsetForLeaderEpoch
-//! (from the partition's leader-epoch history, on its leader), DeleteRecords (moves the
-//! log start offset, on the leader), DescribeLogDirs (the data directory and partition
-//! sizes) and InitProducerId.
+//! group; the batched v4+ form too; transaction coordinators are refused with a fatal
+//! error), DescribeCluster (the live nodes), OffsetForLeaderEpoch (from the partition's
+//! leader-epoch history, on its leader), DeleteRecords (moves the log start offset, on the
+//! leader), DescribeLogDirs (the data directory and partition sizes) and InitProducerId.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -35,9 +35,12 @@ pub fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let coordinator = broker.cluster.coordinator();
     let node = BrokerId(coordinator.node_id);
-    // Key type 1 (transaction) is refused: this broker has no transaction coordinator.
+    // Key type 1 (transaction): this broker has no transaction coordinator. Kafka answers
+    // TRANSACTIONAL_ID_AUTHORIZATION_FAILED when a transactional id may not be used
+    // (KafkaApis.handleFindCoordinatorRequest); clients treat it as fatal and fail at once,
+    // where a retriable code would make them retry until their timeout.
     let error = if req.key_type == 1 {
-        ResponseError::CoordinatorNotAvailable.code()
+        ResponseError::TransactionalIdAuthorizationFailed.code()
     } else {
         0
     };

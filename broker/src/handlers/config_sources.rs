@@ -58,6 +58,18 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
         Some("1073741824"),
     ),
     bk("message.max.bytes", ConfigType::Int, true, Some("1048588")),
+    bk(
+        "log.message.timestamp.before.max.ms",
+        ConfigType::Long,
+        true,
+        Some("9223372036854775807"),
+    ),
+    bk(
+        "log.message.timestamp.after.max.ms",
+        ConfigType::Long,
+        true,
+        Some("3600000"),
+    ),
     bk("broker.id", ConfigType::Int, false, Some("-1")),
     bk("num.partitions", ConfigType::Int, false, Some("1")),
     bk(
@@ -100,6 +112,8 @@ pub fn static_value(broker: &Broker, name: &str) -> Option<String> {
         "log.retention.bytes" => c.log_defaults.retention_bytes.to_string(),
         "log.segment.bytes" => c.log_defaults.segment_bytes.to_string(),
         "message.max.bytes" => c.max_message_bytes.to_string(),
+        "log.message.timestamp.before.max.ms" => c.timestamp_before_max_ms.to_string(),
+        "log.message.timestamp.after.max.ms" => c.timestamp_after_max_ms.to_string(),
         "broker.id" => c.node_id.to_string(),
         "num.partitions" => c.default_partitions.to_string(),
         "auto.create.topics.enable" => c.auto_create_topics.to_string(),

@@ -4,7 +4,8 @@
 //! get INVALID_CONFIG, and accepted changes take effect at once (a lower `retention.ms`
 //! deletes old segments right away). The broker resource exposes its settings; the log
 //! defaults (`log.retention.ms`, `log.retention.bytes`, `log.segment.bytes`,
-//! `message.max.bytes`) can be changed at run time like Kafka's dynamic broker configs;
+//! `message.max.bytes`, `log.message.timestamp.before.max.ms`,
+//! `log.message.timestamp.after.max.ms`) can be changed at run time like Kafka's dynamic broker configs;
 //! the rest are read-only.
 
 use kafka_protocol::error::ResponseError;
@@ -24,7 +25,7 @@ use super::config_sources::{
 };
 use super::message;
 use crate::state::{now_ms, Broker};
-use crate::topic_config::{self, BrokerDefaults, ConfigType, TopicConfigs, TOPIC_KEYS};
+use crate::topic_config::{self, ConfigType, TopicConfigs, TOPIC_KEYS};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -265,10 +266,7 @@ fn alter_resource(
                     .or_else(|| static_value(broker, k))
             };
             let next = apply_ops(&base, ops, current);
-            let mut defaults = BrokerDefaults {
-                log: broker.config.log_defaults,
-                max_message_bytes: broker.config.max_message_bytes,
-            };
+            let mut defaults = broker.config.topic_defaults();
             let other = broker.broker_overrides(!cluster_default);
             let (low, high) = if cluster_default {
                 (&next, &other)
@@ -294,25 +292,11 @@ fn alter_resource(
                         format!("Invalid value {v:?} for {k}: expected an integer."),
                     )
                 })?;
-                let bad = || {
-                    (
+                if !defaults.set_broker_config(k, n) {
+                    return Err((
                         ResponseError::InvalidConfig,
                         format!("Invalid value {v} for {k}."),
-                    )
-                };
-                match k.as_str() {
-                    "log.retention.ms" if n >= -1 => defaults.log.retention_ms = n,
-                    "log.retention.bytes" if n >= -1 => defaults.log.retention_bytes = n,
-                    // Kafka: ServerLogConfigs (log.segment.bytes atLeast 1 MiB, KIP-1030)
-                    "log.segment.bytes"
-                        if (topic_config::SEGMENT_BYTES_MIN..=i64::from(i32::MAX)).contains(&n) =>
-                    {
-                        defaults.log.segment_bytes = n as u64
-                    }
-                    "message.max.bytes" if n >= 0 && n <= i64::from(i32::MAX) => {
-                        defaults.max_message_bytes = n as i32
-                    }
-                    _ => return Err(bad()),
+                    ));
                 }
             }
             if validate_only {

@@ -1,16 +1,7 @@
 //! Test helpers: builds valid v2 record batches (CRC-32C included) without a producer.
 //! Not compiled outside tests.
 
-use kmirror_wire::batch::{BatchView, HEADER_LEN, LOG_OVERHEAD};
-
-fn varint(out: &mut Vec<u8>, v: i64) {
-    let mut u = ((v << 1) ^ (v >> 63)) as u64;
-    while u >= 0x80 {
-        out.push((u as u8) | 0x80);
-        u >>= 7;
-    }
-    out.push(u as u8);
-}
+use kmirror_wire::batch::{put_varlong as varint, BatchView, HEADER_LEN, LOG_OVERHEAD};
 
 /// An uncompressed v2 batch of `count` records, base offset 0, record `i` stamped
 /// `timestamp_ms + i` with a value of `value_len` bytes and no key or headers.

@@ -8,18 +8,17 @@
 //! - [`snapshot`] serialises that state so a restart only replays the log after the
 //!   snapshot offset.
 //!
-//! # Produce-path contract (one partition, one produce request)
+//! # Produce-path contract (one partition, one produce request, one batch)
 //!
 //! With the partition lock held from the first step to the last:
-//! 1. `state.check_batches(&views, now_ms)` validates every batch of the request **in
-//!    order**, each against the state plus the earlier batches of the same request. It does
-//!    not change the state.
+//! 1. `state.check(&view, now_ms)` validates the request's one batch for the partition
+//!    (Kafka allows exactly one from Produce v3 on). It does not change the state.
 //!    - `Err(code)`: answer the partition with `code`; append nothing.
 //!    - `Ok(Check::Duplicate { .. })`: answer success with those offsets; append nothing.
 //!    - `Ok(Check::Append)`: go on.
-//! 2. Append all batches with one `PartitionLog::append` call (all or nothing).
-//! 3. Only if the append succeeded, call `state.record(&view, now_ms)` for each batch of the
-//!    now offset-patched buffer, in order. If the append failed, record nothing.
+//! 2. Append the batch with `PartitionLog::append`.
+//! 3. Only if the append succeeded, call `state.record(&view, now_ms)` on the now
+//!    offset-patched buffer. If the append failed, record nothing.
 //!
 //! On broker start, restore the latest snapshot (if its offset is within the log) and feed
 //! every batch from the snapshot offset (or the scan start) to

@@ -49,7 +49,7 @@ pub struct ProducerEntry {
 /// The outcome of a successful check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Check {
-    /// Append the batches, then [`PartitionProducerState::record`] them.
+    /// Append the batch, then [`PartitionProducerState::record`] it.
     Append,
     /// A retry of a batch already in the log: answer success with these offsets and the
     /// batch's stored timestamp, and append nothing.
@@ -217,57 +217,38 @@ impl PartitionProducerState {
         self.producers.is_empty()
     }
 
-    /// Checks one batch against the current state. Same as `check_batches(&[*batch])`.
-    pub fn check(&self, batch: &BatchView<'_>, now_ms: i64) -> Result<Check, i16> {
-        self.check_batches(std::slice::from_ref(batch), now_ms)
-    }
-
-    /// Checks the batches of one produce request for this partition, in order. Each batch
-    /// is validated against the state as it would be after the earlier batches of the same
-    /// request; the state itself is not changed.
+    /// Checks the one batch of a produce request for this partition (Kafka allows exactly
+    /// one per partition from Produce v3 on, see `handlers::produce::validate`) against
+    /// the state; the state itself is not changed.
     ///
-    /// Duplicates are looked up in the committed state only, as Kafka does
-    /// (`UnifiedLog.analyzeAndValidateProducerState`): the first batch that duplicates a
-    /// cached batch makes the whole request a [`Check::Duplicate`] and nothing is appended.
-    /// Unlike Kafka, batches after the first one of a producer with no state must follow
-    /// the earlier batches of the request (Kafka accepts any sequence there); clients always
-    /// send consecutive sequences, so this only rejects broken requests.
+    /// A batch that duplicates a cached batch is a [`Check::Duplicate`] and is not
+    /// appended (Kafka: `UnifiedLog.analyzeAndValidateProducerState`). A producer with no
+    /// state may start at any sequence.
     ///
     /// Errors are Kafka error codes: INVALID_PRODUCER_EPOCH (47) or
     /// OUT_OF_ORDER_SEQUENCE_NUMBER (45).
-    pub fn check_batches(&self, batches: &[BatchView<'_>], now_ms: i64) -> Result<Check, i16> {
-        let mut pending: HashMap<i64, ProducerEntry> = HashMap::new();
-        for batch in batches {
-            let pid = batch.producer_id();
-            if pid < 0 {
-                continue;
-            }
-            let committed = self.entry(pid, now_ms);
-            if let Some(dup) = committed.and_then(|e| e.find_duplicate(batch)) {
-                return Ok(Check::Duplicate {
-                    base_offset: dup.first_offset,
-                    last_offset: dup.last_offset,
-                    timestamp: dup.timestamp,
-                });
-            }
-            if let Some(current) = pending.get(&pid).or(committed) {
-                current.validate(batch)?;
-            }
-            pending
-                .entry(pid)
-                .or_insert_with(|| {
-                    committed
-                        .cloned()
-                        .unwrap_or_else(|| ProducerEntry::new(batch.producer_epoch(), now_ms))
-                })
-                .apply(batch, now_ms);
+    pub fn check(&self, batch: &BatchView<'_>, now_ms: i64) -> Result<Check, i16> {
+        let pid = batch.producer_id();
+        if pid < 0 {
+            return Ok(Check::Append);
         }
+        let Some(committed) = self.entry(pid, now_ms) else {
+            return Ok(Check::Append);
+        };
+        if let Some(dup) = committed.find_duplicate(batch) {
+            return Ok(Check::Duplicate {
+                base_offset: dup.first_offset,
+                last_offset: dup.last_offset,
+                timestamp: dup.timestamp,
+            });
+        }
+        committed.validate(batch)?;
         Ok(Check::Append)
     }
 
     /// Records a batch that has been appended; `batch` must carry its assigned base offset
     /// (the buffer as patched by `PartitionLog::append`). Does not validate: call it only
-    /// for batches that passed [`Self::check_batches`] and were appended, in offset order.
+    /// for batches that passed [`Self::check`] and were appended, in offset order.
     pub fn record(&mut self, batch: &BatchView<'_>, now_ms: i64) {
         let pid = batch.producer_id();
         if pid < 0 {
@@ -493,65 +474,6 @@ mod tests {
         }
         assert!(p.state.is_empty());
         assert_eq!(p.log_end, 8);
-    }
-
-    #[test]
-    fn batches_of_one_request_are_checked_against_the_earlier_ones() {
-        let mut p = Partition::new();
-        p.produce(7, 0, 0, 2).unwrap();
-        let before = p.state.entry(7, NOW).cloned();
-        let (a, b, c) = (
-            batch(7, 0, 2, 3, 0, 1),
-            batch(7, 0, 5, 1, 0, 1),
-            batch(7, 0, 7, 1, 0, 1),
-        );
-        let (a, b, c) = (view(&a), view(&b), view(&c));
-        assert_eq!(p.state.check_batches(&[a, b], NOW), Ok(Check::Append));
-        // b alone does not follow the committed state.
-        assert_eq!(p.state.check_batches(&[b], NOW), Err(OOO));
-        assert_eq!(p.state.check_batches(&[a, c], NOW), Err(OOO));
-        assert_eq!(p.state.check_batches(&[a, a], NOW), Err(OOO));
-        // An epoch bump inside the request, then a batch of the old epoch.
-        let bumped = batch(7, 1, 0, 1, 0, 1);
-        let old = batch(7, 0, 2, 1, 0, 1);
-        assert_eq!(
-            p.state.check_batches(&[view(&bumped), view(&old)], NOW),
-            Err(BAD_EPOCH)
-        );
-        // Checking does not change the state.
-        assert_eq!(p.state.entry(7, NOW).cloned(), before);
-        // Unknown producer: the second batch must follow the first.
-        let (x, y) = (batch(9, 0, 10, 2, 0, 1), batch(9, 0, 13, 1, 0, 1));
-        assert_eq!(p.state.check_batches(&[view(&x), view(&y)], NOW), Err(OOO));
-        let z = batch(9, 0, 12, 1, 0, 1);
-        assert_eq!(
-            p.state.check_batches(&[view(&x), view(&z)], NOW),
-            Ok(Check::Append)
-        );
-        // Other producers and pid -1 in the same request do not interfere.
-        let other = batch(8, 0, 40, 1, 0, 1);
-        let none = batch(-1, -1, -1, 1, 0, 1);
-        assert_eq!(
-            p.state
-                .check_batches(&[view(&other), a, view(&none), b], NOW),
-            Ok(Check::Append)
-        );
-    }
-
-    #[test]
-    fn a_request_holding_a_duplicate_is_a_duplicate() {
-        let mut p = Partition::new();
-        p.produce(7, 0, 0, 2).unwrap();
-        let dup = batch(7, 0, 0, 2, 0, 1);
-        let next = batch(7, 0, 2, 1, 0, 1);
-        assert_eq!(
-            p.state.check_batches(&[view(&dup), view(&next)], NOW),
-            Ok(Check::Duplicate {
-                base_offset: 0,
-                last_offset: 1,
-                timestamp: NOW
-            })
-        );
     }
 
     #[test]

@@ -15,9 +15,9 @@ pub(crate) fn batch(
     for i in 0..count {
         // length, attributes, timestampDelta 0, offsetDelta i, key -1, value 0, headers 0
         let mut body = vec![0u8, 0];
-        put_varint(&mut body, i64::from(i));
+        kmirror_wire::batch::put_varlong(&mut body, i64::from(i));
         body.extend_from_slice(&[1, 0, 0]);
-        put_varint(&mut records, body.len() as i64);
+        kmirror_wire::batch::put_varlong(&mut records, body.len() as i64);
         records.extend_from_slice(&body);
     }
     let batch_length = (HEADER_LEN - LOG_OVERHEAD + records.len()) as i32;
@@ -39,15 +39,6 @@ pub(crate) fn batch(
     let crc = crc32c::crc32c(&b[21..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b
-}
-
-fn put_varint(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
 }
 
 pub(crate) fn view(raw: &[u8]) -> BatchView<'_> {

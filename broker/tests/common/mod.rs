@@ -80,6 +80,9 @@ pub async fn create_topic(m: &Messenger, topic: &str, partitions: i32) {
     );
 }
 
+/// The highest Produce version that names topics (v13 addresses them by id only).
+pub const PRODUCE_BY_NAME_VERSION: i16 = 12;
+
 pub fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
     ProduceRequest::default()
         .with_acks(acks)
@@ -97,8 +100,17 @@ pub async fn produce(
     partition: i32,
     records: Bytes,
 ) -> PartitionProduceResponse {
-    let (resp, _) = m
-        .send(&produce_request(topic, partition, records, -1))
+    // The highest version both speak that names topics (a broker emulating an older
+    // release may stop below v12).
+    let version = m
+        .versions()
+        .pick_within::<ProduceRequest>(kafka_protocol::protocol::VersionRange {
+            min: 3,
+            max: PRODUCE_BY_NAME_VERSION,
+        })
+        .unwrap();
+    let resp = m
+        .send_at(&produce_request(topic, partition, records, -1), version)
         .await
         .unwrap();
     resp.responses[0].partition_responses[0].clone()

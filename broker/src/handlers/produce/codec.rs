@@ -1,0 +1,202 @@
+//! The records-section codecs Produce needs: decompress a batch's records into a buffer the
+//! caller reuses (no allocation per record, and none per batch once the buffer has grown),
+//! and compress raw records bytes with a topic's `compression.type`.
+//!
+//! Decompression uses the codec crates kafka-protocol uses (lz4 frame through
+//! [`super::lz4_frame`], gzip, xerial-framed or raw snappy, zstd) directly, because kafka-protocol's `Decompressor` copies into a
+//! fresh buffer for every batch. Compression goes through kafka-protocol's `Compressor`s,
+//! so recompressed batches are framed exactly as kafka-protocol frames them. Nothing here
+//! parses records; see [`super::records`].
+
+use std::io::Read;
+
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::compression::{self as cmpr, Compressor};
+
+/// Codec ids of the batch attributes.
+pub const NONE: i16 = 0;
+pub const GZIP: i16 = 1;
+pub const SNAPPY: i16 = 2;
+pub const LZ4: i16 = 3;
+pub const ZSTD: i16 = 4;
+
+/// The most one batch may decompress to (kafka-protocol's bound, see
+/// vendor/kafka-protocol/KMIRROR-PATCH.md). Kafka has no such bound; a batch beyond it is
+/// refused rather than allowed to exhaust memory.
+pub const MAX_DECOMPRESSED_BYTES: usize = cmpr::MAX_DECOMPRESSED_BYTES as usize;
+
+/// Why a records section could not be (de)compressed.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("unknown compression codec {0}")]
+    UnknownCodec(i16),
+    /// The compressed stream ended early (Kafka: "premature EOF", INVALID_RECORD).
+    #[error("the compressed records end early: {0}")]
+    Truncated(String),
+    #[error("cannot decompress the records: {0}")]
+    Corrupt(String),
+    #[error("the records decompress to more than {MAX_DECOMPRESSED_BYTES} bytes")]
+    TooLarge,
+    #[error("cannot compress the records: {0}")]
+    Compress(String),
+}
+
+impl From<std::io::Error> for CodecError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            CodecError::Truncated(e.to_string())
+        } else {
+            CodecError::Corrupt(e.to_string())
+        }
+    }
+}
+
+/// The codec a topic's `compression.type` asks for; `producer` keeps the batch's codec
+/// `source`. Kafka: BrokerCompressionType.targetCompression.
+pub fn target(compression_type: &str, source: i16) -> i16 {
+    match compression_type {
+        "uncompressed" => NONE,
+        "gzip" => GZIP,
+        "snappy" => SNAPPY,
+        "lz4" => LZ4,
+        "zstd" => ZSTD,
+        _ => source,
+    }
+}
+
+fn read_capped(reader: impl Read, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let start = out.len();
+    reader
+        .take(MAX_DECOMPRESSED_BYTES as u64 + 1)
+        .read_to_end(out)?;
+    if out.len() - start > MAX_DECOMPRESSED_BYTES {
+        return Err(CodecError::TooLarge);
+    }
+    Ok(())
+}
+
+const SNAPPY_XERIAL_MAGIC: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+
+fn snappy_block(block: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let len = snap::raw::decompress_len(block).map_err(|e| CodecError::Corrupt(e.to_string()))?;
+    let start = out.len();
+    if start + len > MAX_DECOMPRESSED_BYTES {
+        return Err(CodecError::TooLarge);
+    }
+    out.resize(start + len, 0);
+    snap::raw::Decoder::new()
+        .decompress(block, &mut out[start..])
+        .map_err(|e| CodecError::Corrupt(e.to_string()))?;
+    Ok(())
+}
+
+/// Snappy as Kafka writes it (xerial framing: magic, then `[u32 length][block]`...), or a
+/// raw snappy block, as kafka-protocol's decoder accepts both.
+fn snappy(input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let Some(mut rest) = input.strip_prefix(SNAPPY_XERIAL_MAGIC.as_slice()) else {
+        return snappy_block(input, out);
+    };
+    while !rest.is_empty() {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(CodecError::Truncated("snappy block length".into()));
+        };
+        let len = u32::from_be_bytes(*len) as usize;
+        if tail.len() < len {
+            return Err(CodecError::Truncated("snappy block".into()));
+        }
+        snappy_block(&tail[..len], out)?;
+        rest = &tail[len..];
+    }
+    Ok(())
+}
+
+/// Replaces `out`'s contents with the decompressed `input`.
+pub fn decompress_into(codec: i16, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    out.clear();
+    match codec {
+        NONE => out.extend_from_slice(input),
+        GZIP => read_capped(flate2::read::GzDecoder::new(input), out)?,
+        SNAPPY => snappy(input, out)?,
+        LZ4 => super::lz4_frame::decompress(input, out)?,
+        ZSTD => read_capped(zstd::stream::read::Decoder::new(input)?, out)?,
+        other => return Err(CodecError::UnknownCodec(other)),
+    }
+    Ok(())
+}
+
+/// Appends `raw` (uncompressed records) compressed with `codec` to `out`.
+pub fn compress_into(codec: i16, raw: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    if codec == NONE {
+        out.extend_from_slice(raw);
+        return Ok(());
+    }
+    let mut buf = BytesMut::with_capacity(raw.len() / 2 + 64);
+    let fill = |tmp: &mut BytesMut| {
+        tmp.put_slice(raw);
+        Ok(())
+    };
+    match codec {
+        GZIP => cmpr::Gzip::compress(&mut buf, fill),
+        SNAPPY => cmpr::Snappy::compress(&mut buf, fill),
+        LZ4 => cmpr::Lz4::compress(&mut buf, fill),
+        ZSTD => cmpr::Zstd::compress(&mut buf, fill),
+        other => return Err(CodecError::UnknownCodec(other)),
+    }
+    .map_err(|e| CodecError::Compress(e.to_string()))?;
+    out.extend_from_slice(&buf);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_codec_round_trips_into_a_reused_buffer() {
+        let raw: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_be_bytes())
+            .collect();
+        let mut out = Vec::new();
+        for codec in [NONE, GZIP, SNAPPY, LZ4, ZSTD] {
+            let mut compressed = Vec::new();
+            compress_into(codec, &raw, &mut compressed).unwrap();
+            decompress_into(codec, &compressed, &mut out).unwrap();
+            assert_eq!(out, raw, "codec {codec}");
+        }
+    }
+
+    #[test]
+    fn raw_snappy_and_garbage_are_told_apart() {
+        let raw = b"hello hello hello hello".repeat(10);
+        let block = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+        let mut out = Vec::new();
+        decompress_into(SNAPPY, &block, &mut out).unwrap();
+        assert_eq!(out, raw);
+        assert!(decompress_into(LZ4, b"not lz4 at all", &mut out).is_err());
+        assert!(matches!(
+            decompress_into(7, b"", &mut out),
+            Err(CodecError::UnknownCodec(7))
+        ));
+    }
+
+    #[test]
+    fn a_cut_or_damaged_stream_is_an_error_and_the_next_one_still_works() {
+        let raw: Vec<u8> = (0..200_000u32).map(|i| (i % 7) as u8).collect();
+        let mut out = Vec::new();
+        for codec in [GZIP, LZ4, ZSTD] {
+            let mut compressed = Vec::new();
+            compress_into(codec, &raw, &mut compressed).unwrap();
+            let cut = &compressed[..compressed.len() / 2];
+            assert!(
+                decompress_into(codec, cut, &mut out).is_err(),
+                "codec {codec}"
+            );
+            let mut damaged = compressed.clone();
+            damaged[20] ^= 0xff;
+            damaged[30] ^= 0xff;
+            let _ = decompress_into(codec, &damaged, &mut out);
+            decompress_into(codec, &compressed, &mut out).unwrap();
+            assert_eq!(out, raw, "codec {codec} after an error");
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Produce, validated as Apache Kafka 4.x validates it, then appended.
+//!
+//! Request level ([`handle`], Kafka: KafkaApis.handleProduceRequest and
+//! ReplicaManager.appendRecords): transactional batches without a transactional id fail
+//! the whole request; topics are named (v3-12) or addressed by id (v13); acks outside
+//! {-1, 0, 1} fail every partition that got that far. Per partition: [`validate`] (one v2
+//! batch, framing, base offset, size, CRC, header counts), [`validator`] (the records:
+//! structure, keys on compacted topics, timestamps, LogAppendTime, recompression and
+//! offset-delta rewrites), then the idempotent-producer check and the append. With
+//! `flush = always` the answer waits for the group commit that covers the append.
+//! Transactions (KIP-890 verification, INVALID_TXN_STATE) are not implemented.
+
+mod codec;
+mod lz4_frame;
+mod records;
+mod validate;
+mod validator;
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::TopicProduceData;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kmirror_wire::batch::BatchView;
+
+use super::message;
+use crate::log::AppendInfo;
+use crate::producers::Check;
+use crate::state::{now_ms, Broker};
+use crate::topics::Topic;
+use validate::Failure;
+use validator::TopicRules;
+
+/// The first Produce version that names topics by id.
+const TOPIC_ID_VERSION: i16 = 13;
+
+struct Appended {
+    info: AppendInfo,
+    log_start_offset: i64,
+    log_append_time_ms: i64,
+    sync: Option<Arc<std::fs::File>>,
+}
+
+fn failure_for_all(
+    req: &ProduceRequest,
+    failure: &Failure,
+) -> Vec<(usize, usize, Result<Appended, Failure>)> {
+    req.topic_data
+        .iter()
+        .enumerate()
+        .flat_map(|(ti, t)| (0..t.partition_data.len()).map(move |pi| (ti, pi)))
+        .map(|(ti, pi)| (ti, pi, Err(failure.clone())))
+        .collect()
+}
+
+/// Kafka: KafkaApis.handleProduceRequest — topic by name (v3-12) or by id (v13).
+fn resolve(broker: &Broker, t: &TopicProduceData, version: i16) -> Result<Arc<Topic>, Failure> {
+    if version >= TOPIC_ID_VERSION {
+        return broker.topics.get_by_id(t.topic_id).ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicId,
+                format!("Topic id {} does not exist.", t.topic_id),
+            )
+        });
+    }
+    broker.topics.get(t.name.as_str()).ok_or_else(|| {
+        (
+            ResponseError::UnknownTopicOrPartition,
+            format!("Topic {} does not exist.", t.name.as_str()),
+        )
+    })
+}
+
+fn rules_of(broker: &Broker, topic: &Topic) -> TopicRules {
+    let configs = topic.configs();
+    let d = broker.topics.defaults();
+    TopicRules {
+        compacted: d.compacted(&configs),
+        log_append_time: d.log_append_time(&configs),
+        timestamp_before_max_ms: d.timestamp_before_max_ms(&configs),
+        timestamp_after_max_ms: d.timestamp_after_max_ms(&configs),
+        compression_type: d.compression_type(&configs).to_string(),
+        max_message_bytes: d.max_message_bytes(&configs),
+    }
+}
+
+pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResponse {
+    let now = now_ms();
+    let mut any_appended = false;
+    let transactional = req.topic_data.iter().any(|t| {
+        t.partition_data
+            .iter()
+            .any(|p| validate::first_batch_is_transactional(p.records.as_ref()))
+    });
+    let results = if transactional && req.transactional_id.is_none() {
+        // Kafka: KafkaApis.handleProduceRequest (the whole request fails).
+        failure_for_all(
+            &req,
+            &(
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "Transactional records need a transactional id.".into(),
+            ),
+        )
+    } else {
+        let mut results = Vec::new();
+        for (ti, t) in req.topic_data.iter().enumerate() {
+            let topic = resolve(broker, t, version);
+            let rules = topic.as_ref().ok().map(|topic| rules_of(broker, topic));
+            for (pi, p) in t.partition_data.iter().enumerate() {
+                let r = topic.clone().and_then(|topic| {
+                    let partition = topic.partition(p.index).ok_or_else(|| {
+                        (
+                            ResponseError::UnknownTopicOrPartition,
+                            format!(
+                                "Partition {} of topic {} does not exist.",
+                                p.index, topic.name
+                            ),
+                        )
+                    })?;
+                    let batch = validate::request_batch(p.records.as_ref(), version)?;
+                    // Kafka: ReplicaManager.appendRecords (isValidRequiredAcks).
+                    if !matches!(req.acks, -1..=1) {
+                        return Err((
+                            ResponseError::InvalidRequiredAcks,
+                            format!("Invalid required acks {}.", req.acks),
+                        ));
+                    }
+                    let rules = rules.as_ref().expect("rules exist for a resolved topic");
+                    append(broker, &topic, &partition, rules, batch, now)
+                });
+                any_appended |= r.is_ok();
+                results.push((ti, pi, r));
+            }
+        }
+        results
+    };
+    if any_appended {
+        broker.appended.notify_waiters();
+    }
+    respond(broker, &req, version, results).await
+}
+
+async fn respond(
+    broker: &Broker,
+    req: &ProduceRequest,
+    version: i16,
+    mut results: Vec<(usize, usize, Result<Appended, Failure>)>,
+) -> ProduceResponse {
+    if let (Some(gc), true) = (&broker.group_commit, req.acks != 0) {
+        let files: Vec<_> = results
+            .iter()
+            .filter_map(|(_, _, r)| r.as_ref().ok().and_then(|a| a.sync.clone()))
+            .collect();
+        if !files.is_empty() {
+            if let Err(e) = gc.sync(files).await {
+                tracing::error!(error = %e, "Group commit fsync failed; failing the produce.");
+                for (_, _, r) in results.iter_mut() {
+                    if r.is_ok() {
+                        *r = Err((
+                            ResponseError::KafkaStorageError,
+                            format!("fsync failed: {e}"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let mut responses: Vec<TopicProduceResponse> = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id)
+        })
+        .collect();
+    for (ti, pi, r) in results {
+        let index = req.topic_data[ti].partition_data[pi].index;
+        let mut pr = PartitionProduceResponse::default().with_index(index);
+        match r {
+            Ok(a) => {
+                pr.base_offset = a.info.base_offset;
+                pr.log_append_time_ms = a.log_append_time_ms;
+                if version >= 5 {
+                    pr.log_start_offset = a.log_start_offset;
+                }
+            }
+            Err((code, msg)) => {
+                pr.error_code = code.code();
+                pr.base_offset = -1;
+                if version >= 8 {
+                    pr.error_message = message(msg);
+                }
+            }
+        }
+        responses[ti].partition_responses.push(pr);
+    }
+    let mut resp = ProduceResponse::default().with_responses(responses);
+    crate::cluster::hints::produce(broker, &mut resp, version);
+    resp
+}
+
+/// Whether any partition of a response failed: Kafka closes the connection of an acks=0
+/// request then (KafkaApis.handleProduceRequest, `closeConnection`).
+pub fn has_error(resp: &ProduceResponse) -> bool {
+    resp.responses
+        .iter()
+        .flat_map(|t| &t.partition_responses)
+        .any(|p| p.error_code != 0)
+}
+
+fn append(
+    broker: &Broker,
+    topic: &Topic,
+    partition: &crate::topics::Partition,
+    rules: &TopicRules,
+    batch: &[u8],
+    now: i64,
+) -> Result<Appended, Failure> {
+    let index = partition.index;
+    let not_leader = |e: crate::cluster::LeaderError| (e.code(), e.to_string());
+    // Kafka: ReplicaManager.appendRecordsToLeader -> Partition.appendRecordsToLeader: the
+    // leader only, before the log validates anything.
+    broker
+        .check_leader(topic, index, None, true)
+        .map_err(not_leader)?;
+    let batch = validate::log_batch(batch, rules.max_message_bytes)?;
+    let mut owned = Vec::with_capacity(batch.size_bytes());
+    validator::validate_records(&batch, rules, now, &mut owned)?;
+    // Idempotence: check the batch against the producer state, append, then record (see
+    // crate::producers for the contract).
+    let mut producers = partition.producers.lock().expect("producers lock");
+    let view =
+        BatchView::parse(&owned, 0).map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
+    let check = producers.check(&view, now).map_err(|code| {
+        let err = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
+        (
+            err,
+            format!("Producer sequence check failed for partition {index}: {err}."),
+        )
+    })?;
+    let mut log = partition.log.lock().expect("log lock");
+    if let Check::Duplicate {
+        base_offset,
+        last_offset,
+        timestamp,
+    } = check
+    {
+        return Ok(Appended {
+            info: AppendInfo {
+                base_offset,
+                last_offset,
+                max_timestamp: timestamp,
+            },
+            log_start_offset: log.log_start_offset(),
+            log_append_time_ms: if rules.log_append_time { timestamp } else { -1 },
+            sync: broker.group_commit.as_ref().and_then(|_| log.sync_handle()),
+        });
+    }
+    // Checked again under the log lock, so no batch of an old epoch follows a new epoch.
+    let leader_epoch = broker
+        .check_leader(topic, index, None, true)
+        .map_err(not_leader)?;
+    let info = log.append(&mut owned, leader_epoch, now).map_err(|e| {
+        tracing::warn!(topic = %topic.name, partition = index, error = %e, "Append failed.");
+        (super::log_error_code(&e), e.to_string())
+    })?;
+    if let Ok(view) = BatchView::parse(&owned, 0) {
+        producers.record(&view, now);
+    }
+    Ok(Appended {
+        info,
+        log_start_offset: log.log_start_offset(),
+        log_append_time_ms: if rules.log_append_time { now } else { -1 },
+        sync: broker.group_commit.as_ref().and_then(|_| log.sync_handle()),
+    })
+}

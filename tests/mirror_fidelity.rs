@@ -229,11 +229,13 @@ fn record_codecs(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Vec<i16>>
 }
 
 /// A source topic with `message.timestamp.type=LogAppendTime`: consumers of the source see
-/// the time the source broker appended each batch (not the producer's timestamps), with
-/// type LogAppendTime. The mirror must show them the same timestamps and type, not the
-/// time the target appended its copy nor the producer's original CreateTime values.
-/// (`message.timestamp.type` is not synced — MirrorMaker 2 excludes it too — so the target
-/// topic is CreateTime.)
+/// the time the source broker appended each batch (not the producer's timestamps). The
+/// mirror must show them the same timestamps, not the time the target appended its copy
+/// nor the producer's original CreateTime values. `message.timestamp.type` is not synced
+/// (MirrorMaker 2 excludes it too), so the target topic is CreateTime, and a Kafka target
+/// rewrites a client batch's LogAppendTime attribute: the daemon therefore sends CreateTime
+/// batches whose records carry the source's append time, and the timestamp type on the
+/// target is CreateTime.
 #[test]
 fn log_append_time_timestamps_are_mirrored_as_the_source_shows_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -287,6 +289,7 @@ fn log_append_time_timestamps_are_mirrored_as_the_source_shows_them() {
             records,
             "--wait",
             "120",
+            "--append-time-as-create-time",
         ],
     );
     eprintln!("{verified}");

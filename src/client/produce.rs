@@ -200,3 +200,93 @@ pub async fn produce(
 ) -> Result<Option<ProduceOutcome>, RequestError> {
     outcome(start(m, target, records, timeout_ms).await?, target).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+
+    fn target(id: Option<Uuid>) -> ProduceTarget {
+        ProduceTarget {
+            topic: "orders".into(),
+            topic_id: id,
+            partition: 3,
+        }
+    }
+
+    fn response(topic: TopicProduceResponse) -> ProduceResponse {
+        ProduceResponse::default().with_responses(vec![topic])
+    }
+
+    fn partition(index: i32, base_offset: i64) -> PartitionProduceResponse {
+        PartitionProduceResponse::default()
+            .with_index(index)
+            .with_base_offset(base_offset)
+    }
+
+    #[test]
+    fn answers_are_matched_by_name_or_by_topic_id() {
+        let by_name = response(
+            TopicProduceResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                .with_partition_responses(vec![partition(2, 7), partition(3, 40)]),
+        );
+        let got = partition_outcome(&by_name, &target(None)).unwrap();
+        assert_eq!(got.base_offset, 40);
+        let id = Uuid::from_u128(9);
+        let by_id = response(
+            TopicProduceResponse::default()
+                .with_topic_id(id)
+                .with_partition_responses(vec![partition(3, 41)]),
+        );
+        assert_eq!(
+            partition_outcome(&by_id, &target(Some(id)))
+                .unwrap()
+                .base_offset,
+            41
+        );
+        assert!(partition_outcome(&by_id, &target(Some(Uuid::from_u128(8)))).is_none());
+    }
+
+    #[test]
+    fn a_response_without_the_partition_is_an_error_not_a_success() {
+        let other = response(
+            TopicProduceResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str("orders")))
+                .with_partition_responses(vec![partition(2, 7)]),
+        );
+        let t = target(None);
+        let answer = partition_outcome(&other, &t);
+        assert!(answer.is_none());
+        let err = settle("west", "producing", &t, answer.as_ref()).unwrap_err();
+        assert!(
+            matches!(err, ClientError::MissingPartition { partition: 3, .. }),
+            "{err}"
+        );
+        assert_ne!(err.class(), kmirror_wire::errors::ErrorClass::Fatal);
+    }
+
+    #[test]
+    fn base_offset_zero_is_stamped_with_the_session() {
+        let records: Vec<_> = (0..3)
+            .map(|i| kmirror_wire::records::record(100 + i, 0, None, None))
+            .collect();
+        let mut buf = bytes::BytesMut::from(
+            &kmirror_wire::records::encode(&records, kafka_protocol::records::Compression::None)
+                .unwrap()[..],
+        );
+        let session = ProducerSession {
+            producer_id: 5,
+            producer_epoch: 1,
+        };
+        assert_eq!(stamp_in_place(&mut buf, session, 10), 3);
+        let v = batch::BatchView::parse(&buf, 0).unwrap();
+        assert_eq!(
+            (v.base_offset(), v.producer_id(), v.base_sequence()),
+            (0, 5, 10)
+        );
+        v.verify_crc().unwrap();
+    }
+}

@@ -7,8 +7,10 @@
 //! `batch_bytes`, so a topic written by low-latency producers still mirrors at full speed.
 //! Batches with offset gaps (compacted sources), empty batches left by compaction, and the
 //! first batch when the start offset lies inside it are rebuilt the same way
-//! ([`kmirror_wire::rebuild`]). LogAppendTime batches are never merged with others (each
-//! carries its own append time), only rebuilt alone when they must be.
+//! ([`kmirror_wire::rebuild`]). LogAppendTime batches are always rebuilt, into CreateTime
+//! batches whose records carry the source's append time: that is what a consumer of the
+//! source saw, and a CreateTime target topic would otherwise show the original create
+//! times instead (Kafka rewrites a client's LogAppendTime attribute).
 //!
 //! Nothing here sends or stamps; memory permits travel with the batches until acked.
 
@@ -69,7 +71,7 @@ pub struct Batcher {
     skip_below: i64,
 }
 
-const ATTR_KIND: i16 = 0x07 | 0x08; // compression codec and timestamp type
+const ATTR_CODEC: i16 = 0x07;
 
 impl Batcher {
     pub fn new(batch_bytes: usize, skip_below: i64) -> Self {
@@ -139,21 +141,20 @@ impl Batcher {
         let (kind, count, forwardable) = {
             let b = BatchView::parse(&first.data, 0)?;
             (
-                b.attributes() & ATTR_KIND,
+                b.attributes() & ATTR_CODEC,
                 b.record_count(),
-                rebuild::forwardable(&b),
+                rebuild::forwardable(&b) && !b.is_log_append_time(),
             )
         };
         let small = |len: usize| len < self.batch_bytes / 8;
         let mut run = vec![first];
-        let create_time = kind & 0x08 == 0;
-        if create_time && small(run[0].data.len()) {
+        if small(run[0].data.len()) {
             let mut total = run[0].data.len();
             while let Some(next) = self.waiting.front() {
                 let fits = !next.data.is_empty()
                     && small(next.data.len())
                     && total + next.data.len() <= self.batch_bytes
-                    && BatchView::parse(&next.data, 0)?.attributes() & ATTR_KIND == kind;
+                    && BatchView::parse(&next.data, 0)?.attributes() & ATTR_CODEC == kind;
                 if !fits {
                     break;
                 }

@@ -9,6 +9,11 @@
 //! everything else in each record (attributes, key, value, headers — duplicate header keys
 //! included) copied byte for byte; the result is compressed again with the source codec.
 //!
+//! A LogAppendTime batch shows every record with the batch's append time; rebuilt, each
+//! record carries that time itself in a CreateTime batch, so a consumer of the rebuilt
+//! batch sees the same timestamps on any target topic (a CreateTime topic would otherwise
+//! replace the attribute and show the records' original create times, as Kafka does).
+//!
 //! It does not decode records into `kafka_protocol::records::Record` (that type collapses
 //! duplicate header keys), and it never sets the producer fields: the caller stamps the
 //! batch afterwards. Only the compression codecs come from `kafka-protocol`.
@@ -28,7 +33,7 @@ pub enum RebuildError {
     Batch(#[from] BatchError),
     #[error("batch with base offset {base_offset}: {reason}")]
     Malformed { base_offset: i64, reason: String },
-    #[error("batches with base offsets {first} and {other} differ in codec or timestamp type")]
+    #[error("batches with base offsets {first} and {other} differ in codec")]
     Mixed { first: i64, other: i64 },
 }
 
@@ -48,14 +53,14 @@ pub fn forwardable(b: &BatchView<'_>) -> bool {
     b.record_count() > 0 && b.last_offset_delta() == b.record_count() - 1
 }
 
-/// Rebuilds `batches` (same codec and timestamp type, in offset order) into one batch,
-/// leaving out records below `skip_below`. `None` when no record remains.
+/// Rebuilds `batches` (same codec, in offset order) into one CreateTime batch, leaving out
+/// records below `skip_below`. `None` when no record remains.
 pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, RebuildError> {
     let Some(first) = batches.first() else {
         return Ok(None);
     };
     let first = BatchView::parse(first, 0)?;
-    let kind = first.attributes() & (ATTR_COMPRESSION_MASK | ATTR_TIMESTAMP_TYPE);
+    let kind = first.attributes() & ATTR_COMPRESSION_MASK;
     let mut records = BytesMut::new();
     let mut count: i32 = 0;
     let mut base_timestamp = 0i64;
@@ -63,7 +68,7 @@ pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, Re
     let mut first_source_offset = -1;
     for raw in batches {
         let b = BatchView::parse(raw, 0)?;
-        if b.attributes() & (ATTR_COMPRESSION_MASK | ATTR_TIMESTAMP_TYPE) != kind {
+        if b.attributes() & ATTR_COMPRESSION_MASK != kind {
             return Err(RebuildError::Mixed {
                 first: first.base_offset(),
                 other: b.base_offset(),
@@ -81,7 +86,12 @@ pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, Re
             if offset < skip_below {
                 continue;
             }
-            let timestamp = b.base_timestamp().wrapping_add(r.timestamp_delta);
+            // Kafka: DefaultRecordBatch — records of a LogAppendTime batch take its time.
+            let timestamp = if b.attributes() & ATTR_TIMESTAMP_TYPE != 0 {
+                b.max_timestamp()
+            } else {
+                b.base_timestamp().wrapping_add(r.timestamp_delta)
+            };
             if count == 0 {
                 base_timestamp = timestamp;
                 first_source_offset = offset;
@@ -103,17 +113,13 @@ pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, Re
     if count == 0 {
         return Ok(None);
     }
-    if kind & ATTR_TIMESTAMP_TYPE != 0 {
-        // LogAppendTime: every record's timestamp is the batch's max timestamp.
-        max_timestamp = first.max_timestamp();
-    }
     let mut out = BytesMut::with_capacity(HEADER_LEN + records.len());
     out.put_i64(0); // baseOffset: Kafka wants 0 from clients
     out.put_i32(0); // batchLength, below
     out.put_i32(-1); // partitionLeaderEpoch: unknown, as producers send it
     out.put_i8(2);
     out.put_u32(0); // crc, below
-    out.put_i16(kind);
+    out.put_i16(kind); // the codec; CreateTime
     out.put_i32(count - 1);
     out.put_i64(base_timestamp);
     out.put_i64(max_timestamp);
@@ -391,6 +397,22 @@ mod tests {
         raw[8..12].copy_from_slice(&len.to_be_bytes());
         let out = rebuild(&[&raw], 0).unwrap().unwrap();
         assert!(out.bytes.ends_with(rest));
+    }
+
+    #[test]
+    fn log_append_time_becomes_each_records_own_timestamp() {
+        let mut raw = encode(&[0, 1, 2], Compression::Lz4).to_vec();
+        let attrs = i16::from_be_bytes([raw[21], raw[22]]) | ATTR_TIMESTAMP_TYPE;
+        raw[21..23].copy_from_slice(&attrs.to_be_bytes());
+        raw[35..43].copy_from_slice(&9_999i64.to_be_bytes());
+        let crc = crc32c::crc32c(&raw[21..]);
+        raw[17..21].copy_from_slice(&crc.to_be_bytes());
+        let out = rebuild(&[&raw], 0).unwrap().unwrap();
+        let v = BatchView::parse(&out.bytes, 0).unwrap();
+        assert!(!v.is_log_append_time());
+        assert_eq!(v.max_timestamp(), 9_999);
+        let got = decode(&out.bytes);
+        assert!(got.iter().all(|r| r.timestamp == 9_999), "{got:?}");
     }
 
     #[test]

@@ -327,3 +327,82 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
     let gone = read(&target.addr(), "gone");
     assert_eq!(gone["0"].as_array().map(Vec::len), Some(10), "{gone}");
 }
+
+/// A source batch that fails its CRC (a byte flipped on the source's disk) stops its
+/// partition with an ERROR naming topic, partition and offset, after mirroring everything
+/// before it; it is never fetched again in a silent loop, and other topics keep flowing.
+#[test]
+fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let admin = |args: &[&str]| {
+        let mut all = vec![source.addr()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        run_python("discovery_admin.py", &refs)
+    };
+    admin(&["create", "broken", "1"]);
+    admin(&["create", "healthy", "1"]);
+    for round in ["a", "b", "c"] {
+        admin(&["produce", "broken", round, "5"]);
+    }
+    // Flip the last byte of the second batch on disk; the broker serves the file's bytes.
+    let log = source
+        .data_dir
+        .join("broken-0")
+        .join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&log).unwrap();
+    let sizes: Vec<(i64, usize)> = Batches::new(&bytes)
+        .map(|b| b.map(|b| (b.base_offset(), b.size_bytes())).unwrap())
+        .collect();
+    assert!(sizes.len() >= 2, "{sizes:?}");
+    let (corrupt_offset, end) = (sizes[1].0, sizes[0].1 + sizes[1].1);
+    bytes[end - 1] ^= 0xff;
+    std::fs::write(&log, &bytes).unwrap();
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow("broken|healthy"),
+    );
+    let daemon = DaemonProcess::start(&config);
+    assert!(
+        daemon
+            .log
+            .wait_for("Partition stopped", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(40)
+    );
+    let line = daemon
+        .log
+        .lines()
+        .into_iter()
+        .find(|l| l.contains("Partition stopped"))
+        .unwrap();
+    assert!(
+        line.contains("ERROR")
+            && line.contains("topic=broken")
+            && line.contains(&format!("offset={corrupt_offset}")),
+        "{line}"
+    );
+    let got = wait_records(&target.addr(), "broken", 5, &daemon);
+    assert_eq!(
+        got["0"].as_array().map(Vec::len),
+        Some(5),
+        "only the first batch: {got}"
+    );
+    admin(&["produce", "healthy", "h", "7"]);
+    wait_records(&target.addr(), "healthy", 7, &daemon);
+    let stops = daemon
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains("Partition stopped"))
+        .count();
+    assert_eq!(
+        stops,
+        1,
+        "reported once, not in a loop:\n{}",
+        daemon.log.tail(20)
+    );
+}

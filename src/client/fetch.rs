@@ -63,13 +63,24 @@ pub fn slice(records: &Bytes, wanted: i64, aborted: &[Aborted]) -> Result<Sliced
     let mut position = 0;
     let mut batches = Batches::new(records);
     for b in batches.by_ref() {
-        let b = b?;
+        // A bad batch after good ones: forward the good ones; the next fetch starts at the
+        // bad one, whose error then names its own offset.
+        let b = match b {
+            Ok(b) => b,
+            Err(_) if out.next_offset.is_some() => return Ok(out),
+            Err(e) => return Err(e),
+        };
         let start = position;
         position += b.size_bytes();
         if b.next_offset() <= wanted {
             continue;
         }
-        b.verify_crc()?;
+        if let Err(e) = b.verify_crc() {
+            if out.next_offset.is_some() {
+                return Ok(out);
+            }
+            return Err(e);
+        }
         out.next_offset = Some(b.next_offset());
         while let Some(a) = pending.next_if(|a| a.first_offset <= b.last_offset()) {
             active.insert(a.producer_id);
@@ -299,6 +310,21 @@ mod tests {
         assert!(matches!(
             slice(&raw.into(), 0, &[]),
             Err(BatchError::CrcMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn good_batches_before_a_corrupt_one_are_forwarded_and_the_corrupt_one_is_next() {
+        let good = batch(0, 2, -1, false, false);
+        let mut bad = batch(2, 3, -1, false, false).to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let all = join(&[good, Bytes::from(bad)]);
+        let s = slice(&all, 0, &[]).unwrap();
+        assert_eq!((s.batches.len(), s.next_offset), (1, Some(2)));
+        assert!(matches!(
+            slice(&all, 2, &[]),
+            Err(BatchError::CrcMismatch { base_offset: 2, .. })
         ));
     }
 }

@@ -106,9 +106,9 @@ impl FlowRunner {
     fn stop_recreated(&mut self, topic: &str, old_id: Uuid, new_id: Uuid) {
         self.recreated.insert(topic.to_string());
         let mut stopped = 0;
-        for (sp, r) in &self.partitions {
+        for (sp, r) in self.partitions.iter_mut() {
             if sp.topic == topic {
-                r.task.abort();
+                r.stop();
                 stopped += 1;
             }
         }

@@ -24,7 +24,7 @@ impl FlowRunner {
         let ready: Vec<(&SourcePartition, &Running)> = self
             .partitions
             .iter()
-            .filter(|(_, r)| !r.task.is_finished() && r.tx.capacity() > 0)
+            .filter(|(_, r)| r.wants_data())
             .collect();
         // A partition fetches only while one more fetch stays within its share of the
         // memory; one that holds it waits for its acks, and the others go on.
@@ -146,7 +146,7 @@ impl FlowRunner {
                 .unwrap_or(ResponseError::UnknownServerError);
             if error == ResponseError::OffsetOutOfRange {
                 tracing::error!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = r.next_fetch_offset, log_start_offset = g.log_start_offset, high_watermark = g.high_watermark, "Source offset out of range: records were deleted before they were mirrored. The partition is paused; nothing is skipped silently.");
-                r.task.abort();
+                r.stop();
                 return false;
             }
             tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, %error, "Fetch error for partition.");
@@ -156,7 +156,7 @@ impl FlowRunner {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = r.next_fetch_offset, error = %e, "Partition stopped: the source returned a batch that cannot be mirrored (corrupt, or an old message format). Progress is kept; nothing after it is mirrored.");
-                r.task.abort();
+                r.stop();
                 return false;
             }
         };
@@ -198,7 +198,10 @@ impl FlowRunner {
             next_source_offset: next,
             permit,
         };
-        if r.tx.send(chunk).await.is_ok() {
+        let Some(tx) = &r.tx else {
+            return false;
+        };
+        if tx.send(chunk).await.is_ok() {
             r.next_fetch_offset = next;
         }
         false

@@ -47,8 +47,21 @@ struct Running {
     next_fetch_offset: i64,
     /// Bytes this partition holds (fetched, not yet acknowledged).
     held: Held,
-    tx: mpsc::Sender<Chunk>,
+    /// The pipeline's input; `None` once the partition is stopped: its pipeline then
+    /// produces what it already holds and ends.
+    tx: Option<mpsc::Sender<Chunk>>,
     task: tokio::task::JoinHandle<Ended>,
+}
+
+impl Running {
+    /// Stops fetching for this partition; batches already fetched are still produced.
+    fn stop(&mut self) {
+        self.tx = None;
+    }
+
+    fn wants_data(&self) -> bool {
+        !self.task.is_finished() && self.tx.as_ref().is_some_and(|tx| tx.capacity() > 0)
+    }
 }
 
 /// A flow's state while it runs.

@@ -102,7 +102,7 @@ impl FlowRunner {
             Running {
                 next_fetch_offset: start,
                 held: Held::default(),
-                tx,
+                tx: Some(tx),
                 task,
             },
         );

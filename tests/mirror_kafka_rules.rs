@@ -31,6 +31,13 @@ fn flow(include: &str) -> String {
     format!("  - name: rules\n    source: east\n    target: west\n    topics: {{ include: [\"{include}\"] }}\n    rename: \"{{topic}}\"\n    discovery_interval: 1s\n")
 }
 
+/// Runs `discovery_admin.py` against `bootstrap`.
+fn admin(bootstrap: &str, args: &[&str]) -> String {
+    let mut all = vec![bootstrap];
+    all.extend_from_slice(args);
+    run_python("discovery_admin.py", &all)
+}
+
 /// `{partition: [value, ...]}` of a topic, as a confluent-kafka consumer reads it.
 fn read(bootstrap: &str, topic: &str) -> serde_json::Value {
     serde_json::from_str(&run_python(
@@ -286,12 +293,7 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), &[]);
     let target = BrokerProcess::start(&dir.path().join("target"), &[]);
-    let admin = |args: &[&str]| {
-        let mut all = vec![source.addr()];
-        all.extend(args.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        run_python("discovery_admin.py", &refs)
-    };
+    let admin = |args: &[&str]| admin(&source.addr(), args);
     admin(&["create", "keep", "1"]);
     admin(&["create", "gone", "1"]);
     admin(&["produce", "keep", "a", "10"]);
@@ -336,12 +338,7 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), &[]);
     let target = BrokerProcess::start(&dir.path().join("target"), &[]);
-    let admin = |args: &[&str]| {
-        let mut all = vec![source.addr()];
-        all.extend(args.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        run_python("discovery_admin.py", &refs)
-    };
+    let admin = |args: &[&str]| admin(&source.addr(), args);
     admin(&["create", "broken", "1"]);
     admin(&["create", "healthy", "1"]);
     for round in ["a", "b", "c"] {

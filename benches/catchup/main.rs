@@ -8,8 +8,9 @@
 //!
 //! `cargo bench --bench catchup`. `KMIRROR_PYTHON` names a Python with confluent-kafka for
 //! the baseline (`scripts/test.sh` sets up `.venv`); without it only kmirror runs.
-//! `KMIRROR_BENCH_MIB` sets the key+value MiB per direct scenario (default 256; the proxied
-//! scenarios copy half as much).
+//! `KMIRROR_BENCH_MIB` sets the key+value MiB per direct scenario (default 1024; the proxied
+//! scenarios copy half as much). `KMIRROR_BENCH_ONLY=small/rtt50ms` runs only the scenarios
+//! whose name contains it.
 
 #[path = "../../broker/benches/data.rs"]
 mod data;
@@ -31,6 +32,10 @@ use tokio::runtime::Runtime;
 /// The flow's `limits.max_in_flight_bytes`, set explicitly for the window target.
 const MAX_IN_FLIGHT_BYTES: u64 = 16 << 20;
 
+/// The records carry 2023 timestamps: a broker's default retention.ms (7 days) would
+/// delete them at its first retention check.
+const KEEP_FOREVER: &str = "--retention-ms=-1";
+
 /// A target cluster as the copying processes see it: directly, or through the proxy.
 struct Target {
     broker: BrokerProcess,
@@ -42,7 +47,7 @@ impl Target {
     /// follow Metadata stay behind the proxy.
     fn start(rt: &Runtime, dir: &Path, rtt: Option<Duration>) -> Self {
         let Some(rtt) = rtt else {
-            let broker = BrokerProcess::start(dir, &[]);
+            let broker = BrokerProcess::start(dir, &[KEEP_FOREVER]);
             let client_addr = broker.addr();
             return Self {
                 broker,
@@ -53,7 +58,8 @@ impl Target {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("proxy listens");
         let client_addr = listener.local_addr().expect("bound").to_string();
-        let broker = BrokerProcess::start(dir, &["--advertised-listener", &client_addr]);
+        let broker =
+            BrokerProcess::start(dir, &[KEEP_FOREVER, "--advertised-listener", &client_addr]);
         rt.spawn(proxy::serve(listener, broker.addr(), rtt));
         Self {
             broker,
@@ -70,7 +76,8 @@ fn main() {
     let mib: u64 = std::env::var("KMIRROR_BENCH_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+        .unwrap_or(1024);
+    let only = std::env::var("KMIRROR_BENCH_ONLY").unwrap_or_default();
     let python = std::env::var("KMIRROR_PYTHON").ok();
     if python.is_none() {
         println!("KMIRROR_PYTHON is not set: the librdkafka baseline is NOT run (point it at a Python with confluent-kafka, e.g. .venv/bin/python from scripts/test.sh)");
@@ -82,7 +89,7 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temporary directory");
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let source = BrokerProcess::start(&dir.path().join("source"), &[KEEP_FOREVER]);
     let source_m = rt.block_on(source::connect(&source.addr()));
     let pools = [Pool::new(Shape::Large), Pool::new(Shape::Small)];
     let networks = [
@@ -94,6 +101,9 @@ fn main() {
     for (network, rtt, mib) in networks {
         let target = Target::start(&rt, &dir.path().join(network), rtt);
         for pool in &pools {
+            if !format!("{}/{network}", pool.shape.name()).contains(&only) {
+                continue;
+            }
             let topic = format!("{}-{network}", pool.shape.name());
             let loaded = rt.block_on(source::load(&source_m, &topic, pool, mib << 20));
             println!(
@@ -113,13 +123,17 @@ fn main() {
                 records: loaded.records,
                 max_in_flight_bytes: MAX_IN_FLIGHT_BYTES,
             };
+            let kmirror = job.kmirror(&dir.path().join("runs").join(&topic));
+            println!("  kmirror: {kmirror:?}");
+            let baseline = python.as_deref().map(|py| job.baseline(py));
+            println!("  librdkafka loop: {baseline:?}");
             rows.push(Row {
                 shape: pool.shape,
                 network: network.to_string(),
                 rtt,
                 loaded,
-                kmirror: job.kmirror(&dir.path().join("runs").join(&topic)),
-                baseline: python.as_deref().map(|py| job.baseline(py)),
+                kmirror,
+                baseline,
             });
         }
     }

@@ -13,7 +13,7 @@ use crate::source::{self, PARTITIONS};
 use crate::support::{self, DaemonProcess};
 
 /// Longest a single copy may take before the bench gives up on it.
-const DEADLINE: Duration = Duration::from_secs(900);
+const DEADLINE: Duration = Duration::from_secs(180);
 
 /// What one copy cost.
 #[derive(Debug, Clone, Copy)]

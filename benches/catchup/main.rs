@@ -1,0 +1,143 @@
+//! Catch-up benchmark (issue 8): the kmirror daemon and a librdkafka consume -> produce
+//! loop (`benches/baseline_mirror.py`, confluent-kafka) copy the same source topics between
+//! the same kmirror-broker processes, which enforce Kafka's produce rules. Scenarios: large
+//! batches (lz4, linger 50 ms, 1 MiB) and small batches (lz4, linger 0, 16 KiB), each
+//! direct and through a TCP proxy adding 5 ms and 50 ms of round trip to the target. One
+//! table with wire and key+value MB/s, CPU seconds per GB of key+value bytes and peak RSS
+//! per tool, the kmirror/librdkafka ratios, and the targets marked PASS or MISS.
+//!
+//! `cargo bench --bench catchup`. `KMIRROR_PYTHON` names a Python with confluent-kafka for
+//! the baseline (`scripts/test.sh` sets up `.venv`); without it only kmirror runs.
+//! `KMIRROR_BENCH_MIB` sets the key+value MiB per direct scenario (default 1024; the proxied
+//! scenarios copy half as much). `KMIRROR_BENCH_ONLY=small/rtt50ms` runs only the scenarios
+//! whose name contains it.
+
+#[path = "../../broker/benches/data.rs"]
+mod data;
+mod proxy;
+mod report;
+mod run;
+mod source;
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use report::Row;
+use source::{Pool, Shape};
+use support::BrokerProcess;
+use tokio::runtime::Runtime;
+
+/// The flow's `limits.max_in_flight_bytes`, set explicitly for the window target.
+const MAX_IN_FLIGHT_BYTES: u64 = 16 << 20;
+
+/// The records carry 2023 timestamps: a broker's default retention.ms (7 days) would
+/// delete them at its first retention check.
+const KEEP_FOREVER: &str = "--retention-ms=-1";
+
+/// A target cluster as the copying processes see it: directly, or through the proxy.
+struct Target {
+    broker: BrokerProcess,
+    client_addr: String,
+}
+
+impl Target {
+    /// With a round trip, the broker advertises the proxy's port so that clients that
+    /// follow Metadata stay behind the proxy.
+    fn start(rt: &Runtime, dir: &Path, rtt: Option<Duration>) -> Self {
+        let Some(rtt) = rtt else {
+            let broker = BrokerProcess::start(dir, &[KEEP_FOREVER]);
+            let client_addr = broker.addr();
+            return Self {
+                broker,
+                client_addr,
+            };
+        };
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("proxy listens");
+        let client_addr = listener.local_addr().expect("bound").to_string();
+        let broker =
+            BrokerProcess::start(dir, &[KEEP_FOREVER, "--advertised-listener", &client_addr]);
+        rt.spawn(proxy::serve(listener, broker.addr(), rtt));
+        Self {
+            broker,
+            client_addr,
+        }
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").unwrap_or_default()
+}
+
+fn main() {
+    let mib: u64 = std::env::var("KMIRROR_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let only = std::env::var("KMIRROR_BENCH_ONLY").unwrap_or_default();
+    let python = std::env::var("KMIRROR_PYTHON").ok();
+    if python.is_none() {
+        println!("KMIRROR_PYTHON is not set: the librdkafka baseline is NOT run (point it at a Python with confluent-kafka, e.g. .venv/bin/python from scripts/test.sh)");
+    }
+    println!("load average at start: {}", load_average().trim());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let source = BrokerProcess::start(&dir.path().join("source"), &[KEEP_FOREVER]);
+    let source_m = rt.block_on(source::connect(&source.addr()));
+    let pools = [Pool::new(Shape::Large), Pool::new(Shape::Small)];
+    let networks = [
+        ("direct", None, mib),
+        ("rtt5ms", Some(Duration::from_millis(5)), mib / 2),
+        ("rtt50ms", Some(Duration::from_millis(50)), mib / 2),
+    ];
+    let mut rows = Vec::new();
+    for (network, rtt, mib) in networks {
+        let target = Target::start(&rt, &dir.path().join(network), rtt);
+        for pool in &pools {
+            if !format!("{}/{network}", pool.shape.name()).contains(&only) {
+                continue;
+            }
+            let topic = format!("{}-{network}", pool.shape.name());
+            let loaded = rt.block_on(source::load(&source_m, &topic, pool, mib << 20));
+            println!(
+                "{topic}: {} records in {} lz4 batches ({:.0} KB each on the wire), {:.1} MB wire, {:.1} MB key+value",
+                loaded.records,
+                loaded.batches,
+                loaded.wire_bytes as f64 / loaded.batches as f64 / 1e3,
+                loaded.wire_bytes as f64 / 1e6,
+                loaded.kv_bytes as f64 / 1e6
+            );
+            let job = run::Job {
+                rt: &rt,
+                source: &source.addr(),
+                target: &target.client_addr,
+                target_direct: &target.broker.addr(),
+                topic: &topic,
+                records: loaded.records,
+                max_in_flight_bytes: MAX_IN_FLIGHT_BYTES,
+            };
+            let kmirror = job.kmirror(&dir.path().join("runs").join(&topic));
+            println!("  kmirror: {kmirror:?}");
+            let baseline = python.as_deref().map(|py| job.baseline(py));
+            println!("  librdkafka loop: {baseline:?}");
+            rows.push(Row {
+                shape: pool.shape,
+                network: network.to_string(),
+                rtt,
+                loaded,
+                kmirror,
+                baseline,
+            });
+        }
+    }
+    report::table(&rows);
+    report::targets(&rows, MAX_IN_FLIGHT_BYTES);
+    println!("\nload average at end: {}", load_average().trim());
+}

@@ -1,0 +1,151 @@
+//! The bench's output: one table of every copy (kmirror, the librdkafka loop, and their
+//! ratio per figure) and the targets, each marked PASS or MISS. A miss is printed,
+//! never a failed process: timings vary with the machine.
+
+use std::time::Duration;
+
+use crate::run::Measured;
+use crate::source::{Loaded, Shape};
+
+/// Daemon CPU seconds per GB of key+value bytes, large batches, direct.
+const LARGE_CPU_PER_GB: f64 = 0.5;
+/// Small batches may cost this much more than large ones.
+const SMALL_FACTOR: f64 = 1.5;
+/// Share of `max_in_flight_bytes / RTT` to reach at the longest round trip.
+const WINDOW_SHARE: f64 = 0.8;
+/// The round trip the window target applies to.
+const TARGET_RTT: Duration = Duration::from_millis(50);
+
+/// One scenario: a source topic copied by both tools.
+pub struct Row {
+    pub shape: Shape,
+    pub network: String,
+    pub rtt: Option<Duration>,
+    pub loaded: Loaded,
+    pub kmirror: Result<Measured, String>,
+    /// `None` when the baseline was not run at all.
+    pub baseline: Option<Result<Measured, String>>,
+}
+
+impl Row {
+    fn scenario(&self) -> String {
+        format!("{}/{}", self.shape.name(), self.network)
+    }
+}
+
+/// seconds, wire MB/s, key+value MB/s, CPU s per GB of key+value, peak RSS MiB.
+fn figures(m: &Measured, loaded: &Loaded) -> [f64; 5] {
+    [
+        m.seconds,
+        loaded.wire_bytes as f64 / 1e6 / m.seconds,
+        loaded.kv_bytes as f64 / 1e6 / m.seconds,
+        m.cpu_seconds / (loaded.kv_bytes as f64 / 1e9),
+        m.peak_rss_mib,
+    ]
+}
+
+fn line(scenario: &str, tool: &str, cells: &[String]) {
+    println!(
+        "{scenario:<14} {tool:<18} {:>8} {:>10} {:>10} {:>12} {:>13}",
+        cells[0], cells[1], cells[2], cells[3], cells[4]
+    );
+}
+
+pub fn table(rows: &[Row]) {
+    println!();
+    line(
+        "scenario",
+        "tool",
+        &[
+            "seconds",
+            "wire MB/s",
+            "k+v MB/s",
+            "CPU s/GB k+v",
+            "peak RSS MiB",
+        ]
+        .map(String::from),
+    );
+    for row in rows {
+        let scenario = row.scenario();
+        let show = |tool: &str, r: &Result<Measured, String>| match r {
+            Ok(m) => line(
+                &scenario,
+                tool,
+                &figures(m, &row.loaded).map(|f| format!("{f:.2}")),
+            ),
+            Err(e) => println!("{scenario:<14} {tool:<18} failed: {e}"),
+        };
+        show("kmirror", &row.kmirror);
+        match &row.baseline {
+            None => println!("{scenario:<14} {:<18} not run", "librdkafka loop"),
+            Some(base) => {
+                show("librdkafka loop", base);
+                if let (Ok(k), Ok(b)) = (&row.kmirror, base) {
+                    let (k, b) = (figures(k, &row.loaded), figures(b, &row.loaded));
+                    let ratios: Vec<String> =
+                        (0..5).map(|i| format!("{:.2}x", k[i] / b[i])).collect();
+                    line(&scenario, "kmirror/librdkafka", &ratios);
+                }
+            }
+        }
+    }
+}
+
+fn verdict(pass: bool) -> &'static str {
+    if pass {
+        "PASS"
+    } else {
+        "MISS"
+    }
+}
+
+fn kmirror_figures(rows: &[Row], shape: Shape, rtt: Option<Duration>) -> Option<[f64; 5]> {
+    let row = rows.iter().find(|r| r.shape == shape && r.rtt == rtt)?;
+    Some(figures(row.kmirror.as_ref().ok()?, &row.loaded))
+}
+
+pub fn targets(rows: &[Row], max_in_flight_bytes: u64) {
+    println!("\ntargets (kmirror):");
+    let large = kmirror_figures(rows, Shape::Large, None).map(|f| f[3]);
+    let small = kmirror_figures(rows, Shape::Small, None).map(|f| f[3]);
+    if let Some(large) = large {
+        println!(
+            "  {} large/direct CPU {large:.3} s/GB k+v <= {LARGE_CPU_PER_GB}",
+            verdict(large <= LARGE_CPU_PER_GB)
+        );
+    }
+    if let Some(small) = small {
+        let limit = SMALL_FACTOR * LARGE_CPU_PER_GB;
+        println!(
+            "  {} small/direct CPU {small:.3} s/GB k+v <= {SMALL_FACTOR} x {LARGE_CPU_PER_GB} = {limit}",
+            verdict(small <= limit)
+        );
+        if let Some(large) = large {
+            println!(
+                "  {} small/direct CPU is {:.2}x large/direct (<= {SMALL_FACTOR}x)",
+                verdict(small <= SMALL_FACTOR * large),
+                small / large
+            );
+        }
+    }
+    for row in rows.iter().filter(|r| r.rtt.is_some()) {
+        let (Some(rtt), Ok(m)) = (row.rtt, &row.kmirror) else {
+            continue;
+        };
+        let bound = max_in_flight_bytes as f64 / rtt.as_secs_f64() / 1e6;
+        let wire = figures(m, &row.loaded)[1];
+        let share = wire / bound;
+        let check = if rtt == TARGET_RTT {
+            format!("{} ", verdict(share >= WINDOW_SHARE))
+        } else {
+            "info ".into()
+        };
+        println!(
+            "  {check}{}: max_in_flight_bytes / RTT = {} B / {rtt:?} = {bound:.1} MB/s; achieved {wire:.1} MB/s wire = {:.0}% (target >= {:.0}% at {TARGET_RTT:?})",
+            row.scenario(),
+            max_in_flight_bytes,
+            share * 100.0,
+            WINDOW_SHARE * 100.0
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! One copy of a source topic to a target, by the kmirror daemon or by the librdkafka
+//! baseline (`benches/baseline_mirror.py`), timed the same way for both: from process start
+//! until the target's log end offsets hold every source record. CPU seconds and peak RSS
+//! are the copying process's own (for the daemon from /proc, for Python from getrusage).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Runtime;
+
+use crate::source::{self, PARTITIONS};
+use crate::support::{self, DaemonProcess};
+
+/// Longest a single copy may take before the bench gives up on it.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// What one copy cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured {
+    pub seconds: f64,
+    pub cpu_seconds: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// Where a copy reads and writes.
+pub struct Job<'a> {
+    pub rt: &'a Runtime,
+    pub source: &'a str,
+    /// The target as the copying process reaches it (through the proxy, when there is one).
+    pub target: &'a str,
+    /// The target's own listener, for the bench's polling.
+    pub target_direct: &'a str,
+    pub topic: &'a str,
+    pub records: u64,
+    pub max_in_flight_bytes: u64,
+}
+
+impl Job<'_> {
+    /// Waits until `topic` on the target holds every record; `Err` with `why()` on timeout.
+    fn wait_complete(
+        &self,
+        topic: &str,
+        start: Instant,
+        why: impl Fn() -> String,
+    ) -> Result<f64, String> {
+        let m = self.rt.block_on(source::connect(self.target_direct));
+        while self.rt.block_on(source::end_offsets(&m, topic)) < self.records {
+            if start.elapsed() > DEADLINE {
+                return Err(format!("{topic} incomplete after {DEADLINE:?}: {}", why()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(start.elapsed().as_secs_f64())
+    }
+
+    /// The daemon mirrors `topic` under the same name; `dir` holds its topology.
+    pub fn kmirror(&self, dir: &Path) -> Result<Measured, String> {
+        std::fs::create_dir_all(dir).expect("run directory");
+        let flow = format!(
+            "  - name: {topic}\n    source: source\n    target: target\n    topics: {{ include: [\"{topic}\"] }}\n    rename: \"{{topic}}\"\n    discovery_interval: 1s\n    limits: {{ max_in_flight_bytes: {inflight} }}\n",
+            topic = self.topic,
+            inflight = self.max_in_flight_bytes,
+        );
+        let config = support::write_topology(
+            dir,
+            &[("source", self.source), ("target", self.target)],
+            &flow,
+        );
+        let start = Instant::now();
+        let mut daemon = DaemonProcess::start(&config);
+        let pid = daemon.pid().expect("daemon running");
+        let seconds = self.wait_complete(self.topic, start, || daemon.log.tail(20))?;
+        let measured = Measured {
+            seconds,
+            cpu_seconds: cpu_seconds(pid),
+            peak_rss_mib: peak_rss_mib(pid),
+        };
+        daemon.terminate();
+        Ok(measured)
+    }
+
+    /// The confluent-kafka loop copies `topic` to `<topic>.baseline`.
+    pub fn baseline(&self, python: &str) -> Result<Measured, String> {
+        let target_topic = format!("{}.baseline", self.topic);
+        self.rt.block_on(async {
+            source::create(&*source::connect(self.target_direct).await, &target_topic).await
+        });
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/baseline_mirror.py");
+        let start = Instant::now();
+        let mut child = Command::new(python)
+            .args([script, "--source", self.source, "--target", self.target])
+            .args(["--topic", self.topic, "--target-topic", &target_topic])
+            .args(["--partitions", &PARTITIONS.to_string()])
+            .args(["--records", &self.records.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {python}: {e}"))?;
+        let seconds = self.wait_complete(&target_topic, start, || "baseline still running".into());
+        if seconds.is_err() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "baseline failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = |name: &str| -> Result<f64, String> {
+            text.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+                .ok_or_else(|| format!("no {name}= in baseline output: {text}"))
+        };
+        Ok(Measured {
+            seconds: seconds?,
+            cpu_seconds: field("cpu_seconds")?,
+            peak_rss_mib: field("maxrss_kib")? / 1024.0,
+        })
+    }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name: utime and stime are the 12th and 13th.
+    let f: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}

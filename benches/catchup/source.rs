@@ -149,7 +149,15 @@ pub async fn load(m: &Arc<Messenger>, topic: &str, pool: &Pool, kv_bytes: u64) -
         }
         let m = m.clone();
         inflight.spawn(async move {
-            let (resp, _) = m.send(&req).await.expect("Produce answered");
+            // v12 names topics; v13 (Kafka 4.1) would need the topic id.
+            let version = m
+                .versions()
+                .pick_within::<ProduceRequest>(kafka_protocol::protocol::VersionRange {
+                    min: 3,
+                    max: 12,
+                })
+                .expect("Produce v3-12");
+            let resp = m.send_at(&req, version).await.expect("Produce answered");
             let errors: Vec<i16> = resp.responses[0]
                 .partition_responses
                 .iter()

@@ -10,8 +10,6 @@
 
 #[path = "../broker/benches/data.rs"]
 mod data;
-#[path = "../tests/support/mod.rs"]
-mod support;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -23,6 +21,7 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kmirror_testkit as support;
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
 use support::{BrokerProcess, DaemonProcess};
 

@@ -23,7 +23,8 @@ impl NotifySocket {
         }
     }
 
-    /// Waits until a datagram holding the line `state` (e.g. `READY=1`) arrived.
+    /// Waits until a datagram holding the line `state` (e.g. `READY=1`) arrived; with a
+    /// zero `timeout`, whether one already did.
     pub(crate) fn wait_for(&self, state: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
@@ -32,10 +33,10 @@ impl NotifySocket {
             if states.iter().any(|s| s == state) {
                 return true;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
+            // At least a moment: datagrams already queued are read even after the deadline.
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
             self.socket.set_read_timeout(Some(left)).unwrap();
             match self.socket.recv(&mut buf) {
                 Ok(n) => states.extend(

@@ -2,33 +2,32 @@
 //! restartable after `kill -9` or SIGTERM, and pausable (SIGSTOP / SIGCONT) to play a
 //! cluster that stops answering.
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::Command;
 
 use crate::binaries::broker_binary;
-use crate::log::Log;
-use crate::process::{self, free_port, spawn_logged, PROCESS_WAIT};
+use crate::process::{free_port, Process, PROCESS_WAIT};
 
-/// A `kmirror-broker` child process; SIGKILLed on drop. `log` holds the current
-/// incarnation's output.
+/// A `kmirror-broker` child process; dereferences to its [`Process`] (`log`, `kill9`,
+/// `terminate`, `pause`, ...).
 pub struct BrokerProcess {
     pub port: u16,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
-    child: Option<Child>,
-    pub log: Log,
+    process: Process,
 }
 
 impl BrokerProcess {
     /// Starts a broker on a free port of 127.0.0.1 (`--listen` is the kit's) and
     /// `data_dir`, with `extra_args`; returns once it accepts connections.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
+        let port = free_port();
         let mut b = Self {
-            port: free_port(),
+            port,
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-            child: None,
-            log: Log::default(),
+            process: Process::idle(format!("kmirror-broker 127.0.0.1:{port}")),
         };
         b.restart();
         b
@@ -41,7 +40,6 @@ impl BrokerProcess {
 
     /// Starts (again) on the same port, data directory and flags; waits until it accepts.
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "restart: the broker is still running");
         let mut cmd = Command::new(broker_binary());
         cmd.arg("--listen")
             .arg(self.addr())
@@ -55,9 +53,7 @@ impl BrokerProcess {
                 cmd.env_remove(k);
             }
         }
-        let (child, log) = spawn_logged(cmd);
-        self.child = Some(child);
-        self.log = log;
+        self.process.spawn(cmd);
         assert!(
             self.log.wait_for("accepting connections", PROCESS_WAIT),
             "the broker on {} did not start:\n{}",
@@ -65,50 +61,17 @@ impl BrokerProcess {
             self.log.tail(40)
         );
     }
+}
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// `kill -9`: no shutdown code runs.
-    pub fn kill9(&mut self) {
-        process::kill9(&mut self.child);
-    }
-
-    /// SIGTERM; the exit status, `None` if not running or not stopped in time.
-    pub fn terminate(&mut self) -> Option<ExitStatus> {
-        process::terminate(&mut self.child, &self.log)
-    }
-
-    /// SIGTERM and require exit status 0.
-    pub fn terminate_ok(&mut self) {
-        let status = self.terminate();
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "broker exit after SIGTERM: {status:?}:\n{}",
-            self.log.tail(40)
-        );
-    }
-
-    /// SIGSTOP: the broker stops answering (connections stay open).
-    pub fn pause(&self) {
-        if let Some(c) = &self.child {
-            process::signal(c, "-STOP");
-        }
-    }
-
-    /// SIGCONT after [`pause`](Self::pause).
-    pub fn resume(&self) {
-        if let Some(c) = &self.child {
-            process::signal(c, "-CONT");
-        }
+impl Deref for BrokerProcess {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
 }
 
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        self.resume();
-        self.kill9();
-        process::dump_on_panic(&format!("kmirror-broker {}", self.addr()), &self.log);
+impl DerefMut for BrokerProcess {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
     }
 }

@@ -111,8 +111,11 @@ pub(crate) fn tail(b: &[u8], n: usize) -> String {
 /// `kcat` with a check that it is installed.
 pub fn kcat() -> Command {
     static FOUND: OnceLock<Result<String, String>> = OnceLock::new();
-    let found = FOUND.get_or_init(|| {
-        let found = match Command::new("kcat").arg("-V").output() {
+    check_once(
+        &FOUND,
+        "kcat",
+        "These tests need kcat: run scripts/test.sh (it installs kcat with apt-get).",
+        || match Command::new("kcat").arg("-V").output() {
             Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout)
                 .lines()
                 .find(|l| l.starts_with("Version"))
@@ -120,18 +123,8 @@ pub fn kcat() -> Command {
                 .to_string()),
             Ok(o) => Err(format!("`kcat -V` failed: {}", o.status)),
             Err(e) => Err(format!("cannot run kcat: {e}")),
-        };
-        if let Ok(version) = &found {
-            eprintln!("kcat: {version}");
-        }
-        found
-    });
-    if let Err(e) = found {
-        panic!(
-            "{e}. These tests need kcat: run scripts/test.sh (it installs kcat with \
-             apt-get)."
-        );
-    }
+        },
+    );
     Command::new("kcat")
 }
 
@@ -140,32 +133,48 @@ pub fn kcat() -> Command {
 pub fn python() -> String {
     let py = std::env::var("KMIRROR_PYTHON").unwrap_or_else(|_| "python3".into());
     static CHECKED: OnceLock<Result<String, String>> = OnceLock::new();
-    let checked = CHECKED.get_or_init(|| {
-        let probe = "import confluent_kafka, kafka; print('confluent-kafka', \
-                     confluent_kafka.version()[0], 'librdkafka', confluent_kafka.libversion()[0], \
-                     'kafka-python', kafka.__version__)";
-        let checked = match Command::new(&py).arg("-c").arg(probe).output() {
-            Ok(o) if o.status.success() => {
-                Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+    check_once(
+        &CHECKED,
+        &format!("python clients ({py})"),
+        "These tests need confluent-kafka and kafka-python: run scripts/test.sh (it creates \
+         .venv/ and sets KMIRROR_PYTHON).",
+        || {
+            let probe = "import confluent_kafka, kafka; print('confluent-kafka', \
+                         confluent_kafka.version()[0], 'librdkafka', \
+                         confluent_kafka.libversion()[0], 'kafka-python', kafka.__version__)";
+            match Command::new(&py).arg("-c").arg(probe).output() {
+                Ok(o) if o.status.success() => {
+                    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+                }
+                Ok(o) => Err(format!(
+                    "{py} cannot import confluent_kafka and kafka: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => Err(format!("cannot run {py}: {e}")),
             }
-            Ok(o) => Err(format!(
-                "{py} cannot import confluent_kafka and kafka: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => Err(format!("cannot run {py}: {e}")),
-        };
-        if let Ok(versions) = &checked {
-            eprintln!("python clients ({py}): {versions}");
-        }
-        checked
-    });
-    if let Err(e) = checked {
-        panic!(
-            "{e}. These tests need confluent-kafka and kafka-python: run scripts/test.sh (it \
-             creates .venv/ and sets KMIRROR_PYTHON)."
-        );
-    }
+        },
+    );
     py
+}
+
+/// Runs `probe` once per process and prints what it found (a version); if it failed,
+/// every call fails the test with the reason and `hint`.
+fn check_once(
+    result: &OnceLock<Result<String, String>>,
+    what: &str,
+    hint: &str,
+    probe: impl FnOnce() -> Result<String, String>,
+) {
+    let found = result.get_or_init(|| {
+        let found = probe();
+        if let Ok(version) = &found {
+            eprintln!("{what}: {version}");
+        }
+        found
+    });
+    if let Err(e) = found {
+        panic!("{e}. {hint}");
+    }
 }
 
 /// [`python()`] as a command, unbuffered (so its lines can be read as they come).

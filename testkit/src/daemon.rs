@@ -2,21 +2,20 @@
 //! socket of its own as `$NOTIFY_SOCKET`, so readiness is the daemon's `READY=1` rather
 //! than a line of its log.
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::binaries::daemon_binary;
-use crate::log::Log;
 use crate::notify::NotifySocket;
-use crate::process::{self, spawn_logged};
+use crate::process::Process;
 
-/// A `kmirror run CONFIG` child process; SIGKILLed on drop. `log` holds the current
-/// incarnation's output.
+/// A `kmirror run CONFIG` child process; dereferences to its [`Process`] (`log`,
+/// `kill9`, `terminate`, `rss_kib`, ...).
 pub struct DaemonProcess {
     pub config: PathBuf,
-    pub log: Log,
-    child: Option<Child>,
+    process: Process,
     notify: Option<NotifySocket>,
     /// Holds the notify sockets.
     sockets: tempfile::TempDir,
@@ -29,8 +28,7 @@ impl DaemonProcess {
     pub fn start(config: &Path) -> Self {
         let mut d = Self {
             config: config.to_path_buf(),
-            log: Log::default(),
-            child: None,
+            process: Process::idle("kmirror daemon".into()),
             notify: None,
             sockets: tempfile::Builder::new()
                 .prefix("kmirror-notify")
@@ -44,21 +42,18 @@ impl DaemonProcess {
 
     /// Starts (again) on the same topology file, with a fresh log and notify socket.
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "restart: the daemon is still running");
         self.incarnation += 1;
         let path = self
             .sockets
             .path()
             .join(format!("notify-{}", self.incarnation));
-        self.notify = Some(NotifySocket::bind(&path));
         let mut cmd = Command::new(daemon_binary());
         cmd.arg("run")
             .arg(&self.config)
             .env("KMIRROR_LOG", "info")
             .env("NOTIFY_SOCKET", &path);
-        let (child, log) = spawn_logged(cmd);
-        self.child = Some(child);
-        self.log = log;
+        self.notify = Some(NotifySocket::bind(&path));
+        self.process.spawn(cmd);
     }
 
     /// Waits for `READY=1` from this incarnation (sent once every flow was spawned).
@@ -76,38 +71,18 @@ impl DaemonProcess {
             .as_ref()
             .is_some_and(|n| n.wait_for(state, timeout))
     }
+}
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// `kill -9`: no shutdown code runs.
-    pub fn kill9(&mut self) {
-        process::kill9(&mut self.child);
-    }
-
-    /// SIGTERM; the exit status, `None` if not running or not stopped in time.
-    pub fn terminate(&mut self) -> Option<ExitStatus> {
-        process::terminate(&mut self.child, &self.log)
-    }
-
-    /// Resident set size in KiB (from /proc), if running.
-    pub fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
+impl Deref for DaemonProcess {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
     }
 }
 
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        self.kill9();
-        process::dump_on_panic("kmirror daemon", &self.log);
+impl DerefMut for DaemonProcess {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
     }
 }
 

@@ -18,5 +18,5 @@ pub use broker::BrokerProcess;
 pub use clients::{kcat, python, python_command, run_ok, run_python, run_script_ok};
 pub use daemon::{write_topology, DaemonProcess};
 pub use log::Log;
-pub use process::free_port;
+pub use process::{free_port, Process};
 pub use running::Running;

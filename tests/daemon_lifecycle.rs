@@ -20,6 +20,12 @@ fn starts_flows_and_stops_cleanly_on_sigterm() {
     );
     let mut daemon = DaemonProcess::start(&config);
     assert!(
+        daemon.wait_ready(Duration::from_secs(60)),
+        "no READY=1:\n{}",
+        daemon.log.tail(30)
+    );
+    // READY=1 comes when the flow is spawned; the test is about the flow itself starting.
+    assert!(
         daemon.log.wait_for("Flow started", Duration::from_secs(60)),
         "{}",
         daemon.log.tail(30)
@@ -28,6 +34,11 @@ fn starts_flows_and_stops_cleanly_on_sigterm() {
     assert!(
         status.success(),
         "exit status {status}: {}",
+        daemon.log.tail(30)
+    );
+    assert!(
+        daemon.wait_stopping(Duration::ZERO),
+        "no STOPPING=1:\n{}",
         daemon.log.tail(30)
     );
     assert!(daemon.log.contains("Flow stopped"));

@@ -181,7 +181,7 @@ impl Clusters {
 fn started(config: &Path) -> DaemonProcess {
     let daemon = DaemonProcess::start(config);
     assert!(
-        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        daemon.wait_ready(Duration::from_secs(60)),
         "{}",
         daemon.log.tail(30)
     );
@@ -682,7 +682,7 @@ fn start_from_latest_loses_nothing_across_a_restart() {
     produce(&s, "feed", "down", 3, &[]);
     daemon.restart();
     assert!(
-        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        daemon.wait_ready(Duration::from_secs(60)),
         "{}",
         daemon.log.tail(30)
     );

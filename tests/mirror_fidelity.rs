@@ -92,7 +92,7 @@ fn mixed_codecs_keys_headers_and_timestamps_are_mirrored_byte_equal() {
     let t0 = Instant::now();
     let mut daemon = DaemonProcess::start(&config);
     assert!(
-        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        daemon.wait_ready(Duration::from_secs(60)),
         "{}",
         daemon.log.tail(30)
     );

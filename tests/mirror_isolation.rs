@@ -71,7 +71,7 @@ fn a_partition_stuck_on_the_target_does_not_stall_the_others() {
     );
     let daemon = DaemonProcess::start(&config);
     assert!(
-        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        daemon.wait_ready(Duration::from_secs(60)),
         "{}",
         daemon.log.tail(40)
     );

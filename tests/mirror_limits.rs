@@ -262,7 +262,7 @@ fn memory_stays_bounded_by_max_in_flight_bytes_while_the_target_is_stopped() {
     let s = setup("limits.bulk", PARTITIONS, "{ max_in_flight_bytes: 8MiB }");
     let daemon = DaemonProcess::start(&s.config);
     assert!(
-        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        daemon.wait_ready(Duration::from_secs(60)),
         "{}",
         daemon.log.tail(40)
     );

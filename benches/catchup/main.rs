@@ -18,8 +18,7 @@ mod proxy;
 mod report;
 mod run;
 mod source;
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use kmirror_testkit as support;
 
 use std::path::Path;
 use std::time::Duration;

@@ -8,14 +8,11 @@
 //! broker (`--bootstrap 127.0.0.1:9092`); each exits non-zero saying what differed.
 //! No test asserts on timing; the timeouts are generous for slow, shared CI machines.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::clients::{kcat, python, run_ok, run_script_ok, Running};
-use support::process::{free_port, BrokerProcess};
+use kmirror_testkit::{kcat, python_command, run_ok, run_script_ok, BrokerProcess, Running};
 
 const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop_groups");
 /// A whole Python scenario (several rebalances, session timeouts, restarts).
@@ -44,9 +41,9 @@ fn confluent_group_rebalances_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &[]);
     let out = run_script_ok(
-        python()
+        python_command()
             .arg(script("confluent_group_rebalance.py"))
-            .args(["--bootstrap", &broker.addr, "--count", "6000"])
+            .args(["--bootstrap", &broker.addr(), "--count", "6000"])
             .args(["--session-timeout-ms", "6000"]),
         SCRIPT_WAIT,
     );
@@ -68,17 +65,16 @@ fn confluent_group_rebalances_lose_nothing() {
 /// a kill usually catches batches appended but not yet acknowledged.
 fn idempotent_producer_across_sigkill(flush: &str) {
     let dir = tempfile::tempdir().unwrap();
-    // A fixed address: the client must find the restarted broker where it was.
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut broker = BrokerProcess::start(dir.path(), &["--listen", &listen, "--flush", flush]);
+    // The kit's brokers keep their address: the client finds the restarted broker there.
+    let mut broker = BrokerProcess::start(dir.path(), &["--flush", flush]);
     let topic = "idempotent";
     const COUNT: u64 = 20_000;
     let mut producer = Running::spawn(
-        python()
+        python_command()
             .arg(script("idempotent_produce.py"))
             .args([
                 "--bootstrap",
-                &broker.addr,
+                &broker.addr(),
                 "--topic",
                 topic,
                 "--mode",
@@ -97,7 +93,7 @@ fn idempotent_producer_across_sigkill(flush: &str) {
         if line.starts_with("RESULT ") {
             break;
         }
-        broker.sigkill();
+        broker.kill9();
         kills += 1;
         eprintln!("SIGKILLed the broker at \"{line}\"");
         // Let the client notice (connection refused, retries), then come back on the
@@ -116,11 +112,11 @@ fn idempotent_producer_across_sigkill(flush: &str) {
         .expect("a RESULT line");
     eprintln!("producer: {result}");
     let out = run_script_ok(
-        python()
+        python_command()
             .arg(script("idempotent_produce.py"))
             .args([
                 "--bootstrap",
-                &broker.addr,
+                &broker.addr(),
                 "--topic",
                 topic,
                 "--mode",
@@ -154,9 +150,9 @@ fn confluent_admin_configs_groups_records_retention() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &NO_DELAY);
     let out = run_script_ok(
-        python()
+        python_command()
             .arg(script("confluent_admin.py"))
-            .args(["--bootstrap", &broker.addr, "--data-dir"])
+            .args(["--bootstrap", &broker.addr(), "--data-dir"])
             .arg(dir.path()),
         SCRIPT_WAIT,
     );
@@ -174,9 +170,9 @@ fn kafka_python_resume(stop: fn(&mut BrokerProcess)) {
     let mut broker = BrokerProcess::start(&data, &NO_DELAY);
     let run_phase = |broker: &BrokerProcess, phase: &str| {
         run_script_ok(
-            python()
+            python_command()
                 .arg(script("kafka_python_group_resume.py"))
-                .args(["--bootstrap", &broker.addr, "--phase", phase, "--state"])
+                .args(["--bootstrap", &broker.addr(), "--phase", phase, "--state"])
                 .arg(&state),
             SCRIPT_WAIT,
         )
@@ -190,12 +186,12 @@ fn kafka_python_resume(stop: fn(&mut BrokerProcess)) {
 
 #[test]
 fn kafka_python_group_resumes_from_committed_offsets_after_sigterm() {
-    kafka_python_resume(|b| b.sigterm_ok());
+    kafka_python_resume(|b| b.terminate_ok());
 }
 
 #[test]
 fn kafka_python_group_resumes_from_committed_offsets_after_sigkill() {
-    kafka_python_resume(|b| b.sigkill());
+    kafka_python_resume(|b| b.kill9());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -234,7 +230,7 @@ fn kcat_produce(addr: &str, topic: &str, partition: i32, values: &[String]) {
 fn kcat_balanced_group_consumes_all_partitions_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &["--default-partitions", "3"]);
-    let addr = broker.addr.as_str();
+    let addr = &broker.addr();
     let (topic, group) = ("kcat-group", "kcat-g");
     let value = |p: i32, i: i64| format!("p{p}-v{i}");
     for p in 0..3 {
@@ -324,19 +320,19 @@ fn committed_offsets_survive_sigkill() {
     let mut broker = BrokerProcess::start(dir.path(), &NO_DELAY);
     for round in ["1", "2"] {
         let mut committer = Running::spawn(
-            python()
+            python_command()
                 .arg(script("committed_offsets.py"))
-                .args(["--bootstrap", &broker.addr, "--phase", "commit"])
+                .args(["--bootstrap", &broker.addr(), "--phase", "commit"])
                 .args(["--round", round]),
         );
         committer.wait_line(WAIT, |l| l.starts_with("COMMITTED "));
-        broker.sigkill();
+        broker.kill9();
         drop(committer);
         broker.restart();
         let out = run_script_ok(
-            python()
+            python_command()
                 .arg(script("committed_offsets.py"))
-                .args(["--bootstrap", &broker.addr, "--phase", "check"])
+                .args(["--bootstrap", &broker.addr(), "--phase", "check"])
                 .args(["--round", round]),
             WAIT * 2,
         );
@@ -358,13 +354,13 @@ fn confluent_live_group_survives_broker_sigkill() {
     let resume = dir.path().join("restarted");
     let mut broker = BrokerProcess::start(&data, &NO_DELAY);
     let mut group = Running::spawn(
-        python()
+        python_command()
             .arg(script("confluent_group_live_restart.py"))
-            .args(["--bootstrap", &broker.addr, "--resume-file"])
+            .args(["--bootstrap", &broker.addr(), "--resume-file"])
             .arg(&resume),
     );
     group.wait_line(WAIT, |l| l.starts_with("CONSUMED "));
-    broker.sigkill();
+    broker.kill9();
     thread::sleep(Duration::from_millis(500));
     broker.restart();
     std::fs::write(&resume, b"").unwrap();

@@ -1,14 +1,12 @@
 //! Third-party clients against a real `kmirror-broker` process: kcat (librdkafka 2.0.2 from
 //! Debian), confluent-kafka and kafka-python (PyPI), plus crash and torn-tail durability
 //! and SIGTERM. Each test starts its own broker on 127.0.0.1:0 with a fresh data dir
-//! (`support::process::BrokerProcess`; a restart keeps the data dir and address).
+//! (`kmirror_testkit::BrokerProcess`; a restart keeps the data dir and address).
 //!
 //! The clients are installed by `scripts/test.sh` (kcat with apt, the Python packages in
 //! `.venv/`, exported as `KMIRROR_PYTHON`). Without them these tests fail and say so.
 //! The Python scripts live in `tests/interop/` and can be run by hand:
 //! `python3 broker/tests/interop/confluent_roundtrip.py --bootstrap 127.0.0.1:9092`.
-
-mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -16,8 +14,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::clients::{kcat, python, run_ok, run_script_ok, Running};
-use support::process::BrokerProcess;
+use kmirror_testkit::{kcat, python_command, run_ok, run_script_ok, BrokerProcess, Running};
 
 const INTEROP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
 /// How long to wait for a client run. Generous on purpose: CI machines are slow and
@@ -140,7 +137,7 @@ fn now_ms() -> i64 {
 fn kcat_metadata_produce_consume_10000_keyed_messages() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &["--default-partitions", "3"]);
-    let addr = broker.addr.as_str();
+    let addr = &broker.addr();
     let topic = "kcat-keyed";
     const N: usize = 10_000;
 
@@ -237,14 +234,14 @@ fn kcat_metadata_produce_consume_10000_keyed_messages() {
 fn kcat_query_offsets_for_timestamps() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &[]);
-    let addr = broker.addr.as_str();
+    let addr = &broker.addr();
     let topic = "kcat-times";
     // kcat -P cannot set timestamps: produce with confluent-kafka. Timestamps are recent
     // (retention is 7 days) and 10 ms apart: record i has base + 10 i.
     let base = now_ms() - 3_600_000;
     const N: i64 = 500;
     run_ok(
-        python()
+        python_command()
             .arg(script("produce_acked.py"))
             .args(["--bootstrap", addr, "--topic", topic, "--create"])
             .args(["--count", &N.to_string(), "--partitions", "1"])
@@ -343,9 +340,9 @@ fn survives_sigkill(flush: &str) {
     const COUNT: u64 = 40_000;
     let kill_after = 4_000;
     let mut producer = Running::spawn(
-        python()
+        python_command()
             .arg(script("produce_acked.py"))
-            .args(["--bootstrap", &broker.addr, "--topic", &topic, "--create"])
+            .args(["--bootstrap", &broker.addr(), "--topic", &topic, "--create"])
             .args(["--count", &COUNT.to_string(), "--partitions", "2"])
             .args(["--value-bytes", "200", "--progress-every", "500"])
             .args(["--message-timeout-ms", "10000"]),
@@ -356,7 +353,7 @@ fn survives_sigkill(flush: &str) {
             || l.strip_prefix("progress ")
                 .is_some_and(|n| n.parse::<u64>().unwrap() >= kill_after)
     });
-    broker.sigkill();
+    broker.kill9();
     let result = if line.starts_with("RESULT ") {
         line
     } else {
@@ -373,7 +370,7 @@ fn survives_sigkill(flush: &str) {
     );
 
     broker.restart();
-    let parts = kcat_consume_all(&broker.addr, &topic);
+    let parts = kcat_consume_all(&broker.addr(), &topic);
     assert_contiguous(&topic, &parts);
     let mut present = 0;
     for ((p, off), (k, v)) in &acked.records {
@@ -426,7 +423,7 @@ fn torn_tail_after_clean_stop_is_cut_and_appends_continue() {
             .collect();
         let input: String = rows.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
         run_ok(
-            kcat().args(["-P", "-b", &broker.addr, "-t", topic, "-p", "0", "-K:"]),
+            kcat().args(["-P", "-b", &broker.addr(), "-t", topic, "-p", "0", "-K:"]),
             Some(input.into_bytes()),
             WAIT * 2,
         );
@@ -439,7 +436,7 @@ fn torn_tail_after_clean_stop_is_cut_and_appends_continue() {
         .into_iter()
         .enumerate()
     {
-        broker.sigterm_ok();
+        broker.terminate_ok();
         let seg = log_files(&part_dir).pop().expect("a .log segment");
         let data = fs::read(&seg).unwrap();
         let spans = batch_spans(&data);
@@ -465,7 +462,7 @@ fn torn_tail_after_clean_stop_is_cut_and_appends_continue() {
         );
 
         broker.restart();
-        let parts = kcat_consume_all(&broker.addr, topic);
+        let parts = kcat_consume_all(&broker.addr(), topic);
         let rows = parts.get(&0).cloned().unwrap_or_default();
         let got: Vec<(String, String)> = rows
             .iter()
@@ -481,7 +478,7 @@ fn torn_tail_after_clean_stop_is_cut_and_appends_continue() {
         );
         assert_eq!(got, expected, "records changed after a torn tail ({what})");
         assert_eq!(
-            kcat_query(&broker.addr, topic, 0, -1),
+            kcat_query(&broker.addr(), topic, 0, -1),
             expected.len() as i64,
             "log end offset after a torn tail ({what})"
         );
@@ -490,12 +487,12 @@ fn torn_tail_after_clean_stop_is_cut_and_appends_continue() {
         let next = expected.len();
         let row = (format!("after{round}"), format!("value-after-{round}"));
         run_ok(
-            kcat().args(["-P", "-b", &broker.addr, "-t", topic, "-p", "0", "-K:"]),
+            kcat().args(["-P", "-b", &broker.addr(), "-t", topic, "-p", "0", "-K:"]),
             Some(format!("{}:{}\n", row.0, row.1).into_bytes()),
             WAIT,
         );
         expected.push(row.clone());
-        let parts = kcat_consume_all(&broker.addr, topic);
+        let parts = kcat_consume_all(&broker.addr(), topic);
         assert_contiguous(topic, &parts);
         let last = parts[&0].last().unwrap();
         assert_eq!(
@@ -517,14 +514,14 @@ fn sigterm_with_a_connected_consumer_exits_zero() {
     let mut broker = BrokerProcess::start(dir.path(), &[]);
     let topic = "sigterm";
     run_ok(
-        kcat().args(["-P", "-b", &broker.addr, "-t", topic, "-p", "0"]),
+        kcat().args(["-P", "-b", &broker.addr(), "-t", topic, "-p", "0"]),
         Some(b"one\ntwo\n".to_vec()),
         WAIT,
     );
     // A consumer long-polling at the end of the log while the broker stops.
     let mut consumer = Running::spawn(
         kcat()
-            .args(["-C", "-b", &broker.addr, "-t", topic])
+            .args(["-C", "-b", &broker.addr(), "-t", topic])
             // -u: unbuffered output, or the offsets sit in kcat's stdio buffer.
             .args(["-o", "beginning", "-q", "-u", "-f", "%o\n"]),
     );
@@ -536,9 +533,9 @@ fn sigterm_with_a_connected_consumer_exits_zero() {
             "kcat -C printed {got:?}, want offset {want}"
         );
     }
-    let status = broker.sigterm();
+    let status = broker.terminate().expect("the broker exits after SIGTERM");
     drop(consumer); // SIGKILL
-    let log = broker.log();
+    let log = broker.log.text();
     assert_eq!(status.code(), Some(0), "SIGTERM exit: {status}\n{log}");
     assert!(log.contains("Shutting down."), "no shutdown line:\n{log}");
     assert!(
@@ -548,7 +545,7 @@ fn sigterm_with_a_connected_consumer_exits_zero() {
 
     // And the data is there after the restart.
     broker.restart();
-    let parts = kcat_consume_all(&broker.addr, topic);
+    let parts = kcat_consume_all(&broker.addr(), topic);
     let got: Vec<&str> = parts[&0].iter().map(|r| r.2.as_str()).collect();
     assert_eq!(got, ["one", "two"]);
 }
@@ -563,7 +560,7 @@ const EMULATE_2_8: &[&str] = &["--emulate-kafka", "2.8"];
 /// Requires the broker's start-up line to name the emulated release, so a test cannot pass
 /// against a broker that ignored the flag.
 fn assert_emulates(broker: &BrokerProcess, release: &str) {
-    let log = broker.log();
+    let log = broker.log.text();
     assert!(
         log.contains(&format!("emulate_kafka={release}")),
         "the broker does not report emulating Kafka {release}:\n{log}"
@@ -577,8 +574,8 @@ fn run_roundtrip_on(name: &str, with_data_dir: bool, broker_args: &[&str]) {
     if broker_args == EMULATE_2_8 {
         assert_emulates(&broker, "2.8");
     }
-    let mut cmd = python();
-    cmd.arg(script(name)).args(["--bootstrap", &broker.addr]);
+    let mut cmd = python_command();
+    cmd.arg(script(name)).args(["--bootstrap", &broker.addr()]);
     if with_data_dir {
         cmd.arg("--data-dir").arg(dir.path());
     }
@@ -600,7 +597,7 @@ fn kcat_produce_consume_query_against_kafka_2_8() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), EMULATE_2_8);
     assert_emulates(&broker, "2.8");
-    let addr = broker.addr.as_str();
+    let addr = &broker.addr();
     let topic = "kcat-2-8";
     let input: String = (0..1000).map(|i| format!("k{i}:v{i}\n")).collect();
     run_ok(
@@ -635,10 +632,10 @@ fn kcat_produce_consume_query_against_kafka_2_8() {
 fn confluent_kafka_init_transactions_fails_fast() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &[]);
-    let mut cmd = python();
+    let mut cmd = python_command();
     cmd.arg(script("init_transactions_fails_fast.py")).args([
         "--bootstrap",
-        &broker.addr,
+        &broker.addr(),
         "--timeout",
         "30",
     ]);

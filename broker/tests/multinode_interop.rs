@@ -8,8 +8,6 @@
 //! phase of traffic (messages still in flight) and waits for `phase-K`; the test moves
 //! leaders, checks the move in Metadata, then writes the marker. No sleeps, no timing.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -20,9 +18,8 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kmirror_testkit::{free_port, python_command, BrokerProcess, Running};
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
-use support::clients::{python, Running};
-use support::process::{free_port, BrokerProcess};
 
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -132,12 +129,15 @@ fn confluent_producer_and_group_survive_leader_moves_and_a_node_restart() {
     assert_eq!(body.matches("\"live\":true").count(), 3, "{body}");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let m = rt
-        .block_on(Messenger::connect(&broker.addr, MessengerConfig::default()))
+        .block_on(Messenger::connect(
+            &broker.addr(),
+            MessengerConfig::default(),
+        ))
         .expect("connect to node 0");
     let mut script = Running::spawn(
-        python()
+        python_command()
             .arg(SCRIPT)
-            .args(["--bootstrap", &broker.addr, "--topic", TOPIC])
+            .args(["--bootstrap", &broker.addr(), "--topic", TOPIC])
             .args(["--partitions", &PARTITIONS.to_string()])
             .args(["--phases", &PHASES.to_string()])
             .arg("--sync-dir")

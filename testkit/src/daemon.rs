@@ -1,0 +1,101 @@
+//! A `kmirror` daemon process running a topology file. Each incarnation gets a notify
+//! socket of its own as `$NOTIFY_SOCKET`, so readiness is the daemon's `READY=1` rather
+//! than a line of its log.
+
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::binaries::daemon_binary;
+use crate::notify::NotifySocket;
+use crate::process::Process;
+
+/// A `kmirror run CONFIG` child process; dereferences to its [`Process`] (`log`,
+/// `kill9`, `terminate`, `rss_kib`, ...).
+pub struct DaemonProcess {
+    pub config: PathBuf,
+    process: Process,
+    notify: Option<NotifySocket>,
+    /// Holds the notify sockets.
+    sockets: tempfile::TempDir,
+    incarnation: u32,
+}
+
+impl DaemonProcess {
+    /// Starts `kmirror run config` (it need not be ready yet: see
+    /// [`wait_ready`](Self::wait_ready)).
+    pub fn start(config: &Path) -> Self {
+        let mut d = Self {
+            config: config.to_path_buf(),
+            process: Process::idle("kmirror daemon".into()),
+            notify: None,
+            sockets: tempfile::Builder::new()
+                .prefix("kmirror-notify")
+                .tempdir()
+                .expect("a directory for the notify socket"),
+            incarnation: 0,
+        };
+        d.restart();
+        d
+    }
+
+    /// Starts (again) on the same topology file, with a fresh log and notify socket.
+    pub fn restart(&mut self) {
+        self.incarnation += 1;
+        let path = self
+            .sockets
+            .path()
+            .join(format!("notify-{}", self.incarnation));
+        let mut cmd = Command::new(daemon_binary());
+        cmd.arg("run")
+            .arg(&self.config)
+            .env("KMIRROR_LOG", "info")
+            .env("NOTIFY_SOCKET", &path);
+        self.notify = Some(NotifySocket::bind(&path));
+        self.process.spawn(cmd);
+    }
+
+    /// Waits for `READY=1` from this incarnation (sent once every flow was spawned).
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
+        self.notified("READY=1", timeout)
+    }
+
+    /// Waits for `STOPPING=1` from this incarnation (sent when shutdown begins).
+    pub fn wait_stopping(&self, timeout: Duration) -> bool {
+        self.notified("STOPPING=1", timeout)
+    }
+
+    fn notified(&self, state: &str, timeout: Duration) -> bool {
+        self.notify
+            .as_ref()
+            .is_some_and(|n| n.wait_for(state, timeout))
+    }
+}
+
+impl Deref for DaemonProcess {
+    type Target = Process;
+    fn deref(&self) -> &Process {
+        &self.process
+    }
+}
+
+impl DerefMut for DaemonProcess {
+    fn deref_mut(&mut self) -> &mut Process {
+        &mut self.process
+    }
+}
+
+/// Writes `topology.yaml` in `dir`: the remote clusters `(name, bootstrap)` and the flows'
+/// YAML (the list items under `flows:`).
+pub fn write_topology(dir: &Path, clusters: &[(&str, &str)], flows_yaml: &str) -> PathBuf {
+    let mut text = String::from("clusters:\n");
+    for (name, addr) in clusters {
+        text.push_str(&format!("  {name}:\n    bootstrap: [\"{addr}\"]\n    request_timeout: 10s\n    connect_timeout: 2s\n"));
+    }
+    text.push_str("flows:\n");
+    text.push_str(flows_yaml);
+    let path = dir.join("topology.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

@@ -1,0 +1,22 @@
+//! One process harness for the end-to-end tests and benchmarks of `kmirror` and
+//! `kmirror-broker`: brokers and daemons as real processes on 127.0.0.1 (started, killed
+//! with -9, stopped with SIGTERM, paused with SIGSTOP, restarted on the same port and data
+//! directory), their captured logs, daemon readiness from `READY=1` on a notify socket,
+//! and third-party clients (kcat, the Python clients) run with timeouts.
+
+mod binaries;
+mod broker;
+mod clients;
+mod daemon;
+mod log;
+mod notify;
+mod process;
+mod running;
+
+pub use binaries::{broker_binary, daemon_binary};
+pub use broker::BrokerProcess;
+pub use clients::{kcat, python, python_command, run_ok, run_python, run_script_ok};
+pub use daemon::{write_topology, DaemonProcess};
+pub use log::Log;
+pub use process::{free_port, Process};
+pub use running::Running;

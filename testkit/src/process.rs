@@ -1,0 +1,147 @@
+//! What brokers and daemons share as child processes: a free port, spawning with the
+//! output captured in a [`Log`], signals, stopping with a deadline.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::log::Log;
+
+/// How long a process may take to start or to stop. Generous: CI machines are shared.
+pub(crate) const PROCESS_WAIT: Duration = Duration::from_secs(60);
+
+/// A free port on 127.0.0.1: bound to port 0, then released. Another process could take
+/// it in between; good enough for tests that need a fixed address.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process (one incarnation at a time) with its output captured in `log`: what
+/// brokers and daemons share. SIGCONTed and SIGKILLed on drop, its log printed if the
+/// test is failing. [`BrokerProcess`](crate::BrokerProcess) and
+/// [`DaemonProcess`](crate::DaemonProcess) dereference to it.
+pub struct Process {
+    /// The current incarnation's stdout and stderr.
+    pub log: Log,
+    child: Option<Child>,
+    name: String,
+}
+
+impl Process {
+    /// Nothing running yet; `name` labels the log printed on failure.
+    pub(crate) fn idle(name: String) -> Self {
+        Self {
+            log: Log::default(),
+            child: None,
+            name,
+        }
+    }
+
+    /// Starts `cmd` (stdin closed) with a fresh log.
+    pub(crate) fn spawn(&mut self, mut cmd: Command) {
+        assert!(self.child.is_none(), "{} is still running", self.name);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        self.log = Log::default();
+        self.log.capture(child.stdout.take().unwrap());
+        self.log.capture(child.stderr.take().unwrap());
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// `kill -9` and reap, if running: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status once the process closed its output (so `log` holds
+    /// its last lines); `None` if it was not running or did not exit within
+    /// [`PROCESS_WAIT`] (it is then killed).
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut c = self.child.take()?;
+        signal(&c, "-TERM");
+        if !self.log.wait_closed(PROCESS_WAIT) {
+            let _ = c.kill();
+            let _ = c.wait();
+            return None;
+        }
+        c.wait().ok()
+    }
+
+    /// SIGTERM and require exit status 0.
+    pub fn terminate_ok(&mut self) {
+        let status = self.terminate();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} exit after SIGTERM: {status:?}:\n{}",
+            self.name,
+            self.log.tail(40)
+        );
+    }
+
+    /// SIGSTOP: the process stops answering (its connections stay open).
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            signal(c, "-STOP");
+        }
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            signal(c, "-CONT");
+        }
+    }
+
+    /// Resident set size in KiB (from /proc), if running.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.resume();
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- {} log (last 200 lines) ----\n{}\n---- end of {} log ----",
+                self.name,
+                self.log.tail(200),
+                self.name
+            );
+        }
+    }
+}
+
+/// Sends `sig` (e.g. `-STOP`) with the shell's `kill` (/bin/kill is not on every image).
+pub(crate) fn signal(child: &Child, sig: &str) {
+    let pid = child.id();
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill {sig} {pid}"))
+        .status()
+        .expect("run sh -c kill");
+    assert!(status.success(), "kill {sig} {pid} failed: {status}");
+}

@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Most of the budget that goes to produce frames (an eighth), and the least.
 const FRAME_POOL_FRACTION: usize = 8;
@@ -29,6 +29,8 @@ pub struct Memory {
     fetch_bytes: usize,
     frames: Arc<Semaphore>,
     frame_bytes: usize,
+    /// Woken whenever a partition's share is released (its batches were acknowledged).
+    released: Arc<Notify>,
 }
 
 impl Memory {
@@ -43,7 +45,14 @@ impl Memory {
             fetch_bytes,
             frames: Arc::new(Semaphore::new(frame_bytes)),
             frame_bytes,
+            released: Arc::new(Notify::new()),
         }
+    }
+
+    /// Waits until some partition releases memory (or returns at once if one did since
+    /// the last wait).
+    pub async fn released(&self) {
+        self.released.notified().await;
     }
 
     pub fn fetch_pool_bytes(&self) -> usize {
@@ -99,8 +108,9 @@ impl Reservation {
         self.bytes += other.bytes;
     }
 
-    /// Moves `bytes` of this reservation to a partition's share.
-    pub fn take(&mut self, bytes: usize, partition: &Held) -> Option<Share> {
+    /// Moves `bytes` of this reservation to a partition's share; `released` is woken when
+    /// the share is dropped.
+    pub fn take(&mut self, bytes: usize, partition: &Held, memory: &Memory) -> Option<Share> {
         let bytes = bytes.min(self.bytes);
         let permit = self.permit.split(bytes)?;
         self.bytes -= bytes;
@@ -109,6 +119,7 @@ impl Reservation {
             _permit: permit,
             bytes,
             held: partition.clone(),
+            released: memory.released.clone(),
         })
     }
 }
@@ -129,11 +140,13 @@ pub struct Share {
     _permit: OwnedSemaphorePermit,
     bytes: usize,
     held: Held,
+    released: Arc<Notify>,
 }
 
 impl Drop for Share {
     fn drop(&mut self) {
         self.held.0.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.released.notify_one();
     }
 }
 
@@ -155,8 +168,8 @@ mod tests {
         let m = Memory::new(8 << 20);
         let mut r = m.try_reserve_fetch(1 << 20).expect("free");
         let p = Held::default();
-        let a = r.take(300_000, &p).unwrap();
-        let b = r.take(200_000, &p).unwrap();
+        let a = r.take(300_000, &p, &m).unwrap();
+        let b = r.take(200_000, &p, &m).unwrap();
         assert_eq!(p.bytes(), 500_000);
         assert_eq!(r.bytes(), (1 << 20) - 500_000);
         drop(r);

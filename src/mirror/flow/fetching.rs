@@ -59,7 +59,9 @@ impl FlowRunner {
             if refresh {
                 let _ = self.source.refresh_metadata().await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Every partition is full or holds its share: wait for an acknowledgement to
+            // release memory (a queue slot frees with it), at most a moment.
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.memory.released()).await;
             return;
         }
         // Each response's max_bytes is reserved before it is asked for, so responses
@@ -188,7 +190,7 @@ impl FlowRunner {
             }
         }
         let permit = if bytes > 0 {
-            reservation.take(bytes, &r.held)
+            reservation.take(bytes, &r.held, &self.memory)
         } else {
             None
         };

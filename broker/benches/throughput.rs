@@ -217,7 +217,8 @@ async fn fetch_all(broker: &BrokerProcess, topic: &str) -> Figures {
                                 })
                                 .collect(),
                         )]);
-                let (resp, _) = m.send(&req).await.unwrap();
+                // v12 names topics; v13+ would need the topic id.
+                let resp = m.send_at(&req, 12).await.unwrap();
                 let mut progressed = false;
                 for part in &resp.responses[0].partitions {
                     let data = part.records.clone().unwrap_or_default();

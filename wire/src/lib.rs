@@ -14,5 +14,6 @@ pub mod messenger;
 pub mod rebuild;
 pub mod records;
 pub mod versions;
+pub mod walk;
 
 pub use kafka_protocol;

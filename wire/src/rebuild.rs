@@ -5,7 +5,8 @@
 //! qualify: a compacted topic's batches have offset gaps or no records at all, a start
 //! offset may fall inside a batch, and runs of small batches want to become one. This module
 //! turns a run of source batches into one batch: records are decompressed, walked by their
-//! varint framing, their offset and timestamp deltas re-encoded against the new batch, and
+//! varint framing ([`crate::walk`]), their offset and timestamp deltas re-encoded against
+//! the new batch, and
 //! everything else in each record (attributes, key, value, headers — duplicate header keys
 //! included) copied byte for byte; the result is compressed again with the source codec.
 //!
@@ -18,13 +19,13 @@
 //! duplicate header keys), and it never sets the producer fields: the caller stamps the
 //! batch afterwards. Only the compression codecs come from `kafka-protocol`.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
 
-use crate::batch::{BatchError, BatchView, HEADER_LEN};
-
-const ATTR_COMPRESSION_MASK: i16 = 0x07;
-const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
+use crate::batch::{update_crc, BatchError, BatchHeader, BatchView, HEADER_LEN};
+use crate::walk::{write_record, RecordWalker};
 
 /// Why a run of batches cannot be rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,34 +61,29 @@ pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, Re
         return Ok(None);
     };
     let first = BatchView::parse(first, 0)?;
-    let kind = first.attributes() & ATTR_COMPRESSION_MASK;
-    let mut records = BytesMut::new();
+    let codec_id = first.compression();
+    let mut records: Vec<u8> = Vec::new();
     let mut count: i32 = 0;
     let mut base_timestamp = 0i64;
     let mut max_timestamp = i64::MIN;
     let mut first_source_offset = -1;
     for raw in batches {
         let b = BatchView::parse(raw, 0)?;
-        if b.attributes() & ATTR_COMPRESSION_MASK != kind {
+        if b.compression() != codec_id {
             return Err(RebuildError::Mixed {
                 first: first.base_offset(),
                 other: b.base_offset(),
             });
         }
         let body = decompress(&b)?;
-        let mut walker = Walker {
-            buf: &body,
-            at: 0,
-            base_offset: b.base_offset(),
-        };
-        for _ in 0..b.record_count() {
-            let r = walker.next_record()?;
+        for r in RecordWalker::new(&body, b.record_count()) {
+            let r = r.map_err(|e| malformed(&b, &e.to_string()))?;
             let offset = b.base_offset() + i64::from(r.offset_delta);
             if offset < skip_below {
                 continue;
             }
             // Kafka: DefaultRecordBatch — records of a LogAppendTime batch take its time.
-            let timestamp = if b.attributes() & ATTR_TIMESTAMP_TYPE != 0 {
+            let timestamp = if b.is_log_append_time() {
                 b.max_timestamp()
             } else {
                 b.base_timestamp().wrapping_add(r.timestamp_delta)
@@ -97,42 +93,38 @@ pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, Re
                 first_source_offset = offset;
             }
             max_timestamp = max_timestamp.max(timestamp);
-            let timestamp_delta = timestamp.wrapping_sub(base_timestamp);
-            let length = 1 + varlong_len(timestamp_delta) + varint_len(count) + r.rest.len();
-            put_varint(&mut records, length as i32);
-            records.put_u8(r.attributes);
-            put_varlong(&mut records, timestamp_delta);
-            put_varint(&mut records, count);
-            records.put_slice(r.rest);
+            write_record(
+                &mut records,
+                &r,
+                timestamp.wrapping_sub(base_timestamp),
+                count,
+            );
             count += 1;
-        }
-        if walker.at != body.len() {
-            return Err(malformed(&b, "bytes left after the last record"));
         }
     }
     if count == 0 {
         return Ok(None);
     }
+    // The records go right after room for the header, compressed in place.
     let mut out = BytesMut::with_capacity(HEADER_LEN + records.len());
-    out.put_i64(0); // baseOffset: Kafka wants 0 from clients
-    out.put_i32(0); // batchLength, below
-    out.put_i32(-1); // partitionLeaderEpoch: unknown, as producers send it
-    out.put_i8(2);
-    out.put_u32(0); // crc, below
-    out.put_i16(kind); // the codec; CreateTime
-    out.put_i32(count - 1);
-    out.put_i64(base_timestamp);
-    out.put_i64(max_timestamp);
-    out.put_i64(-1); // producerId, epoch, baseSequence: stamped by the caller
-    out.put_i16(-1);
-    out.put_i32(-1);
-    out.put_i32(count);
-    compress(kind & ATTR_COMPRESSION_MASK, &records, &mut out)
-        .map_err(|reason| malformed(&first, &reason))?;
-    let batch_length = (out.len() - crate::batch::LOG_OVERHEAD) as i32;
-    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
-    let crc = crc32c::crc32c(&out[21..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out.put_bytes(0, HEADER_LEN);
+    compress(codec_id, &records, &mut out).map_err(|reason| malformed(&first, &reason))?;
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    BatchHeader {
+        base_offset: 0, // Kafka wants 0 from clients
+        partition_leader_epoch: -1,
+        attributes: codec_id, // CreateTime
+        last_offset_delta: count - 1,
+        base_timestamp,
+        max_timestamp,
+        producer_id: -1, // producer id, epoch and sequence: stamped by the caller
+        producer_epoch: -1,
+        base_sequence: -1,
+        record_count: count,
+    }
+    .write(&mut header, out.len() - HEADER_LEN);
+    out[..HEADER_LEN].copy_from_slice(&header);
+    update_crc(&mut out);
     Ok(Some(Rebuilt {
         bytes: out,
         records: count,
@@ -147,22 +139,24 @@ fn malformed(b: &BatchView<'_>, reason: &str) -> RebuildError {
     }
 }
 
-/// The records section of `b`, decompressed when needed.
-fn decompress(b: &BatchView<'_>) -> Result<Bytes, RebuildError> {
-    let body = Bytes::copy_from_slice(&b.as_bytes()[HEADER_LEN..]);
+/// The records section of `b`, decompressed when needed (borrowed when it is not).
+fn decompress<'a>(b: &BatchView<'a>) -> Result<Cow<'a, [u8]>, RebuildError> {
+    let section = b.records_bytes();
     let take = |buf: &mut Bytes| Ok(std::mem::take(buf));
-    let mut input = body.clone();
+    let mut input = Bytes::copy_from_slice(section);
     let out = match b.compression() {
-        0 => return Ok(body),
+        0 => return Ok(Cow::Borrowed(section)),
         1 => codec::Gzip::decompress(&mut input, take),
         2 => codec::Snappy::decompress(&mut input, take),
         3 => codec::Lz4::decompress(&mut input, take),
         4 => codec::Zstd::decompress(&mut input, take),
         other => return Err(malformed(b, &format!("unknown compression codec {other}"))),
     };
-    out.map_err(|e| malformed(b, &format!("cannot decompress: {e:#}")))
+    out.map(|bytes| Cow::Owned(bytes.to_vec()))
+        .map_err(|e| malformed(b, &format!("cannot decompress: {e:#}")))
 }
 
+/// Appends the records section to `out`, compressed with `codec_id`.
 fn compress(codec_id: i16, records: &[u8], out: &mut BytesMut) -> Result<(), String> {
     let fill = |tmp: &mut BytesMut| {
         tmp.put_slice(records);
@@ -193,97 +187,6 @@ fn lz4_fast(records: &[u8], out: &mut BytesMut) -> anyhow::Result<()> {
     encoder.write_all(records)?;
     let (_, result) = encoder.finish();
     Ok(result?)
-}
-
-/// One record's framing; `rest` is everything after the offset delta, copied verbatim.
-struct RawRecord<'a> {
-    attributes: u8,
-    timestamp_delta: i64,
-    offset_delta: i32,
-    rest: &'a [u8],
-}
-
-/// Walks the records of a decompressed records section.
-struct Walker<'a> {
-    buf: &'a [u8],
-    at: usize,
-    base_offset: i64,
-}
-
-impl<'a> Walker<'a> {
-    fn err(&self, reason: &str) -> RebuildError {
-        RebuildError::Malformed {
-            base_offset: self.base_offset,
-            reason: format!("record at byte {}: {reason}", self.at),
-        }
-    }
-
-    fn next_record(&mut self) -> Result<RawRecord<'a>, RebuildError> {
-        let (length, n) =
-            read_varlong(&self.buf[self.at..]).ok_or_else(|| self.err("bad length"))?;
-        let start = self.at + n;
-        let end = usize::try_from(length)
-            .ok()
-            .and_then(|l| start.checked_add(l))
-            .filter(|&e| e <= self.buf.len() && length > 0)
-            .ok_or_else(|| self.err("length outside the batch"))?;
-        let rec = &self.buf[start..end];
-        let attributes = rec[0];
-        let mut at = 1;
-        let (timestamp_delta, n) =
-            read_varlong(&rec[at..]).ok_or_else(|| self.err("bad timestamp delta"))?;
-        at += n;
-        let (offset_delta, n) =
-            read_varlong(&rec[at..]).ok_or_else(|| self.err("bad offset delta"))?;
-        at += n;
-        let offset_delta =
-            i32::try_from(offset_delta).map_err(|_| self.err("offset delta out of range"))?;
-        self.at = end;
-        Ok(RawRecord {
-            attributes,
-            timestamp_delta,
-            offset_delta,
-            rest: &rec[at..],
-        })
-    }
-}
-
-/// A zigzag varlong (Kafka's signed varint encoding) and its length in bytes.
-fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
-    let mut raw: u64 = 0;
-    for (i, &byte) in buf.iter().enumerate().take(10) {
-        raw |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
-        }
-    }
-    None
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn varlong_len(v: i64) -> usize {
-    let bits = 64 - zigzag(v).leading_zeros() as usize;
-    bits.max(1).div_ceil(7)
-}
-
-fn varint_len(v: i32) -> usize {
-    varlong_len(i64::from(v))
-}
-
-fn put_varlong(out: &mut BytesMut, v: i64) {
-    let mut raw = zigzag(v);
-    while raw >= 0x80 {
-        out.put_u8((raw as u8) | 0x80);
-        raw >>= 7;
-    }
-    out.put_u8(raw as u8);
-}
-
-fn put_varint(out: &mut BytesMut, v: i32) {
-    put_varlong(out, i64::from(v));
 }
 
 #[cfg(test)]
@@ -392,30 +295,30 @@ mod tests {
 
     #[test]
     fn keeps_duplicate_header_keys_byte_for_byte() {
-        // Two headers with the same key, which kafka-protocol's Record cannot represent:
-        // build the records section by hand and check the bytes survive.
-        let mut body = BytesMut::new();
-        let mut rec = BytesMut::new();
-        rec.put_u8(0);
-        put_varlong(&mut rec, 0);
-        put_varint(&mut rec, 0);
-        let rest: &[u8] = &[2, b'k', 2, b'v', 4, 2, b'h', 2, b'1', 2, b'h', 2, b'2'];
-        rec.put_slice(rest);
-        put_varint(&mut body, rec.len() as i32);
-        body.put_slice(&rec);
+        // Two headers with the same key, which kafka-protocol's Record cannot represent.
+        let mut body = Vec::new();
+        crate::walk::encode_record(
+            &mut body,
+            0,
+            0,
+            Some(b"k"),
+            b"v",
+            &[(b"h", b"1"), (b"h", b"2")],
+        );
         let mut raw = encode(&[0], Compression::None).to_vec();
         raw.truncate(HEADER_LEN);
         raw.extend_from_slice(&body);
         let len = (raw.len() - 12) as i32;
         raw[8..12].copy_from_slice(&len.to_be_bytes());
+        update_crc(&mut raw);
         let out = rebuild(&[&raw], 0).unwrap().unwrap();
-        assert!(out.bytes.ends_with(rest));
+        assert_eq!(&out.bytes[HEADER_LEN..], &body[..]);
     }
 
     #[test]
     fn log_append_time_becomes_each_records_own_timestamp() {
         let mut raw = encode(&[0, 1, 2], Compression::Lz4).to_vec();
-        let attrs = i16::from_be_bytes([raw[21], raw[22]]) | ATTR_TIMESTAMP_TYPE;
+        let attrs = i16::from_be_bytes([raw[21], raw[22]]) | 0x08; // LogAppendTime
         raw[21..23].copy_from_slice(&attrs.to_be_bytes());
         raw[35..43].copy_from_slice(&9_999i64.to_be_bytes());
         let crc = crc32c::crc32c(&raw[21..]);
@@ -437,31 +340,7 @@ mod tests {
             Err(RebuildError::Mixed { .. })
         ));
         let mut bad = a.to_vec();
-        let last = bad.len() - 1;
         bad[HEADER_LEN] = 0x7f; // a record length far past the end
-        bad[last] ^= 0;
         assert!(rebuild(&[&bad], 0).is_err());
-    }
-
-    #[test]
-    fn varints_round_trip() {
-        for v in [
-            0i64,
-            1,
-            -1,
-            63,
-            -64,
-            64,
-            300,
-            -300,
-            i64::from(i32::MAX),
-            i64::MIN,
-            i64::MAX,
-        ] {
-            let mut b = BytesMut::new();
-            put_varlong(&mut b, v);
-            assert_eq!(b.len(), varlong_len(v));
-            assert_eq!(read_varlong(&b), Some((v, b.len())));
-        }
     }
 }

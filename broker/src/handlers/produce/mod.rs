@@ -12,7 +12,6 @@
 
 mod codec;
 mod lz4_frame;
-mod records;
 mod validate;
 mod validator;
 

@@ -13,8 +13,8 @@ use kafka_protocol::error::ResponseError;
 use kmirror_wire::batch::{self, BatchHeader, BatchView};
 
 use super::codec::{self, CodecError};
-use super::records::{write_record, RawRecord, RecordWalker};
 use super::validate::Failure;
+use kmirror_wire::walk::{write_record, RawRecord, RecordWalker};
 
 /// `RecordBatch.NO_TIMESTAMP`.
 const NO_TIMESTAMP: i64 = -1;
@@ -240,7 +240,7 @@ fn rebuild(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::produce::records::tests::encode;
+    use kmirror_wire::walk::encode_record as encode;
 
     const NOW: i64 = 1_700_000_000_000;
 

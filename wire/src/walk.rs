@@ -3,10 +3,10 @@
 //! `DefaultRecord.readFrom` checks, and rewrites records with new offset and timestamp
 //! deltas for a rebuilt batch. Keys, values and headers are copied as bytes, never decoded,
 //! so duplicate header keys and every other byte of a record survive a rebuild. What a
-//! record *means* to a topic (keys on compacted topics, timestamps) is checked by
-//! [`super::validator`].
+//! record *means* to a topic (keys on compacted topics, timestamps) is for its callers:
+//! the broker's produce validator and the daemon's batch rebuild.
 
-use kmirror_wire::batch::put_varlong;
+use crate::batch::put_varlong;
 
 /// Why a records section is malformed. Kafka answers all of these with INVALID_RECORD.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -188,47 +188,47 @@ pub fn write_record(
     out.extend_from_slice(record.tail);
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// Encodes one record as Kafka does; `headers` may repeat keys.
-    pub fn encode(
-        out: &mut Vec<u8>,
-        timestamp_delta: i64,
-        offset_delta: i32,
-        key: Option<&[u8]>,
-        value: &[u8],
-        headers: &[(&[u8], &[u8])],
-    ) {
-        let mut tail = Vec::new();
-        let field = |t: &mut Vec<u8>, b: Option<&[u8]>| match b {
-            None => put_varlong(t, -1),
-            Some(b) => {
-                put_varlong(t, b.len() as i64);
-                t.extend_from_slice(b);
-            }
-        };
-        field(&mut tail, key);
-        field(&mut tail, Some(value));
-        put_varlong(&mut tail, headers.len() as i64);
-        for (k, v) in headers {
-            field(&mut tail, Some(k));
-            field(&mut tail, Some(v));
+/// Encodes one record as Kafka does; `headers` may repeat keys.
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&[u8]>,
+    value: &[u8],
+    headers: &[(&[u8], &[u8])],
+) {
+    let mut tail = Vec::new();
+    let field = |t: &mut Vec<u8>, b: Option<&[u8]>| match b {
+        None => put_varlong(t, -1),
+        Some(b) => {
+            put_varlong(t, b.len() as i64);
+            t.extend_from_slice(b);
         }
-        let r = RawRecord {
-            attributes: 0,
-            timestamp_delta: 0,
-            offset_delta: 0,
-            has_key: key.is_some(),
-            tail: &tail,
-        };
-        write_record(out, &r, timestamp_delta, offset_delta);
+    };
+    field(&mut tail, key);
+    field(&mut tail, Some(value));
+    put_varlong(&mut tail, headers.len() as i64);
+    for (k, v) in headers {
+        field(&mut tail, Some(k));
+        field(&mut tail, Some(v));
     }
+    let r = RawRecord {
+        attributes: 0,
+        timestamp_delta: 0,
+        offset_delta: 0,
+        has_key: key.is_some(),
+        tail: &tail,
+    };
+    write_record(out, &r, timestamp_delta, offset_delta);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn three() -> Vec<u8> {
         let mut b = Vec::new();
-        encode(
+        encode_record(
             &mut b,
             0,
             0,
@@ -236,8 +236,8 @@ pub(crate) mod tests {
             b"v0",
             &[(b"h", b"1"), (b"h", b"2")],
         );
-        encode(&mut b, 5, 1, None, b"v1", &[]);
-        encode(&mut b, 300_000, 2, Some(b""), &[9u8; 300], &[]);
+        encode_record(&mut b, 5, 1, None, b"v1", &[]);
+        encode_record(&mut b, 300_000, 2, Some(b""), &[9u8; 300], &[]);
         b
     }
 
@@ -282,7 +282,7 @@ pub(crate) mod tests {
         ));
         // A record whose length claims one byte more than its fields use.
         let mut r = Vec::new();
-        encode(&mut r, 0, 0, None, b"v", &[]);
+        encode_record(&mut r, 0, 0, None, b"v", &[]);
         r[0] += 2; // zigzag: length + 1
         r.push(0);
         assert!(matches!(
@@ -291,7 +291,7 @@ pub(crate) mod tests {
         ));
         // A negative header count.
         let mut r = Vec::new();
-        encode(&mut r, 0, 0, None, b"v", &[]);
+        encode_record(&mut r, 0, 0, None, b"v", &[]);
         let last = r.len() - 1;
         r[last] = 1; // zigzag -1
         assert!(RecordWalker::new(&r, 1).next().unwrap().is_err());

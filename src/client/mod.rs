@@ -15,6 +15,7 @@ mod connections;
 pub mod fetch;
 pub mod metadata;
 pub mod produce;
+pub mod produce_lane;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -120,11 +121,17 @@ pub struct ClientConfig {
     pub backoff: BackoffConfig,
 }
 
+/// How long to honour a broker's `throttle_time_ms` (KIP-219): as asked, at most a minute.
+pub fn throttle_wait(throttle_time_ms: i32) -> Duration {
+    Duration::from_millis(throttle_time_ms.clamp(0, 60_000) as u64)
+}
+
 /// A client for one cluster, shared by every flow that uses it.
 #[derive(Debug)]
 pub struct ClusterClient {
     config: ClientConfig,
     connections: Connections,
+    produce_lanes: produce_lane::Lanes,
     metadata: Mutex<Arc<MetadataSnapshot>>,
 }
 
@@ -133,6 +140,7 @@ impl ClusterClient {
         Self {
             config,
             connections: Connections::default(),
+            produce_lanes: produce_lane::Lanes::default(),
             metadata: Mutex::new(Arc::new(MetadataSnapshot::default())),
         }
     }
@@ -236,15 +244,32 @@ impl ClusterClient {
         partition: i32,
         lane: usize,
     ) -> Result<Arc<Messenger>, ClientError> {
-        let leader =
-            self.metadata()
-                .leader(topic, partition)
-                .ok_or_else(|| ClientError::NoLeader {
-                    cluster: self.config.cluster.clone(),
-                    topic: topic.to_string(),
-                    partition,
-                })?;
-        self.broker_lane(leader, lane).await
+        self.broker_lane(self.leader_id(topic, partition)?, lane)
+            .await
+    }
+
+    /// The combiner on connection `lane` to the leader of a partition, which gathers
+    /// batches of many partitions into one Produce request ([`produce_lane`]).
+    pub async fn produce_lane(
+        &self,
+        topic: &str,
+        partition: i32,
+        lane: usize,
+    ) -> Result<produce_lane::ProduceLane, ClientError> {
+        let leader = self.leader_id(topic, partition)?;
+        let m = self.broker_lane(leader, lane).await?;
+        Ok(self.produce_lanes.get(leader, lane, m))
+    }
+
+    /// The leader of a partition in cached metadata.
+    fn leader_id(&self, topic: &str, partition: i32) -> Result<i32, ClientError> {
+        self.metadata()
+            .leader(topic, partition)
+            .ok_or_else(|| ClientError::NoLeader {
+                cluster: self.config.cluster.clone(),
+                topic: topic.to_string(),
+                partition,
+            })
     }
 
     /// The controller (admin requests), or any broker if none is known.

@@ -74,6 +74,9 @@ pub fn next_sequence(sequence: i32, count: i32) -> i32 {
     ((i64::from(sequence) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32
 }
 
+/// The `timeout_ms` of the daemon's Produce requests.
+pub const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+
 /// The outcome of producing to one partition.
 #[derive(Debug, Clone)]
 pub struct ProduceOutcome {
@@ -123,14 +126,22 @@ pub async fn start_guarded(
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(target.partition)
                 .with_records(Some(records))])]);
-    let version = match target.topic_id {
-        Some(_) => m.versions().pick::<ProduceRequest>()?,
-        None => m.versions().pick_within::<ProduceRequest>(VersionRange {
+    let version = request_version(m, target.topic_id.is_some())?;
+    m.enqueue_guarded(&req, version, guard).await
+}
+
+/// The Produce version for a request: the highest both sides speak when every topic in
+/// it has a known id, else at most v12, the last that names topics.
+pub fn request_version(m: &Messenger, by_id: bool) -> Result<i16, RequestError> {
+    let version = if by_id {
+        m.versions().pick::<ProduceRequest>()?
+    } else {
+        m.versions().pick_within::<ProduceRequest>(VersionRange {
             min: codec_range::<ProduceRequest>().min,
             max: LAST_PRODUCE_BY_NAME,
-        })?,
+        })?
     };
-    m.enqueue_guarded(&req, version, guard).await
+    Ok(version)
 }
 
 /// The last Produce version that names topics (v13 uses topic ids only).

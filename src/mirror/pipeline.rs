@@ -2,9 +2,11 @@
 //! shaped by the [`Batcher`] into one batch per Produce request, as Kafka requires; each
 //! batch is rate-limited, stamped with the idempotent producer session and the partition's
 //! next sequence, and produced to the same partition of the target topic with acks=all. Up
-//! to [`MAX_IN_FLIGHT`] requests are on the wire at once, all on the partition's one
-//! connection lane to its leader (so they reach the target in order); acks are taken
-//! strictly in source order, and only then does the partition's progress advance.
+//! to [`MAX_IN_FLIGHT`] requests are on the wire at once, all through the partition's one
+//! connection lane to its leader (so they reach the target in order), whose combiner
+//! carries batches of many partitions in one request ([`crate::client::produce_lane`]);
+//! acks are taken strictly in source order, and only then does the partition's progress
+//! advance.
 //!
 //! Retries keep order and lose nothing: on a retriable error the pipeline lets the
 //! in-flight requests finish, then sends every unacknowledged request again, in order,
@@ -17,12 +19,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::ProduceRequest;
 use kmirror_wire::backoff::{Backoff, BackoffConfig};
 use kmirror_wire::errors::{ErrorClass, ResponseError};
-use kmirror_wire::messenger::Pending;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 pub use super::batching::Chunk;
 use super::batching::{Batcher, Ready};
@@ -72,15 +71,8 @@ pub struct Pipeline {
     pub batch_bytes: usize,
     /// The source offset this pipeline starts at; records below it are never produced.
     pub start_offset: i64,
-    /// The target asked for a pause (`throttle_time_ms`) until then.
-    pub throttled_until: Option<Instant>,
     /// The flow's memory: encoded produce frames count against its frame pool.
     pub memory: Memory,
-}
-
-/// How long to honour a broker's `throttle_time_ms`: as asked, at most a minute.
-pub fn throttle_wait(throttle_time_ms: i32) -> std::time::Duration {
-    std::time::Duration::from_millis(throttle_time_ms.clamp(0, 60_000) as u64)
 }
 
 impl Pipeline {
@@ -174,9 +166,6 @@ impl Pipeline {
             });
             return;
         }
-        if let Some(until) = self.throttled_until.take() {
-            tokio::time::sleep_until(until).await;
-        }
         self.throttle
             .acquire(data.len() as u64, records.max(0) as u64)
             .await;
@@ -220,17 +209,17 @@ impl Pipeline {
     async fn send(&self, entry: &mut InFlight) {
         let lane = self.lane();
         let target = self.produce_target();
-        let started: Result<Pending<ProduceRequest>, ClientError> = self
+        let queued = self
             .target
             .retry("sending Produce", None, || async {
-                let m = self
+                let lane = self
                     .target
-                    .leader_lane(&self.target_topic, self.source.partition, lane)
+                    .produce_lane(&self.target_topic, self.source.partition, lane)
                     .await?;
                 // The encoded request copies the batch; it counts until it is written.
                 let frame = self.memory.frame(entry.stamped.len()).await;
                 let guard = frame.map(|f| Box::new(f) as Box<dyn std::any::Any + Send>);
-                produce::start_guarded(&m, &target, entry.stamped.clone(), 30_000, guard)
+                lane.submit(target.clone(), entry.stamped.clone(), guard)
                     .await
                     .map_err(|e| ClientError::Request {
                         cluster: self.target.name().to_string(),
@@ -240,9 +229,10 @@ impl Pipeline {
             .await;
         let cluster = self.target.name().to_string();
         entry.pending = Some(tokio::spawn(async move {
-            produce::outcome(started?, &target)
-                .await
-                .map_err(|e| ClientError::Request { cluster, source: e })
+            let answer = queued?.await.map_err(|_| ClientError::Internal {
+                what: "the produce lane dropped an answer".into(),
+            })?;
+            answer.map_err(|e| ClientError::Request { cluster, source: e })
         }));
     }
 
@@ -256,13 +246,6 @@ impl Pipeline {
             self.target_topic, self.source.partition
         );
         let answer = result?;
-        if let Some(t) = answer
-            .as_ref()
-            .map(|a| a.throttle_time_ms)
-            .filter(|t| *t > 0)
-        {
-            self.throttled_until = Some(Instant::now() + throttle_wait(t));
-        }
         produce::settle(
             self.target.name(),
             &what,

@@ -130,7 +130,7 @@ impl FlowRunner {
         if throttle_ms > 0 {
             // KIP-219: the source broker asked for a pause before the next fetch.
             tracing::debug!(flow = %self.flow.name, throttle_ms, "Source throttled the fetch.");
-            tokio::time::sleep(crate::mirror::pipeline::throttle_wait(throttle_ms)).await;
+            tokio::time::sleep(crate::client::throttle_wait(throttle_ms)).await;
         }
     }
 

@@ -85,7 +85,6 @@ impl FlowRunner {
             next_target_offset: target_offset,
             batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
             start_offset: start,
-            throttled_until: None,
             memory: self.memory.clone(),
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");

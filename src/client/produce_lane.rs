@@ -1,0 +1,426 @@
+//! Many partitions per Produce request: one combiner task per connection lane to a target
+//! broker gathers the batches partitions hand it and writes them as one Produce request,
+//! one batch per partition (Kafka refuses two batches for one partition in a request:
+//! ProduceRequest.validateRecords), like Kafka's own producer does per node.
+//!
+//! A lane keeps at most [`MAX_REQUESTS_IN_FLIGHT`] requests on its connection; while they
+//! are answered, batches from other partitions queue up and leave together in the next
+//! request, so a broker leading many partitions gets few large requests rather than many
+//! small ones. A partition hands over its next batch only once the previous one is on the
+//! wire ([`ProduceLane::submit`] returns then), so its requests reach the target in order.
+//! A broker's `throttle_time_ms` (KIP-219) holds every lane to that broker until it has
+//! passed, as Kafka's clients do.
+
+use std::any::Any;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kmirror_wire::messenger::{Messenger, RequestError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+
+use super::produce::{
+    partition_outcome, request_version, ProduceOutcome, ProduceTarget, PRODUCE_TIMEOUT_MS,
+};
+use super::throttle_wait;
+
+/// Produce requests a lane keeps on its connection at once.
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 5;
+
+/// Bytes of batches gathered into one request; a larger batch goes alone.
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+/// Batches waiting for a lane's combiner.
+const QUEUE_BATCHES: usize = 256;
+
+/// The answer for one partition: its outcome, `None` if the response left it out.
+pub type Answer = Result<Option<ProduceOutcome>, RequestError>;
+
+/// One partition's batch, handed to a lane.
+struct Submission {
+    target: ProduceTarget,
+    records: Bytes,
+    /// Kept until the request is written (counts the encoded frame's memory).
+    guard: Option<Box<dyn Any + Send>>,
+    /// Told once the request holding the batch is on the connection, or could not be.
+    queued: oneshot::Sender<Result<oneshot::Receiver<Answer>, RequestError>>,
+}
+
+/// What a lane has written: requests, and the batches they carried.
+#[derive(Debug, Default)]
+pub struct LaneStats {
+    pub requests: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+/// The entry point of one connection's combiner.
+#[derive(Clone)]
+pub struct ProduceLane {
+    messenger: Arc<Messenger>,
+    tx: mpsc::Sender<Submission>,
+    stats: Arc<LaneStats>,
+}
+
+impl ProduceLane {
+    /// Requests and batches written so far on this lane's connection.
+    pub fn stats(&self) -> &LaneStats {
+        &self.stats
+    }
+
+    /// Hands `records` (one batch) for `target` to the lane; returns once the request
+    /// holding it is on the connection, with the receiver of its answer.
+    pub async fn submit(
+        &self,
+        target: ProduceTarget,
+        records: Bytes,
+        guard: Option<Box<dyn Any + Send>>,
+    ) -> Result<oneshot::Receiver<Answer>, RequestError> {
+        let closed = || RequestError::Poisoned {
+            reason: "the produce lane closed".into(),
+        };
+        let (queued, rx) = oneshot::channel();
+        self.tx
+            .send(Submission {
+                target,
+                records,
+                guard,
+                queued,
+            })
+            .await
+            .map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+}
+
+/// The lanes of one cluster client, by broker and lane number, and each broker's throttle.
+#[derive(Default)]
+pub(super) struct Lanes {
+    lanes: Mutex<HashMap<(i32, usize), ProduceLane>>,
+    throttles: Arc<Mutex<HashMap<i32, Instant>>>,
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lanes = self.lanes.lock().expect("lanes lock");
+        f.debug_struct("Lanes")
+            .field("lanes", &lanes.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Lanes {
+    /// The lane on connection `m` (lane `lane` of broker `node_id`); a new combiner when
+    /// the connection was replaced.
+    pub(super) fn get(&self, node_id: i32, lane: usize, m: Arc<Messenger>) -> ProduceLane {
+        let mut lanes = self.lanes.lock().expect("lanes lock");
+        if let Some(l) = lanes.get(&(node_id, lane)) {
+            if Arc::ptr_eq(&l.messenger, &m) {
+                return l.clone();
+            }
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        let stats = Arc::new(LaneStats::default());
+        tokio::spawn(combine(
+            m.clone(),
+            node_id,
+            self.throttles.clone(),
+            stats.clone(),
+            rx,
+        ));
+        let l = ProduceLane {
+            messenger: m,
+            tx,
+            stats,
+        };
+        lanes.insert((node_id, lane), l.clone());
+        l
+    }
+}
+
+/// The combiner: gathers waiting batches into requests, in the order they came.
+async fn combine(
+    m: Arc<Messenger>,
+    node_id: i32,
+    throttles: Arc<Mutex<HashMap<i32, Instant>>>,
+    stats: Arc<LaneStats>,
+    mut rx: mpsc::Receiver<Submission>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT));
+    let mut waiting: VecDeque<Submission> = VecDeque::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        if waiting.is_empty() {
+            match rx.recv().await {
+                Some(s) => waiting.push_back(s),
+                None => return,
+            }
+        }
+        while let Ok(s) = rx.try_recv() {
+            waiting.push_back(s);
+        }
+        let throttled = throttles
+            .lock()
+            .expect("throttles lock")
+            .get(&node_id)
+            .copied();
+        if let Some(until) = throttled.filter(|u| *u > Instant::now()) {
+            tokio::time::sleep_until(until).await;
+            while let Ok(s) = rx.try_recv() {
+                waiting.push_back(s);
+            }
+        }
+        let taken = take_request(&mut waiting);
+        let (req, guards, parts) = build(taken);
+        let version = match request_version(&m, parts.iter().all(|p| p.0.topic_id.is_some())) {
+            Ok(v) => v,
+            Err(e) => {
+                fail(parts, e);
+                continue;
+            }
+        };
+        let guard: Box<dyn Any + Send> = Box::new(guards);
+        let pending = match m.enqueue_guarded(&req, version, Some(guard)).await {
+            Ok(p) => p,
+            Err(e) => {
+                fail(parts, e);
+                continue;
+            }
+        };
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        stats
+            .batches
+            .fetch_add(parts.len() as u64, Ordering::Relaxed);
+        let mut answers = Vec::with_capacity(parts.len());
+        for (target, queued) in parts {
+            let (tx, rx) = oneshot::channel();
+            // A partition that stopped waiting no longer needs its answer.
+            let _ = queued.send(Ok(rx));
+            answers.push((target, tx));
+        }
+        let throttles = throttles.clone();
+        tokio::spawn(async move {
+            let resp = pending.wait().await;
+            if let Ok(r) = &resp {
+                note_throttle(&throttles, node_id, r);
+            }
+            for (target, tx) in answers {
+                let answer = match &resp {
+                    Ok(r) => Ok(partition_outcome(r, &target)),
+                    Err(e) => Err(e.clone()),
+                };
+                let _ = tx.send(answer);
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// The submissions of the next request, from the front of `waiting`: at least one, then
+/// more while they fit [`MAX_REQUEST_BYTES`] and name a partition not taken yet (Kafka
+/// keeps only one of two batches for the same partition in a request: KafkaApis.
+/// handleProduceRequest collects them into a map).
+fn take_request(waiting: &mut VecDeque<Submission>) -> Vec<Submission> {
+    let mut taken: Vec<Submission> = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(next) = waiting.front() {
+        let fits = taken.is_empty() || bytes + next.records.len() <= MAX_REQUEST_BYTES;
+        let repeated = taken.iter().any(|t| {
+            t.target.topic == next.target.topic && t.target.partition == next.target.partition
+        });
+        if !fits || repeated {
+            break;
+        }
+        bytes += next.records.len();
+        taken.push(waiting.pop_front().expect("front exists"));
+    }
+    taken
+}
+
+type Part = (
+    ProduceTarget,
+    oneshot::Sender<Result<oneshot::Receiver<Answer>, RequestError>>,
+);
+
+/// One Produce request (acks=all) for `taken`, grouped by topic.
+fn build(taken: Vec<Submission>) -> (ProduceRequest, Vec<Box<dyn Any + Send>>, Vec<Part>) {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    let mut guards = Vec::new();
+    let mut parts = Vec::with_capacity(taken.len());
+    for s in taken {
+        let data = PartitionProduceData::default()
+            .with_index(s.target.partition)
+            .with_records(Some(s.records));
+        match topics
+            .iter_mut()
+            .find(|t| t.name.as_str() == s.target.topic)
+        {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(s.target.topic.clone())))
+                    .with_topic_id(s.target.topic_id.unwrap_or_default())
+                    .with_partition_data(vec![data]),
+            ),
+        }
+        guards.extend(s.guard);
+        parts.push((s.target, s.queued));
+    }
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(PRODUCE_TIMEOUT_MS)
+        .with_topic_data(topics);
+    (req, guards, parts)
+}
+
+fn fail(parts: Vec<Part>, error: RequestError) {
+    for (_, queued) in parts {
+        let _ = queued.send(Err(error.clone()));
+    }
+}
+
+/// Records a broker's request to hold back (KIP-219).
+fn note_throttle(throttles: &Mutex<HashMap<i32, Instant>>, node_id: i32, resp: &ProduceResponse) {
+    if resp.throttle_time_ms > 0 {
+        let until = Instant::now() + throttle_wait(resp.throttle_time_ms);
+        let mut t = throttles.lock().expect("throttles lock");
+        let slot = t.entry(node_id).or_insert(until);
+        *slot = (*slot).max(until);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::CreateTopicsRequest;
+    use kafka_protocol::records::Compression;
+    use kmirror_wire::messenger::MessengerConfig;
+    use kmirror_wire::records::{encode, record};
+
+    fn target(topic: &str, partition: i32) -> ProduceTarget {
+        ProduceTarget {
+            topic: topic.into(),
+            topic_id: None,
+            partition,
+        }
+    }
+
+    fn batch(value: &str, count: usize) -> Bytes {
+        let records: Vec<_> = (0..count as i64)
+            .map(|i| {
+                record(
+                    i,
+                    1_700_000_000_000,
+                    None,
+                    Some(Bytes::from(value.to_string())),
+                )
+            })
+            .collect();
+        encode(&records, Compression::None).unwrap()
+    }
+
+    type Queued = oneshot::Receiver<Result<oneshot::Receiver<Answer>, RequestError>>;
+
+    fn submission(target: ProduceTarget, records: Bytes) -> (Submission, Queued) {
+        let (queued, rx) = oneshot::channel();
+        let s = Submission {
+            target,
+            records,
+            guard: None,
+            queued,
+        };
+        (s, rx)
+    }
+
+    #[test]
+    fn a_request_takes_waiting_batches_in_order_within_its_size_and_one_per_partition() {
+        let big = Bytes::from(vec![0u8; MAX_REQUEST_BYTES / 2]);
+        let mut waiting: VecDeque<Submission> = [
+            (target("a", 0), batch("x", 1)),
+            (target("a", 1), batch("x", 1)),
+            (target("b", 0), big.clone()),
+            (target("a", 0), batch("y", 1)),
+            (target("b", 1), batch("z", 1)),
+        ]
+        .into_iter()
+        .map(|(t, r)| submission(t, r).0)
+        .collect();
+        let names = |v: &[Submission]| {
+            v.iter()
+                .map(|s| format!("{}-{}", s.target.topic, s.target.partition))
+                .collect::<Vec<_>>()
+        };
+        // The second batch of a-0 waits for the next request, and so does what follows it.
+        assert_eq!(names(&take_request(&mut waiting)), ["a-0", "a-1", "b-0"]);
+        assert_eq!(names(&take_request(&mut waiting)), ["a-0", "b-1"]);
+        assert!(waiting.is_empty());
+        // A batch over the request size still goes, alone.
+        let huge = Bytes::from(vec![0u8; MAX_REQUEST_BYTES + 1]);
+        let mut waiting: VecDeque<Submission> = [(target("a", 0), huge), (target("a", 1), big)]
+            .into_iter()
+            .map(|(t, r)| submission(t, r).0)
+            .collect();
+        assert_eq!(names(&take_request(&mut waiting)), ["a-0"]);
+        assert_eq!(names(&take_request(&mut waiting)), ["a-1"]);
+    }
+
+    /// Batches for many partitions that wait together leave in one Produce request, which
+    /// a broker enforcing Kafka's rules accepts, and each partition gets its own answer.
+    #[tokio::test]
+    async fn waiting_batches_of_many_partitions_share_one_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = kmirror_testkit::BrokerProcess::start(dir.path(), &[]);
+        let m = Arc::new(
+            Messenger::connect(&broker.addr(), MessengerConfig::default())
+                .await
+                .unwrap(),
+        );
+        let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("lanes")))
+            .with_num_partitions(16)
+            .with_replication_factor(1)]);
+        let (created, _) = m.send(&create).await.unwrap();
+        assert_eq!(created.topics[0].error_code, 0);
+
+        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+        let mut queued = Vec::new();
+        for p in 0..16 {
+            let (s, q) = submission(target("lanes", p), batch(&format!("p{p}"), p as usize + 1));
+            tx.try_send(s).unwrap_or_else(|_| panic!("queue has room"));
+            queued.push(q);
+        }
+        let stats = Arc::new(LaneStats::default());
+        tokio::spawn(combine(m.clone(), 0, Arc::default(), stats.clone(), rx));
+        for (p, q) in queued.into_iter().enumerate() {
+            let answer = q.await.unwrap().unwrap().await.unwrap().unwrap();
+            let outcome = answer.expect("the response names the partition");
+            assert_eq!((p, outcome.error_code, outcome.base_offset), (p, 0, 0));
+        }
+        assert_eq!(stats.requests.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.batches.load(Ordering::Relaxed), 16);
+
+        // The next batch of a partition follows its first.
+        let lane = ProduceLane {
+            messenger: m.clone(),
+            tx,
+            stats: stats.clone(),
+        };
+        let answer = lane
+            .submit(target("lanes", 3), batch("again", 2), None)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!((answer.error_code, answer.base_offset), (0, 4));
+        assert_eq!(stats.requests.load(Ordering::Relaxed), 2);
+    }
+}

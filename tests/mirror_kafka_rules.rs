@@ -3,7 +3,7 @@
 //!
 //! - A source written with `linger.ms=0` holds thousands of one-record batches: they are
 //!   merged into larger batches (one per Produce request, as Kafka requires) and arrive
-//!   complete and in order.
+//!   complete and in order; so are batches of a few KB to a target 20 ms away.
 //! - A compacted-style source (batches with offset gaps and a batch left empty, written
 //!   into the source's log by hand because the broker does not compact) is mirrored record
 //!   for record; Kafka refuses such batches from a client, so they must be rebuilt.
@@ -73,8 +73,8 @@ fn wait_records(
     }
 }
 
-/// Batches per partition of `topic` (raw Fetch, nothing decompressed).
-fn batch_count(bootstrap: &str, topic: &str, partition: i32) -> usize {
+/// Batches and their bytes in a partition of `topic` (raw Fetch, nothing decompressed).
+fn batch_count(bootstrap: &str, topic: &str, partition: i32) -> (usize, usize) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let client = ClusterClient::new(ClientConfig {
@@ -85,7 +85,7 @@ fn batch_count(bootstrap: &str, topic: &str, partition: i32) -> usize {
         });
         client.refresh_metadata().await.unwrap();
         let leader = client.leader(topic, partition).await.unwrap();
-        let (mut offset, mut batches) = (0, 0);
+        let (mut offset, mut batches, mut bytes) = (0, 0, 0);
         loop {
             let want = FetchWant {
                 topic: topic.to_string(),
@@ -102,23 +102,53 @@ fn batch_count(bootstrap: &str, topic: &str, partition: i32) -> usize {
                 let b = b.unwrap();
                 if b.next_offset() > offset {
                     batches += 1;
+                    bytes += b.size_bytes();
                     offset = b.next_offset();
                 }
             }
             if offset >= got.high_watermark {
-                return batches;
+                return (batches, bytes);
             }
         }
     })
 }
 
-fn small_batches_are_merged_and_mirrored_in_order(broker_args: &[&str]) {
+/// How the source is written, and how far the target is.
+struct Small {
+    broker_args: &'static [&'static str],
+    value_bytes: usize,
+    /// librdkafka's `batch.size`.
+    batch_bytes: usize,
+    linger_ms: u32,
+    /// Source batches (partition 0) at least this many, and this size on average (bytes
+    /// on the wire).
+    min_source_batches: usize,
+    min_source_batch_bytes: usize,
+    /// A round trip added in front of the target.
+    target_rtt: Option<Duration>,
+}
+
+fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
     let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
-    let target = BrokerProcess::start(&dir.path().join("target"), broker_args);
+    let source = BrokerProcess::start(&dir.path().join("source"), shape.broker_args);
+    // Behind a proxy, the target advertises the proxy so that the daemon stays behind it.
+    let proxy = shape.target_rtt.map(DelayProxy::bind);
+    let mut target_args: Vec<String> = shape.broker_args.iter().map(|a| a.to_string()).collect();
+    if let Some(p) = &proxy {
+        target_args.extend(["--advertised-listener".to_string(), p.addr()]);
+    }
+    let target_args: Vec<&str> = target_args.iter().map(String::as_str).collect();
+    let target = BrokerProcess::start(&dir.path().join("target"), &target_args);
+    let target_for_daemon = match proxy {
+        Some(p) => {
+            let addr = p.addr();
+            p.forward_to(&target.addr());
+            addr
+        }
+        None => target.addr(),
+    };
     let acked = dir.path().join("acked.json");
     let acked_arg = acked.to_str().unwrap();
-    // One record per batch: linger 0 and a batch of one message.
     let produced = run_python(
         "crash_produce.py",
         &[
@@ -130,10 +160,12 @@ fn small_batches_are_merged_and_mirrored_in_order(broker_args: &[&str]) {
             "2",
             "--records",
             "3000",
+            "--value-bytes",
+            &shape.value_bytes.to_string(),
             "--linger-ms",
-            "0",
+            &shape.linger_ms.to_string(),
             "--batch-bytes",
-            "1",
+            &shape.batch_bytes.to_string(),
             "--acked",
             acked_arg,
             "--create",
@@ -142,7 +174,7 @@ fn small_batches_are_merged_and_mirrored_in_order(broker_args: &[&str]) {
     assert!(produced.contains("failed=0"), "{produced}");
     let config = write_topology(
         dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
+        &[("east", &source.addr()), ("west", &target_for_daemon)],
         &flow("small"),
     );
     let daemon = DaemonProcess::start(&config);
@@ -170,14 +202,17 @@ fn small_batches_are_merged_and_mirrored_in_order(broker_args: &[&str]) {
     for key in ["lost", "duplicated", "reordered", "misplaced", "unexpected"] {
         assert_eq!(totals[key], 0, "{key}: {verdict}");
     }
-    let (on_source, on_target) = (
-        batch_count(&source.addr(), "small", 0),
-        batch_count(&target.addr(), "small", 0),
-    );
-    eprintln!("partition 0: {on_source} source batches, {on_target} target batches");
+    let (on_source, source_bytes) = batch_count(&source.addr(), "small", 0);
+    let (on_target, _) = batch_count(&target.addr(), "small", 0);
+    eprintln!("partition 0: {on_source} source batches ({source_bytes} bytes), {on_target} target batches");
     assert!(
-        on_source >= 2_000,
-        "the source should hold tiny batches: {on_source}"
+        on_source >= shape.min_source_batches,
+        "the source should hold small batches: {on_source}"
+    );
+    assert!(
+        source_bytes / on_source >= shape.min_source_batch_bytes,
+        "source batches average {} bytes",
+        source_bytes / on_source
     );
     assert!(
         on_target * 4 < on_source,
@@ -186,15 +221,45 @@ fn small_batches_are_merged_and_mirrored_in_order(broker_args: &[&str]) {
     assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
 }
 
+/// One record per batch (linger 0 and a batch of one message): tiny batches are merged
+/// even on a near target, their per-request cost exceeds the recompression.
+const TINY: Small = Small {
+    broker_args: &[],
+    value_bytes: 100,
+    batch_bytes: 1,
+    linger_ms: 0,
+    min_source_batches: 2_000,
+    min_source_batch_bytes: 0,
+    target_rtt: None,
+};
+
 #[test]
 fn small_batches_are_merged_and_mirrored_in_order_at_kafka_4_1_versions() {
-    small_batches_are_merged_and_mirrored_in_order(&[]);
+    small_batches_are_merged_and_mirrored_in_order(TINY);
 }
 
 /// Kafka 2.8 has no topic ids in Fetch (v12 at most) nor in Produce (v9 at most).
 #[test]
 fn small_batches_are_merged_and_mirrored_in_order_emulating_kafka_2_8() {
-    small_batches_are_merged_and_mirrored_in_order(&["--emulate-kafka", "2.8"]);
+    small_batches_are_merged_and_mirrored_in_order(Small {
+        broker_args: &["--emulate-kafka", "2.8"],
+        ..TINY
+    });
+}
+
+/// Batches of about 8 KB, above the tiny size, are merged where the target's round trip
+/// (20 ms here, a WAN) limits the partition's five requests in flight.
+#[test]
+fn small_batches_to_a_distant_target_are_merged_and_mirrored_in_order() {
+    small_batches_are_merged_and_mirrored_in_order(Small {
+        value_bytes: 1000,
+        batch_bytes: 8192,
+        linger_ms: 20,
+        min_source_batches: 300,
+        min_source_batch_bytes: 4096,
+        target_rtt: Some(Duration::from_millis(20)),
+        ..TINY
+    });
 }
 
 /// A v2 batch as Kafka's log cleaner leaves it: base offset `base`, lastOffsetDelta

@@ -14,7 +14,6 @@
 
 #[path = "../../broker/benches/data.rs"]
 mod data;
-mod proxy;
 mod report;
 mod run;
 mod source;
@@ -26,7 +25,6 @@ use std::time::Duration;
 use report::Row;
 use source::{Pool, Shape};
 use support::BrokerProcess;
-use tokio::runtime::Runtime;
 
 /// The flow's `limits.max_in_flight_bytes`, set explicitly for the window target.
 const MAX_IN_FLIGHT_BYTES: u64 = 16 << 20;
@@ -44,7 +42,7 @@ struct Target {
 impl Target {
     /// With a round trip, the broker advertises the proxy's port so that clients that
     /// follow Metadata stay behind the proxy.
-    fn start(rt: &Runtime, dir: &Path, rtt: Option<Duration>) -> Self {
+    fn start(dir: &Path, rtt: Option<Duration>) -> Self {
         let Some(rtt) = rtt else {
             let broker = BrokerProcess::start(dir, &[KEEP_FOREVER]);
             let client_addr = broker.addr();
@@ -53,13 +51,11 @@ impl Target {
                 client_addr,
             };
         };
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("proxy listens");
-        let client_addr = listener.local_addr().expect("bound").to_string();
+        let proxy = support::DelayProxy::bind(rtt);
+        let client_addr = proxy.addr();
         let broker =
             BrokerProcess::start(dir, &[KEEP_FOREVER, "--advertised-listener", &client_addr]);
-        rt.spawn(proxy::serve(listener, broker.addr(), rtt));
+        proxy.forward_to(&broker.addr());
         Self {
             broker,
             client_addr,
@@ -98,7 +94,7 @@ fn main() {
     ];
     let mut rows = Vec::new();
     for (network, rtt, mib) in networks {
-        let target = Target::start(&rt, &dir.path().join(network), rtt);
+        let target = Target::start(&dir.path().join(network), rtt);
         for pool in &pools {
             if !format!("{}/{network}", pool.shape.name()).contains(&only) {
                 continue;

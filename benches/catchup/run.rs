@@ -19,6 +19,9 @@ const DEADLINE: Duration = Duration::from_secs(180);
 #[derive(Debug, Clone, Copy)]
 pub struct Measured {
     pub seconds: f64,
+    /// From process start until the first record reached the target (connecting,
+    /// metadata, topic creation, loading progress: a fixed cost, paid once per start).
+    pub first_record_seconds: f64,
     pub cpu_seconds: f64,
     pub peak_rss_mib: f64,
 }
@@ -38,20 +41,29 @@ pub struct Job<'a> {
 
 impl Job<'_> {
     /// Waits until `topic` on the target holds every record; `Err` with `why()` on timeout.
+    /// Returns the seconds from `start` until then and until the first record arrived.
     fn wait_complete(
         &self,
         topic: &str,
         start: Instant,
         why: impl Fn() -> String,
-    ) -> Result<f64, String> {
+    ) -> Result<(f64, f64), String> {
         let m = self.rt.block_on(source::connect(self.target_direct));
-        while self.rt.block_on(source::end_offsets(&m, topic)) < self.records {
+        let mut first = None;
+        loop {
+            let copied = self.rt.block_on(source::end_offsets(&m, topic));
+            if copied > 0 && first.is_none() {
+                first = Some(start.elapsed().as_secs_f64());
+            }
+            if copied >= self.records {
+                let all = start.elapsed().as_secs_f64();
+                return Ok((all, first.unwrap_or(all)));
+            }
             if start.elapsed() > DEADLINE {
                 return Err(format!("{topic} incomplete after {DEADLINE:?}: {}", why()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Ok(start.elapsed().as_secs_f64())
     }
 
     /// The daemon mirrors `topic` under the same name; `dir` holds its topology.
@@ -70,9 +82,11 @@ impl Job<'_> {
         let start = Instant::now();
         let mut daemon = DaemonProcess::start(&config);
         let pid = daemon.pid().expect("daemon running");
-        let seconds = self.wait_complete(self.topic, start, || daemon.log.tail(20))?;
+        let (seconds, first_record_seconds) =
+            self.wait_complete(self.topic, start, || daemon.log.tail(20))?;
         let measured = Measured {
             seconds,
+            first_record_seconds,
             cpu_seconds: cpu_seconds(pid),
             peak_rss_mib: peak_rss_mib(pid),
         };
@@ -97,8 +111,8 @@ impl Job<'_> {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {python}: {e}"))?;
-        let seconds = self.wait_complete(&target_topic, start, || "baseline still running".into());
-        if seconds.is_err() {
+        let timed = self.wait_complete(&target_topic, start, || "baseline still running".into());
+        if timed.is_err() {
             let _ = child.kill();
         }
         let out = child.wait_with_output().map_err(|e| e.to_string())?;
@@ -115,8 +129,10 @@ impl Job<'_> {
                 .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
                 .ok_or_else(|| format!("no {name}= in baseline output: {text}"))
         };
+        let (seconds, first_record_seconds) = timed?;
         Ok(Measured {
-            seconds: seconds?,
+            seconds,
+            first_record_seconds,
             cpu_seconds: field("cpu_seconds")?,
             peak_rss_mib: field("maxrss_kib")? / 1024.0,
         })

@@ -48,8 +48,8 @@ impl ClusterClient {
 /// Stamps the whole v2 batches laid end to end in `buf`, in place, with the session and
 /// consecutive sequences from `base_sequence`, base offset 0 (Kafka refuses any other from
 /// a client: UnifiedLog.analyzeAndValidateRecords), clearing the transactional bit (the
-/// target sees plain idempotent batches) and recomputing each CRC. Returns the number of
-/// records.
+/// target sees plain idempotent batches) and updating each CRC from its old value (the
+/// fetch path verified it). Returns the number of records.
 pub fn stamp_in_place(buf: &mut [u8], session: ProducerSession, base_sequence: i32) -> i32 {
     let mut sequence = base_sequence;
     let mut records = 0i32;
@@ -60,7 +60,6 @@ pub fn stamp_in_place(buf: &mut [u8], session: ProducerSession, base_sequence: i
         let raw = &mut buf[at..end];
         let count = i32::from_be_bytes(raw[57..61].try_into().expect("4 bytes"));
         batch::set_base_offset(raw, 0);
-        batch::clear_transactional(raw);
         batch::set_producer(raw, session.producer_id, session.producer_epoch, sequence);
         sequence = next_sequence(sequence, count);
         records += count;

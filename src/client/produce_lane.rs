@@ -15,6 +15,7 @@ use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -51,11 +52,26 @@ struct Submission {
     queued: oneshot::Sender<Result<oneshot::Receiver<Answer>, RequestError>>,
 }
 
+/// Round trips of requests sent on an idle lane that the estimate takes the least of.
+const IDLE_SAMPLES: usize = 8;
+
 /// What a lane has written: requests, and the batches they carried.
 #[derive(Debug, Default)]
 pub struct LaneStats {
     pub requests: AtomicU64,
     pub batches: AtomicU64,
+    /// Round trips of recent requests sent while no other was in flight on the lane.
+    idle_round_trips: Mutex<VecDeque<Duration>>,
+}
+
+impl LaneStats {
+    fn record_idle(&self, round_trip: Duration) {
+        let mut r = self.idle_round_trips.lock().expect("round trips lock");
+        if r.len() == IDLE_SAMPLES {
+            r.pop_front();
+        }
+        r.push_back(round_trip);
+    }
 }
 
 /// The entry point of one connection's combiner.
@@ -70,6 +86,22 @@ impl ProduceLane {
     /// Requests and batches written so far on this lane's connection.
     pub fn stats(&self) -> &LaneStats {
         &self.stats
+    }
+
+    /// The Produce round trip of this lane without queueing: the connection's own round
+    /// trip, or more when produces sent on the idle lane took longer (acks=all on a
+    /// replicated cluster waits for followers).
+    pub fn round_trip(&self) -> Duration {
+        let idle = self
+            .stats
+            .idle_round_trips
+            .lock()
+            .expect("round trips lock")
+            .iter()
+            .min()
+            .copied()
+            .unwrap_or_default();
+        self.messenger.round_trip().max(idle)
     }
 
     /// Hands `records` (one batch) for `target` to the lane; returns once the request
@@ -186,6 +218,8 @@ async fn combine(
             }
         };
         let guard: Box<dyn Any + Send> = Box::new(guards);
+        let idle = slots.available_permits() == MAX_REQUESTS_IN_FLIGHT - 1;
+        let sent_at = Instant::now();
         let pending = match m.enqueue_guarded(&req, version, Some(guard)).await {
             Ok(p) => p,
             Err(e) => {
@@ -205,10 +239,14 @@ async fn combine(
             answers.push((target, tx));
         }
         let throttles = throttles.clone();
+        let stats = stats.clone();
         tokio::spawn(async move {
             let resp = pending.wait().await;
             if let Ok(r) = &resp {
                 note_throttle(&throttles, node_id, r);
+                if idle {
+                    stats.record_idle(sent_at.elapsed());
+                }
             }
             for (target, tx) in answers {
                 let answer = match &resp {

@@ -5,6 +5,10 @@
 //! is — bytes untouched apart from the producer stamp. Small batches that pile up while
 //! the partition's in-flight window is full are merged into one batch of up to
 //! `batch_bytes`, so a topic written by low-latency producers still mirrors at full speed.
+//! Merging recompresses, so it is spent only where it pays: on tiny batches always (their
+//! per-request cost exceeds the recompression), on small ones only while the target's
+//! round trip limits the partition ([`MERGE_ROUND_TRIP`]); on a near target they go as
+//! they are.
 //! Batches with offset gaps (compacted sources), empty batches left by compaction, and the
 //! first batch when the start offset lies inside it are rebuilt the same way
 //! ([`kmirror_wire::rebuild`]). LogAppendTime batches are always rebuilt, into CreateTime
@@ -16,6 +20,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use kmirror_wire::batch::{BatchError, BatchView};
@@ -73,6 +78,16 @@ pub struct Batcher {
 
 const ATTR_CODEC: i16 = 0x07;
 
+/// Batches below this are merged whenever they pile up: forwarding one costs a request
+/// slot and per-batch work on both sides, more than decompressing and recompressing it.
+pub const TINY_BATCH_BYTES: usize = 4 << 10;
+
+/// The round trip from which a partition's window (five requests in flight) rather than
+/// CPU limits it, and small batches are merged too: a WAN link, or acks=all on a
+/// replicated cluster. Below it, requests turn over fast enough to carry small batches
+/// as they are.
+pub const MERGE_ROUND_TRIP: Duration = Duration::from_millis(3);
+
 impl Batcher {
     pub fn new(batch_bytes: usize, skip_below: i64) -> Self {
         Self {
@@ -123,9 +138,10 @@ impl Batcher {
         Ok(())
     }
 
-    /// The next batch to send: a large or lone batch as it is, a run of small ones merged,
-    /// and anything Kafka would refuse from a client rebuilt.
-    pub fn next_batch(&mut self) -> Result<Option<Ready>, ShapeError> {
+    /// The next batch to send: a large or lone batch as it is, a run of tiny ones merged
+    /// (small ones too when `merge_small`, see [`MERGE_ROUND_TRIP`]), and anything Kafka would
+    /// refuse from a client rebuilt.
+    pub fn next_batch(&mut self, merge_small: bool) -> Result<Option<Ready>, ShapeError> {
         let Some(first) = self.waiting.pop_front() else {
             return Ok(None);
         };
@@ -146,7 +162,12 @@ impl Batcher {
                 rebuild::forwardable(&b) && !b.is_log_append_time(),
             )
         };
-        let small = |len: usize| len < self.batch_bytes / 8;
+        let limit = if merge_small {
+            self.batch_bytes / 8
+        } else {
+            TINY_BATCH_BYTES.min(self.batch_bytes / 8)
+        };
+        let small = |len: usize| len < limit;
         let mut run = vec![first];
         if small(run[0].data.len()) {
             let mut total = run[0].data.len();
@@ -239,10 +260,10 @@ mod tests {
         let big = batch(0, 100, 20_000);
         let mut q = Batcher::new(1 << 20, 0);
         q.push(chunk(std::slice::from_ref(&big), 100)).unwrap();
-        let r = q.next_batch().unwrap().unwrap();
+        let r = q.next_batch(true).unwrap().unwrap();
         assert_eq!(&r.data[..], &big[..], "forwarded byte for byte");
         assert_eq!((r.records, r.next_source_offset), (100, 100));
-        assert!(q.next_batch().unwrap().is_none());
+        assert!(q.next_batch(true).unwrap().is_none());
     }
 
     #[test]
@@ -250,7 +271,7 @@ mod tests {
         let small: Vec<Bytes> = (0..10).map(|i| batch(i * 3, 3, 50)).collect();
         let mut q = Batcher::new(1 << 20, 0);
         q.push(chunk(&small, 30)).unwrap();
-        let r = q.next_batch().unwrap().unwrap();
+        let r = q.next_batch(true).unwrap().unwrap();
         assert_eq!((r.records, r.next_source_offset), (30, 30));
         let v = BatchView::parse(&r.data, 0).unwrap();
         v.validate_for_append().unwrap();
@@ -266,7 +287,7 @@ mod tests {
         q.push(chunk(&small, 400)).unwrap();
         let mut next = 0;
         let mut records = 0;
-        while let Some(r) = q.next_batch().unwrap() {
+        while let Some(r) = q.next_batch(true).unwrap() {
             assert!(r.data.len() <= limit);
             records += r.records;
             assert!(r.next_source_offset > next);
@@ -279,7 +300,7 @@ mod tests {
     fn a_start_offset_inside_the_first_batch_leaves_out_the_records_before_it() {
         let mut q = Batcher::new(1 << 20, 7);
         q.push(chunk(&[batch(5, 5, 10_000)], 10)).unwrap();
-        let r = q.next_batch().unwrap().unwrap();
+        let r = q.next_batch(true).unwrap().unwrap();
         assert_eq!((r.records, r.next_source_offset), (3, 10));
         assert_eq!(base_offset(&r.data), 0);
     }
@@ -288,8 +309,8 @@ mod tests {
     fn dropped_control_batches_still_move_the_position() {
         let mut q = Batcher::new(1 << 20, 0);
         q.push(chunk(&[batch(0, 2, 10_000)], 5)).unwrap();
-        assert_eq!(q.next_batch().unwrap().unwrap().next_source_offset, 2);
-        let marker = q.next_batch().unwrap().unwrap();
+        assert_eq!(q.next_batch(true).unwrap().unwrap().next_source_offset, 2);
+        let marker = q.next_batch(true).unwrap().unwrap();
         assert!(marker.data.is_empty());
         assert_eq!(marker.next_source_offset, 5);
     }

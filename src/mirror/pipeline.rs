@@ -16,15 +16,17 @@
 //! at ERROR; progress stays where it is, so nothing is skipped.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
 use kmirror_wire::backoff::{Backoff, BackoffConfig};
 use kmirror_wire::errors::{ErrorClass, ResponseError};
 use tokio::sync::mpsc;
 
 pub use super::batching::Chunk;
-use super::batching::{Batcher, Ready};
+use super::batching::{Batcher, Ready, MERGE_ROUND_TRIP};
 use super::memory::{Memory, Share};
 use super::progress::{Position, Progress, SourcePartition};
 use crate::client::produce::{self, ProduceOutcome, ProduceTarget, ProducerSession};
@@ -43,7 +45,9 @@ struct InFlight {
     /// The stamped batch; empty for an entry that only moves the position.
     stamped: Bytes,
     records: i32,
-    pending: Option<tokio::task::JoinHandle<Result<Option<ProduceOutcome>, ClientError>>>,
+    /// The answer, once the request is on the wire (a future polled by the pipeline
+    /// itself: no task per batch).
+    pending: Option<BoxFuture<'static, Result<Option<ProduceOutcome>, ClientError>>>,
     /// The memory this batch holds until it is acknowledged.
     _permits: Vec<Arc<Share>>,
 }
@@ -73,6 +77,8 @@ pub struct Pipeline {
     pub start_offset: i64,
     /// The flow's memory: encoded produce frames count against its frame pool.
     pub memory: Memory,
+    /// The round trip of the partition's lane, in microseconds (see [`crate::client::produce_lane::ProduceLane::round_trip`]).
+    pub round_trip_us: AtomicU64,
 }
 
 impl Pipeline {
@@ -84,7 +90,7 @@ impl Pipeline {
         loop {
             // Fill the window; what does not fit waits, and is merged when small.
             while window.len() < MAX_IN_FLIGHT {
-                let ready = match batcher.next_batch() {
+                let ready = match batcher.next_batch(self.round_trip_limits()) {
                     Ok(Some(r)) => r,
                     Ok(None) => break,
                     Err(e) => {
@@ -114,12 +120,9 @@ impl Pipeline {
             tokio::select! {
                 biased;
                 done = async { window.front_mut().expect("non-empty").pending.as_mut().expect("sent").await }, if window.front().is_some_and(|f| f.pending.is_some()) => {
-                    // The handle is finished: never poll it again.
+                    // The future is finished: never poll it again.
                     window.front_mut().expect("non-empty").pending = None;
-                    let result = done.unwrap_or_else(|e| Err(ClientError::Internal {
-                        what: format!("produce task: {e}"),
-                    }));
-                    match self.settle(result) {
+                    match self.settle(done) {
                         Ok(base_offset) => {
                             let done = window.pop_front().expect("non-empty");
                             self.acknowledged(&done, base_offset);
@@ -182,6 +185,12 @@ impl Pipeline {
         window.push_back(entry);
     }
 
+    /// Whether the target's round trip, not CPU, limits this partition, so small batches
+    /// are worth merging.
+    fn round_trip_limits(&self) -> bool {
+        self.round_trip_us.load(Ordering::Relaxed) >= MERGE_ROUND_TRIP.as_micros() as u64
+    }
+
     /// The target partition, with the topic id the target currently reports.
     fn produce_target(&self) -> ProduceTarget {
         ProduceTarget {
@@ -219,6 +228,8 @@ impl Pipeline {
                 // The encoded request copies the batch; it counts until it is written.
                 let frame = self.memory.frame(entry.stamped.len()).await;
                 let guard = frame.map(|f| Box::new(f) as Box<dyn std::any::Any + Send>);
+                self.round_trip_us
+                    .store(lane.round_trip().as_micros() as u64, Ordering::Relaxed);
                 lane.submit(target.clone(), entry.stamped.clone(), guard)
                     .await
                     .map_err(|e| ClientError::Request {
@@ -228,7 +239,7 @@ impl Pipeline {
             })
             .await;
         let cluster = self.target.name().to_string();
-        entry.pending = Some(tokio::spawn(async move {
+        entry.pending = Some(Box::pin(async move {
             let answer = queued?.await.map_err(|_| ClientError::Internal {
                 what: "the produce lane dropped an answer".into(),
             })?;

@@ -2,7 +2,8 @@
 //! `kmirror-broker`: brokers and daemons as real processes on 127.0.0.1 (started, killed
 //! with -9, stopped with SIGTERM, paused with SIGSTOP, restarted on the same port and data
 //! directory), their captured logs, daemon readiness from `READY=1` on a notify socket,
-//! and third-party clients (kcat, the Python clients) run with timeouts.
+//! third-party clients (kcat, the Python clients) run with timeouts, and a TCP proxy that
+//! adds round-trip time.
 
 mod binaries;
 mod broker;
@@ -11,6 +12,7 @@ mod daemon;
 mod log;
 mod notify;
 mod process;
+mod proxy;
 mod running;
 
 pub use binaries::{broker_binary, daemon_binary};
@@ -19,4 +21,5 @@ pub use clients::{kcat, python, python_command, run_ok, run_python, run_script_o
 pub use daemon::{write_topology, DaemonProcess};
 pub use log::Log;
 pub use process::{free_port, Process};
+pub use proxy::DelayProxy;
 pub use running::Running;

@@ -113,6 +113,9 @@ pub struct Messenger {
     shared: Arc<Shared>,
     writer: mpsc::Sender<Outgoing>,
     versions: BrokerVersions,
+    /// The ApiVersions round trip on the fresh connection: the network's round trip plus
+    /// a broker's cheapest answer, before any queueing.
+    round_trip: Duration,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -176,9 +179,12 @@ impl Messenger {
             shared,
             writer: tx,
             versions: BrokerVersions::default(),
+            round_trip: Duration::ZERO,
             tasks: vec![writer, reader],
         };
+        let started = tokio::time::Instant::now();
         m.versions = m.negotiate().await?;
+        m.round_trip = started.elapsed();
         Ok(m)
     }
 
@@ -197,6 +203,11 @@ impl Messenger {
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The round trip measured when the connection was opened (ApiVersions).
+    pub fn round_trip(&self) -> Duration {
+        self.round_trip
     }
 
     /// What the broker advertised.

@@ -86,6 +86,7 @@ impl FlowRunner {
             batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
             start_offset: start,
             memory: self.memory.clone(),
+            round_trip_us: Default::default(),
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");
         let (flow, topic, partition) = (self.flow.name.clone(), sp.topic.clone(), sp.partition);

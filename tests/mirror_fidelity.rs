@@ -196,6 +196,7 @@ fn record_codecs(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Vec<i16>>
                     topic_id: client.metadata().topic_id(topic),
                     partition,
                     offset,
+                    max_bytes: None,
                 };
                 let got = fetch::fetch(&leader, &[want], 0, 8 << 20, 4 << 20)
                     .await

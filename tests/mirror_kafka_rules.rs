@@ -92,6 +92,7 @@ fn batch_count(bootstrap: &str, topic: &str, partition: i32) -> (usize, usize) {
                 topic_id: client.metadata().topic_id(topic),
                 partition,
                 offset,
+                max_bytes: None,
             };
             let got = fetch::fetch(&leader, &[want], 0, 8 << 20, 4 << 20)
                 .await

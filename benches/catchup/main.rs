@@ -10,7 +10,7 @@
 //! the baseline (`scripts/test.sh` sets up `.venv`); without it only kmirror runs.
 //! `KMIRROR_BENCH_MIB` sets the key+value MiB per direct scenario (default 1024; the proxied
 //! scenarios copy half as much). `KMIRROR_BENCH_ONLY=small/rtt50ms` runs only the scenarios
-//! whose name contains it.
+//! whose name contains it; `KMIRROR_BENCH_IN_FLIGHT_MIB` sets the flow's max_in_flight_bytes.
 
 #[path = "../../broker/benches/data.rs"]
 mod data;
@@ -26,7 +26,8 @@ use report::Row;
 use source::{Pool, Shape};
 use support::BrokerProcess;
 
-/// The flow's `limits.max_in_flight_bytes`, set explicitly for the window target.
+/// The flow's `limits.max_in_flight_bytes`, set explicitly for the window target
+/// (`KMIRROR_BENCH_IN_FLIGHT_MIB` overrides it).
 const MAX_IN_FLIGHT_BYTES: u64 = 16 << 20;
 
 /// The records carry 2023 timestamps: a broker's default retention.ms (7 days) would
@@ -73,6 +74,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
     let only = std::env::var("KMIRROR_BENCH_ONLY").unwrap_or_default();
+    let max_in_flight_bytes = std::env::var("KMIRROR_BENCH_IN_FLIGHT_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(MAX_IN_FLIGHT_BYTES, |mib| mib << 20);
     let python = std::env::var("KMIRROR_PYTHON").ok();
     if python.is_none() {
         println!("KMIRROR_PYTHON is not set: the librdkafka baseline is NOT run (point it at a Python with confluent-kafka, e.g. .venv/bin/python from scripts/test.sh)");
@@ -116,7 +121,7 @@ fn main() {
                 target_direct: &target.broker.addr(),
                 topic: &topic,
                 records: loaded.records,
-                max_in_flight_bytes: MAX_IN_FLIGHT_BYTES,
+                max_in_flight_bytes,
             };
             let kmirror = job.kmirror(&dir.path().join("runs").join(&topic));
             println!("  kmirror: {kmirror:?}");
@@ -133,6 +138,6 @@ fn main() {
         }
     }
     report::table(&rows);
-    report::targets(&rows, MAX_IN_FLIGHT_BYTES);
+    report::targets(&rows, max_in_flight_bytes);
     println!("\nload average at end: {}", load_average().trim());
 }

@@ -112,6 +112,8 @@ pub struct FetchWant {
     pub topic_id: Option<Uuid>,
     pub partition: i32,
     pub offset: i64,
+    /// This partition's own `partition_max_bytes`, below the request's.
+    pub max_bytes: Option<i32>,
 }
 
 /// One partition's answer.
@@ -145,7 +147,10 @@ pub async fn fetch(
         let part = FetchPartition::default()
             .with_partition(w.partition)
             .with_fetch_offset(w.offset)
-            .with_partition_max_bytes(partition_max_bytes)
+            .with_partition_max_bytes(
+                w.max_bytes
+                    .map_or(partition_max_bytes, |m| m.min(partition_max_bytes)),
+            )
             .with_current_leader_epoch(-1)
             .with_log_start_offset(-1);
         match topics.iter_mut().find(|t| t.topic.as_str() == w.topic) {

@@ -3,11 +3,14 @@
 //! one batch per partition (Kafka refuses two batches for one partition in a request:
 //! ProduceRequest.validateRecords), like Kafka's own producer does per node.
 //!
-//! A lane keeps at most [`MAX_REQUESTS_IN_FLIGHT`] requests on its connection; while they
-//! are answered, batches from other partitions queue up and leave together in the next
-//! request, so a broker leading many partitions gets few large requests rather than many
-//! small ones. A partition hands over its next batch only once the previous one is on the
-//! wire ([`ProduceLane::submit`] returns then), so its requests reach the target in order.
+//! Every batch that waits when the combiner comes round leaves in the next request, so a
+//! broker leading many partitions gets few large requests rather than many small ones. A
+//! lane keeps at most [`MAX_REQUESTS_IN_FLIGHT`] requests on its connection (a partition
+//! has at most five of them); past that, batches gather until an answer frees a slot.
+//! The bound is generous on purpose: on a distant target the requests in flight are what
+//! fills the round trip, and Kafka reads a connection's requests one at a time anyway. A
+//! partition hands over its next batch only once the previous one is on the wire
+//! ([`ProduceLane::submit`] returns then), so its requests reach the target in order.
 //! A broker's `throttle_time_ms` (KIP-219) holds every lane to that broker until it has
 //! passed, as Kafka's clients do.
 
@@ -30,8 +33,9 @@ use super::produce::{
 };
 use super::throttle_wait;
 
-/// Produce requests a lane keeps on its connection at once.
-pub const MAX_REQUESTS_IN_FLIGHT: usize = 5;
+/// Produce requests a lane keeps on its connection at once (measured at a 50 ms round trip:
+/// 5 held the catch-up bench to 78 MB/s, 32 let it reach 159).
+pub const MAX_REQUESTS_IN_FLIGHT: usize = 32;
 
 /// Bytes of batches gathered into one request; a larger batch goes alone.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;

@@ -8,7 +8,10 @@ use std::time::Duration;
 use futures::future::join_all;
 use kmirror_wire::errors::ResponseError;
 
-use super::{FlowRunner, Running, FETCH_WAIT_MS, MIN_FETCH_BYTES, PARTITION_FETCH_BYTES};
+use super::{
+    FlowRunner, Running, FETCH_WAIT_MS, MIN_FETCH_BYTES, MIN_PARTITION_FETCH_BYTES,
+    PARTITION_FETCH_BYTES,
+};
 use crate::client::fetch::{self, FetchWant};
 use crate::client::ClientError;
 use crate::mirror::memory::Reservation;
@@ -26,13 +29,14 @@ impl FlowRunner {
             .iter()
             .filter(|(_, r)| r.wants_data())
             .collect();
-        // A partition fetches only while one more fetch stays within its share of the
-        // memory; one that holds it waits for its acks, and the others go on.
+        // A partition fetches only while it holds less than its share of the memory, and
+        // asks for no more than the rest of its share; one that holds it waits for its
+        // acks, and the others go on.
         let share = (self.memory.fetch_pool_bytes() / ready.len().max(1))
             .max(PARTITION_FETCH_BYTES as usize);
         let ready: Vec<_> = ready
             .into_iter()
-            .filter(|(_, r)| r.held.bytes() + PARTITION_FETCH_BYTES as usize <= share)
+            .filter(|(_, r)| r.held.bytes() + MIN_PARTITION_FETCH_BYTES <= share)
             .collect();
         self.round = self.round.wrapping_add(1);
         let skip = if ready.is_empty() {
@@ -51,6 +55,7 @@ impl FlowRunner {
                         .filter(|id| !id.is_nil()),
                     partition: sp.partition,
                     offset: r.next_fetch_offset,
+                    max_bytes: i32::try_from(share - r.held.bytes()).ok(),
                 }),
                 None => refresh = true,
             }
@@ -66,10 +71,21 @@ impl FlowRunner {
         }
         // Each response's max_bytes is reserved before it is asked for, so responses
         // count against max_in_flight_bytes; a leader gets no fetch when memory is short.
-        let per_response = (self.memory.fetch_pool_bytes() / 8).max(PARTITION_FETCH_BYTES as usize);
+        // What a response brings beyond the partitions' needs is released when it is sliced.
+        let per_response = (self.memory.fetch_pool_bytes() / 2).max(PARTITION_FETCH_BYTES as usize);
         let mut requests = Vec::new();
         for (leader, wants) in by_leader {
-            let bytes = per_response.min(self.memory.fetch_available());
+            // No more than the partitions asked for can come back (but for one batch
+            // larger than its partition's limit, counted when it arrives).
+            let asked: usize = wants
+                .iter()
+                .map(|w| {
+                    w.max_bytes
+                        .map_or(PARTITION_FETCH_BYTES, |m| m.min(PARTITION_FETCH_BYTES))
+                        as usize
+                })
+                .sum();
+            let bytes = per_response.min(asked).min(self.memory.fetch_available());
             if bytes < MIN_FETCH_BYTES {
                 continue;
             }

@@ -42,6 +42,8 @@ const FETCH_WAIT_MS: i32 = 250;
 const PARTITION_FETCH_BYTES: i32 = 1 << 20;
 /// A fetch smaller than this waits for memory instead.
 const MIN_FETCH_BYTES: usize = 64 << 10;
+/// A partition with less than this left of its share waits for acks instead of fetching.
+const MIN_PARTITION_FETCH_BYTES: usize = 64 << 10;
 
 struct Running {
     next_fetch_offset: i64,

@@ -132,6 +132,7 @@ impl ProgressLog for TargetLog<'_> {
             topic_id: self.target.metadata().topic_id(PROGRESS_TOPIC),
             partition: 0,
             offset,
+            max_bytes: None,
         }];
         let got = fetch::fetch(&m, &want, 100, READ_BYTES, READ_BYTES)
             .await

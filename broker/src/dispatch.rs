@@ -406,12 +406,20 @@ async fn sync<R: Request>(
     route(frame, corr, version, |r| std::future::ready(f(r))).await
 }
 
+/// Room for a response header: correlation id and an empty tagged-fields section.
+const RESPONSE_HEADER_BYTES: usize = 8;
+
 fn respond<R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion>(
     corr: i32,
     version: i16,
     resp: &R,
 ) -> Outcome {
-    match frame::encode_response(corr, version, resp) {
+    // Into a buffer reused across responses: a multi-MiB Fetch response no longer costs a
+    // freshly allocated, zeroed and faulted-in buffer each time.
+    let size = resp.compute_size(version).unwrap_or(0) + RESPONSE_HEADER_BYTES;
+    match crate::buffers::encode(size, |buf| {
+        frame::encode_response_into(buf, corr, version, resp)
+    }) {
         Ok(b) => Outcome::Respond(b),
         Err(e) => {
             // A response the codec refuses is a broker bug; say so loudly, keep running.

@@ -36,6 +36,8 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         if bytes >= i64::from(req.min_bytes) || errors || tokio::time::Instant::now() >= deadline {
             return crate::cluster::hints::fetch(broker, resp, version);
         }
+        // Not enough yet: let go of the read buffers while waiting (crate::buffers).
+        drop(resp);
         tokio::select! {
             _ = appended => {}
             _ = tokio::time::sleep_until(deadline) => {}

@@ -1,107 +1,173 @@
-//! LZ4 frame decompression straight into the caller's buffer, with one decompression
-//! context per thread reused across batches. `lz4::Decoder` allocates a context and a
-//! 32 KiB staging buffer per batch and copies the input and the output once more; on the
-//! produce path (Kafka clients default to lz4) that doubled the broker's CPU per byte.
-//! Checksums inside the frame are not verified, as Kafka does not verify the content
-//! checksum either (Lz4BlockInputStream: "TODO: verify this content checksum"); the batch
-//! CRC covers the bytes. (Kafka does verify block checksums, which its clients do not
-//! write.) Only what `super::codec` needs: whole frames, bounded output, errors not panics.
+//! LZ4 frames read as Kafka reads them (Lz4BlockInputStream), decompressed block by block
+//! straight into the caller's buffer with liblz4's `LZ4_decompress_safe`.
+//!
+//! Kafka's rules, which this module follows: magic 0x184D2204; FLG with reserved bits 0,
+//! version 1 and independent blocks ("Dependent block stream is unsupported"); BD with
+//! reserved bits 0 and a block size id of 4-7; the header checksum byte; every block at
+//! most the declared block size and present in full; a block's checksum verified when FLG
+//! sets the block-checksum bit, compressed or not; the end mark. The content checksum is
+//! read but not verified ("TODO: verify this content checksum"), so it costs nothing; the
+//! batch CRC covers the bytes. One check is stricter than Kafka, as liblz4's frame decoder
+//! was before: a declared content size must match what the blocks decompress to.
 
-use std::cell::RefCell;
-use std::ptr;
+use std::os::raw::{c_char, c_int, c_void};
 
-use lz4::liblz4::{
-    LZ4FDecompressOptions, LZ4FDecompressionContext, LZ4F_createDecompressionContext,
-    LZ4F_decompress, LZ4F_freeDecompressionContext, LZ4F_isError, LZ4F_VERSION,
-};
+use lz4::liblz4::LZ4_decompress_safe;
 
 use super::codec::{CodecError, MAX_DECOMPRESSED_BYTES};
 
-struct Context(LZ4FDecompressionContext);
+/// Kafka: Lz4BlockOutputStream.MAGIC (read little-endian).
+const MAGIC: u32 = 0x184D_2204;
+/// Kafka: Lz4BlockOutputStream.LZ4_FRAME_INCOMPRESSIBLE_MASK.
+const INCOMPRESSIBLE: u32 = 0x8000_0000;
+const FLG_CONTENT_CHECKSUM: u8 = 1 << 2;
+const FLG_CONTENT_SIZE: u8 = 1 << 3;
+const FLG_BLOCK_CHECKSUM: u8 = 1 << 4;
+const FLG_INDEPENDENT: u8 = 1 << 5;
 
-impl Drop for Context {
-    fn drop(&mut self) {
-        // SAFETY: the context was created by LZ4F_createDecompressionContext and is freed once.
-        unsafe { LZ4F_freeDecompressionContext(self.0) };
+extern "C" {
+    /// XXH32 of the xxHash copy liblz4 bundles (lz4-sys compiles and links `xxhash.c`, it
+    /// only declares no binding for it); the checksum the frame format specifies.
+    fn XXH32(input: *const c_void, length: usize, seed: u32) -> u32;
+}
+
+fn xxh32(data: &[u8]) -> u32 {
+    // SAFETY: XXH32 reads exactly `data.len()` bytes from `data`, which is valid for them.
+    unsafe { XXH32(data.as_ptr().cast(), data.len(), 0) }
+}
+
+fn corrupt(msg: &str) -> CodecError {
+    CodecError::Corrupt(format!("lz4 frame: {msg}"))
+}
+
+/// Kafka: Lz4BlockInputStream.PREMATURE_EOS.
+fn premature() -> CodecError {
+    CodecError::Truncated("lz4 frame: stream ended prematurely".into())
+}
+
+/// Splits `n` bytes off the front of `input`, or fails as a premature end.
+fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
+    if input.len() < n {
+        return Err(premature());
     }
+    let (head, tail) = input.split_at(n);
+    *input = tail;
+    Ok(head)
 }
 
-thread_local! {
-    static CONTEXT: RefCell<Option<Context>> = const { RefCell::new(None) };
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b.try_into().expect("4 bytes"))
 }
 
-fn new_context() -> Result<Context, CodecError> {
-    let mut c = LZ4FDecompressionContext(ptr::null_mut());
-    // SAFETY: `c` is a valid out-pointer; the version is the one lz4-sys was built with.
-    let code = unsafe { LZ4F_createDecompressionContext(&mut c, LZ4F_VERSION) };
-    // SAFETY: LZ4F_isError only inspects the code.
-    if unsafe { LZ4F_isError(code) } != 0 {
-        return Err(CodecError::Corrupt("cannot create an lz4 context".into()));
+/// The frame descriptor: FLG, the maximum block size and the declared content size.
+/// Kafka: Lz4BlockInputStream.readHeader, FLG.validate, BD.validate.
+fn header(input: &mut &[u8]) -> Result<(u8, usize, Option<u64>), CodecError> {
+    if input.len() < 6 {
+        return Err(premature());
     }
-    Ok(Context(c))
-}
-
-/// Appends the decompressed first frame of `input` to `out`.
-pub fn decompress(input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
-    CONTEXT.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(new_context()?);
-        }
-        let ctx = slot.as_ref().map(|c| c.0).expect("context set above");
-        let result = run(ctx, input, out);
-        if result.is_err() {
-            // A context that failed mid-frame keeps its state; start the next one afresh.
-            *slot = None;
-        }
-        result
-    })
-}
-
-fn run(ctx: LZ4FDecompressionContext, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
-    // lz4 1.10's LZ4F_decompressOptions_t is {stableDst, skipChecksums, reserved1,
-    // reserved0}; lz4-sys names the last three `reserved`.
-    let options = LZ4FDecompressOptions {
-        stable_dst: 0,
-        reserved: [1, 0, 0],
+    if le32(take(input, 4)?) != MAGIC {
+        return Err(corrupt("stream unsupported (invalid magic bytes)"));
+    }
+    let descriptor_start = *input;
+    let d = take(input, 2)?;
+    let (flg, bd) = (d[0], d[1]);
+    if flg & 0b11 != 0 {
+        return Err(corrupt("reserved bits must be 0"));
+    }
+    if flg & FLG_INDEPENDENT == 0 {
+        return Err(corrupt("dependent block stream is unsupported"));
+    }
+    if flg >> 6 != 1 {
+        return Err(corrupt(&format!("version {} is unsupported", flg >> 6)));
+    }
+    if bd & 0x0f != 0 || bd & 0x80 != 0 {
+        return Err(corrupt("reserved BD bits must be 0"));
+    }
+    let size_id = (bd >> 4) & 0x07;
+    if !(4..=7).contains(&size_id) {
+        return Err(corrupt("block size value must be between 4 and 7"));
+    }
+    let max_block = 1usize << (2 * size_id + 8);
+    let content_size = if flg & FLG_CONTENT_SIZE != 0 {
+        let b = take(input, 8)?;
+        Some(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    } else {
+        None
     };
-    let mut src = input;
-    out.reserve((input.len() * 4).max(64 << 10));
+    let descriptor = &descriptor_start[..descriptor_start.len() - input.len()];
+    let hc = take(input, 1)?[0];
+    if hc != (xxh32(descriptor) >> 8) as u8 {
+        return Err(corrupt("stream frame descriptor corrupted"));
+    }
+    Ok((flg, max_block, content_size))
+}
+
+/// Decompresses one compressed block of at most `max_block` bytes onto the end of `out`.
+fn decompress_block(block: &[u8], max_block: usize, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    out.reserve(max_block);
+    let spare = out.spare_capacity_mut();
+    // SAFETY: `block` is readable for `block.len()` bytes and `spare` writable for at
+    // least `max_block` (reserved above); both lengths fit in a c_int (a block is at most
+    // 4 MiB). LZ4_decompress_safe reads no more than the first and writes no more than the
+    // second, whatever the input, and returns a negative number for malformed input.
+    let n = unsafe {
+        LZ4_decompress_safe(
+            block.as_ptr().cast::<c_char>(),
+            spare.as_mut_ptr().cast::<c_char>(),
+            block.len() as c_int,
+            max_block as c_int,
+        )
+    };
+    let Ok(n) = usize::try_from(n) else {
+        return Err(corrupt("malformed compressed block"));
+    };
+    // SAFETY: LZ4_decompress_safe initialised the first `n` (<= max_block) spare bytes.
+    unsafe { out.set_len(out.len() + n) };
+    Ok(())
+}
+
+/// Appends the decompressed first frame of `input` to `out`; bytes after the frame's end
+/// mark are ignored, as Kafka ignores them.
+pub fn decompress(input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    let mut input = input;
+    let (flg, max_block, content_size) = header(&mut input)?;
+    let start = out.len();
     loop {
-        if out.len() == out.capacity() {
-            out.reserve(out.len().max(64 << 10));
+        let word = le32(take(&mut input, 4)?);
+        let size = (word & !INCOMPRESSIBLE) as usize;
+        if size == 0 {
+            if flg & FLG_CONTENT_CHECKSUM != 0 {
+                take(&mut input, 4)?; // Kafka: "TODO: verify this content checksum"
+            }
+            break;
         }
-        let spare = out.spare_capacity_mut();
-        let mut dst_size = spare.len();
-        let mut src_size = src.len();
-        // SAFETY: `spare` is writable for `dst_size` bytes and `src` readable for
-        // `src_size`; LZ4F_decompress writes at most `dst_size` bytes and reports how many
-        // it wrote and read through the two size pointers.
-        let hint = unsafe {
-            LZ4F_decompress(
-                ctx,
-                spare.as_mut_ptr().cast::<u8>(),
-                &mut dst_size,
-                src.as_ptr(),
-                &mut src_size,
-                &options,
-            )
-        };
-        // SAFETY: LZ4F_isError only inspects the code.
-        if unsafe { LZ4F_isError(hint) } != 0 {
-            return Err(CodecError::Corrupt("invalid lz4 frame".into()));
+        if size > max_block {
+            return Err(corrupt(&format!(
+                "block size {size} exceeded max: {max_block}"
+            )));
         }
-        // SAFETY: LZ4F_decompress initialised `dst_size` bytes of the spare capacity.
-        unsafe { out.set_len(out.len() + dst_size) };
-        src = &src[src_size..];
-        if out.len() > MAX_DECOMPRESSED_BYTES {
+        let block = take(&mut input, size)?;
+        if flg & FLG_BLOCK_CHECKSUM != 0 {
+            let stored = le32(take(&mut input, 4)?);
+            if xxh32(block) != stored {
+                return Err(corrupt("block checksum mismatch"));
+            }
+        }
+        if word & INCOMPRESSIBLE != 0 {
+            out.extend_from_slice(block);
+        } else {
+            decompress_block(block, max_block, out)?;
+        }
+        if out.len() - start > MAX_DECOMPRESSED_BYTES {
             return Err(CodecError::TooLarge);
         }
-        if hint == 0 {
-            return Ok(()); // the frame is complete
-        }
-        if src.is_empty() && dst_size == 0 {
-            return Err(CodecError::Truncated("lz4 frame".into()));
-        }
     }
+    if content_size.is_some_and(|n| n != (out.len() - start) as u64) {
+        return Err(corrupt("the blocks do not match the declared content size"));
+    }
+    Ok(())
 }
+
+#[cfg(test)]
+#[path = "lz4_frame_tests.rs"]
+mod tests;

@@ -2,8 +2,8 @@
 //! in-memory sparse indexes, and the positional reads that find batches in it.
 //!
 //! A segment appends with one positional write per append and truncates the file back if
-//! that write fails; it reads with `read_at`, one read for the whole returned range in the
-//! common case. It does not decide when to roll, what to retain, or how to recover a torn
+//! that write fails; it reads with `read_at` into buffers reused across requests
+//! ([`crate::buffers`]), one read for the whole returned range in the common case. It does not decide when to roll, what to retain, or how to recover a torn
 //! file (see the parent module and `recovery`), and it never fsyncs on append.
 
 use std::fs::{self, File, OpenOptions};
@@ -277,10 +277,8 @@ impl Segment {
         self.file.write_all_at(buf, position)
     }
 
-    fn read_range(&self, start: u64, end: u64) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; (end - start) as usize];
-        self.file.read_exact_at(&mut buf, start)?;
-        Ok(buf)
+    fn read_range(&self, start: u64, end: u64) -> io::Result<Bytes> {
+        crate::buffers::read_at(&self.file, start, (end - start) as usize)
     }
 
     /// Reads the header at `position`, from `buf` (which starts at `buf_start`) when it
@@ -341,7 +339,7 @@ impl Segment {
         let first_end = first + h.size;
         if first_end > cache.start + cache.buf.len() as u64 || cache.start > first {
             // The first batch alone is larger than what was read.
-            return self.read_range(first, first_end).map(Bytes::from);
+            return self.read_range(first, first_end);
         }
         let buf_end = cache.start + cache.buf.len() as u64;
         let mut stop = first_end;
@@ -356,13 +354,12 @@ impl Segment {
         }
         let from = (first - cache.start) as usize;
         let to = (stop - cache.start) as usize;
-        Ok(Bytes::from(cache.buf).slice(from..to))
+        Ok(cache.buf.slice(from..to))
     }
 
     /// The bytes of the batch at `position`.
     pub(crate) fn read_batch(&self, position: u64, header: &Header) -> io::Result<Bytes> {
         self.read_range(position, position + header.size)
-            .map(Bytes::from)
     }
 
     /// The first batch whose `maxTimestamp >= timestamp_ms` and whose last offset is at or
@@ -448,7 +445,7 @@ impl Segment {
 #[derive(Debug, Default)]
 struct HeaderCache {
     start: u64,
-    buf: Vec<u8>,
+    buf: Bytes,
 }
 
 impl HeaderCache {

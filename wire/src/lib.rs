@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod batch;
+pub mod codec;
 pub mod errors;
 pub mod frame;
 pub mod messenger;

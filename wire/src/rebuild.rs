@@ -17,14 +17,14 @@
 //!
 //! It does not decode records into `kafka_protocol::records::Record` (that type collapses
 //! duplicate header keys), and it never sets the producer fields: the caller stamps the
-//! batch afterwards. Only the compression codecs come from `kafka-protocol`.
+//! batch afterwards. The codecs are [`crate::codec`]'s.
 
 use std::borrow::Cow;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
+use bytes::{BufMut, BytesMut};
 
 use crate::batch::{update_crc, BatchError, BatchHeader, BatchView, HEADER_LEN};
+use crate::codec;
 use crate::walk::{write_record, RecordWalker};
 
 /// Why a run of batches cannot be rebuilt.
@@ -142,57 +142,25 @@ fn malformed(b: &BatchView<'_>, reason: &str) -> RebuildError {
 /// The records section of `b`, decompressed when needed (borrowed when it is not).
 fn decompress<'a>(b: &BatchView<'a>) -> Result<Cow<'a, [u8]>, RebuildError> {
     let section = b.records_bytes();
-    let take = |buf: &mut Bytes| Ok(std::mem::take(buf));
-    let mut input = Bytes::copy_from_slice(section);
-    let out = match b.compression() {
-        0 => return Ok(Cow::Borrowed(section)),
-        1 => codec::Gzip::decompress(&mut input, take),
-        2 => codec::Snappy::decompress(&mut input, take),
-        3 => codec::Lz4::decompress(&mut input, take),
-        4 => codec::Zstd::decompress(&mut input, take),
-        other => return Err(malformed(b, &format!("unknown compression codec {other}"))),
-    };
-    out.map(|bytes| Cow::Owned(bytes.to_vec()))
-        .map_err(|e| malformed(b, &format!("cannot decompress: {e:#}")))
+    if b.compression() == codec::NONE {
+        return Ok(Cow::Borrowed(section));
+    }
+    let mut out = Vec::new();
+    codec::decompress_into(b.compression(), section, &mut out)
+        .map_err(|e| malformed(b, &e.to_string()))?;
+    Ok(Cow::Owned(out))
 }
 
 /// Appends the records section to `out`, compressed with `codec_id`.
 fn compress(codec_id: i16, records: &[u8], out: &mut BytesMut) -> Result<(), String> {
-    let fill = |tmp: &mut BytesMut| {
-        tmp.put_slice(records);
-        Ok(())
-    };
-    let r = match codec_id {
-        0 => {
-            out.put_slice(records);
-            Ok(())
-        }
-        1 => codec::Gzip::compress(out, fill),
-        2 => codec::Snappy::compress(out, fill),
-        3 => lz4_fast(records, out),
-        4 => codec::Zstd::compress(out, fill),
-        other => return Err(format!("unknown compression codec {other}")),
-    };
-    r.map_err(|e| format!("cannot compress: {e:#}"))
-}
-
-/// An lz4 frame at the fast level with independent blocks, as Kafka's clients write them
-/// (librdkafka's default); kafka-protocol's encoder would use LZ4 HC, ten times slower.
-fn lz4_fast(records: &[u8], out: &mut BytesMut) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut encoder = lz4::EncoderBuilder::new()
-        .level(0)
-        .block_mode(lz4::BlockMode::Independent)
-        .build(out.writer())?;
-    encoder.write_all(records)?;
-    let (_, result) = encoder.finish();
-    Ok(result?)
+    codec::compress_into(codec_id, records, out).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::batch::Batches;
+    use bytes::Bytes;
     use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 
     fn records(offsets: &[i64]) -> Vec<Record> {

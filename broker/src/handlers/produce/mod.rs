@@ -10,8 +10,7 @@
 //! `flush = always` the answer waits for the group commit that covers the append.
 //! Transactions (KIP-890 verification, INVALID_TXN_STATE) are not implemented.
 
-mod codec;
-mod lz4_frame;
+use kmirror_wire::codec;
 mod validate;
 mod validator;
 

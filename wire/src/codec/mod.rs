@@ -1,12 +1,17 @@
-//! The records-section codecs Produce needs: decompress a batch's records into a buffer the
-//! caller reuses (no allocation per record, and none per batch once the buffer has grown),
-//! and compress raw records bytes with a topic's `compression.type`.
+//! The codecs of a batch's records section, shared by the broker (Produce validation, a
+//! topic's `compression.type`) and the daemon (merged and rebuilt batches): decompress into
+//! a buffer the caller reuses (no allocation per record, and none per batch once the
+//! buffer has grown), and compress raw records bytes.
 //!
-//! Decompression uses the codec crates kafka-protocol uses (lz4 frame through
-//! [`super::lz4_frame`], gzip, xerial-framed or raw snappy, zstd) directly, because kafka-protocol's `Decompressor` copies into a
-//! fresh buffer for every batch. Compression goes through kafka-protocol's `Compressor`s,
-//! so recompressed batches are framed exactly as kafka-protocol frames them. Nothing here
-//! parses records; see [`super::records`].
+//! Decompression uses the codec crates kafka-protocol uses (lz4 frames read as Kafka reads
+//! them by [`lz4_frame`], gzip, xerial-framed or raw snappy, zstd) directly, because
+//! kafka-protocol's `Decompressor` copies into a fresh buffer for every batch. Compression
+//! goes through kafka-protocol's `Compressor`s, except lz4: kafka-protocol writes LZ4 HC
+//! frames with block and content checksums, several times slower to write and to read than
+//! the fast-level frames without checksums Kafka's Java client and librdkafka write, which
+//! [`compress_into`] writes too. Nothing here parses records; see [`crate::walk`].
+
+pub mod lz4_frame;
 
 use std::io::Read;
 
@@ -117,7 +122,7 @@ pub fn decompress_into(codec: i16, input: &[u8], out: &mut Vec<u8>) -> Result<()
         NONE => out.extend_from_slice(input),
         GZIP => read_capped(flate2::read::GzDecoder::new(input), out)?,
         SNAPPY => snappy(input, out)?,
-        LZ4 => super::lz4_frame::decompress(input, out)?,
+        LZ4 => lz4_frame::decompress(input, out)?,
         ZSTD => read_capped(zstd::stream::read::Decoder::new(input)?, out)?,
         other => return Err(CodecError::UnknownCodec(other)),
     }
@@ -125,10 +130,13 @@ pub fn decompress_into(codec: i16, input: &[u8], out: &mut Vec<u8>) -> Result<()
 }
 
 /// Appends `raw` (uncompressed records) compressed with `codec` to `out`.
-pub fn compress_into(codec: i16, raw: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+pub fn compress_into<B: BufMut>(codec: i16, raw: &[u8], out: &mut B) -> Result<(), CodecError> {
     if codec == NONE {
-        out.extend_from_slice(raw);
+        out.put_slice(raw);
         return Ok(());
+    }
+    if codec == LZ4 {
+        return lz4_fast(raw, out);
     }
     let mut buf = BytesMut::with_capacity(raw.len() / 2 + 64);
     let fill = |tmp: &mut BytesMut| {
@@ -138,13 +146,30 @@ pub fn compress_into(codec: i16, raw: &[u8], out: &mut Vec<u8>) -> Result<(), Co
     match codec {
         GZIP => cmpr::Gzip::compress(&mut buf, fill),
         SNAPPY => cmpr::Snappy::compress(&mut buf, fill),
-        LZ4 => cmpr::Lz4::compress(&mut buf, fill),
         ZSTD => cmpr::Zstd::compress(&mut buf, fill),
         other => return Err(CodecError::UnknownCodec(other)),
     }
     .map_err(|e| CodecError::Compress(e.to_string()))?;
-    out.extend_from_slice(&buf);
+    out.put_slice(&buf);
     Ok(())
+}
+
+/// Appends an lz4 frame of `raw` as Kafka's Java client and librdkafka write one: fast
+/// level, independent 64 KiB blocks, no block or content checksum.
+fn lz4_fast<B: BufMut>(raw: &[u8], out: &mut B) -> Result<(), CodecError> {
+    use std::io::Write;
+    let compress = |e: std::io::Error| CodecError::Compress(e.to_string());
+    let mut encoder = lz4::EncoderBuilder::new()
+        .level(0)
+        .block_mode(lz4::BlockMode::Independent)
+        .block_size(lz4::BlockSize::Max64KB)
+        .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
+        .checksum(lz4::ContentChecksum::NoChecksum)
+        .build(out.writer())
+        .map_err(compress)?;
+    encoder.write_all(raw).map_err(compress)?;
+    let (_, result) = encoder.finish();
+    result.map_err(compress)
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::os::raw::{c_char, c_int, c_void};
 
 use lz4::liblz4::LZ4_decompress_safe;
 
-use super::codec::{CodecError, MAX_DECOMPRESSED_BYTES};
+use super::{CodecError, MAX_DECOMPRESSED_BYTES};
 
 /// Kafka: Lz4BlockOutputStream.MAGIC (read little-endian).
 const MAGIC: u32 = 0x184D_2204;

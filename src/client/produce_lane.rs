@@ -465,4 +465,90 @@ mod tests {
         assert_eq!((answer.error_code, answer.base_offset), (0, 4));
         assert_eq!(stats.requests.load(Ordering::Relaxed), 2);
     }
+
+    /// A scripted broker on an in-memory stream: answers ApiVersions, then every Produce
+    /// with `throttle_time_ms` from `throttles` in turn, and reports when each Produce
+    /// arrived. (Our broker has no client quotas, so it never asks for a pause.)
+    async fn throttling_broker(
+        stream: tokio::io::DuplexStream,
+        throttles: Vec<i32>,
+        arrivals: mpsc::UnboundedSender<Instant>,
+    ) {
+        use futures::{SinkExt, StreamExt};
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        use kafka_protocol::messages::produce_response::{
+            PartitionProduceResponse, TopicProduceResponse,
+        };
+        use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+        use kafka_protocol::protocol::Decodable;
+        use kmirror_wire::frame;
+        let mut framed = tokio_util::codec::Framed::new(stream, frame::codec(1 << 20));
+        let mut throttles = throttles.into_iter();
+        while let Some(Ok(f)) = framed.next().await {
+            let mut f = f.freeze();
+            let header = frame::decode_request_header(&mut f).unwrap();
+            let (id, version) = (header.correlation_id, header.request_api_version);
+            let out = if header.request_api_key == ApiKey::ApiVersions as i16 {
+                let resp =
+                    ApiVersionsResponse::default().with_api_keys(vec![ApiVersion::default()
+                        .with_api_key(ApiKey::Produce as i16)
+                        .with_min_version(3)
+                        .with_max_version(9)]);
+                frame::encode_response(id, version, &resp).unwrap()
+            } else {
+                arrivals.send(Instant::now()).unwrap();
+                let req = ProduceRequest::decode(&mut f, version).unwrap();
+                let topic = &req.topic_data[0];
+                let resp = ProduceResponse::default()
+                    .with_throttle_time_ms(throttles.next().unwrap_or(0))
+                    .with_responses(vec![TopicProduceResponse::default()
+                        .with_name(topic.name.clone())
+                        .with_partition_responses(vec![PartitionProduceResponse::default()
+                            .with_index(topic.partition_data[0].index)])]);
+                frame::encode_response(id, version, &resp).unwrap()
+            };
+            framed.send(out).await.unwrap();
+        }
+    }
+
+    /// KIP-219: after a response with `throttle_time_ms`, nothing more goes to that broker
+    /// until the time has passed (the clock is tokio's paused one: no real waiting).
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_broker_gets_nothing_until_its_throttle_time_has_passed() {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (arrived, mut arrivals) = mpsc::unbounded_channel();
+        tokio::spawn(throttling_broker(server, vec![700, 0], arrived));
+        let (read, write) = tokio::io::split(client);
+        let m = Arc::new(
+            Messenger::over("scripted".into(), read, write, MessengerConfig::default())
+                .await
+                .unwrap(),
+        );
+        let lanes = Lanes::default();
+        let lane = lanes.get(1, 0, m.clone());
+        let other_lane = lanes.get(1, 1, m);
+        let answer = |lane: ProduceLane, p: i32| async move {
+            lane.submit(target("t", p), batch("v", 1), None)
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap()
+        };
+        let first = answer(lane.clone(), 0).await;
+        assert_eq!(first.throttle_time_ms, 700);
+        let answered_at = Instant::now();
+        let first_arrival = arrivals.recv().await.unwrap();
+        // The next produce, on another lane to the same broker, waits out the throttle.
+        let second = answer(other_lane, 1).await;
+        assert_eq!(second.throttle_time_ms, 0);
+        let second_arrival = arrivals.recv().await.unwrap();
+        assert!(
+            second_arrival >= answered_at + Duration::from_millis(700),
+            "sent {:?} after the throttled answer",
+            second_arrival - answered_at
+        );
+        assert!(second_arrival > first_arrival);
+    }
 }

@@ -35,7 +35,7 @@ impl ClusterClient {
         }
     }
 
-    /// Creates a topic; an existing topic is not an error.
+    /// Creates a topic; an existing topic is not an error. Metadata is refreshed after.
     pub async fn create_topic(
         &self,
         topic: &str,
@@ -60,18 +60,36 @@ impl ClusterClient {
                 )]);
         let m = self.controller().await?;
         let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
-        let r = &resp.topics[0];
+        let r = resp
+            .topics
+            .first()
+            .ok_or_else(|| self.omitted("CreateTopics", topic))?;
         if r.error_code == ResponseError::TopicAlreadyExists.code() {
             return Ok(());
         }
-        match ClientError::from_code(
+        if let Some(e) = ClientError::from_code(
             self.name(),
             &format!("creating topic {topic}"),
             r.error_code,
             r.error_message.as_deref(),
         ) {
-            Some(e) => Err(e),
-            None => Ok(()),
+            return Err(e);
+        }
+        self.learn_new_partitions().await;
+        Ok(())
+    }
+
+    /// After partitions were created: their leaders, before the first request needs them.
+    async fn learn_new_partitions(&self) {
+        if let Err(e) = self.refresh_metadata().await {
+            tracing::debug!(cluster = %self.name(), error = %e, "Metadata refresh after creating partitions failed; the next request refreshes it.");
+        }
+    }
+
+    fn omitted(&self, api: &str, topic: &str) -> ClientError {
+        ClientError::Refused {
+            cluster: self.name().to_string(),
+            what: format!("the {api} response does not mention topic {topic}"),
         }
     }
 
@@ -84,16 +102,20 @@ impl ClusterClient {
                 .with_count(count)]);
         let m = self.controller().await?;
         let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
-        let r = &resp.results[0];
-        match ClientError::from_code(
+        let r = resp
+            .results
+            .first()
+            .ok_or_else(|| self.omitted("CreatePartitions", topic))?;
+        if let Some(e) = ClientError::from_code(
             self.name(),
             &format!("adding partitions to {topic}"),
             r.error_code,
             r.error_message.as_deref(),
         ) {
-            Some(e) => Err(e),
-            None => Ok(()),
+            return Err(e);
         }
+        self.learn_new_partitions().await;
+        Ok(())
     }
 
     /// DescribeConfigs for one topic: `keys`, or every config when `None`.

@@ -58,13 +58,8 @@ impl FlowRunner {
                 )
                 .await
             {
-                Ok(changed) => {
+                Ok(()) => {
                     self.blocked.remove(topic);
-                    if changed {
-                        // New target partitions: learn their leaders before the first
-                        // produce rather than from its NoLeader retry.
-                        let _ = self.target.refresh_metadata().await;
-                    }
                 }
                 Err(e) => {
                     if self.blocked.insert(topic.clone()) {
@@ -121,14 +116,14 @@ impl FlowRunner {
     }
 
     /// Makes sure the target topic exists with at least `count` partitions and the
-    /// source's synced configs; true when it created the topic or added partitions.
+    /// source's synced configs.
     async fn ensure_target(
         &self,
         topic: &str,
         target_topic: &str,
         count: i32,
         target_count: Option<i32>,
-    ) -> Result<bool, ClientError> {
+    ) -> Result<(), ClientError> {
         let configs = if self.flow.sync_configs.enabled {
             let mut c = self.source.topic_configs(topic).await?;
             c.retain(|(k, _)| self.flow.sync_configs.syncs(k));
@@ -140,14 +135,13 @@ impl FlowRunner {
             cluster: self.target.name().to_string(),
             what: reason,
         };
-        let mut grown = false;
         match target_action(&self.flow, count, target_count) {
             TargetAction::Create { partitions } => {
                 self.target
                     .create_topic(target_topic, partitions, &configs)
                     .await?;
                 tracing::info!(flow = %self.flow.name, topic = %target_topic, partitions, configs = configs.len(), "Created target topic.");
-                return Ok(true);
+                return Ok(());
             }
             TargetAction::Missing => {
                 return Err(refuse(format!(
@@ -157,7 +151,6 @@ impl FlowRunner {
             TargetAction::AddPartitions { from, to } => {
                 self.target.create_partitions(target_topic, to).await?;
                 tracing::info!(flow = %self.flow.name, topic = %target_topic, from, to, "Added partitions to target topic.");
-                grown = true;
             }
             TargetAction::Blocked { target, source } => {
                 return Err(refuse(format!("target topic {target_topic} has {target} partitions, fewer than the source's {source}; partitions are kept, not remapped")));
@@ -174,6 +167,6 @@ impl FlowRunner {
                 tracing::info!(flow = %self.flow.name, topic = %target_topic, changed = changed.len(), removed = removed.len(), "Synced topic configs.");
             }
         }
-        Ok(grown)
+        Ok(())
     }
 }

@@ -182,6 +182,9 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
         .unwrap_or("")
         .to_string();
     let client_id = client_id.as_str();
+    if is_group_api(key) && broker.config.node_id != broker.cluster.coordinator().node_id {
+        return not_coordinator(&mut frame, corr, version, key).await;
+    }
     match key {
         ApiKey::ApiVersions => {
             sync(&mut frame, corr, version, |r| {
@@ -379,6 +382,40 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
             .await
         }
         _ => Outcome::Close(format!("API {key:?} is not supported by this broker")),
+    }
+}
+
+fn is_group_api(key: ApiKey) -> bool {
+    matches!(
+        key,
+        ApiKey::JoinGroup
+            | ApiKey::SyncGroup
+            | ApiKey::Heartbeat
+            | ApiKey::LeaveGroup
+            | ApiKey::OffsetCommit
+            | ApiKey::OffsetFetch
+            | ApiKey::OffsetDelete
+            | ApiKey::DescribeGroups
+            | ApiKey::ListGroups
+            | ApiKey::DeleteGroups
+    )
+}
+
+/// A group request on a node that does not coordinate groups.
+async fn not_coordinator(frame: &mut Bytes, corr: i32, version: i16, key: ApiKey) -> Outcome {
+    use handlers::not_coordinator as nc;
+    match key {
+        ApiKey::JoinGroup => sync(frame, corr, version, nc::join_group).await,
+        ApiKey::SyncGroup => sync(frame, corr, version, nc::sync_group).await,
+        ApiKey::Heartbeat => sync(frame, corr, version, nc::heartbeat).await,
+        ApiKey::LeaveGroup => sync(frame, corr, version, nc::leave_group).await,
+        ApiKey::OffsetCommit => sync(frame, corr, version, nc::offset_commit).await,
+        ApiKey::OffsetFetch => sync(frame, corr, version, |r| nc::offset_fetch(r, version)).await,
+        ApiKey::OffsetDelete => sync(frame, corr, version, nc::offset_delete).await,
+        ApiKey::DescribeGroups => sync(frame, corr, version, nc::describe_groups).await,
+        ApiKey::ListGroups => sync(frame, corr, version, nc::list_groups).await,
+        ApiKey::DeleteGroups => sync(frame, corr, version, nc::delete_groups).await,
+        other => Outcome::Close(format!("{other:?} is not a group API")),
     }
 }
 

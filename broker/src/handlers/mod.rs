@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod leaders;
 pub mod list_offsets;
 pub mod metadata;
+pub mod not_coordinator;
 pub mod produce;
 
 use kafka_protocol::error::ResponseError;

@@ -191,7 +191,70 @@ macro_rules! row {
 pub fn rows() -> Vec<Row> {
     let mut rows = routing_rows();
     rows.extend(epoch_rows());
+    rows.extend(coordinator_rows());
     rows
+}
+
+const NOT_COORDINATOR: i16 = 16;
+
+/// A connection to node `node`, found through Metadata.
+async fn node(ctx: &Ctx, node: i32) -> Messenger {
+    let topic = ctx.topic("g");
+    common::create_topic(&ctx.m, &topic, 1).await;
+    connect_node(&metadata(&ctx.m, &topic).await, node).await
+}
+
+/// The coordinator FindCoordinator names for `group`.
+async fn coordinator_of(ctx: &Ctx, group: &str) -> i32 {
+    let req = FindCoordinatorRequest::default().with_key(crate::admin::s(group));
+    let resp = ctx.m.send_at(&req, 3).await.expect("find coordinator");
+    resp.node_id.0
+}
+
+/// OffsetFetch v8 for one group: the group's error code.
+async fn offset_fetch_code(m: &Messenger, group: &str) -> Got {
+    let req = OffsetFetchRequest::default().with_groups(vec![
+        kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(crate::admin::s(group))),
+    ]);
+    code_or_closed(m.send_at(&req, 8).await, |r| r.groups[0].error_code)
+}
+
+fn coordinator_rows() -> Vec<Row> {
+    vec![
+        row!(
+            "OffsetFetch on the node FindCoordinator names is answered",
+            "GroupCoordinator.handleFetchOffsets",
+            Got::Code(0),
+            |ctx| {
+                let at = coordinator_of(&ctx, "g1").await;
+                offset_fetch_code(&node(&ctx, at).await, "g1").await
+            }
+        ),
+        row!(
+            "OffsetFetch on another node: NOT_COORDINATOR",
+            "GroupCoordinator.validateGroupStatus (isCoordinatorForGroup)",
+            Got::Code(NOT_COORDINATOR),
+            |ctx| {
+                let at = coordinator_of(&ctx, "g1").await;
+                offset_fetch_code(&node(&ctx, (at + 1) % 3).await, "g1").await
+            }
+        ),
+        row!(
+            "Heartbeat on another node: NOT_COORDINATOR",
+            "GroupCoordinator.handleHeartbeat validateGroupStatus",
+            Got::Code(NOT_COORDINATOR),
+            |ctx| {
+                let at = coordinator_of(&ctx, "g1").await;
+                let m = node(&ctx, (at + 2) % 3).await;
+                let req = HeartbeatRequest::default()
+                    .with_group_id(GroupId(crate::admin::s("g1")))
+                    .with_generation_id(1)
+                    .with_member_id(crate::admin::s("m"));
+                code_or_closed(m.send_at(&req, 4).await, |r| r.error_code)
+            }
+        ),
+    ]
 }
 
 fn routing_rows() -> Vec<Row> {

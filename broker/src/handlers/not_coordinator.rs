@@ -1,0 +1,140 @@
+//! Group requests that reach a node other than the group coordinator (the lowest live
+//! node, see [`crate::cluster`]): answered NOT_COORDINATOR, as Kafka answers them (Kafka:
+//! GroupCoordinator.validateGroupStatus, `!isCoordinatorForGroup`), so a client that skips
+//! FindCoordinator, or keeps talking to a node after the coordinator moved, is caught here
+//! as it would be on a real cluster. ListGroups lists only the groups a node coordinates
+//! (Kafka: GroupCoordinator.handleListGroups), so elsewhere the list is empty.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
+
+pub fn join_group(req: JoinGroupRequest) -> JoinGroupResponse {
+    JoinGroupResponse::default()
+        .with_error_code(NOT_COORDINATOR)
+        .with_generation_id(-1)
+        .with_member_id(req.member_id)
+}
+
+pub fn sync_group(_: SyncGroupRequest) -> SyncGroupResponse {
+    SyncGroupResponse::default().with_error_code(NOT_COORDINATOR)
+}
+
+pub fn heartbeat(_: HeartbeatRequest) -> HeartbeatResponse {
+    HeartbeatResponse::default().with_error_code(NOT_COORDINATOR)
+}
+
+pub fn leave_group(_: LeaveGroupRequest) -> LeaveGroupResponse {
+    LeaveGroupResponse::default().with_error_code(NOT_COORDINATOR)
+}
+
+/// Every partition of the commit fails (Kafka: GroupCoordinator.handleCommitOffsets).
+pub fn offset_commit(req: OffsetCommitRequest) -> OffsetCommitResponse {
+    OffsetCommitResponse::default().with_topics(
+        req.topics
+            .into_iter()
+            .map(|t| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name)
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(NOT_COORDINATOR)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+/// v8+: the error per group; before, at the top and on every partition asked for
+/// (Kafka: OffsetFetchRequest.getErrorResponse).
+pub fn offset_fetch(req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    if version >= 8 {
+        return OffsetFetchResponse::default().with_groups(
+            req.groups
+                .into_iter()
+                .map(|g| {
+                    OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(NOT_COORDINATOR)
+                })
+                .collect(),
+        );
+    }
+    let topics = req
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            OffsetFetchResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    t.partition_indexes
+                        .iter()
+                        .map(|p| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(*p)
+                                .with_committed_offset(-1)
+                                .with_committed_leader_epoch(-1)
+                                .with_metadata(Some(StrBytes::default()))
+                                .with_error_code(NOT_COORDINATOR)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetFetchResponse::default()
+        .with_error_code(NOT_COORDINATOR)
+        .with_topics(topics)
+}
+
+pub fn offset_delete(_: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    OffsetDeleteResponse::default().with_error_code(NOT_COORDINATOR)
+}
+
+pub fn describe_groups(req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    DescribeGroupsResponse::default().with_groups(
+        req.groups
+            .into_iter()
+            .map(|g| {
+                DescribedGroup::default()
+                    .with_group_id(g)
+                    .with_error_code(NOT_COORDINATOR)
+            })
+            .collect(),
+    )
+}
+
+pub fn delete_groups(req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    DeleteGroupsResponse::default().with_results(
+        req.groups_names
+            .into_iter()
+            .map(|g| {
+                DeletableGroupResult::default()
+                    .with_group_id(g)
+                    .with_error_code(NOT_COORDINATOR)
+            })
+            .collect(),
+    )
+}
+
+/// No group is coordinated here.
+pub fn list_groups(_: ListGroupsRequest) -> ListGroupsResponse {
+    ListGroupsResponse::default()
+}

@@ -300,6 +300,23 @@ impl PartitionLeadership {
         }
     }
 
+    /// LeaderEpochFileCache.truncateFromStart: entries that start at or below the log
+    /// start offset go, except the last of them, which now starts at the log start.
+    pub fn truncate_from_start(&mut self, log_start_offset: i64) {
+        let removed = self
+            .epochs
+            .iter()
+            .take_while(|e| e.start_offset <= log_start_offset)
+            .count();
+        if removed == 0 {
+            return;
+        }
+        let mut first = self.epochs[removed - 1];
+        first.start_offset = log_start_offset;
+        self.epochs.drain(..removed);
+        self.epochs.insert(0, first);
+    }
+
     /// LeaderEpochFileCache.epochForOffset: the epoch that wrote `offset`.
     pub fn epoch_for_offset(&self, offset: i64) -> Option<i32> {
         self.epochs

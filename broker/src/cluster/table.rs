@@ -174,7 +174,13 @@ impl Cluster {
         let p = topic.partition(partition)?;
         let log = p.log.lock().expect("log lock");
         let log_end_offset = log.log_end_offset();
-        let r = self.with(topic, partition, |pl, live| f(pl, live, log_end_offset));
+        let log_start_offset = log.log_start_offset();
+        let r = self.with(topic, partition, |pl, live| {
+            // Kafka trims the history whenever the log start moves (UnifiedLog.
+            // maybeIncrementLogStartOffset); trimming before every use is the same.
+            pl.truncate_from_start(log_start_offset);
+            f(pl, live, log_end_offset)
+        });
         drop(log);
         Some(r)
     }

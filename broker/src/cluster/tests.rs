@@ -197,6 +197,28 @@ fn end_offset_for_follows_the_leader_epoch_file_cache() {
 }
 
 #[test]
+fn the_history_is_trimmed_from_the_log_start_as_the_leader_epoch_file_cache_is() {
+    let entry = |epoch, start_offset| EpochEntry {
+        epoch,
+        start_offset,
+    };
+    let mut pl = three();
+    pl.epochs = vec![entry(0, 0), entry(1, 5), entry(3, 9)];
+    pl.truncate_from_start(0);
+    assert_eq!(pl.epochs, [entry(0, 0), entry(1, 5), entry(3, 9)]);
+    pl.truncate_from_start(3);
+    assert_eq!(pl.epochs, [entry(0, 3), entry(1, 5), entry(3, 9)]);
+    pl.truncate_from_start(7);
+    assert_eq!(pl.epochs, [entry(1, 7), entry(3, 9)]);
+    // An epoch below the first kept one now ends where the kept history starts.
+    assert_eq!(pl.end_offset_for(0, 20), (0, 7));
+    pl.truncate_from_start(9);
+    assert_eq!(pl.epochs, [entry(3, 9)]);
+    pl.truncate_from_start(15);
+    assert_eq!(pl.epochs, [entry(3, 15)]);
+}
+
+#[test]
 fn check_orders_epoch_before_leadership_as_partition_get_local_log() {
     let mut pl = three();
     pl.on_node_stopped(0, &live(&[1, 2]), 0);

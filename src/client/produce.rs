@@ -7,7 +7,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{StrBytes, VersionRange};
 use kmirror_wire::batch;
-use kmirror_wire::messenger::{Messenger, Pending, RequestError};
+use kmirror_wire::messenger::{Messenger, RequestError};
 use kmirror_wire::versions::codec_range;
 use uuid::Uuid;
 
@@ -96,37 +96,31 @@ pub struct ProduceTarget {
     pub partition: i32,
 }
 
-/// Writes one Produce request (acks=all) holding one batch for one partition to `m` now;
-/// await the returned handle with [`outcome`] for the answer. Topic ids are used when the
-/// broker speaks Produce v13 and the id is known; without an id the version stays at 12.
-pub async fn start(
-    m: &Messenger,
-    target: &ProduceTarget,
-    records: Bytes,
+/// One Produce request (acks=all) carrying `batches`, one batch per partition, grouped by
+/// topic; topics carry their ids too, for v13.
+pub fn request(
+    batches: impl IntoIterator<Item = (ProduceTarget, Bytes)>,
     timeout_ms: i32,
-) -> Result<Pending<ProduceRequest>, RequestError> {
-    start_guarded(m, target, records, timeout_ms, None).await
-}
-
-/// [`start`], with a `guard` kept until the encoded request is written to the socket.
-pub async fn start_guarded(
-    m: &Messenger,
-    target: &ProduceTarget,
-    records: Bytes,
-    timeout_ms: i32,
-    guard: Option<Box<dyn std::any::Any + Send>>,
-) -> Result<Pending<ProduceRequest>, RequestError> {
-    let req = ProduceRequest::default()
+) -> ProduceRequest {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for (target, records) in batches {
+        let data = PartitionProduceData::default()
+            .with_index(target.partition)
+            .with_records(Some(records));
+        match topics.iter_mut().find(|t| t.name.as_str() == target.topic) {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(target.topic)))
+                    .with_topic_id(target.topic_id.unwrap_or_default())
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    ProduceRequest::default()
         .with_acks(-1)
         .with_timeout_ms(timeout_ms)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(target.topic.clone())))
-            .with_topic_id(target.topic_id.unwrap_or_default())
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(target.partition)
-                .with_records(Some(records))])]);
-    let version = request_version(m, target.topic_id.is_some())?;
-    m.enqueue_guarded(&req, version, guard).await
+        .with_topic_data(topics)
 }
 
 /// The Produce version for a request: the highest both sides speak when every topic in
@@ -145,16 +139,6 @@ pub fn request_version(m: &Messenger, by_id: bool) -> Result<i16, RequestError> 
 
 /// The last Produce version that names topics (v13 uses topic ids only).
 const LAST_PRODUCE_BY_NAME: i16 = 12;
-
-/// Waits for a Produce answer and extracts the partition's outcome; `None` when the
-/// response does not mention the partition (never read as success).
-pub async fn outcome(
-    pending: Pending<ProduceRequest>,
-    target: &ProduceTarget,
-) -> Result<Option<ProduceOutcome>, RequestError> {
-    let resp = pending.wait().await?;
-    Ok(partition_outcome(&resp, target))
-}
 
 /// The answer for `target` in a Produce response, matched by topic id when the response
 /// carries ids (v13) and by name otherwise.
@@ -201,14 +185,19 @@ pub fn settle(
     }
 }
 
-/// Sends one Produce request (acks=all) for one partition and waits for the answer.
+/// Sends one Produce request (acks=all) for one partition and waits for the answer
+/// (`None` when the response does not mention the partition: never read as success).
+/// Topic ids are used when the broker speaks Produce v13 and the id is known.
 pub async fn produce(
     m: &Messenger,
     target: &ProduceTarget,
     records: Bytes,
     timeout_ms: i32,
 ) -> Result<Option<ProduceOutcome>, RequestError> {
-    outcome(start(m, target, records, timeout_ms).await?, target).await
+    let version = request_version(m, target.topic_id.is_some())?;
+    let req = request([(target.clone(), records)], timeout_ms);
+    let resp = m.send_at(&req, version).await?;
+    Ok(partition_outcome(&resp, target))
 }
 
 #[cfg(test)]

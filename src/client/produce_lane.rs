@@ -21,15 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kmirror_wire::messenger::{Messenger, RequestError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
 
 use super::produce::{
-    partition_outcome, request_version, ProduceOutcome, ProduceTarget, PRODUCE_TIMEOUT_MS,
+    partition_outcome, request, request_version, ProduceOutcome, ProduceTarget, PRODUCE_TIMEOUT_MS,
 };
 use super::throttle_wait;
 
@@ -290,35 +288,17 @@ type Part = (
     oneshot::Sender<Result<oneshot::Receiver<Answer>, RequestError>>,
 );
 
-/// One Produce request (acks=all) for `taken`, grouped by topic.
+/// One Produce request for `taken`; the guards and the waiting partitions, apart.
 fn build(taken: Vec<Submission>) -> (ProduceRequest, Vec<Box<dyn Any + Send>>, Vec<Part>) {
-    let mut topics: Vec<TopicProduceData> = Vec::new();
     let mut guards = Vec::new();
     let mut parts = Vec::with_capacity(taken.len());
+    let mut batches = Vec::with_capacity(taken.len());
     for s in taken {
-        let data = PartitionProduceData::default()
-            .with_index(s.target.partition)
-            .with_records(Some(s.records));
-        match topics
-            .iter_mut()
-            .find(|t| t.name.as_str() == s.target.topic)
-        {
-            Some(t) => t.partition_data.push(data),
-            None => topics.push(
-                TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(s.target.topic.clone())))
-                    .with_topic_id(s.target.topic_id.unwrap_or_default())
-                    .with_partition_data(vec![data]),
-            ),
-        }
         guards.extend(s.guard);
+        batches.push((s.target.clone(), s.records));
         parts.push((s.target, s.queued));
     }
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(PRODUCE_TIMEOUT_MS)
-        .with_topic_data(topics);
-    (req, guards, parts)
+    (request(batches, PRODUCE_TIMEOUT_MS), guards, parts)
 }
 
 fn fail(parts: Vec<Part>, error: RequestError) {
@@ -341,7 +321,8 @@ fn note_throttle(throttles: &Mutex<HashMap<i32, Instant>>, node_id: i32, resp: &
 mod tests {
     use super::*;
     use kafka_protocol::messages::create_topics_request::CreatableTopic;
-    use kafka_protocol::messages::CreateTopicsRequest;
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
     use kafka_protocol::records::Compression;
     use kmirror_wire::messenger::MessengerConfig;
     use kmirror_wire::records::{encode, record};

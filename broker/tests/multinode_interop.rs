@@ -123,7 +123,22 @@ fn confluent_producer_and_group_survive_leader_moves_and_a_node_restart() {
     let dir = tempfile::tempdir().unwrap();
     let sync = tempfile::tempdir().unwrap();
     let admin_addr = format!("127.0.0.1:{}", free_port());
-    let broker = BrokerProcess::start(dir.path(), &["--nodes", "3", "--admin-listen", &admin_addr]);
+    // Every node on a port of its own: the port after node 0's may be taken.
+    let n1 = format!("1=127.0.0.1:{}", free_port());
+    let n2 = format!("2=127.0.0.1:{}", free_port());
+    let broker = BrokerProcess::start(
+        dir.path(),
+        &[
+            "--nodes",
+            "3",
+            "--node-listen",
+            &n1,
+            "--node-listen",
+            &n2,
+            "--admin-listen",
+            &admin_addr,
+        ],
+    );
     let (status, body) = admin(&admin_addr, "GET", "/nodes");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body.matches("\"live\":true").count(), 3, "{body}");

@@ -269,14 +269,10 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[12..16].copy_from_slice(&epoch.to_be_bytes());
 }
 
-/// Batches from this size get their CRC patched rather than recomputed: `crc32c_combine`
-/// takes about as long as computing the CRC of 150 KB directly.
-const PATCH_CRC_FROM_BYTES: usize = 256 << 10;
-
 /// Rewrites producer id, epoch and base sequence and clears the transactional attribute
-/// bit, then updates the CRC: recomputed for a small batch, patched from the old one
-/// without reading the records for a large one (see [`patch_crc`]; valid exactly when
-/// the old CRC was). The records, compressed or not, are untouched.
+/// bit, then patches the CRC from the old one without reading the records (see
+/// [`patch_crc`]): the new CRC is valid exactly when the old one was, so a corrupt batch
+/// stays detectably corrupt. The records, compressed or not, are untouched.
 pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
     let old = crc_header(batch);
     let attrs = be_i16(batch, 21) & !ATTR_TRANSACTIONAL;
@@ -284,11 +280,7 @@ pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, bas
     batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
     batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
     batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
-    if batch.len() >= PATCH_CRC_FROM_BYTES {
-        patch_crc(batch, &old);
-    } else {
-        update_crc(batch);
-    }
+    patch_crc(batch, &old);
 }
 
 /// The header bytes the CRC covers (attributes to record count).
@@ -304,14 +296,14 @@ fn crc_header(batch: &[u8]) -> CrcHeader {
 /// in time independent of its size. CRC-32C is affine: for inputs of equal length,
 /// crc(new) = crc(old) ^ g(old ^ new), with g the CRC without initial and final xor. The
 /// difference is zero past the header, so g of it is g(header difference) carried over the
-/// record bytes, which `crc32c_combine` does with zeros for the second part.
+/// record bytes as a run of zeros ([`crate::crc_shift::append_zeros`]).
 fn patch_crc(batch: &mut [u8], old: &CrcHeader) {
     let mut delta = crc_header(batch);
     for (d, o) in delta.iter_mut().zip(old) {
         *d ^= o;
     }
     let head = crc32c::crc32c(&delta) ^ crc32c::crc32c(&[0u8; HEADER_LEN - CRC_START]);
-    let difference = crc32c::crc32c_combine(head, 0, batch.len() - HEADER_LEN);
+    let difference = crate::crc_shift::append_zeros(head, (batch.len() - HEADER_LEN) as u64);
     let crc = u32::from_be_bytes(batch[17..21].try_into().expect("4 bytes")) ^ difference;
     batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
@@ -512,15 +504,16 @@ pub(crate) mod tests {
 
     #[test]
     fn a_patched_crc_stays_wrong_for_a_corrupt_batch() {
-        let mut raw = sample_batch(0, 40_000, 5);
-        assert!(raw.len() >= PATCH_CRC_FROM_BYTES);
-        let last = raw.len() - 1;
-        raw[last] ^= 1;
-        set_producer(&mut raw, 42, 1, 100);
-        assert!(matches!(
-            BatchView::parse(&raw, 0).unwrap().verify_crc(),
-            Err(BatchError::CrcMismatch { .. })
-        ));
+        for count in [2, 40_000] {
+            let mut raw = sample_batch(0, count, 5);
+            let last = raw.len() - 1;
+            raw[last] ^= 1;
+            set_producer(&mut raw, 42, 1, 100);
+            assert!(matches!(
+                BatchView::parse(&raw, 0).unwrap().verify_crc(),
+                Err(BatchError::CrcMismatch { .. })
+            ));
+        }
     }
 
     #[test]

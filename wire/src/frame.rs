@@ -8,10 +8,13 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::codec::LengthDelimitedCodec;
+
+use crate::parts::{Frame, FrameParts, SharingBuf};
 
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 100 * 1024 * 1024;
@@ -44,19 +47,19 @@ pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
 }
 
 /// Writes every frame received on `rx` to `write`, each behind its 4-byte length, and
-/// flushes once the queue is empty. Small frames are coalesced in a buffer; large ones
-/// (fetch responses, produce requests) go to the socket without being copied. Each frame
-/// (and whatever it carries, such as a memory permit) is dropped once written.
-pub async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<[u8]>>(
+/// flushes once the queue is empty. Small parts are coalesced in a buffer; large ones go
+/// to the socket without being copied. Each frame (and whatever it carries, such as a
+/// memory permit) is dropped once written.
+pub async fn write_frames<W: AsyncWrite + Unpin, F: FrameParts>(
     write: W,
     mut rx: mpsc::Receiver<F>,
 ) -> std::io::Result<()> {
     let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, write);
     while let Some(frame) = rx.recv().await {
-        write_one(&mut out, frame.as_ref()).await?;
+        write_one(&mut out, frame.parts()).await?;
         drop(frame);
         while let Ok(next) = rx.try_recv() {
-            write_one(&mut out, next.as_ref()).await?;
+            write_one(&mut out, next.parts()).await?;
         }
         out.flush().await?;
     }
@@ -65,12 +68,16 @@ pub async fn write_frames<W: AsyncWrite + Unpin, F: AsRef<[u8]>>(
 
 async fn write_one<W: AsyncWrite + Unpin>(
     out: &mut tokio::io::BufWriter<W>,
-    frame: &[u8],
+    parts: &[Bytes],
 ) -> std::io::Result<()> {
-    let len = u32::try_from(frame.len())
+    let len: usize = parts.iter().map(Bytes::len).sum();
+    let len = u32::try_from(len)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
     out.write_all(&len.to_be_bytes()).await?;
-    out.write_all(frame).await
+    for p in parts {
+        out.write_all(p).await?;
+    }
+    Ok(())
 }
 
 /// The first fields of a request frame, read without decoding the header or body.
@@ -153,24 +160,63 @@ pub fn encode_request<R: Request>(
     client_id: &StrBytes,
     body: &R,
 ) -> Result<Bytes, FrameError> {
-    let header = RequestHeader::default()
-        .with_request_api_key(R::KEY)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation_id)
-        .with_client_id(Some(client_id.clone()));
     let mut buf = BytesMut::with_capacity(body.compute_size(version).unwrap_or(64) + 32);
-    header
-        .encode(&mut buf, R::header_version(version))
+    encode_request_into(&mut buf, correlation_id, version, client_id, body)?;
+    Ok(buf.freeze())
+}
+
+/// Request header, then body, into `buf`.
+fn encode_request_into<B: ByteBufMut, R: Request>(
+    buf: &mut B,
+    correlation_id: i32,
+    version: i16,
+    client_id: &StrBytes,
+    body: &R,
+) -> Result<(), FrameError> {
+    request_header(correlation_id, version, client_id, R::KEY)
+        .encode(buf, R::header_version(version))
         .map_err(|source| FrameError::Encode {
             what: "request header",
             source,
         })?;
-    body.encode(&mut buf, version)
+    body.encode(buf, version)
         .map_err(|source| FrameError::Encode {
             what: "request body",
             source,
-        })?;
-    Ok(buf.freeze())
+        })
+}
+
+/// [`encode_request`] into parts: slices of `shared` (the record batches of a Produce
+/// request) are referenced by the frame rather than copied into it.
+pub fn encode_request_sharing<R: Request>(
+    correlation_id: i32,
+    version: i16,
+    client_id: &StrBytes,
+    body: &R,
+    shared: &[Bytes],
+) -> Result<Frame, FrameError> {
+    let shared_bytes: usize = shared.iter().map(Bytes::len).sum();
+    let capacity = body
+        .compute_size(version)
+        .unwrap_or(64)
+        .saturating_sub(shared_bytes)
+        + 64;
+    let mut buf = SharingBuf::new(capacity, shared);
+    encode_request_into(&mut buf, correlation_id, version, client_id, body)?;
+    Ok(buf.finish())
+}
+
+fn request_header(
+    correlation_id: i32,
+    version: i16,
+    client_id: &StrBytes,
+    key: i16,
+) -> RequestHeader {
+    RequestHeader::default()
+        .with_request_api_key(key)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(client_id.clone()))
 }
 
 /// Reads the correlation id of a response frame and decodes the response header.
@@ -236,6 +282,73 @@ mod tests {
         assert!(frame.is_empty());
         let mut frame = encode_request(8, 3, &id, &ApiVersionsRequest::default()).unwrap();
         assert_eq!(decode_request_header(&mut frame).unwrap().correlation_id, 8);
+    }
+
+    #[tokio::test]
+    async fn frames_of_many_parts_arrive_whole_through_a_narrow_pipe() {
+        use futures::StreamExt;
+        // A 7-byte pipe: every write is cut short, mostly inside a part.
+        let (w, r) = tokio::io::duplex(7);
+        let (tx, rx) = mpsc::channel::<Frame>(4);
+        let writer = tokio::spawn(write_frames(w, rx));
+        let big = Bytes::from((0..5000u32).map(|i| i as u8).collect::<Vec<_>>());
+        let frames: Vec<Frame> = vec![
+            vec![
+                Bytes::from_static(b"head"),
+                big.clone(),
+                Bytes::from_static(b"tail"),
+            ]
+            .into(),
+            Bytes::new().into(),
+            vec![big.slice(10..20), Bytes::new(), big.slice(4000..)].into(),
+            Bytes::from_static(b"x").into(),
+        ];
+        let expected: Vec<Bytes> = frames.iter().map(Frame::to_bytes).collect();
+        let sender = tokio::spawn(async move {
+            for f in frames {
+                tx.send(f).await.unwrap();
+            }
+        });
+        let mut read = tokio_util::codec::FramedRead::new(r, codec(1 << 20));
+        for want in &expected {
+            let got = read.next().await.unwrap().unwrap();
+            assert_eq!(&got[..], &want[..]);
+        }
+        sender.await.unwrap();
+        writer.await.unwrap().unwrap();
+        assert!(read.next().await.is_none(), "nothing after the last frame");
+    }
+
+    #[test]
+    fn a_sharing_encode_equals_the_copying_one_and_references_the_batches() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, TopicName};
+        let batches: Vec<Bytes> = (0..3u8).map(|i| Bytes::from(vec![i; 3000])).collect();
+        let req = ProduceRequest::default().with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(
+                batches
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        PartitionProduceData::default()
+                            .with_index(i as i32)
+                            .with_records(Some(b.clone()))
+                    })
+                    .collect(),
+            )]);
+        let id = StrBytes::from_static_str("c");
+        for version in [3, 9, 12] {
+            let copied = encode_request(1, version, &id, &req).unwrap();
+            let shared = encode_request_sharing(1, version, &id, &req, &batches).unwrap();
+            assert_eq!(shared.to_bytes(), copied, "v{version}");
+            for b in &batches {
+                assert!(
+                    shared.parts().iter().any(|p| p.as_ptr() == b.as_ptr()),
+                    "v{version}: a batch was copied"
+                );
+            }
+        }
     }
 
     #[test]

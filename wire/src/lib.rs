@@ -9,9 +9,11 @@
 pub mod backoff;
 pub mod batch;
 pub mod codec;
+pub mod crc_shift;
 pub mod errors;
 pub mod frame;
 pub mod messenger;
+pub mod parts;
 pub mod rebuild;
 pub mod records;
 pub mod versions;

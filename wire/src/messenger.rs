@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
 use crate::frame::{self, FrameError};
+use crate::parts::{Frame, FrameParts};
 use crate::versions::{BrokerVersions, NoCommonVersion};
 
 /// Errors of a single request on a connection.
@@ -255,8 +256,22 @@ impl Messenger {
         version: i16,
         guard: Option<Box<dyn std::any::Any + Send>>,
     ) -> Result<Pending<R>, RequestError> {
+        self.enqueue_sharing(req, version, guard, &[]).await
+    }
+
+    /// [`Self::enqueue_guarded`] with `shared` payloads (a Produce request's record
+    /// batches): the frame references them instead of copying them, and holds them until
+    /// it is written.
+    pub async fn enqueue_sharing<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        guard: Option<Box<dyn std::any::Any + Send>>,
+        shared: &[Bytes],
+    ) -> Result<Pending<R>, RequestError> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
-        let frame = frame::encode_request(correlation_id, version, &self.client_id, req)?;
+        let frame =
+            frame::encode_request_sharing(correlation_id, version, &self.client_id, req, shared)?;
         let (tx, rx) = oneshot::channel();
         {
             let mut st = self.shared.state.lock().expect("messenger state lock");
@@ -288,12 +303,12 @@ impl Messenger {
     ) -> Result<(), RequestError> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = frame::encode_request(correlation_id, version, &self.client_id, req)?;
-        self.enqueue(frame, None).await
+        self.enqueue(frame.into(), None).await
     }
 
     async fn enqueue(
         &self,
-        frame: Bytes,
+        frame: Frame,
         guard: Option<Box<dyn std::any::Any + Send>>,
     ) -> Result<(), RequestError> {
         let out = Outgoing {
@@ -376,13 +391,13 @@ impl<R: Request> Drop for Pending<R> {
 
 /// A frame on its way to the socket, with what must live exactly as long as it does.
 struct Outgoing {
-    frame: Bytes,
+    frame: Frame,
     _guard: Option<Box<dyn std::any::Any + Send>>,
 }
 
-impl AsRef<[u8]> for Outgoing {
-    fn as_ref(&self) -> &[u8] {
-        &self.frame
+impl FrameParts for Outgoing {
+    fn parts(&self) -> &[Bytes] {
+        self.frame.parts()
     }
 }
 

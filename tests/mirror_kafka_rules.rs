@@ -399,73 +399,94 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
 /// A source batch that fails its CRC (a byte flipped on the source's disk) stops its
 /// partition with an ERROR naming topic, partition and offset, after mirroring everything
 /// before it; it is never fetched again in a silent loop, and other topics keep flowing.
+/// Both ways a batch goes: small batches are merged (the daemon reads their records and
+/// verifies them), large ones are forwarded as they are (the target refuses the wrong CRC,
+/// which the daemon's stamping keeps wrong, and the daemon names the source offset).
 #[test]
 fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), &[]);
     let target = BrokerProcess::start(&dir.path().join("target"), &[]);
     let admin = |args: &[&str]| admin(&source.addr(), args);
-    admin(&["create", "broken", "1"]);
-    admin(&["create", "healthy", "1"]);
-    for round in ["a", "b", "c"] {
-        admin(&["produce", "broken", round, "5"]);
+    // (topic, records per batch, value prefix): about 150 bytes and about 12 KB a batch.
+    let long = "x".repeat(100);
+    let shapes = [
+        ("broken", "5", "r".to_string()),
+        ("broken-large", "100", long),
+    ];
+    let mut corrupt_offsets = Vec::new();
+    for (topic, count, prefix) in &shapes {
+        admin(&["create", topic, "1"]);
+        for round in ["a", "b", "c"] {
+            admin(&["produce", topic, &format!("{round}{prefix}"), count]);
+        }
+        // Flip the last byte of the second batch on disk; the broker serves the file's bytes.
+        let log = source
+            .data_dir
+            .join(format!("{topic}-0"))
+            .join(format!("{:020}.log", 0));
+        let mut bytes = std::fs::read(&log).unwrap();
+        let sizes: Vec<(i64, usize)> = Batches::new(&bytes)
+            .map(|b| b.map(|b| (b.base_offset(), b.size_bytes())).unwrap())
+            .collect();
+        assert!(sizes.len() >= 3, "{topic}: {sizes:?}");
+        if *topic == "broken-large" {
+            assert!(
+                sizes[1].1 >= 8 << 10,
+                "large enough to go as it is: {sizes:?}"
+            );
+        }
+        let (corrupt_offset, end) = (sizes[1].0, sizes[0].1 + sizes[1].1);
+        bytes[end - 1] ^= 0xff;
+        std::fs::write(&log, &bytes).unwrap();
+        corrupt_offsets.push(corrupt_offset);
     }
-    // Flip the last byte of the second batch on disk; the broker serves the file's bytes.
-    let log = source
-        .data_dir
-        .join("broken-0")
-        .join(format!("{:020}.log", 0));
-    let mut bytes = std::fs::read(&log).unwrap();
-    let sizes: Vec<(i64, usize)> = Batches::new(&bytes)
-        .map(|b| b.map(|b| (b.base_offset(), b.size_bytes())).unwrap())
-        .collect();
-    assert!(sizes.len() >= 2, "{sizes:?}");
-    let (corrupt_offset, end) = (sizes[1].0, sizes[0].1 + sizes[1].1);
-    bytes[end - 1] ^= 0xff;
-    std::fs::write(&log, &bytes).unwrap();
+    admin(&["create", "healthy", "1"]);
     let config = write_topology(
         dir.path(),
         &[("east", &source.addr()), ("west", &target.addr())],
-        &flow("broken|healthy"),
+        &flow("broken.*|healthy"),
     );
     let daemon = DaemonProcess::start(&config);
-    assert!(
+    let stopped = |topic: &str| -> Vec<String> {
+        let topic = format!("topic={topic} ");
         daemon
             .log
-            .wait_for("Partition stopped", Duration::from_secs(60)),
-        "{}",
-        daemon.log.tail(40)
-    );
-    let line = daemon
-        .log
-        .lines()
-        .into_iter()
-        .find(|l| l.contains("Partition stopped"))
-        .unwrap();
-    assert!(
-        line.contains("ERROR")
-            && line.contains("topic=broken")
-            && line.contains(&format!("offset={corrupt_offset}")),
-        "{line}"
-    );
-    let got = wait_records(&target.addr(), "broken", 5, &daemon);
-    assert_eq!(
-        got["0"].as_array().map(Vec::len),
-        Some(5),
-        "only the first batch: {got}"
-    );
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("Partition stopped") && l.contains(&topic))
+            .collect()
+    };
+    for ((topic, _, _), corrupt_offset) in shapes.iter().zip(&corrupt_offsets) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while stopped(topic).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let lines = stopped(topic);
+        let line = lines
+            .first()
+            .unwrap_or_else(|| panic!("{topic} not stopped:\n{}", daemon.log.tail(40)));
+        assert!(
+            line.contains("ERROR") && line.contains(&format!("offset={corrupt_offset}")),
+            "{line}"
+        );
+        // Everything before the corrupt batch is mirrored, nothing from it on.
+        let first_batch = *corrupt_offset as usize;
+        let got = wait_records(&target.addr(), topic, first_batch, &daemon);
+        assert_eq!(
+            got["0"].as_array().map(Vec::len),
+            Some(first_batch),
+            "{topic}: only the first batch: {got}"
+        );
+    }
     admin(&["produce", "healthy", "h", "7"]);
     wait_records(&target.addr(), "healthy", 7, &daemon);
-    let stops = daemon
-        .log
-        .lines()
-        .iter()
-        .filter(|l| l.contains("Partition stopped"))
-        .count();
-    assert_eq!(
-        stops,
-        1,
-        "reported once, not in a loop:\n{}",
-        daemon.log.tail(20)
-    );
+    for (topic, _, _) in &shapes {
+        assert_eq!(
+            stopped(topic).len(),
+            1,
+            "{topic} reported once, not in a loop:\n{}",
+            daemon.log.tail(20)
+        );
+    }
 }

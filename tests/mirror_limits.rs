@@ -287,7 +287,7 @@ fn memory_stays_bounded_by_max_in_flight_bytes_while_the_target_is_stopped() {
 
     // What the daemon may hold beyond the idle process: max_in_flight_bytes of record data
     // (src/mirror/memory.rs: fetch responses from the request on, then each partition's
-    // batches until acked, and encoded produce frames until written), plus a fixed
+    // batches until acked; produce requests reference the batches), plus a fixed
     // overhead: a response's partitions being copied out of it, socket buffers and what
     // the allocator keeps. FIXED_OVERHEAD states it; without the bound the daemon would
     // hold the backlog, up to 200 MiB.

@@ -82,6 +82,10 @@ fn main() {
     if python.is_none() {
         println!("KMIRROR_PYTHON is not set: the librdkafka baseline is NOT run (point it at a Python with confluent-kafka, e.g. .venv/bin/python from scripts/test.sh)");
     }
+    // The daemon binary is built on first use; build it now, not inside the first timed
+    // copy (a rebuild there once counted 90 s as the daemon's time to its first record).
+    let daemon = support::daemon_binary();
+    println!("daemon: {}", daemon.display());
     println!("load average at start: {}", load_average().trim());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

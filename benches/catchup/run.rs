@@ -15,6 +15,10 @@ use crate::support::{self, DaemonProcess};
 /// Longest a single copy may take before the bench gives up on it.
 const DEADLINE: Duration = Duration::from_secs(180);
 
+/// A daemon slower than this to its first record has its log printed: starting takes a
+/// fraction of a second, so more is a stall worth reading about.
+const SLOW_START_SECONDS: f64 = 5.0;
+
 /// What one copy cost.
 #[derive(Debug, Clone, Copy)]
 pub struct Measured {
@@ -84,6 +88,12 @@ impl Job<'_> {
         let pid = daemon.pid().expect("daemon running");
         let (seconds, first_record_seconds) =
             self.wait_complete(self.topic, start, || daemon.log.tail(20))?;
+        if first_record_seconds > SLOW_START_SECONDS {
+            println!(
+                "  kmirror took {first_record_seconds:.1} s to its first record; its log:\n{}",
+                daemon.log.text()
+            );
+        }
         let measured = Measured {
             seconds,
             first_record_seconds,

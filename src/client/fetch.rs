@@ -1,7 +1,14 @@
 //! Fetching raw record batches from source partition leaders and slicing the payload:
 //! whole batches only (a truncated tail is dropped, and reported when it is all there is),
-//! batches below the wanted offset skipped, CRC verified, control batches and aborted
-//! transactional data removed (`read_committed`). Nothing is decompressed. Topics are
+//! batches below the wanted offset skipped, control batches and aborted transactional data
+//! removed (`read_committed`). Nothing is decompressed.
+//!
+//! CRCs: a batch left out here is verified first, so a corrupt header never drops data
+//! silently. A batch forwarded as it is is not read here: its CRC is patched when it is
+//! stamped, which keeps a wrong CRC wrong, and the target verifies every produced batch
+//! as Kafka does (`UnifiedLog.analyzeAndValidateRecords`, CORRUPT_MESSAGE); the pipeline
+//! then names the source offset. Batches whose records are rebuilt are verified by
+//! [`kmirror_wire::rebuild`]. Each byte is thus checked once, not twice. Topics are
 //! named by id (Fetch v13+) when the cluster reported ids for all of them, else by name
 //! at v12 at most.
 
@@ -75,22 +82,25 @@ pub fn slice(records: &Bytes, wanted: i64, aborted: &[Aborted]) -> Result<Sliced
         if b.next_offset() <= wanted {
             continue;
         }
-        if let Err(e) = b.verify_crc() {
-            if out.next_offset.is_some() {
-                return Ok(out);
-            }
-            return Err(e);
-        }
-        out.next_offset = Some(b.next_offset());
         while let Some(a) = pending.next_if(|a| a.first_offset <= b.last_offset()) {
             active.insert(a.producer_id);
         }
+        let aborted = b.is_transactional() && active.contains(&b.producer_id());
+        if b.is_control() || aborted {
+            if let Err(e) = b.verify_crc() {
+                if out.next_offset.is_some() {
+                    return Ok(out);
+                }
+                return Err(e);
+            }
+        }
+        out.next_offset = Some(b.next_offset());
         if b.is_control() {
             // The marker ends the producer's transaction; an aborted one stops here.
             active.remove(&b.producer_id());
             continue;
         }
-        if b.is_transactional() && active.contains(&b.producer_id()) {
+        if aborted {
             continue;
         }
         out.records += i64::from(b.record_count());
@@ -308,20 +318,38 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_batch_is_an_error_not_forwarded() {
-        let mut raw = batch(0, 2, -1, false, false).to_vec();
-        let last = raw.len() - 1;
-        raw[last] ^= 1;
-        assert!(matches!(
-            slice(&raw.into(), 0, &[]),
-            Err(BatchError::CrcMismatch { .. })
-        ));
+    fn a_corrupt_batch_that_would_be_left_out_is_an_error() {
+        for (transactional, control) in [(true, true), (true, false)] {
+            let mut raw = batch(0, 2, 7, transactional, control).to_vec();
+            let last = raw.len() - 1;
+            raw[last] ^= 1;
+            let aborted = [Aborted {
+                producer_id: 7,
+                first_offset: 0,
+            }];
+            assert!(matches!(
+                slice(&raw.into(), 0, &aborted),
+                Err(BatchError::CrcMismatch { .. })
+            ));
+        }
     }
 
     #[test]
-    fn good_batches_before_a_corrupt_one_are_forwarded_and_the_corrupt_one_is_next() {
+    fn a_corrupt_batch_to_forward_keeps_its_wrong_crc_for_the_target_to_refuse() {
         let good = batch(0, 2, -1, false, false);
         let mut bad = batch(2, 3, -1, false, false).to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let all = join(&[good, Bytes::from(bad.clone())]);
+        let s = slice(&all, 0, &[]).unwrap();
+        assert_eq!((s.batches.len(), s.next_offset), (2, Some(5)));
+        assert_eq!(&s.batches[1][..], &bad[..], "forwarded byte for byte");
+    }
+
+    #[test]
+    fn good_batches_before_a_corrupt_marker_are_forwarded_and_the_marker_is_next() {
+        let good = batch(0, 2, -1, false, false);
+        let mut bad = batch(2, 1, 7, true, true).to_vec();
         let last = bad.len() - 1;
         bad[last] ^= 1;
         let all = join(&[good, Bytes::from(bad)]);

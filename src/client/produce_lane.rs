@@ -14,7 +14,6 @@
 //! A broker's `throttle_time_ms` (KIP-219) holds every lane to that broker until it has
 //! passed, as Kafka's clients do.
 
-use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,8 +47,6 @@ pub type Answer = Result<Option<ProduceOutcome>, RequestError>;
 struct Submission {
     target: ProduceTarget,
     records: Bytes,
-    /// Kept until the request is written (counts the encoded frame's memory).
-    guard: Option<Box<dyn Any + Send>>,
     /// Told once the request holding the batch is on the connection, or could not be.
     queued: oneshot::Sender<Result<oneshot::Receiver<Answer>, RequestError>>,
 }
@@ -112,7 +109,6 @@ impl ProduceLane {
         &self,
         target: ProduceTarget,
         records: Bytes,
-        guard: Option<Box<dyn Any + Send>>,
     ) -> Result<oneshot::Receiver<Answer>, RequestError> {
         let closed = || RequestError::Poisoned {
             reason: "the produce lane closed".into(),
@@ -122,7 +118,6 @@ impl ProduceLane {
             .send(Submission {
                 target,
                 records,
-                guard,
                 queued,
             })
             .await
@@ -211,7 +206,11 @@ async fn combine(
             }
         }
         let taken = take_request(&mut waiting);
-        let (req, guards, parts) = build(taken);
+        let Built {
+            request: req,
+            batches,
+            parts,
+        } = build(taken);
         let version = match request_version(&m, parts.iter().all(|p| p.0.topic_id.is_some())) {
             Ok(v) => v,
             Err(e) => {
@@ -219,10 +218,9 @@ async fn combine(
                 continue;
             }
         };
-        let guard: Box<dyn Any + Send> = Box::new(guards);
         let idle = slots.available_permits() == MAX_REQUESTS_IN_FLIGHT - 1;
         let sent_at = Instant::now();
-        let pending = match m.enqueue_guarded(&req, version, Some(guard)).await {
+        let pending = match m.enqueue_sharing(&req, version, None, &batches).await {
             Ok(p) => p,
             Err(e) => {
                 fail(parts, e);
@@ -242,8 +240,15 @@ async fn combine(
         }
         let throttles = throttles.clone();
         let stats = stats.clone();
+        tracing::trace!(node_id, batches = answers.len(), "Produce request sent.");
         tokio::spawn(async move {
             let resp = pending.wait().await;
+            tracing::trace!(
+                node_id,
+                ok = resp.is_ok(),
+                round_trip_us = sent_at.elapsed().as_micros() as u64,
+                "Produce response."
+            );
             if let Ok(r) = &resp {
                 note_throttle(&throttles, node_id, r);
                 if idle {
@@ -288,17 +293,28 @@ type Part = (
     oneshot::Sender<Result<oneshot::Receiver<Answer>, RequestError>>,
 );
 
-/// One Produce request for `taken`; the guards and the waiting partitions, apart.
-fn build(taken: Vec<Submission>) -> (ProduceRequest, Vec<Box<dyn Any + Send>>, Vec<Part>) {
-    let mut guards = Vec::new();
+/// One Produce request for `taken`.
+struct Built {
+    request: ProduceRequest,
+    /// Its record batches, which the encoded frame references instead of copying.
+    batches: Vec<Bytes>,
+    parts: Vec<Part>,
+}
+
+fn build(taken: Vec<Submission>) -> Built {
     let mut parts = Vec::with_capacity(taken.len());
     let mut batches = Vec::with_capacity(taken.len());
+    let mut shared = Vec::with_capacity(taken.len());
     for s in taken {
-        guards.extend(s.guard);
+        shared.push(s.records.clone());
         batches.push((s.target.clone(), s.records));
         parts.push((s.target, s.queued));
     }
-    (request(batches, PRODUCE_TIMEOUT_MS), guards, parts)
+    Built {
+        request: request(batches, PRODUCE_TIMEOUT_MS),
+        batches: shared,
+        parts,
+    }
 }
 
 fn fail(parts: Vec<Part>, error: RequestError) {
@@ -356,7 +372,6 @@ mod tests {
         let s = Submission {
             target,
             records,
-            guard: None,
             queued,
         };
         (s, rx)
@@ -436,7 +451,7 @@ mod tests {
             stats: stats.clone(),
         };
         let answer = lane
-            .submit(target("lanes", 3), batch("again", 2), None)
+            .submit(target("lanes", 3), batch("again", 2))
             .await
             .unwrap()
             .await
@@ -509,7 +524,7 @@ mod tests {
         let lane = lanes.get(1, 0, m.clone());
         let other_lane = lanes.get(1, 1, m);
         let answer = |lane: ProduceLane, p: i32| async move {
-            lane.submit(target("t", p), batch("v", 1), None)
+            lane.submit(target("t", p), batch("v", 1))
                 .await
                 .unwrap()
                 .await

@@ -54,6 +54,8 @@ struct Unit {
 pub struct Ready {
     pub data: BytesMut,
     pub records: i32,
+    /// The source offset of its first batch (what an error about it names).
+    pub first_source_offset: i64,
     pub next_source_offset: i64,
     pub permits: Vec<Arc<Share>>,
 }
@@ -65,6 +67,20 @@ pub enum ShapeError {
     Batch(#[from] BatchError),
     #[error(transparent)]
     Rebuild(#[from] RebuildError),
+}
+
+impl ShapeError {
+    /// The base offset of the batch that failed its CRC, if that is the error.
+    pub fn corrupt_offset(&self) -> Option<i64> {
+        match self {
+            ShapeError::Batch(BatchError::CrcMismatch { base_offset, .. })
+            | ShapeError::Rebuild(RebuildError::Batch(BatchError::CrcMismatch {
+                base_offset,
+                ..
+            })) => Some(*base_offset),
+            _ => None,
+        }
+    }
 }
 
 /// The batches of one partition waiting for room in its in-flight window.
@@ -150,6 +166,7 @@ impl Batcher {
             return Ok(Some(Ready {
                 data: first.data,
                 records: 0,
+                first_source_offset: first.base_offset,
                 next_source_offset: first.next_source_offset,
                 permits: first.permit.into_iter().collect(),
             }));
@@ -172,10 +189,14 @@ impl Batcher {
         if small(run[0].data.len()) {
             let mut total = run[0].data.len();
             while let Some(next) = self.waiting.front() {
+                // A corrupt batch ends the run: those before it go out, and it comes first
+                // next time, where its error names it.
                 let fits = !next.data.is_empty()
                     && small(next.data.len())
                     && total + next.data.len() <= self.batch_bytes
-                    && BatchView::parse(&next.data, 0)?.attributes() & ATTR_CODEC == kind;
+                    && BatchView::parse(&next.data, 0).is_ok_and(|b| {
+                        b.attributes() & ATTR_CODEC == kind && b.verify_crc().is_ok()
+                    });
                 if !fits {
                     break;
                 }
@@ -186,6 +207,7 @@ impl Batcher {
             }
         }
         let next_source_offset = run.last().expect("non-empty").next_source_offset;
+        let first_source_offset = run[0].base_offset;
         let needs_rebuild = run.len() > 1 || !forwardable || run[0].base_offset < self.skip_below;
         let mut permits: Vec<Arc<Share>> = Vec::new();
         for u in &run {
@@ -200,6 +222,7 @@ impl Batcher {
             return Ok(Some(Ready {
                 data: u.data,
                 records: count,
+                first_source_offset,
                 next_source_offset,
                 permits,
             }));
@@ -212,6 +235,7 @@ impl Batcher {
         Ok(Some(Ready {
             data,
             records,
+            first_source_offset,
             next_source_offset,
             permits,
         }))

@@ -1,34 +1,32 @@
 //! A flow's memory budget: `max_in_flight_bytes` is the bound on the bytes of record data
-//! the flow holds, split in two pools.
+//! the flow holds. It covers a Fetch response from before it is sent (its `max_bytes` is
+//! reserved) until it is sliced, and then each partition's batches until the target
+//! acknowledged them. Produce requests reference those batches rather than copying them
+//! ([`kmirror_wire::parts`]), so they add only their few bytes of headers.
 //!
-//! - The fetch pool covers a Fetch response from before it is sent (its `max_bytes` is
-//!   reserved) until it is sliced, and then each partition's batches until the target
-//!   acknowledged them.
-//! - The frame pool covers an encoded Produce request (a copy of its batch) from its
-//!   encoding until it is written to the socket.
+//! A slice of the budget, an eighth (at least 2 MiB, at most half), is kept back from the
+//! fetch pool as headroom for the moment a response is being split: each partition's
+//! batches are copied out of it while it is still allocated.
 //!
-//! Frames are released by socket writes, never by acknowledgements, so the two pools
-//! cannot wait on each other. A partition may hold at most its share of the fetch pool
-//! before it is left out of fetches, so partitions stuck on the target keep only their
-//! share and the others go on. What is not counted is fixed overhead: code, runtime,
-//! connection buffers and per-partition state.
+//! A partition may hold at most its share of the fetch pool before it is left out of fetches,
+//! so partitions stuck on the target keep only their share and the others go on. What is
+//! not counted is fixed overhead: code, runtime, connection buffers and per-partition
+//! state.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-/// Most of the budget that goes to produce frames (an eighth), and the least.
-const FRAME_POOL_FRACTION: usize = 8;
-const MIN_FRAME_POOL_BYTES: usize = 2 << 20;
+/// The part of the budget kept back for a response being split (an eighth), and the least.
+const SPLIT_HEADROOM_FRACTION: usize = 8;
+const MIN_SPLIT_HEADROOM_BYTES: usize = 2 << 20;
 
-/// The two pools of one flow.
+/// The budget of one flow.
 #[derive(Debug, Clone)]
 pub struct Memory {
     fetch: Arc<Semaphore>,
     fetch_bytes: usize,
-    frames: Arc<Semaphore>,
-    frame_bytes: usize,
     /// Woken whenever a partition's share is released (its batches were acknowledged).
     released: Arc<Notify>,
 }
@@ -36,15 +34,13 @@ pub struct Memory {
 impl Memory {
     pub fn new(max_in_flight_bytes: usize) -> Self {
         let total = max_in_flight_bytes.min(Semaphore::MAX_PERMITS);
-        let frame_bytes = (total / FRAME_POOL_FRACTION)
-            .max(MIN_FRAME_POOL_BYTES)
+        let headroom = (total / SPLIT_HEADROOM_FRACTION)
+            .max(MIN_SPLIT_HEADROOM_BYTES)
             .min(total / 2);
-        let fetch_bytes = total - frame_bytes;
+        let fetch_bytes = total - headroom;
         Self {
             fetch: Arc::new(Semaphore::new(fetch_bytes)),
             fetch_bytes,
-            frames: Arc::new(Semaphore::new(frame_bytes)),
-            frame_bytes,
             released: Arc::new(Notify::new()),
         }
     }
@@ -81,12 +77,6 @@ impl Memory {
         if let Ok(p) = self.fetch.acquire_many(bytes).await {
             drop(p);
         }
-    }
-
-    /// Counts one encoded frame of `bytes` until it is dropped; waits for room.
-    pub async fn frame(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
-        let bytes = u32::try_from(bytes.min(self.frame_bytes)).ok()?;
-        self.frames.clone().acquire_many_owned(bytes).await.ok()
     }
 }
 
@@ -155,11 +145,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pools_add_up_to_the_budget() {
+    fn the_fetch_pool_leaves_headroom_for_a_response_being_split() {
         for total in [4 << 20, 64 << 20, 1 << 30] {
             let m = Memory::new(total);
-            assert_eq!(m.fetch_bytes + m.frame_bytes, total);
-            assert!(m.frame_bytes >= MIN_FRAME_POOL_BYTES.min(total / 2));
+            let headroom = total - m.fetch_pool_bytes();
+            assert!(headroom >= (2 << 20).min(total / 2) && headroom <= total / 2);
         }
     }
 

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 pub use super::batching::Chunk;
 use super::batching::{Batcher, Ready, MERGE_ROUND_TRIP};
-use super::memory::{Memory, Share};
+use super::memory::Share;
 use super::progress::{Position, Progress, SourcePartition};
 use crate::client::produce::{self, ProduceOutcome, ProduceTarget, ProducerSession};
 use crate::client::{ClientError, ClusterClient};
@@ -41,6 +41,7 @@ pub const MAX_IN_FLIGHT: usize = 5;
 pub const PRODUCE_LANES: usize = 4;
 
 struct InFlight {
+    first_source_offset: i64,
     next_source_offset: i64,
     /// The stamped batch; empty for an entry that only moves the position.
     stamped: Bytes,
@@ -59,6 +60,9 @@ pub enum Ended {
     Drained,
     /// A fatal error; the partition needs an operator.
     Failed(ClientError),
+    /// The source batch at `offset` is corrupt (its CRC does not match); nothing from it
+    /// on is produced.
+    Corrupt { offset: i64, error: String },
 }
 
 pub struct Pipeline {
@@ -75,8 +79,6 @@ pub struct Pipeline {
     pub batch_bytes: usize,
     /// The source offset this pipeline starts at; records below it are never produced.
     pub start_offset: i64,
-    /// The flow's memory: encoded produce frames count against its frame pool.
-    pub memory: Memory,
     /// The round trip of the partition's lane, in microseconds (see [`crate::client::produce_lane::ProduceLane::round_trip`]).
     pub round_trip_us: AtomicU64,
 }
@@ -93,6 +95,13 @@ impl Pipeline {
                 let ready = match batcher.next_batch(self.round_trip_limits()) {
                     Ok(Some(r)) => r,
                     Ok(None) => break,
+                    Err(e) if e.corrupt_offset().is_some() => {
+                        let offset = e.corrupt_offset().expect("checked");
+                        return Ended::Corrupt {
+                            offset,
+                            error: e.to_string(),
+                        };
+                    }
                     Err(e) => {
                         return Ended::Failed(ClientError::Source {
                             what: format!(
@@ -129,6 +138,9 @@ impl Pipeline {
                             backoff.reset();
                         }
                         Err(e) => {
+                            if let Some(corrupt) = corrupt_source(&e, window.front().expect("non-empty")) {
+                                return corrupt;
+                            }
                             if let Err(fatal) = self.recover(&mut window, e, &mut backoff).await {
                                 return Ended::Failed(fatal);
                             }
@@ -141,6 +153,9 @@ impl Pipeline {
                         continue;
                     };
                     if let Err(e) = batcher.push(chunk) {
+                        if let Some(offset) = e.corrupt_offset() {
+                            return Ended::Corrupt { offset, error: e.to_string() };
+                        }
                         return Ended::Failed(ClientError::Source {
                             what: format!("{} partition {}", self.source.topic, self.source.partition),
                             reason: e.to_string(),
@@ -156,11 +171,13 @@ impl Pipeline {
         let Ready {
             mut data,
             records,
+            first_source_offset,
             next_source_offset,
             permits,
         } = ready;
         if data.is_empty() {
             window.push_back(InFlight {
+                first_source_offset,
                 next_source_offset,
                 stamped: Bytes::new(),
                 records: 0,
@@ -175,6 +192,7 @@ impl Pipeline {
         let records = produce::stamp_in_place(&mut data, self.session, self.next_sequence);
         self.next_sequence = produce::next_sequence(self.next_sequence, records);
         let mut entry = InFlight {
+            first_source_offset,
             next_source_offset,
             stamped: data.freeze(),
             records,
@@ -225,12 +243,9 @@ impl Pipeline {
                     .target
                     .produce_lane(&self.target_topic, self.source.partition, lane)
                     .await?;
-                // The encoded request copies the batch; it counts until it is written.
-                let frame = self.memory.frame(entry.stamped.len()).await;
-                let guard = frame.map(|f| Box::new(f) as Box<dyn std::any::Any + Send>);
                 self.round_trip_us
                     .store(lane.round_trip().as_micros() as u64, Ordering::Relaxed);
-                lane.submit(target.clone(), entry.stamped.clone(), guard)
+                lane.submit(target.clone(), entry.stamped.clone())
                     .await
                     .map_err(|e| ClientError::Request {
                         cluster: self.target.name().to_string(),
@@ -238,6 +253,7 @@ impl Pipeline {
                     })
             })
             .await;
+        tracing::trace!(topic = %self.target_topic, partition = self.source.partition, lane, queued = queued.is_ok(), "Batch handed to its lane.");
         let cluster = self.target.name().to_string();
         entry.pending = Some(Box::pin(async move {
             let answer = queued?.await.map_err(|_| ClientError::Internal {
@@ -340,6 +356,28 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// When the target refused a batch as corrupt and the batch indeed fails its CRC, the
+/// source batch was corrupt (its CRC was patched, never recomputed, so a wrong one stayed
+/// wrong): that ends the partition, naming the source offset. A batch that verifies was
+/// damaged on the way and is retried like any CORRUPT_MESSAGE.
+fn corrupt_source(error: &ClientError, refused: &InFlight) -> Option<Ended> {
+    if !matches!(
+        error,
+        ClientError::Broker {
+            error: ResponseError::CorruptMessage,
+            ..
+        }
+    ) {
+        return None;
+    }
+    let corrupt = kmirror_wire::batch::Batches::new(&refused.stamped)
+        .any(|b| b.is_err() || b.is_ok_and(|b| b.verify_crc().is_err()));
+    corrupt.then(|| Ended::Corrupt {
+        offset: refused.first_source_offset,
+        error: "the target refused it as corrupt (CORRUPT_MESSAGE) and its CRC does not match its bytes".into(),
+    })
 }
 
 #[cfg(test)]

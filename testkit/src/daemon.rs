@@ -40,7 +40,8 @@ impl DaemonProcess {
         d
     }
 
-    /// Starts (again) on the same topology file, with a fresh log and notify socket.
+    /// Starts (again) on the same topology file, with a fresh log and notify socket. The
+    /// daemon logs at `info`, or at `$KMIRROR_TEST_DAEMON_LOG` when set (e.g. `debug`).
     pub fn restart(&mut self) {
         self.incarnation += 1;
         let path = self
@@ -50,7 +51,10 @@ impl DaemonProcess {
         let mut cmd = Command::new(daemon_binary());
         cmd.arg("run")
             .arg(&self.config)
-            .env("KMIRROR_LOG", "info")
+            .env(
+                "KMIRROR_LOG",
+                std::env::var("KMIRROR_TEST_DAEMON_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NOTIFY_SOCKET", &path);
         self.notify = Some(NotifySocket::bind(&path));
         self.process.spawn(cmd);

@@ -69,6 +69,9 @@ pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, Re
     let mut first_source_offset = -1;
     for raw in batches {
         let b = BatchView::parse(raw, 0)?;
+        // The records are read, and the new batch gets a fresh CRC: a corrupt source batch
+        // must be caught here or never.
+        b.verify_crc()?;
         if b.compression() != codec_id {
             return Err(RebuildError::Mixed {
                 first: first.base_offset(),
@@ -248,7 +251,23 @@ mod tests {
         empty[57..61].copy_from_slice(&0i32.to_be_bytes());
         let len = (empty.len() - 12) as i32;
         empty[8..12].copy_from_slice(&len.to_be_bytes());
+        update_crc(&mut empty);
         assert!(rebuild(&[&empty], 0).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_corrupt_source_batch_is_refused_not_given_a_fresh_crc() {
+        let a = encode(&[10, 11], Compression::None);
+        let mut b = encode(&[12, 13], Compression::None).to_vec();
+        let last = b.len() - 1;
+        b[last] ^= 1;
+        assert!(matches!(
+            rebuild(&[&a, &b], 0),
+            Err(RebuildError::Batch(BatchError::CrcMismatch {
+                base_offset: 12,
+                ..
+            }))
+        ));
     }
 
     #[test]

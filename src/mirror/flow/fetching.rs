@@ -18,6 +18,11 @@ use crate::mirror::memory::Reservation;
 use crate::mirror::pipeline::Chunk;
 use crate::mirror::progress::SourcePartition;
 
+/// A Fetch response asks for at most this fraction of the fetch pool: while it is split, it
+/// and the copies of its partitions' batches are both allocated, and that moment's extra
+/// memory must stay well inside the headroom the pool leaves ([`crate::mirror::memory`]).
+const RESPONSES_PER_POOL: usize = 4;
+
 impl FlowRunner {
     /// One Fetch per source leader for every partition with room in its queue.
     pub(super) async fn fetch_round(&mut self) {
@@ -72,7 +77,8 @@ impl FlowRunner {
         // Each response's max_bytes is reserved before it is asked for, so responses
         // count against max_in_flight_bytes; a leader gets no fetch when memory is short.
         // What a response brings beyond the partitions' needs is released when it is sliced.
-        let per_response = (self.memory.fetch_pool_bytes() / 2).max(PARTITION_FETCH_BYTES as usize);
+        let per_response = (self.memory.fetch_pool_bytes() / RESPONSES_PER_POOL)
+            .max(PARTITION_FETCH_BYTES as usize);
         let mut requests = Vec::new();
         for (leader, wants) in by_leader {
             // No more than the partitions asked for can come back (but for one batch
@@ -102,6 +108,7 @@ impl FlowRunner {
             .await;
             return;
         }
+        tracing::trace!(flow = %self.flow.name, requests = requests.len(), "Fetching.");
         let source = self.source.clone();
         let results = join_all(requests.into_iter().map(|(leader, wants, reservation)| {
             let source = source.clone();
@@ -133,6 +140,7 @@ impl FlowRunner {
                     continue;
                 }
             };
+            tracing::trace!(flow = %self.flow.name, partitions = got.len(), reserved_bytes = reservation.bytes(), "Fetch response.");
             throttle_ms = throttle_ms.max(got.first().map_or(0, |g| g.throttle_time_ms));
             for g in got {
                 refresh |= self.deliver(g, &mut reservation).await;
@@ -173,7 +181,13 @@ impl FlowRunner {
         let sliced = match fetch::slice(&g.records, r.next_fetch_offset, &g.aborted) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = r.next_fetch_offset, error = %e, "Partition stopped: the source returned a batch that cannot be mirrored (corrupt, or an old message format). Progress is kept; nothing after it is mirrored.");
+                super::partitions::report_bad_source_batch(
+                    &self.flow.name,
+                    &sp.topic,
+                    sp.partition,
+                    r.next_fetch_offset,
+                    &e,
+                );
                 r.stop();
                 return false;
             }

@@ -85,15 +85,20 @@ impl FlowRunner {
             next_target_offset: target_offset,
             batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
             start_offset: start,
-            memory: self.memory.clone(),
             round_trip_us: Default::default(),
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");
         let (flow, topic, partition) = (self.flow.name.clone(), sp.topic.clone(), sp.partition);
         let task = tokio::spawn(async move {
             let ended = pipeline.run(rx).await;
-            if let Ended::Failed(e) = &ended {
-                tracing::error!(%flow, %topic, partition, error = %e, "Partition stopped: it needs operator action. Its progress is kept; nothing after it is mirrored.");
+            match &ended {
+                Ended::Failed(e) => {
+                    tracing::error!(%flow, %topic, partition, error = %e, "Partition stopped: it needs operator action. Its progress is kept; nothing after it is mirrored.");
+                }
+                Ended::Corrupt { offset, error } => {
+                    report_bad_source_batch(&flow, &topic, partition, *offset, error);
+                }
+                Ended::Drained => {}
             }
             ended
         });
@@ -107,4 +112,15 @@ impl FlowRunner {
             },
         );
     }
+}
+
+/// The ERROR for a source batch that cannot be mirrored (corrupt, or an old format), once.
+pub(super) fn report_bad_source_batch(
+    flow: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    error: &dyn std::fmt::Display,
+) {
+    tracing::error!(%flow, %topic, partition, offset, %error, "Partition stopped: the source returned a batch that cannot be mirrored (corrupt, or an old message format). Progress is kept; nothing after it is mirrored.");
 }

@@ -220,7 +220,7 @@ async fn combine(
         };
         let idle = slots.available_permits() == MAX_REQUESTS_IN_FLIGHT - 1;
         let sent_at = Instant::now();
-        let pending = match m.enqueue_sharing(&req, version, None, &batches).await {
+        let pending = match m.enqueue_sharing(&req, version, &batches).await {
             Ok(p) => p,
             Err(e) => {
                 fail(parts, e);

@@ -26,7 +26,7 @@ use kmirror_wire::errors::{ErrorClass, ResponseError};
 use tokio::sync::mpsc;
 
 pub use super::batching::Chunk;
-use super::batching::{Batcher, Ready, MERGE_ROUND_TRIP};
+use super::batching::{Batcher, Ready, ShapeError, MERGE_ROUND_TRIP};
 use super::memory::Share;
 use super::progress::{Position, Progress, SourcePartition};
 use crate::client::produce::{self, ProduceOutcome, ProduceTarget, ProducerSession};
@@ -95,22 +95,7 @@ impl Pipeline {
                 let ready = match batcher.next_batch(self.round_trip_limits()) {
                     Ok(Some(r)) => r,
                     Ok(None) => break,
-                    Err(e) if e.corrupt_offset().is_some() => {
-                        let offset = e.corrupt_offset().expect("checked");
-                        return Ended::Corrupt {
-                            offset,
-                            error: e.to_string(),
-                        };
-                    }
-                    Err(e) => {
-                        return Ended::Failed(ClientError::Source {
-                            what: format!(
-                                "{} partition {}",
-                                self.source.topic, self.source.partition
-                            ),
-                            reason: e.to_string(),
-                        });
-                    }
+                    Err(e) => return self.unshapeable(e),
                 };
                 self.enqueue(&mut window, ready).await;
             }
@@ -153,16 +138,24 @@ impl Pipeline {
                         continue;
                     };
                     if let Err(e) = batcher.push(chunk) {
-                        if let Some(offset) = e.corrupt_offset() {
-                            return Ended::Corrupt { offset, error: e.to_string() };
-                        }
-                        return Ended::Failed(ClientError::Source {
-                            what: format!("{} partition {}", self.source.topic, self.source.partition),
-                            reason: e.to_string(),
-                        });
+                        return self.unshapeable(e);
                     }
                 }
             }
+        }
+    }
+
+    /// How the partition ends when its source batches cannot be shaped for produce.
+    fn unshapeable(&self, e: ShapeError) -> Ended {
+        match e.corrupt_offset() {
+            Some(offset) => Ended::Corrupt {
+                offset,
+                error: e.to_string(),
+            },
+            None => Ended::Failed(ClientError::Source {
+                what: format!("{} partition {}", self.source.topic, self.source.partition),
+                reason: e.to_string(),
+            }),
         }
     }
 

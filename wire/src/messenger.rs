@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
 use crate::frame::{self, FrameError};
-use crate::parts::{Frame, FrameParts};
+use crate::parts::Frame;
 use crate::versions::{BrokerVersions, NoCommonVersion};
 
 /// Errors of a single request on a connection.
@@ -112,7 +112,7 @@ pub struct Messenger {
     client_id: StrBytes,
     next_correlation_id: AtomicI32,
     shared: Arc<Shared>,
-    writer: mpsc::Sender<Outgoing>,
+    writer: mpsc::Sender<Frame>,
     versions: BrokerVersions,
     /// The ApiVersions round trip on the fresh connection: the network's round trip plus
     /// a broker's cheapest answer, before any queueing.
@@ -166,7 +166,7 @@ impl Messenger {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::Open(HashMap::new())),
         });
-        let (tx, rx) = mpsc::channel::<Outgoing>(config.write_queue_frames);
+        let (tx, rx) = mpsc::channel::<Frame>(config.write_queue_frames);
         let writer = tokio::spawn(write_loop(write, rx, shared.clone()));
         let reader = tokio::spawn(read_loop(
             FramedRead::new(read, frame::codec(config.max_frame_bytes)),
@@ -244,29 +244,16 @@ impl Messenger {
         req: &R,
         version: i16,
     ) -> Result<Pending<R>, RequestError> {
-        self.enqueue_guarded(req, version, None).await
+        self.enqueue_sharing(req, version, &[]).await
     }
 
-    /// [`Self::enqueue_at`] with a `guard` that lives as long as the encoded frame: it is
-    /// dropped once the frame is written to the socket (or the connection fails). Callers
-    /// use it to count the frame's memory.
-    pub async fn enqueue_guarded<R: Request>(
-        &self,
-        req: &R,
-        version: i16,
-        guard: Option<Box<dyn std::any::Any + Send>>,
-    ) -> Result<Pending<R>, RequestError> {
-        self.enqueue_sharing(req, version, guard, &[]).await
-    }
-
-    /// [`Self::enqueue_guarded`] with `shared` payloads (a Produce request's record
-    /// batches): the frame references them instead of copying them, and holds them until
-    /// it is written.
+    /// [`Self::enqueue_at`] with `shared` payloads (a Produce request's record batches):
+    /// the frame references them instead of copying them, and holds them until it is
+    /// written.
     pub async fn enqueue_sharing<R: Request>(
         &self,
         req: &R,
         version: i16,
-        guard: Option<Box<dyn std::any::Any + Send>>,
         shared: &[Bytes],
     ) -> Result<Pending<R>, RequestError> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
@@ -291,7 +278,7 @@ impl Messenger {
             _request: std::marker::PhantomData,
         };
         // If enqueueing fails, dropping `pending` removes the waiter.
-        self.enqueue(frame, guard).await?;
+        self.enqueue(frame).await?;
         Ok(pending)
     }
 
@@ -303,19 +290,11 @@ impl Messenger {
     ) -> Result<(), RequestError> {
         let correlation_id = self.next_correlation_id.fetch_add(1, Ordering::Relaxed);
         let frame = frame::encode_request(correlation_id, version, &self.client_id, req)?;
-        self.enqueue(frame.into(), None).await
+        self.enqueue(frame.into()).await
     }
 
-    async fn enqueue(
-        &self,
-        frame: Frame,
-        guard: Option<Box<dyn std::any::Any + Send>>,
-    ) -> Result<(), RequestError> {
-        let out = Outgoing {
-            frame,
-            _guard: guard,
-        };
-        self.writer.send(out).await.map_err(|_| {
+    async fn enqueue(&self, frame: Frame) -> Result<(), RequestError> {
+        self.writer.send(frame).await.map_err(|_| {
             let reason = self
                 .shared
                 .poisoned()
@@ -389,21 +368,9 @@ impl<R: Request> Drop for Pending<R> {
     }
 }
 
-/// A frame on its way to the socket, with what must live exactly as long as it does.
-struct Outgoing {
-    frame: Frame,
-    _guard: Option<Box<dyn std::any::Any + Send>>,
-}
-
-impl FrameParts for Outgoing {
-    fn parts(&self) -> &[Bytes] {
-        self.frame.parts()
-    }
-}
-
 async fn write_loop<W: AsyncWrite + Unpin>(
     write: W,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: mpsc::Receiver<Frame>,
     shared: Arc<Shared>,
 ) {
     if let Err(e) = frame::write_frames(write, rx).await {

@@ -94,6 +94,9 @@ pub struct SharingBuf<'a> {
     /// Encoded bytes after the last part.
     tail: BytesMut,
     shared: &'a [Bytes],
+    /// Where the next lookup in `shared` starts: the encoder writes payloads in the order
+    /// they were given, so the next one is almost always found there.
+    next_shared: usize,
 }
 
 impl<'a> SharingBuf<'a> {
@@ -104,6 +107,7 @@ impl<'a> SharingBuf<'a> {
             parts_len: 0,
             tail: BytesMut::with_capacity(capacity),
             shared,
+            next_shared: 0,
         }
     }
 
@@ -114,15 +118,20 @@ impl<'a> SharingBuf<'a> {
         Frame { parts: self.parts }
     }
 
-    /// The shared `Bytes` that `src` lies in, sliced to exactly `src`.
-    fn find_shared(&self, src: &[u8]) -> Option<Bytes> {
+    /// The shared `Bytes` that `src` lies in, sliced to exactly `src`; the search starts
+    /// after the last one found.
+    fn find_shared(&mut self, src: &[u8]) -> Option<Bytes> {
         let start = src.as_ptr() as usize;
         let end = start + src.len();
-        self.shared.iter().find_map(|b| {
-            let b_start = b.as_ptr() as usize;
-            let b_end = b_start + b.len();
-            (b_start <= start && end <= b_end).then(|| b.slice(start - b_start..end - b_start))
-        })
+        let n = self.shared.len();
+        let from = self.next_shared;
+        let i = (0..n).map(|k| (from + k) % n).find(|&i| {
+            let b_start = self.shared[i].as_ptr() as usize;
+            b_start <= start && end <= b_start + self.shared[i].len()
+        })?;
+        self.next_shared = i + 1;
+        let b_start = self.shared[i].as_ptr() as usize;
+        Some(self.shared[i].slice(start - b_start..end - b_start))
     }
 
     fn push_part(&mut self, part: Bytes) {
@@ -227,6 +236,21 @@ mod tests {
         // The shared slice is a part of its own, pointing into `big`.
         assert_eq!(frame.parts().len(), 3);
         assert_eq!(frame.parts()[1].as_ptr(), big[100..].as_ptr());
+    }
+
+    #[test]
+    fn payloads_written_out_of_the_given_order_are_still_referenced() {
+        let a = Bytes::from(vec![1u8; 2000]);
+        let b = Bytes::from(vec![2u8; 3000]);
+        let shared = [a.clone(), b.clone()];
+        let mut buf = SharingBuf::new(8, &shared);
+        buf.put_slice(&b);
+        buf.put_slice(&a);
+        buf.put_slice(&b[..1500]);
+        let frame = buf.finish();
+        let ptrs: Vec<_> = frame.parts().iter().map(|p| p.as_ptr()).collect();
+        assert_eq!(ptrs, vec![b.as_ptr(), a.as_ptr(), b.as_ptr()]);
+        assert_eq!(frame.len(), 6500);
     }
 
     #[test]

@@ -1,46 +1,107 @@
 //! Discovery: the source topics a flow mirrors, their target topics (created, grown and
-//! config-synced), and source topics deleted and re-created (stopped, never re-mirrored
-//! silently).
+//! config-synced), where each new partition starts, and source topics deleted and
+//! re-created (stopped, never re-mirrored silently).
+//!
+//! It runs beside the fetch loop, not in it: its requests (metadata, configs, topic
+//! creation, the first positions) cross the link to the target, and a WAN round trip per
+//! topic must not pause the mirroring of every partition. It reports what it found as
+//! [`Found`] events; the fetch loop starts and stops partitions from them.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::FlowRunner;
-use crate::client::produce::ProducerSession;
-use crate::client::ClientError;
-use crate::mirror::progress::{Progress, SourcePartition};
+use crate::client::{fetch, ClientError, ClusterClient};
+use crate::config::{Flow, StartFrom};
+use crate::mirror::progress::{Position, Progress, SourcePartition};
 use crate::mirror::selection::{config_changes, mirrored_topics, target_action, TargetAction};
 
-impl FlowRunner {
-    /// Finds matching topics and starts their partitions; an error here (storing the
+/// What one discovery round found.
+#[derive(Debug)]
+pub(super) enum Found {
+    /// A partition to mirror, from `start` (the source offset) on.
+    Start {
+        partition: SourcePartition,
+        target_topic: String,
+        topic_id: Uuid,
+        start: i64,
+        next_target_offset: i64,
+    },
+    /// A source topic whose id changed: it was deleted and re-created.
+    Recreated {
+        topic: String,
+        old_id: Uuid,
+        new_id: Uuid,
+    },
+}
+
+/// Discovery's own state, apart from the fetch loop's.
+pub(super) struct Discovery {
+    pub flow: Flow,
+    pub source: Arc<ClusterClient>,
+    pub target: Arc<ClusterClient>,
+    pub progress: Arc<Progress>,
+    /// Topics reported as blocked, so the report is not repeated every round.
+    blocked: HashSet<String>,
+    /// The id each mirrored source topic had when its partitions started.
+    topic_ids: HashMap<String, Uuid>,
+    /// Source topics stopped because they were deleted and re-created.
+    recreated: HashSet<String>,
+    /// Partitions reported as [`Found::Start`].
+    started: HashSet<SourcePartition>,
+}
+
+impl Discovery {
+    pub fn new(
+        flow: Flow,
+        source: Arc<ClusterClient>,
+        target: Arc<ClusterClient>,
+        progress: Arc<Progress>,
+    ) -> Self {
+        Self {
+            flow,
+            source,
+            target,
+            progress,
+            blocked: HashSet::new(),
+            topic_ids: HashMap::new(),
+            recreated: HashSet::new(),
+            started: HashSet::new(),
+        }
+    }
+
+    /// One round: the partitions to start and the topics to stop. An error (storing the
     /// first positions failed for good) stops the flow.
-    pub(super) async fn discover(
-        &mut self,
-        progress: &Arc<Progress>,
-        session: ProducerSession,
-    ) -> Result<(), ClientError> {
-        let (source_md, target_md) = match (
-            self.source.refresh_metadata().await,
-            self.target.refresh_metadata().await,
+    pub async fn round(&mut self) -> Result<Vec<Found>, ClientError> {
+        let (source_md, target_md) = match tokio::join!(
+            self.source.refresh_metadata(),
+            self.target.refresh_metadata()
         ) {
             (Ok(s), Ok(t)) => (s, t),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(flow = %self.flow.name, error = %e, "Discovery failed; retrying at the next interval.");
-                return Ok(());
+                return Ok(Vec::new());
             }
         };
-        let topics: Vec<(&String, i32, Uuid)> = mirrored_topics(&self.flow, &source_md)
+        let mut found = Vec::new();
+        let topics: Vec<(String, i32, Uuid)> = mirrored_topics(&self.flow, &source_md)
             .into_iter()
-            .map(|(name, meta)| (name, meta.partitions.len() as i32, meta.topic_id))
+            .map(|(name, meta)| (name.clone(), meta.partitions.len() as i32, meta.topic_id))
             .collect();
         for (topic, count, topic_id) in topics {
-            if self.recreated.contains(topic) {
+            if self.recreated.contains(&topic) {
                 continue;
             }
-            match self.topic_ids.get(topic) {
+            match self.topic_ids.get(&topic) {
                 Some(known) if !known.is_nil() && !topic_id.is_nil() && *known != topic_id => {
-                    self.stop_recreated(topic, *known, topic_id);
+                    self.recreated.insert(topic.clone());
+                    found.push(Found::Recreated {
+                        topic,
+                        old_id: *known,
+                        new_id: topic_id,
+                    });
                     continue;
                 }
                 Some(_) => {}
@@ -48,10 +109,10 @@ impl FlowRunner {
                     self.topic_ids.insert(topic.clone(), topic_id);
                 }
             }
-            let target_topic = self.flow.rename(topic);
+            let target_topic = self.flow.rename(&topic);
             match self
                 .ensure_target(
-                    topic,
+                    &topic,
                     &target_topic,
                     count,
                     target_md.partition_count(&target_topic),
@@ -59,7 +120,7 @@ impl FlowRunner {
                 .await
             {
                 Ok(()) => {
-                    self.blocked.remove(topic);
+                    self.blocked.remove(&topic);
                 }
                 Err(e) => {
                     if self.blocked.insert(topic.clone()) {
@@ -73,46 +134,92 @@ impl FlowRunner {
                     topic: topic.clone(),
                     partition,
                 };
-                if !self.partitions.contains_key(&sp) {
-                    self.start_partition(sp, &target_topic, progress, session)
-                        .await;
+                if self.started.contains(&sp) {
+                    continue;
+                }
+                if let Some((start, next_target_offset)) = self.start_position(&sp).await {
+                    self.started.insert(sp.clone());
+                    found.push(Found::Start {
+                        partition: sp,
+                        target_topic: target_topic.clone(),
+                        topic_id: self.topic_ids.get(&topic).copied().unwrap_or_default(),
+                        start,
+                        next_target_offset,
+                    });
                 }
             }
         }
+        let progress = &self.progress;
         if !progress.is_initialised() {
             // The flow's first start: the positions `start_from` chose and the marker that
             // ends it are stored before anything is mirrored (the first Fetch comes after
             // this returns), so a restart never applies `start_from` again.
             progress.mark_initialised();
-            let stored = self
-                .target
+            self.target
                 .retry("writing the first positions", None, || {
                     progress.write(&self.target)
                 })
-                .await;
-            return stored.map(|_| ());
+                .await?;
+            return Ok(found);
         }
-        // Start positions chosen just now are written at once, so a crash right after
-        // discovery restarts new partitions from the same place.
+        // Start positions chosen just now are written before their partitions start, so a
+        // crash right after discovery restarts new partitions from the same place.
         if let Err(e) = progress.write(&self.target).await {
             tracing::warn!(flow = %self.flow.name, error = %e, "Cannot write start positions yet; the progress writer retries.");
         }
-        Ok(())
+        Ok(found)
     }
 
-    /// Stops every partition of a source topic whose id changed: it was deleted and
-    /// re-created, so its offsets start again and the progress kept for the old topic
-    /// means nothing for the new one. Mirroring it again is an operator's decision.
-    fn stop_recreated(&mut self, topic: &str, old_id: Uuid, new_id: Uuid) {
-        self.recreated.insert(topic.to_string());
-        let mut stopped = 0;
-        for (sp, r) in self.partitions.iter_mut() {
-            if sp.topic == topic {
-                r.stop();
-                stopped += 1;
+    /// Where a partition starts: its progress, or, for a partition seen for the first
+    /// time, `start_from` (recorded in the progress at once). `None` when the source
+    /// cannot say yet; the next round asks again.
+    async fn start_position(&self, sp: &SourcePartition) -> Option<(i64, i64)> {
+        if let Some(p) = self.progress.get(sp) {
+            return Some((p.next_source_offset, p.next_target_offset));
+        }
+        // `start_from` applies at the flow's first start only (stored, see `round`);
+        // partitions found later, even while the daemon was stopped, are new: mirrored
+        // from their start, so nothing is lost.
+        let timestamp = match (self.progress.is_initialised(), self.flow.start_from) {
+            (false, StartFrom::Latest) => -1,
+            _ => -2,
+        };
+        let source = &self.source;
+        let got = source
+            .retry("ListOffsets", Some(Duration::from_secs(30)), || async {
+                let m = source.leader(&sp.topic, sp.partition).await?;
+                let (code, offset) = fetch::list_offset(&m, &sp.topic, sp.partition, timestamp)
+                    .await
+                    .map_err(|e| ClientError::Request {
+                        cluster: source.name().to_string(),
+                        source: e,
+                    })?;
+                match ClientError::from_code(source.name(), "ListOffsets", code, None) {
+                    Some(e) => Err(e),
+                    None => Ok(offset),
+                }
+            })
+            .await;
+        match got {
+            Ok(offset) => {
+                // Record the chosen start at once: a partition that receives nothing
+                // before a restart would otherwise have no progress, and the restart would
+                // choose again (start_from: latest skipping what was written while the
+                // daemon was stopped).
+                self.progress.advance(
+                    sp,
+                    Position {
+                        next_source_offset: offset,
+                        next_target_offset: -1,
+                    },
+                );
+                Some((offset, -1))
+            }
+            Err(e) => {
+                tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, error = %e, "Cannot find the start offset; will retry.");
+                None
             }
         }
-        tracing::error!(flow = %self.flow.name, topic, %old_id, %new_id, partitions = stopped, "Source topic was deleted and re-created (its topic id changed); its mirroring is stopped. Other topics keep flowing. To mirror the new topic, remove its progress entries or rename it, then restart.");
     }
 
     /// Makes sure the target topic exists with at least `count` partitions and the

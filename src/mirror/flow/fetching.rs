@@ -1,16 +1,21 @@
-//! The fetch loop: one Fetch per source leader for the partitions with room (in rotating
-//! order, memory reserved first), and each partition's answer sliced and handed to its
-//! pipeline.
+//! The fetch loop's Fetches. Per source leader there are two at most, each on its own
+//! connection: one for the partitions that have data (answered at once), and one long
+//! poll for the partitions that caught up. Kafka answers one request at a time per
+//! connection, so a long poll on a shared connection would hold up partitions whose
+//! memory was just released. A partition is in one Fetch at a time, memory is reserved
+//! before a Fetch is sent, partitions are listed in rotating order, and each partition's
+//! answer is sliced and handed to its pipeline.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
 use kmirror_wire::errors::ResponseError;
 
 use super::{
-    FlowRunner, Running, FETCH_WAIT_MS, MIN_FETCH_BYTES, MIN_PARTITION_FETCH_BYTES,
-    PARTITION_FETCH_BYTES,
+    FlowRunner, FETCH_WAIT_MS, MIN_FETCH_BYTES, MIN_PARTITION_FETCH_BYTES, PARTITION_FETCH_BYTES,
 };
 use crate::client::fetch::{self, FetchWant};
 use crate::client::ClientError;
@@ -22,65 +27,152 @@ use crate::mirror::progress::SourcePartition;
 /// and the copies of its partitions' batches are both allocated, and that moment's extra
 /// memory must stay well inside the headroom the pool leaves ([`crate::mirror::memory`]).
 const RESPONSES_PER_POOL: usize = 4;
+/// Most a long poll for caught-up partitions reserves.
+const CAUGHT_UP_FETCH_BYTES: usize = 256 << 10;
+/// The loop looks again after this when nothing else wakes it.
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
+/// A leader whose Fetch failed is asked again after this.
+const FETCH_RETRY: Duration = Duration::from_millis(500);
+/// A partition the source answered with an error is asked again after this (Kafka
+/// answers at once for partitions in error: do not spin on them).
+const PARTITION_RETRY: Duration = Duration::from_millis(100);
+
+/// Which of a leader's two Fetches a partition goes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    /// Its last Fetch brought data: asked without waiting.
+    HasData,
+    /// Its last Fetch brought nothing: a long poll, on a connection of its own.
+    CaughtUp,
+}
+
+impl Kind {
+    fn lane(self) -> usize {
+        match self {
+            Kind::HasData => 0,
+            Kind::CaughtUp => 1,
+        }
+    }
+
+    fn max_wait_ms(self) -> i32 {
+        match self {
+            Kind::HasData => 0,
+            Kind::CaughtUp => FETCH_WAIT_MS,
+        }
+    }
+}
+
+/// A Fetch that finished, with what it was for.
+pub(super) struct FetchDone {
+    leader: i32,
+    kind: Kind,
+    partitions: Vec<SourcePartition>,
+    reservation: Reservation,
+    result: Result<Vec<fetch::FetchGot>, ClientError>,
+}
+
+/// The Fetches on the wire and when leaders may be asked again.
+#[derive(Default)]
+pub(super) struct Fetches {
+    running: FuturesUnordered<BoxFuture<'static, FetchDone>>,
+    busy: HashSet<(i32, Kind)>,
+    /// Leaders not asked before this: after a failed Fetch, or throttled (KIP-219).
+    leader_not_before: HashMap<i32, Instant>,
+    refreshing: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Fetches {
+    /// The next Fetch to finish; `None` at once when none is on the wire.
+    pub fn next(&mut self) -> impl Future<Output = Option<FetchDone>> + '_ {
+        self.running.next()
+    }
+}
 
 impl FlowRunner {
-    /// One Fetch per source leader for every partition with room in its queue.
-    pub(super) async fn fetch_round(&mut self) {
+    /// Sends a Fetch to every leader and kind that has none on the wire, for the partitions
+    /// with room in their queue and their share of the memory.
+    pub(super) fn start_fetches(&mut self, fetches: &mut Fetches) {
+        let now = Instant::now();
         let md = self.source.metadata();
-        let mut by_leader: HashMap<i32, Vec<FetchWant>> = HashMap::new();
-        let mut refresh = false;
-        let ready: Vec<(&SourcePartition, &Running)> = self
-            .partitions
-            .iter()
-            .filter(|(_, r)| r.wants_data())
-            .collect();
         // A partition fetches only while it holds less than its share of the memory, and
         // asks for no more than the rest of its share; one that holds it waits for its
         // acks, and the others go on.
-        let share = (self.memory.fetch_pool_bytes() / ready.len().max(1))
-            .max(PARTITION_FETCH_BYTES as usize);
-        let ready: Vec<_> = ready
-            .into_iter()
-            .filter(|(_, r)| r.held.bytes() + MIN_PARTITION_FETCH_BYTES <= share)
+        let active = self
+            .partitions
+            .values()
+            .filter(|r| r.fetching || r.wants_data())
+            .count();
+        let share =
+            (self.memory.fetch_pool_bytes() / active.max(1)).max(PARTITION_FETCH_BYTES as usize);
+        let mut ready: Vec<_> = self
+            .partitions
+            .iter()
+            .filter(|(_, r)| {
+                !r.fetching
+                    && r.wants_data()
+                    && r.not_before.filter(|t| *t > now).is_none()
+                    && r.held.bytes() + MIN_PARTITION_FETCH_BYTES <= share
+            })
             .collect();
+        // A partition whose next batch did not fit the free memory goes first: nothing
+        // else is fetched until that much is free, then it is fetched alone, so smaller
+        // fetches cannot take the memory it waits for forever.
+        let mut least_bytes = MIN_FETCH_BYTES;
+        if let Some(i) = ready.iter().position(|(_, r)| r.needs_bytes.is_some()) {
+            let needs = ready[i].1.needs_bytes.unwrap_or_default();
+            if self.memory.fetch_available() < needs {
+                return;
+            }
+            ready = vec![ready[i]];
+            least_bytes = needs;
+        }
         self.round = self.round.wrapping_add(1);
         let skip = if ready.is_empty() {
             0
         } else {
             self.round % ready.len()
         };
+        let mut refresh = false;
+        let mut wanted: HashMap<(i32, Kind), Vec<FetchWant>> = HashMap::new();
         for (sp, r) in ready.iter().skip(skip).chain(ready.iter().take(skip)) {
-            match md.leader(&sp.topic, sp.partition) {
-                Some(leader) => by_leader.entry(leader).or_default().push(FetchWant {
-                    topic: sp.topic.clone(),
-                    topic_id: self
-                        .topic_ids
-                        .get(&sp.topic)
-                        .copied()
-                        .filter(|id| !id.is_nil()),
-                    partition: sp.partition,
-                    offset: r.next_fetch_offset,
-                    max_bytes: i32::try_from(share - r.held.bytes()).ok(),
-                }),
-                None => refresh = true,
+            let Some(leader) = md.leader(&sp.topic, sp.partition) else {
+                refresh = true;
+                continue;
+            };
+            let kind = if r.caught_up {
+                Kind::CaughtUp
+            } else {
+                Kind::HasData
+            };
+            if fetches.busy.contains(&(leader, kind))
+                || fetches
+                    .leader_not_before
+                    .get(&leader)
+                    .is_some_and(|t| *t > now)
+            {
+                continue;
             }
+            wanted.entry((leader, kind)).or_default().push(FetchWant {
+                topic: sp.topic.clone(),
+                topic_id: self
+                    .topic_ids
+                    .get(&sp.topic)
+                    .copied()
+                    .filter(|id| !id.is_nil()),
+                partition: sp.partition,
+                offset: r.next_fetch_offset,
+                max_bytes: i32::try_from(share - r.held.bytes()).ok(),
+            });
         }
-        if by_leader.is_empty() {
-            if refresh {
-                let _ = self.source.refresh_metadata().await;
-            }
-            // Every partition is full or holds its share: wait for an acknowledgement to
-            // release memory (a queue slot frees with it), at most a moment.
-            let _ = tokio::time::timeout(Duration::from_millis(100), self.memory.released()).await;
-            return;
+        if refresh {
+            self.refresh_source(fetches);
         }
         // Each response's max_bytes is reserved before it is asked for, so responses
         // count against max_in_flight_bytes; a leader gets no fetch when memory is short.
         // What a response brings beyond the partitions' needs is released when it is sliced.
         let per_response = (self.memory.fetch_pool_bytes() / RESPONSES_PER_POOL)
             .max(PARTITION_FETCH_BYTES as usize);
-        let mut requests = Vec::new();
-        for (leader, wants) in by_leader {
+        for ((leader, kind), wants) in wanted {
             // No more than the partitions asked for can come back (but for one batch
             // larger than its partition's limit, counted when it arrives).
             let asked: usize = wants
@@ -91,33 +183,43 @@ impl FlowRunner {
                         as usize
                 })
                 .sum();
-            let bytes = per_response.min(asked).min(self.memory.fetch_available());
-            if bytes < MIN_FETCH_BYTES {
+            // A long poll for partitions without data reserves little: what it brings is
+            // what arrived meanwhile, and it must not hold memory others need.
+            let most = match kind {
+                Kind::HasData => per_response,
+                Kind::CaughtUp => CAUGHT_UP_FETCH_BYTES,
+            };
+            let bytes = most
+                .min(asked)
+                .max(least_bytes)
+                .min(self.memory.fetch_available());
+            if bytes < least_bytes {
                 continue;
             }
-            if let Some(r) = self.memory.try_reserve_fetch(bytes) {
-                requests.push((leader, wants, r));
+            let Some(reservation) = self.memory.try_reserve_fetch(bytes) else {
+                continue;
+            };
+            let partitions: Vec<SourcePartition> = wants
+                .iter()
+                .map(|w| SourcePartition {
+                    topic: w.topic.clone(),
+                    partition: w.partition,
+                })
+                .collect();
+            for sp in &partitions {
+                if let Some(r) = self.partitions.get_mut(sp) {
+                    r.fetching = true;
+                }
             }
-        }
-        if requests.is_empty() {
-            // Everything is held by batches on their way to the target: wait for acks.
-            let _ = tokio::time::timeout(
-                Duration::from_millis(100),
-                self.memory.wait_fetch(PARTITION_FETCH_BYTES as usize),
-            )
-            .await;
-            return;
-        }
-        tracing::trace!(flow = %self.flow.name, requests = requests.len(), "Fetching.");
-        let source = self.source.clone();
-        let results = join_all(requests.into_iter().map(|(leader, wants, reservation)| {
-            let source = source.clone();
-            async move {
+            fetches.busy.insert((leader, kind));
+            tracing::trace!(flow = %self.flow.name, leader, ?kind, partitions = partitions.len(), reserved_bytes = reservation.bytes(), "Fetching.");
+            let source = self.source.clone();
+            fetches.running.push(Box::pin(async move {
                 let max_bytes = i32::try_from(reservation.bytes()).unwrap_or(i32::MAX);
                 let partition_max = PARTITION_FETCH_BYTES.min(max_bytes);
-                let got = async {
-                    let m = source.broker(leader).await?;
-                    fetch::fetch(&m, &wants, FETCH_WAIT_MS, max_bytes, partition_max)
+                let result = async {
+                    let m = source.broker_lane(leader, kind.lane()).await?;
+                    fetch::fetch(&m, &wants, kind.max_wait_ms(), max_bytes, partition_max)
                         .await
                         .map_err(|e| ClientError::Request {
                             cluster: source.name().to_string(),
@@ -125,41 +227,92 @@ impl FlowRunner {
                         })
                 }
                 .await;
-                got.map(|g| (g, reservation))
-            }
-        }))
-        .await;
-        let mut throttle_ms = 0;
-        for result in results {
-            let (got, mut reservation) = match result {
-                Ok(g) => g,
-                Err(e) => {
-                    tracing::warn!(flow = %self.flow.name, error = %e, "Fetch failed; retrying.");
-                    refresh = true;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
+                FetchDone {
+                    leader,
+                    kind,
+                    partitions,
+                    reservation,
+                    result,
                 }
-            };
-            tracing::trace!(flow = %self.flow.name, partitions = got.len(), reserved_bytes = reservation.bytes(), "Fetch response.");
-            throttle_ms = throttle_ms.max(got.first().map_or(0, |g| g.throttle_time_ms));
-            for g in got {
-                refresh |= self.deliver(g, &mut reservation).await;
-            }
-        }
-        if refresh {
-            let _ = self.source.refresh_metadata().await;
-            // Kafka answers at once for partitions in error; do not spin on them.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if throttle_ms > 0 {
-            // KIP-219: the source broker asked for a pause before the next fetch.
-            tracing::debug!(flow = %self.flow.name, throttle_ms, "Source throttled the fetch.");
-            tokio::time::sleep(crate::client::throttle_wait(throttle_ms)).await;
+            }));
         }
     }
 
+    /// When the loop should look again if nothing wakes it: the next retry time of a
+    /// partition or leader, at most [`LOOK_AGAIN`] away.
+    pub(super) fn next_wake(&self, fetches: &Fetches) -> Instant {
+        let now = Instant::now();
+        self.partitions
+            .values()
+            .filter_map(|r| r.not_before)
+            .chain(fetches.leader_not_before.values().copied())
+            .filter(|t| *t > now)
+            .fold(now + LOOK_AGAIN, Instant::min)
+    }
+
+    /// Hands a finished Fetch's partitions to their pipelines.
+    pub(super) fn finish_fetch(&mut self, done: FetchDone, fetches: &mut Fetches) {
+        let FetchDone {
+            leader,
+            kind,
+            partitions,
+            mut reservation,
+            result,
+        } = done;
+        fetches.busy.remove(&(leader, kind));
+        for sp in &partitions {
+            if let Some(r) = self.partitions.get_mut(sp) {
+                r.fetching = false;
+            }
+        }
+        let got = match result {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::warn!(flow = %self.flow.name, leader, error = %e, "Fetch failed; retrying.");
+                fetches
+                    .leader_not_before
+                    .insert(leader, Instant::now() + FETCH_RETRY);
+                self.refresh_source(fetches);
+                return;
+            }
+        };
+        tracing::trace!(flow = %self.flow.name, leader, ?kind, partitions = got.len(), reserved_bytes = reservation.bytes(), "Fetch response.");
+        let throttle_ms = got.first().map_or(0, |g| g.throttle_time_ms);
+        let mut refresh = false;
+        for g in got {
+            refresh |= self.deliver(g, &mut reservation);
+        }
+        if refresh {
+            self.refresh_source(fetches);
+        }
+        if throttle_ms > 0 {
+            // KIP-219: the source broker asked for a pause before the next fetch.
+            tracing::debug!(flow = %self.flow.name, leader, throttle_ms, "Source throttled the fetch.");
+            fetches.leader_not_before.insert(
+                leader,
+                Instant::now() + crate::client::throttle_wait(throttle_ms),
+            );
+        }
+    }
+
+    /// Refreshes the source's metadata in the background (once at a time): a partition
+    /// without a leader, or a leader that failed, must not hold up the others.
+    fn refresh_source(&self, fetches: &mut Fetches) {
+        if fetches
+            .refreshing
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
+        {
+            return;
+        }
+        let source = self.source.clone();
+        fetches.refreshing = Some(tokio::spawn(async move {
+            let _ = source.refresh_metadata().await;
+        }));
+    }
+
     /// Hands one partition's fetched data to its pipeline; returns whether metadata is stale.
-    async fn deliver(&mut self, g: fetch::FetchGot, reservation: &mut Reservation) -> bool {
+    fn deliver(&mut self, g: fetch::FetchGot, reservation: &mut Reservation) -> bool {
         let sp = SourcePartition {
             topic: g.topic,
             partition: g.partition,
@@ -176,6 +329,7 @@ impl FlowRunner {
                 return false;
             }
             tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, %error, "Fetch error for partition.");
+            r.not_before = Some(Instant::now() + PARTITION_RETRY);
             return true;
         }
         let sliced = match fetch::slice(&g.records, r.next_fetch_offset, &g.aborted) {
@@ -192,6 +346,8 @@ impl FlowRunner {
                 return false;
             }
         };
+        // Nothing (but a cut batch) means caught up: its next Fetch is a long poll.
+        r.caught_up = sliced.next_offset.is_none() && sliced.cut_batch.is_none();
         let Some(next) = sliced.next_offset else {
             if let Some((offset, size_bytes)) = sliced.cut_batch {
                 if self.reported_cut.insert(sp.clone(), offset) != Some(offset) {
@@ -214,11 +370,14 @@ impl FlowRunner {
             match self.memory.try_reserve_fetch(more) {
                 Some(r) => reservation.merge(r),
                 None => {
-                    tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, bytes, "No memory for a batch larger than the fetch; fetching it again later.");
+                    let needs = bytes.min(self.memory.fetch_pool_bytes());
+                    tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, bytes, needs_bytes = needs, "No memory for a batch larger than the fetch; it is fetched again once that much is free.");
+                    r.needs_bytes = Some(needs);
                     return false;
                 }
             }
         }
+        r.needs_bytes = None;
         let permit = if bytes > 0 {
             reservation.take(bytes, &r.held, &self.memory)
         } else {
@@ -233,7 +392,9 @@ impl FlowRunner {
         let Some(tx) = &r.tx else {
             return false;
         };
-        if tx.send(chunk).await.is_ok() {
+        // There is room: the partition was fetched only with room in its queue, and only
+        // this loop fills it. Were there none, the chunk would be dropped and fetched again.
+        if tx.try_send(chunk).is_ok() {
             r.next_fetch_offset = next;
         }
         false

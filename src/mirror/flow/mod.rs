@@ -10,15 +10,20 @@
 //! A target topic with fewer partitions than its source that cannot be grown stops that
 //! topic with an error — partitions are never remapped silently.
 //!
-//! Split by concern: [`discovery`] (topics, target topics, re-created sources),
-//! [`partitions`] (a partition's start position and pipeline), [`fetching`] (the fetch
-//! loop and the hand-off to pipelines).
+//! Discovery runs beside the fetch loop ([`discovery`]), and fetches to a leader run
+//! beside each other ([`fetching`]), so neither a slow target link nor a long-polling
+//! Fetch holds up partitions that have data and room.
+//!
+//! Split by concern: [`discovery`] (topics, target topics, start positions, re-created
+//! sources), [`partitions`] (a partition's pipeline), [`fetching`] (the fetch loop and the
+//! hand-off to pipelines).
 
 mod discovery;
+use discovery::{Discovery, Found};
 mod fetching;
 mod partitions;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,13 +35,14 @@ use uuid::Uuid;
 use super::memory::{Held, Memory};
 use super::pipeline::{Chunk, Ended};
 use super::progress::{Progress, ProgressError, SourcePartition};
-use crate::client::ClusterClient;
+use crate::client::produce::ProducerSession;
+use crate::client::{ClientError, ClusterClient};
 use crate::config::Flow;
 use crate::throttle::Throttle;
 
 /// Chunks queued per partition between the fetcher and its pipeline.
 const QUEUE_CHUNKS: usize = 4;
-/// Long-poll wait of each Fetch.
+/// Long-poll wait of a Fetch for partitions that have caught up.
 const FETCH_WAIT_MS: i32 = 250;
 /// Most bytes one partition returns per Fetch.
 const PARTITION_FETCH_BYTES: i32 = 1 << 20;
@@ -53,6 +59,15 @@ struct Running {
     /// produces what it already holds and ends.
     tx: Option<mpsc::Sender<Chunk>>,
     task: tokio::task::JoinHandle<Ended>,
+    /// In a Fetch now (a partition is in one Fetch at a time).
+    fetching: bool,
+    /// Its last Fetch brought nothing: it is fetched with a long poll, apart from the
+    /// partitions that have data.
+    caught_up: bool,
+    /// Not fetched before this (after an error for it).
+    not_before: Option<Instant>,
+    /// Its next batch did not fit the free memory: the bytes it needs free to be fetched.
+    needs_bytes: Option<usize>,
 }
 
 impl Running {
@@ -74,12 +89,8 @@ pub struct FlowRunner {
     throttle: Arc<Throttle>,
     memory: Memory,
     partitions: BTreeMap<SourcePartition, Running>,
-    /// Topics reported as blocked, so the report is not repeated every discovery.
-    blocked: HashSet<String>,
     /// The id each mirrored source topic had when its partitions started.
     topic_ids: HashMap<String, Uuid>,
-    /// Source topics stopped because they were deleted and re-created.
-    recreated: HashSet<String>,
     /// Fetch rounds so far: each round starts at a different partition, so none is always
     /// last (Kafka returns a batch larger than the per-partition limit only to the first).
     round: usize,
@@ -101,9 +112,7 @@ impl FlowRunner {
             source,
             target,
             partitions: BTreeMap::new(),
-            blocked: HashSet::new(),
             topic_ids: HashMap::new(),
-            recreated: HashSet::new(),
             round: 0,
             reported_cut: HashMap::new(),
         }
@@ -140,23 +149,53 @@ impl FlowRunner {
             drain_deadline,
         ));
         tracing::info!(flow = %name, source = %self.source.name(), target = %self.target.name(), producer_id = session.producer_id, "Flow started.");
-        let mut next_discovery = Instant::now();
+        let mut discovery = Discovery::new(
+            self.flow.clone(),
+            self.source.clone(),
+            self.target.clone(),
+            progress.clone(),
+        );
+        // The first round finishes before anything is fetched: it stores the first
+        // positions (see `Discovery::round`).
+        let first = tokio::select! {
+            _ = stop.cancelled() => None,
+            r = discovery.round() => Some(r),
+        };
+        let (found_tx, mut found_rx) = mpsc::channel::<Result<Vec<Found>, ClientError>>(1);
+        if let Some(first) = first {
+            let _ = found_tx.try_send(first);
+        }
+        let interval = self.flow.discovery_interval;
+        let discovering = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let found = discovery.round().await;
+                let fatal = found.is_err();
+                if found_tx.send(found).await.is_err() || fatal {
+                    return;
+                }
+            }
+        });
+        let mut fetches = fetching::Fetches::default();
         while !stop.is_cancelled() {
-            if Instant::now() >= next_discovery {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    r = self.discover(&progress, session) => if let Err(e) = r {
+            self.start_fetches(&mut fetches);
+            let wake = self.next_wake(&fetches);
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                found = found_rx.recv() => match found {
+                    Some(Ok(found)) => self.apply(found, &progress, session),
+                    Some(Err(e)) => {
                         tracing::error!(flow = %name, error = %e, "Cannot store the flow's start positions; the flow stops and needs operator action.");
                         break;
                     }
-                }
-                next_discovery = Instant::now() + self.flow.discovery_interval;
-            }
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = self.fetch_round() => {}
+                    None => break,
+                },
+                Some(done) = fetches.next() => self.finish_fetch(done, &mut fetches),
+                _ = self.memory.released() => {}
+                _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
+        discovering.abort();
         // Drain: no more fetching; pipelines finish what they hold.
         let mut tasks = Vec::new();
         for (sp, r) in std::mem::take(&mut self.partitions) {
@@ -174,5 +213,36 @@ impl FlowRunner {
         writer_stop.cancel();
         let _ = writer.await;
         tracing::info!(flow = %name, "Flow stopped.");
+    }
+
+    /// Starts the partitions discovery found and stops re-created topics.
+    fn apply(&mut self, found: Vec<Found>, progress: &Arc<Progress>, session: ProducerSession) {
+        for f in found {
+            match f {
+                Found::Start {
+                    partition,
+                    target_topic,
+                    topic_id,
+                    start,
+                    next_target_offset,
+                } => {
+                    self.topic_ids
+                        .entry(partition.topic.clone())
+                        .or_insert(topic_id);
+                    self.start_partition(
+                        partition,
+                        &target_topic,
+                        (start, next_target_offset),
+                        progress,
+                        session,
+                    );
+                }
+                Found::Recreated {
+                    topic,
+                    old_id,
+                    new_id,
+                } => self.stop_recreated(&topic, old_id, new_id),
+            }
+        }
     }
 }

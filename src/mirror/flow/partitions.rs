@@ -1,77 +1,27 @@
-//! A partition's lifecycle: where it starts (its progress, or `start_from` for a partition
-//! seen for the first time) and the pipeline task that produces it to the target.
+//! A partition's lifecycle: the pipeline task that produces it to the target, from where
+//! discovery said it starts, and how it ends.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use super::{FlowRunner, Running, QUEUE_CHUNKS};
-use crate::client::fetch;
 use crate::client::produce::ProducerSession;
-use crate::client::ClientError;
-use crate::config::StartFrom;
 use crate::mirror::memory::Held;
 use crate::mirror::pipeline::{Ended, Pipeline};
-use crate::mirror::progress::{Position, Progress, SourcePartition};
+use crate::mirror::progress::{Progress, SourcePartition};
 
 impl FlowRunner {
-    pub(super) async fn start_partition(
+    /// Starts the pipeline of a partition discovery found, mirroring from `start`.
+    pub(super) fn start_partition(
         &mut self,
         sp: SourcePartition,
         target_topic: &str,
+        (start, target_offset): (i64, i64),
         progress: &Arc<Progress>,
         session: ProducerSession,
     ) {
-        let (start, target_offset) = match progress.get(&sp) {
-            Some(p) => (p.next_source_offset, p.next_target_offset),
-            None => {
-                // `start_from` applies at the flow's first start only (stored, see
-                // `discover`); partitions found later, even while the daemon was
-                // stopped, are new: mirrored from their start, so nothing is lost.
-                let timestamp = match (progress.is_initialised(), self.flow.start_from) {
-                    (false, StartFrom::Latest) => -1,
-                    _ => -2,
-                };
-                let source = self.source.clone();
-                let got = source
-                    .retry("ListOffsets", Some(Duration::from_secs(30)), || async {
-                        let m = source.leader(&sp.topic, sp.partition).await?;
-                        let (code, offset) =
-                            fetch::list_offset(&m, &sp.topic, sp.partition, timestamp)
-                                .await
-                                .map_err(|e| ClientError::Request {
-                                    cluster: source.name().to_string(),
-                                    source: e,
-                                })?;
-                        match ClientError::from_code(source.name(), "ListOffsets", code, None) {
-                            Some(e) => Err(e),
-                            None => Ok(offset),
-                        }
-                    })
-                    .await;
-                match got {
-                    Ok(offset) => {
-                        // Record the chosen start at once: a partition that receives
-                        // nothing before a restart would otherwise have no progress, and
-                        // the restart would choose again (start_from: latest skipping
-                        // what was written while the daemon was stopped).
-                        progress.advance(
-                            &sp,
-                            Position {
-                                next_source_offset: offset,
-                                next_target_offset: -1,
-                            },
-                        );
-                        (offset, -1)
-                    }
-                    Err(e) => {
-                        tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, error = %e, "Cannot find the start offset; will retry.");
-                        return;
-                    }
-                }
-            }
-        };
         let (tx, rx) = mpsc::channel(QUEUE_CHUNKS);
         let pipeline = Pipeline {
             flow: self.flow.name.clone(),
@@ -109,8 +59,26 @@ impl FlowRunner {
                 held: Held::default(),
                 tx: Some(tx),
                 task,
+                fetching: false,
+                caught_up: false,
+                not_before: None,
+                needs_bytes: None,
             },
         );
+    }
+
+    /// Stops every partition of a source topic whose id changed: it was deleted and
+    /// re-created, so its offsets start again and the progress kept for the old topic
+    /// means nothing for the new one. Mirroring it again is an operator's decision.
+    pub(super) fn stop_recreated(&mut self, topic: &str, old_id: Uuid, new_id: Uuid) {
+        let mut stopped = 0;
+        for (sp, r) in self.partitions.iter_mut() {
+            if sp.topic == topic {
+                r.stop();
+                stopped += 1;
+            }
+        }
+        tracing::error!(flow = %self.flow.name, topic, %old_id, %new_id, partitions = stopped, "Source topic was deleted and re-created (its topic id changed); its mirroring is stopped. Other topics keep flowing. To mirror the new topic, remove its progress entries or rename it, then restart.");
     }
 }
 

@@ -27,6 +27,9 @@ use crate::mirror::progress::SourcePartition;
 /// and the copies of its partitions' batches are both allocated, and that moment's extra
 /// memory must stay well inside the headroom the pool leaves ([`crate::mirror::memory`]).
 const RESPONSES_PER_POOL: usize = 4;
+/// How long a partition whose next batch did not fit the free memory holds back the
+/// other fetches while memory is released.
+const NEEDS_FIRST: Duration = Duration::from_secs(1);
 /// Most a long poll for caught-up partitions reserves.
 const CAUGHT_UP_FETCH_BYTES: usize = 256 << 10;
 /// The loop looks again after this when nothing else wakes it.
@@ -114,17 +117,26 @@ impl FlowRunner {
                     && r.held.bytes() + MIN_PARTITION_FETCH_BYTES <= share
             })
             .collect();
-        // A partition whose next batch did not fit the free memory goes first: nothing
-        // else is fetched until that much is free, then it is fetched alone, so smaller
-        // fetches cannot take the memory it waits for forever.
+        // A partition whose next batch did not fit the free memory is fetched alone once
+        // that much is free. For a moment nothing else is fetched, so that smaller fetches
+        // do not take the memory as it is released; after that the others go on (memory
+        // held by partitions stuck on the target may not come back soon), and it is
+        // fetched whenever that much is free.
+        let available = self.memory.fetch_available();
         let mut least_bytes = MIN_FETCH_BYTES;
-        if let Some(i) = ready.iter().position(|(_, r)| r.needs_bytes.is_some()) {
-            let needs = ready[i].1.needs_bytes.unwrap_or_default();
-            if self.memory.fetch_available() < needs {
-                return;
-            }
+        if let Some(i) = ready
+            .iter()
+            .position(|(_, r)| r.needs.is_some_and(|(n, _)| n <= available))
+        {
+            least_bytes = ready[i].1.needs.map_or(least_bytes, |(n, _)| n);
             ready = vec![ready[i]];
-            least_bytes = needs;
+        } else if ready.iter().any(|(_, r)| {
+            r.needs
+                .is_some_and(|(_, since)| now.duration_since(since) < NEEDS_FIRST)
+        }) {
+            return;
+        } else {
+            ready.retain(|(_, r)| r.needs.is_none());
         }
         self.round = self.round.wrapping_add(1);
         let skip = if ready.is_empty() {
@@ -372,12 +384,13 @@ impl FlowRunner {
                 None => {
                     let needs = bytes.min(self.memory.fetch_pool_bytes());
                     tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, bytes, needs_bytes = needs, "No memory for a batch larger than the fetch; it is fetched again once that much is free.");
-                    r.needs_bytes = Some(needs);
+                    let since = r.needs.map_or_else(Instant::now, |(_, since)| since);
+                    r.needs = Some((needs, since));
                     return false;
                 }
             }
         }
-        r.needs_bytes = None;
+        r.needs = None;
         let permit = if bytes > 0 {
             reservation.take(bytes, &r.held, &self.memory)
         } else {

@@ -66,8 +66,9 @@ struct Running {
     caught_up: bool,
     /// Not fetched before this (after an error for it).
     not_before: Option<Instant>,
-    /// Its next batch did not fit the free memory: the bytes it needs free to be fetched.
-    needs_bytes: Option<usize>,
+    /// Its next batch did not fit the free memory: the bytes it needs free to be fetched,
+    /// and since when.
+    needs: Option<(usize, Instant)>,
 }
 
 impl Running {

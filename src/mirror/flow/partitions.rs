@@ -62,7 +62,7 @@ impl FlowRunner {
                 fetching: false,
                 caught_up: false,
                 not_before: None,
-                needs_bytes: None,
+                needs: None,
             },
         );
     }

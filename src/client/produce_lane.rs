@@ -15,7 +15,7 @@
 //! passed, as Kafka's clients do.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +54,15 @@ struct Submission {
 /// Round trips of requests sent on an idle lane that the estimate takes the least of.
 const IDLE_SAMPLES: usize = 8;
 
+/// Idle round trips needed before they, not the connection's round trip, make the estimate.
+const IDLE_SAMPLES_NEEDED: usize = 3;
+
+/// Only requests whose batches are all smaller than this are sampled for the round trip.
+/// A request carrying large or merged batches spends longer in the broker (it validates
+/// every byte); counted, it would make a near target look distant, and the merging it
+/// then triggers would keep it looking so.
+const SAMPLED_BATCH_BYTES: usize = 64 << 10;
+
 /// What a lane has written: requests, and the batches they carried.
 #[derive(Debug, Default)]
 pub struct LaneStats {
@@ -87,20 +96,21 @@ impl ProduceLane {
         &self.stats
     }
 
-    /// The Produce round trip of this lane without queueing: the connection's own round
-    /// trip, or more when produces sent on the idle lane took longer (acks=all on a
-    /// replicated cluster waits for followers).
+    /// The Produce round trip of this lane without queueing: the least of the recent
+    /// produces of small batches sent while the broker had nothing else of ours (which
+    /// includes acks=all waiting for followers), once there are [`IDLE_SAMPLES_NEEDED`];
+    /// until then the connection's own round trip. A single sample may be an outlier (the
+    /// first write to a new partition, a busy machine).
     pub fn round_trip(&self) -> Duration {
-        let idle = self
+        let samples = self
             .stats
             .idle_round_trips
             .lock()
-            .expect("round trips lock")
-            .iter()
-            .min()
-            .copied()
-            .unwrap_or_default();
-        self.messenger.round_trip().max(idle)
+            .expect("round trips lock");
+        match samples.iter().min() {
+            Some(least) if samples.len() >= IDLE_SAMPLES_NEEDED => *least,
+            _ => self.messenger.round_trip(),
+        }
     }
 
     /// Hands `records` (one batch) for `target` to the lane; returns once the request
@@ -131,6 +141,8 @@ impl ProduceLane {
 pub(super) struct Lanes {
     lanes: Mutex<HashMap<(i32, usize), ProduceLane>>,
     throttles: Arc<Mutex<HashMap<i32, Instant>>>,
+    /// Produce requests on the wire per broker, over all its lanes.
+    in_flight: Mutex<HashMap<i32, Arc<AtomicUsize>>>,
 }
 
 impl std::fmt::Debug for Lanes {
@@ -154,11 +166,18 @@ impl Lanes {
         }
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
         let stats = Arc::new(LaneStats::default());
+        let in_flight = self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .entry(node_id)
+            .or_default()
+            .clone();
         tokio::spawn(combine(
             m.clone(),
             node_id,
             self.throttles.clone(),
-            stats.clone(),
+            (stats.clone(), in_flight),
             rx,
         ));
         let l = ProduceLane {
@@ -176,7 +195,7 @@ async fn combine(
     m: Arc<Messenger>,
     node_id: i32,
     throttles: Arc<Mutex<HashMap<i32, Instant>>>,
-    stats: Arc<LaneStats>,
+    (stats, broker_in_flight): (Arc<LaneStats>, Arc<AtomicUsize>),
     mut rx: mpsc::Receiver<Submission>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT));
@@ -218,7 +237,6 @@ async fn combine(
                 continue;
             }
         };
-        let idle = slots.available_permits() == MAX_REQUESTS_IN_FLIGHT - 1;
         let sent_at = Instant::now();
         let pending = match m.enqueue_sharing(&req, version, &batches).await {
             Ok(p) => p,
@@ -227,6 +245,10 @@ async fn combine(
                 continue;
             }
         };
+        // A round trip is sampled only when nothing else of ours was at the broker: then
+        // it is the link's and the cluster's (acks=all), not our own load's.
+        let idle = broker_in_flight.fetch_add(1, Ordering::AcqRel) == 0
+            && batches.iter().all(|b| b.len() < SAMPLED_BATCH_BYTES);
         stats.requests.fetch_add(1, Ordering::Relaxed);
         stats
             .batches
@@ -240,9 +262,11 @@ async fn combine(
         }
         let throttles = throttles.clone();
         let stats = stats.clone();
+        let broker_in_flight = broker_in_flight.clone();
         tracing::trace!(node_id, batches = answers.len(), "Produce request sent.");
         tokio::spawn(async move {
             let resp = pending.wait().await;
+            broker_in_flight.fetch_sub(1, Ordering::AcqRel);
             tracing::trace!(
                 node_id,
                 ok = resp.is_ok(),
@@ -435,7 +459,13 @@ mod tests {
             queued.push(q);
         }
         let stats = Arc::new(LaneStats::default());
-        tokio::spawn(combine(m.clone(), 0, Arc::default(), stats.clone(), rx));
+        tokio::spawn(combine(
+            m.clone(),
+            0,
+            Arc::default(),
+            (stats.clone(), Arc::default()),
+            rx,
+        ));
         for (p, q) in queued.into_iter().enumerate() {
             let answer = q.await.unwrap().unwrap().await.unwrap().unwrap();
             let outcome = answer.expect("the response names the partition");
@@ -468,6 +498,7 @@ mod tests {
     async fn throttling_broker(
         stream: tokio::io::DuplexStream,
         throttles: Vec<i32>,
+        answer_after: Duration,
         arrivals: mpsc::UnboundedSender<Instant>,
     ) {
         use futures::{SinkExt, StreamExt};
@@ -493,6 +524,7 @@ mod tests {
                 frame::encode_response(id, version, &resp).unwrap()
             } else {
                 arrivals.send(Instant::now()).unwrap();
+                tokio::time::sleep(answer_after).await;
                 let req = ProduceRequest::decode(&mut f, version).unwrap();
                 let topic = &req.topic_data[0];
                 let resp = ProduceResponse::default()
@@ -507,37 +539,47 @@ mod tests {
         }
     }
 
+    /// Produces `records` to partition `p` of topic "t" through `lane`; its outcome.
+    async fn produced(lane: &ProduceLane, p: i32, records: Bytes) -> ProduceOutcome {
+        lane.submit(target("t", p), records)
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A messenger to [`throttling_broker`] over an in-memory stream, and the receiver of
+    /// the broker's arrival times.
+    async fn scripted(
+        throttles: Vec<i32>,
+        answer_after: Duration,
+    ) -> (Arc<Messenger>, mpsc::UnboundedReceiver<Instant>) {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let (arrived, arrivals) = mpsc::unbounded_channel();
+        tokio::spawn(throttling_broker(server, throttles, answer_after, arrived));
+        let (read, write) = tokio::io::split(client);
+        let m = Messenger::over("scripted".into(), read, write, MessengerConfig::default())
+            .await
+            .unwrap();
+        (Arc::new(m), arrivals)
+    }
+
     /// KIP-219: after a response with `throttle_time_ms`, nothing more goes to that broker
     /// until the time has passed (the clock is tokio's paused one: no real waiting).
     #[tokio::test(start_paused = true)]
     async fn a_throttled_broker_gets_nothing_until_its_throttle_time_has_passed() {
-        let (client, server) = tokio::io::duplex(1 << 20);
-        let (arrived, mut arrivals) = mpsc::unbounded_channel();
-        tokio::spawn(throttling_broker(server, vec![700, 0], arrived));
-        let (read, write) = tokio::io::split(client);
-        let m = Arc::new(
-            Messenger::over("scripted".into(), read, write, MessengerConfig::default())
-                .await
-                .unwrap(),
-        );
+        let (m, mut arrivals) = scripted(vec![700, 0], Duration::ZERO).await;
         let lanes = Lanes::default();
         let lane = lanes.get(1, 0, m.clone());
         let other_lane = lanes.get(1, 1, m);
-        let answer = |lane: ProduceLane, p: i32| async move {
-            lane.submit(target("t", p), batch("v", 1))
-                .await
-                .unwrap()
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap()
-        };
-        let first = answer(lane.clone(), 0).await;
+        let first = produced(&lane, 0, batch("v", 1)).await;
         assert_eq!(first.throttle_time_ms, 700);
         let answered_at = Instant::now();
         let first_arrival = arrivals.recv().await.unwrap();
         // The next produce, on another lane to the same broker, waits out the throttle.
-        let second = answer(other_lane, 1).await;
+        let second = produced(&other_lane, 1, batch("v", 1)).await;
         assert_eq!(second.throttle_time_ms, 0);
         let second_arrival = arrivals.recv().await.unwrap();
         assert!(
@@ -546,5 +588,54 @@ mod tests {
             second_arrival - answered_at
         );
         assert!(second_arrival > first_arrival);
+    }
+
+    /// The round trip that decides whether small batches are merged is sampled only from
+    /// requests of small batches: a large one that took long at the broker leaves it
+    /// alone (the clock is tokio's paused one: the broker's 20 ms pass at once).
+    #[tokio::test(start_paused = true)]
+    async fn only_requests_of_small_batches_set_the_lane_round_trip() {
+        let answer_after = Duration::from_millis(20);
+        let (m, _arrivals) = scripted(vec![], answer_after).await;
+        let lane = Lanes::default().get(1, 0, m);
+        let large = batch(&"x".repeat(SAMPLED_BATCH_BYTES), 1);
+        assert!(large.len() >= SAMPLED_BATCH_BYTES);
+        produced(&lane, 0, large).await;
+        assert!(
+            lane.round_trip() < answer_after,
+            "a large batch's request set the round trip to {:?}",
+            lane.round_trip()
+        );
+        for _ in 0..IDLE_SAMPLES_NEEDED {
+            produced(&lane, 0, batch("small", 3)).await;
+        }
+        assert!(lane.round_trip() >= answer_after);
+    }
+
+    /// A round trip is not sampled while another request of ours is at the same broker
+    /// (on any lane): under our own load a near broker answers late, and counting that
+    /// would turn merging on where the link is near.
+    #[tokio::test(start_paused = true)]
+    async fn a_round_trip_is_sampled_only_when_the_broker_has_nothing_else_of_ours() {
+        let answer_after = Duration::from_millis(20);
+        let (m, _arrivals) = scripted(vec![], answer_after).await;
+        let lanes = Lanes::default();
+        let (busy, lane) = (lanes.get(1, 0, m.clone()), lanes.get(1, 1, m));
+        let first = busy.submit(target("t", 0), batch("busy", 1)).await.unwrap();
+        let second = lane
+            .submit(target("t", 1), batch("small", 1))
+            .await
+            .unwrap();
+        first.await.unwrap().unwrap().unwrap();
+        second.await.unwrap().unwrap().unwrap();
+        assert!(
+            lane.round_trip() < answer_after,
+            "sampled while another lane's request was at the broker: {:?}",
+            lane.round_trip()
+        );
+        for _ in 0..IDLE_SAMPLES_NEEDED {
+            produced(&lane, 1, batch("alone", 1)).await;
+        }
+        assert!(lane.round_trip() >= answer_after);
     }
 }

@@ -89,10 +89,16 @@ impl Pipeline {
         let mut batcher = Batcher::new(self.batch_bytes, self.start_offset);
         let mut input_open = true;
         let mut backoff = Backoff::new(BackoffConfig::default());
+        let mut merging = false;
         loop {
+            let merge = self.round_trip_limits();
+            if merge != merging {
+                merging = merge;
+                tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, round_trip_us = self.round_trip_us.load(Ordering::Relaxed), merge, "Small batches waiting behind a full window are merged only while the target's round trip limits the partition.");
+            }
             // Fill the window; what does not fit waits, and is merged when small.
             while window.len() < MAX_IN_FLIGHT {
-                let ready = match batcher.next_batch(self.round_trip_limits()) {
+                let ready = match batcher.next_batch(merge) {
                     Ok(Some(r)) => r,
                     Ok(None) => break,
                     Err(e) => return self.unshapeable(e),

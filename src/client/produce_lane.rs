@@ -88,6 +88,30 @@ pub struct ProduceLane {
     messenger: Arc<Messenger>,
     tx: mpsc::Sender<Submission>,
     stats: Arc<LaneStats>,
+    broker: Arc<BrokerLoad>,
+}
+
+/// What the lanes to one broker share.
+#[derive(Debug)]
+struct BrokerLoad {
+    /// Produce requests on the wire, over all the broker's lanes.
+    in_flight: Arc<AtomicUsize>,
+    /// The least round trip any of its connections measured when it was opened.
+    connect_round_trip_us: AtomicU64,
+}
+
+impl BrokerLoad {
+    fn new() -> Self {
+        Self {
+            in_flight: Arc::default(),
+            connect_round_trip_us: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn connected(&self, m: &Messenger) {
+        let us = u64::try_from(m.round_trip().as_micros()).unwrap_or(u64::MAX);
+        self.connect_round_trip_us.fetch_min(us, Ordering::Relaxed);
+    }
 }
 
 impl ProduceLane {
@@ -99,8 +123,9 @@ impl ProduceLane {
     /// The Produce round trip of this lane without queueing: the least of the recent
     /// produces of small batches sent while the broker had nothing else of ours (which
     /// includes acks=all waiting for followers), once there are [`IDLE_SAMPLES_NEEDED`];
-    /// until then the connection's own round trip. A single sample may be an outlier (the
-    /// first write to a new partition, a busy machine).
+    /// until then the least round trip of the connections to that broker (each measured
+    /// once, when it was opened). A single sample may be an outlier (the first write to a
+    /// new partition, a connection opened while the machine was busy).
     pub fn round_trip(&self) -> Duration {
         let samples = self
             .stats
@@ -109,7 +134,14 @@ impl ProduceLane {
             .expect("round trips lock");
         match samples.iter().min() {
             Some(least) if samples.len() >= IDLE_SAMPLES_NEEDED => *least,
-            _ => self.messenger.round_trip(),
+            _ => Duration::from_micros(
+                self.broker
+                    .connect_round_trip_us
+                    .load(Ordering::Relaxed)
+                    .min(
+                        u64::try_from(self.messenger.round_trip().as_micros()).unwrap_or(u64::MAX),
+                    ),
+            ),
         }
     }
 
@@ -141,8 +173,7 @@ impl ProduceLane {
 pub(super) struct Lanes {
     lanes: Mutex<HashMap<(i32, usize), ProduceLane>>,
     throttles: Arc<Mutex<HashMap<i32, Instant>>>,
-    /// Produce requests on the wire per broker, over all its lanes.
-    in_flight: Mutex<HashMap<i32, Arc<AtomicUsize>>>,
+    brokers: Mutex<HashMap<i32, Arc<BrokerLoad>>>,
 }
 
 impl std::fmt::Debug for Lanes {
@@ -166,24 +197,26 @@ impl Lanes {
         }
         let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
         let stats = Arc::new(LaneStats::default());
-        let in_flight = self
-            .in_flight
+        let broker = self
+            .brokers
             .lock()
-            .expect("in-flight lock")
+            .expect("brokers lock")
             .entry(node_id)
-            .or_default()
+            .or_insert_with(|| Arc::new(BrokerLoad::new()))
             .clone();
+        broker.connected(&m);
         tokio::spawn(combine(
             m.clone(),
             node_id,
             self.throttles.clone(),
-            (stats.clone(), in_flight),
+            (stats.clone(), broker.in_flight.clone()),
             rx,
         ));
         let l = ProduceLane {
             messenger: m,
             tx,
             stats,
+            broker,
         };
         lanes.insert((node_id, lane), l.clone());
         l
@@ -479,6 +512,7 @@ mod tests {
             messenger: m.clone(),
             tx,
             stats: stats.clone(),
+            broker: Arc::new(BrokerLoad::new()),
         };
         let answer = lane
             .submit(target("lanes", 3), batch("again", 2))
@@ -498,7 +532,7 @@ mod tests {
     async fn throttling_broker(
         stream: tokio::io::DuplexStream,
         throttles: Vec<i32>,
-        answer_after: Duration,
+        (answer_after, connect_after): (Duration, Duration),
         arrivals: mpsc::UnboundedSender<Instant>,
     ) {
         use futures::{SinkExt, StreamExt};
@@ -516,6 +550,7 @@ mod tests {
             let header = frame::decode_request_header(&mut f).unwrap();
             let (id, version) = (header.correlation_id, header.request_api_version);
             let out = if header.request_api_key == ApiKey::ApiVersions as i16 {
+                tokio::time::sleep(connect_after).await;
                 let resp =
                     ApiVersionsResponse::default().with_api_keys(vec![ApiVersion::default()
                         .with_api_key(ApiKey::Produce as i16)
@@ -556,9 +591,23 @@ mod tests {
         throttles: Vec<i32>,
         answer_after: Duration,
     ) -> (Arc<Messenger>, mpsc::UnboundedReceiver<Instant>) {
+        scripted_connecting(throttles, answer_after, Duration::ZERO).await
+    }
+
+    /// [`scripted`], with the broker answering ApiVersions after `connect_after`.
+    async fn scripted_connecting(
+        throttles: Vec<i32>,
+        answer_after: Duration,
+        connect_after: Duration,
+    ) -> (Arc<Messenger>, mpsc::UnboundedReceiver<Instant>) {
         let (client, server) = tokio::io::duplex(1 << 20);
         let (arrived, arrivals) = mpsc::unbounded_channel();
-        tokio::spawn(throttling_broker(server, throttles, answer_after, arrived));
+        tokio::spawn(throttling_broker(
+            server,
+            throttles,
+            (answer_after, connect_after),
+            arrived,
+        ));
         let (read, write) = tokio::io::split(client);
         let m = Messenger::over("scripted".into(), read, write, MessengerConfig::default())
             .await
@@ -637,5 +686,23 @@ mod tests {
             produced(&lane, 1, batch("alone", 1)).await;
         }
         assert!(lane.round_trip() >= answer_after);
+    }
+
+    /// Until produces are sampled, the estimate is the least round trip of the broker's
+    /// connections: one opened while the machine was busy does not make it look distant.
+    #[tokio::test(start_paused = true)]
+    async fn before_produces_are_sampled_the_least_connect_round_trip_counts() {
+        let connect_after = Duration::from_millis(20);
+        let (slow, _a) = scripted_connecting(vec![], Duration::ZERO, connect_after).await;
+        let (fast, _b) = scripted(vec![], Duration::ZERO).await;
+        assert!(slow.round_trip() >= connect_after);
+        let lanes = Lanes::default();
+        let _fast_lane = lanes.get(1, 0, fast);
+        let slow_lane = lanes.get(1, 1, slow);
+        assert!(
+            slow_lane.round_trip() < connect_after,
+            "{:?}",
+            slow_lane.round_trip()
+        );
     }
 }

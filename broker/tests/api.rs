@@ -136,6 +136,27 @@ async fn acks_zero_gets_no_response_and_still_appends() {
     b.shutdown().await.unwrap();
 }
 
+/// Kafka answers at once when the Fetch does not want to wait (ReplicaManager.
+/// fetchMessages: `params.maxWaitMs <= 0`), even with nothing to return; the daemon sends
+/// such Fetches for partitions that have data, and one kept waiting would stall them.
+#[tokio::test]
+async fn fetch_with_max_wait_zero_answers_at_once_even_when_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path()).await;
+    let m = connect(&b).await;
+    create_topic(&m, "now", 1).await;
+    // Nothing is ever appended: only honouring max_wait_ms 0 answers in time.
+    let resp = tokio::time::timeout(
+        Duration::from_secs(20),
+        m.send_at(&fetch_request("now", 0, 0, 0, 1 << 20), FETCH_BY_NAME),
+    )
+    .await
+    .expect("a Fetch with max_wait_ms 0 was kept waiting")
+    .unwrap();
+    assert!(records_of(&resp.responses[0].partitions[0]).is_empty());
+    b.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn fetch_long_poll_is_woken_by_new_data() {
     let dir = tempfile::tempdir().unwrap();

@@ -585,6 +585,15 @@ mod tests {
             .unwrap()
     }
 
+    /// Small batches produced alone on `lane` do set its round trip: the broker's
+    /// `answer_after`, once there are enough samples.
+    async fn assert_sampled_alone(lane: &ProduceLane, p: i32, answer_after: Duration) {
+        for _ in 0..IDLE_SAMPLES_NEEDED {
+            produced(lane, p, batch("alone", 1)).await;
+        }
+        assert!(lane.round_trip() >= answer_after);
+    }
+
     /// A messenger to [`throttling_broker`] over an in-memory stream, and the receiver of
     /// the broker's arrival times.
     async fn scripted(
@@ -655,10 +664,7 @@ mod tests {
             "a large batch's request set the round trip to {:?}",
             lane.round_trip()
         );
-        for _ in 0..IDLE_SAMPLES_NEEDED {
-            produced(&lane, 0, batch("small", 3)).await;
-        }
-        assert!(lane.round_trip() >= answer_after);
+        assert_sampled_alone(&lane, 0, answer_after).await;
     }
 
     /// A round trip is not sampled while another request of ours is at the same broker
@@ -682,10 +688,7 @@ mod tests {
             "sampled while another lane's request was at the broker: {:?}",
             lane.round_trip()
         );
-        for _ in 0..IDLE_SAMPLES_NEEDED {
-            produced(&lane, 1, batch("alone", 1)).await;
-        }
-        assert!(lane.round_trip() >= answer_after);
+        assert_sampled_alone(&lane, 1, answer_after).await;
     }
 
     /// Until produces are sampled, the estimate is the least round trip of the broker's

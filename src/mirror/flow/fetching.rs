@@ -57,6 +57,8 @@ impl Kind {
         }
     }
 
+    /// Kafka answers a Fetch with `max_wait_ms` 0 at once, data or not (ReplicaManager.
+    /// fetchMessages: `params.maxWaitMs <= 0`).
     fn max_wait_ms(self) -> i32 {
         match self {
             Kind::HasData => 0,

@@ -70,11 +70,14 @@ impl Job<'_> {
         }
     }
 
-    /// The daemon mirrors `topic` under the same name; `dir` holds its topology.
-    pub fn kmirror(&self, dir: &Path) -> Result<Measured, String> {
+    /// The daemon mirrors `topic` to `topic` + `suffix` (a fresh topic per repeated copy)
+    /// in a flow of that name, so no copy resumes from another's progress; `dir` holds its
+    /// topology.
+    pub fn kmirror(&self, dir: &Path, suffix: &str) -> Result<Measured, String> {
+        let target_topic = format!("{}{suffix}", self.topic);
         std::fs::create_dir_all(dir).expect("run directory");
         let flow = format!(
-            "  - name: {topic}\n    source: source\n    target: target\n    topics: {{ include: [\"{topic}\"] }}\n    rename: \"{{topic}}\"\n    discovery_interval: 1s\n    limits: {{ max_in_flight_bytes: {inflight} }}\n",
+            "  - name: {target_topic}\n    source: source\n    target: target\n    topics: {{ include: [\"{topic}\"] }}\n    rename: \"{{topic}}{suffix}\"\n    discovery_interval: 1s\n    limits: {{ max_in_flight_bytes: {inflight} }}\n",
             topic = self.topic,
             inflight = self.max_in_flight_bytes,
         );
@@ -87,7 +90,7 @@ impl Job<'_> {
         let mut daemon = DaemonProcess::start(&config);
         let pid = daemon.pid().expect("daemon running");
         let (seconds, first_record_seconds) =
-            self.wait_complete(self.topic, start, || daemon.log.tail(20))?;
+            self.wait_complete(&target_topic, start, || daemon.log.tail(20))?;
         if first_record_seconds > SLOW_START_SECONDS {
             println!(
                 "  kmirror took {first_record_seconds:.1} s to its first record; its log:\n{}",

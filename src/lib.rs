@@ -2,8 +2,9 @@
 //!
 //! [`config`] turns a YAML topology into a validated [`config::Topology`]; [`client`] is
 //! the Kafka client on `kmirror-wire`; [`mirror`] runs flows; [`throttle`] holds flows to
-//! their rate limits.
+//! their rate limits; [`allocator`] tunes the allocator for the data path's buffers.
 
+pub mod allocator;
 pub mod client;
 pub mod config;
 pub mod mirror;

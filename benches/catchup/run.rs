@@ -15,9 +15,9 @@ use crate::support::{self, DaemonProcess};
 /// Longest a single copy may take before the bench gives up on it.
 const DEADLINE: Duration = Duration::from_secs(180);
 
-/// A daemon slower than this to its first record has its log printed: starting takes a
-/// fraction of a second, so more is a stall worth reading about.
-const SLOW_START_SECONDS: f64 = 5.0;
+/// A daemon slower than this to its first record has its log printed: starting takes under
+/// a second even behind 50 ms (a dozen round trips), so more is a stall worth reading about.
+const SLOW_START_SECONDS: f64 = 2.0;
 
 /// What one copy cost.
 #[derive(Debug, Clone, Copy)]

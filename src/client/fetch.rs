@@ -51,6 +51,45 @@ impl Sliced {
         }
         out
     }
+
+    /// Whether the batches lie end to end in `records` (nothing between them was left out),
+    /// so that [`Self::into_owned`] can hand over `records` itself.
+    pub fn is_span_of(&self, records: &Bytes) -> bool {
+        self.span(records).is_some()
+    }
+
+    /// Where the batches lie in `records`, when they lie end to end in it.
+    fn span(&self, records: &Bytes) -> Option<std::ops::Range<usize>> {
+        let base = records.as_ptr() as usize;
+        let start = (self.batches.first()?.as_ptr() as usize).checked_sub(base)?;
+        let mut end = start;
+        for b in &self.batches {
+            if b.as_ptr() as usize != base + end {
+                return None;
+            }
+            end += b.len();
+        }
+        (end <= records.len()).then_some(start..end)
+    }
+
+    /// The batches in a buffer of their own, and whether it is `records`' own memory: when
+    /// they lie end to end in `records` and nothing else refers to its memory (a Fetch
+    /// response that carried only this partition), that memory is handed over without a
+    /// copy; the whole of it stays allocated until the buffer is dropped. Else a copy.
+    pub fn into_owned(self, records: Bytes) -> (bytes::BytesMut, bool) {
+        let Some(span) = self.span(&records) else {
+            return (self.contiguous(), false);
+        };
+        drop(self);
+        match records.try_into_mut() {
+            Ok(mut own) => {
+                own.truncate(span.end);
+                let _ = own.split_to(span.start);
+                (own, true)
+            }
+            Err(shared) => (bytes::BytesMut::from(&shared[span]), false),
+        }
+    }
 }
 
 /// An aborted transaction reported by the broker for `read_committed`.
@@ -288,6 +327,56 @@ mod tests {
         assert_eq!(s.batches.len(), 1);
         assert_eq!(s.records, 2);
         assert_eq!(s.next_offset, Some(5));
+    }
+
+    #[test]
+    fn batches_end_to_end_in_an_unshared_payload_are_handed_over_without_a_copy() {
+        let all = join(&[
+            batch(0, 3, -1, false, false),
+            batch(3, 2, -1, false, false),
+            batch(5, 4, -1, false, false),
+        ]);
+        let first = batch(0, 3, -1, false, false).len();
+        let expected = all.slice(first..).to_vec();
+        let base = all.as_ptr() as usize;
+        let s = slice(&all, 3, &[]).unwrap();
+        assert!(s.is_span_of(&all));
+        let (owned, own) = s.into_owned(all);
+        assert!(own, "nothing else referred to the payload");
+        assert_eq!(
+            owned.as_ptr() as usize,
+            base + first,
+            "the payload's own memory"
+        );
+        assert_eq!(&owned[..], &expected[..]);
+
+        // Shared with another reference: copied, same bytes.
+        let all = join(&[batch(0, 3, -1, false, false), batch(3, 2, -1, false, false)]);
+        let other = all.clone();
+        let s = slice(&all, 0, &[]).unwrap();
+        let (owned, own) = s.into_owned(all);
+        assert!(!own);
+        assert_eq!(&owned[..], &other[..]);
+    }
+
+    #[test]
+    fn batches_with_a_gap_are_copied_end_to_end() {
+        let all = join(&[
+            batch(0, 2, 7, true, false), // aborted: left out
+            batch(2, 1, 8, false, false),
+            batch(3, 1, 7, true, true), // marker: left out
+            batch(4, 2, 8, false, false),
+        ]);
+        let aborted = [Aborted {
+            producer_id: 7,
+            first_offset: 0,
+        }];
+        let s = slice(&all, 0, &aborted).unwrap();
+        assert!(!s.is_span_of(&all));
+        let expected = s.contiguous();
+        let (owned, own) = s.into_owned(all);
+        assert!(!own);
+        assert_eq!(owned, expected);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod codec;
 pub mod crc_shift;
 pub mod errors;
 pub mod frame;
+pub mod frame_reader;
 pub mod messenger;
 pub mod parts;
 pub mod rebuild;

@@ -17,15 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::FramedRead;
 
 use crate::frame::{self, FrameError};
+use crate::frame_reader::FrameReader;
 use crate::parts::Frame;
 use crate::versions::{BrokerVersions, NoCommonVersion};
 
@@ -169,7 +168,7 @@ impl Messenger {
         let (tx, rx) = mpsc::channel::<Frame>(config.write_queue_frames);
         let writer = tokio::spawn(write_loop(write, rx, shared.clone()));
         let reader = tokio::spawn(read_loop(
-            FramedRead::new(read, frame::codec(config.max_frame_bytes)),
+            FrameReader::new(read, config.max_frame_bytes),
             shared.clone(),
         ));
         let mut m = Self {
@@ -378,18 +377,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    mut stream: FramedRead<R, tokio_util::codec::LengthDelimitedCodec>,
-    shared: Arc<Shared>,
-) {
+async fn read_loop<R: AsyncRead + Unpin>(mut frames: FrameReader<R>, shared: Arc<Shared>) {
     loop {
-        let frame = match stream.next().await {
-            Some(Ok(f)) => f.freeze(),
-            Some(Err(e)) => {
+        let frame = match frames.next().await {
+            Ok(Some(f)) => f,
+            Err(e) => {
                 shared.poison(&format!("read failed: {e}"));
                 return;
             }
-            None => {
+            Ok(None) => {
                 shared.poison("connection closed by broker");
                 return;
             }

@@ -1,10 +1,11 @@
-//! The fetch loop's Fetches. Per source leader there are two at most, each on its own
-//! connection: one for the partitions that have data (answered at once), and one long
-//! poll for the partitions that caught up. Kafka answers one request at a time per
-//! connection, so a long poll on a shared connection would hold up partitions whose
-//! memory was just released. A partition is in one Fetch at a time, memory is reserved
-//! before a Fetch is sent, partitions are listed in rotating order, and each partition's
-//! answer is sliced and handed to its pipeline.
+//! The fetch loop's Fetches. Per source leader: one for the partitions that have data
+//! (answered at once); one long poll, on a connection of its own, for the partitions that
+//! caught up (Kafka answers one request at a time per connection, so a long poll on a shared
+//! connection would hold up partitions whose memory was just released); and one per
+//! partition whose last Fetch brought much data, beside the first: a response that carries
+//! one partition is handed to it without a copy. A partition is in one Fetch at a time,
+//! memory is reserved before a Fetch is sent, partitions are listed in rotating order, and
+//! each partition's answer is sliced and handed to its pipeline.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -40,11 +41,21 @@ const FETCH_RETRY: Duration = Duration::from_millis(500);
 /// answers at once for partitions in error: do not spin on them).
 const PARTITION_RETRY: Duration = Duration::from_millis(100);
 
-/// Which of a leader's two Fetches a partition goes in.
+/// Partitions whose last Fetch brought at least this much are fetched alone: their
+/// response is then large enough to own its memory
+/// ([`kmirror_wire::frame_reader::OWN_ALLOCATION_BYTES`]), which is handed to the
+/// partition without a copy.
+const ALONE_FROM_BYTES: usize = kmirror_wire::frame_reader::OWN_ALLOCATION_BYTES;
+
+/// Which Fetch a partition goes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
-    /// Its last Fetch brought data: asked without waiting.
+    /// Its last Fetch brought data: asked without waiting, with the leader's other such
+    /// partitions.
     HasData,
+    /// Its last Fetch brought much data: asked without waiting, in a Fetch of its own
+    /// (several may be on the connection at once).
+    Alone,
     /// Its last Fetch brought nothing: a long poll, on a connection of its own.
     CaughtUp,
 }
@@ -52,7 +63,7 @@ enum Kind {
 impl Kind {
     fn lane(self) -> usize {
         match self {
-            Kind::HasData => 0,
+            Kind::HasData | Kind::Alone => 0,
             Kind::CaughtUp => 1,
         }
     }
@@ -61,7 +72,7 @@ impl Kind {
     /// fetchMessages: `params.maxWaitMs <= 0`).
     fn max_wait_ms(self) -> i32 {
         match self {
-            Kind::HasData => 0,
+            Kind::HasData | Kind::Alone => 0,
             Kind::CaughtUp => FETCH_WAIT_MS,
         }
     }
@@ -148,6 +159,7 @@ impl FlowRunner {
         };
         let mut refresh = false;
         let mut wanted: HashMap<(i32, Kind), Vec<FetchWant>> = HashMap::new();
+        let mut alone: Vec<(i32, FetchWant)> = Vec::new();
         for (sp, r) in ready.iter().skip(skip).chain(ready.iter().take(skip)) {
             let Some(leader) = md.leader(&sp.topic, sp.partition) else {
                 refresh = true;
@@ -155,6 +167,8 @@ impl FlowRunner {
             };
             let kind = if r.caught_up {
                 Kind::CaughtUp
+            } else if r.alone {
+                Kind::Alone
             } else {
                 Kind::HasData
             };
@@ -166,7 +180,7 @@ impl FlowRunner {
             {
                 continue;
             }
-            wanted.entry((leader, kind)).or_default().push(FetchWant {
+            let want = FetchWant {
                 topic: sp.topic.clone(),
                 topic_id: self
                     .topic_ids
@@ -176,7 +190,11 @@ impl FlowRunner {
                 partition: sp.partition,
                 offset: r.next_fetch_offset,
                 max_bytes: i32::try_from(share - r.held.bytes()).ok(),
-            });
+            };
+            match kind {
+                Kind::Alone => alone.push((leader, want)),
+                _ => wanted.entry((leader, kind)).or_default().push(want),
+            }
         }
         if refresh {
             self.refresh_source(fetches);
@@ -186,7 +204,12 @@ impl FlowRunner {
         // What a response brings beyond the partitions' needs is released when it is sliced.
         let per_response = (self.memory.fetch_pool_bytes() / RESPONSES_PER_POOL)
             .max(PARTITION_FETCH_BYTES as usize);
-        for ((leader, kind), wants) in wanted {
+        let groups = wanted.into_iter().chain(
+            alone
+                .into_iter()
+                .map(|(leader, want)| ((leader, Kind::Alone), vec![want])),
+        );
+        for ((leader, kind), wants) in groups {
             // No more than the partitions asked for can come back (but for one batch
             // larger than its partition's limit, counted when it arrives).
             let asked: usize = wants
@@ -200,7 +223,7 @@ impl FlowRunner {
             // A long poll for partitions without data reserves little: what it brings is
             // what arrived meanwhile, and it must not hold memory others need.
             let most = match kind {
-                Kind::HasData => per_response,
+                Kind::HasData | Kind::Alone => per_response,
                 Kind::CaughtUp => CAUGHT_UP_FETCH_BYTES,
             };
             let bytes = most
@@ -225,7 +248,11 @@ impl FlowRunner {
                     r.fetching = true;
                 }
             }
-            fetches.busy.insert((leader, kind));
+            // A partition is in one Fetch at a time; Fetches of lone partitions may be
+            // on a leader's connection together.
+            if kind != Kind::Alone {
+                fetches.busy.insert((leader, kind));
+            }
             tracing::trace!(flow = %self.flow.name, leader, ?kind, partitions = partitions.len(), reserved_bytes = reservation.bytes(), "Fetching.");
             let source = self.source.clone();
             fetches.running.push(Box::pin(async move {
@@ -292,9 +319,11 @@ impl FlowRunner {
         };
         tracing::trace!(flow = %self.flow.name, leader, ?kind, partitions = got.len(), reserved_bytes = reservation.bytes(), "Fetch response.");
         let throttle_ms = got.first().map_or(0, |g| g.throttle_time_ms);
+        // A response that carried one partition is handed to it without a copy.
+        let alone = got.len() == 1;
         let mut refresh = false;
         for g in got {
-            refresh |= self.deliver(g, &mut reservation);
+            refresh |= self.deliver(g, alone, &mut reservation);
         }
         if refresh {
             self.refresh_source(fetches);
@@ -326,7 +355,10 @@ impl FlowRunner {
     }
 
     /// Hands one partition's fetched data to its pipeline; returns whether metadata is stale.
-    fn deliver(&mut self, g: fetch::FetchGot, reservation: &mut Reservation) -> bool {
+    /// `alone`: the response carried only this partition, so its payload can be handed over
+    /// as it is ([`fetch::Sliced::into_owned`]); the partition is then charged for all of
+    /// it, since all of it stays allocated until its batches are acknowledged.
+    fn deliver(&mut self, g: fetch::FetchGot, alone: bool, reservation: &mut Reservation) -> bool {
         let sp = SourcePartition {
             topic: g.topic,
             partition: g.partition,
@@ -362,6 +394,7 @@ impl FlowRunner {
         };
         // Nothing (but a cut batch) means caught up: its next Fetch is a long poll.
         r.caught_up = sliced.next_offset.is_none() && sliced.cut_batch.is_none();
+        r.alone = sliced.bytes() >= ALONE_FROM_BYTES;
         let Some(next) = sliced.next_offset else {
             if let Some((offset, size_bytes)) = sliced.cut_batch {
                 if self.reported_cut.insert(sp.clone(), offset) != Some(offset) {
@@ -370,7 +403,12 @@ impl FlowRunner {
             }
             return false;
         };
-        let bytes = sliced.bytes();
+        let handed_over = alone && sliced.is_span_of(&g.records);
+        let bytes = if handed_over {
+            g.records.len()
+        } else {
+            sliced.bytes()
+        };
         if bytes > reservation.bytes() {
             // Kafka returns the first batch whole even beyond max_bytes (KIP-74). Count it
             // if the memory is free; otherwise leave it and fetch it again later, never
@@ -398,9 +436,15 @@ impl FlowRunner {
         } else {
             None
         };
+        let records = sliced.records;
+        let data = if handed_over {
+            sliced.into_owned(g.records).0
+        } else {
+            sliced.contiguous()
+        };
         let chunk = Chunk {
-            records: sliced.records,
-            data: sliced.contiguous(),
+            records,
+            data,
             next_source_offset: next,
             permit,
         };

@@ -64,6 +64,9 @@ struct Running {
     /// Its last Fetch brought nothing: it is fetched with a long poll, apart from the
     /// partitions that have data.
     caught_up: bool,
+    /// Its last Fetch brought a response's worth of data: it is fetched in a Fetch of its
+    /// own, whose payload it is handed without a copy.
+    alone: bool,
     /// Not fetched before this (after an error for it).
     not_before: Option<Instant>,
     /// Its next batch did not fit the free memory: the bytes it needs free to be fetched,

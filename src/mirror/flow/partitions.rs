@@ -61,6 +61,7 @@ impl FlowRunner {
                 task,
                 fetching: false,
                 caught_up: false,
+                alone: false,
                 not_before: None,
                 needs: None,
             },

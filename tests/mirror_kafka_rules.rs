@@ -420,7 +420,9 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
         for round in ["a", "b", "c"] {
             admin(&["produce", topic, &format!("{round}{prefix}"), count]);
         }
-        // Flip the last byte of the second batch on disk; the broker serves the file's bytes.
+        // Flip the last byte of a batch after the first on disk (the broker serves the
+        // file's bytes): the second, or for the large shape the first large one (a producer
+        // racing its first metadata may send its first records one per batch).
         let log = source
             .data_dir
             .join(format!("{topic}-0"))
@@ -430,13 +432,14 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
             .map(|b| b.map(|b| (b.base_offset(), b.size_bytes())).unwrap())
             .collect();
         assert!(sizes.len() >= 3, "{topic}: {sizes:?}");
-        if *topic == "broken-large" {
-            assert!(
-                sizes[1].1 >= 8 << 10,
-                "large enough to go as it is: {sizes:?}"
-            );
-        }
-        let (corrupt_offset, end) = (sizes[1].0, sizes[0].1 + sizes[1].1);
+        let corrupt = match *topic {
+            "broken-large" => (1..sizes.len())
+                .find(|&i| sizes[i].1 >= 8 << 10)
+                .unwrap_or_else(|| panic!("no batch large enough to go as it is: {sizes:?}")),
+            _ => 1,
+        };
+        let corrupt_offset = sizes[corrupt].0;
+        let end: usize = sizes[..=corrupt].iter().map(|(_, size)| size).sum();
         bytes[end - 1] ^= 0xff;
         std::fs::write(&log, &bytes).unwrap();
         corrupt_offsets.push(corrupt_offset);

@@ -2,9 +2,8 @@
 //!
 //! [`config`] turns a YAML topology into a validated [`config::Topology`]; [`client`] is
 //! the Kafka client on `kmirror-wire`; [`mirror`] runs flows; [`throttle`] holds flows to
-//! their rate limits; [`allocator`] tunes the allocator for the data path's buffers.
+//! their rate limits.
 
-pub mod allocator;
 pub mod client;
 pub mod config;
 pub mod mirror;

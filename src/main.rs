@@ -70,15 +70,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Command::Run { .. } = cli.command {
-        kmirror::allocator::keep_freed_memory(
-            topology
-                .flows
-                .iter()
-                .map(|f| f.limits.max_in_flight_bytes)
-                .sum(),
-        );
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -163,23 +163,33 @@ pub fn partition_outcome(resp: &ProduceResponse, target: &ProduceTarget) -> Opti
     })
 }
 
-/// The target base offset of an answered produce, or the error it carries. A response
-/// that does not mention the partition is an error, never a success.
+/// The target base offset of an answered produce to `topic` partition `partition`, or the
+/// error it carries. A response that does not mention the partition is an error, never a
+/// success. `what` is written out only for an error (an acknowledged batch costs no
+/// formatting).
 pub fn settle(
     cluster: &str,
-    what: &str,
-    target: &ProduceTarget,
+    what: impl std::fmt::Display,
+    (topic, partition): (&str, i32),
     answer: Option<&ProduceOutcome>,
 ) -> Result<i64, ClientError> {
     let Some(out) = answer else {
         return Err(ClientError::MissingPartition {
             cluster: cluster.to_string(),
             what: what.to_string(),
-            topic: target.topic.clone(),
-            partition: target.partition,
+            topic: topic.to_string(),
+            partition,
         });
     };
-    match ClientError::from_code(cluster, what, out.error_code, out.error_message.as_deref()) {
+    if out.error_code == 0 {
+        return Ok(out.base_offset);
+    }
+    match ClientError::from_code(
+        cluster,
+        &what.to_string(),
+        out.error_code,
+        out.error_message.as_deref(),
+    ) {
         Some(e) => Err(e),
         None => Ok(out.base_offset),
     }
@@ -259,7 +269,13 @@ mod tests {
         let t = target(None);
         let answer = partition_outcome(&other, &t);
         assert!(answer.is_none());
-        let err = settle("west", "producing", &t, answer.as_ref()).unwrap_err();
+        let err = settle(
+            "west",
+            "producing",
+            (&t.topic, t.partition),
+            answer.as_ref(),
+        )
+        .unwrap_err();
         assert!(
             matches!(err, ClientError::MissingPartition { partition: 3, .. }),
             "{err}"

@@ -134,14 +134,8 @@ impl ProduceLane {
             .expect("round trips lock");
         match samples.iter().min() {
             Some(least) if samples.len() >= IDLE_SAMPLES_NEEDED => *least,
-            _ => Duration::from_micros(
-                self.broker
-                    .connect_round_trip_us
-                    .load(Ordering::Relaxed)
-                    .min(
-                        u64::try_from(self.messenger.round_trip().as_micros()).unwrap_or(u64::MAX),
-                    ),
-            ),
+            // `Lanes::get` counted this lane's own connection in when it made the lane.
+            _ => Duration::from_micros(self.broker.connect_round_trip_us.load(Ordering::Relaxed)),
         }
     }
 
@@ -512,7 +506,11 @@ mod tests {
             messenger: m.clone(),
             tx,
             stats: stats.clone(),
-            broker: Arc::new(BrokerLoad::new()),
+            broker: {
+                let broker = Arc::new(BrokerLoad::new());
+                broker.connected(&m);
+                broker
+            },
         };
         let answer = lane
             .submit(target("lanes", 3), batch("again", 2))

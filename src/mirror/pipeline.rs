@@ -268,18 +268,13 @@ impl Pipeline {
         result: Result<Option<ProduceOutcome>, ClientError>,
     ) -> Result<i64, ClientError> {
         let answer = result?;
-        // The common case without building the error's words.
-        if let Some(ok) = answer.as_ref().filter(|a| a.error_code == 0) {
-            return Ok(ok.base_offset);
-        }
-        let what = format!(
-            "producing to {} partition {}",
-            self.target_topic, self.source.partition
-        );
         produce::settle(
             self.target.name(),
-            &what,
-            &self.produce_target(),
+            format_args!(
+                "producing to {} partition {}",
+                self.target_topic, self.source.partition
+            ),
+            (&self.target_topic, self.source.partition),
             answer.as_ref(),
         )
     }

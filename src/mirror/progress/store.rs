@@ -86,7 +86,13 @@ pub(super) async fn send_batch(target: &ClusterClient, batch: Bytes) -> Result<(
     let answer = produce::produce(&m, &to, batch, WRITE_TIMEOUT_MS)
         .await
         .map_err(request(target))?;
-    produce::settle(target.name(), "writing progress", &to, answer.as_ref()).map(|_| ())
+    produce::settle(
+        target.name(),
+        "writing progress",
+        (&to.topic, to.partition),
+        answer.as_ref(),
+    )
+    .map(|_| ())
 }
 
 /// The progress topic's partition on the target cluster, reached through its leader.

@@ -8,16 +8,27 @@ use std::time::Duration;
 
 use support::*;
 
-#[test]
-fn starts_flows_and_stops_cleanly_on_sigterm() {
+/// A source and a target broker in a temporary directory.
+fn brokers() -> (tempfile::TempDir, [BrokerProcess; 2]) {
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), &[]);
     let target = BrokerProcess::start(&dir.path().join("target"), &[]);
-    let config = write_topology(
-        dir.path(),
+    (dir, [source, target])
+}
+
+/// A topology with one flow, `orders.*` from the first broker to the second.
+fn one_flow(dir: &std::path::Path, [source, target]: &[BrokerProcess; 2]) -> std::path::PathBuf {
+    write_topology(
+        dir,
         &[("east", &source.addr()), ("west", &target.addr())],
         "  - name: east-to-west\n    source: east\n    target: west\n    topics: { include: [\"orders.*\"] }\n",
-    );
+    )
+}
+
+#[test]
+fn starts_flows_and_stops_cleanly_on_sigterm() {
+    let (dir, brokers) = brokers();
+    let config = one_flow(dir.path(), &brokers);
     let mut daemon = DaemonProcess::start(&config);
     assert!(
         daemon.wait_ready(Duration::from_secs(60)),
@@ -79,4 +90,36 @@ fn an_unreachable_cluster_is_reported_and_other_flows_keep_running() {
         daemon.log.tail(30)
     );
     assert!(daemon.pid().is_some());
+}
+
+/// `--threads` sets the runtime's worker threads (default one without embedded clusters);
+/// zero is refused before anything starts.
+#[test]
+fn runs_on_the_worker_threads_asked_for() {
+    let (dir, brokers) = brokers();
+    let config = one_flow(dir.path(), &brokers);
+    for (args, workers) in [(&[][..], 1), (&["--threads", "3"][..], 3)] {
+        let mut daemon = DaemonProcess::start_with(&config, args);
+        assert!(
+            daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+            "{}",
+            daemon.log.tail(30)
+        );
+        assert_eq!(
+            daemon.threads_named("tokio-rt-worker"),
+            Some(workers),
+            "kmirror run {args:?}"
+        );
+        daemon.terminate_ok();
+    }
+    let refused = std::process::Command::new(daemon_binary())
+        .args(["run", config.to_str().unwrap(), "--threads", "0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--threads"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

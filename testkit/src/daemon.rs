@@ -15,6 +15,8 @@ use crate::process::Process;
 /// `kill9`, `terminate`, `rss_kib`, ...).
 pub struct DaemonProcess {
     pub config: PathBuf,
+    /// Arguments after `run CONFIG`, on every incarnation.
+    args: Vec<String>,
     process: Process,
     notify: Option<NotifySocket>,
     /// Holds the notify sockets.
@@ -26,8 +28,14 @@ impl DaemonProcess {
     /// Starts `kmirror run config` (it need not be ready yet: see
     /// [`wait_ready`](Self::wait_ready)).
     pub fn start(config: &Path) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    /// Starts `kmirror run config ARGS...`.
+    pub fn start_with(config: &Path, args: &[&str]) -> Self {
         let mut d = Self {
             config: config.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             process: Process::idle("kmirror daemon".into()),
             notify: None,
             sockets: tempfile::Builder::new()
@@ -51,6 +59,7 @@ impl DaemonProcess {
         let mut cmd = Command::new(daemon_binary());
         cmd.arg("run")
             .arg(&self.config)
+            .args(&self.args)
             .env(
                 "KMIRROR_LOG",
                 std::env::var("KMIRROR_TEST_DAEMON_LOG").unwrap_or_else(|_| "info".into()),

@@ -107,6 +107,21 @@ impl Process {
         }
     }
 
+    /// Threads of the running process whose name is `name` (Linux: /proc/PID/task).
+    pub fn threads_named(&self, name: &str) -> Option<usize> {
+        let pid = self.pid()?;
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        Some(
+            tasks
+                .flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|comm| comm.trim_end() == name)
+                })
+                .count(),
+        )
+    }
+
     /// Resident set size in KiB (from /proc), if running.
     pub fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;

@@ -4,9 +4,11 @@
 //! acknowledged them. Produce requests reference those batches rather than copying them
 //! ([`kmirror_wire::parts`]), so they add only their few bytes of headers.
 //!
-//! A slice of the budget, an eighth (at least 2 MiB, at most half), is kept back from the
-//! fetch pool as headroom for the moment a response is being split: each partition's
-//! batches are copied out of it while it is still allocated.
+//! A slice of the budget, 1 MiB (at most half), is kept back from the fetch pool as
+//! headroom for the moment a response shared by several partitions is being split: each
+//! partition's batches are copied out of it while it is still allocated. Shared responses
+//! are asked for no more than that ([`Memory::split_headroom_bytes`]); a partition with
+//! more data is fetched alone, and its response is handed to it without a copy.
 //!
 //! A partition may hold at most its share of the fetch pool before it is left out of fetches,
 //! so partitions stuck on the target keep only their share and the others go on. What is
@@ -18,15 +20,15 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-/// The part of the budget kept back for a response being split (an eighth), and the least.
-const SPLIT_HEADROOM_FRACTION: usize = 8;
-const MIN_SPLIT_HEADROOM_BYTES: usize = 2 << 20;
+/// The part of the budget kept back for a shared response being split (at most half).
+const SPLIT_HEADROOM_BYTES: usize = 1 << 20;
 
 /// The budget of one flow.
 #[derive(Debug, Clone)]
 pub struct Memory {
     fetch: Arc<Semaphore>,
     fetch_bytes: usize,
+    headroom_bytes: usize,
     /// Woken whenever a partition's share is released (its batches were acknowledged).
     released: Arc<Notify>,
 }
@@ -34,13 +36,12 @@ pub struct Memory {
 impl Memory {
     pub fn new(max_in_flight_bytes: usize) -> Self {
         let total = max_in_flight_bytes.min(Semaphore::MAX_PERMITS);
-        let headroom = (total / SPLIT_HEADROOM_FRACTION)
-            .max(MIN_SPLIT_HEADROOM_BYTES)
-            .min(total / 2);
+        let headroom = SPLIT_HEADROOM_BYTES.min(total / 2);
         let fetch_bytes = total - headroom;
         Self {
             fetch: Arc::new(Semaphore::new(fetch_bytes)),
             fetch_bytes,
+            headroom_bytes: headroom,
             released: Arc::new(Notify::new()),
         }
     }
@@ -53,6 +54,12 @@ impl Memory {
 
     pub fn fetch_pool_bytes(&self) -> usize {
         self.fetch_bytes
+    }
+
+    /// The most a response shared by several partitions may bring: the headroom its
+    /// split is done in.
+    pub fn split_headroom_bytes(&self) -> usize {
+        self.headroom_bytes
     }
 
     /// Fetch-pool bytes free now.
@@ -146,10 +153,11 @@ mod tests {
 
     #[test]
     fn the_fetch_pool_leaves_headroom_for_a_response_being_split() {
-        for total in [4 << 20, 64 << 20, 1 << 30] {
+        for total in [1 << 20, 4 << 20, 64 << 20, 1 << 30] {
             let m = Memory::new(total);
             let headroom = total - m.fetch_pool_bytes();
-            assert!(headroom >= (2 << 20).min(total / 2) && headroom <= total / 2);
+            assert_eq!(headroom, (1 << 20).min(total / 2));
+            assert_eq!(m.split_headroom_bytes(), headroom);
         }
     }
 

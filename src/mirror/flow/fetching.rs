@@ -24,9 +24,9 @@ use crate::mirror::memory::Reservation;
 use crate::mirror::pipeline::Chunk;
 use crate::mirror::progress::SourcePartition;
 
-/// A Fetch response asks for at most this fraction of the fetch pool: while it is split, it
-/// and the copies of its partitions' batches are both allocated, and that moment's extra
-/// memory must stay well inside the headroom the pool leaves ([`crate::mirror::memory`]).
+/// A Fetch response asks for at most this fraction of the fetch pool, so that several are on
+/// their way at once; one shared by several partitions also for no more than the headroom
+/// its split is done in ([`crate::mirror::memory`]).
 const RESPONSES_PER_POOL: usize = 4;
 /// How long a partition whose next batch did not fit the free memory holds back the
 /// other fetches while memory is released.
@@ -222,8 +222,11 @@ impl FlowRunner {
                 .sum();
             // A long poll for partitions without data reserves little: what it brings is
             // what arrived meanwhile, and it must not hold memory others need.
+            // A response shared by several partitions is split in the headroom kept for
+            // it; one for a lone partition is handed over whole.
             let most = match kind {
-                Kind::HasData | Kind::Alone => per_response,
+                Kind::HasData => per_response.min(self.memory.split_headroom_bytes()),
+                Kind::Alone => per_response,
                 Kind::CaughtUp => CAUGHT_UP_FETCH_BYTES,
             };
             let bytes = most

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::run::Measured;
+use crate::run::{self, Measured};
 use crate::source::{Loaded, Shape};
 
 /// Daemon CPU seconds per GB of key+value bytes, large batches, direct.
@@ -36,15 +36,16 @@ impl Row {
 /// Columns of the table, in order.
 const COLUMNS: usize = 7;
 
-/// seconds, seconds to the first record, wire MB/s, steady wire MB/s (from the first
-/// record to the last), key+value MB/s, CPU s per GB of key+value, peak RSS MiB.
+/// seconds, seconds to the first record, wire MB/s, steady wire MB/s (from 10% of the
+/// records on the target to 90%: [`run::MIDDLE`]), key+value MB/s, CPU s per GB of key+value, peak RSS MiB.
 fn figures(m: &Measured, loaded: &Loaded) -> [f64; COLUMNS] {
-    let steady_seconds = (m.seconds - m.first_record_seconds).max(f64::EPSILON);
+    let middle_share = run::MIDDLE[1] - run::MIDDLE[0];
+    let middle_seconds = m.middle_seconds.max(f64::EPSILON);
     [
         m.seconds,
         m.first_record_seconds,
         loaded.wire_bytes as f64 / 1e6 / m.seconds,
-        loaded.wire_bytes as f64 / 1e6 / steady_seconds,
+        loaded.wire_bytes as f64 * middle_share / 1e6 / middle_seconds,
         loaded.kv_bytes as f64 / 1e6 / m.seconds,
         m.cpu_seconds / (loaded.kv_bytes as f64 / 1e9),
         m.peak_rss_mib,
@@ -148,8 +149,8 @@ pub fn targets(rows: &[Row], max_in_flight_bytes: u64) {
             continue;
         };
         let bound = max_in_flight_bytes as f64 / rtt.as_secs_f64() / 1e6;
-        // The window bounds the rate of data moving; the start-up before the first record
-        // (a few round trips) is reported in its own column.
+        // The window bounds the rate of data moving: measured between 10% and 90% of the
+        // records, neither the start-up (its own column) nor the last window's drain.
         let wire = figures(m, &row.loaded)[STEADY_WIRE];
         let share = wire / bound;
         let check = if rtt == TARGET_RTT {

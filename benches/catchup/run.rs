@@ -19,6 +19,17 @@ const DEADLINE: Duration = Duration::from_secs(180);
 /// a second even behind 50 ms (a dozen round trips), so more is a stall worth reading about.
 const SLOW_START_SECONDS: f64 = 2.0;
 
+/// The shares of the records between which the steady rate is measured.
+pub const MIDDLE: [f64; 2] = [0.1, 0.9];
+
+/// When a copy reached its marks, in seconds from its start.
+struct Timing {
+    all: f64,
+    first: f64,
+    /// From [`MIDDLE`]'s first share of the records to its second.
+    middle: f64,
+}
+
 /// What one copy cost.
 #[derive(Debug, Clone, Copy)]
 pub struct Measured {
@@ -26,6 +37,9 @@ pub struct Measured {
     /// From process start until the first record reached the target (connecting,
     /// metadata, topic creation, loading progress: a fixed cost, paid once per start).
     pub first_record_seconds: f64,
+    /// From 10% to 90% of the records on the target: the steady rate's time, without the
+    /// start-up before and the drain of the last window after.
+    pub middle_seconds: f64,
     pub cpu_seconds: f64,
     pub peak_rss_mib: f64,
 }
@@ -45,23 +59,37 @@ pub struct Job<'a> {
 
 impl Job<'_> {
     /// Waits until `topic` on the target holds every record; `Err` with `why()` on timeout.
-    /// Returns the seconds from `start` until then and until the first record arrived.
     fn wait_complete(
         &self,
         topic: &str,
         start: Instant,
         why: impl Fn() -> String,
-    ) -> Result<(f64, f64), String> {
+    ) -> Result<Timing, String> {
         let m = self.rt.block_on(source::connect(self.target_direct));
         let mut first = None;
+        let mut crossed = [None; 2];
+        let mut last = (0.0, 0u64);
         loop {
             let copied = self.rt.block_on(source::end_offsets(&m, topic));
+            let now = start.elapsed().as_secs_f64();
             if copied > 0 && first.is_none() {
-                first = Some(start.elapsed().as_secs_f64());
+                first = Some(now);
             }
+            for (at, share) in crossed.iter_mut().zip(MIDDLE) {
+                let mark = self.records as f64 * share;
+                if at.is_none() && copied as f64 >= mark {
+                    // Between two polls the count grew about evenly.
+                    let part = (mark - last.1 as f64) / (copied - last.1) as f64;
+                    *at = Some(last.0 + part * (now - last.0));
+                }
+            }
+            last = (now, copied);
             if copied >= self.records {
-                let all = start.elapsed().as_secs_f64();
-                return Ok((all, first.unwrap_or(all)));
+                return Ok(Timing {
+                    all: now,
+                    first: first.unwrap_or(now),
+                    middle: crossed[1].unwrap_or(now) - crossed[0].unwrap_or(0.0),
+                });
             }
             if start.elapsed() > DEADLINE {
                 return Err(format!("{topic} incomplete after {DEADLINE:?}: {}", why()));
@@ -89,17 +117,18 @@ impl Job<'_> {
         let start = Instant::now();
         let mut daemon = DaemonProcess::start(&config);
         let pid = daemon.pid().expect("daemon running");
-        let (seconds, first_record_seconds) =
-            self.wait_complete(&target_topic, start, || daemon.log.tail(20))?;
-        if first_record_seconds > SLOW_START_SECONDS {
+        let t = self.wait_complete(&target_topic, start, || daemon.log.tail(20))?;
+        if t.first > SLOW_START_SECONDS {
             println!(
-                "  kmirror took {first_record_seconds:.1} s to its first record; its log:\n{}",
+                "  kmirror took {:.1} s to its first record; its log:\n{}",
+                t.first,
                 daemon.log.text()
             );
         }
         let measured = Measured {
-            seconds,
-            first_record_seconds,
+            seconds: t.all,
+            first_record_seconds: t.first,
+            middle_seconds: t.middle,
             cpu_seconds: cpu_seconds(pid),
             peak_rss_mib: peak_rss_mib(pid),
         };
@@ -142,10 +171,11 @@ impl Job<'_> {
                 .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
                 .ok_or_else(|| format!("no {name}= in baseline output: {text}"))
         };
-        let (seconds, first_record_seconds) = timed?;
+        let t = timed?;
         Ok(Measured {
-            seconds,
-            first_record_seconds,
+            seconds: t.all,
+            first_record_seconds: t.first,
+            middle_seconds: t.middle,
             cpu_seconds: field("cpu_seconds")?,
             peak_rss_mib: field("maxrss_kib")? / 1024.0,
         })

@@ -261,6 +261,12 @@ impl ClusterClient {
         Ok(self.produce_lanes.get(leader, lane, m))
     }
 
+    /// The connection lane (of [`produce_lane::PRODUCE_LANES`] per broker) a new partition
+    /// produces on, for all its life: in turn, so partitions spread evenly.
+    pub fn assign_produce_lane(&self) -> usize {
+        self.produce_lanes.assign()
+    }
+
     /// The leader of a partition in cached metadata.
     fn leader_id(&self, topic: &str, partition: i32) -> Result<i32, ClientError> {
         self.metadata()

@@ -30,6 +30,10 @@ use super::produce::{
 };
 use super::throttle_wait;
 
+/// Connections per target broker that produces are spread over: Kafka handles one request
+/// at a time per connection, so partitions on different lanes are written concurrently.
+pub const PRODUCE_LANES: usize = 4;
+
 /// Produce requests a lane keeps on its connection at once (measured at a 50 ms round trip:
 /// 5 held the catch-up bench to 78 MB/s, 32 let it reach 159).
 pub const MAX_REQUESTS_IN_FLIGHT: usize = 32;
@@ -168,6 +172,8 @@ pub(super) struct Lanes {
     lanes: Mutex<HashMap<(i32, usize), ProduceLane>>,
     throttles: Arc<Mutex<HashMap<i32, Instant>>>,
     brokers: Mutex<HashMap<i32, Arc<BrokerLoad>>>,
+    /// The lane the next partition is given.
+    next: AtomicUsize,
 }
 
 impl std::fmt::Debug for Lanes {
@@ -180,6 +186,11 @@ impl std::fmt::Debug for Lanes {
 }
 
 impl Lanes {
+    /// A lane for a new partition: in turn, so partitions spread evenly over the lanes.
+    pub(super) fn assign(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % PRODUCE_LANES
+    }
+
     /// The lane on connection `m` (lane `lane` of broker `node_id`); a new combiner when
     /// the connection was replaced.
     pub(super) fn get(&self, node_id: i32, lane: usize, m: Arc<Messenger>) -> ProduceLane {
@@ -426,6 +437,16 @@ mod tests {
             queued,
         };
         (s, rx)
+    }
+
+    #[test]
+    fn partitions_are_spread_evenly_over_the_lanes() {
+        let lanes = Lanes::default();
+        let mut per_lane = [0; PRODUCE_LANES];
+        for _ in 0..3 * PRODUCE_LANES {
+            per_lane[lanes.assign()] += 1;
+        }
+        assert_eq!(per_lane, [3; PRODUCE_LANES]);
     }
 
     #[test]

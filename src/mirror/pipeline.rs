@@ -36,10 +36,6 @@ use crate::throttle::Throttle;
 /// Produce requests on the wire per partition (Kafka's idempotence limit is 5).
 pub const MAX_IN_FLIGHT: usize = 5;
 
-/// Connections per target broker that produces are spread over: Kafka handles one request
-/// at a time per connection, so partitions on different lanes are written concurrently.
-pub const PRODUCE_LANES: usize = 4;
-
 struct InFlight {
     first_source_offset: i64,
     next_source_offset: i64,
@@ -79,6 +75,9 @@ pub struct Pipeline {
     pub batch_bytes: usize,
     /// The source offset this pipeline starts at; records below it are never produced.
     pub start_offset: i64,
+    /// The partition's connection lane to its target leader: fixed, so its requests stay
+    /// in order ([`ClusterClient::assign_produce_lane`]).
+    pub lane: usize,
     /// The round trip of the partition's lane, in microseconds (see [`crate::client::produce_lane::ProduceLane::round_trip`]).
     pub round_trip_us: AtomicU64,
 }
@@ -217,14 +216,6 @@ impl Pipeline {
         }
     }
 
-    /// The connection lane of this partition: fixed, so its requests stay in order.
-    fn lane(&self) -> usize {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (&self.target_topic, self.source.partition).hash(&mut h);
-        (h.finish() % PRODUCE_LANES as u64) as usize
-    }
-
     /// Puts one request on the wire now (so requests stay in order) and spawns the wait.
     ///
     /// A request that cannot be put on the wire (no known leader, no connection) is retried
@@ -233,7 +224,7 @@ impl Pipeline {
     /// start, so a later request arriving first would be written ahead of this one, and
     /// this one then refused as out of order.
     async fn send(&self, entry: &mut InFlight) {
-        let lane = self.lane();
+        let lane = self.lane;
         let target = self.produce_target();
         let queued = self
             .target

@@ -35,6 +35,7 @@ impl FlowRunner {
             next_target_offset: target_offset,
             batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
             start_offset: start,
+            lane: self.target.assign_produce_lane(),
             round_trip_us: Default::default(),
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");

@@ -30,8 +30,8 @@ enum Command {
         /// How long shutdown waits for in-flight produces before exiting.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         drain_timeout: Duration,
-        /// Worker threads. Default: 1, which moves about 1.5 GB/s of small batches on a
-        /// modern core with the least CPU per GB (no hand-offs between threads); with
+        /// Worker threads. Default: 1, the least CPU per GB (no hand-offs between threads;
+        /// about 1.5 GB/s of small batches per CPU second in benches/catchup); with
         /// embedded clusters, one per CPU, since their brokers run in this process too.
         #[arg(long, env = "KMIRROR_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,

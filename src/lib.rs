@@ -8,4 +8,5 @@ pub mod client;
 pub mod config;
 pub mod mirror;
 pub mod service;
+pub mod telemetry;
 pub mod throttle;

@@ -318,8 +318,14 @@ impl Groups {
 /// The daemon's metrics and health endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Telemetry {
-    pub listen: SocketAddr,
+    /// Where `/metrics`, `/healthz`, `/readyz` and `/status` are served; none without it.
+    pub listen: Option<SocketAddr>,
+    /// How often each flow logs its progress line.
+    pub log_interval: Duration,
 }
+
+/// `telemetry.log_interval` when not given.
+pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 /// One problem in a topology file.
 #[derive(Debug, Clone, PartialEq, Eq)]

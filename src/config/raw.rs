@@ -148,9 +148,13 @@ pub struct RawGroups {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a `telemetry` mapping with `listen`")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a `telemetry` mapping with `listen` and/or `log_interval`"
+)]
 pub struct RawTelemetry {
-    pub listen: Text,
+    pub listen: Option<Text>,
+    pub log_interval: Option<Text>,
 }
 
 /// The top-level keys allowed in a topology file.

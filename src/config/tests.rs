@@ -158,7 +158,10 @@ telemetry: { listen: \"127.0.0.1:9644\" }
     let groups = flow.groups.as_ref().unwrap();
     assert!(groups.sync_offsets && groups.interval == Duration::from_secs(60));
     assert!(groups.filter.matches("app-billing") && !groups.filter.matches("connect-x"));
-    assert_eq!(topology.telemetry.as_ref().unwrap().listen.port(), 9644);
+    assert_eq!(
+        topology.telemetry.as_ref().unwrap().listen.unwrap().port(),
+        9644
+    );
 }
 
 /// TLS and SASL are not implemented: asking for either is an error at its position, so

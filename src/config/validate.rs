@@ -774,10 +774,19 @@ fn resolve_telemetry(
             return None;
         }
     };
+    let log_interval = duration(
+        diagnostics,
+        &path.key("log_interval"),
+        raw.log_interval.as_ref(),
+        super::DEFAULT_LOG_INTERVAL,
+    );
     let listen_path = path.key("listen");
-    let listen = parse_listen(diagnostics, &listen_path, &raw.listen)?;
+    let listen = match &raw.listen {
+        Some(text) => Some(parse_listen(diagnostics, &listen_path, text)?),
+        None => None,
+    };
     for (name, cluster) in clusters {
-        if let Connection::Embedded(embedded) = &cluster.connection {
+        if let (Connection::Embedded(embedded), Some(listen)) = (&cluster.connection, listen) {
             if listen.port() != 0 && embedded.listen == listen {
                 diagnostics.at(
                     &listen_path,
@@ -787,5 +796,8 @@ fn resolve_telemetry(
             }
         }
     }
-    Some(Telemetry { listen })
+    Some(Telemetry {
+        listen,
+        log_interval: log_interval?,
+    })
 }

@@ -1,5 +1,5 @@
-//! The replication engine: starts embedded clusters, builds one client per cluster, and
-//! runs every flow until shutdown.
+//! The replication engine: starts the telemetry and embedded clusters, builds one client
+//! per cluster, and runs every flow until shutdown.
 
 pub mod batching;
 pub mod flow;
@@ -28,6 +28,8 @@ pub enum EngineError {
         #[source]
         source: kmirror_broker::ServerError,
     },
+    #[error("{0}")]
+    Telemetry(String),
 }
 
 /// Embedded brokers the engine started; stopped on drop of the engine run.
@@ -99,9 +101,16 @@ pub async fn run(
     stop: CancellationToken,
     drain_deadline: Duration,
 ) -> Result<(), EngineError> {
-    if let Some(t) = &topology.telemetry {
-        tracing::warn!(listen = %t.listen, "The telemetry endpoint is not implemented yet; telemetry.listen is ignored.");
-    }
+    let telemetry = crate::telemetry::Telemetry::start(
+        topology.telemetry.as_ref().and_then(|t| t.listen),
+        topology
+            .telemetry
+            .as_ref()
+            .map_or(crate::config::DEFAULT_LOG_INTERVAL, |t| t.log_interval),
+        stop.clone(),
+    )
+    .await
+    .map_err(EngineError::Telemetry)?;
     let (embedded, addrs) = Embedded::start(&topology).await?;
     let clients: BTreeMap<String, Arc<ClusterClient>> = topology
         .clusters
@@ -112,7 +121,8 @@ pub async fn run(
     for flow in topology.flows.clone() {
         let source = clients[&flow.source].clone();
         let target = clients[&flow.target].clone();
-        let runner = flow::FlowRunner::new(flow, source, target);
+        let stats = telemetry.flow(&flow.name, &flow.source, &flow.target);
+        let runner = flow::FlowRunner::new(flow, source, target, stats);
         flows.push(tokio::spawn(runner.run(stop.clone(), drain_deadline)));
     }
     crate::service::notify("READY=1");

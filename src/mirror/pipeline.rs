@@ -31,6 +31,7 @@ use super::memory::Share;
 use super::progress::{Position, Progress, SourcePartition};
 use crate::client::produce::{self, ProduceOutcome, ProduceTarget, ProducerSession};
 use crate::client::{ClientError, ClusterClient};
+use crate::telemetry::stats::{FlowStats, PartitionStats};
 use crate::throttle::Throttle;
 
 /// Produce requests on the wire per partition (Kafka's idempotence limit is 5).
@@ -42,6 +43,8 @@ struct InFlight {
     /// The stamped batch; empty for an entry that only moves the position.
     stamped: Bytes,
     records: i32,
+    /// The batch's first and newest record timestamps (ms), for telemetry.
+    timestamps_ms: (i64, i64),
     /// The answer, once the request is on the wire (a future polled by the pipeline
     /// itself: no task per batch).
     pending: Option<BoxFuture<'static, Result<Option<ProduceOutcome>, ClientError>>>,
@@ -78,6 +81,8 @@ pub struct Pipeline {
     /// The partition's connection lane to its target leader: fixed, so its requests stay
     /// in order ([`ClusterClient::assign_produce_lane`]).
     pub lane: usize,
+    pub flow_stats: Arc<FlowStats>,
+    pub stats: Arc<PartitionStats>,
     /// The round trip of the partition's lane, in microseconds (see [`crate::client::produce_lane::ProduceLane::round_trip`]).
     pub round_trip_us: AtomicU64,
 }
@@ -124,7 +129,7 @@ impl Pipeline {
                     match self.settle(done) {
                         Ok(base_offset) => {
                             let done = window.pop_front().expect("non-empty");
-                            self.acknowledged(&done, base_offset);
+                            self.acknowledged(&done, base_offset, &window);
                             backoff.reset();
                         }
                         Err(e) => {
@@ -179,14 +184,20 @@ impl Pipeline {
                 next_source_offset,
                 stamped: Bytes::new(),
                 records: 0,
+                timestamps_ms: (0, 0),
                 pending: None,
                 _permits: permits,
             });
             return;
         }
+        let waited = std::time::Instant::now();
         self.throttle
             .acquire(data.len() as u64, records.max(0) as u64)
             .await;
+        self.flow_stats
+            .throttled(waited.elapsed().as_micros() as u64);
+        let timestamps_ms = kmirror_wire::batch::BatchView::parse(&data, 0)
+            .map_or((0, 0), |b| (b.base_timestamp(), b.max_timestamp()));
         let records = produce::stamp_in_place(&mut data, self.session, self.next_sequence);
         self.next_sequence = produce::next_sequence(self.next_sequence, records);
         let mut entry = InFlight {
@@ -194,10 +205,14 @@ impl Pipeline {
             next_source_offset,
             stamped: data.freeze(),
             records,
+            timestamps_ms,
             pending: None,
             _permits: permits,
         };
         self.send(&mut entry).await;
+        if window.iter().all(|e| e.stamped.is_empty()) {
+            self.stats.holding(Some(timestamps_ms.0));
+        }
         window.push_back(entry);
     }
 
@@ -229,18 +244,25 @@ impl Pipeline {
         let queued = self
             .target
             .retry("sending Produce", None, || async {
-                let lane = self
-                    .target
-                    .produce_lane(&self.target_topic, self.source.partition, lane)
-                    .await?;
-                self.round_trip_us
-                    .store(lane.round_trip().as_micros() as u64, Ordering::Relaxed);
-                lane.submit(target.clone(), entry.stamped.clone())
-                    .await
-                    .map_err(|e| ClientError::Request {
-                        cluster: self.target.name().to_string(),
-                        source: e,
-                    })
+                let submitted = async {
+                    let lane = self
+                        .target
+                        .produce_lane(&self.target_topic, self.source.partition, lane)
+                        .await?;
+                    self.round_trip_us
+                        .store(lane.round_trip().as_micros() as u64, Ordering::Relaxed);
+                    lane.submit(target.clone(), entry.stamped.clone())
+                        .await
+                        .map_err(|e| ClientError::Request {
+                            cluster: self.target.name().to_string(),
+                            source: e,
+                        })
+                }
+                .await;
+                if let Err(e) = &submitted {
+                    self.flow_stats.produce_retry(class_name(e.class()), e);
+                }
+                submitted
             })
             .await;
         tracing::trace!(topic = %self.target_topic, partition = self.source.partition, lane, queued = queued.is_ok(), "Batch handed to its lane.");
@@ -270,14 +292,27 @@ impl Pipeline {
         )
     }
 
-    fn acknowledged(&mut self, done: &InFlight, base_offset: i64) {
+    fn acknowledged(&mut self, done: &InFlight, base_offset: i64, window: &VecDeque<InFlight>) {
         if base_offset >= 0 {
             self.next_target_offset = base_offset + i64::from(done.records);
         }
         self.advance(done.next_source_offset);
+        self.flow_stats.acknowledged(
+            &self.stats,
+            done.records.max(0) as u64,
+            done.stamped.len() as u64,
+            done.timestamps_ms.1,
+        );
+        self.stats.holding(
+            window
+                .iter()
+                .find(|e| !e.stamped.is_empty())
+                .map(|e| e.timestamps_ms.0),
+        );
     }
 
     fn advance(&self, next_source_offset: i64) {
+        self.stats.advanced(next_source_offset);
         self.progress.advance(
             &self.source,
             Position {
@@ -306,6 +341,9 @@ impl Pipeline {
         if error.class() == ErrorClass::Fatal && !session_lost {
             return Err(error);
         }
+        self.flow_stats
+            .produce_retry(class_name(error.class()), &error);
+        self.stats.error(format!("produce: {error}"));
         // Later requests may have succeeded or failed; either way they are resent, and the
         // target deduplicates the ones it already has.
         for e in window.iter_mut() {
@@ -344,6 +382,16 @@ impl Pipeline {
             }
         }
         Ok(())
+    }
+}
+
+/// The `class` label of an error's retry decision.
+pub fn class_name(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Ok => "ok",
+        ErrorClass::RetryRefreshMetadata => "stale_metadata",
+        ErrorClass::Retry => "retriable",
+        ErrorClass::Fatal => "fatal",
     }
 }
 

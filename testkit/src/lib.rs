@@ -2,13 +2,14 @@
 //! `kmirror-broker`: brokers and daemons as real processes on 127.0.0.1 (started, killed
 //! with -9, stopped with SIGTERM, paused with SIGSTOP, restarted on the same port and data
 //! directory), their captured logs, daemon readiness from `READY=1` on a notify socket,
-//! third-party clients (kcat, the Python clients) run with timeouts, and a TCP proxy that
-//! adds round-trip time.
+//! third-party clients (kcat, the Python clients) run with timeouts, a TCP proxy that
+//! adds round-trip time, and a GET for the daemon's telemetry listener.
 
 mod binaries;
 mod broker;
 mod clients;
 mod daemon;
+mod http;
 mod log;
 mod notify;
 mod process;
@@ -19,6 +20,7 @@ pub use binaries::{broker_binary, daemon_binary};
 pub use broker::BrokerProcess;
 pub use clients::{kcat, python, python_command, run_ok, run_python, run_script_ok};
 pub use daemon::{write_topology, DaemonProcess};
+pub use http::{http_get, metric, metric_sum};
 pub use log::Log;
 pub use process::{free_port, Process};
 pub use proxy::DelayProxy;

@@ -23,6 +23,7 @@ use crate::client::ClientError;
 use crate::mirror::memory::Reservation;
 use crate::mirror::pipeline::Chunk;
 use crate::mirror::progress::SourcePartition;
+use crate::telemetry::stats::PartitionState;
 
 /// A Fetch response asks for at most this fraction of the fetch pool, so that several are on
 /// their way at once; one shared by several partitions also for no more than the headroom
@@ -375,9 +376,18 @@ impl FlowRunner {
             if error == ResponseError::OffsetOutOfRange {
                 tracing::error!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = r.next_fetch_offset, log_start_offset = g.log_start_offset, high_watermark = g.high_watermark, "Source offset out of range: records were deleted before they were mirrored. The partition is paused; nothing is skipped silently.");
                 r.stop();
+                self.stats.failed("offset_out_of_range", &error);
+                r.stats.set_state(
+                    PartitionState::Failed,
+                    Some(format!(
+                        "offset {} out of range (source log starts at {}): records were deleted before they were mirrored",
+                        r.next_fetch_offset, g.log_start_offset
+                    )),
+                );
                 return false;
             }
             tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, %error, "Fetch error for partition.");
+            r.stats.error(format!("fetch: {error}"));
             r.not_before = Some(Instant::now() + PARTITION_RETRY);
             return true;
         }
@@ -392,9 +402,18 @@ impl FlowRunner {
                     &e,
                 );
                 r.stop();
+                self.stats.failed("corrupt_source", &e);
+                r.stats.set_state(
+                    PartitionState::Failed,
+                    Some(format!(
+                        "source batch at offset {}: {e}",
+                        r.next_fetch_offset
+                    )),
+                );
                 return false;
             }
         };
+        r.stats.fetched(g.high_watermark);
         // Nothing (but a cut batch) means caught up: its next Fetch is a long poll.
         r.caught_up = sliced.next_offset.is_none() && sliced.cut_batch.is_none();
         r.alone = sliced.bytes() >= ALONE_FROM_BYTES;

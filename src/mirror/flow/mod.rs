@@ -38,6 +38,7 @@ use super::progress::{Progress, ProgressError, SourcePartition};
 use crate::client::produce::ProducerSession;
 use crate::client::{ClientError, ClusterClient};
 use crate::config::Flow;
+use crate::telemetry::stats::{FlowStats, PartitionStats};
 use crate::throttle::Throttle;
 
 /// Chunks queued per partition between the fetcher and its pipeline.
@@ -67,6 +68,8 @@ struct Running {
     /// Its last Fetch brought a response's worth of data: it is fetched in a Fetch of its
     /// own, whose payload it is handed without a copy.
     alone: bool,
+    /// What telemetry reports of it.
+    stats: Arc<PartitionStats>,
     /// Not fetched before this (after an error for it).
     not_before: Option<Instant>,
     /// Its next batch did not fit the free memory: the bytes it needs free to be fetched,
@@ -100,10 +103,16 @@ pub struct FlowRunner {
     round: usize,
     /// Partitions whose next batch was reported too large, and at which offset.
     reported_cut: HashMap<SourcePartition, i64>,
+    stats: Arc<FlowStats>,
 }
 
 impl FlowRunner {
-    pub fn new(flow: Flow, source: Arc<ClusterClient>, target: Arc<ClusterClient>) -> Self {
+    pub fn new(
+        flow: Flow,
+        source: Arc<ClusterClient>,
+        target: Arc<ClusterClient>,
+        stats: Arc<FlowStats>,
+    ) -> Self {
         let memory =
             Memory::new(usize::try_from(flow.limits.max_in_flight_bytes).unwrap_or(usize::MAX));
         Self {
@@ -119,6 +128,7 @@ impl FlowRunner {
             topic_ids: HashMap::new(),
             round: 0,
             reported_cut: HashMap::new(),
+            stats,
         }
     }
 
@@ -141,6 +151,7 @@ impl FlowRunner {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::error!(flow = %name, error = %e, "Flow cannot start; it needs operator action.");
+                    self.stats.failed("fatal", &e);
                     return;
                 }
             },
@@ -153,6 +164,7 @@ impl FlowRunner {
             drain_deadline,
         ));
         tracing::info!(flow = %name, source = %self.source.name(), target = %self.target.name(), producer_id = session.producer_id, "Flow started.");
+        self.stats.started();
         let mut discovery = Discovery::new(
             self.flow.clone(),
             self.source.clone(),
@@ -183,6 +195,9 @@ impl FlowRunner {
         let mut fetches = fetching::Fetches::default();
         while !stop.is_cancelled() {
             self.start_fetches(&mut fetches);
+            self.stats.set_in_flight_bytes(
+                (self.memory.fetch_pool_bytes() - self.memory.fetch_available()) as u64,
+            );
             let wake = self.next_wake(&fetches);
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -190,6 +205,7 @@ impl FlowRunner {
                     Some(Ok(found)) => self.apply(found, &progress, session),
                     Some(Err(e)) => {
                         tracing::error!(flow = %name, error = %e, "Cannot store the flow's start positions; the flow stops and needs operator action.");
+                        self.stats.failed("fatal", &e);
                         break;
                     }
                     None => break,

@@ -11,6 +11,7 @@ use crate::client::produce::ProducerSession;
 use crate::mirror::memory::Held;
 use crate::mirror::pipeline::{Ended, Pipeline};
 use crate::mirror::progress::{Progress, SourcePartition};
+use crate::telemetry::stats::PartitionState;
 
 impl FlowRunner {
     /// Starts the pipeline of a partition discovery found, mirroring from `start`.
@@ -23,6 +24,7 @@ impl FlowRunner {
         session: ProducerSession,
     ) {
         let (tx, rx) = mpsc::channel(QUEUE_CHUNKS);
+        let stats = self.stats.partition(&sp, start);
         let pipeline = Pipeline {
             flow: self.flow.name.clone(),
             source: sp.clone(),
@@ -36,20 +38,30 @@ impl FlowRunner {
             batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
             start_offset: start,
             lane: self.target.assign_produce_lane(),
+            flow_stats: self.stats.clone(),
+            stats: stats.clone(),
             round_trip_us: Default::default(),
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");
         let (flow, topic, partition) = (self.flow.name.clone(), sp.topic.clone(), sp.partition);
+        let (flow_stats, partition_stats) = (self.stats.clone(), stats.clone());
         let task = tokio::spawn(async move {
             let ended = pipeline.run(rx).await;
             match &ended {
                 Ended::Failed(e) => {
                     tracing::error!(%flow, %topic, partition, error = %e, "Partition stopped: it needs operator action. Its progress is kept; nothing after it is mirrored.");
+                    flow_stats.failed("fatal", e);
+                    partition_stats.set_state(PartitionState::Failed, Some(e.to_string()));
                 }
                 Ended::Corrupt { offset, error } => {
                     report_bad_source_batch(&flow, &topic, partition, *offset, error);
+                    flow_stats.failed("corrupt_source", error);
+                    partition_stats.set_state(
+                        PartitionState::Failed,
+                        Some(format!("source batch at offset {offset}: {error}")),
+                    );
                 }
-                Ended::Drained => {}
+                Ended::Drained => partition_stats.set_state(PartitionState::Stopped, None),
             }
             ended
         });
@@ -63,6 +75,7 @@ impl FlowRunner {
                 fetching: false,
                 caught_up: false,
                 alone: false,
+                stats,
                 not_before: None,
                 needs: None,
             },
@@ -77,6 +90,12 @@ impl FlowRunner {
         for (sp, r) in self.partitions.iter_mut() {
             if sp.topic == topic {
                 r.stop();
+                r.stats.set_state(
+                    PartitionState::Failed,
+                    Some(format!(
+                        "source topic re-created (topic id {old_id} -> {new_id})"
+                    )),
+                );
                 stopped += 1;
             }
         }

@@ -1,0 +1,209 @@
+//! The telemetry listener (HTTP/1.1, hyper): `GET /metrics` (Prometheus text format),
+//! `GET /healthz` (the process is up), `GET /readyz` (200 only while every flow is
+//! connected and making progress or caught up; 503 with the reasons otherwise) and
+//! `GET /status` (JSON: flows, partitions, positions, lag, latency percentiles, last
+//! errors). Anything else is 404; a method other than GET or HEAD is 405.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::Metrics;
+use super::stats::{now_ms, FlowStats, Flows, PartitionState};
+
+/// A flow with records to mirror and no acknowledgement for this long is not ready.
+const STALLED_MS: i64 = 60_000;
+
+/// Quantiles `/status` reports.
+const QUANTILES: [f64; 3] = [0.5, 0.99, 0.999];
+
+/// What the listener serves.
+pub struct Served {
+    pub flows: Arc<Flows>,
+    pub metrics: Metrics,
+}
+
+/// Binds `listen`; the error names the address.
+pub async fn bind(listen: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen} for telemetry: {e}"))
+}
+
+/// Serves connections until `stop`.
+pub async fn serve(listener: TcpListener, served: Arc<Served>, stop: CancellationToken) {
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Telemetry listener cannot accept a connection.");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let served = served.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let served = served.clone();
+                async move { Ok::<_, Infallible>(answer(&served, &req)) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "Telemetry connection ended with an error.");
+            }
+        });
+    }
+}
+
+fn answer<B>(served: &Served, req: &Request<B>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
+    }
+    match req.uri().path() {
+        "/metrics" => match served.metrics.encode() {
+            Ok(body) => with_type(
+                text(StatusCode::OK, body),
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        },
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => {
+            let reasons = not_ready(&served.flows.all(), now_ms());
+            if reasons.is_empty() {
+                text(StatusCode::OK, "ready\n".into())
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready:\n{}\n", reasons.join("\n")),
+                )
+            }
+        }
+        "/status" => with_type(
+            text(StatusCode::OK, status(&served.flows.all()).to_string()),
+            "application/json",
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /healthz, /readyz or /status\n".into(),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    with_type(r, "text/plain; charset=utf-8")
+}
+
+fn with_type(mut r: Response<Full<Bytes>>, content_type: &'static str) -> Response<Full<Bytes>> {
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+/// Why the flows are not ready; empty when they are.
+pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
+    let mut reasons = Vec::new();
+    for f in flows {
+        if !f.is_started() {
+            reasons.push(format!(
+                "flow {}: not started (connecting to its clusters)",
+                f.name
+            ));
+            continue;
+        }
+        if let Some(since) = f.target_failing_since_ms() {
+            let error = f.last_error().map(|(_, e)| e).unwrap_or_default();
+            reasons.push(format!(
+                "flow {}: target {} failing for {} s: {error}",
+                f.name,
+                f.target,
+                (now_ms - since) / 1000
+            ));
+        }
+        for (sp, p) in f.partitions() {
+            if p.state() == PartitionState::Failed {
+                reasons.push(format!(
+                    "flow {}: partition {}-{} failed: {}",
+                    f.name,
+                    sp.topic,
+                    sp.partition,
+                    p.last_error().unwrap_or_default()
+                ));
+            }
+        }
+        let lag = f.lag_records();
+        if lag > 0 && f.last_ack_ms().is_none_or(|t| now_ms - t > STALLED_MS) {
+            reasons.push(format!(
+                "flow {}: {lag} records behind and nothing acknowledged for over {} s",
+                f.name,
+                STALLED_MS / 1000
+            ));
+        }
+    }
+    reasons
+}
+
+/// The `/status` document.
+pub fn status(flows: &[Arc<FlowStats>]) -> serde_json::Value {
+    let now = now_ms();
+    let flows: Vec<_> = flows
+        .iter()
+        .map(|f| {
+            let partitions: Vec<_> = f
+                .partitions()
+                .iter()
+                .map(|(sp, p)| {
+                    serde_json::json!({
+                        "topic": sp.topic,
+                        "partition": sp.partition,
+                        "state": p.state().name(),
+                        "position": p.position(),
+                        "high_watermark": p.high_watermark(),
+                        "lag_records": p.lag_records(),
+                        "lag_seconds": p.lag_seconds(now),
+                        "last_error": p.last_error(),
+                    })
+                })
+                .collect();
+            let latency = f.latency_percentiles(&QUANTILES).map(|v| {
+                serde_json::json!({ "p50": v[0], "p99": v[1], "p999": v[2], "batches": f.latency_batches() })
+            });
+            let reasons = not_ready(std::slice::from_ref(f), now);
+            serde_json::json!({
+                "name": f.name,
+                "source": f.source,
+                "target": f.target,
+                "ready": reasons.is_empty(),
+                "not_ready": reasons,
+                "mirrored_records": f.records(),
+                "mirrored_bytes": f.bytes(),
+                "lag_records": f.lag_records(),
+                "lag_seconds": f.partitions().iter().map(|(_, p)| p.lag_seconds(now)).fold(0.0, f64::max),
+                "in_flight_bytes": f.in_flight_bytes(),
+                "throttle_wait_seconds": f.throttle_wait_seconds(),
+                "retries": f.retries(),
+                "errors": f.errors(),
+                "latency_seconds": latency,
+                "last_error": f.last_error().map(|(at, e)| serde_json::json!({ "at_unix_ms": at, "error": e })),
+                "partitions": partitions,
+            })
+        })
+        .collect();
+    serde_json::json!({ "flows": flows })
+}

@@ -1,0 +1,271 @@
+//! The flows' metrics through the OpenTelemetry SDK, read by a Prometheus exporter into a
+//! registry that `GET /metrics` encodes in Prometheus text format. Counters and gauges are
+//! observed from [`super::stats`] at scrape time (nothing on the hot path); the replication
+//! latency histogram is recorded per acknowledged batch.
+//!
+//! Latency buckets: from 1 ms to 1 hour, each bound 25% above the previous one (a
+//! percentile read from them is within 25% of the truth); `/status` reads exact
+//! percentiles (1%) from each flow's hdrhistogram.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use opentelemetry::metrics::{Histogram, Meter, MeterProvider};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use prometheus::{Encoder, TextEncoder};
+
+use super::stats::{now_ms, FlowStats, Flows};
+
+/// The metrics of one process: the SDK's provider and the registry it exports into.
+pub struct Metrics {
+    registry: prometheus::Registry,
+    /// Kept alive: it owns the instruments and the exporter.
+    _provider: SdkMeterProvider,
+    meter: Meter,
+}
+
+/// Latency bucket bounds in seconds: 1 ms to 1 h, each 25% above the one before.
+fn latency_bounds() -> Vec<f64> {
+    std::iter::successors(Some(0.001_f64), |b| Some(b * 1.25))
+        .take_while(|b| *b <= 3600.0)
+        .collect()
+}
+
+impl Metrics {
+    pub fn new(flows: Arc<Flows>) -> Result<Self, String> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_target_info()
+            .scope_info_enabled(false)
+            .without_units()
+            .build()
+            .map_err(|e| format!("cannot build the Prometheus exporter: {e}"))?;
+        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let meter = provider.meter("kmirror");
+        register(&meter, flows);
+        Ok(Self {
+            registry,
+            _provider: provider,
+            meter,
+        })
+    }
+
+    /// The per-batch replication latency instrument flows record into.
+    pub fn latency(&self) -> Histogram<f64> {
+        self.meter
+            .f64_histogram("kmirror_replication_latency_seconds")
+            .with_description("Target acknowledgement time minus the record timestamp, per batch (its newest record)")
+            .with_boundaries(latency_bounds())
+            .build()
+    }
+
+    /// Every metric in Prometheus text format.
+    pub fn encode(&self) -> Result<String, String> {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .map_err(|e| e.to_string())?;
+        String::from_utf8(out).map_err(|e| e.to_string())
+    }
+}
+
+/// The observed instruments; each callback reads the flows at collection time.
+fn register(meter: &Meter, flows: Arc<Flows>) {
+    per_flow(
+        meter,
+        &flows,
+        (Kind::Counter, "kmirror_mirrored_records"),
+        "Records acknowledged by the target",
+        FlowStats::records,
+    );
+    per_flow(
+        meter,
+        &flows,
+        (Kind::Counter, "kmirror_mirrored_bytes"),
+        "Record batch bytes acknowledged by the target",
+        FlowStats::bytes,
+    );
+    by_class(
+        meter,
+        &flows,
+        "kmirror_retries",
+        "Produce requests retried, by error class",
+        FlowStats::retries,
+    );
+    by_class(
+        meter,
+        &flows,
+        "kmirror_errors",
+        "Errors that stopped a partition or a flow, by error class",
+        FlowStats::errors,
+    );
+    let f = flows.clone();
+    meter
+        .u64_observable_gauge("kmirror_partition_lag_records")
+        .with_description("Source high watermark minus the mirrored position")
+        .with_callback(move |o| {
+            for flow in f.all() {
+                for (sp, p) in flow.partitions() {
+                    o.observe(p.lag_records(), &partition_attributes(&flow.attribute, &sp));
+                }
+            }
+        })
+        .build();
+    let f = flows.clone();
+    meter
+        .f64_observable_gauge("kmirror_partition_lag_seconds")
+        .with_description("Age of the oldest record not mirrored yet; 0 when caught up")
+        .with_callback(move |o| {
+            let now = now_ms();
+            for flow in f.all() {
+                for (sp, p) in flow.partitions() {
+                    o.observe(
+                        p.lag_seconds(now),
+                        &partition_attributes(&flow.attribute, &sp),
+                    );
+                }
+            }
+        })
+        .build();
+    let f = flows.clone();
+    meter
+        .f64_observable_counter("kmirror_throttle_wait_seconds")
+        .with_description("Time batches waited for the flow's rate limits")
+        .with_callback(move |o| {
+            for flow in f.all() {
+                o.observe(
+                    flow.throttle_wait_seconds(),
+                    std::slice::from_ref(&flow.attribute),
+                );
+            }
+        })
+        .build();
+    per_flow(
+        meter,
+        &flows,
+        (Kind::Gauge, "kmirror_in_flight_bytes"),
+        "Bytes the flow holds: fetched or reserved, not yet acknowledged",
+        FlowStats::in_flight_bytes,
+    );
+    meter
+        .u64_observable_gauge("kmirror_partitions")
+        .with_description("Source partitions of the flow, by state")
+        .with_callback(move |o| {
+            for flow in flows.all() {
+                for (state, n) in flow.partition_states() {
+                    o.observe(
+                        n,
+                        &[flow.attribute.clone(), KeyValue::new("state", state.name())],
+                    );
+                }
+            }
+        })
+        .build();
+}
+
+/// Whether a value only grows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// A value per flow.
+fn per_flow(
+    meter: &Meter,
+    flows: &Arc<Flows>,
+    (kind, name): (Kind, &'static str),
+    description: &'static str,
+    read: fn(&FlowStats) -> u64,
+) {
+    let flows = flows.clone();
+    let callback = move |o: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
+        for flow in flows.all() {
+            o.observe(read(&flow), std::slice::from_ref(&flow.attribute));
+        }
+    };
+    if kind == Kind::Gauge {
+        meter
+            .u64_observable_gauge(name)
+            .with_description(description)
+            .with_callback(callback)
+            .build();
+    } else {
+        meter
+            .u64_observable_counter(name)
+            .with_description(description)
+            .with_callback(callback)
+            .build();
+    }
+}
+
+/// A counter with one value per flow and error class.
+fn by_class(
+    meter: &Meter,
+    flows: &Arc<Flows>,
+    name: &'static str,
+    description: &'static str,
+    read: fn(&FlowStats) -> BTreeMap<&'static str, u64>,
+) {
+    let flows = flows.clone();
+    meter
+        .u64_observable_counter(name)
+        .with_description(description)
+        .with_callback(move |o| {
+            for flow in flows.all() {
+                for (class, n) in read(&flow) {
+                    o.observe(n, &[flow.attribute.clone(), KeyValue::new("class", class)]);
+                }
+            }
+        })
+        .build();
+}
+
+fn partition_attributes(
+    flow: &KeyValue,
+    sp: &crate::mirror::progress::SourcePartition,
+) -> [KeyValue; 3] {
+    [
+        flow.clone(),
+        KeyValue::new("topic", sp.topic.clone()),
+        KeyValue::new("partition", i64::from(sp.partition)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_the_flows_counters_and_latency_under_their_prometheus_names() {
+        let flows = Arc::new(Flows::default());
+        let metrics = Metrics::new(flows.clone()).unwrap();
+        let flow = Arc::new(FlowStats::new(
+            "east-to-west",
+            ("a", "b"),
+            metrics.latency(),
+        ));
+        flows.add(flow.clone());
+        let sp = crate::mirror::progress::SourcePartition {
+            topic: "orders".into(),
+            partition: 3,
+        };
+        let p = flow.partition(&sp, 0);
+        p.fetched(12);
+        flow.acknowledged(&p, 7, 700, now_ms() - 250);
+        p.advanced(7);
+        let text = metrics.encode().unwrap();
+        for line in [
+            "kmirror_mirrored_records_total{flow=\"east-to-west\"} 7",
+            "kmirror_mirrored_bytes_total{flow=\"east-to-west\"} 700",
+            "kmirror_partition_lag_records{flow=\"east-to-west\",partition=\"3\",topic=\"orders\"} 5",
+            "kmirror_replication_latency_seconds_count{flow=\"east-to-west\"} 1",
+            "kmirror_partitions{flow=\"east-to-west\",state=\"running\"} 1",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
+        assert!(latency_bounds().len() > 60 && latency_bounds()[0] == 0.001);
+    }
+}

@@ -1,0 +1,62 @@
+//! Telemetry: what each flow has done and how far behind it is ([`stats`]), exported as
+//! OpenTelemetry metrics in Prometheus text format ([`metrics`]) and as JSON on the
+//! telemetry listener ([`http`]), and one progress line per flow every
+//! `telemetry.log_interval` ([`report`]).
+
+pub mod http;
+pub mod metrics;
+mod report;
+pub mod stats;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use stats::{FlowStats, Flows};
+
+/// The running telemetry of one process.
+pub struct Telemetry {
+    served: Arc<http::Served>,
+    /// The listener's address, once bound.
+    pub listening: Option<SocketAddr>,
+}
+
+impl Telemetry {
+    /// Starts the listener on `listen` (if any) and the progress lines; both end at `stop`.
+    pub async fn start(
+        listen: Option<SocketAddr>,
+        log_interval: Duration,
+        stop: CancellationToken,
+    ) -> Result<Self, String> {
+        let flows = Arc::new(Flows::default());
+        let served = Arc::new(http::Served {
+            metrics: metrics::Metrics::new(flows.clone())?,
+            flows,
+        });
+        let listening = match listen {
+            Some(addr) => {
+                let listener = http::bind(addr).await?;
+                let bound = listener.local_addr().map_err(|e| e.to_string())?;
+                tokio::spawn(http::serve(listener, served.clone(), stop.clone()));
+                tracing::info!(status = %format!("http://{bound}/status"), metrics = %format!("http://{bound}/metrics"), "Telemetry listening.");
+                Some(bound)
+            }
+            None => None,
+        };
+        tokio::spawn(report::run(served.flows.clone(), log_interval, stop));
+        Ok(Self { served, listening })
+    }
+
+    /// The stats of a new flow, exported from now on.
+    pub fn flow(&self, name: &str, source: &str, target: &str) -> Arc<FlowStats> {
+        let f = Arc::new(FlowStats::new(
+            name,
+            (source, target),
+            self.served.metrics.latency(),
+        ));
+        self.served.flows.add(f.clone());
+        f
+    }
+}

@@ -1,0 +1,35 @@
+//! One INFO line per flow every `telemetry.log_interval`: records/s, MB/s, records behind,
+//! and errors since the line before.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::stats::Flows;
+
+pub async fn run(flows: Arc<Flows>, interval: Duration, stop: CancellationToken) {
+    // Per flow name: records, bytes and errors at the last line.
+    let mut last: std::collections::HashMap<String, (u64, u64, u64)> = Default::default();
+    let mut at = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let seconds = at.elapsed().as_secs_f64().max(1e-3);
+        at = Instant::now();
+        for f in flows.all() {
+            let now = (f.records(), f.bytes(), f.errors_total());
+            let before = last.insert(f.name.clone(), now).unwrap_or_default();
+            tracing::info!(
+                flow = %f.name,
+                records_per_sec = ((now.0 - before.0) as f64 / seconds).round() as u64,
+                mb_per_sec = format!("{:.2}", (now.1 - before.1) as f64 / seconds / 1e6),
+                lag_records = f.lag_records(),
+                errors = now.2 - before.2,
+                "Mirroring."
+            );
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! What each flow has done, and how far behind it is: counters the pipelines and the fetch
+//! loop update (atomics, one lock per acknowledged batch for the latency histogram), read
+//! by the metrics callbacks, `/status`, `/readyz` and the periodic progress line.
+//!
+//! Lag of a partition: the source's high watermark (from its last Fetch response) minus
+//! the mirrored position (the next source offset acknowledged by the target). Its age: the
+//! timestamp of the oldest batch the daemon holds for it and has not had acknowledged;
+//! when the backlog has not been read yet, the age of the last record mirrored (an upper
+//! bound); 0 when caught up.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hdrhistogram::Histogram;
+use opentelemetry::KeyValue;
+
+use crate::mirror::progress::SourcePartition;
+
+/// Replication latency is kept in milliseconds, from 1 ms to a week, with two significant
+/// digits (1% resolution).
+const LATENCY_MAX_MS: u64 = 7 * 24 * 3600 * 1000;
+const LATENCY_DIGITS: u8 = 2;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A partition's state, as `kmirror_partitions{state}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionState {
+    Running = 0,
+    /// Stopped on purpose: its topic was re-created, or the flow is draining.
+    Stopped = 1,
+    /// Stopped by an error that needs an operator.
+    Failed = 2,
+}
+
+impl PartitionState {
+    pub const ALL: [PartitionState; 3] = [Self::Running, Self::Stopped, Self::Failed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Stopped,
+            2 => Self::Failed,
+            _ => Self::Running,
+        }
+    }
+}
+
+/// One source partition of a flow.
+#[derive(Debug)]
+pub struct PartitionStats {
+    /// The source's high watermark at the last Fetch; -1 until one answered.
+    high_watermark: AtomicI64,
+    /// The next source offset the target acknowledged.
+    position: AtomicI64,
+    /// Timestamp (ms) of the oldest batch held and not yet acknowledged; `i64::MIN` if none.
+    oldest_held_ms: AtomicI64,
+    /// Timestamp (ms) of the newest record mirrored; `i64::MIN` before the first.
+    last_mirrored_ms: AtomicI64,
+    state: AtomicU8,
+    last_error: Mutex<Option<String>>,
+}
+
+impl PartitionStats {
+    fn new(position: i64) -> Self {
+        Self {
+            high_watermark: AtomicI64::new(-1),
+            position: AtomicI64::new(position),
+            oldest_held_ms: AtomicI64::new(i64::MIN),
+            last_mirrored_ms: AtomicI64::new(i64::MIN),
+            state: AtomicU8::new(PartitionState::Running as u8),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub fn fetched(&self, high_watermark: i64) {
+        self.high_watermark.store(high_watermark, Ordering::Relaxed);
+    }
+
+    pub fn advanced(&self, next_source_offset: i64) {
+        self.position
+            .fetch_max(next_source_offset, Ordering::Relaxed);
+    }
+
+    /// The timestamp of the oldest batch now held (`None`: nothing held).
+    pub fn holding(&self, oldest_ms: Option<i64>) {
+        self.oldest_held_ms
+            .store(oldest_ms.unwrap_or(i64::MIN), Ordering::Relaxed);
+    }
+
+    pub fn set_state(&self, state: PartitionState, error: Option<String>) {
+        self.state.store(state as u8, Ordering::Relaxed);
+        if error.is_some() {
+            *self.last_error.lock().expect("error lock") = error;
+        }
+    }
+
+    /// Records a transient error (the partition goes on retrying).
+    pub fn error(&self, error: String) {
+        *self.last_error.lock().expect("error lock") = Some(error);
+    }
+
+    pub fn state(&self) -> PartitionState {
+        PartitionState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn position(&self) -> i64 {
+        self.position.load(Ordering::Relaxed)
+    }
+
+    pub fn high_watermark(&self) -> Option<i64> {
+        Some(self.high_watermark.load(Ordering::Relaxed)).filter(|h| *h >= 0)
+    }
+
+    /// Records behind the source (0 until the source answered a Fetch).
+    pub fn lag_records(&self) -> u64 {
+        self.high_watermark()
+            .map_or(0, |h| u64::try_from(h - self.position()).unwrap_or(0))
+    }
+
+    /// Age in seconds of the oldest record not mirrored yet; 0 when caught up.
+    pub fn lag_seconds(&self, now_ms: i64) -> f64 {
+        if self.lag_records() == 0 {
+            return 0.0;
+        }
+        let held = self.oldest_held_ms.load(Ordering::Relaxed);
+        let since = if held != i64::MIN {
+            held
+        } else {
+            self.last_mirrored_ms.load(Ordering::Relaxed)
+        };
+        if since == i64::MIN {
+            return 0.0;
+        }
+        (now_ms - since).max(0) as f64 / 1000.0
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("error lock").clone()
+    }
+}
+
+/// Counters of one flow.
+#[derive(Debug)]
+pub struct FlowStats {
+    pub name: String,
+    pub source: String,
+    pub target: String,
+    /// `flow="<name>"`, built once for the metrics.
+    pub attribute: KeyValue,
+    records: AtomicU64,
+    bytes: AtomicU64,
+    throttle_wait_us: AtomicU64,
+    in_flight_bytes: AtomicU64,
+    started: AtomicBool,
+    /// Unix ms of the last acknowledged batch, 0 before the first.
+    last_ack_ms: AtomicI64,
+    /// Unix ms since which the target refuses or cannot be reached; 0 when it answers.
+    target_failing_since_ms: AtomicI64,
+    retries: Mutex<BTreeMap<&'static str, u64>>,
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+    last_error: Mutex<Option<(i64, String)>>,
+    latency_ms: Mutex<Histogram<u64>>,
+    latency: opentelemetry::metrics::Histogram<f64>,
+    partitions: Mutex<BTreeMap<SourcePartition, Arc<PartitionStats>>>,
+}
+
+impl FlowStats {
+    pub fn new(
+        name: &str,
+        (source, target): (&str, &str),
+        latency: opentelemetry::metrics::Histogram<f64>,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            source: source.to_string(),
+            target: target.to_string(),
+            attribute: KeyValue::new("flow", name.to_string()),
+            records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            throttle_wait_us: AtomicU64::new(0),
+            in_flight_bytes: AtomicU64::new(0),
+            started: AtomicBool::new(false),
+            last_ack_ms: AtomicI64::new(0),
+            target_failing_since_ms: AtomicI64::new(0),
+            retries: Mutex::default(),
+            errors: Mutex::default(),
+            last_error: Mutex::default(),
+            latency_ms: Mutex::new(
+                Histogram::new_with_bounds(1, LATENCY_MAX_MS, LATENCY_DIGITS)
+                    .expect("valid histogram bounds"),
+            ),
+            latency,
+            partitions: Mutex::default(),
+        }
+    }
+
+    /// The stats of a partition that starts at `position` (kept if it existed).
+    pub fn partition(&self, sp: &SourcePartition, position: i64) -> Arc<PartitionStats> {
+        let p = self
+            .partitions
+            .lock()
+            .expect("partitions lock")
+            .entry(sp.clone())
+            .or_insert_with(|| Arc::new(PartitionStats::new(position)))
+            .clone();
+        p.set_state(PartitionState::Running, None);
+        p
+    }
+
+    pub fn partitions(&self) -> Vec<(SourcePartition, Arc<PartitionStats>)> {
+        self.partitions
+            .lock()
+            .expect("partitions lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn started(&self) {
+        self.started.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// A batch of `records` records and `bytes` bytes whose newest record has timestamp
+    /// `max_timestamp_ms` was acknowledged by the target.
+    pub fn acknowledged(
+        &self,
+        p: &PartitionStats,
+        records: u64,
+        bytes: u64,
+        max_timestamp_ms: i64,
+    ) {
+        self.records.fetch_add(records, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let now = now_ms();
+        self.last_ack_ms.store(now, Ordering::Relaxed);
+        self.target_failing_since_ms.store(0, Ordering::Relaxed);
+        p.last_mirrored_ms
+            .fetch_max(max_timestamp_ms, Ordering::Relaxed);
+        let latency_ms = u64::try_from(now - max_timestamp_ms).unwrap_or(0);
+        self.latency_ms
+            .lock()
+            .expect("latency lock")
+            .saturating_record(latency_ms.max(1));
+        self.latency.record(
+            latency_ms as f64 / 1000.0,
+            std::slice::from_ref(&self.attribute),
+        );
+    }
+
+    /// A produce to the target failed with an error of `class` and is retried.
+    pub fn produce_retry(&self, class: &'static str, error: &dyn std::fmt::Display) {
+        *self
+            .retries
+            .lock()
+            .expect("retries lock")
+            .entry(class)
+            .or_default() += 1;
+        let now = now_ms();
+        let _ = self.target_failing_since_ms.compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        *self.last_error.lock().expect("error lock") = Some((now, error.to_string()));
+    }
+
+    /// An error that stopped a partition or the flow, of `class`.
+    pub fn failed(&self, class: &'static str, error: &dyn std::fmt::Display) {
+        *self
+            .errors
+            .lock()
+            .expect("errors lock")
+            .entry(class)
+            .or_default() += 1;
+        *self.last_error.lock().expect("error lock") = Some((now_ms(), error.to_string()));
+    }
+
+    pub fn throttled(&self, waited_us: u64) {
+        self.throttle_wait_us
+            .fetch_add(waited_us, Ordering::Relaxed);
+    }
+
+    pub fn set_in_flight_bytes(&self, bytes: u64) {
+        self.in_flight_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    pub fn records(&self) -> u64 {
+        self.records.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn throttle_wait_seconds(&self) -> f64 {
+        self.throttle_wait_us.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    pub fn in_flight_bytes(&self) -> u64 {
+        self.in_flight_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn retries(&self) -> BTreeMap<&'static str, u64> {
+        self.retries.lock().expect("retries lock").clone()
+    }
+
+    pub fn errors(&self) -> BTreeMap<&'static str, u64> {
+        self.errors.lock().expect("errors lock").clone()
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors().values().sum::<u64>() + self.retries().values().sum::<u64>()
+    }
+
+    pub fn last_error(&self) -> Option<(i64, String)> {
+        self.last_error.lock().expect("error lock").clone()
+    }
+
+    /// Since when (Unix ms) the target has been failing, if it is.
+    pub fn target_failing_since_ms(&self) -> Option<i64> {
+        Some(self.target_failing_since_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    pub fn last_ack_ms(&self) -> Option<i64> {
+        Some(self.last_ack_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// Replication latency percentiles in seconds (`None` before the first batch).
+    pub fn latency_percentiles(&self, quantiles: &[f64]) -> Option<Vec<f64>> {
+        let h = self.latency_ms.lock().expect("latency lock");
+        (!h.is_empty()).then(|| {
+            quantiles
+                .iter()
+                .map(|q| h.value_at_quantile(*q) as f64 / 1000.0)
+                .collect()
+        })
+    }
+
+    pub fn latency_batches(&self) -> u64 {
+        self.latency_ms.lock().expect("latency lock").len()
+    }
+
+    /// Records behind the source, over all partitions.
+    pub fn lag_records(&self) -> u64 {
+        self.partitions().iter().map(|(_, p)| p.lag_records()).sum()
+    }
+
+    /// Partitions per state.
+    pub fn partition_states(&self) -> [(PartitionState, u64); 3] {
+        let parts = self.partitions();
+        PartitionState::ALL.map(|s| {
+            (
+                s,
+                parts.iter().filter(|(_, p)| p.state() == s).count() as u64,
+            )
+        })
+    }
+}
+
+/// Every flow of the running topology.
+#[derive(Debug, Default)]
+pub struct Flows {
+    flows: Mutex<Vec<Arc<FlowStats>>>,
+}
+
+impl Flows {
+    pub fn add(&self, flow: Arc<FlowStats>) {
+        self.flows.lock().expect("flows lock").push(flow);
+    }
+
+    pub fn all(&self) -> Vec<Arc<FlowStats>> {
+        self.flows.lock().expect("flows lock").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow() -> FlowStats {
+        let meter = opentelemetry::metrics::MeterProvider::meter(
+            &opentelemetry_sdk::metrics::SdkMeterProvider::default(),
+            "test",
+        );
+        FlowStats::new("f", ("a", "b"), meter.f64_histogram("l").build())
+    }
+
+    #[test]
+    fn lag_is_high_watermark_minus_position_and_its_age_that_of_the_oldest_held_batch() {
+        let f = flow();
+        let sp = SourcePartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let p = f.partition(&sp, 10);
+        assert_eq!(p.lag_records(), 0, "no Fetch answered yet");
+        p.fetched(25);
+        assert_eq!(p.lag_records(), 15);
+        p.holding(Some(1_000));
+        assert_eq!(p.lag_seconds(3_500), 2.5);
+        f.acknowledged(&p, 15, 100, 2_000);
+        p.advanced(25);
+        p.holding(None);
+        assert_eq!((p.lag_records(), p.lag_seconds(9_000)), (0, 0.0));
+        p.fetched(30);
+        assert_eq!(
+            p.lag_seconds(9_000),
+            7.0,
+            "not read yet: the last mirrored record's age"
+        );
+        assert_eq!(f.records(), 15);
+        assert_eq!(f.latency_batches(), 1);
+    }
+}

@@ -14,6 +14,8 @@
 //! `KMIRROR_BENCH_REPEAT=5` has the daemon copy each source topic five times (each to a
 //! fresh target topic, every copy printed); the table shows the copy of median CPU, since
 //! a shared 2-core machine varies by a third from one copy to the next.
+//! `KMIRROR_BENCH_TELEMETRY=compare` alternates copies without and with the telemetry
+//! listener scraped every second (off, on, on, off, ...), and prints the median of each; `=on` scrapes every copy.
 
 #[path = "../../broker/benches/data.rs"]
 mod data;
@@ -93,7 +95,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let python = std::env::var("KMIRROR_PYTHON").ok();
+    let telemetry = std::env::var("KMIRROR_BENCH_TELEMETRY").unwrap_or_default();
+    let python = std::env::var("KMIRROR_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty());
     if python.is_none() {
         println!("KMIRROR_PYTHON is not set: the librdkafka baseline is NOT run (point it at a Python with confluent-kafka, e.g. .venv/bin/python from scripts/test.sh)");
     }
@@ -142,20 +147,28 @@ fn main() {
                 records: loaded.records,
                 max_in_flight_bytes,
             };
-            let kmirror = median_by_cpu(
-                (0..repeat)
-                    .map(|i| {
-                        let suffix = match i {
-                            0 => String::new(),
-                            i => format!(".{i}"),
-                        };
-                        let run = dir.path().join("runs").join(format!("{topic}{suffix}"));
-                        let m = job.kmirror(&run, &suffix);
-                        println!("  kmirror: {m:?}");
-                        m
-                    })
-                    .collect(),
-            );
+            let copies: Vec<(bool, Result<run::Measured, String>)> = (0..repeat)
+                .map(|i| {
+                    let suffix = match i {
+                        0 => String::new(),
+                        i => format!(".{i}"),
+                    };
+                    // off, on, on, off, ...: a drift over the run favours neither.
+                    let on =
+                        telemetry == "on" || (telemetry == "compare" && matches!(i % 4, 1 | 2));
+                    let run = dir.path().join("runs").join(format!("{topic}{suffix}"));
+                    let m = job.kmirror(&run, &suffix, on);
+                    println!(
+                        "  kmirror{}: {m:?}",
+                        if on { " (telemetry scraped)" } else { "" }
+                    );
+                    (on, m)
+                })
+                .collect();
+            if telemetry == "compare" {
+                report::telemetry_difference(&topic, &copies);
+            }
+            let kmirror = median_by_cpu(copies.into_iter().map(|(_, m)| m).collect());
             let baseline = python.as_deref().map(|py| job.baseline(py));
             println!("  librdkafka loop: {baseline:?}");
             rows.push(Row {

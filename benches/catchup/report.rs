@@ -167,3 +167,35 @@ pub fn targets(rows: &[Row], max_in_flight_bytes: u64) {
         );
     }
 }
+
+/// The cost of telemetry scraped, from copies in blocks of off, on, on, off (a drift over
+/// the run cancels within a block): per block, the on copies' CPU and wall seconds over
+/// the off copies'; printed per block and as the mean.
+pub fn telemetry_difference(topic: &str, copies: &[(bool, Result<Measured, String>)]) {
+    let mut ratios = Vec::new();
+    for block in copies.chunks_exact(4) {
+        let ok: Option<Vec<&Measured>> = block.iter().map(|(_, m)| m.as_ref().ok()).collect();
+        let Some(m) = ok else { continue };
+        let ratio = |f: fn(&Measured) -> f64| (f(m[1]) + f(m[2])) / (f(m[0]) + f(m[3]));
+        ratios.push((ratio(|m| m.cpu_seconds), ratio(|m| m.seconds)));
+    }
+    if ratios.is_empty() {
+        return;
+    }
+    let pct = |r: f64| (r - 1.0) * 100.0;
+    let list = |f: fn(&(f64, f64)) -> f64| {
+        ratios
+            .iter()
+            .map(|r| format!("{:+.1}%", pct(f(r))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mean = |f: fn(&(f64, f64)) -> f64| ratios.iter().map(f).sum::<f64>() / ratios.len() as f64;
+    println!(
+        "  telemetry {topic}: scraped vs not, per block of 4 copies: CPU {} (mean {:+.1}%), wall {} (mean {:+.1}%)",
+        list(|r| r.0),
+        pct(mean(|r| r.0)),
+        list(|r| r.1),
+        pct(mean(|r| r.1)),
+    );
+}

@@ -101,7 +101,10 @@ impl Job<'_> {
     /// The daemon mirrors `topic` to `topic` + `suffix` (a fresh topic per repeated copy)
     /// in a flow of that name, so no copy resumes from another's progress; `dir` holds its
     /// topology.
-    pub fn kmirror(&self, dir: &Path, suffix: &str) -> Result<Measured, String> {
+    ///
+    /// With `telemetry`, the daemon serves its telemetry listener and the bench scrapes
+    /// `/metrics` and `/status` every second while it copies, as a monitoring system would.
+    pub fn kmirror(&self, dir: &Path, suffix: &str, telemetry: bool) -> Result<Measured, String> {
         let target_topic = format!("{}{suffix}", self.topic);
         std::fs::create_dir_all(dir).expect("run directory");
         let flow = format!(
@@ -114,10 +117,30 @@ impl Job<'_> {
             &[("source", self.source), ("target", self.target)],
             &flow,
         );
+        let listen = format!("127.0.0.1:{}", support::free_port());
+        if telemetry {
+            let mut text = std::fs::read_to_string(&config).expect("topology");
+            text.push_str(&format!("telemetry: {{ listen: \"{listen}\" }}\n"));
+            std::fs::write(&config, text).expect("topology");
+        }
         let start = Instant::now();
         let mut daemon = DaemonProcess::start(&config);
         let pid = daemon.pid().expect("daemon running");
-        let t = self.wait_complete(&target_topic, start, || daemon.log.tail(20))?;
+        let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(telemetry));
+        let scraper = {
+            let scraping = scraping.clone();
+            std::thread::spawn(move || {
+                while scraping.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = support::http_get(&listen, "/metrics");
+                    let _ = support::http_get(&listen, "/status");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            })
+        };
+        let t = self.wait_complete(&target_topic, start, || daemon.log.tail(20));
+        scraping.store(false, std::sync::atomic::Ordering::Relaxed);
+        let _ = scraper.join();
+        let t = t?;
         if t.first > SLOW_START_SECONDS {
             println!(
                 "  kmirror took {:.1} s to its first record; its log:\n{}",

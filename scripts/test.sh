@@ -3,6 +3,7 @@
 # drive (idempotent, quiet), then runs `cargo test --workspace "$@"`.
 #
 #   kcat                         Debian apt package (librdkafka 2.0.2 on Debian 12)
+#   systemd-analyze              Debian apt package systemd (verifies systemd/*.service)
 #   confluent-kafka, kafka-python  pinned, from PyPI, into .venv/ in the repo
 #
 # The tests find the Python through KMIRROR_PYTHON, exported here.
@@ -56,6 +57,11 @@ apt_install() {
 if ! command -v kcat >/dev/null 2>&1; then
     apt_install kcat || die "kcat is missing and could not be installed (the interop tests need it)"
     command -v kcat >/dev/null 2>&1 || die "kcat still not on PATH after installing it"
+fi
+
+# --- systemd-analyze (tests/systemd_units.rs verifies the unit files) ------------------
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    apt_install systemd || die "systemd-analyze is missing and could not be installed (tests/systemd_units.rs needs it)"
 fi
 
 # --- Python clients ---------------------------------------------------------------------

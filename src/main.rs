@@ -127,6 +127,16 @@ fn default_threads(topology: &config::Topology) -> usize {
 async fn run(topology: config::Topology, drain_timeout: Duration) -> ExitCode {
     let stop = CancellationToken::new();
     let signals = stop.clone();
+    tokio::spawn(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        // Reload is not implemented: say so instead of dying (SIGHUP's default).
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::warn!("SIGHUP: reloading the topology is not implemented yet; restart kmirror to apply a changed topology. Running on unchanged.");
+        }
+    });
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (

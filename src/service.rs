@@ -1,45 +1,55 @@
-//! Running under systemd: `READY=1` / `STOPPING=1` notifications on `$NOTIFY_SOCKET`
-//! (`Type=notify` units). Without that variable every call does nothing. This module
-//! does not handle signals; `main.rs` does.
+//! Running under systemd (`Type=notify` units), through the sd-notify crate: `READY=1`,
+//! `STOPPING=1`, and `WATCHDOG=1` while the engine turns. Without `$NOTIFY_SOCKET` every
+//! call does nothing. This module does not handle signals; `main.rs` does.
+//!
+//! The watchdog is fed from the engine's own loops, not from a timer that would outlive a
+//! hung engine: every flow's fetch loop beats on each turn (at least every 100 ms), and
+//! `WATCHDOG=1` goes out only while every running loop beat within the watchdog interval.
+//! A runtime blocked by a hung task cannot run the pinger either.
 
-/// Sends `state` (e.g. `READY=1`) to systemd, if the process was started by it.
-pub fn notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let socket = match std::os::unix::net::UnixDatagram::unbound() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "Cannot create the systemd notify socket.");
-            return;
-        }
-    };
-    let bytes = path.as_encoded_bytes();
-    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
-        // Abstract socket namespace.
-        use std::os::linux::net::SocketAddrExt;
-        std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
-    } else {
-        socket.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, state, "Cannot notify systemd.");
+use std::sync::Arc;
+
+use sd_notify::NotifyState;
+use tokio_util::sync::CancellationToken;
+
+use crate::telemetry::stats::{now_ms, Flows};
+
+/// Sends `state` to systemd, if the process was started by it.
+pub fn notify(state: NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "Cannot notify systemd.");
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn notify_reaches_the_socket_named_by_notify_socket() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify");
-        let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        std::env::set_var("NOTIFY_SOCKET", &path);
-        super::notify("READY=1");
-        std::env::remove_var("NOTIFY_SOCKET");
-        let mut buf = [0u8; 64];
-        let n = listener.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1");
+/// Pings the watchdog at half its interval (`WATCHDOG_USEC`, set by systemd from
+/// `WatchdogSec=`) while every running flow loop beats; returns at once without one.
+pub async fn watchdog(flows: Arc<Flows>, stop: CancellationToken) {
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let limit_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+    tracing::info!(watchdog_ms = limit_ms, "systemd watchdog enabled.");
+    let mut stalled_reported = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval / 2) => {}
+        }
+        let now = now_ms();
+        let stalled: Vec<String> = flows
+            .all()
+            .iter()
+            .filter_map(|f| {
+                let beat = f.loop_beat_ms()?;
+                (now - beat > limit_ms).then(|| format!("{} ({} ms)", f.name, now - beat))
+            })
+            .collect();
+        if stalled.is_empty() {
+            notify(NotifyState::Watchdog);
+            stalled_reported = false;
+        } else if !stalled_reported {
+            tracing::error!(flows = %stalled.join(", "), watchdog_ms = limit_ms, "Flow loops stopped turning; the systemd watchdog is no longer fed.");
+            stalled_reported = true;
+        }
     }
 }

@@ -29,7 +29,8 @@ fn one_flow(dir: &std::path::Path, [source, target]: &[BrokerProcess; 2]) -> std
 fn starts_flows_and_stops_cleanly_on_sigterm() {
     let (dir, brokers) = brokers();
     let config = one_flow(dir.path(), &brokers);
-    let mut daemon = DaemonProcess::start(&config);
+    // A 1 s watchdog, as systemd sets it from WatchdogSec=.
+    let mut daemon = DaemonProcess::start_with(&config, &[], &[("WATCHDOG_USEC", "1000000")]);
     assert!(
         daemon.wait_ready(Duration::from_secs(60)),
         "no READY=1:\n{}",
@@ -38,6 +39,23 @@ fn starts_flows_and_stops_cleanly_on_sigterm() {
     // READY=1 comes when the flow is spawned; the test is about the flow itself starting.
     assert!(
         daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    assert!(
+        daemon.wait_notified("WATCHDOG=1", Duration::from_secs(10)),
+        "no WATCHDOG=1 within 10 s of a 1 s watchdog:\n{}",
+        daemon.log.tail(30)
+    );
+    // Reload is not implemented: SIGHUP is reported, and the daemon keeps running.
+    std::process::Command::new("kill")
+        .args(["-HUP", &daemon.pid().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        daemon
+            .log
+            .wait_for("SIGHUP: reloading", Duration::from_secs(10)),
         "{}",
         daemon.log.tail(30)
     );
@@ -99,7 +117,7 @@ fn runs_on_the_worker_threads_asked_for() {
     let (dir, brokers) = brokers();
     let config = one_flow(dir.path(), &brokers);
     for (args, workers) in [(&[][..], 1), (&["--threads", "3"][..], 3)] {
-        let mut daemon = DaemonProcess::start_with(&config, args);
+        let mut daemon = DaemonProcess::start_with(&config, args, &[]);
         assert!(
             daemon.log.wait_for("Flow started", Duration::from_secs(60)),
             "{}",

@@ -125,9 +125,10 @@ pub async fn run(
         let runner = flow::FlowRunner::new(flow, source, target, stats);
         flows.push(tokio::spawn(runner.run(stop.clone(), drain_deadline)));
     }
-    crate::service::notify("READY=1");
+    crate::service::notify(sd_notify::NotifyState::Ready);
+    tokio::spawn(crate::service::watchdog(telemetry.flows(), stop.clone()));
     stop.cancelled().await;
-    crate::service::notify("STOPPING=1");
+    crate::service::notify(sd_notify::NotifyState::Stopping);
     for f in flows {
         let _ = f.await;
     }

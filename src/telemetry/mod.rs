@@ -49,6 +49,11 @@ impl Telemetry {
         Ok(Self { served, listening })
     }
 
+    /// Every flow's stats.
+    pub fn flows(&self) -> Arc<Flows> {
+        self.served.flows.clone()
+    }
+
     /// The stats of a new flow, exported from now on.
     pub fn flow(&self, name: &str, source: &str, target: &str) -> Arc<FlowStats> {
         let f = Arc::new(FlowStats::new(

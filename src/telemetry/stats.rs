@@ -167,6 +167,8 @@ pub struct FlowStats {
     throttle_wait_us: AtomicU64,
     in_flight_bytes: AtomicU64,
     started: AtomicBool,
+    /// Unix ms of the fetch loop's last turn; 0 while it does not run.
+    loop_beat_ms: AtomicI64,
     /// Unix ms of the last acknowledged batch, 0 before the first.
     last_ack_ms: AtomicI64,
     /// Unix ms since which the target refuses or cannot be reached; 0 when it answers.
@@ -195,6 +197,7 @@ impl FlowStats {
             throttle_wait_us: AtomicU64::new(0),
             in_flight_bytes: AtomicU64::new(0),
             started: AtomicBool::new(false),
+            loop_beat_ms: AtomicI64::new(0),
             last_ack_ms: AtomicI64::new(0),
             target_failing_since_ms: AtomicI64::new(0),
             retries: Mutex::default(),
@@ -233,6 +236,17 @@ impl FlowStats {
 
     pub fn started(&self) {
         self.started.store(true, Ordering::Relaxed);
+    }
+
+    /// The fetch loop turned (`running`), or ended (`!running`).
+    pub fn beat(&self, running: bool) {
+        let at = if running { now_ms() } else { 0 };
+        self.loop_beat_ms.store(at, Ordering::Relaxed);
+    }
+
+    /// Unix ms of the fetch loop's last turn, while it runs.
+    pub fn loop_beat_ms(&self) -> Option<i64> {
+        Some(self.loop_beat_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
     pub fn is_started(&self) -> bool {

@@ -15,8 +15,9 @@ use crate::process::Process;
 /// `kill9`, `terminate`, `rss_kib`, ...).
 pub struct DaemonProcess {
     pub config: PathBuf,
-    /// Arguments after `run CONFIG`, on every incarnation.
+    /// Arguments after `run CONFIG`, and environment variables, on every incarnation.
     args: Vec<String>,
+    envs: Vec<(String, String)>,
     process: Process,
     notify: Option<NotifySocket>,
     /// Holds the notify sockets.
@@ -28,14 +29,18 @@ impl DaemonProcess {
     /// Starts `kmirror run config` (it need not be ready yet: see
     /// [`wait_ready`](Self::wait_ready)).
     pub fn start(config: &Path) -> Self {
-        Self::start_with(config, &[])
+        Self::start_with(config, &[], &[])
     }
 
-    /// Starts `kmirror run config ARGS...`.
-    pub fn start_with(config: &Path, args: &[&str]) -> Self {
+    /// Starts `kmirror run config ARGS...` with `envs` added to its environment.
+    pub fn start_with(config: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let mut d = Self {
             config: config.to_path_buf(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             process: Process::idle("kmirror daemon".into()),
             notify: None,
             sockets: tempfile::Builder::new()
@@ -60,6 +65,7 @@ impl DaemonProcess {
         cmd.arg("run")
             .arg(&self.config)
             .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env(
                 "KMIRROR_LOG",
                 std::env::var("KMIRROR_TEST_DAEMON_LOG").unwrap_or_else(|_| "info".into()),
@@ -72,6 +78,11 @@ impl DaemonProcess {
     /// Waits for `READY=1` from this incarnation (sent once every flow was spawned).
     pub fn wait_ready(&self, timeout: Duration) -> bool {
         self.notified("READY=1", timeout)
+    }
+
+    /// Waits for `state` (e.g. `WATCHDOG=1`) from this incarnation.
+    pub fn wait_notified(&self, state: &str, timeout: Duration) -> bool {
+        self.notified(state, timeout)
     }
 
     /// Waits for `STOPPING=1` from this incarnation (sent when shutdown begins).

@@ -194,6 +194,7 @@ impl FlowRunner {
         });
         let mut fetches = fetching::Fetches::default();
         while !stop.is_cancelled() {
+            self.stats.beat(true);
             self.start_fetches(&mut fetches);
             self.stats.set_in_flight_bytes(
                 (self.memory.fetch_pool_bytes() - self.memory.fetch_available()) as u64,
@@ -215,6 +216,7 @@ impl FlowRunner {
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
         }
+        self.stats.beat(false);
         discovering.abort();
         // Drain: no more fetching; pipelines finish what they hold.
         let mut tasks = Vec::new();

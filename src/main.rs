@@ -17,8 +17,23 @@ struct Cli {
     /// Log filter, e.g. info, debug, kmirror=debug.
     #[arg(long, global = true, env = "KMIRROR_LOG", default_value = "info")]
     log_level: String,
+    /// Log lines as text for people, or as one JSON object per line for log shippers.
+    #[arg(
+        long,
+        global = true,
+        env = "KMIRROR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +62,17 @@ enum Command {
         /// The topology file.
         config: PathBuf,
     },
+    /// Print a running daemon's flows, lag, latency and errors (its `/status`) as a table.
+    Status {
+        /// A topology file whose `telemetry.listen` names the daemon's listener.
+        config: Option<PathBuf>,
+        /// The listener's address, e.g. http://127.0.0.1:9644 (the default without CONFIG).
+        #[arg(long, conflicts_with = "config")]
+        url: Option<String>,
+        /// Print the JSON as it came.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -57,14 +83,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The event's fields (message, flow, topic, ...) under `fields`: flattened, a field
+        // named `target` (a flow's target cluster) would clash with the module's.
+        LogFormat::Json => logs.json().init(),
+    }
     let path = match &cli.command {
         Command::Run { config, .. } | Command::Validate { config } | Command::Plan { config } => {
             config.clone()
+        }
+        Command::Status { config, url, json } => {
+            return status(config.as_deref(), url.as_deref(), *json)
         }
     };
     let topology = match config::load(&path) {
@@ -79,7 +112,7 @@ fn main() -> ExitCode {
         Command::Run { threads, .. } => {
             threads.map_or_else(|| default_threads(&topology), usize::from)
         }
-        Command::Validate { .. } | Command::Plan { .. } => 1,
+        Command::Validate { .. } | Command::Plan { .. } | Command::Status { .. } => 1,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -103,9 +136,53 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Plan { .. } => runtime.block_on(plan(topology)),
+        Command::Status { .. } => unreachable!("answered before the topology is loaded"),
         Command::Run { drain_timeout, .. } => {
             tracing::info!(threads, "Starting.");
             runtime.block_on(run(topology, drain_timeout))
+        }
+    }
+}
+
+/// `kmirror status`: the listener from `--url`, the topology, or the quickstart's default.
+fn status(config: Option<&std::path::Path>, url: Option<&str>, json: bool) -> ExitCode {
+    use kmirror::telemetry::status_cli;
+    let authority = match (config, url) {
+        (_, Some(url)) => status_cli::authority(url),
+        (Some(path), None) => match config::load(path) {
+            Ok(t) => t
+                .telemetry
+                .and_then(|t| t.listen)
+                .map(|l| l.to_string())
+                .ok_or_else(|| {
+                    format!(
+                        "{}: no telemetry.listen, so no /status to read",
+                        path.display()
+                    )
+                }),
+            Err(errors) => Err(format!("{errors}")),
+        },
+        (None, None) => Ok("127.0.0.1:9644".to_string()),
+    };
+    let answer = authority.and_then(|a| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(status_cli::fetch(&a))
+    });
+    match answer {
+        Ok(v) if json => {
+            println!("{v:#}");
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            print!("{}", status_cli::render(&v));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kmirror status: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -141,3 +141,29 @@ fn runs_on_the_worker_threads_asked_for() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+/// `--log-format json`: every line is one JSON object, and a flow's lines carry it as a
+/// field.
+#[test]
+fn json_logs_are_one_object_per_line_with_the_flow_as_a_field() {
+    let (dir, brokers) = brokers();
+    let config = one_flow(dir.path(), &brokers);
+    let mut daemon = DaemonProcess::start_with(&config, &["--log-format", "json"], &[]);
+    assert!(
+        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    daemon.terminate_ok();
+    let lines = daemon.log.lines();
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let started = objects
+        .iter()
+        .find(|o| o["fields"]["message"] == "Flow started.")
+        .expect("a Flow started line");
+    assert_eq!(started["fields"]["flow"], "east-to-west");
+    assert_eq!(started["level"], "INFO");
+}

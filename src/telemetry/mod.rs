@@ -1,12 +1,13 @@
 //! Telemetry: what each flow has done and how far behind it is ([`stats`]), exported as
 //! OpenTelemetry metrics in Prometheus text format ([`metrics`]) and as JSON on the
 //! telemetry listener ([`http`]), and one progress line per flow every
-//! `telemetry.log_interval` ([`report`]).
+//! `telemetry.log_interval` ([`report`]); `kmirror status` reads `/status` ([`status_cli`]).
 
 pub mod http;
 pub mod metrics;
 mod report;
 pub mod stats;
+pub mod status_cli;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,195 @@
+//! `kmirror status`: reads a running daemon's `/status` (HTTP/1.1 through hyper's client)
+//! and prints it as a table a person takes in at a glance: one line per flow, then the
+//! partitions that lag most.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+
+/// How long the whole exchange may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Partitions listed under the flows.
+const MOST_LAGGING: usize = 10;
+
+/// `host:port` of a `http://host:port[/...]` or `host:port` address.
+pub fn authority(url: &str) -> Result<String, String> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    if url.starts_with("https://") {
+        return Err(format!("{url}: the telemetry listener speaks plain HTTP"));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() || !authority.contains(':') {
+        return Err(format!("{url}: expected http://HOST:PORT"));
+    }
+    Ok(authority.to_string())
+}
+
+/// GETs `/status` from `authority`.
+pub async fn fetch(authority: &str) -> Result<Value, String> {
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let request = hyper::Request::get("/status")
+            .header(hyper::header::HOST, authority)
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!("GET /status answered {status}"));
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("/status is not JSON: {e}"))
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .map_err(|_| format!("{authority} did not answer within {TIMEOUT:?}"))?
+}
+
+fn seconds(v: &Value) -> String {
+    match v.as_f64() {
+        None => "-".into(),
+        Some(s) if s < 1.0 => format!("{:.0}ms", s * 1000.0),
+        Some(s) if s < 120.0 => format!("{s:.1}s"),
+        Some(s) => format!("{:.0}m", s / 60.0),
+    }
+}
+
+fn count(v: &Value) -> String {
+    let n = v.as_u64().unwrap_or(0);
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=999_999 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
+/// The table.
+pub fn render(status: &Value) -> String {
+    let mut out = String::new();
+    let flows = status["flows"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{:<24} {:<9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}  LAST ERROR",
+        "FLOW", "STATE", "RECORDS", "LAG", "LAG AGE", "P50", "P99", "P999"
+    );
+    let mut lagging = Vec::new();
+    for f in &flows {
+        let state = if f["ready"] == true {
+            "ready"
+        } else {
+            "NOT READY"
+        };
+        let latency = &f["latency_seconds"];
+        let error = f["not_ready"]
+            .as_array()
+            .and_then(|r| r.first())
+            .or_else(|| f["last_error"].get("error"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let _ = writeln!(
+            out,
+            "{:<24} {:<9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}  {}",
+            f["name"].as_str().unwrap_or("?"),
+            state,
+            count(&f["mirrored_records"]),
+            count(&f["lag_records"]),
+            seconds(&f["lag_seconds"]),
+            seconds(&latency["p50"]),
+            seconds(&latency["p99"]),
+            seconds(&latency["p999"]),
+            error
+        );
+        for p in f["partitions"].as_array().into_iter().flatten() {
+            lagging.push((f["name"].as_str().unwrap_or("?").to_string(), p.clone()));
+        }
+    }
+    lagging.sort_by_key(|(_, p)| std::cmp::Reverse(p["lag_records"].as_u64().unwrap_or(0)));
+    lagging.retain(|(_, p)| p["lag_records"].as_u64().unwrap_or(0) > 0 || p["state"] != "running");
+    if !lagging.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<24} {:<32} {:<8} {:>12} {:>9} {:>8}",
+            "FLOW", "PARTITION", "STATE", "POSITION", "LAG", "LAG AGE"
+        );
+        for (flow, p) in lagging.iter().take(MOST_LAGGING) {
+            let _ = writeln!(
+                out,
+                "{:<24} {:<32} {:<8} {:>12} {:>9} {:>8}",
+                flow,
+                format!("{}-{}", p["topic"].as_str().unwrap_or("?"), p["partition"]),
+                p["state"].as_str().unwrap_or("?"),
+                p["position"],
+                count(&p["lag_records"]),
+                seconds(&p["lag_seconds"])
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_host_and_port() {
+        assert_eq!(
+            authority("http://127.0.0.1:9644/").unwrap(),
+            "127.0.0.1:9644"
+        );
+        assert_eq!(authority("127.0.0.1:9644").unwrap(), "127.0.0.1:9644");
+        assert!(authority("https://127.0.0.1:9644").is_err());
+        assert!(authority("http://localhost").is_err());
+    }
+
+    #[test]
+    fn the_table_has_a_line_per_flow_and_lists_lagging_partitions() {
+        let status = serde_json::json!({ "flows": [{
+            "name": "east-to-west", "ready": false, "not_ready": ["flow east-to-west: target west failing for 12 s: connection refused"],
+            "mirrored_records": 1_250_000, "lag_records": 400, "lag_seconds": 12.5,
+            "latency_seconds": { "p50": 0.004, "p99": 0.25, "p999": 1.5 },
+            "partitions": [
+                { "topic": "orders", "partition": 0, "state": "running", "position": 10, "lag_records": 400, "lag_seconds": 12.5 },
+                { "topic": "orders", "partition": 1, "state": "running", "position": 20, "lag_records": 0, "lag_seconds": 0.0 }
+            ]
+        }]});
+        let table = render(&status);
+        let flow = table.lines().nth(1).unwrap();
+        for cell in [
+            "east-to-west",
+            "NOT READY",
+            "1.2M",
+            "400",
+            "12.5s",
+            "4ms",
+            "250ms",
+            "1.5s",
+            "target west failing",
+        ] {
+            assert!(flow.contains(cell), "{cell} not in {flow:?}");
+        }
+        assert!(table.contains("orders-0"), "{table}");
+        assert!(
+            !table.contains("orders-1"),
+            "a caught-up partition is not listed: {table}"
+        );
+    }
+}

@@ -4,6 +4,7 @@
 #
 #   kcat                         Debian apt package (librdkafka 2.0.2 on Debian 12)
 #   systemd-analyze              Debian apt package systemd (verifies systemd/*.service)
+#   chromium                     Debian apt package (renders the status page headless)
 #   confluent-kafka, kafka-python  pinned, from PyPI, into .venv/ in the repo
 #
 # The tests find the Python through KMIRROR_PYTHON, exported here.
@@ -57,6 +58,11 @@ apt_install() {
 if ! command -v kcat >/dev/null 2>&1; then
     apt_install kcat || die "kcat is missing and could not be installed (the interop tests need it)"
     command -v kcat >/dev/null 2>&1 || die "kcat still not on PATH after installing it"
+fi
+
+# --- chromium (tests/status_page.rs renders the status page headless) --------------------
+if ! command -v chromium >/dev/null 2>&1; then
+    apt_install chromium || die "chromium is missing and could not be installed (tests/status_page.rs needs it)"
 fi
 
 # --- systemd-analyze (tests/systemd_units.rs verifies the unit files) ------------------

@@ -80,11 +80,7 @@ fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
         &[("east", &source.addr()), ("west", &target.addr())],
         &format!("  - name: {FLOW}\n    source: east\n    target: west\n    topics: {{ include: [\"orders\"] }}\n    rename: \"{{topic}}\"\n"),
     );
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "telemetry: {{ listen: \"{listen}\", log_interval: 1s }}\n"
-    ));
-    std::fs::write(&config, text).unwrap();
+    add_telemetry(&config, &listen, ", log_interval: 1s");
 
     let acked = dir.path().join("acked.json");
     let first = Produce {

@@ -119,9 +119,7 @@ impl Job<'_> {
         );
         let listen = format!("127.0.0.1:{}", support::free_port());
         if telemetry {
-            let mut text = std::fs::read_to_string(&config).expect("topology");
-            text.push_str(&format!("telemetry: {{ listen: \"{listen}\" }}\n"));
-            std::fs::write(&config, text).expect("topology");
+            support::add_telemetry(&config, &listen, "");
         }
         let start = Instant::now();
         let mut daemon = DaemonProcess::start(&config);

@@ -1,4 +1,5 @@
-//! The telemetry listener (HTTP/1.1, hyper): `GET /metrics` (Prometheus text format),
+//! The telemetry listener (HTTP/1.1, hyper): `GET /` (the status page, `page.html`),
+//! `GET /metrics` (Prometheus text format),
 //! `GET /healthz` (the process is up), `GET /readyz` (200 only while every flow is
 //! connected and making progress or caught up; 503 with the reasons otherwise) and
 //! `GET /status` (JSON: flows, partitions, positions, lag, latency percentiles, last
@@ -17,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
 use super::stats::{now_ms, FlowStats, Flows, PartitionState};
+
+/// The status page: one self-contained file (no build step, nothing fetched but /status).
+const PAGE: &str = include_str!("page.html");
 
 /// A flow with records to mirror and no acknowledgement for this long is not ready.
 const STALLED_MS: i64 = 60_000;
@@ -79,6 +83,14 @@ fn answer<B>(served: &Served, req: &Request<B>) -> Response<Full<Bytes>> {
             ),
             Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         },
+        "/" => {
+            let mut r = text(StatusCode::OK, PAGE.to_string());
+            r.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("no-store"),
+            );
+            with_type(r, "text/html; charset=utf-8")
+        }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
             let reasons = not_ready(&served.flows.all(), now_ms());
@@ -97,7 +109,7 @@ fn answer<B>(served: &Served, req: &Request<B>) -> Response<Full<Bytes>> {
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz, /readyz or /status\n".into(),
+            "not found: try /, /metrics, /healthz, /readyz or /status\n".into(),
         ),
     }
 }
@@ -202,8 +214,9 @@ pub fn status(flows: &[Arc<FlowStats>]) -> serde_json::Value {
                 "latency_seconds": latency,
                 "last_error": f.last_error().map(|(at, e)| serde_json::json!({ "at_unix_ms": at, "error": e })),
                 "partitions": partitions,
+                "history": f.history(),
             })
         })
         .collect();
-    serde_json::json!({ "flows": flows })
+    serde_json::json!({ "now_unix_ms": now, "sample_seconds": super::stats::SAMPLE_SECONDS, "flows": flows })
 }

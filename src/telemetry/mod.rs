@@ -41,11 +41,12 @@ impl Telemetry {
                 let listener = http::bind(addr).await?;
                 let bound = listener.local_addr().map_err(|e| e.to_string())?;
                 tokio::spawn(http::serve(listener, served.clone(), stop.clone()));
-                tracing::info!(status = %format!("http://{bound}/status"), metrics = %format!("http://{bound}/metrics"), "Telemetry listening.");
+                tracing::info!(status_page = %format!("http://{bound}/"), metrics = %format!("http://{bound}/metrics"), "Telemetry listening.");
                 Some(bound)
             }
             None => None,
         };
+        tokio::spawn(report::sample(served.flows.clone(), stop.clone()));
         tokio::spawn(report::run(served.flows.clone(), log_interval, stop));
         Ok(Self { served, listening })
     }

@@ -1,12 +1,27 @@
 //! One INFO line per flow every `telemetry.log_interval`: records/s, MB/s, records behind,
-//! and errors since the line before.
+//! and errors since the line before; and each flow's history, sampled every
+//! [`SAMPLE_SECONDS`] for the status page.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::stats::Flows;
+use super::stats::{now_ms, Flows, SAMPLE_SECONDS};
+
+/// Samples every flow's history until `stop`.
+pub async fn sample(flows: Arc<Flows>, stop: CancellationToken) {
+    loop {
+        let now = now_ms();
+        for f in flows.all() {
+            f.sample(now);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(SAMPLE_SECONDS)) => {}
+        }
+    }
+}
 
 pub async fn run(flows: Arc<Flows>, interval: Duration, stop: CancellationToken) {
     // Per flow name: records, bytes and errors at the last line.

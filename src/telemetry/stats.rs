@@ -8,7 +8,7 @@
 //! when the backlog has not been read yet, the age of the last record mirrored (an upper
 //! bound); 0 when caught up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,6 +28,19 @@ pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// How long the history of each flow reaches back, and how often it is sampled.
+pub const HISTORY_SECONDS: i64 = 15 * 60;
+pub const SAMPLE_SECONDS: u64 = 5;
+
+/// One point of a flow's history (for the status page's charts).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Sample {
+    pub at_unix_ms: i64,
+    pub records: u64,
+    pub bytes: u64,
+    pub lag_records: u64,
 }
 
 /// A partition's state, as `kmirror_partitions{state}` counts it.
@@ -179,6 +192,7 @@ pub struct FlowStats {
     latency_ms: Mutex<Histogram<u64>>,
     latency: opentelemetry::metrics::Histogram<f64>,
     partitions: Mutex<BTreeMap<SourcePartition, Arc<PartitionStats>>>,
+    history: Mutex<VecDeque<Sample>>,
 }
 
 impl FlowStats {
@@ -209,7 +223,35 @@ impl FlowStats {
             ),
             latency,
             partitions: Mutex::default(),
+            history: Mutex::default(),
         }
+    }
+
+    /// Adds a point to the history, dropping those older than [`HISTORY_SECONDS`].
+    pub fn sample(&self, at_unix_ms: i64) {
+        let point = Sample {
+            at_unix_ms,
+            records: self.records(),
+            bytes: self.bytes(),
+            lag_records: self.lag_records(),
+        };
+        let mut h = self.history.lock().expect("history lock");
+        while h
+            .front()
+            .is_some_and(|p| at_unix_ms - p.at_unix_ms > HISTORY_SECONDS * 1000)
+        {
+            h.pop_front();
+        }
+        h.push_back(point);
+    }
+
+    pub fn history(&self) -> Vec<Sample> {
+        self.history
+            .lock()
+            .expect("history lock")
+            .iter()
+            .copied()
+            .collect()
     }
 
     /// The stats of a partition that starts at `position` (kept if it existed).

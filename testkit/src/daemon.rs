@@ -123,3 +123,11 @@ pub fn write_topology(dir: &Path, clusters: &[(&str, &str)], flows_yaml: &str) -
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// Adds `telemetry: { listen: LISTEN<options> }` to a topology file from
+/// [`write_topology`]; `options` goes after the address, e.g. `", log_interval: 1s"`.
+pub fn add_telemetry(config: &Path, listen: &str, options: &str) {
+    let mut text = std::fs::read_to_string(config).unwrap();
+    text.push_str(&format!("telemetry: {{ listen: \"{listen}\"{options} }}\n"));
+    std::fs::write(config, text).unwrap();
+}

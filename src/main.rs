@@ -139,7 +139,7 @@ fn main() -> ExitCode {
         Command::Status { .. } => unreachable!("answered before the topology is loaded"),
         Command::Run { drain_timeout, .. } => {
             tracing::info!(threads, "Starting.");
-            runtime.block_on(run(topology, drain_timeout))
+            runtime.block_on(run(topology, path, drain_timeout))
         }
     }
 }
@@ -201,17 +201,24 @@ fn default_threads(topology: &config::Topology) -> usize {
     }
 }
 
-async fn run(topology: config::Topology, drain_timeout: Duration) -> ExitCode {
+async fn run(topology: config::Topology, path: PathBuf, drain_timeout: Duration) -> ExitCode {
     let stop = CancellationToken::new();
     let signals = stop.clone();
-    tokio::spawn(async {
+    // SIGHUP: re-read and validate the topology; the engine applies it, or keeps the
+    // running one when it is invalid.
+    let (reload_tx, reloads) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        // Reload is not implemented: say so instead of dying (SIGHUP's default).
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
             return;
         };
         while hup.recv().await.is_some() {
-            tracing::warn!("SIGHUP: reloading the topology is not implemented yet; restart kmirror to apply a changed topology. Running on unchanged.");
+            tracing::info!(config = %path.display(), "SIGHUP: reloading the topology.");
+            kmirror::service::reloading();
+            let reload = config::load(&path).map_err(|errors| errors.to_string());
+            if reload_tx.send(reload).await.is_err() {
+                return;
+            }
         }
     });
     tokio::spawn(async move {
@@ -231,7 +238,7 @@ async fn run(topology: config::Topology, drain_timeout: Duration) -> ExitCode {
         );
         std::process::exit(130);
     });
-    match kmirror::mirror::run(topology, stop, drain_timeout).await {
+    match kmirror::mirror::run(topology, stop, drain_timeout, reloads).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "kmirror cannot run.");

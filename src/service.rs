@@ -1,5 +1,5 @@
 //! Running under systemd (`Type=notify` units), through the sd-notify crate: `READY=1`,
-//! `STOPPING=1`, and `WATCHDOG=1` while the engine turns. Without `$NOTIFY_SOCKET` every
+//! `RELOADING=1`, `STOPPING=1`, and `WATCHDOG=1` while the engine turns. Without `$NOTIFY_SOCKET` every
 //! call does nothing. This module does not handle signals; `main.rs` does.
 //!
 //! The watchdog is fed from the engine's own loops, not from a timer that would outlive a
@@ -17,6 +17,18 @@ use crate::telemetry::stats::{now_ms, Flows};
 /// Sends `state` to systemd, if the process was started by it.
 pub fn notify(state: NotifyState<'_>) {
     if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "Cannot notify systemd.");
+    }
+}
+
+/// `RELOADING=1` with the monotonic time systemd 253 and later require beside it; `READY=1`
+/// follows once the reload is applied or refused.
+pub fn reloading() {
+    let mut states = vec![NotifyState::Reloading];
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    if let Err(e) = sd_notify::notify(&states) {
         tracing::warn!(error = %e, "Cannot notify systemd.");
     }
 }

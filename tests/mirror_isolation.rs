@@ -7,34 +7,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::cluster::{high_watermarks, reassign, ThreeNodes};
+use support::cluster::{high_watermarks, reassign, wait_for_records, ThreeNodes};
 use support::records::{self, Produce};
 use support::*;
-
-/// Waits until `topic` on `target` holds `want` records.
-fn wait_for(
-    rt: &tokio::runtime::Runtime,
-    target: &str,
-    topic: &str,
-    want: i64,
-    daemon: &DaemonProcess,
-) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let got = rt.block_on(high_watermarks(target, topic));
-        if got >= want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{topic}: {got} of {want} records on the target after 120 s:\n{}",
-            daemon.log.tail(60)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn a_partition_stuck_on_the_target_does_not_stall_the_others() {
@@ -81,7 +58,7 @@ fn a_partition_stuck_on_the_target_does_not_stall_the_others() {
         ..Produce::new(&source.addr(), "free", 1, &acked_free)
     }
     .run();
-    wait_for(&rt, &target.addr(), "free", free as i64, &daemon);
+    wait_for_records(&rt, &target.addr(), "free", free as i64, &daemon);
     assert_eq!(
         rt.block_on(high_watermarks(&target.addr(), "stuck")),
         0,
@@ -94,7 +71,7 @@ fn a_partition_stuck_on_the_target_does_not_stall_the_others() {
     );
 
     target.node(2, "start");
-    wait_for(&rt, &target.addr(), "stuck", stuck as i64, &daemon);
+    wait_for_records(&rt, &target.addr(), "stuck", stuck as i64, &daemon);
     for (topic, acked, n) in [("stuck", &acked_stuck, stuck), ("free", &acked_free, free)] {
         let v = records::verify(&target.addr(), topic, 1, acked, None);
         v.assert_complete_and_ordered(n);

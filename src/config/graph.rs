@@ -52,6 +52,27 @@ impl CycleGuard {
 
     /// Whether `topic` on `cluster` was (by its name) mirrored from `origin`, directly or
     /// through a chain of flows. Identity renames give no evidence and are skipped.
+    /// The edges whose renames decide what comes from upstream of `cluster`: those writing
+    /// to it and, transitively, to their sources; as text, sorted.
+    pub(crate) fn upstream_of(&self, cluster: &str) -> Vec<String> {
+        let mut clusters = vec![cluster.to_string()];
+        let mut edges = Vec::new();
+        let mut i = 0;
+        while i < clusters.len() {
+            let cluster = clusters[i].clone();
+            for e in self.edges.iter().filter(|e| e.target == cluster) {
+                edges.push(format!("{e:?}"));
+                if !clusters.contains(&e.source) {
+                    clusters.push(e.source.clone());
+                }
+            }
+            i += 1;
+        }
+        edges.sort();
+        edges.dedup();
+        edges
+    }
+
     pub(crate) fn came_from(&self, cluster: &str, topic: &str, origin: &str) -> bool {
         self.came_from_within(cluster, topic, origin, self.edges.len())
     }

@@ -211,6 +211,20 @@ impl Flow {
         self.rename.render(&self.source, &self.target, topic)
     }
 
+    /// Everything that decides what this flow does, as text: two flows with the same
+    /// settings (its own, and the renames of the flows upstream of its source, which its
+    /// cycle detection undoes) have the same key. A reload restarts a flow whose key changed.
+    pub fn settings_key(&self) -> String {
+        let own = Flow {
+            cycle_guard: graph::CycleGuard::default(),
+            ..self.clone()
+        };
+        format!(
+            "{own:?} upstream {:?}",
+            self.cycle_guard.upstream_of(&self.source)
+        )
+    }
+
     /// Whether this flow mirrors source topic `topic`: the topic filter passes it and the
     /// topic did not come from this flow's target cluster through other flows (which
     /// would mirror it back where it came from, like MirrorMaker 2's `isCycle`).

@@ -2,6 +2,7 @@
 //! per cluster, and runs every flow until shutdown.
 
 pub mod batching;
+pub mod engine;
 pub mod flow;
 pub mod memory;
 pub mod pipeline;
@@ -9,7 +10,6 @@ pub mod progress;
 pub mod selection;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use kmirror_wire::backoff::BackoffConfig;
@@ -95,11 +95,13 @@ pub fn client_for(cluster: &Cluster, embedded: &BTreeMap<String, String>) -> Clu
     })
 }
 
-/// Runs every flow of `topology` until `stop` is cancelled, then drains them.
+/// Runs every flow of `topology` until `stop` is cancelled, then drains them; applies each
+/// topology that arrives on `reloads` ([`engine`]).
 pub async fn run(
     topology: Topology,
     stop: CancellationToken,
     drain_deadline: Duration,
+    mut reloads: tokio::sync::mpsc::Receiver<engine::Reload>,
 ) -> Result<(), EngineError> {
     let telemetry = crate::telemetry::Telemetry::start(
         topology.telemetry.as_ref().and_then(|t| t.listen),
@@ -112,26 +114,24 @@ pub async fn run(
     .await
     .map_err(EngineError::Telemetry)?;
     let (embedded, addrs) = Embedded::start(&topology).await?;
-    let clients: BTreeMap<String, Arc<ClusterClient>> = topology
-        .clusters
-        .iter()
-        .map(|(name, c)| (name.clone(), Arc::new(client_for(c, &addrs))))
-        .collect();
-    let mut flows = Vec::new();
-    for flow in topology.flows.clone() {
-        let source = clients[&flow.source].clone();
-        let target = clients[&flow.target].clone();
-        let stats = telemetry.flow(&flow.name, &flow.source, &flow.target);
-        let runner = flow::FlowRunner::new(flow, source, target, stats);
-        flows.push(tokio::spawn(runner.run(stop.clone(), drain_deadline)));
-    }
+    let mut engine =
+        engine::Engine::start(topology, addrs, telemetry, stop.clone(), drain_deadline);
     crate::service::notify(sd_notify::NotifyState::Ready);
-    tokio::spawn(crate::service::watchdog(telemetry.flows(), stop.clone()));
-    stop.cancelled().await;
-    crate::service::notify(sd_notify::NotifyState::Stopping);
-    for f in flows {
-        let _ = f.await;
+    tokio::spawn(crate::service::watchdog(
+        engine.telemetry().flows(),
+        stop.clone(),
+    ));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            Some(reload) = reloads.recv() => {
+                engine.reload(reload).await;
+                crate::service::notify(sd_notify::NotifyState::Ready);
+            }
+        }
     }
+    crate::service::notify(sd_notify::NotifyState::Stopping);
+    engine.stop().await;
     embedded.stop().await;
     Ok(())
 }

@@ -56,8 +56,20 @@ impl Telemetry {
         self.served.flows.clone()
     }
 
-    /// The stats of a new flow, exported from now on.
+    /// Stops exporting a flow that was removed.
+    pub fn remove_flow(&self, name: &str) {
+        self.served.flows.remove(name);
+    }
+
+    /// The stats of a flow, exported from now on; a flow restarted by a reload keeps its
+    /// counters when its clusters stay the same.
     pub fn flow(&self, name: &str, source: &str, target: &str) -> Arc<FlowStats> {
+        if let Some(f) = self.served.flows.get(name) {
+            if f.source == source && f.target == target {
+                return f;
+            }
+            self.served.flows.remove(name);
+        }
         let f = Arc::new(FlowStats::new(
             name,
             (source, target),

@@ -444,6 +444,17 @@ impl Flows {
         self.flows.lock().expect("flows lock").push(flow);
     }
 
+    pub fn get(&self, name: &str) -> Option<Arc<FlowStats>> {
+        self.all().into_iter().find(|f| f.name == name)
+    }
+
+    pub fn remove(&self, name: &str) {
+        self.flows
+            .lock()
+            .expect("flows lock")
+            .retain(|f| f.name != name);
+    }
+
     pub fn all(&self) -> Vec<Arc<FlowStats>> {
         self.flows.lock().expect("flows lock").clone()
     }

@@ -40,14 +40,18 @@ impl Log {
     /// Waits until a line containing `needle` appears; false after `timeout` or once the
     /// process closed its output without writing it.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_for_line(needle, timeout).is_some()
+    }
+
+    /// Like [`wait_for`](Self::wait_for), returning the first line containing `needle`.
+    pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Option<String> {
         self.wait(timeout, |s| {
-            if s.lines.iter().any(|l| l.contains(needle)) {
-                Some(true)
-            } else {
-                (s.open == 0).then_some(false)
+            match s.lines.iter().find(|l| l.contains(needle)) {
+                Some(line) => Some(Some(line.clone())),
+                None => (s.open == 0).then_some(None),
             }
         })
-        .unwrap_or(false)
+        .flatten()
     }
 
     /// Waits until every stream reached its end (the process exited); false on timeout.

@@ -100,6 +100,13 @@ impl Process {
         }
     }
 
+    /// Sends a signal, e.g. `-HUP`, with kill(1).
+    pub fn signal(&self, signal_name: &str) {
+        if let Some(c) = &self.child {
+            signal(c, signal_name);
+        }
+    }
+
     /// SIGCONT after [`pause`](Self::pause).
     pub fn resume(&self) {
         if let Some(c) = &self.child {
@@ -120,6 +127,26 @@ impl Process {
                 })
                 .count(),
         )
+    }
+
+    /// The inodes of the sockets the running process holds open (Linux: /proc/PID/fd).
+    pub fn socket_inodes(&self) -> std::collections::BTreeSet<u64> {
+        let Some(pid) = self.pid() else {
+            return Default::default();
+        };
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|fd| {
+                let link = std::fs::read_link(fd.path()).ok()?;
+                let link = link.to_str()?;
+                link.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .parse()
+                    .ok()
+            })
+            .collect()
     }
 
     /// Resident set size in KiB (from /proc), if running.

@@ -186,3 +186,27 @@ async fn elect_preferred(m: &Messenger) -> kafka_protocol::messages::ElectLeader
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
+
+/// Waits until `topic` on `target` holds at least `want` records; panics with the daemon's
+/// log after 120 s.
+pub fn wait_for_records(
+    rt: &tokio::runtime::Runtime,
+    target: &str,
+    topic: &str,
+    want: i64,
+    daemon: &kmirror_testkit::DaemonProcess,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let got = rt.block_on(high_watermarks(target, topic));
+        if got >= want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic}: {got} of {want} records on the target after 120 s:\n{}",
+            daemon.log.tail(60)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -73,6 +73,28 @@ fn starts_flows_and_stops_cleanly_on_sigterm() {
         daemon.log.tail(30)
     );
     assert!(daemon.log.contains("Flow stopped"));
+    // In order: READY=1, WATCHDOG=1 (repeated), RELOADING=1, READY=1 again, STOPPING=1.
+    let seen: Vec<String> = daemon
+        .notifications()
+        .into_iter()
+        .filter(|s| !s.starts_with("MONOTONIC_USEC="))
+        .collect();
+    let first = |state: &str| seen.iter().position(|s| s == state);
+    let (ready, watchdog, reloading, stopping) = (
+        first("READY=1"),
+        first("WATCHDOG=1"),
+        first("RELOADING=1"),
+        first("STOPPING=1"),
+    );
+    assert!(
+        ready < watchdog && watchdog < reloading && reloading < stopping && ready.is_some(),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{seen:?}"
+    );
 }
 
 #[test]

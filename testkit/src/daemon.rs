@@ -85,6 +85,12 @@ impl DaemonProcess {
         self.notified(state, timeout)
     }
 
+    /// The notifications this incarnation sent that were read so far, one line each, in
+    /// order (`MONOTONIC_USEC=...` beside `RELOADING=1` included).
+    pub fn notifications(&self) -> Vec<String> {
+        self.notify.as_ref().map(|n| n.states()).unwrap_or_default()
+    }
+
     /// Waits for `STOPPING=1` from this incarnation (sent when shutdown begins).
     pub fn wait_stopping(&self, timeout: Duration) -> bool {
         self.notified("STOPPING=1", timeout)

@@ -23,6 +23,14 @@ impl NotifySocket {
         }
     }
 
+    /// The states received so far, in order (read by [`wait_for`](Self::wait_for)).
+    pub(crate) fn states(&self) -> Vec<String> {
+        self.states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Waits until a datagram holding the line `state` (e.g. `READY=1`) arrived; with a
     /// zero `timeout`, whether one already did.
     pub(crate) fn wait_for(&self, state: &str, timeout: Duration) -> bool {

@@ -8,27 +8,10 @@ use std::time::Duration;
 
 use support::*;
 
-/// A source and a target broker in a temporary directory.
-fn brokers() -> (tempfile::TempDir, [BrokerProcess; 2]) {
-    let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
-    (dir, [source, target])
-}
-
-/// A topology with one flow, `orders.*` from the first broker to the second.
-fn one_flow(dir: &std::path::Path, [source, target]: &[BrokerProcess; 2]) -> std::path::PathBuf {
-    write_topology(
-        dir,
-        &[("east", &source.addr()), ("west", &target.addr())],
-        "  - name: east-to-west\n    source: east\n    target: west\n    topics: { include: [\"orders.*\"] }\n",
-    )
-}
-
 #[test]
 fn starts_flows_and_stops_cleanly_on_sigterm() {
     let (dir, brokers) = brokers();
-    let config = one_flow(dir.path(), &brokers);
+    let config = one_flow(dir.path(), &brokers, "orders.*");
     // A 1 s watchdog, as systemd sets it from WatchdogSec=.
     let mut daemon = DaemonProcess::start_with(&config, &[], &[("WATCHDOG_USEC", "1000000")]);
     assert!(
@@ -139,7 +122,7 @@ fn an_unreachable_cluster_is_reported_and_other_flows_keep_running() {
 #[test]
 fn runs_on_the_worker_threads_asked_for() {
     let (dir, brokers) = brokers();
-    let config = one_flow(dir.path(), &brokers);
+    let config = one_flow(dir.path(), &brokers, "orders.*");
     for (args, workers) in [(&[][..], 1), (&["--threads", "3"][..], 3)] {
         let mut daemon = DaemonProcess::start_with(&config, args, &[]);
         assert!(
@@ -171,7 +154,7 @@ fn runs_on_the_worker_threads_asked_for() {
 #[test]
 fn json_logs_are_one_object_per_line_with_the_flow_as_a_field() {
     let (dir, brokers) = brokers();
-    let config = one_flow(dir.path(), &brokers);
+    let config = one_flow(dir.path(), &brokers, "orders.*");
     let mut daemon = DaemonProcess::start_with(&config, &["--log-format", "json"], &[]);
     assert!(
         daemon.log.wait_for("Flow started", Duration::from_secs(60)),

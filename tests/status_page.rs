@@ -40,7 +40,7 @@ fn the_status_page_renders_a_running_flow_in_chromium() {
         &[("east", &source.addr()), ("west", &target.addr())],
         &format!("  - name: {FLOW}\n    source: east\n    target: west\n    topics: {{ include: [\"orders\"] }}\n"),
     );
-    add_telemetry(&config, &listen, "");
+    add_telemetry(&config, &format!("listen: \"{listen}\""));
     let acked = dir.path().join("acked.json");
     Produce {
         records: 1234,

@@ -80,7 +80,7 @@ fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
         &[("east", &source.addr()), ("west", &target.addr())],
         &format!("  - name: {FLOW}\n    source: east\n    target: west\n    topics: {{ include: [\"orders\"] }}\n    rename: \"{{topic}}\"\n"),
     );
-    add_telemetry(&config, &listen, ", log_interval: 1s");
+    add_telemetry(&config, &format!("listen: \"{listen}\", log_interval: 1s"));
 
     let acked = dir.path().join("acked.json");
     let first = Produce {

@@ -119,7 +119,7 @@ impl Job<'_> {
         );
         let listen = format!("127.0.0.1:{}", support::free_port());
         if telemetry {
-            support::add_telemetry(&config, &listen, "");
+            support::add_telemetry(&config, &format!("listen: \"{listen}\""));
         }
         let start = Instant::now();
         let mut daemon = DaemonProcess::start(&config);

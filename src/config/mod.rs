@@ -336,6 +336,17 @@ pub struct Telemetry {
     pub listen: Option<SocketAddr>,
     /// How often each flow logs its progress line.
     pub log_interval: Duration,
+    /// Where metrics are pushed over OTLP/HTTP, if anywhere.
+    pub otlp: Option<Otlp>,
+}
+
+/// OTLP/HTTP (protobuf) metrics push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Otlp {
+    /// The collector's metrics URL, e.g. `http://collector:4318/v1/metrics`.
+    pub endpoint: String,
+    /// How often metrics are pushed (default 10 s).
+    pub interval: Duration,
 }
 
 /// `telemetry.log_interval` when not given.

@@ -155,6 +155,14 @@ pub struct RawGroups {
 pub struct RawTelemetry {
     pub listen: Option<Text>,
     pub log_interval: Option<Text>,
+    pub otlp: Option<RawOtlp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "an `otlp` mapping with `endpoint`")]
+pub struct RawOtlp {
+    pub endpoint: Text,
+    pub interval: Option<Text>,
 }
 
 /// The top-level keys allowed in a topology file.

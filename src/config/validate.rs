@@ -796,8 +796,50 @@ fn resolve_telemetry(
             }
         }
     }
+    let otlp = match &raw.otlp {
+        None => Some(None),
+        Some(o) => resolve_otlp(diagnostics, &path.key("otlp"), o).map(Some),
+    };
     Some(Telemetry {
         listen,
         log_interval: log_interval?,
+        otlp: otlp?,
+    })
+}
+
+/// `telemetry.otlp`: an `http://` endpoint (to which `/v1/metrics` is added when it has
+/// no path) and the push interval.
+fn resolve_otlp(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    raw: &super::raw::RawOtlp,
+) -> Option<super::Otlp> {
+    let interval = duration(
+        diagnostics,
+        &path.key("interval"),
+        raw.interval.as_ref(),
+        Duration::from_secs(10),
+    );
+    let text = raw.endpoint.0.trim();
+    let Some(rest) = text.strip_prefix("http://") else {
+        let why = if text.starts_with("https://") {
+            "https endpoints need TLS, which kmirror does not have yet; use a local collector over http"
+        } else {
+            "expected http://HOST:PORT[/PATH]"
+        };
+        diagnostics.at(
+            &path.key("endpoint"),
+            format!("invalid OTLP endpoint {text:?}: {why}"),
+        );
+        return None;
+    };
+    let endpoint = if rest.trim_end_matches('/').contains('/') {
+        text.to_string()
+    } else {
+        format!("http://{}/v1/metrics", rest.trim_end_matches('/'))
+    };
+    Some(super::Otlp {
+        endpoint,
+        interval: interval?,
     })
 }

@@ -187,7 +187,8 @@ impl Engine {
         true
     }
 
-    /// Drains and stops every flow (the stop token was cancelled).
+    /// Drains and stops every flow (the stop token was cancelled), then pushes the last
+    /// metrics.
     pub async fn stop(mut self) {
         let names: Vec<String> = self.flows.keys().cloned().collect();
         for f in self.flows.values() {
@@ -196,5 +197,6 @@ impl Engine {
         for name in names {
             self.stop_flow(&name).await;
         }
+        self.telemetry.shutdown();
     }
 }

@@ -103,16 +103,9 @@ pub async fn run(
     drain_deadline: Duration,
     mut reloads: tokio::sync::mpsc::Receiver<engine::Reload>,
 ) -> Result<(), EngineError> {
-    let telemetry = crate::telemetry::Telemetry::start(
-        topology.telemetry.as_ref().and_then(|t| t.listen),
-        topology
-            .telemetry
-            .as_ref()
-            .map_or(crate::config::DEFAULT_LOG_INTERVAL, |t| t.log_interval),
-        stop.clone(),
-    )
-    .await
-    .map_err(EngineError::Telemetry)?;
+    let telemetry = crate::telemetry::Telemetry::start(topology.telemetry.as_ref(), stop.clone())
+        .await
+        .map_err(EngineError::Telemetry)?;
     let (embedded, addrs) = Embedded::start(&topology).await?;
     let mut engine =
         engine::Engine::start(topology, addrs, telemetry, stop.clone(), drain_deadline);

@@ -3,6 +3,9 @@
 //! observed from [`super::stats`] at scrape time (nothing on the hot path); the replication
 //! latency histogram is recorded per acknowledged batch.
 //!
+//! With `telemetry.otlp`, the same instruments are also pushed over OTLP/HTTP (protobuf)
+//! every `interval`, through hyper on the daemon's runtime.
+//!
 //! Latency buckets: from 1 ms to 1 hour, each bound 25% above the previous one (a
 //! percentile read from them is within 25% of the truth); `/status` reads exact
 //! percentiles (1%) from each flow's hdrhistogram.
@@ -20,7 +23,7 @@ use super::stats::{now_ms, FlowStats, Flows};
 /// The metrics of one process: the SDK's provider and the registry it exports into.
 pub struct Metrics {
     registry: prometheus::Registry,
-    /// Kept alive: it owns the instruments and the exporter.
+    /// It owns the instruments and the readers.
     _provider: SdkMeterProvider,
     meter: Meter,
 }
@@ -32,8 +35,35 @@ fn latency_bounds() -> Vec<f64> {
         .collect()
 }
 
+/// The OTLP push reader for `otlp` (its endpoint and interval).
+fn otlp_reader(
+    otlp: &crate::config::Otlp,
+) -> Result<impl opentelemetry_sdk::metrics::reader::MetricReader, String> {
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+    let client = opentelemetry_http::hyper::HyperClient::new(
+        hyper_util::client::legacy::connect::HttpConnector::new(),
+        std::time::Duration::from_secs(10),
+        None,
+    );
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_http_client(client)
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(otlp.endpoint.clone())
+        .build()
+        .map_err(|e| format!("cannot build the OTLP exporter for {}: {e}", otlp.endpoint))?;
+    Ok(
+        opentelemetry_sdk::metrics::periodic_reader_with_async_runtime::PeriodicReader::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .with_interval(otlp.interval)
+        .build(),
+    )
+}
+
 impl Metrics {
-    pub fn new(flows: Arc<Flows>) -> Result<Self, String> {
+    pub fn new(flows: Arc<Flows>, otlp: Option<&crate::config::Otlp>) -> Result<Self, String> {
         let registry = prometheus::Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -42,7 +72,12 @@ impl Metrics {
             .without_units()
             .build()
             .map_err(|e| format!("cannot build the Prometheus exporter: {e}"))?;
-        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let mut provider = SdkMeterProvider::builder().with_reader(exporter);
+        if let Some(otlp) = otlp {
+            provider = provider.with_reader(otlp_reader(otlp)?);
+            tracing::info!(endpoint = %otlp.endpoint, interval_ms = otlp.interval.as_millis() as u64, "Pushing metrics over OTLP/HTTP.");
+        }
+        let provider = provider.build();
         let meter = provider.meter("kmirror");
         register(&meter, flows);
         Ok(Self {
@@ -59,6 +94,11 @@ impl Metrics {
             .with_description("Target acknowledgement time minus the record timestamp, per batch (its newest record)")
             .with_boundaries(latency_bounds())
             .build()
+    }
+
+    /// Pushes what is left over OTLP and stops the readers.
+    pub fn shutdown(&self) {
+        let _ = self._provider.shutdown();
     }
 
     /// Every metric in Prometheus text format.
@@ -241,7 +281,7 @@ mod tests {
     #[test]
     fn exposes_the_flows_counters_and_latency_under_their_prometheus_names() {
         let flows = Arc::new(Flows::default());
-        let metrics = Metrics::new(flows.clone()).unwrap();
+        let metrics = Metrics::new(flows.clone(), None).unwrap();
         let flow = Arc::new(FlowStats::new(
             "east-to-west",
             ("a", "b"),

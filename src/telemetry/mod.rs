@@ -27,13 +27,15 @@ pub struct Telemetry {
 impl Telemetry {
     /// Starts the listener on `listen` (if any) and the progress lines; both end at `stop`.
     pub async fn start(
-        listen: Option<SocketAddr>,
-        log_interval: Duration,
+        config: Option<&crate::config::Telemetry>,
         stop: CancellationToken,
     ) -> Result<Self, String> {
+        let listen: Option<SocketAddr> = config.and_then(|t| t.listen);
+        let log_interval: Duration =
+            config.map_or(crate::config::DEFAULT_LOG_INTERVAL, |t| t.log_interval);
         let flows = Arc::new(Flows::default());
         let served = Arc::new(http::Served {
-            metrics: metrics::Metrics::new(flows.clone())?,
+            metrics: metrics::Metrics::new(flows.clone(), config.and_then(|t| t.otlp.as_ref()))?,
             flows,
         });
         let listening = match listen {
@@ -49,6 +51,11 @@ impl Telemetry {
         tokio::spawn(report::sample(served.flows.clone(), stop.clone()));
         tokio::spawn(report::run(served.flows.clone(), log_interval, stop));
         Ok(Self { served, listening })
+    }
+
+    /// Pushes the last metrics over OTLP, if configured.
+    pub fn shutdown(&self) {
+        self.served.metrics.shutdown();
     }
 
     /// Every flow's stats.

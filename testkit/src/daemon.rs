@@ -130,10 +130,10 @@ pub fn write_topology(dir: &Path, clusters: &[(&str, &str)], flows_yaml: &str) -
     path
 }
 
-/// Adds `telemetry: { listen: LISTEN<options> }` to a topology file from
-/// [`write_topology`]; `options` goes after the address, e.g. `", log_interval: 1s"`.
-pub fn add_telemetry(config: &Path, listen: &str, options: &str) {
+/// Adds `telemetry: { SETTINGS }` to a topology file from [`write_topology`], e.g.
+/// `listen: "127.0.0.1:9644", log_interval: 1s`.
+pub fn add_telemetry(config: &Path, settings: &str) {
     let mut text = std::fs::read_to_string(config).unwrap();
-    text.push_str(&format!("telemetry: {{ listen: \"{listen}\"{options} }}\n"));
+    text.push_str(&format!("telemetry: {{ {settings} }}\n"));
     std::fs::write(config, text).unwrap();
 }

@@ -7,3 +7,25 @@ pub mod cluster;
 pub mod records;
 
 pub use kmirror_testkit::*;
+
+/// A source and a target broker in a temporary directory.
+pub fn brokers() -> (tempfile::TempDir, [BrokerProcess; 2]) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    (dir, [source, target])
+}
+
+/// A topology with one flow, `east-to-west`, of the topics matching `topics` from the first
+/// broker (`east`) to the second (`west`).
+pub fn one_flow(
+    dir: &std::path::Path,
+    [source, target]: &[BrokerProcess; 2],
+    topics: &str,
+) -> std::path::PathBuf {
+    write_topology(
+        dir,
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &format!("  - name: east-to-west\n    source: east\n    target: west\n    topics: {{ include: [\"{topics}\"] }}\n"),
+    )
+}

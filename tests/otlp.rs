@@ -1,0 +1,119 @@
+//! `telemetry.otlp`: the daemon pushes its metrics over OTLP/HTTP (protobuf) to the
+//! endpoint every `interval`, and once more when it stops. No OpenTelemetry collector can
+//! run here, so a listener stands in for one: it answers every POST with 200 and keeps what
+//! arrived, which must be protobuf bodies on /v1/metrics naming kmirror's metrics.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::records::Produce;
+use support::*;
+
+/// One request the stand-in collector received: path, content type, body.
+type Received = (String, String, Vec<u8>);
+
+fn collector() -> (String, Arc<Mutex<Vec<Received>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let keep = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let keep = keep.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut out = stream;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let (mut length, mut content_type) = (0usize, String::new());
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap_or((h, ""));
+                        match k.to_ascii_lowercase().as_str() {
+                            "content-length" => length = v.trim().parse().unwrap_or(0),
+                            "content-type" => content_type = v.trim().to_string(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    keep.lock().unwrap().push((path, content_type, body));
+                    let _ = out.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (addr, got)
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn metrics_are_pushed_over_otlp_http() {
+    let (collector_addr, received) = collector();
+    let (dir, brokers) = brokers();
+    let config = one_flow(dir.path(), &brokers, "orders");
+    add_telemetry(
+        &config,
+        &format!("otlp: {{ endpoint: \"http://{collector_addr}\", interval: 1s }}"),
+    );
+    Produce {
+        records: 100,
+        create: true,
+        ..Produce::new(
+            &brokers[0].addr(),
+            "orders",
+            1,
+            &dir.path().join("acked.json"),
+        )
+    }
+    .run();
+    let mut daemon = DaemonProcess::start(&config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pushed = |got: &[Received]| {
+        got.iter().any(|(path, content_type, body)| {
+            path == "/v1/metrics"
+                && content_type == "application/x-protobuf"
+                && contains(body, "kmirror_mirrored_records")
+                && contains(body, "east-to-west")
+        })
+    };
+    while !pushed(&received.lock().unwrap()) {
+        assert!(
+            Instant::now() < deadline,
+            "no OTLP push with kmirror's metrics in 60 s; received {:?}\n{}",
+            received
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(p, c, b)| (p.clone(), c.clone(), b.len()))
+                .collect::<Vec<_>>(),
+            daemon.log.tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before_stop = received.lock().unwrap().len();
+    daemon.terminate_ok();
+    assert!(
+        received.lock().unwrap().len() > before_stop,
+        "no final push at shutdown:\n{}",
+        daemon.log.tail(20)
+    );
+}

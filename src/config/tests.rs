@@ -593,3 +593,43 @@ fn load_reports_unreadable_files() {
         "{errors}"
     );
 }
+
+#[test]
+fn telemetry_settings_and_their_errors() {
+    let base = "clusters:\n  a: { bootstrap: [\"a:1\"] }\n  b: { bootstrap: [\"b:1\"] }\nflows:\n  - { name: f, source: a, target: b, topics: { include: [x] } }\n";
+    let t = parse_ok(&format!(
+        "{base}telemetry: {{ log_interval: 5s, otlp: {{ endpoint: \"http://collector:4318\" }} }}\n"
+    ))
+    .telemetry
+    .unwrap();
+    assert_eq!(t.listen, None);
+    assert_eq!(t.log_interval, std::time::Duration::from_secs(5));
+    let otlp = t.otlp.unwrap();
+    assert_eq!(otlp.endpoint, "http://collector:4318/v1/metrics");
+    assert_eq!(otlp.interval, std::time::Duration::from_secs(10));
+    let t = parse_ok(&format!(
+        "{base}telemetry: {{ otlp: {{ endpoint: \"http://c:4318/custom/path\", interval: 2s }} }}\n"
+    ))
+    .telemetry
+    .unwrap();
+    assert_eq!(t.log_interval, super::DEFAULT_LOG_INTERVAL);
+    assert_eq!(t.otlp.unwrap().endpoint, "http://c:4318/custom/path");
+    for (telemetry, want) in [
+        (
+            "{ otlp: { endpoint: \"https://c:4318\" } }",
+            "telemetry.otlp.endpoint: invalid OTLP endpoint \"https://c:4318\": https endpoints need TLS",
+        ),
+        (
+            "{ log_interval: 0s }",
+            "telemetry.log_interval: duration \"0s\" must be positive",
+        ),
+        (
+            "{ otlp: { endpoint: \"http://c:1\", headers: {} } }",
+            "unknown field `headers`",
+        ),
+    ] {
+        let errors = parse_err(&format!("{base}telemetry: {telemetry}\n"));
+        let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(all.iter().any(|e| e.contains(want)), "missing {want}\nall: {all:?}");
+    }
+}

@@ -147,14 +147,19 @@ pub async fn reassign(bootstrap: &str, topic: &str, partition: i32, replicas: &[
     assert_eq!(resp.error_code, 0, "elect");
 }
 
-/// The sum of the high watermarks of `topic`'s partitions (0 when it does not exist yet).
-pub async fn high_watermarks(bootstrap: &str, topic: &str) -> i64 {
-    let client = ClusterClient::new(ClientConfig {
+/// A client of the cluster at `bootstrap`, for checks.
+fn check_client(bootstrap: &str) -> ClusterClient {
+    ClusterClient::new(ClientConfig {
         cluster: "check".into(),
         bootstrap: vec![bootstrap.to_string()],
         messenger: MessengerConfig::default(),
         backoff: BackoffConfig::default(),
-    });
+    })
+}
+
+/// The sum of the high watermarks of `topic`'s partitions (0 when it does not exist yet).
+pub async fn high_watermarks(bootstrap: &str, topic: &str) -> i64 {
+    let client = check_client(bootstrap);
     let Ok(md) = client.refresh_metadata().await else {
         return 0;
     };
@@ -169,6 +174,44 @@ pub async fn high_watermarks(bootstrap: &str, topic: &str) -> i64 {
         }
     }
     total
+}
+
+/// The record batches `topic` holds, over all partitions (read from offset 0 to the high
+/// watermark): a mirror writes one batch per acknowledged Produce.
+pub async fn count_batches(bootstrap: &str, topic: &str) -> usize {
+    let client = check_client(bootstrap);
+    let md = client.refresh_metadata().await.expect("metadata");
+    let mut batches = 0;
+    for p in 0..md.partition_count(topic).unwrap_or(0) {
+        let m = client.leader(topic, p).await.expect("leader");
+        let (_, hw) = fetch::list_offset(&m, topic, p, -1).await.expect("offsets");
+        let mut offset = 0;
+        while offset < hw {
+            let want = fetch::FetchWant {
+                topic: topic.to_string(),
+                topic_id: None,
+                partition: p,
+                offset,
+                max_bytes: None,
+            };
+            let got = fetch::fetch(&m, &[want], 0, 8 << 20, 8 << 20)
+                .await
+                .expect("fetch");
+            let before = offset;
+            for b in kmirror_wire::batch::Batches::new(&got[0].records) {
+                let b = b.expect("a whole batch");
+                if b.base_offset() >= offset {
+                    batches += 1;
+                    offset = b.next_offset();
+                }
+            }
+            assert!(
+                offset > before,
+                "{topic}-{p}: no batch at offset {offset} below {hw}"
+            );
+        }
+    }
+    batches
 }
 
 /// A preferred-leader election for every partition that needs one.

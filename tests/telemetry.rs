@@ -72,7 +72,7 @@ fn lag(metrics: &str) -> f64 {
 #[test]
 fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
     let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let mut source = BrokerProcess::start(&dir.path().join("source"), &[]);
     let mut target = BrokerProcess::start(&dir.path().join("target"), &[]);
     let listen = format!("127.0.0.1:{}", free_port());
     let config = write_topology(
@@ -191,4 +191,23 @@ fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
         s == 200 && records_total(b) == Some(2400.0) && lag(b) == 0.0
     });
     assert_eq!(http_get(&listen, "/nothing").map(|a| a.0), Some(404));
+
+    // The source goes down: not ready, until it is back.
+    source.kill9();
+    let body = wait_http(
+        &listen,
+        "/readyz",
+        "not ready without the source",
+        &daemon,
+        |s, _| s == 503,
+    );
+    assert!(body.contains("source east failing"), "{body}");
+    source.restart();
+    wait_http(
+        &listen,
+        "/readyz",
+        "ready once the source is back",
+        &daemon,
+        |s, _| s == 200,
+    );
 }

@@ -128,7 +128,9 @@ fn with_type(mut r: Response<Full<Bytes>>, content_type: &'static str) -> Respon
     r
 }
 
-/// Why the flows are not ready; empty when they are.
+/// Why the flows are not ready; empty when they are: a flow that has not finished
+/// starting, whose source Fetches or target Produces fail, with a failed partition, or
+/// that is behind with nothing acknowledged for [`STALLED_MS`].
 pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
     let mut reasons = Vec::new();
     for f in flows {
@@ -138,6 +140,15 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
                 f.name
             ));
             continue;
+        }
+        if let Some(since) = f.source_failing_since_ms() {
+            let error = f.last_error().map(|(_, e)| e).unwrap_or_default();
+            reasons.push(format!(
+                "flow {}: source {} failing for {} s: {error}",
+                f.name,
+                f.source,
+                (now_ms - since) / 1000
+            ));
         }
         if let Some(since) = f.target_failing_since_ms() {
             let error = f.last_error().map(|(_, e)| e).unwrap_or_default();

@@ -186,6 +186,8 @@ pub struct FlowStats {
     last_ack_ms: AtomicI64,
     /// Unix ms since which the target refuses or cannot be reached; 0 when it answers.
     target_failing_since_ms: AtomicI64,
+    /// The same for the source's Fetches.
+    source_failing_since_ms: AtomicI64,
     retries: Mutex<BTreeMap<&'static str, u64>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
     last_error: Mutex<Option<(i64, String)>>,
@@ -214,6 +216,7 @@ impl FlowStats {
             loop_beat_ms: AtomicI64::new(0),
             last_ack_ms: AtomicI64::new(0),
             target_failing_since_ms: AtomicI64::new(0),
+            source_failing_since_ms: AtomicI64::new(0),
             retries: Mutex::default(),
             errors: Mutex::default(),
             last_error: Mutex::default(),
@@ -338,6 +341,28 @@ impl FlowStats {
             Ordering::Relaxed,
         );
         *self.last_error.lock().expect("error lock") = Some((now, error.to_string()));
+    }
+
+    /// A Fetch from the source failed (it is retried).
+    pub fn source_failed(&self, error: &dyn std::fmt::Display) {
+        let now = now_ms();
+        let _ = self.source_failing_since_ms.compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        *self.last_error.lock().expect("error lock") = Some((now, error.to_string()));
+    }
+
+    /// A Fetch from the source was answered.
+    pub fn source_answered(&self) {
+        self.source_failing_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Since when (Unix ms) the source's Fetches have been failing, if they are.
+    pub fn source_failing_since_ms(&self) -> Option<i64> {
+        Some(self.source_failing_since_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
     /// An error that stopped a partition or the flow, of `class`.

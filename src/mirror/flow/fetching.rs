@@ -311,9 +311,13 @@ impl FlowRunner {
             }
         }
         let got = match result {
-            Ok(got) => got,
+            Ok(got) => {
+                self.stats.source_answered();
+                got
+            }
             Err(e) => {
                 tracing::warn!(flow = %self.flow.name, leader, error = %e, "Fetch failed; retrying.");
+                self.stats.source_failed(&e);
                 fetches
                     .leader_not_before
                     .insert(leader, Instant::now() + FETCH_RETRY);

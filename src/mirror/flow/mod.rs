@@ -164,7 +164,6 @@ impl FlowRunner {
             drain_deadline,
         ));
         tracing::info!(flow = %name, source = %self.source.name(), target = %self.target.name(), producer_id = session.producer_id, "Flow started.");
-        self.stats.started();
         let mut discovery = Discovery::new(
             self.flow.clone(),
             self.source.clone(),
@@ -177,6 +176,8 @@ impl FlowRunner {
             _ = stop.cancelled() => None,
             r = discovery.round() => Some(r),
         };
+        // Ready from here: both clusters answered (progress, producer id, first discovery).
+        self.stats.started();
         let (found_tx, mut found_rx) = mpsc::channel::<Result<Vec<Found>, ClientError>>(1);
         if let Some(first) = first {
             let _ = found_tx.try_send(first);

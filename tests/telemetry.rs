@@ -54,6 +54,13 @@ fn wait_http(
     }
 }
 
+/// Waits until `/readyz` answers 503 giving `reason`.
+fn wait_not_ready(listen: &str, reason: &str, daemon: &DaemonProcess) {
+    wait_http(listen, "/readyz", reason, daemon, |s, b| {
+        s == 503 && b.contains(reason)
+    });
+}
+
 fn records_total(metrics: &str) -> Option<f64> {
     metric(
         metrics,
@@ -158,14 +165,7 @@ fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
     }
     .run();
     assert_eq!(more, 400);
-    let body = wait_http(
-        &listen,
-        "/readyz",
-        "not ready without the target",
-        &daemon,
-        |s, _| s == 503,
-    );
-    assert!(body.contains("target west failing"), "{body}");
+    wait_not_ready(&listen, "target west failing", &daemon);
     let table = kmirror_status(&["--url", &format!("http://{listen}")]);
     assert!(
         table.contains("NOT READY") && table.contains("target west failing"),
@@ -194,14 +194,7 @@ fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
 
     // The source goes down: not ready, until it is back.
     source.kill9();
-    let body = wait_http(
-        &listen,
-        "/readyz",
-        "not ready without the source",
-        &daemon,
-        |s, _| s == 503,
-    );
-    assert!(body.contains("source east failing"), "{body}");
+    wait_not_ready(&listen, "source east failing", &daemon);
     source.restart();
     wait_http(
         &listen,

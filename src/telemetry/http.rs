@@ -141,23 +141,19 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
             ));
             continue;
         }
-        if let Some(since) = f.source_failing_since_ms() {
-            let error = f.last_error().map(|(_, e)| e).unwrap_or_default();
-            reasons.push(format!(
-                "flow {}: source {} failing for {} s: {error}",
-                f.name,
-                f.source,
-                (now_ms - since) / 1000
-            ));
-        }
-        if let Some(since) = f.target_failing_since_ms() {
-            let error = f.last_error().map(|(_, e)| e).unwrap_or_default();
-            reasons.push(format!(
-                "flow {}: target {} failing for {} s: {error}",
-                f.name,
-                f.target,
-                (now_ms - since) / 1000
-            ));
+        let failing = [
+            ("source", &f.source, f.source_failing_since_ms()),
+            ("target", &f.target, f.target_failing_since_ms()),
+        ];
+        for (side, cluster, since) in failing {
+            if let Some(since) = since {
+                let error = f.last_error().map(|(_, e)| e).unwrap_or_default();
+                reasons.push(format!(
+                    "flow {}: {side} {cluster} failing for {} s: {error}",
+                    f.name,
+                    (now_ms - since) / 1000
+                ));
+            }
         }
         for (sp, p) in f.partitions() {
             if p.state() == PartitionState::Failed {

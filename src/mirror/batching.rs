@@ -229,7 +229,7 @@ impl Batcher {
         }
         let raws: Vec<&[u8]> = run.iter().map(|u| &u.data[..]).collect();
         let (data, records) = match rebuild::rebuild(&raws, self.skip_below)? {
-            Some(r) => (r.bytes, r.records),
+            Some(r) => (in_place(run, r.bytes), r.records),
             None => (BytesMut::new(), 0),
         };
         Ok(Some(Ready {
@@ -240,6 +240,30 @@ impl Batcher {
             permits,
         }))
     }
+}
+
+/// Puts a rebuilt batch where its source batches were, when they lie end to end in one
+/// buffer (a fetched chunk) and it fits, which recompressing several batches into one
+/// nearly always does: it then occupies memory already charged to the flow's budget, and
+/// the rebuilt copy is freed at once. Otherwise the rebuilt copy is used as it is.
+fn in_place(run: Vec<Unit>, rebuilt: BytesMut) -> BytesMut {
+    let mut parts = run.into_iter().map(|u| u.data);
+    let Some(mut region) = parts.next() else {
+        return rebuilt;
+    };
+    for part in parts {
+        if region.as_ptr().wrapping_add(region.len()) != part.as_ptr() {
+            return rebuilt;
+        }
+        // Contiguous pieces of one buffer: joined without a copy.
+        region.unsplit(part);
+    }
+    if rebuilt.len() > region.len() {
+        return rebuilt;
+    }
+    region[..rebuilt.len()].copy_from_slice(&rebuilt);
+    region.truncate(rebuilt.len());
+    region
 }
 
 #[cfg(test)]
@@ -301,6 +325,22 @@ mod tests {
         v.validate_for_append().unwrap();
         assert_eq!(v.size_bytes(), r.data.len(), "exactly one batch");
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_merged_batch_takes_the_place_of_its_sources_in_the_fetched_buffer() {
+        let small: Vec<Bytes> = (0..10).map(|i| batch(i * 3, 3, 50)).collect();
+        let c = chunk(&small, 30);
+        let buffer = c.data.as_ptr_range();
+        let mut q = Batcher::new(1 << 20, 0);
+        q.push(c).unwrap();
+        let r = q.next_batch(true).unwrap().unwrap();
+        assert!(
+            buffer.contains(&r.data.as_ptr()),
+            "the merged batch was not written into the fetched buffer"
+        );
+        BatchView::parse(&r.data, 0).unwrap().verify_crc().unwrap();
+        assert_eq!(r.records, 30);
     }
 
     #[test]

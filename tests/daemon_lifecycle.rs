@@ -11,7 +11,7 @@ use support::*;
 #[test]
 fn starts_flows_and_stops_cleanly_on_sigterm() {
     let (dir, brokers) = brokers();
-    let config = one_flow(dir.path(), &brokers, "orders.*");
+    let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "orders.*");
     // A 1 s watchdog, as systemd sets it from WatchdogSec=.
     let mut daemon = DaemonProcess::start_with(&config, &[], &[("WATCHDOG_USEC", "1000000")]);
     assert!(
@@ -122,7 +122,7 @@ fn an_unreachable_cluster_is_reported_and_other_flows_keep_running() {
 #[test]
 fn runs_on_the_worker_threads_asked_for() {
     let (dir, brokers) = brokers();
-    let config = one_flow(dir.path(), &brokers, "orders.*");
+    let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "orders.*");
     for (args, workers) in [(&[][..], 1), (&["--threads", "3"][..], 3)] {
         let mut daemon = DaemonProcess::start_with(&config, args, &[]);
         assert!(
@@ -154,7 +154,7 @@ fn runs_on_the_worker_threads_asked_for() {
 #[test]
 fn json_logs_are_one_object_per_line_with_the_flow_as_a_field() {
     let (dir, brokers) = brokers();
-    let config = one_flow(dir.path(), &brokers, "orders.*");
+    let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "orders.*");
     let mut daemon = DaemonProcess::start_with(&config, &["--log-format", "json"], &[]);
     assert!(
         daemon.log.wait_for("Flow started", Duration::from_secs(60)),

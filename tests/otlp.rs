@@ -1,5 +1,5 @@
 //! `telemetry.otlp`: the daemon pushes its metrics over OTLP/HTTP (protobuf) to the
-//! endpoint every `interval`, and once more when it stops. No OpenTelemetry collector can
+//! endpoint every `interval`, and once more when it stops (seen with an interval of an hour). No OpenTelemetry collector can
 //! run here, so a listener stands in for one: it answers every POST with 200 and keeps what
 //! arrived, which must be protobuf bodies on /v1/metrics naming kmirror's metrics.
 
@@ -69,7 +69,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 fn metrics_are_pushed_over_otlp_http() {
     let (collector_addr, received) = collector();
     let (dir, brokers) = brokers();
-    let config = one_flow(dir.path(), &brokers, "orders");
+    let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "orders");
     add_telemetry(
         &config,
         &format!("otlp: {{ endpoint: \"http://{collector_addr}\", interval: 1s }}"),
@@ -109,11 +109,25 @@ fn metrics_are_pushed_over_otlp_http() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    daemon.terminate_ok();
+
+    // With an hour between pushes, what arrives after SIGTERM is the push at shutdown.
+    let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "orders");
+    add_telemetry(
+        &config,
+        &format!("otlp: {{ endpoint: \"http://{collector_addr}\", interval: 1h }}"),
+    );
+    daemon.restart();
+    assert!(
+        daemon.wait_ready(Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(20)
+    );
     let before_stop = received.lock().unwrap().len();
     daemon.terminate_ok();
     assert!(
-        received.lock().unwrap().len() > before_stop,
-        "no final push at shutdown:\n{}",
+        pushed(&received.lock().unwrap()[before_stop..]),
+        "no push with kmirror's metrics at shutdown:\n{}",
         daemon.log.tail(20)
     );
 }

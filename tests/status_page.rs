@@ -31,21 +31,15 @@ fn chromium(url: &str, extra: &[&str]) -> std::process::Output {
 
 #[test]
 fn the_status_page_renders_a_running_flow_in_chromium() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let (dir, brokers) = brokers();
     let listen = format!("127.0.0.1:{}", free_port());
-    let config = write_topology(
-        dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
-        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    topics: {{ include: [\"orders\"] }}\n"),
-    );
+    let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "orders");
     add_telemetry(&config, &format!("listen: \"{listen}\""));
     let acked = dir.path().join("acked.json");
     Produce {
         records: 1234,
         create: true,
-        ..Produce::new(&source.addr(), "orders", 2, &acked)
+        ..Produce::new(&brokers[0].addr(), "orders", 2, &acked)
     }
     .run();
     let daemon = DaemonProcess::start(&config);

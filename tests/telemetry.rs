@@ -78,15 +78,9 @@ fn lag(metrics: &str) -> f64 {
 
 #[test]
 fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let mut target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let (dir, [mut source, mut target]) = brokers();
     let listen = format!("127.0.0.1:{}", free_port());
-    let config = write_topology(
-        dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
-        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    topics: {{ include: [\"orders\"] }}\n    rename: \"{{topic}}\"\n"),
-    );
+    let config = one_flow(dir.path(), &[&source, &target], "orders");
     add_telemetry(&config, &format!("listen: \"{listen}\", log_interval: 1s"));
 
     let acked = dir.path().join("acked.json");
@@ -119,7 +113,10 @@ fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
     .expect("the latency histogram is exported");
     // One histogram count per acknowledged batch, and each is one batch on the target.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let written = rt.block_on(support::cluster::count_batches(&target.addr(), "orders"));
+    let written = rt.block_on(support::cluster::count_batches(
+        &target.addr(),
+        "east.orders",
+    ));
     assert_eq!(
         batches, written as f64,
         "latency histogram count vs batches on the target"

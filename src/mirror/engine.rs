@@ -103,14 +103,6 @@ impl Engine {
         );
     }
 
-    /// Drains and stops one flow.
-    async fn stop_flow(&mut self, name: &str) {
-        if let Some(f) = self.flows.remove(name) {
-            f.stop.cancel();
-            let _ = f.task.await;
-        }
-    }
-
     /// Applies a reload (see the module docs); returns whether the topology changed.
     pub async fn reload(&mut self, reload: Reload) -> bool {
         let topology = match reload {
@@ -137,6 +129,7 @@ impl Engine {
             tracing::warn!("The telemetry block changed; it applies at the next start. The rest of the topology is applied now.");
         }
         let mut outcome: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+        let mut stopping = Vec::new();
         let names: Vec<String> = self.flows.keys().cloned().collect();
         for name in names {
             let kept = topology
@@ -156,12 +149,14 @@ impl Engine {
                 outcome.entry("unchanged").or_default().push(name);
                 continue;
             }
-            self.stop_flow(&name).await;
+            stopping.push(self.flows.remove(&name).expect("running flow"));
             if !topology.flows.iter().any(|f| f.name == name) {
                 self.telemetry.remove_flow(&name);
                 outcome.entry("removed").or_default().push(name);
             }
         }
+        // The flows to stop drain side by side, each within the drain deadline.
+        drain(stopping).await;
         self.update_clients(&topology);
         for f in &topology.flows {
             if self.flows.contains_key(&f.name) {
@@ -190,13 +185,15 @@ impl Engine {
     /// Drains and stops every flow (the stop token was cancelled), then pushes the last
     /// metrics.
     pub async fn stop(mut self) {
-        let names: Vec<String> = self.flows.keys().cloned().collect();
-        for f in self.flows.values() {
-            f.stop.cancel();
-        }
-        for name in names {
-            self.stop_flow(&name).await;
-        }
+        drain(std::mem::take(&mut self.flows).into_values().collect()).await;
         self.telemetry.shutdown();
     }
+}
+
+/// Cancels `flows` and waits until all of them drained.
+async fn drain(flows: Vec<RunningFlow>) {
+    for f in &flows {
+        f.stop.cancel();
+    }
+    futures::future::join_all(flows.into_iter().map(|f| f.task)).await;
 }

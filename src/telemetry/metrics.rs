@@ -24,7 +24,7 @@ use super::stats::{now_ms, FlowStats, Flows};
 pub struct Metrics {
     registry: prometheus::Registry,
     /// It owns the instruments and the readers.
-    _provider: SdkMeterProvider,
+    provider: SdkMeterProvider,
     meter: Meter,
 }
 
@@ -82,7 +82,7 @@ impl Metrics {
         register(&meter, flows);
         Ok(Self {
             registry,
-            _provider: provider,
+            provider,
             meter,
         })
     }
@@ -98,7 +98,7 @@ impl Metrics {
 
     /// Pushes what is left over OTLP and stops the readers.
     pub fn shutdown(&self) {
-        let _ = self._provider.shutdown();
+        let _ = self.provider.shutdown();
     }
 
     /// Every metric in Prometheus text format.

@@ -20,8 +20,6 @@ use stats::{FlowStats, Flows};
 /// The running telemetry of one process.
 pub struct Telemetry {
     served: Arc<http::Served>,
-    /// The listener's address, once bound.
-    pub listening: Option<SocketAddr>,
 }
 
 impl Telemetry {
@@ -38,19 +36,15 @@ impl Telemetry {
             metrics: metrics::Metrics::new(flows.clone(), config.and_then(|t| t.otlp.as_ref()))?,
             flows,
         });
-        let listening = match listen {
-            Some(addr) => {
-                let listener = http::bind(addr).await?;
-                let bound = listener.local_addr().map_err(|e| e.to_string())?;
-                tokio::spawn(http::serve(listener, served.clone(), stop.clone()));
-                tracing::info!(status_page = %format!("http://{bound}/"), metrics = %format!("http://{bound}/metrics"), "Telemetry listening.");
-                Some(bound)
-            }
-            None => None,
-        };
+        if let Some(addr) = listen {
+            let listener = http::bind(addr).await?;
+            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            tokio::spawn(http::serve(listener, served.clone(), stop.clone()));
+            tracing::info!(status_page = %format!("http://{bound}/"), metrics = %format!("http://{bound}/metrics"), "Telemetry listening.");
+        }
         tokio::spawn(report::sample(served.flows.clone(), stop.clone()));
         tokio::spawn(report::run(served.flows.clone(), log_interval, stop));
-        Ok(Self { served, listening })
+        Ok(Self { served })
     }
 
     /// Pushes the last metrics over OTLP, if configured.

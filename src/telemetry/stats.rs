@@ -279,8 +279,9 @@ impl FlowStats {
             .collect()
     }
 
-    pub fn started(&self) {
-        self.started.store(true, Ordering::Relaxed);
+    /// The flow finished starting (`true`), or is (re)starting (`false`).
+    pub fn set_started(&self, started: bool) {
+        self.started.store(started, Ordering::Relaxed);
     }
 
     /// The fetch loop turned (`running`), or ended (`!running`).

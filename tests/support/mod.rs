@@ -20,7 +20,7 @@ pub fn brokers() -> (tempfile::TempDir, [BrokerProcess; 2]) {
 /// broker (`east`) to the second (`west`).
 pub fn one_flow(
     dir: &std::path::Path,
-    [source, target]: &[BrokerProcess; 2],
+    [source, target]: &[&BrokerProcess; 2],
     topics: &str,
 ) -> std::path::PathBuf {
     write_topology(

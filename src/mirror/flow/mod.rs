@@ -136,6 +136,8 @@ impl FlowRunner {
     /// and the final progress is written.
     pub async fn run(mut self, stop: CancellationToken, drain_deadline: Duration) {
         let name = self.flow.name.clone();
+        // A flow restarted by a reload keeps its stats, but is not ready until it started.
+        self.stats.set_started(false);
         // Transient errors are retried inside (until `stop`); what is left needs an operator.
         let setup = async {
             let progress = Progress::load(&name, &self.target).await?;
@@ -177,7 +179,7 @@ impl FlowRunner {
             r = discovery.round() => Some(r),
         };
         // Ready from here: both clusters answered (progress, producer id, first discovery).
-        self.stats.started();
+        self.stats.set_started(true);
         let (found_tx, mut found_rx) = mpsc::channel::<Result<Vec<Found>, ClientError>>(1);
         if let Some(first) = first {
             let _ = found_tx.try_send(first);

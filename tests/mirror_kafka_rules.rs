@@ -450,6 +450,8 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
         &[("east", &source.addr()), ("west", &target.addr())],
         &flow("broken.*|healthy"),
     );
+    let listen = format!("127.0.0.1:{}", free_port());
+    add_telemetry(&config, &format!("listen: \"{listen}\""));
     let daemon = DaemonProcess::start(&config);
     let stopped = |topic: &str| -> Vec<String> {
         let topic = format!("topic={topic} ");
@@ -484,6 +486,30 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
     }
     admin(&["produce", "healthy", "h", "7"]);
     wait_records(&target.addr(), "healthy", 7, &daemon);
+    // Telemetry reports both partitions as failed, naming the offset, and is not ready.
+    let (_, status) = http_get(&listen, "/status").expect("/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    for ((topic, _, _), corrupt_offset) in shapes.iter().zip(&corrupt_offsets) {
+        let p = status["flows"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["topic"] == *topic)
+            .unwrap_or_else(|| panic!("{topic} not in {status}"));
+        assert_eq!(p["state"], "failed", "{p}");
+        assert!(
+            p["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&format!("offset {corrupt_offset}"))),
+            "{p}"
+        );
+    }
+    assert_eq!(
+        status["flows"][0]["errors"]["corrupt_source"], 2,
+        "{status}"
+    );
+    let (code, body) = http_get(&listen, "/readyz").expect("/readyz");
+    assert!(code == 503 && body.contains("failed"), "{code} {body}");
     for (topic, _, _) in &shapes {
         assert_eq!(
             stopped(topic).len(),

@@ -259,7 +259,12 @@ impl Pipeline {
                         })
                 }
                 .await;
-                if let Err(e) = &submitted {
+                // Counted as a retry only when `retry` will retry it (a fatal error ends it).
+                if let Some(e) = submitted
+                    .as_ref()
+                    .err()
+                    .filter(|e| e.class() != ErrorClass::Fatal)
+                {
                     self.flow_stats.produce_retry(class_name(e.class()), e);
                 }
                 submitted

@@ -399,21 +399,12 @@ impl FlowRunner {
             Ok(s) => s,
             Err(e) => {
                 super::partitions::report_bad_source_batch(
-                    &self.flow.name,
-                    &sp.topic,
-                    sp.partition,
+                    (&self.flow.name, &sp.topic, sp.partition),
                     r.next_fetch_offset,
                     &e,
+                    (&self.stats, &r.stats),
                 );
                 r.stop();
-                self.stats.failed("corrupt_source", &e);
-                r.stats.set_state(
-                    PartitionState::Failed,
-                    Some(format!(
-                        "source batch at offset {}: {e}",
-                        r.next_fetch_offset
-                    )),
-                );
                 return false;
             }
         };

@@ -11,7 +11,7 @@ use crate::client::produce::ProducerSession;
 use crate::mirror::memory::Held;
 use crate::mirror::pipeline::{Ended, Pipeline};
 use crate::mirror::progress::{Progress, SourcePartition};
-use crate::telemetry::stats::PartitionState;
+use crate::telemetry::stats::{FlowStats, PartitionState, PartitionStats};
 
 impl FlowRunner {
     /// Starts the pipeline of a partition discovery found, mirroring from `start`.
@@ -54,11 +54,11 @@ impl FlowRunner {
                     partition_stats.set_state(PartitionState::Failed, Some(e.to_string()));
                 }
                 Ended::Corrupt { offset, error } => {
-                    report_bad_source_batch(&flow, &topic, partition, *offset, error);
-                    flow_stats.failed("corrupt_source", error);
-                    partition_stats.set_state(
-                        PartitionState::Failed,
-                        Some(format!("source batch at offset {offset}: {error}")),
+                    report_bad_source_batch(
+                        (&flow, &topic, partition),
+                        *offset,
+                        error,
+                        (&flow_stats, &partition_stats),
                     );
                 }
                 Ended::Drained => partition_stats.set_state(PartitionState::Stopped, None),
@@ -105,11 +105,15 @@ impl FlowRunner {
 
 /// The ERROR for a source batch that cannot be mirrored (corrupt, or an old format), once.
 pub(super) fn report_bad_source_batch(
-    flow: &str,
-    topic: &str,
-    partition: i32,
+    (flow, topic, partition): (&str, &str, i32),
     offset: i64,
     error: &dyn std::fmt::Display,
+    (flow_stats, partition_stats): (&FlowStats, &PartitionStats),
 ) {
     tracing::error!(%flow, %topic, partition, offset, %error, "Partition stopped: the source returned a batch that cannot be mirrored (corrupt, or an old message format). Progress is kept; nothing after it is mirrored.");
+    flow_stats.failed("corrupt_source", error);
+    partition_stats.set_state(
+        PartitionState::Failed,
+        Some(format!("source batch at offset {offset}: {error}")),
+    );
 }

@@ -1,50 +1,34 @@
 //! Error collection for validation: positions, paths and redaction.
 //!
 //! [`Diagnostics`] turns "this field is wrong" into a [`ConfigError`] with file, line,
-//! column and path: it finds the field in the interpolated text ([`locate`]), maps the
-//! column back to the original text, and redacts interpolated values from the message.
-//! It also converts serde_yaml errors, whose text is "path: problem at line L column C".
-//! Errors on a line with a bad `${...}` are dropped as consequences of that one.
-//! It does not decide what is wrong; [`super::validate`] does.
+//! column and path: it finds the field in the text ([`locate`]) and, when done, redacts
+//! `${VAR}` values from the messages. It also converts serde_yaml errors, whose text is
+//! "path: problem at line L column C". It does not decide what is wrong;
+//! [`super::validate`] does.
 
-use super::interpolate::Interpolated;
+use super::interpolate::Substitutions;
 use super::locate::{self, FieldPath, Target};
 use super::raw;
 use super::{ConfigError, ConfigErrors, Topology};
-use std::collections::BTreeSet;
 
-/// Collects errors with positions in the original text.
+/// Collects errors with positions in the text.
 pub(super) struct Diagnostics<'a> {
     file: &'a str,
-    interpolated: &'a Interpolated,
+    text: &'a str,
     errors: Vec<ConfigError>,
-    /// Lines with a bad `${...}`: later errors there are consequences, not news.
-    interpolation_lines: BTreeSet<usize>,
 }
 
 impl<'a> Diagnostics<'a> {
-    pub(super) fn new(file: &'a str, interpolated: &'a Interpolated) -> Self {
-        let mut diagnostics = Self {
+    pub(super) fn new(file: &'a str, text: &'a str) -> Self {
+        Self {
             file,
-            interpolated,
+            text,
             errors: Vec::new(),
-            interpolation_lines: BTreeSet::new(),
-        };
-        for error in &interpolated.errors {
-            diagnostics.interpolation_lines.insert(error.line);
-            diagnostics.errors.push(ConfigError {
-                file: file.to_string(),
-                line: error.line,
-                column: error.column,
-                path: String::new(),
-                message: error.message.clone(),
-            });
         }
-        diagnostics
     }
 
     pub(super) fn text(&self) -> &'a str {
-        &self.interpolated.text
+        self.text
     }
 
     /// An error about the value at `path`.
@@ -71,10 +55,7 @@ impl<'a> Diagnostics<'a> {
     /// A serde_yaml error: its message is "path: problem at line L column C".
     pub(super) fn serde(&mut self, error: &serde_yaml::Error, item: &FieldPath) {
         let (line, column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
-        let mut message = error.to_string();
-        if line > 0 {
-            message = message.replacen(&format!(" at line {line} column {column}"), "", 1);
-        }
+        let mut message = raw::without_location(error);
         // The path starts with the item's own path (or, for the whole document, with a
         // top-level key) and ends at the first ": ".
         let prefixes: Vec<String> = if item.is_root() {
@@ -97,21 +78,26 @@ impl<'a> Diagnostics<'a> {
                 break;
             }
         }
+        let in_flow_collection =
+            message.contains("flow mapping") || message.contains("flow sequence");
+        let line_text = self
+            .text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or_default();
+        if in_flow_collection && line_text.contains("${") {
+            message.push_str("; inside `{ }` or `[ ]` write a `${VAR}` value in quotes");
+        }
         self.push(line, column, path, message);
     }
 
     fn push(&mut self, line: usize, column: usize, path: String, message: String) {
-        let column = if line > 0 {
-            self.interpolated.input_column(line, column)
-        } else {
-            column
-        };
         self.errors.push(ConfigError {
             file: self.file.to_string(),
             line,
             column,
             path,
-            message: self.interpolated.redact(&message),
+            message,
         });
     }
 
@@ -119,17 +105,16 @@ impl<'a> Diagnostics<'a> {
         self.errors.len()
     }
 
-    pub(super) fn finish(self, topology: Option<Topology>) -> Result<Topology, ConfigErrors> {
-        let interpolation_count = self.interpolated.errors.len();
-        let mut errors: Vec<ConfigError> = self
-            .errors
-            .into_iter()
-            .enumerate()
-            .filter(|(index, error)| {
-                *index < interpolation_count || !self.interpolation_lines.contains(&error.line)
-            })
-            .map(|(_, error)| error)
-            .collect();
+    /// The topology, or every error with the values of `substitutions` redacted.
+    pub(super) fn finish(
+        self,
+        topology: Option<Topology>,
+        substitutions: &Substitutions,
+    ) -> Result<Topology, ConfigErrors> {
+        let mut errors = self.errors;
+        for error in &mut errors {
+            error.message = substitutions.redact(&error.message);
+        }
         errors.sort_by_key(|error| (error.line, error.column));
         match topology {
             Some(topology) if errors.is_empty() => Ok(topology),

@@ -1,8 +1,8 @@
 //! The mirror topology: loading a YAML file into a validated, typed [`Topology`].
 //!
-//! Pipeline: text → `${VAR}` interpolation ([`interpolate`]) → serde structs with unknown
-//! keys rejected ([`raw`]) → validation that collects every error with its file, line,
-//! column and field path ([`validate`], [`graph`]) → [`Topology`].
+//! Pipeline: text → serde structs with unknown keys rejected and `${VAR}` substituted in
+//! each value as it is read ([`raw`], [`interpolate`]) → validation that collects every
+//! error with its file, line, column and field path ([`validate`], [`graph`]) → [`Topology`].
 //! Every error is reported at once: `topology.yaml:12:5: flows[0].topics.include[1]:
 //! invalid regex "orders(": unclosed group`. Secrets are held in [`Secret`], which never
 //! prints its value, and interpolated values are redacted from error messages.

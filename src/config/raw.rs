@@ -9,29 +9,84 @@
 //! first such error inside one cluster, flow or `telemetry` block; errors in different
 //! blocks are all reported.
 
+use super::interpolate;
 use super::{Delivery, PartitionPolicy, SaslMechanism, Secret, StartFrom};
-use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::fmt;
 
-/// Any scalar, kept exactly as written (`10s`, `4096`, `007`).
+/// Any scalar value, as written (`10s`, `4096`, `007`) with its `${VAR}` references
+/// substituted ([`interpolate`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Text(pub String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl Visitor<'_> for TextVisitor {
-            type Value = Text;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a single value (string or number)")
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<Text, E> {
-                Ok(Text(value.to_string()))
-            }
+        scalar(deserializer, |written| {
+            interpolate::substitute(written, true).map(|value| Text(value.into_owned()))
+        })
+    }
+}
+
+/// A mapping key, exactly as written (keys are never substituted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key(pub String);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        scalar(deserializer, |written| Ok(Key(written.to_string())))
+    }
+}
+
+/// A number, boolean or choice that may also be written as `${VAR}`: read as [`Text`],
+/// then parsed by YAML's rules, so `true`, `"true"` and `${FLAG}` set to `true` are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Typed<T>(pub T);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Typed<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        scalar(deserializer, |written| {
+            let value = interpolate::substitute(written, false)?;
+            serde_yaml::from_str(&value)
+                .map(Typed)
+                .map_err(|error| without_location(&error))
+        })
+    }
+}
+
+/// Reads one scalar's text and converts it with `convert`. The conversion runs inside the
+/// visitor, so serde_yaml gives its error the scalar's own line, column and path.
+fn scalar<'de, D, T>(
+    deserializer: D,
+    convert: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct ScalarVisitor<F>(F);
+    impl<T, F: FnOnce(&str) -> Result<T, String>> Visitor<'_> for ScalarVisitor<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a single value (string or number)")
         }
-        // serde_yaml hands over the scalar's text for any scalar here.
-        deserializer.deserialize_str(TextVisitor)
+        fn visit_str<E: de::Error>(self, written: &str) -> Result<T, E> {
+            (self.0)(written).map_err(E::custom)
+        }
+    }
+    // serde_yaml hands over the scalar's text for any scalar here.
+    deserializer.deserialize_str(ScalarVisitor(convert))
+}
+
+/// A serde_yaml error's message without its " at line L column C".
+pub fn without_location(error: &serde_yaml::Error) -> String {
+    let message = error.to_string();
+    match error.location() {
+        Some(at) => message.replacen(
+            &format!(" at line {} column {}", at.line(), at.column()),
+            "",
+            1,
+        ),
+        None => message,
     }
 }
 
@@ -43,9 +98,9 @@ impl<'de> Deserialize<'de> for Text {
 pub struct RawCluster {
     pub bootstrap: Option<Vec<Text>>,
     pub client_id: Option<Text>,
-    pub request_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<Typed<u64>>,
     pub request_timeout: Option<Text>,
-    pub connect_timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<Typed<u64>>,
     pub connect_timeout: Option<Text>,
     pub tls: Option<RawTls>,
     pub sasl: Option<RawSasl>,
@@ -69,7 +124,7 @@ pub struct RawTls {
     expecting = "a `sasl` mapping with `mechanism`, `username`, `password`"
 )]
 pub struct RawSasl {
-    pub mechanism: SaslMechanism,
+    pub mechanism: Typed<SaslMechanism>,
     pub username: Text,
     pub password: Secret,
 }
@@ -82,7 +137,7 @@ pub struct RawSasl {
 pub struct RawEmbedded {
     pub listen: Text,
     pub data_dir: Text,
-    pub partitions: Option<u32>,
+    pub partitions: Option<Typed<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,12 +151,12 @@ pub struct RawFlow {
     pub target: Text,
     pub topics: RawTopics,
     pub rename: Option<Text>,
-    pub partitions: Option<PartitionPolicy>,
-    pub create_topics: Option<bool>,
+    pub partitions: Option<Typed<PartitionPolicy>>,
+    pub create_topics: Option<Typed<bool>>,
     pub sync_configs: Option<RawSyncConfigs>,
-    pub start_from: Option<StartFrom>,
+    pub start_from: Option<Typed<StartFrom>>,
     pub discovery_interval: Option<Text>,
-    pub delivery: Option<Delivery>,
+    pub delivery: Option<Typed<Delivery>>,
     pub limits: Option<RawLimits>,
     pub groups: Option<RawGroups>,
 }
@@ -121,17 +176,17 @@ pub struct RawTopics {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a `sync_configs` mapping")]
 pub struct RawSyncConfigs {
-    pub enabled: Option<bool>,
+    pub enabled: Option<Typed<bool>>,
     #[serde(default)]
     pub exclude: Vec<Text>,
-    pub default_exclude: Option<bool>,
+    pub default_exclude: Option<Typed<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a `limits` mapping")]
 pub struct RawLimits {
     pub bytes_per_sec: Option<Text>,
-    pub records_per_sec: Option<u64>,
+    pub records_per_sec: Option<Typed<u64>>,
     pub max_in_flight_bytes: Option<Text>,
     pub batch_bytes: Option<Text>,
 }
@@ -142,8 +197,8 @@ pub struct RawGroups {
     pub include: Option<Vec<Text>>,
     #[serde(default)]
     pub exclude: Vec<Text>,
-    pub default_exclude: Option<bool>,
-    pub sync_offsets: Option<bool>,
+    pub default_exclude: Option<Typed<bool>>,
+    pub sync_offsets: Option<Typed<bool>>,
     pub interval: Option<Text>,
 }
 
@@ -205,7 +260,7 @@ impl<'de> Visitor<'de> for SkeletonVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skeleton, A::Error> {
         let mut skeleton = Skeleton::default();
-        while let Some(key) = map.next_key::<Text>()? {
+        while let Some(key) = map.next_key::<Key>()? {
             match key.0.as_str() {
                 "clusters" if skeleton.cluster_names.is_none() => {
                     skeleton.cluster_names = Some(map.next_value::<KeyList>()?.0);
@@ -242,7 +297,7 @@ impl<'de> Deserialize<'de> for KeyList {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<KeyList, A::Error> {
                 let mut keys = Vec::new();
-                while let Some(key) = map.next_key::<Text>()? {
+                while let Some(key) = map.next_key::<Key>()? {
                     map.next_value::<IgnoredAny>()?;
                     keys.push(key.0);
                 }

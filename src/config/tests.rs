@@ -207,10 +207,64 @@ fn secrets_never_print() {
 #[test]
 fn yaml_significant_and_numeric_values_survive_interpolation() {
     let topology = parse_ok(
-        "clusters:\n  a:\n    bootstrap: [\"a:1\"]\n    client_id: ${WEIRD_PASSWORD}\n  b: { bootstrap: [\"b:1\"], client_id: ${DIGITS} }\nflows:\n  - { name: f, source: a, target: b, topics: { include: [x] } }\n",
+        "clusters:\n  a:\n    bootstrap: [\"a:1\"]\n    client_id: ${WEIRD_PASSWORD}\n  b: { bootstrap: [\"b:1\"], client_id: \"${DIGITS}\" }\nflows:\n  - { name: f, source: a, target: b, topics: { include: [x] } }\n",
     );
     assert_eq!(topology.cluster("a").unwrap().client_id, "p@ss: #word");
     assert_eq!(topology.cluster("b").unwrap().client_id, "007");
+}
+
+#[test]
+fn numbers_booleans_and_choices_come_from_variables_too() {
+    let env = |name: &str| match name {
+        "RATE" => Some("500".to_string()),
+        "CREATE" => Some("false".to_string()),
+        "FROM" => Some("latest".to_string()),
+        _ => None,
+    };
+    let text = with_flows(
+        "  - name: f\n    source: a\n    target: b\n    topics: { include: [x] }\n    create_topics: ${CREATE}\n    start_from: ${FROM}\n    limits:\n      records_per_sec: ${RATE}\n",
+    );
+    let topology = parse(&text, FILE, &env).unwrap();
+    let flow = &topology.flows[0];
+    assert!(!flow.create_topics);
+    assert_eq!(flow.start_from, StartFrom::Latest);
+    assert_eq!(flow.limits.records_per_sec, Some(500));
+    let errors = parse(&text.replace("${FROM}", "${FROM}ish"), FILE, &env).unwrap_err();
+    assert_eq!(errors.errors.len(), 1, "{errors}");
+    assert!(
+        errors.errors[0]
+            .to_string()
+            .starts_with("topology.yaml:11:17: flows[0].start_from: unknown variant `latestish`"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn values_cannot_change_the_document_and_keys_are_not_substituted() {
+    let env = |name: &str| match name {
+        "INJECT" => Some("x\n  c: { bootstrap: [\"c:1\"] }".to_string()),
+        "NAME" => Some("b".to_string()),
+        _ => None,
+    };
+    let topology = parse(
+        "clusters:\n  a:\n    bootstrap: [\"a:1\"]\n    client_id: ${INJECT}\n  ${NAME}: { bootstrap: [\"b:1\"] }\nflows:\n  - { name: f, source: a, target: \"${NAME}\", topics: { include: [x] } }\n",
+        FILE,
+        &env,
+    );
+    let errors = topology.unwrap_err().to_string();
+    assert!(errors.contains("unknown cluster `b`"), "{errors}");
+    assert!(!errors.contains("c:1"), "{errors}");
+}
+
+#[test]
+fn an_unquoted_reference_in_a_flow_mapping_gets_a_hint() {
+    let error = single_error(&with_flows(
+        "  - { name: ${NAME}, source: a, target: b, topics: { include: [x] } }\n",
+    ));
+    assert!(
+        error.contains("write a `${VAR}` value in quotes"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -219,7 +273,9 @@ fn missing_variable_names_variable_and_line() {
         "clusters:\n  a:\n    bootstrap: [\"a:1\"]\n    client_id: \"${NOT_SET}\"\n  b: { bootstrap: [\"b:1\"] }\nflows:\n  - { name: f, source: a, target: b, topics: { include: [x] } }\n",
     );
     assert!(
-        error.starts_with("topology.yaml:4:17: environment variable NOT_SET is not set"),
+        error.starts_with(
+            "topology.yaml:4:16: clusters.a.client_id: environment variable NOT_SET is not set"
+        ),
         "{error}"
     );
 }

@@ -1,4 +1,4 @@
-//! Validation: from the interpolated text to a [`Topology`], collecting every error.
+//! Validation: from the text to a [`Topology`], collecting every error.
 //!
 //! Each cluster, flow and the `telemetry` block is deserialized separately (see
 //! [`locate::deserialize_at`]), so a type error in one does not hide problems in the
@@ -8,12 +8,12 @@
 
 use super::diagnostics::Diagnostics;
 use super::graph::{self, CycleGuard, FlowEdge};
-use super::interpolate::interpolate;
+use super::interpolate;
 use super::locate::{self, FieldPath, Target};
 use super::names::{is_topic_char, NameFilter, Pattern, RenameTemplate};
 use super::raw::{
     self, RawCluster, RawEmbedded, RawFlow, RawGroups, RawLimits, RawSasl, RawSyncConfigs,
-    RawTelemetry, RawTls, Skeleton, Text,
+    RawTelemetry, RawTls, Skeleton, Text, Typed,
 };
 use super::units::{parse_duration, parse_size};
 use super::{
@@ -40,10 +40,10 @@ pub(super) fn parse(
     file_name: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Topology, ConfigErrors> {
-    let interpolated = interpolate(text, env);
-    let mut diagnostics = Diagnostics::new(file_name, &interpolated);
-    let topology = resolve(&mut diagnostics);
-    diagnostics.finish(topology)
+    let mut diagnostics = Diagnostics::new(file_name, text);
+    let (topology, substitutions) =
+        interpolate::with_environment(text, env, || resolve(&mut diagnostics));
+    diagnostics.finish(topology, &substitutions)
 }
 
 /// Reads the whole document, reporting into `diagnostics`; `None` if it is unusable.
@@ -164,7 +164,7 @@ fn resolve_cluster(
         diagnostics,
         path,
         "request_timeout",
-        raw.request_timeout_ms,
+        raw.request_timeout_ms.map(|ms| ms.0),
         raw.request_timeout.as_ref(),
         DEFAULT_REQUEST_TIMEOUT,
     );
@@ -172,7 +172,7 @@ fn resolve_cluster(
         diagnostics,
         path,
         "connect_timeout",
-        raw.connect_timeout_ms,
+        raw.connect_timeout_ms.map(|ms| ms.0),
         raw.connect_timeout.as_ref(),
         DEFAULT_CONNECT_TIMEOUT,
     );
@@ -398,7 +398,7 @@ fn resolve_embedded(
     if raw.data_dir.0.trim().is_empty() {
         diagnostics.at(&path.key("data_dir"), "data_dir must not be empty");
     }
-    let partitions = raw.partitions.unwrap_or(1);
+    let partitions = raw.partitions.map_or(1, |value| value.0);
     if partitions == 0 {
         diagnostics.at(&path.key("partitions"), "partitions must be at least 1");
     }
@@ -590,7 +590,7 @@ fn resolve_flow(
         raw.discovery_interval.as_ref(),
         DEFAULT_DISCOVERY_INTERVAL,
     );
-    let delivery = raw.delivery.unwrap_or(Delivery::AtLeastOnce);
+    let delivery = raw.delivery.map_or(Delivery::AtLeastOnce, |value| value.0);
     if delivery == Delivery::ExactlyOnce {
         diagnostics.at(
             &path.key("delivery"),
@@ -610,10 +610,12 @@ fn resolve_flow(
         target,
         topics,
         rename: rename.ok()?,
-        partitions: raw.partitions.unwrap_or(PartitionPolicy::Preserve),
-        create_topics: raw.create_topics.unwrap_or(true),
+        partitions: raw
+            .partitions
+            .map_or(PartitionPolicy::Preserve, |value| value.0),
+        create_topics: raw.create_topics.is_none_or(|value| value.0),
         sync_configs,
-        start_from: raw.start_from.unwrap_or(StartFrom::Earliest),
+        start_from: raw.start_from.map_or(StartFrom::Earliest, |value| value.0),
         discovery_interval: discovery_interval?,
         delivery,
         limits: limits?,
@@ -665,11 +667,11 @@ fn resolve_sync_configs(
         default_exclude: None,
     });
     SyncConfigs {
-        enabled: raw.enabled.unwrap_or(true),
+        enabled: raw.enabled.is_none_or(|value| value.0),
         exclude: with_defaults(
             diagnostics,
             &path.key("exclude"),
-            raw.default_exclude.unwrap_or(true),
+            raw.default_exclude.is_none_or(|value| value.0),
             SyncConfigs::DEFAULT_EXCLUDE,
             &raw.exclude,
         ),
@@ -694,7 +696,7 @@ fn resolve_limits(
         .bytes_per_sec
         .as_ref()
         .map(|text| size(diagnostics, &path.key("bytes_per_sec"), text));
-    if raw.records_per_sec == Some(0) {
+    if raw.records_per_sec == Some(Typed(0)) {
         diagnostics.at(
             &path.key("records_per_sec"),
             "records_per_sec must be positive",
@@ -723,7 +725,7 @@ fn resolve_limits(
     }
     Some(Limits {
         bytes_per_sec: bytes_per_sec.flatten(),
-        records_per_sec: raw.records_per_sec,
+        records_per_sec: raw.records_per_sec.map(|rate| rate.0),
         max_in_flight_bytes: max_in_flight_bytes?,
         batch_bytes: batch_bytes?,
     })
@@ -745,7 +747,7 @@ fn resolve_groups(
     let exclude = with_defaults(
         diagnostics,
         &path.key("exclude"),
-        raw.default_exclude.unwrap_or(true),
+        raw.default_exclude.is_none_or(|value| value.0),
         Groups::DEFAULT_EXCLUDE,
         &raw.exclude,
     );
@@ -757,7 +759,7 @@ fn resolve_groups(
     );
     Some(Groups {
         filter: NameFilter { include, exclude },
-        sync_offsets: raw.sync_offsets.unwrap_or(false),
+        sync_offsets: raw.sync_offsets.is_some_and(|value| value.0),
         interval: interval?,
     })
 }

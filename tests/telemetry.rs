@@ -187,6 +187,14 @@ fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
     wait_http(&listen, "/metrics", "caught up again", &daemon, |s, b| {
         s == 200 && records_total(b) == Some(2400.0) && lag(b) == 0.0
     });
+    let metrics = http_get(&listen, "/metrics")
+        .map(|a| a.1)
+        .unwrap_or_default();
+    let flow_label = format!("flow=\"{FLOW}\"");
+    assert!(
+        metric_sum(&metrics, "kmirror_retries_total", &[&flow_label]) > 0.0,
+        "the produce retries while the target was down are counted:\n{metrics}"
+    );
     assert_eq!(http_get(&listen, "/nothing").map(|a| a.0), Some(404));
 
     // The source goes down: not ready, until it is back.

@@ -293,7 +293,23 @@ impl ClusterClient {
         &self,
         what: &str,
         deadline: Option<Duration>,
+        op: F,
+    ) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ClientError>>,
+    {
+        self.retry_observed(what, deadline, op, |_| {}).await
+    }
+
+    /// [`Self::retry`], calling `on_retry` with each error it is about to retry (not with
+    /// the fatal or last one it returns), e.g. to count retries by class.
+    pub async fn retry_observed<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Option<Duration>,
         mut op: F,
+        mut on_retry: impl FnMut(&ClientError),
     ) -> Result<T, ClientError>
     where
         F: FnMut() -> Fut,
@@ -322,6 +338,7 @@ impl ClusterClient {
                     last: Box::new(err),
                 });
             };
+            on_retry(&err);
             // Report the first failure and then every tenth, not every retry.
             if attempts == 1 || attempts.is_multiple_of(10) {
                 tracing::warn!(cluster = %self.config.cluster, what, attempts, error = %err, retry_in_ms = delay.as_millis() as u64, "Request failed; retrying.");

@@ -243,8 +243,10 @@ impl Pipeline {
         let target = self.produce_target();
         let queued = self
             .target
-            .retry("sending Produce", None, || async {
-                let submitted = async {
+            .retry_observed(
+                "sending Produce",
+                None,
+                || async {
                     let lane = self
                         .target
                         .produce_lane(&self.target_topic, self.source.partition, lane)
@@ -257,18 +259,9 @@ impl Pipeline {
                             cluster: self.target.name().to_string(),
                             source: e,
                         })
-                }
-                .await;
-                // Counted as a retry only when `retry` will retry it (a fatal error ends it).
-                if let Some(e) = submitted
-                    .as_ref()
-                    .err()
-                    .filter(|e| e.class() != ErrorClass::Fatal)
-                {
-                    self.flow_stats.produce_retry(class_name(e.class()), e);
-                }
-                submitted
-            })
+                },
+                |e| self.flow_stats.produce_retry(class_name(e.class()), e),
+            )
             .await;
         tracing::trace!(topic = %self.target_topic, partition = self.source.partition, lane, queued = queued.is_ok(), "Batch handed to its lane.");
         let cluster = self.target.name().to_string();

@@ -7,6 +7,7 @@
 pub mod client;
 pub mod config;
 pub mod mirror;
+pub mod offsets;
 pub mod service;
 pub mod telemetry;
 pub mod throttle;

@@ -1,0 +1,460 @@
+//! The offset map of one source partition: which target offset holds each mirrored record.
+//!
+//! Every acknowledged produce adds runs `(source_start, target_start, count)`: `count`
+//! records at consecutive source offsets written at consecutive target offsets. A run that
+//! continues the last one on both sides merges into it, so a topic without gaps costs one
+//! run; gaps in the source (compaction, aborted transactions, control batches, deleted
+//! records) start new runs. The map is complete from `start` (the first source offset it
+//! accounts for) to the partition's mirrored position `(next_source, next_target)`: a source
+//! offset in that range was either mirrored (inside a run) or is a gap (no record was
+//! mirrored for it). Runs are kept in chunks of [`CHUNK_RUNS`], at most [`MAX_CHUNKS`]; the
+//! oldest chunk goes when that bound is passed, or when the source log start passes it,
+//! and `start` moves up with it.
+//!
+//! After a restart the daemon may mirror records again that it mirrored before (progress
+//! is written after the acks): the map is rewound to the stored position, and the newer
+//! copies replace the older ones, since a consumer positioned at a newer copy reads every
+//! record after it exactly once.
+
+use serde::{Deserialize, Serialize};
+
+/// Runs per stored chunk.
+pub const CHUNK_RUNS: usize = 256;
+/// Chunks kept per partition: at most `CHUNK_RUNS * MAX_CHUNKS` runs.
+pub const MAX_CHUNKS: usize = 16;
+
+/// `count` records at source offsets `source_start..` and target offsets `target_start..`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    pub source_start: i64,
+    pub target_start: i64,
+    pub count: i64,
+}
+
+impl Run {
+    fn source_end(&self) -> i64 {
+        self.source_start + self.count
+    }
+
+    fn target_end(&self) -> i64 {
+        self.target_start + self.count
+    }
+}
+
+/// What a source offset translates to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Translation {
+    /// The record at this source offset is at `target_offset` on the target (or, for the
+    /// mirrored position itself, the next record mirrored will be).
+    Exact { target_offset: i64 },
+    /// No record was mirrored for this source offset; `target_offset` holds the next one
+    /// that was (or will be).
+    Gap { target_offset: i64 },
+    /// The offset is past what is mirrored so far (`mirrored_through`, exclusive).
+    NotYet { mirrored_through: i64 },
+    /// The offset is below the source partition's log start.
+    BelowLogStart { log_start: i64 },
+    /// The offset is below what the map accounts for (mirrored before the map began, or
+    /// trimmed from it).
+    BeforeMap { map_start: i64 },
+}
+
+impl Translation {
+    /// The target offset a consumer should go on from, if there is one.
+    pub fn target_offset(&self) -> Option<i64> {
+        match self {
+            Translation::Exact { target_offset } | Translation::Gap { target_offset } => {
+                Some(*target_offset)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One stored piece of a map: runs `index * CHUNK_RUNS ..` of the partition's runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// The first source offset this chunk accounts for (the end of the previous chunk).
+    pub start: i64,
+    pub runs: Vec<Run>,
+}
+
+/// The offset map of one source partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetMap {
+    /// Chunks in order; `first_chunk` is the index of `chunks[0]`.
+    chunks: Vec<Chunk>,
+    first_chunk: u64,
+    /// Chunk indexes changed since [`Self::take_changes`] (sorted, no repeats).
+    changed: Vec<u64>,
+    /// Chunk indexes dropped since then (to be deleted from storage).
+    dropped: Vec<u64>,
+}
+
+impl OffsetMap {
+    /// An empty map accounting for source offsets from `start` on.
+    pub fn new(start: i64) -> Self {
+        Self::from_chunks(
+            0,
+            vec![Chunk {
+                start,
+                runs: Vec::new(),
+            }],
+        )
+    }
+
+    /// A map read back from storage: consecutive chunks from index `first_chunk`.
+    pub fn from_chunks(first_chunk: u64, chunks: Vec<Chunk>) -> Self {
+        Self {
+            chunks,
+            first_chunk,
+            changed: Vec::new(),
+            dropped: Vec::new(),
+        }
+    }
+
+    /// The first source offset the map accounts for.
+    pub fn start(&self) -> i64 {
+        self.chunks.first().map_or(0, |c| c.start)
+    }
+
+    /// Number of runs held.
+    pub fn run_count(&self) -> usize {
+        self.chunks.iter().map(|c| c.runs.len()).sum()
+    }
+
+    fn runs(&self) -> impl DoubleEndedIterator<Item = &Run> {
+        self.chunks.iter().flat_map(|c| c.runs.iter())
+    }
+
+    fn last_index(&self) -> u64 {
+        self.first_chunk + self.chunks.len() as u64 - 1
+    }
+
+    fn mark_changed(&mut self, index: u64) {
+        if let Err(at) = self.changed.binary_search(&index) {
+            self.changed.insert(at, index);
+        }
+    }
+
+    /// Records that `count` records from `source_start` were written from `target_start`.
+    pub fn record(&mut self, source_start: i64, target_start: i64, count: i64) {
+        if count <= 0 {
+            return;
+        }
+        self.rewind(source_start);
+        let last_index = self.last_index();
+        let chunk = self.chunks.last_mut().expect("a map has a chunk");
+        if let Some(last) = chunk.runs.last_mut() {
+            if last.source_end() == source_start && last.target_end() == target_start {
+                last.count += count;
+                self.mark_changed(last_index);
+                return;
+            }
+        }
+        let run = Run {
+            source_start,
+            target_start,
+            count,
+        };
+        if chunk.runs.len() < CHUNK_RUNS {
+            chunk.runs.push(run);
+            self.mark_changed(last_index);
+            return;
+        }
+        self.chunks.push(Chunk {
+            start: source_start,
+            runs: vec![run],
+        });
+        self.mark_changed(last_index + 1);
+        if self.chunks.len() > MAX_CHUNKS {
+            self.drop_first();
+        }
+    }
+
+    /// Forgets what the map says about source offsets from `source` on: the partition is
+    /// mirrored again from there (a restart from stored progress).
+    pub fn rewind(&mut self, source: i64) {
+        while self.chunks.len() > 1 && self.chunks.last().is_some_and(|c| c.start >= source) {
+            self.chunks.pop();
+            let index = self.first_chunk + self.chunks.len() as u64;
+            self.changed.retain(|&i| i != index);
+            self.dropped.push(index);
+        }
+        let last_index = self.last_index();
+        let chunk = self.chunks.last_mut().expect("a map has a chunk");
+        let before = chunk.runs.len();
+        chunk.runs.retain(|r| r.source_start < source);
+        let mut touched = chunk.runs.len() != before;
+        if let Some(last) = chunk.runs.last_mut().filter(|r| r.source_end() > source) {
+            last.count = source - last.source_start;
+            touched = true;
+        }
+        if chunk.start > source {
+            chunk.start = source;
+            touched = true;
+        }
+        if touched {
+            self.mark_changed(last_index);
+        }
+    }
+
+    fn drop_first(&mut self) {
+        self.chunks.remove(0);
+        self.changed.retain(|&i| i != self.first_chunk);
+        self.dropped.push(self.first_chunk);
+        self.first_chunk += 1;
+    }
+
+    /// Drops the chunks wholly below the source log start `log_start`.
+    pub fn trim(&mut self, log_start: i64) {
+        while self.chunks.len() > 1 && self.chunks[1].start <= log_start {
+            self.drop_first();
+        }
+    }
+
+    /// Translates source offset `offset` for a partition mirrored up to `next_source`
+    /// (exclusive) whose next record will be at `next_target`; `log_start` is the source
+    /// log start offset if known.
+    pub fn translate(
+        &self,
+        offset: i64,
+        next_source: i64,
+        next_target: i64,
+        log_start: Option<i64>,
+    ) -> Translation {
+        if let Some(log_start) = log_start.filter(|&l| offset < l) {
+            return Translation::BelowLogStart { log_start };
+        }
+        if offset > next_source {
+            return Translation::NotYet {
+                mirrored_through: next_source,
+            };
+        }
+        if offset < self.start() {
+            return Translation::BeforeMap {
+                map_start: self.start(),
+            };
+        }
+        if offset == next_source {
+            return Translation::Exact {
+                target_offset: next_target,
+            };
+        }
+        // The last run starting at or below the offset, then the first after it.
+        let mut after = None;
+        for run in self.runs().rev() {
+            if run.source_start <= offset {
+                if offset < run.source_end() {
+                    return Translation::Exact {
+                        target_offset: run.target_start + (offset - run.source_start),
+                    };
+                }
+                break;
+            }
+            after = Some(run);
+        }
+        Translation::Gap {
+            target_offset: after.map_or(next_target, |run| run.target_start),
+        }
+    }
+
+    /// The chunks changed and dropped since the last call, for storage: `(index,
+    /// Some(chunk))` to write, `(index, None)` to delete.
+    pub fn take_changes(&mut self) -> Vec<(u64, Option<Chunk>)> {
+        let mut out: Vec<(u64, Option<Chunk>)> = std::mem::take(&mut self.dropped)
+            .into_iter()
+            .map(|i| (i, None))
+            .collect();
+        for index in std::mem::take(&mut self.changed) {
+            let chunk = &self.chunks[(index - self.first_chunk) as usize];
+            out.push((index, Some(chunk.clone())));
+        }
+        out
+    }
+
+    /// Marks chunks as changed again (their write failed).
+    pub fn restore_changes(&mut self, changes: &[(u64, Option<Chunk>)]) {
+        for (index, chunk) in changes {
+            match chunk {
+                Some(_) if *index >= self.first_chunk && *index <= self.last_index() => {
+                    self.mark_changed(*index)
+                }
+                None if !self.dropped.contains(index) => self.dropped.push(*index),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift64*).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+        }
+    }
+
+    /// The brute-force model: for every mirrored source offset, its target offset.
+    #[derive(Default)]
+    struct Model {
+        target_of: std::collections::BTreeMap<i64, i64>,
+    }
+
+    impl Model {
+        fn translate(&self, offset: i64, next_source: i64, next_target: i64) -> Translation {
+            if offset > next_source {
+                return Translation::NotYet {
+                    mirrored_through: next_source,
+                };
+            }
+            if offset == next_source {
+                return Translation::Exact {
+                    target_offset: next_target,
+                };
+            }
+            if let Some(&t) = self.target_of.get(&offset) {
+                return Translation::Exact { target_offset: t };
+            }
+            let next = self.target_of.range(offset..).next().map(|(_, &t)| t);
+            Translation::Gap {
+                target_offset: next.unwrap_or(next_target),
+            }
+        }
+    }
+
+    /// Mirrors random batches with random gaps (and, now and then, a restart that mirrors
+    /// a stretch again), then checks every offset against the model, and again after a
+    /// round trip through storage.
+    #[test]
+    fn translation_agrees_with_a_brute_force_model() {
+        for seed in 1..=40u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let start = rng.below(50) as i64;
+            let mut map = OffsetMap::new(start);
+            let mut model = Model::default();
+            let (mut source, mut target) = (start, 0i64);
+            // A stored copy, updated from `take_changes` like the progress topic is.
+            let mut stored: std::collections::BTreeMap<u64, Chunk> = Default::default();
+            // Every fifth seed runs long enough to pass the bound on runs.
+            let batches = if seed % 5 == 0 {
+                4000
+            } else {
+                rng.below(600) + 1
+            };
+            for _ in 0..batches {
+                if rng.below(500) == 0 {
+                    // Source retention moves the log start.
+                    map.trim(source - rng.below(100) as i64);
+                }
+                if seed % 5 != 0 && rng.below(20) == 0 && source > start {
+                    // A restart: mirror again from an earlier position.
+                    source -= rng.below((source - start) as u64 + 1) as i64;
+                    model.target_of.retain(|&s, _| s < source);
+                    map.rewind(source);
+                }
+                source += match rng.below(4) {
+                    0 => rng.below(30) as i64, // a gap
+                    _ => 0,
+                };
+                let count = rng.below(5) as i64 + 1;
+                // A batch may hold records with gaps between them: several runs, one ack.
+                for _ in 0..count {
+                    map.record(source, target, 1);
+                    model.target_of.insert(source, target);
+                    source += 1 + if rng.below(6) == 0 { 2 } else { 0 };
+                    target += 1;
+                }
+                for (index, chunk) in map.take_changes() {
+                    match chunk {
+                        Some(c) => stored.insert(index, c),
+                        None => stored.remove(&index),
+                    };
+                }
+            }
+            assert!(map.run_count() <= CHUNK_RUNS * MAX_CHUNKS);
+            assert!(seed % 5 != 0 || map.start() > start, "seed {seed} trims");
+            let first = *stored.keys().next().unwrap();
+            let reloaded = OffsetMap::from_chunks(first, stored.values().cloned().collect());
+            for m in [&map, &reloaded] {
+                for offset in start..source + 3 {
+                    let want = if offset < m.start() {
+                        Translation::BeforeMap {
+                            map_start: m.start(),
+                        }
+                    } else {
+                        model.translate(offset, source, target)
+                    };
+                    assert_eq!(
+                        m.translate(offset, source, target, None),
+                        want,
+                        "seed {seed} offset {offset}"
+                    );
+                }
+            }
+            assert_eq!(reloaded.chunks, map.chunks, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn contiguous_runs_merge_and_gaps_start_new_ones() {
+        let mut map = OffsetMap::new(0);
+        map.record(0, 0, 10);
+        map.record(10, 10, 5);
+        assert_eq!(map.run_count(), 1);
+        map.record(20, 15, 5); // source gap 15..20
+        assert_eq!(map.run_count(), 2);
+        assert_eq!(
+            map.translate(17, 25, 20, None),
+            Translation::Gap { target_offset: 15 }
+        );
+        assert_eq!(
+            map.translate(22, 25, 20, None),
+            Translation::Exact { target_offset: 17 }
+        );
+        assert_eq!(
+            map.translate(25, 25, 20, None),
+            Translation::Exact { target_offset: 20 }
+        );
+        assert_eq!(
+            map.translate(26, 25, 20, None),
+            Translation::NotYet {
+                mirrored_through: 25
+            }
+        );
+        assert_eq!(
+            map.translate(3, 25, 20, Some(5)),
+            Translation::BelowLogStart { log_start: 5 }
+        );
+    }
+
+    #[test]
+    fn the_map_is_bounded_and_trimmed_by_the_log_start() {
+        let mut map = OffsetMap::new(0);
+        let runs = (CHUNK_RUNS * (MAX_CHUNKS + 2)) as i64;
+        for i in 0..runs {
+            map.record(i * 2, i, 1);
+        }
+        assert!(map.run_count() <= CHUNK_RUNS * MAX_CHUNKS);
+        let start = map.start();
+        assert!(start > 0);
+        assert_eq!(
+            map.translate(start - 1, runs * 2, runs, None),
+            Translation::BeforeMap { map_start: start }
+        );
+        let changes = map.take_changes();
+        assert_eq!(changes.iter().filter(|(_, c)| c.is_none()).count(), 2);
+        map.trim(start + (CHUNK_RUNS as i64) * 2 + 1);
+        assert_eq!(map.start(), start + (CHUNK_RUNS as i64) * 2);
+        assert_eq!(map.take_changes(), vec![(2, None)]);
+    }
+}

@@ -57,6 +57,9 @@ pub struct Ready {
     /// The source offset of its first batch (what an error about it names).
     pub first_source_offset: i64,
     pub next_source_offset: i64,
+    /// The source offsets of its records as `(first offset, count)` runs (for the offset
+    /// map): one run for a forwarded batch, more when the sources had gaps.
+    pub source_runs: Vec<(i64, i64)>,
     pub permits: Vec<Arc<Share>>,
 }
 
@@ -168,6 +171,7 @@ impl Batcher {
                 records: 0,
                 first_source_offset: first.base_offset,
                 next_source_offset: first.next_source_offset,
+                source_runs: Vec::new(),
                 permits: first.permit.into_iter().collect(),
             }));
         }
@@ -224,19 +228,21 @@ impl Batcher {
                 records: count,
                 first_source_offset,
                 next_source_offset,
+                source_runs: vec![(first_source_offset, i64::from(count))],
                 permits,
             }));
         }
         let raws: Vec<&[u8]> = run.iter().map(|u| &u.data[..]).collect();
-        let (data, records) = match rebuild::rebuild(&raws, self.skip_below)? {
-            Some(r) => (in_place(run, r.bytes), r.records),
-            None => (BytesMut::new(), 0),
+        let (data, records, source_runs) = match rebuild::rebuild(&raws, self.skip_below)? {
+            Some(r) => (in_place(run, r.bytes), r.records, r.source_runs),
+            None => (BytesMut::new(), 0, Vec::new()),
         };
         Ok(Some(Ready {
             data,
             records,
             first_source_offset,
             next_source_offset,
+            source_runs,
             permits,
         }))
     }

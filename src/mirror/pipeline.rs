@@ -43,6 +43,8 @@ struct InFlight {
     /// The stamped batch; empty for an entry that only moves the position.
     stamped: Bytes,
     records: i32,
+    /// Its records' source offsets as `(first offset, count)` runs, for the offset map.
+    source_runs: Vec<(i64, i64)>,
     /// The batch's first and newest record timestamps (ms), for telemetry.
     timestamps_ms: (i64, i64),
     /// The answer, once the request is on the wire (a future polled by the pipeline
@@ -176,6 +178,7 @@ impl Pipeline {
             records,
             first_source_offset,
             next_source_offset,
+            source_runs,
             permits,
         } = ready;
         if data.is_empty() {
@@ -184,6 +187,7 @@ impl Pipeline {
                 next_source_offset,
                 stamped: Bytes::new(),
                 records: 0,
+                source_runs,
                 timestamps_ms: (0, 0),
                 pending: None,
                 _permits: permits,
@@ -205,6 +209,7 @@ impl Pipeline {
             next_source_offset,
             stamped: data.freeze(),
             records,
+            source_runs,
             timestamps_ms,
             pending: None,
             _permits: permits,
@@ -293,6 +298,8 @@ impl Pipeline {
     fn acknowledged(&mut self, done: &InFlight, base_offset: i64, window: &VecDeque<InFlight>) {
         if base_offset >= 0 {
             self.next_target_offset = base_offset + i64::from(done.records);
+            self.progress
+                .mirrored(&self.source, base_offset, &done.source_runs);
         }
         self.advance(done.next_source_offset);
         self.flow_stats.acknowledged(

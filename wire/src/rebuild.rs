@@ -45,6 +45,9 @@ pub struct Rebuilt {
     pub records: i32,
     /// The source offset of its first record.
     pub first_source_offset: i64,
+    /// The source offsets of its records, in order, as `(first offset, count)` runs of
+    /// consecutive offsets: one run unless the sources had gaps.
+    pub source_runs: Vec<(i64, i64)>,
 }
 
 /// Whether a source batch can be forwarded as it is (after restamping): it has records and
@@ -67,6 +70,7 @@ pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, Re
     let mut base_timestamp = 0i64;
     let mut max_timestamp = i64::MIN;
     let mut first_source_offset = -1;
+    let mut source_runs: Vec<(i64, i64)> = Vec::new();
     for raw in batches {
         let b = BatchView::parse(raw, 0)?;
         // The records are read, and the new batch gets a fresh CRC: a corrupt source batch
@@ -94,6 +98,10 @@ pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, Re
             if count == 0 {
                 base_timestamp = timestamp;
                 first_source_offset = offset;
+            }
+            match source_runs.last_mut() {
+                Some((start, n)) if *start + *n == offset => *n += 1,
+                _ => source_runs.push((offset, 1)),
             }
             max_timestamp = max_timestamp.max(timestamp);
             write_record(
@@ -132,6 +140,7 @@ pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, Re
         bytes: out,
         records: count,
         first_source_offset,
+        source_runs,
     }))
 }
 
@@ -236,14 +245,16 @@ mod tests {
     fn closes_compaction_gaps_and_drops_empty_batches() {
         let gap = compacted(100, 10, &[100, 104, 109], Compression::Lz4);
         assert!(!forwardable(&BatchView::parse(&gap, 0).unwrap()));
-        let out = rebuild(&[&gap], 0).unwrap().unwrap();
-        assert_eq!(out.records, 3);
+        let next = compacted(110, 3, &[110, 111, 112], Compression::Lz4);
+        let out = rebuild(&[&gap, &next], 0).unwrap().unwrap();
+        assert_eq!(out.records, 6);
+        assert_eq!(out.source_runs, [(100, 1), (104, 1), (109, 4)]);
         let v = BatchView::parse(&out.bytes, 0).unwrap();
         v.validate_for_append().unwrap();
         let got = decode(&out.bytes);
         assert_eq!(
             got.iter().map(|r| r.timestamp).collect::<Vec<_>>(),
-            vec![2_000, 2_040, 2_090]
+            vec![2_000, 2_040, 2_090, 2_100, 2_110, 2_120]
         );
         // The cleaner keeps a batch whose records are all gone (count 0) for producer state.
         let mut empty = compacted(200, 5, &[200], Compression::None);

@@ -14,6 +14,7 @@ use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 use serde::{Deserialize, Serialize};
 
 use super::{Position, SourcePartition};
+use crate::offsets::map::Chunk;
 
 /// Bytes of a v2 batch before its first record.
 const BATCH_OVERHEAD: usize = 61;
@@ -23,6 +24,12 @@ const RECORD_OVERHEAD: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
 
 fn key(flow: &str, sp: &SourcePartition) -> String {
     format!("{flow}/{}/{}", sp.topic, sp.partition)
+}
+
+/// The key of chunk `index` of a partition's offset map. Daemons that predate the map
+/// skip it: its last segment is not a partition number.
+fn map_key(flow: &str, sp: &SourcePartition, index: u64) -> String {
+    format!("{}#map{index}", key(flow, sp))
 }
 
 fn parse_key<'a>(flow: &str, key: &'a str) -> Option<(&'a str, i32)> {
@@ -42,6 +49,8 @@ struct Marker {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Entry {
     Position(SourcePartition, Position),
+    /// Chunk `index` of a partition's offset map; `None` deletes it.
+    MapChunk(SourcePartition, u64, Option<Chunk>),
     /// The flow's first start is done.
     Marker,
 }
@@ -61,20 +70,28 @@ pub(super) struct TooLarge {
     pub limit: usize,
 }
 
-fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Bytes) {
+fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Option<Bytes>) {
     match entry {
+        Entry::MapChunk(sp, index, chunk) => (
+            Bytes::from(map_key(flow, sp, *index)),
+            chunk
+                .as_ref()
+                .map(|c| Bytes::from(serde_json::to_vec(c).expect("a chunk serialises"))),
+        ),
         Entry::Position(sp, pos) => (
             Bytes::from(key(flow, sp)),
-            Bytes::from(serde_json::to_vec(pos).expect("a position serialises")),
+            Some(Bytes::from(
+                serde_json::to_vec(pos).expect("a position serialises"),
+            )),
         ),
         Entry::Marker => (
             Bytes::from(flow.to_string()),
-            Bytes::from(
+            Some(Bytes::from(
                 serde_json::to_vec(&Marker {
                     initialised_at_ms: now_ms,
                 })
                 .expect("a marker serialises"),
-            ),
+            )),
         ),
     }
 }
@@ -101,7 +118,7 @@ pub(super) fn encode(
     };
     for (i, entry) in entries.iter().enumerate() {
         let (k, v) = encode_entry(flow, entry, now_ms);
-        let bytes = RECORD_OVERHEAD + k.len() + v.len();
+        let bytes = RECORD_OVERHEAD + k.len() + v.as_ref().map_or(0, Bytes::len);
         if BATCH_OVERHEAD + bytes > max_batch_bytes {
             return Err(TooLarge {
                 bytes: BATCH_OVERHEAD + bytes,
@@ -116,12 +133,7 @@ pub(super) fn encode(
         size += bytes;
         // Offsets count from 0 in every batch: the base offset of a client batch is 0.
         let offset = records.len() as i64;
-        records.push(kmirror_wire::records::record(
-            offset,
-            now_ms,
-            Some(k),
-            Some(v),
-        ));
+        records.push(kmirror_wire::records::record(offset, now_ms, Some(k), v));
     }
     if !records.is_empty() {
         finish(&mut records, first..entries.len());
@@ -133,6 +145,8 @@ pub(super) fn encode(
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Loaded {
     pub positions: HashMap<SourcePartition, Position>,
+    /// The chunks of each partition's offset map, by index.
+    pub maps: HashMap<SourcePartition, std::collections::BTreeMap<u64, Chunk>>,
     /// The flow's marker was read.
     pub marker: bool,
 }
@@ -162,6 +176,35 @@ impl Loaded {
             };
             if k == flow {
                 self.marker = r.value.is_some();
+                continue;
+            }
+            if let Some((position_key, index)) = k.rsplit_once("#map") {
+                let (Some((topic, partition)), Ok(index)) =
+                    (parse_key(flow, position_key), index.parse::<u64>())
+                else {
+                    continue;
+                };
+                let chunks = self
+                    .maps
+                    .entry(SourcePartition {
+                        topic: topic.to_string(),
+                        partition,
+                    })
+                    .or_default();
+                match r.value {
+                    Some(v) => {
+                        let chunk = serde_json::from_slice::<Chunk>(&v).map_err(|error| {
+                            Unreadable::Value {
+                                key: k.to_string(),
+                                error,
+                            }
+                        })?;
+                        chunks.insert(index, chunk);
+                    }
+                    None => {
+                        chunks.remove(&index);
+                    }
+                }
                 continue;
             }
             let Some((topic, partition)) = parse_key(flow, k) else {

@@ -12,6 +12,7 @@
 
 mod codec;
 mod load;
+mod maps;
 mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -23,6 +24,7 @@ use kmirror_wire::errors::{ErrorClass, ResponseError};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{ClientError, ClusterClient};
+use crate::offsets::OffsetMap;
 use codec::Entry;
 
 /// The internal topic holding progress.
@@ -56,6 +58,8 @@ pub enum ProgressError {
 #[derive(Debug, Default)]
 struct State {
     positions: HashMap<SourcePartition, Position>,
+    /// Each partition's offset map ([`maps`]).
+    maps: HashMap<SourcePartition, OffsetMap>,
     /// Partitions whose position changed since it was last written.
     dirty: HashSet<SourcePartition>,
     /// The flow's first start is done: `start_from` no longer applies.
@@ -92,6 +96,7 @@ impl Drop for Taken<'_> {
                 Entry::Position(sp, _) => {
                     st.dirty.insert(sp.clone());
                 }
+                Entry::MapChunk(sp, index, chunk) => st.restore_map_change(sp, *index, chunk),
                 Entry::Marker => st.marker_dirty = true,
             }
         }
@@ -112,6 +117,7 @@ impl Progress {
         Self {
             flow: flow.to_string(),
             state: Mutex::new(State {
+                maps: maps::from_loaded(loaded.maps, &loaded.positions),
                 positions: loaded.positions,
                 dirty: HashSet::new(),
                 initialised,
@@ -175,17 +181,16 @@ impl Progress {
         Ok(Arc::new(progress))
     }
 
-    /// Takes the changed positions (current values) and the marker, marker last.
+    /// Takes the changed map chunks, the changed positions (current values) and the
+    /// marker, in that order.
     fn take(&self) -> Taken<'_> {
         let mut st = self.lock();
+        let mut entries = st.take_map_changes();
         let dirty = std::mem::take(&mut st.dirty);
-        let mut entries: Vec<Entry> = dirty
-            .into_iter()
-            .filter_map(|sp| {
-                let p = *st.positions.get(&sp)?;
-                Some(Entry::Position(sp, p))
-            })
-            .collect();
+        entries.extend(dirty.into_iter().filter_map(|sp| {
+            let p = *st.positions.get(&sp)?;
+            Some(Entry::Position(sp, p))
+        }));
         if std::mem::take(&mut st.marker_dirty) {
             entries.push(Entry::Marker);
         }
@@ -314,7 +319,7 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 Entry::Position(sp, p) => Some((sp.clone(), *p)),
-                Entry::Marker => None,
+                Entry::MapChunk(..) | Entry::Marker => None,
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -363,7 +368,7 @@ mod tests {
         taken.written = 1;
         let first = match &taken.entries[0] {
             Entry::Position(sp, _) => sp.clone(),
-            Entry::Marker => unreachable!(),
+            _ => unreachable!(),
         };
         drop(taken);
         let again = p.take();

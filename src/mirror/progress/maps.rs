@@ -1,0 +1,216 @@
+//! The offset maps kept with the progress: each acknowledged produce extends its
+//! partition's map ([`Progress::mirrored`]); changed chunks are written with the positions
+//! (before them, so a stored position never runs ahead of its stored map); at load a map is
+//! rewound to its partition's stored position, since what was mirrored after it will be
+//! mirrored again.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{Entry, Position, Progress, SourcePartition, State};
+use crate::offsets::map::Chunk;
+use crate::offsets::{OffsetMap, Translation};
+
+/// The maps of loaded chunks: per partition the consecutive chunks ending at the highest
+/// index (a gap would mean a lost chunk; what precedes it is not trusted), rewound to the
+/// stored position.
+pub(super) fn from_loaded(
+    chunks: HashMap<SourcePartition, BTreeMap<u64, Chunk>>,
+    positions: &HashMap<SourcePartition, Position>,
+) -> HashMap<SourcePartition, OffsetMap> {
+    let mut maps = HashMap::new();
+    for (sp, by_index) in chunks {
+        let mut kept: Vec<(u64, Chunk)> = Vec::new();
+        for (index, chunk) in by_index.into_iter().rev() {
+            if kept.last().is_some_and(|(last, _)| *last != index + 1) {
+                break;
+            }
+            kept.push((index, chunk));
+        }
+        kept.reverse();
+        let Some(first) = kept.first().map(|(index, _)| *index) else {
+            continue;
+        };
+        let mut map = OffsetMap::from_chunks(first, kept.into_iter().map(|(_, c)| c).collect());
+        if let Some(position) = positions.get(&sp) {
+            map.rewind(position.next_source_offset);
+        }
+        maps.insert(sp, map);
+    }
+    maps
+}
+
+impl State {
+    /// The map changes to write, as entries (before the positions).
+    pub(super) fn take_map_changes(&mut self) -> Vec<Entry> {
+        let mut entries = Vec::new();
+        for (sp, map) in &mut self.maps {
+            for (index, chunk) in map.take_changes() {
+                entries.push(Entry::MapChunk(sp.clone(), index, chunk));
+            }
+        }
+        entries
+    }
+
+    /// Marks an unwritten map entry changed again.
+    pub(super) fn restore_map_change(
+        &mut self,
+        sp: &SourcePartition,
+        index: u64,
+        chunk: &Option<Chunk>,
+    ) {
+        if let Some(map) = self.maps.get_mut(sp) {
+            map.restore_changes(&[(index, chunk.clone())]);
+        }
+    }
+}
+
+impl Progress {
+    /// Records that the records of `source_runs` (`(first source offset, count)` runs, in
+    /// order) were acknowledged from target offset `target_base` on.
+    pub fn mirrored(&self, sp: &SourcePartition, target_base: i64, source_runs: &[(i64, i64)]) {
+        let Some(&(first, _)) = source_runs.first() else {
+            return;
+        };
+        let mut st = self.lock();
+        let start = st
+            .positions
+            .get(sp)
+            .map_or(first, |p| p.next_source_offset.min(first));
+        let map = st
+            .maps
+            .entry(sp.clone())
+            .or_insert_with(|| OffsetMap::new(start));
+        let mut target = target_base;
+        for &(source, count) in source_runs {
+            map.record(source, target, count);
+            target += count;
+        }
+    }
+
+    /// Drops what the map of `sp` holds below the source log start `log_start`.
+    pub fn trim_map(&self, sp: &SourcePartition, log_start: i64) {
+        if let Some(map) = self.lock().maps.get_mut(sp) {
+            map.trim(log_start);
+        }
+    }
+
+    /// Translates source offset `offset` of `sp`; `None` if the flow has no position for
+    /// the partition. `log_start` is the source log start offset, if known.
+    pub fn translate(
+        &self,
+        sp: &SourcePartition,
+        offset: i64,
+        log_start: Option<i64>,
+    ) -> Option<Translation> {
+        let st = self.lock();
+        let position = st.positions.get(sp)?;
+        let (next_source, next_target) = (position.next_source_offset, position.next_target_offset);
+        let translation = match st.maps.get(sp) {
+            Some(map) => map.translate(offset, next_source, next_target, log_start),
+            None => {
+                OffsetMap::new(next_source).translate(offset, next_source, next_target, log_start)
+            }
+        };
+        // Before the first acknowledgement the target offset of the next record is unknown.
+        Some(match translation {
+            Translation::Exact { target_offset } | Translation::Gap { target_offset }
+                if target_offset < 0 =>
+            {
+                Translation::NotYet {
+                    mirrored_through: next_source,
+                }
+            }
+            other => other,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::codec::{self, Loaded};
+    use super::super::fixtures::sp;
+    use super::*;
+
+    /// Acknowledged runs are written as map chunks before the positions; read back, the
+    /// map translates the same, and a map stored beyond its position is rewound.
+    #[test]
+    fn maps_are_written_before_positions_and_read_back() {
+        let p = Progress::new("f", Loaded::default(), 1 << 20);
+        p.advance(
+            &sp(0),
+            Position {
+                next_source_offset: 0,
+                next_target_offset: -1,
+            },
+        );
+        assert_eq!(
+            p.translate(&sp(0), 0, None),
+            Some(Translation::NotYet {
+                mirrored_through: 0
+            })
+        );
+        p.mirrored(&sp(0), 500, &[(0, 10), (15, 5)]);
+        p.advance(
+            &sp(0),
+            Position {
+                next_source_offset: 20,
+                next_target_offset: 515,
+            },
+        );
+        assert_eq!(
+            p.translate(&sp(0), 12, None),
+            Some(Translation::Gap { target_offset: 510 })
+        );
+        assert_eq!(
+            p.translate(&sp(0), 16, None),
+            Some(Translation::Exact { target_offset: 511 })
+        );
+        let taken = p.take();
+        assert!(
+            matches!(taken.entries[0], Entry::MapChunk(_, 0, Some(_))),
+            "{:?}",
+            taken.entries
+        );
+        assert!(matches!(taken.entries[1], Entry::Position(..)));
+        let mut loaded = Loaded::default();
+        for batch in codec::encode("f", &taken.entries, 1, 1 << 20).unwrap() {
+            loaded.apply("f", &batch.bytes).unwrap();
+        }
+        // The stored position is behind the map: what follows is mirrored again.
+        loaded.positions.insert(
+            sp(0),
+            Position {
+                next_source_offset: 17,
+                next_target_offset: 512,
+            },
+        );
+        let reloaded = Progress::new("f", loaded, 1 << 20);
+        assert_eq!(
+            reloaded.translate(&sp(0), 16, None),
+            Some(Translation::Exact { target_offset: 511 })
+        );
+        assert_eq!(
+            reloaded.translate(&sp(0), 17, None),
+            Some(Translation::Exact { target_offset: 512 })
+        );
+        assert_eq!(
+            reloaded.translate(&sp(0), 18, None),
+            Some(Translation::NotYet {
+                mirrored_through: 17
+            })
+        );
+        reloaded.mirrored(&sp(0), 900, &[(17, 3)]);
+        reloaded.advance(
+            &sp(0),
+            Position {
+                next_source_offset: 20,
+                next_target_offset: 903,
+            },
+        );
+        assert_eq!(
+            reloaded.translate(&sp(0), 18, None),
+            Some(Translation::Exact { target_offset: 901 })
+        );
+        assert_eq!(p.translate(&sp(1), 0, None), None);
+    }
+}

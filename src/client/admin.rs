@@ -28,7 +28,7 @@ fn s(v: &str) -> StrBytes {
 }
 
 impl ClusterClient {
-    fn request(&self, source: kmirror_wire::messenger::RequestError) -> ClientError {
+    pub(super) fn request(&self, source: kmirror_wire::messenger::RequestError) -> ClientError {
         ClientError::Request {
             cluster: self.name().to_string(),
             source,

@@ -13,6 +13,7 @@
 pub mod admin;
 mod connections;
 pub mod fetch;
+pub mod groups;
 pub mod metadata;
 pub mod produce;
 pub mod produce_lane;

@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::offsets::sync::GroupSync;
 use uuid::Uuid;
 
 use super::memory::{Held, Memory};
@@ -195,6 +197,23 @@ impl FlowRunner {
                 }
             }
         });
+        let group_sync = self
+            .flow
+            .groups
+            .clone()
+            .filter(|groups| groups.sync_offsets)
+            .map(|groups| {
+                tokio::spawn(
+                    GroupSync::new(
+                        self.flow.clone(),
+                        groups,
+                        self.source.clone(),
+                        self.target.clone(),
+                        progress.clone(),
+                    )
+                    .run(),
+                )
+            });
         let mut fetches = fetching::Fetches::default();
         while !stop.is_cancelled() {
             self.stats.beat(true);
@@ -221,6 +240,9 @@ impl FlowRunner {
         }
         self.stats.beat(false);
         discovering.abort();
+        if let Some(task) = group_sync {
+            task.abort();
+        }
         // Drain: no more fetching; pipelines finish what they hold.
         let mut tasks = Vec::new();
         for (sp, r) in std::mem::take(&mut self.partitions) {

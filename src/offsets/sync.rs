@@ -1,0 +1,206 @@
+//! Group offset sync: every `groups.interval`, the committed offsets of the source groups a
+//! flow's `groups` filter matches are translated through the flow's offset maps and
+//! committed to the same group id on the target.
+//!
+//! Rules (what MirrorMaker 2's checkpoint task gets wrong is in notes/landscape.md):
+//! - only partitions of topics the flow mirrors, and only offsets that translate (exact
+//!   or gap); "not yet mirrored" waits for the next round, "below log start" and "before
+//!   map" are reported;
+//! - a target group with members is never moved (Kafka would refuse the admin commit
+//!   anyway): its consumers own its offsets;
+//! - a target offset never moves backwards unless the source group was rewound (its
+//!   committed offset went down since the last sync);
+//! - what is skipped is logged once per group and reason, not every round.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::client::groups::Committed;
+use crate::client::{ClientError, ClusterClient};
+use crate::config::{Flow, Groups};
+use crate::mirror::progress::{Progress, SourcePartition};
+use crate::offsets::Translation;
+
+/// One flow's group sync.
+pub struct GroupSync {
+    flow: Flow,
+    groups: Groups,
+    source: Arc<ClusterClient>,
+    target: Arc<ClusterClient>,
+    progress: Arc<Progress>,
+    /// The source offset last synced, per group and source partition (to tell a rewind).
+    synced: HashMap<(String, SourcePartition), i64>,
+    /// The last reason reported per group, so a reason is logged once.
+    reported: HashMap<String, String>,
+}
+
+/// What one round did for one group.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GroupRound {
+    pub committed: Vec<Committed>,
+    /// Partitions left alone, with why.
+    pub skipped: Vec<(SourcePartition, String)>,
+    /// Why the whole group was left alone.
+    pub group_skipped: Option<String>,
+}
+
+impl GroupSync {
+    pub fn new(
+        flow: Flow,
+        groups: Groups,
+        source: Arc<ClusterClient>,
+        target: Arc<ClusterClient>,
+        progress: Arc<Progress>,
+    ) -> Self {
+        Self {
+            flow,
+            groups,
+            source,
+            target,
+            progress,
+            synced: HashMap::new(),
+            reported: HashMap::new(),
+        }
+    }
+
+    /// Syncs every `interval` until dropped; errors are logged and the next round retries.
+    pub async fn run(mut self) {
+        loop {
+            if let Err(e) = self.round().await {
+                tracing::warn!(flow = %self.flow.name, error = %e, "Group offset sync failed; retrying next round.");
+            }
+            tokio::time::sleep(self.groups.interval).await;
+        }
+    }
+
+    /// One round over every matching source group.
+    pub async fn round(&mut self) -> Result<HashMap<String, GroupRound>, ClientError> {
+        let mut groups = self.source.list_groups().await?;
+        groups.retain(|g| self.groups.filter.matches(g));
+        let mut out = HashMap::new();
+        for group in groups {
+            let result = self.sync_group(&group).await?;
+            self.report(&group, &result);
+            out.insert(group, result);
+        }
+        Ok(out)
+    }
+
+    async fn sync_group(&mut self, group: &str) -> Result<GroupRound, ClientError> {
+        let mut round = GroupRound::default();
+        let mut wanted: Vec<(SourcePartition, i64, Committed)> = Vec::new();
+        for c in self.source.committed_offsets(group).await? {
+            let sp = SourcePartition {
+                topic: c.topic.clone(),
+                partition: c.partition,
+            };
+            let Some(translation) = self.progress.translate(&sp, c.offset, None) else {
+                continue; // not a topic of this flow
+            };
+            match translation.target_offset() {
+                Some(offset) => wanted.push((
+                    sp,
+                    c.offset,
+                    Committed {
+                        topic: self.flow.rename(&c.topic),
+                        partition: c.partition,
+                        offset,
+                    },
+                )),
+                None => round.skipped.push((sp, describe(&translation, c.offset))),
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(round);
+        }
+        let state = self.target.group_state(group).await?;
+        if state.members > 0 {
+            round.group_skipped = Some(format!(
+                "the target group has {} active member(s) (state {}); its consumers own its offsets",
+                state.members, state.state
+            ));
+            return Ok(round);
+        }
+        let current: HashMap<(String, i32), i64> = self
+            .target
+            .committed_offsets(group)
+            .await?
+            .into_iter()
+            .map(|c| ((c.topic, c.partition), c.offset))
+            .collect();
+        let mut commit = Vec::new();
+        for (sp, source_offset, target) in wanted {
+            let key = (group.to_string(), sp.clone());
+            let rewound = self
+                .synced
+                .get(&key)
+                .is_some_and(|&last| source_offset < last);
+            match current.get(&(target.topic.clone(), target.partition)) {
+                Some(&now) if now == target.offset => {}
+                Some(&now) if now > target.offset && !rewound => round.skipped.push((
+                    sp,
+                    format!(
+                        "the target group is at {now}, ahead of {} (source offset {source_offset}); it is not moved backwards unless the source group is rewound",
+                        target.offset
+                    ),
+                )),
+                _ => commit.push((key, source_offset, target)),
+            }
+        }
+        if commit.is_empty() {
+            return Ok(round);
+        }
+        let offsets: Vec<Committed> = commit.iter().map(|(_, _, t)| t.clone()).collect();
+        self.target.commit_offsets(group, &offsets).await?;
+        for (key, source_offset, target) in commit {
+            self.synced.insert(key, source_offset);
+            round.committed.push(target);
+        }
+        Ok(round)
+    }
+
+    fn report(&mut self, group: &str, round: &GroupRound) {
+        let flow = &self.flow.name;
+        if !round.committed.is_empty() {
+            tracing::info!(flow = %flow, group, partitions = round.committed.len(), "Synced group offsets to the target.");
+        }
+        let reason = round.group_skipped.clone().or_else(|| {
+            (!round.skipped.is_empty()).then(|| {
+                round
+                    .skipped
+                    .iter()
+                    .map(|(sp, why)| format!("{} {}: {why}", sp.topic, sp.partition))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+        });
+        match reason {
+            Some(reason) if self.reported.get(group) != Some(&reason) => {
+                tracing::info!(flow = %flow, group, reason = %reason, "Group offsets not synced.");
+                self.reported.insert(group.to_string(), reason);
+            }
+            Some(_) => {}
+            None => {
+                self.reported.remove(group);
+            }
+        }
+    }
+}
+
+/// Why a source offset has no target offset yet, in words.
+pub fn describe(translation: &Translation, source_offset: i64) -> String {
+    match translation {
+        Translation::NotYet { mirrored_through } => format!(
+            "source offset {source_offset} is not mirrored yet (mirrored below {mirrored_through})"
+        ),
+        Translation::BelowLogStart { log_start } => {
+            format!("source offset {source_offset} is below the source log start {log_start}")
+        }
+        Translation::BeforeMap { map_start } => format!(
+            "source offset {source_offset} was mirrored before the offset map began at {map_start}"
+        ),
+        Translation::Exact { target_offset } | Translation::Gap { target_offset } => {
+            format!("translates to {target_offset}")
+        }
+    }
+}

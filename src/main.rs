@@ -1,4 +1,5 @@
-//! The `kmirror` command: `run`, `validate` and `plan` a YAML mirror topology.
+//! The `kmirror` command: `run`, `validate` and `plan` a YAML mirror topology, `status` of
+//! a running daemon, `offsets` translation.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -62,6 +63,29 @@ enum Command {
         /// The topology file.
         config: PathBuf,
     },
+    /// Translate a consumer group's committed source offsets (or one offset) through a
+    /// flow's offset map: per partition the source offset, the target offset and the state
+    /// (exact, gap, not yet mirrored, below the source log start). Reads the flow's progress
+    /// from the target cluster; no daemon needed.
+    Offsets {
+        /// The topology file.
+        config: PathBuf,
+        #[arg(long)]
+        flow: String,
+        /// The consumer group whose committed source offsets to translate.
+        #[arg(long, required_unless_present = "offset", conflicts_with = "offset")]
+        group: Option<String>,
+        /// With --partition and --offset: translate one source offset.
+        #[arg(long, requires_all = ["partition", "offset"])]
+        topic: Option<String>,
+        #[arg(long, requires = "topic")]
+        partition: Option<i32>,
+        #[arg(long, requires = "topic")]
+        offset: Option<i64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a running daemon's flows, lag, latency and errors (its `/status`) as a table.
     Status {
         /// A topology file whose `telemetry.listen` names the daemon's listener.
@@ -93,9 +117,10 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
     }
     let path = match &cli.command {
-        Command::Run { config, .. } | Command::Validate { config } | Command::Plan { config } => {
-            config.clone()
-        }
+        Command::Run { config, .. }
+        | Command::Validate { config }
+        | Command::Plan { config }
+        | Command::Offsets { config, .. } => config.clone(),
         Command::Status { config, url, json } => {
             return status(config.as_deref(), url.as_deref(), *json)
         }
@@ -112,7 +137,7 @@ fn main() -> ExitCode {
         Command::Run { threads, .. } => {
             threads.map_or_else(|| default_threads(&topology), usize::from)
         }
-        Command::Validate { .. } | Command::Plan { .. } | Command::Status { .. } => 1,
+        _ => 1,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -136,6 +161,30 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Plan { .. } => runtime.block_on(plan(topology)),
+        Command::Offsets {
+            flow,
+            group,
+            topic,
+            partition,
+            offset,
+            json,
+            ..
+        } => {
+            use kmirror::offsets::cli::{self, Query};
+            let query = match (group, topic, partition, offset) {
+                (Some(group), ..) => Query::Group(group),
+                (None, Some(topic), Some(partition), Some(offset)) => Query::One {
+                    topic,
+                    partition,
+                    offset,
+                },
+                _ => unreachable!("clap requires --group or --topic, --partition and --offset"),
+            };
+            printed(
+                runtime.block_on(cli::offsets(&topology, &flow, query, json)),
+                "offsets",
+            )
+        }
         Command::Status { .. } => unreachable!("answered before the topology is loaded"),
         Command::Run { drain_timeout, .. } => {
             tracing::info!(threads, "Starting.");
@@ -182,6 +231,20 @@ fn status(config: Option<&std::path::Path>, url: Option<&str>, json: bool) -> Ex
         }
         Err(e) => {
             eprintln!("kmirror status: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a command's output, or its error on stderr with a failure exit code.
+fn printed(result: Result<String, String>, command: &str) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kmirror {command}: {e}");
             ExitCode::FAILURE
         }
     }

@@ -16,6 +16,23 @@ use support::*;
 
 const TOPIC: &str = "orders";
 const PARTITIONS: usize = 2;
+const FLOW: &str = "east-to-west";
+
+/// `kmirror ARGS...`: its stdout, which must come with exit status 0.
+fn kmirror(args: &[&str]) -> String {
+    let out = std::process::Command::new(daemon_binary())
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "kmirror {args:?}: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
 
 /// Runs `groups.py COMMAND` on `TOPIC` of `bootstrap`, for `group` if given, with `more`
 /// arguments.
@@ -131,7 +148,7 @@ fn sync_scenario(broker_args: &[&str]) {
     let config = write_topology(
         dir.path(),
         &[("east", &source.addr()), ("west", &target.addr())],
-        &format!("  - name: east-to-west\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"app-.*\"], sync_offsets: true, interval: 1s }}\n"),
+        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"app-.*\"], sync_offsets: true, interval: 1s }}\n"),
     );
     // The first run mirrors everything (no group has committed yet), then stops.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -146,6 +163,43 @@ fn sync_scenario(broker_args: &[&str]) {
 
     // Mid-batch (producer batches hold several records), far behind, at the end.
     commit(&source.addr(), "app-mid", "0:37,1:151");
+    // With the daemon stopped, `kmirror offsets` reads the stored map from the target.
+    let table = kmirror(&[
+        "offsets",
+        config.to_str().unwrap(),
+        "--flow",
+        FLOW,
+        "--group",
+        "app-mid",
+    ]);
+    assert!(
+        table.contains("37") && table.contains("87") && table.contains("exact"),
+        "{table}"
+    );
+    let one = |offset: &str| -> Value {
+        let out = kmirror(&[
+            "offsets",
+            config.to_str().unwrap(),
+            "--flow",
+            FLOW,
+            "--topic",
+            TOPIC,
+            "--partition",
+            "1",
+            "--offset",
+            offset,
+            "--json",
+        ]);
+        serde_json::from_str::<Value>(&out).unwrap()["partitions"][0].clone()
+    };
+    assert_eq!(one("151")["target_offset"], 201);
+    assert_eq!(one("151")["state"], "exact");
+    assert_eq!(
+        one("300")["target_offset"],
+        350,
+        "the end: where the next record goes"
+    );
+    assert_eq!(one("301")["state"], "not_yet");
     commit(&source.addr(), "app-behind", "0:0,1:3");
     commit(&source.addr(), "app-end", "0:300,1:300");
     commit(&source.addr(), "other", "0:10,1:10");

@@ -181,6 +181,30 @@ impl Progress {
         Ok(Arc::new(progress))
     }
 
+    /// Reads the flow's stored progress without creating or writing anything (for
+    /// `kmirror offsets` and `kmirror failover`); gives up after `deadline`.
+    pub async fn read(
+        flow: &str,
+        target: &ClusterClient,
+        deadline: Duration,
+    ) -> Result<Arc<Self>, ClientError> {
+        let metadata = target.refresh_metadata().await?;
+        if metadata.partition_count(PROGRESS_TOPIC).is_none() {
+            return Err(ClientError::Refused {
+                cluster: target.name().to_string(),
+                what: format!("no {PROGRESS_TOPIC} topic: no flow has run against this cluster"),
+            });
+        }
+        let log = store::TargetLog { target };
+        let loaded = tokio::time::timeout(deadline, load::read_all(flow, &log, target))
+            .await
+            .map_err(|_| ClientError::Incomplete {
+                cluster: target.name().to_string(),
+                what: format!("reading the progress of flow {flow} took longer than {deadline:?}"),
+            })??;
+        Ok(Arc::new(Self::new(flow, loaded, 1 << 20)))
+    }
+
     /// Takes the changed map chunks, the changed positions (current values) and the
     /// marker, in that order.
     fn take(&self) -> Taken<'_> {

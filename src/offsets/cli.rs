@@ -1,0 +1,108 @@
+//! `kmirror offsets`: a group's committed source offsets (or one offset) translated through
+//! a flow's stored offset map, read from the target cluster without a running daemon.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Connection, Flow, Topology};
+use crate::mirror::client_for;
+use crate::mirror::progress::Progress;
+use crate::offsets::report::{self, FlowOffsets, PartitionOffsets};
+
+/// How long reading a flow's stored progress may take.
+const READ_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What to translate.
+pub enum Query {
+    Group(String),
+    One {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+/// The flow named `name`, or an error listing the flows there are.
+pub fn find_flow<'a>(topology: &'a Topology, name: &str) -> Result<&'a Flow, String> {
+    topology.flow(name).ok_or_else(|| {
+        let names: Vec<&str> = topology.flows.iter().map(|f| f.name.as_str()).collect();
+        format!("no flow {name:?}; the topology has {}", names.join(", "))
+    })
+}
+
+/// Connects to the flow's clusters and reads its stored progress and offset maps.
+pub async fn flow_offsets(topology: &Topology, flow: &Flow) -> Result<FlowOffsets, String> {
+    let clusters = [&flow.source, &flow.target].map(|name| &topology.clusters[name]);
+    if let Some(embedded) = clusters
+        .iter()
+        .find(|c| matches!(c.connection, Connection::Embedded(_)))
+    {
+        return Err(format!(
+            "flow {} uses the embedded cluster {}, which exists only while `kmirror run` runs; ask the daemon: GET /offsets?flow={}&group=GROUP on its telemetry listener",
+            flow.name, embedded.name, flow.name
+        ));
+    }
+    let none = Default::default();
+    let source = Arc::new(client_for(clusters[0], &none));
+    let target = client_for(clusters[1], &none);
+    let progress = Progress::read(&flow.name, &target, READ_DEADLINE)
+        .await
+        .map_err(|e| format!("cannot read the progress of flow {}: {e}", flow.name))?;
+    Ok(FlowOffsets {
+        flow: flow.clone(),
+        progress,
+        source,
+    })
+}
+
+/// Runs `query` against `offsets`.
+pub async fn translate(
+    offsets: &FlowOffsets,
+    query: &Query,
+) -> Result<Vec<PartitionOffsets>, String> {
+    let flow = &offsets.flow.name;
+    match query {
+        Query::Group(group) => {
+            let rows = offsets
+                .group(group)
+                .await
+                .map_err(|e| format!("cannot read the offsets of group {group}: {e}"))?;
+            if rows.is_empty() {
+                return Err(format!(
+                    "group {group} has no committed offsets on the topics flow {flow} mirrors"
+                ));
+            }
+            Ok(rows)
+        }
+        Query::One {
+            topic,
+            partition,
+            offset,
+        } => offsets
+            .one(topic, *partition, *offset, true)
+            .await
+            .map(|row| vec![row])
+            .ok_or_else(|| format!("flow {flow} has no position for {topic} partition {partition}: it does not mirror it (yet)")),
+    }
+}
+
+/// `kmirror offsets`: the text (table or JSON) to print, or the error.
+pub async fn offsets(
+    topology: &Topology,
+    flow: &str,
+    query: Query,
+    json: bool,
+) -> Result<String, String> {
+    let flow = find_flow(topology, flow)?;
+    let offsets = flow_offsets(topology, flow).await?;
+    let rows = translate(&offsets, &query).await?;
+    if json {
+        let group = match &query {
+            Query::Group(g) => Some(g.as_str()),
+            Query::One { .. } => None,
+        };
+        let value = serde_json::json!({ "flow": flow.name, "group": group, "partitions": rows });
+        return Ok(format!("{value:#}\n"));
+    }
+    Ok(report::render(&rows))
+}

@@ -1,0 +1,135 @@
+//! Translation reports, shared by `kmirror offsets`, `kmirror failover` and `GET /offsets`:
+//! a group's committed source offsets, or one offset, with their target offsets and states.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::client::{fetch, ClientError, ClusterClient};
+use crate::config::Flow;
+use crate::mirror::progress::{Progress, SourcePartition};
+use crate::offsets::Translation;
+
+/// What a flow needs to translate: its settings, its progress and offset maps, and its
+/// source cluster (for committed offsets and log start offsets).
+pub struct FlowOffsets {
+    pub flow: Flow,
+    pub progress: Arc<Progress>,
+    pub source: Arc<ClusterClient>,
+}
+
+/// One source partition's offset and what it translates to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionOffsets {
+    pub topic: String,
+    pub partition: i32,
+    pub target_topic: String,
+    pub source_offset: i64,
+    #[serde(flatten)]
+    pub translation: Translation,
+}
+
+impl FlowOffsets {
+    /// The source log start offset of `topic`/`partition`, if the source answers.
+    async fn log_start(&self, topic: &str, partition: i32) -> Option<i64> {
+        let leader = self.source.leader(topic, partition).await.ok()?;
+        match fetch::list_offset(&leader, topic, partition, -2).await {
+            Ok((0, offset)) => Some(offset),
+            _ => None,
+        }
+    }
+
+    /// `offset` of `topic`/`partition` translated; `None` if the flow does not mirror
+    /// that partition. `with_log_start`: ask the source for its log start (to report
+    /// offsets below it); off when the source is known to be down.
+    pub async fn one(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        with_log_start: bool,
+    ) -> Option<PartitionOffsets> {
+        let sp = SourcePartition {
+            topic: topic.to_string(),
+            partition,
+        };
+        let log_start = if with_log_start {
+            self.log_start(topic, partition).await
+        } else {
+            None
+        };
+        if let Some(log_start) = log_start {
+            self.progress.trim_map(&sp, log_start);
+        }
+        let translation = self.progress.translate(&sp, offset, log_start)?;
+        Some(PartitionOffsets {
+            topic: topic.to_string(),
+            partition,
+            target_topic: self.flow.rename(topic),
+            source_offset: offset,
+            translation,
+        })
+    }
+
+    /// The committed source offsets of `group` on the flow's partitions, translated.
+    pub async fn group(&self, group: &str) -> Result<Vec<PartitionOffsets>, ClientError> {
+        let mut out = Vec::new();
+        for c in self.source.committed_offsets(group).await? {
+            if let Some(row) = self.one(&c.topic, c.partition, c.offset, true).await {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The name of a translation's state, as `--json` and `/offsets` spell it.
+pub fn state_name(translation: &Translation) -> &'static str {
+    match translation {
+        Translation::Exact { .. } => "exact",
+        Translation::Gap { .. } => "gap",
+        Translation::NotYet { .. } => "not_yet",
+        Translation::BelowLogStart { .. } => "below_log_start",
+        Translation::BeforeMap { .. } => "before_map",
+    }
+}
+
+/// Rows as a table for people.
+pub fn render(rows: &[PartitionOffsets]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<32} {:>9} {:>14} {:>14}  STATE",
+        "TOPIC", "PARTITION", "SOURCE", "TARGET"
+    );
+    for r in rows {
+        let target = r
+            .translation
+            .target_offset()
+            .map_or_else(|| "-".to_string(), |o| o.to_string());
+        let state = match r.translation {
+            Translation::NotYet { mirrored_through } => {
+                format!("not yet mirrored (mirrored below {mirrored_through})")
+            }
+            Translation::BelowLogStart { log_start } => {
+                format!("below the source log start {log_start}")
+            }
+            Translation::BeforeMap { map_start } => {
+                format!("mirrored before the offset map began at {map_start}")
+            }
+            other => state_name(&other).to_string(),
+        };
+        let topic = if r.topic == r.target_topic {
+            r.topic.clone()
+        } else {
+            format!("{} -> {}", r.topic, r.target_topic)
+        };
+        let _ = writeln!(
+            out,
+            "{topic:<32} {:>9} {:>14} {target:>14}  {state}",
+            r.partition, r.source_offset
+        );
+    }
+    out
+}

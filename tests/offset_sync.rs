@@ -18,22 +18,6 @@ const TOPIC: &str = "orders";
 const PARTITIONS: usize = 2;
 const FLOW: &str = "east-to-west";
 
-/// `kmirror ARGS...`: its stdout, which must come with exit status 0.
-fn kmirror(args: &[&str]) -> String {
-    let out = std::process::Command::new(daemon_binary())
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "kmirror {args:?}: {}\n{stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 /// Runs `groups.py COMMAND` on `TOPIC` of `bootstrap`, for `group` if given, with `more`
 /// arguments.
 fn groups(command: &str, bootstrap: &str, group: Option<&str>, more: &[&str]) -> String {
@@ -164,7 +148,7 @@ fn sync_scenario(broker_args: &[&str]) {
     // Mid-batch (producer batches hold several records), far behind, at the end.
     commit(&source.addr(), "app-mid", "0:37,1:151");
     // With the daemon stopped, `kmirror offsets` reads the stored map from the target.
-    let table = kmirror(&[
+    let table = kmirror_ok(&[
         "offsets",
         config.to_str().unwrap(),
         "--flow",
@@ -177,7 +161,7 @@ fn sync_scenario(broker_args: &[&str]) {
         "{table}"
     );
     let one = |offset: &str| -> Value {
-        let out = kmirror(&[
+        let out = kmirror_ok(&[
             "offsets",
             config.to_str().unwrap(),
             "--flow",

@@ -12,23 +12,6 @@ use support::*;
 
 const FLOW: &str = "east-to-west";
 
-/// `kmirror status ARGS...`: its stdout, which must come with exit status 0.
-fn kmirror_status(args: &[&str]) -> String {
-    let out = std::process::Command::new(daemon_binary())
-        .arg("status")
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "kmirror status {args:?}: {}\n{stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 /// Polls `GET path` until `done` holds for its answer; panics with the last one after 90 s.
 fn wait_http(
     addr: &str,
@@ -142,7 +125,7 @@ fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
     assert!(flow["latency_seconds"]["p99"].as_f64().unwrap() >= 0.0);
     assert_eq!(flow["partitions"].as_array().map(Vec::len), Some(4));
     assert_eq!(http_get(&listen, "/readyz").map(|a| a.0), Some(200));
-    let table = kmirror_status(&[config.to_str().unwrap()]);
+    let table = kmirror_ok(&["status", config.to_str().unwrap()]);
     let line = table.lines().nth(1).unwrap_or_default();
     assert!(
         line.starts_with(FLOW) && line.contains("ready") && line.contains("2000"),
@@ -163,7 +146,7 @@ fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
     .run();
     assert_eq!(more, 400);
     wait_not_ready(&listen, "target west failing", &daemon);
-    let table = kmirror_status(&["--url", &format!("http://{listen}")]);
+    let table = kmirror_ok(&["status", "--url", &format!("http://{listen}")]);
     assert!(
         table.contains("NOT READY") && table.contains("target west failing"),
         "{table}"

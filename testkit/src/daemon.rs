@@ -137,3 +137,20 @@ pub fn add_telemetry(config: &Path, settings: &str) {
     text.push_str(&format!("telemetry: {{ {settings} }}\n"));
     std::fs::write(config, text).unwrap();
 }
+
+/// `kmirror ARGS...` (a command that ends by itself, e.g. `status` or `offsets`): its
+/// stdout; panics with stdout and stderr unless it exits with status 0.
+pub fn kmirror_ok(args: &[&str]) -> String {
+    let out = Command::new(daemon_binary())
+        .args(args)
+        .output()
+        .expect("kmirror runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "kmirror {args:?}: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

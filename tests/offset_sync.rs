@@ -134,6 +134,8 @@ fn sync_scenario(broker_args: &[&str]) {
         &[("east", &source.addr()), ("west", &target.addr())],
         &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"app-.*\"], sync_offsets: true, interval: 1s }}\n"),
     );
+    let listen = format!("127.0.0.1:{}", free_port());
+    add_telemetry(&config, &format!("listen: \"{listen}\""));
     // The first run mirrors everything (no group has committed yet), then stops.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut daemon = DaemonProcess::start(&config);
@@ -191,6 +193,42 @@ fn sync_scenario(broker_args: &[&str]) {
     daemon.restart();
     for group in ["app-mid", "app-behind", "app-end"] {
         wait_for_committed(&target.addr(), group, PARTITIONS, &daemon);
+    }
+    // The same translation over HTTP from the running daemon.
+    let (status, body) = http_get(&listen, &format!("/offsets?flow={FLOW}&group=app-mid")).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let rows = answer["partitions"].as_array().unwrap();
+    assert_eq!(rows.len(), PARTITIONS, "{body}");
+    let row = |p: i64| rows.iter().find(|r| r["partition"] == p).unwrap().clone();
+    assert_eq!(
+        (
+            row(0)["source_offset"].clone(),
+            row(0)["target_offset"].clone()
+        ),
+        (37.into(), 87.into())
+    );
+    assert_eq!(row(1)["target_offset"], 201);
+    let (status, body) = http_get(
+        &listen,
+        &format!("/offsets?flow={FLOW}&topic={TOPIC}&partition=0&offset=299"),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"target_offset\":349") && body.contains("\"state\":\"exact\""),
+        "{body}"
+    );
+    for (query, want) in [
+        ("group=app-mid", 400),
+        ("flow=nope&group=app-mid", 404),
+        (
+            &format!("flow={FLOW}&topic={TOPIC}&partition=x&offset=1") as &str,
+            400,
+        ),
+    ] {
+        let status = http_get(&listen, &format!("/offsets?{query}")).map(|a| a.0);
+        assert_eq!(status, Some(want), "{query}");
     }
     for (group, from) in [
         ("app-mid", "0:37,1:151"),

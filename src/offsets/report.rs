@@ -19,6 +19,14 @@ pub struct FlowOffsets {
     pub source: Arc<ClusterClient>,
 }
 
+impl std::fmt::Debug for FlowOffsets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowOffsets")
+            .field("flow", &self.flow.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One source partition's offset and what it translates to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PartitionOffsets {

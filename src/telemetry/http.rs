@@ -3,7 +3,8 @@
 //! `GET /healthz` (the process is up), `GET /readyz` (200 only while every flow is
 //! connected and making progress or caught up; 503 with the reasons otherwise) and
 //! `GET /status` (JSON: flows, partitions, positions, lag, latency percentiles, last
-//! errors). Anything else is 404; a method other than GET or HEAD is 405.
+//! errors) and `GET /offsets` (offset translation, [`super::offsets_http`]). Anything else
+//! is 404; a method other than GET or HEAD is 405.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -59,7 +60,13 @@ pub async fn serve(listener: TcpListener, served: Arc<Served>, stop: Cancellatio
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let served = served.clone();
-                async move { Ok::<_, Infallible>(answer(&served, &req)) }
+                async move {
+                    Ok::<_, Infallible>(if req.uri().path() == "/offsets" {
+                        super::offsets_http::answer(&served.flows, req.uri().query()).await
+                    } else {
+                        answer(&served, &req)
+                    })
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -109,18 +116,21 @@ fn answer<B>(served: &Served, req: &Request<B>) -> Response<Full<Bytes>> {
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /, /metrics, /healthz, /readyz or /status\n".into(),
+            "not found: try /, /metrics, /healthz, /readyz, /status or /offsets\n".into(),
         ),
     }
 }
 
-fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+pub(super) fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     with_type(r, "text/plain; charset=utf-8")
 }
 
-fn with_type(mut r: Response<Full<Bytes>>, content_type: &'static str) -> Response<Full<Bytes>> {
+pub(super) fn with_type(
+    mut r: Response<Full<Bytes>>,
+    content_type: &'static str,
+) -> Response<Full<Bytes>> {
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static(content_type),

@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod metrics;
+mod offsets_http;
 mod report;
 pub mod stats;
 pub mod status_cli;

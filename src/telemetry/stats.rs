@@ -195,6 +195,8 @@ pub struct FlowStats {
     latency: opentelemetry::metrics::Histogram<f64>,
     partitions: Mutex<BTreeMap<SourcePartition, Arc<PartitionStats>>>,
     history: Mutex<VecDeque<Sample>>,
+    /// What `GET /offsets` translates with, once the flow has loaded its progress.
+    offsets: Mutex<Option<Arc<crate::offsets::report::FlowOffsets>>>,
 }
 
 impl FlowStats {
@@ -227,7 +229,18 @@ impl FlowStats {
             latency,
             partitions: Mutex::default(),
             history: Mutex::default(),
+            offsets: Mutex::default(),
         }
+    }
+
+    /// Makes the flow's offset maps available to `GET /offsets`.
+    pub fn set_offsets(&self, offsets: Arc<crate::offsets::report::FlowOffsets>) {
+        *self.offsets.lock().expect("offsets lock") = Some(offsets);
+    }
+
+    /// The flow's offset maps, once it loaded its progress.
+    pub fn offsets(&self) -> Option<Arc<crate::offsets::report::FlowOffsets>> {
+        self.offsets.lock().expect("offsets lock").clone()
     }
 
     /// Adds a point to the history, dropping those older than [`HISTORY_SECONDS`].

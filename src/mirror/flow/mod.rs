@@ -31,6 +31,7 @@ use futures::future::join_all;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::offsets::report::FlowOffsets;
 use crate::offsets::sync::GroupSync;
 use uuid::Uuid;
 
@@ -160,6 +161,11 @@ impl FlowRunner {
                 }
             },
         };
+        self.stats.set_offsets(Arc::new(FlowOffsets {
+            flow: self.flow.clone(),
+            progress: progress.clone(),
+            source: self.source.clone(),
+        }));
         let writer_stop = CancellationToken::new();
         let writer = tokio::spawn(progress.clone().run_writer(
             self.target.clone(),

@@ -1,5 +1,5 @@
 //! The `kmirror` command: `run`, `validate` and `plan` a YAML mirror topology, `status` of
-//! a running daemon, `offsets` translation.
+//! a running daemon, `offsets` translation and `failover` of consumer groups.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -86,6 +86,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Move a consumer group to a flow's target cluster at the positions it had on the
+    /// source: waits until they are mirrored, refuses while the target group has active
+    /// members, commits the translated offsets. Works while the source cluster is down,
+    /// from the offsets the group sync kept.
+    Failover {
+        /// The topology file.
+        config: PathBuf,
+        #[arg(long)]
+        flow: String,
+        #[arg(long)]
+        group: String,
+        /// How long to wait for the group's positions to be mirrored.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Print what would be committed; commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a running daemon's flows, lag, latency and errors (its `/status`) as a table.
     Status {
         /// A topology file whose `telemetry.listen` names the daemon's listener.
@@ -120,7 +138,8 @@ fn main() -> ExitCode {
         Command::Run { config, .. }
         | Command::Validate { config }
         | Command::Plan { config }
-        | Command::Offsets { config, .. } => config.clone(),
+        | Command::Offsets { config, .. }
+        | Command::Failover { config, .. } => config.clone(),
         Command::Status { config, url, json } => {
             return status(config.as_deref(), url.as_deref(), *json)
         }
@@ -184,6 +203,22 @@ fn main() -> ExitCode {
                 runtime.block_on(cli::offsets(&topology, &flow, query, json)),
                 "offsets",
             )
+        }
+        Command::Failover {
+            flow,
+            group,
+            timeout,
+            dry_run,
+            ..
+        } => {
+            use kmirror::offsets::failover::{failover, Failover};
+            let args = Failover {
+                flow,
+                group,
+                timeout,
+                dry_run,
+            };
+            printed(runtime.block_on(failover(&topology, &args)), "failover")
         }
         Command::Status { .. } => unreachable!("answered before the topology is loaded"),
         Command::Run { drain_timeout, .. } => {

@@ -1,100 +1,19 @@
 //! Group offset sync end to end (issue 10), with confluent-kafka on both sides: source
 //! groups committed mid-batch, far behind and at the end are translated and committed on
-//! the target (whose offsets differ from the source's), after the daemon restarted (so the offset map was read back), and a
-//! consumer of the same group on the target reads exactly the records that follow the
-//! source position: nothing skipped, nothing repeated. A group outside the filter is left
-//! alone.
+//! the target (whose offsets differ from the source's), after the daemon restarted (so
+//! the offset map was read back), and a consumer of the same group on the target reads
+//! exactly the records that follow the source position: nothing skipped, nothing
+//! repeated. A group outside the filter is left alone. `kmirror offsets` and
+//! `GET /offsets` translate the same.
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
+use support::groups::*;
 use support::records::Produce;
 use support::*;
 
-const TOPIC: &str = "orders";
-const PARTITIONS: usize = 2;
 const FLOW: &str = "east-to-west";
-
-/// Runs `groups.py COMMAND` on `TOPIC` of `bootstrap`, for `group` if given, with `more`
-/// arguments.
-fn groups(command: &str, bootstrap: &str, group: Option<&str>, more: &[&str]) -> String {
-    let partitions = PARTITIONS.to_string();
-    let mut args = vec![
-        command,
-        "--bootstrap",
-        bootstrap,
-        "--topic",
-        TOPIC,
-        "--partitions",
-        &partitions,
-    ];
-    if let Some(group) = group {
-        args.extend(["--group", group]);
-    }
-    args.extend(more);
-    run_python("groups.py", &args)
-}
-
-/// The JSON after `prefix` on the line of `out` that starts with it.
-fn json<T: serde::de::DeserializeOwned>(out: &str, prefix: &str) -> T {
-    let line = out
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no {prefix} line in:\n{out}"));
-    serde_json::from_str(line).unwrap()
-}
-
-fn committed(bootstrap: &str, group: &str) -> BTreeMap<String, i64> {
-    json(
-        &groups("committed", bootstrap, Some(group), &[]),
-        "COMMITTED ",
-    )
-}
-
-fn commit(bootstrap: &str, group: &str, offsets: &str) {
-    groups("commit", bootstrap, Some(group), &["--offsets", offsets]);
-}
-
-/// The records of the source from `offsets` (`"0:37,1:200"`) to the end.
-fn source_from(bootstrap: &str, offsets: &str) -> Vec<Value> {
-    json(
-        &groups("read", bootstrap, None, &["--from", offsets]),
-        "RECORDS ",
-    )
-}
-
-/// What a consumer of `group` on `bootstrap` reads from its committed positions on.
-fn consume(bootstrap: &str, group: &str) -> Vec<Value> {
-    json(&groups("consume", bootstrap, Some(group), &[]), "RECORDS ")
-}
-
-/// The records of one partition, in order.
-fn partition(records: &[Value], p: i64) -> Vec<Value> {
-    records
-        .iter()
-        .filter(|r| r[0].as_i64() == Some(p))
-        .cloned()
-        .collect()
-}
-
-fn wait_for_committed(bootstrap: &str, group: &str, want: usize, daemon: &DaemonProcess) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = committed(bootstrap, group);
-        if got.len() >= want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "group {group} has {got:?} on the target after 60 s:\n{}",
-            daemon.log.tail(30)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 #[test]
 fn source_group_positions_carry_over_exactly_after_a_restart() {
@@ -235,7 +154,7 @@ fn sync_scenario(broker_args: &[&str]) {
         ("app-behind", "0:0,1:3"),
         ("app-end", "0:300,1:300"),
     ] {
-        let want = source_from(&source.addr(), from);
+        let want = read_from(&source.addr(), from);
         let got = consume(&target.addr(), group);
         for p in 0..PARTITIONS as i64 {
             assert_eq!(

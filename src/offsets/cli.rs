@@ -44,7 +44,7 @@ pub async fn flow_offsets(topology: &Topology, flow: &Flow) -> Result<FlowOffset
     }
     let none = Default::default();
     let source = Arc::new(client_for(clusters[0], &none));
-    let target = client_for(clusters[1], &none);
+    let target = Arc::new(client_for(clusters[1], &none));
     let progress = Progress::read(&flow.name, &target, READ_DEADLINE)
         .await
         .map_err(|e| format!("cannot read the progress of flow {}: {e}", flow.name))?;
@@ -52,6 +52,7 @@ pub async fn flow_offsets(topology: &Topology, flow: &Flow) -> Result<FlowOffset
         flow: flow.clone(),
         progress,
         source,
+        target,
     })
 }
 

@@ -11,12 +11,13 @@ use crate::config::Flow;
 use crate::mirror::progress::{Progress, SourcePartition};
 use crate::offsets::Translation;
 
-/// What a flow needs to translate: its settings, its progress and offset maps, and its
-/// source cluster (for committed offsets and log start offsets).
+/// What a flow needs to translate: its settings, its progress and offset maps, its source
+/// cluster (for committed offsets and log start offsets) and its target cluster.
 pub struct FlowOffsets {
     pub flow: Flow,
     pub progress: Arc<Progress>,
     pub source: Arc<ClusterClient>,
+    pub target: Arc<ClusterClient>,
 }
 
 impl std::fmt::Debug for FlowOffsets {
@@ -46,6 +47,16 @@ impl FlowOffsets {
             Ok((0, offset)) => Some(offset),
             _ => None,
         }
+    }
+
+    /// Whether the flow mirrors `topic`/`partition` (it has a position for it).
+    pub fn mirrors(&self, topic: &str, partition: i32) -> bool {
+        self.progress
+            .get(&SourcePartition {
+                topic: topic.to_string(),
+                partition,
+            })
+            .is_some()
     }
 
     /// `offset` of `topic`/`partition` translated; `None` if the flow does not mirror

@@ -10,7 +10,9 @@
 //!   anyway): its consumers own its offsets;
 //! - a target offset never moves backwards unless the source group was rewound (its
 //!   committed offset went down since the last sync);
-//! - what is skipped is logged once per group and reason, not every round.
+//! - what is skipped is logged once per group and reason, not every round;
+//! - the source offsets read are kept with the flow's progress, so that `kmirror failover`
+//!   can translate them when the source cluster is down.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,6 +91,7 @@ impl GroupSync {
     async fn sync_group(&mut self, group: &str) -> Result<GroupRound, ClientError> {
         let mut round = GroupRound::default();
         let mut wanted: Vec<(SourcePartition, i64, Committed)> = Vec::new();
+        let mut read = Vec::new();
         for c in self.source.committed_offsets(group).await? {
             let sp = SourcePartition {
                 topic: c.topic.clone(),
@@ -97,6 +100,7 @@ impl GroupSync {
             let Some(translation) = self.progress.translate(&sp, c.offset, None) else {
                 continue; // not a topic of this flow
             };
+            read.push((c.topic.clone(), c.partition, c.offset));
             match translation.target_offset() {
                 Some(offset) => wanted.push((
                     sp,
@@ -109,6 +113,12 @@ impl GroupSync {
                 )),
                 None => round.skipped.push((sp, describe(&translation, c.offset))),
             }
+        }
+        // Kept with the progress, for a failover while the source is down; written before
+        // anything is committed on the target, so a synced target group has them stored.
+        let now = crate::telemetry::stats::now_ms();
+        if !read.is_empty() && self.progress.note_group(group, read, now) {
+            self.progress.write(&self.target).await?;
         }
         if wanted.is_empty() {
             return Ok(round);

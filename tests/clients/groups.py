@@ -4,9 +4,13 @@
       commits those offsets for group G as a standalone consumer (no subscription).
   committed --bootstrap B --group G --topic T --partitions N
       prints `COMMITTED {"0": 37, "1": 200}` (partitions without an offset left out).
-  consume --bootstrap B --group G --topic T --partitions N
+  consume --bootstrap B --group G --topic T --partitions N [--max M]
       joins group G (subscribe), reads from its committed positions to the end of every
-      partition (committing nothing), and prints `RECORDS [[partition, key, value], ...]`.
+      partition, and prints `RECORDS [[partition, key, value], ...]`. With --max it stops
+      after M records and commits its positions (without, it commits nothing).
+  hold --bootstrap B --group G --topic T --seconds S
+      joins group G and stays a member for S seconds after its assignment; prints
+      `HELD true`.
   read --bootstrap B --topic T --partitions N --from 0:37,1:200
       reads each partition from the given offset to its end without a group, printing
       `RECORDS` like `consume`.
@@ -48,11 +52,14 @@ def ends(c, topic, partitions):
     }
 
 
-def drain(c, topic, partitions, positions, deadline):
-    """Polls until every partition's position reaches its end; returns the records."""
+def drain(c, topic, partitions, positions, deadline, most=None):
+    """Polls until every partition's position reaches its end (or `most` records were
+    read); returns the records."""
     end = ends(c, topic, partitions)
     records = []
     while any(positions.get(p, -1) < end[p] for p in range(partitions)):
+        if most is not None and len(records) >= most:
+            break
         if time.time() > deadline:
             sys.exit(f"TIMEOUT positions={positions} ends={end}")
         m = c.poll(0.5)
@@ -69,13 +76,15 @@ def drain(c, topic, partitions, positions, deadline):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["commit", "committed", "consume", "read"])
+    ap.add_argument("command", choices=["commit", "committed", "consume", "hold", "read"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--group")
     ap.add_argument("--topic", required=True)
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--offsets")
     ap.add_argument("--from", dest="start")
+    ap.add_argument("--max", type=int)
+    ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--timeout", type=float, default=60)
     args = ap.parse_args()
     deadline = time.time() + args.timeout
@@ -102,9 +111,27 @@ def main():
         )
         positions = {tp.partition: max(tp.offset, 0) for tp in committed}
         c.subscribe([args.topic])
-        records = drain(c, args.topic, args.partitions, positions, deadline)
+        records = drain(c, args.topic, args.partitions, positions, deadline, args.max)
+        if args.max is not None and records:
+            c.commit(
+                offsets=[TopicPartition(args.topic, p, o) for p, o in positions.items()],
+                asynchronous=False,
+            )
         c.close()
         print("RECORDS " + json.dumps(records))
+    elif args.command == "hold":
+        c = consumer(args.bootstrap, args.group)
+        assigned = []
+        c.subscribe([args.topic], on_assign=lambda _c, parts: assigned.append(parts))
+        while not assigned:
+            if time.time() > deadline:
+                sys.exit("TIMEOUT waiting for an assignment")
+            c.poll(0.2)
+        until = time.time() + args.seconds
+        while time.time() < until:
+            c.poll(0.2)
+        c.close()
+        print("HELD true")
     else:
         c = consumer(args.bootstrap, f"groups-read-{uuid.uuid4()}")
         start = offsets_arg(args.start)

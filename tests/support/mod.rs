@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod groups;
 pub mod records;
 
 pub use kmirror_testkit::*;

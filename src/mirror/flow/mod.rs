@@ -165,6 +165,7 @@ impl FlowRunner {
             flow: self.flow.clone(),
             progress: progress.clone(),
             source: self.source.clone(),
+            target: self.target.clone(),
         }));
         let writer_stop = CancellationToken::new();
         let writer = tokio::spawn(progress.clone().run_writer(

@@ -38,6 +38,21 @@ fn parse_key<'a>(flow: &str, key: &'a str) -> Option<(&'a str, i32)> {
     Some((topic, partition.parse().ok()?))
 }
 
+/// The key of the source offsets a flow last read for `group` (see [`SyncedGroup`]).
+fn group_key(flow: &str, group: &str) -> String {
+    format!("{flow}#group:{group}")
+}
+
+/// The committed source offsets of a group, as the flow's group sync last read them: what
+/// `kmirror failover` translates when the source cluster is down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncedGroup {
+    /// `(topic, partition, committed offset)` of the flow's partitions.
+    pub offsets: Vec<(String, i32, i64)>,
+    /// When they were read (ms since the epoch).
+    pub read_at_ms: i64,
+}
+
 /// The value of a flow's marker.
 #[derive(Debug, Serialize, Deserialize)]
 struct Marker {
@@ -51,6 +66,8 @@ pub(super) enum Entry {
     Position(SourcePartition, Position),
     /// Chunk `index` of a partition's offset map; `None` deletes it.
     MapChunk(SourcePartition, u64, Option<Chunk>),
+    /// A group's source offsets as the group sync last read them.
+    Group(String, SyncedGroup),
     /// The flow's first start is done.
     Marker,
 }
@@ -77,6 +94,12 @@ fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Option<Bytes>
             chunk
                 .as_ref()
                 .map(|c| Bytes::from(serde_json::to_vec(c).expect("a chunk serialises"))),
+        ),
+        Entry::Group(group, synced) => (
+            Bytes::from(group_key(flow, group)),
+            Some(Bytes::from(
+                serde_json::to_vec(synced).expect("a group serialises"),
+            )),
         ),
         Entry::Position(sp, pos) => (
             Bytes::from(key(flow, sp)),
@@ -145,6 +168,8 @@ pub(super) fn encode(
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(super) struct Loaded {
     pub positions: HashMap<SourcePartition, Position>,
+    /// The source offsets the group sync last read, by group.
+    pub groups: HashMap<String, SyncedGroup>,
     /// The chunks of each partition's offset map, by index.
     pub maps: HashMap<SourcePartition, std::collections::BTreeMap<u64, Chunk>>,
     /// The flow's marker was read.
@@ -176,6 +201,25 @@ impl Loaded {
             };
             if k == flow {
                 self.marker = r.value.is_some();
+                continue;
+            }
+            if let Some(group) = k
+                .strip_prefix(flow)
+                .and_then(|rest| rest.strip_prefix("#group:"))
+            {
+                match r.value {
+                    Some(v) => {
+                        let synced =
+                            serde_json::from_slice(&v).map_err(|error| Unreadable::Value {
+                                key: k.to_string(),
+                                error,
+                            })?;
+                        self.groups.insert(group.to_string(), synced);
+                    }
+                    None => {
+                        self.groups.remove(group);
+                    }
+                }
                 continue;
             }
             if let Some((position_key, index)) = k.rsplit_once("#map") {

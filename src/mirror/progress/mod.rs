@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::{ClientError, ClusterClient};
 use crate::offsets::OffsetMap;
 use codec::Entry;
+pub use codec::SyncedGroup;
 
 /// The internal topic holding progress.
 pub const PROGRESS_TOPIC: &str = "__kmirror_progress";
@@ -60,6 +61,10 @@ struct State {
     positions: HashMap<SourcePartition, Position>,
     /// Each partition's offset map ([`maps`]).
     maps: HashMap<SourcePartition, OffsetMap>,
+    /// The source offsets the group sync last read, by group, and which changed since
+    /// they were last written.
+    groups: HashMap<String, SyncedGroup>,
+    groups_dirty: HashSet<String>,
     /// Partitions whose position changed since it was last written.
     dirty: HashSet<SourcePartition>,
     /// The flow's first start is done: `start_from` no longer applies.
@@ -97,6 +102,9 @@ impl Drop for Taken<'_> {
                     st.dirty.insert(sp.clone());
                 }
                 Entry::MapChunk(sp, index, chunk) => st.restore_map_change(sp, *index, chunk),
+                Entry::Group(group, _) => {
+                    st.groups_dirty.insert(group.clone());
+                }
                 Entry::Marker => st.marker_dirty = true,
             }
         }
@@ -118,6 +126,8 @@ impl Progress {
             flow: flow.to_string(),
             state: Mutex::new(State {
                 maps: maps::from_loaded(loaded.maps, &loaded.positions),
+                groups: loaded.groups,
+                groups_dirty: HashSet::new(),
                 positions: loaded.positions,
                 dirty: HashSet::new(),
                 initialised,
@@ -181,6 +191,34 @@ impl Progress {
         Ok(Arc::new(progress))
     }
 
+    /// Records the committed source offsets the group sync read for `group` (written with
+    /// the next progress write); whether they changed.
+    pub fn note_group(
+        &self,
+        group: &str,
+        offsets: Vec<(String, i32, i64)>,
+        read_at_ms: i64,
+    ) -> bool {
+        let mut st = self.lock();
+        if st.groups.get(group).is_some_and(|g| g.offsets == offsets) {
+            return false;
+        }
+        st.groups.insert(
+            group.to_string(),
+            SyncedGroup {
+                offsets,
+                read_at_ms,
+            },
+        );
+        st.groups_dirty.insert(group.to_string());
+        true
+    }
+
+    /// The source offsets the group sync last read for `group`, if any.
+    pub fn synced_group(&self, group: &str) -> Option<SyncedGroup> {
+        self.lock().groups.get(group).cloned()
+    }
+
     /// Reads the flow's stored progress without creating or writing anything (for
     /// `kmirror offsets` and `kmirror failover`); gives up after `deadline`.
     pub async fn read(
@@ -214,6 +252,11 @@ impl Progress {
         entries.extend(dirty.into_iter().filter_map(|sp| {
             let p = *st.positions.get(&sp)?;
             Some(Entry::Position(sp, p))
+        }));
+        let groups = std::mem::take(&mut st.groups_dirty);
+        entries.extend(groups.into_iter().filter_map(|group| {
+            let synced = st.groups.get(&group)?.clone();
+            Some(Entry::Group(group, synced))
         }));
         if std::mem::take(&mut st.marker_dirty) {
             entries.push(Entry::Marker);
@@ -343,7 +386,7 @@ mod tests {
             .iter()
             .filter_map(|e| match e {
                 Entry::Position(sp, p) => Some((sp.clone(), *p)),
-                Entry::MapChunk(..) | Entry::Marker => None,
+                _ => None,
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -1,0 +1,202 @@
+//! `kmirror failover`: moves a consumer group to a flow's target cluster at exactly the
+//! positions it had on the source.
+//!
+//! 1. The group's committed source offsets: from the source, or, when the source does not
+//!    answer (the datacenter is down), the ones the flow's group sync last read and kept
+//!    with its progress.
+//! 2. Waits (up to `--timeout`, showing progress) until every one of them is mirrored,
+//!    re-reading the flow's progress from the target; an offset that cannot be translated
+//!    (below the source log start, or before the offset map began) fails at once.
+//! 3. Refuses while the target group has active members: its consumers own its offsets.
+//! 4. Commits the translated offsets to the same group on the target (not with
+//!    `--dry-run`) and prints what it did. Anything it could not do is an error (exit 1).
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::config::Topology;
+use crate::mirror::progress::Progress;
+use crate::offsets::cli::{find_flow, flow_offsets};
+use crate::offsets::report::{render, FlowOffsets, PartitionOffsets};
+use crate::offsets::Translation;
+
+/// How long the source may take to answer before its stored offsets are used.
+const SOURCE_DEADLINE: Duration = Duration::from_secs(15);
+/// Between two looks at the flow's progress while waiting.
+const POLL: Duration = Duration::from_secs(1);
+
+/// What `kmirror failover` was asked.
+pub struct Failover {
+    pub flow: String,
+    pub group: String,
+    pub timeout: Duration,
+    pub dry_run: bool,
+}
+
+/// Where the group's source offsets came from.
+enum Origin {
+    Source,
+    Stored { read_at_ms: i64, why: String },
+}
+
+/// Runs a failover; the text to print, or what could not be done.
+pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, String> {
+    let flow = find_flow(topology, &args.flow)?;
+    let mut offsets = flow_offsets(topology, flow).await?;
+    let group = &args.group;
+    let (committed, origin) = source_offsets(&offsets, group).await?;
+    if committed.is_empty() {
+        return Err(format!(
+            "group {group} has no committed offsets on the topics flow {} mirrors",
+            flow.name
+        ));
+    }
+    let mut out = String::new();
+    if let Origin::Stored { read_at_ms, why } = &origin {
+        let age_s = (crate::telemetry::stats::now_ms() - read_at_ms) / 1000;
+        let _ = writeln!(
+            out,
+            "The source cluster did not answer ({why}); using the offsets of group {group} the group sync read {age_s} s ago."
+        );
+    }
+    let deadline = Instant::now() + args.timeout;
+    let with_log_start = matches!(origin, Origin::Source);
+    let rows = loop {
+        let mut rows = Vec::new();
+        for (topic, partition, offset) in &committed {
+            if let Some(row) = offsets
+                .one(topic, *partition, *offset, with_log_start)
+                .await
+            {
+                rows.push(row);
+            }
+        }
+        if let Some(bad) = rows.iter().find(|r| {
+            matches!(
+                r.translation,
+                Translation::BelowLogStart { .. } | Translation::BeforeMap { .. }
+            )
+        }) {
+            return Err(format!(
+                "{} partition {} offset {} cannot be translated:\n{}",
+                bad.topic,
+                bad.partition,
+                bad.source_offset,
+                render(&rows)
+            ));
+        }
+        let waiting: Vec<&PartitionOffsets> = rows
+            .iter()
+            .filter(|r| r.translation.target_offset().is_none())
+            .collect();
+        if waiting.is_empty() {
+            break rows;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{} partition(s) of group {group} were not mirrored within {:?}:\n{}",
+                waiting.len(),
+                args.timeout,
+                render(&rows)
+            ));
+        }
+        let behind: Vec<String> = waiting
+            .iter()
+            .map(|r| match r.translation {
+                Translation::NotYet { mirrored_through } => format!(
+                    "{} {}: mirrored below {mirrored_through}, group at {}",
+                    r.topic, r.partition, r.source_offset
+                ),
+                _ => format!("{} {}", r.topic, r.partition),
+            })
+            .collect();
+        eprintln!("waiting for the mirror: {}", behind.join("; "));
+        tokio::time::sleep(POLL).await;
+        reread(&mut offsets).await?;
+    };
+    let target = &offsets.target;
+    let state = target
+        .group_state(group)
+        .await
+        .map_err(|e| format!("cannot describe group {group} on the target: {e}"))?;
+    if state.members > 0 {
+        return Err(format!(
+            "group {group} has {} active member(s) on the target (state {}); stop its consumers there first",
+            state.members, state.state
+        ));
+    }
+    let commit: Vec<crate::client::groups::Committed> = rows
+        .iter()
+        .filter_map(|r| {
+            Some(crate::client::groups::Committed {
+                topic: r.target_topic.clone(),
+                partition: r.partition,
+                offset: r.translation.target_offset()?,
+            })
+        })
+        .collect();
+    if args.dry_run {
+        let _ = writeln!(
+            out,
+            "Dry run: would commit these offsets to group {group} on {}:",
+            flow.target
+        );
+    } else {
+        target.commit_offsets(group, &commit).await.map_err(|e| {
+            format!("cannot commit the offsets of group {group} on the target: {e}")
+        })?;
+        let _ = writeln!(
+            out,
+            "Committed these offsets to group {group} on {}; start its consumers there.",
+            flow.target
+        );
+    }
+    out.push_str(&render(&rows));
+    Ok(out)
+}
+
+/// The group's committed offsets on the flow's partitions, from the source or as stored.
+async fn source_offsets(
+    offsets: &FlowOffsets,
+    group: &str,
+) -> Result<(Vec<(String, i32, i64)>, Origin), String> {
+    let live = tokio::time::timeout(SOURCE_DEADLINE, offsets.source.committed_offsets(group)).await;
+    let why = match live {
+        Ok(Ok(committed)) => {
+            let mirrored = committed
+                .into_iter()
+                .filter(|c| offsets.mirrors(&c.topic, c.partition))
+                .map(|c| (c.topic, c.partition, c.offset))
+                .collect();
+            return Ok((mirrored, Origin::Source));
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {SOURCE_DEADLINE:?}"),
+    };
+    match offsets.progress.synced_group(group) {
+        Some(stored) => Ok((
+            stored.offsets,
+            Origin::Stored {
+                read_at_ms: stored.read_at_ms,
+                why,
+            },
+        )),
+        None => Err(format!(
+            "the source cluster did not answer ({why}), and flow {} kept no offsets of group {group} (they are kept while groups.sync_offsets is on)",
+            offsets.flow.name
+        )),
+    }
+}
+
+/// Reads the flow's progress again (the daemon keeps mirroring meanwhile).
+async fn reread(offsets: &mut FlowOffsets) -> Result<(), String> {
+    offsets.progress = Progress::read(&offsets.flow.name, &offsets.target, Duration::from_secs(30))
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot read the progress of flow {}: {e}",
+                offsets.flow.name
+            )
+        })?;
+    Ok(())
+}

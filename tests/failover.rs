@@ -1,0 +1,119 @@
+//! The failover drill (issue 10): a producer and a consumer group on the source, the daemon
+//! mirroring with group sync; the source broker dies; `kmirror failover` moves the group to
+//! the target from the offsets the group sync kept; the group's consumer goes on there.
+//! What it read before and after, together, is exactly what was produced: nothing
+//! skipped, nothing read twice. Also: a dry run commits nothing, and a target group with
+//! an active member is refused.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::groups::*;
+use support::records::Produce;
+use support::*;
+
+const FLOW: &str = "east-to-west";
+
+/// `kmirror ARGS...`: whether it succeeded, and its stderr.
+fn kmirror_run(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(daemon_binary())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn a_group_fails_over_to_the_target_while_the_source_is_down() {
+    let (dir, [mut source, target]) = brokers();
+    let produce = |bootstrap: &str, records: u32, name: &str| {
+        Produce {
+            records,
+            create: true,
+            linger_ms: 20,
+            ..Produce::new(bootstrap, TOPIC, PARTITIONS, &dir.path().join(name))
+        }
+        .run()
+    };
+    // Target offsets differ from source offsets: the target topic has records of its own.
+    assert_eq!(produce(&target.addr(), 40, "local"), 80);
+    assert_eq!(produce(&source.addr(), 250, "acked"), 500);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"app\"], sync_offsets: true, interval: 1s }}\n"),
+    );
+    let config = config.to_str().unwrap().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let daemon = DaemonProcess::start(std::path::Path::new(&config));
+
+    // The application reads part of the topic on the source and commits.
+    let before = consume_some(&source.addr(), "app", 333);
+    assert_eq!(before.len(), 333);
+    let everything = read_from(&source.addr(), "0:0,1:0");
+    assert_eq!(everything.len(), 500);
+    support::cluster::wait_for_records(&rt, &target.addr(), TOPIC, 580, &daemon);
+    // The group sync has read the group's offsets (and committed them on the target).
+    let on_source = committed(&source.addr(), "app");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while committed(&target.addr(), "app").len() < on_source.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            daemon.log.tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // The source datacenter fails.
+    source.kill9();
+    let dry = kmirror_ok(&[
+        "failover",
+        &config,
+        "--flow",
+        FLOW,
+        "--group",
+        "app",
+        "--dry-run",
+    ]);
+    assert!(
+        dry.contains("Dry run") && dry.contains("did not answer"),
+        "{dry}"
+    );
+    let out = kmirror_ok(&["failover", &config, "--flow", FLOW, "--group", "app"]);
+    assert!(out.contains("Committed"), "{out}");
+    let after = consume(&target.addr(), "app");
+    for p in 0..PARTITIONS as i64 {
+        let mut read = partition(&before, p);
+        read.extend(partition(&after, p));
+        assert_eq!(
+            read,
+            partition(&everything, p),
+            "partition {p}: before + after the failover is what was produced, once:\n{out}"
+        );
+    }
+
+    // A target group with an active member is never moved.
+    let holder = std::thread::spawn({
+        let bootstrap = target.addr();
+        move || groups("hold", &bootstrap, Some("app"), &["--seconds", "12"])
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Until the holder has joined, a failover still succeeds (and commits the same).
+    let refused = loop {
+        let (ok, err) = kmirror_run(&["failover", &config, "--flow", FLOW, "--group", "app"]);
+        if !ok && err.contains("active member") {
+            break err;
+        }
+        assert!(std::time::Instant::now() < deadline, "{err}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(refused.contains("stop its consumers"), "{refused}");
+    let held: Value = json(&holder.join().unwrap(), "HELD ");
+    assert!(held.as_bool().unwrap_or(false));
+}

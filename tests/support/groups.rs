@@ -1,0 +1,101 @@
+//! Consumer groups with confluent-kafka (`tests/clients/groups.py`) on the topic
+//! [`TOPIC`] of [`PARTITIONS`] partitions: commit, read committed offsets, consume as a
+//! group member, read from given offsets; records as `[partition, key, value]`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::*;
+
+pub const TOPIC: &str = "orders";
+pub const PARTITIONS: usize = 2;
+
+/// Runs `groups.py COMMAND` on `TOPIC` of `bootstrap`, for `group` if given, with `more`
+/// arguments.
+pub fn groups(command: &str, bootstrap: &str, group: Option<&str>, more: &[&str]) -> String {
+    let partitions = PARTITIONS.to_string();
+    let mut args = vec![
+        command,
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        TOPIC,
+        "--partitions",
+        &partitions,
+    ];
+    if let Some(group) = group {
+        args.extend(["--group", group]);
+    }
+    args.extend(more);
+    run_python("groups.py", &args)
+}
+
+/// The JSON after `prefix` on the line of `out` that starts with it.
+pub fn json<T: serde::de::DeserializeOwned>(out: &str, prefix: &str) -> T {
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} line in:\n{out}"));
+    serde_json::from_str(line).unwrap()
+}
+
+pub fn committed(bootstrap: &str, group: &str) -> BTreeMap<String, i64> {
+    json(
+        &groups("committed", bootstrap, Some(group), &[]),
+        "COMMITTED ",
+    )
+}
+
+pub fn commit(bootstrap: &str, group: &str, offsets: &str) {
+    groups("commit", bootstrap, Some(group), &["--offsets", offsets]);
+}
+
+/// The records of `bootstrap` from `offsets` (`"0:37,1:200"`) to the end.
+pub fn read_from(bootstrap: &str, offsets: &str) -> Vec<Value> {
+    json(
+        &groups("read", bootstrap, None, &["--from", offsets]),
+        "RECORDS ",
+    )
+}
+
+/// What a consumer of `group` on `bootstrap` reads from its committed positions on.
+pub fn consume(bootstrap: &str, group: &str) -> Vec<Value> {
+    json(&groups("consume", bootstrap, Some(group), &[]), "RECORDS ")
+}
+
+/// What a consumer of `group` reads from its committed positions on, stopping after `max`
+/// records and committing its positions.
+pub fn consume_some(bootstrap: &str, group: &str, max: usize) -> Vec<Value> {
+    let max = max.to_string();
+    json(
+        &groups("consume", bootstrap, Some(group), &["--max", &max]),
+        "RECORDS ",
+    )
+}
+
+/// The records of one partition, in order.
+pub fn partition(records: &[Value], p: i64) -> Vec<Value> {
+    records
+        .iter()
+        .filter(|r| r[0].as_i64() == Some(p))
+        .cloned()
+        .collect()
+}
+
+pub fn wait_for_committed(bootstrap: &str, group: &str, want: usize, daemon: &DaemonProcess) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = committed(bootstrap, group);
+        if got.len() >= want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group {group} has {got:?} on the target after 60 s:\n{}",
+            daemon.log.tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

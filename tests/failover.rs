@@ -28,17 +28,22 @@ fn kmirror_run(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// Produces `records` per partition of [`TOPIC`] (created first) to `bootstrap`.
+fn produce(bootstrap: &str, records: u32, acked: &std::path::Path) -> u64 {
+    Produce {
+        records,
+        create: true,
+        linger_ms: 20,
+        ..Produce::new(bootstrap, TOPIC, PARTITIONS, acked)
+    }
+    .run()
+}
+
 #[test]
 fn a_group_fails_over_to_the_target_while_the_source_is_down() {
     let (dir, [mut source, target]) = brokers();
     let produce = |bootstrap: &str, records: u32, name: &str| {
-        Produce {
-            records,
-            create: true,
-            linger_ms: 20,
-            ..Produce::new(bootstrap, TOPIC, PARTITIONS, &dir.path().join(name))
-        }
-        .run()
+        produce(bootstrap, records, &dir.path().join(name))
     };
     // Target offsets differ from source offsets: the target topic has records of its own.
     assert_eq!(produce(&target.addr(), 40, "local"), 80);
@@ -53,15 +58,15 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
     let daemon = DaemonProcess::start(std::path::Path::new(&config));
 
     // The application reads part of the topic on the source and commits.
-    let before = consume_some(&source.addr(), "app", 333);
+    let before = consume_some(&source.addr(), TOPIC, "app", 333);
     assert_eq!(before.len(), 333);
-    let everything = read_from(&source.addr(), "0:0,1:0");
+    let everything = read_from(&source.addr(), TOPIC, "0:0,1:0");
     assert_eq!(everything.len(), 500);
     support::cluster::wait_for_records(&rt, &target.addr(), TOPIC, 580, &daemon);
     // The group sync has read the group's offsets (and committed them on the target).
-    let on_source = committed(&source.addr(), "app");
+    let on_source = committed(&source.addr(), TOPIC, "app");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while committed(&target.addr(), "app").len() < on_source.len() {
+    while committed(&target.addr(), TOPIC, "app").len() < on_source.len() {
         assert!(
             std::time::Instant::now() < deadline,
             "{}",
@@ -87,7 +92,7 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
     );
     let out = kmirror_ok(&["failover", &config, "--flow", FLOW, "--group", "app"]);
     assert!(out.contains("Committed"), "{out}");
-    let after = consume(&target.addr(), "app");
+    let after = consume(&target.addr(), TOPIC, "app");
     for p in 0..PARTITIONS as i64 {
         let mut read = partition(&before, p);
         read.extend(partition(&after, p));
@@ -101,7 +106,7 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
     // A target group with an active member is never moved.
     let holder = std::thread::spawn({
         let bootstrap = target.addr();
-        move || groups("hold", &bootstrap, Some("app"), &["--seconds", "12"])
+        move || groups("hold", &bootstrap, TOPIC, Some("app"), &["--seconds", "12"])
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     // Until the holder has joined, a failover still succeeds (and commits the same).
@@ -116,4 +121,92 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
     assert!(refused.contains("stop its consumers"), "{refused}");
     let held: Value = json(&holder.join().unwrap(), "HELD ");
     assert!(held.as_bool().unwrap_or(false));
+}
+
+/// The failback drill, MirrorMaker 2's active/passive shape: `orders` on each cluster is
+/// mirrored to the other as `{source}.orders`. The group fails over to west (reading
+/// `east.orders` there, and west's own `orders` written meanwhile), then fails back to the
+/// restarted east: `east.orders` translates back through east-to-west's map to east's
+/// `orders`, west's `orders` forward to east's `west.orders`. Every record is read once.
+#[test]
+fn a_group_fails_back_to_its_home_cluster() {
+    let (dir, [mut east, west]) = brokers();
+    let produce = |bootstrap: &str, records: u32, name: &str| {
+        produce(bootstrap, records, &dir.path().join(name))
+    };
+    assert_eq!(produce(&east.addr(), 200, "east"), 400);
+    let flow = |name: &str, source: &str, target: &str, groups: &str| {
+        format!("  - name: {name}\n    source: {source}\n    target: {target}\n    discovery_interval: 1s\n    topics: {{ include: [\"{TOPIC}\"] }}\n{groups}")
+    };
+    let config = write_topology(
+        dir.path(),
+        &[("east", &east.addr()), ("west", &west.addr())],
+        &format!(
+            "{}{}",
+            flow(
+                FLOW,
+                "east",
+                "west",
+                "    groups: { include: [\"app\"], sync_offsets: true, interval: 1s }\n"
+            ),
+            flow("west-to-east", "west", "east", "")
+        ),
+    );
+    let config = config.to_str().unwrap().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let daemon = DaemonProcess::start(std::path::Path::new(&config));
+    let east_all = read_from(&east.addr(), TOPIC, "0:0,1:0");
+    let before = consume_some(&east.addr(), TOPIC, "app", 150);
+    support::cluster::wait_for_records(&rt, &west.addr(), "east.orders", 400, &daemon);
+    wait_for_committed(&west.addr(), "east.orders", "app", PARTITIONS, &daemon);
+
+    // East fails; the group moves to west and reads the rest of east's records there, and
+    // part of what west's producers write meanwhile.
+    east.kill9();
+    kmirror_ok(&["failover", &config, "--flow", FLOW, "--group", "app"]);
+    let on_west = consume_some(&west.addr(), "east.orders", "app", usize::MAX);
+    for p in 0..PARTITIONS as i64 {
+        let mut read = partition(&before, p);
+        read.extend(partition(&on_west, p));
+        assert_eq!(
+            read,
+            partition(&east_all, p),
+            "partition {p}: east's records, once, across the failover"
+        );
+    }
+    assert_eq!(produce(&west.addr(), 100, "west"), 200);
+    let west_all = read_from(&west.addr(), TOPIC, "0:0,1:0");
+    let west_before = consume_some(&west.addr(), TOPIC, "app", 120);
+    assert_eq!(west_before.len(), 120);
+
+    // East is back; west's records reach it as west.orders. The group fails back.
+    east.restart();
+    support::cluster::wait_for_records(&rt, &east.addr(), "west.orders", 200, &daemon);
+    let out = kmirror_ok(&[
+        "failover",
+        &config,
+        "--flow",
+        "west-to-east",
+        "--group",
+        "app",
+    ]);
+    assert!(
+        out.contains("east.orders") && out.contains("west.orders"),
+        "{out}"
+    );
+    let east_rest = consume(&east.addr(), TOPIC, "app");
+    assert!(
+        east_rest.is_empty(),
+        "nothing of east's own records is read twice: {east_rest:?}\n{out}"
+    );
+    let west_rest = consume(&east.addr(), "west.orders", "app");
+    for p in 0..PARTITIONS as i64 {
+        let mut read: Vec<Value> = partition(&west_before, p);
+        read.extend(partition(&west_rest, p));
+        assert_eq!(
+            read,
+            partition(&west_all, p),
+            "partition {p}: west's records, once, across the failback\n{out}"
+        );
+    }
 }

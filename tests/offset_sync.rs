@@ -67,7 +67,7 @@ fn sync_scenario(broker_args: &[&str]) {
     );
 
     // Mid-batch (producer batches hold several records), far behind, at the end.
-    commit(&source.addr(), "app-mid", "0:37,1:151");
+    commit(&source.addr(), TOPIC, "app-mid", "0:37,1:151");
     // With the daemon stopped, `kmirror offsets` reads the stored map from the target.
     let table = kmirror_ok(&[
         "offsets",
@@ -105,13 +105,13 @@ fn sync_scenario(broker_args: &[&str]) {
         "the end: where the next record goes"
     );
     assert_eq!(one("301")["state"], "not_yet");
-    commit(&source.addr(), "app-behind", "0:0,1:3");
-    commit(&source.addr(), "app-end", "0:300,1:300");
-    commit(&source.addr(), "other", "0:10,1:10");
+    commit(&source.addr(), TOPIC, "app-behind", "0:0,1:3");
+    commit(&source.addr(), TOPIC, "app-end", "0:300,1:300");
+    commit(&source.addr(), TOPIC, "other", "0:10,1:10");
 
     daemon.restart();
     for group in ["app-mid", "app-behind", "app-end"] {
-        wait_for_committed(&target.addr(), group, PARTITIONS, &daemon);
+        wait_for_committed(&target.addr(), TOPIC, group, PARTITIONS, &daemon);
     }
     // The same translation over HTTP from the running daemon.
     let (status, body) = http_get(&listen, &format!("/offsets?flow={FLOW}&group=app-mid")).unwrap();
@@ -154,8 +154,8 @@ fn sync_scenario(broker_args: &[&str]) {
         ("app-behind", "0:0,1:3"),
         ("app-end", "0:300,1:300"),
     ] {
-        let want = read_from(&source.addr(), from);
-        let got = consume(&target.addr(), group);
+        let want = read_from(&source.addr(), TOPIC, from);
+        let got = consume(&target.addr(), TOPIC, group);
         for p in 0..PARTITIONS as i64 {
             assert_eq!(
                 partition(&got, p),
@@ -165,7 +165,7 @@ fn sync_scenario(broker_args: &[&str]) {
         }
     }
     assert!(
-        committed(&target.addr(), "other").is_empty(),
+        committed(&target.addr(), TOPIC, "other").is_empty(),
         "a group outside the filter is not synced"
     );
 }

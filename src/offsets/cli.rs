@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::config::{Connection, Flow, Topology};
 use crate::mirror::client_for;
 use crate::mirror::progress::Progress;
-use crate::offsets::report::{self, FlowOffsets, PartitionOffsets};
+use crate::offsets::report::{self, FlowOffsets, PartitionOffsets, Reverse};
 
 /// How long reading a flow's stored progress may take.
 const READ_DEADLINE: Duration = Duration::from_secs(30);
@@ -48,11 +48,30 @@ pub async fn flow_offsets(topology: &Topology, flow: &Flow) -> Result<FlowOffset
     let progress = Progress::read(&flow.name, &target, READ_DEADLINE)
         .await
         .map_err(|e| format!("cannot read the progress of flow {}: {e}", flow.name))?;
+    // Flows the other way keep their progress on this flow's source.
+    let mut reverse = Vec::new();
+    for back in topology
+        .flows
+        .iter()
+        .filter(|f| f.source == flow.target && f.target == flow.source)
+    {
+        match Progress::read(&back.name, &source, READ_DEADLINE).await {
+            Ok(progress) => reverse.push(Reverse {
+                flow: back.clone(),
+                progress,
+            }),
+            Err(e) => eprintln!(
+                "note: no failback translation through flow {}: cannot read its progress: {e}",
+                back.name
+            ),
+        }
+    }
     Ok(FlowOffsets {
         flow: flow.clone(),
         progress,
         source,
         target,
+        reverse,
     })
 }
 

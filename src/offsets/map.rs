@@ -242,22 +242,57 @@ impl OffsetMap {
                 target_offset: next_target,
             };
         }
-        // The last run starting at or below the offset, then the first after it.
+        match self.locate(offset, |run| run.source_start) {
+            Ok(run) => Translation::Exact {
+                target_offset: run.target_start + (offset - run.source_start),
+            },
+            Err(after) => Translation::Gap {
+                target_offset: after.map_or(next_target, |run| run.target_start),
+            },
+        }
+    }
+
+    /// The other way (failback): the source offset a consumer at target offset `offset` of
+    /// the mirrored copy goes on from. Inside a run: that record's source offset. At or past
+    /// the mirrored end (`next_target`): `next_source`, since everything mirrored was read.
+    /// Between runs (records the mirror did not write): the next run's source offset.
+    /// `target_offset` in the answer is the source-side offset.
+    pub fn translate_back(&self, offset: i64, next_source: i64, next_target: i64) -> Translation {
+        if next_target >= 0 && offset >= next_target {
+            return Translation::Exact {
+                target_offset: next_source,
+            };
+        }
+        let first_target = self.runs().next().map(|r| r.target_start);
+        if first_target.is_none_or(|first| offset < first) {
+            return Translation::BeforeMap {
+                map_start: first_target.unwrap_or(next_target),
+            };
+        }
+        match self.locate(offset, |run| run.target_start) {
+            Ok(run) => Translation::Exact {
+                target_offset: run.source_start + (offset - run.target_start),
+            },
+            Err(after) => Translation::Gap {
+                target_offset: after.map_or(next_source, |run| run.source_start),
+            },
+        }
+    }
+
+    /// The run holding `offset` on the side whose run start `start` gives (source or
+    /// target), or else the first run after it (`None` past the last).
+    fn locate(&self, offset: i64, start: impl Fn(&Run) -> i64) -> Result<&Run, Option<&Run>> {
         let mut after = None;
         for run in self.runs().rev() {
-            if run.source_start <= offset {
-                if offset < run.source_end() {
-                    return Translation::Exact {
-                        target_offset: run.target_start + (offset - run.source_start),
-                    };
+            if start(run) <= offset {
+                if offset < start(run) + run.count {
+                    return Ok(run);
                 }
                 break;
             }
             after = Some(run);
         }
-        Translation::Gap {
-            target_offset: after.map_or(next_target, |run| run.target_start),
-        }
+        Err(after)
     }
 
     /// The chunks changed and dropped since the last call, for storage: `(index,
@@ -403,6 +438,40 @@ mod tests {
             }
             assert_eq!(reloaded.chunks, map.chunks, "seed {seed}");
         }
+    }
+
+    /// Back translation inverts forward translation for every mirrored record.
+    #[test]
+    fn translating_back_inverts_translating() {
+        let mut map = OffsetMap::new(10);
+        map.record(10, 100, 5);
+        map.record(20, 105, 3); // source gap 15..20
+        map.record(30, 120, 2); // target gap 108..120 (another writer)
+        let (next_source, next_target) = (32, 122);
+        for source in [10, 14, 20, 22, 30, 31] {
+            let target = map
+                .translate(source, next_source, next_target, None)
+                .target_offset()
+                .unwrap();
+            assert_eq!(
+                map.translate_back(target, next_source, next_target),
+                Translation::Exact {
+                    target_offset: source
+                }
+            );
+        }
+        assert_eq!(
+            map.translate_back(110, next_source, next_target),
+            Translation::Gap { target_offset: 30 }
+        );
+        assert_eq!(
+            map.translate_back(122, next_source, next_target),
+            Translation::Exact { target_offset: 32 }
+        );
+        assert_eq!(
+            map.translate_back(90, next_source, next_target),
+            Translation::BeforeMap { map_start: 100 }
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Translation reports, shared by `kmirror offsets`, `kmirror failover` and `GET /offsets`:
 //! a group's committed source offsets, or one offset, with their target offsets and states.
+//! For failback, a source topic that is the copy of a flow the other way translates back
+//! through that flow's map to its original topic.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -18,6 +20,16 @@ pub struct FlowOffsets {
     pub progress: Arc<Progress>,
     pub source: Arc<ClusterClient>,
     pub target: Arc<ClusterClient>,
+    /// Flows the other way (from this flow's target to its source), for failback: a topic
+    /// on this flow's source that is another flow's mirrored copy translates back through
+    /// that flow's map to its original topic on this flow's target.
+    pub reverse: Vec<Reverse>,
+}
+
+/// A flow in the opposite direction and its progress.
+pub struct Reverse {
+    pub flow: Flow,
+    pub progress: Arc<Progress>,
 }
 
 impl std::fmt::Debug for FlowOffsets {
@@ -49,14 +61,30 @@ impl FlowOffsets {
         }
     }
 
-    /// Whether the flow mirrors `topic`/`partition` (it has a position for it).
+    /// Whether `topic`/`partition` translates: the flow mirrors it, or it is a flow's copy
+    /// the other way.
     pub fn mirrors(&self, topic: &str, partition: i32) -> bool {
-        self.progress
-            .get(&SourcePartition {
-                topic: topic.to_string(),
+        let sp = SourcePartition {
+            topic: topic.to_string(),
+            partition,
+        };
+        self.progress.get(&sp).is_some() || self.reverse_of(topic, partition).is_some()
+    }
+
+    /// The opposite flow whose copy `topic` is, and its source partition.
+    fn reverse_of(&self, topic: &str, partition: i32) -> Option<(&Reverse, SourcePartition)> {
+        self.reverse.iter().find_map(|r| {
+            let original = r
+                .progress
+                .topics()
+                .into_iter()
+                .find(|t| r.flow.rename(t) == topic)?;
+            let sp = SourcePartition {
+                topic: original,
                 partition,
-            })
-            .is_some()
+            };
+            r.progress.get(&sp).map(|_| (r, sp))
+        })
     }
 
     /// `offset` of `topic`/`partition` translated; `None` if the flow does not mirror
@@ -73,6 +101,16 @@ impl FlowOffsets {
             topic: topic.to_string(),
             partition,
         };
+        if self.progress.get(&sp).is_none() {
+            let (reverse, original) = self.reverse_of(topic, partition)?;
+            return Some(PartitionOffsets {
+                topic: topic.to_string(),
+                partition,
+                target_topic: original.topic.clone(),
+                source_offset: offset,
+                translation: reverse.progress.translate_back(&original, offset)?,
+            });
+        }
         let log_start = if with_log_start {
             self.log_start(topic, partition).await
         } else {

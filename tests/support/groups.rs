@@ -1,6 +1,6 @@
-//! Consumer groups with confluent-kafka (`tests/clients/groups.py`) on the topic
-//! [`TOPIC`] of [`PARTITIONS`] partitions: commit, read committed offsets, consume as a
-//! group member, read from given offsets; records as `[partition, key, value]`.
+//! Consumer groups with confluent-kafka (`tests/clients/groups.py`) on topics of
+//! [`PARTITIONS`] partitions: commit, read committed offsets, consume as a group member,
+//! read from given offsets; records as `[partition, key, value]`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -12,16 +12,22 @@ use super::*;
 pub const TOPIC: &str = "orders";
 pub const PARTITIONS: usize = 2;
 
-/// Runs `groups.py COMMAND` on `TOPIC` of `bootstrap`, for `group` if given, with `more`
+/// Runs `groups.py COMMAND` on `topic` of `bootstrap`, for `group` if given, with `more`
 /// arguments.
-pub fn groups(command: &str, bootstrap: &str, group: Option<&str>, more: &[&str]) -> String {
+pub fn groups(
+    command: &str,
+    bootstrap: &str,
+    topic: &str,
+    group: Option<&str>,
+    more: &[&str],
+) -> String {
     let partitions = PARTITIONS.to_string();
     let mut args = vec![
         command,
         "--bootstrap",
         bootstrap,
         "--topic",
-        TOPIC,
+        topic,
         "--partitions",
         &partitions,
     ];
@@ -41,36 +47,45 @@ pub fn json<T: serde::de::DeserializeOwned>(out: &str, prefix: &str) -> T {
     serde_json::from_str(line).unwrap()
 }
 
-pub fn committed(bootstrap: &str, group: &str) -> BTreeMap<String, i64> {
+pub fn committed(bootstrap: &str, topic: &str, group: &str) -> BTreeMap<String, i64> {
     json(
-        &groups("committed", bootstrap, Some(group), &[]),
+        &groups("committed", bootstrap, topic, Some(group), &[]),
         "COMMITTED ",
     )
 }
 
-pub fn commit(bootstrap: &str, group: &str, offsets: &str) {
-    groups("commit", bootstrap, Some(group), &["--offsets", offsets]);
+pub fn commit(bootstrap: &str, topic: &str, group: &str, offsets: &str) {
+    groups(
+        "commit",
+        bootstrap,
+        topic,
+        Some(group),
+        &["--offsets", offsets],
+    );
 }
 
 /// The records of `bootstrap` from `offsets` (`"0:37,1:200"`) to the end.
-pub fn read_from(bootstrap: &str, offsets: &str) -> Vec<Value> {
+pub fn read_from(bootstrap: &str, topic: &str, offsets: &str) -> Vec<Value> {
     json(
-        &groups("read", bootstrap, None, &["--from", offsets]),
+        &groups("read", bootstrap, topic, None, &["--from", offsets]),
         "RECORDS ",
     )
 }
 
 /// What a consumer of `group` on `bootstrap` reads from its committed positions on.
-pub fn consume(bootstrap: &str, group: &str) -> Vec<Value> {
-    json(&groups("consume", bootstrap, Some(group), &[]), "RECORDS ")
+pub fn consume(bootstrap: &str, topic: &str, group: &str) -> Vec<Value> {
+    json(
+        &groups("consume", bootstrap, topic, Some(group), &[]),
+        "RECORDS ",
+    )
 }
 
 /// What a consumer of `group` reads from its committed positions on, stopping after `max`
-/// records and committing its positions.
-pub fn consume_some(bootstrap: &str, group: &str, max: usize) -> Vec<Value> {
+/// records (or at the end) and committing its positions.
+pub fn consume_some(bootstrap: &str, topic: &str, group: &str, max: usize) -> Vec<Value> {
     let max = max.to_string();
     json(
-        &groups("consume", bootstrap, Some(group), &["--max", &max]),
+        &groups("consume", bootstrap, topic, Some(group), &["--max", &max]),
         "RECORDS ",
     )
 }
@@ -84,10 +99,16 @@ pub fn partition(records: &[Value], p: i64) -> Vec<Value> {
         .collect()
 }
 
-pub fn wait_for_committed(bootstrap: &str, group: &str, want: usize, daemon: &DaemonProcess) {
+pub fn wait_for_committed(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    want: usize,
+    daemon: &DaemonProcess,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let got = committed(bootstrap, group);
+        let got = committed(bootstrap, topic, group);
         if got.len() >= want {
             return;
         }

@@ -166,6 +166,7 @@ impl FlowRunner {
             progress: progress.clone(),
             source: self.source.clone(),
             target: self.target.clone(),
+            reverse: Vec::new(),
         }));
         let writer_stop = CancellationToken::new();
         let writer = tokio::spawn(progress.clone().run_writer(

@@ -87,6 +87,27 @@ impl Progress {
         }
     }
 
+    /// The other way: the source offset of `sp` a consumer at `offset` of the target copy
+    /// goes on from ([`OffsetMap::translate_back`]); `None` without a position.
+    pub fn translate_back(&self, sp: &SourcePartition, offset: i64) -> Option<Translation> {
+        let st = self.lock();
+        let position = st.positions.get(sp)?;
+        let (next_source, next_target) = (position.next_source_offset, position.next_target_offset);
+        Some(match st.maps.get(sp) {
+            Some(map) => map.translate_back(offset, next_source, next_target),
+            None => OffsetMap::new(next_source).translate_back(offset, next_source, next_target),
+        })
+    }
+
+    /// The source topics the flow has positions for.
+    pub fn topics(&self) -> std::collections::BTreeSet<String> {
+        self.lock()
+            .positions
+            .keys()
+            .map(|sp| sp.topic.clone())
+            .collect()
+    }
+
     /// Drops what the map of `sp` holds below the source log start `log_start`.
     pub fn trim_map(&self, sp: &SourcePartition, log_start: i64) {
         if let Some(map) = self.lock().maps.get_mut(sp) {

@@ -39,6 +39,9 @@ fn sync_scenario(broker_args: &[&str]) {
     }
     .run();
     assert_eq!(produced, 600);
+    // Records below 20 of partition 0 are deleted before the mirror starts: the source
+    // log start is 20 there, and the mirror begins at it.
+    groups("delete", &source.addr(), TOPIC, None, &["--before", "0:20"]);
     // The target topic already holds records of its own, so target offsets differ from
     // source offsets (by 50 here): copying offsets unchanged would replay those.
     let local = Produce {
@@ -58,7 +61,7 @@ fn sync_scenario(broker_args: &[&str]) {
     // The first run mirrors everything (no group has committed yet), then stops.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut daemon = DaemonProcess::start(&config);
-    support::cluster::wait_for_records(&rt, &target.addr(), TOPIC, 700, &daemon);
+    support::cluster::wait_for_records(&rt, &target.addr(), TOPIC, 680, &daemon);
     assert_eq!(
         daemon.terminate().map(|s| s.success()),
         Some(true),
@@ -78,10 +81,10 @@ fn sync_scenario(broker_args: &[&str]) {
         "app-mid",
     ]);
     assert!(
-        table.contains("37") && table.contains("87") && table.contains("exact"),
+        table.contains("37") && table.contains("67") && table.contains("exact"),
         "{table}"
     );
-    let one = |offset: &str| -> Value {
+    let one_of = |partition: &str, offset: &str| -> Value {
         let out = kmirror_ok(&[
             "offsets",
             config.to_str().unwrap(),
@@ -90,13 +93,24 @@ fn sync_scenario(broker_args: &[&str]) {
             "--topic",
             TOPIC,
             "--partition",
-            "1",
+            partition,
             "--offset",
             offset,
             "--json",
         ]);
         serde_json::from_str::<Value>(&out).unwrap()["partitions"][0].clone()
     };
+    let one = |offset: &str| one_of("1", offset);
+    // Below the log start: reported, and where a consumer resetting to earliest goes on.
+    let deleted = one_of("0", "5");
+    assert_eq!(deleted["state"], "below_log_start", "{deleted}");
+    assert_eq!(
+        (
+            deleted["log_start"].clone(),
+            deleted["target_offset"].clone()
+        ),
+        (20.into(), 50.into())
+    );
     assert_eq!(one("151")["target_offset"], 201);
     assert_eq!(one("151")["state"], "exact");
     assert_eq!(
@@ -125,7 +139,7 @@ fn sync_scenario(broker_args: &[&str]) {
             row(0)["source_offset"].clone(),
             row(0)["target_offset"].clone()
         ),
-        (37.into(), 87.into())
+        (37.into(), 67.into())
     );
     assert_eq!(row(1)["target_offset"], 201);
     let (status, body) = http_get(
@@ -135,7 +149,7 @@ fn sync_scenario(broker_args: &[&str]) {
     .unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(
-        body.contains("\"target_offset\":349") && body.contains("\"state\":\"exact\""),
+        body.contains("\"target_offset\":329") && body.contains("\"state\":\"exact\""),
         "{body}"
     );
     for (query, want) in [

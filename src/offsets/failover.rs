@@ -71,12 +71,10 @@ pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, St
                 rows.push(row);
             }
         }
-        if let Some(bad) = rows.iter().find(|r| {
-            matches!(
-                r.translation,
-                Translation::BelowLogStart { .. } | Translation::BeforeMap { .. }
-            )
-        }) {
+        if let Some(bad) = rows
+            .iter()
+            .find(|r| matches!(r.translation, Translation::BeforeMap { .. }))
+        {
             return Err(format!(
                 "{} partition {} offset {} cannot be translated:\n{}",
                 bad.topic,

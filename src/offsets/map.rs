@@ -53,8 +53,13 @@ pub enum Translation {
     Gap { target_offset: i64 },
     /// The offset is past what is mirrored so far (`mirrored_through`, exclusive).
     NotYet { mirrored_through: i64 },
-    /// The offset is below the source partition's log start.
-    BelowLogStart { log_start: i64 },
+    /// The offset is below the source partition's log start (its records were deleted);
+    /// `target_offset` holds the first record from the log start on, where a consumer
+    /// resetting to the earliest offset would go on (if it is mirrored).
+    BelowLogStart {
+        log_start: i64,
+        target_offset: Option<i64>,
+    },
     /// The offset is below what the map accounts for (mirrored before the map began, or
     /// trimmed from it).
     BeforeMap { map_start: i64 },
@@ -67,6 +72,7 @@ impl Translation {
             Translation::Exact { target_offset } | Translation::Gap { target_offset } => {
                 Some(*target_offset)
             }
+            Translation::BelowLogStart { target_offset, .. } => *target_offset,
             _ => None,
         }
     }
@@ -225,7 +231,11 @@ impl OffsetMap {
         log_start: Option<i64>,
     ) -> Translation {
         if let Some(log_start) = log_start.filter(|&l| offset < l) {
-            return Translation::BelowLogStart { log_start };
+            let from_log_start = self.translate(log_start, next_source, next_target, None);
+            return Translation::BelowLogStart {
+                log_start,
+                target_offset: from_log_start.target_offset(),
+            };
         }
         if offset > next_source {
             return Translation::NotYet {
@@ -502,7 +512,10 @@ mod tests {
         );
         assert_eq!(
             map.translate(3, 25, 20, Some(5)),
-            Translation::BelowLogStart { log_start: 5 }
+            Translation::BelowLogStart {
+                log_start: 5,
+                target_offset: Some(5)
+            }
         );
     }
 

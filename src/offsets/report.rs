@@ -54,7 +54,14 @@ pub struct PartitionOffsets {
 impl FlowOffsets {
     /// The source log start offset of `topic`/`partition`, if the source answers.
     async fn log_start(&self, topic: &str, partition: i32) -> Option<i64> {
-        let leader = self.source.leader(topic, partition).await.ok()?;
+        let leader = match self.source.leader(topic, partition).await {
+            Ok(leader) => leader,
+            // Not in the cached metadata yet (a fresh client): refresh once.
+            Err(_) => {
+                self.source.refresh_metadata().await.ok()?;
+                self.source.leader(topic, partition).await.ok()?
+            }
+        };
         match fetch::list_offset(&leader, topic, partition, -2).await {
             Ok((0, offset)) => Some(offset),
             _ => None,
@@ -117,7 +124,7 @@ impl FlowOffsets {
             None
         };
         if let Some(log_start) = log_start {
-            self.progress.trim_map(&sp, log_start);
+            self.progress.source_log_start(&sp, log_start);
         }
         let translation = self.progress.translate(&sp, offset, log_start)?;
         Some(PartitionOffsets {
@@ -169,8 +176,8 @@ pub fn render(rows: &[PartitionOffsets]) -> String {
             Translation::NotYet { mirrored_through } => {
                 format!("not yet mirrored (mirrored below {mirrored_through})")
             }
-            Translation::BelowLogStart { log_start } => {
-                format!("below the source log start {log_start}")
+            Translation::BelowLogStart { log_start, .. } => {
+                format!("below the source log start {log_start}: goes on from there")
             }
             Translation::BeforeMap { map_start } => {
                 format!("mirrored before the offset map began at {map_start}")

@@ -203,9 +203,9 @@ pub fn describe(translation: &Translation, source_offset: i64) -> String {
         Translation::NotYet { mirrored_through } => format!(
             "source offset {source_offset} is not mirrored yet (mirrored below {mirrored_through})"
         ),
-        Translation::BelowLogStart { log_start } => {
-            format!("source offset {source_offset} is below the source log start {log_start}")
-        }
+        Translation::BelowLogStart { log_start, .. } => format!(
+            "source offset {source_offset} is below the source log start {log_start}, which is not mirrored yet"
+        ),
         Translation::BeforeMap { map_start } => format!(
             "source offset {source_offset} was mirrored before the offset map began at {map_start}"
         ),

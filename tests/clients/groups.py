@@ -11,6 +11,8 @@
   hold --bootstrap B --group G --topic T --seconds S
       joins group G and stays a member for S seconds after its assignment; prints
       `HELD true`.
+  delete --bootstrap B --topic T --before 0:20
+      deletes the records below those offsets (DeleteRecords), moving the log start.
   read --bootstrap B --topic T --partitions N --from 0:37,1:200
       reads each partition from the given offset to its end without a group, printing
       `RECORDS` like `consume`.
@@ -23,6 +25,7 @@ import time
 import uuid
 
 from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 
 def offsets_arg(text):
@@ -76,13 +79,14 @@ def drain(c, topic, partitions, positions, deadline, most=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["commit", "committed", "consume", "hold", "read"])
+    ap.add_argument("command", choices=["commit", "committed", "consume", "delete", "hold", "read"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--group")
     ap.add_argument("--topic", required=True)
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--offsets")
     ap.add_argument("--from", dest="start")
+    ap.add_argument("--before")
     ap.add_argument("--max", type=int)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--timeout", type=float, default=60)
@@ -119,6 +123,12 @@ def main():
             )
         c.close()
         print("RECORDS " + json.dumps(records))
+    elif args.command == "delete":
+        admin = AdminClient({"bootstrap.servers": args.bootstrap})
+        parts = [TopicPartition(args.topic, p, o) for p, o in offsets_arg(args.before).items()]
+        for tp, future in admin.delete_records(parts).items():
+            result = future.result(timeout=30)
+            print(f"DELETED {tp.partition} low_watermark={result.low_watermark}")
     elif args.command == "hold":
         c = consumer(args.bootstrap, args.group)
         assigned = []

@@ -395,6 +395,10 @@ impl FlowRunner {
             r.not_before = Some(Instant::now() + PARTITION_RETRY);
             return true;
         }
+        if g.log_start_offset > r.log_start {
+            r.log_start = g.log_start_offset;
+            r.progress.source_log_start(&sp, g.log_start_offset);
+        }
         let sliced = match fetch::slice(&g.records, r.next_fetch_offset, &g.aborted) {
             Ok(s) => s,
             Err(e) => {

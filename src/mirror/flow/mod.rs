@@ -78,6 +78,10 @@ struct Running {
     /// Its next batch did not fit the free memory: the bytes it needs free to be fetched,
     /// and since when.
     needs: Option<(usize, Instant)>,
+    /// The source log start last seen in a Fetch response, told to the progress (which
+    /// trims the offset map by it and reports offsets below it).
+    log_start: i64,
+    progress: Arc<Progress>,
 }
 
 impl Running {

@@ -78,6 +78,8 @@ impl FlowRunner {
                 stats,
                 not_before: None,
                 needs: None,
+                log_start: -1,
+                progress: progress.clone(),
             },
         );
     }

@@ -108,15 +108,20 @@ impl Progress {
             .collect()
     }
 
-    /// Drops what the map of `sp` holds below the source log start `log_start`.
-    pub fn trim_map(&self, sp: &SourcePartition, log_start: i64) {
-        if let Some(map) = self.lock().maps.get_mut(sp) {
+    /// Records the source log start of `sp` (from a Fetch response or ListOffsets): the
+    /// map drops what lies wholly below it, and offsets below it translate as such.
+    pub fn source_log_start(&self, sp: &SourcePartition, log_start: i64) {
+        let mut st = self.lock();
+        if let Some(map) = st.maps.get_mut(sp) {
             map.trim(log_start);
         }
+        let known = st.log_starts.entry(sp.clone()).or_insert(log_start);
+        *known = (*known).max(log_start);
     }
 
     /// Translates source offset `offset` of `sp`; `None` if the flow has no position for
-    /// the partition. `log_start` is the source log start offset, if known.
+    /// the partition. `log_start` is the source log start offset if the caller knows it;
+    /// otherwise the last one recorded ([`Self::source_log_start`]) is used.
     pub fn translate(
         &self,
         sp: &SourcePartition,
@@ -126,6 +131,7 @@ impl Progress {
         let st = self.lock();
         let position = st.positions.get(sp)?;
         let (next_source, next_target) = (position.next_source_offset, position.next_target_offset);
+        let log_start = log_start.or_else(|| st.log_starts.get(sp).copied());
         let translation = match st.maps.get(sp) {
             Some(map) => map.translate(offset, next_source, next_target, log_start),
             None => {

@@ -65,6 +65,8 @@ struct State {
     /// they were last written.
     groups: HashMap<String, SyncedGroup>,
     groups_dirty: HashSet<String>,
+    /// The source log start of each partition, as last seen (not stored).
+    log_starts: HashMap<SourcePartition, i64>,
     /// Partitions whose position changed since it was last written.
     dirty: HashSet<SourcePartition>,
     /// The flow's first start is done: `start_from` no longer applies.
@@ -128,6 +130,7 @@ impl Progress {
                 maps: maps::from_loaded(loaded.maps, &loaded.positions),
                 groups: loaded.groups,
                 groups_dirty: HashSet::new(),
+                log_starts: HashMap::new(),
                 positions: loaded.positions,
                 dirty: HashSet::new(),
                 initialised,

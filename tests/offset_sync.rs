@@ -122,6 +122,9 @@ fn sync_scenario(broker_args: &[&str]) {
     commit(&source.addr(), TOPIC, "app-behind", "0:0,1:3");
     commit(&source.addr(), TOPIC, "app-end", "0:300,1:300");
     commit(&source.addr(), TOPIC, "other", "0:10,1:10");
+    // A target group ahead of the translation is not moved backwards.
+    commit(&source.addr(), TOPIC, "app-ahead", "0:40,1:40");
+    commit(&target.addr(), TOPIC, "app-ahead", "0:300,1:300");
 
     daemon.restart();
     for group in ["app-mid", "app-behind", "app-end"] {
@@ -181,5 +184,32 @@ fn sync_scenario(broker_args: &[&str]) {
     assert!(
         committed(&target.addr(), TOPIC, "other").is_empty(),
         "a group outside the filter is not synced"
+    );
+    // `/status` shows each group's last round, and why one was left alone.
+    let status: Value = serde_json::from_str(&http_get(&listen, "/status").unwrap().1).unwrap();
+    let synced = &status["flows"][0]["groups"];
+    let group = |name: &str| {
+        synced
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        group("app-mid")["last_synced_unix_ms"].as_i64() > Some(0),
+        "{synced}"
+    );
+    let ahead = group("app-ahead");
+    assert!(
+        ahead["skipped"]
+            .as_str()
+            .is_some_and(|s| s.contains("not moved backwards")),
+        "{synced}"
+    );
+    assert_eq!(
+        committed(&target.addr(), TOPIC, "app-ahead").get("0"),
+        Some(&300)
     );
 }

@@ -10,7 +10,8 @@
 //!   anyway): its consumers own its offsets;
 //! - a target offset never moves backwards unless the source group was rewound (its
 //!   committed offset went down since the last sync);
-//! - what is skipped is logged once per group and reason, not every round;
+//! - what is skipped is logged once per group and reason, not every round, and shown per
+//!   group on `/status` and the status page;
 //! - the source offsets read are kept with the flow's progress, so that `kmirror failover`
 //!   can translate them when the source cluster is down.
 
@@ -22,6 +23,7 @@ use crate::client::{ClientError, ClusterClient};
 use crate::config::{Flow, Groups};
 use crate::mirror::progress::{Progress, SourcePartition};
 use crate::offsets::Translation;
+use crate::telemetry::stats::FlowStats;
 
 /// One flow's group sync.
 pub struct GroupSync {
@@ -34,6 +36,8 @@ pub struct GroupSync {
     synced: HashMap<(String, SourcePartition), i64>,
     /// The last reason reported per group, so a reason is logged once.
     reported: HashMap<String, String>,
+    /// Where `/status` shows each group's last round.
+    stats: Arc<FlowStats>,
 }
 
 /// What one round did for one group.
@@ -53,8 +57,10 @@ impl GroupSync {
         source: Arc<ClusterClient>,
         target: Arc<ClusterClient>,
         progress: Arc<Progress>,
+        stats: Arc<FlowStats>,
     ) -> Self {
         Self {
+            stats,
             flow,
             groups,
             source,
@@ -184,6 +190,8 @@ impl GroupSync {
                     .join("; ")
             })
         });
+        self.stats
+            .group_synced(group, round.committed.len(), reason.clone());
         match reason {
             Some(reason) if self.reported.get(group) != Some(&reason) => {
                 tracing::info!(flow = %flow, group, reason = %reason, "Group offsets not synced.");

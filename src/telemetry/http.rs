@@ -231,6 +231,12 @@ pub fn status(flows: &[Arc<FlowStats>]) -> serde_json::Value {
                 "latency_seconds": latency,
                 "last_error": f.last_error().map(|(at, e)| serde_json::json!({ "at_unix_ms": at, "error": e })),
                 "partitions": partitions,
+                "groups": f.groups().into_iter().map(|(group, g)| serde_json::json!({
+                    "group": group,
+                    "last_synced_unix_ms": g.last_synced_unix_ms,
+                    "partitions": g.partitions,
+                    "skipped": g.skipped,
+                })).collect::<Vec<_>>(),
                 "history": f.history(),
             })
         })

@@ -197,6 +197,19 @@ pub struct FlowStats {
     history: Mutex<VecDeque<Sample>>,
     /// What `GET /offsets` translates with, once the flow has loaded its progress.
     offsets: Mutex<Option<Arc<crate::offsets::report::FlowOffsets>>>,
+    /// The group offset sync's last round per group.
+    groups: Mutex<BTreeMap<String, GroupSyncState>>,
+}
+
+/// What the group offset sync last did for one group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GroupSyncState {
+    /// When offsets were last committed on the target (ms since the epoch; 0: never).
+    pub last_synced_unix_ms: i64,
+    /// Partitions committed then.
+    pub partitions: usize,
+    /// Why the last round left the group or some of its partitions alone, if it did.
+    pub skipped: Option<String>,
 }
 
 impl FlowStats {
@@ -230,7 +243,25 @@ impl FlowStats {
             partitions: Mutex::default(),
             history: Mutex::default(),
             offsets: Mutex::default(),
+            groups: Mutex::default(),
         }
+    }
+
+    /// Records a group sync round for `group`: `committed` partitions (0: none this
+    /// round) and why anything was skipped.
+    pub fn group_synced(&self, group: &str, committed: usize, skipped: Option<String>) {
+        let mut groups = self.groups.lock().expect("groups lock");
+        let state = groups.entry(group.to_string()).or_default();
+        if committed > 0 {
+            state.last_synced_unix_ms = now_ms();
+            state.partitions = committed;
+        }
+        state.skipped = skipped;
+    }
+
+    /// The group sync's last round per group.
+    pub fn groups(&self) -> BTreeMap<String, GroupSyncState> {
+        self.groups.lock().expect("groups lock").clone()
     }
 
     /// Makes the flow's offset maps available to `GET /offsets`.

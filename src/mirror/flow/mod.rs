@@ -222,6 +222,7 @@ impl FlowRunner {
                         self.source.clone(),
                         self.target.clone(),
                         progress.clone(),
+                        self.stats.clone(),
                     )
                     .run(),
                 )

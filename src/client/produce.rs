@@ -210,6 +210,42 @@ pub async fn produce(
     Ok(partition_outcome(&resp, target))
 }
 
+/// Request timeout of a single-batch write (acks=all).
+const WRITE_TIMEOUT_MS: i32 = 30_000;
+
+impl super::ClusterClient {
+    /// Produces one batch (acks=all, not idempotent) to partition `partition` of `topic`
+    /// through its leader, for the daemon's own records (progress, MirrorMaker 2
+    /// checkpoints and heartbeats); `what` names it in errors.
+    pub async fn produce_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: Bytes,
+        what: &str,
+    ) -> Result<(), ClientError> {
+        let m = self.leader(topic, partition).await?;
+        let to = ProduceTarget {
+            topic: topic.to_string(),
+            topic_id: self.metadata().topic_id(topic),
+            partition,
+        };
+        let answer = produce(&m, &to, batch, WRITE_TIMEOUT_MS)
+            .await
+            .map_err(|source| ClientError::Request {
+                cluster: self.name().to_string(),
+                source,
+            })?;
+        settle(
+            self.name(),
+            what,
+            (&to.topic, to.partition),
+            answer.as_ref(),
+        )
+        .map(|_| ())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -200,8 +200,11 @@ pub struct Flow {
     pub discovery_interval: Duration,
     pub delivery: Delivery,
     pub limits: Limits,
-    /// Consumer-group offset sync; parsed now, used later.
+    /// Consumer-group offset translation and sync ([`crate::offsets::sync`]).
     pub groups: Option<Groups>,
+    /// Write MirrorMaker 2's checkpoints and heartbeats on the target
+    /// ([`crate::offsets::mm2`]); implies `groups` (MM2's default filter) when absent.
+    pub mm2_compat: bool,
     pub(crate) cycle_guard: graph::CycleGuard,
 }
 

@@ -159,6 +159,7 @@ pub struct RawFlow {
     pub delivery: Option<Typed<Delivery>>,
     pub limits: Option<RawLimits>,
     pub groups: Option<RawGroups>,
+    pub mm2_compat: Option<Typed<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,7 +192,7 @@ pub struct RawLimits {
     pub batch_bytes: Option<Text>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a `groups` mapping")]
 pub struct RawGroups {
     pub include: Option<Vec<Text>>,

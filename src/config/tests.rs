@@ -689,3 +689,19 @@ fn telemetry_settings_and_their_errors() {
         assert!(all.iter().any(|e| e.contains(want)), "missing {want}\nall: {all:?}");
     }
 }
+
+#[test]
+fn mm2_compat_implies_mm2s_default_group_filter() {
+    let topology = parse_ok(&with_flows(
+        "  - { name: f, source: a, target: b, topics: { include: [x] }, mm2_compat: true }\n",
+    ));
+    let flow = &topology.flows[0];
+    assert!(flow.mm2_compat);
+    let groups = flow.groups.as_ref().expect("groups implied");
+    assert!(!groups.sync_offsets, "checkpoints only; no commits unless asked");
+    assert!(groups.filter.matches("app") && !groups.filter.matches("connect-x"));
+    let plain = parse_ok(&with_flows(
+        "  - { name: f, source: a, target: b, topics: { include: [x] } }\n",
+    ));
+    assert!(!plain.flows[0].mm2_compat && plain.flows[0].groups.is_none());
+}

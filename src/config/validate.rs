@@ -598,9 +598,13 @@ fn resolve_flow(
         );
     }
     let limits = resolve_limits(diagnostics, &path.key("limits"), raw.limits);
-    let groups = raw
-        .groups
-        .map(|groups| resolve_groups(diagnostics, &path.key("groups"), groups));
+    let mm2_compat = raw.mm2_compat.is_some_and(|value| value.0);
+    // MM2 checkpoints need translated groups: MM2's default group filter when unset.
+    let raw_groups = match raw.groups {
+        None if mm2_compat => Some(RawGroups::default()),
+        other => other,
+    };
+    let groups = raw_groups.map(|groups| resolve_groups(diagnostics, &path.key("groups"), groups));
     if diagnostics.error_count() > errors_before {
         return None;
     }
@@ -620,6 +624,7 @@ fn resolve_flow(
         delivery,
         limits: limits?,
         groups: groups.flatten(),
+        mm2_compat,
         cycle_guard: CycleGuard::default(),
     })
 }

@@ -1,6 +1,7 @@
 //! Group offset sync: every `groups.interval`, the committed offsets of the source groups a
 //! flow's `groups` filter matches are translated through the flow's offset maps and
-//! committed to the same group id on the target.
+//! committed to the same group id on the target (`sync_offsets`), and written as
+//! MirrorMaker 2 checkpoints (`mm2_compat`, [`super::mm2`]).
 //!
 //! Rules (what MirrorMaker 2's checkpoint task gets wrong is in notes/landscape.md):
 //! - only partitions of topics the flow mirrors, and only offsets that translate (exact
@@ -22,6 +23,7 @@ use crate::client::groups::Committed;
 use crate::client::{ClientError, ClusterClient};
 use crate::config::{Flow, Groups};
 use crate::mirror::progress::{Progress, SourcePartition};
+use crate::offsets::mm2::{Checkpoint, Mm2Writer};
 use crate::offsets::Translation;
 use crate::telemetry::stats::FlowStats;
 
@@ -38,6 +40,10 @@ pub struct GroupSync {
     reported: HashMap<String, String>,
     /// Where `/status` shows each group's last round.
     stats: Arc<FlowStats>,
+    /// MirrorMaker 2 checkpoints to write (`mm2_compat`), and the last one written per
+    /// group and partition (only changes are written).
+    mm2: Option<Arc<Mm2Writer>>,
+    checkpointed: HashMap<(String, SourcePartition), (i64, i64)>,
 }
 
 /// What one round did for one group.
@@ -58,9 +64,12 @@ impl GroupSync {
         target: Arc<ClusterClient>,
         progress: Arc<Progress>,
         stats: Arc<FlowStats>,
+        mm2: Option<Arc<Mm2Writer>>,
     ) -> Self {
         Self {
             stats,
+            mm2,
+            checkpointed: HashMap::new(),
             flow,
             groups,
             source,
@@ -129,6 +138,10 @@ impl GroupSync {
         if wanted.is_empty() {
             return Ok(round);
         }
+        self.checkpoint(group, &wanted).await?;
+        if !self.groups.sync_offsets {
+            return Ok(round);
+        }
         let state = self.target.group_state(group).await?;
         if state.members > 0 {
             round.group_skipped = Some(format!(
@@ -173,6 +186,43 @@ impl GroupSync {
             round.committed.push(target);
         }
         Ok(round)
+    }
+
+    /// Writes MirrorMaker 2 checkpoints for the translated partitions that changed.
+    async fn checkpoint(
+        &mut self,
+        group: &str,
+        wanted: &[(SourcePartition, i64, Committed)],
+    ) -> Result<(), ClientError> {
+        let Some(mm2) = &self.mm2 else {
+            return Ok(());
+        };
+        let changed: Vec<_> = wanted
+            .iter()
+            .filter(|(sp, source_offset, target)| {
+                let key = (group.to_string(), sp.clone());
+                self.checkpointed.get(&key) != Some(&(*source_offset, target.offset))
+            })
+            .collect();
+        let checkpoints: Vec<Checkpoint> = changed
+            .iter()
+            .map(|(_, source_offset, target)| Checkpoint {
+                group: group.to_string(),
+                topic: target.topic.clone(),
+                partition: target.partition,
+                upstream_offset: *source_offset,
+                offset: target.offset,
+                metadata: String::new(),
+            })
+            .collect();
+        mm2.checkpoints(&checkpoints).await?;
+        for (sp, source_offset, target) in changed {
+            self.checkpointed.insert(
+                (group.to_string(), sp.clone()),
+                (*source_offset, target.offset),
+            );
+        }
+        Ok(())
     }
 
     fn report(&mut self, group: &str, round: &GroupRound) {

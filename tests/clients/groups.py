@@ -13,6 +13,10 @@
       `HELD true`.
   delete --bootstrap B --topic T --before 0:20
       deletes the records below those offsets (DeleteRecords), moving the log start.
+  mm2 --bootstrap B --topic T --kind checkpoint|heartbeat
+      reads partition 0 of T to its end and decodes each record with MirrorMaker 2's
+      layouts (connect/mirror-client Checkpoint.java / Heartbeat.java), printing
+      `MM2 [{...}, ...]`.
   read --bootstrap B --topic T --partitions N --from 0:37,1:200
       reads each partition from the given offset to its end without a group, printing
       `RECORDS` like `consume`.
@@ -20,6 +24,7 @@
 
 import argparse
 import json
+import struct
 import sys
 import time
 import uuid
@@ -55,7 +60,32 @@ def ends(c, topic, partitions):
     }
 
 
-def drain(c, topic, partitions, positions, deadline, most=None):
+def string(buf, at):
+    """Kafka's STRING: INT16 length, UTF-8 bytes."""
+    (n,) = struct.unpack_from(">h", buf, at)
+    return buf[at + 2 : at + 2 + n].decode(), at + 2 + n
+
+
+def decode_mm2(kind, key, value):
+    if kind == "checkpoint":
+        group, at = string(key, 0)
+        topic, at = string(key, at)
+        (partition,) = struct.unpack_from(">i", key, at)
+        assert at + 4 == len(key), "checkpoint key has trailing bytes"
+        version, upstream, offset = struct.unpack_from(">hqq", value, 0)
+        metadata, at = string(value, 18)
+        assert at == len(value), "checkpoint value has trailing bytes"
+        return {"group": group, "topic": topic, "partition": partition, "version": version,
+                "upstream_offset": upstream, "offset": offset, "metadata": metadata}
+    source, at = string(key, 0)
+    target, at = string(key, at)
+    assert at == len(key), "heartbeat key has trailing bytes"
+    version, timestamp = struct.unpack_from(">hq", value, 0)
+    assert len(value) == 10, "heartbeat value has trailing bytes"
+    return {"source": source, "target": target, "version": version, "timestamp": timestamp}
+
+
+def drain(c, topic, partitions, positions, deadline, most=None, raw=False):
     """Polls until every partition's position reaches its end (or `most` records were
     read); returns the records."""
     end = ends(c, topic, partitions)
@@ -70,16 +100,19 @@ def drain(c, topic, partitions, positions, deadline, most=None):
             continue
         if m.error():
             sys.exit(f"ERROR {m.error()}")
-        key = m.key().decode() if m.key() is not None else None
-        value = m.value().decode() if m.value() is not None else None
-        records.append([m.partition(), key, value])
+        if raw:
+            records.append((m.key(), m.value()))
+        else:
+            key = m.key().decode() if m.key() is not None else None
+            value = m.value().decode() if m.value() is not None else None
+            records.append([m.partition(), key, value])
         positions[m.partition()] = m.offset() + 1
     return records
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("command", choices=["commit", "committed", "consume", "delete", "hold", "read"])
+    ap.add_argument("command", choices=["commit", "committed", "consume", "delete", "hold", "mm2", "read"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--group")
     ap.add_argument("--topic", required=True)
@@ -87,6 +120,7 @@ def main():
     ap.add_argument("--offsets")
     ap.add_argument("--from", dest="start")
     ap.add_argument("--before")
+    ap.add_argument("--kind", choices=["checkpoint", "heartbeat"])
     ap.add_argument("--max", type=int)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--timeout", type=float, default=60)
@@ -129,6 +163,12 @@ def main():
         for tp, future in admin.delete_records(parts).items():
             result = future.result(timeout=30)
             print(f"DELETED {tp.partition} low_watermark={result.low_watermark}")
+    elif args.command == "mm2":
+        c = consumer(args.bootstrap, f"groups-mm2-{uuid.uuid4()}")
+        c.assign([TopicPartition(args.topic, 0, 0)])
+        records = drain(c, args.topic, 1, {0: 0}, deadline, raw=True)
+        c.close()
+        print("MM2 " + json.dumps([decode_mm2(args.kind, k, v) for k, v in records]))
     elif args.command == "hold":
         c = consumer(args.bootstrap, args.group)
         assigned = []

@@ -31,6 +31,7 @@ use futures::future::join_all;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::offsets::mm2::Mm2Writer;
 use crate::offsets::report::FlowOffsets;
 use crate::offsets::sync::GroupSync;
 use uuid::Uuid;
@@ -209,11 +210,19 @@ impl FlowRunner {
                 }
             }
         });
+        let mm2 = self.flow.mm2_compat.then(|| {
+            Arc::new(Mm2Writer::new(
+                self.target.clone(),
+                &self.flow.source,
+                &self.flow.target,
+            ))
+        });
+        let heartbeats = mm2.clone().map(|mm2| tokio::spawn(mm2.run_heartbeats()));
         let group_sync = self
             .flow
             .groups
             .clone()
-            .filter(|groups| groups.sync_offsets)
+            .filter(|groups| groups.sync_offsets || mm2.is_some())
             .map(|groups| {
                 tokio::spawn(
                     GroupSync::new(
@@ -223,6 +232,7 @@ impl FlowRunner {
                         self.target.clone(),
                         progress.clone(),
                         self.stats.clone(),
+                        mm2,
                     )
                     .run(),
                 )
@@ -253,7 +263,7 @@ impl FlowRunner {
         }
         self.stats.beat(false);
         discovering.abort();
-        if let Some(task) = group_sync {
+        for task in [group_sync, heartbeats].into_iter().flatten() {
             task.abort();
         }
         // Drain: no more fetching; pipelines finish what they hold.

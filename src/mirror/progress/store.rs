@@ -7,12 +7,10 @@ use bytes::Bytes;
 use super::load::{ProgressLog, Read};
 use super::{ProgressError, PROGRESS_TOPIC};
 use crate::client::fetch::{self, FetchWant};
-use crate::client::{produce, ClientError, ClusterClient};
+use crate::client::{ClientError, ClusterClient};
 
 /// Kafka's default `max.message.bytes`, used when the broker does not report the topic's.
 pub(super) const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
-/// Request timeout of a progress write (acks=all).
-const WRITE_TIMEOUT_MS: i32 = 30_000;
 /// Most bytes one Fetch of the progress topic returns.
 const READ_BYTES: i32 = 8 << 20;
 
@@ -77,22 +75,9 @@ pub(super) async fn ensure_topic(target: &ClusterClient) -> Result<usize, Progre
 
 /// Produces one progress batch (acks=all) to the progress partition's leader.
 pub(super) async fn send_batch(target: &ClusterClient, batch: Bytes) -> Result<(), ClientError> {
-    let m = target.leader(PROGRESS_TOPIC, 0).await?;
-    let to = produce::ProduceTarget {
-        topic: PROGRESS_TOPIC.to_string(),
-        topic_id: target.metadata().topic_id(PROGRESS_TOPIC),
-        partition: 0,
-    };
-    let answer = produce::produce(&m, &to, batch, WRITE_TIMEOUT_MS)
+    target
+        .produce_batch(PROGRESS_TOPIC, 0, batch, "writing progress")
         .await
-        .map_err(request(target))?;
-    produce::settle(
-        target.name(),
-        "writing progress",
-        (&to.topic, to.partition),
-        answer.as_ref(),
-    )
-    .map(|_| ())
 }
 
 /// The progress topic's partition on the target cluster, reached through its leader.

@@ -698,7 +698,10 @@ fn mm2_compat_implies_mm2s_default_group_filter() {
     let flow = &topology.flows[0];
     assert!(flow.mm2_compat);
     let groups = flow.groups.as_ref().expect("groups implied");
-    assert!(!groups.sync_offsets, "checkpoints only; no commits unless asked");
+    assert!(
+        !groups.sync_offsets,
+        "checkpoints only; no commits unless asked"
+    );
     assert!(groups.filter.matches("app") && !groups.filter.matches("connect-x"));
     let plain = parse_ok(&with_flows(
         "  - { name: f, source: a, target: b, topics: { include: [x] } }\n",

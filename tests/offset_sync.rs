@@ -8,6 +8,8 @@
 
 mod support;
 
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 use support::groups::*;
 use support::records::Produce;
@@ -212,4 +214,11 @@ fn sync_scenario(broker_args: &[&str]) {
         committed(&target.addr(), TOPIC, "app-ahead").get("0"),
         Some(&300)
     );
+    // A source group rewound (to reprocess) moves its target group back with it.
+    commit(&source.addr(), TOPIC, "app-mid", "0:25,1:151");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while committed(&target.addr(), TOPIC, "app-mid").get("0") != Some(&55) {
+        assert!(Instant::now() < deadline, "{}", daemon.log.tail(20));
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

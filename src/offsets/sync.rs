@@ -10,7 +10,8 @@
 //! - a target group with members is never moved (Kafka would refuse the admin commit
 //!   anyway): its consumers own its offsets;
 //! - a target offset never moves backwards unless the source group was rewound (its
-//!   committed offset went down since the last sync);
+//!   committed offset went down since the last round, of this process or, through the
+//!   offsets kept with the progress, of an earlier one);
 //! - what is skipped is logged once per group and reason, not every round, and shown per
 //!   group on `/status` and the status page;
 //! - the source offsets read are kept with the flow's progress, so that `kmirror failover`
@@ -105,6 +106,19 @@ impl GroupSync {
 
     async fn sync_group(&mut self, group: &str) -> Result<GroupRound, ClientError> {
         let mut round = GroupRound::default();
+        // What the last round (maybe of an earlier process) read, to tell a rewind.
+        let previous: HashMap<SourcePartition, i64> = self
+            .progress
+            .synced_group(group)
+            .map(|stored| {
+                let offsets = stored.offsets.into_iter();
+                offsets
+                    .map(|(topic, partition, offset)| {
+                        (SourcePartition { topic, partition }, offset)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let mut wanted: Vec<(SourcePartition, i64, Committed)> = Vec::new();
         let mut read = Vec::new();
         for c in self.source.committed_offsets(group).await? {
@@ -163,6 +177,7 @@ impl GroupSync {
             let rewound = self
                 .synced
                 .get(&key)
+                .or(previous.get(&sp))
                 .is_some_and(|&last| source_offset < last);
             match current.get(&(target.topic.clone(), target.partition)) {
                 Some(&now) if now == target.offset => {}

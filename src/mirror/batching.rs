@@ -58,7 +58,8 @@ pub struct Ready {
     pub first_source_offset: i64,
     pub next_source_offset: i64,
     /// The source offsets of its records as `(first offset, count)` runs (for the offset
-    /// map): one run for a forwarded batch, more when the sources had gaps.
+    /// map) when they are not simply `records` offsets from `first_source_offset` on (a
+    /// rebuilt batch); empty otherwise, so a forwarded batch allocates nothing for it.
     pub source_runs: Vec<(i64, i64)>,
     pub permits: Vec<Arc<Share>>,
 }
@@ -228,7 +229,7 @@ impl Batcher {
                 records: count,
                 first_source_offset,
                 next_source_offset,
-                source_runs: vec![(first_source_offset, i64::from(count))],
+                source_runs: Vec::new(),
                 permits,
             }));
         }

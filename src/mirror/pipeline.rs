@@ -43,7 +43,8 @@ struct InFlight {
     /// The stamped batch; empty for an entry that only moves the position.
     stamped: Bytes,
     records: i32,
-    /// Its records' source offsets as `(first offset, count)` runs, for the offset map.
+    /// Its records' source offsets as `(first offset, count)` runs, for the offset map;
+    /// empty when they are `records` offsets from `first_source_offset` on.
     source_runs: Vec<(i64, i64)>,
     /// The batch's first and newest record timestamps (ms), for telemetry.
     timestamps_ms: (i64, i64),
@@ -296,12 +297,27 @@ impl Pipeline {
     }
 
     fn acknowledged(&mut self, done: &InFlight, base_offset: i64, window: &VecDeque<InFlight>) {
-        if base_offset >= 0 {
+        let one_run = [(done.first_source_offset, i64::from(done.records))];
+        let runs = if done.source_runs.is_empty() {
+            &one_run[..]
+        } else {
+            &done.source_runs[..]
+        };
+        let target_base = if base_offset >= 0 && done.records > 0 {
             self.next_target_offset = base_offset + i64::from(done.records);
-            self.progress
-                .mirrored(&self.source, base_offset, &done.source_runs);
-        }
-        self.advance(done.next_source_offset);
+            Some((base_offset, runs))
+        } else {
+            None
+        };
+        self.stats.advanced(done.next_source_offset);
+        self.progress.acknowledged(
+            &self.source,
+            Position {
+                next_source_offset: done.next_source_offset,
+                next_target_offset: self.next_target_offset,
+            },
+            target_base,
+        );
         self.flow_stats.acknowledged(
             &self.stats,
             done.records.max(0) as u64,

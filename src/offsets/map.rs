@@ -149,7 +149,12 @@ impl OffsetMap {
         if count <= 0 {
             return;
         }
-        self.rewind(source_start);
+        let last = self.chunks.last().expect("a map has a chunk");
+        let end = last.runs.last().map_or(last.start, Run::source_end);
+        if source_start < end.max(last.start) {
+            // Mirrored again (after a restart): what the map said from here on is stale.
+            self.rewind(source_start);
+        }
         let last_index = self.last_index();
         let chunk = self.chunks.last_mut().expect("a map has a chunk");
         if let Some(last) = chunk.runs.last_mut() {

@@ -40,6 +40,31 @@ pub(super) fn from_loaded(
 }
 
 impl State {
+    /// See [`Progress::mirrored`].
+    pub(super) fn mirrored(
+        &mut self,
+        sp: &SourcePartition,
+        target_base: i64,
+        source_runs: &[(i64, i64)],
+    ) {
+        let Some(&(first, _)) = source_runs.first() else {
+            return;
+        };
+        if !self.maps.contains_key(sp) {
+            let start = self
+                .positions
+                .get(sp)
+                .map_or(first, |p| p.next_source_offset.min(first));
+            self.maps.insert(sp.clone(), OffsetMap::new(start));
+        }
+        let map = self.maps.get_mut(sp).expect("inserted above");
+        let mut target = target_base;
+        for &(source, count) in source_runs {
+            map.record(source, target, count);
+            target += count;
+        }
+    }
+
     /// The map changes to write, as entries (before the positions).
     pub(super) fn take_map_changes(&mut self) -> Vec<Entry> {
         let mut entries = Vec::new();
@@ -68,23 +93,7 @@ impl Progress {
     /// Records that the records of `source_runs` (`(first source offset, count)` runs, in
     /// order) were acknowledged from target offset `target_base` on.
     pub fn mirrored(&self, sp: &SourcePartition, target_base: i64, source_runs: &[(i64, i64)]) {
-        let Some(&(first, _)) = source_runs.first() else {
-            return;
-        };
-        let mut st = self.lock();
-        let start = st
-            .positions
-            .get(sp)
-            .map_or(first, |p| p.next_source_offset.min(first));
-        let map = st
-            .maps
-            .entry(sp.clone())
-            .or_insert_with(|| OffsetMap::new(start));
-        let mut target = target_base;
-        for &(source, count) in source_runs {
-            map.record(source, target, count);
-            target += count;
-        }
+        self.lock().mirrored(sp, target_base, source_runs);
     }
 
     /// The other way: the source offset of `sp` a consumer at `offset` of the target copy

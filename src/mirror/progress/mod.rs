@@ -113,6 +113,28 @@ impl Drop for Taken<'_> {
     }
 }
 
+impl State {
+    /// Moves the position of `sp` forward (never back); cloning the key only for a new
+    /// partition or a newly changed one (this runs for every acknowledged batch).
+    fn advance(&mut self, sp: &SourcePartition, position: Position) {
+        let changed = match self.positions.get_mut(sp) {
+            Some(current) => {
+                let merged = merge(Some(*current), position);
+                let changed = *current != merged;
+                *current = merged;
+                changed
+            }
+            None => {
+                self.positions.insert(sp.clone(), position);
+                true
+            }
+        };
+        if changed && !self.dirty.contains(sp) {
+            self.dirty.insert(sp.clone());
+        }
+    }
+}
+
 /// `position` unless it would move `current` backwards.
 fn merge(current: Option<Position>, position: Position) -> Position {
     match current {
@@ -153,11 +175,23 @@ impl Progress {
     /// Records that everything below `position.next_source_offset` is on the target. A
     /// position behind the current one is ignored: progress never moves backwards.
     pub fn advance(&self, sp: &SourcePartition, position: Position) {
+        self.lock().advance(sp, position);
+    }
+
+    /// [`Self::advance`] after an acknowledged produce, whose records (as `(first source
+    /// offset, count)` runs) were written from target offset `target_base`, which extends
+    /// the partition's offset map: one lock for both.
+    pub fn acknowledged(
+        &self,
+        sp: &SourcePartition,
+        position: Position,
+        mirrored: Option<(i64, &[(i64, i64)])>,
+    ) {
         let mut st = self.lock();
-        let merged = merge(st.positions.get(sp).copied(), position);
-        if st.positions.insert(sp.clone(), merged) != Some(merged) {
-            st.dirty.insert(sp.clone());
+        if let Some((target_base, runs)) = mirrored {
+            st.mirrored(sp, target_base, runs);
         }
+        st.advance(sp, position);
     }
 
     /// Whether the flow's first start is done (stored, or recorded by this process), so

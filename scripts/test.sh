@@ -14,6 +14,8 @@ set -euo pipefail
 
 CONFLUENT_KAFKA_VERSION=2.16.1
 KAFKA_PYTHON_VERSION=3.0.12
+# OpenTelemetry's protobuf definitions: tests/otlp.rs decodes the daemon's OTLP pushes.
+OTEL_PROTO_VERSION=1.45.2
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
@@ -72,14 +74,16 @@ fi
 
 # --- Python clients ---------------------------------------------------------------------
 command -v python3 >/dev/null 2>&1 || die "python3 not found"
-PIP_PKGS=("confluent-kafka==$CONFLUENT_KAFKA_VERSION" "kafka-python==$KAFKA_PYTHON_VERSION")
+PIP_PKGS=("confluent-kafka==$CONFLUENT_KAFKA_VERSION" "kafka-python==$KAFKA_PYTHON_VERSION"
+    "opentelemetry-proto==$OTEL_PROTO_VERSION")
 PIP_FLAGS=(-q --disable-pip-version-check --no-input)
 # Prints nothing and succeeds when $1 already has exactly the pinned versions.
 have_clients() {
-    "$1" - "$CONFLUENT_KAFKA_VERSION" "$KAFKA_PYTHON_VERSION" <<'EOF' >/dev/null 2>&1
+    "$1" - "$CONFLUENT_KAFKA_VERSION" "$KAFKA_PYTHON_VERSION" "$OTEL_PROTO_VERSION" <<'EOF' >/dev/null 2>&1
 import sys
 from importlib.metadata import version
-want = {"confluent-kafka": sys.argv[1], "kafka-python": sys.argv[2]}
+want = {"confluent-kafka": sys.argv[1], "kafka-python": sys.argv[2],
+        "opentelemetry-proto": sys.argv[3]}
 sys.exit(0 if all(version(p) == v for p, v in want.items()) else 1)
 EOF
 }
@@ -126,7 +130,7 @@ else
     fi
     PY=python3
 fi
-have_clients "$PY" || die "$PY still lacks confluent-kafka $CONFLUENT_KAFKA_VERSION / kafka-python $KAFKA_PYTHON_VERSION"
+have_clients "$PY" || die "$PY still lacks confluent-kafka $CONFLUENT_KAFKA_VERSION / kafka-python $KAFKA_PYTHON_VERSION / opentelemetry-proto $OTEL_PROTO_VERSION"
 export KMIRROR_PYTHON=$PY
 
 say "clients: $(kcat -V 2>/dev/null | sed -n 's/^Version \([^ ]*\).*librdkafka \([^ ]*\).*/kcat \1 (librdkafka \2)/p'), confluent-kafka $CONFLUENT_KAFKA_VERSION, kafka-python $KAFKA_PYTHON_VERSION; KMIRROR_PYTHON=$KMIRROR_PYTHON"

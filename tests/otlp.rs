@@ -1,7 +1,9 @@
 //! `telemetry.otlp`: the daemon pushes its metrics over OTLP/HTTP (protobuf) to the
-//! endpoint every `interval`, and once more when it stops (seen with an interval of an hour). No OpenTelemetry collector can
-//! run here, so a listener stands in for one: it answers every POST with 200 and keeps what
-//! arrived, which must be protobuf bodies on /v1/metrics naming kmirror's metrics.
+//! endpoint every `interval`, and once more when it stops (seen with an interval of an
+//! hour). No OpenTelemetry collector can run here, so a listener stands in for its HTTP
+//! side (it answers every POST with 200 and keeps what arrived), and OpenTelemetry's own
+//! protobuf definitions (`opentelemetry-proto` from PyPI) decode the bodies, as a collector
+//! would: the records counter must equal what was mirrored.
 
 mod support;
 
@@ -95,7 +97,34 @@ fn metrics_are_pushed_over_otlp_http() {
                 && contains(body, "east-to-west")
         })
     };
-    while !pushed(&received.lock().unwrap()) {
+    // The counter reaches what was mirrored in some push.
+    let records_pushed = |got: &[Received]| -> Option<f64> {
+        let bodies: Vec<String> = got
+            .iter()
+            .enumerate()
+            .map(|(i, (_, _, body))| {
+                let path = dir.path().join(format!("otlp-{i}.bin"));
+                std::fs::write(&path, body).unwrap();
+                path.to_str().unwrap().to_string()
+            })
+            .collect();
+        let args: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        let out = run_python("otlp_decode.py", &args);
+        let metrics: serde_json::Value = serde_json::from_str(
+            out.lines()
+                .find_map(|l| l.strip_prefix("METRICS "))
+                .unwrap_or("{}"),
+        )
+        .unwrap();
+        metrics["kmirror_mirrored_records"]
+            .as_array()?
+            .iter()
+            .find(|p| p["attributes"]["flow"] == "east-to-west")?["value"]
+            .as_f64()
+    };
+    while !pushed(&received.lock().unwrap())
+        || records_pushed(&received.lock().unwrap()) != Some(100.0)
+    {
         assert!(
             Instant::now() < deadline,
             "no OTLP push with kmirror's metrics in 60 s; received {:?}\n{}",

@@ -152,6 +152,8 @@ fn a_group_fails_back_to_its_home_cluster() {
             flow("west-to-east", "west", "east", "")
         ),
     );
+    let listen = format!("127.0.0.1:{}", free_port());
+    add_telemetry(&config, &format!("listen: \"{listen}\""));
     let config = config.to_str().unwrap().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let daemon = DaemonProcess::start(std::path::Path::new(&config));
@@ -182,6 +184,13 @@ fn a_group_fails_back_to_its_home_cluster() {
     // East is back; west's records reach it as west.orders. The group fails back.
     east.restart();
     support::cluster::wait_for_records(&rt, &east.addr(), "west.orders", 200, &daemon);
+    // The running daemon translates the same over HTTP, back through east-to-west's map.
+    let (status, body) = http_get(&listen, "/offsets?flow=west-to-east&group=app").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"topic\":\"east.orders\"") && body.contains("\"target_topic\":\"orders\""),
+        "{body}"
+    );
     let out = kmirror_ok(&[
         "failover",
         &config,

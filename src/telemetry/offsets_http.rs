@@ -18,6 +18,7 @@ use hyper::{Response, StatusCode};
 use super::http::{text, with_type};
 use super::stats::Flows;
 use crate::offsets::cli::Query;
+use crate::offsets::report::{FlowOffsets, Reverse};
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Full<Bytes>> {
     with_type(text(status, format!("{value}\n")), "application/json")
@@ -70,6 +71,24 @@ pub async fn answer(flows: &Flows, query: Option<&str>) -> Response<Full<Bytes>>
             StatusCode::SERVICE_UNAVAILABLE,
             format!("flow {flow_name} has not loaded its progress yet"),
         );
+    };
+    // Flows the other way running in this daemon translate failback topics back.
+    let reverse = flows
+        .all()
+        .iter()
+        .filter_map(|f| f.offsets())
+        .filter(|o| o.flow.source == offsets.flow.target && o.flow.target == offsets.flow.source)
+        .map(|o| Reverse {
+            flow: o.flow.clone(),
+            progress: o.progress.clone(),
+        })
+        .collect();
+    let offsets = FlowOffsets {
+        flow: offsets.flow.clone(),
+        progress: offsets.progress.clone(),
+        source: offsets.source.clone(),
+        target: offsets.target.clone(),
+        reverse,
     };
     match crate::offsets::cli::translate(&offsets, &query).await {
         Ok(rows) => {

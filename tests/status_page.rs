@@ -1,7 +1,7 @@
 //! The status page at `/`, rendered by headless Chromium (Debian's `chromium`, installed by
 //! scripts/test.sh) while the daemon mirrors: its script fetches `/status` and the page
-//! shows the running flow's name and numbers. The test saves a screenshot
-//! (`status-page.png` in Cargo's target tmp directory).
+//! shows the running flow's name and numbers, and its group offset sync. The test saves a
+//! screenshot (`status-page.png` in Cargo's target tmp directory).
 
 mod support;
 
@@ -34,6 +34,10 @@ fn the_status_page_renders_a_running_flow_in_chromium() {
     let (dir, brokers) = brokers();
     let listen = format!("127.0.0.1:{}", free_port());
     let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "orders");
+    // The flow also syncs group `app`'s offsets; the page lists the group.
+    let mut yaml = std::fs::read_to_string(&config).unwrap();
+    yaml.push_str("    groups: { include: [\"app\"], sync_offsets: true, interval: 1s }\n");
+    std::fs::write(&config, yaml).unwrap();
     add_telemetry(&config, &format!("listen: \"{listen}\""));
     let acked = dir.path().join("acked.json");
     Produce {
@@ -42,6 +46,7 @@ fn the_status_page_renders_a_running_flow_in_chromium() {
         ..Produce::new(&brokers[0].addr(), "orders", 2, &acked)
     }
     .run();
+    support::groups::commit(&brokers[0].addr(), "orders", "app", "0:100,1:200");
     let daemon = DaemonProcess::start(&config);
     let deadline = Instant::now() + Duration::from_secs(90);
     while http_get(&listen, "/metrics").and_then(|(_, m)| {
@@ -50,6 +55,7 @@ fn the_status_page_renders_a_running_flow_in_chromium() {
             &format!("kmirror_mirrored_records_total{{flow=\"{FLOW}\"}}"),
         )
     }) != Some(2468.0)
+        || !http_get(&listen, "/status").is_some_and(|(_, s)| s.contains("\"group\":\"app\""))
     {
         assert!(Instant::now() < deadline, "{}", daemon.log.tail(30));
         std::thread::sleep(Duration::from_millis(200));
@@ -67,6 +73,10 @@ fn the_status_page_renders_a_running_flow_in_chromium() {
         "the page does not show 2468 records mirrored by a running flow:\n{dom}"
     );
     assert!(dom.contains("lag (records)") && dom.contains("latency p99"));
+    assert!(
+        dom.contains("Group offset sync") && dom.contains("data-group=\"app\""),
+        "the page does not list the synced group:\n{dom}"
+    );
 
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let _ = std::fs::remove_file(&shot);

@@ -85,12 +85,16 @@ fn checkpoints_and_heartbeats_follow_mirrormaker_2s_layout() {
             "{c}"
         );
     }
-    let beats = mm2(&target.addr(), "heartbeats", "heartbeat");
+    let mut beats = mm2(&target.addr(), "heartbeats", "heartbeat");
+    while beats.is_empty() {
+        assert!(Instant::now() < deadline, "{}", daemon.log.tail(20));
+        std::thread::sleep(Duration::from_millis(300));
+        beats = mm2(&target.addr(), "heartbeats", "heartbeat");
+    }
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    assert!(!beats.is_empty());
     for b in &beats {
         assert_eq!(
             (b["source"].as_str(), b["target"].as_str()),

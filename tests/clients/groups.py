@@ -29,7 +29,7 @@ import sys
 import time
 import uuid
 
-from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 
@@ -166,7 +166,13 @@ def main():
     elif args.command == "mm2":
         c = consumer(args.bootstrap, f"groups-mm2-{uuid.uuid4()}")
         c.assign([TopicPartition(args.topic, 0, 0)])
-        records = drain(c, args.topic, 1, {0: 0}, deadline, raw=True)
+        try:
+            records = drain(c, args.topic, 1, {0: 0}, deadline, raw=True)
+        except KafkaException as e:
+            # Not created yet: nothing written so far.
+            if e.args[0].code() != KafkaError._UNKNOWN_PARTITION:
+                raise
+            records = []
         c.close()
         print("MM2 " + json.dumps([decode_mm2(args.kind, k, v) for k, v in records]))
     elif args.command == "hold":

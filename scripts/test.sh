@@ -72,6 +72,11 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     apt_install systemd || die "systemd-analyze is missing and could not be installed (tests/systemd_units.rs needs it)"
 fi
 
+# --- openssl (tests/tls.rs makes throw-away certificates with scripts/gen-certs.sh) ------
+if ! command -v openssl >/dev/null 2>&1; then
+    apt_install openssl || die "openssl is missing and could not be installed (scripts/gen-certs.sh needs it)"
+fi
+
 # --- Python clients ---------------------------------------------------------------------
 command -v python3 >/dev/null 2>&1 || die "python3 not found"
 PIP_PKGS=("confluent-kafka==$CONFLUENT_KAFKA_VERSION" "kafka-python==$KAFKA_PYTHON_VERSION"

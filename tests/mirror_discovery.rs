@@ -846,11 +846,11 @@ fn validate_reports_every_error_with_its_position() {
     assert_eq!(errors.len(), 4, "{text}");
 }
 
-/// TLS and SASL are not implemented, so a topology asking for either is refused by both
-/// `kmirror validate` and `kmirror run`, each with the setting's position; the daemon never
-/// connects in plaintext instead.
+/// SASL is not implemented, so a topology asking for it is refused by both `kmirror
+/// validate` and `kmirror run`, with the setting's position; so is a TLS CA file that cannot
+/// be read. The daemon never connects in plaintext or unauthenticated instead.
 #[test]
-fn tls_and_sasl_are_refused_by_validate_and_run() {
+fn sasl_and_unreadable_tls_files_are_refused_by_validate_and_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secure.yaml");
     std::fs::write(
@@ -883,7 +883,10 @@ fn tls_and_sasl_are_refused_by_validate_and_run() {
         );
         assert_eq!(out.status.code(), Some(1), "{command}: {text}");
         for (position, needle) in [
-            ("4:10: clusters.east.tls:", "TLS is not implemented yet"),
+            (
+                "4:16: clusters.east.tls.ca:",
+                "cannot read /etc/kmirror/ca.pem",
+            ),
             ("7:11: clusters.west.sasl:", "SASL is not implemented yet"),
         ] {
             let prefix = format!("{file}:{position}");

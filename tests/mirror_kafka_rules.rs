@@ -421,19 +421,15 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
     admin(&["delete", "gone"]);
     admin(&["create", "gone", "1"]);
     admin(&["produce", "gone", "b", "5"]);
-    assert!(
-        daemon
-            .log
-            .wait_for("deleted and re-created", Duration::from_secs(60)),
-        "no error about the re-created topic:\n{}",
-        daemon.log.tail(40)
-    );
     let line = daemon
         .log
-        .lines()
-        .into_iter()
-        .find(|l| l.contains("deleted and re-created"))
-        .unwrap();
+        .wait_for_line("deleted and re-created", Duration::from_secs(60))
+        .unwrap_or_else(|| {
+            panic!(
+                "no error about the re-created topic:\n{}",
+                daemon.log.tail(40)
+            )
+        });
     assert!(line.contains("ERROR") && line.contains("gone"), "{line}");
     admin(&["produce", "keep", "b", "10"]);
     wait_records(&target.addr(), "keep", 20, &daemon);

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::log::{FlushPolicy, LogConfig};
@@ -59,6 +60,9 @@ pub struct BrokerConfig {
     /// The Kafka release whose API versions this broker advertises (capped at what it
     /// implements): clients then speak to it as to a broker of that release.
     pub emulate_kafka: KafkaRelease,
+    /// Every listener speaks TLS with this config (Kafka's SSL security protocol);
+    /// `None`: plaintext.
+    pub tls: Option<Arc<kmirror_wire::tls::TlsServerConfig>>,
 }
 
 impl Default for BrokerConfig {
@@ -86,6 +90,7 @@ impl Default for BrokerConfig {
             offsets_retention: crate::groups::DEFAULT_OFFSETS_RETENTION,
             shutdown_grace: Duration::from_secs(10),
             emulate_kafka: KafkaRelease::default(),
+            tls: None,
         }
     }
 }

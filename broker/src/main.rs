@@ -122,6 +122,15 @@ struct Args {
     /// capped at what the broker implements; APIs the release lacked are not offered.
     #[arg(long, env = "KMIRROR_BROKER_EMULATE_KAFKA", default_value = "4.1")]
     emulate_kafka: KafkaRelease,
+    /// PEM certificate chain: every listener then speaks TLS (Kafka's SSL protocol).
+    #[arg(long, env = "KMIRROR_BROKER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "KMIRROR_BROKER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA: clients must present a certificate that chains to it (mTLS).
+    #[arg(long, env = "KMIRROR_BROKER_TLS_CLIENT_CA", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// Log filter, e.g. info, debug, kmirror_broker=debug.
     #[arg(long, env = "KMIRROR_BROKER_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -164,6 +173,14 @@ fn main() -> anyhow::Result<()> {
         group_initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
         offsets_retention: Duration::from_secs(args.offsets_retention_minutes * 60),
         emulate_kafka: args.emulate_kafka,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(kmirror_wire::tls::server_config(
+                cert,
+                key,
+                args.tls_client_ca.as_deref(),
+            )?),
+            _ => None,
+        },
         ..BrokerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new()?;

@@ -141,6 +141,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         node_id = broker.config.node_id,
         nodes = broker.cluster.nodes().len(),
         emulate_kafka = %broker.versions.release(),
+        security_protocol = if broker.config.tls.is_some() { "SSL" } else { "PLAINTEXT" },
         "kmirror-broker is accepting connections."
     );
     let task = tokio::spawn(run(broker.clone(), nodes.clone(), shutdown.clone()));
@@ -234,6 +235,9 @@ pub(crate) async fn serve_listener(
     }
 }
 
+/// How long a client may take to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -241,7 +245,36 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
+    let Some(tls) = broker.config.tls.clone() else {
+        let (read, write) = stream.into_split();
+        return serve_frames(read, write, peer, broker, shutdown).await;
+    };
+    let accept = kmirror_wire::tls::TlsAcceptor::from(tls).accept(stream);
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+        Ok(Ok(stream)) => {
+            let (read, write) = tokio::io::split(stream);
+            serve_frames(read, write, peer, broker, shutdown).await;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, error = %e, "TLS handshake failed; closing the connection.");
+        }
+        Err(_) => {
+            tracing::warn!(%peer, timeout_ms = TLS_HANDSHAKE_TIMEOUT.as_millis() as u64, "TLS handshake timed out; closing the connection.");
+        }
+    }
+}
+
+/// Reads requests and writes responses on one connection (plaintext or TLS).
+async fn serve_frames<R, W>(
+    read: R,
+    write: W,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut frames = FramedRead::new(
         read,
         kmirror_wire::frame::codec(broker.config.max_frame_bytes),

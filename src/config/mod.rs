@@ -8,9 +8,8 @@
 //! prints its value, and interpolated values are redacted from error messages.
 //!
 //! This module does not connect to clusters or start embedded brokers; it only describes
-//! what the daemon should do. `tls` and `sasl` are parsed (so their mistakes are
-//! reported) and then refused: the client does not implement them yet, and a topology
-//! that asks for them must never run in plaintext.
+//! what the daemon should do. `sasl` is parsed (so its mistakes are reported) and then
+//! refused: the client does not implement it yet.
 
 mod diagnostics;
 pub mod graph;
@@ -105,6 +104,33 @@ pub enum Connection {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Remote {
     pub bootstrap: Vec<BrokerAddress>,
+    /// Connect with TLS (Kafka's SSL security protocol); `None`: plaintext.
+    pub tls: Option<Tls>,
+}
+
+/// TLS settings of a remote cluster: PEM files (relative paths are relative to the
+/// daemon's working directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// CAs to trust; `None`: the system's.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key, for clusters that require one (mTLS).
+    pub cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// The name the brokers' certificates must carry; `None`: each broker's host.
+    pub server_name: Option<String>,
+}
+
+impl Tls {
+    /// The client side of these settings (reads and checks the files).
+    pub fn client(&self) -> Result<kmirror_wire::tls::ClientTls, kmirror_wire::tls::TlsError> {
+        kmirror_wire::tls::ClientTls::new(
+            self.ca.as_deref(),
+            self.cert_and_key
+                .as_ref()
+                .map(|(cert, key)| (cert.as_path(), key.as_path())),
+            self.server_name.clone(),
+        )
+    }
 }
 
 /// `host:port` of a bootstrap broker.

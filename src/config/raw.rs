@@ -110,12 +110,13 @@ pub struct RawCluster {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a `tls` mapping with optional `ca`, `cert`, `key`"
+    expecting = "a `tls` mapping with optional `ca`, `cert`, `key`, `server_name`"
 )]
 pub struct RawTls {
     pub ca: Option<Text>,
     pub cert: Option<Text>,
     pub key: Option<Text>,
+    pub server_name: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

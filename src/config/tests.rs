@@ -165,10 +165,11 @@ telemetry: { listen: \"127.0.0.1:9644\" }
 }
 
 /// TLS and SASL are not implemented: asking for either is an error at its position, so
-/// `validate` and `run` refuse the topology instead of connecting in plaintext. Mistakes
-/// inside the blocks are still reported, and no secret is printed.
+/// SASL: `validate` and `run` refuse the topology instead of connecting unauthenticated;
+/// mistakes inside the block are still reported, and no secret is printed. TLS files must
+/// exist and be readable.
 #[test]
-fn tls_and_sasl_are_refused_until_implemented() {
+fn sasl_is_refused_until_implemented_and_tls_files_are_checked() {
     let text = "\
 clusters:
   a:
@@ -183,7 +184,8 @@ flows:
     let all = printed.join("\n");
     let expected = [
         "topology.yaml:4:10: clusters.a.tls: tls needs both `cert` and `key`",
-        "topology.yaml:4:10: clusters.a.tls: TLS is not implemented yet: kmirror would connect in plaintext",
+        "topology.yaml:4:16: clusters.a.tls.ca: cannot read /etc/kmirror/ca.pem",
+        "topology.yaml:4:43: clusters.a.tls.cert: cannot read /c.pem",
         "topology.yaml:5:49: clusters.a.sasl.username: sasl username must not be empty",
         "topology.yaml:5:11: clusters.a.sasl: SASL is not implemented yet",
         "topology.yaml:6:34: clusters.b.sasl: SASL is not implemented yet",
@@ -406,7 +408,7 @@ flows:
     let expected = [
         "topology.yaml:2:20: clusters.a.bootstrap[0]: invalid broker address \"a\"",
         "topology.yaml:3:36: clusters.b.tls: tls needs both `cert` and `key`",
-        "topology.yaml:3:36: clusters.b.tls: TLS is not implemented yet",
+        "topology.yaml:3:44: clusters.b.tls.cert: cannot read /c.pem",
         "topology.yaml:4:3: clusters.bad name: cluster name `bad name` may only contain",
         "topology.yaml:5:28: clusters.e.embedded.listen: invalid listen address \"localhost:1\"",
         "topology.yaml:9:13: flows[0].target: unknown cluster `nowhere`",

@@ -18,7 +18,7 @@ use super::raw::{
 use super::units::{parse_duration, parse_size};
 use super::{
     BrokerAddress, Cluster, ConfigErrors, Connection, Delivery, Embedded, Flow, Groups, Limits,
-    PartitionPolicy, Remote, StartFrom, SyncConfigs, Telemetry, Topology,
+    PartitionPolicy, Remote, StartFrom, SyncConfigs, Telemetry, Tls, Topology,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -305,17 +305,9 @@ fn resolve_remote(
             Err(message) => diagnostics.at(&bootstrap_path.index(index), message),
         }
     }
-    // TLS and SASL are parsed, so their own mistakes are reported too, but refused: the
-    // client speaks plaintext only, and a user who asked for TLS must never get plaintext.
-    if let Some(raw) = tls {
-        if raw.cert.is_some() != raw.key.is_some() {
-            diagnostics.at(
-                &path.key("tls"),
-                "tls needs both `cert` and `key` for a client certificate, or neither",
-            );
-        }
-        diagnostics.at(&path.key("tls"), NOT_IMPLEMENTED_TLS);
-    }
+    let tls = tls.and_then(|raw| resolve_tls(diagnostics, &path.key("tls"), raw));
+    // SASL is parsed, so its own mistakes are reported too, but refused: the client cannot
+    // authenticate yet.
     if let Some(raw) = sasl {
         if raw.username.0.is_empty() {
             diagnostics.at(
@@ -334,12 +326,54 @@ fn resolve_remote(
     (addresses.len() == bootstrap.len() && !addresses.is_empty()).then_some(Connection::Remote(
         Remote {
             bootstrap: addresses,
+            tls,
         },
     ))
 }
 
-/// Why a topology with `tls` is refused.
-const NOT_IMPLEMENTED_TLS: &str = "TLS is not implemented yet: kmirror would connect in plaintext, so a topology that asks for TLS is refused; remove `tls` only if the cluster has a plaintext listener you mean to use";
+/// A cluster's `tls`: every file must exist and be readable, and the files must make a
+/// usable TLS client (certificates parse, the key matches the certificate).
+fn resolve_tls(diagnostics: &mut Diagnostics<'_>, path: &FieldPath, raw: RawTls) -> Option<Tls> {
+    let errors_before = diagnostics.error_count();
+    let mut file = |key: &str, text: Option<Text>| {
+        let text = text?;
+        let file = PathBuf::from(&text.0);
+        if let Err(e) = std::fs::File::open(&file) {
+            diagnostics.at(
+                &path.key(key),
+                format!("cannot read {}: {e}", file.display()),
+            );
+        }
+        Some(file)
+    };
+    let ca = file("ca", raw.ca);
+    let cert = file("cert", raw.cert);
+    let key = file("key", raw.key);
+    let cert_and_key = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => {
+            diagnostics.at(
+                path,
+                "tls needs both `cert` and `key` for a client certificate, or neither",
+            );
+            None
+        }
+    };
+    let tls = Tls {
+        ca,
+        cert_and_key,
+        server_name: raw.server_name.map(|t| t.0),
+    };
+    if diagnostics.error_count() > errors_before {
+        return None;
+    }
+    if let Err(e) = tls.client() {
+        diagnostics.at(path, e.to_string());
+        return None;
+    }
+    Some(tls)
+}
 /// Why a topology with `sasl` is refused.
 const NOT_IMPLEMENTED_SASL: &str = "SASL is not implemented yet: kmirror cannot authenticate, so a topology that asks for SASL is refused; remove `sasl` only if the cluster accepts unauthenticated clients";
 

@@ -78,9 +78,19 @@ impl Embedded {
 
 /// A client for `cluster`; `embedded` holds the addresses of started embedded brokers.
 pub fn client_for(cluster: &Cluster, embedded: &BTreeMap<String, String>) -> ClusterClient {
-    let bootstrap = match &cluster.connection {
-        Connection::Remote(r) => r.bootstrap.iter().map(|b| b.to_string()).collect(),
-        Connection::Embedded(_) => embedded.get(&cluster.name).cloned().into_iter().collect(),
+    let (bootstrap, tls) = match &cluster.connection {
+        Connection::Remote(r) => (
+            r.bootstrap.iter().map(|b| b.to_string()).collect(),
+            // Checked by validation; files changed since then fail every connect with
+            // the reason, and never fall back to plaintext.
+            r.tls
+                .as_ref()
+                .map(|t| t.client().map_err(|e| e.to_string())),
+        ),
+        Connection::Embedded(_) => (
+            embedded.get(&cluster.name).cloned().into_iter().collect(),
+            None,
+        ),
     };
     ClusterClient::new(ClientConfig {
         cluster: cluster.name.clone(),
@@ -89,6 +99,7 @@ pub fn client_for(cluster: &Cluster, embedded: &BTreeMap<String, String>) -> Clu
             client_id: cluster.client_id.clone(),
             request_timeout: cluster.request_timeout,
             connect_timeout: cluster.connect_timeout,
+            tls,
             ..MessengerConfig::default()
         },
         backoff: BackoffConfig::default(),

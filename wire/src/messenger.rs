@@ -65,6 +65,10 @@ pub struct MessengerConfig {
     pub max_frame_bytes: usize,
     /// Bound on frames queued for the writer.
     pub write_queue_frames: usize,
+    /// Speak TLS on the connection (the SSL security protocol); `None`: plaintext.
+    /// `Some(Err(why))`: TLS was asked for but its settings cannot be used, so every
+    /// connect fails with `why` (never falls back to plaintext).
+    pub tls: Option<Result<crate::tls::ClientTls, String>>,
 }
 
 impl Default for MessengerConfig {
@@ -75,6 +79,7 @@ impl Default for MessengerConfig {
             connect_timeout: Duration::from_secs(10),
             max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
             write_queue_frames: 16,
+            tls: None,
         }
     }
 }
@@ -136,7 +141,7 @@ impl Drop for Messenger {
 }
 
 impl Messenger {
-    /// Connects over TCP and negotiates versions.
+    /// Connects over TCP (and TLS when configured) and negotiates versions.
     pub async fn connect(addr: &str, config: MessengerConfig) -> Result<Self, RequestError> {
         let connect_err = |message: String| RequestError::Connect {
             addr: addr.to_string(),
@@ -147,8 +152,30 @@ impl Messenger {
             .map_err(|_| connect_err(format!("timed out after {:?}", config.connect_timeout)))?
             .map_err(|e| connect_err(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let (r, w) = stream.into_split();
-        Self::over(addr.to_string(), r, w, config).await
+        match config.tls.clone() {
+            None => {
+                let (r, w) = stream.into_split();
+                Self::over(addr.to_string(), r, w, config).await
+            }
+            Some(Err(why)) => Err(connect_err(format!("TLS settings cannot be used: {why}"))),
+            Some(Ok(tls)) => {
+                let name = tls
+                    .server_name_for(addr)
+                    .map_err(|e| connect_err(e.to_string()))?;
+                let handshake = crate::tls::TlsConnector::from(tls.config).connect(name, stream);
+                let stream = tokio::time::timeout(config.connect_timeout, handshake)
+                    .await
+                    .map_err(|_| {
+                        connect_err(format!(
+                            "TLS handshake timed out after {:?}",
+                            config.connect_timeout
+                        ))
+                    })?
+                    .map_err(|e| connect_err(format!("TLS handshake failed: {e}")))?;
+                let (r, w) = tokio::io::split(stream);
+                Self::over(addr.to_string(), r, w, config).await
+            }
+        }
     }
 
     /// Runs the protocol over any byte stream (tests use in-memory duplex streams).

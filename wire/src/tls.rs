@@ -1,0 +1,161 @@
+//! TLS for Kafka connections (rustls, ring provider), from PEM files: the client side for
+//! the daemon (trusted CAs, an optional client certificate for mTLS, the server name to
+//! verify) and the server side for kmirror-broker (certificate chain and key, and a CA
+//! that client certificates must chain to when mTLS is required). TLS 1.2 and 1.3.
+//!
+//! Errors name the file and what is wrong with it, never a key's content.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+
+pub use tokio_rustls::rustls::ServerConfig as TlsServerConfig;
+pub use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+/// A TLS setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn file_error(path: &Path, message: impl Into<String>) -> TlsError {
+    TlsError::File {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The certificates of a PEM file (at least one).
+pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(path, format!("cannot read certificates: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(path, format!("not a PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(file_error(path, "holds no PEM certificate"));
+    }
+    Ok(certs)
+}
+
+/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| file_error(path, format!("holds no usable PEM private key ({e})")))
+}
+
+fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| file_error(ca, format!("not a usable CA certificate: {e}")))?;
+    }
+    Ok(roots)
+}
+
+/// What a client needs to open TLS connections.
+#[derive(Clone)]
+pub struct ClientTls {
+    pub config: Arc<ClientConfig>,
+    /// The name the server's certificate must carry; `None`: the host of the address.
+    pub server_name: Option<String>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    /// Trusts the CAs in `ca` (the system's when `None`); presents `cert` and `key` when
+    /// given (mTLS).
+    pub fn new(
+        ca: Option<&Path>,
+        cert_and_key: Option<(&Path, &Path)>,
+        server_name: Option<String>,
+    ) -> Result<Self, TlsError> {
+        let roots = match ca {
+            Some(ca) => roots(ca)?,
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                let mut roots = RootCertStore::empty();
+                let (added, _) = roots.add_parsable_certificates(found.certs);
+                if added == 0 {
+                    return Err(TlsError::Config(
+                        "no CA file given and no system CA certificates found; set `ca`".into(),
+                    ));
+                }
+                roots
+            }
+        };
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots);
+        let config = match cert_and_key {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(certificates(cert)?, private_key(key)?)
+                .map_err(|e| file_error(key, format!("does not match {}: {e}", cert.display())))?,
+            None => builder.with_no_client_auth(),
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+
+    /// The name to verify for a connection to `addr` (`host:port`).
+    pub fn server_name_for(&self, addr: &str) -> Result<ServerName<'static>, TlsError> {
+        let host = match &self.server_name {
+            Some(name) => name.as_str(),
+            None => addr
+                .rsplit_once(':')
+                .map_or(addr, |(host, _)| host)
+                .trim_start_matches('[')
+                .trim_end_matches(']'),
+        };
+        ServerName::try_from(host.to_string())
+            .map_err(|e| TlsError::Config(format!("{host:?} is not a valid TLS server name: {e}")))
+    }
+}
+
+/// A server config presenting `cert` (chain) and `key`; with `client_ca`, clients must
+/// present a certificate that chains to it (mTLS).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(ca)?),
+                provider(),
+            )
+            .build()
+            .map_err(|e| file_error(ca, format!("cannot verify clients with it: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(certificates(cert)?, private_key(key)?)
+        .map_err(|e| file_error(key, format!("does not match {}: {e}", cert.display())))?;
+    Ok(Arc::new(config))
+}

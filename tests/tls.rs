@@ -1,7 +1,8 @@
 //! TLS (issue 11, first part): kmirror-broker's listener speaks TLS with `--tls-cert` and
 //! `--tls-key` (mTLS with `--tls-client-ca`), and the daemon connects with a cluster's
 //! `tls: { ca, cert, key, server_name }`. Certificates come from `scripts/gen-certs.sh`
-//! (two throw-away CAs). Proven with kcat (librdkafka) over SSL, a plaintext client
+//! (two throw-away CAs). Proven with kcat (librdkafka) over SSL, confluent-kafka over SSL
+//! with a client certificate, a plaintext client and a client without certificate
 //! refused, the daemon mirroring between two TLS brokers of different CAs (the target
 //! requiring a client certificate), and an untrusted CA reported clearly, never plaintext.
 
@@ -132,6 +133,21 @@ fn the_daemon_mirrors_between_tls_brokers_of_different_cas() {
     assert!(east
         .log
         .wait_for("TLS handshake failed", Duration::from_secs(10)));
+    // confluent-kafka over SSL with a client certificate (west requires one), byte-equal.
+    let roundtrip = run_python(
+        "ssl_roundtrip.py",
+        &[
+            &west.addr(),
+            "confluent",
+            &west_ca,
+            &path(&west_certs, "client.pem"),
+            &path(&west_certs, "client.key"),
+        ],
+    );
+    assert!(
+        roundtrip.contains("ROUNDTRIP sent=200 received=200 equal=true"),
+        "{roundtrip}"
+    );
     // Without a client certificate, west refuses the connection.
     let anonymous = kcat_ssl(&west, &west_certs, false, &["-L", "-m", "3"]);
     assert!(!anonymous.status.success());

@@ -2,13 +2,32 @@
 
 use std::path::Path;
 
-/// Environment for the examples: every `${VAR}` they use resolves to a placeholder.
-fn example_env(_name: &str) -> Option<String> {
-    Some("example-secret".to_string())
+/// Throw-away certificates (scripts/gen-certs.sh) for the examples that use TLS.
+fn certificates() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-certs.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
 }
 
 #[test]
 fn every_example_topology_validates() {
+    let certs = certificates();
+    let certs_dir = certs.path().display().to_string();
+    // Every `${VAR}` resolves to a placeholder, except the certificates' directory.
+    let example_env = |name: &str| match name {
+        "KMIRROR_CERTS" => Some(certs_dir.clone()),
+        _ => Some("example-secret".to_string()),
+    };
     let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     let mut files: Vec<_> = std::fs::read_dir(&directory)
         .expect("configs/ exists")

@@ -170,6 +170,9 @@ pub struct Embedded {
     pub data_dir: PathBuf,
     /// Partitions of topics the broker creates automatically (default 1).
     pub partitions: u32,
+    /// The broker's listener speaks TLS with `cert` and `key`, and the daemon trusts `ca`
+    /// (and checks `server_name`, default the listen IP) when it connects to it.
+    pub tls: Option<Tls>,
 }
 
 /// A string that must not be logged: `Debug` and `Display` print `***`.

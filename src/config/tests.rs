@@ -464,7 +464,7 @@ telemetry: { listen: \"127.0.0.1:3\" }
     for want in [
         "topology.yaml:2:41: clusters.both.embedded: a cluster is either remote (`bootstrap`) or `embedded`, not both",
         "topology.yaml:3:12: clusters.neither: missing `bootstrap`",
-        "topology.yaml:4:78: clusters.secure-embedded.sasl: embedded clusters are plaintext",
+        "topology.yaml:4:78: clusters.secure-embedded.sasl: embedded clusters do not authenticate",
         "topology.yaml:5:75: clusters.twice.request_timeout: set either `request_timeout_ms` or `request_timeout`, not both",
         "topology.yaml:7:31: clusters.emb2.embedded.listen: listen address 127.0.0.1:3 is also used by embedded cluster `emb1`",
         "topology.yaml:7:56: clusters.emb2.embedded.data_dir: data_dir \"same\" is also used by embedded cluster `emb1`",
@@ -709,4 +709,16 @@ fn mm2_compat_implies_mm2s_default_group_filter() {
         "  - { name: f, source: a, target: b, topics: { include: [x] } }\n",
     ));
     assert!(!plain.flows[0].mm2_compat && plain.flows[0].groups.is_none());
+}
+
+#[test]
+fn embedded_tls_needs_ca_cert_and_key() {
+    let error = single_error(
+        "clusters:\n  a: { embedded: { listen: \"127.0.0.1:1\", data_dir: d }, tls: { cert: c.pem } }\n  b: { bootstrap: [\"b:1\"] }\nflows:\n  - { name: f, source: a, target: b, topics: { include: [x] } }\n",
+    );
+    assert!(
+        error.contains("clusters.a.tls: an embedded cluster's tls needs")
+            && error.contains("missing: ca, key"),
+        "{error}"
+    );
 }

@@ -193,15 +193,17 @@ fn resolve_cluster(
         }
         (Some(bootstrap), None) => resolve_remote(diagnostics, path, &bootstrap, raw.tls, raw.sasl),
         (None, Some(embedded)) => {
-            for (key, present) in [("tls", raw.tls.is_some()), ("sasl", raw.sasl.is_some())] {
-                if present {
-                    diagnostics.at(
-                        &path.key(key),
-                        format!("embedded clusters are plaintext; `{key}` applies to remote clusters only"),
-                    );
-                }
+            if raw.sasl.is_some() {
+                diagnostics.at(
+                    &path.key("sasl"),
+                    "embedded clusters do not authenticate; `sasl` applies to remote clusters only",
+                );
             }
-            resolve_embedded(diagnostics, &path.key("embedded"), embedded).map(Connection::Embedded)
+            let tls = raw
+                .tls
+                .and_then(|t| resolve_embedded_tls(diagnostics, &path.key("tls"), t));
+            resolve_embedded(diagnostics, &path.key("embedded"), embedded)
+                .map(|e| Connection::Embedded(Embedded { tls, ..e }))
         }
     };
     if diagnostics.error_count() > errors_before {
@@ -440,7 +442,43 @@ fn resolve_embedded(
         listen: listen?,
         data_dir: PathBuf::from(raw.data_dir.0),
         partitions,
+        tls: None,
     })
+}
+
+/// An embedded cluster's `tls`: its broker presents `cert` and `key`, and the daemon trusts
+/// `ca` when it connects to it, so all three are needed.
+fn resolve_embedded_tls(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    raw: RawTls,
+) -> Option<Tls> {
+    let missing: Vec<&str> = [
+        ("ca", raw.ca.is_none()),
+        ("cert", raw.cert.is_none()),
+        ("key", raw.key.is_none()),
+    ]
+    .iter()
+    .filter(|(_, absent)| *absent)
+    .map(|(name, _)| *name)
+    .collect();
+    if !missing.is_empty() {
+        diagnostics.at(
+            path,
+            format!(
+                "an embedded cluster's tls needs `ca` (trusted by the daemon), `cert` and `key` (its broker's); missing: {}",
+                missing.join(", ")
+            ),
+        );
+        return None;
+    }
+    let tls = resolve_tls(diagnostics, path, raw)?;
+    let (cert, key) = tls.cert_and_key.as_ref()?;
+    if let Err(e) = kmirror_wire::tls::server_config(cert, key, None) {
+        diagnostics.at(path, e.to_string());
+        return None;
+    }
+    Some(tls)
 }
 
 /// Two embedded brokers cannot share a listen address or a data directory.

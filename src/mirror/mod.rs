@@ -28,6 +28,8 @@ pub enum EngineError {
         #[source]
         source: kmirror_broker::ServerError,
     },
+    #[error("cannot start embedded cluster {cluster}: its TLS settings cannot be used: {reason}")]
+    EmbeddedTls { cluster: String, reason: String },
     #[error("{0}")]
     Telemetry(String),
 }
@@ -46,11 +48,24 @@ impl Embedded {
         let mut addrs = BTreeMap::new();
         for (name, cluster) in &topology.clusters {
             if let Connection::Embedded(e) = &cluster.connection {
+                // Checked by validation; files changed since then fail the start.
+                let tls = match e.tls.as_ref().and_then(|t| t.cert_and_key.as_ref()) {
+                    Some((cert, key)) => Some(
+                        kmirror_wire::tls::server_config(cert, key, None).map_err(|e| {
+                            EngineError::EmbeddedTls {
+                                cluster: name.clone(),
+                                reason: e.to_string(),
+                            }
+                        })?,
+                    ),
+                    None => None,
+                };
                 let config = kmirror_broker::BrokerConfig {
                     listen: e.listen,
                     data_dir: Some(e.data_dir.clone()),
                     default_partitions: e.partitions as i32,
                     cluster_id: format!("kmirror-embedded-{name}"),
+                    tls,
                     ..kmirror_broker::BrokerConfig::default()
                 };
                 let running = kmirror_broker::start(config).await.map_err(|source| {
@@ -87,9 +102,11 @@ pub fn client_for(cluster: &Cluster, embedded: &BTreeMap<String, String>) -> Clu
                 .as_ref()
                 .map(|t| t.client().map_err(|e| e.to_string())),
         ),
-        Connection::Embedded(_) => (
+        Connection::Embedded(e) => (
             embedded.get(&cluster.name).cloned().into_iter().collect(),
-            None,
+            e.tls
+                .as_ref()
+                .map(|t| t.client().map_err(|e| e.to_string())),
         ),
     };
     ClusterClient::new(ClientConfig {

@@ -8,23 +8,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::*;
-
-/// Runs scripts/gen-certs.sh into `dir`.
-fn certificates(dir: &Path) -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-certs.sh");
-    let out = Command::new("bash").arg(script).arg(dir).output().unwrap();
-    assert!(
-        out.status.success(),
-        "gen-certs.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir.to_path_buf()
-}
 
 fn path(dir: &Path, file: &str) -> String {
     dir.join(file).display().to_string()

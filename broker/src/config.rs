@@ -63,6 +63,11 @@ pub struct BrokerConfig {
     /// Every listener speaks TLS with this config (Kafka's SSL security protocol);
     /// `None`: plaintext.
     pub tls: Option<Arc<kmirror_wire::tls::TlsServerConfig>>,
+    /// Every listener requires SASL/PLAIN authentication against these users (Kafka's
+    /// SASL_SSL, or SASL_PLAINTEXT without `tls`); `None`: no authentication.
+    pub sasl: Option<crate::sasl::SaslUsers>,
+    /// Allow SASL/PLAIN without TLS (passwords in clear on the network).
+    pub sasl_plain_without_tls: bool,
 }
 
 impl Default for BrokerConfig {
@@ -91,6 +96,8 @@ impl Default for BrokerConfig {
             shutdown_grace: Duration::from_secs(10),
             emulate_kafka: KafkaRelease::default(),
             tls: None,
+            sasl: None,
+            sasl_plain_without_tls: false,
         }
     }
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Request, VersionRange};
+use kafka_protocol::protocol::{Request, StrBytes, VersionRange};
 use kmirror_wire::frame::{self, RequestPrefix};
 use kmirror_wire::versions::codec_range;
 
@@ -29,6 +29,8 @@ pub enum Outcome {
     /// Produce with acks=0: no response at all.
     NoResponse,
     Close(String),
+    /// Send the response, then close (a failed SASL exchange).
+    RespondAndClose(Bytes, String),
 }
 
 /// `codec_range::<R>()` with the minimum lowered to `min` and the maximum capped at `max`.
@@ -84,6 +86,10 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
             adv::<AlterPartitionReassignmentsRequest>(None, None)
         }
         ApiKey::ListPartitionReassignments => adv::<ListPartitionReassignmentsRequest>(None, None),
+        // 0-1 as Kafka advertises (librdkafka needs v0 in the range to use SASL at all);
+        // a v0 handshake, followed by unframed tokens (before KIP-152), is refused.
+        ApiKey::SaslHandshake => adv::<SaslHandshakeRequest>(None, None),
+        ApiKey::SaslAuthenticate => adv::<SaslAuthenticateRequest>(None, None),
         _ => return None,
     })
 }
@@ -186,6 +192,25 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
         return not_coordinator(&mut frame, corr, version, key).await;
     }
     match key {
+        // Outside a SASL exchange (a listener without SASL, or after authentication):
+        // KafkaApis.handleSaslHandshakeRequest / handleSaslAuthenticateRequest.
+        ApiKey::SaslHandshake => {
+            sync(&mut frame, corr, version, |_: SaslHandshakeRequest| {
+                SaslHandshakeResponse::default()
+                    .with_error_code(ResponseError::IllegalSaslState.code())
+            })
+            .await
+        }
+        ApiKey::SaslAuthenticate => {
+            sync(&mut frame, corr, version, |_: SaslAuthenticateRequest| {
+                SaslAuthenticateResponse::default()
+                    .with_error_code(ResponseError::IllegalSaslState.code())
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "SaslAuthenticate request received after successful authentication",
+                    )))
+            })
+            .await
+        }
         ApiKey::ApiVersions => {
             sync(&mut frame, corr, version, |r| {
                 handlers::api_versions::handle(broker, r, version)
@@ -434,7 +459,7 @@ where
 }
 
 /// [`route`] for handlers that do not wait.
-async fn sync<R: Request>(
+pub(crate) async fn sync<R: Request>(
     frame: &mut Bytes,
     corr: i32,
     version: i16,

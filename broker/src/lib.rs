@@ -13,6 +13,7 @@ pub mod groups;
 pub mod handlers;
 pub mod log;
 pub mod producers;
+pub mod sasl;
 pub mod server;
 pub mod state;
 pub mod topic_config;

@@ -131,6 +131,13 @@ struct Args {
     /// PEM CA: clients must present a certificate that chains to it (mTLS).
     #[arg(long, env = "KMIRROR_BROKER_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// `name:password` lines (mode 600): every listener then requires SASL/PLAIN
+    /// authentication as one of these users (SASL_SSL with --tls-cert).
+    #[arg(long, env = "KMIRROR_BROKER_SASL_USERS")]
+    sasl_users: Option<PathBuf>,
+    /// Allow SASL/PLAIN on a listener without TLS (passwords in clear).
+    #[arg(long, env = "KMIRROR_BROKER_SASL_PLAIN_WITHOUT_TLS")]
+    sasl_plain_without_tls: bool,
     /// Log filter, e.g. info, debug, kmirror_broker=debug.
     #[arg(long, env = "KMIRROR_BROKER_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -181,6 +188,13 @@ fn main() -> anyhow::Result<()> {
             )?),
             _ => None,
         },
+        sasl: match &args.sasl_users {
+            Some(path) => {
+                Some(kmirror_broker::sasl::SaslUsers::from_file(path).map_err(anyhow::Error::msg)?)
+            }
+            None => None,
+        },
+        sasl_plain_without_tls: args.sasl_plain_without_tls,
         ..BrokerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new()?;

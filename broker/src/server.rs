@@ -34,6 +34,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Storage(#[from] TopicError),
+    #[error("SASL/PLAIN without TLS sends passwords in clear: give --tls-cert/--tls-key, or --sasl-plain-without-tls to allow it")]
+    PlainWithoutTls,
 }
 
 /// A running broker.
@@ -77,6 +79,9 @@ impl RunningBroker {
 /// Binds every node (and the admin listener), recovers storage and starts serving in
 /// the background.
 pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
+    if config.sasl.is_some() && config.tls.is_none() && !config.sasl_plain_without_tls {
+        return Err(ServerError::PlainWithoutTls);
+    }
     let mut listeners = Vec::new();
     for (node_id, addr) in config.node_addrs() {
         let listener = TcpListener::bind(addr)
@@ -141,7 +146,12 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         node_id = broker.config.node_id,
         nodes = broker.cluster.nodes().len(),
         emulate_kafka = %broker.versions.release(),
-        security_protocol = if broker.config.tls.is_some() { "SSL" } else { "PLAINTEXT" },
+        security_protocol = match (broker.config.tls.is_some(), broker.config.sasl.is_some()) {
+            (true, true) => "SASL_SSL",
+            (true, false) => "SSL",
+            (false, true) => "SASL_PLAINTEXT",
+            (false, false) => "PLAINTEXT",
+        },
         "kmirror-broker is accepting connections."
     );
     let task = tokio::spawn(run(broker.clone(), nodes.clone(), shutdown.clone()));
@@ -275,6 +285,7 @@ async fn serve_frames<R, W>(
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let mut session = crate::sasl::Session::default();
     let mut frames = FramedRead::new(
         read,
         kmirror_wire::frame::codec(broker.config.max_frame_bytes),
@@ -296,11 +307,24 @@ async fn serve_frames<R, W>(
                 break;
             }
         };
-        match dispatch::handle(&broker, peer, frame).await {
+        let intercepted = match &broker.config.sasl {
+            Some(users) => crate::sasl::intercept(users, &mut session, peer, &frame).await,
+            None => None,
+        };
+        let outcome = match intercepted {
+            Some(outcome) => outcome,
+            None => dispatch::handle(&broker, peer, frame).await,
+        };
+        match outcome {
             Outcome::Respond(bytes) => {
                 if tx.send(bytes).await.is_err() {
                     break;
                 }
+            }
+            Outcome::RespondAndClose(bytes, reason) => {
+                let _ = tx.send(bytes).await;
+                tracing::debug!(%peer, %reason, "Closing connection after the response.");
+                break;
             }
             Outcome::NoResponse => {}
             Outcome::Close(reason) => {

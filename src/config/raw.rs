@@ -122,12 +122,13 @@ pub struct RawTls {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a `sasl` mapping with `mechanism`, `username`, `password`"
+    expecting = "a `sasl` mapping with `mechanism`, `username`, and `password` or `password_file`"
 )]
 pub struct RawSasl {
     pub mechanism: Typed<SaslMechanism>,
     pub username: Text,
-    pub password: Secret,
+    pub password: Option<Secret>,
+    pub password_file: Option<Text>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -165,11 +165,11 @@ telemetry: { listen: \"127.0.0.1:9644\" }
 }
 
 /// TLS and SASL are not implemented: asking for either is an error at its position, so
-/// SASL: `validate` and `run` refuse the topology instead of connecting unauthenticated;
-/// mistakes inside the block are still reported, and no secret is printed. TLS files must
-/// exist and be readable.
+/// SASL SCRAM: `validate` and `run` refuse the topology instead of connecting
+/// unauthenticated (PLAIN is accepted); mistakes inside the block are still reported, and
+/// no secret is printed. TLS files must exist and be readable.
 #[test]
-fn sasl_is_refused_until_implemented_and_tls_files_are_checked() {
+fn scram_is_refused_until_implemented_and_tls_files_are_checked() {
     let text = "\
 clusters:
   a:
@@ -186,9 +186,8 @@ flows:
         "topology.yaml:4:10: clusters.a.tls: tls needs both `cert` and `key`",
         "topology.yaml:4:16: clusters.a.tls.ca: cannot read /etc/kmirror/ca.pem",
         "topology.yaml:4:43: clusters.a.tls.cert: cannot read /c.pem",
+        "topology.yaml:5:24: clusters.a.sasl.mechanism: SCRAM is not implemented yet",
         "topology.yaml:5:49: clusters.a.sasl.username: sasl username must not be empty",
-        "topology.yaml:5:11: clusters.a.sasl: SASL is not implemented yet",
-        "topology.yaml:6:34: clusters.b.sasl: SASL is not implemented yet",
     ];
     for want in expected {
         assert!(
@@ -721,4 +720,24 @@ fn embedded_tls_needs_ca_cert_and_key() {
             && error.contains("missing: ca, key"),
         "{error}"
     );
+}
+
+#[test]
+fn sasl_plain_takes_a_password_or_a_password_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "from-file\n").unwrap();
+    let text = format!(
+        "clusters:\n  a: {{ bootstrap: [\"a:1\"], sasl: {{ mechanism: PLAIN, username: u, password_file: \"{}\" }} }}\n  b: {{ bootstrap: [\"b:1\"], sasl: {{ mechanism: PLAIN, username: v, password: \"${{EAST_PASSWORD}}\" }} }}\nflows:\n  - {{ name: f, source: a, target: b, topics: {{ include: [x] }} }}\n",
+        file.display()
+    );
+    let topology = parse_ok(&text);
+    let sasl = |name: &str| match &topology.cluster(name).unwrap().connection {
+        Connection::Remote(r) => r.sasl.clone().unwrap(),
+        Connection::Embedded(_) => unreachable!(),
+    };
+    assert_eq!(sasl("a").password.expose(), "from-file");
+    assert_eq!(sasl("b").password.expose(), "correct horse battery staple");
+    let both = single_error(&text.replace("password_file:", "password: x, password_file:"));
+    assert!(both.contains("not both"), "{both}");
 }

@@ -18,7 +18,8 @@ use super::raw::{
 use super::units::{parse_duration, parse_size};
 use super::{
     BrokerAddress, Cluster, ConfigErrors, Connection, Delivery, Embedded, Flow, Groups, Limits,
-    PartitionPolicy, Remote, StartFrom, SyncConfigs, Telemetry, Tls, Topology,
+    PartitionPolicy, Remote, Sasl, SaslMechanism, Secret, StartFrom, SyncConfigs, Telemetry, Tls,
+    Topology,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -308,27 +309,12 @@ fn resolve_remote(
         }
     }
     let tls = tls.and_then(|raw| resolve_tls(diagnostics, &path.key("tls"), raw));
-    // SASL is parsed, so its own mistakes are reported too, but refused: the client cannot
-    // authenticate yet.
-    if let Some(raw) = sasl {
-        if raw.username.0.is_empty() {
-            diagnostics.at(
-                &path.key("sasl").key("username"),
-                "sasl username must not be empty",
-            );
-        }
-        if raw.password.expose().is_empty() {
-            diagnostics.at(
-                &path.key("sasl").key("password"),
-                "sasl password must not be empty",
-            );
-        }
-        diagnostics.at(&path.key("sasl"), NOT_IMPLEMENTED_SASL);
-    }
+    let sasl = sasl.and_then(|raw| resolve_sasl(diagnostics, &path.key("sasl"), raw));
     (addresses.len() == bootstrap.len() && !addresses.is_empty()).then_some(Connection::Remote(
         Remote {
             bootstrap: addresses,
             tls,
+            sasl,
         },
     ))
 }
@@ -377,7 +363,50 @@ fn resolve_tls(diagnostics: &mut Diagnostics<'_>, path: &FieldPath, raw: RawTls)
     Some(tls)
 }
 /// Why a topology with `sasl` is refused.
-const NOT_IMPLEMENTED_SASL: &str = "SASL is not implemented yet: kmirror cannot authenticate, so a topology that asks for SASL is refused; remove `sasl` only if the cluster accepts unauthenticated clients";
+const NOT_IMPLEMENTED_SCRAM: &str = "SCRAM is not implemented yet: kmirror cannot authenticate with it, so a topology that asks for it is refused; use PLAIN (over TLS) if the cluster enables it";
+
+/// A cluster's `sasl`: PLAIN with a username and exactly one of `password` (e.g.
+/// `${VAR}`) and `password_file` (read now; a trailing newline is dropped).
+fn resolve_sasl(diagnostics: &mut Diagnostics<'_>, path: &FieldPath, raw: RawSasl) -> Option<Sasl> {
+    let errors_before = diagnostics.error_count();
+    if raw.mechanism.0 != SaslMechanism::Plain {
+        diagnostics.at(&path.key("mechanism"), NOT_IMPLEMENTED_SCRAM);
+    }
+    if raw.username.0.is_empty() {
+        diagnostics.at(&path.key("username"), "sasl username must not be empty");
+    }
+    let password = match (raw.password, raw.password_file) {
+        (Some(password), None) => Some(password),
+        (None, Some(file)) => match std::fs::read_to_string(&file.0) {
+            Ok(text) => Some(Secret::new(text.trim_end_matches(['\n', '\r']))),
+            Err(e) => {
+                diagnostics.at(
+                    &path.key("password_file"),
+                    format!("cannot read {}: {e}", file.0),
+                );
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            diagnostics.at(path, "give `password` or `password_file`, not both");
+            None
+        }
+        (None, None) => {
+            diagnostics.at(path, "missing `password` or `password_file`");
+            None
+        }
+    };
+    if password.as_ref().is_some_and(|p| p.expose().is_empty()) {
+        diagnostics.at(path, "sasl password must not be empty");
+    }
+    if diagnostics.error_count() > errors_before {
+        return None;
+    }
+    Some(Sasl {
+        username: raw.username.0,
+        password: password?,
+    })
+}
 
 /// `host:port` or `[ipv6]:port`.
 fn parse_broker_address(text: &str) -> Result<BrokerAddress, String> {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kmirror_wire::backoff::BackoffConfig;
-use kmirror_wire::messenger::MessengerConfig;
+use kmirror_wire::messenger::{MessengerConfig, SaslPlain};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientConfig, ClusterClient};
@@ -117,6 +117,13 @@ pub fn client_for(cluster: &Cluster, embedded: &BTreeMap<String, String>) -> Clu
             request_timeout: cluster.request_timeout,
             connect_timeout: cluster.connect_timeout,
             tls,
+            sasl: match &cluster.connection {
+                Connection::Remote(r) => r.sasl.as_ref().map(|s| SaslPlain {
+                    username: s.username.clone(),
+                    password: s.password.expose().to_string(),
+                }),
+                Connection::Embedded(_) => None,
+            },
             ..MessengerConfig::default()
         },
         backoff: BackoffConfig::default(),

@@ -30,3 +30,20 @@ pub fn one_flow(
         &format!("  - name: east-to-west\n    source: east\n    target: west\n    topics: {{ include: [\"{topics}\"] }}\n"),
     )
 }
+
+/// Throw-away TLS certificates in `dir` from `scripts/gen-certs.sh`: ca.pem, broker.pem and
+/// broker.key (localhost, 127.0.0.1), client.pem and client.key.
+pub fn certificates(dir: &std::path::Path) -> std::path::PathBuf {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gen-certs.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gen-certs.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.to_path_buf()
+}

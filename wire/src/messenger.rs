@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{
+    ApiVersionsRequest, ApiVersionsResponse, SaslAuthenticateRequest, SaslHandshakeRequest,
+};
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -69,6 +71,24 @@ pub struct MessengerConfig {
     /// `Some(Err(why))`: TLS was asked for but its settings cannot be used, so every
     /// connect fails with `why` (never falls back to plaintext).
     pub tls: Option<Result<crate::tls::ClientTls, String>>,
+    /// Authenticate with SASL/PLAIN after ApiVersions (KIP-152); `None`: no SASL.
+    pub sasl: Option<SaslPlain>,
+}
+
+/// SASL/PLAIN credentials; `Debug` never shows the password.
+#[derive(Clone)]
+pub struct SaslPlain {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SaslPlain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslPlain")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
 }
 
 impl Default for MessengerConfig {
@@ -80,6 +100,7 @@ impl Default for MessengerConfig {
             max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
             write_queue_frames: 16,
             tls: None,
+            sasl: None,
         }
     }
 }
@@ -212,7 +233,50 @@ impl Messenger {
         let started = tokio::time::Instant::now();
         m.versions = m.negotiate().await?;
         m.round_trip = started.elapsed();
+        if let Some(sasl) = m.config.sasl.clone() {
+            m.authenticate(&sasl).await?;
+        }
         Ok(m)
+    }
+
+    /// SASL/PLAIN: SaslHandshake v1, then SaslAuthenticate with `\0user\0password`
+    /// (RFC 4616). A refusal fails the connection with the broker's message, which never
+    /// holds the password.
+    async fn authenticate(&self, sasl: &SaslPlain) -> Result<(), RequestError> {
+        let refused = |message: String| RequestError::Connect {
+            addr: self.addr.clone(),
+            message,
+        };
+        let handshake =
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+        let version = self.versions.pick_within::<SaslHandshakeRequest>(
+            kafka_protocol::protocol::VersionRange { min: 1, max: 1 },
+        )?;
+        let resp = self.send_at(&handshake, version).await?;
+        if resp.error_code != 0 {
+            let enabled: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
+            return Err(refused(format!(
+                "SASL/PLAIN is not enabled on the broker (error {}, enabled: {})",
+                resp.error_code,
+                enabled.join(", ")
+            )));
+        }
+        let mut token = Vec::with_capacity(2 + sasl.username.len() + sasl.password.len());
+        token.push(0);
+        token.extend_from_slice(sasl.username.as_bytes());
+        token.push(0);
+        token.extend_from_slice(sasl.password.as_bytes());
+        let auth = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+        let version = self.versions.pick::<SaslAuthenticateRequest>()?;
+        let resp = self.send_at(&auth, version).await?;
+        if resp.error_code != 0 {
+            return Err(refused(format!(
+                "SASL/PLAIN authentication as {} failed: {}",
+                sasl.username,
+                resp.error_message.as_deref().unwrap_or("no reason given")
+            )));
+        }
+        Ok(())
     }
 
     async fn negotiate(&self) -> Result<BrokerVersions, RequestError> {

@@ -1,0 +1,227 @@
+//! SASL authentication on the broker's listeners (KIP-152): SaslHandshake v1, then
+//! SaslAuthenticate carrying PLAIN (RFC 4616) credentials, checked against the users of
+//! `--sasl-users`.
+//!
+//! Until a connection has authenticated only ApiVersions, SaslHandshake and
+//! SaslAuthenticate are served; any other request closes it (Kafka:
+//! `SaslServerAuthenticator.handleKafkaRequest`, IllegalSaslStateException). An unknown
+//! mechanism answers UNSUPPORTED_SASL_MECHANISM with the enabled ones and closes; a wrong
+//! user or password answers SASL_AUTHENTICATION_FAILED with Kafka's message and closes that
+//! connection only. The user name is logged, never the password. SCRAM is not implemented
+//! yet.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kmirror_wire::frame::{self, RequestPrefix};
+
+use crate::dispatch::{self, Outcome};
+
+/// The mechanisms this broker enables.
+pub const MECHANISMS: &[&str] = &["PLAIN"];
+
+/// Users allowed to authenticate, from `--sasl-users`.
+#[derive(Clone, Default)]
+pub struct SaslUsers {
+    passwords: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for SaslUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslUsers")
+            .field("users", &self.passwords.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SaslUsers {
+    /// Reads `name:password` lines (`#` starts a comment). The file must not be readable
+    /// by group or others, as it holds passwords.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let shown = path.display();
+        let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "{shown} holds passwords but its mode is {mode:o}: make it readable by its owner only (chmod 600)"
+                ));
+            }
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+        let mut passwords = HashMap::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.split_once(':') {
+                Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+                    passwords.insert(name.to_string(), password.to_string());
+                }
+                _ => return Err(format!("{shown}:{}: expected name:password", index + 1)),
+            }
+        }
+        if passwords.is_empty() {
+            return Err(format!("{shown} lists no users"));
+        }
+        Ok(Self { passwords })
+    }
+
+    fn check(&self, user: &str, password: &str) -> bool {
+        self.passwords.get(user).is_some_and(|p| p == password)
+    }
+}
+
+/// Where one connection is in the SASL exchange.
+#[derive(Debug, Default)]
+pub enum Session {
+    /// Expecting SaslHandshake (ApiVersions is allowed too).
+    #[default]
+    Handshake,
+    /// Handshake done with PLAIN; expecting SaslAuthenticate.
+    Authenticate,
+    /// Authenticated as this user: requests go to the handlers.
+    Done(String),
+}
+
+/// Handles `frame` while `session` is not authenticated yet; `None` passes it to the
+/// request handlers (ApiVersions, or any request once authenticated).
+pub(crate) async fn intercept(
+    users: &SaslUsers,
+    session: &mut Session,
+    peer: SocketAddr,
+    frame: &Bytes,
+) -> Option<Outcome> {
+    if matches!(session, Session::Done(_)) {
+        return None;
+    }
+    let prefix = match RequestPrefix::peek(frame) {
+        Ok(p) => p,
+        Err(e) => return Some(Outcome::Close(e.to_string())),
+    };
+    let key = ApiKey::try_from(prefix.api_key).ok();
+    match (key, &*session) {
+        (Some(ApiKey::ApiVersions), _) => None,
+        (Some(ApiKey::SaslHandshake), Session::Handshake) if prefix.api_version == 0 => {
+            Some(Outcome::Close(
+                "SaslHandshake v0 (unframed SASL tokens, before KIP-152) is not supported".into(),
+            ))
+        }
+        (Some(ApiKey::SaslHandshake), Session::Handshake) => Some(handshake(session, frame).await),
+        (Some(ApiKey::SaslAuthenticate), Session::Authenticate) => {
+            Some(authenticate(users, session, peer, frame).await)
+        }
+        _ => Some(Outcome::Close(format!(
+            "unexpected request (API key {}) during SASL authentication",
+            prefix.api_key
+        ))),
+    }
+}
+
+fn body(frame: &Bytes) -> Result<(Bytes, i32, i16), Outcome> {
+    let mut frame = frame.clone();
+    let version = RequestPrefix::peek(&frame)
+        .map_err(|e| Outcome::Close(e.to_string()))?
+        .api_version;
+    let header =
+        frame::decode_request_header(&mut frame).map_err(|e| Outcome::Close(e.to_string()))?;
+    Ok((frame, header.correlation_id, version))
+}
+
+async fn handshake(session: &mut Session, frame: &Bytes) -> Outcome {
+    let (mut frame, corr, version) = match body(frame) {
+        Ok(b) => b,
+        Err(outcome) => return outcome,
+    };
+    let mut accepted = false;
+    let outcome = dispatch::sync(&mut frame, corr, version, |r: SaslHandshakeRequest| {
+        accepted = MECHANISMS.contains(&r.mechanism.as_str());
+        let mut response = SaslHandshakeResponse::default().with_mechanisms(
+            MECHANISMS
+                .iter()
+                .map(|m| StrBytes::from_static_str(m))
+                .collect(),
+        );
+        if !accepted {
+            response.error_code = ResponseError::UnsupportedSaslMechanism.code();
+        }
+        response
+    })
+    .await;
+    if accepted {
+        *session = Session::Authenticate;
+        outcome
+    } else {
+        close_after(outcome, "unsupported SASL mechanism")
+    }
+}
+
+async fn authenticate(
+    users: &SaslUsers,
+    session: &mut Session,
+    peer: SocketAddr,
+    frame: &Bytes,
+) -> Outcome {
+    let (mut frame, corr, version) = match body(frame) {
+        Ok(b) => b,
+        Err(outcome) => return outcome,
+    };
+    let mut user = None;
+    let outcome = dispatch::sync(&mut frame, corr, version, |r: SaslAuthenticateRequest| {
+        // PLAIN: [authzid] NUL authcid NUL passwd (RFC 4616).
+        let mut parts = r.auth_bytes.split(|&b| b == 0);
+        let (authzid, authcid, password) = (parts.next(), parts.next(), parts.next());
+        let name = authcid.and_then(|a| std::str::from_utf8(a).ok());
+        let ok = match (authzid, name, password, parts.next()) {
+            (Some(z), Some(name), Some(p), None) => {
+                // Kafka's PlainSaslServer: an authorization id must equal the user.
+                (z.is_empty() || z == name.as_bytes())
+                    && std::str::from_utf8(p).is_ok_and(|p| users.check(name, p))
+            }
+            _ => false,
+        };
+        user = Some((name.unwrap_or("").to_string(), ok));
+        if ok {
+            SaslAuthenticateResponse::default()
+        } else {
+            // Kafka's PlainServerCallbackHandler message.
+            SaslAuthenticateResponse::default()
+                .with_error_code(ResponseError::SaslAuthenticationFailed.code())
+                .with_error_message(Some(StrBytes::from_static_str(
+                    "Authentication failed: Invalid username or password",
+                )))
+        }
+    })
+    .await;
+    match user {
+        Some((name, true)) => {
+            tracing::debug!(%peer, principal = %format!("User:{name}"), "SASL/PLAIN authentication succeeded.");
+            *session = Session::Done(name);
+            outcome
+        }
+        Some((name, false)) => {
+            tracing::warn!(%peer, principal = %format!("User:{name}"), "SASL/PLAIN authentication failed: invalid username or password; closing the connection.");
+            close_after(outcome, "SASL authentication failed")
+        }
+        None => outcome,
+    }
+}
+
+/// Sends `outcome`'s response, then closes the connection.
+fn close_after(outcome: Outcome, reason: &str) -> Outcome {
+    match outcome {
+        Outcome::Respond(bytes) => Outcome::RespondAndClose(bytes, reason.to_string()),
+        other => other,
+    }
+}

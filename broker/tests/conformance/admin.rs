@@ -354,6 +354,44 @@ async fn acl_apis_advertised(ctx: Ctx) -> Got {
     }
 }
 
+// ---- SASL outside an exchange --------------------------------------------------------
+
+async fn sasl_outside_exchange(ctx: Ctx) -> Got {
+    let handshake = SaslHandshakeRequest::default().with_mechanism(s("PLAIN"));
+    let h = match ctx.m.send_at(&handshake, 1).await {
+        Ok(r) => r.error_code,
+        Err(_) => return Got::Closed,
+    };
+    let auth =
+        SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from_static(b"\0u\0p"));
+    let a = match ctx.m.send_at(&auth, 2).await {
+        Ok(r) => r.error_code,
+        Err(_) => return Got::Closed,
+    };
+    if h == a {
+        Got::Code(h)
+    } else {
+        Got::Answer(format!("handshake {h}, authenticate {a}"))
+    }
+}
+
+async fn sasl_apis_advertised(ctx: Ctx) -> Got {
+    let m = ctx.connect().await;
+    match m.send_at(&ApiVersionsRequest::default(), 3).await {
+        Ok(r) => {
+            let ranges: Vec<(i16, i16, i16)> = r
+                .api_keys
+                .iter()
+                .filter(|k| k.api_key == 17 || k.api_key == 36)
+                .map(|k| (k.api_key, k.min_version, k.max_version))
+                .collect();
+            check("SASL API ranges", ranges, vec![(17, 0, 1), (36, 0, 2)])
+        }
+        Err(_) => Got::Closed,
+    }
+}
+
+const ILLEGAL_SASL_STATE: i16 = 34;
 const SECURITY_DISABLED: i16 = 54;
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 const ILLEGAL_GENERATION: i16 = 22;
@@ -377,6 +415,12 @@ pub(crate) use row;
 
 pub fn rows() -> Vec<Row> {
     let mut rows = vec![
+        row!("SaslHandshake and SaslAuthenticate on a listener without SASL: ILLEGAL_SASL_STATE",
+            "KafkaApis.handleSaslHandshakeRequest / handleSaslAuthenticateRequest",
+            Got::Code(ILLEGAL_SASL_STATE), |ctx| sasl_outside_exchange(ctx).await),
+        row!("ApiVersions advertises SaslHandshake 0-1 and SaslAuthenticate 0-2, as Kafka 4.1",
+            "ApiVersionsResponse (SaslHandshakeRequest.json, SaslAuthenticateRequest.json)", Got::Code(0),
+            |ctx| sasl_apis_advertised(ctx).await),
         row!("ListOffsets by time on a LogAppendTime topic: first offset of the batch, with the append time",
             "FileRecords.searchForTimestamp", Got::Code(0), |ctx| lat_lookup(ctx, Some(1_001), true).await),
         row!("ListOffsets max timestamp on a LogAppendTime topic: first offset, append time",

@@ -333,24 +333,28 @@ async fn acl_codes(ctx: Ctx, version: i16) -> Got {
     }
 }
 
-async fn acl_apis_advertised(ctx: Ctx) -> Got {
-    // A fresh connection, as a client's first request.
+/// `(key, min, max)` of the APIs `keys` in ApiVersions, asked on a fresh connection as a
+/// client's first request.
+async fn advertised(ctx: &Ctx, keys: &[i16]) -> Option<Vec<(i16, i16, i16)>> {
     let m = ctx.connect().await;
-    match m.send_at(&ApiVersionsRequest::default(), 3).await {
-        Ok(r) => {
-            let ranges: Vec<(i16, i16, i16)> = r
-                .api_keys
-                .iter()
-                .filter(|k| (29..=31).contains(&k.api_key))
-                .map(|k| (k.api_key, k.min_version, k.max_version))
-                .collect();
-            check(
-                "ACL API ranges",
-                ranges,
-                vec![(29, 1, 3), (30, 1, 3), (31, 1, 3)],
-            )
-        }
-        Err(_) => Got::Closed,
+    let r = m.send_at(&ApiVersionsRequest::default(), 3).await.ok()?;
+    Some(
+        r.api_keys
+            .iter()
+            .filter(|k| keys.contains(&k.api_key))
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect(),
+    )
+}
+
+async fn acl_apis_advertised(ctx: Ctx) -> Got {
+    match advertised(&ctx, &[29, 30, 31]).await {
+        Some(ranges) => check(
+            "ACL API ranges",
+            ranges,
+            vec![(29, 1, 3), (30, 1, 3), (31, 1, 3)],
+        ),
+        None => Got::Closed,
     }
 }
 
@@ -376,18 +380,9 @@ async fn sasl_outside_exchange(ctx: Ctx) -> Got {
 }
 
 async fn sasl_apis_advertised(ctx: Ctx) -> Got {
-    let m = ctx.connect().await;
-    match m.send_at(&ApiVersionsRequest::default(), 3).await {
-        Ok(r) => {
-            let ranges: Vec<(i16, i16, i16)> = r
-                .api_keys
-                .iter()
-                .filter(|k| k.api_key == 17 || k.api_key == 36)
-                .map(|k| (k.api_key, k.min_version, k.max_version))
-                .collect();
-            check("SASL API ranges", ranges, vec![(17, 0, 1), (36, 0, 2)])
-        }
-        Err(_) => Got::Closed,
+    match advertised(&ctx, &[17, 36]).await {
+        Some(ranges) => check("SASL API ranges", ranges, vec![(17, 0, 1), (36, 0, 2)]),
+        None => Got::Closed,
     }
 }
 

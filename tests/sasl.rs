@@ -1,11 +1,11 @@
 //! SASL/PLAIN (issue 11, second part): kmirror-broker with `--sasl-users` (and TLS: the
 //! SASL_SSL protocol) authenticates clients with SaslHandshake v1 and SaslAuthenticate;
 //! the daemon authenticates with a cluster's `sasl: { mechanism: PLAIN, username,
-//! password | password_file }`. Proven with kcat (librdkafka) over SASL_SSL, a wrong
-//! password and an unknown user refused with Kafka's error while other connections go on,
-//! no password in any log, a users file readable by others and PLAIN without TLS refused
-//! at start, and the daemon mirroring from a SASL_SSL source (and reporting a wrong
-//! password clearly).
+//! password | password_file }`. Proven with kcat (librdkafka) and kafka-python over
+//! SASL_SSL, a wrong password and an unknown user refused with Kafka's error while other
+//! connections go on, no password in any log, a users file readable by others and PLAIN
+//! without TLS refused at start, and the daemon mirroring from a SASL_SSL source (and
+//! reporting a wrong password clearly).
 
 mod support;
 
@@ -135,6 +135,21 @@ fn sasl_plain_over_tls_for_clients_and_the_daemon() {
     assert!(source
         .log
         .wait_for("principal=User:mallory", Duration::from_secs(10)));
+    // kafka-python with PLAIN over SSL, byte-equal.
+    let roundtrip = run_python(
+        "sasl_kafka_python.py",
+        &[
+            &addr,
+            "kafka-python",
+            &ca.display().to_string(),
+            "bob",
+            "bob-pw-2",
+        ],
+    );
+    assert!(
+        roundtrip.contains("ROUNDTRIP sent=100 received=100 equal=true"),
+        "{roundtrip}"
+    );
     // Everyone else goes on.
     assert!(produce(&addr, &ca, "bob", "bob-pw-2", "three\n"));
     assert_eq!(consume(&addr, &ca, "bob", "bob-pw-2"), "one\ntwo\nthree\n");

@@ -130,6 +130,28 @@ fn the_daemon_mirrors_between_tls_brokers_of_different_cas() {
         roundtrip.contains("ROUNDTRIP sent=200 received=200 equal=true"),
         "{roundtrip}"
     );
+    // A client certificate from another CA is refused too.
+    let foreign = kcat()
+        .args(["-b", &west.addr(), "-X", "security.protocol=SSL"])
+        .args(["-X", &format!("ssl.ca.location={west_ca}")])
+        .args([
+            "-X",
+            &format!(
+                "ssl.certificate.location={}",
+                path(&east_certs, "client.pem")
+            ),
+        ])
+        .args([
+            "-X",
+            &format!("ssl.key.location={}", path(&east_certs, "client.key")),
+        ])
+        .args(["-L", "-m", "3"])
+        .output()
+        .unwrap();
+    assert!(!foreign.status.success());
+    assert!(west
+        .log
+        .wait_for("TLS handshake failed", Duration::from_secs(10)));
     // Without a client certificate, west refuses the connection.
     let anonymous = kcat_ssl(&west.addr(), &west_certs, false, &["-L", "-m", "3"]);
     assert!(!anonymous.status.success());

@@ -4,8 +4,9 @@
 //! password | password_file }`. Proven with kcat (librdkafka) and kafka-python over
 //! SASL_SSL, a wrong password and an unknown user refused with Kafka's error while other
 //! connections go on, no password in any log, a users file readable by others and PLAIN
-//! without TLS refused at start, and the daemon mirroring from a SASL_SSL source (and
-//! reporting a wrong password clearly).
+//! without TLS refused at start, and the daemon mirroring between two SASL_SSL brokers
+//! with different users and CAs, byte-equal, no password in any log (and reporting a wrong
+//! password clearly).
 
 mod support;
 
@@ -17,6 +18,7 @@ use support::*;
 
 const PASSWORD: &str = "alice-s3cret-pw";
 const WRONG: &str = "not-the-password";
+const CAROL: &str = "carol-on-west-pw";
 
 /// A users file with `mode`.
 fn users(dir: &Path, mode: u32) -> PathBuf {
@@ -177,14 +179,34 @@ fn sasl_plain_over_tls_for_clients_and_the_daemon() {
     assert!(err.contains("without TLS"), "{err}");
 
     // The daemon reads the SASL_SSL source (password from a file) into a plaintext target.
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    // The target is SASL_SSL too, with its own CA and its own user.
+    let west_certs = certificates(&dir.path().join("west-certs"));
+    let west_ca = west_certs.join("ca.pem");
+    let west_users = dir.path().join("west-users");
+    std::fs::write(&west_users, format!("carol:{CAROL}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&west_users, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let target = BrokerProcess::start(
+        &dir.path().join("target"),
+        &[
+            "--tls-cert",
+            &west_certs.join("broker.pem").display().to_string(),
+            "--tls-key",
+            &west_certs.join("broker.key").display().to_string(),
+            "--sasl-users",
+            &west_users.display().to_string(),
+        ],
+    );
     let password_file = dir.path().join("alice.password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
     let topology = |password: &str| {
         format!(
-            "clusters:\n  east:\n    bootstrap: [\"{addr}\"]\n    tls: {{ ca: \"{}\" }}\n    sasl: {{ mechanism: PLAIN, username: alice, {password} }}\n  west:\n    bootstrap: [\"{}\"]\nflows:\n  - name: east-to-west\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"orders\"] }}\n",
+            "clusters:\n  east:\n    bootstrap: [\"{addr}\"]\n    tls: {{ ca: \"{}\" }}\n    sasl: {{ mechanism: PLAIN, username: alice, {password} }}\n  west:\n    bootstrap: [\"{}\"]\n    tls: {{ ca: \"{}\" }}\n    sasl: {{ mechanism: PLAIN, username: carol, password: \"${{CAROL_PW}}\" }}\nflows:\n  - name: east-to-west\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"orders\"] }}\n",
             ca.display(),
-            target.addr()
+            target.addr(),
+            west_ca.display()
         )
     };
     let good = dir.path().join("good.yaml");
@@ -193,17 +215,22 @@ fn sasl_plain_over_tls_for_clients_and_the_daemon() {
         topology(&format!("password_file: \"{}\"", password_file.display())),
     )
     .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let daemon = DaemonProcess::start(&good);
-    support::cluster::wait_for_records(&rt, &target.addr(), "orders", 3, &daemon);
-    assert!(
-        !daemon.log.contains(PASSWORD),
-        "the daemon logged the password"
-    );
+    let daemon = DaemonProcess::start_with(&good, &[], &[("CAROL_PW", CAROL)]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while consume(&target.addr(), &west_ca, "carol", CAROL) != "one\ntwo\nthree\n" {
+        assert!(Instant::now() < deadline, "{}", daemon.log.tail(20));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for log in [&daemon.log, &source.log, &target.log] {
+        assert!(
+            !log.contains(PASSWORD) && !log.contains(CAROL),
+            "a password was logged"
+        );
+    }
 
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, topology("password: \"${WRONG_PW}\"")).unwrap();
-    let refused = DaemonProcess::start_with(&bad, &[], &[("WRONG_PW", WRONG)]);
+    let refused = DaemonProcess::start_with(&bad, &[], &[("WRONG_PW", WRONG), ("CAROL_PW", CAROL)]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let line = loop {
         if let Some(line) = refused

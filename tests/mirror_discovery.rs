@@ -846,24 +846,24 @@ fn validate_reports_every_error_with_its_position() {
     assert_eq!(errors.len(), 4, "{text}");
 }
 
-/// SASL SCRAM is not implemented, so a topology asking for it is refused by both `kmirror
-/// validate` and `kmirror run`, with the setting's position; so is a TLS CA file that cannot
-/// be read. The daemon never connects in plaintext or unauthenticated instead.
+/// A SASL block with an empty user and a TLS CA file that cannot be read are refused by
+/// both `kmirror validate` and `kmirror run`, with the setting's position, and the password
+/// is not printed. The daemon never connects in plaintext or unauthenticated instead.
 #[test]
-fn scram_and_unreadable_tls_files_are_refused_by_validate_and_run() {
+fn bad_sasl_and_unreadable_tls_files_are_refused_by_validate_and_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("secure.yaml");
     std::fs::write(
         &path,
         concat!(
-            "clusters:\n",                                                                // 1
-            "  east:\n",                                                                  // 2
-            "    bootstrap: [\"127.0.0.1:9092\"]\n",                                      // 3
-            "    tls: { ca: /etc/kmirror/ca.pem }\n",                                     // 4
-            "  west:\n",                                                                  // 5
-            "    bootstrap: [\"127.0.0.1:9093\"]\n",                                      // 6
-            "    sasl: { mechanism: SCRAM-SHA-512, username: u, password: \"${PW}\" }\n", // 7
-            "flows:\n",                                                                   // 8
+            "clusters:\n",                                                                   // 1
+            "  east:\n",                                                                     // 2
+            "    bootstrap: [\"127.0.0.1:9092\"]\n",                                         // 3
+            "    tls: { ca: /etc/kmirror/ca.pem }\n",                                        // 4
+            "  west:\n",                                                                     // 5
+            "    bootstrap: [\"127.0.0.1:9093\"]\n",                                         // 6
+            "    sasl: { mechanism: SCRAM-SHA-512, username: \"\", password: \"${PW}\" }\n", // 7
+            "flows:\n",                                                                      // 8
             "  - { name: f, source: east, target: west, topics: { include: [x] } }\n",
         ),
     )
@@ -888,8 +888,8 @@ fn scram_and_unreadable_tls_files_are_refused_by_validate_and_run() {
                 "cannot read /etc/kmirror/ca.pem",
             ),
             (
-                "7:24: clusters.west.sasl.mechanism:",
-                "SCRAM is not implemented yet",
+                "7:49: clusters.west.sasl.username:",
+                "sasl username must not be empty",
             ),
         ] {
             let prefix = format!("{file}:{position}");

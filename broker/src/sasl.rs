@@ -1,14 +1,15 @@
 //! SASL authentication on the broker's listeners (KIP-152): SaslHandshake v1, then
-//! SaslAuthenticate carrying PLAIN (RFC 4616) credentials, checked against the users of
-//! `--sasl-users`.
+//! SaslAuthenticate carrying PLAIN (RFC 4616) credentials, or the two rounds of
+//! SCRAM-SHA-256/512 (RFC 5802/7677, [`kmirror_wire::scram`]), checked against the users of
+//! `--sasl-users` (their SCRAM credentials, salted, are derived at start).
 //!
 //! Until a connection has authenticated only ApiVersions, SaslHandshake and
 //! SaslAuthenticate are served; any other request closes it (Kafka:
 //! `SaslServerAuthenticator.handleKafkaRequest`, IllegalSaslStateException). An unknown
 //! mechanism answers UNSUPPORTED_SASL_MECHANISM with the enabled ones and closes; a wrong
 //! user or password answers SASL_AUTHENTICATION_FAILED with Kafka's message and closes that
-//! connection only. The user name is logged, never the password. SCRAM is not implemented
-//! yet.
+//! connection only (SCRAM: "Authentication failed: Invalid user credentials", as Kafka's
+//! ScramSaslServer). The user name is logged, never the password.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,14 +25,17 @@ use kafka_protocol::protocol::StrBytes;
 use kmirror_wire::frame::{self, RequestPrefix};
 
 use crate::dispatch::{self, Outcome};
+use kmirror_wire::scram::{self, Credential, Mechanism, MIN_ITERATIONS};
 
 /// The mechanisms this broker enables.
-pub const MECHANISMS: &[&str] = &["PLAIN"];
+pub const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 /// Users allowed to authenticate, from `--sasl-users`.
 #[derive(Clone, Default)]
 pub struct SaslUsers {
     passwords: HashMap<String, String>,
+    /// SCRAM credentials by (user, mechanism), salted with a random salt at start.
+    scram: HashMap<(String, Mechanism), Credential>,
 }
 
 impl std::fmt::Debug for SaslUsers {
@@ -75,7 +79,16 @@ impl SaslUsers {
         if passwords.is_empty() {
             return Err(format!("{shown} lists no users"));
         }
-        Ok(Self { passwords })
+        let mut scram = HashMap::new();
+        for (user, password) in &passwords {
+            for m in [Mechanism::Sha256, Mechanism::Sha512] {
+                scram.insert(
+                    (user.clone(), m),
+                    Credential::new(m, password, MIN_ITERATIONS),
+                );
+            }
+        }
+        Ok(Self { passwords, scram })
     }
 
     fn check(&self, user: &str, password: &str) -> bool {
@@ -91,6 +104,10 @@ pub enum Session {
     Handshake,
     /// Handshake done with PLAIN; expecting SaslAuthenticate.
     Authenticate,
+    /// Handshake done with SCRAM; expecting the client-first message.
+    ScramFirst(Mechanism),
+    /// SCRAM server-first sent; expecting the client-final message.
+    ScramFinal(Box<(scram::Server, Credential)>),
     /// Authenticated as this user: requests go to the handlers.
     Done(String),
 }
@@ -122,6 +139,9 @@ pub(crate) async fn intercept(
         (Some(ApiKey::SaslAuthenticate), Session::Authenticate) => {
             Some(authenticate(users, session, peer, frame).await)
         }
+        (Some(ApiKey::SaslAuthenticate), Session::ScramFirst(_) | Session::ScramFinal(_)) => {
+            Some(scram_round(users, session, peer, frame).await)
+        }
         _ => Some(Outcome::Close(format!(
             "unexpected request (API key {}) during SASL authentication",
             prefix.api_key
@@ -145,8 +165,10 @@ async fn handshake(session: &mut Session, frame: &Bytes) -> Outcome {
         Err(outcome) => return outcome,
     };
     let mut accepted = false;
+    let mut chosen = None;
     let outcome = dispatch::sync(&mut frame, corr, version, |r: SaslHandshakeRequest| {
         accepted = MECHANISMS.contains(&r.mechanism.as_str());
+        chosen = Mechanism::from_name(r.mechanism.as_str());
         let mut response = SaslHandshakeResponse::default().with_mechanisms(
             MECHANISMS
                 .iter()
@@ -160,7 +182,10 @@ async fn handshake(session: &mut Session, frame: &Bytes) -> Outcome {
     })
     .await;
     if accepted {
-        *session = Session::Authenticate;
+        *session = match chosen {
+            Some(m) => Session::ScramFirst(m),
+            None => Session::Authenticate,
+        };
         outcome
     } else {
         close_after(outcome, "unsupported SASL mechanism")
@@ -196,11 +221,7 @@ async fn authenticate(
             SaslAuthenticateResponse::default()
         } else {
             // Kafka's PlainServerCallbackHandler message.
-            SaslAuthenticateResponse::default()
-                .with_error_code(ResponseError::SaslAuthenticationFailed.code())
-                .with_error_message(Some(StrBytes::from_static_str(
-                    "Authentication failed: Invalid username or password",
-                )))
+            refusal("Authentication failed: Invalid username or password".into())
         }
     })
     .await;
@@ -216,6 +237,74 @@ async fn authenticate(
         }
         None => outcome,
     }
+}
+
+/// One SCRAM round: client-first -> server-first, then client-final -> server-final.
+async fn scram_round(
+    users: &SaslUsers,
+    session: &mut Session,
+    peer: SocketAddr,
+    frame: &Bytes,
+) -> Outcome {
+    let (mut frame, corr, version) = match body(frame) {
+        Ok(b) => b,
+        Err(outcome) => return outcome,
+    };
+    let state = std::mem::take(session);
+    let mut next = None;
+    let mut failed: Option<String> = None;
+    let mut principal = String::new();
+    let outcome = dispatch::sync(&mut frame, corr, version, |r: SaslAuthenticateRequest| {
+        let result = match state {
+            Session::ScramFirst(m) => scram::Server::start(m, &r.auth_bytes, |user| {
+                users.scram.get(&(user.to_string(), m)).cloned()
+            })
+            .map(|(server, credential, reply)| {
+                next = Some(Session::ScramFinal(Box::new((server, credential))));
+                reply
+            }),
+            Session::ScramFinal(exchange) => {
+                let (server, credential) = *exchange;
+                let user = server.user().to_string();
+                principal = user.clone();
+                let finished = server.finish(&credential, &r.auth_bytes);
+                if finished.is_ok() {
+                    next = Some(Session::Done(user));
+                }
+                finished
+            }
+            _ => Err(scram::ScramError("unexpected SCRAM state".into())),
+        };
+        match result {
+            Ok(reply) => SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(reply)),
+            Err(e) => {
+                failed = Some(e.0.clone());
+                refusal(e.0)
+            }
+        }
+    })
+    .await;
+    match (next, failed) {
+        (Some(next), None) => {
+            if let Session::Done(user) = &next {
+                tracing::debug!(%peer, principal = %format!("User:{user}"), "SASL/SCRAM authentication succeeded.");
+            }
+            *session = next;
+            outcome
+        }
+        (_, Some(reason)) => {
+            tracing::warn!(%peer, principal = %format!("User:{principal}"), %reason, "SASL/SCRAM authentication failed; closing the connection.");
+            close_after(outcome, "SASL authentication failed")
+        }
+        (None, None) => outcome,
+    }
+}
+
+/// A SaslAuthenticate answer refusing the client with `message`.
+fn refusal(message: String) -> SaslAuthenticateResponse {
+    SaslAuthenticateResponse::default()
+        .with_error_code(ResponseError::SaslAuthenticationFailed.code())
+        .with_error_message(Some(StrBytes::from_string(message)))
 }
 
 /// Sends `outcome`'s response, then closes the connection.

@@ -8,8 +8,7 @@
 //! prints its value, and interpolated values are redacted from error messages.
 //!
 //! This module does not connect to clusters or start embedded brokers; it only describes
-//! what the daemon should do. SASL SCRAM mechanisms are parsed (so their mistakes are
-//! reported) and then refused: the client implements PLAIN only yet.
+//! what the daemon should do.
 
 mod diagnostics;
 pub mod graph;
@@ -106,13 +105,14 @@ pub struct Remote {
     pub bootstrap: Vec<BrokerAddress>,
     /// Connect with TLS (Kafka's SSL security protocol); `None`: plaintext.
     pub tls: Option<Tls>,
-    /// Authenticate with SASL/PLAIN (SASL_SSL with `tls`); `None`: no authentication.
+    /// Authenticate with SASL (SASL_SSL with `tls`); `None`: no authentication.
     pub sasl: Option<Sasl>,
 }
 
-/// SASL/PLAIN credentials of a remote cluster.
+/// SASL credentials of a remote cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sasl {
+    pub mechanism: SaslMechanism,
     pub username: String,
     pub password: Secret,
 }

@@ -18,8 +18,7 @@ use super::raw::{
 use super::units::{parse_duration, parse_size};
 use super::{
     BrokerAddress, Cluster, ConfigErrors, Connection, Delivery, Embedded, Flow, Groups, Limits,
-    PartitionPolicy, Remote, Sasl, SaslMechanism, Secret, StartFrom, SyncConfigs, Telemetry, Tls,
-    Topology,
+    PartitionPolicy, Remote, Sasl, Secret, StartFrom, SyncConfigs, Telemetry, Tls, Topology,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -363,15 +362,10 @@ fn resolve_tls(diagnostics: &mut Diagnostics<'_>, path: &FieldPath, raw: RawTls)
     Some(tls)
 }
 /// Why a topology with `sasl` is refused.
-const NOT_IMPLEMENTED_SCRAM: &str = "SCRAM is not implemented yet: kmirror cannot authenticate with it, so a topology that asks for it is refused; use PLAIN (over TLS) if the cluster enables it";
-
-/// A cluster's `sasl`: PLAIN with a username and exactly one of `password` (e.g.
+/// A cluster's `sasl`: a mechanism, a username and exactly one of `password` (e.g.
 /// `${VAR}`) and `password_file` (read now; a trailing newline is dropped).
 fn resolve_sasl(diagnostics: &mut Diagnostics<'_>, path: &FieldPath, raw: RawSasl) -> Option<Sasl> {
     let errors_before = diagnostics.error_count();
-    if raw.mechanism.0 != SaslMechanism::Plain {
-        diagnostics.at(&path.key("mechanism"), NOT_IMPLEMENTED_SCRAM);
-    }
     if raw.username.0.is_empty() {
         diagnostics.at(&path.key("username"), "sasl username must not be empty");
     }
@@ -403,6 +397,7 @@ fn resolve_sasl(diagnostics: &mut Diagnostics<'_>, path: &FieldPath, raw: RawSas
         return None;
     }
     Some(Sasl {
+        mechanism: raw.mechanism.0,
         username: raw.username.0,
         password: password?,
     })

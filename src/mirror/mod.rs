@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kmirror_wire::backoff::BackoffConfig;
-use kmirror_wire::messenger::{MessengerConfig, SaslPlain};
+use kmirror_wire::messenger::{MessengerConfig, SaslCredentials};
+use kmirror_wire::scram;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ClientConfig, ClusterClient};
-use crate::config::{Cluster, Connection, Topology};
+use crate::config::{Cluster, Connection, SaslMechanism, Topology};
 
 /// Errors starting the engine.
 #[derive(Debug, thiserror::Error)]
@@ -118,7 +119,12 @@ pub fn client_for(cluster: &Cluster, embedded: &BTreeMap<String, String>) -> Clu
             connect_timeout: cluster.connect_timeout,
             tls,
             sasl: match &cluster.connection {
-                Connection::Remote(r) => r.sasl.as_ref().map(|s| SaslPlain {
+                Connection::Remote(r) => r.sasl.as_ref().map(|s| SaslCredentials {
+                    scram: match s.mechanism {
+                        SaslMechanism::Plain => None,
+                        SaslMechanism::ScramSha256 => Some(scram::Mechanism::Sha256),
+                        SaslMechanism::ScramSha512 => Some(scram::Mechanism::Sha512),
+                    },
                     username: s.username.clone(),
                     password: s.password.expose().to_string(),
                 }),

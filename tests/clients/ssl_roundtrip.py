@@ -1,7 +1,7 @@
 """Produces records to a TLS listener and reads them back with confluent-kafka
-(librdkafka), with a client certificate when given:
+(librdkafka), with a client certificate, or SASL credentials, when given:
 
-  ssl_roundtrip.py BOOTSTRAP TOPIC CA [CERT KEY]
+  ssl_roundtrip.py BOOTSTRAP TOPIC CA [CERT KEY | sasl MECHANISM USER PASSWORD]
 
 prints `ROUNDTRIP sent=<n> received=<n> equal=<true|false>`; exits 1 on any error.
 """
@@ -19,7 +19,12 @@ def main():
         "security.protocol": "SSL",
         "ssl.ca.location": ca,
     }
-    if len(sys.argv) > 5:
+    if len(sys.argv) > 4 and sys.argv[4] == "sasl":
+        config["security.protocol"] = "SASL_SSL"
+        config["sasl.mechanisms"] = sys.argv[5]
+        config["sasl.username"] = sys.argv[6]
+        config["sasl.password"] = sys.argv[7]
+    elif len(sys.argv) > 5:
         config["ssl.certificate.location"] = sys.argv[4]
         config["ssl.key.location"] = sys.argv[5]
     sent = [(f"k{i}".encode(), f"value {i} \u00e9\u4e2d".encode("utf-8")) for i in range(200)]

@@ -3,7 +3,7 @@
 //! Frames and headers ([`frame`]), version selection ([`versions`]), the v2 record-batch
 //! view used to forward batches without decompressing them ([`batch`]), Kafka error-code
 //! classification ([`errors`]), backoff ([`backoff`]), the client connection
-//! ([`messenger`]) and TLS for both sides ([`tls`]). Message bodies are always encoded by the `kafka-protocol` crate; this
+//! ([`messenger`]), TLS for both sides ([`tls`]) and SCRAM ([`scram`]). Message bodies are always encoded by the `kafka-protocol` crate; this
 //! crate never hand-encodes a message that crate provides.
 
 pub mod backoff;
@@ -17,6 +17,7 @@ pub mod messenger;
 pub mod parts;
 pub mod rebuild;
 pub mod records;
+pub mod scram;
 pub mod tls;
 pub mod versions;
 pub mod walk;

@@ -71,20 +71,29 @@ pub struct MessengerConfig {
     /// `Some(Err(why))`: TLS was asked for but its settings cannot be used, so every
     /// connect fails with `why` (never falls back to plaintext).
     pub tls: Option<Result<crate::tls::ClientTls, String>>,
-    /// Authenticate with SASL/PLAIN after ApiVersions (KIP-152); `None`: no SASL.
-    pub sasl: Option<SaslPlain>,
+    /// Authenticate with SASL after ApiVersions (KIP-152); `None`: no SASL.
+    pub sasl: Option<SaslCredentials>,
 }
 
-/// SASL/PLAIN credentials; `Debug` never shows the password.
+/// SASL credentials; `Debug` never shows the password.
 #[derive(Clone)]
-pub struct SaslPlain {
+pub struct SaslCredentials {
+    /// PLAIN when `None`, else SCRAM with this hash.
+    pub scram: Option<crate::scram::Mechanism>,
     pub username: String,
     pub password: String,
 }
 
-impl std::fmt::Debug for SaslPlain {
+impl SaslCredentials {
+    fn mechanism(&self) -> &'static str {
+        self.scram.map_or("PLAIN", |m| m.name())
+    }
+}
+
+impl std::fmt::Debug for SaslCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SaslPlain")
+        f.debug_struct("SaslCredentials")
+            .field("mechanism", &self.mechanism())
             .field("username", &self.username)
             .field("password", &"***")
             .finish()
@@ -239,16 +248,18 @@ impl Messenger {
         Ok(m)
     }
 
-    /// SASL/PLAIN: SaslHandshake v1, then SaslAuthenticate with `\0user\0password`
-    /// (RFC 4616). A refusal fails the connection with the broker's message, which never
-    /// holds the password.
-    async fn authenticate(&self, sasl: &SaslPlain) -> Result<(), RequestError> {
+    /// SASL: SaslHandshake v1 with the mechanism, then SaslAuthenticate with
+    /// `\0user\0password` (PLAIN, RFC 4616) or the two SCRAM rounds (RFC 5802), checking
+    /// the server's signature. A refusal fails the connection with the broker's message,
+    /// which never holds the password.
+    async fn authenticate(&self, sasl: &SaslCredentials) -> Result<(), RequestError> {
         let refused = |message: String| RequestError::Connect {
             addr: self.addr.clone(),
             message,
         };
+        let mechanism = sasl.mechanism();
         let handshake =
-            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism));
         let version = self.versions.pick_within::<SaslHandshakeRequest>(
             kafka_protocol::protocol::VersionRange { min: 1, max: 1 },
         )?;
@@ -256,25 +267,48 @@ impl Messenger {
         if resp.error_code != 0 {
             let enabled: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
             return Err(refused(format!(
-                "SASL/PLAIN is not enabled on the broker (error {}, enabled: {})",
+                "SASL/{mechanism} is not enabled on the broker (error {}, enabled: {})",
                 resp.error_code,
                 enabled.join(", ")
             )));
         }
-        let mut token = Vec::with_capacity(2 + sasl.username.len() + sasl.password.len());
-        token.push(0);
-        token.extend_from_slice(sasl.username.as_bytes());
-        token.push(0);
-        token.extend_from_slice(sasl.password.as_bytes());
-        let auth = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
         let version = self.versions.pick::<SaslAuthenticateRequest>()?;
-        let resp = self.send_at(&auth, version).await?;
-        if resp.error_code != 0 {
-            return Err(refused(format!(
-                "SASL/PLAIN authentication as {} failed: {}",
-                sasl.username,
-                resp.error_message.as_deref().unwrap_or("no reason given")
-            )));
+        let failed = |what: String| {
+            refused(format!(
+                "SASL/{mechanism} authentication as {} failed: {what}",
+                sasl.username
+            ))
+        };
+        let round = |token: Vec<u8>| async move {
+            let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+            let resp = self.send_at(&req, version).await?;
+            if resp.error_code != 0 {
+                return Err(failed(
+                    resp.error_message
+                        .as_deref()
+                        .unwrap_or("no reason given")
+                        .to_string(),
+                ));
+            }
+            Ok(resp.auth_bytes)
+        };
+        match sasl.scram {
+            None => {
+                let mut token = Vec::with_capacity(2 + sasl.username.len() + sasl.password.len());
+                token.push(0);
+                token.extend_from_slice(sasl.username.as_bytes());
+                token.push(0);
+                token.extend_from_slice(sasl.password.as_bytes());
+                round(token).await?;
+            }
+            Some(m) => {
+                let (mut client, first) =
+                    crate::scram::Client::new(m, &sasl.username, &sasl.password);
+                let server_first = round(first).await?;
+                let last = client.final_message(&server_first).map_err(failed)?;
+                let server_final = round(last).await?;
+                client.verify(&server_final).map_err(failed)?;
+            }
         }
         Ok(())
     }

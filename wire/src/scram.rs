@@ -369,6 +369,45 @@ mod tests {
         assert!(client.verify(b"v=AAAA").is_err());
     }
 
+    /// Whatever a client sends, the server answers with an error, never a panic: random
+    /// bytes, and valid messages with bytes changed, cut short or extended.
+    #[test]
+    fn malformed_client_messages_are_errors_not_panics() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let stored = Credential::new(Mechanism::Sha256, "pw", MIN_ITERATIONS);
+        let lookup = |_: &str| Some(stored.clone());
+        for round in 0..400 {
+            let (mut client, first) = Client::new(Mechanism::Sha256, "user", "pw");
+            let mut message = first.clone();
+            match round % 4 {
+                0 => message = (0..next() % 64).map(|_| next() as u8).collect(),
+                1 => {
+                    let at = next() as usize % message.len();
+                    message[at] = next() as u8;
+                }
+                2 => message.truncate(next() as usize % message.len()),
+                _ => message.extend((0..next() % 8).map(|_| next() as u8)),
+            }
+            let _ = Server::start(Mechanism::Sha256, &message, lookup);
+            // A valid first round, then a damaged final message.
+            let (server, credential, server_first) =
+                Server::start(Mechanism::Sha256, &first, lookup).unwrap();
+            let mut last = client.final_message(&server_first).unwrap();
+            let at = next() as usize % last.len();
+            last[at] ^= 1 + (next() % 255) as u8;
+            if round % 3 == 0 {
+                last.truncate(at);
+            }
+            assert!(server.finish(&credential, &last).is_err(), "round {round}");
+        }
+    }
+
     #[test]
     fn client_and_server_agree_and_a_wrong_password_fails() {
         for m in [Mechanism::Sha256, Mechanism::Sha512] {

@@ -35,8 +35,6 @@ pub struct GroupSync {
     source: Arc<ClusterClient>,
     target: Arc<ClusterClient>,
     progress: Arc<Progress>,
-    /// The source offset last synced, per group and source partition (to tell a rewind).
-    synced: HashMap<(String, SourcePartition), i64>,
     /// The last reason reported per group, so a reason is logged once.
     reported: HashMap<String, String>,
     /// Where `/status` shows each group's last round.
@@ -76,7 +74,6 @@ impl GroupSync {
             source,
             target,
             progress,
-            synced: HashMap::new(),
             reported: HashMap::new(),
         }
     }
@@ -106,7 +103,8 @@ impl GroupSync {
 
     async fn sync_group(&mut self, group: &str) -> Result<GroupRound, ClientError> {
         let mut round = GroupRound::default();
-        // What the last round (maybe of an earlier process) read, to tell a rewind.
+        // What the last round (maybe of an earlier process) read and kept with the
+        // progress: an offset below it means the source group was rewound.
         let previous: HashMap<SourcePartition, i64> = self
             .progress
             .synced_group(group)
@@ -173,12 +171,7 @@ impl GroupSync {
             .collect();
         let mut commit = Vec::new();
         for (sp, source_offset, target) in wanted {
-            let key = (group.to_string(), sp.clone());
-            let rewound = self
-                .synced
-                .get(&key)
-                .or(previous.get(&sp))
-                .is_some_and(|&last| source_offset < last);
+            let rewound = previous.get(&sp).is_some_and(|&last| source_offset < last);
             match current.get(&(target.topic.clone(), target.partition)) {
                 Some(&now) if now == target.offset => {}
                 Some(&now) if now > target.offset && !rewound => round.skipped.push((
@@ -188,18 +181,14 @@ impl GroupSync {
                         target.offset
                     ),
                 )),
-                _ => commit.push((key, source_offset, target)),
+                _ => commit.push(target),
             }
         }
         if commit.is_empty() {
             return Ok(round);
         }
-        let offsets: Vec<Committed> = commit.iter().map(|(_, _, t)| t.clone()).collect();
-        self.target.commit_offsets(group, &offsets).await?;
-        for (key, source_offset, target) in commit {
-            self.synced.insert(key, source_offset);
-            round.committed.push(target);
-        }
+        self.target.commit_offsets(group, &commit).await?;
+        round.committed = commit;
         Ok(round)
     }
 

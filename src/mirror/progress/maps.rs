@@ -1,5 +1,5 @@
 //! The offset maps kept with the progress: each acknowledged produce extends its
-//! partition's map ([`Progress::mirrored`]); changed chunks are written with the positions
+//! partition's map ([`Progress::acknowledged`]); changed chunks are written with the positions
 //! (before them, so a stored position never runs ahead of its stored map); at load a map is
 //! rewound to its partition's stored position, since what was mirrored after it will be
 //! mirrored again.
@@ -40,7 +40,8 @@ pub(super) fn from_loaded(
 }
 
 impl State {
-    /// See [`Progress::mirrored`].
+    /// Extends the map of `sp` with `source_runs` (`(first source offset, count)` runs, in
+    /// order) acknowledged from target offset `target_base` on ([`Progress::acknowledged`]).
     pub(super) fn mirrored(
         &mut self,
         sp: &SourcePartition,
@@ -90,12 +91,6 @@ impl State {
 }
 
 impl Progress {
-    /// Records that the records of `source_runs` (`(first source offset, count)` runs, in
-    /// order) were acknowledged from target offset `target_base` on.
-    pub fn mirrored(&self, sp: &SourcePartition, target_base: i64, source_runs: &[(i64, i64)]) {
-        self.lock().mirrored(sp, target_base, source_runs);
-    }
-
     /// The other way: the source offset of `sp` a consumer at `offset` of the target copy
     /// goes on from ([`OffsetMap::translate_back`]); `None` without a position.
     pub fn translate_back(&self, sp: &SourcePartition, offset: i64) -> Option<Translation> {
@@ -185,13 +180,13 @@ mod tests {
                 mirrored_through: 0
             })
         );
-        p.mirrored(&sp(0), 500, &[(0, 10), (15, 5)]);
-        p.advance(
+        p.acknowledged(
             &sp(0),
             Position {
                 next_source_offset: 20,
                 next_target_offset: 515,
             },
+            Some((500, &[(0, 10), (15, 5)])),
         );
         assert_eq!(
             p.translate(&sp(0), 12, None),
@@ -235,13 +230,13 @@ mod tests {
                 mirrored_through: 17
             })
         );
-        reloaded.mirrored(&sp(0), 900, &[(17, 3)]);
-        reloaded.advance(
+        reloaded.acknowledged(
             &sp(0),
             Position {
                 next_source_offset: 20,
                 next_target_offset: 903,
             },
+            Some((900, &[(17, 3)])),
         );
         assert_eq!(
             reloaded.translate(&sp(0), 18, None),

@@ -68,6 +68,147 @@ pub struct BrokerConfig {
     pub sasl: Option<crate::sasl::SaslUsers>,
     /// Allow SASL/PLAIN without TLS (passwords in clear on the network).
     pub sasl_plain_without_tls: bool,
+    /// Kafka-style listeners (`--listeners`), each with its security protocol; empty: one
+    /// listener at [`Self::listen`], SSL when `tls` is set, SASL when `sasl` is.
+    pub listeners: Vec<ListenerConfig>,
+    /// `--authorizer acl`: Kafka's ACLs are enforced, these principals (`User:admin`) are
+    /// allowed everything; `None`: no authorizer, every client may do everything.
+    pub acl_super_users: Option<Vec<String>>,
+}
+
+/// Kafka's security protocols (`SecurityProtocol.java`); a listener's name is its protocol's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub const ALL: [Self; 4] = [
+        Self::Plaintext,
+        Self::Ssl,
+        Self::SaslPlaintext,
+        Self::SaslSsl,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "PLAINTEXT",
+            Self::Ssl => "SSL",
+            Self::SaslPlaintext => "SASL_PLAINTEXT",
+            Self::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    pub fn sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl std::fmt::Display for SecurityProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One listener: where it binds, what it speaks, and what Metadata tells clients that
+/// arrived on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub protocol: SecurityProtocol,
+    pub listen: SocketAddr,
+    /// `host:port` advertised for this listener; `None`: the bound address.
+    pub advertised: Option<String>,
+}
+
+/// Why a `--listeners` or `--advertised-listeners` value cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenerError {
+    #[error("{0:?} is not PROTOCOL://HOST:PORT")]
+    Syntax(String),
+    #[error(
+        "unknown security protocol {0:?}: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )]
+    Protocol(String),
+    #[error("listener {0} is named twice")]
+    Duplicate(SecurityProtocol),
+    #[error("{0}: {1}")]
+    Address(String, String),
+    #[error("advertised listener {0} has no listener in --listeners")]
+    NoSuchListener(SecurityProtocol),
+}
+
+/// Parses Kafka's `listeners` syntax: `PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9094`
+/// (host `[::1]` for IPv6).
+fn parse_listener_list(value: &str) -> Result<Vec<(SecurityProtocol, String, u16)>, ListenerError> {
+    let mut out: Vec<(SecurityProtocol, String, u16)> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (name, rest) = item
+            .split_once("://")
+            .ok_or_else(|| ListenerError::Syntax(item.into()))?;
+        let protocol = SecurityProtocol::from_name(&name.to_ascii_uppercase())
+            .ok_or_else(|| ListenerError::Protocol(name.into()))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| ListenerError::Syntax(item.into()))?;
+        let port = port
+            .parse()
+            .map_err(|e| ListenerError::Address(item.into(), format!("port: {e}")))?;
+        if out.iter().any(|(p, _, _)| *p == protocol) {
+            return Err(ListenerError::Duplicate(protocol));
+        }
+        out.push((protocol, host.trim_matches(['[', ']']).to_string(), port));
+    }
+    if out.is_empty() {
+        return Err(ListenerError::Syntax(value.into()));
+    }
+    Ok(out)
+}
+
+/// `--listeners` and `--advertised-listeners` (matched by protocol name) as listeners.
+pub fn parse_listeners(
+    listeners: &str,
+    advertised: Option<&str>,
+) -> Result<Vec<ListenerConfig>, ListenerError> {
+    let mut out = Vec::new();
+    for (protocol, host, port) in parse_listener_list(listeners)? {
+        let ip: std::net::IpAddr = host.parse().map_err(|_| {
+            ListenerError::Address(
+                format!("{protocol}://{host}:{port}"),
+                "a listener binds to an IP address".into(),
+            )
+        })?;
+        out.push(ListenerConfig {
+            protocol,
+            listen: SocketAddr::new(ip, port),
+            advertised: None,
+        });
+    }
+    if let Some(advertised) = advertised {
+        for (protocol, host, port) in parse_listener_list(advertised)? {
+            let listener = out
+                .iter_mut()
+                .find(|l| l.protocol == protocol)
+                .ok_or(ListenerError::NoSuchListener(protocol))?;
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host
+            };
+            listener.advertised = Some(format!("{host}:{port}"));
+        }
+    }
+    Ok(out)
 }
 
 impl Default for BrokerConfig {
@@ -98,22 +239,45 @@ impl Default for BrokerConfig {
             tls: None,
             sasl: None,
             sasl_plain_without_tls: false,
+            listeners: Vec::new(),
+            acl_super_users: None,
         }
     }
 }
 
 impl BrokerConfig {
-    /// (node id, listen address) of every node, the first at [`Self::listen`].
-    pub fn node_addrs(&self) -> Vec<(i32, SocketAddr)> {
+    /// Every listener: [`Self::listeners`], or the one that `listen`, `tls` and `sasl`
+    /// describe.
+    pub fn effective_listeners(&self) -> Vec<ListenerConfig> {
+        if !self.listeners.is_empty() {
+            return self.listeners.clone();
+        }
+        let protocol = match (self.tls.is_some(), self.sasl.is_some()) {
+            (true, true) => SecurityProtocol::SaslSsl,
+            (true, false) => SecurityProtocol::Ssl,
+            (false, true) => SecurityProtocol::SaslPlaintext,
+            (false, false) => SecurityProtocol::Plaintext,
+        };
+        vec![ListenerConfig {
+            protocol,
+            listen: self.listen,
+            advertised: self.advertised_listener.clone(),
+        }]
+    }
+
+    /// (node id, listen address) of every node on `listener`: node k listens on the
+    /// listener's port + k, or (first listener only) where `node_listen` says.
+    pub fn node_addrs(&self, listener: &ListenerConfig, first: bool) -> Vec<(i32, SocketAddr)> {
         (0..self.nodes.max(1))
             .map(|k| {
                 let id = self.node_id + k as i32;
+                let base = listener.listen;
                 let addr = match self.node_listen.get(&id) {
-                    Some(a) => *a,
-                    None if k == 0 || self.listen.port() == 0 => self.listen,
-                    None => {
-                        let mut a = self.listen;
-                        a.set_port(self.listen.port().saturating_add(k as u16));
+                    Some(a) if first => *a,
+                    _ if k == 0 || base.port() == 0 => base,
+                    _ => {
+                        let mut a = base;
+                        a.set_port(base.port().saturating_add(k as u16));
                         a
                     }
                 };

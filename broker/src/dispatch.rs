@@ -18,6 +18,8 @@ use kafka_protocol::protocol::{Request, StrBytes, VersionRange};
 use kmirror_wire::frame::{self, RequestPrefix};
 use kmirror_wire::versions::codec_range;
 
+use crate::acl::Caller;
+use crate::authz::{self, Guard};
 use crate::handlers;
 use crate::state::Broker;
 use crate::versions::KafkaRelease;
@@ -156,7 +158,7 @@ impl VersionTable {
 }
 
 /// Handles one request frame.
-pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Bytes) -> Outcome {
+pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outcome {
     let prefix = match RequestPrefix::peek(&frame) {
         Ok(p) => p,
         Err(e) => return Outcome::Close(e.to_string()),
@@ -188,6 +190,7 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
         .unwrap_or("")
         .to_string();
     let client_id = client_id.as_str();
+    let g = &Guard::new(broker, caller);
     if is_group_api(key) && broker.config.node_id != broker.cluster.coordinator().node_id {
         return not_coordinator(&mut frame, corr, version, key).await;
     }
@@ -219,7 +222,7 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
         }
         ApiKey::Metadata => {
             route(&mut frame, corr, version, |r| {
-                handlers::metadata::handle(broker, r, version)
+                authz::topics::metadata(g, broker, r, version)
             })
             .await
         }
@@ -229,7 +232,7 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
                 Err(e) => return Outcome::Close(e.to_string()),
             };
             let acks = req.acks;
-            let resp = handlers::produce::handle(broker, req, version).await;
+            let resp = authz::topics::produce(g, broker, req, version).await;
             if acks == 0 {
                 // Kafka: KafkaApis.handleProduceRequest closes the connection when an
                 // acks=0 request fails, so the producer refreshes its metadata.
@@ -242,167 +245,195 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
         }
         ApiKey::Fetch => {
             route(&mut frame, corr, version, |r| {
-                handlers::fetch::handle(broker, r, version)
+                authz::topics::fetch(g, broker, r, version)
             })
             .await
         }
         ApiKey::ListOffsets => {
             sync(&mut frame, corr, version, |r| {
-                handlers::list_offsets::handle(broker, r, version)
+                authz::topics::list_offsets(g, broker, r, version)
             })
             .await
         }
         ApiKey::CreateTopics => {
             sync(&mut frame, corr, version, |r| {
-                handlers::create_topics::handle(broker, r, version)
+                authz::topics::create_topics(g, broker, r, version)
             })
             .await
         }
         ApiKey::DeleteTopics => {
             sync(&mut frame, corr, version, |r| {
-                handlers::delete_topics::handle(broker, r, version)
+                authz::topics::delete_topics(g, broker, r, version)
             })
             .await
         }
         ApiKey::CreatePartitions => {
             sync(&mut frame, corr, version, |r| {
-                handlers::create_partitions::handle(broker, r, version)
+                authz::topics::create_partitions(g, broker, r, version)
             })
             .await
         }
         ApiKey::FindCoordinator => {
             sync(&mut frame, corr, version, |r| {
-                handlers::cluster::find_coordinator(broker, r, version)
+                authz::groups::find_coordinator(g, broker, r, version)
             })
             .await
         }
         ApiKey::InitProducerId => {
             sync(&mut frame, corr, version, |r| {
-                handlers::cluster::init_producer_id(broker, r, version)
+                authz::topics::init_producer_id(g, broker, r, version)
             })
             .await
         }
         ApiKey::DescribeConfigs => {
             sync(&mut frame, corr, version, |r| {
-                handlers::configs::describe(broker, r, version)
+                authz::admin::describe_configs(g, broker, r, version)
             })
             .await
         }
         ApiKey::AlterConfigs => {
             sync(&mut frame, corr, version, |r| {
-                handlers::configs::alter(broker, r, version)
+                authz::admin::alter_configs(g, broker, r, version)
             })
             .await
         }
         ApiKey::IncrementalAlterConfigs => {
             sync(&mut frame, corr, version, |r| {
-                handlers::configs::incremental_alter(broker, r, version)
+                authz::admin::incremental_alter_configs(g, broker, r, version)
             })
             .await
         }
         ApiKey::DescribeCluster => {
             sync(&mut frame, corr, version, |r| {
-                handlers::cluster::describe_cluster(broker, r, version)
+                authz::admin::describe_cluster(g, broker, r, version)
             })
             .await
         }
         ApiKey::OffsetForLeaderEpoch => {
             sync(&mut frame, corr, version, |r| {
-                handlers::cluster::offset_for_leader_epoch(broker, r, version)
+                authz::topics::offset_for_leader_epoch(g, broker, r, version)
             })
             .await
         }
         ApiKey::DeleteRecords => {
             sync(&mut frame, corr, version, |r| {
-                handlers::cluster::delete_records(broker, r, version)
+                authz::topics::delete_records(g, broker, r, version)
             })
             .await
         }
         ApiKey::DescribeLogDirs => {
             sync(&mut frame, corr, version, |r| {
-                handlers::cluster::describe_log_dirs(broker, r, version)
+                authz::admin::describe_log_dirs(g, broker, r, version)
             })
             .await
         }
-        ApiKey::DescribeAcls => sync(&mut frame, corr, version, handlers::acls::describe).await,
-        ApiKey::CreateAcls => sync(&mut frame, corr, version, handlers::acls::create).await,
-        ApiKey::DeleteAcls => sync(&mut frame, corr, version, handlers::acls::delete).await,
+        ApiKey::DescribeAcls => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::acls::describe(g, broker, r)
+            })
+            .await
+        }
+        ApiKey::CreateAcls => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::acls::create(g, broker, r)
+            })
+            .await
+        }
+        ApiKey::DeleteAcls => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::acls::delete(g, broker, r)
+            })
+            .await
+        }
         ApiKey::ElectLeaders => {
             sync(&mut frame, corr, version, |r| {
-                handlers::leaders::elect_leaders(broker, r, version)
+                authz::admin::elect_leaders(g, broker, r, version)
             })
             .await
         }
         ApiKey::AlterPartitionReassignments => {
             sync(&mut frame, corr, version, |r| {
-                handlers::leaders::alter_partition_reassignments(broker, r, version)
+                authz::admin::alter_partition_reassignments(g, broker, r, version)
             })
             .await
         }
         ApiKey::ListPartitionReassignments => {
             sync(&mut frame, corr, version, |r| {
-                handlers::leaders::list_partition_reassignments(broker, r, version)
+                authz::admin::list_partition_reassignments(g, broker, r, version)
             })
             .await
         }
         ApiKey::JoinGroup => {
-            let host = peer.ip().to_string();
-            route(&mut frame, corr, version, |r| {
-                broker.groups.join_group_from(r, version, client_id, &host)
+            let host = caller.host.to_string();
+            route(&mut frame, corr, version, |r: JoinGroupRequest| async {
+                match authz::groups::may_join(g, &r) {
+                    Some(denied) => denied,
+                    None => {
+                        broker
+                            .groups
+                            .join_group_from(r, version, client_id, &host)
+                            .await
+                    }
+                }
             })
             .await
         }
         ApiKey::SyncGroup => {
-            route(&mut frame, corr, version, |r| {
-                broker.groups.sync_group(r, version)
+            route(&mut frame, corr, version, |r: SyncGroupRequest| async {
+                match authz::groups::may_sync(g, &r) {
+                    Some(denied) => denied,
+                    None => broker.groups.sync_group(r, version).await,
+                }
             })
             .await
         }
         ApiKey::Heartbeat => {
             sync(&mut frame, corr, version, |r| {
-                broker.groups.heartbeat(r, version)
+                authz::groups::may_heartbeat(g, &r)
+                    .unwrap_or_else(|| broker.groups.heartbeat(r, version))
             })
             .await
         }
         ApiKey::LeaveGroup => {
             sync(&mut frame, corr, version, |r| {
-                broker.groups.leave_group(r, version)
+                authz::groups::may_leave(g, &r)
+                    .unwrap_or_else(|| broker.groups.leave_group(r, version))
             })
             .await
         }
         ApiKey::OffsetCommit => {
             sync(&mut frame, corr, version, |r| {
-                broker.groups.offset_commit(r, version)
+                authz::groups::offset_commit(g, broker, r, version)
             })
             .await
         }
         ApiKey::OffsetFetch => {
             sync(&mut frame, corr, version, |r| {
-                broker.groups.offset_fetch(r, version)
+                authz::groups::offset_fetch(g, broker, r, version)
             })
             .await
         }
         ApiKey::OffsetDelete => {
             sync(&mut frame, corr, version, |r| {
-                broker.groups.offset_delete(r, version)
+                authz::groups::offset_delete(g, broker, r, version)
             })
             .await
         }
         ApiKey::DescribeGroups => {
             sync(&mut frame, corr, version, |r| {
-                broker.groups.describe_groups(r, version)
+                authz::groups::describe_groups(g, broker, r, version)
             })
             .await
         }
         ApiKey::ListGroups => {
             sync(&mut frame, corr, version, |r| {
-                broker.groups.list_groups(r, version)
+                authz::groups::list_groups(g, broker, r, version)
             })
             .await
         }
         ApiKey::DeleteGroups => {
             sync(&mut frame, corr, version, |r| {
-                broker.groups.delete_groups(r, version)
+                authz::groups::delete_groups(g, broker, r, version)
             })
             .await
         }

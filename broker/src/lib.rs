@@ -4,6 +4,8 @@
 //! with their default settings. It exists so that both sides of a kmirror topology can run
 //! on a laptop and in CI; it is not a replacement for a Kafka cluster.
 
+pub mod acl;
+pub mod authz;
 mod buffers;
 pub mod cluster;
 pub mod config;

@@ -20,6 +20,12 @@ enum Flush {
     Always,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AuthorizerKind {
+    /// Kafka's ACLs (StandardAuthorizer rules).
+    Acl,
+}
+
 /// A Kafka-compatible broker for local development, tests and CI.
 ///
 /// With --nodes N one process presents broker ids NODE_ID..NODE_ID+N-1, each on its own
@@ -31,9 +37,24 @@ enum Flush {
 #[derive(Debug, Parser)]
 #[command(name = "kmirror-broker", version, about, long_about)]
 struct Args {
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on (port 0 picks a free port): the shorthand for one listener,
+    /// PLAINTEXT, SSL with --tls-cert, SASL_PLAINTEXT with --sasl-users, or SASL_SSL.
     #[arg(long, env = "KMIRROR_BROKER_LISTEN", default_value = "127.0.0.1:9092")]
     listen: SocketAddr,
+    /// Listeners as Kafka names them, e.g.
+    /// PLAINTEXT://127.0.0.1:9092,SASL_SSL://127.0.0.1:9094 (PLAINTEXT, SSL, SASL_PLAINTEXT,
+    /// SASL_SSL; each at most once). With --nodes, node k listens on each port + k.
+    #[arg(long, env = "KMIRROR_BROKER_LISTENERS", conflicts_with_all = ["listen", "advertised_listener"])]
+    listeners: Option<String>,
+    /// What Metadata tells clients on each listener, e.g.
+    /// PLAINTEXT://broker-a:9092,SASL_SSL://broker-a.example.com:9094 (defaults to the
+    /// bound addresses).
+    #[arg(
+        long,
+        env = "KMIRROR_BROKER_ADVERTISED_LISTENERS",
+        requires = "listeners"
+    )]
+    advertised_listeners: Option<String>,
     /// Directory holding logs, topic metadata, group offsets and producer state.
     #[arg(long, env = "KMIRROR_BROKER_DATA_DIR")]
     data_dir: PathBuf,
@@ -138,6 +159,20 @@ struct Args {
     /// Allow SASL/PLAIN on a listener without TLS (passwords in clear).
     #[arg(long, env = "KMIRROR_BROKER_SASL_PLAIN_WITHOUT_TLS")]
     sasl_plain_without_tls: bool,
+    /// `acl`: enforce Kafka's ACLs (DescribeAcls, CreateAcls, DeleteAcls manage them; they
+    /// persist in the data directory); a resource without ACLs is denied to all but the
+    /// super users. Unset: no authorizer, every client may do everything.
+    #[arg(
+        long,
+        env = "KMIRROR_BROKER_AUTHORIZER",
+        value_enum,
+        requires = "super_users"
+    )]
+    authorizer: Option<AuthorizerKind>,
+    /// Principals allowed everything with --authorizer acl, e.g. User:admin;User:CN=ops,O=example
+    /// (`;`-separated as Kafka's super.users; `,` also separates before a `User:`).
+    #[arg(long, env = "KMIRROR_BROKER_SUPER_USERS", requires = "authorizer")]
+    super_users: Option<String>,
     /// Log filter, e.g. info, debug, kmirror_broker=debug.
     #[arg(long, env = "KMIRROR_BROKER_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -150,8 +185,15 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    let listeners = match &args.listeners {
+        Some(l) => {
+            kmirror_broker::config::parse_listeners(l, args.advertised_listeners.as_deref())?
+        }
+        None => Vec::new(),
+    };
     let config = BrokerConfig {
-        listen: args.listen,
+        listen: listeners.first().map_or(args.listen, |l| l.listen),
+        listeners,
         advertised_listener: args.advertised_listener,
         node_id: args.node_id,
         nodes: usize::from(args.nodes),
@@ -195,6 +237,13 @@ fn main() -> anyhow::Result<()> {
             None => None,
         },
         sasl_plain_without_tls: args.sasl_plain_without_tls,
+        acl_super_users: match (args.authorizer, &args.super_users) {
+            (Some(AuthorizerKind::Acl), Some(users)) => Some(
+                kmirror_broker::acl::parse_super_users(users)
+                    .map_err(|e| anyhow::anyhow!("--super-users: {e}"))?,
+            ),
+            _ => None,
+        },
         ..BrokerConfig::default()
     };
     let runtime = tokio::runtime::Runtime::new()?;

@@ -16,11 +16,12 @@ use tokio::task::JoinSet;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use crate::acl::Caller;
 use crate::cluster::listeners::Nodes;
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, ListenerConfig, SecurityProtocol};
 use crate::dispatch::{self, Outcome};
 use crate::log::FlushPolicy;
-use crate::state::{now_ms, Broker};
+use crate::state::{now_ms, Broker, Listeners};
 use crate::topics::TopicError;
 
 /// Errors starting or stopping the broker.
@@ -36,13 +37,17 @@ pub enum ServerError {
     Storage(#[from] TopicError),
     #[error("SASL/PLAIN without TLS sends passwords in clear: give --tls-cert/--tls-key, or --sasl-plain-without-tls to allow it")]
     PlainWithoutTls,
+    #[error("{0}")]
+    Listener(String),
 }
 
 /// A running broker.
 #[derive(Debug)]
 pub struct RunningBroker {
-    /// The first node's address.
+    /// The first node's address on the first listener.
     pub local_addr: SocketAddr,
+    /// The first node's address on each listener.
+    pub listen_addrs: Vec<(SecurityProtocol, SocketAddr)>,
     /// The first node's view.
     pub broker: Arc<Broker>,
     /// Every node's listener: addresses, stop and start (`--nodes`).
@@ -76,21 +81,40 @@ impl RunningBroker {
     }
 }
 
-/// Binds every node (and the admin listener), recovers storage and starts serving in
-/// the background.
+/// Binds every node's listeners (and the admin listener), recovers storage and starts
+/// serving in the background.
 pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
-    if config.sasl.is_some() && config.tls.is_none() && !config.sasl_plain_without_tls {
-        return Err(ServerError::PlainWithoutTls);
-    }
-    let mut listeners = Vec::new();
-    for (node_id, addr) in config.node_addrs() {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        listeners.push((node_id, local, listener));
+    let configs = config.effective_listeners();
+    check_listeners(&config, &configs)?;
+    let mut sockets = Vec::new();
+    let mut advertised = Vec::new();
+    let mut listen_addrs = Vec::new();
+    for (index, listener) in configs.iter().enumerate() {
+        let first_advertised = listener.advertised.as_deref().and_then(split_host_port);
+        let mut nodes = Vec::new();
+        for (k, (node_id, addr)) in config
+            .node_addrs(listener, index == 0)
+            .into_iter()
+            .enumerate()
+        {
+            let socket = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            let local = socket
+                .local_addr()
+                .map_err(|source| ServerError::Bind { addr, source })?;
+            nodes.push(match (&first_advertised, k) {
+                (Some(a), 0) => a.clone(),
+                // Other nodes: the advertised host with their own port.
+                (Some((host, _)), _) => (host.clone(), local.port() as i32),
+                (None, _) => (local.ip().to_string(), local.port() as i32),
+            });
+            if k == 0 {
+                listen_addrs.push((listener.protocol, local));
+            }
+            sockets.push((node_id, index, local, socket));
+        }
+        advertised.push(nodes);
     }
     let admin = match config.admin_listen {
         Some(addr) => Some(
@@ -100,21 +124,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         ),
         None => None,
     };
-    let local_addr = listeners[0].1;
-    let first_advertised = config
-        .advertised_listener
-        .as_deref()
-        .and_then(split_host_port);
-    let advertised: Vec<(String, i32)> = listeners
-        .iter()
-        .enumerate()
-        .map(|(k, (_, local, _))| match (&first_advertised, k) {
-            (Some(a), 0) => a.clone(),
-            // Other nodes: the advertised host with their own port.
-            (Some((host, _)), _) => (host.clone(), local.port() as i32),
-            (None, _) => (local.ip().to_string(), local.port() as i32),
-        })
-        .collect();
+    let local_addr = listen_addrs[0].1;
+    let advertised = Listeners::new(configs, advertised);
     let data_dir = config.data_dir.clone();
     let broker = Arc::new(
         tokio::task::spawn_blocking(move || Broker::open_nodes(config, advertised))
@@ -123,8 +134,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
     );
     let shutdown = CancellationToken::new();
     let nodes = Arc::new(Nodes::new(broker.clone(), shutdown.clone()));
-    for (node_id, local, listener) in listeners {
-        nodes.serve(node_id, local, listener).await;
+    for (node_id, index, local, socket) in sockets {
+        nodes.serve(node_id, index, local, socket).await;
     }
     let admin_addr = match admin {
         Some(l) => {
@@ -146,23 +157,56 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
         node_id = broker.config.node_id,
         nodes = broker.cluster.nodes().len(),
         emulate_kafka = %broker.versions.release(),
-        security_protocol = match (broker.config.tls.is_some(), broker.config.sasl.is_some()) {
-            (true, true) => "SASL_SSL",
-            (true, false) => "SSL",
-            (false, true) => "SASL_PLAINTEXT",
-            (false, false) => "PLAINTEXT",
-        },
+        listeners = %listen_addrs
+            .iter()
+            .map(|(p, a)| format!("{p}://{a}"))
+            .collect::<Vec<_>>()
+            .join(","),
         "kmirror-broker is accepting connections."
     );
     let task = tokio::spawn(run(broker.clone(), nodes.clone(), shutdown.clone()));
     Ok(RunningBroker {
         local_addr,
+        listen_addrs,
         broker,
         nodes,
         admin_addr,
         shutdown,
         task,
     })
+}
+
+/// Refuses listeners whose security the flags do not provide, and security flags no
+/// listener uses: a user who asked for TLS must never get plaintext.
+fn check_listeners(config: &BrokerConfig, listeners: &[ListenerConfig]) -> Result<(), ServerError> {
+    for l in listeners {
+        if l.protocol.tls() && config.tls.is_none() {
+            return Err(ServerError::Listener(format!(
+                "listener {} needs a certificate: give --tls-cert and --tls-key",
+                l.protocol
+            )));
+        }
+        if l.protocol.sasl() && config.sasl.is_none() {
+            return Err(ServerError::Listener(format!(
+                "listener {} needs users: give --sasl-users",
+                l.protocol
+            )));
+        }
+        if l.protocol == SecurityProtocol::SaslPlaintext && !config.sasl_plain_without_tls {
+            return Err(ServerError::PlainWithoutTls);
+        }
+    }
+    if config.tls.is_some() && !listeners.iter().any(|l| l.protocol.tls()) {
+        return Err(ServerError::Listener(
+            "--tls-cert is given but no listener is SSL or SASL_SSL".into(),
+        ));
+    }
+    if config.sasl.is_some() && !listeners.iter().any(|l| l.protocol.sasl()) {
+        return Err(ServerError::Listener(
+            "--sasl-users is given but no listener is SASL_PLAINTEXT or SASL_SSL".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn split_host_port(s: &str) -> Option<(String, i32)> {
@@ -255,15 +299,31 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
-    let Some(tls) = broker.config.tls.clone() else {
+    let tls = broker
+        .config
+        .tls
+        .clone()
+        .filter(|_| broker.protocol().tls());
+    let Some(tls) = tls else {
         let (read, write) = stream.into_split();
-        return serve_frames(read, write, peer, broker, shutdown).await;
+        return serve_frames(read, write, peer, None, broker, shutdown).await;
     };
     let accept = kmirror_wire::tls::TlsAcceptor::from(tls).accept(stream);
     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(stream)) => {
+            // Kafka: DefaultKafkaPrincipalBuilder.build (SSL: the certificate's subject).
+            let subject = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|leaf| kmirror_wire::tls::certificate_subject(leaf));
+            let principal = subject.map(|s| format!("User:{s}"));
+            if let Some(p) = &principal {
+                tracing::debug!(%peer, principal = %p, "TLS client authenticated by its certificate.");
+            }
             let (read, write) = tokio::io::split(stream);
-            serve_frames(read, write, peer, broker, shutdown).await;
+            serve_frames(read, write, peer, principal, broker, shutdown).await;
         }
         Ok(Err(e)) => {
             tracing::warn!(%peer, error = %e, "TLS handshake failed; closing the connection.");
@@ -274,11 +334,13 @@ async fn serve_connection(
     }
 }
 
-/// Reads requests and writes responses on one connection (plaintext or TLS).
+/// Reads requests and writes responses on one connection (plaintext or TLS);
+/// `tls_principal` is the client certificate's principal.
 async fn serve_frames<R, W>(
     read: R,
     write: W,
     peer: SocketAddr,
+    tls_principal: Option<String>,
     broker: Arc<Broker>,
     shutdown: CancellationToken,
 ) where
@@ -286,6 +348,11 @@ async fn serve_frames<R, W>(
     W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let mut session = crate::sasl::Session::default();
+    let mut caller = Caller {
+        principal: tls_principal.unwrap_or_else(|| crate::acl::ANONYMOUS.to_string()),
+        host: peer.ip(),
+    };
+    let mut sasl_principal = false;
     let mut frames = FramedRead::new(
         read,
         kmirror_wire::frame::codec(broker.config.max_frame_bytes),
@@ -308,12 +375,23 @@ async fn serve_frames<R, W>(
             }
         };
         let intercepted = match &broker.config.sasl {
-            Some(users) => crate::sasl::intercept(users, &mut session, peer, &frame).await,
-            None => None,
+            Some(users) if broker.protocol().sasl() => {
+                crate::sasl::intercept(users, &mut session, peer, &frame).await
+            }
+            _ => None,
         };
         let outcome = match intercepted {
             Some(outcome) => outcome,
-            None => dispatch::handle(&broker, peer, frame).await,
+            None => {
+                // Kafka: SASL's authorization id is the principal, even over mTLS.
+                if let crate::sasl::Session::Done(user) = &session {
+                    if !sasl_principal {
+                        caller.principal = format!("User:{user}");
+                        sasl_principal = true;
+                    }
+                }
+                dispatch::handle(&broker, &caller, frame).await
+            }
         };
         match outcome {
             Outcome::Respond(bytes) => {

@@ -7,8 +7,9 @@ use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
 
+use crate::acl::Authorizer;
 use crate::cluster::{Cluster, LeaderError, NodeEndpoint};
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, ListenerConfig, SecurityProtocol};
 use crate::dispatch::VersionTable;
 use crate::groups::{CoordinatorConfig, GroupConfig, GroupCoordinator};
 use crate::log::flush::GroupCommit;
@@ -41,20 +42,73 @@ pub struct Broker {
     pub versions: VersionTable,
     /// The nodes and who leads which partition.
     pub cluster: Arc<Cluster>,
+    /// Every listener and its advertised address on every node.
+    pub listeners: Arc<Listeners>,
+    /// The listener this view serves (an index into `listeners`).
+    pub listener: usize,
+    /// Kafka's ACL authorizer (`--authorizer acl`); `None`: everything is allowed.
+    pub authorizer: Option<Arc<Authorizer>>,
+}
+
+/// The process's listeners and what each advertises for each node.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    pub configs: Vec<ListenerConfig>,
+    /// `advertised[listener][node id]`: `(host, port)`.
+    advertised: Vec<BTreeMap<i32, (String, i32)>>,
+}
+
+impl Listeners {
+    /// `node` at its address on listener number `listener`.
+    fn advertise(&self, listener: usize, mut node: NodeEndpoint) -> NodeEndpoint {
+        if let Some((host, port)) = self
+            .advertised
+            .get(listener)
+            .and_then(|n| n.get(&node.node_id))
+        {
+            node.host = host.clone();
+            node.port = *port;
+        }
+        node
+    }
+
+    /// `advertised[listener][k]` is the k-th node's address on that listener (node ids are
+    /// given when the broker opens).
+    pub fn new(configs: Vec<ListenerConfig>, advertised: Vec<Vec<(String, i32)>>) -> Self {
+        let advertised = advertised
+            .into_iter()
+            .map(|nodes| (0..).zip(nodes).collect())
+            .collect();
+        Self {
+            configs,
+            advertised,
+        }
+    }
 }
 
 impl Broker {
     /// Opens the data directory and recovers logs. `advertised` is `host:port`.
     pub fn open(config: BrokerConfig, advertised: (String, i32)) -> Result<Self, TopicError> {
-        Self::open_nodes(config, vec![advertised])
+        let listeners = config.effective_listeners().into_iter().take(1).collect();
+        Self::open_nodes(config, Listeners::new(listeners, vec![vec![advertised]]))
     }
 
-    /// [`Self::open`] for `advertised.len()` nodes, ids from `config.node_id` on; the
-    /// returned view is the first node's.
-    pub fn open_nodes(
-        config: BrokerConfig,
-        advertised: Vec<(String, i32)>,
-    ) -> Result<Self, TopicError> {
+    /// [`Self::open`] for every node of `listeners`, ids from `config.node_id` on; the
+    /// returned view is the first node's on the first listener, whose addresses the
+    /// leadership table keeps.
+    pub fn open_nodes(config: BrokerConfig, mut listeners: Listeners) -> Result<Self, TopicError> {
+        let advertised: Vec<(String, i32)> = listeners
+            .advertised
+            .first()
+            .map(|nodes| nodes.values().cloned().collect())
+            .unwrap_or_default();
+        for nodes in &mut listeners.advertised {
+            *nodes = std::mem::take(nodes)
+                .into_values()
+                .enumerate()
+                .map(|(k, a)| (config.node_id + k as i32, a))
+                .collect();
+        }
         if let Some(dir) = &config.data_dir {
             std::fs::create_dir_all(dir).map_err(|source| TopicError::Persist {
                 path: dir.display().to_string(),
@@ -121,6 +175,17 @@ impl Broker {
             }
         })?;
         let advertised = advertised.into_iter().next().unwrap_or_default();
+        let authorizer = match &config.acl_super_users {
+            Some(super_users) => Some(Arc::new(
+                Authorizer::open(super_users.clone(), config.data_dir.as_deref()).map_err(|e| {
+                    TopicError::Persist {
+                        path: "acls.json".into(),
+                        source: std::io::Error::other(e.to_string()),
+                    }
+                })?,
+            )),
+            None => None,
+        };
         let group_commit = match config.flush {
             FlushPolicy::Always if config.data_dir.is_some() => Some(GroupCommit::spawn()),
             _ => None,
@@ -138,6 +203,9 @@ impl Broker {
             broker_overrides: Arc::new(RwLock::new(BTreeMap::new())),
             default_overrides: Arc::new(RwLock::new(default_overrides)),
             cluster: Arc::new(cluster),
+            listeners: Arc::new(listeners),
+            listener: 0,
+            authorizer,
         }
         .with_overrides(broker_overrides))
     }
@@ -155,15 +223,56 @@ impl Broker {
         self
     }
 
-    /// The view of node `node_id`: same shared state, that node's id and address.
-    pub fn node_view(&self, node_id: i32) -> Broker {
+    /// The view of node `node_id` on listener `listener`: same shared state, that node's
+    /// id and address.
+    pub fn node_view(&self, node_id: i32, listener: usize) -> Broker {
         let mut view = self.clone();
         view.config.node_id = node_id;
-        if let Some(n) = self.cluster.endpoint(node_id) {
-            view.advertised_host = n.host.clone();
-            view.advertised_port = n.port;
+        view.listener = listener;
+        if let Some((host, port)) = self
+            .listeners
+            .advertised
+            .get(listener)
+            .and_then(|n| n.get(&node_id))
+        {
+            view.advertised_host = host.clone();
+            view.advertised_port = *port;
         }
         view
+    }
+
+    /// Kafka's `advertised.listeners` of this view's node: `PROTOCOL://host:port,...`.
+    pub fn advertised_listeners(&self) -> String {
+        let node = NodeEndpoint {
+            node_id: self.config.node_id,
+            host: self.advertised_host.clone(),
+            port: self.advertised_port,
+        };
+        self.listeners
+            .configs
+            .iter()
+            .enumerate()
+            .map(|(index, l)| {
+                let n = self.listeners.advertise(index, node.clone());
+                format!("{}://{}:{}", l.protocol, n.host, n.port)
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The security protocol of the listener this view serves.
+    pub fn protocol(&self) -> SecurityProtocol {
+        self.listeners
+            .configs
+            .get(self.listener)
+            .map(|l| l.protocol)
+            .unwrap_or(SecurityProtocol::Plaintext)
+    }
+
+    /// `node` as clients on this view's listener must reach it (Kafka answers Metadata
+    /// with the endpoints of the listener the request arrived on).
+    pub fn advertise(&self, node: NodeEndpoint) -> NodeEndpoint {
+        self.listeners.advertise(self.listener, node)
     }
 
     /// Whether this node may serve a request for a partition, and the current leader

@@ -12,7 +12,10 @@ use crate::process::{free_port, Process, PROCESS_WAIT};
 /// A `kmirror-broker` child process; dereferences to its [`Process`] (`log`, `kill9`,
 /// `terminate`, `pause`, ...).
 pub struct BrokerProcess {
+    /// The first listener's port.
     pub port: u16,
+    /// With [`Self::start_listeners`]: every listener's protocol and port.
+    pub listeners: Vec<(String, u16)>,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
     process: Process,
@@ -22,9 +25,21 @@ impl BrokerProcess {
     /// Starts a broker on a free port of 127.0.0.1 (`--listen` is the kit's) and
     /// `data_dir`, with `extra_args`; returns once it accepts connections.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
+        Self::start_listeners(data_dir, &[], extra_args)
+    }
+
+    /// [`Self::start`] with `--listeners`: one listener per protocol of `protocols`
+    /// (`PLAINTEXT`, `SSL`, ...), each on a free port of 127.0.0.1; none: `--listen`.
+    pub fn start_listeners(data_dir: &Path, protocols: &[&str], extra_args: &[&str]) -> Self {
         let port = free_port();
+        let listeners: Vec<(String, u16)> = protocols
+            .iter()
+            .enumerate()
+            .map(|(k, p)| (p.to_string(), if k == 0 { port } else { free_port() }))
+            .collect();
         let mut b = Self {
             port,
+            listeners,
             data_dir: data_dir.to_path_buf(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             process: Process::idle(format!("kmirror-broker 127.0.0.1:{port}")),
@@ -38,12 +53,30 @@ impl BrokerProcess {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Starts (again) on the same port, data directory and flags; waits until it accepts.
+    /// `127.0.0.1:PORT` of the listener speaking `protocol`.
+    pub fn listener_addr(&self, protocol: &str) -> String {
+        let (_, port) = self
+            .listeners
+            .iter()
+            .find(|(p, _)| p == protocol)
+            .unwrap_or_else(|| panic!("no {protocol} listener"));
+        format!("127.0.0.1:{port}")
+    }
+
+    /// Starts (again) on the same ports, data directory and flags; waits until it accepts.
     pub fn restart(&mut self) {
         let mut cmd = Command::new(broker_binary());
-        cmd.arg("--listen")
-            .arg(self.addr())
-            .arg("--data-dir")
+        if self.listeners.is_empty() {
+            cmd.arg("--listen").arg(self.addr());
+        } else {
+            let listeners: Vec<String> = self
+                .listeners
+                .iter()
+                .map(|(p, port)| format!("{p}://127.0.0.1:{port}"))
+                .collect();
+            cmd.arg("--listeners").arg(listeners.join(","));
+        }
+        cmd.arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.extra_args)
             .env("NO_COLOR", "1");

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 /// Runs a command to completion with optional stdin, failing the test after `timeout`.
-pub(crate) fn run(cmd: &mut Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Output {
+pub fn run(cmd: &mut Command, stdin: Option<Vec<u8>>, timeout: Duration) -> Output {
     let desc = format!("{cmd:?}");
     cmd.stdin(if stdin.is_some() {
         Stdio::piped()

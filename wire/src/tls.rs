@@ -159,3 +159,50 @@ pub fn server_config(
         .map_err(|e| file_error(key, format!("does not match {}: {e}", cert.display())))?;
     Ok(Arc::new(config))
 }
+
+/// The subject of a peer's (leaf) certificate as Kafka's DefaultKafkaPrincipalBuilder
+/// names it: RFC 2253 text, most specific first, no spaces (`CN=client,O=kmirror`).
+/// `None` when there is no certificate or it cannot be parsed.
+pub fn certificate_subject(certificate: &[u8]) -> Option<String> {
+    use x509_cert::der::Decode;
+    let cert = x509_cert::Certificate::from_der(certificate).ok()?;
+    Some(cert.tbs_certificate.subject.to_string())
+}
+
+#[cfg(test)]
+mod subject_tests {
+    #[test]
+    fn subjects_read_most_specific_first_like_kafka() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/C=DE/O=kmirror/OU=ops/CN=mirror-east",
+            ])
+            .arg("-keyout")
+            .arg(dir.path().join("k.pem"))
+            .arg("-out")
+            .arg(dir.path().join("c.pem"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let certs = super::certificates(&dir.path().join("c.pem")).unwrap();
+        assert_eq!(
+            super::certificate_subject(&certs[0]).as_deref(),
+            Some("CN=mirror-east,OU=ops,O=kmirror,C=DE")
+        );
+        assert_eq!(super::certificate_subject(b"not a certificate"), None);
+    }
+}

@@ -32,7 +32,8 @@ fn current_leader(
         .cluster
         .is_live(v.leader)
         .then(|| broker.cluster.endpoint(v.leader).cloned())
-        .flatten();
+        .flatten()
+        .map(|n| broker.advertise(n));
     (v.leader, v.leader_epoch, node)
 }
 

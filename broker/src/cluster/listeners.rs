@@ -19,9 +19,12 @@ struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// One node's listener (a node has one per entry of `--listeners`).
 #[derive(Debug)]
 struct Slot {
     node_id: i32,
+    /// Index of the listener in the broker's listeners.
+    listener: usize,
     addr: SocketAddr,
     running: Option<Running>,
 }
@@ -54,26 +57,36 @@ impl Nodes {
         }
     }
 
-    /// Starts serving node `node_id` on a bound listener.
-    pub(crate) async fn serve(&self, node_id: i32, addr: SocketAddr, listener: TcpListener) {
-        let running = self.spawn(node_id, listener);
+    /// Starts serving node `node_id`'s listener number `listener` on a bound socket.
+    pub(crate) async fn serve(
+        &self,
+        node_id: i32,
+        listener: usize,
+        addr: SocketAddr,
+        socket: TcpListener,
+    ) {
+        let running = self.spawn(node_id, listener, socket);
         let mut slots = self.slots.lock().await;
-        match slots.iter_mut().find(|s| s.node_id == node_id) {
+        match slots
+            .iter_mut()
+            .find(|s| s.node_id == node_id && s.listener == listener)
+        {
             Some(s) => s.running = Some(running),
             None => slots.push(Slot {
                 node_id,
+                listener,
                 addr,
                 running: Some(running),
             }),
         }
-        tracing::debug!(node_id, listen = %addr, "Node is listening.");
+        tracing::debug!(node_id, listen = %addr, listener, "Node is listening.");
     }
 
-    fn spawn(&self, node_id: i32, listener: TcpListener) -> Running {
+    fn spawn(&self, node_id: i32, listener: usize, socket: TcpListener) -> Running {
         let stop = self.shutdown.child_token();
-        let view = Arc::new(self.broker.node_view(node_id));
+        let view = Arc::new(self.broker.node_view(node_id, listener));
         let task = tokio::spawn(crate::server::serve_listener(
-            listener,
+            socket,
             view,
             self.limit.clone(),
             stop.clone(),
@@ -81,16 +94,21 @@ impl Nodes {
         Running { stop, task }
     }
 
-    /// (node id, listen address) of every node, live or not.
+    /// (node id, listen address) of every node on the first listener, live or not.
     pub async fn addrs(&self) -> Vec<(i32, SocketAddr)> {
         let slots = self.slots.lock().await;
-        slots.iter().map(|s| (s.node_id, s.addr)).collect()
+        slots
+            .iter()
+            .filter(|s| s.listener == 0)
+            .map(|s| (s.node_id, s.addr))
+            .collect()
     }
 
     pub async fn status(&self) -> Vec<NodeStatus> {
         let slots = self.slots.lock().await;
         slots
             .iter()
+            .filter(|s| s.listener == 0)
             .filter_map(|s| {
                 Some(NodeStatus {
                     endpoint: self.broker.cluster.endpoint(s.node_id)?.clone(),
@@ -101,51 +119,66 @@ impl Nodes {
             .collect()
     }
 
-    /// Stops a node: its partitions get new leaders (epoch+1), then its listener closes
+    /// Stops a node: its partitions get new leaders (epoch+1), then its listeners close
     /// and its connections end after their in-flight requests.
     pub async fn stop(&self, node_id: i32) -> Result<(), NodeError> {
         let mut slots = self.slots.lock().await;
-        let live = slots.iter().filter(|s| s.running.is_some()).count();
-        let slot = slots
-            .iter_mut()
+        let live = slots
+            .iter()
+            .filter(|s| s.listener == 0 && s.running.is_some())
+            .count();
+        let first = slots
+            .iter()
             .find(|s| s.node_id == node_id)
             .ok_or(NodeError::Unknown(node_id))?;
-        if slot.running.is_none() {
+        if first.running.is_none() {
             return Err(NodeError::AlreadyInState(node_id, "stopped"));
         }
         if live <= 1 {
             return Err(NodeError::LastLive(node_id));
         }
         self.set_live(node_id, false).await;
-        if let Some(r) = slot.running.take() {
-            r.stop.cancel();
-            let _ = r.task.await;
-        }
+        let running: Vec<Running> = slots
+            .iter_mut()
+            .filter(|s| s.node_id == node_id)
+            .filter_map(|s| s.running.take())
+            .collect();
+        stop_and_wait(running).await;
         tracing::info!(node_id, "Node stopped.");
         Ok(())
     }
 
-    /// Starts a stopped node on its address again; it leads partitions that had no
+    /// Starts a stopped node on its addresses again; it leads partitions that had no
     /// leader, and completes reassignments that waited for it.
     pub async fn start(&self, node_id: i32) -> Result<(), NodeError> {
         let mut slots = self.slots.lock().await;
-        let slot = slots
-            .iter_mut()
+        let first = slots
+            .iter()
             .find(|s| s.node_id == node_id)
             .ok_or(NodeError::Unknown(node_id))?;
-        if slot.running.is_some() {
+        if first.running.is_some() {
             return Err(NodeError::AlreadyInState(node_id, "running"));
         }
-        let listener = TcpListener::bind(slot.addr)
-            .await
-            .map_err(|source| NodeError::Bind {
-                node_id,
-                addr: slot.addr,
-                source,
-            })?;
+        let mut sockets = Vec::new();
+        for slot in slots.iter().filter(|s| s.node_id == node_id) {
+            let socket = TcpListener::bind(slot.addr)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    node_id,
+                    addr: slot.addr,
+                    source,
+                })?;
+            sockets.push(socket);
+        }
         self.set_live(node_id, true).await;
-        slot.running = Some(self.spawn(node_id, listener));
-        tracing::info!(node_id, listen = %slot.addr, "Node started.");
+        for (slot, socket) in slots
+            .iter_mut()
+            .filter(|s| s.node_id == node_id)
+            .zip(sockets)
+        {
+            slot.running = Some(self.spawn(node_id, slot.listener, socket));
+            tracing::info!(node_id, listen = %slot.addr, "Node started.");
+        }
         Ok(())
     }
 
@@ -163,11 +196,16 @@ impl Nodes {
     pub(crate) async fn stop_all(&self) {
         let mut slots = self.slots.lock().await;
         let running: Vec<Running> = slots.iter_mut().filter_map(|s| s.running.take()).collect();
-        for r in &running {
-            r.stop.cancel();
-        }
-        for r in running {
-            let _ = r.task.await;
-        }
+        stop_and_wait(running).await;
+    }
+}
+
+/// Cancels every listener first, then waits for each to finish.
+async fn stop_and_wait(running: Vec<Running>) {
+    for r in &running {
+        r.stop.cancel();
+    }
+    for r in running {
+        let _ = r.task.await;
     }
 }

@@ -33,7 +33,7 @@ pub fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let coordinator = broker.cluster.coordinator();
+    let coordinator = broker.advertise(broker.cluster.coordinator());
     let node = BrokerId(coordinator.node_id);
     // Key type 1 (transaction): this broker has no transaction coordinator. Kafka answers
     // TRANSACTIONAL_ID_AUTHORIZATION_FAILED when a transactional id may not be used
@@ -84,11 +84,12 @@ pub fn describe_cluster(
     let brokers = broker
         .cluster
         .live_nodes()
-        .iter()
+        .into_iter()
         .map(|n| {
+            let n = broker.advertise(n);
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(n.node_id))
-                .with_host(host(n))
+                .with_host(host(&n))
                 .with_port(n.port)
         })
         .collect();

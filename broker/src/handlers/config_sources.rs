@@ -122,10 +122,7 @@ pub fn static_value(broker: &Broker, name: &str) -> Option<String> {
             .as_ref()
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
-        "advertised.listeners" => format!(
-            "PLAINTEXT://{}:{}",
-            broker.advertised_host, broker.advertised_port
-        ),
+        "advertised.listeners" => broker.advertised_listeners(),
         "group.initial.rebalance.delay.ms" => {
             c.group_initial_rebalance_delay.as_millis().to_string()
         }

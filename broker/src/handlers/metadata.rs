@@ -28,6 +28,7 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
         .live_nodes()
         .into_iter()
         .map(|n| {
+            let n = broker.advertise(n);
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(n.node_id))
                 .with_host(StrBytes::from_string(n.host))

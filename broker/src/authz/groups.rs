@@ -1,0 +1,295 @@
+//! Authorization of the group APIs (KafkaApis checks them before the coordinator sees
+//! the request): READ on the group to join, sync, heartbeat, leave and commit; DESCRIBE to
+//! find its coordinator, fetch its offsets or describe it; DELETE to delete it or its
+//! offsets; topics as each method names.
+
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::{split, Guard, GROUP_DENIED, TOPIC_DENIED};
+use crate::acl::{op, resource, CLUSTER_NAME};
+use crate::state::Broker;
+
+/// Kafka: KafkaApis.getCoordinator (group keys: DESCRIBE on the group)
+pub fn find_coordinator(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let groups = req.key_type == 0;
+    let single_key = req.key.clone();
+    let mut resp = crate::handlers::cluster::find_coordinator(broker, req, version);
+    if !groups || g.open() {
+        return resp;
+    }
+    if version >= 4 {
+        for c in &mut resp.coordinators {
+            if !g.allows_group(op::DESCRIBE, &c.key) {
+                c.error_code = GROUP_DENIED;
+                c.node_id = BrokerId(-1);
+                c.host = StrBytes::default();
+                c.port = -1;
+            }
+        }
+    } else if !g.allows_group(op::DESCRIBE, &single_key) {
+        resp = FindCoordinatorResponse::default()
+            .with_error_code(GROUP_DENIED)
+            .with_node_id(BrokerId(-1))
+            .with_port(-1);
+    }
+    resp
+}
+
+/// Kafka: KafkaApis.handleJoinGroupRequest (READ on the group)
+pub fn may_join(g: &Guard<'_>, req: &JoinGroupRequest) -> Option<JoinGroupResponse> {
+    (!g.allows_group(op::READ, &req.group_id)).then(|| {
+        JoinGroupResponse::default()
+            .with_error_code(GROUP_DENIED)
+            .with_generation_id(-1)
+    })
+}
+
+/// Kafka: KafkaApis.handleSyncGroupRequest (READ on the group)
+pub fn may_sync(g: &Guard<'_>, req: &SyncGroupRequest) -> Option<SyncGroupResponse> {
+    (!g.allows_group(op::READ, &req.group_id))
+        .then(|| SyncGroupResponse::default().with_error_code(GROUP_DENIED))
+}
+
+/// Kafka: KafkaApis.handleHeartbeatRequest (READ on the group)
+pub fn may_heartbeat(g: &Guard<'_>, req: &HeartbeatRequest) -> Option<HeartbeatResponse> {
+    (!g.allows_group(op::READ, &req.group_id))
+        .then(|| HeartbeatResponse::default().with_error_code(GROUP_DENIED))
+}
+
+/// Kafka: KafkaApis.handleLeaveGroupRequest (READ on the group)
+pub fn may_leave(g: &Guard<'_>, req: &LeaveGroupRequest) -> Option<LeaveGroupResponse> {
+    (!g.allows_group(op::READ, &req.group_id))
+        .then(|| LeaveGroupResponse::default().with_error_code(GROUP_DENIED))
+}
+
+/// Kafka: KafkaApis.handleOffsetCommitRequest (READ on the group, else every partition
+/// GROUP_AUTHORIZATION_FAILED; then READ per topic)
+pub fn offset_commit(
+    g: &Guard<'_>,
+    broker: &Broker,
+    mut req: OffsetCommitRequest,
+    version: i16,
+) -> OffsetCommitResponse {
+    let group_ok = g.allows_group(op::READ, &req.group_id);
+    let (kept, refused) = split(std::mem::take(&mut req.topics), |t| {
+        group_ok && g.allows_topic(op::READ, &t.name)
+    });
+    req.topics = kept;
+    let mut resp = if req.topics.is_empty() {
+        OffsetCommitResponse::default()
+    } else {
+        broker.groups.offset_commit(req, version)
+    };
+    let code = if group_ok { TOPIC_DENIED } else { GROUP_DENIED };
+    resp.topics.extend(refused.into_iter().map(|t| {
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| {
+                offset_commit_response::OffsetCommitResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(code)
+            })
+            .collect();
+        offset_commit_response::OffsetCommitResponseTopic::default()
+            .with_name(t.name)
+            .with_topic_id(t.topic_id)
+            .with_partitions(partitions)
+    }));
+    resp
+}
+
+/// Kafka: KafkaApis.handleOffsetFetchRequestFromCoordinator (DESCRIBE on each group;
+/// topics named: DESCRIBE per topic, else TOPIC_AUTHORIZATION_FAILED per partition; all
+/// topics: the undescribable ones left out)
+pub fn offset_fetch(
+    g: &Guard<'_>,
+    broker: &Broker,
+    mut req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if g.open() {
+        return broker.groups.offset_fetch(req, version);
+    }
+    let describable = |t: &str| g.quietly_allows(op::DESCRIBE, resource::TOPIC, t);
+    if version < 8 {
+        if !g.allows_group(op::DESCRIBE, &req.group_id) {
+            return OffsetFetchResponse::default().with_error_code(GROUP_DENIED);
+        }
+        let mut refused = Vec::new();
+        if let Some(topics) = req.topics.take() {
+            let (kept, denied) = split(topics, |t| g.allows_topic(op::DESCRIBE, &t.name));
+            req.topics = Some(kept);
+            refused = denied;
+        }
+        let mut resp = broker.groups.offset_fetch(req, version);
+        resp.topics.retain(|t| describable(&t.name));
+        resp.topics.extend(refused.into_iter().map(|t| {
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|&p| {
+                    offset_fetch_response::OffsetFetchResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(-1)
+                        .with_error_code(TOPIC_DENIED)
+                })
+                .collect();
+            offset_fetch_response::OffsetFetchResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        }));
+        return resp;
+    }
+    let (groups, denied_groups) = split(std::mem::take(&mut req.groups), |grp| {
+        g.allows_group(op::DESCRIBE, &grp.group_id)
+    });
+    let mut refused_topics = Vec::new();
+    req.groups = groups
+        .into_iter()
+        .map(|mut grp| {
+            if let Some(topics) = grp.topics.take() {
+                let (kept, denied) = split(topics, |t| g.allows_topic(op::DESCRIBE, &t.name));
+                grp.topics = Some(kept);
+                refused_topics.push((grp.group_id.clone(), denied));
+            }
+            grp
+        })
+        .collect();
+    let mut resp = if req.groups.is_empty() {
+        OffsetFetchResponse::default()
+    } else {
+        broker.groups.offset_fetch(req, version)
+    };
+    for grp in &mut resp.groups {
+        grp.topics.retain(|t| describable(&t.name));
+        for (_, denied) in refused_topics.iter().filter(|(id, _)| id == &grp.group_id) {
+            grp.topics.extend(denied.iter().map(|t| {
+                let partitions = t
+                    .partition_indexes
+                    .iter()
+                    .map(|&p| {
+                        offset_fetch_response::OffsetFetchResponsePartitions::default()
+                            .with_partition_index(p)
+                            .with_committed_offset(-1)
+                            .with_error_code(TOPIC_DENIED)
+                    })
+                    .collect();
+                offset_fetch_response::OffsetFetchResponseTopics::default()
+                    .with_name(t.name.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(partitions)
+            }));
+        }
+    }
+    resp.groups.extend(denied_groups.into_iter().map(|grp| {
+        offset_fetch_response::OffsetFetchResponseGroup::default()
+            .with_group_id(grp.group_id)
+            .with_error_code(GROUP_DENIED)
+    }));
+    resp
+}
+
+/// Kafka: KafkaApis.handleOffsetDeleteRequest (DELETE on the group, READ per topic)
+pub fn offset_delete(
+    g: &Guard<'_>,
+    broker: &Broker,
+    mut req: OffsetDeleteRequest,
+    version: i16,
+) -> OffsetDeleteResponse {
+    if !g.allows_group(op::DELETE, &req.group_id) {
+        return OffsetDeleteResponse::default().with_error_code(GROUP_DENIED);
+    }
+    let (kept, refused) = split(std::mem::take(&mut req.topics), |t| {
+        g.allows_topic(op::READ, &t.name)
+    });
+    req.topics = kept;
+    let mut resp = broker.groups.offset_delete(req, version);
+    resp.topics.extend(refused.into_iter().map(|t| {
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| {
+                offset_delete_response::OffsetDeleteResponsePartition::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(TOPIC_DENIED)
+            })
+            .collect();
+        offset_delete_response::OffsetDeleteResponseTopic::default()
+            .with_name(t.name)
+            .with_partitions(partitions)
+    }));
+    resp
+}
+
+/// Kafka: KafkaApis.handleDescribeGroupsRequest (DESCRIBE per group)
+pub fn describe_groups(
+    g: &Guard<'_>,
+    broker: &Broker,
+    mut req: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let (kept, refused) = split(std::mem::take(&mut req.groups), |id| {
+        g.allows_group(op::DESCRIBE, id)
+    });
+    req.groups = kept;
+    let mut resp = broker.groups.describe_groups(req, version);
+    for grp in &mut resp.groups {
+        if grp.error_code == 0 && grp.authorized_operations != i32::MIN {
+            grp.authorized_operations = g.operations(
+                resource::GROUP,
+                &grp.group_id,
+                crate::handlers::acls::GROUP_OPERATIONS,
+            );
+        }
+    }
+    resp.groups.extend(refused.into_iter().map(|id| {
+        describe_groups_response::DescribedGroup::default()
+            .with_group_id(id)
+            .with_error_code(GROUP_DENIED)
+            .with_authorized_operations(i32::MIN)
+    }));
+    resp
+}
+
+/// Kafka: KafkaApis.handleListGroupsRequest (CLUSTER DESCRIBE lists every group, else
+/// the groups the caller may DESCRIBE)
+pub fn list_groups(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
+    let mut resp = broker.groups.list_groups(req, version);
+    if !g.quietly_allows(op::DESCRIBE, resource::CLUSTER, CLUSTER_NAME) {
+        resp.groups
+            .retain(|grp| g.quietly_allows(op::DESCRIBE, resource::GROUP, &grp.group_id));
+    }
+    resp
+}
+
+/// Kafka: KafkaApis.handleDeleteGroupsRequest (DELETE per group)
+pub fn delete_groups(
+    g: &Guard<'_>,
+    broker: &Broker,
+    mut req: DeleteGroupsRequest,
+    version: i16,
+) -> DeleteGroupsResponse {
+    let (kept, refused) = split(std::mem::take(&mut req.groups_names), |id| {
+        g.allows_group(op::DELETE, id)
+    });
+    req.groups_names = kept;
+    let mut resp = broker.groups.delete_groups(req, version);
+    resp.results.extend(refused.into_iter().map(|id| {
+        delete_groups_response::DeletableGroupResult::default()
+            .with_group_id(id)
+            .with_error_code(GROUP_DENIED)
+    }));
+    resp
+}

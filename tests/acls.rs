@@ -1,0 +1,185 @@
+//! Kafka ACLs on kmirror-broker (issue 11): with `--authorizer acl --super-users
+//! User:admin`, a user without READ on a topic gets TOPIC_AUTHORIZATION_FAILED in kcat
+//! (librdkafka) and confluent-kafka; once a super user grants READ with CreateAcls
+//! (confluent-kafka's AdminClient) the same clients read it byte-equal, the grant survives
+//! a restart, DescribeAcls lists it, and a user without ACLs may not create ACLs.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::*;
+
+const CLIENT_WAIT: Duration = Duration::from_secs(60);
+const USERS: &str = "admin:admin-pw-1\nalice:alice-pw-2\nbob:bob-pw-3\n";
+
+struct Secured {
+    _dir: tempfile::TempDir,
+    certs: PathBuf,
+    broker: BrokerProcess,
+}
+
+fn secured_broker() -> Secured {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certificates(&dir.path().join("certs"));
+    let users = dir.path().join("users");
+    std::fs::write(&users, USERS).unwrap();
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let arg = |p: &Path| p.display().to_string();
+    let broker = BrokerProcess::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            &arg(&certs.join("broker.pem")),
+            "--tls-key",
+            &arg(&certs.join("broker.key")),
+            "--sasl-users",
+            &arg(&users),
+            "--authorizer",
+            "acl",
+            "--super-users",
+            "User:admin",
+        ],
+    );
+    Secured {
+        _dir: dir,
+        certs,
+        broker,
+    }
+}
+
+fn password(user: &str) -> &'static str {
+    USERS
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{user}:")))
+        .unwrap()
+}
+
+impl Secured {
+    fn kcat(&self, user: &str) -> std::process::Command {
+        let mut cmd = kcat();
+        cmd.args([
+            "-b",
+            &self.broker.addr(),
+            "-X",
+            "security.protocol=SASL_SSL",
+        ])
+        .args([
+            "-X",
+            &format!("ssl.ca.location={}", self.certs.join("ca.pem").display()),
+        ])
+        .args(["-X", "sasl.mechanisms=SCRAM-SHA-512"])
+        .args(["-X", &format!("sasl.username={user}")])
+        .args(["-X", &format!("sasl.password={}", password(user))]);
+        cmd
+    }
+
+    fn python(&self, user: &str, args: &[&str]) -> String {
+        let ca = self.certs.join("ca.pem").display().to_string();
+        let addr = self.broker.addr();
+        let mut all = vec![addr.as_str(), ca.as_str(), user, password(user)];
+        all.extend_from_slice(args);
+        run_python("acls.py", &all)
+    }
+
+    /// kcat reads partition 0 of `topic` as `user`: its values, or its error output.
+    fn kcat_read(&self, user: &str, topic: &str) -> Result<Vec<String>, String> {
+        let out = self
+            .kcat(user)
+            .args(["-C", "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q"])
+            .args(["-f", "%s\\n"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if !out.status.success() || stderr.contains("rror") {
+            return Err(stderr);
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+
+    fn kcat_write(&self, user: &str, topic: &str, lines: &str) -> Result<(), String> {
+        let mut cmd = self.kcat(user);
+        cmd.args(["-P", "-t", topic, "-p", "0"]);
+        let out = run(&mut cmd, Some(lines.as_bytes().to_vec()), CLIENT_WAIT);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        if out.status.success() && !stderr.contains("rror") {
+            Ok(())
+        } else {
+            Err(stderr)
+        }
+    }
+}
+
+#[test]
+fn read_needs_an_acl_and_a_grant_by_a_super_user_opens_it() {
+    let mut s = secured_broker();
+    let values: Vec<String> = (0..25).map(|i| format!("order-{i} \u{e9}")).collect();
+    let lines: String = values.iter().map(|v| format!("{v}\n")).collect();
+    s.kcat_write("admin", "orders", &lines).unwrap();
+
+    // Alice has no ACL: both clients are told TOPIC_AUTHORIZATION_FAILED.
+    let err = s.kcat_read("alice", "orders").unwrap_err();
+    assert!(err.contains("Topic authorization failed"), "kcat: {err}");
+    s.python("admin", &["grant", "User:alice", "group:alice-readers"]);
+    let out = s.python("alice", &["consume", "orders", "alice-readers", "25"]);
+    assert!(out.contains("ERROR TOPIC_AUTHORIZATION_FAILED"), "{out}");
+    // Bob may not write, and an unknown topic is denied, not reported missing.
+    let err = s.kcat_write("bob", "orders", "x\n").unwrap_err();
+    assert!(err.contains("Topic authorization failed"), "kcat: {err}");
+    let err = s.kcat_read("bob", "no-such-topic").unwrap_err();
+    assert!(err.contains("Topic authorization failed"), "kcat: {err}");
+    // Nor may alice grant herself anything.
+    let out = run_script(&s, "alice", &["grant", "User:alice", "topic:orders"]);
+    assert!(out.contains("CLUSTER_AUTHORIZATION_FAILED"), "{out}");
+
+    let out = s.python("admin", &["grant", "User:alice", "topic:orders"]);
+    assert!(out.contains("GRANTED 1"), "{out}");
+    assert_eq!(s.kcat_read("alice", "orders").unwrap(), values);
+    let out = s.python("alice", &["consume", "orders", "alice-readers", "25"]);
+    let got: Vec<String> =
+        serde_json::from_str(out.trim().strip_prefix("VALUES ").expect(&out)).unwrap();
+    assert_eq!(got, values);
+
+    // The ACLs persist; DescribeAcls lists them; READ does not grant WRITE.
+    let before_restart = s.broker.log.text();
+    assert!(
+        before_restart.contains("Access denied. principal=User:bob host=127.0.0.1 operation=DESCRIBE resource_type=TOPIC resource=\"orders\""),
+        "{before_restart}"
+    );
+    s.broker.terminate();
+    s.broker.restart();
+    assert_eq!(s.kcat_read("alice", "orders").unwrap(), values);
+    let listed = s.python("admin", &["describe"]);
+    assert!(
+        listed.contains("ACL TOPIC orders LITERAL User:alice * READ ALLOW")
+            && listed.contains("ACL GROUP alice-readers LITERAL User:alice * READ ALLOW"),
+        "{listed}"
+    );
+    let err = s.kcat_write("alice", "orders", "x\n").unwrap_err();
+    assert!(err.contains("Topic authorization failed"), "kcat: {err}");
+    let log = format!("{before_restart}{}", s.broker.log.text());
+    for (_, pw) in USERS.lines().filter_map(|l| l.split_once(':')) {
+        assert!(!log.contains(pw), "a password was logged");
+    }
+}
+
+/// The script's output even when it fails (a refused grant raises in Python).
+fn run_script(s: &Secured, user: &str, args: &[&str]) -> String {
+    let ca = s.certs.join("ca.pem").display().to_string();
+    let out = python_command()
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/acls.py"))
+        .args([s.broker.addr().as_str(), &ca, user, password(user)])
+        .args(args)
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

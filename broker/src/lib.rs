@@ -7,6 +7,7 @@
 mod buffers;
 pub mod cluster;
 pub mod config;
+pub mod credentials;
 pub mod dispatch;
 mod fsutil;
 pub mod groups;

@@ -308,7 +308,9 @@ async fn serve_frames<R, W>(
             }
         };
         let intercepted = match &broker.config.sasl {
-            Some(users) => crate::sasl::intercept(users, &mut session, peer, &frame).await,
+            Some(_) => {
+                crate::sasl::intercept(&broker.credentials, &mut session, peer, &frame).await
+            }
             None => None,
         };
         let outcome = match intercepted {

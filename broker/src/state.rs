@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use crate::cluster::{Cluster, LeaderError, NodeEndpoint};
 use crate::config::BrokerConfig;
+use crate::credentials::CredentialStore;
 use crate::dispatch::VersionTable;
 use crate::groups::{CoordinatorConfig, GroupConfig, GroupCoordinator};
 use crate::log::flush::GroupCommit;
@@ -41,6 +42,9 @@ pub struct Broker {
     pub versions: VersionTable,
     /// The nodes and who leads which partition.
     pub cluster: Arc<Cluster>,
+    /// SCRAM credentials of SASL users (persisted in `scram-credentials.json`; shared by
+    /// every node of this process), bootstrapped from `config.sasl`.
+    pub credentials: Arc<CredentialStore>,
 }
 
 impl Broker {
@@ -120,6 +124,11 @@ impl Broker {
                 source,
             }
         })?;
+        let credentials = CredentialStore::open(config.data_dir.as_deref(), config.sasl.as_ref())
+            .map_err(|e| TopicError::Persist {
+            path: crate::credentials::CREDENTIALS_FILE.into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let advertised = advertised.into_iter().next().unwrap_or_default();
         let group_commit = match config.flush {
             FlushPolicy::Always if config.data_dir.is_some() => Some(GroupCommit::spawn()),
@@ -138,6 +147,7 @@ impl Broker {
             broker_overrides: Arc::new(RwLock::new(BTreeMap::new())),
             default_overrides: Arc::new(RwLock::new(default_overrides)),
             cluster: Arc::new(cluster),
+            credentials: Arc::new(credentials),
         }
         .with_overrides(broker_overrides))
     }

@@ -90,6 +90,10 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
         // a v0 handshake, followed by unframed tokens (before KIP-152), is refused.
         ApiKey::SaslHandshake => adv::<SaslHandshakeRequest>(None, None),
         ApiKey::SaslAuthenticate => adv::<SaslAuthenticateRequest>(None, None),
+        ApiKey::DescribeUserScramCredentials => {
+            adv::<DescribeUserScramCredentialsRequest>(None, None)
+        }
+        ApiKey::AlterUserScramCredentials => adv::<AlterUserScramCredentialsRequest>(None, None),
         _ => return None,
     })
 }
@@ -345,6 +349,18 @@ pub async fn handle(broker: &Broker, peer: std::net::SocketAddr, mut frame: Byte
             })
             .await
         }
+        ApiKey::DescribeUserScramCredentials => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::user_scram::describe(broker, r)
+            })
+            .await
+        }
+        ApiKey::AlterUserScramCredentials => {
+            sync(&mut frame, corr, version, |r| {
+                handlers::user_scram::alter(broker, r)
+            })
+            .await
+        }
         ApiKey::JoinGroup => {
             let host = peer.ip().to_string();
             route(&mut frame, corr, version, |r| {
@@ -532,6 +548,11 @@ mod tests {
         assert_eq!(range(&t, ApiKey::Metadata), Some((0, 11)));
         assert_eq!(range(&t, ApiKey::ApiVersions), Some((0, 3)));
         assert_eq!(range(&t, ApiKey::DescribeCluster), Some((0, 0)));
+        assert_eq!(
+            range(&t, ApiKey::DescribeUserScramCredentials),
+            Some((0, 0))
+        );
+        assert_eq!(range(&t, ApiKey::AlterUserScramCredentials), Some((0, 0)));
         for a in t.advertised() {
             let own = ApiKey::try_from(a.api_key)
                 .ok()

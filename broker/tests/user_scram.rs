@@ -7,6 +7,7 @@
 //! holds no password and is mode 600.
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 use kmirror_testkit::{run_python, BrokerProcess};
 
@@ -35,16 +36,23 @@ fn assert_refused(addr: &str, user: &str, password: &str) {
     );
 }
 
-#[test]
-fn an_admin_creates_describes_and_deletes_scram_users_that_survive_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
+/// A broker over SASL_PLAINTEXT whose `--sasl-users` bootstraps `alice`; data in `dir/data`.
+fn start_broker(dir: &Path) -> BrokerProcess {
+    let users = dir.join("users");
     std::fs::write(&users, format!("alice:{ALICE}\n")).unwrap();
     std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
     let users = users.display().to_string();
+    BrokerProcess::start(
+        &dir.join("data"),
+        &["--sasl-users", &users, "--sasl-plain-without-tls"],
+    )
+}
+
+#[test]
+fn an_admin_creates_describes_and_deletes_scram_users_that_survive_restarts() {
+    let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut broker =
-        BrokerProcess::start(&data, &["--sasl-users", &users, "--sasl-plain-without-tls"]);
+    let mut broker = start_broker(dir.path());
     let addr = broker.addr();
     assert_refused(&addr, "carol", CAROL);
 
@@ -111,17 +119,7 @@ fn an_admin_creates_describes_and_deletes_scram_users_that_survive_restarts() {
 #[test]
 fn the_admin_api_answers_kafkas_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users");
-    std::fs::write(&users, format!("alice:{ALICE}\n")).unwrap();
-    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let broker = BrokerProcess::start(
-        &dir.path().join("data"),
-        &[
-            "--sasl-users",
-            &users.display().to_string(),
-            "--sasl-plain-without-tls",
-        ],
-    );
+    let broker = start_broker(dir.path());
     let addr = broker.addr();
     let missing = scram_admin(&["delete", &addr, "alice", ALICE, "dave", "SCRAM-SHA-256"]);
     assert!(

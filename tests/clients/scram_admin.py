@@ -7,20 +7,23 @@ authenticate, over SASL_PLAINTEXT:
   scram_admin.py roundtrip BOOTSTRAP USER PASSWORD MECHANISM TOPIC
   scram_admin.py refused  BOOTSTRAP USER PASSWORD MECHANISM
 
-The admin connects as ADMIN with SCRAM-SHA-256. Prints `ALTERED USER`, one
-`DESCRIBED USER MECHANISM:ITERATIONS ...` or `DESCRIBE-ERROR USER CODE MESSAGE` line per
-user, `ALTER-ERROR USER CODE MESSAGE` when Kafka refuses an alteration, `ROUNDTRIP sent=<n> received=<n> equal=<true|false>`, or `REFUSED <error>`; exits 1
-on any other outcome.
+The admin connects as ADMIN with SCRAM-SHA-256. Prints `ALTERED USER` or
+`ALTER-ERROR USER CODE MESSAGE`; one `DESCRIBED USER MECHANISM:ITERATIONS ...` or
+`DESCRIBE-ERROR USER CODE MESSAGE` line per user; `ROUNDTRIP sent=<n> received=<n>
+equal=<true|false>` (ssl_roundtrip.py's, on a new topic named TOPIC-<uuid>); or
+`REFUSED <error>`. Exits 1 on any other outcome.
 """
 
 import sys
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism,
                                    UserScramCredentialDeletion,
                                    UserScramCredentialUpsertion)
+
+import ssl_roundtrip
 
 
 def config(bootstrap, user, password, mechanism):
@@ -69,32 +72,9 @@ def describe(client, users):
 
 
 def roundtrip(bootstrap, user, password, mechanism, topic):
-    settings = config(bootstrap, user, password, mechanism)
-    sent = [(f"k{i}".encode(), f"value {i}".encode()) for i in range(50)]
-    errors = []
-    producer = Producer(settings)
-    for key, value in sent:
-        producer.produce(topic, value, key, partition=0,
-                         on_delivery=lambda err, _msg: err and errors.append(err))
-    producer.flush(30)
-    if errors or len(producer) > 0:
-        sys.exit(f"ERROR delivery failed: {errors[:3]}")
-    consumer = Consumer({**settings, "group.id": f"scram-{uuid.uuid4()}",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, 0, 0)])
-    received = []
-    while len(received) < len(sent):
-        m = consumer.poll(10)
-        if m is None:
-            break
-        if m.error():
-            sys.exit(f"ERROR {m.error()}")
-        received.append((m.key(), m.value()))
-    consumer.close()
-    # Several runs append to one topic: compare this run's records, the last ones.
-    received = received[-len(sent):]
-    print(f"ROUNDTRIP sent={len(sent)} received={len(received)} "
-          f"equal={'true' if received == sent else 'false'}")
+    # A topic of its own for each run, so that the records read back are this run's.
+    ssl_roundtrip.roundtrip(config(bootstrap, user, password, mechanism),
+                            f"{topic}-{uuid.uuid4()}", 50)
 
 
 def refused(bootstrap, user, password, mechanism):

@@ -143,6 +143,7 @@ impl CredentialStore {
     /// credential, or its SCRAM-SHA-256 one if it has only that.
     pub fn verify_plain(&self, user: &str, password: &str) -> bool {
         let found = self.read().get(user).and_then(|c| {
+            // Mechanisms are ordered SHA-256 < SHA-512: the last is the strongest.
             let (m, c) = c.iter().next_back()?;
             Some((*m, c.clone()))
         });
@@ -192,22 +193,7 @@ impl CredentialStore {
         let mut seen = std::collections::HashSet::new();
         order.retain(|u| seen.insert(u.clone()));
         let mut next = users.clone();
-        for (user, change) in &accepted {
-            match change {
-                Change::Delete(m) => {
-                    let emptied = next.get_mut(user).is_some_and(|c| {
-                        c.remove(m);
-                        c.is_empty()
-                    });
-                    if emptied {
-                        next.remove(user);
-                    }
-                }
-                Change::Upsert(m, c) => {
-                    next.entry(user.clone()).or_default().insert(*m, c.clone());
-                }
-            }
-        }
+        apply(&mut next, &accepted);
         let stored = if accepted.is_empty() {
             Ok(())
         } else {
@@ -264,6 +250,26 @@ impl CredentialStore {
             path: path.display().to_string(),
             source,
         })
+    }
+}
+
+/// Applies accepted alterations; a user whose last credential is deleted goes.
+fn apply(users: &mut BTreeMap<String, UserCredentials>, accepted: &HashMap<String, Change>) {
+    for (user, change) in accepted {
+        match change {
+            Change::Delete(m) => {
+                let emptied = users.get_mut(user).is_some_and(|c| {
+                    c.remove(m);
+                    c.is_empty()
+                });
+                if emptied {
+                    users.remove(user);
+                }
+            }
+            Change::Upsert(m, c) => {
+                users.entry(user.clone()).or_default().insert(*m, c.clone());
+            }
+        }
     }
 }
 

@@ -63,8 +63,10 @@ pub struct BrokerConfig {
     /// Every listener speaks TLS with this config (Kafka's SSL security protocol);
     /// `None`: plaintext.
     pub tls: Option<Arc<kmirror_wire::tls::TlsServerConfig>>,
-    /// Every listener requires SASL/PLAIN authentication against these users (Kafka's
-    /// SASL_SSL, or SASL_PLAINTEXT without `tls`); `None`: no authentication.
+    /// Every listener requires SASL authentication (Kafka's SASL_SSL, or SASL_PLAINTEXT
+    /// without `tls`) against the stored SCRAM credentials ([`crate::credentials`]); these
+    /// users bootstrap the store: those without stored credentials get them at start.
+    /// `None`: no authentication.
     pub sasl: Option<crate::sasl::SaslUsers>,
     /// Allow SASL/PLAIN without TLS (passwords in clear on the network).
     pub sasl_plain_without_tls: bool,

@@ -92,6 +92,10 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
         // a v0 handshake, followed by unframed tokens (before KIP-152), is refused.
         ApiKey::SaslHandshake => adv::<SaslHandshakeRequest>(None, None),
         ApiKey::SaslAuthenticate => adv::<SaslAuthenticateRequest>(None, None),
+        ApiKey::DescribeUserScramCredentials => {
+            adv::<DescribeUserScramCredentialsRequest>(None, None)
+        }
+        ApiKey::AlterUserScramCredentials => adv::<AlterUserScramCredentialsRequest>(None, None),
         _ => return None,
     })
 }
@@ -363,6 +367,18 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
             })
             .await
         }
+        ApiKey::DescribeUserScramCredentials => {
+            sync(&mut frame, corr, version, |r| {
+                authz::admin::describe_user_scram_credentials(g, broker, r)
+            })
+            .await
+        }
+        ApiKey::AlterUserScramCredentials => {
+            sync(&mut frame, corr, version, |r| {
+                authz::admin::alter_user_scram_credentials(g, broker, r)
+            })
+            .await
+        }
         ApiKey::JoinGroup => {
             let host = caller.host.to_string();
             route(&mut frame, corr, version, |r: JoinGroupRequest| async {
@@ -563,6 +579,11 @@ mod tests {
         assert_eq!(range(&t, ApiKey::Metadata), Some((0, 11)));
         assert_eq!(range(&t, ApiKey::ApiVersions), Some((0, 3)));
         assert_eq!(range(&t, ApiKey::DescribeCluster), Some((0, 0)));
+        assert_eq!(
+            range(&t, ApiKey::DescribeUserScramCredentials),
+            Some((0, 0))
+        );
+        assert_eq!(range(&t, ApiKey::AlterUserScramCredentials), Some((0, 0)));
         for a in t.advertised() {
             let own = ApiKey::try_from(a.api_key)
                 .ok()

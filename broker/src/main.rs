@@ -152,8 +152,12 @@ struct Args {
     /// PEM CA: clients must present a certificate that chains to it (mTLS).
     #[arg(long, env = "KMIRROR_BROKER_TLS_CLIENT_CA", requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
-    /// `name:password` lines (mode 600): every listener then requires SASL/PLAIN
-    /// authentication as one of these users (SASL_SSL with --tls-cert).
+    /// `name:password` lines (mode 600): every listener then requires SASL authentication
+    /// (PLAIN, SCRAM-SHA-256/512; SASL_SSL with --tls-cert). A bootstrap: at start, each user
+    /// of the file without stored credentials gets SCRAM credentials (salted, 4096
+    /// iterations) stored in the data directory (scram-credentials.json, no password); users
+    /// already stored keep theirs, managed with AlterUserScramCredentials
+    /// (kafka-configs.sh --alter --entity-type users) from then on.
     #[arg(long, env = "KMIRROR_BROKER_SASL_USERS")]
     sasl_users: Option<PathBuf>,
     /// Allow SASL/PLAIN on a listener without TLS (passwords in clear).

@@ -1,7 +1,14 @@
 //! SASL authentication on the broker's listeners (KIP-152): SaslHandshake v1, then
 //! SaslAuthenticate carrying PLAIN (RFC 4616) credentials, or the two rounds of
-//! SCRAM-SHA-256/512 (RFC 5802/7677, [`kmirror_wire::scram`]), checked against the users of
-//! `--sasl-users` (their SCRAM credentials, salted, are derived at start).
+//! SCRAM-SHA-256/512 (RFC 5802/7677, [`kmirror_wire::scram`]), checked against the
+//! process's [`CredentialStore`]: SCRAM against the user's credential of that mechanism,
+//! PLAIN by deriving the user's SCRAM-SHA-512 (else SHA-256) StoredKey from the password.
+//! No password is kept anywhere.
+//!
+//! `--sasl-users` ([`SaslUsers`]) is a bootstrap: its users that have no stored credential
+//! get SCRAM-SHA-256 and SCRAM-SHA-512 credentials (random salt, 4096 iterations) at start,
+//! which are stored; users already stored keep theirs, managed through
+//! AlterUserScramCredentials from then on (see [`crate::credentials`]).
 //!
 //! Until a connection has authenticated only ApiVersions, SaslHandshake and
 //! SaslAuthenticate are served; any other request closes it (Kafka:
@@ -11,7 +18,7 @@
 //! connection only (SCRAM: "Authentication failed: Invalid user credentials", as Kafka's
 //! ScramSaslServer). The user name is logged, never the password.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -24,24 +31,24 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kmirror_wire::frame::{self, RequestPrefix};
 
+use crate::credentials::{CredentialStore, UserCredentials};
 use crate::dispatch::{self, Outcome};
 use kmirror_wire::scram::{self, Credential, Mechanism, MIN_ITERATIONS};
 
 /// The mechanisms this broker enables.
 pub const MECHANISMS: &[&str] = &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
-/// Users allowed to authenticate, from `--sasl-users`.
+/// The bootstrap users of `--sasl-users`: SCRAM-SHA-256 and SCRAM-SHA-512 credentials
+/// derived from the file's passwords (random salt, 4096 iterations), never the passwords.
 #[derive(Clone, Default)]
 pub struct SaslUsers {
-    passwords: HashMap<String, String>,
-    /// SCRAM credentials by (user, mechanism), salted with a random salt at start.
-    scram: HashMap<(String, Mechanism), Credential>,
+    credentials: BTreeMap<String, UserCredentials>,
 }
 
 impl std::fmt::Debug for SaslUsers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SaslUsers")
-            .field("users", &self.passwords.keys().collect::<Vec<_>>())
+            .field("users", &self.credentials.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -63,7 +70,7 @@ impl SaslUsers {
             }
         }
         let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
-        let mut passwords = HashMap::new();
+        let mut passwords = BTreeMap::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -71,7 +78,7 @@ impl SaslUsers {
             }
             match line.split_once(':') {
                 Some((name, password)) if !name.is_empty() && !password.is_empty() => {
-                    passwords.insert(name.to_string(), password.to_string());
+                    passwords.insert(name, password);
                 }
                 _ => return Err(format!("{shown}:{}: expected name:password", index + 1)),
             }
@@ -79,20 +86,28 @@ impl SaslUsers {
         if passwords.is_empty() {
             return Err(format!("{shown} lists no users"));
         }
-        let mut scram = HashMap::new();
-        for (user, password) in &passwords {
-            for m in [Mechanism::Sha256, Mechanism::Sha512] {
-                scram.insert(
-                    (user.clone(), m),
-                    Credential::new(m, password, MIN_ITERATIONS),
-                );
-            }
-        }
-        Ok(Self { passwords, scram })
+        Ok(Self::from_passwords(passwords))
     }
 
-    fn check(&self, user: &str, password: &str) -> bool {
-        self.passwords.get(user).is_some_and(|p| p == password)
+    /// Bootstrap users from (name, password) pairs; the passwords are dropped once their
+    /// credentials are derived.
+    pub fn from_passwords<'a>(users: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let credentials = users
+            .into_iter()
+            .map(|(user, password)| {
+                let by_mechanism = Mechanism::ALL
+                    .into_iter()
+                    .map(|m| (m, Credential::new(m, password, MIN_ITERATIONS)))
+                    .collect();
+                (user.to_string(), by_mechanism)
+            })
+            .collect();
+        Self { credentials }
+    }
+
+    /// Every bootstrap user with its credentials, by name.
+    pub fn credentials(&self) -> impl Iterator<Item = (&String, &UserCredentials)> {
+        self.credentials.iter()
     }
 }
 
@@ -115,7 +130,7 @@ pub enum Session {
 /// Handles `frame` while `session` is not authenticated yet; `None` passes it to the
 /// request handlers (ApiVersions, or any request once authenticated).
 pub(crate) async fn intercept(
-    users: &SaslUsers,
+    credentials: &CredentialStore,
     session: &mut Session,
     peer: SocketAddr,
     frame: &Bytes,
@@ -137,10 +152,10 @@ pub(crate) async fn intercept(
         }
         (Some(ApiKey::SaslHandshake), Session::Handshake) => Some(handshake(session, frame).await),
         (Some(ApiKey::SaslAuthenticate), Session::Authenticate) => {
-            Some(authenticate(users, session, peer, frame).await)
+            Some(authenticate(credentials, session, peer, frame).await)
         }
         (Some(ApiKey::SaslAuthenticate), Session::ScramFirst(_) | Session::ScramFinal(_)) => {
-            Some(scram_round(users, session, peer, frame).await)
+            Some(scram_round(credentials, session, peer, frame).await)
         }
         _ => Some(Outcome::Close(format!(
             "unexpected request (API key {}) during SASL authentication",
@@ -193,7 +208,7 @@ async fn handshake(session: &mut Session, frame: &Bytes) -> Outcome {
 }
 
 async fn authenticate(
-    users: &SaslUsers,
+    credentials: &CredentialStore,
     session: &mut Session,
     peer: SocketAddr,
     frame: &Bytes,
@@ -212,7 +227,7 @@ async fn authenticate(
             (Some(z), Some(name), Some(p), None) => {
                 // Kafka's PlainSaslServer: an authorization id must equal the user.
                 (z.is_empty() || z == name.as_bytes())
-                    && std::str::from_utf8(p).is_ok_and(|p| users.check(name, p))
+                    && std::str::from_utf8(p).is_ok_and(|p| credentials.verify_plain(name, p))
             }
             _ => false,
         };
@@ -241,7 +256,7 @@ async fn authenticate(
 
 /// One SCRAM round: client-first -> server-first, then client-final -> server-final.
 async fn scram_round(
-    users: &SaslUsers,
+    credentials: &CredentialStore,
     session: &mut Session,
     peer: SocketAddr,
     frame: &Bytes,
@@ -256,13 +271,14 @@ async fn scram_round(
     let mut principal = String::new();
     let outcome = dispatch::sync(&mut frame, corr, version, |r: SaslAuthenticateRequest| {
         let result = match state {
-            Session::ScramFirst(m) => scram::Server::start(m, &r.auth_bytes, |user| {
-                users.scram.get(&(user.to_string(), m)).cloned()
-            })
-            .map(|(server, credential, reply)| {
-                next = Some(Session::ScramFinal(Box::new((server, credential))));
-                reply
-            }),
+            Session::ScramFirst(m) => {
+                scram::Server::start(m, &r.auth_bytes, |user| credentials.get(user, m)).map(
+                    |(server, credential, reply)| {
+                        next = Some(Session::ScramFinal(Box::new((server, credential))));
+                        reply
+                    },
+                )
+            }
             Session::ScramFinal(exchange) => {
                 let (server, credential) = *exchange;
                 let user = server.user().to_string();

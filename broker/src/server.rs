@@ -375,8 +375,8 @@ async fn serve_frames<R, W>(
             }
         };
         let intercepted = match &broker.config.sasl {
-            Some(users) if broker.protocol().sasl() => {
-                crate::sasl::intercept(users, &mut session, peer, &frame).await
+            Some(_) if broker.protocol().sasl() => {
+                crate::sasl::intercept(&broker.credentials, &mut session, peer, &frame).await
             }
             _ => None,
         };

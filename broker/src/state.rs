@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use crate::acl::Authorizer;
 use crate::cluster::{Cluster, LeaderError, NodeEndpoint};
 use crate::config::{BrokerConfig, ListenerConfig, SecurityProtocol};
+use crate::credentials::CredentialStore;
 use crate::dispatch::VersionTable;
 use crate::groups::{CoordinatorConfig, GroupConfig, GroupCoordinator};
 use crate::log::flush::GroupCommit;
@@ -48,6 +49,9 @@ pub struct Broker {
     pub listener: usize,
     /// Kafka's ACL authorizer (`--authorizer acl`); `None`: everything is allowed.
     pub authorizer: Option<Arc<Authorizer>>,
+    /// SCRAM credentials of SASL users (persisted in `scram-credentials.json`; shared by
+    /// every node of this process), bootstrapped from `config.sasl`.
+    pub credentials: Arc<CredentialStore>,
 }
 
 /// The process's listeners and what each advertises for each node.
@@ -174,6 +178,11 @@ impl Broker {
                 source,
             }
         })?;
+        let credentials = CredentialStore::open(config.data_dir.as_deref(), config.sasl.as_ref())
+            .map_err(|e| TopicError::Persist {
+            path: crate::credentials::CREDENTIALS_FILE.into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let advertised = advertised.into_iter().next().unwrap_or_default();
         let authorizer = match &config.acl_super_users {
             Some(super_users) => Some(Arc::new(
@@ -206,6 +215,7 @@ impl Broker {
             listeners: Arc::new(listeners),
             listener: 0,
             authorizer,
+            credentials: Arc::new(credentials),
         }
         .with_overrides(broker_overrides))
     }

@@ -27,7 +27,14 @@ def main():
     elif len(sys.argv) > 5:
         config["ssl.certificate.location"] = sys.argv[4]
         config["ssl.key.location"] = sys.argv[5]
-    sent = [(f"k{i}".encode(), f"value {i} \u00e9\u4e2d".encode("utf-8")) for i in range(200)]
+    roundtrip(config, topic, 200)
+
+
+def roundtrip(config, topic, count):
+    """Produces `count` records to partition 0 of the new `topic` (idempotent), reads them
+    back from offset 0 and prints the ROUNDTRIP line; exits 1 on any error. Also used by
+    scram_admin.py."""
+    sent = [(f"k{i}".encode(), f"value {i} \u00e9\u4e2d".encode("utf-8")) for i in range(count)]
     errors = []
     producer = Producer({**config, "enable.idempotence": True})
     for key, value in sent:

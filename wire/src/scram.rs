@@ -14,14 +14,37 @@ use ring::{digest, hmac, pbkdf2};
 /// Kafka's minimum (and default) iteration count for SCRAM credentials.
 pub const MIN_ITERATIONS: u32 = 4096;
 
+/// Kafka's maximum iteration count for SCRAM credentials (ScramControlManager.MAX_ITERATIONS).
+pub const MAX_ITERATIONS: u32 = 16384;
+
 /// A SCRAM mechanism.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Mechanism {
     Sha256,
     Sha512,
 }
 
 impl Mechanism {
+    pub const ALL: [Mechanism; 2] = [Self::Sha256, Self::Sha512];
+
+    /// From Kafka's `ScramMechanism` type code (1: SCRAM-SHA-256, 2: SCRAM-SHA-512), as the
+    /// SCRAM credential admin APIs carry it.
+    pub fn from_type(code: i8) -> Option<Self> {
+        match code {
+            1 => Some(Self::Sha256),
+            2 => Some(Self::Sha512),
+            _ => None,
+        }
+    }
+
+    /// Kafka's `ScramMechanism` type code.
+    pub fn type_code(self) -> i8 {
+        match self {
+            Self::Sha256 => 1,
+            Self::Sha512 => 2,
+        }
+    }
+
     /// From its SASL name (`SCRAM-SHA-256`, `SCRAM-SHA-512`).
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
@@ -65,7 +88,9 @@ impl Mechanism {
             .to_vec()
     }
 
-    fn salted_password(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
+    /// SaltedPassword = Hi(password, salt, iterations), PBKDF2 with this mechanism's HMAC
+    /// (what a client sends in AlterUserScramCredentials).
+    pub fn salted_password(self, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
         let mut out = vec![0; self.digest().output_len()];
         let iterations = NonZeroU32::new(iterations.max(1)).expect("at least one");
         pbkdf2::derive(
@@ -108,16 +133,88 @@ impl Credential {
 
     pub fn with_salt(mechanism: Mechanism, password: &str, salt: Vec<u8>, iterations: u32) -> Self {
         let salted = mechanism.salted_password(password, &salt, iterations);
-        let client_key = mechanism.sign(&salted, b"Client Key");
+        Self::from_salted_password(mechanism, salt, &salted, iterations)
+    }
+
+    /// The credential for a password the client salted itself, as AlterUserScramCredentials
+    /// sends it (Kafka: `ScramFormatter.generateCredential(salt, saltedPassword, iterations)`).
+    pub fn from_salted_password(
+        mechanism: Mechanism,
+        salt: Vec<u8>,
+        salted_password: &[u8],
+        iterations: u32,
+    ) -> Self {
+        let client_key = mechanism.sign(salted_password, b"Client Key");
         Self {
             stored_key: digest::digest(mechanism.digest(), &client_key)
                 .as_ref()
                 .to_vec(),
-            server_key: mechanism.sign(&salted, b"Server Key"),
+            server_key: mechanism.sign(salted_password, b"Server Key"),
             salt,
             iterations,
         }
     }
+
+    /// Whether `password` is the one this credential was made from: SaltedPassword =
+    /// PBKDF2(password, salt, iterations), ClientKey = HMAC(SaltedPassword, "Client Key"),
+    /// and H(ClientKey) compared with StoredKey in constant time (for SASL/PLAIN).
+    pub fn verify_password(&self, mechanism: Mechanism, password: &str) -> bool {
+        let salted = mechanism.salted_password(password, &self.salt, self.iterations);
+        let client_key = mechanism.sign(&salted, b"Client Key");
+        let stored = digest::digest(mechanism.digest(), &client_key);
+        constant_time_eq(stored.as_ref(), &self.stored_key)
+    }
+
+    /// Kafka's text form (`ScramCredentialUtils.credentialToString`), as Kafka kept it in
+    /// ZooKeeper: `salt=B64,stored_key=B64,server_key=B64,iterations=N`.
+    pub fn to_kafka_string(&self) -> String {
+        format!(
+            "salt={},stored_key={},server_key={},iterations={}",
+            B64.encode(&self.salt),
+            B64.encode(&self.stored_key),
+            B64.encode(&self.server_key),
+            self.iterations
+        )
+    }
+
+    /// Reads [`Self::to_kafka_string`]'s form (Kafka: `credentialFromString`): exactly the
+    /// four attributes, base64 keys, a positive iteration count.
+    pub fn from_kafka_string(text: &str) -> Result<Self, String> {
+        let invalid = || "Credentials not valid".to_string();
+        let mut fields = std::collections::HashMap::new();
+        for token in text.split(',') {
+            match token.split_once('=') {
+                Some((key, value)) if !key.is_empty() => fields.insert(key, value),
+                _ => return Err(invalid()),
+            };
+        }
+        if fields.len() != 4 {
+            return Err(invalid());
+        }
+        let bytes = |key: &str| {
+            fields
+                .get(key)
+                .and_then(|v| B64.decode(v).ok())
+                .ok_or_else(invalid)
+        };
+        Ok(Self {
+            salt: bytes("salt")?,
+            stored_key: bytes("stored_key")?,
+            server_key: bytes("server_key")?,
+            iterations: fields
+                .get("iterations")
+                .and_then(|i| i.parse().ok())
+                .filter(|&i| i > 0)
+                .ok_or_else(invalid)?,
+        })
+    }
+}
+
+/// Equality without an early exit, so timing does not tell how much matched (ring's
+/// `constant_time::verify_slices_are_equal` is deprecated since 0.17.13).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let differs = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    differs == 0 && a.len() == b.len()
 }
 
 fn nonce() -> String {
@@ -328,13 +425,7 @@ impl Server {
         }
         let client_key: Vec<u8> = proof.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
         let stored = digest::digest(m.digest(), &client_key);
-        // Compared without an early exit, so timing does not tell how much matched.
-        let differs = stored
-            .as_ref()
-            .iter()
-            .zip(&credential.stored_key)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if differs != 0 || stored.as_ref().len() != credential.stored_key.len() {
+        if !constant_time_eq(stored.as_ref(), &credential.stored_key) {
             return Err(failed());
         }
         let server_signature = m.sign(&credential.server_key, auth_message.as_bytes());
@@ -405,6 +496,43 @@ mod tests {
                 last.truncate(at);
             }
             assert!(server.finish(&credential, &last).is_err(), "round {round}");
+        }
+    }
+
+    #[test]
+    fn a_password_verifies_against_its_credential_only() {
+        for m in Mechanism::ALL {
+            let stored = Credential::new(m, "s3cret", MIN_ITERATIONS);
+            assert!(stored.verify_password(m, "s3cret"));
+            assert!(!stored.verify_password(m, "s3cret "));
+            assert!(!stored.verify_password(m, ""));
+            assert_eq!(Mechanism::from_type(m.type_code()), Some(m));
+        }
+        assert_eq!(Mechanism::from_type(0), None);
+    }
+
+    /// A client-salted password gives the same credential as the password itself, and
+    /// Kafka's text form reads back to the same credential.
+    #[test]
+    fn salted_password_and_kafka_text_form() {
+        let m = Mechanism::Sha512;
+        let salt = b"0123456789abcdef".to_vec();
+        let salted = m.salted_password("pw", &salt, 8192);
+        let from_client = Credential::from_salted_password(m, salt.clone(), &salted, 8192);
+        assert_eq!(from_client, Credential::with_salt(m, "pw", salt, 8192));
+        let text = from_client.to_kafka_string();
+        assert!(
+            text.starts_with("salt=MDEyMzQ1Njc4OWFiY2RlZg==,stored_key="),
+            "{text}"
+        );
+        assert!(text.ends_with(",iterations=8192"), "{text}");
+        assert_eq!(Credential::from_kafka_string(&text).unwrap(), from_client);
+        for bad in [
+            "",
+            "salt=AA==",
+            "salt=AA==,stored_key=AA==,server_key=AA==,iterations=x",
+        ] {
+            assert!(Credential::from_kafka_string(bad).is_err(), "{bad}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Authorization of the admin APIs: configs (per resource: the cluster's, a topic's or a
-//! group's DESCRIBE_CONFIGS or ALTER_CONFIGS), log dirs, leader elections and partition
-//! reassignments (CLUSTER DESCRIBE or ALTER), and the authorized-operations bitfield of
-//! DescribeCluster.
+//! group's DESCRIBE_CONFIGS or ALTER_CONFIGS); log dirs, leader elections, partition
+//! reassignments and SCRAM credentials (CLUSTER DESCRIBE or ALTER); the
+//! authorized-operations bitfield of DescribeCluster.
 
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -252,4 +252,59 @@ pub fn not_authorized(api: &str) -> Option<StrBytes> {
     Some(StrBytes::from_string(format!(
         "Request {api} is not authorized."
     )))
+}
+
+/// Kafka: KafkaApis.handleDescribeUserScramCredentialsRequest (CLUSTER DESCRIBE; else
+/// the request's error and each named user's)
+pub fn describe_user_scram_credentials(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: DescribeUserScramCredentialsRequest,
+) -> DescribeUserScramCredentialsResponse {
+    if g.allows_cluster(op::DESCRIBE) {
+        return handlers::user_scram::describe(broker, req);
+    }
+    let results = req
+        .users
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| {
+            describe_user_scram_credentials_response::DescribeUserScramCredentialsResult::default()
+                .with_user(u.name)
+                .with_error_code(CLUSTER_DENIED)
+                .with_error_message(default_message(CLUSTER_DENIED))
+        })
+        .collect();
+    DescribeUserScramCredentialsResponse::default()
+        .with_error_code(CLUSTER_DENIED)
+        .with_error_message(default_message(CLUSTER_DENIED))
+        .with_results(results)
+}
+
+/// Kafka: ControllerApis.handleAlterUserScramCredentials (CLUSTER ALTER; else every
+/// distinct user, sorted, CLUSTER_AUTHORIZATION_FAILED)
+pub fn alter_user_scram_credentials(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: AlterUserScramCredentialsRequest,
+) -> AlterUserScramCredentialsResponse {
+    if g.allows_cluster(op::ALTER) {
+        return handlers::user_scram::alter(broker, req);
+    }
+    let users: std::collections::BTreeSet<StrBytes> = req
+        .deletions
+        .into_iter()
+        .map(|d| d.name)
+        .chain(req.upsertions.into_iter().map(|u| u.name))
+        .collect();
+    let results = users
+        .into_iter()
+        .map(|user| {
+            alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default()
+                .with_user(user)
+                .with_error_code(CLUSTER_DENIED)
+                .with_error_message(default_message(CLUSTER_DENIED))
+        })
+        .collect();
+    AlterUserScramCredentialsResponse::default().with_results(results)
 }

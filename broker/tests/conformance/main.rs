@@ -14,6 +14,7 @@ mod admin;
 mod admin_configs;
 mod multinode;
 mod produce;
+mod user_scram;
 mod versions;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,5 +24,6 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(admin::rows());
     rows.extend(multinode::rows());
     rows.extend(versions::rows());
+    rows.extend(user_scram::rows());
     harness::run(rows).await;
 }

@@ -2,7 +2,9 @@
 //! User:admin`, a user without READ on a topic gets TOPIC_AUTHORIZATION_FAILED in kcat
 //! (librdkafka) and confluent-kafka; once a super user grants READ with CreateAcls
 //! (confluent-kafka's AdminClient) the same clients read it byte-equal, the grant survives
-//! a restart, DescribeAcls lists it, and a user without ACLs may not create ACLs.
+//! a restart, DescribeAcls lists it, and a user without ACLs may not create ACLs. The
+//! daemon's `sync_acls` copies a source's topic ACLs to the target names with
+//! MirrorMaker 2's rules.
 
 mod support;
 
@@ -182,4 +184,76 @@ fn run_script(s: &Secured, user: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// `acls.py` on a plaintext broker, as User:ANONYMOUS.
+fn anonymous(broker: &BrokerProcess, args: &[&str]) -> String {
+    let addr = broker.addr();
+    let mut all = vec![addr.as_str(), "-", "-", "-"];
+    all.extend_from_slice(args);
+    run_python("acls.py", &all)
+}
+
+#[test]
+fn sync_acls_copies_literal_topic_acls_with_mirrormaker_2s_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let authorizer = ["--authorizer", "acl", "--super-users", "User:ANONYMOUS"];
+    let source = BrokerProcess::start(&dir.path().join("east"), &authorizer);
+    let target = BrokerProcess::start(&dir.path().join("west"), &authorizer);
+    let out = anonymous(
+        &source,
+        &[
+            "create",
+            "TOPIC|orders|LITERAL|User:alice|READ|ALLOW",
+            "TOPIC|orders|LITERAL|User:alice|WRITE|ALLOW",
+            "TOPIC|orders|LITERAL|User:bob|ALL|ALLOW",
+            "TOPIC|orders|LITERAL|User:mallory|WRITE|DENY",
+            "TOPIC|ord|PREFIXED|User:carol|READ|ALLOW",
+            "TOPIC|payments|LITERAL|User:alice|READ|ALLOW",
+            "GROUP|orders|LITERAL|User:alice|READ|ALLOW",
+        ],
+    );
+    assert!(out.contains("CREATED 7"), "{out}");
+    run_ok(
+        kcat().args(["-b", &source.addr(), "-P", "-t", "orders"]),
+        Some(b"one\n".to_vec()),
+        CLIENT_WAIT,
+    );
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        "  - name: east-to-west\n    source: east\n    target: west\n    topics: { include: [\"orders\"] }\n    sync_acls: true\n    discovery_interval: 1s\n",
+    );
+    let daemon = DaemonProcess::start(&config);
+    assert!(
+        daemon
+            .log
+            .wait_for("Topic ACL synced.", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(40)
+    );
+    // All three creations are logged together; then the target holds exactly them.
+    let wanted = [
+        "ACL TOPIC east.orders LITERAL User:alice * READ ALLOW",
+        "ACL TOPIC east.orders LITERAL User:bob * READ ALLOW",
+        "ACL TOPIC east.orders LITERAL User:mallory * WRITE DENY",
+    ];
+    let mut listed: Vec<String> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        listed = anonymous(&target, &["describe"])
+            .lines()
+            .filter(|l| l.starts_with("ACL "))
+            .map(str::to_string)
+            .collect();
+        listed.sort();
+        if listed.len() >= wanted.len() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(listed, wanted);
+    let log = daemon.log.text();
+    assert_eq!(log.matches("Topic ACL synced.").count(), 3, "{log}");
+    assert!(!log.contains("Could not sync"), "{log}");
 }

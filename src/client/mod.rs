@@ -10,6 +10,7 @@
 //! opened without holding a lock across the connect ([`connections`]). No TLS or SASL
 //! (the configuration refuses them).
 
+pub mod acls;
 pub mod admin;
 mod connections;
 pub mod fetch;

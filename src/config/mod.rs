@@ -243,6 +243,9 @@ pub struct Flow {
     /// Write MirrorMaker 2's checkpoints and heartbeats on the target
     /// ([`crate::offsets::mm2`]); implies `groups` (MM2's default filter) when absent.
     pub mm2_compat: bool,
+    /// Copy the source's LITERAL topic ACLs of mirrored topics to their target names with
+    /// MirrorMaker 2's rules ([`crate::mirror::acl_sync`]).
+    pub sync_acls: bool,
     pub(crate) cycle_guard: graph::CycleGuard,
 }
 

@@ -162,6 +162,7 @@ pub struct RawFlow {
     pub limits: Option<RawLimits>,
     pub groups: Option<RawGroups>,
     pub mm2_compat: Option<Typed<bool>>,
+    pub sync_acls: Option<Typed<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! The replication engine: starts the telemetry and embedded clusters, builds one client
 //! per cluster, and runs every flow until shutdown.
 
+pub mod acl_sync;
 pub mod batching;
 pub mod engine;
 pub mod flow;

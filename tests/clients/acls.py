@@ -1,7 +1,10 @@
-"""Kafka ACLs through confluent-kafka (librdkafka) over SASL_SSL with SCRAM-SHA-512:
+"""Kafka ACLs through confluent-kafka (librdkafka) over SASL_SSL with SCRAM-SHA-512 (over
+PLAINTEXT, as User:ANONYMOUS, when CA, USER and PASSWORD are `-`):
 
   acls.py BOOTSTRAP CA USER PASSWORD grant PRINCIPAL topic:NAME|group:NAME...
       creates ALLOW READ on each resource for PRINCIPAL; prints `GRANTED <n>`
+  acls.py BOOTSTRAP CA USER PASSWORD create 'TYPE|NAME|PATTERN|PRINCIPAL|OPERATION|PERMISSION'...
+      creates each ACL (Kafka's enum names); prints `CREATED <n>`
   acls.py BOOTSTRAP CA USER PASSWORD describe
       prints `ACL <type> <name> <pattern> <principal> <host> <operation> <permission>` lines
   acls.py BOOTSTRAP CA USER PASSWORD consume TOPIC GROUP COUNT
@@ -27,14 +30,15 @@ from confluent_kafka.admin import (
 def main():
     bootstrap, ca, user, password, command = sys.argv[1:6]
     args = sys.argv[6:]
-    config = {
-        "bootstrap.servers": bootstrap,
-        "security.protocol": "SASL_SSL",
-        "ssl.ca.location": ca,
-        "sasl.mechanisms": "SCRAM-SHA-512",
-        "sasl.username": user,
-        "sasl.password": password,
-    }
+    config = {"bootstrap.servers": bootstrap}
+    if user != "-":
+        config.update({
+            "security.protocol": "SASL_SSL",
+            "ssl.ca.location": ca,
+            "sasl.mechanisms": "SCRAM-SHA-512",
+            "sasl.username": user,
+            "sasl.password": password,
+        })
     if command == "grant":
         principal, resources = args[0], args[1:]
         admin = AdminClient(config)
@@ -47,6 +51,17 @@ def main():
         for f in admin.create_acls(bindings, request_timeout=30).values():
             f.result()
         print(f"GRANTED {len(bindings)}")
+    elif command == "create":
+        admin = AdminClient(config)
+        bindings = []
+        for spec in args:
+            rtype, name, pattern, principal, operation, permission = spec.split("|")
+            bindings.append(AclBinding(ResourceType[rtype], name, ResourcePatternType[pattern],
+                                       principal, "*", AclOperation[operation],
+                                       AclPermissionType[permission]))
+        for f in admin.create_acls(bindings, request_timeout=30).values():
+            f.result()
+        print(f"CREATED {len(bindings)}")
     elif command == "describe":
         admin = AdminClient(config)
         filt = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,

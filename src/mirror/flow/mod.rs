@@ -36,6 +36,7 @@ use crate::offsets::report::FlowOffsets;
 use crate::offsets::sync::GroupSync;
 use uuid::Uuid;
 
+use super::acl_sync::AclSync;
 use super::memory::{Held, Memory};
 use super::pipeline::{Chunk, Ended};
 use super::progress::{Progress, ProgressError, SourcePartition};
@@ -237,6 +238,11 @@ impl FlowRunner {
                     .run(),
                 )
             });
+        let acl_sync = self.flow.sync_acls.then(|| {
+            tokio::spawn(
+                AclSync::new(self.flow.clone(), self.source.clone(), self.target.clone()).run(),
+            )
+        });
         let mut fetches = fetching::Fetches::default();
         while !stop.is_cancelled() {
             self.stats.beat(true);
@@ -263,7 +269,7 @@ impl FlowRunner {
         }
         self.stats.beat(false);
         discovering.abort();
-        for task in [group_sync, heartbeats].into_iter().flatten() {
+        for task in [group_sync, heartbeats, acl_sync].into_iter().flatten() {
             task.abort();
         }
         // Drain: no more fetching; pipelines finish what they hold.

@@ -1,0 +1,118 @@
+//! `sync_acls: true`: the source's topic ACLs, for the topics a flow mirrors, copied to
+//! their target names with MirrorMaker 2's rules (`MirrorSourceConnector.syncTopicAcls`):
+//! LITERAL patterns only; ALLOW WRITE is never copied (only the mirror writes a mirrored
+//! topic); ALLOW ALL becomes ALLOW READ; DENY entries are copied as they are. ACLs are only
+//! added on the target, never removed. Checked at start and every discovery interval.
+//!
+//! A source or target without an authorizer stops the sync with one INFO line; a refusal
+//! (the principal may not describe or create ACLs) is reported once per change of reason
+//! and retried.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::client::acls::TopicAcl;
+use crate::client::ClusterClient;
+use crate::config::Flow;
+
+// Kafka's PatternType, AclOperation and AclPermissionType codes.
+const LITERAL: i8 = 3;
+const ALL: i8 = 2;
+const READ: i8 = 3;
+const WRITE: i8 = 4;
+const ALLOW: i8 = 3;
+
+/// The target's copy of a source ACL, or `None` where MirrorMaker 2's rules do not copy it.
+pub fn target_acl(flow: &Flow, acl: &TopicAcl) -> Option<TopicAcl> {
+    if acl.pattern_type != LITERAL || acl.topic == "*" || !flow.matches(&acl.topic) {
+        return None;
+    }
+    if acl.permission == ALLOW && acl.operation == WRITE {
+        return None;
+    }
+    let operation = if acl.permission == ALLOW && acl.operation == ALL {
+        READ
+    } else {
+        acl.operation
+    };
+    Some(TopicAcl {
+        topic: flow.rename(&acl.topic),
+        operation,
+        ..acl.clone()
+    })
+}
+
+pub struct AclSync {
+    flow: Flow,
+    source: Arc<ClusterClient>,
+    target: Arc<ClusterClient>,
+}
+
+impl AclSync {
+    pub fn new(flow: Flow, source: Arc<ClusterClient>, target: Arc<ClusterClient>) -> Self {
+        Self {
+            flow,
+            source,
+            target,
+        }
+    }
+
+    /// Syncs until the task is aborted, or until either cluster turns out to have no
+    /// authorizer.
+    pub async fn run(self) {
+        let mut last_error = String::new();
+        tracing::debug!(flow = %self.flow.name, "Topic ACL sync started.");
+        loop {
+            match self.round().await {
+                Ok(true) => last_error.clear(),
+                Ok(false) => return,
+                Err(e) if e != last_error => {
+                    tracing::warn!(flow = %self.flow.name, error = %e, "Cannot sync topic ACLs; retrying every discovery interval.");
+                    last_error = e;
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(self.flow.discovery_interval).await;
+        }
+    }
+
+    /// One comparison and the creations it calls for; `Ok(false)`: nothing to sync with.
+    async fn round(&self) -> Result<bool, String> {
+        let Some(source) = self.source.topic_acls().await.map_err(|e| e.to_string())? else {
+            tracing::info!(flow = %self.flow.name, cluster = %self.flow.source, "The source cluster has no authorizer: no topic ACLs to sync.");
+            return Ok(false);
+        };
+        let wanted: BTreeSet<TopicAcl> = source
+            .iter()
+            .filter_map(|a| target_acl(&self.flow, a))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(true);
+        }
+        let Some(present) = self.target.topic_acls().await.map_err(|e| e.to_string())? else {
+            tracing::info!(flow = %self.flow.name, cluster = %self.flow.target, "The target cluster has no authorizer: topic ACLs are not synced.");
+            return Ok(false);
+        };
+        let present: BTreeSet<TopicAcl> = present.into_iter().collect();
+        let missing: Vec<TopicAcl> = wanted.difference(&present).cloned().collect();
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        let results = self
+            .target
+            .create_topic_acls(&missing)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (acl, error) in missing.iter().zip(results) {
+            match error {
+                None => {
+                    tracing::info!(flow = %self.flow.name, topic = %acl.topic, principal = %acl.principal, operation = acl.operation, permission = acl.permission, "Topic ACL synced.")
+                }
+                Some(e) => {
+                    tracing::warn!(flow = %self.flow.name, topic = %acl.topic, principal = %acl.principal, error = %e, "Could not sync a topic ACL.")
+                }
+            }
+        }
+        Ok(true)
+    }
+}

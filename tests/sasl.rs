@@ -4,8 +4,8 @@
 //! username, password | password_file }`. Proven with kcat (librdkafka) with every
 //! mechanism, confluent-kafka with SCRAM and kafka-python with PLAIN over SASL_SSL, wrong
 //! passwords and an unknown user refused with Kafka's errors while other connections go
-//! on, no password in any log, a users file readable by others and PLAIN without TLS
-//! refused at start, and the daemon mirroring between two SASL_SSL brokers with different
+//! on, no password in any log, a users file readable by others refused at start, PLAIN
+//! not offered without TLS (SCRAM is), and the daemon mirroring between two SASL_SSL brokers with different
 //! users, CAs and SCRAM mechanisms, byte-equal (and reporting a wrong password clearly).
 
 mod support;
@@ -216,7 +216,7 @@ fn sasl_plain_over_tls_for_clients_and_the_daemon() {
         "a password was logged"
     );
 
-    // Refused at start: a users file others can read, and PLAIN without TLS.
+    // Refused at start: a users file others can read.
     let users_644 = users(dir.path(), 0o644).display().to_string();
     let err = refused_start(
         &dir.path().join("x"),
@@ -230,8 +230,30 @@ fn sasl_plain_over_tls_for_clients_and_the_daemon() {
         ],
     );
     assert!(err.contains("chmod 600"), "{err}");
-    let err = refused_start(&dir.path().join("y"), &["--sasl-users", &users_600]);
-    assert!(err.contains("without TLS"), "{err}");
+    // Without TLS (SASL_PLAINTEXT) PLAIN is not offered, SCRAM is.
+    let clear = BrokerProcess::start(&dir.path().join("y"), &["--sasl-users", &users_600]);
+    let over_clear = |mechanism: &str| {
+        let mut cmd = kcat();
+        cmd.args([
+            "-b",
+            &clear.addr(),
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+        ])
+        .args(["-X", &format!("sasl.mechanisms={mechanism}")])
+        .args(["-X", "sasl.username=alice"])
+        .args(["-X", &format!("sasl.password={PASSWORD}")])
+        .args(["-L", "-m", "5"]);
+        cmd.output().unwrap()
+    };
+    let out = over_clear("PLAIN");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("SCRAM-SHA-256,SCRAM-SHA-512"),
+        "PLAIN over SASL_PLAINTEXT: {stderr}"
+    );
+    assert!(over_clear("SCRAM-SHA-256").status.success());
+    assert!(clear.log.contains("PLAIN is disabled on this listener"));
 
     // The daemon reads the SASL_SSL source (password from a file) into a plaintext target.
     // The target is SASL_SSL too, with its own CA and its own user.

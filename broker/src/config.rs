@@ -68,7 +68,8 @@ pub struct BrokerConfig {
     /// users bootstrap the store: those without stored credentials get them at start.
     /// `None`: no authentication.
     pub sasl: Option<crate::sasl::SaslUsers>,
-    /// Allow SASL/PLAIN without TLS (passwords in clear on the network).
+    /// Enable SASL/PLAIN on listeners without TLS (passwords in clear on the network);
+    /// otherwise SASL_PLAINTEXT listeners offer SCRAM only.
     pub sasl_plain_without_tls: bool,
     /// Kafka-style listeners (`--listeners`), each with its security protocol; empty: one
     /// listener at [`Self::listen`], SSL when `tls` is set, SASL when `sasl` is.

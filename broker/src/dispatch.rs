@@ -196,7 +196,7 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
     let client_id = client_id.as_str();
     let g = &Guard::new(broker, caller);
     if is_group_api(key) && broker.config.node_id != broker.cluster.coordinator().node_id {
-        return not_coordinator(&mut frame, corr, version, key).await;
+        return not_coordinator(g, &mut frame, corr, version, key).await;
     }
     match key {
         // Outside a SASL exchange (a listener without SASL, or after authentication):
@@ -419,37 +419,39 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
         }
         ApiKey::OffsetCommit => {
             sync(&mut frame, corr, version, |r| {
-                authz::groups::offset_commit(g, broker, r, version)
+                authz::groups::offset_commit(g, r, |r| broker.groups.offset_commit(r, version))
             })
             .await
         }
         ApiKey::OffsetFetch => {
             sync(&mut frame, corr, version, |r| {
-                authz::groups::offset_fetch(g, broker, r, version)
+                authz::groups::offset_fetch(g, r, version, |r| {
+                    broker.groups.offset_fetch(r, version)
+                })
             })
             .await
         }
         ApiKey::OffsetDelete => {
             sync(&mut frame, corr, version, |r| {
-                authz::groups::offset_delete(g, broker, r, version)
+                authz::groups::offset_delete(g, r, |r| broker.groups.offset_delete(r, version))
             })
             .await
         }
         ApiKey::DescribeGroups => {
             sync(&mut frame, corr, version, |r| {
-                authz::groups::describe_groups(g, broker, r, version)
+                authz::groups::describe_groups(g, r, |r| broker.groups.describe_groups(r, version))
             })
             .await
         }
         ApiKey::ListGroups => {
             sync(&mut frame, corr, version, |r| {
-                authz::groups::list_groups(g, broker, r, version)
+                authz::groups::list_groups(g, r, |r| broker.groups.list_groups(r, version))
             })
             .await
         }
         ApiKey::DeleteGroups => {
             sync(&mut frame, corr, version, |r| {
-                authz::groups::delete_groups(g, broker, r, version)
+                authz::groups::delete_groups(g, r, |r| broker.groups.delete_groups(r, version))
             })
             .await
         }
@@ -473,20 +475,78 @@ fn is_group_api(key: ApiKey) -> bool {
     )
 }
 
-/// A group request on a node that does not coordinate groups.
-async fn not_coordinator(frame: &mut Bytes, corr: i32, version: i16, key: ApiKey) -> Outcome {
+/// A group request on a node that does not coordinate groups: authorized first, as
+/// KafkaApis does, then NOT_COORDINATOR.
+async fn not_coordinator(
+    g: &Guard<'_>,
+    frame: &mut Bytes,
+    corr: i32,
+    version: i16,
+    key: ApiKey,
+) -> Outcome {
+    use authz::groups as az;
     use handlers::not_coordinator as nc;
     match key {
-        ApiKey::JoinGroup => sync(frame, corr, version, nc::join_group).await,
-        ApiKey::SyncGroup => sync(frame, corr, version, nc::sync_group).await,
-        ApiKey::Heartbeat => sync(frame, corr, version, nc::heartbeat).await,
-        ApiKey::LeaveGroup => sync(frame, corr, version, nc::leave_group).await,
-        ApiKey::OffsetCommit => sync(frame, corr, version, nc::offset_commit).await,
-        ApiKey::OffsetFetch => sync(frame, corr, version, |r| nc::offset_fetch(r, version)).await,
-        ApiKey::OffsetDelete => sync(frame, corr, version, nc::offset_delete).await,
-        ApiKey::DescribeGroups => sync(frame, corr, version, nc::describe_groups).await,
-        ApiKey::ListGroups => sync(frame, corr, version, nc::list_groups).await,
-        ApiKey::DeleteGroups => sync(frame, corr, version, nc::delete_groups).await,
+        ApiKey::JoinGroup => {
+            sync(frame, corr, version, |r| {
+                az::may_join(g, &r).unwrap_or_else(|| nc::join_group(r))
+            })
+            .await
+        }
+        ApiKey::SyncGroup => {
+            sync(frame, corr, version, |r| {
+                az::may_sync(g, &r).unwrap_or_else(|| nc::sync_group(r))
+            })
+            .await
+        }
+        ApiKey::Heartbeat => {
+            sync(frame, corr, version, |r| {
+                az::may_heartbeat(g, &r).unwrap_or_else(|| nc::heartbeat(r))
+            })
+            .await
+        }
+        ApiKey::LeaveGroup => {
+            sync(frame, corr, version, |r| {
+                az::may_leave(g, &r).unwrap_or_else(|| nc::leave_group(r))
+            })
+            .await
+        }
+        ApiKey::OffsetCommit => {
+            sync(frame, corr, version, |r| {
+                az::offset_commit(g, r, nc::offset_commit)
+            })
+            .await
+        }
+        ApiKey::OffsetFetch => {
+            sync(frame, corr, version, |r| {
+                az::offset_fetch(g, r, version, |r| nc::offset_fetch(r, version))
+            })
+            .await
+        }
+        ApiKey::OffsetDelete => {
+            sync(frame, corr, version, |r| {
+                az::offset_delete(g, r, nc::offset_delete)
+            })
+            .await
+        }
+        ApiKey::DescribeGroups => {
+            sync(frame, corr, version, |r| {
+                az::describe_groups(g, r, nc::describe_groups)
+            })
+            .await
+        }
+        ApiKey::ListGroups => {
+            sync(frame, corr, version, |r| {
+                az::list_groups(g, r, nc::list_groups)
+            })
+            .await
+        }
+        ApiKey::DeleteGroups => {
+            sync(frame, corr, version, |r| {
+                az::delete_groups(g, r, nc::delete_groups)
+            })
+            .await
+        }
         other => Outcome::Close(format!("{other:?} is not a group API")),
     }
 }

@@ -160,7 +160,8 @@ struct Args {
     /// (kafka-configs.sh --alter --entity-type users) from then on.
     #[arg(long, env = "KMIRROR_BROKER_SASL_USERS")]
     sasl_users: Option<PathBuf>,
-    /// Allow SASL/PLAIN on a listener without TLS (passwords in clear).
+    /// Enable SASL/PLAIN on listeners without TLS (passwords in clear); otherwise a
+    /// SASL_PLAINTEXT listener offers SCRAM only.
     #[arg(long, env = "KMIRROR_BROKER_SASL_PLAIN_WITHOUT_TLS")]
     sasl_plain_without_tls: bool,
     /// `acl`: enforce Kafka's ACLs (DescribeAcls, CreateAcls, DeleteAcls manage them; they

@@ -129,8 +129,12 @@ pub enum Session {
 
 /// Handles `frame` while `session` is not authenticated yet; `None` passes it to the
 /// request handlers (ApiVersions, or any request once authenticated).
+///
+/// `plain`: whether PLAIN is enabled on this listener (off without TLS unless
+/// `--sasl-plain-without-tls`: PLAIN sends the password itself).
 pub(crate) async fn intercept(
     credentials: &CredentialStore,
+    plain: bool,
     session: &mut Session,
     peer: SocketAddr,
     frame: &Bytes,
@@ -150,7 +154,9 @@ pub(crate) async fn intercept(
                 "SaslHandshake v0 (unframed SASL tokens, before KIP-152) is not supported".into(),
             ))
         }
-        (Some(ApiKey::SaslHandshake), Session::Handshake) => Some(handshake(session, frame).await),
+        (Some(ApiKey::SaslHandshake), Session::Handshake) => {
+            Some(handshake(session, frame, plain).await)
+        }
         (Some(ApiKey::SaslAuthenticate), Session::Authenticate) => {
             Some(authenticate(credentials, session, peer, frame).await)
         }
@@ -174,7 +180,12 @@ fn body(frame: &Bytes) -> Result<(Bytes, i32, i16), Outcome> {
     Ok((frame, header.correlation_id, version))
 }
 
-async fn handshake(session: &mut Session, frame: &Bytes) -> Outcome {
+async fn handshake(session: &mut Session, frame: &Bytes, plain: bool) -> Outcome {
+    let enabled: Vec<&str> = MECHANISMS
+        .iter()
+        .copied()
+        .filter(|m| plain || *m != "PLAIN")
+        .collect();
     let (mut frame, corr, version) = match body(frame) {
         Ok(b) => b,
         Err(outcome) => return outcome,
@@ -182,10 +193,10 @@ async fn handshake(session: &mut Session, frame: &Bytes) -> Outcome {
     let mut accepted = false;
     let mut chosen = None;
     let outcome = dispatch::sync(&mut frame, corr, version, |r: SaslHandshakeRequest| {
-        accepted = MECHANISMS.contains(&r.mechanism.as_str());
+        accepted = enabled.contains(&r.mechanism.as_str());
         chosen = Mechanism::from_name(r.mechanism.as_str());
         let mut response = SaslHandshakeResponse::default().with_mechanisms(
-            MECHANISMS
+            enabled
                 .iter()
                 .map(|m| StrBytes::from_static_str(m))
                 .collect(),

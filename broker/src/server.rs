@@ -35,8 +35,6 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Storage(#[from] TopicError),
-    #[error("SASL/PLAIN without TLS sends passwords in clear: give --tls-cert/--tls-key, or --sasl-plain-without-tls to allow it")]
-    PlainWithoutTls,
     #[error("{0}")]
     Listener(String),
 }
@@ -193,7 +191,7 @@ fn check_listeners(config: &BrokerConfig, listeners: &[ListenerConfig]) -> Resul
             )));
         }
         if l.protocol == SecurityProtocol::SaslPlaintext && !config.sasl_plain_without_tls {
-            return Err(ServerError::PlainWithoutTls);
+            tracing::info!(listener = %l.protocol, "PLAIN is disabled on this listener (it would send passwords in clear): SCRAM only; --sasl-plain-without-tls enables it.");
         }
     }
     if config.tls.is_some() && !listeners.iter().any(|l| l.protocol.tls()) {
@@ -376,7 +374,8 @@ async fn serve_frames<R, W>(
         };
         let intercepted = match &broker.config.sasl {
             Some(_) if broker.protocol().sasl() => {
-                crate::sasl::intercept(&broker.credentials, &mut session, peer, &frame).await
+                let plain = broker.protocol().tls() || broker.config.sasl_plain_without_tls;
+                crate::sasl::intercept(&broker.credentials, plain, &mut session, peer, &frame).await
             }
             _ => None,
         };

@@ -1,5 +1,6 @@
 //! Authorization of the group APIs (KafkaApis checks them before the coordinator sees
-//! the request): READ on the group to join, sync, heartbeat, leave and commit; DESCRIBE to
+//! the request, so a node that does not coordinate the group answers with these errors
+//! too; `handle` is the coordinator's or the not-coordinator answer): READ on the group to join, sync, heartbeat, leave and commit; DESCRIBE to
 //! find its coordinator, fetch its offsets or describe it; DELETE to delete it or its
 //! offsets; topics as each method names.
 
@@ -72,9 +73,8 @@ pub fn may_leave(g: &Guard<'_>, req: &LeaveGroupRequest) -> Option<LeaveGroupRes
 /// GROUP_AUTHORIZATION_FAILED; then READ per topic)
 pub fn offset_commit(
     g: &Guard<'_>,
-    broker: &Broker,
     mut req: OffsetCommitRequest,
-    version: i16,
+    handle: impl FnOnce(OffsetCommitRequest) -> OffsetCommitResponse,
 ) -> OffsetCommitResponse {
     let group_ok = g.allows_group(op::READ, &req.group_id);
     let (kept, refused) = split(std::mem::take(&mut req.topics), |t| {
@@ -84,7 +84,7 @@ pub fn offset_commit(
     let mut resp = if req.topics.is_empty() {
         OffsetCommitResponse::default()
     } else {
-        broker.groups.offset_commit(req, version)
+        handle(req)
     };
     let code = if group_ok { TOPIC_DENIED } else { GROUP_DENIED };
     resp.topics.extend(refused.into_iter().map(|t| {
@@ -110,12 +110,12 @@ pub fn offset_commit(
 /// topics: the undescribable ones left out)
 pub fn offset_fetch(
     g: &Guard<'_>,
-    broker: &Broker,
     mut req: OffsetFetchRequest,
     version: i16,
+    handle: impl FnOnce(OffsetFetchRequest) -> OffsetFetchResponse,
 ) -> OffsetFetchResponse {
     if g.open() {
-        return broker.groups.offset_fetch(req, version);
+        return handle(req);
     }
     let describable = |t: &str| g.quietly_allows(op::DESCRIBE, resource::TOPIC, t);
     if version < 8 {
@@ -128,7 +128,7 @@ pub fn offset_fetch(
             req.topics = Some(kept);
             refused = denied;
         }
-        let mut resp = broker.groups.offset_fetch(req, version);
+        let mut resp = handle(req);
         resp.topics.retain(|t| describable(&t.name));
         resp.topics.extend(refused.into_iter().map(|t| {
             let partitions = t
@@ -165,7 +165,7 @@ pub fn offset_fetch(
     let mut resp = if req.groups.is_empty() {
         OffsetFetchResponse::default()
     } else {
-        broker.groups.offset_fetch(req, version)
+        handle(req)
     };
     for grp in &mut resp.groups {
         grp.topics.retain(|t| describable(&t.name));
@@ -199,9 +199,8 @@ pub fn offset_fetch(
 /// Kafka: KafkaApis.handleOffsetDeleteRequest (DELETE on the group, READ per topic)
 pub fn offset_delete(
     g: &Guard<'_>,
-    broker: &Broker,
     mut req: OffsetDeleteRequest,
-    version: i16,
+    handle: impl FnOnce(OffsetDeleteRequest) -> OffsetDeleteResponse,
 ) -> OffsetDeleteResponse {
     if !g.allows_group(op::DELETE, &req.group_id) {
         return OffsetDeleteResponse::default().with_error_code(GROUP_DENIED);
@@ -210,7 +209,7 @@ pub fn offset_delete(
         g.allows_topic(op::READ, &t.name)
     });
     req.topics = kept;
-    let mut resp = broker.groups.offset_delete(req, version);
+    let mut resp = handle(req);
     resp.topics.extend(refused.into_iter().map(|t| {
         let partitions = t
             .partitions
@@ -231,15 +230,14 @@ pub fn offset_delete(
 /// Kafka: KafkaApis.handleDescribeGroupsRequest (DESCRIBE per group)
 pub fn describe_groups(
     g: &Guard<'_>,
-    broker: &Broker,
     mut req: DescribeGroupsRequest,
-    version: i16,
+    handle: impl FnOnce(DescribeGroupsRequest) -> DescribeGroupsResponse,
 ) -> DescribeGroupsResponse {
     let (kept, refused) = split(std::mem::take(&mut req.groups), |id| {
         g.allows_group(op::DESCRIBE, id)
     });
     req.groups = kept;
-    let mut resp = broker.groups.describe_groups(req, version);
+    let mut resp = handle(req);
     for grp in &mut resp.groups {
         if grp.error_code == 0 && grp.authorized_operations != i32::MIN {
             grp.authorized_operations = g.operations(
@@ -262,11 +260,10 @@ pub fn describe_groups(
 /// the groups the caller may DESCRIBE)
 pub fn list_groups(
     g: &Guard<'_>,
-    broker: &Broker,
     req: ListGroupsRequest,
-    version: i16,
+    handle: impl FnOnce(ListGroupsRequest) -> ListGroupsResponse,
 ) -> ListGroupsResponse {
-    let mut resp = broker.groups.list_groups(req, version);
+    let mut resp = handle(req);
     if !g.quietly_allows(op::DESCRIBE, resource::CLUSTER, CLUSTER_NAME) {
         resp.groups
             .retain(|grp| g.quietly_allows(op::DESCRIBE, resource::GROUP, &grp.group_id));
@@ -277,15 +274,14 @@ pub fn list_groups(
 /// Kafka: KafkaApis.handleDeleteGroupsRequest (DELETE per group)
 pub fn delete_groups(
     g: &Guard<'_>,
-    broker: &Broker,
     mut req: DeleteGroupsRequest,
-    version: i16,
+    handle: impl FnOnce(DeleteGroupsRequest) -> DeleteGroupsResponse,
 ) -> DeleteGroupsResponse {
     let (kept, refused) = split(std::mem::take(&mut req.groups_names), |id| {
         g.allows_group(op::DELETE, id)
     });
     req.groups_names = kept;
-    let mut resp = broker.groups.delete_groups(req, version);
+    let mut resp = handle(req);
     resp.results.extend(refused.into_iter().map(|id| {
         delete_groups_response::DeletableGroupResult::default()
             .with_group_id(id)

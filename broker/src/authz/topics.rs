@@ -9,6 +9,9 @@ use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
 use super::{default_message, split, Guard, CLUSTER_DENIED, TOPIC_DENIED};
+
+/// TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+const TRANSACTIONAL_ID_DENIED: i16 = 53;
 use crate::acl::{op, resource};
 use crate::handlers;
 use crate::state::Broker;
@@ -402,14 +405,22 @@ pub fn create_partitions(
     resp
 }
 
-/// Kafka: KafkaApis.handleInitProducerIdRequest (no transactional id: CLUSTER
-/// IDEMPOTENT_WRITE or WRITE on any topic, KIP-679)
+/// Kafka: KafkaApis.handleInitProducerIdRequest (a transactional id: WRITE on it; none:
+/// CLUSTER IDEMPOTENT_WRITE or WRITE on any topic, KIP-679)
 pub fn init_producer_id(
     g: &Guard<'_>,
     broker: &Broker,
     req: InitProducerIdRequest,
     version: i16,
 ) -> InitProducerIdResponse {
+    if let Some(id) = &req.transactional_id {
+        if !g.allows(op::WRITE, resource::TRANSACTIONAL_ID, id) {
+            return InitProducerIdResponse::default()
+                .with_error_code(TRANSACTIONAL_ID_DENIED)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1);
+        }
+    }
     let idempotent = req.transactional_id.is_none();
     if idempotent
         && !g.quietly_allows(

@@ -12,6 +12,7 @@ mod harness;
 
 mod admin;
 mod admin_configs;
+mod authz;
 mod multinode;
 mod produce;
 mod user_scram;
@@ -25,5 +26,6 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(multinode::rows());
     rows.extend(versions::rows());
     rows.extend(user_scram::rows());
+    rows.extend(authz::rows());
     harness::run(rows).await;
 }

@@ -1,0 +1,203 @@
+//! Authorization rules (`--authorizer acl`): each row runs on its own broker whose only
+//! ACL lets User:ANONYMOUS (these rows' plaintext principal) READ group `granted`; nothing
+//! else is allowed, and no row's principal is a super user. Kafka answers a denied
+//! resource with its *_AUTHORIZATION_FAILED code before looking for it.
+
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::*;
+use kmirror_broker::BrokerConfig;
+use kmirror_wire::messenger::{Messenger, MessengerConfig};
+
+use crate::admin::s;
+use crate::common;
+use crate::harness::{code_or_closed, Ctx, Got, Row};
+
+const TOPIC_DENIED: i16 = 29;
+const GROUP_DENIED: i16 = 30;
+const CLUSTER_DENIED: i16 = 31;
+const NOT_COORDINATOR: i16 = 16;
+
+/// An authorizer whose one ACL is `User:ANONYMOUS` READ on group `granted` (in the data
+/// directory's `acls.json`, as CreateAcls would have stored it).
+fn authorizer(c: &mut BrokerConfig) {
+    let dir = tempfile::tempdir().expect("tempdir").keep();
+    let acls = r#"[{"resource_type":3,"resource_name":"granted","pattern_type":3,
+        "principal":"User:ANONYMOUS","host":"*","operation":3,"permission":3}]"#;
+    std::fs::write(dir.join("acls.json"), acls).expect("acls.json");
+    c.data_dir = Some(dir);
+    c.acl_super_users = Some(vec!["User:admin".into()]);
+}
+
+fn two_nodes_with_authorizer(c: &mut BrokerConfig) {
+    authorizer(c);
+    c.nodes = 2;
+}
+
+macro_rules! row {
+    ($rule:expr, $kafka:expr, $expect:expr, $config:expr, |$ctx:ident| $body:expr) => {
+        Row {
+            rule: $rule,
+            kafka: $kafka,
+            expect: $expect,
+            config: Some($config),
+            run: |$ctx| Box::pin(async move { $body }),
+        }
+    };
+}
+
+async fn metadata_code(ctx: Ctx, topic: &str) -> Got {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(common::name(topic)))
+        ]))
+        .with_allow_auto_topic_creation(true);
+    code_or_closed(ctx.m.send_at(&req, 12).await, |r| r.topics[0].error_code)
+}
+
+async fn produce_code(ctx: Ctx) -> Got {
+    let req = common::produce_request(&ctx.topic("t"), 0, common::batch(1, 1_000), -1);
+    code_or_closed(ctx.m.send_at(&req, 9).await, |r| {
+        r.responses[0].partition_responses[0].error_code
+    })
+}
+
+async fn fetch_code(ctx: Ctx) -> Got {
+    let req = common::fetch_request(&ctx.topic("t"), 0, 0, 0, 1 << 20);
+    code_or_closed(ctx.m.send_at(&req, 12).await, |r| {
+        r.responses[0].partitions[0].error_code
+    })
+}
+
+async fn join_code(m: &Messenger, group: &str) -> Got {
+    let req = JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(10_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(s("range"))
+        ]);
+    code_or_closed(m.send_at(&req, 5).await, |r| r.error_code)
+}
+
+/// A connection to the node that does not coordinate groups (of two).
+async fn other_node(ctx: &Ctx) -> Messenger {
+    let find = FindCoordinatorRequest::default().with_key(s("granted"));
+    let coordinator = ctx.m.send_at(&find, 3).await.expect("find").node_id.0;
+    let md = ctx
+        .m
+        .send_at(&MetadataRequest::default().with_topics(Some(vec![])), 12)
+        .await
+        .expect("metadata");
+    let b = md
+        .brokers
+        .iter()
+        .find(|b| b.node_id.0 != coordinator)
+        .expect("two nodes");
+    Messenger::connect(
+        &format!("{}:{}", b.host.as_str(), b.port),
+        MessengerConfig::default(),
+    )
+    .await
+    .expect("connect")
+}
+
+async fn commit_code(ctx: Ctx) -> Got {
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("granted")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(common::name(&ctx.topic("t")))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)])]);
+    code_or_closed(ctx.m.send_at(&req, 8).await, |r| {
+        r.topics[0].partitions[0].error_code
+    })
+}
+
+async fn describe_configs_code(ctx: Ctx, resource_type: i8, name: &str) -> Got {
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))]);
+    code_or_closed(ctx.m.send_at(&req, 4).await, |r| r.results[0].error_code)
+}
+
+pub fn rows() -> Vec<Row> {
+    vec![
+        row!("Metadata for a topic without DESCRIBE, even one that does not exist: TOPIC_AUTHORIZATION_FAILED",
+            "KafkaApis.getTopicMetadata (unauthorizedForDescribeTopics)", Got::Code(TOPIC_DENIED), authorizer,
+            |ctx| metadata_code(ctx, "no-such-topic").await),
+        row!("Produce without WRITE: TOPIC_AUTHORIZATION_FAILED", "KafkaApis.handleProduceRequest",
+            Got::Code(TOPIC_DENIED), authorizer, |ctx| produce_code(ctx).await),
+        row!("Fetch without READ: TOPIC_AUTHORIZATION_FAILED", "KafkaApis.handleFetchRequest",
+            Got::Code(TOPIC_DENIED), authorizer, |ctx| fetch_code(ctx).await),
+        row!("CreateTopics without CLUSTER or TOPIC CREATE: TOPIC_AUTHORIZATION_FAILED",
+            "ControllerApis.createTopics", Got::Code(TOPIC_DENIED), authorizer,
+            |ctx| Got::Code(crate::admin::create_with(&ctx, &ctx.topic("t"), &[]).await)),
+        row!("JoinGroup without READ on the group: GROUP_AUTHORIZATION_FAILED",
+            "KafkaApis.handleJoinGroupRequest", Got::Code(GROUP_DENIED), authorizer,
+            |ctx| join_code(&ctx.m, "denied").await),
+        row!("JoinGroup on a node that is not the coordinator, group denied: GROUP_AUTHORIZATION_FAILED first",
+            "KafkaApis.handleJoinGroupRequest (before the coordinator)", Got::Code(GROUP_DENIED),
+            two_nodes_with_authorizer, |ctx| join_code(&other_node(&ctx).await, "denied").await),
+        row!("JoinGroup on a node that is not the coordinator, group allowed: NOT_COORDINATOR",
+            "GroupCoordinator.handleJoinGroup (isCoordinatorForGroup)", Got::Code(NOT_COORDINATOR),
+            two_nodes_with_authorizer, |ctx| join_code(&other_node(&ctx).await, "granted").await),
+        row!("OffsetCommit with READ on the group but not on the topic: TOPIC_AUTHORIZATION_FAILED",
+            "KafkaApis.handleOffsetCommitRequest", Got::Code(TOPIC_DENIED), authorizer,
+            |ctx| commit_code(ctx).await),
+        row!("InitProducerId without IDEMPOTENT_WRITE or WRITE on any topic: CLUSTER_AUTHORIZATION_FAILED",
+            "KafkaApis.handleInitProducerIdRequest", Got::Code(CLUSTER_DENIED), authorizer,
+            |ctx| {
+                let req = InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(60_000);
+                code_or_closed(ctx.m.send_at(&req, 4).await, |r| r.error_code)
+            }),
+        row!("InitProducerId with a transactional id without WRITE on it: TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+            "KafkaApis.handleInitProducerIdRequest", Got::Code(53), authorizer,
+            |ctx| {
+                let req = InitProducerIdRequest::default()
+                    .with_transactional_id(Some(TransactionalId(s("tx-1"))))
+                    .with_transaction_timeout_ms(60_000);
+                code_or_closed(ctx.m.send_at(&req, 4).await, |r| r.error_code)
+            }),
+        row!("DescribeConfigs of the broker without CLUSTER DESCRIBE_CONFIGS: CLUSTER_AUTHORIZATION_FAILED",
+            "ConfigHelper.handleDescribeConfigsRequest", Got::Code(CLUSTER_DENIED), authorizer,
+            |ctx| describe_configs_code(ctx, 4, "0").await),
+        row!("DescribeConfigs of a topic without DESCRIBE_CONFIGS: TOPIC_AUTHORIZATION_FAILED",
+            "ConfigHelper.handleDescribeConfigsRequest", Got::Code(TOPIC_DENIED), authorizer,
+            |ctx| describe_configs_code(ctx, 2, "t").await),
+        row!("DescribeAcls without CLUSTER DESCRIBE: CLUSTER_AUTHORIZATION_FAILED",
+            "AclApis.handleDescribeAcls (authorizeClusterOperation)", Got::Code(CLUSTER_DENIED), authorizer,
+            |ctx| {
+                let req = DescribeAclsRequest::default()
+                    .with_resource_type_filter(1)
+                    .with_pattern_type_filter(1)
+                    .with_operation(1)
+                    .with_permission_type(1);
+                code_or_closed(ctx.m.send_at(&req, 3).await, |r| r.error_code)
+            }),
+        row!("CreateAcls without CLUSTER ALTER: CLUSTER_AUTHORIZATION_FAILED per creation",
+            "AclApis.handleCreateAcls (authorizeClusterOperation)", Got::Code(CLUSTER_DENIED), authorizer,
+            |ctx| {
+                let req = CreateAclsRequest::default().with_creations(vec![AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t"))
+                    .with_resource_pattern_type(3)
+                    .with_principal(s("User:ANONYMOUS"))
+                    .with_host(s("*"))
+                    .with_operation(2)
+                    .with_permission_type(3)]);
+                code_or_closed(ctx.m.send_at(&req, 3).await, |r| r.results[0].error_code)
+            }),
+    ]
+}

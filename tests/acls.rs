@@ -4,7 +4,7 @@
 //! (confluent-kafka's AdminClient) the same clients read it byte-equal, the grant survives
 //! a restart, DescribeAcls lists it, and a user without ACLs may not create ACLs. The
 //! daemon's `sync_acls` copies a source's topic ACLs to the target names with
-//! MirrorMaker 2's rules.
+//! MirrorMaker 2's rules. A client certificate's subject is its principal (mTLS).
 
 mod support;
 
@@ -256,4 +256,51 @@ fn sync_acls_copies_literal_topic_acls_with_mirrormaker_2s_rules() {
     let log = daemon.log.text();
     assert_eq!(log.matches("Topic ACL synced.").count(), 3, "{log}");
     assert!(!log.contains("Could not sync"), "{log}");
+}
+
+/// A broker requiring client certificates, with ACLs and `super_user` allowed everything;
+/// whether kcat with `certs`' client certificate (subject `CN=kmirror`) can write and read.
+fn mtls_client_allowed(dir: &Path, certs: &Path, super_user: &str) -> Result<(), String> {
+    let arg = |f: &str| certs.join(f).display().to_string();
+    let broker = BrokerProcess::start(
+        &dir.join(super_user.replace([':', '=', ','], "_")),
+        &[
+            "--tls-cert",
+            &arg("broker.pem"),
+            "--tls-key",
+            &arg("broker.key"),
+            "--tls-client-ca",
+            &arg("ca.pem"),
+            "--authorizer",
+            "acl",
+            "--super-users",
+            super_user,
+        ],
+    );
+    let mut cmd = kcat();
+    cmd.args(["-b", &broker.addr(), "-X", "security.protocol=SSL"])
+        .args(["-X", &format!("ssl.ca.location={}", arg("ca.pem"))])
+        .args([
+            "-X",
+            &format!("ssl.certificate.location={}", arg("client.pem")),
+        ])
+        .args(["-X", &format!("ssl.key.location={}", arg("client.key"))])
+        .args(["-P", "-t", "certified", "-p", "0"]);
+    let out = run(&mut cmd, Some(b"signed\n".to_vec()), CLIENT_WAIT);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if out.status.success() && !stderr.contains("rror") {
+        Ok(())
+    } else {
+        Err(stderr)
+    }
+}
+
+#[test]
+fn an_mtls_client_is_the_principal_its_certificate_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certificates(&dir.path().join("certs"));
+    // Kafka's DefaultKafkaPrincipalBuilder: User:<subject>, RFC 2253.
+    mtls_client_allowed(dir.path(), &certs, "User:CN=kmirror").unwrap();
+    let err = mtls_client_allowed(dir.path(), &certs, "User:CN=someone-else").unwrap_err();
+    assert!(err.contains("authorization failed"), "{err}");
 }

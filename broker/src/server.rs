@@ -348,7 +348,7 @@ async fn serve_frames<R, W>(
     let mut session = crate::sasl::Session::default();
     let mut caller = Caller {
         principal: tls_principal.unwrap_or_else(|| crate::acl::ANONYMOUS.to_string()),
-        host: peer.ip(),
+        host: peer.ip().to_canonical(),
     };
     let mut sasl_principal = false;
     let mut frames = FramedRead::new(

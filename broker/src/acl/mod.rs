@@ -226,6 +226,20 @@ impl AclFilter {
         }
     }
 
+    /// Kafka refuses filters with UNKNOWN (or unknown) elements (DeleteAclsRequest
+    /// .normalizeAndValidate, DescribeAclsRequest.normalizeAndValidate).
+    pub fn validate(&self) -> Result<(), String> {
+        let known = (resource::ANY..=resource::USER).contains(&self.resource_type)
+            && (pattern::ANY..=pattern::PREFIXED).contains(&self.pattern_type)
+            && (op::ANY..=op::DESCRIBE_TOKENS).contains(&self.operation)
+            && (permission::ANY..=permission::ALLOW).contains(&self.permission);
+        if known {
+            Ok(())
+        } else {
+            Err("Filters contain UNKNOWN elements".into())
+        }
+    }
+
     pub fn matches(&self, acl: &AclBinding) -> bool {
         let type_ok =
             self.resource_type == resource::ANY || self.resource_type == acl.resource_type;
@@ -259,6 +273,9 @@ pub struct Caller {
 pub struct Authorizer {
     super_users: Vec<String>,
     acls: RwLock<Vec<AclBinding>>,
+    /// Held by a change while it is written to disk, so `acls` is locked only to swap
+    /// the new set in (authorization never waits for an fsync).
+    writer: std::sync::Mutex<()>,
     path: Option<PathBuf>,
 }
 
@@ -276,6 +293,7 @@ impl Authorizer {
         Ok(Self {
             super_users,
             acls: RwLock::new(acls),
+            writer: std::sync::Mutex::new(()),
             path,
         })
     }
@@ -290,15 +308,13 @@ impl Authorizer {
             return true;
         }
         let acls = self.acls.read().expect("acl lock");
-        let host = caller.host.to_string();
         let mut allowed = false;
         for acl in acls
             .iter()
             .filter(|a| a.resource_type == resource_type && a.covers(name))
         {
             let principal_ok = acl.principal == caller.principal || acl.principal == "User:*";
-            let host_ok = acl.host == "*" || acl.host == host;
-            if !principal_ok || !host_ok {
+            if !principal_ok || !host_matches(&acl.host, caller.host) {
                 continue;
             }
             match acl.permission {
@@ -319,11 +335,10 @@ impl Authorizer {
             return true;
         }
         let acls = self.acls.read().expect("acl lock");
-        let host = caller.host.to_string();
         let applies = |a: &&AclBinding| {
             a.resource_type == resource_type
                 && (a.principal == caller.principal || a.principal == "User:*")
-                && (a.host == "*" || a.host == host)
+                && host_matches(&a.host, caller.host)
                 && (a.operation == op::ALL || a.operation == operation)
         };
         let denies: Vec<&AclBinding> = acls
@@ -370,21 +385,22 @@ impl Authorizer {
 
     /// Adds ACLs (an existing one is kept once) and persists them.
     pub fn create(&self, new: &[AclBinding]) -> Result<(), AclStoreError> {
-        let mut acls = self.acls.write().expect("acl lock");
-        let mut next = acls.clone();
+        let _writer = self.writer.lock().expect("acl writer lock");
+        let mut next = self.acls.read().expect("acl lock").clone();
         for acl in new {
             if !next.contains(acl) {
                 next.push(acl.clone());
             }
         }
         self.persist(&next)?;
-        *acls = next;
+        *self.acls.write().expect("acl lock") = next;
         Ok(())
     }
 
     /// Removes what each filter matches, all or nothing; returns each filter's matches.
     pub fn delete(&self, filters: &[AclFilter]) -> Result<Vec<Vec<AclBinding>>, AclStoreError> {
-        let mut acls = self.acls.write().expect("acl lock");
+        let _writer = self.writer.lock().expect("acl writer lock");
+        let acls = self.acls.read().expect("acl lock").clone();
         let matched: Vec<Vec<AclBinding>> = filters
             .iter()
             .map(|f| acls.iter().filter(|a| f.matches(a)).cloned().collect())
@@ -396,7 +412,7 @@ impl Authorizer {
             .collect();
         if next.len() != acls.len() {
             self.persist(&next)?;
-            *acls = next;
+            *self.acls.write().expect("acl lock") = next;
         }
         Ok(matched)
     }
@@ -407,6 +423,16 @@ impl Authorizer {
             None => Ok(()),
         }
     }
+}
+
+/// Whether an ACL's host (`*` or an IP address) is the client's: compared as addresses,
+/// so `0:0:0:0:0:0:0:1` (Java's form) is `::1` and an IPv4 client seen through an IPv6
+/// socket (`::ffff:10.0.0.5`) is `10.0.0.5` (Kafka: StandardAuthorizerData.findResult).
+fn host_matches(acl_host: &str, client: IpAddr) -> bool {
+    acl_host == "*"
+        || acl_host
+            .parse::<IpAddr>()
+            .is_ok_and(|h| h.to_canonical() == client.to_canonical())
 }
 
 /// Whether an ALLOW of `granted` allows `wanted` (Kafka: StandardAuthorizerData

@@ -195,3 +195,30 @@ fn super_users_split_on_semicolons_or_before_a_principal_type() {
     );
     assert!(parse_super_users("admin").is_err());
 }
+
+#[test]
+fn hosts_compare_as_addresses_like_javas() {
+    let mut deny = acl(TOPIC, "orders", LITERAL, "User:*", READ, DENY);
+    deny.host = "10.0.0.7".into();
+    let mut loopback = acl(TOPIC, "orders", LITERAL, "User:alice", READ, ALLOW);
+    loopback.host = "0:0:0:0:0:0:0:1".into();
+    let a = authorizer(&[
+        deny,
+        loopback,
+        acl(TOPIC, "orders", LITERAL, "User:bob", READ, ALLOW),
+    ]);
+    // An IPv4 client seen through an IPv6 socket is still 10.0.0.7: the DENY holds.
+    let bob = Caller {
+        principal: "User:bob".into(),
+        host: "::ffff:10.0.0.7".parse().unwrap(),
+    };
+    assert!(!a.authorize(&bob, READ, TOPIC, "orders"));
+    let alice = Caller {
+        principal: "User:alice".into(),
+        host: "::1".parse().unwrap(),
+    };
+    assert!(
+        a.authorize(&alice, READ, TOPIC, "orders"),
+        "Java's form of ::1"
+    );
+}

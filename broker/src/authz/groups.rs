@@ -36,6 +36,7 @@ pub fn find_coordinator(
     } else if !g.allows_group(op::DESCRIBE, &single_key) {
         resp = FindCoordinatorResponse::default()
             .with_error_code(GROUP_DENIED)
+            .with_error_message(super::default_message(GROUP_DENIED))
             .with_node_id(BrokerId(-1))
             .with_port(-1);
     }
@@ -48,6 +49,7 @@ pub fn may_join(g: &Guard<'_>, req: &JoinGroupRequest) -> Option<JoinGroupRespon
         JoinGroupResponse::default()
             .with_error_code(GROUP_DENIED)
             .with_generation_id(-1)
+            .with_protocol_name(None)
     })
 }
 
@@ -120,7 +122,32 @@ pub fn offset_fetch(
     let describable = |t: &str| g.quietly_allows(op::DESCRIBE, resource::TOPIC, t);
     if version < 8 {
         if !g.allows_group(op::DESCRIBE, &req.group_id) {
-            return OffsetFetchResponse::default().with_error_code(GROUP_DENIED);
+            // OffsetFetchRequest.getErrorResponse: every named partition carries the error
+            // (v0-1 have no top-level error code).
+            let topics = req
+                .topics
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partition_indexes
+                        .iter()
+                        .map(|&p| {
+                            offset_fetch_response::OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(-1)
+                                .with_metadata(None)
+                                .with_error_code(GROUP_DENIED)
+                        })
+                        .collect();
+                    offset_fetch_response::OffsetFetchResponseTopic::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions)
+                })
+                .collect();
+            return OffsetFetchResponse::default()
+                .with_error_code(GROUP_DENIED)
+                .with_topics(topics);
         }
         let mut refused = Vec::new();
         if let Some(topics) = req.topics.take() {
@@ -169,7 +196,15 @@ pub fn offset_fetch(
     };
     for grp in &mut resp.groups {
         grp.topics.retain(|t| describable(&t.name));
-        for (_, denied) in refused_topics.iter().filter(|(id, _)| id == &grp.group_id) {
+        // Each request entry's denied topics go to one answer for its group.
+        let mine: Vec<_> = {
+            let (mine, rest) = std::mem::take(&mut refused_topics)
+                .into_iter()
+                .partition(|(id, _)| id == &grp.group_id);
+            refused_topics = rest;
+            mine
+        };
+        for (_, denied) in mine.iter().take(1) {
             grp.topics.extend(denied.iter().map(|t| {
                 let partitions = t
                     .partition_indexes

@@ -125,11 +125,26 @@ pub async fn produce(
     if g.open() {
         return handlers::produce::handle(broker, req, version).await;
     }
+    // Transactional records need WRITE on the transactional id first, else every
+    // partition is TRANSACTIONAL_ID_AUTHORIZATION_FAILED (ProduceRequest.getErrorResponse).
+    let transaction_denied = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !g.allows(op::WRITE, resource::TRANSACTIONAL_ID, id));
     let (kept, refused) = split(std::mem::take(&mut req.topic_data), |t| {
-        allows_topic(g, broker, op::WRITE, &t.name, t.topic_id)
+        !transaction_denied && allows_topic(g, broker, op::WRITE, &t.name, t.topic_id)
     });
+    let code = if transaction_denied {
+        TRANSACTIONAL_ID_DENIED
+    } else {
+        TOPIC_DENIED
+    };
     req.topic_data = kept;
-    let mut resp = handlers::produce::handle(broker, req, version).await;
+    let mut resp = if req.topic_data.is_empty() {
+        ProduceResponse::default()
+    } else {
+        handlers::produce::handle(broker, req, version).await
+    };
     resp.responses.extend(refused.into_iter().map(|t| {
         let partitions = t
             .partition_data
@@ -137,7 +152,7 @@ pub async fn produce(
             .map(|p| {
                 produce_response::PartitionProduceResponse::default()
                     .with_index(p.index)
-                    .with_error_code(TOPIC_DENIED)
+                    .with_error_code(code)
                     .with_base_offset(-1)
                     .with_log_append_time_ms(-1)
                     .with_log_start_offset(-1)
@@ -365,17 +380,20 @@ pub fn delete_topics(
     let states = std::mem::take(&mut req.topics);
     for t in states {
         let by_name = t.name.as_ref().map(|n| n.as_str()).unwrap_or("");
+        let by_id = !t.topic_id.is_nil();
         match topic_name(broker, by_name, t.topic_id) {
-            Some(name) if !allowed(&name) => {
-                // Named by id: the name only if the caller may describe the topic.
-                let hidden =
-                    !t.topic_id.is_nil() && !g.quietly_allows(op::DESCRIBE, resource::TOPIC, &name);
+            // Named by id, Kafka needs DELETE only; DESCRIBE decides whether the name shows.
+            Some(name) if by_id && !g.allows_topic(op::DELETE, &name) => {
+                let hidden = !g.quietly_allows(op::DESCRIBE, resource::TOPIC, &name);
                 let shown = if hidden {
                     None
                 } else {
                     Some(TopicName(StrBytes::from_string(name)))
                 };
                 deny(shown, t.topic_id);
+            }
+            Some(name) if !by_id && !allowed(&name) => {
+                deny(Some(TopicName(StrBytes::from_string(name))), t.topic_id);
             }
             _ => req.topics.push(t),
         }

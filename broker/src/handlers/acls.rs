@@ -52,6 +52,21 @@ fn text(s: &Option<StrBytes>) -> Option<String> {
 
 /// Kafka: AclApis.handleDescribeAcls (CLUSTER DESCRIBE; no authorizer: SECURITY_DISABLED)
 pub fn describe(g: &Guard<'_>, broker: &Broker, req: DescribeAclsRequest) -> DescribeAclsResponse {
+    // Kafka validates the filter while parsing, before anything else.
+    let filter = AclFilter {
+        resource_type: req.resource_type_filter,
+        resource_name: text(&req.resource_name_filter),
+        pattern_type: req.pattern_type_filter,
+        principal: text(&req.principal_filter),
+        host: text(&req.host_filter),
+        operation: req.operation,
+        permission: req.permission_type,
+    };
+    if let Err(m) = filter.validate() {
+        return DescribeAclsResponse::default()
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_error_message(Some(StrBytes::from_string(m)));
+    }
     let Some(authorizer) = &broker.authorizer else {
         return DescribeAclsResponse::default()
             .with_error_code(ResponseError::SecurityDisabled.code())
@@ -62,15 +77,6 @@ pub fn describe(g: &Guard<'_>, broker: &Broker, req: DescribeAclsRequest) -> Des
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
             .with_error_message(not_authorized("DescribeAcls"));
     }
-    let filter = AclFilter {
-        resource_type: req.resource_type_filter,
-        resource_name: text(&req.resource_name_filter),
-        pattern_type: req.pattern_type_filter,
-        principal: text(&req.principal_filter),
-        host: text(&req.host_filter),
-        operation: req.operation,
-        permission: req.permission_type,
-    };
     // One resource per pattern, with its entries (DescribeAclsResponse.aclsResources).
     let mut resources: BTreeMap<(i8, String, i8), Vec<AclDescription>> = BTreeMap::new();
     for acl in authorizer.describe(&filter) {
@@ -85,18 +91,20 @@ pub fn describe(g: &Guard<'_>, broker: &Broker, req: DescribeAclsRequest) -> Des
                     .with_permission_type(acl.permission),
             );
     }
-    DescribeAclsResponse::default().with_resources(
-        resources
-            .into_iter()
-            .map(|((resource_type, name, pattern_type), acls)| {
-                DescribeAclsResource::default()
-                    .with_resource_type(resource_type)
-                    .with_resource_name(StrBytes::from_string(name))
-                    .with_pattern_type(pattern_type)
-                    .with_acls(acls)
-            })
-            .collect(),
-    )
+    DescribeAclsResponse::default()
+        .with_error_message(None)
+        .with_resources(
+            resources
+                .into_iter()
+                .map(|((resource_type, name, pattern_type), acls)| {
+                    DescribeAclsResource::default()
+                        .with_resource_type(resource_type)
+                        .with_resource_name(StrBytes::from_string(name))
+                        .with_pattern_type(pattern_type)
+                        .with_acls(acls)
+                })
+                .collect(),
+        )
 }
 
 /// Whether ACLs may be changed: the authorizer, or the error code and message every
@@ -166,7 +174,7 @@ pub fn create(g: &Guard<'_>, broker: &Broker, req: CreateAclsRequest) -> CreateA
             (Ok(()), Err(e)) => AclCreationResult::default()
                 .with_error_code(ResponseError::UnknownServerError.code())
                 .with_error_message(Some(StrBytes::from_string(e.to_string()))),
-            (Ok(()), Ok(())) => AclCreationResult::default(),
+            (Ok(()), Ok(())) => AclCreationResult::default().with_error_message(None),
         })
         .collect();
     for b in &valid {
@@ -184,10 +192,7 @@ pub fn delete(g: &Guard<'_>, broker: &Broker, req: DeleteAclsRequest) -> DeleteA
             .with_error_message(text);
         DeleteAclsResponse::default().with_filter_results(vec![result; req.filters.len()])
     };
-    let authorizer = match alterable(g, broker, "DeleteAcls") {
-        Ok(a) => a,
-        Err((code, text)) => return refuse(code, text),
-    };
+    // Kafka validates the filters while parsing, before anything else.
     let filters: Vec<AclFilter> = req
         .filters
         .iter()
@@ -201,6 +206,16 @@ pub fn delete(g: &Guard<'_>, broker: &Broker, req: DeleteAclsRequest) -> DeleteA
             permission: f.permission_type,
         })
         .collect();
+    if let Some(m) = filters.iter().find_map(|f| f.validate().err()) {
+        return refuse(
+            ResponseError::InvalidRequest.code(),
+            Some(StrBytes::from_string(m)),
+        );
+    }
+    let authorizer = match alterable(g, broker, "DeleteAcls") {
+        Ok(a) => a,
+        Err((code, text)) => return refuse(code, text),
+    };
     let matched = match authorizer.delete(&filters) {
         Ok(m) => m,
         Err(e) => {
@@ -217,20 +232,23 @@ pub fn delete(g: &Guard<'_>, broker: &Broker, req: DeleteAclsRequest) -> DeleteA
             for b in &acls {
                 tracing::info!(principal = %g.caller.principal, acl = ?b, "ACL deleted.");
             }
-            DeleteAclsFilterResult::default().with_matching_acls(
-                acls.into_iter()
-                    .map(|a| {
-                        DeleteAclsMatchingAcl::default()
-                            .with_resource_type(a.resource_type)
-                            .with_resource_name(StrBytes::from_string(a.resource_name))
-                            .with_pattern_type(a.pattern_type)
-                            .with_principal(StrBytes::from_string(a.principal))
-                            .with_host(StrBytes::from_string(a.host))
-                            .with_operation(a.operation)
-                            .with_permission_type(a.permission)
-                    })
-                    .collect(),
-            )
+            DeleteAclsFilterResult::default()
+                .with_error_message(None)
+                .with_matching_acls(
+                    acls.into_iter()
+                        .map(|a| {
+                            DeleteAclsMatchingAcl::default()
+                                .with_error_message(None)
+                                .with_resource_type(a.resource_type)
+                                .with_resource_name(StrBytes::from_string(a.resource_name))
+                                .with_pattern_type(a.pattern_type)
+                                .with_principal(StrBytes::from_string(a.principal))
+                                .with_host(StrBytes::from_string(a.host))
+                                .with_operation(a.operation)
+                                .with_permission_type(a.permission)
+                        })
+                        .collect(),
+                )
         })
         .collect();
     DeleteAclsResponse::default().with_filter_results(results)

@@ -23,12 +23,19 @@ const GROUP_DENIED: i16 = 30;
 const CLUSTER_DENIED: i16 = 31;
 const NOT_COORDINATOR: i16 = 16;
 
-/// An authorizer whose one ACL is `User:ANONYMOUS` READ on group `granted` (in the data
-/// directory's `acls.json`, as CreateAcls would have stored it).
+/// An authorizer whose ACLs let `User:ANONYMOUS` READ group `granted`, and CREATE and
+/// DELETE (but not DESCRIBE) topics named `deletable*` (in the data directory's
+/// `acls.json`, as CreateAcls would have stored them).
 fn authorizer(c: &mut BrokerConfig) {
     let dir = tempfile::tempdir().expect("tempdir").keep();
     let acls = r#"[{"resource_type":3,"resource_name":"granted","pattern_type":3,
-        "principal":"User:ANONYMOUS","host":"*","operation":3,"permission":3}]"#;
+        "principal":"User:ANONYMOUS","host":"*","operation":3,"permission":3},
+        {"resource_type":2,"resource_name":"deletable","pattern_type":4,
+        "principal":"User:ANONYMOUS","host":"*","operation":5,"permission":3},
+        {"resource_type":2,"resource_name":"deletable","pattern_type":4,
+        "principal":"User:ANONYMOUS","host":"*","operation":6,"permission":3},
+        {"resource_type":2,"resource_name":"deletable","pattern_type":4,
+        "principal":"User:ANONYMOUS","host":"*","operation":8,"permission":2}]"#;
     std::fs::write(dir.join("acls.json"), acls).expect("acls.json");
     c.data_dir = Some(dir);
     c.acl_super_users = Some(vec!["User:admin".into()]);
@@ -130,8 +137,69 @@ async fn describe_configs_code(ctx: Ctx, resource_type: i8, name: &str) -> Got {
     code_or_closed(ctx.m.send_at(&req, 4).await, |r| r.results[0].error_code)
 }
 
+/// Creates `deletable-<row>` and deletes it by id (DeleteTopics v6).
+async fn delete_by_id_code(ctx: Ctx) -> Got {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
+    let name = format!("deletable-{}", ctx.prefix);
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(common::name(&name))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    let Ok(created) = ctx.m.send_at(&create, 7).await else {
+        return Got::Closed;
+    };
+    let id = created.topics[0].topic_id;
+    if created.topics[0].error_code != 0 || id.is_nil() {
+        return Got::Answer(format!("create: {:?}", created.topics[0]));
+    }
+    let delete = DeleteTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![DeleteTopicState::default()
+            .with_name(None)
+            .with_topic_id(id)]);
+    code_or_closed(ctx.m.send_at(&delete, 6).await, |r| {
+        r.responses[0].error_code
+    })
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
+        row!("Produce with a transactional id without WRITE on it: TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+            "KafkaApis.handleProduceRequest (hasTransactionalRecords)", Got::Code(53), authorizer,
+            |ctx| {
+                let req = common::produce_request(&ctx.topic("t"), 0, common::batch(1, 1_000), -1)
+                    .with_transactional_id(Some(TransactionalId(s("tx-1"))));
+                code_or_closed(ctx.m.send_at(&req, 9).await, |r| {
+                    r.responses[0].partition_responses[0].error_code
+                })
+            }),
+        row!("OffsetFetch v1 for a group without DESCRIBE: GROUP_AUTHORIZATION_FAILED on every partition",
+            "OffsetFetchRequest.getErrorResponse (v0-1: partition errors)", Got::Code(GROUP_DENIED), authorizer,
+            |ctx| {
+                use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+                let req = OffsetFetchRequest::default()
+                    .with_group_id(GroupId(s("denied")))
+                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                        .with_name(common::name("t"))
+                        .with_partition_indexes(vec![0])]));
+                code_or_closed(ctx.m.send_at(&req, 1).await, |r| r.topics[0].partitions[0].error_code)
+            }),
+        row!("DeleteTopics by id needs DELETE only (DESCRIBE only shows the name)",
+            "ControllerApis.deleteTopics", Got::Code(0), authorizer, |ctx| delete_by_id_code(ctx).await),
+        row!("DeleteAcls with an UNKNOWN element, before authorization: INVALID_REQUEST",
+            "DeleteAclsRequest.normalizeAndValidate", Got::Code(42), authorizer,
+            |ctx| {
+                use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+                let req = DeleteAclsRequest::default().with_filters(vec![DeleteAclsFilter::default()
+                    .with_resource_type_filter(0)
+                    .with_pattern_type_filter(1)
+                    .with_operation(1)
+                    .with_permission_type(1)]);
+                code_or_closed(ctx.m.send_at(&req, 3).await, |r| r.filter_results[0].error_code)
+            }),
         row!("Metadata for a topic without DESCRIBE, even one that does not exist: TOPIC_AUTHORIZATION_FAILED",
             "KafkaApis.getTopicMetadata (unauthorizedForDescribeTopics)", Got::Code(TOPIC_DENIED), authorizer,
             |ctx| metadata_code(ctx, "no-such-topic").await),

@@ -107,6 +107,27 @@ pub fn offset_commit(
     resp
 }
 
+/// An OffsetFetch v0-7 answer for a topic whose every partition is refused with `code`.
+fn denied_topic(
+    t: offset_fetch_request::OffsetFetchRequestTopic,
+    code: i16,
+) -> offset_fetch_response::OffsetFetchResponseTopic {
+    let partitions = t
+        .partition_indexes
+        .iter()
+        .map(|&p| {
+            offset_fetch_response::OffsetFetchResponsePartition::default()
+                .with_partition_index(p)
+                .with_committed_offset(-1)
+                .with_metadata(None)
+                .with_error_code(code)
+        })
+        .collect();
+    offset_fetch_response::OffsetFetchResponseTopic::default()
+        .with_name(t.name)
+        .with_partitions(partitions)
+}
+
 /// Kafka: KafkaApis.handleOffsetFetchRequestFromCoordinator (DESCRIBE on each group;
 /// topics named: DESCRIBE per topic, else TOPIC_AUTHORIZATION_FAILED per partition; all
 /// topics: the undescribable ones left out)
@@ -128,22 +149,7 @@ pub fn offset_fetch(
                 .topics
                 .unwrap_or_default()
                 .into_iter()
-                .map(|t| {
-                    let partitions = t
-                        .partition_indexes
-                        .iter()
-                        .map(|&p| {
-                            offset_fetch_response::OffsetFetchResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_committed_offset(-1)
-                                .with_metadata(None)
-                                .with_error_code(GROUP_DENIED)
-                        })
-                        .collect();
-                    offset_fetch_response::OffsetFetchResponseTopic::default()
-                        .with_name(t.name)
-                        .with_partitions(partitions)
-                })
+                .map(|t| denied_topic(t, GROUP_DENIED))
                 .collect();
             return OffsetFetchResponse::default()
                 .with_error_code(GROUP_DENIED)
@@ -157,21 +163,8 @@ pub fn offset_fetch(
         }
         let mut resp = handle(req);
         resp.topics.retain(|t| describable(&t.name));
-        resp.topics.extend(refused.into_iter().map(|t| {
-            let partitions = t
-                .partition_indexes
-                .iter()
-                .map(|&p| {
-                    offset_fetch_response::OffsetFetchResponsePartition::default()
-                        .with_partition_index(p)
-                        .with_committed_offset(-1)
-                        .with_error_code(TOPIC_DENIED)
-                })
-                .collect();
-            offset_fetch_response::OffsetFetchResponseTopic::default()
-                .with_name(t.name)
-                .with_partitions(partitions)
-        }));
+        resp.topics
+            .extend(refused.into_iter().map(|t| denied_topic(t, TOPIC_DENIED)));
         return resp;
     }
     let (groups, denied_groups) = split(std::mem::take(&mut req.groups), |grp| {

@@ -256,6 +256,12 @@ fn sync_acls_copies_literal_topic_acls_with_mirrormaker_2s_rules() {
     let log = daemon.log.text();
     assert_eq!(log.matches("Topic ACL synced.").count(), 3, "{log}");
     assert!(!log.contains("Could not sync"), "{log}");
+    // The copied DENY WRITE would refuse the daemon's own writes: said once.
+    assert_eq!(
+        log.matches("also refuses this daemon's writes").count(),
+        1,
+        "{log}"
+    );
 }
 
 /// A broker requiring client certificates, with ACLs and `super_user` allowed everything;

@@ -20,6 +20,7 @@ const LITERAL: i8 = 3;
 const ALL: i8 = 2;
 const READ: i8 = 3;
 const WRITE: i8 = 4;
+const DENY: i8 = 2;
 const ALLOW: i8 = 3;
 
 /// The target's copy of a source ACL, or `None` where MirrorMaker 2's rules do not copy it.
@@ -104,6 +105,12 @@ impl AclSync {
             .await
             .map_err(|e| e.to_string())?;
         for (acl, error) in missing.iter().zip(results) {
+            if error.is_none()
+                && acl.permission == DENY
+                && (acl.operation == WRITE || acl.operation == ALL)
+            {
+                tracing::warn!(flow = %self.flow.name, topic = %acl.topic, principal = %acl.principal, "A synced DENY of writes on a mirrored topic also refuses this daemon's writes unless its principal is a super user of the target.");
+            }
             match error {
                 None => {
                     tracing::info!(flow = %self.flow.name, topic = %acl.topic, principal = %acl.principal, operation = acl.operation, permission = acl.permission, "Topic ACL synced.")

@@ -164,9 +164,37 @@ pub fn server_config(
 /// names it: RFC 2253 text, most specific first, no spaces (`CN=client,O=kmirror`).
 /// `None` when there is no certificate or it cannot be parsed.
 pub fn certificate_subject(certificate: &[u8]) -> Option<String> {
-    use x509_cert::der::Decode;
+    use x509_cert::der::{Decode, Encode};
+    // The attributes Java's X500Principal.getName(RFC2253) names by keyword (CN, C, L, ST,
+    // O, OU, STREET, DC, UID); any other is written as OID=#<hex of its DER value>.
+    const KEYWORDS: [&str; 9] = [
+        "2.5.4.3",
+        "2.5.4.6",
+        "2.5.4.7",
+        "2.5.4.8",
+        "2.5.4.10",
+        "2.5.4.11",
+        "2.5.4.9",
+        "0.9.2342.19200300.100.1.25",
+        "0.9.2342.19200300.100.1.1",
+    ];
     let cert = x509_cert::Certificate::from_der(certificate).ok()?;
-    Some(cert.tbs_certificate.subject.to_string())
+    let mut rdns = Vec::new();
+    for rdn in cert.tbs_certificate.subject.0.iter().rev() {
+        let mut attributes = Vec::new();
+        for atv in rdn.0.iter() {
+            let oid = atv.oid.to_string();
+            if KEYWORDS.contains(&oid.as_str()) {
+                attributes.push(atv.to_string());
+            } else {
+                let der = atv.value.to_der().ok()?;
+                let hex: String = der.iter().map(|b| format!("{b:02x}")).collect();
+                attributes.push(format!("{oid}=#{hex}"));
+            }
+        }
+        rdns.push(attributes.join("+"));
+    }
+    Some(rdns.join(","))
 }
 
 #[cfg(test)]
@@ -204,5 +232,29 @@ mod subject_tests {
             Some("CN=mirror-east,OU=ops,O=kmirror,C=DE")
         );
         assert_eq!(super::certificate_subject(b"not a certificate"), None);
+        // emailAddress has no keyword in Java's RFC 2253 form: OID=#<DER>.
+        let ok = std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=x/emailAddress=a@b.c"])
+            .arg("-keyout")
+            .arg(dir.path().join("k2.pem"))
+            .arg("-out")
+            .arg(dir.path().join("c2.pem"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let certs = super::certificates(&dir.path().join("c2.pem")).unwrap();
+        assert_eq!(
+            super::certificate_subject(&certs[0]).as_deref(),
+            Some("1.2.840.113549.1.9.1=#16056140622e63,CN=x")
+        );
     }
 }

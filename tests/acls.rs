@@ -5,6 +5,7 @@
 //! a restart, DescribeAcls lists it, and a user without ACLs may not create ACLs. The
 //! daemon's `sync_acls` copies a source's topic ACLs to the target names with
 //! MirrorMaker 2's rules. A client certificate's subject is its principal (mTLS).
+//! kafka-python's admin client creates, lists and deletes ACLs too.
 
 mod support;
 
@@ -309,4 +310,24 @@ fn an_mtls_client_is_the_principal_its_certificate_names() {
     mtls_client_allowed(dir.path(), &certs, "User:CN=kmirror").unwrap();
     let err = mtls_client_allowed(dir.path(), &certs, "User:CN=someone-else").unwrap_err();
     assert!(err.contains("authorization failed"), "{err}");
+}
+
+#[test]
+fn kafka_pythons_admin_client_creates_lists_and_deletes_acls() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(
+        dir.path(),
+        &["--authorizer", "acl", "--super-users", "User:ANONYMOUS"],
+    );
+    let out = run_python("acls_kafka_python.py", &[&broker.addr()]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "CREATED 2 0",
+            "LISTED TOPIC:orders:PREFIXED:User:alice:*:READ:ALLOW;TOPIC:payments:LITERAL:User:bob:10.0.0.1:WRITE:DENY NoError",
+            "DELETED 1",
+            "LISTED TOPIC:payments:LITERAL:User:bob:10.0.0.1:WRITE:DENY NoError",
+        ]
+    );
 }

@@ -4,11 +4,12 @@
 //! acknowledged them. Produce requests reference those batches rather than copying them
 //! ([`kmirror_wire::parts`]), so they add only their few bytes of headers.
 //!
-//! A slice of the budget, 1 MiB (at most half), is kept back from the fetch pool as
-//! headroom for the moment a response shared by several partitions is being split: each
-//! partition's batches are copied out of it while it is still allocated. Shared responses
-//! are asked for no more than that ([`Memory::split_headroom_bytes`]); a partition with
-//! more data is fetched alone, and its response is handed to it without a copy.
+//! A response shared by several partitions is split by copying each partition's batches
+//! out of it while it is still allocated, so such a Fetch reserves twice what it asks for
+//! (the response and its copies) and asks for no more than 1 MiB (at most half the budget,
+//! [`Memory::split_headroom_bytes`]); what the copies do not take is released after the
+//! split. A partition with more data is fetched alone, and its response is handed to it
+//! without a copy, so that Fetch reserves only what it asks for.
 //!
 //! A partition may hold at most its share of the fetch pool before it is left out of fetches,
 //! so partitions stuck on the target keep only their share and the others go on. What is
@@ -20,7 +21,8 @@ use std::sync::Arc;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-/// The part of the budget kept back for a shared response being split (at most half).
+/// The most a shared response may bring (at most half the budget): its split needs as
+/// much again.
 const SPLIT_HEADROOM_BYTES: usize = 1 << 20;
 
 /// The budget of one flow.
@@ -37,7 +39,7 @@ impl Memory {
     pub fn new(max_in_flight_bytes: usize) -> Self {
         let total = max_in_flight_bytes.min(Semaphore::MAX_PERMITS);
         let headroom = SPLIT_HEADROOM_BYTES.min(total / 2);
-        let fetch_bytes = total - headroom;
+        let fetch_bytes = total;
         Self {
             fetch: Arc::new(Semaphore::new(fetch_bytes)),
             fetch_bytes,
@@ -56,8 +58,8 @@ impl Memory {
         self.fetch_bytes
     }
 
-    /// The most a response shared by several partitions may bring: the headroom its
-    /// split is done in.
+    /// The most a response shared by several partitions may bring (its Fetch reserves as
+    /// much again for the split).
     pub fn split_headroom_bytes(&self) -> usize {
         self.headroom_bytes
     }
@@ -152,12 +154,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_fetch_pool_leaves_headroom_for_a_response_being_split() {
+    fn the_whole_budget_is_the_fetch_pool_and_shared_responses_fit_twice() {
         for total in [1 << 20, 4 << 20, 64 << 20, 1 << 30] {
             let m = Memory::new(total);
-            let headroom = total - m.fetch_pool_bytes();
-            assert_eq!(headroom, (1 << 20).min(total / 2));
-            assert_eq!(m.split_headroom_bytes(), headroom);
+            assert_eq!(m.fetch_pool_bytes(), total);
+            assert_eq!(m.split_headroom_bytes(), (1 << 20).min(total / 2));
+            assert!(2 * m.split_headroom_bytes() <= m.fetch_pool_bytes());
         }
     }
 

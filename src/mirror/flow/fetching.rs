@@ -230,14 +230,17 @@ impl FlowRunner {
                 Kind::Alone => per_response,
                 Kind::CaughtUp => CAUGHT_UP_FETCH_BYTES,
             };
+            // A response carrying several partitions is split by copying: its Fetch
+            // reserves the copies too, released as far as they are not taken.
+            let split = if kind == Kind::Alone { 1 } else { 2 };
             let bytes = most
                 .min(asked)
                 .max(least_bytes)
-                .min(self.memory.fetch_available());
+                .min(self.memory.fetch_available() / split);
             if bytes < least_bytes {
                 continue;
             }
-            let Some(reservation) = self.memory.try_reserve_fetch(bytes) else {
+            let Some(reservation) = self.memory.try_reserve_fetch(bytes * split) else {
                 continue;
             };
             let partitions: Vec<SourcePartition> = wants
@@ -260,7 +263,7 @@ impl FlowRunner {
             tracing::trace!(flow = %self.flow.name, leader, ?kind, partitions = partitions.len(), reserved_bytes = reservation.bytes(), "Fetching.");
             let source = self.source.clone();
             fetches.running.push(Box::pin(async move {
-                let max_bytes = i32::try_from(reservation.bytes()).unwrap_or(i32::MAX);
+                let max_bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
                 let partition_max = PARTITION_FETCH_BYTES.min(max_bytes);
                 let result = async {
                     let m = source.broker_lane(leader, kind.lane()).await?;

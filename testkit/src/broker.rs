@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::binaries::broker_binary;
-use crate::process::{free_port, Process, PROCESS_WAIT};
+use crate::process::{free_port, free_port_span, Process, PROCESS_WAIT};
 
 /// A `kmirror-broker` child process; dereferences to its [`Process`] (`log`, `kill9`,
 /// `terminate`, `pause`, ...).
@@ -29,13 +29,15 @@ impl BrokerProcess {
     }
 
     /// [`Self::start`] with `--listeners`: one listener per protocol of `protocols`
-    /// (`PLAINTEXT`, `SSL`, ...), each on a free port of 127.0.0.1; none: `--listen`.
+    /// (`PLAINTEXT`, `SSL`, ...), each on a free port of 127.0.0.1 followed by three more
+    /// (for `--nodes` up to 4); none: `--listen`.
     pub fn start_listeners(data_dir: &Path, protocols: &[&str], extra_args: &[&str]) -> Self {
-        let port = free_port();
+        let ports: Vec<u16> = protocols.iter().map(|_| free_port_span(4)).collect();
+        let port = ports.first().copied().unwrap_or_else(free_port);
         let listeners: Vec<(String, u16)> = protocols
             .iter()
-            .enumerate()
-            .map(|(k, p)| (p.to_string(), if k == 0 { port } else { free_port() }))
+            .zip(ports)
+            .map(|(p, port)| (p.to_string(), port))
             .collect();
         let mut b = Self {
             port,

@@ -22,6 +22,6 @@ pub use clients::{kcat, python, python_command, run, run_ok, run_python, run_scr
 pub use daemon::{add_telemetry, kmirror_ok, write_topology, DaemonProcess};
 pub use http::{http_get, metric, metric_sum};
 pub use log::Log;
-pub use process::{free_port, Process};
+pub use process::{free_port, free_port_span, Process};
 pub use proxy::DelayProxy;
 pub use running::Running;

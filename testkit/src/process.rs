@@ -20,6 +20,25 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The first of `span` consecutive free ports on 127.0.0.1, for a broker with `--nodes`
+/// (node k listens on the port + k). Taken below the kernel's ephemeral range
+/// (32768..), where client connections of concurrent tests cannot land on them.
+pub fn free_port_span(span: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() % 1000) as u16 * 11;
+    loop {
+        let offset = NEXT.fetch_add(span, Ordering::Relaxed);
+        let base = 20_000 + (seed.wrapping_add(offset)) % 12_000;
+        let bound: Vec<TcpListener> = (0..span)
+            .filter_map(|k| TcpListener::bind(("127.0.0.1", base + k)).ok())
+            .collect();
+        if bound.len() == span as usize {
+            return base;
+        }
+    }
+}
+
 /// A child process (one incarnation at a time) with its output captured in `log`: what
 /// brokers and daemons share. SIGCONTed and SIGKILLed on drop, its log printed if the
 /// test is failing. [`BrokerProcess`](crate::BrokerProcess) and

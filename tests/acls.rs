@@ -108,13 +108,18 @@ impl Secured {
     fn kcat_write(&self, user: &str, topic: &str, lines: &str) -> Result<(), String> {
         let mut cmd = self.kcat(user);
         cmd.args(["-P", "-t", topic, "-p", "0"]);
-        let out = run(&mut cmd, Some(lines.as_bytes().to_vec()), CLIENT_WAIT);
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        if out.status.success() && !stderr.contains("rror") {
-            Ok(())
-        } else {
-            Err(stderr)
-        }
+        kcat_produced(&mut cmd, lines)
+    }
+}
+
+/// Runs a kcat producer with `lines`: `Err(stderr)` when it failed or reported an error.
+fn kcat_produced(cmd: &mut std::process::Command, lines: &str) -> Result<(), String> {
+    let out = run(cmd, Some(lines.as_bytes().to_vec()), CLIENT_WAIT);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    if out.status.success() && !stderr.contains("rror") {
+        Ok(())
+    } else {
+        Err(stderr)
     }
 }
 
@@ -293,13 +298,7 @@ fn mtls_client_allowed(dir: &Path, certs: &Path, super_user: &str) -> Result<(),
         ])
         .args(["-X", &format!("ssl.key.location={}", arg("client.key"))])
         .args(["-P", "-t", "certified", "-p", "0"]);
-    let out = run(&mut cmd, Some(b"signed\n".to_vec()), CLIENT_WAIT);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    if out.status.success() && !stderr.contains("rror") {
-        Ok(())
-    } else {
-        Err(stderr)
-    }
+    kcat_produced(&mut cmd, "signed\n")
 }
 
 #[test]

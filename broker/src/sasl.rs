@@ -180,6 +180,8 @@ fn body(frame: &Bytes) -> Result<(Bytes, i32, i16), Outcome> {
     Ok((frame, header.correlation_id, version))
 }
 
+/// Kafka: SaslServerAuthenticator.handleHandshakeRequest (a mechanism the listener does
+/// not enable: UNSUPPORTED_SASL_MECHANISM with the enabled ones).
 async fn handshake(session: &mut Session, frame: &Bytes, plain: bool) -> Outcome {
     let enabled: Vec<&str> = MECHANISMS
         .iter()

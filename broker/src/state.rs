@@ -279,8 +279,8 @@ impl Broker {
             .unwrap_or(SecurityProtocol::Plaintext)
     }
 
-    /// `node` as clients on this view's listener must reach it (Kafka answers Metadata
-    /// with the endpoints of the listener the request arrived on).
+    /// `node` as clients on this view's listener must reach it (Kafka:
+    /// KafkaApis.handleTopicMetadataRequest, `getAliveBrokerNodes(request.context.listenerName)`).
     pub fn advertise(&self, node: NodeEndpoint) -> NodeEndpoint {
         self.listeners.advertise(self.listener, node)
     }

@@ -9,11 +9,7 @@ use kmirror_wire::errors::ResponseError;
 
 use super::{ClientError, ClusterClient};
 
-// Kafka's ResourceType, PatternType, AclOperation and AclPermissionType codes.
-const TOPIC: i8 = 2;
-const PATTERN_ANY: i8 = 1;
-const OPERATION_ANY: i8 = 1;
-const PERMISSION_ANY: i8 = 1;
+use kmirror_wire::acl::{op, pattern, permission, resource::TOPIC};
 
 /// One topic ACL.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -27,7 +23,9 @@ pub struct TopicAcl {
 }
 
 impl ClusterClient {
-    /// Every topic ACL of the cluster; `None` when it has no authorizer.
+    /// Every topic ACL of the cluster, as MirrorMaker 2 lists them
+    /// (MirrorSourceConnector.listTopicAclBindings: TOPIC, any name, any pattern); `None`
+    /// when it has no authorizer (Kafka: AclApis.handleDescribeAcls, SECURITY_DISABLED).
     pub async fn topic_acls(&self) -> Result<Option<Vec<TopicAcl>>, ClientError> {
         // kafka-protocol's defaults for the nullable filters are "" (matching nothing).
         let req = DescribeAclsRequest::default()
@@ -35,9 +33,9 @@ impl ClusterClient {
             .with_resource_name_filter(None)
             .with_principal_filter(None)
             .with_host_filter(None)
-            .with_pattern_type_filter(PATTERN_ANY)
-            .with_operation(OPERATION_ANY)
-            .with_permission_type(PERMISSION_ANY);
+            .with_pattern_type_filter(pattern::ANY)
+            .with_operation(op::ANY)
+            .with_permission_type(permission::ANY);
         let m = self.any_broker().await?;
         let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
         if resp.error_code == ResponseError::SecurityDisabled.code() {

@@ -11,17 +11,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use kmirror_wire::acl::op::{ALL, READ, WRITE};
+use kmirror_wire::acl::pattern::LITERAL;
+use kmirror_wire::acl::permission::{ALLOW, DENY};
+
 use crate::client::acls::TopicAcl;
 use crate::client::ClusterClient;
 use crate::config::Flow;
-
-// Kafka's PatternType, AclOperation and AclPermissionType codes.
-const LITERAL: i8 = 3;
-const ALL: i8 = 2;
-const READ: i8 = 3;
-const WRITE: i8 = 4;
-const DENY: i8 = 2;
-const ALLOW: i8 = 3;
 
 /// The target's copy of a source ACL, or `None` where MirrorMaker 2's rules do not copy it.
 pub fn target_acl(flow: &Flow, acl: &TopicAcl) -> Option<TopicAcl> {

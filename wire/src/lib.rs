@@ -6,6 +6,7 @@
 //! ([`messenger`]), TLS for both sides ([`tls`]) and SCRAM ([`scram`]). Message bodies are always encoded by the `kafka-protocol` crate; this
 //! crate never hand-encodes a message that crate provides.
 
+pub mod acl;
 pub mod backoff;
 pub mod batch;
 pub mod codec;

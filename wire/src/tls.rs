@@ -199,61 +199,45 @@ pub fn certificate_subject(certificate: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod subject_tests {
-    #[test]
-    fn subjects_read_most_specific_first_like_kafka() {
-        let dir = tempfile::tempdir().unwrap();
+    /// The subject of a throw-away certificate made by openssl for `subject`.
+    fn subject_of(dir: &std::path::Path, name: &str, subject: &str) -> Option<String> {
+        let (key, cert) = (
+            dir.join(format!("{name}.key")),
+            dir.join(format!("{name}.pem")),
+        );
         let ok = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
             .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
                 "ec_paramgen_curve:P-256",
-            ])
-            .args([
                 "-nodes",
                 "-days",
                 "1",
                 "-subj",
-                "/C=DE/O=kmirror/OU=ops/CN=mirror-east",
+                subject,
             ])
             .arg("-keyout")
-            .arg(dir.path().join("k.pem"))
+            .arg(&key)
             .arg("-out")
-            .arg(dir.path().join("c.pem"))
+            .arg(&cert)
             .status()
             .unwrap()
             .success();
-        assert!(ok);
-        let certs = super::certificates(&dir.path().join("c.pem")).unwrap();
+        assert!(ok, "openssl req");
+        let certs = super::certificates(&cert).unwrap();
+        super::certificate_subject(&certs[0])
+    }
+
+    #[test]
+    fn subjects_read_most_specific_first_like_kafka() {
+        let dir = tempfile::tempdir().unwrap();
         assert_eq!(
-            super::certificate_subject(&certs[0]).as_deref(),
+            subject_of(dir.path(), "a", "/C=DE/O=kmirror/OU=ops/CN=mirror-east").as_deref(),
             Some("CN=mirror-east,OU=ops,O=kmirror,C=DE")
         );
         assert_eq!(super::certificate_subject(b"not a certificate"), None);
         // emailAddress has no keyword in Java's RFC 2253 form: OID=#<DER>.
-        let ok = std::process::Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ])
-            .args(["-nodes", "-days", "1", "-subj", "/CN=x/emailAddress=a@b.c"])
-            .arg("-keyout")
-            .arg(dir.path().join("k2.pem"))
-            .arg("-out")
-            .arg(dir.path().join("c2.pem"))
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let certs = super::certificates(&dir.path().join("c2.pem")).unwrap();
         assert_eq!(
-            super::certificate_subject(&certs[0]).as_deref(),
+            subject_of(dir.path(), "b", "/CN=x/emailAddress=a@b.c").as_deref(),
             Some("1.2.840.113549.1.9.1=#16056140622e63,CN=x")
         );
     }

@@ -2,6 +2,7 @@
 //! OffsetForLeaderEpoch, DeleteRecords, CreateTopics, DeleteTopics, CreatePartitions and
 //! InitProducerId, each as the KafkaApis (or ControllerApis) method named on it.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use kafka_protocol::messages::*;
@@ -18,11 +19,14 @@ use crate::state::Broker;
 
 /// A topic's name, from its id where a request names it by id (unknown ids: `None`, for
 /// the handler to answer UNKNOWN_TOPIC_ID).
-fn topic_name(broker: &Broker, name: &str, id: Uuid) -> Option<String> {
+fn topic_name<'a>(broker: &Broker, name: &'a str, id: Uuid) -> Option<Cow<'a, str>> {
     if !name.is_empty() || id.is_nil() {
-        return Some(name.to_string());
+        return Some(Cow::Borrowed(name));
     }
-    broker.topics.get_by_id(id).map(|t| t.name.clone())
+    broker
+        .topics
+        .get_by_id(id)
+        .map(|t| Cow::Owned(t.name.clone()))
 }
 
 /// Whether the caller may `operation` the topic; unknown ids pass (to the handler).
@@ -65,7 +69,7 @@ pub async fn metadata(
             if creating && !may_create && !g.allows_topic(op::CREATE, &name) {
                 return false;
             }
-            allowed_names.insert(name);
+            allowed_names.insert(name.into_owned());
             true
         });
         req.topics = Some(kept);
@@ -388,12 +392,15 @@ pub fn delete_topics(
                 let shown = if hidden {
                     None
                 } else {
-                    Some(TopicName(StrBytes::from_string(name)))
+                    Some(TopicName(StrBytes::from_string(name.into_owned())))
                 };
                 deny(shown, t.topic_id);
             }
             Some(name) if !by_id && !allowed(&name) => {
-                deny(Some(TopicName(StrBytes::from_string(name))), t.topic_id);
+                deny(
+                    Some(TopicName(StrBytes::from_string(name.into_owned()))),
+                    t.topic_id,
+                );
             }
             _ => req.topics.push(t),
         }

@@ -50,18 +50,26 @@ fn text(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.to_string())
 }
 
+/// The [`AclFilter`] of a DescribeAcls request or a DeleteAcls filter (the same fields,
+/// two types in kafka-protocol).
+macro_rules! acl_filter {
+    ($f:expr) => {
+        AclFilter {
+            resource_type: $f.resource_type_filter,
+            resource_name: text(&$f.resource_name_filter),
+            pattern_type: $f.pattern_type_filter,
+            principal: text(&$f.principal_filter),
+            host: text(&$f.host_filter),
+            operation: $f.operation,
+            permission: $f.permission_type,
+        }
+    };
+}
+
 /// Kafka: AclApis.handleDescribeAcls (CLUSTER DESCRIBE; no authorizer: SECURITY_DISABLED)
 pub fn describe(g: &Guard<'_>, broker: &Broker, req: DescribeAclsRequest) -> DescribeAclsResponse {
     // Kafka validates the filter while parsing, before anything else.
-    let filter = AclFilter {
-        resource_type: req.resource_type_filter,
-        resource_name: text(&req.resource_name_filter),
-        pattern_type: req.pattern_type_filter,
-        principal: text(&req.principal_filter),
-        host: text(&req.host_filter),
-        operation: req.operation,
-        permission: req.permission_type,
-    };
+    let filter = acl_filter!(req);
     if let Err(m) = filter.validate() {
         return DescribeAclsResponse::default()
             .with_error_code(ResponseError::InvalidRequest.code())
@@ -193,19 +201,7 @@ pub fn delete(g: &Guard<'_>, broker: &Broker, req: DeleteAclsRequest) -> DeleteA
         DeleteAclsResponse::default().with_filter_results(vec![result; req.filters.len()])
     };
     // Kafka validates the filters while parsing, before anything else.
-    let filters: Vec<AclFilter> = req
-        .filters
-        .iter()
-        .map(|f| AclFilter {
-            resource_type: f.resource_type_filter,
-            resource_name: text(&f.resource_name_filter),
-            pattern_type: f.pattern_type_filter,
-            principal: text(&f.principal_filter),
-            host: text(&f.host_filter),
-            operation: f.operation,
-            permission: f.permission_type,
-        })
-        .collect();
+    let filters: Vec<AclFilter> = req.filters.iter().map(|f| acl_filter!(f)).collect();
     if let Some(m) = filters.iter().find_map(|f| f.validate().err()) {
         return refuse(
             ResponseError::InvalidRequest.code(),

@@ -19,8 +19,6 @@
 //! duplicate header keys), and it never sets the producer fields: the caller stamps the
 //! batch afterwards. The codecs are [`crate::codec`]'s.
 
-use std::borrow::Cow;
-
 use bytes::{BufMut, BytesMut};
 
 use crate::batch::{update_crc, BatchError, BatchHeader, BatchView, HEADER_LEN};
@@ -58,90 +56,184 @@ pub fn forwardable(b: &BatchView<'_>) -> bool {
 }
 
 /// Rebuilds `batches` (same codec, in offset order) into one CreateTime batch, leaving out
-/// records below `skip_below`. `None` when no record remains.
+/// records below `skip_below`. `None` when no record remains. A caller rebuilding often
+/// keeps a [`Rebuilder`] instead, whose buffers are reused.
 pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, RebuildError> {
-    let Some(first) = batches.first() else {
-        return Ok(None);
-    };
-    let first = BatchView::parse(first, 0)?;
-    let codec_id = first.compression();
-    let mut records: Vec<u8> = Vec::new();
-    let mut count: i32 = 0;
-    let mut base_timestamp = 0i64;
-    let mut max_timestamp = i64::MIN;
-    let mut first_source_offset = -1;
-    let mut source_runs: Vec<(i64, i64)> = Vec::new();
-    for raw in batches {
-        let b = BatchView::parse(raw, 0)?;
-        // The records are read, and the new batch gets a fresh CRC: a corrupt source batch
-        // must be caught here or never.
-        b.verify_crc()?;
-        if b.compression() != codec_id {
-            return Err(RebuildError::Mixed {
-                first: first.base_offset(),
-                other: b.base_offset(),
-            });
-        }
-        let body = decompress(&b)?;
-        for r in RecordWalker::new(&body, b.record_count()) {
-            let r = r.map_err(|e| malformed(&b, &e.to_string()))?;
-            let offset = b.base_offset() + i64::from(r.offset_delta);
-            if offset < skip_below {
-                continue;
-            }
-            // Kafka: DefaultRecordBatch — records of a LogAppendTime batch take its time.
-            let timestamp = if b.is_log_append_time() {
-                b.max_timestamp()
-            } else {
-                b.base_timestamp().wrapping_add(r.timestamp_delta)
-            };
-            if count == 0 {
-                base_timestamp = timestamp;
-                first_source_offset = offset;
-            }
-            match source_runs.last_mut() {
-                Some((start, n)) if *start + *n == offset => *n += 1,
-                _ => source_runs.push((offset, 1)),
-            }
-            max_timestamp = max_timestamp.max(timestamp);
-            write_record(
-                &mut records,
-                &r,
-                timestamp.wrapping_sub(base_timestamp),
-                count,
-            );
-            count += 1;
-        }
-    }
-    if count == 0 {
-        return Ok(None);
-    }
-    // The records go right after room for the header, compressed in place.
-    let mut out = BytesMut::with_capacity(HEADER_LEN + records.len());
-    out.put_bytes(0, HEADER_LEN);
-    compress(codec_id, &records, &mut out).map_err(|reason| malformed(&first, &reason))?;
-    let mut header = Vec::with_capacity(HEADER_LEN);
-    BatchHeader {
-        base_offset: 0, // Kafka wants 0 from clients
-        partition_leader_epoch: -1,
-        attributes: codec_id, // CreateTime
-        last_offset_delta: count - 1,
-        base_timestamp,
-        max_timestamp,
-        producer_id: -1, // producer id, epoch and sequence: stamped by the caller
-        producer_epoch: -1,
-        base_sequence: -1,
-        record_count: count,
-    }
-    .write(&mut header, out.len() - HEADER_LEN);
-    out[..HEADER_LEN].copy_from_slice(&header);
-    update_crc(&mut out);
-    Ok(Some(Rebuilt {
-        bytes: out,
-        records: count,
-        first_source_offset,
-        source_runs,
+    let mut rebuilder = Rebuilder::default();
+    Ok(rebuilder.rebuild(batches, skip_below)?.map(|r| Rebuilt {
+        bytes: BytesMut::from(r.bytes),
+        records: r.records,
+        first_source_offset: r.first_source_offset,
+        source_runs: r.source_runs,
     }))
+}
+
+/// One rebuilt batch in a [`Rebuilder`]'s buffer, valid until its next rebuild.
+#[derive(Debug)]
+pub struct RebuiltRef<'a> {
+    pub bytes: &'a [u8],
+    pub records: i32,
+    pub first_source_offset: i64,
+    pub source_runs: Vec<(i64, i64)>,
+}
+
+/// Rebuilds batches in buffers it keeps from one rebuild to the next: a merge of 1 MiB of
+/// small batches decompresses to a few MiB, which would otherwise be allocated, grown and
+/// faulted in anew every time. Buffers grown beyond [`KEEP_BYTES`] are not kept.
+#[derive(Debug, Default)]
+pub struct Rebuilder {
+    /// One source batch's records, decompressed.
+    decompressed: Vec<u8>,
+    /// The rebuilt batch's records, uncompressed.
+    records: Vec<u8>,
+    /// The rebuilt batch.
+    out: Vec<u8>,
+}
+
+/// The most a [`Rebuilder`] keeps per buffer between rebuilds.
+pub const KEEP_BYTES: usize = 8 << 20;
+
+impl Rebuilder {
+    /// Rebuilds `batches` as [`rebuild`] does, into this rebuilder's buffer.
+    pub fn rebuild(
+        &mut self,
+        batches: &[&[u8]],
+        skip_below: i64,
+    ) -> Result<Option<RebuiltRef<'_>>, RebuildError> {
+        self.rebuild_checking(batches, skip_below, true)
+    }
+
+    /// Rebuilds `batches` whose CRCs the caller has verified (a batch is read here, and the
+    /// rebuilt one gets a fresh CRC: a corrupt source batch must be caught before this).
+    pub fn rebuild_verified(
+        &mut self,
+        batches: &[&[u8]],
+        skip_below: i64,
+    ) -> Result<Option<RebuiltRef<'_>>, RebuildError> {
+        self.rebuild_checking(batches, skip_below, false)
+    }
+
+    fn rebuild_checking(
+        &mut self,
+        batches: &[&[u8]],
+        skip_below: i64,
+        verify_crc: bool,
+    ) -> Result<Option<RebuiltRef<'_>>, RebuildError> {
+        if self.out.capacity() > KEEP_BYTES {
+            self.out = Vec::new();
+        }
+        let result = self.rebuild_into(batches, skip_below, verify_crc);
+        for buffer in [&mut self.decompressed, &mut self.records] {
+            if buffer.capacity() > KEEP_BYTES {
+                *buffer = Vec::new();
+            }
+        }
+        let Some((records, first_source_offset, source_runs)) = result? else {
+            return Ok(None);
+        };
+        Ok(Some(RebuiltRef {
+            bytes: &self.out,
+            records,
+            first_source_offset,
+            source_runs,
+        }))
+    }
+
+    /// Leaves the rebuilt batch in `self.out`: its record count, first source offset and
+    /// source offset runs.
+    #[allow(clippy::type_complexity)]
+    fn rebuild_into(
+        &mut self,
+        batches: &[&[u8]],
+        skip_below: i64,
+        verify_crc: bool,
+    ) -> Result<Option<(i32, i64, Vec<(i64, i64)>)>, RebuildError> {
+        let Some(first) = batches.first() else {
+            return Ok(None);
+        };
+        let first = BatchView::parse(first, 0)?;
+        let codec_id = first.compression();
+        let Self {
+            decompressed,
+            records,
+            out,
+        } = self;
+        records.clear();
+        let mut count: i32 = 0;
+        let mut base_timestamp = 0i64;
+        let mut max_timestamp = i64::MIN;
+        let mut first_source_offset = -1;
+        let mut source_runs: Vec<(i64, i64)> = Vec::new();
+        for raw in batches {
+            let b = BatchView::parse(raw, 0)?;
+            // The records are read, and the new batch gets a fresh CRC: a corrupt source batch
+            // must be caught here or never.
+            if verify_crc {
+                b.verify_crc()?;
+            }
+            if b.compression() != codec_id {
+                return Err(RebuildError::Mixed {
+                    first: first.base_offset(),
+                    other: b.base_offset(),
+                });
+            }
+            let body: &[u8] = if b.compression() == codec::NONE {
+                b.records_bytes()
+            } else {
+                codec::decompress_into(b.compression(), b.records_bytes(), decompressed)
+                    .map_err(|e| malformed(&b, &e.to_string()))?;
+                decompressed
+            };
+            for r in RecordWalker::new(body, b.record_count()) {
+                let r = r.map_err(|e| malformed(&b, &e.to_string()))?;
+                let offset = b.base_offset() + i64::from(r.offset_delta);
+                if offset < skip_below {
+                    continue;
+                }
+                // Kafka: DefaultRecordBatch — records of a LogAppendTime batch take its time.
+                let timestamp = if b.is_log_append_time() {
+                    b.max_timestamp()
+                } else {
+                    b.base_timestamp().wrapping_add(r.timestamp_delta)
+                };
+                if count == 0 {
+                    base_timestamp = timestamp;
+                    first_source_offset = offset;
+                }
+                match source_runs.last_mut() {
+                    Some((start, n)) if *start + *n == offset => *n += 1,
+                    _ => source_runs.push((offset, 1)),
+                }
+                max_timestamp = max_timestamp.max(timestamp);
+                write_record(records, &r, timestamp.wrapping_sub(base_timestamp), count);
+                count += 1;
+            }
+        }
+        if count == 0 {
+            return Ok(None);
+        }
+        // The records go right after room for the header, compressed in place.
+        out.clear();
+        out.put_bytes(0, HEADER_LEN);
+        compress(codec_id, records, out).map_err(|reason| malformed(&first, &reason))?;
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        BatchHeader {
+            base_offset: 0, // Kafka wants 0 from clients
+            partition_leader_epoch: -1,
+            attributes: codec_id, // CreateTime
+            last_offset_delta: count - 1,
+            base_timestamp,
+            max_timestamp,
+            producer_id: -1, // producer id, epoch and sequence: stamped by the caller
+            producer_epoch: -1,
+            base_sequence: -1,
+            record_count: count,
+        }
+        .write(&mut header, out.len() - HEADER_LEN);
+        out[..HEADER_LEN].copy_from_slice(&header);
+        update_crc(out);
+        Ok(Some((count, first_source_offset, source_runs)))
+    }
 }
 
 fn malformed(b: &BatchView<'_>, reason: &str) -> RebuildError {
@@ -151,20 +243,8 @@ fn malformed(b: &BatchView<'_>, reason: &str) -> RebuildError {
     }
 }
 
-/// The records section of `b`, decompressed when needed (borrowed when it is not).
-fn decompress<'a>(b: &BatchView<'a>) -> Result<Cow<'a, [u8]>, RebuildError> {
-    let section = b.records_bytes();
-    if b.compression() == codec::NONE {
-        return Ok(Cow::Borrowed(section));
-    }
-    let mut out = Vec::new();
-    codec::decompress_into(b.compression(), section, &mut out)
-        .map_err(|e| malformed(b, &e.to_string()))?;
-    Ok(Cow::Owned(out))
-}
-
 /// Appends the records section to `out`, compressed with `codec_id`.
-fn compress(codec_id: i16, records: &[u8], out: &mut BytesMut) -> Result<(), String> {
+fn compress(codec_id: i16, records: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     codec::compress_into(codec_id, records, out).map_err(|e| e.to_string())
 }
 
@@ -279,6 +359,37 @@ mod tests {
                 ..
             }))
         ));
+    }
+
+    #[test]
+    fn a_reused_rebuilder_gives_what_a_fresh_rebuild_gives() {
+        let mut rebuilder = Rebuilder::default();
+        let runs = [
+            vec![
+                encode(&[0, 1, 2], Compression::Lz4),
+                encode(&[3, 4], Compression::Lz4),
+            ],
+            vec![encode(&[5], Compression::Gzip)],
+            vec![encode(&[6, 7, 8, 9], Compression::Lz4)],
+        ];
+        for run in &runs {
+            let raws: Vec<&[u8]> = run.iter().map(|b| &b[..]).collect();
+            let fresh = rebuild(&raws, 0).unwrap().unwrap();
+            let reused = rebuilder.rebuild(&raws, 0).unwrap().unwrap();
+            assert_eq!(reused.bytes, &fresh.bytes[..]);
+            assert_eq!(reused.records, fresh.records);
+            assert_eq!(reused.source_runs, fresh.source_runs);
+        }
+    }
+
+    #[test]
+    fn only_the_checking_rebuild_verifies_crcs() {
+        let mut b = encode(&[12, 13], Compression::None).to_vec();
+        b[45] ^= 0x01; // in the producer id: covered by the CRC, not read by a rebuild
+        let mut rebuilder = Rebuilder::default();
+        assert!(rebuilder.rebuild(&[&b], 0).is_err());
+        // The caller vouches for the CRC (it verified it), so it is not computed twice.
+        assert!(rebuilder.rebuild_verified(&[&b], 0).is_ok());
     }
 
     #[test]

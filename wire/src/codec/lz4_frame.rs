@@ -9,10 +9,17 @@
 //! read but not verified ("TODO: verify this content checksum"), so it costs nothing; the
 //! batch CRC covers the bytes. One check is stricter than Kafka, as liblz4's frame decoder
 //! was before: a declared content size must match what the blocks decompress to.
+//!
+//! Frames are written as Kafka's Java client (Lz4BlockOutputStream) and librdkafka write
+//! them: independent 64 KiB blocks compressed by liblz4's fast compressor (acceleration
+//! 1), no block or content checksum, a block that does not shrink stored as it is. Each
+//! block is compressed straight from the caller's bytes, with no frame context to set up
+//! and no input buffered.
 
 use std::os::raw::{c_char, c_int, c_void};
 
-use lz4::liblz4::LZ4_decompress_safe;
+use bytes::BufMut;
+use lz4::liblz4::{LZ4_compressBound, LZ4_compress_default, LZ4_decompress_safe};
 
 use super::{CodecError, MAX_DECOMPRESSED_BYTES};
 
@@ -100,6 +107,48 @@ fn header(input: &mut &[u8]) -> Result<(u8, usize, Option<u64>), CodecError> {
         return Err(corrupt("stream frame descriptor corrupted"));
     }
     Ok((flg, max_block, content_size))
+}
+
+/// Block size of written frames: Kafka's Lz4BlockOutputStream.BLOCKSIZE_64KB.
+const WRITE_BLOCK_BYTES: usize = 64 << 10;
+/// FLG of written frames: version 1, independent blocks, nothing else.
+const WRITE_FLG: u8 = (1 << 6) | FLG_INDEPENDENT;
+/// BD of written frames: block size id 4 (64 KiB).
+const WRITE_BD: u8 = 4 << 4;
+
+/// Appends `raw` as one lz4 frame to `out`.
+pub fn compress<B: BufMut>(raw: &[u8], out: &mut B) -> Result<(), CodecError> {
+    out.put_u32_le(MAGIC);
+    out.put_u8(WRITE_FLG);
+    out.put_u8(WRITE_BD);
+    out.put_u8((xxh32(&[WRITE_FLG, WRITE_BD]) >> 8) as u8);
+    // SAFETY: LZ4_compressBound only computes a size.
+    let bound = unsafe { LZ4_compressBound(WRITE_BLOCK_BYTES as c_int) } as usize;
+    let mut block = vec![0u8; bound];
+    for piece in raw.chunks(WRITE_BLOCK_BYTES) {
+        // SAFETY: `piece` is readable for its length and `block` writable for `bound`
+        // bytes, the most LZ4_compress_default writes for an input of at most
+        // WRITE_BLOCK_BYTES; both fit in a c_int. It returns 0 when the output does not
+        // fit, which cannot happen with a bound-sized destination.
+        let n = unsafe {
+            LZ4_compress_default(
+                piece.as_ptr().cast::<c_char>(),
+                block.as_mut_ptr().cast::<c_char>(),
+                piece.len() as c_int,
+                bound as c_int,
+            )
+        };
+        let n = usize::try_from(n).unwrap_or(0);
+        if n == 0 || n >= piece.len() {
+            out.put_u32_le(piece.len() as u32 | INCOMPRESSIBLE);
+            out.put_slice(piece);
+        } else {
+            out.put_u32_le(n as u32);
+            out.put_slice(&block[..n]);
+        }
+    }
+    out.put_u32_le(0);
+    Ok(())
 }
 
 /// Decompresses one compressed block of at most `max_block` bytes onto the end of `out`.

@@ -1,4 +1,4 @@
-use std::io::Write;
+use std::io::{Read, Write};
 
 use lz4::{BlockMode, BlockSize, ContentChecksum, EncoderBuilder};
 
@@ -210,4 +210,37 @@ fn a_damaged_compressed_block_without_checksums_is_an_error() {
     }
     assert!(run(&f).is_err());
     assert_eq!(run(&simple(&data, false, false)).unwrap(), data);
+}
+
+#[test]
+fn written_frames_are_read_by_liblz4_and_by_kafkas_rules() {
+    for len in [
+        0,
+        1,
+        1000,
+        WRITE_BLOCK_BYTES,
+        WRITE_BLOCK_BYTES + 1,
+        300_000,
+    ] {
+        for (kind, data) in [("text", text(len)), ("noise", noise(len))] {
+            let mut written = Vec::new();
+            compress(&data, &mut written).unwrap();
+            assert_eq!(run(&written).unwrap(), data, "{kind} {len}: read back here");
+            let mut by_liblz4 = Vec::new();
+            lz4::Decoder::new(&written[..])
+                .unwrap()
+                .read_to_end(&mut by_liblz4)
+                .unwrap();
+            assert_eq!(by_liblz4, data, "{kind} {len}: read back by liblz4");
+            assert_eq!(written[4], 0x60, "FLG: version 1, independent blocks only");
+            assert_eq!(written[5], 0x40, "BD: 64 KiB blocks");
+            if kind == "text" && len >= 1000 {
+                assert!(written.len() < data.len() / 2, "{len}: text compresses");
+            }
+            if kind == "noise" && len > 0 {
+                let first = u32::from_le_bytes(written[7..11].try_into().unwrap());
+                assert_ne!(first & INCOMPRESSIBLE, 0, "{len}: noise is stored as it is");
+            }
+        }
+    }
 }

@@ -136,7 +136,7 @@ pub fn compress_into<B: BufMut>(codec: i16, raw: &[u8], out: &mut B) -> Result<(
         return Ok(());
     }
     if codec == LZ4 {
-        return lz4_fast(raw, out);
+        return lz4_frame::compress(raw, out);
     }
     let mut buf = BytesMut::with_capacity(raw.len() / 2 + 64);
     let fill = |tmp: &mut BytesMut| {
@@ -152,24 +152,6 @@ pub fn compress_into<B: BufMut>(codec: i16, raw: &[u8], out: &mut B) -> Result<(
     .map_err(|e| CodecError::Compress(e.to_string()))?;
     out.put_slice(&buf);
     Ok(())
-}
-
-/// Appends an lz4 frame of `raw` as Kafka's Java client and librdkafka write one: fast
-/// level, independent 64 KiB blocks, no block or content checksum.
-fn lz4_fast<B: BufMut>(raw: &[u8], out: &mut B) -> Result<(), CodecError> {
-    use std::io::Write;
-    let compress = |e: std::io::Error| CodecError::Compress(e.to_string());
-    let mut encoder = lz4::EncoderBuilder::new()
-        .level(0)
-        .block_mode(lz4::BlockMode::Independent)
-        .block_size(lz4::BlockSize::Max64KB)
-        .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
-        .checksum(lz4::ContentChecksum::NoChecksum)
-        .build(out.writer())
-        .map_err(compress)?;
-    encoder.write_all(raw).map_err(compress)?;
-    let (_, result) = encoder.finish();
-    result.map_err(compress)
 }
 
 #[cfg(test)]

@@ -142,6 +142,21 @@ pub struct Share {
     released: Arc<Notify>,
 }
 
+impl Share {
+    /// Releases all but `bytes` of this share now (the memory it stands for shrank).
+    pub fn shrink_to(&mut self, bytes: usize) {
+        let Some(freed) = self.bytes.checked_sub(bytes).filter(|n| *n > 0) else {
+            return;
+        };
+        if let Some(permit) = self._permit.split(freed) {
+            drop(permit);
+            self.bytes = bytes;
+            self.held.0.fetch_sub(freed, Ordering::Relaxed);
+            self.released.notify_one();
+        }
+    }
+}
+
 impl Drop for Share {
     fn drop(&mut self) {
         self.held.0.fetch_sub(self.bytes, Ordering::Relaxed);
@@ -177,6 +192,22 @@ mod tests {
         drop(a);
         assert_eq!(p.bytes(), 200_000);
         drop(b);
+        assert_eq!(m.fetch_available(), m.fetch_pool_bytes());
+    }
+
+    #[tokio::test]
+    async fn a_shrunk_share_releases_the_difference_at_once() {
+        let m = Memory::new(8 << 20);
+        let mut r = m.try_reserve_fetch(1 << 20).expect("free");
+        let p = Held::default();
+        let mut a = r.take(1 << 20, &p, &m).unwrap();
+        a.shrink_to(300_000);
+        assert_eq!(p.bytes(), 300_000);
+        assert_eq!(m.fetch_available(), m.fetch_pool_bytes() - 300_000);
+        a.shrink_to(400_000);
+        assert_eq!(p.bytes(), 300_000, "a share never grows");
+        drop(a);
+        assert_eq!(p.bytes(), 0);
         assert_eq!(m.fetch_available(), m.fetch_pool_bytes());
     }
 

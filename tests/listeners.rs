@@ -68,6 +68,19 @@ fn listed_brokers(mut cmd: Command) -> Vec<String> {
     brokers
 }
 
+/// A two-node broker in `dir` with a PLAINTEXT and a SASL_SSL listener, and the directory
+/// of its certificates.
+fn two_nodes(dir: &Path, extra_args: &[&str]) -> (BrokerProcess, std::path::PathBuf) {
+    let certs = certificates(&dir.join("certs"));
+    let args = security_args(dir, &certs);
+    let mut flags: Vec<&str> = args.iter().map(String::as_str).collect();
+    flags.extend(["--nodes", "2"]);
+    flags.extend_from_slice(extra_args);
+    let broker =
+        BrokerProcess::start_listeners(&dir.join("data"), &["PLAINTEXT", "SASL_SSL"], &flags);
+    (broker, certs)
+}
+
 fn port_of(addr: &str) -> u16 {
     addr.rsplit_once(':').unwrap().1.parse().unwrap()
 }
@@ -75,15 +88,7 @@ fn port_of(addr: &str) -> u16 {
 #[test]
 fn each_listener_advertises_its_own_addresses_on_every_node() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = certificates(&dir.path().join("certs"));
-    let args = security_args(dir.path(), &certs);
-    let mut flags: Vec<&str> = args.iter().map(String::as_str).collect();
-    flags.extend(["--nodes", "2", "--default-partitions", "4"]);
-    let broker = BrokerProcess::start_listeners(
-        &dir.path().join("data"),
-        &["PLAINTEXT", "SASL_SSL"],
-        &flags,
-    );
+    let (broker, certs) = two_nodes(dir.path(), &["--default-partitions", "4"]);
     let plain = broker.listener_addr("PLAINTEXT");
     let secure = broker.listener_addr("SASL_SSL");
 
@@ -151,6 +156,74 @@ fn each_listener_advertises_its_own_addresses_on_every_node() {
         "the start line names every listener:\n{text}"
     );
     assert!(!text.contains(PASSWORD), "a password was logged");
+}
+
+/// Stopping a node closes every listener it has, and starting it opens them all again;
+/// while it is down, Metadata on each listener lists only the live node.
+#[test]
+fn a_stopped_node_closes_every_listener_and_a_started_one_reopens_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let (broker, certs) = two_nodes(dir.path(), &["--admin-listen", &admin]);
+    let plain = broker.listener_addr("PLAINTEXT");
+    let secure = broker.listener_addr("SASL_SSL");
+    // Node 1 listens on each listener's port + 1.
+    let node1 = |addr: &str| format!("127.0.0.1:{}", port_of(addr) + 1);
+    let accepts = |addr: &str| std::net::TcpStream::connect(addr).is_ok();
+    let both = |addr: &str| {
+        let mut v = vec![addr.to_string(), node1(addr)];
+        v.sort();
+        v
+    };
+    assert_eq!(listed_brokers(kcat_on(&plain, &certs, false)), both(&plain));
+    assert_eq!(
+        listed_brokers(kcat_on(&secure, &certs, true)),
+        both(&secure)
+    );
+
+    support::cluster::node_control(&admin, 1, "stop");
+    for addr in [&plain, &secure] {
+        assert!(
+            !accepts(&node1(addr)),
+            "node 1 still accepts on {}",
+            node1(addr)
+        );
+        assert!(accepts(addr), "node 0 stopped accepting on {addr}");
+    }
+    assert_eq!(
+        listed_brokers(kcat_on(&plain, &certs, false)),
+        vec![plain.clone()]
+    );
+    assert_eq!(
+        listed_brokers(kcat_on(&secure, &certs, true)),
+        vec![secure.clone()]
+    );
+
+    support::cluster::node_control(&admin, 1, "start");
+    for addr in [&plain, &secure] {
+        assert!(
+            accepts(&node1(addr)),
+            "node 1 does not accept on {}",
+            node1(addr)
+        );
+    }
+    assert_eq!(listed_brokers(kcat_on(&plain, &certs, false)), both(&plain));
+    assert_eq!(
+        listed_brokers(kcat_on(&secure, &certs, true)),
+        both(&secure)
+    );
+
+    // Kafka's `advertised.listeners` of node 1, as confluent-kafka's AdminClient reads it
+    // with DescribeConfigs: every listener, by name.
+    let out = run_python("broker_config.py", &[&plain, "1", "advertised.listeners"]);
+    assert_eq!(
+        out.trim(),
+        format!(
+            "PLAINTEXT://{},SASL_SSL://{}",
+            node1(&plain),
+            node1(&secure)
+        )
+    );
 }
 
 #[test]

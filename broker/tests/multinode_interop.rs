@@ -8,8 +8,6 @@
 //! phase of traffic (messages still in flight) and waits for `phase-K`; the test moves
 //! leaders, checks the move in Metadata, then writes the marker. No sleeps, no timing.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use kafka_protocol::messages::alter_partition_reassignments_request::{
@@ -18,7 +16,7 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kmirror_testkit::{free_port, python_command, BrokerProcess, Running};
+use kmirror_testkit::{free_port, http_request, python_command, BrokerProcess, Running};
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
 
 const SCRIPT: &str = concat!(
@@ -101,21 +99,7 @@ async fn move_leaders(m: &Messenger) -> Vec<(i32, i32)> {
 
 /// One HTTP request to the node control; returns the status code and body.
 fn admin(addr: &str, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect to the node control");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    http_request(addr, method, path).expect("the node control answers")
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! A plain HTTP/1.1 GET for the daemon's telemetry listener: one request per connection
-//! (`Connection: close`), the status code and body as text.
+//! Plain HTTP/1.1 for the daemon's telemetry listener and the broker's node control: one
+//! request per connection (`Connection: close`), the status code and body as text.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,11 +8,17 @@ use std::time::Duration;
 /// `GET http://addr/path`: the status code and body, or `None` if the listener cannot be
 /// reached or the answer is not HTTP.
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_request(addr, "GET", path)
+}
+
+/// `method http://addr/path` without a body: the status code and body, or `None` if the
+/// listener cannot be reached or the answer is not HTTP.
+pub fn http_request(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut raw = Vec::new();

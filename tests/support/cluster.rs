@@ -2,8 +2,6 @@
 //! node control, leader moves through Kafka's own requests (AlterPartitionReassignments
 //! then a preferred ElectLeaders), and the high watermarks of a topic.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 
 use kafka_protocol::messages::alter_partition_reassignments_request::{
@@ -18,7 +16,7 @@ use kmirror::client::{fetch, ClientConfig, ClusterClient};
 use kmirror_wire::backoff::BackoffConfig;
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
 
-use super::{free_port, BrokerProcess};
+use super::{free_port, http_request, BrokerProcess};
 
 /// A three-node broker: node 0 on the process's port, nodes 1 and 2 on ports of their own,
 /// and the node control on `admin`.
@@ -53,17 +51,18 @@ impl ThreeNodes {
 
     /// POSTs to the node control (`/nodes/{id}/stop` or `/start`); panics unless 200.
     pub fn node(&self, id: i32, action: &str) {
-        let mut s = TcpStream::connect(&self.admin).expect("connect to the node control");
-        write!(
-            s,
-            "POST /nodes/{id}/{action} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
-            self.admin
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        assert!(out.starts_with("HTTP/1.1 200"), "node {id} {action}: {out}");
+        node_control(&self.admin, id, action);
     }
+}
+
+/// POSTs `/nodes/{id}/{action}` (`stop` or `start`) to the node control on `admin`
+/// (`--admin-listen`); panics unless it answers 200.
+pub fn node_control(admin: &str, id: i32, action: &str) {
+    let answer = http_request(admin, "POST", &format!("/nodes/{id}/{action}"));
+    assert!(
+        answer.as_ref().is_some_and(|(status, _)| *status == 200),
+        "node {id} {action}: {answer:?}"
+    );
 }
 
 /// Moves the leader of every partition of `topics` to the next live node (that node

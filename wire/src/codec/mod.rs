@@ -9,7 +9,8 @@
 //! goes through kafka-protocol's `Compressor`s, except lz4: kafka-protocol writes LZ4 HC
 //! frames with block and content checksums, several times slower to write and to read than
 //! the fast-level frames without checksums Kafka's Java client and librdkafka write, which
-//! [`compress_into`] writes too. Nothing here parses records; see [`crate::walk`].
+//! [`compress_into`] writes too ([`lz4_frame::compress`]). Nothing here parses records; see
+//! [`crate::walk`].
 
 pub mod lz4_frame;
 

@@ -115,7 +115,7 @@ impl Reservation {
         self.bytes -= bytes;
         partition.0.fetch_add(bytes, Ordering::Relaxed);
         Some(Share {
-            _permit: permit,
+            permit,
             bytes,
             held: partition.clone(),
             released: memory.released.clone(),
@@ -136,7 +136,7 @@ impl Held {
 /// Memory a partition holds until its batches are acknowledged.
 #[derive(Debug)]
 pub struct Share {
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     bytes: usize,
     held: Held,
     released: Arc<Notify>,
@@ -148,7 +148,7 @@ impl Share {
         let Some(freed) = self.bytes.checked_sub(bytes).filter(|n| *n > 0) else {
             return;
         };
-        if let Some(permit) = self._permit.split(freed) {
+        if let Some(permit) = self.permit.split(freed) {
             drop(permit);
             self.bytes = bytes;
             self.held.0.fetch_sub(freed, Ordering::Relaxed);

@@ -90,6 +90,13 @@ pub struct Rebuilder {
     out: Vec<u8>,
 }
 
+/// A rebuild's result besides the bytes left in [`Rebuilder`]'s output buffer.
+struct Done {
+    records: i32,
+    first_source_offset: i64,
+    source_runs: Vec<(i64, i64)>,
+}
+
 /// The most a [`Rebuilder`] keeps per buffer between rebuilds.
 pub const KEEP_BYTES: usize = 8 << 20;
 
@@ -128,26 +135,24 @@ impl Rebuilder {
                 *buffer = Vec::new();
             }
         }
-        let Some((records, first_source_offset, source_runs)) = result? else {
+        let Some(done) = result? else {
             return Ok(None);
         };
         Ok(Some(RebuiltRef {
             bytes: &self.out,
-            records,
-            first_source_offset,
-            source_runs,
+            records: done.records,
+            first_source_offset: done.first_source_offset,
+            source_runs: done.source_runs,
         }))
     }
 
-    /// Leaves the rebuilt batch in `self.out`: its record count, first source offset and
-    /// source offset runs.
-    #[allow(clippy::type_complexity)]
+    /// Leaves the rebuilt batch in `self.out` and returns what else describes it.
     fn rebuild_into(
         &mut self,
         batches: &[&[u8]],
         skip_below: i64,
         verify_crc: bool,
-    ) -> Result<Option<(i32, i64, Vec<(i64, i64)>)>, RebuildError> {
+    ) -> Result<Option<Done>, RebuildError> {
         let Some(first) = batches.first() else {
             return Ok(None);
         };
@@ -232,7 +237,11 @@ impl Rebuilder {
         .write(&mut header, out.len() - HEADER_LEN);
         out[..HEADER_LEN].copy_from_slice(&header);
         update_crc(out);
-        Ok(Some((count, first_source_offset, source_runs)))
+        Ok(Some(Done {
+            records: count,
+            first_source_offset,
+            source_runs,
+        }))
     }
 }
 

@@ -124,10 +124,11 @@ pub fn compress<B: BufMut>(raw: &[u8], out: &mut B) -> Result<(), CodecError> {
     out.put_u8((xxh32(&[WRITE_FLG, WRITE_BD]) >> 8) as u8);
     // SAFETY: LZ4_compressBound only computes a size.
     let bound = unsafe { LZ4_compressBound(WRITE_BLOCK_BYTES as c_int) } as usize;
-    let mut block = vec![0u8; bound];
+    // One block's output at a time (not zeroed: liblz4 only writes it).
+    let mut block: Vec<u8> = Vec::with_capacity(bound);
     for piece in raw.chunks(WRITE_BLOCK_BYTES) {
-        // SAFETY: `piece` is readable for its length and `block` writable for `bound`
-        // bytes, the most LZ4_compress_default writes for an input of at most
+        // SAFETY: `piece` is readable for its length and `block`'s capacity writable for
+        // `bound` bytes, the most LZ4_compress_default writes for an input of at most
         // WRITE_BLOCK_BYTES; both fit in a c_int. It returns 0 when the output does not
         // fit, which cannot happen with a bound-sized destination.
         let n = unsafe {
@@ -139,12 +140,15 @@ pub fn compress<B: BufMut>(raw: &[u8], out: &mut B) -> Result<(), CodecError> {
             )
         };
         let n = usize::try_from(n).unwrap_or(0);
+        // SAFETY: LZ4_compress_default initialised the first `n` (<= bound) bytes.
+        unsafe { block.set_len(n) };
+        // Kafka: Lz4BlockOutputStream.writeBlock stores a block that does not shrink as it is.
         if n == 0 || n >= piece.len() {
             out.put_u32_le(piece.len() as u32 | INCOMPRESSIBLE);
             out.put_slice(piece);
         } else {
             out.put_u32_le(n as u32);
-            out.put_slice(&block[..n]);
+            out.put_slice(&block);
         }
     }
     out.put_u32_le(0);

@@ -6,7 +6,8 @@
 //! table with wire and key+value MB/s, CPU seconds per GB of key+value bytes and peak RSS
 //! per tool, the kmirror/librdkafka ratios, and the targets marked PASS or MISS.
 //!
-//! `cargo bench --bench catchup`. `KMIRROR_PYTHON` names a Python with confluent-kafka for
+//! `cargo bench --bench catchup` (also run by `.ci/run`): it exits non-zero when a copy did
+//! not complete, never for a target missed. `KMIRROR_PYTHON` names a Python with confluent-kafka for
 //! the baseline (`scripts/test.sh` sets up `.venv`); without it only kmirror runs.
 //! `KMIRROR_BENCH_MIB` sets the key+value MiB per direct scenario (default 1024; the proxied
 //! scenarios copy half as much). `KMIRROR_BENCH_ONLY=small/rtt50ms` runs only the scenarios
@@ -14,6 +15,7 @@
 //! `KMIRROR_BENCH_REPEAT=5` has the daemon copy each source topic five times (each to a
 //! fresh target topic, every copy printed); the table shows the copy of median CPU, since
 //! a shared 2-core machine varies by a third from one copy to the next.
+//! Every copy starts with the kernel's dirty pages written back (`sync`).
 //! `KMIRROR_BENCH_TELEMETRY=compare` alternates copies without and with the telemetry
 //! listener scraped every second (off, on, on, off, ...), and prints the median of each; `=on` scrapes every copy.
 
@@ -74,6 +76,15 @@ fn median_by_cpu(runs: Vec<Result<run::Measured, String>>) -> Result<run::Measur
     let mut ok = runs.into_iter().collect::<Result<Vec<_>, _>>()?;
     ok.sort_by(|a, b| a.cpu_seconds.total_cmp(&b.cpu_seconds));
     Ok(ok[ok.len() / 2])
+}
+
+/// Writes back the kernel's dirty pages before a copy starts: one copy's writes to the
+/// target broker's log (a librdkafka loop leaves 1-2 GB dirty) would otherwise be written
+/// back while the next copy runs and slow it.
+fn write_back_dirty_pages() {
+    if let Err(e) = std::process::Command::new("sync").status() {
+        println!("cannot run sync: {e}");
+    }
 }
 
 fn load_average() -> String {
@@ -157,6 +168,7 @@ fn main() {
                     let on =
                         telemetry == "on" || (telemetry == "compare" && matches!(i % 4, 1 | 2));
                     let run = dir.path().join("runs").join(format!("{topic}{suffix}"));
+                    write_back_dirty_pages();
                     let m = job.kmirror(&run, &suffix, on);
                     println!(
                         "  kmirror{}: {m:?}",
@@ -169,7 +181,10 @@ fn main() {
                 report::telemetry_difference(&topic, &copies);
             }
             let kmirror = median_by_cpu(copies.into_iter().map(|(_, m)| m).collect());
-            let baseline = python.as_deref().map(|py| job.baseline(py));
+            let baseline = python.as_deref().map(|py| {
+                write_back_dirty_pages();
+                job.baseline(py)
+            });
             println!("  librdkafka loop: {baseline:?}");
             rows.push(Row {
                 shape: pool.shape,
@@ -184,4 +199,14 @@ fn main() {
     report::table(&rows);
     report::targets(&rows, max_in_flight_bytes);
     println!("\nload average at end: {}", load_average().trim());
+    // A target missed is a figure (timings vary with the machine); a copy that did not
+    // complete is a failure.
+    let failed = rows
+        .iter()
+        .filter(|r| r.kmirror.is_err() || matches!(r.baseline, Some(Err(_))))
+        .count();
+    if failed > 0 {
+        eprintln!("{failed} scenario(s) had a copy that did not complete");
+        std::process::exit(1);
+    }
 }

@@ -1,0 +1,329 @@
+use super::*;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+use kmirror_wire::messenger::MessengerConfig;
+use kmirror_wire::records::{encode, record};
+
+fn target(topic: &str, partition: i32) -> ProduceTarget {
+    ProduceTarget {
+        topic: topic.into(),
+        topic_id: None,
+        partition,
+    }
+}
+
+fn batch(value: &str, count: usize) -> Bytes {
+    let records: Vec<_> = (0..count as i64)
+        .map(|i| {
+            record(
+                i,
+                1_700_000_000_000,
+                None,
+                Some(Bytes::from(value.to_string())),
+            )
+        })
+        .collect();
+    encode(&records, Compression::None).unwrap()
+}
+
+type Queued = oneshot::Receiver<Result<oneshot::Receiver<Answer>, RequestError>>;
+
+fn submission(target: ProduceTarget, records: Bytes) -> (Submission, Queued) {
+    let (queued, rx) = oneshot::channel();
+    let s = Submission {
+        target,
+        records,
+        queued,
+    };
+    (s, rx)
+}
+
+#[test]
+fn partitions_are_spread_evenly_over_the_lanes() {
+    let lanes = Lanes::default();
+    let mut per_lane = [0; PRODUCE_LANES];
+    for _ in 0..3 * PRODUCE_LANES {
+        per_lane[lanes.assign()] += 1;
+    }
+    assert_eq!(per_lane, [3; PRODUCE_LANES]);
+}
+
+#[test]
+fn a_request_takes_waiting_batches_in_order_within_its_size_and_one_per_partition() {
+    let big = Bytes::from(vec![0u8; MAX_REQUEST_BYTES / 2]);
+    let mut waiting: VecDeque<Submission> = [
+        (target("a", 0), batch("x", 1)),
+        (target("a", 1), batch("x", 1)),
+        (target("b", 0), big.clone()),
+        (target("a", 0), batch("y", 1)),
+        (target("b", 1), batch("z", 1)),
+    ]
+    .into_iter()
+    .map(|(t, r)| submission(t, r).0)
+    .collect();
+    let names = |v: &[Submission]| {
+        v.iter()
+            .map(|s| format!("{}-{}", s.target.topic, s.target.partition))
+            .collect::<Vec<_>>()
+    };
+    // The second batch of a-0 waits for the next request, and so does what follows it.
+    assert_eq!(names(&take_request(&mut waiting)), ["a-0", "a-1", "b-0"]);
+    assert_eq!(names(&take_request(&mut waiting)), ["a-0", "b-1"]);
+    assert!(waiting.is_empty());
+    // A batch over the request size still goes, alone.
+    let huge = Bytes::from(vec![0u8; MAX_REQUEST_BYTES + 1]);
+    let mut waiting: VecDeque<Submission> = [(target("a", 0), huge), (target("a", 1), big)]
+        .into_iter()
+        .map(|(t, r)| submission(t, r).0)
+        .collect();
+    assert_eq!(names(&take_request(&mut waiting)), ["a-0"]);
+    assert_eq!(names(&take_request(&mut waiting)), ["a-1"]);
+}
+
+/// Batches for many partitions that wait together leave in one Produce request, which
+/// a broker enforcing Kafka's rules accepts, and each partition gets its own answer.
+#[tokio::test]
+async fn waiting_batches_of_many_partitions_share_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = kmirror_testkit::BrokerProcess::start(dir.path(), &[]);
+    let m = Arc::new(
+        Messenger::connect(&broker.addr(), MessengerConfig::default())
+            .await
+            .unwrap(),
+    );
+    let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("lanes")))
+        .with_num_partitions(16)
+        .with_replication_factor(1)]);
+    let (created, _) = m.send(&create).await.unwrap();
+    assert_eq!(created.topics[0].error_code, 0);
+
+    let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+    let mut queued = Vec::new();
+    for p in 0..16 {
+        let (s, q) = submission(target("lanes", p), batch(&format!("p{p}"), p as usize + 1));
+        tx.try_send(s).unwrap_or_else(|_| panic!("queue has room"));
+        queued.push(q);
+    }
+    let stats = Arc::new(LaneStats::default());
+    tokio::spawn(combine(
+        m.clone(),
+        0,
+        Arc::default(),
+        (stats.clone(), Arc::default()),
+        rx,
+    ));
+    for (p, q) in queued.into_iter().enumerate() {
+        let answer = q.await.unwrap().unwrap().await.unwrap().unwrap();
+        let outcome = answer.expect("the response names the partition");
+        assert_eq!((p, outcome.error_code, outcome.base_offset), (p, 0, 0));
+    }
+    assert_eq!(stats.requests.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.batches.load(Ordering::Relaxed), 16);
+
+    // The next batch of a partition follows its first.
+    let lane = ProduceLane {
+        messenger: m.clone(),
+        tx,
+        stats: stats.clone(),
+        broker: {
+            let broker = Arc::new(BrokerLoad::new());
+            broker.connected(&m);
+            broker
+        },
+    };
+    let answer = lane
+        .submit(target("lanes", 3), batch("again", 2))
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((answer.error_code, answer.base_offset), (0, 4));
+    assert_eq!(stats.requests.load(Ordering::Relaxed), 2);
+}
+
+/// A scripted broker on an in-memory stream: answers ApiVersions, then every Produce
+/// with `throttle_time_ms` from `throttles` in turn, and reports when each Produce
+/// arrived. (Our broker has no client quotas, so it never asks for a pause.)
+async fn throttling_broker(
+    stream: tokio::io::DuplexStream,
+    throttles: Vec<i32>,
+    (answer_after, connect_after): (Duration, Duration),
+    arrivals: mpsc::UnboundedSender<Instant>,
+) {
+    use futures::{SinkExt, StreamExt};
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+    use kafka_protocol::protocol::Decodable;
+    use kmirror_wire::frame;
+    let mut framed = tokio_util::codec::Framed::new(stream, frame::codec(1 << 20));
+    let mut throttles = throttles.into_iter();
+    while let Some(Ok(f)) = framed.next().await {
+        let mut f = f.freeze();
+        let header = frame::decode_request_header(&mut f).unwrap();
+        let (id, version) = (header.correlation_id, header.request_api_version);
+        let out = if header.request_api_key == ApiKey::ApiVersions as i16 {
+            tokio::time::sleep(connect_after).await;
+            let resp = ApiVersionsResponse::default().with_api_keys(vec![ApiVersion::default()
+                .with_api_key(ApiKey::Produce as i16)
+                .with_min_version(3)
+                .with_max_version(9)]);
+            frame::encode_response(id, version, &resp).unwrap()
+        } else {
+            arrivals.send(Instant::now()).unwrap();
+            tokio::time::sleep(answer_after).await;
+            let req = ProduceRequest::decode(&mut f, version).unwrap();
+            let topic = &req.topic_data[0];
+            let resp = ProduceResponse::default()
+                .with_throttle_time_ms(throttles.next().unwrap_or(0))
+                .with_responses(vec![TopicProduceResponse::default()
+                    .with_name(topic.name.clone())
+                    .with_partition_responses(vec![PartitionProduceResponse::default()
+                        .with_index(topic.partition_data[0].index)])]);
+            frame::encode_response(id, version, &resp).unwrap()
+        };
+        framed.send(out).await.unwrap();
+    }
+}
+
+/// Produces `records` to partition `p` of topic "t" through `lane`; its outcome.
+async fn produced(lane: &ProduceLane, p: i32, records: Bytes) -> ProduceOutcome {
+    lane.submit(target("t", p), records)
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+/// Small batches produced alone on `lane` do set its round trip: the broker's
+/// `answer_after`, once there are enough samples.
+async fn assert_sampled_alone(lane: &ProduceLane, p: i32, answer_after: Duration) {
+    for _ in 0..IDLE_SAMPLES_NEEDED {
+        produced(lane, p, batch("alone", 1)).await;
+    }
+    assert!(lane.round_trip() >= answer_after);
+}
+
+/// A messenger to [`throttling_broker`] over an in-memory stream, and the receiver of
+/// the broker's arrival times.
+async fn scripted(
+    throttles: Vec<i32>,
+    answer_after: Duration,
+) -> (Arc<Messenger>, mpsc::UnboundedReceiver<Instant>) {
+    scripted_connecting(throttles, answer_after, Duration::ZERO).await
+}
+
+/// [`scripted`], with the broker answering ApiVersions after `connect_after`.
+async fn scripted_connecting(
+    throttles: Vec<i32>,
+    answer_after: Duration,
+    connect_after: Duration,
+) -> (Arc<Messenger>, mpsc::UnboundedReceiver<Instant>) {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let (arrived, arrivals) = mpsc::unbounded_channel();
+    tokio::spawn(throttling_broker(
+        server,
+        throttles,
+        (answer_after, connect_after),
+        arrived,
+    ));
+    let (read, write) = tokio::io::split(client);
+    let m = Messenger::over("scripted".into(), read, write, MessengerConfig::default())
+        .await
+        .unwrap();
+    (Arc::new(m), arrivals)
+}
+
+/// KIP-219: after a response with `throttle_time_ms`, nothing more goes to that broker
+/// until the time has passed (the clock is tokio's paused one: no real waiting).
+#[tokio::test(start_paused = true)]
+async fn a_throttled_broker_gets_nothing_until_its_throttle_time_has_passed() {
+    let (m, mut arrivals) = scripted(vec![700, 0], Duration::ZERO).await;
+    let lanes = Lanes::default();
+    let lane = lanes.get(1, 0, m.clone());
+    let other_lane = lanes.get(1, 1, m);
+    let first = produced(&lane, 0, batch("v", 1)).await;
+    assert_eq!(first.throttle_time_ms, 700);
+    let answered_at = Instant::now();
+    let first_arrival = arrivals.recv().await.unwrap();
+    // The next produce, on another lane to the same broker, waits out the throttle.
+    let second = produced(&other_lane, 1, batch("v", 1)).await;
+    assert_eq!(second.throttle_time_ms, 0);
+    let second_arrival = arrivals.recv().await.unwrap();
+    assert!(
+        second_arrival >= answered_at + Duration::from_millis(700),
+        "sent {:?} after the throttled answer",
+        second_arrival - answered_at
+    );
+    assert!(second_arrival > first_arrival);
+}
+
+/// The round trip that decides whether small batches are merged is sampled only from
+/// requests of small batches: a large one that took long at the broker leaves it
+/// alone (the clock is tokio's paused one: the broker's 20 ms pass at once).
+#[tokio::test(start_paused = true)]
+async fn only_requests_of_small_batches_set_the_lane_round_trip() {
+    let answer_after = Duration::from_millis(20);
+    let (m, _arrivals) = scripted(vec![], answer_after).await;
+    let lane = Lanes::default().get(1, 0, m);
+    let large = batch(&"x".repeat(SAMPLED_BATCH_BYTES), 1);
+    assert!(large.len() >= SAMPLED_BATCH_BYTES);
+    produced(&lane, 0, large).await;
+    assert!(
+        lane.round_trip() < answer_after,
+        "a large batch's request set the round trip to {:?}",
+        lane.round_trip()
+    );
+    assert_sampled_alone(&lane, 0, answer_after).await;
+}
+
+/// A round trip is not sampled while another request of ours is at the same broker
+/// (on any lane): under our own load a near broker answers late, and counting that
+/// would turn merging on where the link is near.
+#[tokio::test(start_paused = true)]
+async fn a_round_trip_is_sampled_only_when_the_broker_has_nothing_else_of_ours() {
+    let answer_after = Duration::from_millis(20);
+    let (m, _arrivals) = scripted(vec![], answer_after).await;
+    let lanes = Lanes::default();
+    let (busy, lane) = (lanes.get(1, 0, m.clone()), lanes.get(1, 1, m));
+    let first = busy.submit(target("t", 0), batch("busy", 1)).await.unwrap();
+    let second = lane
+        .submit(target("t", 1), batch("small", 1))
+        .await
+        .unwrap();
+    first.await.unwrap().unwrap().unwrap();
+    second.await.unwrap().unwrap().unwrap();
+    assert!(
+        lane.round_trip() < answer_after,
+        "sampled while another lane's request was at the broker: {:?}",
+        lane.round_trip()
+    );
+    assert_sampled_alone(&lane, 1, answer_after).await;
+}
+
+/// Until produces are sampled, the estimate is the least round trip of the broker's
+/// connections: one opened while the machine was busy does not make it look distant.
+#[tokio::test(start_paused = true)]
+async fn before_produces_are_sampled_the_least_connect_round_trip_counts() {
+    let connect_after = Duration::from_millis(20);
+    let (slow, _a) = scripted_connecting(vec![], Duration::ZERO, connect_after).await;
+    let (fast, _b) = scripted(vec![], Duration::ZERO).await;
+    assert!(slow.round_trip() >= connect_after);
+    let lanes = Lanes::default();
+    let _fast_lane = lanes.get(1, 0, fast);
+    let slow_lane = lanes.get(1, 1, slow);
+    assert!(
+        slow_lane.round_trip() < connect_after,
+        "{:?}",
+        slow_lane.round_trip()
+    );
+}

@@ -64,13 +64,6 @@ pub struct Ready {
     pub permits: Vec<Arc<Share>>,
 }
 
-impl Ready {
-    /// Whether it was rebuilt (merged or reshaped) rather than forwarded as it was.
-    pub fn was_rebuilt(&self) -> bool {
-        !self.source_runs.is_empty()
-    }
-}
-
 /// Why a partition's batches cannot be produced.
 #[derive(Debug, thiserror::Error)]
 pub enum ShapeError {

@@ -110,13 +110,7 @@ impl Pipeline {
                     Ok(None) => break,
                     Err(e) => return self.unshapeable(e),
                 };
-                let rebuilt = ready.was_rebuilt();
                 self.enqueue(&mut window, ready).await;
-                if rebuilt {
-                    // A rebuild holds the thread for milliseconds: other partitions' acks
-                    // and fetch responses go first before this one rebuilds again.
-                    tokio::task::yield_now().await;
-                }
             }
             // Entries without a request complete as soon as they are first.
             while window

@@ -271,7 +271,7 @@ impl Group {
         self.try_complete_join(now, out);
     }
 
-    fn current_join_result(&self, idx: usize, with_members: bool) -> JoinResult {
+    pub(super) fn current_join_result(&self, idx: usize, with_members: bool) -> JoinResult {
         let m = &self.members[idx];
         let is_leader = self.leader.as_deref() == Some(m.id.as_str());
         JoinResult {

@@ -7,8 +7,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio::time::Instant;
 
-use super::types::NONE;
-use super::{Group, GroupState, InitialDelay, JoinResult, Outcome, SyncResult};
+use super::{Group, GroupState, InitialDelay, Outcome, SyncResult};
 
 impl Group {
     // ---- rebalance -------------------------------------------------------------------
@@ -102,25 +101,13 @@ impl Group {
         self.state = GroupState::CompletingRebalance;
         self.pending_sync = self.members.iter().map(|m| m.id.clone()).collect();
         self.sync_deadline = Some(now + self.rebalance_timeout());
-        let all = self.current_member_metadata();
-        for m in &mut self.members {
-            let Some(r) = m.awaiting_join.take() else {
+        for idx in 0..self.members.len() {
+            let Some(r) = self.members[idx].awaiting_join.take() else {
                 continue;
             };
-            let is_leader = self.leader.as_deref() == Some(m.id.as_str());
-            out.push(Outcome::Join(
-                r,
-                JoinResult {
-                    error: NONE,
-                    generation_id: self.generation,
-                    protocol_type: self.protocol_type.clone(),
-                    protocol_name: self.protocol_name.clone(),
-                    leader: self.leader.clone().unwrap_or_default(),
-                    member_id: m.id.clone(),
-                    skip_assignment: false,
-                    members: if is_leader { all.clone() } else { Vec::new() },
-                },
-            ));
+            // The leader's member list is built once, in its own result.
+            out.push(Outcome::Join(r, self.current_join_result(idx, true)));
+            let m = &mut self.members[idx];
             m.session_deadline = now + m.session_timeout;
         }
     }

@@ -14,23 +14,24 @@
 //! or delayed deletion of segment files (files are removed at once).
 
 mod index;
+mod lookup;
 mod recovery;
+mod retention;
 mod segment;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use kmirror_wire::batch::{set_base_offset, set_partition_leader_epoch, BatchError, BatchView};
 
+use self::retention::read_log_start;
 use self::segment::{Header, Segment};
 use super::{AppendInfo, FoundBatch, LogConfig, LogError, PartitionLog};
 
-const LOG_START_FILE: &str = "log-start-offset";
 const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 
 /// A partition log stored in one directory.
@@ -201,34 +202,6 @@ impl DiskLog {
         Ok(())
     }
 
-    /// Removes the oldest segment (never the only one).
-    fn delete_oldest(&mut self) -> Result<(), LogError> {
-        debug_assert!(self.segments.len() > 1);
-        let (_, seg) = self.segments.pop_first().expect("never empty");
-        seg.delete_files(&self.dir).map_err(|e| seg.io_error(e))?;
-        tracing::debug!(
-            dir = %self.dir.display(),
-            base_offset = seg.base_offset,
-            size_bytes = seg.size,
-            "deleted a log segment"
-        );
-        Ok(())
-    }
-
-    /// The newest timestamp of a segment for retention: its max timestamp, or the file's
-    /// modification time when its batches carry none.
-    fn retention_timestamp(seg: &Segment) -> i64 {
-        if seg.max_timestamp >= 0 {
-            return seg.max_timestamp;
-        }
-        seg.file
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(i64::MAX, |d| d.as_millis() as i64)
-    }
-
     fn reopen_if_closed(&mut self) -> Result<(), LogError> {
         if self.closed {
             let marker = self.dir.join(CLEAN_SHUTDOWN_FILE);
@@ -237,58 +210,6 @@ impl DiskLog {
             self.closed = false;
         }
         Ok(())
-    }
-
-    /// The segment that may hold `offset`: the last one whose base is at or below it.
-    fn segment_for(&self, offset: i64) -> Option<&Segment> {
-        self.segments.range(..=offset).next_back().map(|(_, s)| s)
-    }
-
-    /// Segments from the one that may hold `offset` onwards.
-    fn segments_from(&self, offset: i64) -> impl Iterator<Item = &Segment> {
-        let start = self.segment_for(offset).map_or(i64::MIN, |s| s.base_offset);
-        self.segments
-            .range((Bound::Included(start), Bound::Unbounded))
-            .map(|(_, s)| s)
-    }
-
-    /// The largest timestamp among `seg`'s batches holding offsets at or above `from`, and
-    /// the base offset of the first batch with it.
-    fn max_from(seg: &Segment, from: i64) -> Result<Option<(i64, i64)>, LogError> {
-        let mut best: Option<(i64, i64)> = None;
-        seg.scan(from, &mut |b| {
-            if b.max_timestamp() >= 0 && best.is_none_or(|(t, _)| b.max_timestamp() > t) {
-                best = Some((b.max_timestamp(), b.base_offset()));
-            }
-            true
-        })?;
-        Ok(best)
-    }
-
-    fn found(seg: &Segment, position: u64, header: &Header) -> Result<FoundBatch, LogError> {
-        Ok(FoundBatch {
-            base_offset: header.base_offset,
-            bytes: seg
-                .read_batch(position, header)
-                .map_err(|e| seg.io_error(e))?,
-        })
-    }
-}
-
-fn read_log_start(dir: &Path) -> Result<Option<i64>, LogError> {
-    let path = dir.join(LOG_START_FILE);
-    let Some(raw) = index::read_optional(&path).map_err(io_at(&path))? else {
-        return Ok(None);
-    };
-    match std::str::from_utf8(&raw)
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-    {
-        Some(v) if v >= 0 => Ok(Some(v)),
-        _ => {
-            tracing::warn!(path = %path.display(), "ignoring an unreadable log start offset file");
-            Ok(None)
-        }
     }
 }
 
@@ -390,103 +311,19 @@ impl PartitionLog for DiskLog {
     }
 
     fn find_by_timestamp(&self, timestamp_ms: i64) -> Result<Option<FoundBatch>, LogError> {
-        let lso = self.log_start_offset();
-        for seg in self.segments_from(lso) {
-            let hit = seg
-                .find_by_timestamp(timestamp_ms, lso)
-                .map_err(|e| seg.io_error(e))?;
-            if let Some((position, header)) = hit {
-                return Self::found(seg, position, &header).map(Some);
-            }
-        }
-        Ok(None)
+        self.batch_at_timestamp(timestamp_ms)
     }
 
     fn max_timestamp(&self) -> Result<Option<(i64, FoundBatch)>, LogError> {
-        let lso = self.log_start_offset();
-        // (timestamp, base offset of its first batch, segment), the earliest on ties.
-        let mut best: Option<(i64, i64, &Segment)> = None;
-        for seg in self.segments_from(lso) {
-            let candidate = if seg.max_timestamp < 0 {
-                None
-            } else if seg.base_offset >= lso {
-                Some((seg.max_timestamp, seg.max_timestamp_offset))
-            } else {
-                // DeleteRecords cut into this segment: its maximum may be gone.
-                Self::max_from(seg, lso)?
-            };
-            if let Some((ts, offset)) = candidate {
-                if best.is_none_or(|(b, _, _)| ts > b) {
-                    best = Some((ts, offset, seg));
-                }
-            }
-        }
-        let Some((ts, offset, seg)) = best else {
-            return Ok(None);
-        };
-        match seg.locate(offset).map_err(|e| seg.io_error(e))? {
-            Some((position, header)) => Ok(Some((ts, Self::found(seg, position, &header)?))),
-            None => Ok(None),
-        }
+        self.batch_with_max_timestamp()
     }
 
     fn delete_records_before(&mut self, offset: i64) -> Result<i64, LogError> {
-        // Kafka: UnifiedLog.maybeIncrementLogStartOffset (only past the high watermark is out
-        // of range; an offset at or below the log start is a no-op)
-        if offset < 0 || offset > self.log_end_offset() {
-            return Err(self.out_of_range(offset));
-        }
-        if offset > self.deleted_before {
-            let path = self.dir.join(LOG_START_FILE);
-            index::write_atomic(&path, format!("{offset}\n").as_bytes())
-                .and_then(|()| index::sync_dir(&self.dir))
-                .map_err(io_at(&path))?;
-            self.deleted_before = offset;
-        }
-        while self.segments.len() > 1 {
-            let second = *self.segments.keys().nth(1).expect("two segments");
-            if second > self.deleted_before {
-                break;
-            }
-            self.delete_oldest()?;
-        }
-        Ok(self.log_start_offset())
+        self.move_log_start(offset)
     }
 
     fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
-        let mut deleted = 0;
-        if self.config.retention_ms >= 0 {
-            let cutoff = now_ms.saturating_sub(self.config.retention_ms);
-            loop {
-                let oldest = self.segments.values().next().expect("never empty");
-                if oldest.is_empty() {
-                    if self.segments.len() == 1 {
-                        break;
-                    }
-                } else if Self::retention_timestamp(oldest) >= cutoff {
-                    break;
-                }
-                if self.segments.len() == 1 {
-                    // The active segment expired too: roll so that it can go, keeping the
-                    // log end offset as the new segment's base.
-                    self.roll()?;
-                }
-                self.delete_oldest()?;
-                deleted += 1;
-            }
-        }
-        if self.config.retention_bytes >= 0 {
-            let limit = self.config.retention_bytes as u64;
-            while self.segments.len() > 1 {
-                let oldest = self.segments.values().next().expect("never empty").size;
-                if self.size_bytes() - oldest < limit {
-                    break;
-                }
-                self.delete_oldest()?;
-                deleted += 1;
-            }
-        }
-        Ok(deleted)
+        self.delete_expired_segments(now_ms)
     }
 
     fn set_config(&mut self, config: LogConfig) {

@@ -1,0 +1,129 @@
+//! One source partition's stats: its state, how far the mirror is behind it (in records
+//! and in seconds), and its last error.
+
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::sync::Mutex;
+
+/// A partition's state, as `kmirror_partitions{state}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionState {
+    Running = 0,
+    /// Stopped on purpose: its topic was re-created, or the flow is draining.
+    Stopped = 1,
+    /// Stopped by an error that needs an operator.
+    Failed = 2,
+}
+
+impl PartitionState {
+    pub const ALL: [PartitionState; 3] = [Self::Running, Self::Stopped, Self::Failed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Stopped,
+            2 => Self::Failed,
+            _ => Self::Running,
+        }
+    }
+}
+
+/// One source partition of a flow.
+#[derive(Debug)]
+pub struct PartitionStats {
+    /// The source's high watermark at the last Fetch; -1 until one answered.
+    high_watermark: AtomicI64,
+    /// The next source offset the target acknowledged.
+    position: AtomicI64,
+    /// Timestamp (ms) of the oldest batch held and not yet acknowledged; `i64::MIN` if none.
+    oldest_held_ms: AtomicI64,
+    /// Timestamp (ms) of the newest record mirrored; `i64::MIN` before the first.
+    pub(super) last_mirrored_ms: AtomicI64,
+    state: AtomicU8,
+    last_error: Mutex<Option<String>>,
+}
+
+impl PartitionStats {
+    pub(super) fn new(position: i64) -> Self {
+        Self {
+            high_watermark: AtomicI64::new(-1),
+            position: AtomicI64::new(position),
+            oldest_held_ms: AtomicI64::new(i64::MIN),
+            last_mirrored_ms: AtomicI64::new(i64::MIN),
+            state: AtomicU8::new(PartitionState::Running as u8),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    pub fn fetched(&self, high_watermark: i64) {
+        self.high_watermark.store(high_watermark, Ordering::Relaxed);
+    }
+
+    pub fn advanced(&self, next_source_offset: i64) {
+        self.position
+            .fetch_max(next_source_offset, Ordering::Relaxed);
+    }
+
+    /// The timestamp of the oldest batch now held (`None`: nothing held).
+    pub fn holding(&self, oldest_ms: Option<i64>) {
+        self.oldest_held_ms
+            .store(oldest_ms.unwrap_or(i64::MIN), Ordering::Relaxed);
+    }
+
+    pub fn set_state(&self, state: PartitionState, error: Option<String>) {
+        self.state.store(state as u8, Ordering::Relaxed);
+        if error.is_some() {
+            *self.last_error.lock().expect("error lock") = error;
+        }
+    }
+
+    /// Records a transient error (the partition goes on retrying).
+    pub fn error(&self, error: String) {
+        *self.last_error.lock().expect("error lock") = Some(error);
+    }
+
+    pub fn state(&self) -> PartitionState {
+        PartitionState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn position(&self) -> i64 {
+        self.position.load(Ordering::Relaxed)
+    }
+
+    pub fn high_watermark(&self) -> Option<i64> {
+        Some(self.high_watermark.load(Ordering::Relaxed)).filter(|h| *h >= 0)
+    }
+
+    /// Records behind the source (0 until the source answered a Fetch).
+    pub fn lag_records(&self) -> u64 {
+        self.high_watermark()
+            .map_or(0, |h| u64::try_from(h - self.position()).unwrap_or(0))
+    }
+
+    /// Age in seconds of the oldest record not mirrored yet; 0 when caught up.
+    pub fn lag_seconds(&self, now_ms: i64) -> f64 {
+        if self.lag_records() == 0 {
+            return 0.0;
+        }
+        let held = self.oldest_held_ms.load(Ordering::Relaxed);
+        let since = if held != i64::MIN {
+            held
+        } else {
+            self.last_mirrored_ms.load(Ordering::Relaxed)
+        };
+        if since == i64::MIN {
+            return 0.0;
+        }
+        (now_ms - since).max(0) as f64 / 1000.0
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("error lock").clone()
+    }
+}

@@ -197,6 +197,7 @@ fn record_codecs(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Vec<i16>>
                     partition,
                     offset,
                     max_bytes: None,
+                    leader_epoch: client.metadata().leader_epoch(topic, partition),
                 };
                 let got = fetch::fetch(&leader, &[want], 0, 8 << 20, 4 << 20)
                     .await

@@ -93,6 +93,7 @@ fn batch_count(bootstrap: &str, topic: &str, partition: i32) -> (usize, usize) {
                 partition,
                 offset,
                 max_bytes: None,
+                leader_epoch: client.metadata().leader_epoch(topic, partition),
             };
             let got = fetch::fetch(&leader, &[want], 0, 8 << 20, 4 << 20)
                 .await

@@ -11,7 +11,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::cluster::{high_watermarks, move_leaders, ThreeNodes};
+use kmirror::client::fetch::{self, FetchWant};
+use kmirror_wire::errors::ResponseError;
+use support::cluster::{check_client, high_watermarks, move_leaders, ThreeNodes};
 use support::records::{self, join_producer, Produce};
 use support::*;
 
@@ -106,4 +108,63 @@ fn leader_moves_and_node_restarts_on_both_sides_lose_nothing() {
         "the daemon reported errors:\n{}",
         daemon.log.tail(60)
     );
+}
+
+/// Fetch carries the partition's leader epoch from Metadata, as Kafka's consumer does
+/// (KIP-320): the new leader refuses the epoch before a move with FENCED_LEADER_EPOCH
+/// (Kafka: Partition.localLogWithEpochOrThrow) and serves the refreshed one. With -1, as
+/// before, the stale fetch would be served. At Kafka 4.1 versions and emulating 2.8.
+fn fetch_carries_the_leader_epoch(broker_args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = ThreeNodes::start(&dir.path().join("source"), broker_args);
+    Produce {
+        records: 10,
+        create: true,
+        ..Produce::new(&source.addr(), TOPIC, 1, &dir.path().join("acked.json"))
+    }
+    .run();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = check_client(&source.addr());
+        let before = client.refresh_metadata().await.unwrap();
+        let old_epoch = before.leader_epoch(TOPIC, 0);
+        assert!(old_epoch >= 0, "Metadata gave no leader epoch");
+        assert_eq!(move_leaders(&source.addr(), &[TOPIC]).await, 1);
+        let after = client.refresh_metadata().await.unwrap();
+        let new_epoch = after.leader_epoch(TOPIC, 0);
+        assert!(new_epoch > old_epoch, "epoch {old_epoch} -> {new_epoch}");
+        let leader = client.leader(TOPIC, 0).await.unwrap();
+        let fetch_at = |leader_epoch| {
+            let want = FetchWant {
+                topic: TOPIC.to_string(),
+                topic_id: after.topic_id(TOPIC),
+                partition: 0,
+                offset: 0,
+                max_bytes: None,
+                leader_epoch,
+            };
+            let leader = leader.clone();
+            async move { fetch::fetch(&leader, &[want], 0, 1 << 20, 1 << 20).await }
+        };
+        let stale = fetch_at(old_epoch).await.unwrap();
+        assert_eq!(
+            stale[0].error_code,
+            ResponseError::FencedLeaderEpoch.code(),
+            "a fetch at the epoch before the move"
+        );
+        assert!(stale[0].records.is_empty());
+        let current = fetch_at(new_epoch).await.unwrap();
+        assert_eq!(current[0].error_code, 0, "a fetch at the current epoch");
+        assert!(!current[0].records.is_empty());
+    });
+}
+
+#[test]
+fn fetch_carries_the_leader_epoch_at_kafka_4_1_versions() {
+    fetch_carries_the_leader_epoch(&[]);
+}
+
+#[test]
+fn fetch_carries_the_leader_epoch_emulating_kafka_2_8() {
+    fetch_carries_the_leader_epoch(&["--emulate-kafka", "2.8"]);
 }

@@ -163,6 +163,11 @@ pub struct FetchWant {
     pub offset: i64,
     /// This partition's own `partition_max_bytes`, below the request's.
     pub max_bytes: Option<i32>,
+    /// The leader epoch the cached metadata gives the partition (-1 when unknown). Fetch
+    /// v9+ carries it, as Kafka's consumer does (KIP-320): a broker not at that epoch
+    /// answers FENCED_LEADER_EPOCH (ours is older) or UNKNOWN_LEADER_EPOCH (ours is newer)
+    /// instead of serving the records, and the caller refreshes its metadata.
+    pub leader_epoch: i32,
 }
 
 /// One partition's answer.
@@ -183,6 +188,9 @@ pub struct FetchGot {
 /// The last Fetch version that names topics (v13 uses topic ids only).
 const LAST_FETCH_BY_NAME: i16 = 12;
 
+/// The first Fetch version with a partition's `current_leader_epoch` (FetchRequest.json).
+const FIRST_FETCH_WITH_LEADER_EPOCH: i16 = 9;
+
 /// Sends one read_committed Fetch for `wants` to `m` (their leader).
 pub async fn fetch(
     m: &Messenger,
@@ -191,6 +199,14 @@ pub async fn fetch(
     max_bytes: i32,
     partition_max_bytes: i32,
 ) -> Result<Vec<FetchGot>, RequestError> {
+    let version = if wants.iter().all(|w| w.topic_id.is_some()) {
+        m.versions().pick::<FetchRequest>()?
+    } else {
+        m.versions().pick_within::<FetchRequest>(VersionRange {
+            min: codec_range::<FetchRequest>().min,
+            max: LAST_FETCH_BY_NAME,
+        })?
+    };
     let mut topics: Vec<FetchTopic> = Vec::new();
     for w in wants {
         let part = FetchPartition::default()
@@ -200,7 +216,11 @@ pub async fn fetch(
                 w.max_bytes
                     .map_or(partition_max_bytes, |m| m.min(partition_max_bytes)),
             )
-            .with_current_leader_epoch(-1)
+            .with_current_leader_epoch(if version >= FIRST_FETCH_WITH_LEADER_EPOCH {
+                w.leader_epoch
+            } else {
+                -1
+            })
             .with_log_start_offset(-1);
         match topics.iter_mut().find(|t| t.topic.as_str() == w.topic) {
             Some(t) => t.partitions.push(part),
@@ -212,14 +232,6 @@ pub async fn fetch(
             ),
         }
     }
-    let version = if wants.iter().all(|w| w.topic_id.is_some()) {
-        m.versions().pick::<FetchRequest>()?
-    } else {
-        m.versions().pick_within::<FetchRequest>(VersionRange {
-            min: codec_range::<FetchRequest>().min,
-            max: LAST_FETCH_BY_NAME,
-        })?
-    };
     let by_id = version > LAST_FETCH_BY_NAME;
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(-1))

@@ -43,6 +43,13 @@ impl MetadataSnapshot {
             .get(usize::try_from(partition).ok()?)?;
         (p.leader >= 0).then_some(p.leader)
     }
+    /// The partition's leader epoch (Metadata v7+), -1 when unknown.
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> i32 {
+        self.topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(usize::try_from(partition).ok()?))
+            .map_or(-1, |p| p.leader_epoch)
+    }
     /// The topic's id, if the cluster reported one (Kafka 2.8+ at Metadata v10+).
     pub fn topic_id(&self, topic: &str) -> Option<uuid::Uuid> {
         self.topics

@@ -75,8 +75,9 @@ pub async fn move_leaders(bootstrap: &str, topics: &[&str]) -> usize {
         .iter()
         .map(|t| MetadataRequestTopic::default().with_name(Some(name(t))))
         .collect();
-    let md = m
-        .send_at(&MetadataRequest::default().with_topics(Some(names)), 12)
+    // Topics named (v12 and below), at the version the broker offers (11 at Kafka 2.8).
+    let (md, _) = m
+        .send(&MetadataRequest::default().with_topics(Some(names)))
         .await
         .expect("metadata");
     let mut live: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
@@ -147,7 +148,7 @@ pub async fn reassign(bootstrap: &str, topic: &str, partition: i32, replicas: &[
 }
 
 /// A client of the cluster at `bootstrap`, for checks.
-fn check_client(bootstrap: &str) -> ClusterClient {
+pub fn check_client(bootstrap: &str) -> ClusterClient {
     ClusterClient::new(ClientConfig {
         cluster: "check".into(),
         bootstrap: vec![bootstrap.to_string()],
@@ -192,6 +193,7 @@ pub async fn count_batches(bootstrap: &str, topic: &str) -> usize {
                 partition: p,
                 offset,
                 max_bytes: None,
+                leader_epoch: md.leader_epoch(topic, p),
             };
             let got = fetch::fetch(&m, &[want], 0, 8 << 20, 8 << 20)
                 .await

@@ -191,6 +191,7 @@ impl FlowRunner {
                 partition: sp.partition,
                 offset: r.next_fetch_offset,
                 max_bytes: i32::try_from(share - r.held.bytes()).ok(),
+                leader_epoch: md.leader_epoch(&sp.topic, sp.partition),
             };
             match kind {
                 Kind::Alone => alone.push((leader, want)),

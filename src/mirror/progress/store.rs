@@ -124,6 +124,7 @@ impl ProgressLog for TargetLog<'_> {
             partition: 0,
             offset,
             max_bytes: None,
+            leader_epoch: self.target.metadata().leader_epoch(PROGRESS_TOPIC, 0),
         }];
         let got = fetch::fetch(&m, &want, 100, READ_BYTES, READ_BYTES)
             .await

@@ -6,7 +6,9 @@
 //! start or above the log end. There are no transactions, so the last stable offset is
 //! the high watermark. v13+ name topics by id only (UNKNOWN_TOPIC_ID for an id no topic
 //! has); below v10 a topic configured `compression.type=zstd` answers
-//! UNSUPPORTED_COMPRESSION_TYPE. KIP-951 leader hints (v16+) are filled by
+//! UNSUPPORTED_COMPRESSION_TYPE. A v12+ fetch with a `last_fetched_epoch` whose end on this
+//! leader lies before the fetch offset gets the diverging epoch instead of records
+//! (KIP-320, [`diverging_epoch`]). KIP-951 leader hints (v16+) are filled by
 //! [`fill_leader_hint`], which a caller that answers NOT_LEADER_OR_FOLLOWER or
 //! FENCED_LEADER_EPOCH uses; one node never does.
 
@@ -15,8 +17,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::FetchTopic;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::{
+    EpochEndOffset, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
 use crate::log::LogError;
@@ -89,11 +93,32 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                             any_error = true;
                             break 'read out;
                         }
+                        // The end of the fetcher's last fetched epoch on this leader (v12+).
+                        let last_fetched_epoch = (version >= 12 && p.last_fetched_epoch >= 0)
+                            .then(|| {
+                                broker.cluster.change(topic, p.partition, |pl, _, leo| {
+                                    pl.end_offset_for(p.last_fetched_epoch, leo)
+                                })
+                            });
                         let log = partition.log.lock().expect("log lock");
                         out.high_watermark = log.log_end_offset();
                         out.log_start_offset = log.log_start_offset();
                         if version >= 4 {
                             out.last_stable_offset = out.high_watermark;
+                        }
+                        if let Some(epoch_end) = last_fetched_epoch {
+                            match diverging_epoch(epoch_end, p, out.log_start_offset) {
+                                Ok(None) => {}
+                                Ok(Some(diverging)) => {
+                                    out.diverging_epoch = diverging;
+                                    break 'read out;
+                                }
+                                Err(error) => {
+                                    out.error_code = error.code();
+                                    any_error = true;
+                                    break 'read out;
+                                }
+                            }
                         }
                         let budget = (p.partition_max_bytes.max(0) as usize).min(remaining);
                         if budget == 0 && !first_non_empty {
@@ -175,6 +200,32 @@ fn is_zstd_topic(topic: &Topic) -> bool {
 
 /// A partition answer without data. Kafka: FetchResponse.partitionResponse (high
 /// watermark, last stable offset and log start offset -1).
+/// Kafka: Partition.readRecords with a `lastFetchedEpoch` (Fetch v12+, KIP-320): the end of
+/// that epoch on this leader (`epoch_end`, LeaderEpochFileCache.endOffsetFor) decides.
+/// Undefined, or a fetch offset below the log start: OFFSET_OUT_OF_RANGE. An earlier epoch
+/// or an end below the fetch offset: the log diverged from what the fetcher read, and it
+/// gets that epoch and end offset instead of records. Otherwise the read goes on.
+fn diverging_epoch(
+    epoch_end: Option<(i32, i64)>,
+    p: &FetchPartition,
+    log_start_offset: i64,
+) -> Result<Option<EpochEndOffset>, ResponseError> {
+    let Some((epoch, end_offset)) = epoch_end.filter(|&(e, o)| e >= 0 && o >= 0) else {
+        return Err(ResponseError::OffsetOutOfRange);
+    };
+    if p.fetch_offset < log_start_offset {
+        return Err(ResponseError::OffsetOutOfRange);
+    }
+    if epoch < p.last_fetched_epoch || end_offset < p.fetch_offset {
+        return Ok(Some(
+            EpochEndOffset::default()
+                .with_epoch(epoch)
+                .with_end_offset(end_offset),
+        ));
+    }
+    Ok(None)
+}
+
 fn error_partition(index: i32, error_code: i16) -> PartitionData {
     PartitionData::default()
         .with_partition_index(index)

@@ -13,6 +13,7 @@ mod harness;
 mod admin;
 mod admin_configs;
 mod authz;
+mod diverging;
 mod multinode;
 mod produce;
 mod user_scram;
@@ -24,6 +25,7 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(produce::rows());
     rows.extend(admin::rows());
     rows.extend(multinode::rows());
+    rows.extend(diverging::rows());
     rows.extend(versions::rows());
     rows.extend(user_scram::rows());
     rows.extend(authz::rows());

@@ -26,20 +26,20 @@ const NOT_LEADER: i16 = 6;
 const FENCED: i16 = 74;
 const UNKNOWN_EPOCH: i16 = 75;
 
-fn three_nodes(c: &mut BrokerConfig) {
+pub(crate) fn three_nodes(c: &mut BrokerConfig) {
     c.nodes = 3;
 }
 
 /// One partition of a fresh topic and connections to its leader and to a follower.
-struct Setup {
-    topic: String,
-    leader: Messenger,
-    follower: Messenger,
-    leader_id: i32,
-    epoch: i32,
+pub(crate) struct Setup {
+    pub topic: String,
+    pub leader: Messenger,
+    pub follower: Messenger,
+    pub leader_id: i32,
+    pub epoch: i32,
 }
 
-async fn metadata(m: &Messenger, topic: &str) -> MetadataResponse {
+pub(crate) async fn metadata(m: &Messenger, topic: &str) -> MetadataResponse {
     let req = MetadataRequest::default().with_topics(Some(vec![
         kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
             .with_name(Some(common::name(topic))),
@@ -47,7 +47,7 @@ async fn metadata(m: &Messenger, topic: &str) -> MetadataResponse {
     m.send_at(&req, 12).await.expect("metadata")
 }
 
-async fn connect_node(md: &MetadataResponse, node: i32) -> Messenger {
+pub(crate) async fn connect_node(md: &MetadataResponse, node: i32) -> Messenger {
     let b = md
         .brokers
         .iter()
@@ -59,7 +59,7 @@ async fn connect_node(md: &MetadataResponse, node: i32) -> Messenger {
         .expect("connect")
 }
 
-async fn setup(ctx: &Ctx) -> Setup {
+pub(crate) async fn setup(ctx: &Ctx) -> Setup {
     let topic = ctx.topic("t");
     common::create_topic(&ctx.m, &topic, 1).await;
     let md = metadata(&ctx.m, &topic).await;
@@ -81,7 +81,7 @@ async fn setup(ctx: &Ctx) -> Setup {
 }
 
 /// Makes `to` the preferred replica, elects it, and returns (leader, epoch) after.
-async fn move_leader(ctx: &Ctx, topic: &str, to: i32) -> (i32, i32) {
+pub(crate) async fn move_leader(ctx: &Ctx, topic: &str, to: i32) -> (i32, i32) {
     let mut replicas = vec![to];
     replicas.extend((0..3).filter(|&n| n != to));
     let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
@@ -110,7 +110,11 @@ async fn elect(ctx: &Ctx, topic: &str) -> i16 {
     resp.replica_election_results[0].partition_result[0].error_code
 }
 
-async fn produce(m: &Messenger, topic: &str, version: i16) -> Result<ProduceResponse, Got> {
+pub(crate) async fn produce(
+    m: &Messenger,
+    topic: &str,
+    version: i16,
+) -> Result<ProduceResponse, Got> {
     let req = common::produce_request(topic, 0, common::batch(3, 1_000), -1);
     m.send_at(&req, version).await.map_err(|_| Got::Closed)
 }
@@ -176,7 +180,8 @@ async fn delete_records_code(m: &Messenger, topic: &str) -> Got {
     })
 }
 
-macro_rules! row {
+#[macro_export]
+macro_rules! multinode_row {
     ($rule:expr, $kafka:expr, $expect:expr, |$ctx:ident| $body:expr) => {
         Row {
             rule: $rule,
@@ -222,7 +227,7 @@ async fn offset_fetch_code(m: &Messenger, group: &str) -> Got {
 
 fn coordinator_rows() -> Vec<Row> {
     vec![
-        row!(
+        multinode_row!(
             "OffsetFetch on the node FindCoordinator names is answered",
             "GroupCoordinator.handleFetchOffsets",
             Got::Code(0),
@@ -231,7 +236,7 @@ fn coordinator_rows() -> Vec<Row> {
                 offset_fetch_code(&node(&ctx, at).await, "g1").await
             }
         ),
-        row!(
+        multinode_row!(
             "OffsetFetch on another node: NOT_COORDINATOR",
             "GroupCoordinator.validateGroupStatus (isCoordinatorForGroup)",
             Got::Code(NOT_COORDINATOR),
@@ -240,7 +245,7 @@ fn coordinator_rows() -> Vec<Row> {
                 offset_fetch_code(&node(&ctx, (at + 1) % 3).await, "g1").await
             }
         ),
-        row!(
+        multinode_row!(
             "Heartbeat on another node: NOT_COORDINATOR",
             "GroupCoordinator.handleHeartbeat validateGroupStatus",
             Got::Code(NOT_COORDINATOR),
@@ -259,7 +264,7 @@ fn coordinator_rows() -> Vec<Row> {
 
 fn routing_rows() -> Vec<Row> {
     vec![
-        row!(
+        multinode_row!(
             "Multi-node: Metadata lists 3 nodes and spreads 3 partitions over 3 leaders",
             "AdminUtils/StripedReplicaPlacer; MetadataCache",
             Got::Code(0),
@@ -279,7 +284,7 @@ fn routing_rows() -> Vec<Row> {
                 })
             }
         ),
-        row!(
+        multinode_row!(
             "Produce to the leader is accepted",
             "Partition.appendRecordsToLeader",
             Got::Code(0),
@@ -288,7 +293,7 @@ fn routing_rows() -> Vec<Row> {
                 produce_code(&s.leader, &s.topic).await
             }
         ),
-        row!(
+        multinode_row!(
             "Produce to a follower: NOT_LEADER_OR_FOLLOWER",
             "Partition.appendRecordsToLeader",
             Got::Code(NOT_LEADER),
@@ -297,7 +302,7 @@ fn routing_rows() -> Vec<Row> {
                 produce_code(&s.follower, &s.topic).await
             }
         ),
-        row!(
+        multinode_row!(
             "Produce v10+ to a follower carries the leader and its endpoint (KIP-951)",
             "KafkaApis.handleProduceRequest getCurrentLeader",
             Got::Code(0),
@@ -316,7 +321,7 @@ fn routing_rows() -> Vec<Row> {
                 }
             }
         ),
-        row!(
+        multinode_row!(
             "Fetch v17 with an old leader epoch: FENCED_LEADER_EPOCH with the leader and its endpoint (KIP-951)",
             "KafkaApis.handleFetchRequest getCurrentLeader",
             Got::Code(0),
@@ -341,7 +346,7 @@ fn routing_rows() -> Vec<Row> {
                 }
             }
         ),
-        row!(
+        multinode_row!(
             "Fetch v10 (consumer) from a follower: NOT_LEADER_OR_FOLLOWER",
             "FetchParams.fetchOnlyLeader (no client metadata before v11)",
             Got::Code(NOT_LEADER),
@@ -350,7 +355,7 @@ fn routing_rows() -> Vec<Row> {
                 fetch_code(&s.follower, &s.topic, 10, -1).await
             }
         ),
-        row!(
+        multinode_row!(
             "Fetch v11+ (consumer) from a follower is served",
             "FetchParams.fetchOnlyLeader (KIP-392 client metadata)",
             Got::Code(0),
@@ -359,7 +364,7 @@ fn routing_rows() -> Vec<Row> {
                 fetch_code(&s.follower, &s.topic, 12, s.epoch).await
             }
         ),
-        row!(
+        multinode_row!(
             "ListOffsets (consumer) to a follower: NOT_LEADER_OR_FOLLOWER",
             "KafkaApis.handleListOffsetRequest fetchOnlyFromLeader",
             Got::Code(NOT_LEADER),
@@ -368,7 +373,7 @@ fn routing_rows() -> Vec<Row> {
                 list_offsets_code(&s.follower, &s.topic, -1, -1).await
             }
         ),
-        row!(
+        multinode_row!(
             "ListOffsets from the debugging replica id to a follower is served",
             "KafkaApis.handleListOffsetRequest DEBUGGING_REPLICA_ID",
             Got::Code(0),
@@ -377,7 +382,7 @@ fn routing_rows() -> Vec<Row> {
                 list_offsets_code(&s.follower, &s.topic, -2, -1).await
             }
         ),
-        row!(
+        multinode_row!(
             "DeleteRecords to a follower: NOT_LEADER_OR_FOLLOWER",
             "Partition.deleteRecordsOnLeader",
             Got::Code(NOT_LEADER),
@@ -386,7 +391,7 @@ fn routing_rows() -> Vec<Row> {
                 delete_records_code(&s.follower, &s.topic).await
             }
         ),
-        row!(
+        multinode_row!(
             "DeleteRecords on the leader is accepted",
             "Partition.deleteRecordsOnLeader",
             Got::Code(0),
@@ -395,7 +400,7 @@ fn routing_rows() -> Vec<Row> {
                 delete_records_code(&s.leader, &s.topic).await
             }
         ),
-        row!(
+        multinode_row!(
             "OffsetForLeaderEpoch to a follower: NOT_LEADER_OR_FOLLOWER",
             "ReplicaManager.lastOffsetForLeaderEpoch fetchOnlyFromLeader",
             Got::Code(NOT_LEADER),
@@ -412,24 +417,24 @@ fn routing_rows() -> Vec<Row> {
 
 fn epoch_rows() -> Vec<Row> {
     vec![
-        row!("Fetch with an older current_leader_epoch: FENCED_LEADER_EPOCH",
+        multinode_row!("Fetch with an older current_leader_epoch: FENCED_LEADER_EPOCH",
             "Partition.checkCurrentLeaderEpoch", Got::Code(FENCED), |ctx| {
             let s = setup(&ctx).await;
             let other = (s.leader_id + 1) % 3;
             let (_, epoch) = move_leader(&ctx, &s.topic, other).await;
             fetch_code(&ctx.connect().await, &s.topic, 12, epoch - 1).await
         }),
-        row!("Fetch with a newer current_leader_epoch: UNKNOWN_LEADER_EPOCH",
+        multinode_row!("Fetch with a newer current_leader_epoch: UNKNOWN_LEADER_EPOCH",
             "Partition.checkCurrentLeaderEpoch", Got::Code(UNKNOWN_EPOCH), |ctx| {
             let s = setup(&ctx).await;
             fetch_code(&s.leader, &s.topic, 12, s.epoch + 1).await
         }),
-        row!("Fetch with the current epoch on the leader is served",
+        multinode_row!("Fetch with the current epoch on the leader is served",
             "Partition.checkCurrentLeaderEpoch", Got::Code(0), |ctx| {
             let s = setup(&ctx).await;
             fetch_code(&s.leader, &s.topic, 12, s.epoch).await
         }),
-        row!("ListOffsets with an older current_leader_epoch: FENCED_LEADER_EPOCH",
+        multinode_row!("ListOffsets with an older current_leader_epoch: FENCED_LEADER_EPOCH",
             "Partition.fetchOffsetForTimestamp localLogWithEpochOrThrow", Got::Code(FENCED), |ctx| {
             let s = setup(&ctx).await;
             let other = (s.leader_id + 1) % 3;
@@ -437,7 +442,7 @@ fn epoch_rows() -> Vec<Row> {
             let md = metadata(&ctx.m, &s.topic).await;
             list_offsets_code(&connect_node(&md, leader).await, &s.topic, -1, epoch - 1).await
         }),
-        row!("OffsetForLeaderEpoch with a newer current_leader_epoch: UNKNOWN_LEADER_EPOCH",
+        multinode_row!("OffsetForLeaderEpoch with a newer current_leader_epoch: UNKNOWN_LEADER_EPOCH",
             "Partition.lastOffsetForLeaderEpoch getLocalLog", Got::Code(UNKNOWN_EPOCH), |ctx| {
             let s = setup(&ctx).await;
             match offset_for_epoch(&s.leader, &s.topic, s.epoch + 1, 0).await {
@@ -445,7 +450,7 @@ fn epoch_rows() -> Vec<Row> {
                 Err(g) => g,
             }
         }),
-        row!("ElectLeaders after a reassignment moves the leader with epoch+1; the old leader is fenced",
+        multinode_row!("ElectLeaders after a reassignment moves the leader with epoch+1; the old leader is fenced",
             "ReplicationControlManager.electLeader; PartitionChangeBuilder", Got::Code(0), |ctx| {
             let s = setup(&ctx).await;
             let other = (s.leader_id + 1) % 3;
@@ -455,12 +460,12 @@ fn epoch_rows() -> Vec<Row> {
             let ok = leader == other && epoch == s.epoch + 1 && old_code == Ok(NOT_LEADER);
             Got::Code(if ok { 0 } else { -1 })
         }),
-        row!("ElectLeaders when the preferred replica leads: ELECTION_NOT_NEEDED",
+        multinode_row!("ElectLeaders when the preferred replica leads: ELECTION_NOT_NEEDED",
             "ReplicationControlManager.electLeader", Got::Code(84), |ctx| {
             let s = setup(&ctx).await;
             Got::Code(elect(&ctx, &s.topic).await)
         }),
-        row!("OffsetForLeaderEpoch after DeleteRecords: the history starts at the new log start",
+        multinode_row!("OffsetForLeaderEpoch after DeleteRecords: the history starts at the new log start",
             "LeaderEpochFileCache.truncateFromStart; UnifiedLog.maybeIncrementLogStartOffset", Got::Code(0), |ctx| {
             let s = setup(&ctx).await;
             let _ = produce(&s.leader, &s.topic, 9).await; // offsets 0-2 at the first epoch
@@ -487,7 +492,7 @@ fn epoch_rows() -> Vec<Row> {
                 Err(g) => g,
             }
         }),
-        row!("OffsetForLeaderEpoch answers from the epoch history; new batches carry the new epoch",
+        multinode_row!("OffsetForLeaderEpoch answers from the epoch history; new batches carry the new epoch",
             "LeaderEpochFileCache.endOffsetFor; Partition.makeLeader", Got::Code(0), |ctx| {
             let s = setup(&ctx).await;
             let first = produce(&s.leader, &s.topic, 9).await.ok();
@@ -509,7 +514,7 @@ fn epoch_rows() -> Vec<Row> {
                 && batch == Some(epoch);
             Got::Code(if ok { 0 } else { -1 })
         }),
-        row!("AlterPartitionReassignments to an unregistered node: INVALID_REPLICA_ASSIGNMENT",
+        multinode_row!("AlterPartitionReassignments to an unregistered node: INVALID_REPLICA_ASSIGNMENT",
             "ReplicationControlManager.validateManualPartitionAssignment", Got::Code(39), |ctx| {
             let s = setup(&ctx).await;
             let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![
@@ -523,7 +528,7 @@ fn epoch_rows() -> Vec<Row> {
                 r.responses[0].partitions[0].error_code
             })
         }),
-        row!("Cancelling a reassignment when none is in progress: NO_REASSIGNMENT_IN_PROGRESS",
+        multinode_row!("Cancelling a reassignment when none is in progress: NO_REASSIGNMENT_IN_PROGRESS",
             "ReplicationControlManager.cancelPartitionReassignment", Got::Code(85), |ctx| {
             let s = setup(&ctx).await;
             let req = AlterPartitionReassignmentsRequest::default().with_topics(vec![

@@ -198,6 +198,7 @@ fn record_codecs(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Vec<i16>>
                     offset,
                     max_bytes: None,
                     leader_epoch: client.metadata().leader_epoch(topic, partition),
+                    last_fetched_epoch: -1,
                 };
                 let got = fetch::fetch(&leader, &[want], 0, 8 << 20, 4 << 20)
                     .await

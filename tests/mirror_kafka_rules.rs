@@ -7,8 +7,8 @@
 //! - A compacted-style source (batches with offset gaps and a batch left empty, written
 //!   into the source's log by hand because the broker does not compact) is mirrored record
 //!   for record; Kafka refuses such batches from a client, so they must be rebuilt.
-//! - A source topic deleted and re-created while the daemon runs stops with an ERROR that
-//!   says so, and the other topics keep flowing.
+//!
+//! Sources that change under the daemon are in `mirror_source_changes.rs`.
 //!
 //! Each runs at the broker's default (Kafka 4.1 versions: Fetch and Produce by topic id)
 //! and, where noted, against brokers emulating Kafka 2.8.
@@ -16,7 +16,7 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
@@ -25,53 +25,8 @@ use kmirror::client::{ClientConfig, ClusterClient};
 use kmirror_wire::backoff::BackoffConfig;
 use kmirror_wire::batch::Batches;
 use kmirror_wire::messenger::MessengerConfig;
+use support::topics::{flow, read, wait_records};
 use support::*;
-
-fn flow(include: &str) -> String {
-    format!("  - name: rules\n    source: east\n    target: west\n    topics: {{ include: [\"{include}\"] }}\n    rename: \"{{topic}}\"\n    discovery_interval: 1s\n")
-}
-
-/// Runs `discovery_admin.py` against `bootstrap`.
-fn admin(bootstrap: &str, args: &[&str]) -> String {
-    let mut all = vec![bootstrap];
-    all.extend_from_slice(args);
-    run_python("discovery_admin.py", &all)
-}
-
-/// `{partition: [value, ...]}` of a topic, as a confluent-kafka consumer reads it.
-fn read(bootstrap: &str, topic: &str) -> serde_json::Value {
-    serde_json::from_str(&run_python(
-        "discovery_admin.py",
-        &[bootstrap, "read", topic],
-    ))
-    .expect("read prints JSON")
-}
-
-/// Waits until `topic` on `bootstrap` holds `want` records in partition 0..n.
-fn wait_records(
-    bootstrap: &str,
-    topic: &str,
-    want: usize,
-    daemon: &DaemonProcess,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let got = read(bootstrap, topic);
-        let n: usize = got
-            .as_object()
-            .map(|o| o.values().map(|v| v.as_array().map_or(0, Vec::len)).sum())
-            .unwrap_or(0);
-        if n >= want {
-            return got;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{topic}: {n} of {want} records after 120 s:\n{}",
-            daemon.log.tail(40)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 /// Batches and their bytes in a partition of `topic` (raw Fetch, nothing decompressed).
 fn batch_count(bootstrap: &str, topic: &str, partition: i32) -> (usize, usize) {
@@ -94,6 +49,7 @@ fn batch_count(bootstrap: &str, topic: &str, partition: i32) -> (usize, usize) {
                 offset,
                 max_bytes: None,
                 leader_epoch: client.metadata().leader_epoch(topic, partition),
+                last_fetched_epoch: -1,
             };
             let got = fetch::fetch(&leader, &[want], 0, 8 << 20, 4 << 20)
                 .await
@@ -397,168 +353,6 @@ fn a_compacted_source_with_offset_gaps_and_empty_batches_is_mirrored_record_for_
             translate(offset),
             (want.0.to_string(), want.1),
             "source offset {offset}"
-        );
-    }
-}
-
-#[test]
-fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
-    let admin = |args: &[&str]| admin(&source.addr(), args);
-    admin(&["create", "keep", "1"]);
-    admin(&["create", "gone", "1"]);
-    admin(&["produce", "keep", "a", "10"]);
-    admin(&["produce", "gone", "a", "10"]);
-    let config = write_topology(
-        dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
-        &flow("keep|gone"),
-    );
-    let daemon = DaemonProcess::start(&config);
-    wait_records(&target.addr(), "keep", 10, &daemon);
-    wait_records(&target.addr(), "gone", 10, &daemon);
-    admin(&["delete", "gone"]);
-    admin(&["create", "gone", "1"]);
-    admin(&["produce", "gone", "b", "5"]);
-    let line = daemon
-        .log
-        .wait_for_line("deleted and re-created", Duration::from_secs(60))
-        .unwrap_or_else(|| {
-            panic!(
-                "no error about the re-created topic:\n{}",
-                daemon.log.tail(40)
-            )
-        });
-    assert!(line.contains("ERROR") && line.contains("gone"), "{line}");
-    admin(&["produce", "keep", "b", "10"]);
-    wait_records(&target.addr(), "keep", 20, &daemon);
-    // The new topic's records were not mirrored on top of the old ones.
-    let gone = read(&target.addr(), "gone");
-    assert_eq!(gone["0"].as_array().map(Vec::len), Some(10), "{gone}");
-}
-
-/// A source batch that fails its CRC (a byte flipped on the source's disk) stops its
-/// partition with an ERROR naming topic, partition and offset, after mirroring everything
-/// before it; it is never fetched again in a silent loop, and other topics keep flowing.
-/// Both ways a batch goes: small batches are merged (the daemon reads their records and
-/// verifies them), large ones are forwarded as they are (the target refuses the wrong CRC,
-/// which the daemon's stamping keeps wrong, and the daemon names the source offset).
-#[test]
-fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
-    let admin = |args: &[&str]| admin(&source.addr(), args);
-    // (topic, records per batch, value prefix): about 150 bytes and about 12 KB a batch.
-    let long = "x".repeat(100);
-    let shapes = [
-        ("broken", "5", "r".to_string()),
-        ("broken-large", "100", long),
-    ];
-    let mut corrupt_offsets = Vec::new();
-    for (topic, count, prefix) in &shapes {
-        admin(&["create", topic, "1"]);
-        for round in ["a", "b", "c"] {
-            admin(&["produce", topic, &format!("{round}{prefix}"), count]);
-        }
-        // Flip the last byte of a batch after the first on disk (the broker serves the
-        // file's bytes): the second, or for the large shape the first large one (a producer
-        // racing its first metadata may send its first records one per batch).
-        let log = source
-            .data_dir
-            .join(format!("{topic}-0"))
-            .join(format!("{:020}.log", 0));
-        let mut bytes = std::fs::read(&log).unwrap();
-        let sizes: Vec<(i64, usize)> = Batches::new(&bytes)
-            .map(|b| b.map(|b| (b.base_offset(), b.size_bytes())).unwrap())
-            .collect();
-        assert!(sizes.len() >= 3, "{topic}: {sizes:?}");
-        let corrupt = match *topic {
-            "broken-large" => (1..sizes.len())
-                .find(|&i| sizes[i].1 >= 8 << 10)
-                .unwrap_or_else(|| panic!("no batch large enough to go as it is: {sizes:?}")),
-            _ => 1,
-        };
-        let corrupt_offset = sizes[corrupt].0;
-        let end: usize = sizes[..=corrupt].iter().map(|(_, size)| size).sum();
-        bytes[end - 1] ^= 0xff;
-        std::fs::write(&log, &bytes).unwrap();
-        corrupt_offsets.push(corrupt_offset);
-    }
-    admin(&["create", "healthy", "1"]);
-    let config = write_topology(
-        dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
-        &flow("broken.*|healthy"),
-    );
-    let listen = format!("127.0.0.1:{}", free_port());
-    add_telemetry(&config, &format!("listen: \"{listen}\""));
-    let daemon = DaemonProcess::start(&config);
-    let stopped = |topic: &str| -> Vec<String> {
-        let topic = format!("topic={topic} ");
-        daemon
-            .log
-            .lines()
-            .into_iter()
-            .filter(|l| l.contains("Partition stopped") && l.contains(&topic))
-            .collect()
-    };
-    for ((topic, _, _), corrupt_offset) in shapes.iter().zip(&corrupt_offsets) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while stopped(topic).is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let lines = stopped(topic);
-        let line = lines
-            .first()
-            .unwrap_or_else(|| panic!("{topic} not stopped:\n{}", daemon.log.tail(40)));
-        assert!(
-            line.contains("ERROR") && line.contains(&format!("offset={corrupt_offset}")),
-            "{line}"
-        );
-        // Everything before the corrupt batch is mirrored, nothing from it on.
-        let first_batch = *corrupt_offset as usize;
-        let got = wait_records(&target.addr(), topic, first_batch, &daemon);
-        assert_eq!(
-            got["0"].as_array().map(Vec::len),
-            Some(first_batch),
-            "{topic}: only the first batch: {got}"
-        );
-    }
-    admin(&["produce", "healthy", "h", "7"]);
-    wait_records(&target.addr(), "healthy", 7, &daemon);
-    // Telemetry reports both partitions as failed, naming the offset, and is not ready.
-    let (_, status) = http_get(&listen, "/status").expect("/status");
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    for ((topic, _, _), corrupt_offset) in shapes.iter().zip(&corrupt_offsets) {
-        let p = status["flows"][0]["partitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["topic"] == *topic)
-            .unwrap_or_else(|| panic!("{topic} not in {status}"));
-        assert_eq!(p["state"], "failed", "{p}");
-        assert!(
-            p["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains(&format!("offset {corrupt_offset}"))),
-            "{p}"
-        );
-    }
-    assert_eq!(
-        status["flows"][0]["errors"]["corrupt_source"], 2,
-        "{status}"
-    );
-    let (code, body) = http_get(&listen, "/readyz").expect("/readyz");
-    assert!(code == 503 && body.contains("failed"), "{code} {body}");
-    for (topic, _, _) in &shapes {
-        assert_eq!(
-            stopped(topic).len(),
-            1,
-            "{topic} reported once, not in a loop:\n{}",
-            daemon.log.tail(20)
         );
     }
 }

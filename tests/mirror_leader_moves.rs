@@ -142,6 +142,7 @@ fn fetch_carries_the_leader_epoch(broker_args: &[&str]) {
                 offset: 0,
                 max_bytes: None,
                 leader_epoch,
+                last_fetched_epoch: -1,
             };
             let leader = leader.clone();
             async move { fetch::fetch(&leader, &[want], 0, 1 << 20, 1 << 20).await }

@@ -32,6 +32,9 @@ pub struct Sliced {
     pub records: i64,
     /// The offset to fetch next: after the last whole batch seen (forwarded or dropped).
     pub next_offset: Option<i64>,
+    /// The partition leader epoch of that last whole batch: the next Fetch's
+    /// `last_fetched_epoch`.
+    pub last_epoch: Option<i32>,
     /// When the payload held no whole batch but the start of one: its base offset and
     /// size, i.e. a batch larger than this fetch could return.
     pub cut_batch: Option<(i64, usize)>,
@@ -134,6 +137,7 @@ pub fn slice(records: &Bytes, wanted: i64, aborted: &[Aborted]) -> Result<Sliced
             }
         }
         out.next_offset = Some(b.next_offset());
+        out.last_epoch = Some(b.partition_leader_epoch());
         if b.is_control() {
             // The marker ends the producer's transaction; an aborted one stops here.
             active.remove(&b.producer_id());
@@ -168,6 +172,10 @@ pub struct FetchWant {
     /// answers FENCED_LEADER_EPOCH (ours is older) or UNKNOWN_LEADER_EPOCH (ours is newer)
     /// instead of serving the records, and the caller refreshes its metadata.
     pub leader_epoch: i32,
+    /// The leader epoch of the last batch fetched before `offset` (-1 when none was). Fetch
+    /// v12+ carries it (KIP-320): a leader whose log diverged from what was read, after an
+    /// unclean election, answers with [`FetchGot::diverging_epoch`] instead of records.
+    pub last_fetched_epoch: i32,
 }
 
 /// One partition's answer.
@@ -180,6 +188,9 @@ pub struct FetchGot {
     pub log_start_offset: i64,
     pub records: Bytes,
     pub aborted: Vec<Aborted>,
+    /// The leader's end of the `last_fetched_epoch` asked for, as (epoch, end offset), when
+    /// that end lies before the fetch offset: the source log diverged from what was read.
+    pub diverging_epoch: Option<(i32, i64)>,
     /// The response's `throttle_time_ms`: the broker asks for no request before it passes
     /// (KIP-219).
     pub throttle_time_ms: i32,
@@ -188,8 +199,10 @@ pub struct FetchGot {
 /// The last Fetch version that names topics (v13 uses topic ids only).
 const LAST_FETCH_BY_NAME: i16 = 12;
 
-/// The first Fetch version with a partition's `current_leader_epoch` (FetchRequest.json).
+/// The first Fetch versions with a partition's `current_leader_epoch` and its
+/// `last_fetched_epoch` (FetchRequest.json).
 const FIRST_FETCH_WITH_LEADER_EPOCH: i16 = 9;
+const FIRST_FETCH_WITH_LAST_FETCHED_EPOCH: i16 = 12;
 
 /// Sends one read_committed Fetch for `wants` to `m` (their leader).
 pub async fn fetch(
@@ -218,6 +231,11 @@ pub async fn fetch(
             )
             .with_current_leader_epoch(if version >= FIRST_FETCH_WITH_LEADER_EPOCH {
                 w.leader_epoch
+            } else {
+                -1
+            })
+            .with_last_fetched_epoch(if version >= FIRST_FETCH_WITH_LAST_FETCHED_EPOCH {
+                w.last_fetched_epoch
             } else {
                 -1
             })
@@ -261,6 +279,8 @@ pub async fn fetch(
                 high_watermark: p.high_watermark,
                 log_start_offset: p.log_start_offset,
                 records: p.records.unwrap_or_default(),
+                diverging_epoch: (p.diverging_epoch.end_offset >= 0)
+                    .then_some((p.diverging_epoch.epoch, p.diverging_epoch.end_offset)),
                 throttle_time_ms: resp.throttle_time_ms,
                 aborted: p
                     .aborted_transactions
@@ -339,6 +359,26 @@ mod tests {
         assert_eq!(s.batches.len(), 1);
         assert_eq!(s.records, 2);
         assert_eq!(s.next_offset, Some(5));
+    }
+
+    #[test]
+    fn the_last_whole_batch_gives_the_last_fetched_epoch() {
+        let with_epoch = |b: Bytes, epoch: i32| {
+            let mut b = b.to_vec();
+            kmirror_wire::batch::set_partition_leader_epoch(&mut b, epoch);
+            kmirror_wire::batch::update_crc(&mut b);
+            Bytes::from(b)
+        };
+        let all = join(&[
+            with_epoch(batch(0, 3, -1, false, false), 4),
+            with_epoch(batch(3, 2, -1, false, false), 5),
+            with_epoch(batch(5, 4, -1, false, false), 6),
+        ]);
+        assert_eq!(slice(&all, 0, &[]).unwrap().last_epoch, Some(6));
+        // The cut last batch was not read: the epoch is the one before it.
+        let cut = all.slice(..all.len() - 5);
+        assert_eq!(slice(&cut, 0, &[]).unwrap().last_epoch, Some(5));
+        assert_eq!(slice(&Bytes::new(), 0, &[]).unwrap().last_epoch, None);
     }
 
     #[test]

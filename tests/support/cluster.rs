@@ -194,6 +194,7 @@ pub async fn count_batches(bootstrap: &str, topic: &str) -> usize {
                 offset,
                 max_bytes: None,
                 leader_epoch: md.leader_epoch(topic, p),
+                last_fetched_epoch: -1,
             };
             let got = fetch::fetch(&m, &[want], 0, 8 << 20, 8 << 20)
                 .await

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod groups;
 pub mod records;
+pub mod topics;
 
 pub use kmirror_testkit::*;
 

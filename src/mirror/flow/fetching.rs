@@ -192,6 +192,7 @@ impl FlowRunner {
                 offset: r.next_fetch_offset,
                 max_bytes: i32::try_from(share - r.held.bytes()).ok(),
                 leader_epoch: md.leader_epoch(&sp.topic, sp.partition),
+                last_fetched_epoch: r.last_fetched_epoch,
             };
             match kind {
                 Kind::Alone => alone.push((leader, want)),
@@ -399,6 +400,22 @@ impl FlowRunner {
             r.not_before = Some(Instant::now() + PARTITION_RETRY);
             return true;
         }
+        if let Some((epoch, end_offset)) = g.diverging_epoch {
+            tracing::error!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = r.next_fetch_offset, last_fetched_epoch = r.last_fetched_epoch, diverging_epoch = epoch, end_offset, "Source log diverged (an unclean leader election): the leader's log ends that epoch before what was mirrored, so records from end_offset on were replaced on the source after the target got them. The partition is stopped; nothing is skipped or mirrored twice silently.");
+            r.stop();
+            self.stats.failed(
+                "log_diverged",
+                &format!("epoch {epoch} ends at {end_offset}"),
+            );
+            r.stats.set_state(
+                PartitionState::Failed,
+                Some(format!(
+                    "source log diverged: its epoch {epoch} ends at offset {end_offset}, but offsets up to {} were mirrored from it (unclean leader election)",
+                    r.next_fetch_offset
+                )),
+            );
+            return false;
+        }
         if g.log_start_offset > r.log_start {
             r.log_start = g.log_start_offset;
             r.progress.source_log_start(&sp, g.log_start_offset);
@@ -462,6 +479,7 @@ impl FlowRunner {
             None
         };
         let records = sliced.records;
+        let last_epoch = sliced.last_epoch;
         let data = if handed_over {
             sliced.into_owned(g.records).0
         } else {
@@ -480,6 +498,7 @@ impl FlowRunner {
         // this loop fills it. Were there none, the chunk would be dropped and fetched again.
         if tx.try_send(chunk).is_ok() {
             r.next_fetch_offset = next;
+            r.last_fetched_epoch = last_epoch.unwrap_or(r.last_fetched_epoch);
         }
         false
     }

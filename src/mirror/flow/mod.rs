@@ -59,6 +59,9 @@ const MIN_PARTITION_FETCH_BYTES: usize = 64 << 10;
 
 struct Running {
     next_fetch_offset: i64,
+    /// The leader epoch of the last batch fetched (-1 before the first): the next Fetch's
+    /// `last_fetched_epoch`, so a source log that diverged is noticed (KIP-320).
+    last_fetched_epoch: i32,
     /// Bytes this partition holds (fetched, not yet acknowledged).
     held: Held,
     /// The pipeline's input; `None` once the partition is stopped: its pipeline then

@@ -69,6 +69,7 @@ impl FlowRunner {
             sp,
             Running {
                 next_fetch_offset: start,
+                last_fetched_epoch: -1,
                 held: Held::default(),
                 tx: Some(tx),
                 task,

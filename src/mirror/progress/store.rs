@@ -125,6 +125,7 @@ impl ProgressLog for TargetLog<'_> {
             offset,
             max_bytes: None,
             leader_epoch: self.target.metadata().leader_epoch(PROGRESS_TOPIC, 0),
+            last_fetched_epoch: -1,
         }];
         let got = fetch::fetch(&m, &want, 100, READ_BYTES, READ_BYTES)
             .await

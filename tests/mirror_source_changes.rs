@@ -1,0 +1,252 @@
+//! The daemon against sources that change under it, as Kafka sources can: each change
+//! stops only what it touches, with an ERROR that names it, and the rest keeps flowing.
+//!
+//! - A source topic deleted and re-created (its topic id changes) stops that topic.
+//! - A batch that fails its CRC on the source's disk stops its partition after everything
+//!   before it is mirrored, whether it was to be merged or forwarded as it is.
+//! - A source log that diverged from what was mirrored (an unclean leader election) stops
+//!   its partition, at Kafka 4.1 versions and emulating Kafka 2.8.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use kmirror_wire::batch::Batches;
+use support::cluster::{move_leaders, ThreeNodes};
+use support::topics::{admin, flow, read, wait_records};
+use support::*;
+
+#[test]
+fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let admin = |args: &[&str]| admin(&source.addr(), args);
+    admin(&["create", "keep", "1"]);
+    admin(&["create", "gone", "1"]);
+    admin(&["produce", "keep", "a", "10"]);
+    admin(&["produce", "gone", "a", "10"]);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow("keep|gone"),
+    );
+    let daemon = DaemonProcess::start(&config);
+    wait_records(&target.addr(), "keep", 10, &daemon);
+    wait_records(&target.addr(), "gone", 10, &daemon);
+    admin(&["delete", "gone"]);
+    admin(&["create", "gone", "1"]);
+    admin(&["produce", "gone", "b", "5"]);
+    let line = daemon
+        .log
+        .wait_for_line("deleted and re-created", Duration::from_secs(60))
+        .unwrap_or_else(|| {
+            panic!(
+                "no error about the re-created topic:\n{}",
+                daemon.log.tail(40)
+            )
+        });
+    assert!(line.contains("ERROR") && line.contains("gone"), "{line}");
+    admin(&["produce", "keep", "b", "10"]);
+    wait_records(&target.addr(), "keep", 20, &daemon);
+    // The new topic's records were not mirrored on top of the old ones.
+    let gone = read(&target.addr(), "gone");
+    assert_eq!(gone["0"].as_array().map(Vec::len), Some(10), "{gone}");
+}
+
+/// A source batch that fails its CRC (a byte flipped on the source's disk) stops its
+/// partition with an ERROR naming topic, partition and offset, after mirroring everything
+/// before it; it is never fetched again in a silent loop, and other topics keep flowing.
+/// Both ways a batch goes: small batches are merged (the daemon reads their records and
+/// verifies them), large ones are forwarded as they are (the target refuses the wrong CRC,
+/// which the daemon's stamping keeps wrong, and the daemon names the source offset).
+#[test]
+fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let admin = |args: &[&str]| admin(&source.addr(), args);
+    // (topic, records per batch, value prefix): about 150 bytes and about 12 KB a batch.
+    let long = "x".repeat(100);
+    let shapes = [
+        ("broken", "5", "r".to_string()),
+        ("broken-large", "100", long),
+    ];
+    let mut corrupt_offsets = Vec::new();
+    for (topic, count, prefix) in &shapes {
+        admin(&["create", topic, "1"]);
+        for round in ["a", "b", "c"] {
+            admin(&["produce", topic, &format!("{round}{prefix}"), count]);
+        }
+        // Flip the last byte of a batch after the first on disk (the broker serves the
+        // file's bytes): the second, or for the large shape the first large one (a producer
+        // racing its first metadata may send its first records one per batch).
+        let log = source
+            .data_dir
+            .join(format!("{topic}-0"))
+            .join(format!("{:020}.log", 0));
+        let mut bytes = std::fs::read(&log).unwrap();
+        let sizes: Vec<(i64, usize)> = Batches::new(&bytes)
+            .map(|b| b.map(|b| (b.base_offset(), b.size_bytes())).unwrap())
+            .collect();
+        assert!(sizes.len() >= 3, "{topic}: {sizes:?}");
+        let corrupt = match *topic {
+            "broken-large" => (1..sizes.len())
+                .find(|&i| sizes[i].1 >= 8 << 10)
+                .unwrap_or_else(|| panic!("no batch large enough to go as it is: {sizes:?}")),
+            _ => 1,
+        };
+        let corrupt_offset = sizes[corrupt].0;
+        let end: usize = sizes[..=corrupt].iter().map(|(_, size)| size).sum();
+        bytes[end - 1] ^= 0xff;
+        std::fs::write(&log, &bytes).unwrap();
+        corrupt_offsets.push(corrupt_offset);
+    }
+    admin(&["create", "healthy", "1"]);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow("broken.*|healthy"),
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    add_telemetry(&config, &format!("listen: \"{listen}\""));
+    let daemon = DaemonProcess::start(&config);
+    let stopped = |topic: &str| -> Vec<String> {
+        let topic = format!("topic={topic} ");
+        daemon
+            .log
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("Partition stopped") && l.contains(&topic))
+            .collect()
+    };
+    for ((topic, _, _), corrupt_offset) in shapes.iter().zip(&corrupt_offsets) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while stopped(topic).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let lines = stopped(topic);
+        let line = lines
+            .first()
+            .unwrap_or_else(|| panic!("{topic} not stopped:\n{}", daemon.log.tail(40)));
+        assert!(
+            line.contains("ERROR") && line.contains(&format!("offset={corrupt_offset}")),
+            "{line}"
+        );
+        // Everything before the corrupt batch is mirrored, nothing from it on.
+        let first_batch = *corrupt_offset as usize;
+        let got = wait_records(&target.addr(), topic, first_batch, &daemon);
+        assert_eq!(
+            got["0"].as_array().map(Vec::len),
+            Some(first_batch),
+            "{topic}: only the first batch: {got}"
+        );
+    }
+    admin(&["produce", "healthy", "h", "7"]);
+    wait_records(&target.addr(), "healthy", 7, &daemon);
+    // Telemetry reports both partitions as failed, naming the offset, and is not ready.
+    let (_, status) = http_get(&listen, "/status").expect("/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    for ((topic, _, _), corrupt_offset) in shapes.iter().zip(&corrupt_offsets) {
+        let p = status["flows"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["topic"] == *topic)
+            .unwrap_or_else(|| panic!("{topic} not in {status}"));
+        assert_eq!(p["state"], "failed", "{p}");
+        assert!(
+            p["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&format!("offset {corrupt_offset}"))),
+            "{p}"
+        );
+    }
+    assert_eq!(
+        status["flows"][0]["errors"]["corrupt_source"], 2,
+        "{status}"
+    );
+    let (code, body) = http_get(&listen, "/readyz").expect("/readyz");
+    assert!(code == 503 && body.contains("failed"), "{code} {body}");
+    for (topic, _, _) in &shapes {
+        assert_eq!(
+            stopped(topic).len(),
+            1,
+            "{topic} reported once, not in a loop:\n{}",
+            daemon.log.tail(20)
+        );
+    }
+}
+
+/// A source log that diverged from what was mirrored (an unclean leader election: the new
+/// leader's log ends the old epoch before records the daemon already read) stops that
+/// partition with an ERROR, found by Fetch's `last_fetched_epoch` (KIP-320); the other
+/// partition keeps flowing. The broker has no unclean elections, so the divergence is made
+/// by hand: with the source stopped, its leader-epoch history is edited to say the epoch
+/// the mirrored records carry ended at offset 1, then the source starts again.
+fn a_source_log_that_diverged_stops_its_partition_with_an_error(broker_args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let source_dir = dir.path().join("source");
+    let mut source = ThreeNodes::start(&source_dir, broker_args);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let source_addr = source.addr();
+    let admin = |args: &[&str]| admin(&source_addr, args);
+    admin(&["create", "diverge", "2"]);
+    // A leader move writes the leadership (and its epoch history) to leaders.json.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(move_leaders(&source_addr, &["diverge"])), 2);
+    admin(&["produce", "diverge", "a", "3"]);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source_addr), ("west", &target.addr())],
+        &flow("diverge"),
+    );
+    let daemon = DaemonProcess::start(&config);
+    wait_records(&target.addr(), "diverge", 6, &daemon);
+
+    source.broker.terminate_ok();
+    let path = source_dir.join("leaders.json");
+    let mut leaders: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("leaders.json")).unwrap();
+    let p0 = leaders
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["topic"] == "diverge" && r["partition"] == 0)
+        .expect("partition 0 in leaders.json");
+    let epoch = p0["leader_epoch"].as_i64().unwrap();
+    p0["leader_epoch"] = (epoch + 1).into();
+    p0["epochs"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({ "epoch": epoch + 1, "start_offset": 1 }));
+    std::fs::write(&path, serde_json::to_vec(&leaders).unwrap()).unwrap();
+    source.broker.restart();
+
+    let line = daemon
+        .log
+        .wait_for_line("Source log diverged", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("no error about the diverged log:\n{}", daemon.log.tail(40)));
+    assert!(
+        line.contains("ERROR") && line.contains("diverge") && line.contains("partition=0"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("diverging_epoch={epoch}")) && line.contains("end_offset=1"),
+        "{line}"
+    );
+    admin(&["produce", "diverge", "b", "2"]);
+    let got = wait_records(&target.addr(), "diverge", 8, &daemon);
+    assert_eq!(got["0"].as_array().map(Vec::len), Some(3), "{got}");
+    assert_eq!(got["1"].as_array().map(Vec::len), Some(5), "{got}");
+}
+
+#[test]
+fn a_source_log_that_diverged_stops_its_partition_with_an_error_at_kafka_4_1_versions() {
+    a_source_log_that_diverged_stops_its_partition_with_an_error(&[]);
+}
+
+#[test]
+fn a_source_log_that_diverged_stops_its_partition_with_an_error_emulating_kafka_2_8() {
+    a_source_log_that_diverged_stops_its_partition_with_an_error(&["--emulate-kafka", "2.8"]);
+}

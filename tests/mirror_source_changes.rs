@@ -16,6 +16,24 @@ use support::cluster::{move_leaders, ThreeNodes};
 use support::topics::{admin, flow, read, wait_records};
 use support::*;
 
+/// Asserts that `/status` on `listen` shows the partition failed, its last error
+/// containing `error`.
+fn assert_failed(listen: &str, topic: &str, partition: i32, error: &str) {
+    let (_, status) = http_get(listen, "/status").expect("/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let p = status["flows"][0]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["topic"] == topic && p["partition"] == partition)
+        .unwrap_or_else(|| panic!("{topic}-{partition} not in {status}"));
+    assert_eq!(p["state"], "failed", "{p}");
+    assert!(
+        p["last_error"].as_str().is_some_and(|e| e.contains(error)),
+        "{p}"
+    );
+}
+
 #[test]
 fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,6 +49,8 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
         &[("east", &source.addr()), ("west", &target.addr())],
         &flow("keep|gone"),
     );
+    let listen = format!("127.0.0.1:{}", free_port());
+    add_telemetry(&config, &format!("listen: \"{listen}\""));
     let daemon = DaemonProcess::start(&config);
     wait_records(&target.addr(), "keep", 10, &daemon);
     wait_records(&target.addr(), "gone", 10, &daemon);
@@ -52,6 +72,11 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
     // The new topic's records were not mirrored on top of the old ones.
     let gone = read(&target.addr(), "gone");
     assert_eq!(gone["0"].as_array().map(Vec::len), Some(10), "{gone}");
+    // It stays failed in /status once it has drained (it needs an operator), and the
+    // daemon is not ready.
+    assert_failed(&listen, "gone", 0, "re-created");
+    let (code, body) = http_get(&listen, "/readyz").expect("/readyz");
+    assert!(code == 503 && body.contains("failed"), "{code} {body}");
 }
 
 /// A source batch that fails its CRC (a byte flipped on the source's disk) stops its
@@ -201,6 +226,8 @@ fn a_source_log_that_diverged_stops_its_partition_with_an_error(broker_args: &[&
         &[("east", &source_addr), ("west", &target.addr())],
         &flow("diverge"),
     );
+    let listen = format!("127.0.0.1:{}", free_port());
+    add_telemetry(&config, &format!("listen: \"{listen}\""));
     let daemon = DaemonProcess::start(&config);
     wait_records(&target.addr(), "diverge", 6, &daemon);
 
@@ -239,6 +266,13 @@ fn a_source_log_that_diverged_stops_its_partition_with_an_error(broker_args: &[&
     let got = wait_records(&target.addr(), "diverge", 8, &daemon);
     assert_eq!(got["0"].as_array().map(Vec::len), Some(3), "{got}");
     assert_eq!(got["1"].as_array().map(Vec::len), Some(5), "{got}");
+    // Telemetry reports partition 0 as failed, naming the divergence.
+    assert_failed(
+        &listen,
+        "diverge",
+        0,
+        &format!("diverged: its epoch {epoch} ends at offset 1"),
+    );
 }
 
 #[test]

@@ -61,6 +61,9 @@ impl FlowRunner {
                         (&flow_stats, &partition_stats),
                     );
                 }
+                // A partition stopped for an error (offset out of range, a diverged log, a
+                // re-created topic) drains what it holds and stays failed.
+                Ended::Drained if partition_stats.state() == PartitionState::Failed => {}
                 Ended::Drained => partition_stats.set_state(PartitionState::Stopped, None),
             }
             ended

@@ -401,7 +401,7 @@ impl FlowRunner {
             return true;
         }
         if let Some((epoch, end_offset)) = g.diverging_epoch {
-            tracing::error!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = r.next_fetch_offset, last_fetched_epoch = r.last_fetched_epoch, diverging_epoch = epoch, end_offset, "Source log diverged (an unclean leader election): the leader's log ends that epoch before what was mirrored, so records from end_offset on were replaced on the source after the target got them. The partition is stopped; nothing is skipped or mirrored twice silently.");
+            tracing::error!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = r.next_fetch_offset, last_fetched_epoch = r.last_fetched_epoch, diverging_epoch = epoch, end_offset, "Source log diverged (an unclean leader election): the source leader's log ends the epoch of the last records read at end_offset, before the offset the mirror reached. The target holds records from end_offset on that the source no longer has, and the source's records there are not mirrored. The partition is stopped for an operator; nothing is skipped silently.");
             r.stop();
             self.stats.failed(
                 "log_diverged",
@@ -410,8 +410,8 @@ impl FlowRunner {
             r.stats.set_state(
                 PartitionState::Failed,
                 Some(format!(
-                    "source log diverged: its epoch {epoch} ends at offset {end_offset}, but offsets up to {} were mirrored from it (unclean leader election)",
-                    r.next_fetch_offset
+                    "source log diverged: its epoch {epoch} ends at offset {end_offset}, but offsets {end_offset} to {} were mirrored from it (unclean leader election)",
+                    r.next_fetch_offset - 1
                 )),
             );
             return false;

@@ -16,7 +16,7 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kmirror_testkit::{free_port, http_request, python_command, BrokerProcess, Running};
+use kmirror_testkit::{free_port_span, http_request, python_command, BrokerProcess, Running};
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
 
 const SCRIPT: &str = concat!(
@@ -106,10 +106,12 @@ fn admin(addr: &str, method: &str, path: &str) -> (u16, String) {
 fn confluent_producer_and_group_survive_leader_moves_and_a_node_restart() {
     let dir = tempfile::tempdir().unwrap();
     let sync = tempfile::tempdir().unwrap();
-    let admin_addr = format!("127.0.0.1:{}", free_port());
-    // Every node on a port of its own: the port after node 0's may be taken.
-    let n1 = format!("1=127.0.0.1:{}", free_port());
-    let n2 = format!("2=127.0.0.1:{}", free_port());
+    // Every node on a port of its own, below the ephemeral range (free_port_span), where
+    // concurrent tests' client connections cannot take them.
+    let base = free_port_span(3);
+    let admin_addr = format!("127.0.0.1:{base}");
+    let n1 = format!("1=127.0.0.1:{}", base + 1);
+    let n2 = format!("2=127.0.0.1:{}", base + 2);
     let broker = BrokerProcess::start(
         dir.path(),
         &[

@@ -10,14 +10,12 @@ use crate::log::Log;
 /// How long a process may take to start or to stop. Generous: CI machines are shared.
 pub(crate) const PROCESS_WAIT: Duration = Duration::from_secs(60);
 
-/// A free port on 127.0.0.1: bound to port 0, then released. Another process could take
-/// it in between; good enough for tests that need a fixed address.
+/// A free port on 127.0.0.1 for a listener a test starts later: one of
+/// [`free_port_span`]'s, below the kernel's ephemeral range. (A port bound at 0 and
+/// released comes from that range, where a concurrent test's client connection can take it
+/// before the listener binds: it did, in CI, for a node of a three-node broker.)
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind 127.0.0.1:0")
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port_span(1)
 }
 
 /// The first of `span` consecutive free ports on 127.0.0.1, for a broker with `--nodes`

@@ -16,7 +16,7 @@ use kmirror::client::{fetch, ClientConfig, ClusterClient};
 use kmirror_wire::backoff::BackoffConfig;
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
 
-use super::{free_port, http_request, BrokerProcess};
+use super::{free_port_span, http_request, BrokerProcess};
 
 /// A three-node broker: node 0 on the process's port, nodes 1 and 2 on ports of their own,
 /// and the node control on `admin`.
@@ -27,9 +27,12 @@ pub struct ThreeNodes {
 
 impl ThreeNodes {
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
-        let admin = format!("127.0.0.1:{}", free_port());
-        let n1 = format!("1=127.0.0.1:{}", free_port());
-        let n2 = format!("2=127.0.0.1:{}", free_port());
+        // Below the ephemeral range, where concurrent tests' client connections cannot
+        // take them between choosing and binding (free_port's ports can be).
+        let base = free_port_span(3);
+        let admin = format!("127.0.0.1:{base}");
+        let n1 = format!("1=127.0.0.1:{}", base + 1);
+        let n2 = format!("2=127.0.0.1:{}", base + 2);
         let mut args = vec![
             "--nodes",
             "3",

@@ -277,44 +277,54 @@ impl PartitionLeadership {
     }
 
     /// LeaderEpochFileCache.endOffsetFor: (epoch, end offset) for a requested epoch;
-    /// (-1, -1) when unknown.
-    pub fn end_offset_for(&self, requested_epoch: i32, log_end_offset: i64) -> (i32, i64) {
+    /// (-1, -1) when unknown. Read on the history as [`Self::truncate_from_start`] would
+    /// leave it at `log_start_offset`, without changing it.
+    pub fn end_offset_for(
+        &self,
+        requested_epoch: i32,
+        log_end_offset: i64,
+        log_start_offset: i64,
+    ) -> (i32, i64) {
         const UNDEFINED: (i32, i64) = (-1, -1);
         if requested_epoch == -1 {
             return UNDEFINED;
         }
-        if self.epochs.last().map(|e| e.epoch) == Some(requested_epoch) {
+        let epochs = self.trimmed(log_start_offset);
+        if epochs.clone().next_back().map(|e| e.epoch) == Some(requested_epoch) {
             return (requested_epoch, log_end_offset);
         }
-        let Some(higher) = self.epochs.iter().find(|e| e.epoch > requested_epoch) else {
+        let Some(higher) = epochs.clone().find(|e| e.epoch > requested_epoch) else {
             return UNDEFINED;
         };
-        match self
-            .epochs
-            .iter()
-            .rev()
-            .find(|e| e.epoch <= requested_epoch)
-        {
+        match epochs.rev().find(|e| e.epoch <= requested_epoch) {
             None => (requested_epoch, higher.start_offset),
             Some(floor) => (floor.epoch, higher.start_offset),
         }
     }
 
-    /// LeaderEpochFileCache.truncateFromStart: entries that start at or below the log
-    /// start offset go, except the last of them, which now starts at the log start.
-    pub fn truncate_from_start(&mut self, log_start_offset: i64) {
+    /// The history as [`Self::truncate_from_start`] would leave it, as a view.
+    fn trimmed(
+        &self,
+        log_start_offset: i64,
+    ) -> impl DoubleEndedIterator<Item = EpochEntry> + Clone + '_ {
         let removed = self
             .epochs
             .iter()
             .take_while(|e| e.start_offset <= log_start_offset)
             .count();
-        if removed == 0 {
-            return;
-        }
-        let mut first = self.epochs[removed - 1];
-        first.start_offset = log_start_offset;
-        self.epochs.drain(..removed);
-        self.epochs.insert(0, first);
+        let first = removed.checked_sub(1).map(|last| EpochEntry {
+            epoch: self.epochs[last].epoch,
+            start_offset: log_start_offset,
+        });
+        first
+            .into_iter()
+            .chain(self.epochs[removed..].iter().copied())
+    }
+
+    /// LeaderEpochFileCache.truncateFromStart: entries that start at or below the log
+    /// start offset go, except the last of them, which now starts at the log start.
+    pub fn truncate_from_start(&mut self, log_start_offset: i64) {
+        self.epochs = self.trimmed(log_start_offset).collect();
     }
 
     /// LeaderEpochFileCache.epochForOffset: the epoch that wrote `offset`.

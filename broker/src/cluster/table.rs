@@ -163,6 +163,27 @@ impl Cluster {
         r
     }
 
+    /// Runs a read-only `f` on a partition's entry: no copy and no write, unless the entry
+    /// must first be created from the placement (then as [`Self::with`]).
+    pub fn read<R>(
+        &self,
+        topic: &Topic,
+        partition: i32,
+        f: impl FnOnce(&PartitionLeadership, &BTreeSet<i32>) -> R,
+    ) -> R {
+        {
+            let state = self.state.lock().expect("cluster lock");
+            let placed = state
+                .partitions
+                .get(&(topic.name.clone(), partition))
+                .filter(|e| e.topic_id == topic.id && !e.replicas.is_empty());
+            if let Some(entry) = placed {
+                return f(entry, &state.live);
+            }
+        }
+        self.with(topic, partition, |pl, live| f(pl, live))
+    }
+
     /// Runs a change that needs the log end offset: takes the partition's log lock first,
     /// then the table lock (the module's lock order). `None` if the partition is unknown.
     pub fn change<R>(
@@ -194,7 +215,7 @@ impl Cluster {
         current_leader_epoch: Option<i32>,
         require_leader: bool,
     ) -> Result<i32, LeaderError> {
-        self.with(topic, partition, |pl, _| {
+        self.read(topic, partition, |pl, _| {
             super::check(
                 pl,
                 node_id,
@@ -207,7 +228,7 @@ impl Cluster {
     }
 
     pub fn view(&self, topic: &Topic, partition: i32) -> PartitionView {
-        self.with(topic, partition, |pl, live| super::view(pl, live))
+        self.read(topic, partition, super::view)
     }
 
     /// Marks a node live or stopped and moves leadership accordingly: a stopped node's

@@ -177,20 +177,28 @@ fn end_offset_for_follows_the_leader_epoch_file_cache() {
         },
     ];
     pl.leader_epoch = 4;
-    assert_eq!(pl.end_offset_for(-1, 50), (-1, -1), "undefined epoch");
+    assert_eq!(pl.end_offset_for(-1, 50, 0), (-1, -1), "undefined epoch");
     assert_eq!(
-        pl.end_offset_for(4, 50),
+        pl.end_offset_for(4, 50, 0),
         (4, 50),
         "latest epoch: the log end"
     );
-    assert_eq!(pl.end_offset_for(3, 50), (3, 40));
+    assert_eq!(pl.end_offset_for(3, 50, 0), (3, 40));
     assert_eq!(
-        pl.end_offset_for(2, 50),
+        pl.end_offset_for(2, 50, 0),
         (1, 25),
         "between epochs: the floor epoch"
     );
-    assert_eq!(pl.end_offset_for(0, 50), (0, 10), "below the first epoch");
-    assert_eq!(pl.end_offset_for(9, 50), (-1, -1), "above the latest epoch");
+    assert_eq!(
+        pl.end_offset_for(0, 50, 0),
+        (0, 10),
+        "below the first epoch"
+    );
+    assert_eq!(
+        pl.end_offset_for(9, 50, 0),
+        (-1, -1),
+        "above the latest epoch"
+    );
     assert_eq!(pl.epoch_for_offset(24), Some(1));
     assert_eq!(pl.epoch_for_offset(25), Some(3));
     assert_eq!(pl.epoch_for_offset(5), None);
@@ -204,6 +212,11 @@ fn the_history_is_trimmed_from_the_log_start_as_the_leader_epoch_file_cache_is()
     };
     let mut pl = three();
     pl.epochs = vec![entry(0, 0), entry(1, 5), entry(3, 9)];
+    // Read as trimmed, without trimming: what the trimmed history answers.
+    assert_eq!(pl.end_offset_for(0, 20, 7), (0, 7));
+    assert_eq!(pl.end_offset_for(1, 20, 7), (1, 9));
+    assert_eq!(pl.end_offset_for(1, 20, 10), (1, 10));
+    assert_eq!(pl.epochs, [entry(0, 0), entry(1, 5), entry(3, 9)]);
     pl.truncate_from_start(0);
     assert_eq!(pl.epochs, [entry(0, 0), entry(1, 5), entry(3, 9)]);
     pl.truncate_from_start(3);
@@ -211,7 +224,7 @@ fn the_history_is_trimmed_from_the_log_start_as_the_leader_epoch_file_cache_is()
     pl.truncate_from_start(7);
     assert_eq!(pl.epochs, [entry(1, 7), entry(3, 9)]);
     // An epoch below the first kept one now ends where the kept history starts.
-    assert_eq!(pl.end_offset_for(0, 20), (0, 7));
+    assert_eq!(pl.end_offset_for(0, 20, 7), (0, 7));
     pl.truncate_from_start(9);
     assert_eq!(pl.epochs, [entry(3, 9)]);
     pl.truncate_from_start(15);

@@ -93,20 +93,22 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                             any_error = true;
                             break 'read out;
                         }
-                        // The end of the fetcher's last fetched epoch on this leader (v12+).
-                        let last_fetched_epoch = (version >= 12 && p.last_fetched_epoch >= 0)
-                            .then(|| {
-                                broker.cluster.change(topic, p.partition, |pl, _, leo| {
-                                    pl.end_offset_for(p.last_fetched_epoch, leo)
-                                })
-                            });
                         let log = partition.log.lock().expect("log lock");
                         out.high_watermark = log.log_end_offset();
                         out.log_start_offset = log.log_start_offset();
                         if version >= 4 {
                             out.last_stable_offset = out.high_watermark;
                         }
-                        if let Some(epoch_end) = last_fetched_epoch {
+                        if version >= 12 && p.last_fetched_epoch >= 0 {
+                            // The end of the fetcher's last fetched epoch on this leader,
+                            // read under the log lock (the cluster module's lock order).
+                            let epoch_end = broker.cluster.read(topic, p.partition, |pl, _| {
+                                pl.end_offset_for(
+                                    p.last_fetched_epoch,
+                                    out.high_watermark,
+                                    out.log_start_offset,
+                                )
+                            });
                             match diverging_epoch(epoch_end, p, out.log_start_offset) {
                                 Ok(None) => {}
                                 Ok(Some(diverging)) => {
@@ -198,21 +200,19 @@ fn is_zstd_topic(topic: &Topic) -> bool {
         .is_some_and(|c| c == "zstd")
 }
 
-/// A partition answer without data. Kafka: FetchResponse.partitionResponse (high
-/// watermark, last stable offset and log start offset -1).
 /// Kafka: Partition.readRecords with a `lastFetchedEpoch` (Fetch v12+, KIP-320): the end of
 /// that epoch on this leader (`epoch_end`, LeaderEpochFileCache.endOffsetFor) decides.
 /// Undefined, or a fetch offset below the log start: OFFSET_OUT_OF_RANGE. An earlier epoch
 /// or an end below the fetch offset: the log diverged from what the fetcher read, and it
 /// gets that epoch and end offset instead of records. Otherwise the read goes on.
 fn diverging_epoch(
-    epoch_end: Option<(i32, i64)>,
+    (epoch, end_offset): (i32, i64),
     p: &FetchPartition,
     log_start_offset: i64,
 ) -> Result<Option<EpochEndOffset>, ResponseError> {
-    let Some((epoch, end_offset)) = epoch_end.filter(|&(e, o)| e >= 0 && o >= 0) else {
+    if epoch < 0 || end_offset < 0 {
         return Err(ResponseError::OffsetOutOfRange);
-    };
+    }
     if p.fetch_offset < log_start_offset {
         return Err(ResponseError::OffsetOutOfRange);
     }
@@ -226,6 +226,8 @@ fn diverging_epoch(
     Ok(None)
 }
 
+/// A partition answer without data. Kafka: FetchResponse.partitionResponse (high
+/// watermark, last stable offset and log start offset -1).
 fn error_partition(index: i32, error_code: i16) -> PartitionData {
     PartitionData::default()
         .with_partition_index(index)

@@ -267,12 +267,17 @@ pub fn end_offset_for_epoch(
     if let Err(e) = broker.check_leader(topic, p.partition, current, true) {
         return out.with_error_code(e.code().code());
     }
-    let found = broker.cluster.change(topic, p.partition, |pl, _, leo| {
-        pl.end_offset_for(p.leader_epoch, leo)
+    let Some(partition) = topic.partition(p.partition) else {
+        return out;
+    };
+    let log = partition.log.lock().expect("log lock");
+    let found = broker.cluster.read(topic, p.partition, |pl, _| {
+        pl.end_offset_for(p.leader_epoch, log.log_end_offset(), log.log_start_offset())
     });
+    drop(log);
     match found {
         // UnifiedLog.endOffsetForEpoch: an undefined offset leaves the defaults (-1, -1).
-        Some((_, -1)) | None => out,
-        Some((epoch, offset)) => out.with_leader_epoch(epoch).with_end_offset(offset),
+        (_, -1) => out,
+        (epoch, offset) => out.with_leader_epoch(epoch).with_end_offset(offset),
     }
 }

@@ -137,7 +137,7 @@ fn answer_epoch(
             }
         }
     }
-    broker.cluster.with(topic, partition, |pl, _| {
+    broker.cluster.read(topic, partition, |pl, _| {
         if wanted == LATEST {
             pl.epochs.last().map_or(-1, |e| e.epoch)
         } else {

@@ -17,10 +17,9 @@ use std::collections::HashSet;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kafka_protocol::protocol::StrBytes;
 use kmirror_wire::batch::{BatchError, Batches, LOG_OVERHEAD};
 use kmirror_wire::messenger::{Messenger, RequestError};
-use kmirror_wire::versions::codec_range;
 use uuid::Uuid;
 
 /// What one partition's part of a Fetch response yielded.
@@ -212,14 +211,10 @@ pub async fn fetch(
     max_bytes: i32,
     partition_max_bytes: i32,
 ) -> Result<Vec<FetchGot>, RequestError> {
-    let version = if wants.iter().all(|w| w.topic_id.is_some()) {
-        m.versions().pick::<FetchRequest>()?
-    } else {
-        m.versions().pick_within::<FetchRequest>(VersionRange {
-            min: codec_range::<FetchRequest>().min,
-            max: LAST_FETCH_BY_NAME,
-        })?
-    };
+    let by_id = wants.iter().all(|w| w.topic_id.is_some());
+    let version = m
+        .versions()
+        .pick_by_id_or_name::<FetchRequest>(by_id, LAST_FETCH_BY_NAME)?;
     let mut topics: Vec<FetchTopic> = Vec::new();
     for w in wants {
         let part = FetchPartition::default()

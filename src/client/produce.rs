@@ -5,10 +5,9 @@
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{StrBytes, VersionRange};
+use kafka_protocol::protocol::StrBytes;
 use kmirror_wire::batch;
 use kmirror_wire::messenger::{Messenger, RequestError};
-use kmirror_wire::versions::codec_range;
 use uuid::Uuid;
 
 use super::{ClientError, ClusterClient};
@@ -126,15 +125,8 @@ pub fn request(
 /// The Produce version for a request: the highest both sides speak when every topic in
 /// it has a known id, else at most v12, the last that names topics.
 pub fn request_version(m: &Messenger, by_id: bool) -> Result<i16, RequestError> {
-    let version = if by_id {
-        m.versions().pick::<ProduceRequest>()?
-    } else {
-        m.versions().pick_within::<ProduceRequest>(VersionRange {
-            min: codec_range::<ProduceRequest>().min,
-            max: LAST_PRODUCE_BY_NAME,
-        })?
-    };
-    Ok(version)
+    Ok(m.versions()
+        .pick_by_id_or_name::<ProduceRequest>(by_id, LAST_PRODUCE_BY_NAME)?)
 }
 
 /// The last Produce version that names topics (v13 uses topic ids only).

@@ -60,6 +60,23 @@ impl BrokerVersions {
         self.pick_within::<R>(codec_range::<R>())
     }
 
+    /// For a request that names its topics by id (Fetch v13+, Produce v13+): the highest
+    /// version both sides speak when `by_id` (every topic in it has a known id), else at
+    /// most `last_by_name`, the last version that names topics.
+    pub fn pick_by_id_or_name<R: Request>(
+        &self,
+        by_id: bool,
+        last_by_name: i16,
+    ) -> Result<i16, NoCommonVersion> {
+        if by_id {
+            return self.pick::<R>();
+        }
+        self.pick_within::<R>(VersionRange {
+            min: codec_range::<R>().min,
+            max: last_by_name,
+        })
+    }
+
     /// Like [`Self::pick`], limited to `client` (for callers that need a feature window).
     pub fn pick_within<R: Request>(&self, client: VersionRange) -> Result<i16, NoCommonVersion> {
         let err = |broker: String| NoCommonVersion {
@@ -80,7 +97,9 @@ impl BrokerVersions {
 mod tests {
     use super::*;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
-    use kafka_protocol::messages::{InitProducerIdRequest, MetadataRequest, OffsetCommitRequest};
+    use kafka_protocol::messages::{
+        FetchRequest, InitProducerIdRequest, MetadataRequest, OffsetCommitRequest,
+    };
 
     #[test]
     fn codec_range_is_narrower_than_api_key_table_where_the_crate_says_so() {
@@ -97,5 +116,17 @@ mod tests {
         let v = BrokerVersions::from_response(&resp);
         assert_eq!(v.pick::<MetadataRequest>().unwrap(), 9);
         assert!(v.pick::<OffsetCommitRequest>().is_err());
+    }
+
+    #[test]
+    fn a_request_by_name_stays_at_the_last_version_that_names_topics() {
+        let resp = ApiVersionsResponse::default().with_api_keys(vec![ApiVersion::default()
+            .with_api_key(1)
+            .with_min_version(4)
+            .with_max_version(17)]);
+        let v = BrokerVersions::from_response(&resp);
+        assert_eq!(v.pick_by_id_or_name::<FetchRequest>(true, 12).unwrap(), 17);
+        assert_eq!(v.pick_by_id_or_name::<FetchRequest>(false, 12).unwrap(), 12);
+        assert!(v.pick_by_id_or_name::<FetchRequest>(false, 3).is_err());
     }
 }

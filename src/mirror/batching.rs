@@ -36,6 +36,9 @@ pub struct Chunk {
     pub records: i64,
     /// The source offset after the last batch of this chunk.
     pub next_source_offset: i64,
+    /// The partition leader epoch of the last source batch below `next_source_offset`
+    /// (forwarded or dropped).
+    pub last_epoch: Option<i32>,
     pub permit: Option<Share>,
 }
 
@@ -45,6 +48,8 @@ struct Unit {
     data: BytesMut,
     base_offset: i64,
     next_source_offset: i64,
+    /// The partition leader epoch of the last source batch below `next_source_offset`.
+    leader_epoch: Option<i32>,
     permit: Option<Arc<Share>>,
 }
 
@@ -57,6 +62,8 @@ pub struct Ready {
     /// The source offset of its first batch (what an error about it names).
     pub first_source_offset: i64,
     pub next_source_offset: i64,
+    /// The partition leader epoch of the last source batch below `next_source_offset`.
+    pub leader_epoch: Option<i32>,
     /// The source offsets of its records as `(first offset, count)` runs (for the offset
     /// map) when they are not simply `records` offsets from `first_source_offset` on (a
     /// rebuilt batch); empty otherwise, so a forwarded batch allocates nothing for it.
@@ -139,9 +146,10 @@ impl Batcher {
         let mut data = chunk.data;
         let mut last_next = i64::MIN;
         while !data.is_empty() {
-            let (size, base_offset, next) = {
+            let (size, base_offset, next, epoch) = {
                 let b = BatchView::parse(&data, 0)?;
-                (b.size_bytes(), b.base_offset(), b.next_offset())
+                let epoch = b.partition_leader_epoch();
+                (b.size_bytes(), b.base_offset(), b.next_offset(), epoch)
             };
             let one = data.split_to(size);
             self.waiting_bytes += one.len();
@@ -149,6 +157,7 @@ impl Batcher {
                 data: one,
                 base_offset,
                 next_source_offset: next,
+                leader_epoch: (epoch >= 0).then_some(epoch),
                 permit: permit.clone(),
             });
             last_next = next;
@@ -158,6 +167,7 @@ impl Batcher {
                 data: BytesMut::new(),
                 base_offset: chunk.next_source_offset,
                 next_source_offset: chunk.next_source_offset,
+                leader_epoch: chunk.last_epoch,
                 permit,
             });
         }
@@ -178,6 +188,7 @@ impl Batcher {
                 records: 0,
                 first_source_offset: first.base_offset,
                 next_source_offset: first.next_source_offset,
+                leader_epoch: first.leader_epoch,
                 source_runs: Vec::new(),
                 permits: first.permit.into_iter().collect(),
             }));
@@ -226,6 +237,7 @@ impl Batcher {
             }
         }
         let next_source_offset = run.last().expect("non-empty").next_source_offset;
+        let leader_epoch = run.last().expect("non-empty").leader_epoch;
         let first_source_offset = run[0].base_offset;
         let needs_rebuild = run.len() > 1 || !forwardable || run[0].base_offset < self.skip_below;
         let mut permits: Vec<Arc<Share>> = Vec::new();
@@ -243,6 +255,7 @@ impl Batcher {
                 records: count,
                 first_source_offset,
                 next_source_offset,
+                leader_epoch,
                 source_runs: Vec::new(),
                 permits,
             }));
@@ -286,6 +299,7 @@ impl Batcher {
             records,
             first_source_offset,
             next_source_offset,
+            leader_epoch,
             source_runs,
             permits,
         }))
@@ -346,6 +360,7 @@ mod tests {
             records: 0,
             data,
             next_source_offset: next,
+            last_epoch: None,
             permit: None,
         }
     }
@@ -462,5 +477,39 @@ mod tests {
         let marker = q.next_batch(true).unwrap().unwrap();
         assert!(marker.data.is_empty());
         assert_eq!(marker.next_source_offset, 5);
+    }
+
+    #[test]
+    fn each_batch_to_produce_carries_the_leader_epoch_of_its_last_source_batch() {
+        let with_epoch = |b: Bytes, epoch: i32| {
+            let mut b = b.to_vec();
+            kmirror_wire::batch::set_partition_leader_epoch(&mut b, epoch);
+            kmirror_wire::batch::update_crc(&mut b);
+            Bytes::from(b)
+        };
+        let mut q = Batcher::new(1 << 20, 0);
+        let small = [
+            with_epoch(batch(0, 2, 10), 3),
+            with_epoch(batch(2, 2, 10), 4),
+        ];
+        q.push(chunk(&small, 4)).unwrap();
+        let mut tail = chunk(&[with_epoch(batch(4, 2, 10), 6)], 9);
+        // Dropped control batches after it, written at epoch 7.
+        tail.last_epoch = Some(7);
+        q.push(tail).unwrap();
+        let merged = q.next_batch(true).unwrap().unwrap();
+        assert_eq!(
+            (merged.next_source_offset, merged.leader_epoch),
+            (6, Some(6))
+        );
+        let marker = q.next_batch(true).unwrap().unwrap();
+        assert_eq!(
+            (marker.next_source_offset, marker.leader_epoch),
+            (9, Some(7))
+        );
+        q.push(chunk(&[with_epoch(batch(9, 2, 10), 8)], 11))
+            .unwrap();
+        let lone = q.next_batch(true).unwrap().unwrap();
+        assert_eq!((lone.next_source_offset, lone.leader_epoch), (11, Some(8)));
     }
 }

@@ -40,6 +40,8 @@ pub const MAX_IN_FLIGHT: usize = 5;
 struct InFlight {
     first_source_offset: i64,
     next_source_offset: i64,
+    /// The source partition leader epoch of the last batch below `next_source_offset`.
+    leader_epoch: Option<i32>,
     /// The stamped batch; empty for an entry that only moves the position.
     stamped: Bytes,
     records: i32,
@@ -118,7 +120,7 @@ impl Pipeline {
                 .is_some_and(|f| f.pending.is_none() && f.stamped.is_empty())
             {
                 let e = window.pop_front().expect("non-empty");
-                self.advance(e.next_source_offset);
+                self.advance(e.next_source_offset, e.leader_epoch);
             }
             if !input_open && window.is_empty() && batcher.is_empty() {
                 return Ended::Drained;
@@ -179,6 +181,7 @@ impl Pipeline {
             records,
             first_source_offset,
             next_source_offset,
+            leader_epoch,
             source_runs,
             permits,
         } = ready;
@@ -186,6 +189,7 @@ impl Pipeline {
             window.push_back(InFlight {
                 first_source_offset,
                 next_source_offset,
+                leader_epoch,
                 stamped: Bytes::new(),
                 records: 0,
                 source_runs,
@@ -208,6 +212,7 @@ impl Pipeline {
         let mut entry = InFlight {
             first_source_offset,
             next_source_offset,
+            leader_epoch,
             stamped: data.freeze(),
             records,
             source_runs,
@@ -315,6 +320,7 @@ impl Pipeline {
             Position {
                 next_source_offset: done.next_source_offset,
                 next_target_offset: self.next_target_offset,
+                leader_epoch: done.leader_epoch,
             },
             target_base,
         );
@@ -332,13 +338,14 @@ impl Pipeline {
         );
     }
 
-    fn advance(&self, next_source_offset: i64) {
+    fn advance(&self, next_source_offset: i64, leader_epoch: Option<i32>) {
         self.stats.advanced(next_source_offset);
         self.progress.advance(
             &self.source,
             Position {
                 next_source_offset,
                 next_target_offset: self.next_target_offset,
+                leader_epoch,
             },
         );
     }

@@ -21,13 +21,12 @@ use crate::mirror::selection::{config_changes, mirrored_topics, target_action, T
 /// What one discovery round found.
 #[derive(Debug)]
 pub(super) enum Found {
-    /// A partition to mirror, from `start` (the source offset) on.
+    /// A partition to mirror, from `start` (its stored or chosen position) on.
     Start {
         partition: SourcePartition,
         target_topic: String,
         topic_id: Uuid,
-        start: i64,
-        next_target_offset: i64,
+        start: Position,
     },
     /// A source topic whose id changed: it was deleted and re-created.
     Recreated {
@@ -137,14 +136,13 @@ impl Discovery {
                 if self.started.contains(&sp) {
                     continue;
                 }
-                if let Some((start, next_target_offset)) = self.start_position(&sp).await {
+                if let Some(start) = self.start_position(&sp).await {
                     self.started.insert(sp.clone());
                     found.push(Found::Start {
                         partition: sp,
                         target_topic: target_topic.clone(),
                         topic_id: self.topic_ids.get(&topic).copied().unwrap_or_default(),
                         start,
-                        next_target_offset,
                     });
                 }
             }
@@ -173,9 +171,9 @@ impl Discovery {
     /// Where a partition starts: its progress, or, for a partition seen for the first
     /// time, `start_from` (recorded in the progress at once). `None` when the source
     /// cannot say yet; the next round asks again.
-    async fn start_position(&self, sp: &SourcePartition) -> Option<(i64, i64)> {
+    async fn start_position(&self, sp: &SourcePartition) -> Option<Position> {
         if let Some(p) = self.progress.get(sp) {
-            return Some((p.next_source_offset, p.next_target_offset));
+            return Some(p);
         }
         // `start_from` applies at the flow's first start only (stored, see `round`);
         // partitions found later, even while the daemon was stopped, are new: mirrored
@@ -206,14 +204,13 @@ impl Discovery {
                 // before a restart would otherwise have no progress, and the restart would
                 // choose again (start_from: latest skipping what was written while the
                 // daemon was stopped).
-                self.progress.advance(
-                    sp,
-                    Position {
-                        next_source_offset: offset,
-                        next_target_offset: -1,
-                    },
-                );
-                Some((offset, -1))
+                let start = Position {
+                    next_source_offset: offset,
+                    next_target_offset: -1,
+                    leader_epoch: None,
+                };
+                self.progress.advance(sp, start);
+                Some(start)
             }
             Err(e) => {
                 tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, error = %e, "Cannot find the start offset; will retry.");

@@ -489,6 +489,7 @@ impl FlowRunner {
             records,
             data,
             next_source_offset: next,
+            last_epoch,
             permit,
         };
         let Some(tx) = &r.tx else {

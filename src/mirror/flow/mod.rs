@@ -303,18 +303,11 @@ impl FlowRunner {
                     target_topic,
                     topic_id,
                     start,
-                    next_target_offset,
                 } => {
                     self.topic_ids
                         .entry(partition.topic.clone())
                         .or_insert(topic_id);
-                    self.start_partition(
-                        partition,
-                        &target_topic,
-                        (start, next_target_offset),
-                        progress,
-                        session,
-                    );
+                    self.start_partition(partition, &target_topic, start, progress, session);
                 }
                 Found::Recreated {
                     topic,

@@ -10,19 +10,21 @@ use super::{FlowRunner, Running, QUEUE_CHUNKS};
 use crate::client::produce::ProducerSession;
 use crate::mirror::memory::Held;
 use crate::mirror::pipeline::{Ended, Pipeline};
-use crate::mirror::progress::{Progress, SourcePartition};
+use crate::mirror::progress::{Position, Progress, SourcePartition};
 use crate::telemetry::stats::{FlowStats, PartitionState, PartitionStats};
 
 impl FlowRunner {
-    /// Starts the pipeline of a partition discovery found, mirroring from `start`.
+    /// Starts the pipeline of a partition discovery found, mirroring from `start`; its
+    /// first Fetch carries the position's leader epoch as its `last_fetched_epoch`.
     pub(super) fn start_partition(
         &mut self,
         sp: SourcePartition,
         target_topic: &str,
-        (start, target_offset): (i64, i64),
+        position: Position,
         progress: &Arc<Progress>,
         session: ProducerSession,
     ) {
+        let start = position.next_source_offset;
         let (tx, rx) = mpsc::channel(QUEUE_CHUNKS);
         let stats = self.stats.partition(&sp, start);
         let pipeline = Pipeline {
@@ -34,7 +36,7 @@ impl FlowRunner {
             progress: progress.clone(),
             session,
             next_sequence: 0,
-            next_target_offset: target_offset,
+            next_target_offset: position.next_target_offset,
             batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
             start_offset: start,
             lane: self.target.assign_produce_lane(),
@@ -72,7 +74,7 @@ impl FlowRunner {
             sp,
             Running {
                 next_fetch_offset: start,
-                last_fetched_epoch: -1,
+                last_fetched_epoch: position.leader_epoch.unwrap_or(-1),
                 held: Held::default(),
                 tx: Some(tx),
                 task,

@@ -370,4 +370,29 @@ mod tests {
         loaded.apply("f", &tombstone).unwrap();
         assert!(loaded.positions.is_empty());
     }
+
+    #[test]
+    fn a_position_keeps_its_leader_epoch_and_one_written_without_it_reads_as_unknown() {
+        let with_epoch = Position {
+            leader_epoch: Some(7),
+            ..pos(5)
+        };
+        let (_, value) = encode_entry("f", &Entry::Position(sp("t", 0), with_epoch), 1);
+        let value = value.unwrap();
+        assert!(std::str::from_utf8(&value)
+            .unwrap()
+            .contains("\"leader_epoch\":7"));
+        assert_eq!(
+            serde_json::from_slice::<Position>(&value).unwrap(),
+            with_epoch
+        );
+        let (_, unknown) = encode_entry("f", &Entry::Position(sp("t", 0), pos(5)), 1);
+        assert!(!std::str::from_utf8(&unknown.unwrap())
+            .unwrap()
+            .contains("leader_epoch"));
+        // What daemons before the epoch wrote.
+        let old: Position =
+            serde_json::from_str(r#"{"next_source_offset":5,"next_target_offset":105}"#).unwrap();
+        assert_eq!(old, pos(5));
+    }
 }

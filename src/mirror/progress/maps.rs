@@ -172,6 +172,7 @@ mod tests {
             Position {
                 next_source_offset: 0,
                 next_target_offset: -1,
+                leader_epoch: None,
             },
         );
         assert_eq!(
@@ -185,6 +186,7 @@ mod tests {
             Position {
                 next_source_offset: 20,
                 next_target_offset: 515,
+                leader_epoch: None,
             },
             Some((500, &[(0, 10), (15, 5)])),
         );
@@ -213,6 +215,7 @@ mod tests {
             Position {
                 next_source_offset: 17,
                 next_target_offset: 512,
+                leader_epoch: None,
             },
         );
         let reloaded = Progress::new("f", loaded, 1 << 20);
@@ -235,6 +238,7 @@ mod tests {
             Position {
                 next_source_offset: 20,
                 next_target_offset: 903,
+                leader_epoch: None,
             },
             Some((900, &[(17, 3)])),
         );

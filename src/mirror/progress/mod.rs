@@ -38,6 +38,12 @@ pub struct Position {
     pub next_source_offset: i64,
     /// The target offset after the last mirrored record (for offset translation).
     pub next_target_offset: i64,
+    /// The source partition leader epoch of the last batch below `next_source_offset`
+    /// (Kafka's committed leader epoch): the first Fetch after a restart carries it as its
+    /// `last_fetched_epoch`, so a source log that diverged while the daemon was stopped is
+    /// noticed too (KIP-320). Absent in positions written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_epoch: Option<i32>,
 }
 
 /// A source partition of a flow.
@@ -404,6 +410,7 @@ mod fixtures {
         Position {
             next_source_offset: offset,
             next_target_offset: offset + 100,
+            leader_epoch: None,
         }
     }
 }

@@ -152,8 +152,7 @@ fn a_group_fails_back_to_its_home_cluster() {
             flow("west-to-east", "west", "east", "")
         ),
     );
-    let listen = format!("127.0.0.1:{}", free_port());
-    add_telemetry(&config, &format!("listen: \"{listen}\""));
+    let listen = add_telemetry_listener(&config);
     let config = config.to_str().unwrap().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let daemon = DaemonProcess::start(std::path::Path::new(&config));

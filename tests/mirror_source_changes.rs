@@ -16,11 +16,16 @@ use support::cluster::{move_leaders, ThreeNodes};
 use support::topics::{admin, flow, read, wait_records};
 use support::*;
 
+/// `/status` on `listen`.
+fn status(listen: &str) -> serde_json::Value {
+    let (_, status) = http_get(listen, "/status").expect("/status");
+    serde_json::from_str(&status).unwrap()
+}
+
 /// Asserts that `/status` on `listen` shows the partition failed, its last error
 /// containing `error`.
 fn assert_failed(listen: &str, topic: &str, partition: i32, error: &str) {
-    let (_, status) = http_get(listen, "/status").expect("/status");
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let status = status(listen);
     let p = status["flows"][0]["partitions"]
         .as_array()
         .unwrap()
@@ -49,8 +54,7 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
         &[("east", &source.addr()), ("west", &target.addr())],
         &flow("keep|gone"),
     );
-    let listen = format!("127.0.0.1:{}", free_port());
-    add_telemetry(&config, &format!("listen: \"{listen}\""));
+    let listen = add_telemetry_listener(&config);
     let daemon = DaemonProcess::start(&config);
     wait_records(&target.addr(), "keep", 10, &daemon);
     wait_records(&target.addr(), "gone", 10, &daemon);
@@ -133,8 +137,7 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
         &[("east", &source.addr()), ("west", &target.addr())],
         &flow("broken.*|healthy"),
     );
-    let listen = format!("127.0.0.1:{}", free_port());
-    add_telemetry(&config, &format!("listen: \"{listen}\""));
+    let listen = add_telemetry_listener(&config);
     let daemon = DaemonProcess::start(&config);
     let stopped = |topic: &str| -> Vec<String> {
         let topic = format!("topic={topic} ");
@@ -170,23 +173,10 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
     admin(&["produce", "healthy", "h", "7"]);
     wait_records(&target.addr(), "healthy", 7, &daemon);
     // Telemetry reports both partitions as failed, naming the offset, and is not ready.
-    let (_, status) = http_get(&listen, "/status").expect("/status");
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     for ((topic, _, _), corrupt_offset) in shapes.iter().zip(&corrupt_offsets) {
-        let p = status["flows"][0]["partitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["topic"] == *topic)
-            .unwrap_or_else(|| panic!("{topic} not in {status}"));
-        assert_eq!(p["state"], "failed", "{p}");
-        assert!(
-            p["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains(&format!("offset {corrupt_offset}"))),
-            "{p}"
-        );
+        assert_failed(&listen, topic, 0, &format!("offset {corrupt_offset}"));
     }
+    let status = status(&listen);
     assert_eq!(
         status["flows"][0]["errors"]["corrupt_source"], 2,
         "{status}"
@@ -226,8 +216,7 @@ fn a_source_log_that_diverged_stops_its_partition_with_an_error(broker_args: &[&
         &[("east", &source_addr), ("west", &target.addr())],
         &flow("diverge"),
     );
-    let listen = format!("127.0.0.1:{}", free_port());
-    add_telemetry(&config, &format!("listen: \"{listen}\""));
+    let listen = add_telemetry_listener(&config);
     let daemon = DaemonProcess::start(&config);
     wait_records(&target.addr(), "diverge", 6, &daemon);
 

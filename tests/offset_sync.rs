@@ -58,8 +58,7 @@ fn sync_scenario(broker_args: &[&str]) {
         &[("east", &source.addr()), ("west", &target.addr())],
         &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"app-.*\"], sync_offsets: true, interval: 1s }}\n"),
     );
-    let listen = format!("127.0.0.1:{}", free_port());
-    add_telemetry(&config, &format!("listen: \"{listen}\""));
+    let listen = add_telemetry_listener(&config);
     // The first run mirrors everything (no group has committed yet), then stops.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut daemon = DaemonProcess::start(&config);

@@ -32,13 +32,12 @@ fn chromium(url: &str, extra: &[&str]) -> std::process::Output {
 #[test]
 fn the_status_page_renders_a_running_flow_in_chromium() {
     let (dir, brokers) = brokers();
-    let listen = format!("127.0.0.1:{}", free_port());
     let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "orders");
     // The flow also syncs group `app`'s offsets; the page lists the group.
     let mut yaml = std::fs::read_to_string(&config).unwrap();
     yaml.push_str("    groups: { include: [\"app\"], sync_offsets: true, interval: 1s }\n");
     std::fs::write(&config, yaml).unwrap();
-    add_telemetry(&config, &format!("listen: \"{listen}\""));
+    let listen = add_telemetry_listener(&config);
     let acked = dir.path().join("acked.json");
     Produce {
         records: 1234,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::binaries::daemon_binary;
 use crate::notify::NotifySocket;
-use crate::process::Process;
+use crate::process::{free_port, Process};
 
 /// A `kmirror run CONFIG` child process; dereferences to its [`Process`] (`log`,
 /// `kill9`, `terminate`, `rss_kib`, ...).
@@ -136,6 +136,14 @@ pub fn add_telemetry(config: &Path, settings: &str) {
     let mut text = std::fs::read_to_string(config).unwrap();
     text.push_str(&format!("telemetry: {{ {settings} }}\n"));
     std::fs::write(config, text).unwrap();
+}
+
+/// Adds a telemetry listener on a free port of 127.0.0.1 to a topology file from
+/// [`write_topology`]; returns its address (`127.0.0.1:PORT`).
+pub fn add_telemetry_listener(config: &Path) -> String {
+    let listen = format!("127.0.0.1:{}", free_port());
+    add_telemetry(config, &format!("listen: \"{listen}\""));
+    listen
 }
 
 /// `kmirror ARGS...` (a command that ends by itself, e.g. `status` or `offsets`): its

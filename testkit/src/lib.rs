@@ -19,7 +19,9 @@ mod running;
 pub use binaries::{broker_binary, daemon_binary};
 pub use broker::BrokerProcess;
 pub use clients::{kcat, python, python_command, run, run_ok, run_python, run_script_ok};
-pub use daemon::{add_telemetry, kmirror_ok, write_topology, DaemonProcess};
+pub use daemon::{
+    add_telemetry, add_telemetry_listener, kmirror_ok, write_topology, DaemonProcess,
+};
 pub use http::{http_get, http_request, metric, metric_sum};
 pub use log::Log;
 pub use process::{free_port, free_port_span, Process};

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod discovery;
 pub mod groups;
 pub mod records;
 pub mod topics;

@@ -15,6 +15,7 @@ mod admin_configs;
 mod authz;
 mod diverging;
 mod multinode;
+mod multinode_routing;
 mod produce;
 mod user_scram;
 mod versions;

@@ -1,0 +1,196 @@
+//! What `kmirror plan` and `kmirror validate` say about a topology: the plan lists per flow
+//! what would be done and changes nothing on either cluster; validation reports every error
+//! at once with its position, and refuses bad SASL and TLS settings as `kmirror run` does.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use support::discovery::Clusters;
+use support::topics::{contents, create, produce, topics, total};
+
+/// `kmirror plan` lists, per flow, the matching source topics, their target names and what
+/// would be done, and changes nothing on either cluster.
+#[test]
+fn plan_prints_what_would_be_done_and_changes_nothing() {
+    let c = Clusters::start();
+    let (s, t) = (c.source.addr(), c.target.addr());
+    create(&s, "orders.a", 3, &[]);
+    create(&s, "orders.b", 1, &["retention.ms=123456789"]);
+    create(&s, "orders.c", 4, &[]);
+    create(&s, "misc", 1, &[]);
+    produce(&s, "orders.a", "r", 2, &[]);
+    create(&t, "east.orders.c", 2, &[]);
+    let config = c.topology(concat!(
+        "  - name: east-to-west\n",
+        "    source: east\n",
+        "    target: west\n",
+        "    topics: { include: [\"orders\\\\..*\"] }\n",
+        "    discovery_interval: 1s\n",
+    ));
+    let before = topics(&t);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+        .arg("plan")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}");
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for line in [
+        "flow east-to-west (east -> west)",
+        "orders.a -> east.orders.a: create with 3 partitions",
+        "orders.b -> east.orders.b: create with 1 partitions; set retention.ms=123456789",
+        "orders.c -> east.orders.c: add partitions 2 -> 4",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.trim() == line),
+            "missing {line:?} in:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("misc"), "{stdout}");
+
+    let after = topics(&t);
+    assert_eq!(before, after, "plan changed the target's topics");
+    assert!(!after
+        .keys()
+        .any(|k| k == "east.orders.a" || k == "east.orders.b"));
+    assert_eq!(after["east.orders.c"], 2);
+    assert!(!after.contains_key("__kmirror_progress"), "{after:?}");
+    assert_eq!(
+        total(&contents(&t, "east.orders.c").unwrap()),
+        0,
+        "plan wrote to the target"
+    );
+}
+
+/// `kmirror validate` reports every error of a topology at once, each with file, line and
+/// column, and exits 1.
+#[test]
+fn validate_reports_every_error_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.yaml");
+    std::fs::write(
+        &path,
+        concat!(
+            "clusters:\n",                                                 // 1
+            "  east:\n",                                                   // 2
+            "    bootstrap: [\"127.0.0.1:9092\"]\n",                       // 3
+            "    colour: blue\n",                                          // 4 unknown key
+            "  west:\n",                                                   // 5
+            "    bootstrap: [\"127.0.0.1:9093\"]\n",                       // 6
+            "flows:\n",                                                    // 7
+            "  - name: east-to-nowhere\n",                                 // 8
+            "    source: east\n",                                          // 9
+            "    target: nowhere\n",                                       // 10 unknown cluster
+            "    topics:\n",                                               // 11
+            "      include: [\"orders(\"]\n",                              // 12 bad regex
+            "  - name: east-to-west\n",                                    // 13
+            "    source: east\n",                                          // 14
+            "    target: west\n",                                          // 15
+            "    topics: { include: [\"ok.*\"], exclude: [\"[z-a]\"] }\n", // 16 bad regex
+            "    discovery_interval: 1s\n",                                // 17
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+        .arg("validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let file = path.display().to_string();
+    for (position, needles) in [
+        ("4:5", &["colour"][..]),
+        ("10:13", &["nowhere", "unknown cluster"][..]),
+        ("12:17", &["orders(", "regex"][..]),
+        ("16:44", &["[z-a]", "regex"][..]),
+    ] {
+        let prefix = format!("{file}:{position}:");
+        let line = text.lines().find(|l| l.starts_with(&prefix));
+        let line = line.unwrap_or_else(|| panic!("no error at {prefix} in:\n{text}"));
+        for needle in needles {
+            assert!(
+                line.contains(needle),
+                "{line:?} does not mention {needle:?}"
+            );
+        }
+    }
+    let errors: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!("{file}:"))
+                && l[file.len() + 1..].starts_with(|c: char| c.is_ascii_digit())
+        })
+        .collect();
+    assert_eq!(errors.len(), 4, "{text}");
+}
+
+/// A SASL block with an empty user and a TLS CA file that cannot be read are refused by
+/// both `kmirror validate` and `kmirror run`, with the setting's position, and the password
+/// is not printed. The daemon never connects in plaintext or unauthenticated instead.
+#[test]
+fn bad_sasl_and_unreadable_tls_files_are_refused_by_validate_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("secure.yaml");
+    std::fs::write(
+        &path,
+        concat!(
+            "clusters:\n",                                                                   // 1
+            "  east:\n",                                                                     // 2
+            "    bootstrap: [\"127.0.0.1:9092\"]\n",                                         // 3
+            "    tls: { ca: /etc/kmirror/ca.pem }\n",                                        // 4
+            "  west:\n",                                                                     // 5
+            "    bootstrap: [\"127.0.0.1:9093\"]\n",                                         // 6
+            "    sasl: { mechanism: SCRAM-SHA-512, username: \"\", password: \"${PW}\" }\n", // 7
+            "flows:\n",                                                                      // 8
+            "  - { name: f, source: east, target: west, topics: { include: [x] } }\n",
+        ),
+    )
+    .unwrap();
+    let file = path.display().to_string();
+    for command in ["validate", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+            .arg(command)
+            .arg(&path)
+            .env("PW", "hunter2")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{command}: {text}");
+        for (position, needle) in [
+            (
+                "4:16: clusters.east.tls.ca:",
+                "cannot read /etc/kmirror/ca.pem",
+            ),
+            (
+                "7:49: clusters.west.sasl.username:",
+                "sasl username must not be empty",
+            ),
+        ] {
+            let prefix = format!("{file}:{position}");
+            let line = text.lines().find(|l| l.starts_with(&prefix));
+            let line =
+                line.unwrap_or_else(|| panic!("{command}: no error at {prefix} in:\n{text}"));
+            assert!(line.contains(needle), "{command}: {line:?}");
+        }
+        assert!(
+            !text.contains("hunter2"),
+            "{command} printed the password: {text}"
+        );
+        assert!(!text.contains("Flow started"), "{command} ran: {text}");
+    }
+}

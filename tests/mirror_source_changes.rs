@@ -5,7 +5,8 @@
 //! - A batch that fails its CRC on the source's disk stops its partition after everything
 //!   before it is mirrored, whether it was to be merged or forwarded as it is.
 //! - A source log that diverged from what was mirrored (an unclean leader election) stops
-//!   its partition, at Kafka 4.1 versions and emulating Kafka 2.8.
+//!   its partition, at Kafka 4.1 versions and emulating Kafka 2.8, also when it diverged
+//!   while the daemon was stopped.
 
 mod support;
 
@@ -198,8 +199,13 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
 /// partition with an ERROR, found by Fetch's `last_fetched_epoch` (KIP-320); the other
 /// partition keeps flowing. The broker has no unclean elections, so the divergence is made
 /// by hand: with the source stopped, its leader-epoch history is edited to say the epoch
-/// the mirrored records carry ended at offset 1, then the source starts again.
-fn a_source_log_that_diverged_stops_its_partition_with_an_error(broker_args: &[&str]) {
+/// the mirrored records carry ended at offset 1, then the source starts again. With
+/// `while_stopped`, the daemon is stopped first and started again after the source: its
+/// first Fetch then carries the epoch its progress kept.
+fn a_source_log_that_diverged_stops_its_partition_with_an_error(
+    broker_args: &[&str],
+    while_stopped: bool,
+) {
     let dir = tempfile::tempdir().unwrap();
     let source_dir = dir.path().join("source");
     let mut source = ThreeNodes::start(&source_dir, broker_args);
@@ -217,9 +223,12 @@ fn a_source_log_that_diverged_stops_its_partition_with_an_error(broker_args: &[&
         &flow("diverge"),
     );
     let listen = add_telemetry_listener(&config);
-    let daemon = DaemonProcess::start(&config);
+    let mut daemon = DaemonProcess::start(&config);
     wait_records(&target.addr(), "diverge", 6, &daemon);
 
+    if while_stopped {
+        daemon.terminate_ok();
+    }
     source.broker.terminate_ok();
     let path = source_dir.join("leaders.json");
     let mut leaders: serde_json::Value =
@@ -238,6 +247,9 @@ fn a_source_log_that_diverged_stops_its_partition_with_an_error(broker_args: &[&
         .push(serde_json::json!({ "epoch": epoch + 1, "start_offset": 1 }));
     std::fs::write(&path, serde_json::to_vec(&leaders).unwrap()).unwrap();
     source.broker.restart();
+    if while_stopped {
+        daemon.restart();
+    }
 
     let line = daemon
         .log
@@ -262,14 +274,31 @@ fn a_source_log_that_diverged_stops_its_partition_with_an_error(broker_args: &[&
         0,
         &format!("diverged: its epoch {epoch} ends at offset 1"),
     );
+    let status = status(&listen);
+    assert_eq!(status["flows"][0]["errors"]["log_diverged"], 1, "{status}");
 }
 
 #[test]
 fn a_source_log_that_diverged_stops_its_partition_with_an_error_at_kafka_4_1_versions() {
-    a_source_log_that_diverged_stops_its_partition_with_an_error(&[]);
+    a_source_log_that_diverged_stops_its_partition_with_an_error(&[], false);
 }
 
 #[test]
 fn a_source_log_that_diverged_stops_its_partition_with_an_error_emulating_kafka_2_8() {
-    a_source_log_that_diverged_stops_its_partition_with_an_error(&["--emulate-kafka", "2.8"]);
+    a_source_log_that_diverged_stops_its_partition_with_an_error(
+        &["--emulate-kafka", "2.8"],
+        false,
+    );
+}
+
+#[test]
+fn a_source_log_that_diverged_while_the_daemon_was_stopped_stops_its_partition_at_kafka_4_1_versions(
+) {
+    a_source_log_that_diverged_stops_its_partition_with_an_error(&[], true);
+}
+
+#[test]
+fn a_source_log_that_diverged_while_the_daemon_was_stopped_stops_its_partition_emulating_kafka_2_8()
+{
+    a_source_log_that_diverged_stops_its_partition_with_an_error(&["--emulate-kafka", "2.8"], true);
 }

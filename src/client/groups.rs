@@ -57,7 +57,7 @@ impl ClusterClient {
         }
     }
 
-    fn unsupported(&self, e: kmirror_wire::versions::NoCommonVersion) -> ClientError {
+    pub(super) fn unsupported(&self, e: kmirror_wire::versions::NoCommonVersion) -> ClientError {
         ClientError::Refused {
             cluster: self.name().to_string(),
             what: e.to_string(),
@@ -80,8 +80,14 @@ impl ClusterClient {
         Ok(groups)
     }
 
-    /// The coordinator of `group`.
+    /// The connection to the coordinator of `group`.
     pub async fn coordinator(&self, group: &str) -> Result<Arc<Messenger>, ClientError> {
+        let node = self.coordinator_id(group).await?;
+        self.broker(node).await
+    }
+
+    /// The node id of the coordinator of `group` (FindCoordinator), known to the metadata.
+    pub async fn coordinator_id(&self, group: &str) -> Result<i32, ClientError> {
         let m = self.any_broker().await?;
         let version = m
             .versions()
@@ -116,7 +122,7 @@ impl ClusterClient {
         if !self.metadata().brokers.contains_key(&node) {
             self.refresh_metadata().await?;
         }
-        self.broker(node).await
+        Ok(node)
     }
 
     /// The state and member count of `group` (`Dead` if it does not exist).

@@ -246,6 +246,9 @@ pub struct Flow {
     /// Copy the source's LITERAL topic ACLs of mirrored topics to their target names with
     /// MirrorMaker 2's rules ([`crate::mirror::acl_sync`]).
     pub sync_acls: bool,
+    /// One kmirror at a time mirrors this flow; others running it stand by
+    /// ([`crate::mirror::ownership`]).
+    pub exclusive: bool,
     pub(crate) cycle_guard: graph::CycleGuard,
 }
 

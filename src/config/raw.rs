@@ -163,6 +163,7 @@ pub struct RawFlow {
     pub groups: Option<RawGroups>,
     pub mm2_compat: Option<Typed<bool>>,
     pub sync_acls: Option<Typed<bool>>,
+    pub exclusive: Option<Typed<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -739,3 +739,24 @@ fn sasl_plain_takes_a_password_or_a_password_file() {
     let both = single_error(&text.replace("password_file:", "password: x, password_file:"));
     assert!(both.contains("not both"), "{both}");
 }
+
+#[test]
+fn exclusive_is_off_unless_asked_and_must_be_a_bool() {
+    let exclusive = parse_ok(&with_flows(
+        "  - { name: f, source: a, target: b, topics: { include: [x] }, exclusive: true }\n",
+    ));
+    assert!(exclusive.flows[0].exclusive);
+    let plain = parse_ok(&with_flows(
+        "  - { name: f, source: a, target: b, topics: { include: [x] } }\n",
+    ));
+    assert!(!plain.flows[0].exclusive);
+    assert_ne!(
+        exclusive.flows[0].settings_key(),
+        plain.flows[0].settings_key(),
+        "a reload that turns it on or off restarts the flow"
+    );
+    let err = single_error(&with_flows(
+        "  - { name: f, source: a, target: b, topics: { include: [x] }, exclusive: maybe }\n",
+    ));
+    assert!(err.contains("maybe"), "{err}");
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{client_for, flow};
+use super::{client_for, flow, ownership};
 use crate::client::ClusterClient;
 use crate::config::{Cluster, Connection, Flow, Topology};
 use crate::telemetry::Telemetry;
@@ -86,9 +86,19 @@ impl Engine {
     fn start_flow(&mut self, f: &Flow, topology: &Topology) {
         let (source, target) = (&self.clients[&f.source].1, &self.clients[&f.target].1);
         let stats = self.telemetry.flow(&f.name, &f.source, &f.target);
-        let runner = flow::FlowRunner::new(f.clone(), source.clone(), target.clone(), stats);
         let stop = self.stop.child_token();
-        let task = tokio::spawn(runner.run(stop.clone(), self.drain_deadline));
+        let task = if f.exclusive {
+            tokio::spawn(ownership::run_exclusive(
+                f.clone(),
+                (source.clone(), target.clone()),
+                stats,
+                stop.clone(),
+                self.drain_deadline,
+            ))
+        } else {
+            let runner = flow::FlowRunner::new(f.clone(), source.clone(), target.clone(), stats);
+            tokio::spawn(runner.run(stop.clone(), self.drain_deadline))
+        };
         self.flows.insert(
             f.name.clone(),
             RunningFlow {

@@ -6,6 +6,7 @@ pub mod batching;
 pub mod engine;
 pub mod flow;
 pub mod memory;
+pub mod ownership;
 pub mod pipeline;
 pub mod progress;
 pub mod selection;

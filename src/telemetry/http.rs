@@ -144,6 +144,10 @@ pub(super) fn with_type(
 pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
     let mut reasons = Vec::new();
     for f in flows {
+        // A standby is ready: it stands by, as asked (`exclusive: true`).
+        if f.is_standby() {
+            continue;
+        }
         if !f.is_started() {
             reasons.push(format!(
                 "flow {}: not started (connecting to its clusters)",
@@ -219,6 +223,7 @@ pub fn status(flows: &[Arc<FlowStats>]) -> serde_json::Value {
                 "source": f.source,
                 "target": f.target,
                 "ready": reasons.is_empty(),
+                "standby": f.is_standby(),
                 "not_ready": reasons,
                 "mirrored_records": f.records(),
                 "mirrored_bytes": f.bytes(),

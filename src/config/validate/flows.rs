@@ -164,6 +164,7 @@ fn resolve_flow(
         groups: groups.flatten(),
         mm2_compat,
         sync_acls: raw.sync_acls.is_some_and(|value| value.0),
+        exclusive: raw.exclusive.is_some_and(|value| value.0),
         cycle_guard: CycleGuard::default(),
     })
 }

@@ -49,6 +49,8 @@ pub struct FlowStats {
     throttle_wait_us: AtomicU64,
     in_flight_bytes: AtomicU64,
     started: AtomicBool,
+    /// Another kmirror owns the flow (`exclusive: true`); this one stands by.
+    standby: AtomicBool,
     /// Unix ms of the fetch loop's last turn; 0 while it does not run.
     loop_beat_ms: AtomicI64,
     /// Unix ms of the last acknowledged batch, 0 before the first.
@@ -97,6 +99,7 @@ impl FlowStats {
             throttle_wait_us: AtomicU64::new(0),
             in_flight_bytes: AtomicU64::new(0),
             started: AtomicBool::new(false),
+            standby: AtomicBool::new(false),
             loop_beat_ms: AtomicI64::new(0),
             last_ack_ms: AtomicI64::new(0),
             target_failing_since_ms: AtomicI64::new(0),
@@ -183,6 +186,15 @@ impl FlowStats {
 
     pub fn is_started(&self) -> bool {
         self.started.load(Ordering::Relaxed)
+    }
+
+    /// Whether another kmirror owns the flow and this one stands by (`exclusive: true`).
+    pub fn set_standby(&self, standby: bool) {
+        self.standby.store(standby, Ordering::Relaxed);
+    }
+
+    pub fn is_standby(&self) -> bool {
+        self.standby.load(Ordering::Relaxed)
     }
 
     /// A batch of `records` records and `bytes` bytes whose newest record has timestamp

@@ -1,0 +1,391 @@
+//! One daemon's membership in a flow's ownership group: join, sync, heartbeat, rejoin when
+//! the coordinator rebalances, leave at shutdown; what it owns is published on a watch
+//! channel.
+//!
+//! Ownership is sticky: every member says in its JoinGroup metadata whether it owns the
+//! flow now, and the leader gives the flow to the member that does, or to itself when
+//! none does ([`assign`]). An owner gives ownership up by itself when the coordinator has
+//! not answered it for the session timeout less [`FENCE_MARGIN`]: by then the coordinator
+//! may have removed it and handed the flow to another member, which must not find this
+//! one still mirroring.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kmirror_wire::errors::{ErrorClass, ResponseError};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::membership::{Joined, Timeouts};
+use crate::client::{ClientError, ClusterClient};
+
+/// The timeouts members join with: a dead owner's flow moves to a standby within about
+/// the session timeout.
+pub const TIMEOUTS: Timeouts = Timeouts {
+    session: Duration::from_secs(10),
+    rebalance: Duration::from_secs(10),
+};
+/// How often a member heartbeats (Kafka's consumer: a third of the session timeout).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+/// An owner stops this long before the coordinator could expire its session.
+pub const FENCE_MARGIN: Duration = Duration::from_secs(2);
+/// The wait before joining again after an error.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+/// The wait after an error an operator must fix (e.g. GROUP_AUTHORIZATION_FAILED).
+const FATAL_RETRY_DELAY: Duration = Duration::from_secs(10);
+
+/// The assignment of the member that owns the flow; the others get an empty one.
+const OWNER: &[u8] = b"owner";
+
+/// A member's JoinGroup metadata.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Claim {
+    /// It owns the flow now.
+    owner: bool,
+}
+
+/// The leader's assignment of a generation: the flow goes to the member that owns it now
+/// (the first in the coordinator's order, should two claim it), else to `leader`.
+pub fn assign(leader: &str, members: &[(String, Bytes)]) -> Vec<(String, Bytes)> {
+    let claims =
+        |metadata: &Bytes| serde_json::from_slice::<Claim>(metadata).is_ok_and(|c| c.owner);
+    let owner = members
+        .iter()
+        .find(|(_, metadata)| claims(metadata))
+        .map_or(leader, |(id, _)| id.as_str());
+    members
+        .iter()
+        .map(|(id, _)| {
+            let assignment = if id == owner {
+                Bytes::from_static(OWNER)
+            } else {
+                Bytes::new()
+            };
+            (id.clone(), assignment)
+        })
+        .collect()
+}
+
+/// What a member does after a membership error.
+#[derive(Debug, PartialEq, Eq)]
+enum After {
+    /// Join again as the same member (a rebalance is under way).
+    Rejoin,
+    /// Its generation is over: give up ownership, join again.
+    Fenced,
+    /// The coordinator no longer knows it: give up ownership, join as a new member.
+    FencedAsNew,
+    /// Try again after a short wait (coordinator moved, connection lost).
+    Retry,
+    /// An operator must act (e.g. an ACL); try again now and then.
+    Fatal,
+}
+
+/// The membership decisions of Kafka's consumer (AbstractCoordinator), by error.
+fn after(e: &ClientError) -> After {
+    if let ClientError::Broker { error, .. } = e {
+        match error {
+            ResponseError::RebalanceInProgress => return After::Rejoin,
+            ResponseError::IllegalGeneration => return After::Fenced,
+            ResponseError::UnknownMemberId | ResponseError::FencedInstanceId => {
+                return After::FencedAsNew
+            }
+            _ => {}
+        }
+    }
+    match e.class() {
+        ErrorClass::Fatal => After::Fatal,
+        _ => After::Retry,
+    }
+}
+
+pub struct Member {
+    pub target: Arc<ClusterClient>,
+    pub group: String,
+    pub flow: String,
+    /// Whether this daemon owns the flow now.
+    pub owner: watch::Sender<bool>,
+    /// Cancelled to leave the group.
+    pub leave: CancellationToken,
+    member_id: String,
+    /// When the request behind the coordinator's last answer to this member was sent.
+    last_answer: Instant,
+    /// The last fatal error reported, so it is reported once.
+    reported: Option<String>,
+    /// The ownership last logged (owner or standby).
+    announced: Option<bool>,
+}
+
+impl Member {
+    pub fn new(
+        target: Arc<ClusterClient>,
+        group: String,
+        flow: String,
+        owner: watch::Sender<bool>,
+        leave: CancellationToken,
+    ) -> Self {
+        Self {
+            target,
+            group,
+            flow,
+            owner,
+            leave,
+            member_id: String::new(),
+            last_answer: Instant::now(),
+            reported: None,
+            announced: None,
+        }
+    }
+
+    fn owns(&self) -> bool {
+        *self.owner.borrow()
+    }
+
+    fn set_owner(&mut self, owns: bool, generation_id: i32) {
+        self.owner.send_replace(owns);
+        if self.announced.replace(owns) == Some(owns) {
+            return;
+        }
+        if owns {
+            tracing::info!(flow = %self.flow, group = %self.group, member_id = %self.member_id, generation_id, "This kmirror owns the flow now; mirroring starts.");
+        } else {
+            tracing::info!(flow = %self.flow, group = %self.group, member_id = %self.member_id, generation_id, "Another kmirror owns the flow; this one stands by.");
+        }
+    }
+
+    /// Gives ownership up at once: another member may own the flow now.
+    fn fence(&self, why: &dyn std::fmt::Display) {
+        if self.owner.send_replace(false) {
+            tracing::warn!(flow = %self.flow, group = %self.group, member_id = %self.member_id, reason = %why, "Flow ownership lost; mirroring stops (another kmirror may own the flow now).");
+        }
+    }
+
+    /// When an owner must give up ownership unless the coordinator answers first.
+    fn deadline(&self) -> Option<Instant> {
+        self.owns()
+            .then(|| self.last_answer + TIMEOUTS.session - FENCE_MARGIN)
+    }
+
+    /// Runs `fut`, giving ownership up if the deadline passes meanwhile; `None` once the
+    /// member is to leave.
+    async fn guarded<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            let deadline = self.deadline();
+            tokio::select! {
+                _ = self.leave.cancelled() => return None,
+                v = &mut fut => return Some(v),
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.fence(&format_args!("no answer from the group coordinator for {} s", (TIMEOUTS.session - FENCE_MARGIN).as_secs()));
+                }
+            }
+        }
+    }
+
+    /// Joins and syncs one generation: this member's place in it and whether it owns the
+    /// flow, with the time the SyncGroup was sent.
+    async fn join(&self) -> Result<(Joined, bool, Instant), (Option<Joined>, ClientError)> {
+        let m = self
+            .target
+            .membership_connection(&self.group)
+            .await
+            .map_err(|e| (None, e))?;
+        let claim = serde_json::to_vec(&Claim { owner: self.owns() }).expect("a claim serialises");
+        let joined = self
+            .target
+            .join_group(&m, &self.group, &self.member_id, claim.into(), TIMEOUTS)
+            .await
+            .map_err(|e| (None, e))?;
+        let assignments = if joined.leader {
+            assign(&joined.member_id, &joined.members)
+        } else {
+            Vec::new()
+        };
+        let sent = Instant::now();
+        match self
+            .target
+            .sync_group(&m, &self.group, &joined, &assignments)
+            .await
+        {
+            Ok(assignment) => Ok((joined, assignment == OWNER, sent)),
+            Err(e) => Err((Some(joined), e)),
+        }
+    }
+
+    /// Handles a membership error; `false` once the member is to leave.
+    async fn failed(&mut self, e: ClientError) -> bool {
+        let delay = match after(&e) {
+            After::Rejoin => return true,
+            After::Fenced => {
+                self.fence(&e);
+                return true;
+            }
+            After::FencedAsNew => {
+                self.fence(&e);
+                self.member_id.clear();
+                return true;
+            }
+            After::Retry => {
+                tracing::debug!(flow = %self.flow, group = %self.group, error = %e, "Group membership request failed; retrying.");
+                RETRY_DELAY
+            }
+            After::Fatal => {
+                if self.reported.as_deref() != Some(&e.to_string()) {
+                    tracing::error!(flow = %self.flow, group = %self.group, error = %e, retry_in_s = FATAL_RETRY_DELAY.as_secs(), "Cannot join the flow's ownership group; the flow is not mirrored by this kmirror until it can (exclusive: true).");
+                    self.reported = Some(e.to_string());
+                }
+                FATAL_RETRY_DELAY
+            }
+        };
+        self.guarded(tokio::time::sleep(delay)).await.is_some()
+    }
+
+    /// Runs the membership until `leave`, then leaves the group.
+    pub async fn run(mut self) {
+        'member: loop {
+            let Some(step) = self.guarded(self.join()).await else {
+                break;
+            };
+            let joined = match step {
+                Ok((joined, owns, sent)) => {
+                    self.member_id = joined.member_id.clone();
+                    self.last_answer = sent;
+                    self.reported = None;
+                    self.set_owner(owns, joined.generation_id);
+                    joined
+                }
+                Err((joined, e)) => {
+                    if let Some(j) = joined {
+                        self.member_id = j.member_id;
+                    }
+                    if !self.failed(e).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            loop {
+                if self
+                    .guarded(tokio::time::sleep(HEARTBEAT_INTERVAL))
+                    .await
+                    .is_none()
+                {
+                    break 'member;
+                }
+                let sent = Instant::now();
+                let beat = async {
+                    let m = self.target.membership_connection(&self.group).await?;
+                    self.target.heartbeat(&m, &self.group, &joined).await
+                };
+                let Some(beat) = self.guarded(beat).await else {
+                    break 'member;
+                };
+                match beat {
+                    Ok(()) => self.last_answer = sent,
+                    Err(e) => {
+                        if after(&e) == After::Rejoin {
+                            // Still a member: the rebalance waits for it to join again.
+                            self.last_answer = sent;
+                        }
+                        let rejoin = after(&e) != After::Retry;
+                        if !self.failed(e).await {
+                            break 'member;
+                        }
+                        if rejoin {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.owner.send_replace(false);
+        if !self.member_id.is_empty() {
+            let leave = async {
+                let m = self.target.membership_connection(&self.group).await?;
+                self.target
+                    .leave_group(&m, &self.group, &self.member_id)
+                    .await
+            };
+            match tokio::time::timeout(Duration::from_secs(5), leave).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(flow = %self.flow, group = %self.group, member_id = %self.member_id, "Left the flow's ownership group.");
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(flow = %self.flow, group = %self.group, error = %e, "Cannot leave the flow's ownership group; the coordinator removes this member after the session timeout.");
+                }
+                Err(_) => {
+                    tracing::debug!(flow = %self.flow, group = %self.group, "Leaving the flow's ownership group timed out; the coordinator removes this member after the session timeout.");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(owner: bool) -> Bytes {
+        serde_json::to_vec(&Claim { owner }).unwrap().into()
+    }
+
+    fn owner_of(assignments: &[(String, Bytes)]) -> Vec<&str> {
+        assignments
+            .iter()
+            .filter(|(_, a)| a.as_ref() == OWNER)
+            .map(|(id, _)| id.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn the_owner_keeps_the_flow_and_without_one_the_leader_takes_it() {
+        let members = vec![
+            ("a".to_string(), claim(false)),
+            ("b".to_string(), claim(true)),
+            ("c".to_string(), Bytes::from_static(b"not json")),
+        ];
+        let assigned = assign("a", &members);
+        assert_eq!(assigned.len(), 3, "every member gets an assignment");
+        assert_eq!(owner_of(&assigned), ["b"]);
+        let none = vec![
+            ("a".to_string(), claim(false)),
+            ("c".to_string(), claim(false)),
+        ];
+        assert_eq!(owner_of(&assign("c", &none)), ["c"]);
+        let both = vec![
+            ("a".to_string(), claim(true)),
+            ("b".to_string(), claim(true)),
+        ];
+        assert_eq!(owner_of(&assign("b", &both)), ["a"], "exactly one owner");
+    }
+
+    #[test]
+    fn membership_errors_follow_kafkas_consumer() {
+        let broker = |error| ClientError::Broker {
+            cluster: "t".into(),
+            what: "heartbeat".into(),
+            error,
+            message: None,
+        };
+        assert_eq!(
+            after(&broker(ResponseError::RebalanceInProgress)),
+            After::Rejoin
+        );
+        assert_eq!(
+            after(&broker(ResponseError::IllegalGeneration)),
+            After::Fenced
+        );
+        assert_eq!(
+            after(&broker(ResponseError::UnknownMemberId)),
+            After::FencedAsNew
+        );
+        assert_eq!(after(&broker(ResponseError::NotCoordinator)), After::Retry);
+        assert_eq!(
+            after(&broker(ResponseError::GroupAuthorizationFailed)),
+            After::Fatal
+        );
+    }
+}

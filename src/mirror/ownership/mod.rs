@@ -1,0 +1,89 @@
+//! Flow ownership (`exclusive: true`): of the kmirror processes running a flow of the same
+//! name into the same target cluster, one mirrors it and the others stand by. Without it,
+//! two daemons on one flow (a systemd unit left enabled on two hosts) would each mirror
+//! everything, so every record would reach the target twice; MirrorMaker 2 avoids the same
+//! through Kafka Connect's group.
+//!
+//! Each daemon joins the classic group `kmirror.<flow>` on the flow's target cluster, where
+//! its progress lives, with kmirror's own protocol type ([`member`]). The member that owns
+//! the flow runs it; when it stops (SIGTERM: it drains, then leaves the group) or dies (its
+//! session of [`member::TIMEOUTS`] expires) a standby takes over from the progress the
+//! owner stored. An owner that cannot reach the coordinator stops mirroring before its
+//! session could expire, so two daemons never mirror the flow at once for longer than the
+//! requests already in flight; records acknowledged after the owner's last progress write
+//! are mirrored again by the next owner (at-least-once, as after a crash).
+
+pub mod member;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::flow::FlowRunner;
+use crate::client::ClusterClient;
+use crate::config::Flow;
+use crate::telemetry::stats::FlowStats;
+use member::Member;
+
+/// The ownership group of flow `flow` on its target cluster.
+pub fn group_id(flow: &str) -> String {
+    format!("kmirror.{flow}")
+}
+
+/// Runs `flow` whenever this daemon owns it, until `stop`; then drains it and leaves the
+/// group, so a standby takes over at once.
+pub async fn run_exclusive(
+    flow: Flow,
+    (source, target): (Arc<ClusterClient>, Arc<ClusterClient>),
+    stats: Arc<FlowStats>,
+    stop: CancellationToken,
+    drain_deadline: Duration,
+) {
+    let group = group_id(&flow.name);
+    let (owner_tx, mut owner) = watch::channel(false);
+    let leave = CancellationToken::new();
+    let member = tokio::spawn(
+        Member::new(
+            target.clone(),
+            group.clone(),
+            flow.name.clone(),
+            owner_tx,
+            leave.clone(),
+        )
+        .run(),
+    );
+    tracing::info!(flow = %flow.name, group = %group, cluster = %target.name(), "Joining the flow's ownership group (exclusive: true); the flow is mirrored once this kmirror owns it.");
+    loop {
+        stats.set_standby(true);
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            owns = owner.wait_for(|owns| *owns) => if owns.is_err() { break },
+        }
+        stats.set_standby(false);
+        let lost = stop.child_token();
+        let runner = FlowRunner::new(flow.clone(), source.clone(), target.clone(), stats.clone());
+        let mut run = std::pin::pin!(runner.run(lost.clone(), drain_deadline));
+        let ended = tokio::select! {
+            _ = &mut run => true,
+            _ = owner.wait_for(|owns| !*owns) => false,
+        };
+        if ended {
+            // It ended by itself: stopped, or an error that needs an operator. The
+            // membership stays, so no standby takes over a flow that needs one.
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = owner.wait_for(|owns| !*owns) => {}
+            }
+        } else {
+            lost.cancel();
+            run.await;
+        }
+        if stop.is_cancelled() {
+            break;
+        }
+    }
+    leave.cancel();
+    let _ = member.await;
+}

@@ -1,0 +1,162 @@
+//! Flow ownership (`exclusive: true`), at Kafka 4.1 versions and emulating Kafka 2.8: two
+//! daemons run the same flow; one mirrors it and the other stands by (ready, mirroring
+//! nothing), so no record reaches the target twice. A stopped owner hands the flow over
+//! (it drains and leaves the group), a killed one once its session expires; either way
+//! the next owner carries on from the stored progress and nothing is lost.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use support::topics::{admin, flow, read, wait_records};
+use support::*;
+
+const OWNS: &str = "owns the flow now";
+const STANDS_BY: &str = "this one stands by";
+
+/// A daemon of its own topology file (same flow, same clusters) and telemetry listener.
+struct Daemon {
+    process: DaemonProcess,
+    listen: String,
+}
+
+fn start_daemon(dir: PathBuf, clusters: &[(&str, &str)]) -> Daemon {
+    std::fs::create_dir_all(&dir).unwrap();
+    let flows = format!("{}    exclusive: true\n", flow("owned"));
+    let config = write_topology(&dir, clusters, &flows);
+    let listen = add_telemetry_listener(&config);
+    Daemon {
+        process: DaemonProcess::start(&config),
+        listen,
+    }
+}
+
+/// Waits (up to 60 s) for a line of `daemon`'s log containing `needle`.
+fn wait_log(daemon: &DaemonProcess, needle: &str) {
+    assert!(
+        daemon.log.wait_for(needle, Duration::from_secs(60)),
+        "no {needle:?} in:\n{}",
+        daemon.log.tail(20)
+    );
+}
+
+fn flow_status(listen: &str) -> serde_json::Value {
+    let (_, status) = http_get(listen, "/status").expect("/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    status["flows"][0].clone()
+}
+
+/// Which of `daemons` logs that it owns the flow, waiting for one to.
+fn owner(daemons: &[&Daemon]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let owners: Vec<usize> = (0..daemons.len())
+            .filter(|&i| daemons[i].process.log.contains(OWNS))
+            .collect();
+        match owners[..] {
+            [one] => return one,
+            [] => assert!(
+                Instant::now() < deadline,
+                "no daemon owns the flow after 60 s:\n{}",
+                daemons[0].process.log.tail(20)
+            ),
+            _ => panic!("two daemons own the flow at once"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `{partition: [value, ...]}` of `topic` with repeated values left out (first kept).
+fn without_duplicates(got: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (p, values) in got.as_object().unwrap() {
+        let mut seen = std::collections::HashSet::new();
+        let kept: Vec<_> = values
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|v| seen.insert(v.to_string()))
+            .cloned()
+            .collect();
+        out.insert(p.clone(), kept.into());
+    }
+    out.into()
+}
+
+fn two_daemons_share_one_flow(broker_args: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
+    let target = BrokerProcess::start(&dir.path().join("target"), broker_args);
+    let (source_addr, target_addr) = (source.addr(), target.addr());
+    let clusters = [
+        ("east", source_addr.as_str()),
+        ("west", target_addr.as_str()),
+    ];
+    admin(&source_addr, &["create", "owned", "2"]);
+    admin(&source_addr, &["produce", "owned", "a", "5"]);
+    let mut first = start_daemon(dir.path().join("one"), &clusters);
+    let mut second = start_daemon(dir.path().join("two"), &clusters);
+
+    // One mirrors; the other stands by, ready and mirroring nothing.
+    let owning = owner(&[&first, &second]);
+    let (owning, standing) = if owning == 0 {
+        (&mut first, &mut second)
+    } else {
+        (&mut second, &mut first)
+    };
+    wait_log(&standing.process, STANDS_BY);
+    admin(&source_addr, &["produce", "owned", "b", "5"]);
+    wait_records(&target_addr, "owned", 20, &owning.process);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while flow_status(&owning.listen)["lag_records"] != 0 {
+        assert!(Instant::now() < deadline, "{}", flow_status(&owning.listen));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let standby = flow_status(&standing.listen);
+    assert_eq!(standby["standby"], true, "{standby}");
+    assert_eq!(standby["ready"], true, "{standby}");
+    assert_eq!(standby["mirrored_records"], 0, "{standby}");
+    assert_eq!(http_get(&standing.listen, "/readyz").unwrap().0, 200);
+    assert_eq!(flow_status(&owning.listen)["standby"], false);
+    assert_eq!(read(&target_addr, "owned"), read(&source_addr, "owned"));
+
+    // A stopped owner drains and leaves: the standby takes over where it stopped.
+    owning.process.terminate_ok();
+    wait_log(&standing.process, OWNS);
+    admin(&source_addr, &["produce", "owned", "c", "5"]);
+    wait_records(&target_addr, "owned", 30, &standing.process);
+    assert_eq!(read(&target_addr, "owned"), read(&source_addr, "owned"));
+
+    // The stopped one comes back as the standby; the owner is killed: the standby takes
+    // over once the coordinator expires the dead owner's session, and nothing is lost.
+    owning.process.restart();
+    wait_log(&owning.process, STANDS_BY);
+    standing.process.kill9();
+    admin(&source_addr, &["produce", "owned", "d", "5"]);
+    wait_log(&owning.process, OWNS);
+    let want = read(&source_addr, "owned");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = read(&target_addr, "owned");
+        if without_duplicates(&got) == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "target {got}\nsource {want}\n{}",
+            owning.process.log.tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn one_of_two_daemons_mirrors_an_exclusive_flow_at_kafka_4_1_versions() {
+    two_daemons_share_one_flow(&[]);
+}
+
+#[test]
+fn one_of_two_daemons_mirrors_an_exclusive_flow_emulating_kafka_2_8() {
+    two_daemons_share_one_flow(&["--emulate-kafka", "2.8"]);
+}

@@ -160,3 +160,48 @@ fn one_of_two_daemons_mirrors_an_exclusive_flow_at_kafka_4_1_versions() {
 fn one_of_two_daemons_mirrors_an_exclusive_flow_emulating_kafka_2_8() {
     two_daemons_share_one_flow(&["--emulate-kafka", "2.8"]);
 }
+
+/// An owner whose group coordinator stops answering (the target broker is paused) gives
+/// the flow up before its session could expire, as another daemon may own it by then;
+/// once the coordinator answers again it joins again, owns the flow again and carries on
+/// from the stored progress.
+#[test]
+fn an_owner_cut_off_from_its_coordinator_stops_until_it_owns_the_flow_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let (source_addr, target_addr) = (source.addr(), target.addr());
+    let clusters = [
+        ("east", source_addr.as_str()),
+        ("west", target_addr.as_str()),
+    ];
+    admin(&source_addr, &["create", "owned", "2"]);
+    admin(&source_addr, &["produce", "owned", "a", "5"]);
+    let daemon = start_daemon(dir.path().join("one"), &clusters);
+    wait_log(&daemon.process, OWNS);
+    wait_records(&target_addr, "owned", 10, &daemon.process);
+
+    target.pause();
+    wait_log(&daemon.process, "Flow ownership lost");
+    target.resume();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon
+        .process
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains(OWNS))
+        .count()
+        < 2
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the flow was not owned again:\n{}",
+            daemon.process.log.tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    admin(&source_addr, &["produce", "owned", "b", "5"]);
+    wait_records(&target_addr, "owned", 20, &daemon.process);
+    assert_eq!(read(&target_addr, "owned"), read(&source_addr, "owned"));
+}

@@ -22,6 +22,31 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{ClientConfig, ClusterClient};
 use crate::config::{Cluster, Connection, SaslMechanism, Topology};
 
+/// How long a stopping flow may take to drain: `--drain-timeout`, shortened for an owner
+/// that lost its flow to another daemon ([`ownership`]). Read when the drain starts.
+#[derive(Debug, Clone)]
+pub struct DrainDeadline(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl DrainDeadline {
+    pub fn new(deadline: Duration) -> Self {
+        Self(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+            deadline.as_millis() as u64,
+        )))
+    }
+
+    /// Makes the deadline at most `deadline`.
+    pub fn shorten_to(&self, deadline: Duration) {
+        self.0.fetch_min(
+            deadline.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    pub fn get(&self) -> Duration {
+        Duration::from_millis(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// Errors starting the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

@@ -1,6 +1,6 @@
 //! One daemon's membership in a flow's ownership group: join, sync, heartbeat, rejoin when
 //! the coordinator rebalances, leave at shutdown; what it owns is published on a watch
-//! channel.
+//! channel as its [`Role`].
 //!
 //! Ownership is sticky: every member says in its JoinGroup metadata whether it owns the
 //! flow now, and the leader gives the flow to the member that does, or to itself when
@@ -36,6 +36,17 @@ pub const FENCE_MARGIN: Duration = Duration::from_secs(2);
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// The wait after an error an operator must fix (e.g. GROUP_AUTHORIZATION_FAILED).
 const FATAL_RETRY_DELAY: Duration = Duration::from_secs(10);
+
+/// Where a daemon stands with a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Not (or no longer) in a generation of the group: joining, or cut off from it.
+    Joining,
+    /// In the group; another member owns the flow.
+    Standby,
+    /// This daemon owns the flow.
+    Owner,
+}
 
 /// The assignment of the member that owns the flow; the others get an empty one.
 const OWNER: &[u8] = b"owner";
@@ -106,8 +117,8 @@ pub struct Member {
     pub target: Arc<ClusterClient>,
     pub group: String,
     pub flow: String,
-    /// Whether this daemon owns the flow now.
-    pub owner: watch::Sender<bool>,
+    /// Where this daemon stands with the flow now.
+    pub role: watch::Sender<Role>,
     /// Cancelled to leave the group.
     pub leave: CancellationToken,
     member_id: String,
@@ -115,8 +126,6 @@ pub struct Member {
     last_answer: Instant,
     /// The last fatal error reported, so it is reported once.
     reported: Option<String>,
-    /// The ownership last logged (owner or standby).
-    announced: Option<bool>,
 }
 
 impl Member {
@@ -124,29 +133,28 @@ impl Member {
         target: Arc<ClusterClient>,
         group: String,
         flow: String,
-        owner: watch::Sender<bool>,
+        role: watch::Sender<Role>,
         leave: CancellationToken,
     ) -> Self {
         Self {
             target,
             group,
             flow,
-            owner,
+            role,
             leave,
             member_id: String::new(),
             last_answer: Instant::now(),
             reported: None,
-            announced: None,
         }
     }
 
     fn owns(&self) -> bool {
-        *self.owner.borrow()
+        *self.role.borrow() == Role::Owner
     }
 
-    fn set_owner(&mut self, owns: bool, generation_id: i32) {
-        self.owner.send_replace(owns);
-        if self.announced.replace(owns) == Some(owns) {
+    fn set_owner(&self, owns: bool, generation_id: i32) {
+        let role = if owns { Role::Owner } else { Role::Standby };
+        if self.role.send_replace(role) == role {
             return;
         }
         if owns {
@@ -158,14 +166,15 @@ impl Member {
 
     /// Gives ownership up at once: another member may own the flow now.
     fn fence(&self, why: &dyn std::fmt::Display) {
-        if self.owner.send_replace(false) {
+        if self.role.send_replace(Role::Joining) == Role::Owner {
             tracing::warn!(flow = %self.flow, group = %self.group, member_id = %self.member_id, reason = %why, "Flow ownership lost; mirroring stops (another kmirror may own the flow now).");
         }
     }
 
-    /// When an owner must give up ownership unless the coordinator answers first.
+    /// When a member must take itself for out of the group (an owner giving ownership up)
+    /// unless the coordinator answers first.
     fn deadline(&self) -> Option<Instant> {
-        self.owns()
+        (*self.role.borrow() != Role::Joining)
             .then(|| self.last_answer + TIMEOUTS.session - FENCE_MARGIN)
     }
 
@@ -267,7 +276,9 @@ impl Member {
                     continue;
                 }
             };
-            loop {
+            // Heartbeats until a rebalance, or until this member gave ownership up (then it
+            // joins again to find out who owns the flow).
+            while *self.role.borrow() != Role::Joining {
                 if self
                     .guarded(tokio::time::sleep(HEARTBEAT_INTERVAL))
                     .await
@@ -301,7 +312,7 @@ impl Member {
                 }
             }
         }
-        self.owner.send_replace(false);
+        self.role.send_replace(Role::Joining);
         if !self.member_id.is_empty() {
             let leave = async {
                 let m = self.target.membership_connection(&self.group).await?;

@@ -22,10 +22,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::flow::FlowRunner;
+use super::DrainDeadline;
 use crate::client::ClusterClient;
 use crate::config::Flow;
 use crate::telemetry::stats::FlowStats;
-use member::Member;
+use member::{Member, Role};
 
 /// The ownership group of flow `flow` on its target cluster.
 pub fn group_id(flow: &str) -> String {
@@ -42,41 +43,56 @@ pub async fn run_exclusive(
     drain_deadline: Duration,
 ) {
     let group = group_id(&flow.name);
-    let (owner_tx, mut owner) = watch::channel(false);
+    let (role_tx, mut role) = watch::channel(Role::Joining);
     let leave = CancellationToken::new();
     let member = tokio::spawn(
         Member::new(
             target.clone(),
             group.clone(),
             flow.name.clone(),
-            owner_tx,
+            role_tx,
             leave.clone(),
         )
         .run(),
     );
     tracing::info!(flow = %flow.name, group = %group, cluster = %target.name(), "Joining the flow's ownership group (exclusive: true); the flow is mirrored once this kmirror owns it.");
-    loop {
-        stats.set_standby(true);
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            owns = owner.wait_for(|owns| *owns) => if owns.is_err() { break },
+    'owned: loop {
+        // Until this daemon owns the flow: a standby is ready, one still joining is not.
+        loop {
+            let now = *role.borrow_and_update();
+            stats.set_standby(now == Role::Standby);
+            if now == Role::Joining {
+                stats.set_started(false);
+            }
+            if now == Role::Owner {
+                break;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break 'owned,
+                changed = role.changed() => if changed.is_err() { break 'owned },
+            }
         }
         stats.set_standby(false);
         let lost = stop.child_token();
         let runner = FlowRunner::new(flow.clone(), source.clone(), target.clone(), stats.clone());
-        let mut run = std::pin::pin!(runner.run(lost.clone(), drain_deadline));
+        let drain = DrainDeadline::new(drain_deadline);
+        let mut run = std::pin::pin!(runner.run(lost.clone(), drain.clone()));
         let ended = tokio::select! {
             _ = &mut run => true,
-            _ = owner.wait_for(|owns| !*owns) => false,
+            _ = role.wait_for(|r| *r != Role::Owner) => false,
         };
         if ended {
             // It ended by itself: stopped, or an error that needs an operator. The
             // membership stays, so no standby takes over a flow that needs one.
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = owner.wait_for(|owns| !*owns) => {}
+                _ = role.wait_for(|r| *r != Role::Owner) => {}
             }
         } else {
+            // Another daemon may own the flow soon: nothing more is sent (what a pipeline
+            // holds is dropped, to be mirrored by the next owner), and the progress of
+            // what was acknowledged gets one write.
+            drain.shorten_to(Duration::ZERO);
             lost.cancel();
             run.await;
         }

@@ -361,7 +361,7 @@ impl Progress {
         target: Arc<ClusterClient>,
         interval: Duration,
         stop: tokio_util::sync::CancellationToken,
-        final_deadline: Duration,
+        final_deadline: super::DrainDeadline,
     ) {
         loop {
             tokio::select! {
@@ -380,9 +380,11 @@ impl Progress {
             }
         }
         let last = target
-            .retry("writing the final progress", Some(final_deadline), || {
-                self.write(&target)
-            })
+            .retry(
+                "writing the final progress",
+                Some(final_deadline.get()),
+                || self.write(&target),
+            )
             .await;
         if let Err(e) = last {
             tracing::warn!(flow = %self.flow, error = %e, "The final progress write failed; the restart mirrors again what was acknowledged since the last successful write.");

@@ -84,17 +84,24 @@ fn without_duplicates(got: &serde_json::Value) -> serde_json::Value {
     out.into()
 }
 
-fn two_daemons_share_one_flow(broker_args: &[&str]) {
+/// A source and a target broker, the source with topic `owned` (2 partitions, 5 records
+/// each).
+fn clusters(broker_args: &[&str]) -> (tempfile::TempDir, BrokerProcess, BrokerProcess) {
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
     let target = BrokerProcess::start(&dir.path().join("target"), broker_args);
+    admin(&source.addr(), &["create", "owned", "2"]);
+    admin(&source.addr(), &["produce", "owned", "a", "5"]);
+    (dir, source, target)
+}
+
+fn two_daemons_share_one_flow(broker_args: &[&str]) {
+    let (dir, source, target) = clusters(broker_args);
     let (source_addr, target_addr) = (source.addr(), target.addr());
     let clusters = [
         ("east", source_addr.as_str()),
         ("west", target_addr.as_str()),
     ];
-    admin(&source_addr, &["create", "owned", "2"]);
-    admin(&source_addr, &["produce", "owned", "a", "5"]);
     let mut first = start_daemon(dir.path().join("one"), &clusters);
     let mut second = start_daemon(dir.path().join("two"), &clusters);
 
@@ -167,16 +174,12 @@ fn one_of_two_daemons_mirrors_an_exclusive_flow_emulating_kafka_2_8() {
 /// from the stored progress.
 #[test]
 fn an_owner_cut_off_from_its_coordinator_stops_until_it_owns_the_flow_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let (dir, source, target) = clusters(&[]);
     let (source_addr, target_addr) = (source.addr(), target.addr());
     let clusters = [
         ("east", source_addr.as_str()),
         ("west", target_addr.as_str()),
     ];
-    admin(&source_addr, &["create", "owned", "2"]);
-    admin(&source_addr, &["produce", "owned", "a", "5"]);
     let daemon = start_daemon(dir.path().join("one"), &clusters);
     wait_log(&daemon.process, OWNS);
     wait_records(&target_addr, "owned", 10, &daemon.process);

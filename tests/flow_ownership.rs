@@ -208,3 +208,65 @@ fn an_owner_cut_off_from_its_coordinator_stops_until_it_owns_the_flow_again() {
     wait_records(&target_addr, "owned", 20, &daemon.process);
     assert_eq!(read(&target_addr, "owned"), read(&source_addr, "owned"));
 }
+
+/// Three exclusive flows on two daemons: each flow is owned by exactly one of them, none
+/// changes hands while both run, and each is mirrored once. (Each flow's member has its
+/// own connections to the coordinator: on a shared one, a JoinGroup waiting for one
+/// flow's rebalance would hold up the others' joins and heartbeats.)
+#[test]
+fn each_of_three_exclusive_flows_has_one_owner() {
+    let (dir, source, target) = clusters(&[]);
+    let (source_addr, target_addr) = (source.addr(), target.addr());
+    let names = ["f0", "f1", "f2"];
+    let mut flows = String::new();
+    for name in names {
+        admin(&source_addr, &["create", name, "1"]);
+        admin(&source_addr, &["produce", name, name, "5"]);
+        flows.push_str(&format!("  - name: {name}\n    source: east\n    target: west\n    topics: {{ include: [\"{name}\"] }}\n    rename: \"{{topic}}\"\n    exclusive: true\n"));
+    }
+    let clusters = [
+        ("east", source_addr.as_str()),
+        ("west", target_addr.as_str()),
+    ];
+    let daemons: Vec<DaemonProcess> = ["one", "two"]
+        .iter()
+        .map(|d| {
+            let dir = dir.path().join(d);
+            std::fs::create_dir_all(&dir).unwrap();
+            DaemonProcess::start(&write_topology(&dir, &clusters, &flows))
+        })
+        .collect();
+    let owned = |name: &str| -> usize {
+        let needle = format!("flow={name} ");
+        daemons
+            .iter()
+            .map(|d| {
+                d.log
+                    .lines()
+                    .iter()
+                    .filter(|l| l.contains(OWNS) && l.contains(&needle))
+                    .count()
+            })
+            .sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while names.iter().any(|n| owned(n) == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "not every flow is owned:\n{}\n{}",
+            daemons[0].log.tail(20),
+            daemons[1].log.tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for name in names {
+        let got = wait_records(&target_addr, name, 5, &daemons[0]);
+        assert_eq!(got, read(&source_addr, name), "{name}");
+    }
+    for name in names {
+        assert_eq!(owned(name), 1, "{name} changed hands");
+    }
+    for d in &daemons {
+        assert!(!d.log.contains("Flow ownership lost"), "{}", d.log.tail(30));
+    }
+}

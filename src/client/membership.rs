@@ -2,13 +2,14 @@
 //! (answering MEMBER_ID_REQUIRED as Kafka's consumer does), SyncGroup, Heartbeat and
 //! LeaveGroup of a classic group with kmirror's own protocol type.
 //!
-//! They go over a connection of their own to the coordinator: a JoinGroup waits for the
-//! whole rebalance, and Kafka serves one request per connection at a time, so on a shared
-//! connection it would hold up every other request (Kafka's consumer also keeps its
-//! coordinator connection apart). Each request is built for the version it is sent at:
-//! fields a version lacks stay at their defaults, as kafka-protocol requires.
+//! Each member talks to its coordinator over connections of its own ([`MemberLanes`]): a
+//! JoinGroup waits for the whole rebalance, and Kafka serves one request per connection at
+//! a time, so on a shared connection it would hold up every other request, another flow's
+//! heartbeats included (each Kafka consumer also has its own coordinator connection). Each
+//! request is built for the version it is sent at: fields a version lacks stay at their
+//! defaults, as kafka-protocol requires.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,9 +23,33 @@ use kmirror_wire::messenger::Messenger;
 
 use super::{ClientError, ClusterClient};
 
-/// The connection lane to the coordinator kept for membership requests (see the module
-/// docs); produce and fetch lanes are small numbers.
-const MEMBERSHIP_LANE: usize = usize::MAX;
+/// The next membership lane; produce and fetch lanes are small numbers.
+static NEXT_LANE: AtomicUsize = AtomicUsize::new(1 << 20);
+
+/// A member's two connection lanes to its coordinator: one for joining, syncing and
+/// heartbeats, one for leaving (which must not wait behind a JoinGroup).
+#[derive(Debug, Clone, Copy)]
+pub struct MemberLanes {
+    pub member: usize,
+    pub leave: usize,
+}
+
+impl MemberLanes {
+    /// Lanes no other member of this process uses.
+    pub fn new() -> Self {
+        let member = NEXT_LANE.fetch_add(2, Ordering::Relaxed);
+        Self {
+            member,
+            leave: member + 1,
+        }
+    }
+}
+
+impl Default for MemberLanes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// kmirror's protocol type: a group of consumers with the same id cannot join it
 /// (INCONSISTENT_GROUP_PROTOCOL), nor can a kmirror join theirs.
@@ -39,6 +64,14 @@ pub struct Timeouts {
     pub session: Duration,
     /// How long the coordinator waits for every member to join a rebalance.
     pub rebalance: Duration,
+}
+
+/// A JoinGroup's answer.
+#[derive(Debug, Clone)]
+pub enum JoinAnswer {
+    Joined(Joined),
+    /// KIP-394 (v4+): a new member is given its id and must join again with it.
+    MemberIdRequired(String),
 }
 
 /// A completed JoinGroup.
@@ -57,13 +90,6 @@ fn s(v: &str) -> StrBytes {
 }
 
 impl ClusterClient {
-    /// The membership connection to the coordinator of `group` (a connection that failed
-    /// is replaced by the next call).
-    pub async fn membership_connection(&self, group: &str) -> Result<Arc<Messenger>, ClientError> {
-        let node = self.coordinator_id(group).await?;
-        self.broker_lane(node, MEMBERSHIP_LANE).await
-    }
-
     fn member_error(&self, what: &str, code: i16) -> Result<(), ClientError> {
         match ClientError::from_code(self.name(), what, code, None) {
             Some(e) => Err(e),
@@ -71,8 +97,9 @@ impl ClusterClient {
         }
     }
 
-    /// JoinGroup with `member_id` ("" for a new member, which is then given its id and
-    /// joins again with it), offering `metadata`; waits for the rebalance to complete.
+    /// JoinGroup with `member_id` ("" for a new member), offering `metadata`; the
+    /// coordinator answers once the rebalance completes, so it is waited for at least the
+    /// rebalance timeout and 5 s more (as Kafka's consumer does).
     pub async fn join_group(
         &self,
         m: &Messenger,
@@ -80,46 +107,45 @@ impl ClusterClient {
         member_id: &str,
         metadata: Bytes,
         timeouts: Timeouts,
-    ) -> Result<Joined, ClientError> {
+    ) -> Result<JoinAnswer, ClientError> {
         let version = m
             .versions()
             .pick::<JoinGroupRequest>()
             .map_err(|e| self.unsupported(e))?;
-        let mut member_id = member_id.to_string();
-        loop {
-            let mut req = JoinGroupRequest::default()
-                .with_group_id(GroupId(s(group)))
-                .with_session_timeout_ms(timeouts.session.as_millis() as i32)
-                .with_member_id(s(&member_id))
-                .with_protocol_type(s(PROTOCOL_TYPE))
-                .with_protocols(vec![JoinGroupRequestProtocol::default()
-                    .with_name(s(PROTOCOL_NAME))
-                    .with_metadata(metadata.clone())]);
-            if version >= 1 {
-                req = req.with_rebalance_timeout_ms(timeouts.rebalance.as_millis() as i32);
-            }
-            let resp = m
-                .send_at(&req, version)
-                .await
-                .map_err(|e| self.request(e))?;
-            // KIP-394 (v4+): a new member is given its id and must join again with it.
-            if resp.error_code == ResponseError::MemberIdRequired.code() && member_id.is_empty() {
-                member_id = resp.member_id.to_string();
-                continue;
-            }
-            self.member_error(&format!("joining group {group}"), resp.error_code)?;
-            let member_id = resp.member_id.to_string();
-            return Ok(Joined {
-                generation_id: resp.generation_id,
-                leader: resp.leader.as_str() == member_id,
-                members: resp
-                    .members
-                    .iter()
-                    .map(|mb| (mb.member_id.to_string(), mb.metadata.clone()))
-                    .collect(),
-                member_id,
-            });
+        let mut req = JoinGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_session_timeout_ms(timeouts.session.as_millis() as i32)
+            .with_member_id(s(member_id))
+            .with_protocol_type(s(PROTOCOL_TYPE))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(s(PROTOCOL_NAME))
+                .with_metadata(metadata)]);
+        if version >= 1 {
+            req = req.with_rebalance_timeout_ms(timeouts.rebalance.as_millis() as i32);
         }
+        let resp = m
+            .enqueue_at(&req, version)
+            .await
+            .map_err(|e| self.request(e))?
+            .waiting_at_least(timeouts.rebalance + Duration::from_secs(5))
+            .wait()
+            .await
+            .map_err(|e| self.request(e))?;
+        if resp.error_code == ResponseError::MemberIdRequired.code() {
+            return Ok(JoinAnswer::MemberIdRequired(resp.member_id.to_string()));
+        }
+        self.member_error(&format!("joining group {group}"), resp.error_code)?;
+        let member_id = resp.member_id.to_string();
+        Ok(JoinAnswer::Joined(Joined {
+            generation_id: resp.generation_id,
+            leader: resp.leader.as_str() == member_id,
+            members: resp
+                .members
+                .iter()
+                .map(|mb| (mb.member_id.to_string(), mb.metadata.clone()))
+                .collect(),
+            member_id,
+        }))
     }
 
     /// SyncGroup for `joined`; the leader passes every member's assignment. Returns this

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{client_for, flow, ownership, DrainDeadline};
+use super::{client_for, flow, ownership, Drain};
 use crate::client::ClusterClient;
 use crate::config::{Cluster, Connection, Flow, Topology};
 use crate::telemetry::Telemetry;
@@ -97,7 +97,7 @@ impl Engine {
             ))
         } else {
             let runner = flow::FlowRunner::new(f.clone(), source.clone(), target.clone(), stats);
-            tokio::spawn(runner.run(stop.clone(), DrainDeadline::new(self.drain_deadline)))
+            tokio::spawn(runner.run(stop.clone(), Drain::new(self.drain_deadline)))
         };
         self.flows.insert(
             f.name.clone(),

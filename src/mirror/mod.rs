@@ -22,28 +22,43 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{ClientConfig, ClusterClient};
 use crate::config::{Cluster, Connection, SaslMechanism, Topology};
 
-/// How long a stopping flow may take to drain: `--drain-timeout`, shortened for an owner
-/// that lost its flow to another daemon ([`ownership`]). Read when the drain starts.
+/// How a stopping flow drains: in-flight produces get up to `--drain-timeout`, unless the
+/// drain is abandoned (an owner that lost its flow to another daemon, [`ownership`]):
+/// then what is still unacknowledged is dropped at once.
 #[derive(Debug, Clone)]
-pub struct DrainDeadline(std::sync::Arc<std::sync::atomic::AtomicU64>);
+pub struct Drain {
+    deadline: Duration,
+    abandoned: CancellationToken,
+}
 
-impl DrainDeadline {
+impl Drain {
     pub fn new(deadline: Duration) -> Self {
-        Self(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
-            deadline.as_millis() as u64,
-        )))
+        Self {
+            deadline,
+            abandoned: CancellationToken::new(),
+        }
     }
 
-    /// Makes the deadline at most `deadline`.
-    pub fn shorten_to(&self, deadline: Duration) {
-        self.0.fetch_min(
-            deadline.as_millis() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+    /// Ends the drain now, also one under way.
+    pub fn abandon(&self) {
+        self.abandoned.cancel();
     }
 
-    pub fn get(&self) -> Duration {
-        Duration::from_millis(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    /// The time a drain step may take: none once abandoned.
+    pub fn deadline(&self) -> Duration {
+        if self.abandoned.is_cancelled() {
+            Duration::ZERO
+        } else {
+            self.deadline
+        }
+    }
+
+    /// `fut`'s output, unless the deadline passes or the drain is abandoned first.
+    pub async fn within<T>(&self, fut: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            _ = self.abandoned.cancelled() => None,
+            out = tokio::time::timeout(self.deadline, fut) => out.ok(),
+        }
     }
 }
 

@@ -448,6 +448,13 @@ impl<R: Request> std::fmt::Debug for Pending<R> {
 }
 
 impl<R: Request> Pending<R> {
+    /// Waits at least `timeout` for the response, e.g. for a JoinGroup, which the
+    /// coordinator answers only once the rebalance completes.
+    pub fn waiting_at_least(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = self.timeout.max(timeout);
+        self
+    }
+
     /// Waits for the response (up to the request timeout) and decodes it.
     pub async fn wait(mut self) -> Result<R::Response, RequestError> {
         let rx = &mut self.rx;

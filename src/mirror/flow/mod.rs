@@ -40,7 +40,7 @@ use super::acl_sync::AclSync;
 use super::memory::{Held, Memory};
 use super::pipeline::{Chunk, Ended};
 use super::progress::{Progress, ProgressError, SourcePartition};
-use super::DrainDeadline;
+use super::Drain;
 use crate::client::produce::ProducerSession;
 use crate::client::{ClientError, ClusterClient};
 use crate::config::Flow;
@@ -147,7 +147,7 @@ impl FlowRunner {
 
     /// Runs until `stop`, then drains: in-flight produces finish (up to `drain_deadline`)
     /// and the final progress is written.
-    pub async fn run(mut self, stop: CancellationToken, drain_deadline: DrainDeadline) {
+    pub async fn run(mut self, stop: CancellationToken, drain: Drain) {
         let name = self.flow.name.clone();
         // A flow restarted by a reload keeps its stats, but is not ready until it started.
         self.stats.set_started(false);
@@ -183,7 +183,7 @@ impl FlowRunner {
             self.target.clone(),
             Duration::from_millis(500),
             writer_stop.clone(),
-            drain_deadline.clone(),
+            drain.clone(),
         ));
         tracing::info!(flow = %name, source = %self.source.name(), target = %self.target.name(), producer_id = session.producer_id, "Flow started.");
         let mut discovery = Discovery::new(
@@ -282,13 +282,11 @@ impl FlowRunner {
             drop(r.tx);
             tasks.push((sp, r.task));
         }
-        let drained = tokio::time::timeout(
-            drain_deadline.get(),
-            join_all(tasks.iter_mut().map(|(_, t)| t)),
-        )
-        .await;
-        if drained.is_err() {
-            tracing::warn!(flow = %name, "Drain deadline passed; unacknowledged batches will be mirrored again after restart.");
+        let drained = drain
+            .within(join_all(tasks.iter_mut().map(|(_, t)| t)))
+            .await;
+        if drained.is_none() {
+            tracing::warn!(flow = %name, "Drain deadline passed or drain abandoned; unacknowledged batches will be mirrored again.");
             for (_, t) in &tasks {
                 t.abort();
             }

@@ -10,7 +10,7 @@
 //! one still mirroring.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,14 +19,19 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::membership::{Joined, Timeouts};
+use kmirror_wire::messenger::Messenger;
+
+use crate::client::membership::{JoinAnswer, Joined, MemberLanes, Timeouts};
 use crate::client::{ClientError, ClusterClient};
 
 /// The timeouts members join with: a dead owner's flow moves to a standby within about
-/// the session timeout.
+/// the session timeout. The rebalance timeout is the session timeout plus more than a
+/// heartbeat interval and its retries, so a member that does not join a rebalance again is
+/// removed when its session expires (counted from its last heartbeat, as its own deadline
+/// is), never earlier by the rebalance's own timer.
 pub const TIMEOUTS: Timeouts = Timeouts {
     session: Duration::from_secs(10),
-    rebalance: Duration::from_secs(10),
+    rebalance: Duration::from_secs(20),
 };
 /// How often a member heartbeats (Kafka's consumer: a third of the session timeout).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
@@ -95,6 +100,17 @@ enum After {
     Fatal,
 }
 
+/// How one JoinGroup and SyncGroup went.
+enum Joining {
+    /// In a generation: its member, whether it owns the flow, and when the SyncGroup was
+    /// sent.
+    Done(Joined, bool, Instant),
+    /// The coordinator gave the new member its id, to join again with (KIP-394).
+    MemberId(String),
+    /// Failed; with the member id when the JoinGroup succeeded before the SyncGroup failed.
+    Failed(Option<String>, ClientError),
+}
+
 /// The membership decisions of Kafka's consumer (AbstractCoordinator), by error.
 fn after(e: &ClientError) -> After {
     if let ClientError::Broker { error, .. } = e {
@@ -121,7 +137,15 @@ pub struct Member {
     pub role: watch::Sender<Role>,
     /// Cancelled to leave the group.
     pub leave: CancellationToken,
+    lanes: MemberLanes,
+    /// The coordinator's node id, until an error says to look it up again.
+    coordinator: Mutex<Option<i32>>,
     member_id: String,
+    /// What its JoinGroup says: it owned the flow in the last generation it synced, and
+    /// the coordinator has not said since that it is out of it. An owner that gave the
+    /// flow up only because the coordinator was slow to answer keeps claiming it, so it
+    /// gets it back if it is still in that generation.
+    claim: bool,
     /// When the request behind the coordinator's last answer to this member was sent.
     last_answer: Instant,
     /// The last fatal error reported, so it is reported once.
@@ -142,14 +166,27 @@ impl Member {
             flow,
             role,
             leave,
+            lanes: MemberLanes::new(),
+            coordinator: Mutex::new(None),
             member_id: String::new(),
+            claim: false,
             last_answer: Instant::now(),
             reported: None,
         }
     }
 
-    fn owns(&self) -> bool {
-        *self.role.borrow() == Role::Owner
+    /// Connection `lane` to the coordinator, looked up when not known.
+    async fn connection(&self, lane: usize) -> Result<Arc<Messenger>, ClientError> {
+        let known = *self.coordinator.lock().expect("coordinator lock");
+        let node = match known {
+            Some(node) => node,
+            None => {
+                let node = self.target.coordinator_id(&self.group).await?;
+                *self.coordinator.lock().expect("coordinator lock") = Some(node);
+                node
+            }
+        };
+        self.target.broker_lane(node, lane).await
     }
 
     fn set_owner(&self, owns: bool, generation_id: i32) {
@@ -164,21 +201,22 @@ impl Member {
         }
     }
 
-    /// Gives ownership up at once: another member may own the flow now.
+    /// Takes itself for out of the group: an owner gives the flow up at once, as another
+    /// member may own it now.
     fn fence(&self, why: &dyn std::fmt::Display) {
         if self.role.send_replace(Role::Joining) == Role::Owner {
             tracing::warn!(flow = %self.flow, group = %self.group, member_id = %self.member_id, reason = %why, "Flow ownership lost; mirroring stops (another kmirror may own the flow now).");
         }
     }
 
-    /// When a member must take itself for out of the group (an owner giving ownership up)
-    /// unless the coordinator answers first.
+    /// When a member in a generation must take itself for out of it unless the
+    /// coordinator answers first.
     fn deadline(&self) -> Option<Instant> {
         (*self.role.borrow() != Role::Joining)
             .then(|| self.last_answer + TIMEOUTS.session - FENCE_MARGIN)
     }
 
-    /// Runs `fut`, giving ownership up if the deadline passes meanwhile; `None` once the
+    /// Runs `fut`, fencing this member if the deadline passes meanwhile; `None` once the
     /// member is to leave.
     async fn guarded<T>(&self, fut: impl Future<Output = T>) -> Option<T> {
         let mut fut = std::pin::pin!(fut);
@@ -194,20 +232,22 @@ impl Member {
         }
     }
 
-    /// Joins and syncs one generation: this member's place in it and whether it owns the
-    /// flow, with the time the SyncGroup was sent.
-    async fn join(&self) -> Result<(Joined, bool, Instant), (Option<Joined>, ClientError)> {
-        let m = self
-            .target
-            .membership_connection(&self.group)
-            .await
-            .map_err(|e| (None, e))?;
-        let claim = serde_json::to_vec(&Claim { owner: self.owns() }).expect("a claim serialises");
-        let joined = self
+    /// One JoinGroup and, once in a generation, its SyncGroup.
+    async fn join(&self) -> Joining {
+        let m = match self.connection(self.lanes.member).await {
+            Ok(m) => m,
+            Err(e) => return Joining::Failed(None, e),
+        };
+        let claim = serde_json::to_vec(&Claim { owner: self.claim }).expect("a claim serialises");
+        let joined = match self
             .target
             .join_group(&m, &self.group, &self.member_id, claim.into(), TIMEOUTS)
             .await
-            .map_err(|e| (None, e))?;
+        {
+            Ok(JoinAnswer::Joined(joined)) => joined,
+            Ok(JoinAnswer::MemberIdRequired(id)) => return Joining::MemberId(id),
+            Err(e) => return Joining::Failed(None, e),
+        };
         let assignments = if joined.leader {
             assign(&joined.member_id, &joined.members)
         } else {
@@ -219,37 +259,41 @@ impl Member {
             .sync_group(&m, &self.group, &joined, &assignments)
             .await
         {
-            Ok(assignment) => Ok((joined, assignment == OWNER, sent)),
-            Err(e) => Err((Some(joined), e)),
+            Ok(assignment) => Joining::Done(joined, assignment == OWNER, sent),
+            Err(e) => Joining::Failed(Some(joined.member_id), e),
         }
     }
 
-    /// Handles a membership error; `false` once the member is to leave.
-    async fn failed(&mut self, e: ClientError) -> bool {
-        let delay = match after(&e) {
-            After::Rejoin => return true,
+    /// Acts on a membership error: `None` to join again now, else how long to wait before
+    /// the next request.
+    fn failed(&mut self, e: ClientError) -> Option<Duration> {
+        match after(&e) {
+            After::Rejoin => None,
             After::Fenced => {
                 self.fence(&e);
-                return true;
+                self.claim = false;
+                None
             }
             After::FencedAsNew => {
                 self.fence(&e);
+                self.claim = false;
                 self.member_id.clear();
-                return true;
+                None
             }
             After::Retry => {
+                *self.coordinator.lock().expect("coordinator lock") = None;
                 tracing::debug!(flow = %self.flow, group = %self.group, error = %e, "Group membership request failed; retrying.");
-                RETRY_DELAY
+                Some(RETRY_DELAY)
             }
             After::Fatal => {
+                *self.coordinator.lock().expect("coordinator lock") = None;
                 if self.reported.as_deref() != Some(&e.to_string()) {
                     tracing::error!(flow = %self.flow, group = %self.group, error = %e, retry_in_s = FATAL_RETRY_DELAY.as_secs(), "Cannot join the flow's ownership group; the flow is not mirrored by this kmirror until it can (exclusive: true).");
                     self.reported = Some(e.to_string());
                 }
-                FATAL_RETRY_DELAY
+                Some(FATAL_RETRY_DELAY)
             }
-        };
-        self.guarded(tokio::time::sleep(delay)).await.is_some()
+        }
     }
 
     /// Runs the membership until `leave`, then leaves the group.
@@ -259,54 +303,60 @@ impl Member {
                 break;
             };
             let joined = match step {
-                Ok((joined, owns, sent)) => {
+                Joining::Done(joined, owns, sent) => {
                     self.member_id = joined.member_id.clone();
                     self.last_answer = sent;
                     self.reported = None;
+                    self.claim = owns;
                     self.set_owner(owns, joined.generation_id);
                     joined
                 }
-                Err((joined, e)) => {
-                    if let Some(j) = joined {
-                        self.member_id = j.member_id;
+                Joining::MemberId(id) => {
+                    self.member_id = id;
+                    continue;
+                }
+                Joining::Failed(member_id, e) => {
+                    if let Some(id) = member_id {
+                        self.member_id = id;
                     }
-                    if !self.failed(e).await {
-                        break;
+                    if let Some(delay) = self.failed(e) {
+                        if self.guarded(tokio::time::sleep(delay)).await.is_none() {
+                            break;
+                        }
                     }
                     continue;
                 }
             };
-            // Heartbeats until a rebalance, or until this member gave ownership up (then it
-            // joins again to find out who owns the flow).
+            // Heartbeats until a rebalance, or until this member took itself for out of
+            // the generation (then it joins again to find out who owns the flow).
+            let mut wait = HEARTBEAT_INTERVAL;
             while *self.role.borrow() != Role::Joining {
-                if self
-                    .guarded(tokio::time::sleep(HEARTBEAT_INTERVAL))
-                    .await
-                    .is_none()
-                {
+                if self.guarded(tokio::time::sleep(wait)).await.is_none() {
                     break 'member;
                 }
                 let sent = Instant::now();
                 let beat = async {
-                    let m = self.target.membership_connection(&self.group).await?;
+                    let m = self.connection(self.lanes.member).await?;
                     self.target.heartbeat(&m, &self.group, &joined).await
                 };
                 let Some(beat) = self.guarded(beat).await else {
                     break 'member;
                 };
                 match beat {
-                    Ok(()) => self.last_answer = sent,
+                    Ok(()) => {
+                        self.last_answer = sent;
+                        wait = HEARTBEAT_INTERVAL;
+                    }
                     Err(e) => {
                         if after(&e) == After::Rejoin {
-                            // Still a member: the rebalance waits for it to join again.
+                            // Still a member: the coordinator counts this heartbeat.
                             self.last_answer = sent;
                         }
-                        let rejoin = after(&e) != After::Retry;
-                        if !self.failed(e).await {
-                            break 'member;
-                        }
-                        if rejoin {
-                            break;
+                        match self.failed(e) {
+                            None => break,
+                            // Sooner than a heartbeat interval, so that a coordinator that
+                            // moved is found again before the deadline.
+                            Some(delay) => wait = delay,
                         }
                     }
                 }
@@ -314,22 +364,27 @@ impl Member {
         }
         self.role.send_replace(Role::Joining);
         if !self.member_id.is_empty() {
-            let leave = async {
-                let m = self.target.membership_connection(&self.group).await?;
-                self.target
-                    .leave_group(&m, &self.group, &self.member_id)
-                    .await
-            };
-            match tokio::time::timeout(Duration::from_secs(5), leave).await {
-                Ok(Ok(())) => {
-                    tracing::debug!(flow = %self.flow, group = %self.group, member_id = %self.member_id, "Left the flow's ownership group.");
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(flow = %self.flow, group = %self.group, error = %e, "Cannot leave the flow's ownership group; the coordinator removes this member after the session timeout.");
-                }
-                Err(_) => {
-                    tracing::debug!(flow = %self.flow, group = %self.group, "Leaving the flow's ownership group timed out; the coordinator removes this member after the session timeout.");
-                }
+            self.leave_group().await;
+        }
+    }
+
+    /// LeaveGroup, on a connection of its own (a JoinGroup may be waiting on the other).
+    async fn leave_group(&self) {
+        let leave = async {
+            let m = self.connection(self.lanes.leave).await?;
+            self.target
+                .leave_group(&m, &self.group, &self.member_id)
+                .await
+        };
+        match tokio::time::timeout(Duration::from_secs(5), leave).await {
+            Ok(Ok(())) => {
+                tracing::debug!(flow = %self.flow, group = %self.group, member_id = %self.member_id, "Left the flow's ownership group.");
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(flow = %self.flow, group = %self.group, error = %e, "Cannot leave the flow's ownership group; the coordinator removes this member after the session timeout.");
+            }
+            Err(_) => {
+                tracing::debug!(flow = %self.flow, group = %self.group, "Leaving the flow's ownership group timed out; the coordinator removes this member after the session timeout.");
             }
         }
     }

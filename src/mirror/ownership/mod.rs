@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::flow::FlowRunner;
-use super::DrainDeadline;
+use super::Drain;
 use crate::client::ClusterClient;
 use crate::config::Flow;
 use crate::telemetry::stats::FlowStats;
@@ -75,7 +75,7 @@ pub async fn run_exclusive(
         stats.set_standby(false);
         let lost = stop.child_token();
         let runner = FlowRunner::new(flow.clone(), source.clone(), target.clone(), stats.clone());
-        let drain = DrainDeadline::new(drain_deadline);
+        let drain = Drain::new(drain_deadline);
         let mut run = std::pin::pin!(runner.run(lost.clone(), drain.clone()));
         let ended = tokio::select! {
             _ = &mut run => true,
@@ -92,7 +92,7 @@ pub async fn run_exclusive(
             // Another daemon may own the flow soon: nothing more is sent (what a pipeline
             // holds is dropped, to be mirrored by the next owner), and the progress of
             // what was acknowledged gets one write.
-            drain.shorten_to(Duration::ZERO);
+            drain.abandon();
             lost.cancel();
             run.await;
         }

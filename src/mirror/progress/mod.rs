@@ -355,13 +355,13 @@ impl Progress {
     }
 
     /// Writes every `interval` until `stop`; then writes once more, retrying for up to
-    /// `final_deadline`, so a restart does not mirror again what was acknowledged.
+    /// `drain`'s deadline, so a restart does not mirror again what was acknowledged.
     pub async fn run_writer(
         self: Arc<Self>,
         target: Arc<ClusterClient>,
         interval: Duration,
         stop: tokio_util::sync::CancellationToken,
-        final_deadline: super::DrainDeadline,
+        drain: super::Drain,
     ) {
         loop {
             tokio::select! {
@@ -380,11 +380,9 @@ impl Progress {
             }
         }
         let last = target
-            .retry(
-                "writing the final progress",
-                Some(final_deadline.get()),
-                || self.write(&target),
-            )
+            .retry("writing the final progress", Some(drain.deadline()), || {
+                self.write(&target)
+            })
             .await;
         if let Err(e) = last {
             tracing::warn!(flow = %self.flow, error = %e, "The final progress write failed; the restart mirrors again what was acknowledged since the last successful write.");

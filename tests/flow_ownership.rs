@@ -2,7 +2,8 @@
 //! daemons run the same flow; one mirrors it and the other stands by (ready, mirroring
 //! nothing), so no record reaches the target twice. A stopped owner hands the flow over
 //! (it drains and leaves the group), a killed one once its session expires; either way
-//! the next owner carries on from the stored progress and nothing is lost.
+//! the next owner carries on from the stored progress and nothing is lost. A daemon the
+//! target keeps out of the group says why in /status.
 
 mod support;
 
@@ -269,4 +270,65 @@ fn each_of_three_exclusive_flows_has_one_owner() {
     for d in &daemons {
         assert!(!d.log.contains("Flow ownership lost"), "{}", d.log.tail(30));
     }
+}
+
+/// A daemon whose target principal may not use the flow's ownership group (no Describe
+/// ACL on `kmirror.rules`: FindCoordinator answers GROUP_AUTHORIZATION_FAILED) mirrors
+/// nothing, says so once at ERROR, and /status names the group and the error instead of
+/// "connecting to its clusters".
+#[test]
+fn a_daemon_the_target_keeps_out_of_the_ownership_group_says_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "admin:admin-pw-1\nalice:alice-pw-2\n").unwrap();
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let users = users.display().to_string();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(
+        &dir.path().join("target"),
+        &[
+            "--sasl-users",
+            &users,
+            "--authorizer",
+            "acl",
+            "--super-users",
+            "User:admin",
+        ],
+    );
+    admin(&source.addr(), &["create", "owned", "1"]);
+    let (source_addr, target_addr) = (source.addr(), target.addr());
+    let clusters = [
+        ("east", source_addr.as_str()),
+        ("west", target_addr.as_str()),
+    ];
+    let config = write_topology(
+        dir.path(),
+        &clusters,
+        &format!("{}    exclusive: true\n", flow("owned")),
+    );
+    let bootstrap = format!("    bootstrap: [\"{target_addr}\"]\n");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &bootstrap,
+        &format!("{bootstrap}    sasl: {{ mechanism: SCRAM-SHA-256, username: alice, password: alice-pw-2 }}\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    let listen = add_telemetry_listener(&config);
+    let daemon = DaemonProcess::start(&config);
+    wait_log(&daemon, "Cannot join the flow's ownership group");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let reasons = loop {
+        let reasons = flow_status(&listen)["not_ready"].to_string();
+        if reasons.contains("cannot join") || Instant::now() > deadline {
+            break reasons;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        reasons.contains("cannot join its ownership group kmirror.rules")
+            && reasons.contains("GroupAuthorizationFailed"),
+        "/status does not say why: {reasons}"
+    );
+    assert_eq!(flow_status(&listen)["errors"]["ownership"], 1);
+    assert!(!daemon.log.contains(OWNS));
 }

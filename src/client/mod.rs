@@ -41,7 +41,7 @@ pub enum ClientError {
         #[source]
         source: RequestError,
     },
-    #[error("cluster {cluster}: {what} failed with {error}{}", .message.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    #[error("cluster {cluster}: {what} failed with {error}{}", .message.as_deref().filter(|m| !m.is_empty()).map(|m| format!(": {m}")).unwrap_or_default())]
     Broker {
         cluster: String,
         what: String,

@@ -138,14 +138,18 @@ pub(super) fn with_type(
     r
 }
 
-/// Why the flows are not ready; empty when they are: a flow that has not finished
-/// starting, whose source Fetches or target Produces fail, with a failed partition, or
+/// Why the flows are not ready; empty when they are: a flow outside its ownership group
+/// (`exclusive: true`) or that has not finished starting, whose source Fetches or target Produces fail, with a failed partition, or
 /// that is behind with nothing acknowledged for [`STALLED_MS`].
 pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
     let mut reasons = Vec::new();
     for f in flows {
         // A standby is ready: it stands by, as asked (`exclusive: true`).
         if f.is_standby() {
+            continue;
+        }
+        if let Some(why) = f.joining() {
+            reasons.push(format!("flow {}: {why}", f.name));
             continue;
         }
         if !f.is_started() {

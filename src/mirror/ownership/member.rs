@@ -23,6 +23,7 @@ use kmirror_wire::messenger::Messenger;
 
 use crate::client::membership::{JoinAnswer, Joined, MemberLanes, Timeouts};
 use crate::client::{ClientError, ClusterClient};
+use crate::telemetry::stats::FlowStats;
 
 /// The timeouts members join with: a dead owner's flow moves to a standby within about
 /// the session timeout. The rebalance timeout is the session timeout plus more than a
@@ -132,7 +133,8 @@ fn after(e: &ClientError) -> After {
 pub struct Member {
     pub target: Arc<ClusterClient>,
     pub group: String,
-    pub flow: String,
+    /// The flow's counters: its name, and why this member is outside the group.
+    pub stats: Arc<FlowStats>,
     /// Where this daemon stands with the flow now.
     pub role: watch::Sender<Role>,
     /// Cancelled to leave the group.
@@ -156,14 +158,15 @@ impl Member {
     pub fn new(
         target: Arc<ClusterClient>,
         group: String,
-        flow: String,
+        stats: Arc<FlowStats>,
         role: watch::Sender<Role>,
         leave: CancellationToken,
     ) -> Self {
+        stats.set_joining(Some(format!("joining its ownership group {group}")));
         Self {
             target,
             group,
-            flow,
+            stats,
             role,
             leave,
             lanes: MemberLanes::new(),
@@ -195,17 +198,19 @@ impl Member {
             return;
         }
         if owns {
-            tracing::info!(flow = %self.flow, group = %self.group, member_id = %self.member_id, generation_id, "This kmirror owns the flow now; mirroring starts.");
+            tracing::info!(flow = %self.stats.name, group = %self.group, member_id = %self.member_id, generation_id, "This kmirror owns the flow now; mirroring starts.");
         } else {
-            tracing::info!(flow = %self.flow, group = %self.group, member_id = %self.member_id, generation_id, "Another kmirror owns the flow; this one stands by.");
+            tracing::info!(flow = %self.stats.name, group = %self.group, member_id = %self.member_id, generation_id, "Another kmirror owns the flow; this one stands by.");
         }
     }
 
     /// Takes itself for out of the group: an owner gives the flow up at once, as another
     /// member may own it now.
     fn fence(&self, why: &dyn std::fmt::Display) {
+        self.stats
+            .set_joining(Some(format!("joining its ownership group {}", self.group)));
         if self.role.send_replace(Role::Joining) == Role::Owner {
-            tracing::warn!(flow = %self.flow, group = %self.group, member_id = %self.member_id, reason = %why, "Flow ownership lost; mirroring stops (another kmirror may own the flow now).");
+            tracing::warn!(flow = %self.stats.name, group = %self.group, member_id = %self.member_id, reason = %why, "Flow ownership lost; mirroring stops (another kmirror may own the flow now).");
         }
     }
 
@@ -282,13 +287,18 @@ impl Member {
             }
             After::Retry => {
                 *self.coordinator.lock().expect("coordinator lock") = None;
-                tracing::debug!(flow = %self.flow, group = %self.group, error = %e, "Group membership request failed; retrying.");
+                tracing::debug!(flow = %self.stats.name, group = %self.group, error = %e, "Group membership request failed; retrying.");
                 Some(RETRY_DELAY)
             }
             After::Fatal => {
                 *self.coordinator.lock().expect("coordinator lock") = None;
+                self.stats.set_joining(Some(format!(
+                    "cannot join its ownership group {}: {e}",
+                    self.group
+                )));
                 if self.reported.as_deref() != Some(&e.to_string()) {
-                    tracing::error!(flow = %self.flow, group = %self.group, error = %e, retry_in_s = FATAL_RETRY_DELAY.as_secs(), "Cannot join the flow's ownership group; the flow is not mirrored by this kmirror until it can (exclusive: true).");
+                    self.stats.failed("ownership", &e);
+                    tracing::error!(flow = %self.stats.name, group = %self.group, error = %e, retry_in_s = FATAL_RETRY_DELAY.as_secs(), "Cannot join the flow's ownership group; the flow is not mirrored by this kmirror until it can (exclusive: true).");
                     self.reported = Some(e.to_string());
                 }
                 Some(FATAL_RETRY_DELAY)
@@ -307,6 +317,7 @@ impl Member {
                     self.member_id = joined.member_id.clone();
                     self.last_answer = sent;
                     self.reported = None;
+                    self.stats.set_joining(None);
                     self.claim = owns;
                     self.set_owner(owns, joined.generation_id);
                     joined
@@ -378,13 +389,13 @@ impl Member {
         };
         match tokio::time::timeout(Duration::from_secs(5), leave).await {
             Ok(Ok(())) => {
-                tracing::debug!(flow = %self.flow, group = %self.group, member_id = %self.member_id, "Left the flow's ownership group.");
+                tracing::debug!(flow = %self.stats.name, group = %self.group, member_id = %self.member_id, "Left the flow's ownership group.");
             }
             Ok(Err(e)) => {
-                tracing::debug!(flow = %self.flow, group = %self.group, error = %e, "Cannot leave the flow's ownership group; the coordinator removes this member after the session timeout.");
+                tracing::debug!(flow = %self.stats.name, group = %self.group, error = %e, "Cannot leave the flow's ownership group; the coordinator removes this member after the session timeout.");
             }
             Err(_) => {
-                tracing::debug!(flow = %self.flow, group = %self.group, "Leaving the flow's ownership group timed out; the coordinator removes this member after the session timeout.");
+                tracing::debug!(flow = %self.stats.name, group = %self.group, "Leaving the flow's ownership group timed out; the coordinator removes this member after the session timeout.");
             }
         }
     }

@@ -49,7 +49,7 @@ pub async fn run_exclusive(
         Member::new(
             target.clone(),
             group.clone(),
-            flow.name.clone(),
+            stats.clone(),
             role_tx,
             leave.clone(),
         )

@@ -51,6 +51,9 @@ pub struct FlowStats {
     started: AtomicBool,
     /// Another kmirror owns the flow (`exclusive: true`); this one stands by.
     standby: AtomicBool,
+    /// Why this kmirror is not in the flow's ownership group (`exclusive: true`): joining
+    /// it, or the error that keeps it out.
+    joining: Mutex<Option<String>>,
     /// Unix ms of the fetch loop's last turn; 0 while it does not run.
     loop_beat_ms: AtomicI64,
     /// Unix ms of the last acknowledged batch, 0 before the first.
@@ -100,6 +103,7 @@ impl FlowStats {
             in_flight_bytes: AtomicU64::new(0),
             started: AtomicBool::new(false),
             standby: AtomicBool::new(false),
+            joining: Mutex::default(),
             loop_beat_ms: AtomicI64::new(0),
             last_ack_ms: AtomicI64::new(0),
             target_failing_since_ms: AtomicI64::new(0),
@@ -195,6 +199,15 @@ impl FlowStats {
 
     pub fn is_standby(&self) -> bool {
         self.standby.load(Ordering::Relaxed)
+    }
+
+    /// Why this kmirror is not in the flow's ownership group; `None` once it is.
+    pub fn set_joining(&self, why: Option<String>) {
+        *self.joining.lock().expect("joining lock") = why;
+    }
+
+    pub fn joining(&self) -> Option<String> {
+        self.joining.lock().expect("joining lock").clone()
     }
 
     /// A batch of `records` records and `bytes` bytes whose newest record has timestamp

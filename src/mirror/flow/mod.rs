@@ -15,11 +15,12 @@
 //! Fetch holds up partitions that have data and room.
 //!
 //! Split by concern: [`discovery`] (topics, target topics, start positions, re-created
-//! sources), [`partitions`] (a partition's pipeline), [`fetching`] (the fetch loop and the
-//! hand-off to pipelines).
+//! sources), [`partitions`] (a partition's pipeline), [`fetching`] (the fetch loop) and
+//! [`delivery`] (the hand-off of fetched data to pipelines).
 
 mod discovery;
 use discovery::{Discovery, Found};
+mod delivery;
 mod fetching;
 mod partitions;
 

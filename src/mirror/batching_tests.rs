@@ -1,0 +1,182 @@
+//! Tests of [`super`]: forwarding, merging, memory charges and positions.
+
+use super::*;
+use crate::mirror::memory::{Held, Memory};
+use bytes::Bytes;
+use kafka_protocol::records::Compression;
+
+fn batch(base: i64, count: i64, value_bytes: usize) -> Bytes {
+    let records: Vec<_> = (0..count)
+        .map(|i| {
+            kmirror_wire::records::record(
+                base + i,
+                1_000,
+                None,
+                Some(Bytes::from(vec![b'x'; value_bytes])),
+            )
+        })
+        .collect();
+    kmirror_wire::records::encode(&records, Compression::Lz4).unwrap()
+}
+
+fn chunk(batches: &[Bytes], next: i64) -> Chunk {
+    let mut data = BytesMut::new();
+    for b in batches {
+        data.extend_from_slice(b);
+    }
+    Chunk {
+        records: 0,
+        data,
+        next_source_offset: next,
+        last_epoch: None,
+        permit: None,
+    }
+}
+
+fn base_offset(b: &[u8]) -> i64 {
+    BatchView::parse(b, 0).unwrap().base_offset()
+}
+
+#[test]
+fn a_large_batch_goes_out_as_it_is() {
+    let big = batch(0, 100, 20_000);
+    let mut q = Batcher::new(1 << 20, 0);
+    q.push(chunk(std::slice::from_ref(&big), 100)).unwrap();
+    let r = q.next_batch(true).unwrap().unwrap();
+    assert_eq!(&r.data[..], &big[..], "forwarded byte for byte");
+    assert_eq!((r.records, r.next_source_offset), (100, 100));
+    assert!(q.next_batch(true).unwrap().is_none());
+}
+
+#[test]
+fn small_batches_waiting_together_become_one() {
+    let small: Vec<Bytes> = (0..10).map(|i| batch(i * 3, 3, 50)).collect();
+    let mut q = Batcher::new(1 << 20, 0);
+    q.push(chunk(&small, 30)).unwrap();
+    let r = q.next_batch(true).unwrap().unwrap();
+    assert_eq!((r.records, r.next_source_offset), (30, 30));
+    let v = BatchView::parse(&r.data, 0).unwrap();
+    v.validate_for_append().unwrap();
+    assert_eq!(v.size_bytes(), r.data.len(), "exactly one batch");
+    assert!(q.is_empty());
+}
+
+/// A chunk of `batches` charged to `memory` as a fetch would charge it.
+fn charged_chunk(batches: &[Bytes], next: i64, memory: &Memory, held: &Held) -> Chunk {
+    let mut c = chunk(batches, next);
+    let mut reservation = memory.try_reserve_fetch(c.data.len()).unwrap();
+    c.permit = reservation.take(c.data.len(), held, memory);
+    c
+}
+
+#[test]
+fn a_merged_batch_shares_its_fetched_buffer_while_batches_of_it_still_wait() {
+    let small: Vec<Bytes> = (0..10).map(|i| batch(i * 3, 3, 50)).collect();
+    let (memory, held) = (Memory::new(1 << 20), Held::default());
+    let c = charged_chunk(&small, 30, &memory, &held);
+    let (buffer, charged) = (c.data.as_ptr_range(), c.data.len());
+    // Room for nine of the ten: the last keeps the buffer allocated.
+    let mut q = Batcher::new(small[0].len() * 9, 0);
+    q.push(c).unwrap();
+    let r = q.next_batch(true).unwrap().unwrap();
+    assert!(
+        buffer.contains(&r.data.as_ptr()),
+        "the merged batch was not written into the fetched buffer"
+    );
+    BatchView::parse(&r.data, 0).unwrap().verify_crc().unwrap();
+    assert_eq!(r.records, 27);
+    assert_eq!(held.bytes(), charged, "the whole buffer is still allocated");
+}
+
+#[test]
+fn a_merged_batch_of_a_whole_fetched_buffer_gets_its_own_and_the_charge_shrinks() {
+    // Values that compress well across batches, as records of one topic do.
+    let small: Vec<Bytes> = (0..40).map(|i| batch(i * 3, 3, 500)).collect();
+    let (memory, held) = (Memory::new(1 << 20), Held::default());
+    let c = charged_chunk(&small, 120, &memory, &held);
+    let (buffer, charged) = (c.data.as_ptr_range(), c.data.len());
+    let mut q = Batcher::new(1 << 20, 0);
+    q.push(c).unwrap();
+    let r = q.next_batch(true).unwrap().unwrap();
+    assert!(!buffer.contains(&r.data.as_ptr()), "a buffer of its own");
+    assert_eq!(r.records, 120);
+    assert!(r.data.len() < charged / 2, "{} of {charged}", r.data.len());
+    assert_eq!(held.bytes(), r.data.len(), "charged only for what it holds");
+    assert_eq!(
+        memory.fetch_available(),
+        memory.fetch_pool_bytes() - r.data.len(),
+        "the rest went back to the fetch pool before any ack"
+    );
+    drop(r);
+    assert_eq!(held.bytes(), 0);
+}
+
+#[test]
+fn merged_batches_stay_within_batch_bytes() {
+    let small: Vec<Bytes> = (0..40).map(|i| batch(i * 10, 10, 1_000)).collect();
+    let limit = 64 * 1024;
+    let mut q = Batcher::new(limit, 0);
+    q.push(chunk(&small, 400)).unwrap();
+    let mut next = 0;
+    let mut records = 0;
+    while let Some(r) = q.next_batch(true).unwrap() {
+        assert!(r.data.len() <= limit);
+        records += r.records;
+        assert!(r.next_source_offset > next);
+        next = r.next_source_offset;
+    }
+    assert_eq!((records, next), (400, 400));
+}
+
+#[test]
+fn a_start_offset_inside_the_first_batch_leaves_out_the_records_before_it() {
+    let mut q = Batcher::new(1 << 20, 7);
+    q.push(chunk(&[batch(5, 5, 10_000)], 10)).unwrap();
+    let r = q.next_batch(true).unwrap().unwrap();
+    assert_eq!((r.records, r.next_source_offset), (3, 10));
+    assert_eq!(base_offset(&r.data), 0);
+}
+
+#[test]
+fn dropped_control_batches_still_move_the_position() {
+    let mut q = Batcher::new(1 << 20, 0);
+    q.push(chunk(&[batch(0, 2, 10_000)], 5)).unwrap();
+    assert_eq!(q.next_batch(true).unwrap().unwrap().next_source_offset, 2);
+    let marker = q.next_batch(true).unwrap().unwrap();
+    assert!(marker.data.is_empty());
+    assert_eq!(marker.next_source_offset, 5);
+}
+
+#[test]
+fn each_batch_to_produce_carries_the_leader_epoch_of_its_last_source_batch() {
+    let with_epoch = |b: Bytes, epoch: i32| {
+        let mut b = b.to_vec();
+        kmirror_wire::batch::set_partition_leader_epoch(&mut b, epoch);
+        kmirror_wire::batch::update_crc(&mut b);
+        Bytes::from(b)
+    };
+    let mut q = Batcher::new(1 << 20, 0);
+    let small = [
+        with_epoch(batch(0, 2, 10), 3),
+        with_epoch(batch(2, 2, 10), 4),
+    ];
+    q.push(chunk(&small, 4)).unwrap();
+    let mut tail = chunk(&[with_epoch(batch(4, 2, 10), 6)], 9);
+    // Dropped control batches after it, written at epoch 7.
+    tail.last_epoch = Some(7);
+    q.push(tail).unwrap();
+    let merged = q.next_batch(true).unwrap().unwrap();
+    assert_eq!(
+        (merged.next_source_offset, merged.leader_epoch),
+        (6, Some(6))
+    );
+    let marker = q.next_batch(true).unwrap().unwrap();
+    assert_eq!(
+        (marker.next_source_offset, marker.leader_epoch),
+        (9, Some(7))
+    );
+    q.push(chunk(&[with_epoch(batch(9, 2, 10), 8)], 11))
+        .unwrap();
+    let lone = q.next_batch(true).unwrap().unwrap();
+    assert_eq!((lone.next_source_offset, lone.leader_epoch), (11, Some(8)));
+}

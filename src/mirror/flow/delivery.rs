@@ -1,0 +1,163 @@
+//! Hands one partition's share of a Fetch response to its pipeline: errors (offset out of
+//! range, a diverged source log, a corrupt batch) stop the partition with an ERROR; data is
+//! sliced from the fetch offset, charged to the flow's memory and queued as a [`Chunk`].
+
+use std::time::{Duration, Instant};
+
+use kmirror_wire::errors::ResponseError;
+
+use super::fetching::ALONE_FROM_BYTES;
+use super::{FlowRunner, PARTITION_FETCH_BYTES};
+use crate::client::fetch;
+use crate::mirror::memory::Reservation;
+use crate::mirror::pipeline::Chunk;
+use crate::mirror::progress::SourcePartition;
+use crate::telemetry::stats::PartitionState;
+
+/// A partition the source answered with an error is asked again after this (Kafka
+/// answers at once for partitions in error: do not spin on them).
+const PARTITION_RETRY: Duration = Duration::from_millis(100);
+
+impl FlowRunner {
+    /// Hands one partition's fetched data to its pipeline; returns whether metadata is stale.
+    /// `alone`: the response carried only this partition, so its payload can be handed over
+    /// as it is ([`fetch::Sliced::into_owned`]); the partition is then charged for all of
+    /// it, since all of it stays allocated until its batches are acknowledged.
+    pub(super) fn deliver(
+        &mut self,
+        g: fetch::FetchGot,
+        alone: bool,
+        reservation: &mut Reservation,
+    ) -> bool {
+        let sp = SourcePartition {
+            topic: g.topic,
+            partition: g.partition,
+        };
+        let Some(r) = self.partitions.get_mut(&sp) else {
+            return false;
+        };
+        if g.error_code != 0 {
+            let error = ResponseError::try_from_code(g.error_code)
+                .unwrap_or(ResponseError::UnknownServerError);
+            if error == ResponseError::OffsetOutOfRange {
+                tracing::error!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = r.next_fetch_offset, log_start_offset = g.log_start_offset, high_watermark = g.high_watermark, "Source offset out of range: records were deleted before they were mirrored. The partition is paused; nothing is skipped silently.");
+                r.stop();
+                self.stats.failed("offset_out_of_range", &error);
+                r.stats.set_state(
+                    PartitionState::Failed,
+                    Some(format!(
+                        "offset {} out of range (source log starts at {}): records were deleted before they were mirrored",
+                        r.next_fetch_offset, g.log_start_offset
+                    )),
+                );
+                return false;
+            }
+            tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, %error, "Fetch error for partition.");
+            r.stats.error(format!("fetch: {error}"));
+            r.not_before = Some(Instant::now() + PARTITION_RETRY);
+            return true;
+        }
+        if let Some((epoch, end_offset)) = g.diverging_epoch {
+            tracing::error!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = r.next_fetch_offset, last_fetched_epoch = r.last_fetched_epoch, diverging_epoch = epoch, end_offset, "Source log diverged (an unclean leader election): the source leader's log ends the epoch of the last records read at end_offset, before the offset the mirror reached. The target holds records from end_offset on that the source no longer has, and the source's records there are not mirrored. The partition is stopped for an operator; nothing is skipped silently.");
+            r.stop();
+            self.stats.failed(
+                "log_diverged",
+                &format!("epoch {epoch} ends at {end_offset}"),
+            );
+            r.stats.set_state(
+                PartitionState::Failed,
+                Some(format!(
+                    "source log diverged: its epoch {epoch} ends at offset {end_offset}, but offsets {end_offset} to {} were mirrored from it (unclean leader election)",
+                    r.next_fetch_offset - 1
+                )),
+            );
+            return false;
+        }
+        if g.log_start_offset > r.log_start {
+            r.log_start = g.log_start_offset;
+            r.progress.source_log_start(&sp, g.log_start_offset);
+        }
+        let sliced = match fetch::slice(&g.records, r.next_fetch_offset, &g.aborted) {
+            Ok(s) => s,
+            Err(e) => {
+                super::partitions::report_bad_source_batch(
+                    (&self.flow.name, &sp.topic, sp.partition),
+                    r.next_fetch_offset,
+                    &e,
+                    (&self.stats, &r.stats),
+                );
+                r.stop();
+                return false;
+            }
+        };
+        r.stats.fetched(g.high_watermark);
+        // Nothing (but a cut batch) means caught up: its next Fetch is a long poll.
+        r.caught_up = sliced.next_offset.is_none() && sliced.cut_batch.is_none();
+        r.alone = sliced.bytes() >= ALONE_FROM_BYTES;
+        let Some(next) = sliced.next_offset else {
+            if let Some((offset, size_bytes)) = sliced.cut_batch {
+                if self.reported_cut.insert(sp.clone(), offset) != Some(offset) {
+                    tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset, size_bytes, partition_fetch_bytes = PARTITION_FETCH_BYTES, "Source batch is larger than one partition's share of a fetch; it is fetched whole when the partition comes first in a fetch.");
+                }
+            }
+            return false;
+        };
+        let handed_over = alone && sliced.is_span_of(&g.records);
+        let bytes = if handed_over {
+            g.records.len()
+        } else {
+            sliced.bytes()
+        };
+        if bytes > reservation.bytes() {
+            // Kafka returns the first batch whole even beyond max_bytes (KIP-74). Count it
+            // if the memory is free; otherwise leave it and fetch it again later, never
+            // waiting here (that would stall every partition behind this one).
+            // A batch larger than the whole pool takes all of it.
+            let more = (bytes - reservation.bytes()).min(
+                self.memory
+                    .fetch_pool_bytes()
+                    .saturating_sub(reservation.bytes()),
+            );
+            match self.memory.try_reserve_fetch(more) {
+                Some(r) => reservation.merge(r),
+                None => {
+                    let needs = bytes.min(self.memory.fetch_pool_bytes());
+                    tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, bytes, needs_bytes = needs, "No memory for a batch larger than the fetch; it is fetched again once that much is free.");
+                    let since = r.needs.map_or_else(Instant::now, |(_, since)| since);
+                    r.needs = Some((needs, since));
+                    return false;
+                }
+            }
+        }
+        r.needs = None;
+        let permit = if bytes > 0 {
+            reservation.take(bytes, &r.held, &self.memory)
+        } else {
+            None
+        };
+        let records = sliced.records;
+        let last_epoch = sliced.last_epoch;
+        let data = if handed_over {
+            sliced.into_owned(g.records).0
+        } else {
+            sliced.contiguous()
+        };
+        let chunk = Chunk {
+            records,
+            data,
+            next_source_offset: next,
+            last_epoch,
+            permit,
+        };
+        let Some(tx) = &r.tx else {
+            return false;
+        };
+        // There is room: the partition was fetched only with room in its queue, and only
+        // this loop fills it. Were there none, the chunk would be dropped and fetched again.
+        if tx.try_send(chunk).is_ok() {
+            r.next_fetch_offset = next;
+            r.last_fetched_epoch = last_epoch.unwrap_or(r.last_fetched_epoch);
+        }
+        false
+    }
+}

@@ -99,7 +99,8 @@ impl ClusterClient {
 
     /// JoinGroup with `member_id` ("" for a new member), offering `metadata`; the
     /// coordinator answers once the rebalance completes, so it is waited for at least the
-    /// rebalance timeout and 5 s more (as Kafka's consumer does).
+    /// rebalance timeout and 5 s more (as Kafka's consumer does: AbstractCoordinator.
+    /// sendJoinGroupRequest, JOIN_GROUP_TIMEOUT_LAPSE).
     pub async fn join_group(
         &self,
         m: &Messenger,
@@ -149,7 +150,8 @@ impl ClusterClient {
     }
 
     /// SyncGroup for `joined`; the leader passes every member's assignment. Returns this
-    /// member's assignment.
+    /// member's assignment. v5+ names the protocol type and name, which the coordinator
+    /// checks (AbstractCoordinator.onLeaderElected / onJoinFollower set both).
     pub async fn sync_group(
         &self,
         m: &Messenger,
@@ -188,7 +190,8 @@ impl ClusterClient {
         Ok(resp.assignment)
     }
 
-    /// Heartbeat of `joined`'s member in its generation.
+    /// Heartbeat of `joined`'s member in its generation (AbstractCoordinator.
+    /// sendHeartbeatRequest).
     pub async fn heartbeat(
         &self,
         m: &Messenger,
@@ -204,7 +207,7 @@ impl ClusterClient {
     }
 
     /// LeaveGroup of `member_id`, so the coordinator rebalances at once instead of after
-    /// the session timeout.
+    /// the session timeout (AbstractCoordinator.maybeLeaveGroup).
     pub async fn leave_group(
         &self,
         m: &Messenger,

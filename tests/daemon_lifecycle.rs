@@ -117,26 +117,39 @@ fn an_unreachable_cluster_is_reported_and_other_flows_keep_running() {
     assert!(daemon.pid().is_some());
 }
 
-/// `--threads` sets the runtime's worker threads (default one without embedded clusters);
-/// zero is refused before anything starts.
+/// `--threads` sets the runtime's worker threads; without it (and without embedded
+/// clusters) the daemon runs on its main thread alone (tokio's current-thread scheduler):
+/// mirroring shows in that thread's CPU time, not in workers'. Zero is refused before
+/// anything starts.
 #[test]
 fn runs_on_the_worker_threads_asked_for() {
     let (dir, brokers) = brokers();
     let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "orders.*");
-    for (args, workers) in [(&[][..], 1), (&["--threads", "3"][..], 3)] {
-        let mut daemon = DaemonProcess::start_with(&config, args, &[]);
-        assert!(
-            daemon.log.wait_for("Flow started", Duration::from_secs(60)),
-            "{}",
-            daemon.log.tail(30)
-        );
-        assert_eq!(
-            daemon.threads_named("tokio-rt-worker"),
-            Some(workers),
-            "kmirror run {args:?}"
-        );
-        daemon.terminate_ok();
-    }
+    let mut daemon = DaemonProcess::start_with(&config, &["--threads", "3"], &[]);
+    assert!(
+        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    assert_eq!(daemon.threads_named("tokio-rt-worker"), Some(3));
+    daemon.terminate_ok();
+
+    let mut daemon = DaemonProcess::start(&config);
+    assert!(
+        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    let (main_before, all_before) = daemon.cpu_ticks().expect("daemon running");
+    topics::produce(&brokers[0].addr(), "orders.cpu", "r", 100_000, &[0]);
+    topics::wait_records(&brokers[1].addr(), "east.orders.cpu", 100_000, &daemon);
+    let (main_after, all_after) = daemon.cpu_ticks().expect("daemon running");
+    let (main, all) = (main_after - main_before, all_after - all_before);
+    assert!(
+        all > 0 && main * 3 >= all * 2,
+        "the main thread used {main} of the {all} ticks the daemon spent mirroring"
+    );
+    daemon.terminate_ok();
     let refused = std::process::Command::new(daemon_binary())
         .args(["run", config.to_str().unwrap(), "--threads", "0"])
         .output()

@@ -146,6 +146,23 @@ impl Process {
         )
     }
 
+    /// CPU clock ticks (user + system) the running process's main thread and the whole
+    /// process have used so far (Linux: /proc/PID/task/PID/stat and /proc/PID/stat).
+    pub fn cpu_ticks(&self) -> Option<(u64, u64)> {
+        let pid = self.pid()?;
+        let ticks = |path: String| -> Option<u64> {
+            let stat = std::fs::read_to_string(path).ok()?;
+            // The fields after the command name, which is in parentheses: utime and
+            // stime are the 14th and 15th fields, the 12th and 13th of these.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        };
+        Some((
+            ticks(format!("/proc/{pid}/task/{pid}/stat"))?,
+            ticks(format!("/proc/{pid}/stat"))?,
+        ))
+    }
+
     /// The inodes of the sockets the running process holds open (Linux: /proc/PID/fd).
     pub fn socket_inodes(&self) -> std::collections::BTreeSet<u64> {
         let Some(pid) = self.pid() else {

@@ -196,7 +196,7 @@ impl Engine {
     /// metrics.
     pub async fn stop(mut self) {
         drain(std::mem::take(&mut self.flows).into_values().collect()).await;
-        self.telemetry.shutdown();
+        self.telemetry.shutdown().await;
     }
 }
 

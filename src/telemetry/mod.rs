@@ -48,9 +48,15 @@ impl Telemetry {
         Ok(Self { served })
     }
 
-    /// Pushes the last metrics over OTLP, if configured.
-    pub fn shutdown(&self) {
-        self.served.metrics.shutdown();
+    /// Pushes the last metrics over OTLP, if configured. The SDK's shutdown blocks its
+    /// thread until the reader's task, which runs on this runtime, has pushed; called on a
+    /// blocking thread, it leaves the runtime's thread (the only one, by default) free to
+    /// run that task.
+    pub async fn shutdown(&self) {
+        let served = self.served.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || served.metrics.shutdown()).await {
+            tracing::warn!(error = %e, "The last metrics push did not finish.");
+        }
     }
 
     /// Every flow's stats.

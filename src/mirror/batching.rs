@@ -236,73 +236,98 @@ impl Batcher {
                 run.push(next);
             }
         }
-        let next_source_offset = run.last().expect("non-empty").next_source_offset;
-        let leader_epoch = run.last().expect("non-empty").leader_epoch;
-        let first_source_offset = run[0].base_offset;
-        let needs_rebuild = run.len() > 1 || !forwardable || run[0].base_offset < self.skip_below;
-        let mut permits: Vec<Arc<Share>> = Vec::new();
-        for u in &run {
-            if let Some(p) = &u.permit {
-                if !permits.last().is_some_and(|l| Arc::ptr_eq(l, p)) {
-                    permits.push(p.clone());
+        // A merged run can come out larger than its sources (record offset and timestamp
+        // deltas against one base take longer varints): one over `batch_bytes` gives its
+        // second half back and is rebuilt without it, as the target would refuse it
+        // (MESSAGE_TOO_LARGE: UnifiedLog.analyzeAndValidateRecords).
+        loop {
+            let next_source_offset = run.last().expect("non-empty").next_source_offset;
+            let leader_epoch = run.last().expect("non-empty").leader_epoch;
+            let first_source_offset = run[0].base_offset;
+            let needs_rebuild =
+                run.len() > 1 || !forwardable || run[0].base_offset < self.skip_below;
+            let mut permits: Vec<Arc<Share>> = Vec::new();
+            for u in &run {
+                if let Some(p) = &u.permit {
+                    if !permits.last().is_some_and(|l| Arc::ptr_eq(l, p)) {
+                        permits.push(p.clone());
+                    }
                 }
             }
-        }
-        if !needs_rebuild {
-            let u = run.pop().expect("one unit");
+            if !needs_rebuild {
+                let u = run.pop().expect("one unit");
+                return Ok(Some(Ready {
+                    data: u.data,
+                    records: count,
+                    first_source_offset,
+                    next_source_offset,
+                    leader_epoch,
+                    source_runs: Vec::new(),
+                    permits,
+                }));
+            }
+            // A rebuilt batch made of the last batches of its fetched buffer gets a buffer of
+            // its own size, that buffer is freed, and the charge shrinks to match: a merge
+            // usually saves a quarter or more (one compression context instead of many), which
+            // goes back to fetching now instead of at the ack. Otherwise it is written in place.
+            let own_buffer = permits.len() == 1
+                && Arc::strong_count(&permits[0])
+                    == 1 + run
+                        .iter()
+                        .filter(|u| {
+                            u.permit
+                                .as_ref()
+                                .is_some_and(|p| Arc::ptr_eq(p, &permits[0]))
+                        })
+                        .count();
+            let skip_below = self.skip_below;
+            let batch_bytes = self.batch_bytes;
+            let rebuilt = REBUILDER.with_borrow_mut(|rebuilder| {
+                let raws: Vec<&[u8]> = run.iter().map(|u| &u.data[..]).collect();
+                let rebuilt = if raws.len() > 1 {
+                    rebuilder.rebuild_verified(&raws, skip_below)?
+                } else {
+                    rebuilder.rebuild(&raws, skip_below)?
+                };
+                drop(raws);
+                Ok::<_, ShapeError>(match rebuilt {
+                    Some(r) if run.len() > 1 && r.bytes.len() > batch_bytes => None,
+                    Some(r) if own_buffer => {
+                        Some((BytesMut::from(r.bytes), r.records, r.source_runs))
+                    }
+                    Some(r) => Some((
+                        in_place(std::mem::take(&mut run), r.bytes),
+                        r.records,
+                        r.source_runs,
+                    )),
+                    None => Some((BytesMut::new(), 0, Vec::new())),
+                })
+            })?;
+            let Some((data, records, source_runs)) = rebuilt else {
+                let keep = run.len() / 2;
+                for u in run.drain(keep..).rev() {
+                    self.waiting_bytes += u.data.len();
+                    self.waiting.push_front(u);
+                }
+                continue;
+            };
+            // Its sources' charges go with them, so the one left can shrink.
+            run.clear();
+            if own_buffer {
+                if let Some(share) = Arc::get_mut(&mut permits[0]) {
+                    share.shrink_to(data.len());
+                }
+            }
             return Ok(Some(Ready {
-                data: u.data,
-                records: count,
+                data,
+                records,
                 first_source_offset,
                 next_source_offset,
                 leader_epoch,
-                source_runs: Vec::new(),
+                source_runs,
                 permits,
             }));
         }
-        // A rebuilt batch made of the last batches of its fetched buffer gets a buffer of
-        // its own size, that buffer is freed, and the charge shrinks to match: a merge
-        // usually saves a quarter or more (one compression context instead of many), which
-        // goes back to fetching now instead of at the ack. Otherwise it is written in place.
-        let own_buffer = permits.len() == 1
-            && Arc::strong_count(&permits[0])
-                == 1 + run
-                    .iter()
-                    .filter(|u| {
-                        u.permit
-                            .as_ref()
-                            .is_some_and(|p| Arc::ptr_eq(p, &permits[0]))
-                    })
-                    .count();
-        let skip_below = self.skip_below;
-        let (data, records, source_runs) = REBUILDER.with_borrow_mut(|rebuilder| {
-            let raws: Vec<&[u8]> = run.iter().map(|u| &u.data[..]).collect();
-            let rebuilt = if raws.len() > 1 {
-                rebuilder.rebuild_verified(&raws, skip_below)?
-            } else {
-                rebuilder.rebuild(&raws, skip_below)?
-            };
-            drop(raws);
-            Ok::<_, ShapeError>(match rebuilt {
-                Some(r) if own_buffer => (BytesMut::from(r.bytes), r.records, r.source_runs),
-                Some(r) => (in_place(run, r.bytes), r.records, r.source_runs),
-                None => (BytesMut::new(), 0, Vec::new()),
-            })
-        })?;
-        if own_buffer {
-            if let Some(share) = Arc::get_mut(&mut permits[0]) {
-                share.shrink_to(data.len());
-            }
-        }
-        Ok(Some(Ready {
-            data,
-            records,
-            first_source_offset,
-            next_source_offset,
-            leader_epoch,
-            source_runs,
-            permits,
-        }))
     }
 }
 

@@ -180,3 +180,46 @@ fn each_batch_to_produce_carries_the_leader_epoch_of_its_last_source_batch() {
     let lone = q.next_batch(true).unwrap().unwrap();
     assert_eq!((lone.next_source_offset, lone.leader_epoch), (11, Some(8)));
 }
+
+/// A merged run can come out larger than its sources: against one base, its records'
+/// offset and timestamp deltas take longer varints than in their own batches (here the
+/// sources are an hour apart). One over `batch_bytes` is split, so every batch sent fits
+/// and every record goes out once, in order.
+#[test]
+fn a_merge_that_would_outgrow_batch_bytes_is_split() {
+    let sources: Vec<Bytes> = (0..20i64)
+        .map(|b| {
+            let records: Vec<_> = (0..60)
+                .map(|i| {
+                    kmirror_wire::records::record(
+                        b * 60 + i,
+                        1_000 + b * 3_600_000,
+                        None,
+                        Some(Bytes::from_static(b"v")),
+                    )
+                })
+                .collect();
+            kmirror_wire::records::encode(&records, Compression::None).unwrap()
+        })
+        .collect();
+    let batch_bytes: usize = sources.iter().map(Bytes::len).sum();
+    let mut q = Batcher::new(batch_bytes, 0);
+    q.push(chunk(&sources, 1200)).unwrap();
+    let (mut next, mut sent) = (0, 0);
+    while let Some(r) = q.next_batch(true).unwrap() {
+        assert!(
+            r.data.len() <= batch_bytes,
+            "a batch of {} bytes, over batch_bytes {batch_bytes}",
+            r.data.len()
+        );
+        BatchView::parse(&r.data, 0)
+            .unwrap()
+            .validate_for_append()
+            .unwrap();
+        assert_eq!(r.first_source_offset, next);
+        next = r.next_source_offset;
+        sent += 1;
+    }
+    assert_eq!(next, 1200);
+    assert!(sent >= 2, "{sent} batches");
+}

@@ -201,133 +201,147 @@ impl Batcher {
                 rebuild::forwardable(&b) && !b.is_log_append_time(),
             )
         };
+        let mut run = self.take_run(first, kind, merge_small);
+        loop {
+            if run.len() == 1 && forwardable && run[0].base_offset >= self.skip_below {
+                let u = run.pop().expect("one unit");
+                return Ok(Some(Ready {
+                    data: u.data,
+                    records: count,
+                    first_source_offset: u.base_offset,
+                    next_source_offset: u.next_source_offset,
+                    leader_epoch: u.leader_epoch,
+                    source_runs: Vec::new(),
+                    permits: u.permit.into_iter().collect(),
+                }));
+            }
+            match self.rebuild_run(run)? {
+                Ok(ready) => return Ok(Some(ready)),
+                // A merged run can come out larger than its sources (record offset and
+                // timestamp deltas against one base take longer varints): one over
+                // `batch_bytes` gives its second half back and is rebuilt without it, as
+                // the target would refuse it (MESSAGE_TOO_LARGE:
+                // UnifiedLog.analyzeAndValidateRecords).
+                Err(mut too_large) => {
+                    let keep = too_large.len() / 2;
+                    for u in too_large.drain(keep..).rev() {
+                        self.waiting_bytes += u.data.len();
+                        self.waiting.push_front(u);
+                    }
+                    run = too_large;
+                }
+            }
+        }
+    }
+
+    /// `first` and, when it is small, the small batches of its codec waiting behind it, up
+    /// to `batch_bytes` in all.
+    fn take_run(&mut self, first: Unit, kind: i16, merge_small: bool) -> Vec<Unit> {
         let limit = if merge_small {
             self.batch_bytes / 8
         } else {
             TINY_BATCH_BYTES.min(self.batch_bytes / 8)
         };
         let small = |len: usize| len < limit;
-        let mut run = vec![first];
         let verified = |data: &[u8]| {
             BatchView::parse(data, 0)
                 .is_ok_and(|b| b.attributes() & ATTR_CODEC == kind && b.verify_crc().is_ok())
         };
+        let mut run = vec![first];
+        if !small(run[0].data.len()) {
+            return run;
+        }
         // Every batch of a merged run has its CRC verified here, the first one once a
         // second joins it.
         let mut first_verified = false;
-        if small(run[0].data.len()) {
-            let mut total = run[0].data.len();
-            while let Some(next) = self.waiting.front() {
-                // A corrupt batch ends the run: those before it go out, and it comes first
-                // next time, where its error names it.
-                let fits = !next.data.is_empty()
-                    && small(next.data.len())
-                    && total + next.data.len() <= self.batch_bytes
-                    && verified(&next.data);
-                if fits && !first_verified {
-                    first_verified = verified(&run[0].data);
+        let mut total = run[0].data.len();
+        while let Some(next) = self.waiting.front() {
+            // A corrupt batch ends the run: those before it go out, and it comes first
+            // next time, where its error names it.
+            let fits = !next.data.is_empty()
+                && small(next.data.len())
+                && total + next.data.len() <= self.batch_bytes
+                && verified(&next.data);
+            if fits && !first_verified {
+                first_verified = verified(&run[0].data);
+            }
+            if !fits || !first_verified {
+                break;
+            }
+            let next = self.waiting.pop_front().expect("front exists");
+            self.waiting_bytes -= next.data.len();
+            total += next.data.len();
+            run.push(next);
+        }
+        run
+    }
+
+    /// Rebuilds `run` into one batch, or gives it back when several batches merged come
+    /// out over `batch_bytes`.
+    fn rebuild_run(&self, mut run: Vec<Unit>) -> Result<Result<Ready, Vec<Unit>>, ShapeError> {
+        let mut permits: Vec<Arc<Share>> = Vec::new();
+        for u in &run {
+            if let Some(p) = &u.permit {
+                if !permits.last().is_some_and(|l| Arc::ptr_eq(l, p)) {
+                    permits.push(p.clone());
                 }
-                if !fits || !first_verified {
-                    break;
-                }
-                let next = self.waiting.pop_front().expect("front exists");
-                self.waiting_bytes -= next.data.len();
-                total += next.data.len();
-                run.push(next);
             }
         }
-        // A merged run can come out larger than its sources (record offset and timestamp
-        // deltas against one base take longer varints): one over `batch_bytes` gives its
-        // second half back and is rebuilt without it, as the target would refuse it
-        // (MESSAGE_TOO_LARGE: UnifiedLog.analyzeAndValidateRecords).
-        loop {
-            let next_source_offset = run.last().expect("non-empty").next_source_offset;
-            let leader_epoch = run.last().expect("non-empty").leader_epoch;
-            let first_source_offset = run[0].base_offset;
-            let needs_rebuild =
-                run.len() > 1 || !forwardable || run[0].base_offset < self.skip_below;
-            let mut permits: Vec<Arc<Share>> = Vec::new();
-            for u in &run {
-                if let Some(p) = &u.permit {
-                    if !permits.last().is_some_and(|l| Arc::ptr_eq(l, p)) {
-                        permits.push(p.clone());
-                    }
-                }
-            }
-            if !needs_rebuild {
-                let u = run.pop().expect("one unit");
-                return Ok(Some(Ready {
-                    data: u.data,
-                    records: count,
-                    first_source_offset,
-                    next_source_offset,
-                    leader_epoch,
-                    source_runs: Vec::new(),
-                    permits,
-                }));
-            }
-            // A rebuilt batch made of the last batches of its fetched buffer gets a buffer of
-            // its own size, that buffer is freed, and the charge shrinks to match: a merge
-            // usually saves a quarter or more (one compression context instead of many), which
-            // goes back to fetching now instead of at the ack. Otherwise it is written in place.
-            let own_buffer = permits.len() == 1
-                && Arc::strong_count(&permits[0])
-                    == 1 + run
-                        .iter()
-                        .filter(|u| {
-                            u.permit
-                                .as_ref()
-                                .is_some_and(|p| Arc::ptr_eq(p, &permits[0]))
-                        })
-                        .count();
-            let skip_below = self.skip_below;
-            let batch_bytes = self.batch_bytes;
-            let rebuilt = REBUILDER.with_borrow_mut(|rebuilder| {
-                let raws: Vec<&[u8]> = run.iter().map(|u| &u.data[..]).collect();
-                let rebuilt = if raws.len() > 1 {
-                    rebuilder.rebuild_verified(&raws, skip_below)?
-                } else {
-                    rebuilder.rebuild(&raws, skip_below)?
-                };
-                drop(raws);
-                Ok::<_, ShapeError>(match rebuilt {
-                    Some(r) if run.len() > 1 && r.bytes.len() > batch_bytes => None,
-                    Some(r) if own_buffer => {
-                        Some((BytesMut::from(r.bytes), r.records, r.source_runs))
-                    }
-                    Some(r) => Some((
-                        in_place(std::mem::take(&mut run), r.bytes),
-                        r.records,
-                        r.source_runs,
-                    )),
-                    None => Some((BytesMut::new(), 0, Vec::new())),
-                })
-            })?;
-            let Some((data, records, source_runs)) = rebuilt else {
-                let keep = run.len() / 2;
-                for u in run.drain(keep..).rev() {
-                    self.waiting_bytes += u.data.len();
-                    self.waiting.push_front(u);
-                }
-                continue;
+        // A rebuilt batch made of the last batches of its fetched buffer gets a buffer of
+        // its own size, that buffer is freed, and the charge shrinks to match: a merge
+        // usually saves a quarter or more (one compression context instead of many), which
+        // goes back to fetching now instead of at the ack. Otherwise it is written in place.
+        let own_buffer = permits.len() == 1
+            && Arc::strong_count(&permits[0])
+                == 1 + run
+                    .iter()
+                    .filter(|u| {
+                        u.permit
+                            .as_ref()
+                            .is_some_and(|p| Arc::ptr_eq(p, &permits[0]))
+                    })
+                    .count();
+        let first_source_offset = run[0].base_offset;
+        let last = run.last().expect("non-empty");
+        let (next_source_offset, leader_epoch) = (last.next_source_offset, last.leader_epoch);
+        let rebuilt = REBUILDER.with_borrow_mut(|rebuilder| {
+            let raws: Vec<&[u8]> = run.iter().map(|u| &u.data[..]).collect();
+            let rebuilt = if raws.len() > 1 {
+                rebuilder.rebuild_verified(&raws, self.skip_below)?
+            } else {
+                rebuilder.rebuild(&raws, self.skip_below)?
             };
-            // Its sources' charges go with them, so the one left can shrink.
-            run.clear();
-            if own_buffer {
-                if let Some(share) = Arc::get_mut(&mut permits[0]) {
-                    share.shrink_to(data.len());
-                }
+            drop(raws);
+            Ok::<_, ShapeError>(match rebuilt {
+                Some(r) if run.len() > 1 && r.bytes.len() > self.batch_bytes => None,
+                Some(r) if own_buffer => Some((BytesMut::from(r.bytes), r.records, r.source_runs)),
+                Some(r) => Some((
+                    in_place(std::mem::take(&mut run), r.bytes),
+                    r.records,
+                    r.source_runs,
+                )),
+                None => Some((BytesMut::new(), 0, Vec::new())),
+            })
+        })?;
+        let Some((data, records, source_runs)) = rebuilt else {
+            return Ok(Err(run));
+        };
+        // Its sources' charges go with them, so the one left can shrink.
+        drop(run);
+        if own_buffer {
+            if let Some(share) = Arc::get_mut(&mut permits[0]) {
+                share.shrink_to(data.len());
             }
-            return Ok(Some(Ready {
-                data,
-                records,
-                first_source_offset,
-                next_source_offset,
-                leader_epoch,
-                source_runs,
-                permits,
-            }));
         }
+        Ok(Ok(Ready {
+            data,
+            records,
+            first_source_offset,
+            next_source_offset,
+            leader_epoch,
+            source_runs,
+            permits,
+        }))
     }
 }
 

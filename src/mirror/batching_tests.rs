@@ -181,13 +181,9 @@ fn each_batch_to_produce_carries_the_leader_epoch_of_its_last_source_batch() {
     assert_eq!((lone.next_source_offset, lone.leader_epoch), (11, Some(8)));
 }
 
-/// A merged run can come out larger than its sources: against one base, its records'
-/// offset and timestamp deltas take longer varints than in their own batches (here the
-/// sources are an hour apart). One over `batch_bytes` is split, so every batch sent fits
-/// and every record goes out once, in order.
-#[test]
-fn a_merge_that_would_outgrow_batch_bytes_is_split() {
-    let sources: Vec<Bytes> = (0..20i64)
+/// Twenty batches of 60 records, an hour apart: merged, they outgrow their own size.
+fn hour_apart_batches() -> Vec<Bytes> {
+    (0..20i64)
         .map(|b| {
             let records: Vec<_> = (0..60)
                 .map(|i| {
@@ -201,7 +197,16 @@ fn a_merge_that_would_outgrow_batch_bytes_is_split() {
                 .collect();
             kmirror_wire::records::encode(&records, Compression::None).unwrap()
         })
-        .collect();
+        .collect()
+}
+
+/// A merged run can come out larger than its sources: against one base, its records'
+/// offset and timestamp deltas take longer varints than in their own batches (here the
+/// sources are an hour apart). One over `batch_bytes` is split, so every batch sent fits
+/// and every record goes out once, in order.
+#[test]
+fn a_merge_that_would_outgrow_batch_bytes_is_split() {
+    let sources = hour_apart_batches();
     let batch_bytes: usize = sources.iter().map(Bytes::len).sum();
     let mut q = Batcher::new(batch_bytes, 0);
     q.push(chunk(&sources, 1200)).unwrap();
@@ -222,4 +227,35 @@ fn a_merge_that_would_outgrow_batch_bytes_is_split() {
     }
     assert_eq!(next, 1200);
     assert!(sent >= 2, "{sent} batches");
+}
+
+/// The half a split gives back still lives in the fetched buffer, so the batch rebuilt
+/// from the first half neither takes the buffer's charge with it nor shrinks it; the
+/// charge is released once the last batch of the buffer is acknowledged.
+#[test]
+fn a_split_merge_keeps_the_fetched_buffer_charged_until_its_last_batch_is_acked() {
+    let sources = hour_apart_batches();
+    let batch_bytes: usize = sources.iter().map(Bytes::len).sum();
+    let (memory, held) = (Memory::new(1 << 20), Held::default());
+    let c = charged_chunk(&sources, 1200, &memory, &held);
+    let charged = c.data.len();
+    let mut q = Batcher::new(batch_bytes, 0);
+    q.push(c).unwrap();
+    let first = q.next_batch(true).unwrap().unwrap();
+    assert!(!q.is_empty(), "the merge was not split");
+    assert_eq!(first.permits.len(), 1);
+    assert_eq!(
+        held.bytes(),
+        charged,
+        "the buffer's charge shrank while batches of it wait"
+    );
+    let mut sent = vec![first];
+    while let Some(r) = q.next_batch(true).unwrap() {
+        sent.push(r);
+    }
+    assert_eq!(sent.last().unwrap().next_source_offset, 1200);
+    assert!(held.bytes() > 0, "charge released before the acks");
+    drop(sent);
+    assert_eq!(held.bytes(), 0);
+    assert_eq!(memory.fetch_available(), memory.fetch_pool_bytes());
 }

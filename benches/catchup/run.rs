@@ -123,7 +123,6 @@ impl Job<'_> {
         }
         let start = Instant::now();
         let mut daemon = DaemonProcess::start(&config);
-        let pid = daemon.pid().expect("daemon running");
         let scraping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(telemetry));
         let scraper = {
             let scraping = scraping.clone();
@@ -150,8 +149,11 @@ impl Job<'_> {
             seconds: t.all,
             first_record_seconds: t.first,
             middle_seconds: t.middle,
-            cpu_seconds: cpu_seconds(pid),
-            peak_rss_mib: peak_rss_mib(pid),
+            // Clock ticks are USER_HZ, 100 per second on Linux.
+            cpu_seconds: daemon
+                .cpu_ticks()
+                .map_or(0.0, |(_, all)| all as f64 / 100.0),
+            peak_rss_mib: daemon.peak_rss_kib().unwrap_or(0) as f64 / 1024.0,
         };
         daemon.terminate();
         Ok(measured)
@@ -201,27 +203,4 @@ impl Job<'_> {
             peak_rss_mib: field("maxrss_kib")? / 1024.0,
         })
     }
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name: utime and stime are the 12th and 13th.
-    let f: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
 }

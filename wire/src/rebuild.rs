@@ -8,7 +8,10 @@
 //! varint framing ([`crate::walk`]), their offset and timestamp deltas re-encoded against
 //! the new batch, and
 //! everything else in each record (attributes, key, value, headers — duplicate header keys
-//! included) copied byte for byte; the result is compressed again with the source codec.
+//! included) copied byte for byte; the result is compressed again with the source codec,
+//! at [`codec::Effort::Fast`]: a rebuild is the daemon's costliest work per byte, merges
+//! happen where a partition's round trip (not the bytes it moves) limits it, and the
+//! records stay byte-equal whatever the compressor's setting.
 //!
 //! A LogAppendTime batch shows every record with the batch's append time; rebuilt, each
 //! record carries that time itself in a CreateTime batch, so a consumer of the rebuilt
@@ -254,7 +257,7 @@ fn malformed(b: &BatchView<'_>, reason: &str) -> RebuildError {
 
 /// Appends the records section to `out`, compressed with `codec_id`.
 fn compress(codec_id: i16, records: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    codec::compress_into(codec_id, records, out).map_err(|e| e.to_string())
+    codec::compress_into(codec_id, records, codec::Effort::Fast, out).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

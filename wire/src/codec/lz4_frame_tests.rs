@@ -222,9 +222,15 @@ fn written_frames_are_read_by_liblz4_and_by_kafkas_rules() {
         WRITE_BLOCK_BYTES + 1,
         300_000,
     ] {
-        for (kind, data) in [("text", text(len)), ("noise", noise(len))] {
+        for (kind, data, acceleration) in [
+            ("text", text(len), KAFKA_ACCELERATION),
+            ("text", text(len), FAST_ACCELERATION),
+            ("noise", noise(len), KAFKA_ACCELERATION),
+            ("noise", noise(len), FAST_ACCELERATION),
+        ] {
+            let kind = format!("{kind} at acceleration {acceleration}");
             let mut written = Vec::new();
-            compress(&data, &mut written).unwrap();
+            compress(&data, acceleration, &mut written).unwrap();
             assert_eq!(run(&written).unwrap(), data, "{kind} {len}: read back here");
             let mut by_liblz4 = Vec::new();
             lz4::Decoder::new(&written[..])
@@ -234,13 +240,41 @@ fn written_frames_are_read_by_liblz4_and_by_kafkas_rules() {
             assert_eq!(by_liblz4, data, "{kind} {len}: read back by liblz4");
             assert_eq!(written[4], 0x60, "FLG: version 1, independent blocks only");
             assert_eq!(written[5], 0x40, "BD: 64 KiB blocks");
-            if kind == "text" && len >= 1000 {
+            if kind.starts_with("text") && len >= 1000 {
                 assert!(written.len() < data.len() / 2, "{len}: text compresses");
             }
-            if kind == "noise" && len > 0 {
+            if kind.starts_with("noise") && len > 0 {
                 let first = u32::from_le_bytes(written[7..11].try_into().unwrap());
                 assert_ne!(first & INCOMPRESSIBLE, 0, "{len}: noise is stored as it is");
             }
         }
     }
+}
+
+/// Records' values as a producer's JSON: random ids between repeated field names.
+fn json_records(len: usize) -> Vec<u8> {
+    let mut noise = noise(len).into_iter();
+    let mut v = Vec::with_capacity(len + 64);
+    while v.len() < len {
+        let id: String = noise.by_ref().take(8).map(|b| format!("{b:02x}")).collect();
+        v.extend_from_slice(format!("{{\"id\":\"{id}\",\"status\":\"ok\"}}").as_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+#[test]
+fn the_fast_acceleration_trades_a_few_bytes_for_cpu() {
+    let data = json_records(1 << 20);
+    let (mut kafka, mut fast) = (Vec::new(), Vec::new());
+    compress(&data, KAFKA_ACCELERATION, &mut kafka).unwrap();
+    compress(&data, FAST_ACCELERATION, &mut fast).unwrap();
+    assert_ne!(fast, kafka, "the acceleration was not applied");
+    assert_eq!(run(&fast).unwrap(), data);
+    assert!(
+        fast.len() >= kafka.len() && fast.len() <= kafka.len() * 11 / 10,
+        "{} bytes at acceleration {FAST_ACCELERATION}, {} at {KAFKA_ACCELERATION}",
+        fast.len(),
+        kafka.len()
+    );
 }

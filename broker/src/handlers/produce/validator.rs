@@ -225,7 +225,7 @@ fn rebuild(
             record_count: batch.record_count(),
         };
         let mut compressed = Vec::new();
-        codec::compress_into(target, &raw, &mut compressed)
+        codec::compress_into(target, &raw, codec::Effort::Kafka, &mut compressed)
             .map_err(|e| (ResponseError::UnknownServerError, e.to_string()))?;
         header.write(out, compressed.len());
         out.extend_from_slice(&compressed);
@@ -270,7 +270,7 @@ mod tests {
             );
         }
         let mut records = Vec::new();
-        codec::compress_into(codec, &raw, &mut records).unwrap();
+        codec::compress_into(codec, &raw, codec::Effort::Kafka, &mut records).unwrap();
         let mut out = Vec::new();
         BatchHeader {
             base_offset: 0,

@@ -303,13 +303,7 @@ mod tests {
 
     #[test]
     fn merges_small_batches_into_one_valid_batch_for_every_codec() {
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ] {
+        for c in crate::records::EVERY_COMPRESSION {
             let a = encode(&[10, 11], c);
             let b = encode(&[12, 13, 14], c);
             let out = rebuild(&[&a, &b], 0).unwrap().unwrap();

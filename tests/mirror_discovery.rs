@@ -12,7 +12,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::discovery::{started, stop, wait_mirrored, wait_until, Clusters};
+use support::discovery::{east_to_west, started, stop, wait_mirrored, wait_until, Clusters};
 use support::topics::{admin, configs, contents, create, produce, total, user_topics};
 
 /// `"{topic}"` keeps names, `"dc1.{topic}"` prefixes them with literal text, and excluded
@@ -96,13 +96,7 @@ fn a_topic_created_after_start_is_mirrored_from_the_beginning() {
     let s = c.source.addr();
     create(&s, "events.first", 1, &[]);
     produce(&s, "events.first", "first", 3, &[]);
-    let config = c.topology(concat!(
-        "  - name: east-to-west\n",
-        "    source: east\n",
-        "    target: west\n",
-        "    topics: { include: [\"events\\\\..*\"] }\n",
-        "    discovery_interval: 1s\n",
-    ));
+    let config = c.topology(&east_to_west("events\\\\..*", ""));
     let daemon = started(&config);
     wait_mirrored(
         &daemon,
@@ -144,13 +138,7 @@ fn partitions_added_at_the_source_are_added_and_mirrored() {
     let s = c.source.addr();
     create(&s, "grow", 2, &[]);
     produce(&s, "grow", "old", 5, &[]);
-    let config = c.topology(concat!(
-        "  - name: east-to-west\n",
-        "    source: east\n",
-        "    target: west\n",
-        "    topics: { include: [\"grow\"] }\n",
-        "    discovery_interval: 1s\n",
-    ));
+    let config = c.topology(&east_to_west("grow", ""));
     let daemon = started(&config);
     wait_mirrored(&daemon, &c.source, "grow", &c.target, "east.grow");
     assert_eq!(user_topics(&c.target.addr())["east.grow"], 2);
@@ -252,13 +240,9 @@ fn topic_configs_are_synced_except_excluded_ones() {
         ],
     );
     produce(&s, "cfg", "r", 3, &[]);
-    let config = c.topology(concat!(
-        "  - name: east-to-west\n",
-        "    source: east\n",
-        "    target: west\n",
-        "    topics: { include: [\"cfg\"] }\n",
+    let config = c.topology(&east_to_west(
+        "cfg",
         "    sync_configs: { exclude: [\"max\\\\.message\\\\.bytes\"] }\n",
-        "    discovery_interval: 1s\n",
     ));
     let daemon = started(&config);
     wait_mirrored(&daemon, &c.source, "cfg", &c.target, "east.cfg");
@@ -340,13 +324,7 @@ fn a_config_removed_at_the_source_is_removed_at_the_target() {
         1,
         &["retention.ms=123456789", "segment.ms=3600000"],
     );
-    let config = c.topology(concat!(
-        "  - name: east-to-west\n",
-        "    source: east\n",
-        "    target: west\n",
-        "    topics: { include: [\"cfg\"] }\n",
-        "    discovery_interval: 1s\n",
-    ));
+    let config = c.topology(&east_to_west("cfg", ""));
     let daemon = started(&config);
     let topic_level = |name: &str| -> Option<String> {
         let v = configs(&t, "east.cfg");

@@ -11,7 +11,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::discovery::{started, stop, wait_mirrored, wait_until, Clusters};
+use support::discovery::{east_to_west, started, stop, wait_mirrored, wait_until, Clusters};
 use support::topics::{contents, create, produce, total, user_topics};
 use support::DaemonProcess;
 
@@ -44,14 +44,7 @@ fn start_from_latest_skips_existing_records_and_mirrors_later_ones() {
     let (s, t) = (c.source.addr(), c.target.addr());
     create(&s, "feed", 2, &[]);
     produce(&s, "feed", "early", 20, &[]);
-    let config = c.topology(concat!(
-        "  - name: east-to-west\n",
-        "    source: east\n",
-        "    target: west\n",
-        "    topics: { include: [\"feed\"] }\n",
-        "    start_from: latest\n",
-        "    discovery_interval: 1s\n",
-    ));
+    let config = c.topology(&east_to_west("feed", "    start_from: latest\n"));
     let daemon = started(&config);
     wait_until("the target topic", &daemon, || {
         user_topics(&t).get("east.feed").copied()
@@ -91,14 +84,7 @@ fn start_from_latest_is_not_applied_again_after_a_restart() {
     let (s, t) = (c.source.addr(), c.target.addr());
     create(&s, "feed", 1, &[]);
     produce(&s, "feed", "early", 5, &[]);
-    let config = c.topology(concat!(
-        "  - name: east-to-west\n",
-        "    source: east\n",
-        "    target: west\n",
-        "    topics: { include: [\"feed.*\"] }\n",
-        "    start_from: latest\n",
-        "    discovery_interval: 1s\n",
-    ));
+    let config = c.topology(&east_to_west("feed.*", "    start_from: latest\n"));
     let daemon = started(&config);
     // A probe on the target shows that the first start was chosen and stored.
     wait_for_probes(&daemon, &s, "feed", &t, "east.feed", 1);
@@ -133,14 +119,7 @@ fn start_from_latest_loses_nothing_across_a_restart() {
     let (s, t) = (c.source.addr(), c.target.addr());
     create(&s, "feed", 2, &[]);
     produce(&s, "feed", "early", 5, &[]);
-    let config = c.topology(concat!(
-        "  - name: east-to-west\n",
-        "    source: east\n",
-        "    target: west\n",
-        "    topics: { include: [\"feed\"] }\n",
-        "    start_from: latest\n",
-        "    discovery_interval: 1s\n",
-    ));
+    let config = c.topology(&east_to_west("feed", "    start_from: latest\n"));
     let mut daemon = started(&config);
     wait_until("the target topic", &daemon, || {
         user_topics(&t).get("east.feed").copied()

@@ -39,6 +39,15 @@ impl Clusters {
     }
 }
 
+/// The flow `east-to-west` of the topics matching `include` (a regex as YAML writes it in
+/// double quotes), discovering every second, with the settings of `extra_yaml` (indented
+/// lines) added.
+pub fn east_to_west(include: &str, extra_yaml: &str) -> String {
+    format!(
+        "  - name: east-to-west\n    source: east\n    target: west\n    topics: {{ include: [\"{include}\"] }}\n{extra_yaml}    discovery_interval: 1s\n"
+    )
+}
+
 /// A daemon on `config` that sent `READY=1`.
 pub fn started(config: &Path) -> DaemonProcess {
     let daemon = DaemonProcess::start(config);

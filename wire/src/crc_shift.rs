@@ -3,7 +3,8 @@
 //!
 //! Appending a zero byte to a message multiplies its (unconditioned) CRC by x^8 modulo the
 //! Castagnoli polynomial, so appending `n` zeros multiplies by x^(8n), which square-and-
-//! multiply over a table of x^(2^k) computes in at most 64 products of 32-bit polynomials.
+//! multiply over a table of x^(2^k) computes in at most 64 products of 32-bit polynomials,
+//! and a table of x^(8 v 256^i) per byte of `n` in at most four for any batch.
 //! `crc32c::crc32c_combine` does the same with 32x32 bit matrices: about 15 µs per call
 //! against well under one here, which is what lets every stamped batch take the patch.
 
@@ -49,15 +50,54 @@ const X_POW_TWO_POW: [u32; POWERS] = {
     table
 };
 
+/// Byte positions of a count that [`X_POW_BYTE_TABLE`] covers: counts below 2^32 bytes
+/// (every batch) take at most four products.
+const TABLE_BYTES: usize = 4;
+
+/// `X_POW_BYTE_TABLE[i][v]` = x^(8 v 256^i) mod P: x^(8n) is the product of one entry per
+/// byte of `n`, instead of one product per bit as over [`X_POW_TWO_POW`].
+const X_POW_BYTE_TABLE: [[u32; 256]; TABLE_BYTES] = {
+    let mut table = [[0u32; 256]; TABLE_BYTES];
+    let mut i = 0;
+    while i < TABLE_BYTES {
+        // x^(8 * 256^i) = x^(2^(3 + 8i))
+        let step = X_POW_TWO_POW[3 + 8 * i];
+        let mut p = ONE;
+        let mut v = 0;
+        while v < 256 {
+            table[i][v] = p;
+            p = mul_mod(p, step);
+            v += 1;
+        }
+        i += 1;
+    }
+    table
+};
+
 /// x^(8 n) mod P.
-fn x_pow_bytes(mut n: u64) -> u32 {
+fn x_pow_bytes(n: u64) -> u32 {
+    if n >> (8 * TABLE_BYTES) == 0 {
+        let mut p = ONE;
+        let mut rest = n;
+        let mut i = 0;
+        while rest != 0 {
+            let byte = (rest & 0xFF) as usize;
+            if byte != 0 {
+                p = mul_mod(X_POW_BYTE_TABLE[i][byte], p);
+            }
+            rest >>= 8;
+            i += 1;
+        }
+        return p;
+    }
     let mut p = ONE;
+    let mut rest = n;
     let mut k = 3;
-    while n != 0 {
-        if n & 1 != 0 {
+    while rest != 0 {
+        if rest & 1 != 0 {
             p = mul_mod(X_POW_TWO_POW[k], p);
         }
-        n >>= 1;
+        rest >>= 1;
         k += 1;
     }
     p
@@ -77,7 +117,18 @@ mod tests {
     #[test]
     fn matches_the_crate_combine_for_many_lengths_and_values() {
         let mut value: u32 = 0x1234_5678;
-        for zeros in (0..70usize).chain([255, 256, 4096, 65_537, 444_000, 4 << 20, 1 << 30]) {
+        for zeros in (0..70usize).chain([
+            255,
+            256,
+            4096,
+            65_537,
+            444_000,
+            4 << 20,
+            1 << 30,
+            (1 << 32) - 1,
+            1 << 32,
+            (1 << 32) + 8193,
+        ]) {
             // A cheap generator: odd multiplier, so values vary in every bit.
             value = value.wrapping_mul(0x9E37_79B9).wrapping_add(7);
             assert_eq!(

@@ -90,7 +90,8 @@ pub struct ProduceOutcome {
 /// one, by id (Produce v13, Kafka 4.1+, names topics by id only).
 #[derive(Debug, Clone)]
 pub struct ProduceTarget {
-    pub topic: String,
+    /// Shared, not copied, by every request that carries a batch for it.
+    pub topic: StrBytes,
     pub topic_id: Option<Uuid>,
     pub partition: i32,
 }
@@ -106,11 +107,11 @@ pub fn request(
         let data = PartitionProduceData::default()
             .with_index(target.partition)
             .with_records(Some(records));
-        match topics.iter_mut().find(|t| t.name.as_str() == target.topic) {
+        match topics.iter_mut().find(|t| t.name.0 == target.topic) {
             Some(t) => t.partition_data.push(data),
             None => topics.push(
                 TopicProduceData::default()
-                    .with_name(TopicName(StrBytes::from_string(target.topic)))
+                    .with_name(TopicName(target.topic))
                     .with_topic_id(target.topic_id.unwrap_or_default())
                     .with_partition_data(vec![data]),
             ),
@@ -140,7 +141,7 @@ pub fn partition_outcome(resp: &ProduceResponse, target: &ProduceTarget) -> Opti
         .iter()
         .filter(|t| {
             if t.topic_id.is_nil() {
-                t.name.as_str() == target.topic
+                t.name.0 == target.topic
             } else {
                 Some(t.topic_id) == target.topic_id
             }
@@ -218,7 +219,7 @@ impl super::ClusterClient {
     ) -> Result<(), ClientError> {
         let m = self.leader(topic, partition).await?;
         let to = ProduceTarget {
-            topic: topic.to_string(),
+            topic: StrBytes::from_string(topic.to_string()),
             topic_id: self.metadata().topic_id(topic),
             partition,
         };
@@ -231,7 +232,7 @@ impl super::ClusterClient {
         settle(
             self.name(),
             what,
-            (&to.topic, to.partition),
+            (to.topic.as_str(), to.partition),
             answer.as_ref(),
         )
         .map(|_| ())
@@ -300,7 +301,7 @@ mod tests {
         let err = settle(
             "west",
             "producing",
-            (&t.topic, t.partition),
+            (t.topic.as_str(), t.partition),
             answer.as_ref(),
         )
         .unwrap_err();

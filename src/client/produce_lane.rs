@@ -143,6 +143,12 @@ impl ProduceLane {
         }
     }
 
+    /// Whether the lane can still carry batches: its connection is not poisoned and its
+    /// combiner runs. A lane that cannot is replaced by the next `produce_lane`.
+    pub fn is_live(&self) -> bool {
+        !self.messenger.is_poisoned() && !self.tx.is_closed()
+    }
+
     /// Hands `records` (one batch) for `target` to the lane; returns once the request
     /// holding it is on the connection, with the receiver of its answer.
     pub async fn submit(

@@ -8,7 +8,7 @@ use kmirror_wire::records::{encode, record};
 
 fn target(topic: &str, partition: i32) -> ProduceTarget {
     ProduceTarget {
-        topic: topic.into(),
+        topic: StrBytes::from_string(topic.to_string()),
         topic_id: None,
         partition,
     }

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
@@ -29,10 +29,13 @@ pub use super::batching::Chunk;
 use super::batching::{Batcher, Ready, ShapeError, MERGE_ROUND_TRIP};
 use super::memory::Share;
 use super::progress::{Position, Progress, SourcePartition};
+use crate::client::metadata::MetadataSnapshot;
 use crate::client::produce::{self, ProduceOutcome, ProduceTarget, ProducerSession};
+use crate::client::produce_lane::ProduceLane;
 use crate::client::{ClientError, ClusterClient};
 use crate::telemetry::stats::{FlowStats, PartitionStats};
 use crate::throttle::Throttle;
+use kafka_protocol::protocol::StrBytes;
 
 /// Produce requests on the wire per partition (Kafka's idempotence limit is 5).
 pub const MAX_IN_FLIGHT: usize = 5;
@@ -90,6 +93,19 @@ pub struct Pipeline {
     pub stats: Arc<PartitionStats>,
     /// The round trip of the partition's lane, in microseconds (see [`crate::client::produce_lane::ProduceLane::round_trip`]).
     pub round_trip_us: AtomicU64,
+    /// The way to the target leader the last batch took, reused while it holds
+    /// ([`Pipeline::route`]); `Default::default()` to start.
+    pub route: Mutex<Option<Arc<Route>>>,
+}
+
+/// Where a partition's batches go: its lane to the target leader and the target partition
+/// named as Produce names it, found from one metadata snapshot. Looking them up costs
+/// several locks and hash lookups, more than the rest of sending a small batch, so a
+/// pipeline keeps its route until the metadata changes or the lane's connection fails.
+pub struct Route {
+    metadata: Arc<MetadataSnapshot>,
+    lane: ProduceLane,
+    target: ProduceTarget,
 }
 
 impl Pipeline {
@@ -233,13 +249,33 @@ impl Pipeline {
         self.round_trip_us.load(Ordering::Relaxed) >= MERGE_ROUND_TRIP.as_micros() as u64
     }
 
-    /// The target partition, with the topic id the target currently reports.
-    fn produce_target(&self) -> ProduceTarget {
-        ProduceTarget {
-            topic: self.target_topic.clone(),
-            topic_id: self.target.metadata().topic_id(&self.target_topic),
-            partition: self.source.partition,
+    /// The partition's lane to its target leader and the target partition with the topic
+    /// id the target currently reports: the last batch's while the target's metadata is the
+    /// same snapshot and the lane's connection lives, else looked up again (a leader
+    /// change, a new topic id or a lost connection all come with new metadata or a dead
+    /// lane).
+    async fn route(&self) -> Result<Arc<Route>, ClientError> {
+        let metadata = self.target.metadata();
+        if let Some(route) = self.route.lock().expect("route lock").as_ref() {
+            if Arc::ptr_eq(&route.metadata, &metadata) && route.lane.is_live() {
+                return Ok(route.clone());
+            }
         }
+        let lane = self
+            .target
+            .produce_lane(&self.target_topic, self.source.partition, self.lane)
+            .await?;
+        let route = Arc::new(Route {
+            target: ProduceTarget {
+                topic: StrBytes::from_string(self.target_topic.clone()),
+                topic_id: metadata.topic_id(&self.target_topic),
+                partition: self.source.partition,
+            },
+            lane,
+            metadata,
+        });
+        *self.route.lock().expect("route lock") = Some(route.clone());
+        Ok(route)
     }
 
     /// Puts one request on the wire now (so requests stay in order) and spawns the wait.
@@ -250,21 +286,20 @@ impl Pipeline {
     /// start, so a later request arriving first would be written ahead of this one, and
     /// this one then refused as out of order.
     async fn send(&self, entry: &mut InFlight) {
-        let lane = self.lane;
-        let target = self.produce_target();
         let queued = self
             .target
             .retry_observed(
                 "sending Produce",
                 None,
                 || async {
-                    let lane = self
-                        .target
-                        .produce_lane(&self.target_topic, self.source.partition, lane)
-                        .await?;
-                    self.round_trip_us
-                        .store(lane.round_trip().as_micros() as u64, Ordering::Relaxed);
-                    lane.submit(target.clone(), entry.stamped.clone())
+                    let route = self.route().await?;
+                    self.round_trip_us.store(
+                        route.lane.round_trip().as_micros() as u64,
+                        Ordering::Relaxed,
+                    );
+                    route
+                        .lane
+                        .submit(route.target.clone(), entry.stamped.clone())
                         .await
                         .map_err(|e| ClientError::Request {
                             cluster: self.target.name().to_string(),
@@ -274,7 +309,7 @@ impl Pipeline {
                 |e| self.flow_stats.produce_retry(class_name(e.class()), e),
             )
             .await;
-        tracing::trace!(topic = %self.target_topic, partition = self.source.partition, lane, queued = queued.is_ok(), "Batch handed to its lane.");
+        tracing::trace!(topic = %self.target_topic, partition = self.source.partition, lane = self.lane, queued = queued.is_ok(), "Batch handed to its lane.");
         let cluster = self.target.name().to_string();
         entry.pending = Some(Box::pin(async move {
             let answer = queued?.await.map_err(|_| ClientError::Internal {

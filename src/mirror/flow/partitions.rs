@@ -43,6 +43,7 @@ impl FlowRunner {
             flow_stats: self.stats.clone(),
             stats: stats.clone(),
             round_trip_us: Default::default(),
+            route: Default::default(),
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");
         let (flow, topic, partition) = (self.flow.name.clone(), sp.topic.clone(), sp.partition);

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
@@ -29,13 +29,11 @@ pub use super::batching::Chunk;
 use super::batching::{Batcher, Ready, ShapeError, MERGE_ROUND_TRIP};
 use super::memory::Share;
 use super::progress::{Position, Progress, SourcePartition};
-use crate::client::metadata::MetadataSnapshot;
-use crate::client::produce::{self, ProduceOutcome, ProduceTarget, ProducerSession};
-use crate::client::produce_lane::ProduceLane;
+use super::route::RouteCache;
+use crate::client::produce::{self, ProduceOutcome, ProducerSession};
 use crate::client::{ClientError, ClusterClient};
 use crate::telemetry::stats::{FlowStats, PartitionStats};
 use crate::throttle::Throttle;
-use kafka_protocol::protocol::StrBytes;
 
 /// Produce requests on the wire per partition (Kafka's idempotence limit is 5).
 pub const MAX_IN_FLIGHT: usize = 5;
@@ -93,19 +91,8 @@ pub struct Pipeline {
     pub stats: Arc<PartitionStats>,
     /// The round trip of the partition's lane, in microseconds (see [`crate::client::produce_lane::ProduceLane::round_trip`]).
     pub round_trip_us: AtomicU64,
-    /// The way to the target leader the last batch took, reused while it holds
-    /// ([`Pipeline::route`]); `Default::default()` to start.
-    pub route: Mutex<Option<Arc<Route>>>,
-}
-
-/// Where a partition's batches go: its lane to the target leader and the target partition
-/// named as Produce names it, found from one metadata snapshot. Looking them up costs
-/// several locks and hash lookups, more than the rest of sending a small batch, so a
-/// pipeline keeps its route until the metadata changes or the lane's connection fails.
-pub struct Route {
-    metadata: Arc<MetadataSnapshot>,
-    lane: ProduceLane,
-    target: ProduceTarget,
+    /// The way to the target leader the last batch took ([`RouteCache`]).
+    pub route: RouteCache,
 }
 
 impl Pipeline {
@@ -249,35 +236,6 @@ impl Pipeline {
         self.round_trip_us.load(Ordering::Relaxed) >= MERGE_ROUND_TRIP.as_micros() as u64
     }
 
-    /// The partition's lane to its target leader and the target partition with the topic
-    /// id the target currently reports: the last batch's while the target's metadata is the
-    /// same snapshot and the lane's connection lives, else looked up again (a leader
-    /// change, a new topic id or a lost connection all come with new metadata or a dead
-    /// lane).
-    async fn route(&self) -> Result<Arc<Route>, ClientError> {
-        let metadata = self.target.metadata();
-        if let Some(route) = self.route.lock().expect("route lock").as_ref() {
-            if Arc::ptr_eq(&route.metadata, &metadata) && route.lane.is_live() {
-                return Ok(route.clone());
-            }
-        }
-        let lane = self
-            .target
-            .produce_lane(&self.target_topic, self.source.partition, self.lane)
-            .await?;
-        let route = Arc::new(Route {
-            target: ProduceTarget {
-                topic: StrBytes::from_string(self.target_topic.clone()),
-                topic_id: metadata.topic_id(&self.target_topic),
-                partition: self.source.partition,
-            },
-            lane,
-            metadata,
-        });
-        *self.route.lock().expect("route lock") = Some(route.clone());
-        Ok(route)
-    }
-
     /// Puts one request on the wire now (so requests stay in order) and spawns the wait.
     ///
     /// A request that cannot be put on the wire (no known leader, no connection) is retried
@@ -292,7 +250,15 @@ impl Pipeline {
                 "sending Produce",
                 None,
                 || async {
-                    let route = self.route().await?;
+                    let route = self
+                        .route
+                        .get(
+                            &self.target,
+                            &self.target_topic,
+                            self.source.partition,
+                            self.lane,
+                        )
+                        .await?;
                     self.round_trip_us.store(
                         route.lane.round_trip().as_micros() as u64,
                         Ordering::Relaxed,

@@ -1,0 +1,58 @@
+//! Where a partition's batches go: its lane to the target leader and the target partition
+//! as Produce names it (with the topic id the target reports). Looking them up costs two
+//! metadata locks, a connection and a lane lookup (a lock and a hash each) and a copy of
+//! the topic name, more than the rest of sending a small batch, so each pipeline keeps
+//! its route and looks it up again only when the target's metadata changes or the lane's
+//! connection fails: a leader move, a new topic id or a lost connection all come with new
+//! metadata or a dead lane.
+
+use std::sync::{Arc, Mutex};
+
+use kafka_protocol::protocol::StrBytes;
+
+use crate::client::metadata::MetadataSnapshot;
+use crate::client::produce::ProduceTarget;
+use crate::client::produce_lane::ProduceLane;
+use crate::client::{ClientError, ClusterClient};
+
+/// One partition's way to its target leader, found from one metadata snapshot.
+pub struct Route {
+    metadata: Arc<MetadataSnapshot>,
+    pub lane: ProduceLane,
+    pub target: ProduceTarget,
+}
+
+/// The route the partition's last batch took.
+#[derive(Default)]
+pub struct RouteCache(Mutex<Option<Arc<Route>>>);
+
+impl RouteCache {
+    /// The route to `partition` of `topic` on lane `lane`: the last one while the target's
+    /// metadata is the same snapshot and its lane lives, else looked up again.
+    pub async fn get(
+        &self,
+        target: &ClusterClient,
+        topic: &str,
+        partition: i32,
+        lane: usize,
+    ) -> Result<Arc<Route>, ClientError> {
+        let metadata = target.metadata();
+        if let Some(route) = self.0.lock().expect("route lock").as_ref() {
+            if Arc::ptr_eq(&route.metadata, &metadata) && route.lane.is_live() {
+                return Ok(route.clone());
+            }
+        }
+        let lane = target.produce_lane(topic, partition, lane).await?;
+        let route = Arc::new(Route {
+            target: ProduceTarget {
+                topic: StrBytes::from_string(topic.to_string()),
+                topic_id: metadata.topic_id(topic),
+                partition,
+            },
+            lane,
+            metadata,
+        });
+        *self.0.lock().expect("route lock") = Some(route.clone());
+        Ok(route)
+    }
+}

@@ -6,7 +6,7 @@
 //! connection fails: a leader move, a new topic id or a lost connection all come with new
 //! metadata or a dead lane.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use kafka_protocol::protocol::StrBytes;
 
@@ -17,7 +17,10 @@ use crate::client::{ClientError, ClusterClient};
 
 /// One partition's way to its target leader, found from one metadata snapshot.
 pub struct Route {
-    metadata: Arc<MetadataSnapshot>,
+    /// That snapshot, by identity only: an idle partition must not keep a whole cluster's
+    /// old metadata alive (a `Weak` frees it; its allocation, never reused while the
+    /// `Weak` lives, still tells it apart from a newer one).
+    metadata: Weak<MetadataSnapshot>,
     pub lane: ProduceLane,
     pub target: ProduceTarget,
 }
@@ -38,7 +41,8 @@ impl RouteCache {
     ) -> Result<Arc<Route>, ClientError> {
         let metadata = target.metadata();
         if let Some(route) = self.0.lock().expect("route lock").as_ref() {
-            if Arc::ptr_eq(&route.metadata, &metadata) && route.lane.is_live() {
+            if std::ptr::eq(route.metadata.as_ptr(), Arc::as_ptr(&metadata)) && route.lane.is_live()
+            {
                 return Ok(route.clone());
             }
         }
@@ -50,7 +54,7 @@ impl RouteCache {
                 partition,
             },
             lane,
-            metadata,
+            metadata: Arc::downgrade(&metadata),
         });
         *self.0.lock().expect("route lock") = Some(route.clone());
         Ok(route)

@@ -68,12 +68,26 @@ const IDLE_SAMPLES_NEEDED: usize = 3;
 const SAMPLED_BATCH_BYTES: usize = 64 << 10;
 
 /// What a lane has written: requests, and the batches they carried.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LaneStats {
     pub requests: AtomicU64,
     pub batches: AtomicU64,
     /// Round trips of recent requests sent while no other was in flight on the lane.
     idle_round_trips: Mutex<VecDeque<Duration>>,
+    /// The least of them once there are [`IDLE_SAMPLES_NEEDED`], in µs, kept with each
+    /// sample so that reading it (once per batch) takes no lock; `u64::MAX` until then.
+    idle_round_trip_us: AtomicU64,
+}
+
+impl Default for LaneStats {
+    fn default() -> Self {
+        Self {
+            requests: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            idle_round_trips: Mutex::default(),
+            idle_round_trip_us: AtomicU64::new(u64::MAX),
+        }
+    }
 }
 
 impl LaneStats {
@@ -83,7 +97,16 @@ impl LaneStats {
             r.pop_front();
         }
         r.push_back(round_trip);
+        if r.len() >= IDLE_SAMPLES_NEEDED {
+            let least = r.iter().min().map_or(u64::MAX, |d| micros(*d));
+            self.idle_round_trip_us.store(least, Ordering::Relaxed);
+        }
     }
+}
+
+/// `d` in whole µs, saturating.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// The entry point of one connection's combiner.
@@ -113,8 +136,8 @@ impl BrokerLoad {
     }
 
     fn connected(&self, m: &Messenger) {
-        let us = u64::try_from(m.round_trip().as_micros()).unwrap_or(u64::MAX);
-        self.connect_round_trip_us.fetch_min(us, Ordering::Relaxed);
+        self.connect_round_trip_us
+            .fetch_min(micros(m.round_trip()), Ordering::Relaxed);
     }
 }
 
@@ -131,15 +154,12 @@ impl ProduceLane {
     /// once, when it was opened). A single sample may be an outlier (the first write to a
     /// new partition, a connection opened while the machine was busy).
     pub fn round_trip(&self) -> Duration {
-        let samples = self
-            .stats
-            .idle_round_trips
-            .lock()
-            .expect("round trips lock");
-        match samples.iter().min() {
-            Some(least) if samples.len() >= IDLE_SAMPLES_NEEDED => *least,
+        match self.stats.idle_round_trip_us.load(Ordering::Relaxed) {
             // `Lanes::get` counted this lane's own connection in when it made the lane.
-            _ => Duration::from_micros(self.broker.connect_round_trip_us.load(Ordering::Relaxed)),
+            u64::MAX => {
+                Duration::from_micros(self.broker.connect_round_trip_us.load(Ordering::Relaxed))
+            }
+            least => Duration::from_micros(least),
         }
     }
 

@@ -356,6 +356,24 @@ impl ClusterClient {
     }
 }
 
+/// A kmirror-broker on a free 127.0.0.1 port and a client of it, for unit tests.
+#[cfg(test)]
+pub(crate) async fn local_cluster(cluster: &str) -> (kmirror_broker::RunningBroker, ClusterClient) {
+    let broker = kmirror_broker::start(kmirror_broker::BrokerConfig {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        ..kmirror_broker::BrokerConfig::default()
+    })
+    .await
+    .expect("the broker starts");
+    let client = ClusterClient::new(ClientConfig {
+        cluster: cluster.into(),
+        bootstrap: vec![broker.bootstrap()],
+        messenger: MessengerConfig::default(),
+        backoff: BackoffConfig::default(),
+    });
+    (broker, client)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

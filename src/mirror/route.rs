@@ -60,3 +60,37 @@ impl RouteCache {
         Ok(route)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A route is reused while the target's metadata is the same snapshot, looked up again
+    /// from a new one, and does not keep the old snapshot alive.
+    #[tokio::test]
+    async fn a_route_lasts_as_long_as_its_metadata_snapshot() {
+        let (broker, client) = crate::client::local_cluster("target").await;
+        client.refresh_metadata().await.unwrap();
+        client.create_topic("routed", 2, &[]).await.unwrap();
+        client.refresh_metadata().await.unwrap();
+
+        let cache = RouteCache::default();
+        let first = cache.get(&client, "routed", 1, 0).await.unwrap();
+        assert_eq!(first.target.topic.as_str(), "routed");
+        assert_eq!(first.target.partition, 1);
+        assert_eq!(first.target.topic_id, client.metadata().topic_id("routed"));
+        assert!(first.lane.is_live());
+        let again = cache.get(&client, "routed", 1, 0).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "same snapshot, same route");
+
+        client.refresh_metadata().await.unwrap();
+        assert!(
+            first.metadata.upgrade().is_none(),
+            "the route kept the replaced snapshot alive"
+        );
+        let fresh = cache.get(&client, "routed", 1, 0).await.unwrap();
+        assert!(!Arc::ptr_eq(&first, &fresh), "a new snapshot, a new route");
+        assert!(fresh.lane.is_live());
+        let _ = broker.shutdown().await;
+    }
+}

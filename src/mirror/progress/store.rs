@@ -143,24 +143,9 @@ impl ProgressLog for TargetLog<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::ClientConfig;
-    use kmirror_wire::backoff::BackoffConfig;
-    use kmirror_wire::messenger::MessengerConfig;
 
     async fn cluster() -> (kmirror_broker::RunningBroker, ClusterClient) {
-        let broker = kmirror_broker::start(kmirror_broker::BrokerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ..kmirror_broker::BrokerConfig::default()
-        })
-        .await
-        .unwrap();
-        let client = ClusterClient::new(ClientConfig {
-            cluster: "target".into(),
-            bootstrap: vec![broker.bootstrap()],
-            messenger: MessengerConfig::default(),
-            backoff: BackoffConfig::default(),
-        });
-        (broker, client)
+        crate::client::local_cluster("target").await
     }
 
     /// The progress topic is created compacted, and its limit is read from the broker.

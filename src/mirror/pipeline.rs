@@ -16,21 +16,23 @@
 //! at ERROR; progress stays where it is, so nothing is skipped.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use futures::future::BoxFuture;
 use kmirror_wire::backoff::{Backoff, BackoffConfig};
 use kmirror_wire::errors::{ErrorClass, ResponseError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 pub use super::batching::Chunk;
 use super::batching::{Batcher, Ready, ShapeError, MERGE_ROUND_TRIP};
 use super::memory::Share;
 use super::progress::{Position, Progress, SourcePartition};
 use super::route::RouteCache;
-use crate::client::produce::{self, ProduceOutcome, ProducerSession};
+use crate::client::produce::{self, ProducerSession};
+use crate::client::produce_lane::Answer;
 use crate::client::{ClientError, ClusterClient};
 use crate::telemetry::stats::{FlowStats, PartitionStats};
 use crate::throttle::Throttle;
@@ -51,11 +53,39 @@ struct InFlight {
     source_runs: Vec<(i64, i64)>,
     /// The batch's first and newest record timestamps (ms), for telemetry.
     timestamps_ms: (i64, i64),
-    /// The answer, once the request is on the wire (a future polled by the pipeline
-    /// itself: no task per batch).
-    pending: Option<BoxFuture<'static, Result<Option<ProduceOutcome>, ClientError>>>,
+    /// The answer, once the request is on the wire (polled by the pipeline itself: no task
+    /// per batch).
+    pending: Option<Pending>,
     /// The memory this batch holds until it is acknowledged.
     _permits: Vec<Arc<Share>>,
+}
+
+/// A request's answer, as the pipeline waits for it.
+enum Pending {
+    /// The request is on the wire; its lane answers here.
+    Sent(oneshot::Receiver<Answer>),
+    /// The request could not be put on the wire; the error is taken when first polled.
+    Unsent(Option<ClientError>),
+}
+
+impl Future for Pending {
+    /// The lane's answer, or why there is none.
+    type Output = Result<Answer, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Pending::Sent(rx) => Pin::new(rx).poll(cx).map(|answer| {
+                answer.map_err(|_| ClientError::Internal {
+                    what: "the produce lane dropped an answer".into(),
+                })
+            }),
+            Pending::Unsent(error) => {
+                Poll::Ready(Err(error.take().unwrap_or_else(|| ClientError::Internal {
+                    what: "a failed send was awaited twice".into(),
+                })))
+            }
+        }
+    }
 }
 
 /// How the pipeline ended.
@@ -89,8 +119,6 @@ pub struct Pipeline {
     pub lane: usize,
     pub flow_stats: Arc<FlowStats>,
     pub stats: Arc<PartitionStats>,
-    /// The round trip of the partition's lane, in microseconds (see [`crate::client::produce_lane::ProduceLane::round_trip`]).
-    pub round_trip_us: AtomicU64,
     /// The way to the target leader the last batch took ([`RouteCache`]).
     pub route: RouteCache,
 }
@@ -106,7 +134,7 @@ impl Pipeline {
             let merge = self.round_trip_limits();
             if merge != merging {
                 merging = merge;
-                tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, round_trip_us = self.round_trip_us.load(Ordering::Relaxed), merge, "Small batches waiting behind a full window are merged only while the target's round trip limits the partition.");
+                tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, round_trip_us = self.route.round_trip().map(|r| r.as_micros() as u64), merge, "Small batches waiting behind a full window are merged only while the target's round trip limits the partition.");
             }
             // Fill the window; what does not fit waits, and is merged when small.
             while window.len() < MAX_IN_FLIGHT {
@@ -233,7 +261,9 @@ impl Pipeline {
     /// Whether the target's round trip, not CPU, limits this partition, so small batches
     /// are worth merging.
     fn round_trip_limits(&self) -> bool {
-        self.round_trip_us.load(Ordering::Relaxed) >= MERGE_ROUND_TRIP.as_micros() as u64
+        self.route
+            .round_trip()
+            .is_some_and(|r| r >= MERGE_ROUND_TRIP)
     }
 
     /// Puts one request on the wire now (so requests stay in order) and spawns the wait.
@@ -259,10 +289,6 @@ impl Pipeline {
                             self.lane,
                         )
                         .await?;
-                    self.round_trip_us.store(
-                        route.lane.round_trip().as_micros() as u64,
-                        Ordering::Relaxed,
-                    );
                     route
                         .lane
                         .submit(route.target.clone(), entry.stamped.clone())
@@ -276,21 +302,18 @@ impl Pipeline {
             )
             .await;
         tracing::trace!(topic = %self.target_topic, partition = self.source.partition, lane = self.lane, queued = queued.is_ok(), "Batch handed to its lane.");
-        let cluster = self.target.name().to_string();
-        entry.pending = Some(Box::pin(async move {
-            let answer = queued?.await.map_err(|_| ClientError::Internal {
-                what: "the produce lane dropped an answer".into(),
-            })?;
-            answer.map_err(|e| ClientError::Request { cluster, source: e })
-        }));
+        entry.pending = Some(match queued {
+            Ok(rx) => Pending::Sent(rx),
+            Err(e) => Pending::Unsent(Some(e)),
+        });
     }
 
     /// The target base offset of a successful produce, or the error.
-    fn settle(
-        &mut self,
-        result: Result<Option<ProduceOutcome>, ClientError>,
-    ) -> Result<i64, ClientError> {
-        let answer = result?;
+    fn settle(&mut self, result: Result<Answer, ClientError>) -> Result<i64, ClientError> {
+        let answer = result?.map_err(|e| ClientError::Request {
+            cluster: self.target.name().to_string(),
+            source: e,
+        })?;
         produce::settle(
             self.target.name(),
             format_args!(

@@ -7,6 +7,7 @@
 //! metadata or a dead lane.
 
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use kafka_protocol::protocol::StrBytes;
 
@@ -59,6 +60,16 @@ impl RouteCache {
         *self.0.lock().expect("route lock") = Some(route.clone());
         Ok(route)
     }
+
+    /// The round trip of the last route's lane ([`ProduceLane::round_trip`]); `None` before
+    /// the first batch was sent.
+    pub fn round_trip(&self) -> Option<Duration> {
+        self.0
+            .lock()
+            .expect("route lock")
+            .as_ref()
+            .map(|r| r.lane.round_trip())
+    }
 }
 
 #[cfg(test)]
@@ -75,11 +86,13 @@ mod tests {
         client.refresh_metadata().await.unwrap();
 
         let cache = RouteCache::default();
+        assert_eq!(cache.round_trip(), None, "no route yet");
         let first = cache.get(&client, "routed", 1, 0).await.unwrap();
         assert_eq!(first.target.topic.as_str(), "routed");
         assert_eq!(first.target.partition, 1);
         assert_eq!(first.target.topic_id, client.metadata().topic_id("routed"));
         assert!(first.lane.is_live());
+        assert_eq!(cache.round_trip(), Some(first.lane.round_trip()));
         let again = cache.get(&client, "routed", 1, 0).await.unwrap();
         assert!(Arc::ptr_eq(&first, &again), "same snapshot, same route");
 

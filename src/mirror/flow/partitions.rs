@@ -42,7 +42,6 @@ impl FlowRunner {
             lane: self.target.assign_produce_lane(),
             flow_stats: self.stats.clone(),
             stats: stats.clone(),
-            round_trip_us: Default::default(),
             route: Default::default(),
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");

@@ -13,22 +13,20 @@
 //! with the same sequences, so the target drops the copies it already has. A producer
 //! session the target no longer knows is replaced and the unacknowledged batches are
 //! restamped. A fatal error (e.g. MESSAGE_TOO_LARGE) stops this partition, reported once
-//! at ERROR; progress stays where it is, so nothing is skipped.
+//! at ERROR; progress stays where it is, so nothing is skipped (`recovery.rs`).
+
+mod in_flight;
+mod recovery;
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kmirror_wire::backoff::{Backoff, BackoffConfig};
-use kmirror_wire::errors::{ErrorClass, ResponseError};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 pub use super::batching::Chunk;
 use super::batching::{Batcher, Ready, ShapeError, MERGE_ROUND_TRIP};
-use super::memory::Share;
 use super::progress::{Position, Progress, SourcePartition};
 use super::route::RouteCache;
 use crate::client::produce::{self, ProducerSession};
@@ -36,57 +34,11 @@ use crate::client::produce_lane::Answer;
 use crate::client::{ClientError, ClusterClient};
 use crate::telemetry::stats::{FlowStats, PartitionStats};
 use crate::throttle::Throttle;
+use in_flight::{InFlight, Pending};
+use recovery::{class_name, corrupt_source};
 
 /// Produce requests on the wire per partition (Kafka's idempotence limit is 5).
 pub const MAX_IN_FLIGHT: usize = 5;
-
-struct InFlight {
-    first_source_offset: i64,
-    next_source_offset: i64,
-    /// The source partition leader epoch of the last batch below `next_source_offset`.
-    leader_epoch: Option<i32>,
-    /// The stamped batch; empty for an entry that only moves the position.
-    stamped: Bytes,
-    records: i32,
-    /// Its records' source offsets as `(first offset, count)` runs, for the offset map;
-    /// empty when they are `records` offsets from `first_source_offset` on.
-    source_runs: Vec<(i64, i64)>,
-    /// The batch's first and newest record timestamps (ms), for telemetry.
-    timestamps_ms: (i64, i64),
-    /// The answer, once the request is on the wire (polled by the pipeline itself: no task
-    /// per batch).
-    pending: Option<Pending>,
-    /// The memory this batch holds until it is acknowledged.
-    _permits: Vec<Arc<Share>>,
-}
-
-/// A request's answer, as the pipeline waits for it.
-enum Pending {
-    /// The request is on the wire; its lane answers here.
-    Sent(oneshot::Receiver<Answer>),
-    /// The request could not be put on the wire; the error is taken when first polled.
-    Unsent(Option<ClientError>),
-}
-
-impl Future for Pending {
-    /// The lane's answer, or why there is none.
-    type Output = Result<Answer, ClientError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Pending::Sent(rx) => Pin::new(rx).poll(cx).map(|answer| {
-                answer.map_err(|_| ClientError::Internal {
-                    what: "the produce lane dropped an answer".into(),
-                })
-            }),
-            Pending::Unsent(error) => {
-                Poll::Ready(Err(error.take().unwrap_or_else(|| ClientError::Internal {
-                    what: "a failed send was awaited twice".into(),
-                })))
-            }
-        }
-    }
-}
 
 /// How the pipeline ended.
 #[derive(Debug)]
@@ -266,7 +218,8 @@ impl Pipeline {
             .is_some_and(|r| r >= MERGE_ROUND_TRIP)
     }
 
-    /// Puts one request on the wire now (so requests stay in order) and spawns the wait.
+    /// Puts one request on the wire now (so requests stay in order); the entry keeps the
+    /// lane's answer, which [`Pipeline::run`] awaits in window order.
     ///
     /// A request that cannot be put on the wire (no known leader, no connection) is retried
     /// here, with metadata refreshes, until it is: later requests must not reach the target
@@ -372,146 +325,5 @@ impl Pipeline {
                 leader_epoch,
             },
         );
-    }
-
-    /// After a failed request: waits out the window, then resends it in order.
-    async fn recover(
-        &mut self,
-        window: &mut VecDeque<InFlight>,
-        error: ClientError,
-        backoff: &mut Backoff,
-    ) -> Result<(), ClientError> {
-        let session_lost = matches!(
-            &error,
-            ClientError::Broker {
-                error: ResponseError::OutOfOrderSequenceNumber
-                    | ResponseError::UnknownProducerId
-                    | ResponseError::InvalidProducerEpoch,
-                ..
-            }
-        );
-        if error.class() == ErrorClass::Fatal && !session_lost {
-            return Err(error);
-        }
-        self.flow_stats
-            .produce_retry(class_name(error.class()), &error);
-        self.stats.error(format!("produce: {error}"));
-        // Later requests may have succeeded or failed; either way they are resent, and the
-        // target deduplicates the ones it already has.
-        for e in window.iter_mut() {
-            if let Some(p) = e.pending.take() {
-                let _ = p.await;
-            }
-        }
-        let delay = backoff
-            .next_delay()
-            .unwrap_or(std::time::Duration::from_secs(1));
-        tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, error = %error, retry_in_ms = delay.as_millis() as u64, resend = window.len(), "Produce failed; resending in order.");
-        tokio::time::sleep(delay).await;
-        if error.class() == ErrorClass::RetryRefreshMetadata {
-            let _ = self.target.refresh_metadata().await;
-        }
-        if session_lost {
-            self.session = self
-                .target
-                .retry("InitProducerId", None, || self.target.init_producer())
-                .await?;
-            self.next_sequence = 0;
-            for e in window.iter_mut().filter(|e| !e.stamped.is_empty()) {
-                let mut buf = BytesMut::from(&e.stamped[..]);
-                let records = produce::stamp_in_place(&mut buf, self.session, self.next_sequence);
-                let stamped = buf.freeze();
-                self.next_sequence = produce::next_sequence(self.next_sequence, records);
-                e.stamped = stamped;
-            }
-            tracing::info!(flow = %self.flow, producer_id = self.session.producer_id, "New producer session after the target lost the old one.");
-        }
-        for i in 0..window.len() {
-            if !window[i].stamped.is_empty() {
-                let mut e = window.remove(i).expect("index in range");
-                self.send(&mut e).await;
-                window.insert(i, e);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The `class` label of an error's retry decision.
-pub fn class_name(class: ErrorClass) -> &'static str {
-    match class {
-        ErrorClass::Ok => "ok",
-        ErrorClass::RetryRefreshMetadata => "stale_metadata",
-        ErrorClass::Retry => "retriable",
-        ErrorClass::Fatal => "fatal",
-    }
-}
-
-/// When the target refused a batch as corrupt and the batch indeed fails its CRC, the
-/// source batch was corrupt (its CRC was patched, never recomputed, so a wrong one stayed
-/// wrong): that ends the partition, naming the source offset. A batch that verifies was
-/// damaged on the way and is retried like any CORRUPT_MESSAGE.
-fn corrupt_source(error: &ClientError, refused: &InFlight) -> Option<Ended> {
-    if !matches!(
-        error,
-        ClientError::Broker {
-            error: ResponseError::CorruptMessage,
-            ..
-        }
-    ) {
-        return None;
-    }
-    let corrupt = kmirror_wire::batch::Batches::new(&refused.stamped)
-        .any(|b| b.is_err() || b.is_ok_and(|b| b.verify_crc().is_err()));
-    corrupt.then(|| Ended::Corrupt {
-        offset: refused.first_source_offset,
-        error: "the target refused it as corrupt (CORRUPT_MESSAGE) and its CRC does not match its bytes".into(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kafka_protocol::records::Compression;
-
-    fn batch(base_offset: i64, count: i64) -> Bytes {
-        let records: Vec<_> = (0..count)
-            .map(|i| {
-                kmirror_wire::records::record(
-                    base_offset + i,
-                    0,
-                    None,
-                    Some(Bytes::from(vec![b'x'; 10])),
-                )
-            })
-            .collect();
-        kmirror_wire::records::encode(&records, Compression::None).unwrap()
-    }
-
-    #[test]
-    fn restamping_a_stamped_buffer_equals_stamping_the_original() {
-        let mut original = BytesMut::new();
-        original.extend_from_slice(&batch(0, 3));
-        original.extend_from_slice(&batch(3, 2));
-        let old = ProducerSession {
-            producer_id: 1,
-            producer_epoch: 0,
-        };
-        let new = ProducerSession {
-            producer_id: 2,
-            producer_epoch: 0,
-        };
-        let mut fresh = original.clone();
-        assert_eq!(produce::stamp_in_place(&mut fresh, new, 0), 5);
-        let mut stamped = original.clone();
-        assert_eq!(produce::stamp_in_place(&mut stamped, old, 7), 5);
-        assert_ne!(stamped, fresh);
-        assert_eq!(produce::stamp_in_place(&mut stamped, new, 0), 5);
-        assert_eq!(stamped, fresh, "every batch was restamped");
-        for b in kmirror_wire::batch::Batches::new(&stamped) {
-            let b = b.unwrap();
-            b.verify_crc().unwrap();
-            assert_eq!(b.producer_id(), 2);
-        }
     }
 }

@@ -1,0 +1,64 @@
+//! One entry of a partition's produce window: a stamped batch (or a position-only entry),
+//! the source offsets it covers, the memory it holds until acknowledged, and the lane's
+//! answer, awaited by the pipeline itself rather than by a task per batch.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::client::produce_lane::Answer;
+use crate::client::ClientError;
+use crate::mirror::memory::Share;
+
+/// One Produce request of the window, in source order.
+pub(super) struct InFlight {
+    pub(super) first_source_offset: i64,
+    pub(super) next_source_offset: i64,
+    /// The source partition leader epoch of the last batch below `next_source_offset`.
+    pub(super) leader_epoch: Option<i32>,
+    /// The stamped batch; empty for an entry that only moves the position.
+    pub(super) stamped: Bytes,
+    pub(super) records: i32,
+    /// Its records' source offsets as `(first offset, count)` runs, for the offset map;
+    /// empty when they are `records` offsets from `first_source_offset` on.
+    pub(super) source_runs: Vec<(i64, i64)>,
+    /// The batch's first and newest record timestamps (ms), for telemetry.
+    pub(super) timestamps_ms: (i64, i64),
+    /// The answer, once the request is on the wire (polled by the pipeline itself: no task
+    /// per batch).
+    pub(super) pending: Option<Pending>,
+    /// The memory this batch holds until it is acknowledged.
+    pub(super) _permits: Vec<Arc<Share>>,
+}
+
+/// A request's answer, as the pipeline waits for it.
+pub(super) enum Pending {
+    /// The request is on the wire; its lane answers here.
+    Sent(oneshot::Receiver<Answer>),
+    /// The request could not be put on the wire; the error is taken when first polled.
+    Unsent(Option<ClientError>),
+}
+
+impl Future for Pending {
+    /// The lane's answer, or why there is none.
+    type Output = Result<Answer, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Pending::Sent(rx) => Pin::new(rx).poll(cx).map(|answer| {
+                answer.map_err(|_| ClientError::Internal {
+                    what: "the produce lane dropped an answer".into(),
+                })
+            }),
+            Pending::Unsent(error) => {
+                Poll::Ready(Err(error.take().unwrap_or_else(|| ClientError::Internal {
+                    what: "a failed send was awaited twice".into(),
+                })))
+            }
+        }
+    }
+}

@@ -62,3 +62,37 @@ impl Future for Pending {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_sent_request_yields_its_lanes_answer_or_an_error_when_the_lane_drops_it() {
+        let (tx, rx) = oneshot::channel::<Answer>();
+        tx.send(Ok(None)).unwrap();
+        assert!(matches!(Pending::Sent(rx).await, Ok(Ok(None))));
+
+        let (tx, rx) = oneshot::channel::<Answer>();
+        drop(tx);
+        let dropped = Pending::Sent(rx).await;
+        assert!(
+            matches!(&dropped, Err(ClientError::Internal { what }) if what.contains("dropped")),
+            "{dropped:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsent_request_yields_why_it_was_not_sent_once() {
+        let mut pending = Pending::Unsent(Some(ClientError::Internal {
+            what: "no leader".into(),
+        }));
+        let first = (&mut pending).await;
+        assert!(matches!(&first, Err(ClientError::Internal { what }) if what == "no leader"));
+        let again = pending.await;
+        assert!(
+            matches!(&again, Err(ClientError::Internal { what }) if what.contains("twice")),
+            "{again:?}"
+        );
+    }
+}

@@ -292,33 +292,6 @@ pub async fn fetch(
     Ok(out)
 }
 
-/// ListOffsets for one partition: `timestamp` -2 = earliest, -1 = latest.
-pub async fn list_offset(
-    m: &Messenger,
-    topic: &str,
-    partition: i32,
-    timestamp: i64,
-) -> Result<(i16, i64), RequestError> {
-    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_isolation_level(1)
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(partition)
-                .with_current_leader_epoch(-1)
-                .with_timestamp(timestamp)])]);
-    let (resp, _) = m.send(&req).await?;
-    let p = resp
-        .topics
-        .first()
-        .and_then(|t| t.partitions.first())
-        .cloned()
-        .unwrap_or_default();
-    Ok((p.error_code, p.offset))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

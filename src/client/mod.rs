@@ -15,6 +15,7 @@ pub mod admin;
 mod connections;
 pub mod fetch;
 pub mod groups;
+pub mod list_offsets;
 pub mod membership;
 pub mod metadata;
 pub mod produce;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::client::{fetch, ClientError, ClusterClient};
+use crate::client::{list_offsets, ClientError, ClusterClient};
 use crate::config::Flow;
 use crate::mirror::progress::{Progress, SourcePartition};
 use crate::offsets::Translation;
@@ -62,7 +62,10 @@ impl FlowOffsets {
                 self.source.leader(topic, partition).await.ok()?
             }
         };
-        match fetch::list_offset(&leader, topic, partition, -2).await {
+        let epoch = self.source.metadata().leader_epoch(topic, partition);
+        match list_offsets::list_offset(&leader, topic, partition, epoch, list_offsets::EARLIEST)
+            .await
+        {
             Ok((0, offset)) => Some(offset),
             _ => None,
         }

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, BrokerId, ElectLeadersRequest, MetadataRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use kmirror::client::{fetch, ClientConfig, ClusterClient};
+use kmirror::client::{fetch, list_offsets, ClientConfig, ClusterClient};
 use kmirror_wire::backoff::BackoffConfig;
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
 
@@ -172,7 +172,15 @@ pub async fn high_watermarks(bootstrap: &str, topic: &str) -> i64 {
         let Ok(m) = client.leader(topic, p).await else {
             continue;
         };
-        if let Ok((0, hw)) = fetch::list_offset(&m, topic, p, -1).await {
+        if let Ok((0, hw)) = list_offsets::list_offset(
+            &m,
+            topic,
+            p,
+            md.leader_epoch(topic, p),
+            list_offsets::LATEST,
+        )
+        .await
+        {
             total += hw.max(0);
         }
     }
@@ -187,7 +195,15 @@ pub async fn count_batches(bootstrap: &str, topic: &str) -> usize {
     let mut batches = 0;
     for p in 0..md.partition_count(topic).unwrap_or(0) {
         let m = client.leader(topic, p).await.expect("leader");
-        let (_, hw) = fetch::list_offset(&m, topic, p, -1).await.expect("offsets");
+        let (_, hw) = list_offsets::list_offset(
+            &m,
+            topic,
+            p,
+            md.leader_epoch(topic, p),
+            list_offsets::LATEST,
+        )
+        .await
+        .expect("offsets");
         let mut offset = 0;
         while offset < hw {
             let want = fetch::FetchWant {

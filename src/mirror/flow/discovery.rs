@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::client::{fetch, ClientError, ClusterClient};
+use crate::client::{list_offsets, ClientError, ClusterClient};
 use crate::config::{Flow, StartFrom};
 use crate::mirror::progress::{Position, Progress, SourcePartition};
 use crate::mirror::selection::{config_changes, mirrored_topics, target_action, TargetAction};
@@ -179,19 +179,21 @@ impl Discovery {
         // partitions found later, even while the daemon was stopped, are new: mirrored
         // from their start, so nothing is lost.
         let timestamp = match (self.progress.is_initialised(), self.flow.start_from) {
-            (false, StartFrom::Latest) => -1,
-            _ => -2,
+            (false, StartFrom::Latest) => list_offsets::LATEST,
+            _ => list_offsets::EARLIEST,
         };
         let source = &self.source;
         let got = source
             .retry("ListOffsets", Some(Duration::from_secs(30)), || async {
                 let m = source.leader(&sp.topic, sp.partition).await?;
-                let (code, offset) = fetch::list_offset(&m, &sp.topic, sp.partition, timestamp)
-                    .await
-                    .map_err(|e| ClientError::Request {
-                        cluster: source.name().to_string(),
-                        source: e,
-                    })?;
+                let epoch = source.metadata().leader_epoch(&sp.topic, sp.partition);
+                let (code, offset) =
+                    list_offsets::list_offset(&m, &sp.topic, sp.partition, epoch, timestamp)
+                        .await
+                        .map_err(|e| ClientError::Request {
+                            cluster: source.name().to_string(),
+                            source: e,
+                        })?;
                 match ClientError::from_code(source.name(), "ListOffsets", code, None) {
                     Some(e) => Err(e),
                     None => Ok(offset),

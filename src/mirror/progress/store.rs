@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::load::{ProgressLog, Read};
 use super::{ProgressError, PROGRESS_TOPIC};
 use crate::client::fetch::{self, FetchWant};
-use crate::client::{ClientError, ClusterClient};
+use crate::client::{list_offsets, ClientError, ClusterClient};
 
 /// Kafka's default `max.message.bytes`, used when the broker does not report the topic's.
 pub(super) const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
@@ -88,7 +88,8 @@ pub(super) struct TargetLog<'a> {
 impl TargetLog<'_> {
     async fn list_offset(&self, timestamp: i64) -> Result<i64, ClientError> {
         let m = self.target.leader(PROGRESS_TOPIC, 0).await?;
-        let (code, offset) = fetch::list_offset(&m, PROGRESS_TOPIC, 0, timestamp)
+        let epoch = self.target.metadata().leader_epoch(PROGRESS_TOPIC, 0);
+        let (code, offset) = list_offsets::list_offset(&m, PROGRESS_TOPIC, 0, epoch, timestamp)
             .await
             .map_err(request(self.target))?;
         if let Some(e) = ClientError::from_code(
@@ -111,8 +112,8 @@ impl TargetLog<'_> {
 
 impl ProgressLog for TargetLog<'_> {
     async fn bounds(&self) -> Result<(i64, i64), ClientError> {
-        let start = self.list_offset(-2).await?;
-        let end = self.list_offset(-1).await?;
+        let start = self.list_offset(list_offsets::EARLIEST).await?;
+        let end = self.list_offset(list_offsets::LATEST).await?;
         Ok((start, end))
     }
 

@@ -216,13 +216,13 @@ impl Batcher {
                 }));
             }
             match self.rebuild_run(run)? {
-                Ok(ready) => return Ok(Some(ready)),
+                Rebuilt::Ready(ready) => return Ok(Some(ready)),
                 // A merged run can come out larger than its sources (record offset and
                 // timestamp deltas against one base take longer varints): one over
                 // `batch_bytes` gives its second half back and is rebuilt without it, as
                 // the target would refuse it (MESSAGE_TOO_LARGE:
                 // UnifiedLog.analyzeAndValidateRecords).
-                Err(mut too_large) => {
+                Rebuilt::TooLarge(mut too_large) => {
                     let keep = too_large.len() / 2;
                     for u in too_large.drain(keep..).rev() {
                         self.waiting_bytes += u.data.len();
@@ -278,7 +278,7 @@ impl Batcher {
 
     /// Rebuilds `run` into one batch, or gives it back when several batches merged come
     /// out over `batch_bytes`.
-    fn rebuild_run(&self, mut run: Vec<Unit>) -> Result<Result<Ready, Vec<Unit>>, ShapeError> {
+    fn rebuild_run(&self, mut run: Vec<Unit>) -> Result<Rebuilt, ShapeError> {
         let mut permits: Vec<Arc<Share>> = Vec::new();
         for u in &run {
             if let Some(p) = &u.permit {
@@ -324,7 +324,7 @@ impl Batcher {
             })
         })?;
         let Some((data, records, source_runs)) = rebuilt else {
-            return Ok(Err(run));
+            return Ok(Rebuilt::TooLarge(run));
         };
         // Its sources' charges go with them, so the one left can shrink.
         drop(run);
@@ -333,7 +333,7 @@ impl Batcher {
                 share.shrink_to(data.len());
             }
         }
-        Ok(Ok(Ready {
+        Ok(Rebuilt::Ready(Ready {
             data,
             records,
             first_source_offset,
@@ -343,6 +343,13 @@ impl Batcher {
             permits,
         }))
     }
+}
+
+/// What rebuilding a run gave.
+enum Rebuilt {
+    Ready(Ready),
+    /// Several batches merged came out over `batch_bytes`: the run, given back whole.
+    TooLarge(Vec<Unit>),
 }
 
 /// Puts a rebuilt batch where its source batches were, when they lie end to end in one

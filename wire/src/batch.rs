@@ -25,6 +25,7 @@ const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
 const ATTR_TRANSACTIONAL: i16 = 0x10;
 const ATTR_CONTROL: i16 = 0x20;
+const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 /// Why a batch cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,6 +135,11 @@ impl<'a> BatchView<'a> {
     }
     pub fn is_control(&self) -> bool {
         self.attributes() & ATTR_CONTROL != 0
+    }
+    /// Whether Kafka's log cleaner set a delete horizon (KIP-534): the base timestamp is
+    /// then the time after which the cleaner drops the batch's tombstones and markers.
+    pub fn has_delete_horizon(&self) -> bool {
+        self.attributes() & ATTR_DELETE_HORIZON != 0
     }
     pub fn last_offset_delta(&self) -> i32 {
         be_i32(self.bytes, 23)

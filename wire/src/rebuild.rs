@@ -53,9 +53,12 @@ pub struct Rebuilt {
 
 /// Whether a source batch can be forwarded as it is (after restamping): it has records and
 /// its offsets are consecutive (`recordCount == lastOffsetDelta + 1`), as Kafka requires of
-/// a client batch.
+/// a client batch, and the source's log cleaner set no delete horizon on it. Kafka accepts
+/// that flag from a client, but the target's cleaner would then drop the batch's
+/// tombstones at the source's horizon (LogCleaner.scala, `shouldRetainRecord`), not after
+/// the target topic's own `delete.retention.ms`; rebuilt, it is a plain batch.
 pub fn forwardable(b: &BatchView<'_>) -> bool {
-    b.record_count() > 0 && b.last_offset_delta() == b.record_count() - 1
+    b.record_count() > 0 && b.last_offset_delta() == b.record_count() - 1 && !b.has_delete_horizon()
 }
 
 /// Rebuilds `batches` (same codec, in offset order) into one CreateTime batch, leaving out
@@ -444,6 +447,34 @@ mod tests {
         assert_eq!(v.max_timestamp(), 9_999);
         let got = decode(&out.bytes);
         assert!(got.iter().all(|r| r.timestamp == 9_999), "{got:?}");
+    }
+
+    #[test]
+    fn a_delete_horizon_is_not_forwarded_and_the_timestamps_stay() {
+        let mut tombstones = records(&[0, 1, 2]);
+        for r in &mut tombstones {
+            r.delete_horizon = true;
+            r.value = None;
+        }
+        let raw = crate::records::encode(&tombstones, Compression::Lz4).unwrap();
+        let source = BatchView::parse(&raw, 0).unwrap();
+        assert!(source.has_delete_horizon());
+        assert!(
+            !forwardable(&source),
+            "the target's cleaner would use the source's horizon"
+        );
+        let out = rebuild(&[&raw], 0).unwrap().unwrap();
+        let v = BatchView::parse(&out.bytes, 0).unwrap();
+        v.validate_for_append().unwrap();
+        assert!(!v.has_delete_horizon());
+        assert!(forwardable(&v));
+        let (got, want) = (decode(&out.bytes), decode(&raw));
+        assert_eq!(
+            got.iter()
+                .map(|r| (r.timestamp, r.value.is_none()))
+                .collect::<Vec<_>>(),
+            want.iter().map(|r| (r.timestamp, true)).collect::<Vec<_>>()
+        );
     }
 
     #[test]

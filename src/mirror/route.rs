@@ -106,4 +106,34 @@ mod tests {
         assert!(fresh.lane.is_live());
         let _ = broker.shutdown().await;
     }
+
+    /// A route whose lane died is not reused, though the metadata snapshot is the same.
+    #[tokio::test]
+    async fn a_route_whose_lane_died_is_looked_up_again() {
+        let (broker, client) = crate::client::local_cluster("target").await;
+        client.refresh_metadata().await.unwrap();
+        client.create_topic("routed", 1, &[]).await.unwrap();
+        client.refresh_metadata().await.unwrap();
+        let cache = RouteCache::default();
+        let first = cache.get(&client, "routed", 0, 0).await.unwrap();
+        let snapshot = client.metadata();
+
+        let _ = broker.shutdown().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while first.lane.is_live() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lane outlived its broker"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(Arc::ptr_eq(&snapshot, &client.metadata()), "same snapshot");
+        match cache.get(&client, "routed", 0, 0).await {
+            Ok(again) => assert!(
+                !Arc::ptr_eq(&first, &again),
+                "the dead lane's route came back"
+            ),
+            Err(e) => tracing::debug!(%e, "no broker to route to, as expected"),
+        }
+    }
 }

@@ -58,10 +58,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_leader_epoch_the_client_knows_is_checked_by_the_leader() {
-        let (_broker, client) = crate::client::local_cluster("source").await;
-        client.refresh_metadata().await.unwrap();
-        client.create_topic("listed", 1, &[]).await.unwrap();
-        client.refresh_metadata().await.unwrap();
+        let (_broker, client) =
+            crate::client::local_cluster_with_topic("source", "listed", 1).await;
         let epoch = client.metadata().leader_epoch("listed", 0);
         assert!(epoch >= 0, "the metadata names the leader's epoch");
         let m = client.leader("listed", 0).await.unwrap();

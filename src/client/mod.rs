@@ -375,6 +375,24 @@ pub(crate) async fn local_cluster(cluster: &str) -> (kmirror_broker::RunningBrok
     (broker, client)
 }
 
+/// [`local_cluster`] with `topic` created (`partitions` partitions) and the client's
+/// metadata naming it.
+#[cfg(test)]
+pub(crate) async fn local_cluster_with_topic(
+    cluster: &str,
+    topic: &str,
+    partitions: i32,
+) -> (kmirror_broker::RunningBroker, ClusterClient) {
+    let (broker, client) = local_cluster(cluster).await;
+    client.refresh_metadata().await.expect("metadata");
+    client
+        .create_topic(topic, partitions, &[])
+        .await
+        .expect("the topic is created");
+    client.refresh_metadata().await.expect("metadata");
+    (broker, client)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,10 +80,7 @@ mod tests {
     /// from a new one, and does not keep the old snapshot alive.
     #[tokio::test]
     async fn a_route_lasts_as_long_as_its_metadata_snapshot() {
-        let (broker, client) = crate::client::local_cluster("target").await;
-        client.refresh_metadata().await.unwrap();
-        client.create_topic("routed", 2, &[]).await.unwrap();
-        client.refresh_metadata().await.unwrap();
+        let (broker, client) = crate::client::local_cluster_with_topic("target", "routed", 2).await;
 
         let cache = RouteCache::default();
         assert_eq!(cache.round_trip(), None, "no route yet");
@@ -110,10 +107,7 @@ mod tests {
     /// A route whose lane died is not reused, though the metadata snapshot is the same.
     #[tokio::test]
     async fn a_route_whose_lane_died_is_looked_up_again() {
-        let (broker, client) = crate::client::local_cluster("target").await;
-        client.refresh_metadata().await.unwrap();
-        client.create_topic("routed", 1, &[]).await.unwrap();
-        client.refresh_metadata().await.unwrap();
+        let (broker, client) = crate::client::local_cluster_with_topic("target", "routed", 1).await;
         let cache = RouteCache::default();
         let first = cache.get(&client, "routed", 0, 0).await.unwrap();
         let snapshot = client.metadata();

@@ -6,8 +6,8 @@
 //!   complete and in order; so are batches of a few KB to a target 20 ms away.
 //! - A compacted-style source (batches with offset gaps, a batch left empty and one with a
 //!   delete horizon, written into the source's log by hand because the broker does not
-//!   compact) is mirrored record for record; Kafka refuses the first two from a client, and
-//!   would apply the source's horizon to the third, so they are rebuilt.
+//!   compact) is mirrored record for record; Kafka refuses the first two from a client, so
+//!   they are rebuilt, and the third arrives without the source cleaner's horizon.
 //!
 //! Sources that change under the daemon are in `mirror_source_changes.rs`.
 //!
@@ -259,13 +259,13 @@ fn compacted_batch(base: i64, span: i32, keep: &[i64]) -> Vec<u8> {
 }
 
 /// A batch as Kafka's log cleaner leaves one whose tombstones it keeps until a delete
-/// horizon (KIP-534: attribute bit 6): records `base..base + count`, uncompressed and over
-/// 4 KiB, so that the daemon would forward it as it is rather than merge it. The flag is
-/// what matters here, so the base timestamp stays the first record's. Returns the batch and
-/// its values.
+/// horizon (KIP-534): attribute bit 6 set and the base timestamp the horizon, a day after
+/// its records. Records `base..base + count`, uncompressed and over 128 KiB
+/// (`batch_bytes` / 8), so that the daemon forwards it as it is rather than merge it,
+/// whatever round trip it measures. Returns the batch and its values.
 fn delete_horizon_batch(base: i64, count: i64) -> (Vec<u8>, Vec<String>) {
     let values: Vec<String> = (base..base + count)
-        .map(|o| format!("c-{o}-{}", "h".repeat(3_000)))
+        .map(|o| format!("c-{o}-{}", "h".repeat(70_000)))
         .collect();
     let records: Vec<_> = (base..base + count)
         .zip(&values)
@@ -283,6 +283,7 @@ fn delete_horizon_batch(base: i64, count: i64) -> (Vec<u8>, Vec<String>) {
         .to_vec();
     raw[0..8].copy_from_slice(&base.to_be_bytes());
     raw[22] |= 0x40;
+    raw[27..35].copy_from_slice(&(1_700_000_000_000 + base + 86_400_000).to_be_bytes());
     let crc = crc32c::crc32c(&raw[21..]);
     raw[17..21].copy_from_slice(&crc.to_be_bytes());
     (raw, values)
@@ -315,6 +316,7 @@ fn a_compacted_source_with_offset_gaps_and_empty_batches_is_mirrored_record_for_
     );
     source.terminate().expect("source stops");
     let (horizon, horizon_values) = delete_horizon_batch(30, 2);
+    let horizon_bytes = horizon.len();
     let log = [
         compacted_batch(0, 5, &[0, 1, 2, 3, 4]),
         compacted_batch(5, 10, &[5, 9, 14]),
@@ -356,6 +358,10 @@ fn a_compacted_source_with_offset_gaps_and_empty_batches_is_mirrored_record_for_
     assert!(
         on_target.iter().all(|b| b.1 & 0x40 == 0),
         "a delete horizon was forwarded: {on_target:?}"
+    );
+    assert!(
+        on_target.contains(&(horizon_bytes, 0)),
+        "the batch with the horizon was forwarded as it is, only its flag cleared: {on_target:?}"
     );
     // Offsets translate through the gaps (issue 10): a removed record's offset goes to the
     // next mirrored record. Target offsets: 0-4 -> 0-4, 5 -> 5, 9 -> 6, 14 -> 7, 20 -> 8,

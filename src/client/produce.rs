@@ -47,7 +47,8 @@ impl ClusterClient {
 /// Stamps the whole v2 batches laid end to end in `buf`, in place, with the session and
 /// consecutive sequences from `base_sequence`, base offset 0 (Kafka refuses any other from
 /// a client: UnifiedLog.analyzeAndValidateRecords), clearing the transactional bit (the
-/// target sees plain idempotent batches) and updating each CRC from its old value (the
+/// target sees plain idempotent batches) and the source cleaner's delete horizon
+/// ([`batch::set_producer`]), and updating each CRC from its old value (the
 /// fetch path verified it). Returns the number of records.
 pub fn stamp_in_place(buf: &mut [u8], session: ProducerSession, base_sequence: i32) -> i32 {
     let mut sequence = base_sequence;

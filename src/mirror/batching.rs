@@ -11,7 +11,9 @@
 //! they are.
 //! Batches with offset gaps (compacted sources), empty batches left by compaction, and the
 //! first batch when the start offset lies inside it are rebuilt the same way
-//! ([`kmirror_wire::rebuild`]). LogAppendTime batches are always rebuilt, into CreateTime
+//! ([`kmirror_wire::rebuild`]); a merge is compressed faster than Kafka's level, a batch
+//! rebuilt alone at Kafka's level. (A delete horizon set by the source's cleaner needs no
+//! rebuild: the stamp clears it.) LogAppendTime batches are always rebuilt, into CreateTime
 //! batches whose records carry the source's append time: that is what a consumer of the
 //! source saw, and a CreateTime target topic would otherwise show the original create
 //! times instead (Kafka rewrites a client's LogAppendTime attribute).

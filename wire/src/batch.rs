@@ -275,13 +275,19 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
     batch[12..16].copy_from_slice(&epoch.to_be_bytes());
 }
 
-/// Rewrites producer id, epoch and base sequence and clears the transactional attribute
-/// bit, then patches the CRC from the old one without reading the records (see
-/// [`patch_crc`]): the new CRC is valid exactly when the old one was, so a corrupt batch
-/// stays detectably corrupt. The records, compressed or not, are untouched.
+/// Rewrites producer id, epoch and base sequence and clears the transactional and
+/// delete-horizon attribute bits, then patches the CRC from the old one without reading
+/// the records (see [`patch_crc`]): the new CRC is valid exactly when the old one was, so a
+/// corrupt batch stays detectably corrupt. The records, compressed or not, are untouched.
+///
+/// The delete horizon (KIP-534) is the source cleaner's: kept, the target's cleaner would
+/// drop the batch's tombstones at the source's horizon (LogCleaner.scala,
+/// `shouldRetainRecord`) instead of after the target topic's `delete.retention.ms`. Without
+/// the flag the base timestamp (the horizon) is read as a plain base, and each record's
+/// timestamp stays base + delta, as before.
 pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
     let old = crc_header(batch);
-    let attrs = be_i16(batch, 21) & !ATTR_TRANSACTIONAL;
+    let attrs = be_i16(batch, 21) & !(ATTR_TRANSACTIONAL | ATTR_DELETE_HORIZON);
     batch[21..23].copy_from_slice(&attrs.to_be_bytes());
     batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
     batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());

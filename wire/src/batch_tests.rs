@@ -89,6 +89,32 @@ fn the_patched_crc_equals_a_full_recomputation_for_every_size() {
 }
 
 #[test]
+fn the_source_cleaners_delete_horizon_is_cleared_and_the_timestamps_stay() {
+    let mut raw = sample_batch(0, 3, 5);
+    // As Kafka's cleaner writes it (KIP-534): the flag, and the base timestamp is the
+    // horizon, which shifts every record's timestamp (base + delta) by the same amount.
+    let attrs = be_i16(&raw, 21) | ATTR_DELETE_HORIZON;
+    raw[21..23].copy_from_slice(&attrs.to_be_bytes());
+    raw[27..35].copy_from_slice(&86_400_000i64.to_be_bytes());
+    update_crc(&mut raw);
+    let timestamps = |raw: &[u8]| {
+        kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes::Bytes::copy_from_slice(raw))
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| r.timestamp)
+            .collect::<Vec<_>>()
+    };
+    let before = timestamps(&raw);
+    set_producer(&mut raw, 42, 1, 100);
+    let b = BatchView::parse(&raw, 0).unwrap();
+    assert!(!b.has_delete_horizon());
+    assert_eq!(b.compression(), attrs & ATTR_COMPRESSION_MASK);
+    b.verify_crc().unwrap();
+    assert_eq!(timestamps(&raw), before);
+}
+
+#[test]
 fn a_patched_crc_stays_wrong_for_a_corrupt_batch() {
     for count in [2, 40_000] {
         let mut raw = sample_batch(0, count, 5);

@@ -8,10 +8,14 @@
 //! varint framing ([`crate::walk`]), their offset and timestamp deltas re-encoded against
 //! the new batch, and
 //! everything else in each record (attributes, key, value, headers — duplicate header keys
-//! included) copied byte for byte; the result is compressed again with the source codec,
-//! at [`codec::Effort::Fast`]: a rebuild is the daemon's costliest work per byte, merges
-//! happen where a partition's round trip (not the bytes it moves) limits it, and the
-//! records stay byte-equal whatever the compressor's setting.
+//! included) copied byte for byte; the result is compressed again with the source codec.
+//! Several batches merged are compressed at [`codec::Effort::Fast`]: a rebuild is the
+//! daemon's costliest work per byte, merges happen where a partition's round trip (not the
+//! bytes it moves) limits it, one compression context for many small batches still saves
+//! bytes, and the records stay byte-equal whatever the compressor's setting. One batch
+//! rebuilt alone (offset gaps, a start offset inside it, LogAppendTime) keeps Kafka's
+//! level, so it comes out about its source's size: a batch near the target's
+//! `max.message.bytes` is not pushed over it.
 //!
 //! A LogAppendTime batch shows every record with the batch's append time; rebuilt, each
 //! record carries that time itself in a CreateTime batch, so a consumer of the rebuilt
@@ -53,12 +57,9 @@ pub struct Rebuilt {
 
 /// Whether a source batch can be forwarded as it is (after restamping): it has records and
 /// its offsets are consecutive (`recordCount == lastOffsetDelta + 1`), as Kafka requires of
-/// a client batch, and the source's log cleaner set no delete horizon on it. Kafka accepts
-/// that flag from a client, but the target's cleaner would then drop the batch's
-/// tombstones at the source's horizon (LogCleaner.scala, `shouldRetainRecord`), not after
-/// the target topic's own `delete.retention.ms`; rebuilt, it is a plain batch.
+/// a client batch.
 pub fn forwardable(b: &BatchView<'_>) -> bool {
-    b.record_count() > 0 && b.last_offset_delta() == b.record_count() - 1 && !b.has_delete_horizon()
+    b.record_count() > 0 && b.last_offset_delta() == b.record_count() - 1
 }
 
 /// Rebuilds `batches` (same codec, in offset order) into one CreateTime batch, leaving out
@@ -226,7 +227,15 @@ impl Rebuilder {
         // The records go right after room for the header, compressed in place.
         out.clear();
         out.put_bytes(0, HEADER_LEN);
-        compress(codec_id, records, out).map_err(|reason| malformed(&first, &reason))?;
+        // A merge makes one batch of many small ones: fast, it still comes out smaller than
+        // its sources. One batch rebuilt alone may be near the target's max.message.bytes,
+        // so it keeps Kafka's level and its size.
+        let effort = if batches.len() > 1 {
+            codec::Effort::Fast
+        } else {
+            codec::Effort::Kafka
+        };
+        compress(codec_id, records, effort, out).map_err(|reason| malformed(&first, &reason))?;
         let mut header = Vec::with_capacity(HEADER_LEN);
         BatchHeader {
             base_offset: 0, // Kafka wants 0 from clients
@@ -259,8 +268,13 @@ fn malformed(b: &BatchView<'_>, reason: &str) -> RebuildError {
 }
 
 /// Appends the records section to `out`, compressed with `codec_id`.
-fn compress(codec_id: i16, records: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    codec::compress_into(codec_id, records, codec::Effort::Fast, out).map_err(|e| e.to_string())
+fn compress(
+    codec_id: i16,
+    records: &[u8],
+    effort: codec::Effort,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    codec::compress_into(codec_id, records, effort, out).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -327,6 +341,15 @@ mod tests {
                     (&w.key, &w.value, w.timestamp)
                 );
             }
+        }
+    }
+
+    #[test]
+    fn one_batch_rebuilt_alone_keeps_kafkas_level_and_its_size() {
+        for c in crate::records::EVERY_COMPRESSION {
+            let a = encode(&[10, 11, 12, 13], c);
+            let out = rebuild(&[&a], 0).unwrap().unwrap();
+            assert_eq!(out.bytes.len(), a.len(), "{c:?}");
         }
     }
 
@@ -450,24 +473,24 @@ mod tests {
     }
 
     #[test]
-    fn a_delete_horizon_is_not_forwarded_and_the_timestamps_stay() {
+    fn a_delete_horizon_batch_is_rebuilt_plain_with_its_records_timestamps() {
         let mut tombstones = records(&[0, 1, 2]);
         for r in &mut tombstones {
             r.delete_horizon = true;
             r.value = None;
         }
-        let raw = crate::records::encode(&tombstones, Compression::Lz4).unwrap();
-        let source = BatchView::parse(&raw, 0).unwrap();
-        assert!(source.has_delete_horizon());
-        assert!(
-            !forwardable(&source),
-            "the target's cleaner would use the source's horizon"
-        );
+        let mut raw = crate::records::encode(&tombstones, Compression::Lz4)
+            .unwrap()
+            .to_vec();
+        // As Kafka's cleaner writes it: the base timestamp is the horizon, later than every
+        // record, and each record's timestamp is the horizon plus its (negative) delta.
+        raw[27..35].copy_from_slice(&86_400_000i64.to_be_bytes());
+        crate::batch::update_crc(&mut raw);
+        assert!(BatchView::parse(&raw, 0).unwrap().has_delete_horizon());
         let out = rebuild(&[&raw], 0).unwrap().unwrap();
         let v = BatchView::parse(&out.bytes, 0).unwrap();
         v.validate_for_append().unwrap();
         assert!(!v.has_delete_horizon());
-        assert!(forwardable(&v));
         let (got, want) = (decode(&out.bytes), decode(&raw));
         assert_eq!(
             got.iter()
@@ -475,6 +498,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             want.iter().map(|r| (r.timestamp, true)).collect::<Vec<_>>()
         );
+        assert_eq!(v.base_timestamp(), want[0].timestamp);
     }
 
     #[test]

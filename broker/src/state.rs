@@ -147,12 +147,13 @@ impl Broker {
             path: "__consumer_offsets.log".into(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        let ids_dir = state_dir(&config);
-        let producer_ids =
-            ProducerIdManager::open(&ids_dir).map_err(|source| TopicError::Persist {
-                path: ids_dir.display().to_string(),
+        let producer_ids = match &config.data_dir {
+            Some(dir) => ProducerIdManager::open(dir).map_err(|source| TopicError::Persist {
+                path: dir.join(ProducerIdManager::FILE_NAME).display().to_string(),
                 source,
-            })?;
+            })?,
+            None => ProducerIdManager::in_memory(),
+        };
         let read_overrides = |file: &str| -> BTreeMap<String, String> {
             config
                 .data_dir
@@ -349,20 +350,34 @@ impl Broker {
 const BROKER_CONFIGS_FILE: &str = "broker-configs.json";
 const BROKER_DEFAULT_CONFIGS_FILE: &str = "broker-default-configs.json";
 
-/// Where broker-wide state files live: the data directory, or a private temporary
-/// directory for an in-memory broker.
-fn state_dir(config: &BrokerConfig) -> std::path::PathBuf {
-    config.data_dir.clone().unwrap_or_else(|| {
-        let dir = std::env::temp_dir().join(format!("kmirror-broker-{}", uuid::Uuid::new_v4()));
-        let _ = std::fs::create_dir_all(&dir);
-        dir
-    })
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker_dirs_in_temp() -> std::collections::BTreeSet<std::ffi::OsString> {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .filter(|n| n.to_string_lossy().starts_with("kmirror-broker-"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_broker_writes_nothing_to_disk_and_still_hands_out_producer_ids() {
+        let before = broker_dirs_in_temp();
+        let broker = Broker::open(BrokerConfig::default(), ("127.0.0.1".into(), 9092)).unwrap();
+        let first = broker.producer_ids.allocate().unwrap();
+        let second = broker.producer_ids.allocate().unwrap();
+        assert!(second > first);
+        let created: Vec<_> = broker_dirs_in_temp().difference(&before).cloned().collect();
+        assert!(created.is_empty(), "left behind: {created:?}");
+    }
 }

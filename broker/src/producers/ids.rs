@@ -35,7 +35,8 @@ struct Block {
 /// Allocates producer ids and answers `InitProducerId`.
 #[derive(Debug)]
 pub struct ProducerIdManager {
-    path: PathBuf,
+    /// The file the next block's start is stored in; none for an in-memory broker.
+    path: Option<PathBuf>,
     block: Mutex<Block>,
 }
 
@@ -74,12 +75,20 @@ impl ProducerIdManager {
             Err(e) => return Err(e),
         };
         Ok(Self {
-            path,
+            path: Some(path),
             block: Mutex::new(Block {
                 next: start,
                 end: start,
             }),
         })
+    }
+
+    /// Ids for an in-memory broker: from 0, nothing written anywhere.
+    pub fn in_memory() -> Self {
+        Self {
+            path: None,
+            block: Mutex::new(Block { next: 0, end: 0 }),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Block> {
@@ -95,12 +104,14 @@ impl ProducerIdManager {
                 .end
                 .checked_add(Self::BLOCK_SIZE)
                 .ok_or_else(|| io::Error::other("producer id space exhausted"))?;
-            let file = IdFile {
-                version: FILE_VERSION,
-                next_block_start: new_end,
-            };
-            let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
-            write_atomic(&self.path, &bytes)?;
+            if let Some(path) = &self.path {
+                let file = IdFile {
+                    version: FILE_VERSION,
+                    next_block_start: new_end,
+                };
+                let bytes = serde_json::to_vec(&file).map_err(io::Error::other)?;
+                write_atomic(path, &bytes)?;
+            }
             block.end = new_end;
         }
         let id = block.next;
@@ -159,7 +170,7 @@ impl ProducerIdManager {
             Err(e) => {
                 // Kafka answers COORDINATOR_LOAD_IN_PROGRESS (retriable) when it cannot get
                 // an id block; clients retry after a back-off.
-                tracing::error!(error = %e, path = %self.path.display(), "cannot allocate a producer id");
+                tracing::error!(error = %e, path = ?self.path, "cannot allocate a producer id");
                 error_response(ResponseError::CoordinatorLoadInProgress.code())
             }
         }
@@ -219,6 +230,13 @@ mod tests {
         let bytes = std::fs::read(dir.join(ProducerIdManager::FILE_NAME)).unwrap();
         let file: IdFile = serde_json::from_slice(&bytes).unwrap();
         file.next_block_start
+    }
+
+    #[test]
+    fn in_memory_ids_run_on_across_blocks() {
+        let mgr = ProducerIdManager::in_memory();
+        let ids: Vec<i64> = (0..2500).map(|_| mgr.allocate().unwrap()).collect();
+        assert_eq!(ids, (0..2500).collect::<Vec<i64>>());
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct Chunk {
 
 /// A source batch waiting to be sent; empty `data` only moves the position (control or
 /// aborted batches were dropped there).
-struct Unit {
+pub struct Unit {
     data: BytesMut,
     base_offset: i64,
     next_source_offset: i64,
@@ -80,6 +80,8 @@ pub enum ShapeError {
     Batch(#[from] BatchError),
     #[error(transparent)]
     Rebuild(#[from] RebuildError),
+    #[error("the rebuild was cancelled: the runtime is shutting down")]
+    Cancelled,
 }
 
 impl ShapeError {
@@ -106,8 +108,8 @@ pub struct Batcher {
 }
 
 thread_local! {
-    /// The buffers merges and rebuilds on this thread work in, kept between them: a few
-    /// times `batch_bytes` per worker thread, not per partition.
+    /// The buffers small rebuilds on this thread work in, kept between them
+    /// ([`super::rebuilds`]), per worker thread, not per partition.
     static REBUILDER: std::cell::RefCell<Rebuilder> = std::cell::RefCell::default();
 }
 
@@ -178,14 +180,29 @@ impl Batcher {
 
     /// The next batch to send: a large or lone batch as it is, a run of tiny ones merged
     /// (small ones too when `merge_small`, see [`MERGE_ROUND_TRIP`]), and anything Kafka would
-    /// refuse from a client rebuilt.
+    /// refuse from a client rebuilt. Rebuilds run here; the pipeline runs large ones off its
+    /// thread instead ([`Batcher::next`], [`super::rebuilds`]).
+    #[cfg(test)]
     pub fn next_batch(&mut self, merge_small: bool) -> Result<Option<Ready>, ShapeError> {
+        let mut next = self.next(merge_small)?;
+        loop {
+            next = match next {
+                Next::Empty => return Ok(None),
+                Next::Ready(ready) => return Ok(Some(ready)),
+                Next::Rebuild(job) => self.rebuilt(rebuild_here(job)?),
+            };
+        }
+    }
+
+    /// The next batch to send, as [`Batcher::next_batch`] chooses it, or the run to rebuild
+    /// into it: [`Rebuild::run`] that, then hand the result to [`Batcher::rebuilt`].
+    pub fn next(&mut self, merge_small: bool) -> Result<Next, ShapeError> {
         let Some(first) = self.waiting.pop_front() else {
-            return Ok(None);
+            return Ok(Next::Empty);
         };
         self.waiting_bytes -= first.data.len();
         if first.data.is_empty() {
-            return Ok(Some(Ready {
+            return Ok(Next::Ready(Ready {
                 data: first.data,
                 records: 0,
                 first_source_offset: first.base_offset,
@@ -203,37 +220,61 @@ impl Batcher {
                 rebuild::forwardable(&b) && !b.is_log_append_time(),
             )
         };
-        let mut run = self.take_run(first, kind, merge_small);
-        loop {
-            if run.len() == 1 && forwardable && run[0].base_offset >= self.skip_below {
-                let u = run.pop().expect("one unit");
-                return Ok(Some(Ready {
-                    data: u.data,
-                    records: count,
-                    first_source_offset: u.base_offset,
-                    next_source_offset: u.next_source_offset,
-                    leader_epoch: u.leader_epoch,
-                    source_runs: Vec::new(),
-                    permits: u.permit.into_iter().collect(),
-                }));
-            }
-            match self.rebuild_run(run)? {
-                Rebuilt::Ready(ready) => return Ok(Some(ready)),
-                // A merged run can come out larger than its sources (record offset and
-                // timestamp deltas against one base take longer varints): one over
-                // `batch_bytes` gives its second half back and is rebuilt without it, as
-                // the target would refuse it (MESSAGE_TOO_LARGE:
-                // UnifiedLog.analyzeAndValidateRecords).
-                Rebuilt::TooLarge(mut too_large) => {
-                    let keep = too_large.len() / 2;
-                    for u in too_large.drain(keep..).rev() {
-                        self.waiting_bytes += u.data.len();
-                        self.waiting.push_front(u);
-                    }
-                    run = too_large;
+        let forward_records =
+            (forwardable && first.base_offset >= self.skip_below).then_some(count);
+        let run = self.take_run(first, kind, merge_small);
+        Ok(self.forward_or_rebuild(run, kind, forward_records))
+    }
+
+    /// What a rebuild gave: the batch to send, or, when several batches merged came out
+    /// over `batch_bytes`, a smaller run to rebuild (the second half waits again: the
+    /// target would refuse it, MESSAGE_TOO_LARGE: UnifiedLog.analyzeAndValidateRecords).
+    /// (A merged run can come out larger than its sources: record offset and timestamp
+    /// deltas against one base take longer varints.)
+    pub fn rebuilt(&mut self, rebuilt: Rebuilt) -> Next {
+        match rebuilt {
+            Rebuilt::Ready(ready) => Next::Ready(ready),
+            Rebuilt::TooLarge {
+                mut run,
+                codec,
+                forward_records,
+            } => {
+                let keep = run.len() / 2;
+                for u in run.drain(keep..).rev() {
+                    self.waiting_bytes += u.data.len();
+                    self.waiting.push_front(u);
                 }
+                self.forward_or_rebuild(run, codec, forward_records)
             }
         }
+    }
+
+    /// A lone batch Kafka takes from a client goes as it is; anything else is rebuilt.
+    fn forward_or_rebuild(
+        &self,
+        mut run: Vec<Unit>,
+        codec: i16,
+        forward_records: Option<i32>,
+    ) -> Next {
+        if let (1, Some(records)) = (run.len(), forward_records) {
+            let u = run.pop().expect("one unit");
+            return Next::Ready(Ready {
+                data: u.data,
+                records,
+                first_source_offset: u.base_offset,
+                next_source_offset: u.next_source_offset,
+                leader_epoch: u.leader_epoch,
+                source_runs: Vec::new(),
+                permits: u.permit.into_iter().collect(),
+            });
+        }
+        Next::Rebuild(Rebuild {
+            run,
+            codec,
+            forward_records,
+            skip_below: self.skip_below,
+            batch_bytes: self.batch_bytes,
+        })
     }
 
     /// `first` and, when it is small, the small batches of its codec waiting behind it, up
@@ -277,10 +318,65 @@ impl Batcher {
         }
         run
     }
+}
 
-    /// Rebuilds `run` into one batch, or gives it back when several batches merged come
-    /// out over `batch_bytes`.
-    fn rebuild_run(&self, mut run: Vec<Unit>) -> Result<Rebuilt, ShapeError> {
+/// Rebuilds `job` on this thread, in the buffers this thread keeps.
+pub fn rebuild_here(job: Rebuild) -> Result<Rebuilt, ShapeError> {
+    REBUILDER.with_borrow_mut(|rebuilder| job.run(rebuilder))
+}
+
+/// What [`Batcher::next`] gives.
+pub enum Next {
+    /// No batch waits.
+    Empty,
+    Ready(Ready),
+    Rebuild(Rebuild),
+}
+
+/// A run of waiting batches to rebuild into one, owned, so that it can be rebuilt on any
+/// thread.
+pub struct Rebuild {
+    run: Vec<Unit>,
+    /// The compression codec of its batches (attribute bits 0-2).
+    codec: i16,
+    /// The first batch's record count when it could go as it is alone.
+    forward_records: Option<i32>,
+    skip_below: i64,
+    batch_bytes: usize,
+}
+
+/// What rebuilding a run gave.
+pub enum Rebuilt {
+    Ready(Ready),
+    /// Several batches merged came out over `batch_bytes`: the run, given back whole.
+    TooLarge {
+        run: Vec<Unit>,
+        codec: i16,
+        forward_records: Option<i32>,
+    },
+}
+
+impl Rebuild {
+    /// Bytes of the source batches to rebuild.
+    pub fn source_bytes(&self) -> usize {
+        self.run.iter().map(|u| u.data.len()).sum()
+    }
+
+    /// The compression codec of its batches, as Kafka numbers them (attribute bits 0-2).
+    pub fn codec(&self) -> i16 {
+        self.codec
+    }
+
+    /// Rebuilds the run into one batch in `rebuilder`'s buffers, or gives it back when
+    /// several batches merged come out over `batch_bytes`.
+    pub fn run(self, rebuilder: &mut Rebuilder) -> Result<Rebuilt, ShapeError> {
+        let Rebuild {
+            mut run,
+            codec,
+            forward_records,
+            skip_below,
+            batch_bytes,
+        } = self;
         let mut permits: Vec<Arc<Share>> = Vec::new();
         for u in &run {
             if let Some(p) = &u.permit {
@@ -306,27 +402,28 @@ impl Batcher {
         let first_source_offset = run[0].base_offset;
         let last = run.last().expect("non-empty");
         let (next_source_offset, leader_epoch) = (last.next_source_offset, last.leader_epoch);
-        let rebuilt = REBUILDER.with_borrow_mut(|rebuilder| {
-            let raws: Vec<&[u8]> = run.iter().map(|u| &u.data[..]).collect();
-            let rebuilt = if raws.len() > 1 {
-                rebuilder.rebuild_verified(&raws, self.skip_below)?
-            } else {
-                rebuilder.rebuild(&raws, self.skip_below)?
-            };
-            drop(raws);
-            Ok::<_, ShapeError>(match rebuilt {
-                Some(r) if run.len() > 1 && r.bytes.len() > self.batch_bytes => None,
-                Some(r) if own_buffer => Some((BytesMut::from(r.bytes), r.records, r.source_runs)),
-                Some(r) => Some((
-                    in_place(std::mem::take(&mut run), r.bytes),
-                    r.records,
-                    r.source_runs,
-                )),
-                None => Some((BytesMut::new(), 0, Vec::new())),
-            })
-        })?;
-        let Some((data, records, source_runs)) = rebuilt else {
-            return Ok(Rebuilt::TooLarge(run));
+        let raws: Vec<&[u8]> = run.iter().map(|u| &u.data[..]).collect();
+        let rebuilt = if raws.len() > 1 {
+            rebuilder.rebuild_verified(&raws, skip_below)?
+        } else {
+            rebuilder.rebuild(&raws, skip_below)?
+        };
+        drop(raws);
+        let (data, records, source_runs) = match rebuilt {
+            Some(r) if run.len() > 1 && r.bytes.len() > batch_bytes => {
+                return Ok(Rebuilt::TooLarge {
+                    run,
+                    codec,
+                    forward_records,
+                })
+            }
+            Some(r) if own_buffer => (BytesMut::from(r.bytes), r.records, r.source_runs),
+            Some(r) => (
+                in_place(std::mem::take(&mut run), r.bytes),
+                r.records,
+                r.source_runs,
+            ),
+            None => (BytesMut::new(), 0, Vec::new()),
         };
         // Its sources' charges go with them, so the one left can shrink.
         drop(run);
@@ -345,13 +442,6 @@ impl Batcher {
             permits,
         }))
     }
-}
-
-/// What rebuilding a run gave.
-enum Rebuilt {
-    Ready(Ready),
-    /// Several batches merged came out over `batch_bytes`: the run, given back whole.
-    TooLarge(Vec<Unit>),
 }
 
 /// Puts a rebuilt batch where its source batches were, when they lie end to end in one

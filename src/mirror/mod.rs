@@ -9,6 +9,7 @@ pub mod memory;
 pub mod ownership;
 pub mod pipeline;
 pub mod progress;
+pub mod rebuilds;
 pub mod route;
 pub mod selection;
 

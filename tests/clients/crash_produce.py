@@ -1,7 +1,8 @@
 """Producer for the crash and limits tests (confluent-kafka, acks=all, idempotent).
 
 Writes `--records` records to each of `--partitions` partitions of `--topic`, keyed per
-partition, whose value is `<partition>:<seq>:` followed by padding up to `--value-bytes`.
+partition, whose value is `<partition>:<seq>:` followed by padding up to `--value-bytes`
+(`x`s, or with `--compression` other than none, hex digits that compress about 2:1).
 `--rate` paces the whole run in records per second (0: as fast as possible). Every record
 the source acknowledged is written to `--acked` as JSON `{partition: [seq, ...]}` so the
 verifier can tell a lost record from one that was never acknowledged. `--create` first
@@ -13,6 +14,7 @@ Prints one line: `PRODUCED records=<n> acked=<n> failed=<n> seconds=<s>`.
 import argparse
 import json
 import sys
+import random
 import time
 
 from confluent_kafka import KafkaException, Producer
@@ -54,6 +56,7 @@ def main():
     ap.add_argument("--batch-bytes", type=int, default=1_000_000)
     ap.add_argument("--acked")
     ap.add_argument("--create", action="store_true")
+    ap.add_argument("--compression", default="none", help="librdkafka's compression.type")
     args = ap.parse_args()
 
     if args.create:
@@ -67,7 +70,7 @@ def main():
             "bootstrap.servers": args.bootstrap,
             "acks": "all",
             "enable.idempotence": True,
-            "compression.type": "none",
+            "compression.type": args.compression,
             "linger.ms": args.linger_ms,
             "batch.size": args.batch_bytes,
             "message.max.bytes": max(1_000_000, args.batch_bytes + 100_000),
@@ -93,7 +96,11 @@ def main():
     for seq in range(args.records):
         for p in range(args.partitions):
             head = f"{p}:{seq}:".encode()
-            value = head + b"x" * max(0, args.value_bytes - len(head))
+            pad = max(0, args.value_bytes - len(head))
+            if args.compression == "none":
+                value = head + b"x" * pad
+            else:
+                value = head + random.randbytes((pad + 1) // 2).hex().encode()[:pad]
             while True:
                 try:
                     producer.produce(

@@ -26,8 +26,9 @@ use kmirror_wire::backoff::{Backoff, BackoffConfig};
 use tokio::sync::mpsc;
 
 pub use super::batching::Chunk;
-use super::batching::{Batcher, Ready, ShapeError, MERGE_ROUND_TRIP};
+use super::batching::{Batcher, Next, Ready, ShapeError, MERGE_ROUND_TRIP};
 use super::progress::{Position, Progress, SourcePartition};
+use super::rebuilds;
 use super::route::RouteCache;
 use crate::client::produce::{self, ProducerSession};
 use crate::client::produce_lane::Answer;
@@ -90,7 +91,7 @@ impl Pipeline {
             }
             // Fill the window; what does not fit waits, and is merged when small.
             while window.len() < MAX_IN_FLIGHT {
-                let ready = match batcher.next_batch(merge) {
+                let ready = match next_batch(&mut batcher, merge).await {
                     Ok(Some(r)) => r,
                     Ok(None) => break,
                     Err(e) => return self.unshapeable(e),
@@ -328,5 +329,18 @@ impl Pipeline {
                 leader_epoch,
             },
         );
+    }
+}
+
+/// The partition's next batch ([`Batcher::next_batch`]), rebuilt off the scheduler's thread
+/// when large ([`rebuilds`]).
+async fn next_batch(batcher: &mut Batcher, merge_small: bool) -> Result<Option<Ready>, ShapeError> {
+    let mut next = batcher.next(merge_small)?;
+    loop {
+        next = match next {
+            Next::Empty => return Ok(None),
+            Next::Ready(ready) => return Ok(Some(ready)),
+            Next::Rebuild(job) => batcher.rebuilt(rebuilds::rebuild(job).await?),
+        };
     }
 }

@@ -72,6 +72,44 @@ fn batches(bootstrap: &str, topic: &str, partition: i32) -> Vec<(usize, i16)> {
     })
 }
 
+/// Writes `topic` on `source` with `crash_produce.py` and `args`, listing what the source
+/// acknowledged in `acked`; every record must be acknowledged.
+fn produce_acked(source: &str, topic: &str, acked: &str, args: &[&str]) {
+    let mut all = vec!["--bootstrap", source, "--topic", topic, "--acked", acked];
+    all.extend_from_slice(args);
+    let produced = run_python("crash_produce.py", &all);
+    assert!(produced.contains("failed=0"), "{produced}");
+}
+
+/// Checks with `crash_verify.py` that the target's `topic` holds every record the source
+/// acknowledged (`acked`), once each and in order.
+fn verify_mirrored(source: &str, target: &str, topic: &str, partitions: i32, acked: &str) {
+    let partitions = partitions.to_string();
+    let verdict = run_python(
+        "crash_verify.py",
+        &[
+            "--bootstrap",
+            target,
+            "--topic",
+            topic,
+            "--partitions",
+            &partitions,
+            "--acked",
+            acked,
+            "--source",
+            source,
+        ],
+    );
+    let result = verdict
+        .lines()
+        .find(|l| l.starts_with("RESULT "))
+        .expect("RESULT line");
+    let totals: serde_json::Value = serde_json::from_str(&result["RESULT ".len()..]).unwrap();
+    for key in ["lost", "duplicated", "reordered", "misplaced", "unexpected"] {
+        assert_eq!(totals[key], 0, "{key}: {verdict}");
+    }
+}
+
 /// How the source is written, and how far the target is.
 struct Small {
     broker_args: &'static [&'static str],
@@ -110,13 +148,11 @@ fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
     };
     let acked = dir.path().join("acked.json");
     let acked_arg = acked.to_str().unwrap();
-    let produced = run_python(
-        "crash_produce.py",
+    produce_acked(
+        &source.addr(),
+        "small",
+        acked_arg,
         &[
-            "--bootstrap",
-            &source.addr(),
-            "--topic",
-            "small",
             "--partitions",
             "2",
             "--records",
@@ -129,12 +165,9 @@ fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
             &shape.batch_bytes.to_string(),
             "--compression",
             shape.compression,
-            "--acked",
-            acked_arg,
             "--create",
         ],
     );
-    assert!(produced.contains("failed=0"), "{produced}");
     let config = write_topology(
         dir.path(),
         &[("east", &source.addr()), ("west", &target_for_daemon)],
@@ -142,29 +175,7 @@ fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
     );
     let daemon = DaemonProcess::start(&config);
     wait_records(&target.addr(), "small", 6000, &daemon);
-    let verdict = run_python(
-        "crash_verify.py",
-        &[
-            "--bootstrap",
-            &target.addr(),
-            "--topic",
-            "small",
-            "--partitions",
-            "2",
-            "--acked",
-            acked_arg,
-            "--source",
-            &source.addr(),
-        ],
-    );
-    let result = verdict
-        .lines()
-        .find(|l| l.starts_with("RESULT "))
-        .expect("RESULT line");
-    let totals: serde_json::Value = serde_json::from_str(&result["RESULT ".len()..]).unwrap();
-    for key in ["lost", "duplicated", "reordered", "misplaced", "unexpected"] {
-        assert_eq!(totals[key], 0, "{key}: {verdict}");
-    }
+    verify_mirrored(&source.addr(), &target.addr(), "small", 2, acked_arg);
     let on_source = batches(&source.addr(), "small", 0);
     let source_bytes: usize = on_source.iter().map(|b| b.0).sum();
     let (on_source, on_target) = (on_source.len(), batches(&target.addr(), "small", 0).len());
@@ -431,4 +442,69 @@ fn a_compacted_source_with_offset_gaps_and_empty_batches_is_mirrored_record_for_
             "source offset {offset}"
         );
     }
+}
+
+/// A source topic that takes larger batches than its target topic (`max.message.bytes`
+/// 4 MB against 60 KB): a batch the target refuses as too large is split in two, and again
+/// until the halves fit, as Kafka's producer (and so MirrorMaker 2) does; nothing is lost,
+/// duplicated or reordered, and the partition goes on.
+#[test]
+fn batches_larger_than_the_target_topic_takes_are_split_until_they_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let limit_bytes = 60_000;
+    support::topics::create(&source.addr(), "wide", 1, &["max.message.bytes=4000000"]);
+    let target_limit = format!("max.message.bytes={limit_bytes}");
+    support::topics::create(&target.addr(), "wide", 1, &[&target_limit]);
+    let acked = dir.path().join("acked.json");
+    let acked_arg = acked.to_str().unwrap();
+    produce_acked(
+        &source.addr(),
+        "wide",
+        acked_arg,
+        &[
+            "--partitions",
+            "1",
+            "--records",
+            "600",
+            "--value-bytes",
+            "5000",
+            "--linger-ms",
+            "200",
+            "--batch-bytes",
+            "1000000",
+        ],
+    );
+    let largest_source_batch = batches(&source.addr(), "wide", 0)
+        .iter()
+        .map(|b| b.0)
+        .max()
+        .unwrap();
+    assert!(
+        largest_source_batch > 4 * limit_bytes,
+        "the source should hold batches the target refuses: {largest_source_batch} bytes"
+    );
+    // The target topic keeps its own limit: no config sync.
+    let mut topology = flow("wide");
+    topology.push_str("    sync_configs: { enabled: false }\n");
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &topology,
+    );
+    let daemon = DaemonProcess::start(&config);
+    wait_records(&target.addr(), "wide", 600, &daemon);
+    verify_mirrored(&source.addr(), &target.addr(), "wide", 1, acked_arg);
+    let on_target = batches(&target.addr(), "wide", 0);
+    assert!(
+        on_target.iter().all(|b| b.0 <= limit_bytes),
+        "target batches: {on_target:?}"
+    );
+    assert!(
+        daemon.log.contains("sending it as two"),
+        "{}",
+        daemon.log.tail(40)
+    );
+    assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
 }

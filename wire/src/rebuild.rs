@@ -26,6 +26,8 @@
 //! duplicate header keys), and it never sets the producer fields: the caller stamps the
 //! batch afterwards. The codecs are [`crate::codec`]'s.
 
+use std::ops::Range;
+
 use bytes::{BufMut, BytesMut};
 
 use crate::batch::{update_crc, BatchError, BatchHeader, BatchView, HEADER_LEN};
@@ -75,6 +77,40 @@ pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, Re
     }))
 }
 
+/// Splits one batch with consecutive offsets and two records or more into two batches of
+/// half its records each, at Kafka's compression level: what Kafka's producer does with a
+/// batch the broker refused as too large (`Sender.completeBatch`, MESSAGE_TOO_LARGE).
+/// `None` for a batch of one record, which cannot be split.
+pub fn split(batch: &[u8]) -> Result<Option<(Rebuilt, Rebuilt)>, RebuildError> {
+    let b = BatchView::parse(batch, 0)?;
+    if b.record_count() < 2 {
+        return Ok(None);
+    }
+    if !forwardable(&b) {
+        return Err(malformed(
+            &b,
+            "offset gaps: only a batch Kafka takes can be split",
+        ));
+    }
+    let (base, count) = (b.base_offset(), i64::from(b.record_count()));
+    let middle = base + count / 2;
+    let mut rebuilder = Rebuilder::default();
+    let mut half = |keep: Range<i64>| -> Result<Rebuilt, RebuildError> {
+        let r = rebuilder
+            .rebuild_checking(&[batch], keep, true)?
+            .ok_or_else(|| malformed(&b, "no records in a half"))?;
+        Ok(Rebuilt {
+            bytes: BytesMut::from(r.bytes),
+            records: r.records,
+            first_source_offset: r.first_source_offset,
+            source_runs: r.source_runs,
+        })
+    };
+    let first = half(base..middle)?;
+    let second = half(middle..base + count)?;
+    Ok(Some((first, second)))
+}
+
 /// One rebuilt batch in a [`Rebuilder`]'s buffer, valid until its next rebuild.
 #[derive(Debug)]
 pub struct RebuiltRef<'a> {
@@ -114,7 +150,7 @@ impl Rebuilder {
         batches: &[&[u8]],
         skip_below: i64,
     ) -> Result<Option<RebuiltRef<'_>>, RebuildError> {
-        self.rebuild_checking(batches, skip_below, true)
+        self.rebuild_checking(batches, skip_below..i64::MAX, true)
     }
 
     /// Rebuilds `batches` whose CRCs the caller has verified (a batch is read here, and the
@@ -124,19 +160,20 @@ impl Rebuilder {
         batches: &[&[u8]],
         skip_below: i64,
     ) -> Result<Option<RebuiltRef<'_>>, RebuildError> {
-        self.rebuild_checking(batches, skip_below, false)
+        self.rebuild_checking(batches, skip_below..i64::MAX, false)
     }
 
+    /// Rebuilds the records of `batches` whose offsets lie in `keep`.
     fn rebuild_checking(
         &mut self,
         batches: &[&[u8]],
-        skip_below: i64,
+        keep: Range<i64>,
         verify_crc: bool,
     ) -> Result<Option<RebuiltRef<'_>>, RebuildError> {
         if self.out.capacity() > KEEP_BYTES {
             self.out = Vec::new();
         }
-        let result = self.rebuild_into(batches, skip_below, verify_crc);
+        let result = self.rebuild_into(batches, keep, verify_crc);
         for buffer in [&mut self.decompressed, &mut self.records] {
             if buffer.capacity() > KEEP_BYTES {
                 *buffer = Vec::new();
@@ -157,7 +194,7 @@ impl Rebuilder {
     fn rebuild_into(
         &mut self,
         batches: &[&[u8]],
-        skip_below: i64,
+        keep: Range<i64>,
         verify_crc: bool,
     ) -> Result<Option<Done>, RebuildError> {
         let Some(first) = batches.first() else {
@@ -199,7 +236,7 @@ impl Rebuilder {
             for r in RecordWalker::new(body, b.record_count()) {
                 let r = r.map_err(|e| malformed(&b, &e.to_string()))?;
                 let offset = b.base_offset() + i64::from(r.offset_delta);
-                if offset < skip_below {
+                if !keep.contains(&offset) {
                     continue;
                 }
                 // Kafka: DefaultRecordBatch — records of a LogAppendTime batch take its time.
@@ -422,6 +459,48 @@ mod tests {
         assert!(rebuilder.rebuild(&[&b], 0).is_err());
         // The caller vouches for the CRC (it verified it), so it is not computed twice.
         assert!(rebuilder.rebuild_verified(&[&b], 0).is_ok());
+    }
+
+    #[test]
+    fn a_batch_splits_into_two_halves_with_its_records_byte_equal() {
+        for c in crate::records::EVERY_COMPRESSION {
+            let whole = encode(&[0, 1, 2, 3, 4], c);
+            let (first, second) = split(&whole).unwrap().unwrap();
+            assert_eq!((first.records, second.records), (2, 3), "{c:?}");
+            assert_eq!(
+                (first.first_source_offset, second.first_source_offset),
+                (0, 2)
+            );
+            assert_eq!(
+                (&first.source_runs[..], &second.source_runs[..]),
+                (&[(0, 2)][..], &[(2, 3)][..])
+            );
+            for half in [&first, &second] {
+                let v = BatchView::parse(&half.bytes, 0).unwrap();
+                v.validate_for_append().unwrap();
+                assert_eq!(
+                    v.compression(),
+                    BatchView::parse(&whole, 0).unwrap().compression()
+                );
+            }
+            // Offsets run on across the halves; sequences are the caller's to stamp.
+            let plain = |records: Vec<Record>, from: i64| -> Vec<Record> {
+                records
+                    .into_iter()
+                    .map(|mut r| {
+                        r.offset += from;
+                        r.sequence = -1;
+                        r
+                    })
+                    .collect()
+            };
+            let mut rejoined = plain(decode(&first.bytes), 0);
+            rejoined.extend(plain(decode(&second.bytes), 2));
+            assert_eq!(rejoined, plain(decode(&whole), 0), "{c:?}");
+        }
+        assert!(split(&encode(&[7], Compression::None)).unwrap().is_none());
+        let gaps = compacted(0, 5, &[0, 3], Compression::None);
+        assert!(split(&gaps).is_err());
     }
 
     #[test]

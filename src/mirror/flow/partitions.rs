@@ -36,6 +36,7 @@ impl FlowRunner {
             progress: progress.clone(),
             session,
             next_sequence: 0,
+            session_acked: false,
             next_target_offset: position.next_target_offset,
             batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
             start_offset: start,

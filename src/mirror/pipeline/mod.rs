@@ -12,8 +12,10 @@
 //! in-flight requests finish, then sends every unacknowledged request again, in order,
 //! with the same sequences, so the target drops the copies it already has. A producer
 //! session the target no longer knows is replaced and the unacknowledged batches are
-//! restamped. A fatal error (e.g. MESSAGE_TOO_LARGE) stops this partition, reported once
-//! at ERROR; progress stays where it is, so nothing is skipped (`recovery.rs`).
+//! restamped. A batch of several records the target refuses as too large is split in two
+//! and sent again, as Kafka's producer does. A fatal error (e.g. MESSAGE_TOO_LARGE for one
+//! record) stops this partition, reported once at ERROR; progress stays where it is, so
+//! nothing is skipped (`recovery.rs`).
 
 mod in_flight;
 mod recovery;
@@ -62,6 +64,9 @@ pub struct Pipeline {
     pub progress: Arc<Progress>,
     pub session: ProducerSession,
     pub next_sequence: i32,
+    /// Whether the target has acknowledged a batch of this producer session on this
+    /// partition ([`Pipeline::window_limit`]).
+    pub session_acked: bool,
     pub next_target_offset: i64,
     /// Largest batch small batches are merged into.
     pub batch_bytes: usize,
@@ -90,13 +95,21 @@ impl Pipeline {
                 tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, round_trip_us = self.route.round_trip().map(|r| r.as_micros() as u64), merge, "Small batches waiting behind a full window are merged only while the target's round trip limits the partition.");
             }
             // Fill the window; what does not fit waits, and is merged when small.
-            while window.len() < MAX_IN_FLIGHT {
+            while window.len() < self.window_limit() {
                 let ready = match next_batch(&mut batcher, merge).await {
                     Ok(Some(r)) => r,
                     Ok(None) => break,
                     Err(e) => return self.unshapeable(e),
                 };
                 self.enqueue(&mut window, ready).await;
+            }
+            // Batches held back after a split go out as the window makes room.
+            if window
+                .iter()
+                .take(self.window_limit())
+                .any(|e| e.pending.is_none() && !e.stamped.is_empty())
+            {
+                self.resend(&mut window).await;
             }
             // Entries without a request complete as soon as they are first.
             while window
@@ -118,12 +131,18 @@ impl Pipeline {
                     match self.settle(done) {
                         Ok(base_offset) => {
                             let done = window.pop_front().expect("non-empty");
+                            self.session_acked = true;
                             self.acknowledged(&done, base_offset, &window);
                             backoff.reset();
                         }
                         Err(e) => {
                             if let Some(corrupt) = corrupt_source(&e, window.front().expect("non-empty")) {
                                 return corrupt;
+                            }
+                            match self.split_too_large(&mut window, &e).await {
+                                Ok(true) => continue,
+                                Ok(false) => {}
+                                Err(fatal) => return Ended::Failed(fatal),
                             }
                             if let Err(fatal) = self.recover(&mut window, e, &mut backoff).await {
                                 return Ended::Failed(fatal);
@@ -212,6 +231,19 @@ impl Pipeline {
             self.stats.holding(Some(timestamps_ms.0));
         }
         window.push_back(entry);
+    }
+
+    /// How many requests may be in flight: [`MAX_IN_FLIGHT`], but one until the target has
+    /// acknowledged a batch of this producer session here. A target that does not know
+    /// the producer takes any sequence as its start (Kafka: ProducerAppendInfo.checkSequence
+    /// for a new producer epoch), so were the first batch refused (too large, corrupt) a
+    /// later one would be written ahead of it, and resending it would then duplicate that.
+    fn window_limit(&self) -> usize {
+        if self.session_acked {
+            MAX_IN_FLIGHT
+        } else {
+            1
+        }
     }
 
     /// Whether the target's round trip, not CPU, limits this partition, so small batches

@@ -38,13 +38,7 @@ impl Pipeline {
         self.flow_stats
             .produce_retry(class_name(error.class()), &error);
         self.stats.error(format!("produce: {error}"));
-        // Later requests may have succeeded or failed; either way they are resent, and the
-        // target deduplicates the ones it already has.
-        for e in window.iter_mut() {
-            if let Some(p) = e.pending.take() {
-                let _ = p.await;
-            }
-        }
+        wait_out(window).await;
         let delay = backoff
             .next_delay()
             .unwrap_or(std::time::Duration::from_secs(1));
@@ -59,6 +53,7 @@ impl Pipeline {
                 .retry("InitProducerId", None, || self.target.init_producer())
                 .await?;
             self.next_sequence = 0;
+            self.session_acked = false;
             for e in window.iter_mut().filter(|e| !e.stamped.is_empty()) {
                 let mut buf = BytesMut::from(&e.stamped[..]);
                 let records = produce::stamp_in_place(&mut buf, self.session, self.next_sequence);
@@ -68,14 +63,131 @@ impl Pipeline {
             }
             tracing::info!(flow = %self.flow, producer_id = self.session.producer_id, "New producer session after the target lost the old one.");
         }
-        for i in 0..window.len() {
-            if !window[i].stamped.is_empty() {
+        self.resend(window).await;
+        Ok(())
+    }
+
+    /// Sends the window's unacknowledged batches again, in order, as many as
+    /// [`Pipeline::window_limit`] allows; any beyond go as the first are acknowledged.
+    pub(super) async fn resend(&mut self, window: &mut VecDeque<InFlight>) {
+        for i in 0..window.len().min(self.window_limit()) {
+            if !window[i].stamped.is_empty() && window[i].pending.is_none() {
                 let mut e = window.remove(i).expect("index in range");
                 self.send(&mut e).await;
                 window.insert(i, e);
             }
         }
-        Ok(())
+    }
+
+    /// When the target refused the window's first batch as too large and it holds more
+    /// than one record: splits it into two halves and resends the window, as Kafka's
+    /// producer does (`Sender.completeBatch`: a MESSAGE_TOO_LARGE batch of several records
+    /// is split and sent again). A source batch may be larger than the target topic's
+    /// `max.message.bytes`, where the source topic allows more. The records' sequences stay
+    /// theirs, so later batches keep their stamps. `false` when there is nothing to split.
+    pub(super) async fn split_too_large(
+        &mut self,
+        window: &mut VecDeque<InFlight>,
+        error: &ClientError,
+    ) -> Result<bool, ClientError> {
+        let too_large = matches!(
+            error,
+            ClientError::Broker {
+                error: ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge,
+                ..
+            }
+        );
+        if !too_large || window.front().is_none_or(|f| f.records < 2) {
+            return Ok(false);
+        }
+        wait_out(window).await;
+        let whole = window.pop_front().expect("non-empty");
+        let Some((first, second)) =
+            kmirror_wire::rebuild::split(&whole.stamped).map_err(|e| ClientError::Source {
+                what: format!("{} partition {}", self.source.topic, self.source.partition),
+                reason: format!("splitting a batch the target refused as too large: {e}"),
+            })?
+        else {
+            return Ok(false);
+        };
+        let sequence = kmirror_wire::batch::BatchView::parse(&whole.stamped, 0)
+            .map(|b| b.base_sequence())
+            .unwrap_or(0);
+        let (first_runs, second_runs) = split_runs(&whole, i64::from(first.records));
+        let middle_source_offset = second_runs[0].0;
+        tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset = whole.first_source_offset, bytes = whole.stamped.len(), records = whole.records, first_bytes = first.bytes.len(), second_bytes = second.bytes.len(), "The target refused a batch as too large (its max.message.bytes is below the source's); sending it as two.");
+        self.stats
+            .error(format!("produce: {error}; the batch is split in two"));
+        let second_sequence = produce::next_sequence(sequence, first.records);
+        let halves = [
+            (first, first_runs, sequence),
+            (second, second_runs, second_sequence),
+        ];
+        for (i, (mut half, runs, sequence)) in halves.into_iter().enumerate() {
+            let records = produce::stamp_in_place(&mut half.bytes, self.session, sequence);
+            let timestamps_ms = kmirror_wire::batch::BatchView::parse(&half.bytes, 0)
+                .map_or(whole.timestamps_ms, |b| {
+                    (b.base_timestamp().min(b.max_timestamp()), b.max_timestamp())
+                });
+            let next_source_offset = match i {
+                0 => middle_source_offset,
+                _ => whole.next_source_offset,
+            };
+            window.insert(
+                i,
+                InFlight {
+                    first_source_offset: runs.first().map_or(whole.first_source_offset, |r| r.0),
+                    next_source_offset,
+                    leader_epoch: whole.leader_epoch,
+                    stamped: half.bytes.freeze(),
+                    records,
+                    source_runs: if runs.len() > 1 { runs } else { Vec::new() },
+                    timestamps_ms,
+                    pending: None,
+                    _permits: whole._permits.clone(),
+                },
+            );
+        }
+        self.resend(window).await;
+        Ok(true)
+    }
+}
+
+/// Source offsets as `(first offset, count)` runs.
+type Runs = Vec<(i64, i64)>;
+
+/// The source offsets of `entry`'s records as `(first offset, count)` runs, split after its
+/// first `count` records.
+fn split_runs(entry: &InFlight, count: i64) -> (Runs, Runs) {
+    let whole = if entry.source_runs.is_empty() {
+        vec![(entry.first_source_offset, i64::from(entry.records))]
+    } else {
+        entry.source_runs.clone()
+    };
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    let mut left = count;
+    for (start, n) in whole {
+        if left >= n {
+            first.push((start, n));
+            left -= n;
+        } else if left > 0 {
+            first.push((start, left));
+            second.push((start + left, n - left));
+            left = 0;
+        } else {
+            second.push((start, n));
+        }
+    }
+    (first, second)
+}
+
+/// Waits for every request of the window to finish: later requests may have succeeded or
+/// failed; either way they are resent, and the target drops the copies it already has.
+async fn wait_out(window: &mut VecDeque<InFlight>) {
+    for e in window.iter_mut() {
+        if let Some(p) = e.pending.take() {
+            let _ = p.await;
+        }
     }
 }
 

@@ -35,6 +35,16 @@ pub(super) struct InFlight {
     pub(super) _permits: Vec<Arc<Share>>,
 }
 
+/// A batch's oldest and newest record timestamps (ms) as telemetry shows them: the base
+/// timestamp is the first record's, except where the source's cleaner set a delete horizon
+/// there (KIP-534: later than every record), and the newest then stands in. `(0, 0)` for
+/// bytes that are not a batch.
+pub(super) fn timestamps_ms(batch: &[u8]) -> (i64, i64) {
+    kmirror_wire::batch::BatchView::parse(batch, 0).map_or((0, 0), |b| {
+        (b.base_timestamp().min(b.max_timestamp()), b.max_timestamp())
+    })
+}
+
 /// A request's answer, as the pipeline waits for it.
 pub(super) enum Pending {
     /// The request is on the wire; its lane answers here.
@@ -66,6 +76,24 @@ impl Future for Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delete_horizon_in_the_base_timestamp_is_not_taken_for_a_record() {
+        let records: Vec<_> = [1_000, 1_010]
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| kmirror_wire::records::record(i as i64, t, None, Some(Bytes::from("v"))))
+            .collect();
+        let plain =
+            kmirror_wire::records::encode(&records, kafka_protocol::records::Compression::None)
+                .unwrap();
+        assert_eq!(timestamps_ms(&plain), (1_000, 1_010));
+        // Kafka's cleaner writes the horizon over the base timestamp (batch bytes 27..35).
+        let mut horizon = plain.to_vec();
+        horizon[27..35].copy_from_slice(&90_000i64.to_be_bytes());
+        assert_eq!(timestamps_ms(&horizon), (1_010, 1_010));
+        assert_eq!(timestamps_ms(b"not a batch"), (0, 0));
+    }
 
     #[tokio::test]
     async fn a_sent_request_yields_its_lanes_answer_or_an_error_when_the_lane_drops_it() {

@@ -208,11 +208,7 @@ impl Pipeline {
             .await;
         self.flow_stats
             .throttled(waited.elapsed().as_micros() as u64);
-        // The base timestamp is the first record's, except where the source's cleaner set a
-        // delete horizon there (later than every record; the newest then stands in).
-        let timestamps_ms = kmirror_wire::batch::BatchView::parse(&data, 0).map_or((0, 0), |b| {
-            (b.base_timestamp().min(b.max_timestamp()), b.max_timestamp())
-        });
+        let timestamps_ms = in_flight::timestamps_ms(&data);
         let records = produce::stamp_in_place(&mut data, self.session, self.next_sequence);
         self.next_sequence = produce::next_sequence(self.next_sequence, records);
         let mut entry = InFlight {

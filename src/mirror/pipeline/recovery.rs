@@ -125,10 +125,7 @@ impl Pipeline {
         ];
         for (i, (mut half, runs, sequence)) in halves.into_iter().enumerate() {
             let records = produce::stamp_in_place(&mut half.bytes, self.session, sequence);
-            let timestamps_ms = kmirror_wire::batch::BatchView::parse(&half.bytes, 0)
-                .map_or(whole.timestamps_ms, |b| {
-                    (b.base_timestamp().min(b.max_timestamp()), b.max_timestamp())
-                });
+            let timestamps_ms = super::in_flight::timestamps_ms(&half.bytes);
             let next_source_offset = match i {
                 0 => middle_source_offset,
                 _ => whole.next_source_offset,

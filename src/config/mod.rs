@@ -348,7 +348,9 @@ pub struct Limits {
     /// Bytes fetched but not yet acknowledged by the target (default 64MiB).
     pub max_in_flight_bytes: u64,
     /// Largest batch that runs of small source batches are merged into (default 1MiB);
-    /// keep it at or below the target topics' `max.message.bytes`.
+    /// keep it at or below the target topics' `max.message.bytes`: a merged batch the
+    /// target refuses as too large is split in halves and sent again, which costs a
+    /// refused request and a recompression each time.
     pub batch_bytes: u64,
 }
 

@@ -501,10 +501,8 @@ fn batches_larger_than_the_target_topic_takes_are_split_until_they_fit() {
         on_target.iter().all(|b| b.0 <= limit_bytes),
         "target batches: {on_target:?}"
     );
-    assert!(
-        daemon.log.contains("sending it as two"),
-        "{}",
-        daemon.log.tail(40)
-    );
+    // Many batches were split; one WARN says so.
+    let warned = daemon.log.text().matches("sending it as two").count();
+    assert_eq!(warned, 1, "{}", daemon.log.tail(40));
     assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
 }

@@ -139,6 +139,12 @@ impl Batcher {
         self.waiting.is_empty()
     }
 
+    /// Merges no more than `bytes` from now on: the target refused a batch of twice that
+    /// as too large.
+    pub fn cap_batch_bytes(&mut self, bytes: usize) {
+        self.batch_bytes = self.batch_bytes.min(bytes.max(1));
+    }
+
     /// Bytes of batches waiting.
     pub fn waiting_bytes(&self) -> usize {
         self.waiting_bytes

@@ -49,6 +49,27 @@ fn a_large_batch_goes_out_as_it_is() {
 }
 
 #[test]
+fn a_capped_batcher_merges_no_more_than_its_cap() {
+    let small: Vec<Bytes> = (0..40).map(|i| batch(i * 3, 3, 50)).collect();
+    let each = small[0].len();
+    let mut q = Batcher::new(1 << 20, 0);
+    q.push(chunk(&small, 120)).unwrap();
+    q.cap_batch_bytes(10 * each);
+    let mut merged = 0;
+    while let Some(r) = q.next_batch(true).unwrap() {
+        if r.records > 0 {
+            assert!(
+                r.records <= 30,
+                "{} records from at most 10 batches",
+                r.records
+            );
+            merged += 1;
+        }
+    }
+    assert!(merged >= 4, "{merged} merged batches");
+}
+
+#[test]
 fn small_batches_waiting_together_become_one() {
     let small: Vec<Bytes> = (0..10).map(|i| batch(i * 3, 3, 50)).collect();
     let mut q = Batcher::new(1 << 20, 0);

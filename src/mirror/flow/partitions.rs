@@ -37,6 +37,7 @@ impl FlowRunner {
             session,
             next_sequence: 0,
             session_acked: false,
+            splits: 0,
             next_target_offset: position.next_target_offset,
             batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
             start_offset: start,

@@ -67,6 +67,8 @@ pub struct Pipeline {
     /// Whether the target has acknowledged a batch of this producer session on this
     /// partition ([`Pipeline::window_limit`]).
     pub session_acked: bool,
+    /// Batches split because the target refused them as too large.
+    pub splits: u64,
     pub next_target_offset: i64,
     /// Largest batch small batches are merged into.
     pub batch_bytes: usize,
@@ -140,8 +142,11 @@ impl Pipeline {
                                 return corrupt;
                             }
                             match self.split_too_large(&mut window, &e).await {
-                                Ok(true) => continue,
-                                Ok(false) => {}
+                                Ok(Some(refused_bytes)) => {
+                                    batcher.cap_batch_bytes(refused_bytes / 2);
+                                    continue;
+                                }
+                                Ok(None) => {}
                                 Err(fatal) => return Ended::Failed(fatal),
                             }
                             if let Err(fatal) = self.recover(&mut window, e, &mut backoff).await {

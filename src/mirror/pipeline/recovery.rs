@@ -84,12 +84,14 @@ impl Pipeline {
     /// producer does (`Sender.completeBatch`: a MESSAGE_TOO_LARGE batch of several records
     /// is split and sent again). A source batch may be larger than the target topic's
     /// `max.message.bytes`, where the source topic allows more. The records' sequences stay
-    /// theirs, so later batches keep their stamps. `false` when there is nothing to split.
+    /// theirs, so later batches keep their stamps. The size of the refused batch, or `None`
+    /// when there is nothing to split. The first split of a partition is logged at WARN,
+    /// later ones at DEBUG (a source whose every batch is too large would flood the log).
     pub(super) async fn split_too_large(
         &mut self,
         window: &mut VecDeque<InFlight>,
         error: &ClientError,
-    ) -> Result<bool, ClientError> {
+    ) -> Result<Option<usize>, ClientError> {
         let too_large = matches!(
             error,
             ClientError::Broker {
@@ -98,7 +100,7 @@ impl Pipeline {
             }
         );
         if !too_large || window.front().is_none_or(|f| f.records < 2) {
-            return Ok(false);
+            return Ok(None);
         }
         wait_out(window).await;
         let whole = window.pop_front().expect("non-empty");
@@ -108,14 +110,21 @@ impl Pipeline {
                 reason: format!("splitting a batch the target refused as too large: {e}"),
             })?
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let sequence = kmirror_wire::batch::BatchView::parse(&whole.stamped, 0)
             .map(|b| b.base_sequence())
             .unwrap_or(0);
         let (first_runs, second_runs) = split_runs(&whole, i64::from(first.records));
         let middle_source_offset = second_runs[0].0;
-        tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset = whole.first_source_offset, bytes = whole.stamped.len(), records = whole.records, first_bytes = first.bytes.len(), second_bytes = second.bytes.len(), "The target refused a batch as too large (its max.message.bytes is below the source's); sending it as two.");
+        let (bytes, records) = (whole.stamped.len(), whole.records);
+        let (first_bytes, second_bytes) = (first.bytes.len(), second.bytes.len());
+        if self.splits == 0 {
+            tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset = whole.first_source_offset, bytes, records, first_bytes, second_bytes, "The target refused a batch as too large (its max.message.bytes is below the source's); sending it as two, and merging small batches only up to half its size from now on. Later splits of this partition are logged at DEBUG.");
+        } else {
+            tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset = whole.first_source_offset, bytes, records, first_bytes, second_bytes, splits = self.splits, "Split another batch the target refused as too large.");
+        }
+        self.splits += 1;
         self.stats
             .error(format!("produce: {error}; the batch is split in two"));
         let second_sequence = produce::next_sequence(sequence, first.records);
@@ -146,7 +155,7 @@ impl Pipeline {
             );
         }
         self.resend(window).await;
-        Ok(true)
+        Ok(Some(bytes))
     }
 }
 

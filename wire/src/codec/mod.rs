@@ -143,6 +143,16 @@ pub enum Effort {
     Fast,
 }
 
+impl Effort {
+    /// The codec setting for this effort: `kafka`'s or `fast`.
+    fn pick<T>(self, kafka: T, fast: T) -> T {
+        match self {
+            Effort::Kafka => kafka,
+            Effort::Fast => fast,
+        }
+    }
+}
+
 /// Kafka's producer's gzip level (`compression.gzip.level`: `Deflater.DEFAULT_COMPRESSION`,
 /// CompressionType.java).
 pub const GZIP_LEVEL_KAFKA: u32 = 6;
@@ -166,23 +176,15 @@ pub fn compress_into<B: BufMut>(
         out.put_slice(raw);
         return Ok(());
     }
-    let fast = effort == Effort::Fast;
     let failed = |e: std::io::Error| CodecError::Compress(e.to_string());
     match codec {
         LZ4 => {
-            let acceleration = if fast {
-                lz4_frame::FAST_ACCELERATION
-            } else {
-                lz4_frame::KAFKA_ACCELERATION
-            };
+            let acceleration =
+                effort.pick(lz4_frame::KAFKA_ACCELERATION, lz4_frame::FAST_ACCELERATION);
             lz4_frame::compress(raw, acceleration, out)
         }
         GZIP => {
-            let level = if fast {
-                GZIP_LEVEL_FAST
-            } else {
-                GZIP_LEVEL_KAFKA
-            };
+            let level = effort.pick(GZIP_LEVEL_KAFKA, GZIP_LEVEL_FAST);
             let mut e =
                 flate2::write::GzEncoder::new(out.writer(), flate2::Compression::new(level));
             e.write_all(raw).map_err(failed)?;
@@ -190,11 +192,7 @@ pub fn compress_into<B: BufMut>(
             Ok(())
         }
         ZSTD => {
-            let level = if fast {
-                ZSTD_LEVEL_FAST
-            } else {
-                ZSTD_LEVEL_KAFKA
-            };
+            let level = effort.pick(ZSTD_LEVEL_KAFKA, ZSTD_LEVEL_FAST);
             zstd::stream::copy_encode(raw, out.writer(), level).map_err(failed)
         }
         SNAPPY => {

@@ -445,7 +445,7 @@ fn a_compacted_source_with_offset_gaps_and_empty_batches_is_mirrored_record_for_
 }
 
 /// A source topic that takes larger batches than its target topic (`max.message.bytes`
-/// 4 MB against 60 KB): a batch the target refuses as too large is split in two, and again
+/// 4 MB against 60 KB): a batch the target refuses as too large is split, and again
 /// until the halves fit, as Kafka's producer (and so MirrorMaker 2) does; nothing is lost,
 /// duplicated or reordered, and the partition goes on.
 #[test]
@@ -467,20 +467,17 @@ fn batches_larger_than_the_target_topic_takes_are_split_until_they_fit() {
             "--partitions",
             "1",
             "--records",
-            "600",
+            "1200",
             "--value-bytes",
             "5000",
             "--linger-ms",
             "200",
             "--batch-bytes",
-            "1000000",
+            "300000",
         ],
     );
-    let largest_source_batch = batches(&source.addr(), "wide", 0)
-        .iter()
-        .map(|b| b.0)
-        .max()
-        .unwrap();
+    let source_batches = batches(&source.addr(), "wide", 0);
+    let largest_source_batch = source_batches.iter().map(|b| b.0).max().unwrap();
     assert!(
         largest_source_batch > 4 * limit_bytes,
         "the source should hold batches the target refuses: {largest_source_batch} bytes"
@@ -493,16 +490,30 @@ fn batches_larger_than_the_target_topic_takes_are_split_until_they_fit() {
         &[("east", &source.addr()), ("west", &target.addr())],
         &topology,
     );
-    let daemon = DaemonProcess::start(&config);
-    wait_records(&target.addr(), "wide", 600, &daemon);
+    // Splits after a refusal are logged at DEBUG after the first.
+    let daemon = DaemonProcess::start_with(
+        &config,
+        &["--log-level", "info,kmirror::mirror::pipeline=debug"],
+        &[],
+    );
+    wait_records(&target.addr(), "wide", 1200, &daemon);
     verify_mirrored(&source.addr(), &target.addr(), "wide", 1, acked_arg);
     let on_target = batches(&target.addr(), "wide", 0);
     assert!(
         on_target.iter().all(|b| b.0 <= limit_bytes),
         "target batches: {on_target:?}"
     );
-    // Many batches were split; one WARN says so.
-    let warned = daemon.log.text().matches("sending it as two").count();
+    // Many batches were split; one WARN says so. After the first refusals, batches as large
+    // as a refused one are split before they are sent: far fewer refusals than batches.
+    let log = daemon.log.text();
+    let warned = log.matches("sending it as two").count();
     assert_eq!(warned, 1, "{}", daemon.log.tail(40));
+    let refused = warned + log.matches("Split another batch").count();
+    let too_large = source_batches.iter().filter(|b| b.0 > limit_bytes).count();
+    eprintln!("{too_large} source batches over the limit, {refused} refused by the target");
+    assert!(
+        refused < 10 && refused < too_large,
+        "{refused} refusals for {too_large} batches over the limit"
+    );
     assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
 }

@@ -102,6 +102,10 @@ impl ShapeError {
 pub struct Batcher {
     waiting: VecDeque<Unit>,
     waiting_bytes: usize,
+    /// Parts of a batch split ahead of the target's refusal, to send before anything else.
+    split_ready: VecDeque<Ready>,
+    /// The smallest batch the target refused as too large.
+    refused_bytes: Option<usize>,
     batch_bytes: usize,
     /// Records below this offset are never produced (the partition's start position).
     skip_below: i64,
@@ -130,19 +134,29 @@ impl Batcher {
         Self {
             waiting: VecDeque::new(),
             waiting_bytes: 0,
+            split_ready: VecDeque::new(),
+            refused_bytes: None,
             batch_bytes: batch_bytes.max(1),
             skip_below,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.waiting.is_empty() && self.split_ready.is_empty()
     }
 
-    /// Merges no more than `bytes` from now on: the target refused a batch of twice that
-    /// as too large.
-    pub fn cap_batch_bytes(&mut self, bytes: usize) {
-        self.batch_bytes = self.batch_bytes.min(bytes.max(1));
+    /// The smallest batch the target refused as too large, if any.
+    pub fn refused_bytes(&self) -> Option<usize> {
+        self.refused_bytes
+    }
+
+    /// The target refused a batch of `bytes` as too large: from now on small batches are
+    /// merged up to half that, and a source batch of that size or more is split into parts
+    /// of about half that before it is sent, instead of being refused first.
+    pub fn target_refused(&mut self, bytes: usize) {
+        let bytes = self.refused_bytes.map_or(bytes, |r| r.min(bytes)).max(2);
+        self.refused_bytes = Some(bytes);
+        self.batch_bytes = self.batch_bytes.min(bytes / 2);
     }
 
     /// Bytes of batches waiting.
@@ -203,6 +217,9 @@ impl Batcher {
     /// The next batch to send, as [`Batcher::next_batch`] chooses it, or the run to rebuild
     /// into it: [`Rebuild::run`] that, then hand the result to [`Batcher::rebuilt`].
     pub fn next(&mut self, merge_small: bool) -> Result<Next, ShapeError> {
+        if let Some(part) = self.split_ready.pop_front() {
+            return Ok(Next::Ready(part));
+        }
         let Some(first) = self.waiting.pop_front() else {
             return Ok(Next::Empty);
         };
@@ -240,6 +257,12 @@ impl Batcher {
     pub fn rebuilt(&mut self, rebuilt: Rebuilt) -> Next {
         match rebuilt {
             Rebuilt::Ready(ready) => Next::Ready(ready),
+            Rebuilt::Parts(parts) => {
+                let mut parts = parts.into_iter();
+                let first = parts.next().expect("a split gives one part or more");
+                self.split_ready.extend(parts);
+                Next::Ready(first)
+            }
             Rebuilt::TooLarge {
                 mut run,
                 codec,
@@ -262,7 +285,14 @@ impl Batcher {
         codec: i16,
         forward_records: Option<i32>,
     ) -> Next {
+        let mut parts = 1;
         if let (1, Some(records)) = (run.len(), forward_records) {
+            let len = run[0].data.len();
+            if let Some(refused) = self.refused_bytes.filter(|&r| len >= r && records > 1) {
+                parts = len.div_ceil((refused / 2).max(1));
+            }
+        }
+        if let (1, Some(records), 1) = (run.len(), forward_records, parts) {
             let u = run.pop().expect("one unit");
             return Next::Ready(Ready {
                 data: u.data,
@@ -277,6 +307,7 @@ impl Batcher {
         Next::Rebuild(Rebuild {
             run,
             codec,
+            parts,
             forward_records,
             skip_below: self.skip_below,
             batch_bytes: self.batch_bytes,
@@ -345,6 +376,8 @@ pub struct Rebuild {
     run: Vec<Unit>,
     /// The compression codec of its batches (attribute bits 0-2).
     codec: i16,
+    /// Into how many batches its one batch is split; 1: the run is rebuilt into one.
+    parts: usize,
     /// The first batch's record count when it could go as it is alone.
     forward_records: Option<i32>,
     skip_below: i64,
@@ -354,6 +387,8 @@ pub struct Rebuild {
 /// What rebuilding a run gave.
 pub enum Rebuilt {
     Ready(Ready),
+    /// One batch split into parts, in order.
+    Parts(Vec<Ready>),
     /// Several batches merged came out over `batch_bytes`: the run, given back whole.
     TooLarge {
         run: Vec<Unit>,
@@ -376,12 +411,16 @@ impl Rebuild {
     /// Rebuilds the run into one batch in `rebuilder`'s buffers, or gives it back when
     /// several batches merged come out over `batch_bytes`.
     pub fn run(self, rebuilder: &mut Rebuilder) -> Result<Rebuilt, ShapeError> {
+        if self.parts > 1 {
+            return self.split(rebuilder);
+        }
         let Rebuild {
             mut run,
             codec,
             forward_records,
             skip_below,
             batch_bytes,
+            ..
         } = self;
         let mut permits: Vec<Arc<Share>> = Vec::new();
         for u in &run {
@@ -447,6 +486,31 @@ impl Rebuild {
             source_runs,
             permits,
         }))
+    }
+
+    /// Splits the run's one batch into `parts` batches, each holding the batch's memory
+    /// charge until acknowledged.
+    fn split(self, rebuilder: &mut Rebuilder) -> Result<Rebuilt, ShapeError> {
+        let unit = self.run.into_iter().next().expect("one unit");
+        let parts = rebuilder.split(&unit.data, self.parts)?;
+        let starts: Vec<i64> = parts.iter().map(|p| p.first_source_offset).collect();
+        let ready = parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| Ready {
+                data: part.bytes,
+                records: part.records,
+                first_source_offset: part.first_source_offset,
+                next_source_offset: starts
+                    .get(i + 1)
+                    .copied()
+                    .unwrap_or(unit.next_source_offset),
+                leader_epoch: unit.leader_epoch,
+                source_runs: Vec::new(),
+                permits: unit.permit.iter().cloned().collect(),
+            })
+            .collect();
+        Ok(Rebuilt::Parts(ready))
     }
 }
 

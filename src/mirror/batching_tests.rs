@@ -49,12 +49,48 @@ fn a_large_batch_goes_out_as_it_is() {
 }
 
 #[test]
+fn a_batch_as_large_as_one_the_target_refused_is_split_before_it_is_sent() {
+    let big = batch(0, 100, 1_000);
+    let mut q = Batcher::new(1 << 20, 0);
+    q.push(chunk(std::slice::from_ref(&big), 100)).unwrap();
+    q.push(chunk(&[batch(100, 1, 10)], 101)).unwrap();
+    q.target_refused(big.len() / 2);
+    let mut parts = Vec::new();
+    while let Some(r) = q.next_batch(false).unwrap() {
+        parts.push(r);
+    }
+    let (tail, parts) = parts.split_last().unwrap();
+    assert_eq!(
+        (tail.first_source_offset, tail.next_source_offset),
+        (100, 101)
+    );
+    assert!(parts.len() >= 4, "{} parts", parts.len());
+    let mut next = 0;
+    for p in parts {
+        assert!(
+            p.data.len() < big.len() / 4 + 100,
+            "a part of {} bytes",
+            p.data.len()
+        );
+        BatchView::parse(&p.data, 0)
+            .unwrap()
+            .validate_for_append()
+            .unwrap();
+        assert_eq!(p.first_source_offset, next);
+        assert!(p.source_runs.is_empty());
+        next += i64::from(p.records);
+        assert_eq!(p.next_source_offset, next);
+    }
+    assert_eq!(next, 100);
+}
+
+#[test]
 fn a_capped_batcher_merges_no_more_than_its_cap() {
     let small: Vec<Bytes> = (0..40).map(|i| batch(i * 3, 3, 50)).collect();
     let each = small[0].len();
     let mut q = Batcher::new(1 << 20, 0);
     q.push(chunk(&small, 120)).unwrap();
-    q.cap_batch_bytes(10 * each);
+    q.target_refused(20 * each);
     let mut merged = 0;
     while let Some(r) = q.next_batch(true).unwrap() {
         if r.records > 0 {

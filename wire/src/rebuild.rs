@@ -77,40 +77,6 @@ pub fn rebuild(batches: &[&[u8]], skip_below: i64) -> Result<Option<Rebuilt>, Re
     }))
 }
 
-/// Splits one batch with consecutive offsets and two records or more into two batches of
-/// half its records each, at Kafka's compression level: what Kafka's producer does with a
-/// batch the broker refused as too large (`Sender.completeBatch`, MESSAGE_TOO_LARGE).
-/// `None` for a batch of one record, which cannot be split.
-pub fn split(batch: &[u8]) -> Result<Option<(Rebuilt, Rebuilt)>, RebuildError> {
-    let b = BatchView::parse(batch, 0)?;
-    if b.record_count() < 2 {
-        return Ok(None);
-    }
-    if !forwardable(&b) {
-        return Err(malformed(
-            &b,
-            "offset gaps: only a batch Kafka takes can be split",
-        ));
-    }
-    let (base, count) = (b.base_offset(), i64::from(b.record_count()));
-    let middle = base + count / 2;
-    let mut rebuilder = Rebuilder::default();
-    let mut half = |keep: Range<i64>| -> Result<Rebuilt, RebuildError> {
-        let r = rebuilder
-            .rebuild_checking(&[batch], keep, true)?
-            .ok_or_else(|| malformed(&b, "no records in a half"))?;
-        Ok(Rebuilt {
-            bytes: BytesMut::from(r.bytes),
-            records: r.records,
-            first_source_offset: r.first_source_offset,
-            source_runs: r.source_runs,
-        })
-    };
-    let first = half(base..middle)?;
-    let second = half(middle..base + count)?;
-    Ok(Some((first, second)))
-}
-
 /// One rebuilt batch in a [`Rebuilder`]'s buffer, valid until its next rebuild.
 #[derive(Debug)]
 pub struct RebuiltRef<'a> {
@@ -161,6 +127,36 @@ impl Rebuilder {
         skip_below: i64,
     ) -> Result<Option<RebuiltRef<'_>>, RebuildError> {
         self.rebuild_checking(batches, skip_below..i64::MAX, false)
+    }
+
+    /// Splits one batch with consecutive offsets into `parts` batches (at most one per
+    /// record) of about as many records each, at Kafka's compression level, records
+    /// byte-equal: what Kafka's producer does with a batch the broker refused as too large
+    /// (`Sender.completeBatch`, MESSAGE_TOO_LARGE). One part is the batch rebuilt.
+    pub fn split(&mut self, batch: &[u8], parts: usize) -> Result<Vec<Rebuilt>, RebuildError> {
+        let b = BatchView::parse(batch, 0)?;
+        if !forwardable(&b) {
+            return Err(malformed(
+                &b,
+                "offset gaps: only a batch Kafka takes can be split",
+            ));
+        }
+        let (base, count) = (b.base_offset(), i64::from(b.record_count()));
+        let parts = (parts.max(1) as i64).min(count);
+        let mut out = Vec::with_capacity(parts as usize);
+        for i in 0..parts {
+            let keep = base + count * i / parts..base + count * (i + 1) / parts;
+            let r = self
+                .rebuild_checking(&[batch], keep, true)?
+                .ok_or_else(|| malformed(&b, "no records in a part"))?;
+            out.push(Rebuilt {
+                bytes: BytesMut::from(r.bytes),
+                records: r.records,
+                first_source_offset: r.first_source_offset,
+                source_runs: r.source_runs,
+            });
+        }
+        Ok(out)
     }
 
     /// Rebuilds the records of `batches` whose offsets lie in `keep`.
@@ -465,7 +461,8 @@ mod tests {
     fn a_batch_splits_into_two_halves_with_its_records_byte_equal() {
         for c in crate::records::EVERY_COMPRESSION {
             let whole = encode(&[0, 1, 2, 3, 4], c);
-            let (first, second) = split(&whole).unwrap().unwrap();
+            let mut halves = Rebuilder::default().split(&whole, 2).unwrap().into_iter();
+            let (first, second) = (halves.next().unwrap(), halves.next().unwrap());
             assert_eq!((first.records, second.records), (2, 3), "{c:?}");
             assert_eq!(
                 (first.first_source_offset, second.first_source_offset),
@@ -498,9 +495,20 @@ mod tests {
             rejoined.extend(plain(decode(&second.bytes), 2));
             assert_eq!(rejoined, plain(decode(&whole), 0), "{c:?}");
         }
-        assert!(split(&encode(&[7], Compression::None)).unwrap().is_none());
+        let one = Rebuilder::default()
+            .split(&encode(&[7], Compression::None), 2)
+            .unwrap();
+        assert_eq!(one.len(), 1, "a single record stays one batch");
+        let parts = Rebuilder::default()
+            .split(&encode(&[10, 11, 12, 13, 14, 15, 16], Compression::Lz4), 3)
+            .unwrap();
+        let shape: Vec<_> = parts
+            .iter()
+            .map(|p| (p.first_source_offset, p.records))
+            .collect();
+        assert_eq!(shape, [(10, 2), (12, 2), (14, 3)]);
         let gaps = compacted(0, 5, &[0, 3], Compression::None);
-        assert!(split(&gaps).is_err());
+        assert!(Rebuilder::default().split(&gaps, 2).is_err());
     }
 
     #[test]

@@ -141,9 +141,9 @@ impl Pipeline {
                             if let Some(corrupt) = corrupt_source(&e, window.front().expect("non-empty")) {
                                 return corrupt;
                             }
-                            match self.split_too_large(&mut window, &e).await {
+                            match self.split_too_large(&mut window, &e, batcher.refused_bytes()).await {
                                 Ok(Some(refused_bytes)) => {
-                                    batcher.cap_batch_bytes(refused_bytes / 2);
+                                    batcher.target_refused(refused_bytes);
                                     continue;
                                 }
                                 Ok(None) => {}

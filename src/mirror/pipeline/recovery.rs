@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use bytes::BytesMut;
 use kmirror_wire::backoff::Backoff;
 use kmirror_wire::errors::{ErrorClass, ResponseError};
+use kmirror_wire::rebuild::Rebuilder;
 
 use super::in_flight::InFlight;
 use super::{Ended, Pipeline};
@@ -80,17 +81,21 @@ impl Pipeline {
     }
 
     /// When the target refused the window's first batch as too large and it holds more
-    /// than one record: splits it into two halves and resends the window, as Kafka's
-    /// producer does (`Sender.completeBatch`: a MESSAGE_TOO_LARGE batch of several records
-    /// is split and sent again). A source batch may be larger than the target topic's
-    /// `max.message.bytes`, where the source topic allows more. The records' sequences stay
-    /// theirs, so later batches keep their stamps. The size of the refused batch, or `None`
-    /// when there is nothing to split. The first split of a partition is logged at WARN,
-    /// later ones at DEBUG (a source whose every batch is too large would flood the log).
+    /// than one record: splits it and resends the window, as Kafka's producer does
+    /// (`Sender.completeBatch`: a MESSAGE_TOO_LARGE batch of several records is split and
+    /// sent again). A source batch may be larger than the target topic's
+    /// `max.message.bytes`, where the source topic allows more. Every batch of the window
+    /// as large as the smallest refused one (`refused_before` or this one) is split into
+    /// parts of about half that, the refused one in two at least; records keep their
+    /// sequences, so the other batches keep their stamps. The size of the refused batch,
+    /// or `None` when there is nothing to split. The first split of a partition is logged
+    /// at WARN, later ones at DEBUG (a source whose every batch is too large would flood
+    /// the log).
     pub(super) async fn split_too_large(
         &mut self,
         window: &mut VecDeque<InFlight>,
         error: &ClientError,
+        refused_before: Option<usize>,
     ) -> Result<Option<usize>, ClientError> {
         let too_large = matches!(
             error,
@@ -99,80 +104,95 @@ impl Pipeline {
                 ..
             }
         );
-        if !too_large || window.front().is_none_or(|f| f.records < 2) {
-            return Ok(None);
-        }
-        wait_out(window).await;
-        let whole = window.pop_front().expect("non-empty");
-        let Some((first, second)) =
-            kmirror_wire::rebuild::split(&whole.stamped).map_err(|e| ClientError::Source {
-                what: format!("{} partition {}", self.source.topic, self.source.partition),
-                reason: format!("splitting a batch the target refused as too large: {e}"),
-            })?
-        else {
+        let Some(front) = window.front().filter(|f| too_large && f.records >= 2) else {
             return Ok(None);
         };
-        let sequence = kmirror_wire::batch::BatchView::parse(&whole.stamped, 0)
-            .map(|b| b.base_sequence())
-            .unwrap_or(0);
-        let (first_runs, second_runs) = split_runs(&whole, i64::from(first.records));
-        let middle_source_offset = second_runs[0].0;
-        let (bytes, records) = (whole.stamped.len(), whole.records);
-        let (first_bytes, second_bytes) = (first.bytes.len(), second.bytes.len());
+        let (bytes, records) = (front.stamped.len(), front.records);
+        let source_offset = front.first_source_offset;
+        let limit = refused_before.map_or(bytes, |r| r.min(bytes));
+        wait_out(window).await;
+        let mut i = 0;
+        let mut parts_sent = 0;
+        while i < window.len() {
+            let len = window[i].stamped.len();
+            if (i > 0 && len < limit) || window[i].records < 2 {
+                i += 1;
+                continue;
+            }
+            let parts = len.div_ceil((limit / 2).max(1)).max(2);
+            let whole = window.remove(i).expect("index in range");
+            let split = self.split_entry(whole, parts)?;
+            let n = split.len();
+            for (k, e) in split.into_iter().enumerate() {
+                window.insert(i + k, e);
+            }
+            parts_sent += n;
+            i += n;
+        }
         if self.splits == 0 {
-            tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset = whole.first_source_offset, bytes, records, first_bytes, second_bytes, "The target refused a batch as too large (its max.message.bytes is below the source's); sending it as two, and merging small batches only up to half its size from now on. Later splits of this partition are logged at DEBUG.");
+            tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset, bytes, records, parts = parts_sent, "The target refused a batch as too large (its max.message.bytes is below the source's); sending it as two or more; from now on batches of its size or more are split before they are sent, and small ones merged only up to half its size. Later splits of this partition are logged at DEBUG.");
         } else {
-            tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset = whole.first_source_offset, bytes, records, first_bytes, second_bytes, splits = self.splits, "Split another batch the target refused as too large.");
+            tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset, bytes, records, parts = parts_sent, splits = self.splits, "Split another batch the target refused as too large.");
         }
         self.splits += 1;
         self.stats
-            .error(format!("produce: {error}; the batch is split in two"));
-        let second_sequence = produce::next_sequence(sequence, first.records);
-        let halves = [
-            (first, first_runs, sequence),
-            (second, second_runs, second_sequence),
-        ];
-        for (i, (mut half, runs, sequence)) in halves.into_iter().enumerate() {
-            let records = produce::stamp_in_place(&mut half.bytes, self.session, sequence);
-            let timestamps_ms = super::in_flight::timestamps_ms(&half.bytes);
-            let next_source_offset = match i {
-                0 => middle_source_offset,
-                _ => whole.next_source_offset,
-            };
-            window.insert(
-                i,
-                InFlight {
-                    first_source_offset: runs.first().map_or(whole.first_source_offset, |r| r.0),
-                    next_source_offset,
-                    leader_epoch: whole.leader_epoch,
-                    stamped: half.bytes.freeze(),
-                    records,
-                    source_runs: if runs.len() > 1 { runs } else { Vec::new() },
-                    timestamps_ms,
-                    pending: None,
-                    _permits: whole._permits.clone(),
-                },
-            );
-        }
+            .error(format!("produce: {error}; the batch is split"));
         self.resend(window).await;
         Ok(Some(bytes))
+    }
+
+    /// Splits one unacknowledged batch into `parts` batches stamped with its records'
+    /// sequences, its source offsets and memory shared among them.
+    fn split_entry(&self, whole: InFlight, parts: usize) -> Result<Vec<InFlight>, ClientError> {
+        let pieces = Rebuilder::default()
+            .split(&whole.stamped, parts)
+            .map_err(|e| ClientError::Source {
+                what: format!("{} partition {}", self.source.topic, self.source.partition),
+                reason: format!("splitting a batch the target refused as too large: {e}"),
+            })?;
+        let mut sequence = kmirror_wire::batch::BatchView::parse(&whole.stamped, 0)
+            .map(|b| b.base_sequence())
+            .unwrap_or(0);
+        let mut runs = if whole.source_runs.is_empty() {
+            vec![(whole.first_source_offset, i64::from(whole.records))]
+        } else {
+            whole.source_runs.clone()
+        };
+        let n = pieces.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, mut piece) in pieces.into_iter().enumerate() {
+            let (these, rest) = take_runs(runs, i64::from(piece.records));
+            runs = rest;
+            let records = produce::stamp_in_place(&mut piece.bytes, self.session, sequence);
+            sequence = produce::next_sequence(sequence, records);
+            let next_source_offset = match runs.first() {
+                Some(next) if i + 1 < n => next.0,
+                _ => whole.next_source_offset,
+            };
+            out.push(InFlight {
+                first_source_offset: these.first().map_or(whole.first_source_offset, |r| r.0),
+                next_source_offset,
+                leader_epoch: whole.leader_epoch,
+                timestamps_ms: super::in_flight::timestamps_ms(&piece.bytes),
+                stamped: piece.bytes.freeze(),
+                records,
+                source_runs: if these.len() > 1 { these } else { Vec::new() },
+                pending: None,
+                _permits: whole._permits.clone(),
+            });
+        }
+        Ok(out)
     }
 }
 
 /// Source offsets as `(first offset, count)` runs.
 type Runs = Vec<(i64, i64)>;
 
-/// The source offsets of `entry`'s records as `(first offset, count)` runs, split after its
-/// first `count` records.
-fn split_runs(entry: &InFlight, count: i64) -> (Runs, Runs) {
-    let whole = if entry.source_runs.is_empty() {
-        vec![(entry.first_source_offset, i64::from(entry.records))]
-    } else {
-        entry.source_runs.clone()
-    };
+/// `runs` split after their first `count` offsets.
+fn take_runs(runs: Runs, count: i64) -> (Runs, Runs) {
     let (mut first, mut second) = (Vec::new(), Vec::new());
     let mut left = count;
-    for (start, n) in whole {
+    for (start, n) in runs {
         if left >= n {
             first.push((start, n));
             left -= n;

@@ -7,6 +7,7 @@
 //! 2 ms per MiB) and small runs are rebuilt in place: the hand-off then costs more than it
 //! frees (lz4 merges off the thread took 20% more CPU and 16% more time in
 //! benches/catchup's small batches behind 50 ms, on 2 cores).
+
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use kmirror_wire::rebuild::Rebuilder;

@@ -12,8 +12,8 @@
 //! in-flight requests finish, then sends every unacknowledged request again, in order,
 //! with the same sequences, so the target drops the copies it already has. A producer
 //! session the target no longer knows is replaced and the unacknowledged batches are
-//! restamped. A batch of several records the target refuses as too large is split in two
-//! and sent again, as Kafka's producer does. A fatal error (e.g. MESSAGE_TOO_LARGE for one
+//! restamped. A batch of several records the target refuses as too large is split and
+//! sent again, as Kafka's producer does. A fatal error (e.g. MESSAGE_TOO_LARGE for one
 //! record) stops this partition, reported once at ERROR; progress stays where it is, so
 //! nothing is skipped (`recovery.rs`).
 
@@ -365,8 +365,8 @@ impl Pipeline {
     }
 }
 
-/// The partition's next batch ([`Batcher::next_batch`]), rebuilt off the scheduler's thread
-/// when large ([`rebuilds`]).
+/// The partition's next batch, as [`Batcher::next`] chooses it, rebuilt off the scheduler's
+/// thread when large ([`rebuilds`]).
 async fn next_batch(batcher: &mut Batcher, merge_small: bool) -> Result<Option<Ready>, ShapeError> {
     let mut next = batcher.next(merge_small)?;
     loop {

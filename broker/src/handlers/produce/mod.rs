@@ -80,6 +80,7 @@ fn rules_of(broker: &Broker, topic: &Topic) -> TopicRules {
         timestamp_after_max_ms: d.timestamp_after_max_ms(&configs),
         compression_type: d.compression_type(&configs).to_string(),
         max_message_bytes: d.max_message_bytes(&configs),
+        segment_bytes: d.log_config(&configs).segment_bytes as i64,
     }
 }
 
@@ -226,6 +227,18 @@ fn append(
     let batch = validate::log_batch(batch, rules.max_message_bytes)?;
     let mut owned = Vec::with_capacity(batch.size_bytes());
     validator::validate_records(&batch, rules, now, &mut owned)?;
+    // Kafka: UnifiedLog.append (RecordBatchTooLargeException), after validation and
+    // before the producer state is checked.
+    if owned.len() as i64 > rules.segment_bytes {
+        return Err((
+            ResponseError::RecordListTooLarge,
+            format!(
+                "Message batch size is {} bytes in append to partition {index}, which exceeds the maximum configured segment size of {}.",
+                owned.len(),
+                rules.segment_bytes
+            ),
+        ));
+    }
     // Idempotence: check the batch against the producer state, append, then record (see
     // crate::producers for the contract).
     let mut producers = partition.producers.lock().expect("producers lock");

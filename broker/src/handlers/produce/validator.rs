@@ -41,6 +41,8 @@ pub struct TopicRules {
     pub compression_type: String,
     /// `max.message.bytes`, checked again after a rebuild.
     pub max_message_bytes: i64,
+    /// `segment.bytes`: no append may be larger than one segment.
+    pub segment_bytes: i64,
 }
 
 fn codec_failure(e: CodecError) -> Failure {
@@ -252,6 +254,7 @@ mod tests {
             timestamp_after_max_ms: 3_600_000,
             compression_type: compression_type.into(),
             max_message_bytes: 1 << 20,
+            segment_bytes: 1 << 30,
         }
     }
 

@@ -161,6 +161,45 @@ fn batch_rows() -> Vec<Row> {
             .await
         ),
         row!(
+            "Produce: a batch over the topic's max.message.bytes",
+            "UnifiedLog.analyzeAndValidateRecords",
+            Got::Code(10),
+            |ctx| produce_to(
+                &ctx,
+                &[("max.message.bytes", "200")],
+                spec(|s| s.records = 30).bytes(),
+                9
+            )
+            .await
+        ),
+        row!(
+            "Produce: a batch of 1.3 MB under the topic's max.message.bytes",
+            "UnifiedLog.analyzeAndValidateRecords",
+            OK,
+            |ctx| produce_to(
+                &ctx,
+                &[("max.message.bytes", "4000000")],
+                spec(|s| s.records = 50_000).bytes(),
+                9
+            )
+            .await
+        ),
+        row!(
+            "Produce: a batch of 1.3 MB over the topic's segment.bytes of 1 MiB",
+            "UnifiedLog.append",
+            Got::Code(18),
+            |ctx| produce_to(
+                &ctx,
+                &[
+                    ("max.message.bytes", "4000000"),
+                    ("segment.bytes", "1048576")
+                ],
+                spec(|s| s.records = 50_000).bytes(),
+                9
+            )
+            .await
+        ),
+        row!(
             "Produce v6: zstd batch",
             "ProduceRequest.validateRecords",
             Got::Code(76),

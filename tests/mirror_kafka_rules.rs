@@ -445,44 +445,74 @@ fn a_compacted_source_with_offset_gaps_and_empty_batches_is_mirrored_record_for_
 }
 
 /// A source topic that takes larger batches than its target topic (`max.message.bytes`
-/// 4 MB against 60 KB): a batch the target refuses as too large is split, and again
+/// 8 MB against 60 KB): a batch the target refuses as too large is split, and again
 /// until the halves fit, as Kafka's producer (and so MirrorMaker 2) does; nothing is lost,
 /// duplicated or reordered, and the partition goes on.
 #[test]
 fn batches_larger_than_the_target_topic_takes_are_split_until_they_fit() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
-    let limit_bytes = 60_000;
-    support::topics::create(&source.addr(), "wide", 1, &["max.message.bytes=4000000"]);
-    let target_limit = format!("max.message.bytes={limit_bytes}");
-    support::topics::create(&target.addr(), "wide", 1, &[&target_limit]);
-    let acked = dir.path().join("acked.json");
-    let acked_arg = acked.to_str().unwrap();
-    produce_acked(
-        &source.addr(),
-        "wide",
-        acked_arg,
+    // Kafka: MESSAGE_TOO_LARGE (UnifiedLog.analyzeAndValidateRecords).
+    split_until_they_fit(
+        &["max.message.bytes=60000"],
+        60_000,
         &[
-            "--partitions",
-            "1",
             "--records",
             "1200",
             "--value-bytes",
             "5000",
-            "--linger-ms",
-            "200",
             "--batch-bytes",
             "300000",
         ],
+        1200,
     );
+}
+
+/// The same where the target topic's `segment.bytes` (1 MiB), not its `max.message.bytes`,
+/// is the limit.
+#[test]
+fn batches_larger_than_the_target_topics_segment_are_split_until_they_fit() {
+    // Kafka: RECORD_LIST_TOO_LARGE (UnifiedLog.append, over segment.bytes), where the
+    // target topic's max.message.bytes alone would take them.
+    split_until_they_fit(
+        &["max.message.bytes=8000000", "segment.bytes=1048576"],
+        1 << 20,
+        &[
+            "--records",
+            "2000",
+            "--value-bytes",
+            "10000",
+            "--batch-bytes",
+            "2500000",
+        ],
+        2000,
+    );
+}
+
+/// Mirrors `records` records, produced with `produce_args` to a source topic that takes
+/// batches of up to 8 MB, to a target topic with `target_configs`, which refuses batches
+/// over `limit_bytes`: all arrive, in batches of at most `limit_bytes`, after few refusals.
+fn split_until_they_fit(
+    target_configs: &[&str],
+    limit_bytes: usize,
+    produce_args: &[&str],
+    records: usize,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    support::topics::create(&source.addr(), "wide", 1, &["max.message.bytes=8000000"]);
+    support::topics::create(&target.addr(), "wide", 1, target_configs);
+    let acked = dir.path().join("acked.json");
+    let acked_arg = acked.to_str().unwrap();
+    let mut args = vec!["--partitions", "1", "--linger-ms", "200"];
+    args.extend_from_slice(produce_args);
+    produce_acked(&source.addr(), "wide", acked_arg, &args);
     let source_batches = batches(&source.addr(), "wide", 0);
-    let largest_source_batch = source_batches.iter().map(|b| b.0).max().unwrap();
+    let too_large = source_batches.iter().filter(|b| b.0 > limit_bytes).count();
     assert!(
-        largest_source_batch > 4 * limit_bytes,
-        "the source should hold batches the target refuses: {largest_source_batch} bytes"
+        too_large >= 3,
+        "the source should hold batches the target refuses: {source_batches:?}"
     );
-    // The target topic keeps its own limit: no config sync.
+    // The target topic keeps its own limits: no config sync.
     let mut topology = flow("wide");
     topology.push_str("    sync_configs: { enabled: false }\n");
     let config = write_topology(
@@ -496,20 +526,26 @@ fn batches_larger_than_the_target_topic_takes_are_split_until_they_fit() {
         &["--log-level", "info,kmirror::mirror::pipeline=debug"],
         &[],
     );
-    wait_records(&target.addr(), "wide", 1200, &daemon);
+    wait_records(&target.addr(), "wide", records, &daemon);
     verify_mirrored(&source.addr(), &target.addr(), "wide", 1, acked_arg);
     let on_target = batches(&target.addr(), "wide", 0);
     assert!(
         on_target.iter().all(|b| b.0 <= limit_bytes),
         "target batches: {on_target:?}"
     );
-    // Many batches were split; one WARN says so. After the first refusals, batches as large
-    // as a refused one are split before they are sent: far fewer refusals than batches.
+    // Many batches were split; one WARN says so, naming the limit. After the first
+    // refusals, batches as large as a refused one are split before they are sent: far
+    // fewer refusals than batches.
     let log = daemon.log.text();
     let warned = log.matches("sending it as two").count();
     assert_eq!(warned, 1, "{}", daemon.log.tail(40));
+    let limit_name = target_configs.last().unwrap().split('=').next().unwrap();
+    assert!(
+        log.contains(&format!("over the target topic's {limit_name}")),
+        "{}",
+        daemon.log.tail(40)
+    );
     let refused = warned + log.matches("Split another batch").count();
-    let too_large = source_batches.iter().filter(|b| b.0 > limit_bytes).count();
     eprintln!("{too_large} source batches over the limit, {refused} refused by the target");
     assert!(
         refused < 10 && refused < too_large,

@@ -111,12 +111,6 @@ pub struct Batcher {
     skip_below: i64,
 }
 
-thread_local! {
-    /// The buffers small rebuilds on this thread work in, kept between them
-    /// ([`super::rebuilds`]), per worker thread, not per partition.
-    static REBUILDER: std::cell::RefCell<Rebuilder> = std::cell::RefCell::default();
-}
-
 const ATTR_CODEC: i16 = 0x07;
 
 /// Batches below this are merged whenever they pile up: forwarding one costs a request
@@ -209,7 +203,7 @@ impl Batcher {
             next = match next {
                 Next::Empty => return Ok(None),
                 Next::Ready(ready) => return Ok(Some(ready)),
-                Next::Rebuild(job) => self.rebuilt(rebuild_here(job)?),
+                Next::Rebuild(job) => self.rebuilt(super::rebuilds::here(|r| job.run(r))?),
             };
         }
     }
@@ -355,11 +349,6 @@ impl Batcher {
         }
         run
     }
-}
-
-/// Rebuilds `job` on this thread, in the buffers this thread keeps.
-pub fn rebuild_here(job: Rebuild) -> Result<Rebuilt, ShapeError> {
-    REBUILDER.with_borrow_mut(|rebuilder| job.run(rebuilder))
 }
 
 /// What [`Batcher::next`] gives.

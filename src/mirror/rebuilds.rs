@@ -13,7 +13,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use kmirror_wire::rebuild::Rebuilder;
 use tokio::sync::Semaphore;
 
-use super::batching::{self, Rebuild, Rebuilt, ShapeError};
+use super::batching::{Rebuild, Rebuilt, ShapeError};
 
 /// Runs of fewer source bytes are rebuilt on the scheduler's thread.
 pub const OFF_THREAD_FROM_BYTES: usize = 64 << 10;
@@ -41,10 +41,27 @@ fn concurrent_rebuilds() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
-/// Rebuilds `job`, off the scheduler's thread when it is large and slow to compress.
-pub async fn rebuild(job: Rebuild) -> Result<Rebuilt, ShapeError> {
-    if !SLOW_CODECS.contains(&job.codec()) || job.source_bytes() < OFF_THREAD_FROM_BYTES {
-        return batching::rebuild_here(job);
+thread_local! {
+    /// The buffers rebuilds on the scheduler's thread work in, kept between them: per
+    /// thread, not per partition.
+    static HERE: std::cell::RefCell<Rebuilder> = std::cell::RefCell::default();
+}
+
+/// Runs `work` in this thread's [`Rebuilder`].
+pub fn here<R>(work: impl FnOnce(&mut Rebuilder) -> R) -> R {
+    HERE.with_borrow_mut(work)
+}
+
+/// Runs `work`, which rebuilds `bytes` of batches compressed with `codec` (Kafka's number),
+/// in a [`Rebuilder`]: off the scheduler's thread when that is large and slow to compress,
+/// else [`here`]. `None` when the runtime shut down before it ran.
+pub async fn run<R, F>(codec: i16, bytes: usize, work: F) -> Option<R>
+where
+    F: FnOnce(&mut Rebuilder) -> R + Send + 'static,
+    R: Send + 'static,
+{
+    if !SLOW_CODECS.contains(&codec) || bytes < OFF_THREAD_FROM_BYTES {
+        return Some(here(work));
     }
     let pool = pool();
     let _running = pool
@@ -59,28 +76,78 @@ pub async fn rebuild(job: Rebuild) -> Result<Rebuilt, ShapeError> {
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
         let mut rebuilder = taken.unwrap_or_default();
-        let rebuilt = job.run(&mut rebuilder);
+        let done = work(&mut rebuilder);
         pool.rebuilders
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(rebuilder);
-        rebuilt
+        done
     });
     match handle.await {
-        Ok(rebuilt) => rebuilt,
+        Ok(done) => Some(done),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(_) => Err(ShapeError::Cancelled),
+        Err(_) => None,
+    }
+}
+
+/// Rebuilds `job` ([`run`]).
+pub async fn rebuild(job: Rebuild) -> Result<Rebuilt, ShapeError> {
+    run(job.codec(), job.source_bytes(), move |r| job.run(r))
+        .await
+        .unwrap_or(Err(ShapeError::Cancelled))
+}
+
+/// What tests of work off the scheduler's thread share.
+#[cfg(test)]
+pub mod testing {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use kafka_protocol::records::Record;
+
+    /// `count` records from `first_offset` on, of 100 bytes that barely compress.
+    pub fn noise_records(first_offset: i64, count: i64, seed: &mut u64) -> Vec<Record> {
+        (0..count)
+            .map(|i| {
+                let value: Vec<u8> = (0..100)
+                    .map(|_| {
+                        *seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        (*seed >> 56) as u8
+                    })
+                    .collect();
+                kmirror_wire::records::record(
+                    first_offset + i,
+                    1_000,
+                    None,
+                    Some(Bytes::from(value)),
+                )
+            })
+            .collect()
+    }
+
+    /// Counts how often a task on this thread runs until dropped.
+    pub fn ticker() -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+        let ticks = Arc::new(AtomicU64::new(0));
+        let counting = ticks.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                counting.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        });
+        (ticks, task)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
 
-    use bytes::{Bytes, BytesMut};
+    use bytes::BytesMut;
     use kafka_protocol::records::Compression;
 
+    use super::testing::{noise_records, ticker};
     use super::*;
     use crate::mirror::batching::{Batcher, Chunk, Next};
 
@@ -89,22 +156,7 @@ mod tests {
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut data = BytesMut::new();
         for b in 0..count {
-            let records: Vec<_> = (0..100)
-                .map(|i| {
-                    let value: Vec<u8> = (0..100)
-                        .map(|_| {
-                            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                            (seed >> 56) as u8
-                        })
-                        .collect();
-                    kmirror_wire::records::record(
-                        b * 100 + i,
-                        1_000,
-                        None,
-                        Some(Bytes::from(value)),
-                    )
-                })
-                .collect();
+            let records = noise_records(b * 100, 100, &mut seed);
             data.extend_from_slice(
                 &kmirror_wire::records::encode(&records, Compression::Gzip).unwrap(),
             );
@@ -116,19 +168,6 @@ mod tests {
             last_epoch: None,
             permit: None,
         }
-    }
-
-    /// Counts how often a task on this thread runs until dropped.
-    fn ticker() -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
-        let ticks = Arc::new(AtomicU64::new(0));
-        let counting = ticks.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                counting.fetch_add(1, Ordering::Relaxed);
-                tokio::task::yield_now().await;
-            }
-        });
-        (ticks, task)
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -9,12 +9,12 @@ use std::collections::VecDeque;
 use bytes::BytesMut;
 use kmirror_wire::backoff::Backoff;
 use kmirror_wire::errors::{ErrorClass, ResponseError};
-use kmirror_wire::rebuild::Rebuilder;
 
 use super::in_flight::InFlight;
 use super::{Ended, Pipeline};
-use crate::client::produce;
+use crate::client::produce::{self, ProducerSession};
 use crate::client::ClientError;
+use crate::mirror::rebuilds;
 
 impl Pipeline {
     /// After a failed request: waits out the window, then resends it in order.
@@ -83,8 +83,9 @@ impl Pipeline {
     /// When the target refused the window's first batch as too large and it holds more
     /// than one record: splits it and resends the window, as Kafka's producer does
     /// (`Sender.completeBatch`: a MESSAGE_TOO_LARGE batch of several records is split and
-    /// sent again). A source batch may be larger than the target topic's
-    /// `max.message.bytes`, where the source topic allows more. Every batch of the window
+    /// sent again; kmirror splits on RECORD_LIST_TOO_LARGE too). A source batch may be
+    /// larger than the target topic's `max.message.bytes` or `segment.bytes`, where the
+    /// source topic allows more. Every batch of the window
     /// as large as the smallest refused one (`refused_before` or this one) is split into
     /// parts of about half that, the refused one in two at least; records keep their
     /// sequences, so the other batches keep their stamps. The size of the refused batch,
@@ -97,14 +98,21 @@ impl Pipeline {
         error: &ClientError,
         refused_before: Option<usize>,
     ) -> Result<Option<usize>, ClientError> {
-        let too_large = matches!(
-            error,
+        // Kafka: MESSAGE_TOO_LARGE for a batch over the topic's max.message.bytes
+        // (UnifiedLog.analyzeAndValidateRecords), RECORD_LIST_TOO_LARGE for one over its
+        // segment.bytes (UnifiedLog.append).
+        let limit_name = match error {
             ClientError::Broker {
-                error: ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge,
+                error: ResponseError::MessageTooLarge,
                 ..
-            }
-        );
-        let Some(front) = window.front().filter(|f| too_large && f.records >= 2) else {
+            } => "max.message.bytes",
+            ClientError::Broker {
+                error: ResponseError::RecordListTooLarge,
+                ..
+            } => "segment.bytes",
+            _ => return Ok(None),
+        };
+        let Some(front) = window.front().filter(|f| f.records >= 2) else {
             return Ok(None);
         };
         let (bytes, records) = (front.stamped.len(), front.records);
@@ -121,7 +129,7 @@ impl Pipeline {
             }
             let parts = len.div_ceil((limit / 2).max(1)).max(2);
             let whole = window.remove(i).expect("index in range");
-            let split = self.split_entry(whole, parts)?;
+            let split = self.split_entry(whole, parts).await?;
             let n = split.len();
             for (k, e) in split.into_iter().enumerate() {
                 window.insert(i + k, e);
@@ -130,7 +138,7 @@ impl Pipeline {
             i += n;
         }
         if self.splits == 0 {
-            tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset, bytes, records, parts = parts_sent, "The target refused a batch as too large (its max.message.bytes is below the source's); sending it as two or more; from now on batches of its size or more are split before they are sent, and small ones merged only up to half its size. Later splits of this partition are logged at DEBUG.");
+            tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset, bytes, records, parts = parts_sent, target_limit = limit_name, "The target refused a batch as too large (it is over the target topic's {limit_name}); sending it as two or more; from now on batches of its size or more are split before they are sent, and small ones merged only up to half its size. Later splits of this partition are logged at DEBUG.");
         } else {
             tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset, bytes, records, parts = parts_sent, splits = self.splits, "Split another batch the target refused as too large.");
         }
@@ -141,48 +149,66 @@ impl Pipeline {
         Ok(Some(bytes))
     }
 
-    /// Splits one unacknowledged batch into `parts` batches stamped with its records'
-    /// sequences, its source offsets and memory shared among them.
-    fn split_entry(&self, whole: InFlight, parts: usize) -> Result<Vec<InFlight>, ClientError> {
-        let pieces = Rebuilder::default()
-            .split(&whole.stamped, parts)
-            .map_err(|e| ClientError::Source {
+    /// Splits one unacknowledged batch ([`split_stamped`]).
+    async fn split_entry(
+        &self,
+        whole: InFlight,
+        parts: usize,
+    ) -> Result<Vec<InFlight>, ClientError> {
+        split_stamped(whole, parts, self.session)
+            .await
+            .map_err(|reason| ClientError::Source {
                 what: format!("{} partition {}", self.source.topic, self.source.partition),
-                reason: format!("splitting a batch the target refused as too large: {e}"),
-            })?;
-        let mut sequence = kmirror_wire::batch::BatchView::parse(&whole.stamped, 0)
-            .map(|b| b.base_sequence())
-            .unwrap_or(0);
-        let mut runs = if whole.source_runs.is_empty() {
-            vec![(whole.first_source_offset, i64::from(whole.records))]
-        } else {
-            whole.source_runs.clone()
-        };
-        let n = pieces.len();
-        let mut out = Vec::with_capacity(n);
-        for (i, mut piece) in pieces.into_iter().enumerate() {
-            let (these, rest) = take_runs(runs, i64::from(piece.records));
-            runs = rest;
-            let records = produce::stamp_in_place(&mut piece.bytes, self.session, sequence);
-            sequence = produce::next_sequence(sequence, records);
-            let next_source_offset = match runs.first() {
-                Some(next) if i + 1 < n => next.0,
-                _ => whole.next_source_offset,
-            };
-            out.push(InFlight {
-                first_source_offset: these.first().map_or(whole.first_source_offset, |r| r.0),
-                next_source_offset,
-                leader_epoch: whole.leader_epoch,
-                timestamps_ms: super::in_flight::timestamps_ms(&piece.bytes),
-                stamped: piece.bytes.freeze(),
-                records,
-                source_runs: if these.len() > 1 { these } else { Vec::new() },
-                pending: None,
-                _permits: whole._permits.clone(),
-            });
-        }
-        Ok(out)
+                reason: format!("splitting a batch the target refused as too large: {reason}"),
+            })
     }
+}
+
+/// Splits one unacknowledged batch into `parts` batches stamped with its records'
+/// sequences, its source offsets and memory shared among them; off the scheduler's thread
+/// when large and slow to compress ([`rebuilds::run`]).
+async fn split_stamped(
+    whole: InFlight,
+    parts: usize,
+    session: ProducerSession,
+) -> Result<Vec<InFlight>, String> {
+    let (codec, mut sequence) = kmirror_wire::batch::BatchView::parse(&whole.stamped, 0)
+        .map(|b| (b.compression(), b.base_sequence()))
+        .map_err(|e| e.to_string())?;
+    let stamped = whole.stamped.clone();
+    let pieces = rebuilds::run(codec, stamped.len(), move |r| r.split(&stamped, parts))
+        .await
+        .ok_or("the runtime is shutting down")?
+        .map_err(|e| e.to_string())?;
+    let mut runs = if whole.source_runs.is_empty() {
+        vec![(whole.first_source_offset, i64::from(whole.records))]
+    } else {
+        whole.source_runs.clone()
+    };
+    let n = pieces.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, mut piece) in pieces.into_iter().enumerate() {
+        let (these, rest) = take_runs(runs, i64::from(piece.records));
+        runs = rest;
+        let records = produce::stamp_in_place(&mut piece.bytes, session, sequence);
+        sequence = produce::next_sequence(sequence, records);
+        let next_source_offset = match runs.first() {
+            Some(next) if i + 1 < n => next.0,
+            _ => whole.next_source_offset,
+        };
+        out.push(InFlight {
+            first_source_offset: these.first().map_or(whole.first_source_offset, |r| r.0),
+            next_source_offset,
+            leader_epoch: whole.leader_epoch,
+            timestamps_ms: super::in_flight::timestamps_ms(&piece.bytes),
+            stamped: piece.bytes.freeze(),
+            records,
+            source_runs: if these.len() > 1 { these } else { Vec::new() },
+            pending: None,
+            _permits: whole._permits.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// Source offsets as `(first offset, count)` runs.
@@ -252,7 +278,6 @@ pub(super) fn corrupt_source(error: &ClientError, refused: &InFlight) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::produce::ProducerSession;
     use bytes::Bytes;
     use kafka_protocol::records::Compression;
 
@@ -295,5 +320,78 @@ mod tests {
             b.verify_crc().unwrap();
             assert_eq!(b.producer_id(), 2);
         }
+    }
+
+    /// A stamped gzip batch of 6,000 records from source offset 1,000 on (one merged from
+    /// two runs, 1,000-3,999 and 5,000-7,999), its sequences from 40 on.
+    fn stamped_gzip(session: ProducerSession) -> InFlight {
+        let mut seed = 7;
+        let records = rebuilds::testing::noise_records(0, 6_000, &mut seed);
+        let encoded = kmirror_wire::records::encode(&records, Compression::Gzip).unwrap();
+        let mut buf = BytesMut::from(&encoded[..]);
+        assert_eq!(produce::stamp_in_place(&mut buf, session, 40), 6_000);
+        InFlight {
+            first_source_offset: 1_000,
+            next_source_offset: 8_000,
+            leader_epoch: Some(3),
+            timestamps_ms: (1_000, 1_000),
+            stamped: buf.freeze(),
+            records: 6_000,
+            source_runs: vec![(1_000, 3_000), (5_000, 3_000)],
+            pending: None,
+            _permits: Vec::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_refused_gzip_batch_is_split_off_the_schedulers_thread_and_keeps_its_sequences() {
+        use std::sync::atomic::Ordering;
+        let session = ProducerSession {
+            producer_id: 9,
+            producer_epoch: 1,
+        };
+        let whole = stamped_gzip(session);
+        assert!(whole.stamped.len() >= rebuilds::OFF_THREAD_FROM_BYTES);
+        let (ticks, task) = rebuilds::testing::ticker();
+        tokio::task::yield_now().await;
+        let before = ticks.load(Ordering::Relaxed);
+        let parts = split_stamped(whole, 3, session).await.unwrap();
+        let during = ticks.load(Ordering::Relaxed) - before;
+        task.abort();
+        // Splitting 600 KB of gzip takes milliseconds; a task yielding in a loop runs
+        // thousands of times meanwhile when the split is off this thread, never when on it.
+        assert!(
+            during > 100,
+            "the other task ran {during} times during the split"
+        );
+        let shape: Vec<_> = parts
+            .iter()
+            .map(|p| {
+                let b = kmirror_wire::batch::BatchView::parse(&p.stamped, 0).unwrap();
+                b.verify_crc().unwrap();
+                assert_eq!((b.producer_id(), b.base_offset()), (9, 0));
+                (
+                    b.base_sequence(),
+                    p.records,
+                    p.first_source_offset,
+                    p.next_source_offset,
+                    p.source_runs.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                (40, 2_000, 1_000, 3_000, vec![]),
+                (
+                    2_040,
+                    2_000,
+                    3_000,
+                    6_000,
+                    vec![(3_000, 1_000), (5_000, 1_000)]
+                ),
+                (4_040, 2_000, 6_000, 8_000, vec![]),
+            ]
+        );
     }
 }

@@ -29,6 +29,7 @@ use kmirror_wire::batch::{BatchError, BatchView};
 use kmirror_wire::rebuild::{self, RebuildError, Rebuilder};
 
 use super::memory::Share;
+use super::source_runs::part_offsets;
 
 /// Batches of one source partition from one fetch, in order, and the memory they hold.
 #[derive(Debug)]
@@ -482,20 +483,22 @@ impl Rebuild {
     fn split(self, rebuilder: &mut Rebuilder) -> Result<Rebuilt, ShapeError> {
         let unit = self.run.into_iter().next().expect("one unit");
         let parts = rebuilder.split(&unit.data, self.parts)?;
-        let starts: Vec<i64> = parts.iter().map(|p| p.first_source_offset).collect();
+        let records: Vec<i32> = parts.iter().map(|p| p.records).collect();
+        let run = (
+            unit.base_offset,
+            records.iter().map(|&r| i64::from(r)).sum(),
+        );
+        let offsets = part_offsets(vec![run], &records, unit.next_source_offset);
         let ready = parts
             .into_iter()
-            .enumerate()
-            .map(|(i, part)| Ready {
+            .zip(offsets)
+            .map(|(part, at)| Ready {
                 data: part.bytes,
                 records: part.records,
-                first_source_offset: part.first_source_offset,
-                next_source_offset: starts
-                    .get(i + 1)
-                    .copied()
-                    .unwrap_or(unit.next_source_offset),
+                first_source_offset: at.first_source_offset,
+                next_source_offset: at.next_source_offset,
                 leader_epoch: unit.leader_epoch,
-                source_runs: Vec::new(),
+                source_runs: at.source_runs,
                 permits: unit.permit.iter().cloned().collect(),
             })
             .collect();

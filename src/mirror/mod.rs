@@ -12,6 +12,7 @@ pub mod progress;
 pub mod rebuilds;
 pub mod route;
 pub mod selection;
+pub mod source_runs;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -15,6 +15,7 @@ use super::{Ended, Pipeline};
 use crate::client::produce::{self, ProducerSession};
 use crate::client::ClientError;
 use crate::mirror::rebuilds;
+use crate::mirror::source_runs::part_offsets;
 
 impl Pipeline {
     /// After a failed request: waits out the window, then resends it in order.
@@ -180,57 +181,30 @@ async fn split_stamped(
         .await
         .ok_or("the runtime is shutting down")?
         .map_err(|e| e.to_string())?;
-    let mut runs = if whole.source_runs.is_empty() {
+    let runs = if whole.source_runs.is_empty() {
         vec![(whole.first_source_offset, i64::from(whole.records))]
     } else {
         whole.source_runs.clone()
     };
-    let n = pieces.len();
-    let mut out = Vec::with_capacity(n);
-    for (i, mut piece) in pieces.into_iter().enumerate() {
-        let (these, rest) = take_runs(runs, i64::from(piece.records));
-        runs = rest;
+    let records: Vec<i32> = pieces.iter().map(|p| p.records).collect();
+    let offsets = part_offsets(runs, &records, whole.next_source_offset);
+    let mut out = Vec::with_capacity(pieces.len());
+    for (mut piece, at) in pieces.into_iter().zip(offsets) {
         let records = produce::stamp_in_place(&mut piece.bytes, session, sequence);
         sequence = produce::next_sequence(sequence, records);
-        let next_source_offset = match runs.first() {
-            Some(next) if i + 1 < n => next.0,
-            _ => whole.next_source_offset,
-        };
         out.push(InFlight {
-            first_source_offset: these.first().map_or(whole.first_source_offset, |r| r.0),
-            next_source_offset,
+            first_source_offset: at.first_source_offset,
+            next_source_offset: at.next_source_offset,
             leader_epoch: whole.leader_epoch,
             timestamps_ms: super::in_flight::timestamps_ms(&piece.bytes),
             stamped: piece.bytes.freeze(),
             records,
-            source_runs: if these.len() > 1 { these } else { Vec::new() },
+            source_runs: at.source_runs,
             pending: None,
             _permits: whole._permits.clone(),
         });
     }
     Ok(out)
-}
-
-/// Source offsets as `(first offset, count)` runs.
-type Runs = Vec<(i64, i64)>;
-
-/// `runs` split after their first `count` offsets.
-fn take_runs(runs: Runs, count: i64) -> (Runs, Runs) {
-    let (mut first, mut second) = (Vec::new(), Vec::new());
-    let mut left = count;
-    for (start, n) in runs {
-        if left >= n {
-            first.push((start, n));
-            left -= n;
-        } else if left > 0 {
-            first.push((start, left));
-            second.push((start + left, n - left));
-            left = 0;
-        } else {
-            second.push((start, n));
-        }
-    }
-    (first, second)
 }
 
 /// Waits for every request of the window to finish: later requests may have succeeded or

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use kmirror_wire::errors::ResponseError;
 
 use super::codec::Loaded;
+use super::PROGRESS_TOPIC;
 use crate::client::fetch;
 use crate::client::{ClientError, ClusterClient};
 
@@ -66,12 +67,12 @@ pub(super) async fn read_all<L: ProgressLog>(
             .await?;
         match step {
             Step::Batches(batches, next) => {
+                // A record the daemon cannot read is its own finding, not a broker's
+                // error code: an operator decides (a newer kmirror's format, or not ours).
                 for b in &batches {
-                    loaded.apply(flow, b).map_err(|e| ClientError::Broker {
+                    loaded.apply(flow, b).map_err(|e| ClientError::Refused {
                         cluster: client.name().to_string(),
-                        what: format!("reading progress at offset {offset}: {e}"),
-                        error: ResponseError::InvalidRecord,
-                        message: None,
+                        what: format!("reading {PROGRESS_TOPIC} at offset {offset}: {e}"),
                     })?;
                 }
                 offset = next;
@@ -106,12 +107,9 @@ async fn read_step<L: ProgressLog>(
     {
         return Err(e);
     }
-    let sliced = fetch::slice(&read.records, offset, &[]).map_err(|e| ClientError::Broker {
-        cluster: client.name().to_string(),
-        what: format!("reading progress: {e}"),
-        error: ResponseError::CorruptMessage,
-        message: None,
-    })?;
+    // A response whose batches cannot even be walked is read again.
+    let sliced = fetch::slice(&read.records, offset, &[])
+        .map_err(|e| incomplete(client, &format!("reading progress: {e}")))?;
     match sliced.next_offset {
         Some(next) => Ok(Step::Batches(sliced.batches, next)),
         // An answer without error and without records while the high watermark is beyond
@@ -268,6 +266,51 @@ mod tests {
         let loaded = read_all("f", &log, &client()).await.unwrap();
         assert_eq!(loaded.positions[&sp(0)], pos(1));
         assert_eq!(*log.asked.lock().unwrap(), [0, 3, 4]);
+    }
+
+    /// A progress record the daemon cannot read ends the load with an error of its own
+    /// naming the topic and offset, not with a Kafka error code the broker never sent.
+    #[tokio::test]
+    async fn an_unreadable_record_is_refused_not_blamed_on_the_broker() {
+        use kafka_protocol::records::Compression;
+        let bad = kmirror_wire::records::record(
+            0,
+            1,
+            Some(Bytes::from_static(b"f#group:g")),
+            Some(Bytes::from_static(b"not json")),
+        );
+        let mut raw = kmirror_wire::records::encode(&[bad], Compression::None)
+            .unwrap()
+            .to_vec();
+        kmirror_wire::batch::set_base_offset(&mut raw, 3);
+        let log = Scripted::default();
+        *log.bounds.lock().unwrap() = VecDeque::from([Ok((3, 4))]);
+        *log.reads.lock().unwrap() = VecDeque::from([data(Bytes::from(raw), 4)]);
+        let e = read_all("f", &log, &client()).await.unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Refused { what, .. }
+                if what.contains(PROGRESS_TOPIC) && what.contains("offset 3")),
+            "{e:?}"
+        );
+        assert_eq!(e.class(), kmirror_wire::errors::ErrorClass::Fatal);
+    }
+
+    /// A batch that fails its CRC stops the load with an error naming the topic and
+    /// offset (an operator decides), never read as "no progress" there.
+    #[tokio::test]
+    async fn a_corrupt_batch_is_refused_naming_its_offset() {
+        let log = Scripted::default();
+        *log.bounds.lock().unwrap() = VecDeque::from([Ok((0, 1))]);
+        let mut bad = stored(0, &[Entry::Position(sp(0), pos(5))]).to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x55;
+        *log.reads.lock().unwrap() = VecDeque::from([data(Bytes::from(bad), 1)]);
+        let e = read_all("f", &log, &client()).await.unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Refused { what, .. }
+                if what.contains("offset 0") && what.contains("Cyclic redundancy check")),
+            "{e:?}"
+        );
     }
 
     /// A fatal error (e.g. no permission) ends the load with that error, never as

@@ -324,12 +324,11 @@ impl Progress {
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
         let limit = self.max_batch_bytes.load(Ordering::Relaxed);
+        // The daemon's own finding, not the broker's MESSAGE_TOO_LARGE.
         let batches = codec::encode(&self.flow, &taken.entries, now, limit).map_err(|e| {
-            ClientError::Broker {
+            ClientError::Refused {
                 cluster: target.name().to_string(),
-                what: format!("writing progress: {e}"),
-                error: ResponseError::MessageTooLarge,
-                message: None,
+                what: format!("writing {PROGRESS_TOPIC}: {e}"),
             }
         })?;
         for batch in batches {
@@ -435,6 +434,24 @@ mod tests {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// A progress record too large for the topic's limit is the daemon's own finding: an
+    /// error that names the topic and the limit, not a MESSAGE_TOO_LARGE the broker never
+    /// sent.
+    #[tokio::test]
+    async fn a_record_over_the_limit_is_refused_not_blamed_on_the_broker() {
+        let (broker, client) = crate::client::local_cluster("target").await;
+        let p = Progress::new("f", codec::Loaded::default(), 64);
+        p.advance(&sp(0), pos(5));
+        let e = p.write(&client).await.unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Refused { what, .. }
+                if what.contains(PROGRESS_TOPIC) && what.contains("max.message.bytes = 64")),
+            "{e:?}"
+        );
+        assert_eq!(e.class(), ErrorClass::Fatal);
+        let _ = broker.shutdown().await;
     }
 
     #[test]

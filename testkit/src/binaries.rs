@@ -2,6 +2,11 @@
 //! the package that owns a binary, so the kit finds both the same way for every package: a
 //! variable naming the file, else the target directory of the running test executable,
 //! where the binary is built (once per test process, a no-op when it is fresh).
+//!
+//! That build runs without the variables cargo sets for the running test (`CARGO_PKG_*`,
+//! `CARGO_MANIFEST_DIR`, ...): build scripts such as ring's rerun when one changes, so with
+//! them every switch between a plain `cargo build` and a test of another package rebuilt
+//! ring and everything above it (3 minutes in release, for every `cargo bench`).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -34,6 +39,11 @@ fn binary(var: &str, package: &str, bin: &'static str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-q", "-p", package, "--bin", bin]);
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_some_and(set_for_the_running_target) {
+                cmd.env_remove(name);
+            }
+        }
         match dir.file_name().and_then(|n| n.to_str()) {
             Some("debug") | None => {}
             Some("release") => {
@@ -61,4 +71,22 @@ fn profile_dir() -> PathBuf {
     } else {
         dir.to_path_buf()
     }
+}
+
+/// Whether cargo sets `name` for the test or bench it runs (rather than the user for cargo).
+fn set_for_the_running_target(name: &str) -> bool {
+    const PREFIXES: [&str; 5] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_BIN_",
+        "CARGO_CFG_",
+        "CARGO_FEATURE_",
+    ];
+    const NAMES: [&str; 4] = [
+        "CARGO_CRATE_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "OUT_DIR",
+    ];
+    PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
 }

@@ -252,21 +252,28 @@ impl ClusterClient {
             .await
     }
 
-    /// The combiner on connection `lane` to the leader of a partition, which gathers
-    /// batches of many partitions into one Produce request ([`produce_lane`]).
+    /// The combiner on the connection lane that `ticket` names to the leader of a
+    /// partition, which gathers batches of many partitions into one Produce request
+    /// ([`produce_lane`]).
     pub async fn produce_lane(
         &self,
         topic: &str,
         partition: i32,
-        lane: usize,
+        ticket: usize,
     ) -> Result<produce_lane::ProduceLane, ClientError> {
         let leader = self.leader_id(topic, partition)?;
-        let m = self.broker_lane(leader, lane).await?;
+        let first = self.broker_lane(leader, 0).await?;
+        let lane = ticket % self.produce_lanes.count(leader, &first);
+        let m = match lane {
+            0 => first,
+            lane => self.broker_lane(leader, lane).await?,
+        };
         Ok(self.produce_lanes.get(leader, lane, m))
     }
 
-    /// The connection lane (of [`produce_lane::PRODUCE_LANES`] per broker) a new partition
-    /// produces on, for all its life: in turn, so partitions spread evenly.
+    /// The lane ticket of a new partition, for all its life: in turn, so partitions spread
+    /// evenly over each broker's lanes, whose number is fixed for the broker once chosen
+    /// ([`produce_lane::NEAR_PRODUCE_LANES`]), so a partition's requests stay on one.
     pub fn assign_produce_lane(&self) -> usize {
         self.produce_lanes.assign()
     }

@@ -310,6 +310,31 @@ async fn a_round_trip_is_sampled_only_when_the_broker_has_nothing_else_of_ours()
     assert_sampled_alone(&lane, 1, answer_after).await;
 }
 
+/// A broker whose first connection answers within [`NEAR_ROUND_TRIP`] spreads its
+/// partitions over [`NEAR_PRODUCE_LANES`], one that answers later over [`PRODUCE_LANES`];
+/// either is kept for the broker (a partition's requests stay on one connection), whatever
+/// its later connections or produces take. Tickets name lanes in turn: every lane of a
+/// broker gets its share (tokio's paused clock: no real waiting).
+#[tokio::test(start_paused = true)]
+async fn a_near_broker_spreads_its_partitions_over_fewer_lanes_for_good() {
+    let lanes = Lanes::default();
+    let (quick, _a) = scripted(vec![], NEAR_ROUND_TRIP * 4).await;
+    let (far, _b) = scripted_connecting(vec![], Duration::ZERO, NEAR_ROUND_TRIP * 2).await;
+    assert_eq!(lanes.count(1, &quick), NEAR_PRODUCE_LANES);
+    assert_eq!(lanes.count(2, &far), PRODUCE_LANES);
+    // Produces that take long (acks=all) and a slow later connection change nothing.
+    let lane = lanes.get(1, 0, quick.clone());
+    assert_sampled_alone(&lane, 0, NEAR_ROUND_TRIP * 4).await;
+    assert_eq!(lanes.count(1, &far), NEAR_PRODUCE_LANES);
+    assert_eq!(lanes.count(2, &quick), PRODUCE_LANES);
+
+    let mut per_lane = [0; PRODUCE_LANES];
+    for _ in 0..2 * PRODUCE_LANES {
+        per_lane[lanes.assign() % lanes.count(1, &quick)] += 1;
+    }
+    assert_eq!(per_lane[..NEAR_PRODUCE_LANES], [4; NEAR_PRODUCE_LANES]);
+}
+
 /// Until produces are sampled, the estimate is the least round trip of the broker's
 /// connections: one opened while the machine was busy does not make it look distant.
 #[tokio::test(start_paused = true)]

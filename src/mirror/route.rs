@@ -31,14 +31,14 @@ pub struct Route {
 pub struct RouteCache(Mutex<Option<Arc<Route>>>);
 
 impl RouteCache {
-    /// The route to `partition` of `topic` on lane `lane`: the last one while the target's
-    /// metadata is the same snapshot and its lane lives, else looked up again.
+    /// The route to `partition` of `topic` on the lane `ticket` names: the last one while
+    /// the target's metadata is the same snapshot and its lane lives, else looked up again.
     pub async fn get(
         &self,
         target: &ClusterClient,
         topic: &str,
         partition: i32,
-        lane: usize,
+        ticket: usize,
     ) -> Result<Arc<Route>, ClientError> {
         let metadata = target.metadata();
         if let Some(route) = self.0.lock().expect("route lock").as_ref() {
@@ -47,7 +47,7 @@ impl RouteCache {
                 return Ok(route.clone());
             }
         }
-        let lane = target.produce_lane(topic, partition, lane).await?;
+        let lane = target.produce_lane(topic, partition, ticket).await?;
         let route = Arc::new(Route {
             target: ProduceTarget {
                 topic: StrBytes::from_string(topic.to_string()),

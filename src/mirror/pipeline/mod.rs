@@ -74,8 +74,8 @@ pub struct Pipeline {
     pub batch_bytes: usize,
     /// The source offset this pipeline starts at; records below it are never produced.
     pub start_offset: i64,
-    /// The partition's connection lane to its target leader: fixed, so its requests stay
-    /// in order ([`ClusterClient::assign_produce_lane`]).
+    /// The ticket naming the partition's connection lane to its target leader: fixed, so
+    /// its requests stay in order ([`ClusterClient::assign_produce_lane`]).
     pub lane: usize,
     pub flow_stats: Arc<FlowStats>,
     pub stats: Arc<PartitionStats>,

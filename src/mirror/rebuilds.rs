@@ -1,5 +1,6 @@
-//! Where rebuilds run. A merge of small batches, or a batch Kafka would refuse from a
-//! client, is decompressed and compressed again. With gzip or zstd that takes longer than
+//! Where rebuilds run. A merge of small batches, a batch Kafka would refuse from a
+//! client, or a batch the target refused as too large and split into parts
+//! (`pipeline/recovery.rs`) is decompressed and compressed again. With gzip or zstd that takes longer than
 //! a near target's round trip (about 20 ms per MiB with gzip, 4 ms with zstd): run on the
 //! scheduler's thread, it would hold up every other partition's acknowledgements, fetches
 //! and sends meanwhile, so a large one runs on a blocking thread beside it, one per CPU

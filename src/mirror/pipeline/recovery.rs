@@ -14,6 +14,7 @@ use super::in_flight::InFlight;
 use super::{Ended, Pipeline};
 use crate::client::produce::{self, ProducerSession};
 use crate::client::ClientError;
+use crate::mirror::batching::ShapeError;
 use crate::mirror::rebuilds;
 use crate::mirror::source_runs::part_offsets;
 
@@ -172,15 +173,13 @@ async fn split_stamped(
     whole: InFlight,
     parts: usize,
     session: ProducerSession,
-) -> Result<Vec<InFlight>, String> {
+) -> Result<Vec<InFlight>, ShapeError> {
     let (codec, mut sequence) = kmirror_wire::batch::BatchView::parse(&whole.stamped, 0)
-        .map(|b| (b.compression(), b.base_sequence()))
-        .map_err(|e| e.to_string())?;
+        .map(|b| (b.compression(), b.base_sequence()))?;
     let stamped = whole.stamped.clone();
     let pieces = rebuilds::run(codec, stamped.len(), move |r| r.split(&stamped, parts))
         .await
-        .ok_or("the runtime is shutting down")?
-        .map_err(|e| e.to_string())?;
+        .ok_or(ShapeError::Cancelled)??;
     let runs = if whole.source_runs.is_empty() {
         vec![(whole.first_source_offset, i64::from(whole.records))]
     } else {

@@ -193,24 +193,11 @@ impl Batcher {
         Ok(())
     }
 
-    /// The next batch to send: a large or lone batch as it is, a run of tiny ones merged
-    /// (small ones too when `merge_small`, see [`MERGE_ROUND_TRIP`]), and anything Kafka would
-    /// refuse from a client rebuilt. Rebuilds run here; the pipeline runs large ones off its
-    /// thread instead ([`Batcher::next`], [`super::rebuilds`]).
-    #[cfg(test)]
-    pub fn next_batch(&mut self, merge_small: bool) -> Result<Option<Ready>, ShapeError> {
-        let mut next = self.next(merge_small)?;
-        loop {
-            next = match next {
-                Next::Empty => return Ok(None),
-                Next::Ready(ready) => return Ok(Some(ready)),
-                Next::Rebuild(job) => self.rebuilt(super::rebuilds::here(|r| job.run(r))?),
-            };
-        }
-    }
-
-    /// The next batch to send, as [`Batcher::next_batch`] chooses it, or the run to rebuild
-    /// into it: [`Rebuild::run`] that, then hand the result to [`Batcher::rebuilt`].
+    /// The next batch to send, or the run to rebuild into it: [`Rebuild::run`] that, then
+    /// hand the result to [`Batcher::rebuilt`] (the pipeline's `next_batch` does, off its
+    /// thread when large: [`super::rebuilds`]). The batch is a large or lone source batch as
+    /// it is, a run of tiny ones merged (small ones too when `merge_small`, see
+    /// [`MERGE_ROUND_TRIP`]), or anything Kafka would refuse from a client rebuilt.
     pub fn next(&mut self, merge_small: bool) -> Result<Next, ShapeError> {
         if let Some(part) = self.split_ready.pop_front() {
             return Ok(Next::Ready(part));

@@ -5,6 +5,23 @@ use crate::mirror::memory::{Held, Memory};
 use bytes::Bytes;
 use kafka_protocol::records::Compression;
 
+/// The batcher as the pipeline drives it ([`crate::mirror::pipeline::next_batch`]).
+trait NextBatch {
+    fn next_batch(&mut self, merge_small: bool) -> Result<Option<Ready>, ShapeError>;
+}
+
+impl NextBatch for Batcher {
+    fn next_batch(&mut self, merge_small: bool) -> Result<Option<Ready>, ShapeError> {
+        thread_local! {
+            static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+        }
+        RUNTIME.with(|rt| rt.block_on(crate::mirror::pipeline::next_batch(self, merge_small)))
+    }
+}
+
 fn batch(base: i64, count: i64, value_bytes: usize) -> Bytes {
     let records: Vec<_> = (0..count)
         .map(|i| {

@@ -49,7 +49,7 @@ thread_local! {
 }
 
 /// Runs `work` in this thread's [`Rebuilder`].
-pub fn here<R>(work: impl FnOnce(&mut Rebuilder) -> R) -> R {
+fn here<R>(work: impl FnOnce(&mut Rebuilder) -> R) -> R {
     HERE.with_borrow_mut(work)
 }
 

@@ -1,6 +1,7 @@
 //! One flow at run time: discovers matching source topics and partitions (new ones within
 //! `discovery_interval`), creates target topics with the source's partition count and
-//! synced configs, and runs the fetch loop that feeds each partition's [`Pipeline`].
+//! synced configs, and runs the fetch loop that feeds each partition's
+//! [`Pipeline`](super::pipeline::Pipeline).
 //!
 //! Backpressure: every fetched byte counts against the flow's `max_in_flight_bytes`
 //! ([`super::memory`]) from the Fetch request until the target acknowledged it; a partition

@@ -367,7 +367,10 @@ impl Pipeline {
 
 /// The partition's next batch, as [`Batcher::next`] chooses it, rebuilt off the scheduler's
 /// thread when large ([`rebuilds`]).
-async fn next_batch(batcher: &mut Batcher, merge_small: bool) -> Result<Option<Ready>, ShapeError> {
+pub(crate) async fn next_batch(
+    batcher: &mut Batcher,
+    merge_small: bool,
+) -> Result<Option<Ready>, ShapeError> {
     let mut next = batcher.next(merge_small)?;
     loop {
         next = match next {

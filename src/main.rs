@@ -310,16 +310,28 @@ fn default_threads(topology: &config::Topology) -> usize {
 }
 
 async fn run(topology: config::Topology, path: PathBuf, drain_timeout: Duration) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
     let stop = CancellationToken::new();
     let signals = stop.clone();
+    // The handlers are installed here, before anything runs: the tasks below first run when
+    // this one waits, which may be after READY=1, and a SIGTERM before that would kill the
+    // process without draining or writing progress.
+    let (hup, term, int) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(hup), Ok(term), Ok(int)) => (hup, term, int),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            tracing::error!(error = %e, "kmirror cannot run: signal handlers cannot be installed.");
+            return ExitCode::FAILURE;
+        }
+    };
     // SIGHUP: re-read and validate the topology; the engine applies it, or keeps the
     // running one when it is invalid.
     let (reload_tx, reloads) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            return;
-        };
+        let mut hup = hup;
         while hup.recv().await.is_some() {
             tracing::info!(config = %path.display(), "SIGHUP: reloading the topology.");
             kmirror::service::reloading();
@@ -330,13 +342,7 @@ async fn run(topology: config::Topology, path: PathBuf, drain_timeout: Duration)
         }
     });
     tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
+        let (mut term, mut int) = (term, int);
         tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
         tracing::info!("Stopping: draining in-flight batches and writing progress (a second signal exits at once).");
         signals.cancel();

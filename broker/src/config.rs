@@ -52,6 +52,9 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay: Duration,
+    /// How long an acks=all Produce is answered after its append, standing in for a leader
+    /// waiting on its followers (zero: at once, as this broker has none).
+    pub follower_wait: Duration,
     /// `offsets.retention.minutes`: committed offsets of an Empty group expire this long
     /// after it became Empty (Kafka's default: 7 days).
     pub offsets_retention: Duration,
@@ -236,6 +239,7 @@ impl Default for BrokerConfig {
             timestamp_after_max_ms: crate::topic_config::DEFAULT_TIMESTAMP_AFTER_MAX_MS,
             retention_check_interval: Duration::from_secs(30),
             group_initial_rebalance_delay: Duration::from_millis(3000),
+            follower_wait: Duration::ZERO,
             offsets_retention: crate::groups::DEFAULT_OFFSETS_RETENTION,
             shutdown_grace: Duration::from_secs(10),
             emulate_kafka: KafkaRelease::default(),

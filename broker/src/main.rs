@@ -130,6 +130,15 @@ struct Args {
         default_value_t = 3000
     )]
     group_initial_rebalance_delay_ms: u64,
+    /// Answer acks=all Produce requests this long after appending, as a leader waiting for
+    /// its followers would (a stand-in for a replicated cluster in tests and benches; the
+    /// connection reads no other request meanwhile, as in Kafka). 0: at once.
+    #[arg(
+        long,
+        env = "KMIRROR_BROKER_EMULATE_FOLLOWER_WAIT_MS",
+        default_value_t = 0
+    )]
+    emulate_follower_wait_ms: u64,
     /// offsets.retention.minutes: committed offsets of an Empty group expire this long after
     /// it became Empty (at least 1, as in Kafka).
     #[arg(
@@ -225,6 +234,7 @@ fn main() -> anyhow::Result<()> {
         },
         retention_check_interval: Duration::from_millis(args.retention_check_interval_ms.max(100)),
         group_initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
+        follower_wait: Duration::from_millis(args.emulate_follower_wait_ms),
         offsets_retention: Duration::from_secs(args.offsets_retention_minutes * 60),
         emulate_kafka: args.emulate_kafka,
         tls: match (&args.tls_cert, &args.tls_key) {

@@ -146,6 +146,12 @@ async fn respond(
     version: i16,
     mut results: Vec<(usize, usize, Result<Appended, Failure>)>,
 ) -> ProduceResponse {
+    // Kafka: ReplicaManager.appendRecords parks an acks=all produce in the purgatory until
+    // the followers have it; the connection stays muted meanwhile (SocketServer).
+    let appended = results.iter().any(|(_, _, r)| r.is_ok());
+    if req.acks == -1 && appended && !broker.config.follower_wait.is_zero() {
+        tokio::time::sleep(broker.config.follower_wait).await;
+    }
     if let (Some(gc), true) = (&broker.group_commit, req.acks != 0) {
         let files: Vec<_> = results
             .iter()

@@ -263,8 +263,10 @@ fn main() -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        // Installed before the listener accepts: a SIGTERM once it does must shut down.
+        let signals = Signals::install()?;
         let running = kmirror_broker::start(config).await?;
-        wait_for_signal().await?;
+        signals.wait().await;
         tracing::info!("Shutting down.");
         running.shutdown().await?;
         Ok(())
@@ -280,13 +282,25 @@ fn parse_node_listen(s: &str) -> Result<(i32, SocketAddr), String> {
     Ok((id, addr))
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, handled from when they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }

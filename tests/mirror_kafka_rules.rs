@@ -125,6 +125,8 @@ struct Small {
     min_source_batch_bytes: usize,
     /// A round trip added in front of the target.
     target_rtt: Option<Duration>,
+    /// How long the target answers an acks=all produce after appending (its followers).
+    target_follower_wait_ms: u32,
 }
 
 fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
@@ -135,6 +137,12 @@ fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
     let mut target_args: Vec<String> = shape.broker_args.iter().map(|a| a.to_string()).collect();
     if let Some(p) = &proxy {
         target_args.extend(["--advertised-listener".to_string(), p.addr()]);
+    }
+    if shape.target_follower_wait_ms > 0 {
+        target_args.extend([
+            "--emulate-follower-wait-ms".to_string(),
+            shape.target_follower_wait_ms.to_string(),
+        ]);
     }
     let target_args: Vec<&str> = target_args.iter().map(String::as_str).collect();
     let target = BrokerProcess::start(&dir.path().join("target"), &target_args);
@@ -207,6 +215,7 @@ const TINY: Small = Small {
     min_source_batches: 2_000,
     min_source_batch_bytes: 0,
     target_rtt: None,
+    target_follower_wait_ms: 0,
 };
 
 #[test]
@@ -223,18 +232,35 @@ fn small_batches_are_merged_and_mirrored_in_order_emulating_kafka_2_8() {
     });
 }
 
-/// Batches of about 8 KB, above the tiny size, are merged where the target's round trip
-/// (20 ms here, a WAN) limits the partition's five requests in flight.
+/// Batches of about 8 KB, above the tiny size, written with linger 20 ms.
+const SMALL: Small = Small {
+    value_bytes: 1000,
+    batch_bytes: 8192,
+    linger_ms: 20,
+    min_source_batches: 300,
+    min_source_batch_bytes: 4096,
+    ..TINY
+};
+
+/// Small batches are merged where the target's round trip (20 ms here, a WAN) limits the
+/// partition's five requests in flight.
 #[test]
 fn small_batches_to_a_distant_target_are_merged_and_mirrored_in_order() {
     small_batches_are_merged_and_mirrored_in_order(Small {
-        value_bytes: 1000,
-        batch_bytes: 8192,
-        linger_ms: 20,
-        min_source_batches: 300,
-        min_source_batch_bytes: 4096,
         target_rtt: Some(Duration::from_millis(20)),
-        ..TINY
+        ..SMALL
+    });
+}
+
+/// A near target whose produces wait 20 ms for its followers (acks=all on a replicated
+/// cluster): its connections open at once, and the daemon is never without a request
+/// there during the copy, yet the round trip that limits each partition is found and the
+/// batches are merged.
+#[test]
+fn small_batches_to_a_near_acks_all_target_are_merged_and_mirrored_in_order() {
+    small_batches_are_merged_and_mirrored_in_order(Small {
+        target_follower_wait_ms: 20,
+        ..SMALL
     });
 }
 
@@ -243,14 +269,10 @@ fn small_batches_to_a_distant_target_are_merged_and_mirrored_in_order() {
 #[test]
 fn small_gzip_batches_to_a_distant_target_are_merged_and_mirrored_in_order() {
     small_batches_are_merged_and_mirrored_in_order(Small {
-        value_bytes: 1000,
-        batch_bytes: 8192,
-        linger_ms: 20,
         compression: "gzip",
-        min_source_batches: 300,
         min_source_batch_bytes: 3000,
         target_rtt: Some(Duration::from_millis(20)),
-        ..TINY
+        ..SMALL
     });
 }
 

@@ -263,7 +263,7 @@ impl ClusterClient {
     ) -> Result<produce_lane::ProduceLane, ClientError> {
         let leader = self.leader_id(topic, partition)?;
         let first = self.broker_lane(leader, 0).await?;
-        let lane = ticket % self.produce_lanes.count(leader, &first);
+        let lane = ticket % self.produce_lanes.count(leader, &first).await;
         let m = match lane {
             0 => first,
             lane => self.broker_lane(leader, lane).await?,

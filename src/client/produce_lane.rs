@@ -50,6 +50,10 @@ pub const NEAR_PRODUCE_LANES: usize = 2;
 /// The round trip of a new connection under which its broker counts as near.
 pub const NEAR_ROUND_TRIP: Duration = Duration::from_millis(3);
 
+/// ApiVersions round trips, the connection's first among them, whose least decides whether
+/// a broker is near: on a busy machine one of them alone was seen at 5 ms to a local broker.
+const CONNECT_SAMPLES: usize = 3;
+
 /// Produce requests a lane keeps on its connection at once (measured at a 50 ms round trip:
 /// 5 held the catch-up bench to 78 MB/s, 32 let it reach 159).
 pub const MAX_REQUESTS_IN_FLIGHT: usize = 32;
@@ -77,22 +81,72 @@ const IDLE_SAMPLES: usize = 8;
 /// Idle round trips needed before they, not the connection's round trip, make the estimate.
 const IDLE_SAMPLES_NEEDED: usize = 3;
 
+/// Answer waits (see [`LaneStats::answered`]) that the floor takes the least of, all of
+/// them needed: one short wait among them says the broker answers quickly. A near broker
+/// starved of CPU on a busy machine answered 16 in a row 3.6 ms late; behind acks=all every
+/// wait is long, so many samples cost only a later start of merging (64 answers: 0.3 s at
+/// 5 ms).
+const FLOOR_SAMPLES: usize = 64;
+
 /// Only requests whose batches are all smaller than this are sampled for the round trip.
 /// A request carrying large or merged batches spends longer in the broker (it validates
 /// every byte); counted, it would make a near target look distant, and the merging it
 /// then triggers would keep it looking so.
 const SAMPLED_BATCH_BYTES: usize = 64 << 10;
 
+/// The least of the last few samples of a duration, once there are enough of them.
+#[derive(Debug)]
+struct LeastRecent {
+    samples: Mutex<VecDeque<Duration>>,
+    window: usize,
+    needed: usize,
+    /// The least, in µs, kept with each sample so that reading it (once per batch) takes
+    /// no lock; `u64::MAX` until there are `needed` samples.
+    least_us: AtomicU64,
+}
+
+impl LeastRecent {
+    fn new(window: usize, needed: usize) -> Self {
+        Self {
+            samples: Mutex::default(),
+            window,
+            needed,
+            least_us: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn record(&self, sample: Duration) {
+        let mut r = self.samples.lock().expect("samples lock");
+        if r.len() == self.window {
+            r.pop_front();
+        }
+        r.push_back(sample);
+        if r.len() >= self.needed {
+            let least = r.iter().min().map_or(u64::MAX, |d| micros(*d));
+            self.least_us.store(least, Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self) -> Option<Duration> {
+        match self.least_us.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            least => Some(Duration::from_micros(least)),
+        }
+    }
+}
+
 /// What a lane has written: requests, and the batches they carried.
 #[derive(Debug)]
 pub struct LaneStats {
     pub requests: AtomicU64,
     pub batches: AtomicU64,
-    /// Round trips of recent requests sent while no other was in flight on the lane.
-    idle_round_trips: Mutex<VecDeque<Duration>>,
-    /// The least of them once there are [`IDLE_SAMPLES_NEEDED`], in µs, kept with each
-    /// sample so that reading it (once per batch) takes no lock; `u64::MAX` until then.
-    idle_round_trip_us: AtomicU64,
+    /// Round trips of recent requests sent while no other was in flight to the broker.
+    idle_round_trips: LeastRecent,
+    /// How long recent answers took beyond what the lane's earlier requests held them up
+    /// ([`LaneStats::answered`]).
+    answer_waits: LeastRecent,
+    /// When the lane's last answer came.
+    last_answer: Mutex<Option<Instant>>,
 }
 
 impl Default for LaneStats {
@@ -100,22 +154,33 @@ impl Default for LaneStats {
         Self {
             requests: AtomicU64::default(),
             batches: AtomicU64::default(),
-            idle_round_trips: Mutex::default(),
-            idle_round_trip_us: AtomicU64::new(u64::MAX),
+            idle_round_trips: LeastRecent::new(IDLE_SAMPLES, IDLE_SAMPLES_NEEDED),
+            answer_waits: LeastRecent::new(FLOOR_SAMPLES, FLOOR_SAMPLES),
+            last_answer: Mutex::default(),
         }
     }
 }
 
 impl LaneStats {
-    fn record_idle(&self, round_trip: Duration) {
-        let mut r = self.idle_round_trips.lock().expect("round trips lock");
-        if r.len() == IDLE_SAMPLES {
-            r.pop_front();
-        }
-        r.push_back(round_trip);
-        if r.len() >= IDLE_SAMPLES_NEEDED {
-            let least = r.iter().min().map_or(u64::MAX, |d| micros(*d));
-            self.idle_round_trip_us.store(least, Ordering::Relaxed);
+    /// Notes the answer to a request sent at `sent_at`; `sampled` when it carried small
+    /// batches only. Kafka reads a connection's requests one at a time, and answers them in
+    /// order: an answer that comes while earlier requests were in flight waited for them,
+    /// so what counts is the time since the later of its sending and the previous answer.
+    /// On a near broker that is the broker's work on the request, short for small batches
+    /// however busy the lane is; when every such wait is long, the broker holds requests
+    /// back (acks=all waiting on its followers), which the idle round trips alone miss
+    /// while the broker is never idle, as in a catch-up.
+    fn answered(&self, sent_at: Instant, sampled: bool) {
+        let now = Instant::now();
+        let since = {
+            let mut last = self.last_answer.lock().expect("last answer lock");
+            let since = last.map_or(sent_at, |l| l.max(sent_at));
+            *last = Some(now);
+            since
+        };
+        if sampled {
+            self.answer_waits
+                .record(now.saturating_duration_since(since));
         }
     }
 }
@@ -155,9 +220,17 @@ impl BrokerLoad {
         }
     }
 
-    /// The lanes to use, decided on the first call from `first`'s round trip.
-    fn lanes(&self, first: &Messenger) -> usize {
-        let decided = if first.round_trip() < NEAR_ROUND_TRIP {
+    /// The lanes to use, decided on the first call from the least of `first`'s round trips
+    /// ([`CONNECT_SAMPLES`]), which also counts as a connection's round trip.
+    async fn lanes(&self, first: &Messenger) -> usize {
+        match self.lanes.load(Ordering::Acquire) {
+            0 => {}
+            decided => return decided,
+        }
+        let round_trip = first.least_round_trip(CONNECT_SAMPLES - 1).await;
+        self.connect_round_trip_us
+            .fetch_min(micros(round_trip), Ordering::Relaxed);
+        let decided = if round_trip < NEAR_ROUND_TRIP {
             NEAR_PRODUCE_LANES
         } else {
             PRODUCE_LANES
@@ -188,14 +261,16 @@ impl ProduceLane {
     /// includes acks=all waiting for followers), once there are [`IDLE_SAMPLES_NEEDED`];
     /// until then the least round trip of the connections to that broker (each measured
     /// once, when it was opened). A single sample may be an outlier (the first write to a
-    /// new partition, a connection opened while the machine was busy).
+    /// new partition, a connection opened while the machine was busy). Never less than the
+    /// least of the lane's last [`FLOOR_SAMPLES`] answer waits ([`LaneStats::answered`]).
     pub fn round_trip(&self) -> Duration {
-        match self.stats.idle_round_trip_us.load(Ordering::Relaxed) {
-            // `Lanes::get` counted this lane's own connection in when it made the lane.
-            u64::MAX => {
-                Duration::from_micros(self.broker.connect_round_trip_us.load(Ordering::Relaxed))
-            }
-            least => Duration::from_micros(least),
+        // `Lanes::get` counted this lane's own connection in when it made the lane.
+        let base = self.stats.idle_round_trips.get().unwrap_or_else(|| {
+            Duration::from_micros(self.broker.connect_round_trip_us.load(Ordering::Relaxed))
+        });
+        match self.stats.answer_waits.get() {
+            Some(floor) => base.max(floor),
+            None => base,
         }
     }
 
@@ -255,8 +330,8 @@ impl Lanes {
     }
 
     /// How many lanes broker `node_id` has, decided from `first` (its lane 0) the first time.
-    pub(super) fn count(&self, node_id: i32, first: &Messenger) -> usize {
-        self.broker(node_id).lanes(first)
+    pub(super) async fn count(&self, node_id: i32, first: &Messenger) -> usize {
+        self.broker(node_id).lanes(first).await
     }
 
     fn broker(&self, node_id: i32) -> Arc<BrokerLoad> {
@@ -356,8 +431,8 @@ async fn combine(
         };
         // A round trip is sampled only when nothing else of ours was at the broker: then
         // it is the link's and the cluster's (acks=all), not our own load's.
-        let idle = broker_in_flight.fetch_add(1, Ordering::AcqRel) == 0
-            && batches.iter().all(|b| b.len() < SAMPLED_BATCH_BYTES);
+        let small = batches.iter().all(|b| b.len() < SAMPLED_BATCH_BYTES);
+        let idle = broker_in_flight.fetch_add(1, Ordering::AcqRel) == 0 && small;
         stats.requests.fetch_add(1, Ordering::Relaxed);
         stats
             .batches
@@ -382,10 +457,11 @@ async fn combine(
                 round_trip_us = sent_at.elapsed().as_micros() as u64,
                 "Produce response."
             );
+            stats.answered(sent_at, small && resp.is_ok());
             if let Ok(r) = &resp {
                 note_throttle(&throttles, node_id, r);
                 if idle {
-                    stats.record_idle(sent_at.elapsed());
+                    stats.idle_round_trips.record(sent_at.elapsed());
                 }
             }
             for (target, tx) in answers {

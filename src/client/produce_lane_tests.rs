@@ -146,13 +146,14 @@ async fn waiting_batches_of_many_partitions_share_one_request() {
     assert_eq!(stats.requests.load(Ordering::Relaxed), 2);
 }
 
-/// A scripted broker on an in-memory stream: answers ApiVersions, then every Produce
-/// with `throttle_time_ms` from `throttles` in turn, and reports when each Produce
-/// arrived. (Our broker has no client quotas, so it never asks for a pause.)
+/// A scripted broker on an in-memory stream: answers ApiVersions (the first
+/// `slow_api_versions` after `connect_after`), then every Produce with `throttle_time_ms`
+/// from `throttles` in turn, and reports when each Produce arrived. (Our broker has no
+/// client quotas, so it never asks for a pause.)
 async fn throttling_broker(
     stream: tokio::io::DuplexStream,
     throttles: Vec<i32>,
-    (answer_after, connect_after): (Duration, Duration),
+    (answer_after, connect_after, mut slow_api_versions): (Duration, Duration, usize),
     arrivals: mpsc::UnboundedSender<Instant>,
 ) {
     use futures::{SinkExt, StreamExt};
@@ -170,11 +171,20 @@ async fn throttling_broker(
         let header = frame::decode_request_header(&mut f).unwrap();
         let (id, version) = (header.correlation_id, header.request_api_version);
         let out = if header.request_api_key == ApiKey::ApiVersions as i16 {
-            tokio::time::sleep(connect_after).await;
-            let resp = ApiVersionsResponse::default().with_api_keys(vec![ApiVersion::default()
-                .with_api_key(ApiKey::Produce as i16)
-                .with_min_version(3)
-                .with_max_version(9)]);
+            if slow_api_versions > 0 {
+                slow_api_versions -= 1;
+                tokio::time::sleep(connect_after).await;
+            }
+            let resp = ApiVersionsResponse::default().with_api_keys(vec![
+                ApiVersion::default()
+                    .with_api_key(ApiKey::Produce as i16)
+                    .with_min_version(3)
+                    .with_max_version(9),
+                ApiVersion::default()
+                    .with_api_key(ApiKey::ApiVersions as i16)
+                    .with_min_version(0)
+                    .with_max_version(3),
+            ]);
             frame::encode_response(id, version, &resp).unwrap()
         } else {
             arrivals.send(Instant::now()).unwrap();
@@ -228,12 +238,21 @@ async fn scripted_connecting(
     answer_after: Duration,
     connect_after: Duration,
 ) -> (Arc<Messenger>, mpsc::UnboundedReceiver<Instant>) {
+    scripted_slow_api_versions(throttles, answer_after, (connect_after, usize::MAX)).await
+}
+
+/// [`scripted`], with the broker answering its first `count` ApiVersions after `after`.
+async fn scripted_slow_api_versions(
+    throttles: Vec<i32>,
+    answer_after: Duration,
+    (after, count): (Duration, usize),
+) -> (Arc<Messenger>, mpsc::UnboundedReceiver<Instant>) {
     let (client, server) = tokio::io::duplex(1 << 20);
     let (arrived, arrivals) = mpsc::unbounded_channel();
     tokio::spawn(throttling_broker(
         server,
         throttles,
-        (answer_after, connect_after),
+        (answer_after, after, count),
         arrived,
     ));
     let (read, write) = tokio::io::split(client);
@@ -320,19 +339,61 @@ async fn a_near_broker_spreads_its_partitions_over_fewer_lanes_for_good() {
     let lanes = Lanes::default();
     let (quick, _a) = scripted(vec![], NEAR_ROUND_TRIP * 4).await;
     let (far, _b) = scripted_connecting(vec![], Duration::ZERO, NEAR_ROUND_TRIP * 2).await;
-    assert_eq!(lanes.count(1, &quick), NEAR_PRODUCE_LANES);
-    assert_eq!(lanes.count(2, &far), PRODUCE_LANES);
+    assert_eq!(lanes.count(1, &quick).await, NEAR_PRODUCE_LANES);
+    assert_eq!(lanes.count(2, &far).await, PRODUCE_LANES);
     // Produces that take long (acks=all) and a slow later connection change nothing.
     let lane = lanes.get(1, 0, quick.clone());
     assert_sampled_alone(&lane, 0, NEAR_ROUND_TRIP * 4).await;
-    assert_eq!(lanes.count(1, &far), NEAR_PRODUCE_LANES);
-    assert_eq!(lanes.count(2, &quick), PRODUCE_LANES);
+    assert_eq!(lanes.count(1, &far).await, NEAR_PRODUCE_LANES);
+    assert_eq!(lanes.count(2, &quick).await, PRODUCE_LANES);
 
     let mut per_lane = [0; PRODUCE_LANES];
     for _ in 0..2 * PRODUCE_LANES {
-        per_lane[lanes.assign() % lanes.count(1, &quick)] += 1;
+        per_lane[lanes.assign() % lanes.count(1, &quick).await] += 1;
     }
     assert_eq!(per_lane[..NEAR_PRODUCE_LANES], [4; NEAR_PRODUCE_LANES]);
+
+    // A connection opened in a busy moment: its first round trip is slow, the next ones
+    // are not, and the least of them counts.
+    let (busy_moment, _c) =
+        scripted_slow_api_versions(vec![], Duration::ZERO, (NEAR_ROUND_TRIP * 2, 1)).await;
+    assert!(busy_moment.round_trip() >= NEAR_ROUND_TRIP * 2);
+    assert_eq!(lanes.count(3, &busy_moment).await, NEAR_PRODUCE_LANES);
+}
+
+/// A broker that holds every produce back (acks=all waiting on followers) while reading
+/// one request at a time, as Kafka does, and that always has another request of ours, so
+/// that no round trip is sampled as idle: the answer waits show its round trip. One that
+/// answers at once keeps a near round trip however many requests queue on the lane.
+/// (tokio's paused clock: the broker's waits pass at once.)
+#[tokio::test(start_paused = true)]
+async fn a_busy_lane_finds_a_broker_that_holds_its_answers_back() {
+    async fn busy_round_trip(answer_after: Duration) -> (Duration, Option<Duration>) {
+        let (m, _arrivals) = scripted(vec![], answer_after).await;
+        let lane = Lanes::default().get(1, 0, m);
+        // Two partitions, each with a request always waiting behind its other one.
+        let mut pending = VecDeque::new();
+        for i in 0..2 * FLOOR_SAMPLES {
+            pending.push_back(
+                lane.submit(target("t", (i % 2) as i32), batch("b", 1))
+                    .await,
+            );
+            if pending.len() > 2 {
+                let answer = pending.pop_front().unwrap().unwrap().await.unwrap();
+                answer.unwrap().unwrap();
+            }
+        }
+        for p in pending {
+            p.unwrap().await.unwrap().unwrap().unwrap();
+        }
+        (lane.round_trip(), lane.stats.idle_round_trips.get())
+    }
+    let acks_all = NEAR_ROUND_TRIP * 4;
+    let (round_trip, idle) = busy_round_trip(acks_all).await;
+    assert_eq!(idle, None, "the broker was never idle");
+    assert!(round_trip >= acks_all, "{round_trip:?}");
+    let (round_trip, _) = busy_round_trip(Duration::ZERO).await;
+    assert!(round_trip < NEAR_ROUND_TRIP, "{round_trip:?}");
 }
 
 /// Until produces are sampled, the estimate is the least round trip of the broker's

@@ -170,6 +170,14 @@ impl Drop for Messenger {
     }
 }
 
+/// The ApiVersions request this client sends: from v3 Kafka refuses one without a valid
+/// client software name and version (ApiVersionsRequest.isValid).
+pub fn api_versions_request() -> ApiVersionsRequest {
+    ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_static_str("kmirror"))
+        .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")))
+}
+
 impl Messenger {
     /// Connects over TCP (and TLS when configured) and negotiates versions.
     pub async fn connect(addr: &str, config: MessengerConfig) -> Result<Self, RequestError> {
@@ -314,10 +322,7 @@ impl Messenger {
     }
 
     async fn negotiate(&self) -> Result<BrokerVersions, RequestError> {
-        let req = ApiVersionsRequest::default()
-            .with_client_software_name(StrBytes::from_static_str("kmirror"))
-            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let resp: ApiVersionsResponse = self.send_at(&req, 3).await?;
+        let resp: ApiVersionsResponse = self.send_at(&api_versions_request(), 3).await?;
         if resp.error_code == kafka_protocol::error::ResponseError::UnsupportedVersion.code() {
             // KIP-511: the broker answered at v0 with its ApiVersions range; retry at v0.
             let resp: ApiVersionsResponse = self.send_at(&ApiVersionsRequest::default(), 0).await?;
@@ -341,9 +346,9 @@ impl Messenger {
         let mut least = self.round_trip;
         for _ in 0..more {
             let started = tokio::time::Instant::now();
-            match self.send(&ApiVersionsRequest::default()).await {
-                Ok(_) => least = least.min(started.elapsed()),
-                Err(_) => break,
+            match self.send(&api_versions_request()).await {
+                Ok((r, _)) if r.error_code == 0 => least = least.min(started.elapsed()),
+                _ => break,
             }
         }
         least

@@ -22,6 +22,7 @@
 use kafka_protocol::messages::api_versions_response::{FinalizedFeatureKey, SupportedFeatureKey};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
+use kmirror_wire::errors::ResponseError;
 
 use crate::state::Broker;
 
@@ -30,7 +31,15 @@ use crate::state::Broker;
 /// starting from -1) is right.
 const FINALIZED_FEATURES_EPOCH: i64 = 0;
 
-pub fn handle(broker: &Broker, _req: ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
+pub fn handle(broker: &Broker, req: ApiVersionsRequest, version: i16) -> ApiVersionsResponse {
+    // Kafka: KafkaApis.handleApiVersionsRequest -> ApiVersionsRequest.isValid: from v3 the
+    // client software name and version must match [a-zA-Z0-9](?:[a-zA-Z0-9\-.]*[a-zA-Z0-9])?
+    if version >= 3
+        && !(software_id(&req.client_software_name) && software_id(&req.client_software_version))
+    {
+        return ApiVersionsResponse::default()
+            .with_error_code(ResponseError::InvalidRequest.code());
+    }
     let mut resp =
         ApiVersionsResponse::default().with_api_keys(broker.versions.advertised().to_vec());
     if version < 3 {
@@ -52,4 +61,17 @@ pub fn handle(broker: &Broker, _req: ApiVersionsRequest, version: i16) -> ApiVer
         .with_max_version_level(mv.finalized)];
     resp.finalized_features_epoch = FINALIZED_FEATURES_EPOCH;
     resp
+}
+
+/// Kafka's SOFTWARE_NAME_VERSION_PATTERN: letters, digits, '-' and '.', starting and ending
+/// with a letter or digit.
+fn software_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    let inner = |c: &u8| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.';
+    match (b.first(), b.last()) {
+        (Some(f), Some(l)) => {
+            f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric() && b.iter().all(inner)
+        }
+        _ => false,
+    }
 }

@@ -337,7 +337,10 @@ async fn acl_codes(ctx: Ctx, version: i16) -> Got {
 /// client's first request.
 async fn advertised(ctx: &Ctx, keys: &[i16]) -> Option<Vec<(i16, i16, i16)>> {
     let m = ctx.connect().await;
-    let r = m.send_at(&ApiVersionsRequest::default(), 3).await.ok()?;
+    let r = m
+        .send_at(&kmirror_wire::messenger::api_versions_request(), 3)
+        .await
+        .ok()?;
     Some(
         r.api_keys
             .iter()

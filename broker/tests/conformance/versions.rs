@@ -136,6 +136,18 @@ fn max_of(ctx: &Ctx, api_key: i16) -> Got {
         .map_or(Got::Code(i16::MIN), |r| Got::Value(i64::from(r.max)))
 }
 
+/// ApiVersions at `version` from a client naming itself `name` `software_version`: the
+/// response's error code (0 when served).
+async fn api_versions_named(ctx: Ctx, version: i16, (name, software_version): (&str, &str)) -> Got {
+    let req = ApiVersionsRequest::default()
+        .with_client_software_name(StrBytes::from_string(name.to_string()))
+        .with_client_software_version(StrBytes::from_string(software_version.to_string()));
+    match ctx.m.send_at(&req, version).await {
+        Ok(r) => Got::Code(r.error_code),
+        Err(_) => Got::Closed,
+    }
+}
+
 /// ApiVersions at `version`: the finalized `metadata.version` level, or 0 if there is none;
 /// `Code(i16::MIN)` if any other feature is finalized (this broker has none of them).
 async fn finalized_metadata_version(ctx: Ctx, version: i16) -> Got {
@@ -390,6 +402,40 @@ fn api_versions_rows() -> Vec<Row> {
             Got::Value(25),
             Some(emulate_4_0),
             |ctx| Box::pin(finalized_metadata_version(ctx, 4)),
+        ),
+        row(
+            "ApiVersions v3 from a client with no software name: INVALID_REQUEST",
+            "KafkaApis.handleApiVersionsRequest, ApiVersionsRequest.isValid",
+            Got::Code(42),
+            None,
+            |ctx| Box::pin(api_versions_named(ctx, 3, ("", ""))),
+        ),
+        row(
+            "ApiVersions v3 with a software version ending in '-': INVALID_REQUEST",
+            "ApiVersionsRequest.isValid (SOFTWARE_NAME_VERSION_PATTERN)",
+            Got::Code(42),
+            None,
+            |ctx| Box::pin(api_versions_named(ctx, 3, ("librdkafka", "2.0.2-"))),
+        ),
+        row(
+            "ApiVersions v3 named as librdkafka names itself: served",
+            "ApiVersionsRequest.isValid (SOFTWARE_NAME_VERSION_PATTERN)",
+            Got::Code(0),
+            None,
+            |ctx| {
+                Box::pin(api_versions_named(
+                    ctx,
+                    3,
+                    ("confluent-kafka-python", "2.16.1-rdkafka-2.16.0"),
+                ))
+            },
+        ),
+        row(
+            "ApiVersions v2 has no software name to check: served",
+            "ApiVersionsRequest.isValid (version < 3)",
+            Got::Code(0),
+            None,
+            |ctx| Box::pin(api_versions_named(ctx, 2, ("", ""))),
         ),
         row(
             "ApiVersions v3, Kafka 2.8 (ZooKeeper broker): no finalized features",

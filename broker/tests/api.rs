@@ -136,6 +136,47 @@ async fn acks_zero_gets_no_response_and_still_appends() {
     b.shutdown().await.unwrap();
 }
 
+/// `--emulate-follower-wait-ms`: an acks=all produce is appended at once and answered after
+/// the wait, as a leader answers once its followers have the batch; acks=1 is answered at
+/// once. (The wait is a lower bound: a sleep never ends early. acks=1 is only required to
+/// beat a wait far longer than any answer takes.)
+#[tokio::test]
+async fn acks_all_is_answered_after_the_emulated_follower_wait() {
+    let wait = Duration::from_secs(5);
+    let dir = tempfile::tempdir().unwrap();
+    let b = kmirror_broker::start(kmirror_broker::BrokerConfig {
+        follower_wait: wait,
+        ..config(Some(dir.path()))
+    })
+    .await
+    .unwrap();
+    let m = connect(&b).await;
+    create_topic(&m, "w", 1).await;
+    let started = std::time::Instant::now();
+    let r = produce(&m, "w", 0, batch(2, 1)).await;
+    assert_eq!((r.error_code, r.base_offset), (0, 0));
+    assert!(
+        started.elapsed() >= wait,
+        "acks=all answered after {:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let resp = m
+        .send_at(
+            &produce_request("w", 0, batch(1, 2), 1),
+            PRODUCE_BY_NAME_VERSION,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.responses[0].partition_responses[0].base_offset, 2);
+    assert!(
+        started.elapsed() < wait,
+        "acks=1 waited {:?}",
+        started.elapsed()
+    );
+    b.shutdown().await.unwrap();
+}
+
 /// Kafka answers at once when the Fetch does not want to wait (ReplicaManager.
 /// fetchMessages: `params.maxWaitMs <= 0`), even with nothing to return; the daemon sends
 /// such Fetches for partitions that have data, and one kept waiting would stall them.

@@ -34,8 +34,8 @@ use super::throttle_wait;
 /// at a time per connection, so partitions on different lanes are written concurrently.
 pub const PRODUCE_LANES: usize = 4;
 
-/// Lanes to a near broker, one whose first connection answered within [`NEAR_ROUND_TRIP`],
-/// fixed for the life of the client. Near, the lanes' concurrency buys little and a
+/// Lanes to a near broker, one whose first connection answered within [`NEAR_ROUND_TRIP`]
+/// (the least of [`CONNECT_SAMPLES`] round trips), fixed for the life of the client. Near, the lanes' concurrency buys little and a
 /// request's cost is mostly its own (a write, a wake-up of the broker, a response, a
 /// wake-up of each partition), so fewer, fuller requests save CPU: on 8 partitions of
 /// 16 KiB batches, 19-21% less daemon CPU per GB than [`PRODUCE_LANES`] and 2-5% less

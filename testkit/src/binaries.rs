@@ -90,3 +90,33 @@ fn set_for_the_running_target(name: &str) -> bool {
     ];
     PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::set_for_the_running_target;
+
+    /// What cargo sets for a test goes; what a user sets for cargo stays.
+    #[test]
+    fn only_the_running_targets_variables_are_dropped() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_EXE_kmirror",
+            "OUT_DIR",
+        ] {
+            assert!(set_for_the_running_target(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_JOBS",
+            "CARGO_PROFILE_RELEASE_DEBUG",
+            "RUSTFLAGS",
+        ] {
+            assert!(!set_for_the_running_target(name), "{name}");
+        }
+    }
+}

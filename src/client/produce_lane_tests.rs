@@ -343,7 +343,9 @@ async fn a_near_broker_spreads_its_partitions_over_fewer_lanes_for_good() {
     assert_eq!(lanes.count(2, &far).await, PRODUCE_LANES);
     // Produces that take long (acks=all) and a slow later connection change nothing.
     let lane = lanes.get(1, 0, quick.clone());
-    assert_sampled_alone(&lane, 0, NEAR_ROUND_TRIP * 4).await;
+    for _ in 0..IDLE_SAMPLES_NEEDED {
+        produced(&lane, 0, batch("alone", 1)).await;
+    }
     assert_eq!(lanes.count(1, &far).await, NEAR_PRODUCE_LANES);
     assert_eq!(lanes.count(2, &quick).await, PRODUCE_LANES);
 
@@ -359,6 +361,35 @@ async fn a_near_broker_spreads_its_partitions_over_fewer_lanes_for_good() {
         scripted_slow_api_versions(vec![], Duration::ZERO, (NEAR_ROUND_TRIP * 2, 1)).await;
     assert!(busy_moment.round_trip() >= NEAR_ROUND_TRIP * 2);
     assert_eq!(lanes.count(3, &busy_moment).await, NEAR_PRODUCE_LANES);
+}
+
+/// A near broker's round trip is the floor of its answer waits alone: slow idle produces
+/// (the first writes to new partitions, on a busy machine) do not make it look distant,
+/// and one that holds every produce back (acks=all) is found once the floor has its
+/// samples. A distant broker's idle produces still count. (tokio's paused clock.)
+#[tokio::test(start_paused = true)]
+async fn a_near_brokers_round_trip_is_its_answer_waits_not_its_first_produces() {
+    let held = NEAR_ROUND_TRIP * 4;
+    let lanes = Lanes::default();
+    let (near, _a) = scripted(vec![], held).await;
+    assert_eq!(lanes.count(1, &near).await, NEAR_PRODUCE_LANES);
+    let lane = lanes.get(1, 0, near);
+    for _ in 0..IDLE_SAMPLES_NEEDED {
+        produced(&lane, 0, batch("slow start", 1)).await;
+    }
+    assert!(
+        lane.round_trip() < NEAR_ROUND_TRIP,
+        "slow idle produces set a near broker's round trip to {:?}",
+        lane.round_trip()
+    );
+    for _ in IDLE_SAMPLES_NEEDED..FLOOR_SAMPLES {
+        produced(&lane, 0, batch("held", 1)).await;
+    }
+    assert!(lane.round_trip() >= held, "{:?}", lane.round_trip());
+
+    let (far, _b) = scripted_connecting(vec![], held, NEAR_ROUND_TRIP * 2).await;
+    assert_eq!(lanes.count(2, &far).await, PRODUCE_LANES);
+    assert_sampled_alone(&lanes.get(2, 0, far), 0, held).await;
 }
 
 /// A broker that holds every produce back (acks=all waiting on followers) while reading

@@ -4,7 +4,9 @@
 //! batches (lz4, linger 50 ms, 1 MiB) and small batches (lz4, linger 0, 16 KiB), each
 //! direct and through a TCP proxy adding 5 ms and 50 ms of round trip to the target. One
 //! table with wire and key+value MB/s, CPU seconds per GB of key+value bytes and peak RSS
-//! per tool, the kmirror/librdkafka ratios, and the targets marked PASS or MISS.
+//! per tool, the kmirror/librdkafka ratios, and the targets marked PASS or MISS. Behind
+//! 50 ms the daemon also copies at the window target's budget (`WINDOW_TARGET_IN_FLIGHT_BYTES`),
+//! where that target is judged.
 //!
 //! `cargo bench --bench catchup` (also run by `.ci/run`): it exits non-zero when a copy did
 //! not complete, never for a target missed. `KMIRROR_PYTHON` names a Python with confluent-kafka for
@@ -36,6 +38,18 @@ use support::BrokerProcess;
 /// The flow's `limits.max_in_flight_bytes`, set explicitly for the window target
 /// (`KMIRROR_BENCH_IN_FLIGHT_MIB` overrides it).
 const MAX_IN_FLIGHT_BYTES: u64 = 16 << 20;
+
+/// The budget at which the window target (80% of `max_in_flight_bytes` / RTT behind 50 ms)
+/// is judged, in extra copies of the 50 ms scenarios. At [`MAX_IN_FLIGHT_BYTES`] the bound
+/// (335 MB/s) is about 80% of what this 2-core machine carries through the proxy into a
+/// target broker that validates every batch as Kafka does (415-420 MB/s behind 5 ms, where
+/// the window bounds nothing and the daemon's produce round trips took 20 ms, median,
+/// instead of 5: queued in the broker and the proxy). Run that close to the machine's
+/// limit, the round trips behind 50 ms took 54 ms (median) in one copy and 72 ms in a
+/// busier one, 89% and 61% of the bound: the row measured the machine's spare CPU. At
+/// 8 MiB the bound is about 40% of what the machine carries, the round trips stay at
+/// 52 ms, and what is missing from the bound is the daemon's.
+const WINDOW_TARGET_IN_FLIGHT_BYTES: u64 = 8 << 20;
 
 /// The records carry 2023 timestamps: a broker's default retention.ms (7 days) would
 /// delete them at its first retention check.
@@ -69,6 +83,41 @@ impl Target {
             client_addr,
         }
     }
+}
+
+/// `repeat` copies of `job`'s topic by the daemon, each to `topic` + `label` + its number
+/// (nothing for the first); with `telemetry` "on" every copy serves telemetry scraped
+/// every second, with "compare" copies alternate off, on, on, off.
+fn kmirror_copies(
+    job: &run::Job,
+    dir: &Path,
+    label: &str,
+    repeat: usize,
+    telemetry: &str,
+) -> Vec<(bool, Result<run::Measured, String>)> {
+    (0..repeat)
+        .map(|i| {
+            let suffix = match i {
+                0 => label.to_string(),
+                i => format!("{label}.{i}"),
+            };
+            // off, on, on, off, ...: a drift over the run favours neither.
+            let on = telemetry == "on" || (telemetry == "compare" && matches!(i % 4, 1 | 2));
+            let run = dir.join("runs").join(format!("{}{suffix}", job.topic));
+            write_back_dirty_pages();
+            let m = job.kmirror(&run, &suffix, on);
+            println!(
+                "  kmirror{}{}: {m:?}",
+                if on { " (telemetry scraped)" } else { "" },
+                if label.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at max_in_flight_bytes {}", job.max_in_flight_bytes)
+                },
+            );
+            (on, m)
+        })
+        .collect()
 }
 
 /// The copy of median CPU time among `runs`; a failed copy fails the scenario.
@@ -158,29 +207,21 @@ fn main() {
                 records: loaded.records,
                 max_in_flight_bytes,
             };
-            let copies: Vec<(bool, Result<run::Measured, String>)> = (0..repeat)
-                .map(|i| {
-                    let suffix = match i {
-                        0 => String::new(),
-                        i => format!(".{i}"),
-                    };
-                    // off, on, on, off, ...: a drift over the run favours neither.
-                    let on =
-                        telemetry == "on" || (telemetry == "compare" && matches!(i % 4, 1 | 2));
-                    let run = dir.path().join("runs").join(format!("{topic}{suffix}"));
-                    write_back_dirty_pages();
-                    let m = job.kmirror(&run, &suffix, on);
-                    println!(
-                        "  kmirror{}: {m:?}",
-                        if on { " (telemetry scraped)" } else { "" }
-                    );
-                    (on, m)
-                })
-                .collect();
+            let copies = kmirror_copies(&job, dir.path(), "", repeat, &telemetry);
             if telemetry == "compare" {
                 report::telemetry_difference(&topic, &copies);
             }
             let kmirror = median_by_cpu(copies.into_iter().map(|(_, m)| m).collect());
+            // The window target is judged at a budget this machine can carry behind the
+            // round trip (see WINDOW_TARGET_IN_FLIGHT_BYTES).
+            let window = (rtt == Some(report::TARGET_RTT)).then(|| {
+                let job = run::Job {
+                    max_in_flight_bytes: WINDOW_TARGET_IN_FLIGHT_BYTES,
+                    ..job
+                };
+                let copies = kmirror_copies(&job, dir.path(), ".window", repeat, "");
+                median_by_cpu(copies.into_iter().map(|(_, m)| m).collect())
+            });
             let baseline = python.as_deref().map(|py| {
                 write_back_dirty_pages();
                 job.baseline(py)
@@ -193,11 +234,12 @@ fn main() {
                 loaded,
                 kmirror,
                 baseline,
+                window,
             });
         }
     }
     report::table(&rows);
-    report::targets(&rows, max_in_flight_bytes);
+    report::targets(&rows, max_in_flight_bytes, WINDOW_TARGET_IN_FLIGHT_BYTES);
     println!("\nload average at end: {}", load_average().trim());
     // A target missed is a figure (timings vary with the machine); a copy that did not
     // complete is a failure.

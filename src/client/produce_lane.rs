@@ -209,8 +209,9 @@ struct BrokerLoad {
     /// The least round trip any of its connections measured when it was opened.
     connect_round_trip_us: AtomicU64,
     /// How many lanes its partitions are spread over: [`NEAR_PRODUCE_LANES`] or
-    /// [`PRODUCE_LANES`], from the round trip of the first connection; 0 until then.
-    lanes: AtomicUsize,
+    /// [`PRODUCE_LANES`], from the round trip of the first connection; one probe decides
+    /// for every partition that asks meanwhile.
+    lanes: tokio::sync::OnceCell<usize>,
 }
 
 impl BrokerLoad {
@@ -218,37 +219,29 @@ impl BrokerLoad {
         Self {
             in_flight: Arc::default(),
             connect_round_trip_us: AtomicU64::new(u64::MAX),
-            lanes: AtomicUsize::new(0),
+            lanes: tokio::sync::OnceCell::new(),
         }
     }
 
     /// The lanes to use, decided on the first call from the least of `first`'s round trips
     /// ([`CONNECT_SAMPLES`]), which also counts as a connection's round trip.
     async fn lanes(&self, first: &Messenger) -> usize {
-        match self.lanes.load(Ordering::Acquire) {
-            0 => {}
-            decided => return decided,
-        }
-        let round_trip = first.least_round_trip(CONNECT_SAMPLES - 1).await;
-        self.connect_round_trip_us
-            .fetch_min(micros(round_trip), Ordering::Relaxed);
-        let decided = if round_trip < NEAR_ROUND_TRIP {
-            NEAR_PRODUCE_LANES
-        } else {
-            PRODUCE_LANES
+        let decide = || async {
+            let round_trip = first.least_round_trip(CONNECT_SAMPLES - 1).await;
+            self.connect_round_trip_us
+                .fetch_min(micros(round_trip), Ordering::Relaxed);
+            if round_trip < NEAR_ROUND_TRIP {
+                NEAR_PRODUCE_LANES
+            } else {
+                PRODUCE_LANES
+            }
         };
-        match self
-            .lanes
-            .compare_exchange(0, decided, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => decided,
-            Err(already) => already,
-        }
+        *self.lanes.get_or_init(decide).await
     }
 
     /// Whether the broker was found near when its lane count was decided.
     fn is_near(&self) -> bool {
-        self.lanes.load(Ordering::Acquire) == NEAR_PRODUCE_LANES
+        self.lanes.get() == Some(&NEAR_PRODUCE_LANES)
     }
 
     fn connected(&self, m: &Messenger) {

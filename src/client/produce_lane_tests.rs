@@ -146,6 +146,16 @@ async fn waiting_batches_of_many_partitions_share_one_request() {
     assert_eq!(stats.requests.load(Ordering::Relaxed), 2);
 }
 
+// ApiVersions requests `throttling_broker`s answered on this thread: a paused-clock test
+// runs its brokers on its own thread.
+thread_local! {
+    static API_VERSIONS_SEEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn api_versions_seen() -> usize {
+    API_VERSIONS_SEEN.with(|seen| seen.get())
+}
+
 /// A scripted broker on an in-memory stream: answers ApiVersions (the first
 /// `slow_api_versions` after `connect_after`), then every Produce with `throttle_time_ms`
 /// from `throttles` in turn, and reports when each Produce arrived. (Our broker has no
@@ -171,6 +181,7 @@ async fn throttling_broker(
         let header = frame::decode_request_header(&mut f).unwrap();
         let (id, version) = (header.correlation_id, header.request_api_version);
         let out = if header.request_api_key == ApiKey::ApiVersions as i16 {
+            API_VERSIONS_SEEN.with(|seen| seen.set(seen.get() + 1));
             if slow_api_versions > 0 {
                 slow_api_versions -= 1;
                 tokio::time::sleep(connect_after).await;
@@ -390,6 +401,19 @@ async fn a_near_brokers_round_trip_is_its_answer_waits_not_its_first_produces() 
     let (far, _b) = scripted_connecting(vec![], held, NEAR_ROUND_TRIP * 2).await;
     assert_eq!(lanes.count(2, &far).await, PRODUCE_LANES);
     assert_sampled_alone(&lanes.get(2, 0, far), 0, held).await;
+}
+
+/// Partitions that ask for a broker's lane count at the same time share one probe: the
+/// first connection's extra ApiVersions round trips, [`CONNECT_SAMPLES`] with its own.
+#[tokio::test(start_paused = true)]
+async fn partitions_asking_at_once_share_one_probe_of_the_broker() {
+    let probe_after = Duration::from_millis(1);
+    let (m, _arrivals) = scripted_connecting(vec![], Duration::ZERO, probe_after).await;
+    let before = api_versions_seen();
+    let lanes = Lanes::default();
+    let counts = futures::future::join_all((0..8).map(|_| lanes.count(1, &m))).await;
+    assert_eq!(counts, vec![NEAR_PRODUCE_LANES; 8]);
+    assert_eq!(api_versions_seen() - before, CONNECT_SAMPLES - 1);
 }
 
 /// A broker that holds every produce back (acks=all waiting on followers) while reading

@@ -178,21 +178,25 @@ pub fn targets(rows: &[Row], max_in_flight_bytes: u64, window_bytes: u64) {
     }
 }
 
-/// Steady wire rate over `max_in_flight_bytes` / `rtt`.
-fn window_share(row: &Row, m: &Measured, rtt: Duration, max_in_flight_bytes: u64) -> f64 {
+/// The window's bound `max_in_flight_bytes` / `rtt` and the steady wire rate, in MB/s. The
+/// window bounds the rate of data moving: measured between 10% and 90% of the records,
+/// neither the start-up (its own column) nor the last window's drain.
+fn window_rates(row: &Row, m: &Measured, rtt: Duration, max_in_flight_bytes: u64) -> (f64, f64) {
     let bound = max_in_flight_bytes as f64 / rtt.as_secs_f64() / 1e6;
-    figures(m, &row.loaded)[STEADY_WIRE] / bound
+    (bound, figures(m, &row.loaded)[STEADY_WIRE])
+}
+
+fn window_share(row: &Row, m: &Measured, rtt: Duration, max_in_flight_bytes: u64) -> f64 {
+    let (bound, wire) = window_rates(row, m, rtt, max_in_flight_bytes);
+    wire / bound
 }
 
 fn window_line(check: &str, row: &Row, m: &Measured, rtt: Duration, max_in_flight_bytes: u64) {
-    let bound = max_in_flight_bytes as f64 / rtt.as_secs_f64() / 1e6;
-    // The window bounds the rate of data moving: measured between 10% and 90% of the
-    // records, neither the start-up (its own column) nor the last window's drain.
-    let wire = figures(m, &row.loaded)[STEADY_WIRE];
+    let (bound, wire) = window_rates(row, m, rtt, max_in_flight_bytes);
     println!(
         "  {check}{}: max_in_flight_bytes / RTT = {max_in_flight_bytes} B / {rtt:?} = {bound:.1} MB/s; achieved {wire:.1} MB/s steady wire = {:.0}% (target >= {:.0}% at {TARGET_RTT:?})",
         row.scenario(),
-        window_share(row, m, rtt, max_in_flight_bytes) * 100.0,
+        wire / bound * 100.0,
         WINDOW_SHARE * 100.0
     );
 }

@@ -43,7 +43,7 @@ pub struct ConfigKey {
     pub name: &'static str,
     pub kind: ConfigType,
     /// Default when neither topic nor broker sets it (broker-derived keys are filled in by
-    /// [`TopicConfigs::effective`]).
+    /// [`BrokerDefaults::effective`]).
     pub default: &'static str,
     /// Smallest allowed value for numbers.
     pub min: Option<i64>,

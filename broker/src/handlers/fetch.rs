@@ -9,7 +9,7 @@
 //! UNSUPPORTED_COMPRESSION_TYPE. A v12+ fetch with a `last_fetched_epoch` whose end on this
 //! leader lies before the fetch offset gets the diverging epoch instead of records
 //! (KIP-320, [`diverging_epoch`]). KIP-951 leader hints (v16+) are filled by
-//! [`fill_leader_hint`], which a caller that answers NOT_LEADER_OR_FOLLOWER or
+//! [`crate::cluster::hints::fetch`], which a caller that answers NOT_LEADER_OR_FOLLOWER or
 //! FENCED_LEADER_EPOCH uses; one node never does.
 
 use std::sync::Arc;

@@ -107,9 +107,13 @@ async fn read_step<L: ProgressLog>(
     {
         return Err(e);
     }
-    // A response whose batches cannot even be walked is read again.
-    let sliced = fetch::slice(&read.records, offset, &[])
-        .map_err(|e| incomplete(client, &format!("reading progress: {e}")))?;
+    // A batch that cannot even be walked (its length below the v2 header, a magic other
+    // than 2) is no partial answer, which the walk ends at without error: it is in the
+    // log, and reading it again would only repeat it. An operator decides, as for a CRC.
+    let sliced = fetch::slice(&read.records, offset, &[]).map_err(|e| ClientError::Refused {
+        cluster: client.name().to_string(),
+        what: format!("reading {PROGRESS_TOPIC} at offset {offset}: {e}"),
+    })?;
     match sliced.next_offset {
         Some(next) => Ok(Step::Batches(sliced.batches, next)),
         // An answer without error and without records while the high watermark is beyond
@@ -311,6 +315,24 @@ mod tests {
                 if what.contains("offset 0") && what.contains("Cyclic redundancy check")),
             "{e:?}"
         );
+    }
+
+    /// A batch that cannot be walked (here: magic 1) stops the load with an error naming
+    /// the topic and offset, as a CRC failure does, instead of being read again forever.
+    #[tokio::test]
+    async fn an_unwalkable_batch_is_refused_not_read_again() {
+        let log = Scripted::default();
+        *log.bounds.lock().unwrap() = VecDeque::from([Ok((0, 1))]);
+        let mut bad = stored(0, &[Entry::Position(sp(0), pos(5))]).to_vec();
+        bad[16] = 1; // the magic byte
+        *log.reads.lock().unwrap() = VecDeque::from([data(Bytes::from(bad), 1)]);
+        let e = read_all("f", &log, &client()).await.unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Refused { what, .. }
+                if what.contains(PROGRESS_TOPIC) && what.contains("offset 0") && what.contains("magic 1")),
+            "{e:?}"
+        );
+        assert_eq!(*log.asked.lock().unwrap(), [0]);
     }
 
     /// A fatal error (e.g. no permission) ends the load with that error, never as

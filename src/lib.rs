@@ -4,6 +4,7 @@
 //! the Kafka client on `kmirror-wire`; [`mirror`] runs flows; [`throttle`] holds flows to
 //! their rate limits.
 
+pub mod allocator;
 pub mod client;
 pub mod config;
 pub mod mirror;

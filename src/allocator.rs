@@ -12,14 +12,18 @@
 /// heap, whose freed memory is kept (below the trim threshold) for the next buffers.
 const MMAP_THRESHOLD_BYTES: u64 = 32 << 20;
 
+/// The freed memory the daemon keeps with `threads` worker threads and flows of
+/// `budgets_bytes` (their `max_in_flight_bytes`): their sum with one thread, `None` with
+/// more. Each thread that allocates much gets its own glibc arena, which would keep as much
+/// again (a two-thread runtime went over the memory bound with it).
+pub fn bytes_to_keep(threads: usize, budgets_bytes: impl IntoIterator<Item = u64>) -> Option<u64> {
+    (threads == 1).then(|| budgets_bytes.into_iter().fold(0, u64::saturating_add))
+}
+
 /// Keeps up to `budget_bytes` of freed memory for reuse, and serves allocations up to
-/// [`MMAP_THRESHOLD_BYTES`] from the heap. Only for one thread: each thread that allocates
-/// much gets its own glibc arena, which would keep as much again (a two-thread runtime
-/// went over the memory bound with it). Returns whether the allocator took the settings.
+/// [`MMAP_THRESHOLD_BYTES`] from the heap. Returns whether the allocator took the settings.
 pub fn keep_freed_memory(budget_bytes: u64) -> bool {
-    let trim = trim_threshold_bytes(budget_bytes);
-    set(libc_params::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-        && set(libc_params::M_TRIM_THRESHOLD, trim)
+    set_thresholds(MMAP_THRESHOLD_BYTES, trim_threshold_bytes(budget_bytes))
 }
 
 /// The trim threshold for a budget: the budget, at least the mmap threshold (the heap keeps
@@ -29,34 +33,33 @@ fn trim_threshold_bytes(budget_bytes: u64) -> u64 {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-mod libc_params {
-    pub use libc::{M_MMAP_THRESHOLD, M_TRIM_THRESHOLD};
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-mod libc_params {
-    pub const M_MMAP_THRESHOLD: i32 = 0;
-    pub const M_TRIM_THRESHOLD: i32 = 0;
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn set(param: i32, bytes: u64) -> bool {
-    let Ok(value) = i32::try_from(bytes) else {
-        return false;
+fn set_thresholds(mmap_bytes: u64, trim_bytes: u64) -> bool {
+    let set = |param, bytes: u64| {
+        i32::try_from(bytes).is_ok_and(|value| {
+            // SAFETY: mallopt only changes the allocator's tuning; a value it does not
+            // take is refused (0), never acted on.
+            unsafe { libc::mallopt(param, value) == 1 }
+        })
     };
-    // SAFETY: mallopt only changes the allocator's tuning; any value is accepted or refused.
-    unsafe { libc::mallopt(param, value) == 1 }
+    set(libc::M_MMAP_THRESHOLD, mmap_bytes) && set(libc::M_TRIM_THRESHOLD, trim_bytes)
 }
 
 /// Other C libraries have no such settings.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn set(_param: i32, _bytes: u64) -> bool {
+fn set_thresholds(_mmap_bytes: u64, _trim_bytes: u64) -> bool {
     false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_thread_keeps_its_flows_budgets_more_threads_nothing() {
+        assert_eq!(bytes_to_keep(1, [16 << 20, 8 << 20]), Some(24 << 20));
+        assert_eq!(bytes_to_keep(1, [u64::MAX, 1]), Some(u64::MAX));
+        assert_eq!(bytes_to_keep(2, [16 << 20]), None);
+    }
 
     #[test]
     fn the_trim_threshold_is_the_budget_within_what_glibc_takes() {

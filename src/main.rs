@@ -232,13 +232,10 @@ fn main() -> ExitCode {
         }
         Command::Status { .. } => unreachable!("answered before the topology is loaded"),
         Command::Run { drain_timeout, .. } => {
-            let kept_bytes = (threads == 1).then(|| {
-                topology
-                    .flows
-                    .iter()
-                    .map(|f| f.limits.max_in_flight_bytes)
-                    .fold(0u64, u64::saturating_add)
-            });
+            let kept_bytes = kmirror::allocator::bytes_to_keep(
+                threads,
+                topology.flows.iter().map(|f| f.limits.max_in_flight_bytes),
+            );
             let kept = kept_bytes.is_some_and(kmirror::allocator::keep_freed_memory);
             tracing::info!(threads, keeps_freed_memory = kept, "Starting.");
             runtime.block_on(run(topology, path, drain_timeout))

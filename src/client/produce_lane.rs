@@ -41,12 +41,12 @@ pub const PRODUCE_LANES: usize = 4;
 /// the broker, a response, a wake-up of each partition), so fewer, fuller requests save CPU:
 /// on 8 partitions of 16 KiB batches a request carries 8 batches instead of 4 on two lanes,
 /// and the daemon took 9-16% less CPU per GB at the same speed (two lanes had taken 19-21%
-/// less than [`PRODUCE_LANES`]; README, "Performance"). A near broker that answers produces late because acks=all
-/// waits on its followers loses nothing by it: Kafka reads a connection's next request
-/// only once the previous one is answered, so a round trip carries one batch per partition
-/// however the partitions are spread over connections. Through a distant link, requests
-/// overlap in flight on the link and the broker's validation of each connection's
-/// requests, one at a time, is what the lanes share out.
+/// less than [`PRODUCE_LANES`]; README, "Performance"). A near broker that answers
+/// produces late because acks=all waits on its followers loses nothing by it: Kafka reads
+/// a connection's next request only once the previous one is answered, so a round trip
+/// carries one batch per partition however the partitions are spread over connections.
+/// Through a distant link, requests overlap in flight on the link and the broker's
+/// validation of each connection's requests, one at a time, is what the lanes share out.
 pub const NEAR_PRODUCE_LANES: usize = 1;
 // A broker's lane count also tells whether it is near ([`ProduceLane::round_trip`]).
 const _: () = assert!(NEAR_PRODUCE_LANES != PRODUCE_LANES);

@@ -49,6 +49,15 @@ fn incomplete(client: &ClusterClient, what: &str) -> ClientError {
     }
 }
 
+/// What the daemon found unreadable in the log at `offset`: its own finding, not a broker's
+/// error code, and not retried (reading it again repeats it); an operator decides.
+fn unreadable(client: &ClusterClient, offset: i64, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Refused {
+        cluster: client.name().to_string(),
+        what: format!("reading {PROGRESS_TOPIC} at offset {offset}: {e}"),
+    }
+}
+
 /// Reads every record of the log, retrying whatever the classifier calls retriable.
 pub(super) async fn read_all<L: ProgressLog>(
     flow: &str,
@@ -70,10 +79,9 @@ pub(super) async fn read_all<L: ProgressLog>(
                 // A record the daemon cannot read is its own finding, not a broker's
                 // error code: an operator decides (a newer kmirror's format, or not ours).
                 for b in &batches {
-                    loaded.apply(flow, b).map_err(|e| ClientError::Refused {
-                        cluster: client.name().to_string(),
-                        what: format!("reading {PROGRESS_TOPIC} at offset {offset}: {e}"),
-                    })?;
+                    loaded
+                        .apply(flow, b)
+                        .map_err(|e| unreadable(client, offset, e))?;
                 }
                 offset = next;
             }
@@ -110,10 +118,8 @@ async fn read_step<L: ProgressLog>(
     // A batch that cannot even be walked (its length below the v2 header, a magic other
     // than 2) is no partial answer, which the walk ends at without error: it is in the
     // log, and reading it again would only repeat it. An operator decides, as for a CRC.
-    let sliced = fetch::slice(&read.records, offset, &[]).map_err(|e| ClientError::Refused {
-        cluster: client.name().to_string(),
-        what: format!("reading {PROGRESS_TOPIC} at offset {offset}: {e}"),
-    })?;
+    let sliced =
+        fetch::slice(&read.records, offset, &[]).map_err(|e| unreadable(client, offset, e))?;
     match sliced.next_offset {
         Some(next) => Ok(Step::Batches(sliced.batches, next)),
         // An answer without error and without records while the high watermark is beyond

@@ -6,7 +6,10 @@
 //! that was 10,000-70,000 page faults per GB mirrored, and on a virtual machine whose host
 //! takes back freed memory each fault can cost microseconds (benches/catchup: large
 //! batches' CPU followed the fault count, 0.32-0.71 CPU s per copy). Kept instead: memory
-//! up to the flows' `max_in_flight_bytes`, which bounds what the daemon holds anyway.
+//! up to the flows' `max_in_flight_bytes`, which bounds what the daemon holds anyway, and
+//! set again from the new flows at a reload (SIGHUP).
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// glibc's largest mmap threshold on 64-bit targets: allocations up to it come from the
 /// heap, whose freed memory is kept (below the trim threshold) for the next buffers.
@@ -20,10 +23,27 @@ pub fn bytes_to_keep(threads: usize, budgets_bytes: impl IntoIterator<Item = u64
     (threads == 1).then(|| budgets_bytes.into_iter().fold(0, u64::saturating_add))
 }
 
+/// Whether [`keep_freed_memory`] took effect, so that a reload sets the amount again.
+static KEEPING: AtomicBool = AtomicBool::new(false);
+
 /// Keeps up to `budget_bytes` of freed memory for reuse, and serves allocations up to
 /// [`MMAP_THRESHOLD_BYTES`] from the heap. Returns whether the allocator took the settings.
 pub fn keep_freed_memory(budget_bytes: u64) -> bool {
-    set_thresholds(MMAP_THRESHOLD_BYTES, trim_threshold_bytes(budget_bytes))
+    let kept = set_thresholds(MMAP_THRESHOLD_BYTES, trim_threshold_bytes(budget_bytes));
+    KEEPING.store(kept, Ordering::Relaxed);
+    kept
+}
+
+/// A reload changed the flows to ones of `budgets_bytes`: while freed memory is kept, the
+/// amount follows them (a lower budget must not keep the old, larger amount resident).
+/// Returns the new trim threshold, or `None` when nothing is kept (more threads, another C
+/// library).
+pub fn flows_changed(budgets_bytes: impl IntoIterator<Item = u64>) -> Option<u64> {
+    if !KEEPING.load(Ordering::Relaxed) {
+        return None;
+    }
+    let budget_bytes = budgets_bytes.into_iter().fold(0, u64::saturating_add);
+    keep_freed_memory(budget_bytes).then(|| trim_threshold_bytes(budget_bytes))
 }
 
 /// The trim threshold for a budget: the budget, at least the mmap threshold (the heap keeps
@@ -73,5 +93,15 @@ mod tests {
     #[test]
     fn glibc_takes_the_settings() {
         assert!(keep_freed_memory(64 << 20));
+    }
+
+    /// Once freed memory is kept, a reload's new budgets set the amount again (the old one
+    /// is not kept for a smaller topology); the test binary's allocator is the process's.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn a_reload_sets_the_amount_from_the_new_flows() {
+        assert!(keep_freed_memory(256 << 20));
+        assert_eq!(flows_changed([48 << 20, 16 << 20]), Some(64 << 20));
+        assert_eq!(flows_changed([1 << 20]), Some(MMAP_THRESHOLD_BYTES));
     }
 }

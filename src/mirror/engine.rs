@@ -181,12 +181,21 @@ impl Engine {
             self.start_flow(f, &topology);
         }
         self.topology = topology;
+        // The freed memory kept for reuse follows the new flows' budgets (0: none is kept).
+        let keeps_freed_bytes = crate::allocator::flows_changed(
+            self.topology
+                .flows
+                .iter()
+                .map(|f| f.limits.max_in_flight_bytes),
+        )
+        .unwrap_or(0);
         let list = |k| outcome.get(k).map(|v| v.join(",")).unwrap_or_default();
         tracing::info!(
             added = %list("added"),
             removed = %list("removed"),
             restarted = %list("restarted"),
             unchanged = %list("unchanged"),
+            keeps_freed_bytes,
             "Topology reloaded."
         );
         true

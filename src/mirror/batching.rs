@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kmirror_wire::batch::{BatchError, BatchView};
@@ -105,9 +105,11 @@ pub struct Batcher {
     waiting_bytes: usize,
     /// Parts of a batch split ahead of the target's refusal, to send before anything else.
     split_ready: VecDeque<Ready>,
-    /// The smallest batch the target refused as too large.
-    refused_bytes: Option<usize>,
+    /// The smallest batch the target refused as too large, and when.
+    refused: Option<(usize, Instant)>,
     batch_bytes: usize,
+    /// The flow's `batch_bytes`, restored when a refusal is forgotten.
+    configured_batch_bytes: usize,
     /// Records below this offset are never produced (the partition's start position).
     skip_below: i64,
 }
@@ -124,14 +126,21 @@ pub const TINY_BATCH_BYTES: usize = 4 << 10;
 /// as they are.
 pub const MERGE_ROUND_TRIP: Duration = Duration::from_millis(3);
 
+/// A refusal as too large is forgotten after this, so that a limit the operator raised on
+/// the target topic is used without a restart: the next batch of that size is sent whole
+/// again, and split again if the target still refuses it (one wasted round trip per
+/// partition per period, as path MTU discovery probes again after 10 minutes, RFC 1191).
+pub const FORGET_REFUSAL_AFTER: Duration = Duration::from_secs(600);
+
 impl Batcher {
     pub fn new(batch_bytes: usize, skip_below: i64) -> Self {
         Self {
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             split_ready: VecDeque::new(),
-            refused_bytes: None,
+            refused: None,
             batch_bytes: batch_bytes.max(1),
+            configured_batch_bytes: batch_bytes.max(1),
             skip_below,
         }
     }
@@ -140,18 +149,36 @@ impl Batcher {
         self.waiting.is_empty() && self.split_ready.is_empty()
     }
 
-    /// The smallest batch the target refused as too large, if any.
+    /// The smallest batch the target refused as too large within
+    /// [`FORGET_REFUSAL_AFTER`], if any.
     pub fn refused_bytes(&self) -> Option<usize> {
-        self.refused_bytes
+        self.refused.map(|(bytes, _)| bytes)
     }
 
     /// The target refused a batch of `bytes` as too large: from now on small batches are
     /// merged up to half that, and a source batch of that size or more is split into parts
-    /// of about half that before it is sent, instead of being refused first.
+    /// of about half that before it is sent, instead of being refused first; until
+    /// [`FORGET_REFUSAL_AFTER`] passes without another refusal.
     pub fn target_refused(&mut self, bytes: usize) {
-        let bytes = self.refused_bytes.map_or(bytes, |r| r.min(bytes)).max(2);
-        self.refused_bytes = Some(bytes);
+        self.target_refused_at(bytes, Instant::now());
+    }
+
+    fn target_refused_at(&mut self, bytes: usize, at: Instant) {
+        let bytes = self.refused_bytes().map_or(bytes, |r| r.min(bytes)).max(2);
+        self.refused = Some((bytes, at));
         self.batch_bytes = self.batch_bytes.min(bytes / 2);
+    }
+
+    /// Forgets a refusal older than [`FORGET_REFUSAL_AFTER`]: batches go at the flow's
+    /// `batch_bytes` again, and whole.
+    fn forget_old_refusal(&mut self) {
+        if self
+            .refused
+            .is_some_and(|(_, at)| at.elapsed() >= FORGET_REFUSAL_AFTER)
+        {
+            self.refused = None;
+            self.batch_bytes = self.configured_batch_bytes;
+        }
     }
 
     /// Bytes of batches waiting.
@@ -202,6 +229,7 @@ impl Batcher {
         if let Some(part) = self.split_ready.pop_front() {
             return Ok(Next::Ready(part));
         }
+        self.forget_old_refusal();
         let Some(first) = self.waiting.pop_front() else {
             return Ok(Next::Empty);
         };
@@ -270,7 +298,7 @@ impl Batcher {
         let mut parts = 1;
         if let (1, Some(records)) = (run.len(), forward_records) {
             let len = run[0].data.len();
-            if let Some(refused) = self.refused_bytes.filter(|&r| len >= r && records > 1) {
+            if let Some(refused) = self.refused_bytes().filter(|&r| len >= r && records > 1) {
                 parts = len.div_ceil((refused / 2).max(1));
             }
         }

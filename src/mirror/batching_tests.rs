@@ -101,6 +101,37 @@ fn a_batch_as_large_as_one_the_target_refused_is_split_before_it_is_sent() {
     assert_eq!(next, 100);
 }
 
+/// A refusal older than FORGET_REFUSAL_AFTER no longer splits or caps anything, so a limit
+/// raised on the target topic is used without a restart; a recent one still does.
+#[test]
+fn a_refusal_is_forgotten_after_a_while() {
+    let first = batch(0, 100, 1_000);
+    let small: Vec<Bytes> = (0..10).map(|i| batch(100 + i * 3, 3, 50)).collect();
+    let refused_bytes = first.len() / 2;
+    let long_ago = Instant::now()
+        .checked_sub(FORGET_REFUSAL_AFTER)
+        .expect("the clock runs longer than that");
+    for (refused_at, forgotten) in [(Instant::now(), false), (long_ago, true)] {
+        let mut q = Batcher::new(1 << 20, 0);
+        q.push(chunk(std::slice::from_ref(&first), 100)).unwrap();
+        q.push(chunk(&small, 130)).unwrap();
+        q.target_refused_at(refused_bytes, refused_at);
+        let mut sent = Vec::new();
+        while let Some(r) = q.next_batch(true).unwrap() {
+            sent.push((r.records, r.data.len()));
+        }
+        assert_eq!(q.refused_bytes().is_none(), forgotten);
+        if forgotten {
+            // All 130 records in one batch, as the flow's batch_bytes allows.
+            assert_eq!(sent.len(), 1, "{sent:?}");
+            assert_eq!(sent[0].0, 130);
+        } else {
+            assert!(sent.len() >= 3, "{sent:?}");
+            assert!(sent.iter().all(|(_, len)| *len < refused_bytes), "{sent:?}");
+        }
+    }
+}
+
 #[test]
 fn a_capped_batcher_merges_no_more_than_its_cap() {
     let small: Vec<Bytes> = (0..40).map(|i| batch(i * 3, 3, 50)).collect();

@@ -140,7 +140,7 @@ impl Pipeline {
             i += n;
         }
         if self.splits == 0 {
-            tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset, bytes, records, parts = parts_sent, target_limit = limit_name, "The target refused a batch as too large (it is over the target topic's {limit_name}); sending it as two or more; from now on batches of its size or more are split before they are sent, and small ones merged only up to half its size. Later splits of this partition are logged at DEBUG.");
+            tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset, bytes, records, parts = parts_sent, target_limit = limit_name, "The target refused a batch as too large (it is over the target topic's {limit_name}); sending it as two or more; for the next 10 minutes batches of its size or more are split before they are sent, and small ones merged only up to half its size; then one is tried whole again. Later splits of this partition are logged at DEBUG.");
         } else {
             tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset, bytes, records, parts = parts_sent, splits = self.splits, "Split another batch the target refused as too large.");
         }

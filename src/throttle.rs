@@ -63,6 +63,11 @@ impl Throttle {
         }
     }
 
+    /// Whether a rate is set, so that [`Self::acquire`] may wait.
+    pub fn is_limited(&self) -> bool {
+        self.bytes.is_some() || self.records.is_some()
+    }
+
     /// Waits until `bytes` and `records` may pass.
     pub async fn acquire(&self, bytes: u64, records: u64) {
         if let Some(b) = &self.bytes {
@@ -82,9 +87,11 @@ mod tests {
     #[tokio::test]
     async fn unlimited_never_waits_and_large_requests_are_split_not_refused() {
         let t = Throttle::new(None, None);
+        assert!(!t.is_limited());
         t.acquire(u64::MAX, u64::MAX).await;
         // 3 MiB at 20 MiB/s with a 2 MiB burst: split in parts, and it completes.
         let t = Throttle::new(Some(20 << 20), None);
+        assert!(t.is_limited());
         let start = Instant::now();
         t.acquire(3 << 20, 1).await;
         assert!(

@@ -31,31 +31,36 @@ impl Default for BackoffConfig {
 pub struct Backoff {
     config: BackoffConfig,
     ceiling: Duration,
-    started: Instant,
+    /// When the sequence started, kept only with a deadline: a retry loop is set up for
+    /// every batch sent, and reading the clock for nothing there showed in profiles.
+    started: Option<Instant>,
+    /// The jitter's state, seeded at the first wait (0 until then).
     rng: u64,
 }
 
 impl Backoff {
     pub fn new(config: BackoffConfig) -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9_7F4A_7C15)
-            | 1;
         Self {
             config,
             ceiling: config.initial,
-            started: Instant::now(),
-            rng: seed,
+            started: config.deadline.map(|_| Instant::now()),
+            rng: 0,
         }
     }
 
     /// The next wait, or `None` once the deadline has passed.
     pub fn next_delay(&mut self) -> Option<Duration> {
-        if let Some(deadline) = self.config.deadline {
-            if self.started.elapsed() >= deadline {
+        if let (Some(deadline), Some(started)) = (self.config.deadline, self.started) {
+            if started.elapsed() >= deadline {
                 return None;
             }
+        }
+        if self.rng == 0 {
+            self.rng = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x9E37_79B9_7F4A_7C15)
+                | 1;
         }
         // xorshift64: jitter needs spread, not cryptographic quality.
         self.rng ^= self.rng << 13;
@@ -73,7 +78,9 @@ impl Backoff {
     /// Starts over after a success.
     pub fn reset(&mut self) {
         self.ceiling = self.config.initial;
-        self.started = Instant::now();
+        if self.started.is_some() {
+            self.started = Some(Instant::now());
+        }
     }
 }
 

@@ -357,7 +357,7 @@ async fn serve_frames<R, W>(
     );
     // Responses go to a writer task so the next request is read while one is written.
     let (tx, rx) = mpsc::channel::<Bytes>(8);
-    let writer = tokio::spawn(kmirror_wire::frame::write_frames(write, rx));
+    let writer = tokio::spawn(kmirror_wire::frame_writer::write_frames(write, rx));
     loop {
         let frame = tokio::select! {
             biased;

@@ -10,11 +10,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::buf::ByteBufMut;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::codec::LengthDelimitedCodec;
 
-use crate::parts::{Frame, FrameParts, SharingBuf};
+use crate::parts::{Frame, SharingBuf};
 
 /// Kafka's `socket.request.max.bytes` default: 100 MiB.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 100 * 1024 * 1024;
@@ -44,40 +42,6 @@ pub fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
         .length_field_length(4)
         .max_frame_length(max_frame_bytes)
         .new_codec()
-}
-
-/// Writes every frame received on `rx` to `write`, each behind its 4-byte length, and
-/// flushes once the queue is empty. Small parts are coalesced in a buffer; large ones go
-/// to the socket without being copied. Each frame (and whatever it carries, such as a
-/// memory permit) is dropped once written.
-pub async fn write_frames<W: AsyncWrite + Unpin, F: FrameParts>(
-    write: W,
-    mut rx: mpsc::Receiver<F>,
-) -> std::io::Result<()> {
-    let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, write);
-    while let Some(frame) = rx.recv().await {
-        write_one(&mut out, frame.parts()).await?;
-        drop(frame);
-        while let Ok(next) = rx.try_recv() {
-            write_one(&mut out, next.parts()).await?;
-        }
-        out.flush().await?;
-    }
-    Ok(())
-}
-
-async fn write_one<W: AsyncWrite + Unpin>(
-    out: &mut tokio::io::BufWriter<W>,
-    parts: &[Bytes],
-) -> std::io::Result<()> {
-    let len: usize = parts.iter().map(Bytes::len).sum();
-    let len = u32::try_from(len)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame over 4 GiB"))?;
-    out.write_all(&len.to_be_bytes()).await?;
-    for p in parts {
-        out.write_all(p).await?;
-    }
-    Ok(())
 }
 
 /// The first fields of a request frame, read without decoding the header or body.
@@ -282,41 +246,6 @@ mod tests {
         assert!(frame.is_empty());
         let mut frame = encode_request(8, 3, &id, &ApiVersionsRequest::default()).unwrap();
         assert_eq!(decode_request_header(&mut frame).unwrap().correlation_id, 8);
-    }
-
-    #[tokio::test]
-    async fn frames_of_many_parts_arrive_whole_through_a_narrow_pipe() {
-        use futures::StreamExt;
-        // A 7-byte pipe: every write is cut short, mostly inside a part.
-        let (w, r) = tokio::io::duplex(7);
-        let (tx, rx) = mpsc::channel::<Frame>(4);
-        let writer = tokio::spawn(write_frames(w, rx));
-        let big = Bytes::from((0..5000u32).map(|i| i as u8).collect::<Vec<_>>());
-        let frames: Vec<Frame> = vec![
-            vec![
-                Bytes::from_static(b"head"),
-                big.clone(),
-                Bytes::from_static(b"tail"),
-            ]
-            .into(),
-            Bytes::new().into(),
-            vec![big.slice(10..20), Bytes::new(), big.slice(4000..)].into(),
-            Bytes::from_static(b"x").into(),
-        ];
-        let expected: Vec<Bytes> = frames.iter().map(Frame::to_bytes).collect();
-        let sender = tokio::spawn(async move {
-            for f in frames {
-                tx.send(f).await.unwrap();
-            }
-        });
-        let mut read = tokio_util::codec::FramedRead::new(r, codec(1 << 20));
-        for want in &expected {
-            let got = read.next().await.unwrap().unwrap();
-            assert_eq!(&got[..], &want[..]);
-        }
-        sender.await.unwrap();
-        writer.await.unwrap().unwrap();
-        assert!(read.next().await.is_none(), "nothing after the last frame");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod crc_shift;
 pub mod errors;
 pub mod frame;
 pub mod frame_reader;
+pub mod frame_writer;
 pub mod messenger;
 pub mod parts;
 pub mod rebuild;

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::frame::{self, FrameError};
 use crate::frame_reader::FrameReader;
+use crate::frame_writer;
 use crate::parts::Frame;
 use crate::versions::{BrokerVersions, NoCommonVersion};
 
@@ -523,7 +524,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     rx: mpsc::Receiver<Frame>,
     shared: Arc<Shared>,
 ) {
-    if let Err(e) = frame::write_frames(write, rx).await {
+    if let Err(e) = frame_writer::write_frames(write, rx).await {
         shared.poison(&format!("write failed: {e}"));
     }
 }

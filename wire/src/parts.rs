@@ -5,12 +5,7 @@
 //! encoded by the crate as usual, but when it writes a slice that lies inside one of the
 //! `Bytes` the caller named as shared, the buffer keeps a reference to those bytes instead
 //! of copying them. The result is a [`Frame`]: encoded pieces and shared payloads, in
-//! order. [`crate::frame::write_frames`] gathers small parts in its buffer and writes
-//! large ones (64 KiB and up) straight to the socket. (One `writev` per round of frames
-//! was tried instead: small batches then mirrored at a third of the speed. Tried again
-//! with the pieces between batches gathered and batches of 4 KiB and up referenced: the
-//! same speed and CPU, as the copy the buffer saves reappears in the kernel, which then
-//! reads the batches from memory instead of from cache. So the buffer stays.)
+//! order, written by [`crate::frame_writer`] without copying the shared payloads again.
 
 use std::ops::Range;
 
@@ -70,7 +65,7 @@ impl From<Bytes> for Frame {
     }
 }
 
-/// What [`crate::frame::write_frames`] writes: a frame as its parts.
+/// What [`crate::frame_writer::write_frames`] writes: a frame as its parts.
 pub trait FrameParts {
     fn parts(&self) -> &[Bytes];
 }

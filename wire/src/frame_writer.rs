@@ -5,7 +5,8 @@
 //! record batches it references. Where the stream takes vectored writes (plain TCP, TLS),
 //! a round is one `writev` per `MAX_IOV` entries: pieces under `GATHER_FROM_BYTES`
 //! gathered into one buffer, larger parts in place, so a batch is copied once, by the
-//! kernel. Other streams go through a 64 KiB buffer.
+//! kernel. A round ends at 64 frames or 64 KiB copied, so the buffer stays small. Other
+//! streams go through a 64 KiB buffer.
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -14,9 +15,9 @@ use tokio::sync::mpsc;
 use crate::parts::FrameParts;
 
 /// Writes every frame received on `rx` to `write`, each behind its 4-byte length, and
-/// flushes once the queue is empty. Each frame (and whatever it carries, such as a memory
-/// permit) is dropped once written. Where the stream takes vectored writes, frames queued
-/// together go out in one gather: small pieces copied into one buffer, parts of
+/// flushes once the queue is empty. Each frame (and whatever it carries) is dropped once
+/// the round it went out in is written. Where the stream takes vectored writes, frames
+/// queued together go out in one gather: small pieces copied into one buffer, parts of
 /// `GATHER_FROM_BYTES` and up referenced in place; otherwise through a 64 KiB buffer.
 pub async fn write_frames<W: AsyncWrite + Unpin, F: FrameParts>(
     write: W,
@@ -35,6 +36,12 @@ const GATHER_FROM_BYTES: usize = 4096;
 const MAX_IOV: usize = 256;
 /// Frames gathered into one round of writes.
 const MAX_FRAMES_PER_ROUND: usize = 64;
+/// A round takes no more frames once it has copied this much.
+const MAX_COPIED_PER_ROUND_BYTES: usize = 64 << 10;
+/// What the gather buffer and its list of parts keep between rounds; a larger round (a
+/// frame of many small parts) gives back the rest once written.
+const KEEP_COPY_BYTES: usize = 2 * MAX_COPIED_PER_ROUND_BYTES;
+const KEEP_SLICES: usize = 4 * MAX_IOV;
 
 async fn write_gathered<W: AsyncWrite + Unpin, F: FrameParts>(
     mut write: W,
@@ -43,38 +50,47 @@ async fn write_gathered<W: AsyncWrite + Unpin, F: FrameParts>(
     let mut held: Vec<F> = Vec::new();
     let mut slices: Vec<Bytes> = Vec::new();
     let mut small = BytesMut::new();
-    while let Some(frame) = rx.recv().await {
-        held.push(frame);
-        loop {
-            while held.len() < MAX_FRAMES_PER_ROUND {
-                match rx.try_recv() {
-                    Ok(f) => held.push(f),
-                    Err(_) => break,
-                }
-            }
-            for f in &held {
-                gather(f.parts(), &mut small, &mut slices)?;
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        let mut copied = 0;
+        while let Some(frame) = next.take() {
+            copied += gather(frame.parts(), &mut small, &mut slices)?;
+            held.push(frame);
+            next = rx.try_recv().ok();
+            if next.is_some()
+                && held.len() < MAX_FRAMES_PER_ROUND
+                && copied < MAX_COPIED_PER_ROUND_BYTES
+            {
+                continue;
             }
             if !small.is_empty() {
                 slices.push(small.split().freeze());
             }
             write_all_slices(&mut write, &mut slices).await?;
             held.clear();
-            match rx.try_recv() {
-                Ok(f) => held.push(f),
-                Err(_) => break,
+            copied = 0;
+            if small.capacity() > KEEP_COPY_BYTES {
+                small = BytesMut::new();
             }
+            slices.shrink_to(KEEP_SLICES);
         }
         write.flush().await?;
     }
     Ok(())
 }
 
-fn gather(parts: &[Bytes], small: &mut BytesMut, slices: &mut Vec<Bytes>) -> std::io::Result<()> {
+/// Adds one frame to the round; returns the bytes it copied.
+fn gather(
+    parts: &[Bytes],
+    small: &mut BytesMut,
+    slices: &mut Vec<Bytes>,
+) -> std::io::Result<usize> {
+    let mut copied = 4;
     small.extend_from_slice(&frame_len(parts)?.to_be_bytes());
     for p in parts {
         if p.len() < GATHER_FROM_BYTES {
             small.extend_from_slice(p);
+            copied += p.len();
         } else {
             if !small.is_empty() {
                 slices.push(small.split().freeze());
@@ -82,7 +98,7 @@ fn gather(parts: &[Bytes], small: &mut BytesMut, slices: &mut Vec<Bytes>) -> std
             slices.push(p.clone());
         }
     }
-    Ok(())
+    Ok(copied)
 }
 
 /// Writes `slices` whole, `MAX_IOV` at a time, and empties it.
@@ -199,10 +215,44 @@ mod tests {
     /// it was given.
     struct NarrowGather {
         limit: usize,
+        /// What `is_write_vectored` says.
+        vectored: bool,
         out: Vec<u8>,
         /// Addresses of the I/O vector entries seen.
         seen: Vec<usize>,
         calls: usize,
+    }
+
+    impl NarrowGather {
+        fn new(limit: usize, vectored: bool) -> Self {
+            Self {
+                limit,
+                vectored,
+                out: Vec::new(),
+                seen: Vec::new(),
+                calls: 0,
+            }
+        }
+    }
+
+    /// Each frame behind its length, as the reader expects them.
+    fn expected_bytes(frames: &[Frame]) -> Vec<u8> {
+        let mut expected = Vec::new();
+        for f in frames {
+            expected.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            expected.extend_from_slice(&f.to_bytes());
+        }
+        expected
+    }
+
+    /// Runs the writer over `frames`, all queued before it starts.
+    async fn write_queued(frames: &[Frame], w: &mut NarrowGather) {
+        let (tx, rx) = mpsc::channel::<Frame>(frames.len());
+        for f in frames {
+            tx.try_send(f.clone()).unwrap();
+        }
+        drop(tx);
+        write_frames(w, rx).await.unwrap();
     }
 
     impl AsyncWrite for NarrowGather {
@@ -236,7 +286,7 @@ mod tests {
         }
 
         fn is_write_vectored(&self) -> bool {
-            true
+            self.vectored
         }
 
         fn poll_flush(
@@ -269,24 +319,10 @@ mod tests {
             })
             .collect();
         frames.push(Bytes::new().into());
-        let mut expected = Vec::new();
-        for f in &frames {
-            expected.extend_from_slice(&(f.len() as u32).to_be_bytes());
-            expected.extend_from_slice(&f.to_bytes());
-        }
+        let expected = expected_bytes(&frames);
         for limit in [7, 4999, 5001, 1 << 20] {
-            let (tx, rx) = mpsc::channel::<Frame>(frames.len());
-            for f in &frames {
-                tx.try_send(f.clone()).unwrap();
-            }
-            drop(tx);
-            let mut w = NarrowGather {
-                limit,
-                out: Vec::new(),
-                seen: Vec::new(),
-                calls: 0,
-            };
-            write_frames(&mut w, rx).await.unwrap();
+            let mut w = NarrowGather::new(limit, true);
+            write_queued(&frames, &mut w).await;
             assert!(w.out == expected, "limit {limit}: bytes differ");
             assert!(
                 w.seen.contains(&(big.as_ptr() as usize)),
@@ -305,5 +341,40 @@ mod tests {
                 assert_eq!(w.calls, rounds);
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_vectored_writes_gets_every_byte_through_the_buffer() {
+        let big = Bytes::from((0..70_000u32).map(|i| i as u8).collect::<Vec<_>>());
+        let frames: Vec<Frame> = (0..20)
+            .map(|i| {
+                vec![
+                    Bytes::from(vec![i as u8; i]),
+                    big.slice(..5000 + i),
+                    big.clone(),
+                ]
+                .into()
+            })
+            .collect();
+        let expected = expected_bytes(&frames);
+        for limit in [7, 65_536, 1 << 20] {
+            let mut w = NarrowGather::new(limit, false);
+            write_queued(&frames, &mut w).await;
+            assert!(w.out == expected, "limit {limit}: bytes differ");
+            // The 70,000-byte part, over the buffer's 64 KiB, reaches the stream in place.
+            assert!(w.seen.contains(&(big.as_ptr() as usize)), "limit {limit}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_round_copies_at_most_64_kib_of_small_parts() {
+        // 10 frames of 100 parts of 1 KiB: each copies 100 KiB, so each is its own round
+        // (one call each with room for all), rather than one round of 1 MB.
+        let piece = Bytes::from(vec![7u8; 1024]);
+        let frames: Vec<Frame> = (0..10).map(|_| vec![piece.clone(); 100].into()).collect();
+        let mut w = NarrowGather::new(1 << 30, true);
+        write_queued(&frames, &mut w).await;
+        assert!(w.out == expected_bytes(&frames), "bytes differ");
+        assert_eq!(w.calls, 10);
     }
 }

@@ -129,9 +129,6 @@ async fn write_all_slices<W: AsyncWrite + Unpin>(
                 written = 0;
             }
         }
-        while first < slices.len() && slices[first].is_empty() {
-            first += 1;
-        }
     }
     slices.clear();
     Ok(())
@@ -211,8 +208,7 @@ mod tests {
         assert!(read.next().await.is_none(), "nothing after the last frame");
     }
 
-    /// A stream taking vectored writes, at most `limit` bytes per call, that records what
-    /// it was given.
+    /// A stream taking at most `limit` bytes per call, that records what it was given.
     struct NarrowGather {
         limit: usize,
         /// What `is_write_vectored` says.
@@ -221,6 +217,8 @@ mod tests {
         /// Addresses of the I/O vector entries seen.
         seen: Vec<usize>,
         calls: usize,
+        /// Whether a flush came after the last write (a TLS stream sends nothing without).
+        flushed: bool,
     }
 
     impl NarrowGather {
@@ -231,6 +229,7 @@ mod tests {
                 out: Vec::new(),
                 seen: Vec::new(),
                 calls: 0,
+                flushed: false,
             }
         }
     }
@@ -272,6 +271,7 @@ mod tests {
             assert!(bufs.len() <= MAX_IOV, "{} entries", bufs.len());
             let me = &mut *self;
             me.calls += 1;
+            me.flushed = false;
             let mut taken = 0;
             for b in bufs {
                 me.seen.push(b.as_ptr() as usize);
@@ -290,9 +290,10 @@ mod tests {
         }
 
         fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
+            mut self: std::pin::Pin<&mut Self>,
             _: &mut std::task::Context<'_>,
         ) -> std::task::Poll<std::io::Result<()>> {
+            self.flushed = true;
             std::task::Poll::Ready(Ok(()))
         }
 
@@ -324,6 +325,7 @@ mod tests {
             let mut w = NarrowGather::new(limit, true);
             write_queued(&frames, &mut w).await;
             assert!(w.out == expected, "limit {limit}: bytes differ");
+            assert!(w.flushed, "limit {limit}: not flushed after the last write");
             assert!(
                 w.seen.contains(&(big.as_ptr() as usize)),
                 "limit {limit}: the large part was copied"
@@ -346,11 +348,12 @@ mod tests {
     #[tokio::test]
     async fn a_stream_without_vectored_writes_gets_every_byte_through_the_buffer() {
         let big = Bytes::from((0..70_000u32).map(|i| i as u8).collect::<Vec<_>>());
+        let mid = Bytes::from((0..6000u32).map(|i| (i / 3) as u8).collect::<Vec<_>>());
         let frames: Vec<Frame> = (0..20)
             .map(|i| {
                 vec![
                     Bytes::from(vec![i as u8; i]),
-                    big.slice(..5000 + i),
+                    mid.slice(..5000 + i),
                     big.clone(),
                 ]
                 .into()
@@ -361,8 +364,14 @@ mod tests {
             let mut w = NarrowGather::new(limit, false);
             write_queued(&frames, &mut w).await;
             assert!(w.out == expected, "limit {limit}: bytes differ");
-            // The 70,000-byte part, over the buffer's 64 KiB, reaches the stream in place.
+            assert!(w.flushed, "limit {limit}: not flushed after the last write");
+            // The 70,000-byte part, over the buffer's 64 KiB, reaches the stream in place;
+            // the 5,000-byte ones, which a gather would reference, are copied.
             assert!(w.seen.contains(&(big.as_ptr() as usize)), "limit {limit}");
+            assert!(
+                !w.seen.contains(&(mid.as_ptr() as usize)),
+                "limit {limit}: a part under 64 KiB was not buffered"
+            );
         }
     }
 

@@ -31,6 +31,12 @@ use crate::frame_writer;
 use crate::parts::Frame;
 use crate::versions::{BrokerVersions, NoCommonVersion};
 
+mod config;
+mod pending;
+
+pub use config::{MessengerConfig, SaslCredentials};
+pub use pending::Pending;
+
 /// Errors of a single request on a connection.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RequestError {
@@ -56,62 +62,6 @@ impl From<FrameError> for RequestError {
 impl From<NoCommonVersion> for RequestError {
     fn from(e: NoCommonVersion) -> Self {
         Self::Version(Arc::new(e))
-    }
-}
-
-/// Settings for a connection.
-#[derive(Debug, Clone)]
-pub struct MessengerConfig {
-    pub client_id: String,
-    pub request_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub max_frame_bytes: usize,
-    /// Bound on frames queued for the writer.
-    pub write_queue_frames: usize,
-    /// Speak TLS on the connection (the SSL security protocol); `None`: plaintext.
-    /// `Some(Err(why))`: TLS was asked for but its settings cannot be used, so every
-    /// connect fails with `why` (never falls back to plaintext).
-    pub tls: Option<Result<crate::tls::ClientTls, String>>,
-    /// Authenticate with SASL after ApiVersions (KIP-152); `None`: no SASL.
-    pub sasl: Option<SaslCredentials>,
-}
-
-/// SASL credentials; `Debug` never shows the password.
-#[derive(Clone)]
-pub struct SaslCredentials {
-    /// PLAIN when `None`, else SCRAM with this hash.
-    pub scram: Option<crate::scram::Mechanism>,
-    pub username: String,
-    pub password: String,
-}
-
-impl SaslCredentials {
-    fn mechanism(&self) -> &'static str {
-        self.scram.map_or("PLAIN", |m| m.name())
-    }
-}
-
-impl std::fmt::Debug for SaslCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SaslCredentials")
-            .field("mechanism", &self.mechanism())
-            .field("username", &self.username)
-            .field("password", &"***")
-            .finish()
-    }
-}
-
-impl Default for MessengerConfig {
-    fn default() -> Self {
-        Self {
-            client_id: "kmirror".into(),
-            request_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-            max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
-            write_queue_frames: 16,
-            tls: None,
-            sasl: None,
-        }
     }
 }
 
@@ -445,77 +395,6 @@ impl Messenger {
                 .unwrap_or_else(|| Arc::from("writer stopped"));
             RequestError::Poisoned { reason }
         })
-    }
-}
-
-/// A request on the wire whose response has not been read yet. Dropping it forgets the
-/// request; its response, when it comes, is discarded.
-pub struct Pending<R: Request> {
-    shared: Arc<Shared>,
-    correlation_id: i32,
-    version: i16,
-    timeout: Duration,
-    rx: oneshot::Receiver<Bytes>,
-    _request: std::marker::PhantomData<fn() -> R>,
-}
-
-impl<R: Request> std::fmt::Debug for Pending<R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("correlation_id", &self.correlation_id)
-            .finish()
-    }
-}
-
-impl<R: Request> Pending<R> {
-    /// Waits at least `timeout` for the response, e.g. for a JoinGroup, which the
-    /// coordinator answers only once the rebalance completes.
-    pub fn waiting_at_least(mut self, timeout: std::time::Duration) -> Self {
-        self.timeout = self.timeout.max(timeout);
-        self
-    }
-
-    /// Waits for the response (up to the request timeout) and decodes it.
-    pub async fn wait(mut self) -> Result<R::Response, RequestError> {
-        let rx = &mut self.rx;
-        let mut resp = match tokio::time::timeout(self.timeout, rx).await {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(_)) => {
-                let reason = self
-                    .shared
-                    .poisoned()
-                    .unwrap_or_else(|| Arc::from("closed"));
-                return Err(RequestError::Poisoned { reason });
-            }
-            Err(_) => {
-                return Err(RequestError::Timeout {
-                    api_key: R::KEY,
-                    timeout_ms: self.timeout.as_millis() as u64,
-                })
-            }
-        };
-        let header = frame::decode_response_header::<R::Response>(&mut resp, self.version)?;
-        if header.correlation_id != self.correlation_id {
-            return Err(RequestError::Correlation {
-                expected: self.correlation_id,
-                got: header.correlation_id,
-            });
-        }
-        Ok(frame::decode_body(
-            &mut resp,
-            self.version,
-            "response body",
-        )?)
-    }
-}
-
-impl<R: Request> Drop for Pending<R> {
-    fn drop(&mut self) {
-        if let Ok(mut st) = self.shared.state.lock() {
-            if let State::Open(map) = &mut *st {
-                map.remove(&self.correlation_id);
-            }
-        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod list_offsets;
 pub mod membership;
 pub mod metadata;
 pub mod produce;
+mod produce_combiner;
 pub mod produce_lane;
 
 use std::future::Future;

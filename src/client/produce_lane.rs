@@ -20,15 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kmirror_wire::messenger::{Messenger, RequestError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::produce::{
-    partition_outcome, request, request_version, ProduceOutcome, ProduceTarget, PRODUCE_TIMEOUT_MS,
-};
-use super::throttle_wait;
+use super::produce::{ProduceOutcome, ProduceTarget};
+use super::produce_combiner::{combine, Submission};
 
 /// Connections per target broker that produces are spread over: Kafka handles one request
 /// at a time per connection, so partitions on different lanes are written concurrently.
@@ -71,14 +68,6 @@ const QUEUE_BATCHES: usize = 256;
 /// The answer for one partition: its outcome, `None` if the response left it out.
 pub type Answer = Result<Option<ProduceOutcome>, RequestError>;
 
-/// One partition's batch, handed to a lane.
-struct Submission {
-    target: ProduceTarget,
-    records: Bytes,
-    /// Told once the request holding the batch is on the connection, or could not be.
-    queued: oneshot::Sender<Result<oneshot::Receiver<Answer>, RequestError>>,
-}
-
 /// Round trips of requests sent on an idle lane that the estimate takes the least of.
 const IDLE_SAMPLES: usize = 8;
 
@@ -96,7 +85,7 @@ const FLOOR_SAMPLES: usize = 64;
 /// A request carrying large or merged batches spends longer in the broker (it validates
 /// every byte); counted, it would make a near target look distant, and the merging it
 /// then triggers would keep it looking so.
-const SAMPLED_BATCH_BYTES: usize = 64 << 10;
+pub(super) const SAMPLED_BATCH_BYTES: usize = 64 << 10;
 
 /// The least of the last few samples of a duration, once there are enough of them.
 #[derive(Debug)]
@@ -174,7 +163,7 @@ impl LaneStats {
     /// however busy the lane is; when every such wait is long, the broker holds requests
     /// back (acks=all waiting on its followers), which the idle round trips alone miss
     /// while the broker is never idle, as in a catch-up.
-    fn answered(&self, sent_at: Instant, sampled: bool) {
+    pub(super) fn answered(&self, sent_at: Instant, sampled: bool) {
         let now = Instant::now();
         let since = {
             let mut last = self.last_answer.lock().expect("last answer lock");
@@ -186,6 +175,11 @@ impl LaneStats {
             self.answer_waits
                 .record(now.saturating_duration_since(since));
         }
+    }
+
+    /// Notes the round trip of a request sent while no other was in flight to the broker.
+    pub(super) fn idle_round_trip(&self, round_trip: Duration) {
+        self.idle_round_trips.record(round_trip);
     }
 }
 
@@ -385,174 +379,6 @@ impl Lanes {
         };
         lanes.insert((node_id, lane), l.clone());
         l
-    }
-}
-
-/// The combiner: gathers waiting batches into requests, in the order they came.
-async fn combine(
-    m: Arc<Messenger>,
-    node_id: i32,
-    throttles: Arc<Mutex<HashMap<i32, Instant>>>,
-    (stats, broker_in_flight): (Arc<LaneStats>, Arc<AtomicUsize>),
-    mut rx: mpsc::Receiver<Submission>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_REQUESTS_IN_FLIGHT));
-    let mut waiting: VecDeque<Submission> = VecDeque::new();
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        if waiting.is_empty() {
-            match rx.recv().await {
-                Some(s) => waiting.push_back(s),
-                None => return,
-            }
-        }
-        while let Ok(s) = rx.try_recv() {
-            waiting.push_back(s);
-        }
-        let throttled = throttles
-            .lock()
-            .expect("throttles lock")
-            .get(&node_id)
-            .copied();
-        if let Some(until) = throttled.filter(|u| *u > Instant::now()) {
-            tokio::time::sleep_until(until).await;
-            while let Ok(s) = rx.try_recv() {
-                waiting.push_back(s);
-            }
-        }
-        let taken = take_request(&mut waiting);
-        let Built {
-            request: req,
-            batches,
-            parts,
-        } = build(taken);
-        let version = match request_version(&m, parts.iter().all(|p| p.0.topic_id.is_some())) {
-            Ok(v) => v,
-            Err(e) => {
-                fail(parts, e);
-                continue;
-            }
-        };
-        let sent_at = Instant::now();
-        let pending = match m.enqueue_sharing(&req, version, &batches).await {
-            Ok(p) => p,
-            Err(e) => {
-                fail(parts, e);
-                continue;
-            }
-        };
-        // A round trip is sampled only when nothing else of ours was at the broker: then
-        // it is the link's and the cluster's (acks=all), not our own load's.
-        let small = batches.iter().all(|b| b.len() < SAMPLED_BATCH_BYTES);
-        let idle = broker_in_flight.fetch_add(1, Ordering::AcqRel) == 0 && small;
-        stats.requests.fetch_add(1, Ordering::Relaxed);
-        stats
-            .batches
-            .fetch_add(parts.len() as u64, Ordering::Relaxed);
-        let mut answers = Vec::with_capacity(parts.len());
-        for (target, queued) in parts {
-            let (tx, rx) = oneshot::channel();
-            // A partition that stopped waiting no longer needs its answer.
-            let _ = queued.send(Ok(rx));
-            answers.push((target, tx));
-        }
-        let throttles = throttles.clone();
-        let stats = stats.clone();
-        let broker_in_flight = broker_in_flight.clone();
-        tracing::trace!(node_id, batches = answers.len(), "Produce request sent.");
-        tokio::spawn(async move {
-            let resp = pending.wait().await;
-            broker_in_flight.fetch_sub(1, Ordering::AcqRel);
-            tracing::trace!(
-                node_id,
-                ok = resp.is_ok(),
-                round_trip_us = sent_at.elapsed().as_micros() as u64,
-                "Produce response."
-            );
-            stats.answered(sent_at, small && resp.is_ok());
-            if let Ok(r) = &resp {
-                note_throttle(&throttles, node_id, r);
-                if idle {
-                    stats.idle_round_trips.record(sent_at.elapsed());
-                }
-            }
-            for (target, tx) in answers {
-                let answer = match &resp {
-                    Ok(r) => Ok(partition_outcome(r, &target)),
-                    Err(e) => Err(e.clone()),
-                };
-                let _ = tx.send(answer);
-            }
-            drop(slot);
-        });
-    }
-}
-
-/// The submissions of the next request, from the front of `waiting`: at least one, then
-/// more while they fit [`MAX_REQUEST_BYTES`] and name a partition not taken yet (Kafka
-/// keeps only one of two batches for the same partition in a request: KafkaApis.
-/// handleProduceRequest collects them into a map).
-fn take_request(waiting: &mut VecDeque<Submission>) -> Vec<Submission> {
-    let mut taken: Vec<Submission> = Vec::new();
-    let mut bytes = 0usize;
-    while let Some(next) = waiting.front() {
-        let fits = taken.is_empty() || bytes + next.records.len() <= MAX_REQUEST_BYTES;
-        let repeated = taken.iter().any(|t| {
-            t.target.topic == next.target.topic && t.target.partition == next.target.partition
-        });
-        if !fits || repeated {
-            break;
-        }
-        bytes += next.records.len();
-        taken.push(waiting.pop_front().expect("front exists"));
-    }
-    taken
-}
-
-type Part = (
-    ProduceTarget,
-    oneshot::Sender<Result<oneshot::Receiver<Answer>, RequestError>>,
-);
-
-/// One Produce request for `taken`.
-struct Built {
-    request: ProduceRequest,
-    /// Its record batches, which the encoded frame references instead of copying.
-    batches: Vec<Bytes>,
-    parts: Vec<Part>,
-}
-
-fn build(taken: Vec<Submission>) -> Built {
-    let mut parts = Vec::with_capacity(taken.len());
-    let mut batches = Vec::with_capacity(taken.len());
-    let mut shared = Vec::with_capacity(taken.len());
-    for s in taken {
-        shared.push(s.records.clone());
-        batches.push((s.target.clone(), s.records));
-        parts.push((s.target, s.queued));
-    }
-    Built {
-        request: request(batches, PRODUCE_TIMEOUT_MS),
-        batches: shared,
-        parts,
-    }
-}
-
-fn fail(parts: Vec<Part>, error: RequestError) {
-    for (_, queued) in parts {
-        let _ = queued.send(Err(error.clone()));
-    }
-}
-
-/// Records a broker's request to hold back (KIP-219).
-fn note_throttle(throttles: &Mutex<HashMap<i32, Instant>>, node_id: i32, resp: &ProduceResponse) {
-    if resp.throttle_time_ms > 0 {
-        let until = Instant::now() + throttle_wait(resp.throttle_time_ms);
-        let mut t = throttles.lock().expect("throttles lock");
-        let slot = t.entry(node_id).or_insert(until);
-        *slot = (*slot).max(until);
     }
 }
 

@@ -22,10 +22,12 @@ pub mod offsets;
 mod responses;
 pub mod state;
 pub mod store;
+mod timers;
+mod waiters;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
@@ -36,14 +38,16 @@ use kafka_protocol::messages::{
     OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
     OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
 };
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use offsets::OffsetsTable;
 pub use state::GroupConfig;
 use state::{Group, JoinResult, Outcome, ResponderId, SyncResult};
 pub use store::StoreError;
-use store::{OffsetStore, Record, StoreConfig};
+use store::{OffsetStore, StoreConfig};
+use timers::run_timers;
+use waiters::Waiter;
 
 /// Answers whether a topic partition exists (for OffsetCommit/OffsetDelete validation).
 pub trait PartitionLookup: Send + Sync + 'static {
@@ -94,18 +98,6 @@ impl Default for CoordinatorConfig {
 
 /// Kafka's default `offsets.retention.minutes` (7 days; GroupCoordinatorConfig).
 pub const DEFAULT_OFFSETS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// A request waiting for the state machine's answer.
-enum Waiter {
-    Join {
-        version: i16,
-        tx: oneshot::Sender<JoinGroupResponse>,
-    },
-    Sync {
-        version: i16,
-        tx: oneshot::Sender<SyncGroupResponse>,
-    },
-}
 
 /// Everything behind the coordinator's mutex.
 struct Inner {
@@ -401,135 +393,6 @@ impl GroupCoordinator {
     /// Forgets every group's committed offsets of a deleted topic.
     pub fn remove_topic_offsets(&self, topic: &str) {
         self.lock().remove_topic_offsets(topic);
-    }
-}
-
-impl Inner {
-    fn register_join(
-        &mut self,
-        version: i16,
-    ) -> (ResponderId, oneshot::Receiver<JoinGroupResponse>) {
-        let (tx, rx) = oneshot::channel();
-        let id = self.next_responder;
-        self.next_responder += 1;
-        self.waiters.insert(id, Waiter::Join { version, tx });
-        (id, rx)
-    }
-
-    fn register_sync(
-        &mut self,
-        version: i16,
-    ) -> (ResponderId, oneshot::Receiver<SyncGroupResponse>) {
-        let (tx, rx) = oneshot::channel();
-        let id = self.next_responder;
-        self.next_responder += 1;
-        self.waiters.insert(id, Waiter::Sync { version, tx });
-        (id, rx)
-    }
-
-    /// Sends answers to waiting requests (a dropped receiver is a gone client).
-    fn dispatch(&mut self, outcomes: Vec<Outcome>) {
-        for outcome in outcomes {
-            match outcome {
-                Outcome::Join(id, result) => match self.waiters.remove(&id) {
-                    Some(Waiter::Join { version, tx }) => {
-                        let _ = tx.send(responses::join_response(result, version));
-                    }
-                    other => tracing::warn!(
-                        responder = id,
-                        found = other.is_some(),
-                        "No JoinGroup waiter for an outcome."
-                    ),
-                },
-                Outcome::Sync(id, result) => match self.waiters.remove(&id) {
-                    Some(Waiter::Sync { version, tx }) => {
-                        let _ = tx.send(responses::sync_response(result, version));
-                    }
-                    other => tracing::warn!(
-                        responder = id,
-                        found = other.is_some(),
-                        "No SyncGroup waiter for an outcome."
-                    ),
-                },
-            }
-        }
-    }
-
-    /// Fires the group's overdue timers, runs `op`, persists the group if its durable
-    /// view changed, and returns every outcome (timers' first).
-    fn on_group(
-        &mut self,
-        now: Instant,
-        group_id: &str,
-        op: impl FnOnce(&mut Group) -> Vec<Outcome>,
-    ) -> Vec<Outcome> {
-        let Some(group) = self.groups.get_mut(group_id) else {
-            return Vec::new();
-        };
-        let mut outcomes = group.tick(now);
-        outcomes.extend(op(group));
-        self.persist_group(group_id);
-        outcomes
-    }
-
-    fn persist_group(&mut self, group_id: &str) {
-        let Some(group) = self.groups.get_mut(group_id) else {
-            return;
-        };
-        if !group.take_dirty() {
-            return;
-        }
-        let record = Record::Group(group.to_record());
-        if let Err(error) = self.store.append(&[record]) {
-            tracing::error!(group = group_id, %error, "Cannot persist group metadata.");
-        }
-    }
-
-    /// Fires every group's overdue timers.
-    fn tick_all(&mut self, now: Instant) {
-        let due: Vec<String> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.next_deadline().is_some_and(|d| d <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in due {
-            let outcomes = self.on_group(now, &id, |_| Vec::new());
-            self.dispatch(outcomes);
-        }
-        self.expire_offsets_if_due(now);
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let groups = self.groups.values().filter_map(Group::next_deadline).min();
-        Some(groups.map_or(self.next_expiry_check, |d| d.min(self.next_expiry_check)))
-    }
-}
-
-/// Sleeps until the earliest group deadline (or a re-arm), fires due timers, repeats;
-/// ends when the coordinator is dropped.
-async fn run_timers(shared: Weak<Shared>, notify: Arc<Notify>) {
-    loop {
-        let deadline = {
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            let mut inner = shared
-                .inner
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            inner.tick_all(Instant::now());
-            inner.next_deadline()
-        };
-        match deadline {
-            Some(at) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(at) => {}
-                    () = notify.notified() => {}
-                }
-            }
-            None => notify.notified().await,
-        }
     }
 }
 

@@ -21,25 +21,30 @@ pub(super) enum Waiter {
 }
 
 impl Inner {
+    /// A JoinGroup at `version` waiting for its answer.
     pub(super) fn register_join(
         &mut self,
         version: i16,
     ) -> (ResponderId, oneshot::Receiver<JoinGroupResponse>) {
-        let (tx, rx) = oneshot::channel();
-        let id = self.next_responder;
-        self.next_responder += 1;
-        self.waiters.insert(id, Waiter::Join { version, tx });
-        (id, rx)
+        self.register(|tx| Waiter::Join { version, tx })
     }
 
+    /// A SyncGroup at `version` waiting for its answer.
     pub(super) fn register_sync(
         &mut self,
         version: i16,
     ) -> (ResponderId, oneshot::Receiver<SyncGroupResponse>) {
+        self.register(|tx| Waiter::Sync { version, tx })
+    }
+
+    fn register<T>(
+        &mut self,
+        waiter: impl FnOnce(oneshot::Sender<T>) -> Waiter,
+    ) -> (ResponderId, oneshot::Receiver<T>) {
         let (tx, rx) = oneshot::channel();
         let id = self.next_responder;
         self.next_responder += 1;
-        self.waiters.insert(id, Waiter::Sync { version, tx });
+        self.waiters.insert(id, waiter(tx));
         (id, rx)
     }
 

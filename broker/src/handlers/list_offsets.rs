@@ -2,7 +2,8 @@
 //! timestamp (-3, v7+), earliest local (-4, v8+, same as earliest here), latest tiered (-5,
 //! v9+: offset -1 and leader epoch -1, as Kafka answers without tiered storage); any other
 //! negative timestamp, or one older than its version, is UNSUPPORTED_VERSION. By timestamp: the first
-//! record whose timestamp is at or after the wanted one, found exactly inside the batch (a
+//! record at or above the log start whose timestamp is at or after the wanted one (after a
+//! DeleteRecords into a batch, never one of its deleted records), found exactly inside the batch (a
 //! compressed batch is decompressed for this, as Kafka does; decompression is capped, and a
 //! batch that cannot be decoded is answered with its first offset). Every record of a
 //! LogAppendTime batch carries the batch's append time (its max timestamp), so such a
@@ -155,55 +156,69 @@ fn lookup(log: &dyn PartitionLog, wanted: i64) -> Result<Option<(i64, i64)>, Log
         EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
         // Without remote storage Kafka answers offset -1 (and leader epoch -1).
         LATEST_TIERED => Some((-1, -1)),
-        MAX_TIMESTAMP => log.max_timestamp()?.map(|(ts, found)| {
-            log_append_time(&found).unwrap_or_else(|| {
-                (
-                    ts,
-                    exact_offset(&found, |t| t == ts).unwrap_or(found.base_offset),
-                )
-            })
-        }),
-        ts if ts >= 0 => log.find_by_timestamp(ts)?.map(|found| {
-            if let Some(hit) = log_append_time(&found) {
-                return hit;
-            }
-            exact_record(&found, ts).unwrap_or_else(|| {
-                let b = kmirror_wire::batch::BatchView::parse(&found.bytes, 0);
-                (
-                    b.map(|b| b.max_timestamp()).unwrap_or(ts),
-                    found.base_offset,
-                )
-            })
-        }),
+        // Kafka: RecordBatch.offsetOfMaxTimestamp (a LogAppendTime batch: its first offset)
+        MAX_TIMESTAMP => {
+            log.max_timestamp()?
+                .map(|(ts, found)| match BatchView::parse(&found.bytes, 0) {
+                    Ok(b) if b.is_log_append_time() => (b.max_timestamp(), found.base_offset),
+                    _ => match exact_record(&found, |t, _| t == ts) {
+                        Some(Ok(hit)) => hit,
+                        _ => (ts, found.base_offset),
+                    },
+                })
+        }
+        ts if ts >= 0 => by_timestamp(log, ts)?,
         _ => None,
     })
 }
 
-/// (append time, first offset) of a LogAppendTime batch, whose every record has the
-/// batch's max timestamp (kafka-protocol's decoder would report create times instead).
-// Kafka: FileRecords.searchForTimestamp / RecordBatch.offsetOfMaxTimestamp (records of a
-// LOG_APPEND_TIME batch take DefaultRecordBatch's logAppendTime)
-fn log_append_time(found: &FoundBatch) -> Option<(i64, i64)> {
-    let b = kmirror_wire::batch::BatchView::parse(&found.bytes, 0).ok()?;
-    b.is_log_append_time()
-        .then(|| (b.max_timestamp(), found.base_offset))
+/// The first record at or after `ts` and at or above the log start: a batch that the log
+/// start cuts into answers only with its records from there on, and one whose records at
+/// or after `ts` all lie below it gives way to the next batch.
+// Kafka: UnifiedLog.searchOffsetInLocalLog -> FileRecords.searchForTimestamp(ts, position,
+// startingOffset = logStartOffset)
+fn by_timestamp(log: &dyn PartitionLog, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+    let log_start = log.log_start_offset();
+    let mut from = log_start;
+    while let Some(found) = log.find_by_timestamp(ts, from)? {
+        let Ok(batch) = BatchView::parse(&found.bytes, 0) else {
+            return Ok(Some((ts, found.base_offset.max(log_start))));
+        };
+        if batch.is_log_append_time() {
+            // Every record carries the batch's append time (its max timestamp); kafka-protocol's
+            // decoder would report create times instead.
+            // Kafka: RecordBatch.iterator (DefaultRecordBatch's logAppendTime for each record)
+            return Ok(Some((
+                batch.max_timestamp(),
+                found.base_offset.max(log_start),
+            )));
+        }
+        match exact_record(&found, |t, offset| t >= ts && offset >= log_start) {
+            Some(Ok(hit)) => return Ok(Some(hit)),
+            Some(Err(())) => {
+                return Ok(Some((
+                    batch.max_timestamp(),
+                    found.base_offset.max(log_start),
+                )))
+            }
+            None => from = batch.last_offset() + 1,
+        }
+    }
+    Ok(None)
 }
 
-/// Decodes a batch to find the first record at or after `ts`.
-fn exact_record(found: &FoundBatch, ts: i64) -> Option<(i64, i64)> {
+/// (timestamp, offset) of the first record of the batch that `pred` takes (given its
+/// timestamp and offset); `Some(Err(()))` when the batch cannot be decoded.
+fn exact_record(
+    found: &FoundBatch,
+    pred: impl Fn(i64, i64) -> bool,
+) -> Option<Result<(i64, i64), ()>> {
     let mut bytes: Bytes = found.bytes.clone();
-    let set = RecordBatchDecoder::decode(&mut bytes).ok()?;
+    let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
+        return Some(Err(()));
+    };
     set.records
         .iter()
-        .find(|r| r.timestamp >= ts)
-        .map(|r| (r.timestamp, r.offset))
-}
-
-fn exact_offset(found: &FoundBatch, pred: impl Fn(i64) -> bool) -> Option<i64> {
-    let mut bytes: Bytes = found.bytes.clone();
-    let set = RecordBatchDecoder::decode(&mut bytes).ok()?;
-    set.records
-        .iter()
-        .find(|r| pred(r.timestamp))
-        .map(|r| r.offset)
+        .find(|r| pred(r.timestamp, r.offset))
+        .map(|r| Ok((r.timestamp, r.offset)))
 }

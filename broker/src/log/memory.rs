@@ -222,12 +222,16 @@ impl PartitionLog for MemoryLog {
         self.active().next_offset
     }
 
-    fn find_by_timestamp(&self, timestamp_ms: i64) -> Result<Option<FoundBatch>, LogError> {
-        let lso = self.log_start_offset();
+    fn find_by_timestamp(
+        &self,
+        timestamp_ms: i64,
+        min_offset: i64,
+    ) -> Result<Option<FoundBatch>, LogError> {
+        let from = self.log_start_offset().max(min_offset);
         Ok(self
-            .segments_from(lso)
+            .segments_from(from)
             .flat_map(|s| &s.batches)
-            .find(|b| b.last_offset >= lso && b.max_timestamp >= timestamp_ms)
+            .find(|b| b.last_offset >= from && b.max_timestamp >= timestamp_ms)
             .map(Self::found))
     }
 
@@ -362,7 +366,7 @@ mod tests {
             log.read(7, 100),
             Err(LogError::OffsetOutOfRange { .. })
         ));
-        let found = log.find_by_timestamp(1_003).unwrap().unwrap();
+        let found = log.find_by_timestamp(1_003, 0).unwrap().unwrap();
         assert_eq!(found.base_offset, 3);
         let (ts, found) = log.max_timestamp().unwrap().unwrap();
         assert_eq!((ts, found.base_offset), (3_000, 5));

@@ -127,8 +127,13 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
     /// The offset the next appended record will get.
     fn log_end_offset(&self) -> i64;
 
-    /// The first batch whose `maxTimestamp >= timestamp_ms`, if any (ListOffsets by time).
-    fn find_by_timestamp(&self, timestamp_ms: i64) -> Result<Option<FoundBatch>, LogError>;
+    /// The first batch whose `maxTimestamp >= timestamp_ms` and whose last offset is at or
+    /// above both `min_offset` and the log start, if any (ListOffsets by time).
+    fn find_by_timestamp(
+        &self,
+        timestamp_ms: i64,
+        min_offset: i64,
+    ) -> Result<Option<FoundBatch>, LogError>;
     /// The batch holding the largest timestamp in the log, with that timestamp.
     fn max_timestamp(&self) -> Result<Option<(i64, FoundBatch)>, LogError>;
 

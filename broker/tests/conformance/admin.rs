@@ -15,6 +15,7 @@ use kafka_protocol::messages::offset_commit_request::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
 
 use crate::common;
 use crate::harness::{code_or_closed, Ctx, Got, Row};
@@ -144,6 +145,40 @@ async fn delete_sequence(
     match last {
         (0, low) => check("low watermark", low, want_low_watermark),
         (code, _) => Got::Code(code),
+    }
+}
+
+/// A topic holding one batch per entry of `batches` (the records' timestamps), then
+/// DeleteRecords before `delete_before`: ListOffsets at `query`, checked against
+/// `want` (timestamp, offset).
+async fn lookup_after_delete(
+    ctx: Ctx,
+    batches: &[&[i64]],
+    delete_before: i64,
+    query: i64,
+    want: (i64, i64),
+) -> Got {
+    let topic = ctx.topic("tsdr");
+    common::create_topic(&ctx.m, &topic, 1).await;
+    for timestamps in batches {
+        let records: Vec<_> = (0..)
+            .zip(timestamps.iter())
+            .map(|(delta, &ts)| common::record(delta, ts))
+            .collect();
+        let bytes = kmirror_wire::records::encode(&records, Compression::None).unwrap();
+        let r = common::produce(&ctx.m, &topic, 0, bytes).await;
+        if r.error_code != 0 {
+            return Got::Code(r.error_code);
+        }
+    }
+    match delete_records(&ctx, &topic, delete_before).await {
+        (0, _) => {}
+        (code, _) => return Got::Code(code),
+    }
+    match list_offset(&ctx, &topic, query).await {
+        Ok((0, timestamp, offset)) => check("(timestamp, offset)", (timestamp, offset), want),
+        Ok((code, _, _)) => Got::Code(code),
+        Err(g) => g,
     }
 }
 
@@ -441,6 +476,15 @@ pub fn rows() -> Vec<Row> {
         row!("DeleteRecords on a compact,delete topic is allowed",
             "Partition.deleteRecordsOnLeader", Got::Code(0),
             |ctx| delete_sequence(ctx, &[("cleanup.policy", "compact,delete")], &[2], 2).await),
+        row!("ListOffsets by time after DeleteRecords into a batch: the first record at or above the log start",
+            "UnifiedLog.searchOffsetInLocalLog / FileRecords.searchForTimestamp", Got::Code(0),
+            |ctx| lookup_after_delete(ctx, &[&[1_000, 1_001, 1_002, 1_003, 1_004]], 3, 1_000, (1_003, 3)).await),
+        row!("ListOffsets by time whose records at or after it lie below the log start: the next batch's",
+            "FileRecords.searchForTimestamp", Got::Code(0),
+            |ctx| lookup_after_delete(ctx, &[&[1_000, 9_000, 1_000, 1_000], &[5_000]], 2, 4_000, (5_000, 4)).await),
+        row!("ListOffsets by time matched only below the log start: no offset (-1)",
+            "FileRecords.searchForTimestamp", Got::Code(0),
+            |ctx| lookup_after_delete(ctx, &[&[1_000, 9_000, 1_000, 1_000], &[5_000]], 2, 8_000, (-1, -1)).await),
         row!("OffsetCommit v9, unknown group, generation >= 0: GROUP_ID_NOT_FOUND",
             "OffsetMetadataManager.validateOffsetCommit", Got::Code(GROUP_ID_NOT_FOUND),
             |ctx| commit(&ctx, &ctx.topic("g"), 1, "m", 9, None).await),

@@ -12,11 +12,12 @@ impl DiskLog {
     pub(super) fn batch_at_timestamp(
         &self,
         timestamp_ms: i64,
+        min_offset: i64,
     ) -> Result<Option<FoundBatch>, LogError> {
-        let lso = self.log_start_offset();
-        for seg in self.segments_from(lso) {
+        let from = self.log_start_offset().max(min_offset);
+        for seg in self.segments_from(from) {
             let hit = seg
-                .find_by_timestamp(timestamp_ms, lso)
+                .find_by_timestamp(timestamp_ms, from)
                 .map_err(|e| seg.io_error(e))?;
             if let Some((position, header)) = hit {
                 return Self::found(seg, position, &header).map(Some);

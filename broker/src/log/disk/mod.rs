@@ -310,8 +310,12 @@ impl PartitionLog for DiskLog {
         self.active().next_offset
     }
 
-    fn find_by_timestamp(&self, timestamp_ms: i64) -> Result<Option<FoundBatch>, LogError> {
-        self.batch_at_timestamp(timestamp_ms)
+    fn find_by_timestamp(
+        &self,
+        timestamp_ms: i64,
+        min_offset: i64,
+    ) -> Result<Option<FoundBatch>, LogError> {
+        self.batch_at_timestamp(timestamp_ms, min_offset)
     }
 
     fn max_timestamp(&self) -> Result<Option<(i64, FoundBatch)>, LogError> {

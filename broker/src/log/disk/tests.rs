@@ -535,19 +535,25 @@ fn finds_batches_by_timestamp() {
     }
     assert!(log.segment_count() > 2);
     let check = |log: &DiskLog| {
-        assert!(log.find_by_timestamp(900_002).unwrap().is_none());
-        assert_eq!(log.find_by_timestamp(0).unwrap().unwrap().base_offset, 0);
-        assert_eq!(log.find_by_timestamp(1001).unwrap().unwrap().base_offset, 0);
-        assert_eq!(log.find_by_timestamp(1002).unwrap().unwrap().base_offset, 2);
+        assert!(log.find_by_timestamp(900_002, 0).unwrap().is_none());
+        assert_eq!(log.find_by_timestamp(0, 0).unwrap().unwrap().base_offset, 0);
         assert_eq!(
-            log.find_by_timestamp(1500).unwrap().unwrap().base_offset,
+            log.find_by_timestamp(1001, 0).unwrap().unwrap().base_offset,
+            0
+        );
+        assert_eq!(
+            log.find_by_timestamp(1002, 0).unwrap().unwrap().base_offset,
+            2
+        );
+        assert_eq!(
+            log.find_by_timestamp(1500, 0).unwrap().unwrap().base_offset,
             80
         );
         assert_eq!(
-            log.find_by_timestamp(1995).unwrap().unwrap().base_offset,
+            log.find_by_timestamp(1995, 0).unwrap().unwrap().base_offset,
             80
         );
-        let found = log.find_by_timestamp(1401).unwrap().unwrap();
+        let found = log.find_by_timestamp(1401, 0).unwrap().unwrap();
         assert_eq!(found.base_offset, 80, "batch 40 has the late timestamp");
         assert_eq!(first(&found.bytes).base_offset(), 80);
         let (ts, batch) = log.max_timestamp().unwrap().unwrap();
@@ -556,7 +562,7 @@ fn finds_batches_by_timestamp() {
             let want = 1000 + 10 * i;
             let expected = if i < 40 { 2 * i } else { 80 };
             assert_eq!(
-                log.find_by_timestamp(want).unwrap().unwrap().base_offset,
+                log.find_by_timestamp(want, 0).unwrap().unwrap().base_offset,
                 expected
             );
         }
@@ -567,7 +573,10 @@ fn finds_batches_by_timestamp() {
     let mut log = open(dir.path(), cfg);
     check(&log);
     log.delete_records_before(100).unwrap();
-    assert_eq!(log.find_by_timestamp(0).unwrap().unwrap().base_offset, 100);
+    assert_eq!(
+        log.find_by_timestamp(0, 0).unwrap().unwrap().base_offset,
+        100
+    );
     // The batch with the largest timestamp is gone; the next largest is the last batch.
     let (ts, batch) = log.max_timestamp().unwrap().unwrap();
     assert_eq!((ts, batch.base_offset), (1000 + 10 * 99 + 1, 198));

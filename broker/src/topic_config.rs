@@ -218,7 +218,55 @@ pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
             }
         }
     }
-    Ok(())
+    key_rule(name, value).map_err(bad)
+}
+
+/// What Kafka checks of some keys beyond their type and minimum.
+fn key_rule(name: &str, value: &str) -> Result<(), String> {
+    let level = || value.trim().parse::<i64>().unwrap_or_default();
+    match name {
+        // Kafka: CompressionType.GZIP.levelValidator (Deflater's 1..9, or -1 for its default)
+        "compression.gzip.level" if !(level() == -1 || (1..=9).contains(&level())) => {
+            Err("must be between 1 and 9 or equal to -1".into())
+        }
+        // Kafka: CompressionType.LZ4.levelValidator
+        "compression.lz4.level" if !(1..=17).contains(&level()) => {
+            Err("must be between 1 and 17".into())
+        }
+        // Kafka: CompressionType.ZSTD.levelValidator (ZSTD_minCLevel..ZSTD_MAX_CLEVEL)
+        "compression.zstd.level" if !(-131_072..=22).contains(&level()) => {
+            Err("must be between -131072 and 22".into())
+        }
+        // Kafka: LogConfig.validateRemoteStorageOnlyIfSystemEnabled (this broker has no
+        // tiered storage)
+        "remote.storage.enable" if value.trim().eq_ignore_ascii_case("true") => Err(
+            "Tiered Storage functionality is disabled in the broker. Topic cannot be \
+             configured with remote log storage."
+                .into(),
+        ),
+        // Kafka: ThrottledReplicaListValidator
+        "leader.replication.throttled.replicas" | "follower.replication.throttled.replicas" => {
+            let items: Vec<&str> = value.split(',').map(str::trim).collect();
+            let replica = |i: &str| {
+                i.is_empty()
+                    || i.split_once(':').is_some_and(|(p, b)| {
+                        [p, b]
+                            .iter()
+                            .all(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))
+                    })
+            };
+            if items.concat() == "*" || items.iter().all(|i| replica(i)) {
+                Ok(())
+            } else {
+                Err(
+                    "must be the literal '*' or a list of replicas in the following format: \
+                     [partitionId]:[brokerId],[partitionId]:[brokerId],..."
+                        .into(),
+                )
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Where an effective value comes from, as DescribeConfigs reports it.

@@ -23,6 +23,8 @@ pub enum TopicError {
     InvalidName { name: String, reason: &'static str },
     #[error("topic {0} already exists")]
     AlreadyExists(String),
+    #[error("Topic '{name}' collides with existing topic: {existing}")]
+    Collides { name: String, existing: String },
     #[error("topic {0} does not exist")]
     Unknown(String),
     #[error("invalid partition count {requested} for topic {topic} (has {current})")]
@@ -341,6 +343,12 @@ impl TopicRegistry {
         if self.get(name).is_some() {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
+        if let Some(existing) = self.colliding(name) {
+            return Err(TopicError::Collides {
+                name: name.to_string(),
+                existing,
+            });
+        }
         let topic = Arc::new(self.build_topic(name, Uuid::new_v4(), partitions, configs)?);
         self.topics
             .write()
@@ -352,6 +360,24 @@ impl TopicRegistry {
         }
         tracing::info!(topic = name, partitions, "Created topic.");
         Ok(topic)
+    }
+
+    /// An existing topic whose name differs from `name` only in '.' against '_' (their
+    /// metric names would be the same).
+    // Kafka: ReplicationControlManager.validateNewTopicNames (Topic.hasCollisionChars,
+    // Topic.unifyCollisionChars)
+    pub fn colliding(&self, name: &str) -> Option<String> {
+        let unify = |n: &str| n.replace('.', "_");
+        if !name.contains(['.', '_']) {
+            return None;
+        }
+        let unified = unify(name);
+        self.topics
+            .read()
+            .expect("topics lock")
+            .keys()
+            .find(|t| t.as_str() != name && t.contains(['.', '_']) && unify(t) == unified)
+            .cloned()
     }
 
     /// Deletes a topic and its logs.

@@ -324,7 +324,10 @@ pub struct SyncConfigs {
 }
 
 impl SyncConfigs {
-    /// MirrorMaker 2's `DefaultConfigPropertyFilter` exclusions (as regexes).
+    /// MirrorMaker 2's `DefaultConfigPropertyFilter` exclusions (as regexes), and
+    /// `remote.storage.enable`: tiered storage belongs to a cluster, and Kafka refuses the
+    /// key on a cluster without it (LogConfig.validateRemoteStorageOnlyIfSystemEnabled), so
+    /// a tiered source topic would otherwise not be mirrored to such a target at all.
     pub const DEFAULT_EXCLUDE: &'static [&'static str] = &[
         "follower\\.replication\\.throttled\\.replicas",
         "leader\\.replication\\.throttled\\.replicas",
@@ -332,6 +335,7 @@ impl SyncConfigs {
         "message\\.timestamp\\.type",
         "unclean\\.leader\\.election\\.enable",
         "min\\.insync\\.replicas",
+        "remote\\.storage\\.enable",
     ];
 
     /// Whether topic config `name` is copied to the target.

@@ -160,13 +160,28 @@ enum Op {
     Subtract(String),
 }
 
+/// `current` with `ops` applied; APPEND and SUBTRACT only to keys of type LIST
+/// (`is_list`), else INVALID_CONFIG.
+// Kafka: ConfigurationControlManager.incrementalAlterConfigResource (isSplittable)
 fn apply_ops(
     current: &TopicConfigs,
     ops: Vec<(String, Op)>,
     current_value: impl Fn(&str) -> Option<String>,
-) -> TopicConfigs {
+    is_list: impl Fn(&str) -> bool,
+) -> Result<TopicConfigs, Failure> {
     let mut next = current.clone();
     for (name, op) in ops {
+        let op_name = match op {
+            Op::Append(_) => "APPEND",
+            Op::Subtract(_) => "SUBTRACT",
+            Op::Set(_) | Op::Delete => "",
+        };
+        if !op_name.is_empty() && !is_list(&name) {
+            return Err((
+                ResponseError::InvalidConfig,
+                format!("Can't {op_name} to key {name} because its type is not LIST."),
+            ));
+        }
         match op {
             Op::Set(v) => {
                 next.insert(name, v);
@@ -193,7 +208,7 @@ fn apply_ops(
             }
         }
     }
-    next
+    Ok(next)
 }
 
 fn list(s: &str) -> Vec<String> {
@@ -227,7 +242,12 @@ fn alter_resource(
                 topic.configs()
             };
             let defaults = broker.topics.defaults();
-            let next = apply_ops(&base, ops, |k| defaults.effective(&base, k).map(|(v, _)| v));
+            let next = apply_ops(
+                &base,
+                ops,
+                |k| defaults.effective(&base, k).map(|(v, _)| v),
+                |k| topic_config::lookup(k).is_some_and(|key| key.kind == ConfigType::List),
+            )?;
             for (k, v) in &next {
                 topic_config::validate(k, v)
                     .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
@@ -265,7 +285,9 @@ fn alter_resource(
                     .map(|s| s.value)
                     .or_else(|| static_value(broker, k))
             };
-            let next = apply_ops(&base, ops, current);
+            let next = apply_ops(&base, ops, current, |k| {
+                broker_key(k).is_some_and(|key| key.kind == ConfigType::List)
+            })?;
             let mut defaults = broker.config.topic_defaults();
             let other = broker.broker_overrides(!cluster_default);
             let (low, high) = if cluster_default {

@@ -1,6 +1,6 @@
-//! CreateTopics: partitions (or the broker default), replication factor 1 (this broker is
-//! a single node), validated configs, `validate_only`, TOPIC_ALREADY_EXISTS and
-//! INVALID_TOPIC_EXCEPTION.
+//! CreateTopics: partitions (or the broker default), a replication factor up to the number
+//! of nodes (every partition is placed on every node, whatever the factor asked), validated
+//! configs, `validate_only`, TOPIC_ALREADY_EXISTS and INVALID_TOPIC_EXCEPTION.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -43,6 +43,7 @@ fn create_one(
         r
     };
     let name = t.name.as_str();
+    let nodes = broker.cluster.node_ids().len() as i32;
     if let Err(e) = validate_name(name) {
         return fail(result, ResponseError::InvalidTopicException, e.to_string());
     }
@@ -53,23 +54,39 @@ fn create_one(
             format!("Topic '{name}' already exists."),
         );
     }
+    if let Some(existing) = broker.topics.colliding(name) {
+        let e = TopicError::Collides {
+            name: name.to_string(),
+            existing,
+        };
+        return fail(result, ResponseError::InvalidTopicException, e.to_string());
+    }
     let partitions = if t.num_partitions == -1 {
         broker.config.default_partitions
     } else {
         t.num_partitions
     };
+    // Every partition is placed on every node (storage is one copy shared by them), so a
+    // manual assignment could not be kept: refused rather than ignored.
     if !t.assignments.is_empty() {
         let ours = t.assignments.iter().all(|a| {
             a.broker_ids.iter().all(|b| b.0 == broker.config.node_id) && a.broker_ids.len() == 1
         });
-        if !ours || t.num_partitions != -1 || t.replication_factor != -1 {
+        if !ours || t.num_partitions != -1 || t.replication_factor != -1 || nodes > 1 {
             return fail(
                 result,
                 ResponseError::InvalidReplicaAssignment,
-                format!(
-                    "Replica assignments must name only broker {}.",
-                    broker.config.node_id
-                ),
+                if nodes > 1 {
+                    format!(
+                        "Replica assignments are not supported: this broker places every \
+                         partition on all {nodes} nodes."
+                    )
+                } else {
+                    format!(
+                        "Replica assignments must name only broker {}.",
+                        broker.config.node_id
+                    )
+                },
             );
         }
     }
@@ -85,13 +102,22 @@ fn create_one(
             "Number of partitions must be larger than 0.".into(),
         );
     }
-    if !(t.replication_factor == -1 || t.replication_factor == 1) {
+    // Kafka: ReplicationControlManager.createTopic / StripedReplicaPlacer.place
+    let rf = i32::from(t.replication_factor);
+    if rf < -1 || rf == 0 {
+        return fail(
+            result,
+            ResponseError::InvalidReplicationFactor,
+            "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+        );
+    }
+    if rf > nodes {
         return fail(
             result,
             ResponseError::InvalidReplicationFactor,
             format!(
-                "Replication factor {} is larger than the number of brokers (1).",
-                t.replication_factor
+                "Unable to replicate the partition {rf} time(s): The target replication factor \
+                 of {rf} cannot be reached because only {nodes} broker(s) are registered."
             ),
         );
     }
@@ -120,7 +146,8 @@ fn create_one(
     }
     if version >= 5 {
         result.num_partitions = partitions;
-        result.replication_factor = 1;
+        // What Metadata reports: a replica on every node.
+        result.replication_factor = nodes as i16;
         let defaults = broker.topics.defaults();
         result.configs = Some(
             TOPIC_KEYS

@@ -120,6 +120,10 @@ fn lookup_or_create(
             Some(t) => describe(broker, &t, version),
             None => error(ResponseError::LeaderNotAvailable),
         },
+        // Kafka's auto-creation hands the topic to the controller, which refuses it; the
+        // client is told the leader is not available yet.
+        // Kafka: AutoTopicCreationManager.createTopics (LEADER_NOT_AVAILABLE)
+        Err(TopicError::Collides { .. }) => error(ResponseError::LeaderNotAvailable),
         Err(e) => error(super::topic_error_code(&e)),
     }
 }

@@ -30,6 +30,7 @@ pub fn topic_error_code(e: &TopicError) -> ResponseError {
     match e {
         TopicError::InvalidName { .. } => ResponseError::InvalidTopicException,
         TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
+        TopicError::Collides { .. } => ResponseError::InvalidTopicException,
         TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
         TopicError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
         TopicError::Log(e) => log_error_code(e),

@@ -1,21 +1,20 @@
-//! Admin, group and log-management rules: ListOffsets on LogAppendTime topics, DeleteRecords,
-//! OffsetCommit on unknown/Empty groups, config limits, authorized operations, the ACL APIs
-//! without an authorizer, and InitProducerId without a transactional id.
-//! Config sources and offset expiry have their own files ([`crate::admin_configs`]).
+//! Admin, group and log-management rules: DeleteRecords, OffsetCommit on unknown/Empty
+//! groups, config limits, authorized operations, the ACL APIs without an authorizer, and
+//! InitProducerId without a transactional id. Config sources and offset expiry
+//! ([`crate::admin_configs`]), ListOffsets ([`crate::list_offsets`]) and topic names and
+//! config values ([`crate::topics`]) have their own files.
 
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::Compression;
 
 use crate::common;
 use crate::harness::{code_or_closed, Ctx, Got, Row};
@@ -50,7 +49,7 @@ pub async fn create_with(ctx: &Ctx, topic: &str, configs: &[(&str, &str)]) -> i1
 }
 
 /// `Code(0)` when `got == want`, else the difference.
-fn check<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Got {
+pub fn check<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Got {
     if got == want {
         Got::Code(0)
     } else {
@@ -58,56 +57,10 @@ fn check<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Got {
     }
 }
 
-// ---- ListOffsets on LogAppendTime topics ---------------------------------------------
-
-/// (error, timestamp, offset) of ListOffsets v7 for partition 0 at `timestamp`.
-async fn list_offset(ctx: &Ctx, topic: &str, timestamp: i64) -> Result<(i16, i64, i64), Got> {
-    let req = ListOffsetsRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(common::name(topic))
-            .with_partitions(vec![ListOffsetsPartition::default()
-                .with_partition_index(0)
-                .with_timestamp(timestamp)])]);
-    let r = ctx.m.send_at(&req, 7).await.map_err(|_| Got::Closed)?;
-    let p = &r.topics[0].partitions[0];
-    Ok((p.error_code, p.timestamp, p.offset))
-}
-
-/// A LogAppendTime topic holding one batch created at 1000..1002; its append time.
-async fn log_append_time_topic(ctx: &Ctx) -> Result<(String, i64), Got> {
-    let topic = ctx.topic("lat");
-    let code = create_with(ctx, &topic, &[("message.timestamp.type", "LogAppendTime")]).await;
-    if code != 0 {
-        return Err(Got::Code(code));
-    }
-    let r = common::produce(&ctx.m, &topic, 0, common::batch(3, 1_000)).await;
-    if r.error_code != 0 {
-        return Err(Got::Code(r.error_code));
-    }
-    Ok((topic, r.log_append_time_ms))
-}
-
-async fn lat_lookup(ctx: Ctx, query: Option<i64>, want_hit: bool) -> Got {
-    let (topic, append_ms) = match log_append_time_topic(&ctx).await {
-        Ok(v) => v,
-        Err(g) => return g,
-    };
-    let ts = query.unwrap_or(append_ms + 1);
-    match list_offset(&ctx, &topic, ts).await {
-        Ok((0, timestamp, offset)) => {
-            let want = if want_hit { (append_ms, 0) } else { (-1, -1) };
-            check("(timestamp, offset)", (timestamp, offset), want)
-        }
-        Ok((code, _, _)) => Got::Code(code),
-        Err(g) => g,
-    }
-}
-
 // ---- DeleteRecords --------------------------------------------------------------------
 
 /// (error, low watermark) of deleting partition 0 of `topic` before `offset`.
-async fn delete_records(ctx: &Ctx, topic: &str, offset: i64) -> (i16, i64) {
+pub async fn delete_records(ctx: &Ctx, topic: &str, offset: i64) -> (i16, i64) {
     let req = DeleteRecordsRequest::default()
         .with_timeout_ms(5000)
         .with_topics(vec![DeleteRecordsTopic::default()
@@ -145,40 +98,6 @@ async fn delete_sequence(
     match last {
         (0, low) => check("low watermark", low, want_low_watermark),
         (code, _) => Got::Code(code),
-    }
-}
-
-/// A topic holding one batch per entry of `batches` (the records' timestamps), then
-/// DeleteRecords before `delete_before`: ListOffsets at `query`, checked against
-/// `want` (timestamp, offset).
-async fn lookup_after_delete(
-    ctx: Ctx,
-    batches: &[&[i64]],
-    delete_before: i64,
-    query: i64,
-    want: (i64, i64),
-) -> Got {
-    let topic = ctx.topic("tsdr");
-    common::create_topic(&ctx.m, &topic, 1).await;
-    for timestamps in batches {
-        let records: Vec<_> = (0..)
-            .zip(timestamps.iter())
-            .map(|(delta, &ts)| common::record(delta, ts))
-            .collect();
-        let bytes = kmirror_wire::records::encode(&records, Compression::None).unwrap();
-        let r = common::produce(&ctx.m, &topic, 0, bytes).await;
-        if r.error_code != 0 {
-            return Got::Code(r.error_code);
-        }
-    }
-    match delete_records(&ctx, &topic, delete_before).await {
-        (0, _) => {}
-        (code, _) => return Got::Code(code),
-    }
-    match list_offset(&ctx, &topic, query).await {
-        Ok((0, timestamp, offset)) => check("(timestamp, offset)", (timestamp, offset), want),
-        Ok((code, _, _)) => Got::Code(code),
-        Err(g) => g,
     }
 }
 
@@ -448,102 +367,170 @@ pub(crate) use row;
 
 pub fn rows() -> Vec<Row> {
     let mut rows = vec![
-        row!("SaslHandshake and SaslAuthenticate on a listener without SASL: ILLEGAL_SASL_STATE",
+        row!(
+            "SaslHandshake and SaslAuthenticate on a listener without SASL: ILLEGAL_SASL_STATE",
             "KafkaApis.handleSaslHandshakeRequest / handleSaslAuthenticateRequest",
-            Got::Code(ILLEGAL_SASL_STATE), |ctx| sasl_outside_exchange(ctx).await),
-        row!("ApiVersions advertises SaslHandshake 0-1 and SaslAuthenticate 0-2, as Kafka 4.1",
-            "ApiVersionsResponse (SaslHandshakeRequest.json, SaslAuthenticateRequest.json)", Got::Code(0),
-            |ctx| sasl_apis_advertised(ctx).await),
-        row!("ListOffsets by time on a LogAppendTime topic: first offset of the batch, with the append time",
-            "FileRecords.searchForTimestamp", Got::Code(0), |ctx| lat_lookup(ctx, Some(1_001), true).await),
-        row!("ListOffsets max timestamp on a LogAppendTime topic: first offset, append time",
-            "UnifiedLog.fetchOffsetByTimestamp / RecordBatch.offsetOfMaxTimestamp", Got::Code(0),
-            |ctx| lat_lookup(ctx, Some(-3), true).await),
-        row!("ListOffsets by time after the append time on a LogAppendTime topic: no offset (-1)",
-            "FileRecords.searchForTimestamp", Got::Code(0), |ctx| lat_lookup(ctx, None, false).await),
-        row!("DeleteRecords below the log start is a no-op success, low watermark = log start",
-            "Partition.deleteRecordsOnLeader / UnifiedLog.maybeIncrementLogStartOffset", Got::Code(0),
-            |ctx| delete_sequence(ctx, &[], &[3, 1], 3).await),
-        row!("DeleteRecords past the high watermark: OFFSET_OUT_OF_RANGE",
-            "UnifiedLog.maybeIncrementLogStartOffset", Got::Code(OFFSET_OUT_OF_RANGE),
-            |ctx| delete_sequence(ctx, &[], &[6], 0).await),
-        row!("DeleteRecords at a negative offset other than -1: OFFSET_OUT_OF_RANGE",
-            "Partition.deleteRecordsOnLeader", Got::Code(OFFSET_OUT_OF_RANGE),
-            |ctx| delete_sequence(ctx, &[], &[-2], 0).await),
-        row!("DeleteRecords on a compact-only topic: POLICY_VIOLATION",
-            "Partition.deleteRecordsOnLeader", Got::Code(POLICY_VIOLATION),
-            |ctx| delete_sequence(ctx, &[("cleanup.policy", "compact")], &[2], 0).await),
-        row!("DeleteRecords on a compact,delete topic is allowed",
-            "Partition.deleteRecordsOnLeader", Got::Code(0),
-            |ctx| delete_sequence(ctx, &[("cleanup.policy", "compact,delete")], &[2], 2).await),
-        row!("ListOffsets by time after DeleteRecords into a batch: the first record at or above the log start",
-            "UnifiedLog.searchOffsetInLocalLog / FileRecords.searchForTimestamp", Got::Code(0),
-            |ctx| lookup_after_delete(ctx, &[&[1_000, 1_001, 1_002, 1_003, 1_004]], 3, 1_000, (1_003, 3)).await),
-        row!("ListOffsets by time whose records at or after it lie below the log start: the next batch's",
-            "FileRecords.searchForTimestamp", Got::Code(0),
-            |ctx| lookup_after_delete(ctx, &[&[1_000, 9_000, 1_000, 1_000], &[5_000]], 2, 4_000, (5_000, 4)).await),
-        row!("ListOffsets by time matched only below the log start: no offset (-1)",
-            "FileRecords.searchForTimestamp", Got::Code(0),
-            |ctx| lookup_after_delete(ctx, &[&[1_000, 9_000, 1_000, 1_000], &[5_000]], 2, 8_000, (-1, -1)).await),
-        row!("OffsetCommit v9, unknown group, generation >= 0: GROUP_ID_NOT_FOUND",
-            "OffsetMetadataManager.validateOffsetCommit", Got::Code(GROUP_ID_NOT_FOUND),
-            |ctx| commit(&ctx, &ctx.topic("g"), 1, "m", 9, None).await),
-        row!("OffsetCommit v8, unknown group, generation >= 0: ILLEGAL_GENERATION",
-            "OffsetMetadataManager.validateOffsetCommit", Got::Code(ILLEGAL_GENERATION),
-            |ctx| commit(&ctx, &ctx.topic("g"), 1, "m", 8, None).await),
-        row!("OffsetCommit, generation -1 with a stale member id on an Empty group is accepted",
-            "ClassicGroup.validateOffsetCommit", Got::Code(0),
-            |ctx| commit(&ctx, &ctx.topic("g"), -1, "stale", 9, Some((-1, ""))).await),
-        row!("CreateTopics segment.bytes below 1 MiB: INVALID_CONFIG",
-            "LogConfig (KIP-1030)", Got::Code(INVALID_CONFIG),
-            |ctx| Got::Code(create_with(&ctx, &ctx.topic("seg"), &[("segment.bytes", "1048575")]).await)),
-        row!("CreateTopics segment.bytes of 1 MiB is accepted",
-            "LogConfig (KIP-1030)", Got::Code(0),
-            |ctx| Got::Code(create_with(&ctx, &ctx.topic("seg"), &[("segment.bytes", "1048576")]).await)),
-        row!("IncrementalAlterConfigs topic segment.bytes below 1 MiB: INVALID_CONFIG",
-            "LogConfig (KIP-1030)", Got::Code(INVALID_CONFIG), |ctx| {
+            Got::Code(ILLEGAL_SASL_STATE),
+            |ctx| sasl_outside_exchange(ctx).await
+        ),
+        row!(
+            "ApiVersions advertises SaslHandshake 0-1 and SaslAuthenticate 0-2, as Kafka 4.1",
+            "ApiVersionsResponse (SaslHandshakeRequest.json, SaslAuthenticateRequest.json)",
+            Got::Code(0),
+            |ctx| sasl_apis_advertised(ctx).await
+        ),
+        row!(
+            "DeleteRecords below the log start is a no-op success, low watermark = log start",
+            "Partition.deleteRecordsOnLeader / UnifiedLog.maybeIncrementLogStartOffset",
+            Got::Code(0),
+            |ctx| delete_sequence(ctx, &[], &[3, 1], 3).await
+        ),
+        row!(
+            "DeleteRecords past the high watermark: OFFSET_OUT_OF_RANGE",
+            "UnifiedLog.maybeIncrementLogStartOffset",
+            Got::Code(OFFSET_OUT_OF_RANGE),
+            |ctx| delete_sequence(ctx, &[], &[6], 0).await
+        ),
+        row!(
+            "DeleteRecords at a negative offset other than -1: OFFSET_OUT_OF_RANGE",
+            "Partition.deleteRecordsOnLeader",
+            Got::Code(OFFSET_OUT_OF_RANGE),
+            |ctx| delete_sequence(ctx, &[], &[-2], 0).await
+        ),
+        row!(
+            "DeleteRecords on a compact-only topic: POLICY_VIOLATION",
+            "Partition.deleteRecordsOnLeader",
+            Got::Code(POLICY_VIOLATION),
+            |ctx| delete_sequence(ctx, &[("cleanup.policy", "compact")], &[2], 0).await
+        ),
+        row!(
+            "DeleteRecords on a compact,delete topic is allowed",
+            "Partition.deleteRecordsOnLeader",
+            Got::Code(0),
+            |ctx| delete_sequence(ctx, &[("cleanup.policy", "compact,delete")], &[2], 2).await
+        ),
+        row!(
+            "OffsetCommit v9, unknown group, generation >= 0: GROUP_ID_NOT_FOUND",
+            "OffsetMetadataManager.validateOffsetCommit",
+            Got::Code(GROUP_ID_NOT_FOUND),
+            |ctx| commit(&ctx, &ctx.topic("g"), 1, "m", 9, None).await
+        ),
+        row!(
+            "OffsetCommit v8, unknown group, generation >= 0: ILLEGAL_GENERATION",
+            "OffsetMetadataManager.validateOffsetCommit",
+            Got::Code(ILLEGAL_GENERATION),
+            |ctx| commit(&ctx, &ctx.topic("g"), 1, "m", 8, None).await
+        ),
+        row!(
+            "OffsetCommit, generation -1 with a stale member id on an Empty group is accepted",
+            "ClassicGroup.validateOffsetCommit",
+            Got::Code(0),
+            |ctx| commit(&ctx, &ctx.topic("g"), -1, "stale", 9, Some((-1, ""))).await
+        ),
+        row!(
+            "CreateTopics segment.bytes below 1 MiB: INVALID_CONFIG",
+            "LogConfig (KIP-1030)",
+            Got::Code(INVALID_CONFIG),
+            |ctx| Got::Code(
+                create_with(&ctx, &ctx.topic("seg"), &[("segment.bytes", "1048575")]).await
+            )
+        ),
+        row!(
+            "CreateTopics segment.bytes of 1 MiB is accepted",
+            "LogConfig (KIP-1030)",
+            Got::Code(0),
+            |ctx| Got::Code(
+                create_with(&ctx, &ctx.topic("seg"), &[("segment.bytes", "1048576")]).await
+            )
+        ),
+        row!(
+            "IncrementalAlterConfigs topic segment.bytes below 1 MiB: INVALID_CONFIG",
+            "LogConfig (KIP-1030)",
+            Got::Code(INVALID_CONFIG),
+            |ctx| {
                 let t = ctx.topic("seg");
                 common::create_topic(&ctx.m, &t, 1).await;
                 alter_one(&ctx, (2, &t), "segment.bytes", "16384").await
-            }),
-        row!("IncrementalAlterConfigs broker log.segment.bytes below 1 MiB: INVALID_CONFIG",
-            "ServerLogConfigs (KIP-1030)", Got::Code(INVALID_CONFIG),
-            |ctx| alter_one(&ctx, (4, "0"), "log.segment.bytes", "1000").await),
-        row!("IncrementalAlterConfigs broker log.segment.bytes of 1 MiB is accepted",
-            "ServerLogConfigs (KIP-1030)", Got::Code(0),
-            |ctx| alter_one(&ctx, (4, "0"), "log.segment.bytes", "1048576").await),
-        row!("Metadata v9 asked for authorized operations: all topic and cluster operations",
-            "KafkaApis.handleTopicMetadataRequest / AuthHelper.authorizedOperations", Got::Code(0),
-            |ctx| metadata_ops(ctx, 9, true, (TOPIC_OPS, CLUSTER_OPS)).await),
-        row!("Metadata v9 not asked: authorized operations not provided (INT32_MIN)",
-            "KafkaApis.handleTopicMetadataRequest", Got::Code(0),
-            |ctx| metadata_ops(ctx, 9, false, (i32::MIN, i32::MIN)).await),
-        row!("Metadata v12 asked: topic operations; no cluster field at v11+",
-            "KafkaApis.handleTopicMetadataRequest", Got::Code(0),
-            |ctx| metadata_ops(ctx, 12, true, (TOPIC_OPS, i32::MIN)).await),
-        row!("DescribeCluster asked for authorized operations: all cluster operations",
-            "KafkaApis.handleDescribeCluster", Got::Code(0),
-            |ctx| describe_cluster_ops(ctx, true, CLUSTER_OPS).await),
-        row!("DescribeCluster not asked: INT32_MIN",
-            "KafkaApis.handleDescribeCluster", Got::Code(0),
-            |ctx| describe_cluster_ops(ctx, false, i32::MIN).await),
-        row!("DescribeGroups v5 asked for authorized operations: all group operations",
-            "KafkaApis.handleDescribeGroupsRequest", Got::Code(0),
-            |ctx| describe_group_ops(ctx, 5, GROUP_OPS).await),
-        row!("DescribeGroups v2 (no such field): INT32_MIN",
-            "KafkaApis.handleDescribeGroupsRequest", Got::Code(0),
-            |ctx| describe_group_ops(ctx, 2, i32::MIN).await),
-        row!("DescribeAcls/CreateAcls/DeleteAcls are advertised at v1-3",
-            "ApiKeys (KIP-896 minimums)", Got::Code(0), |ctx| acl_apis_advertised(ctx).await),
-        row!("DescribeAcls/CreateAcls/DeleteAcls without an authorizer: SECURITY_DISABLED",
+            }
+        ),
+        row!(
+            "IncrementalAlterConfigs broker log.segment.bytes below 1 MiB: INVALID_CONFIG",
+            "ServerLogConfigs (KIP-1030)",
+            Got::Code(INVALID_CONFIG),
+            |ctx| alter_one(&ctx, (4, "0"), "log.segment.bytes", "1000").await
+        ),
+        row!(
+            "IncrementalAlterConfigs broker log.segment.bytes of 1 MiB is accepted",
+            "ServerLogConfigs (KIP-1030)",
+            Got::Code(0),
+            |ctx| alter_one(&ctx, (4, "0"), "log.segment.bytes", "1048576").await
+        ),
+        row!(
+            "Metadata v9 asked for authorized operations: all topic and cluster operations",
+            "KafkaApis.handleTopicMetadataRequest / AuthHelper.authorizedOperations",
+            Got::Code(0),
+            |ctx| metadata_ops(ctx, 9, true, (TOPIC_OPS, CLUSTER_OPS)).await
+        ),
+        row!(
+            "Metadata v9 not asked: authorized operations not provided (INT32_MIN)",
+            "KafkaApis.handleTopicMetadataRequest",
+            Got::Code(0),
+            |ctx| metadata_ops(ctx, 9, false, (i32::MIN, i32::MIN)).await
+        ),
+        row!(
+            "Metadata v12 asked: topic operations; no cluster field at v11+",
+            "KafkaApis.handleTopicMetadataRequest",
+            Got::Code(0),
+            |ctx| metadata_ops(ctx, 12, true, (TOPIC_OPS, i32::MIN)).await
+        ),
+        row!(
+            "DescribeCluster asked for authorized operations: all cluster operations",
+            "KafkaApis.handleDescribeCluster",
+            Got::Code(0),
+            |ctx| describe_cluster_ops(ctx, true, CLUSTER_OPS).await
+        ),
+        row!(
+            "DescribeCluster not asked: INT32_MIN",
+            "KafkaApis.handleDescribeCluster",
+            Got::Code(0),
+            |ctx| describe_cluster_ops(ctx, false, i32::MIN).await
+        ),
+        row!(
+            "DescribeGroups v5 asked for authorized operations: all group operations",
+            "KafkaApis.handleDescribeGroupsRequest",
+            Got::Code(0),
+            |ctx| describe_group_ops(ctx, 5, GROUP_OPS).await
+        ),
+        row!(
+            "DescribeGroups v2 (no such field): INT32_MIN",
+            "KafkaApis.handleDescribeGroupsRequest",
+            Got::Code(0),
+            |ctx| describe_group_ops(ctx, 2, i32::MIN).await
+        ),
+        row!(
+            "DescribeAcls/CreateAcls/DeleteAcls are advertised at v1-3",
+            "ApiKeys (KIP-896 minimums)",
+            Got::Code(0),
+            |ctx| acl_apis_advertised(ctx).await
+        ),
+        row!(
+            "DescribeAcls/CreateAcls/DeleteAcls without an authorizer: SECURITY_DISABLED",
             "AclApis.handleDescribeAcls / handleCreateAcls / handleDeleteAcls",
-            Got::Code(SECURITY_DISABLED), |ctx| acl_codes(ctx, 3).await),
-        row!("InitProducerId with the producer's id and epoch, no transactional id: new id, epoch 0",
-            "TransactionCoordinator.handleInitProducerId", Got::Code(0),
-            |ctx| init_producer_id(ctx, None).await),
-        row!("InitProducerId with a producer id but epoch -1: INVALID_REQUEST",
-            "KafkaApis.handleInitProducerIdRequest", Got::Code(INVALID_REQUEST),
-            |ctx| init_producer_id(ctx, Some(-1)).await),
+            Got::Code(SECURITY_DISABLED),
+            |ctx| acl_codes(ctx, 3).await
+        ),
+        row!(
+            "InitProducerId with the producer's id and epoch, no transactional id: new id, epoch 0",
+            "TransactionCoordinator.handleInitProducerId",
+            Got::Code(0),
+            |ctx| init_producer_id(ctx, None).await
+        ),
+        row!(
+            "InitProducerId with a producer id but epoch -1: INVALID_REQUEST",
+            "KafkaApis.handleInitProducerIdRequest",
+            Got::Code(INVALID_REQUEST),
+            |ctx| init_producer_id(ctx, Some(-1)).await
+        ),
     ];
     rows.extend(crate::admin_configs::rows());
     rows

@@ -14,9 +14,11 @@ mod admin;
 mod admin_configs;
 mod authz;
 mod diverging;
+mod list_offsets;
 mod multinode;
 mod multinode_routing;
 mod produce;
+mod topics;
 mod user_scram;
 mod versions;
 
@@ -25,6 +27,8 @@ async fn every_rule_answers_as_kafka_does() {
     let mut rows = Vec::new();
     rows.extend(produce::rows());
     rows.extend(admin::rows());
+    rows.extend(list_offsets::rows());
+    rows.extend(topics::rows());
     rows.extend(multinode::rows());
     rows.extend(diverging::rows());
     rows.extend(versions::rows());

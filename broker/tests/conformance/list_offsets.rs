@@ -1,0 +1,111 @@
+//! ListOffsets rules: lookups by time on LogAppendTime topics (every record carries the
+//! batch's append time) and after DeleteRecords moved the log start into a batch.
+
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::*;
+use kafka_protocol::records::Compression;
+
+use crate::admin::{check, create_with, delete_records, row};
+use crate::common;
+use crate::harness::{Ctx, Got, Row};
+
+// ---- ListOffsets on LogAppendTime topics ---------------------------------------------
+
+/// (error, timestamp, offset) of ListOffsets v7 for partition 0 at `timestamp`.
+async fn list_offset(ctx: &Ctx, topic: &str, timestamp: i64) -> Result<(i16, i64, i64), Got> {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(common::name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(timestamp)])]);
+    let r = ctx.m.send_at(&req, 7).await.map_err(|_| Got::Closed)?;
+    let p = &r.topics[0].partitions[0];
+    Ok((p.error_code, p.timestamp, p.offset))
+}
+
+/// A LogAppendTime topic holding one batch created at 1000..1002; its append time.
+async fn log_append_time_topic(ctx: &Ctx) -> Result<(String, i64), Got> {
+    let topic = ctx.topic("lat");
+    let code = create_with(ctx, &topic, &[("message.timestamp.type", "LogAppendTime")]).await;
+    if code != 0 {
+        return Err(Got::Code(code));
+    }
+    let r = common::produce(&ctx.m, &topic, 0, common::batch(3, 1_000)).await;
+    if r.error_code != 0 {
+        return Err(Got::Code(r.error_code));
+    }
+    Ok((topic, r.log_append_time_ms))
+}
+
+async fn lat_lookup(ctx: Ctx, query: Option<i64>, want_hit: bool) -> Got {
+    let (topic, append_ms) = match log_append_time_topic(&ctx).await {
+        Ok(v) => v,
+        Err(g) => return g,
+    };
+    let ts = query.unwrap_or(append_ms + 1);
+    match list_offset(&ctx, &topic, ts).await {
+        Ok((0, timestamp, offset)) => {
+            let want = if want_hit { (append_ms, 0) } else { (-1, -1) };
+            check("(timestamp, offset)", (timestamp, offset), want)
+        }
+        Ok((code, _, _)) => Got::Code(code),
+        Err(g) => g,
+    }
+}
+
+/// A topic holding one batch per entry of `batches` (the records' timestamps), then
+/// DeleteRecords before `delete_before`: ListOffsets at `query`, checked against
+/// `want` (timestamp, offset).
+async fn lookup_after_delete(
+    ctx: Ctx,
+    batches: &[&[i64]],
+    delete_before: i64,
+    query: i64,
+    want: (i64, i64),
+) -> Got {
+    let topic = ctx.topic("tsdr");
+    common::create_topic(&ctx.m, &topic, 1).await;
+    for timestamps in batches {
+        let records: Vec<_> = (0..)
+            .zip(timestamps.iter())
+            .map(|(delta, &ts)| common::record(delta, ts))
+            .collect();
+        let bytes = kmirror_wire::records::encode(&records, Compression::None).unwrap();
+        let r = common::produce(&ctx.m, &topic, 0, bytes).await;
+        if r.error_code != 0 {
+            return Got::Code(r.error_code);
+        }
+    }
+    match delete_records(&ctx, &topic, delete_before).await {
+        (0, _) => {}
+        (code, _) => return Got::Code(code),
+    }
+    match list_offset(&ctx, &topic, query).await {
+        Ok((0, timestamp, offset)) => check("(timestamp, offset)", (timestamp, offset), want),
+        Ok((code, _, _)) => Got::Code(code),
+        Err(g) => g,
+    }
+}
+
+pub fn rows() -> Vec<Row> {
+    vec![
+        row!("ListOffsets by time on a LogAppendTime topic: first offset of the batch, with the append time",
+            "FileRecords.searchForTimestamp", Got::Code(0), |ctx| lat_lookup(ctx, Some(1_001), true).await),
+        row!("ListOffsets max timestamp on a LogAppendTime topic: first offset, append time",
+            "UnifiedLog.fetchOffsetByTimestamp / RecordBatch.offsetOfMaxTimestamp", Got::Code(0),
+            |ctx| lat_lookup(ctx, Some(-3), true).await),
+        row!("ListOffsets by time after the append time on a LogAppendTime topic: no offset (-1)",
+            "FileRecords.searchForTimestamp", Got::Code(0), |ctx| lat_lookup(ctx, None, false).await),
+        row!("ListOffsets by time after DeleteRecords into a batch: the first record at or above the log start",
+            "UnifiedLog.searchOffsetInLocalLog / FileRecords.searchForTimestamp", Got::Code(0),
+            |ctx| lookup_after_delete(ctx, &[&[1_000, 1_001, 1_002, 1_003, 1_004]], 3, 1_000, (1_003, 3)).await),
+        row!("ListOffsets by time whose records at or after it lie below the log start: the next batch's",
+            "FileRecords.searchForTimestamp", Got::Code(0),
+            |ctx| lookup_after_delete(ctx, &[&[1_000, 9_000, 1_000, 1_000], &[5_000]], 2, 4_000, (5_000, 4)).await),
+        row!("ListOffsets by time matched only below the log start: no offset (-1)",
+            "FileRecords.searchForTimestamp", Got::Code(0),
+            |ctx| lookup_after_delete(ctx, &[&[1_000, 9_000, 1_000, 1_000], &[5_000]], 2, 8_000, (-1, -1)).await),
+    ]
+}

@@ -1,0 +1,179 @@
+//! Replication factors (up to the number of nodes), topic names and topic config values: names that collide with an existing topic's on '.'
+//! against '_', IncrementalAlterConfigs APPEND and SUBTRACT only on LIST keys, and the
+//! value rules Kafka checks beyond a key's type (compression levels, tiered storage,
+//! throttled replica lists).
+
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::*;
+
+use crate::admin::{create_with, row, s};
+use crate::harness::{code_or_closed, Ctx, Got, Row};
+
+const LEADER_NOT_AVAILABLE: i16 = 5;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
+const TOPIC_ALREADY_EXISTS: i16 = 36;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_CONFIG: i16 = 40;
+
+/// Creates `first`, then `second` (both with this row's prefix); the second's error code.
+async fn create_after(ctx: Ctx, first: &str, second: &str) -> Got {
+    let code = create_with(&ctx, &ctx.topic(first), &[]).await;
+    if code != 0 {
+        return Got::Answer(format!("creating {first} failed with {code}"));
+    }
+    Got::Code(create_with(&ctx, &ctx.topic(second), &[]).await)
+}
+
+/// Creates `first`, then asks Metadata (auto-creation allowed) for `second`: its error code,
+/// and whether `second` exists afterwards (it must not).
+async fn auto_create_after(ctx: Ctx, first: &str, second: &str) -> Got {
+    let code = create_with(&ctx, &ctx.topic(first), &[]).await;
+    if code != 0 {
+        return Got::Answer(format!("creating {first} failed with {code}"));
+    }
+    let metadata = |allow| {
+        MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default()
+                .with_name(Some(crate::common::name(&ctx.topic(second))))]))
+            .with_allow_auto_topic_creation(allow)
+    };
+    let got = code_or_closed(ctx.m.send_at(&metadata(true), 12).await, |r| {
+        r.topics[0].error_code
+    });
+    match ctx.m.send_at(&metadata(false), 12).await {
+        Ok(r) if r.topics[0].error_code == 0 => {
+            Got::Answer(format!("{second} was created (first answer {got:?})"))
+        }
+        Ok(_) => got,
+        Err(_) => Got::Closed,
+    }
+}
+
+/// IncrementalAlterConfigs (validate only) of one operation (0 SET, 2 APPEND, 3 SUBTRACT)
+/// on a fresh topic; its error code.
+async fn alter_op(ctx: Ctx, key: &str, op: i8, value: &str) -> Got {
+    let topic = ctx.topic("op");
+    let code = create_with(&ctx, &topic, &[]).await;
+    if code != 0 {
+        return Got::Answer(format!("creating the topic failed with {code}"));
+    }
+    let req = IncrementalAlterConfigsRequest::default()
+        .with_validate_only(true)
+        .with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(&topic))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(s(key))
+                .with_config_operation(op)
+                .with_value(Some(s(value)))])]);
+    code_or_closed(ctx.m.send(&req).await, |(r, _)| r.responses[0].error_code)
+}
+
+/// CreateTopics of a fresh one-partition topic at replication factor `rf`; its error code.
+async fn create_rf(ctx: Ctx, rf: i16) -> Got {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(crate::common::name(&ctx.topic("rf")))
+            .with_num_partitions(1)
+            .with_replication_factor(rf)]);
+    code_or_closed(ctx.m.send(&req).await, |(r, _)| r.topics[0].error_code)
+}
+
+/// A row on a 3-node broker.
+macro_rules! three_node_row {
+    ($rule:expr, $kafka:expr, $expect:expr, |$ctx:ident| $body:expr) => {
+        Row {
+            rule: $rule,
+            kafka: $kafka,
+            expect: $expect,
+            config: Some(crate::multinode::three_nodes),
+            run: |$ctx| Box::pin(async move { $body }),
+        }
+    };
+}
+
+/// A row creating a topic with `key` = `value`: `accepted`, or `refused` with INVALID_CONFIG.
+macro_rules! config_row {
+    ($key:literal = $value:literal accepted, $kafka:literal) => {
+        row!(
+            concat!("CreateTopics ", $key, "=", $value, ": accepted"),
+            $kafka,
+            Got::Code(0),
+            |ctx| create_config(ctx, $key, $value).await
+        )
+    };
+    ($key:literal = $value:literal refused, $kafka:literal) => {
+        row!(
+            concat!("CreateTopics ", $key, "=", $value, ": INVALID_CONFIG"),
+            $kafka,
+            Got::Code(INVALID_CONFIG),
+            |ctx| create_config(ctx, $key, $value).await
+        )
+    };
+}
+
+/// CreateTopics of a fresh topic with `key` = `value`; its error code.
+async fn create_config(ctx: Ctx, key: &str, value: &str) -> Got {
+    Got::Code(create_with(&ctx, &ctx.topic("cfg"), &[(key, value)]).await)
+}
+
+pub fn rows() -> Vec<Row> {
+    vec![
+        row!("CreateTopics at replication factor 0: INVALID_REPLICATION_FACTOR",
+            "ReplicationControlManager.createTopic", Got::Code(INVALID_REPLICATION_FACTOR),
+            |ctx| create_rf(ctx, 0).await),
+        three_node_row!("CreateTopics on 3 nodes at replication factor 3 is accepted",
+            "StripedReplicaPlacer.place", Got::Code(0), |ctx| create_rf(ctx, 3).await),
+        three_node_row!("CreateTopics on 3 nodes at replication factor 2 is accepted",
+            "StripedReplicaPlacer.place", Got::Code(0), |ctx| create_rf(ctx, 2).await),
+        three_node_row!("CreateTopics on 3 nodes at replication factor 4: INVALID_REPLICATION_FACTOR",
+            "StripedReplicaPlacer.place", Got::Code(INVALID_REPLICATION_FACTOR),
+            |ctx| create_rf(ctx, 4).await),
+        row!("CreateTopics of a name differing from an existing topic's only in '.' against '_': INVALID_TOPIC_EXCEPTION",
+            "ReplicationControlManager.validateNewTopicNames", Got::Code(INVALID_TOPIC_EXCEPTION),
+            |ctx| create_after(ctx, "c.x", "c_x").await),
+        row!("CreateTopics collision the other way ('_' existing, '.' new): INVALID_TOPIC_EXCEPTION",
+            "ReplicationControlManager.validateNewTopicNames", Got::Code(INVALID_TOPIC_EXCEPTION),
+            |ctx| create_after(ctx, "d_y", "d.y").await),
+        row!("CreateTopics of a name differing in '-' against '.' is no collision",
+            "Topic.hasCollisionChars / unifyCollisionChars", Got::Code(0),
+            |ctx| create_after(ctx, "e.z", "e-z").await),
+        row!("CreateTopics of an existing name with '.': TOPIC_ALREADY_EXISTS, not a collision",
+            "ReplicationControlManager.createTopics", Got::Code(TOPIC_ALREADY_EXISTS),
+            |ctx| create_after(ctx, "f.w", "f.w").await),
+        row!("Metadata auto-creation of a colliding name: LEADER_NOT_AVAILABLE, nothing created",
+            "AutoTopicCreationManager.createTopics / validateNewTopicNames", Got::Code(LEADER_NOT_AVAILABLE),
+            |ctx| auto_create_after(ctx, "g.v", "g_v").await),
+        row!("IncrementalAlterConfigs SUBTRACT on a non-LIST key: INVALID_CONFIG",
+            "ConfigurationControlManager.incrementalAlterConfigResource (isSplittable)", Got::Code(INVALID_CONFIG),
+            |ctx| alter_op(ctx, "segment.ms", 3, "5").await),
+        row!("IncrementalAlterConfigs APPEND on a non-LIST key: INVALID_CONFIG",
+            "ConfigurationControlManager.incrementalAlterConfigResource (isSplittable)", Got::Code(INVALID_CONFIG),
+            |ctx| alter_op(ctx, "segment.ms", 2, "604800000").await),
+        row!("IncrementalAlterConfigs APPEND on a LIST key is accepted",
+            "ConfigurationControlManager.incrementalAlterConfigResource", Got::Code(0),
+            |ctx| alter_op(ctx, "cleanup.policy", 2, "compact").await),
+        row!("IncrementalAlterConfigs SET compression.lz4.level 18: INVALID_CONFIG",
+            "CompressionType.LZ4.levelValidator", Got::Code(INVALID_CONFIG),
+            |ctx| alter_op(ctx, "compression.lz4.level", 0, "18").await),
+        config_row!("compression.gzip.level" = "0" refused, "CompressionType.GZIP.levelValidator"),
+        config_row!("compression.gzip.level" = "10" refused, "CompressionType.GZIP.levelValidator"),
+        config_row!("compression.gzip.level" = "-1" accepted, "CompressionType.GZIP.levelValidator"),
+        config_row!("compression.gzip.level" = "9" accepted, "CompressionType.GZIP.levelValidator"),
+        config_row!("compression.lz4.level" = "18" refused, "CompressionType.LZ4.levelValidator"),
+        config_row!("compression.lz4.level" = "17" accepted, "CompressionType.LZ4.levelValidator"),
+        config_row!("compression.zstd.level" = "23" refused, "CompressionType.ZSTD.levelValidator"),
+        config_row!("compression.zstd.level" = "-131072" accepted, "CompressionType.ZSTD.levelValidator"),
+        config_row!("remote.storage.enable" = "true" refused, "LogConfig.validateRemoteStorageOnlyIfSystemEnabled"),
+        config_row!("remote.storage.enable" = "false" accepted, "LogConfig.validateRemoteStorageOnlyIfSystemEnabled"),
+        config_row!("leader.replication.throttled.replicas" = "xyz" refused, "ThrottledReplicaListValidator"),
+        config_row!("follower.replication.throttled.replicas" = "0:1,x" refused, "ThrottledReplicaListValidator"),
+        config_row!("leader.replication.throttled.replicas" = "0:1,1:2" accepted, "ThrottledReplicaListValidator"),
+        config_row!("follower.replication.throttled.replicas" = "*" accepted, "ThrottledReplicaListValidator"),
+    ]
+}

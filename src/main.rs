@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(name = "kmirror", version, about)]
 struct Cli {
-    /// Log filter, e.g. info, debug, kmirror=debug.
-    #[arg(long, global = true, env = "KMIRROR_LOG", default_value = "info")]
+    /// Log filter, e.g. info, debug, kmirror=debug: levels, or TARGET=LEVEL, comma-separated.
+    #[arg(long, global = true, env = "KMIRROR_LOG", default_value = "info", value_parser = parse_log_filter)]
     log_level: String,
     /// Log lines as text for people, or as one JSON object per line for log shippers.
     #[arg(
@@ -116,6 +116,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A log filter whose every directive is a level or TARGET=LEVEL: `tracing` would take a
+/// mistyped level ("warnn") as a target and log nothing at all, errors included.
+fn parse_log_filter(s: &str) -> Result<String, String> {
+    use tracing_subscriber::filter::LevelFilter;
+    const LEVELS: &str = "trace, debug, info, warn, error, off";
+    for directive in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        if level.parse::<LevelFilter>().is_err() {
+            return Err(format!(
+                "{directive:?}: {level:?} is not a level ({LEVELS}); use LEVEL or TARGET=LEVEL"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -194,3 +194,39 @@ fn bad_sasl_and_unreadable_tls_files_are_refused_by_validate_and_run() {
         assert!(!text.contains("Flow started"), "{command} ran: {text}");
     }
 }
+
+/// A mistyped log level is refused (exit 2, naming it), from the flag and from
+/// `KMIRROR_LOG`: `tracing` would take it for a target and log nothing, errors included.
+/// Levels and TARGET=LEVEL directives are taken.
+#[test]
+fn a_mistyped_log_level_is_refused() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/quickstart.yaml");
+    let validate = |flag: Option<&str>, env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmirror"));
+        if let Some(level) = flag {
+            cmd.args(["--log-level", level]);
+        }
+        match env {
+            Some(level) => cmd.env("KMIRROR_LOG", level),
+            None => cmd.env_remove("KMIRROR_LOG"),
+        };
+        let out = cmd.args(["validate", config]).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (flag, env, bad) in [
+        (Some("warnn"), None, "\"warnn\" is not a level"),
+        (None, Some("eror"), "\"eror\" is not a level"),
+        (Some("kmirror=debugg"), None, "\"debugg\" is not a level"),
+    ] {
+        let (code, stderr) = validate(flag, env);
+        assert_eq!(code, Some(2), "{flag:?} {env:?}: {stderr}");
+        assert!(stderr.contains(bad), "{flag:?} {env:?}: {stderr}");
+    }
+    for level in ["warn", "kmirror=debug,warn", "kmirror::mirror=trace,info"] {
+        let (code, stderr) = validate(Some(level), None);
+        assert_eq!(code, Some(0), "{level}: {stderr}");
+    }
+}

@@ -136,7 +136,8 @@ pub fn render(status: &Value) -> String {
                 flow,
                 format!("{}-{}", p["topic"].as_str().unwrap_or("?"), p["partition"]),
                 p["state"].as_str().unwrap_or("?"),
-                p["position"],
+                // A JSON value's Display ignores the width: its text does not.
+                p["position"].to_string(),
                 count(&p["lag_records"]),
                 seconds(&p["lag_seconds"])
             );
@@ -187,6 +188,14 @@ mod tests {
             assert!(flow.contains(cell), "{cell} not in {flow:?}");
         }
         assert!(table.contains("orders-0"), "{table}");
+        let header = table.lines().find(|l| l.contains("POSITION")).unwrap();
+        let row = table.lines().find(|l| l.contains("orders-0")).unwrap();
+        let end = |line: &str, cell: &str| line.find(cell).map(|i| i + cell.len());
+        assert_eq!(
+            end(row, " 10"),
+            end(header, "POSITION"),
+            "POSITION not right-aligned under its header:\n{header}\n{row}"
+        );
         assert!(
             !table.contains("orders-1"),
             "a caught-up partition is not listed: {table}"

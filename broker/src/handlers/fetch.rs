@@ -1,6 +1,8 @@
 //! Fetch: long poll honouring `max_wait_ms` and `min_bytes`, woken by appends (not by a
-//! timer loop); `max_bytes` and per-partition max bytes with KIP-74 (the first non-empty
-//! partition always returns at least one whole batch); a fetch offset inside a batch
+//! timer loop); `max_bytes` (at most Kafka's default `fetch.max.bytes`, 55 MiB) and
+//! per-partition max bytes with KIP-74 (the first non-empty
+//! partition always returns at least one whole batch); a partition named twice is read
+//! once, with its later entry's position; a fetch offset inside a batch
 //! returns that whole batch; empty records are sent as empty bytes, never null; fetch
 //! sessions are declined (session id 0, full fetches); OFFSET_OUT_OF_RANGE below the log
 //! start or above the log end. There are no transactions, so the last stable offset is
@@ -27,7 +29,12 @@ use crate::log::LogError;
 use crate::state::Broker;
 use crate::topics::Topic;
 
+/// Kafka's `fetch.max.bytes` default: no Fetch response carries more, whatever its
+/// `max_bytes` (55 MiB).
+pub const FETCH_MAX_BYTES: usize = 55 << 20;
+
 pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
+    let req = without_repeats(req);
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     loop {
@@ -37,7 +44,9 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         tokio::pin!(appended);
         appended.as_mut().enable();
         let (resp, bytes, errors) = read_once(broker, &req, version);
-        if bytes >= i64::from(req.min_bytes) || errors || tokio::time::Instant::now() >= deadline {
+        // Kafka: KafkaApis.handleFetchRequest (fetchMinBytes = min(minBytes, fetchMaxBytes))
+        let min_bytes = i64::from(req.min_bytes).min(FETCH_MAX_BYTES as i64);
+        if bytes >= min_bytes || errors || tokio::time::Instant::now() >= deadline {
             return crate::cluster::hints::fetch(broker, resp, version);
         }
         // Not enough yet: let go of the read buffers while waiting (crate::buffers).
@@ -50,10 +59,12 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
 }
 
 fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchResponse, i64, bool) {
+    // Kafka: KafkaApis.handleFetchRequest (min(maxBytes, fetch.max.bytes); below v3 the
+    // request has no max_bytes)
     let mut remaining = if version >= 3 {
-        req.max_bytes.max(0) as usize
+        (req.max_bytes.max(0) as usize).min(FETCH_MAX_BYTES)
     } else {
-        usize::MAX
+        FETCH_MAX_BYTES
     };
     let mut total: i64 = 0;
     let mut first_non_empty = true;
@@ -173,6 +184,46 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
         total,
         any_error,
     )
+}
+
+/// `req` with each partition once: a partition named again takes the later entry's fetch
+/// position and limits, in the place of its first entry; topic entries left with no
+/// partitions go.
+// Kafka: FetchRequest.fetchData (a LinkedHashMap keyed by topic and partition)
+fn without_repeats(mut req: FetchRequest) -> FetchRequest {
+    use std::collections::HashMap;
+    // (topic index, partition index) of each partition's first entry.
+    let mut first: HashMap<(kafka_protocol::messages::TopicName, uuid::Uuid, i32), (usize, usize)> =
+        HashMap::new();
+    let mut repeats = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let key = (t.topic.clone(), t.topic_id, p.partition);
+            if let Some(&at) = first.get(&key) {
+                repeats.push((at, (ti, pi)));
+            } else {
+                first.insert(key, (ti, pi));
+            }
+        }
+    }
+    if repeats.is_empty() {
+        return req;
+    }
+    let mut drop: Vec<Vec<bool>> = req
+        .topics
+        .iter()
+        .map(|t| vec![false; t.partitions.len()])
+        .collect();
+    for ((ft, fp), (rt, rp)) in repeats {
+        req.topics[ft].partitions[fp] = req.topics[rt].partitions[rp].clone();
+        drop[rt][rp] = true;
+    }
+    for (t, dropped) in req.topics.iter_mut().zip(&drop) {
+        let mut keep = dropped.iter().map(|d| !d);
+        t.partitions.retain(|_| keep.next().unwrap_or(true));
+    }
+    req.topics.retain(|t| !t.partitions.is_empty());
+    req
 }
 
 /// The topic a request entry names (by id at v13+, by name below), and the error for an

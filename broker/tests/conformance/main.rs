@@ -14,6 +14,7 @@ mod admin;
 mod admin_configs;
 mod authz;
 mod diverging;
+mod fetch;
 mod list_offsets;
 mod multinode;
 mod multinode_routing;
@@ -29,6 +30,7 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(admin::rows());
     rows.extend(list_offsets::rows());
     rows.extend(topics::rows());
+    rows.extend(fetch::rows());
     rows.extend(multinode::rows());
     rows.extend(diverging::rows());
     rows.extend(versions::rows());

@@ -39,6 +39,9 @@ pub struct BrokerConfig {
     /// Frames larger than this close the connection.
     pub max_frame_bytes: usize,
     pub max_connections: usize,
+    /// `connections.max.idle.ms`: a connection that sends no request for this long is
+    /// closed (Kafka's default: 10 minutes).
+    pub connections_max_idle: Duration,
     /// Broker defaults for topic configs.
     pub log_defaults: LogConfig,
     /// `message.max.bytes`: default for the topic config `max.message.bytes`.
@@ -233,6 +236,7 @@ impl Default for BrokerConfig {
             flush: FlushPolicy::Never,
             max_frame_bytes: kmirror_wire::frame::DEFAULT_MAX_FRAME_BYTES,
             max_connections: 1024,
+            connections_max_idle: Duration::from_secs(600),
             log_defaults: LogConfig::default(),
             max_message_bytes: 1_048_588,
             timestamp_before_max_ms: crate::topic_config::DEFAULT_TIMESTAMP_BEFORE_MAX_MS,

@@ -105,6 +105,14 @@ struct Args {
     /// Most client connections at once; more are refused.
     #[arg(long, env = "KMIRROR_BROKER_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
+    /// Close a connection that sends no request for this long (Kafka's
+    /// connections.max.idle.ms).
+    #[arg(
+        long,
+        env = "KMIRROR_BROKER_CONNECTIONS_MAX_IDLE_MS",
+        default_value_t = 600_000
+    )]
+    connections_max_idle_ms: u64,
     /// Broker default for the topic config segment.bytes (log.segment.bytes; at least 1 MiB
     /// as in Kafka 4.0, KIP-1030).
     #[arg(long, env = "KMIRROR_BROKER_SEGMENT_BYTES", default_value_t = 1 << 30,
@@ -226,6 +234,7 @@ fn main() -> anyhow::Result<()> {
         },
         max_frame_bytes: args.max_frame_bytes,
         max_connections: args.max_connections,
+        connections_max_idle: Duration::from_millis(args.connections_max_idle_ms),
         log_defaults: LogConfig {
             segment_bytes: args.segment_bytes,
             retention_ms: args.retention_ms,

@@ -163,6 +163,9 @@ pub(crate) async fn intercept(
         (Some(ApiKey::SaslAuthenticate), Session::ScramFirst(_) | Session::ScramFinal(_)) => {
             Some(scram_round(credentials, session, peer, frame).await)
         }
+        // Kafka: SaslServerAuthenticator.handleSaslToken (another request than
+        // SaslAuthenticate after the handshake: its error response, then the close)
+        (Some(ApiKey::SaslHandshake), _) => Some(handshake_again(frame).await),
         _ => Some(Outcome::Close(format!(
             "unexpected request (API key {}) during SASL authentication",
             prefix.api_key
@@ -327,6 +330,19 @@ async fn scram_round(
         }
         (None, None) => outcome,
     }
+}
+
+/// A second SaslHandshake: ILLEGAL_SASL_STATE, then the connection closes.
+async fn handshake_again(frame: &Bytes) -> Outcome {
+    let (mut frame, corr, version) = match body(frame) {
+        Ok(b) => b,
+        Err(outcome) => return outcome,
+    };
+    let outcome = dispatch::sync(&mut frame, corr, version, |_: SaslHandshakeRequest| {
+        SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code())
+    })
+    .await;
+    close_after(outcome, "SaslHandshake during SASL authentication")
 }
 
 /// A SaslAuthenticate answer refusing the client with `message`.

@@ -332,6 +332,10 @@ async fn serve_connection(
     }
 }
 
+/// Kafka's `sasl.server.max.receive.size` default: the largest frame read before SASL
+/// authentication completes (512 KiB).
+pub const SASL_SERVER_MAX_RECEIVE_BYTES: usize = 512 << 10;
+
 /// Reads requests and writes responses on one connection (plaintext or TLS);
 /// `tls_principal` is the client certificate's principal.
 async fn serve_frames<R, W>(
@@ -351,10 +355,18 @@ async fn serve_frames<R, W>(
         host: peer.ip().to_canonical(),
     };
     let mut sasl_principal = false;
-    let mut frames = FramedRead::new(
-        read,
-        kmirror_wire::frame::codec(broker.config.max_frame_bytes),
-    );
+    // Until SASL authentication completes, frames are held to Kafka's
+    // sasl.server.max.receive.size: an unauthenticated client cannot make the broker read
+    // and decode 100 MiB requests.
+    // Kafka: SaslServerAuthenticator.authenticate (saslAuthRequestMaxReceiveSize)
+    let sasl_listener = broker.config.sasl.is_some() && broker.protocol().sasl();
+    let mut frame_limit_raised = !sasl_listener;
+    let first_limit = if sasl_listener {
+        SASL_SERVER_MAX_RECEIVE_BYTES.min(broker.config.max_frame_bytes)
+    } else {
+        broker.config.max_frame_bytes
+    };
+    let mut frames = FramedRead::new(read, kmirror_wire::frame::codec(first_limit));
     // Responses go to a writer task so the next request is read while one is written.
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let writer = tokio::spawn(kmirror_wire::frame_writer::write_frames(write, rx));
@@ -362,7 +374,15 @@ async fn serve_frames<R, W>(
         let frame = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            f = frames.next() => f,
+            f = tokio::time::timeout(broker.config.connections_max_idle, frames.next()) => f,
+        };
+        let frame = match frame {
+            // Kafka: Selector.maybeCloseOldestConnection (connections.max.idle.ms)
+            Err(_) => {
+                tracing::debug!(%peer, idle_ms = broker.config.connections_max_idle.as_millis() as u64, "Closing idle connection.");
+                break;
+            }
+            Ok(frame) => frame,
         };
         let frame = match frame {
             None => break,
@@ -392,6 +412,12 @@ async fn serve_frames<R, W>(
                 dispatch::handle(&broker, &caller, frame).await
             }
         };
+        if !frame_limit_raised && matches!(session, crate::sasl::Session::Done(_)) {
+            frames
+                .decoder_mut()
+                .set_max_frame_length(broker.config.max_frame_bytes);
+            frame_limit_raised = true;
+        }
         match outcome {
             Outcome::Respond(bytes) => {
                 if tx.send(bytes).await.is_err() {

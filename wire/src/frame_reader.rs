@@ -25,8 +25,25 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("frame of {len_bytes} bytes is over the limit of {max_bytes}")]
     TooLarge { len_bytes: usize, max_bytes: usize },
+    /// The peer's first bytes are not a Kafka frame but another protocol's.
+    #[error("{0}")]
+    NotKafka(&'static str),
     #[error("connection closed in the middle of a frame")]
     Truncated,
+}
+
+/// What a length prefix over the limit says when it is another protocol's first bytes:
+/// a TLS record (content type 20-23, major version 3) from a broker whose listener speaks
+/// SSL, or an HTTP response from something that is not a broker at all.
+fn other_protocol(prefix: [u8; 4]) -> Option<&'static str> {
+    match prefix {
+        [20..=23, 3, 0..=4, _] => Some(
+            "the broker answered with TLS: its listener speaks SSL or SASL_SSL; \
+             configure `tls` for this cluster",
+        ),
+        [b'H', b'T', b'T', b'P'] => Some("the peer answered with HTTP: it is not a Kafka broker"),
+        _ => None,
+    }
 }
 
 /// Reads frames (without their 4-byte length) from one stream.
@@ -55,8 +72,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 return Err(ReadError::Truncated);
             }
         }
-        let len = u32::from_be_bytes(self.buffer[..4].try_into().expect("4 bytes")) as usize;
+        let prefix: [u8; 4] = self.buffer[..4].try_into().expect("4 bytes");
+        let len = u32::from_be_bytes(prefix) as usize;
         if len > self.max_frame_bytes {
+            if let Some(protocol) = other_protocol(prefix) {
+                return Err(ReadError::NotKafka(protocol));
+            }
             return Err(ReadError::TooLarge {
                 len_bytes: len,
                 max_bytes: self.max_frame_bytes,
@@ -114,6 +135,23 @@ mod tests {
             }
         });
         FrameReader::new(r, 1 << 20)
+    }
+
+    /// A TLS alert or an HTTP response where a frame should be is named for what it is,
+    /// not reported as a frame of 352 MB; a plain oversized prefix stays TooLarge.
+    #[tokio::test]
+    async fn another_protocols_answer_is_named() {
+        let tls_alert = vec![0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46];
+        let http = b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec();
+        let huge = vec![0x7f, 0x00, 0x00, 0x00];
+        for (bytes, want) in [
+            (tls_alert, "the broker answered with TLS"),
+            (http, "answered with HTTP"),
+            (huge, "over the limit"),
+        ] {
+            let error = reader_over(bytes, 64).await.next().await.unwrap_err();
+            assert!(error.to_string().contains(want), "{error}");
+        }
     }
 
     #[tokio::test]

@@ -74,11 +74,18 @@ impl FlowOffsets {
     /// Whether `topic`/`partition` translates: the flow mirrors it, or it is a flow's copy
     /// the other way.
     pub fn mirrors(&self, topic: &str, partition: i32) -> bool {
+        self.forward(topic, partition).is_some() || self.reverse_of(topic, partition).is_some()
+    }
+
+    /// `topic`/`partition` as this flow's source partition, when the flow mirrors it: it has
+    /// progress and the flow's topic patterns still select it (a topic dropped from them
+    /// keeps its stored progress, but is no longer mirrored: a failover must not wait for it).
+    fn forward(&self, topic: &str, partition: i32) -> Option<SourcePartition> {
         let sp = SourcePartition {
             topic: topic.to_string(),
             partition,
         };
-        self.progress.get(&sp).is_some() || self.reverse_of(topic, partition).is_some()
+        (self.flow.matches(topic) && self.progress.get(&sp).is_some()).then_some(sp)
     }
 
     /// The opposite flow whose copy `topic` is, and its source partition.
@@ -88,7 +95,7 @@ impl FlowOffsets {
                 .progress
                 .topics()
                 .into_iter()
-                .find(|t| r.flow.rename(t) == topic)?;
+                .find(|t| r.flow.rename(t) == topic && r.flow.matches(t))?;
             let sp = SourcePartition {
                 topic: original,
                 partition,
@@ -107,11 +114,7 @@ impl FlowOffsets {
         offset: i64,
         with_log_start: bool,
     ) -> Option<PartitionOffsets> {
-        let sp = SourcePartition {
-            topic: topic.to_string(),
-            partition,
-        };
-        if self.progress.get(&sp).is_none() {
+        let Some(sp) = self.forward(topic, partition) else {
             let (reverse, original) = self.reverse_of(topic, partition)?;
             return Some(PartitionOffsets {
                 topic: topic.to_string(),
@@ -120,7 +123,7 @@ impl FlowOffsets {
                 source_offset: offset,
                 translation: reverse.progress.translate_back(&original, offset)?,
             });
-        }
+        };
         let log_start = if with_log_start {
             self.log_start(topic, partition).await
         } else {
@@ -199,4 +202,63 @@ pub fn render(rows: &[PartitionOffsets]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientConfig;
+    use crate::mirror::progress::Position;
+
+    fn flow(include: &str) -> Flow {
+        let text = format!(
+            "clusters:\n  a: {{ bootstrap: [\"a:9092\"] }}\n  b: {{ bootstrap: [\"b:9092\"] }}\nflows:\n  - name: f\n    source: a\n    target: b\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{include}\"] }}\n"
+        );
+        let topology = crate::config::parse(&text, "t.yaml", &|_| None).expect("valid topology");
+        topology.flows[0].clone()
+    }
+
+    fn client() -> Arc<ClusterClient> {
+        Arc::new(ClusterClient::new(ClientConfig {
+            cluster: "test".into(),
+            bootstrap: Vec::new(),
+            messenger: Default::default(),
+            backoff: Default::default(),
+        }))
+    }
+
+    /// A topic the flow mirrored (it has progress) but whose patterns no longer select it
+    /// does not translate: `kmirror failover` would otherwise wait for it for ever.
+    #[tokio::test]
+    async fn a_topic_dropped_from_the_flow_does_not_translate() {
+        let progress = Arc::new(Progress::fresh("f"));
+        for topic in ["keep", "dropped"] {
+            let sp = SourcePartition {
+                topic: topic.into(),
+                partition: 0,
+            };
+            let position = |next_source_offset, next_target_offset| Position {
+                next_source_offset,
+                next_target_offset,
+                leader_epoch: None,
+            };
+            progress.advance(&sp, position(0, -1));
+            progress.acknowledged(&sp, position(10, 10), Some((0, &[(0, 10)])));
+        }
+        let offsets = FlowOffsets {
+            flow: flow("keep"),
+            progress,
+            source: client(),
+            target: client(),
+            reverse: Vec::new(),
+        };
+        assert!(offsets.mirrors("keep", 0));
+        assert!(!offsets.mirrors("dropped", 0));
+        let kept = offsets
+            .one("keep", 0, 5, false)
+            .await
+            .expect("keep translates");
+        assert_eq!(kept.translation, Translation::Exact { target_offset: 5 });
+        assert_eq!(offsets.one("dropped", 0, 5, false).await, None);
+    }
 }

@@ -150,6 +150,12 @@ fn merge(current: Option<Position>, position: Position) -> Position {
 }
 
 impl Progress {
+    /// A flow's progress with nothing stored yet, for other modules' tests.
+    #[cfg(test)]
+    pub(crate) fn fresh(flow: &str) -> Self {
+        Self::new(flow, codec::Loaded::default(), 1 << 20)
+    }
+
     fn new(flow: &str, loaded: codec::Loaded, max_batch_bytes: usize) -> Self {
         let initialised = loaded.marker || !loaded.positions.is_empty();
         Self {

@@ -153,10 +153,10 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
             continue;
         }
         if !f.is_started() {
-            reasons.push(format!(
-                "flow {}: not started (connecting to its clusters)",
-                f.name
-            ));
+            reasons.push(match f.start_error() {
+                Some(error) => format!("flow {}: not started: {error}", f.name),
+                None => format!("flow {}: not started (connecting to its clusters)", f.name),
+            });
             continue;
         }
         let failing = [

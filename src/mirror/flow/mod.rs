@@ -44,7 +44,7 @@ use super::pipeline::{Chunk, Ended};
 use super::progress::{Progress, ProgressError, SourcePartition};
 use super::Drain;
 use crate::client::produce::ProducerSession;
-use crate::client::{ClientError, ClusterClient};
+use crate::client::{report_retries, ClientError, ClusterClient};
 use crate::config::Flow;
 use crate::telemetry::stats::{FlowStats, PartitionStats};
 use crate::throttle::Throttle;
@@ -153,15 +153,17 @@ impl FlowRunner {
         let name = self.flow.name.clone();
         // A flow restarted by a reload keeps its stats, but is not ready until it started.
         self.stats.set_started(false);
-        // Transient errors are retried inside (until `stop`); what is left needs an operator.
-        let setup = async {
+        // Transient errors are retried inside (until `stop`), each shown as the reason the
+        // flow has not started; what is left needs an operator.
+        let stats = self.stats.clone();
+        let setup = report_retries(move |e| stats.start_failed(e), async {
             let progress = Progress::load(&name, &self.target).await?;
             let session = self
                 .target
                 .retry("InitProducerId", None, || self.target.init_producer())
                 .await?;
             Ok::<_, ProgressError>((progress, session))
-        };
+        });
         let (progress, session) = tokio::select! {
             _ = stop.cancelled() => return,
             r = setup => match r {
@@ -169,6 +171,7 @@ impl FlowRunner {
                 Err(e) => {
                     tracing::error!(flow = %name, error = %e, "Flow cannot start; it needs operator action.");
                     self.stats.failed("fatal", &e);
+                    self.stats.start_failed(&e);
                     return;
                 }
             },

@@ -49,6 +49,9 @@ pub struct FlowStats {
     throttle_wait_us: AtomicU64,
     in_flight_bytes: AtomicU64,
     started: AtomicBool,
+    /// Why the flow has not started yet: the latest error of its setup (progress,
+    /// producer id, first discovery round); `None` before one and once it started.
+    start_error: Mutex<Option<String>>,
     /// Another kmirror owns the flow (`exclusive: true`); this one stands by.
     standby: AtomicBool,
     /// Why this kmirror is not in the flow's ownership group (`exclusive: true`): joining
@@ -102,6 +105,7 @@ impl FlowStats {
             throttle_wait_us: AtomicU64::new(0),
             in_flight_bytes: AtomicU64::new(0),
             started: AtomicBool::new(false),
+            start_error: Mutex::default(),
             standby: AtomicBool::new(false),
             joining: Mutex::default(),
             loop_beat_ms: AtomicI64::new(0),
@@ -175,6 +179,20 @@ impl FlowStats {
     /// The flow finished starting (`true`), or is (re)starting (`false`).
     pub fn set_started(&self, started: bool) {
         self.started.store(started, Ordering::Relaxed);
+        *self.start_error.lock().expect("start error lock") = None;
+    }
+
+    /// Starting the flow failed with `error` (it is retried, or needs an operator): the
+    /// reason it has not started, and its last error.
+    pub fn start_failed(&self, error: &dyn std::fmt::Display) {
+        let error = error.to_string();
+        *self.start_error.lock().expect("start error lock") = Some(error.clone());
+        *self.last_error.lock().expect("error lock") = Some((now_ms(), error));
+    }
+
+    /// Why the flow has not started, once its setup failed; `None` once it started.
+    pub fn start_error(&self) -> Option<String> {
+        self.start_error.lock().expect("start error lock").clone()
     }
 
     /// The fetch loop turned (`running`), or ended (`!running`).

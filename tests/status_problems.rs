@@ -1,12 +1,13 @@
 //! What keeps a flow from mirroring shows where an operator looks: `/readyz`, `/status`,
-//! `/metrics` and `kmirror status`, not only a log line. A setup that keeps failing (a
-//! wrong SASL password) shows its error.
+//! `/metrics` and `kmirror status`, not only a log line. A source down at start keeps the
+//! flow not ready (and `READY=1` unsent) until discovery reads it; a setup that keeps
+//! failing (a wrong SASL password) shows its error.
 
 mod support;
 
 use std::time::Duration;
 
-use support::discovery::{east_to_west, stop, wait_until};
+use support::discovery::{east_to_west, stop, wait_until, Clusters};
 use support::*;
 
 /// The flow's entry in `/status`, once the listener answers.
@@ -18,6 +19,66 @@ fn flow_status(listen: &str, daemon: &DaemonProcess) -> serde_json::Value {
 
 fn status_table(listen: &str) -> String {
     kmirror_ok(&["status", "--url", &format!("http://{listen}")])
+}
+
+/// `READY=1` waits for the first discovery round that read the source; until then the
+/// flow says why it has not started. Later failed rounds are counted, and the flow keeps
+/// its partitions.
+#[test]
+fn a_source_down_at_start_keeps_the_flow_not_ready_until_discovery_reads_it() {
+    let mut c = Clusters::start();
+    let config = c.topology(&east_to_west("orders", ""));
+    let listen = add_telemetry_listener(&config);
+    c.source.kill9();
+    let daemon = DaemonProcess::start(&config);
+    wait_until("two failed discovery rounds", &daemon, || {
+        let failed = daemon
+            .log
+            .lines()
+            .iter()
+            .filter(|l| l.contains("Discovery failed"))
+            .count();
+        (failed >= 2).then_some(())
+    });
+    let flow = flow_status(&listen, &daemon);
+    assert_eq!(flow["ready"], false, "{flow}");
+    let reasons = flow["not_ready"].to_string();
+    assert!(
+        reasons.contains("not started") && reasons.contains("cluster east"),
+        "{reasons}"
+    );
+    let last_error = flow["last_error"]["error"].as_str().unwrap_or_default();
+    assert!(last_error.contains("cluster east"), "{flow}");
+    assert_eq!(http_get(&listen, "/readyz").map(|a| a.0), Some(503));
+    assert!(
+        !daemon.wait_ready(Duration::ZERO),
+        "READY=1 before the flow read its source: {:?}",
+        daemon.notifications()
+    );
+    let table = status_table(&listen);
+    assert!(
+        table.contains("NOT READY") && table.contains("cluster east"),
+        "{table}"
+    );
+
+    // The source comes up: the next round reads it, the flow starts and READY=1 goes out.
+    c.source.restart();
+    assert!(
+        daemon.wait_ready(Duration::from_secs(60)),
+        "no READY=1 once the source answered:\n{}",
+        daemon.log.tail(30)
+    );
+    wait_until("/readyz 200", &daemon, || {
+        (http_get(&listen, "/readyz")?.0 == 200).then_some(())
+    });
+
+    // A running flow's failed rounds are counted.
+    c.source.kill9();
+    wait_until("a counted discovery failure", &daemon, || {
+        let flow = flow_status(&listen, &daemon);
+        (flow["errors"]["discovery"].as_u64()? > 0).then_some(())
+    });
+    stop(daemon);
 }
 
 /// A setup that keeps failing (here the target refuses the password) says why in

@@ -138,7 +138,7 @@ fn register(meter: &Meter, flows: Arc<Flows>) {
         meter,
         &flows,
         "kmirror_errors",
-        "Errors that stopped a partition or a flow, by error class",
+        "Errors that stopped a partition or a flow, and failed discovery rounds, by error class",
         FlowStats::errors,
     );
     let f = flows.clone();

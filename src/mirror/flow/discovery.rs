@@ -17,6 +17,7 @@ use crate::client::{list_offsets, ClientError, ClusterClient};
 use crate::config::{Flow, StartFrom};
 use crate::mirror::progress::{Position, Progress, SourcePartition};
 use crate::mirror::selection::{config_changes, mirrored_topics, target_action, TargetAction};
+use crate::telemetry::stats::FlowStats;
 
 /// What one discovery round found.
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub(super) struct Discovery {
     pub source: Arc<ClusterClient>,
     pub target: Arc<ClusterClient>,
     pub progress: Arc<Progress>,
+    /// Where failed rounds are counted and shown.
+    stats: Arc<FlowStats>,
     /// Topics reported as blocked, so the report is not repeated every round.
     blocked: HashSet<String>,
     /// The id each mirrored source topic had when its partitions started.
@@ -58,12 +61,14 @@ impl Discovery {
         source: Arc<ClusterClient>,
         target: Arc<ClusterClient>,
         progress: Arc<Progress>,
+        stats: Arc<FlowStats>,
     ) -> Self {
         Self {
             flow,
             source,
             target,
             progress,
+            stats,
             blocked: HashSet::new(),
             topic_ids: HashMap::new(),
             recreated: HashSet::new(),
@@ -71,17 +76,30 @@ impl Discovery {
         }
     }
 
-    /// One round: the partitions to start and the topics to stop. An error (storing the
-    /// first positions failed for good) stops the flow.
-    pub async fn round(&mut self) -> Result<Vec<Found>, ClientError> {
+    /// Rounds, one every `discovery_interval`, until one reads both clusters' metadata:
+    /// the flow's first, which it waits for before it fetches or says it is ready.
+    pub async fn first_round(&mut self) -> Result<Vec<Found>, ClientError> {
+        loop {
+            if let Some(found) = self.round().await? {
+                return Ok(found);
+            }
+            tokio::time::sleep(self.flow.discovery_interval).await;
+        }
+    }
+
+    /// One round: the partitions to start and the topics to stop; `None` when the
+    /// clusters' metadata could not be read (counted in the flow's stats; the next round
+    /// asks again). An error (storing the first positions failed for good) stops the flow.
+    pub async fn round(&mut self) -> Result<Option<Vec<Found>>, ClientError> {
         let (source_md, target_md) = match tokio::join!(
             self.source.refresh_metadata(),
             self.target.refresh_metadata()
         ) {
             (Ok(s), Ok(t)) => (s, t),
             (Err(e), _) | (_, Err(e)) => {
+                self.stats.discovery_failed(&e);
                 tracing::warn!(flow = %self.flow.name, error = %e, "Discovery failed; retrying at the next interval.");
-                return Ok(Vec::new());
+                return Ok(None);
             }
         };
         let mut found = Vec::new();
@@ -158,14 +176,14 @@ impl Discovery {
                     progress.write(&self.target)
                 })
                 .await?;
-            return Ok(found);
+            return Ok(Some(found));
         }
         // Start positions chosen just now are written before their partitions start, so a
         // crash right after discovery restarts new partitions from the same place.
         if let Err(e) = progress.write(&self.target).await {
             tracing::warn!(flow = %self.flow.name, error = %e, "Cannot write start positions yet; the progress writer retries.");
         }
-        Ok(found)
+        Ok(Some(found))
     }
 
     /// Where a partition starts: its progress, or, for a partition seen for the first

@@ -196,15 +196,20 @@ impl FlowRunner {
             self.source.clone(),
             self.target.clone(),
             progress.clone(),
+            self.stats.clone(),
         );
-        // The first round finishes before anything is fetched: it stores the first
-        // positions (see `Discovery::round`).
+        // The first round that reads the metadata finishes before anything is fetched: it
+        // stores the first positions (see `Discovery::round`).
         let first = tokio::select! {
             _ = stop.cancelled() => None,
-            r = discovery.round() => Some(r),
+            r = discovery.first_round() => Some(r),
         };
-        // Ready from here: both clusters answered (progress, producer id, first discovery).
-        self.stats.set_started(true);
+        match &first {
+            // Ready from here: both clusters answered (progress, producer id, metadata).
+            Some(Ok(_)) => self.stats.set_started(true),
+            Some(Err(e)) => self.stats.start_failed(e),
+            None => {}
+        }
         let (found_tx, mut found_rx) = mpsc::channel::<Result<Vec<Found>, ClientError>>(1);
         if let Some(first) = first {
             let _ = found_tx.try_send(first);
@@ -213,7 +218,9 @@ impl FlowRunner {
         let discovering = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
-                let found = discovery.round().await;
+                let Some(found) = discovery.round().await.transpose() else {
+                    continue;
+                };
                 let fatal = found.is_err();
                 if found_tx.send(found).await.is_err() || fatal {
                     return;

@@ -190,6 +190,18 @@ impl FlowStats {
         *self.last_error.lock().expect("error lock") = Some((now_ms(), error));
     }
 
+    /// A discovery round could not read the clusters' metadata (the next one asks again):
+    /// counted as an error of class `discovery`, the last error, and before the flow
+    /// started, the reason it has not.
+    pub fn discovery_failed(&self, error: &dyn std::fmt::Display) {
+        self.count_error("discovery");
+        if self.is_started() {
+            *self.last_error.lock().expect("error lock") = Some((now_ms(), error.to_string()));
+        } else {
+            self.start_failed(error);
+        }
+    }
+
     /// Why the flow has not started, once its setup failed; `None` once it started.
     pub fn start_error(&self) -> Option<String> {
         self.start_error.lock().expect("start error lock").clone()
@@ -297,13 +309,17 @@ impl FlowStats {
 
     /// An error that stopped a partition or the flow, of `class`.
     pub fn failed(&self, class: &'static str, error: &dyn std::fmt::Display) {
+        self.count_error(class);
+        *self.last_error.lock().expect("error lock") = Some((now_ms(), error.to_string()));
+    }
+
+    fn count_error(&self, class: &'static str) {
         *self
             .errors
             .lock()
             .expect("errors lock")
             .entry(class)
             .or_default() += 1;
-        *self.last_error.lock().expect("error lock") = Some((now_ms(), error.to_string()));
     }
 
     pub fn throttled(&self, waited_us: u64) {

@@ -1,14 +1,18 @@
 //! What keeps a flow from mirroring shows where an operator looks: `/readyz`, `/status`,
 //! `/metrics` and `kmirror status`, not only a log line. A source down at start keeps the
 //! flow not ready (and `READY=1` unsent) until discovery reads it; a setup that keeps
-//! failing (a wrong SASL password) shows its error.
+//! failing (a wrong SASL password) shows its error; topics the flow matches but cannot
+//! mirror are listed with their reasons and counted.
 
 mod support;
 
 use std::time::Duration;
 
-use support::discovery::{east_to_west, stop, wait_until, Clusters};
+use support::discovery::{east_to_west, started, stop, wait_mirrored, wait_until, Clusters};
+use support::topics::{create, produce};
 use support::*;
+
+const FLOW: &str = "east-to-west";
 
 /// The flow's entry in `/status`, once the listener answers.
 fn flow_status(listen: &str, daemon: &DaemonProcess) -> serde_json::Value {
@@ -139,5 +143,85 @@ fn a_flow_that_cannot_start_shows_its_setup_error() {
         "{readyz:?}"
     );
     assert!(!flow.to_string().contains(WRONG) && !table.contains(WRONG));
+    stop(daemon);
+}
+
+/// Topics the flow matches but cannot mirror (`create_topics: false` with the target topic
+/// missing, or with fewer partitions) are listed with their reasons and counted, while the
+/// flow mirrors its other topics; a topic that becomes mirrorable leaves the list.
+#[test]
+fn topics_that_cannot_be_mirrored_are_listed_and_counted() {
+    let c = Clusters::start();
+    let (s, t) = (c.source.addr(), c.target.addr());
+    create(&s, "nc-missing", 2, &[]);
+    create(&s, "nc-fewer", 3, &[]);
+    create(&s, "nc-ok", 1, &[]);
+    create(&t, "east.nc-fewer", 1, &[]);
+    create(&t, "east.nc-ok", 1, &[]);
+    for topic in ["nc-missing", "nc-fewer", "nc-ok"] {
+        produce(&s, topic, "v", 5, &[]);
+    }
+    let config = c.topology(&east_to_west("nc-.*", "    create_topics: false\n"));
+    let listen = add_telemetry_listener(&config);
+    let daemon = started(&config);
+    // Partitions start after their discovery round, which met the other two topics.
+    wait_mirrored(&daemon, &c.source, "nc-ok", &c.target, "east.nc-ok");
+    let flow = flow_status(&listen, &daemon);
+    let unmirrored = flow["unmirrored_topics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let listed: Vec<&str> = unmirrored
+        .iter()
+        .filter_map(|u| u["topic"].as_str())
+        .collect();
+    assert_eq!(listed, ["nc-fewer", "nc-missing"], "{flow}");
+    let reason = |i: usize| unmirrored[i]["reason"].as_str().unwrap_or_default();
+    assert!(reason(0).contains("fewer than the source's 3"), "{flow}");
+    assert!(reason(1).contains("does not exist"), "{flow}");
+    assert_eq!(flow["errors"]["topic_not_mirrored"], 2, "{flow}");
+    assert!(flow["last_error"]["error"].as_str().is_some(), "{flow}");
+    let metrics = http_get(&listen, "/metrics").unwrap().1;
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "kmirror_errors_total",
+            &[&format!("flow=\"{FLOW}\""), "class=\"topic_not_mirrored\""]
+        ),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("kmirror_unmirrored_topics{{flow=\"{FLOW}\"}}")
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    let table = status_table(&listen);
+    for cell in ["nc-missing", "nc-fewer", "does not exist"] {
+        assert!(table.contains(cell), "{cell} not in\n{table}");
+    }
+    // The flow mirrors its other topic, so it stays ready (README, `/readyz`).
+    assert_eq!(http_get(&listen, "/readyz").map(|a| a.0), Some(200));
+
+    // The operator creates the missing target topic: it is mirrored and leaves the list.
+    create(&t, "east.nc-missing", 2, &[]);
+    wait_mirrored(
+        &daemon,
+        &c.source,
+        "nc-missing",
+        &c.target,
+        "east.nc-missing",
+    );
+    let flow = flow_status(&listen, &daemon);
+    let listed: Vec<&str> = flow["unmirrored_topics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["topic"].as_str())
+        .collect();
+    assert_eq!(listed, ["nc-fewer"], "{flow}");
     stop(daemon);
 }

@@ -5,9 +5,11 @@
 //! It runs beside the fetch loop, not in it: its requests (metadata, configs, topic
 //! creation, the first positions) cross the link to the target, and a WAN round trip per
 //! topic must not pause the mirroring of every partition. It reports what it found as
-//! [`Found`] events; the fetch loop starts and stops partitions from them.
+//! [`Found`] events; the fetch loop starts and stops partitions from them. A matched topic
+//! it cannot mirror (no target topic and `create_topics: false`, too few target
+//! partitions, a creation refused) is listed in the flow's stats with its reason.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,10 +45,9 @@ pub(super) struct Discovery {
     pub source: Arc<ClusterClient>,
     pub target: Arc<ClusterClient>,
     pub progress: Arc<Progress>,
-    /// Where failed rounds are counted and shown.
+    /// Where failed rounds are counted and shown, and the topics not mirrored listed (so
+    /// each is reported once).
     stats: Arc<FlowStats>,
-    /// Topics reported as blocked, so the report is not repeated every round.
-    blocked: HashSet<String>,
     /// The id each mirrored source topic had when its partitions started.
     topic_ids: HashMap<String, Uuid>,
     /// Source topics stopped because they were deleted and re-created.
@@ -63,13 +64,13 @@ impl Discovery {
         progress: Arc<Progress>,
         stats: Arc<FlowStats>,
     ) -> Self {
+        stats.retain_unmirrored(&BTreeSet::new());
         Self {
             flow,
             source,
             target,
             progress,
             stats,
-            blocked: HashSet::new(),
             topic_ids: HashMap::new(),
             recreated: HashSet::new(),
             started: HashSet::new(),
@@ -107,6 +108,8 @@ impl Discovery {
             .into_iter()
             .map(|(name, meta)| (name.clone(), meta.partitions.len() as i32, meta.topic_id))
             .collect();
+        self.stats
+            .retain_unmirrored(&topics.iter().map(|(name, ..)| name.as_str()).collect());
         for (topic, count, topic_id) in topics {
             if self.recreated.contains(&topic) {
                 continue;
@@ -137,10 +140,10 @@ impl Discovery {
                 .await
             {
                 Ok(()) => {
-                    self.blocked.remove(&topic);
+                    self.stats.topic_mirrored(&topic);
                 }
                 Err(e) => {
-                    if self.blocked.insert(topic.clone()) {
+                    if self.stats.topic_not_mirrored(&topic, &target_topic, &e) {
                         tracing::error!(flow = %self.flow.name, topic = %topic, target_topic = %target_topic, error = %e, "Topic not mirrored.");
                     }
                     continue;

@@ -20,9 +20,11 @@ use crate::mirror::progress::SourcePartition;
 
 mod history;
 mod partition;
+mod unmirrored;
 
 pub use history::{Sample, HISTORY_SECONDS, SAMPLE_SECONDS};
 pub use partition::{PartitionState, PartitionStats};
+pub use unmirrored::UnmirroredTopic;
 
 /// Replication latency is kept in milliseconds, from 1 ms to a week, with two significant
 /// digits (1% resolution).
@@ -71,6 +73,8 @@ pub struct FlowStats {
     latency_ms: Mutex<Histogram<u64>>,
     latency: opentelemetry::metrics::Histogram<f64>,
     partitions: Mutex<BTreeMap<SourcePartition, Arc<PartitionStats>>>,
+    /// Topics the flow matches and does not mirror, by name ([`unmirrored`]).
+    unmirrored: Mutex<BTreeMap<String, UnmirroredTopic>>,
     history: Mutex<VecDeque<Sample>>,
     /// What `GET /offsets` translates with, once the flow has loaded its progress.
     offsets: Mutex<Option<Arc<crate::offsets::report::FlowOffsets>>>,
@@ -121,6 +125,7 @@ impl FlowStats {
             ),
             latency,
             partitions: Mutex::default(),
+            unmirrored: Mutex::default(),
             history: Mutex::default(),
             offsets: Mutex::default(),
             groups: Mutex::default(),

@@ -1,6 +1,7 @@
-//! Running under systemd (`Type=notify` units), through the sd-notify crate: `READY=1`,
-//! `RELOADING=1`, `STOPPING=1`, and `WATCHDOG=1` while the engine turns. Without `$NOTIFY_SOCKET` every
-//! call does nothing. This module does not handle signals; `main.rs` does.
+//! Running under systemd (`Type=notify` units), through the sd-notify crate: `READY=1`
+//! once every flow started ([`flows_started`]), `RELOADING=1`, `STOPPING=1`, and
+//! `WATCHDOG=1` while the engine turns. Without `$NOTIFY_SOCKET` every call does nothing.
+//! This module does not handle signals; `main.rs` does.
 //!
 //! The watchdog is fed from the engine's own loops, not from a timer that would outlive a
 //! hung engine: every flow's fetch loop beats on each turn (at least every 100 ms), and
@@ -8,6 +9,7 @@
 //! A runtime blocked by a hung task cannot run the pinger either.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +20,18 @@ use crate::telemetry::stats::{now_ms, Flows};
 pub fn notify(state: NotifyState<'_>) {
     if let Err(e) = sd_notify::notify(&[state]) {
         tracing::warn!(error = %e, "Cannot notify systemd.");
+    }
+}
+
+/// How often [`flows_started`] looks at the flows.
+const STARTED_POLL: Duration = Duration::from_millis(100);
+
+/// Returns once every flow has started (progress loaded, producer id, a discovery round
+/// that read both clusters) or stands by (`exclusive: true`): when `READY=1` goes out. A
+/// cluster that does not answer holds it back until it does.
+pub async fn flows_started(flows: Arc<Flows>) {
+    while !flows.all().iter().all(|f| f.is_started() || f.is_standby()) {
+        tokio::time::sleep(STARTED_POLL).await;
     }
 }
 

@@ -19,7 +19,7 @@ fn starts_flows_and_stops_cleanly_on_sigterm() {
         "no READY=1:\n{}",
         daemon.log.tail(30)
     );
-    // READY=1 comes when the flow is spawned; the test is about the flow itself starting.
+    // READY=1 comes once the flow started.
     assert!(
         daemon.log.wait_for("Flow started", Duration::from_secs(60)),
         "{}",

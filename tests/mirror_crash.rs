@@ -112,9 +112,8 @@ fn setup(flow_extra: &str) -> Setup {
     }
 }
 
-/// Waits for the flow's "Flow started" line, not only readiness: `READY=1` comes once the
-/// flow is spawned, before it loaded its progress, and a flow stopped before that logs no
-/// "Flow stopped". The kills and stops below are timed from this line.
+/// Waits for the flow's "Flow started" line (a flow stopped before it logs no "Flow
+/// stopped"). The kills and stops below are timed from this line.
 fn wait_started(daemon: &DaemonProcess) {
     assert!(
         daemon.log.wait_for("Flow started", Duration::from_secs(60)),

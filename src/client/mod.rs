@@ -117,6 +117,22 @@ impl ClientError {
     }
 }
 
+tokio::task_local! {
+    /// Told of each error a retry loop retries, within [`report_retries`].
+    static RETRY_REPORT: Arc<dyn Fn(&ClientError) + Send + Sync>;
+}
+
+/// Runs `fut`, telling `report` of every error that a [`ClusterClient::retry`] inside it
+/// (of any client, at any depth, in this task) is about to retry, so a caller waiting on
+/// requests retried deep below it (a flow's setup) can show why it still waits. Only
+/// reports: what is retried is still decided by the retry loop alone.
+pub async fn report_retries<F: Future>(
+    report: impl Fn(&ClientError) + Send + Sync + 'static,
+    fut: F,
+) -> F::Output {
+    RETRY_REPORT.scope(Arc::new(report), fut).await
+}
+
 /// Connection settings of one cluster.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -351,6 +367,7 @@ impl ClusterClient {
                 });
             };
             on_retry(&err);
+            let _ = RETRY_REPORT.try_with(|report| report(&err));
             // Report the first failure and then every tenth, not every retry.
             if attempts == 1 || attempts.is_multiple_of(10) {
                 tracing::warn!(cluster = %self.config.cluster, what, attempts, error = %err, retry_in_ms = delay.as_millis() as u64, "Request failed; retrying.");

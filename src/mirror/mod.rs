@@ -195,17 +195,27 @@ pub async fn run(
     let (embedded, addrs) = Embedded::start(&topology).await?;
     let mut engine =
         engine::Engine::start(topology, addrs, telemetry, stop.clone(), drain_deadline);
-    crate::service::notify(sd_notify::NotifyState::Ready);
-    tokio::spawn(crate::service::watchdog(
-        engine.telemetry().flows(),
-        stop.clone(),
-    ));
+    let mut started = std::pin::pin!(crate::service::flows_started(engine.telemetry().flows()));
+    let mut ready = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
+            _ = &mut started, if !ready => {
+                ready = true;
+                tracing::info!("Every flow started; ready.");
+                crate::service::notify(sd_notify::NotifyState::Ready);
+                // systemd watches from the end of the start-up on.
+                tokio::spawn(crate::service::watchdog(
+                    engine.telemetry().flows(),
+                    stop.clone(),
+                ));
+            }
             Some(reload) = reloads.recv() => {
                 engine.reload(reload).await;
-                crate::service::notify(sd_notify::NotifyState::Ready);
+                // Before the first READY=1, the reload's waits for the flows too.
+                if ready {
+                    crate::service::notify(sd_notify::NotifyState::Ready);
+                }
             }
         }
     }

@@ -3,7 +3,7 @@
 //! `GET /healthz` (the process is up), `GET /readyz` (200 only while every flow is
 //! connected and making progress or caught up; 503 with the reasons otherwise) and
 //! `GET /status` (JSON: flows, partitions, positions, lag, latency percentiles, last
-//! errors) and `GET /offsets` (offset translation, [`super::offsets_http`]). Anything else
+//! errors, topics not mirrored) and `GET /offsets` (offset translation, [`super::offsets_http`]). Anything else
 //! is 404; a method other than GET or HEAD is 405.
 
 use std::convert::Infallible;
@@ -153,10 +153,10 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
             continue;
         }
         if !f.is_started() {
-            reasons.push(format!(
-                "flow {}: not started (connecting to its clusters)",
-                f.name
-            ));
+            reasons.push(match f.start_error() {
+                Some(error) => format!("flow {}: not started: {error}", f.name),
+                None => format!("flow {}: not started (connecting to its clusters)", f.name),
+            });
             continue;
         }
         let failing = [
@@ -240,6 +240,7 @@ pub fn status(flows: &[Arc<FlowStats>]) -> serde_json::Value {
                 "latency_seconds": latency,
                 "last_error": f.last_error().map(|(at, e)| serde_json::json!({ "at_unix_ms": at, "error": e })),
                 "partitions": partitions,
+                "unmirrored_topics": f.unmirrored_topics(),
                 "groups": f.groups().into_iter().map(|(group, g)| serde_json::json!({
                     "group": group,
                     "last_synced_unix_ms": g.last_synced_unix_ms,

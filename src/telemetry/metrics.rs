@@ -138,8 +138,15 @@ fn register(meter: &Meter, flows: Arc<Flows>) {
         meter,
         &flows,
         "kmirror_errors",
-        "Errors that stopped a partition or a flow, by error class",
+        "Errors that stopped a partition, a topic or a flow, and failed discovery rounds, by error class",
         FlowStats::errors,
+    );
+    per_flow(
+        meter,
+        &flows,
+        (Kind::Gauge, "kmirror_unmirrored_topics"),
+        "Topics the flow matches and does not mirror (listed on /status)",
+        FlowStats::unmirrored_count,
     );
     let f = flows.clone();
     meter

@@ -1,6 +1,6 @@
 //! `kmirror status`: reads a running daemon's `/status` (HTTP/1.1 through hyper's client)
 //! and prints it as a table a person takes in at a glance: one line per flow, then the
-//! partitions that lag most.
+//! topics a flow does not mirror and the partitions that lag most.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -91,6 +91,7 @@ pub fn render(status: &Value) -> String {
         "FLOW", "STATE", "RECORDS", "LAG", "LAG AGE", "P50", "P99", "P999"
     );
     let mut lagging = Vec::new();
+    let mut unmirrored = Vec::new();
     for f in &flows {
         let state = if f["ready"] == true {
             "ready"
@@ -119,6 +120,21 @@ pub fn render(status: &Value) -> String {
         );
         for p in f["partitions"].as_array().into_iter().flatten() {
             lagging.push((f["name"].as_str().unwrap_or("?").to_string(), p.clone()));
+        }
+        for u in f["unmirrored_topics"].as_array().into_iter().flatten() {
+            unmirrored.push((f["name"].as_str().unwrap_or("?").to_string(), u.clone()));
+        }
+    }
+    if !unmirrored.is_empty() {
+        let _ = writeln!(out, "\n{:<24} {:<32} REASON", "FLOW", "TOPIC NOT MIRRORED");
+        for (flow, u) in &unmirrored {
+            let _ = writeln!(
+                out,
+                "{:<24} {:<32} {}",
+                flow,
+                u["topic"].as_str().unwrap_or("?"),
+                u["reason"].as_str().unwrap_or("")
+            );
         }
     }
     lagging.sort_by_key(|(_, p)| std::cmp::Reverse(p["lag_records"].as_u64().unwrap_or(0)));
@@ -170,7 +186,8 @@ mod tests {
             "partitions": [
                 { "topic": "orders", "partition": 0, "state": "running", "position": 10, "lag_records": 400, "lag_seconds": 12.5 },
                 { "topic": "orders", "partition": 1, "state": "running", "position": 20, "lag_records": 0, "lag_seconds": 0.0 }
-            ]
+            ],
+            "unmirrored_topics": [{ "topic": "audit", "reason": "cluster west: target topic east.audit does not exist and create_topics is off" }]
         }]});
         let table = render(&status);
         let flow = table.lines().nth(1).unwrap();
@@ -195,6 +212,12 @@ mod tests {
             end(row, " 10"),
             end(header, "POSITION"),
             "POSITION not right-aligned under its header:\n{header}\n{row}"
+        );
+        assert!(
+            table.lines().any(|l| l.starts_with("east-to-west")
+                && l.contains("audit")
+                && l.contains("does not exist")),
+            "the topic not mirrored is listed: {table}"
         );
         assert!(
             !table.contains("orders-1"),

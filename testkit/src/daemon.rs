@@ -75,7 +75,7 @@ impl DaemonProcess {
         self.process.spawn(cmd);
     }
 
-    /// Waits for `READY=1` from this incarnation (sent once every flow was spawned).
+    /// Waits for `READY=1` from this incarnation (sent once every flow started or stands by).
     pub fn wait_ready(&self, timeout: Duration) -> bool {
         self.notified("READY=1", timeout)
     }

@@ -5,9 +5,11 @@
 //! It runs beside the fetch loop, not in it: its requests (metadata, configs, topic
 //! creation, the first positions) cross the link to the target, and a WAN round trip per
 //! topic must not pause the mirroring of every partition. It reports what it found as
-//! [`Found`] events; the fetch loop starts and stops partitions from them.
+//! [`Found`] events; the fetch loop starts and stops partitions from them. A matched topic
+//! it cannot mirror (no target topic and `create_topics: false`, too few target
+//! partitions, a creation refused) is listed in the flow's stats with its reason.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use crate::client::{list_offsets, ClientError, ClusterClient};
 use crate::config::{Flow, StartFrom};
 use crate::mirror::progress::{Position, Progress, SourcePartition};
 use crate::mirror::selection::{config_changes, mirrored_topics, target_action, TargetAction};
+use crate::telemetry::stats::FlowStats;
 
 /// What one discovery round found.
 #[derive(Debug)]
@@ -42,8 +45,9 @@ pub(super) struct Discovery {
     pub source: Arc<ClusterClient>,
     pub target: Arc<ClusterClient>,
     pub progress: Arc<Progress>,
-    /// Topics reported as blocked, so the report is not repeated every round.
-    blocked: HashSet<String>,
+    /// Where failed rounds are counted and shown, and the topics not mirrored listed (so
+    /// each is reported once).
+    stats: Arc<FlowStats>,
     /// The id each mirrored source topic had when its partitions started.
     topic_ids: HashMap<String, Uuid>,
     /// Source topics stopped because they were deleted and re-created.
@@ -58,30 +62,45 @@ impl Discovery {
         source: Arc<ClusterClient>,
         target: Arc<ClusterClient>,
         progress: Arc<Progress>,
+        stats: Arc<FlowStats>,
     ) -> Self {
+        stats.retain_unmirrored(&BTreeSet::new());
         Self {
             flow,
             source,
             target,
             progress,
-            blocked: HashSet::new(),
+            stats,
             topic_ids: HashMap::new(),
             recreated: HashSet::new(),
             started: HashSet::new(),
         }
     }
 
-    /// One round: the partitions to start and the topics to stop. An error (storing the
-    /// first positions failed for good) stops the flow.
-    pub async fn round(&mut self) -> Result<Vec<Found>, ClientError> {
+    /// Rounds, one every `discovery_interval`, until one reads both clusters' metadata:
+    /// the flow's first, which it waits for before it fetches or says it is ready.
+    pub async fn first_round(&mut self) -> Result<Vec<Found>, ClientError> {
+        loop {
+            if let Some(found) = self.round().await? {
+                return Ok(found);
+            }
+            tokio::time::sleep(self.flow.discovery_interval).await;
+        }
+    }
+
+    /// One round: the partitions to start and the topics to stop; `None` when the
+    /// clusters' metadata could not be read (counted in the flow's stats; the next round
+    /// asks again). An error (storing the first positions failed for good) stops the flow.
+    pub async fn round(&mut self) -> Result<Option<Vec<Found>>, ClientError> {
         let (source_md, target_md) = match tokio::join!(
             self.source.refresh_metadata(),
             self.target.refresh_metadata()
         ) {
             (Ok(s), Ok(t)) => (s, t),
             (Err(e), _) | (_, Err(e)) => {
+                self.stats.discovery_failed(&e);
                 tracing::warn!(flow = %self.flow.name, error = %e, "Discovery failed; retrying at the next interval.");
-                return Ok(Vec::new());
+                return Ok(None);
             }
         };
         let mut found = Vec::new();
@@ -89,6 +108,8 @@ impl Discovery {
             .into_iter()
             .map(|(name, meta)| (name.clone(), meta.partitions.len() as i32, meta.topic_id))
             .collect();
+        self.stats
+            .retain_unmirrored(&topics.iter().map(|(name, ..)| name.as_str()).collect());
         for (topic, count, topic_id) in topics {
             if self.recreated.contains(&topic) {
                 continue;
@@ -119,10 +140,10 @@ impl Discovery {
                 .await
             {
                 Ok(()) => {
-                    self.blocked.remove(&topic);
+                    self.stats.topic_mirrored(&topic);
                 }
                 Err(e) => {
-                    if self.blocked.insert(topic.clone()) {
+                    if self.stats.topic_not_mirrored(&topic, &target_topic, &e) {
                         tracing::error!(flow = %self.flow.name, topic = %topic, target_topic = %target_topic, error = %e, "Topic not mirrored.");
                     }
                     continue;
@@ -158,14 +179,14 @@ impl Discovery {
                     progress.write(&self.target)
                 })
                 .await?;
-            return Ok(found);
+            return Ok(Some(found));
         }
         // Start positions chosen just now are written before their partitions start, so a
         // crash right after discovery restarts new partitions from the same place.
         if let Err(e) = progress.write(&self.target).await {
             tracing::warn!(flow = %self.flow.name, error = %e, "Cannot write start positions yet; the progress writer retries.");
         }
-        Ok(found)
+        Ok(Some(found))
     }
 
     /// Where a partition starts: its progress, or, for a partition seen for the first

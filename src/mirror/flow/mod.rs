@@ -44,7 +44,7 @@ use super::pipeline::{Chunk, Ended};
 use super::progress::{Progress, ProgressError, SourcePartition};
 use super::Drain;
 use crate::client::produce::ProducerSession;
-use crate::client::{ClientError, ClusterClient};
+use crate::client::{report_retries, ClientError, ClusterClient};
 use crate::config::Flow;
 use crate::telemetry::stats::{FlowStats, PartitionStats};
 use crate::throttle::Throttle;
@@ -153,15 +153,17 @@ impl FlowRunner {
         let name = self.flow.name.clone();
         // A flow restarted by a reload keeps its stats, but is not ready until it started.
         self.stats.set_started(false);
-        // Transient errors are retried inside (until `stop`); what is left needs an operator.
-        let setup = async {
+        // Transient errors are retried inside (until `stop`), each shown as the reason the
+        // flow has not started; what is left needs an operator.
+        let stats = self.stats.clone();
+        let setup = report_retries(move |e| stats.start_failed(e), async {
             let progress = Progress::load(&name, &self.target).await?;
             let session = self
                 .target
                 .retry("InitProducerId", None, || self.target.init_producer())
                 .await?;
             Ok::<_, ProgressError>((progress, session))
-        };
+        });
         let (progress, session) = tokio::select! {
             _ = stop.cancelled() => return,
             r = setup => match r {
@@ -169,6 +171,7 @@ impl FlowRunner {
                 Err(e) => {
                     tracing::error!(flow = %name, error = %e, "Flow cannot start; it needs operator action.");
                     self.stats.failed("fatal", &e);
+                    self.stats.start_failed(&e);
                     return;
                 }
             },
@@ -193,15 +196,20 @@ impl FlowRunner {
             self.source.clone(),
             self.target.clone(),
             progress.clone(),
+            self.stats.clone(),
         );
-        // The first round finishes before anything is fetched: it stores the first
-        // positions (see `Discovery::round`).
+        // The first round that reads the metadata finishes before anything is fetched: it
+        // stores the first positions (see `Discovery::round`).
         let first = tokio::select! {
             _ = stop.cancelled() => None,
-            r = discovery.round() => Some(r),
+            r = discovery.first_round() => Some(r),
         };
-        // Ready from here: both clusters answered (progress, producer id, first discovery).
-        self.stats.set_started(true);
+        match &first {
+            // Ready from here: both clusters answered (progress, producer id, metadata).
+            Some(Ok(_)) => self.stats.set_started(true),
+            Some(Err(e)) => self.stats.start_failed(e),
+            None => {}
+        }
         let (found_tx, mut found_rx) = mpsc::channel::<Result<Vec<Found>, ClientError>>(1);
         if let Some(first) = first {
             let _ = found_tx.try_send(first);
@@ -210,7 +218,9 @@ impl FlowRunner {
         let discovering = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
-                let found = discovery.round().await;
+                let Some(found) = discovery.round().await.transpose() else {
+                    continue;
+                };
                 let fatal = found.is_err();
                 if found_tx.send(found).await.is_err() || fatal {
                     return;

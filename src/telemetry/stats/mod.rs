@@ -20,9 +20,11 @@ use crate::mirror::progress::SourcePartition;
 
 mod history;
 mod partition;
+mod unmirrored;
 
 pub use history::{Sample, HISTORY_SECONDS, SAMPLE_SECONDS};
 pub use partition::{PartitionState, PartitionStats};
+pub use unmirrored::UnmirroredTopic;
 
 /// Replication latency is kept in milliseconds, from 1 ms to a week, with two significant
 /// digits (1% resolution).
@@ -49,6 +51,9 @@ pub struct FlowStats {
     throttle_wait_us: AtomicU64,
     in_flight_bytes: AtomicU64,
     started: AtomicBool,
+    /// Why the flow has not started yet: the latest error of its setup (progress,
+    /// producer id, first discovery round); `None` before one and once it started.
+    start_error: Mutex<Option<String>>,
     /// Another kmirror owns the flow (`exclusive: true`); this one stands by.
     standby: AtomicBool,
     /// Why this kmirror is not in the flow's ownership group (`exclusive: true`): joining
@@ -68,6 +73,8 @@ pub struct FlowStats {
     latency_ms: Mutex<Histogram<u64>>,
     latency: opentelemetry::metrics::Histogram<f64>,
     partitions: Mutex<BTreeMap<SourcePartition, Arc<PartitionStats>>>,
+    /// Topics the flow matches and does not mirror, by name ([`unmirrored`]).
+    unmirrored: Mutex<BTreeMap<String, UnmirroredTopic>>,
     history: Mutex<VecDeque<Sample>>,
     /// What `GET /offsets` translates with, once the flow has loaded its progress.
     offsets: Mutex<Option<Arc<crate::offsets::report::FlowOffsets>>>,
@@ -102,6 +109,7 @@ impl FlowStats {
             throttle_wait_us: AtomicU64::new(0),
             in_flight_bytes: AtomicU64::new(0),
             started: AtomicBool::new(false),
+            start_error: Mutex::default(),
             standby: AtomicBool::new(false),
             joining: Mutex::default(),
             loop_beat_ms: AtomicI64::new(0),
@@ -117,6 +125,7 @@ impl FlowStats {
             ),
             latency,
             partitions: Mutex::default(),
+            unmirrored: Mutex::default(),
             history: Mutex::default(),
             offsets: Mutex::default(),
             groups: Mutex::default(),
@@ -175,6 +184,32 @@ impl FlowStats {
     /// The flow finished starting (`true`), or is (re)starting (`false`).
     pub fn set_started(&self, started: bool) {
         self.started.store(started, Ordering::Relaxed);
+        *self.start_error.lock().expect("start error lock") = None;
+    }
+
+    /// Starting the flow failed with `error` (it is retried, or needs an operator): the
+    /// reason it has not started, and its last error.
+    pub fn start_failed(&self, error: &dyn std::fmt::Display) {
+        let error = error.to_string();
+        *self.start_error.lock().expect("start error lock") = Some(error.clone());
+        *self.last_error.lock().expect("error lock") = Some((now_ms(), error));
+    }
+
+    /// A discovery round could not read the clusters' metadata (the next one asks again):
+    /// counted as an error of class `discovery`, the last error, and before the flow
+    /// started, the reason it has not.
+    pub fn discovery_failed(&self, error: &dyn std::fmt::Display) {
+        self.count_error("discovery");
+        if self.is_started() {
+            *self.last_error.lock().expect("error lock") = Some((now_ms(), error.to_string()));
+        } else {
+            self.start_failed(error);
+        }
+    }
+
+    /// Why the flow has not started, once its setup failed; `None` once it started.
+    pub fn start_error(&self) -> Option<String> {
+        self.start_error.lock().expect("start error lock").clone()
     }
 
     /// The fetch loop turned (`running`), or ended (`!running`).
@@ -279,13 +314,17 @@ impl FlowStats {
 
     /// An error that stopped a partition or the flow, of `class`.
     pub fn failed(&self, class: &'static str, error: &dyn std::fmt::Display) {
+        self.count_error(class);
+        *self.last_error.lock().expect("error lock") = Some((now_ms(), error.to_string()));
+    }
+
+    fn count_error(&self, class: &'static str) {
         *self
             .errors
             .lock()
             .expect("errors lock")
             .entry(class)
             .or_default() += 1;
-        *self.last_error.lock().expect("error lock") = Some((now_ms(), error.to_string()));
     }
 
     pub fn throttled(&self, waited_us: u64) {

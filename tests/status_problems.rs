@@ -1,0 +1,227 @@
+//! What keeps a flow from mirroring shows where an operator looks: `/readyz`, `/status`,
+//! `/metrics` and `kmirror status`, not only a log line. A source down at start keeps the
+//! flow not ready (and `READY=1` unsent) until discovery reads it; a setup that keeps
+//! failing (a wrong SASL password) shows its error; topics the flow matches but cannot
+//! mirror are listed with their reasons and counted.
+
+mod support;
+
+use std::time::Duration;
+
+use support::discovery::{east_to_west, started, stop, wait_mirrored, wait_until, Clusters};
+use support::topics::{create, produce};
+use support::*;
+
+const FLOW: &str = "east-to-west";
+
+/// The flow's entry in `/status`, once the listener answers.
+fn flow_status(listen: &str, daemon: &DaemonProcess) -> serde_json::Value {
+    let status = wait_until("/status", daemon, || http_get(listen, "/status"));
+    let status: serde_json::Value = serde_json::from_str(&status.1).expect("/status is JSON");
+    status["flows"][0].clone()
+}
+
+fn status_table(listen: &str) -> String {
+    kmirror_ok(&["status", "--url", &format!("http://{listen}")])
+}
+
+/// `READY=1` waits for the first discovery round that read the source; until then the
+/// flow says why it has not started. Later failed rounds are counted, and the flow keeps
+/// its partitions.
+#[test]
+fn a_source_down_at_start_keeps_the_flow_not_ready_until_discovery_reads_it() {
+    let mut c = Clusters::start();
+    let config = c.topology(&east_to_west("orders", ""));
+    let listen = add_telemetry_listener(&config);
+    c.source.kill9();
+    let daemon = DaemonProcess::start(&config);
+    wait_until("two failed discovery rounds", &daemon, || {
+        let failed = daemon
+            .log
+            .lines()
+            .iter()
+            .filter(|l| l.contains("Discovery failed"))
+            .count();
+        (failed >= 2).then_some(())
+    });
+    let flow = flow_status(&listen, &daemon);
+    assert_eq!(flow["ready"], false, "{flow}");
+    let reasons = flow["not_ready"].to_string();
+    assert!(
+        reasons.contains("not started") && reasons.contains("cluster east"),
+        "{reasons}"
+    );
+    let last_error = flow["last_error"]["error"].as_str().unwrap_or_default();
+    assert!(last_error.contains("cluster east"), "{flow}");
+    assert_eq!(http_get(&listen, "/readyz").map(|a| a.0), Some(503));
+    assert!(
+        !daemon.wait_ready(Duration::ZERO),
+        "READY=1 before the flow read its source: {:?}",
+        daemon.notifications()
+    );
+    let table = status_table(&listen);
+    assert!(
+        table.contains("NOT READY") && table.contains("cluster east"),
+        "{table}"
+    );
+
+    // The source comes up: the next round reads it, the flow starts and READY=1 goes out.
+    c.source.restart();
+    assert!(
+        daemon.wait_ready(Duration::from_secs(60)),
+        "no READY=1 once the source answered:\n{}",
+        daemon.log.tail(30)
+    );
+    wait_until("/readyz 200", &daemon, || {
+        (http_get(&listen, "/readyz")?.0 == 200).then_some(())
+    });
+
+    // A running flow's failed rounds are counted.
+    c.source.kill9();
+    wait_until("a counted discovery failure", &daemon, || {
+        let flow = flow_status(&listen, &daemon);
+        (flow["errors"]["discovery"].as_u64()? > 0).then_some(())
+    });
+    stop(daemon);
+}
+
+/// A setup that keeps failing (here the target refuses the password) says why in
+/// `not_ready`, `last_error` and `kmirror status`, without the password.
+#[test]
+fn a_flow_that_cannot_start_shows_its_setup_error() {
+    use std::os::unix::fs::PermissionsExt;
+    const WRONG: &str = "not-the-password";
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users");
+    std::fs::write(&users, "mirror:the-password\n").unwrap();
+    std::fs::set_permissions(&users, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(
+        &dir.path().join("target"),
+        &["--sasl-users", &users.display().to_string()],
+    );
+    let config = dir.path().join("topology.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "clusters:\n  east:\n    bootstrap: [\"{}\"]\n  west:\n    bootstrap: [\"{}\"]\n    sasl: {{ mechanism: SCRAM-SHA-512, username: mirror, password: \"${{PW}}\" }}\nflows:\n{}",
+            source.addr(),
+            target.addr(),
+            east_to_west("orders", "")
+        ),
+    )
+    .unwrap();
+    let listen = add_telemetry_listener(&config);
+    let daemon = DaemonProcess::start_with(&config, &[], &[("PW", WRONG)]);
+    assert!(
+        daemon
+            .log
+            .wait_for("authentication as mirror failed", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    let flow = flow_status(&listen, &daemon);
+    assert_eq!(flow["ready"], false, "{flow}");
+    let reasons = flow["not_ready"].to_string();
+    assert!(
+        reasons.contains("authentication as mirror failed"),
+        "{reasons}"
+    );
+    let last_error = flow["last_error"]["error"].as_str().unwrap_or_default();
+    assert!(
+        last_error.contains("authentication as mirror failed"),
+        "{flow}"
+    );
+    let table = status_table(&listen);
+    assert!(
+        table.contains("NOT READY") && table.contains("authentication as mirror failed"),
+        "{table}"
+    );
+    let readyz = http_get(&listen, "/readyz").unwrap();
+    assert!(
+        readyz.0 == 503 && readyz.1.contains("authentication as mirror failed"),
+        "{readyz:?}"
+    );
+    assert!(!flow.to_string().contains(WRONG) && !table.contains(WRONG));
+    stop(daemon);
+}
+
+/// Topics the flow matches but cannot mirror (`create_topics: false` with the target topic
+/// missing, or with fewer partitions) are listed with their reasons and counted, while the
+/// flow mirrors its other topics; a topic that becomes mirrorable leaves the list.
+#[test]
+fn topics_that_cannot_be_mirrored_are_listed_and_counted() {
+    let c = Clusters::start();
+    let (s, t) = (c.source.addr(), c.target.addr());
+    create(&s, "nc-missing", 2, &[]);
+    create(&s, "nc-fewer", 3, &[]);
+    create(&s, "nc-ok", 1, &[]);
+    create(&t, "east.nc-fewer", 1, &[]);
+    create(&t, "east.nc-ok", 1, &[]);
+    for topic in ["nc-missing", "nc-fewer", "nc-ok"] {
+        produce(&s, topic, "v", 5, &[]);
+    }
+    let config = c.topology(&east_to_west("nc-.*", "    create_topics: false\n"));
+    let listen = add_telemetry_listener(&config);
+    let daemon = started(&config);
+    // Partitions start after their discovery round, which met the other two topics.
+    wait_mirrored(&daemon, &c.source, "nc-ok", &c.target, "east.nc-ok");
+    let flow = flow_status(&listen, &daemon);
+    let unmirrored = flow["unmirrored_topics"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let listed: Vec<&str> = unmirrored
+        .iter()
+        .filter_map(|u| u["topic"].as_str())
+        .collect();
+    assert_eq!(listed, ["nc-fewer", "nc-missing"], "{flow}");
+    let reason = |i: usize| unmirrored[i]["reason"].as_str().unwrap_or_default();
+    assert!(reason(0).contains("fewer than the source's 3"), "{flow}");
+    assert!(reason(1).contains("does not exist"), "{flow}");
+    assert_eq!(flow["errors"]["topic_not_mirrored"], 2, "{flow}");
+    assert!(flow["last_error"]["error"].as_str().is_some(), "{flow}");
+    let metrics = http_get(&listen, "/metrics").unwrap().1;
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "kmirror_errors_total",
+            &[&format!("flow=\"{FLOW}\""), "class=\"topic_not_mirrored\""]
+        ),
+        2.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("kmirror_unmirrored_topics{{flow=\"{FLOW}\"}}")
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    let table = status_table(&listen);
+    for cell in ["nc-missing", "nc-fewer", "does not exist"] {
+        assert!(table.contains(cell), "{cell} not in\n{table}");
+    }
+    // The flow mirrors its other topic, so it stays ready (README, `/readyz`).
+    assert_eq!(http_get(&listen, "/readyz").map(|a| a.0), Some(200));
+
+    // The operator creates the missing target topic: it is mirrored and leaves the list.
+    create(&t, "east.nc-missing", 2, &[]);
+    wait_mirrored(
+        &daemon,
+        &c.source,
+        "nc-missing",
+        &c.target,
+        "east.nc-missing",
+    );
+    let flow = flow_status(&listen, &daemon);
+    let listed: Vec<&str> = flow["unmirrored_topics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["topic"].as_str())
+        .collect();
+    assert_eq!(listed, ["nc-fewer"], "{flow}");
+    stop(daemon);
+}

@@ -7,8 +7,8 @@
 //! several connections ("lanes"): Kafka handles one request at a time per connection, so
 //! produces of different partitions on different lanes run concurrently, while one
 //! partition always uses one lane and its requests keep their order. Connections are
-//! opened without holding a lock across the connect ([`connections`]). No TLS or SASL
-//! (the configuration refuses them).
+//! opened without holding a lock across the connect ([`connections`]), over TLS and with
+//! SASL (PLAIN, SCRAM) when the cluster's settings ask for them (the messenger's).
 
 pub mod acls;
 pub mod admin;

@@ -160,3 +160,38 @@ fn metrics_are_pushed_over_otlp_http() {
         daemon.log.tail(20)
     );
 }
+
+/// A collector that accepts connections and never answers: every failed push is logged (the
+/// SDK's own errors reach the daemon's log), and stopping waits at most a few seconds for
+/// the last push instead of the HTTP client's ten (plus the periodic push in flight).
+#[test]
+fn a_silent_collector_is_reported_and_does_not_hold_up_the_exit() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let collector_addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().flatten().collect();
+        drop(held);
+    });
+    let (dir, brokers) = brokers();
+    let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "orders");
+    add_telemetry(
+        &config,
+        &format!("otlp: {{ endpoint: \"http://{collector_addr}\", interval: 1s }}"),
+    );
+    let mut daemon = DaemonProcess::start(&config);
+    assert!(
+        daemon
+            .log
+            .wait_for("Failed to export metrics", Duration::from_secs(60)),
+        "no failed push reported:\n{}",
+        daemon.log.tail(20)
+    );
+    daemon.terminate_ok();
+    assert!(
+        daemon
+            .log
+            .contains("The last metrics push did not finish in time"),
+        "{}",
+        daemon.log.tail(20)
+    );
+}

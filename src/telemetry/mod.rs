@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use stats::{FlowStats, Flows};
 
+/// How long stopping waits for the last OTLP push (its HTTP client gives up after 10 s).
+const LAST_PUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The running telemetry of one process.
 pub struct Telemetry {
     served: Arc<http::Served>,
@@ -54,8 +57,15 @@ impl Telemetry {
     /// run that task.
     pub async fn shutdown(&self) {
         let served = self.served.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || served.metrics.shutdown()).await {
-            tracing::warn!(error = %e, "The last metrics push did not finish.");
+        let push = tokio::task::spawn_blocking(move || served.metrics.shutdown());
+        match tokio::time::timeout(LAST_PUSH_TIMEOUT, push).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "The last metrics push did not finish."),
+            // A collector that accepts and never answers must not hold the exit up.
+            Err(_) => tracing::warn!(
+                timeout_ms = LAST_PUSH_TIMEOUT.as_millis() as u64,
+                "The last metrics push did not finish in time; exiting without it."
+            ),
         }
     }
 

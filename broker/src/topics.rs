@@ -33,6 +33,12 @@ pub enum TopicError {
         requested: i32,
         current: i32,
     },
+    #[error("adding {requested} partitions to topic {topic} would write more than the {most} partition records one request may write")]
+    TooManyNewPartitions {
+        topic: String,
+        requested: i64,
+        most: i64,
+    },
     #[error(transparent)]
     Log(#[from] LogError),
     #[error("cannot persist topic metadata to {path}: {source}")]
@@ -404,13 +410,15 @@ impl TopicRegistry {
         Ok(())
     }
 
-    /// Grows a topic to `count` partitions.
+    /// Grows a topic to `count` partitions, adding at most `most_added` (also when only
+    /// validating); returns how many it added (or would add).
     pub fn add_partitions(
         &self,
         name: &str,
         count: i32,
         validate_only: bool,
-    ) -> Result<(), TopicError> {
+        most_added: i64,
+    ) -> Result<i64, TopicError> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self
             .get(name)
@@ -423,8 +431,16 @@ impl TopicRegistry {
                 current,
             });
         }
+        let adding = i64::from(count) - i64::from(current);
+        if adding > most_added {
+            return Err(TopicError::TooManyNewPartitions {
+                topic: name.to_string(),
+                requested: adding,
+                most: most_added,
+            });
+        }
         if validate_only {
-            return Ok(());
+            return Ok(adding);
         }
         let config = self.log_config(&topic.configs());
         let mut added = Vec::new();
@@ -443,7 +459,7 @@ impl TopicRegistry {
             to = count,
             "Added partitions."
         );
-        Ok(())
+        Ok(adding)
     }
 
     /// Replaces a topic's configs (already validated) and applies them to its logs.

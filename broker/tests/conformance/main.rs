@@ -18,6 +18,7 @@ mod list_offsets;
 mod multinode;
 mod multinode_routing;
 mod produce;
+mod topic_limits;
 mod topics;
 mod user_scram;
 mod versions;
@@ -29,6 +30,7 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(admin::rows());
     rows.extend(list_offsets::rows());
     rows.extend(topics::rows());
+    rows.extend(topic_limits::rows());
     rows.extend(multinode::rows());
     rows.extend(diverging::rows());
     rows.extend(versions::rows());

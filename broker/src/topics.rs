@@ -102,6 +102,16 @@ impl Partition {
         Ok(())
     }
 
+    /// Deletes the log and its files. Other holders (an in-flight fetch) keep an Arc; they
+    /// see an empty log from then on.
+    fn delete_log(&self) -> Result<(), LogError> {
+        let log = std::mem::replace(
+            &mut *self.log.lock().expect("log lock"),
+            Box::new(crate::log::memory::MemoryLog::new(LogConfig::default())),
+        );
+        log.delete()
+    }
+
     /// Moves the log start offset (DeleteRecords) and forgets producer batches below it.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
         let mut producers = self.producers.lock().expect("producers lock");
@@ -168,6 +178,14 @@ pub struct Topic {
 }
 
 impl Topic {
+    fn new(name: &str, id: Uuid, configs: TopicConfigs, partitions: Vec<Arc<Partition>>) -> Self {
+        Topic {
+            name: name.to_string(),
+            id,
+            configs: RwLock::new(configs),
+            partitions: RwLock::new(partitions),
+        }
+    }
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
         let parts = self.partitions.read().expect("partitions lock");
         usize::try_from(index)
@@ -291,12 +309,38 @@ impl TopicRegistry {
         let parts = (0..partitions)
             .map(|i| self.open_partition(name, i, config).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Topic {
-            name: name.to_string(),
-            id,
-            configs: RwLock::new(configs),
-            partitions: RwLock::new(parts),
-        })
+        Ok(Topic::new(name, id, configs, parts))
+    }
+
+    /// Opens partitions `indexes` of a topic being created or grown. If one cannot be
+    /// opened, the ones opened so far and the failing one's directory are removed again,
+    /// so that a failed CreateTopics or CreatePartitions leaves nothing on disk.
+    fn open_new_partitions(
+        &self,
+        topic: &str,
+        indexes: std::ops::Range<i32>,
+        config: LogConfig,
+    ) -> Result<Vec<Arc<Partition>>, TopicError> {
+        let mut opened = Vec::new();
+        for index in indexes {
+            match self.open_partition(topic, index, config) {
+                Ok(p) => opened.push(Arc::new(p)),
+                Err(e) => {
+                    tracing::warn!(topic, partition = index, error = %e, "Cannot open a new partition; removing the partitions opened before it.");
+                    discard(topic, opened);
+                    if let Some(dir) = &self.data_dir {
+                        let dir = partition_dir(dir, topic, index);
+                        if dir.is_dir() {
+                            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                                tracing::warn!(path = %dir.display(), error = %e, "Cannot remove a partition directory.");
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(opened)
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -355,13 +399,18 @@ impl TopicRegistry {
                 existing,
             });
         }
-        let topic = Arc::new(self.build_topic(name, Uuid::new_v4(), partitions, configs)?);
+        let parts = self.open_new_partitions(name, 0..partitions, self.log_config(&configs))?;
+        let topic = Arc::new(Topic::new(name, Uuid::new_v4(), configs, parts));
         self.topics
             .write()
             .expect("topics lock")
             .insert(name.to_string(), topic.clone());
         if let Err(e) = self.persist() {
             self.topics.write().expect("topics lock").remove(name);
+            discard(
+                name,
+                std::mem::take(&mut *topic.partitions.write().expect("partitions lock")),
+            );
             return Err(e);
         }
         tracing::info!(topic = name, partitions, "Created topic.");
@@ -398,13 +447,7 @@ impl TopicRegistry {
         self.persist()?;
         let parts = std::mem::take(&mut *topic.partitions.write().expect("partitions lock"));
         for p in parts {
-            // Other holders (an in-flight fetch) keep an Arc; the files go when we remove
-            // the log here, which such a holder then sees as an empty read.
-            let log = std::mem::replace(
-                &mut *p.log.lock().expect("log lock"),
-                Box::new(crate::log::memory::MemoryLog::new(LogConfig::default())),
-            );
-            log.delete()?;
+            p.delete_log()?;
         }
         tracing::info!(topic = name, "Deleted topic.");
         Ok(())
@@ -443,16 +486,21 @@ impl TopicRegistry {
             return Ok(adding);
         }
         let config = self.log_config(&topic.configs());
-        let mut added = Vec::new();
-        for i in current..count {
-            added.push(Arc::new(self.open_partition(name, i, config)?));
-        }
+        let added = self.open_new_partitions(name, current..count, config)?;
         topic
             .partitions
             .write()
             .expect("partitions lock")
             .extend(added);
-        self.persist()?;
+        if let Err(e) = self.persist() {
+            let added = topic
+                .partitions
+                .write()
+                .expect("partitions lock")
+                .split_off(current as usize);
+            discard(name, added);
+            return Err(e);
+        }
         tracing::info!(
             topic = name,
             from = current,
@@ -517,19 +565,20 @@ impl TopicRegistry {
     }
 }
 
+/// Deletes the logs of partitions that a failed create or grow opened (best effort: a
+/// partition that cannot be deleted is logged and the others still go).
+fn discard(topic: &str, parts: Vec<Arc<Partition>>) {
+    for p in parts {
+        if let Err(e) = p.delete_log() {
+            tracing::warn!(topic, partition = p.index, error = %e, "Cannot remove a partition of a failed create.");
+        }
+    }
+}
+
 fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{index}"))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_names_follow_kafka_rules() {
-        assert!(validate_name("orders.v1_eu-west").is_ok());
-        for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
-            assert!(validate_name(bad).is_err(), "{bad:?}");
-        }
-    }
-}
+#[path = "topics_tests.rs"]
+mod tests;

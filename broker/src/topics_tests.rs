@@ -1,6 +1,8 @@
 //! Unit tests of the topic registry: topic names, and what a create or grow that fails
 //! midway leaves on disk.
 
+use std::path::Path;
+
 use super::*;
 
 fn entries(dir: &Path) -> Vec<String> {

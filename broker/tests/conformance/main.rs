@@ -12,6 +12,7 @@ mod harness;
 
 mod admin;
 mod admin_configs;
+mod api_versions;
 mod authz;
 mod diverging;
 mod list_offsets;
@@ -34,6 +35,7 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(multinode::rows());
     rows.extend(diverging::rows());
     rows.extend(versions::rows());
+    rows.extend(api_versions::rows());
     rows.extend(user_scram::rows());
     rows.extend(authz::rows());
     harness::run(rows).await;

@@ -15,6 +15,7 @@ mod fsutil;
 pub mod groups;
 pub mod handlers;
 pub mod log;
+pub mod partition;
 pub mod producers;
 pub mod sasl;
 pub mod server;

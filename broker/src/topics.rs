@@ -6,14 +6,15 @@
 //! directory everything is in memory. This module knows nothing about the wire protocol.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::log::{LogConfig, LogError, PartitionLog};
-use crate::producers::PartitionProducerState;
+use crate::log::{LogConfig, LogError};
+use crate::partition::partition_dir;
+pub use crate::partition::Partition;
 use crate::topic_config::{BrokerDefaults, TopicConfigs};
 
 /// Errors of topic operations; the handlers map them to Kafka error codes.
@@ -32,6 +33,12 @@ pub enum TopicError {
         topic: String,
         requested: i32,
         current: i32,
+    },
+    #[error("adding {requested} partitions to topic {topic} would write more than the {most} partition records one request may write")]
+    TooManyNewPartitions {
+        topic: String,
+        requested: i64,
+        most: i64,
     },
     #[error(transparent)]
     Log(#[from] LogError),
@@ -69,89 +76,6 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
-/// One partition: its log and its idempotent-producer state, each behind a lock. Paths
-/// that need both (produce) take `producers` first, then `log`.
-#[derive(Debug)]
-pub struct Partition {
-    pub topic: String,
-    pub index: i32,
-    pub log: Mutex<Box<dyn PartitionLog>>,
-    pub producers: Mutex<PartitionProducerState>,
-    /// Where the producer-state snapshot is written on clean close.
-    snapshot_path: Option<PathBuf>,
-}
-
-impl Partition {
-    /// Writes the producer-state snapshot (clean shutdown) and closes the log.
-    fn close(&self) -> Result<(), TopicError> {
-        let producers = self.producers.lock().expect("producers lock");
-        let mut log = self.log.lock().expect("log lock");
-        if let Some(path) = &self.snapshot_path {
-            if let Err(e) = producers.save_snapshot(path, log.log_end_offset()) {
-                // Not fatal: the next start rebuilds the state from the log.
-                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "Cannot write producer snapshot.");
-            }
-        }
-        log.close()?;
-        Ok(())
-    }
-
-    /// Moves the log start offset (DeleteRecords) and forgets producer batches below it.
-    pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
-        let mut producers = self.producers.lock().expect("producers lock");
-        let start = self
-            .log
-            .lock()
-            .expect("log lock")
-            .delete_records_before(offset)?;
-        producers.truncate_head(start);
-        Ok(start)
-    }
-
-    /// Applies retention; returns the number of segments deleted.
-    pub fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
-        let mut producers = self.producers.lock().expect("producers lock");
-        let mut log = self.log.lock().expect("log lock");
-        let deleted = log.apply_retention(now_ms)?;
-        if deleted > 0 {
-            producers.truncate_head(log.log_start_offset());
-        }
-        Ok(deleted)
-    }
-}
-
-/// Rebuilds a partition's producer state: the snapshot written at the last clean close
-/// (if it matches the log), then every batch after it.
-fn restore_producers(
-    log: &dyn PartitionLog,
-    snapshot: Option<&Path>,
-    now_ms: i64,
-) -> PartitionProducerState {
-    let expiration_ms = crate::producers::DEFAULT_PRODUCER_ID_EXPIRATION_MS;
-    let (mut state, from) =
-        match snapshot.map(|p| PartitionProducerState::load_snapshot(p, expiration_ms)) {
-            Some(Ok(Some((state, offset))))
-                if offset >= log.log_start_offset() && offset <= log.log_end_offset() =>
-            {
-                (state, offset)
-            }
-            _ => (
-                PartitionProducerState::new(expiration_ms),
-                log.log_start_offset(),
-            ),
-        };
-    if from < log.log_end_offset() {
-        let scanned = log.scan(from, &mut |batch| {
-            state.rebuild_from(&batch, now_ms);
-            true
-        });
-        if let Err(e) = scanned {
-            tracing::warn!(error = %e, "Cannot rebuild producer state from the log.");
-        }
-    }
-    state
-}
-
 /// One topic.
 #[derive(Debug)]
 pub struct Topic {
@@ -162,6 +86,14 @@ pub struct Topic {
 }
 
 impl Topic {
+    fn new(name: &str, id: Uuid, configs: TopicConfigs, partitions: Vec<Arc<Partition>>) -> Self {
+        Topic {
+            name: name.to_string(),
+            id,
+            configs: RwLock::new(configs),
+            partitions: RwLock::new(partitions),
+        }
+    }
     pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
         let parts = self.partitions.read().expect("partitions lock");
         usize::try_from(index)
@@ -192,13 +124,6 @@ pub struct TopicRegistry {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises create/delete/alter so persistence sees a consistent set.
     admin: Mutex<()>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl TopicRegistry {
@@ -255,23 +180,12 @@ impl TopicRegistry {
         index: i32,
         config: LogConfig,
     ) -> Result<Partition, TopicError> {
-        let now = now_ms();
-        let (log, snapshot_path): (Box<dyn PartitionLog>, _) = match &self.data_dir {
-            Some(dir) => {
-                let dir = partition_dir(dir, topic, index);
-                let log = crate::log::disk::DiskLog::open(&dir, config, now)?;
-                (Box::new(log), Some(dir.join("producer.snapshot")))
-            }
-            None => (Box::new(crate::log::memory::MemoryLog::new(config)), None),
-        };
-        let producers = restore_producers(log.as_ref(), snapshot_path.as_deref(), now);
-        Ok(Partition {
-            topic: topic.to_string(),
+        Ok(Partition::open(
+            self.data_dir.as_deref(),
+            topic,
             index,
-            log: Mutex::new(log),
-            producers: Mutex::new(producers),
-            snapshot_path,
-        })
+            config,
+        )?)
     }
 
     fn build_topic(
@@ -285,12 +199,38 @@ impl TopicRegistry {
         let parts = (0..partitions)
             .map(|i| self.open_partition(name, i, config).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Topic {
-            name: name.to_string(),
-            id,
-            configs: RwLock::new(configs),
-            partitions: RwLock::new(parts),
-        })
+        Ok(Topic::new(name, id, configs, parts))
+    }
+
+    /// Opens partitions `indexes` of a topic being created or grown. If one cannot be
+    /// opened, the ones opened so far and the failing one's directory are removed again,
+    /// so that a failed CreateTopics or CreatePartitions leaves nothing on disk.
+    fn open_new_partitions(
+        &self,
+        topic: &str,
+        indexes: std::ops::Range<i32>,
+        config: LogConfig,
+    ) -> Result<Vec<Arc<Partition>>, TopicError> {
+        let mut opened = Vec::new();
+        for index in indexes {
+            match self.open_partition(topic, index, config) {
+                Ok(p) => opened.push(Arc::new(p)),
+                Err(e) => {
+                    tracing::warn!(topic, partition = index, error = %e, "Cannot open a new partition; removing the partitions opened before it.");
+                    discard(topic, opened);
+                    if let Some(dir) = &self.data_dir {
+                        let dir = partition_dir(dir, topic, index);
+                        if dir.is_dir() {
+                            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                                tracing::warn!(path = %dir.display(), error = %e, "Cannot remove a partition directory.");
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(opened)
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -349,13 +289,18 @@ impl TopicRegistry {
                 existing,
             });
         }
-        let topic = Arc::new(self.build_topic(name, Uuid::new_v4(), partitions, configs)?);
+        let parts = self.open_new_partitions(name, 0..partitions, self.log_config(&configs))?;
+        let topic = Arc::new(Topic::new(name, Uuid::new_v4(), configs, parts));
         self.topics
             .write()
             .expect("topics lock")
             .insert(name.to_string(), topic.clone());
         if let Err(e) = self.persist() {
             self.topics.write().expect("topics lock").remove(name);
+            discard(
+                name,
+                std::mem::take(&mut *topic.partitions.write().expect("partitions lock")),
+            );
             return Err(e);
         }
         tracing::info!(topic = name, partitions, "Created topic.");
@@ -392,25 +337,21 @@ impl TopicRegistry {
         self.persist()?;
         let parts = std::mem::take(&mut *topic.partitions.write().expect("partitions lock"));
         for p in parts {
-            // Other holders (an in-flight fetch) keep an Arc; the files go when we remove
-            // the log here, which such a holder then sees as an empty read.
-            let log = std::mem::replace(
-                &mut *p.log.lock().expect("log lock"),
-                Box::new(crate::log::memory::MemoryLog::new(LogConfig::default())),
-            );
-            log.delete()?;
+            p.delete_log()?;
         }
         tracing::info!(topic = name, "Deleted topic.");
         Ok(())
     }
 
-    /// Grows a topic to `count` partitions.
+    /// Grows a topic to `count` partitions, adding at most `most_added` (also when only
+    /// validating); returns how many it added (or would add).
     pub fn add_partitions(
         &self,
         name: &str,
         count: i32,
         validate_only: bool,
-    ) -> Result<(), TopicError> {
+        most_added: i64,
+    ) -> Result<i64, TopicError> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self
             .get(name)
@@ -423,27 +364,40 @@ impl TopicRegistry {
                 current,
             });
         }
+        let adding = i64::from(count) - i64::from(current);
+        if adding > most_added {
+            return Err(TopicError::TooManyNewPartitions {
+                topic: name.to_string(),
+                requested: adding,
+                most: most_added,
+            });
+        }
         if validate_only {
-            return Ok(());
+            return Ok(adding);
         }
         let config = self.log_config(&topic.configs());
-        let mut added = Vec::new();
-        for i in current..count {
-            added.push(Arc::new(self.open_partition(name, i, config)?));
-        }
+        let added = self.open_new_partitions(name, current..count, config)?;
         topic
             .partitions
             .write()
             .expect("partitions lock")
             .extend(added);
-        self.persist()?;
+        if let Err(e) = self.persist() {
+            let added = topic
+                .partitions
+                .write()
+                .expect("partitions lock")
+                .split_off(current as usize);
+            discard(name, added);
+            return Err(e);
+        }
         tracing::info!(
             topic = name,
             from = current,
             to = count,
             "Added partitions."
         );
-        Ok(())
+        Ok(adding)
     }
 
     /// Replaces a topic's configs (already validated) and applies them to its logs.
@@ -501,19 +455,16 @@ impl TopicRegistry {
     }
 }
 
-fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
-    data_dir.join(format!("{topic}-{index}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_names_follow_kafka_rules() {
-        assert!(validate_name("orders.v1_eu-west").is_ok());
-        for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
-            assert!(validate_name(bad).is_err(), "{bad:?}");
+/// Deletes the logs of partitions that a failed create or grow opened (best effort: a
+/// partition that cannot be deleted is logged and the others still go).
+fn discard(topic: &str, parts: Vec<Arc<Partition>>) {
+    for p in parts {
+        if let Err(e) = p.delete_log() {
+            tracing::warn!(topic, partition = p.index, error = %e, "Cannot remove a partition of a failed create.");
         }
     }
 }
+
+#[cfg(test)]
+#[path = "topics_tests.rs"]
+mod tests;

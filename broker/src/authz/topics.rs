@@ -149,24 +149,20 @@ pub async fn produce(
     } else {
         handlers::produce::handle(broker, req, version).await
     };
-    resp.responses.extend(refused.into_iter().map(|t| {
-        let partitions = t
-            .partition_data
-            .iter()
-            .map(|p| {
-                produce_response::PartitionProduceResponse::default()
-                    .with_index(p.index)
-                    .with_error_code(code)
-                    .with_base_offset(-1)
-                    .with_log_append_time_ms(-1)
-                    .with_log_start_offset(-1)
-            })
-            .collect();
-        produce_response::TopicProduceResponse::default()
-            .with_name(t.name)
-            .with_topic_id(t.topic_id)
-            .with_partition_responses(partitions)
-    }));
+    // One answer per partition however often it is listed (handlers::produce::keyed).
+    let answers = handlers::produce::keyed::by_partition(&refused)
+        .into_iter()
+        .map(|p| {
+            let answer = produce_response::PartitionProduceResponse::default()
+                .with_index(p.index)
+                .with_error_code(code)
+                .with_base_offset(-1)
+                .with_log_append_time_ms(-1)
+                .with_log_start_offset(-1);
+            (p.topic, answer)
+        });
+    resp.responses
+        .extend(handlers::produce::keyed::respond(&refused, answers));
     resp
 }
 

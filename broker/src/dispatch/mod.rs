@@ -50,7 +50,9 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
     };
     let version = prefix.api_version;
     if version < range.min || version > range.max {
-        if key == ApiKey::ApiVersions && version > range.max {
+        // Kafka: RequestContext.isUnsupportedApiVersionsRequest (any version outside the
+        // range, negative ones included, is answered at v0)
+        if key == ApiKey::ApiVersions {
             return api_versions_fallback(prefix.correlation_id, range.max);
         }
         return Outcome::Close(format!(
@@ -381,8 +383,9 @@ fn respond<R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::He
     }
 }
 
-/// KIP-511: ApiVersions at a version we do not know gets a v0 response with
-/// UNSUPPORTED_VERSION and our ApiVersions range, so the client retries lower.
+/// KIP-511: ApiVersions at a version we do not support (above our range or negative)
+/// gets a v0 response with UNSUPPORTED_VERSION and our ApiVersions range, so the client
+/// retries lower. Kafka: ApiVersionsRequest.getErrorResponse.
 fn api_versions_fallback(corr: i32, max: i16) -> Outcome {
     let resp = ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())

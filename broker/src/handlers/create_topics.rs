@@ -1,6 +1,8 @@
 //! CreateTopics: partitions (or the broker default), a replication factor up to the number
 //! of nodes (every partition is placed on every node, whatever the factor asked), validated
-//! configs, `validate_only`, TOPIC_ALREADY_EXISTS and INVALID_TOPIC_EXCEPTION.
+//! configs, `validate_only`, TOPIC_ALREADY_EXISTS and INVALID_TOPIC_EXCEPTION. A request
+//! too large for Kafka's controller (more than 10000 partitions, or more than 10000
+//! metadata records) is refused whole with POLICY_VIOLATION before anything is created.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -15,13 +17,112 @@ use crate::state::Broker;
 use crate::topic_config::{self, TopicConfigs, TOPIC_KEYS};
 use crate::topics::{validate_name, TopicError};
 
+/// The most partitions one request may ask for, all topics together.
+// Kafka: ReplicationControlManager.validateTotalNumberOfPartitions (MAX_PARTITIONS_PER_BATCH)
+const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
+/// The most metadata records one request may write: one per topic created, one per config
+/// it sets and one per partition.
+// Kafka: QuorumController.MAX_RECORDS_PER_USER_OP (the BoundedList of ReplicationControlManager.createTopics)
+pub(super) const MAX_RECORDS_PER_REQUEST: i64 = 10_000;
+
 pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    if let Some(msg) = too_large(broker, &req, version) {
+        tracing::warn!(
+            topics = req.topics.len(),
+            reason = msg,
+            "Refusing CreateTopics."
+        );
+        // Kafka: CreateTopicsRequest.getErrorResponse — every topic gets the error.
+        let topics = req
+            .topics
+            .into_iter()
+            .map(|t| {
+                let result = CreatableTopicResult::default().with_name(t.name);
+                failed(result, ResponseError::PolicyViolation, msg.into(), version)
+            })
+            .collect();
+        return CreateTopicsResponse::default().with_topics(topics);
+    }
     let topics = req
         .topics
         .into_iter()
         .map(|t| create_one(broker, t, req.validate_only, version))
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// Why Kafka's controller would refuse the whole request for its size, if it would. Both
+/// limits hold with `validate_only` too.
+fn too_large(broker: &Broker, req: &CreateTopicsRequest, version: i16) -> Option<&'static str> {
+    let default = i64::from(broker.config.default_partitions);
+    let partitions: i64 = req
+        .topics
+        .iter()
+        .map(|t| requested_partitions(t, default))
+        .sum();
+    // Kafka: ReplicationControlManager.validateTotalNumberOfPartitions (POLICY_VIOLATION)
+    if partitions > MAX_PARTITIONS_PER_REQUEST {
+        return Some("Excessively large number of partitions per request.");
+    }
+    let most_records = partitions
+        + req
+            .topics
+            .iter()
+            .map(|t| 1 + config_records(t))
+            .sum::<i64>();
+    if most_records <= MAX_RECORDS_PER_REQUEST {
+        return None;
+    }
+    // Only the topics that would be created write records.
+    let records: i64 = req
+        .topics
+        .iter()
+        .filter(|t| create_one(broker, (*t).clone(), true, version).error_code == 0)
+        .map(|t| 1 + config_records(t) + requested_partitions(t, default))
+        .sum();
+    // Kafka: ReplicationControlManager.createTopics (BoundedListTooLongException, made
+    // POLICY_VIOLATION by EventHandlerExceptionInfo.fromInternal)
+    (records > MAX_RECORDS_PER_REQUEST)
+        .then_some("Unable to perform excessively large batch operation.")
+}
+
+/// The partitions a topic asks for, as Kafka counts them: its assignments, else its
+/// count (-1 = the broker default; other counts below 1 are none).
+fn requested_partitions(t: &CreatableTopic, default: i64) -> i64 {
+    match t.num_partitions {
+        _ if !t.assignments.is_empty() => t.assignments.len() as i64,
+        -1 => default,
+        n => i64::from(n.max(0)),
+    }
+}
+
+/// The config records creating `t` writes: one per key given a value.
+fn config_records(t: &CreatableTopic) -> i64 {
+    let keys: std::collections::HashSet<&str> = t
+        .configs
+        .iter()
+        .filter(|c| c.value.is_some())
+        .map(|c| c.name.as_str())
+        .collect();
+    keys.len() as i64
+}
+
+/// `r` answering `code` with `msg`.
+fn failed(
+    mut r: CreatableTopicResult,
+    code: ResponseError,
+    msg: String,
+    version: i16,
+) -> CreatableTopicResult {
+    r.error_code = code.code();
+    if version >= 1 {
+        r.error_message = message(msg);
+    }
+    if version >= 5 {
+        r.num_partitions = -1;
+        r.replication_factor = -1;
+    }
+    r
 }
 
 fn create_one(
@@ -31,17 +132,7 @@ fn create_one(
     version: i16,
 ) -> CreatableTopicResult {
     let mut result = CreatableTopicResult::default().with_name(t.name.clone());
-    let fail = |mut r: CreatableTopicResult, code: ResponseError, msg: String| {
-        r.error_code = code.code();
-        if version >= 1 {
-            r.error_message = message(msg);
-        }
-        if version >= 5 {
-            r.num_partitions = -1;
-            r.replication_factor = -1;
-        }
-        r
-    };
+    let fail = |r, code, msg| failed(r, code, msg, version);
     let name = t.name.as_str();
     let nodes = broker.cluster.node_ids().len() as i32;
     if let Err(e) = validate_name(name) {

@@ -33,6 +33,7 @@ pub fn topic_error_code(e: &TopicError) -> ResponseError {
         TopicError::Collides { .. } => ResponseError::InvalidTopicException,
         TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
         TopicError::InvalidPartitions { .. } => ResponseError::InvalidPartitions,
+        TopicError::TooManyNewPartitions { .. } => ResponseError::UnknownServerError,
         TopicError::Log(e) => log_error_code(e),
         TopicError::Persist { .. } => ResponseError::KafkaStorageError,
     }

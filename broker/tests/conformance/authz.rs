@@ -67,6 +67,21 @@ async fn metadata_code(ctx: Ctx, topic: &str) -> Got {
     code_or_closed(ctx.m.send_at(&req, 12).await, |r| r.topics[0].error_code)
 }
 
+/// Produce naming partition 0 of a denied topic in two topic entries: its one answer.
+async fn produce_twice_code(ctx: Ctx) -> Got {
+    let mut req = common::produce_request(&ctx.topic("t"), 0, common::batch(1, 1_000), -1);
+    req.topic_data.push(req.topic_data[0].clone());
+    match ctx.m.send_at(&req, 9).await {
+        Ok(r) => match &r.responses[..] {
+            [t] if t.partition_responses.len() == 1 => {
+                Got::Code(t.partition_responses[0].error_code)
+            }
+            answers => Got::Answer(format!("{answers:?}")),
+        },
+        Err(_) => Got::Closed,
+    }
+}
+
 async fn produce_code(ctx: Ctx) -> Got {
     let req = common::produce_request(&ctx.topic("t"), 0, common::batch(1, 1_000), -1);
     code_or_closed(ctx.m.send_at(&req, 9).await, |r| {
@@ -205,6 +220,9 @@ pub fn rows() -> Vec<Row> {
             |ctx| metadata_code(ctx, "no-such-topic").await),
         row!("Produce without WRITE: TOPIC_AUTHORIZATION_FAILED", "KafkaApis.handleProduceRequest",
             Got::Code(TOPIC_DENIED), authorizer, |ctx| produce_code(ctx).await),
+        row!("Produce without WRITE naming a partition twice: one TOPIC_AUTHORIZATION_FAILED",
+            "KafkaApis.handleProduceRequest (unauthorizedTopicResponses keyed by TopicPartition)",
+            Got::Code(TOPIC_DENIED), authorizer, |ctx| produce_twice_code(ctx).await),
         row!("Fetch without READ: TOPIC_AUTHORIZATION_FAILED", "KafkaApis.handleFetchRequest",
             Got::Code(TOPIC_DENIED), authorizer, |ctx| fetch_code(ctx).await),
         row!("CreateTopics without CLUSTER or TOPIC CREATE: TOPIC_AUTHORIZATION_FAILED",

@@ -12,6 +12,7 @@ mod harness;
 
 mod admin;
 mod admin_configs;
+mod api_versions;
 mod authz;
 mod diverging;
 mod fetch;
@@ -19,6 +20,7 @@ mod list_offsets;
 mod multinode;
 mod multinode_routing;
 mod produce;
+mod topic_limits;
 mod topics;
 mod user_scram;
 mod versions;
@@ -31,9 +33,11 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(list_offsets::rows());
     rows.extend(topics::rows());
     rows.extend(fetch::rows());
+    rows.extend(topic_limits::rows());
     rows.extend(multinode::rows());
     rows.extend(diverging::rows());
     rows.extend(versions::rows());
+    rows.extend(api_versions::rows());
     rows.extend(user_scram::rows());
     rows.extend(authz::rows());
     harness::run(rows).await;

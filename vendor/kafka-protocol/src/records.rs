@@ -514,8 +514,12 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        // kmirror patch (upstream PR #156): bound the reservation by the bytes left.
-        records.reserve((batch_decode_info.record_count as usize).min(buf.remaining()));
+        // kmirror patch (upstream PR #156): bound the reservation by the bytes left, in
+        // memory terms (see types::bounded_capacity).
+        records.reserve(types::bounded_capacity::<Record>(
+            batch_decode_info.record_count as usize,
+            buf.remaining(),
+        ));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -894,8 +898,12 @@ impl Record {
         }
         let num_headers = num_headers as usize;
 
-        // kmirror patch: bound the allocation by the bytes left.
-        let mut headers = IndexMap::with_capacity(num_headers.min(bytes::Buf::remaining(buf)));
+        // kmirror patch: bound the allocation by the bytes left, in memory terms (an entry
+        // holds its hash, key and value).
+        type HeaderEntry = (u64, StrBytes, Option<Bytes>);
+        let capacity =
+            types::bounded_capacity::<HeaderEntry>(num_headers, bytes::Buf::remaining(buf));
+        let mut headers = IndexMap::with_capacity(capacity);
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

@@ -84,9 +84,24 @@ fn read_capped(reader: impl Read, out: &mut Vec<u8>) -> Result<(), CodecError> {
 
 const SNAPPY_XERIAL_MAGIC: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
 
+/// The most a raw snappy block of `block_bytes` can decompress to. Every element of the
+/// format writes at most 64/3 bytes per byte it takes (a literal writes its own bytes; a
+/// copy of at most 64 bytes takes 2, 3 or 5 bytes, writing at most 11 with 2), and a
+/// block must decompress to exactly the length it claims.
+fn snappy_max_len(block_bytes: usize) -> usize {
+    block_bytes.saturating_mul(64).div_ceil(3)
+}
+
 fn snappy_block(block: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
     let len = snap::raw::decompress_len(block).map_err(|e| CodecError::Corrupt(e.to_string()))?;
     let start = out.len();
+    // Refused before the output is zero-filled: 69 bytes must not cost a 127 MiB memset.
+    if len > snappy_max_len(block.len()) {
+        return Err(CodecError::Corrupt(format!(
+            "a snappy block of {} bytes claims {len} bytes",
+            block.len()
+        )));
+    }
     if start + len > MAX_DECOMPRESSED_BYTES {
         return Err(CodecError::TooLarge);
     }
@@ -266,6 +281,28 @@ mod tests {
             decompress_into(7, b"", &mut out),
             Err(CodecError::UnknownCodec(7))
         ));
+    }
+
+    #[test]
+    fn a_snappy_block_claiming_more_than_it_can_hold_is_refused_before_any_allocation() {
+        let mut out = Vec::new();
+        // 126 MiB claimed (varint), then 4 bytes.
+        let block = [0x80, 0x80, 0x80, 0x3f, 0, 0, 0, 0];
+        assert!(matches!(
+            decompress_into(SNAPPY, &block, &mut out),
+            Err(CodecError::Corrupt(_))
+        ));
+        assert!(out.capacity() < 1 << 20, "{} bytes", out.capacity());
+        // The densest block snap writes (runs of zeros: 64 bytes per 3-byte copy) still
+        // decodes, raw and framed as Kafka writes it.
+        let zeros = vec![0u8; 4 << 20];
+        let block = snap::raw::Encoder::new().compress_vec(&zeros).unwrap();
+        decompress_into(SNAPPY, &block, &mut out).unwrap();
+        assert_eq!(out, zeros);
+        let mut framed = Vec::new();
+        compress_into(SNAPPY, &zeros, Effort::Kafka, &mut framed).unwrap();
+        decompress_into(SNAPPY, &framed, &mut out).unwrap();
+        assert_eq!(out, zeros);
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! structure, keys on compacted topics, timestamps, LogAppendTime, recompression and
 //! offset-delta rewrites), then the idempotent-producer check and the append. With
 //! `flush = always` the answer waits for the group commit that covers the append.
+//! A partition listed more than once is appended once and answered once ([`keyed`]).
 //! Transactions (KIP-890 verification, INVALID_TXN_STATE) are not implemented.
 
 use kmirror_wire::codec;
+pub mod keyed;
 mod validate;
 mod validator;
 
@@ -18,7 +20,7 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::TopicProduceData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kmirror_wire::batch::BatchView;
 
@@ -40,17 +42,8 @@ struct Appended {
     sync: Option<Arc<std::fs::File>>,
 }
 
-fn failure_for_all(
-    req: &ProduceRequest,
-    failure: &Failure,
-) -> Vec<(usize, usize, Result<Appended, Failure>)> {
-    req.topic_data
-        .iter()
-        .enumerate()
-        .flat_map(|(ti, t)| (0..t.partition_data.len()).map(move |pi| (ti, pi)))
-        .map(|(ti, pi)| (ti, pi, Err(failure.clone())))
-        .collect()
-}
+/// What a partition of the request got: (its first topic entry, its index, the outcome).
+type Outcome = (usize, i32, Result<Appended, Failure>);
 
 /// Kafka: KafkaApis.handleProduceRequest — topic by name (v3-12) or by id (v13).
 fn resolve(broker: &Broker, t: &TopicProduceData, version: i16) -> Result<Arc<Topic>, Failure> {
@@ -92,32 +85,43 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
             .iter()
             .any(|p| validate::first_batch_is_transactional(p.records.as_ref()))
     });
+    let partitions = keyed::by_partition(&req.topic_data);
     let results = if transactional && req.transactional_id.is_none() {
-        // Kafka: KafkaApis.handleProduceRequest (the whole request fails).
-        failure_for_all(
-            &req,
-            &(
-                ResponseError::TransactionalIdAuthorizationFailed,
-                "Transactional records need a transactional id.".into(),
-            ),
-        )
+        // Kafka: KafkaApis.handleProduceRequest (the whole request fails,
+        // ProduceRequest.getErrorResponse answers each partition once).
+        let failure: Failure = (
+            ResponseError::TransactionalIdAuthorizationFailed,
+            "Transactional records need a transactional id.".into(),
+        );
+        partitions
+            .iter()
+            .map(|p| (p.topic, p.index, Err(failure.clone())))
+            .collect()
     } else {
-        let mut results = Vec::new();
-        for (ti, t) in req.topic_data.iter().enumerate() {
-            let topic = resolve(broker, t, version);
-            let rules = topic.as_ref().ok().map(|topic| rules_of(broker, topic));
-            for (pi, p) in t.partition_data.iter().enumerate() {
-                let r = topic.clone().and_then(|topic| {
-                    let partition = topic.partition(p.index).ok_or_else(|| {
-                        (
-                            ResponseError::UnknownTopicOrPartition,
-                            format!(
-                                "Partition {} of topic {} does not exist.",
-                                p.index, topic.name
-                            ),
-                        )
-                    })?;
-                    let batch = validate::request_batch(p.records.as_ref(), version)?;
+        let resolved: Vec<_> = req
+            .topic_data
+            .iter()
+            .map(|t| {
+                let topic = resolve(broker, t, version);
+                let rules = topic.as_ref().ok().map(|topic| rules_of(broker, topic));
+                (topic, rules)
+            })
+            .collect();
+        let mut results: Vec<Outcome> = Vec::new();
+        for p in &partitions {
+            let (topic, rules) = &resolved[p.topic];
+            let r = topic.clone().and_then(|topic| {
+                let partition = topic.partition(p.index).ok_or_else(|| {
+                    (
+                        ResponseError::UnknownTopicOrPartition,
+                        format!(
+                            "Partition {} of topic {} does not exist.",
+                            p.index, topic.name
+                        ),
+                    )
+                })?;
+                let (last_valid, last_invalid) = entries_checked(&req, p, version);
+                let appended = last_valid.map(|batch| {
                     // Kafka: ReplicaManager.appendRecords (isValidRequiredAcks).
                     if !matches!(req.acks, -1..=1) {
                         return Err((
@@ -128,9 +132,14 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
                     let rules = rules.as_ref().expect("rules exist for a resolved topic");
                     append(broker, &topic, &partition, rules, batch, now)
                 });
-                any_appended |= r.is_ok();
-                results.push((ti, pi, r));
-            }
+                any_appended |= appended.as_ref().is_some_and(|a| a.is_ok());
+                match (last_invalid, appended) {
+                    (Some(failure), _) => Err(failure),
+                    (None, Some(appended)) => appended,
+                    (None, None) => unreachable!("a partition has at least one entry"),
+                }
+            });
+            results.push((p.topic, p.index, r));
         }
         results
     };
@@ -140,11 +149,32 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
     respond(broker, &req, version, results).await
 }
 
+/// The batch of the last entry for `p` that passes ProduceRequest.validateRecords, and
+/// the failure of the last one that does not. Kafka: KafkaApis.handleProduceRequest files
+/// each entry under its partition in one map or the other (a later entry replaces an
+/// earlier one); the valid one is appended, and the failure, merged last, answers.
+fn entries_checked<'a>(
+    req: &'a ProduceRequest,
+    p: &keyed::KeyedPartition,
+    version: i16,
+) -> (Option<&'a [u8]>, Option<Failure>) {
+    let mut last_valid = None;
+    let mut last_invalid = None;
+    for &(ti, pi) in &p.entries {
+        let records = req.topic_data[ti].partition_data[pi].records.as_ref();
+        match validate::request_batch(records, version) {
+            Ok(batch) => last_valid = Some(batch),
+            Err(failure) => last_invalid = Some(failure),
+        }
+    }
+    (last_valid, last_invalid)
+}
+
 async fn respond(
     broker: &Broker,
     req: &ProduceRequest,
     version: i16,
-    mut results: Vec<(usize, usize, Result<Appended, Failure>)>,
+    mut results: Vec<Outcome>,
 ) -> ProduceResponse {
     // Kafka: ReplicaManager.appendRecords parks an acks=all produce in the purgatory until
     // the followers have it; the connection stays muted meanwhile (SocketServer).
@@ -171,17 +201,7 @@ async fn respond(
             }
         }
     }
-    let mut responses: Vec<TopicProduceResponse> = req
-        .topic_data
-        .iter()
-        .map(|t| {
-            TopicProduceResponse::default()
-                .with_name(t.name.clone())
-                .with_topic_id(t.topic_id)
-        })
-        .collect();
-    for (ti, pi, r) in results {
-        let index = req.topic_data[ti].partition_data[pi].index;
+    let answers = results.into_iter().map(|(topic, index, r)| {
         let mut pr = PartitionProduceResponse::default().with_index(index);
         match r {
             Ok(a) => {
@@ -199,9 +219,10 @@ async fn respond(
                 }
             }
         }
-        responses[ti].partition_responses.push(pr);
-    }
-    let mut resp = ProduceResponse::default().with_responses(responses);
+        (topic, pr)
+    });
+    let mut resp =
+        ProduceResponse::default().with_responses(keyed::respond(&req.topic_data, answers));
     crate::cluster::hints::produce(broker, &mut resp, version);
     resp
 }

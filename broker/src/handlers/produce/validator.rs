@@ -7,7 +7,8 @@
 //! keys, values and headers as bytes. Offsets, leader epoch and idempotence are not done
 //! here.
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
+use std::thread::LocalKey;
 
 use kafka_protocol::error::ResponseError;
 use kmirror_wire::batch::{self, BatchHeader, BatchView};
@@ -24,6 +25,26 @@ const KEEP_BUFFER_BYTES: usize = 8 << 20;
 thread_local! {
     static DECOMPRESSED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static REBUILT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A borrowed per-thread buffer that gives its memory back when dropped if it grew past
+/// [`KEEP_BUFFER_BYTES`]: on every way out, a failed batch (`?`) or a panic included.
+struct Borrowed<'a>(RefMut<'a, Vec<u8>>);
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        if self.0.capacity() > KEEP_BUFFER_BYTES {
+            *self.0 = Vec::new();
+        }
+    }
+}
+
+/// Runs `f` with this thread's `buffer` (see [`Borrowed`]).
+fn with_buffer<R>(
+    buffer: &'static LocalKey<RefCell<Vec<u8>>>,
+    f: impl FnOnce(&mut Vec<u8>) -> R,
+) -> R {
+    buffer.with(|cell| f(&mut Borrowed(cell.borrow_mut()).0))
 }
 
 /// A topic's settings that LogValidator applies.
@@ -100,20 +121,14 @@ pub fn validate_records(
 ) -> Result<(), Failure> {
     let source = batch.compression();
     let target = codec::target(&rules.compression_type, source);
-    DECOMPRESSED.with(|cell| {
-        let mut buf = cell.borrow_mut();
+    with_buffer(&DECOMPRESSED, |buf| {
         let records: &[u8] = if source == codec::NONE {
             batch.records_bytes()
         } else {
-            codec::decompress_into(source, batch.records_bytes(), &mut buf)
-                .map_err(codec_failure)?;
-            &buf
+            codec::decompress_into(source, batch.records_bytes(), buf).map_err(codec_failure)?;
+            buf
         };
-        let result = check_and_store(batch, records, source, target, rules, now_ms, out);
-        if buf.capacity() > KEEP_BUFFER_BYTES {
-            *buf = Vec::new();
-        }
-        result
+        check_and_store(batch, records, source, target, rules, now_ms, out)
     })
 }
 
@@ -204,15 +219,14 @@ fn rebuild(
     max_timestamp: i64,
     out: &mut Vec<u8>,
 ) -> Result<(), Failure> {
-    REBUILT.with(|cell| {
-        let mut raw = cell.borrow_mut();
+    with_buffer(&REBUILT, |raw| {
         raw.clear();
         let mut base_timestamp = None;
         for (index, r) in RecordWalker::new(records, batch.record_count()).enumerate() {
             let r = r.map_err(|e| (ResponseError::InvalidRecord, e.to_string()))?;
             let ts = record_timestamp(batch, &r);
             let base = *base_timestamp.get_or_insert(ts);
-            write_record(&mut raw, &r, ts.wrapping_sub(base), index as i32);
+            write_record(raw, &r, ts.wrapping_sub(base), index as i32);
         }
         let header = BatchHeader {
             base_offset: 0,
@@ -227,14 +241,11 @@ fn rebuild(
             record_count: batch.record_count(),
         };
         let mut compressed = Vec::new();
-        codec::compress_into(target, &raw, codec::Effort::Kafka, &mut compressed)
+        codec::compress_into(target, raw, codec::Effort::Kafka, &mut compressed)
             .map_err(|e| (ResponseError::UnknownServerError, e.to_string()))?;
         header.write(out, compressed.len());
         out.extend_from_slice(&compressed);
         batch::update_crc(out);
-        if raw.capacity() > KEEP_BUFFER_BYTES {
-            *raw = Vec::new();
-        }
         Ok(())
     })
 }
@@ -274,6 +285,11 @@ mod tests {
         }
         let mut records = Vec::new();
         codec::compress_into(codec, &raw, codec::Effort::Kafka, &mut records).unwrap();
+        batch_of(codec, &records, count)
+    }
+
+    /// A batch of `count` records whose records section is `records`, as is.
+    fn batch_of(codec: i16, records: &[u8], count: i32) -> Vec<u8> {
         let mut out = Vec::new();
         BatchHeader {
             base_offset: 0,
@@ -288,7 +304,7 @@ mod tests {
             record_count: count,
         }
         .write(&mut out, records.len());
-        out.extend_from_slice(&records);
+        out.extend_from_slice(records);
         batch::update_crc(&mut out);
         out
     }
@@ -328,6 +344,18 @@ mod tests {
                 ResponseError::InvalidRecord
             );
         }
+    }
+
+    #[test]
+    fn a_batch_failing_to_decompress_leaves_no_large_buffer_behind() {
+        // 16 MiB of records, cut short: decompression fails after filling the buffer.
+        let mut whole = Vec::new();
+        let raw = vec![0u8; 16 << 20];
+        codec::compress_into(codec::ZSTD, &raw, codec::Effort::Kafka, &mut whole).unwrap();
+        let cut = batch_of(codec::ZSTD, &whole[..whole.len() - 8], 1);
+        assert!(run(&cut, &rules("producer")).is_err());
+        let kept = DECOMPRESSED.with(|b| b.borrow().capacity());
+        assert!(kept <= KEEP_BUFFER_BYTES, "{kept} bytes kept");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! ReplicaManager.appendRecords), and FindCoordinator for transactions. Batches are built
 //! byte by byte ([`support::Spec`]) so that each row can break exactly one rule.
 
+mod duplicates;
 mod support;
 
 use crate::common;
@@ -31,6 +32,7 @@ pub fn rows() -> Vec<Row> {
     let mut rows = batch_rows();
     rows.extend(record_rows());
     rows.extend(request_rows());
+    rows.extend(duplicates::rows());
     rows
 }
 

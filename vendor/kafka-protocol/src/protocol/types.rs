@@ -985,9 +985,9 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // kmirror patch: never trust a wire-supplied count for the allocation; every
-                // element takes at least one byte.
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                // kmirror patch: never trust a wire-supplied count for the allocation.
+                let mut result =
+                    Vec::with_capacity(bounded_capacity::<T>(n as usize, buf.remaining()));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1010,6 +1010,15 @@ impl<T, E: Decoder<T>> Decoder<Vec<T>> for Array<E> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// kmirror patch: how many elements to reserve room for when the wire announces `count` of
+/// them with `remaining` bytes left: no more than fit in `remaining` bytes of memory. An
+/// element takes at least one byte on the wire but up to ~130 bytes in memory, so bounding
+/// the count by the bytes left still let one 100 MiB frame reserve 13 GB; now the
+/// reservation is at most the size of the frame, and the vector grows as elements decode.
+pub(crate) fn bounded_capacity<T>(count: usize, remaining: usize) -> usize {
+    count.min(remaining / std::mem::size_of::<T>().max(1))
 }
 
 /// An array whose length is encoded with a varint.
@@ -1096,7 +1105,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
             0 => Ok(None),
             n => {
                 // kmirror patch: see Array above.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                let mut result =
+                    Vec::with_capacity(bounded_capacity::<T>((n - 1) as usize, buf.remaining()));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }

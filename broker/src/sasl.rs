@@ -10,9 +10,10 @@
 //! which are stored; users already stored keep theirs, managed through
 //! AlterUserScramCredentials from then on (see [`crate::credentials`]).
 //!
-//! Until a connection has authenticated only ApiVersions, SaslHandshake and
-//! SaslAuthenticate are served; any other request closes it (Kafka:
-//! `SaslServerAuthenticator.handleKafkaRequest`, IllegalSaslStateException). An unknown
+//! Until a connection has authenticated only ApiVersions (once, before the handshake),
+//! SaslHandshake and SaslAuthenticate are served; any other request closes it (Kafka:
+//! `SaslServerAuthenticator.handleKafkaRequest`, IllegalSaslStateException), after an
+//! ILLEGAL_SASL_STATE answer when it is a SaslHandshake or ApiVersions after the handshake. An unknown
 //! mechanism answers UNSUPPORTED_SASL_MECHANISM with the enabled ones and closes; a wrong
 //! user or password answers SASL_AUTHENTICATION_FAILED with Kafka's message and closes that
 //! connection only (SCRAM: "Authentication failed: Invalid user credentials", as Kafka's
@@ -25,10 +26,10 @@ use std::path::Path;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{
-    ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-    SaslHandshakeResponse,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes, VersionRange};
 use kmirror_wire::frame::{self, RequestPrefix};
 
 use crate::credentials::{CredentialStore, UserCredentials};
@@ -117,6 +118,8 @@ pub enum Session {
     /// Expecting SaslHandshake (ApiVersions is allowed too).
     #[default]
     Handshake,
+    /// ApiVersions answered; expecting SaslHandshake only.
+    HandshakeAfterVersions,
     /// Handshake done with PLAIN; expecting SaslAuthenticate.
     Authenticate,
     /// Handshake done with SCRAM; expecting the client-first message.
@@ -132,9 +135,11 @@ pub enum Session {
 ///
 /// `plain`: whether PLAIN is enabled on this listener (off without TLS unless
 /// `--sasl-plain-without-tls`: PLAIN sends the password itself).
+/// `api_versions`: the ApiVersions versions the broker serves.
 pub(crate) async fn intercept(
     credentials: &CredentialStore,
     plain: bool,
+    api_versions: VersionRange,
     session: &mut Session,
     peer: SocketAddr,
     frame: &Bytes,
@@ -147,14 +152,27 @@ pub(crate) async fn intercept(
         Err(e) => return Some(Outcome::Close(e.to_string())),
     };
     let key = ApiKey::try_from(prefix.api_key).ok();
+    let version = prefix.api_version;
     match (key, &*session) {
-        (Some(ApiKey::ApiVersions), _) => None,
-        (Some(ApiKey::SaslHandshake), Session::Handshake) if prefix.api_version == 0 => {
+        // Kafka: SaslServerAuthenticator.handleApiVersionsRequest (one ApiVersions answered
+        // before the handshake; one at an unsupported version may be retried lower)
+        (Some(ApiKey::ApiVersions), Session::Handshake) => {
+            if version >= api_versions.min && version <= api_versions.max {
+                *session = Session::HandshakeAfterVersions;
+            }
+            None
+        }
+        (Some(ApiKey::ApiVersions), Session::HandshakeAfterVersions) => Some(Outcome::Close(
+            "a second ApiVersions before the SASL handshake".into(),
+        )),
+        (Some(ApiKey::SaslHandshake), Session::Handshake | Session::HandshakeAfterVersions)
+            if version == 0 =>
+        {
             Some(Outcome::Close(
                 "SaslHandshake v0 (unframed SASL tokens, before KIP-152) is not supported".into(),
             ))
         }
-        (Some(ApiKey::SaslHandshake), Session::Handshake) => {
+        (Some(ApiKey::SaslHandshake), Session::Handshake | Session::HandshakeAfterVersions) => {
             Some(handshake(session, frame, plain).await)
         }
         (Some(ApiKey::SaslAuthenticate), Session::Authenticate) => {
@@ -165,7 +183,26 @@ pub(crate) async fn intercept(
         }
         // Kafka: SaslServerAuthenticator.handleSaslToken (another request than
         // SaslAuthenticate after the handshake: its error response, then the close)
-        (Some(ApiKey::SaslHandshake), _) => Some(handshake_again(frame).await),
+        (Some(ApiKey::SaslHandshake), _) => Some(
+            illegal_state::<SaslHandshakeRequest>(
+                frame,
+                |code| SaslHandshakeResponse::default().with_error_code(code),
+                "SaslHandshake during SASL authentication",
+            )
+            .await,
+        ),
+        (Some(ApiKey::ApiVersions), _)
+            if version >= api_versions.min && version <= api_versions.max =>
+        {
+            Some(
+                illegal_state::<ApiVersionsRequest>(
+                    frame,
+                    |code| ApiVersionsResponse::default().with_error_code(code),
+                    "ApiVersions during SASL authentication",
+                )
+                .await,
+            )
+        }
         _ => Some(Outcome::Close(format!(
             "unexpected request (API key {}) during SASL authentication",
             prefix.api_key
@@ -332,17 +369,20 @@ async fn scram_round(
     }
 }
 
-/// A second SaslHandshake: ILLEGAL_SASL_STATE, then the connection closes.
-async fn handshake_again(frame: &Bytes) -> Outcome {
+/// A request out of place after the handshake (SaslHandshake again, ApiVersions): `answer`
+/// with ILLEGAL_SASL_STATE, then the connection closes.
+async fn illegal_state<R: Request>(
+    frame: &Bytes,
+    answer: impl FnOnce(i16) -> R::Response,
+    reason: &str,
+) -> Outcome {
     let (mut frame, corr, version) = match body(frame) {
         Ok(b) => b,
         Err(outcome) => return outcome,
     };
-    let outcome = dispatch::sync(&mut frame, corr, version, |_: SaslHandshakeRequest| {
-        SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code())
-    })
-    .await;
-    close_after(outcome, "SaslHandshake during SASL authentication")
+    let code = ResponseError::IllegalSaslState.code();
+    let outcome = dispatch::sync(&mut frame, corr, version, |_: R| answer(code)).await;
+    close_after(outcome, reason)
 }
 
 /// A SaslAuthenticate answer refusing the client with `message`.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -340,7 +340,7 @@ pub const SASL_SERVER_MAX_RECEIVE_BYTES: usize = 512 << 10;
 /// `tls_principal` is the client certificate's principal.
 async fn serve_frames<R, W>(
     read: R,
-    write: W,
+    mut write: W,
     peer: SocketAddr,
     tls_principal: Option<String>,
     broker: Arc<Broker>,
@@ -367,9 +367,10 @@ async fn serve_frames<R, W>(
         broker.config.max_frame_bytes
     };
     let mut frames = FramedRead::new(read, kmirror_wire::frame::codec(first_limit));
-    // Responses go to a writer task so the next request is read while one is written.
-    let (tx, rx) = mpsc::channel::<Bytes>(8);
-    let writer = tokio::spawn(kmirror_wire::frame_writer::write_frames(write, rx));
+    // One request at a time: the next is not read until the answer to this one is written,
+    // so a client that does not read its answers holds one, not a queue of them.
+    // Kafka: SocketServer.Processor (the channel is muted from a completed receive until
+    // its response is sent)
     loop {
         let frame = tokio::select! {
             biased;
@@ -395,7 +396,21 @@ async fn serve_frames<R, W>(
         let intercepted = match &broker.config.sasl {
             Some(_) if broker.protocol().sasl() => {
                 let plain = broker.protocol().tls() || broker.config.sasl_plain_without_tls;
-                crate::sasl::intercept(&broker.credentials, plain, &mut session, peer, &frame).await
+                {
+                    let api_versions = broker
+                        .versions
+                        .range(kafka_protocol::messages::ApiKey::ApiVersions)
+                        .unwrap_or(kafka_protocol::protocol::VersionRange { min: 0, max: 0 });
+                    crate::sasl::intercept(
+                        &broker.credentials,
+                        plain,
+                        api_versions,
+                        &mut session,
+                        peer,
+                        &frame,
+                    )
+                    .await
+                }
             }
             _ => None,
         };
@@ -420,12 +435,12 @@ async fn serve_frames<R, W>(
         }
         match outcome {
             Outcome::Respond(bytes) => {
-                if tx.send(bytes).await.is_err() {
+                if !respond(&mut write, &bytes, peer, &broker, &shutdown).await {
                     break;
                 }
             }
             Outcome::RespondAndClose(bytes, reason) => {
-                let _ = tx.send(bytes).await;
+                respond(&mut write, &bytes, peer, &broker, &shutdown).await;
                 tracing::debug!(%peer, %reason, "Closing connection after the response.");
                 break;
             }
@@ -436,8 +451,35 @@ async fn serve_frames<R, W>(
             }
         }
     }
-    drop(tx);
-    let _ = writer.await;
+}
+
+/// Writes one response; false when the connection is done: the write failed, shutdown
+/// came, or the client read none of it for `connections.max.idle.ms`.
+async fn respond<W: tokio::io::AsyncWrite + Unpin>(
+    write: &mut W,
+    bytes: &Bytes,
+    peer: SocketAddr,
+    broker: &Broker,
+    shutdown: &CancellationToken,
+) -> bool {
+    let idle = broker.config.connections_max_idle;
+    let written = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => return false,
+        w = tokio::time::timeout(idle, kmirror_wire::frame_writer::write_frame(write, bytes)) => w,
+    };
+    match written {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "Closing connection: the response could not be written.");
+            false
+        }
+        // Kafka: Selector.maybeCloseOldestConnection (no progress for connections.max.idle.ms)
+        Err(_) => {
+            tracing::debug!(%peer, idle_ms = idle.as_millis() as u64, "Closing connection: the client reads no response.");
+            false
+        }
+    }
 }
 
 /// Retention checks and interval flushing, until shutdown.

@@ -1,15 +1,18 @@
 //! Connection handling as Kafka's SocketServer and SaslServerAuthenticator do it: a
 //! connection idle past `connections.max.idle.ms` is closed, frames before SASL
 //! authentication are held to `sasl.server.max.receive.size` (512 KiB), and a second
-//! SaslHandshake gets ILLEGAL_SASL_STATE before the close.
+//! SaslHandshake, or an ApiVersions after the handshake, gets ILLEGAL_SASL_STATE before the
+//! close; a second ApiVersions before it is closed at once. One request is handled at a time:
+//! the next waits until the answer before it is written, as SocketServer mutes the channel.
 
 mod common;
 
 use std::time::Duration;
 
 use common::*;
-use kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::SaslHandshakeRequest;
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::records::Compression;
 use kmirror_broker::sasl::SaslUsers;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -91,21 +94,154 @@ async fn frames_before_sasl_authentication_are_held_to_512_kib() {
 async fn a_second_sasl_handshake_gets_illegal_sasl_state_then_the_close() {
     let dir = tempfile::tempdir().unwrap();
     let b = sasl_broker(dir.path()).await;
-    let mut s = TcpStream::connect(b.local_addr).await.unwrap();
-    s.write_all(&handshake_frame(1)).await.unwrap();
-    s.write_all(&handshake_frame(2)).await.unwrap();
-    let seen = read_until_closed(&mut s, Duration::from_secs(10)).await;
     // Two answers: the handshake's, then the second's error.
-    let mut rest = &seen[..];
-    let mut answers = Vec::new();
+    let answers = answers_until_closed(&b, &[handshake_frame(1), handshake_frame(2)]).await;
+    assert_eq!(answers, vec![(1, 0), (2, 34)], "ILLEGAL_SASL_STATE is 34");
+}
+
+/// A request frame with header v1 (non-flexible versions only).
+fn raw_frame<R: Encodable>(api_key: i16, version: i16, correlation_id: i32, req: &R) -> Vec<u8> {
+    let mut body = bytes::BytesMut::new();
+    body.extend_from_slice(&api_key.to_be_bytes());
+    body.extend_from_slice(&version.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(b"t");
+    req.encode(&mut body, version).unwrap();
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Reads one response frame, its length included.
+async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
+    let mut frame = vec![0u8; 4];
+    s.read_exact(&mut frame).await.unwrap();
+    let len = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+    frame.resize(4 + len, 0);
+    s.read_exact(&mut frame[4..]).await.unwrap();
+    frame
+}
+
+/// Reads one response frame; its correlation id.
+async fn read_answer(s: &mut TcpStream) -> i32 {
+    i32::from_be_bytes(read_frame(s).await[4..8].try_into().unwrap())
+}
+
+#[tokio::test]
+async fn the_next_request_waits_until_the_answer_before_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path()).await;
+    let m = connect(&b).await;
+    create_topic(&m, "big", 1).await;
+    create_topic(&m, "small", 1).await;
+    // 36 MiB in the log: a fetch answer far larger than both sockets' buffers.
+    let value = bytes::Bytes::from(vec![7u8; 900 << 10]);
+    for i in 0..40 {
+        let r = kmirror_wire::records::record(0, 1_000 + i, None, Some(value.clone()));
+        let records = kmirror_wire::records::encode(&[r], Compression::None).unwrap();
+        let answer = produce(&m, "big", 0, records).await;
+        assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+    }
+    // One connection asks for all of it, then produces to "small", and reads nothing.
+    let mut reader = TcpStream::connect(b.local_addr).await.unwrap();
+    let mut fetch = fetch_request("big", 0, 0, 0, 50 << 20);
+    fetch.max_bytes = 55 << 20;
+    reader.write_all(&raw_frame(1, 4, 1, &fetch)).await.unwrap();
+    let produce_small = produce_request("small", 0, batch(1, 1_000), 1);
+    reader
+        .write_all(&raw_frame(0, 3, 2, &produce_small))
+        .await
+        .unwrap();
+    // Kafka handles the produce only once the fetch answer is written, which it cannot
+    // be while the client reads nothing: "small" stays empty. (An absence can only be
+    // watched for a while; a broker that reads ahead appends within milliseconds.)
+    for _ in 0..20 {
+        assert_eq!(fetch_hw(&m, "small").await, 0, "the produce ran early");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Reading the answers lets it through, in order.
+    assert_eq!(read_answer(&mut reader).await, 1);
+    assert_eq!(read_answer(&mut reader).await, 2);
+    assert_eq!(fetch_hw(&m, "small").await, 1);
+}
+
+async fn fetch_hw(m: &kmirror_wire::messenger::Messenger, topic: &str) -> i64 {
+    fetch(m, topic, 0, 0).await.high_watermark
+}
+
+/// Every answer in `seen` (ApiVersions or SaslHandshake, both with the error code first):
+/// its correlation id and error code.
+fn answers_of(seen: &[u8]) -> Vec<(i32, i16)> {
+    let mut rest = seen;
+    let mut out = Vec::new();
     while rest.len() >= 4 {
         let n = i32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-        let mut body = bytes::Bytes::copy_from_slice(&rest[4..4 + n]);
+        let body = &rest[4..4 + n];
         rest = &rest[4 + n..];
-        let correlation_id = i32::from_be_bytes(body[..4].try_into().unwrap());
-        let _ = body.split_to(4);
-        let r = SaslHandshakeResponse::decode(&mut body, 1).unwrap();
-        answers.push((correlation_id, r.error_code));
+        out.push((
+            i32::from_be_bytes(body[..4].try_into().unwrap()),
+            i16::from_be_bytes(body[4..6].try_into().unwrap()),
+        ));
     }
-    assert_eq!(answers, vec![(1, 0), (2, 34)], "ILLEGAL_SASL_STATE is 34");
+    out
+}
+
+/// Sends `frames` on a new connection: every answer (as [`answers_of`]) until the close.
+async fn answers_until_closed(
+    b: &kmirror_broker::RunningBroker,
+    frames: &[Vec<u8>],
+) -> Vec<(i32, i16)> {
+    let mut s = TcpStream::connect(b.local_addr).await.unwrap();
+    for f in frames {
+        s.write_all(f).await.unwrap();
+    }
+    answers_of(&read_until_closed(&mut s, Duration::from_secs(10)).await)
+}
+
+fn api_versions_frame(version: i16, correlation_id: i32) -> Vec<u8> {
+    raw_frame(
+        18,
+        version,
+        correlation_id,
+        &kafka_protocol::messages::ApiVersionsRequest::default(),
+    )
+}
+
+#[tokio::test]
+async fn api_versions_is_answered_once_before_the_sasl_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = sasl_broker(dir.path()).await;
+    // Unsupported, retried lower, then the handshake: all answered, the connection stays.
+    let mut s = TcpStream::connect(b.local_addr).await.unwrap();
+    // v99's body is unknown to both sides: the header alone.
+    let mut unsupported = api_versions_frame(2, 1);
+    unsupported[6..8].copy_from_slice(&99i16.to_be_bytes());
+    s.write_all(&unsupported).await.unwrap();
+    s.write_all(&api_versions_frame(2, 2)).await.unwrap();
+    s.write_all(&handshake_frame(3)).await.unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.extend(answers_of(&read_frame(&mut s).await));
+    }
+    assert_eq!(
+        answers,
+        vec![(1, 35), (2, 0), (3, 0)],
+        "UNSUPPORTED_VERSION is 35"
+    );
+    // A second ApiVersions once one was answered: Kafka closes the connection.
+    let frames = [api_versions_frame(2, 1), api_versions_frame(2, 2)];
+    assert_eq!(answers_until_closed(&b, &frames).await, vec![(1, 0)]);
+}
+
+#[tokio::test]
+async fn api_versions_after_the_sasl_handshake_gets_illegal_sasl_state_then_the_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = sasl_broker(dir.path()).await;
+    let frames = [handshake_frame(1), api_versions_frame(2, 2)];
+    assert_eq!(
+        answers_until_closed(&b, &frames).await,
+        vec![(1, 0), (2, 34)],
+        "ILLEGAL_SASL_STATE is 34"
+    );
 }

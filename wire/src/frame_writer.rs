@@ -6,7 +6,8 @@
 //! a round is one `writev` per `MAX_IOV` entries: pieces under `GATHER_FROM_BYTES`
 //! gathered into one buffer, larger parts in place, so a batch is copied once, by the
 //! kernel. A round ends at 64 frames or 64 KiB copied, so the buffer stays small. Other
-//! streams go through a 64 KiB buffer.
+//! streams go through a 64 KiB buffer. [`write_frame`] writes one frame on its own, for a
+//! peer that reads nothing more until its answer is out.
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -28,6 +29,20 @@ pub async fn write_frames<W: AsyncWrite + Unpin, F: FrameParts>(
     } else {
         write_buffered(write, rx).await
     }
+}
+
+/// Writes one frame behind its 4-byte length and flushes: for a peer that handles one
+/// frame at a time and reads nothing more until it is out (Kafka's muted channel).
+pub async fn write_frame<W: AsyncWrite + Unpin, F: FrameParts>(
+    write: &mut W,
+    frame: &F,
+) -> std::io::Result<()> {
+    let parts = frame.parts();
+    let mut slices = Vec::with_capacity(parts.len() + 1);
+    slices.push(Bytes::copy_from_slice(&frame_len(parts)?.to_be_bytes()));
+    slices.extend(parts.iter().filter(|p| !p.is_empty()).cloned());
+    write_all_slices(write, &mut slices).await?;
+    write.flush().await
 }
 
 /// Parts this long and longer are written in place rather than copied.

@@ -3,13 +3,14 @@
 //! configs, `validate_only`, TOPIC_ALREADY_EXISTS and INVALID_TOPIC_EXCEPTION. A request
 //! too large for Kafka's controller (more than 10000 partitions, or more than 10000
 //! metadata records) is refused whole with POLICY_VIOLATION before anything is created.
+//! A name given twice, and `__cluster_metadata`, get INVALID_REQUEST and are not created.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use super::message;
@@ -25,7 +26,47 @@ const MAX_PARTITIONS_PER_REQUEST: i64 = 10_000;
 // Kafka: QuorumController.MAX_RECORDS_PER_USER_OP (the BoundedList of ReplicationControlManager.createTopics)
 pub(super) const MAX_RECORDS_PER_REQUEST: i64 = 10_000;
 
-pub fn handle(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+/// The KRaft metadata log's name, which no request may create.
+const CLUSTER_METADATA_TOPIC_NAME: &str = "__cluster_metadata";
+
+pub fn handle(broker: &Broker, mut req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    // A name given twice is created neither time and answered once, after the rest; so is
+    // the metadata log's name.
+    // Kafka: ControllerApis.createTopics (INVALID_REQUEST)
+    let mut seen = std::collections::HashMap::<StrBytes, usize>::new();
+    for t in &req.topics {
+        *seen.entry(t.name.0.clone()).or_default() += 1;
+    }
+    let mut refused: Vec<(StrBytes, &'static str)> = Vec::new();
+    req.topics.retain(|t| {
+        let reason = if seen[&t.name.0] > 1 {
+            "Duplicate topic name."
+        } else if t.name.as_str() == CLUSTER_METADATA_TOPIC_NAME {
+            "Creation of internal topic __cluster_metadata is prohibited."
+        } else {
+            return true;
+        };
+        if !refused.iter().any(|(n, _)| *n == t.name.0) {
+            refused.push((t.name.0.clone(), reason));
+        }
+        false
+    });
+    let mut resp = create(broker, req, version);
+    resp.topics
+        .extend(refused.into_iter().map(|(name, reason)| {
+            let result = CreatableTopicResult::default().with_name(TopicName(name));
+            failed(
+                result,
+                ResponseError::InvalidRequest,
+                reason.into(),
+                version,
+            )
+        }));
+    resp
+}
+
+/// Creates the topics of a request naming each once.
+fn create(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     if let Some(msg) = too_large(broker, &req, version) {
         tracing::warn!(
             topics = req.topics.len(),

@@ -1,4 +1,5 @@
-//! Replication factors (up to the number of nodes), topic names and topic config values: names that collide with an existing topic's on '.'
+//! Replication factors (up to the number of nodes), topic names (a name given twice, the
+//! metadata log's) and topic config values: names that collide with an existing topic's on '.'
 //! against '_', IncrementalAlterConfigs APPEND and SUBTRACT only on LIST keys, and the
 //! value rules Kafka checks beyond a key's type (compression levels, tiered storage,
 //! throttled replica lists).
@@ -84,6 +85,58 @@ async fn create_rf(ctx: Ctx, rf: i16) -> Got {
     code_or_closed(ctx.m.send(&req).await, |(r, _)| r.topics[0].error_code)
 }
 
+/// CreateTopics naming `names` (this row's prefix added unless `raw`): each answer as
+/// `name=code`, in answer order, and which of them exist afterwards.
+async fn create_names(ctx: Ctx, names: &[&str], raw: bool) -> Got {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let full = |n: &str| if raw { n.to_string() } else { ctx.topic(n) };
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(
+            names
+                .iter()
+                .map(|n| {
+                    CreatableTopic::default()
+                        .with_name(crate::common::name(&full(n)))
+                        .with_num_partitions(1)
+                        .with_replication_factor(1)
+                })
+                .collect(),
+        );
+    let Ok((r, _)) = ctx.m.send(&req).await else {
+        return Got::Closed;
+    };
+    let short = |n: &str| {
+        n.strip_prefix(&format!("{}-", ctx.prefix))
+            .unwrap_or(n)
+            .to_string()
+    };
+    let answers: Vec<String> = r
+        .topics
+        .iter()
+        .map(|t| format!("{}={}", short(t.name.as_str()), t.error_code))
+        .collect();
+    let mut exist = Vec::new();
+    for n in names {
+        let req = MetadataRequest::default()
+            .with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(crate::common::name(&full(n))))
+            ]))
+            .with_allow_auto_topic_creation(false);
+        match ctx.m.send_at(&req, 12).await {
+            Ok(m) if m.topics[0].error_code == 0 => exist.push(n.to_string()),
+            Ok(_) => {}
+            Err(_) => return Got::Closed,
+        }
+    }
+    exist.dedup();
+    Got::Answer(format!(
+        "answers [{}], existing [{}]",
+        answers.join(", "),
+        exist.join(", ")
+    ))
+}
+
 /// A row on a 3-node broker.
 macro_rules! three_node_row {
     ($rule:expr, $kafka:expr, $expect:expr, |$ctx:ident| $body:expr) => {
@@ -146,6 +199,14 @@ pub fn rows() -> Vec<Row> {
         row!("CreateTopics of an existing name with '.': TOPIC_ALREADY_EXISTS, not a collision",
             "ReplicationControlManager.createTopics", Got::Code(TOPIC_ALREADY_EXISTS),
             |ctx| create_after(ctx, "f.w", "f.w").await),
+        row!("CreateTopics naming a topic twice: one INVALID_REQUEST after the rest, neither created",
+            "ControllerApis.createTopics (duplicateTopicNames)",
+            Got::Answer("answers [other=0, twice=42], existing [other]".into()),
+            |ctx| create_names(ctx, &["twice", "other", "twice"], false).await),
+        row!("CreateTopics of __cluster_metadata: INVALID_REQUEST",
+            "ControllerApis.createTopics (CLUSTER_METADATA_TOPIC_NAME)",
+            Got::Answer("answers [__cluster_metadata=42], existing []".into()),
+            |ctx| create_names(ctx, &["__cluster_metadata"], true).await),
         row!("Metadata auto-creation of a colliding name: LEADER_NOT_AVAILABLE, nothing created",
             "AutoTopicCreationManager.createTopics / validateNewTopicNames", Got::Code(LEADER_NOT_AVAILABLE),
             |ctx| auto_create_after(ctx, "g.v", "g_v").await),

@@ -183,3 +183,75 @@ async fn connection_limit_refuses_extra_connections() {
     assert!(ok, "a slot freed by a closed connection was not reused");
     b.shutdown().await.unwrap();
 }
+
+/// One zstd batch claiming one record whose records section decompresses to 129 MiB of
+/// zeros: past the 128 MiB cap, so refused, but only once decompressed that far.
+fn decompression_bomb() -> bytes::Bytes {
+    use kmirror_wire::batch::{attributes, update_crc, BatchHeader};
+    let records = zstd::bulk::compress(&vec![0u8; 129 << 20], 1).unwrap();
+    let mut out = Vec::new();
+    BatchHeader {
+        base_offset: 0,
+        partition_leader_epoch: -1,
+        attributes: attributes(4, false, false),
+        last_offset_delta: 0,
+        base_timestamp: 1_000,
+        max_timestamp: 1_000,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        record_count: 1,
+    }
+    .write(&mut out, records.len());
+    out.extend_from_slice(&records);
+    update_crc(&mut out);
+    out.into()
+}
+
+// One runtime thread for the broker and the test alike: a handler that holds it up
+// holds up everything, as two such requests would on a 2-core broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_produce_of_decompression_bombs_does_not_hold_up_other_connections() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::ProduceRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path()).await;
+    let m = connect(&b).await;
+    let partitions = 40;
+    create_topic(&m, "bombs", partitions).await;
+    let bomb = decompression_bomb();
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("bombs"))
+            .with_partition_data(
+                (0..partitions)
+                    .map(|p| {
+                        PartitionProduceData::default()
+                            .with_index(p)
+                            .with_records(Some(bomb.clone()))
+                    })
+                    .collect(),
+            )]);
+    // Decompressing 40 x 128 MiB takes seconds; meanwhile another connection is served.
+    let bombing = tokio::spawn(async move { m.send_at(&req, 9).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = connect(&b).await;
+    let (versions, _) = other
+        .send(&kmirror_wire::messenger::api_versions_request())
+        .await
+        .unwrap();
+    assert_eq!(versions.error_code, 0);
+    assert!(
+        !bombing.is_finished(),
+        "the other connection was served only after the bombs"
+    );
+    let answer = bombing.await.unwrap().unwrap();
+    let codes: Vec<i16> = answer.responses[0]
+        .partition_responses
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, vec![87; partitions as usize], "INVALID_RECORD is 87");
+}

@@ -9,6 +9,8 @@
 //! offset-delta rewrites), then the idempotent-producer check and the append. With
 //! `flush = always` the answer waits for the group commit that covers the append.
 //! A partition listed more than once is appended once and answered once ([`keyed`]).
+//! A request with compressed batches is validated and appended with the runtime worker's
+//! other tasks handed on, so decompression does not stall other connections.
 //! Transactions (KIP-890 verification, INVALID_TXN_STATE) are not implemented.
 
 use kmirror_wire::codec;
@@ -79,11 +81,15 @@ fn rules_of(broker: &Broker, topic: &Topic) -> TopicRules {
 
 pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResponse {
     let now = now_ms();
-    let mut any_appended = false;
     let transactional = req.topic_data.iter().any(|t| {
         t.partition_data
             .iter()
             .any(|p| validate::first_batch_is_transactional(p.records.as_ref()))
+    });
+    let compressed = req.topic_data.iter().any(|t| {
+        t.partition_data
+            .iter()
+            .any(|p| validate::first_batch_is_compressed(p.records.as_ref()))
     });
     let partitions = keyed::by_partition(&req.topic_data);
     let results = if transactional && req.transactional_id.is_none() {
@@ -98,55 +104,82 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
             .map(|p| (p.topic, p.index, Err(failure.clone())))
             .collect()
     } else {
-        let resolved: Vec<_> = req
-            .topic_data
-            .iter()
-            .map(|t| {
-                let topic = resolve(broker, t, version);
-                let rules = topic.as_ref().ok().map(|topic| rules_of(broker, topic));
-                (topic, rules)
-            })
-            .collect();
-        let mut results: Vec<Outcome> = Vec::new();
-        for p in &partitions {
-            let (topic, rules) = &resolved[p.topic];
-            let r = topic.clone().and_then(|topic| {
-                let partition = topic.partition(p.index).ok_or_else(|| {
-                    (
-                        ResponseError::UnknownTopicOrPartition,
-                        format!(
-                            "Partition {} of topic {} does not exist.",
-                            p.index, topic.name
-                        ),
-                    )
-                })?;
-                let (last_valid, last_invalid) = entries_checked(&req, p, version);
-                let appended = last_valid.map(|batch| {
-                    // Kafka: ReplicaManager.appendRecords (isValidRequiredAcks).
-                    if !matches!(req.acks, -1..=1) {
-                        return Err((
-                            ResponseError::InvalidRequiredAcks,
-                            format!("Invalid required acks {}.", req.acks),
-                        ));
-                    }
-                    let rules = rules.as_ref().expect("rules exist for a resolved topic");
-                    append(broker, &topic, &partition, rules, batch, now)
-                });
-                any_appended |= appended.as_ref().is_some_and(|a| a.is_ok());
-                match (last_invalid, appended) {
-                    (Some(failure), _) => Err(failure),
-                    (None, Some(appended)) => appended,
-                    (None, None) => unreachable!("a partition has at least one entry"),
-                }
-            });
-            results.push((p.topic, p.index, r));
-        }
-        results
+        off_the_workers(compressed, || {
+            append_all(broker, &req, &partitions, version, now)
+        })
     };
-    if any_appended {
+    if results.iter().any(|(_, _, r)| r.is_ok()) {
         broker.appended.notify_waiters();
     }
     respond(broker, &req, version, results).await
+}
+
+/// Validates and appends each partition's batch: its answer, in request order.
+fn append_all(
+    broker: &Broker,
+    req: &ProduceRequest,
+    partitions: &[keyed::KeyedPartition],
+    version: i16,
+    now: i64,
+) -> Vec<Outcome> {
+    let resolved: Vec<_> = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            let topic = resolve(broker, t, version);
+            let rules = topic.as_ref().ok().map(|topic| rules_of(broker, topic));
+            (topic, rules)
+        })
+        .collect();
+    let mut results: Vec<Outcome> = Vec::new();
+    for p in partitions {
+        let (topic, rules) = &resolved[p.topic];
+        let r = topic.clone().and_then(|topic| {
+            let partition = topic.partition(p.index).ok_or_else(|| {
+                (
+                    ResponseError::UnknownTopicOrPartition,
+                    format!(
+                        "Partition {} of topic {} does not exist.",
+                        p.index, topic.name
+                    ),
+                )
+            })?;
+            let (last_valid, last_invalid) = entries_checked(req, p, version);
+            let appended = last_valid.map(|batch| {
+                // Kafka: ReplicaManager.appendRecords (isValidRequiredAcks).
+                if !matches!(req.acks, -1..=1) {
+                    return Err((
+                        ResponseError::InvalidRequiredAcks,
+                        format!("Invalid required acks {}.", req.acks),
+                    ));
+                }
+                let rules = rules.as_ref().expect("rules exist for a resolved topic");
+                append(broker, &topic, &partition, rules, batch, now)
+            });
+            match (last_invalid, appended) {
+                (Some(failure), _) => Err(failure),
+                (None, Some(appended)) => appended,
+                (None, None) => unreachable!("a partition has at least one entry"),
+            }
+        });
+        results.push((p.topic, p.index, r));
+    }
+    results
+}
+
+/// Runs `f`, the validation and appends of a request, where decompression cannot hold up
+/// other connections: a compressed batch may decompress to 128 MiB per partition, so on a
+/// multi-threaded runtime the worker hands its other tasks on while `f` runs.
+/// Kafka: KafkaRequestHandler (appends run on the I/O threads, not the network threads)
+fn off_the_workers<R>(compressed: bool, f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let multi_threaded =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if compressed && multi_threaded {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
 }
 
 /// The batch of the last entry for `p` that passes ProduceRequest.validateRecords, and

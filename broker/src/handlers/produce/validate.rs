@@ -57,6 +57,11 @@ pub fn first_batch_is_transactional(records: Option<&Bytes>) -> bool {
     records.is_some_and(|r| r.len() >= 23 && r[16] == 2 && r[22] & 0x10 != 0)
 }
 
+/// Whether the first batch of `records` is compressed (a v2 batch with a codec).
+pub fn first_batch_is_compressed(records: Option<&Bytes>) -> bool {
+    records.is_some_and(|r| r.len() >= 23 && r[16] == 2 && r[22] & 0x07 != 0)
+}
+
 /// The partition's one batch (a truncated partial batch after it is dropped), checked as
 /// Kafka: ProduceRequest.validateRecords.
 pub fn request_batch(records: Option<&Bytes>, version: i16) -> Result<&[u8], Failure> {

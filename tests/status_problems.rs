@@ -1,6 +1,6 @@
 //! What keeps a flow from mirroring shows where an operator looks: `/readyz`, `/status`,
 //! `/metrics` and `kmirror status`, not only a log line. A source down at start keeps the
-//! flow not ready (and `READY=1` unsent) until discovery reads it; a setup that keeps
+//! flow not ready (and `READY=1` unsent, "Flow started" not logged) until discovery reads it; a setup that keeps
 //! failing (a wrong SASL password) shows its error; topics the flow matches but cannot
 //! mirror are listed with their reasons and counted.
 
@@ -64,12 +64,22 @@ fn a_source_down_at_start_keeps_the_flow_not_ready_until_discovery_reads_it() {
         table.contains("NOT READY") && table.contains("cluster east"),
         "{table}"
     );
+    assert!(
+        !daemon.log.contains("Flow started"),
+        "\"Flow started\" before the flow read its source:\n{}",
+        daemon.log.tail(30)
+    );
 
     // The source comes up: the next round reads it, the flow starts and READY=1 goes out.
     c.source.restart();
     assert!(
         daemon.wait_ready(Duration::from_secs(60)),
         "no READY=1 once the source answered:\n{}",
+        daemon.log.tail(30)
+    );
+    assert!(
+        daemon.log.wait_for("Flow started", Duration::from_secs(30)),
+        "{}",
         daemon.log.tail(30)
     );
     wait_until("/readyz 200", &daemon, || {

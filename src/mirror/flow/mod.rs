@@ -190,7 +190,7 @@ impl FlowRunner {
             writer_stop.clone(),
             drain.clone(),
         ));
-        tracing::info!(flow = %name, source = %self.source.name(), target = %self.target.name(), producer_id = session.producer_id, "Flow started.");
+        tracing::debug!(flow = %name, producer_id = session.producer_id, "Flow set up; reading both clusters' metadata.");
         let mut discovery = Discovery::new(
             self.flow.clone(),
             self.source.clone(),
@@ -206,7 +206,14 @@ impl FlowRunner {
         };
         match &first {
             // Ready from here: both clusters answered (progress, producer id, metadata).
-            Some(Ok(_)) => self.stats.set_started(true),
+            Some(Ok(found)) => {
+                let partitions = found
+                    .iter()
+                    .filter(|f| matches!(f, Found::Start { .. }))
+                    .count();
+                tracing::info!(flow = %name, source = %self.source.name(), target = %self.target.name(), producer_id = session.producer_id, partitions, "Flow started.");
+                self.stats.set_started(true)
+            }
             Some(Err(e)) => self.stats.start_failed(e),
             None => {}
         }

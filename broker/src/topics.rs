@@ -264,12 +264,14 @@ impl TopicRegistry {
             .collect()
     }
 
-    /// Creates a topic. Configs must already be validated.
+    /// Creates a topic. Configs must already be validated. `same_request`: topics created
+    /// by the same request, which a name may collide with (see [`Self::colliding`]).
     pub fn create(
         &self,
         name: &str,
         partitions: i32,
         configs: TopicConfigs,
+        same_request: &[String],
     ) -> Result<Arc<Topic>, TopicError> {
         validate_name(name)?;
         if partitions < 1 {
@@ -283,7 +285,7 @@ impl TopicRegistry {
         if self.get(name).is_some() {
             return Err(TopicError::AlreadyExists(name.to_string()));
         }
-        if let Some(existing) = self.colliding(name) {
+        if let Some(existing) = self.colliding(name, same_request) {
             return Err(TopicError::Collides {
                 name: name.to_string(),
                 existing,
@@ -308,10 +310,11 @@ impl TopicRegistry {
     }
 
     /// An existing topic whose name differs from `name` only in '.' against '_' (their
-    /// metric names would be the same).
+    /// metric names would be the same), other than those in `same_request`: Kafka checks a
+    /// request's names against the topics that existed before it, not against each other.
     // Kafka: ReplicationControlManager.validateNewTopicNames (Topic.hasCollisionChars,
-    // Topic.unifyCollisionChars)
-    pub fn colliding(&self, name: &str) -> Option<String> {
+    // Topic.unifyCollisionChars; topicsWithCollisionChars changes on replay, after the request)
+    pub fn colliding(&self, name: &str, same_request: &[String]) -> Option<String> {
         let unify = |n: &str| n.replace('.', "_");
         if !name.contains(['.', '_']) {
             return None;
@@ -321,7 +324,12 @@ impl TopicRegistry {
             .read()
             .expect("topics lock")
             .keys()
-            .find(|t| t.as_str() != name && t.contains(['.', '_']) && unify(t) == unified)
+            .find(|t| {
+                t.as_str() != name
+                    && t.contains(['.', '_'])
+                    && unify(t) == unified
+                    && !same_request.contains(t)
+            })
             .cloned()
     }
 

@@ -21,12 +21,12 @@ fn a_create_or_grow_failing_midway_leaves_no_partition_directories() {
     let reg = TopicRegistry::open(Some(dir.path().to_path_buf()), defaults).unwrap();
     // A file where partition 5's directory goes: opening partition 5 fails.
     std::fs::write(dir.path().join("t-5"), b"").unwrap();
-    let e = reg.create("t", 8, TopicConfigs::new()).unwrap_err();
+    let e = reg.create("t", 8, TopicConfigs::new(), &[]).unwrap_err();
     assert!(matches!(e, TopicError::Log(_)), "{e}");
     assert!(reg.get("t").is_none());
     assert_eq!(entries(dir.path()), ["t-5"]);
 
-    reg.create("g", 1, TopicConfigs::new()).unwrap();
+    reg.create("g", 1, TopicConfigs::new(), &[]).unwrap();
     std::fs::write(dir.path().join("g-3"), b"").unwrap();
     let e = reg.add_partitions("g", 6, false, 10).unwrap_err();
     assert!(matches!(e, TopicError::Log(_)), "{e}");
@@ -38,7 +38,7 @@ fn a_create_or_grow_failing_midway_leaves_no_partition_directories() {
     // The partitions open but the topic list cannot be written: they go again.
     let blocker = dir.path().join("topics.json.tmp");
     std::fs::create_dir(&blocker).unwrap();
-    let e = reg.create("t", 8, TopicConfigs::new()).unwrap_err();
+    let e = reg.create("t", 8, TopicConfigs::new(), &[]).unwrap_err();
     assert!(matches!(e, TopicError::Persist { .. }), "{e}");
     let e = reg.add_partitions("g", 6, false, 10).unwrap_err();
     assert!(matches!(e, TopicError::Persist { .. }), "{e}");
@@ -50,7 +50,7 @@ fn a_create_or_grow_failing_midway_leaves_no_partition_directories() {
     std::fs::remove_dir(&blocker).unwrap();
 
     // Once the way is clear, both work.
-    reg.create("t", 8, TopicConfigs::new()).unwrap();
+    reg.create("t", 8, TopicConfigs::new(), &[]).unwrap();
     reg.add_partitions("g", 6, false, 10).unwrap();
     assert_eq!(entries(dir.path()).len(), 8 + 6 + 1);
 }

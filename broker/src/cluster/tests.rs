@@ -285,7 +285,7 @@ fn endpoints(n: i32) -> Vec<NodeEndpoint> {
 fn the_table_persists_epochs_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let topics = registry(dir.path());
-    let topic = topics.create("t", 2, Default::default()).unwrap();
+    let topic = topics.create("t", 2, Default::default(), &[]).unwrap();
     let cluster = Cluster::open(endpoints(3), Some(dir.path())).unwrap();
     let before = cluster.view(&topic, 0);
     cluster.set_live(before.leader, false, &topics).unwrap();
@@ -306,7 +306,7 @@ fn the_table_persists_epochs_across_a_restart() {
     assert!(v.leader_epoch >= 1);
     // A recreated topic starts over at epoch 0.
     topics.delete("t").unwrap();
-    let again = topics.create("t", 1, Default::default()).unwrap();
+    let again = topics.create("t", 1, Default::default(), &[]).unwrap();
     assert_eq!(reopened.view(&again, 0).leader_epoch, 0);
 }
 
@@ -314,7 +314,7 @@ fn the_table_persists_epochs_across_a_restart() {
 fn one_node_writes_no_table_and_leads_everything_at_epoch_0() {
     let dir = tempfile::tempdir().unwrap();
     let topics = registry(dir.path());
-    let topic = topics.create("t", 3, Default::default()).unwrap();
+    let topic = topics.create("t", 3, Default::default(), &[]).unwrap();
     let cluster = Cluster::open(endpoints(1), Some(dir.path())).unwrap();
     for p in 0..3 {
         let v = cluster.view(&topic, p);

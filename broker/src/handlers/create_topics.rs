@@ -84,10 +84,11 @@ fn create(broker: &Broker, req: CreateTopicsRequest, version: i16) -> CreateTopi
             .collect();
         return CreateTopicsResponse::default().with_topics(topics);
     }
+    let mut created = Vec::new();
     let topics = req
         .topics
         .into_iter()
-        .map(|t| create_one(broker, t, req.validate_only, version))
+        .map(|t| create_one(broker, t, req.validate_only, version, &mut created))
         .collect();
     CreateTopicsResponse::default().with_topics(topics)
 }
@@ -118,7 +119,9 @@ fn too_large(broker: &Broker, req: &CreateTopicsRequest, version: i16) -> Option
     let records: i64 = req
         .topics
         .iter()
-        .filter(|t| create_one(broker, (*t).clone(), true, version).error_code == 0)
+        .filter(|t| {
+            create_one(broker, (*t).clone(), true, version, &mut Vec::new()).error_code == 0
+        })
         .map(|t| 1 + config_records(t) + requested_partitions(t, default))
         .sum();
     // Kafka: ReplicationControlManager.createTopics (BoundedListTooLongException, made
@@ -166,11 +169,14 @@ fn failed(
     r
 }
 
+/// Creates (or with `validate_only` checks) one topic; `created`: the topics this request
+/// created before it, which its name may collide with, as in Kafka.
 fn create_one(
     broker: &Broker,
     t: CreatableTopic,
     validate_only: bool,
     version: i16,
+    created: &mut Vec<String>,
 ) -> CreatableTopicResult {
     let mut result = CreatableTopicResult::default().with_name(t.name.clone());
     let fail = |r, code, msg| failed(r, code, msg, version);
@@ -186,7 +192,7 @@ fn create_one(
             format!("Topic '{name}' already exists."),
         );
     }
-    if let Some(existing) = broker.topics.colliding(name) {
+    if let Some(existing) = broker.topics.colliding(name, created) {
         let e = TopicError::Collides {
             name: name.to_string(),
             existing,
@@ -262,8 +268,12 @@ fn create_one(
         configs.insert(c.name.to_string(), value.to_string());
     }
     if !validate_only {
-        match broker.topics.create(name, partitions, configs.clone()) {
+        match broker
+            .topics
+            .create(name, partitions, configs.clone(), created)
+        {
             Ok(topic) => {
+                created.push(name.to_string());
                 result.topic_id = if version >= 7 {
                     topic.id
                 } else {

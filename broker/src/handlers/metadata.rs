@@ -113,6 +113,7 @@ fn lookup_or_create(
         name.as_str(),
         broker.config.default_partitions,
         Default::default(),
+        &[],
     ) {
         Ok(t) => describe(broker, &t, version),
         // Another request created it first.

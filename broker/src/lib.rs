@@ -9,6 +9,7 @@ pub mod authz;
 mod buffers;
 pub mod cluster;
 pub mod config;
+pub mod connection;
 pub mod credentials;
 pub mod dispatch;
 mod fsutil;

@@ -1,5 +1,5 @@
 //! The TCP server: one accept loop per node with a connection limit shared by all nodes,
-//! one task per connection answering pipelined requests in order, background maintenance
+//! one task per connection ([`crate::connection`]), background maintenance
 //! (retention, interval flush), and graceful shutdown (stop accepting, finish in-flight
 //! requests, flush, close logs). Stopping and starting single nodes is
 //! [`crate::cluster::listeners`]'s job.
@@ -8,18 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use crate::acl::Caller;
 use crate::cluster::listeners::Nodes;
 use crate::config::{BrokerConfig, ListenerConfig, SecurityProtocol};
-use crate::dispatch::{self, Outcome};
 use crate::log::FlushPolicy;
 use crate::state::{now_ms, Broker, Listeners};
 use crate::topics::TopicError;
@@ -264,7 +259,7 @@ pub(crate) async fn serve_listener(
                 let broker = broker.clone();
                 let stop = stop.clone();
                 connections.spawn(async move {
-                    serve_connection(stream, peer, broker, stop).await;
+                    crate::connection::serve(stream, peer, broker, stop).await;
                     drop(permit);
                 });
             }
@@ -284,201 +279,6 @@ pub(crate) async fn serve_listener(
             "Shutdown grace period over; closing connections."
         );
         connections.abort_all();
-    }
-}
-
-/// How long a client may take to finish its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    shutdown: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
-    let tls = broker
-        .config
-        .tls
-        .clone()
-        .filter(|_| broker.protocol().tls());
-    let Some(tls) = tls else {
-        let (read, write) = stream.into_split();
-        return serve_frames(read, write, peer, None, broker, shutdown).await;
-    };
-    let accept = kmirror_wire::tls::TlsAcceptor::from(tls).accept(stream);
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
-        Ok(Ok(stream)) => {
-            // Kafka: DefaultKafkaPrincipalBuilder.build (SSL: the certificate's subject).
-            let subject = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .and_then(|leaf| kmirror_wire::tls::certificate_subject(leaf));
-            let principal = subject.map(|s| format!("User:{s}"));
-            if let Some(p) = &principal {
-                tracing::debug!(%peer, principal = %p, "TLS client authenticated by its certificate.");
-            }
-            let (read, write) = tokio::io::split(stream);
-            serve_frames(read, write, peer, principal, broker, shutdown).await;
-        }
-        Ok(Err(e)) => {
-            tracing::warn!(%peer, error = %e, "TLS handshake failed; closing the connection.");
-        }
-        Err(_) => {
-            tracing::warn!(%peer, timeout_ms = TLS_HANDSHAKE_TIMEOUT.as_millis() as u64, "TLS handshake timed out; closing the connection.");
-        }
-    }
-}
-
-/// Kafka's `sasl.server.max.receive.size` default: the largest frame read before SASL
-/// authentication completes (512 KiB).
-pub const SASL_SERVER_MAX_RECEIVE_BYTES: usize = 512 << 10;
-
-/// Reads requests and writes responses on one connection (plaintext or TLS);
-/// `tls_principal` is the client certificate's principal.
-async fn serve_frames<R, W>(
-    read: R,
-    mut write: W,
-    peer: SocketAddr,
-    tls_principal: Option<String>,
-    broker: Arc<Broker>,
-    shutdown: CancellationToken,
-) where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let mut session = crate::sasl::Session::default();
-    let mut caller = Caller {
-        principal: tls_principal.unwrap_or_else(|| crate::acl::ANONYMOUS.to_string()),
-        host: peer.ip().to_canonical(),
-    };
-    let mut sasl_principal = false;
-    // Until SASL authentication completes, frames are held to Kafka's
-    // sasl.server.max.receive.size: an unauthenticated client cannot make the broker read
-    // and decode 100 MiB requests.
-    // Kafka: SaslServerAuthenticator.authenticate (saslAuthRequestMaxReceiveSize)
-    let sasl_listener = broker.config.sasl.is_some() && broker.protocol().sasl();
-    let mut frame_limit_raised = !sasl_listener;
-    let first_limit = if sasl_listener {
-        SASL_SERVER_MAX_RECEIVE_BYTES.min(broker.config.max_frame_bytes)
-    } else {
-        broker.config.max_frame_bytes
-    };
-    let mut frames = FramedRead::new(read, kmirror_wire::frame::codec(first_limit));
-    // One request at a time: the next is not read until the answer to this one is written,
-    // so a client that does not read its answers holds one, not a queue of them.
-    // Kafka: SocketServer.Processor (the channel is muted from a completed receive until
-    // its response is sent)
-    loop {
-        let frame = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            f = tokio::time::timeout(broker.config.connections_max_idle, frames.next()) => f,
-        };
-        let frame = match frame {
-            // Kafka: Selector.maybeCloseOldestConnection (connections.max.idle.ms)
-            Err(_) => {
-                tracing::debug!(%peer, idle_ms = broker.config.connections_max_idle.as_millis() as u64, "Closing idle connection.");
-                break;
-            }
-            Ok(frame) => frame,
-        };
-        let frame = match frame {
-            None => break,
-            Some(Ok(f)) => f.freeze(),
-            Some(Err(e)) => {
-                tracing::warn!(%peer, error = %e, "Closing connection: unreadable frame.");
-                break;
-            }
-        };
-        let intercepted = match &broker.config.sasl {
-            Some(_) if broker.protocol().sasl() => {
-                let plain = broker.protocol().tls() || broker.config.sasl_plain_without_tls;
-                {
-                    let api_versions = broker
-                        .versions
-                        .range(kafka_protocol::messages::ApiKey::ApiVersions)
-                        .unwrap_or(kafka_protocol::protocol::VersionRange { min: 0, max: 0 });
-                    crate::sasl::intercept(
-                        &broker.credentials,
-                        plain,
-                        api_versions,
-                        &mut session,
-                        peer,
-                        &frame,
-                    )
-                    .await
-                }
-            }
-            _ => None,
-        };
-        let outcome = match intercepted {
-            Some(outcome) => outcome,
-            None => {
-                // Kafka: SASL's authorization id is the principal, even over mTLS.
-                if let crate::sasl::Session::Done(user) = &session {
-                    if !sasl_principal {
-                        caller.principal = format!("User:{user}");
-                        sasl_principal = true;
-                    }
-                }
-                dispatch::handle(&broker, &caller, frame).await
-            }
-        };
-        if !frame_limit_raised && matches!(session, crate::sasl::Session::Done(_)) {
-            frames
-                .decoder_mut()
-                .set_max_frame_length(broker.config.max_frame_bytes);
-            frame_limit_raised = true;
-        }
-        match outcome {
-            Outcome::Respond(bytes) => {
-                if !respond(&mut write, &bytes, peer, &broker, &shutdown).await {
-                    break;
-                }
-            }
-            Outcome::RespondAndClose(bytes, reason) => {
-                respond(&mut write, &bytes, peer, &broker, &shutdown).await;
-                tracing::debug!(%peer, %reason, "Closing connection after the response.");
-                break;
-            }
-            Outcome::NoResponse => {}
-            Outcome::Close(reason) => {
-                tracing::warn!(%peer, %reason, "Closing connection.");
-                break;
-            }
-        }
-    }
-}
-
-/// Writes one response; false when the connection is done: the write failed, shutdown
-/// came, or the client read none of it for `connections.max.idle.ms`.
-async fn respond<W: tokio::io::AsyncWrite + Unpin>(
-    write: &mut W,
-    bytes: &Bytes,
-    peer: SocketAddr,
-    broker: &Broker,
-    shutdown: &CancellationToken,
-) -> bool {
-    let idle = broker.config.connections_max_idle;
-    let written = tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => return false,
-        w = tokio::time::timeout(idle, kmirror_wire::frame_writer::write_frame(write, bytes)) => w,
-    };
-    match written {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "Closing connection: the response could not be written.");
-            false
-        }
-        // Kafka: Selector.maybeCloseOldestConnection (no progress for connections.max.idle.ms)
-        Err(_) => {
-            tracing::debug!(%peer, idle_ms = idle.as_millis() as u64, "Closing connection: the client reads no response.");
-            false
-        }
     }
 }
 

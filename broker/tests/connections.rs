@@ -128,14 +128,21 @@ async fn read_answer(s: &mut TcpStream) -> i32 {
     i32::from_be_bytes(read_frame(s).await[4..8].try_into().unwrap())
 }
 
-#[tokio::test]
-async fn the_next_request_waits_until_the_answer_before_it_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = start(dir.path()).await;
+/// A broker (idle timeout `idle`) whose topic "big" holds 35 MiB: a Fetch answer far larger
+/// than both sockets' buffers. Also creates the empty topic "small".
+async fn broker_with_36_mib(
+    dir: &std::path::Path,
+    idle: Duration,
+) -> (
+    kmirror_broker::RunningBroker,
+    kmirror_wire::messenger::Messenger,
+) {
+    let mut c = config(Some(dir));
+    c.connections_max_idle = idle;
+    let b = kmirror_broker::start(c).await.unwrap();
     let m = connect(&b).await;
     create_topic(&m, "big", 1).await;
     create_topic(&m, "small", 1).await;
-    // 36 MiB in the log: a fetch answer far larger than both sockets' buffers.
     let value = bytes::Bytes::from(vec![7u8; 900 << 10]);
     for i in 0..40 {
         let r = kmirror_wire::records::record(0, 1_000 + i, None, Some(value.clone()));
@@ -143,11 +150,23 @@ async fn the_next_request_waits_until_the_answer_before_it_is_written() {
         let answer = produce(&m, "big", 0, records).await;
         assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
     }
-    // One connection asks for all of it, then produces to "small", and reads nothing.
-    let mut reader = TcpStream::connect(b.local_addr).await.unwrap();
+    (b, m)
+}
+
+/// A Fetch v4 frame for all of "big".
+fn fetch_all_of_big(correlation_id: i32) -> Vec<u8> {
     let mut fetch = fetch_request("big", 0, 0, 0, 50 << 20);
     fetch.max_bytes = 55 << 20;
-    reader.write_all(&raw_frame(1, 4, 1, &fetch)).await.unwrap();
+    raw_frame(1, 4, correlation_id, &fetch)
+}
+
+#[tokio::test]
+async fn the_next_request_waits_until_the_answer_before_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, m) = broker_with_36_mib(dir.path(), Duration::from_secs(600)).await;
+    // One connection asks for all of it, then produces to "small", and reads nothing.
+    let mut reader = TcpStream::connect(b.local_addr).await.unwrap();
+    reader.write_all(&fetch_all_of_big(1)).await.unwrap();
     let produce_small = produce_request("small", 0, batch(1, 1_000), 1);
     reader
         .write_all(&raw_frame(0, 3, 2, &produce_small))
@@ -244,4 +263,40 @@ async fn api_versions_after_the_sasl_handshake_gets_illegal_sasl_state_then_the_
         vec![(1, 0), (2, 34)],
         "ILLEGAL_SASL_STATE is 34"
     );
+}
+
+#[tokio::test]
+async fn a_slow_reader_keeps_its_connection_and_a_stalled_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let idle = Duration::from_secs(1);
+    let (b, _m) = broker_with_36_mib(dir.path(), idle).await;
+    // 35 MiB read 1 MiB per 100 ms: several idle times in all, none without progress.
+    // An ApiVersions behind it is answered after it, on the same connection.
+    let mut slow = TcpStream::connect(b.local_addr).await.unwrap();
+    slow.write_all(&fetch_all_of_big(1)).await.unwrap();
+    slow.write_all(&api_versions_frame(2, 2)).await.unwrap();
+    let mut len = [0u8; 4];
+    slow.read_exact(&mut len).await.unwrap();
+    let mut left = i32::from_be_bytes(len) as usize;
+    assert!(left > 35 << 20, "{left} bytes");
+    let mut chunk = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = chunk.len().min(left);
+        slow.read_exact(&mut chunk[..n])
+            .await
+            .expect("the broker closed a connection that was reading");
+        left -= n;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(read_answer(&mut slow).await, 2);
+    // A client that stops reading is closed once the answer has not moved for the idle
+    // time: the end of the stream comes instead of the rest of the answer.
+    let mut stalled = TcpStream::connect(b.local_addr).await.unwrap();
+    stalled.write_all(&fetch_all_of_big(1)).await.unwrap();
+    tokio::time::sleep(idle * 3).await;
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(60), stalled.read_to_end(&mut seen))
+        .await
+        .expect("the broker did not close the stalled connection");
+    assert!(seen.len() < 35 << 20, "{} bytes arrived", seen.len());
 }

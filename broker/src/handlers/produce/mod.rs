@@ -81,16 +81,14 @@ fn rules_of(broker: &Broker, topic: &Topic) -> TopicRules {
 
 pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> ProduceResponse {
     let now = now_ms();
-    let transactional = req.topic_data.iter().any(|t| {
-        t.partition_data
-            .iter()
-            .any(|p| validate::first_batch_is_transactional(p.records.as_ref()))
-    });
-    let compressed = req.topic_data.iter().any(|t| {
-        t.partition_data
-            .iter()
-            .any(|p| validate::first_batch_is_compressed(p.records.as_ref()))
-    });
+    let attributes = req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .filter_map(|p| validate::first_batch_attributes(p.records.as_ref()))
+        .fold(0u8, |all, a| all | a);
+    let transactional = attributes & 0x10 != 0;
+    let compressed = attributes & 0x07 != 0;
     let partitions = keyed::by_partition(&req.topic_data);
     let results = if transactional && req.transactional_id.is_none() {
         // Kafka: KafkaApis.handleProduceRequest (the whole request fails,

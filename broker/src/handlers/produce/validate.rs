@@ -51,15 +51,12 @@ fn next_batch_size(buf: &[u8]) -> Result<Option<usize>, Failure> {
     Ok((buf.len() >= total).then_some(total))
 }
 
-/// Whether the first batch of `records` is transactional.
-/// Kafka: RequestUtils.hasTransactionalRecords.
-pub fn first_batch_is_transactional(records: Option<&Bytes>) -> bool {
-    records.is_some_and(|r| r.len() >= 23 && r[16] == 2 && r[22] & 0x10 != 0)
-}
-
-/// Whether the first batch of `records` is compressed (a v2 batch with a codec).
-pub fn first_batch_is_compressed(records: Option<&Bytes>) -> bool {
-    records.is_some_and(|r| r.len() >= 23 && r[16] == 2 && r[22] & 0x07 != 0)
+/// The low byte of the attributes of the first batch of `records`, if it is a v2 batch:
+/// transactional (0x10, Kafka: RequestUtils.hasTransactionalRecords) and codec (0x07).
+pub fn first_batch_attributes(records: Option<&Bytes>) -> Option<u8> {
+    records
+        .filter(|r| r.len() >= 23 && r[16] == 2)
+        .map(|r| r[22])
 }
 
 /// The partition's one batch (a truncated partial batch after it is dropped), checked as

@@ -181,7 +181,7 @@ fn a_stopped_node_closes_every_listener_and_a_started_one_reopens_them() {
         both(&secure)
     );
 
-    support::cluster::node_control(&admin, 1, "stop");
+    support::node_control(&admin, 1, "stop");
     for addr in [&plain, &secure] {
         assert!(
             !accepts(&node1(addr)),
@@ -199,7 +199,7 @@ fn a_stopped_node_closes_every_listener_and_a_started_one_reopens_them() {
         vec![secure.clone()]
     );
 
-    support::cluster::node_control(&admin, 1, "start");
+    support::node_control(&admin, 1, "start");
     for addr in [&plain, &secure] {
         assert!(
             accepts(&node1(addr)),

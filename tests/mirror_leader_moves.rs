@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kmirror::client::fetch::{self, FetchWant};
 use kmirror_wire::errors::ResponseError;
-use support::cluster::{check_client, high_watermarks, move_leaders, ThreeNodes};
+use support::cluster::{check_client, high_watermarks, move_leaders};
 use support::records::{self, join_producer, Produce};
 use support::*;
 

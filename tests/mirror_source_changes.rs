@@ -13,7 +13,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use kmirror_wire::batch::Batches;
-use support::cluster::{move_leaders, ThreeNodes};
+use support::cluster::move_leaders;
 use support::topics::{admin, flow, read, wait_records};
 use support::*;
 

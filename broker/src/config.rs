@@ -33,6 +33,9 @@ pub struct BrokerConfig {
     pub data_dir: Option<PathBuf>,
     /// Partitions of auto-created topics and of CreateTopics with `num_partitions = -1`.
     pub default_partitions: i32,
+    /// Replicas of auto-created topics and of CreateTopics with `replication_factor = -1`
+    /// (Kafka's `default.replication.factor`, 1 unless set).
+    pub default_replication_factor: usize,
     /// Create topics on Metadata requests for unknown topics.
     pub auto_create_topics: bool,
     pub flush: FlushPolicy,
@@ -232,6 +235,7 @@ impl Default for BrokerConfig {
             cluster_id: "kmirror-local-cluster".into(),
             data_dir: None,
             default_partitions: 1,
+            default_replication_factor: 1,
             auto_create_topics: true,
             flush: FlushPolicy::Never,
             max_frame_bytes: kmirror_wire::frame::DEFAULT_MAX_FRAME_BYTES,

@@ -85,6 +85,11 @@ struct Args {
     /// Partitions of auto-created topics and of CreateTopics without a count.
     #[arg(long, env = "KMIRROR_BROKER_DEFAULT_PARTITIONS", default_value_t = 1)]
     default_partitions: i32,
+    /// Replicas of auto-created topics and of CreateTopics without a replication factor
+    /// (Kafka's `default.replication.factor`); above `--nodes`, such topics are refused
+    /// with INVALID_REPLICATION_FACTOR, as Kafka refuses them.
+    #[arg(long, env = "KMIRROR_BROKER_DEFAULT_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    default_replication_factor: u16,
     /// Create unknown topics when a client asks for their metadata.
     #[arg(long, env = "KMIRROR_BROKER_AUTO_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
     auto_create_topics: bool,
@@ -224,6 +229,7 @@ fn main() -> anyhow::Result<()> {
         cluster_id: args.cluster_id,
         data_dir: Some(args.data_dir),
         default_partitions: args.default_partitions.max(1),
+        default_replication_factor: usize::from(args.default_replication_factor),
         auto_create_topics: args.auto_create_topics,
         flush: match args.flush {
             Flush::Never => FlushPolicy::Never,

@@ -173,11 +173,14 @@ impl Broker {
                 port: *port,
             })
             .collect();
-        let cluster = Cluster::open(nodes, config.data_dir.as_deref()).map_err(|source| {
-            TopicError::Persist {
-                path: "leaders.json".into(),
-                source,
-            }
+        let cluster = Cluster::open(
+            nodes,
+            config.data_dir.as_deref(),
+            config.default_replication_factor,
+        )
+        .map_err(|source| TopicError::Persist {
+            path: "leaders.json".into(),
+            source,
         })?;
         let credentials = CredentialStore::open(config.data_dir.as_deref(), config.sasl.as_ref())
             .map_err(|e| TopicError::Persist {

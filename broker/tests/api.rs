@@ -362,7 +362,8 @@ async fn delete_topics_and_create_partitions() {
     let grow = |count| {
         CreatePartitionsRequest::default().with_topics(vec![CreatePartitionsTopic::default()
             .with_name(name("grow"))
-            .with_count(count)])
+            .with_count(count)
+            .with_assignments(None)])
     };
     let (resp, _) = m.send(&grow(5)).await.unwrap();
     assert_eq!(resp.results[0].error_code, 0);

@@ -16,7 +16,7 @@ use kafka_protocol::messages::alter_partition_reassignments_request::{
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kmirror_testkit::{free_port_span, http_request, python_command, BrokerProcess, Running};
+use kmirror_testkit::{http_request, python_command, Running, ThreeNodes};
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
 
 const SCRIPT: &str = concat!(
@@ -106,26 +106,9 @@ fn admin(addr: &str, method: &str, path: &str) -> (u16, String) {
 fn confluent_producer_and_group_survive_leader_moves_and_a_node_restart() {
     let dir = tempfile::tempdir().unwrap();
     let sync = tempfile::tempdir().unwrap();
-    // Every node on a port of its own, below the ephemeral range (free_port_span), where
-    // concurrent tests' client connections cannot take them.
-    let base = free_port_span(3);
-    let admin_addr = format!("127.0.0.1:{base}");
-    let n1 = format!("1=127.0.0.1:{}", base + 1);
-    let n2 = format!("2=127.0.0.1:{}", base + 2);
-    let broker = BrokerProcess::start(
-        dir.path(),
-        &[
-            "--nodes",
-            "3",
-            "--node-listen",
-            &n1,
-            "--node-listen",
-            &n2,
-            "--admin-listen",
-            &admin_addr,
-        ],
-    );
-    let (status, body) = admin(&admin_addr, "GET", "/nodes");
+    let nodes = ThreeNodes::start(dir.path(), &[]);
+    let (broker, admin_addr) = (&nodes.broker, &nodes.admin);
+    let (status, body) = admin(admin_addr, "GET", "/nodes");
     assert_eq!(status, 200, "{body}");
     assert_eq!(body.matches("\"live\":true").count(), 3, "{body}");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -149,7 +132,7 @@ fn confluent_producer_and_group_survive_leader_moves_and_a_node_restart() {
         script.wait_line(WAIT, |l| l.starts_with(&format!("phase {phase} ")));
         match phase {
             6 => {
-                let (status, body) = admin(&admin_addr, "POST", "/nodes/1/stop");
+                let (status, body) = admin(admin_addr, "POST", "/nodes/1/stop");
                 assert_eq!(status, 200, "{body}");
                 let (now, live) = rt.block_on(leaders(&m));
                 assert_eq!(live, vec![0, 2], "Metadata lists the live nodes");
@@ -159,7 +142,7 @@ fn confluent_producer_and_group_survive_leader_moves_and_a_node_restart() {
                 );
             }
             9 => {
-                let (status, body) = admin(&admin_addr, "POST", "/nodes/1/start");
+                let (status, body) = admin(admin_addr, "POST", "/nodes/1/start");
                 assert_eq!(status, 200, "{body}");
                 assert_eq!(rt.block_on(leaders(&m)).1, vec![0, 1, 2]);
             }

@@ -93,13 +93,16 @@ impl ClusterClient {
         }
     }
 
-    /// Grows a topic to `count` partitions.
+    /// Grows a topic to `count` partitions, placed by the cluster: `assignments` is null,
+    /// as Kafka's admin client sends it; an empty list would ask for no new partition
+    /// (Kafka: ReplicationControlManager.createPartitions, INVALID_REPLICA_ASSIGNMENT).
     pub async fn create_partitions(&self, topic: &str, count: i32) -> Result<(), ClientError> {
         let req = CreatePartitionsRequest::default()
             .with_timeout_ms(30_000)
             .with_topics(vec![CreatePartitionsTopic::default()
                 .with_name(topic_name(topic))
-                .with_count(count)]);
+                .with_count(count)
+                .with_assignments(None)]);
         let m = self.controller().await?;
         let (resp, _) = m.send(&req).await.map_err(|e| self.request(e))?;
         let r = resp

@@ -11,6 +11,7 @@ mod clients;
 mod daemon;
 mod http;
 mod log;
+mod nodes;
 mod notify;
 mod process;
 mod proxy;
@@ -24,6 +25,7 @@ pub use daemon::{
 };
 pub use http::{http_get, http_request, metric, metric_sum};
 pub use log::Log;
+pub use nodes::{node_control, ThreeNodes};
 pub use process::{free_port, free_port_span, Process};
 pub use proxy::DelayProxy;
 pub use running::Running;

@@ -61,13 +61,25 @@ fn fnv1a(s: &str) -> u32 {
     })
 }
 
-/// Replicas of a new partition: every node, starting at a per-topic offset plus the
-/// partition index, so leaders spread over the nodes (as Kafka's rack-unaware placement
-/// does from a random start index; AdminUtils/StripedReplicaPlacer).
-pub fn placement(topic: &str, partition: i32, nodes: &[i32]) -> Vec<i32> {
+/// Replicas of a new partition: `replication_factor` nodes, starting at a per-topic offset
+/// plus the partition index, so leaders spread over the nodes (as Kafka's rack-unaware
+/// placement does from a random start index), live nodes before stopped ones, so the
+/// first replica, the leader, is live whenever a node is.
+// Kafka: StripedReplicaPlacer.place (unfenced brokers first, then fenced ones)
+pub fn placement(
+    topic: &str,
+    partition: i32,
+    nodes: &[i32],
+    live: &BTreeSet<i32>,
+    replication_factor: usize,
+) -> Vec<i32> {
     let n = nodes.len().max(1);
     let start = fnv1a(topic) as usize % n + partition.max(0) as usize;
-    (0..nodes.len()).map(|k| nodes[(start + k) % n]).collect()
+    let rotated = (0..nodes.len()).map(|k| nodes[(start + k) % n]);
+    let (mut replicas, stopped): (Vec<i32>, Vec<i32>) = rotated.partition(|r| live.contains(r));
+    replicas.extend(stopped);
+    replicas.truncate(replication_factor);
+    replicas
 }
 
 impl PartitionLeadership {
@@ -347,7 +359,7 @@ fn first_live(replicas: &[i32], live: &BTreeSet<i32>) -> i32 {
 
 /// ReplicationControlManager.validateManualPartitionAssignment: not empty, registered
 /// nodes only, no duplicates.
-fn validate_assignment(target: &[i32], nodes: &[i32]) -> Result<(), ElectionError> {
+pub(crate) fn validate_assignment(target: &[i32], nodes: &[i32]) -> Result<(), ElectionError> {
     if target.is_empty() {
         return Err(ElectionError::InvalidAssignment(
             "The manual partition assignment includes an empty replica list.".into(),

@@ -1,8 +1,11 @@
 //! [`Cluster`]: the nodes, which of them are live, and the leadership table behind one
 //! lock, persisted in `<data_dir>/leaders.json` (written atomically) after each change.
 //!
-//! Entries are created on first use from [`leadership::placement`]; a topic that was
-//! deleted and created again is recognised by its new topic id and starts over.
+//! CreateTopics and CreatePartitions place new partitions ([`Cluster::assign`]); a
+//! partition without an entry (auto-created topics, tables from older releases) gets one
+//! on first use from [`leadership::placement`], with as many replicas as the topic's other
+//! partitions, else `default.replication.factor`. A topic that was deleted and created
+//! again is recognised by its new topic id and starts over.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -36,6 +39,8 @@ struct Record {
 #[derive(Debug)]
 pub struct Cluster {
     nodes: Vec<NodeEndpoint>,
+    /// Replicas of a partition placed without a count (`default.replication.factor`).
+    default_replication_factor: usize,
     path: Option<PathBuf>,
     state: Mutex<State>,
 }
@@ -43,7 +48,11 @@ pub struct Cluster {
 impl Cluster {
     /// All `nodes` start live; the table is read from `data_dir` if it holds one. Entries
     /// that name nodes this run does not have (fewer `--nodes` than last time) drop them.
-    pub fn open(nodes: Vec<NodeEndpoint>, data_dir: Option<&Path>) -> std::io::Result<Self> {
+    pub fn open(
+        nodes: Vec<NodeEndpoint>,
+        data_dir: Option<&Path>,
+        default_replication_factor: usize,
+    ) -> std::io::Result<Self> {
         let path = data_dir.map(|d| d.join(LEADERS_FILE));
         let ids: Vec<i32> = nodes.iter().map(|n| n.node_id).collect();
         let mut partitions = BTreeMap::new();
@@ -65,11 +74,14 @@ impl Cluster {
             if pl.replicas.iter().all(|r| ids.contains(r)) {
                 continue;
             }
+            let replication_factor = pl.replicas.len().min(ids.len());
             pl.replicas.retain(|r| ids.contains(r));
             pl.adding.clear();
             pl.removing.clear();
             if pl.replicas.is_empty() {
-                pl.replicas = leadership::placement(topic, *partition, &ids);
+                let all = ids.iter().copied().collect();
+                pl.replicas =
+                    leadership::placement(topic, *partition, &ids, &all, replication_factor);
             }
             if !pl.replicas.contains(&pl.leader) {
                 // The epoch history keeps its last entry: no data was written since.
@@ -91,6 +103,7 @@ impl Cluster {
                 dirty,
             }),
             nodes,
+            default_replication_factor,
         })
     }
 
@@ -145,22 +158,115 @@ impl Cluster {
     ) -> R {
         let mut guard = self.state.lock().expect("cluster lock");
         let state = &mut *guard;
-        let key = (topic.name.clone(), partition);
-        let degraded = state.live.len() < self.nodes.len();
+        let placed = state
+            .partitions
+            .get(&(topic.name.clone(), partition))
+            .is_some_and(|e| e.topic_id == topic.id && !e.replicas.is_empty());
+        if !placed {
+            let replication_factor = self.replication_factor_of(state, topic);
+            let replicas = leadership::placement(
+                &topic.name,
+                partition,
+                &self.node_ids(),
+                &state.live,
+                replication_factor,
+            );
+            let entry = PartitionLeadership::new(topic.id, replicas, &state.live);
+            state
+                .partitions
+                .insert((topic.name.clone(), partition), entry);
+            // Placed while a node is down, or on fewer than every node: kept across a
+            // restart.
+            state.dirty |=
+                state.live.len() < self.nodes.len() || replication_factor < self.nodes.len();
+        }
         let entry = state
             .partitions
-            .entry(key)
-            .or_insert_with(|| PartitionLeadership::new(topic.id, Vec::new(), &BTreeSet::new()));
-        if entry.topic_id != topic.id || entry.replicas.is_empty() {
-            let replicas = leadership::placement(&topic.name, partition, &self.node_ids());
-            *entry = PartitionLeadership::new(topic.id, replicas, &state.live);
-            // Placed while a node is down: keep this leader across a restart.
-            state.dirty |= degraded;
-        }
+            .get_mut(&(topic.name.clone(), partition))
+            .expect("placed above");
         let before = entry.clone();
         let r = f(entry, &state.live);
         state.dirty |= *entry != before;
         r
+    }
+
+    /// Replicas for a partition of `topic` placed without a count: as many as its other
+    /// partitions have (Kafka: ReplicationControlManager.createPartitions takes the first
+    /// partition's), else `default.replication.factor`, at most one per node.
+    fn replication_factor_of(&self, state: &State, topic: &Topic) -> usize {
+        let name = topic.name.clone();
+        state
+            .partitions
+            .range((name.clone(), i32::MIN)..=(name, i32::MAX))
+            .map(|(_, e)| e)
+            .find(|e| e.topic_id == topic.id && !e.replicas.is_empty())
+            .map_or(self.default_replication_factor, |e| e.replicas.len())
+            .clamp(1, self.nodes.len().max(1))
+    }
+
+    /// The replication factor of `topic`: its first partition's replica count.
+    pub fn replication_factor(&self, topic: &Topic) -> usize {
+        self.read(topic, 0, |pl, _| pl.replicas.len())
+    }
+
+    /// Gives partitions `first..` of a new `topic` (or new partitions of it) their
+    /// `replicas`, the first the leader, and writes the table. With one node there is
+    /// nothing to choose: its partitions are placed on first use and no table is written.
+    pub fn assign(
+        &self,
+        topic: &Topic,
+        first: i32,
+        replicas: Vec<Vec<i32>>,
+    ) -> std::io::Result<()> {
+        if self.nodes.len() == 1 {
+            return Ok(());
+        }
+        {
+            let mut state = self.state.lock().expect("cluster lock");
+            for (partition, replicas) in (first..).zip(replicas) {
+                let entry = PartitionLeadership::new(topic.id, replicas, &state.live);
+                state
+                    .partitions
+                    .insert((topic.name.clone(), partition), entry);
+            }
+            state.dirty = true;
+        }
+        self.persist()
+    }
+
+    /// The new partitions' replicas for `replication_factor`, or why they cannot be
+    /// placed. Kafka counts stopped (fenced) nodes as registered, but needs a live one.
+    // Kafka: StripedReplicaPlacer.place (throwInvalidReplicationFactorIfZero,
+    // throwInvalidReplicationFactorIfTooFewBrokers)
+    pub fn place(
+        &self,
+        topic: &str,
+        partitions: std::ops::Range<i32>,
+        replication_factor: i32,
+    ) -> Result<Vec<Vec<i32>>, String> {
+        let nodes = self.node_ids();
+        let live = self.live();
+        let cannot = |why: String| {
+            format!("Unable to replicate the partition {replication_factor} time(s): {why}")
+        };
+        if live.is_empty() {
+            return Err(cannot("All brokers are currently fenced.".into()));
+        }
+        if replication_factor as usize > nodes.len() {
+            return Err(cannot(format!(
+                "The target replication factor of {replication_factor} cannot be reached \
+                 because only {} broker(s) are registered.",
+                nodes.len()
+            )));
+        }
+        Ok(partitions
+            .map(|p| leadership::placement(topic, p, &nodes, &live, replication_factor as usize))
+            .collect())
+    }
+
+    /// The default replication factor (`default.replication.factor`).
+    pub fn default_replication_factor(&self) -> usize {
+        self.default_replication_factor
     }
 
     /// Runs a read-only `f` on a partition's entry: no copy and no write, unless the entry

@@ -26,22 +26,49 @@ fn epochs(pl: &PartitionLeadership) -> Vec<(i32, i64)> {
 #[test]
 fn placement_spreads_leaders_and_lists_every_node_once() {
     let nodes = [0, 1, 2];
-    let leaders: BTreeSet<i32> = (0..6).map(|p| placement("orders", p, &nodes)[0]).collect();
+    let all = live(&nodes);
+    let place = |p| placement("orders", p, &nodes, &all, 3);
+    let leaders: BTreeSet<i32> = (0..6).map(|p| place(p)[0]).collect();
     assert_eq!(leaders, live(&[0, 1, 2]), "6 partitions over 3 nodes");
     for p in 0..6 {
-        let mut r = placement("orders", p, &nodes);
+        let mut r = place(p);
         assert_eq!(r.len(), 3);
         r.sort();
         assert_eq!(r, vec![0, 1, 2]);
     }
     // Stable between runs, and consecutive partitions have consecutive leaders.
-    assert_eq!(
-        placement("orders", 1, &nodes),
-        placement("orders", 1, &nodes)
-    );
-    let l0 = placement("orders", 0, &nodes)[0];
-    assert_eq!(placement("orders", 1, &nodes)[0], (l0 + 1) % 3);
-    assert_eq!(placement("t", 0, &[7]), vec![7]);
+    assert_eq!(place(1), place(1));
+    let l0 = place(0)[0];
+    assert_eq!(place(1)[0], (l0 + 1) % 3);
+    assert_eq!(placement("t", 0, &[7], &live(&[7]), 1), vec![7]);
+}
+
+#[test]
+fn placement_takes_as_many_replicas_as_asked_live_nodes_first() {
+    let nodes = [0, 1, 2];
+    let all = live(&nodes);
+    let one: Vec<i32> = (0..6)
+        .map(|p| {
+            let r = placement("orders", p, &nodes, &all, 1);
+            assert_eq!(r.len(), 1);
+            r[0]
+        })
+        .collect();
+    assert_eq!(one.iter().copied().collect::<BTreeSet<_>>(), all);
+    for p in 0..6 {
+        let two = placement("orders", p, &nodes, &all, 2);
+        assert_eq!(
+            two[0], one[p as usize],
+            "the same leader as with one replica"
+        );
+        assert_eq!(two.len(), 2);
+        assert_ne!(two[0], two[1]);
+        // Node 1 stopped: it is never the first replica and comes last.
+        let degraded = placement("orders", p, &nodes, &live(&[0, 2]), 3);
+        assert_ne!(degraded[0], 1);
+        assert_eq!(degraded[2], 1);
+        assert!(!placement("orders", p, &nodes, &live(&[0, 2]), 2).contains(&1));
+    }
 }
 
 #[test]
@@ -286,7 +313,7 @@ fn the_table_persists_epochs_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let topics = registry(dir.path());
     let topic = topics.create("t", 2, Default::default(), &[]).unwrap();
-    let cluster = Cluster::open(endpoints(3), Some(dir.path())).unwrap();
+    let cluster = Cluster::open(endpoints(3), Some(dir.path()), 3).unwrap();
     let before = cluster.view(&topic, 0);
     cluster.set_live(before.leader, false, &topics).unwrap();
     let moved = cluster.view(&topic, 0);
@@ -295,11 +322,11 @@ fn the_table_persists_epochs_across_a_restart() {
     assert_eq!(moved.offline, vec![before.leader]);
     assert!(cluster.coordinator().node_id != before.leader);
     drop(cluster);
-    let reopened = Cluster::open(endpoints(3), Some(dir.path())).unwrap();
+    let reopened = Cluster::open(endpoints(3), Some(dir.path()), 3).unwrap();
     let after = reopened.view(&topic, 0);
     assert_eq!((after.leader, after.leader_epoch), (moved.leader, 1));
     // Fewer nodes next time: replicas on missing nodes go, the epoch still grows.
-    let smaller = Cluster::open(endpoints(1), Some(dir.path())).unwrap();
+    let smaller = Cluster::open(endpoints(1), Some(dir.path()), 1).unwrap();
     let v = smaller.view(&topic, 0);
     assert_eq!(v.replicas, vec![0]);
     assert_eq!(v.leader, 0);
@@ -315,11 +342,40 @@ fn one_node_writes_no_table_and_leads_everything_at_epoch_0() {
     let dir = tempfile::tempdir().unwrap();
     let topics = registry(dir.path());
     let topic = topics.create("t", 3, Default::default(), &[]).unwrap();
-    let cluster = Cluster::open(endpoints(1), Some(dir.path())).unwrap();
+    let cluster = Cluster::open(endpoints(1), Some(dir.path()), 1).unwrap();
     for p in 0..3 {
         let v = cluster.view(&topic, p);
         assert_eq!((v.leader, v.leader_epoch, v.isr), (0, 0, vec![0]));
     }
     cluster.persist().unwrap();
     assert!(!dir.path().join("leaders.json").exists());
+}
+
+#[test]
+fn a_partition_placed_on_first_use_gets_as_many_replicas_as_the_topics_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = registry(dir.path());
+    let topic = topics.create("t", 3, Default::default(), &[]).unwrap();
+    let cluster = Cluster::open(endpoints(3), Some(dir.path()), 1).unwrap();
+    cluster
+        .assign(&topic, 0, vec![vec![2, 0]])
+        .expect("written");
+    assert_eq!(cluster.view(&topic, 0).replicas, vec![2, 0]);
+    assert_eq!(cluster.replication_factor(&topic), 2);
+    assert_eq!(cluster.view(&topic, 1).replicas.len(), 2);
+    // A topic with no placed partition gets default.replication.factor.
+    let other = topics.create("u", 1, Default::default(), &[]).unwrap();
+    assert_eq!(cluster.view(&other, 0).replicas.len(), 1);
+    // Assigned replicas survive a restart.
+    drop(cluster);
+    let reopened = Cluster::open(endpoints(3), Some(dir.path()), 1).unwrap();
+    assert_eq!(reopened.view(&topic, 0).replicas, vec![2, 0]);
+    assert_eq!(
+        reopened.place("v", 0..1, 4),
+        Err(
+            "Unable to replicate the partition 4 time(s): The target replication factor of 4 \
+             cannot be reached because only 3 broker(s) are registered."
+                .into()
+        )
+    );
 }

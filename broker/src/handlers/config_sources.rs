@@ -73,6 +73,12 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
     bk("broker.id", ConfigType::Int, false, Some("-1")),
     bk("num.partitions", ConfigType::Int, false, Some("1")),
     bk(
+        "default.replication.factor",
+        ConfigType::Int,
+        false,
+        Some("1"),
+    ),
+    bk(
         "auto.create.topics.enable",
         ConfigType::Boolean,
         false,
@@ -116,6 +122,7 @@ pub fn static_value(broker: &Broker, name: &str) -> Option<String> {
         "log.message.timestamp.after.max.ms" => c.timestamp_after_max_ms.to_string(),
         "broker.id" => c.node_id.to_string(),
         "num.partitions" => c.default_partitions.to_string(),
+        "default.replication.factor" => c.default_replication_factor.to_string(),
         "auto.create.topics.enable" => c.auto_create_topics.to_string(),
         "log.dirs" => c
             .data_dir

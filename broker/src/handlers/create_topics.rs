@@ -1,5 +1,5 @@
-//! CreateTopics: partitions (or the broker default), a replication factor up to the number
-//! of nodes (every partition is placed on every node, whatever the factor asked), validated
+//! CreateTopics: partitions (or the broker default), replicas placed for the replication
+//! factor (or `default.replication.factor`) or given by manual assignments, validated
 //! configs, `validate_only`, TOPIC_ALREADY_EXISTS and INVALID_TOPIC_EXCEPTION. A request
 //! too large for Kafka's controller (more than 10000 partitions, or more than 10000
 //! metadata records) is refused whole with POLICY_VIOLATION before anything is created.
@@ -13,7 +13,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::message;
+use super::{message, replica_assignments};
 use crate::state::Broker;
 use crate::topic_config::{self, TopicConfigs, TOPIC_KEYS};
 use crate::topics::{validate_name, TopicError};
@@ -181,7 +181,6 @@ fn create_one(
     let mut result = CreatableTopicResult::default().with_name(t.name.clone());
     let fail = |r, code, msg| failed(r, code, msg, version);
     let name = t.name.as_str();
-    let nodes = broker.cluster.node_ids().len() as i32;
     if let Err(e) = validate_name(name) {
         return fail(result, ResponseError::InvalidTopicException, e.to_string());
     }
@@ -204,61 +203,64 @@ fn create_one(
     } else {
         t.num_partitions
     };
-    // Every partition is placed on every node (storage is one copy shared by them), so a
-    // manual assignment could not be kept: refused rather than ignored.
-    if !t.assignments.is_empty() {
-        let ours = t.assignments.iter().all(|a| {
-            a.broker_ids.iter().all(|b| b.0 == broker.config.node_id) && a.broker_ids.len() == 1
-        });
-        if !ours || t.num_partitions != -1 || t.replication_factor != -1 || nodes > 1 {
+    // Kafka: ReplicationControlManager.createTopic
+    let replicas = if !t.assignments.is_empty() {
+        if t.replication_factor != -1 {
             return fail(
                 result,
-                ResponseError::InvalidReplicaAssignment,
-                if nodes > 1 {
-                    format!(
-                        "Replica assignments are not supported: this broker places every \
-                         partition on all {nodes} nodes."
-                    )
-                } else {
-                    format!(
-                        "Replica assignments must name only broker {}.",
-                        broker.config.node_id
-                    )
-                },
+                ResponseError::InvalidRequest,
+                "A manual partition assignment was specified, but replication factor was not \
+                 set to -1."
+                    .into(),
             );
         }
-    }
-    let partitions = if t.assignments.is_empty() {
-        partitions
+        if t.num_partitions != -1 {
+            return fail(
+                result,
+                ResponseError::InvalidRequest,
+                "A manual partition assignment was specified, but numPartitions was not set \
+                 to -1."
+                    .into(),
+            );
+        }
+        let assignments = t.assignments.iter().map(|a| {
+            (
+                a.partition_index,
+                a.broker_ids.iter().map(|b| b.0).collect(),
+            )
+        });
+        match replica_assignments::for_new_topic(broker, assignments) {
+            Ok(replicas) => replicas,
+            Err(msg) => return fail(result, ResponseError::InvalidReplicaAssignment, msg),
+        }
     } else {
-        t.assignments.len() as i32
+        let rf = i32::from(t.replication_factor);
+        if rf < -1 || rf == 0 {
+            return fail(
+                result,
+                ResponseError::InvalidReplicationFactor,
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+            );
+        }
+        if partitions < 1 {
+            return fail(
+                result,
+                ResponseError::InvalidPartitions,
+                "Number of partitions was set to an invalid non-positive value.".into(),
+            );
+        }
+        let rf = if rf == -1 {
+            broker.cluster.default_replication_factor() as i32
+        } else {
+            rf
+        };
+        match broker.cluster.place(name, 0..partitions, rf) {
+            Ok(replicas) => replicas,
+            Err(msg) => return fail(result, ResponseError::InvalidReplicationFactor, msg),
+        }
     };
-    if partitions < 1 {
-        return fail(
-            result,
-            ResponseError::InvalidPartitions,
-            "Number of partitions must be larger than 0.".into(),
-        );
-    }
-    // Kafka: ReplicationControlManager.createTopic / StripedReplicaPlacer.place
-    let rf = i32::from(t.replication_factor);
-    if rf < -1 || rf == 0 {
-        return fail(
-            result,
-            ResponseError::InvalidReplicationFactor,
-            "Replication factor must be larger than 0, or -1 to use the default value.".into(),
-        );
-    }
-    if rf > nodes {
-        return fail(
-            result,
-            ResponseError::InvalidReplicationFactor,
-            format!(
-                "Unable to replicate the partition {rf} time(s): The target replication factor \
-                 of {rf} cannot be reached because only {nodes} broker(s) are registered."
-            ),
-        );
-    }
+    let partitions = replicas.len() as i32;
+    let replication_factor = replicas[0].len() as i16;
     let mut configs = TopicConfigs::new();
     for c in &t.configs {
         let Some(value) = &c.value else { continue };
@@ -273,6 +275,15 @@ fn create_one(
             .create(name, partitions, configs.clone(), created)
         {
             Ok(topic) => {
+                if let Err(e) = broker.cluster.assign(&topic, 0, replicas) {
+                    let e = TopicError::Persist {
+                        path: "leaders.json".into(),
+                        source: e,
+                    };
+                    tracing::error!(topic = name, error = %e, "Cannot place a new topic's replicas; deleting it.");
+                    let _ = broker.topics.delete(name);
+                    return fail(result, super::topic_error_code(&e), e.to_string());
+                }
                 created.push(name.to_string());
                 result.topic_id = if version >= 7 {
                     topic.id
@@ -288,8 +299,7 @@ fn create_one(
     }
     if version >= 5 {
         result.num_partitions = partitions;
-        // What Metadata reports: a replica on every node.
-        result.replication_factor = nodes as i16;
+        result.replication_factor = replication_factor;
         let defaults = broker.topics.defaults();
         result.configs = Some(
             TOPIC_KEYS

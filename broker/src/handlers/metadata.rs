@@ -109,13 +109,30 @@ fn lookup_or_create(
     if !allow_create {
         return error(ResponseError::UnknownTopicOrPartition);
     }
-    match broker.topics.create(
-        name.as_str(),
-        broker.config.default_partitions,
-        Default::default(),
-        &[],
-    ) {
-        Ok(t) => describe(broker, &t, version),
+    let partitions = broker.config.default_partitions;
+    let rf = broker.cluster.default_replication_factor() as i32;
+    // Kafka's controller refuses a topic it cannot place; the client is told the leader is
+    // not available yet.
+    // Kafka: AutoTopicCreationManager.createTopics (LEADER_NOT_AVAILABLE)
+    let replicas = match broker.cluster.place(name.as_str(), 0..partitions, rf) {
+        Ok(replicas) => replicas,
+        Err(reason) => {
+            tracing::warn!(topic = %name.as_str(), reason, "Cannot auto-create a topic.");
+            return error(ResponseError::LeaderNotAvailable);
+        }
+    };
+    match broker
+        .topics
+        .create(name.as_str(), partitions, Default::default(), &[])
+    {
+        Ok(t) => match broker.cluster.assign(&t, 0, replicas) {
+            Ok(()) => describe(broker, &t, version),
+            Err(e) => {
+                tracing::error!(topic = %name.as_str(), error = %e, "Cannot place a new topic's replicas; deleting it.");
+                let _ = broker.topics.delete(name.as_str());
+                error(ResponseError::KafkaStorageError)
+            }
+        },
         // Another request created it first.
         Err(TopicError::AlreadyExists(_)) => match broker.topics.get(name.as_str()) {
             Some(t) => describe(broker, &t, version),

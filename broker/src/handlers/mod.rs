@@ -17,6 +17,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod not_coordinator;
 pub mod produce;
+pub mod replica_assignments;
 pub mod user_scram;
 
 use kafka_protocol::error::ResponseError;

@@ -19,6 +19,7 @@ mod fetch;
 mod list_offsets;
 mod multinode;
 mod multinode_routing;
+mod placement;
 mod produce;
 mod topic_limits;
 mod topics;
@@ -35,6 +36,7 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(fetch::rows());
     rows.extend(topic_limits::rows());
     rows.extend(multinode::rows());
+    rows.extend(placement::rows());
     rows.extend(diverging::rows());
     rows.extend(versions::rows());
     rows.extend(api_versions::rows());

@@ -32,7 +32,8 @@ pub(crate) fn three_nodes(c: &mut BrokerConfig) {
     c.nodes = 3;
 }
 
-/// One partition of a fresh topic and connections to its leader and to a follower.
+/// One partition of a fresh topic on all 3 nodes and connections to its leader and to a
+/// follower.
 pub(crate) struct Setup {
     pub topic: String,
     pub leader: Messenger,
@@ -63,7 +64,18 @@ pub(crate) async fn connect_node(md: &MetadataResponse, node: i32) -> Messenger 
 
 pub(crate) async fn setup(ctx: &Ctx) -> Setup {
     let topic = ctx.topic("t");
-    common::create_topic(&ctx.m, &topic, 1).await;
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+            .with_name(common::name(&topic))
+            .with_num_partitions(1)
+            .with_replication_factor(3),
+    ]);
+    let (resp, _) = ctx.m.send(&req).await.expect("create");
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "{:?}",
+        resp.topics[0].error_message
+    );
     let md = metadata(&ctx.m, &topic).await;
     let p = &md.topics[0].partitions[0];
     let (leader_id, epoch) = (p.leader_id.0, p.leader_epoch);

@@ -96,6 +96,7 @@ async fn grow(ctx: Ctx, counts: &[i32], validate_only: bool, want: &[i16]) -> Go
             CreatePartitionsTopic::default()
                 .with_name(n)
                 .with_count(count)
+                .with_assignments(None)
         }));
     let Ok((r, _)) = ctx.m.send(&req).await else {
         return Got::Closed;

@@ -1,0 +1,143 @@
+//! Replica placement through the binary, as kcat (librdkafka) sees it on a 3-node
+//! `kmirror-broker`: a topic keeps the replication factor it was created with, an
+//! auto-created one gets `--default-replication-factor`, a partition whose only replica
+//! is on a stopped node has no leader until the node is back (Kafka: an offline
+//! partition), a topic created while a node is stopped is led by live nodes, and every
+//! placement survives a restart of the process.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kmirror_testkit::{kcat, run_ok, ThreeNodes};
+use kmirror_wire::messenger::{Messenger, MessengerConfig};
+
+/// A partition as kcat lists it: (leader, replicas, in-sync replicas).
+type Listed = (i64, Vec<i64>, Vec<i64>);
+
+/// `kcat -L` of `topic`: its partitions by index.
+fn listed(bootstrap: &str, topic: &str) -> BTreeMap<i64, Listed> {
+    let out = run_ok(
+        kcat().args(["-L", "-J", "-b", bootstrap, "-t", topic]),
+        None,
+        Duration::from_secs(30),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("kcat -J prints JSON");
+    let ids = |p: &serde_json::Value, key: &str| -> Vec<i64> {
+        p[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["id"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    v["topics"][0]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| {
+            let index = p["partition"].as_i64().expect("index");
+            let leader = p["leader"].as_i64().expect("leader");
+            (index, (leader, ids(p, "replicas"), ids(p, "isrs")))
+        })
+        .collect()
+}
+
+async fn create(m: &Messenger, topic: &str, partitions: i32, rf: i16) {
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(rf)]);
+    let r = m.send_at(&req, 7).await.expect("CreateTopics");
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+}
+
+#[test]
+fn replicas_follow_the_replication_factor_and_a_stopped_node_takes_its_partitions_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = ThreeNodes::start(dir.path(), &["--default-replication-factor", "2"]);
+    let addr = nodes.addr();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let m = rt
+        .block_on(Messenger::connect(&addr, MessengerConfig::default()))
+        .expect("connect");
+    rt.block_on(create(&m, "single", 3, 1));
+    // Auto-created by kcat's produce: --default-replication-factor, not every node.
+    run_ok(
+        kcat().args(["-P", "-b", &addr, "-t", "auto"]),
+        Some(b"x\n".to_vec()),
+        Duration::from_secs(30),
+    );
+    let single = listed(&addr, "single");
+    assert_eq!(single.len(), 3);
+    for (leader, replicas, isr) in single.values() {
+        assert_eq!(
+            (replicas, isr),
+            (&vec![*leader], &vec![*leader]),
+            "{single:?}"
+        );
+    }
+    let leaders: Vec<i64> = single.values().map(|p| p.0).collect();
+    let mut spread = leaders.clone();
+    spread.sort();
+    spread.dedup();
+    assert_eq!(
+        spread.len(),
+        3,
+        "3 partitions at rf 1 on 3 nodes: {leaders:?}"
+    );
+    let auto = listed(&addr, "auto");
+    assert_eq!(auto[&0].1.len(), 2, "{auto:?}");
+
+    // Stop a node holding a partition of `single` (not node 0, which kcat bootstraps
+    // from): that partition has no leader; the others keep theirs.
+    let down = leaders
+        .iter()
+        .position(|&l| l != 0)
+        .expect("a partition off node 0");
+    let stopped = leaders[down];
+    nodes.node(stopped as i32, "stop");
+    let offline = listed(&addr, "single");
+    for (p, (leader, _, _)) in &offline {
+        let want = if *p == down as i64 {
+            -1
+        } else {
+            leaders[*p as usize]
+        };
+        assert_eq!(*leader, want, "{offline:?}");
+    }
+    // A topic created now is led by live nodes only; the stopped node still counts as
+    // registered for the replication factor (Kafka: StripedReplicaPlacer).
+    rt.block_on(create(&m, "while-down", 3, 3));
+    let while_down = listed(&addr, "while-down");
+    for (leader, replicas, _) in while_down.values() {
+        assert_ne!(*leader, stopped, "{while_down:?}");
+        assert_eq!(replicas.len(), 3);
+        assert_eq!(
+            replicas[2], stopped,
+            "the stopped node comes last: {while_down:?}"
+        );
+    }
+    nodes.node(stopped as i32, "start");
+    assert_eq!(listed(&addr, "single")[&(down as i64)].0, stopped);
+
+    // Every placement survives a restart.
+    let before: Vec<_> = ["single", "auto", "while-down"]
+        .iter()
+        .map(|t| replicas_of(&listed(&addr, t)))
+        .collect();
+    drop(m);
+    nodes.broker.terminate_ok();
+    nodes.broker.restart();
+    let after: Vec<_> = ["single", "auto", "while-down"]
+        .iter()
+        .map(|t| replicas_of(&listed(&addr, t)))
+        .collect();
+    assert_eq!(before, after);
+}
+
+fn replicas_of(parts: &BTreeMap<i64, Listed>) -> Vec<Vec<i64>> {
+    parts.values().map(|p| p.1.clone()).collect()
+}

@@ -354,7 +354,8 @@ pub fn delete_topics(
     if g.open() || g.quietly_allows(op::DELETE, resource::CLUSTER, crate::acl::CLUSTER_NAME) {
         return handlers::delete_topics::handle(broker, req, version);
     }
-    let mut refused: Vec<delete_topics_response::DeletableTopicResult> = Vec::new();
+    // Kafka checks the request's shape before any authorization.
+    let mut refused = handlers::delete_topics::refuse_invalid(&mut req, version);
     let mut deny = |name: Option<TopicName>, id: Uuid| {
         refused.push(
             delete_topics_response::DeletableTopicResult::default()
@@ -401,7 +402,7 @@ pub fn delete_topics(
             _ => req.topics.push(t),
         }
     }
-    let mut resp = handlers::delete_topics::handle(broker, req, version);
+    let mut resp = handlers::delete_topics::delete(broker, req, version);
     resp.responses.extend(refused);
     resp
 }

@@ -30,7 +30,7 @@ use crate::topic_config::{self, ConfigType, TopicConfigs, TOPIC_KEYS};
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 
-type Failure = (ResponseError, String);
+use super::alter_checks::{self, Failure};
 
 fn entry(
     name: &str,
@@ -338,10 +338,22 @@ fn alter_resource(
 }
 
 pub fn alter(broker: &Broker, req: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
+    let repeated = alter_checks::repeated(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
     let responses = req
         .resources
         .into_iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
+            let checked = alter_checks::resource(
+                repeated.contains(&i),
+                r.configs
+                    .iter()
+                    .map(|c| (c.name.as_str(), c.value.is_none())),
+            );
             let ops = r
                 .configs
                 .into_iter()
@@ -355,14 +367,17 @@ pub fn alter(broker: &Broker, req: AlterConfigsRequest, _version: i16) -> AlterC
             let mut out = alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            if let Err((code, msg)) = alter_resource(
-                broker,
-                r.resource_type,
-                r.resource_name.as_str(),
-                ops,
-                true,
-                req.validate_only,
-            ) {
+            let result = checked.and_then(|()| {
+                alter_resource(
+                    broker,
+                    r.resource_type,
+                    r.resource_name.as_str(),
+                    ops,
+                    true,
+                    req.validate_only,
+                )
+            });
+            if let Err((code, msg)) = result {
                 out.error_code = code.code();
                 out.error_message = message(msg);
             }
@@ -377,34 +392,51 @@ pub fn incremental_alter(
     req: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
+    let repeated = alter_checks::repeated(
+        req.resources
+            .iter()
+            .map(|r| (r.resource_type, r.resource_name.as_str())),
+    );
     let responses = req
         .resources
         .into_iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let mut out =
                 incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone());
-            let ops: Result<Vec<(String, Op)>, Failure> = r
-                .configs
-                .into_iter()
-                .map(|c| {
-                    let value = c.value.map(|v| v.to_string()).unwrap_or_default();
-                    let op = match c.config_operation {
-                        0 => Op::Set(value),
-                        1 => Op::Delete,
-                        2 => Op::Append(value),
-                        3 => Op::Subtract(value),
-                        other => {
-                            return Err((
-                                ResponseError::InvalidRequest,
-                                format!("Unknown config operation {other}."),
-                            ))
-                        }
-                    };
-                    Ok((c.name.to_string(), op))
-                })
-                .collect();
+            // An incremental DELETE needs no value.
+            let checked = alter_checks::resource(
+                repeated.contains(&i),
+                r.configs.iter().map(|c| {
+                    (
+                        c.name.as_str(),
+                        c.value.is_none() && c.config_operation != 1,
+                    )
+                }),
+            );
+            let ops: Result<Vec<(String, Op)>, Failure> = checked.and_then(|()| {
+                r.configs
+                    .into_iter()
+                    .map(|c| {
+                        let value = c.value.map(|v| v.to_string()).unwrap_or_default();
+                        let op = match c.config_operation {
+                            0 => Op::Set(value),
+                            1 => Op::Delete,
+                            2 => Op::Append(value),
+                            3 => Op::Subtract(value),
+                            other => {
+                                return Err((
+                                    ResponseError::InvalidRequest,
+                                    format!("Unknown config operation {other}."),
+                                ))
+                            }
+                        };
+                        Ok((c.name.to_string(), op))
+                    })
+                    .collect()
+            });
             let result = ops.and_then(|ops| {
                 alter_resource(
                     broker,

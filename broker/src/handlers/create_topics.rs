@@ -198,6 +198,33 @@ fn create_one(
         };
         return fail(result, ResponseError::InvalidTopicException, e.to_string());
     }
+    // Configs are checked before the partitions and replicas.
+    // Kafka: ReplicationControlManager.createTopics (computeConfigChanges, then
+    // incrementalAlterConfig, then createTopic)
+    let nulls: Vec<&str> = t
+        .configs
+        .iter()
+        .filter(|c| c.value.is_none())
+        .map(|c| c.name.as_str())
+        .collect();
+    if !nulls.is_empty() {
+        return fail(
+            result,
+            ResponseError::InvalidConfig,
+            format!(
+                "Null value not supported for topic configs: {}",
+                nulls.join(",")
+            ),
+        );
+    }
+    let mut configs = TopicConfigs::new();
+    for c in &t.configs {
+        let value = c.value.as_ref().map_or("", |v| v.as_str());
+        if let Err(e) = topic_config::validate(c.name.as_str(), value) {
+            return fail(result, ResponseError::InvalidConfig, e.to_string());
+        }
+        configs.insert(c.name.to_string(), value.to_string());
+    }
     let partitions = if t.num_partitions == -1 {
         broker.config.default_partitions
     } else {
@@ -261,14 +288,6 @@ fn create_one(
     };
     let partitions = replicas.len() as i32;
     let replication_factor = replicas[0].len() as i16;
-    let mut configs = TopicConfigs::new();
-    for c in &t.configs {
-        let Some(value) = &c.value else { continue };
-        if let Err(e) = topic_config::validate(c.name.as_str(), value.as_str()) {
-            return fail(result, ResponseError::InvalidConfig, e.to_string());
-        }
-        configs.insert(c.name.to_string(), value.to_string());
-    }
     if !validate_only {
         match broker
             .topics

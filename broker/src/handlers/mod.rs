@@ -4,6 +4,7 @@
 //! violations.
 
 pub mod acls;
+pub mod alter_checks;
 pub mod api_versions;
 pub mod cluster;
 pub mod config_sources;

@@ -21,6 +21,7 @@ mod multinode;
 mod multinode_routing;
 mod placement;
 mod produce;
+mod request_shape;
 mod topic_limits;
 mod topics;
 mod user_scram;
@@ -37,6 +38,7 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(topic_limits::rows());
     rows.extend(multinode::rows());
     rows.extend(placement::rows());
+    rows.extend(request_shape::rows());
     rows.extend(diverging::rows());
     rows.extend(versions::rows());
     rows.extend(api_versions::rows());

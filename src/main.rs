@@ -427,9 +427,12 @@ async fn plan(topology: config::Topology) -> ExitCode {
                 count,
                 target_md.partition_count(&target_name),
             ) {
-                TargetAction::Create { partitions } => {
-                    format!("create with {partitions} partitions")
-                }
+                TargetAction::Create { partitions } => match clusters[1].replication_factor {
+                    Some(rf) => {
+                        format!("create with {partitions} partitions, replication factor {rf}")
+                    }
+                    None => format!("create with {partitions} partitions"),
+                },
                 TargetAction::Missing => {
                     "MISSING (create_topics is off): would not be mirrored".to_string()
                 }

@@ -183,6 +183,7 @@ fn record_codecs(bootstrap: &str, topic: &str, partitions: i32) -> Vec<Vec<i16>>
             bootstrap: vec![bootstrap.to_string()],
             messenger: MessengerConfig::default(),
             backoff: BackoffConfig::default(),
+            replication_factor: None,
         });
         client.refresh_metadata().await.unwrap();
         let mut out = Vec::new();

@@ -39,6 +39,7 @@ fn batches(bootstrap: &str, topic: &str, partition: i32) -> Vec<(usize, i16)> {
             bootstrap: vec![bootstrap.to_string()],
             messenger: MessengerConfig::default(),
             backoff: BackoffConfig::default(),
+            replication_factor: None,
         });
         client.refresh_metadata().await.unwrap();
         let leader = client.leader(topic, partition).await.unwrap();

@@ -47,7 +47,7 @@ impl ClusterClient {
             .with_topics(vec![CreatableTopic::default()
                 .with_name(topic_name(topic))
                 .with_num_partitions(partitions)
-                .with_replication_factor(-1)
+                .with_replication_factor(self.config.replication_factor.unwrap_or(-1))
                 .with_configs(
                     configs
                         .iter()

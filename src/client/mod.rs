@@ -140,6 +140,9 @@ pub struct ClientConfig {
     pub bootstrap: Vec<String>,
     pub messenger: MessengerConfig,
     pub backoff: BackoffConfig,
+    /// Replication factor of the topics this client creates; `None`: the cluster's
+    /// `default.replication.factor` (-1 on the wire).
+    pub replication_factor: Option<i16>,
 }
 
 /// How long to honour a broker's `throttle_time_ms` (KIP-219): as asked, at most a minute.
@@ -396,6 +399,7 @@ pub(crate) async fn local_cluster(cluster: &str) -> (kmirror_broker::RunningBrok
         bootstrap: vec![broker.bootstrap()],
         messenger: MessengerConfig::default(),
         backoff: BackoffConfig::default(),
+        replication_factor: None,
     });
     (broker, client)
 }
@@ -441,6 +445,7 @@ mod tests {
                 ..MessengerConfig::default()
             },
             backoff: BackoffConfig::default(),
+            replication_factor: None,
         })
     }
 

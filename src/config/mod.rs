@@ -88,6 +88,10 @@ pub struct Cluster {
     pub request_timeout: Duration,
     /// Deadline for establishing a connection (default 10s).
     pub connect_timeout: Duration,
+    /// Replication factor of the topics kmirror creates on this cluster (mirrored topics,
+    /// its progress topic, MirrorMaker 2's checkpoints); `None`: the cluster's
+    /// `default.replication.factor`.
+    pub replication_factor: Option<i16>,
     pub connection: Connection,
 }
 

@@ -102,6 +102,7 @@ pub struct RawCluster {
     pub request_timeout: Option<Text>,
     pub connect_timeout_ms: Option<Typed<u64>>,
     pub connect_timeout: Option<Text>,
+    pub replication_factor: Option<Typed<u16>>,
     pub tls: Option<RawTls>,
     pub sasl: Option<RawSasl>,
     pub embedded: Option<RawEmbedded>,

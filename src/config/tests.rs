@@ -89,7 +89,42 @@ fn minimal_flow_gets_the_defaults() {
     assert_eq!(cluster.client_id, "kmirror");
     assert_eq!(cluster.request_timeout, Duration::from_secs(30));
     assert_eq!(cluster.connect_timeout, Duration::from_secs(10));
+    assert_eq!(cluster.replication_factor, None);
     assert!(topology.telemetry.is_none());
+}
+
+#[test]
+fn a_clusters_replication_factor_is_at_least_1_and_met_by_an_embedded_cluster() {
+    let flow =
+        "flows:\n  - name: f\n    source: a\n    target: b\n    topics: { include: [\".*\"] }\n";
+    let topology =
+        |b: &str| format!("clusters:\n  a: {{ bootstrap: [\"a:9092\"] }}\n  b: {b}\n{flow}");
+    let parsed = parse_ok(&topology(
+        "{ bootstrap: [\"b:9092\"], replication_factor: 3 }",
+    ));
+    assert_eq!(parsed.cluster("b").expect("b").replication_factor, Some(3));
+    assert_eq!(
+        single_error(&topology("{ bootstrap: [\"b:9092\"], replication_factor: 0 }")),
+        "topology.yaml:3:51: clusters.b.replication_factor: replication_factor must be at least 1 (leave it out for the cluster's default.replication.factor)"
+    );
+    let too_many = single_error(&topology(
+        "{ embedded: { listen: \"127.0.0.1:0\", data_dir: ./d }, replication_factor: 2 }",
+    ));
+    assert!(
+        too_many.contains("an embedded cluster has one node"),
+        "{too_many}"
+    );
+    let above = single_error(&topology(
+        "{ bootstrap: [\"b:9092\"], replication_factor: 40000 }",
+    ));
+    assert!(above.contains("above Kafka's limit of 32767"), "{above}");
+    let not_a_number = single_error(&topology(
+        "{ bootstrap: [\"b:9092\"], replication_factor: three }",
+    ));
+    assert!(
+        not_a_number.contains("replication_factor"),
+        "{not_a_number}"
+    );
 }
 
 #[test]

@@ -178,6 +178,7 @@ pub fn client_for(cluster: &Cluster, embedded: &BTreeMap<String, String>) -> Clu
             ..MessengerConfig::default()
         },
         backoff: BackoffConfig::default(),
+        replication_factor: cluster.replication_factor,
     })
 }
 

@@ -224,6 +224,7 @@ mod tests {
             bootstrap: Vec::new(),
             messenger: Default::default(),
             backoff: Default::default(),
+            replication_factor: None,
         }))
     }
 

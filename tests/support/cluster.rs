@@ -103,6 +103,7 @@ pub fn check_client(bootstrap: &str) -> ClusterClient {
         bootstrap: vec![bootstrap.to_string()],
         messenger: MessengerConfig::default(),
         backoff: BackoffConfig::default(),
+        replication_factor: None,
     })
 }
 
@@ -179,6 +180,26 @@ pub async fn count_batches(bootstrap: &str, topic: &str) -> usize {
         }
     }
     batches
+}
+
+/// The replica count of each partition of `topic`, in partition order.
+pub async fn replica_counts(bootstrap: &str, topic: &str) -> Vec<usize> {
+    let m = Messenger::connect(bootstrap, MessengerConfig::default())
+        .await
+        .expect("connect");
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(name(topic)))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let md = m.send_at(&req, 12).await.expect("metadata");
+    let mut parts: Vec<(i32, usize)> = md.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.replica_nodes.len()))
+        .collect();
+    parts.sort();
+    parts.into_iter().map(|(_, n)| n).collect()
 }
 
 /// A preferred-leader election for every partition that needs one.

@@ -81,6 +81,33 @@ fn resolve_cluster(
         raw.connect_timeout.as_ref(),
         DEFAULT_CONNECT_TIMEOUT,
     );
+    let replication_factor = match raw.replication_factor.map(|value| value.0) {
+        None => None,
+        Some(0) => {
+            diagnostics.at(
+                &path.key("replication_factor"),
+                "replication_factor must be at least 1 (leave it out for the cluster's default.replication.factor)",
+            );
+            None
+        }
+        Some(n) if n > 1 && raw.embedded.is_some() => {
+            diagnostics.at(
+                &path.key("replication_factor"),
+                format!("an embedded cluster has one node: replication_factor {n} cannot be met"),
+            );
+            None
+        }
+        Some(n) => match i16::try_from(n) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                diagnostics.at(
+                    &path.key("replication_factor"),
+                    format!("replication_factor {n} is above Kafka's limit of 32767"),
+                );
+                None
+            }
+        },
+    };
     let connection = match (raw.bootstrap, raw.embedded) {
         (Some(_), Some(_)) => {
             diagnostics.at(
@@ -119,6 +146,7 @@ fn resolve_cluster(
         client_id,
         request_timeout: request_timeout?,
         connect_timeout: connect_timeout?,
+        replication_factor,
         connection: connection?,
     })
 }

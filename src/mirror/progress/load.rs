@@ -185,6 +185,7 @@ mod tests {
                 max: Duration::from_millis(1),
                 ..BackoffConfig::default()
             },
+            replication_factor: None,
         })
     }
 

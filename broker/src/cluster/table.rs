@@ -1,10 +1,11 @@
 //! [`Cluster`]: the nodes, which of them are live, and the leadership table behind one
 //! lock, persisted in `<data_dir>/leaders.json` (written atomically) after each change.
 //!
-//! CreateTopics and CreatePartitions place new partitions ([`Cluster::assign`]); a
-//! partition without an entry (auto-created topics, tables from older releases) gets one
-//! on first use from [`leadership::placement`], with as many replicas as the topic's other
-//! partitions, else `default.replication.factor`. A topic that was deleted and created
+//! CreateTopics, CreatePartitions and auto-creation place new partitions
+//! ([`Cluster::assign`]); a partition without an entry (a table written by an earlier
+//! build, which placed every partition on every node and wrote only what changed) gets
+//! one on first use from [`leadership::placement`], with as many replicas as the topic's
+//! other partitions, else one per node. A topic that was deleted and created
 //! again is recognised by its new topic id and starts over.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -192,7 +193,8 @@ impl Cluster {
 
     /// Replicas for a partition of `topic` placed without a count: as many as its other
     /// partitions have (Kafka: ReplicationControlManager.createPartitions takes the first
-    /// partition's), else `default.replication.factor`, at most one per node.
+    /// partition's), else every node, as builds before this one placed every partition
+    /// (CreateTopics, CreatePartitions and auto-creation now place theirs explicitly).
     fn replication_factor_of(&self, state: &State, topic: &Topic) -> usize {
         let name = topic.name.clone();
         state
@@ -200,7 +202,7 @@ impl Cluster {
             .range((name.clone(), i32::MIN)..=(name, i32::MAX))
             .map(|(_, e)| e)
             .find(|e| e.topic_id == topic.id && !e.replicas.is_empty())
-            .map_or(self.default_replication_factor, |e| e.replicas.len())
+            .map_or(self.nodes.len(), |e| e.replicas.len())
             .clamp(1, self.nodes.len().max(1))
     }
 

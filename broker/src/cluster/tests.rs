@@ -363,9 +363,10 @@ fn a_partition_placed_on_first_use_gets_as_many_replicas_as_the_topics_others() 
     assert_eq!(cluster.view(&topic, 0).replicas, vec![2, 0]);
     assert_eq!(cluster.replication_factor(&topic), 2);
     assert_eq!(cluster.view(&topic, 1).replicas.len(), 2);
-    // A topic with no placed partition gets default.replication.factor.
+    // A topic with no placed partition (from a table of an earlier build) gets every node,
+    // as earlier builds placed it.
     let other = topics.create("u", 1, Default::default(), &[]).unwrap();
-    assert_eq!(cluster.view(&other, 0).replicas.len(), 1);
+    assert_eq!(cluster.view(&other, 0).replicas.len(), 3);
     // Assigned replicas survive a restart.
     drop(cluster);
     let reopened = Cluster::open(endpoints(3), Some(dir.path()), 1).unwrap();

@@ -30,7 +30,8 @@ enum AuthorizerKind {
 ///
 /// With --nodes N one process presents broker ids NODE_ID..NODE_ID+N-1, each on its own
 /// port, with partition leaders spread over them. Leaders move through ElectLeaders and
-/// AlterPartitionReassignments, or when a node is stopped through the node control
+/// AlterPartitionReassignments, or when a node is stopped (to another live replica: see
+/// --default-replication-factor) through the node control
 /// (--admin-listen): `curl -X POST http://ADDR/nodes/1/stop`, `.../nodes/1/start`,
 /// `curl http://ADDR/nodes`. Storage stays one copy per partition: the nodes exist to
 /// exercise clients' leader routing, not durability.

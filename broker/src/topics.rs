@@ -273,26 +273,48 @@ impl TopicRegistry {
         configs: TopicConfigs,
         same_request: &[String],
     ) -> Result<Arc<Topic>, TopicError> {
+        self.create_placed(name, partitions, configs, same_request, |_| Ok(()))
+    }
+
+    /// [`Self::create`], with `place` run on the new topic before anyone can see it (the
+    /// cluster places its replicas there); its error undoes the creation.
+    pub fn create_placed<E: From<TopicError>>(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: TopicConfigs,
+        same_request: &[String],
+        place: impl FnOnce(&Topic) -> Result<(), E>,
+    ) -> Result<Arc<Topic>, E> {
         validate_name(name)?;
         if partitions < 1 {
             return Err(TopicError::InvalidPartitions {
                 topic: name.to_string(),
                 requested: partitions,
                 current: 0,
-            });
+            }
+            .into());
         }
         let _admin = self.admin.lock().expect("admin lock");
         if self.get(name).is_some() {
-            return Err(TopicError::AlreadyExists(name.to_string()));
+            return Err(TopicError::AlreadyExists(name.to_string()).into());
         }
         if let Some(existing) = self.colliding(name, same_request) {
             return Err(TopicError::Collides {
                 name: name.to_string(),
                 existing,
-            });
+            }
+            .into());
         }
         let parts = self.open_new_partitions(name, 0..partitions, self.log_config(&configs))?;
         let topic = Arc::new(Topic::new(name, Uuid::new_v4(), configs, parts));
+        if let Err(e) = place(&topic) {
+            discard(
+                name,
+                std::mem::take(&mut *topic.partitions.write().expect("partitions lock")),
+            );
+            return Err(e);
+        }
         self.topics
             .write()
             .expect("topics lock")
@@ -303,7 +325,7 @@ impl TopicRegistry {
                 name,
                 std::mem::take(&mut *topic.partitions.write().expect("partitions lock")),
             );
-            return Err(e);
+            return Err(e.into());
         }
         tracing::info!(topic = name, partitions, "Created topic.");
         Ok(topic)
@@ -352,14 +374,17 @@ impl TopicRegistry {
     }
 
     /// Grows a topic to `count` partitions, adding at most `most_added` (also when only
-    /// validating); returns how many it added (or would add).
-    pub fn add_partitions(
+    /// validating); returns how many it added (or would add). `place` runs under the
+    /// registry's lock with the topic and its partition count before the change, also when
+    /// only validating, and before anyone can see the new partitions; its error stops it.
+    pub fn add_partitions<E: From<TopicError>>(
         &self,
         name: &str,
         count: i32,
         validate_only: bool,
         most_added: i64,
-    ) -> Result<i64, TopicError> {
+        place: impl FnOnce(&Topic, i32) -> Result<(), E>,
+    ) -> Result<i64, E> {
         let _admin = self.admin.lock().expect("admin lock");
         let topic = self
             .get(name)
@@ -370,7 +395,8 @@ impl TopicRegistry {
                 topic: name.to_string(),
                 requested: count,
                 current,
-            });
+            }
+            .into());
         }
         let adding = i64::from(count) - i64::from(current);
         if adding > most_added {
@@ -378,8 +404,10 @@ impl TopicRegistry {
                 topic: name.to_string(),
                 requested: adding,
                 most: most_added,
-            });
+            }
+            .into());
         }
+        place(&topic, current)?;
         if validate_only {
             return Ok(adding);
         }
@@ -397,7 +425,7 @@ impl TopicRegistry {
                 .expect("partitions lock")
                 .split_off(current as usize);
             discard(name, added);
-            return Err(e);
+            return Err(e.into());
         }
         tracing::info!(
             topic = name,

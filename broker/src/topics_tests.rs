@@ -28,7 +28,9 @@ fn a_create_or_grow_failing_midway_leaves_no_partition_directories() {
 
     reg.create("g", 1, TopicConfigs::new(), &[]).unwrap();
     std::fs::write(dir.path().join("g-3"), b"").unwrap();
-    let e = reg.add_partitions("g", 6, false, 10).unwrap_err();
+    let e = reg
+        .add_partitions("g", 6, false, 10, |_, _| Ok::<_, TopicError>(()))
+        .unwrap_err();
     assert!(matches!(e, TopicError::Log(_)), "{e}");
     assert_eq!(reg.get("g").unwrap().partition_count(), 1);
     assert_eq!(entries(dir.path()), ["g-0", "g-3", "t-5", "topics.json"]);
@@ -40,7 +42,9 @@ fn a_create_or_grow_failing_midway_leaves_no_partition_directories() {
     std::fs::create_dir(&blocker).unwrap();
     let e = reg.create("t", 8, TopicConfigs::new(), &[]).unwrap_err();
     assert!(matches!(e, TopicError::Persist { .. }), "{e}");
-    let e = reg.add_partitions("g", 6, false, 10).unwrap_err();
+    let e = reg
+        .add_partitions("g", 6, false, 10, |_, _| Ok::<_, TopicError>(()))
+        .unwrap_err();
     assert!(matches!(e, TopicError::Persist { .. }), "{e}");
     assert_eq!(reg.get("g").unwrap().partition_count(), 1);
     assert_eq!(
@@ -51,7 +55,8 @@ fn a_create_or_grow_failing_midway_leaves_no_partition_directories() {
 
     // Once the way is clear, both work.
     reg.create("t", 8, TopicConfigs::new(), &[]).unwrap();
-    reg.add_partitions("g", 6, false, 10).unwrap();
+    reg.add_partitions("g", 6, false, 10, |_, _| Ok::<_, TopicError>(()))
+        .unwrap();
     assert_eq!(entries(dir.path()).len(), 8 + 6 + 1);
 }
 

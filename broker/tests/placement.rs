@@ -141,3 +141,67 @@ fn replicas_follow_the_replication_factor_and_a_stopped_node_takes_its_partition
 fn replicas_of(parts: &BTreeMap<i64, Listed>) -> Vec<Vec<i64>> {
     parts.values().map(|p| p.1.clone()).collect()
 }
+
+/// Creates 40 topics assigned to [2, 1] while another connection polls Metadata for every
+/// topic: none may ever be listed with other replicas or another leader (Kafka creates a
+/// topic and its placement in one batch of records: ReplicationControlManager.createTopics).
+#[test]
+fn a_created_topic_is_never_seen_before_its_replicas_are_placed() {
+    use kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment;
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = ThreeNodes::start(dir.path(), &[]);
+    let addr = nodes.addr();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let wrong = rt.block_on(async {
+        let m = Messenger::connect(&addr, MessengerConfig::default())
+            .await
+            .expect("connect");
+        let poller = Messenger::connect(&addr, MessengerConfig::default())
+            .await
+            .expect("connect");
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watch = {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut wrong = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let req = MetadataRequest::default().with_topics(None);
+                    let md = poller.send_at(&req, 12).await.expect("metadata");
+                    for t in &md.topics {
+                        for p in &t.partitions {
+                            let replicas: Vec<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+                            if replicas != [2, 1] || p.leader_id.0 != 2 {
+                                wrong.push(format!(
+                                    "{:?}: leader {} replicas {replicas:?}",
+                                    t.name, p.leader_id.0
+                                ));
+                            }
+                        }
+                    }
+                }
+                wrong
+            })
+        };
+        for i in 0..40 {
+            let req = CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(format!("race-{i}"))))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+                    .with_assignments(vec![CreatableReplicaAssignment::default()
+                        .with_partition_index(0)
+                        .with_broker_ids(vec![BrokerId(2), BrokerId(1)])])]);
+            let r = m.send_at(&req, 7).await.expect("CreateTopics");
+            assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        watch.await.expect("poller")
+    });
+    assert!(
+        wrong.is_empty(),
+        "{} sightings before placement: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+}

@@ -365,8 +365,11 @@ pub(crate) fn validate_assignment(target: &[i32], nodes: &[i32]) -> Result<(), E
             "The manual partition assignment includes an empty replica list.".into(),
         ));
     }
+    // Kafka walks the replicas sorted.
+    let mut sorted = target.to_vec();
+    sorted.sort();
     let mut seen = BTreeSet::new();
-    for r in target {
+    for r in &sorted {
         if !nodes.contains(r) {
             return Err(ElectionError::InvalidAssignment(format!(
                 "The manual partition assignment includes broker {r}, but no such broker is registered."

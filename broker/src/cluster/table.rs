@@ -104,7 +104,7 @@ impl Cluster {
                 dirty,
             }),
             nodes,
-            default_replication_factor,
+            default_replication_factor: default_replication_factor.max(1),
         })
     }
 
@@ -264,6 +264,17 @@ impl Cluster {
         Ok(partitions
             .map(|p| leadership::placement(topic, p, &nodes, &live, replication_factor as usize))
             .collect())
+    }
+
+    /// Forgets every partition of a deleted topic, so the table does not keep it.
+    pub fn forget(&self, topic: &str) -> std::io::Result<()> {
+        {
+            let mut state = self.state.lock().expect("cluster lock");
+            let before = state.partitions.len();
+            state.partitions.retain(|(t, _), _| t != topic);
+            state.dirty |= state.partitions.len() != before;
+        }
+        self.persist()
     }
 
     /// The default replication factor (`default.replication.factor`).

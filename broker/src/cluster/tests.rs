@@ -380,3 +380,16 @@ fn a_partition_placed_on_first_use_gets_as_many_replicas_as_the_topics_others() 
         )
     );
 }
+
+#[test]
+fn a_deleted_topic_leaves_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = registry(dir.path());
+    let topic = topics.create("gone", 2, Default::default(), &[]).unwrap();
+    let cluster = Cluster::open(endpoints(3), Some(dir.path()), 1).unwrap();
+    cluster.assign(&topic, 0, vec![vec![1], vec![2]]).unwrap();
+    let table = || std::fs::read_to_string(dir.path().join("leaders.json")).unwrap();
+    assert!(table().contains("\"gone\""), "{}", table());
+    cluster.forget("gone").unwrap();
+    assert!(!table().contains("\"gone\""), "{}", table());
+}

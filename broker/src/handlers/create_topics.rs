@@ -289,20 +289,15 @@ fn create_one(
     let partitions = replicas.len() as i32;
     let replication_factor = replicas[0].len() as i16;
     if !validate_only {
-        match broker
-            .topics
-            .create(name, partitions, configs.clone(), created)
-        {
+        // The replicas are in the table before anyone can see the topic.
+        let created_topic =
+            broker
+                .topics
+                .create_placed(name, partitions, configs.clone(), created, |topic| {
+                    replica_assignments::assign(broker, topic, 0, replicas)
+                });
+        match created_topic {
             Ok(topic) => {
-                if let Err(e) = broker.cluster.assign(&topic, 0, replicas) {
-                    let e = TopicError::Persist {
-                        path: "leaders.json".into(),
-                        source: e,
-                    };
-                    tracing::error!(topic = name, error = %e, "Cannot place a new topic's replicas; deleting it.");
-                    let _ = broker.topics.delete(name);
-                    return fail(result, super::topic_error_code(&e), e.to_string());
-                }
                 created.push(name.to_string());
                 result.topic_id = if version >= 7 {
                     topic.id

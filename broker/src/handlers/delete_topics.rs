@@ -144,6 +144,10 @@ pub fn delete(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
             let deleted = broker.topics.delete(&topic.name);
             if deleted.is_ok() {
                 broker.groups.remove_topic_offsets(&topic.name);
+                if let Err(e) = broker.cluster.forget(&topic.name) {
+                    // Kept entries are harmless: a topic created again has a new id.
+                    tracing::warn!(topic = %topic.name, error = %e, "Cannot write leaders.json after a delete.");
+                }
             }
             if let Err(e) = deleted {
                 r.error_code = super::topic_error_code(&e).code();

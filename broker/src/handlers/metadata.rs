@@ -15,6 +15,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use super::replica_assignments::{self, Refused};
 use crate::state::Broker;
 use crate::topics::{Topic, TopicError};
 
@@ -111,38 +112,41 @@ fn lookup_or_create(
     }
     let partitions = broker.config.default_partitions;
     let rf = broker.cluster.default_replication_factor() as i32;
-    // Kafka's controller refuses a topic it cannot place; the client is told the leader is
-    // not available yet.
-    // Kafka: AutoTopicCreationManager.createTopics (LEADER_NOT_AVAILABLE)
-    let replicas = match broker.cluster.place(name.as_str(), 0..partitions, rf) {
-        Ok(replicas) => replicas,
-        Err(reason) => {
-            tracing::warn!(topic = %name.as_str(), reason, "Cannot auto-create a topic.");
-            return error(ResponseError::LeaderNotAvailable);
-        }
-    };
-    match broker
-        .topics
-        .create(name.as_str(), partitions, Default::default(), &[])
-    {
-        Ok(t) => match broker.cluster.assign(&t, 0, replicas) {
-            Ok(()) => describe(broker, &t, version),
-            Err(e) => {
-                tracing::error!(topic = %name.as_str(), error = %e, "Cannot place a new topic's replicas; deleting it.");
-                let _ = broker.topics.delete(name.as_str());
-                error(ResponseError::KafkaStorageError)
-            }
+    // The replicas are in the table before anyone can see the topic.
+    let created = broker.topics.create_placed(
+        name.as_str(),
+        partitions,
+        Default::default(),
+        &[],
+        |topic| {
+            let replicas = broker
+                .cluster
+                .place(&topic.name, 0..partitions, rf)
+                .map_err(|reason| Refused::Replicas(ResponseError::LeaderNotAvailable, reason))?;
+            Ok::<_, Refused>(replica_assignments::assign(broker, topic, 0, replicas)?)
         },
+    );
+    match created {
+        Ok(t) => describe(broker, &t, version),
         // Another request created it first.
-        Err(TopicError::AlreadyExists(_)) => match broker.topics.get(name.as_str()) {
-            Some(t) => describe(broker, &t, version),
-            None => error(ResponseError::LeaderNotAvailable),
-        },
-        // Kafka's auto-creation hands the topic to the controller, which refuses it; the
-        // client is told the leader is not available yet.
+        Err(Refused::Topic(TopicError::AlreadyExists(_))) => {
+            match broker.topics.get(name.as_str()) {
+                Some(t) => describe(broker, &t, version),
+                None => error(ResponseError::LeaderNotAvailable),
+            }
+        }
+        // Kafka's auto-creation hands the topic to the controller, which refuses it (a
+        // colliding name, a replication factor it cannot place); the client is told the
+        // leader is not available yet.
         // Kafka: AutoTopicCreationManager.createTopics (LEADER_NOT_AVAILABLE)
-        Err(TopicError::Collides { .. }) => error(ResponseError::LeaderNotAvailable),
-        Err(e) => error(super::topic_error_code(&e)),
+        Err(Refused::Topic(TopicError::Collides { .. })) => {
+            error(ResponseError::LeaderNotAvailable)
+        }
+        Err(Refused::Replicas(code, reason)) => {
+            tracing::warn!(topic = %name.as_str(), reason, "Cannot auto-create a topic.");
+            error(code)
+        }
+        Err(Refused::Topic(e)) => error(super::topic_error_code(&e)),
     }
 }
 

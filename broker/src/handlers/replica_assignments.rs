@@ -5,8 +5,42 @@
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::error::ResponseError;
+
 use crate::cluster::leadership::{validate_assignment, ElectionError};
 use crate::state::Broker;
+use crate::topics::{Topic, TopicError};
+
+/// Why a topic or its new partitions were not created: the registry's error, or Kafka's
+/// refusal of their replicas.
+#[derive(Debug)]
+pub enum Refused {
+    Topic(TopicError),
+    Replicas(ResponseError, String),
+}
+
+impl From<TopicError> for Refused {
+    fn from(e: TopicError) -> Self {
+        Refused::Topic(e)
+    }
+}
+
+/// Gives the partitions of `topic` from `first` on their `replicas` in the leadership
+/// table (written to disk first).
+pub fn assign(
+    broker: &Broker,
+    topic: &Topic,
+    first: i32,
+    replicas: Vec<Vec<i32>>,
+) -> Result<(), TopicError> {
+    broker
+        .cluster
+        .assign(topic, first, replicas)
+        .map_err(|source| TopicError::Persist {
+            path: "leaders.json".into(),
+            source,
+        })
+}
 
 /// Checks one partition's manual assignment; `replication_factor`: the replica count the
 /// topic's other partitions have, if known.

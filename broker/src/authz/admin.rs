@@ -8,7 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{default_message, Guard, CLUSTER_DENIED, GROUP_DENIED, TOPIC_DENIED};
 use crate::acl::{op, resource, CLUSTER_NAME};
-use crate::handlers;
+use crate::handlers::{self, alter_checks};
 use crate::state::Broker;
 
 // Kafka: ConfigResource.Type
@@ -85,18 +85,29 @@ pub fn alter_configs(
     mut req: AlterConfigsRequest,
     version: i16,
 ) -> AlterConfigsResponse {
-    let (kept, refused) = split_configs(g, op::ALTER_CONFIGS, req.resources, |r| {
+    let (checked, invalid) = alter_checks::split(
+        req.resources,
+        |r| (r.resource_type, r.resource_name.to_string()),
+        |r| {
+            r.configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.is_none()))
+                .collect()
+        },
+    );
+    let (kept, refused) = split_configs(g, op::ALTER_CONFIGS, checked, |r| {
         (r.resource_type, &r.resource_name)
     });
     req.resources = kept;
     let mut resp = handlers::configs::alter(broker, req, version);
-    resp.responses.extend(refused.into_iter().map(|(r, code)| {
+    let answer = |r: alter_configs_request::AlterConfigsResource, code: i16, msg| {
         alter_configs_response::AlterConfigsResourceResponse::default()
             .with_error_code(code)
-            .with_error_message(default_message(code))
+            .with_error_message(msg)
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name)
-    }));
+    };
+    resp.responses.extend(refusals(invalid, refused, answer));
     resp
 }
 
@@ -108,19 +119,36 @@ pub fn incremental_alter_configs(
     mut req: IncrementalAlterConfigsRequest,
     version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let (kept, refused) = split_configs(g, op::ALTER_CONFIGS, req.resources, |r| {
+    // An incremental DELETE needs no value.
+    let (checked, invalid) = alter_checks::split(
+        req.resources,
+        |r| (r.resource_type, r.resource_name.to_string()),
+        |r| {
+            r.configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        c.value.is_none() && c.config_operation != 1,
+                    )
+                })
+                .collect()
+        },
+    );
+    let (kept, refused) = split_configs(g, op::ALTER_CONFIGS, checked, |r| {
         (r.resource_type, &r.resource_name)
     });
     req.resources = kept;
     let mut resp = handlers::configs::incremental_alter(broker, req, version);
     // The same response shape as AlterConfigs' (its own type in kafka-protocol).
-    resp.responses.extend(refused.into_iter().map(|(r, code)| {
+    let answer = |r: incremental_alter_configs_request::AlterConfigsResource, code: i16, msg| {
         incremental_alter_configs_response::AlterConfigsResourceResponse::default()
             .with_error_code(code)
-            .with_error_message(default_message(code))
+            .with_error_message(msg)
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name)
-    }));
+    };
+    resp.responses.extend(refusals(invalid, refused, answer));
     resp
 }
 
@@ -307,4 +335,21 @@ pub fn alter_user_scram_credentials(
         })
         .collect();
     AlterUserScramCredentialsResponse::default().with_results(results)
+}
+
+/// The answers to resources refused before the handler: those Kafka's `preprocess`
+/// refuses, with its message, then those the authorizer denies.
+fn refusals<R, A>(
+    invalid: Vec<(R, alter_checks::Failure)>,
+    denied: Vec<(R, i16)>,
+    answer: impl Fn(R, i16, Option<StrBytes>) -> A,
+) -> Vec<A> {
+    let invalid = invalid
+        .into_iter()
+        .map(|(r, (code, msg))| answer(r, code.code(), Some(StrBytes::from_string(msg))))
+        .collect::<Vec<_>>();
+    let denied = denied
+        .into_iter()
+        .map(|(r, code)| answer(r, code, default_message(code)));
+    invalid.into_iter().chain(denied).collect()
 }

@@ -46,3 +46,29 @@ pub fn resource<'a>(
     }
     Ok(())
 }
+
+/// Splits `resources` into those that pass the checks above and those refused, with why:
+/// for the authorizer's wrappers, which answer these before any authorization as Kafka
+/// does (its `preprocess` runs first). `configs(r)`: (name, refused null) per config.
+pub fn split<R>(
+    resources: Vec<R>,
+    key: impl Fn(&R) -> (i8, String),
+    configs: impl Fn(&R) -> Vec<(String, bool)>,
+) -> (Vec<R>, Vec<(R, Failure)>) {
+    let keys: Vec<(i8, String)> = resources.iter().map(&key).collect();
+    let twice = repeated(keys.iter().map(|(t, n)| (*t, n.as_str())));
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for (i, r) in resources.into_iter().enumerate() {
+        let listed = configs(&r);
+        let checked = resource(
+            twice.contains(&i),
+            listed.iter().map(|(n, null)| (n.as_str(), *null)),
+        );
+        match checked {
+            Ok(()) => kept.push(r),
+            Err(failure) => refused.push((r, failure)),
+        }
+    }
+    (kept, refused)
+}

@@ -2,7 +2,7 @@
 //! or both ways, and a name or id given twice get INVALID_REQUEST and are not deleted,
 //! as Kafka's controller answers them (ControllerApis.deleteTopics).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -117,8 +117,23 @@ pub fn delete(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
             .map(|n| (Some(n), uuid::Uuid::nil()))
             .collect()
     };
+    // A topic named by name and by its id: the name gets INVALID_REQUEST, the id no answer,
+    // and it is not deleted.
+    // Kafka: ControllerApis.deleteTopics ("maps to an ID that was already supplied")
+    let by_id: HashSet<uuid::Uuid> = targets
+        .iter()
+        .filter(|(name, id)| name.is_none() && !id.is_nil())
+        .map(|(_, id)| *id)
+        .collect();
+    let both_ways: HashSet<uuid::Uuid> = targets
+        .iter()
+        .filter_map(|(name, _)| broker.topics.get(name.as_ref()?.as_str()))
+        .map(|t| t.id)
+        .filter(|id| by_id.contains(id))
+        .collect();
     let responses = targets
         .into_iter()
+        .filter(|(name, id)| name.is_some() || !both_ways.contains(id))
         .map(|(name, id)| {
             let topic = match &name {
                 Some(n) => broker.topics.get(n.as_str()),
@@ -127,6 +142,14 @@ pub fn delete(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
             let mut r = DeletableTopicResult::default().with_name(name.clone());
             if version >= 6 {
                 r.topic_id = id;
+            }
+            if let Some(t) = topic.as_ref().filter(|t| both_ways.contains(&t.id)) {
+                r.topic_id = t.id;
+                r.error_code = ResponseError::InvalidRequest.code();
+                r.error_message = message(
+                    "The provided topic name maps to an ID that was already supplied.".to_string(),
+                );
+                return r;
             }
             let Some(topic) = topic else {
                 let code = if name.is_none() {

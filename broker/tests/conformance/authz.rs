@@ -152,6 +152,23 @@ async fn describe_configs_code(ctx: Ctx, resource_type: i8, name: &str) -> Got {
     code_or_closed(ctx.m.send_at(&req, 4).await, |r| r.results[0].error_code)
 }
 
+/// IncrementalAlterConfigs SET `segment.ms` = `value` on topic `t`; the answer's code.
+async fn incremental_alter_code(ctx: Ctx, value: Option<&str>) -> Got {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("t"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(s("segment.ms"))
+                .with_config_operation(0)
+                .with_value(value.map(s))]),
+    ]);
+    code_or_closed(ctx.m.send_at(&req, 1).await, |r| r.responses[0].error_code)
+}
+
 /// Creates `deletable-<row>` and deletes it by id (DeleteTopics v6).
 async fn delete_by_id_code(ctx: Ctx) -> Got {
     use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -262,6 +279,12 @@ pub fn rows() -> Vec<Row> {
         row!("DescribeConfigs of a topic without DESCRIBE_CONFIGS: TOPIC_AUTHORIZATION_FAILED",
             "ConfigHelper.handleDescribeConfigsRequest", Got::Code(TOPIC_DENIED), authorizer,
             |ctx| describe_configs_code(ctx, 2, "t").await),
+        row!("IncrementalAlterConfigs of a denied topic with a null SET value: INVALID_REQUEST (checked before authorization)",
+            "KafkaApis.handleIncrementalAlterConfigsRequest (ConfigAdminManager.preprocess first)", Got::Code(42), authorizer,
+            |ctx| incremental_alter_code(ctx, None).await),
+        row!("IncrementalAlterConfigs of a denied topic: TOPIC_AUTHORIZATION_FAILED",
+            "KafkaApis.handleIncrementalAlterConfigsRequest (authorizeAlterResource)", Got::Code(TOPIC_DENIED), authorizer,
+            |ctx| incremental_alter_code(ctx, Some("100000")).await),
         row!("DescribeAcls without CLUSTER DESCRIBE: CLUSTER_AUTHORIZATION_FAILED",
             "AclApis.handleDescribeAcls (authorizeClusterOperation)", Got::Code(CLUSTER_DENIED), authorizer,
             |ctx| {

@@ -185,6 +185,15 @@ pub fn rows() -> Vec<Row> {
             }
         ),
         row!(
+            "DeleteTopics v6 naming a topic by name and by its id: INVALID_REQUEST, nothing deleted",
+            "ControllerApis.deleteTopics",
+            Got::Code(INVALID_REQUEST),
+            |ctx| {
+                let (topic, id) = fresh(&ctx).await;
+                delete(&ctx, &topic, vec![by_name(&topic), by_id(id)]).await
+            }
+        ),
+        row!(
             "DeleteTopics v6 by id deletes the topic",
             "ControllerApis.deleteTopics",
             Got::Answer("deleted".into()),

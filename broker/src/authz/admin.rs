@@ -78,77 +78,51 @@ pub fn describe_configs(
     resp
 }
 
-/// Kafka: ControllerApis.handleLegacyAlterConfigs (authorizeAlterResource)
+/// Kafka: ControllerApis.handleLegacyAlterConfigs (authorizeAlterResource), after
+/// ConfigAdminManager.preprocess
 pub fn alter_configs(
     g: &Guard<'_>,
     broker: &Broker,
     mut req: AlterConfigsRequest,
     version: i16,
 ) -> AlterConfigsResponse {
-    let (checked, invalid) = alter_checks::split(
-        req.resources,
-        |r| (r.resource_type, r.resource_name.to_string()),
-        |r| {
-            r.configs
-                .iter()
-                .map(|c| (c.name.to_string(), c.value.is_none()))
-                .collect()
-        },
-    );
-    let (kept, refused) = split_configs(g, op::ALTER_CONFIGS, checked, |r| {
+    let invalid = alter_checks::take_refused_legacy(&mut req);
+    let (kept, denied) = split_configs(g, op::ALTER_CONFIGS, req.resources, |r| {
         (r.resource_type, &r.resource_name)
     });
     req.resources = kept;
-    let mut resp = handlers::configs::alter(broker, req, version);
-    let answer = |r: alter_configs_request::AlterConfigsResource, code: i16, msg| {
-        alter_configs_response::AlterConfigsResourceResponse::default()
-            .with_error_code(code)
-            .with_error_message(msg)
-            .with_resource_type(r.resource_type)
-            .with_resource_name(r.resource_name)
-    };
-    resp.responses.extend(refusals(invalid, refused, answer));
+    let mut resp = handlers::configs::alter_checked(broker, req, version);
+    resp.responses.extend(alter_checks::legacy_answers(invalid));
+    resp.responses.extend(
+        denied
+            .into_iter()
+            .map(|(r, code)| alter_checks::legacy_answer(r, code, default_message(code))),
+    );
     resp
 }
 
 /// Kafka: KafkaApis.handleIncrementalAlterConfigsRequest, ControllerApis
-/// .handleIncrementalAlterConfigs (authorizeAlterResource)
+/// .handleIncrementalAlterConfigs (authorizeAlterResource), after
+/// ConfigAdminManager.preprocess
 pub fn incremental_alter_configs(
     g: &Guard<'_>,
     broker: &Broker,
     mut req: IncrementalAlterConfigsRequest,
     version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    // An incremental DELETE needs no value.
-    let (checked, invalid) = alter_checks::split(
-        req.resources,
-        |r| (r.resource_type, r.resource_name.to_string()),
-        |r| {
-            r.configs
-                .iter()
-                .map(|c| {
-                    (
-                        c.name.to_string(),
-                        c.value.is_none() && c.config_operation != 1,
-                    )
-                })
-                .collect()
-        },
-    );
-    let (kept, refused) = split_configs(g, op::ALTER_CONFIGS, checked, |r| {
+    let invalid = alter_checks::take_refused_incremental(&mut req);
+    let (kept, denied) = split_configs(g, op::ALTER_CONFIGS, req.resources, |r| {
         (r.resource_type, &r.resource_name)
     });
     req.resources = kept;
-    let mut resp = handlers::configs::incremental_alter(broker, req, version);
-    // The same response shape as AlterConfigs' (its own type in kafka-protocol).
-    let answer = |r: incremental_alter_configs_request::AlterConfigsResource, code: i16, msg| {
-        incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-            .with_error_code(code)
-            .with_error_message(msg)
-            .with_resource_type(r.resource_type)
-            .with_resource_name(r.resource_name)
-    };
-    resp.responses.extend(refusals(invalid, refused, answer));
+    let mut resp = handlers::configs::incremental_alter_checked(broker, req, version);
+    resp.responses
+        .extend(alter_checks::incremental_answers(invalid));
+    resp.responses.extend(
+        denied
+            .into_iter()
+            .map(|(r, code)| alter_checks::incremental_answer(r, code, default_message(code))),
+    );
     resp
 }
 
@@ -335,21 +309,4 @@ pub fn alter_user_scram_credentials(
         })
         .collect();
     AlterUserScramCredentialsResponse::default().with_results(results)
-}
-
-/// The answers to resources refused before the handler: those Kafka's `preprocess`
-/// refuses, with its message, then those the authorizer denies.
-fn refusals<R, A>(
-    invalid: Vec<(R, alter_checks::Failure)>,
-    denied: Vec<(R, i16)>,
-    answer: impl Fn(R, i16, Option<StrBytes>) -> A,
-) -> Vec<A> {
-    let invalid = invalid
-        .into_iter()
-        .map(|(r, (code, msg))| answer(r, code.code(), Some(StrBytes::from_string(msg))))
-        .collect::<Vec<_>>();
-    let denied = denied
-        .into_iter()
-        .map(|(r, code)| answer(r, code, default_message(code)));
-    invalid.into_iter().chain(denied).collect()
 }

@@ -337,23 +337,25 @@ fn alter_resource(
     }
 }
 
-pub fn alter(broker: &Broker, req: AlterConfigsRequest, _version: i16) -> AlterConfigsResponse {
-    let repeated = alter_checks::repeated(
-        req.resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.as_str())),
-    );
+/// AlterConfigs: what Kafka's `preprocess` refuses is answered first ([`alter_checks`]).
+pub fn alter(broker: &Broker, mut req: AlterConfigsRequest, version: i16) -> AlterConfigsResponse {
+    let refused = alter_checks::take_refused_legacy(&mut req);
+    let mut resp = alter_checked(broker, req, version);
+    resp.responses.extend(alter_checks::legacy_answers(refused));
+    resp
+}
+
+/// AlterConfigs of resources that passed [`alter_checks`] (the authorizer's wrapper calls
+/// this after its own checks).
+pub fn alter_checked(
+    broker: &Broker,
+    req: AlterConfigsRequest,
+    _version: i16,
+) -> AlterConfigsResponse {
     let responses = req
         .resources
         .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let checked = alter_checks::resource(
-                repeated.contains(&i),
-                r.configs
-                    .iter()
-                    .map(|c| (c.name.as_str(), c.value.is_none())),
-            );
+        .map(|r| {
             let ops = r
                 .configs
                 .into_iter()
@@ -367,17 +369,14 @@ pub fn alter(broker: &Broker, req: AlterConfigsRequest, _version: i16) -> AlterC
             let mut out = alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            let result = checked.and_then(|()| {
-                alter_resource(
-                    broker,
-                    r.resource_type,
-                    r.resource_name.as_str(),
-                    ops,
-                    true,
-                    req.validate_only,
-                )
-            });
-            if let Err((code, msg)) = result {
+            if let Err((code, msg)) = alter_resource(
+                broker,
+                r.resource_type,
+                r.resource_name.as_str(),
+                ops,
+                true,
+                req.validate_only,
+            ) {
                 out.error_code = code.code();
                 out.error_message = message(msg);
             }
@@ -387,56 +386,54 @@ pub fn alter(broker: &Broker, req: AlterConfigsRequest, _version: i16) -> AlterC
     AlterConfigsResponse::default().with_responses(responses)
 }
 
+/// IncrementalAlterConfigs: what Kafka's `preprocess` refuses is answered first
+/// ([`alter_checks`]).
 pub fn incremental_alter(
+    broker: &Broker,
+    mut req: IncrementalAlterConfigsRequest,
+    version: i16,
+) -> IncrementalAlterConfigsResponse {
+    let refused = alter_checks::take_refused_incremental(&mut req);
+    let mut resp = incremental_alter_checked(broker, req, version);
+    resp.responses
+        .extend(alter_checks::incremental_answers(refused));
+    resp
+}
+
+/// IncrementalAlterConfigs of resources that passed [`alter_checks`].
+pub fn incremental_alter_checked(
     broker: &Broker,
     req: IncrementalAlterConfigsRequest,
     _version: i16,
 ) -> IncrementalAlterConfigsResponse {
-    let repeated = alter_checks::repeated(
-        req.resources
-            .iter()
-            .map(|r| (r.resource_type, r.resource_name.as_str())),
-    );
     let responses = req
         .resources
         .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
+        .map(|r| {
             let mut out =
                 incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone());
-            // An incremental DELETE needs no value.
-            let checked = alter_checks::resource(
-                repeated.contains(&i),
-                r.configs.iter().map(|c| {
-                    (
-                        c.name.as_str(),
-                        c.value.is_none() && c.config_operation != 1,
-                    )
-                }),
-            );
-            let ops: Result<Vec<(String, Op)>, Failure> = checked.and_then(|()| {
-                r.configs
-                    .into_iter()
-                    .map(|c| {
-                        let value = c.value.map(|v| v.to_string()).unwrap_or_default();
-                        let op = match c.config_operation {
-                            0 => Op::Set(value),
-                            1 => Op::Delete,
-                            2 => Op::Append(value),
-                            3 => Op::Subtract(value),
-                            other => {
-                                return Err((
-                                    ResponseError::InvalidRequest,
-                                    format!("Unknown config operation {other}."),
-                                ))
-                            }
-                        };
-                        Ok((c.name.to_string(), op))
-                    })
-                    .collect()
-            });
+            let ops: Result<Vec<(String, Op)>, Failure> = r
+                .configs
+                .into_iter()
+                .map(|c| {
+                    let value = c.value.map(|v| v.to_string()).unwrap_or_default();
+                    let op = match c.config_operation {
+                        0 => Op::Set(value),
+                        1 => Op::Delete,
+                        2 => Op::Append(value),
+                        3 => Op::Subtract(value),
+                        other => {
+                            return Err((
+                                ResponseError::InvalidRequest,
+                                format!("Unknown config operation {other}."),
+                            ))
+                        }
+                    };
+                    Ok((c.name.to_string(), op))
+                })
+                .collect();
             let result = ops.and_then(|ops| {
                 alter_resource(
                     broker,

@@ -124,6 +124,11 @@ async fn serve_frames<R, W>(
         let frame = match frame {
             None => break,
             Some(Ok(f)) => f.freeze(),
+            // A peer that went away is routine (Kafka: Selector logs it at debug).
+            Some(Err(e)) if is_disconnect(&e) => {
+                tracing::debug!(%peer, error = %e, "Connection closed by the peer.");
+                break;
+            }
             Some(Err(e)) => {
                 tracing::warn!(%peer, error = %e, "Closing connection: unreadable frame.");
                 break;
@@ -289,4 +294,13 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Progressing<'_, W> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
     }
+}
+
+/// Whether a read failed because the peer reset or dropped the connection.
+fn is_disconnect(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+    )
 }

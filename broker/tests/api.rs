@@ -525,3 +525,46 @@ async fn a_decompression_bomb_is_answered_not_expanded() {
     assert_eq!((p.error_code, p.offset), (0, -1), "nothing was appended");
     b.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn describe_log_dirs_reports_the_file_systems_total_and_usable_bytes() {
+    // Kafka: ReplicaManager.describeLogDirs (FileStore.getTotalSpace / getUsableSpace).
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path()).await;
+    let m = connect(&b).await;
+    create_topic(&m, "sized", 1).await;
+    produce(&m, "sized", 0, batch(3, 1)).await;
+    let r = m
+        .send_at(&DescribeLogDirsRequest::default().with_topics(None), 4)
+        .await
+        .unwrap();
+    let result = &r.results[0];
+    // What df says of the same file system: its size in bytes, exactly.
+    let df = std::process::Command::new("df")
+        .args(["-B1", "--output=size,avail"])
+        .arg(dir.path())
+        .output()
+        .expect("df runs");
+    let text = String::from_utf8_lossy(&df.stdout);
+    let numbers: Vec<i64> = text
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(result.total_bytes, numbers[0], "{text}");
+    assert!(
+        result.usable_bytes > 0 && result.usable_bytes <= result.total_bytes,
+        "{result:?}"
+    );
+    assert_eq!(
+        result.log_dir.as_str(),
+        dir.path().to_str().unwrap(),
+        "the absolute path"
+    );
+    assert!(
+        result.topics.iter().any(|t| t.name.as_str() == "sized"),
+        "{result:?}"
+    );
+}

@@ -4,6 +4,7 @@
 //! SaslHandshake, or an ApiVersions after the handshake, gets ILLEGAL_SASL_STATE before the
 //! close; a second ApiVersions before it is closed at once. One request is handled at a time:
 //! the next waits until the answer before it is written, as SocketServer mutes the channel.
+//! A client that resets its connection is logged at debug, not as a warning.
 
 mod common;
 
@@ -299,4 +300,29 @@ async fn a_slow_reader_keeps_its_connection_and_a_stalled_one_does_not() {
         .await
         .expect("the broker did not close the stalled connection");
     assert!(seen.len() < 35 << 20, "{} bytes arrived", seen.len());
+}
+
+#[test]
+fn a_reset_connection_is_not_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = kmirror_testkit::BrokerProcess::start(
+        dir.path(),
+        &["--log-level", "info,kmirror_broker::connection=debug"],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+        // Half a frame, then a reset (SO_LINGER 0) while the broker reads the rest.
+        s.write_all(&100i32.to_be_bytes()).await.unwrap();
+        s.write_all(&[0, 3, 0, 1]).await.unwrap();
+        s.set_zero_linger().unwrap();
+    });
+    assert!(
+        broker
+            .log
+            .wait_for("Connection closed by the peer.", Duration::from_secs(30)),
+        "{}",
+        broker.log.tail(20)
+    );
+    assert!(!broker.log.contains(" WARN "), "{}", broker.log.tail(20));
 }

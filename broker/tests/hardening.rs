@@ -255,3 +255,75 @@ async fn a_produce_of_decompression_bombs_does_not_hold_up_other_connections() {
         .collect();
     assert_eq!(codes, vec![87; partitions as usize], "INVALID_RECORD is 87");
 }
+
+/// Reads one response frame; returns its correlation id.
+async fn read_correlation_id(s: &mut TcpStream) -> i32 {
+    let mut len = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut len))
+        .await
+        .expect("no response")
+        .expect("connection closed instead of a response");
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).await.unwrap();
+    i32::from_be_bytes(body[..4].try_into().unwrap())
+}
+
+/// A request header v1: API key, version, correlation id 7, client id null.
+fn header_v1(api_key: i16, version: i16) -> Vec<u8> {
+    let mut h = api_key.to_be_bytes().to_vec();
+    h.extend_from_slice(&version.to_be_bytes());
+    h.extend_from_slice(&7i32.to_be_bytes());
+    h.extend_from_slice(&[0xff, 0xff]);
+    h
+}
+
+#[tokio::test]
+async fn a_null_the_schema_forbids_at_the_version_closes_the_connection_as_in_kafka() {
+    // Kafka's generated read refuses these ("non-nullable field topics was serialized as
+    // null"): the request does not parse and the connection closes, with no answer.
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path()).await;
+    let null_array = [0xffu8, 0xff, 0xff, 0xff];
+    let null_string = [0xffu8, 0xff];
+    let group_g = [0u8, 1, b'g'];
+    let one_topic_named_null: Vec<u8> = [&[0u8, 0, 0, 1][..], &null_string].concat();
+    // (what, request body, answered): where the schema allows the null, it means "all".
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        (
+            "Metadata v0, topics null",
+            [header_v1(3, 0), null_array.to_vec()].concat(),
+            false,
+        ),
+        (
+            "Metadata v1, a topic named null",
+            [header_v1(3, 1), one_topic_named_null].concat(),
+            false,
+        ),
+        (
+            "OffsetFetch v1, topics null",
+            [header_v1(9, 1), group_g.to_vec(), null_array.to_vec()].concat(),
+            false,
+        ),
+        (
+            "Metadata v1, topics null",
+            [header_v1(3, 1), null_array.to_vec()].concat(),
+            true,
+        ),
+        (
+            "OffsetFetch v2, topics null",
+            [header_v1(9, 2), group_g.to_vec(), null_array.to_vec()].concat(),
+            true,
+        ),
+    ];
+    for (what, body, answered) in cases {
+        let mut s = raw(&b).await;
+        s.write_all(&frame(&body)).await.unwrap();
+        if answered {
+            assert_eq!(read_correlation_id(&mut s).await, 7, "{what}");
+        } else {
+            let seen = read_until_closed(&mut s).await;
+            assert!(seen.is_empty(), "{what}: answered {} bytes", seen.len());
+        }
+    }
+    b.shutdown().await.unwrap();
+}

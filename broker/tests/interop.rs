@@ -644,4 +644,9 @@ fn confluent_kafka_init_transactions_fails_fast() {
         out.contains("\"error\": \"TRANSACTIONAL_ID_AUTHORIZATION_FAILED\""),
         "{out}"
     );
+    // The broker's error message says why, so the user does not look for a missing ACL.
+    assert!(
+        out.contains("Transactions are not supported by kmirror-broker"),
+        "{out}"
+    );
 }

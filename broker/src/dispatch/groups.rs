@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 
-use super::{sync, Outcome};
+use super::{nulls, route_checked, sync, Outcome};
 use crate::authz::{self, Guard};
 use crate::handlers;
 
@@ -67,8 +67,10 @@ pub(super) async fn not_coordinator(
             .await
         }
         ApiKey::OffsetFetch => {
-            sync(frame, corr, version, |r| {
-                az::offset_fetch(g, r, version, |r| nc::offset_fetch(r, version))
+            route_checked(frame, corr, version, nulls::offset_fetch, |r| {
+                std::future::ready(az::offset_fetch(g, r, version, |r| {
+                    nc::offset_fetch(r, version)
+                }))
             })
             .await
         }

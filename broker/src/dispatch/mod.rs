@@ -7,6 +7,7 @@
 //! KIP-511 fallback answer instead. Handlers never see malformed input.
 
 mod groups;
+mod nulls;
 mod versions;
 
 use std::future::Future;
@@ -102,7 +103,7 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
             .await
         }
         ApiKey::Metadata => {
-            route(&mut frame, corr, version, |r| {
+            route_checked(&mut frame, corr, version, nulls::metadata, |r| {
                 authz::topics::metadata(g, broker, r, version)
             })
             .await
@@ -301,10 +302,10 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
             .await
         }
         ApiKey::OffsetFetch => {
-            sync(&mut frame, corr, version, |r| {
-                authz::groups::offset_fetch(g, r, version, |r| {
+            route_checked(&mut frame, corr, version, nulls::offset_fetch, |r| {
+                std::future::ready(authz::groups::offset_fetch(g, r, version, |r| {
                     broker.groups.offset_fetch(r, version)
-                })
+                }))
             })
             .await
         }
@@ -342,10 +343,33 @@ where
     F: FnOnce(R) -> Fut,
     Fut: Future<Output = R::Response>,
 {
+    route_checked(frame, corr, version, |_, _| None, f).await
+}
+
+/// [`route`] for a request whose schema forbids a null kafka-protocol reads ([`nulls`]):
+/// `forbidden` names the field, and the request is refused as one that does not parse.
+async fn route_checked<R, F, Fut>(
+    frame: &mut Bytes,
+    corr: i32,
+    version: i16,
+    forbidden: fn(&R, i16) -> Option<&'static str>,
+    f: F,
+) -> Outcome
+where
+    R: Request,
+    F: FnOnce(R) -> Fut,
+    Fut: Future<Output = R::Response>,
+{
     let req: R = match frame::decode_body(frame, version, "request body") {
         Ok(r) => r,
         Err(e) => return Outcome::Close(format!("API key {} v{version}: {e}", R::KEY)),
     };
+    if let Some(field) = forbidden(&req, version) {
+        return Outcome::Close(format!(
+            "API key {} v{version}: non-nullable field {field} was serialized as null",
+            R::KEY
+        ));
+    }
     let resp = f(req).await;
     respond(corr, version, &resp)
 }

@@ -322,12 +322,18 @@ async fn offset_commit_generation_checks_and_simple_commits() {
     let r = c.offset_commit(commit_req("g", "", -1, &[("t", 0, 12)]), 8);
     assert_eq!(commit_errors(&r), [ResponseError::UnknownMemberId.code()]);
     let mut big = commit_req("g", &m, generation, &[("t", 0, 12)]);
-    big.topics[0].partitions[0].committed_metadata = Some(StrBytes::from_string("x".repeat(5000)));
+    big.topics[0].partitions[0].committed_metadata = Some(StrBytes::from_string("x".repeat(4097)));
     let r = c.offset_commit(big, 8);
     assert_eq!(
         commit_errors(&r),
         [ResponseError::OffsetMetadataTooLarge.code()]
     );
+    // The limit counts characters as Java does (UTF-16 code units), not bytes: 4096
+    // two-byte characters fit.
+    // (At the offset already committed, which the fetch below expects.)
+    let mut wide = commit_req("g", &m, generation, &[("t", 0, 10)]);
+    wide.topics[0].partitions[0].committed_metadata = Some(StrBytes::from_string("é".repeat(4096)));
+    assert_eq!(commit_errors(&c.offset_commit(wide, 8)), [0]);
 
     let f = c.offset_fetch(fetch_v7("g", Some(&[("t", &[0, 1, 2])])), 7);
     assert_eq!(

@@ -72,7 +72,7 @@ pub struct CoordinatorConfig {
     pub fsync: bool,
     /// Rewrite the store on open once it is larger than this.
     pub compact_threshold_bytes: u64,
-    /// `offset.metadata.max.bytes`.
+    /// `offset.metadata.max.bytes`, which Kafka counts in characters (UTF-16 code units).
     pub max_offset_metadata_bytes: usize,
     /// Session timeout bounds and initial rebalance delay.
     pub group: GroupConfig,

@@ -135,7 +135,12 @@ impl Inner {
         for topic in &req.topics {
             let mut topic_errors = Vec::new();
             for p in &topic.partitions {
-                let metadata_len = p.committed_metadata.as_ref().map_or(0, |m| m.len());
+                // Kafka: OffsetMetadataManager.isMetadataInvalid counts Java chars (UTF-16
+                // code units), not bytes, despite the setting's name.
+                let metadata_len = p
+                    .committed_metadata
+                    .as_ref()
+                    .map_or(0, |m| m.encode_utf16().count());
                 let error = if !self
                     .partitions
                     .partition_exists(&topic.name, p.partition_index)

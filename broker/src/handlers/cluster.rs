@@ -44,12 +44,18 @@ pub fn find_coordinator(
     } else {
         0
     };
+    // Says why, so that a user does not go looking for a missing ACL.
+    let message = (error != 0)
+        .then(|| StrBytes::from_static_str("Transactions are not supported by kmirror-broker."));
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                let c = Coordinator::default().with_key(key).with_error_code(error);
+                let c = Coordinator::default()
+                    .with_key(key)
+                    .with_error_code(error)
+                    .with_error_message(message.clone());
                 if error == 0 {
                     c.with_node_id(node)
                         .with_host(host(&coordinator))
@@ -61,7 +67,9 @@ pub fn find_coordinator(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let resp = FindCoordinatorResponse::default().with_error_code(error);
+    let resp = FindCoordinatorResponse::default()
+        .with_error_code(error)
+        .with_error_message(message.filter(|_| version >= 1));
     if error != 0 {
         return resp.with_node_id(BrokerId(-1)).with_port(-1);
     }
@@ -70,11 +78,42 @@ pub fn find_coordinator(
         .with_port(coordinator.port)
 }
 
+/// DescribeCluster's endpoint types (KIP-919), as Kafka names them in its messages.
+const BROKER_ENDPOINT: i8 = 1;
+const CONTROLLER_ENDPOINT: i8 = 2;
+
 pub fn describe_cluster(
     broker: &Broker,
     req: DescribeClusterRequest,
-    _version: i16,
+    version: i16,
 ) -> DescribeClusterResponse {
+    // Kafka: AuthHelper.computeDescribeClusterResponse — a broker answers only for its
+    // brokers (INVALID_REQUEST at v0, where the field does not exist anyway).
+    let refused = |code: ResponseError, message: String| {
+        let code = if version == 0 {
+            ResponseError::InvalidRequest
+        } else {
+            code
+        };
+        DescribeClusterResponse::default()
+            .with_error_code(code.code())
+            .with_error_message(Some(StrBytes::from_string(message)))
+    };
+    match req.endpoint_type {
+        BROKER_ENDPOINT => {}
+        CONTROLLER_ENDPOINT => {
+            return refused(
+                ResponseError::MismatchedEndpointType,
+                "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER".into(),
+            )
+        }
+        other => {
+            return refused(
+                ResponseError::UnsupportedEndpointType,
+                format!("Unsupported endpoint type {other}"),
+            )
+        }
+    }
     // Kafka: KafkaApis.handleDescribeCluster (INT32_MIN unless asked for)
     let cluster_authorized_operations = if req.include_cluster_authorized_operations {
         super::acls::CLUSTER_OPERATIONS
@@ -98,6 +137,7 @@ pub fn describe_cluster(
         .with_cluster_id(StrBytes::from_string(broker.config.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.cluster.coordinator().node_id))
         .with_brokers(brokers)
+        .with_endpoint_type(BROKER_ENDPOINT)
 }
 
 pub fn offset_for_leader_epoch(
@@ -225,17 +265,23 @@ pub fn describe_log_dirs(
             })
         })
         .collect();
+    // Kafka: ReplicaManager.describeLogDirs (the absolute path; the file system's total
+    // and usable bytes, -1 where there is none: a broker in memory).
     let dir = broker
         .config
         .data_dir
         .as_ref()
-        .map(|d| d.display().to_string())
-        .unwrap_or_else(|| "memory".into());
+        .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
+    let (total_bytes, usable_bytes) = dir
+        .as_deref()
+        .and_then(crate::fsutil::space_bytes)
+        .unwrap_or((-1, -1));
+    let dir = dir.map_or_else(|| "memory".into(), |d| d.display().to_string());
     DescribeLogDirsResponse::default().with_results(vec![DescribeLogDirsResult::default()
         .with_log_dir(StrBytes::from_string(dir))
         .with_topics(topics)
-        .with_total_bytes(-1)
-        .with_usable_bytes(-1)])
+        .with_total_bytes(total_bytes)
+        .with_usable_bytes(usable_bytes)])
 }
 
 pub fn init_producer_id(

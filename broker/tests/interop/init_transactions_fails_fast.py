@@ -29,6 +29,7 @@ def main():
         err = e.args[0]
         result = {
             "error": err.name(),
+            "message": err.str(),
             "fatal": err.fatal(),
             "retriable": err.retriable(),
             "seconds": round(time.monotonic() - started, 3),

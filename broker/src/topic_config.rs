@@ -35,6 +35,18 @@ impl ConfigType {
             ConfigType::List => 7,
         }
     }
+
+    /// Kafka's name of the type (ConfigDef.Type), as its messages show it.
+    pub fn java_name(self) -> &'static str {
+        match self {
+            ConfigType::Boolean => "BOOLEAN",
+            ConfigType::String => "STRING",
+            ConfigType::Int => "INT",
+            ConfigType::Long => "LONG",
+            ConfigType::Double => "DOUBLE",
+            ConfigType::List => "LIST",
+        }
+    }
 }
 
 /// One known key.
@@ -91,12 +103,13 @@ pub const SEGMENT_BYTES_MIN: i64 = 1024 * 1024;
 
 /// Every topic-level key Kafka 4.x accepts.
 pub static TOPIC_KEYS: &[ConfigKey] = &[
-    one_of("cleanup.policy", List, "delete", &["delete", "compact"]),
+    // Choices in Kafka's order, as its refusals list them (LogConfig.CONFIG).
+    one_of("cleanup.policy", List, "delete", &["compact", "delete"]),
     one_of(
         "compression.type",
         ConfigType::String,
         "producer",
-        &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"],
+        &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"],
     ),
     num("compression.gzip.level", Int, "-1", -1),
     num("compression.lz4.level", Int, "9", 1),
@@ -155,70 +168,115 @@ pub fn lookup(name: &str) -> Option<&'static ConfigKey> {
 /// Why a config value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("unknown topic config {0}")]
+    // Kafka: LogConfig.validateNames.
+    #[error("Unknown topic config name: {0}")]
     UnknownKey(String),
-    #[error("invalid value {value:?} for {name}: {reason}")]
+    // Kafka: ConfigException(name, value, message).
+    #[error("Invalid value {value} for configuration {name}: {reason}")]
     InvalidValue {
         name: String,
         value: String,
         reason: String,
     },
+    /// Values that are valid one by one but not together.
+    #[error("{0}")]
+    Conflict(String),
 }
 
-/// Checks one key/value pair.
-pub fn validate(name: &str, value: &str) -> Result<(), ConfigError> {
+/// Checks one key/value pair and gives the value as Kafka holds it once parsed (Kafka:
+/// ConfigDef.parseType trims every value; ConfigHelper.allConfigs describes the parsed value
+/// through ConfigDef.convertToString): " 1000 " is 1000, " TRUE" is true, "compact, delete"
+/// is "compact,delete".
+pub fn validate(name: &str, raw: &str) -> Result<String, ConfigError> {
     let key = lookup(name).ok_or_else(|| ConfigError::UnknownKey(name.to_string()))?;
     let bad = |reason: String| ConfigError::InvalidValue {
         name: name.to_string(),
-        value: value.to_string(),
+        value: raw.to_string(),
         reason,
     };
-    match key.kind {
+    let value = raw.trim();
+    let parsed = match key.kind {
         Boolean => {
             if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
-                return Err(bad("expected true or false".into()));
+                return Err(bad("Expected value to be either true or false".into()));
             }
+            value.to_ascii_lowercase()
         }
         Int | Long => {
-            let n: i64 = value
-                .trim()
-                .parse()
-                .map_err(|_| bad("expected an integer".into()))?;
+            // Kafka: ConfigDef.parseType (Integer.parseInt / Long.parseLong).
+            let not_a_number = || bad(format!("Not a number of type {}", key.kind.java_name()));
+            let n: i64 = value.parse().map_err(|_| not_a_number())?;
             if key.kind == Int && i32::try_from(n).is_err() {
-                return Err(bad("out of range for an int".into()));
+                return Err(not_a_number());
             }
             if let Some(min) = key.min {
                 if n < min {
-                    return Err(bad(format!("must be at least {min}")));
+                    return Err(bad(format!("Value must be at least {min}")));
                 }
             }
+            n.to_string()
         }
         Double => {
             let d: f64 = value
-                .trim()
                 .parse()
-                .map_err(|_| bad("expected a number".into()))?;
-            if !(0.0..=1.0).contains(&d) {
-                return Err(bad("must be between 0 and 1".into()));
+                .map_err(|_| bad("Not a number of type DOUBLE".into()))?;
+            // Kafka: ConfigDef.Range.between(0, 1)
+            if d < 0.0 {
+                return Err(bad("Value must be at least 0".into()));
             }
+            if d > 1.0 {
+                return Err(bad("Value must be no more than 1".into()));
+            }
+            java_double(d)
         }
         ConfigType::String | List => {
+            // Kafka: ConfigDef.parseType (LIST: split on commas and the blanks around them).
+            let items: Vec<&str> = match key.kind {
+                List if value.is_empty() => Vec::new(),
+                List => value.split(',').map(str::trim).collect(),
+                _ => vec![value],
+            };
+            // Kafka: ConfigDef.ValidString / ValidList (the value named is the item).
             if !key.choices.is_empty() {
-                let items: Vec<&str> = if key.kind == List {
-                    value.split(',').map(str::trim).collect()
-                } else {
-                    vec![value]
-                };
                 if let Some(item) = items.iter().find(|i| !key.choices.contains(i)) {
-                    return Err(bad(format!(
-                        "{item:?} is not one of {}",
-                        key.choices.join(", ")
-                    )));
+                    return Err(ConfigError::InvalidValue {
+                        name: name.to_string(),
+                        value: item.to_string(),
+                        reason: format!("String must be one of: {}", key.choices.join(", ")),
+                    });
                 }
             }
+            items.join(",")
         }
+    };
+    key_rule(name, value).map_err(bad)?;
+    Ok(parsed)
+}
+
+/// `d` as Java's Double.toString writes it (ConfigDef.convertToString): "1.0", "0.5",
+/// "1.0E-4" below 10^-3 (Kafka's DOUBLE configs here are ratios within [0, 1]).
+fn java_double(d: f64) -> String {
+    if d == 0.0 || d >= 1e-3 {
+        return format!("{d:?}");
     }
-    key_rule(name, value).map_err(bad)
+    let scientific = format!("{d:e}");
+    match scientific.split_once('e') {
+        Some((mantissa, exponent)) if mantissa.contains('.') => format!("{mantissa}E{exponent}"),
+        Some((mantissa, exponent)) => format!("{mantissa}.0E{exponent}"),
+        None => scientific,
+    }
+}
+
+/// Stored configs as [`validate`] keeps them (a data directory of a build before it kept
+/// them as sent: " 1000 ", "compact , delete"); a value it refuses is kept as it is.
+pub fn parsed(configs: TopicConfigs) -> TopicConfigs {
+    configs
+        .into_iter()
+        .map(|(name, value)| match validate(&name, &value) {
+            Ok(parsed) => (name, parsed),
+            Err(_) => (name, value),
+        })
+        .collect()
 }
 
 /// What Kafka checks of some keys beyond their type and minimum.
@@ -364,6 +422,21 @@ impl BrokerDefaults {
         lookup(name).map(|k| (k.default.to_string(), ConfigSource::Default))
     }
 
+    /// Kafka: LogConfig.validateValues — what a topic's configs, its overrides over the
+    /// broker's defaults, must satisfy together.
+    pub fn validate_values(&self, set: &TopicConfigs) -> Result<(), ConfigError> {
+        let min = self.number(set, "min.compaction.lag.ms");
+        let max = self.number(set, "max.compaction.lag.ms");
+        if min > max {
+            return Err(ConfigError::Conflict(format!(
+                "conflict topic config setting min.compaction.lag.ms ({min}) > max.compaction.lag.ms ({max})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A numeric config's value (-1 when not a number): stored values are already parsed
+    /// ([`validate`], [`parsed`]).
     fn number(&self, set: &TopicConfigs, name: &str) -> i64 {
         self.effective(set, name)
             .and_then(|(v, _)| v.parse().ok())
@@ -407,6 +480,11 @@ impl BrokerDefaults {
         self.number(set, "message.timestamp.after.max.ms")
     }
 
+    /// `min.insync.replicas`.
+    pub fn min_insync_replicas(&self, set: &TopicConfigs) -> i64 {
+        self.number(set, "min.insync.replicas")
+    }
+
     /// `cleanup.policy` contains `compact`.
     pub fn compacted(&self, set: &TopicConfigs) -> bool {
         set.get("cleanup.policy")
@@ -440,6 +518,66 @@ mod tests {
         assert_eq!(
             validate("no.such.key", "1"),
             Err(ConfigError::UnknownKey("no.such.key".into()))
+        );
+    }
+
+    #[test]
+    fn values_are_kept_as_kafka_parses_them() {
+        let parsed = |name: &str, value: &str| validate(name, value).unwrap();
+        assert_eq!(parsed("retention.ms", " 0061000 "), "61000");
+        assert_eq!(parsed("preallocate", " TRUE"), "true");
+        assert_eq!(
+            parsed("cleanup.policy", " compact , delete "),
+            "compact,delete"
+        );
+        assert_eq!(parsed("cleanup.policy", " "), "");
+        assert_eq!(
+            parsed("message.timestamp.type", "LogAppendTime "),
+            "LogAppendTime"
+        );
+        assert_eq!(parsed("min.cleanable.dirty.ratio", " 0.25"), "0.25");
+        assert_eq!(parsed("min.cleanable.dirty.ratio", "1"), "1.0");
+        assert_eq!(parsed("min.cleanable.dirty.ratio", "0"), "0.0");
+        assert_eq!(parsed("min.cleanable.dirty.ratio", "0.0001"), "1.0E-4");
+        assert_eq!(parsed("min.cleanable.dirty.ratio", "0.00025"), "2.5E-4");
+    }
+
+    #[test]
+    fn configs_stored_as_sent_are_read_back_parsed() {
+        let stored: TopicConfigs = [
+            ("retention.ms".to_string(), " 1000 ".to_string()),
+            ("cleanup.policy".to_string(), "compact , delete".to_string()),
+            ("no.such.key".to_string(), " x ".to_string()),
+        ]
+        .into();
+        let got = parsed(stored);
+        assert_eq!(got["retention.ms"], "1000");
+        assert_eq!(got["cleanup.policy"], "compact,delete");
+        assert_eq!(got["no.such.key"], " x ");
+    }
+
+    #[test]
+    fn refusals_read_as_kafkas_config_exceptions() {
+        let said = |name: &str, value: &str| validate(name, value).unwrap_err().to_string();
+        assert_eq!(
+            said("retention.ms", "abc"),
+            "Invalid value abc for configuration retention.ms: Not a number of type LONG"
+        );
+        assert_eq!(
+            said("segment.bytes", "99999999999"),
+            "Invalid value 99999999999 for configuration segment.bytes: Not a number of type INT"
+        );
+        assert_eq!(
+            said("cleanup.policy", "compact,shred"),
+            "Invalid value shred for configuration cleanup.policy: String must be one of: compact, delete"
+        );
+        assert_eq!(
+            said("preallocate", "yes"),
+            "Invalid value yes for configuration preallocate: Expected value to be either true or false"
+        );
+        assert_eq!(
+            said("no.such.key", "1"),
+            "Unknown topic config name: no.such.key"
         );
     }
 

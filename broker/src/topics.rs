@@ -20,15 +20,17 @@ use crate::topic_config::{BrokerDefaults, TopicConfigs};
 /// Errors of topic operations; the handlers map them to Kafka error codes.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
-    #[error("topic name {name:?} is invalid: {reason}")]
-    InvalidName { name: String, reason: &'static str },
+    // Kafka: Topic.validate.
+    #[error("Topic name is invalid: {reason}")]
+    InvalidName { name: String, reason: String },
     #[error("topic {0} already exists")]
     AlreadyExists(String),
     #[error("Topic '{name}' collides with existing topic: {existing}")]
     Collides { name: String, existing: String },
     #[error("topic {0} does not exist")]
     Unknown(String),
-    #[error("invalid partition count {requested} for topic {topic} (has {current})")]
+    // Kafka: ReplicationControlManager.createPartitions' messages.
+    #[error("{}", not_an_increase(topic, *requested, *current))]
     InvalidPartitions {
         topic: String,
         requested: i32,
@@ -50,6 +52,20 @@ pub enum TopicError {
     },
 }
 
+/// Why `requested` partitions are not a new count for `topic`, which has `current`.
+fn not_an_increase(topic: &str, requested: i32, current: i32) -> String {
+    if current == 0 {
+        // A topic being created (Kafka: ReplicationControlManager.createTopic).
+        "Number of partitions was set to an invalid non-positive value.".into()
+    } else if requested == current {
+        format!("Topic already has {current} partition(s).")
+    } else {
+        format!(
+            "The topic {topic} currently has {current} partition(s); {requested} would not be an increase."
+        )
+    }
+}
+
 /// Checks a topic name the way Kafka does.
 pub fn validate_name(name: &str) -> Result<(), TopicError> {
     let bad = |reason| {
@@ -58,20 +74,26 @@ pub fn validate_name(name: &str) -> Result<(), TopicError> {
             reason,
         })
     };
+    // Kafka: Topic.detectInvalidTopic.
     if name.is_empty() {
-        return bad("it is empty");
+        return bad("the empty string is not allowed".into());
     }
     if name == "." || name == ".." {
-        return bad("'.' and '..' are not allowed");
+        return bad(format!("'{name}' is not allowed"));
     }
-    if name.len() > 249 {
-        return bad("it is longer than 249 characters");
+    // Java's String.length(): UTF-16 units, not bytes.
+    if name.encode_utf16().count() > 249 {
+        return bad(format!(
+            "the length of '{name}' is longer than the max allowed length 249"
+        ));
     }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
     {
-        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+        return bad(format!(
+            "'{name}' contains one or more characters other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
     }
     Ok(())
 }
@@ -145,7 +167,8 @@ impl TopicRegistry {
                         })?;
                     let mut topics = reg.topics.write().expect("topics lock");
                     for r in records {
-                        let topic = reg.build_topic(&r.name, r.id, r.partitions, r.configs)?;
+                        let configs = crate::topic_config::parsed(r.configs);
+                        let topic = reg.build_topic(&r.name, r.id, r.partitions, configs)?;
                         topics.insert(r.name, Arc::new(topic));
                     }
                 }

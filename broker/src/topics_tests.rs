@@ -66,4 +66,8 @@ fn topic_names_follow_kafka_rules() {
     for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
         assert!(validate_name(bad).is_err(), "{bad:?}");
     }
+    // Kafka counts a name's length in UTF-16 units (String.length()), so 200 'ü' (400
+    // bytes) are refused for their characters, not their length.
+    let why = validate_name(&"ü".repeat(200)).unwrap_err().to_string();
+    assert!(why.contains("characters other than ASCII"), "{why}");
 }

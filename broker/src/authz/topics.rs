@@ -414,11 +414,13 @@ pub fn create_partitions(
     mut req: CreatePartitionsRequest,
     version: i16,
 ) -> CreatePartitionsResponse {
+    let duplicates = handlers::create_partitions::take_duplicates(&mut req);
     let (kept, refused) = split(std::mem::take(&mut req.topics), |t| {
         g.allows_topic(op::ALTER, &t.name)
     });
     req.topics = kept;
     let mut resp = handlers::create_partitions::handle(broker, req, version);
+    resp.results.extend(duplicates);
     resp.results.extend(refused.into_iter().map(|t| {
         create_partitions_response::CreatePartitionsTopicResult::default()
             .with_name(t.name)

@@ -96,13 +96,15 @@ pub fn describe(
                             })
                             .collect();
                     }
-                    None => {
-                        out.error_code = ResponseError::UnknownTopicOrPartition.code();
-                        out.error_message = message(format!(
-                            "Topic {} does not exist.",
-                            r.resource_name.as_str()
-                        ));
-                    }
+                    // Kafka: ConfigHelper.describeConfigs (Topic.validate, then the
+                    // metadata cache: UNKNOWN_TOPIC_OR_PARTITION without a message).
+                    None => match crate::topics::validate_name(r.resource_name.as_str()) {
+                        Err(e) => {
+                            out.error_code = ResponseError::InvalidTopicException.code();
+                            out.error_message = message(e.to_string());
+                        }
+                        Ok(()) => out.error_code = ResponseError::UnknownTopicOrPartition.code(),
+                    },
                 },
                 // Kafka: ConfigHelper.describeConfigs ("" lists only the cluster-wide
                 // dynamic defaults; the broker's id lists everything)
@@ -242,16 +244,19 @@ fn alter_resource(
                 topic.configs()
             };
             let defaults = broker.topics.defaults();
-            let next = apply_ops(
+            let mut next = apply_ops(
                 &base,
                 ops,
                 |k| defaults.effective(&base, k).map(|(v, _)| v),
                 |k| topic_config::lookup(k).is_some_and(|key| key.kind == ConfigType::List),
             )?;
-            for (k, v) in &next {
-                topic_config::validate(k, v)
+            for (k, v) in next.iter_mut() {
+                *v = topic_config::validate(k, v)
                     .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
             }
+            defaults
+                .validate_values(&next)
+                .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
             if validate_only {
                 return Ok(());
             }
@@ -309,15 +314,17 @@ fn alter_resource(
                     ));
                 }
                 let n: i64 = v.parse().map_err(|_| {
-                    (
-                        ResponseError::InvalidConfig,
-                        format!("Invalid value {v:?} for {k}: expected an integer."),
-                    )
+                    let refused = topic_config::ConfigError::InvalidValue {
+                        name: k.clone(),
+                        value: v.clone(),
+                        reason: format!("Not a number of type {}", key.kind.java_name()),
+                    };
+                    (ResponseError::InvalidConfig, refused.to_string())
                 })?;
                 if !defaults.set_broker_config(k, n) {
                     return Err((
                         ResponseError::InvalidConfig,
-                        format!("Invalid value {v} for {k}."),
+                        format!("Invalid value {v} for configuration {k}"),
                     ));
                 }
             }

@@ -4,7 +4,8 @@
 //! topic after it, fails with UNKNOWN_SERVER_ERROR and no message, as in Kafka (which
 //! also keeps the partitions of the failing topic that fit; here it gets none). New
 //! partitions get as many replicas as the topic's first partition: placed, or as the
-//! request's manual assignments say.
+//! request's manual assignments say. A topic named twice gets one INVALID_REQUEST answer
+//! and no new partitions.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
@@ -17,11 +18,34 @@ use super::replica_assignments::{self, Refused};
 use crate::state::Broker;
 use crate::topics::{Topic, TopicError};
 
+/// Takes out of `req` every topic it names more than once; one INVALID_REQUEST answer for
+/// each. Kafka: ControllerApis.createPartitions (before authorization).
+pub fn take_duplicates(req: &mut CreatePartitionsRequest) -> Vec<CreatePartitionsTopicResult> {
+    let mut seen = std::collections::HashSet::new();
+    let repeated: std::collections::BTreeSet<_> = req
+        .topics
+        .iter()
+        .filter(|t| !seen.insert(t.name.clone()))
+        .map(|t| t.name.clone())
+        .collect();
+    req.topics.retain(|t| !repeated.contains(&t.name));
+    repeated
+        .into_iter()
+        .map(|name| {
+            CreatePartitionsTopicResult::default()
+                .with_name(name)
+                .with_error_code(ResponseError::InvalidRequest.code())
+                .with_error_message(message("Duplicate topic name."))
+        })
+        .collect()
+}
+
 pub fn handle(
     broker: &Broker,
-    req: CreatePartitionsRequest,
+    mut req: CreatePartitionsRequest,
     _version: i16,
 ) -> CreatePartitionsResponse {
+    let duplicates = take_duplicates(&mut req);
     // Kafka: ReplicationControlManager.createPartitions (a BoundedList of
     // QuorumController.MAX_RECORDS_PER_USER_OP records, one per new partition)
     let mut room = MAX_RECORDS_PER_REQUEST;
@@ -65,6 +89,7 @@ pub fn handle(
             }
             r
         })
+        .chain(duplicates)
         .collect();
     CreatePartitionsResponse::default().with_results(results)
 }

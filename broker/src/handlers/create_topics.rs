@@ -220,10 +220,13 @@ fn create_one(
     let mut configs = TopicConfigs::new();
     for c in &t.configs {
         let value = c.value.as_ref().map_or("", |v| v.as_str());
-        if let Err(e) = topic_config::validate(c.name.as_str(), value) {
-            return fail(result, ResponseError::InvalidConfig, e.to_string());
-        }
-        configs.insert(c.name.to_string(), value.to_string());
+        match topic_config::validate(c.name.as_str(), value) {
+            Ok(parsed) => configs.insert(c.name.to_string(), parsed),
+            Err(e) => return fail(result, ResponseError::InvalidConfig, e.to_string()),
+        };
+    }
+    if let Err(e) = broker.topics.defaults().validate_values(&configs) {
+        return fail(result, ResponseError::InvalidConfig, e.to_string());
     }
     let partitions = if t.num_partitions == -1 {
         broker.config.default_partitions

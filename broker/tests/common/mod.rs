@@ -160,3 +160,15 @@ pub fn records_of(p: &PartitionData) -> Vec<Record> {
     }
     out
 }
+
+/// CreateTopics' configs from `(name, value)` pairs.
+pub fn topic_configs(configs: &[(&str, &str)]) -> Vec<create_topics_request::CreatableTopicConfig> {
+    configs
+        .iter()
+        .map(|(k, v)| {
+            create_topics_request::CreatableTopicConfig::default()
+                .with_name(StrBytes::from_string(k.to_string()))
+                .with_value(Some(StrBytes::from_string(v.to_string())))
+        })
+        .collect()
+}

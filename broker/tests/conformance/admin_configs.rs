@@ -1,6 +1,7 @@
-//! Admin rules, continued: DescribeConfigs config sources and synonyms (ConfigHelper), and
+//! Admin rules, continued: DescribeConfigs config sources and synonyms (ConfigHelper),
 //! committed offsets within `offsets.retention.minutes` (expiry itself runs on the
-//! coordinator's test clock in `groups/coordinator_tests.rs`).
+//! coordinator's test clock in `groups/coordinator_tests.rs`), and DescribeCluster's
+//! endpoint types.
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::offset_commit_request::{
@@ -9,13 +10,30 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::*;
 
-use crate::admin::{alter_one, row, s};
+use crate::admin::{alter_one, create_with, row, s};
 use crate::common;
 use crate::harness::{Ctx, Got, Row};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
+
+/// DescribeCluster v1 for `endpoint_type`: the error code, and the endpoint type answered
+/// on success.
+async fn describe_cluster(ctx: &Ctx, endpoint_type: i8) -> Got {
+    let req = DescribeClusterRequest::default().with_endpoint_type(endpoint_type);
+    match ctx.m.send_at(&req, 1).await {
+        Ok(r) if r.error_code == 0 && r.endpoint_type != endpoint_type => {
+            Got::Answer(format!("answered endpoint type {}", r.endpoint_type))
+        }
+        Ok(r) if r.error_code != 0 && r.error_message.is_none() => {
+            Got::Answer(format!("error {} without a message", r.error_code))
+        }
+        Ok(r) => Got::Code(r.error_code),
+        Err(_) => Got::Closed,
+    }
+}
 
 /// (source, [(synonym, value, source)]) of one key of a resource, with synonyms.
 type Described = (i8, Vec<(String, String, i8)>);
@@ -213,6 +231,53 @@ pub fn rows() -> Vec<Row> {
         row!("IncrementalAlterConfigs: offsets.retention.minutes is not dynamic (INVALID_REQUEST)",
             "DynamicBrokerConfig.AllDynamicConfigs", Got::Code(INVALID_REQUEST),
             |ctx| alter_one(&ctx, (BROKER, "0"), "offsets.retention.minutes", "5").await),
+        row!("CreateTopics min.compaction.lag.ms above max.compaction.lag.ms: INVALID_CONFIG",
+            "LogConfig.validateValues", Got::Code(INVALID_CONFIG),
+            |ctx| Got::Code(create_with(&ctx, &ctx.topic("lag"), &[("min.compaction.lag.ms", "1000"), ("max.compaction.lag.ms", "10")]).await)),
+        row!("CreateTopics min.compaction.lag.ms equal to max.compaction.lag.ms is accepted",
+            "LogConfig.validateValues", Got::Code(0),
+            |ctx| Got::Code(create_with(&ctx, &ctx.topic("lag"), &[("min.compaction.lag.ms", "10"), ("max.compaction.lag.ms", "10")]).await)),
+        row!("IncrementalAlterConfigs max.compaction.lag.ms below the topic's min.compaction.lag.ms: INVALID_CONFIG",
+            "LogConfig.validateValues (on the topic's configs as they would be)", Got::Code(INVALID_CONFIG), |ctx| {
+                let t = ctx.topic("lag");
+                match create_with(&ctx, &t, &[("min.compaction.lag.ms", "1000")]).await {
+                    0 => alter_one(&ctx, (TOPIC, &t), "max.compaction.lag.ms", "10").await,
+                    code => Got::Answer(format!("create: {code}")),
+                }
+            }),
+        row!("CreateTopics parses values trimmed: max.compaction.lag.ms \" 1000 \" is 1000, above min",
+            "ConfigDef.parseType (trimmed) / LogConfig.validateValues", Got::Code(0),
+            |ctx| Got::Code(create_with(&ctx, &ctx.topic("trim"), &[("min.compaction.lag.ms", "10"), ("max.compaction.lag.ms", " 1000 ")]).await)),
+        row!("CreateTopics message.timestamp.type \" LogAppendTime\" is accepted and described parsed",
+            "ConfigDef.parseType / ConfigHelper.allConfigs", Got::Code(0), |ctx| {
+                let t = ctx.topic("trim");
+                match create_with(&ctx, &t, &[("message.timestamp.type", " LogAppendTime"), ("cleanup.policy", "compact , delete")]).await {
+                    0 => {}
+                    code => return Got::Answer(format!("create: {code}")),
+                }
+                let ts = describe_key(&ctx, (TOPIC, &t), "message.timestamp.type").await;
+                let policy = describe_key(&ctx, (TOPIC, &t), "cleanup.policy").await;
+                match (ts, policy) {
+                    (Ok((1, ts)), Ok((1, policy)))
+                        if ts[0].1 == "LogAppendTime" && policy[0].1 == "compact,delete" => Got::Code(0),
+                    other => Got::Answer(format!("described {other:?}")),
+                }
+            }),
+        row!("DescribeConfigs of a topic with an illegal name: INVALID_TOPIC_EXCEPTION",
+            "ConfigHelper.describeConfigs (Topic.validate)", Got::Code(17),
+            |ctx| describe_key(&ctx, (TOPIC, "bad topic!"), "retention.ms").await.map_or_else(|g| g, |d| Got::Answer(format!("{d:?}")))),
+        row!("DescribeConfigs of a topic that does not exist: UNKNOWN_TOPIC_OR_PARTITION",
+            "ConfigHelper.describeConfigs", Got::Code(3),
+            |ctx| describe_key(&ctx, (TOPIC, &ctx.topic("absent")), "retention.ms").await.map_or_else(|g| g, |d| Got::Answer(format!("{d:?}")))),
+        row!("DescribeCluster for brokers answers with endpoint type BROKER",
+            "AuthHelper.computeDescribeClusterResponse", Got::Code(0),
+            |ctx| describe_cluster(&ctx, 1).await),
+        row!("DescribeCluster for controllers sent to a broker: MISMATCHED_ENDPOINT_TYPE",
+            "AuthHelper.computeDescribeClusterResponse", Got::Code(114),
+            |ctx| describe_cluster(&ctx, 2).await),
+        row!("DescribeCluster for an unknown endpoint type: UNSUPPORTED_ENDPOINT_TYPE",
+            "AuthHelper.computeDescribeClusterResponse", Got::Code(115),
+            |ctx| describe_cluster(&ctx, 7).await),
         row!("Offsets of an Empty group are kept within offsets.retention.minutes",
             "OffsetExpirationConditionImpl.isOffsetExpired", Got::Code(0),
             |ctx| offset_kept(ctx, -1).await),

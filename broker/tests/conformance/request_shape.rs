@@ -2,9 +2,12 @@
 //! a topic neither or both ways, or twice (ControllerApis.deleteTopics); a null config
 //! value in CreateTopics (ReplicationControlManager.computeConfigChanges), AlterConfigs
 //! and IncrementalAlterConfigs other than DELETE; a resource or a config key given twice
-//! (ConfigAdminManager.preprocess). Each refused topic must still exist, or not exist,
-//! afterwards as in Kafka.
+//! (ConfigAdminManager.preprocess); CreatePartitions naming a topic twice
+//! (ControllerApis.createPartitions) or not growing it (ReplicationControlManager
+//! .createPartitions). Each refused topic must still exist, or not exist, afterwards as in
+//! Kafka, and keep its partitions.
 
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -14,6 +17,7 @@ use crate::admin::{create_with, row, s};
 use crate::common;
 use crate::harness::{Ctx, Got, Row};
 
+const INVALID_PARTITIONS: i16 = 37;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 const TOPIC: i8 = 2;
@@ -29,6 +33,51 @@ async fn exists(ctx: &Ctx, topic: &str) -> bool {
         .send_at(&req, 12)
         .await
         .is_ok_and(|r| r.topics[0].error_code == 0)
+}
+
+/// CreatePartitions of a fresh one-partition topic, one entry per count of `counts`:
+/// `Code(c)` when it answers the topic once, with `c` and `message`, and the topic still
+/// has one partition.
+async fn grow(ctx: Ctx, counts: &[i32], message: &str) -> Got {
+    let (topic, _) = fresh(&ctx).await;
+    let req = CreatePartitionsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(
+            counts
+                .iter()
+                .map(|&c| {
+                    CreatePartitionsTopic::default()
+                        .with_name(common::name(&topic))
+                        .with_count(c)
+                        .with_assignments(None)
+                })
+                .collect(),
+        );
+    let Ok((r, _)) = ctx.m.send(&req).await else {
+        return Got::Closed;
+    };
+    let answers: Vec<_> = r
+        .results
+        .iter()
+        .map(|t| {
+            (
+                t.error_code,
+                t.error_message.as_ref().map(|m| m.to_string()),
+            )
+        })
+        .collect();
+    let md = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(common::name(&topic)))
+    ]));
+    let partitions = ctx
+        .m
+        .send_at(&md, 12)
+        .await
+        .map_or(0, |m| m.topics[0].partitions.len());
+    match answers.as_slice() {
+        [(code, Some(m))] if m == message && partitions == 1 => Got::Code(*code),
+        _ => Got::Answer(format!("{answers:?}, {partitions} partitions")),
+    }
 }
 
 /// A fresh topic of this row and its id.
@@ -254,6 +303,30 @@ pub fn rows() -> Vec<Row> {
             "ConfigAdminManager.preprocess (AlterConfigs)",
             Got::Code(INVALID_REQUEST),
             |ctx| legacy(ctx, None).await
+        ),
+        row!(
+            "CreatePartitions naming a topic twice: one INVALID_REQUEST, no partitions added",
+            "ControllerApis.createPartitions",
+            Got::Code(INVALID_REQUEST),
+            |ctx| grow(ctx, &[3, 4], "Duplicate topic name.").await
+        ),
+        row!(
+            "CreatePartitions to the topic's count: INVALID_PARTITIONS, Kafka's message",
+            "ReplicationControlManager.createPartitions",
+            Got::Code(INVALID_PARTITIONS),
+            |ctx| grow(ctx, &[1], "Topic already has 1 partition(s).").await
+        ),
+        row!(
+            "CreatePartitions below the topic's count: INVALID_PARTITIONS, Kafka's message",
+            "ReplicationControlManager.createPartitions",
+            Got::Code(INVALID_PARTITIONS),
+            |ctx| {
+                let topic = ctx.topic("d");
+                let message = format!(
+                    "The topic {topic} currently has 1 partition(s); 0 would not be an increase."
+                );
+                grow(ctx, &[0], &message).await
+            }
         ),
         row!(
             "AlterConfigs with a value is accepted",

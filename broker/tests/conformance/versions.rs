@@ -3,7 +3,7 @@
 //! release (`BrokerConfig::emulate_kafka`).
 
 use bytes::Bytes;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -21,14 +21,7 @@ const UNSUPPORTED_VERSION: i16 = 35;
 
 /// Creates a one-partition topic with `configs` and returns its id.
 async fn create(ctx: &Ctx, topic: &str, configs: &[(&str, &str)]) -> Uuid {
-    let configs = configs
-        .iter()
-        .map(|(k, v)| {
-            CreatableTopicConfig::default()
-                .with_name(StrBytes::from_string(k.to_string()))
-                .with_value(Some(StrBytes::from_string(v.to_string())))
-        })
-        .collect();
+    let configs = common::topic_configs(configs);
     let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
         .with_name(common::name(topic))
         .with_num_partitions(1)

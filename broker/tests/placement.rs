@@ -3,7 +3,11 @@
 //! auto-created one gets `--default-replication-factor`, a partition whose only replica
 //! is on a stopped node has no leader until the node is back (Kafka: an offline
 //! partition), a topic created while a node is stopped is led by live nodes, and every
-//! placement survives a restart of the process.
+//! placement survives a restart of the process. With a node stopped, acks=all produces
+//! to a partition whose in-sync replicas fall below `min.insync.replicas` fail as Kafka
+//! fails them.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,12 +48,24 @@ fn listed(bootstrap: &str, topic: &str) -> BTreeMap<i64, Listed> {
 }
 
 async fn create(m: &Messenger, topic: &str, partitions: i32, rf: i16) {
+    create_with(m, topic, partitions, rf, &[]).await;
+}
+
+async fn create_with(
+    m: &Messenger,
+    topic: &str,
+    partitions: i32,
+    rf: i16,
+    configs: &[(&str, &str)],
+) {
+    let configs = common::topic_configs(configs);
     let req = CreateTopicsRequest::default()
         .with_timeout_ms(5000)
         .with_topics(vec![CreatableTopic::default()
             .with_name(TopicName(StrBytes::from_string(topic.into())))
             .with_num_partitions(partitions)
-            .with_replication_factor(rf)]);
+            .with_replication_factor(rf)
+            .with_configs(configs)]);
     let r = m.send_at(&req, 7).await.expect("CreateTopics");
     assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
 }
@@ -204,4 +220,84 @@ fn a_created_topic_is_never_seen_before_its_replicas_are_placed() {
         wrong.len(),
         &wrong[..wrong.len().min(5)]
     );
+}
+
+/// kcat (librdkafka) produces one record to `topic` with `acks`; what it printed on a
+/// failed delivery, or `None` when the record was delivered.
+fn produce_failure(addr: &str, topic: &str, acks: &str) -> Option<String> {
+    let out = kmirror_testkit::run(
+        kcat().args([
+            "-P",
+            "-b",
+            addr,
+            "-t",
+            topic,
+            "-p",
+            "0",
+            "-X",
+            &format!("acks={acks}"),
+            "-X",
+            "message.timeout.ms=3000",
+            // The broker's error, not librdkafka's timeout after retrying it.
+            "-X",
+            "retries=0",
+        ]),
+        Some(b"x\n".to_vec()),
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (!out.status.success() || stderr.contains("Delivery failed")).then_some(stderr)
+}
+
+#[test]
+fn acks_all_needs_min_insync_replicas_in_sync_as_kafka_requires() {
+    // Kafka: Partition.appendRecordsToLeader refuses an acks=all append with
+    // NOT_ENOUGH_REPLICAS while the ISR is smaller than min(min.insync.replicas, rf).
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = ThreeNodes::start(dir.path(), &[]);
+    let addr = nodes.addr();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let m = rt
+        .block_on(Messenger::connect(&addr, MessengerConfig::default()))
+        .expect("connect");
+    rt.block_on(create_with(
+        &m,
+        "strict",
+        1,
+        3,
+        &[("min.insync.replicas", "3")],
+    ));
+    rt.block_on(create_with(
+        &m,
+        "two",
+        1,
+        3,
+        &[("min.insync.replicas", "2")],
+    ));
+    // Replication factor 1 caps the requirement at 1 (effectiveMinIsr).
+    rt.block_on(create_with(
+        &m,
+        "single",
+        1,
+        1,
+        &[("min.insync.replicas", "3")],
+    ));
+    for topic in ["strict", "two", "single"] {
+        assert_eq!(produce_failure(&addr, topic, "all"), None, "{topic}");
+    }
+    // Stop a follower of `strict` (kcat bootstraps from node 0, so not node 0).
+    let (leader, replicas, _) = listed(&addr, "strict")[&0].clone();
+    let follower = *replicas
+        .iter()
+        .find(|&&r| r != leader && r != 0)
+        .expect("a follower off node 0");
+    nodes.node(follower as i32, "stop");
+    assert_eq!(listed(&addr, "strict")[&0].2.len(), 2);
+    let refused = produce_failure(&addr, "strict", "all").expect("acks=all refused");
+    assert!(refused.contains("Not enough in-sync replicas"), "{refused}");
+    // acks=1 does not wait for replicas; min.insync.replicas=2 is still met.
+    assert_eq!(produce_failure(&addr, "strict", "1"), None);
+    assert_eq!(produce_failure(&addr, "two", "all"), None);
+    nodes.node(follower as i32, "start");
+    assert_eq!(produce_failure(&addr, "strict", "all"), None);
 }

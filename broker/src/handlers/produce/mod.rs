@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::TopicProduceData;
-use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kmirror_wire::batch::BatchView;
 
@@ -55,6 +57,7 @@ fn resolve(broker: &Broker, t: &TopicProduceData, version: i16) -> Result<Arc<To
                 ResponseError::UnknownTopicId,
                 format!("Topic id {} does not exist.", t.topic_id),
             )
+                .into()
         });
     }
     broker.topics.get(t.name.as_str()).ok_or_else(|| {
@@ -62,6 +65,7 @@ fn resolve(broker: &Broker, t: &TopicProduceData, version: i16) -> Result<Arc<To
             ResponseError::UnknownTopicOrPartition,
             format!("Topic {} does not exist.", t.name.as_str()),
         )
+            .into()
     })
 }
 
@@ -76,6 +80,7 @@ fn rules_of(broker: &Broker, topic: &Topic) -> TopicRules {
         compression_type: d.compression_type(&configs).to_string(),
         max_message_bytes: d.max_message_bytes(&configs),
         segment_bytes: d.log_config(&configs).segment_bytes as i64,
+        min_insync_replicas: d.min_insync_replicas(&configs),
     }
 }
 
@@ -96,7 +101,8 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
         let failure: Failure = (
             ResponseError::TransactionalIdAuthorizationFailed,
             "Transactional records need a transactional id.".into(),
-        );
+        )
+            .into();
         partitions
             .iter()
             .map(|p| (p.topic, p.index, Err(failure.clone())))
@@ -149,10 +155,11 @@ fn append_all(
                     return Err((
                         ResponseError::InvalidRequiredAcks,
                         format!("Invalid required acks {}.", req.acks),
-                    ));
+                    )
+                        .into());
                 }
                 let rules = rules.as_ref().expect("rules exist for a resolved topic");
-                append(broker, &topic, &partition, rules, batch, now)
+                append(broker, (&topic, &partition), rules, (batch, req.acks), now)
             });
             match (last_invalid, appended) {
                 (Some(failure), _) => Err(failure),
@@ -226,7 +233,8 @@ async fn respond(
                         *r = Err((
                             ResponseError::KafkaStorageError,
                             format!("fsync failed: {e}"),
-                        ));
+                        )
+                            .into());
                     }
                 }
             }
@@ -242,11 +250,19 @@ async fn respond(
                     pr.log_start_offset = a.log_start_offset;
                 }
             }
-            Err((code, msg)) => {
+            Err(Failure(code, msg, record_errors)) => {
                 pr.error_code = code.code();
                 pr.base_offset = -1;
                 if version >= 8 {
                     pr.error_message = message(msg);
+                    pr.record_errors = record_errors
+                        .into_iter()
+                        .map(|(index, msg)| {
+                            BatchIndexAndErrorMessage::default()
+                                .with_batch_index(index)
+                                .with_batch_index_error_message(message(msg))
+                        })
+                        .collect();
                 }
             }
         }
@@ -256,6 +272,30 @@ async fn respond(
         ProduceResponse::default().with_responses(keyed::respond(&req.topic_data, answers));
     crate::cluster::hints::produce(broker, &mut resp, version);
     resp
+}
+
+/// Kafka: Partition.appendRecordsToLeader — acks=all needs `min.insync.replicas` in-sync
+/// replicas, or all of them when the replication factor is lower (effectiveMinIsr).
+fn enough_in_sync(
+    broker: &Broker,
+    topic: &Topic,
+    index: i32,
+    min_insync_replicas: i64,
+) -> Result<(), Failure> {
+    let view = broker.cluster.view(topic, index);
+    let min_isr = min_insync_replicas.min(view.replicas.len() as i64);
+    if (view.isr.len() as i64) < min_isr {
+        let isr: Vec<String> = view.isr.iter().map(i32::to_string).collect();
+        return Err((
+            ResponseError::NotEnoughReplicas,
+            format!(
+                "The size of the current ISR Set({}) is insufficient to satisfy the min.isr requirement of {min_isr} for partition {}-{index}",
+                isr.join(", "),
+                topic.name
+            ),
+        ).into());
+    }
+    Ok(())
 }
 
 /// Whether any partition of a response failed: Kafka closes the connection of an acks=0
@@ -269,10 +309,9 @@ pub fn has_error(resp: &ProduceResponse) -> bool {
 
 fn append(
     broker: &Broker,
-    topic: &Topic,
-    partition: &crate::topics::Partition,
+    (topic, partition): (&Topic, &crate::topics::Partition),
     rules: &TopicRules,
-    batch: &[u8],
+    (batch, acks): (&[u8], i16),
     now: i64,
 ) -> Result<Appended, Failure> {
     let index = partition.index;
@@ -282,9 +321,12 @@ fn append(
     broker
         .check_leader(topic, index, None, true)
         .map_err(not_leader)?;
+    if acks == -1 {
+        enough_in_sync(broker, topic, index, rules.min_insync_replicas)?;
+    }
     let batch = validate::log_batch(batch, rules.max_message_bytes)?;
     let mut owned = Vec::with_capacity(batch.size_bytes());
-    validator::validate_records(&batch, rules, now, &mut owned)?;
+    validator::validate_records(&batch, rules, (&topic.name, index), now, &mut owned)?;
     // Kafka: UnifiedLog.append (RecordBatchTooLargeException), after validation and
     // before the producer state is checked.
     if owned.len() as i64 > rules.segment_bytes {
@@ -295,7 +337,7 @@ fn append(
                 owned.len(),
                 rules.segment_bytes
             ),
-        ));
+        ).into());
     }
     // Idempotence: check the batch against the producer state, append, then record (see
     // crate::producers for the contract).

@@ -11,7 +11,17 @@ use kmirror_wire::batch::{BatchError, BatchView, LOG_OVERHEAD};
 
 use super::codec;
 
-pub type Failure = (ResponseError, String);
+/// Why a partition's batch is refused: Kafka's error code, its message, and the records at
+/// fault as `(batch index, message)` (KIP-467 `record_errors`, Produce v8+), when a record
+/// check refused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure(pub ResponseError, pub String, pub Vec<(i32, String)>);
+
+impl From<(ResponseError, String)> for Failure {
+    fn from((code, message): (ResponseError, String)) -> Self {
+        Self(code, message, Vec::new())
+    }
+}
 
 /// `LegacyRecord.RECORD_OVERHEAD_V0`: the smallest size a batch may claim.
 const MIN_BATCH_SIZE: i32 = 14;
@@ -19,7 +29,7 @@ const MIN_BATCH_SIZE: i32 = 14;
 const HEADER_SIZE_UP_TO_MAGIC: usize = 17;
 
 fn invalid(msg: String) -> Failure {
-    (ResponseError::InvalidRecord, msg)
+    (ResponseError::InvalidRecord, msg).into()
 }
 
 /// The size of the batch at the start of `buf`, or `None` if `buf` ends inside it.
@@ -35,7 +45,8 @@ fn next_batch_size(buf: &[u8]) -> Result<Option<usize>, Failure> {
             format!(
                 "Record size {size} is less than the minimum record overhead ({MIN_BATCH_SIZE})."
             ),
-        ));
+        )
+            .into());
     }
     if buf.len() < HEADER_SIZE_UP_TO_MAGIC {
         return Ok(None);
@@ -45,7 +56,8 @@ fn next_batch_size(buf: &[u8]) -> Result<Option<usize>, Failure> {
         return Err((
             ResponseError::CorruptMessage,
             format!("Invalid magic found in record: {magic}."),
-        ));
+        )
+            .into());
     }
     let total = LOG_OVERHEAD + size as usize;
     Ok((buf.len() >= total).then_some(total))
@@ -79,7 +91,7 @@ pub fn request_batch(records: Option<&Bytes>, version: i16) -> Result<&[u8], Fai
         return Err((
             ResponseError::UnsupportedCompressionType,
             format!("Produce requests with version {version} are not allowed to use ZStandard compression."),
-        ));
+        ).into());
     }
     if next_batch_size(&records[size..])?.is_some() {
         return Err(invalid(format!(
@@ -103,7 +115,7 @@ pub fn log_batch(first: &[u8], max_message_bytes: i64) -> Result<BatchView<'_>, 
         return Err((
             ResponseError::MessageTooLarge,
             format!("The record batch size is {size} bytes which exceeds the maximum configured value of {max_message_bytes}."),
-        ));
+        ).into());
     }
     let corrupt = |e: BatchError| {
         (

@@ -64,25 +64,37 @@ pub struct TopicRules {
     pub max_message_bytes: i64,
     /// `segment.bytes`: no append may be larger than one segment.
     pub segment_bytes: i64,
+    /// `min.insync.replicas`: acks=all needs as many in-sync replicas (at most all).
+    pub min_insync_replicas: i64,
 }
 
 fn codec_failure(e: CodecError) -> Failure {
     match e {
         // Kafka: DefaultRecordBatch.StreamRecordIterator ("premature EOF"), INVALID_RECORD.
         CodecError::Truncated(_) | CodecError::TooLarge => {
-            (ResponseError::InvalidRecord, e.to_string())
+            (ResponseError::InvalidRecord, e.to_string()).into()
         }
         // Kafka: "Failed to decompress record stream" is a KafkaException.
-        _ => (ResponseError::UnknownServerError, e.to_string()),
+        _ => (ResponseError::UnknownServerError, e.to_string()).into(),
     }
 }
 
-/// Kafka: LogValidator.validateTimestamp. `None` = valid.
+/// How Kafka's validator reads the records, which shows in how its messages name one.
+#[derive(Clone, Copy)]
+enum RecordIterator {
+    /// The whole record (DefaultRecord).
+    Full,
+    /// Offsets and timestamps only, the codec kept: LogValidator's skipKeyValueIterator
+    /// (PartialDefaultRecord).
+    SkipKeyValue,
+}
+
+/// Kafka: LogValidator.validateTimestamp, for `record` at `offset`. `None` = valid.
 fn timestamp_error(
     rules: &TopicRules,
     batch: &BatchView<'_>,
-    ts: i64,
-    now_ms: i64,
+    (record, ts, offset): (&RawRecord<'_>, i64, i64),
+    (iterator, now_ms): (RecordIterator, i64),
 ) -> Option<String> {
     if !rules.log_append_time && ts != NO_TIMESTAMP {
         let diff = i128::from(now_ms) - i128::from(ts);
@@ -90,15 +102,51 @@ fn timestamp_error(
             || -diff > i128::from(rules.timestamp_after_max_ms)
         {
             return Some(format!(
-                "Timestamp {ts} is out of range. The timestamp should be within [{}, {}].",
+                "Timestamp {ts} of message with offset {offset} is out of range. The timestamp should be within [{}, {}]",
                 now_ms.saturating_sub(rules.timestamp_before_max_ms),
                 now_ms.saturating_add(rules.timestamp_after_max_ms)
             ));
         }
     } else if batch.is_log_append_time() {
-        return Some("Producer should not set timestamp type to LogAppendTime.".into());
+        // The record as DefaultRecord.toString (a null key or value: 0 bytes) or
+        // PartialDefaultRecord.toString (-1) shows it.
+        let (key, value) = record.key_value_bytes();
+        let (kind, key, value) = match iterator {
+            RecordIterator::Full => ("DefaultRecord", key.max(0), value.max(0)),
+            RecordIterator::SkipKeyValue => ("PartialDefaultRecord", key, value),
+        };
+        return Some(format!(
+            "Invalid timestamp type in message {kind}(offset={offset}, timestamp={ts}, key={key} bytes, value={value} bytes). Producer should not set timestamp type to LogAppendTime."
+        ));
     }
     None
+}
+
+/// The refusal of a batch whose records failed their checks, as `(batch index, message)`.
+/// Kafka: LogValidator.processRecordErrors (any invalid timestamp makes it
+/// INVALID_TIMESTAMP; otherwise INVALID_RECORD naming the first three).
+fn record_errors_failure(timestamp_invalid: bool, errors: Vec<(i32, String)>) -> Failure {
+    if timestamp_invalid {
+        return Failure(
+            ResponseError::InvalidTimestamp,
+            "One or more records have been rejected due to invalid timestamp".into(),
+            errors,
+        );
+    }
+    let shown: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|(index, message)| format!("RecordError(batchIndex={index}, message='{message}')"))
+        .collect();
+    Failure(
+        ResponseError::InvalidRecord,
+        format!(
+            "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+            errors.len(),
+            shown.join(", ")
+        ),
+        errors,
+    )
 }
 
 /// The timestamp of a record as Kafka reads it: a LogAppendTime batch gives every record
@@ -113,9 +161,11 @@ fn record_timestamp(batch: &BatchView<'_>, r: &RawRecord<'_>) -> i64 {
 
 /// Validates `batch` and appends the batch to store to `out` (which must be empty).
 /// Kafka: LogValidator.validateMessagesAndAssignOffsets.
+/// `tp` (topic, partition) names the partition in record errors.
 pub fn validate_records(
     batch: &BatchView<'_>,
     rules: &TopicRules,
+    tp: (&str, i32),
     now_ms: i64,
     out: &mut Vec<u8>,
 ) -> Result<(), Failure> {
@@ -128,16 +178,15 @@ pub fn validate_records(
             codec::decompress_into(source, batch.records_bytes(), buf).map_err(codec_failure)?;
             buf
         };
-        check_and_store(batch, records, source, target, rules, now_ms, out)
+        check_and_store(batch, records, (source, target), (rules, tp), now_ms, out)
     })
 }
 
 fn check_and_store(
     batch: &BatchView<'_>,
     records: &[u8],
-    source: i16,
-    target: i16,
-    rules: &TopicRules,
+    (source, target): (i16, i16),
+    (rules, tp): (&TopicRules, (&str, i32)),
     now_ms: i64,
     out: &mut Vec<u8>,
 ) -> Result<(), Failure> {
@@ -145,20 +194,35 @@ fn check_and_store(
     // the inner offsets; otherwise validateMessagesAndAssignOffsetsCompressed.
     let compressed_path = source != codec::NONE || target != codec::NONE;
     let mut in_place = source == target;
+    // Kafka: validateMessagesAndAssignOffsetsCompressed reads an in-place batch with
+    // skipKeyValueIterator.
+    let iterator = if compressed_path && in_place {
+        RecordIterator::SkipKeyValue
+    } else {
+        RecordIterator::Full
+    };
     let mut max_timestamp = NO_TIMESTAMP;
-    let mut timestamp_error_msg = None;
-    let mut key_error = false;
+    let mut record_errors: Vec<(i32, String)> = Vec::new();
+    let mut timestamp_invalid = false;
     for (index, r) in RecordWalker::new(records, batch.record_count()).enumerate() {
         // Kafka: DefaultRecord.readFrom / RecordIterator, INVALID_RECORD.
         let r = r.map_err(|e| (ResponseError::InvalidRecord, e.to_string()))?;
         let ts = record_timestamp(batch, &r);
-        // Kafka: LogValidator.validateKey
+        // Kafka: LogValidator.validateKey, then validateTimestamp.
         if rules.compacted && !r.has_key {
-            key_error = true;
+            record_errors.push((
+                index as i32,
+                format!(
+                    "Compacted topic cannot accept message without key in topic partition {}-{}",
+                    tp.0, tp.1
+                ),
+            ));
             continue;
         }
-        if let Some(msg) = timestamp_error(rules, batch, ts, now_ms) {
-            timestamp_error_msg.get_or_insert(msg);
+        let offset = batch.base_offset().wrapping_add(i64::from(r.offset_delta));
+        if let Some(msg) = timestamp_error(rules, batch, (&r, ts, offset), (iterator, now_ms)) {
+            timestamp_invalid = true;
+            record_errors.push((index as i32, msg));
             continue;
         }
         max_timestamp = max_timestamp.max(ts);
@@ -166,15 +230,8 @@ fn check_and_store(
             in_place = false;
         }
     }
-    // Kafka: LogValidator.processRecordErrors (a timestamp error wins).
-    if let Some(msg) = timestamp_error_msg {
-        return Err((ResponseError::InvalidTimestamp, msg));
-    }
-    if key_error {
-        return Err((
-            ResponseError::InvalidRecord,
-            "Compacted topic cannot accept message without key.".into(),
-        ));
+    if !record_errors.is_empty() {
+        return Err(record_errors_failure(timestamp_invalid, record_errors));
     }
     let stored_max_timestamp = if rules.log_append_time {
         now_ms
@@ -203,7 +260,8 @@ fn check_and_store(
                 out.len(),
                 rules.max_message_bytes
             ),
-        ));
+        )
+            .into());
     }
     Ok(())
 }
@@ -266,6 +324,7 @@ mod tests {
             compression_type: compression_type.into(),
             max_message_bytes: 1 << 20,
             segment_bytes: 1 << 30,
+            min_insync_replicas: 1,
         }
     }
 
@@ -322,7 +381,7 @@ mod tests {
     fn run(raw: &[u8], rules: &TopicRules) -> Result<Vec<u8>, Failure> {
         let b = BatchView::parse(raw, 0).unwrap();
         let mut out = Vec::new();
-        validate_records(&b, rules, NOW, &mut out).map(|()| out)
+        validate_records(&b, rules, ("t", 0), NOW, &mut out).map(|()| out)
     }
 
     #[test]

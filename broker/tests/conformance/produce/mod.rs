@@ -3,6 +3,7 @@
 //! byte by byte ([`support::Spec`]) so that each row can break exactly one rule.
 
 mod duplicates;
+mod record_errors;
 mod support;
 
 use crate::common;
@@ -33,6 +34,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(record_rows());
     rows.extend(request_rows());
     rows.extend(duplicates::rows());
+    rows.extend(record_errors::rows());
     rows
 }
 

@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::compression::{self as cmpr, Compressor, Decompressor};
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{CreateTopicsRequest, FindCoordinatorRequest, ProduceRequest};
 use kafka_protocol::protocol::StrBytes;
 use kmirror_wire::batch::{self, put_varlong as varint, BatchHeader, BatchView};
@@ -137,14 +137,7 @@ impl Spec {
 
 pub async fn create(ctx: &Ctx, configs: &[(&'static str, &'static str)]) -> String {
     let topic = ctx.topic("t");
-    let configs = configs
-        .iter()
-        .map(|(k, v)| {
-            CreatableTopicConfig::default()
-                .with_name(StrBytes::from_static_str(k))
-                .with_value(Some(StrBytes::from_static_str(v)))
-        })
-        .collect();
+    let configs = common::topic_configs(configs);
     let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
         .with_name(common::name(&topic))
         .with_num_partitions(1)

@@ -1,8 +1,8 @@
 //! The connections of one cluster client: one per broker and one to a bootstrap broker,
 //! opened on demand.
 //!
-//! No lock is held while a connection is opened (TCP connect plus ApiVersions, up to
-//! `connect_timeout + request_timeout`): the first caller starts the attempt, later callers
+//! No lock is held while a connection is opened (TCP connect, TLS, ApiVersions and SASL,
+//! within `connect_timeout` in all): the first caller starts the attempt, later callers
 //! for the same endpoint await that same attempt, and callers for other endpoints are not
 //! involved at all. One dead broker therefore stalls only the requests meant for it.
 

@@ -485,6 +485,41 @@ mod tests {
         let _ = live.shutdown().await;
     }
 
+    /// A bootstrap address that accepts connections and never answers costs the connect
+    /// timeout (which covers ApiVersions), not the request timeout, before the next
+    /// address is tried: here 2 s, where the request timeout is two minutes (the live
+    /// broker's connection must be set up within the same 2 s on a busy machine).
+    #[tokio::test]
+    async fn a_silent_bootstrap_broker_costs_the_connect_timeout_only() {
+        let live = live_broker().await;
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap().to_string();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                held.push(socket);
+            }
+        });
+        let client = ClusterClient::new(ClientConfig {
+            cluster: "test".into(),
+            bootstrap: vec![silent_addr, live.bootstrap()],
+            messenger: MessengerConfig {
+                request_timeout: Duration::from_secs(120),
+                connect_timeout: Duration::from_secs(2),
+                ..MessengerConfig::default()
+            },
+            backoff: BackoffConfig::default(),
+            replication_factor: None,
+        });
+        let md = tokio::time::timeout(Duration::from_secs(60), client.refresh_metadata())
+            .await
+            .expect("the silent broker held the client for its request timeout")
+            .expect("the live bootstrap broker answers");
+        assert!(!md.brokers.is_empty());
+        hold.abort();
+        let _ = live.shutdown().await;
+    }
+
     /// Callers for the same broker share one attempt and its outcome.
     #[tokio::test]
     async fn concurrent_callers_share_one_connection() {

@@ -34,6 +34,17 @@ pub struct RawRecord<'a> {
     pub tail: &'a [u8],
 }
 
+impl RawRecord<'_> {
+    /// The key's and the value's lengths as the record gives them, -1 for a null one
+    /// (Kafka: PartialDefaultRecord's keySize and valueSize).
+    pub fn key_value_bytes(&self) -> (i32, i32) {
+        let mut at = 0;
+        let key = skip_bytes(self.tail, &mut at).unwrap_or(-1);
+        let value = skip_bytes(self.tail, &mut at).unwrap_or(-1);
+        (key, value)
+    }
+}
+
 /// Reads the raw bits of a varint of at most `max_bytes` bytes (Kafka: ByteUtils.readVarint
 /// allows 5, readVarlong 10; a longer one makes the record invalid).
 fn raw_varint(buf: &[u8], at: &mut usize, max_bytes: usize) -> Option<u64> {
@@ -225,6 +236,17 @@ pub fn encode_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_and_value_sizes_are_read_from_the_record() {
+        let mut b = Vec::new();
+        encode_record(&mut b, 0, 0, Some(b"key"), b"value!", &[(b"h", b"1")]);
+        encode_record(&mut b, 0, 1, None, b"", &[]);
+        let sizes: Vec<(i32, i32)> = RecordWalker::new(&b, 2)
+            .map(|r| r.unwrap().key_value_bytes())
+            .collect();
+        assert_eq!(sizes, [(3, 6), (-1, 0)]);
+    }
 
     fn three() -> Vec<u8> {
         let mut b = Vec::new();

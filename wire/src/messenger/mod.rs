@@ -129,14 +129,24 @@ pub fn api_versions_request() -> ApiVersionsRequest {
         .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")))
 }
 
+/// When a connection set up now must be ready; a timeout too long for the clock (a
+/// configured `connect_timeout` of centuries) is a year.
+fn setup_deadline(connect_timeout: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(connect_timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
 impl Messenger {
-    /// Connects over TCP (and TLS when configured) and negotiates versions.
+    /// Connects over TCP (and TLS when configured) and negotiates versions, all of it
+    /// within the connect timeout, as librdkafka's socket.connection.setup.timeout.ms.
     pub async fn connect(addr: &str, config: MessengerConfig) -> Result<Self, RequestError> {
         let connect_err = |message: String| RequestError::Connect {
             addr: addr.to_string(),
             message,
         };
-        let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
+        let deadline = setup_deadline(config.connect_timeout);
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
             .await
             .map_err(|_| connect_err(format!("timed out after {:?}", config.connect_timeout)))?
             .map_err(|e| connect_err(e.to_string()))?;
@@ -144,7 +154,7 @@ impl Messenger {
         match config.tls.clone() {
             None => {
                 let (r, w) = stream.into_split();
-                Self::over(addr.to_string(), r, w, config).await
+                Self::over_until(addr.to_string(), r, w, config, deadline).await
             }
             Some(Err(why)) => Err(connect_err(format!("TLS settings cannot be used: {why}"))),
             Some(Ok(tls)) => {
@@ -152,27 +162,45 @@ impl Messenger {
                     .server_name_for(addr)
                     .map_err(|e| connect_err(e.to_string()))?;
                 let handshake = crate::tls::TlsConnector::from(tls.config).connect(name, stream);
-                let stream = tokio::time::timeout(config.connect_timeout, handshake)
+                let stream = tokio::time::timeout_at(deadline, handshake)
                     .await
                     .map_err(|_| {
                         connect_err(format!(
-                            "TLS handshake timed out after {:?}",
+                            "TLS handshake not done within the connect timeout ({:?})",
                             config.connect_timeout
                         ))
                     })?
                     .map_err(|e| connect_err(format!("TLS handshake failed: {e}")))?;
                 let (r, w) = tokio::io::split(stream);
-                Self::over(addr.to_string(), r, w, config).await
+                Self::over_until(addr.to_string(), r, w, config, deadline).await
             }
         }
     }
 
-    /// Runs the protocol over any byte stream (tests use in-memory duplex streams).
+    /// Runs the protocol over any byte stream (tests use in-memory duplex streams), set up
+    /// within the connect timeout.
     pub async fn over<R, W>(
         addr: String,
         read: R,
         write: W,
         config: MessengerConfig,
+    ) -> Result<Self, RequestError>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let deadline = setup_deadline(config.connect_timeout);
+        Self::over_until(addr, read, write, config, deadline).await
+    }
+
+    /// [`Messenger::over`], set up (ApiVersions, SASL) by `deadline`: what is left of the
+    /// connect timeout after the TCP connect and the TLS handshake.
+    async fn over_until<R, W>(
+        addr: String,
+        read: R,
+        write: W,
+        config: MessengerConfig,
+        deadline: tokio::time::Instant,
     ) -> Result<Self, RequestError>
     where
         R: AsyncRead + Unpin + Send + 'static,
@@ -198,11 +226,30 @@ impl Messenger {
             round_trip: Duration::ZERO,
             tasks: vec![writer, reader],
         };
-        let started = tokio::time::Instant::now();
-        m.versions = m.negotiate().await?;
-        m.round_trip = started.elapsed();
-        if let Some(sasl) = m.config.sasl.clone() {
-            m.authenticate(&sasl).await?;
+        // Setting the connection up (ApiVersions, SASL) is held to the connect timeout, as
+        // librdkafka's socket.connection.setup.timeout.ms: a broker that accepts connections
+        // and never answers must not cost a client the whole request timeout before it
+        // tries the next bootstrap address.
+        let setup_timeout = m.config.connect_timeout;
+        let setup = async {
+            let started = tokio::time::Instant::now();
+            m.versions = m.negotiate().await?;
+            m.round_trip = started.elapsed();
+            if let Some(sasl) = m.config.sasl.clone() {
+                m.authenticate(&sasl).await?;
+            }
+            Ok::<(), RequestError>(())
+        };
+        match tokio::time::timeout_at(deadline, setup).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(RequestError::Connect {
+                    addr: m.addr.clone(),
+                    message: format!(
+                        "connected, but the broker did not answer ApiVersions (or SASL) within the connect timeout ({setup_timeout:?})"
+                    ),
+                })
+            }
         }
         Ok(m)
     }
@@ -436,3 +483,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut frames: FrameReader<R>, shared: Arc
         }
     }
 }
+
+#[cfg(test)]
+#[path = "setup_tests.rs"]
+mod setup_tests;

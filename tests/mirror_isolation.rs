@@ -4,6 +4,10 @@
 //! node is down. Topic `free` must still be mirrored completely while the stuck partition
 //! holds a backlog far larger than the flow's `max_in_flight_bytes`, and once the node is
 //! back the stuck partition catches up without loss.
+//!
+//! A target partition with fewer in-sync replicas than its `min.insync.replicas` refuses
+//! acks=all produces (NOT_ENOUGH_REPLICAS, as Kafka's Partition.appendRecordsToLeader):
+//! the daemon retries them, reports why, and writes everything once the replica is back.
 
 mod support;
 
@@ -78,5 +82,48 @@ fn a_partition_stuck_on_the_target_does_not_stall_the_others() {
         let v = records::verify(&target.addr(), topic, 1, acked, None);
         v.assert_complete_and_ordered(n);
     }
+    assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
+}
+
+#[test]
+fn a_target_partition_short_of_min_insync_replicas_waits_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = ThreeNodes::start(&dir.path().join("target"), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acked = dir.path().join("short.json");
+    let sent = Produce {
+        create: true,
+        records: 1_000,
+        ..Produce::new(&source.addr(), "short", 1, &acked)
+    }
+    .run();
+    support::topics::create(&target.addr(), "short", 1, &["min.insync.replicas=3"]);
+    // Led by node 0, followed by 1 and 2; with 2 stopped the ISR is [0, 1].
+    rt.block_on(reassign(&target.addr(), "short", 0, &[0, 1, 2]));
+    target.node(2, "stop");
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        "  - name: isr\n    source: east\n    target: west\n    topics: { include: [short] }\n    rename: \"{topic}\"\n    sync_configs: { enabled: false }\n",
+    );
+    let daemon = DaemonProcess::start(&config);
+    assert!(
+        daemon.wait_ready(Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(40)
+    );
+    assert!(
+        daemon.log.wait_for(
+            "insufficient to satisfy the min.isr",
+            Duration::from_secs(60)
+        ),
+        "the refusals are reported:\n{}",
+        daemon.log.tail(20)
+    );
+    assert_eq!(rt.block_on(high_watermarks(&target.addr(), "short")), 0);
+    target.node(2, "start");
+    wait_for_records(&rt, &target.addr(), "short", sent as i64, &daemon);
+    records::verify(&target.addr(), "short", 1, &acked, None).assert_complete_and_ordered(sent);
     assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
 }

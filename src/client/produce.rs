@@ -152,8 +152,35 @@ pub fn partition_outcome(resp: &ProduceResponse, target: &ProduceTarget) -> Opti
     Some(ProduceOutcome {
         error_code: p.error_code,
         base_offset: p.base_offset,
-        error_message: p.error_message.as_ref().map(|m| m.to_string()),
+        error_message: outcome_message(p),
         throttle_time_ms: resp.throttle_time_ms,
+    })
+}
+
+/// A refused partition's message with the first of the records the broker names (KIP-467
+/// `record_errors`, Produce v8+): Kafka's own message then only says how many records
+/// failed or that a timestamp did.
+fn outcome_message(
+    p: &kafka_protocol::messages::produce_response::PartitionProduceResponse,
+) -> Option<String> {
+    let message = p.error_message.as_ref().map(|m| m.to_string());
+    let Some(first) = p.record_errors.first() else {
+        return message;
+    };
+    let why = first
+        .batch_index_error_message
+        .as_ref()
+        .map_or("no reason given", |m| m.as_str());
+    let mut named = format!("record {} of the batch: {why}", first.batch_index);
+    if p.record_errors.len() > 1 {
+        named.push_str(&format!(
+            " ({} more records refused)",
+            p.record_errors.len() - 1
+        ));
+    }
+    Some(match message {
+        Some(m) => format!("{m}; {named}"),
+        None => named,
     })
 }
 
@@ -263,6 +290,41 @@ mod tests {
         PartitionProduceResponse::default()
             .with_index(index)
             .with_base_offset(base_offset)
+    }
+
+    #[test]
+    fn the_first_record_the_broker_refused_is_named_in_the_message() {
+        use kafka_protocol::messages::produce_response::BatchIndexAndErrorMessage;
+        let refused = |index: i32| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(index)
+                .with_batch_index_error_message(Some(StrBytes::from_string(format!(
+                    "Timestamp 1000 of message with offset {index} is out of range."
+                ))))
+        };
+        let p = partition(3, -1)
+            .with_error_code(32)
+            .with_error_message(Some(StrBytes::from_static_str(
+                "One or more records have been rejected due to invalid timestamp",
+            )))
+            .with_record_errors(vec![refused(1), refused(2)]);
+        let out = partition_outcome(
+            &response(
+                TopicProduceResponse::default()
+                    .with_name(TopicName(StrBytes::from_static_str("orders")))
+                    .with_partition_responses(vec![p]),
+            ),
+            &target(None),
+        )
+        .expect("answered");
+        assert_eq!(
+            out.error_message.as_deref(),
+            Some(
+                "One or more records have been rejected due to invalid timestamp; record 1 of \
+                 the batch: Timestamp 1000 of message with offset 1 is out of range. (1 more \
+                 records refused)"
+            )
+        );
     }
 
     #[test]

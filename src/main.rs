@@ -11,6 +11,18 @@ use kmirror::config::{self, Connection};
 use kmirror::mirror::selection::{self, TargetAction};
 use tokio_util::sync::CancellationToken;
 
+/// `print!` for a command's output: a reader that went away (`kmirror status | head -1`)
+/// ends the process quietly, with the shell's status for a SIGPIPE death (141), where
+/// `print!` would panic.
+macro_rules! out {
+    ($($arg:tt)*) => { emit(format_args!($($arg)*)) };
+}
+
+/// `println!` through [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => { emit(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 /// Mirror Kafka topics between clusters, as a YAML topology describes.
 #[derive(Debug, Parser)]
 #[command(name = "kmirror", version, about)]
@@ -43,7 +55,8 @@ enum Command {
     Run {
         /// The topology file.
         config: PathBuf,
-        /// How long shutdown waits for in-flight produces before exiting.
+        /// How long shutdown waits for in-flight produces and the final progress write (which
+        /// gets 3 s more if the drain used it all) before exiting.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         drain_timeout: Duration,
         /// Worker threads. Default: 1, the least CPU per GB (tokio's current-thread
@@ -201,7 +214,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Validate { .. } => {
-            println!(
+            outln!(
                 "{}: valid ({} clusters, {} flows)",
                 path.display(),
                 topology.clusters.len(),
@@ -292,11 +305,11 @@ fn status(config: Option<&std::path::Path>, url: Option<&str>, json: bool) -> Ex
     });
     match answer {
         Ok(v) if json => {
-            println!("{v:#}");
+            outln!("{v:#}");
             ExitCode::SUCCESS
         }
         Ok(v) => {
-            print!("{}", status_cli::render(&v));
+            out!("{}", status_cli::render(&v));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -310,7 +323,7 @@ fn status(config: Option<&std::path::Path>, url: Option<&str>, json: bool) -> Ex
 fn printed(result: Result<String, String>, command: &str) -> ExitCode {
     match result {
         Ok(text) => {
-            print!("{text}");
+            out!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -390,7 +403,7 @@ async fn plan(topology: config::Topology) -> ExitCode {
     let mut failed = false;
     let no_embedded = Default::default();
     for flow in &topology.flows {
-        println!("flow {} ({} -> {})", flow.name, flow.source, flow.target);
+        outln!("flow {} ({} -> {})", flow.name, flow.source, flow.target);
         let clusters = [
             &topology.clusters[&flow.source],
             &topology.clusters[&flow.target],
@@ -399,7 +412,7 @@ async fn plan(topology: config::Topology) -> ExitCode {
             .iter()
             .any(|c| matches!(c.connection, Connection::Embedded(_)))
         {
-            println!("  an embedded cluster is started by `kmirror run`; plan does not start it");
+            outln!("  an embedded cluster is started by `kmirror run`; plan does not start it");
             continue;
         }
         let source = kmirror::mirror::client_for(clusters[0], &no_embedded);
@@ -410,14 +423,15 @@ async fn plan(topology: config::Topology) -> ExitCode {
         ) {
             (Ok(s), Ok(t)) => (s, t),
             (Err(e), _) | (_, Err(e)) => {
-                println!("  cannot connect: {e}");
+                outln!("  cannot connect: {e}");
                 failed = true;
                 continue;
             }
         };
-        let topics = selection::mirrored_topics(flow, &source_md);
+        let one_cluster = selection::same_cluster(&source_md, &target_md);
+        let topics = selection::mirrored_topics(flow, &source_md, one_cluster);
         if topics.is_empty() {
-            println!("  no source topic matches");
+            outln!("  no source topic matches");
         }
         for (name, meta) in topics {
             let target_name = flow.rename(name);
@@ -459,12 +473,25 @@ async fn plan(topology: config::Topology) -> ExitCode {
             } else {
                 format!("; {}", configs.join(", "))
             };
-            println!("  {name} -> {target_name}: {action}{configs}");
+            outln!("  {name} -> {target_name}: {action}{configs}");
         }
     }
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Writes a command's output to stdout; see [`out!`].
+fn emit(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("kmirror: cannot write the output: {e}");
+        std::process::exit(1);
     }
 }

@@ -31,14 +31,27 @@ pub use names::{NameFilter, Pattern, RenameTemplate};
 /// Reads and validates the topology at `path`; `${VAR}` comes from the process environment.
 pub fn load(path: &Path) -> Result<Topology, ConfigErrors> {
     let file_name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigErrors {
+    let error = |line: usize, column: usize, message: String| ConfigErrors {
         errors: vec![ConfigError {
             file: file_name.clone(),
-            line: 0,
-            column: 0,
+            line,
+            column,
             path: String::new(),
-            message: format!("cannot read the topology file: {error}"),
+            message,
         }],
+    };
+    let bytes = std::fs::read(path)
+        .map_err(|e| error(0, 0, format!("cannot read the topology file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // Where the first byte that is not UTF-8 is.
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = String::from_utf8_lossy(&valid[line_start..])
+            .chars()
+            .count()
+            + 1;
+        error(line, column, "the topology file is not UTF-8 text".into())
     })?;
     parse(&text, &file_name, &|name| std::env::var(name).ok())
 }
@@ -50,6 +63,8 @@ pub fn parse(
     file_name: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Topology, ConfigErrors> {
+    // A byte order mark, as some editors write one, is not part of the YAML.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     validate::parse(text, file_name, env)
 }
 

@@ -674,6 +674,24 @@ fn fan_in_with_source_prefixes_does_not_collide() {
 }
 
 #[test]
+fn a_byte_order_mark_is_skipped_and_bytes_that_are_not_utf8_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "clusters:\n  a: { bootstrap: [\"a:1\"] }\n  b: { bootstrap: [\"b:1\"] }\nflows:\n  - { name: f, source: a, target: b, topics: { include: [x] } }\n";
+    let bom = dir.path().join("bom.yaml");
+    std::fs::write(&bom, format!("\u{feff}{yaml}")).unwrap();
+    assert_eq!(load(&bom).expect("a BOM is skipped").flows.len(), 1);
+    let latin1 = dir.path().join("latin1.yaml");
+    let mut bytes = yaml.as_bytes().to_vec();
+    bytes.splice(10..10, *b"# caf\xe9\n");
+    std::fs::write(&latin1, bytes).unwrap();
+    let errors = load(&latin1).unwrap_err().to_string();
+    assert!(
+        errors.contains("latin1.yaml:2:6") && errors.contains("not UTF-8"),
+        "{errors}"
+    );
+}
+
+#[test]
 fn load_reports_unreadable_files() {
     let errors = load(std::path::Path::new("/nonexistent/topology.yaml")).unwrap_err();
     assert_eq!(errors.errors.len(), 1);

@@ -33,9 +33,13 @@ const SIZE_UNITS: &[(&str, u128)] = &[
     ("TiB", 1 << 40),
 ];
 
+/// The longest duration accepted: a hundred years. Longer ones are refused rather than
+/// left to overflow the clock when a deadline is computed from them.
+const MAX_DURATION_SECONDS: u64 = 36_500 * 86_400;
+
 /// Parses a duration such as `"10s"`, `"500ms"`, `"1m"`, `"1h30m"` or `"1.5s"`.
 ///
-/// Units: `ms`, `s`, `m`, `h`, `d`. Every number needs a unit.
+/// Units: `ms`, `s`, `m`, `h`, `d`, at most 36500d. Every number needs a unit.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
@@ -74,7 +78,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         rest = &after_number[unit_len..];
     }
     let seconds = u64::try_from(total_nanos / NANOS_PER_SECOND)
-        .map_err(|_| format!("invalid duration {text:?}: too large"))?;
+        .ok()
+        .filter(|s| *s <= MAX_DURATION_SECONDS)
+        .ok_or_else(|| format!("invalid duration {text:?}: too large (at most 36500d)"))?;
     // The remainder is below one second, so it fits in u32.
     let subsec_nanos = (total_nanos % NANOS_PER_SECOND) as u32;
     Ok(Duration::new(seconds, subsec_nanos))
@@ -176,6 +182,13 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("1..5s").is_err());
         assert!(parse_duration("99999999999999999999999h").is_err());
+        // A deadline computed from such a duration would overflow the clock.
+        assert_eq!(
+            parse_duration("36500d"),
+            Ok(Duration::from_secs(36_500 * 86_400))
+        );
+        let centuries = parse_duration("200000000000000d").unwrap_err();
+        assert!(centuries.contains("at most 36500d"), "{centuries}");
     }
 
     #[test]

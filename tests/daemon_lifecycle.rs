@@ -1,6 +1,7 @@
 //! The daemon as a process: it starts its flows against real brokers, exits 0 on SIGTERM
-//! after draining, and an unreachable cluster is retried and reported while the other
-//! flows keep running.
+//! after draining (within `--drain-timeout` and a few seconds, even when the target stops
+//! answering), and an unreachable cluster is retried and reported while the other flows
+//! keep running.
 
 mod support;
 
@@ -186,4 +187,122 @@ fn json_logs_are_one_object_per_line_with_the_flow_as_a_field() {
         .expect("a Flow started line");
     assert_eq!(started["fields"]["flow"], "east-to-west");
     assert_eq!(started["level"], "INFO");
+}
+
+/// A stop while the target does not answer: the drain of in-flight batches and the final
+/// progress write share `--drain-timeout` (the write gets 3 s when the drain used it all;
+/// `mirror::drain_tests`), so the stop ends well inside systemd's TimeoutStopSec= (45 s
+/// for a 30 s drain) and exits 0. Here the target keeps its connections and answers
+/// nothing, so the final write is bounded by its time, not by a refused connection. (A
+/// periodic write already waiting on such a target when the stop comes is
+/// `progress::writer_tests`' case.)
+#[test]
+fn a_stop_while_the_target_hangs_ends_within_the_drain_timeout() {
+    stop_within_the_drain_timeout(false);
+}
+
+/// The same with the target gone (its connections reset, new ones refused).
+#[test]
+fn a_stop_while_the_target_is_down_ends_within_the_drain_timeout() {
+    stop_within_the_drain_timeout(true);
+}
+
+fn stop_within_the_drain_timeout(target_gone: bool) {
+    let (dir, mut brokers) = brokers();
+    let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "hung.*");
+    let listen = format!("127.0.0.1:{}", free_port());
+    add_telemetry(&config, &format!("listen: \"{listen}\""));
+    support::topics::create(&brokers[0].addr(), "hung", 1, &[]);
+    let mut daemon = DaemonProcess::start_with(&config, &["--drain-timeout", "4s"], &[]);
+    assert!(
+        daemon.log.wait_for("Flow started", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    // The target answers nothing from here on (SIGSTOP), and is gone (SIGKILL) if asked.
+    brokers[1].pause();
+    support::topics::produce(&brokers[0].addr(), "hung", "v", 50, &[]);
+    // Wait until the daemon holds batches the target has not acknowledged.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let held = http_get(&listen, "/metrics")
+            .map_or(0.0, |(_, m)| metric_sum(&m, "kmirror_in_flight_bytes", &[]));
+        if held > 0.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing in flight");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if target_gone {
+        brokers[1].kill9();
+    }
+    let stopping = std::time::Instant::now();
+    let status = daemon.terminate().expect("the daemon exits");
+    let took = stopping.elapsed();
+    assert!(status.success(), "{status:?}\n{}", daemon.log.tail(20));
+    // 4 s of drain, at most 3 s for the write, and room for a busy machine: far below the
+    // 30 s request timeout a write waiting on the target would take.
+    assert!(
+        took < Duration::from_secs(15),
+        "{took:?}\n{}",
+        daemon.log.tail(20)
+    );
+    assert!(
+        daemon.log.contains("Drain deadline passed"),
+        "{}",
+        daemon.log.tail(20)
+    );
+}
+
+/// Progress writes that keep failing (here the target's progress topic wants 3 in-sync
+/// replicas while one node is stopped, so each write, one every 500 ms, gets
+/// NOT_ENOUGH_REPLICAS while the mirrored records still land): the first failure is a
+/// WARN, the next ones DEBUG until a minute has passed, and the end of it an INFO with the
+/// count, instead of a WARN each time.
+#[test]
+fn failing_progress_writes_are_reported_once_a_minute_not_each_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = ThreeNodes::start(&dir.path().join("target"), &[]);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        "  - name: noisy\n    source: east\n    target: west\n    topics: { include: [noisy] }\n",
+    );
+    support::topics::create(&source.addr(), "noisy", 1, &[]);
+    let mut daemon = DaemonProcess::start_with(
+        &config,
+        &["--log-level", "info,kmirror::mirror::progress=debug"],
+        &[],
+    );
+    support::topics::produce(&source.addr(), "noisy", "a", 10, &[]);
+    support::topics::wait_records(&target.addr(), "east.noisy", 10, &daemon);
+    support::topics::admin(
+        &target.addr(),
+        &["alter", "__kmirror_progress", "min.insync.replicas=3"],
+    );
+    target.node(2, "stop");
+    let mut sent = 10;
+    while !daemon.log.contains("failed_writes=4") {
+        assert!(sent < 10_000, "{}", daemon.log.tail(30));
+        support::topics::produce(&source.addr(), "noisy", "b", 10, &[]);
+        sent += 10;
+        support::topics::wait_records(&target.addr(), "east.noisy", sent, &daemon);
+    }
+    let warned = daemon
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains(" WARN ") && l.contains("Cannot write mirror progress"))
+        .count();
+    assert_eq!(warned, 1, "{}", daemon.log.tail(30));
+    target.node(2, "start");
+    assert!(
+        daemon
+            .log
+            .wait_for("Mirror progress written again", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    daemon.terminate_ok();
 }

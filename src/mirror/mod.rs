@@ -25,13 +25,17 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{ClientConfig, ClusterClient};
 use crate::config::{Cluster, Connection, SaslMechanism, Topology};
 
-/// How a stopping flow drains: in-flight produces get up to `--drain-timeout`, unless the
-/// drain is abandoned (an owner that lost its flow to another daemon, [`ownership`]):
-/// then what is still unacknowledged is dropped at once.
+/// How a stopping flow drains: in-flight produces and the final progress write share
+/// `--drain-timeout`, counted from the drain's first step, so a stop takes about that long
+/// at most (systemd's TimeoutStopSec= is set above it), unless the drain is abandoned (an
+/// owner that lost its flow to another daemon, [`ownership`]): then what is still
+/// unacknowledged is dropped at once.
 #[derive(Debug, Clone)]
 pub struct Drain {
     deadline: Duration,
     abandoned: CancellationToken,
+    /// When the drain began: its first step.
+    started: std::sync::Arc<std::sync::OnceLock<tokio::time::Instant>>,
 }
 
 impl Drain {
@@ -39,7 +43,13 @@ impl Drain {
         Self {
             deadline,
             abandoned: CancellationToken::new(),
+            started: std::sync::Arc::default(),
         }
+    }
+
+    /// When the drain's time is up (its clock starts at the first call).
+    fn ends(&self) -> tokio::time::Instant {
+        *self.started.get_or_init(tokio::time::Instant::now) + self.deadline
     }
 
     /// Ends the drain now, also one under way.
@@ -47,21 +57,49 @@ impl Drain {
         self.abandoned.cancel();
     }
 
-    /// The time a drain step may take: none once abandoned.
-    pub fn deadline(&self) -> Duration {
+    /// What is left of the drain's time: none once abandoned.
+    pub fn remaining(&self) -> Duration {
         if self.abandoned.is_cancelled() {
             Duration::ZERO
         } else {
-            self.deadline
+            self.ends()
+                .saturating_duration_since(tokio::time::Instant::now())
         }
     }
 
-    /// `fut`'s output, unless the deadline passes or the drain is abandoned first.
+    /// `fut`'s output, unless the drain's time is up or it is abandoned first.
     pub async fn within<T>(&self, fut: impl std::future::Future<Output = T>) -> Option<T> {
         tokio::select! {
             _ = self.abandoned.cancelled() => None,
-            out = tokio::time::timeout(self.deadline, fut) => out.ok(),
+            out = tokio::time::timeout_at(self.ends(), fut) => out.ok(),
         }
+    }
+}
+
+#[cfg(test)]
+mod drain_tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_and_what_follows_share_one_deadline() {
+        let drain = Drain::new(Duration::from_millis(200));
+        // The drain's clock starts at its first step, not when it was made...
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(drain.remaining(), Duration::from_millis(200));
+        // ...a step that ends early leaves the rest to the next (the final progress write)...
+        let step = drain.within(tokio::time::sleep(Duration::from_millis(150)));
+        assert_eq!(step.await, Some(()));
+        assert_eq!(drain.remaining(), Duration::from_millis(50));
+        // ...and in-flight batches that never finish use the whole drain: none is left.
+        assert!(drain.within(std::future::pending::<()>()).await.is_none());
+        assert_eq!(drain.remaining(), Duration::ZERO);
+        let abandoned = Drain::new(Duration::from_secs(60));
+        abandoned.abandon();
+        assert_eq!(abandoned.remaining(), Duration::ZERO);
+        assert!(abandoned
+            .within(std::future::pending::<()>())
+            .await
+            .is_none());
     }
 }
 

@@ -31,6 +31,56 @@ pub use codec::SyncedGroup;
 /// The internal topic holding progress.
 pub const PROGRESS_TOPIC: &str = "__kmirror_progress";
 
+/// How often a progress writer that keeps failing says so again.
+const REPORT_AGAIN: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Progress writes failing in a row.
+struct Failing {
+    since: std::time::Instant,
+    /// When it was last reported at WARN (or ERROR).
+    reported: Option<std::time::Instant>,
+    /// Whether an error that needs an operator was reported (at ERROR, at once).
+    reported_fatal: bool,
+    count: u64,
+}
+
+impl Failing {
+    fn new() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            reported: None,
+            reported_fatal: false,
+            count: 0,
+        }
+    }
+
+    /// One more failed write of `flow`'s progress: a WARN (an ERROR when it needs an
+    /// operator, at once) when none was logged for REPORT_AGAIN, DEBUG otherwise.
+    fn failed(&mut self, flow: &str, e: &ClientError) {
+        let now = std::time::Instant::now();
+        self.count += 1;
+        let fatal = e.class() == ErrorClass::Fatal;
+        let due = self
+            .reported
+            .is_none_or(|r| now.duration_since(r) >= REPORT_AGAIN)
+            || (fatal && !self.reported_fatal);
+        if !due {
+            tracing::debug!(flow = %flow, error = %e, failed_writes = self.count, "Cannot write mirror progress; will retry.");
+            return;
+        }
+        self.reported = Some(now);
+        self.reported_fatal |= fatal;
+        if fatal {
+            tracing::error!(flow = %flow, error = %e, failed_writes = self.count, "Cannot write mirror progress; this needs operator action. A restart would mirror again what was acknowledged since the last write.");
+        } else {
+            tracing::warn!(flow = %flow, error = %e, failed_writes = self.count, "Cannot write mirror progress; will retry (reported again every minute while it fails).");
+        }
+    }
+}
+
+/// The time the final progress write gets when the drain has none left.
+const FINAL_WRITE_LEAST: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// What is stored per source partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Position {
@@ -368,29 +418,56 @@ impl Progress {
         stop: tokio_util::sync::CancellationToken,
         drain: super::Drain,
     ) {
+        // A target that is down fails every write: reported at once, then once every
+        // REPORT_AGAIN with the count (each failure at DEBUG), and its end at INFO.
+        let mut failing: Option<Failing> = None;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(interval) => {}
             }
-            if let Err(e) = self.write(&target).await {
-                if e.class() == ErrorClass::Fatal {
-                    tracing::error!(flow = %self.flow, error = %e, "Cannot write mirror progress; this needs operator action. A restart would mirror again what was acknowledged since the last write.");
-                } else {
-                    tracing::warn!(flow = %self.flow, error = %e, "Cannot write mirror progress; will retry.");
-                }
-                if target.refresh_metadata().await.is_err() {
+            // A target that accepts and never answers holds a write (and the metadata
+            // refresh after a failed one) for the request timeout: the stop does not wait
+            // for it. Nothing is lost: what a cancelled write took stays to be written.
+            let written = tokio::select! {
+                _ = stop.cancelled() => break,
+                written = self.write(&target) => written,
+            };
+            if let Err(e) = written {
+                failing
+                    .get_or_insert_with(Failing::new)
+                    .failed(&self.flow, &e);
+                let refreshed = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    refreshed = target.refresh_metadata() => refreshed,
+                };
+                if refreshed.is_err() {
                     tracing::debug!(flow = %self.flow, "Target metadata refresh failed.");
                 }
+            } else if let Some(f) = failing.take() {
+                tracing::info!(flow = %self.flow, failed_writes = f.count, failing_for_s = f.since.elapsed().as_secs(), "Mirror progress written again.");
             }
         }
-        let last = target
-            .retry("writing the final progress", Some(drain.deadline()), || {
+        // What the drain left, but time for one write even when it left nothing: a write
+        // takes milliseconds when the target answers, and this bounds one that does not.
+        let time = drain.remaining();
+        let last = tokio::time::timeout(
+            time.max(FINAL_WRITE_LEAST),
+            target.retry("writing the final progress", Some(time), || {
                 self.write(&target)
-            })
-            .await;
-        if let Err(e) = last {
-            tracing::warn!(flow = %self.flow, error = %e, "The final progress write failed; the restart mirrors again what was acknowledged since the last successful write.");
+            }),
+        )
+        .await;
+        let failed = match last {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "no answer within {} ms",
+                time.max(FINAL_WRITE_LEAST).as_millis()
+            )),
+        };
+        if let Some(error) = failed {
+            tracing::warn!(flow = %self.flow, error, "The final progress write failed; the restart mirrors again what was acknowledged since the last successful write.");
         }
     }
 }
@@ -419,6 +496,10 @@ mod fixtures {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod writer_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,106 @@
+//! The progress writer against a target that accepts and never answers: a stop does not
+//! wait for the request timeout of a write already under way.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::fixtures::{pos, sp};
+use super::{codec, Progress, PROGRESS_TOPIC};
+use crate::client::{ClientConfig, ClusterClient};
+use kmirror_wire::backoff::BackoffConfig;
+use kmirror_wire::messenger::MessengerConfig;
+
+/// Copies `from` to `to` until either closes; once `frozen`, holds what it reads.
+async fn copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A proxy in front of `upstream` that stops forwarding, connections kept open, once
+/// `frozen` is set: a target that accepts and answers nothing.
+async fn freezable_proxy(listener: TcpListener, upstream: String, frozen: Arc<AtomicBool>) {
+    while let Ok((client, _)) = listener.accept().await {
+        let Ok(server) = TcpStream::connect(&upstream).await else {
+            return;
+        };
+        let (client_read, client_write) = client.into_split();
+        let (server_read, server_write) = server.into_split();
+        tokio::spawn(copy(client_read, server_write, frozen.clone()));
+        tokio::spawn(copy(server_read, client_write, frozen.clone()));
+    }
+}
+
+#[tokio::test]
+async fn a_stop_does_not_wait_for_a_write_the_target_never_answers() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap().to_string();
+    let broker = kmirror_broker::start(kmirror_broker::BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertised_listener: Some(proxy.clone()),
+        ..kmirror_broker::BrokerConfig::default()
+    })
+    .await
+    .unwrap();
+    let frozen = Arc::new(AtomicBool::new(false));
+    tokio::spawn(freezable_proxy(
+        listener,
+        broker.local_addr.to_string(),
+        frozen.clone(),
+    ));
+    // The client's defaults: a request not answered fails after 30 s.
+    let target = Arc::new(ClusterClient::new(ClientConfig {
+        cluster: "target".into(),
+        bootstrap: vec![proxy],
+        messenger: MessengerConfig::default(),
+        backoff: BackoffConfig::default(),
+        replication_factor: None,
+    }));
+    target.refresh_metadata().await.unwrap();
+    target.create_topic(PROGRESS_TOPIC, 1, &[]).await.unwrap();
+    target.refresh_metadata().await.unwrap();
+    let progress = Arc::new(Progress::new("f", codec::Loaded::default(), 1 << 20));
+    progress.advance(&sp(0), pos(5));
+    progress.write(&target).await.unwrap();
+
+    // The target stops answering; a position changes, and the writer starts writing it.
+    frozen.store(true, Ordering::Relaxed);
+    progress.advance(&sp(0), pos(9));
+    let stop = CancellationToken::new();
+    let writer = tokio::spawn(progress.clone().run_writer(
+        target.clone(),
+        Duration::from_millis(10),
+        stop.clone(),
+        crate::mirror::Drain::new(Duration::ZERO),
+    ));
+    while progress.writing.try_lock().is_ok() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    // The final write gets FINAL_WRITE_LEAST (3 s) here; the one under way would have held
+    // the stop for the 30 s request timeout.
+    let ended = tokio::time::timeout(Duration::from_secs(15), writer).await;
+    assert!(ended.is_ok(), "the writer still waits for an answer");
+    // What the cut-short write took is still to be written.
+    assert!(!progress.take().entries.is_empty());
+    let _ = broker.shutdown().await;
+}

@@ -130,6 +130,42 @@ fn a_topic_created_after_start_is_mirrored_from_the_beginning() {
     stop(daemon);
 }
 
+/// A target topic deleted while the flow mirrors it is created again and mirrored on from
+/// the source offsets reached, with a WARN saying that what was mirrored before is gone
+/// with it (not silently, as a plain re-creation would be).
+#[test]
+fn a_target_topic_deleted_while_mirrored_is_recreated_with_a_warning() {
+    let c = Clusters::start();
+    let s = c.source.addr();
+    create(&s, "events.gone", 1, &[]);
+    produce(&s, "events.gone", "before", 5, &[]);
+    let config = c.topology(&east_to_west("events\\\\..*", ""));
+    let daemon = started(&config);
+    wait_mirrored(
+        &daemon,
+        &c.source,
+        "events.gone",
+        &c.target,
+        "east.events.gone",
+    );
+    assert!(!daemon.log.contains("The target topic was missing"));
+    admin(&c.target.addr(), &["delete", "east.events.gone"]);
+    produce(&s, "events.gone", "after", 3, &[]);
+    let got = wait_until("the new records on the re-created topic", &daemon, || {
+        contents(&c.target.addr(), "east.events.gone").filter(|c| total(c) == 3)
+    });
+    assert_eq!(got[&0], ["after-0-0", "after-0-1", "after-0-2"]);
+    let warned = daemon
+        .log
+        .wait_for_line("The target topic was missing", Duration::from_secs(60))
+        .expect("a WARN");
+    assert!(
+        warned.contains("WARN") && warned.contains("records=5"),
+        "{warned}"
+    );
+    stop(daemon);
+}
+
 /// Partitions added to a source topic while the daemon runs are added to the target topic,
 /// and what is written to them lands in the same partition numbers.
 #[test]

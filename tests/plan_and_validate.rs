@@ -1,6 +1,7 @@
 //! What `kmirror plan` and `kmirror validate` say about a topology: the plan lists per flow
 //! what would be done and changes nothing on either cluster; validation reports every error
 //! at once with its position, and refuses bad SASL and TLS settings as `kmirror run` does.
+//! Output to a reader that went away (`| head -1`) ends the command quietly.
 
 mod support;
 
@@ -9,6 +10,15 @@ use std::process::Command;
 
 use support::discovery::Clusters;
 use support::topics::{contents, create, produce, topics, total};
+
+/// Runs `kmirror plan CONFIG`.
+fn plan(config: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kmirror"))
+        .arg("plan")
+        .arg(config)
+        .output()
+        .unwrap()
+}
 
 /// `kmirror plan` lists, per flow, the matching source topics, their target names and what
 /// would be done, and changes nothing on either cluster.
@@ -31,11 +41,7 @@ fn plan_prints_what_would_be_done_and_changes_nothing() {
     ));
     let before = topics(&t);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
-        .arg("plan")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = plan(&config);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}");
@@ -65,6 +71,32 @@ fn plan_prints_what_would_be_done_and_changes_nothing() {
         0,
         "plan wrote to the target"
     );
+}
+
+/// One cluster named twice (`127.0.0.1:PORT` and `localhost:PORT`): the flow's own copies
+/// are not selected again, which would copy `a.loop` to `a.a.loop` and on without end.
+#[test]
+fn a_cluster_named_twice_does_not_mirror_its_own_copies() {
+    let c = Clusters::start();
+    let s = c.source.addr();
+    create(&s, "loop", 1, &[]);
+    create(&s, "east.loop", 1, &[]);
+    let port = s.rsplit_once(':').unwrap().1;
+    let config = support::write_topology(
+        c.dir.path(),
+        &[("east", &s), ("again", &format!("localhost:{port}"))],
+        "  - name: self\n    source: east\n    target: again\n    topics: { include: [\".*\"] }\n",
+    );
+    let out = plan(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim().starts_with("loop -> east.loop")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("east.east.loop"), "{stdout}");
 }
 
 /// `kmirror validate` reports every error of a topology at once, each with file, line and
@@ -229,4 +261,21 @@ fn a_mistyped_log_level_is_refused() {
         let (code, stderr) = validate(Some(level), None);
         assert_eq!(code, Some(0), "{level}: {stderr}");
     }
+}
+
+/// `kmirror validate ... | head -0`: the reader is gone before anything is written. The
+/// command ends as a process killed by SIGPIPE would (141), without a panic.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/quickstart.yaml");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_kmirror"))
+        .args(["validate", config])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

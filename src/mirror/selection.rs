@@ -11,10 +11,14 @@ use crate::client::{MetadataSnapshot, TopicMeta};
 use crate::config::Flow;
 
 /// The source topics `flow` mirrors, by name: those its patterns match, never a cluster's
-/// internal topics and never kmirror's own progress topic.
+/// internal topics and never kmirror's own progress topic. When source and target are one
+/// cluster (`one_cluster`, from [`same_cluster`]), never a topic the flow writes to either:
+/// its copies would be copied again, `a.orders` to `a.a.orders` and on, one topic more per
+/// discovery round.
 pub fn mirrored_topics<'a>(
     flow: &Flow,
     source: &'a MetadataSnapshot,
+    one_cluster: bool,
 ) -> Vec<(&'a String, &'a TopicMeta)> {
     let mut topics: Vec<_> = source
         .topics
@@ -23,8 +27,26 @@ pub fn mirrored_topics<'a>(
             !meta.is_internal && name.as_str() != PROGRESS_TOPIC && flow.matches(name)
         })
         .collect();
+    if one_cluster {
+        let written: std::collections::HashSet<String> =
+            topics.iter().map(|(name, _)| flow.rename(name)).collect();
+        topics.retain(|(name, _)| !written.contains(name.as_str()));
+    }
     topics.sort_by_key(|(name, _)| name.as_str());
     topics
+}
+
+/// Whether two clusters' metadata are of one cluster, as when a topology names one cluster
+/// twice (`localhost:9092` and `127.0.0.1:9092`): the same cluster id and a broker with
+/// the same id at the same advertised address. One shared broker is enough: two answers
+/// of one cluster list different live brokers while it restarts them one by one. A copy
+/// of another cluster's data directory has its cluster id, not its brokers' addresses.
+pub fn same_cluster(a: &MetadataSnapshot, b: &MetadataSnapshot) -> bool {
+    a.cluster_id.is_some()
+        && a.cluster_id == b.cluster_id
+        && a.brokers
+            .iter()
+            .any(|(id, at)| b.brokers.get(id) == Some(at))
 }
 
 /// What the target needs for a source topic with `count` partitions.
@@ -119,11 +141,42 @@ mod tests {
         ] {
             md.topics.insert(name.to_string(), topic(internal));
         }
-        let names: Vec<&str> = mirrored_topics(&flow(".*"), &md)
+        let names: Vec<&str> = mirrored_topics(&flow(".*"), &md, false)
             .into_iter()
             .map(|(n, _)| n.as_str())
             .collect();
         assert_eq!(names, vec!["audit", "orders"]);
+    }
+
+    #[test]
+    fn on_one_cluster_named_twice_the_flows_own_copies_are_not_selected() {
+        let cluster = |port: u16| {
+            let mut md = MetadataSnapshot {
+                cluster_id: Some("c1".into()),
+                ..MetadataSnapshot::default()
+            };
+            md.brokers.insert(0, format!("h:{port}"));
+            for name in ["loop", "a.loop", "a.a.loop"] {
+                md.topics.insert(name.to_string(), topic(false));
+            }
+            md
+        };
+        let names = |source: &MetadataSnapshot, target: &MetadataSnapshot| -> Vec<String> {
+            mirrored_topics(&flow(".*"), source, same_cluster(source, target))
+                .into_iter()
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        let (source, same, other) = (cluster(1), cluster(1), cluster(2));
+        assert!(same_cluster(&source, &same));
+        assert_eq!(names(&source, &same), ["loop"]);
+        // One cluster restarting its brokers one by one: the answers list other live ones.
+        let mut restarting = cluster(1);
+        restarting.brokers.insert(1, "h:7".into());
+        assert!(same_cluster(&source, &restarting));
+        // Another cluster (other brokers): every match is mirrored.
+        assert!(!same_cluster(&source, &other));
+        assert_eq!(names(&source, &other), ["a.a.loop", "a.loop", "loop"]);
     }
 
     #[test]

@@ -18,7 +18,9 @@ use uuid::Uuid;
 use crate::client::{list_offsets, ClientError, ClusterClient};
 use crate::config::{Flow, StartFrom};
 use crate::mirror::progress::{Position, Progress, SourcePartition};
-use crate::mirror::selection::{config_changes, mirrored_topics, target_action, TargetAction};
+use crate::mirror::selection::{
+    config_changes, mirrored_topics, same_cluster, target_action, TargetAction,
+};
 use crate::telemetry::stats::FlowStats;
 
 /// What one discovery round found.
@@ -54,6 +56,9 @@ pub(super) struct Discovery {
     recreated: HashSet<String>,
     /// Partitions reported as [`Found::Start`].
     started: HashSet<SourcePartition>,
+    /// Whether source and target were found to be one cluster ([`same_cluster`]): once
+    /// found, kept, so that no round whose two answers differ mirrors the flow's copies.
+    one_cluster: bool,
 }
 
 impl Discovery {
@@ -74,6 +79,7 @@ impl Discovery {
             topic_ids: HashMap::new(),
             recreated: HashSet::new(),
             started: HashSet::new(),
+            one_cluster: false,
         }
     }
 
@@ -104,10 +110,15 @@ impl Discovery {
             }
         };
         let mut found = Vec::new();
-        let topics: Vec<(String, i32, Uuid)> = mirrored_topics(&self.flow, &source_md)
-            .into_iter()
-            .map(|(name, meta)| (name.clone(), meta.partitions.len() as i32, meta.topic_id))
-            .collect();
+        if !self.one_cluster && same_cluster(&source_md, &target_md) {
+            self.one_cluster = true;
+            tracing::warn!(flow = %self.flow.name, source = %self.flow.source, target = %self.flow.target, "Source and target are one cluster (same cluster id and brokers): the topics this flow writes are not mirrored again.");
+        }
+        let topics: Vec<(String, i32, Uuid)> =
+            mirrored_topics(&self.flow, &source_md, self.one_cluster)
+                .into_iter()
+                .map(|(name, meta)| (name.clone(), meta.partitions.len() as i32, meta.topic_id))
+                .collect();
         self.stats
             .retain_unmirrored(&topics.iter().map(|(name, ..)| name.as_str()).collect());
         for (topic, count, topic_id) in topics {
@@ -267,7 +278,23 @@ impl Discovery {
                 self.target
                     .create_topic(target_topic, partitions, &configs)
                     .await?;
-                tracing::info!(flow = %self.flow.name, topic = %target_topic, partitions, configs = configs.len(), "Created target topic.");
+                // This flow had mirrored the source topic before: its target topic was
+                // deleted, or the flow's rename changed since (progress is kept by source
+                // partition; either way, what was mirrored is not in the topic created now).
+                let mirrored_before: i64 = (0..count)
+                    .filter_map(|partition| {
+                        self.progress.get(&SourcePartition {
+                            topic: topic.to_string(),
+                            partition,
+                        })
+                    })
+                    .map(|p| p.next_target_offset.max(0))
+                    .sum();
+                if mirrored_before > 0 {
+                    tracing::warn!(flow = %self.flow.name, topic = %target_topic, partitions, records = mirrored_before, "The target topic was missing although this flow had mirrored records of its source topic: it was deleted on the target, or the flow's rename changed. Created; mirroring goes on from the source offsets reached, so the records mirrored before are not in this topic, and target offsets recorded before (offset translation) refer to the earlier one.");
+                } else {
+                    tracing::info!(flow = %self.flow.name, topic = %target_topic, partitions, configs = configs.len(), "Created target topic.");
+                }
                 return Ok(());
             }
             TargetAction::Missing => {

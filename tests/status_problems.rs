@@ -2,7 +2,8 @@
 //! `/metrics` and `kmirror status`, not only a log line. A source down at start keeps the
 //! flow not ready (and `READY=1` unsent, "Flow started" not logged) until discovery reads it; a setup that keeps
 //! failing (a wrong SASL password) shows its error; topics the flow matches but cannot
-//! mirror are listed with their reasons and counted.
+//! mirror are listed with their reasons and counted. A target that stops answering holds
+//! fetching back, and the lag still shows the whole backlog.
 
 mod support;
 
@@ -233,5 +234,41 @@ fn topics_that_cannot_be_mirrored_are_listed_and_counted() {
         .filter_map(|u| u["topic"].as_str())
         .collect();
     assert_eq!(listed, ["nc-fewer"], "{flow}");
+    stop(daemon);
+}
+
+/// While the target does not answer, the flow's memory fills and its partitions are no
+/// longer fetched; their lag comes from the source leaders then (ListOffsets every 5 s), so
+/// `/metrics` shows the whole backlog, not what it was when fetching stopped.
+#[test]
+fn lag_shows_the_whole_backlog_while_the_target_does_not_answer() {
+    let c = Clusters::start();
+    let s = c.source.addr();
+    create(&s, "backlog", 1, &[]);
+    let config = c.topology(&east_to_west(
+        "backlog",
+        "    limits: { max_in_flight_bytes: 1MiB }\n",
+    ));
+    let listen = add_telemetry_listener(&config);
+    let daemon = started(&config);
+    c.target.pause();
+    let acked = c.dir.path().join("acked.json");
+    let sent = support::records::Produce {
+        records: 4_000,
+        value_bytes: 1_024,
+        ..support::records::Produce::new(&s, "backlog", 1, &acked)
+    }
+    .run();
+    // 4 MB behind a 1 MiB budget: most of it is never fetched while the target is paused.
+    wait_until("the lag to show every record", &daemon, || {
+        let (_, metrics) = http_get(&listen, "/metrics")?;
+        let lag = metric_sum(&metrics, "kmirror_partition_lag_records", &[]);
+        (lag >= sent as f64).then_some(())
+    });
+    c.target.resume();
+    wait_until("the lag to clear", &daemon, || {
+        let (_, metrics) = http_get(&listen, "/metrics")?;
+        (metric_sum(&metrics, "kmirror_partition_lag_records", &[]) == 0.0).then_some(())
+    });
     stop(daemon);
 }

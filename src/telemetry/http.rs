@@ -185,7 +185,7 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
             }
         }
         let lag = f.lag_records();
-        if lag > 0 && f.last_ack_ms().is_none_or(|t| now_ms - t > STALLED_MS) {
+        if lag > 0 && now_ms - f.last_ack_or_started_ms() > STALLED_MS {
             reasons.push(format!(
                 "flow {}: {lag} records behind and nothing acknowledged for over {} s",
                 f.name,

@@ -83,6 +83,22 @@ fn count(v: &Value) -> String {
 
 /// The table.
 pub fn render(status: &Value) -> String {
+    render_at(status, super::stats::now_ms())
+}
+
+/// How long ago `at_ms` was, `now_ms` being now: `12s`, `5m`, `3h`, `2d`.
+fn ago(at_ms: i64, now_ms: i64) -> String {
+    let s = (now_ms - at_ms).max(0) / 1000;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// [`render`] at `now_ms` (the last error's age is counted from it).
+fn render_at(status: &Value, now_ms: i64) -> String {
     let mut out = String::new();
     let flows = status["flows"].as_array().cloned().unwrap_or_default();
     let _ = writeln!(
@@ -99,12 +115,19 @@ pub fn render(status: &Value) -> String {
             "NOT READY"
         };
         let latency = &f["latency_seconds"];
-        let error = f["not_ready"]
-            .as_array()
-            .and_then(|r| r.first())
-            .or_else(|| f["last_error"].get("error"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        // Why the flow is not ready, or else its last error and how long ago it was (it
+        // may be long over).
+        let error = match f["not_ready"].as_array().and_then(|r| r.first()) {
+            Some(reason) => reason.as_str().unwrap_or("").to_string(),
+            None => match (
+                f["last_error"]["error"].as_str(),
+                f["last_error"]["at_unix_ms"].as_i64(),
+            ) {
+                (Some(e), Some(at)) => format!("{e} ({} ago)", ago(at, now_ms)),
+                (Some(e), None) => e.to_string(),
+                _ => String::new(),
+            },
+        };
         let _ = writeln!(
             out,
             "{:<24} {:<9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}  {}",
@@ -165,6 +188,19 @@ pub fn render(status: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ready_flows_last_error_shows_its_age() {
+        let status = serde_json::json!({ "flows": [{
+            "name": "f", "ready": true,
+            "last_error": { "at_unix_ms": 1_000_000, "error": "connection refused" },
+        }]});
+        let flow = render_at(&status, 1_000_000 + 125_000);
+        assert!(flow.contains("connection refused (2m ago)"), "{flow}");
+        assert_eq!(ago(0, 59_999), "59s");
+        assert_eq!(ago(0, 7_200_000), "2h");
+        assert_eq!(ago(0, 3 * 86_400_000), "3d");
+    }
 
     #[test]
     fn addresses_are_host_and_port() {

@@ -23,6 +23,7 @@ mod discovery;
 use discovery::{Discovery, Found};
 mod delivery;
 mod fetching;
+mod lag_refresh;
 mod partitions;
 
 use std::collections::{BTreeMap, HashMap};
@@ -267,9 +268,14 @@ impl FlowRunner {
             )
         });
         let mut fetches = fetching::Fetches::default();
+        let mut lag_refresh = lag_refresh::LagRefresh::default();
         while !stop.is_cancelled() {
             self.stats.beat(true);
             self.start_fetches(&mut fetches);
+            lag_refresh.maybe_start(
+                &self.source,
+                self.partitions.iter().map(|(sp, r)| (sp, &r.stats)),
+            );
             self.stats.set_in_flight_bytes(
                 (self.memory.fetch_pool_bytes() - self.memory.fetch_available()) as u64,
             );
@@ -291,6 +297,7 @@ impl FlowRunner {
             }
         }
         self.stats.beat(false);
+        lag_refresh.stop();
         discovering.abort();
         for task in [group_sync, heartbeats, acl_sync].into_iter().flatten() {
             task.abort();

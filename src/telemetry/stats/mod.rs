@@ -63,6 +63,9 @@ pub struct FlowStats {
     loop_beat_ms: AtomicI64,
     /// Unix ms of the last acknowledged batch, 0 before the first.
     last_ack_ms: AtomicI64,
+    /// Unix ms when the flow last finished starting (a reload, a takeover by this
+    /// standby or a setup retry starts it again); 0 before.
+    started_ms: AtomicI64,
     /// Unix ms since which the target refuses or cannot be reached; 0 when it answers.
     target_failing_since_ms: AtomicI64,
     /// The same for the source's Fetches.
@@ -114,6 +117,7 @@ impl FlowStats {
             joining: Mutex::default(),
             loop_beat_ms: AtomicI64::new(0),
             last_ack_ms: AtomicI64::new(0),
+            started_ms: AtomicI64::new(0),
             target_failing_since_ms: AtomicI64::new(0),
             source_failing_since_ms: AtomicI64::new(0),
             retries: Mutex::default(),
@@ -183,6 +187,9 @@ impl FlowStats {
 
     /// The flow finished starting (`true`), or is (re)starting (`false`).
     pub fn set_started(&self, started: bool) {
+        if started {
+            self.started_ms.store(now_ms(), Ordering::Relaxed);
+        }
         self.started.store(started, Ordering::Relaxed);
         *self.start_error.lock().expect("start error lock") = None;
     }
@@ -375,6 +382,13 @@ impl FlowStats {
 
     pub fn last_ack_ms(&self) -> Option<i64> {
         Some(self.last_ack_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    /// Unix ms of the last acknowledged batch or of the flow's last start, whichever is
+    /// later: what "nothing acknowledged for so long" counts from.
+    pub fn last_ack_or_started_ms(&self) -> i64 {
+        let started_ms = self.started_ms.load(Ordering::Relaxed);
+        self.last_ack_ms().unwrap_or(0).max(started_ms)
     }
 
     /// Replication latency percentiles in seconds (`None` before the first batch).

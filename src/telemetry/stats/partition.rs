@@ -1,8 +1,9 @@
 //! One source partition's stats: its state, how far the mirror is behind it (in records
 //! and in seconds), and its last error.
 
-use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// A partition's state, as `kmirror_partitions{state}` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +38,12 @@ impl PartitionState {
 /// One source partition of a flow.
 #[derive(Debug)]
 pub struct PartitionStats {
-    /// The source's high watermark at the last Fetch; -1 until one answered.
+    /// The source's high watermark at the last Fetch (or ListOffsets, while fetching is
+    /// held back); -1 until one answered.
     high_watermark: AtomicI64,
+    /// When (a monotonic ms count, [`now_monotonic_ms`]) a Fetch last reported the high
+    /// watermark; 0 before the first.
+    fetched_at_ms: AtomicU64,
     /// The next source offset the target acknowledged.
     position: AtomicI64,
     /// Timestamp (ms) of the oldest batch held and not yet acknowledged; `i64::MIN` if none.
@@ -53,6 +58,7 @@ impl PartitionStats {
     pub(super) fn new(position: i64) -> Self {
         Self {
             high_watermark: AtomicI64::new(-1),
+            fetched_at_ms: AtomicU64::new(0),
             position: AtomicI64::new(position),
             oldest_held_ms: AtomicI64::new(i64::MIN),
             last_mirrored_ms: AtomicI64::new(i64::MIN),
@@ -63,6 +69,24 @@ impl PartitionStats {
 
     pub fn fetched(&self, high_watermark: i64) {
         self.high_watermark.store(high_watermark, Ordering::Relaxed);
+        self.fetched_at_ms
+            .store(now_monotonic_ms(), Ordering::Relaxed);
+    }
+
+    /// How long since a Fetch last reported the high watermark (`None` before the first).
+    pub fn fetched_ago(&self) -> Option<Duration> {
+        match self.fetched_at_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_millis(now_monotonic_ms().saturating_sub(at))),
+        }
+    }
+
+    /// The log end offset the source's leader gave while this partition is not fetched
+    /// (its memory share is full): the high watermark only moves up by it, as a Fetch
+    /// that answers meanwhile is as new.
+    pub fn listed(&self, log_end_offset: i64) {
+        self.high_watermark
+            .fetch_max(log_end_offset, Ordering::Relaxed);
     }
 
     pub fn advanced(&self, next_source_offset: i64) {
@@ -126,4 +150,12 @@ impl PartitionStats {
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().expect("error lock").clone()
     }
+}
+
+/// Milliseconds on a monotonic clock that starts at the first call (from 1, so that 0 can
+/// mean "never").
+fn now_monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX) + 1
 }

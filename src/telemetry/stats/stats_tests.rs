@@ -34,3 +34,63 @@ fn lag_is_high_watermark_minus_position_and_its_age_that_of_the_oldest_held_batc
     assert_eq!(f.records(), 15);
     assert_eq!(f.latency_batches(), 1);
 }
+
+#[test]
+fn a_flow_behind_is_stalled_only_once_nothing_was_acknowledged_for_a_minute_since_it_started() {
+    let f = Arc::new(flow());
+    f.set_started(true);
+    let p = f.partition(
+        &SourcePartition {
+            topic: "t".into(),
+            partition: 0,
+        },
+        0,
+    );
+    p.fetched(1_000);
+    let reasons = |now_ms| crate::telemetry::http::not_ready(std::slice::from_ref(&f), now_ms);
+    let now = now_ms();
+    // Behind since it started, 27 s ago (a rate limit): not stalled yet.
+    assert!(
+        reasons(now + 27_000).is_empty(),
+        "{:?}",
+        reasons(now + 27_000)
+    );
+    let stalled = reasons(now + 61_000);
+    assert!(
+        stalled.len() == 1 && stalled[0].contains("nothing acknowledged for over 60 s"),
+        "{stalled:?}"
+    );
+}
+
+#[test]
+fn a_flow_started_again_counts_its_minute_from_that_start() {
+    // Stats outlive a flow's runs: a reload, a standby taking over, a setup retry.
+    let f = Arc::new(flow());
+    let p = f.partition(
+        &SourcePartition {
+            topic: "t".into(),
+            partition: 0,
+        },
+        0,
+    );
+    p.fetched(1_000);
+    f.set_started(true);
+    f.acknowledged(&p, 1, 10, now_ms());
+    f.set_started(false);
+    // Started again two minutes later, as set_started(true) would record it then.
+    f.started_ms.store(now_ms() + 120_000, Ordering::Relaxed);
+    f.started.store(true, Ordering::Relaxed);
+    let reasons = |now_ms| crate::telemetry::http::not_ready(std::slice::from_ref(&f), now_ms);
+    let now = now_ms();
+    assert!(
+        reasons(now + 150_000).is_empty(),
+        "{:?}",
+        reasons(now + 150_000)
+    );
+    assert_eq!(
+        reasons(now + 181_000).len(),
+        1,
+        "{:?}",
+        reasons(now + 181_000)
+    );
+}

@@ -1,0 +1,78 @@
+//! Lag while fetching is held back. A partition's high watermark comes with its Fetch
+//! responses; once its memory share is full (a slow or stopped target), it is not fetched,
+//! and its lag would stay what it was when fetching stopped while the source grows. So
+//! every [`LAG_REFRESH`] the partitions no Fetch answered for that long get their log end
+//! offset from their source leaders (ListOffsets, one at a time, off the fetch loop).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use crate::client::{list_offsets, ClusterClient};
+use crate::mirror::progress::SourcePartition;
+use crate::telemetry::stats::PartitionStats;
+
+/// How often, and after how long without a Fetch, a partition's lag is refreshed.
+pub(super) const LAG_REFRESH: Duration = Duration::from_secs(5);
+
+/// The refresh due next, and the one under way.
+#[derive(Default)]
+pub(super) struct LagRefresh {
+    next: Option<Instant>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl LagRefresh {
+    /// Starts a refresh of the `partitions` no Fetch answered for [`LAG_REFRESH`], when
+    /// one is due and none is under way.
+    pub(super) fn maybe_start<'a>(
+        &mut self,
+        source: &Arc<ClusterClient>,
+        partitions: impl Iterator<Item = (&'a SourcePartition, &'a Arc<PartitionStats>)>,
+    ) {
+        let now = Instant::now();
+        if self.next.is_some_and(|n| n > now)
+            || self.task.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            return;
+        }
+        self.next = Some(now + LAG_REFRESH);
+        let stale: Vec<_> = partitions
+            .filter(|(_, stats)| stats.fetched_ago().is_some_and(|ago| ago >= LAG_REFRESH))
+            .map(|(sp, stats)| (sp.clone(), stats.clone()))
+            .collect();
+        if !stale.is_empty() {
+            self.task = Some(tokio::spawn(refresh(source.clone(), stale)));
+        }
+    }
+
+    /// Ends a refresh under way (the flow stops).
+    pub(super) fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Asks each partition's source leader for its log end offset. A partition whose leader
+/// cannot say is left as it was: the next refresh asks again.
+async fn refresh(source: Arc<ClusterClient>, stale: Vec<(SourcePartition, Arc<PartitionStats>)>) {
+    for (sp, stats) in stale {
+        let Ok(m) = source.leader(&sp.topic, sp.partition).await else {
+            continue;
+        };
+        let epoch = source.metadata().leader_epoch(&sp.topic, sp.partition);
+        match list_offsets::list_offset(&m, &sp.topic, sp.partition, epoch, list_offsets::LATEST)
+            .await
+        {
+            Ok((0, offset)) => stats.listed(offset),
+            Ok((code, _)) => {
+                tracing::debug!(topic = %sp.topic, partition = sp.partition, code, "No log end offset for the lag.")
+            }
+            Err(e) => {
+                tracing::debug!(topic = %sp.topic, partition = sp.partition, error = %e, "No log end offset for the lag.")
+            }
+        }
+    }
+}

@@ -238,6 +238,10 @@ pub fn offset_delete(
     });
     req.topics = kept;
     let mut resp = handle(req);
+    // Kafka: OffsetDeleteResponse.Builder.merge (a group-level error replaces the rest).
+    if resp.error_code != 0 {
+        return resp;
+    }
     resp.topics.extend(refused.into_iter().map(|t| {
         let partitions = t
             .partitions

@@ -1,8 +1,13 @@
 //! Group requests on a node that does not coordinate groups: authorized first, as
-//! KafkaApis does, then answered NOT_COORDINATOR.
+//! KafkaApis does, then answered NOT_COORDINATOR. And what KafkaApis checks or shapes of
+//! group requests before and after the coordinator, on every node.
 
 use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, DeleteGroupsRequest, JoinGroupResponse, SyncGroupRequest, SyncGroupResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 
 use super::{nulls, route_checked, sync, Outcome};
 use crate::authz::{self, Guard};
@@ -24,6 +29,37 @@ pub(super) fn is_group_api(key: ApiKey) -> bool {
     )
 }
 
+/// Kafka: KafkaApis.handleSyncGroupRequest — from v5 on a SyncGroup names its protocol
+/// type and name (SyncGroupRequest.areMandatoryProtocolTypeAndNamePresent), checked before
+/// authorization: INCONSISTENT_GROUP_PROTOCOL when one is null.
+pub(super) fn sync_without_protocol(
+    req: &SyncGroupRequest,
+    version: i16,
+) -> Option<SyncGroupResponse> {
+    (version >= 5 && (req.protocol_type.is_none() || req.protocol_name.is_none())).then(|| {
+        SyncGroupResponse::default()
+            .with_error_code(ResponseError::InconsistentGroupProtocol.code())
+    })
+}
+
+/// Kafka: JoinGroupResponse's constructor — the protocol name is not nullable below v7 (a
+/// null one, as in every refusal, is sent as ""), and from v7 on "" is sent as null.
+pub(super) fn join_answer(mut resp: JoinGroupResponse, version: i16) -> JoinGroupResponse {
+    match &resp.protocol_name {
+        None if version < 7 => resp.protocol_name = Some(StrBytes::default()),
+        Some(name) if version >= 7 && name.is_empty() => resp.protocol_name = None,
+        _ => {}
+    }
+    resp
+}
+
+/// Kafka: KafkaApis.handleDeleteGroupsRequest — a group named twice is deleted and
+/// answered once (`distinct`, before authorization).
+pub(super) fn distinct_groups(req: &mut DeleteGroupsRequest) {
+    let mut seen = std::collections::HashSet::new();
+    req.groups_names.retain(|g| seen.insert(g.clone()));
+}
+
 /// A group request on a node that does not coordinate groups: authorized first, as
 /// KafkaApis does, then NOT_COORDINATOR.
 pub(super) async fn not_coordinator(
@@ -38,13 +74,16 @@ pub(super) async fn not_coordinator(
     match key {
         ApiKey::JoinGroup => {
             sync(frame, corr, version, |r| {
-                az::may_join(g, &r).unwrap_or_else(|| nc::join_group(r))
+                let resp = az::may_join(g, &r).unwrap_or_else(|| nc::join_group(r));
+                join_answer(resp, version)
             })
             .await
         }
         ApiKey::SyncGroup => {
             sync(frame, corr, version, |r| {
-                az::may_sync(g, &r).unwrap_or_else(|| nc::sync_group(r))
+                sync_without_protocol(&r, version)
+                    .or_else(|| az::may_sync(g, &r))
+                    .unwrap_or_else(|| nc::sync_group(r))
             })
             .await
         }
@@ -93,7 +132,8 @@ pub(super) async fn not_coordinator(
             .await
         }
         ApiKey::DeleteGroups => {
-            sync(frame, corr, version, |r| {
+            sync(frame, corr, version, |mut r| {
+                distinct_groups(&mut r);
                 az::delete_groups(g, r, nc::delete_groups)
             })
             .await

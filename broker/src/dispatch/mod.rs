@@ -258,9 +258,9 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
             .await
         }
         ApiKey::JoinGroup => {
-            let host = caller.host.to_string();
+            let host = java_inet_address(caller.host);
             route(&mut frame, corr, version, |r: JoinGroupRequest| async {
-                match authz::groups::may_join(g, &r) {
+                let resp = match authz::groups::may_join(g, &r) {
                     Some(denied) => denied,
                     None => {
                         broker
@@ -268,14 +268,17 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
                             .join_group_from(r, version, client_id, &host)
                             .await
                     }
-                }
+                };
+                groups::join_answer(resp, version)
             })
             .await
         }
         ApiKey::SyncGroup => {
             route(&mut frame, corr, version, |r: SyncGroupRequest| async {
-                match authz::groups::may_sync(g, &r) {
-                    Some(denied) => denied,
+                let refused = groups::sync_without_protocol(&r, version)
+                    .or_else(|| authz::groups::may_sync(g, &r));
+                match refused {
+                    Some(refused) => refused,
                     None => broker.groups.sync_group(r, version).await,
                 }
             })
@@ -328,7 +331,8 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
             .await
         }
         ApiKey::DeleteGroups => {
-            sync(&mut frame, corr, version, |r| {
+            sync(&mut frame, corr, version, |mut r| {
+                groups::distinct_groups(&mut r);
                 authz::groups::delete_groups(g, r, |r| broker.groups.delete_groups(r, version))
             })
             .await
@@ -418,4 +422,29 @@ fn api_versions_fallback(corr: i32, max: i16) -> Outcome {
             .with_min_version(0)
             .with_max_version(max)]);
     respond(corr, 0, &resp)
+}
+
+/// A client's address as Kafka shows it (Java's InetAddress.toString of an address without
+/// a host name): "/127.0.0.1", and IPv6 in full, "/0:0:0:0:0:0:0:1".
+fn java_inet_address(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => format!("/{v4}"),
+        std::net::IpAddr::V6(v6) => {
+            let groups: Vec<String> = v6.segments().iter().map(|g| format!("{g:x}")).collect();
+            format!("/{}", groups.join(":"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    #[test]
+    fn client_addresses_read_as_javas() {
+        let v4: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(super::java_inet_address(v4), "/127.0.0.1");
+        let v6: std::net::IpAddr = "::1".parse().unwrap();
+        assert_eq!(super::java_inet_address(v6), "/0:0:0:0:0:0:0:1");
+        let v6: std::net::IpAddr = "fe80::a:1".parse().unwrap();
+        assert_eq!(super::java_inet_address(v6), "/fe80:0:0:0:0:0:a:1");
+    }
 }

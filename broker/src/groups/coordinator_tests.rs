@@ -613,3 +613,21 @@ async fn offset_delete_and_topic_removal() {
     c.remove_topic_offsets("u");
     assert!(fetched(&c.offset_fetch(fetch_v7("g", None), 7)).is_empty());
 }
+
+/// A member that joins again keeps the client id and host of its first join (Kafka:
+/// ClassicGroup.updateMember changes its protocols and timeouts only).
+#[tokio::test]
+async fn a_rejoining_member_keeps_its_client_id_and_host() {
+    let c = coordinator(None, 0);
+    let (member, _) = stable_member(&c, "g").await;
+    let again = c
+        .join_group_from(join_req("g", &member), 5, "renamed", "/10.0.0.9")
+        .await;
+    assert_eq!(again.error_code, 0);
+    let d = c.describe_groups(
+        DescribeGroupsRequest::default().with_groups(vec![gid("g")]),
+        5,
+    );
+    let m = &d.groups[0].members[0];
+    assert_eq!((m.client_id.as_str(), m.client_host.as_str()), ("solo", ""));
+}

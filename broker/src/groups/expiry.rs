@@ -4,16 +4,14 @@
 //! Kafka's GroupCoordinatorShard.cleanupGroupMetadata does: offsets of an Empty group expire
 //! once the retention has passed since the group became Empty (or, when that is unknown,
 //! since the commit); offsets of a simple group (no protocol type, commits only) expire
-//! that long after their commit; an offset committed with an OffsetCommit v2-4
-//! `retention_time_ms` expires at its own time. Groups with members keep their offsets. An
-//! Empty group left without offsets is deleted.
+//! that long after their commit, and so do those of a Stable consumer group (protocol type
+//! `consumer`) for topics none of its members subscribes to; an offset committed with an
+//! OffsetCommit v2-4 `retention_time_ms` expires at its own time. Other groups with
+//! members keep their offsets. An Empty group left without offsets is deleted.
 //!
 //! The check runs from the timer task and at the start of every offset or group-admin call
 //! once due, so answers do not depend on the timer task's punctuality. Times come from
 //! [`Clock`], which follows tokio's clock so tests can move it.
-//!
-//! Not here: KIP-848 consumer groups (their Stable-group expiry rule does not apply to
-//! classic groups).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -73,17 +71,31 @@ impl Inner {
         let mut expired = Vec::new();
         let mut doomed_groups = Vec::new();
         for (group_id, group) in &self.groups {
-            // Kafka: ClassicGroup.offsetExpirationCondition
+            // Kafka: ClassicGroup.offsetExpirationCondition; the topics a Stable consumer
+            // group subscribes to keep their offsets (OffsetMetadataManager
+            // .cleanupExpiredOffsets, isSubscribedToTopic).
+            let mut subscribed = std::collections::BTreeSet::new();
             let base_ms: Box<dyn Fn(&CommittedOffset) -> i64> = match group.protocol_type() {
                 Some(_) if group.state() == GroupState::Empty => {
                     let since = group.empty_since().map(|t| self.clock.wall_ms(t));
                     Box::new(move |c| since.unwrap_or(c.commit_timestamp_ms))
+                }
+                Some("consumer") if group.state() == GroupState::Stable => {
+                    match group.subscribed_topics() {
+                        Some(topics) => subscribed = topics,
+                        None => continue,
+                    }
+                    Box::new(|c| c.commit_timestamp_ms)
                 }
                 Some(_) => continue,
                 None => Box::new(|c| c.commit_timestamp_ms),
             };
             let mut all_expired = true;
             for ((topic, partition), c) in self.offsets.group(group_id).into_iter().flatten() {
+                if subscribed.contains(topic) {
+                    all_expired = false;
+                    continue;
+                }
                 // Kafka: OffsetExpirationConditionImpl.isOffsetExpired
                 let is_expired = match c.expire_timestamp_ms {
                     Some(at) => now_ms >= at,

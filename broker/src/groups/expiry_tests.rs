@@ -75,6 +75,28 @@ fn offset_after_check(c: &GroupCoordinator, group: &str, at: Instant) -> i64 {
     inner.offset_fetch(req, 7).topics[0].partitions[0].committed_offset
 }
 
+/// Group "g" Stable with one "consumer" member whose protocol "range" carries `metadata`;
+/// its member id and generation.
+async fn stable_consumer(c: &GroupCoordinator, metadata: bytes::Bytes) -> (String, i32) {
+    let join = JoinGroupRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(30_000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default()
+            .with_name(s("range"))
+            .with_metadata(metadata)]);
+    let j = c.join_group(join, 3, "client").await;
+    assert_eq!(j.error_code, 0, "v3 joins without MEMBER_ID_REQUIRED");
+    let member = j.member_id.to_string();
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_generation_id(j.generation_id)
+        .with_member_id(s(&member));
+    assert_eq!(c.sync_group(sync, 3).await.error_code, 0);
+    (member, j.generation_id)
+}
+
 fn group_exists(c: &GroupCoordinator, group: &str) -> bool {
     c.lock().groups.contains_key(group)
 }
@@ -133,25 +155,8 @@ async fn v2_to_v4_retention_time_ms_sets_its_own_expiry_and_v5_has_none() {
 async fn offsets_of_a_group_with_members_are_kept_until_it_has_been_empty_a_retention() {
     let c = coordinator(None);
     let t0 = Instant::now();
-    // A one-member Stable group.
-    let join = JoinGroupRequest::default()
-        .with_group_id(GroupId(s("g")))
-        .with_session_timeout_ms(30_000)
-        .with_rebalance_timeout_ms(30_000)
-        .with_member_id(s("m"))
-        .with_protocol_type(s("consumer"))
-        .with_protocols(vec![JoinGroupRequestProtocol::default()
-            .with_name(s("range"))
-            .with_metadata(bytes::Bytes::new())]);
-    let j = c.join_group(join.with_member_id(s("")), 3, "client").await;
-    assert_eq!(j.error_code, 0, "v3 joins without MEMBER_ID_REQUIRED");
-    let member = j.member_id.to_string();
-    let sync = SyncGroupRequest::default()
-        .with_group_id(GroupId(s("g")))
-        .with_generation_id(j.generation_id)
-        .with_member_id(s(&member));
-    assert_eq!(c.sync_group(sync, 3).await.error_code, 0);
-    commit_at(&c, t0, commit_req("g", &member, j.generation_id, -1), 8);
+    let (member, generation) = stable_consumer(&c, bytes::Bytes::new()).await;
+    commit_at(&c, t0, commit_req("g", &member, generation, -1), 8);
     // Stable (a member that heartbeats): nothing expires, however old the commit.
     {
         let mut inner = c.lock();
@@ -209,4 +214,43 @@ async fn expired_offsets_stay_expired_after_a_restart() {
             .and_then(|o| o.expire_timestamp_ms),
         None
     );
+}
+
+/// A Stable consumer group keeps the offsets of the topics its members subscribe to, and
+/// its offsets of other topics expire a retention after their commit (Kafka:
+/// ClassicGroup.offsetExpirationCondition, OffsetMetadataManager.cleanupExpiredOffsets).
+#[tokio::test]
+async fn a_stable_consumer_group_loses_only_offsets_of_topics_it_does_not_subscribe_to() {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Encodable;
+    let c = coordinator(None);
+    let t0 = Instant::now();
+    let mut metadata = bytes::BytesMut::new();
+    metadata.extend_from_slice(&1i16.to_be_bytes());
+    ConsumerProtocolSubscription::default()
+        .with_topics(vec![s("orders")])
+        .encode(&mut metadata, 1)
+        .unwrap();
+    let (member, generation) = stable_consumer(&c, metadata.freeze()).await;
+    let mut orders = commit_req("g", &member, generation, -1);
+    orders.topics[0].name = TopicName(s("orders"));
+    commit_at(&c, t0, orders, 8);
+    commit_at(&c, t0, commit_req("g", &member, generation, -1), 8);
+    let mut inner = c.lock();
+    assert_eq!(inner.groups["g"].state(), GroupState::Stable);
+    inner.expire_offsets(t0 + RETENTION - HOUR);
+    assert!(
+        inner.offsets.get("g", "t", 0).is_some(),
+        "not yet a retention"
+    );
+    inner.expire_offsets(t0 + RETENTION);
+    assert!(
+        inner.offsets.get("g", "t", 0).is_none(),
+        "not subscribed: expired"
+    );
+    assert!(
+        inner.offsets.get("g", "orders", 0).is_some(),
+        "subscribed: kept"
+    );
+    assert!(inner.groups.contains_key("g"));
 }

@@ -232,6 +232,17 @@ impl GroupCoordinator {
                     responder,
                     JoinResult::error(&member_id, ResponseError::InvalidGroupId),
                 )]
+            } else if !inner
+                .config
+                .group
+                .session_timeout_allowed(params.session_timeout_ms)
+            {
+                // Kafka: GroupCoordinatorService.joinGroup (before the group is looked up
+                // or created: no group is left behind).
+                vec![Outcome::Join(
+                    responder,
+                    JoinResult::error(&member_id, ResponseError::InvalidSessionTimeout),
+                )]
             } else if !inner.groups.contains_key(&group_id) && !member_id.is_empty() {
                 vec![Outcome::Join(
                     responder,

@@ -347,6 +347,11 @@ impl Inner {
         _version: i16,
     ) -> OffsetDeleteResponse {
         let group_id = req.group_id.to_string();
+        // Kafka: GroupCoordinatorService.deleteOffsets.
+        if group_id.is_empty() {
+            return OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::InvalidGroupId.code());
+        }
         if !self.groups.contains_key(&group_id) {
             return OffsetDeleteResponse::default()
                 .with_error_code(ResponseError::GroupIdNotFound.code());

@@ -18,7 +18,8 @@ fn s(v: String) -> StrBytes {
     StrBytes::from_string(v)
 }
 
-/// JoinGroup request → params; a member id for a newcomer is `<client_id>-<uuid>`.
+/// JoinGroup request → params; a member id for a newcomer is `<client_id>-<uuid>`, or
+/// `<group_instance_id>-<uuid>` for a static member.
 pub(super) fn join_params(
     req: JoinGroupRequest,
     version: i16,
@@ -28,7 +29,13 @@ pub(super) fn join_params(
     JoinParams {
         version,
         member_id: req.member_id.to_string(),
-        new_member_id: format!("{client_id}-{}", uuid::Uuid::new_v4()),
+        // Kafka: ClassicGroup.generateMemberId (a static member's id starts with its
+        // instance id).
+        new_member_id: format!(
+            "{}-{}",
+            req.group_instance_id.as_deref().unwrap_or(client_id),
+            uuid::Uuid::new_v4()
+        ),
         group_instance_id: req.group_instance_id.map(|i| i.to_string()),
         client_id: client_id.to_string(),
         client_host: client_host.to_string(),

@@ -354,11 +354,14 @@ const GROUP_ID_NOT_FOUND: i16 = 69;
 
 macro_rules! row {
     ($rule:expr, $kafka:expr, $expect:expr, |$ctx:ident| $body:expr) => {
+        row!($rule, $kafka, $expect, None, |$ctx| $body)
+    };
+    ($rule:expr, $kafka:expr, $expect:expr, $config:expr, |$ctx:ident| $body:expr) => {
         Row {
             rule: $rule,
             kafka: $kafka,
             expect: $expect,
-            config: None,
+            config: $config,
             run: |$ctx| Box::pin(async move { $body }),
         }
     };

@@ -5,7 +5,6 @@
 
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -97,14 +96,7 @@ async fn fetch_code(ctx: Ctx) -> Got {
 }
 
 async fn join_code(m: &Messenger, group: &str) -> Got {
-    let req = JoinGroupRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_session_timeout_ms(10_000)
-        .with_rebalance_timeout_ms(10_000)
-        .with_protocol_type(s("consumer"))
-        .with_protocols(vec![
-            JoinGroupRequestProtocol::default().with_name(s("range"))
-        ]);
+    let req = crate::groups::join_request(group, 10_000);
     code_or_closed(m.send_at(&req, 5).await, |r| r.error_code)
 }
 
@@ -248,6 +240,22 @@ pub fn rows() -> Vec<Row> {
         row!("JoinGroup without READ on the group: GROUP_AUTHORIZATION_FAILED",
             "KafkaApis.handleJoinGroupRequest", Got::Code(GROUP_DENIED), authorizer,
             |ctx| join_code(&ctx.m, "denied").await),
+        row!("JoinGroup v5 without READ on the group: GROUP_AUTHORIZATION_FAILED, its protocol name \"\" (not nullable below v7)",
+            "JoinGroupRequest.getErrorResponse / JoinGroupResponse (version < 7)", Got::Code(0), authorizer,
+            |ctx| {
+                let req = JoinGroupRequest::default()
+                    .with_group_id(GroupId(s("denied")))
+                    .with_session_timeout_ms(10_000)
+                    .with_protocol_type(s("consumer"));
+                match ctx.m.send_at(&req, 5).await {
+                    Ok(r) => crate::admin::check(
+                        "(error, protocol name)",
+                        (r.error_code, r.protocol_name.map(|n| n.to_string())),
+                        (GROUP_DENIED, Some(String::new())),
+                    ),
+                    Err(_) => Got::Closed,
+                }
+            }),
         row!("JoinGroup on a node that is not the coordinator, group denied: GROUP_AUTHORIZATION_FAILED first",
             "KafkaApis.handleJoinGroupRequest (before the coordinator)", Got::Code(GROUP_DENIED),
             two_nodes_with_authorizer, |ctx| join_code(&other_node(&ctx).await, "denied").await),

@@ -16,6 +16,7 @@ mod api_versions;
 mod authz;
 mod diverging;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod multinode;
 mod multinode_routing;
@@ -44,5 +45,6 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(api_versions::rows());
     rows.extend(user_scram::rows());
     rows.extend(authz::rows());
+    rows.extend(groups::rows());
     harness::run(rows).await;
 }

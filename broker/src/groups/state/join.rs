@@ -36,9 +36,7 @@ impl Group {
                 ResponseError::CoordinatorNotAvailable,
             ));
         }
-        if p.session_timeout_ms < self.config.min_session_timeout_ms
-            || p.session_timeout_ms > self.config.max_session_timeout_ms
-        {
+        if !self.config.session_timeout_allowed(p.session_timeout_ms) {
             return Some(JoinResult::error(
                 &p.member_id,
                 ResponseError::InvalidSessionTimeout,
@@ -147,8 +145,8 @@ impl Group {
                 m.protocols = p.protocols;
                 m.session_timeout = millis(p.session_timeout_ms);
                 m.rebalance_timeout = millis(p.rebalance_timeout_ms);
-                m.client_id = p.client_id;
-                m.client_host = p.client_host;
+                // The member keeps its client id and host (Kafka: ClassicGroup
+                // .replaceStaticMember builds the new member from the removed one's).
                 m.session_deadline = now + m.session_timeout;
                 if self.select_protocol().as_deref() == self.protocol_name.as_deref() {
                     // Unchanged: no rebalance, the member resumes the current assignment.
@@ -258,8 +256,8 @@ impl Group {
         m.protocols = p.protocols;
         m.session_timeout = millis(p.session_timeout_ms);
         m.rebalance_timeout = millis(p.rebalance_timeout_ms);
-        m.client_id = p.client_id;
-        m.client_host = p.client_host;
+        // Client id and host stay those of the member's first join (Kafka: ClassicGroup
+        // .updateMember changes protocols and timeouts only).
         if let Some(old) = m.awaiting_join.replace(responder) {
             // The same member joined again while waiting: the older request is void.
             out.push(Outcome::Join(

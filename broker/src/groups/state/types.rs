@@ -50,6 +50,13 @@ pub struct GroupConfig {
     pub initial_rebalance_delay_ms: u64,
 }
 
+impl GroupConfig {
+    /// Whether a member may ask for this session timeout (INVALID_SESSION_TIMEOUT if not).
+    pub fn session_timeout_allowed(&self, session_timeout_ms: i32) -> bool {
+        (self.min_session_timeout_ms..=self.max_session_timeout_ms).contains(&session_timeout_ms)
+    }
+}
+
 impl Default for GroupConfig {
     fn default() -> Self {
         Self {

@@ -1,0 +1,208 @@
+//! Classic group rules: what KafkaApis checks before the coordinator (SyncGroup's
+//! mandatory protocol fields, DeleteGroups' repeated names), what the coordinator refuses
+//! before a group exists (a session timeout out of range), and how members and JoinGroup
+//! answers read (member ids, client hosts, the protocol name by version).
+
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::*;
+use kmirror_broker::BrokerConfig;
+
+use crate::admin::{check, row, s};
+use crate::common;
+use crate::harness::{code_or_closed, Ctx, Got, Row};
+
+const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+const INVALID_GROUP_ID: i16 = 24;
+const INVALID_SESSION_TIMEOUT: i16 = 26;
+const MEMBER_ID_REQUIRED: i16 = 79;
+
+/// Rebalances complete as soon as every member joined (no initial delay).
+fn no_rebalance_delay(c: &mut BrokerConfig) {
+    c.group_initial_rebalance_delay = std::time::Duration::ZERO;
+}
+
+/// A consumer's JoinGroup of `group` (protocol `range`), without a member id.
+pub fn join_request(group: &str, session_timeout_ms: i32) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_session_timeout_ms(session_timeout_ms)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default().with_name(s("range"))
+        ])
+}
+
+/// DescribeGroups v5 of `group`: (state, [(member id, client id, client host)]).
+async fn describe(ctx: &Ctx, group: &str) -> Result<(String, Vec<[String; 3]>), Got> {
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
+    let r = ctx.m.send_at(&req, 5).await.map_err(|_| Got::Closed)?;
+    let g = &r.groups[0];
+    let members = g
+        .members
+        .iter()
+        .map(|m| {
+            [
+                m.member_id.to_string(),
+                m.client_id.to_string(),
+                m.client_host.to_string(),
+            ]
+        })
+        .collect();
+    Ok((g.group_state.to_string(), members))
+}
+
+/// A static member joins (v5, instance id `inst-1`): its id, and how DescribeGroups shows it.
+async fn static_member(ctx: Ctx) -> Got {
+    let group = ctx.topic("static");
+    let req = join_request(&group, 10_000).with_group_instance_id(Some(s("inst-1")));
+    let joined = match ctx.m.send_at(&req, 5).await {
+        Ok(r) if r.error_code == 0 => r,
+        Ok(r) => return Got::Code(r.error_code),
+        Err(_) => return Got::Closed,
+    };
+    let (_, members) = match describe(&ctx, &group).await {
+        Ok(d) => d,
+        Err(g) => return g,
+    };
+    // The harness's connections use the default settings.
+    let client_id = kmirror_wire::messenger::MessengerConfig::default().client_id;
+    check(
+        "(member id starts with the instance id, members as described)",
+        (joined.member_id.starts_with("inst-1-"), members),
+        (
+            true,
+            vec![[
+                joined.member_id.to_string(),
+                client_id,
+                "/127.0.0.1".to_string(),
+            ]],
+        ),
+    )
+}
+
+/// JoinGroup with a session timeout below group.min.session.timeout.ms (6 s): its error,
+/// and the group's state afterwards (Dead: no group was made).
+async fn short_session(ctx: Ctx, member_id: &str) -> Got {
+    let group = ctx.topic("short");
+    let req = join_request(&group, 1_000).with_member_id(s(member_id));
+    let code = match ctx.m.send_at(&req, 5).await {
+        Ok(r) => r.error_code,
+        Err(_) => return Got::Closed,
+    };
+    match describe(&ctx, &group).await {
+        Ok((state, _)) => check(
+            "(error, group state)",
+            (code, state.as_str()),
+            (INVALID_SESSION_TIMEOUT, "Dead"),
+        ),
+        Err(g) => g,
+    }
+}
+
+/// JoinGroup at `version` with no member id: (error, protocol name) of the answer.
+async fn member_id_required(ctx: Ctx, version: i16, want: Option<&str>) -> Got {
+    let req = join_request(&ctx.topic("required"), 10_000);
+    match ctx.m.send_at(&req, version).await {
+        Ok(r) => check(
+            "(error, protocol name)",
+            (
+                r.error_code,
+                r.protocol_name.as_ref().map(|n| n.to_string()),
+            ),
+            (MEMBER_ID_REQUIRED, want.map(str::to_string)),
+        ),
+        Err(_) => Got::Closed,
+    }
+}
+
+/// A group holding one committed offset (a simple consumer's commit, generation -1).
+async fn committed_group(ctx: &Ctx, group: &str) -> Result<(), Got> {
+    let topic = ctx.topic("t");
+    common::create_topic(&ctx.m, &topic, 1).await;
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(common::name(&topic))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(1)])]);
+    match ctx.m.send_at(&req, 8).await {
+        Ok(r) if r.topics[0].partitions[0].error_code == 0 => Ok(()),
+        Ok(r) => Err(Got::Code(r.topics[0].partitions[0].error_code)),
+        Err(_) => Err(Got::Closed),
+    }
+}
+
+async fn delete_twice(ctx: Ctx) -> Got {
+    let group = ctx.topic("twice");
+    if let Err(g) = committed_group(&ctx, &group).await {
+        return g;
+    }
+    let req = DeleteGroupsRequest::default()
+        .with_groups_names(vec![GroupId(s(&group)), GroupId(s(&group))]);
+    match ctx.m.send_at(&req, 2).await {
+        Ok(r) => {
+            let results: Vec<(String, i16)> = r
+                .results
+                .iter()
+                .map(|g| (g.group_id.to_string(), g.error_code))
+                .collect();
+            check("results", results, vec![(group, 0)])
+        }
+        Err(_) => Got::Closed,
+    }
+}
+
+pub fn rows() -> Vec<Row> {
+    vec![
+        row!("SyncGroup v5 without a protocol type: INCONSISTENT_GROUP_PROTOCOL, before the group is looked up",
+            "KafkaApis.handleSyncGroupRequest (areMandatoryProtocolTypeAndNamePresent)",
+            Got::Code(INCONSISTENT_GROUP_PROTOCOL), |ctx| {
+                let req = SyncGroupRequest::default()
+                    .with_group_id(GroupId(s(&ctx.topic("nosuch"))))
+                    .with_generation_id(1)
+                    .with_member_id(s("m"))
+                    .with_protocol_type(None)
+                    .with_protocol_name(Some(s("range")));
+                code_or_closed(ctx.m.send_at(&req, 5).await, |r| r.error_code)
+            }),
+        row!("SyncGroup v4 without a protocol type (the field is v5+): the group is looked up",
+            "SyncGroupRequest.areMandatoryProtocolTypeAndNamePresent (v5+)",
+            Got::Code(25), |ctx| {
+                let req = SyncGroupRequest::default()
+                    .with_group_id(GroupId(s(&ctx.topic("nosuch"))))
+                    .with_generation_id(1)
+                    .with_member_id(s("m"));
+                code_or_closed(ctx.m.send_at(&req, 4).await, |r| r.error_code)
+            }),
+        row!("JoinGroup v5 answers with a protocol name of \"\" where it has none (not nullable below v7)",
+            "JoinGroupResponse (version < 7: null becomes \"\")", Got::Code(0),
+            |ctx| member_id_required(ctx, 5, Some("")).await),
+        row!("JoinGroup v7 answers with a null protocol name where it has none",
+            "JoinGroupResponse (version >= 7: \"\" becomes null)", Got::Code(0),
+            |ctx| member_id_required(ctx, 7, None).await),
+        row!("JoinGroup with a session timeout out of range: INVALID_SESSION_TIMEOUT, and no group is made",
+            "GroupCoordinatorService.joinGroup (before the group is created)", Got::Code(0),
+            |ctx| short_session(ctx, "").await),
+        row!("JoinGroup with a member id, a group that does not exist and a session timeout out of range: INVALID_SESSION_TIMEOUT first",
+            "GroupCoordinatorService.joinGroup (before UNKNOWN_MEMBER_ID)", Got::Code(0),
+            |ctx| short_session(ctx, "someone").await),
+        row!("A static member's id starts with its instance id; DescribeGroups shows its host as Java does (\"/127.0.0.1\")",
+            "ClassicGroup.generateMemberId; ClassicGroupMember clientHost (InetAddress.toString)",
+            Got::Code(0), Some(no_rebalance_delay), |ctx| static_member(ctx).await),
+        row!("DeleteGroups naming a group twice: deleted and answered once",
+            "KafkaApis.handleDeleteGroupsRequest (distinct)", Got::Code(0),
+            |ctx| delete_twice(ctx).await),
+        row!("OffsetDelete for the empty group id: INVALID_GROUP_ID",
+            "GroupCoordinatorService.deleteOffsets (isGroupIdNotEmpty)", Got::Code(INVALID_GROUP_ID),
+            |ctx| {
+                let req = OffsetDeleteRequest::default().with_group_id(GroupId(s("")));
+                code_or_closed(ctx.m.send_at(&req, 0).await, |r| r.error_code)
+            }),
+    ]
+}

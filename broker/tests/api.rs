@@ -41,8 +41,15 @@ async fn metadata_reports_cluster_and_auto_creates_with_stable_ids() {
             MetadataRequestTopic::default().with_name(Some(name("auto")))
         ]))
         .with_allow_auto_topic_creation(true);
+    // As Kafka's brokers answer while the controller creates the topic: not yet.
     let (resp, v) = m.send(&req).await.unwrap();
     assert!(v >= 10);
+    let t = &resp.topics[0];
+    assert_eq!(
+        (t.error_code, t.partitions.len()),
+        (ResponseError::UnknownTopicOrPartition.code(), 0)
+    );
+    let (resp, _) = m.send(&req).await.unwrap();
     assert_eq!(
         resp.cluster_id.as_ref().unwrap().as_str(),
         "kmirror-local-cluster"

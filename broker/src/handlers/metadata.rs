@@ -1,7 +1,9 @@
 //! Metadata: the live nodes at their advertised addresses, cluster id, controller id (the
 //! lowest live node), and topics with stable topic ids, each partition with its real
 //! leader, leader epoch, replicas, ISR and offline replicas. Unknown topics are created
-//! when both the broker and the request (v4+) allow auto-creation. Topics are looked up by
+//! when both the broker and the request (v4+) allow auto-creation, and answered
+//! UNKNOWN_TOPIC_OR_PARTITION until the next request, as Kafka's brokers answer while the
+//! controller creates them. Topics are looked up by
 //! id from v12; ids or null names in v10-11 requests fail the request with
 //! INVALID_REQUEST, as in Kafka.
 
@@ -107,6 +109,10 @@ fn lookup_or_create(
     if let Some(t) = broker.topics.get(name.as_str()) {
         return describe(broker, &t, version);
     }
+    // Kafka: KafkaApis.getTopicMetadata (Topic.validate before UNKNOWN_TOPIC_OR_PARTITION).
+    if let Err(e) = crate::topics::validate_name(name.as_str()) {
+        return error(super::topic_error_code(&e));
+    }
     if !allow_create {
         return error(ResponseError::UnknownTopicOrPartition);
     }
@@ -126,28 +132,20 @@ fn lookup_or_create(
             Ok::<_, Refused>(replica_assignments::assign(broker, topic, 0, replicas)?)
         },
     );
+    // Kafka: AutoTopicCreationManager.sendCreateTopicRequest — the broker hands the topic
+    // to the controller and answers UNKNOWN_TOPIC_OR_PARTITION, without partitions, at
+    // once; the client asks again and finds the topic once it exists. What the controller
+    // refuses (a colliding name, a replication factor it cannot place) is never seen by
+    // the client but as that same answer on every retry.
     match created {
-        Ok(t) => describe(broker, &t, version),
-        // Another request created it first.
-        Err(Refused::Topic(TopicError::AlreadyExists(_))) => {
-            match broker.topics.get(name.as_str()) {
-                Some(t) => describe(broker, &t, version),
-                None => error(ResponseError::LeaderNotAvailable),
-            }
-        }
-        // Kafka's auto-creation hands the topic to the controller, which refuses it (a
-        // colliding name, a replication factor it cannot place); the client is told the
-        // leader is not available yet.
-        // Kafka: AutoTopicCreationManager.createTopics (LEADER_NOT_AVAILABLE)
-        Err(Refused::Topic(TopicError::Collides { .. })) => {
-            error(ResponseError::LeaderNotAvailable)
-        }
-        Err(Refused::Replicas(code, reason)) => {
+        Ok(_) | Err(Refused::Topic(TopicError::AlreadyExists(_))) => {}
+        Err(Refused::Topic(TopicError::Collides { .. })) => {}
+        Err(Refused::Replicas(_, reason)) => {
             tracing::warn!(topic = %name.as_str(), reason, "Cannot auto-create a topic.");
-            error(code)
         }
-        Err(Refused::Topic(e)) => error(super::topic_error_code(&e)),
+        Err(Refused::Topic(e)) => return error(super::topic_error_code(&e)),
     }
+    error(ResponseError::UnknownTopicOrPartition)
 }
 
 fn describe(broker: &Broker, topic: &Arc<Topic>, version: i16) -> MetadataResponseTopic {

@@ -13,7 +13,7 @@ use kafka_protocol::messages::*;
 use crate::admin::{create_with, row, s};
 use crate::harness::{code_or_closed, Ctx, Got, Row};
 
-const LEADER_NOT_AVAILABLE: i16 = 5;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
@@ -51,6 +51,56 @@ async fn auto_create_after(ctx: Ctx, first: &str, second: &str) -> Got {
         Ok(_) => got,
         Err(_) => Got::Closed,
     }
+}
+
+/// Metadata v12 for `topic` (not prefixed): its error code.
+async fn metadata_code(ctx: Ctx, topic: &str, allow_create: bool) -> Got {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(crate::common::name(topic)))
+        ]))
+        .with_allow_auto_topic_creation(allow_create);
+    code_or_closed(ctx.m.send_at(&req, 12).await, |r| r.topics[0].error_code)
+}
+
+/// Metadata v12 auto-creating a topic: the first answer is UNKNOWN_TOPIC_OR_PARTITION with
+/// no partitions and no id; asked again (until it shows), the topic with its partition.
+async fn auto_create_then_found(ctx: Ctx) -> Got {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(Some(crate::common::name(&ctx.topic("auto"))))]))
+        .with_allow_auto_topic_creation(true);
+    let first = match ctx.m.send_at(&req, 12).await {
+        Ok(r) => r.topics[0].clone(),
+        Err(_) => return Got::Closed,
+    };
+    let want = (UNKNOWN_TOPIC_OR_PARTITION, 0, true);
+    let got = (
+        first.error_code,
+        first.partitions.len(),
+        first.topic_id.is_nil(),
+    );
+    if got != want {
+        return crate::admin::check("first answer (error, partitions, id is nil)", got, want);
+    }
+    for _ in 0..50 {
+        match ctx.m.send_at(&req, 12).await {
+            Ok(r) if r.topics[0].error_code == 0 => {
+                let t = &r.topics[0];
+                return crate::admin::check(
+                    "later answer (partitions, id is nil)",
+                    (t.partitions.len(), t.topic_id.is_nil()),
+                    (1, false),
+                );
+            }
+            Ok(r) if r.topics[0].error_code == UNKNOWN_TOPIC_OR_PARTITION => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Ok(r) => return Got::Code(r.topics[0].error_code),
+            Err(_) => return Got::Closed,
+        }
+    }
+    Got::Answer("the auto-created topic never showed".into())
 }
 
 /// IncrementalAlterConfigs (validate only) of one operation (0 SET, 2 APPEND, 3 SUBTRACT)
@@ -211,9 +261,18 @@ pub fn rows() -> Vec<Row> {
             "ControllerApis.createTopics (CLUSTER_METADATA_TOPIC_NAME)",
             Got::Answer("answers [__cluster_metadata=42], existing []".into()),
             |ctx| create_names(ctx, &["__cluster_metadata"], true).await),
-        row!("Metadata auto-creation of a colliding name: LEADER_NOT_AVAILABLE, nothing created",
-            "AutoTopicCreationManager.createTopics / validateNewTopicNames", Got::Code(LEADER_NOT_AVAILABLE),
-            |ctx| auto_create_after(ctx, "g.v", "g_v").await),
+        row!("Metadata auto-creation of a colliding name: UNKNOWN_TOPIC_OR_PARTITION (the controller refuses it later), nothing created",
+            "AutoTopicCreationManager.sendCreateTopicRequest / ReplicationControlManager.validateNewTopicNames",
+            Got::Code(UNKNOWN_TOPIC_OR_PARTITION), |ctx| auto_create_after(ctx, "g.v", "g_v").await),
+        row!("Metadata auto-creating a topic: UNKNOWN_TOPIC_OR_PARTITION without partitions, then the topic",
+            "AutoTopicCreationManager.sendCreateTopicRequest", Got::Code(0),
+            |ctx| auto_create_then_found(ctx).await),
+        row!("Metadata for an invalid name without auto-creation: INVALID_TOPIC_EXCEPTION, not UNKNOWN_TOPIC_OR_PARTITION",
+            "KafkaApis.getTopicMetadata (Topic.validate)", Got::Code(INVALID_TOPIC_EXCEPTION),
+            |ctx| metadata_code(ctx, "bad name!", false).await),
+        row!("Metadata for an invalid name with auto-creation: INVALID_TOPIC_EXCEPTION",
+            "AutoTopicCreationManager.filterCreatableTopics (isValidTopicName)", Got::Code(INVALID_TOPIC_EXCEPTION),
+            |ctx| metadata_code(ctx, &"x".repeat(250), true).await),
         row!("IncrementalAlterConfigs SUBTRACT on a non-LIST key: INVALID_CONFIG",
             "ConfigurationControlManager.incrementalAlterConfigResource (isSplittable)", Got::Code(INVALID_CONFIG),
             |ctx| alter_op(ctx, "segment.ms", 3, "5").await),

@@ -114,10 +114,10 @@ fn a_target_partition_short_of_min_insync_replicas_waits_and_loses_nothing() {
         daemon.log.tail(40)
     );
     assert!(
-        daemon.log.wait_for(
-            "insufficient to satisfy the min.isr",
-            Duration::from_secs(60)
-        ),
+        // Kafka answers NOT_ENOUGH_REPLICAS with a null message (LogAppendResult).
+        daemon
+            .log
+            .wait_for("NotEnoughReplicas", Duration::from_secs(60)),
         "the refusals are reported:\n{}",
         daemon.log.tail(20)
     );

@@ -72,27 +72,20 @@ impl Partition {
         log.delete()
     }
 
-    /// Moves the log start offset (DeleteRecords) and forgets producer batches below it.
+    /// Moves the log start offset (DeleteRecords). The producers' state stays: Kafka
+    /// removes it only when a producer expires (ProducerStateManager
+    /// .onLogStartOffsetIncremented), so a retried batch is still known as a duplicate.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
-        let mut producers = self.producers.lock().expect("producers lock");
-        let start = self
-            .log
+        self.log
             .lock()
             .expect("log lock")
-            .delete_records_before(offset)?;
-        producers.truncate_head(start);
-        Ok(start)
+            .delete_records_before(offset)
     }
 
-    /// Applies retention; returns the number of segments deleted.
+    /// Applies retention (the producers' state stays, as for DeleteRecords); returns the
+    /// number of segments deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
-        let mut producers = self.producers.lock().expect("producers lock");
-        let mut log = self.log.lock().expect("log lock");
-        let deleted = log.apply_retention(now_ms)?;
-        if deleted > 0 {
-            producers.truncate_head(log.log_start_offset());
-        }
-        Ok(deleted)
+        self.log.lock().expect("log lock").apply_retention(now_ms)
     }
 }
 

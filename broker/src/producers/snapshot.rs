@@ -2,8 +2,8 @@
 //!
 //! A snapshot records the log end offset at which it was taken; on start, restore it and
 //! replay only the batches from that offset on. If the snapshot offset is beyond the log
-//! end (the log lost its unflushed tail), discard the snapshot and rebuild from the log;
-//! if it is below the log start, restore it and call `truncate_head(log_start)`.
+//! end (the log lost its unflushed tail) or below its start, discard the snapshot and
+//! rebuild from the log.
 //!
 //! Layout (big-endian): `"KMPS" | version u16 = 1 | snapshot_offset i64 | count u32 |
 //! count × (producer_id i64 | epoch i16 | last_update_ms i64 | n u8 | n × (first_seq i32 |

@@ -290,17 +290,6 @@ impl PartitionProducerState {
         }
     }
 
-    /// Forgets producers whose last batch lies entirely below the new log start offset
-    /// (retention, DeleteRecords), as Kafka's `ProducerStateManager.truncateHead`. Such a
-    /// producer then gets "no state" semantics.
-    pub fn truncate_head(&mut self, log_start_offset: i64) {
-        self.producers.retain(|_, e| {
-            e.batches
-                .back()
-                .is_some_and(|b| b.last_offset >= log_start_offset)
-        });
-    }
-
     /// Forgets everything (log truncated to empty, topic recreated).
     pub fn clear(&mut self) {
         self.producers.clear();

@@ -194,17 +194,6 @@ fn record_sweeps_expired_producers_lazily() {
 }
 
 #[test]
-fn truncate_head_forgets_producers_below_the_log_start() {
-    let mut p = Partition::new();
-    p.produce(1, 0, 0, 5).unwrap(); // offsets 0..=4
-    p.produce(2, 0, 0, 5).unwrap(); // offsets 5..=9
-    p.state.truncate_head(5);
-    assert!(p.state.entry(1, NOW).is_none());
-    assert!(p.state.entry(2, NOW).is_some());
-    assert_eq!(p.produce(1, 0, 77, 1), Ok(Check::Append));
-}
-
-#[test]
 fn a_control_batch_moves_the_epoch_without_caching_a_sequence() {
     let mut state = PartitionProducerState::default();
     state.record(&view(&batch(7, 0, 0, 2, 0, 1)), NOW);

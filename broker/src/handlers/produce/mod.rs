@@ -253,7 +253,12 @@ async fn respond(
             Err(Failure(code, msg, record_errors)) => {
                 pr.error_code = code.code();
                 pr.base_offset = -1;
-                if version >= 8 {
+                let name = &req.topic_data[topic].name;
+                tracing::debug!(topic = %name.as_str(), partition = index, error = ?code, reason = %msg, "Produce refused.");
+                // Kafka: ReplicaManager.appendToLocalLog — only a refusal of records
+                // (RecordValidationException) carries its message; every other error is
+                // answered with a null message (LogAppendResult.errorMessage).
+                if version >= 8 && !record_errors.is_empty() {
                     pr.error_message = message(msg);
                     pr.record_errors = record_errors
                         .into_iter()
@@ -365,7 +370,9 @@ fn append(
                 max_timestamp: timestamp,
             },
             log_start_offset: log.log_start_offset(),
-            log_append_time_ms: if rules.log_append_time { timestamp } else { -1 },
+            // Kafka: UnifiedLog.append answers a duplicate with the stored batch's
+            // timestamp as its append time, whatever the topic's timestamp type.
+            log_append_time_ms: timestamp,
             sync: broker.group_commit.as_ref().and_then(|_| log.sync_handle()),
         });
     }

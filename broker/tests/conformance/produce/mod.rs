@@ -3,6 +3,7 @@
 //! byte by byte ([`support::Spec`]) so that each row can break exactly one rule.
 
 mod duplicates;
+mod idempotence;
 mod record_errors;
 mod support;
 
@@ -35,6 +36,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(request_rows());
     rows.extend(duplicates::rows());
     rows.extend(record_errors::rows());
+    rows.extend(idempotence::rows());
     rows
 }
 

@@ -174,6 +174,9 @@ pub async fn fetch(
     mut req: FetchRequest,
     version: i16,
 ) -> FetchResponse {
+    if let Some(refused) = handlers::fetch::session_error(&req, version) {
+        return refused;
+    }
     if g.open() {
         return handlers::fetch::handle(broker, req, version).await;
     }
@@ -182,9 +185,10 @@ pub async fn fetch(
     } else {
         req.replica_id.0
     };
-    let follower_denied = replica >= 0 && !g.allows_cluster(op::CLUSTER_ACTION);
+    // A follower with CLUSTER_ACTION reads every topic; a consumer needs READ on each.
+    let follower_allowed = (replica >= 0).then(|| g.allows_cluster(op::CLUSTER_ACTION));
     let (kept, refused) = split(std::mem::take(&mut req.topics), |t| {
-        !follower_denied && allows_topic(g, broker, op::READ, &t.topic, t.topic_id)
+        follower_allowed.unwrap_or_else(|| allows_topic(g, broker, op::READ, &t.topic, t.topic_id))
     });
     req.topics = kept;
     let mut resp = handlers::fetch::handle(broker, req, version).await;

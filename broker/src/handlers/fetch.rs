@@ -4,8 +4,11 @@
 //! partition always returns at least one whole batch); a partition named twice is read
 //! once, with its later entry's position; a fetch offset inside a batch
 //! returns that whole batch; empty records are sent as empty bytes, never null; fetch
-//! sessions are declined (session id 0, full fetches); OFFSET_OUT_OF_RANGE below the log
-//! start or above the log end. There are no transactions, so the last stable offset is
+//! sessions are declined (session id 0, full fetches; one continuing a session gets
+//! FETCH_SESSION_ID_NOT_FOUND); OFFSET_OUT_OF_RANGE below the log start or above the log
+//! end. After the first partition with data, a partition whose next batch exceeds its
+//! limit or the room left sends nothing. A fetch with nothing to read, or a diverging
+//! epoch, is answered at once. There are no transactions, so the last stable offset is
 //! the high watermark. v13+ name topics by id only (UNKNOWN_TOPIC_ID for an id no topic
 //! has); below v10 a topic configured `compression.type=zstd` answers
 //! UNSUPPORTED_COMPRESSION_TYPE. A v12+ fetch with a `last_fetched_epoch` whose end on this
@@ -33,8 +36,25 @@ use crate::topics::Topic;
 /// `max_bytes` (55 MiB).
 pub const FETCH_MAX_BYTES: usize = 55 << 20;
 
+/// Kafka: FetchManager.newContext — a request that continues a session (an epoch other
+/// than 0, which starts one, and -1, which asks for none) names a session this broker never
+/// handed out: FETCH_SESSION_ID_NOT_FOUND, session id 0, no topics, before authorization.
+pub fn session_error(req: &FetchRequest, version: i16) -> Option<FetchResponse> {
+    (version >= 7 && req.session_epoch != 0 && req.session_epoch != -1).then(|| {
+        FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+            .with_session_id(0)
+    })
+}
+
 pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
     let req = without_repeats(req);
+    // Kafka: KafkaApis.handleFetchRequest (`interesting.isEmpty`: nothing left to read,
+    // every partition refused or none named, is answered at once).
+    if req.topics.iter().all(|t| t.partitions.is_empty()) {
+        let (resp, _, _) = read_once(broker, &req, version);
+        return resp;
+    }
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     loop {
@@ -45,7 +65,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         appended.as_mut().enable();
         let (resp, bytes, errors) = read_once(broker, &req, version);
         // Kafka: KafkaApis.handleFetchRequest (fetchMinBytes = min(minBytes, fetchMaxBytes))
-        let min_bytes = i64::from(req.min_bytes).min(FETCH_MAX_BYTES as i64);
+        let min_bytes = i64::from(req.min_bytes).min(max_bytes(&req, version) as i64);
         if bytes >= min_bytes || errors || tokio::time::Instant::now() >= deadline {
             return crate::cluster::hints::fetch(broker, resp, version);
         }
@@ -58,14 +78,18 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     }
 }
 
-fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchResponse, i64, bool) {
-    // Kafka: KafkaApis.handleFetchRequest (min(maxBytes, fetch.max.bytes); below v3 the
-    // request has no max_bytes)
-    let mut remaining = if version >= 3 {
+/// The most a response carries. Kafka: KafkaApis.handleFetchRequest (fetchMaxBytes =
+/// min(maxBytes, fetch.max.bytes); below v3 the request has no max_bytes).
+fn max_bytes(req: &FetchRequest, version: i16) -> usize {
+    if version >= 3 {
         (req.max_bytes.max(0) as usize).min(FETCH_MAX_BYTES)
     } else {
         FETCH_MAX_BYTES
-    };
+    }
+}
+
+fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchResponse, i64, bool) {
+    let mut remaining = max_bytes(req, version);
     let mut total: i64 = 0;
     let mut first_non_empty = true;
     let mut any_error = false;
@@ -100,9 +124,8 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                             .then_some(p.current_leader_epoch);
                         let only_leader = version <= 10 || req.replica_id.0 >= 0;
                         if let Err(e) = broker.check_leader(topic, p.partition, current, only_leader) {
-                            out.error_code = e.code().code();
                             any_error = true;
-                            break 'read out;
+                            break 'read read_error(p.partition, e.code());
                         }
                         let log = partition.log.lock().expect("log lock");
                         out.high_watermark = log.log_end_offset();
@@ -110,6 +133,9 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                         if version >= 4 {
                             out.last_stable_offset = out.high_watermark;
                         }
+                        // Kafka: LocalLog.read (aborted transactions only for read_committed;
+                        // there are none here).
+                        out.aborted_transactions = (req.isolation_level == 1).then(Vec::new);
                         if version >= 12 && p.last_fetched_epoch >= 0 {
                             // The end of the fetcher's last fetched epoch on this leader,
                             // read under the log lock (the cluster module's lock order).
@@ -124,12 +150,14 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                                 Ok(None) => {}
                                 Ok(Some(diverging)) => {
                                     out.diverging_epoch = diverging;
+                                    // Kafka: ReplicaManager.fetchMessages (hasDivergingEpoch
+                                    // answers at once).
+                                    any_error = true;
                                     break 'read out;
                                 }
                                 Err(error) => {
-                                    out.error_code = error.code();
                                     any_error = true;
-                                    break 'read out;
+                                    break 'read read_error(p.partition, error);
                                 }
                             }
                         }
@@ -140,8 +168,12 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                         match log.read(p.fetch_offset, budget.max(1)) {
                             Ok(data) => {
                                 if !data.is_empty() {
-                                    if !first_non_empty && data.len() > remaining {
-                                        break 'read out; // Does not fit; the client asks again.
+                                    // Kafka: ReplicaManager.readFromLog (checkFetchDataInfo:
+                                    // after the first partition with data, a batch larger
+                                    // than the partition's limit or the room left is not
+                                    // sent, firstEntryIncomplete); the client asks again.
+                                    if !first_non_empty && data.len() > budget {
+                                        break 'read out;
                                     }
                                     first_non_empty = false;
                                     remaining = remaining.saturating_sub(data.len());
@@ -151,13 +183,13 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                             }
                             Err(e @ LogError::OffsetOutOfRange { .. }) => {
                                 tracing::debug!(topic = %topic.name, partition = p.partition, error = %e, "Fetch out of range.");
-                                out.error_code = ResponseError::OffsetOutOfRange.code();
                                 any_error = true;
+                                break 'read read_error(p.partition, ResponseError::OffsetOutOfRange);
                             }
                             Err(e) => {
                                 tracing::warn!(topic = %topic.name, partition = p.partition, error = %e, "Fetch read failed.");
-                                out.error_code = super::log_error_code(&e).code();
                                 any_error = true;
+                                break 'read read_error(p.partition, super::log_error_code(&e));
                             }
                         }
                         out
@@ -275,6 +307,12 @@ fn diverging_epoch(
         ));
     }
     Ok(None)
+}
+
+/// A partition whose read failed (not leader, out of range, a storage error). Kafka:
+/// ReplicaManager.readFromLog (createLogReadResult: offsets -1, no aborted transactions).
+fn read_error(index: i32, error: ResponseError) -> PartitionData {
+    error_partition(index, error.code()).with_aborted_transactions(None)
 }
 
 /// A partition answer without data. Kafka: FetchResponse.partitionResponse (high

@@ -9,7 +9,10 @@
 //! LogAppendTime batch carries the batch's append time (its max timestamp), so such a
 //! batch answers with its first offset and that time, without being decoded. Only the
 //! leader answers, except to the debugging replica id; the leader epoch of the answer
-//! comes from the partition's epoch history or the found batch.
+//! comes from the partition's epoch history or the found batch. A partition named twice is
+//! answered once, INVALID_REQUEST.
+
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -45,6 +48,21 @@ fn timestamp_unsupported(timestamp: i64, version: i16) -> bool {
 }
 
 pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // Kafka: ListOffsetsRequest (duplicatePartitions) and ReplicaManager.fetchOffset (its
+    // answers keyed by partition): a partition named twice is answered once,
+    // INVALID_REQUEST.
+    let mut seen = HashSet::new();
+    let duplicates: HashSet<(&str, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.as_str(), p.partition_index))
+        })
+        .filter(|tp| !seen.insert(*tp))
+        .collect();
+    let mut answered = HashSet::new();
     let topics = req
         .topics
         .iter()
@@ -53,11 +71,22 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
             let partitions = t
                 .partitions
                 .iter()
+                .filter(|p| answered.insert((t.name.as_str(), p.partition_index)))
                 .map(|p| {
                     let mut out = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
+                    // Kafka: ReplicaManager.fetchOffset (duplicates, then
+                    // isListOffsetsTimestampUnsupported, then the partition).
+                    if duplicates.contains(&(t.name.as_str(), p.partition_index)) {
+                        out.error_code = ResponseError::InvalidRequest.code();
+                        return out;
+                    }
+                    if timestamp_unsupported(p.timestamp, version) {
+                        out.error_code = ResponseError::UnsupportedVersion.code();
+                        return out;
+                    }
                     let (Some(t), Some(partition)) = (
                         topic.as_ref(),
                         topic.as_ref().and_then(|t| t.partition(p.partition_index)),
@@ -65,11 +94,6 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         out.error_code = ResponseError::UnknownTopicOrPartition.code();
                         return out;
                     };
-                    // Kafka: ReplicaManager.fetchOffset (isListOffsetsTimestampUnsupported first)
-                    if timestamp_unsupported(p.timestamp, version) {
-                        out.error_code = ResponseError::UnsupportedVersion.code();
-                        return out;
-                    }
                     // KafkaApis.handleListOffsetRequest: fetchOnlyFromLeader unless the
                     // debugging replica id (-2); Partition.fetchOffsetForTimestamp checks
                     // the current leader epoch (v4+, -1 = none).
@@ -112,6 +136,7 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                 .with_name(t.name.clone())
                 .with_partitions(partitions)
         })
+        .filter(|t| !t.partitions.is_empty())
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
 }

@@ -95,6 +95,14 @@ async fn fetch_code(ctx: Ctx) -> Got {
     })
 }
 
+/// A ten-minute long poll of a topic the client may not READ: refused at once.
+async fn fetch_denied_waiting(ctx: Ctx) -> Got {
+    let req = common::fetch_request(&ctx.topic("t"), 0, 0, 600_000, 1 << 20);
+    code_or_closed(ctx.m.send_at(&req, 12).await, |r| {
+        r.responses[0].partitions[0].error_code
+    })
+}
+
 async fn join_code(m: &Messenger, group: &str) -> Got {
     let req = crate::groups::join_request(group, 10_000);
     code_or_closed(m.send_at(&req, 5).await, |r| r.error_code)
@@ -234,6 +242,9 @@ pub fn rows() -> Vec<Row> {
             Got::Code(TOPIC_DENIED), authorizer, |ctx| produce_twice_code(ctx).await),
         row!("Fetch without READ: TOPIC_AUTHORIZATION_FAILED", "KafkaApis.handleFetchRequest",
             Got::Code(TOPIC_DENIED), authorizer, |ctx| fetch_code(ctx).await),
+        row!("Fetch long poll of nothing but denied topics: TOPIC_AUTHORIZATION_FAILED at once",
+            "KafkaApis.handleFetchRequest (interesting.isEmpty)",
+            Got::Code(TOPIC_DENIED), authorizer, |ctx| fetch_denied_waiting(ctx).await),
         row!("CreateTopics without CLUSTER or TOPIC CREATE: TOPIC_AUTHORIZATION_FAILED",
             "ControllerApis.createTopics", Got::Code(TOPIC_DENIED), authorizer,
             |ctx| Got::Code(crate::admin::create_with(&ctx, &ctx.topic("t"), &[]).await)),

@@ -13,14 +13,15 @@ use crate::multinode_row as row;
 
 const OFFSET_OUT_OF_RANGE: i16 = 1;
 
-/// A v12 Fetch from `offset` with `last_fetched_epoch`.
+/// A v12 Fetch from `offset` with `last_fetched_epoch`, waiting up to `max_wait_ms` for a
+/// byte.
 async fn fetch_after(
     m: &Messenger,
     topic: &str,
-    offset: i64,
-    last_fetched_epoch: i32,
+    (offset, last_fetched_epoch): (i64, i32),
+    max_wait_ms: i32,
 ) -> Result<PartitionData, Got> {
-    let mut req = common::fetch_request(topic, 0, offset, 0, 1 << 20);
+    let mut req = common::fetch_request(topic, 0, offset, max_wait_ms, 1 << 20);
     req.topics[0].partitions[0].last_fetched_epoch = last_fetched_epoch;
     let mut resp = m.send_at(&req, 12).await.map_err(|_| Got::Closed)?;
     Ok(resp.responses.remove(0).partitions.remove(0))
@@ -64,7 +65,7 @@ pub fn rows() -> Vec<Row> {
             "Partition.readRecords lastFetchedEpoch", Got::Code(0), |ctx| {
             let (topic, leader, first, _) = two_epochs(&ctx).await;
             // The first epoch ends at 3 on the leader: a fetcher at 3 that read it is in step.
-            let got = fetch_after(&leader, &topic, 3, first).await;
+            let got = fetch_after(&leader, &topic, (3, first), 0).await;
             let served = got.as_ref().is_ok_and(|p| p.records.as_ref().is_some_and(|r| !r.is_empty()));
             match expect(got, 0, (-1, -1)) {
                 Got::Code(0) if served => Got::Code(0),
@@ -76,17 +77,22 @@ pub fn rows() -> Vec<Row> {
             // The fetcher says it read offsets up to 5 at the first epoch; the leader's first
             // epoch ended at 3, so its log diverged from the fetcher's from 3 on.
             let (topic, leader, first, _) = two_epochs(&ctx).await;
-            expect(fetch_after(&leader, &topic, 5, first).await, 0, (first, 3))
+            expect(fetch_after(&leader, &topic, (5, first), 0).await, 0, (first, 3))
+        }),
+        row!("Fetch v12 long poll past the end of its last_fetched_epoch: the diverging epoch at once, not after max_wait_ms",
+            "ReplicaManager.fetchMessages (hasDivergingEpoch)", Got::Code(0), |ctx| {
+            let (topic, leader, first, _) = two_epochs(&ctx).await;
+            expect(fetch_after(&leader, &topic, (5, first), 600_000).await, 0, (first, 3))
         }),
         row!("Fetch v12 with a last_fetched_epoch newer than any the leader has: OFFSET_OUT_OF_RANGE",
             "Partition.readRecords (UNDEFINED_EPOCH_OFFSET)", Got::Code(0), |ctx| {
             let (topic, leader, _, second) = two_epochs(&ctx).await;
-            expect(fetch_after(&leader, &topic, 6, second + 5).await, OFFSET_OUT_OF_RANGE, (-1, -1))
+            expect(fetch_after(&leader, &topic, (6, second + 5), 0).await, OFFSET_OUT_OF_RANGE, (-1, -1))
         }),
         row!("Fetch v12 at the latest epoch is served up to the log end",
             "LeaderEpochFileCache.endOffsetFor (latest epoch: the log end)", Got::Code(0), |ctx| {
             let (topic, leader, _, second) = two_epochs(&ctx).await;
-            expect(fetch_after(&leader, &topic, 6, second).await, 0, (-1, -1))
+            expect(fetch_after(&leader, &topic, (6, second), 0).await, 0, (-1, -1))
         }),
     ]
 }

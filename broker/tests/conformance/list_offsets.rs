@@ -89,8 +89,58 @@ async fn lookup_after_delete(
     }
 }
 
+/// ListOffsets at `version` for partition 0 of `topic`, once per timestamp of
+/// `timestamps`: every (partition, error, timestamp, offset) answered.
+async fn list_each(
+    ctx: &Ctx,
+    topic: &str,
+    timestamps: &[i64],
+    version: i16,
+) -> Result<Vec<(i32, i16, i64, i64)>, Got> {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(common::name(topic))
+            .with_partitions(
+                timestamps
+                    .iter()
+                    .map(|&ts| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(ts)
+                    })
+                    .collect(),
+            )]);
+    let r = ctx
+        .m
+        .send_at(&req, version)
+        .await
+        .map_err(|_| Got::Closed)?;
+    Ok(r.topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.error_code, p.timestamp, p.offset))
+        .collect())
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
+        row!("ListOffsets naming a partition twice: answered once, INVALID_REQUEST",
+            "ListOffsetsRequest (duplicatePartitions) / ReplicaManager.fetchOffset", Got::Code(0), |ctx| {
+                let topic = ctx.topic("twice");
+                common::create_topic(&ctx.m, &topic, 1).await;
+                match list_each(&ctx, &topic, &[-1, -2], 7).await {
+                    Ok(got) => check("answers", got, vec![(0, 42, -1, -1)]),
+                    Err(g) => g,
+                }
+            }),
+        row!("ListOffsets v6 for max timestamp (-3) of a topic that does not exist: UNSUPPORTED_VERSION before the topic is looked up",
+            "ReplicaManager.fetchOffset (isListOffsetsTimestampUnsupported first)", Got::Code(0), |ctx| {
+                match list_each(&ctx, &ctx.topic("none"), &[-3], 6).await {
+                    Ok(got) => check("answers", got, vec![(0, 35, -1, -1)]),
+                    Err(g) => g,
+                }
+            }),
         row!("ListOffsets by time on a LogAppendTime topic: first offset of the batch, with the append time",
             "FileRecords.searchForTimestamp", Got::Code(0), |ctx| lat_lookup(ctx, Some(1_001), true).await),
         row!("ListOffsets max timestamp on a LogAppendTime topic: first offset, append time",

@@ -16,6 +16,7 @@ mod api_versions;
 mod authz;
 mod diverging;
 mod fetch;
+mod fetch_answers;
 mod groups;
 mod list_offsets;
 mod multinode;
@@ -36,6 +37,7 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(list_offsets::rows());
     rows.extend(topics::rows());
     rows.extend(fetch::rows());
+    rows.extend(fetch_answers::rows());
     rows.extend(topic_limits::rows());
     rows.extend(multinode::rows());
     rows.extend(placement::rows());

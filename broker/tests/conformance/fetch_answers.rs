@@ -1,0 +1,193 @@
+//! How Fetch answers read (ReplicaManager.readFromLog, KafkaApis.handleFetchRequest,
+//! FetchManager.newContext): aborted transactions by isolation level, a failed read's
+//! offsets, a partition's limit after the first partition with data, which fetches are
+//! answered at once instead of waiting `max_wait_ms`, and sessions this broker never made.
+//! Long polls here wait ten minutes, so a fetch that should be answered at once and is not
+//! fails the row's time limit instead of passing late.
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::*;
+
+use crate::admin::{check, row};
+use crate::common;
+use crate::harness::{Ctx, Got, Row};
+
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+/// Long enough that only an answer given at once passes a row.
+const LONG_POLL_MS: i32 = 600_000;
+
+/// A fetch of `partitions` ((index, offset, partition_max_bytes)) of `topic`.
+fn fetch_of(topic: &str, partitions: &[(i32, i64, i32)]) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(64 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(common::name(topic))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&(index, offset, limit)| {
+                        FetchPartition::default()
+                            .with_partition(index)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(limit)
+                    })
+                    .collect(),
+            )])
+}
+
+/// A topic with `partitions` partitions, each holding one batch of three records.
+async fn filled(ctx: &Ctx, name: &str, partitions: i32) -> Result<String, Got> {
+    let topic = ctx.topic(name);
+    common::create_topic(&ctx.m, &topic, partitions).await;
+    for p in 0..partitions {
+        let r = common::produce(&ctx.m, &topic, p, common::batch(3, 1_000)).await;
+        if r.error_code != 0 {
+            return Err(Got::Code(r.error_code));
+        }
+    }
+    Ok(topic)
+}
+
+/// Fetch v12 at each isolation level: whether aborted transactions are null
+/// (read_uncommitted) and an empty list (read_committed).
+async fn aborted_by_isolation(ctx: Ctx) -> Got {
+    let topic = match filled(&ctx, "iso", 1).await {
+        Ok(t) => t,
+        Err(g) => return g,
+    };
+    let mut aborted = Vec::new();
+    for isolation in [0, 1] {
+        let req = fetch_of(&topic, &[(0, 0, 1 << 20)]).with_isolation_level(isolation);
+        match ctx.m.send_at(&req, 12).await {
+            Ok(r) => aborted.push(r.responses[0].partitions[0].aborted_transactions.clone()),
+            Err(_) => return Got::Closed,
+        }
+    }
+    check("aborted transactions", aborted, vec![None, Some(vec![])])
+}
+
+/// Fetch v12 past the log end: the error, and the offsets a failed read gives (-1).
+async fn out_of_range_offsets(ctx: Ctx) -> Got {
+    let topic = match filled(&ctx, "oor", 1).await {
+        Ok(t) => t,
+        Err(g) => return g,
+    };
+    match ctx
+        .m
+        .send_at(&fetch_of(&topic, &[(0, 100, 1 << 20)]), 12)
+        .await
+    {
+        Ok(r) => {
+            let p = &r.responses[0].partitions[0];
+            check(
+                "(error, high watermark, last stable offset, log start offset)",
+                (
+                    p.error_code,
+                    p.high_watermark,
+                    p.last_stable_offset,
+                    p.log_start_offset,
+                ),
+                (OFFSET_OUT_OF_RANGE, -1, -1, -1),
+            )
+        }
+        Err(_) => Got::Closed,
+    }
+}
+
+/// Two partitions, each one batch, fetched with a partition limit below the batch's size:
+/// the first sends its batch (KIP-74), the second nothing, without an error.
+async fn limit_after_the_first(ctx: Ctx) -> Got {
+    let topic = match filled(&ctx, "limit", 2).await {
+        Ok(t) => t,
+        Err(g) => return g,
+    };
+    match ctx
+        .m
+        .send_at(&fetch_of(&topic, &[(0, 0, 10), (1, 0, 10)]), 12)
+        .await
+    {
+        Ok(r) => {
+            let got: Vec<(i16, bool, i64)> = r.responses[0]
+                .partitions
+                .iter()
+                .map(|p| {
+                    let sent = p.records.as_ref().is_some_and(|b| !b.is_empty());
+                    (p.error_code, sent, p.high_watermark)
+                })
+                .collect();
+            check(
+                "(error, records sent, high watermark)",
+                got,
+                vec![(0, true, 3), (0, false, 3)],
+            )
+        }
+        Err(_) => Got::Closed,
+    }
+}
+
+/// A long poll whose `min_bytes` is above its `max_bytes`: Kafka takes max_bytes as the
+/// minimum, so one batch (above max_bytes itself, KIP-74) answers it at once.
+async fn min_bytes_capped(ctx: Ctx) -> Got {
+    let topic = match filled(&ctx, "minmax", 1).await {
+        Ok(t) => t,
+        Err(g) => return g,
+    };
+    let req = fetch_of(&topic, &[(0, 0, 1 << 20)])
+        .with_max_wait_ms(LONG_POLL_MS)
+        .with_min_bytes(1 << 20)
+        .with_max_bytes(10);
+    match ctx.m.send_at(&req, 12).await {
+        Ok(r) => {
+            let p = &r.responses[0].partitions[0];
+            let sent = p.records.as_ref().is_some_and(|b| !b.is_empty());
+            check("(error, records sent)", (p.error_code, sent), (0, true))
+        }
+        Err(_) => Got::Closed,
+    }
+}
+
+pub fn rows() -> Vec<Row> {
+    vec![
+        row!("Fetch v12: aborted transactions null at read_uncommitted, an empty list at read_committed",
+            "KafkaApis.handleFetchRequest (abortedTransactions.orElse(null)); LocalLog.read (includeAbortedTxns)",
+            Got::Code(0), |ctx| aborted_by_isolation(ctx).await),
+        row!("Fetch past the log end: OFFSET_OUT_OF_RANGE with high watermark, last stable and log start offsets -1",
+            "ReplicaManager.readFromLog (createLogReadResult: UnknownOffset)",
+            Got::Code(0), |ctx| out_of_range_offsets(ctx).await),
+        row!("Fetch: after the first partition with data, a batch above the partition's limit is not sent",
+            "ReplicaManager.readFromLog (checkFetchDataInfo, firstEntryIncomplete)",
+            Got::Code(0), |ctx| limit_after_the_first(ctx).await),
+        row!("Fetch long poll with min_bytes above max_bytes: min_bytes is max_bytes, answered at once",
+            "KafkaApis.handleFetchRequest (fetchMinBytes = min(minBytes, fetchMaxBytes))",
+            Got::Code(0), |ctx| min_bytes_capped(ctx).await),
+        row!("Fetch long poll naming no partitions: answered at once",
+            "KafkaApis.handleFetchRequest (interesting.isEmpty)", Got::Code(0), |ctx| {
+                let req = FetchRequest::default().with_max_wait_ms(LONG_POLL_MS).with_min_bytes(1);
+                match ctx.m.send_at(&req, 12).await {
+                    Ok(r) => check("(error, topics)", (r.error_code, r.responses.len()), (0, 0)),
+                    Err(_) => Got::Closed,
+                }
+            }),
+        row!("Fetch continuing a session the broker never made (epoch 1): FETCH_SESSION_ID_NOT_FOUND, no topics",
+            "FetchManager.newContext (SessionErrorContext)", Got::Code(0), |ctx| {
+                let topic = match filled(&ctx, "session", 1).await {
+                    Ok(t) => t,
+                    Err(g) => return g,
+                };
+                let req = fetch_of(&topic, &[(0, 0, 1 << 20)])
+                    .with_session_id(12345)
+                    .with_session_epoch(1);
+                match ctx.m.send_at(&req, 12).await {
+                    Ok(r) => check(
+                        "(error, session id, topics)",
+                        (r.error_code, r.session_id, r.responses.len()),
+                        (FETCH_SESSION_ID_NOT_FOUND, 0, 0),
+                    ),
+                    Err(_) => Got::Closed,
+                }
+            }),
+    ]
+}

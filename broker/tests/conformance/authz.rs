@@ -40,6 +40,20 @@ fn authorizer(c: &mut BrokerConfig) {
     c.acl_super_users = Some(vec!["User:admin".into()]);
 }
 
+/// [`authorizer`], and CLUSTER_ACTION on the cluster for `User:ANONYMOUS` (what a
+/// follower broker has).
+fn authorizer_with_cluster_action(c: &mut BrokerConfig) {
+    authorizer(c);
+    let acls = c.data_dir.as_ref().expect("data dir").join("acls.json");
+    let mut all: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&acls).expect("acls")).expect("json");
+    all.push(
+        serde_json::json!({"resource_type":4,"resource_name":"kafka-cluster",
+        "pattern_type":3,"principal":"User:ANONYMOUS","host":"*","operation":9,"permission":3}),
+    );
+    std::fs::write(&acls, serde_json::to_string(&all).expect("json")).expect("acls.json");
+}
+
 fn two_nodes_with_authorizer(c: &mut BrokerConfig) {
     authorizer(c);
     c.nodes = 2;
@@ -242,6 +256,15 @@ pub fn rows() -> Vec<Row> {
             Got::Code(TOPIC_DENIED), authorizer, |ctx| produce_twice_code(ctx).await),
         row!("Fetch without READ: TOPIC_AUTHORIZATION_FAILED", "KafkaApis.handleFetchRequest",
             Got::Code(TOPIC_DENIED), authorizer, |ctx| fetch_code(ctx).await),
+        row!("Fetch from a follower (replica id 1) with CLUSTER_ACTION: no topic READ needed (an unknown topic is UNKNOWN_TOPIC_OR_PARTITION)",
+            "KafkaApis.handleFetchRequest (isFromFollower: CLUSTER_ACTION only)",
+            Got::Code(3), authorizer_with_cluster_action, |ctx| {
+                let req = common::fetch_request(&ctx.topic("t"), 0, 0, 0, 1 << 20)
+                    .with_replica_id(BrokerId(1));
+                code_or_closed(ctx.m.send_at(&req, 12).await, |r| {
+                    r.responses[0].partitions[0].error_code
+                })
+            }),
         row!("Fetch long poll of nothing but denied topics: TOPIC_AUTHORIZATION_FAILED at once",
             "KafkaApis.handleFetchRequest (interesting.isEmpty)",
             Got::Code(TOPIC_DENIED), authorizer, |ctx| fetch_denied_waiting(ctx).await),

@@ -63,28 +63,23 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
             .map(|t| describe(broker, t, version))
             .collect()
     } else {
-        req.topics
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| match (&t.name, version >= 12 && !t.topic_id.is_nil()) {
-                (_, true) => match broker.topics.get_by_id(t.topic_id) {
-                    Some(topic) => describe(broker, &topic, version),
-                    None => MetadataResponseTopic::default()
-                        .with_topic_id(t.topic_id)
-                        .with_error_code(ResponseError::UnknownTopicId.code()),
-                },
-                (Some(name), false) => lookup_or_create(broker, name, allow_create, version),
-                (None, false) => MetadataResponseTopic::default()
-                    .with_error_code(ResponseError::InvalidRequest.code()),
-            })
-            .collect()
+        named(
+            broker,
+            req.topics.unwrap_or_default(),
+            allow_create,
+            version,
+        )
     };
     let mut topics: Vec<MetadataResponseTopic> = topics;
     // Kafka: KafkaApis.handleTopicMetadataRequest (authorized operations only when asked,
     // cluster ones only at v8-10; the fields do not exist at other versions)
     if version >= 8 {
         if req.include_topic_authorized_operations {
-            for t in &mut topics {
+            // Not for ids no topic has: Kafka answers those apart from its topics.
+            for t in topics
+                .iter_mut()
+                .filter(|t| t.error_code != UNKNOWN_TOPIC_ID)
+            {
                 t.topic_authorized_operations = super::acls::TOPIC_OPERATIONS;
             }
         }
@@ -93,6 +88,49 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
         }
     }
     resp.with_topics(topics)
+}
+
+const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
+
+/// The answers for the topics a request names. Kafka: KafkaApis.handleTopicMetadataRequest
+/// — when any entry carries a topic id (v12+), the topics are those ids' and the names are
+/// not looked at; each topic is answered once (a set), an id no topic has with
+/// UNKNOWN_TOPIC_ID and a null name.
+fn named(
+    broker: &Broker,
+    requested: Vec<MetadataRequestTopic>,
+    allow_create: bool,
+    version: i16,
+) -> Vec<MetadataResponseTopic> {
+    let ids: Vec<uuid::Uuid> = requested
+        .iter()
+        .filter(|t| version >= 12 && !t.topic_id.is_nil())
+        .map(|t| t.topic_id)
+        .collect();
+    if !ids.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        return ids
+            .into_iter()
+            .filter(|id| seen.insert(*id))
+            .map(|id| match broker.topics.get_by_id(id) {
+                Some(topic) => describe(broker, &topic, version),
+                None => MetadataResponseTopic::default()
+                    .with_name(None)
+                    .with_topic_id(id)
+                    .with_error_code(UNKNOWN_TOPIC_ID),
+            })
+            .collect();
+    }
+    let mut seen = std::collections::HashSet::new();
+    requested
+        .into_iter()
+        .filter(|t| t.name.as_ref().is_none_or(|n| seen.insert(n.clone())))
+        .map(|t| match &t.name {
+            Some(name) => lookup_or_create(broker, name, allow_create, version),
+            None => MetadataResponseTopic::default()
+                .with_error_code(ResponseError::InvalidRequest.code()),
+        })
+        .collect()
 }
 
 fn lookup_or_create(

@@ -53,6 +53,15 @@ impl Ctx {
         format!("{}-{name}", self.prefix)
     }
 
+    /// `req` at `version` on this row's connection; a closed connection is [`Got::Closed`].
+    pub async fn ask<R: kafka_protocol::protocol::Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<R::Response, Got> {
+        self.m.send_at(req, version).await.map_err(|_| Got::Closed)
+    }
+
     /// Another connection to the same broker.
     pub async fn connect(&self) -> Messenger {
         Messenger::connect(&self.addr, MessengerConfig::default())

@@ -111,11 +111,7 @@ async fn list_each(
                     })
                     .collect(),
             )]);
-    let r = ctx
-        .m
-        .send_at(&req, version)
-        .await
-        .map_err(|_| Got::Closed)?;
+    let r = ctx.ask(&req, version).await?;
     Ok(r.topics
         .iter()
         .flat_map(|t| t.partitions.iter())

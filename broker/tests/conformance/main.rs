@@ -19,6 +19,7 @@ mod fetch;
 mod fetch_answers;
 mod groups;
 mod list_offsets;
+mod metadata;
 mod multinode;
 mod multinode_routing;
 mod placement;
@@ -36,6 +37,7 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(admin::rows());
     rows.extend(list_offsets::rows());
     rows.extend(topics::rows());
+    rows.extend(metadata::rows());
     rows.extend(fetch::rows());
     rows.extend(fetch_answers::rows());
     rows.extend(topic_limits::rows());

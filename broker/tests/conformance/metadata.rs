@@ -1,0 +1,90 @@
+//! Which topics a Metadata request is answered for (KafkaApis.handleTopicMetadataRequest):
+//! with any topic id in it (v12+) only the ids count, each topic once, and an id no topic
+//! has is answered apart, with a null name and no authorized operations.
+
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::*;
+
+use crate::admin::{check, row};
+use crate::common;
+use crate::harness::{Ctx, Got, Row};
+
+const UNKNOWN_TOPIC_ID: i16 = 100;
+
+fn by_name(topic: &str) -> MetadataRequestTopic {
+    MetadataRequestTopic::default().with_name(Some(common::name(topic)))
+}
+
+fn by_id(id: uuid::Uuid) -> MetadataRequestTopic {
+    MetadataRequestTopic::default()
+        .with_name(None)
+        .with_topic_id(id)
+}
+
+/// Metadata at `version` for `topics` (no auto-creation, authorized operations asked
+/// for): every answer as (error, name, operations).
+async fn answers(
+    ctx: &Ctx,
+    topics: Vec<MetadataRequestTopic>,
+    version: i16,
+) -> Result<Vec<(i16, Option<String>, i32)>, Got> {
+    let req = MetadataRequest::default()
+        .with_topics(Some(topics))
+        .with_allow_auto_topic_creation(false)
+        .with_include_topic_authorized_operations(true);
+    let r = ctx.ask(&req, version).await?;
+    Ok(r.topics
+        .iter()
+        .map(|t| {
+            let name = t.name.as_ref().map(|n| n.to_string());
+            (t.error_code, name, t.topic_authorized_operations)
+        })
+        .collect())
+}
+
+/// Two topics, `a` and `b`; `a`'s id.
+async fn two_topics(ctx: &Ctx) -> Result<(String, String, uuid::Uuid), Got> {
+    let (a, b) = (ctx.topic("a"), ctx.topic("b"));
+    common::create_topic(&ctx.m, &a, 1).await;
+    common::create_topic(&ctx.m, &b, 1).await;
+    let req = MetadataRequest::default().with_topics(Some(vec![by_name(&a)]));
+    let r = ctx.m.send_at(&req, 12).await.map_err(|_| Got::Closed)?;
+    Ok((a, b, r.topics[0].topic_id))
+}
+
+pub fn rows() -> Vec<Row> {
+    vec![
+        row!("Metadata v12 naming one topic by id and another by name: only the id's topic is answered",
+            "KafkaApis.handleTopicMetadataRequest (useTopicId: knownTopicNames)", Got::Code(0), |ctx| {
+                let (a, b, id) = match two_topics(&ctx).await {
+                    Ok(t) => t,
+                    Err(g) => return g,
+                };
+                match answers(&ctx, vec![by_id(id), by_name(&b)], 12).await {
+                    Ok(got) => {
+                        let names: Vec<_> = got.into_iter().map(|(code, name, _)| (code, name)).collect();
+                        check("answers", names, vec![(0, Some(a))])
+                    }
+                    Err(g) => g,
+                }
+            }),
+        row!("Metadata v9 naming a topic twice: answered once",
+            "KafkaApis.handleTopicMetadataRequest (metadataRequest.topics.toSet)", Got::Code(0), |ctx| {
+                let (a, _, _) = match two_topics(&ctx).await {
+                    Ok(t) => t,
+                    Err(g) => return g,
+                };
+                match answers(&ctx, vec![by_name(&a), by_name(&a)], 9).await {
+                    Ok(got) => check("answers", got.len(), 1),
+                    Err(g) => g,
+                }
+            }),
+        row!("Metadata v12 for an id no topic has: UNKNOWN_TOPIC_ID, a null name, no authorized operations",
+            "KafkaApis.handleTopicMetadataRequest (unknownTopicIdsTopicMetadata)", Got::Code(0), |ctx| {
+                match answers(&ctx, vec![by_id(uuid::Uuid::from_u128(7))], 12).await {
+                    Ok(got) => check("answers", got, vec![(UNKNOWN_TOPIC_ID, None, i32::MIN)]),
+                    Err(g) => g,
+                }
+            }),
+    ]
+}

@@ -39,6 +39,10 @@ struct Record {
 /// The nodes and the leadership of every partition.
 #[derive(Debug)]
 pub struct Cluster {
+    /// Woken whenever a partition's leadership may have changed (or a topic left), so
+    /// that long polls waiting on this node re-check it (Kafka: ReplicaManager
+    /// .completeDelayedOperationsWhenNotPartitionLeader).
+    changed: tokio::sync::Notify,
     nodes: Vec<NodeEndpoint>,
     /// Replicas of a partition placed without a count (`default.replication.factor`).
     default_replication_factor: usize,
@@ -105,7 +109,13 @@ impl Cluster {
             }),
             nodes,
             default_replication_factor: default_replication_factor.max(1),
+            changed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// A wake-up for the next leadership change; enable it before reading the table.
+    pub fn leadership_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     pub fn nodes(&self) -> &[NodeEndpoint] {
@@ -274,6 +284,7 @@ impl Cluster {
             state.partitions.retain(|(t, _), _| t != topic);
             state.dirty |= state.partitions.len() != before;
         }
+        self.changed.notify_waiters();
         self.persist()
     }
 
@@ -322,6 +333,7 @@ impl Cluster {
             f(pl, live, log_end_offset)
         });
         drop(log);
+        self.changed.notify_waiters();
         Some(r)
     }
 

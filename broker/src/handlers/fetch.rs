@@ -8,7 +8,7 @@
 //! FETCH_SESSION_ID_NOT_FOUND); OFFSET_OUT_OF_RANGE below the log start or above the log
 //! end. After the first partition with data, a partition whose next batch exceeds its
 //! limit or the room left sends nothing. A fetch with nothing to read, or a diverging
-//! epoch, is answered at once. There are no transactions, so the last stable offset is
+//! epoch, is answered at once; a long poll is woken by appends and by leadership moves. There are no transactions, so the last stable offset is
 //! the high watermark. v13+ name topics by id only (UNKNOWN_TOPIC_ID for an id no topic
 //! has); below v10 a topic configured `compression.type=zstd` answers
 //! UNSUPPORTED_COMPRESSION_TYPE. A v12+ fetch with a `last_fetched_epoch` whose end on this
@@ -63,6 +63,11 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         let appended = broker.appended.notified();
         tokio::pin!(appended);
         appended.as_mut().enable();
+        // And for leadership moves: a fetch from a node that no longer leads is answered
+        // at once (Kafka: DelayedFetch.tryComplete, cases A and E).
+        let moved = broker.cluster.leadership_changed();
+        tokio::pin!(moved);
+        moved.as_mut().enable();
         let (resp, bytes, errors) = read_once(broker, &req, version);
         // Kafka: KafkaApis.handleFetchRequest (fetchMinBytes = min(minBytes, fetchMaxBytes))
         let min_bytes = i64::from(req.min_bytes).min(max_bytes(&req, version) as i64);
@@ -73,6 +78,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         drop(resp);
         tokio::select! {
             _ = appended => {}
+            _ = moved => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }

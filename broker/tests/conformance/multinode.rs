@@ -204,8 +204,29 @@ pub fn rows() -> Vec<Row> {
     rows
 }
 
+/// A ten-minute Fetch long poll at the leader, at the epoch it leads; leadership moves to
+/// another node meanwhile. The poll's answer: at once, FENCED_LEADER_EPOCH, not after ten
+/// minutes (the row's time limit).
+async fn long_poll_across_a_move(ctx: Ctx) -> Got {
+    let s = setup(&ctx).await;
+    let mut req = common::fetch_request(&s.topic, 0, 0, 600_000, 1 << 20);
+    req.topics[0].partitions[0].current_leader_epoch = s.epoch;
+    let poll = s.leader.send_at(&req, 12);
+    let mover = async {
+        // Time for the poll to reach the broker first; if it did not, the move happens
+        // before it and the row passes without proving the wake-up, never fails wrongly.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        move_leader(&ctx, &s.topic, (s.leader_id + 1) % 3).await
+    };
+    let (answer, _) = tokio::join!(poll, mover);
+    code_or_closed(answer, |r| r.responses[0].partitions[0].error_code)
+}
+
 fn epoch_rows() -> Vec<Row> {
     vec![
+        multinode_row!("Fetch long poll at a leader whose leadership moves away: answered at once, FENCED_LEADER_EPOCH",
+            "ReplicaManager.completeDelayedOperationsWhenNotPartitionLeader / DelayedFetch.tryComplete (case E)",
+            Got::Code(FENCED), |ctx| long_poll_across_a_move(ctx).await),
         multinode_row!("Fetch with an older current_leader_epoch: FENCED_LEADER_EPOCH",
             "Partition.checkCurrentLeaderEpoch", Got::Code(FENCED), |ctx| {
             let s = setup(&ctx).await;

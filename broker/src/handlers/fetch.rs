@@ -52,8 +52,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     // Kafka: KafkaApis.handleFetchRequest (`interesting.isEmpty`: nothing left to read,
     // every partition refused or none named, is answered at once).
     if req.topics.iter().all(|t| t.partitions.is_empty()) {
-        let (resp, _, _) = read_once(broker, &req, version);
-        return resp;
+        return read_once(broker, &req, version).resp;
     }
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -68,14 +67,20 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         let moved = broker.cluster.leadership_changed();
         tokio::pin!(moved);
         moved.as_mut().enable();
-        let (resp, bytes, errors) = read_once(broker, &req, version);
-        // Kafka: KafkaApis.handleFetchRequest (fetchMinBytes = min(minBytes, fetchMaxBytes))
+        let read = read_once(broker, &req, version);
+        // Kafka: KafkaApis.handleFetchRequest (fetchMinBytes = min(minBytes, fetchMaxBytes));
+        // ReplicaManager.fetchMessages answers at once with enough bytes read, and
+        // DelayedFetch.tryComplete, run at once too, with enough bytes available.
         let min_bytes = i64::from(req.min_bytes).min(max_bytes(&req, version) as i64);
-        if bytes >= min_bytes || errors || tokio::time::Instant::now() >= deadline {
-            return crate::cluster::hints::fetch(broker, resp, version);
+        if read.bytes >= min_bytes
+            || read.available >= min_bytes
+            || read.answer_now
+            || tokio::time::Instant::now() >= deadline
+        {
+            return crate::cluster::hints::fetch(broker, read.resp, version);
         }
         // Not enough yet: let go of the read buffers while waiting (crate::buffers).
-        drop(resp);
+        drop(read);
         tokio::select! {
             _ = appended => {}
             _ = moved => {}
@@ -94,14 +99,38 @@ fn max_bytes(req: &FetchRequest, version: i16) -> usize {
     }
 }
 
-fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchResponse, i64, bool) {
+/// One pass over a fetch's partitions.
+struct Read {
+    resp: FetchResponse,
+    /// Record bytes in `resp`.
+    bytes: i64,
+    /// The bytes readable, each partition's counted up to its limit, also where none were
+    /// sent (Kafka: DelayedFetch.tryComplete, min(positionDiff, maxBytes)); a lower bound
+    /// here, from what the read saw.
+    available: i64,
+    /// A read failed or found a diverging epoch: answer without waiting (Kafka:
+    /// ReplicaManager.fetchMessages, errorReadingData and hasDivergingEpoch). Partitions
+    /// refused before the read (unknown topic or partition) do not count, as in Kafka.
+    answer_now: bool,
+}
+
+fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> Read {
     let mut remaining = max_bytes(req, version);
     let mut total: i64 = 0;
+    let mut available: i64 = 0;
     let mut first_non_empty = true;
     let mut any_error = false;
+    // Kafka: FetchRequest.replicaId (from v15 in the replica state).
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
     let responses = req
         .topics
         .iter()
+        // Kafka answers per partition: a topic entry naming none has no answer.
+        .filter(|t| !t.partitions.is_empty())
         .map(|t| {
             let (topic, unknown_topic) = resolve(broker, t, version);
             // Kafka: KafkaApis.handleFetchRequest (maybeConvertFetchedData): a fetch below
@@ -115,12 +144,10 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                     let Some(topic) = topic.as_ref() else {
                         // Kafka: KafkaApis.handleFetchRequest: an id no topic has -> UNKNOWN_TOPIC_ID.
                         out.error_code = unknown_topic.code();
-                        any_error = true;
                         return out;
                     };
                     let Some(partition) = topic.partition(p.partition) else {
                         out.error_code = ResponseError::UnknownTopicOrPartition.code();
-                        any_error = true;
                         return out;
                     };
                     let out = 'read: {
@@ -128,7 +155,7 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                         // v11+ may read from followers.
                         let current = (version >= 9 && p.current_leader_epoch >= 0)
                             .then_some(p.current_leader_epoch);
-                        let only_leader = version <= 10 || req.replica_id.0 >= 0;
+                        let only_leader = version <= 10 || replica_id >= 0;
                         if let Err(e) = broker.check_leader(topic, p.partition, current, only_leader) {
                             any_error = true;
                             break 'read read_error(p.partition, e.code());
@@ -156,6 +183,8 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                                 Ok(None) => {}
                                 Ok(Some(diverging)) => {
                                     out.diverging_epoch = diverging;
+                                    // Kafka: FetchDataInfo.empty (no aborted transactions).
+                                    out.aborted_transactions = None;
                                     // Kafka: ReplicaManager.fetchMessages (hasDivergingEpoch
                                     // answers at once).
                                     any_error = true;
@@ -173,12 +202,17 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
                         }
                         match log.read(p.fetch_offset, budget.max(1)) {
                             Ok(data) => {
+                                let limit = p.partition_max_bytes.max(0) as usize;
+                                available += data.len().min(limit) as i64;
                                 if !data.is_empty() {
                                     // Kafka: ReplicaManager.readFromLog (checkFetchDataInfo:
                                     // after the first partition with data, a batch larger
                                     // than the partition's limit or the room left is not
                                     // sent, firstEntryIncomplete); the client asks again.
                                     if !first_non_empty && data.len() > budget {
+                                        // Kafka: a FetchDataInfo of MemoryRecords.EMPTY,
+                                        // without aborted transactions.
+                                        out.aborted_transactions = None;
                                         break 'read out;
                                     }
                                     first_non_empty = false;
@@ -217,11 +251,12 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> (FetchRespons
             }
         })
         .collect();
-    (
-        FetchResponse::default().with_responses(responses),
-        total,
-        any_error,
-    )
+    Read {
+        resp: FetchResponse::default().with_responses(responses),
+        bytes: total,
+        available,
+        answer_now: any_error,
+    }
 }
 
 /// `req` with each partition once: a partition named again takes the later entry's fetch

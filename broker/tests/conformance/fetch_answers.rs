@@ -97,34 +97,103 @@ async fn out_of_range_offsets(ctx: Ctx) -> Got {
     }
 }
 
-/// Two partitions, each one batch, fetched with a partition limit below the batch's size:
-/// the first sends its batch (KIP-74), the second nothing, without an error.
+/// Each partition's (error, records sent, high watermark, aborted transactions null).
+fn partition_answers(r: &FetchResponse) -> Vec<(i16, bool, i64, bool)> {
+    r.responses[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            let sent = p.records.as_ref().is_some_and(|b| !b.is_empty());
+            (
+                p.error_code,
+                sent,
+                p.high_watermark,
+                p.aborted_transactions.is_none(),
+            )
+        })
+        .collect()
+}
+
+/// Two partitions, each one batch, fetched at read_committed with a partition limit below
+/// the batch's size: the first sends its batch (KIP-74), the second nothing, without an
+/// error and, as a read Kafka replaced by MemoryRecords.EMPTY, without aborted
+/// transactions.
 async fn limit_after_the_first(ctx: Ctx) -> Got {
     let topic = match filled(&ctx, "limit", 2).await {
         Ok(t) => t,
         Err(g) => return g,
     };
-    match ctx
-        .m
-        .send_at(&fetch_of(&topic, &[(0, 0, 10), (1, 0, 10)]), 12)
-        .await
-    {
+    let req = fetch_of(&topic, &[(0, 0, 10), (1, 0, 10)]).with_isolation_level(1);
+    match ctx.ask(&req, 12).await {
+        Ok(r) => check(
+            "(error, records sent, high watermark, aborted null)",
+            partition_answers(&r),
+            vec![(0, true, 3, false), (0, false, 3, true)],
+        ),
+        Err(g) => g,
+    }
+}
+
+/// The same two partitions as a long poll whose min_bytes only the bytes available reach,
+/// each partition's counted up to its limit (0.6 of a batch each, so 1.2 batches, above
+/// the one batch sent). Kafka answers at once (DelayedFetch.tryComplete).
+async fn min_bytes_by_availability(ctx: Ctx) -> Got {
+    let topic = match filled(&ctx, "avail", 2).await {
+        Ok(t) => t,
+        Err(g) => return g,
+    };
+    let batch_bytes = match ctx.ask(&fetch_of(&topic, &[(0, 0, 1 << 20)]), 12).await {
+        Ok(r) => r.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .map_or(0, |b| b.len()) as i32,
+        Err(g) => return g,
+    };
+    let limit = batch_bytes * 6 / 10;
+    let req = fetch_of(&topic, &[(0, 0, limit), (1, 0, limit)])
+        .with_max_wait_ms(LONG_POLL_MS)
+        .with_min_bytes(2 * limit);
+    match ctx.ask(&req, 12).await {
+        Ok(r) => check(
+            "(error, records sent, high watermark, aborted null)",
+            partition_answers(&r),
+            vec![(0, true, 3, true), (0, false, 3, true)],
+        ),
+        Err(g) => g,
+    }
+}
+
+/// A long poll (one second) of a caught-up partition and one of a topic that does not
+/// exist: Kafka answers the unknown one without a read, so it does not end the wait. Checks
+/// that the answer took at least about max_wait_ms (a lower bound, which a slow machine
+/// cannot break).
+async fn unknown_partition_waits(ctx: Ctx) -> Got {
+    let topic = match filled(&ctx, "waits", 1).await {
+        Ok(t) => t,
+        Err(g) => return g,
+    };
+    let mut req = fetch_of(&topic, &[(0, 3, 1 << 20)]).with_max_wait_ms(1_000);
+    req.topics.push(
+        FetchTopic::default()
+            .with_topic(common::name(&ctx.topic("missing")))
+            .with_partitions(vec![FetchPartition::default().with_partition(0)]),
+    );
+    let started = std::time::Instant::now();
+    match ctx.ask(&req, 12).await {
         Ok(r) => {
-            let got: Vec<(i16, bool, i64)> = r.responses[0]
-                .partitions
+            let codes: Vec<i16> = r
+                .responses
                 .iter()
-                .map(|p| {
-                    let sent = p.records.as_ref().is_some_and(|b| !b.is_empty());
-                    (p.error_code, sent, p.high_watermark)
-                })
+                .map(|t| t.partitions[0].error_code)
                 .collect();
+            let waited = started.elapsed() >= std::time::Duration::from_millis(900);
             check(
-                "(error, records sent, high watermark)",
-                got,
-                vec![(0, true, 3), (0, false, 3)],
+                "(codes, waited max_wait_ms)",
+                (codes, waited),
+                (vec![0, 3], true),
             )
         }
-        Err(_) => Got::Closed,
+        Err(g) => g,
     }
 }
 
@@ -157,12 +226,31 @@ pub fn rows() -> Vec<Row> {
         row!("Fetch past the log end: OFFSET_OUT_OF_RANGE with high watermark, last stable and log start offsets -1",
             "ReplicaManager.readFromLog (createLogReadResult: UnknownOffset)",
             Got::Code(0), |ctx| out_of_range_offsets(ctx).await),
-        row!("Fetch: after the first partition with data, a batch above the partition's limit is not sent",
+        row!("Fetch at read_committed: after the first partition with data, a batch above the partition's limit is not sent, and no aborted transactions with it",
             "ReplicaManager.readFromLog (checkFetchDataInfo, firstEntryIncomplete)",
             Got::Code(0), |ctx| limit_after_the_first(ctx).await),
+        row!("Fetch long poll whose min_bytes the bytes available reach, each partition's up to its limit, though fewer are sent: answered at once",
+            "DelayedFetch.tryComplete (min(positionDiff, maxBytes) per partition)",
+            Got::Code(0), |ctx| min_bytes_by_availability(ctx).await),
+        row!("Fetch long poll naming a topic that does not exist beside a caught-up partition: waits max_wait_ms",
+            "KafkaApis.handleFetchRequest (erroneous partitions do not end the wait)",
+            Got::Code(0), |ctx| unknown_partition_waits(ctx).await),
         row!("Fetch long poll with min_bytes above max_bytes: min_bytes is max_bytes, answered at once",
             "KafkaApis.handleFetchRequest (fetchMinBytes = min(minBytes, fetchMaxBytes))",
             Got::Code(0), |ctx| min_bytes_capped(ctx).await),
+        row!("Fetch with a topic entry naming no partitions beside one that does: only the latter is answered",
+            "FetchRequest.fetchData / FetchResponse (answers kept per partition)", Got::Code(0), |ctx| {
+                let topic = match filled(&ctx, "partless", 1).await {
+                    Ok(t) => t,
+                    Err(g) => return g,
+                };
+                let mut req = fetch_of(&topic, &[(0, 0, 1 << 20)]);
+                req.topics.insert(0, FetchTopic::default().with_topic(common::name(&topic)));
+                match ctx.ask(&req, 12).await {
+                    Ok(r) => check("topic answers", r.responses.len(), 1),
+                    Err(g) => g,
+                }
+            }),
         row!("Fetch long poll naming no partitions: answered at once",
             "KafkaApis.handleFetchRequest (interesting.isEmpty)", Got::Code(0), |ctx| {
                 let req = FetchRequest::default().with_max_wait_ms(LONG_POLL_MS).with_min_bytes(1);

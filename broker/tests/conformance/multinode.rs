@@ -211,19 +211,41 @@ async fn long_poll_across_a_move(ctx: Ctx) -> Got {
     let s = setup(&ctx).await;
     let mut req = common::fetch_request(&s.topic, 0, 0, 600_000, 1 << 20);
     req.topics[0].partitions[0].current_leader_epoch = s.epoch;
-    let poll = s.leader.send_at(&req, 12);
-    let mover = async {
-        // Time for the poll to reach the broker first; if it did not, the move happens
-        // before it and the row passes without proving the wake-up, never fails wrongly.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        move_leader(&ctx, &s.topic, (s.leader_id + 1) % 3).await
-    };
-    let (answer, _) = tokio::join!(poll, mover);
-    code_or_closed(answer, |r| r.responses[0].partitions[0].error_code)
+    let leader = s.leader;
+    let poll = tokio::spawn(async move { leader.send_at(&req, 12).await });
+    // Time for the poll to reach the broker and wait; it must still be waiting then.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    if poll.is_finished() {
+        return Got::Answer("the long poll was answered before the leader moved".into());
+    }
+    move_leader(&ctx, &s.topic, (s.leader_id + 1) % 3).await;
+    match poll.await {
+        Ok(answer) => code_or_closed(answer, |r| r.responses[0].partitions[0].error_code),
+        Err(_) => Got::Closed,
+    }
+}
+
+/// A broker's Fetch v15 (its id in the replica state, topics by id) sent to a node that is
+/// only a follower of the partition: NOT_LEADER_OR_FOLLOWER, as only consumers may read
+/// from followers (FetchParams.fetchOnlyLeader).
+async fn replica_fetch_v15_from_a_follower(ctx: Ctx) -> Got {
+    let s = setup(&ctx).await;
+    let id = metadata(&ctx.m, &s.topic).await.topics[0].topic_id;
+    let mut req = common::fetch_request(&s.topic, 0, 0, 0, 1 << 20).with_replica_state(
+        kafka_protocol::messages::fetch_request::ReplicaState::default()
+            .with_replica_id(BrokerId(s.leader_id)),
+    );
+    req.topics[0].topic_id = id;
+    code_or_closed(s.follower.send_at(&req, 15).await, |r| {
+        r.responses[0].partitions[0].error_code
+    })
 }
 
 fn epoch_rows() -> Vec<Row> {
     vec![
+        multinode_row!("Fetch v15 from a broker (replica id in the replica state) at a follower: NOT_LEADER_OR_FOLLOWER",
+            "FetchRequest.replicaId (v15: replicaState) / FetchParams.fetchOnlyLeader",
+            Got::Code(NOT_LEADER), |ctx| replica_fetch_v15_from_a_follower(ctx).await),
         multinode_row!("Fetch long poll at a leader whose leadership moves away: answered at once, FENCED_LEADER_EPOCH",
             "ReplicaManager.completeDelayedOperationsWhenNotPartitionLeader / DelayedFetch.tryComplete (case E)",
             Got::Code(FENCED), |ctx| long_poll_across_a_move(ctx).await),

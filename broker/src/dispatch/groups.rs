@@ -12,6 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::{nulls, route_checked, sync, Outcome};
 use crate::authz::{self, Guard};
 use crate::handlers;
+use crate::state::Broker;
 
 pub(super) fn is_group_api(key: ApiKey) -> bool {
     matches!(
@@ -63,6 +64,7 @@ pub(super) fn distinct_groups(req: &mut DeleteGroupsRequest) {
 /// A group request on a node that does not coordinate groups: authorized first, as
 /// KafkaApis does, then NOT_COORDINATOR.
 pub(super) async fn not_coordinator(
+    broker: &Broker,
     g: &Guard<'_>,
     frame: &mut Bytes,
     corr: i32,
@@ -74,7 +76,9 @@ pub(super) async fn not_coordinator(
     match key {
         ApiKey::JoinGroup => {
             sync(frame, corr, version, |r| {
-                let resp = az::may_join(g, &r).unwrap_or_else(|| nc::join_group(r));
+                let resp = az::may_join(g, &r)
+                    .or_else(|| broker.groups.refuse_join(&r, version))
+                    .unwrap_or_else(|| nc::join_group(r));
                 join_answer(resp, version)
             })
             .await

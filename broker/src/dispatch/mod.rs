@@ -74,7 +74,7 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
     let client_id = client_id.as_str();
     let g = &Guard::new(broker, caller);
     if groups::is_group_api(key) && broker.config.node_id != broker.cluster.coordinator().node_id {
-        return groups::not_coordinator(g, &mut frame, corr, version, key).await;
+        return groups::not_coordinator(broker, g, &mut frame, corr, version, key).await;
     }
     match key {
         // Outside a SASL exchange (a listener without SASL, or after authentication):

@@ -212,6 +212,16 @@ impl GroupCoordinator {
         self.join_group_from(req, version, client_id, "").await
     }
 
+    /// The answer to a JoinGroup that is refused before its group is looked for, on any
+    /// node (see [`join_refusal`]); `None` when it is not.
+    pub fn refuse_join(&self, req: &JoinGroupRequest, version: i16) -> Option<JoinGroupResponse> {
+        let code = join_refusal(&self.lock().config.group, req)?;
+        Some(responses::join_response(
+            JoinResult::error(req.member_id.as_str(), code),
+            version,
+        ))
+    }
+
     /// JoinGroup with the client's host (shown by DescribeGroups, e.g. "/127.0.0.1").
     pub async fn join_group_from(
         &self,
@@ -226,22 +236,12 @@ impl GroupCoordinator {
             let mut inner = self.lock();
             let (responder, rx) = inner.register_join(version);
             let now = Instant::now();
+            let refused = join_refusal(&inner.config.group, &req);
             let params = responses::join_params(req, version, client_id, client_host);
-            let outcomes = if group_id.is_empty() {
+            let outcomes = if let Some(code) = refused {
                 vec![Outcome::Join(
                     responder,
-                    JoinResult::error(&member_id, ResponseError::InvalidGroupId),
-                )]
-            } else if !inner
-                .config
-                .group
-                .session_timeout_allowed(params.session_timeout_ms)
-            {
-                // Kafka: GroupCoordinatorService.joinGroup (before the group is looked up
-                // or created: no group is left behind).
-                vec![Outcome::Join(
-                    responder,
-                    JoinResult::error(&member_id, ResponseError::InvalidSessionTimeout),
+                    JoinResult::error(&member_id, code),
                 )]
             } else if !inner.groups.contains_key(&group_id) && !member_id.is_empty() {
                 vec![Outcome::Join(
@@ -410,3 +410,16 @@ impl GroupCoordinator {
 #[cfg(test)]
 #[path = "coordinator_tests.rs"]
 mod tests;
+
+/// Kafka: GroupCoordinatorService.joinGroup — an empty group id, then a session timeout
+/// out of range, refused before the group is looked up or made (so no group is left
+/// behind) and on every node, coordinator or not.
+fn join_refusal(config: &GroupConfig, req: &JoinGroupRequest) -> Option<ResponseError> {
+    if req.group_id.is_empty() {
+        Some(ResponseError::InvalidGroupId)
+    } else if !config.session_timeout_allowed(req.session_timeout_ms) {
+        Some(ResponseError::InvalidSessionTimeout)
+    } else {
+        None
+    }
+}

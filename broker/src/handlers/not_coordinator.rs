@@ -104,8 +104,15 @@ pub fn offset_fetch(req: OffsetFetchRequest, version: i16) -> OffsetFetchRespons
         .with_topics(topics)
 }
 
-pub fn offset_delete(_: OffsetDeleteRequest) -> OffsetDeleteResponse {
-    OffsetDeleteResponse::default().with_error_code(NOT_COORDINATOR)
+/// Kafka: GroupCoordinatorService.deleteOffsets (the empty group id is refused before
+/// the coordinator is looked for).
+pub fn offset_delete(req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let code = if req.group_id.is_empty() {
+        ResponseError::InvalidGroupId.code()
+    } else {
+        NOT_COORDINATOR
+    };
+    OffsetDeleteResponse::default().with_error_code(code)
 }
 
 pub fn describe_groups(req: DescribeGroupsRequest) -> DescribeGroupsResponse {

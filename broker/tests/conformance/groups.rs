@@ -24,6 +24,11 @@ fn no_rebalance_delay(c: &mut BrokerConfig) {
     c.group_initial_rebalance_delay = std::time::Duration::ZERO;
 }
 
+/// Two nodes, the second of which coordinates no group.
+fn two_nodes(c: &mut BrokerConfig) {
+    c.nodes = 2;
+}
+
 /// A consumer's JoinGroup of `group` (protocol `range`), without a member id.
 pub fn join_request(group: &str, session_timeout_ms: i32) -> JoinGroupRequest {
     JoinGroupRequest::default()
@@ -198,6 +203,20 @@ pub fn rows() -> Vec<Row> {
         row!("DeleteGroups naming a group twice: deleted and answered once",
             "KafkaApis.handleDeleteGroupsRequest (distinct)", Got::Code(0),
             |ctx| delete_twice(ctx).await),
+        row!("JoinGroup with a session timeout out of range at a node that is not the coordinator: INVALID_SESSION_TIMEOUT, not NOT_COORDINATOR",
+            "GroupCoordinatorService.joinGroup (before the coordinator's shard is looked for)",
+            Got::Code(INVALID_SESSION_TIMEOUT), Some(two_nodes), |ctx| {
+                let m = crate::authz::other_node(&ctx).await;
+                let req = join_request(&ctx.topic("short"), 1_000);
+                code_or_closed(m.send_at(&req, 5).await, |r| r.error_code)
+            }),
+        row!("OffsetDelete for the empty group id at a node that is not the coordinator: INVALID_GROUP_ID",
+            "GroupCoordinatorService.deleteOffsets (isGroupIdNotEmpty first)",
+            Got::Code(INVALID_GROUP_ID), Some(two_nodes), |ctx| {
+                let m = crate::authz::other_node(&ctx).await;
+                let req = OffsetDeleteRequest::default().with_group_id(GroupId(s("")));
+                code_or_closed(m.send_at(&req, 0).await, |r| r.error_code)
+            }),
         row!("OffsetDelete for the empty group id: INVALID_GROUP_ID",
             "GroupCoordinatorService.deleteOffsets (isGroupIdNotEmpty)", Got::Code(INVALID_GROUP_ID),
             |ctx| {

@@ -56,7 +56,7 @@ pub async fn metadata(
         let auto_create = req.allow_auto_topic_creation && broker.config.auto_create_topics;
         let may_create = auto_create
             && g.quietly_allows(op::CREATE, resource::CLUSTER, crate::acl::CLUSTER_NAME);
-        let topics = req.topics.take().unwrap_or_default();
+        let topics = handlers::metadata::select(req.topics.take().unwrap_or_default(), version);
         let (kept, refused) = split(topics, |t| {
             let by_name = t.name.as_ref().map(|n| n.as_str()).unwrap_or("");
             let Some(name) = topic_name(broker, by_name, t.topic_id) else {
@@ -97,7 +97,8 @@ pub async fn metadata(
         }
     });
     for t in &mut resp.topics {
-        if t.error_code == 0 && t.topic_authorized_operations != i32::MIN {
+        // Kafka: setTopicAuthorizedOperations on every topic answered, errors included.
+        if t.topic_authorized_operations != i32::MIN {
             let name = t.name.as_ref().map(|n| n.as_str()).unwrap_or("");
             t.topic_authorized_operations =
                 g.operations(resource::TOPIC, name, handlers::acls::TOPIC_OPERATIONS);
@@ -192,24 +193,29 @@ pub async fn fetch(
     });
     req.topics = kept;
     let mut resp = handlers::fetch::handle(broker, req, version).await;
-    resp.responses.extend(refused.into_iter().map(|t| {
-        let partitions = t
-            .partitions
-            .iter()
-            .map(|p| {
-                fetch_response::PartitionData::default()
-                    .with_partition_index(p.partition)
-                    .with_error_code(TOPIC_DENIED)
-                    .with_high_watermark(-1)
-                    .with_last_stable_offset(-1)
-                    .with_log_start_offset(-1)
-            })
-            .collect();
-        fetch_response::FetchableTopicResponse::default()
-            .with_topic(t.topic)
-            .with_topic_id(t.topic_id)
-            .with_partitions(partitions)
-    }));
+    resp.responses.extend(
+        refused
+            .into_iter()
+            .filter(|t| !t.partitions.is_empty())
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        fetch_response::PartitionData::default()
+                            .with_partition_index(p.partition)
+                            .with_error_code(TOPIC_DENIED)
+                            .with_high_watermark(-1)
+                            .with_last_stable_offset(-1)
+                            .with_log_start_offset(-1)
+                    })
+                    .collect();
+                fetch_response::FetchableTopicResponse::default()
+                    .with_topic(t.topic)
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(partitions)
+            }),
+    );
     resp
 }
 

@@ -92,9 +92,28 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> Meta
 
 const UNKNOWN_TOPIC_ID: i16 = ResponseError::UnknownTopicId.code();
 
-/// The answers for the topics a request names. Kafka: KafkaApis.handleTopicMetadataRequest
+/// The entries of a request that are answered. Kafka: KafkaApis.handleTopicMetadataRequest
 /// — when any entry carries a topic id (v12+), the topics are those ids' and the names are
-/// not looked at; each topic is answered once (a set), an id no topic has with
+/// not looked at; each topic is answered once (a set). The authorizer's wrapper selects
+/// with this too, so that it checks what is answered.
+pub fn select(requested: Vec<MetadataRequestTopic>, version: i16) -> Vec<MetadataRequestTopic> {
+    let by_id = version >= 12 && requested.iter().any(|t| !t.topic_id.is_nil());
+    let mut ids = std::collections::HashSet::new();
+    let mut names = std::collections::HashSet::new();
+    requested
+        .into_iter()
+        .filter_map(|t| {
+            if by_id {
+                (!t.topic_id.is_nil() && ids.insert(t.topic_id)).then(|| t.with_name(None))
+            } else {
+                let first = t.name.as_ref().is_none_or(|n| names.insert(n.clone()));
+                first.then_some(t)
+            }
+        })
+        .collect()
+}
+
+/// The answers for the topics a request names ([`select`]): an id no topic has gets
 /// UNKNOWN_TOPIC_ID and a null name.
 fn named(
     broker: &Broker,
@@ -102,32 +121,18 @@ fn named(
     allow_create: bool,
     version: i16,
 ) -> Vec<MetadataResponseTopic> {
-    let ids: Vec<uuid::Uuid> = requested
-        .iter()
-        .filter(|t| version >= 12 && !t.topic_id.is_nil())
-        .map(|t| t.topic_id)
-        .collect();
-    if !ids.is_empty() {
-        let mut seen = std::collections::HashSet::new();
-        return ids
-            .into_iter()
-            .filter(|id| seen.insert(*id))
-            .map(|id| match broker.topics.get_by_id(id) {
+    select(requested, version)
+        .into_iter()
+        .map(|t| match (&t.name, version >= 12 && !t.topic_id.is_nil()) {
+            (_, true) => match broker.topics.get_by_id(t.topic_id) {
                 Some(topic) => describe(broker, &topic, version),
                 None => MetadataResponseTopic::default()
                     .with_name(None)
-                    .with_topic_id(id)
+                    .with_topic_id(t.topic_id)
                     .with_error_code(UNKNOWN_TOPIC_ID),
-            })
-            .collect();
-    }
-    let mut seen = std::collections::HashSet::new();
-    requested
-        .into_iter()
-        .filter(|t| t.name.as_ref().is_none_or(|n| seen.insert(n.clone())))
-        .map(|t| match &t.name {
-            Some(name) => lookup_or_create(broker, name, allow_create, version),
-            None => MetadataResponseTopic::default()
+            },
+            (Some(name), false) => lookup_or_create(broker, name, allow_create, version),
+            (None, false) => MetadataResponseTopic::default()
                 .with_error_code(ResponseError::InvalidRequest.code()),
         })
         .collect()

@@ -12,6 +12,7 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::*;
 use kmirror_broker::BrokerConfig;
 use kmirror_wire::messenger::{Messenger, MessengerConfig};
+use uuid::Uuid;
 
 use crate::admin::s;
 use crate::common;
@@ -52,6 +53,31 @@ fn authorizer_with_cluster_action(c: &mut BrokerConfig) {
         "pattern_type":3,"principal":"User:ANONYMOUS","host":"*","operation":9,"permission":3}),
     );
     std::fs::write(&acls, serde_json::to_string(&all).expect("json")).expect("acls.json");
+}
+
+/// [`authorizer`], and DESCRIBE on topics named `desc*`.
+fn authorizer_describing(c: &mut BrokerConfig) {
+    authorizer(c);
+    let acls = c.data_dir.as_ref().expect("data dir").join("acls.json");
+    let mut all: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&acls).expect("acls")).expect("json");
+    all.push(serde_json::json!({"resource_type":2,"resource_name":"desc",
+        "pattern_type":4,"principal":"User:ANONYMOUS","host":"*","operation":8,"permission":3}));
+    std::fs::write(&acls, serde_json::to_string(&all).expect("json")).expect("acls.json");
+}
+
+/// [`crate::metadata::answers`] without the names: each answer's (error, operations).
+async fn metadata_answers(
+    ctx: &Ctx,
+    topics: Vec<MetadataRequestTopic>,
+    version: i16,
+) -> Result<Vec<(i16, i32)>, Got> {
+    let got = crate::metadata::answers(ctx, topics, version).await?;
+    Ok(got.into_iter().map(|(code, _, ops)| (code, ops)).collect())
+}
+
+fn named(topic: &str) -> MetadataRequestTopic {
+    MetadataRequestTopic::default().with_name(Some(common::name(topic)))
 }
 
 fn two_nodes_with_authorizer(c: &mut BrokerConfig) {
@@ -123,7 +149,7 @@ async fn join_code(m: &Messenger, group: &str) -> Got {
 }
 
 /// A connection to the node that does not coordinate groups (of two).
-async fn other_node(ctx: &Ctx) -> Messenger {
+pub(crate) async fn other_node(ctx: &Ctx) -> Messenger {
     let find = FindCoordinatorRequest::default().with_key(s("granted"));
     let coordinator = ctx.m.send_at(&find, 3).await.expect("find").node_id.0;
     let md = ctx
@@ -249,6 +275,31 @@ pub fn rows() -> Vec<Row> {
         row!("Metadata for a topic without DESCRIBE, even one that does not exist: TOPIC_AUTHORIZATION_FAILED",
             "KafkaApis.getTopicMetadata (unauthorizedForDescribeTopics)", Got::Code(TOPIC_DENIED), authorizer,
             |ctx| metadata_code(ctx, "no-such-topic").await),
+        row!("Metadata v12 with an id no topic has beside a denied name: only the id is answered, UNKNOWN_TOPIC_ID",
+            "KafkaApis.handleTopicMetadataRequest (useTopicId: the names are not authorized)", Got::Code(0),
+            authorizer, |ctx| {
+                let by_id = MetadataRequestTopic::default().with_name(None).with_topic_id(Uuid::from_u128(7));
+                match metadata_answers(&ctx, vec![by_id, named("secret")], 12).await {
+                    Ok(got) => crate::admin::check("(error, operations)", got, vec![(100, i32::MIN)]),
+                    Err(g) => g,
+                }
+            }),
+        row!("Metadata v9 naming a denied topic twice: one TOPIC_AUTHORIZATION_FAILED",
+            "KafkaApis.handleTopicMetadataRequest (unauthorizedForDescribeTopics is a set)", Got::Code(0),
+            authorizer, |ctx| {
+                match metadata_answers(&ctx, vec![named("secret"), named("secret")], 9).await {
+                    Ok(got) => crate::admin::check("(error, operations)", got, vec![(TOPIC_DENIED, i32::MIN)]),
+                    Err(g) => g,
+                }
+            }),
+        row!("Metadata for an invalid name the caller may DESCRIBE: INVALID_TOPIC_EXCEPTION with the caller's operations (DESCRIBE), not all",
+            "KafkaApis.handleTopicMetadataRequest (setTopicAuthorizedOperations on every topic answered)", Got::Code(0),
+            authorizer_describing, |ctx| {
+                match metadata_answers(&ctx, vec![named("desc bad!")], 12).await {
+                    Ok(got) => crate::admin::check("(error, operations)", got, vec![(17, 1 << 8)]),
+                    Err(g) => g,
+                }
+            }),
         row!("Produce without WRITE: TOPIC_AUTHORIZATION_FAILED", "KafkaApis.handleProduceRequest",
             Got::Code(TOPIC_DENIED), authorizer, |ctx| produce_code(ctx).await),
         row!("Produce without WRITE naming a partition twice: one TOPIC_AUTHORIZATION_FAILED",

@@ -23,7 +23,7 @@ fn by_id(id: uuid::Uuid) -> MetadataRequestTopic {
 
 /// Metadata at `version` for `topics` (no auto-creation, authorized operations asked
 /// for): every answer as (error, name, operations).
-async fn answers(
+pub(crate) async fn answers(
     ctx: &Ctx,
     topics: Vec<MetadataRequestTopic>,
     version: i16,

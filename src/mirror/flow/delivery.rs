@@ -36,6 +36,12 @@ impl FlowRunner {
         let Some(r) = self.partitions.get_mut(&sp) else {
             return false;
         };
+        // A Fetch under way when the partition stopped (a re-created topic, a diverged
+        // log) is answered after it, as late as the broker's max_wait: its answer is no
+        // longer this partition's, and must not replace the reason it stopped.
+        if r.stopped() {
+            return false;
+        }
         if g.error_code != 0 {
             let error = ResponseError::try_from_code(g.error_code)
                 .unwrap_or(ResponseError::UnknownServerError);

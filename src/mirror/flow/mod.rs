@@ -99,6 +99,11 @@ impl Running {
         self.tx = None;
     }
 
+    /// Whether fetching for it has stopped ([`Self::stop`]).
+    fn stopped(&self) -> bool {
+        self.tx.is_none()
+    }
+
     fn wants_data(&self) -> bool {
         !self.task.is_finished() && self.tx.as_ref().is_some_and(|tx| tx.capacity() > 0)
     }

@@ -41,29 +41,33 @@ fn authorizer(c: &mut BrokerConfig) {
     c.acl_super_users = Some(vec!["User:admin".into()]);
 }
 
-/// [`authorizer`], and CLUSTER_ACTION on the cluster for `User:ANONYMOUS` (what a
-/// follower broker has).
-fn authorizer_with_cluster_action(c: &mut BrokerConfig) {
+/// [`authorizer`] with one more ACL for `User:ANONYMOUS` (allowed, any host) on
+/// `resource_name` of `resource_type` with `pattern_type`, for `operation`.
+fn authorizer_and(
+    c: &mut BrokerConfig,
+    (resource_type, resource_name, pattern_type): (i8, &str, i8),
+    operation: i8,
+) {
     authorizer(c);
     let acls = c.data_dir.as_ref().expect("data dir").join("acls.json");
     let mut all: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(&acls).expect("acls")).expect("json");
     all.push(
-        serde_json::json!({"resource_type":4,"resource_name":"kafka-cluster",
-        "pattern_type":3,"principal":"User:ANONYMOUS","host":"*","operation":9,"permission":3}),
+        serde_json::json!({"resource_type":resource_type,"resource_name":resource_name,
+        "pattern_type":pattern_type,"principal":"User:ANONYMOUS","host":"*",
+        "operation":operation,"permission":3}),
     );
     std::fs::write(&acls, serde_json::to_string(&all).expect("json")).expect("acls.json");
 }
 
+/// [`authorizer`], and CLUSTER_ACTION on the cluster (what a follower broker has).
+fn authorizer_with_cluster_action(c: &mut BrokerConfig) {
+    authorizer_and(c, (4, "kafka-cluster", 3), 9);
+}
+
 /// [`authorizer`], and DESCRIBE on topics named `desc*`.
 fn authorizer_describing(c: &mut BrokerConfig) {
-    authorizer(c);
-    let acls = c.data_dir.as_ref().expect("data dir").join("acls.json");
-    let mut all: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(&acls).expect("acls")).expect("json");
-    all.push(serde_json::json!({"resource_type":2,"resource_name":"desc",
-        "pattern_type":4,"principal":"User:ANONYMOUS","host":"*","operation":8,"permission":3}));
-    std::fs::write(&acls, serde_json::to_string(&all).expect("json")).expect("acls.json");
+    authorizer_and(c, (2, "desc", 4), 8);
 }
 
 /// [`crate::metadata::answers`] without the names: each answer's (error, operations).

@@ -119,7 +119,6 @@ fn denied_topic(
             offset_fetch_response::OffsetFetchResponsePartition::default()
                 .with_partition_index(p)
                 .with_committed_offset(-1)
-                .with_metadata(None)
                 .with_error_code(code)
         })
         .collect();
@@ -143,17 +142,11 @@ pub fn offset_fetch(
     let describable = |t: &str| g.quietly_allows(op::DESCRIBE, resource::TOPIC, t);
     if version < 8 {
         if !g.allows_group(op::DESCRIBE, &req.group_id) {
-            // OffsetFetchRequest.getErrorResponse: every named partition carries the error
-            // (v0-1 have no top-level error code).
-            let topics = req
-                .topics
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| denied_topic(t, GROUP_DENIED))
-                .collect();
-            return OffsetFetchResponse::default()
-                .with_error_code(GROUP_DENIED)
-                .with_topics(topics);
+            return crate::handlers::not_coordinator::offset_fetch_refused(
+                req,
+                version,
+                GROUP_DENIED,
+            );
         }
         let mut refused = Vec::new();
         if let Some(topics) = req.topics.take() {

@@ -62,9 +62,18 @@ pub fn offset_commit(req: OffsetCommitRequest) -> OffsetCommitResponse {
     )
 }
 
-/// v8+: the error per group; before, at the top and on every partition asked for
-/// (Kafka: OffsetFetchRequest.getErrorResponse).
 pub fn offset_fetch(req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    offset_fetch_refused(req, version, NOT_COORDINATOR)
+}
+
+/// An OffsetFetch refused for its group with `code`. v8+: the code per group, without
+/// topics; v2-7: the top-level code alone; v0-1, which have no top-level code: the code on
+/// every partition asked for (Kafka: OffsetFetchRequest.getErrorResponse).
+pub fn offset_fetch_refused(
+    req: OffsetFetchRequest,
+    version: i16,
+    code: i16,
+) -> OffsetFetchResponse {
     if version >= 8 {
         return OffsetFetchResponse::default().with_groups(
             req.groups
@@ -72,10 +81,14 @@ pub fn offset_fetch(req: OffsetFetchRequest, version: i16) -> OffsetFetchRespons
                 .map(|g| {
                     OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
-                        .with_error_code(NOT_COORDINATOR)
+                        .with_error_code(code)
                 })
                 .collect(),
         );
+    }
+    let resp = OffsetFetchResponse::default().with_error_code(code);
+    if version >= 2 {
+        return resp;
     }
     let topics = req
         .topics
@@ -93,15 +106,13 @@ pub fn offset_fetch(req: OffsetFetchRequest, version: i16) -> OffsetFetchRespons
                                 .with_committed_offset(-1)
                                 .with_committed_leader_epoch(-1)
                                 .with_metadata(Some(StrBytes::default()))
-                                .with_error_code(NOT_COORDINATOR)
+                                .with_error_code(code)
                         })
                         .collect(),
                 )
         })
         .collect();
-    OffsetFetchResponse::default()
-        .with_error_code(NOT_COORDINATOR)
-        .with_topics(topics)
+    resp.with_topics(topics)
 }
 
 /// Kafka: GroupCoordinatorService.deleteOffsets (the empty group id is refused before

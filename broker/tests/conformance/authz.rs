@@ -263,6 +263,21 @@ pub fn rows() -> Vec<Row> {
                         .with_partition_indexes(vec![0])]));
                 code_or_closed(ctx.m.send_at(&req, 1).await, |r| r.topics[0].partitions[0].error_code)
             }),
+        row!("OffsetFetch v3 for a group without DESCRIBE: GROUP_AUTHORIZATION_FAILED at the top, no partitions",
+            "OffsetFetchRequest.getErrorResponse (v2-7: the top-level error only)", Got::Code(GROUP_DENIED), authorizer,
+            |ctx| {
+                use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+                let req = OffsetFetchRequest::default()
+                    .with_group_id(GroupId(s("denied")))
+                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                        .with_name(common::name("t"))
+                        .with_partition_indexes(vec![0, 1])]));
+                match ctx.m.send_at(&req, 3).await {
+                    Ok(r) if r.topics.is_empty() => Got::Code(r.error_code),
+                    Ok(r) => Got::Answer(format!("{} topics listed beside the group's error", r.topics.len())),
+                    Err(_) => Got::Closed,
+                }
+            }),
         row!("DeleteTopics by id needs DELETE only (DESCRIBE only shows the name)",
             "ControllerApis.deleteTopics", Got::Code(0), authorizer, |ctx| delete_by_id_code(ctx).await),
         row!("DeleteAcls with an UNKNOWN element, before authorization: INVALID_REQUEST",

@@ -83,6 +83,28 @@ pub(crate) fn coordinator_rows() -> Vec<Row> {
             }
         ),
         multinode_row!(
+            "OffsetFetch v5 on another node: NOT_COORDINATOR at the top, no partitions",
+            "OffsetFetchRequest.getErrorResponse (v2-7: the top-level error only)",
+            Got::Code(NOT_COORDINATOR),
+            |ctx| {
+                use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+                let at = coordinator_of(&ctx, "g1").await;
+                let req = OffsetFetchRequest::default()
+                    .with_group_id(GroupId(crate::admin::s("g1")))
+                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                        .with_name(common::name("g"))
+                        .with_partition_indexes(vec![0])]));
+                match node(&ctx, (at + 1) % 3).await.send_at(&req, 5).await {
+                    Ok(r) if r.topics.is_empty() => Got::Code(r.error_code),
+                    Ok(r) => Got::Answer(format!(
+                        "{} topics listed beside the group's error",
+                        r.topics.len()
+                    )),
+                    Err(_) => Got::Closed,
+                }
+            }
+        ),
+        multinode_row!(
             "Heartbeat on another node: NOT_COORDINATOR",
             "GroupCoordinator.handleHeartbeat validateGroupStatus",
             Got::Code(NOT_COORDINATOR),

@@ -46,8 +46,34 @@ struct Appended {
     sync: Option<Arc<std::fs::File>>,
 }
 
+/// A partition's refusal and the log start offset it is answered with.
+type Refused = (Failure, i64);
+
 /// What a partition of the request got: (its first topic entry, its index, the outcome).
-type Outcome = (usize, i32, Result<Appended, Failure>);
+type Outcome = (usize, i32, Result<Appended, Refused>);
+
+/// The log start offset a refusal is answered with. Kafka: ReplicaManager.appendToLocalLog
+/// answers the partition's (processFailedRecord) for every exception of the append but
+/// the six it expects (unknown partition, not leader, record or batch too large, corrupt,
+/// storage), which get -1 as refusals before the append do (UNKNOWN_LOG_APPEND_INFO).
+fn refused_by_append(failure: Failure, partition: &crate::topics::Partition) -> Refused {
+    use ResponseError::*;
+    let expected = matches!(
+        failure.0,
+        UnknownTopicOrPartition
+            | NotLeaderOrFollower
+            | MessageTooLarge
+            | RecordListTooLarge
+            | CorruptMessage
+            | KafkaStorageError
+    );
+    let log_start_offset = if expected {
+        -1
+    } else {
+        partition.log.lock().expect("log lock").log_start_offset()
+    };
+    (failure, log_start_offset)
+}
 
 /// Kafka: KafkaApis.handleProduceRequest — topic by name (v3-12) or by id (v13).
 fn resolve(broker: &Broker, t: &TopicProduceData, version: i16) -> Result<Arc<Topic>, Failure> {
@@ -105,7 +131,7 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
             .into();
         partitions
             .iter()
-            .map(|p| (p.topic, p.index, Err(failure.clone())))
+            .map(|p| (p.topic, p.index, Err((failure.clone(), -1))))
             .collect()
     } else {
         off_the_workers(compressed, || {
@@ -138,31 +164,20 @@ fn append_all(
     let mut results: Vec<Outcome> = Vec::new();
     for p in partitions {
         let (topic, rules) = &resolved[p.topic];
-        let r = topic.clone().and_then(|topic| {
-            let partition = topic.partition(p.index).ok_or_else(|| {
-                (
-                    ResponseError::UnknownTopicOrPartition,
-                    format!(
-                        "Partition {} of topic {} does not exist.",
-                        p.index, topic.name
-                    ),
-                )
-            })?;
+        let r = partition_of(topic, p.index).and_then(|(topic, partition)| {
             let (last_valid, last_invalid) = entries_checked(req, p, version);
             let appended = last_valid.map(|batch| {
                 // Kafka: ReplicaManager.appendRecords (isValidRequiredAcks).
                 if !matches!(req.acks, -1..=1) {
-                    return Err((
-                        ResponseError::InvalidRequiredAcks,
-                        format!("Invalid required acks {}.", req.acks),
-                    )
-                        .into());
+                    let acks = format!("Invalid required acks {}.", req.acks);
+                    return Err(((ResponseError::InvalidRequiredAcks, acks).into(), -1));
                 }
                 let rules = rules.as_ref().expect("rules exist for a resolved topic");
                 append(broker, (&topic, &partition), rules, (batch, req.acks), now)
+                    .map_err(|f| refused_by_append(f, &partition))
             });
             match (last_invalid, appended) {
-                (Some(failure), _) => Err(failure),
+                (Some(failure), _) => Err((failure, -1)),
                 (None, Some(appended)) => appended,
                 (None, None) => unreachable!("a partition has at least one entry"),
             }
@@ -170,6 +185,20 @@ fn append_all(
         results.push((p.topic, p.index, r));
     }
     results
+}
+
+/// The partition `index` of a resolved topic; refusals before the append answer log start
+/// offset -1.
+fn partition_of(
+    topic: &Result<Arc<Topic>, Failure>,
+    index: i32,
+) -> Result<(Arc<Topic>, Arc<crate::topics::Partition>), Refused> {
+    let topic = topic.clone().map_err(|f| (f, -1))?;
+    let Some(partition) = topic.partition(index) else {
+        let unknown = format!("Partition {index} of topic {} does not exist.", topic.name);
+        return Err(((ResponseError::UnknownTopicOrPartition, unknown).into(), -1));
+    };
+    Ok((topic, partition))
 }
 
 /// Runs `f`, the validation and appends of a request, where decompression cannot hold up
@@ -230,11 +259,8 @@ async fn respond(
                 tracing::error!(error = %e, "Group commit fsync failed; failing the produce.");
                 for (_, _, r) in results.iter_mut() {
                     if r.is_ok() {
-                        *r = Err((
-                            ResponseError::KafkaStorageError,
-                            format!("fsync failed: {e}"),
-                        )
-                            .into());
+                        let failed = format!("fsync failed: {e}");
+                        *r = Err(((ResponseError::KafkaStorageError, failed).into(), -1));
                     }
                 }
             }
@@ -250,9 +276,12 @@ async fn respond(
                     pr.log_start_offset = a.log_start_offset;
                 }
             }
-            Err(Failure(code, msg, record_errors)) => {
+            Err((Failure(code, msg, record_errors), log_start_offset)) => {
                 pr.error_code = code.code();
                 pr.base_offset = -1;
+                if version >= 5 {
+                    pr.log_start_offset = log_start_offset;
+                }
                 let name = &req.topic_data[topic].name;
                 tracing::debug!(topic = %name.as_str(), partition = index, error = ?code, reason = %msg, "Produce refused.");
                 // Kafka: ReplicaManager.appendToLocalLog — only a refusal of records

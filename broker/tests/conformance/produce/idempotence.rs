@@ -1,8 +1,9 @@
 //! The idempotent producer's state and how its refusals and duplicates are answered: the
 //! state outlives the records it came from (DeleteRecords moves the log start, not the
 //! producers: ProducerStateManager.onLogStartOffsetIncremented), a duplicate answers with
-//! the stored batch's timestamp as its append time (UnifiedLog.append), and a refusal that
-//! is not about records carries no message (LogAppendResult.errorMessage).
+//! the stored batch's timestamp as its append time (UnifiedLog.append), a refusal that
+//! is not about records carries no message (LogAppendResult.errorMessage), and a refusal by
+//! the append answers the log start offset Kafka answers (ReplicaManager.appendToLocalLog).
 
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 
@@ -12,6 +13,7 @@ use crate::common;
 use crate::harness::{Ctx, Got, Row};
 
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const MESSAGE_TOO_LARGE: i16 = 10;
 
 /// An idempotent batch of `records` records from producer 7 at `base_sequence`.
 fn idempotent(records: i32, base_sequence: i32, timestamp_ms: i64) -> Spec {
@@ -95,6 +97,34 @@ async fn gap_without_message(ctx: Ctx) -> Got {
     }
 }
 
+/// Five records, DeleteRecords to offset 3, then a sequence gap and a batch larger than
+/// the topic's max.message.bytes: the gap is answered with the partition's log start
+/// offset, the oversized batch (an error Kafka expects) with -1.
+async fn refusals_log_start(ctx: Ctx) -> Got {
+    let topic = create(&ctx, &[("max.message.bytes", "2000")]).await;
+    match produce(&ctx, &topic, &idempotent(5, 0, 1_000)).await {
+        Ok(p) if p.error_code == 0 => {}
+        Ok(p) => return Got::Code(p.error_code),
+        Err(g) => return g,
+    }
+    let (code, _) = delete_records(&ctx, &topic, 3).await;
+    if code != 0 {
+        return Got::Answer(format!("DeleteRecords answered {code}"));
+    }
+    let mut answers = Vec::new();
+    for batch in [idempotent(1, 9, 1_000), spec(|s| s.records = 200)] {
+        match produce(&ctx, &topic, &batch).await {
+            Ok(p) => answers.push((p.error_code, p.log_start_offset)),
+            Err(g) => return g,
+        }
+    }
+    check(
+        "(error, log start offset) of a sequence gap and of an oversized batch",
+        answers,
+        vec![(OUT_OF_ORDER_SEQUENCE_NUMBER, 3), (MESSAGE_TOO_LARGE, -1)],
+    )
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
         Row {
@@ -117,6 +147,13 @@ pub fn rows() -> Vec<Row> {
             expect: Got::Code(0),
             config: None,
             run: |ctx| Box::pin(gap_without_message(ctx)),
+        },
+        Row {
+            rule: "Produce refused by the append: the partition's log start offset, but -1 for the errors Kafka expects (e.g. MESSAGE_TOO_LARGE)",
+            kafka: "ReplicaManager.appendToLocalLog (processFailedRecord; UNKNOWN_LOG_APPEND_INFO for the six expected exceptions)",
+            expect: Got::Code(0),
+            config: None,
+            run: |ctx| Box::pin(refusals_log_start(ctx)),
         },
     ]
 }

@@ -308,6 +308,7 @@ impl BrokerConfig {
             max_message_bytes: self.max_message_bytes,
             timestamp_before_max_ms: self.timestamp_before_max_ms,
             timestamp_after_max_ms: self.timestamp_after_max_ms,
+            release: self.emulate_kafka,
         }
     }
 }

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::versions::KafkaRelease;
+
 use crate::log::LogConfig;
 
 /// The value type of a config key, as DescribeConfigs reports it.
@@ -61,6 +63,26 @@ pub struct ConfigKey {
     pub min: Option<i64>,
     /// Allowed values for enumerations (comma-separated lists check each item).
     pub choices: &'static [&'static str],
+    /// The first release that has the key, and the first that no longer has it.
+    pub since: KafkaRelease,
+    pub until: Option<KafkaRelease>,
+}
+
+impl ConfigKey {
+    /// Whether a broker of `release` knows the key.
+    pub fn known_in(&self, release: KafkaRelease) -> bool {
+        release >= self.since && self.until.is_none_or(|until| release < until)
+    }
+
+    const fn since(mut self, release: KafkaRelease) -> Self {
+        self.since = release;
+        self
+    }
+
+    const fn until(mut self, release: KafkaRelease) -> Self {
+        self.until = Some(release);
+        self
+    }
 }
 
 const fn key(name: &'static str, kind: ConfigType, default: &'static str) -> ConfigKey {
@@ -70,6 +92,8 @@ const fn key(name: &'static str, kind: ConfigType, default: &'static str) -> Con
         default,
         min: None,
         choices: &[],
+        since: KafkaRelease::V2_8,
+        until: None,
     }
 }
 const fn num(name: &'static str, kind: ConfigType, default: &'static str, min: i64) -> ConfigKey {
@@ -79,6 +103,8 @@ const fn num(name: &'static str, kind: ConfigType, default: &'static str, min: i
         default,
         min: Some(min),
         choices: &[],
+        since: KafkaRelease::V2_8,
+        until: None,
     }
 }
 const fn one_of(
@@ -93,15 +119,21 @@ const fn one_of(
         default,
         min: None,
         choices,
+        since: KafkaRelease::V2_8,
+        until: None,
     }
 }
 
 use ConfigType::{Boolean, Double, Int, List, Long};
+use KafkaRelease::{V3_0, V3_6, V3_9, V4_0};
 
 /// Smallest `segment.bytes` / `log.segment.bytes` Kafka 4.0 accepts (KIP-1030).
 pub const SEGMENT_BYTES_MIN: i64 = 1024 * 1024;
 
-/// Every topic-level key Kafka 4.x accepts.
+/// Every topic-level key of Kafka 2.8 to 4.x, each with the releases that know it (Kafka:
+/// TopicConfig, LogConfig.CONFIG; tiered storage's keys came with 3.0 (KAFKA-12816),
+/// message.timestamp.before/after.max.ms with 3.6 (KIP-937), the compression levels with 3.8
+/// (KIP-390); message.format.version went with 4.0 (KIP-724, KAFKA-17393)).
 pub static TOPIC_KEYS: &[ConfigKey] = &[
     // Choices in Kafka's order, as its refusals list them (LogConfig.CONFIG).
     one_of("cleanup.policy", List, "delete", &["compact", "delete"]),
@@ -111,9 +143,9 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
         "producer",
         &["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"],
     ),
-    num("compression.gzip.level", Int, "-1", -1),
-    num("compression.lz4.level", Int, "9", 1),
-    num("compression.zstd.level", Int, "3", -131072),
+    num("compression.gzip.level", Int, "-1", -1).since(V3_9),
+    num("compression.lz4.level", Int, "9", 1).since(V3_9),
+    num("compression.zstd.level", Int, "3", -131072).since(V3_9),
     num("delete.retention.ms", Long, "86400000", 0),
     num("file.delete.delay.ms", Long, "60000", 0),
     num("flush.messages", Long, "9223372036854775807", 1),
@@ -121,18 +153,20 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
     key("follower.replication.throttled.replicas", List, ""),
     num("index.interval.bytes", Int, "4096", 0),
     key("leader.replication.throttled.replicas", List, ""),
-    num("local.retention.bytes", Long, "-2", -2),
-    num("local.retention.ms", Long, "-2", -2),
+    num("local.retention.bytes", Long, "-2", -2).since(V3_0),
+    num("local.retention.ms", Long, "-2", -2).since(V3_0),
     num("max.compaction.lag.ms", Long, "9223372036854775807", 1),
     num("max.message.bytes", Int, "1048588", 0),
     key("message.downconversion.enable", Boolean, "true"),
-    num("message.timestamp.after.max.ms", Long, "3600000", 0),
+    key("message.format.version", ConfigType::String, "3.0-IV1").until(V4_0),
+    num("message.timestamp.after.max.ms", Long, "3600000", 0).since(V3_6),
     num(
         "message.timestamp.before.max.ms",
         Long,
         "9223372036854775807",
         0,
-    ),
+    )
+    .since(V3_6),
     num(
         "message.timestamp.difference.max.ms",
         Long,
@@ -149,7 +183,7 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
     num("min.compaction.lag.ms", Long, "0", 0),
     num("min.insync.replicas", Int, "1", 1),
     key("preallocate", Boolean, "false"),
-    key("remote.storage.enable", Boolean, "false"),
+    key("remote.storage.enable", Boolean, "false").since(V3_0),
     num("retention.bytes", Long, "-1", -1),
     num("retention.ms", Long, "604800000", -1),
     // Kafka: LogConfig.CONFIG (segment.bytes atLeast 1 MiB since 4.0, KIP-1030)
@@ -251,6 +285,76 @@ pub fn validate(name: &str, raw: &str) -> Result<String, ConfigError> {
     };
     key_rule(name, value).map_err(bad)?;
     Ok(parsed)
+}
+
+/// [`validate`] for a broker of `release`: a key it does not know is unknown, and a
+/// message format version must name a metadata version it knows.
+pub fn validate_in(name: &str, raw: &str, release: KafkaRelease) -> Result<String, ConfigError> {
+    if lookup(name).is_some_and(|k| !k.known_in(release)) {
+        return Err(ConfigError::UnknownKey(name.to_string()));
+    }
+    let parsed = validate(name, raw)?;
+    if name == "message.format.version" && !metadata_version_known(&parsed, release) {
+        // Kafka: MetadataVersionValidator.ensureValid (MetadataVersion.fromVersionString)
+        return Err(ConfigError::InvalidValue {
+            name: name.to_string(),
+            value: raw.to_string(),
+            reason: format!("Version {parsed} is not a valid version"),
+        });
+    }
+    Ok(parsed)
+}
+
+/// Metadata versions by release, with their inter-broker versions (Kafka: MetadataVersion).
+const METADATA_VERSIONS: &[(&str, u8)] = &[
+    ("0.8.0", 0),
+    ("0.8.1", 0),
+    ("0.8.2", 0),
+    ("0.9.0", 0),
+    ("0.10.0", 2),
+    ("0.10.1", 3),
+    ("0.10.2", 1),
+    ("0.11.0", 3),
+    ("1.0", 1),
+    ("1.1", 1),
+    ("2.0", 2),
+    ("2.1", 3),
+    ("2.2", 2),
+    ("2.3", 2),
+    ("2.4", 2),
+    ("2.5", 1),
+    ("2.6", 1),
+    ("2.7", 3),
+    ("2.8", 2),
+    ("3.0", 2),
+    ("3.1", 1),
+    ("3.2", 1),
+    ("3.3", 4),
+    ("3.4", 1),
+    ("3.5", 3),
+    ("3.6", 3),
+    ("3.7", 4),
+    ("3.8", 1),
+    ("3.9", 1),
+];
+
+/// Kafka: MetadataVersion.fromVersionString — the first three dot-separated parts of a
+/// "0." version, the first two of others, name a release ("2.8") or one of its
+/// inter-broker versions ("2.8-IV1"; "0.8.0" to "0.9.0" have none), up to `release`.
+fn metadata_version_known(value: &str, release: KafkaRelease) -> bool {
+    let parts = if value.starts_with("0.") { 3 } else { 2 };
+    let key: Vec<&str> = value.split('.').take(parts).collect();
+    let key = key.join(".");
+    METADATA_VERSIONS
+        .iter()
+        .take_while(|(r, _)| version_le(r, release.as_str()))
+        .any(|(r, ivs)| key == *r || (0..*ivs).any(|iv| key == format!("{r}-IV{iv}")))
+}
+
+/// Whether release number `a` ("2.8", "0.10.2") is at most `b`.
+fn version_le(a: &str, b: &str) -> bool {
+    let n = |v: &str| -> Vec<u32> { v.split('.').filter_map(|p| p.parse().ok()).collect() };
+    n(a) <= n(b)
 }
 
 /// `d` as Java's Double.toString writes it (ConfigDef.convertToString): "1.0", "0.5",
@@ -364,6 +468,8 @@ pub struct BrokerDefaults {
     pub timestamp_before_max_ms: i64,
     /// `log.message.timestamp.after.max.ms` (Kafka 4 default, KIP-1030: 1 hour).
     pub timestamp_after_max_ms: i64,
+    /// The Kafka release the broker emulates: which keys exist.
+    pub release: KafkaRelease,
 }
 
 /// Kafka 4's default for `message.timestamp.before.max.ms`.
@@ -382,6 +488,8 @@ impl BrokerDefaults {
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "message.timestamp.before.max.ms" => self.timestamp_before_max_ms.to_string(),
             "message.timestamp.after.max.ms" => self.timestamp_after_max_ms.to_string(),
+            // Kafka 2.8: log.message.format.version defaults to the release's own version.
+            "message.format.version" if self.release == KafkaRelease::V2_8 => "2.8-IV1".into(),
             _ => return None,
         })
     }
@@ -413,6 +521,15 @@ impl BrokerDefaults {
 
     /// The effective value of `name` for a topic with `set` overrides, and its source.
     pub fn effective(&self, set: &TopicConfigs, name: &str) -> Option<(String, ConfigSource)> {
+        if lookup(name).is_some_and(|k| !k.known_in(self.release)) {
+            return None;
+        }
+        self.value_of(set, name)
+    }
+
+    /// [`Self::effective`] whether or not the emulated release has the key: the log's rules
+    /// read keys by their Kafka 4 names and defaults whatever the release.
+    fn value_of(&self, set: &TopicConfigs, name: &str) -> Option<(String, ConfigSource)> {
         if let Some(v) = set.get(name) {
             return Some((v.clone(), ConfigSource::TopicOverride));
         }
@@ -438,7 +555,7 @@ impl BrokerDefaults {
     /// A numeric config's value (-1 when not a number): stored values are already parsed
     /// ([`validate`], [`parsed`]).
     fn number(&self, set: &TopicConfigs, name: &str) -> i64 {
-        self.effective(set, name)
+        self.value_of(set, name)
             .and_then(|(v, _)| v.parse().ok())
             .unwrap_or(-1)
     }
@@ -591,6 +708,7 @@ mod tests {
             max_message_bytes: 2000,
             timestamp_before_max_ms: DEFAULT_TIMESTAMP_BEFORE_MAX_MS,
             timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
+            release: KafkaRelease::default(),
         };
         assert_eq!(d.timestamp_after_max_ms(&TopicConfigs::new()), 3_600_000);
         assert!(d.set_broker_config("log.message.timestamp.after.max.ms", 5));

@@ -251,7 +251,7 @@ fn alter_resource(
                 |k| topic_config::lookup(k).is_some_and(|key| key.kind == ConfigType::List),
             )?;
             for (k, v) in next.iter_mut() {
-                *v = topic_config::validate(k, v)
+                *v = topic_config::validate_in(k, v, defaults.release)
                     .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
             }
             defaults

@@ -220,7 +220,7 @@ fn create_one(
     let mut configs = TopicConfigs::new();
     for c in &t.configs {
         let value = c.value.as_ref().map_or("", |v| v.as_str());
-        match topic_config::validate(c.name.as_str(), value) {
+        match topic_config::validate_in(c.name.as_str(), value, broker.versions.release()) {
             Ok(parsed) => configs.insert(c.name.to_string(), parsed),
             Err(e) => return fail(result, ResponseError::InvalidConfig, e.to_string()),
         };

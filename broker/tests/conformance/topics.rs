@@ -2,7 +2,7 @@
 //! metadata log's) and topic config values: names that collide with an existing topic's on '.'
 //! against '_', IncrementalAlterConfigs APPEND and SUBTRACT only on LIST keys, and the
 //! value rules Kafka checks beyond a key's type (compression levels, tiered storage,
-//! throttled replica lists).
+//! throttled replica lists, message format versions), and which keys a release knows.
 
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
@@ -220,6 +220,78 @@ macro_rules! config_row {
     };
 }
 
+/// A row creating a topic with `key` = `value` on a broker emulating an older release
+/// (`$emulate`: a `fn(&mut BrokerConfig)`).
+macro_rules! release_config_row {
+    ($emulate:ident, $release:literal, $key:literal = $value:literal accepted, $kafka:literal) => {
+        row!(
+            concat!(
+                "Kafka ",
+                $release,
+                ": CreateTopics ",
+                $key,
+                "=",
+                $value,
+                ": accepted"
+            ),
+            $kafka,
+            Got::Code(0),
+            Some($emulate),
+            |ctx| create_config(ctx, $key, $value).await
+        )
+    };
+    ($emulate:ident, $release:literal, $key:literal = $value:literal refused, $kafka:literal) => {
+        row!(
+            concat!(
+                "Kafka ",
+                $release,
+                ": CreateTopics ",
+                $key,
+                "=",
+                $value,
+                ": INVALID_CONFIG"
+            ),
+            $kafka,
+            Got::Code(INVALID_CONFIG),
+            Some($emulate),
+            |ctx| create_config(ctx, $key, $value).await
+        )
+    };
+}
+
+fn emulate_2_8(c: &mut kmirror_broker::BrokerConfig) {
+    c.emulate_kafka = kmirror_broker::KafkaRelease::V2_8;
+}
+
+fn emulate_3_6(c: &mut kmirror_broker::BrokerConfig) {
+    c.emulate_kafka = kmirror_broker::KafkaRelease::V3_6;
+}
+
+/// DescribeConfigs of a fresh topic on a broker of this row: whether it lists
+/// message.format.version (1) or not (0).
+async fn lists_message_format_version(ctx: Ctx) -> Got {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let topic = ctx.topic("mfv");
+    let code = create_with(&ctx, &topic, &[]).await;
+    if code != 0 {
+        return Got::Answer(format!("creating {topic} failed with {code}"));
+    }
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(&topic))]);
+    match ctx.m.send_at(&req, 4).await {
+        Ok(r) if r.results[0].error_code != 0 => Got::Code(r.results[0].error_code),
+        Ok(r) => Got::Value(i64::from(
+            r.results[0]
+                .configs
+                .iter()
+                .any(|c| c.name.as_str() == "message.format.version"),
+        )),
+        Err(_) => Got::Closed,
+    }
+}
+
 /// CreateTopics of a fresh topic with `key` = `value`; its error code.
 async fn create_config(ctx: Ctx, key: &str, value: &str) -> Got {
     Got::Code(create_with(&ctx, &ctx.topic("cfg"), &[(key, value)]).await)
@@ -298,6 +370,20 @@ pub fn rows() -> Vec<Row> {
         config_row!("leader.replication.throttled.replicas" = "xyz" refused, "ThrottledReplicaListValidator"),
         config_row!("follower.replication.throttled.replicas" = "0:1,x" refused, "ThrottledReplicaListValidator"),
         config_row!("leader.replication.throttled.replicas" = "0:1,1:2" accepted, "ThrottledReplicaListValidator"),
+        config_row!("message.format.version" = "3.0-IV1" refused, "LogConfig.validateNames (removed in 4.0: KIP-724, KAFKA-17393)"),
+        release_config_row!(emulate_3_6, "3.6", "message.format.version" = "3.0-IV1" accepted, "MetadataVersionValidator.ensureValid"),
+        release_config_row!(emulate_3_6, "3.6", "message.format.version" = "2.8.1" accepted, "MetadataVersion.fromVersionString (first two parts)"),
+        release_config_row!(emulate_3_6, "3.6", "message.format.version" = "3.9-IV0" refused, "MetadataVersion.fromVersionString (not a version of 3.6)"),
+        release_config_row!(emulate_3_6, "3.6", "message.format.version" = "0.10.2-IV0" accepted, "MetadataVersion.fromVersionString (first three parts of 0.x)"),
+        release_config_row!(emulate_3_6, "3.6", "compression.zstd.level" = "5" refused, "LogConfig.validateNames (compression levels came with 3.8, KIP-390)"),
+        release_config_row!(emulate_2_8, "2.8", "message.timestamp.after.max.ms" = "1000" refused, "LogConfig.validateNames (came with 3.6, KIP-937)"),
+        release_config_row!(emulate_2_8, "2.8", "remote.storage.enable" = "false" refused, "LogConfig.validateNames (came with 3.0, KAFKA-12816)"),
+        row!("Kafka 3.6: DescribeConfigs of a topic lists message.format.version",
+            "LogConfig.CONFIG (until 4.0)", Got::Value(1), Some(emulate_3_6),
+            |ctx| lists_message_format_version(ctx).await),
+        row!("Kafka 4.1: DescribeConfigs of a topic does not list message.format.version",
+            "LogConfig.CONFIG (removed in 4.0, KAFKA-17393)", Got::Value(0),
+            |ctx| lists_message_format_version(ctx).await),
         config_row!("follower.replication.throttled.replicas" = "*" accepted, "ThrottledReplicaListValidator"),
     ]
 }

@@ -460,12 +460,32 @@ async fn plan(topology: config::Topology) -> ExitCode {
             };
             let mut configs = Vec::new();
             if flow.sync_configs.enabled {
-                if let Ok(source_configs) = source.topic_configs(name).await {
-                    let current = target.topic_configs(&target_name).await.unwrap_or_default();
+                if let Ok(mut source_configs) = source.topic_configs(name).await {
+                    source_configs.retain(|(k, _)| flow.sync_configs.syncs(k));
+                    // As the engine: the keys the target knows, from the target topic or,
+                    // before it exists, from the progress topic.
+                    let (current, known) = match target.topic_configs_and_keys(&target_name).await {
+                        Ok(found) => found,
+                        Err(_) => (
+                            Vec::new(),
+                            target
+                                .topic_configs_and_keys(kmirror::mirror::progress::PROGRESS_TOPIC)
+                                .await
+                                .map(|(_, known)| known)
+                                .unwrap_or_default(),
+                        ),
+                    };
+                    let (source_configs, unknown) =
+                        selection::known_to_target(source_configs, &known);
                     let (changed, removed) =
                         selection::config_changes(flow, &source_configs, &current);
                     configs.extend(changed.iter().map(|(k, v)| format!("set {k}={v}")));
                     configs.extend(removed.iter().map(|k| format!("remove {k}")));
+                    configs.extend(
+                        unknown
+                            .iter()
+                            .map(|k| format!("skip {k} (the target does not know it)")),
+                    );
                 }
             }
             let configs = if configs.is_empty() {

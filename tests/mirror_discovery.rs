@@ -389,3 +389,52 @@ fn a_config_removed_at_the_source_is_removed_at_the_target() {
     );
     stop(daemon);
 }
+
+/// A topic config the target's Kafka release does not know is left out, with one WARN
+/// naming it, and the topic is still created, mirrored and synced: a 4.1 source's
+/// `compression.zstd.level` (Kafka 3.8+) to a 3.6 target, which would refuse the whole
+/// creation. A 3.6 source's `message.format.version`, which 4.x brokers refuse, is not
+/// synced at all (a default exclusion).
+#[test]
+fn configs_the_target_release_does_not_know_are_left_out() {
+    for (source_args, target_args, unknown) in [
+        (
+            &[][..],
+            &["--emulate-kafka", "3.6"][..],
+            "compression.zstd.level=5",
+        ),
+        (
+            &["--emulate-kafka", "3.6"][..],
+            &[][..],
+            "message.format.version=3.0-IV1",
+        ),
+    ] {
+        let c = Clusters::start_with(source_args, target_args);
+        let (s, t) = (c.source.addr(), c.target.addr());
+        create(&s, "cfg", 1, &["retention.ms=123456789", unknown]);
+        produce(&s, "cfg", "r", 3, &[]);
+        let daemon = started(&c.topology(&east_to_west("cfg", "")));
+        wait_mirrored(&daemon, &c.source, "cfg", &c.target, "east.cfg");
+        let target_configs = configs(&t, "east.cfg");
+        assert_eq!(
+            target_configs["retention.ms"]["value"], "123456789",
+            "{target_configs}"
+        );
+        let key = unknown.split('=').next().unwrap();
+        assert!(
+            target_configs.get(key).is_none(),
+            "the target lists {key}: {target_configs}"
+        );
+        if key == "compression.zstd.level" {
+            assert!(
+                daemon
+                    .log
+                    .wait_for("does not know this topic config", Duration::from_secs(10))
+                    && daemon.log.contains(key),
+                "no WARN naming {key}: {}",
+                daemon.log.tail(30)
+            );
+        }
+        stop(daemon);
+    }
+}

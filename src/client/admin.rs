@@ -2,6 +2,8 @@
 //! describe a topic's explicitly set or effective configs, and set or remove configs
 //! incrementally.
 
+use std::collections::HashSet;
+
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -156,15 +158,25 @@ impl ClusterClient {
 
     /// The configs set on the topic itself (not defaults), sorted by name.
     pub async fn topic_configs(&self, topic: &str) -> Result<Vec<(String, String)>, ClientError> {
+        Ok(self.topic_configs_and_keys(topic).await?.0)
+    }
+
+    /// [`Self::topic_configs`], and the name of every topic config the answering broker
+    /// knows: DescribeConfigs without keys lists each one, set on the topic or not.
+    pub async fn topic_configs_and_keys(
+        &self,
+        topic: &str,
+    ) -> Result<(Vec<(String, String)>, HashSet<String>), ClientError> {
         let r = self.describe_topic(topic, None).await?;
-        let mut out: Vec<(String, String)> = r
+        let mut set: Vec<(String, String)> = r
             .configs
             .iter()
             .filter(|c| c.config_source == SOURCE_TOPIC && !c.is_sensitive)
             .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
             .collect();
-        out.sort();
-        Ok(out)
+        set.sort();
+        let known = r.configs.iter().map(|c| c.name.to_string()).collect();
+        Ok((set, known))
     }
 
     /// The effective values (set on the topic or inherited from the broker) of `keys`;

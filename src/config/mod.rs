@@ -343,10 +343,12 @@ pub struct SyncConfigs {
 }
 
 impl SyncConfigs {
-    /// MirrorMaker 2's `DefaultConfigPropertyFilter` exclusions (as regexes), and
-    /// `remote.storage.enable`: tiered storage belongs to a cluster, and Kafka refuses the
-    /// key on a cluster without it (LogConfig.validateRemoteStorageOnlyIfSystemEnabled), so
-    /// a tiered source topic would otherwise not be mirrored to such a target at all.
+    /// MirrorMaker 2's `DefaultConfigPropertyFilter` exclusions (as regexes), and two keys
+    /// that would keep a source topic from being mirrored at all: `remote.storage.enable`
+    /// (tiered storage belongs to a cluster, and Kafka refuses the key on a cluster without
+    /// it: LogConfig.validateRemoteStorageOnlyIfSystemEnabled) and `message.format.version`
+    /// (a no-op since Kafka 3.0, removed in 4.0, whose brokers refuse it as an unknown topic
+    /// config: KIP-724, KAFKA-17393; topics of 2.x and 3.x clusters often still carry it).
     pub const DEFAULT_EXCLUDE: &'static [&'static str] = &[
         "follower\\.replication\\.throttled\\.replicas",
         "leader\\.replication\\.throttled\\.replicas",
@@ -355,6 +357,7 @@ impl SyncConfigs {
         "unclean\\.leader\\.election\\.enable",
         "min\\.insync\\.replicas",
         "remote\\.storage\\.enable",
+        "message\\.format\\.version",
     ];
 
     /// Whether topic config `name` is copied to the target.

@@ -68,6 +68,7 @@ fn minimal_flow_gets_the_defaults() {
     assert!(flow.sync_configs.enabled);
     assert!(!flow.sync_configs.syncs("min.insync.replicas"));
     assert!(!flow.sync_configs.syncs("remote.storage.enable"));
+    assert!(!flow.sync_configs.syncs("message.format.version"));
     assert!(!flow
         .sync_configs
         .syncs("leader.replication.throttled.replicas"));

@@ -4,7 +4,7 @@
 //!
 //! Nothing here talks to a cluster; callers bring the metadata and configs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::progress::PROGRESS_TOPIC;
 use crate::client::{MetadataSnapshot, TopicMeta};
@@ -110,6 +110,23 @@ pub fn config_changes(
     (changed, removed)
 }
 
+/// Of the synced `configs`, those whose keys the target knows (`known`: every key its
+/// DescribeConfigs lists), and the names of the others: an older Kafka's (2.8 has no
+/// compression levels), or another vendor's (a Confluent Server's `confluent.*`), which the
+/// target would refuse, and with them the topic's whole creation or config sync. An empty
+/// `known` (not learnt) keeps every config: the target then decides.
+pub fn known_to_target(
+    configs: Vec<(String, String)>,
+    known: &HashSet<String>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    if known.is_empty() {
+        return (configs, Vec::new());
+    }
+    let (kept, unknown): (Vec<_>, Vec<_>) =
+        configs.into_iter().partition(|(k, _)| known.contains(k));
+    (kept, unknown.into_iter().map(|(k, _)| k).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +194,23 @@ mod tests {
         // Another cluster (other brokers): every match is mirrored.
         assert!(!same_cluster(&source, &other));
         assert_eq!(names(&source, &other), ["a.a.loop", "a.loop", "loop"]);
+    }
+
+    #[test]
+    fn configs_the_target_does_not_know_are_not_synced() {
+        let configs = vec![
+            ("compression.zstd.level".to_string(), "5".to_string()),
+            ("retention.ms".to_string(), "1000".to_string()),
+        ];
+        let known: HashSet<String> = ["retention.ms", "cleanup.policy"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let (kept, unknown) = known_to_target(configs.clone(), &known);
+        assert_eq!(kept, vec![("retention.ms".to_string(), "1000".to_string())]);
+        assert_eq!(unknown, vec!["compression.zstd.level".to_string()]);
+        // Keys not learnt: the target decides.
+        assert_eq!(known_to_target(configs.clone(), &HashSet::new()).0, configs);
     }
 
     #[test]

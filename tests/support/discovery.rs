@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::topics::{contents, Contents};
-use super::{brokers, write_topology, BrokerProcess, DaemonProcess};
+use super::{write_topology, BrokerProcess, DaemonProcess};
 
 /// How long a wait polls.
 pub const CONVERGE: Duration = Duration::from_secs(120);
@@ -21,7 +21,14 @@ pub struct Clusters {
 
 impl Clusters {
     pub fn start() -> Self {
-        let (dir, [source, target]) = brokers();
+        Self::start_with(&[], &[])
+    }
+
+    /// Brokers started with `source_args` and `target_args` (e.g. `--emulate-kafka 3.6`).
+    pub fn start_with(source_args: &[&str], target_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let source = BrokerProcess::start(&dir.path().join("source"), source_args);
+        let target = BrokerProcess::start(&dir.path().join("target"), target_args);
         Self {
             dir,
             source,

@@ -17,9 +17,9 @@ use uuid::Uuid;
 
 use crate::client::{list_offsets, ClientError, ClusterClient};
 use crate::config::{Flow, StartFrom};
-use crate::mirror::progress::{Position, Progress, SourcePartition};
+use crate::mirror::progress::{Position, Progress, SourcePartition, PROGRESS_TOPIC};
 use crate::mirror::selection::{
-    config_changes, mirrored_topics, same_cluster, target_action, TargetAction,
+    config_changes, known_to_target, mirrored_topics, same_cluster, target_action, TargetAction,
 };
 use crate::telemetry::stats::FlowStats;
 
@@ -59,6 +59,8 @@ pub(super) struct Discovery {
     /// Whether source and target were found to be one cluster ([`same_cluster`]): once
     /// found, kept, so that no round whose two answers differ mirrors the flow's copies.
     one_cluster: bool,
+    /// (target topic, config key) pairs reported as unknown to the target.
+    reported_unknown_configs: std::sync::Mutex<HashSet<(String, String)>>,
 }
 
 impl Discovery {
@@ -80,6 +82,7 @@ impl Discovery {
             recreated: HashSet::new(),
             started: HashSet::new(),
             one_cluster: false,
+            reported_unknown_configs: Default::default(),
         }
     }
 
@@ -262,7 +265,7 @@ impl Discovery {
         count: i32,
         target_count: Option<i32>,
     ) -> Result<(), ClientError> {
-        let configs = if self.flow.sync_configs.enabled {
+        let mut configs = if self.flow.sync_configs.enabled {
             let mut c = self.source.topic_configs(topic).await?;
             c.retain(|(k, _)| self.flow.sync_configs.syncs(k));
             c
@@ -275,6 +278,17 @@ impl Discovery {
         };
         match target_action(&self.flow, count, target_count) {
             TargetAction::Create { partitions } => {
+                // The target topic's keys cannot be asked yet; the progress topic's can.
+                if !configs.is_empty() {
+                    match self.target.topic_configs_and_keys(PROGRESS_TOPIC).await {
+                        Ok((_, known)) => {
+                            configs = self.known_to_target(configs, &known, target_topic)
+                        }
+                        Err(e) => {
+                            tracing::debug!(flow = %self.flow.name, error = %e, "Cannot learn the target's topic config keys; every synced config is sent.")
+                        }
+                    }
+                }
                 self.target
                     .create_topic(target_topic, partitions, &configs)
                     .await?;
@@ -312,7 +326,8 @@ impl Discovery {
             TargetAction::Exists => {}
         }
         if self.flow.sync_configs.enabled {
-            let current = self.target.topic_configs(target_topic).await?;
+            let (current, known) = self.target.topic_configs_and_keys(target_topic).await?;
+            let configs = self.known_to_target(configs, &known, target_topic);
             let (changed, removed) = config_changes(&self.flow, &configs, &current);
             if !changed.is_empty() || !removed.is_empty() {
                 self.target
@@ -322,5 +337,26 @@ impl Discovery {
             }
         }
         Ok(())
+    }
+
+    /// [`known_to_target`], with a WARN once per target topic and key left out.
+    fn known_to_target(
+        &self,
+        configs: Vec<(String, String)>,
+        known: &HashSet<String>,
+        target_topic: &str,
+    ) -> Vec<(String, String)> {
+        let (kept, unknown) = known_to_target(configs, known);
+        for key in unknown {
+            let first = self
+                .reported_unknown_configs
+                .lock()
+                .expect("reported configs lock")
+                .insert((target_topic.to_string(), key.clone()));
+            if first {
+                tracing::warn!(flow = %self.flow.name, topic = %target_topic, config = %key, "The target cluster does not know this topic config (an older Kafka, or another vendor's key); it is not synced. Add it to sync_configs.exclude to silence this.");
+            }
+        }
+        kept
     }
 }

@@ -221,3 +221,57 @@ fn sync_scenario(broker_args: &[&str]) {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// One group the target refuses (no ACL for it there) does not hold up the others: its
+/// failure is reported for it, and the groups after it are synced.
+#[test]
+fn a_group_the_target_refuses_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    // The target allows everything but groups that do not start with "b".
+    let target_data = dir.path().join("target");
+    std::fs::create_dir_all(&target_data).unwrap();
+    let allow = |resource_type: i8, name: &str, pattern_type: i8| {
+        serde_json::json!({"resource_type": resource_type, "resource_name": name,
+            "pattern_type": pattern_type, "principal": "User:ANONYMOUS", "host": "*",
+            "operation": 2, "permission": 3})
+    };
+    let acls = serde_json::json!([
+        allow(2, "*", 3),
+        allow(4, "kafka-cluster", 3),
+        allow(3, "b", 4)
+    ]);
+    std::fs::write(target_data.join("acls.json"), acls.to_string()).unwrap();
+    let target = BrokerProcess::start(
+        &target_data,
+        &["--authorizer", "acl", "--super-users", "User:admin"],
+    );
+    let produced = Produce {
+        records: 20,
+        create: true,
+        ..Produce::new(&source.addr(), TOPIC, PARTITIONS, &dir.path().join("acked"))
+    }
+    .run();
+    assert_eq!(produced, 40);
+    commit(&source.addr(), TOPIC, "a-1", "0:5,1:5");
+    commit(&source.addr(), TOPIC, "b-1", "0:7,1:9");
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\".*-1\"], sync_offsets: true, interval: 1s }}\n"),
+    );
+    let daemon = DaemonProcess::start(&config);
+    wait_for_committed(&target.addr(), TOPIC, "b-1", PARTITIONS, &daemon);
+    assert_eq!(
+        committed(&target.addr(), TOPIC, "b-1"),
+        [("0".to_string(), 7), ("1".to_string(), 9)].into(),
+    );
+    assert!(
+        daemon.log.wait_for(
+            "Group offset sync failed for this group",
+            Duration::from_secs(30)
+        ) && daemon.log.contains("a-1"),
+        "{}",
+        daemon.log.tail(30)
+    );
+}

@@ -64,20 +64,38 @@ impl ClusterClient {
         }
     }
 
-    /// The ids of every group on the cluster (asked of every broker).
-    pub async fn list_groups(&self) -> Result<BTreeSet<String>, ClientError> {
+    /// The ids of the groups on the cluster, asked of every broker (each lists the groups
+    /// it coordinates), and the brokers' failures. A broker that cannot answer, or answers
+    /// with an error (COORDINATOR_LOAD_IN_PROGRESS while it loads its groups after a
+    /// restart), leaves out only its own groups: what it listed anyway is kept, as Kafka's
+    /// admin client keeps the valid part (`listConsumerGroups().valid()`). An error only
+    /// when no broker answered.
+    pub async fn list_groups(&self) -> Result<(BTreeSet<String>, Vec<ClientError>), ClientError> {
         let brokers: Vec<i32> = self.metadata().brokers.keys().copied().collect();
         let mut groups = BTreeSet::new();
-        for id in brokers {
-            let m = self.broker(id).await?;
-            let (resp, _) = m
-                .send(&ListGroupsRequest::default())
-                .await
-                .map_err(|e| self.request(e))?;
-            self.group_error("listing groups".to_string(), resp.error_code, None)?;
-            groups.extend(resp.groups.into_iter().map(|g| g.group_id.0.to_string()));
+        let mut failures = Vec::new();
+        for id in &brokers {
+            let listed = async {
+                let m = self.broker(*id).await?;
+                let (resp, _) = m
+                    .send(&ListGroupsRequest::default())
+                    .await
+                    .map_err(|e| self.request(e))?;
+                groups.extend(resp.groups.into_iter().map(|g| g.group_id.0.to_string()));
+                self.group_error(
+                    format!("listing the groups of broker {id}"),
+                    resp.error_code,
+                    None,
+                )
+            };
+            if let Err(e) = listed.await {
+                failures.push(e);
+            }
         }
-        Ok(groups)
+        if !brokers.is_empty() && failures.len() == brokers.len() {
+            return Err(failures.swap_remove(0));
+        }
+        Ok((groups, failures))
     }
 
     /// The connection to the coordinator of `group`.

@@ -8,7 +8,11 @@
 //!   or gap); "not yet mirrored" waits for the next round, "below log start" and "before
 //!   map" are reported;
 //! - a target group with members is never moved (Kafka would refuse the admin commit
-//!   anyway): its consumers own its offsets;
+//!   anyway): its consumers own its offsets; members DescribeGroups does not show (a
+//!   KIP-848 group on Kafka 4) are found by the commit's refusal, and the group is left
+//!   alone the same way;
+//! - one group's failure is that group's: it is reported for it and retried next round,
+//!   and the other groups are synced; so is a source broker that cannot list its groups;
 //! - a target offset never moves backwards unless the source group was rewound (its
 //!   committed offset went down since the last round, of this process or, through the
 //!   offsets kept with the progress, of an earlier one);
@@ -19,6 +23,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use kmirror_wire::errors::ResponseError;
 
 use crate::client::groups::Committed;
 use crate::client::{ClientError, ClusterClient};
@@ -53,6 +59,8 @@ pub struct GroupRound {
     pub skipped: Vec<(SourcePartition, String)>,
     /// Why the whole group was left alone.
     pub group_skipped: Option<String>,
+    /// Why the group's round failed (retried next round; the other groups go on).
+    pub failed: Option<String>,
 }
 
 impl GroupSync {
@@ -90,11 +98,22 @@ impl GroupSync {
 
     /// One round over every matching source group.
     pub async fn round(&mut self) -> Result<HashMap<String, GroupRound>, ClientError> {
-        let mut groups = self.source.list_groups().await?;
+        let (mut groups, unlisted) = self.source.list_groups().await?;
+        for e in unlisted {
+            tracing::warn!(flow = %self.flow.name, error = %e, "A source broker did not list its groups; they are synced when it does.");
+        }
         groups.retain(|g| self.groups.filter.matches(g));
         let mut out = HashMap::new();
+        // One group's failure (no ACL for it on the target, its coordinator moving) is
+        // that group's: the others are synced all the same.
         for group in groups {
-            let result = self.sync_group(&group).await?;
+            let result = self
+                .sync_group(&group)
+                .await
+                .unwrap_or_else(|e| GroupRound {
+                    failed: Some(format!("{e}; retried next round")),
+                    ..GroupRound::default()
+                });
             self.report(&group, &result);
             out.insert(group, result);
         }
@@ -187,8 +206,18 @@ impl GroupSync {
         if commit.is_empty() {
             return Ok(round);
         }
-        self.target.commit_offsets(group, &commit).await?;
-        round.committed = commit;
+        match self.target.commit_offsets(group, &commit).await {
+            Ok(()) => round.committed = commit,
+            // Members DescribeGroups does not show (a KIP-848 group: Kafka 4 describes it
+            // as Dead) or that joined since: ConsumerGroup / ClassicGroup
+            // .validateOffsetCommit refuse an admin commit to a group with members.
+            Err(ClientError::Broker { error, .. }) if owned_by_members(error) => {
+                round.group_skipped = Some(format!(
+                    "the target group has active members (its coordinator refused the commit with {error}); its consumers own its offsets"
+                ));
+            }
+            Err(e) => return Err(e),
+        }
         Ok(round)
     }
 
@@ -234,6 +263,14 @@ impl GroupSync {
         if !round.committed.is_empty() {
             tracing::info!(flow = %flow, group, partitions = round.committed.len(), "Synced group offsets to the target.");
         }
+        if let Some(failed) = &round.failed {
+            self.stats.group_synced(group, 0, Some(failed.clone()));
+            if self.reported.get(group) != Some(failed) {
+                tracing::warn!(flow = %flow, group, error = %failed, "Group offset sync failed for this group.");
+                self.reported.insert(group.to_string(), failed.clone());
+            }
+            return;
+        }
         let reason = round.group_skipped.clone().or_else(|| {
             (!round.skipped.is_empty()).then(|| {
                 round
@@ -257,6 +294,17 @@ impl GroupSync {
             }
         }
     }
+}
+
+/// Whether an OffsetCommit refusal means the group has members of its own.
+fn owned_by_members(error: ResponseError) -> bool {
+    matches!(
+        error,
+        ResponseError::UnknownMemberId
+            | ResponseError::IllegalGeneration
+            | ResponseError::StaleMemberEpoch
+            | ResponseError::RebalanceInProgress
+    )
 }
 
 /// Why a source offset has no target offset yet, in words.

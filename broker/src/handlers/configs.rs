@@ -307,25 +307,28 @@ fn alter_resource(
                         format!("Unknown broker config {k}."),
                     ));
                 };
+                // Kafka: ConfigAdminManager.validateBrokerConfigChange answers a broker
+                // config that fails validation INVALID_REQUEST, not INVALID_CONFIG
+                // (KAFKA-13609), with DynamicBrokerConfig's or ConfigDef's message.
                 if !key.dynamic {
                     return Err((
                         ResponseError::InvalidRequest,
-                        format!("Broker config {k} cannot be changed at run time."),
+                        format!("Cannot update these configs dynamically: Set({k})"),
                     ));
                 }
-                let n: i64 = v.parse().map_err(|_| {
+                let refused = |reason: String| {
                     let refused = topic_config::ConfigError::InvalidValue {
                         name: k.clone(),
                         value: v.clone(),
-                        reason: format!("Not a number of type {}", key.kind.java_name()),
+                        reason,
                     };
-                    (ResponseError::InvalidConfig, refused.to_string())
+                    (ResponseError::InvalidRequest, refused.to_string())
+                };
+                let n: i64 = v.parse().map_err(|_| {
+                    refused(format!("Not a number of type {}", key.kind.java_name()))
                 })?;
                 if !defaults.set_broker_config(k, n) {
-                    return Err((
-                        ResponseError::InvalidConfig,
-                        format!("Invalid value {v} for configuration {k}"),
-                    ));
+                    return Err(refused("Value is out of range".into()));
                 }
             }
             if validate_only {
@@ -373,7 +376,9 @@ pub fn alter_checked(
                     )
                 })
                 .collect();
+            // Kafka: ApiError.NONE's message is null.
             let mut out = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_message(None)
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             if let Err((code, msg)) = alter_resource(
@@ -419,6 +424,7 @@ pub fn incremental_alter_checked(
         .map(|r| {
             let mut out =
                 incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                    .with_error_message(None)
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone());
             let ops: Result<Vec<(String, Op)>, Failure> = r

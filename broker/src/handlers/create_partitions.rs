@@ -80,7 +80,12 @@ pub fn handle(
                 }
                 Err(Refused::Topic(e)) => {
                     r.error_code = super::topic_error_code(&e).code();
-                    r.error_message = message(e.to_string());
+                    // Kafka: ReplicationControlManager.createPartitions throws
+                    // UnknownTopicOrPartitionException without a message.
+                    r.error_message = match e {
+                        TopicError::Unknown(_) => None,
+                        e => message(e.to_string()),
+                    };
                 }
                 Err(Refused::Replicas(code, msg)) => {
                     r.error_code = code.code();

@@ -178,7 +178,10 @@ fn create_one(
     version: i16,
     created: &mut Vec<String>,
 ) -> CreatableTopicResult {
-    let mut result = CreatableTopicResult::default().with_name(t.name.clone());
+    // Kafka: ReplicationControlManager.createTopic (a null message when created)
+    let mut result = CreatableTopicResult::default()
+        .with_name(t.name.clone())
+        .with_error_message(None);
     let fail = |r, code, msg| failed(r, code, msg, version);
     let name = t.name.as_str();
     if let Err(e) = validate_name(name) {
@@ -291,6 +294,11 @@ fn create_one(
     };
     let partitions = replicas.len() as i32;
     let replication_factor = replicas[0].len() as i16;
+    if validate_only && version >= 7 {
+        // Kafka: ReplicationControlManager.createTopic picks the id before validate_only
+        // drops the records.
+        result.topic_id = uuid::Uuid::new_v4();
+    }
     if !validate_only {
         // The replicas are in the table before anyone can see the topic.
         let created_topic =

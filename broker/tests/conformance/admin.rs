@@ -457,10 +457,16 @@ pub fn rows() -> Vec<Row> {
             }
         ),
         row!(
-            "IncrementalAlterConfigs broker log.segment.bytes below 1 MiB: INVALID_CONFIG",
-            "ServerLogConfigs (KIP-1030)",
-            Got::Code(INVALID_CONFIG),
+            "IncrementalAlterConfigs broker log.segment.bytes below 1 MiB: INVALID_REQUEST",
+            "ServerLogConfigs (KIP-1030); ConfigAdminManager.validateBrokerConfigChange (KAFKA-13609)",
+            Got::Code(INVALID_REQUEST),
             |ctx| alter_one(&ctx, (4, "0"), "log.segment.bytes", "1000").await
+        ),
+        row!(
+            "IncrementalAlterConfigs broker log.retention.ms=abc: INVALID_REQUEST",
+            "ConfigAdminManager.validateBrokerConfigChange (KAFKA-13609)",
+            Got::Code(INVALID_REQUEST),
+            |ctx| alter_one(&ctx, (4, "0"), "log.retention.ms", "abc").await
         ),
         row!(
             "IncrementalAlterConfigs broker log.segment.bytes of 1 MiB is accepted",

@@ -11,6 +11,7 @@ mod common;
 mod harness;
 
 mod admin;
+mod admin_answers;
 mod admin_configs;
 mod api_versions;
 mod authz;
@@ -35,6 +36,7 @@ async fn every_rule_answers_as_kafka_does() {
     let mut rows = Vec::new();
     rows.extend(produce::rows());
     rows.extend(admin::rows());
+    rows.extend(admin_answers::rows());
     rows.extend(list_offsets::rows());
     rows.extend(topics::rows());
     rows.extend(metadata::rows());

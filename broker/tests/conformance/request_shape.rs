@@ -23,7 +23,7 @@ const INVALID_REQUEST: i16 = 42;
 const TOPIC: i8 = 2;
 
 /// Whether `topic` exists (Metadata without auto-creation).
-async fn exists(ctx: &Ctx, topic: &str) -> bool {
+pub(crate) async fn exists(ctx: &Ctx, topic: &str) -> bool {
     let req = MetadataRequest::default()
         .with_topics(Some(vec![
             MetadataRequestTopic::default().with_name(Some(common::name(topic)))

@@ -1,0 +1,123 @@
+//! What the admin APIs' answers carry beside their error codes, as Kafka's controller
+//! writes them (ReplicationControlManager, ControllerApis): a null message where nothing
+//! failed, no message on an unknown topic's CreatePartitions refusal, and a topic id for a
+//! CreateTopics v7 that only validates.
+
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::*;
+
+use crate::admin::{check, row, s};
+use crate::common;
+use crate::harness::{Ctx, Got, Row};
+
+fn creatable(topic: &str) -> CreatableTopic {
+    CreatableTopic::default()
+        .with_name(common::name(topic))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+}
+
+/// CreateTopics v7 of a new topic, created or only validated: (error, message is null,
+/// topic id is set), and whether the topic exists afterwards.
+async fn create_v7(ctx: Ctx, validate_only: bool) -> Got {
+    let topic = ctx.topic("v7");
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_validate_only(validate_only)
+        .with_topics(vec![creatable(&topic)]);
+    let r = match ctx.m.send_at(&req, 7).await {
+        Ok(r) => r,
+        Err(_) => return Got::Closed,
+    };
+    let t = &r.topics[0];
+    let exists = crate::request_shape::exists(&ctx, &topic).await;
+    check(
+        "(error, message null, topic id set, topic exists)",
+        (
+            t.error_code,
+            t.error_message.is_none(),
+            !t.topic_id.is_nil(),
+            exists,
+        ),
+        (0, true, true, !validate_only),
+    )
+}
+
+/// IncrementalAlterConfigs v1 that succeeds: (error, message is null).
+async fn altered_message(ctx: Ctx) -> Got {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let topic = ctx.topic("alt");
+    common::create_topic(&ctx.m, &topic, 1).await;
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(&topic))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(s("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(s("1000")))]),
+    ]);
+    match ctx.m.send_at(&req, 1).await {
+        Ok(r) => check(
+            "(error, message null)",
+            (
+                r.responses[0].error_code,
+                r.responses[0].error_message.is_none(),
+            ),
+            (0, true),
+        ),
+        Err(_) => Got::Closed,
+    }
+}
+
+/// CreatePartitions v3 of a topic that does not exist: (error, message is null).
+async fn partitions_of_unknown(ctx: Ctx) -> Got {
+    let req = CreatePartitionsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatePartitionsTopic::default()
+            .with_name(common::name(&ctx.topic("none")))
+            .with_count(2)]);
+    match ctx.m.send_at(&req, 3).await {
+        Ok(r) => check(
+            "(error, message null)",
+            (
+                r.results[0].error_code,
+                r.results[0].error_message.is_none(),
+            ),
+            (3, true),
+        ),
+        Err(_) => Got::Closed,
+    }
+}
+
+pub fn rows() -> Vec<Row> {
+    vec![
+        row!(
+            "CreateTopics v7 of a new topic: a null message and its topic id",
+            "ReplicationControlManager.createTopic (setErrorMessage(null))",
+            Got::Code(0),
+            |ctx| create_v7(ctx, false).await
+        ),
+        row!(
+            "CreateTopics v7 with validate_only: a topic id all the same, and no topic",
+            "ReplicationControlManager.createTopic (the id is picked before validateOnly)",
+            Got::Code(0),
+            |ctx| create_v7(ctx, true).await
+        ),
+        row!(
+            "IncrementalAlterConfigs that succeeds: a null message",
+            "ControllerApis.incrementalAlterConfigs (ApiError.NONE.message() is null)",
+            Got::Code(0),
+            |ctx| altered_message(ctx).await
+        ),
+        row!(
+            "CreatePartitions of an unknown topic: UNKNOWN_TOPIC_OR_PARTITION without a message",
+            "ReplicationControlManager.createPartitions (new UnknownTopicOrPartitionException())",
+            Got::Code(0),
+            |ctx| partitions_of_unknown(ctx).await
+        ),
+    ]
+}

@@ -232,16 +232,21 @@ fn alter_resource(
 ) -> Result<(), Failure> {
     match kind {
         TOPIC => {
-            let topic = broker.topics.get(name).ok_or_else(|| {
-                (
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("Topic {name} does not exist."),
-                )
-            })?;
-            let base = if replace {
-                TopicConfigs::new()
-            } else {
-                topic.configs()
+            // Kafka: ConfigurationControlManager.validateAlterConfig — the name, then the
+            // values (ControllerConfigurationValidator.validate), and only then whether the
+            // topic exists (QuorumController.ConfigResourceExistenceChecker).
+            if name.is_empty() {
+                return Err((
+                    ResponseError::InvalidRequest,
+                    "Default topic resources are not allowed.".into(),
+                ));
+            }
+            crate::topics::validate_name(name)
+                .map_err(|e| (ResponseError::InvalidTopicException, e.to_string()))?;
+            let topic = broker.topics.get(name);
+            let base = match &topic {
+                Some(topic) if !replace => topic.configs(),
+                _ => TopicConfigs::new(),
             };
             let defaults = broker.topics.defaults();
             let mut next = apply_ops(
@@ -257,6 +262,12 @@ fn alter_resource(
             defaults
                 .validate_values(&next)
                 .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
+            if topic.is_none() {
+                return Err((
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("The topic '{name}' does not exist."),
+                ));
+            }
             if validate_only {
                 return Ok(());
             }

@@ -1,7 +1,8 @@
 //! What the admin APIs' answers carry beside their error codes, as Kafka's controller
 //! writes them (ReplicationControlManager, ControllerApis): a null message where nothing
 //! failed, no message on an unknown topic's CreatePartitions refusal, and a topic id for a
-//! CreateTopics v7 that only validates.
+//! CreateTopics v7 that only validates; and the order of a topic config change's checks
+//! (ConfigurationControlManager: the name, the values, then whether the topic exists).
 
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -10,6 +11,11 @@ use kafka_protocol::messages::*;
 use crate::admin::{check, row, s};
 use crate::common;
 use crate::harness::{Ctx, Got, Row};
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
+const INVALID_CONFIG: i16 = 40;
+const INVALID_REQUEST: i16 = 42;
 
 fn creatable(topic: &str) -> CreatableTopic {
     CreatableTopic::default()
@@ -73,6 +79,36 @@ async fn altered_message(ctx: Ctx) -> Got {
     }
 }
 
+/// IncrementalAlterConfigs v1 of `retention.ms` = `value` on topic `name`: its error code,
+/// or, when `message` is given, whether the answer carries it.
+async fn alter_topic(ctx: Ctx, name: &str, value: &str, message: Option<&str>) -> Got {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(name))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(s("retention.ms"))
+                .with_config_operation(0)
+                .with_value(Some(s(value)))]),
+    ]);
+    match ctx.m.send_at(&req, 1).await {
+        Ok(r) => {
+            let answer = &r.responses[0];
+            match message {
+                Some(m) if answer.error_message.as_deref() != Some(m) => Got::Answer(format!(
+                    "message {:?}, Kafka's is {m:?}",
+                    answer.error_message
+                )),
+                _ => Got::Code(answer.error_code),
+            }
+        }
+        Err(_) => Got::Closed,
+    }
+}
+
 /// CreatePartitions v3 of a topic that does not exist: (error, message is null).
 async fn partitions_of_unknown(ctx: Ctx) -> Got {
     let req = CreatePartitionsRequest::default()
@@ -95,6 +131,37 @@ async fn partitions_of_unknown(ctx: Ctx) -> Got {
 
 pub fn rows() -> Vec<Row> {
     vec![
+        row!(
+            "IncrementalAlterConfigs of topic \"\": INVALID_REQUEST",
+            "ControllerConfigurationValidator.validateTopicName (Default topic resources are not allowed.)",
+            Got::Code(INVALID_REQUEST),
+            |ctx| alter_topic(ctx, "", "1000", None).await
+        ),
+        row!(
+            "IncrementalAlterConfigs of an invalid topic name: INVALID_TOPIC_EXCEPTION",
+            "ControllerConfigurationValidator.validateTopicName (Topic.validate)",
+            Got::Code(INVALID_TOPIC_EXCEPTION),
+            |ctx| alter_topic(ctx, "bad name!", "1000", None).await
+        ),
+        row!(
+            "IncrementalAlterConfigs of a missing topic with a bad value: INVALID_CONFIG (values before existence)",
+            "ConfigurationControlManager.validateAlterConfig (validator, then existenceChecker)",
+            Got::Code(INVALID_CONFIG),
+            |ctx| {
+                let missing = ctx.topic("missing");
+                alter_topic(ctx, &missing, "abc", None).await
+            }
+        ),
+        row!(
+            "IncrementalAlterConfigs of a missing topic: UNKNOWN_TOPIC_OR_PARTITION, Kafka's message",
+            "QuorumController.ConfigResourceExistenceChecker",
+            Got::Code(UNKNOWN_TOPIC_OR_PARTITION),
+            |ctx| {
+                let missing = ctx.topic("missing");
+                let message = format!("The topic '{missing}' does not exist.");
+                alter_topic(ctx, &missing, "1000", Some(&message)).await
+            }
+        ),
         row!(
             "CreateTopics v7 of a new topic: a null message and its topic id",
             "ReplicationControlManager.createTopic (setErrorMessage(null))",

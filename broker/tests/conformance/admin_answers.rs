@@ -109,6 +109,28 @@ async fn alter_topic(ctx: Ctx, name: &str, value: &str, message: Option<&str>) -
     }
 }
 
+/// DescribeConfigs v4 of a topic without `include_documentation`: the count of entries
+/// that carry documentation (Kafka: none, null).
+async fn documentation_unasked(ctx: Ctx) -> Got {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    let topic = ctx.topic("doc");
+    common::create_topic(&ctx.m, &topic, 1).await;
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s(&topic))]);
+    match ctx.m.send_at(&req, 4).await {
+        Ok(r) => Got::Value(
+            r.results[0]
+                .configs
+                .iter()
+                .filter(|c| c.documentation.is_some())
+                .count() as i64,
+        ),
+        Err(_) => Got::Closed,
+    }
+}
+
 /// CreatePartitions v3 of a topic that does not exist: (error, message is null).
 async fn partitions_of_unknown(ctx: Ctx) -> Got {
     let req = CreatePartitionsRequest::default()
@@ -161,6 +183,12 @@ pub fn rows() -> Vec<Row> {
                 let message = format!("The topic '{missing}' does not exist.");
                 alter_topic(ctx, &missing, "1000", Some(&message)).await
             }
+        ),
+        row!(
+            "DescribeConfigs v4 without include_documentation: documentation null",
+            "ConfigHelper.createTopicConfigEntry (if (includeDocumentation) ... else null)",
+            Got::Value(0),
+            |ctx| documentation_unasked(ctx).await
         ),
         row!(
             "CreateTopics v7 of a new topic: a null message and its topic id",

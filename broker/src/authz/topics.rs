@@ -317,8 +317,8 @@ pub fn delete_records(
     resp
 }
 
-/// Kafka: ControllerApis.createTopics (CLUSTER CREATE, else CREATE per topic; configs only
-/// with DESCRIBE_CONFIGS)
+/// Kafka: ControllerApis.createTopics (duplicates and `__cluster_metadata` first, then
+/// CLUSTER CREATE, else CREATE per topic; configs only with DESCRIBE_CONFIGS)
 pub fn create_topics(
     g: &Guard<'_>,
     broker: &Broker,
@@ -329,8 +329,19 @@ pub fn create_topics(
         return handlers::create_topics::handle(broker, req, version);
     }
     let all = g.quietly_allows(op::CREATE, resource::CLUSTER, crate::acl::CLUSTER_NAME);
+    // A name given twice, and the metadata log's, are refused as INVALID_REQUEST whatever
+    // the ACLs: Kafka sets them apart before it authorizes the rest.
+    let mut named = std::collections::HashMap::<&str, usize>::new();
+    for t in &req.topics {
+        *named.entry(t.name.as_str()).or_default() += 1;
+    }
+    let set_apart: std::collections::HashSet<String> = named
+        .into_iter()
+        .filter(|(name, count)| *count > 1 || *name == "__cluster_metadata")
+        .map(|(name, _)| name.to_string())
+        .collect();
     let (kept, refused) = split(std::mem::take(&mut req.topics), |t| {
-        all || g.allows_topic(op::CREATE, &t.name)
+        all || set_apart.contains(t.name.as_str()) || g.allows_topic(op::CREATE, &t.name)
     });
     req.topics = kept;
     let mut resp = handlers::create_topics::handle(broker, req, version);

@@ -341,6 +341,30 @@ pub fn rows() -> Vec<Row> {
         row!("CreateTopics without CLUSTER or TOPIC CREATE: TOPIC_AUTHORIZATION_FAILED",
             "ControllerApis.createTopics", Got::Code(TOPIC_DENIED), authorizer,
             |ctx| Got::Code(crate::admin::create_with(&ctx, &ctx.topic("t"), &[]).await)),
+        row!("CreateTopics without CREATE naming a topic twice and __cluster_metadata: INVALID_REQUEST, each once",
+            "ControllerApis.createTopics (duplicates and the metadata log set apart before authorization)",
+            Got::Code(0), authorizer,
+            |ctx| {
+                use kafka_protocol::messages::create_topics_request::CreatableTopic;
+                let topic = |name: &str| CreatableTopic::default()
+                    .with_name(common::name(name))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1);
+                let twice = ctx.topic("twice");
+                let req = CreateTopicsRequest::default().with_timeout_ms(5000).with_topics(vec![
+                    topic(&twice), topic(&twice), topic("__cluster_metadata"),
+                ]);
+                match ctx.m.send_at(&req, 7).await {
+                    Ok(r) => {
+                        let mut got: Vec<(String, i16)> = r.topics.iter()
+                            .map(|t| (t.name.to_string(), t.error_code)).collect();
+                        got.sort();
+                        crate::admin::check("(topic, error)", got,
+                            vec![("__cluster_metadata".to_string(), 42), (twice, 42)])
+                    }
+                    Err(_) => Got::Closed,
+                }
+            }),
         row!("JoinGroup without READ on the group: GROUP_AUTHORIZATION_FAILED",
             "KafkaApis.handleJoinGroupRequest", Got::Code(GROUP_DENIED), authorizer,
             |ctx| join_code(&ctx.m, "denied").await),

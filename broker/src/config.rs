@@ -61,6 +61,10 @@ pub struct BrokerConfig {
     /// How long an acks=all Produce is answered after its append, standing in for a leader
     /// waiting on its followers (zero: at once, as this broker has none).
     pub follower_wait: Duration,
+    /// How long after the broker starts its group coordinator answers group requests
+    /// COORDINATOR_LOAD_IN_PROGRESS, as Kafka's does while it loads `__consumer_offsets`
+    /// (zero: never).
+    pub coordinator_load: Duration,
     /// `offsets.retention.minutes`: committed offsets of an Empty group expire this long
     /// after it became Empty (Kafka's default: 7 days).
     pub offsets_retention: Duration,
@@ -248,6 +252,7 @@ impl Default for BrokerConfig {
             retention_check_interval: Duration::from_secs(30),
             group_initial_rebalance_delay: Duration::from_millis(3000),
             follower_wait: Duration::ZERO,
+            coordinator_load: Duration::ZERO,
             offsets_retention: crate::groups::DEFAULT_OFFSETS_RETENTION,
             shutdown_grace: Duration::from_secs(10),
             emulate_kafka: KafkaRelease::default(),

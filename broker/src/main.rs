@@ -153,6 +153,14 @@ struct Args {
         default_value_t = 0
     )]
     emulate_follower_wait_ms: u64,
+    /// For this long after start, group requests are answered COORDINATOR_LOAD_IN_PROGRESS,
+    /// as a Kafka coordinator answers them while it loads its groups after a restart.
+    #[arg(
+        long,
+        env = "KMIRROR_BROKER_EMULATE_COORDINATOR_LOAD_MS",
+        default_value_t = 0
+    )]
+    emulate_coordinator_load_ms: u64,
     /// offsets.retention.minutes: committed offsets of an Empty group expire this long after
     /// it became Empty (at least 1, as in Kafka).
     #[arg(
@@ -251,6 +259,7 @@ fn main() -> anyhow::Result<()> {
         retention_check_interval: Duration::from_millis(args.retention_check_interval_ms.max(100)),
         group_initial_rebalance_delay: Duration::from_millis(args.group_initial_rebalance_delay_ms),
         follower_wait: Duration::from_millis(args.emulate_follower_wait_ms),
+        coordinator_load: Duration::from_millis(args.emulate_coordinator_load_ms),
         offsets_retention: Duration::from_secs(args.offsets_retention_minutes * 60),
         emulate_kafka: args.emulate_kafka,
         tls: match (&args.tls_cert, &args.tls_key) {

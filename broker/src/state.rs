@@ -52,6 +52,9 @@ pub struct Broker {
     /// SCRAM credentials of SASL users (persisted in `scram-credentials.json`; shared by
     /// every node of this process), bootstrapped from `config.sasl`.
     pub credentials: Arc<CredentialStore>,
+    /// Until when group requests are answered COORDINATOR_LOAD_IN_PROGRESS
+    /// (`config.coordinator_load` after start).
+    pub groups_loading_until: std::time::Instant,
 }
 
 /// The process's listeners and what each advertises for each node.
@@ -203,6 +206,7 @@ impl Broker {
             FlushPolicy::Always if config.data_dir.is_some() => Some(GroupCommit::spawn()),
             _ => None,
         };
+        let config_coordinator_load = config.coordinator_load;
         Ok(Self {
             versions: VersionTable::new(config.emulate_kafka),
             advertised_host: advertised.0,
@@ -220,6 +224,7 @@ impl Broker {
             listener: 0,
             authorizer,
             credentials: Arc::new(credentials),
+            groups_loading_until: std::time::Instant::now() + config_coordinator_load,
         }
         .with_overrides(broker_overrides))
     }

@@ -1,6 +1,7 @@
-//! Group requests on a node that does not coordinate groups: authorized first, as
-//! KafkaApis does, then answered NOT_COORDINATOR. And what KafkaApis checks or shapes of
-//! group requests before and after the coordinator, on every node.
+//! Group requests on a node that does not coordinate groups, or on the coordinator while
+//! it loads them: authorized first, as KafkaApis does, then answered NOT_COORDINATOR or
+//! COORDINATOR_LOAD_IN_PROGRESS. And what KafkaApis checks or shapes of group requests
+//! before and after the coordinator, on every node.
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -61,24 +62,39 @@ pub(super) fn distinct_groups(req: &mut DeleteGroupsRequest) {
     req.groups_names.retain(|g| seen.insert(g.clone()));
 }
 
-/// A group request on a node that does not coordinate groups: authorized first, as
-/// KafkaApis does, then NOT_COORDINATOR.
-pub(super) async fn not_coordinator(
+/// The refusal a group request gets before it reaches the groups: NOT_COORDINATOR on a
+/// node that does not coordinate them, COORDINATOR_LOAD_IN_PROGRESS on the coordinator
+/// while it loads them after a start (`--emulate-coordinator-load-ms`); none otherwise.
+pub(super) fn refusal(broker: &Broker) -> Option<i16> {
+    if broker.config.node_id != broker.cluster.coordinator().node_id {
+        Some(handlers::not_coordinator::NOT_COORDINATOR)
+    } else if std::time::Instant::now() < broker.groups_loading_until {
+        Some(ResponseError::CoordinatorLoadInProgress.code())
+    } else {
+        None
+    }
+}
+
+/// A group request refused with `code` ([`refusal`]): authorized first, as KafkaApis
+/// does, and checked as KafkaApis and GroupCoordinatorService check before they ask the
+/// coordinator.
+pub(super) async fn refused(
     broker: &Broker,
     g: &Guard<'_>,
-    frame: &mut Bytes,
-    corr: i32,
-    version: i16,
+    (frame, corr, version): (&mut Bytes, i32, i16),
     key: ApiKey,
+    code: i16,
 ) -> Outcome {
     use authz::groups as az;
     use handlers::not_coordinator as nc;
+    // A node that coordinates no group lists none, without an error.
+    let list_code = if code == nc::NOT_COORDINATOR { 0 } else { code };
     match key {
         ApiKey::JoinGroup => {
             sync(frame, corr, version, |r| {
                 let resp = az::may_join(g, &r)
                     .or_else(|| broker.groups.refuse_join(&r, version))
-                    .unwrap_or_else(|| nc::join_group(r));
+                    .unwrap_or_else(|| nc::join_group(r, code));
                 join_answer(resp, version)
             })
             .await
@@ -87,58 +103,58 @@ pub(super) async fn not_coordinator(
             sync(frame, corr, version, |r| {
                 sync_without_protocol(&r, version)
                     .or_else(|| az::may_sync(g, &r))
-                    .unwrap_or_else(|| nc::sync_group(r))
+                    .unwrap_or_else(|| nc::sync_group(r, code))
             })
             .await
         }
         ApiKey::Heartbeat => {
             sync(frame, corr, version, |r| {
-                az::may_heartbeat(g, &r).unwrap_or_else(|| nc::heartbeat(r))
+                az::may_heartbeat(g, &r).unwrap_or_else(|| nc::heartbeat(r, code))
             })
             .await
         }
         ApiKey::LeaveGroup => {
             sync(frame, corr, version, |r| {
-                az::may_leave(g, &r).unwrap_or_else(|| nc::leave_group(r))
+                az::may_leave(g, &r).unwrap_or_else(|| nc::leave_group(r, code))
             })
             .await
         }
         ApiKey::OffsetCommit => {
             sync(frame, corr, version, |r| {
-                az::offset_commit(g, r, nc::offset_commit)
+                az::offset_commit(g, r, |r| nc::offset_commit(r, code))
             })
             .await
         }
         ApiKey::OffsetFetch => {
             route_checked(frame, corr, version, nulls::offset_fetch, |r| {
                 std::future::ready(az::offset_fetch(g, r, version, |r| {
-                    nc::offset_fetch(r, version)
+                    nc::offset_fetch_refused(r, version, code)
                 }))
             })
             .await
         }
         ApiKey::OffsetDelete => {
             sync(frame, corr, version, |r| {
-                az::offset_delete(g, r, nc::offset_delete)
+                az::offset_delete(g, r, |r| nc::offset_delete(r, code))
             })
             .await
         }
         ApiKey::DescribeGroups => {
             sync(frame, corr, version, |r| {
-                az::describe_groups(g, r, nc::describe_groups)
+                az::describe_groups(g, r, |r| nc::describe_groups(r, code))
             })
             .await
         }
         ApiKey::ListGroups => {
             sync(frame, corr, version, |r| {
-                az::list_groups(g, r, nc::list_groups)
+                az::list_groups(g, r, |r| nc::list_groups(r, list_code))
             })
             .await
         }
         ApiKey::DeleteGroups => {
             sync(frame, corr, version, |mut r| {
                 distinct_groups(&mut r);
-                az::delete_groups(g, r, nc::delete_groups)
+                az::delete_groups(g, r, |r| nc::delete_groups(r, code))
             })
             .await
         }

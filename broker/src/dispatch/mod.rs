@@ -73,8 +73,11 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
         .to_string();
     let client_id = client_id.as_str();
     let g = &Guard::new(broker, caller);
-    if groups::is_group_api(key) && broker.config.node_id != broker.cluster.coordinator().node_id {
-        return groups::not_coordinator(broker, g, &mut frame, corr, version, key).await;
+    if let Some(code) = groups::is_group_api(key)
+        .then(|| groups::refusal(broker))
+        .flatten()
+    {
+        return groups::refused(broker, g, (&mut frame, corr, version), key, code).await;
     }
     match key {
         // Outside a SASL exchange (a listener without SASL, or after authentication):

@@ -3,7 +3,10 @@
 //! GroupCoordinator.validateGroupStatus, `!isCoordinatorForGroup`), so a client that skips
 //! FindCoordinator, or keeps talking to a node after the coordinator moved, is caught here
 //! as it would be on a real cluster. ListGroups lists only the groups a node coordinates
-//! (Kafka: GroupCoordinator.handleListGroups), so elsewhere the list is empty.
+//! (Kafka: GroupCoordinator.handleListGroups), so elsewhere the list is empty. The same
+//! answers carry COORDINATOR_LOAD_IN_PROGRESS on the coordinator while it loads its groups
+//! after a start (`--emulate-coordinator-load-ms`; Kafka: validateGroupStatus,
+//! `isCoordinatorLoadInProgress`), ListGroups' with no groups.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -17,29 +20,30 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
+/// What a node that does not coordinate groups answers.
+pub const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
 
-pub fn join_group(req: JoinGroupRequest) -> JoinGroupResponse {
+pub fn join_group(req: JoinGroupRequest, code: i16) -> JoinGroupResponse {
     JoinGroupResponse::default()
-        .with_error_code(NOT_COORDINATOR)
+        .with_error_code(code)
         .with_generation_id(-1)
         .with_member_id(req.member_id)
 }
 
-pub fn sync_group(_: SyncGroupRequest) -> SyncGroupResponse {
-    SyncGroupResponse::default().with_error_code(NOT_COORDINATOR)
+pub fn sync_group(_: SyncGroupRequest, code: i16) -> SyncGroupResponse {
+    SyncGroupResponse::default().with_error_code(code)
 }
 
-pub fn heartbeat(_: HeartbeatRequest) -> HeartbeatResponse {
-    HeartbeatResponse::default().with_error_code(NOT_COORDINATOR)
+pub fn heartbeat(_: HeartbeatRequest, code: i16) -> HeartbeatResponse {
+    HeartbeatResponse::default().with_error_code(code)
 }
 
-pub fn leave_group(_: LeaveGroupRequest) -> LeaveGroupResponse {
-    LeaveGroupResponse::default().with_error_code(NOT_COORDINATOR)
+pub fn leave_group(_: LeaveGroupRequest, code: i16) -> LeaveGroupResponse {
+    LeaveGroupResponse::default().with_error_code(code)
 }
 
 /// Every partition of the commit fails (Kafka: GroupCoordinator.handleCommitOffsets).
-pub fn offset_commit(req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub fn offset_commit(req: OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
     OffsetCommitResponse::default().with_topics(
         req.topics
             .into_iter()
@@ -53,17 +57,13 @@ pub fn offset_commit(req: OffsetCommitRequest) -> OffsetCommitResponse {
                             .map(|p| {
                                 OffsetCommitResponsePartition::default()
                                     .with_partition_index(p.partition_index)
-                                    .with_error_code(NOT_COORDINATOR)
+                                    .with_error_code(code)
                             })
                             .collect(),
                     )
             })
             .collect(),
     )
-}
-
-pub fn offset_fetch(req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
-    offset_fetch_refused(req, version, NOT_COORDINATOR)
 }
 
 /// An OffsetFetch refused for its group with `code`. v8+: the code per group, without
@@ -117,42 +117,43 @@ pub fn offset_fetch_refused(
 
 /// Kafka: GroupCoordinatorService.deleteOffsets (the empty group id is refused before
 /// the coordinator is looked for).
-pub fn offset_delete(req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub fn offset_delete(req: OffsetDeleteRequest, code: i16) -> OffsetDeleteResponse {
     let code = if req.group_id.is_empty() {
         ResponseError::InvalidGroupId.code()
     } else {
-        NOT_COORDINATOR
+        code
     };
     OffsetDeleteResponse::default().with_error_code(code)
 }
 
-pub fn describe_groups(req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub fn describe_groups(req: DescribeGroupsRequest, code: i16) -> DescribeGroupsResponse {
     DescribeGroupsResponse::default().with_groups(
         req.groups
             .into_iter()
             .map(|g| {
                 DescribedGroup::default()
                     .with_group_id(g)
-                    .with_error_code(NOT_COORDINATOR)
+                    .with_error_code(code)
             })
             .collect(),
     )
 }
 
-pub fn delete_groups(req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub fn delete_groups(req: DeleteGroupsRequest, code: i16) -> DeleteGroupsResponse {
     DeleteGroupsResponse::default().with_results(
         req.groups_names
             .into_iter()
             .map(|g| {
                 DeletableGroupResult::default()
                     .with_group_id(g)
-                    .with_error_code(NOT_COORDINATOR)
+                    .with_error_code(code)
             })
             .collect(),
     )
 }
 
-/// No group is coordinated here.
-pub fn list_groups(_: ListGroupsRequest) -> ListGroupsResponse {
-    ListGroupsResponse::default()
+/// No group is coordinated here (`code` 0), or the groups are still loading: Kafka's
+/// GroupCoordinatorService.listGroups answers the error without groups.
+pub fn list_groups(_: ListGroupsRequest, code: i16) -> ListGroupsResponse {
+    ListGroupsResponse::default().with_error_code(code)
 }

@@ -18,6 +18,7 @@ const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 const INVALID_GROUP_ID: i16 = 24;
 const INVALID_SESSION_TIMEOUT: i16 = 26;
 const MEMBER_ID_REQUIRED: i16 = 79;
+const LOAD: i16 = 14;
 
 /// Rebalances complete as soon as every member joined (no initial delay).
 fn no_rebalance_delay(c: &mut BrokerConfig) {
@@ -27,6 +28,43 @@ fn no_rebalance_delay(c: &mut BrokerConfig) {
 /// Two nodes, the second of which coordinates no group.
 fn two_nodes(c: &mut BrokerConfig) {
     c.nodes = 2;
+}
+
+/// A coordinator still loading its groups (`--emulate-coordinator-load-ms`).
+fn loading(c: &mut BrokerConfig) {
+    c.coordinator_load = std::time::Duration::from_secs(600);
+}
+
+/// The group APIs' answers while the coordinator loads: (FindCoordinator, JoinGroup,
+/// OffsetFetch v8's group, DescribeGroups' group, ListGroups, ListGroups' group count).
+async fn while_loading(ctx: Ctx) -> Got {
+    let find = FindCoordinatorRequest::default().with_key(s("g"));
+    let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(s("g"))]);
+    let fetch = OffsetFetchRequest::default().with_groups(vec![
+        kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(s("g"))),
+    ]);
+    let (Ok(f), Ok(j), Ok(o), Ok(d), Ok(l)) = (
+        ctx.m.send_at(&find, 3).await,
+        ctx.m.send_at(&join_request("g", 10_000), 5).await,
+        ctx.m.send_at(&fetch, 8).await,
+        ctx.m.send_at(&describe, 5).await,
+        ctx.m.send_at(&ListGroupsRequest::default(), 4).await,
+    ) else {
+        return Got::Closed;
+    };
+    check(
+        "(find, join, offset fetch, describe, list, groups listed)",
+        (
+            f.error_code,
+            j.error_code,
+            o.groups[0].error_code,
+            d.groups[0].error_code,
+            l.error_code,
+            l.groups.len(),
+        ),
+        (0, LOAD, LOAD, LOAD, LOAD, 0),
+    )
 }
 
 /// A consumer's JoinGroup of `group` (protocol `range`), without a member id.
@@ -185,6 +223,9 @@ pub fn rows() -> Vec<Row> {
                     .with_member_id(s("m"));
                 code_or_closed(ctx.m.send_at(&req, 4).await, |r| r.error_code)
             }),
+        row!("Group requests while the coordinator loads its groups: COORDINATOR_LOAD_IN_PROGRESS (FindCoordinator answered)",
+            "GroupCoordinator.validateGroupStatus (isCoordinatorLoadInProgress); GroupCoordinatorService.listGroups",
+            Got::Code(0), Some(loading), |ctx| while_loading(ctx).await),
         row!("JoinGroup v5 answers with a protocol name of \"\" where it has none (not nullable below v7)",
             "JoinGroupResponse (version < 7: null becomes \"\")", Got::Code(0),
             |ctx| member_id_required(ctx, 5, Some("")).await),

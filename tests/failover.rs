@@ -16,6 +16,19 @@ use support::*;
 
 const FLOW: &str = "east-to-west";
 
+/// `kmirror failover --dry-run` of group `app` of the flow: its output.
+fn dry_run(config: &str) -> String {
+    kmirror_ok(&[
+        "failover",
+        config,
+        "--flow",
+        FLOW,
+        "--group",
+        "app",
+        "--dry-run",
+    ])
+}
+
 /// `kmirror ARGS...`: whether it succeeded, and its stderr.
 fn kmirror_run(args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(daemon_binary())
@@ -77,15 +90,7 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
 
     // The source datacenter fails.
     source.kill9();
-    let dry = kmirror_ok(&[
-        "failover",
-        &config,
-        "--flow",
-        FLOW,
-        "--group",
-        "app",
-        "--dry-run",
-    ]);
+    let dry = dry_run(&config);
     assert!(
         dry.contains("Dry run") && dry.contains("did not answer"),
         "{dry}"
@@ -217,4 +222,49 @@ fn a_group_fails_back_to_its_home_cluster() {
             "partition {p}: west's records, once, across the failback\n{out}"
         );
     }
+}
+
+/// A source that is up but still loading its groups after a restart (Kafka answers
+/// COORDINATOR_LOAD_IN_PROGRESS meanwhile) is asked again: the failover reads the group's
+/// offsets from the source, not the older ones the group sync stored.
+#[test]
+fn a_source_loading_its_groups_is_asked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = BrokerProcess::start(
+        &dir.path().join("source"),
+        &["--emulate-coordinator-load-ms", "6000"],
+    );
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    assert_eq!(produce(&source.addr(), 20, &dir.path().join("acked")), 40);
+    // A client's own commit is refused while the groups load (librdkafka leaves the retry
+    // to the application): wait for them first.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = support::cluster::check_client(&source.addr());
+    rt.block_on(client.refresh_metadata()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while rt.block_on(client.list_groups()).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the source's groups never loaded"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    commit(&source.addr(), TOPIC, "app", "0:10,1:10");
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"app\"], sync_offsets: true, interval: 1s }}\n"),
+    );
+    let config = config.to_str().unwrap().to_string();
+    let mut daemon = DaemonProcess::start(std::path::Path::new(&config));
+    // The group sync has read and stored the group's offsets.
+    wait_for_committed(&target.addr(), TOPIC, "app", PARTITIONS, &daemon);
+    daemon.terminate_ok();
+    source.terminate_ok();
+    source.restart();
+    let dry = dry_run(&config);
+    assert!(
+        dry.contains("Dry run") && !dry.contains("did not answer"),
+        "{dry}"
+    );
 }

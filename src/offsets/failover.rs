@@ -14,6 +14,10 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use kmirror_wire::backoff::{Backoff, BackoffConfig};
+use kmirror_wire::errors::ErrorClass;
+
+use crate::client::ClientError;
 use crate::config::Topology;
 use crate::mirror::progress::Progress;
 use crate::offsets::cli::{find_flow, flow_offsets};
@@ -158,7 +162,7 @@ async fn source_offsets(
     offsets: &FlowOffsets,
     group: &str,
 ) -> Result<(Vec<(String, i32, i64)>, Origin), String> {
-    let live = tokio::time::timeout(SOURCE_DEADLINE, offsets.source.committed_offsets(group)).await;
+    let live = tokio::time::timeout(SOURCE_DEADLINE, read_while_answering(offsets, group)).await;
     let why = match live {
         Ok(Ok(committed)) => {
             let mirrored = committed
@@ -183,6 +187,32 @@ async fn source_offsets(
             "the source cluster did not answer ({why}), and flow {} kept no offsets of group {group} (they are kept while groups.sync_offsets is on)",
             offsets.flow.name
         )),
+    }
+}
+
+/// The group's committed offsets on the source, asked again while the source answers
+/// with an error worth retrying (its coordinator loading the groups after a restart, or
+/// moving): the source is up, and its offsets are newer than the stored ones. A source
+/// that does not answer at all is not waited for.
+async fn read_while_answering(
+    offsets: &FlowOffsets,
+    group: &str,
+) -> Result<Vec<crate::client::groups::Committed>, ClientError> {
+    let mut backoff = Backoff::new(BackoffConfig {
+        max: Duration::from_secs(1),
+        ..BackoffConfig::default()
+    });
+    loop {
+        match offsets.source.committed_offsets(group).await {
+            Err(e @ ClientError::Broker { .. }) if e.class() != ErrorClass::Fatal => {
+                let Some(delay) = backoff.next_delay() else {
+                    return Err(e);
+                };
+                tracing::debug!(group, error = %e, "The source answered with a retriable error; asking again.");
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
+        }
     }
 }
 

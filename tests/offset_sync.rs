@@ -266,12 +266,13 @@ fn a_group_the_target_refuses_does_not_stop_the_others() {
         committed(&target.addr(), TOPIC, "b-1"),
         [("0".to_string(), 7), ("1".to_string(), 9)].into(),
     );
+    let failed = daemon.log.wait_for_line(
+        "Group offset sync failed for this group",
+        Duration::from_secs(30),
+    );
     assert!(
-        daemon.log.wait_for(
-            "Group offset sync failed for this group",
-            Duration::from_secs(30)
-        ) && daemon.log.contains("a-1"),
-        "{}",
+        failed.as_deref().is_some_and(|l| l.contains("group=\"a-1\"")),
+        "{failed:?}\n{}",
         daemon.log.tail(30)
     );
 }

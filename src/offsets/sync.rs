@@ -43,6 +43,8 @@ pub struct GroupSync {
     progress: Arc<Progress>,
     /// The last reason reported per group, so a reason is logged once.
     reported: HashMap<String, String>,
+    /// The source brokers' listing failures of the last round, so each is logged once.
+    unlisted: Vec<String>,
     /// Where `/status` shows each group's last round.
     stats: Arc<FlowStats>,
     /// MirrorMaker 2 checkpoints to write (`mm2_compat`), and the last one written per
@@ -83,6 +85,7 @@ impl GroupSync {
             target,
             progress,
             reported: HashMap::new(),
+            unlisted: Vec::new(),
         }
     }
 
@@ -99,21 +102,27 @@ impl GroupSync {
     /// One round over every matching source group.
     pub async fn round(&mut self) -> Result<HashMap<String, GroupRound>, ClientError> {
         let (mut groups, unlisted) = self.source.list_groups().await?;
-        for e in unlisted {
-            tracing::warn!(flow = %self.flow.name, error = %e, "A source broker did not list its groups; they are synced when it does.");
+        let unlisted: Vec<String> = unlisted.iter().map(ToString::to_string).collect();
+        if unlisted != self.unlisted {
+            for e in &unlisted {
+                tracing::warn!(flow = %self.flow.name, error = %e, "A source broker did not list its groups; they are synced when it does.");
+            }
+            self.unlisted = unlisted;
         }
         groups.retain(|g| self.groups.filter.matches(g));
         let mut out = HashMap::new();
-        // One group's failure (no ACL for it on the target, its coordinator moving) is
-        // that group's: the others are synced all the same.
+        // A broker's refusal for one group (no ACL for it on the target, its coordinator
+        // moving or loading) is that group's: the others are synced all the same. Any
+        // other failure (a cluster unreachable, the progress not written) ends the round.
         for group in groups {
-            let result = self
-                .sync_group(&group)
-                .await
-                .unwrap_or_else(|e| GroupRound {
+            let result = match self.sync_group(&group).await {
+                Ok(result) => result,
+                Err(e @ ClientError::Broker { .. }) => GroupRound {
                     failed: Some(format!("{e}; retried next round")),
                     ..GroupRound::default()
-                });
+                },
+                Err(e) => return Err(e),
+            };
             self.report(&group, &result);
             out.insert(group, result);
         }

@@ -260,6 +260,8 @@ fn a_source_loading_its_groups_is_asked_again() {
     // The group sync has read and stored the group's offsets.
     wait_for_committed(&target.addr(), TOPIC, "app", PARTITIONS, &daemon);
     daemon.terminate_ok();
+    // The group moves on; only the source knows it.
+    commit(&source.addr(), TOPIC, "app", "0:15,1:17");
     source.terminate_ok();
     source.restart();
     let dry = dry_run(&config);
@@ -267,4 +269,10 @@ fn a_source_loading_its_groups_is_asked_again() {
         dry.contains("Dry run") && !dry.contains("did not answer"),
         "{dry}"
     );
+    let source_offsets: Vec<&str> = dry
+        .lines()
+        .filter(|l| l.starts_with(TOPIC))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(source_offsets, ["15", "17"], "{dry}");
 }

@@ -198,8 +198,10 @@ async fn read_while_answering(
     offsets: &FlowOffsets,
     group: &str,
 ) -> Result<Vec<crate::client::groups::Committed>, ClientError> {
+    // Ends before SOURCE_DEADLINE, so that the last answer, not the timeout, is reported.
     let mut backoff = Backoff::new(BackoffConfig {
         max: Duration::from_secs(1),
+        deadline: Some(SOURCE_DEADLINE - Duration::from_secs(2)),
         ..BackoffConfig::default()
     });
     loop {

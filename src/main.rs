@@ -464,17 +464,13 @@ async fn plan(topology: config::Topology) -> ExitCode {
                     source_configs.retain(|(k, _)| flow.sync_configs.syncs(k));
                     // As the engine: the keys the target knows, from the target topic or,
                     // before it exists, from the progress topic.
-                    let (current, known) = match target.topic_configs_and_keys(&target_name).await {
-                        Ok(found) => found,
-                        Err(_) => (
-                            Vec::new(),
-                            target
-                                .topic_configs_and_keys(kmirror::mirror::progress::PROGRESS_TOPIC)
-                                .await
-                                .map(|(_, known)| known)
-                                .unwrap_or_default(),
-                        ),
-                    };
+                    let (current, known) = target
+                        .configs_and_known_keys(
+                            &target_name,
+                            kmirror::mirror::progress::PROGRESS_TOPIC,
+                        )
+                        .await
+                        .unwrap_or_default();
                     let (source_configs, unknown) =
                         selection::known_to_target(source_configs, &known);
                     let (changed, removed) =

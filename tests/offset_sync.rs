@@ -271,7 +271,9 @@ fn a_group_the_target_refuses_does_not_stop_the_others() {
         Duration::from_secs(30),
     );
     assert!(
-        failed.as_deref().is_some_and(|l| l.contains("group=\"a-1\"")),
+        failed
+            .as_deref()
+            .is_some_and(|l| l.contains("group=\"a-1\"")),
         "{failed:?}\n{}",
         daemon.log.tail(30)
     );

@@ -193,6 +193,22 @@ impl ClusterClient {
             .collect())
     }
 
+    /// [`Self::topic_configs_and_keys`] of `topic`; of a topic that does not exist (yet), no
+    /// configs and the keys the answer for `known_from` lists (any topic's lists them all).
+    pub async fn configs_and_known_keys(
+        &self,
+        topic: &str,
+        known_from: &str,
+    ) -> Result<(Vec<(String, String)>, HashSet<String>), ClientError> {
+        match self.topic_configs_and_keys(topic).await {
+            Err(ClientError::Broker {
+                error: ResponseError::UnknownTopicOrPartition,
+                ..
+            }) => Ok((Vec::new(), self.topic_configs_and_keys(known_from).await?.1)),
+            other => other,
+        }
+    }
+
     /// Sets the configs in `set` and removes the topic-level values of those in `delete`
     /// (back to the broker default), in one IncrementalAlterConfigs request.
     pub async fn alter_topic_configs(

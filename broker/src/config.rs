@@ -53,8 +53,8 @@ pub struct BrokerConfig {
     /// `message.timestamp.before.max.ms`.
     pub timestamp_before_max_ms: i64,
     /// `log.message.timestamp.after.max.ms`: default for the topic config
-    /// `message.timestamp.after.max.ms`.
-    pub timestamp_after_max_ms: i64,
+    /// `message.timestamp.after.max.ms`; `None`: the emulated release's default.
+    pub timestamp_after_max_ms: Option<i64>,
     pub retention_check_interval: Duration,
     /// `group.initial.rebalance.delay.ms`.
     pub group_initial_rebalance_delay: Duration,
@@ -248,7 +248,7 @@ impl Default for BrokerConfig {
             log_defaults: LogConfig::default(),
             max_message_bytes: 1_048_588,
             timestamp_before_max_ms: crate::topic_config::DEFAULT_TIMESTAMP_BEFORE_MAX_MS,
-            timestamp_after_max_ms: crate::topic_config::DEFAULT_TIMESTAMP_AFTER_MAX_MS,
+            timestamp_after_max_ms: None,
             retention_check_interval: Duration::from_secs(30),
             group_initial_rebalance_delay: Duration::from_millis(3000),
             follower_wait: Duration::ZERO,
@@ -312,7 +312,15 @@ impl BrokerConfig {
             log: self.log_defaults,
             max_message_bytes: self.max_message_bytes,
             timestamp_before_max_ms: self.timestamp_before_max_ms,
-            timestamp_after_max_ms: self.timestamp_after_max_ms,
+            // Kafka 4's 1 hour (KIP-1030); before 4.0 no limit (3.6-3.9: Long.MAX_VALUE;
+            // 2.8-3.5: message.timestamp.difference.max.ms, Long.MAX_VALUE).
+            timestamp_after_max_ms: self.timestamp_after_max_ms.unwrap_or(
+                if self.emulate_kafka >= KafkaRelease::V4_0 {
+                    crate::topic_config::DEFAULT_TIMESTAMP_AFTER_MAX_MS
+                } else {
+                    i64::MAX
+                },
+            ),
             release: self.emulate_kafka,
         }
     }

@@ -235,7 +235,8 @@ impl Broker {
         let cluster = self.broker_overrides(true);
         for (k, v) in cluster.iter().chain(&overrides) {
             let Ok(n) = v.parse::<i64>() else { continue };
-            defaults.set_broker_config(k, n);
+            // Stored values were checked when they were set.
+            let _ = defaults.set_broker_config(k, n);
         }
         self.topics.set_defaults(defaults);
         *self.broker_overrides.write().expect("overrides lock") = overrides;

@@ -133,7 +133,8 @@ pub const SEGMENT_BYTES_MIN: i64 = 1024 * 1024;
 /// Every topic-level key of Kafka 2.8 to 4.x, each with the releases that know it (Kafka:
 /// TopicConfig, LogConfig.CONFIG; tiered storage's keys came with 3.0 (KAFKA-12816),
 /// message.timestamp.before/after.max.ms with 3.6 (KIP-937), the compression levels with 3.8
-/// (KIP-390); message.format.version went with 4.0 (KIP-724, KAFKA-17393)).
+/// (KIP-390), remote.log.copy.disable and remote.log.delete.on.disable with 3.9 (KIP-950);
+/// message.format.version went with 4.0 (KIP-724, KAFKA-17393)).
 pub static TOPIC_KEYS: &[ConfigKey] = &[
     // Choices in Kafka's order, as its refusals list them (LogConfig.CONFIG).
     one_of("cleanup.policy", List, "delete", &["compact", "delete"]),
@@ -183,6 +184,8 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
     num("min.compaction.lag.ms", Long, "0", 0),
     num("min.insync.replicas", Int, "1", 1),
     key("preallocate", Boolean, "false"),
+    key("remote.log.copy.disable", Boolean, "false").since(V3_9),
+    key("remote.log.delete.on.disable", Boolean, "false").since(V3_9),
     key("remote.storage.enable", Boolean, "false").since(V3_0),
     num("retention.bytes", Long, "-1", -1),
     num("retention.ms", Long, "604800000", -1),
@@ -299,7 +302,12 @@ pub fn validate_in(name: &str, raw: &str, release: KafkaRelease) -> Result<Strin
         return Err(ConfigError::InvalidValue {
             name: name.to_string(),
             value: raw.to_string(),
-            reason: format!("Version {parsed} is not a valid version"),
+            // Kafka 2.8 and 3.0 (ApiVersion.apply) quote the value.
+            reason: if release <= KafkaRelease::V3_0 {
+                format!("Version `{parsed}` is not a valid version")
+            } else {
+                format!("Version {parsed} is not a valid version")
+            },
         });
     }
     Ok(parsed)
@@ -495,28 +503,38 @@ impl BrokerDefaults {
     }
 
     /// Applies one dynamic broker config (Kafka's broker-level name) if `value` is in its
-    /// range. Returns `false` for an unknown key or an out-of-range value.
-    pub fn set_broker_config(&mut self, name: &str, value: i64) -> bool {
-        let int = || i32::try_from(value).ok();
+    /// range; else why not, as Kafka's ConfigDef says it ("Value must be at least 0").
+    pub fn set_broker_config(&mut self, name: &str, value: i64) -> Result<(), String> {
+        let at_least = |min: i64| {
+            if value < min {
+                Err(format!("Value must be at least {min}"))
+            } else {
+                Ok(())
+            }
+        };
+        let int = || {
+            i32::try_from(value)
+                .map_err(|_| "Not a number of type INT".to_string())
+                .map(|_| ())
+        };
         match name {
-            "log.retention.ms" if value >= -1 => self.log.retention_ms = value,
-            "log.retention.bytes" if value >= -1 => self.log.retention_bytes = value,
+            "log.retention.ms" => at_least(-1).map(|()| self.log.retention_ms = value),
+            "log.retention.bytes" => at_least(-1).map(|()| self.log.retention_bytes = value),
             // Kafka: ServerLogConfigs (log.segment.bytes atLeast 1 MiB, KIP-1030)
-            "log.segment.bytes" if value >= SEGMENT_BYTES_MIN && int().is_some() => {
-                self.log.segment_bytes = value as u64
+            "log.segment.bytes" => int()
+                .and_then(|()| at_least(SEGMENT_BYTES_MIN))
+                .map(|()| self.log.segment_bytes = value as u64),
+            "message.max.bytes" => int()
+                .and_then(|()| at_least(0))
+                .map(|()| self.max_message_bytes = value as i32),
+            "log.message.timestamp.before.max.ms" => {
+                at_least(0).map(|()| self.timestamp_before_max_ms = value)
             }
-            "message.max.bytes" if value >= 0 && int().is_some() => {
-                self.max_message_bytes = value as i32
+            "log.message.timestamp.after.max.ms" => {
+                at_least(0).map(|()| self.timestamp_after_max_ms = value)
             }
-            "log.message.timestamp.before.max.ms" if value >= 0 => {
-                self.timestamp_before_max_ms = value
-            }
-            "log.message.timestamp.after.max.ms" if value >= 0 => {
-                self.timestamp_after_max_ms = value
-            }
-            _ => return false,
+            _ => Err(format!("Unknown broker config {name}")),
         }
-        true
     }
 
     /// The effective value of `name` for a topic with `set` overrides, and its source.
@@ -711,8 +729,13 @@ mod tests {
             release: KafkaRelease::default(),
         };
         assert_eq!(d.timestamp_after_max_ms(&TopicConfigs::new()), 3_600_000);
-        assert!(d.set_broker_config("log.message.timestamp.after.max.ms", 5));
-        assert!(!d.set_broker_config("log.message.timestamp.after.max.ms", -5));
+        assert!(d
+            .set_broker_config("log.message.timestamp.after.max.ms", 5)
+            .is_ok());
+        assert_eq!(
+            d.set_broker_config("log.message.timestamp.after.max.ms", -5),
+            Err("Value must be at least 0".to_string())
+        );
         assert_eq!(d.timestamp_after_max_ms(&TopicConfigs::new()), 5);
         assert_eq!(
             d.effective(&TopicConfigs::new(), "message.timestamp.after.max.ms")

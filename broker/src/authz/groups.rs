@@ -146,6 +146,7 @@ pub fn offset_fetch(
                 req,
                 version,
                 GROUP_DENIED,
+                g.release,
             );
         }
         let mut refused = Vec::new();

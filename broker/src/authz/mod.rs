@@ -26,6 +26,8 @@ pub const CLUSTER_DENIED: i16 = 31;
 pub struct Guard<'a> {
     authorizer: Option<&'a Authorizer>,
     pub caller: &'a Caller,
+    /// The emulated Kafka release, where refusals are shaped by release.
+    pub release: crate::versions::KafkaRelease,
 }
 
 impl<'a> Guard<'a> {
@@ -33,6 +35,7 @@ impl<'a> Guard<'a> {
         Self {
             authorizer: broker.authorizer.as_deref(),
             caller,
+            release: broker.versions.release(),
         }
     }
 

@@ -331,17 +331,9 @@ pub fn create_topics(
     let all = g.quietly_allows(op::CREATE, resource::CLUSTER, crate::acl::CLUSTER_NAME);
     // A name given twice, and the metadata log's, are refused as INVALID_REQUEST whatever
     // the ACLs: Kafka sets them apart before it authorizes the rest.
-    let mut named = std::collections::HashMap::<&str, usize>::new();
-    for t in &req.topics {
-        *named.entry(t.name.as_str()).or_default() += 1;
-    }
-    let set_apart: std::collections::HashSet<String> = named
-        .into_iter()
-        .filter(|(name, count)| *count > 1 || *name == "__cluster_metadata")
-        .map(|(name, _)| name.to_string())
-        .collect();
+    let set_apart = handlers::create_topics::set_apart(&req.topics);
     let (kept, refused) = split(std::mem::take(&mut req.topics), |t| {
-        all || set_apart.contains(t.name.as_str()) || g.allows_topic(op::CREATE, &t.name)
+        all || set_apart.iter().any(|(n, _)| *n == t.name.0) || g.allows_topic(op::CREATE, &t.name)
     });
     req.topics = kept;
     let mut resp = handlers::create_topics::handle(broker, req, version);

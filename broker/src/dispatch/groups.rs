@@ -14,6 +14,7 @@ use super::{nulls, route_checked, sync, Outcome};
 use crate::authz::{self, Guard};
 use crate::handlers;
 use crate::state::Broker;
+use crate::versions::KafkaRelease;
 
 pub(super) fn is_group_api(key: ApiKey) -> bool {
     matches!(
@@ -128,7 +129,7 @@ pub(super) async fn refused(
         ApiKey::OffsetFetch => {
             route_checked(frame, corr, version, nulls::offset_fetch, |r| {
                 std::future::ready(az::offset_fetch(g, r, version, |r| {
-                    nc::offset_fetch_refused(r, version, code)
+                    nc::offset_fetch_refused(r, version, code, g.release)
                 }))
             })
             .await
@@ -147,7 +148,19 @@ pub(super) async fn refused(
         }
         ApiKey::ListGroups => {
             sync(frame, corr, version, |r| {
-                az::list_groups(g, r, |r| nc::list_groups(r, list_code))
+                az::list_groups(g, r, |r| {
+                    // Kafka before 4.0 (GroupCoordinator.handleListGroups) lists the groups
+                    // loaded so far beside COORDINATOR_LOAD_IN_PROGRESS; 4.x's
+                    // GroupCoordinatorService.listGroups answers the error alone.
+                    if list_code != 0 && g.release < KafkaRelease::V4_0 {
+                        broker
+                            .groups
+                            .list_groups(r, version)
+                            .with_error_code(list_code)
+                    } else {
+                        nc::list_groups(r, list_code)
+                    }
+                })
             })
             .await
         }

@@ -119,7 +119,9 @@ pub fn static_value(broker: &Broker, name: &str) -> Option<String> {
         "log.segment.bytes" => c.log_defaults.segment_bytes.to_string(),
         "message.max.bytes" => c.max_message_bytes.to_string(),
         "log.message.timestamp.before.max.ms" => c.timestamp_before_max_ms.to_string(),
-        "log.message.timestamp.after.max.ms" => c.timestamp_after_max_ms.to_string(),
+        "log.message.timestamp.after.max.ms" => {
+            c.topic_defaults().timestamp_after_max_ms.to_string()
+        }
         "broker.id" => c.node_id.to_string(),
         "num.partitions" => c.default_partitions.to_string(),
         "default.replication.factor" => c.default_replication_factor.to_string(),

@@ -240,17 +240,10 @@ fn alter_resource(
 ) -> Result<(), Failure> {
     match kind {
         TOPIC => {
-            // Kafka: ConfigurationControlManager.validateAlterConfig — the name, then the
-            // values (ControllerConfigurationValidator.validate), and only then whether the
-            // topic exists (QuorumController.ConfigResourceExistenceChecker).
-            if name.is_empty() {
-                return Err((
-                    ResponseError::InvalidRequest,
-                    "Default topic resources are not allowed.".into(),
-                ));
-            }
-            crate::topics::validate_name(name)
-                .map_err(|e| (ResponseError::InvalidTopicException, e.to_string()))?;
+            // Kafka: ConfigurationControlManager.incrementalAlterConfigResource (APPEND and
+            // SUBTRACT on LIST keys only), then validateAlterConfig — the name, the values
+            // (ControllerConfigurationValidator.validate), and only then whether the topic
+            // exists (QuorumController.ConfigResourceExistenceChecker).
             let topic = broker.topics.get(name);
             let base = match &topic {
                 Some(topic) if !replace => topic.configs(),
@@ -263,6 +256,14 @@ fn alter_resource(
                 |k| defaults.effective(&base, k).map(|(v, _)| v),
                 |k| topic_config::lookup(k).is_some_and(|key| key.kind == ConfigType::List),
             )?;
+            if name.is_empty() {
+                return Err((
+                    ResponseError::InvalidRequest,
+                    "Default topic resources are not allowed.".into(),
+                ));
+            }
+            crate::topics::validate_name(name)
+                .map_err(|e| (ResponseError::InvalidTopicException, e.to_string()))?;
             for (k, v) in next.iter_mut() {
                 *v = topic_config::validate_in(k, v, defaults.release)
                     .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
@@ -346,9 +347,7 @@ fn alter_resource(
                 let n: i64 = v.parse().map_err(|_| {
                     refused(format!("Not a number of type {}", key.kind.java_name()))
                 })?;
-                if !defaults.set_broker_config(k, n) {
-                    return Err(refused("Value is out of range".into()));
-                }
+                defaults.set_broker_config(k, n).map_err(refused)?;
             }
             if validate_only {
                 return Ok(());

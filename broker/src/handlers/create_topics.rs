@@ -29,28 +29,36 @@ pub(super) const MAX_RECORDS_PER_REQUEST: i64 = 10_000;
 /// The KRaft metadata log's name, which no request may create.
 const CLUSTER_METADATA_TOPIC_NAME: &str = "__cluster_metadata";
 
-pub fn handle(broker: &Broker, mut req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
-    // A name given twice is created neither time and answered once, after the rest; so is
-    // the metadata log's name.
-    // Kafka: ControllerApis.createTopics (INVALID_REQUEST)
-    let mut seen = std::collections::HashMap::<StrBytes, usize>::new();
-    for t in &req.topics {
-        *seen.entry(t.name.0.clone()).or_default() += 1;
+/// The names of a request refused before anything else, each once, in request order, with
+/// why: a name given twice, and the metadata log's (Kafka: ControllerApis.createTopics,
+/// INVALID_REQUEST, before authorization).
+pub fn set_apart(topics: &[CreatableTopic]) -> Vec<(StrBytes, &'static str)> {
+    let mut seen = std::collections::HashMap::<&StrBytes, usize>::new();
+    for t in topics {
+        *seen.entry(&t.name.0).or_default() += 1;
     }
     let mut refused: Vec<(StrBytes, &'static str)> = Vec::new();
-    req.topics.retain(|t| {
+    for t in topics {
         let reason = if seen[&t.name.0] > 1 {
             "Duplicate topic name."
         } else if t.name.as_str() == CLUSTER_METADATA_TOPIC_NAME {
             "Creation of internal topic __cluster_metadata is prohibited."
         } else {
-            return true;
+            continue;
         };
         if !refused.iter().any(|(n, _)| *n == t.name.0) {
             refused.push((t.name.0.clone(), reason));
         }
-        false
-    });
+    }
+    refused
+}
+
+pub fn handle(broker: &Broker, mut req: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+    // A name given twice is created neither time and answered once, after the rest; so is
+    // the metadata log's name.
+    let refused = set_apart(&req.topics);
+    req.topics
+        .retain(|t| !refused.iter().any(|(n, _)| *n == t.name.0));
     let mut resp = create(broker, req, version);
     resp.topics
         .extend(refused.into_iter().map(|(name, reason)| {

@@ -6,7 +6,7 @@
 //! (Kafka: GroupCoordinator.handleListGroups), so elsewhere the list is empty. The same
 //! answers carry COORDINATOR_LOAD_IN_PROGRESS on the coordinator while it loads its groups
 //! after a start (`--emulate-coordinator-load-ms`; Kafka: validateGroupStatus,
-//! `isCoordinatorLoadInProgress`), ListGroups' with no groups.
+//! `isCoordinatorLoadInProgress`), ListGroups' with no groups from Kafka 4.0 on.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -19,6 +19,8 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+
+use crate::versions::KafkaRelease;
 
 /// What a node that does not coordinate groups answers.
 pub const NOT_COORDINATOR: i16 = ResponseError::NotCoordinator.code();
@@ -67,12 +69,15 @@ pub fn offset_commit(req: OffsetCommitRequest, code: i16) -> OffsetCommitRespons
 }
 
 /// An OffsetFetch refused for its group with `code`. v8+: the code per group, without
-/// topics; v2-7: the top-level code alone; v0-1, which have no top-level code: the code on
-/// every partition asked for (Kafka: OffsetFetchRequest.getErrorResponse).
+/// topics; v2-7: the top-level code alone. v1, which has no top-level code: the code on
+/// every partition asked for up to Kafka 3.0 (OffsetFetchRequest.getErrorResponse); from
+/// 3.5 on nothing (KafkaApis.handleOffsetFetchRequestFromCoordinator answers the refused
+/// group without topics, and OffsetFetchResponse lists only those). v0: the rows always.
 pub fn offset_fetch_refused(
     req: OffsetFetchRequest,
     version: i16,
     code: i16,
+    release: KafkaRelease,
 ) -> OffsetFetchResponse {
     if version >= 8 {
         return OffsetFetchResponse::default().with_groups(
@@ -86,8 +91,11 @@ pub fn offset_fetch_refused(
                 .collect(),
         );
     }
-    let resp = OffsetFetchResponse::default().with_error_code(code);
     if version >= 2 {
+        return OffsetFetchResponse::default().with_error_code(code);
+    }
+    let resp = OffsetFetchResponse::default();
+    if version == 1 && release > KafkaRelease::V3_0 {
         return resp;
     }
     let topics = req

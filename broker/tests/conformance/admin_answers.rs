@@ -52,60 +52,55 @@ async fn create_v7(ctx: Ctx, validate_only: bool) -> Got {
 
 /// IncrementalAlterConfigs v1 that succeeds: (error, message is null).
 async fn altered_message(ctx: Ctx) -> Got {
-    use kafka_protocol::messages::incremental_alter_configs_request::{
-        AlterConfigsResource, AlterableConfig,
-    };
     let topic = ctx.topic("alt");
     common::create_topic(&ctx.m, &topic, 1).await;
-    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
-        AlterConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(s(&topic))
-            .with_configs(vec![AlterableConfig::default()
-                .with_name(s("retention.ms"))
-                .with_config_operation(0)
-                .with_value(Some(s("1000")))]),
-    ]);
-    match ctx.m.send_at(&req, 1).await {
-        Ok(r) => check(
+    match alter_with(&ctx, (2, &topic), ("retention.ms", 0, "1000")).await {
+        Ok((code, message)) => check(
             "(error, message null)",
-            (
-                r.responses[0].error_code,
-                r.responses[0].error_message.is_none(),
-            ),
+            (code, message.is_none()),
             (0, true),
         ),
-        Err(_) => Got::Closed,
+        Err(g) => g,
     }
 }
 
 /// IncrementalAlterConfigs v1 of `retention.ms` = `value` on topic `name`: its error code,
 /// or, when `message` is given, whether the answer carries it.
 async fn alter_topic(ctx: Ctx, name: &str, value: &str, message: Option<&str>) -> Got {
+    match alter_with(&ctx, (2, name), ("retention.ms", 0, value)).await {
+        Ok((_, got)) if message.is_some_and(|m| got.as_deref() != Some(m)) => {
+            Got::Answer(format!("message {got:?}, Kafka's is {message:?}"))
+        }
+        Ok((code, _)) => Got::Code(code),
+        Err(g) => g,
+    }
+}
+
+/// IncrementalAlterConfigs v1 of one config of `resource` with `operation`: (error,
+/// message).
+async fn alter_with(
+    ctx: &Ctx,
+    resource: (i8, &str),
+    (key, operation, value): (&str, i8, &str),
+) -> Result<(i16, Option<String>), Got> {
     use kafka_protocol::messages::incremental_alter_configs_request::{
         AlterConfigsResource, AlterableConfig,
     };
     let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
         AlterConfigsResource::default()
-            .with_resource_type(2)
-            .with_resource_name(s(name))
+            .with_resource_type(resource.0)
+            .with_resource_name(s(resource.1))
             .with_configs(vec![AlterableConfig::default()
-                .with_name(s("retention.ms"))
-                .with_config_operation(0)
+                .with_name(s(key))
+                .with_config_operation(operation)
                 .with_value(Some(s(value)))]),
     ]);
     match ctx.m.send_at(&req, 1).await {
-        Ok(r) => {
-            let answer = &r.responses[0];
-            match message {
-                Some(m) if answer.error_message.as_deref() != Some(m) => Got::Answer(format!(
-                    "message {:?}, Kafka's is {m:?}",
-                    answer.error_message
-                )),
-                _ => Got::Code(answer.error_code),
-            }
-        }
-        Err(_) => Got::Closed,
+        Ok(r) => Ok((
+            r.responses[0].error_code,
+            r.responses[0].error_message.as_ref().map(|m| m.to_string()),
+        )),
+        Err(_) => Err(Got::Closed),
     }
 }
 
@@ -158,6 +153,31 @@ pub fn rows() -> Vec<Row> {
             "ControllerConfigurationValidator.validateTopicName (Default topic resources are not allowed.)",
             Got::Code(INVALID_REQUEST),
             |ctx| alter_topic(ctx, "", "1000", None).await
+        ),
+        row!(
+            "IncrementalAlterConfigs APPEND to a non-LIST key of topic \"\": INVALID_CONFIG (the operation before the name)",
+            "ConfigurationControlManager.incrementalAlterConfigResource",
+            Got::Code(INVALID_CONFIG),
+            |ctx| match alter_with(&ctx, (2, ""), ("retention.ms", 2, "1")).await {
+                Ok((code, _)) => Got::Code(code),
+                Err(g) => g,
+            }
+        ),
+        row!(
+            "IncrementalAlterConfigs broker log.segment.bytes below 1 MiB: ConfigDef's message",
+            "ConfigDef.Range.ensureValid (Value must be at least 1048576)",
+            Got::Code(0),
+            |ctx| match alter_with(&ctx, (4, "0"), ("log.segment.bytes", 0, "1000")).await {
+                Ok(got) => check(
+                    "(error, message)",
+                    got,
+                    (
+                        INVALID_REQUEST,
+                        Some("Invalid value 1000 for configuration log.segment.bytes: Value must be at least 1048576".to_string()),
+                    ),
+                ),
+                Err(g) => g,
+            }
         ),
         row!(
             "IncrementalAlterConfigs of an invalid topic name: INVALID_TOPIC_EXCEPTION",

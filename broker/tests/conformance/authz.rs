@@ -60,6 +60,34 @@ fn authorizer_and(
     std::fs::write(&acls, serde_json::to_string(&all).expect("json")).expect("acls.json");
 }
 
+/// [`authorizer`] on a broker emulating Kafka 2.8.
+fn authorizer_2_8(c: &mut BrokerConfig) {
+    authorizer(c);
+    c.emulate_kafka = kmirror_broker::KafkaRelease::V2_8;
+}
+
+/// OffsetFetch (v0-7) of partitions 0 and 1 of topic "t" for group "denied".
+fn denied_offset_fetch() -> OffsetFetchRequest {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    OffsetFetchRequest::default()
+        .with_group_id(GroupId(s("denied")))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(common::name("t"))
+            .with_partition_indexes(vec![0, 1])]))
+}
+
+/// [`denied_offset_fetch`] at v1: the code of its first partition, or how many partitions
+/// it answered when none.
+async fn offset_fetch_v1_denied(ctx: Ctx) -> Got {
+    match ctx.m.send_at(&denied_offset_fetch(), 1).await {
+        Ok(r) => match r.topics.first().and_then(|t| t.partitions.first()) {
+            Some(p) => Got::Code(p.error_code),
+            None => Got::Value(0),
+        },
+        Err(_) => Got::Closed,
+    }
+}
+
 /// [`authorizer`], and CLUSTER_ACTION on the cluster (what a follower broker has).
 fn authorizer_with_cluster_action(c: &mut BrokerConfig) {
     authorizer_and(c, (4, "kafka-cluster", 3), 9);
@@ -252,27 +280,16 @@ pub fn rows() -> Vec<Row> {
                     r.responses[0].partition_responses[0].error_code
                 })
             }),
-        row!("OffsetFetch v1 for a group without DESCRIBE: GROUP_AUTHORIZATION_FAILED on every partition",
-            "OffsetFetchRequest.getErrorResponse (v0-1: partition errors)", Got::Code(GROUP_DENIED), authorizer,
-            |ctx| {
-                use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-                let req = OffsetFetchRequest::default()
-                    .with_group_id(GroupId(s("denied")))
-                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-                        .with_name(common::name("t"))
-                        .with_partition_indexes(vec![0])]));
-                code_or_closed(ctx.m.send_at(&req, 1).await, |r| r.topics[0].partitions[0].error_code)
-            }),
+        row!("Kafka 2.8: OffsetFetch v1 for a group without DESCRIBE: GROUP_AUTHORIZATION_FAILED on every partition",
+            "OffsetFetchRequest.getErrorResponse (v0-1: partition errors)", Got::Code(GROUP_DENIED), authorizer_2_8,
+            |ctx| offset_fetch_v1_denied(ctx).await),
+        row!("OffsetFetch v1 for a group without DESCRIBE (Kafka 3.5+): no partitions at all",
+            "KafkaApis.handleOffsetFetchRequestFromCoordinator; OffsetFetchResponse(groups, version)", Got::Value(0), authorizer,
+            |ctx| offset_fetch_v1_denied(ctx).await),
         row!("OffsetFetch v3 for a group without DESCRIBE: GROUP_AUTHORIZATION_FAILED at the top, no partitions",
             "OffsetFetchRequest.getErrorResponse (v2-7: the top-level error only)", Got::Code(GROUP_DENIED), authorizer,
             |ctx| {
-                use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-                let req = OffsetFetchRequest::default()
-                    .with_group_id(GroupId(s("denied")))
-                    .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-                        .with_name(common::name("t"))
-                        .with_partition_indexes(vec![0, 1])]));
-                match ctx.m.send_at(&req, 3).await {
+                match ctx.m.send_at(&denied_offset_fetch(), 3).await {
                     Ok(r) if r.topics.is_empty() => Got::Code(r.error_code),
                     Ok(r) => Got::Answer(format!("{} topics listed beside the group's error", r.topics.len())),
                     Err(_) => Got::Closed,

@@ -244,6 +244,18 @@ fn record_rows() -> Vec<Row> {
             .await
         ),
         row!(
+            "Kafka 3.6: Produce CreateTime 2 h ahead is accepted (after.max.ms defaults to Long.MAX before 4.0)",
+            "LogConfig (DEFAULT_MESSAGE_TIMESTAMP_AFTER_MAX_MS, 3.6-3.9)",
+            OK,
+            Some(|c| c.emulate_kafka = kmirror_broker::KafkaRelease::V3_6),
+            |ctx| produce_at(
+                &ctx,
+                spec(|s| s.timestamp_ms = now_ms() + 7_200_000).bytes(),
+                9
+            )
+            .await
+        ),
+        row!(
             "Produce: CreateTime 30 min ahead",
             "LogValidator.validateTimestamp",
             OK,
@@ -282,7 +294,7 @@ fn record_rows() -> Vec<Row> {
             "Produce: CreateTime 1 min ahead, broker after.max.ms=1000",
             "LogValidator.validateTimestamp",
             INVALID_TIMESTAMP,
-            Some(|c| c.timestamp_after_max_ms = 1_000),
+            Some(|c| c.timestamp_after_max_ms = Some(1_000)),
             |ctx| produce_at(
                 &ctx,
                 spec(|s| s.timestamp_ms = now_ms() + 60_000).bytes(),

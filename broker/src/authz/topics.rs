@@ -339,8 +339,10 @@ pub fn create_topics(
     let mut resp = handlers::create_topics::handle(broker, req, version);
     for t in &mut resp.topics {
         if t.error_code == 0 && !g.quietly_allows(op::DESCRIBE_CONFIGS, resource::TOPIC, &t.name) {
+            // Kafka: ReplicationControlManager.createTopic leaves the configs empty (not
+            // null) and the counts at -1.
             t.topic_config_error_code = TOPIC_DENIED;
-            t.configs = None;
+            t.configs = Some(Vec::new());
             t.num_partitions = -1;
             t.replication_factor = -1;
         }

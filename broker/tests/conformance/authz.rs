@@ -241,6 +241,33 @@ async fn incremental_alter_code(ctx: Ctx, value: Option<&str>) -> Got {
     code_or_closed(ctx.m.send_at(&req, 1).await, |r| r.responses[0].error_code)
 }
 
+/// Creates `deletable-<row>` (CREATE without DESCRIBE_CONFIGS) with CreateTopics v7: its
+/// (error, topic config error, configs null, configs listed, partitions).
+async fn created_without_configs(ctx: Ctx) -> Got {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let create = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(common::name(&format!("deletable-{}", ctx.prefix)))
+            .with_num_partitions(1)
+            .with_replication_factor(1)]);
+    let Ok(created) = ctx.m.send_at(&create, 7).await else {
+        return Got::Closed;
+    };
+    let t = &created.topics[0];
+    crate::admin::check(
+        "(error, topic config error, configs null, configs listed, partitions)",
+        (
+            t.error_code,
+            t.topic_config_error_code,
+            t.configs.is_none(),
+            t.configs.as_ref().map_or(0, Vec::len),
+            t.num_partitions,
+        ),
+        (0, TOPIC_DENIED, false, 0, -1),
+    )
+}
+
 /// Creates `deletable-<row>` and deletes it by id (DeleteTopics v6).
 async fn delete_by_id_code(ctx: Ctx) -> Got {
     use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -295,6 +322,9 @@ pub fn rows() -> Vec<Row> {
                     Err(_) => Got::Closed,
                 }
             }),
+        row!("CreateTopics v7 without DESCRIBE_CONFIGS: created, TOPIC_AUTHORIZATION_FAILED for its configs, which are empty, not null",
+            "ReplicationControlManager.createTopic (authorizedToReturnConfigs)", Got::Code(0), authorizer,
+            |ctx| created_without_configs(ctx).await),
         row!("DeleteTopics by id needs DELETE only (DESCRIBE only shows the name)",
             "ControllerApis.deleteTopics", Got::Code(0), authorizer, |ctx| delete_by_id_code(ctx).await),
         row!("DeleteAcls with an UNKNOWN element, before authorization: INVALID_REQUEST",

@@ -23,6 +23,7 @@ pub mod server;
 pub mod state;
 pub mod topic_config;
 pub mod topics;
+pub mod transactions;
 pub mod versions;
 
 pub use config::BrokerConfig;

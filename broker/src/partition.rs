@@ -75,17 +75,27 @@ impl Partition {
     /// Moves the log start offset (DeleteRecords). The producers' state stays: Kafka
     /// removes it only when a producer expires (ProducerStateManager
     /// .onLogStartOffsetIncremented), so a retried batch is still known as a duplicate.
+    /// The aborted transactions below the new log start are forgotten, as Kafka deletes a
+    /// segment's transaction index with it.
     pub fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
-        self.log
+        let mut producers = self.producers.lock().expect("producers lock");
+        let start = self
+            .log
             .lock()
             .expect("log lock")
-            .delete_records_before(offset)
+            .delete_records_before(offset)?;
+        producers.txns.forget_below(start);
+        Ok(start)
     }
 
-    /// Applies retention (the producers' state stays, as for DeleteRecords); returns the
-    /// number of segments deleted.
+    /// Applies retention (the producers' state stays, as for DeleteRecords; aborted
+    /// transactions below the new log start go); returns the number of segments deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
-        self.log.lock().expect("log lock").apply_retention(now_ms)
+        let mut producers = self.producers.lock().expect("producers lock");
+        let mut log = self.log.lock().expect("log lock");
+        let deleted = log.apply_retention(now_ms)?;
+        producers.txns.forget_below(log.log_start_offset());
+        Ok(deleted)
     }
 }
 

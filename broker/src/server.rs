@@ -125,6 +125,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
             .await
             .expect("open task")?,
     );
+    crate::transactions::abort_orphans(&broker).await;
     let shutdown = CancellationToken::new();
     let nodes = Arc::new(Nodes::new(broker.clone(), shutdown.clone()));
     for (node_id, index, local, socket) in sockets {
@@ -217,9 +218,16 @@ async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let maintenance = tokio::spawn(maintain(broker.clone(), shutdown.clone()));
+    let b = broker.clone();
+    let stop = shutdown.clone();
+    let timeouts = tokio::spawn(async move {
+        let interval = crate::transactions::TIMEOUT_CHECK_INTERVAL;
+        crate::transactions::sweep_timeouts(&b, interval, stop).await
+    });
     shutdown.cancelled().await;
     nodes.stop_all().await;
     maintenance.abort();
+    timeouts.abort();
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.topics.close())
         .await

@@ -33,6 +33,8 @@ pub struct Broker {
     /// Woken on every append, so long-polling fetches return as soon as data arrives.
     pub appended: Arc<Notify>,
     pub producer_ids: Arc<ProducerIdManager>,
+    /// The transaction coordinator (every node's: the lowest live node answers).
+    pub transactions: Arc<crate::transactions::Coordinator>,
     /// Broker configs changed at run time for the broker (persisted in
     /// `broker-configs.json`; shared by every node of this process) and as cluster-wide
     /// defaults (resource name "", persisted in `broker-default-configs.json`), as Kafka's
@@ -217,6 +219,7 @@ impl Broker {
             group_commit,
             appended: Arc::new(Notify::new()),
             producer_ids: Arc::new(producer_ids),
+            transactions: Arc::default(),
             broker_overrides: Arc::new(RwLock::new(BTreeMap::new())),
             default_overrides: Arc::new(RwLock::new(default_overrides)),
             cluster: Arc::new(cluster),

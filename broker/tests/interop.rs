@@ -625,28 +625,18 @@ fn kcat_produce_consume_query_against_kafka_2_8() {
 // Transactions (none here): clients must fail fast, not retry until their timeout
 // ---------------------------------------------------------------------------------------
 
-/// FindCoordinator(TRANSACTION) answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED, so
-/// confluent-kafka's `init_transactions()` raises a fatal or non-retriable error instead of
-/// retrying COORDINATOR_NOT_AVAILABLE until `_TIMED_OUT` (the script decides and says why).
+/// confluent-kafka's transactional producer: commits and aborts as a read_committed and a
+/// read_uncommitted consumer see them, a second producer with the same transactional id
+/// fencing the first, and a consume-transform-produce loop whose group offsets commit
+/// with its transaction only (the script decides and says why).
 #[test]
-fn confluent_kafka_init_transactions_fails_fast() {
+fn confluent_kafka_transactions_commit_abort_and_fence() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(dir.path(), &[]);
     let mut cmd = python_command();
-    cmd.arg(script("init_transactions_fails_fast.py")).args([
-        "--bootstrap",
-        &broker.addr(),
-        "--timeout",
-        "30",
-    ]);
+    cmd.arg(script("transactions.py"))
+        .args(["--bootstrap", &broker.addr()]);
     let out = run_script_ok(&mut cmd, WAIT);
-    assert!(
-        out.contains("\"error\": \"TRANSACTIONAL_ID_AUTHORIZATION_FAILED\""),
-        "{out}"
-    );
-    // The broker's error message says why, so the user does not look for a missing ACL.
-    assert!(
-        out.contains("Transactions are not supported by kmirror-broker"),
-        "{out}"
-    );
+    assert!(out.contains("\"committed_ok\": true"), "{out}");
+    assert!(out.contains("\"eos_ok\": true"), "{out}");
 }

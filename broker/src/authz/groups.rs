@@ -4,6 +4,7 @@
 //! find its coordinator, fetch its offsets or describe it; DELETE to delete it or its
 //! offsets; topics as each method names.
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
@@ -11,32 +12,40 @@ use super::{split, Guard, GROUP_DENIED, TOPIC_DENIED};
 use crate::acl::{op, resource, CLUSTER_NAME};
 use crate::state::Broker;
 
-/// Kafka: KafkaApis.getCoordinator (group keys: DESCRIBE on the group)
+/// Kafka: KafkaApis.getCoordinator (DESCRIBE on the group or the transactional id)
 pub fn find_coordinator(
     g: &Guard<'_>,
     broker: &Broker,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let groups = req.key_type == 0;
+    // Key type 0 names groups, 1 transactional ids (DESCRIBE on each).
+    let (resource_type, denied) = match req.key_type {
+        0 => (resource::GROUP, GROUP_DENIED),
+        1 => (
+            resource::TRANSACTIONAL_ID,
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
+        ),
+        _ => return crate::handlers::cluster::find_coordinator(broker, req, version),
+    };
     let single_key = req.key.clone();
     let mut resp = crate::handlers::cluster::find_coordinator(broker, req, version);
-    if !groups || g.open() {
+    if g.open() {
         return resp;
     }
     if version >= 4 {
         for c in &mut resp.coordinators {
-            if !g.allows_group(op::DESCRIBE, &c.key) {
-                c.error_code = GROUP_DENIED;
+            if !g.allows(op::DESCRIBE, resource_type, &c.key) {
+                c.error_code = denied;
                 c.node_id = BrokerId(-1);
                 c.host = StrBytes::default();
                 c.port = -1;
             }
         }
-    } else if !g.allows_group(op::DESCRIBE, &single_key) {
+    } else if !g.allows(op::DESCRIBE, resource_type, &single_key) {
         resp = FindCoordinatorResponse::default()
-            .with_error_code(GROUP_DENIED)
-            .with_error_message(super::default_message(GROUP_DENIED))
+            .with_error_code(denied)
+            .with_error_message(super::default_message(denied))
             .with_node_id(BrokerId(-1))
             .with_port(-1);
     }

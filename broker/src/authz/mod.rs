@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod groups;
 pub mod topics;
+pub mod transactions;
 
 use kafka_protocol::error::ResponseError;
 

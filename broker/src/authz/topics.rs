@@ -446,7 +446,7 @@ pub fn create_partitions(
 
 /// Kafka: KafkaApis.handleInitProducerIdRequest (a transactional id: WRITE on it; none:
 /// CLUSTER IDEMPOTENT_WRITE or WRITE on any topic, KIP-679)
-pub fn init_producer_id(
+pub async fn init_producer_id(
     g: &Guard<'_>,
     broker: &Broker,
     req: InitProducerIdRequest,
@@ -474,5 +474,11 @@ pub fn init_producer_id(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
     }
-    handlers::cluster::init_producer_id(broker, req, version)
+    match &req.transactional_id {
+        Some(id) => {
+            let id = id.0.to_string();
+            handlers::transactions::init_producer_id(broker, &req, version, &id).await
+        }
+        None => handlers::cluster::init_producer_id(broker, req, version),
+    }
 }

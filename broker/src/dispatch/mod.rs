@@ -165,8 +165,32 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
             .await
         }
         ApiKey::InitProducerId => {
-            sync(&mut frame, corr, version, |r| {
+            route(&mut frame, corr, version, |r| {
                 authz::topics::init_producer_id(g, broker, r, version)
+            })
+            .await
+        }
+        ApiKey::AddPartitionsToTxn => {
+            sync(&mut frame, corr, version, |r| {
+                authz::transactions::add_partitions_to_txn(g, broker, r, version)
+            })
+            .await
+        }
+        ApiKey::AddOffsetsToTxn => {
+            sync(&mut frame, corr, version, |r| {
+                authz::transactions::add_offsets_to_txn(g, broker, r, version)
+            })
+            .await
+        }
+        ApiKey::TxnOffsetCommit => {
+            sync(&mut frame, corr, version, |r| {
+                authz::transactions::txn_offset_commit(g, broker, r, version)
+            })
+            .await
+        }
+        ApiKey::EndTxn => {
+            route(&mut frame, corr, version, |r| {
+                authz::transactions::end_txn(g, broker, r, version)
             })
             .await
         }

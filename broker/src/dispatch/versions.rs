@@ -48,6 +48,13 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
         ApiKey::ListGroups => adv::<ListGroupsRequest>(None, None),
         ApiKey::DeleteGroups => adv::<DeleteGroupsRequest>(None, None),
         ApiKey::InitProducerId => adv::<InitProducerIdRequest>(None, None),
+        // The client forms with transaction.version 0/1: AddPartitionsToTxn v4+ is the
+        // brokers' batched verification (KIP-890), EndTxn v5 answers TV2 epochs.
+        ApiKey::AddPartitionsToTxn => adv::<AddPartitionsToTxnRequest>(None, Some(3)),
+        ApiKey::EndTxn => adv::<EndTxnRequest>(None, Some(4)),
+        ApiKey::AddOffsetsToTxn => adv::<AddOffsetsToTxnRequest>(None, None),
+        // v5 commits with TV2's implicit add.
+        ApiKey::TxnOffsetCommit => adv::<TxnOffsetCommitRequest>(None, Some(4)),
         ApiKey::DescribeConfigs => adv::<DescribeConfigsRequest>(None, None),
         ApiKey::AlterConfigs => adv::<AlterConfigsRequest>(None, None),
         ApiKey::IncrementalAlterConfigs => adv::<IncrementalAlterConfigsRequest>(None, None),
@@ -151,8 +158,12 @@ mod tests {
         assert_eq!(range(&t, ApiKey::Metadata), Some((0, 13)));
         assert_eq!(range(&t, ApiKey::ListOffsets), Some((1, 10)));
         assert_eq!(range(&t, ApiKey::ApiVersions), Some((0, 4)));
+        // Transactions with transaction.version 0/1: the client forms only.
+        assert_eq!(range(&t, ApiKey::EndTxn), Some((0, 4)));
+        assert_eq!(range(&t, ApiKey::AddPartitionsToTxn), Some((0, 3)));
+        assert_eq!(range(&t, ApiKey::TxnOffsetCommit), Some((0, 4)));
         // Not implemented: never advertised, whatever the release had.
-        assert_eq!(range(&t, ApiKey::EndTxn), None);
+        assert_eq!(range(&t, ApiKey::WriteTxnMarkers), None);
         assert_eq!(t.advertised().len(), t.by_key.iter().flatten().count());
     }
 

@@ -13,8 +13,9 @@
 //!
 //! Offset expiry (`offsets.retention.minutes`) lives in [`expiry`].
 //!
-//! Not here: FindCoordinator (the broker answers itself), KIP-848 consumer groups,
-//! transactional offset commits.
+//! Transactional offset commits wait for their transaction's end ([`txn_offsets`]).
+//!
+//! Not here: FindCoordinator (the broker answers itself), KIP-848 consumer groups.
 
 mod admin;
 pub mod expiry;
@@ -23,6 +24,7 @@ mod responses;
 pub mod state;
 pub mod store;
 mod timers;
+mod txn_offsets;
 mod waiters;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,7 +38,8 @@ use kafka_protocol::messages::{
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -110,6 +113,8 @@ struct Inner {
     next_responder: ResponderId,
     clock: expiry::Clock,
     next_expiry_check: Instant,
+    /// Offsets of open transactions, by producer id ([`txn_offsets`]).
+    pending_txn_offsets: HashMap<i64, Vec<txn_offsets::PendingOffset>>,
 }
 
 struct Shared {
@@ -173,6 +178,7 @@ impl GroupCoordinator {
             next_responder: 1,
             clock: expiry::Clock::new(now),
             next_expiry_check: first_expiry_check,
+            pending_txn_offsets: HashMap::new(),
         };
         let notify = Arc::new(Notify::new());
         let shared = Arc::new(Shared {
@@ -399,6 +405,24 @@ impl GroupCoordinator {
         let resp = self.lock_expired(now).delete_groups(now, req, version);
         self.rearm();
         resp
+    }
+
+    /// TxnOffsetCommit (the transaction coordinator checked the producer first);
+    /// `refused` answers a partition refused before the group is asked.
+    pub fn txn_offset_commit(
+        &self,
+        req: &TxnOffsetCommitRequest,
+        refused: &dyn Fn(&str, i32) -> Option<i16>,
+    ) -> TxnOffsetCommitResponse {
+        let now = Instant::now();
+        let resp = self.lock_expired(now).txn_offset_commit(now, req, refused);
+        self.rearm();
+        resp
+    }
+
+    /// A transaction of `producer_id` ended: its pending offsets are committed or dropped.
+    pub fn complete_txn_offsets(&self, producer_id: i64, commit: bool) {
+        self.lock().complete_txn_offsets(producer_id, commit);
     }
 
     /// Forgets every group's committed offsets of a deleted topic.

@@ -2,7 +2,7 @@
 //! OffsetDelete APIs on top of it (validated against the group state machine, written to
 //! the store before the answer).
 //!
-//! Not here: transactional offset commits, offset expiry (`expiry.rs`).
+//! Not here: transactional offset commits (`txn_offsets.rs`), offset expiry (`expiry.rs`).
 
 use std::collections::BTreeMap;
 
@@ -88,11 +88,37 @@ impl OffsetsTable {
     }
 }
 
+impl CommittedOffset {
+    /// An offset committed now: `(offset, leader epoch)`, its metadata (null is stored as
+    /// ""), `(commit time, expiry)` in ms.
+    pub(super) fn new(
+        (offset, leader_epoch): (i64, i32),
+        metadata: Option<&StrBytes>,
+        (commit_timestamp_ms, expire_timestamp_ms): (i64, Option<i64>),
+    ) -> Self {
+        Self {
+            offset,
+            leader_epoch,
+            metadata: Some(metadata.map(|m| m.to_string()).unwrap_or_default()),
+            commit_timestamp_ms,
+            expire_timestamp_ms,
+        }
+    }
+}
+
+/// The length of offset metadata as `offset.metadata.max.bytes` limits it. Kafka:
+/// OffsetMetadataManager.isMetadataInvalid counts Java chars (UTF-16 code units), not
+/// bytes, despite the setting's name.
+pub(super) fn metadata_chars(metadata: Option<&StrBytes>) -> usize {
+    metadata.map_or(0, |m| m.encode_utf16().count())
+}
+
 /// Requested partitions per topic; `None` = every committed partition of the group.
 type Requested = Option<Vec<(String, Vec<i32>)>>;
 
-/// (topic, [(partition, offset, leader epoch, metadata)]) as OffsetFetch answers them.
-type Fetched = Vec<(String, Vec<(i32, i64, i32, String)>)>;
+/// (topic, [(partition, offset, leader epoch, metadata, error)]) as OffsetFetch answers
+/// them.
+type Fetched = Vec<(String, Vec<(i32, i64, i32, String, i16)>)>;
 
 impl Inner {
     pub(super) fn offset_commit(
@@ -135,12 +161,7 @@ impl Inner {
         for topic in &req.topics {
             let mut topic_errors = Vec::new();
             for p in &topic.partitions {
-                // Kafka: OffsetMetadataManager.isMetadataInvalid counts Java chars (UTF-16
-                // code units), not bytes, despite the setting's name.
-                let metadata_len = p
-                    .committed_metadata
-                    .as_ref()
-                    .map_or(0, |m| m.encode_utf16().count());
+                let metadata_len = metadata_chars(p.committed_metadata.as_ref());
                 let error = if !self
                     .partitions
                     .partition_exists(&topic.name, p.partition_index)
@@ -155,18 +176,11 @@ impl Inner {
                         group: group_id.clone(),
                         topic: topic.name.to_string(),
                         partition: p.partition_index,
-                        committed: CommittedOffset {
-                            offset: p.committed_offset,
-                            leader_epoch: p.committed_leader_epoch,
-                            metadata: Some(
-                                p.committed_metadata
-                                    .as_ref()
-                                    .map(|m| m.to_string())
-                                    .unwrap_or_default(),
-                            ),
-                            commit_timestamp_ms: timestamp,
-                            expire_timestamp_ms,
-                        },
+                        committed: CommittedOffset::new(
+                            (p.committed_offset, p.committed_leader_epoch),
+                            p.committed_metadata.as_ref(),
+                            (timestamp, expire_timestamp_ms),
+                        ),
                     });
                     0
                 };
@@ -190,6 +204,7 @@ impl Inner {
                             ..
                         } = r
                         {
+                            self.supersede_pending(&group_id, &topic, partition);
                             self.offsets.insert(&group_id, topic, partition, committed);
                         }
                     }
@@ -228,17 +243,25 @@ impl Inner {
     }
 
     /// Offsets of one group: the requested partitions (-1 where nothing is committed),
-    /// or every committed partition.
-    fn fetch_group(&self, group_id: &str, requested: Requested) -> Fetched {
-        let entry = |topic: &str, partition: i32| match self.offsets.get(group_id, topic, partition)
-        {
-            Some(c) => (
-                partition,
-                c.offset,
-                c.leader_epoch,
-                c.metadata.clone().unwrap_or_default(),
-            ),
-            None => (partition, -1, -1, String::new()),
+    /// or every committed partition. With `stable` (require_stable, v7+), a partition with
+    /// an offset of an open transaction is UNSTABLE_OFFSET_COMMIT (Kafka:
+    /// OffsetMetadataManager.fetchOffsets).
+    fn fetch_group(&self, group_id: &str, requested: Requested, stable: bool) -> Fetched {
+        let entry = |topic: &str, partition: i32| {
+            if stable && self.has_pending_txn_offset(group_id, topic, partition) {
+                let unstable = ResponseError::UnstableOffsetCommit.code();
+                return (partition, -1, -1, String::new(), unstable);
+            }
+            match self.offsets.get(group_id, topic, partition) {
+                Some(c) => (
+                    partition,
+                    c.offset,
+                    c.leader_epoch,
+                    c.metadata.clone().unwrap_or_default(),
+                    0,
+                ),
+                None => (partition, -1, -1, String::new(), 0),
+            }
         };
         match requested {
             Some(topics) => topics
@@ -284,16 +307,17 @@ impl Inner {
                             .collect()
                     });
                     let topics = self
-                        .fetch_group(&g.group_id, requested)
+                        .fetch_group(&g.group_id, requested, req.require_stable)
                         .into_iter()
                         .map(|(topic, rows)| {
                             OffsetFetchResponseTopics::default()
                                 .with_name(TopicName(StrBytes::from_string(topic)))
                                 .with_partitions(
                                     rows.into_iter()
-                                        .map(|(p, offset, epoch, md)| {
+                                        .map(|(p, offset, epoch, md, error)| {
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p)
+                                                .with_error_code(error)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
                                                 .with_metadata(Some(StrBytes::from_string(md)))
@@ -315,16 +339,17 @@ impl Inner {
                 .collect()
         });
         let topics = self
-            .fetch_group(&req.group_id, requested)
+            .fetch_group(&req.group_id, requested, version >= 7 && req.require_stable)
             .into_iter()
             .map(|(topic, rows)| {
                 OffsetFetchResponseTopic::default()
                     .with_name(TopicName(StrBytes::from_string(topic)))
                     .with_partitions(
                         rows.into_iter()
-                            .map(|(p, offset, epoch, md)| {
+                            .map(|(p, offset, epoch, md, error)| {
                                 OffsetFetchResponsePartition::default()
                                     .with_partition_index(p)
+                                    .with_error_code(error)
                                     .with_committed_offset(offset)
                                     .with_committed_leader_epoch(if version >= 5 {
                                         epoch

@@ -8,7 +8,8 @@
 //!   a broker of that release reports; tools such as `kafka-features.sh describe` read it).
 //! - `transaction.version` is absent: Kafka 4 finalizes 2, which makes clients use KIP-890
 //!   transactions (Produce v12 with TV2 semantics, no AddPartitionsToTxn); this broker has
-//!   no transactions at all.
+//!   the transactions of level 0/1 (AddPartitionsToTxn, EndTxn v4 and below), as a cluster
+//!   upgraded from 3.x that never raised the level.
 //! - `group.version` is absent: Kafka 4 finalizes 1 (KIP-848 consumer groups); this broker
 //!   only has classic groups (no ConsumerGroupHeartbeat).
 //! - `kraft.version`, `eligible.leader.replicas.version`, `share.version`,

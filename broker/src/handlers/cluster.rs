@@ -1,6 +1,5 @@
 //! Small cluster-level APIs: FindCoordinator (the lowest live node coordinates every
-//! group; the batched v4+ form too; transaction coordinators are refused with a fatal
-//! error), DescribeCluster (the live nodes), OffsetForLeaderEpoch (from the partition's
+//! group and transactional id; the batched v4+ form too), DescribeCluster (the live nodes), OffsetForLeaderEpoch (from the partition's
 //! leader-epoch history, on its leader), DeleteRecords (moves the log start offset, on the
 //! leader), DescribeLogDirs (the data directory and partition sizes) and InitProducerId.
 
@@ -35,18 +34,14 @@ pub fn find_coordinator(
 ) -> FindCoordinatorResponse {
     let coordinator = broker.advertise(broker.cluster.coordinator());
     let node = BrokerId(coordinator.node_id);
-    // Key type 1 (transaction): this broker has no transaction coordinator. Kafka answers
-    // TRANSACTIONAL_ID_AUTHORIZATION_FAILED when a transactional id may not be used
-    // (KafkaApis.handleFindCoordinatorRequest); clients treat it as fatal and fail at once,
-    // where a retriable code would make them retry until their timeout.
-    let error = if req.key_type == 1 {
-        ResponseError::TransactionalIdAuthorizationFailed.code()
-    } else {
+    // Kafka: KafkaApis.handleFindCoordinatorRequest — key type 0 (group) or 1
+    // (transaction); any other is INVALID_REQUEST. One node coordinates both.
+    let error = if matches!(req.key_type, 0 | 1) {
         0
+    } else {
+        ResponseError::InvalidRequest.code()
     };
-    // Says why, so that a user does not go looking for a missing ACL.
-    let message = (error != 0)
-        .then(|| StrBytes::from_static_str("Transactions are not supported by kmirror-broker."));
+    let message = (error != 0).then(|| StrBytes::from_static_str("Invalid coordinator type."));
     if version >= 4 {
         let coordinators = req
             .coordinator_keys

@@ -8,8 +8,9 @@
 //! FETCH_SESSION_ID_NOT_FOUND); OFFSET_OUT_OF_RANGE below the log start or above the log
 //! end. After the first partition with data, a partition whose next batch exceeds its
 //! limit or the room left sends nothing. A fetch with nothing to read, or a diverging
-//! epoch, is answered at once; a long poll is woken by appends and by leadership moves. There are no transactions, so the last stable offset is
-//! the high watermark. v13+ name topics by id only (UNKNOWN_TOPIC_ID for an id no topic
+//! epoch, is answered at once; a long poll is woken by appends and by leadership moves.
+//! read_committed reads whole batches below the last stable offset and names the aborted
+//! transactions the data overlaps. v13+ name topics by id only (UNKNOWN_TOPIC_ID for an id no topic
 //! has); below v10 a topic configured `compression.type=zstd` answers
 //! UNSUPPORTED_COMPRESSION_TYPE. A v12+ fetch with a `last_fetched_epoch` whose end on this
 //! leader lies before the fetch offset gets the diverging epoch instead of records
@@ -24,9 +25,9 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::{
-    EpochEndOffset, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData,
 };
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
 use crate::log::LogError;
 use crate::state::Broker;
@@ -160,15 +161,32 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> Read {
                             any_error = true;
                             break 'read read_error(p.partition, e.code());
                         }
+                        // The producers' lock first (the produce path's order), for the
+                        // last stable offset and aborted transactions as of this read.
+                        let producers = partition.producers.lock().expect("producers lock");
                         let log = partition.log.lock().expect("log lock");
                         out.high_watermark = log.log_end_offset();
                         out.log_start_offset = log.log_start_offset();
+                        // Kafka: UnifiedLog.maybeIncrementFirstUnstableOffset (not below the
+                        // log start).
+                        let last_stable = producers
+                            .txns
+                            .last_stable_offset(out.high_watermark)
+                            .max(out.log_start_offset);
                         if version >= 4 {
-                            out.last_stable_offset = out.high_watermark;
+                            out.last_stable_offset = last_stable;
                         }
-                        // Kafka: LocalLog.read (aborted transactions only for read_committed;
-                        // there are none here).
-                        out.aborted_transactions = (req.isolation_level == 1).then(Vec::new);
+                        // Kafka: Partition.fetchRecords (FetchIsolation: read_committed
+                        // reads up to the last stable offset) and LocalLog.read (aborted
+                        // transactions only for read_committed, an empty list if none).
+                        let committed = req.isolation_level == 1;
+                        let candidates = if committed {
+                            producers.txns.aborted_in(p.fetch_offset, last_stable)
+                        } else {
+                            Vec::new()
+                        };
+                        drop(producers);
+                        out.aborted_transactions = committed.then(Vec::new);
                         if version >= 12 && p.last_fetched_epoch >= 0 {
                             // The end of the fetcher's last fetched epoch on this leader,
                             // read under the log lock (the cluster module's lock order).
@@ -200,8 +218,18 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> Read {
                         if budget == 0 && !first_non_empty {
                             break 'read out;
                         }
-                        match log.read(p.fetch_offset, budget.max(1)) {
+                        let read = if committed && p.fetch_offset >= last_stable && p.fetch_offset <= out.high_watermark {
+                            Ok(Bytes::new())
+                        } else {
+                            log.read(p.fetch_offset, budget.max(1))
+                        };
+                        match read {
                             Ok(data) => {
+                                let data = if committed {
+                                    below(data, last_stable)
+                                } else {
+                                    data
+                                };
                                 let limit = p.partition_max_bytes.max(0) as usize;
                                 available += data.len().min(limit) as i64;
                                 if !data.is_empty() {
@@ -218,6 +246,22 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> Read {
                                     first_non_empty = false;
                                     remaining = remaining.saturating_sub(data.len());
                                     total += data.len() as i64;
+                                    if committed && !candidates.is_empty() {
+                                        // Kafka: UnifiedLog.collectAbortedTransactions, up to
+                                        // the end of the data read.
+                                        let upper = end_offset(&data);
+                                        out.aborted_transactions = Some(
+                                            candidates
+                                                .iter()
+                                                .filter(|a| a.first_offset < upper)
+                                                .map(|a| {
+                                                    AbortedTransaction::default()
+                                                        .with_producer_id(ProducerId(a.producer_id))
+                                                        .with_first_offset(a.first_offset)
+                                                })
+                                                .collect(),
+                                        );
+                                    }
                                     out.records = Some(data);
                                 }
                             }
@@ -366,4 +410,29 @@ fn error_partition(index: i32, error_code: i16) -> PartitionData {
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1)
         .with_records(Some(Bytes::new()))
+}
+
+/// The whole batches of `data` that start below `offset` (a read_committed read stops at
+/// the last stable offset, which is always a batch's first offset).
+fn below(data: Bytes, offset: i64) -> Bytes {
+    let mut end = 0;
+    for batch in kmirror_wire::batch::Batches::new(&data) {
+        match batch {
+            Ok(b) if b.base_offset() < offset => end += b.size_bytes(),
+            _ => break,
+        }
+    }
+    if end == data.len() {
+        data
+    } else {
+        data.slice(..end)
+    }
+}
+
+/// The offset after the last whole batch of `data`.
+fn end_offset(data: &Bytes) -> i64 {
+    kmirror_wire::batch::Batches::new(data)
+        .map_while(Result::ok)
+        .last()
+        .map_or(i64::MIN, |b| b.next_offset())
 }

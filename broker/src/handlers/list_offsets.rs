@@ -105,8 +105,34 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         out.error_code = e.code().code();
                         return out;
                     }
+                    // Kafka: Partition.fetchOffsetForTimestamp — read_committed (v2+, from
+                    // consumers, replica id -1) sees
+                    // up to the last stable offset: LATEST answers it, and a timestamp search
+                    // finding an offset at or past it answers nothing.
+                    let producers = partition.producers.lock().expect("producers lock");
                     let log = partition.log.lock().expect("log lock");
-                    match lookup(log.as_ref(), p.timestamp) {
+                    let fetchable =
+                        if version >= 2 && req.isolation_level == 1 && req.replica_id.0 == -1 {
+                            let end = log.log_end_offset();
+                            producers
+                                .txns
+                                .last_stable_offset(end)
+                                .max(log.log_start_offset())
+                        } else {
+                            log.log_end_offset()
+                        };
+                    drop(producers);
+                    let found =
+                        lookup(log.as_ref(), p.timestamp).map(|hit| match (hit, p.timestamp) {
+                            (Some(_), LATEST) => Some((-1, fetchable)),
+                            (Some((_, offset)), ts)
+                                if (ts >= 0 || ts == MAX_TIMESTAMP) && offset >= fetchable =>
+                            {
+                                None
+                            }
+                            (hit, _) => hit,
+                        });
+                    match found {
                         Ok(Some((timestamp, offset))) => {
                             out.timestamp = timestamp;
                             out.offset = offset;

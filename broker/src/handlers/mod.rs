@@ -19,6 +19,7 @@ pub mod metadata;
 pub mod not_coordinator;
 pub mod produce;
 pub mod replica_assignments;
+pub mod transactions;
 pub mod user_scram;
 
 use kafka_protocol::error::ResponseError;

@@ -127,31 +127,11 @@ impl ProducerIdManager {
     ///   current id and epoch (v3+, KIP-360); Kafka never bumps an idempotent producer's
     ///   epoch on the broker (clients bump it themselves).
     /// - Id and epoch not both -1 or both set: INVALID_REQUEST, as Kafka.
-    /// - A transactional id: TRANSACTIONAL_ID_AUTHORIZATION_FAILED (see below).
+    /// - A transactional id: not answered here (the transaction coordinator does).
     pub fn handle(&self, req: &InitProducerIdRequest, version: i16) -> InitProducerIdResponse {
-        if let Some(tid) = &req.transactional_id {
-            if tid.0.is_empty() {
-                // Kafka's TransactionCoordinator rejects an empty transactional id.
-                return error_response(ResponseError::InvalidRequest.code());
-            }
-            // This broker has no transaction coordinator. We need an error that makes every
-            // client fail fast instead of retrying until a timeout:
-            // - NOT_COORDINATOR / COORDINATOR_NOT_AVAILABLE / COORDINATOR_LOAD_IN_PROGRESS
-            //   make librdkafka and Java re-look-up the coordinator and retry forever.
-            // - librdkafka (`rd_kafka_idemp_check_error`) treats every broker error as
-            //   retriable except INVALID_TRANSACTION_TIMEOUT,
-            //   TRANSACTIONAL_ID_AUTHORIZATION_FAILED and CLUSTER_AUTHORIZATION_FAILED, so
-            //   UNSUPPORTED_VERSION or INVALID_REQUEST would also loop there.
-            // - Java's InitProducerIdHandler raises TRANSACTIONAL_ID_AUTHORIZATION_FAILED as a
-            //   fatal TransactionalIdAuthorizationException; kafkajs, sarama and kafka-python
-            //   treat it as non-retriable too.
-            // Of the fail-fast codes it is the one that names the transactional id, so the
-            // user sees that the transactional.id is what is refused.
-            tracing::warn!(
-                transactional_id = %tid.0.as_str(),
-                "InitProducerId with a transactional id refused: transactions are not supported"
-            );
-            return error_response(ResponseError::TransactionalIdAuthorizationFailed.code());
+        if req.transactional_id.is_some() {
+            // The transaction coordinator answers these (crate::transactions).
+            return error_response(ResponseError::InvalidRequest.code());
         }
 
         let (pid, epoch) = if version >= 3 {
@@ -193,8 +173,7 @@ fn error_response(code: i16) -> InitProducerIdResponse {
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
-    use kafka_protocol::messages::TransactionalId;
-    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+    use kafka_protocol::protocol::{Decodable, Encodable};
 
     use super::*;
 
@@ -345,24 +324,5 @@ mod tests {
             assert_eq!(resp.error_code, ResponseError::InvalidRequest.code());
             assert_eq!((resp.producer_id.0, resp.producer_epoch), (-1, -1));
         }
-    }
-
-    #[test]
-    fn a_transactional_id_fails_fast() {
-        let dir = tempfile::tempdir().unwrap();
-        let mgr = ProducerIdManager::open(dir.path()).unwrap();
-        let tid = |s: &'static str| Some(TransactionalId(StrBytes::from_static_str(s)));
-        for version in 0..=5 {
-            let resp = call(&mgr, &plain().with_transactional_id(tid("tx-1")), version);
-            assert_eq!(
-                resp.error_code,
-                ResponseError::TransactionalIdAuthorizationFailed.code()
-            );
-            assert_eq!((resp.producer_id.0, resp.producer_epoch), (-1, -1));
-        }
-        let resp = call(&mgr, &plain().with_transactional_id(tid("")), 1);
-        assert_eq!(resp.error_code, ResponseError::InvalidRequest.code());
-        // No id was consumed by the refusals.
-        assert_eq!(mgr.allocate().unwrap(), 0);
     }
 }

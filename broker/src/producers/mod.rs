@@ -1,10 +1,12 @@
-//! Idempotent-producer state (KIP-98 without transactions).
+//! Idempotent and transactional producer state of partitions (KIP-98).
 //!
 //! - [`ProducerIdManager`] hands out producer ids, persisted in blocks so an id is never
 //!   reused after a restart, and answers `InitProducerId`.
 //! - [`PartitionProducerState`] keeps, per partition, each producer's epoch and the
 //!   metadata of its last [`NUM_BATCHES_TO_RETAIN`] batches, validates sequence numbers
 //!   (Kafka's `ProducerAppendInfo` order) and detects retried duplicates.
+//! - [`txn::PartitionTxns`] keeps, per partition, the open transactions (the last stable
+//!   offset) and the aborted ones (what read_committed fetches are told to drop).
 //! - [`snapshot`] serialises that state so a restart only replays the log after the
 //!   snapshot offset.
 //!
@@ -28,6 +30,7 @@
 pub mod ids;
 pub mod snapshot;
 pub mod state;
+pub mod txn;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -5,21 +5,25 @@
 //! end (the log lost its unflushed tail) or below its start, discard the snapshot and
 //! rebuild from the log.
 //!
-//! Layout (big-endian): `"KMPS" | version u16 = 1 | snapshot_offset i64 | count u32 |
+//! Layout (big-endian): `"KMPS" | version u16 = 2 | snapshot_offset i64 | count u32 |
 //! count × (producer_id i64 | epoch i16 | last_update_ms i64 | n u8 | n × (first_seq i32 |
-//! last_seq i32 | first_offset i64 | last_offset i64 | timestamp i64)) | crc32c u32`, the
-//! CRC-32C covering every byte before it. Entries are sorted by producer id.
+//! last_seq i32 | first_offset i64 | last_offset i64 | timestamp i64)) | open u32 | open ×
+//! (producer_id i64 | first_offset i64) | aborted u32 | aborted × (producer_id i64 |
+//! first_offset i64 | last_offset i64) | crc32c u32`, the CRC-32C covering every byte
+//! before it. Entries are sorted by producer id. Version 1 (no transaction sections) is
+//! still read.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::Path;
 
 use super::state::{BatchMetadata, PartitionProducerState, ProducerEntry};
+use super::txn::{AbortedTxn, PartitionTxns};
 use super::NUM_BATCHES_TO_RETAIN;
 use crate::fsutil::write_atomic;
 
 const MAGIC: &[u8; 4] = b"KMPS";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 const HEADER_LEN: usize = 4 + 2 + 8 + 4;
 const ENTRY_LEN: usize = 8 + 2 + 8 + 1;
 const BATCH_LEN: usize = 4 + 4 + 8 + 8 + 8;
@@ -72,6 +76,36 @@ impl Reader<'_> {
     }
 }
 
+/// The transaction sections of a version 2 snapshot.
+fn read_txns(r: &mut Reader<'_>) -> Result<PartitionTxns, SnapshotError> {
+    let open = r.u32()? as usize;
+    if open > r.buf.len() / 16 {
+        return Err(SnapshotError::Malformed(
+            "open transaction count exceeds the size",
+        ));
+    }
+    let mut ongoing = HashMap::with_capacity(open);
+    for _ in 0..open {
+        let pid = r.i64()?;
+        ongoing.insert(pid, r.i64()?);
+    }
+    let aborted = r.u32()? as usize;
+    if aborted > r.buf.len() / 24 {
+        return Err(SnapshotError::Malformed(
+            "aborted transaction count exceeds the size",
+        ));
+    }
+    let mut list = Vec::with_capacity(aborted);
+    for _ in 0..aborted {
+        list.push(AbortedTxn {
+            producer_id: r.i64()?,
+            first_offset: r.i64()?,
+            last_offset: r.i64()?,
+        });
+    }
+    Ok(PartitionTxns::from_parts(ongoing, list))
+}
+
 impl PartitionProducerState {
     /// Serialises the state, taken when the log end offset is `log_end_offset` (call it
     /// under the partition lock so state and offset match).
@@ -98,6 +132,19 @@ impl PartitionProducerState {
                 out.extend_from_slice(&b.timestamp.to_be_bytes());
             }
         }
+        let open = self.txns.ongoing();
+        out.extend_from_slice(&(open.len() as u32).to_be_bytes());
+        for (pid, first) in open {
+            out.extend_from_slice(&pid.to_be_bytes());
+            out.extend_from_slice(&first.to_be_bytes());
+        }
+        let aborted = self.txns.aborted();
+        out.extend_from_slice(&(aborted.len() as u32).to_be_bytes());
+        for a in aborted {
+            out.extend_from_slice(&a.producer_id.to_be_bytes());
+            out.extend_from_slice(&a.first_offset.to_be_bytes());
+            out.extend_from_slice(&a.last_offset.to_be_bytes());
+        }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
@@ -119,7 +166,7 @@ impl PartitionProducerState {
         }
         let mut r = Reader { buf: &body[4..] };
         let version = r.u16()?;
-        if version != VERSION {
+        if version != VERSION && version != 1 {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let offset = r.i64()?;
@@ -155,10 +202,15 @@ impl PartitionProducerState {
                 return Err(SnapshotError::Malformed("duplicate producer id"));
             }
         }
+        let txns = if version >= 2 {
+            read_txns(&mut r)?
+        } else {
+            PartitionTxns::default()
+        };
         if !r.buf.is_empty() {
             return Err(SnapshotError::Malformed("trailing bytes"));
         }
-        Ok((Self::from_entries(producers, expiration_ms), offset))
+        Ok((Self::from_entries(producers, expiration_ms, txns), offset))
     }
 
     /// Writes [`Self::snapshot`] to `path` atomically and durably.
@@ -237,6 +289,42 @@ mod tests {
     }
 
     #[test]
+    fn open_and_aborted_transactions_round_trip() {
+        let mut txns = PartitionTxns::default();
+        let mut open = batch(9, 0, 0, 2, 0, 1);
+        open[21..23]
+            .copy_from_slice(&kmirror_wire::batch::attributes(0, false, true).to_be_bytes());
+        kmirror_wire::batch::update_crc(&mut open);
+        let mut aborted = open.clone();
+        aborted[43..51].copy_from_slice(&4i64.to_be_bytes());
+        kmirror_wire::batch::update_crc(&mut aborted);
+        txns.on_batch(&view(&aborted));
+        let mut abort =
+            crate::transactions::markers::marker_batch(4, 0, super::super::txn::ABORT, 0).to_vec();
+        set_base_offset(&mut abort, 3);
+        txns.on_batch(&view(&abort));
+        set_base_offset(&mut open, 4);
+        txns.on_batch(&view(&open));
+        let state = PartitionProducerState::from_entries(HashMap::new(), 5_000, txns.clone());
+        let (restored, _) = PartitionProducerState::restore(&state.snapshot(6), 5_000).unwrap();
+        assert_eq!(restored.txns, txns);
+        assert_eq!(restored.txns.last_stable_offset(6), 4);
+        assert_eq!(restored.txns.aborted().len(), 1);
+    }
+
+    #[test]
+    fn a_version_1_snapshot_is_read_without_transactions() {
+        let (state, _) = sample_state();
+        let mut v1 = state.snapshot(28);
+        v1.truncate(v1.len() - 4 - 8);
+        v1[4..6].copy_from_slice(&1u16.to_be_bytes());
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_be_bytes());
+        let (restored, offset) = PartitionProducerState::restore(&v1, 5_000).unwrap();
+        assert_eq!((restored.len(), offset), (2, 28));
+    }
+
+    #[test]
     fn an_empty_state_round_trips() {
         let state = PartitionProducerState::default();
         let (restored, offset) = PartitionProducerState::restore(&state.snapshot(0), 1).unwrap();
@@ -265,13 +353,13 @@ mod tests {
             Err(SnapshotError::Malformed(_))
         ));
         // A future version with a valid checksum.
-        let mut v2 = bytes[..bytes.len() - 4].to_vec();
-        v2[4..6].copy_from_slice(&2u16.to_be_bytes());
-        let crc = crc32c::crc32c(&v2);
-        v2.extend_from_slice(&crc.to_be_bytes());
+        let mut v3 = bytes[..bytes.len() - 4].to_vec();
+        v3[4..6].copy_from_slice(&3u16.to_be_bytes());
+        let crc = crc32c::crc32c(&v3);
+        v3.extend_from_slice(&crc.to_be_bytes());
         assert!(matches!(
-            PartitionProducerState::restore(&v2, 1),
-            Err(SnapshotError::UnsupportedVersion(2))
+            PartitionProducerState::restore(&v3, 1),
+            Err(SnapshotError::UnsupportedVersion(3))
         ));
     }
 

@@ -20,6 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use kafka_protocol::error::ResponseError;
 use kmirror_wire::batch::BatchView;
 
+use super::txn::PartitionTxns;
 use super::{NO_PRODUCER_EPOCH, NO_SEQUENCE, NUM_BATCHES_TO_RETAIN};
 
 /// How often (at most) `record` sweeps expired producers out of memory.
@@ -157,6 +158,8 @@ pub struct PartitionProducerState {
     producers: HashMap<i64, ProducerEntry>,
     expiration_ms: i64,
     last_sweep_ms: i64,
+    /// Open and aborted transactions (kept whether or not their producers expire).
+    pub txns: PartitionTxns,
 }
 
 impl Default for PartitionProducerState {
@@ -173,14 +176,20 @@ impl PartitionProducerState {
             producers: HashMap::new(),
             expiration_ms,
             last_sweep_ms: i64::MIN,
+            txns: PartitionTxns::default(),
         }
     }
 
-    pub(crate) fn from_entries(producers: HashMap<i64, ProducerEntry>, expiration_ms: i64) -> Self {
+    pub(crate) fn from_entries(
+        producers: HashMap<i64, ProducerEntry>,
+        expiration_ms: i64,
+        txns: PartitionTxns,
+    ) -> Self {
         Self {
             producers,
             expiration_ms,
             last_sweep_ms: i64::MIN,
+            txns,
         }
     }
 
@@ -250,6 +259,7 @@ impl PartitionProducerState {
     /// (the buffer as patched by `PartitionLog::append`). Does not validate: call it only
     /// for batches that passed [`Self::check`] and were appended, in offset order.
     pub fn record(&mut self, batch: &BatchView<'_>, now_ms: i64) {
+        self.txns.on_batch(batch);
         let pid = batch.producer_id();
         if pid < 0 {
             return;
@@ -293,6 +303,7 @@ impl PartitionProducerState {
     /// Forgets everything (log truncated to empty, topic recreated).
     pub fn clear(&mut self) {
         self.producers.clear();
+        self.txns.clear();
     }
 }
 

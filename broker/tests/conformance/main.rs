@@ -28,6 +28,7 @@ mod produce;
 mod request_shape;
 mod topic_limits;
 mod topics;
+mod transactions;
 mod user_scram;
 mod versions;
 
@@ -52,5 +53,6 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(user_scram::rows());
     rows.extend(authz::rows());
     rows.extend(groups::rows());
+    rows.extend(transactions::rows());
     harness::run(rows).await;
 }

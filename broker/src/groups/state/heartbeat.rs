@@ -95,6 +95,38 @@ impl Group {
         (errors, out)
     }
 
+    /// Who commits, by the checks OffsetCommit and TxnOffsetCommit share (Kafka:
+    /// ClassicGroup.validateOffsetCommit): a simple commit to an Empty group (generation
+    /// below 0, accepted before any member check), a member (its id, instance and
+    /// generation checked), or no member named.
+    fn committer(
+        &self,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Result<Committer, i16> {
+        use ResponseError as E;
+        if self.state == GroupState::Dead {
+            return Err(code(E::CoordinatorNotAvailable));
+        }
+        if generation_id < 0 && self.state == GroupState::Empty {
+            return Ok(Committer::Simple);
+        }
+        if generation_id < 0 && member_id.is_empty() && group_instance_id.is_none() {
+            return Ok(Committer::Unnamed);
+        }
+        if self.is_static_member_fenced(group_instance_id, member_id) {
+            return Err(code(E::FencedInstanceId));
+        }
+        if !self.has_member(member_id) {
+            return Err(code(E::UnknownMemberId));
+        }
+        if generation_id != self.generation {
+            return Err(code(E::IllegalGeneration));
+        }
+        Ok(Committer::Member)
+    }
+
     /// Checks an OffsetCommit against the group (Kafka's `validateOffsetCommit` plus the
     /// state rules); a valid member commit also counts as a heartbeat.
     pub fn validate_offset_commit(
@@ -105,27 +137,13 @@ impl Group {
         group_instance_id: Option<&str>,
     ) -> Result<(), i16> {
         use ResponseError as E;
-        if self.state == GroupState::Dead {
-            return Err(code(E::CoordinatorNotAvailable));
-        }
-        // Kafka: ClassicGroup.validateOffsetCommit (generation < 0 on an Empty group is a
-        // simple commit, accepted before any member check)
-        if generation_id < 0 && self.state == GroupState::Empty {
-            return Ok(());
-        }
-        if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
-            if self.is_static_member_fenced(group_instance_id, member_id) {
-                return Err(code(E::FencedInstanceId));
-            }
-            if !self.has_member(member_id) {
-                return Err(code(E::UnknownMemberId));
-            }
-            if generation_id != self.generation {
-                return Err(code(E::IllegalGeneration));
-            }
-        } else if self.state != GroupState::Empty {
+        match self.committer(generation_id, member_id, group_instance_id)? {
+            Committer::Simple => return Ok(()),
             // Only members may commit to a group that has members.
-            return Err(code(E::UnknownMemberId));
+            Committer::Unnamed if self.state != GroupState::Empty => {
+                return Err(code(E::UnknownMemberId))
+            }
+            Committer::Unnamed | Committer::Member => {}
         }
         match self.state {
             GroupState::CompletingRebalance => Err(code(E::RebalanceInProgress)),
@@ -139,4 +157,24 @@ impl Group {
             GroupState::Empty | GroupState::Dead => Ok(()),
         }
     }
+
+    /// Checks a TxnOffsetCommit against the group: the member checks only, no rebalance or
+    /// membership-state rules (Kafka: ClassicGroup.validateOffsetCommit with
+    /// isTransactional).
+    pub fn validate_txn_offset_commit(
+        &self,
+        generation_id: i32,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> Result<(), i16> {
+        self.committer(generation_id, member_id, group_instance_id)
+            .map(|_| ())
+    }
+}
+
+/// Who an offset commit comes from ([`Group::committer`]).
+enum Committer {
+    Simple,
+    Member,
+    Unnamed,
 }

@@ -11,7 +11,8 @@
 //! A partition listed more than once is appended once and answered once ([`keyed`]).
 //! A request with compressed batches is validated and appended with the runtime worker's
 //! other tasks handed on, so decompression does not stall other connections.
-//! Transactions (KIP-890 verification, INVALID_TXN_STATE) are not implemented.
+//! Transactional batches must belong to the producer's open transaction in that partition
+//! ([`transaction_check`]).
 
 use kmirror_wire::codec;
 pub mod keyed;
@@ -173,8 +174,15 @@ fn append_all(
                     return Err(((ResponseError::InvalidRequiredAcks, acks).into(), -1));
                 }
                 let rules = rules.as_ref().expect("rules exist for a resolved topic");
-                append(broker, (&topic, &partition), rules, (batch, req.acks), now)
-                    .map_err(|f| refused_by_append(f, &partition))
+                let transactional_id = req.transactional_id.as_ref().map(|t| t.0.as_str());
+                append(
+                    broker,
+                    (&topic, &partition),
+                    rules,
+                    (batch, req.acks, transactional_id),
+                    (version, now),
+                )
+                .map_err(|f| refused_by_append(f, &partition))
             });
             match (last_invalid, appended) {
                 (Some(failure), _) => Err((failure, -1)),
@@ -341,12 +349,67 @@ pub fn has_error(resp: &ProduceResponse) -> bool {
         .any(|p| p.error_code != 0)
 }
 
+/// A transactional batch goes only to a partition of its producer's open transaction:
+/// from Kafka 3.6 (`transaction.partition.verification.enable`, KIP-890) the leader asks
+/// the coordinator unless the producer already has a transaction open in the partition
+/// (Kafka: UnifiedLog.maybeStartTransactionVerification), and maps its answer
+/// (AddPartitionsToTxnManager, ReplicaManager.postVerificationCallback): not in the
+/// transaction INVALID_TXN_STATE (TRANSACTION_ABORTABLE from Produce v11), fenced
+/// INVALID_PRODUCER_EPOCH, ending NOT_ENOUGH_REPLICAS. A producer with a transaction open
+/// here may not write outside it (Kafka: ProducerAppendInfo, "Expected transactional
+/// write"): INVALID_TXN_STATE. Checked under the partition's producers lock, so a marker
+/// cannot slip between the check and the append.
+fn transaction_check(
+    broker: &Broker,
+    producers: &crate::producers::PartitionProducerState,
+    view: &BatchView<'_>,
+    (transactional_id, version): (Option<&str>, i16),
+    (topic, index): (&str, i32),
+) -> Result<(), Failure> {
+    let pid = view.producer_id();
+    let open_here = pid >= 0 && producers.txns.is_ongoing(pid);
+    if !view.is_transactional() {
+        if open_here {
+            let why =
+                format!("Expected a transactional write from producer {pid} in {topic}-{index}.");
+            return Err((ResponseError::InvalidTxnState, why).into());
+        }
+        return Ok(());
+    }
+    let verifies = broker.versions.release() >= crate::versions::KafkaRelease::V3_6;
+    if open_here || !verifies {
+        return Ok(());
+    }
+    let producer = crate::transactions::Producer {
+        transactional_id: transactional_id.unwrap_or_default(),
+        producer_id: pid,
+        producer_epoch: view.producer_epoch(),
+    };
+    broker
+        .transactions
+        .verify(producer, (topic, index))
+        .map_err(|e| {
+            let code = match e {
+                ResponseError::TransactionAbortable if version < 11 => {
+                    ResponseError::InvalidTxnState
+                }
+                ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+                ResponseError::ConcurrentTransactions => ResponseError::NotEnoughReplicas,
+                other => other,
+            };
+            let why = format!(
+                "Partition {topic}-{index} was not added to the transaction of producer {pid}."
+            );
+            (code, why).into()
+        })
+}
+
 fn append(
     broker: &Broker,
     (topic, partition): (&Topic, &crate::topics::Partition),
     rules: &TopicRules,
-    (batch, acks): (&[u8], i16),
-    now: i64,
+    (batch, acks, transactional_id): (&[u8], i16, Option<&str>),
+    (version, now): (i16, i64),
 ) -> Result<Appended, Failure> {
     let index = partition.index;
     let not_leader = |e: crate::cluster::LeaderError| (e.code(), e.to_string());
@@ -378,6 +441,13 @@ fn append(
     let mut producers = partition.producers.lock().expect("producers lock");
     let view =
         BatchView::parse(&owned, 0).map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
+    transaction_check(
+        broker,
+        &producers,
+        &view,
+        (transactional_id, version),
+        (&topic.name, index),
+    )?;
     let check = producers.check(&view, now).map_err(|code| {
         let err = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
         (

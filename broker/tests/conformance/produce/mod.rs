@@ -1,12 +1,13 @@
 //! Produce rules (LogValidator, UnifiedLog, ProduceRequest, KafkaApis.handleProduceRequest,
-//! ReplicaManager.appendRecords), and FindCoordinator for transactions. Batches are built
+//! ReplicaManager.appendRecords), and FindCoordinator for groups. Batches are built
 //! byte by byte ([`support::Spec`]) so that each row can break exactly one rule.
 
 mod duplicates;
 mod idempotence;
 mod record_errors;
-mod support;
+pub(crate) mod support;
 
+use crate::admin::row;
 use crate::common;
 use crate::harness::{Got, Row};
 use support::*;
@@ -14,21 +15,6 @@ use support::*;
 const INVALID_RECORD: Got = Got::Code(87);
 const INVALID_TIMESTAMP: Got = Got::Code(32);
 const OK: Got = Got::Code(0);
-
-macro_rules! row {
-    ($rule:expr, $kafka:expr, $expect:expr, |$ctx:ident| $body:expr) => {
-        row!($rule, $kafka, $expect, None, |$ctx| $body)
-    };
-    ($rule:expr, $kafka:expr, $expect:expr, $config:expr, |$ctx:ident| $body:expr) => {
-        Row {
-            rule: $rule,
-            kafka: $kafka,
-            expect: $expect,
-            config: $config,
-            run: |$ctx| Box::pin(async move { $body }),
-        }
-    };
-}
 
 pub fn rows() -> Vec<Row> {
     let mut rows = batch_rows();
@@ -456,18 +442,6 @@ fn request_rows() -> Vec<Row> {
                 9
             )
             .await
-        ),
-        row!(
-            "FindCoordinator v3: key type TRANSACTION fails fatally",
-            "KafkaApis.handleFindCoordinatorRequest",
-            Got::Code(53),
-            |ctx| find_coordinator(&ctx, 1, 3).await
-        ),
-        row!(
-            "FindCoordinator v4: key type TRANSACTION fails fatally",
-            "KafkaApis.handleFindCoordinatorRequest",
-            Got::Code(53),
-            |ctx| find_coordinator(&ctx, 1, 4).await
         ),
         row!(
             "FindCoordinator v4: key type GROUP",

@@ -1,0 +1,139 @@
+//! Authorization of the transaction APIs. Kafka: KafkaApis.handleInitProducerIdRequest
+//! (in [`super::topics`]), handleAddPartitionsToTxnRequest and handleEndTxnRequest: WRITE
+//! on the transactional id, else TRANSACTIONAL_ID_AUTHORIZATION_FAILED for the whole
+//! request; AddPartitionsToTxn then needs WRITE on each topic (TOPIC_AUTHORIZATION_FAILED)
+//! and an existing partition (UNKNOWN_TOPIC_OR_PARTITION), and with any partition refused
+//! adds none (the others OPERATION_NOT_ATTEMPTED).
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::*;
+
+use super::Guard;
+use crate::acl::{op, resource};
+use crate::handlers::transactions as handlers;
+use crate::state::Broker;
+
+/// Kafka: KafkaApis.handleAddPartitionsToTxnRequest (v0-3).
+pub fn add_partitions_to_txn(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: AddPartitionsToTxnRequest,
+    version: i16,
+) -> AddPartitionsToTxnResponse {
+    let id = req.v3_and_below_transactional_id.0.as_str();
+    if !g.allows(op::WRITE, resource::TRANSACTIONAL_ID, id) {
+        let denied = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return handlers::answer(&req, |_, _| denied);
+    }
+    let mut refused = Vec::new();
+    for t in &req.v3_and_below_topics {
+        let name = t.name.0.as_str();
+        let allowed = g.allows_topic(op::WRITE, name);
+        let topic = broker.topics.get(name);
+        for p in &t.partitions {
+            let code = if !allowed {
+                Some(ResponseError::TopicAuthorizationFailed)
+            } else if topic.as_ref().and_then(|t| t.partition(*p)).is_none() {
+                Some(ResponseError::UnknownTopicOrPartition)
+            } else {
+                None
+            };
+            if let Some(code) = code {
+                refused.push((name.to_string(), *p, code));
+            }
+        }
+    }
+    handlers::add_partitions_to_txn(broker, &req, version, &refused)
+}
+
+/// Kafka: KafkaApis.handleEndTxnRequest.
+pub async fn end_txn(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: EndTxnRequest,
+    version: i16,
+) -> EndTxnResponse {
+    if !g.allows(
+        op::WRITE,
+        resource::TRANSACTIONAL_ID,
+        req.transactional_id.0.as_str(),
+    ) {
+        return EndTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    handlers::end_txn(broker, &req, version).await
+}
+
+/// Kafka: KafkaApis.handleAddOffsetsToTxnRequest (WRITE on the transactional id, then
+/// READ on the group: GROUP_AUTHORIZATION_FAILED).
+pub fn add_offsets_to_txn(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: AddOffsetsToTxnRequest,
+    version: i16,
+) -> AddOffsetsToTxnResponse {
+    let code = if !g.allows(
+        op::WRITE,
+        resource::TRANSACTIONAL_ID,
+        req.transactional_id.0.as_str(),
+    ) {
+        ResponseError::TransactionalIdAuthorizationFailed.code()
+    } else if !g.allows_group(op::READ, req.group_id.0.as_str()) {
+        ResponseError::GroupAuthorizationFailed.code()
+    } else {
+        return handlers::add_offsets_to_txn(broker, &req, version);
+    };
+    AddOffsetsToTxnResponse::default().with_error_code(code)
+}
+
+/// Kafka: KafkaApis.handleTxnOffsetCommitRequest (WRITE on the transactional id, READ on
+/// the group: every partition refused; then READ on each topic and an existing partition;
+/// COORDINATOR_LOAD_IN_PROGRESS is COORDINATOR_NOT_AVAILABLE below v2).
+pub fn txn_offset_commit(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: TxnOffsetCommitRequest,
+    version: i16,
+) -> TxnOffsetCommitResponse {
+    let all = if !g.allows(
+        op::WRITE,
+        resource::TRANSACTIONAL_ID,
+        req.transactional_id.0.as_str(),
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !g.allows_group(op::READ, req.group_id.0.as_str()) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else if std::time::Instant::now() < broker.groups_loading_until {
+        Some(if version < 2 {
+            ResponseError::CoordinatorNotAvailable
+        } else {
+            ResponseError::CoordinatorLoadInProgress
+        })
+    } else {
+        None
+    };
+    if let Some(e) = all {
+        return handlers::txn_offset_answer(&req, |_, _| e.code());
+    }
+    let readable: std::collections::HashSet<String> = req
+        .topics
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .filter(|t| g.allows_topic(op::READ, t))
+        .collect();
+    let refused = |topic: &str, partition: i32| {
+        if !readable.contains(topic) {
+            Some(ResponseError::TopicAuthorizationFailed.code())
+        } else if broker
+            .topics
+            .get(topic)
+            .and_then(|t| t.partition(partition))
+            .is_none()
+        {
+            Some(ResponseError::UnknownTopicOrPartition.code())
+        } else {
+            None
+        }
+    };
+    handlers::txn_offset_commit(broker, &req, version, &refused)
+}

@@ -1,0 +1,173 @@
+use super::*;
+
+const ID: &str = "tx";
+
+fn ready(c: &Coordinator, expected: (i64, i16)) -> (i64, i16) {
+    let mut next = 100;
+    match c.init(ID, 60_000, expected, 0, || {
+        next += 1;
+        Ok(next)
+    }) {
+        Ok(Init::Ready {
+            producer_id,
+            producer_epoch,
+        }) => (producer_id, producer_epoch),
+        other => panic!("not ready: {other:?}"),
+    }
+}
+
+fn producer(pid: i64, epoch: i16) -> Producer<'static> {
+    Producer {
+        transactional_id: ID,
+        producer_id: pid,
+        producer_epoch: epoch,
+    }
+}
+
+fn partitions() -> Vec<(String, i32)> {
+    vec![("t".to_string(), 0), ("t".to_string(), 1)]
+}
+
+#[test]
+fn a_new_id_starts_at_epoch_0_and_each_init_bumps_it() {
+    let c = Coordinator::default();
+    assert_eq!(ready(&c, (-1, -1)), (101, 0));
+    assert_eq!(ready(&c, (-1, -1)), (101, 1));
+    // KIP-360: naming the current id and epoch bumps it; naming another is fenced.
+    assert_eq!(ready(&c, (101, 1)), (101, 2));
+    assert_eq!(
+        c.init(ID, 60_000, (101, 1), 0, || Ok(7)),
+        Err(ResponseError::ProducerFenced)
+    );
+}
+
+#[test]
+fn timeouts_above_the_maximum_and_empty_ids_are_refused() {
+    let c = Coordinator::default();
+    for timeout in [0, -1, MAX_TIMEOUT_MS + 1] {
+        assert_eq!(
+            c.init(ID, timeout, (-1, -1), 0, || Ok(1)),
+            Err(ResponseError::InvalidTransactionTimeout)
+        );
+    }
+    assert_eq!(
+        c.init("", 1_000, (-1, -1), 0, || Ok(1)),
+        Err(ResponseError::InvalidRequest)
+    );
+}
+
+#[test]
+fn a_transaction_runs_from_its_first_partition_to_its_markers() {
+    let c = Coordinator::default();
+    let (pid, epoch) = ready(&c, (-1, -1));
+    let p = producer(pid, epoch);
+    assert_eq!(
+        c.verify(p, ("t", 0)),
+        Err(ResponseError::TransactionAbortable)
+    );
+    c.add_partitions(p, partitions(), 5).unwrap();
+    assert_eq!(c.verify(p, ("t", 0)), Ok(()));
+    assert_eq!(
+        c.verify(p, ("t", 2)),
+        Err(ResponseError::TransactionAbortable)
+    );
+    let End::Write(markers) = c.end(p, true).unwrap() else {
+        panic!("no markers")
+    };
+    assert!(markers.commit);
+    assert_eq!(markers.partitions.len(), 2);
+    // While the markers are written: no writes, no new partitions, no other result.
+    assert_eq!(
+        c.verify(p, ("t", 0)),
+        Err(ResponseError::ConcurrentTransactions)
+    );
+    assert_eq!(
+        c.add_partitions(p, partitions(), 6),
+        Err(ResponseError::ConcurrentTransactions)
+    );
+    assert_eq!(c.end(p, true), Err(ResponseError::ConcurrentTransactions));
+    assert_eq!(c.end(p, false), Err(ResponseError::InvalidTxnState));
+    c.complete(&markers);
+    // A retried commit succeeds; an abort of the committed transaction does not.
+    assert_eq!(c.end(p, true), Ok(End::Done));
+    assert_eq!(c.end(p, false), Err(ResponseError::InvalidTxnState));
+    assert_eq!(c.get(ID).unwrap().state, TxnState::CompleteCommit);
+}
+
+#[test]
+fn ending_without_a_transaction_or_with_a_stale_producer_is_refused() {
+    let c = Coordinator::default();
+    let (pid, epoch) = ready(&c, (-1, -1));
+    assert_eq!(
+        c.end(producer(pid, epoch), true),
+        Err(ResponseError::InvalidTxnState)
+    );
+    assert_eq!(
+        c.end(producer(pid + 1, epoch), true),
+        Err(ResponseError::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        c.end(producer(pid, epoch + 1), false),
+        Err(ResponseError::ProducerFenced)
+    );
+    let other = Producer {
+        transactional_id: "unknown",
+        producer_id: pid,
+        producer_epoch: epoch,
+    };
+    assert_eq!(
+        c.add_partitions(other, partitions(), 0),
+        Err(ResponseError::InvalidProducerIdMapping)
+    );
+}
+
+#[test]
+fn init_fences_an_open_transaction_by_aborting_it_at_a_new_epoch() {
+    let c = Coordinator::default();
+    let (pid, epoch) = ready(&c, (-1, -1));
+    c.add_partitions(producer(pid, epoch), partitions(), 0)
+        .unwrap();
+    let Ok(Init::Fenced(markers)) = c.init(ID, 60_000, (-1, -1), 1, || Ok(9)) else {
+        panic!("not fenced")
+    };
+    assert!(!markers.commit);
+    assert_eq!(markers.producer_epoch, epoch + 1);
+    // The old producer is fenced from now on.
+    assert_eq!(
+        c.end(producer(pid, epoch), true),
+        Err(ResponseError::ProducerFenced)
+    );
+    // Until the abort is written, InitProducerId is asked to come back.
+    assert_eq!(
+        c.init(ID, 60_000, (-1, -1), 1, || Ok(9)),
+        Err(ResponseError::ConcurrentTransactions)
+    );
+    c.complete(&markers);
+    assert_eq!(ready(&c, (-1, -1)), (pid, epoch + 2));
+}
+
+#[test]
+fn transactions_past_their_timeout_are_fenced_and_aborted() {
+    let c = Coordinator::default();
+    let (pid, epoch) = ready(&c, (-1, -1));
+    c.add_partitions(producer(pid, epoch), partitions(), 1_000)
+        .unwrap();
+    assert!(c.expire(61_000).is_empty());
+    let expired = c.expire(61_001);
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].producer_epoch, epoch + 1);
+    assert!(!expired[0].commit);
+    c.complete(&expired[0]);
+    assert_eq!(
+        c.add_partitions(producer(pid, epoch), partitions(), 62_000),
+        Err(ResponseError::ProducerFenced)
+    );
+}
+
+#[test]
+fn an_exhausted_epoch_gets_a_fresh_producer_id() {
+    let c = Coordinator::default();
+    ready(&c, (-1, -1));
+    c.txns.lock().unwrap().get_mut(ID).unwrap().producer_epoch = i16::MAX - 1;
+    assert_eq!(ready(&c, (-1, -1)), (101, 0));
+}

@@ -1,0 +1,91 @@
+//! Transactions (KIP-98, transaction.version 0/1): the coordinator of every transactional
+//! id ([`coordinator`]), the markers that end a transaction in its partitions
+//! ([`markers`]), and the steps that join the two: ending a transaction, fencing one at
+//! InitProducerId, the timeout sweep and, at start, aborting transactions no coordinator
+//! knows any more.
+//!
+//! The partitions' side (open transactions, the last stable offset, aborted ranges) is
+//! [`crate::producers::txn`]. Not here: the coordinator's state does not survive a restart
+//! (Kafka keeps it in `__transaction_state`), so transactions open at a restart are
+//! aborted (with the offsets they held for groups); transaction.version 2 (KIP-890's second part), which ApiVersions does not finalize.
+
+pub mod coordinator;
+pub mod markers;
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use coordinator::{Coordinator, End, Init, Markers, Producer, TxnState};
+
+use crate::state::{now_ms, Broker};
+
+/// How often open transactions are checked against their timeout (Kafka:
+/// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s).
+pub const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Writes a step's markers and completes the transaction.
+pub async fn finish(broker: &Broker, markers: &Markers) {
+    if let Err(e) = markers::write(broker, markers).await {
+        tracing::error!(transactional_id = %markers.transactional_id, error = %e, "A transaction ended without all its markers.");
+    }
+    if !markers.groups.is_empty() {
+        broker
+            .groups
+            .complete_txn_offsets(markers.producer_id, markers.commit);
+    }
+    broker.transactions.complete(markers);
+    tracing::debug!(transactional_id = %markers.transactional_id, producer_id = markers.producer_id, commit = markers.commit, partitions = markers.partitions.len(), "Transaction ended.");
+}
+
+/// Aborts open transactions older than their timeout, every `interval`, until shutdown.
+pub async fn sweep_timeouts(broker: &Broker, interval: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                for markers in broker.transactions.expire(now_ms()) {
+                    tracing::info!(transactional_id = %markers.transactional_id, producer_id = markers.producer_id, "Aborting a transaction past its timeout.");
+                    finish(broker, &markers).await;
+                }
+            }
+        }
+    }
+}
+
+/// At start: aborts every transaction a partition holds open, since the coordinator that
+/// began it is gone with the last process. Kafka's coordinator would still know it and
+/// end it (at the latest at its timeout); a consumer sees the same outcome, an abort.
+pub async fn abort_orphans(broker: &Broker) {
+    for partition in broker.topics.all_partitions() {
+        let open = partition
+            .producers
+            .lock()
+            .expect("producers lock")
+            .txns
+            .ongoing();
+        for (producer_id, first_offset) in open {
+            let epoch = partition
+                .producers
+                .lock()
+                .expect("producers lock")
+                .entries()
+                .find(|(pid, _)| *pid == producer_id)
+                .map_or(0, |(_, e)| e.epoch)
+                .max(0);
+            tracing::warn!(topic = %partition.topic, partition = partition.index, producer_id, first_offset, "Aborting a transaction left open by the last run.");
+            let markers = Markers {
+                transactional_id: format!("(left open, producer {producer_id})"),
+                producer_id,
+                producer_epoch: epoch,
+                commit: false,
+                partitions: [(partition.topic.clone(), partition.index)].into(),
+                groups: Default::default(),
+            };
+            if let Err(e) = markers::write(broker, &markers).await {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "Cannot abort a transaction left open.");
+            }
+        }
+    }
+}

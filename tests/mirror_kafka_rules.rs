@@ -26,7 +26,7 @@ use kmirror::client::{ClientConfig, ClusterClient};
 use kmirror_wire::backoff::BackoffConfig;
 use kmirror_wire::batch::Batches;
 use kmirror_wire::messenger::MessengerConfig;
-use support::topics::{flow, read, wait_records};
+use support::topics::{flow, read, translate, wait_records};
 use support::*;
 
 /// Each batch of a partition of `topic` as `(bytes, attributes)` (raw Fetch, nothing
@@ -423,26 +423,7 @@ fn a_compacted_source_with_offset_gaps_and_empty_batches_is_mirrored_record_for_
     // 22 -> 9, 25-31 -> 10-16.
     let config = config.to_str().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let translate = |offset: i64| -> (String, i64) {
-        let out = kmirror_ok(&[
-            "offsets",
-            config,
-            "--flow",
-            "rules",
-            "--topic",
-            "compacted",
-            "--partition",
-            "0",
-            "--offset",
-            &offset.to_string(),
-            "--json",
-        ]);
-        let row = &serde_json::from_str::<serde_json::Value>(&out).unwrap()["partitions"][0];
-        (
-            row["state"].as_str().unwrap_or("").to_string(),
-            row["target_offset"].as_i64().unwrap_or(-1),
-        )
-    };
+    let translate = |offset: i64| translate(config, "compacted", 0, offset);
     // The progress (and map) is written within a second of the acks.
     while translate(32) != ("exact".to_string(), 17) {
         assert!(std::time::Instant::now() < deadline, "{:?}", translate(32));

@@ -184,6 +184,10 @@ pub struct FetchGot {
     pub partition: i32,
     pub error_code: i16,
     pub high_watermark: i64,
+    /// What a read_committed read can reach (the first offset of the oldest open
+    /// transaction, else the high watermark); the high watermark where the broker does not
+    /// say (Fetch below v4).
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub records: Bytes,
     pub aborted: Vec<Aborted>,
@@ -272,6 +276,11 @@ pub async fn fetch(
                 partition: p.partition_index,
                 error_code: p.error_code,
                 high_watermark: p.high_watermark,
+                last_stable_offset: if p.last_stable_offset >= 0 {
+                    p.last_stable_offset
+                } else {
+                    p.high_watermark
+                },
                 log_start_offset: p.log_start_offset,
                 records: p.records.unwrap_or_default(),
                 diverging_epoch: (p.diverging_epoch.end_offset >= 0)

@@ -212,6 +212,7 @@ pub fn status(flows: &[Arc<FlowStats>]) -> serde_json::Value {
                         "state": p.state().name(),
                         "position": p.position(),
                         "high_watermark": p.high_watermark(),
+                        "last_stable_offset": p.last_stable_offset(),
                         "lag_records": p.lag_records(),
                         "lag_seconds": p.lag_seconds(now),
                         "last_error": p.last_error(),

@@ -300,7 +300,7 @@ mod tests {
             partition: 3,
         };
         let p = flow.partition(&sp, 0);
-        p.fetched(12);
+        p.fetched(12, 12);
         flow.acknowledged(&p, 7, 700, now_ms() - 250);
         p.advanced(7);
         let text = metrics.encode().unwrap();

@@ -1,7 +1,7 @@
 //! Topics driven through confluent-kafka (`tests/clients/discovery_admin.py`): create,
 //! produce and read them, list them with their partition counts, describe their configs,
-//! wait until a target holds a number of records, and the one-flow topology the rule tests
-//! mirror them with.
+//! wait until a target holds a number of records, the one-flow topology the rule tests
+//! mirror them with, and offsets translated in it.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -104,4 +104,27 @@ pub fn wait_records(
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// What `kmirror offsets` answers for source `offset` of `topic`-`partition` in the flow
+/// `rules` of `config`: the state ("exact", "gap", "not_yet", ...) and the target offset.
+pub fn translate(config: &str, topic: &str, partition: i32, offset: i64) -> (String, i64) {
+    let out = super::kmirror_ok(&[
+        "offsets",
+        config,
+        "--flow",
+        "rules",
+        "--topic",
+        topic,
+        "--partition",
+        &partition.to_string(),
+        "--offset",
+        &offset.to_string(),
+        "--json",
+    ]);
+    let row = &serde_json::from_str::<serde_json::Value>(&out).unwrap()["partitions"][0];
+    (
+        row["state"].as_str().unwrap_or("").to_string(),
+        row["target_offset"].as_i64().unwrap_or(-1),
+    )
 }

@@ -96,7 +96,7 @@ impl FlowRunner {
                 return false;
             }
         };
-        r.stats.fetched(g.high_watermark);
+        r.stats.fetched(g.high_watermark, g.last_stable_offset);
         // Nothing (but a cut batch) means caught up: its next Fetch is a long poll.
         r.caught_up = sliced.next_offset.is_none() && sliced.cut_batch.is_none();
         r.alone = sliced.bytes() >= ALONE_FROM_BYTES;

@@ -41,6 +41,10 @@ pub struct PartitionStats {
     /// The source's high watermark at the last Fetch (or ListOffsets, while fetching is
     /// held back); -1 until one answered.
     high_watermark: AtomicI64,
+    /// The source's last stable offset at the last Fetch: what the daemon (reading
+    /// committed records only) can reach; below the high watermark while a transaction is
+    /// open in the source. -1 until one answered.
+    last_stable_offset: AtomicI64,
     /// When (a monotonic ms count, [`now_monotonic_ms`]) a Fetch last reported the high
     /// watermark; 0 before the first.
     fetched_at_ms: AtomicU64,
@@ -58,6 +62,7 @@ impl PartitionStats {
     pub(super) fn new(position: i64) -> Self {
         Self {
             high_watermark: AtomicI64::new(-1),
+            last_stable_offset: AtomicI64::new(-1),
             fetched_at_ms: AtomicU64::new(0),
             position: AtomicI64::new(position),
             oldest_held_ms: AtomicI64::new(i64::MIN),
@@ -67,8 +72,10 @@ impl PartitionStats {
         }
     }
 
-    pub fn fetched(&self, high_watermark: i64) {
+    pub fn fetched(&self, high_watermark: i64, last_stable_offset: i64) {
         self.high_watermark.store(high_watermark, Ordering::Relaxed);
+        self.last_stable_offset
+            .store(last_stable_offset, Ordering::Relaxed);
         self.fetched_at_ms
             .store(now_monotonic_ms(), Ordering::Relaxed);
     }
@@ -81,12 +88,14 @@ impl PartitionStats {
         }
     }
 
-    /// The log end offset the source's leader gave while this partition is not fetched
-    /// (its memory share is full): the high watermark only moves up by it, as a Fetch
-    /// that answers meanwhile is as new.
-    pub fn listed(&self, log_end_offset: i64) {
+    /// The end the source's leader gave (ListOffsets read_committed: the last stable
+    /// offset) while this partition is not fetched (its memory share is full): both ends
+    /// only move up by it, as a Fetch that answers meanwhile is as new.
+    pub fn listed(&self, last_stable_offset: i64) {
         self.high_watermark
-            .fetch_max(log_end_offset, Ordering::Relaxed);
+            .fetch_max(last_stable_offset, Ordering::Relaxed);
+        self.last_stable_offset
+            .fetch_max(last_stable_offset, Ordering::Relaxed);
     }
 
     pub fn advanced(&self, next_source_offset: i64) {
@@ -124,10 +133,17 @@ impl PartitionStats {
         Some(self.high_watermark.load(Ordering::Relaxed)).filter(|h| *h >= 0)
     }
 
-    /// Records behind the source (0 until the source answered a Fetch).
+    pub fn last_stable_offset(&self) -> Option<i64> {
+        Some(self.last_stable_offset.load(Ordering::Relaxed)).filter(|o| *o >= 0)
+    }
+
+    /// Records behind what the source lets the daemon read, its last stable offset, as
+    /// Kafka's read_committed consumer counts its lag (0 until the source answered a
+    /// Fetch). A transaction open in the source holds records back without making the
+    /// mirror look stalled; /status shows them as the high watermark beyond.
     pub fn lag_records(&self) -> u64 {
-        self.high_watermark()
-            .map_or(0, |h| u64::try_from(h - self.position()).unwrap_or(0))
+        self.last_stable_offset()
+            .map_or(0, |o| u64::try_from(o - self.position()).unwrap_or(0))
     }
 
     /// Age in seconds of the oldest record not mirrored yet; 0 when caught up.

@@ -17,7 +17,7 @@ fn lag_is_high_watermark_minus_position_and_its_age_that_of_the_oldest_held_batc
     };
     let p = f.partition(&sp, 10);
     assert_eq!(p.lag_records(), 0, "no Fetch answered yet");
-    p.fetched(25);
+    p.fetched(25, 25);
     assert_eq!(p.lag_records(), 15);
     p.holding(Some(1_000));
     assert_eq!(p.lag_seconds(3_500), 2.5);
@@ -25,7 +25,7 @@ fn lag_is_high_watermark_minus_position_and_its_age_that_of_the_oldest_held_batc
     p.advanced(25);
     p.holding(None);
     assert_eq!((p.lag_records(), p.lag_seconds(9_000)), (0, 0.0));
-    p.fetched(30);
+    p.fetched(30, 30);
     assert_eq!(
         p.lag_seconds(9_000),
         7.0,
@@ -46,7 +46,7 @@ fn a_flow_behind_is_stalled_only_once_nothing_was_acknowledged_for_a_minute_sinc
         },
         0,
     );
-    p.fetched(1_000);
+    p.fetched(1_000, 1_000);
     let reasons = |now_ms| crate::telemetry::http::not_ready(std::slice::from_ref(&f), now_ms);
     let now = now_ms();
     // Behind since it started, 27 s ago (a rate limit): not stalled yet.
@@ -73,7 +73,7 @@ fn a_flow_started_again_counts_its_minute_from_that_start() {
         },
         0,
     );
-    p.fetched(1_000);
+    p.fetched(1_000, 1_000);
     f.set_started(true);
     f.acknowledged(&p, 1, 10, now_ms());
     f.set_started(false);
@@ -93,4 +93,24 @@ fn a_flow_started_again_counts_its_minute_from_that_start() {
         "{:?}",
         reasons(now + 181_000)
     );
+}
+
+#[test]
+fn lag_counts_up_to_the_last_stable_offset_not_past_an_open_transaction() {
+    let f = flow();
+    let sp = SourcePartition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    let p = f.partition(&sp, 40);
+    // A transaction open in the source from offset 40: the daemon has read all it can.
+    p.fetched(55, 40);
+    assert_eq!(p.lag_records(), 0);
+    assert_eq!(
+        (p.high_watermark(), p.last_stable_offset()),
+        (Some(55), Some(40))
+    );
+    // It ended: what it held back is lag until mirrored.
+    p.fetched(56, 56);
+    assert_eq!(p.lag_records(), 16);
 }

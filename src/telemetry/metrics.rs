@@ -151,7 +151,7 @@ fn register(meter: &Meter, flows: Arc<Flows>) {
     let f = flows.clone();
     meter
         .u64_observable_gauge("kmirror_partition_lag_records")
-        .with_description("Source high watermark minus the mirrored position")
+        .with_description("Source last stable offset (the high watermark unless a transaction is open) minus the mirrored position")
         .with_callback(move |o| {
             for flow in f.all() {
                 for (sp, p) in flow.partitions() {

@@ -87,8 +87,7 @@ pub fn add_offsets_to_txn(
 }
 
 /// Kafka: KafkaApis.handleTxnOffsetCommitRequest (WRITE on the transactional id, READ on
-/// the group: every partition refused; then READ on each topic and an existing partition;
-/// COORDINATOR_LOAD_IN_PROGRESS is COORDINATOR_NOT_AVAILABLE below v2).
+/// the group: every partition refused; then READ on each topic and an existing partition).
 pub fn txn_offset_commit(
     g: &Guard<'_>,
     broker: &Broker,
@@ -103,12 +102,6 @@ pub fn txn_offset_commit(
         Some(ResponseError::TransactionalIdAuthorizationFailed)
     } else if !g.allows_group(op::READ, req.group_id.0.as_str()) {
         Some(ResponseError::GroupAuthorizationFailed)
-    } else if std::time::Instant::now() < broker.groups_loading_until {
-        Some(if version < 2 {
-            ResponseError::CoordinatorNotAvailable
-        } else {
-            ResponseError::CoordinatorLoadInProgress
-        })
     } else {
         None
     };

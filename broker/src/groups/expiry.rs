@@ -92,7 +92,11 @@ impl Inner {
             };
             let mut all_expired = true;
             for ((topic, partition), c) in self.offsets.group(group_id).into_iter().flatten() {
-                if subscribed.contains(topic) {
+                // Kafka: OffsetMetadataManager.cleanupExpiredOffsets ("we don't expire the
+                // offset yet if there is a pending transactional offset").
+                if subscribed.contains(topic)
+                    || self.has_pending_txn_offset(group_id, topic, *partition)
+                {
                     all_expired = false;
                     continue;
                 }

@@ -407,15 +407,19 @@ impl GroupCoordinator {
         resp
     }
 
-    /// TxnOffsetCommit (the transaction coordinator checked the producer first);
-    /// `refused` answers a partition refused before the group is asked.
+    /// TxnOffsetCommit; `refused` answers a partition refused before the group is asked,
+    /// `verify` the transaction coordinator's check of the producer (asked under this
+    /// coordinator's lock; see [`txn_offsets`]).
     pub fn txn_offset_commit(
         &self,
         req: &TxnOffsetCommitRequest,
         refused: &dyn Fn(&str, i32) -> Option<i16>,
+        verify: &dyn Fn() -> Result<(), i16>,
     ) -> TxnOffsetCommitResponse {
         let now = Instant::now();
-        let resp = self.lock_expired(now).txn_offset_commit(now, req, refused);
+        let resp = self
+            .lock_expired(now)
+            .txn_offset_commit(now, req, refused, verify);
         self.rearm();
         resp
     }

@@ -439,6 +439,7 @@ impl Inner {
                 topic, partition, ..
             } = r
             {
+                self.drop_pending(Some(&group_id), &topic, Some(partition));
                 self.offsets.remove(&group_id, &topic, partition);
             }
         }
@@ -461,5 +462,6 @@ impl Inner {
         for (group, partition) in doomed {
             self.offsets.remove(&group, topic, partition);
         }
+        self.drop_pending(None, topic, None);
     }
 }

@@ -33,21 +33,27 @@ pub(super) struct PendingOffset {
 }
 
 impl Inner {
-    /// TxnOffsetCommit, after the transaction coordinator verified that the group is in
-    /// the producer's transaction. `refused` answers a partition authorization or
-    /// existence refused (its code), as KafkaApis merges them.
+    /// TxnOffsetCommit. `refused` answers a partition authorization or existence refused
+    /// (its code), as KafkaApis merges them; `verify` asks the transaction coordinator
+    /// whether the group is in the producer's transaction, under this coordinator's lock,
+    /// so that the transaction cannot end between the answer and the pending offsets.
     pub(super) fn txn_offset_commit(
         &mut self,
         now: Instant,
         req: &TxnOffsetCommitRequest,
         refused: &dyn Fn(&str, i32) -> Option<i16>,
+        verify: &dyn Fn() -> Result<(), i16>,
     ) -> TxnOffsetCommitResponse {
         let group_id = req.group_id.to_string();
         let member_id = req.member_id.to_string();
         let instance = req.group_instance_id.as_ref().map(|i| i.to_string());
-        // Kafka: OffsetMetadataManager.validateTransactionalOffsetCommit.
+        // Kafka: GroupCoordinatorService.commitTransactionalOffsets (an empty group id
+        // before the verification), then OffsetMetadataManager
+        // .validateTransactionalOffsetCommit.
         let verdict = if group_id.is_empty() {
             Err(ResponseError::InvalidGroupId.code())
+        } else if let Err(e) = verify() {
+            Err(e)
         } else {
             match self.groups.get_mut(&group_id) {
                 Some(group) => group.validate_txn_offset_commit(
@@ -159,6 +165,24 @@ impl Inner {
             if p.group == group && p.topic == topic && p.partition == partition {
                 p.superseded = true;
             }
+        }
+    }
+
+    /// An offset deleted (OffsetDelete, its topic deleted): pending offsets of it go too.
+    /// Kafka: OffsetMetadataManager.replay of a tombstone ("remove all the pending offset
+    /// commits related to the tombstone").
+    pub(super) fn drop_pending(
+        &mut self,
+        group: Option<&str>,
+        topic: &str,
+        partition: Option<i32>,
+    ) {
+        for offsets in self.pending_txn_offsets.values_mut() {
+            offsets.retain(|p| {
+                !(group.is_none_or(|g| p.group == g)
+                    && p.topic == topic
+                    && partition.is_none_or(|i| p.partition == i))
+            });
         }
     }
 

@@ -41,7 +41,9 @@ pub fn find_coordinator(
     } else {
         ResponseError::InvalidRequest.code()
     };
-    let message = (error != 0).then(|| StrBytes::from_static_str("Invalid coordinator type."));
+    let message = (error != 0)
+        .then(|| crate::authz::default_message(error))
+        .flatten();
     if version >= 4 {
         let coordinators = req
             .coordinator_keys

@@ -13,6 +13,7 @@ use kafka_protocol::messages::*;
 
 use crate::state::{now_ms, Broker};
 use crate::transactions::{self, End, Init, Producer};
+use crate::versions::KafkaRelease;
 
 /// Whether this node coordinates transactions. Kafka: TransactionCoordinator
 /// (NOT_COORDINATOR when the id's `__transaction_state` partition is led elsewhere).
@@ -44,6 +45,12 @@ pub async fn init_producer_id(
     if (expected.0 == -1) != (expected.1 == -1) {
         return init_error(ResponseError::InvalidRequest);
     }
+    // Kafka: the id and timeout are refused before the coordinator is looked up.
+    if let Some(e) =
+        crate::transactions::coordinator::init_refusal(transactional_id, req.transaction_timeout_ms)
+    {
+        return init_error(e);
+    }
     if !coordinates(broker) {
         return init_error(ResponseError::NotCoordinator);
     }
@@ -72,7 +79,7 @@ pub async fn init_producer_id(
                 producer_id = markers.producer_id,
                 "InitProducerId aborts the open transaction of the fenced producer."
             );
-            transactions::finish(broker, &markers).await;
+            transactions::finish(broker, markers).await;
             init_error(ResponseError::ConcurrentTransactions)
         }
         // Kafka: KafkaApis.handleInitProducerIdRequest answers PRODUCER_FENCED as
@@ -172,10 +179,10 @@ pub async fn end_txn(broker: &Broker, req: &EndTxnRequest, version: i16) -> EndT
         producer_id: req.producer_id.0,
         producer_epoch: req.producer_epoch,
     };
-    let code = match broker.transactions.end(producer, req.committed) {
+    let code = match broker.transactions.end(producer, req.committed, now_ms()) {
         Ok(End::Done) => 0,
         Ok(End::Write(markers)) => {
-            transactions::finish(broker, &markers).await;
+            transactions::finish(broker, markers).await;
             0
         }
         Err(e) => for_version(e, version, 2).code(),
@@ -207,9 +214,11 @@ pub fn add_offsets_to_txn(
 }
 
 /// TxnOffsetCommit; `refused` answers the partitions authorization or existence refused.
-/// The group must be in the producer's transaction (Kafka 4: GroupCoordinatorService
-/// .commitTransactionalOffsets verifies it first: not added INVALID_TXN_STATE below v4,
-/// TRANSACTION_ABORTABLE at v4; fenced INVALID_PRODUCER_EPOCH), then the group decides.
+/// From Kafka 3.6 the group must be in the producer's transaction (Kafka 4:
+/// GroupCoordinatorService.commitTransactionalOffsets verifies it first: not added
+/// INVALID_TXN_STATE below v4, TRANSACTION_ABORTABLE at v4; fenced INVALID_PRODUCER_EPOCH;
+/// other coordinator errors as they are), then the coordinator must have loaded its
+/// groups, then the group decides.
 pub fn txn_offset_commit(
     broker: &Broker,
     req: &TxnOffsetCommitRequest,
@@ -221,23 +230,37 @@ pub fn txn_offset_commit(
         producer_id: req.producer_id.0,
         producer_epoch: req.producer_epoch,
     };
-    let verified = if coordinates(broker) {
-        broker
-            .transactions
-            .verify_group(producer, req.group_id.0.as_str())
-    } else {
-        Err(ResponseError::NotCoordinator)
+    let verifies = broker.versions.release() >= KafkaRelease::V3_6;
+    let verify = || -> Result<(), i16> {
+        if !coordinates(broker) {
+            return Err(ResponseError::NotCoordinator.code());
+        }
+        if verifies {
+            let group = req.group_id.0.as_str();
+            broker
+                .transactions
+                .verify_group(producer, group)
+                .map_err(|e| match e {
+                    ResponseError::TransactionAbortable if version < 4 => {
+                        ResponseError::InvalidTxnState
+                    }
+                    ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+                    e => e,
+                })
+                .map_err(|e| e.code())?;
+        }
+        if std::time::Instant::now() < broker.groups_loading_until {
+            // KafkaApis.handleTxnOffsetCommitRequest: COORDINATOR_NOT_AVAILABLE below v2.
+            let loading = if version < 2 {
+                ResponseError::CoordinatorNotAvailable
+            } else {
+                ResponseError::CoordinatorLoadInProgress
+            };
+            return Err(loading.code());
+        }
+        Ok(())
     };
-    let error = match verified {
-        Ok(()) => return broker.groups.txn_offset_commit(req, refused),
-        Err(ResponseError::TransactionAbortable) if version < 4 => ResponseError::InvalidTxnState,
-        Err(ResponseError::ProducerFenced) => ResponseError::InvalidProducerEpoch,
-        Err(ResponseError::ConcurrentTransactions) => ResponseError::CoordinatorNotAvailable,
-        Err(e) => e,
-    };
-    txn_offset_answer(req, |topic, partition| {
-        refused(topic, partition).unwrap_or(error.code())
-    })
+    broker.groups.txn_offset_commit(req, refused, &verify)
 }
 
 /// The answer to `req`: each partition with `code(topic, partition)`.

@@ -201,15 +201,18 @@ impl PartitionProducerState {
         self.expiration_ms = expiration_ms;
     }
 
-    fn is_expired(&self, entry: &ProducerEntry, now_ms: i64) -> bool {
+    /// Kafka: ProducerStateManager.isProducerExpired — never while the producer has a
+    /// transaction open in the partition.
+    fn is_expired(&self, producer_id: i64, entry: &ProducerEntry, now_ms: i64) -> bool {
         now_ms.saturating_sub(entry.last_update_ms) >= self.expiration_ms
+            && !self.txns.is_ongoing(producer_id)
     }
 
     /// The live (not expired) state of `producer_id`.
     pub fn entry(&self, producer_id: i64, now_ms: i64) -> Option<&ProducerEntry> {
         self.producers
             .get(&producer_id)
-            .filter(|e| !self.is_expired(e, now_ms))
+            .filter(|e| !self.is_expired(producer_id, e, now_ms))
     }
 
     /// All entries held, expired or not (snapshots, DescribeProducers).
@@ -259,18 +262,22 @@ impl PartitionProducerState {
     /// (the buffer as patched by `PartitionLog::append`). Does not validate: call it only
     /// for batches that passed [`Self::check`] and were appended, in offset order.
     pub fn record(&mut self, batch: &BatchView<'_>, now_ms: i64) {
-        self.txns.on_batch(batch);
         let pid = batch.producer_id();
         if pid < 0 {
+            // Never transactional: a transactional batch always has a producer id.
             return;
         }
         self.maybe_sweep(now_ms);
-        let expiration_ms = self.expiration_ms;
+        let expired = self
+            .producers
+            .get(&pid)
+            .is_some_and(|e| self.is_expired(pid, e, now_ms));
+        self.txns.on_batch(batch);
         let entry = self
             .producers
             .entry(pid)
             .or_insert_with(|| ProducerEntry::new(batch.producer_epoch(), now_ms));
-        if now_ms.saturating_sub(entry.last_update_ms) >= expiration_ms {
+        if expired {
             *entry = ProducerEntry::new(batch.producer_epoch(), now_ms);
         }
         entry.apply(batch, now_ms);
@@ -284,12 +291,15 @@ impl PartitionProducerState {
         self.record(batch, now_ms);
     }
 
-    /// Forgets every producer idle for `producer.id.expiration.ms`. Returns how many.
+    /// Forgets every producer idle for `producer.id.expiration.ms` without a transaction
+    /// open here. Returns how many.
     pub fn expire(&mut self, now_ms: i64) -> usize {
         let before = self.producers.len();
         let expiration_ms = self.expiration_ms;
-        self.producers
-            .retain(|_, e| now_ms.saturating_sub(e.last_update_ms) < expiration_ms);
+        let txns = &self.txns;
+        self.producers.retain(|pid, e| {
+            now_ms.saturating_sub(e.last_update_ms) < expiration_ms || txns.is_ongoing(*pid)
+        });
         self.last_sweep_ms = now_ms;
         before - self.producers.len()
     }

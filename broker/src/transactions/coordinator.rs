@@ -47,6 +47,11 @@ impl TxnState {
 pub struct TxnMeta {
     pub producer_id: i64,
     pub producer_epoch: i16,
+    /// The epoch before the last bump asked for with the producer's own id and epoch
+    /// (KIP-360), so a retry of that bump is recognised; -1 otherwise.
+    pub last_producer_epoch: i16,
+    /// The id before the last rotation (an exhausted epoch); -1 if none.
+    pub previous_producer_id: i64,
     pub timeout_ms: i32,
     pub state: TxnState,
     /// The partitions (topic, index) written in the open transaction.
@@ -55,6 +60,8 @@ pub struct TxnMeta {
     pub groups: BTreeSet<String>,
     /// When the open transaction began (its first AddPartitionsToTxn).
     pub start_ms: i64,
+    /// When the state last moved (for retrying markers left unwritten).
+    pub updated_ms: i64,
 }
 
 /// Markers a step needs written before [`Coordinator::complete`].
@@ -116,7 +123,8 @@ impl Coordinator {
 
     /// InitProducerId with a transactional id. `expected` is the v3+ producer id and epoch
     /// (KIP-360), -1/-1 when absent; `allocate` hands out a fresh producer id.
-    /// Kafka: TransactionCoordinator.handleInitProducerId.
+    /// Kafka: TransactionCoordinator.handleInitProducerId (prepareInitProducerIdTransit,
+    /// TransactionMetadata.prepareIncrementProducerEpoch and prepareProducerIdRotation).
     pub fn init(
         &self,
         transactional_id: &str,
@@ -125,11 +133,8 @@ impl Coordinator {
         now_ms: i64,
         allocate: impl FnOnce() -> Result<i64, ResponseError>,
     ) -> Result<Init, ResponseError> {
-        if transactional_id.is_empty() {
-            return Err(ResponseError::InvalidRequest);
-        }
-        if timeout_ms <= 0 || timeout_ms > MAX_TIMEOUT_MS {
-            return Err(ResponseError::InvalidTransactionTimeout);
+        if let Some(e) = init_refusal(transactional_id, timeout_ms) {
+            return Err(e);
         }
         let mut txns = self.lock();
         let Some(meta) = txns.get_mut(transactional_id) else {
@@ -139,11 +144,14 @@ impl Coordinator {
                 TxnMeta {
                     producer_id,
                     producer_epoch: 0,
+                    last_producer_epoch: -1,
+                    previous_producer_id: -1,
                     timeout_ms,
                     state: TxnState::Empty,
                     partitions: BTreeSet::new(),
                     groups: BTreeSet::new(),
                     start_ms: now_ms,
+                    updated_ms: now_ms,
                 },
             );
             return Ok(Init::Ready {
@@ -151,8 +159,12 @@ impl Coordinator {
                 producer_epoch: 0,
             });
         };
-        // KIP-360: a producer bumping its own epoch must name the current one.
-        if expected.0 >= 0 && (expected.0 != meta.producer_id || expected.1 != meta.producer_epoch)
+        let given = expected.0 >= 0;
+        // Kafka: TransactionMetadata.isValidProducerId — the id only; the epoch is the
+        // state's to judge.
+        if given
+            && expected.0 != meta.producer_id
+            && !(expected.0 == meta.previous_producer_id && exhausted(expected.1))
         {
             return Err(ResponseError::ProducerFenced);
         }
@@ -163,22 +175,29 @@ impl Coordinator {
             TxnState::Ongoing => {
                 // Fence the open transaction: abort it at a bumped epoch, so the old
                 // producer's next write is refused.
-                let markers = fence(transactional_id, meta);
-                Ok(Init::Fenced(markers))
+                Ok(Init::Fenced(fence(transactional_id, meta, now_ms)))
             }
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
-                // TransactionMetadata.prepareIncrementProducerEpoch: a fresh id once the
-                // epoch is exhausted.
-                if meta.producer_epoch >= i16::MAX - 1 {
+                if exhausted(meta.producer_epoch) && (!given || expected.1 == meta.producer_epoch) {
+                    meta.last_producer_epoch = if given { meta.producer_epoch } else { -1 };
+                    meta.previous_producer_id = meta.producer_id;
                     meta.producer_id = allocate()?;
                     meta.producer_epoch = 0;
-                } else {
+                } else if !given {
                     meta.producer_epoch += 1;
+                    meta.last_producer_epoch = -1;
+                } else if expected.1 == meta.producer_epoch {
+                    meta.last_producer_epoch = meta.producer_epoch;
+                    meta.producer_epoch += 1;
+                } else if expected.1 != meta.last_producer_epoch {
+                    return Err(ResponseError::ProducerFenced);
                 }
+                // (The epoch asked for was the last one: a retry, answered as before.)
                 meta.timeout_ms = timeout_ms;
                 meta.state = TxnState::Empty;
                 meta.partitions.clear();
                 meta.groups.clear();
+                meta.updated_ms = now_ms;
                 Ok(Init::Ready {
                     producer_id: meta.producer_id,
                     producer_epoch: meta.producer_epoch,
@@ -192,6 +211,11 @@ impl Coordinator {
         txns: &'a mut HashMap<String, TxnMeta>,
         p: Producer<'_>,
     ) -> Result<&'a mut TxnMeta, ResponseError> {
+        // Kafka: TransactionCoordinator.endTransaction and handleAddPartitionsToTransaction
+        // start with an empty id: INVALID_REQUEST.
+        if p.transactional_id.is_empty() {
+            return Err(ResponseError::InvalidRequest);
+        }
         let meta = txns
             .get_mut(p.transactional_id)
             .filter(|m| m.producer_id == p.producer_id)
@@ -282,24 +306,18 @@ impl Coordinator {
     }
 
     /// EndTxn. Kafka: TransactionCoordinator.handleEndTransaction (transaction.version < 2).
-    pub fn end(&self, p: Producer<'_>, commit: bool) -> Result<End, ResponseError> {
+    pub fn end(&self, p: Producer<'_>, commit: bool, now_ms: i64) -> Result<End, ResponseError> {
         let mut txns = self.lock();
         let meta = Self::current(&mut txns, p)?;
         match (meta.state, commit) {
             (TxnState::Ongoing, _) => {
+                meta.updated_ms = now_ms;
                 meta.state = if commit {
                     TxnState::PrepareCommit
                 } else {
                     TxnState::PrepareAbort
                 };
-                Ok(End::Write(Markers {
-                    transactional_id: p.transactional_id.to_string(),
-                    producer_id: meta.producer_id,
-                    producer_epoch: meta.producer_epoch,
-                    commit,
-                    partitions: meta.partitions.clone(),
-                    groups: meta.groups.clone(),
-                }))
+                Ok(End::Write(markers_of(p.transactional_id, meta, commit)))
             }
             // A retry of the same result.
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(End::Done),
@@ -310,20 +328,49 @@ impl Coordinator {
         }
     }
 
-    /// Marks a transaction whose markers were written as complete.
-    pub fn complete(&self, markers: &Markers) {
+    /// Ends a transaction whose markers were written, except in `unwritten` (a partition
+    /// whose append failed): then it stays prepared with those partitions, and
+    /// [`Self::unfinished`] hands them out again. Kafka:
+    /// TransactionMarkerRequestCompletionHandler (retriable errors retry the partition;
+    /// the transaction completes once every marker is written).
+    pub fn complete(&self, markers: &Markers, unwritten: BTreeSet<(String, i32)>, now_ms: i64) {
         let mut txns = self.lock();
-        if let Some(meta) = txns.get_mut(&markers.transactional_id) {
-            if meta.producer_id == markers.producer_id {
-                meta.state = if markers.commit {
-                    TxnState::CompleteCommit
-                } else {
-                    TxnState::CompleteAbort
-                };
-                meta.partitions.clear();
-                meta.groups.clear();
-            }
+        let Some(meta) = txns.get_mut(&markers.transactional_id) else {
+            return;
+        };
+        if meta.producer_id != markers.producer_id
+            || !matches!(meta.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
+        {
+            return;
         }
+        meta.groups.clear();
+        meta.updated_ms = now_ms;
+        if !unwritten.is_empty() {
+            meta.partitions = unwritten;
+            return;
+        }
+        meta.state = if markers.commit {
+            TxnState::CompleteCommit
+        } else {
+            TxnState::CompleteAbort
+        };
+        meta.partitions.clear();
+    }
+
+    /// Prepared transactions whose markers are still not all written `retry_ms` after the
+    /// last attempt: their markers, to write again.
+    pub fn unfinished(&self, now_ms: i64, retry_ms: i64) -> Vec<Markers> {
+        let mut txns = self.lock();
+        txns.iter_mut()
+            .filter(|(_, m)| {
+                matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
+                    && now_ms.saturating_sub(m.updated_ms) >= retry_ms
+            })
+            .map(|(id, m)| {
+                m.updated_ms = now_ms;
+                markers_of(id, m, m.state == TxnState::PrepareCommit)
+            })
+            .collect()
     }
 
     /// Open transactions older than their timeout, fenced (epoch bumped) and moved to
@@ -336,24 +383,49 @@ impl Coordinator {
                 m.state == TxnState::Ongoing
                     && now_ms.saturating_sub(m.start_ms) > i64::from(m.timeout_ms)
             })
-            .map(|(id, m)| fence(id, m))
+            .map(|(id, m)| fence(id, m, now_ms))
             .collect()
+    }
+}
+
+/// Kafka: TransactionMetadata.isEpochExhausted.
+fn exhausted(epoch: i16) -> bool {
+    epoch >= i16::MAX - 1
+}
+
+/// Why InitProducerId is refused before the coordinator is asked (Kafka:
+/// TransactionCoordinator.handleInitProducerId checks these first, on any node): an empty
+/// id, a timeout out of (0, `transaction.max.timeout.ms`].
+pub fn init_refusal(transactional_id: &str, timeout_ms: i32) -> Option<ResponseError> {
+    if transactional_id.is_empty() {
+        Some(ResponseError::InvalidRequest)
+    } else if timeout_ms <= 0 || timeout_ms > MAX_TIMEOUT_MS {
+        Some(ResponseError::InvalidTransactionTimeout)
+    } else {
+        None
+    }
+}
+
+/// The markers that end `meta`'s transaction.
+fn markers_of(transactional_id: &str, meta: &TxnMeta, commit: bool) -> Markers {
+    Markers {
+        transactional_id: transactional_id.to_string(),
+        producer_id: meta.producer_id,
+        producer_epoch: meta.producer_epoch,
+        commit,
+        partitions: meta.partitions.clone(),
+        groups: meta.groups.clone(),
     }
 }
 
 /// Bumps the epoch of an open transaction and moves it to PrepareAbort (Kafka:
 /// TransactionMetadata.prepareFenceProducerEpoch, then the abort).
-fn fence(transactional_id: &str, meta: &mut TxnMeta) -> Markers {
+fn fence(transactional_id: &str, meta: &mut TxnMeta, now_ms: i64) -> Markers {
     meta.producer_epoch = meta.producer_epoch.saturating_add(1);
+    meta.last_producer_epoch = -1;
     meta.state = TxnState::PrepareAbort;
-    Markers {
-        transactional_id: transactional_id.to_string(),
-        producer_id: meta.producer_id,
-        producer_epoch: meta.producer_epoch,
-        commit: false,
-        partitions: meta.partitions.clone(),
-        groups: meta.groups.clone(),
-    }
+    meta.updated_ms = now_ms;
+    markers_of(transactional_id, meta, false)
 }
 
 #[cfg(test)]

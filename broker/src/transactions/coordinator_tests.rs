@@ -1,3 +1,5 @@
+use std::collections::BTreeSet;
+
 use super::*;
 
 const ID: &str = "tx";
@@ -33,10 +35,16 @@ fn a_new_id_starts_at_epoch_0_and_each_init_bumps_it() {
     let c = Coordinator::default();
     assert_eq!(ready(&c, (-1, -1)), (101, 0));
     assert_eq!(ready(&c, (-1, -1)), (101, 1));
-    // KIP-360: naming the current id and epoch bumps it; naming another is fenced.
+    // KIP-360: naming the current id and epoch bumps it; naming it again (a retry whose
+    // answer was lost) answers the same; an older epoch or another id is fenced.
+    assert_eq!(ready(&c, (101, 1)), (101, 2));
     assert_eq!(ready(&c, (101, 1)), (101, 2));
     assert_eq!(
-        c.init(ID, 60_000, (101, 1), 0, || Ok(7)),
+        c.init(ID, 60_000, (101, 0), 0, || Ok(7)),
+        Err(ResponseError::ProducerFenced)
+    );
+    assert_eq!(
+        c.init(ID, 60_000, (55, 2), 0, || Ok(7)),
         Err(ResponseError::ProducerFenced)
     );
 }
@@ -71,7 +79,7 @@ fn a_transaction_runs_from_its_first_partition_to_its_markers() {
         c.verify(p, ("t", 2)),
         Err(ResponseError::TransactionAbortable)
     );
-    let End::Write(markers) = c.end(p, true).unwrap() else {
+    let End::Write(markers) = c.end(p, true, 0).unwrap() else {
         panic!("no markers")
     };
     assert!(markers.commit);
@@ -85,12 +93,15 @@ fn a_transaction_runs_from_its_first_partition_to_its_markers() {
         c.add_partitions(p, partitions(), 6),
         Err(ResponseError::ConcurrentTransactions)
     );
-    assert_eq!(c.end(p, true), Err(ResponseError::ConcurrentTransactions));
-    assert_eq!(c.end(p, false), Err(ResponseError::InvalidTxnState));
-    c.complete(&markers);
+    assert_eq!(
+        c.end(p, true, 0),
+        Err(ResponseError::ConcurrentTransactions)
+    );
+    assert_eq!(c.end(p, false, 0), Err(ResponseError::InvalidTxnState));
+    c.complete(&markers, BTreeSet::new(), 0);
     // A retried commit succeeds; an abort of the committed transaction does not.
-    assert_eq!(c.end(p, true), Ok(End::Done));
-    assert_eq!(c.end(p, false), Err(ResponseError::InvalidTxnState));
+    assert_eq!(c.end(p, true, 0), Ok(End::Done));
+    assert_eq!(c.end(p, false, 0), Err(ResponseError::InvalidTxnState));
     assert_eq!(c.get(ID).unwrap().state, TxnState::CompleteCommit);
 }
 
@@ -99,15 +110,15 @@ fn ending_without_a_transaction_or_with_a_stale_producer_is_refused() {
     let c = Coordinator::default();
     let (pid, epoch) = ready(&c, (-1, -1));
     assert_eq!(
-        c.end(producer(pid, epoch), true),
+        c.end(producer(pid, epoch), true, 0),
         Err(ResponseError::InvalidTxnState)
     );
     assert_eq!(
-        c.end(producer(pid + 1, epoch), true),
+        c.end(producer(pid + 1, epoch), true, 0),
         Err(ResponseError::InvalidProducerIdMapping)
     );
     assert_eq!(
-        c.end(producer(pid, epoch + 1), false),
+        c.end(producer(pid, epoch + 1), false, 0),
         Err(ResponseError::ProducerFenced)
     );
     let other = Producer {
@@ -134,7 +145,7 @@ fn init_fences_an_open_transaction_by_aborting_it_at_a_new_epoch() {
     assert_eq!(markers.producer_epoch, epoch + 1);
     // The old producer is fenced from now on.
     assert_eq!(
-        c.end(producer(pid, epoch), true),
+        c.end(producer(pid, epoch), true, 0),
         Err(ResponseError::ProducerFenced)
     );
     // Until the abort is written, InitProducerId is asked to come back.
@@ -142,7 +153,7 @@ fn init_fences_an_open_transaction_by_aborting_it_at_a_new_epoch() {
         c.init(ID, 60_000, (-1, -1), 1, || Ok(9)),
         Err(ResponseError::ConcurrentTransactions)
     );
-    c.complete(&markers);
+    c.complete(&markers, BTreeSet::new(), 0);
     assert_eq!(ready(&c, (-1, -1)), (pid, epoch + 2));
 }
 
@@ -157,10 +168,52 @@ fn transactions_past_their_timeout_are_fenced_and_aborted() {
     assert_eq!(expired.len(), 1);
     assert_eq!(expired[0].producer_epoch, epoch + 1);
     assert!(!expired[0].commit);
-    c.complete(&expired[0]);
+    c.complete(&expired[0], BTreeSet::new(), 0);
     assert_eq!(
         c.add_partitions(producer(pid, epoch), partitions(), 62_000),
         Err(ResponseError::ProducerFenced)
+    );
+}
+
+#[test]
+fn markers_left_unwritten_keep_the_transaction_prepared_until_written() {
+    let c = Coordinator::default();
+    let (pid, epoch) = ready(&c, (-1, -1));
+    let p = producer(pid, epoch);
+    c.add_partitions(p, partitions(), 0).unwrap();
+    let End::Write(markers) = c.end(p, true, 1_000).unwrap() else {
+        panic!("no markers")
+    };
+    let unwritten: BTreeSet<_> = [("t".to_string(), 1)].into();
+    c.complete(&markers, unwritten.clone(), 1_000);
+    assert_eq!(c.get(ID).unwrap().state, TxnState::PrepareCommit);
+    assert_eq!(
+        c.end(p, true, 2_000),
+        Err(ResponseError::ConcurrentTransactions)
+    );
+    assert!(c.unfinished(10_999, 10_000).is_empty());
+    let again = c.unfinished(11_000, 10_000);
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].commit, &again[0].partitions), (true, &unwritten));
+    // Handed out once per retry interval.
+    assert!(c.unfinished(11_000, 10_000).is_empty());
+    c.complete(&again[0], BTreeSet::new(), 11_500);
+    assert_eq!(c.get(ID).unwrap().state, TxnState::CompleteCommit);
+    assert_eq!(c.end(p, true, 12_000), Ok(End::Done));
+}
+
+#[test]
+fn an_empty_transactional_id_is_an_invalid_request() {
+    let c = Coordinator::default();
+    let p = Producer {
+        transactional_id: "",
+        producer_id: 1,
+        producer_epoch: 0,
+    };
+    assert_eq!(c.end(p, true, 0), Err(ResponseError::InvalidRequest));
+    assert_eq!(
+        c.add_partitions(p, partitions(), 0),
+        Err(ResponseError::InvalidRequest)
     );
 }
 
@@ -170,4 +223,23 @@ fn an_exhausted_epoch_gets_a_fresh_producer_id() {
     ready(&c, (-1, -1));
     c.txns.lock().unwrap().get_mut(ID).unwrap().producer_epoch = i16::MAX - 1;
     assert_eq!(ready(&c, (-1, -1)), (101, 0));
+    // The producer that named the exhausted epoch of the old id is not fenced by it.
+    c.txns.lock().unwrap().get_mut(ID).unwrap().producer_epoch = i16::MAX - 1;
+    let mut next = 200;
+    let rotated = c.init(ID, 60_000, (101, i16::MAX - 1), 0, || {
+        next += 1;
+        Ok(next)
+    });
+    assert_eq!(
+        rotated,
+        Ok(Init::Ready {
+            producer_id: 201,
+            producer_epoch: 0
+        })
+    );
+    assert_eq!(
+        ready(&c, (101, i16::MAX - 1)),
+        (201, 0),
+        "a retry of the rotation"
+    );
 }

@@ -6,6 +6,8 @@
 //! epoch), MemoryRecords.withEndTransactionMarker (no sequence, uncompressed) and
 //! ReplicaManager.appendRecords with AppendOrigin.COORDINATOR (no client validation).
 
+use std::collections::BTreeSet;
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -54,15 +56,13 @@ pub fn marker_batch(producer_id: i64, producer_epoch: i16, kind: i16, timestamp_
 }
 
 /// Appends the markers to every partition of the transaction that still exists, then
-/// wakes the fetches waiting for data (a marker moves the last stable offset).
-/// A partition whose append fails (disk full) is logged and keeps its transaction open
-/// until the broker restarts (see [`super::abort_orphans`]); Kafka retries the marker
-/// until it is written.
-pub async fn write(broker: &Broker, markers: &Markers) -> Result<(), String> {
+/// wakes the fetches waiting for data (a marker moves the last stable offset). Returns the
+/// partitions whose append failed (disk full), to be written again later.
+pub async fn write(broker: &Broker, markers: &Markers) -> BTreeSet<(String, i32)> {
     let kind = if markers.commit { COMMIT } else { ABORT };
     let now = now_ms();
     let mut files = Vec::new();
-    let mut failed = None;
+    let mut unwritten = BTreeSet::new();
     for (topic_name, index) in &markers.partitions {
         let Some(topic) = broker.topics.get(topic_name) else {
             continue;
@@ -85,14 +85,18 @@ pub async fn write(broker: &Broker, markers: &Markers) -> Result<(), String> {
                 }
             }
             Err(e) => {
-                tracing::error!(transactional_id = %markers.transactional_id, topic = %topic_name, partition = index, error = %e, "Cannot write a transaction marker.");
-                failed = Some(format!("{topic_name}-{index}: {e}"));
+                tracing::error!(transactional_id = %markers.transactional_id, topic = %topic_name, partition = index, error = %e, "Cannot write a transaction marker; it is written again later.");
+                unwritten.insert((topic_name.clone(), *index));
             }
         }
     }
     broker.appended.notify_waiters();
     if let (Some(gc), false) = (&broker.group_commit, files.is_empty()) {
-        gc.sync(files).await.map_err(|e| e.to_string())?;
+        if let Err(e) = gc.sync(files).await {
+            // Kafka answers a failed append of a marker as retriable: write them all again.
+            tracing::error!(transactional_id = %markers.transactional_id, error = %e, "Cannot sync transaction markers; they are written again later.");
+            return markers.partitions.clone();
+        }
     }
-    failed.map_or(Ok(()), Err)
+    unwritten
 }

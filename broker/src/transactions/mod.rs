@@ -24,30 +24,43 @@ use crate::state::{now_ms, Broker};
 /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s).
 pub const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Writes a step's markers and completes the transaction.
-pub async fn finish(broker: &Broker, markers: &Markers) {
-    if let Err(e) = markers::write(broker, markers).await {
-        tracing::error!(transactional_id = %markers.transactional_id, error = %e, "A transaction ended without all its markers.");
+/// How long markers that could not be written wait before they are written again.
+const MARKER_RETRY_MS: i64 = 10_000;
+
+/// Writes a step's markers and completes the transaction, in a task of its own: a
+/// connection closed meanwhile, or a node stopped, cannot leave it half done.
+pub async fn finish(broker: &Broker, markers: Markers) {
+    let b = broker.clone();
+    let task = tokio::spawn(async move {
+        let unwritten = markers::write(&b, &markers).await;
+        if !markers.groups.is_empty() {
+            b.groups
+                .complete_txn_offsets(markers.producer_id, markers.commit);
+        }
+        b.transactions.complete(&markers, unwritten, now_ms());
+        tracing::debug!(transactional_id = %markers.transactional_id, producer_id = markers.producer_id, commit = markers.commit, partitions = markers.partitions.len(), "Transaction ended.");
+    });
+    if let Err(e) = task.await {
+        tracing::error!(error = %e, "The task ending a transaction failed.");
     }
-    if !markers.groups.is_empty() {
-        broker
-            .groups
-            .complete_txn_offsets(markers.producer_id, markers.commit);
-    }
-    broker.transactions.complete(markers);
-    tracing::debug!(transactional_id = %markers.transactional_id, producer_id = markers.producer_id, commit = markers.commit, partitions = markers.partitions.len(), "Transaction ended.");
 }
 
-/// Aborts open transactions older than their timeout, every `interval`, until shutdown.
+/// Every `interval` until shutdown: aborts open transactions older than their timeout,
+/// and writes again the markers that could not be written.
 pub async fn sweep_timeouts(broker: &Broker, interval: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {
-                for markers in broker.transactions.expire(now_ms()) {
+                let now = now_ms();
+                for markers in broker.transactions.expire(now) {
                     tracing::info!(transactional_id = %markers.transactional_id, producer_id = markers.producer_id, "Aborting a transaction past its timeout.");
-                    finish(broker, &markers).await;
+                    finish(broker, markers).await;
+                }
+                for markers in broker.transactions.unfinished(now, MARKER_RETRY_MS) {
+                    tracing::info!(transactional_id = %markers.transactional_id, partitions = markers.partitions.len(), "Writing transaction markers again.");
+                    finish(broker, markers).await;
                 }
             }
         }
@@ -83,8 +96,8 @@ pub async fn abort_orphans(broker: &Broker) {
                 partitions: [(partition.topic.clone(), partition.index)].into(),
                 groups: Default::default(),
             };
-            if let Err(e) = markers::write(broker, &markers).await {
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "Cannot abort a transaction left open.");
+            if !markers::write(broker, &markers).await.is_empty() {
+                tracing::error!(topic = %partition.topic, partition = partition.index, "Cannot abort a transaction left open.");
             }
         }
     }

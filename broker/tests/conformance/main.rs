@@ -29,6 +29,7 @@ mod request_shape;
 mod topic_limits;
 mod topics;
 mod transactions;
+mod txn_offsets;
 mod user_scram;
 mod versions;
 
@@ -54,5 +55,6 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(authz::rows());
     rows.extend(groups::rows());
     rows.extend(transactions::rows());
+    rows.extend(txn_offsets::rows());
     harness::run(rows).await;
 }

@@ -17,7 +17,7 @@ use crate::produce::support::{find_coordinator, spec};
 
 const OK: Got = Got::Code(0);
 
-fn tid(ctx: &Ctx) -> TransactionalId {
+pub(crate) fn tid(ctx: &Ctx) -> TransactionalId {
     TransactionalId(StrBytes::from_string(ctx.topic("tx")))
 }
 
@@ -32,14 +32,38 @@ async fn init_with(ctx: &Ctx, timeout_ms: i32, version: i16) -> (i16, i64, i16) 
     (r.error_code, r.producer_id.0, r.producer_epoch)
 }
 
-async fn init(ctx: &Ctx) -> (i64, i16) {
+/// InitProducerId v4 naming the producer's own id and epoch (KIP-360): (error, epoch).
+async fn bump(ctx: &Ctx, (pid, epoch): (i64, i16)) -> (i16, i16) {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(tid(ctx)))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch);
+    let r = ctx.ask(&req, 4).await.expect("InitProducerId");
+    (r.error_code, r.producer_epoch)
+}
+
+/// Produce v9 of `records` to partition 0: (error, log start offset, error message).
+async fn produce_answer(ctx: &Ctx, topic: &str, records: Bytes) -> String {
+    let req = common::produce_request(topic, 0, records, -1).with_transactional_id(Some(tid(ctx)));
+    let r = ctx.ask(&req, 9).await.expect("Produce");
+    let p = &r.responses[0].partition_responses[0];
+    format!(
+        "{} {} {:?}",
+        p.error_code,
+        p.log_start_offset,
+        p.error_message.as_deref()
+    )
+}
+
+pub(crate) async fn init(ctx: &Ctx) -> (i64, i16) {
     let (code, pid, epoch) = init_with(ctx, 60_000, 4).await;
     assert_eq!(code, 0, "InitProducerId");
     (pid, epoch)
 }
 
 /// A topic of the row with `partitions` partitions.
-async fn topic(ctx: &Ctx, partitions: i32) -> String {
+pub(crate) async fn topic(ctx: &Ctx, partitions: i32) -> String {
     let t = ctx.topic("t");
     common::create_topic(&ctx.m, &t, partitions).await;
     t
@@ -76,7 +100,7 @@ async fn add(
         .collect()
 }
 
-async fn end(ctx: &Ctx, (pid, epoch): (i64, i16), commit: bool, version: i16) -> i16 {
+pub(crate) async fn end(ctx: &Ctx, (pid, epoch): (i64, i16), commit: bool, version: i16) -> i16 {
     let req = EndTxnRequest::default()
         .with_transactional_id(tid(ctx))
         .with_producer_id(ProducerId(pid))
@@ -110,7 +134,7 @@ async fn produce(ctx: &Ctx, topic: &str, records: Bytes, version: i16) -> Got {
 }
 
 /// Plain records at offsets 0-2, then an open transaction of 3 records at 3-5.
-async fn open_transaction(ctx: &Ctx) -> (String, (i64, i16)) {
+pub(crate) async fn open_transaction(ctx: &Ctx) -> (String, (i64, i16)) {
     let t = topic(ctx, 1).await;
     common::produce(
         &ctx.m,
@@ -160,82 +184,8 @@ async fn list_latest(ctx: &Ctx, t: &str, isolation: i8) -> Got {
     Got::Value(r.topics[0].partitions[0].offset)
 }
 
-fn emulate_3_0(c: &mut kmirror_broker::BrokerConfig) {
+pub(crate) fn emulate_3_0(c: &mut kmirror_broker::BrokerConfig) {
     c.emulate_kafka = KafkaRelease::V3_0;
-}
-
-fn group(ctx: &Ctx) -> GroupId {
-    GroupId(StrBytes::from_string(ctx.topic("g")))
-}
-
-async fn add_offsets(ctx: &Ctx, (pid, epoch): (i64, i16), version: i16) -> i16 {
-    let req = AddOffsetsToTxnRequest::default()
-        .with_transactional_id(tid(ctx))
-        .with_producer_id(ProducerId(pid))
-        .with_producer_epoch(epoch)
-        .with_group_id(group(ctx));
-    ctx.ask(&req, version)
-        .await
-        .expect("AddOffsetsToTxn")
-        .error_code
-}
-
-/// TxnOffsetCommit of offset `offset` for partition 0 of `t`: its code.
-async fn txn_commit(
-    ctx: &Ctx,
-    (pid, epoch): (i64, i16),
-    t: &str,
-    offset: i64,
-    generation: i32,
-    version: i16,
-) -> i16 {
-    use kafka_protocol::messages::txn_offset_commit_request::{
-        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
-    };
-    let req = TxnOffsetCommitRequest::default()
-        .with_transactional_id(tid(ctx))
-        .with_group_id(group(ctx))
-        .with_producer_id(ProducerId(pid))
-        .with_producer_epoch(epoch)
-        .with_generation_id(generation)
-        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-            .with_name(common::name(t))
-            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
-                .with_partition_index(0)
-                .with_committed_offset(offset)])]);
-    let r = ctx.ask(&req, version).await.expect("TxnOffsetCommit");
-    r.topics[0].partitions[0].error_code
-}
-
-/// A plain (simple, generation -1) OffsetCommit of `offset` for partition 0 of `t`.
-async fn plain_commit(ctx: &Ctx, t: &str, offset: i64) {
-    use kafka_protocol::messages::offset_commit_request::{
-        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-    };
-    let req = OffsetCommitRequest::default()
-        .with_group_id(group(ctx))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![OffsetCommitRequestTopic::default()
-            .with_name(common::name(t))
-            .with_partitions(vec![OffsetCommitRequestPartition::default()
-                .with_partition_index(0)
-                .with_committed_offset(offset)])]);
-    let r = ctx.ask(&req, 8).await.expect("OffsetCommit");
-    assert_eq!(r.topics[0].partitions[0].error_code, 0, "plain commit");
-}
-
-/// OffsetFetch v7 of partition 0 of `t` for the row's group: (error, offset).
-async fn committed(ctx: &Ctx, t: &str, require_stable: bool) -> (i16, i64) {
-    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-    let req = OffsetFetchRequest::default()
-        .with_group_id(group(ctx))
-        .with_require_stable(require_stable)
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(common::name(t))
-            .with_partition_indexes(vec![0])]));
-    let r = ctx.ask(&req, 7).await.expect("OffsetFetch");
-    let p = &r.topics[0].partitions[0];
-    (p.error_code, p.committed_offset)
 }
 
 pub fn rows() -> Vec<Row> {
@@ -369,64 +319,56 @@ pub fn rows() -> Vec<Row> {
                 Got::Answer(format!("{code}, {read}, epoch +{}, old producer {old:?}", epoch - producer.1)
                     .replace("Code(", "").replace(')', ""))
             }),
-        row!("TxnOffsetCommit v3 for a group not added to the transaction is INVALID_TXN_STATE",
-            "GroupCoordinatorService.commitTransactionalOffsets (verification)", Got::Code(48),
+        row!("InitProducerId v4 naming the producer's epoch bumps it; a retry of that bump answers the same epoch",
+            "TransactionMetadata.prepareIncrementProducerEpoch (expectedEpoch == lastProducerEpoch)",
+            Got::Answer("(0, 1) (0, 1) (90, -1)".into()),
+            |ctx| {
+                let (pid, epoch) = init(&ctx).await;
+                let first = bump(&ctx, (pid, epoch)).await;
+                let retry = bump(&ctx, (pid, epoch)).await;
+                let stale = bump(&ctx, (pid + 1, epoch)).await;
+                Got::Answer(format!("{first:?} {retry:?} {stale:?}"))
+            }),
+        row!("EndTxn with an empty transactional id is INVALID_REQUEST",
+            "TransactionCoordinator.endTransaction", Got::Code(42),
+            |ctx| {
+                let req = EndTxnRequest::default()
+                    .with_transactional_id(TransactionalId(StrBytes::from_static_str("")))
+                    .with_producer_id(ProducerId(1))
+                    .with_committed(true);
+                Got::Code(ctx.ask(&req, 3).await.expect("EndTxn").error_code)
+            }),
+        row!("Produce v9 refused by the transaction verification: log start -1 and the verification's message",
+            "ReplicaManager.handleProduceAppend (postVerificationCallback)",
+            Got::Answer("48 -1 Some(\"Partition was not added to the transaction\")".into()),
+            |ctx| {
+                let t = topic(&ctx, 1).await;
+                common::produce(&ctx.m, &t, 0, common::batch(3, crate::produce::support::now_ms())).await;
+                let producer = init(&ctx).await;
+                Got::Answer(produce_answer(&ctx, &t, batch_of(producer, 0, 3, true)).await)
+            }),
+        row!("Produce: transactional batches of two producers in one request are INVALID_PRODUCER_ID_MAPPING, every partition",
+            "ReplicaManager.handleProduceAppend (transactionalProducerInfo.size > 1)", Got::Answer("[49, 49]".into()),
+            |ctx| {
+                use kafka_protocol::messages::produce_request::PartitionProduceData;
+                let t = topic(&ctx, 2).await;
+                let (pid, epoch) = init(&ctx).await;
+                let mut req = common::produce_request(&t, 0, batch_of((pid, epoch), 0, 1, true), -1)
+                    .with_transactional_id(Some(tid(&ctx)));
+                req.topic_data[0].partition_data.push(
+                    PartitionProduceData::default()
+                        .with_index(1)
+                        .with_records(Some(batch_of((pid + 1, epoch), 0, 1, true))),
+                );
+                let r = ctx.ask(&req, 9).await.expect("Produce");
+                let codes: Vec<i16> = r.responses[0].partition_responses.iter().map(|p| p.error_code).collect();
+                Got::Answer(format!("{codes:?}"))
+            }),
+        row!("Produce: a plain batch out of sequence from a producer with a transaction open is OUT_OF_ORDER_SEQUENCE_NUMBER first",
+            "ProducerAppendInfo.appendDataBatch (maybeValidateDataBatch before the transaction check)", Got::Code(45),
             |ctx| {
                 let (t, producer) = open_transaction(&ctx).await;
-                Got::Code(txn_commit(&ctx, producer, &t, 1, -1, 3).await)
-            }),
-        row!("TxnOffsetCommit v4 for a group not added to the transaction is TRANSACTION_ABORTABLE",
-            "GroupCoordinatorService.commitTransactionalOffsets (txnOffsetCommitRequestVersionToTransactionSupportedOperation)", Got::Code(120),
-            |ctx| {
-                let (t, producer) = open_transaction(&ctx).await;
-                Got::Code(txn_commit(&ctx, producer, &t, 1, -1, 4).await)
-            }),
-        row!("TxnOffsetCommit with a generation for a group that does not exist is ILLEGAL_GENERATION",
-            "OffsetMetadataManager.validateTransactionalOffsetCommit", Got::Code(22),
-            |ctx| {
-                let (t, producer) = open_transaction(&ctx).await;
-                assert_eq!(add_offsets(&ctx, producer, 3).await, 0);
-                Got::Code(txn_commit(&ctx, producer, &t, 1, 4, 3).await)
-            }),
-        row!("AddOffsetsToTxn v1 with an old epoch is INVALID_PRODUCER_EPOCH",
-            "KafkaApis.handleAddOffsetsToTxnRequest (PRODUCER_FENCED below v2)", Got::Code(47),
-            |ctx| {
-                let (pid, _) = init(&ctx).await;
-                let (_, epoch) = init(&ctx).await;
-                Got::Code(add_offsets(&ctx, (pid, epoch - 1), 1).await)
-            }),
-        row!("A transactional offset is hidden until the commit marker; require_stable sees UNSTABLE_OFFSET_COMMIT",
-            "OffsetMetadataManager.fetchOffsets, replayEndTransactionMarker",
-            Got::Answer("pending (0, -1) stable (88, -1) committed (0, 2)".into()),
-            |ctx| {
-                let (t, producer) = open_transaction(&ctx).await;
-                assert_eq!(add_offsets(&ctx, producer, 3).await, 0);
-                assert_eq!(txn_commit(&ctx, producer, &t, 2, -1, 3).await, 0);
-                let pending = committed(&ctx, &t, false).await;
-                let stable = committed(&ctx, &t, true).await;
-                assert_eq!(end(&ctx, producer, true, 3).await, 0);
-                let after = committed(&ctx, &t, true).await;
-                Got::Answer(format!("pending {pending:?} stable {stable:?} committed {after:?}"))
-            }),
-        row!("Aborting drops the transaction's offsets",
-            "OffsetMetadataManager.replayEndTransactionMarker", Got::Answer("(0, -1)".into()),
-            |ctx| {
-                let (t, producer) = open_transaction(&ctx).await;
-                assert_eq!(add_offsets(&ctx, producer, 3).await, 0);
-                assert_eq!(txn_commit(&ctx, producer, &t, 2, -1, 3).await, 0);
-                assert_eq!(end(&ctx, producer, false, 3).await, 0);
-                Got::Answer(format!("{:?}", committed(&ctx, &t, true).await))
-            }),
-        row!("A plain commit after a transactional one wins at the commit marker",
-            "OffsetMetadataManager.replayEndTransactionMarker (the newer record stays)",
-            Got::Answer("(0, 5)".into()),
-            |ctx| {
-                let (t, producer) = open_transaction(&ctx).await;
-                assert_eq!(add_offsets(&ctx, producer, 3).await, 0);
-                assert_eq!(txn_commit(&ctx, producer, &t, 2, -1, 3).await, 0);
-                plain_commit(&ctx, &t, 5).await;
-                assert_eq!(end(&ctx, producer, true, 3).await, 0);
-                Got::Answer(format!("{:?}", committed(&ctx, &t, true).await))
+                produce(&ctx, &t, batch_of(producer, 7, 1, false), 9).await
             }),
     ]
 }

@@ -2,8 +2,9 @@
 //! loop update (atomics, one lock per acknowledged batch for the latency histogram), read
 //! by the metrics callbacks, `/status`, `/readyz` and the periodic progress line.
 //!
-//! Lag of a partition: the source's high watermark (from its last Fetch response) minus
-//! the mirrored position (the next source offset acknowledged by the target). Its age: the
+//! Lag of a partition: the source's last stable offset (from its last Fetch response; the
+//! high watermark unless a transaction is open there, as Kafka's read_committed consumer
+//! counts it) minus the mirrored position (the next source offset acknowledged by the target). Its age: the
 //! timestamp of the oldest batch the daemon holds for it and has not had acknowledged;
 //! when the backlog has not been read yet, the age of the last record mirrored (an upper
 //! bound); 0 when caught up.

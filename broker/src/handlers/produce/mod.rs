@@ -12,10 +12,11 @@
 //! A request with compressed batches is validated and appended with the runtime worker's
 //! other tasks handed on, so decompression does not stall other connections.
 //! Transactional batches must belong to the producer's open transaction in that partition
-//! ([`transaction_check`]).
+//! ([`transactional`]).
 
 use kmirror_wire::codec;
 pub mod keyed;
+mod transactional;
 mod validate;
 mod validator;
 
@@ -34,6 +35,7 @@ use crate::log::AppendInfo;
 use crate::producers::Check;
 use crate::state::{now_ms, Broker};
 use crate::topics::Topic;
+use transactional::{one_transactional_producer, transaction_state, verify_transaction};
 use validate::Failure;
 use validator::TopicRules;
 
@@ -122,7 +124,12 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
     let transactional = attributes & 0x10 != 0;
     let compressed = attributes & 0x07 != 0;
     let partitions = keyed::by_partition(&req.topic_data);
-    let results = if transactional && req.transactional_id.is_none() {
+    let results = if let Some(failure) = one_transactional_producer(&req) {
+        partitions
+            .iter()
+            .map(|p| (p.topic, p.index, Err((failure.clone(), -1))))
+            .collect()
+    } else if transactional && req.transactional_id.is_none() {
         // Kafka: KafkaApis.handleProduceRequest (the whole request fails,
         // ProduceRequest.getErrorResponse answers each partition once).
         let failure: Failure = (
@@ -175,12 +182,19 @@ fn append_all(
                 }
                 let rules = rules.as_ref().expect("rules exist for a resolved topic");
                 let transactional_id = req.transactional_id.as_ref().map(|t| t.0.as_str());
+                verify_transaction(
+                    broker,
+                    (&topic, &partition),
+                    batch,
+                    (transactional_id, version),
+                )
+                .map_err(|f| (f, -1))?;
                 append(
                     broker,
                     (&topic, &partition),
                     rules,
                     (batch, req.acks, transactional_id),
-                    (version, now),
+                    now,
                 )
                 .map_err(|f| refused_by_append(f, &partition))
             });
@@ -284,7 +298,7 @@ async fn respond(
                     pr.log_start_offset = a.log_start_offset;
                 }
             }
-            Err((Failure(code, msg, record_errors), log_start_offset)) => {
+            Err((Failure(code, msg, record_errors, told), log_start_offset)) => {
                 pr.error_code = code.code();
                 pr.base_offset = -1;
                 if version >= 5 {
@@ -293,9 +307,10 @@ async fn respond(
                 let name = &req.topic_data[topic].name;
                 tracing::debug!(topic = %name.as_str(), partition = index, error = ?code, reason = %msg, "Produce refused.");
                 // Kafka: ReplicaManager.appendToLocalLog — only a refusal of records
-                // (RecordValidationException) carries its message; every other error is
-                // answered with a null message (LogAppendResult.errorMessage).
-                if version >= 8 && !record_errors.is_empty() {
+                // (RecordValidationException) or of the transaction verification carries
+                // its message; every other error is answered with a null message
+                // (LogAppendResult.errorMessage).
+                if version >= 8 && told {
                     pr.error_message = message(msg);
                     pr.record_errors = record_errors
                         .into_iter()
@@ -349,67 +364,12 @@ pub fn has_error(resp: &ProduceResponse) -> bool {
         .any(|p| p.error_code != 0)
 }
 
-/// A transactional batch goes only to a partition of its producer's open transaction:
-/// from Kafka 3.6 (`transaction.partition.verification.enable`, KIP-890) the leader asks
-/// the coordinator unless the producer already has a transaction open in the partition
-/// (Kafka: UnifiedLog.maybeStartTransactionVerification), and maps its answer
-/// (AddPartitionsToTxnManager, ReplicaManager.postVerificationCallback): not in the
-/// transaction INVALID_TXN_STATE (TRANSACTION_ABORTABLE from Produce v11), fenced
-/// INVALID_PRODUCER_EPOCH, ending NOT_ENOUGH_REPLICAS. A producer with a transaction open
-/// here may not write outside it (Kafka: ProducerAppendInfo, "Expected transactional
-/// write"): INVALID_TXN_STATE. Checked under the partition's producers lock, so a marker
-/// cannot slip between the check and the append.
-fn transaction_check(
-    broker: &Broker,
-    producers: &crate::producers::PartitionProducerState,
-    view: &BatchView<'_>,
-    (transactional_id, version): (Option<&str>, i16),
-    (topic, index): (&str, i32),
-) -> Result<(), Failure> {
-    let pid = view.producer_id();
-    let open_here = pid >= 0 && producers.txns.is_ongoing(pid);
-    if !view.is_transactional() {
-        if open_here {
-            let why =
-                format!("Expected a transactional write from producer {pid} in {topic}-{index}.");
-            return Err((ResponseError::InvalidTxnState, why).into());
-        }
-        return Ok(());
-    }
-    let verifies = broker.versions.release() >= crate::versions::KafkaRelease::V3_6;
-    if open_here || !verifies {
-        return Ok(());
-    }
-    let producer = crate::transactions::Producer {
-        transactional_id: transactional_id.unwrap_or_default(),
-        producer_id: pid,
-        producer_epoch: view.producer_epoch(),
-    };
-    broker
-        .transactions
-        .verify(producer, (topic, index))
-        .map_err(|e| {
-            let code = match e {
-                ResponseError::TransactionAbortable if version < 11 => {
-                    ResponseError::InvalidTxnState
-                }
-                ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
-                ResponseError::ConcurrentTransactions => ResponseError::NotEnoughReplicas,
-                other => other,
-            };
-            let why = format!(
-                "Partition {topic}-{index} was not added to the transaction of producer {pid}."
-            );
-            (code, why).into()
-        })
-}
-
 fn append(
     broker: &Broker,
     (topic, partition): (&Topic, &crate::topics::Partition),
     rules: &TopicRules,
     (batch, acks, transactional_id): (&[u8], i16, Option<&str>),
-    (version, now): (i16, i64),
+    now: i64,
 ) -> Result<Appended, Failure> {
     let index = partition.index;
     let not_leader = |e: crate::cluster::LeaderError| (e.code(), e.to_string());
@@ -441,13 +401,6 @@ fn append(
     let mut producers = partition.producers.lock().expect("producers lock");
     let view =
         BatchView::parse(&owned, 0).map_err(|e| (ResponseError::CorruptMessage, e.to_string()))?;
-    transaction_check(
-        broker,
-        &producers,
-        &view,
-        (transactional_id, version),
-        (&topic.name, index),
-    )?;
     let check = producers.check(&view, now).map_err(|code| {
         let err = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
         (
@@ -455,6 +408,15 @@ fn append(
             format!("Producer sequence check failed for partition {index}: {err}."),
         )
     })?;
+    if check == Check::Append {
+        transaction_state(
+            broker,
+            &producers,
+            &view,
+            transactional_id,
+            (&topic.name, index),
+        )?;
+    }
     let mut log = partition.log.lock().expect("log lock");
     if let Check::Duplicate {
         base_offset,

@@ -11,15 +11,29 @@ use kmirror_wire::batch::{BatchError, BatchView, LOG_OVERHEAD};
 
 use super::codec;
 
-/// Why a partition's batch is refused: Kafka's error code, its message, and the records at
-/// fault as `(batch index, message)` (KIP-467 `record_errors`, Produce v8+), when a record
-/// check refused it.
+/// Why a partition's batch is refused: Kafka's error code, its message, the records at
+/// fault as `(batch index, message)` (KIP-467 `record_errors`, Produce v8+) when a record
+/// check refused it, and whether the message is answered (Produce v8+; Kafka:
+/// LogAppendResult.hasCustomErrorMessage, set for record checks and the transaction
+/// verification, every other refusal answers a null message).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure(pub ResponseError, pub String, pub Vec<(i32, String)>);
+pub struct Failure(
+    pub ResponseError,
+    pub String,
+    pub Vec<(i32, String)>,
+    pub bool,
+);
 
 impl From<(ResponseError, String)> for Failure {
     fn from((code, message): (ResponseError, String)) -> Self {
-        Self(code, message, Vec::new())
+        Self(code, message, Vec::new(), false)
+    }
+}
+
+impl Failure {
+    /// A refusal whose message is answered.
+    pub fn told(code: ResponseError, message: String) -> Self {
+        Self(code, message, Vec::new(), true)
     }
 }
 

@@ -131,6 +131,7 @@ fn record_errors_failure(timestamp_invalid: bool, errors: Vec<(i32, String)>) ->
             ResponseError::InvalidTimestamp,
             "One or more records have been rejected due to invalid timestamp".into(),
             errors,
+            true,
         );
     }
     let shown: Vec<String> = errors
@@ -146,6 +147,7 @@ fn record_errors_failure(timestamp_invalid: bool, errors: Vec<(i32, String)>) ->
             shown.join(", ")
         ),
         errors,
+        true,
     )
 }
 

@@ -625,6 +625,20 @@ fn kcat_produce_consume_query_against_kafka_2_8() {
 // Transactions (none here): clients must fail fast, not retry until their timeout
 // ---------------------------------------------------------------------------------------
 
+/// kafka-python's transactional producer (its own implementation of the protocol): a
+/// commit and an abort as its read_committed and read_uncommitted consumers see them, and
+/// group offsets sent with a transaction.
+#[test]
+fn kafka_python_transactions_commit_abort_and_send_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut cmd = python_command();
+    cmd.arg(script("kafka_python_transactions.py"))
+        .args(["--bootstrap", &broker.addr()]);
+    let out = run_script_ok(&mut cmd, WAIT);
+    assert!(out.contains("\"group_offset\": 7"), "{out}");
+}
+
 /// confluent-kafka's transactional producer: commits and aborts as a read_committed and a
 /// read_uncommitted consumer see them, a second producer with the same transactional id
 /// fencing the first, and a consume-transform-produce loop whose group offsets commit

@@ -125,7 +125,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, ServerError> {
             .await
             .expect("open task")?,
     );
-    crate::transactions::abort_orphans(&broker).await;
+    crate::transactions::recover(&broker).await;
     let shutdown = CancellationToken::new();
     let nodes = Arc::new(Nodes::new(broker.clone(), shutdown.clone()));
     for (node_id, index, local, socket) in sockets {

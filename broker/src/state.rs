@@ -159,6 +159,11 @@ impl Broker {
             })?,
             None => ProducerIdManager::in_memory(),
         };
+        let transactions = crate::transactions::Coordinator::open(config.data_dir.as_deref())
+            .map_err(|source| TopicError::Persist {
+                path: crate::transactions::coordinator::FILE_NAME.into(),
+                source,
+            })?;
         let read_overrides = |file: &str| -> BTreeMap<String, String> {
             config
                 .data_dir
@@ -219,7 +224,7 @@ impl Broker {
             group_commit,
             appended: Arc::new(Notify::new()),
             producer_ids: Arc::new(producer_ids),
-            transactions: Arc::default(),
+            transactions: Arc::new(transactions),
             broker_overrides: Arc::new(RwLock::new(BTreeMap::new())),
             default_overrides: Arc::new(RwLock::new(default_overrides)),
             cluster: Arc::new(cluster),

@@ -625,6 +625,31 @@ fn kcat_produce_consume_query_against_kafka_2_8() {
 // Transactions (none here): clients must fail fast, not retry until their timeout
 // ---------------------------------------------------------------------------------------
 
+/// A transaction open while the broker restarts goes on after it and commits: the
+/// coordinator's state is kept in the data directory, as Kafka keeps it in
+/// `__transaction_state` (the script decides and says why).
+#[test]
+fn a_transaction_spans_a_broker_restart() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = BrokerProcess::start(dir.path(), &[]);
+    let mut child = python_command()
+        .arg(script("transaction_across_restart.py"))
+        .args(["--bootstrap", &broker.addr()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the script starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "READY");
+    broker.terminate_ok();
+    broker.restart();
+    writeln!(child.stdin.take().unwrap(), "go").unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{rest:?}\n{}", broker.log.tail(30));
+}
+
 /// kafka-python's transactional producer (its own implementation of the protocol): a
 /// commit and an abort as its read_committed and read_uncommitted consumers see them, and
 /// group offsets sent with a transaction.

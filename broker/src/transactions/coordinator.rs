@@ -5,20 +5,27 @@
 //! and then calls [`Coordinator::complete`]. No lock of this module is held while markers
 //! are written, so a produce may consult it under its partition lock.
 //!
+//! Every change is written to the data directory before it is answered
+//! ([`super::persist`]).
+//!
 //! Kafka: TransactionCoordinator (handleInitProducerId, handleAddPartitionsToTransaction,
 //! handleEndTransaction, abortTimedOutTransactions) and TransactionMetadata.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use kafka_protocol::error::ResponseError;
+use serde::{Deserialize, Serialize};
+
+pub use super::persist::FILE_NAME;
 
 /// Kafka's default `transaction.max.timeout.ms` (15 minutes).
 pub const MAX_TIMEOUT_MS: i32 = 900_000;
 
 /// A transaction's state (Kafka: TransactionState; PrepareEpochFence and Dead are not
 /// reached here: fencing an open transaction goes straight to PrepareAbort).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TxnState {
     Empty,
     Ongoing,
@@ -43,7 +50,7 @@ impl TxnState {
 }
 
 /// One transactional id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnMeta {
     pub producer_id: i64,
     pub producer_epoch: i16,
@@ -108,12 +115,42 @@ pub struct Producer<'a> {
 /// Every transactional id of the process (all nodes share it, as they share storage).
 #[derive(Debug, Default)]
 pub struct Coordinator {
-    txns: Mutex<HashMap<String, TxnMeta>>,
+    pub(super) txns: Mutex<HashMap<String, TxnMeta>>,
+    /// Where the state is kept ([`super::persist`]); `None`: in memory only.
+    pub(super) path: Option<PathBuf>,
 }
 
+pub(super) type Txns = HashMap<String, TxnMeta>;
+
 impl Coordinator {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TxnMeta>> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Txns> {
         self.txns.lock().expect("transactions lock")
+    }
+
+    /// Every transactional id whose transaction is open or ending, with its producer id.
+    pub fn open_transactions(&self) -> Vec<(String, TxnState, i64)> {
+        self.lock()
+            .iter()
+            .filter(|(_, m)| {
+                matches!(
+                    m.state,
+                    TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
+                )
+            })
+            .map(|(id, m)| (id.clone(), m.state, m.producer_id))
+            .collect()
+    }
+
+    /// Fences and aborts the open transaction of `transactional_id` (at start, when what
+    /// it committed for groups was lost with the last process).
+    pub fn fence_open(&self, transactional_id: &str, now_ms: i64) -> Option<Markers> {
+        let mut txns = self.lock();
+        let meta = txns
+            .get_mut(transactional_id)
+            .filter(|m| m.state == TxnState::Ongoing)?;
+        let markers = fence(transactional_id, meta, now_ms);
+        self.save_logged(&txns);
+        Some(markers)
     }
 
     /// A copy of one transactional id's state.
@@ -136,81 +173,81 @@ impl Coordinator {
         if let Some(e) = init_refusal(transactional_id, timeout_ms) {
             return Err(e);
         }
-        let mut txns = self.lock();
-        let Some(meta) = txns.get_mut(transactional_id) else {
-            let producer_id = allocate()?;
-            txns.insert(
-                transactional_id.to_string(),
-                TxnMeta {
+        self.mutate(transactional_id, |txns| {
+            let Some(meta) = txns.get_mut(transactional_id) else {
+                let producer_id = allocate()?;
+                txns.insert(
+                    transactional_id.to_string(),
+                    TxnMeta {
+                        producer_id,
+                        producer_epoch: 0,
+                        last_producer_epoch: -1,
+                        previous_producer_id: -1,
+                        timeout_ms,
+                        state: TxnState::Empty,
+                        partitions: BTreeSet::new(),
+                        groups: BTreeSet::new(),
+                        start_ms: now_ms,
+                        updated_ms: now_ms,
+                    },
+                );
+                return Ok(Init::Ready {
                     producer_id,
                     producer_epoch: 0,
-                    last_producer_epoch: -1,
-                    previous_producer_id: -1,
-                    timeout_ms,
-                    state: TxnState::Empty,
-                    partitions: BTreeSet::new(),
-                    groups: BTreeSet::new(),
-                    start_ms: now_ms,
-                    updated_ms: now_ms,
-                },
-            );
-            return Ok(Init::Ready {
-                producer_id,
-                producer_epoch: 0,
-            });
-        };
-        let given = expected.0 >= 0;
-        // Kafka: TransactionMetadata.isValidProducerId — the id only; the epoch is the
-        // state's to judge.
-        if given
-            && expected.0 != meta.producer_id
-            && !(expected.0 == meta.previous_producer_id && exhausted(expected.1))
-        {
-            return Err(ResponseError::ProducerFenced);
-        }
-        match meta.state {
-            TxnState::PrepareCommit | TxnState::PrepareAbort => {
-                Err(ResponseError::ConcurrentTransactions)
+                });
+            };
+            let given = expected.0 >= 0;
+            // Kafka: TransactionMetadata.isValidProducerId — the id only; the epoch is the
+            // state's to judge.
+            if given
+                && expected.0 != meta.producer_id
+                && !(expected.0 == meta.previous_producer_id && exhausted(expected.1))
+            {
+                return Err(ResponseError::ProducerFenced);
             }
-            TxnState::Ongoing => {
-                // Fence the open transaction: abort it at a bumped epoch, so the old
-                // producer's next write is refused.
-                Ok(Init::Fenced(fence(transactional_id, meta, now_ms)))
-            }
-            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
-                if exhausted(meta.producer_epoch) && (!given || expected.1 == meta.producer_epoch) {
-                    meta.last_producer_epoch = if given { meta.producer_epoch } else { -1 };
-                    meta.previous_producer_id = meta.producer_id;
-                    meta.producer_id = allocate()?;
-                    meta.producer_epoch = 0;
-                } else if !given {
-                    meta.producer_epoch += 1;
-                    meta.last_producer_epoch = -1;
-                } else if expected.1 == meta.producer_epoch {
-                    meta.last_producer_epoch = meta.producer_epoch;
-                    meta.producer_epoch += 1;
-                } else if expected.1 != meta.last_producer_epoch {
-                    return Err(ResponseError::ProducerFenced);
+            match meta.state {
+                TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                    Err(ResponseError::ConcurrentTransactions)
                 }
-                // (The epoch asked for was the last one: a retry, answered as before.)
-                meta.timeout_ms = timeout_ms;
-                meta.state = TxnState::Empty;
-                meta.partitions.clear();
-                meta.groups.clear();
-                meta.updated_ms = now_ms;
-                Ok(Init::Ready {
-                    producer_id: meta.producer_id,
-                    producer_epoch: meta.producer_epoch,
-                })
+                TxnState::Ongoing => {
+                    // Fence the open transaction: abort it at a bumped epoch, so the old
+                    // producer's next write is refused.
+                    Ok(Init::Fenced(fence(transactional_id, meta, now_ms)))
+                }
+                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
+                    if exhausted(meta.producer_epoch)
+                        && (!given || expected.1 == meta.producer_epoch)
+                    {
+                        meta.last_producer_epoch = if given { meta.producer_epoch } else { -1 };
+                        meta.previous_producer_id = meta.producer_id;
+                        meta.producer_id = allocate()?;
+                        meta.producer_epoch = 0;
+                    } else if !given {
+                        meta.producer_epoch += 1;
+                        meta.last_producer_epoch = -1;
+                    } else if expected.1 == meta.producer_epoch {
+                        meta.last_producer_epoch = meta.producer_epoch;
+                        meta.producer_epoch += 1;
+                    } else if expected.1 != meta.last_producer_epoch {
+                        return Err(ResponseError::ProducerFenced);
+                    }
+                    // (The epoch asked for was the last one: a retry, answered as before.)
+                    meta.timeout_ms = timeout_ms;
+                    meta.state = TxnState::Empty;
+                    meta.partitions.clear();
+                    meta.groups.clear();
+                    meta.updated_ms = now_ms;
+                    Ok(Init::Ready {
+                        producer_id: meta.producer_id,
+                        producer_epoch: meta.producer_epoch,
+                    })
+                }
             }
-        }
+        })
     }
 
     /// The producer id and epoch checks every request after InitProducerId starts with.
-    fn current<'a>(
-        txns: &'a mut HashMap<String, TxnMeta>,
-        p: Producer<'_>,
-    ) -> Result<&'a mut TxnMeta, ResponseError> {
+    fn current<'a>(txns: &'a mut Txns, p: Producer<'_>) -> Result<&'a mut TxnMeta, ResponseError> {
         // Kafka: TransactionCoordinator.endTransaction and handleAddPartitionsToTransaction
         // start with an empty id: INVALID_REQUEST.
         if p.transactional_id.is_empty() {
@@ -256,17 +293,18 @@ impl Coordinator {
         now_ms: i64,
         add: impl FnOnce(&mut TxnMeta),
     ) -> Result<(), ResponseError> {
-        let mut txns = self.lock();
-        let meta = Self::current(&mut txns, p)?;
-        if matches!(meta.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
-            return Err(ResponseError::ConcurrentTransactions);
-        }
-        if meta.state != TxnState::Ongoing {
-            meta.start_ms = now_ms;
-            meta.state = TxnState::Ongoing;
-        }
-        add(meta);
-        Ok(())
+        self.mutate(p.transactional_id, |txns| {
+            let meta = Self::current(txns, p)?;
+            if matches!(meta.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+                return Err(ResponseError::ConcurrentTransactions);
+            }
+            if meta.state != TxnState::Ongoing {
+                meta.start_ms = now_ms;
+                meta.state = TxnState::Ongoing;
+            }
+            add(meta);
+            Ok(())
+        })
     }
 
     /// Whether a transactional batch of `p` may be written to `partition`: the partition
@@ -307,8 +345,18 @@ impl Coordinator {
 
     /// EndTxn. Kafka: TransactionCoordinator.handleEndTransaction (transaction.version < 2).
     pub fn end(&self, p: Producer<'_>, commit: bool, now_ms: i64) -> Result<End, ResponseError> {
-        let mut txns = self.lock();
-        let meta = Self::current(&mut txns, p)?;
+        self.mutate(p.transactional_id, |txns| {
+            Self::end_in(txns, p, commit, now_ms)
+        })
+    }
+
+    fn end_in(
+        txns: &mut Txns,
+        p: Producer<'_>,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<End, ResponseError> {
+        let meta = Self::current(txns, p)?;
         match (meta.state, commit) {
             (TxnState::Ongoing, _) => {
                 meta.updated_ms = now_ms;
@@ -345,16 +393,17 @@ impl Coordinator {
         }
         meta.groups.clear();
         meta.updated_ms = now_ms;
-        if !unwritten.is_empty() {
-            meta.partitions = unwritten;
-            return;
-        }
-        meta.state = if markers.commit {
-            TxnState::CompleteCommit
+        if unwritten.is_empty() {
+            meta.state = if markers.commit {
+                TxnState::CompleteCommit
+            } else {
+                TxnState::CompleteAbort
+            };
+            meta.partitions.clear();
         } else {
-            TxnState::CompleteAbort
-        };
-        meta.partitions.clear();
+            meta.partitions = unwritten;
+        }
+        self.save_logged(&txns);
     }
 
     /// Prepared transactions whose markers are still not all written `retry_ms` after the
@@ -378,13 +427,18 @@ impl Coordinator {
     /// Kafka: TransactionCoordinator.abortTimedOutTransactions.
     pub fn expire(&self, now_ms: i64) -> Vec<Markers> {
         let mut txns = self.lock();
-        txns.iter_mut()
+        let expired: Vec<Markers> = txns
+            .iter_mut()
             .filter(|(_, m)| {
                 m.state == TxnState::Ongoing
                     && now_ms.saturating_sub(m.start_ms) > i64::from(m.timeout_ms)
             })
             .map(|(id, m)| fence(id, m, now_ms))
-            .collect()
+            .collect();
+        if !expired.is_empty() {
+            self.save_logged(&txns);
+        }
+        expired
     }
 }
 

@@ -243,3 +243,29 @@ fn an_exhausted_epoch_gets_a_fresh_producer_id() {
         "a retry of the rotation"
     );
 }
+
+#[test]
+fn the_state_is_kept_in_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Coordinator::open(Some(dir.path())).unwrap();
+    let (pid, epoch) = ready(&c, (-1, -1));
+    c.add_partitions(producer(pid, epoch), partitions(), 7)
+        .unwrap();
+    let reopened = Coordinator::open(Some(dir.path())).unwrap();
+    assert_eq!(reopened.get(ID), c.get(ID));
+    assert_eq!(reopened.get(ID).unwrap().state, TxnState::Ongoing);
+}
+
+#[test]
+fn a_change_that_cannot_be_written_is_undone_and_answered_not_coordinator() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Coordinator::open(Some(dir.path())).unwrap();
+    let (pid, epoch) = ready(&c, (-1, -1));
+    // The temporary file cannot be created: every write fails.
+    std::fs::create_dir(dir.path().join(format!("{FILE_NAME}.tmp"))).unwrap();
+    assert_eq!(
+        c.add_partitions(producer(pid, epoch), partitions(), 7),
+        Err(ResponseError::NotCoordinator)
+    );
+    assert_eq!(c.get(ID).unwrap().state, TxnState::Empty);
+}

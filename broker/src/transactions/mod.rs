@@ -1,16 +1,19 @@
 //! Transactions (KIP-98, transaction.version 0/1): the coordinator of every transactional
 //! id ([`coordinator`]), the markers that end a transaction in its partitions
 //! ([`markers`]), and the steps that join the two: ending a transaction, fencing one at
-//! InitProducerId, the timeout sweep and, at start, aborting transactions no coordinator
-//! knows any more.
+//! InitProducerId, the timeout sweep and, at start, recovering what the last process
+//! left.
 //!
 //! The partitions' side (open transactions, the last stable offset, aborted ranges) is
-//! [`crate::producers::txn`]. Not here: the coordinator's state does not survive a restart
-//! (Kafka keeps it in `__transaction_state`), so transactions open at a restart are
-//! aborted (with the offsets they held for groups); transaction.version 2 (KIP-890's second part), which ApiVersions does not finalize.
+//! [`crate::producers::txn`]. The coordinator's state is kept in the data directory, so a
+//! restarted broker goes on with its transactions ([`recover`]); the offsets transactions
+//! hold for groups are not kept (Kafka keeps them in `__consumer_offsets`), so a
+//! transaction that had some is aborted at a restart. Not here: transaction.version 2
+//! (KIP-890's second part), which ApiVersions does not finalize.
 
 pub mod coordinator;
 pub mod markers;
+mod persist;
 
 use std::time::Duration;
 
@@ -67,10 +70,31 @@ pub async fn sweep_timeouts(broker: &Broker, interval: Duration, shutdown: Cance
     }
 }
 
-/// At start: aborts every transaction a partition holds open, since the coordinator that
-/// began it is gone with the last process. Kafka's coordinator would still know it and
-/// end it (at the latest at its timeout); a consumer sees the same outcome, an abort.
-pub async fn abort_orphans(broker: &Broker) {
+/// At start, what the last process left: markers of ending transactions are written
+/// again; an open transaction that committed offsets for groups is aborted (those offsets
+/// were held in memory and are gone); and a transaction a partition holds open that the
+/// coordinator does not know (its state file lost) is aborted, as Kafka's coordinator
+/// would end it at the latest at its timeout.
+pub async fn recover(broker: &Broker) {
+    let now = now_ms();
+    let known = broker.transactions.open_transactions();
+    for markers in broker.transactions.unfinished(now, 0) {
+        finish(broker, markers).await;
+    }
+    for (id, state, _) in &known {
+        let with_groups = broker
+            .transactions
+            .get(id)
+            .is_some_and(|m| !m.groups.is_empty());
+        if *state != TxnState::Ongoing || !with_groups {
+            continue;
+        }
+        tracing::warn!(transactional_id = %id, "Aborting an open transaction whose group offsets were lost with the last run.");
+        if let Some(markers) = broker.transactions.fence_open(id, now) {
+            finish(broker, markers).await;
+        }
+    }
+    let known_pids: std::collections::HashSet<i64> = known.iter().map(|(_, _, pid)| *pid).collect();
     for partition in broker.topics.all_partitions() {
         let open = partition
             .producers
@@ -79,6 +103,9 @@ pub async fn abort_orphans(broker: &Broker) {
             .txns
             .ongoing();
         for (producer_id, first_offset) in open {
+            if known_pids.contains(&producer_id) {
+                continue;
+            }
             let epoch = partition
                 .producers
                 .lock()
@@ -87,9 +114,9 @@ pub async fn abort_orphans(broker: &Broker) {
                 .find(|(pid, _)| *pid == producer_id)
                 .map_or(0, |(_, e)| e.epoch)
                 .max(0);
-            tracing::warn!(topic = %partition.topic, partition = partition.index, producer_id, first_offset, "Aborting a transaction left open by the last run.");
+            tracing::warn!(topic = %partition.topic, partition = partition.index, producer_id, first_offset, "Aborting a transaction no coordinator knows (left open by the last run).");
             let markers = Markers {
-                transactional_id: format!("(left open, producer {producer_id})"),
+                transactional_id: format!("(unknown, producer {producer_id})"),
                 producer_id,
                 producer_epoch: epoch,
                 commit: false,

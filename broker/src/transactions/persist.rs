@@ -1,0 +1,77 @@
+//! The transaction coordinator's state on disk: every change is written to
+//! `<data_dir>/transactions.json` before it is answered (Kafka writes it to
+//! `__transaction_state`), so a restarted broker goes on with its transactions; one that
+//! cannot be written is undone and answered NOT_COORDINATOR, as Kafka answers a failed
+//! append of the transaction log (TransactionStateManager.appendTransactionToLog, a
+//! storage error).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use kafka_protocol::error::ResponseError;
+
+use super::coordinator::{Coordinator, Txns};
+
+/// The coordinator's file in the data directory.
+pub const FILE_NAME: &str = "transactions.json";
+
+impl Coordinator {
+    /// The coordinator of a broker with `data_dir` (its state as last written), or one in
+    /// memory.
+    pub fn open(data_dir: Option<&Path>) -> std::io::Result<Self> {
+        let Some(dir) = data_dir else {
+            return Ok(Self::default());
+        };
+        let path = dir.join(FILE_NAME);
+        let txns = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            txns: Mutex::new(txns),
+            path: Some(path),
+        })
+    }
+
+    /// Writes the state (nothing in memory).
+    fn save(&self, txns: &Txns) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let bytes = serde_json::to_vec(txns).map_err(std::io::Error::other)?;
+        crate::fsutil::write_atomic(path, &bytes)
+    }
+
+    /// Runs `f` on the state of `transactional_id` and writes the outcome; if it cannot be
+    /// written, the change is undone and the request answered NOT_COORDINATOR.
+    pub(super) fn mutate<T>(
+        &self,
+        transactional_id: &str,
+        f: impl FnOnce(&mut Txns) -> Result<T, ResponseError>,
+    ) -> Result<T, ResponseError> {
+        let mut txns = self.lock();
+        let before = txns.get(transactional_id).cloned();
+        let out = f(&mut txns)?;
+        if txns.get(transactional_id) == before.as_ref() {
+            return Ok(out);
+        }
+        if let Err(e) = self.save(&txns) {
+            tracing::error!(transactional_id, error = %e, "Cannot write the transaction state.");
+            match before {
+                Some(b) => txns.insert(transactional_id.to_string(), b),
+                None => txns.remove(transactional_id),
+            };
+            return Err(ResponseError::NotCoordinator);
+        }
+        Ok(out)
+    }
+
+    /// Writes the state after an internal change (nothing to answer; logged if it fails).
+    pub(super) fn save_logged(&self, txns: &Txns) {
+        if let Err(e) = self.save(txns) {
+            tracing::error!(error = %e, "Cannot write the transaction state.");
+        }
+    }
+}

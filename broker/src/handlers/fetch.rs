@@ -225,7 +225,9 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> Read {
                         };
                         match read {
                             Ok(data) => {
-                                let data = if committed {
+                                // Only with a transaction open does the log hold
+                                // batches past the last stable offset.
+                                let data = if committed && last_stable < out.high_watermark {
                                     below(data, last_stable)
                                 } else {
                                     data

@@ -2,8 +2,9 @@
 //! producer), written by librdkafka's transactional producer: the target gets exactly the
 //! committed records, in order, with no aborted record and no transaction marker; a
 //! transaction left open holds back what was committed behind it (the source's last
-//! stable offset) until it ends; and source offsets past markers and aborted records
-//! still translate exactly. At Kafka 4.1 versions and emulating Kafka 2.8.
+//! stable offset) until it ends, committed (emulating 2.8) or aborted (4.1); and source
+//! offsets past markers and aborted records still translate exactly. At Kafka 4.1 versions
+//! and emulating Kafka 2.8.
 
 mod support;
 
@@ -69,7 +70,8 @@ fn end_offsets(bootstrap: &str, topic: &str) -> Vec<i64> {
     })
 }
 
-fn transactional_source_is_mirrored_committed_only(broker_args: &[&str]) {
+/// `held_ends` ends the transaction left open ("commit" or "abort").
+fn transactional_source_is_mirrored_committed_only(broker_args: &[&str], held_ends: &str) {
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
     let target = BrokerProcess::start(&dir.path().join("target"), broker_args);
@@ -135,7 +137,8 @@ fn transactional_source_is_mirrored_committed_only(broker_args: &[&str]) {
                 let i = p["partition"].as_u64().unwrap_or(9) as usize;
                 i < 2
                     && p["position"].as_i64() == Some(stable[i])
-                    && p["high_watermark"].as_i64() > p["last_stable_offset"].as_i64()
+                    && p["last_stable_offset"].as_i64() == Some(stable[i])
+                    && p["high_watermark"].as_i64().is_some_and(|h| h > stable[i])
             });
         if waiting {
             break partitions;
@@ -153,7 +156,7 @@ fn transactional_source_is_mirrored_committed_only(broker_args: &[&str]) {
         );
     }
     wait_exactly(&target.addr(), "txn", &want, &daemon);
-    writeln!(hold.stdin.take().unwrap(), "abort").unwrap();
+    writeln!(hold.stdin.take().unwrap(), "{held_ends}").unwrap();
     let done = lines.next().expect("a line").expect("DONE");
     assert!(hold.wait().unwrap().success());
     for (p, values) in parse(&done, "DONE ") {
@@ -186,10 +189,10 @@ fn transactional_source_is_mirrored_committed_only(broker_args: &[&str]) {
 
 #[test]
 fn a_transactional_source_is_mirrored_committed_records_only_at_kafka_4_1_versions() {
-    transactional_source_is_mirrored_committed_only(&[]);
+    transactional_source_is_mirrored_committed_only(&[], "abort");
 }
 
 #[test]
 fn a_transactional_source_is_mirrored_committed_records_only_emulating_kafka_2_8() {
-    transactional_source_is_mirrored_committed_only(&["--emulate-kafka", "2.8"]);
+    transactional_source_is_mirrored_committed_only(&["--emulate-kafka", "2.8"], "commit");
 }

@@ -161,7 +161,14 @@ impl Broker {
         };
         let transactions = crate::transactions::Coordinator::open(config.data_dir.as_deref())
             .map_err(|source| TopicError::Persist {
-                path: crate::transactions::coordinator::FILE_NAME.into(),
+                path: config.data_dir.as_ref().map_or_else(
+                    || crate::transactions::coordinator::FILE_NAME.into(),
+                    |d| {
+                        d.join(crate::transactions::coordinator::FILE_NAME)
+                            .display()
+                            .to_string()
+                    },
+                ),
                 source,
             })?;
         let read_overrides = |file: &str| -> BTreeMap<String, String> {

@@ -84,10 +84,7 @@ pub async fn init_producer_id(
         }
         // Kafka: KafkaApis.handleInitProducerIdRequest answers PRODUCER_FENCED as
         // INVALID_PRODUCER_EPOCH to clients older than v4 (KIP-588).
-        Err(ResponseError::ProducerFenced) if version < 4 => {
-            init_error(ResponseError::InvalidProducerEpoch)
-        }
-        Err(e) => init_error(e),
+        Err(e) => init_error(for_version(e, version, 4)),
     }
 }
 
@@ -168,8 +165,10 @@ pub fn answer(
     AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
 }
 
-/// EndTxn. Kafka: TransactionCoordinator.handleEndTransaction (the markers are written
-/// before the answer, as Kafka answers once its PrepareCommit/PrepareAbort is durable).
+/// EndTxn. Kafka: TransactionCoordinator.handleEndTransaction. Kafka answers once its
+/// PrepareCommit/PrepareAbort is durable and writes the markers after; here the markers
+/// are written before the answer (a prepared state is kept too, see `recover`), so a
+/// client reading right after its commit sees it.
 pub async fn end_txn(broker: &Broker, req: &EndTxnRequest, version: i16) -> EndTxnResponse {
     if !coordinates(broker) {
         return EndTxnResponse::default().with_error_code(ResponseError::NotCoordinator.code());

@@ -67,8 +67,11 @@ pub struct TxnMeta {
     pub groups: BTreeSet<String>,
     /// When the open transaction began (its first AddPartitionsToTxn).
     pub start_ms: i64,
-    /// When the state last moved (for retrying markers left unwritten).
+    /// When the state last moved (for retrying markers left unwritten, and expiring the id).
     pub updated_ms: i64,
+    /// Its markers are being written (by one task; the retry sweep leaves it alone).
+    #[serde(skip)]
+    pub writing: bool,
 }
 
 /// Markers a step needs written before [`Coordinator::complete`].
@@ -127,17 +130,11 @@ impl Coordinator {
         self.txns.lock().expect("transactions lock")
     }
 
-    /// Every transactional id whose transaction is open or ending, with its producer id.
-    pub fn open_transactions(&self) -> Vec<(String, TxnState, i64)> {
+    /// Every transactional id with its state, producer id and epoch.
+    pub fn all(&self) -> Vec<(String, TxnState, i64, i16)> {
         self.lock()
             .iter()
-            .filter(|(_, m)| {
-                matches!(
-                    m.state,
-                    TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
-                )
-            })
-            .map(|(id, m)| (id.clone(), m.state, m.producer_id))
+            .map(|(id, m)| (id.clone(), m.state, m.producer_id, m.producer_epoch))
             .collect()
     }
 
@@ -145,12 +142,12 @@ impl Coordinator {
     /// it committed for groups was lost with the last process).
     pub fn fence_open(&self, transactional_id: &str, now_ms: i64) -> Option<Markers> {
         let mut txns = self.lock();
+        let before = txns.clone();
         let meta = txns
             .get_mut(transactional_id)
             .filter(|m| m.state == TxnState::Ongoing)?;
         let markers = fence(transactional_id, meta, now_ms);
-        self.save_logged(&txns);
-        Some(markers)
+        self.save_or_undo(&mut txns, before).then_some(markers)
     }
 
     /// A copy of one transactional id's state.
@@ -189,6 +186,7 @@ impl Coordinator {
                         groups: BTreeSet::new(),
                         start_ms: now_ms,
                         updated_ms: now_ms,
+                        writing: false,
                     },
                 );
                 return Ok(Init::Ready {
@@ -313,30 +311,26 @@ impl Coordinator {
     /// INVALID_PRODUCER_ID_MAPPING, PRODUCER_FENCED, CONCURRENT_TRANSACTIONS while the
     /// transaction ends, TRANSACTION_ABORTABLE for a partition not in it.
     pub fn verify(&self, p: Producer<'_>, partition: (&str, i32)) -> Result<(), ResponseError> {
-        let mut txns = self.lock();
-        let meta = Self::current(&mut txns, p)?;
-        if matches!(meta.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
-            return Err(ResponseError::ConcurrentTransactions);
-        }
-        let added = meta.state == TxnState::Ongoing
-            && meta
-                .partitions
-                .contains(&(partition.0.to_string(), partition.1));
-        if added {
-            Ok(())
-        } else {
-            Err(ResponseError::TransactionAbortable)
-        }
+        let wanted = (partition.0.to_string(), partition.1);
+        self.check_open(p, |meta| meta.partitions.contains(&wanted))
     }
 
     /// [`Self::verify`] for a TxnOffsetCommit: the group must be in the open transaction.
     pub fn verify_group(&self, p: Producer<'_>, group: &str) -> Result<(), ResponseError> {
+        self.check_open(p, |meta| meta.groups.contains(group))
+    }
+
+    fn check_open(
+        &self,
+        p: Producer<'_>,
+        added: impl FnOnce(&TxnMeta) -> bool,
+    ) -> Result<(), ResponseError> {
         let mut txns = self.lock();
         let meta = Self::current(&mut txns, p)?;
         if matches!(meta.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
             return Err(ResponseError::ConcurrentTransactions);
         }
-        if meta.state == TxnState::Ongoing && meta.groups.contains(group) {
+        if meta.state == TxnState::Ongoing && added(meta) {
             Ok(())
         } else {
             Err(ResponseError::TransactionAbortable)
@@ -365,6 +359,7 @@ impl Coordinator {
                 } else {
                     TxnState::PrepareAbort
                 };
+                meta.writing = true;
                 Ok(End::Write(markers_of(p.transactional_id, meta, commit)))
             }
             // A retry of the same result.
@@ -393,6 +388,7 @@ impl Coordinator {
         }
         meta.groups.clear();
         meta.updated_ms = now_ms;
+        meta.writing = false;
         if unwritten.is_empty() {
             meta.state = if markers.commit {
                 TxnState::CompleteCommit
@@ -407,26 +403,40 @@ impl Coordinator {
     }
 
     /// Prepared transactions whose markers are still not all written `retry_ms` after the
-    /// last attempt: their markers, to write again.
+    /// last attempt, and that no task is writing: their markers, to write again (Kafka:
+    /// TransactionMarkerChannelManager retries a marker until it is written).
     pub fn unfinished(&self, now_ms: i64, retry_ms: i64) -> Vec<Markers> {
         let mut txns = self.lock();
         txns.iter_mut()
             .filter(|(_, m)| {
                 matches!(m.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
+                    && !m.writing
                     && now_ms.saturating_sub(m.updated_ms) >= retry_ms
             })
             .map(|(id, m)| {
                 m.updated_ms = now_ms;
+                m.writing = true;
                 markers_of(id, m, m.state == TxnState::PrepareCommit)
             })
             .collect()
     }
 
     /// Open transactions older than their timeout, fenced (epoch bumped) and moved to
-    /// PrepareAbort: write their abort markers, then complete them.
-    /// Kafka: TransactionCoordinator.abortTimedOutTransactions.
+    /// PrepareAbort: write their abort markers, then complete them (Kafka:
+    /// TransactionCoordinator.abortTimedOutTransactions); and ids idle for
+    /// `transactional.id.expiration.ms` without a transaction, forgotten (Kafka:
+    /// TransactionStateManager.removeExpiredTransactionalIds). Nothing moves if the state
+    /// cannot be written.
     pub fn expire(&self, now_ms: i64) -> Vec<Markers> {
         let mut txns = self.lock();
+        let before = txns.clone();
+        txns.retain(|_, m| {
+            let idle = matches!(
+                m.state,
+                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+            );
+            !idle || now_ms.saturating_sub(m.updated_ms) < ID_EXPIRATION_MS
+        });
         let expired: Vec<Markers> = txns
             .iter_mut()
             .filter(|(_, m)| {
@@ -435,12 +445,19 @@ impl Coordinator {
             })
             .map(|(id, m)| fence(id, m, now_ms))
             .collect();
-        if !expired.is_empty() {
-            self.save_logged(&txns);
+        if txns.len() == before.len() && expired.is_empty() {
+            return expired;
         }
-        expired
+        if self.save_or_undo(&mut txns, before) {
+            expired
+        } else {
+            Vec::new()
+        }
     }
 }
+
+/// Kafka's default `transactional.id.expiration.ms` (7 days).
+pub const ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Kafka: TransactionMetadata.isEpochExhausted.
 fn exhausted(epoch: i16) -> bool {
@@ -479,6 +496,7 @@ fn fence(transactional_id: &str, meta: &mut TxnMeta, now_ms: i64) -> Markers {
     meta.last_producer_epoch = -1;
     meta.state = TxnState::PrepareAbort;
     meta.updated_ms = now_ms;
+    meta.writing = true;
     markers_of(transactional_id, meta, false)
 }
 

@@ -1,3 +1,5 @@
+//! The coordinator's state machine, its retries and its file, without a broker.
+
 use std::collections::BTreeSet;
 
 use super::*;

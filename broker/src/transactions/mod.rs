@@ -7,7 +7,7 @@
 //! The partitions' side (open transactions, the last stable offset, aborted ranges) is
 //! [`crate::producers::txn`]. The coordinator's state is kept in the data directory, so a
 //! restarted broker goes on with its transactions ([`recover`]); the offsets transactions
-//! hold for groups are not kept (Kafka keeps them in `__consumer_offsets`), so a
+//! hold for groups are not kept (Kafka keeps them in `__consumer_offsets`), so an open
 //! transaction that had some is aborted at a restart. Not here: transaction.version 2
 //! (KIP-890's second part), which ApiVersions does not finalize.
 
@@ -27,7 +27,8 @@ use crate::state::{now_ms, Broker};
 /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s).
 pub const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
-/// How long markers that could not be written wait before they are written again.
+/// How long markers that could not be written wait before they are written again (Kafka:
+/// TransactionMarkerChannelManager retries them until they are written).
 const MARKER_RETRY_MS: i64 = 10_000;
 
 /// Writes a step's markers and completes the transaction, in a task of its own: a
@@ -40,8 +41,13 @@ pub async fn finish(broker: &Broker, markers: Markers) {
             b.groups
                 .complete_txn_offsets(markers.producer_id, markers.commit);
         }
+        let left = unwritten.len();
         b.transactions.complete(&markers, unwritten, now_ms());
-        tracing::debug!(transactional_id = %markers.transactional_id, producer_id = markers.producer_id, commit = markers.commit, partitions = markers.partitions.len(), "Transaction ended.");
+        if left == 0 {
+            tracing::debug!(transactional_id = %markers.transactional_id, producer_id = markers.producer_id, commit = markers.commit, partitions = markers.partitions.len(), "Transaction ended.");
+        } else {
+            tracing::warn!(transactional_id = %markers.transactional_id, producer_id = markers.producer_id, commit = markers.commit, unwritten = left, "Transaction markers left unwritten; written again in {} s.", MARKER_RETRY_MS / 1000);
+        }
     });
     if let Err(e) = task.await {
         tracing::error!(error = %e, "The task ending a transaction failed.");
@@ -70,61 +76,90 @@ pub async fn sweep_timeouts(broker: &Broker, interval: Duration, shutdown: Cance
     }
 }
 
-/// At start, what the last process left: markers of ending transactions are written
-/// again; an open transaction that committed offsets for groups is aborted (those offsets
-/// were held in memory and are gone); and a transaction a partition holds open that the
-/// coordinator does not know (its state file lost) is aborted, as Kafka's coordinator
-/// would end it at the latest at its timeout.
+/// At start, what the last process left (Kafka: TransactionStateManager loads the
+/// transaction log and TransactionCoordinator sends the markers of prepared transactions
+/// again): markers of ending transactions are written again; an open transaction that
+/// committed offsets for groups is aborted (those offsets were held in memory and are
+/// gone; one that was committing them commits without them, logged as an error); and a
+/// transaction a partition holds open that the coordinator has not open is ended as the
+/// coordinator last knew it (committed if it completed a commit, else aborted, as Kafka's
+/// coordinator would at the latest at its timeout).
 pub async fn recover(broker: &Broker) {
     let now = now_ms();
-    let known = broker.transactions.open_transactions();
-    for markers in broker.transactions.unfinished(now, 0) {
-        finish(broker, markers).await;
-    }
-    for (id, state, _) in &known {
-        let with_groups = broker
+    let all = broker.transactions.all();
+    for (id, state, _, _) in &all {
+        let groups = broker
             .transactions
             .get(id)
-            .is_some_and(|m| !m.groups.is_empty());
-        if *state != TxnState::Ongoing || !with_groups {
+            .map(|m| m.groups.len())
+            .unwrap_or_default();
+        if groups == 0 {
             continue;
         }
-        tracing::warn!(transactional_id = %id, "Aborting an open transaction whose group offsets were lost with the last run.");
-        if let Some(markers) = broker.transactions.fence_open(id, now) {
-            finish(broker, markers).await;
+        if *state == TxnState::Ongoing {
+            tracing::warn!(transactional_id = %id, groups, "Aborting an open transaction whose group offsets were lost with the last run.");
+            if let Some(markers) = broker.transactions.fence_open(id, now) {
+                finish(broker, markers).await;
+            }
+        } else if *state == TxnState::PrepareCommit {
+            tracing::error!(transactional_id = %id, groups, "A transaction committing offsets for groups was interrupted by the restart: it commits without them.");
         }
     }
-    let known_pids: std::collections::HashSet<i64> = known.iter().map(|(_, _, pid)| *pid).collect();
+    for markers in broker.transactions.unfinished(now, 0) {
+        tracing::info!(transactional_id = %markers.transactional_id, commit = markers.commit, partitions = markers.partitions.len(), "Writing the markers of a transaction the last run was ending.");
+        finish(broker, markers).await;
+    }
+    let open_elsewhere: std::collections::HashSet<i64> = all
+        .iter()
+        .filter(|(_, s, _, _)| {
+            matches!(
+                s,
+                TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
+            )
+        })
+        .map(|(_, _, pid, _)| *pid)
+        .collect();
+    let committed: std::collections::HashMap<i64, i16> = all
+        .iter()
+        .filter(|(_, s, _, _)| *s == TxnState::CompleteCommit)
+        .map(|(_, _, pid, epoch)| (*pid, *epoch))
+        .collect();
     for partition in broker.topics.all_partitions() {
-        let open = partition
-            .producers
-            .lock()
-            .expect("producers lock")
-            .txns
-            .ongoing();
-        for (producer_id, first_offset) in open {
-            if known_pids.contains(&producer_id) {
+        let open: Vec<(i64, i64, i16)> = {
+            let producers = partition.producers.lock().expect("producers lock");
+            producers
+                .txns
+                .ongoing()
+                .into_iter()
+                .map(|(pid, first)| {
+                    let epoch = producers
+                        .entries()
+                        .find(|(p, _)| *p == pid)
+                        .map_or(0, |(_, e)| e.epoch);
+                    (pid, first, epoch.max(0))
+                })
+                .collect()
+        };
+        for (producer_id, first_offset, epoch) in open {
+            if open_elsewhere.contains(&producer_id) {
                 continue;
             }
-            let epoch = partition
-                .producers
-                .lock()
-                .expect("producers lock")
-                .entries()
-                .find(|(pid, _)| *pid == producer_id)
-                .map_or(0, |(_, e)| e.epoch)
-                .max(0);
-            tracing::warn!(topic = %partition.topic, partition = partition.index, producer_id, first_offset, "Aborting a transaction no coordinator knows (left open by the last run).");
+            let commit = committed.get(&producer_id) == Some(&epoch);
+            tracing::warn!(topic = %partition.topic, partition = partition.index, producer_id, first_offset, commit, "Ending a transaction the last run left open in a partition.");
             let markers = Markers {
-                transactional_id: format!("(unknown, producer {producer_id})"),
+                transactional_id: format!("(producer {producer_id})"),
                 producer_id,
-                producer_epoch: epoch,
-                commit: false,
+                producer_epoch: committed
+                    .get(&producer_id)
+                    .copied()
+                    .unwrap_or(epoch)
+                    .max(epoch),
+                commit,
                 partitions: [(partition.topic.clone(), partition.index)].into(),
                 groups: Default::default(),
             };
             if !markers::write(broker, &markers).await.is_empty() {
-                tracing::error!(topic = %partition.topic, partition = partition.index, "Cannot abort a transaction left open.");
+                tracing::error!(topic = %partition.topic, partition = partition.index, "Cannot end a transaction left open.");
             }
         }
     }

@@ -150,6 +150,15 @@ pub async fn fetch(m: &Messenger, topic: &str, partition: i32, offset: i64) -> P
     resp.responses[0].partitions[0].clone()
 }
 
+/// The offset after the last whole batch a fetch response's partition holds (0: none).
+pub fn end_offset(p: &PartitionData) -> i64 {
+    let records = p.records.clone().unwrap_or_default();
+    kmirror_wire::batch::Batches::new(&records)
+        .map_while(Result::ok)
+        .last()
+        .map_or(0, |b| b.next_offset())
+}
+
 /// Decodes every record of a fetch response's partition.
 pub fn records_of(p: &PartitionData) -> Vec<Record> {
     let mut bytes = p.records.clone().unwrap_or_default();

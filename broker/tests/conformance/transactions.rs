@@ -158,11 +158,7 @@ async fn fetch(ctx: &Ctx, t: &str, isolation: i8) -> String {
     let req = common::fetch_request(t, 0, 0, 0, 1 << 20).with_isolation_level(isolation);
     let r = ctx.ask(&req, 12).await.expect("Fetch");
     let p = &r.responses[0].partitions[0];
-    let records = p.records.clone().unwrap_or_default();
-    let end = batch::Batches::new(&records)
-        .map_while(Result::ok)
-        .last()
-        .map_or(0, |b| b.next_offset());
+    let end = common::end_offset(p);
     let aborted = p.aborted_transactions.as_ref().map(|a| {
         a.iter()
             .map(|a| (a.producer_id.0, a.first_offset))

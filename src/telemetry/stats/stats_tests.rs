@@ -9,7 +9,7 @@ fn flow() -> FlowStats {
 }
 
 #[test]
-fn lag_is_high_watermark_minus_position_and_its_age_that_of_the_oldest_held_batch() {
+fn lag_is_the_fetchable_end_minus_position_and_its_age_that_of_the_oldest_held_batch() {
     let f = flow();
     let sp = SourcePartition {
         topic: "t".into(),

@@ -115,6 +115,8 @@ struct Inner {
     next_expiry_check: Instant,
     /// Offsets of open transactions, by producer id ([`txn_offsets`]).
     pending_txn_offsets: HashMap<i64, Vec<txn_offsets::PendingOffset>>,
+    /// Orders pending offsets as Kafka's log orders their records.
+    pending_seq: u64,
 }
 
 struct Shared {
@@ -179,6 +181,7 @@ impl GroupCoordinator {
             clock: expiry::Clock::new(now),
             next_expiry_check: first_expiry_check,
             pending_txn_offsets: HashMap::new(),
+            pending_seq: 0,
         };
         let notify = Arc::new(Notify::new());
         let shared = Arc::new(Shared {

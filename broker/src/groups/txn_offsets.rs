@@ -1,7 +1,8 @@
 //! Transactional offset commits (TxnOffsetCommit): offsets a transactional producer
 //! commits for a group are held per producer id, invisible to OffsetFetch, until its
 //! transaction ends: a commit marker makes them the group's committed offsets (unless a
-//! newer plain commit of the same partition came after them), an abort drops them. While
+//! commit written after them holds the partition: a plain one, or another transaction's
+//! that committed first), an abort drops them. While
 //! any are pending for a partition, an OffsetFetch asking for stable offsets gets
 //! UNSTABLE_OFFSET_COMMIT there.
 //!
@@ -28,8 +29,11 @@ pub(super) struct PendingOffset {
     pub topic: String,
     pub partition: i32,
     pub committed: CommittedOffset,
-    /// A plain OffsetCommit of the partition came after it: the commit marker keeps that.
+    /// A plain OffsetCommit of the partition, or another transaction's offset written
+    /// after it, was committed meanwhile: the commit marker keeps that.
     pub superseded: bool,
+    /// Its place among pending offsets (Kafka: its record's offset in `__consumer_offsets`).
+    pub seq: u64,
 }
 
 impl Inner {
@@ -66,7 +70,7 @@ impl Inner {
             }
         };
         let timestamp = self.clock.wall_ms(now);
-        let mut pending = Vec::new();
+        let mut pending: Vec<PendingOffset> = Vec::new();
         let topics = req
             .topics
             .iter()
@@ -93,6 +97,7 @@ impl Inner {
                                     (timestamp, None),
                                 ),
                                 superseded: false,
+                                seq: 0,
                             });
                             0
                         };
@@ -111,6 +116,10 @@ impl Inner {
             let group = Group::new(group_id.clone(), self.config.group.clone());
             self.groups.insert(group_id, group);
         }
+        for p in &mut pending {
+            self.pending_seq += 1;
+            p.seq = self.pending_seq;
+        }
         self.pending_txn_offsets
             .entry(req.producer_id.0)
             .or_default()
@@ -128,9 +137,20 @@ impl Inner {
         if !commit {
             return;
         }
-        let records: Vec<Record> = pending
+        let kept: Vec<PendingOffset> = pending.into_iter().filter(|p| !p.superseded).collect();
+        // Other transactions' offsets written before these are older records: they lose.
+        for p in &kept {
+            for other in self.pending_txn_offsets.values_mut().flatten() {
+                let same = other.group == p.group
+                    && other.topic == p.topic
+                    && other.partition == p.partition;
+                if same && other.seq < p.seq {
+                    other.superseded = true;
+                }
+            }
+        }
+        let records: Vec<Record> = kept
             .into_iter()
-            .filter(|p| !p.superseded)
             .map(|p| Record::Offset {
                 group: p.group,
                 topic: p.topic,

@@ -87,6 +87,45 @@ async fn committed(ctx: &Ctx, t: &str, require_stable: bool) -> (i16, i64) {
     (p.error_code, p.committed_offset)
 }
 
+/// A second transactional producer of the row, its transaction holding offset `offset` of
+/// partition 0 of `t` for the row's group: its id and (producer id, epoch).
+async fn second_producer(ctx: &Ctx, t: &str, offset: i64) -> (TransactionalId, (i64, i16)) {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let id = TransactionalId(StrBytes::from_string(ctx.topic("tx2")));
+    let init = InitProducerIdRequest::default()
+        .with_transactional_id(Some(id.clone()))
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let r = ctx.ask(&init, 4).await.expect("InitProducerId");
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    let add = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(id.clone())
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_group_id(group(ctx));
+    assert_eq!(
+        ctx.ask(&add, 3).await.expect("AddOffsetsToTxn").error_code,
+        0
+    );
+    let commit = TxnOffsetCommitRequest::default()
+        .with_transactional_id(id.clone())
+        .with_group_id(group(ctx))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(common::name(t))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)])]);
+    let r = ctx.ask(&commit, 3).await.expect("TxnOffsetCommit");
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    (id, (pid, epoch))
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
         row!("TxnOffsetCommit v3 for a group not added to the transaction is INVALID_TXN_STATE",
@@ -192,6 +231,23 @@ pub fn rows() -> Vec<Row> {
                             .with_partition_index(0)])]);
                 let r = ctx.ask(&req, 0).await.expect("OffsetDelete");
                 assert_eq!(r.error_code, 0, "OffsetDelete");
+                assert_eq!(end(&ctx, producer, true, 3).await, 0);
+                Got::Answer(format!("{:?}", committed(&ctx, &t, true).await))
+            }),
+        row!("Of two transactions' offsets for one partition, the one written last stays, whichever commits last",
+            "OffsetMetadataManager.replayEndTransactionMarker (the record written last wins)",
+            Got::Answer("(0, 5)".into()),
+            |ctx| {
+                let (t, producer) = open_transaction(&ctx).await;
+                assert_eq!(add_offsets(&ctx, producer, 3).await, 0);
+                assert_eq!(txn_commit(&ctx, producer, &t, 2, -1, 3).await, 0);
+                let (id, (pid, epoch)) = second_producer(&ctx, &t, 5).await;
+                let end_second = EndTxnRequest::default()
+                    .with_transactional_id(id)
+                    .with_producer_id(ProducerId(pid))
+                    .with_producer_epoch(epoch)
+                    .with_committed(true);
+                assert_eq!(ctx.ask(&end_second, 3).await.expect("EndTxn").error_code, 0);
                 assert_eq!(end(&ctx, producer, true, 3).await, 0);
                 Got::Answer(format!("{:?}", committed(&ctx, &t, true).await))
             }),

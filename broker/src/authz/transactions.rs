@@ -72,18 +72,10 @@ pub fn add_offsets_to_txn(
     req: AddOffsetsToTxnRequest,
     version: i16,
 ) -> AddOffsetsToTxnResponse {
-    let code = if !g.allows(
-        op::WRITE,
-        resource::TRANSACTIONAL_ID,
-        req.transactional_id.0.as_str(),
-    ) {
-        ResponseError::TransactionalIdAuthorizationFailed.code()
-    } else if !g.allows_group(op::READ, req.group_id.0.as_str()) {
-        ResponseError::GroupAuthorizationFailed.code()
-    } else {
-        return handlers::add_offsets_to_txn(broker, &req, version);
-    };
-    AddOffsetsToTxnResponse::default().with_error_code(code)
+    match offsets_refusal(g, &req.transactional_id, &req.group_id) {
+        Some(e) => AddOffsetsToTxnResponse::default().with_error_code(e.code()),
+        None => handlers::add_offsets_to_txn(broker, &req, version),
+    }
 }
 
 /// Kafka: KafkaApis.handleTxnOffsetCommitRequest (WRITE on the transactional id, READ on
@@ -94,18 +86,7 @@ pub fn txn_offset_commit(
     req: TxnOffsetCommitRequest,
     version: i16,
 ) -> TxnOffsetCommitResponse {
-    let all = if !g.allows(
-        op::WRITE,
-        resource::TRANSACTIONAL_ID,
-        req.transactional_id.0.as_str(),
-    ) {
-        Some(ResponseError::TransactionalIdAuthorizationFailed)
-    } else if !g.allows_group(op::READ, req.group_id.0.as_str()) {
-        Some(ResponseError::GroupAuthorizationFailed)
-    } else {
-        None
-    };
-    if let Some(e) = all {
+    if let Some(e) = offsets_refusal(g, &req.transactional_id, &req.group_id) {
         return handlers::txn_offset_answer(&req, |_, _| e.code());
     }
     let readable: std::collections::HashSet<String> = req
@@ -129,4 +110,24 @@ pub fn txn_offset_commit(
         }
     };
     handlers::txn_offset_commit(broker, &req, version, &refused)
+}
+
+/// What AddOffsetsToTxn and TxnOffsetCommit both check first: WRITE on the transactional
+/// id, then READ on the group.
+fn offsets_refusal(
+    g: &Guard<'_>,
+    transactional_id: &TransactionalId,
+    group: &GroupId,
+) -> Option<ResponseError> {
+    if !g.allows(
+        op::WRITE,
+        resource::TRANSACTIONAL_ID,
+        transactional_id.0.as_str(),
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !g.allows_group(op::READ, group.0.as_str()) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    }
 }

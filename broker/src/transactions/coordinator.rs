@@ -35,20 +35,6 @@ pub enum TxnState {
     CompleteAbort,
 }
 
-impl TxnState {
-    /// Kafka's name (DescribeTransactions, logs).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Empty => "Empty",
-            Self::Ongoing => "Ongoing",
-            Self::PrepareCommit => "PrepareCommit",
-            Self::PrepareAbort => "PrepareAbort",
-            Self::CompleteCommit => "CompleteCommit",
-            Self::CompleteAbort => "CompleteAbort",
-        }
-    }
-}
-
 /// One transactional id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnMeta {
@@ -130,11 +116,11 @@ impl Coordinator {
         self.txns.lock().expect("transactions lock")
     }
 
-    /// Every transactional id with its state, producer id and epoch.
-    pub fn all(&self) -> Vec<(String, TxnState, i64, i16)> {
+    /// Every transactional id with a copy of its state.
+    pub fn all(&self) -> Vec<(String, TxnMeta)> {
         self.lock()
             .iter()
-            .map(|(id, m)| (id.clone(), m.state, m.producer_id, m.producer_epoch))
+            .map(|(id, m)| (id.clone(), m.clone()))
             .collect()
     }
 

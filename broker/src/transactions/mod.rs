@@ -87,21 +87,17 @@ pub async fn sweep_timeouts(broker: &Broker, interval: Duration, shutdown: Cance
 pub async fn recover(broker: &Broker) {
     let now = now_ms();
     let all = broker.transactions.all();
-    for (id, state, _, _) in &all {
-        let groups = broker
-            .transactions
-            .get(id)
-            .map(|m| m.groups.len())
-            .unwrap_or_default();
+    for (id, meta) in &all {
+        let groups = meta.groups.len();
         if groups == 0 {
             continue;
         }
-        if *state == TxnState::Ongoing {
+        if meta.state == TxnState::Ongoing {
             tracing::warn!(transactional_id = %id, groups, "Aborting an open transaction whose group offsets were lost with the last run.");
             if let Some(markers) = broker.transactions.fence_open(id, now) {
                 finish(broker, markers).await;
             }
-        } else if *state == TxnState::PrepareCommit {
+        } else if meta.state == TxnState::PrepareCommit {
             tracing::error!(transactional_id = %id, groups, "A transaction committing offsets for groups was interrupted by the restart: it commits without them.");
         }
     }
@@ -111,18 +107,18 @@ pub async fn recover(broker: &Broker) {
     }
     let open_elsewhere: std::collections::HashSet<i64> = all
         .iter()
-        .filter(|(_, s, _, _)| {
+        .filter(|(_, m)| {
             matches!(
-                s,
+                m.state,
                 TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
             )
         })
-        .map(|(_, _, pid, _)| *pid)
+        .map(|(_, m)| m.producer_id)
         .collect();
     let committed: std::collections::HashMap<i64, i16> = all
         .iter()
-        .filter(|(_, s, _, _)| *s == TxnState::CompleteCommit)
-        .map(|(_, _, pid, epoch)| (*pid, *epoch))
+        .filter(|(_, m)| m.state == TxnState::CompleteCommit)
+        .map(|(_, m)| (m.producer_id, m.producer_epoch))
         .collect();
     for partition in broker.topics.all_partitions() {
         let open: Vec<(i64, i64, i16)> = {

@@ -456,6 +456,53 @@ pub fn rows() -> Vec<Row> {
                     .with_transaction_timeout_ms(60_000);
                 code_or_closed(ctx.m.send_at(&req, 4).await, |r| r.error_code)
             }),
+        row!("FindCoordinator v3 for a transactional id without DESCRIBE on it: TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+            "KafkaApis.getCoordinator", Got::Code(53), authorizer,
+            |ctx| {
+                let req = FindCoordinatorRequest::default().with_key_type(1).with_key(s("tx-1"));
+                code_or_closed(ctx.m.send_at(&req, 3).await, |r| r.error_code)
+            }),
+        row!("AddPartitionsToTxn without WRITE on the transactional id: TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+            "KafkaApis.handleAddPartitionsToTxnRequest", Got::Code(53), authorizer,
+            |ctx| {
+                use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+                let req = AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(TransactionalId(s("tx-1")))
+                    .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                        .with_name(common::name("t"))
+                        .with_partitions(vec![0])]);
+                code_or_closed(ctx.m.send_at(&req, 3).await, |r| {
+                    r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+                })
+            }),
+        row!("AddOffsetsToTxn without WRITE on the transactional id: TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+            "KafkaApis.handleAddOffsetsToTxnRequest", Got::Code(53), authorizer,
+            |ctx| {
+                let req = AddOffsetsToTxnRequest::default()
+                    .with_transactional_id(TransactionalId(s("tx-1")))
+                    .with_group_id(GroupId(s("g")));
+                code_or_closed(ctx.m.send_at(&req, 3).await, |r| r.error_code)
+            }),
+        row!("TxnOffsetCommit without WRITE on the transactional id: TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+            "KafkaApis.handleTxnOffsetCommitRequest", Got::Code(53), authorizer,
+            |ctx| {
+                use kafka_protocol::messages::txn_offset_commit_request::{
+                    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+                };
+                let req = TxnOffsetCommitRequest::default()
+                    .with_transactional_id(TransactionalId(s("tx-1")))
+                    .with_group_id(GroupId(s("g")))
+                    .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                        .with_name(common::name("t"))
+                        .with_partitions(vec![TxnOffsetCommitRequestPartition::default()])]);
+                code_or_closed(ctx.m.send_at(&req, 3).await, |r| r.topics[0].partitions[0].error_code)
+            }),
+        row!("EndTxn without WRITE on the transactional id: TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+            "KafkaApis.handleEndTxnRequest", Got::Code(53), authorizer,
+            |ctx| {
+                let req = EndTxnRequest::default().with_transactional_id(TransactionalId(s("tx-1")));
+                code_or_closed(ctx.m.send_at(&req, 3).await, |r| r.error_code)
+            }),
         row!("DescribeConfigs of the broker without CLUSTER DESCRIBE_CONFIGS: CLUSTER_AUTHORIZATION_FAILED",
             "ConfigHelper.handleDescribeConfigsRequest", Got::Code(CLUSTER_DENIED), authorizer,
             |ctx| describe_configs_code(ctx, 4, "0").await),

@@ -39,9 +39,34 @@ struct Setup {
 
 /// Two brokers, `topic` with `partitions` on the source, and a flow with `limits`.
 fn setup(topic: &'static str, partitions: u32, limits: &str) -> Setup {
+    setup_with_round_trip(topic, partitions, limits, None)
+}
+
+/// [`setup`], with the daemon reaching the target through a proxy adding `rtt` when given.
+fn setup_with_round_trip(
+    topic: &'static str,
+    partitions: u32,
+    limits: &str,
+    rtt: Option<Duration>,
+) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let proxy = rtt.map(DelayProxy::bind);
+    let target = match &proxy {
+        None => BrokerProcess::start(&dir.path().join("target"), &[]),
+        Some(p) => BrokerProcess::start(
+            &dir.path().join("target"),
+            &["--advertised-listener", &p.addr()],
+        ),
+    };
+    let target_addr = match proxy {
+        None => target.addr(),
+        Some(p) => {
+            let addr = p.addr();
+            p.forward_to(&target.addr());
+            addr
+        }
+    };
     run_python(
         "crash_produce.py",
         &[
@@ -61,7 +86,7 @@ fn setup(topic: &'static str, partitions: u32, limits: &str) -> Setup {
     );
     let config = write_topology(
         dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
+        &[("east", &source.addr()), ("west", &target_addr)],
         &flow,
     );
     let acked = dir.path().join("acked.json");
@@ -320,5 +345,74 @@ fn memory_stays_bounded_by_max_in_flight_bytes_while_the_target_is_stopped() {
         before.max(after) <= bound,
         "peak RSS {} KiB while mirroring exceeds {bound} KiB",
         before.max(after)
+    );
+}
+
+/// Batches larger than what is left of a partition's share are read from the source once
+/// each. Kafka returns the first batch whole however small the Fetch's limit (KIP-74), so
+/// a Fetch for a partition with 150 KB of its share left brings a whole 300 KB batch; when
+/// no memory had been reserved for all of it, the batch was dropped and read again later,
+/// so the daemon read up to twice what it mirrored (916 of 1,088 batches read twice in the
+/// catch-up bench's large/direct copy). `kmirror_fetched_bytes` counts what was read. The
+/// target is 20 ms away, so the memory stays in use while batches wait for their acks.
+#[test]
+fn large_batches_are_read_from_the_source_once_each() {
+    let _serial = serial();
+    const PARTITIONS: u32 = 4;
+    const RECORDS: u32 = 600;
+    // 4 MiB over 4 partitions: 1 MiB each, three 300 KB batches and 150 KB to spare.
+    let s = setup_with_round_trip(
+        "limits.large",
+        PARTITIONS,
+        "{ max_in_flight_bytes: 4MiB }",
+        Some(Duration::from_millis(20)),
+    );
+    let listen = add_telemetry_listener(&s.config);
+    // 4 x 600 records of 10 KB, uncompressed, in batches of up to 300 KB.
+    let produced = run_python(
+        "crash_produce.py",
+        &[
+            "--bootstrap",
+            &s.source.addr(),
+            "--topic",
+            s.topic,
+            "--partitions",
+            &PARTITIONS.to_string(),
+            "--records",
+            &RECORDS.to_string(),
+            "--value-bytes",
+            "10000",
+            "--linger-ms",
+            "200",
+            "--batch-bytes",
+            "300000",
+            "--acked",
+            s.acked.to_str().unwrap(),
+        ],
+    );
+    assert!(produced.contains("failed=0"), "{produced}");
+    let daemon = DaemonProcess::start(&s.config);
+    let all = u64::from(PARTITIONS * RECORDS);
+    s.wait_target(all).join().expect("watcher");
+    let status = support::discovery::wait_until("every batch acknowledged", &daemon, || {
+        let (_, body) = http_get(&listen, "/status")?;
+        let status: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let flow = status["flows"][0].clone();
+        (flow["mirrored_records"].as_u64() == Some(all)).then_some(flow)
+    });
+    let (lost, duplicated, reordered, report) = s.verify();
+    assert_eq!((lost, duplicated, reordered), (0, 0, 0), "{report}");
+    let mirrored = status["mirrored_bytes"].as_u64().unwrap();
+    let fetched = status["fetched_bytes"].as_u64().unwrap();
+    eprintln!("fetched {fetched} bytes from the source for {mirrored} mirrored");
+    assert!(
+        mirrored >= u64::from(PARTITIONS * RECORDS) * 10_000,
+        "mirrored_bytes {mirrored}"
+    );
+    // A batch a little larger than the one before it may still arrive without memory for
+    // it now and then; read twice in bulk, they were more than half of what was mirrored.
+    assert!(
+        fetched <= mirrored + mirrored / 10,
+        "the daemon read {fetched} bytes from the source to mirror {mirrored}"
     );
 }

@@ -37,6 +37,9 @@ pub struct Sliced {
     /// When the payload held no whole batch but the start of one: its base offset and
     /// size, i.e. a batch larger than this fetch could return.
     pub cut_batch: Option<(i64, usize)>,
+    /// The size of the batch after the last whole one, when the payload ends with its
+    /// header (Kafka cuts a response at its byte limits, not at batch boundaries).
+    pub next_batch_bytes: Option<usize>,
 }
 
 impl Sliced {
@@ -148,10 +151,15 @@ pub fn slice(records: &Bytes, wanted: i64, aborted: &[Aborted]) -> Result<Sliced
         out.records += i64::from(b.record_count());
         out.batches.push(records.slice(start..position));
     }
-    if batches.truncated_tail() && out.next_offset.is_none() && records.len() >= LOG_OVERHEAD {
-        let base = i64::from_be_bytes(records[..8].try_into().expect("8 bytes"));
-        let length = i32::from_be_bytes(records[8..12].try_into().expect("4 bytes"));
-        out.cut_batch = Some((base, LOG_OVERHEAD + length.max(0) as usize));
+    let tail = &records[batches.position()..];
+    if batches.truncated_tail() && tail.len() >= LOG_OVERHEAD {
+        let base = i64::from_be_bytes(tail[..8].try_into().expect("8 bytes"));
+        let length = i32::from_be_bytes(tail[8..12].try_into().expect("4 bytes"));
+        let size_bytes = LOG_OVERHEAD + length.max(0) as usize;
+        out.next_batch_bytes = Some(size_bytes);
+        if out.next_offset.is_none() {
+            out.cut_batch = Some((base, size_bytes));
+        }
     }
     Ok(out)
 }
@@ -336,6 +344,27 @@ mod tests {
         assert_eq!(s.batches.len(), 1);
         assert_eq!(s.records, 2);
         assert_eq!(s.next_offset, Some(5));
+    }
+
+    /// A payload cut inside a batch tells that batch's size, so the next Fetch can ask for
+    /// all of it; when nothing whole is left past the wanted offset, the cut batch is named
+    /// by its own base offset, not by a batch before it.
+    #[test]
+    fn a_truncated_tail_tells_the_size_of_the_next_batch() {
+        let third = batch(5, 4, -1, false, false);
+        let all = join(&[
+            batch(0, 3, -1, false, false),
+            batch(3, 2, -1, false, false),
+            third.clone(),
+        ]);
+        let cut = all.slice(..all.len() - 5);
+        let s = slice(&cut, 0, &[]).unwrap();
+        assert_eq!(s.next_batch_bytes, Some(third.len()));
+        assert_eq!(s.cut_batch, None, "whole batches came before it");
+        let s = slice(&cut, 5, &[]).unwrap();
+        assert_eq!(s.next_offset, None);
+        assert_eq!(s.cut_batch, Some((5, third.len())));
+        assert_eq!(slice(&all, 0, &[]).unwrap().next_batch_bytes, None);
     }
 
     #[test]

@@ -232,6 +232,7 @@ pub fn status(flows: &[Arc<FlowStats>]) -> serde_json::Value {
                 "not_ready": reasons,
                 "mirrored_records": f.records(),
                 "mirrored_bytes": f.bytes(),
+                "fetched_bytes": f.fetched_bytes(),
                 "lag_records": f.lag_records(),
                 "lag_seconds": f.partitions().iter().map(|(_, p)| p.lag_seconds(now)).fold(0.0, f64::max),
                 "in_flight_bytes": f.in_flight_bytes(),

@@ -127,6 +127,13 @@ fn register(meter: &Meter, flows: Arc<Flows>) {
         "Record batch bytes acknowledged by the target",
         FlowStats::bytes,
     );
+    per_flow(
+        meter,
+        &flows,
+        (Kind::Counter, "kmirror_fetched_bytes"),
+        "Record bytes read from the source: above kmirror_mirrored_bytes by what was read twice or left out (aborted transactions, transaction markers)",
+        FlowStats::fetched_bytes,
+    );
     by_class(
         meter,
         &flows,

@@ -29,6 +29,7 @@ impl FlowRunner {
         alone: bool,
         reservation: &mut Reservation,
     ) -> bool {
+        self.stats.read_from_source(g.records.len() as u64);
         let sp = SourcePartition {
             topic: g.topic,
             partition: g.partition,
@@ -97,10 +98,18 @@ impl FlowRunner {
             }
         };
         r.stats.fetched(g.high_watermark, g.last_stable_offset);
+        if let Some(n) = sliced
+            .next_batch_bytes
+            .or_else(|| sliced.batches.last().map(|b| b.len()))
+        {
+            r.batch_bytes = n;
+        }
         // Nothing (but a cut batch) means caught up: its next Fetch is a long poll.
         r.caught_up = sliced.next_offset.is_none() && sliced.cut_batch.is_none();
         r.alone = sliced.bytes() >= ALONE_FROM_BYTES;
         let Some(next) = sliced.next_offset else {
+            // Nothing to wait for memory for.
+            r.needs = None;
             if let Some((offset, size_bytes)) = sliced.cut_batch {
                 if self.reported_cut.insert(sp.clone(), offset) != Some(offset) {
                     tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset, size_bytes, partition_fetch_bytes = PARTITION_FETCH_BYTES, "Source batch is larger than one partition's share of a fetch; it is fetched whole when the partition comes first in a fetch.");

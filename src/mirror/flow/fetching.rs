@@ -152,8 +152,12 @@ impl FlowRunner {
             self.round % ready.len()
         };
         let mut refresh = false;
-        let mut wanted: HashMap<(i32, Kind), Vec<FetchWant>> = HashMap::new();
-        let mut alone: Vec<(i32, FetchWant)> = Vec::new();
+        // Per Fetch: its partitions, the largest batch one of them expects next, and
+        // (for a lone partition) whether that batch, larger than the least Fetch, is
+        // within its share.
+        let mut wanted: HashMap<(i32, Kind), (Vec<FetchWant>, usize)> = HashMap::new();
+        let mut alone: Vec<(i32, FetchWant, usize, bool)> = Vec::new();
+        let pool = self.memory.fetch_pool_bytes();
         for (sp, r) in ready.iter().skip(skip).chain(ready.iter().take(skip)) {
             let Some(leader) = md.leader(&sp.topic, sp.partition) else {
                 refresh = true;
@@ -174,6 +178,18 @@ impl FlowRunner {
             {
                 continue;
             }
+            // A partition asks for what is left of its share, or for its next batch when
+            // that is larger: Kafka returns the first batch whole however small the limit
+            // (KIP-74), and one that arrives without memory reserved for it is dropped and
+            // read again, so its Fetch reserves the whole batch or is not sent. A
+            // partition below its share may so take one batch beyond it, when the memory
+            // is free. A long poll waits for batches yet to be written and reserves
+            // little ([`CAUGHT_UP_FETCH_BYTES`]), whatever the last batch was.
+            let room = share - r.held.bytes();
+            let batch_bytes = match kind {
+                Kind::CaughtUp => 0,
+                _ => r.batch_bytes.min(pool),
+            };
             let want = FetchWant {
                 topic: sp.topic.clone(),
                 topic_id: self
@@ -183,13 +199,20 @@ impl FlowRunner {
                     .filter(|id| !id.is_nil()),
                 partition: sp.partition,
                 offset: r.next_fetch_offset,
-                max_bytes: i32::try_from(share - r.held.bytes()).ok(),
+                max_bytes: i32::try_from(room.max(batch_bytes)).ok(),
                 leader_epoch: md.leader_epoch(&sp.topic, sp.partition),
                 last_fetched_epoch: r.last_fetched_epoch,
             };
             match kind {
-                Kind::Alone => alone.push((leader, want)),
-                _ => wanted.entry((leader, kind)).or_default().push(want),
+                Kind::Alone => {
+                    let owed = batch_bytes > MIN_FETCH_BYTES && batch_bytes <= room;
+                    alone.push((leader, want, batch_bytes, owed));
+                }
+                _ => {
+                    let (wants, most) = wanted.entry((leader, kind)).or_default();
+                    *most = (*most).max(batch_bytes);
+                    wants.push(want);
+                }
             }
         }
         if refresh {
@@ -200,12 +223,13 @@ impl FlowRunner {
         // What a response brings beyond the partitions' needs is released when it is sliced.
         let per_response = (self.memory.fetch_pool_bytes() / RESPONSES_PER_POOL)
             .max(PARTITION_FETCH_BYTES as usize);
-        let groups = wanted.into_iter().chain(
-            alone
-                .into_iter()
-                .map(|(leader, want)| ((leader, Kind::Alone), vec![want])),
-        );
-        for ((leader, kind), wants) in groups {
+        let groups = wanted
+            .into_iter()
+            .map(|(key, (wants, batch_bytes))| (key, wants, batch_bytes, false))
+            .chain(alone.into_iter().map(|(leader, want, batch_bytes, owed)| {
+                ((leader, Kind::Alone), vec![want], batch_bytes, owed)
+            }));
+        for ((leader, kind), wants, batch_bytes, owed) in groups {
             // No more than the partitions asked for can come back (but for one batch
             // larger than its partition's limit, counted when it arrives).
             let asked: usize = wants
@@ -228,11 +252,17 @@ impl FlowRunner {
             // A response carrying several partitions is split by copying: its Fetch
             // reserves the copies too, released as far as they are not taken.
             let split = if kind == Kind::Alone { 1 } else { 2 };
+            let least = least_bytes.max(batch_bytes);
             let bytes = most
                 .min(asked)
-                .max(least_bytes)
+                .max(least)
                 .min(self.memory.fetch_available() / split);
-            if bytes < least_bytes {
+            if bytes < least {
+                // A lone partition owed that much memory by its share goes first once it
+                // is free (`needs`).
+                if owed {
+                    self.owe(&wants[0], least, now);
+                }
                 continue;
             }
             let Some(reservation) = self.memory.try_reserve_fetch(bytes * split) else {
@@ -278,6 +308,19 @@ impl FlowRunner {
                     result,
                 }
             }));
+        }
+    }
+
+    /// Marks a partition whose next batch, within its share, did not fit the free memory:
+    /// it is fetched before the others once that much is free ([`NEEDS_FIRST`]).
+    fn owe(&mut self, want: &FetchWant, bytes: usize, now: Instant) {
+        let sp = SourcePartition {
+            topic: want.topic.clone(),
+            partition: want.partition,
+        };
+        if let Some(r) = self.partitions.get_mut(&sp) {
+            let since = r.needs.map_or(now, |(_, since)| since);
+            r.needs = Some((bytes, since));
         }
     }
 

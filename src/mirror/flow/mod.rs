@@ -87,6 +87,9 @@ struct Running {
     /// Its next batch did not fit the free memory: the bytes it needs free to be fetched,
     /// and since when.
     needs: Option<(usize, Instant)>,
+    /// The size its next batch is expected to have (0 before its first data): its last
+    /// batch's, or the next one's when a response was cut inside it.
+    batch_bytes: usize,
     /// The source log start last seen in a Fetch response, told to the progress (which
     /// trims the offset map by it and reports offsets below it).
     log_start: i64,

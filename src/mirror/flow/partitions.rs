@@ -86,6 +86,7 @@ impl FlowRunner {
                 stats,
                 not_before: None,
                 needs: None,
+                batch_bytes: 0,
                 log_start: -1,
                 progress: progress.clone(),
             },

@@ -49,6 +49,8 @@ pub struct FlowStats {
     pub attribute: KeyValue,
     records: AtomicU64,
     bytes: AtomicU64,
+    /// Record bytes read from the source, whatever became of them.
+    fetched_bytes: AtomicU64,
     throttle_wait_us: AtomicU64,
     in_flight_bytes: AtomicU64,
     started: AtomicBool,
@@ -110,6 +112,7 @@ impl FlowStats {
             attribute: KeyValue::new("flow", name.to_string()),
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            fetched_bytes: AtomicU64::new(0),
             throttle_wait_us: AtomicU64::new(0),
             in_flight_bytes: AtomicU64::new(0),
             started: AtomicBool::new(false),
@@ -338,6 +341,15 @@ impl FlowStats {
     pub fn throttled(&self, waited_us: u64) {
         self.throttle_wait_us
             .fetch_add(waited_us, Ordering::Relaxed);
+    }
+
+    /// A Fetch response carried `bytes` of records for one partition.
+    pub fn read_from_source(&self, bytes: u64) {
+        self.fetched_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub fn fetched_bytes(&self) -> u64 {
+        self.fetched_bytes.load(Ordering::Relaxed)
     }
 
     pub fn set_in_flight_bytes(&self, bytes: u64) {

@@ -414,15 +414,24 @@ fn error_partition(index: i32, error_code: i16) -> PartitionData {
         .with_records(Some(Bytes::new()))
 }
 
-/// The whole batches of `data` that start below `offset` (a read_committed read stops at
-/// the last stable offset, which is always a batch's first offset).
+/// The batches of `data` that start below `offset`, the last of them perhaps cut by the
+/// read's limit (a read_committed read stops at the last stable offset, which is always a
+/// batch's first offset: Kafka's maxPosition there).
 fn below(data: Bytes, offset: i64) -> Bytes {
     let mut end = 0;
-    for batch in kmirror_wire::batch::Batches::new(&data) {
+    let mut batches = kmirror_wire::batch::Batches::new(&data);
+    for batch in batches.by_ref() {
         match batch {
             Ok(b) if b.base_offset() < offset => end += b.size_bytes(),
             _ => break,
         }
+    }
+    let tail = &data[end..];
+    if batches.truncated_tail()
+        && tail.len() >= 8
+        && i64::from_be_bytes(tail[..8].try_into().expect("8 bytes")) < offset
+    {
+        end = data.len();
     }
     if end == data.len() {
         data

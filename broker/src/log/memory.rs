@@ -188,21 +188,19 @@ impl PartitionLog for MemoryLog {
             let Some(head) = seg.batches.get(first) else {
                 continue;
             };
-            let mut end = first + 1;
-            let mut total = head.bytes.len();
-            while let Some(b) = seg.batches.get(end) {
-                if total + b.bytes.len() > max_bytes {
-                    break;
-                }
-                total += b.bytes.len();
-                end += 1;
-            }
-            if end == first + 1 {
+            // As Kafka's LogSegment.read: `max_bytes` of the segment but at least the first
+            // batch, so the last batch may be cut.
+            let total = head.bytes.len().max(max_bytes);
+            if total == head.bytes.len() {
                 return Ok(head.bytes.clone());
             }
             let mut out = BytesMut::with_capacity(total);
-            for b in &seg.batches[first..end] {
-                out.extend_from_slice(&b.bytes);
+            for b in &seg.batches[first..] {
+                let take = b.bytes.len().min(total - out.len());
+                out.extend_from_slice(&b.bytes[..take]);
+                if out.len() == total {
+                    break;
+                }
             }
             return Ok(out.freeze());
         }

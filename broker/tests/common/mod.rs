@@ -159,9 +159,15 @@ pub fn end_offset(p: &PartitionData) -> i64 {
         .map_or(0, |b| b.next_offset())
 }
 
-/// Decodes every record of a fetch response's partition.
+/// Decodes every record of a fetch response's partition's whole batches (as Kafka, the
+/// broker may cut the last batch at the partition's limit; clients drop it).
 pub fn records_of(p: &PartitionData) -> Vec<Record> {
-    let mut bytes = p.records.clone().unwrap_or_default();
+    let records = p.records.clone().unwrap_or_default();
+    let whole: usize = kmirror_wire::batch::Batches::new(&records)
+        .map_while(Result::ok)
+        .map(|b| b.size_bytes())
+        .sum();
+    let mut bytes = records.slice(..whole);
     let mut out = Vec::new();
     while !bytes.is_empty() {
         let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).unwrap();

@@ -134,6 +134,37 @@ async fn limit_after_the_first(ctx: Ctx) -> Got {
     }
 }
 
+/// One partition holding two batches, fetched with a limit 10 bytes above the first: Kafka
+/// sends the segment's bytes up to the limit, the first batch and the start of the second,
+/// which the client drops and fetches again.
+async fn limit_cuts_a_batch(ctx: Ctx) -> Got {
+    let topic = ctx.topic("cut");
+    common::create_topic(&ctx.m, &topic, 1).await;
+    for _ in 0..2 {
+        let r = common::produce(&ctx.m, &topic, 0, common::batch(3, 1_000)).await;
+        if r.error_code != 0 {
+            return Got::Code(r.error_code);
+        }
+    }
+    let first = common::batch(3, 1_000).len() as i32;
+    match ctx.ask(&fetch_of(&topic, &[(0, 0, first + 10)]), 12).await {
+        Ok(r) => {
+            let records = r.responses[0].partitions[0]
+                .records
+                .clone()
+                .unwrap_or_default();
+            let mut batches = kmirror_wire::batch::Batches::new(&records);
+            let whole = batches.by_ref().filter(|b| b.is_ok()).count();
+            check(
+                "(bytes sent, whole batches, cut batch after them)",
+                (records.len() as i32, whole, batches.truncated_tail()),
+                (first + 10, 1, true),
+            )
+        }
+        Err(g) => g,
+    }
+}
+
 /// The same two partitions as a long poll whose min_bytes only the bytes available reach,
 /// each partition's counted up to its limit (0.6 of a batch each, so 1.2 batches, above
 /// the one batch sent). Kafka answers at once (DelayedFetch.tryComplete).
@@ -229,6 +260,9 @@ pub fn rows() -> Vec<Row> {
         row!("Fetch at read_committed: after the first partition with data, a batch above the partition's limit is not sent, and no aborted transactions with it",
             "ReplicaManager.readFromLog (checkFetchDataInfo, firstEntryIncomplete)",
             Got::Code(0), |ctx| limit_after_the_first(ctx).await),
+        row!("Fetch with a partition limit inside the second batch: the bytes up to the limit, the first batch and the start of the second",
+            "LogSegment.read (log.slice(startPosition, fetchSize)); UnifiedLog.read",
+            Got::Code(0), |ctx| limit_cuts_a_batch(ctx).await),
         row!("Fetch long poll whose min_bytes the bytes available reach, each partition's up to its limit, though fewer are sent: answered at once",
             "DelayedFetch.tryComplete (min(positionDiff, maxBytes) per partition)",
             Got::Code(0), |ctx| min_bytes_by_availability(ctx).await),

@@ -190,6 +190,17 @@ impl FlowRunner {
                 Kind::CaughtUp => 0,
                 _ => r.batch_bytes.min(pool),
             };
+            // Kafka cuts a response at the limit, inside a batch, and the cut batch is
+            // read again by the next Fetch; with large batches that is up to a batch per
+            // Fetch read twice. So a partition with large batches asks for a whole number
+            // of them (of its last batch's size, a little more for batches a little
+            // larger), at least one.
+            let ask = if batch_bytes >= MIN_FETCH_BYTES {
+                let per = batch_bytes + batch_bytes / 64;
+                (room.min(PARTITION_FETCH_BYTES as usize) / per).max(1) * per
+            } else {
+                room.max(batch_bytes)
+            };
             let want = FetchWant {
                 topic: sp.topic.clone(),
                 topic_id: self
@@ -199,7 +210,7 @@ impl FlowRunner {
                     .filter(|id| !id.is_nil()),
                 partition: sp.partition,
                 offset: r.next_fetch_offset,
-                max_bytes: i32::try_from(room.max(batch_bytes)).ok(),
+                max_bytes: i32::try_from(ask).ok(),
                 leader_epoch: md.leader_epoch(&sp.topic, sp.partition),
                 last_fetched_epoch: r.last_fetched_epoch,
             };

@@ -323,8 +323,10 @@ impl Segment {
         self.find_from(&mut HeaderCache::default(), u64::from(start), offset)
     }
 
-    /// Whole batches from the one holding `offset`, up to `max_bytes` but at least one.
-    /// Empty if no batch at or after `offset` is in this segment.
+    /// The segment's bytes from the batch holding `offset` (or the next one), `max_bytes` of
+    /// them but at least that whole batch, as Kafka's LogSegment.read (minOneMessage): the
+    /// slice may end inside a batch, which clients drop and fetch again. Empty if no batch
+    /// at or after `offset` is in this segment.
     pub(crate) fn read(&self, offset: i64, max_bytes: usize) -> io::Result<Bytes> {
         let (start, upper) = self.offset_index.window(self.relative(offset), self.size);
         let slack = (max_bytes as u64).max(HEADER_LEN as u64);
@@ -336,21 +338,10 @@ impl Segment {
         let Some((first, h)) = self.find_from(&mut cache, start, offset)? else {
             return Ok(Bytes::new());
         };
-        let first_end = first + h.size;
-        if first_end > cache.start + cache.buf.len() as u64 || cache.start > first {
-            // The first batch alone is larger than what was read.
-            return self.read_range(first, first_end);
-        }
+        let stop = self.size.min(first + h.size.max(max_bytes as u64));
         let buf_end = cache.start + cache.buf.len() as u64;
-        let mut stop = first_end;
-        while stop + LOG_OVERHEAD as u64 <= buf_end {
-            let at = (stop - cache.start) as usize;
-            let length = i32::from_be_bytes(cache.buf[at + 8..at + 12].try_into().expect("4"));
-            let next = stop + LOG_OVERHEAD as u64 + length.max(0) as u64;
-            if next > buf_end || next - first > max_bytes as u64 || length <= 0 {
-                break;
-            }
-            stop = next;
+        if cache.start > first || stop > buf_end {
+            return self.read_range(first, stop);
         }
         let from = (first - cache.start) as usize;
         let to = (stop - cache.start) as usize;

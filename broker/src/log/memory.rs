@@ -190,7 +190,8 @@ impl PartitionLog for MemoryLog {
             };
             // As Kafka's LogSegment.read: `max_bytes` of the segment but at least the first
             // batch, so the last batch may be cut.
-            let total = head.bytes.len().max(max_bytes);
+            let in_segment: usize = seg.batches[first..].iter().map(|b| b.bytes.len()).sum();
+            let total = head.bytes.len().max(max_bytes).min(in_segment);
             if total == head.bytes.len() {
                 return Ok(head.bytes.clone());
             }

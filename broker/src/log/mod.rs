@@ -116,9 +116,10 @@ pub trait PartitionLog: Send + Sync + std::fmt::Debug {
         now_ms: i64,
     ) -> Result<AppendInfo, LogError>;
 
-    /// Reads whole batches, starting with the batch that contains `offset`, up to
-    /// `max_bytes`, but always at least one whole batch if one exists at or after `offset`
-    /// (KIP-74). Returns empty bytes at the log end offset. An offset below the log start
+    /// Reads the bytes of one segment from the batch that contains `offset`, up to
+    /// `max_bytes` (so the last batch may be cut, as Kafka's LogSegment.read cuts it), but
+    /// always at least one whole batch if one exists at or after `offset` (KIP-74). Returns
+    /// empty bytes at the log end offset. An offset below the log start
     /// offset or above the log end offset is [`LogError::OffsetOutOfRange`].
     fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError>;
 

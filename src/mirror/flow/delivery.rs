@@ -106,7 +106,8 @@ impl FlowRunner {
         }
         // Nothing (but a cut batch) means caught up: its next Fetch is a long poll.
         r.caught_up = sliced.next_offset.is_none() && sliced.cut_batch.is_none();
-        r.alone = sliced.bytes() >= ALONE_FROM_BYTES;
+        // Fetched alone also when its next batch is large (a response cut at its head).
+        r.alone = sliced.bytes().max(r.batch_bytes) >= ALONE_FROM_BYTES;
         let Some(next) = sliced.next_offset else {
             // Nothing to wait for memory for.
             r.needs = None;

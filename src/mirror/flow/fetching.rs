@@ -129,17 +129,28 @@ impl FlowRunner {
         // do not take the memory as it is released; after that the others go on (memory
         // held by partitions stuck on the target may not come back soon), and it is
         // fetched whenever that much is free.
+        // A partition whose leader cannot be asked now (unknown, or after a failed or
+        // throttled Fetch) holds nothing back.
+        let askable = |sp: &SourcePartition| {
+            md.leader(&sp.topic, sp.partition).is_some_and(|leader| {
+                fetches
+                    .leader_not_before
+                    .get(&leader)
+                    .is_none_or(|t| *t <= now)
+            })
+        };
         let available = self.memory.fetch_available();
         let mut least_bytes = MIN_FETCH_BYTES;
         if let Some(i) = ready
             .iter()
-            .position(|(_, r)| r.needs.is_some_and(|(n, _)| n <= available))
+            .position(|(sp, r)| r.needs.is_some_and(|(n, _)| n <= available) && askable(sp))
         {
             least_bytes = ready[i].1.needs.map_or(least_bytes, |(n, _)| n);
             ready = vec![ready[i]];
-        } else if ready.iter().any(|(_, r)| {
+        } else if ready.iter().any(|(sp, r)| {
             r.needs
                 .is_some_and(|(_, since)| now.duration_since(since) < NEEDS_FIRST)
+                && askable(sp)
         }) {
             return;
         } else {
@@ -152,10 +163,9 @@ impl FlowRunner {
             self.round % ready.len()
         };
         let mut refresh = false;
-        // Per Fetch: its partitions, the largest batch one of them expects next, and
-        // (for a lone partition) whether that batch, larger than the least Fetch, is
-        // within its share.
-        let mut wanted: HashMap<(i32, Kind), (Vec<FetchWant>, usize)> = HashMap::new();
+        // A lone partition's Fetch also carries the batch it expects next and whether,
+        // larger than the least Fetch, that batch is owed to it.
+        let mut wanted: HashMap<(i32, Kind), Vec<FetchWant>> = HashMap::new();
         let mut alone: Vec<(i32, FetchWant, usize, bool)> = Vec::new();
         let pool = self.memory.fetch_pool_bytes();
         for (sp, r) in ready.iter().skip(skip).chain(ready.iter().take(skip)) {
@@ -183,12 +193,15 @@ impl FlowRunner {
             // (KIP-74), and one that arrives without memory reserved for it is dropped and
             // read again, so its Fetch reserves the whole batch or is not sent. A
             // partition below its share may so take one batch beyond it, when the memory
-            // is free. A long poll waits for batches yet to be written and reserves
-            // little ([`CAUGHT_UP_FETCH_BYTES`]), whatever the last batch was.
+            // is free. Only a partition fetched alone does so: one whose batches are
+            // small shares a response, which reserves at least [`MIN_FETCH_BYTES`] (one
+            // expecting a large batch is fetched alone, [`super::delivery`]), and a long
+            // poll waits for batches yet to be written and reserves little
+            // ([`CAUGHT_UP_FETCH_BYTES`]), whatever the last batch was.
             let room = share - r.held.bytes();
             let batch_bytes = match kind {
-                Kind::CaughtUp => 0,
-                _ => r.batch_bytes.min(pool),
+                Kind::Alone => r.batch_bytes.min(pool),
+                Kind::HasData | Kind::CaughtUp => 0,
             };
             // Kafka cuts a response at the limit, inside a batch, and the cut batch is
             // read again by the next Fetch; with large batches that is up to a batch per
@@ -216,14 +229,13 @@ impl FlowRunner {
             };
             match kind {
                 Kind::Alone => {
-                    let owed = batch_bytes > MIN_FETCH_BYTES && batch_bytes <= room;
+                    // Owed: its batch is within its share, or it holds nothing (a batch
+                    // larger than its share, or than the pool, which then takes all of it).
+                    let owed = batch_bytes > MIN_FETCH_BYTES
+                        && (batch_bytes <= room || r.held.bytes() == 0);
                     alone.push((leader, want, batch_bytes, owed));
                 }
-                _ => {
-                    let (wants, most) = wanted.entry((leader, kind)).or_default();
-                    *most = (*most).max(batch_bytes);
-                    wants.push(want);
-                }
+                _ => wanted.entry((leader, kind)).or_default().push(want),
             }
         }
         if refresh {
@@ -236,7 +248,7 @@ impl FlowRunner {
             .max(PARTITION_FETCH_BYTES as usize);
         let groups = wanted
             .into_iter()
-            .map(|(key, (wants, batch_bytes))| (key, wants, batch_bytes, false))
+            .map(|(key, wants)| (key, wants, 0, false))
             .chain(alone.into_iter().map(|(leader, want, batch_bytes, owed)| {
                 ((leader, Kind::Alone), vec![want], batch_bytes, owed)
             }));

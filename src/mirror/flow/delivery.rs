@@ -98,11 +98,12 @@ impl FlowRunner {
             }
         };
         r.stats.fetched(g.high_watermark, g.last_stable_offset);
-        if let Some(n) = sliced
-            .next_batch_bytes
-            .or_else(|| sliced.batches.last().map(|b| b.len()))
-        {
+        if let Some(n) = sliced.next_batch_bytes {
             r.batch_bytes = n;
+            r.batch_bytes_exact = true;
+        } else if let Some(last) = sliced.batches.last() {
+            r.batch_bytes = last.len();
+            r.batch_bytes_exact = false;
         }
         // Nothing (but a cut batch) means caught up: its next Fetch is a long poll.
         r.caught_up = sliced.next_offset.is_none() && sliced.cut_batch.is_none();
@@ -137,6 +138,11 @@ impl FlowRunner {
             match self.memory.try_reserve_fetch(more) {
                 Some(r) => reservation.merge(r),
                 None => {
+                    // Read again from the first batch on, whose size is known.
+                    if let Some(first) = sliced.batches.first() {
+                        r.batch_bytes = first.len();
+                        r.batch_bytes_exact = true;
+                    }
                     let needs = bytes.min(self.memory.fetch_pool_bytes());
                     tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, bytes, needs_bytes = needs, "No memory for a batch larger than the fetch; it is fetched again once that much is free.");
                     let since = r.needs.map_or_else(Instant::now, |(_, since)| since);

@@ -204,13 +204,23 @@ impl FlowRunner {
                 Kind::HasData | Kind::CaughtUp => 0,
             };
             // Kafka cuts a response at the limit, inside a batch, and the cut batch is
-            // read again by the next Fetch; with large batches that is up to a batch per
-            // Fetch read twice. So a partition with large batches asks for a whole number
-            // of them (of its last batch's size, a little more for batches a little
-            // larger), at least one.
+            // read again by the next Fetch (and held meanwhile, in the response's
+            // memory); with large batches that is up to a batch per Fetch. So a partition
+            // with large batches asks for a whole number of them, at least one: its next
+            // batch, exactly when a cut told its size, and as many more as fit of its
+            // last batch's size (a little more, for batches a little larger).
             let ask = if batch_bytes >= MIN_FETCH_BYTES {
                 let per = batch_bytes + batch_bytes / 64;
-                (room.min(PARTITION_FETCH_BYTES as usize) / per).max(1) * per
+                let first = if r.batch_bytes_exact {
+                    batch_bytes
+                } else {
+                    per
+                };
+                let more = room
+                    .min(PARTITION_FETCH_BYTES as usize)
+                    .saturating_sub(first)
+                    / per;
+                first + more * per
             } else {
                 room.max(batch_bytes)
             };

@@ -90,6 +90,8 @@ struct Running {
     /// The size its next batch is expected to have (0 before its first data): its last
     /// batch's, or the next one's when a response was cut inside it.
     batch_bytes: usize,
+    /// `batch_bytes` is the next batch's own size, read from its header.
+    batch_bytes_exact: bool,
     /// The source log start last seen in a Fetch response, told to the progress (which
     /// trims the offset map by it and reports offsets below it).
     log_start: i64,

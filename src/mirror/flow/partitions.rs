@@ -87,6 +87,7 @@ impl FlowRunner {
                 not_before: None,
                 needs: None,
                 batch_bytes: 0,
+                batch_bytes_exact: false,
                 log_start: -1,
                 progress: progress.clone(),
             },

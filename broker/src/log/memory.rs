@@ -190,8 +190,15 @@ impl PartitionLog for MemoryLog {
             };
             // As Kafka's LogSegment.read: `max_bytes` of the segment but at least the first
             // batch, so the last batch may be cut.
-            let in_segment: usize = seg.batches[first..].iter().map(|b| b.bytes.len()).sum();
-            let total = head.bytes.len().max(max_bytes).min(in_segment);
+            let want = head.bytes.len().max(max_bytes);
+            let mut total = 0;
+            for b in &seg.batches[first..] {
+                total += b.bytes.len();
+                if total >= want {
+                    break;
+                }
+            }
+            let total = total.min(want);
             if total == head.bytes.len() {
                 return Ok(head.bytes.clone());
             }
@@ -360,6 +367,13 @@ mod tests {
         assert_eq!(one.len(), v.size_bytes());
         let all = log.read(0, 1 << 20).unwrap();
         assert_eq!(Batches::new(&all).count(), 3);
+        // A limit inside the second batch cuts it, as Kafka's LogSegment.read.
+        let first = BatchView::parse(&all, 0).unwrap().size_bytes();
+        let cut = log.read(0, first + 10).unwrap();
+        assert_eq!(cut.len(), first + 10);
+        let mut batches = Batches::new(&cut);
+        assert_eq!(batches.by_ref().count(), 1);
+        assert!(batches.truncated_tail());
         assert!(log.read(6, 100).unwrap().is_empty());
         assert!(matches!(
             log.read(7, 100),

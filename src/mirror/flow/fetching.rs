@@ -98,6 +98,26 @@ impl Fetches {
     }
 }
 
+/// What a partition asks for: `room`, what is left of its share, unless its batches are
+/// large (`batch_bytes`, its next batch's size, exact when a cut response told it). Kafka
+/// cuts a response at the limit, inside a batch, and the cut batch is read again by the
+/// next Fetch (and held meanwhile, in the response's memory); with large batches that is up
+/// to a batch per Fetch. So a partition with large batches asks for a whole number of them,
+/// at least one: its next batch, exactly when its size is known, and as many more as fit
+/// of that size (a little more, for batches a little larger).
+fn ask_bytes(room: usize, batch_bytes: usize, exact: bool) -> usize {
+    if batch_bytes < MIN_FETCH_BYTES {
+        return room;
+    }
+    let per = batch_bytes + batch_bytes / 64;
+    let first = if exact { batch_bytes } else { per };
+    let more = room
+        .min(PARTITION_FETCH_BYTES as usize)
+        .saturating_sub(first)
+        / per;
+    first + more * per
+}
+
 impl FlowRunner {
     /// Sends a Fetch to every leader and kind that has none on the wire, for the partitions
     /// with room in their queue and their share of the memory.
@@ -203,27 +223,7 @@ impl FlowRunner {
                 Kind::Alone => r.batch_bytes.min(pool),
                 Kind::HasData | Kind::CaughtUp => 0,
             };
-            // Kafka cuts a response at the limit, inside a batch, and the cut batch is
-            // read again by the next Fetch (and held meanwhile, in the response's
-            // memory); with large batches that is up to a batch per Fetch. So a partition
-            // with large batches asks for a whole number of them, at least one: its next
-            // batch, exactly when a cut told its size, and as many more as fit of its
-            // last batch's size (a little more, for batches a little larger).
-            let ask = if batch_bytes >= MIN_FETCH_BYTES {
-                let per = batch_bytes + batch_bytes / 64;
-                let first = if r.batch_bytes_exact {
-                    batch_bytes
-                } else {
-                    per
-                };
-                let more = room
-                    .min(PARTITION_FETCH_BYTES as usize)
-                    .saturating_sub(first)
-                    / per;
-                first + more * per
-            } else {
-                room.max(batch_bytes)
-            };
+            let ask = ask_bytes(room, batch_bytes, r.batch_bytes_exact);
             let want = FetchWant {
                 topic: sp.topic.clone(),
                 topic_id: self
@@ -434,5 +434,25 @@ impl FlowRunner {
         fetches.refreshing = Some(tokio::spawn(async move {
             let _ = source.refresh_metadata().await;
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Large batches are asked for whole: at least one, however little is left of the
+    /// share; as many as fit of the partition's limit; the first by its exact size when
+    /// known. Small ones ask for what is left of the share.
+    #[test]
+    fn large_batches_are_asked_for_whole() {
+        const KB: usize = 1000;
+        let per = 490 * KB + 490 * KB / 64;
+        assert_eq!(ask_bytes(600 * KB, 8 * KB, false), 600 * KB);
+        assert_eq!(ask_bytes(100 * KB, 490 * KB, false), per);
+        assert_eq!(ask_bytes(100 * KB, 490 * KB, true), 490 * KB);
+        assert_eq!(ask_bytes(2_000 * KB, 490 * KB, false), 2 * per);
+        assert_eq!(ask_bytes(2_000 * KB, 490 * KB, true), 490 * KB + per);
+        assert_eq!(ask_bytes(2_000 * KB, 3_000 * KB, true), 3_000 * KB);
     }
 }

@@ -382,11 +382,16 @@ fn memory_stays_bounded_by_max_in_flight_bytes_while_the_target_is_stopped() {
 /// so the daemon read up to twice what it mirrored (916 of 1,088 batches read twice in the
 /// catch-up bench's large/direct copy). `kmirror_fetched_bytes` counts what was read. The
 /// target is 20 ms away, so the memory stays in use while batches wait for their acks.
+/// Kafka also cuts a response at its limit, inside a batch, and that batch's head is read
+/// again by the next Fetch: a partition whose batches are this large asks for each by its
+/// exact size and the 12 bytes that tell the next one's, so only its first, shared Fetch
+/// brings a cut batch. Asking for a whole number of them by the last one's size plus
+/// 1/64, it read 1.5-1.8% more than it mirrored.
 #[test]
 fn large_batches_are_read_from_the_source_once_each() {
     let _serial = serial();
     const PARTITIONS: u32 = 4;
-    const RECORDS: u32 = 600;
+    const RECORDS: u32 = 2_400;
     // 4 MiB over 4 partitions: 1 MiB each, three 300 KB batches and 150 KB to spare.
     let s = setup_with_round_trip(
         "limits.large",
@@ -421,10 +426,11 @@ fn large_batches_are_read_from_the_source_once_each() {
         mirrored >= u64::from(PARTITIONS * RECORDS) * 10_000,
         "mirrored_bytes {mirrored}"
     );
-    // A batch a little larger than the one before it may still arrive without memory for
-    // it now and then; read twice in bulk, they were more than half of what was mirrored.
+    // Read twice in bulk, batches were more than half of what was mirrored; cut tails
+    // read twice, 1.5-1.8%. What is read twice now is the cut end of each partition's
+    // first Fetch (0.2-0.3% here).
     assert!(
-        fetched <= mirrored + mirrored / 10,
+        fetched <= mirrored + mirrored / 100,
         "the daemon read {fetched} bytes from the source to mirror {mirrored}"
     );
 }

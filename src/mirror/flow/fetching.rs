@@ -17,6 +17,8 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use super::{
     FlowRunner, FETCH_WAIT_MS, MIN_FETCH_BYTES, MIN_PARTITION_FETCH_BYTES, PARTITION_FETCH_BYTES,
 };
+use kmirror_wire::batch::LOG_OVERHEAD;
+
 use crate::client::fetch::{self, FetchWant};
 use crate::client::ClientError;
 use crate::mirror::memory::Reservation;
@@ -40,6 +42,8 @@ const FETCH_RETRY: Duration = Duration::from_millis(500);
 /// ([`kmirror_wire::frame_reader::OWN_ALLOCATION_BYTES`]), which is handed to the
 /// partition without a copy.
 pub(super) const ALONE_FROM_BYTES: usize = kmirror_wire::frame_reader::OWN_ALLOCATION_BYTES;
+/// Batches of at least this size are asked for one per Fetch ([`ask_bytes`]).
+const ONE_BATCH_FROM_BYTES: usize = PARTITION_FETCH_BYTES as usize / 4;
 
 /// Which Fetch a partition goes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,10 +108,16 @@ impl Fetches {
 /// next Fetch (and held meanwhile, in the response's memory); with large batches that is up
 /// to a batch per Fetch. So a partition with large batches asks for a whole number of them,
 /// at least one: its next batch, exactly when its size is known, and as many more as fit
-/// of that size (a little more, for batches a little larger).
+/// of that size (a little more, for batches a little larger). A batch of a quarter of the
+/// partition's limit or more is asked for alone, by its exact size and the 12 bytes that
+/// tell the next one's: nothing is held that is not mirrored, and each batch's memory is
+/// released when that batch is acknowledged, not with the others of its response.
 fn ask_bytes(room: usize, batch_bytes: usize, exact: bool) -> usize {
     if batch_bytes < MIN_FETCH_BYTES {
         return room;
+    }
+    if exact && batch_bytes >= ONE_BATCH_FROM_BYTES {
+        return batch_bytes + LOG_OVERHEAD;
     }
     let per = batch_bytes + batch_bytes / 64;
     let first = if exact { batch_bytes } else { per };
@@ -318,7 +328,7 @@ impl FlowRunner {
             if kind != Kind::Alone {
                 fetches.busy.insert((leader, kind));
             }
-            tracing::trace!(flow = %self.flow.name, leader, ?kind, partitions = partitions.len(), reserved_bytes = reservation.bytes(), "Fetching.");
+            tracing::trace!(flow = %self.flow.name, leader, ?kind, partitions = partitions.len(), reserved_bytes = reservation.bytes(), free_bytes = self.memory.fetch_available(), "Fetching.");
             let source = self.source.clone();
             fetches.running.push(Box::pin(async move {
                 let max_bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
@@ -443,16 +453,26 @@ mod tests {
 
     /// Large batches are asked for whole: at least one, however little is left of the
     /// share; as many as fit of the partition's limit; the first by its exact size when
-    /// known. Small ones ask for what is left of the share.
+    /// known, and one of a quarter of the limit or more alone, with the 12 bytes that tell
+    /// the next one's size. Small ones ask for what is left of the share.
     #[test]
     fn large_batches_are_asked_for_whole() {
         const KB: usize = 1000;
         let per = 490 * KB + 490 * KB / 64;
         assert_eq!(ask_bytes(600 * KB, 8 * KB, false), 600 * KB);
         assert_eq!(ask_bytes(100 * KB, 490 * KB, false), per);
-        assert_eq!(ask_bytes(100 * KB, 490 * KB, true), 490 * KB);
         assert_eq!(ask_bytes(2_000 * KB, 490 * KB, false), 2 * per);
-        assert_eq!(ask_bytes(2_000 * KB, 490 * KB, true), 490 * KB + per);
-        assert_eq!(ask_bytes(2_000 * KB, 3_000 * KB, true), 3_000 * KB);
+        assert_eq!(ask_bytes(100 * KB, 490 * KB, true), 490 * KB + LOG_OVERHEAD);
+        assert_eq!(
+            ask_bytes(2_000 * KB, 490 * KB, true),
+            490 * KB + LOG_OVERHEAD
+        );
+        let per = 100 * KB + 100 * KB / 64;
+        assert_eq!(ask_bytes(600 * KB, 100 * KB, true), 100 * KB + 4 * per);
+        assert_eq!(ask_bytes(600 * KB, 100 * KB, false), 5 * per);
+        assert_eq!(
+            ask_bytes(2_000 * KB, 3_000 * KB, true),
+            3_000 * KB + LOG_OVERHEAD
+        );
     }
 }

@@ -133,6 +133,7 @@ impl Pipeline {
                     match self.settle(done) {
                         Ok(base_offset) => {
                             let done = window.pop_front().expect("non-empty");
+                            tracing::trace!(topic = %self.target_topic, partition = self.source.partition, next_source_offset = done.next_source_offset, "Batch acknowledged.");
                             self.session_acked = true;
                             self.acknowledged(&done, base_offset, &window);
                             backoff.reset();

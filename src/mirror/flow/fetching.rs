@@ -42,8 +42,14 @@ const FETCH_RETRY: Duration = Duration::from_millis(500);
 /// ([`kmirror_wire::frame_reader::OWN_ALLOCATION_BYTES`]), which is handed to the
 /// partition without a copy.
 pub(super) const ALONE_FROM_BYTES: usize = kmirror_wire::frame_reader::OWN_ALLOCATION_BYTES;
-/// Batches of at least this size are asked for one per Fetch ([`ask_bytes`]).
+/// Batches of at least this size are asked for one per Fetch from a near leader
+/// ([`ask_bytes`]).
 const ONE_BATCH_FROM_BYTES: usize = PARTITION_FETCH_BYTES as usize / 4;
+/// A leader whose last Fetch that did not wait was answered within this is near: a
+/// partition is in one Fetch at a time, so from a distant leader one batch per Fetch
+/// would cap it at a batch per round trip, where Kafka's consumer reads up to its
+/// partition limit.
+const NEAR_SOURCE_ANSWER: Duration = Duration::from_millis(10);
 
 /// Which Fetch a partition goes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,6 +89,8 @@ pub(super) struct FetchDone {
     partitions: Vec<SourcePartition>,
     reservation: Reservation,
     result: Result<Vec<fetch::FetchGot>, ClientError>,
+    /// How long the request took once on its connection.
+    answered_in: Duration,
 }
 
 /// The Fetches on the wire and when leaders may be asked again.
@@ -92,6 +100,8 @@ pub(super) struct Fetches {
     busy: HashSet<(i32, Kind)>,
     /// Leaders not asked before this: after a failed Fetch, or throttled (KIP-219).
     leader_not_before: HashMap<i32, Instant>,
+    /// How long each leader took to answer its last Fetch that did not wait.
+    answer_time: HashMap<i32, Duration>,
     refreshing: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -108,15 +118,16 @@ impl Fetches {
 /// next Fetch (and held meanwhile, in the response's memory); with large batches that is up
 /// to a batch per Fetch. So a partition with large batches asks for a whole number of them,
 /// at least one: its next batch, exactly when its size is known, and as many more as fit
-/// of that size (a little more, for batches a little larger). A batch of a quarter of the
-/// partition's limit or more is asked for alone, by its exact size and the 12 bytes that
-/// tell the next one's: nothing is held that is not mirrored, and each batch's memory is
-/// released when that batch is acknowledged, not with the others of its response.
-fn ask_bytes(room: usize, batch_bytes: usize, exact: bool) -> usize {
+/// of that size (a little more, for batches a little larger). From a `near` leader, a
+/// batch of a quarter of the partition's limit or more is asked for alone, by its exact
+/// size and the 12 bytes that tell the next one's: nothing is held that is not mirrored,
+/// and each batch's memory is released when that batch is acknowledged, not with the
+/// others of its response.
+fn ask_bytes(room: usize, batch_bytes: usize, exact: bool, near: bool) -> usize {
     if batch_bytes < MIN_FETCH_BYTES {
         return room;
     }
-    if exact && batch_bytes >= ONE_BATCH_FROM_BYTES {
+    if exact && near && batch_bytes >= ONE_BATCH_FROM_BYTES {
         return batch_bytes + LOG_OVERHEAD;
     }
     let per = batch_bytes + batch_bytes / 64;
@@ -233,7 +244,11 @@ impl FlowRunner {
                 Kind::Alone => r.batch_bytes.min(pool),
                 Kind::HasData | Kind::CaughtUp => 0,
             };
-            let ask = ask_bytes(room, batch_bytes, r.batch_bytes_exact);
+            let near = fetches
+                .answer_time
+                .get(&leader)
+                .is_some_and(|t| *t < NEAR_SOURCE_ANSWER);
+            let ask = ask_bytes(room, batch_bytes, r.batch_bytes_exact, near);
             let want = FetchWant {
                 topic: sp.topic.clone(),
                 topic_id: self
@@ -333,8 +348,10 @@ impl FlowRunner {
             fetches.running.push(Box::pin(async move {
                 let max_bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
                 let partition_max = PARTITION_FETCH_BYTES.min(max_bytes);
+                let mut sent = Instant::now();
                 let result = async {
                     let m = source.broker_lane(leader, kind.lane()).await?;
+                    sent = Instant::now();
                     fetch::fetch(&m, &wants, kind.max_wait_ms(), max_bytes, partition_max)
                         .await
                         .map_err(|e| ClientError::Request {
@@ -349,6 +366,7 @@ impl FlowRunner {
                     partitions,
                     reservation,
                     result,
+                    answered_in: sent.elapsed(),
                 }
             }));
         }
@@ -387,6 +405,7 @@ impl FlowRunner {
             partitions,
             mut reservation,
             result,
+            answered_in,
         } = done;
         fetches.busy.remove(&(leader, kind));
         for sp in &partitions {
@@ -397,6 +416,9 @@ impl FlowRunner {
         let got = match result {
             Ok(got) => {
                 self.stats.source_answered();
+                if kind.max_wait_ms() == 0 {
+                    fetches.answer_time.insert(leader, answered_in);
+                }
                 got
             }
             Err(e) => {
@@ -453,26 +475,46 @@ mod tests {
 
     /// Large batches are asked for whole: at least one, however little is left of the
     /// share; as many as fit of the partition's limit; the first by its exact size when
-    /// known, and one of a quarter of the limit or more alone, with the 12 bytes that tell
-    /// the next one's size. Small ones ask for what is left of the share.
+    /// known, and, from a near leader, one of a quarter of the limit or more alone, with
+    /// the 12 bytes that tell the next one's size. Small ones ask for what is left of the
+    /// share.
     #[test]
     fn large_batches_are_asked_for_whole() {
         const KB: usize = 1000;
+        const NEAR: bool = true;
+        const DISTANT: bool = false;
         let per = 490 * KB + 490 * KB / 64;
-        assert_eq!(ask_bytes(600 * KB, 8 * KB, false), 600 * KB);
-        assert_eq!(ask_bytes(100 * KB, 490 * KB, false), per);
-        assert_eq!(ask_bytes(2_000 * KB, 490 * KB, false), 2 * per);
-        assert_eq!(ask_bytes(100 * KB, 490 * KB, true), 490 * KB + LOG_OVERHEAD);
+        for near in [NEAR, DISTANT] {
+            assert_eq!(ask_bytes(600 * KB, 8 * KB, false, near), 600 * KB);
+            assert_eq!(ask_bytes(100 * KB, 490 * KB, false, near), per);
+            assert_eq!(ask_bytes(2_000 * KB, 490 * KB, false, near), 2 * per);
+        }
         assert_eq!(
-            ask_bytes(2_000 * KB, 490 * KB, true),
+            ask_bytes(100 * KB, 490 * KB, true, NEAR),
             490 * KB + LOG_OVERHEAD
         );
-        let per = 100 * KB + 100 * KB / 64;
-        assert_eq!(ask_bytes(600 * KB, 100 * KB, true), 100 * KB + 4 * per);
-        assert_eq!(ask_bytes(600 * KB, 100 * KB, false), 5 * per);
         assert_eq!(
-            ask_bytes(2_000 * KB, 3_000 * KB, true),
+            ask_bytes(2_000 * KB, 490 * KB, true, NEAR),
+            490 * KB + LOG_OVERHEAD
+        );
+        // From a distant leader, as many as fit of the partition's limit.
+        assert_eq!(ask_bytes(100 * KB, 490 * KB, true, DISTANT), 490 * KB);
+        assert_eq!(
+            ask_bytes(2_000 * KB, 490 * KB, true, DISTANT),
+            490 * KB + per
+        );
+        let per = 100 * KB + 100 * KB / 64;
+        for near in [NEAR, DISTANT] {
+            assert_eq!(
+                ask_bytes(600 * KB, 100 * KB, true, near),
+                100 * KB + 4 * per
+            );
+            assert_eq!(ask_bytes(600 * KB, 100 * KB, false, near), 5 * per);
+        }
+        assert_eq!(
+            ask_bytes(2_000 * KB, 3_000 * KB, true, NEAR),
             3_000 * KB + LOG_OVERHEAD
         );
+        assert_eq!(ask_bytes(2_000 * KB, 3_000 * KB, true, DISTANT), 3_000 * KB);
     }
 }

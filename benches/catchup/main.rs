@@ -14,6 +14,8 @@
 //! `KMIRROR_BENCH_MIB` sets the key+value MiB per direct scenario (default 1024; the proxied
 //! scenarios copy half as much). `KMIRROR_BENCH_ONLY=small/rtt50ms` runs only the scenarios
 //! whose name contains it; `KMIRROR_BENCH_IN_FLIGHT_MIB` sets the flow's max_in_flight_bytes.
+//! `KMIRROR_BENCH_SOURCE_RTT_MS=50` puts the source behind a proxy adding that round trip
+//! (the copying processes reach it only through the proxy; the data is loaded directly).
 //! `KMIRROR_BENCH_REPEAT=5` has the daemon copy each source topic five times (each to a
 //! fresh target topic, every copy printed); the table shows the copy of median CPU (the
 //! window target's copies: of median steady rate), since a shared 2-core machine varies by
@@ -63,27 +65,29 @@ struct Target {
 }
 
 impl Target {
-    /// With a round trip, the broker advertises the proxy's port so that clients that
-    /// follow Metadata stay behind the proxy.
     fn start(dir: &Path, rtt: Option<Duration>) -> Self {
-        let Some(rtt) = rtt else {
-            let broker = BrokerProcess::start(dir, &[KEEP_FOREVER]);
-            let client_addr = broker.addr();
-            return Self {
-                broker,
-                client_addr,
-            };
-        };
-        let proxy = support::DelayProxy::bind(rtt);
-        let client_addr = proxy.addr();
-        let broker =
-            BrokerProcess::start(dir, &[KEEP_FOREVER, "--advertised-listener", &client_addr]);
-        proxy.forward_to(&broker.addr());
+        let (broker, client_addr) = broker_behind(dir, rtt);
         Self {
             broker,
             client_addr,
         }
     }
+}
+
+/// A broker and the address the copying processes use: its own, or with a round trip a
+/// proxy's, which the broker advertises so that clients that follow Metadata stay behind
+/// the proxy.
+fn broker_behind(dir: &Path, rtt: Option<Duration>) -> (BrokerProcess, String) {
+    let Some(rtt) = rtt else {
+        let broker = BrokerProcess::start(dir, &[KEEP_FOREVER]);
+        let addr = broker.addr();
+        return (broker, addr);
+    };
+    let proxy = support::DelayProxy::bind(rtt);
+    let addr = proxy.addr();
+    let broker = BrokerProcess::start(dir, &[KEEP_FOREVER, "--advertised-listener", &addr]);
+    proxy.forward_to(&broker.addr());
+    (broker, addr)
 }
 
 /// `repeat` copies of `job`'s topic by the daemon, each to `topic` + `label` + its number
@@ -177,7 +181,11 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temporary directory");
-    let source = BrokerProcess::start(&dir.path().join("source"), &[KEEP_FOREVER]);
+    let source_rtt = std::env::var("KMIRROR_BENCH_SOURCE_RTT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
+    let (source, source_client) = broker_behind(&dir.path().join("source"), source_rtt);
     let source_m = rt.block_on(source::connect(&source.addr()));
     let pools = [Pool::new(Shape::Large), Pool::new(Shape::Small)];
     let networks = [
@@ -204,7 +212,7 @@ fn main() {
             );
             let job = run::Job {
                 rt: &rt,
-                source: &source.addr(),
+                source: &source_client,
                 target: &target.client_addr,
                 target_direct: &target.broker.addr(),
                 topic: &topic,

@@ -26,6 +26,7 @@
 
 #[path = "../../broker/benches/data.rs"]
 mod data;
+mod machine;
 mod report;
 mod run;
 mod source;
@@ -66,28 +67,12 @@ struct Target {
 
 impl Target {
     fn start(dir: &Path, rtt: Option<Duration>) -> Self {
-        let (broker, client_addr) = broker_behind(dir, rtt);
+        let (broker, client_addr) = BrokerProcess::start_behind(dir, &[KEEP_FOREVER], rtt);
         Self {
             broker,
             client_addr,
         }
     }
-}
-
-/// A broker and the address the copying processes use: its own, or with a round trip a
-/// proxy's, which the broker advertises so that clients that follow Metadata stay behind
-/// the proxy.
-fn broker_behind(dir: &Path, rtt: Option<Duration>) -> (BrokerProcess, String) {
-    let Some(rtt) = rtt else {
-        let broker = BrokerProcess::start(dir, &[KEEP_FOREVER]);
-        let addr = broker.addr();
-        return (broker, addr);
-    };
-    let proxy = support::DelayProxy::bind(rtt);
-    let addr = proxy.addr();
-    let broker = BrokerProcess::start(dir, &[KEEP_FOREVER, "--advertised-listener", &addr]);
-    proxy.forward_to(&broker.addr());
-    (broker, addr)
 }
 
 /// `repeat` copies of `job`'s topic by the daemon, each to `topic` + `label` + its number
@@ -144,10 +129,6 @@ fn write_back_dirty_pages() {
     }
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default()
-}
-
 fn main() {
     let mib: u64 = std::env::var("KMIRROR_BENCH_MIB")
         .ok()
@@ -174,7 +155,7 @@ fn main() {
     // copy (a rebuild there once counted 90 s as the daemon's time to its first record).
     let daemon = support::daemon_binary();
     println!("daemon: {}", daemon.display());
-    println!("load average at start: {}", load_average().trim());
+    println!("load average at start: {}", machine::load_average().trim());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -185,7 +166,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .map(Duration::from_millis);
-    let (source, source_client) = broker_behind(&dir.path().join("source"), source_rtt);
+    let (source, source_client) =
+        BrokerProcess::start_behind(&dir.path().join("source"), &[KEEP_FOREVER], source_rtt);
     let source_m = rt.block_on(source::connect(&source.addr()));
     let pools = [Pool::new(Shape::Large), Pool::new(Shape::Small)];
     let networks = [
@@ -196,9 +178,12 @@ fn main() {
     let mut rows = Vec::new();
     for (network, rtt, mib) in networks {
         let target = Target::start(&dir.path().join(network), rtt);
-        for pool in &pools {
-            if !format!("{}/{network}", pool.shape.name()).contains(&only) {
-                continue;
+        let wanted = pools
+            .iter()
+            .filter(|p| format!("{}/{network}", p.shape.name()).contains(&only));
+        for (i, pool) in wanted.enumerate() {
+            if i == 0 {
+                println!("{network}: {}", machine::page_cache_reading(dir.path()));
             }
             let topic = format!("{}-{network}", pool.shape.name());
             let loaded = rt.block_on(source::load(&source_m, &topic, pool, mib << 20));
@@ -257,7 +242,8 @@ fn main() {
     }
     report::table(&rows);
     report::targets(&rows, max_in_flight_bytes, WINDOW_TARGET_IN_FLIGHT_BYTES);
-    println!("\nload average at end: {}", load_average().trim());
+    println!("\nload average at end: {}", machine::load_average().trim());
+    println!("at end: {}", machine::page_cache_reading(dir.path()));
     // A target missed is a figure (timings vary with the machine); a copy that did not
     // complete is a failure.
     let failed = rows

@@ -5,9 +5,11 @@
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::binaries::broker_binary;
 use crate::process::{free_port, free_port_span, Process, PROCESS_WAIT};
+use crate::proxy::DelayProxy;
 
 /// A `kmirror-broker` child process; dereferences to its [`Process`] (`log`, `kill9`,
 /// `terminate`, `pause`, ...).
@@ -26,6 +28,28 @@ impl BrokerProcess {
     /// `data_dir`, with `extra_args`; returns once it accepts connections.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Self {
         Self::start_listeners(data_dir, &[], extra_args)
+    }
+
+    /// [`Self::start`], and the address clients use: the broker's own or, with a round
+    /// trip, a [`DelayProxy`]'s adding it, which the broker advertises so that clients
+    /// that follow Metadata stay behind the proxy.
+    pub fn start_behind(
+        data_dir: &Path,
+        extra_args: &[&str],
+        rtt: Option<Duration>,
+    ) -> (Self, String) {
+        let Some(rtt) = rtt else {
+            let broker = Self::start(data_dir, extra_args);
+            let addr = broker.addr();
+            return (broker, addr);
+        };
+        let proxy = DelayProxy::bind(rtt);
+        let addr = proxy.addr();
+        let mut args = extra_args.to_vec();
+        args.extend(["--advertised-listener", &addr]);
+        let broker = Self::start(data_dir, &args);
+        proxy.forward_to(&broker.addr());
+        (broker, addr)
     }
 
     /// [`Self::start`] with `--listeners`: one listener per protocol of `protocols`

@@ -291,6 +291,12 @@ impl ClusterClient {
         Ok(self.produce_lanes.get(leader, lane, m))
     }
 
+    /// Whether this cluster's brokers that take our produces are all near: their first
+    /// connection answered within [`produce_lane::NEAR_ROUND_TRIP`].
+    pub fn produces_near(&self) -> bool {
+        self.produce_lanes.all_near()
+    }
+
     /// The lane ticket of a new partition, for all its life: in turn, so partitions spread
     /// evenly over each broker's lanes, whose number is fixed for the broker once chosen
     /// ([`produce_lane::NEAR_PRODUCE_LANES`]), so a partition's requests stay on one.

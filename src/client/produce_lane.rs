@@ -340,6 +340,17 @@ impl Lanes {
         self.next.fetch_add(1, Ordering::Relaxed) % PRODUCE_LANES
     }
 
+    /// Whether produces go to near brokers only: every broker whose lanes are decided was
+    /// found near ([`NEAR_ROUND_TRIP`]), and one is.
+    pub(super) fn all_near(&self) -> bool {
+        let brokers = self.brokers.lock().expect("brokers lock");
+        let mut decided = brokers
+            .values()
+            .filter(|b| b.lanes.get().is_some())
+            .peekable();
+        decided.peek().is_some() && decided.all(|b| b.is_near())
+    }
+
     /// How many lanes broker `node_id` has, decided from `first` (its lane 0) the first time.
     pub(super) async fn count(&self, node_id: i32, first: &Messenger) -> usize {
         self.broker(node_id).lanes(first).await

@@ -233,6 +233,7 @@ pub fn status(flows: &[Arc<FlowStats>]) -> serde_json::Value {
                 "mirrored_records": f.records(),
                 "mirrored_bytes": f.bytes(),
                 "fetched_bytes": f.fetched_bytes(),
+                "fetch_requests": f.fetch_requests(),
                 "lag_records": f.lag_records(),
                 "lag_seconds": f.partitions().iter().map(|(_, p)| p.lag_seconds(now)).fold(0.0, f64::max),
                 "in_flight_bytes": f.in_flight_bytes(),

@@ -134,6 +134,13 @@ fn register(meter: &Meter, flows: Arc<Flows>) {
         "Record bytes read from the source: above kmirror_mirrored_bytes by what was read twice or left out (aborted transactions, transaction markers)",
         FlowStats::fetched_bytes,
     );
+    per_flow(
+        meter,
+        &flows,
+        (Kind::Counter, "kmirror_fetch_requests"),
+        "Fetch requests the source answered (Kafka's consumer: fetch-total)",
+        FlowStats::fetch_requests,
+    );
     by_class(
         meter,
         &flows,

@@ -50,6 +50,14 @@ const ONE_BATCH_FROM_BYTES: usize = PARTITION_FETCH_BYTES as usize / 4;
 /// would cap it at a batch per round trip, where Kafka's consumer reads up to its
 /// partition limit.
 const NEAR_SOURCE_ANSWER: Duration = Duration::from_millis(10);
+/// From a distant leader, with a near target, a partition fetched alone whose last
+/// response's batches still await their acks waits for them, up to this fraction of the
+/// leader's answer time, before asking for less than its limit: it is in one Fetch at a
+/// time, and asked at once it would ask for what the response left of its share (with a
+/// share of 1 MiB and batches of 300 KB: two batches, then one, in turn). A distant
+/// target's acks take a round trip of their own, which the wait would add to every Fetch.
+/// A partition in a shared Fetch does not wait: the Fetch would leave without it.
+const ACK_WAIT_PER_ANSWER_TIME: u32 = 4;
 
 /// Which Fetch a partition goes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,6 +110,9 @@ pub(super) struct Fetches {
     leader_not_before: HashMap<i32, Instant>,
     /// How long each leader took to answer its last Fetch that did not wait.
     answer_time: HashMap<i32, Duration>,
+    /// The first time a partition waiting for its acks ([`ACK_WAIT_PER_ANSWER_TIME`])
+    /// asks anyway.
+    ack_wait_until: Option<Instant>,
     refreshing: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -197,6 +208,8 @@ impl FlowRunner {
         } else {
             ready.retain(|(_, r)| r.needs.is_none());
         }
+        fetches.ack_wait_until = None;
+        let target_near = self.target.produces_near();
         self.round = self.round.wrapping_add(1);
         let skip = if ready.is_empty() {
             0
@@ -244,10 +257,22 @@ impl FlowRunner {
                 Kind::Alone => r.batch_bytes.min(pool),
                 Kind::HasData | Kind::CaughtUp => 0,
             };
-            let near = fetches
-                .answer_time
-                .get(&leader)
-                .is_some_and(|t| *t < NEAR_SOURCE_ANSWER);
+            let answer_time = fetches.answer_time.get(&leader).copied();
+            let near = answer_time.is_some_and(|t| t < NEAR_SOURCE_ANSWER);
+            // Waits for its acks (ACK_WAIT_PER_ANSWER_TIME) rather than ask for less.
+            let ack_wait_until = match (answer_time, r.answered_at) {
+                (Some(t), Some(at)) if !near && target_near && kind == Kind::Alone => {
+                    Some(at + t / ACK_WAIT_PER_ANSWER_TIME)
+                }
+                _ => None,
+            };
+            if let Some(until) =
+                ack_wait_until.filter(|until| *until > now && room < PARTITION_FETCH_BYTES as usize)
+            {
+                fetches.ack_wait_until =
+                    Some(fetches.ack_wait_until.map_or(until, |u| u.min(until)));
+                continue;
+            }
             let ask = ask_bytes(room, batch_bytes, r.batch_bytes_exact, near);
             let want = FetchWant {
                 topic: sp.topic.clone(),
@@ -393,6 +418,7 @@ impl FlowRunner {
             .values()
             .filter_map(|r| r.not_before)
             .chain(fetches.leader_not_before.values().copied())
+            .chain(fetches.ack_wait_until)
             .filter(|t| *t > now)
             .fold(now + LOOK_AGAIN, Instant::min)
     }
@@ -408,9 +434,11 @@ impl FlowRunner {
             answered_in,
         } = done;
         fetches.busy.remove(&(leader, kind));
+        let now = Instant::now();
         for sp in &partitions {
             if let Some(r) = self.partitions.get_mut(sp) {
                 r.fetching = false;
+                r.answered_at = Some(now);
             }
         }
         let got = match result {

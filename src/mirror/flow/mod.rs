@@ -84,6 +84,8 @@ struct Running {
     stats: Arc<PartitionStats>,
     /// Not fetched before this (after an error for it).
     not_before: Option<Instant>,
+    /// When its last Fetch was answered.
+    answered_at: Option<Instant>,
     /// Its next batch did not fit the free memory: the bytes it needs free to be fetched,
     /// and since when.
     needs: Option<(usize, Instant)>,

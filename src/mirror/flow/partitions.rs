@@ -85,6 +85,7 @@ impl FlowRunner {
                 alone: false,
                 stats,
                 not_before: None,
+                answered_at: None,
                 needs: None,
                 batch_bytes: 0,
                 batch_bytes_exact: false,

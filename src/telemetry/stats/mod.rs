@@ -51,6 +51,8 @@ pub struct FlowStats {
     bytes: AtomicU64,
     /// Record bytes read from the source, whatever became of them.
     fetched_bytes: AtomicU64,
+    /// Fetch requests the source answered (Kafka's consumer: fetch-total).
+    fetch_requests: AtomicU64,
     throttle_wait_us: AtomicU64,
     in_flight_bytes: AtomicU64,
     started: AtomicBool,
@@ -113,6 +115,7 @@ impl FlowStats {
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             fetched_bytes: AtomicU64::new(0),
+            fetch_requests: AtomicU64::new(0),
             throttle_wait_us: AtomicU64::new(0),
             in_flight_bytes: AtomicU64::new(0),
             started: AtomicBool::new(false),
@@ -315,7 +318,12 @@ impl FlowStats {
 
     /// A Fetch from the source was answered.
     pub fn source_answered(&self) {
+        self.fetch_requests.fetch_add(1, Ordering::Relaxed);
         self.source_failing_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    pub fn fetch_requests(&self) -> u64 {
+        self.fetch_requests.load(Ordering::Relaxed)
     }
 
     /// Since when (Unix ms) the source's Fetches have been failing, if they are.

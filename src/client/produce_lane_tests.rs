@@ -51,6 +51,23 @@ fn partitions_are_spread_evenly_over_the_lanes() {
     assert_eq!(per_lane, [3; PRODUCE_LANES]);
 }
 
+/// Produces count as near once a broker's lanes are decided near, and only while every
+/// decided broker is: one distant broker makes them distant (the fetch loop then does not
+/// wait for acks before asking, `mirror::flow::fetching`).
+#[test]
+fn produces_are_near_only_while_every_decided_broker_is() {
+    let lanes = Lanes::default();
+    assert!(!lanes.all_near(), "nothing decided yet");
+    let decide = |node_id, count| {
+        lanes.broker(node_id).lanes.set(count).expect("undecided");
+    };
+    lanes.broker(3); // known, not decided
+    decide(1, NEAR_PRODUCE_LANES);
+    assert!(lanes.all_near());
+    decide(2, PRODUCE_LANES);
+    assert!(!lanes.all_near());
+}
+
 #[test]
 fn a_request_takes_waiting_batches_in_order_within_its_size_and_one_per_partition() {
     let big = Bytes::from(vec![0u8; MAX_REQUEST_BYTES / 2]);

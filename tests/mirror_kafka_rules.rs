@@ -133,12 +133,7 @@ struct Small {
 fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), shape.broker_args);
-    // Behind a proxy, the target advertises the proxy so that the daemon stays behind it.
-    let proxy = shape.target_rtt.map(DelayProxy::bind);
     let mut target_args: Vec<String> = shape.broker_args.iter().map(|a| a.to_string()).collect();
-    if let Some(p) = &proxy {
-        target_args.extend(["--advertised-listener".to_string(), p.addr()]);
-    }
     if shape.target_follower_wait_ms > 0 {
         target_args.extend([
             "--emulate-follower-wait-ms".to_string(),
@@ -146,15 +141,8 @@ fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
         ]);
     }
     let target_args: Vec<&str> = target_args.iter().map(String::as_str).collect();
-    let target = BrokerProcess::start(&dir.path().join("target"), &target_args);
-    let target_for_daemon = match proxy {
-        Some(p) => {
-            let addr = p.addr();
-            p.forward_to(&target.addr());
-            addr
-        }
-        None => target.addr(),
-    };
+    let (target, target_for_daemon) =
+        BrokerProcess::start_behind(&dir.path().join("target"), &target_args, shape.target_rtt);
     let acked = dir.path().join("acked.json");
     let acked_arg = acked.to_str().unwrap();
     produce_acked(

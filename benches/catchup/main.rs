@@ -129,21 +129,17 @@ fn write_back_dirty_pages() {
     }
 }
 
+/// A number from the environment variable `name`; `None` when unset or not a number.
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
 fn main() {
-    let mib: u64 = std::env::var("KMIRROR_BENCH_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let mib: u64 = env_number("KMIRROR_BENCH_MIB").unwrap_or(1024);
     let only = std::env::var("KMIRROR_BENCH_ONLY").unwrap_or_default();
-    let max_in_flight_bytes = std::env::var("KMIRROR_BENCH_IN_FLIGHT_MIB")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
+    let max_in_flight_bytes = env_number::<u64>("KMIRROR_BENCH_IN_FLIGHT_MIB")
         .map_or(MAX_IN_FLIGHT_BYTES, |mib| mib << 20);
-    let repeat: usize = std::env::var("KMIRROR_BENCH_REPEAT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
+    let repeat: usize = env_number("KMIRROR_BENCH_REPEAT").unwrap_or(1).max(1);
     let telemetry = std::env::var("KMIRROR_BENCH_TELEMETRY").unwrap_or_default();
     let python = std::env::var("KMIRROR_PYTHON")
         .ok()
@@ -162,10 +158,7 @@ fn main() {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("temporary directory");
-    let source_rtt = std::env::var("KMIRROR_BENCH_SOURCE_RTT_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis);
+    let source_rtt = env_number("KMIRROR_BENCH_SOURCE_RTT_MS").map(Duration::from_millis);
     let (source, source_client) =
         BrokerProcess::start_behind(&dir.path().join("source"), &[KEEP_FOREVER], source_rtt);
     let source_m = rt.block_on(source::connect(&source.addr()));

@@ -209,7 +209,6 @@ impl FlowRunner {
             ready.retain(|(_, r)| r.needs.is_none());
         }
         fetches.ack_wait_until = None;
-        let target_near = self.target.produces_near();
         self.round = self.round.wrapping_add(1);
         let skip = if ready.is_empty() {
             0
@@ -260,18 +259,18 @@ impl FlowRunner {
             let answer_time = fetches.answer_time.get(&leader).copied();
             let near = answer_time.is_some_and(|t| t < NEAR_SOURCE_ANSWER);
             // Waits for its acks (ACK_WAIT_PER_ANSWER_TIME) rather than ask for less.
-            let ack_wait_until = match (answer_time, r.answered_at) {
-                (Some(t), Some(at)) if !near && target_near && kind == Kind::Alone => {
-                    Some(at + t / ACK_WAIT_PER_ANSWER_TIME)
+            if let (Some(t), Some(at)) = (answer_time, r.answered_at) {
+                let until = at + t / ACK_WAIT_PER_ANSWER_TIME;
+                if !near
+                    && kind == Kind::Alone
+                    && room < PARTITION_FETCH_BYTES as usize
+                    && until > now
+                    && self.target.produces_near()
+                {
+                    fetches.ack_wait_until =
+                        Some(fetches.ack_wait_until.map_or(until, |u| u.min(until)));
+                    continue;
                 }
-                _ => None,
-            };
-            if let Some(until) =
-                ack_wait_until.filter(|until| *until > now && room < PARTITION_FETCH_BYTES as usize)
-            {
-                fetches.ack_wait_until =
-                    Some(fetches.ack_wait_until.map_or(until, |u| u.min(until)));
-                continue;
             }
             let ask = ask_bytes(room, batch_bytes, r.batch_bytes_exact, near);
             let want = FetchWant {

@@ -129,25 +129,36 @@ impl Fetches {
 /// next Fetch (and held meanwhile, in the response's memory); with large batches that is up
 /// to a batch per Fetch. So a partition with large batches asks for a whole number of them,
 /// at least one: its next batch, exactly when its size is known, and as many more as fit
-/// of that size (a little more, for batches a little larger). From a `near` leader, a
-/// batch of a quarter of the partition's limit or more is asked for alone, by its exact
-/// size and the 12 bytes that tell the next one's: nothing is held that is not mirrored,
-/// and each batch's memory is released when that batch is acknowledged, not with the
-/// others of its response.
-fn ask_bytes(room: usize, batch_bytes: usize, exact: bool, near: bool) -> usize {
+/// of that size (a little more, for batches a little larger) in its `limit`
+/// ([`partition_limit`]). From a `near` leader, a batch of a quarter of Kafka's default
+/// partition limit or more is asked for alone, by its exact size and the 12 bytes that tell
+/// the next one's: nothing is held that is not mirrored, and each batch's memory is
+/// released when that batch is acknowledged, not with the others of its response.
+fn ask_bytes(room: usize, batch_bytes: usize, exact: bool, near: bool, limit: usize) -> usize {
     if batch_bytes < MIN_FETCH_BYTES {
-        return room;
+        return room.min(limit);
     }
     if exact && near && batch_bytes >= ONE_BATCH_FROM_BYTES {
         return batch_bytes + LOG_OVERHEAD;
     }
     let per = batch_bytes + batch_bytes / 64;
     let first = if exact { batch_bytes } else { per };
-    let more = room
-        .min(PARTITION_FETCH_BYTES as usize)
-        .saturating_sub(first)
-        / per;
+    let more = room.min(limit).saturating_sub(first) / per;
     first + more * per
+}
+
+/// The most one partition asks for in a Fetch (its `partition_max_bytes`): Kafka's
+/// consumer default, 1 MiB ([`PARTITION_FETCH_BYTES`]), but from a distant leader, for a
+/// partition fetched alone, up to a response's part of the pool (`per_response`). A
+/// partition is in one Fetch at a time, so its limit per round trip is its rate: 1 MiB
+/// per 50 ms is 21 MB/s (MirrorMaker 2's users raise `max.partition.fetch.bytes` for
+/// the same reason). Near, a larger limit buys nothing and holds memory in larger lumps.
+fn partition_limit(kind: Kind, near: bool, per_response: usize) -> usize {
+    let default = PARTITION_FETCH_BYTES as usize;
+    match kind {
+        Kind::Alone if !near => per_response.max(default),
+        _ => default,
+    }
 }
 
 impl FlowRunner {
@@ -219,8 +230,9 @@ impl FlowRunner {
         // A lone partition's Fetch also carries the batch it expects next and whether,
         // larger than the least Fetch, that batch is owed to it.
         let mut wanted: HashMap<(i32, Kind), Vec<FetchWant>> = HashMap::new();
-        let mut alone: Vec<(i32, FetchWant, usize, bool)> = Vec::new();
+        let mut alone: Vec<(i32, FetchWant, usize, usize, bool)> = Vec::new();
         let pool = self.memory.fetch_pool_bytes();
+        let per_response = (pool / RESPONSES_PER_POOL).max(PARTITION_FETCH_BYTES as usize);
         for (sp, r) in ready.iter().skip(skip).chain(ready.iter().take(skip)) {
             let Some(leader) = md.leader(&sp.topic, sp.partition) else {
                 refresh = true;
@@ -258,12 +270,13 @@ impl FlowRunner {
             };
             let answer_time = fetches.answer_time.get(&leader).copied();
             let near = answer_time.is_some_and(|t| t < NEAR_SOURCE_ANSWER);
+            let limit = partition_limit(kind, near || answer_time.is_none(), per_response);
             // Waits for its acks (ACK_WAIT_PER_ANSWER_TIME) rather than ask for less.
             if let (Some(t), Some(at)) = (answer_time, r.answered_at) {
                 let until = at + t / ACK_WAIT_PER_ANSWER_TIME;
                 if !near
                     && kind == Kind::Alone
-                    && room < PARTITION_FETCH_BYTES as usize
+                    && room < limit.min(share)
                     && until > now
                     && self.target.produces_near()
                 {
@@ -272,7 +285,7 @@ impl FlowRunner {
                     continue;
                 }
             }
-            let ask = ask_bytes(room, batch_bytes, r.batch_bytes_exact, near);
+            let ask = ask_bytes(room, batch_bytes, r.batch_bytes_exact, near, limit);
             let want = FetchWant {
                 topic: sp.topic.clone(),
                 topic_id: self
@@ -292,7 +305,7 @@ impl FlowRunner {
                     // larger than its share, or than the pool, which then takes all of it).
                     let owed = batch_bytes > MIN_FETCH_BYTES
                         && (batch_bytes <= room || r.held.bytes() == 0);
-                    alone.push((leader, want, batch_bytes, owed));
+                    alone.push((leader, want, limit, batch_bytes, owed));
                 }
                 _ => wanted.entry((leader, kind)).or_default().push(want),
             }
@@ -303,24 +316,22 @@ impl FlowRunner {
         // Each response's max_bytes is reserved before it is asked for, so responses
         // count against max_in_flight_bytes; a leader gets no fetch when memory is short.
         // What a response brings beyond the partitions' needs is released when it is sliced.
-        let per_response = (self.memory.fetch_pool_bytes() / RESPONSES_PER_POOL)
-            .max(PARTITION_FETCH_BYTES as usize);
         let groups = wanted
             .into_iter()
-            .map(|(key, wants)| (key, wants, 0, false))
-            .chain(alone.into_iter().map(|(leader, want, batch_bytes, owed)| {
-                ((leader, Kind::Alone), vec![want], batch_bytes, owed)
-            }));
-        for ((leader, kind), wants, batch_bytes, owed) in groups {
+            .map(|(key, wants)| (key, wants, PARTITION_FETCH_BYTES as usize, 0, false))
+            .chain(
+                alone
+                    .into_iter()
+                    .map(|(leader, want, limit, batch_bytes, owed)| {
+                        ((leader, Kind::Alone), vec![want], limit, batch_bytes, owed)
+                    }),
+            );
+        for ((leader, kind), wants, limit, batch_bytes, owed) in groups {
             // No more than the partitions asked for can come back (but for one batch
             // larger than its partition's limit, counted when it arrives).
             let asked: usize = wants
                 .iter()
-                .map(|w| {
-                    w.max_bytes
-                        .map_or(PARTITION_FETCH_BYTES, |m| m.min(PARTITION_FETCH_BYTES))
-                        as usize
-                })
+                .map(|w| w.max_bytes.map_or(limit, |m| (m as usize).min(limit)))
                 .sum();
             // A long poll for partitions without data reserves little: what it brings is
             // what arrived meanwhile, and it must not hold memory others need.
@@ -371,7 +382,7 @@ impl FlowRunner {
             let source = self.source.clone();
             fetches.running.push(Box::pin(async move {
                 let max_bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
-                let partition_max = PARTITION_FETCH_BYTES.min(max_bytes);
+                let partition_max = i32::try_from(limit).unwrap_or(i32::MAX).min(max_bytes);
                 let mut sent = Instant::now();
                 let result = async {
                     let m = source.broker_lane(leader, kind.lane()).await?;

@@ -1,7 +1,8 @@
 //! Transactions with third-party clients against a real `kmirror-broker` process:
 //! confluent-kafka (librdkafka) commits, aborts, is fenced, runs a consume-transform-produce
 //! loop and keeps a transaction across a broker restart; kafka-python commits, aborts and
-//! sends group offsets with a transaction. The scripts live in `tests/interop/`; the
+//! sends group offsets with a transaction, and lists and describes transactions and
+//! producers with its admin client. The scripts live in `tests/interop/`; the
 //! clients are installed by `scripts/test.sh` (`KMIRROR_PYTHON`).
 
 use std::time::Duration;
@@ -66,6 +67,20 @@ fn kafka_python_transactions_commit_abort_and_send_offsets() {
         .args(["--bootstrap", &broker.addr()]);
     let out = run_script_ok(&mut cmd, WAIT);
     assert!(out.contains("\"group_offset\": 7"), "{out}");
+}
+
+/// kafka-python's transaction tooling (KIP-664, what `kafka-transactions.sh` runs):
+/// ListTransactions with its state, producer id and duration filters, DescribeTransactions
+/// and DescribeProducers around a transaction left open and then committed.
+#[test]
+fn kafka_python_lists_and_describes_transactions_and_producers() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut cmd = python_command();
+    cmd.arg(script("kafka_python_transaction_tools.py"))
+        .args(["--bootstrap", &broker.addr()]);
+    let out = run_script_ok(&mut cmd, WAIT);
+    assert!(out.contains("\"ok\": true"), "{out}");
 }
 
 /// confluent-kafka's transactional producer: commits and aborts as a read_committed and a

@@ -131,3 +131,62 @@ fn offsets_refusal(
         None
     }
 }
+
+/// Kafka: KafkaApis.handleDescribeProducersRequest (READ on each topic, else
+/// TOPIC_AUTHORIZATION_FAILED for its partitions).
+pub fn describe_producers(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: DescribeProducersRequest,
+    _version: i16,
+) -> DescribeProducersResponse {
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let refused = (!g.allows_topic(op::READ, t.name.as_str()))
+                .then_some(ResponseError::TopicAuthorizationFailed);
+            crate::handlers::txn_admin::describe_producers_topic(broker, t, refused)
+        })
+        .collect();
+    DescribeProducersResponse::default().with_topics(topics)
+}
+
+/// Kafka: KafkaApis.handleListTransactionsRequest (only the transactional ids the caller
+/// may DESCRIBE are listed).
+pub fn list_transactions(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: ListTransactionsRequest,
+    _version: i16,
+) -> ListTransactionsResponse {
+    crate::handlers::txn_admin::list_transactions(broker, &req, |id| {
+        g.allows(op::DESCRIBE, resource::TRANSACTIONAL_ID, id)
+    })
+}
+
+/// Kafka: KafkaApis.handleDescribeTransactionsRequest (DESCRIBE on each transactional id,
+/// else TRANSACTIONAL_ID_AUTHORIZATION_FAILED; only the topics the caller may DESCRIBE).
+pub fn describe_transactions(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: DescribeTransactionsRequest,
+    _version: i16,
+) -> DescribeTransactionsResponse {
+    let states = req
+        .transactional_ids
+        .iter()
+        .map(|id| {
+            if g.allows(op::DESCRIBE, resource::TRANSACTIONAL_ID, id.as_str()) {
+                crate::handlers::txn_admin::describe_transaction(broker, id, |topic| {
+                    g.allows_topic(op::DESCRIBE, topic)
+                })
+            } else {
+                describe_transactions_response::TransactionState::default()
+                    .with_transactional_id(id.clone())
+                    .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            }
+        })
+        .collect();
+    DescribeTransactionsResponse::default().with_transaction_states(states)
+}

@@ -194,6 +194,24 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
             })
             .await
         }
+        ApiKey::DescribeProducers => {
+            sync(&mut frame, corr, version, |r| {
+                authz::transactions::describe_producers(g, broker, r, version)
+            })
+            .await
+        }
+        ApiKey::ListTransactions => {
+            sync(&mut frame, corr, version, |r| {
+                authz::transactions::list_transactions(g, broker, r, version)
+            })
+            .await
+        }
+        ApiKey::DescribeTransactions => {
+            sync(&mut frame, corr, version, |r| {
+                authz::transactions::describe_transactions(g, broker, r, version)
+            })
+            .await
+        }
         ApiKey::DescribeConfigs => {
             sync(&mut frame, corr, version, |r| {
                 authz::admin::describe_configs(g, broker, r, version)

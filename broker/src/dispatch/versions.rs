@@ -53,6 +53,11 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
         ApiKey::AddPartitionsToTxn => adv::<AddPartitionsToTxnRequest>(None, Some(3)),
         ApiKey::EndTxn => adv::<EndTxnRequest>(None, Some(4)),
         ApiKey::AddOffsetsToTxn => adv::<AddOffsetsToTxnRequest>(None, None),
+        ApiKey::DescribeProducers => adv::<DescribeProducersRequest>(None, None),
+        ApiKey::DescribeTransactions => adv::<DescribeTransactionsRequest>(None, None),
+        // v2 adds KIP-1152's transactional id pattern (a Java regex): not implemented, so
+        // 0-1 as Kafka 3.9 and 4.0 advertise.
+        ApiKey::ListTransactions => adv::<ListTransactionsRequest>(None, Some(1)),
         // v5 commits with TV2's implicit add.
         ApiKey::TxnOffsetCommit => adv::<TxnOffsetCommitRequest>(None, Some(4)),
         ApiKey::DescribeConfigs => adv::<DescribeConfigsRequest>(None, None),

@@ -20,6 +20,7 @@ pub mod not_coordinator;
 pub mod produce;
 pub mod replica_assignments;
 pub mod transactions;
+pub mod txn_admin;
 pub mod user_scram;
 
 use kafka_protocol::error::ResponseError;

@@ -17,7 +17,8 @@ use crate::versions::KafkaRelease;
 
 /// Whether this node coordinates transactions. Kafka: TransactionCoordinator
 /// (NOT_COORDINATOR when the id's `__transaction_state` partition is led elsewhere).
-fn coordinates(broker: &Broker) -> bool {
+/// Whether this node is the transaction coordinator (the lowest live node).
+pub(crate) fn coordinates(broker: &Broker) -> bool {
     broker.config.node_id == broker.cluster.coordinator().node_id
 }
 

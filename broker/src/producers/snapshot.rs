@@ -5,13 +5,14 @@
 //! end (the log lost its unflushed tail) or below its start, discard the snapshot and
 //! rebuild from the log.
 //!
-//! Layout (big-endian): `"KMPS" | version u16 = 2 | snapshot_offset i64 | count u32 |
-//! count × (producer_id i64 | epoch i16 | last_update_ms i64 | n u8 | n × (first_seq i32 |
+//! Layout (big-endian): `"KMPS" | version u16 = 3 | snapshot_offset i64 | count u32 |
+//! count × (producer_id i64 | epoch i16 | last_update_ms i64 | coordinator_epoch i32 |
+//! n u8 | n × (first_seq i32 |
 //! last_seq i32 | first_offset i64 | last_offset i64 | timestamp i64)) | open u32 | open ×
 //! (producer_id i64 | first_offset i64) | aborted u32 | aborted × (producer_id i64 |
 //! first_offset i64 | last_offset i64) | crc32c u32`, the CRC-32C covering every byte
-//! before it. Entries are sorted by producer id. Version 1 (no transaction sections) is
-//! still read.
+//! before it. Entries are sorted by producer id. Versions 1 (no transaction sections) and
+//! 2 (no coordinator epoch: -1) are still read.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -23,9 +24,9 @@ use super::NUM_BATCHES_TO_RETAIN;
 use crate::fsutil::write_atomic;
 
 const MAGIC: &[u8; 4] = b"KMPS";
-const VERSION: u16 = 2;
+const VERSION: u16 = 3;
 const HEADER_LEN: usize = 4 + 2 + 8 + 4;
-const ENTRY_LEN: usize = 8 + 2 + 8 + 1;
+const ENTRY_LEN: usize = 8 + 2 + 8 + 4 + 1;
 const BATCH_LEN: usize = 4 + 4 + 8 + 8 + 8;
 
 /// Why a snapshot cannot be used. Any of these means: rebuild from the log instead.
@@ -110,19 +111,27 @@ impl PartitionProducerState {
     /// Serialises the state, taken when the log end offset is `log_end_offset` (call it
     /// under the partition lock so state and offset match).
     pub fn snapshot(&self, log_end_offset: i64) -> Vec<u8> {
+        self.encode(log_end_offset, VERSION)
+    }
+
+    /// The snapshot in the layout of `version` (older ones for the tests of reading them).
+    fn encode(&self, log_end_offset: i64, version: u16) -> Vec<u8> {
         let mut entries: Vec<(i64, &ProducerEntry)> = self.entries().collect();
         entries.sort_unstable_by_key(|(pid, _)| *pid);
         let mut out = Vec::with_capacity(
             HEADER_LEN + entries.len() * (ENTRY_LEN + NUM_BATCHES_TO_RETAIN * BATCH_LEN) + 4,
         );
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_be_bytes());
+        out.extend_from_slice(&version.to_be_bytes());
         out.extend_from_slice(&log_end_offset.to_be_bytes());
         out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
         for (pid, e) in entries {
             out.extend_from_slice(&pid.to_be_bytes());
             out.extend_from_slice(&e.epoch.to_be_bytes());
             out.extend_from_slice(&e.last_update_ms.to_be_bytes());
+            if version >= 3 {
+                out.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+            }
             out.push(e.batches.len() as u8);
             for b in &e.batches {
                 out.extend_from_slice(&b.first_seq.to_be_bytes());
@@ -132,6 +141,16 @@ impl PartitionProducerState {
                 out.extend_from_slice(&b.timestamp.to_be_bytes());
             }
         }
+        if version >= 2 {
+            self.encode_txns(&mut out);
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// The transaction sections (version 2 on).
+    fn encode_txns(&self, out: &mut Vec<u8>) {
         let open = self.txns.ongoing();
         out.extend_from_slice(&(open.len() as u32).to_be_bytes());
         for (pid, first) in open {
@@ -145,9 +164,6 @@ impl PartitionProducerState {
             out.extend_from_slice(&a.first_offset.to_be_bytes());
             out.extend_from_slice(&a.last_offset.to_be_bytes());
         }
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
-        out
     }
 
     /// Parses a snapshot. Returns the state and the offset to replay the log from.
@@ -166,12 +182,12 @@ impl PartitionProducerState {
         }
         let mut r = Reader { buf: &body[4..] };
         let version = r.u16()?;
-        if version != VERSION && version != 1 {
+        if !(1..=VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let offset = r.i64()?;
         let count = r.u32()? as usize;
-        if count > body.len() / ENTRY_LEN {
+        if count > body.len() / (ENTRY_LEN - 4) {
             return Err(SnapshotError::Malformed("entry count exceeds the size"));
         }
         let mut producers = HashMap::with_capacity(count);
@@ -179,6 +195,7 @@ impl PartitionProducerState {
             let pid = r.i64()?;
             let epoch = r.i16()?;
             let last_update_ms = r.i64()?;
+            let coordinator_epoch = if version >= 3 { r.i32()? } else { -1 };
             let n = usize::from(r.u8()?);
             if n > NUM_BATCHES_TO_RETAIN {
                 return Err(SnapshotError::Malformed("too many batches for a producer"));
@@ -197,6 +214,7 @@ impl PartitionProducerState {
                 epoch,
                 batches,
                 last_update_ms,
+                coordinator_epoch,
             };
             if producers.insert(pid, entry).is_some() {
                 return Err(SnapshotError::Malformed("duplicate producer id"));
@@ -313,15 +331,30 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_snapshot_is_read_without_transactions() {
+    fn older_snapshots_are_read_without_what_they_lack() {
         let (state, _) = sample_state();
-        let mut v1 = state.snapshot(28);
-        v1.truncate(v1.len() - 4 - 8);
-        v1[4..6].copy_from_slice(&1u16.to_be_bytes());
-        let crc = crc32c::crc32c(&v1);
-        v1.extend_from_slice(&crc.to_be_bytes());
-        let (restored, offset) = PartitionProducerState::restore(&v1, 5_000).unwrap();
-        assert_eq!((restored.len(), offset), (2, 28));
+        for version in [1, 2] {
+            let bytes = state.encode(28, version);
+            let (restored, offset) = PartitionProducerState::restore(&bytes, 5_000).unwrap();
+            assert_eq!((restored.len(), offset), (2, 28), "version {version}");
+            assert!(restored.entries().all(|(_, e)| e.coordinator_epoch == -1));
+        }
+    }
+
+    #[test]
+    fn the_coordinator_epoch_of_a_marker_is_kept() {
+        let mut state = PartitionProducerState::default();
+        let mut data = batch(9, 0, 0, 2, 0, 1);
+        set_base_offset(&mut data, 0);
+        state.record(&view(&data), 1);
+        assert_eq!(state.entry(9, 1).unwrap().coordinator_epoch, -1);
+        let mut commit =
+            crate::transactions::markers::marker_batch(9, 0, super::super::txn::COMMIT, 0).to_vec();
+        set_base_offset(&mut commit, 2);
+        state.record(&view(&commit), 1);
+        assert_eq!(state.entry(9, 1).unwrap().coordinator_epoch, 0);
+        let (restored, _) = PartitionProducerState::restore(&state.snapshot(3), 5_000).unwrap();
+        assert_eq!(restored.entry(9, 1).unwrap().coordinator_epoch, 0);
     }
 
     #[test]
@@ -353,13 +386,13 @@ mod tests {
             Err(SnapshotError::Malformed(_))
         ));
         // A future version with a valid checksum.
-        let mut v3 = bytes[..bytes.len() - 4].to_vec();
-        v3[4..6].copy_from_slice(&3u16.to_be_bytes());
-        let crc = crc32c::crc32c(&v3);
-        v3.extend_from_slice(&crc.to_be_bytes());
+        let mut v4 = bytes[..bytes.len() - 4].to_vec();
+        v4[4..6].copy_from_slice(&4u16.to_be_bytes());
+        let crc = crc32c::crc32c(&v4);
+        v4.extend_from_slice(&crc.to_be_bytes());
         assert!(matches!(
-            PartitionProducerState::restore(&v3, 1),
-            Err(SnapshotError::UnsupportedVersion(3))
+            PartitionProducerState::restore(&v4, 1),
+            Err(SnapshotError::UnsupportedVersion(4))
         ));
     }
 

@@ -45,6 +45,9 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchMetadata>,
     /// Wall-clock time of the last append (or of the rebuild), for expiration.
     pub last_update_ms: i64,
+    /// The coordinator epoch of the producer's last transaction marker here, -1 before
+    /// any (Kafka: ProducerStateEntry.coordinatorEpoch, shown by DescribeProducers).
+    pub coordinator_epoch: i32,
 }
 
 /// The outcome of a successful check.
@@ -90,6 +93,7 @@ impl ProducerEntry {
             epoch,
             batches: VecDeque::with_capacity(NUM_BATCHES_TO_RETAIN),
             last_update_ms: now_ms,
+            coordinator_epoch: -1,
         }
     }
 
@@ -129,13 +133,18 @@ impl ProducerEntry {
     }
 
     /// Applies an appended batch: a new epoch clears the cache; data batches are cached.
-    /// Control batches (transaction markers) only move the epoch, as in Kafka.
+    /// Control batches (transaction markers) only move the epoch and the coordinator
+    /// epoch, as in Kafka (ProducerAppendInfo.appendEndTxnMarker).
     fn apply(&mut self, batch: &BatchView<'_>, now_ms: i64) {
         if batch.producer_epoch() != self.epoch {
             self.epoch = batch.producer_epoch();
             self.batches.clear();
         }
-        if !batch.is_control() {
+        if batch.is_control() {
+            if let Some(epoch) = super::txn::marker_coordinator_epoch(batch) {
+                self.coordinator_epoch = epoch;
+            }
+        } else {
             if self.batches.len() == NUM_BATCHES_TO_RETAIN {
                 self.batches.pop_front();
             }

@@ -71,6 +71,11 @@ impl PartitionTxns {
         self.ongoing.contains_key(&producer_id)
     }
 
+    /// The first offset of `producer_id`'s open transaction in this partition.
+    pub fn open_since(&self, producer_id: i64) -> Option<i64> {
+        self.ongoing.get(&producer_id).copied()
+    }
+
     /// The open transactions: (producer id, first offset), by first offset.
     pub fn ongoing(&self) -> Vec<(i64, i64)> {
         let mut open: Vec<(i64, i64)> = self.ongoing.iter().map(|(p, o)| (*p, *o)).collect();
@@ -123,10 +128,24 @@ impl PartitionTxns {
 /// The type of a control batch's marker (its one record's key: version i16, type i16),
 /// read with kafka-protocol's record decoder. `None` for a batch that does not decode.
 pub fn control_type(batch: &BatchView<'_>) -> Option<i16> {
+    let key = control_record(batch)?.key?;
+    (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]]))
+}
+
+/// The coordinator epoch a transaction marker carries (its one record's value: version
+/// i16, coordinator epoch i32; Kafka: EndTransactionMarker). `None` for a batch that does
+/// not decode.
+pub fn marker_coordinator_epoch(batch: &BatchView<'_>) -> Option<i32> {
+    let value = control_record(batch)?.value?;
+    let bytes: [u8; 4] = value.get(2..6)?.try_into().ok()?;
+    Some(i32::from_be_bytes(bytes))
+}
+
+/// The one record of a control batch, read with kafka-protocol's record decoder.
+fn control_record(batch: &BatchView<'_>) -> Option<kafka_protocol::records::Record> {
     let mut bytes = Bytes::copy_from_slice(batch.as_bytes());
     let set = RecordBatchDecoder::decode(&mut bytes).ok()?;
-    let key = set.records.first()?.key.as_ref()?;
-    (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]]))
+    set.records.into_iter().next()
 }
 
 #[cfg(test)]

@@ -51,7 +51,8 @@ pub struct TxnMeta {
     pub partitions: BTreeSet<(String, i32)>,
     /// The groups whose offsets the open transaction commits (AddOffsetsToTxn).
     pub groups: BTreeSet<String>,
-    /// When the open transaction began (its first AddPartitionsToTxn).
+    /// When the open (or last) transaction began (its first AddPartitionsToTxn); -1 before
+    /// the first.
     pub start_ms: i64,
     /// When the state last moved (for retrying markers left unwritten, and expiring the id).
     pub updated_ms: i64,
@@ -170,7 +171,9 @@ impl Coordinator {
                         state: TxnState::Empty,
                         partitions: BTreeSet::new(),
                         groups: BTreeSet::new(),
-                        start_ms: now_ms,
+                        // Kafka: TransactionMetadata (txnStartTimestamp -1 until the
+                        // first transaction starts).
+                        start_ms: -1,
                         updated_ms: now_ms,
                         writing: false,
                     },

@@ -30,6 +30,7 @@ mod topic_limits;
 mod topics;
 mod transactions;
 mod txn_offsets;
+mod txn_tools;
 mod user_scram;
 mod versions;
 
@@ -56,5 +57,6 @@ async fn every_rule_answers_as_kafka_does() {
     rows.extend(groups::rows());
     rows.extend(transactions::rows());
     rows.extend(txn_offsets::rows());
+    rows.extend(txn_tools::rows());
     harness::run(rows).await;
 }

@@ -385,6 +385,10 @@ impl Limits {
     pub const DEFAULT_BATCH_BYTES: u64 = 1 << 20;
     /// Smaller merged batches would cost more requests than they save.
     pub const MIN_BATCH_BYTES: u64 = 16 << 10;
+    /// The least budget a flow runs with: a Fetch reserves at least 64 KiB, twice over
+    /// when its response is split among partitions (`crate::mirror::memory`); below it no
+    /// Fetch would ever be sent.
+    pub const MIN_MAX_IN_FLIGHT_BYTES: u64 = 128 << 10;
 }
 
 /// Consumer-group offset sync settings (parsed now, used by a later engine).

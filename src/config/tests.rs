@@ -815,3 +815,33 @@ fn exclusive_is_off_unless_asked_and_must_be_a_bool() {
     ));
     assert!(err.contains("maybe"), "{err}");
 }
+
+/// A budget below what a Fetch reserves is refused, naming the key written; an unset
+/// `batch_bytes` follows a budget below its default instead of being refused for it.
+#[test]
+fn a_budget_too_small_to_fetch_is_refused_and_batch_bytes_follows_a_small_one() {
+    let flow = |limits: &str| {
+        format!(
+            "clusters:\n  a: {{ bootstrap: [\"a:9092\"] }}\n  b: {{ bootstrap: [\"b:9092\"] }}\nflows:\n  - name: one\n    source: a\n    target: b\n    topics: {{ include: [x] }}\n    limits: {limits}\n"
+        )
+    };
+    for small in ["1B", "64KiB", "100KiB"] {
+        let errors = parse_err(&flow(&format!("{{ max_in_flight_bytes: {small} }}")));
+        let printed: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(printed.len(), 1, "{printed:?}");
+        assert!(
+            printed[0].contains(
+                "flows[0].limits.max_in_flight_bytes: max_in_flight_bytes must be at least 128KiB"
+            ),
+            "{printed:?}"
+        );
+    }
+    let topology = parse_ok(&flow("{ max_in_flight_bytes: 512KiB }"));
+    let limits = &topology.flows[0].limits;
+    assert_eq!(
+        (limits.max_in_flight_bytes, limits.batch_bytes),
+        (512 << 10, 512 << 10)
+    );
+    let topology = parse_ok(&flow("{ max_in_flight_bytes: 128KiB, batch_bytes: 16KiB }"));
+    assert_eq!(topology.flows[0].limits.batch_bytes, 16 << 10);
+}

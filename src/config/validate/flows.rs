@@ -248,12 +248,22 @@ fn resolve_limits(
         );
     }
     let max_in_flight_bytes = match &raw.max_in_flight_bytes {
-        Some(text) => size(diagnostics, &path.key("max_in_flight_bytes"), text),
+        Some(text) => size(diagnostics, &path.key("max_in_flight_bytes"), text).filter(|m| {
+            let enough = *m >= Limits::MIN_MAX_IN_FLIGHT_BYTES;
+            if !enough {
+                diagnostics.at(
+                    &path.key("max_in_flight_bytes"),
+                    format!("max_in_flight_bytes must be at least 128KiB (a Fetch reserves 64KiB, twice when its response is shared), got {m}"),
+                );
+            }
+            enough
+        }),
         None => Some(Limits::DEFAULT_MAX_IN_FLIGHT_BYTES),
     };
+    // Unset, it is the default or the budget, whichever is less.
     let batch_bytes = match &raw.batch_bytes {
         Some(text) => size(diagnostics, &path.key("batch_bytes"), text),
-        None => Some(Limits::DEFAULT_BATCH_BYTES),
+        None => max_in_flight_bytes.map(|m| Limits::DEFAULT_BATCH_BYTES.min(m)),
     };
     if let (Some(b), Some(m)) = (batch_bytes, max_in_flight_bytes) {
         if b < Limits::MIN_BATCH_BYTES || b > m {

@@ -58,6 +58,9 @@ const FETCH_WAIT_MS: i32 = 250;
 const PARTITION_FETCH_BYTES: i32 = 1 << 20;
 /// A fetch smaller than this waits for memory instead.
 const MIN_FETCH_BYTES: usize = 64 << 10;
+// A shared Fetch reserves its bytes twice (the split): the least budget validation takes
+// must let one be sent.
+const _: () = assert!(2 * MIN_FETCH_BYTES as u64 <= crate::config::Limits::MIN_MAX_IN_FLIGHT_BYTES);
 /// A partition with less than this left of its share waits for acks instead of fetching.
 const MIN_PARTITION_FETCH_BYTES: usize = 64 << 10;
 

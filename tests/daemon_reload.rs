@@ -138,3 +138,77 @@ fn sighup_adds_removes_and_restarts_flows_and_leaves_the_others_untouched() {
     wait_target(&rt, &target.addr(), "a", 750, &daemon);
     assert!(daemon.socket_inodes().is_superset(&sockets_before));
 }
+
+/// A reload that changes a flow's rename and then changes it back: the records mirrored
+/// while it pointed elsewhere are not in the first target topic, and the daemon says so
+/// (WARN) rather than going on into it silently. Offset translation starts again at each
+/// change: a source offset mirrored into the other topic is `before_map`, never "exact" at
+/// a target offset of this one that holds another record.
+#[test]
+fn a_rename_changed_and_changed_back_restarts_offset_translation() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let produce = |records: u32, round: u32| {
+        Produce {
+            records,
+            create: round == 0,
+            ..Produce::new(
+                &source.addr(),
+                "r",
+                1,
+                &dir.path().join(format!("r-{round}.json")),
+            )
+        }
+        .run()
+    };
+    let clusters = [("east", source.addr()), ("west", target.addr())];
+    let clusters: Vec<(&str, &str)> = clusters.iter().map(|(n, a)| (*n, a.as_str())).collect();
+    let renamed = |prefix: &str| {
+        let flow = format!("  - name: fr\n    source: east\n    target: west\n    topics: {{ include: [\"r\"] }}\n    rename: \"{prefix}.{{topic}}\"\n    discovery_interval: 1s\n");
+        write_topology(dir.path(), &clusters, &flow)
+    };
+    let config = renamed("a");
+    assert_eq!(produce(100, 0), 100);
+    let daemon = DaemonProcess::start(&config);
+    assert!(
+        daemon.wait_ready(Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    wait_target(&rt, &target.addr(), "a.r", 100, &daemon);
+    let reloads = |n: usize| {
+        support::discovery::wait_until("the reload", &daemon, || {
+            let done = daemon
+                .log
+                .lines()
+                .iter()
+                .filter(|l| l.contains("Topology reloaded."))
+                .count();
+            (done >= n).then_some(())
+        })
+    };
+    for (round, prefix) in [(1, "b"), (2, "a")] {
+        renamed(prefix);
+        daemon.signal("-HUP");
+        reloads(round as usize);
+        assert_eq!(produce(100, round), 100);
+    }
+    wait_target(&rt, &target.addr(), "b.r", 100, &daemon);
+    wait_target(&rt, &target.addr(), "a.r", 200, &daemon);
+    let config = config.to_str().unwrap();
+    let translate = |offset| support::topics::translate_in(config, "fr", "r", 0, offset);
+    support::discovery::wait_until("the progress of the last records", &daemon, || {
+        (translate(300) == ("exact".to_string(), 200)).then_some(())
+    });
+    assert_eq!(translate(250), ("exact".to_string(), 150));
+    assert_eq!(translate(150).0, "before_map");
+    assert!(
+        daemon
+            .log
+            .contains("is another one than the records mirrored so far went to"),
+        "{}",
+        daemon.log.tail(30)
+    );
+}

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::discovery::{east_to_west, started, stop, wait_mirrored, wait_until, Clusters};
-use support::topics::{admin, configs, contents, create, produce, total, user_topics};
+use support::topics::{
+    admin, configs, contents, create, produce, total, translate_in, user_topics,
+};
 
 /// `"{topic}"` keeps names, `"dc1.{topic}"` prefixes them with literal text, and excluded
 /// topics never appear on the target — neither those present at start nor those created
@@ -132,7 +134,9 @@ fn a_topic_created_after_start_is_mirrored_from_the_beginning() {
 
 /// A target topic deleted while the flow mirrors it is created again and mirrored on from
 /// the source offsets reached, with a WARN saying that what was mirrored before is gone
-/// with it (not silently, as a plain re-creation would be).
+/// with it (not silently, as a plain re-creation would be). Offset translation starts again
+/// there: a source offset mirrored into the deleted topic is `before_map`, never "exact"
+/// at the target offset that a later record now holds in the new one.
 #[test]
 fn a_target_topic_deleted_while_mirrored_is_recreated_with_a_warning() {
     let c = Clusters::start();
@@ -163,6 +167,13 @@ fn a_target_topic_deleted_while_mirrored_is_recreated_with_a_warning() {
         warned.contains("WARN") && warned.contains("records=5"),
         "{warned}"
     );
+    let config = config.to_str().unwrap();
+    let translate = |offset| translate_in(config, "east-to-west", "events.gone", 0, offset);
+    wait_until("the progress past the new records", &daemon, || {
+        (translate(8) == ("exact".to_string(), 3)).then_some(())
+    });
+    assert_eq!(translate(6), ("exact".to_string(), 1));
+    assert_eq!(translate(2).0, "before_map");
     stop(daemon);
 }
 

@@ -78,12 +78,32 @@ impl Translation {
     }
 }
 
+/// The target topic a map's runs were written to: its name, and its topic id once known
+/// (a topic deleted and created again under the same name has a new one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetTopic {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<uuid::Uuid>,
+}
+
+impl TargetTopic {
+    /// Whether runs written to `self` cannot be read in `other`: another name, or the
+    /// same name with another id (both known).
+    pub fn is_other_than(&self, other: &TargetTopic) -> bool {
+        self.name != other.name || matches!((self.id, other.id), (Some(a), Some(b)) if a != b)
+    }
+}
+
 /// One stored piece of a map: runs `index * CHUNK_RUNS ..` of the partition's runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {
     /// The first source offset this chunk accounts for (the end of the previous chunk).
     pub start: i64,
     pub runs: Vec<Run>,
+    /// The target topic of the runs; absent in chunks stored before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetTopic>,
 }
 
 /// The offset map of one source partition.
@@ -106,6 +126,7 @@ impl OffsetMap {
             vec![Chunk {
                 start,
                 runs: Vec::new(),
+                target: None,
             }],
         )
     }
@@ -174,14 +195,50 @@ impl OffsetMap {
             self.mark_changed(last_index);
             return;
         }
+        let target = chunk.target.clone();
         self.chunks.push(Chunk {
             start: source_start,
             runs: vec![run],
+            target,
         });
         self.mark_changed(last_index + 1);
         if self.chunks.len() > MAX_CHUNKS {
             self.drop_first();
         }
+    }
+
+    /// The target topic the map's runs were written to, if recorded.
+    pub fn target(&self) -> Option<&TargetTopic> {
+        self.chunks.last().and_then(|c| c.target.as_ref())
+    }
+
+    /// Records the target topic of the runs to come (a map that had none, or an id
+    /// learned for its name); the runs so far stay.
+    pub fn set_target(&mut self, target: TargetTopic) {
+        let last_index = self.last_index();
+        let chunk = self.chunks.last_mut().expect("a map has a chunk");
+        if chunk.target.as_ref() != Some(&target) {
+            chunk.target = Some(target);
+            self.mark_changed(last_index);
+        }
+    }
+
+    /// Starts the map again at source offset `start`, for runs written to `target` from
+    /// now on: the partition's target topic changed (a rename, or the topic deleted and
+    /// created again), so no record mirrored before is in it. Offsets below `start`
+    /// translate as [`Translation::BeforeMap`] from then on, never into the new topic.
+    pub fn restart(&mut self, start: i64, target: TargetTopic) {
+        let next_index = self.last_index() + 1;
+        for _ in 0..self.chunks.len() {
+            self.drop_first();
+        }
+        self.chunks.push(Chunk {
+            start,
+            runs: Vec::new(),
+            target: Some(target),
+        });
+        debug_assert_eq!(self.first_chunk, next_index);
+        self.mark_changed(next_index);
     }
 
     /// Forgets what the map says about source offsets from `source` on: the partition is

@@ -109,11 +109,22 @@ pub fn wait_records(
 /// What `kmirror offsets` answers for source `offset` of `topic`-`partition` in the flow
 /// `rules` of `config`: the state ("exact", "gap", "not_yet", ...) and the target offset.
 pub fn translate(config: &str, topic: &str, partition: i32, offset: i64) -> (String, i64) {
+    translate_in(config, "rules", topic, partition, offset)
+}
+
+/// [`translate`] in the flow `flow`.
+pub fn translate_in(
+    config: &str,
+    flow: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> (String, i64) {
     let out = super::kmirror_ok(&[
         "offsets",
         config,
         "--flow",
-        "rules",
+        flow,
         "--topic",
         topic,
         "--partition",

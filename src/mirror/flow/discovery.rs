@@ -21,6 +21,7 @@ use crate::mirror::progress::{Position, Progress, SourcePartition, PROGRESS_TOPI
 use crate::mirror::selection::{
     config_changes, known_to_target, mirrored_topics, same_cluster, target_action, TargetAction,
 };
+use crate::offsets::map::TargetTopic;
 use crate::telemetry::stats::FlowStats;
 
 /// What one discovery round found.
@@ -153,8 +154,18 @@ impl Discovery {
                 )
                 .await
             {
-                Ok(()) => {
+                Ok(created) => {
                     self.stats.topic_mirrored(&topic);
+                    let target = TargetTopic {
+                        name: target_topic.clone(),
+                        id: target_md
+                            .topic_id(&target_topic)
+                            .filter(|id| !id.is_nil() && !created),
+                    };
+                    let restarted = self.progress.target_topic(&topic, count, &target, created);
+                    if let Some(&(partition, from)) = restarted.first().filter(|_| !created) {
+                        tracing::warn!(flow = %self.flow.name, topic = %topic, target_topic = %target_topic, partitions = restarted.len(), partition, source_offset = from, "The flow's target topic for this source topic is another one than the records mirrored so far went to (its rename changed, or the topic was deleted and created again): mirroring goes on into it from the source offsets reached, so the records mirrored before are not in it. Offset translation starts again from those offsets; group offsets below them are not translated into this topic.");
+                    }
                 }
                 Err(e) => {
                     if self.stats.topic_not_mirrored(&topic, &target_topic, &e) {
@@ -257,14 +268,15 @@ impl Discovery {
     }
 
     /// Makes sure the target topic exists with at least `count` partitions and the
-    /// source's synced configs.
+    /// source's synced configs. Whether it was created although the flow had mirrored the
+    /// source topic before (deleted on the target, or the rename changed).
     async fn ensure_target(
         &self,
         topic: &str,
         target_topic: &str,
         count: i32,
         target_count: Option<i32>,
-    ) -> Result<(), ClientError> {
+    ) -> Result<bool, ClientError> {
         let mut configs = if self.flow.sync_configs.enabled {
             let mut c = self.source.topic_configs(topic).await?;
             c.retain(|(k, _)| self.flow.sync_configs.syncs(k));
@@ -305,11 +317,11 @@ impl Discovery {
                     .map(|p| p.next_target_offset.max(0))
                     .sum();
                 if mirrored_before > 0 {
-                    tracing::warn!(flow = %self.flow.name, topic = %target_topic, partitions, records = mirrored_before, "The target topic was missing although this flow had mirrored records of its source topic: it was deleted on the target, or the flow's rename changed. Created; mirroring goes on from the source offsets reached, so the records mirrored before are not in this topic, and target offsets recorded before (offset translation) refer to the earlier one.");
+                    tracing::warn!(flow = %self.flow.name, topic = %target_topic, partitions, records = mirrored_before, "The target topic was missing although this flow had mirrored records of its source topic: it was deleted on the target, or the flow's rename changed. Created; mirroring goes on from the source offsets reached, so the records mirrored before are not in this topic. Offset translation starts again from those offsets; group offsets below them are not translated into this topic.");
                 } else {
                     tracing::info!(flow = %self.flow.name, topic = %target_topic, partitions, configs = configs.len(), "Created target topic.");
                 }
-                return Ok(());
+                return Ok(mirrored_before > 0);
             }
             TargetAction::Missing => {
                 return Err(refuse(format!(
@@ -336,7 +348,7 @@ impl Discovery {
                 tracing::info!(flow = %self.flow.name, topic = %target_topic, changed = changed.len(), removed = removed.len(), "Synced topic configs.");
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// [`known_to_target`], with a WARN once per target topic and key left out.

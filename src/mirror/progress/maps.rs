@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Entry, Position, Progress, SourcePartition, State};
-use crate::offsets::map::Chunk;
+use crate::offsets::map::{Chunk, TargetTopic};
 use crate::offsets::{OffsetMap, Translation};
 
 /// The maps of loaded chunks: per partition the consecutive chunks ending at the highest
@@ -56,7 +56,11 @@ impl State {
                 .positions
                 .get(sp)
                 .map_or(first, |p| p.next_source_offset.min(first));
-            self.maps.insert(sp.clone(), OffsetMap::new(start));
+            let mut map = OffsetMap::new(start);
+            if let Some(target) = self.targets.get(&sp.topic) {
+                map.set_target(target.clone());
+            }
+            self.maps.insert(sp.clone(), map);
         }
         let map = self.maps.get_mut(sp).expect("inserted above");
         let mut target = target_base;
@@ -91,6 +95,59 @@ impl State {
 }
 
 impl Progress {
+    /// Discovery found `target` as the target topic of source `topic` (its `partitions`;
+    /// `created` when discovery just created it although the flow had mirrored the topic
+    /// before). A partition whose map was written to another topic (another name, or the
+    /// same name with another topic id), or to one just created again, starts its map
+    /// again at its position, and the target offset of that position becomes unknown
+    /// until the next acknowledgement: none of its records are in this topic, so no
+    /// source offset translates into it from before. Returns those partitions with the
+    /// source offset their map starts at.
+    pub fn target_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        target: &TargetTopic,
+        created: bool,
+    ) -> Vec<(i32, i64)> {
+        let mut st = self.lock();
+        if !created && st.targets.get(topic) == Some(target) {
+            return Vec::new();
+        }
+        st.targets.insert(topic.to_string(), target.clone());
+        let mut restarted = Vec::new();
+        for partition in 0..partitions {
+            let sp = SourcePartition {
+                topic: topic.to_string(),
+                partition,
+            };
+            let Some(position) = st.positions.get(&sp).copied() else {
+                continue;
+            };
+            let State { maps, .. } = &mut *st;
+            let moved = match maps.get_mut(&sp) {
+                Some(map) => {
+                    let other = map.target().is_some_and(|t| t.is_other_than(target));
+                    if created || other {
+                        map.restart(position.next_source_offset, target.clone());
+                    } else {
+                        map.set_target(target.clone());
+                    }
+                    created || other
+                }
+                None => created && position.next_target_offset >= 0,
+            };
+            if moved {
+                if let Some(p) = st.positions.get_mut(&sp) {
+                    p.next_target_offset = -1;
+                }
+                st.dirty.insert(sp);
+                restarted.push((partition, position.next_source_offset));
+            }
+        }
+        restarted
+    }
+
     /// The other way: the source offset of `sp` a consumer at `offset` of the target copy
     /// goes on from ([`OffsetMap::translate_back`]); `None` without a position.
     pub fn translate_back(&self, sp: &SourcePartition, offset: i64) -> Option<Translation> {
@@ -247,5 +304,92 @@ mod tests {
             Some(Translation::Exact { target_offset: 901 })
         );
         assert_eq!(p.translate(&sp(1), 0, None), None);
+    }
+
+    /// A partition whose target topic changed (a rename; the same name with another topic
+    /// id; a topic created again) starts its map again: no offset translates into the new
+    /// topic from before, and the map with its target is what is stored and read back.
+    #[test]
+    fn a_changed_target_topic_starts_the_map_again() {
+        let topic = |name: &str, id: Option<u128>| TargetTopic {
+            name: name.into(),
+            id: id.map(uuid::Uuid::from_u128),
+        };
+        let position = |next_source_offset, next_target_offset| Position {
+            next_source_offset,
+            next_target_offset,
+            leader_epoch: None,
+        };
+        let p = Progress::new("f", Loaded::default(), 1 << 20);
+        assert!(p
+            .target_topic("t", 1, &topic("a.t", None), false)
+            .is_empty());
+        p.acknowledged(&sp(0), position(100, 100), Some((0, &[(0, 100)])));
+        let exact = |at| Some(Translation::Exact { target_offset: at });
+        assert_eq!(p.translate(&sp(0), 50, None), exact(50));
+        // The id learned for the same name: nothing moves.
+        assert!(p
+            .target_topic("t", 1, &topic("a.t", Some(1)), false)
+            .is_empty());
+        assert_eq!(p.translate(&sp(0), 50, None), exact(50));
+        // Renamed: the map starts again at the position.
+        assert_eq!(
+            p.target_topic("t", 1, &topic("b.t", Some(2)), false),
+            [(0, 100)]
+        );
+        let before = Some(Translation::BeforeMap { map_start: 100 });
+        assert_eq!(p.translate(&sp(0), 50, None), before);
+        assert_eq!(
+            p.translate(&sp(0), 100, None),
+            Some(Translation::NotYet {
+                mirrored_through: 100
+            })
+        );
+        p.acknowledged(&sp(0), position(150, 50), Some((0, &[(100, 50)])));
+        assert_eq!(p.translate(&sp(0), 120, None), exact(20));
+        // Renamed back to a topic that exists: again, from where it is.
+        assert_eq!(
+            p.target_topic("t", 1, &topic("a.t", Some(1)), false),
+            [(0, 150)]
+        );
+        assert_eq!(
+            p.translate(&sp(0), 120, None),
+            Some(Translation::BeforeMap { map_start: 150 })
+        );
+        p.acknowledged(&sp(0), position(160, 110), Some((100, &[(150, 10)])));
+        // The same name, another id (deleted and created again by someone else).
+        assert_eq!(
+            p.target_topic("t", 1, &topic("a.t", Some(3)), false),
+            [(0, 160)]
+        );
+        p.acknowledged(&sp(0), position(170, 10), Some((0, &[(160, 10)])));
+        // Created again by the flow: its id not known yet.
+        assert_eq!(
+            p.target_topic("t", 1, &topic("a.t", None), true),
+            [(0, 170)]
+        );
+        p.acknowledged(&sp(0), position(180, 10), Some((0, &[(170, 10)])));
+        assert_eq!(
+            p.translate(&sp(0), 165, None),
+            Some(Translation::BeforeMap { map_start: 170 })
+        );
+        // Stored and read back: the old chunks deleted, the new one with its target.
+        let taken = p.take();
+        let mut loaded = Loaded::default();
+        for batch in codec::encode("f", &taken.entries, 1, 1 << 20).unwrap() {
+            loaded.apply("f", &batch.bytes).unwrap();
+        }
+        let reloaded = Progress::new("f", loaded, 1 << 20);
+        assert_eq!(reloaded.translate(&sp(0), 175, None), exact(5));
+        assert_eq!(
+            reloaded.translate(&sp(0), 165, None),
+            Some(Translation::BeforeMap { map_start: 170 })
+        );
+        assert!(reloaded
+            .target_topic("t", 1, &topic("a.t", Some(4)), false)
+            .is_empty());
+        assert!(!reloaded
+            .target_topic("t", 1, &topic("c.t", None), false)
+            .is_empty());
     }
 }

@@ -117,6 +117,9 @@ struct State {
     positions: HashMap<SourcePartition, Position>,
     /// Each partition's offset map ([`maps`]).
     maps: HashMap<SourcePartition, OffsetMap>,
+    /// The target topic of each source topic, as discovery last found it (not stored: the
+    /// maps keep theirs).
+    targets: HashMap<String, crate::offsets::map::TargetTopic>,
     /// The source offsets the group sync last read, by group, and which changed since
     /// they were last written.
     groups: HashMap<String, SyncedGroup>,
@@ -212,6 +215,7 @@ impl Progress {
             flow: flow.to_string(),
             state: Mutex::new(State {
                 maps: maps::from_loaded(loaded.maps, &loaded.positions),
+                targets: HashMap::new(),
                 groups: loaded.groups,
                 groups_dirty: HashSet::new(),
                 log_starts: HashMap::new(),

@@ -246,20 +246,9 @@ fn a_group_the_target_refuses_does_not_stop_the_others() {
         &target_data,
         &["--authorizer", "acl", "--super-users", "User:admin"],
     );
-    let produced = Produce {
-        records: 20,
-        create: true,
-        ..Produce::new(&source.addr(), TOPIC, PARTITIONS, &dir.path().join("acked"))
-    }
-    .run();
-    assert_eq!(produced, 40);
+    let config = twenty_records_and_flow(dir.path(), (&source, &target), ".*-1");
     commit(&source.addr(), TOPIC, "a-1", "0:5,1:5");
     commit(&source.addr(), TOPIC, "b-1", "0:7,1:9");
-    let config = write_topology(
-        dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
-        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\".*-1\"], sync_offsets: true, interval: 1s }}\n"),
-    );
     let daemon = DaemonProcess::start(&config);
     wait_for_committed(&target.addr(), TOPIC, "b-1", PARTITIONS, &daemon);
     assert_eq!(
@@ -277,4 +266,63 @@ fn a_group_the_target_refuses_does_not_stop_the_others() {
         "{failed:?}\n{}",
         daemon.log.tail(30)
     );
+}
+
+/// A source group rewound while its target group has an active member (left alone: its
+/// consumers own its offsets) is rewound on the target once the member has left: what the
+/// sync compares with is the source offset it last committed, not the one it last read
+/// (which, read during the hold, had hidden the rewind for good).
+#[test]
+fn a_rewind_during_a_target_members_hold_is_synced_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let config = twenty_records_and_flow(dir.path(), (&source, &target), "r-.*");
+    commit(&source.addr(), TOPIC, "r-1", "0:15,1:15");
+    let daemon = DaemonProcess::start(&config);
+    let at = |offset: i64| -> std::collections::BTreeMap<String, i64> {
+        [("0".to_string(), offset), ("1".to_string(), offset)].into()
+    };
+    let synced_to = |offset| {
+        support::discovery::wait_until("the target group's offsets", &daemon, || {
+            (committed(&target.addr(), TOPIC, "r-1") == at(offset)).then_some(())
+        })
+    };
+    synced_to(15);
+    let holder = std::thread::spawn({
+        let bootstrap = target.addr();
+        move || groups("hold", &bootstrap, TOPIC, Some("r-1"), &["--seconds", "8"])
+    });
+    assert!(
+        daemon
+            .log
+            .wait_for("active member", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    commit(&source.addr(), TOPIC, "r-1", "0:3,1:3");
+    let held: Value = json(&holder.join().unwrap(), "HELD ");
+    assert!(held.as_bool().unwrap_or(false));
+    synced_to(3);
+}
+
+/// 20 records in each partition of the source topic, and a topology syncing the groups
+/// `include` matches (a regex) every second.
+fn twenty_records_and_flow(
+    dir: &std::path::Path,
+    (source, target): (&BrokerProcess, &BrokerProcess),
+    include: &str,
+) -> std::path::PathBuf {
+    let produced = Produce {
+        records: 20,
+        create: true,
+        ..Produce::new(&source.addr(), TOPIC, PARTITIONS, &dir.join("acked"))
+    }
+    .run();
+    assert_eq!(produced, 40);
+    write_topology(
+        dir,
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"{include}\"], sync_offsets: true, interval: 1s }}\n"),
+    )
 }

@@ -14,8 +14,9 @@
 //! - one group's failure is that group's: it is reported for it and retried next round,
 //!   and the other groups are synced; so is a source broker that cannot list its groups;
 //! - a target offset never moves backwards unless the source group was rewound (its
-//!   committed offset went down since the last round, of this process or, through the
-//!   offsets kept with the progress, of an earlier one);
+//!   committed offset is below the one whose translation was last committed to the target,
+//!   by this process or, through what is kept with the progress, an earlier one; so a
+//!   rewind read while the target group had members still counts once they left);
 //! - what is skipped is logged once per group and reason, not every round, and shown per
 //!   group on `/status` and the status page;
 //! - the source offsets read are kept with the flow's progress, so that `kmirror failover`
@@ -131,14 +132,22 @@ impl GroupSync {
 
     async fn sync_group(&mut self, group: &str) -> Result<GroupRound, ClientError> {
         let mut round = GroupRound::default();
-        // What the last round (maybe of an earlier process) read and kept with the
-        // progress: an offset below it means the source group was rewound.
+        // The source offsets whose translations were last committed to the target (maybe
+        // by an earlier process; what was read, for notes stored before those were kept):
+        // an offset below it means the source group was rewound. Not what was last read: a
+        // rewind read while the target group's consumers were active is still one when
+        // they have left.
         let previous: HashMap<SourcePartition, i64> = self
             .progress
             .synced_group(group)
             .map(|stored| {
-                let offsets = stored.offsets.into_iter();
+                let offsets = if stored.committed.is_empty() {
+                    stored.offsets
+                } else {
+                    stored.committed
+                };
                 offsets
+                    .into_iter()
                     .map(|(topic, partition, offset)| {
                         (SourcePartition { topic, partition }, offset)
                     })
@@ -198,6 +207,7 @@ impl GroupSync {
             .map(|c| ((c.topic, c.partition), c.offset))
             .collect();
         let mut commit = Vec::new();
+        let mut sources = Vec::new();
         for (sp, source_offset, target) in wanted {
             let rewound = previous.get(&sp).is_some_and(|&last| source_offset < last);
             match current.get(&(target.topic.clone(), target.partition)) {
@@ -209,14 +219,20 @@ impl GroupSync {
                         target.offset
                     ),
                 )),
-                _ => commit.push(target),
+                _ => {
+                    commit.push(target);
+                    sources.push((sp.topic, sp.partition, source_offset));
+                }
             }
         }
         if commit.is_empty() {
             return Ok(round);
         }
         match self.target.commit_offsets(group, &commit).await {
-            Ok(()) => round.committed = commit,
+            Ok(()) => {
+                self.progress.note_committed(group, &sources);
+                round.committed = commit;
+            }
             // Members DescribeGroups does not show (a KIP-848 group: Kafka 4 describes it
             // as Dead) or that joined since: ConsumerGroup / ClassicGroup
             // .validateOffsetCommit refuse an admin commit to a group with members.

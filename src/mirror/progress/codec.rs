@@ -51,6 +51,11 @@ pub struct SyncedGroup {
     pub offsets: Vec<(String, i32, i64)>,
     /// When they were read (ms since the epoch).
     pub read_at_ms: i64,
+    /// `(topic, partition, source offset)` whose translation the sync last committed to
+    /// the target group: a source offset below it means the source group was rewound.
+    /// Absent in what was stored before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub committed: Vec<(String, i32, i64)>,
 }
 
 /// The value of a flow's marker.

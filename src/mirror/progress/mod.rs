@@ -11,6 +11,7 @@
 //! [`store`] (the only place that produces to the topic).
 
 mod codec;
+mod groups;
 mod load;
 mod maps;
 mod store;
@@ -292,34 +293,6 @@ impl Progress {
             "Loaded mirror progress."
         );
         Ok(Arc::new(progress))
-    }
-
-    /// Records the committed source offsets the group sync read for `group` (written with
-    /// the next progress write); whether they changed.
-    pub fn note_group(
-        &self,
-        group: &str,
-        offsets: Vec<(String, i32, i64)>,
-        read_at_ms: i64,
-    ) -> bool {
-        let mut st = self.lock();
-        if st.groups.get(group).is_some_and(|g| g.offsets == offsets) {
-            return false;
-        }
-        st.groups.insert(
-            group.to_string(),
-            SyncedGroup {
-                offsets,
-                read_at_ms,
-            },
-        );
-        st.groups_dirty.insert(group.to_string());
-        true
-    }
-
-    /// The source offsets the group sync last read for `group`, if any.
-    pub fn synced_group(&self, group: &str) -> Option<SyncedGroup> {
-        self.lock().groups.get(group).cloned()
     }
 
     /// Reads the flow's stored progress without creating or writing anything (for

@@ -1,0 +1,100 @@
+//! The group sync's notes kept with the progress: the committed source offsets it last
+//! read per group (what `kmirror failover` translates while the source is down), and the
+//! source offsets whose translations it last committed to the target group (what tells a
+//! rewound source group from a target group its consumers moved on).
+
+use super::{Progress, SyncedGroup};
+
+impl Progress {
+    /// Records the committed source offsets the group sync read for `group` (written with
+    /// the next progress write); whether they changed. What was committed stays.
+    pub fn note_group(
+        &self,
+        group: &str,
+        offsets: Vec<(String, i32, i64)>,
+        read_at_ms: i64,
+    ) -> bool {
+        let mut st = self.lock();
+        if st.groups.get(group).is_some_and(|g| g.offsets == offsets) {
+            return false;
+        }
+        let committed = st
+            .groups
+            .remove(group)
+            .map(|g| g.committed)
+            .unwrap_or_default();
+        st.groups.insert(
+            group.to_string(),
+            SyncedGroup {
+                offsets,
+                read_at_ms,
+                committed,
+            },
+        );
+        st.groups_dirty.insert(group.to_string());
+        true
+    }
+
+    /// Records that the translations of these `(topic, partition, source offset)` were
+    /// committed to the target group `group` (written with the next progress write).
+    pub fn note_committed(&self, group: &str, committed: &[(String, i32, i64)]) {
+        let mut st = self.lock();
+        let Some(g) = st.groups.get_mut(group) else {
+            return;
+        };
+        let mut changed = false;
+        for (topic, partition, offset) in committed {
+            match g
+                .committed
+                .iter_mut()
+                .find(|(t, p, _)| t == topic && p == partition)
+            {
+                Some(entry) if entry.2 == *offset => {}
+                Some(entry) => {
+                    entry.2 = *offset;
+                    changed = true;
+                }
+                None => {
+                    g.committed.push((topic.clone(), *partition, *offset));
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            st.groups_dirty.insert(group.to_string());
+        }
+    }
+
+    /// What the group sync last read and committed for `group`, if anything.
+    pub fn synced_group(&self, group: &str) -> Option<SyncedGroup> {
+        self.lock().groups.get(group).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::codec::{self, Loaded};
+    use super::*;
+
+    /// A rewind read while the target group could not be committed (its consumers were
+    /// active) must not hide what was committed: reads replace the read offsets only.
+    #[test]
+    fn what_was_committed_outlives_later_reads_and_is_stored() {
+        let p = Progress::new("f", Loaded::default(), 1 << 20);
+        let at = |offset| vec![("t".to_string(), 0, offset)];
+        assert!(p.note_group("g", at(500), 1));
+        p.note_committed("g", &at(500));
+        assert!(p.note_group("g", at(10), 2));
+        let g = p.synced_group("g").unwrap();
+        assert_eq!((g.offsets, g.committed), (at(10), at(500)));
+        let taken = p.take();
+        let mut loaded = Loaded::default();
+        for batch in codec::encode("f", &taken.entries, 1, 1 << 20).unwrap() {
+            loaded.apply("f", &batch.bytes).unwrap();
+        }
+        let reloaded = Progress::new("f", loaded, 1 << 20);
+        assert_eq!(reloaded.synced_group("g").unwrap().committed, at(500));
+        reloaded.note_committed("g", &at(10));
+        assert_eq!(reloaded.synced_group("g").unwrap().committed, at(10));
+    }
+}

@@ -94,7 +94,8 @@ enum Command {
         topic: Option<String>,
         #[arg(long, requires = "topic")]
         partition: Option<i32>,
-        #[arg(long, requires = "topic")]
+        /// As `GET /offsets` takes it: a negative one is below the log start.
+        #[arg(long, requires = "topic", allow_negative_numbers = true)]
         offset: Option<i64>,
         /// Print JSON.
         #[arg(long)]
@@ -509,5 +510,36 @@ fn emit(args: std::fmt::Arguments<'_>) {
         }
         eprintln!("kmirror: cannot write the output: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--offset -5` is an offset, as `GET /offsets?offset=-5` takes it, not a flag.
+    #[test]
+    fn offsets_takes_a_negative_offset_as_its_value() {
+        let cli = Cli::try_parse_from([
+            "kmirror",
+            "offsets",
+            "c.yaml",
+            "--flow",
+            "f",
+            "--topic",
+            "t",
+            "--partition",
+            "0",
+            "--offset",
+            "-5",
+        ])
+        .expect("parsed");
+        assert!(matches!(
+            cli.command,
+            Command::Offsets {
+                offset: Some(-5),
+                ..
+            }
+        ));
     }
 }

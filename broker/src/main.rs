@@ -125,10 +125,12 @@ struct Args {
           value_parser = clap::value_parser!(u64).range(1 << 20..=i32::MAX as u64))]
     segment_bytes: u64,
     /// Broker default for the topic config retention.ms (-1: keep forever).
-    #[arg(long, env = "KMIRROR_BROKER_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
+    #[arg(long, env = "KMIRROR_BROKER_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000,
+          allow_negative_numbers = true)]
     retention_ms: i64,
     /// Broker default for the topic config retention.bytes (-1: no limit).
-    #[arg(long, env = "KMIRROR_BROKER_RETENTION_BYTES", default_value_t = -1)]
+    #[arg(long, env = "KMIRROR_BROKER_RETENTION_BYTES", default_value_t = -1,
+          allow_negative_numbers = true)]
     retention_bytes: i64,
     /// How often retention is applied.
     #[arg(
@@ -327,5 +329,27 @@ impl Signals {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `-1` as `--help` documents it ("keep forever", "no limit"), written as its own
+    /// argument, not only as `--retention-ms=-1`.
+    #[test]
+    fn retention_takes_minus_one_as_its_own_argument() {
+        let args = Args::try_parse_from([
+            "kmirror-broker",
+            "--data-dir",
+            "d",
+            "--retention-ms",
+            "-1",
+            "--retention-bytes",
+            "-1",
+        ])
+        .expect("parsed");
+        assert_eq!((args.retention_ms, args.retention_bytes), (-1, -1));
     }
 }

@@ -96,6 +96,41 @@ fn a_source_down_at_start_keeps_the_flow_not_ready_until_discovery_reads_it() {
     stop(daemon);
 }
 
+/// A target down at start: the flow's setup (loading its progress) is retried, and each
+/// failed attempt counts in `kmirror_errors_total{class="setup"}`; the periodic line says
+/// the flow is not mirroring and why, not "Mirroring." with no errors.
+#[test]
+fn a_target_down_at_start_counts_setup_errors_and_says_it_is_not_mirroring() {
+    let mut c = Clusters::start();
+    let config = c.topology(&east_to_west("orders", ""));
+    let listen = format!("127.0.0.1:{}", free_port());
+    add_telemetry(&config, &format!("listen: \"{listen}\", log_interval: 1s"));
+    c.target.kill9();
+    let daemon = DaemonProcess::start(&config);
+    wait_until("counted setup errors", &daemon, || {
+        let flow = flow_status(&listen, &daemon);
+        (flow["errors"]["setup"].as_u64()? > 0).then_some(())
+    });
+    let line = daemon
+        .log
+        .wait_for_line("Not mirroring", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("{}", daemon.log.tail(30)));
+    assert!(line.contains("cluster west"), "{line}");
+    assert!(
+        !daemon.log.contains("Mirroring."),
+        "{}",
+        daemon.log.tail(30)
+    );
+    let metrics = wait_until("/metrics", &daemon, || http_get(&listen, "/metrics")).1;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("kmirror_errors_total") && l.contains("class=\"setup\"")),
+        "{metrics}"
+    );
+    stop(daemon);
+}
+
 /// A setup that keeps failing (here the target refuses the password) says why in
 /// `not_ready`, `last_error` and `kmirror status`, without the password.
 #[test]

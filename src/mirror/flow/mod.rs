@@ -172,7 +172,7 @@ impl FlowRunner {
         // Transient errors are retried inside (until `stop`), each shown as the reason the
         // flow has not started; what is left needs an operator.
         let stats = self.stats.clone();
-        let setup = report_retries(move |e| stats.start_failed(e), async {
+        let setup = report_retries(move |e| stats.setup_retried(e), async {
             let progress = Progress::load(&name, &self.target).await?;
             let session = self
                 .target

@@ -276,3 +276,30 @@ fn a_source_loading_its_groups_is_asked_again() {
         .collect();
     assert_eq!(source_offsets, ["15", "17"], "{dry}");
 }
+
+/// A dry run for a group ahead of the mirror (here with the daemon stopped, the group
+/// committed past what it mirrored) says at once what a failover would wait for, and
+/// commits nothing, instead of waiting out `--timeout` itself.
+#[test]
+fn a_dry_run_says_what_a_failover_would_wait_for_without_waiting() {
+    let (dir, [source, target]) = brokers();
+    assert_eq!(produce(&source.addr(), 50, &dir.path().join("first")), 100);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n"),
+    );
+    let config = config.to_str().unwrap().to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut daemon = DaemonProcess::start(std::path::Path::new(&config));
+    support::cluster::wait_for_records(&rt, &target.addr(), TOPIC, 100, &daemon);
+    daemon.terminate_ok();
+    assert_eq!(produce(&source.addr(), 50, &dir.path().join("second")), 100);
+    commit(&source.addr(), TOPIC, "app", "0:90,1:90");
+    let dry = dry_run(&config);
+    assert!(
+        dry.contains("Not mirrored yet") && dry.contains("mirrored below 50, group at 90"),
+        "{dry}"
+    );
+    assert!(committed(&target.addr(), TOPIC, "app").is_empty());
+}

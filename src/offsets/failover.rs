@@ -94,6 +94,16 @@ pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, St
         if waiting.is_empty() {
             break rows;
         }
+        let behind: Vec<String> = waiting.iter().map(|r| behind(r)).collect();
+        // A dry run says what a failover would wait for, and does not wait.
+        if args.dry_run {
+            let _ = writeln!(
+                out,
+                "Not mirrored yet (a failover waits for these, up to --timeout): {}",
+                behind.join("; ")
+            );
+            break rows;
+        }
         if Instant::now() >= deadline {
             return Err(format!(
                 "{} partition(s) of group {group} were not mirrored within {:?}:\n{}",
@@ -102,16 +112,6 @@ pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, St
                 render(&rows)
             ));
         }
-        let behind: Vec<String> = waiting
-            .iter()
-            .map(|r| match r.translation {
-                Translation::NotYet { mirrored_through } => format!(
-                    "{} {}: mirrored below {mirrored_through}, group at {}",
-                    r.topic, r.partition, r.source_offset
-                ),
-                _ => format!("{} {}", r.topic, r.partition),
-            })
-            .collect();
         eprintln!("waiting for the mirror: {}", behind.join("; "));
         tokio::time::sleep(POLL).await;
         reread(&mut offsets).await?;
@@ -229,4 +229,15 @@ async fn reread(offsets: &mut FlowOffsets) -> Result<(), String> {
             )
         })?;
     Ok(())
+}
+
+/// How far the mirror is from a partition's group offset, for a failover waiting on it.
+fn behind(r: &PartitionOffsets) -> String {
+    match r.translation {
+        Translation::NotYet { mirrored_through } => format!(
+            "{} {}: mirrored below {mirrored_through}, group at {}",
+            r.topic, r.partition, r.source_offset
+        ),
+        _ => format!("{} {}", r.topic, r.partition),
+    }
 }

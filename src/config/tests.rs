@@ -845,3 +845,19 @@ fn a_budget_too_small_to_fetch_is_refused_and_batch_bytes_follows_a_small_one() 
     let topology = parse_ok(&flow("{ max_in_flight_bytes: 128KiB, batch_bytes: 16KiB }"));
     assert_eq!(topology.flows[0].limits.batch_bytes, 16 << 10);
 }
+
+/// Two flows with one name: that is the error, once; not also a rename collision
+/// attributed to a `rename` the second flow does not have.
+#[test]
+fn a_duplicate_flow_name_is_one_error() {
+    let flow = "  - name: one\n    source: a\n    target: b\n    topics: { include: [x] }\n";
+    let text = format!(
+        "clusters:\n  a: {{ bootstrap: [\"a:9092\"] }}\n  b: {{ bootstrap: [\"b:9092\"] }}\nflows:\n{flow}{flow}"
+    );
+    let printed: Vec<String> = parse_err(&text).iter().map(ToString::to_string).collect();
+    assert_eq!(printed.len(), 1, "{printed:?}");
+    assert!(
+        printed[0].contains("flows[1].name: duplicate flow name `one` (also flows[0])"),
+        "{printed:?}"
+    );
+}

@@ -30,7 +30,8 @@ pub(super) fn resolve_flows(
                 continue;
             }
         };
-        if let Some(first) = names.get(&raw.name.0) {
+        let duplicate = names.get(&raw.name.0).copied();
+        if let Some(first) = duplicate {
             diagnostics.at(
                 &path.key("name"),
                 format!("duplicate flow name `{}` (also flows[{first}])", raw.name.0),
@@ -38,8 +39,12 @@ pub(super) fn resolve_flows(
         } else {
             names.insert(raw.name.0.clone(), index);
         }
+        // A flow named twice is checked for its own errors, but not against the others
+        // (a rename collision with its namesake would only repeat the error above).
         if let Some(flow) = resolve_flow(diagnostics, &path, raw, known_clusters) {
-            resolved.push((index, flow));
+            if duplicate.is_none() {
+                resolved.push((index, flow));
+            }
         }
     }
     let edges: Arc<[FlowEdge]> = resolved

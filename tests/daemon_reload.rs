@@ -189,14 +189,13 @@ fn a_rename_changed_and_changed_back_restarts_offset_translation() {
             (done >= n).then_some(())
         })
     };
-    for (round, prefix) in [(1, "b"), (2, "a")] {
+    for (round, prefix, holds) in [(1, "b", 100), (2, "a", 200)] {
         renamed(prefix);
         daemon.signal("-HUP");
         reloads(round as usize);
         assert_eq!(produce(100, round), 100);
+        wait_target(&rt, &target.addr(), &format!("{prefix}.r"), holds, &daemon);
     }
-    wait_target(&rt, &target.addr(), "b.r", 100, &daemon);
-    wait_target(&rt, &target.addr(), "a.r", 200, &daemon);
     let config = config.to_str().unwrap();
     let translate = |offset| support::topics::translate_in(config, "fr", "r", 0, offset);
     support::discovery::wait_until("the progress of the last records", &daemon, || {

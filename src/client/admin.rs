@@ -38,12 +38,13 @@ impl ClusterClient {
     }
 
     /// Creates a topic; an existing topic is not an error. Metadata is refreshed after.
+    /// Whether this call created it (false: it existed already).
     pub async fn create_topic(
         &self,
         topic: &str,
         partitions: i32,
         configs: &[(String, String)],
-    ) -> Result<(), ClientError> {
+    ) -> Result<bool, ClientError> {
         let req = CreateTopicsRequest::default()
             .with_timeout_ms(30_000)
             .with_topics(vec![CreatableTopic::default()
@@ -67,7 +68,7 @@ impl ClusterClient {
             .first()
             .ok_or_else(|| self.omitted("CreateTopics", topic))?;
         if r.error_code == ResponseError::TopicAlreadyExists.code() {
-            return Ok(());
+            return Ok(false);
         }
         if let Some(e) = ClientError::from_code(
             self.name(),
@@ -78,7 +79,7 @@ impl ClusterClient {
             return Err(e);
         }
         self.learn_new_partitions().await;
-        Ok(())
+        Ok(true)
     }
 
     /// After partitions were created: their leaders, before the first request needs them.

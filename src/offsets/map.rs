@@ -207,9 +207,10 @@ impl OffsetMap {
         }
     }
 
-    /// The target topic the map's runs were written to, if recorded.
+    /// The target topic the map's runs were written to, if recorded (chunks stored before
+    /// it was kept have none).
     pub fn target(&self) -> Option<&TargetTopic> {
-        self.chunks.last().and_then(|c| c.target.as_ref())
+        self.chunks.iter().rev().find_map(|c| c.target.as_ref())
     }
 
     /// Records the target topic of the runs to come (a map that had none, or an id
@@ -223,22 +224,34 @@ impl OffsetMap {
         }
     }
 
-    /// Starts the map again at source offset `start`, for runs written to `target` from
-    /// now on: the partition's target topic changed (a rename, or the topic deleted and
-    /// created again), so no record mirrored before is in it. Offsets below `start`
-    /// translate as [`Translation::BeforeMap`] from then on, never into the new topic.
-    pub fn restart(&mut self, start: i64, target: TargetTopic) {
+    /// Starts the map again at source offset `start`, for runs written to `target`: the
+    /// partition's target topic changed (a rename, or the topic deleted and created
+    /// again), so no record mirrored before `start` is in it. Runs from `start` on (written
+    /// to `target` since) are kept. Offsets below `start` translate as
+    /// [`Translation::BeforeMap`] from then on, never into the new topic. Whether a run
+    /// was kept.
+    pub fn restart(&mut self, start: i64, target: TargetTopic) -> bool {
         let next_index = self.last_index() + 1;
+        let kept: Vec<Run> = self
+            .runs()
+            .filter(|r| r.source_start >= start)
+            .copied()
+            .collect();
         for _ in 0..self.chunks.len() {
             self.drop_first();
         }
+        debug_assert_eq!(self.first_chunk, next_index);
         self.chunks.push(Chunk {
             start,
             runs: Vec::new(),
             target: Some(target),
         });
-        debug_assert_eq!(self.first_chunk, next_index);
         self.mark_changed(next_index);
+        let any = !kept.is_empty();
+        for run in kept {
+            self.record(run.source_start, run.target_start, run.count);
+        }
+        any
     }
 
     /// Forgets what the map says about source offsets from `source` on: the partition is

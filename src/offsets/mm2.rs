@@ -125,6 +125,7 @@ impl Mm2Writer {
         self.target
             .create_topic(topic, 1, &[("cleanup.policy".into(), "compact".into())])
             .await
+            .map(|_| ())
     }
 
     /// Writes `checkpoints` to `<source>.checkpoints.internal`.

@@ -132,26 +132,21 @@ impl GroupSync {
 
     async fn sync_group(&mut self, group: &str) -> Result<GroupRound, ClientError> {
         let mut round = GroupRound::default();
-        // The source offsets whose translations were last committed to the target (maybe
-        // by an earlier process; what was read, for notes stored before those were kept):
-        // an offset below it means the source group was rewound. Not what was last read: a
-        // rewind read while the target group's consumers were active is still one when
-        // they have left.
+        // Per partition, the source offset whose translation the target group was last
+        // given (maybe by an earlier process; else what was last read, for a partition
+        // with no such note): an offset below it means the source group was rewound. Not
+        // what was last read: a rewind read while the target group's consumers were active
+        // is still one when they have left.
         let previous: HashMap<SourcePartition, i64> = self
             .progress
             .synced_group(group)
             .map(|stored| {
-                let offsets = if stored.committed.is_empty() {
-                    stored.offsets
-                } else {
-                    stored.committed
-                };
-                offsets
-                    .into_iter()
-                    .map(|(topic, partition, offset)| {
-                        (SourcePartition { topic, partition }, offset)
-                    })
-                    .collect()
+                let key =
+                    |(topic, partition, offset)| (SourcePartition { topic, partition }, offset);
+                let mut previous: HashMap<SourcePartition, i64> =
+                    stored.offsets.into_iter().map(key).collect();
+                previous.extend(stored.committed.into_iter().map(key));
+                previous
             })
             .unwrap_or_default();
         let mut wanted: Vec<(SourcePartition, i64, Committed)> = Vec::new();
@@ -208,10 +203,14 @@ impl GroupSync {
             .collect();
         let mut commit = Vec::new();
         let mut sources = Vec::new();
+        // Already at the translation: as good as committed.
+        let mut in_sync = Vec::new();
         for (sp, source_offset, target) in wanted {
             let rewound = previous.get(&sp).is_some_and(|&last| source_offset < last);
             match current.get(&(target.topic.clone(), target.partition)) {
-                Some(&now) if now == target.offset => {}
+                Some(&now) if now == target.offset => {
+                    in_sync.push((sp.topic, sp.partition, source_offset));
+                }
                 Some(&now) if now > target.offset && !rewound => round.skipped.push((
                     sp,
                     format!(
@@ -225,6 +224,7 @@ impl GroupSync {
                 }
             }
         }
+        self.progress.note_committed(group, &in_sync);
         if commit.is_empty() {
             return Ok(round);
         }

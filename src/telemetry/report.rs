@@ -37,7 +37,8 @@ pub async fn run(flows: Arc<Flows>, interval: Duration, stop: CancellationToken)
         for f in flows.all() {
             let now = (f.records(), f.bytes(), f.errors_total());
             let before = last.insert(f.name.clone(), now).unwrap_or_default();
-            if !f.is_started() {
+            // A standby (exclusive) flow waits for its turn: nothing is wrong with it.
+            if !f.is_started() && !f.is_standby() {
                 let reason = f.start_error().unwrap_or_else(|| "starting".into());
                 tracing::warn!(flow = %f.name, %reason, errors = now.2 - before.2, "Not mirroring: the flow has not started.");
                 continue;

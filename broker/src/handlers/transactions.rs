@@ -15,9 +15,9 @@ use crate::state::{now_ms, Broker};
 use crate::transactions::{self, End, Init, Producer};
 use crate::versions::KafkaRelease;
 
-/// Whether this node coordinates transactions. Kafka: TransactionCoordinator
-/// (NOT_COORDINATOR when the id's `__transaction_state` partition is led elsewhere).
-/// Whether this node is the transaction coordinator (the lowest live node).
+/// Whether this node coordinates transactions (the lowest live node). Kafka:
+/// TransactionCoordinator (NOT_COORDINATOR when the id's `__transaction_state` partition is
+/// led elsewhere).
 pub(crate) fn coordinates(broker: &Broker) -> bool {
     broker.config.node_id == broker.cluster.coordinator().node_id
 }

@@ -98,7 +98,7 @@ pub fn describe_producers_topic(
                         .with_producer_id(ProducerId(pid))
                         .with_producer_epoch(i32::from(e.epoch))
                         .with_last_sequence(e.last_seq())
-                        .with_last_timestamp(e.batches.back().map_or(-1, |b| b.timestamp))
+                        .with_last_timestamp(e.last_timestamp)
                         .with_coordinator_epoch(e.coordinator_epoch)
                         .with_current_txn_start_offset(state.txns.open_since(pid).unwrap_or(-1))
                 })

@@ -7,12 +7,12 @@
 //!
 //! Layout (big-endian): `"KMPS" | version u16 = 3 | snapshot_offset i64 | count u32 |
 //! count × (producer_id i64 | epoch i16 | last_update_ms i64 | coordinator_epoch i32 |
-//! n u8 | n × (first_seq i32 |
+//! last_timestamp i64 | n u8 | n × (first_seq i32 |
 //! last_seq i32 | first_offset i64 | last_offset i64 | timestamp i64)) | open u32 | open ×
 //! (producer_id i64 | first_offset i64) | aborted u32 | aborted × (producer_id i64 |
 //! first_offset i64 | last_offset i64) | crc32c u32`, the CRC-32C covering every byte
 //! before it. Entries are sorted by producer id. Versions 1 (no transaction sections) and
-//! 2 (no coordinator epoch: -1) are still read.
+//! 2 (no coordinator epoch: -1; the last timestamp: the last batch's) are still read.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -26,7 +26,7 @@ use crate::fsutil::write_atomic;
 const MAGIC: &[u8; 4] = b"KMPS";
 const VERSION: u16 = 3;
 const HEADER_LEN: usize = 4 + 2 + 8 + 4;
-const ENTRY_LEN: usize = 8 + 2 + 8 + 4 + 1;
+const ENTRY_LEN: usize = 8 + 2 + 8 + 4 + 8 + 1;
 const BATCH_LEN: usize = 4 + 4 + 8 + 8 + 8;
 
 /// Why a snapshot cannot be used. Any of these means: rebuild from the log instead.
@@ -131,6 +131,7 @@ impl PartitionProducerState {
             out.extend_from_slice(&e.last_update_ms.to_be_bytes());
             if version >= 3 {
                 out.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
+                out.extend_from_slice(&e.last_timestamp.to_be_bytes());
             }
             out.push(e.batches.len() as u8);
             for b in &e.batches {
@@ -187,7 +188,7 @@ impl PartitionProducerState {
         }
         let offset = r.i64()?;
         let count = r.u32()? as usize;
-        if count > body.len() / (ENTRY_LEN - 4) {
+        if count > body.len() / (ENTRY_LEN - 12) {
             return Err(SnapshotError::Malformed("entry count exceeds the size"));
         }
         let mut producers = HashMap::with_capacity(count);
@@ -195,7 +196,11 @@ impl PartitionProducerState {
             let pid = r.i64()?;
             let epoch = r.i16()?;
             let last_update_ms = r.i64()?;
-            let coordinator_epoch = if version >= 3 { r.i32()? } else { -1 };
+            let (coordinator_epoch, last_timestamp) = if version >= 3 {
+                (r.i32()?, Some(r.i64()?))
+            } else {
+                (-1, None)
+            };
             let n = usize::from(r.u8()?);
             if n > NUM_BATCHES_TO_RETAIN {
                 return Err(SnapshotError::Malformed("too many batches for a producer"));
@@ -210,11 +215,14 @@ impl PartitionProducerState {
                     timestamp: r.i64()?,
                 });
             }
+            let last_timestamp =
+                last_timestamp.unwrap_or_else(|| batches.back().map_or(-1, |b| b.timestamp));
             let entry = ProducerEntry {
                 epoch,
                 batches,
                 last_update_ms,
                 coordinator_epoch,
+                last_timestamp,
             };
             if producers.insert(pid, entry).is_some() {
                 return Err(SnapshotError::Malformed("duplicate producer id"));
@@ -341,20 +349,28 @@ mod tests {
         }
     }
 
+    /// A marker sets the producer's coordinator epoch and last timestamp (Kafka:
+    /// ProducerAppendInfo.appendEndTxnMarker); both are kept in the snapshot.
     #[test]
-    fn the_coordinator_epoch_of_a_marker_is_kept() {
+    fn a_markers_coordinator_epoch_and_timestamp_are_kept() {
         let mut state = PartitionProducerState::default();
         let mut data = batch(9, 0, 0, 2, 0, 1);
         set_base_offset(&mut data, 0);
         state.record(&view(&data), 1);
-        assert_eq!(state.entry(9, 1).unwrap().coordinator_epoch, -1);
+        let entry = |s: &PartitionProducerState| {
+            let e = s.entry(9, 1).unwrap();
+            (e.coordinator_epoch, e.last_timestamp)
+        };
+        let data_timestamp = view(&data).max_timestamp();
+        assert_eq!(entry(&state), (-1, data_timestamp));
         let mut commit =
-            crate::transactions::markers::marker_batch(9, 0, super::super::txn::COMMIT, 0).to_vec();
+            crate::transactions::markers::marker_batch(9, 0, super::super::txn::COMMIT, 77)
+                .to_vec();
         set_base_offset(&mut commit, 2);
         state.record(&view(&commit), 1);
-        assert_eq!(state.entry(9, 1).unwrap().coordinator_epoch, 0);
+        assert_eq!(entry(&state), (0, 77));
         let (restored, _) = PartitionProducerState::restore(&state.snapshot(3), 5_000).unwrap();
-        assert_eq!(restored.entry(9, 1).unwrap().coordinator_epoch, 0);
+        assert_eq!(entry(&restored), (0, 77));
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct ProducerEntry {
     /// The coordinator epoch of the producer's last transaction marker here, -1 before
     /// any (Kafka: ProducerStateEntry.coordinatorEpoch, shown by DescribeProducers).
     pub coordinator_epoch: i32,
+    /// The timestamp of its last batch here, data or marker, -1 before any (Kafka:
+    /// ProducerStateEntry.lastTimestamp).
+    pub last_timestamp: i64,
 }
 
 /// The outcome of a successful check.
@@ -94,6 +97,7 @@ impl ProducerEntry {
             batches: VecDeque::with_capacity(NUM_BATCHES_TO_RETAIN),
             last_update_ms: now_ms,
             coordinator_epoch: -1,
+            last_timestamp: -1,
         }
     }
 
@@ -140,6 +144,7 @@ impl ProducerEntry {
             self.epoch = batch.producer_epoch();
             self.batches.clear();
         }
+        self.last_timestamp = batch.max_timestamp();
         if batch.is_control() {
             if let Some(epoch) = super::txn::marker_coordinator_epoch(batch) {
                 self.coordinator_epoch = epoch;

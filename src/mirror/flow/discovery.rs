@@ -154,16 +154,14 @@ impl Discovery {
                 )
                 .await
             {
-                Ok(created) => {
+                Ok(()) => {
                     self.stats.topic_mirrored(&topic);
                     let target = TargetTopic {
                         name: target_topic.clone(),
-                        id: target_md
-                            .topic_id(&target_topic)
-                            .filter(|id| !id.is_nil() && !created),
+                        id: target_md.topic_id(&target_topic).filter(|id| !id.is_nil()),
                     };
-                    let restarted = self.progress.target_topic(&topic, count, &target, created);
-                    if let Some(&(partition, from)) = restarted.first().filter(|_| !created) {
+                    let restarted = self.progress.target_topic(&topic, count, &target);
+                    if let Some(&(partition, from)) = restarted.first() {
                         tracing::warn!(flow = %self.flow.name, topic = %topic, target_topic = %target_topic, partitions = restarted.len(), partition, source_offset = from, "The flow's target topic for this source topic is another one than the records mirrored so far went to (its rename changed, or the topic was deleted and created again): mirroring goes on into it from the source offsets reached, so the records mirrored before are not in it. Offset translation starts again from those offsets; group offsets below them are not translated into this topic.");
                     }
                 }
@@ -268,15 +266,14 @@ impl Discovery {
     }
 
     /// Makes sure the target topic exists with at least `count` partitions and the
-    /// source's synced configs. Whether it was created although the flow had mirrored the
-    /// source topic before (deleted on the target, or the rename changed).
+    /// source's synced configs.
     async fn ensure_target(
         &self,
         topic: &str,
         target_topic: &str,
         count: i32,
         target_count: Option<i32>,
-    ) -> Result<bool, ClientError> {
+    ) -> Result<(), ClientError> {
         let mut configs = if self.flow.sync_configs.enabled {
             let mut c = self.source.topic_configs(topic).await?;
             c.retain(|(k, _)| self.flow.sync_configs.syncs(k));
@@ -301,9 +298,17 @@ impl Discovery {
                         }
                     }
                 }
-                self.target
+                // Where each partition was while the topic was missing: what is
+                // acknowledged from there on went to the topic created now.
+                let before = self.progress.positions_of(topic, count);
+                let created = self
+                    .target
                     .create_topic(target_topic, partitions, &configs)
                     .await?;
+                if !created {
+                    tracing::debug!(flow = %self.flow.name, topic = %target_topic, "The target topic existed after all (metadata had not shown it).");
+                    return Ok(());
+                }
                 // This flow had mirrored the source topic before: its target topic was
                 // deleted, or the flow's rename changed since (progress is kept by source
                 // partition; either way, what was mirrored is not in the topic created now).
@@ -317,11 +322,16 @@ impl Discovery {
                     .map(|p| p.next_target_offset.max(0))
                     .sum();
                 if mirrored_before > 0 {
+                    let target = TargetTopic {
+                        name: target_topic.to_string(),
+                        id: None,
+                    };
+                    self.progress.target_recreated(topic, &before, &target);
                     tracing::warn!(flow = %self.flow.name, topic = %target_topic, partitions, records = mirrored_before, "The target topic was missing although this flow had mirrored records of its source topic: it was deleted on the target, or the flow's rename changed. Created; mirroring goes on from the source offsets reached, so the records mirrored before are not in this topic. Offset translation starts again from those offsets; group offsets below them are not translated into this topic.");
                 } else {
                     tracing::info!(flow = %self.flow.name, topic = %target_topic, partitions, configs = configs.len(), "Created target topic.");
                 }
-                return Ok(mirrored_before > 0);
+                return Ok(());
             }
             TargetAction::Missing => {
                 return Err(refuse(format!(
@@ -348,7 +358,7 @@ impl Discovery {
                 tracing::info!(flow = %self.flow.name, topic = %target_topic, changed = changed.len(), removed = removed.len(), "Synced topic configs.");
             }
         }
-        Ok(false)
+        Ok(())
     }
 
     /// [`known_to_target`], with a WARN once per target topic and key left out.

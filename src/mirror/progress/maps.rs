@@ -40,6 +40,24 @@ pub(super) fn from_loaded(
 }
 
 impl State {
+    /// Starts the map of `sp` again at `start` for `target` ([`OffsetMap::restart`]).
+    /// Unless a run into the new topic was kept, the target offset of the position is
+    /// unknown (-1, translated as not yet mirrored) until the next acknowledgement with
+    /// records: the pipeline's own idea of it is the earlier topic's.
+    fn restart(&mut self, sp: &SourcePartition, start: i64, target: &TargetTopic) {
+        let kept = match self.maps.get_mut(sp) {
+            Some(map) => map.restart(start, target.clone()),
+            None => false,
+        };
+        if !kept {
+            if let Some(p) = self.positions.get_mut(sp) {
+                p.next_target_offset = -1;
+            }
+            self.target_unknown.insert(sp.clone());
+        }
+        self.dirty.insert(sp.clone());
+    }
+
     /// Extends the map of `sp` with `source_runs` (`(first source offset, count)` runs, in
     /// order) acknowledged from target offset `target_base` on ([`Progress::acknowledged`]).
     pub(super) fn mirrored(
@@ -95,26 +113,22 @@ impl State {
 }
 
 impl Progress {
-    /// Discovery found `target` as the target topic of source `topic` (its `partitions`;
-    /// `created` when discovery just created it although the flow had mirrored the topic
-    /// before). A partition whose map was written to another topic (another name, or the
-    /// same name with another topic id), or to one just created again, starts its map
-    /// again at its position, and the target offset of that position becomes unknown
-    /// until the next acknowledgement: none of its records are in this topic, so no
-    /// source offset translates into it from before. Returns those partitions with the
-    /// source offset their map starts at.
+    /// Discovery found `target` as the target topic of source `topic` (its `partitions`).
+    /// A partition whose map was written to another topic (another name, or the same name
+    /// with another topic id) starts its map again at its position ([`Self::restart`]).
+    /// Returns those partitions with the source offset their map starts at.
     pub fn target_topic(
         &self,
         topic: &str,
         partitions: i32,
         target: &TargetTopic,
-        created: bool,
     ) -> Vec<(i32, i64)> {
         let mut st = self.lock();
-        if !created && st.targets.get(topic) == Some(target) {
+        let previous = st.targets.insert(topic.to_string(), target.clone());
+        if previous.as_ref() == Some(target) {
             return Vec::new();
         }
-        st.targets.insert(topic.to_string(), target.clone());
+        let renamed = previous.is_some_and(|p| p.is_other_than(target));
         let mut restarted = Vec::new();
         for partition in 0..partitions {
             let sp = SourcePartition {
@@ -124,28 +138,56 @@ impl Progress {
             let Some(position) = st.positions.get(&sp).copied() else {
                 continue;
             };
-            let State { maps, .. } = &mut *st;
-            let moved = match maps.get_mut(&sp) {
-                Some(map) => {
-                    let other = map.target().is_some_and(|t| t.is_other_than(target));
-                    if created || other {
-                        map.restart(position.next_source_offset, target.clone());
-                    } else {
+            let other = match st.maps.get_mut(&sp) {
+                Some(map) => match map.target() {
+                    Some(before) if before.is_other_than(target) => true,
+                    // A known id is not forgotten when metadata lacks it for a moment.
+                    Some(before) if before.name == target.name && target.id.is_none() => false,
+                    _ => {
                         map.set_target(target.clone());
+                        false
                     }
-                    created || other
-                }
-                None => created && position.next_target_offset >= 0,
+                },
+                None => renamed && position.next_target_offset >= 0,
             };
-            if moved {
-                if let Some(p) = st.positions.get_mut(&sp) {
-                    p.next_target_offset = -1;
-                }
-                st.dirty.insert(sp);
+            if other {
+                st.restart(&sp, position.next_source_offset, target);
                 restarted.push((partition, position.next_source_offset));
             }
         }
         restarted
+    }
+
+    /// The next source offset of each partition of `topic` that has a position.
+    pub fn positions_of(&self, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
+        let st = self.lock();
+        (0..partitions)
+            .filter_map(|partition| {
+                let sp = SourcePartition {
+                    topic: topic.to_string(),
+                    partition,
+                };
+                st.positions
+                    .get(&sp)
+                    .map(|p| (partition, p.next_source_offset))
+            })
+            .collect()
+    }
+
+    /// The target topic of source `topic` was created just now although the flow had
+    /// mirrored into a topic of that name (deleted since): each partition's map starts
+    /// again at `before`, its position when the topic was missing, keeping what was
+    /// acknowledged into the new topic since.
+    pub fn target_recreated(&self, topic: &str, before: &[(i32, i64)], target: &TargetTopic) {
+        let mut st = self.lock();
+        st.targets.insert(topic.to_string(), target.clone());
+        for &(partition, start) in before {
+            let sp = SourcePartition {
+                topic: topic.to_string(),
+                partition,
+            };
+            st.restart(&sp, start, target);
+        }
     }
 
     /// The other way: the source offset of `sp` a consumer at `offset` of the target copy
@@ -308,7 +350,8 @@ mod tests {
 
     /// A partition whose target topic changed (a rename; the same name with another topic
     /// id; a topic created again) starts its map again: no offset translates into the new
-    /// topic from before, and the map with its target is what is stored and read back.
+    /// topic from before, a record-less advance does not bring the earlier topic's target
+    /// offset back, and the map with its target is what is stored and read back.
     #[test]
     fn a_changed_target_topic_starts_the_map_again() {
         let topic = |name: &str, id: Option<u128>| TargetTopic {
@@ -320,59 +363,46 @@ mod tests {
             next_target_offset,
             leader_epoch: None,
         };
-        let p = Progress::new("f", Loaded::default(), 1 << 20);
-        assert!(p
-            .target_topic("t", 1, &topic("a.t", None), false)
-            .is_empty());
-        p.acknowledged(&sp(0), position(100, 100), Some((0, &[(0, 100)])));
         let exact = |at| Some(Translation::Exact { target_offset: at });
+        let before = |start| Some(Translation::BeforeMap { map_start: start });
+        let p = Progress::new("f", Loaded::default(), 1 << 20);
+        assert!(p.target_topic("t", 1, &topic("a.t", None)).is_empty());
+        p.acknowledged(&sp(0), position(100, 100), Some((0, &[(0, 100)])));
         assert_eq!(p.translate(&sp(0), 50, None), exact(50));
-        // The id learned for the same name: nothing moves.
-        assert!(p
-            .target_topic("t", 1, &topic("a.t", Some(1)), false)
-            .is_empty());
+        // The id learned for the same name, then missing from metadata for a moment:
+        // nothing moves, and the id is kept.
+        assert!(p.target_topic("t", 1, &topic("a.t", Some(1))).is_empty());
+        assert!(p.target_topic("t", 1, &topic("a.t", None)).is_empty());
         assert_eq!(p.translate(&sp(0), 50, None), exact(50));
-        // Renamed: the map starts again at the position.
-        assert_eq!(
-            p.target_topic("t", 1, &topic("b.t", Some(2)), false),
-            [(0, 100)]
-        );
-        let before = Some(Translation::BeforeMap { map_start: 100 });
-        assert_eq!(p.translate(&sp(0), 50, None), before);
-        assert_eq!(
-            p.translate(&sp(0), 100, None),
+        // Renamed: the map starts again at the position, whose target offset is unknown,
+        // also after an advance without records (a marker) from the pipeline, which still
+        // holds the earlier topic's.
+        assert_eq!(p.target_topic("t", 1, &topic("b.t", Some(2))), [(0, 100)]);
+        assert_eq!(p.translate(&sp(0), 50, None), before(100));
+        p.acknowledged(&sp(0), position(101, 100), None);
+        let not_yet = |through| {
             Some(Translation::NotYet {
-                mirrored_through: 100
+                mirrored_through: through,
             })
-        );
-        p.acknowledged(&sp(0), position(150, 50), Some((0, &[(100, 50)])));
-        assert_eq!(p.translate(&sp(0), 120, None), exact(20));
+        };
+        assert_eq!(p.translate(&sp(0), 101, None), not_yet(101));
+        p.acknowledged(&sp(0), position(150, 49), Some((0, &[(101, 49)])));
+        assert_eq!(p.translate(&sp(0), 120, None), exact(19));
+        assert_eq!(p.translate(&sp(0), 150, None), exact(49));
         // Renamed back to a topic that exists: again, from where it is.
-        assert_eq!(
-            p.target_topic("t", 1, &topic("a.t", Some(1)), false),
-            [(0, 150)]
-        );
-        assert_eq!(
-            p.translate(&sp(0), 120, None),
-            Some(Translation::BeforeMap { map_start: 150 })
-        );
+        assert_eq!(p.target_topic("t", 1, &topic("a.t", Some(1))), [(0, 150)]);
+        assert_eq!(p.translate(&sp(0), 120, None), before(150));
         p.acknowledged(&sp(0), position(160, 110), Some((100, &[(150, 10)])));
         // The same name, another id (deleted and created again by someone else).
-        assert_eq!(
-            p.target_topic("t", 1, &topic("a.t", Some(3)), false),
-            [(0, 160)]
-        );
-        p.acknowledged(&sp(0), position(170, 10), Some((0, &[(160, 10)])));
-        // Created again by the flow: its id not known yet.
-        assert_eq!(
-            p.target_topic("t", 1, &topic("a.t", None), true),
-            [(0, 170)]
-        );
-        p.acknowledged(&sp(0), position(180, 10), Some((0, &[(170, 10)])));
-        assert_eq!(
-            p.translate(&sp(0), 165, None),
-            Some(Translation::BeforeMap { map_start: 170 })
-        );
+        assert_eq!(p.target_topic("t", 1, &topic("a.t", Some(3))), [(0, 160)]);
+        // Created again by the flow while it was at 160; what was acknowledged into the
+        // new topic before the map moved (160..165) is kept.
+        let at_160 = p.positions_of("t", 1);
+        assert_eq!(at_160, [(0, 160)]);
+        p.acknowledged(&sp(0), position(165, 5), Some((0, &[(160, 5)])));
+        p.target_recreated("t", &at_160, &topic("a.t", None));
+        assert_eq!(p.translate(&sp(0), 162, None), exact(2));
+        assert_eq!(p.translate(&sp(0), 159, None), before(160));
         // Stored and read back: the old chunks deleted, the new one with its target.
         let taken = p.take();
         let mut loaded = Loaded::default();
@@ -380,16 +410,13 @@ mod tests {
             loaded.apply("f", &batch.bytes).unwrap();
         }
         let reloaded = Progress::new("f", loaded, 1 << 20);
-        assert_eq!(reloaded.translate(&sp(0), 175, None), exact(5));
-        assert_eq!(
-            reloaded.translate(&sp(0), 165, None),
-            Some(Translation::BeforeMap { map_start: 170 })
-        );
+        assert_eq!(reloaded.translate(&sp(0), 162, None), exact(2));
+        assert_eq!(reloaded.translate(&sp(0), 159, None), before(160));
         assert!(reloaded
-            .target_topic("t", 1, &topic("a.t", Some(4)), false)
+            .target_topic("t", 1, &topic("a.t", Some(4)))
             .is_empty());
         assert!(!reloaded
-            .target_topic("t", 1, &topic("c.t", None), false)
+            .target_topic("t", 1, &topic("c.t", None))
             .is_empty());
     }
 }

@@ -121,6 +121,9 @@ struct State {
     /// The target topic of each source topic, as discovery last found it (not stored: the
     /// maps keep theirs).
     targets: HashMap<String, crate::offsets::map::TargetTopic>,
+    /// Partitions whose target topic changed and that had no acknowledgement with records
+    /// since: their position's target offset stays unknown (-1).
+    target_unknown: HashSet<SourcePartition>,
     /// The source offsets the group sync last read, by group, and which changed since
     /// they were last written.
     groups: HashMap<String, SyncedGroup>,
@@ -217,6 +220,7 @@ impl Progress {
             state: Mutex::new(State {
                 maps: maps::from_loaded(loaded.maps, &loaded.positions),
                 targets: HashMap::new(),
+                target_unknown: HashSet::new(),
                 groups: loaded.groups,
                 groups_dirty: HashSet::new(),
                 log_starts: HashMap::new(),
@@ -241,8 +245,12 @@ impl Progress {
 
     /// Records that everything below `position.next_source_offset` is on the target. A
     /// position behind the current one is ignored: progress never moves backwards.
-    pub fn advance(&self, sp: &SourcePartition, position: Position) {
-        self.lock().advance(sp, position);
+    pub fn advance(&self, sp: &SourcePartition, mut position: Position) {
+        let mut st = self.lock();
+        if !st.target_unknown.is_empty() && st.target_unknown.contains(sp) {
+            position.next_target_offset = -1;
+        }
+        st.advance(sp, position);
     }
 
     /// [`Self::advance`] after an acknowledged produce, whose records (as `(first source
@@ -255,8 +263,14 @@ impl Progress {
         mirrored: Option<(i64, &[(i64, i64)])>,
     ) {
         let mut st = self.lock();
+        let mut position = position;
         if let Some((target_base, runs)) = mirrored {
             st.mirrored(sp, target_base, runs);
+            if !st.target_unknown.is_empty() {
+                st.target_unknown.remove(sp);
+            }
+        } else if !st.target_unknown.is_empty() && st.target_unknown.contains(sp) {
+            position.next_target_offset = -1;
         }
         st.advance(sp, position);
     }

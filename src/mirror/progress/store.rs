@@ -39,6 +39,7 @@ pub(super) async fn ensure_topic(target: &ClusterClient) -> Result<usize, Progre
                     &[("cleanup.policy".into(), "compact".into())],
                 )
                 .await
+                .map(|_| ())
         })
         .await?;
     let described = target

@@ -201,8 +201,6 @@ impl FlowStats {
         *self.start_error.lock().expect("start error lock") = None;
     }
 
-    /// Starting the flow failed with `error` (it is retried, or needs an operator): the
-    /// reason it has not started, and its last error.
     /// A request of the flow's setup (loading its progress, its producer id) failed and is
     /// retried: counted as an error of class `setup`, and the reason it has not started.
     pub fn setup_retried(&self, error: &dyn std::fmt::Display) {
@@ -210,6 +208,8 @@ impl FlowStats {
         self.start_failed(error);
     }
 
+    /// Starting the flow failed with `error` (it is retried, or needs an operator): the
+    /// reason it has not started, and its last error.
     pub fn start_failed(&self, error: &dyn std::fmt::Display) {
         let error = error.to_string();
         *self.start_error.lock().expect("start error lock") = Some(error.clone());

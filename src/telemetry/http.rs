@@ -139,8 +139,10 @@ pub(super) fn with_type(
 }
 
 /// Why the flows are not ready; empty when they are: a flow outside its ownership group
-/// (`exclusive: true`) or that has not finished starting, whose source Fetches or target Produces fail, with a failed partition, or
-/// that is behind with nothing acknowledged for [`STALLED_MS`].
+/// (`exclusive: true`) or that has not finished starting, whose source Fetches or target
+/// Produces fail, with a failed partition, that is behind with nothing acknowledged for
+/// [`STALLED_MS`], or that acknowledged nothing for as long while a running partition had
+/// no Fetch answered (its lag unknown, not 0: a flow that cannot fetch at all).
 pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
     let mut reasons = Vec::new();
     for f in flows {
@@ -173,7 +175,22 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
                 ));
             }
         }
+        let idle = now_ms - f.last_ack_or_started_ms() > STALLED_MS;
         for (sp, p) in f.partitions() {
+            let counted_ms = p.created_ms().max(f.started_ms());
+            if idle
+                && p.state() == PartitionState::Running
+                && p.high_watermark().is_none()
+                && now_ms - counted_ms > STALLED_MS
+            {
+                reasons.push(format!(
+                    "flow {}: partition {}-{}: no Fetch answered for it in {} s (its lag is unknown)",
+                    f.name,
+                    sp.topic,
+                    sp.partition,
+                    (now_ms - counted_ms) / 1000
+                ));
+            }
             if p.state() == PartitionState::Failed {
                 reasons.push(format!(
                     "flow {}: partition {}-{} failed: {}",

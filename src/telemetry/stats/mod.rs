@@ -414,6 +414,11 @@ impl FlowStats {
 
     /// Unix ms of the last acknowledged batch or of the flow's last start, whichever is
     /// later: what "nothing acknowledged for so long" counts from.
+    /// When the flow last finished starting (ms since the epoch; 0 before).
+    pub fn started_ms(&self) -> i64 {
+        self.started_ms.load(Ordering::Relaxed)
+    }
+
     pub fn last_ack_or_started_ms(&self) -> i64 {
         let started_ms = self.started_ms.load(Ordering::Relaxed);
         self.last_ack_ms().unwrap_or(0).max(started_ms)

@@ -56,6 +56,8 @@ pub struct PartitionStats {
     pub(super) last_mirrored_ms: AtomicI64,
     state: AtomicU8,
     last_error: Mutex<Option<String>>,
+    /// When the flow first counted this partition (ms since the epoch).
+    created_ms: i64,
 }
 
 impl PartitionStats {
@@ -69,7 +71,13 @@ impl PartitionStats {
             last_mirrored_ms: AtomicI64::new(i64::MIN),
             state: AtomicU8::new(PartitionState::Running as u8),
             last_error: Mutex::new(None),
+            created_ms: super::now_ms(),
         }
+    }
+
+    /// When the flow first counted this partition (ms since the epoch).
+    pub fn created_ms(&self) -> i64 {
+        self.created_ms
     }
 
     pub fn fetched(&self, high_watermark: i64, last_stable_offset: i64) {

@@ -114,3 +114,37 @@ fn lag_counts_up_to_the_last_stable_offset_not_past_an_open_transaction() {
     p.fetched(56, 56);
     assert_eq!(p.lag_records(), 16);
 }
+
+/// A partition no Fetch has answered has an unknown lag, not 0: once the flow has
+/// acknowledged nothing for a minute while it still had none, the flow is not ready.
+#[test]
+fn a_flow_whose_partition_was_never_fetched_is_not_ready_after_a_minute() {
+    let f = Arc::new(flow());
+    f.set_started(true);
+    let p = f.partition(
+        &SourcePartition {
+            topic: "t".into(),
+            partition: 0,
+        },
+        0,
+    );
+    let reasons = |now_ms| crate::telemetry::http::not_ready(std::slice::from_ref(&f), now_ms);
+    let now = now_ms();
+    assert!(
+        reasons(now + 27_000).is_empty(),
+        "{:?}",
+        reasons(now + 27_000)
+    );
+    let unfetched = reasons(now + 61_000);
+    assert!(
+        unfetched.len() == 1 && unfetched[0].contains("partition t-0: no Fetch answered"),
+        "{unfetched:?}"
+    );
+    // Answered, and nothing to mirror: ready.
+    p.fetched(0, 0);
+    assert!(
+        reasons(now + 61_000).is_empty(),
+        "{:?}",
+        reasons(now + 61_000)
+    );
+}

@@ -8,6 +8,25 @@ fn flow() -> FlowStats {
     FlowStats::new("f", ("a", "b"), meter.f64_histogram("l").build())
 }
 
+/// A started flow with partition t-0 at position 0.
+fn started_with_a_partition() -> (Arc<FlowStats>, Arc<PartitionStats>) {
+    let f = Arc::new(flow());
+    f.set_started(true);
+    let p = f.partition(
+        &SourcePartition {
+            topic: "t".into(),
+            partition: 0,
+        },
+        0,
+    );
+    (f, p)
+}
+
+/// Why `f` is not ready at `now_ms`.
+fn not_ready_at(f: &Arc<FlowStats>, now_ms: i64) -> Vec<String> {
+    crate::telemetry::http::not_ready(std::slice::from_ref(f), now_ms)
+}
+
 #[test]
 fn lag_is_the_fetchable_end_minus_position_and_its_age_that_of_the_oldest_held_batch() {
     let f = flow();
@@ -37,17 +56,9 @@ fn lag_is_the_fetchable_end_minus_position_and_its_age_that_of_the_oldest_held_b
 
 #[test]
 fn a_flow_behind_is_stalled_only_once_nothing_was_acknowledged_for_a_minute_since_it_started() {
-    let f = Arc::new(flow());
-    f.set_started(true);
-    let p = f.partition(
-        &SourcePartition {
-            topic: "t".into(),
-            partition: 0,
-        },
-        0,
-    );
+    let (f, p) = started_with_a_partition();
     p.fetched(1_000, 1_000);
-    let reasons = |now_ms| crate::telemetry::http::not_ready(std::slice::from_ref(&f), now_ms);
+    let reasons = |now_ms| not_ready_at(&f, now_ms);
     let now = now_ms();
     // Behind since it started, 27 s ago (a rate limit): not stalled yet.
     assert!(
@@ -80,7 +91,7 @@ fn a_flow_started_again_counts_its_minute_from_that_start() {
     // Started again two minutes later, as set_started(true) would record it then.
     f.started_ms.store(now_ms() + 120_000, Ordering::Relaxed);
     f.started.store(true, Ordering::Relaxed);
-    let reasons = |now_ms| crate::telemetry::http::not_ready(std::slice::from_ref(&f), now_ms);
+    let reasons = |now_ms| not_ready_at(&f, now_ms);
     let now = now_ms();
     assert!(
         reasons(now + 150_000).is_empty(),
@@ -119,16 +130,8 @@ fn lag_counts_up_to_the_last_stable_offset_not_past_an_open_transaction() {
 /// acknowledged nothing for a minute while it still had none, the flow is not ready.
 #[test]
 fn a_flow_whose_partition_was_never_fetched_is_not_ready_after_a_minute() {
-    let f = Arc::new(flow());
-    f.set_started(true);
-    let p = f.partition(
-        &SourcePartition {
-            topic: "t".into(),
-            partition: 0,
-        },
-        0,
-    );
-    let reasons = |now_ms| crate::telemetry::http::not_ready(std::slice::from_ref(&f), now_ms);
+    let (f, p) = started_with_a_partition();
+    let reasons = |now_ms| not_ready_at(&f, now_ms);
     let now = now_ms();
     assert!(
         reasons(now + 27_000).is_empty(),

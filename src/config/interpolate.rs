@@ -7,8 +7,9 @@
 //! `${`. `${VAR:-default}` uses `default` when VAR is unset or empty (shell semantics); an
 //! unset VAR without a default is an error naming it.
 //!
-//! Values never appear in messages: every substitution is recorded so that messages can be
-//! redacted ([`Substitutions::redact`]). The environment is reachable from `Deserialize`
+//! Values from the environment never appear in messages: each such substitution is recorded
+//! so that messages can be redacted ([`Substitutions::redact`]). Defaults are written in
+//! the file, not secrets, and messages show them. The environment is reachable from `Deserialize`
 //! impls through a thread-local scope set by [`with_environment`] for one parse.
 
 use std::borrow::Cow;
@@ -141,9 +142,11 @@ impl Scope {
         }
         let set = self.variables.get(name).cloned().flatten();
         let value = match (set, default) {
-            (Some(value), Some(default)) if value.is_empty() => default.to_string(),
+            (Some(value), Some(default)) if value.is_empty() => return Ok(default.to_string()),
             (Some(value), _) => value,
-            (None, Some(default)) => default.to_string(),
+            // A default is written in the file, not a secret from the environment: messages
+            // show it (a path that was tried reads as that path).
+            (None, Some(default)) => return Ok(default.to_string()),
             (None, None) => {
                 return Err(format!("environment variable {name} is not set (referenced as ${{{name}}}); set it or write ${{{name}:-default}}"));
             }
@@ -224,5 +227,15 @@ mod tests {
             substitutions.redact("bad value \"hunter2\" on 9092"),
             "bad value \"${PLAIN}\" on ${PORT}"
         );
+    }
+
+    /// A default comes from the file, so messages show it: a path that was tried reads as
+    /// the path, not as the reference.
+    #[test]
+    fn defaults_are_not_redacted() {
+        let (value, substitutions) = run("${NOPE:-/etc/kmirror}/ca.pem ${EMPTY:-abc}");
+        assert_eq!(value.unwrap(), "/etc/kmirror/ca.pem abc");
+        let message = "cannot read /etc/kmirror/ca.pem: No such file (abc)";
+        assert_eq!(substitutions.redact(message), message);
     }
 }

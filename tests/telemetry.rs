@@ -120,6 +120,7 @@ fn metrics_status_and_readiness_follow_a_mirror_and_a_stopped_target() {
     assert_eq!(flow["name"], FLOW);
     assert_eq!(flow["mirrored_records"], 2000);
     assert_eq!(flow["lag_records"], 0);
+    assert_eq!(flow["lag_unknown_partitions"], 0);
     assert_eq!(flow["ready"], true);
     assert_eq!(flow["latency_seconds"]["batches"].as_f64(), Some(batches));
     assert!(flow["latency_seconds"]["p99"].as_f64().unwrap() >= 0.0);

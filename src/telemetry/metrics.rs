@@ -162,14 +162,24 @@ fn register(meter: &Meter, flows: Arc<Flows>) {
         "Topics the flow matches and does not mirror (listed on /status)",
         FlowStats::unmirrored_count,
     );
+    per_flow(
+        meter,
+        &flows,
+        (Kind::Gauge, "kmirror_lag_unknown_partitions"),
+        "Partitions whose lag is unknown: no Fetch or ListOffsets answered for them yet",
+        |f| f.lag_unknown_partitions() as u64,
+    );
     let f = flows.clone();
     meter
         .u64_observable_gauge("kmirror_partition_lag_records")
         .with_description("Source last stable offset (the high watermark unless a transaction is open) minus the mirrored position")
         .with_callback(move |o| {
             for flow in f.all() {
+                // An unknown lag has no point (absent, not 0).
                 for (sp, p) in flow.partitions() {
-                    o.observe(p.lag_records(), &partition_attributes(&flow.attribute, &sp));
+                    if let Some(lag) = p.lag_records() {
+                        o.observe(lag, &partition_attributes(&flow.attribute, &sp));
+                    }
                 }
             }
         })
@@ -182,10 +192,9 @@ fn register(meter: &Meter, flows: Arc<Flows>) {
             let now = now_ms();
             for flow in f.all() {
                 for (sp, p) in flow.partitions() {
-                    o.observe(
-                        p.lag_seconds(now),
-                        &partition_attributes(&flow.attribute, &sp),
-                    );
+                    if let Some(age) = p.lag_seconds(now) {
+                        o.observe(age, &partition_attributes(&flow.attribute, &sp));
+                    }
                 }
             }
         })

@@ -72,7 +72,20 @@ fn seconds(v: &Value) -> String {
     }
 }
 
+/// A flow's lag: the known part, and `+?` when some partition's lag is unknown.
+fn flow_lag(f: &Value) -> String {
+    let known = count(&f["lag_records"]);
+    match f["lag_unknown_partitions"].as_u64() {
+        Some(n) if n > 0 => format!("{known}+?"),
+        _ => known,
+    }
+}
+
+/// A count, or `?` for a null (an unknown lag).
 fn count(v: &Value) -> String {
+    if v.is_null() {
+        return "?".into();
+    }
     let n = v.as_u64().unwrap_or(0);
     match n {
         0..=9_999 => n.to_string(),
@@ -134,7 +147,7 @@ fn render_at(status: &Value, now_ms: i64) -> String {
             f["name"].as_str().unwrap_or("?"),
             state,
             count(&f["mirrored_records"]),
-            count(&f["lag_records"]),
+            flow_lag(f),
             seconds(&f["lag_seconds"]),
             seconds(&latency["p50"]),
             seconds(&latency["p99"]),
@@ -160,8 +173,9 @@ fn render_at(status: &Value, now_ms: i64) -> String {
             );
         }
     }
-    lagging.sort_by_key(|(_, p)| std::cmp::Reverse(p["lag_records"].as_u64().unwrap_or(0)));
-    lagging.retain(|(_, p)| p["lag_records"].as_u64().unwrap_or(0) > 0 || p["state"] != "running");
+    // Unknown lags (null) first: nothing says how far behind those are.
+    lagging.sort_by_key(|(_, p)| std::cmp::Reverse(p["lag_records"].as_u64().unwrap_or(u64::MAX)));
+    lagging.retain(|(_, p)| p["lag_records"].as_u64() != Some(0) || p["state"] != "running");
     if !lagging.is_empty() {
         let _ = writeln!(
             out,
@@ -218,10 +232,12 @@ mod tests {
         let status = serde_json::json!({ "flows": [{
             "name": "east-to-west", "ready": false, "not_ready": ["flow east-to-west: target west failing for 12 s: connection refused"],
             "mirrored_records": 1_250_000, "lag_records": 400, "lag_seconds": 12.5,
+            "lag_unknown_partitions": 1,
             "latency_seconds": { "p50": 0.004, "p99": 0.25, "p999": 1.5 },
             "partitions": [
                 { "topic": "orders", "partition": 0, "state": "running", "position": 10, "lag_records": 400, "lag_seconds": 12.5 },
-                { "topic": "orders", "partition": 1, "state": "running", "position": 20, "lag_records": 0, "lag_seconds": 0.0 }
+                { "topic": "orders", "partition": 1, "state": "running", "position": 20, "lag_records": 0, "lag_seconds": 0.0 },
+                { "topic": "orders", "partition": 2, "state": "running", "position": 0, "lag_records": null, "lag_seconds": null }
             ],
             "unmirrored_topics": [{ "topic": "audit", "reason": "cluster west: target topic east.audit does not exist and create_topics is off" }]
         }]});
@@ -231,7 +247,7 @@ mod tests {
             "east-to-west",
             "NOT READY",
             "1.2M",
-            "400",
+            "400+?",
             "12.5s",
             "4ms",
             "250ms",
@@ -258,6 +274,14 @@ mod tests {
         assert!(
             !table.contains("orders-1"),
             "a caught-up partition is not listed: {table}"
+        );
+        let lagging: Vec<_> = table
+            .lines()
+            .skip_while(|l| !l.contains("POSITION"))
+            .collect();
+        assert!(
+            lagging[1].contains("orders-2") && lagging[1].contains(" ?"),
+            "a partition whose lag is unknown is listed first, its lag `?`: {table}"
         );
     }
 }

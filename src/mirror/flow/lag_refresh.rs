@@ -2,7 +2,8 @@
 //! responses; once its memory share is full (a slow or stopped target), it is not fetched,
 //! and its lag would stay what it was when fetching stopped while the source grows. So
 //! every [`LAG_REFRESH`] the partitions no Fetch answered for that long get their log end
-//! offset from their source leaders (ListOffsets, one at a time, off the fetch loop).
+//! offset from their source leaders (ListOffsets, one at a time, off the fetch loop). So do
+//! the partitions no Fetch has answered at all: their lag would be unknown.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,8 +39,9 @@ impl LagRefresh {
             return;
         }
         self.next = Some(now + LAG_REFRESH);
+        let now_ms = crate::telemetry::stats::now_ms();
         let stale: Vec<_> = partitions
-            .filter(|(_, stats)| stats.fetched_ago().is_some_and(|ago| ago >= LAG_REFRESH))
+            .filter(|(_, stats)| due(stats, now_ms))
             .map(|(sp, stats)| (sp.clone(), stats.clone()))
             .collect();
         if !stale.is_empty() {
@@ -52,6 +54,15 @@ impl LagRefresh {
         if let Some(t) = self.task.take() {
             t.abort();
         }
+    }
+}
+
+/// Whether no Fetch answered for `stats`'s partition for [`LAG_REFRESH`], or none ever did
+/// since the flow counted it that long ago (its lag would be unknown).
+fn due(stats: &PartitionStats, now_ms: i64) -> bool {
+    match stats.fetched_ago() {
+        Some(ago) => ago >= LAG_REFRESH,
+        None => now_ms - stats.created_ms() >= LAG_REFRESH.as_millis() as i64,
     }
 }
 
@@ -74,5 +85,40 @@ async fn refresh(source: Arc<ClusterClient>, stale: Vec<(SourcePartition, Arc<Pa
                 tracing::debug!(topic = %sp.topic, partition = sp.partition, error = %e, "No log end offset for the lag.")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A partition no Fetch has answered is listed once the flow has counted it for the
+    /// refresh interval: without that its lag stays unknown for as long as Fetch fails.
+    #[test]
+    fn a_partition_never_fetched_is_due_after_the_refresh_interval() {
+        let meter = opentelemetry::metrics::MeterProvider::meter(
+            &opentelemetry_sdk::metrics::SdkMeterProvider::default(),
+            "test",
+        );
+        let flow = crate::telemetry::stats::FlowStats::new(
+            "f",
+            ("a", "b"),
+            meter.f64_histogram("l").build(),
+        );
+        let sp = SourcePartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        let p = flow.partition(&sp, 0);
+        let refresh_ms = LAG_REFRESH.as_millis() as i64;
+        assert!(!due(&p, p.created_ms() + refresh_ms - 1));
+        assert!(due(&p, p.created_ms() + refresh_ms));
+        p.listed(40);
+        assert_eq!(p.lag_records(), Some(40), "listed: known");
+        p.fetched(40, 40);
+        assert!(
+            !due(&p, p.created_ms() + refresh_ms),
+            "a Fetch answered just now"
+        );
     }
 }

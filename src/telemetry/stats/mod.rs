@@ -439,9 +439,28 @@ impl FlowStats {
         self.latency_ms.lock().expect("latency lock").len()
     }
 
-    /// Records behind the source, over all partitions.
+    /// Records behind the source, over the partitions whose lag is known.
     pub fn lag_records(&self) -> u64 {
-        self.partitions().iter().map(|(_, p)| p.lag_records()).sum()
+        self.partitions()
+            .iter()
+            .filter_map(|(_, p)| p.lag_records())
+            .sum()
+    }
+
+    /// Partitions whose lag is unknown: no Fetch or ListOffsets has answered for them.
+    pub fn lag_unknown_partitions(&self) -> usize {
+        self.partitions()
+            .iter()
+            .filter(|(_, p)| p.lag_records().is_none())
+            .count()
+    }
+
+    /// The age of the oldest record not mirrored yet, over the partitions where it is known.
+    pub fn lag_seconds(&self, now_ms: i64) -> f64 {
+        self.partitions()
+            .iter()
+            .filter_map(|(_, p)| p.lag_seconds(now_ms))
+            .fold(0.0, f64::max)
     }
 
     /// Partitions per state.

@@ -146,18 +146,20 @@ impl PartitionStats {
     }
 
     /// Records behind what the source lets the daemon read, its last stable offset, as
-    /// Kafka's read_committed consumer counts its lag (0 until the source answered a
-    /// Fetch). A transaction open in the source holds records back without making the
-    /// mirror look stalled; /status shows them as the high watermark beyond.
-    pub fn lag_records(&self) -> u64 {
+    /// Kafka's read_committed consumer counts its lag. `None` until the source's leader
+    /// gave an end (a Fetch or ListOffsets answered): unknown, not 0. A transaction open in
+    /// the source holds records back without making the mirror look stalled; /status shows
+    /// them as the high watermark beyond.
+    pub fn lag_records(&self) -> Option<u64> {
         self.last_stable_offset()
-            .map_or(0, |o| u64::try_from(o - self.position()).unwrap_or(0))
+            .map(|o| u64::try_from(o - self.position()).unwrap_or(0))
     }
 
-    /// Age in seconds of the oldest record not mirrored yet; 0 when caught up.
-    pub fn lag_seconds(&self, now_ms: i64) -> f64 {
-        if self.lag_records() == 0 {
-            return 0.0;
+    /// Age in seconds of the oldest record not mirrored yet; 0 when caught up. `None` while
+    /// the lag is unknown, or while records are behind and none was fetched yet.
+    pub fn lag_seconds(&self, now_ms: i64) -> Option<f64> {
+        if self.lag_records()? == 0 {
+            return Some(0.0);
         }
         let held = self.oldest_held_ms.load(Ordering::Relaxed);
         let since = if held != i64::MIN {
@@ -165,10 +167,7 @@ impl PartitionStats {
         } else {
             self.last_mirrored_ms.load(Ordering::Relaxed)
         };
-        if since == i64::MIN {
-            return 0.0;
-        }
-        (now_ms - since).max(0) as f64 / 1000.0
+        (since != i64::MIN).then(|| (now_ms - since).max(0) as f64 / 1000.0)
     }
 
     pub fn last_error(&self) -> Option<String> {

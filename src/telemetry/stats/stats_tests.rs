@@ -35,19 +35,29 @@ fn lag_is_the_fetchable_end_minus_position_and_its_age_that_of_the_oldest_held_b
         partition: 0,
     };
     let p = f.partition(&sp, 10);
-    assert_eq!(p.lag_records(), 0, "no Fetch answered yet");
+    assert_eq!(
+        (p.lag_records(), p.lag_seconds(3_500)),
+        (None, None),
+        "no Fetch answered yet: unknown, not 0"
+    );
+    assert_eq!((f.lag_records(), f.lag_unknown_partitions()), (0, 1));
     p.fetched(25, 25);
-    assert_eq!(p.lag_records(), 15);
+    assert_eq!(p.lag_records(), Some(15));
+    assert_eq!(p.lag_seconds(3_500), None, "behind, and nothing read yet");
     p.holding(Some(1_000));
-    assert_eq!(p.lag_seconds(3_500), 2.5);
+    assert_eq!(p.lag_seconds(3_500), Some(2.5));
+    assert_eq!((f.lag_records(), f.lag_unknown_partitions()), (15, 0));
     f.acknowledged(&p, 15, 100, 2_000);
     p.advanced(25);
     p.holding(None);
-    assert_eq!((p.lag_records(), p.lag_seconds(9_000)), (0, 0.0));
+    assert_eq!(
+        (p.lag_records(), p.lag_seconds(9_000)),
+        (Some(0), Some(0.0))
+    );
     p.fetched(30, 30);
     assert_eq!(
         p.lag_seconds(9_000),
-        7.0,
+        Some(7.0),
         "not read yet: the last mirrored record's age"
     );
     assert_eq!(f.records(), 15);
@@ -116,14 +126,14 @@ fn lag_counts_up_to_the_last_stable_offset_not_past_an_open_transaction() {
     let p = f.partition(&sp, 40);
     // A transaction open in the source from offset 40: the daemon has read all it can.
     p.fetched(55, 40);
-    assert_eq!(p.lag_records(), 0);
+    assert_eq!(p.lag_records(), Some(0));
     assert_eq!(
         (p.high_watermark(), p.last_stable_offset()),
         (Some(55), Some(40))
     );
     // It ended: what it held back is lag until mirrored.
     p.fetched(56, 56);
-    assert_eq!(p.lag_records(), 16);
+    assert_eq!(p.lag_records(), Some(16));
 }
 
 /// A partition no Fetch has answered has an unknown lag, not 0: once the flow has

@@ -211,3 +211,76 @@ fn a_rename_changed_and_changed_back_restarts_offset_translation() {
         daemon.log.tail(30)
     );
 }
+
+/// A reload that changes `telemetry.listen` moves the listener: `kmirror status CONFIG`
+/// (which reads the address from the file) finds the daemon there, and the old address
+/// closes; the progress lines follow a new `log_interval`. An address that cannot be bound leaves the listener where it was, with an
+/// ERROR, and the rest of the reload still applies.
+#[test]
+fn a_reload_moves_the_telemetry_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let clusters = [("east", source.addr()), ("west", target.addr())];
+    let clusters: Vec<(&str, &str)> = clusters.iter().map(|(n, a)| (*n, a.as_str())).collect();
+    let topology = |flows: &str, telemetry: &str| {
+        let config = write_topology(dir.path(), &clusters, flows);
+        add_telemetry(&config, telemetry);
+        config
+    };
+    let first = format!("127.0.0.1:{}", free_port());
+    let config = topology(&flow("fa", "a", ""), &format!("listen: \"{first}\""));
+    let daemon = DaemonProcess::start(&config);
+    assert!(
+        daemon.wait_ready(Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    assert_eq!(http_get(&first, "/healthz").map(|a| a.0), Some(200));
+
+    let second = format!("127.0.0.1:{}", free_port());
+    topology(
+        &flow("fa", "a", ""),
+        &format!("listen: \"{second}\", log_interval: 1s"),
+    );
+    daemon.signal("-HUP");
+    support::discovery::wait_until("the listener on its new address", &daemon, || {
+        (http_get(&second, "/healthz")?.0 == 200).then_some(())
+    });
+    let table = kmirror_ok(&["status", config.to_str().unwrap()]);
+    assert!(
+        table.lines().nth(1).is_some_and(|l| l.starts_with("fa")),
+        "{table}"
+    );
+    support::discovery::wait_until("the old address to close", &daemon, || {
+        http_get(&first, "/healthz").is_none().then_some(())
+    });
+    // The progress lines follow the new interval (30 s before).
+    assert!(
+        daemon.log.wait_for("Mirroring.", Duration::from_secs(15)),
+        "{}",
+        daemon.log.tail(30)
+    );
+
+    // An address taken by another process: the listener stays, the flows still change.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    topology(
+        &[flow("fa", "a", ""), flow("fb", "b", "")].concat(),
+        &format!("listen: \"{taken_addr}\""),
+    );
+    daemon.signal("-HUP");
+    let reloaded = daemon
+        .log
+        .wait_for_line("added=fb", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("not reloaded:\n{}", daemon.log.tail(30)));
+    assert!(reloaded.contains("Topology reloaded."), "{reloaded}");
+    assert!(
+        daemon
+            .log
+            .contains("The telemetry listener stays where it was"),
+        "{}",
+        daemon.log.tail(30)
+    );
+    assert_eq!(http_get(&second, "/healthz").map(|a| a.0), Some(200));
+}

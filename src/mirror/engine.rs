@@ -2,9 +2,10 @@
 //! reload compares the new topology with the running one: flows that were removed drain
 //! and stop, flows whose settings changed (or whose clusters did) drain and start again,
 //! new flows start, and unchanged flows keep running on the same clients and connections,
-//! untouched. A topology that fails validation changes nothing; embedded clusters and the
-//! telemetry block apply at the next start only, and a reload that changes them is refused
-//! or reported.
+//! untouched. A topology that fails validation changes nothing; embedded clusters start
+//! only with the process, and a reload that changes them is refused. The telemetry
+//! listener moves and the progress lines follow their new interval; an OTLP push that
+//! changed applies at the next start (reported).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -135,8 +136,8 @@ impl Engine {
             tracing::error!("Reload refused: embedded clusters changed, and they start and stop only with the process; the running topology stays. Restart kmirror to apply it.");
             return false;
         }
-        if topology.telemetry != self.topology.telemetry {
-            tracing::warn!("The telemetry block changed; it applies at the next start. The rest of the topology is applied now.");
+        if let Err(e) = self.telemetry.apply(topology.telemetry.as_ref()).await {
+            tracing::error!(error = %e, "The telemetry listener stays where it was; the rest of the topology is applied now.");
         }
         let mut outcome: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
         let mut stopping = Vec::new();

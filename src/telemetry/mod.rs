@@ -18,12 +18,25 @@ use tokio_util::sync::CancellationToken;
 
 use stats::{FlowStats, Flows};
 
+/// `telemetry.log_interval`, or its default.
+fn log_interval(config: Option<&crate::config::Telemetry>) -> Duration {
+    config.map_or(crate::config::DEFAULT_LOG_INTERVAL, |t| t.log_interval)
+}
+
 /// How long stopping waits for the last OTLP push (its HTTP client gives up after 10 s).
 const LAST_PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running telemetry of one process.
 pub struct Telemetry {
     served: Arc<http::Served>,
+    /// Ends everything at the process's stop.
+    stop: CancellationToken,
+    /// The listener's configured address, and what ends its serving.
+    listener: Option<(SocketAddr, CancellationToken)>,
+    /// The progress lines' interval, and what ends them.
+    report: (Duration, CancellationToken),
+    /// The OTLP push the metrics were built with: it changes only at a start.
+    otlp: Option<crate::config::Otlp>,
 }
 
 impl Telemetry {
@@ -32,23 +45,83 @@ impl Telemetry {
         config: Option<&crate::config::Telemetry>,
         stop: CancellationToken,
     ) -> Result<Self, String> {
-        let listen: Option<SocketAddr> = config.and_then(|t| t.listen);
-        let log_interval: Duration =
-            config.map_or(crate::config::DEFAULT_LOG_INTERVAL, |t| t.log_interval);
+        let otlp = config.and_then(|t| t.otlp.clone());
         let flows = Arc::new(Flows::default());
         let served = Arc::new(http::Served {
-            metrics: metrics::Metrics::new(flows.clone(), config.and_then(|t| t.otlp.as_ref()))?,
+            metrics: metrics::Metrics::new(flows.clone(), otlp.as_ref())?,
             flows,
         });
-        if let Some(addr) = listen {
-            let listener = http::bind(addr).await?;
-            let bound = listener.local_addr().map_err(|e| e.to_string())?;
-            tokio::spawn(http::serve(listener, served.clone(), stop.clone()));
-            tracing::info!(status_page = %format!("http://{bound}/"), metrics = %format!("http://{bound}/metrics"), "Telemetry listening.");
-        }
         tokio::spawn(report::sample(served.flows.clone(), stop.clone()));
-        tokio::spawn(report::run(served.flows.clone(), log_interval, stop));
-        Ok(Self { served })
+        let mut telemetry = Self {
+            served,
+            report: (Duration::ZERO, CancellationToken::new()),
+            listener: None,
+            otlp,
+            stop,
+        };
+        if let Some(addr) = config.and_then(|t| t.listen) {
+            telemetry.listen(addr).await?;
+        }
+        telemetry.report_every(log_interval(config));
+        Ok(telemetry)
+    }
+
+    /// Applies a reloaded telemetry block: the listener moves (bound anew before the old
+    /// one closes; if the new address cannot be bound, the old one stays and the error is
+    /// returned), and the progress lines follow the new interval. An OTLP push that
+    /// changed applies at the next start, and the warning says so.
+    pub async fn apply(&mut self, config: Option<&crate::config::Telemetry>) -> Result<(), String> {
+        if config.and_then(|t| t.otlp.as_ref()) != self.otlp.as_ref() {
+            tracing::warn!("telemetry.otlp changed; it applies at the next start.");
+        }
+        let interval = log_interval(config);
+        if interval != self.report.0 {
+            self.report_every(interval);
+        }
+        let listen = config.and_then(|t| t.listen);
+        if listen == self.listener.as_ref().map(|(addr, _)| *addr) {
+            return Ok(());
+        }
+        let old = self.listener.take();
+        let result = match listen {
+            Some(addr) => self.listen(addr).await,
+            None => Ok(()),
+        };
+        match (result, old) {
+            (Ok(()), Some((addr, serving))) => {
+                serving.cancel();
+                tracing::info!(listen = %addr, "Telemetry no longer listening there.");
+                Ok(())
+            }
+            (Err(e), old) => {
+                self.listener = old;
+                Err(e)
+            }
+            (Ok(()), None) => Ok(()),
+        }
+    }
+
+    /// Binds `addr` and serves on it until the process stops or the listener moves.
+    async fn listen(&mut self, addr: SocketAddr) -> Result<(), String> {
+        let listener = http::bind(addr).await?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
+        let serving = self.stop.child_token();
+        tokio::spawn(http::serve(listener, self.served.clone(), serving.clone()));
+        tracing::info!(status_page = %format!("http://{bound}/"), metrics = %format!("http://{bound}/metrics"), "Telemetry listening.");
+        self.listener = Some((addr, serving));
+        Ok(())
+    }
+
+    /// (Re)starts the progress lines every `interval`.
+    fn report_every(&mut self, interval: Duration) {
+        self.report.1.cancel();
+        let lines = self.stop.child_token();
+        tokio::spawn(report::run(
+            self.served.flows.clone(),
+            interval,
+            lines.clone(),
+        ));
+        self.report = (interval, lines);
     }
 
     /// Pushes the last metrics over OTLP, if configured. The SDK's shutdown blocks its

@@ -18,6 +18,7 @@ use crate::log::FlushPolicy;
 use crate::producers::ProducerIdManager;
 use crate::topic_config::BrokerDefaults;
 use crate::topics::{Topic, TopicError, TopicRegistry};
+use crate::versions::KafkaRelease;
 
 /// Everything handlers share; `config.node_id` is the node this view serves.
 #[derive(Debug, Clone)]
@@ -141,6 +142,7 @@ impl Broker {
                 group: GroupConfig {
                     initial_rebalance_delay_ms: config.group_initial_rebalance_delay.as_millis()
                         as u64,
+                    assignments_while_rebalancing: config.emulate_kafka >= KafkaRelease::V4_0,
                     ..GroupConfig::default()
                 },
                 offsets_retention: config.offsets_retention,

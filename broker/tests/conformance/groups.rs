@@ -162,6 +162,67 @@ async fn member_id_required(ctx: Ctx, version: i16, want: Option<&str>) -> Got {
     }
 }
 
+/// No rebalance delay, and Kafka 3.9's GroupCoordinator.
+fn kafka_3_9(c: &mut BrokerConfig) {
+    no_rebalance_delay(c);
+    c.emulate_kafka = kmirror_broker::KafkaRelease::V3_9;
+}
+
+/// A lone member joins and syncs with the assignment "abc", then joins again: the leader's
+/// JoinGroup rebalances a Stable group, and with no one else to wait for the group is in
+/// CompletingRebalance at once. DescribeGroups' (state, the member's assignment) then.
+async fn assignment_while_rebalancing(ctx: Ctx, want: &[u8]) -> Got {
+    let group = ctx.topic("rebalancing");
+    let join = |member: &str| join_request(&group, 10_000).with_member_id(s(member));
+    let member = match ctx.m.send_at(&join(""), 5).await {
+        Ok(r) if r.error_code == MEMBER_ID_REQUIRED => r.member_id.to_string(),
+        Ok(r) => return Got::Code(r.error_code),
+        Err(_) => return Got::Closed,
+    };
+    let generation = match ctx.m.send_at(&join(&member), 5).await {
+        Ok(r) if r.error_code == 0 => r.generation_id,
+        Ok(r) => return Got::Code(r.error_code),
+        Err(_) => return Got::Closed,
+    };
+    let sync = SyncGroupRequest::default()
+        .with_group_id(GroupId(s(&group)))
+        .with_generation_id(generation)
+        .with_member_id(s(&member))
+        .with_protocol_type(Some(s("consumer")))
+        .with_protocol_name(Some(s("range")))
+        .with_assignments(vec![
+            kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(s(&member))
+                .with_assignment(bytes::Bytes::from_static(b"abc")),
+        ]);
+    match ctx.m.send_at(&sync, 5).await {
+        Ok(r) if r.error_code == 0 => {}
+        Ok(r) => return Got::Code(r.error_code),
+        Err(_) => return Got::Closed,
+    }
+    if ctx.m.send_at(&join(&member), 5).await.is_err() {
+        return Got::Closed;
+    }
+    let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(&group))]);
+    match ctx.m.send_at(&req, 5).await {
+        Ok(r) => {
+            let g = &r.groups[0];
+            check(
+                "(state, assignment)",
+                (
+                    g.group_state.to_string(),
+                    g.members
+                        .iter()
+                        .map(|m| m.member_assignment.to_vec())
+                        .collect::<Vec<_>>(),
+                ),
+                ("CompletingRebalance".to_string(), vec![want.to_vec()]),
+            )
+        }
+        Err(_) => Got::Closed,
+    }
+}
+
 /// A group holding one committed offset (a simple consumer's commit, generation -1).
 async fn committed_group(ctx: &Ctx, group: &str) -> Result<(), Got> {
     let topic = ctx.topic("t");
@@ -241,6 +302,12 @@ pub fn rows() -> Vec<Row> {
         row!("A static member's id starts with its instance id; DescribeGroups shows its host as Java does (\"/127.0.0.1\")",
             "ClassicGroup.generateMemberId; ClassicGroupMember clientHost (InetAddress.toString)",
             Got::Code(0), Some(no_rebalance_delay), |ctx| static_member(ctx).await),
+        row!("DescribeGroups while a group rebalances keeps the members' assignments (Kafka 4's group coordinator), without their metadata",
+            "GroupMetadataManager.describeGroups (ClassicGroupMember.describeNoMetadata keeps the assignment)",
+            Got::Code(0), Some(no_rebalance_delay), |ctx| assignment_while_rebalancing(ctx, b"abc").await),
+        row!("DescribeGroups while a group rebalances, emulating 3.9: no assignments",
+            "GroupMetadata.summary (MemberMetadata.summaryNoMetadata: no metadata, no assignment)",
+            Got::Code(0), Some(kafka_3_9), |ctx| assignment_while_rebalancing(ctx, b"").await),
         row!("DeleteGroups naming a group twice: deleted and answered once",
             "KafkaApis.handleDeleteGroupsRequest (distinct)", Got::Code(0),
             |ctx| delete_twice(ctx).await),

@@ -28,7 +28,9 @@ impl Group {
                 } else {
                     Bytes::new()
                 },
-                assignment: if stable {
+                // GroupMetadataManager.describeGroups (Kafka 4): the assignment stays while
+                // the group rebalances; GroupCoordinator (before 4.0) blanks it.
+                assignment: if stable || self.config.assignments_while_rebalancing {
                     m.assignment.clone()
                 } else {
                     Bytes::new()

@@ -48,6 +48,10 @@ pub struct GroupConfig {
     /// for more members (extended by the same amount while new members keep arriving,
     /// bounded by the rebalance timeout). 0 disables the delay.
     pub initial_rebalance_delay_ms: u64,
+    /// Whether DescribeGroups shows members' assignments while the group rebalances: Kafka
+    /// 4's group coordinator does (GroupMetadataManager.describeGroups keeps them through
+    /// ClassicGroupMember.describeNoMetadata); the older GroupCoordinator blanks them.
+    pub assignments_while_rebalancing: bool,
 }
 
 impl GroupConfig {
@@ -63,6 +67,7 @@ impl Default for GroupConfig {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
+            assignments_while_rebalancing: true,
         }
     }
 }

@@ -187,7 +187,8 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
     key("remote.log.copy.disable", Boolean, "false").since(V3_9),
     key("remote.log.delete.on.disable", Boolean, "false").since(V3_9),
     key("remote.storage.enable", Boolean, "false").since(V3_0),
-    num("retention.bytes", Long, "-1", -1),
+    // Kafka: LogConfig.CONFIG (retention.bytes has no validator: any negative is no limit)
+    key("retention.bytes", Long, "-1"),
     num("retention.ms", Long, "604800000", -1),
     // Kafka: LogConfig.CONFIG (segment.bytes atLeast 1 MiB since 4.0, KIP-1030)
     num("segment.bytes", Int, "1073741824", SEGMENT_BYTES_MIN),
@@ -519,7 +520,11 @@ impl BrokerDefaults {
         };
         match name {
             "log.retention.ms" => at_least(-1).map(|()| self.log.retention_ms = value),
-            "log.retention.bytes" => at_least(-1).map(|()| self.log.retention_bytes = value),
+            // Kafka: ServerLogConfigs (log.retention.bytes has no validator)
+            "log.retention.bytes" => {
+                self.log.retention_bytes = value;
+                Ok(())
+            }
             // Kafka: ServerLogConfigs (log.segment.bytes atLeast 1 MiB, KIP-1030)
             "log.segment.bytes" => int()
                 .and_then(|()| at_least(SEGMENT_BYTES_MIN))

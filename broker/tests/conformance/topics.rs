@@ -371,6 +371,8 @@ pub fn rows() -> Vec<Row> {
         config_row!("follower.replication.throttled.replicas" = "0:1,x" refused, "ThrottledReplicaListValidator"),
         config_row!("leader.replication.throttled.replicas" = "0:1,1:2" accepted, "ThrottledReplicaListValidator"),
         config_row!("remote.log.copy.disable" = "true" accepted, "LogConfig.CONFIG (KIP-950, 3.9)"),
+        config_row!("retention.bytes" = "-2" accepted, "LogConfig.CONFIG (retention.bytes: no validator)"),
+        config_row!("retention.ms" = "-2" refused, "LogConfig.CONFIG (retention.ms atLeast(-1))"),
         release_config_row!(emulate_3_6, "3.6", "remote.log.delete.on.disable" = "true" refused, "LogConfig.validateNames (came with 3.9, KIP-950)"),
         config_row!("message.format.version" = "3.0-IV1" refused, "LogConfig.validateNames (removed in 4.0: KIP-724, KAFKA-17393)"),
         release_config_row!(emulate_3_6, "3.6", "message.format.version" = "3.0-IV1" accepted, "MetadataVersionValidator.ensureValid"),

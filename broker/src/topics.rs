@@ -66,6 +66,15 @@ fn not_an_increase(topic: &str, requested: i32, current: i32) -> String {
     }
 }
 
+/// Whether `name` is one of Kafka's internal topics (Topic.isInternal): clients may not
+/// append to them, and Metadata marks them internal.
+pub fn is_internal(name: &str) -> bool {
+    matches!(
+        name,
+        "__consumer_offsets" | "__transaction_state" | "__share_group_state"
+    )
+}
+
 /// Checks a topic name the way Kafka does.
 pub fn validate_name(name: &str) -> Result<(), TopicError> {
     let bad = |reason| {

@@ -212,8 +212,10 @@ fn describe(broker: &Broker, topic: &Arc<Topic>, version: i16) -> MetadataRespon
             p
         })
         .collect();
+    // Kafka: KRaftMetadataCache.getPartitionMetadata's callers (Topic.isInternal).
     let mut t = MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_is_internal(crate::topics::is_internal(&topic.name))
         .with_partitions(partitions);
     if version >= 10 {
         t.topic_id = topic.id;

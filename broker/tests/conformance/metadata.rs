@@ -52,8 +52,45 @@ async fn two_topics(ctx: &Ctx) -> Result<(String, String, uuid::Uuid), Got> {
     Ok((a, b, r.topics[0].topic_id))
 }
 
+/// A broker of its own: the internal topic made there stays out of the other rows.
+fn own_broker(_: &mut kmirror_broker::BrokerConfig) {}
+
+/// `__consumer_offsets`, made by a Metadata request that may create it: whether Metadata
+/// marks it internal, and the error of a client's Produce to it.
+async fn internal_topic(ctx: Ctx) -> Got {
+    const INTERNAL: &str = "__consumer_offsets";
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![by_name(INTERNAL)]))
+        .with_allow_auto_topic_creation(true);
+    let mut internal = None;
+    for _ in 0..50 {
+        let r = match ctx.ask(&req, 12).await {
+            Ok(r) => r,
+            Err(g) => return g,
+        };
+        if r.topics[0].error_code == 0 {
+            internal = Some(r.topics[0].is_internal);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let produce = common::produce_request(INTERNAL, 0, common::batch(1, 0), -1);
+    let code = match ctx.m.send_at(&produce, 9).await {
+        Ok(r) => r.responses[0].partition_responses[0].error_code,
+        Err(_) => return Got::Closed,
+    };
+    check(
+        "(is_internal, produce error)",
+        (internal, code),
+        (Some(true), 17),
+    )
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
+        row!("Metadata marks __consumer_offsets internal; a client's Produce to it: INVALID_TOPIC_EXCEPTION",
+            "KRaftMetadataCache (Topic.isInternal); ReplicaManager.appendToLocalLog (Cannot append to internal topic)",
+            Got::Code(0), Some(own_broker), |ctx| internal_topic(ctx).await),
         row!("Metadata v12 naming one topic by id and another by name: only the id's topic is answered",
             "KafkaApis.handleTopicMetadataRequest (useTopicId: knownTopicNames)", Got::Code(0), |ctx| {
                 let (a, b, id) = match two_topics(&ctx).await {

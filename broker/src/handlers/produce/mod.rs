@@ -189,6 +189,12 @@ fn append_all(
                     (transactional_id, version),
                 )
                 .map_err(|f| (f, -1))?;
+                // Kafka: ReplicaManager.appendToLocalLog (internal topics take appends from
+                // their coordinators; Kafka's own `__admin_client` id is not let through here).
+                if crate::topics::is_internal(&topic.name) {
+                    let why = format!("Cannot append to internal topic {}", topic.name);
+                    return Err(((ResponseError::InvalidTopicException, why).into(), -1));
+                }
                 append(
                     broker,
                     (&topic, &partition),

@@ -168,8 +168,14 @@ pub fn broker_chain(broker: &Broker, name: &str) -> Vec<Synonym> {
         chain.push(syn(name, v.clone(), DYNAMIC_DEFAULT_BROKER_CONFIG));
     }
     let kafka_default = broker_key(name).and_then(|k| k.kafka_default);
+    // A key with no default of its own is static only when set: log.retention.ms unset
+    // is what log.retention.hours' default (168) gives, and its chain is empty then.
+    let unset = kafka_default.or(match name {
+        "log.retention.ms" => Some("604800000"),
+        _ => None,
+    });
     if let Some(v) = static_value(broker, name) {
-        if Some(v.as_str()) != kafka_default && !v.is_empty() {
+        if Some(v.as_str()) != unset && !v.is_empty() {
             chain.push(syn(name, v, STATIC_BROKER_CONFIG));
         }
     }

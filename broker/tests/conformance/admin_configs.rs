@@ -38,6 +38,11 @@ async fn describe_cluster(ctx: &Ctx, endpoint_type: i8) -> Got {
 /// (source, [(synonym, value, source)]) of one key of a resource, with synonyms.
 type Described = (i8, Vec<(String, String, i8)>);
 
+/// A broker keeping Kafka's retention (log.retention.hours' 168), not the harness's -1.
+fn kafkas_retention(c: &mut kmirror_broker::BrokerConfig) {
+    c.log_defaults.retention_ms = 7 * 24 * 3_600_000;
+}
+
 async fn describe_key(ctx: &Ctx, resource: (i8, &str), key: &str) -> Result<Described, Got> {
     let req = DescribeConfigsRequest::default()
         .with_include_synonyms(true)
@@ -211,6 +216,14 @@ pub fn rows() -> Vec<Row> {
                 // The harness starts brokers with log.retention.ms = -1 (Kafka: no default).
                 let d = describe_key(&ctx, (BROKER, "0"), "log.retention.ms").await;
                 expect_described(d, (4, vec![syn("log.retention.ms", "-1", 4)]))
+            }),
+        row!("DescribeConfigs: retention.ms of a fresh topic on a broker started without log.retention.ms is DEFAULT_CONFIG, without synonyms",
+            "ConfigHelper.configSynonyms (log.retention.ms has no default; dropWhile drops log.retention.hours')",
+            Got::Code(0), Some(kafkas_retention), |ctx| {
+                let t = ctx.topic("week");
+                common::create_topic(&ctx.m, &t, 1).await;
+                let d = describe_key(&ctx, (TOPIC, &t), "retention.ms").await;
+                expect_described(d, (5, vec![]))
             }),
         Row {
             rule: "DescribeConfigs: dynamic values on \"\" are DYNAMIC_DEFAULT_BROKER_CONFIG, on the broker id DYNAMIC_BROKER_CONFIG",

@@ -5,17 +5,27 @@
 
 use super::{Progress, SyncedGroup};
 
+/// How often the time of a read is written again while a group's offsets stay the same.
+pub const READ_AT_REFRESH_MS: i64 = 60_000;
+
 impl Progress {
     /// Records the committed source offsets the group sync read for `group` (written with
-    /// the next progress write); whether they changed. What was committed stays.
+    /// the next progress write); whether they changed. What was committed stays. Offsets
+    /// read again unchanged refresh the time of the read every [`READ_AT_REFRESH_MS`], so
+    /// a failover while the source is down says how old they are within that.
     pub fn note_group(
         &self,
         group: &str,
         offsets: Vec<(String, i32, i64)>,
         read_at_ms: i64,
     ) -> bool {
-        let mut st = self.lock();
-        if st.groups.get(group).is_some_and(|g| g.offsets == offsets) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        if let Some(g) = st.groups.get_mut(group).filter(|g| g.offsets == offsets) {
+            if read_at_ms - g.read_at_ms >= READ_AT_REFRESH_MS {
+                g.read_at_ms = read_at_ms;
+                st.groups_dirty.insert(group.to_string());
+            }
             return false;
         }
         let committed = st
@@ -96,5 +106,30 @@ mod tests {
         assert_eq!(reloaded.synced_group("g").unwrap().committed, at(500));
         reloaded.note_committed("g", &at(10));
         assert_eq!(reloaded.synced_group("g").unwrap().committed, at(10));
+    }
+
+    /// Offsets read again unchanged are not written again at every read, but the time of
+    /// the read is, once a minute: a failover while the source is down tells their age.
+    #[test]
+    fn an_unchanged_read_refreshes_its_time_once_a_minute() {
+        let p = Progress::new("f", Loaded::default(), 1 << 20);
+        let at = |offset| vec![("t".to_string(), 0, offset)];
+        // What a write takes (all of it written).
+        let written = || {
+            let mut taken = p.take();
+            taken.written = taken.entries.len();
+            taken.written
+        };
+        assert!(p.note_group("g", at(500), 1_000));
+        assert_eq!(written(), 1);
+        assert!(!p.note_group("g", at(500), 1_000 + READ_AT_REFRESH_MS - 1));
+        assert_eq!(written(), 0, "nothing to write yet");
+        assert_eq!(p.synced_group("g").unwrap().read_at_ms, 1_000);
+        assert!(!p.note_group("g", at(500), 1_000 + READ_AT_REFRESH_MS));
+        assert_eq!(written(), 1, "the read's time is written again");
+        assert_eq!(
+            p.synced_group("g").unwrap().read_at_ms,
+            1_000 + READ_AT_REFRESH_MS
+        );
     }
 }

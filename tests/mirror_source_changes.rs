@@ -1,7 +1,8 @@
 //! The daemon against sources that change under it, as Kafka sources can: each change
 //! stops only what it touches, with an ERROR that names it, and the rest keeps flowing.
 //!
-//! - A source topic deleted and re-created (its topic id changes) stops that topic.
+//! - A source topic deleted and re-created (its topic id changes) stops that topic, until
+//!   a reload takes it out of the flow.
 //! - A batch that fails its CRC on the source's disk stops its partition after everything
 //!   before it is mirrored, whether it was to be merged or forwarded as it is.
 //! - A source log that diverged from what was mirrored (an unclean leader election) stops
@@ -82,6 +83,26 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
     assert_failed(&listen, "gone", 0, "re-created");
     let (code, body) = http_get(&listen, "/readyz").expect("/readyz");
     assert!(code == 503 && body.contains("failed"), "{code} {body}");
+
+    // The operator takes the topic out of the flow: once reloaded, the daemon is ready and
+    // no longer reports the partition it does not mirror.
+    write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow("keep"),
+    );
+    add_telemetry(&config, &format!("listen: \"{listen}\""));
+    daemon.signal("-HUP");
+    support::discovery::wait_until("ready after the reload", &daemon, || {
+        (http_get(&listen, "/readyz")?.0 == 200).then_some(())
+    });
+    let partitions = status(&listen)["flows"][0]["partitions"].clone();
+    assert!(
+        partitions
+            .as_array()
+            .is_some_and(|p| p.len() == 1 && p[0]["topic"] == "keep"),
+        "{partitions}"
+    );
 }
 
 /// A source batch that fails its CRC (a byte flipped on the source's disk) stops its

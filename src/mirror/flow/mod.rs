@@ -167,8 +167,9 @@ impl FlowRunner {
     /// and the final progress is written.
     pub async fn run(mut self, stop: CancellationToken, drain: Drain) {
         let name = self.flow.name.clone();
-        // A flow restarted by a reload keeps its stats, but is not ready until it started.
-        self.stats.set_started(false);
+        // A flow restarted by a reload keeps its counters, but is not ready until it
+        // started, and its partitions are those this run finds.
+        self.stats.restarting();
         // Transient errors are retried inside (until `stop`), each shown as the reason the
         // flow has not started; what is left needs an operator.
         let stats = self.stats.clone();

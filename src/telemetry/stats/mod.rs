@@ -192,6 +192,17 @@ impl FlowStats {
             .collect()
     }
 
+    /// The flow (re)starts, after a reload or a change of owner: it keeps its counters,
+    /// but what described its last run goes (the partitions, which the new run counts
+    /// again as it finds them, and whether its clusters were failing), so a topic the
+    /// reload took out, or a drain the reload cut short, is not reported on and on.
+    pub fn restarting(&self) {
+        self.set_started(false);
+        self.partitions.lock().expect("partitions lock").clear();
+        self.target_failing_since_ms.store(0, Ordering::Relaxed);
+        self.source_failing_since_ms.store(0, Ordering::Relaxed);
+    }
+
     /// The flow finished starting (`true`), or is (re)starting (`false`).
     pub fn set_started(&self, started: bool) {
         if started {

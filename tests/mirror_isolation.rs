@@ -2,8 +2,9 @@
 //! `stuck` is given a single replica, on a node that is then stopped: it has no leader, so
 //! every produce to it is retried (NOT_LEADER_OR_FOLLOWER / no leader) for as long as the
 //! node is down. Topic `free` must still be mirrored completely while the stuck partition
-//! holds a backlog far larger than the flow's `max_in_flight_bytes`, and once the node is
-//! back the stuck partition catches up without loss.
+//! holds a backlog far larger than the flow's `max_in_flight_bytes`; `/readyz` names the
+//! stuck partition though the flow goes on acknowledging; once the node is back the stuck
+//! partition catches up without loss and the daemon is ready again.
 //!
 //! A target partition with fewer in-sync replicas than its `min.insync.replicas` refuses
 //! acks=all produces (NOT_ENOUGH_REPLICAS, as Kafka's Partition.appendRecordsToLeader):
@@ -52,18 +53,39 @@ fn a_partition_stuck_on_the_target_does_not_stall_the_others() {
         &[("east", &source.addr()), ("west", &target.addr())],
         "  - name: iso\n    source: east\n    target: west\n    topics: { include: [\"stuck|free\"] }\n    rename: \"{topic}\"\n    discovery_interval: 1s\n    sync_configs: { enabled: false }\n    limits: { max_in_flight_bytes: 4MiB }\n",
     );
+    let listen = add_telemetry_listener(&config);
     let daemon = DaemonProcess::start(&config);
     assert!(
         daemon.wait_ready(Duration::from_secs(60)),
         "{}",
         daemon.log.tail(40)
     );
+    // `free` keeps flowing for 90 s, so the flow keeps acknowledging while `stuck` cannot.
     let free = Produce {
-        records: 3_000,
+        records: 4_500,
+        rate: 50,
         value_bytes: 1_024,
         ..Produce::new(&source.addr(), "free", 1, &acked_free)
     }
-    .run();
+    .spawn();
+    // The stuck partition alone makes the daemon not ready, once it has not moved for a
+    // minute, though the flow acknowledges all along.
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        let readyz = http_get(&listen, "/readyz");
+        if readyz.as_ref().is_some_and(|(code, body)| {
+            *code == 503 && body.contains("partition stuck-0") && body.contains("not advanced")
+        }) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz does not name the stuck partition: {readyz:?}\n{}",
+            daemon.log.tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let free = records::join_producer(free);
     wait_for_records(&rt, &target.addr(), "free", free as i64, &daemon);
     assert_eq!(
         rt.block_on(high_watermarks(&target.addr(), "stuck")),
@@ -83,6 +105,9 @@ fn a_partition_stuck_on_the_target_does_not_stall_the_others() {
         v.assert_complete_and_ordered(n);
     }
     assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
+    support::discovery::wait_until("ready once the partition caught up", &daemon, || {
+        (http_get(&listen, "/readyz")?.0 == 200).then_some(())
+    });
 }
 
 #[test]

@@ -23,8 +23,12 @@ use super::stats::{now_ms, FlowStats, Flows, PartitionState};
 /// The status page: one self-contained file (no build step, nothing fetched but /status).
 const PAGE: &str = include_str!("page.html");
 
-/// A flow with records to mirror and no acknowledgement for this long is not ready.
+/// A flow with records to mirror and no acknowledgement for this long is not ready, and so
+/// is one with a partition behind whose position did not move for as long.
 const STALLED_MS: i64 = 60_000;
+
+/// A flow whose progress writes have failed for this long is not ready.
+const PROGRESS_FAILING_MS: i64 = 30_000;
 
 /// Quantiles `/status` reports.
 const QUANTILES: [f64; 3] = [0.5, 0.99, 0.999];
@@ -142,7 +146,9 @@ pub(super) fn with_type(
 /// (`exclusive: true`) or that has not finished starting, whose source Fetches or target
 /// Produces fail, with a failed partition, that is behind with nothing acknowledged for
 /// [`STALLED_MS`], or that acknowledged nothing for as long while a running partition had
-/// no Fetch answered (its lag unknown, not 0: a flow that cannot fetch at all).
+/// no Fetch answered (its lag unknown, not 0: a flow that cannot fetch at all), with a
+/// partition behind whose position did not move for as long, or whose progress writes
+/// failed for [`PROGRESS_FAILING_MS`].
 pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
     let mut reasons = Vec::new();
     for f in flows {
@@ -191,6 +197,22 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
                     (now_ms - counted_ms) / 1000
                 ));
             }
+            // One partition stuck while the others go on (its target leader is gone, say):
+            // the flow acknowledges, so only the partition's own position tells.
+            let behind = p.lag_records().filter(|lag| *lag > 0);
+            let still_ms = now_ms - p.advanced_ms().max(f.started_ms());
+            if let Some(lag) = behind.filter(|_| !idle && still_ms > STALLED_MS) {
+                if p.state() == PartitionState::Running {
+                    reasons.push(format!(
+                        "flow {}: partition {}-{}: {lag} records behind and not advanced for {} s: {}",
+                        f.name,
+                        sp.topic,
+                        sp.partition,
+                        still_ms / 1000,
+                        p.last_error().unwrap_or_default()
+                    ));
+                }
+            }
             if p.state() == PartitionState::Failed {
                 reasons.push(format!(
                     "flow {}: partition {}-{} failed: {}",
@@ -198,6 +220,16 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
                     sp.topic,
                     sp.partition,
                     p.last_error().unwrap_or_default()
+                ));
+            }
+        }
+        // A restart would mirror again what was acknowledged since the last write.
+        if let Some((since, error)) = f.offsets().and_then(|o| o.progress.write_failing()) {
+            if now_ms - since > PROGRESS_FAILING_MS {
+                reasons.push(format!(
+                    "flow {}: mirror progress not written for {} s: {error}",
+                    f.name,
+                    (now_ms - since) / 1000
                 ));
             }
         }

@@ -148,6 +148,9 @@ pub struct Progress {
     writing: tokio::sync::Mutex<()>,
     /// The largest batch the progress topic accepts (`max.message.bytes`).
     max_batch_bytes: AtomicUsize,
+    /// Since when (unix ms) the periodic writes fail, and the last error; `None` while
+    /// they succeed.
+    write_failing: Mutex<Option<(i64, String)>>,
 }
 
 /// Entries taken out of `dirty` for a write; whatever was not written when this is dropped
@@ -232,7 +235,31 @@ impl Progress {
             }),
             writing: tokio::sync::Mutex::new(()),
             max_batch_bytes: AtomicUsize::new(max_batch_bytes),
+            write_failing: Mutex::new(None),
         }
+    }
+
+    /// Since when (unix ms) the periodic progress writes fail, with the last error; `None`
+    /// while they succeed.
+    pub fn write_failing(&self) -> Option<(i64, String)> {
+        self.write_failing
+            .lock()
+            .expect("write failing lock")
+            .clone()
+    }
+
+    /// Records the outcome of a periodic write.
+    fn note_write(&self, result: Result<(), &ClientError>) {
+        let mut failing = self.write_failing.lock().expect("write failing lock");
+        *failing = match result {
+            Ok(()) => None,
+            Err(e) => {
+                let since = failing
+                    .as_ref()
+                    .map_or_else(crate::telemetry::stats::now_ms, |f| f.0);
+                Some((since, e.to_string()))
+            }
+        };
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -424,6 +451,7 @@ impl Progress {
                 _ = stop.cancelled() => break,
                 written = self.write(&target) => written,
             };
+            self.note_write(written.as_ref().map(|_| ()));
             if let Err(e) = written {
                 failing
                     .get_or_insert_with(Failing::new)

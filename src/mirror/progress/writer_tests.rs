@@ -104,3 +104,23 @@ async fn a_stop_does_not_wait_for_a_write_the_target_never_answers() {
     assert!(!progress.take().entries.is_empty());
     let _ = broker.shutdown().await;
 }
+
+/// A write that fails is remembered with the time of the first failure, for `/readyz`,
+/// until one succeeds.
+#[test]
+fn failing_writes_are_kept_from_the_first_until_one_succeeds() {
+    let progress = Progress::new("f", codec::Loaded::default(), 1 << 20);
+    assert_eq!(progress.write_failing(), None);
+    let refused = |why: &str| crate::client::ClientError::NoBroker {
+        cluster: "west".into(),
+        last_error: why.into(),
+    };
+    progress.note_write(Err(&refused("connection refused")));
+    let (since, _) = progress.write_failing().unwrap();
+    progress.note_write(Err(&refused("timed out")));
+    let (again, error) = progress.write_failing().unwrap();
+    assert_eq!(again, since, "failing since the first failure");
+    assert!(error.contains("timed out"), "the last error: {error}");
+    progress.note_write(Ok(()));
+    assert_eq!(progress.write_failing(), None);
+}

@@ -58,10 +58,13 @@ pub struct PartitionStats {
     last_error: Mutex<Option<String>>,
     /// When the flow first counted this partition (ms since the epoch).
     created_ms: i64,
+    /// When its position last moved forward (ms since the epoch; `created_ms` before).
+    advanced_ms: AtomicI64,
 }
 
 impl PartitionStats {
     pub(super) fn new(position: i64) -> Self {
+        let now = super::now_ms();
         Self {
             high_watermark: AtomicI64::new(-1),
             last_stable_offset: AtomicI64::new(-1),
@@ -71,7 +74,8 @@ impl PartitionStats {
             last_mirrored_ms: AtomicI64::new(i64::MIN),
             state: AtomicU8::new(PartitionState::Running as u8),
             last_error: Mutex::new(None),
-            created_ms: super::now_ms(),
+            created_ms: now,
+            advanced_ms: AtomicI64::new(now),
         }
     }
 
@@ -107,8 +111,18 @@ impl PartitionStats {
     }
 
     pub fn advanced(&self, next_source_offset: i64) {
-        self.position
+        let before = self
+            .position
             .fetch_max(next_source_offset, Ordering::Relaxed);
+        if before < next_source_offset {
+            self.advanced_ms.store(super::now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// When its position last moved forward (ms since the epoch; when the flow counted it,
+    /// before).
+    pub fn advanced_ms(&self) -> i64 {
+        self.advanced_ms.load(Ordering::Relaxed)
     }
 
     /// The timestamp of the oldest batch now held (`None`: nothing held).

@@ -161,3 +161,40 @@ fn a_flow_whose_partition_was_never_fetched_is_not_ready_after_a_minute() {
         reasons(now + 61_000)
     );
 }
+
+/// One partition stuck while another goes on (its target leader is gone): the flow keeps
+/// acknowledging, but once the stuck partition, behind, has not advanced for a minute the
+/// flow is not ready, and the reason names it.
+#[test]
+fn a_partition_behind_that_does_not_advance_for_a_minute_is_not_ready() {
+    let (f, p0) = started_with_a_partition();
+    let p1 = f.partition(
+        &SourcePartition {
+            topic: "t".into(),
+            partition: 1,
+        },
+        0,
+    );
+    p0.fetched(100, 100);
+    p1.fetched(100, 100);
+    p0.advanced(100);
+    let now = now_ms();
+    // t-0 acknowledged a moment before each look: the flow is not idle.
+    f.last_ack_ms.store(now + 60_000, Ordering::Relaxed);
+    assert!(
+        not_ready_at(&f, now + 30_000).is_empty(),
+        "{:?}",
+        not_ready_at(&f, now + 30_000)
+    );
+    let stuck = not_ready_at(&f, now + 61_000);
+    assert!(
+        stuck.len() == 1 && stuck[0].contains("partition t-1: 100 records behind and not advanced"),
+        "{stuck:?}"
+    );
+    p1.advanced(100);
+    assert!(
+        not_ready_at(&f, now + 61_000).is_empty(),
+        "caught up: {:?}",
+        not_ready_at(&f, now + 61_000)
+    );
+}

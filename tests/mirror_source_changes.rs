@@ -3,6 +3,7 @@
 //!
 //! - A source topic deleted and re-created (its topic id changes) stops that topic, until
 //!   a reload takes it out of the flow.
+//! - Records deleted before they were mirrored stop their partition, naming the log start.
 //! - A batch that fails its CRC on the source's disk stops its partition after everything
 //!   before it is mirrored, whether it was to be merged or forwarded as it is.
 //! - A source log that diverged from what was mirrored (an unclean leader election) stops
@@ -103,6 +104,51 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
             .is_some_and(|p| p.len() == 1 && p[0]["topic"] == "keep"),
         "{partitions}"
     );
+}
+
+/// Records deleted on the source (DeleteRecords) before they were mirrored: the partition
+/// stops, and the ERROR and `/status` give the source log's real start (a Fetch answer
+/// with an error carries -1) and its lag, the records it can no longer mirror included.
+#[test]
+fn records_deleted_before_they_were_mirrored_stop_the_partition_naming_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let admin = |args: &[&str]| admin(&source.addr(), args);
+    admin(&["create", "trimmed", "1"]);
+    admin(&["produce", "trimmed", "a", "10"]);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow("trimmed"),
+    );
+    let listen = add_telemetry_listener(&config);
+    let mut daemon = DaemonProcess::start(&config);
+    wait_records(&target.addr(), "trimmed", 10, &daemon);
+    daemon.terminate_ok();
+    // While the daemon is stopped: ten more records, of which five are deleted.
+    admin(&["produce", "trimmed", "b", "10"]);
+    support::groups::groups(
+        "delete",
+        &source.addr(),
+        "trimmed",
+        None,
+        &["--before", "0:15"],
+    );
+    let daemon = DaemonProcess::start(&config);
+    let line = daemon
+        .log
+        .wait_for_line("Source offset out of range", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("no out-of-range error:\n{}", daemon.log.tail(40)));
+    assert!(
+        line.contains("ERROR")
+            && line.contains("log_start_offset=15")
+            && line.contains("deleted_records=5"),
+        "{line}"
+    );
+    assert_failed(&listen, "trimmed", 0, "the source log starts at 15");
+    let p = status(&listen)["flows"][0]["partitions"][0].clone();
+    assert_eq!(p["lag_records"], 10, "{p}");
 }
 
 /// A source batch that fails its CRC (a byte flipped on the source's disk) stops its

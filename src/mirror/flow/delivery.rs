@@ -2,17 +2,63 @@
 //! range, a diverged source log, a corrupt batch) stop the partition with an ERROR; data is
 //! sliced from the fetch offset, charged to the flow's memory and queued as a [`Chunk`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kmirror_wire::errors::ResponseError;
 
 use super::fetching::ALONE_FROM_BYTES;
 use super::{FlowRunner, PARTITION_FETCH_BYTES};
-use crate::client::fetch;
+use crate::client::{fetch, list_offsets, ClusterClient};
 use crate::mirror::memory::Reservation;
 use crate::mirror::pipeline::Chunk;
 use crate::mirror::progress::SourcePartition;
-use crate::telemetry::stats::PartitionState;
+use crate::telemetry::stats::{PartitionState, PartitionStats};
+
+/// Why `offset` of `sp` is out of range on the source, from its leader's log start and end
+/// (ListOffsets): logged at ERROR and kept as the partition's error; the end also makes
+/// the failed partition's lag known.
+async fn report_out_of_range(
+    flow: String,
+    source: Arc<ClusterClient>,
+    sp: SourcePartition,
+    offset: i64,
+    stats: Arc<PartitionStats>,
+) {
+    let ends = async {
+        let leader = source.leader(&sp.topic, sp.partition).await.ok()?;
+        let epoch = source.metadata().leader_epoch(&sp.topic, sp.partition);
+        let mut ends = [0; 2];
+        for (end, at) in ends
+            .iter_mut()
+            .zip([list_offsets::EARLIEST, list_offsets::LATEST])
+        {
+            match list_offsets::list_offset(&leader, &sp.topic, sp.partition, epoch, at).await {
+                Ok((0, o)) => *end = o,
+                _ => return None,
+            }
+        }
+        Some(ends)
+    };
+    // The partition's error is set before the ERROR is logged: whoever reads the log
+    // finds it in /status.
+    let failed = |why: String| stats.set_state(PartitionState::Failed, Some(why));
+    match ends.await {
+        Some([start, end]) if offset < start => {
+            stats.listed(end);
+            failed(format!("offset {offset} out of range: the source log starts at {start}, so offsets {offset} to {} were deleted before they were mirrored", start - 1));
+            tracing::error!(%flow, topic = %sp.topic, partition = sp.partition, offset, log_start_offset = start, log_end_offset = end, deleted_records = start - offset, "Source offset out of range: records were deleted before they were mirrored. The partition is stopped; nothing is skipped silently.");
+        }
+        Some([start, end]) => {
+            stats.listed(end);
+            failed(format!("offset {offset} out of range: the source log ends at {end}, before the mirrored position"));
+            tracing::error!(%flow, topic = %sp.topic, partition = sp.partition, offset, log_start_offset = start, log_end_offset = end, "Source offset out of range: the source log ends before the mirrored position (it lost records the mirror holds: an unclean leader election, or a log truncated by hand). The partition is stopped; nothing is skipped silently.");
+        }
+        None => {
+            tracing::error!(%flow, topic = %sp.topic, partition = sp.partition, offset, "Source offset out of range (the source's log start and end could not be read). The partition is stopped; nothing is skipped silently.");
+        }
+    }
+}
 
 /// A partition the source answered with an error is asked again after this (Kafka
 /// answers at once for partitions in error: do not spin on them).
@@ -47,16 +93,22 @@ impl FlowRunner {
             let error = ResponseError::try_from_code(g.error_code)
                 .unwrap_or(ResponseError::UnknownServerError);
             if error == ResponseError::OffsetOutOfRange {
-                tracing::error!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = r.next_fetch_offset, log_start_offset = g.log_start_offset, high_watermark = g.high_watermark, "Source offset out of range: records were deleted before they were mirrored. The partition is paused; nothing is skipped silently.");
+                // The Fetch answer carries -1 for both ends with an error: the source's
+                // leader is asked for them, and the ERROR names them.
+                let offset = r.next_fetch_offset;
                 r.stop();
                 self.stats.failed("offset_out_of_range", &error);
                 r.stats.set_state(
                     PartitionState::Failed,
-                    Some(format!(
-                        "offset {} out of range (source log starts at {}): records were deleted before they were mirrored",
-                        r.next_fetch_offset, g.log_start_offset
-                    )),
+                    Some(format!("offset {offset} out of range on the source")),
                 );
+                tokio::spawn(report_out_of_range(
+                    self.flow.name.clone(),
+                    self.source.clone(),
+                    sp,
+                    offset,
+                    r.stats.clone(),
+                ));
                 return false;
             }
             tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, %error, "Fetch error for partition.");

@@ -95,6 +95,9 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
         dry.contains("Dry run") && dry.contains("did not answer"),
         "{dry}"
     );
+    // A group outside the flow's groups: said so, not blamed on a setting that is on.
+    let (ok, err) = kmirror_run(&["failover", &config, "--flow", FLOW, "--group", "other"]);
+    assert!(!ok && err.contains("not one of the flow's groups"), "{err}");
     let out = kmirror_ok(&["failover", &config, "--flow", FLOW, "--group", "app"]);
     assert!(out.contains("Committed"), "{out}");
     let after = consume(&target.addr(), TOPIC, "app");

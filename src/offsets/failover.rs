@@ -183,10 +183,20 @@ async fn source_offsets(
                 why,
             },
         )),
-        None => Err(format!(
-            "the source cluster did not answer ({why}), and flow {} kept no offsets of group {group} (they are kept while groups.sync_offsets is on)",
-            offsets.flow.name
-        )),
+        None => {
+            let flow = &offsets.flow.name;
+            // The group sync keeps what it reads of the groups the flow's filter matches.
+            let kept = match &offsets.flow.groups {
+                Some(g) if g.filter.matches(group) => {
+                    "the group sync has not read its offsets yet".to_string()
+                }
+                Some(_) => "it is not one of the flow's groups (groups.include / exclude), whose offsets the group sync keeps".to_string(),
+                None => "the flow has no groups block, so no group sync keeps offsets".to_string(),
+            };
+            Err(format!(
+                "the source cluster did not answer ({why}), and flow {flow} kept no offsets of group {group}: {kept}"
+            ))
+        }
     }
 }
 

@@ -186,7 +186,8 @@ pub fn render(rows: &[PartitionOffsets]) -> String {
                 format!("below the source log start {log_start}: goes on from there")
             }
             Translation::BeforeMap { map_start } => {
-                format!("mirrored before the offset map began at {map_start}")
+                // Not mirrored (start_from: latest) or mirrored before the map restarted.
+                format!("before the offset map, which begins at {map_start}")
             }
             other => state_name(&other).to_string(),
         };

@@ -342,7 +342,7 @@ pub fn describe(translation: &Translation, source_offset: i64) -> String {
             "source offset {source_offset} is below the source log start {log_start}, which is not mirrored yet"
         ),
         Translation::BeforeMap { map_start } => format!(
-            "source offset {source_offset} was mirrored before the offset map began at {map_start}"
+            "source offset {source_offset} is before the offset map, which begins at {map_start} (not mirrored, or mirrored into another target topic)"
         ),
         Translation::Exact { target_offset } | Translation::Gap { target_offset } => {
             format!("translates to {target_offset}")

@@ -173,7 +173,8 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
         ];
         for (side, cluster, since) in failing {
             if let Some(since) = since {
-                let error = f.last_error().map(|(_, e)| e).unwrap_or_default();
+                // That side's own error, not the flow's last (the other side's, maybe).
+                let error = f.side_error(side == "source");
                 reasons.push(format!(
                     "flow {}: {side} {cluster} failing for {} s: {error}",
                     f.name,

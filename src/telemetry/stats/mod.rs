@@ -32,6 +32,10 @@ pub use unmirrored::UnmirroredTopic;
 const LATENCY_MAX_MS: u64 = 7 * 24 * 3600 * 1000;
 const LATENCY_DIGITS: u8 = 2;
 
+/// Indexes of `side_errors`.
+const SOURCE: usize = 0;
+const TARGET: usize = 1;
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -75,6 +79,9 @@ pub struct FlowStats {
     target_failing_since_ms: AtomicI64,
     /// The same for the source's Fetches.
     source_failing_since_ms: AtomicI64,
+    /// The last error of the source's Fetches and of the target's Produces, each apart:
+    /// what `/readyz` says a failing side fails with.
+    side_errors: Mutex<[String; 2]>,
     retries: Mutex<BTreeMap<&'static str, u64>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
     last_error: Mutex<Option<(i64, String)>>,
@@ -127,6 +134,7 @@ impl FlowStats {
             started_ms: AtomicI64::new(0),
             target_failing_since_ms: AtomicI64::new(0),
             source_failing_since_ms: AtomicI64::new(0),
+            side_errors: Mutex::default(),
             retries: Mutex::default(),
             errors: Mutex::default(),
             last_error: Mutex::default(),
@@ -319,6 +327,7 @@ impl FlowStats {
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
+        self.side_errors.lock().expect("side errors lock")[TARGET] = error.to_string();
         *self.last_error.lock().expect("error lock") = Some((now, error.to_string()));
     }
 
@@ -331,7 +340,14 @@ impl FlowStats {
             Ordering::Relaxed,
             Ordering::Relaxed,
         );
+        self.side_errors.lock().expect("side errors lock")[SOURCE] = error.to_string();
         *self.last_error.lock().expect("error lock") = Some((now, error.to_string()));
+    }
+
+    /// The last error of the source's Fetches (`source`) or of the target's Produces.
+    pub fn side_error(&self, source: bool) -> String {
+        let side = if source { SOURCE } else { TARGET };
+        self.side_errors.lock().expect("side errors lock")[side].clone()
     }
 
     /// A Fetch from the source was answered.

@@ -198,3 +198,23 @@ fn a_partition_behind_that_does_not_advance_for_a_minute_is_not_ready() {
         not_ready_at(&f, now + 61_000)
     );
 }
+
+/// Each failing side is reported with its own last error: a source error that came after
+/// the target's is not shown as the reason the target fails.
+#[test]
+fn a_failing_side_is_reported_with_its_own_error() {
+    let (f, _) = started_with_a_partition();
+    f.produce_retry("retriable", &"partition 0 has no leader");
+    f.source_failed(&"OFFSET_OUT_OF_RANGE");
+    let reasons = not_ready_at(&f, now_ms());
+    let target = reasons.iter().find(|r| r.contains("target b failing"));
+    assert!(
+        target.is_some_and(|r| r.ends_with("partition 0 has no leader")),
+        "{reasons:?}"
+    );
+    let source = reasons.iter().find(|r| r.contains("source a failing"));
+    assert!(
+        source.is_some_and(|r| r.ends_with("OFFSET_OUT_OF_RANGE")),
+        "{reasons:?}"
+    );
+}

@@ -183,6 +183,8 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
             }
         }
         let idle = now_ms - f.last_ack_or_started_ms() > STALLED_MS;
+        // Under its rate limits a flow's partitions take turns: one may wait a minute.
+        let rate_limited = now_ms - f.throttled_ms() < STALLED_MS;
         for (sp, p) in f.partitions() {
             let counted_ms = p.created_ms().max(f.started_ms());
             if idle
@@ -202,7 +204,7 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
             // the flow acknowledges, so only the partition's own position tells.
             let behind = p.lag_records().filter(|lag| *lag > 0);
             let still_ms = now_ms - p.advanced_ms().max(f.started_ms());
-            if let Some(lag) = behind.filter(|_| !idle && still_ms > STALLED_MS) {
+            if let Some(lag) = behind.filter(|_| !idle && !rate_limited && still_ms > STALLED_MS) {
                 if p.state() == PartitionState::Running {
                     reasons.push(format!(
                         "flow {}: partition {}-{}: {lag} records behind and not advanced for {} s: {}",

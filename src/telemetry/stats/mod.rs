@@ -58,6 +58,8 @@ pub struct FlowStats {
     /// Fetch requests the source answered (Kafka's consumer: fetch-total).
     fetch_requests: AtomicU64,
     throttle_wait_us: AtomicU64,
+    /// Unix ms when a batch last waited for the flow's rate limits; 0 before.
+    throttled_ms: AtomicI64,
     in_flight_bytes: AtomicU64,
     started: AtomicBool,
     /// Why the flow has not started yet: the latest error of its setup (progress,
@@ -124,6 +126,7 @@ impl FlowStats {
             fetched_bytes: AtomicU64::new(0),
             fetch_requests: AtomicU64::new(0),
             throttle_wait_us: AtomicU64::new(0),
+            throttled_ms: AtomicI64::new(0),
             in_flight_bytes: AtomicU64::new(0),
             started: AtomicBool::new(false),
             start_error: Mutex::default(),
@@ -383,6 +386,14 @@ impl FlowStats {
     pub fn throttled(&self, waited_us: u64) {
         self.throttle_wait_us
             .fetch_add(waited_us, Ordering::Relaxed);
+        if waited_us > 0 {
+            self.throttled_ms.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// Unix ms when a batch last waited for the flow's rate limits (0: never).
+    pub fn throttled_ms(&self) -> i64 {
+        self.throttled_ms.load(Ordering::Relaxed)
     }
 
     /// A Fetch response carried `bytes` of records for one partition.

@@ -191,6 +191,14 @@ fn a_partition_behind_that_does_not_advance_for_a_minute_is_not_ready() {
         stuck.len() == 1 && stuck[0].contains("partition t-1: 100 records behind and not advanced"),
         "{stuck:?}"
     );
+    // Under the flow's rate limits the partitions take turns: not flagged.
+    f.throttled_ms.store(now + 30_000, Ordering::Relaxed);
+    assert!(
+        not_ready_at(&f, now + 61_000).is_empty(),
+        "rate limited: {:?}",
+        not_ready_at(&f, now + 61_000)
+    );
+    f.throttled_ms.store(0, Ordering::Relaxed);
     p1.advanced(100);
     assert!(
         not_ready_at(&f, now + 61_000).is_empty(),

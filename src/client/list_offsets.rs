@@ -9,6 +9,8 @@ use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kmirror_wire::messenger::{Messenger, RequestError};
 
+use super::{ClientError, ClusterClient};
+
 /// The first ListOffsets version with a partition's `current_leader_epoch`
 /// (ListOffsetsRequest.json).
 const FIRST_WITH_LEADER_EPOCH: i16 = 4;
@@ -49,6 +51,31 @@ pub async fn list_offset(
         .cloned()
         .unwrap_or_default();
     Ok((p.error_code, p.offset))
+}
+
+impl ClusterClient {
+    /// The offset for `timestamp` of `topic`/`partition`, asked of its leader with the
+    /// leader epoch of the cached metadata; an error code in the answer is an error.
+    pub async fn list_offset(
+        &self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<i64, ClientError> {
+        let m = self.leader(topic, partition).await?;
+        let epoch = self.metadata().leader_epoch(topic, partition);
+        let (code, offset) = list_offset(&m, topic, partition, epoch, timestamp)
+            .await
+            .map_err(|source| ClientError::Request {
+                cluster: self.name().to_string(),
+                source,
+            })?;
+        let what = format!("ListOffsets of {topic}-{partition}");
+        match ClientError::from_code(self.name(), &what, code, None) {
+            Some(e) => Err(e),
+            None => Ok(offset),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -54,20 +54,17 @@ pub struct PartitionOffsets {
 impl FlowOffsets {
     /// The source log start offset of `topic`/`partition`, if the source answers.
     async fn log_start(&self, topic: &str, partition: i32) -> Option<i64> {
-        let leader = match self.source.leader(topic, partition).await {
-            Ok(leader) => leader,
+        let earliest = || {
+            self.source
+                .list_offset(topic, partition, list_offsets::EARLIEST)
+        };
+        match earliest().await {
+            Ok(offset) => Some(offset),
             // Not in the cached metadata yet (a fresh client): refresh once.
             Err(_) => {
                 self.source.refresh_metadata().await.ok()?;
-                self.source.leader(topic, partition).await.ok()?
+                earliest().await.ok()
             }
-        };
-        let epoch = self.source.metadata().leader_epoch(topic, partition);
-        match list_offsets::list_offset(&leader, topic, partition, epoch, list_offsets::EARLIEST)
-            .await
-        {
-            Ok((0, offset)) => Some(offset),
-            _ => None,
         }
     }
 

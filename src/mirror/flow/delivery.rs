@@ -26,19 +26,9 @@ async fn report_out_of_range(
     stats: Arc<PartitionStats>,
 ) {
     let ends = async {
-        let leader = source.leader(&sp.topic, sp.partition).await.ok()?;
-        let epoch = source.metadata().leader_epoch(&sp.topic, sp.partition);
-        let mut ends = [0; 2];
-        for (end, at) in ends
-            .iter_mut()
-            .zip([list_offsets::EARLIEST, list_offsets::LATEST])
-        {
-            match list_offsets::list_offset(&leader, &sp.topic, sp.partition, epoch, at).await {
-                Ok((0, o)) => *end = o,
-                _ => return None,
-            }
-        }
-        Some(ends)
+        let start = source.list_offset(&sp.topic, sp.partition, list_offsets::EARLIEST);
+        let end = source.list_offset(&sp.topic, sp.partition, list_offsets::LATEST);
+        Some([start.await.ok()?, end.await.ok()?])
     };
     // The partition's error is set before the ERROR is logged: whoever reads the log
     // finds it in /status.

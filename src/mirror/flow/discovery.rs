@@ -228,20 +228,8 @@ impl Discovery {
         };
         let source = &self.source;
         let got = source
-            .retry("ListOffsets", Some(Duration::from_secs(30)), || async {
-                let m = source.leader(&sp.topic, sp.partition).await?;
-                let epoch = source.metadata().leader_epoch(&sp.topic, sp.partition);
-                let (code, offset) =
-                    list_offsets::list_offset(&m, &sp.topic, sp.partition, epoch, timestamp)
-                        .await
-                        .map_err(|e| ClientError::Request {
-                            cluster: source.name().to_string(),
-                            source: e,
-                        })?;
-                match ClientError::from_code(source.name(), "ListOffsets", code, None) {
-                    Some(e) => Err(e),
-                    None => Ok(offset),
-                }
+            .retry("ListOffsets", Some(Duration::from_secs(30)), || {
+                source.list_offset(&sp.topic, sp.partition, timestamp)
             })
             .await;
         match got {

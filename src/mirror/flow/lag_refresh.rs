@@ -70,17 +70,11 @@ fn due(stats: &PartitionStats, now_ms: i64) -> bool {
 /// cannot say is left as it was: the next refresh asks again.
 async fn refresh(source: Arc<ClusterClient>, stale: Vec<(SourcePartition, Arc<PartitionStats>)>) {
     for (sp, stats) in stale {
-        let Ok(m) = source.leader(&sp.topic, sp.partition).await else {
-            continue;
-        };
-        let epoch = source.metadata().leader_epoch(&sp.topic, sp.partition);
-        match list_offsets::list_offset(&m, &sp.topic, sp.partition, epoch, list_offsets::LATEST)
+        match source
+            .list_offset(&sp.topic, sp.partition, list_offsets::LATEST)
             .await
         {
-            Ok((0, offset)) => stats.listed(offset),
-            Ok((code, _)) => {
-                tracing::debug!(topic = %sp.topic, partition = sp.partition, code, "No log end offset for the lag.")
-            }
+            Ok(offset) => stats.listed(offset),
             Err(e) => {
                 tracing::debug!(topic = %sp.topic, partition = sp.partition, error = %e, "No log end offset for the lag.")
             }

@@ -88,19 +88,10 @@ pub(super) struct TargetLog<'a> {
 
 impl TargetLog<'_> {
     async fn list_offset(&self, timestamp: i64) -> Result<i64, ClientError> {
-        let m = self.target.leader(PROGRESS_TOPIC, 0).await?;
-        let epoch = self.target.metadata().leader_epoch(PROGRESS_TOPIC, 0);
-        let (code, offset) = list_offsets::list_offset(&m, PROGRESS_TOPIC, 0, epoch, timestamp)
-            .await
-            .map_err(request(self.target))?;
-        if let Some(e) = ClientError::from_code(
-            self.target.name(),
-            "ListOffsets on the progress topic",
-            code,
-            None,
-        ) {
-            return Err(e);
-        }
+        let offset = self
+            .target
+            .list_offset(PROGRESS_TOPIC, 0, timestamp)
+            .await?;
         if offset < 0 {
             return Err(ClientError::Incomplete {
                 cluster: self.target.name().to_string(),

@@ -27,6 +27,21 @@ fn not_ready_at(f: &Arc<FlowStats>, now_ms: i64) -> Vec<String> {
     crate::telemetry::http::not_ready(std::slice::from_ref(f), now_ms)
 }
 
+/// Asserts that `f` is ready at `now_ms` (`why`: what the case is).
+fn assert_ready_at(f: &Arc<FlowStats>, now_ms: i64, why: &str) {
+    let reasons = not_ready_at(f, now_ms);
+    assert!(reasons.is_empty(), "{why}: {reasons:?}");
+}
+
+/// Asserts that `f` is not ready at `now_ms` for one reason, which contains `needle`.
+fn assert_one_reason_at(f: &Arc<FlowStats>, now_ms: i64, needle: &str) {
+    let reasons = not_ready_at(f, now_ms);
+    assert!(
+        reasons.len() == 1 && reasons[0].contains(needle),
+        "{reasons:?}"
+    );
+}
+
 #[test]
 fn lag_is_the_fetchable_end_minus_position_and_its_age_that_of_the_oldest_held_batch() {
     let f = flow();
@@ -68,19 +83,13 @@ fn lag_is_the_fetchable_end_minus_position_and_its_age_that_of_the_oldest_held_b
 fn a_flow_behind_is_stalled_only_once_nothing_was_acknowledged_for_a_minute_since_it_started() {
     let (f, p) = started_with_a_partition();
     p.fetched(1_000, 1_000);
-    let reasons = |now_ms| not_ready_at(&f, now_ms);
     let now = now_ms();
-    // Behind since it started, 27 s ago (a rate limit): not stalled yet.
-    assert!(
-        reasons(now + 27_000).is_empty(),
-        "{:?}",
-        reasons(now + 27_000)
+    assert_ready_at(
+        &f,
+        now + 27_000,
+        "behind since it started 27 s ago: not stalled yet",
     );
-    let stalled = reasons(now + 61_000);
-    assert!(
-        stalled.len() == 1 && stalled[0].contains("nothing acknowledged for over 60 s"),
-        "{stalled:?}"
-    );
+    assert_one_reason_at(&f, now + 61_000, "nothing acknowledged for over 60 s");
 }
 
 #[test]
@@ -101,19 +110,9 @@ fn a_flow_started_again_counts_its_minute_from_that_start() {
     // Started again two minutes later, as set_started(true) would record it then.
     f.started_ms.store(now_ms() + 120_000, Ordering::Relaxed);
     f.started.store(true, Ordering::Relaxed);
-    let reasons = |now_ms| not_ready_at(&f, now_ms);
     let now = now_ms();
-    assert!(
-        reasons(now + 150_000).is_empty(),
-        "{:?}",
-        reasons(now + 150_000)
-    );
-    assert_eq!(
-        reasons(now + 181_000).len(),
-        1,
-        "{:?}",
-        reasons(now + 181_000)
-    );
+    assert_ready_at(&f, now + 150_000, "started again 30 s before");
+    assert_one_reason_at(&f, now + 181_000, "");
 }
 
 #[test]
@@ -141,25 +140,11 @@ fn lag_counts_up_to_the_last_stable_offset_not_past_an_open_transaction() {
 #[test]
 fn a_flow_whose_partition_was_never_fetched_is_not_ready_after_a_minute() {
     let (f, p) = started_with_a_partition();
-    let reasons = |now_ms| not_ready_at(&f, now_ms);
     let now = now_ms();
-    assert!(
-        reasons(now + 27_000).is_empty(),
-        "{:?}",
-        reasons(now + 27_000)
-    );
-    let unfetched = reasons(now + 61_000);
-    assert!(
-        unfetched.len() == 1 && unfetched[0].contains("partition t-0: no Fetch answered"),
-        "{unfetched:?}"
-    );
-    // Answered, and nothing to mirror: ready.
+    assert_ready_at(&f, now + 27_000, "no Fetch answered for 27 s");
+    assert_one_reason_at(&f, now + 61_000, "partition t-0: no Fetch answered");
     p.fetched(0, 0);
-    assert!(
-        reasons(now + 61_000).is_empty(),
-        "{:?}",
-        reasons(now + 61_000)
-    );
+    assert_ready_at(&f, now + 61_000, "answered, and nothing to mirror");
 }
 
 /// One partition stuck while another goes on (its target leader is gone): the flow keeps
@@ -181,30 +166,18 @@ fn a_partition_behind_that_does_not_advance_for_a_minute_is_not_ready() {
     let now = now_ms();
     // t-0 acknowledged a moment before each look: the flow is not idle.
     f.last_ack_ms.store(now + 60_000, Ordering::Relaxed);
-    assert!(
-        not_ready_at(&f, now + 30_000).is_empty(),
-        "{:?}",
-        not_ready_at(&f, now + 30_000)
-    );
-    let stuck = not_ready_at(&f, now + 61_000);
-    assert!(
-        stuck.len() == 1 && stuck[0].contains("partition t-1: 100 records behind and not advanced"),
-        "{stuck:?}"
+    assert_ready_at(&f, now + 30_000, "not advanced for 30 s");
+    assert_one_reason_at(
+        &f,
+        now + 61_000,
+        "partition t-1: 100 records behind and not advanced",
     );
     // Under the flow's rate limits the partitions take turns: not flagged.
     f.throttled_ms.store(now + 30_000, Ordering::Relaxed);
-    assert!(
-        not_ready_at(&f, now + 61_000).is_empty(),
-        "rate limited: {:?}",
-        not_ready_at(&f, now + 61_000)
-    );
+    assert_ready_at(&f, now + 61_000, "rate limited");
     f.throttled_ms.store(0, Ordering::Relaxed);
     p1.advanced(100);
-    assert!(
-        not_ready_at(&f, now + 61_000).is_empty(),
-        "caught up: {:?}",
-        not_ready_at(&f, now + 61_000)
-    );
+    assert_ready_at(&f, now + 61_000, "caught up");
 }
 
 /// Each failing side is reported with its own last error: a source error that came after

@@ -26,6 +26,8 @@ pub struct Metrics {
     /// It owns the instruments and the readers.
     provider: SdkMeterProvider,
     meter: Meter,
+    /// The flows exported now: series of flows removed since are left out ([`Metrics::encode`]).
+    flows: Arc<Flows>,
 }
 
 /// Latency bucket bounds in seconds: 1 ms to 1 h, each 25% above the one before.
@@ -79,11 +81,12 @@ impl Metrics {
         }
         let provider = provider.build();
         let meter = provider.meter("kmirror");
-        register(&meter, flows);
+        register(&meter, flows.clone());
         Ok(Self {
             registry,
             provider,
             meter,
+            flows,
         })
     }
 
@@ -101,11 +104,24 @@ impl Metrics {
         let _ = self.provider.shutdown();
     }
 
-    /// Every metric in Prometheus text format.
+    /// Every metric in Prometheus text format. The latency histogram keeps the series of
+    /// every flow it ever recorded (the SDK cannot forget an attribute set); those of flows
+    /// a reload removed are left out here, as the observed instruments leave them out.
     pub fn encode(&self) -> Result<String, String> {
+        let flows: std::collections::HashSet<String> =
+            self.flows.all().iter().map(|f| f.name.clone()).collect();
+        let mut families = self.registry.gather();
+        for family in &mut families {
+            family.mut_metric().retain(|m| {
+                m.get_label()
+                    .iter()
+                    .all(|l| l.name() != "flow" || flows.contains(l.value()))
+            });
+        }
+        families.retain(|f| !f.get_metric().is_empty());
         let mut out = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
+            .encode(&families, &mut out)
             .map_err(|e| e.to_string())?;
         String::from_utf8(out).map_err(|e| e.to_string())
     }
@@ -337,5 +353,31 @@ mod tests {
             assert!(text.contains(line), "no {line:?} in\n{text}");
         }
         assert!(latency_bounds().len() > 60 && latency_bounds()[0] == 0.001);
+    }
+
+    #[test]
+    fn a_removed_flow_leaves_the_latency_histogram() {
+        let flows = Arc::new(Flows::default());
+        let metrics = Metrics::new(flows.clone(), None).unwrap();
+        let stats = |name: &str| {
+            let flow = Arc::new(FlowStats::new(name, ("a", "b"), metrics.latency()));
+            flows.add(flow.clone());
+            let sp = crate::mirror::progress::SourcePartition {
+                topic: "orders".into(),
+                partition: 0,
+            };
+            let p = flow.partition(&sp, 0);
+            flow.acknowledged(&p, 1, 100, now_ms() - 10);
+        };
+        stats("kept");
+        stats("removed");
+        let count =
+            |name: &str| format!("kmirror_replication_latency_seconds_count{{flow=\"{name}\"}} 1");
+        let text = metrics.encode().unwrap();
+        assert!(text.contains(&count("removed")), "{text}");
+        flows.remove("removed");
+        let text = metrics.encode().unwrap();
+        assert!(text.contains(&count("kept")), "{text}");
+        assert!(!text.contains("flow=\"removed\""), "{text}");
     }
 }

@@ -342,13 +342,21 @@ mod tests {
         p.fetched(12, 12);
         flow.acknowledged(&p, 7, 700, now_ms() - 250);
         p.advanced(7);
+        // A partition no Fetch or ListOffsets answered yet: counted, with no lag series.
+        let unanswered = crate::mirror::progress::SourcePartition {
+            topic: "orders".into(),
+            partition: 4,
+        };
+        flow.partition(&unanswered, 0);
         let text = metrics.encode().unwrap();
+        assert!(!text.contains("partition=\"4\""), "{text}");
         for line in [
+            "kmirror_lag_unknown_partitions{flow=\"east-to-west\"} 1",
             "kmirror_mirrored_records_total{flow=\"east-to-west\"} 7",
             "kmirror_mirrored_bytes_total{flow=\"east-to-west\"} 700",
             "kmirror_partition_lag_records{flow=\"east-to-west\",partition=\"3\",topic=\"orders\"} 5",
             "kmirror_replication_latency_seconds_count{flow=\"east-to-west\"} 1",
-            "kmirror_partitions{flow=\"east-to-west\",state=\"running\"} 1",
+            "kmirror_partitions{flow=\"east-to-west\",state=\"running\"} 2",
         ] {
             assert!(text.contains(line), "no {line:?} in\n{text}");
         }

@@ -12,7 +12,7 @@ use kafka_protocol::messages::*;
 
 use crate::admin::{alter_one, create_with, row, s};
 use crate::common;
-use crate::harness::{Ctx, Got, Row};
+use crate::harness::{code_or_closed, Ctx, Got, Row};
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -95,31 +95,34 @@ async fn cluster_default_keys(ctx: &Ctx) -> Result<Vec<String>, Got> {
         .collect())
 }
 
-/// Sets `message.max.bytes` as a cluster-wide default, then `log.retention.bytes` for
-/// broker 0, and checks both sources (rows with a broker of their own).
-async fn dynamic_broker_sources(ctx: Ctx) -> Got {
+/// Sets broker key `key` to `value` on broker resource `name` ("" = the cluster-wide
+/// default) with IncrementalAlterConfigs SET.
+async fn set_broker_key(ctx: &Ctx, name: &str, key: &str, value: &str) -> Got {
     use kafka_protocol::messages::incremental_alter_configs_request::{
         AlterConfigsResource, AlterableConfig,
     };
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(BROKER)
+            .with_resource_name(s(name))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(s(key))
+                .with_config_operation(0)
+                .with_value(Some(s(value)))]),
+    ]);
+    code_or_closed(ctx.m.send(&req).await, |(r, _)| r.responses[0].error_code)
+}
+
+/// Sets `message.max.bytes` as a cluster-wide default, then `log.retention.bytes` for
+/// broker 0, and checks both sources (rows with a broker of their own).
+async fn dynamic_broker_sources(ctx: Ctx) -> Got {
     for (name, key, value) in [
         ("", "message.max.bytes", "2000000"),
         ("0", "log.retention.bytes", "5000000"),
     ] {
-        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
-            AlterConfigsResource::default()
-                .with_resource_type(BROKER)
-                .with_resource_name(s(name))
-                .with_configs(vec![AlterableConfig::default()
-                    .with_name(s(key))
-                    .with_config_operation(0)
-                    .with_value(Some(s(value)))]),
-        ]);
-        match ctx.m.send(&req).await {
-            Ok((r, _)) if r.responses[0].error_code != 0 => {
-                return Got::Code(r.responses[0].error_code)
-            }
-            Ok(_) => {}
-            Err(_) => return Got::Closed,
+        match set_broker_key(&ctx, name, key, value).await {
+            Got::Code(0) => {}
+            other => return other,
         }
     }
     let listed = match cluster_default_keys(&ctx).await {
@@ -241,6 +244,16 @@ pub fn rows() -> Vec<Row> {
         row!("DescribeConfigs: another broker's id is INVALID_REQUEST",
             "ConfigHelper.describeConfigs", Got::Code(INVALID_REQUEST),
             |ctx| describe_key(&ctx, (BROKER, "7"), "log.retention.ms").await.map_or_else(|g| g, |d| Got::Answer(format!("{d:?}")))),
+        row!("IncrementalAlterConfigs: broker log.retention.bytes -5 is accepted (any negative: no limit)",
+            "ServerLogConfigs (log.retention.bytes: no validator) / DynamicLogConfig.validateLogLocalRetentionBytes",
+            Got::Code(0), Some(|_| {}), |ctx| {
+                match set_broker_key(&ctx, "0", "log.retention.bytes", "-5").await {
+                    Got::Code(0) => {}
+                    other => return other,
+                }
+                let d = describe_key(&ctx, (BROKER, "0"), "log.retention.bytes").await;
+                expect_described(d, (2, vec![syn("log.retention.bytes", "-5", 2), syn("log.retention.bytes", "-1", 5)]))
+            }),
         row!("IncrementalAlterConfigs: offsets.retention.minutes is not dynamic (INVALID_REQUEST)",
             "DynamicBrokerConfig.AllDynamicConfigs", Got::Code(INVALID_REQUEST),
             |ctx| alter_one(&ctx, (BROKER, "0"), "offsets.retention.minutes", "5").await),

@@ -124,7 +124,16 @@ fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Option<Bytes>
     }
 }
 
-/// Encodes `entries`, in order, as batches of at most `max_batch_bytes` each.
+/// The source partition an entry belongs to, for a map chunk or a position.
+fn partition_of(entry: &Entry) -> Option<&SourcePartition> {
+    match entry {
+        Entry::MapChunk(sp, ..) | Entry::Position(sp, _) => Some(sp),
+        Entry::Group(..) | Entry::Marker => None,
+    }
+}
+
+/// Encodes `entries`, in order, as batches of at most `max_batch_bytes` each. Consecutive
+/// entries of one partition share a batch whenever they fit in one.
 pub(super) fn encode(
     flow: &str,
     entries: &[Entry],
@@ -144,16 +153,39 @@ pub(super) fn encode(
             entries: range,
         });
     };
-    for (i, entry) in entries.iter().enumerate() {
-        let (k, v) = encode_entry(flow, entry, now_ms);
-        let bytes = RECORD_OVERHEAD + k.len() + v.as_ref().map_or(0, Bytes::len);
+    let encoded: Vec<_> = entries
+        .iter()
+        .map(|entry| encode_entry(flow, entry, now_ms))
+        .collect();
+    let sizes: Vec<usize> = encoded
+        .iter()
+        .map(|(k, v)| RECORD_OVERHEAD + k.len() + v.as_ref().map_or(0, Bytes::len))
+        .collect();
+    for (i, (k, v)) in encoded.into_iter().enumerate() {
+        let bytes = sizes[i];
         if BATCH_OVERHEAD + bytes > max_batch_bytes {
             return Err(TooLarge {
                 bytes: BATCH_OVERHEAD + bytes,
                 limit: max_batch_bytes,
             });
         }
-        if size + bytes > max_batch_bytes {
+        // A partition's map chunks and position start a batch of their own when they
+        // would not fit in this one and fit in one alone: a batch is appended whole.
+        let partition_bytes = match partition_of(&entries[i]) {
+            Some(sp) if i == 0 || partition_of(&entries[i - 1]) != Some(sp) => entries[i..]
+                .iter()
+                .zip(&sizes[i..])
+                .take_while(|(e, _)| partition_of(e) == Some(sp))
+                .map(|(_, b)| b)
+                .sum(),
+            _ => bytes,
+        };
+        let needed = if BATCH_OVERHEAD + partition_bytes <= max_batch_bytes {
+            partition_bytes
+        } else {
+            bytes
+        };
+        if size + needed > max_batch_bytes {
             finish(&mut records, first..i);
             first = i;
             size = BATCH_OVERHEAD;

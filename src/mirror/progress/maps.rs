@@ -419,4 +419,58 @@ mod tests {
             .target_topic("t", 1, &topic("c.t", None))
             .is_empty());
     }
+
+    /// A write that needs several batches keeps each partition's map chunks and position
+    /// in one batch (a batch is appended whole), so a crash between two batches never
+    /// leaves a map stored without its position.
+    #[test]
+    fn a_partitions_map_and_position_share_a_batch() {
+        let p = Progress::new("f", Loaded::default(), 1 << 20);
+        let partitions = 40;
+        for partition in 0..partitions {
+            // Gaps make several runs, so each partition's chunk is a few hundred bytes.
+            let runs: Vec<(i64, i64)> = (0..20).map(|r| (r * 10, 5)).collect();
+            p.acknowledged(
+                &sp(partition),
+                Position {
+                    next_source_offset: 200,
+                    next_target_offset: 100,
+                    leader_epoch: None,
+                },
+                Some((0, &runs)),
+            );
+        }
+        let taken = p.take();
+        let owner = |e: &Entry| match e {
+            Entry::MapChunk(sp, ..) | Entry::Position(sp, _) => Some(sp.partition),
+            _ => None,
+        };
+        for pair in taken.entries.windows(2) {
+            if let Entry::MapChunk(sp, ..) = &pair[0] {
+                assert_eq!(owner(&pair[1]), Some(sp.partition), "{:?}", taken.entries);
+            }
+        }
+        let unit_bytes = codec::encode("f", &taken.entries[..2], 1, 1 << 20).unwrap()[0]
+            .bytes
+            .len();
+        // Limits from one partition's batch (with the encoder's allowance of up to 35
+        // bytes per record for lengths and deltas) to four: without the rule, batches end
+        // mid-partition at most of them.
+        for limit in (unit_bytes + 70..unit_bytes * 4).step_by(11) {
+            let batches = codec::encode("f", &taken.entries, 1, limit).unwrap();
+            for b in &batches {
+                assert!(b.bytes.len() <= limit);
+                let first = &taken.entries[b.entries.start];
+                let last = &taken.entries[b.entries.end - 1];
+                assert!(
+                    matches!(first, Entry::MapChunk(..)),
+                    "limit {limit}: a batch starts with {first:?}"
+                );
+                assert!(
+                    matches!(last, Entry::Position(..)),
+                    "limit {limit}: a batch ends with {last:?}"
+                );
+            }
+        }
+    }
 }

@@ -360,12 +360,35 @@ impl Progress {
         Ok(Arc::new(Self::new(flow, loaded, 1 << 20)))
     }
 
-    /// Takes the changed map chunks, the changed positions (current values) and the
+    /// Takes the changed map chunks (each partition's followed by its position when that
+    /// changed too), the other changed positions (current values), the groups and the
     /// marker, in that order.
     fn take(&self) -> Taken<'_> {
         let mut st = self.lock();
-        let mut entries = st.take_map_changes();
-        let dirty = std::mem::take(&mut st.dirty);
+        let mut dirty = std::mem::take(&mut st.dirty);
+        // A partition's map changes are followed by its position, so that one batch
+        // carries both ([`codec::encode`]): a crash between two batches of a write never
+        // leaves a restarted map without the position it belongs to.
+        let changes = st.take_map_changes();
+        let mut entries = Vec::with_capacity(changes.len() + dirty.len());
+        let mut changes = changes.into_iter().peekable();
+        while let Some(change) = changes.next() {
+            let sp = match &change {
+                Entry::MapChunk(sp, ..) => sp.clone(),
+                _ => {
+                    entries.push(change);
+                    continue;
+                }
+            };
+            entries.push(change);
+            let partition_ends =
+                !matches!(changes.peek(), Some(Entry::MapChunk(next, ..)) if *next == sp);
+            if partition_ends && dirty.remove(&sp) {
+                if let Some(p) = st.positions.get(&sp) {
+                    entries.push(Entry::Position(sp, *p));
+                }
+            }
+        }
         entries.extend(dirty.into_iter().filter_map(|sp| {
             let p = *st.positions.get(&sp)?;
             Some(Entry::Position(sp, p))

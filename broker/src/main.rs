@@ -120,9 +120,9 @@ struct Args {
     )]
     connections_max_idle_ms: u64,
     /// Broker default for the topic config segment.bytes (log.segment.bytes; at least 1 MiB
-    /// as in Kafka 4.0, KIP-1030).
+    /// as in Kafka 4.0, KIP-1030; at least 14 bytes with --emulate-kafka before 4.0).
     #[arg(long, env = "KMIRROR_BROKER_SEGMENT_BYTES", default_value_t = 1 << 30,
-          value_parser = clap::value_parser!(u64).range(1 << 20..=i32::MAX as u64))]
+          value_parser = clap::value_parser!(u64).range(14..=i32::MAX as u64))]
     segment_bytes: u64,
     /// Broker default for the topic config retention.ms (-1: keep forever).
     #[arg(long, env = "KMIRROR_BROKER_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000,
@@ -218,6 +218,14 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let segment_bytes_min = kmirror_broker::topic_config::segment_bytes_min(args.emulate_kafka);
+    if (args.segment_bytes as i64) < segment_bytes_min {
+        anyhow::bail!(
+            "--segment-bytes {} is below {segment_bytes_min}, the smallest log.segment.bytes Kafka {} accepts",
+            args.segment_bytes,
+            args.emulate_kafka
+        );
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level)?)
         .with_writer(std::io::stderr)

@@ -129,6 +129,18 @@ use KafkaRelease::{V3_0, V3_6, V3_9, V4_0};
 
 /// Smallest `segment.bytes` / `log.segment.bytes` Kafka 4.0 accepts (KIP-1030).
 pub const SEGMENT_BYTES_MIN: i64 = 1024 * 1024;
+/// Smallest `segment.bytes` / `log.segment.bytes` before 4.0: a v0 record's overhead
+/// (Kafka 2.8-3.9: LogConfig / KafkaConfig, atLeast(LegacyRecord.RECORD_OVERHEAD_V0)).
+const SEGMENT_BYTES_MIN_BEFORE_4_0: i64 = 14;
+
+/// The smallest `segment.bytes` / `log.segment.bytes` `release` accepts.
+pub fn segment_bytes_min(release: KafkaRelease) -> i64 {
+    if release >= V4_0 {
+        SEGMENT_BYTES_MIN
+    } else {
+        SEGMENT_BYTES_MIN_BEFORE_4_0
+    }
+}
 
 /// Every topic-level key of Kafka 2.8 to 4.x, each with the releases that know it (Kafka:
 /// TopicConfig, LogConfig.CONFIG; tiered storage's keys came with 3.0 (KAFKA-12816),
@@ -190,8 +202,14 @@ pub static TOPIC_KEYS: &[ConfigKey] = &[
     // Kafka: LogConfig.CONFIG (retention.bytes has no validator: any negative is no limit)
     key("retention.bytes", Long, "-1"),
     num("retention.ms", Long, "604800000", -1),
-    // Kafka: LogConfig.CONFIG (segment.bytes atLeast 1 MiB since 4.0, KIP-1030)
-    num("segment.bytes", Int, "1073741824", SEGMENT_BYTES_MIN),
+    // Kafka: LogConfig.CONFIG (segment.bytes atLeast 1 MiB since 4.0, KIP-1030; 14 before,
+    // checked by release in validate_in)
+    num(
+        "segment.bytes",
+        Int,
+        "1073741824",
+        SEGMENT_BYTES_MIN_BEFORE_4_0,
+    ),
     num("segment.index.bytes", Int, "10485760", 4),
     num("segment.jitter.ms", Long, "0", 0),
     num("segment.ms", Long, "604800000", 1),
@@ -298,6 +316,14 @@ pub fn validate_in(name: &str, raw: &str, release: KafkaRelease) -> Result<Strin
         return Err(ConfigError::UnknownKey(name.to_string()));
     }
     let parsed = validate(name, raw)?;
+    let min = segment_bytes_min(release);
+    if name == "segment.bytes" && parsed.parse::<i64>().is_ok_and(|n| n < min) {
+        return Err(ConfigError::InvalidValue {
+            name: name.to_string(),
+            value: raw.to_string(),
+            reason: format!("Value must be at least {min}"),
+        });
+    }
     if name == "message.format.version" && !metadata_version_known(&parsed, release) {
         // Kafka: MetadataVersionValidator.ensureValid (MetadataVersion.fromVersionString)
         return Err(ConfigError::InvalidValue {
@@ -525,9 +551,9 @@ impl BrokerDefaults {
                 self.log.retention_bytes = value;
                 Ok(())
             }
-            // Kafka: ServerLogConfigs (log.segment.bytes atLeast 1 MiB, KIP-1030)
+            // Kafka: ServerLogConfigs (log.segment.bytes atLeast 1 MiB since 4.0, KIP-1030)
             "log.segment.bytes" => int()
-                .and_then(|()| at_least(SEGMENT_BYTES_MIN))
+                .and_then(|()| at_least(segment_bytes_min(self.release)))
                 .map(|()| self.log.segment_bytes = value as u64),
             "message.max.bytes" => int()
                 .and_then(|()| at_least(0))
@@ -649,8 +675,10 @@ mod tests {
         assert!(validate("retention.ms", "-5").is_err());
         assert!(validate("retention.ms", "soon").is_err());
         assert!(validate("segment.bytes", "99999999999").is_err());
-        assert!(validate("segment.bytes", "1048576").is_ok());
-        assert!(validate("segment.bytes", "1048575").is_err());
+        let at = |release, value| validate_in("segment.bytes", value, release).is_ok();
+        assert!(at(KafkaRelease::V4_0, "1048576") && !at(KafkaRelease::V4_0, "1048575"));
+        assert!(at(KafkaRelease::V3_9, "14") && !at(KafkaRelease::V3_9, "13"));
+        assert!(at(KafkaRelease::V2_8, "102400"));
         assert!(validate("cleanup.policy", "compact,delete").is_ok());
         assert!(validate("cleanup.policy", "shred").is_err());
         assert!(validate("message.timestamp.type", "LogAppendTime").is_ok());

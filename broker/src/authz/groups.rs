@@ -275,11 +275,9 @@ pub fn describe_groups(
     let mut resp = handle(req);
     for grp in &mut resp.groups {
         if grp.error_code == 0 && grp.authorized_operations != i32::MIN {
-            grp.authorized_operations = g.operations(
-                resource::GROUP,
-                &grp.group_id,
-                crate::handlers::acls::GROUP_OPERATIONS,
-            );
+            let operations = crate::handlers::acls::group_operations(g.release);
+            grp.authorized_operations =
+                g.operations(resource::GROUP, &grp.group_id, operations) & operations;
         }
     }
     resp.groups.extend(refused.into_iter().map(|id| {

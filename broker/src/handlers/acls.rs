@@ -43,6 +43,15 @@ const fn bits(ops: &[i8]) -> i32 {
 pub const TOPIC_OPERATIONS: i32 = bits(supported_operations(resource::TOPIC));
 /// Every operation on a group.
 pub const GROUP_OPERATIONS: i32 = bits(supported_operations(resource::GROUP));
+/// Every operation on a group in `release`: Kafka 4.0 added DESCRIBE_CONFIGS and
+/// ALTER_CONFIGS (Kafka: AclEntry.supportedOperations, KAFKA-14510).
+pub fn group_operations(release: crate::KafkaRelease) -> i32 {
+    if release >= crate::KafkaRelease::V4_0 {
+        GROUP_OPERATIONS
+    } else {
+        bits(&[op::READ, op::DESCRIBE, op::DELETE])
+    }
+}
 /// Every operation on the cluster.
 pub const CLUSTER_OPERATIONS: i32 = bits(supported_operations(resource::CLUSTER));
 

@@ -511,6 +511,13 @@ pub fn rows() -> Vec<Row> {
             |ctx| describe_group_ops(ctx, 5, GROUP_OPS).await
         ),
         row!(
+            "Kafka 3.0: DescribeGroups v5 authorized operations are READ, DESCRIBE and DELETE",
+            "AclEntry.supportedOperations (group configs came with 4.0, KAFKA-14510)",
+            Got::Code(0),
+            Some(crate::transactions::emulate_3_0),
+            |ctx| describe_group_ops(ctx, 5, 1 << 3 | 1 << 6 | 1 << 8).await // READ, DELETE, DESCRIBE
+        ),
+        row!(
             "DescribeGroups v2 (no such field): INT32_MIN",
             "KafkaApis.handleDescribeGroupsRequest",
             Got::Code(0),

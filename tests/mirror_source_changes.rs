@@ -2,7 +2,8 @@
 //! stops only what it touches, with an ERROR that names it, and the rest keeps flowing.
 //!
 //! - A source topic deleted and re-created (its topic id changes) stops that topic, until
-//!   a reload takes it out of the flow.
+//!   a reload takes it out of the flow; also when it was re-created while the daemon was
+//!   stopped (the id is kept with the progress).
 //! - Records deleted before they were mirrored stop their partition, naming the log start.
 //! - A batch that fails its CRC on the source's disk stops its partition after everything
 //!   before it is mirrored, whether it was to be merged or forwarded as it is.
@@ -42,48 +43,83 @@ fn assert_failed(listen: &str, topic: &str, partition: i32, error: &str) {
     );
 }
 
+/// Two source topics, `keep` and `gone`, with ten records each, mirrored by a daemon with
+/// a telemetry listener; `gone` is the one tests delete and create again.
+struct KeepAndGone {
+    source: BrokerProcess,
+    target: BrokerProcess,
+    config: std::path::PathBuf,
+    listen: String,
+    daemon: DaemonProcess,
+}
+
+impl KeepAndGone {
+    fn start(dir: &std::path::Path) -> Self {
+        let source = BrokerProcess::start(&dir.join("source"), &[]);
+        let target = BrokerProcess::start(&dir.join("target"), &[]);
+        for topic in ["keep", "gone"] {
+            admin(&source.addr(), &["create", topic, "1"]);
+            admin(&source.addr(), &["produce", topic, "a", "10"]);
+        }
+        let config = write_topology(
+            dir,
+            &[("east", &source.addr()), ("west", &target.addr())],
+            &flow("keep|gone"),
+        );
+        let listen = add_telemetry_listener(&config);
+        let daemon = DaemonProcess::start(&config);
+        wait_records(&target.addr(), "keep", 10, &daemon);
+        wait_records(&target.addr(), "gone", 10, &daemon);
+        Self {
+            source,
+            target,
+            config,
+            listen,
+            daemon,
+        }
+    }
+
+    /// Deletes `gone` and creates it again with `records` new records.
+    fn recreate_gone(&self, records: &str) {
+        admin(&self.source.addr(), &["delete", "gone"]);
+        admin(&self.source.addr(), &["create", "gone", "1"]);
+        admin(&self.source.addr(), &["produce", "gone", "b", records]);
+    }
+
+    /// Waits for the daemon's ERROR about `gone`, then checks that the target still holds
+    /// only the old topic's ten records and that `/status` and `/readyz` show it failed.
+    fn assert_gone_stopped(&self) {
+        let line = self
+            .daemon
+            .log
+            .wait_for_line("deleted and re-created", Duration::from_secs(60))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no error about the re-created topic:\n{}",
+                    self.daemon.log.tail(40)
+                )
+            });
+        assert!(line.contains("ERROR") && line.contains("gone"), "{line}");
+        admin(&self.source.addr(), &["produce", "keep", "b", "10"]);
+        wait_records(&self.target.addr(), "keep", 20, &self.daemon);
+        // The new topic's records were not mirrored on top of the old ones.
+        let gone = read(&self.target.addr(), "gone");
+        assert_eq!(gone["0"].as_array().map(Vec::len), Some(10), "{gone}");
+        // It stays failed in /status (it needs an operator), and the daemon is not ready.
+        assert_failed(&self.listen, "gone", 0, "re-created");
+        let (code, body) = http_get(&self.listen, "/readyz").expect("/readyz");
+        assert!(code == 503 && body.contains("failed"), "{code} {body}");
+    }
+}
+
 #[test]
 fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() {
     let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
-    let admin = |args: &[&str]| admin(&source.addr(), args);
-    admin(&["create", "keep", "1"]);
-    admin(&["create", "gone", "1"]);
-    admin(&["produce", "keep", "a", "10"]);
-    admin(&["produce", "gone", "a", "10"]);
-    let config = write_topology(
-        dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
-        &flow("keep|gone"),
-    );
-    let listen = add_telemetry_listener(&config);
-    let daemon = DaemonProcess::start(&config);
-    wait_records(&target.addr(), "keep", 10, &daemon);
-    wait_records(&target.addr(), "gone", 10, &daemon);
-    admin(&["delete", "gone"]);
-    admin(&["create", "gone", "1"]);
-    admin(&["produce", "gone", "b", "5"]);
-    let line = daemon
-        .log
-        .wait_for_line("deleted and re-created", Duration::from_secs(60))
-        .unwrap_or_else(|| {
-            panic!(
-                "no error about the re-created topic:\n{}",
-                daemon.log.tail(40)
-            )
-        });
-    assert!(line.contains("ERROR") && line.contains("gone"), "{line}");
-    admin(&["produce", "keep", "b", "10"]);
-    wait_records(&target.addr(), "keep", 20, &daemon);
-    // The new topic's records were not mirrored on top of the old ones.
-    let gone = read(&target.addr(), "gone");
-    assert_eq!(gone["0"].as_array().map(Vec::len), Some(10), "{gone}");
-    // It stays failed in /status once it has drained (it needs an operator), and the
-    // daemon is not ready.
-    assert_failed(&listen, "gone", 0, "re-created");
-    let (code, body) = http_get(&listen, "/readyz").expect("/readyz");
-    assert!(code == 503 && body.contains("failed"), "{code} {body}");
+    let t = KeepAndGone::start(dir.path());
+    t.recreate_gone("5");
+    t.assert_gone_stopped();
+    let (source, target, config, listen, daemon) =
+        (&t.source, &t.target, &t.config, &t.listen, &t.daemon);
 
     // The operator takes the topic out of the flow: once reloaded, the daemon is ready and
     // no longer reports the partition it does not mirror.
@@ -92,18 +128,32 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
         &[("east", &source.addr()), ("west", &target.addr())],
         &flow("keep"),
     );
-    add_telemetry(&config, &format!("listen: \"{listen}\""));
+    add_telemetry(config, &format!("listen: \"{listen}\""));
     daemon.signal("-HUP");
-    support::discovery::wait_until("ready after the reload", &daemon, || {
-        (http_get(&listen, "/readyz")?.0 == 200).then_some(())
+    support::discovery::wait_until("ready after the reload", daemon, || {
+        (http_get(listen, "/readyz")?.0 == 200).then_some(())
     });
-    let partitions = status(&listen)["flows"][0]["partitions"].clone();
+    let partitions = status(listen)["flows"][0]["partitions"].clone();
     assert!(
         partitions
             .as_array()
             .is_some_and(|p| p.len() == 1 && p[0]["topic"] == "keep"),
         "{partitions}"
     );
+}
+
+/// A source topic deleted and re-created while the daemon was stopped, with more records
+/// than the position the progress kept for the old one: at the restart it stops with the
+/// ERROR (its id, kept with the progress, changed) instead of being mirrored from the old
+/// offset on, which would skip the new topic's first records; other topics flow.
+#[test]
+fn a_source_topic_recreated_while_the_daemon_was_stopped_stops_at_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = KeepAndGone::start(dir.path());
+    t.daemon.terminate_ok();
+    t.recreate_gone("30");
+    t.daemon = DaemonProcess::start(&t.config);
+    t.assert_gone_stopped();
 }
 
 /// Records deleted on the source (DeleteRecords) before they were mirrored: the partition

@@ -34,9 +34,11 @@ pub(super) enum Found {
         topic_id: Uuid,
         start: Position,
     },
-    /// A source topic whose id changed: it was deleted and re-created.
+    /// A source topic whose id changed: it was deleted and re-created (while the flow
+    /// ran, or before it started). `partitions`: the new topic's count.
     Recreated {
         topic: String,
+        partitions: i32,
         old_id: Uuid,
         new_id: Uuid,
     },
@@ -129,21 +131,29 @@ impl Discovery {
             if self.recreated.contains(&topic) {
                 continue;
             }
-            match self.topic_ids.get(&topic) {
-                Some(known) if !known.is_nil() && !topic_id.is_nil() && *known != topic_id => {
+            // The id this process saw first, else the one stored with the progress (a
+            // topic re-created while the daemon was stopped has another one).
+            let known = (self.topic_ids.get(&topic).copied())
+                .or_else(|| self.progress.source_topic_id(&topic));
+            match known {
+                Some(known) if !known.is_nil() && !topic_id.is_nil() && known != topic_id => {
                     self.recreated.insert(topic.clone());
                     found.push(Found::Recreated {
                         topic,
-                        old_id: *known,
+                        partitions: count,
+                        old_id: known,
                         new_id: topic_id,
                     });
                     continue;
                 }
-                Some(_) => {}
+                Some(known) => {
+                    self.topic_ids.entry(topic.clone()).or_insert(known);
+                }
                 None => {
                     self.topic_ids.insert(topic.clone(), topic_id);
                 }
             }
+            self.progress.note_source_topic_id(&topic, topic_id);
             let target_topic = self.flow.rename(&topic);
             match self
                 .ensure_target(

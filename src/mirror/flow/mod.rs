@@ -355,9 +355,10 @@ impl FlowRunner {
                 }
                 Found::Recreated {
                     topic,
+                    partitions,
                     old_id,
                     new_id,
-                } => self.stop_recreated(&topic, old_id, new_id),
+                } => self.stop_recreated(&topic, partitions, (old_id, new_id), progress),
             }
         }
     }

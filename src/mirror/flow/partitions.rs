@@ -10,7 +10,7 @@ use super::{FlowRunner, Running, QUEUE_CHUNKS};
 use crate::client::produce::ProducerSession;
 use crate::mirror::memory::Held;
 use crate::mirror::pipeline::{Ended, Pipeline};
-use crate::mirror::progress::{Position, Progress, SourcePartition};
+use crate::mirror::progress::{Position, Progress, SourcePartition, PROGRESS_TOPIC};
 use crate::telemetry::stats::{FlowStats, PartitionState, PartitionStats};
 
 impl FlowRunner {
@@ -97,22 +97,39 @@ impl FlowRunner {
 
     /// Stops every partition of a source topic whose id changed: it was deleted and
     /// re-created, so its offsets start again and the progress kept for the old topic
-    /// means nothing for the new one. Mirroring it again is an operator's decision.
-    pub(super) fn stop_recreated(&mut self, topic: &str, old_id: Uuid, new_id: Uuid) {
+    /// means nothing for the new one. Mirroring it again is an operator's decision. A topic
+    /// re-created while the daemon was stopped has no partition running: its partitions
+    /// are shown failed all the same.
+    pub(super) fn stop_recreated(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        (old_id, new_id): (Uuid, Uuid),
+        progress: &Progress,
+    ) {
+        let reason = format!("source topic re-created (topic id {old_id} -> {new_id})");
         let mut stopped = 0;
         for (sp, r) in self.partitions.iter_mut() {
             if sp.topic == topic {
                 r.stop();
-                r.stats.set_state(
-                    PartitionState::Failed,
-                    Some(format!(
-                        "source topic re-created (topic id {old_id} -> {new_id})"
-                    )),
-                );
+                r.stats
+                    .set_state(PartitionState::Failed, Some(reason.clone()));
                 stopped += 1;
             }
         }
-        tracing::error!(flow = %self.flow.name, topic, %old_id, %new_id, partitions = stopped, "Source topic was deleted and re-created (its topic id changed); its mirroring is stopped. Other topics keep flowing. To mirror the new topic, remove its progress entries or rename it, then restart.");
+        for partition in 0..partitions {
+            let sp = SourcePartition {
+                topic: topic.to_string(),
+                partition,
+            };
+            if !self.partitions.contains_key(&sp) {
+                let position = progress.get(&sp).map_or(0, |p| p.next_source_offset);
+                let stats = self.stats.partition(&sp, position);
+                stats.set_state(PartitionState::Failed, Some(reason.clone()));
+            }
+        }
+        let flow = &self.flow.name;
+        tracing::error!(%flow, topic, %old_id, %new_id, partitions_stopped = stopped, "Source topic was deleted and re-created (its topic id changed); it is not mirrored: the flow's progress for it belongs to the old topic. Other topics keep flowing. To mirror the new topic from its start, delete the flow's records of it from {PROGRESS_TOPIC} on the target (tombstones for the keys {flow}#topic:{topic}, {flow}/{topic}/<partition> and {flow}/{topic}/<partition>#map<n>), or take it out of this flow and mirror it in a flow of another name, then restart.");
     }
 }
 

@@ -38,6 +38,17 @@ fn parse_key<'a>(flow: &str, key: &'a str) -> Option<(&'a str, i32)> {
     Some((topic, partition.parse().ok()?))
 }
 
+/// The key of the id a source topic had when the flow first mirrored it.
+fn source_topic_key(flow: &str, topic: &str) -> String {
+    format!("{flow}#topic:{topic}")
+}
+
+/// The value of a [`source_topic_key`].
+#[derive(Debug, Serialize, Deserialize)]
+struct SourceTopic {
+    topic_id: uuid::Uuid,
+}
+
 /// The key of the source offsets a flow last read for `group` (see [`SyncedGroup`]).
 fn group_key(flow: &str, group: &str) -> String {
     format!("{flow}#group:{group}")
@@ -73,6 +84,8 @@ pub(super) enum Entry {
     MapChunk(SourcePartition, u64, Option<Chunk>),
     /// A group's source offsets as the group sync last read them.
     Group(String, SyncedGroup),
+    /// The id a source topic had when the flow first mirrored it.
+    SourceTopic(String, uuid::Uuid),
     /// The flow's first start is done.
     Marker,
 }
@@ -112,6 +125,15 @@ fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Option<Bytes>
                 serde_json::to_vec(pos).expect("a position serialises"),
             )),
         ),
+        Entry::SourceTopic(topic, topic_id) => (
+            Bytes::from(source_topic_key(flow, topic)),
+            Some(Bytes::from(
+                serde_json::to_vec(&SourceTopic {
+                    topic_id: *topic_id,
+                })
+                .expect("a topic id serialises"),
+            )),
+        ),
         Entry::Marker => (
             Bytes::from(flow.to_string()),
             Some(Bytes::from(
@@ -128,7 +150,7 @@ fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Option<Bytes>
 fn partition_of(entry: &Entry) -> Option<&SourcePartition> {
     match entry {
         Entry::MapChunk(sp, ..) | Entry::Position(sp, _) => Some(sp),
-        Entry::Group(..) | Entry::Marker => None,
+        Entry::Group(..) | Entry::SourceTopic(..) | Entry::Marker => None,
     }
 }
 
@@ -207,6 +229,8 @@ pub(super) struct Loaded {
     pub positions: HashMap<SourcePartition, Position>,
     /// The source offsets the group sync last read, by group.
     pub groups: HashMap<String, SyncedGroup>,
+    /// The id each source topic had when the flow first mirrored it.
+    pub source_topics: HashMap<String, uuid::Uuid>,
     /// The chunks of each partition's offset map, by index.
     pub maps: HashMap<SourcePartition, std::collections::BTreeMap<u64, Chunk>>,
     /// The flow's marker was read.
@@ -255,6 +279,26 @@ impl Loaded {
                     }
                     None => {
                         self.groups.remove(group);
+                    }
+                }
+                continue;
+            }
+            if let Some(topic) = k
+                .strip_prefix(flow)
+                .and_then(|rest| rest.strip_prefix("#topic:"))
+            {
+                match r.value {
+                    Some(v) => {
+                        let stored: SourceTopic =
+                            serde_json::from_slice(&v).map_err(|error| Unreadable::Value {
+                                key: k.to_string(),
+                                error,
+                            })?;
+                        self.source_topics
+                            .insert(topic.to_string(), stored.topic_id);
+                    }
+                    None => {
+                        self.source_topics.remove(topic);
                     }
                 }
                 continue;

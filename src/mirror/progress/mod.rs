@@ -14,6 +14,7 @@ mod codec;
 mod groups;
 mod load;
 mod maps;
+mod source_topics;
 mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -128,6 +129,10 @@ struct State {
     /// they were last written.
     groups: HashMap<String, SyncedGroup>,
     groups_dirty: HashSet<String>,
+    /// The id each source topic had when the flow first mirrored it, and which of those
+    /// are not written yet ([`source_topics`]).
+    source_topics: HashMap<String, uuid::Uuid>,
+    source_topics_dirty: HashSet<String>,
     /// The source log start of each partition, as last seen (not stored).
     log_starts: HashMap<SourcePartition, i64>,
     /// Partitions whose position changed since it was last written.
@@ -172,6 +177,9 @@ impl Drop for Taken<'_> {
                 Entry::MapChunk(sp, index, chunk) => st.restore_map_change(sp, *index, chunk),
                 Entry::Group(group, _) => {
                     st.groups_dirty.insert(group.clone());
+                }
+                Entry::SourceTopic(topic, _) => {
+                    st.source_topics_dirty.insert(topic.clone());
                 }
                 Entry::Marker => st.marker_dirty = true,
             }
@@ -226,6 +234,8 @@ impl Progress {
                 target_unknown: HashSet::new(),
                 groups: loaded.groups,
                 groups_dirty: HashSet::new(),
+                source_topics: loaded.source_topics,
+                source_topics_dirty: HashSet::new(),
                 log_starts: HashMap::new(),
                 positions: loaded.positions,
                 dirty: HashSet::new(),
@@ -371,6 +381,11 @@ impl Progress {
         // leaves a restarted map without the position it belongs to.
         let changes = st.take_map_changes();
         let mut entries = Vec::with_capacity(changes.len() + dirty.len());
+        let topics = std::mem::take(&mut st.source_topics_dirty);
+        entries.extend(topics.into_iter().filter_map(|topic| {
+            let id = *st.source_topics.get(&topic)?;
+            Some(Entry::SourceTopic(topic, id))
+        }));
         let mut changes = changes.into_iter().peekable();
         while let Some(change) = changes.next() {
             let sp = match &change {

@@ -1,0 +1,60 @@
+//! The id each source topic had when the flow first mirrored it, kept with the progress: a
+//! topic deleted and re-created while the daemon was stopped has another id, and its
+//! positions belong to the old topic ([`crate::mirror::flow`] stops it with an ERROR
+//! instead of mirroring the new topic from the old offsets).
+
+use uuid::Uuid;
+
+use super::Progress;
+
+impl Progress {
+    /// The id `topic` had when the flow first mirrored it, as stored; `None` before that,
+    /// and for progress written before ids were kept.
+    pub fn source_topic_id(&self, topic: &str) -> Option<Uuid> {
+        self.lock().source_topics.get(topic).copied()
+    }
+
+    /// Keeps `id` as the id of `topic` (written with the next progress write) unless one
+    /// is kept already; a nil id (a source without topic ids) is not kept.
+    pub fn note_source_topic_id(&self, topic: &str, id: Uuid) {
+        if id.is_nil() {
+            return;
+        }
+        let mut st = self.lock();
+        if !st.source_topics.contains_key(topic) {
+            st.source_topics.insert(topic.to_string(), id);
+            st.source_topics_dirty.insert(topic.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::codec::{self, Loaded};
+    use super::*;
+
+    /// A topic's id is written once, read back by the next start, and never replaced.
+    #[test]
+    fn a_source_topic_id_is_kept_once_and_read_back() {
+        let p = Progress::new("f", Loaded::default(), 1 << 20);
+        let (first, second) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        p.note_source_topic_id("orders", Uuid::nil());
+        assert_eq!(p.source_topic_id("orders"), None);
+        p.note_source_topic_id("orders", first);
+        p.note_source_topic_id("orders", second);
+        assert_eq!(p.source_topic_id("orders"), Some(first));
+        let mut taken = p.take();
+        let mut loaded = Loaded::default();
+        for batch in codec::encode("f", &taken.entries, 1, 1 << 20).unwrap() {
+            loaded.apply("f", &batch.bytes).unwrap();
+            // Another flow's records are not this flow's.
+            loaded.apply("g", &batch.bytes).unwrap();
+        }
+        taken.written = taken.entries.len();
+        drop(taken);
+        assert!(p.take().entries.is_empty(), "written once");
+        let reloaded = Progress::new("f", loaded, 1 << 20);
+        assert_eq!(reloaded.source_topic_id("orders"), Some(first));
+        assert_eq!(reloaded.source_topic_id("payments"), None);
+    }
+}

@@ -156,6 +156,57 @@ fn a_source_topic_recreated_while_the_daemon_was_stopped_stops_at_the_restart() 
     t.assert_gone_stopped();
 }
 
+/// Two topologies with a flow of the same name, from two source clusters into one target
+/// (say `kmirror@us-east` and `kmirror@eu-west` from one template): their progress would
+/// share keys in `__kmirror_progress`. The second flow does not start, with an ERROR naming
+/// both clusters, instead of taking the first one's positions as its own (which skipped
+/// or repeated records); the first flow keeps mirroring.
+#[test]
+fn another_topologys_flow_of_the_same_name_does_not_take_its_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let east = BrokerProcess::start(&dir.path().join("east"), &[]);
+    let west = BrokerProcess::start(&dir.path().join("west"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    for source in [&east, &west] {
+        admin(&source.addr(), &["create", "orders", "1"]);
+        admin(&source.addr(), &["produce", "orders", "a", "10"]);
+    }
+    let topology = |name: &str, source: &BrokerProcess, topic: &str| {
+        let dir = dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        write_topology(
+            &dir,
+            &[("source", &source.addr()), ("target", &target.addr())],
+            &format!("  - name: to-aggregate\n    source: source\n    target: target\n    topics: {{ include: [\"orders\"] }}\n    rename: \"{topic}.{{topic}}\"\n    discovery_interval: 1s\n"),
+        )
+    };
+    let first = DaemonProcess::start(&topology("first", &east, "east"));
+    wait_records(&target.addr(), "east.orders", 10, &first);
+    let config = topology("second", &west, "west");
+    let listen = add_telemetry_listener(&config);
+    let second = DaemonProcess::start(&config);
+    let line = second
+        .log
+        .wait_for_line("was written for source cluster id", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("no error about the progress:\n{}", second.log.tail(40)));
+    assert!(
+        line.contains("ERROR") && line.contains("to-aggregate"),
+        "{line}"
+    );
+    let (code, body) = http_get(&listen, "/readyz").expect("/readyz");
+    assert!(
+        code == 503 && body.contains("to-aggregate"),
+        "{code} {body}"
+    );
+    admin(&east.addr(), &["produce", "orders", "b", "10"]);
+    wait_records(&target.addr(), "east.orders", 20, &first);
+    let west_orders = read(&target.addr(), "west.orders");
+    assert!(
+        west_orders["0"].as_array().is_none_or(Vec::is_empty),
+        "{west_orders}"
+    );
+}
+
 /// Records deleted on the source (DeleteRecords) before they were mirrored: the partition
 /// stops, and the ERROR and `/status` give the source log's real start (a Fetch answer
 /// with an error carries -1) and its lag, the records it can no longer mirror included.

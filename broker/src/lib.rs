@@ -16,6 +16,7 @@ mod fsutil;
 pub mod groups;
 pub mod handlers;
 pub mod log;
+pub mod meta;
 pub mod partition;
 pub mod producers;
 pub mod sasl;

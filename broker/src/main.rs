@@ -76,13 +76,11 @@ struct Args {
     /// POST /nodes/{id}/start. Off unless set; it has no authentication.
     #[arg(long, env = "KMIRROR_BROKER_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
-    /// Cluster id reported in Metadata and DescribeCluster.
-    #[arg(
-        long,
-        env = "KMIRROR_BROKER_CLUSTER_ID",
-        default_value = "kmirror-local-cluster"
-    )]
-    cluster_id: String,
+    /// Cluster id reported in Metadata and DescribeCluster. Default: the one in the data
+    /// directory's meta.properties, generated at random when the directory is new (each
+    /// cluster has its own, as Kafka's do).
+    #[arg(long, env = "KMIRROR_BROKER_CLUSTER_ID")]
+    cluster_id: Option<String>,
     /// Partitions of auto-created topics and of CreateTopics without a count.
     #[arg(long, env = "KMIRROR_BROKER_DEFAULT_PARTITIONS", default_value_t = 1)]
     default_partitions: i32,
@@ -245,7 +243,17 @@ fn main() -> anyhow::Result<()> {
         nodes: usize::from(args.nodes),
         node_listen: args.node_listen.into_iter().collect(),
         admin_listen: args.admin_listen,
-        cluster_id: args.cluster_id,
+        cluster_id: match args.cluster_id {
+            Some(id) => id,
+            None => kmirror_broker::meta::cluster_id(&args.data_dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read or write {}: {e}",
+                    args.data_dir
+                        .join(kmirror_broker::meta::FILE_NAME)
+                        .display()
+                )
+            })?,
+        },
         data_dir: Some(args.data_dir),
         default_partitions: args.default_partitions.max(1),
         default_replication_factor: usize::from(args.default_replication_factor),

@@ -102,7 +102,8 @@ impl Discovery {
 
     /// One round: the partitions to start and the topics to stop; `None` when the
     /// clusters' metadata could not be read (counted in the flow's stats; the next round
-    /// asks again). An error (storing the first positions failed for good) stops the flow.
+    /// asks again). An error (storing the first positions failed for good, or the progress
+    /// was written for another source cluster) stops the flow.
     pub async fn round(&mut self) -> Result<Option<Vec<Found>>, ClientError> {
         let (source_md, target_md) = match tokio::join!(
             self.source.refresh_metadata(),
@@ -115,6 +116,15 @@ impl Discovery {
                 return Ok(None);
             }
         };
+        // Kafka: MetadataResponse.cluster_id (v2+; every release kmirror supports has one).
+        if let Some(cluster_id) = &source_md.cluster_id {
+            if let Err(stored) = self.progress.check_source_cluster(cluster_id) {
+                return Err(ClientError::Refused {
+                    cluster: self.target.name().to_string(),
+                    what: format!("the progress of flow {flow} in {PROGRESS_TOPIC} was written for source cluster id {stored}, but the flow's source {source} is cluster id {cluster_id}: another topology has a flow named {flow} writing into this target, or the flow's source changed. Its positions are not this source's offsets, so the flow does not start; give one of the flows another name (its progress then starts anew)", flow = self.flow.name, source = self.flow.source),
+                });
+            }
+        }
         let mut found = Vec::new();
         if !self.one_cluster && same_cluster(&source_md, &target_md) {
             self.one_cluster = true;

@@ -301,7 +301,7 @@ impl FlowRunner {
                 found = found_rx.recv() => match found {
                     Some(Ok(found)) => self.apply(found, &progress, session),
                     Some(Err(e)) => {
-                        tracing::error!(flow = %name, error = %e, "Cannot store the flow's start positions; the flow stops and needs operator action.");
+                        tracing::error!(flow = %name, error = %e, "The flow stops and needs operator action: its start positions cannot be stored, or its progress belongs to another source.");
                         self.stats.failed("fatal", &e);
                         break;
                     }

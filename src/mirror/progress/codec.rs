@@ -43,6 +43,17 @@ fn source_topic_key(flow: &str, topic: &str) -> String {
     format!("{flow}#topic:{topic}")
 }
 
+/// The key of the cluster id of a flow's source.
+fn source_cluster_key(flow: &str) -> String {
+    format!("{flow}#source")
+}
+
+/// The value of a [`source_cluster_key`].
+#[derive(Debug, Serialize, Deserialize)]
+struct SourceCluster {
+    cluster_id: String,
+}
+
 /// The value of a [`source_topic_key`].
 #[derive(Debug, Serialize, Deserialize)]
 struct SourceTopic {
@@ -86,6 +97,8 @@ pub(super) enum Entry {
     Group(String, SyncedGroup),
     /// The id a source topic had when the flow first mirrored it.
     SourceTopic(String, uuid::Uuid),
+    /// The cluster id of the flow's source.
+    SourceCluster(String),
     /// The flow's first start is done.
     Marker,
 }
@@ -134,6 +147,15 @@ fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Option<Bytes>
                 .expect("a topic id serialises"),
             )),
         ),
+        Entry::SourceCluster(cluster_id) => (
+            Bytes::from(source_cluster_key(flow)),
+            Some(Bytes::from(
+                serde_json::to_vec(&SourceCluster {
+                    cluster_id: cluster_id.clone(),
+                })
+                .expect("a cluster id serialises"),
+            )),
+        ),
         Entry::Marker => (
             Bytes::from(flow.to_string()),
             Some(Bytes::from(
@@ -150,7 +172,9 @@ fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Option<Bytes>
 fn partition_of(entry: &Entry) -> Option<&SourcePartition> {
     match entry {
         Entry::MapChunk(sp, ..) | Entry::Position(sp, _) => Some(sp),
-        Entry::Group(..) | Entry::SourceTopic(..) | Entry::Marker => None,
+        Entry::Group(..) | Entry::SourceTopic(..) | Entry::SourceCluster(..) | Entry::Marker => {
+            None
+        }
     }
 }
 
@@ -231,6 +255,8 @@ pub(super) struct Loaded {
     pub groups: HashMap<String, SyncedGroup>,
     /// The id each source topic had when the flow first mirrored it.
     pub source_topics: HashMap<String, uuid::Uuid>,
+    /// The cluster id of the source the progress was written for.
+    pub source_cluster: Option<String>,
     /// The chunks of each partition's offset map, by index.
     pub maps: HashMap<SourcePartition, std::collections::BTreeMap<u64, Chunk>>,
     /// The flow's marker was read.
@@ -247,6 +273,14 @@ pub(super) enum Unreadable {
         key: String,
         error: serde_json::Error,
     },
+}
+
+/// A stored value of `key`, or why it cannot be read.
+fn parse_value<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, Unreadable> {
+    serde_json::from_slice(value).map_err(|error| Unreadable::Value {
+        key: key.to_string(),
+        error,
+    })
 }
 
 impl Loaded {
@@ -270,11 +304,7 @@ impl Loaded {
             {
                 match r.value {
                     Some(v) => {
-                        let synced =
-                            serde_json::from_slice(&v).map_err(|error| Unreadable::Value {
-                                key: k.to_string(),
-                                error,
-                            })?;
+                        let synced = parse_value(k, &v)?;
                         self.groups.insert(group.to_string(), synced);
                     }
                     None => {
@@ -283,17 +313,23 @@ impl Loaded {
                 }
                 continue;
             }
+            if k.strip_prefix(flow) == Some("#source") {
+                self.source_cluster = match r.value {
+                    Some(v) => {
+                        let stored: SourceCluster = parse_value(k, &v)?;
+                        Some(stored.cluster_id)
+                    }
+                    None => None,
+                };
+                continue;
+            }
             if let Some(topic) = k
                 .strip_prefix(flow)
                 .and_then(|rest| rest.strip_prefix("#topic:"))
             {
                 match r.value {
                     Some(v) => {
-                        let stored: SourceTopic =
-                            serde_json::from_slice(&v).map_err(|error| Unreadable::Value {
-                                key: k.to_string(),
-                                error,
-                            })?;
+                        let stored: SourceTopic = parse_value(k, &v)?;
                         self.source_topics
                             .insert(topic.to_string(), stored.topic_id);
                     }
@@ -318,12 +354,7 @@ impl Loaded {
                     .or_default();
                 match r.value {
                     Some(v) => {
-                        let chunk = serde_json::from_slice::<Chunk>(&v).map_err(|error| {
-                            Unreadable::Value {
-                                key: k.to_string(),
-                                error,
-                            }
-                        })?;
+                        let chunk = parse_value::<Chunk>(k, &v)?;
                         chunks.insert(index, chunk);
                     }
                     None => {
@@ -341,12 +372,7 @@ impl Loaded {
             };
             match r.value {
                 Some(v) => {
-                    let pos = serde_json::from_slice::<Position>(&v).map_err(|error| {
-                        Unreadable::Value {
-                            key: k.to_string(),
-                            error,
-                        }
-                    })?;
+                    let pos = parse_value::<Position>(k, &v)?;
                     self.positions.insert(sp, pos);
                 }
                 None => {

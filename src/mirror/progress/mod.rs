@@ -133,6 +133,10 @@ struct State {
     /// are not written yet ([`source_topics`]).
     source_topics: HashMap<String, uuid::Uuid>,
     source_topics_dirty: HashSet<String>,
+    /// The cluster id of the source the progress belongs to, and whether it is not
+    /// written yet ([`source_topics`]).
+    source_cluster: Option<String>,
+    source_cluster_dirty: bool,
     /// The source log start of each partition, as last seen (not stored).
     log_starts: HashMap<SourcePartition, i64>,
     /// Partitions whose position changed since it was last written.
@@ -181,6 +185,7 @@ impl Drop for Taken<'_> {
                 Entry::SourceTopic(topic, _) => {
                     st.source_topics_dirty.insert(topic.clone());
                 }
+                Entry::SourceCluster(_) => st.source_cluster_dirty = true,
                 Entry::Marker => st.marker_dirty = true,
             }
         }
@@ -236,6 +241,8 @@ impl Progress {
                 groups_dirty: HashSet::new(),
                 source_topics: loaded.source_topics,
                 source_topics_dirty: HashSet::new(),
+                source_cluster: loaded.source_cluster,
+                source_cluster_dirty: false,
                 log_starts: HashMap::new(),
                 positions: loaded.positions,
                 dirty: HashSet::new(),
@@ -381,6 +388,9 @@ impl Progress {
         // leaves a restarted map without the position it belongs to.
         let changes = st.take_map_changes();
         let mut entries = Vec::with_capacity(changes.len() + dirty.len());
+        if std::mem::take(&mut st.source_cluster_dirty) {
+            entries.extend(st.source_cluster.clone().map(Entry::SourceCluster));
+        }
         let topics = std::mem::take(&mut st.source_topics_dirty);
         entries.extend(topics.into_iter().filter_map(|topic| {
             let id = *st.source_topics.get(&topic)?;

@@ -1,13 +1,33 @@
-//! The id each source topic had when the flow first mirrored it, kept with the progress: a
-//! topic deleted and re-created while the daemon was stopped has another id, and its
-//! positions belong to the old topic ([`crate::mirror::flow`] stops it with an ERROR
-//! instead of mirroring the new topic from the old offsets).
+//! Which source the progress belongs to, kept with it:
+//! - the source's cluster id: another topology's flow of the same name writing into the
+//!   same target (or a flow pointed at another source) would otherwise take these
+//!   positions for its own, skipping or repeating records;
+//! - the id each source topic had when the flow first mirrored it: a topic deleted and
+//!   re-created while the daemon was stopped has another id, and its positions belong to
+//!   the old topic ([`crate::mirror::flow`] stops it with an ERROR instead of mirroring the
+//!   new topic from the old offsets).
 
 use uuid::Uuid;
 
 use super::Progress;
 
 impl Progress {
+    /// Checks that the progress belongs to the source cluster `cluster_id`, keeping that
+    /// id (written with the next progress write) when none is stored; `Err` with the id
+    /// stored when it is another.
+    pub fn check_source_cluster(&self, cluster_id: &str) -> Result<(), String> {
+        let mut st = self.lock();
+        match &st.source_cluster {
+            Some(stored) if stored != cluster_id => Err(stored.clone()),
+            Some(_) => Ok(()),
+            None => {
+                st.source_cluster = Some(cluster_id.to_string());
+                st.source_cluster_dirty = true;
+                Ok(())
+            }
+        }
+    }
+
     /// The id `topic` had when the flow first mirrored it, as stored; `None` before that,
     /// and for progress written before ids were kept.
     pub fn source_topic_id(&self, topic: &str) -> Option<Uuid> {
@@ -56,5 +76,30 @@ mod tests {
         let reloaded = Progress::new("f", loaded, 1 << 20);
         assert_eq!(reloaded.source_topic_id("orders"), Some(first));
         assert_eq!(reloaded.source_topic_id("payments"), None);
+    }
+
+    /// The source's cluster id is kept at the first check; a later check with another id
+    /// (another topology's flow of the same name, or a changed source) is refused, also
+    /// after a restart.
+    #[test]
+    fn the_source_cluster_is_kept_and_another_refused() {
+        let p = Progress::new("f", Loaded::default(), 1 << 20);
+        assert_eq!(p.check_source_cluster("east-id"), Ok(()));
+        assert_eq!(p.check_source_cluster("east-id"), Ok(()));
+        assert_eq!(p.check_source_cluster("other-id"), Err("east-id".into()));
+        let mut taken = p.take();
+        let mut loaded = Loaded::default();
+        for batch in codec::encode("f", &taken.entries, 1, 1 << 20).unwrap() {
+            loaded.apply("f", &batch.bytes).unwrap();
+        }
+        taken.written = taken.entries.len();
+        drop(taken);
+        let reloaded = Progress::new("f", loaded, 1 << 20);
+        assert_eq!(
+            reloaded.check_source_cluster("other-id"),
+            Err("east-id".into())
+        );
+        assert_eq!(reloaded.check_source_cluster("east-id"), Ok(()));
+        assert!(reloaded.take().entries.is_empty(), "nothing new to write");
     }
 }

@@ -69,12 +69,19 @@ fn a_partition_stuck_on_the_target_does_not_stall_the_others() {
     }
     .spawn();
     // The stuck partition alone makes the daemon not ready, once it has not moved for a
-    // minute, though the flow acknowledges all along.
+    // minute, though the flow acknowledges all along; the reason gives its error (its
+    // leader is gone), not only that it is stuck.
     let deadline = std::time::Instant::now() + Duration::from_secs(150);
     loop {
         let readyz = http_get(&listen, "/readyz");
         if readyz.as_ref().is_some_and(|(code, body)| {
-            *code == 503 && body.contains("partition stuck-0") && body.contains("not advanced")
+            // "... partition stuck-0: N records behind and not advanced for S s: <error>"
+            *code == 503
+                && body.lines().any(|l| {
+                    l.contains("partition stuck-0")
+                        && l.split_once("not advanced for")
+                            .is_some_and(|(_, e)| e.contains("leader"))
+                })
         }) {
             break;
         }

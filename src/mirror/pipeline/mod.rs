@@ -292,7 +292,11 @@ impl Pipeline {
                             source: e,
                         })
                 },
-                |e| self.flow_stats.produce_retry(class_name(e.class()), e),
+                |e| {
+                    self.flow_stats.produce_retry(class_name(e.class()), e);
+                    // The partition's own reason (e.g. no leader), for /status and /readyz.
+                    self.stats.error(format!("produce: {e}"));
+                },
             )
             .await;
         tracing::trace!(topic = %self.target_topic, partition = self.source.partition, lane = self.lane, queued = queued.is_ok(), "Batch handed to its lane.");

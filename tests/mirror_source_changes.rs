@@ -66,7 +66,8 @@ impl KeepAndGone {
             &[("east", &source.addr()), ("west", &target.addr())],
             &flow("keep|gone"),
         );
-        let listen = add_telemetry_listener(&config);
+        let listen = format!("127.0.0.1:{}", free_port());
+        add_telemetry(&config, &format!("listen: \"{listen}\", log_interval: 1s"));
         let daemon = DaemonProcess::start(&config);
         wait_records(&target.addr(), "keep", 10, &daemon);
         wait_records(&target.addr(), "gone", 10, &daemon);
@@ -109,6 +110,16 @@ impl KeepAndGone {
         assert_failed(&self.listen, "gone", 0, "re-created");
         let (code, body) = http_get(&self.listen, "/readyz").expect("/readyz");
         assert!(code == 503 && body.contains("failed"), "{code} {body}");
+        // The progress lines say so too, not a plain "Mirroring.".
+        let line = self
+            .daemon
+            .log
+            .wait_for_line("with partitions stopped", Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("no progress line:\n{}", self.daemon.log.tail(20)));
+        assert!(
+            line.contains("WARN") && line.contains("failed_partitions=1"),
+            "{line}"
+        );
     }
 }
 

@@ -275,6 +275,7 @@ pub fn status(flows: &[Arc<FlowStats>]) -> serde_json::Value {
                 serde_json::json!({ "p50": v[0], "p99": v[1], "p999": v[2], "batches": f.latency_batches() })
             });
             let reasons = not_ready(std::slice::from_ref(f), now);
+            let lag_known = f.is_started() || !partitions.is_empty();
             serde_json::json!({
                 "name": f.name,
                 "source": f.source,
@@ -286,8 +287,9 @@ pub fn status(flows: &[Arc<FlowStats>]) -> serde_json::Value {
                 "mirrored_bytes": f.bytes(),
                 "fetched_bytes": f.fetched_bytes(),
                 "fetch_requests": f.fetch_requests(),
-                "lag_records": f.lag_records(),
-                "lag_seconds": f.lag_seconds(now),
+                // Unknown (null), not 0, until the flow has started and found its partitions.
+                "lag_records": lag_known.then(|| f.lag_records()),
+                "lag_seconds": lag_known.then(|| f.lag_seconds(now)),
                 "lag_unknown_partitions": f.lag_unknown_partitions(),
                 "in_flight_bytes": f.in_flight_bytes(),
                 "throttle_wait_seconds": f.throttle_wait_seconds(),

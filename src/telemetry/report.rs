@@ -1,5 +1,5 @@
 //! One INFO line per flow every `telemetry.log_interval`: records/s, MB/s, records behind,
-//! and errors since the line before; and each flow's history, sampled every
+//! and errors since the line before (a WARN line while partitions are stopped); and each flow's history, sampled every
 //! [`SAMPLE_SECONDS`] for the status page.
 
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::stats::{now_ms, Flows, SAMPLE_SECONDS};
+use super::stats::{now_ms, Flows, PartitionState, SAMPLE_SECONDS};
 
 /// Samples every flow's history until `stop`.
 pub async fn sample(flows: Arc<Flows>, stop: CancellationToken) {
@@ -43,14 +43,20 @@ pub async fn run(flows: Arc<Flows>, interval: Duration, stop: CancellationToken)
                 tracing::warn!(flow = %f.name, %reason, errors = now.2 - before.2, "Not mirroring: the flow has not started.");
                 continue;
             }
-            tracing::info!(
-                flow = %f.name,
-                records_per_sec = ((now.0 - before.0) as f64 / seconds).round() as u64,
-                mb_per_sec = format!("{:.2}", (now.1 - before.1) as f64 / seconds / 1e6),
-                lag_records = f.lag_records(),
-                errors = now.2 - before.2,
-                "Mirroring."
-            );
+            let records_per_sec = ((now.0 - before.0) as f64 / seconds).round() as u64;
+            let mb_per_sec = format!("{:.2}", (now.1 - before.1) as f64 / seconds / 1e6);
+            let (lag_records, errors) = (f.lag_records(), now.2 - before.2);
+            // Stopped partitions need an operator: the line says so, at WARN, each time.
+            let failed = f
+                .partition_states()
+                .into_iter()
+                .find(|(s, _)| *s == PartitionState::Failed)
+                .map_or(0, |(_, n)| n);
+            if failed > 0 {
+                tracing::warn!(flow = %f.name, records_per_sec, mb_per_sec, lag_records, errors, failed_partitions = failed, "Mirroring, with partitions stopped (their errors are on /status).");
+            } else {
+                tracing::info!(flow = %f.name, records_per_sec, mb_per_sec, lag_records, errors, "Mirroring.");
+            }
         }
     }
 }

@@ -199,3 +199,18 @@ fn a_failing_side_is_reported_with_its_own_error() {
         "{reasons:?}"
     );
 }
+
+/// A flow that has not started (its source unreachable, say) has an unknown lag in
+/// `/status` (null), not 0; once started, its known lag.
+#[test]
+fn a_flow_not_started_has_an_unknown_lag() {
+    let f = Arc::new(flow());
+    let lag = |f: &Arc<FlowStats>| {
+        let status = crate::telemetry::http::status(std::slice::from_ref(f));
+        let flow = &status["flows"][0];
+        (flow["lag_records"].clone(), flow["lag_seconds"].clone())
+    };
+    assert_eq!(lag(&f), (serde_json::Value::Null, serde_json::Value::Null));
+    f.set_started(true);
+    assert_eq!(lag(&f), (serde_json::json!(0), serde_json::json!(0.0)));
+}

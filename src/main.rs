@@ -492,6 +492,20 @@ async fn plan(topology: config::Topology) -> ExitCode {
             };
             outln!("  {name} -> {target_name}: {action}{configs}");
         }
+        // The topics `run` creates on the target for the flow itself.
+        let mut own = vec![kmirror::mirror::progress::PROGRESS_TOPIC.to_string()];
+        if flow.mm2_compat {
+            own.push(kmirror::offsets::mm2::HEARTBEATS_TOPIC.to_string());
+            own.push(kmirror::offsets::mm2::checkpoints_topic(&flow.source));
+        }
+        for topic in own {
+            let action = if target_md.topics.contains_key(&topic) {
+                "exists"
+            } else {
+                "create (kmirror's own)"
+            };
+            outln!("  {topic} (on {}): {action}", flow.target);
+        }
     }
     if failed {
         ExitCode::FAILURE

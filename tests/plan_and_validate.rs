@@ -51,6 +51,8 @@ fn plan_prints_what_would_be_done_and_changes_nothing() {
         "orders.a -> east.orders.a: create with 3 partitions",
         "orders.b -> east.orders.b: create with 1 partitions; set retention.ms=123456789",
         "orders.c -> east.orders.c: add partitions 2 -> 4",
+        // The flow's own topic, which `run` creates too.
+        "__kmirror_progress (on west): create (kmirror's own)",
     ] {
         assert!(
             stdout.lines().any(|l| l.trim() == line),

@@ -236,7 +236,7 @@ impl Default for BrokerConfig {
             nodes: 1,
             node_listen: Default::default(),
             admin_listen: None,
-            cluster_id: "kmirror-local-cluster".into(),
+            cluster_id: crate::meta::LEGACY_CLUSTER_ID.into(),
             data_dir: None,
             default_partitions: 1,
             default_replication_factor: 1,

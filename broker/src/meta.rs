@@ -9,8 +9,13 @@ use std::path::Path;
 /// The file, as Kafka names it.
 pub const FILE_NAME: &str = "meta.properties";
 
-/// The `cluster.id` of `data_dir`'s `meta.properties`; a new random one, written there,
-/// when the file or the key is missing.
+/// The id every kmirror-broker reported before ids were kept here: a directory that
+/// already holds data keeps it, so a cluster's id does not change with an upgrade.
+pub const LEGACY_CLUSTER_ID: &str = "kmirror-local-cluster";
+
+/// The `cluster.id` of `data_dir`'s `meta.properties`; when the file or the key is
+/// missing, a new random one (a directory that already holds data: [`LEGACY_CLUSTER_ID`]),
+/// written there.
 pub fn cluster_id(data_dir: &Path) -> io::Result<String> {
     let path = data_dir.join(FILE_NAME);
     match std::fs::read_to_string(&path) {
@@ -28,7 +33,12 @@ pub fn cluster_id(data_dir: &Path) -> io::Result<String> {
         Err(e) => return Err(e),
     }
     std::fs::create_dir_all(data_dir)?;
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let holds_data = std::fs::read_dir(data_dir)?.next().is_some();
+    let id = if holds_data {
+        LEGACY_CLUSTER_ID.to_string()
+    } else {
+        uuid::Uuid::new_v4().simple().to_string()
+    };
     crate::fsutil::write_atomic(&path, format!("version=1\ncluster.id={id}\n").as_bytes())?;
     Ok(id)
 }
@@ -49,5 +59,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cluster_id(b.path()).unwrap(), "MkU3OEVBNTcwNTJENDM2Qk");
+        // A directory from before ids were kept keeps the id its broker reported.
+        let c = tempfile::tempdir().unwrap();
+        std::fs::write(c.path().join("topics.json"), "[]").unwrap();
+        assert_eq!(cluster_id(c.path()).unwrap(), LEGACY_CLUSTER_ID);
+        assert_eq!(cluster_id(c.path()).unwrap(), LEGACY_CLUSTER_ID);
     }
 }

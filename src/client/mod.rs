@@ -69,8 +69,9 @@ pub enum ClientError {
     /// response, or a leader that has not caught up yet): worth asking again.
     #[error("cluster {cluster}: {what}")]
     Incomplete { cluster: String, what: String },
-    #[error("cluster {cluster}: no reachable bootstrap broker ({last_error})")]
-    NoBroker { cluster: String, last_error: String },
+    /// No broker to send to: `reason` says why (every bootstrap address's error).
+    #[error("cluster {cluster}: no reachable bootstrap broker ({reason})")]
+    NoBroker { cluster: String, reason: String },
     #[error("cluster {cluster}: topic {topic} partition {partition} has no leader")]
     NoLeader {
         cluster: String,
@@ -182,17 +183,21 @@ impl ClusterClient {
                 let config = self.config.messenger.clone();
                 let cluster = self.config.cluster.clone();
                 let opening: Opening = Box::pin(async move {
-                    let mut last_error = String::from("no bootstrap address");
+                    // Each address's error, not only the last one's: the first may be the
+                    // one that tells (a TLS or SASL mismatch, say).
+                    let mut errors = Vec::new();
                     for addr in &addrs {
                         match Messenger::connect(addr, config.clone()).await {
                             Ok(m) => return Ok(Arc::new(m)),
-                            Err(e) => last_error = e.to_string(),
+                            Err(e) => errors.push(e.to_string()),
                         }
                     }
-                    Err(ClientError::NoBroker {
-                        cluster,
-                        last_error,
-                    })
+                    let reason = if errors.is_empty() {
+                        "no bootstrap address".to_string()
+                    } else {
+                        errors.join("; ")
+                    };
+                    Err(ClientError::NoBroker { cluster, reason })
                 });
                 Ok(opening)
             })
@@ -219,7 +224,7 @@ impl ClusterClient {
                     .cloned()
                     .ok_or_else(|| ClientError::NoBroker {
                         cluster: self.config.cluster.clone(),
-                        last_error: format!("broker {node_id} is not in the metadata"),
+                        reason: format!("broker {node_id} is not in the metadata"),
                     })?;
                 let config = self.config.messenger.clone();
                 let cluster = self.config.cluster.clone();
@@ -524,6 +529,25 @@ mod tests {
         assert!(!md.brokers.is_empty());
         hold.abort();
         let _ = live.shutdown().await;
+    }
+
+    /// A cluster none of whose bootstrap addresses answers names each of them, not only
+    /// the last one tried.
+    #[tokio::test]
+    async fn an_unreachable_cluster_names_every_bootstrap_address() {
+        // Bound and closed again: nothing listens there.
+        let closed: Vec<String> = (0..2)
+            .map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().to_string()
+            })
+            .collect();
+        let client = ClusterClient::new(ClientConfig {
+            bootstrap: closed.clone(),
+            ..client(Duration::from_secs(5)).config.clone()
+        });
+        let e = client.any_broker().await.unwrap_err().to_string();
+        assert!(closed.iter().all(|a| e.contains(a.as_str())), "{e}");
     }
 
     /// Callers for the same broker share one attempt and its outcome.

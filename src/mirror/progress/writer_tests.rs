@@ -113,7 +113,7 @@ fn failing_writes_are_kept_from_the_first_until_one_succeeds() {
     assert_eq!(progress.write_failing(), None);
     let refused = |why: &str| crate::client::ClientError::NoBroker {
         cluster: "west".into(),
-        last_error: why.into(),
+        reason: why.into(),
     };
     progress.note_write(Err(&refused("connection refused")));
     let (since, _) = progress.write_failing().unwrap();

@@ -9,7 +9,7 @@
 //! it cannot mirror (no target topic and `create_topics: false`, too few target
 //! partitions, a creation refused) is listed in the flow's stats with its reason.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,8 +53,6 @@ pub(super) struct Discovery {
     /// Where failed rounds are counted and shown, and the topics not mirrored listed (so
     /// each is reported once).
     stats: Arc<FlowStats>,
-    /// The id each mirrored source topic had when its partitions started.
-    topic_ids: HashMap<String, Uuid>,
     /// Source topics stopped because they were deleted and re-created.
     recreated: HashSet<String>,
     /// Partitions reported as [`Found::Start`].
@@ -81,7 +79,6 @@ impl Discovery {
             target,
             progress,
             stats,
-            topic_ids: HashMap::new(),
             recreated: HashSet::new(),
             started: HashSet::new(),
             one_cluster: false,
@@ -141,29 +138,23 @@ impl Discovery {
             if self.recreated.contains(&topic) {
                 continue;
             }
-            // The id this process saw first, else the one stored with the progress (a
-            // topic re-created while the daemon was stopped has another one).
-            let known = (self.topic_ids.get(&topic).copied())
-                .or_else(|| self.progress.source_topic_id(&topic));
-            match known {
-                Some(known) if !known.is_nil() && !topic_id.is_nil() && known != topic_id => {
-                    self.recreated.insert(topic.clone());
-                    found.push(Found::Recreated {
-                        topic,
-                        partitions: count,
-                        old_id: known,
-                        new_id: topic_id,
-                    });
-                    continue;
-                }
-                Some(known) => {
-                    self.topic_ids.entry(topic.clone()).or_insert(known);
-                }
-                None => {
-                    self.topic_ids.insert(topic.clone(), topic_id);
-                }
+            // The id kept with the progress: the one the flow first mirrored (a topic
+            // re-created since, while the daemon ran or was stopped, has another one).
+            // The partitions are fetched by the kept id, or by this one when none is kept
+            // (nil: the source has no topic ids).
+            let known = self.progress.source_topic_id(&topic);
+            if let Some(known) = known.filter(|k| !topic_id.is_nil() && *k != topic_id) {
+                self.recreated.insert(topic.clone());
+                found.push(Found::Recreated {
+                    topic,
+                    partitions: count,
+                    old_id: known,
+                    new_id: topic_id,
+                });
+                continue;
             }
             self.progress.note_source_topic_id(&topic, topic_id);
+            let fetch_id = known.unwrap_or(topic_id);
             let target_topic = self.flow.rename(&topic);
             match self
                 .ensure_target(
@@ -205,7 +196,7 @@ impl Discovery {
                     found.push(Found::Start {
                         partition: sp,
                         target_topic: target_topic.clone(),
-                        topic_id: self.topic_ids.get(&topic).copied().unwrap_or_default(),
+                        topic_id: fetch_id,
                         start,
                     });
                 }

@@ -283,6 +283,26 @@ fn parse_value<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> Resul
     })
 }
 
+/// Sets `map[name]` to the value stored under `key` (read as `T`, kept as `into` makes it),
+/// or removes it when the record is a tombstone (`value` is `None`).
+fn keep<K: std::hash::Hash + Eq, V, T: serde::de::DeserializeOwned>(
+    map: &mut HashMap<K, V>,
+    name: K,
+    key: &str,
+    value: Option<&[u8]>,
+    into: impl FnOnce(T) -> V,
+) -> Result<(), Unreadable> {
+    match value {
+        Some(v) => {
+            map.insert(name, into(parse_value(key, v)?));
+        }
+        None => {
+            map.remove(&name);
+        }
+    }
+    Ok(())
+}
+
 impl Loaded {
     /// Applies one whole batch: the last record of a key wins, and a tombstone removes it.
     /// Records of other flows are skipped.
@@ -298,48 +318,30 @@ impl Loaded {
                 self.marker = r.value.is_some();
                 continue;
             }
-            if let Some(group) = k
-                .strip_prefix(flow)
-                .and_then(|rest| rest.strip_prefix("#group:"))
-            {
-                match r.value {
-                    Some(v) => {
-                        let synced = parse_value(k, &v)?;
-                        self.groups.insert(group.to_string(), synced);
-                    }
-                    None => {
-                        self.groups.remove(group);
-                    }
-                }
-                continue;
-            }
-            if k.strip_prefix(flow) == Some("#source") {
-                self.source_cluster = match r.value {
-                    Some(v) => {
-                        let stored: SourceCluster = parse_value(k, &v)?;
-                        Some(stored.cluster_id)
-                    }
-                    None => None,
-                };
-                continue;
-            }
-            if let Some(topic) = k
-                .strip_prefix(flow)
-                .and_then(|rest| rest.strip_prefix("#topic:"))
-            {
-                match r.value {
-                    Some(v) => {
-                        let stored: SourceTopic = parse_value(k, &v)?;
-                        self.source_topics
-                            .insert(topic.to_string(), stored.topic_id);
-                    }
-                    None => {
-                        self.source_topics.remove(topic);
-                    }
-                }
-                continue;
-            }
-            if let Some((position_key, index)) = k.rsplit_once("#map") {
+            let value = r.value.as_deref();
+            let rest = k.strip_prefix(flow).unwrap_or_default();
+            if let Some(group) = rest.strip_prefix("#group:") {
+                keep(
+                    &mut self.groups,
+                    group.to_string(),
+                    k,
+                    value,
+                    |g: SyncedGroup| g,
+                )?;
+            } else if rest == "#source" {
+                self.source_cluster = value
+                    .map(|v| parse_value::<SourceCluster>(k, v))
+                    .transpose()?
+                    .map(|stored| stored.cluster_id);
+            } else if let Some(topic) = rest.strip_prefix("#topic:") {
+                keep(
+                    &mut self.source_topics,
+                    topic.to_string(),
+                    k,
+                    value,
+                    |t: SourceTopic| t.topic_id,
+                )?;
+            } else if let Some((position_key, index)) = k.rsplit_once("#map") {
                 let (Some((topic, partition)), Ok(index)) =
                     (parse_key(flow, position_key), index.parse::<u64>())
                 else {
@@ -352,32 +354,20 @@ impl Loaded {
                         partition,
                     })
                     .or_default();
-                match r.value {
+                match value {
                     Some(v) => {
-                        let chunk = parse_value::<Chunk>(k, &v)?;
-                        chunks.insert(index, chunk);
+                        chunks.insert(index, parse_value::<Chunk>(k, v)?);
                     }
                     None => {
                         chunks.remove(&index);
                     }
                 }
-                continue;
-            }
-            let Some((topic, partition)) = parse_key(flow, k) else {
-                continue;
-            };
-            let sp = SourcePartition {
-                topic: topic.to_string(),
-                partition,
-            };
-            match r.value {
-                Some(v) => {
-                    let pos = parse_value::<Position>(k, &v)?;
-                    self.positions.insert(sp, pos);
-                }
-                None => {
-                    self.positions.remove(&sp);
-                }
+            } else if let Some((topic, partition)) = parse_key(flow, k) {
+                let sp = SourcePartition {
+                    topic: topic.to_string(),
+                    partition,
+                };
+                keep(&mut self.positions, sp, k, value, |p: Position| p)?;
             }
         }
         Ok(())

@@ -97,8 +97,9 @@ fn metrics_are_pushed_over_otlp_http() {
                 && contains(body, "east-to-west")
         })
     };
-    // The counter reaches what was mirrored in some push.
-    let records_pushed = |got: &[Received]| -> Option<f64> {
+    // The counter reaches what was mirrored in some push, and the latency histogram (an
+    // SDK instrument of the push alone) counts the batches that carried it.
+    let pushed_value = |got: &[Received], name: &str| -> Option<f64> {
         let bodies: Vec<String> = got
             .iter()
             .enumerate()
@@ -116,15 +117,18 @@ fn metrics_are_pushed_over_otlp_http() {
                 .unwrap_or("{}"),
         )
         .unwrap();
-        metrics["kmirror_mirrored_records"]
+        metrics[name]
             .as_array()?
             .iter()
             .find(|p| p["attributes"]["flow"] == "east-to-west")?["value"]
             .as_f64()
     };
-    while !pushed(&received.lock().unwrap())
-        || records_pushed(&received.lock().unwrap()) != Some(100.0)
-    {
+    let done = |got: &[Received]| {
+        pushed(got)
+            && pushed_value(got, "kmirror_mirrored_records") == Some(100.0)
+            && pushed_value(got, "kmirror_replication_latency_seconds").is_some_and(|n| n >= 1.0)
+    };
+    while !done(&received.lock().unwrap()) {
         assert!(
             Instant::now() < deadline,
             "no OTLP push with kmirror's metrics in 60 s; received {:?}\n{}",

@@ -336,7 +336,9 @@ impl Pipeline {
         } else {
             None
         };
-        self.stats.advanced(done.next_source_offset);
+        // One clock read per acknowledged batch, for the partition's and the flow's stats.
+        let now_ms = crate::telemetry::stats::now_ms();
+        self.stats.advanced_at(done.next_source_offset, now_ms);
         self.progress.acknowledged(
             &self.source,
             Position {
@@ -351,6 +353,7 @@ impl Pipeline {
             done.records.max(0) as u64,
             done.stamped.len() as u64,
             done.timestamps_ms.1,
+            now_ms,
         );
         self.stats.holding(
             window

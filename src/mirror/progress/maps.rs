@@ -16,8 +16,8 @@ use crate::offsets::{OffsetMap, Translation};
 pub(super) fn from_loaded(
     chunks: HashMap<SourcePartition, BTreeMap<u64, Chunk>>,
     positions: &HashMap<SourcePartition, Position>,
-) -> HashMap<SourcePartition, OffsetMap> {
-    let mut maps = HashMap::new();
+) -> super::ByPartition<OffsetMap> {
+    let mut maps = super::ByPartition::default();
     for (sp, by_index) in chunks {
         let mut kept: Vec<(u64, Chunk)> = Vec::new();
         for (index, chunk) in by_index.into_iter().rev() {
@@ -69,18 +69,21 @@ impl State {
         let Some(&(first, _)) = source_runs.first() else {
             return;
         };
-        if !self.maps.contains_key(sp) {
-            let start = self
-                .positions
-                .get(sp)
-                .map_or(first, |p| p.next_source_offset.min(first));
-            let mut map = OffsetMap::new(start);
-            if let Some(target) = self.targets.get(&sp.topic) {
-                map.set_target(target.clone());
+        // One lookup for a partition that has its map (every batch but its first).
+        let map = match self.maps.get_mut(sp) {
+            Some(map) => map,
+            None => {
+                let start = self
+                    .positions
+                    .get(sp)
+                    .map_or(first, |p| p.next_source_offset.min(first));
+                let mut map = OffsetMap::new(start);
+                if let Some(target) = self.targets.get(&sp.topic) {
+                    map.set_target(target.clone());
+                }
+                self.maps.entry(sp.clone()).or_insert(map)
             }
-            self.maps.insert(sp.clone(), map);
-        }
-        let map = self.maps.get_mut(sp).expect("inserted above");
+        };
         let mut target = target_base;
         for &(source, count) in source_runs {
             map.record(source, target, count);

@@ -88,7 +88,11 @@ pub struct FlowStats {
     errors: Mutex<BTreeMap<&'static str, u64>>,
     last_error: Mutex<Option<(i64, String)>>,
     latency_ms: Mutex<Histogram<u64>>,
-    latency: opentelemetry::metrics::Histogram<f64>,
+    /// The sum of the latencies recorded in `latency_ms`, unrounded (ms).
+    latency_sum_ms: AtomicU64,
+    /// The OTLP push's latency instrument, recorded per batch; `None` without
+    /// `telemetry.otlp` (`/metrics` reads `latency_ms` at scrape time instead).
+    latency: Option<opentelemetry::metrics::Histogram<f64>>,
     partitions: Mutex<BTreeMap<SourcePartition, Arc<PartitionStats>>>,
     /// Topics the flow matches and does not mirror, by name ([`unmirrored`]).
     unmirrored: Mutex<BTreeMap<String, UnmirroredTopic>>,
@@ -114,7 +118,7 @@ impl FlowStats {
     pub fn new(
         name: &str,
         (source, target): (&str, &str),
-        latency: opentelemetry::metrics::Histogram<f64>,
+        latency: Option<opentelemetry::metrics::Histogram<f64>>,
     ) -> Self {
         Self {
             name: name.to_string(),
@@ -145,6 +149,7 @@ impl FlowStats {
                 Histogram::new_with_bounds(1, LATENCY_MAX_MS, LATENCY_DIGITS)
                     .expect("valid histogram bounds"),
             ),
+            latency_sum_ms: AtomicU64::new(0),
             latency,
             partitions: Mutex::default(),
             unmirrored: Mutex::default(),
@@ -289,17 +294,17 @@ impl FlowStats {
     }
 
     /// A batch of `records` records and `bytes` bytes whose newest record has timestamp
-    /// `max_timestamp_ms` was acknowledged by the target.
+    /// `max_timestamp_ms` was acknowledged by the target at `now` (Unix ms).
     pub fn acknowledged(
         &self,
         p: &PartitionStats,
         records: u64,
         bytes: u64,
         max_timestamp_ms: i64,
+        now: i64,
     ) {
         self.records.fetch_add(records, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        let now = now_ms();
         self.last_ack_ms.store(now, Ordering::Relaxed);
         self.target_failing_since_ms.store(0, Ordering::Relaxed);
         p.last_mirrored_ms
@@ -309,10 +314,13 @@ impl FlowStats {
             .lock()
             .expect("latency lock")
             .saturating_record(latency_ms.max(1));
-        self.latency.record(
-            latency_ms as f64 / 1000.0,
-            std::slice::from_ref(&self.attribute),
-        );
+        self.latency_sum_ms.fetch_add(latency_ms, Ordering::Relaxed);
+        if let Some(latency) = &self.latency {
+            latency.record(
+                latency_ms as f64 / 1000.0,
+                std::slice::from_ref(&self.attribute),
+            );
+        }
     }
 
     /// A produce to the target failed with an error of `class` and is retried.
@@ -471,6 +479,31 @@ impl FlowStats {
                 .map(|q| h.value_at_quantile(*q) as f64 / 1000.0)
                 .collect()
         })
+    }
+
+    /// The latency histogram in buckets with upper bounds `bounds_ms` (ascending):
+    /// cumulative counts (a batch in the first bucket whose bound is at least its latency,
+    /// within the histogram's 1%), the count of batches and the sum of their latencies in
+    /// seconds. `None` before the first batch.
+    pub fn latency_buckets(&self, bounds_ms: &[f64]) -> Option<(Vec<u64>, u64, f64)> {
+        let h = self.latency_ms.lock().expect("latency lock");
+        if h.is_empty() {
+            return None;
+        }
+        let mut cumulative = vec![0u64; bounds_ms.len()];
+        for v in h.iter_recorded() {
+            let value = v.value_iterated_to() as f64;
+            if let Some(n) = cumulative.get_mut(bounds_ms.partition_point(|b| *b < value)) {
+                *n += v.count_at_value();
+            }
+        }
+        let mut total = 0;
+        for n in &mut cumulative {
+            total += *n;
+            *n = total;
+        }
+        let sum_s = self.latency_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        Some((cumulative, h.len(), sum_s))
     }
 
     pub fn latency_batches(&self) -> u64 {

@@ -111,11 +111,18 @@ impl PartitionStats {
     }
 
     pub fn advanced(&self, next_source_offset: i64) {
+        if self.position.load(Ordering::Relaxed) < next_source_offset {
+            self.advanced_at(next_source_offset, super::now_ms());
+        }
+    }
+
+    /// [`Self::advanced`] with the clock already read (once per acknowledged batch).
+    pub fn advanced_at(&self, next_source_offset: i64, now_ms: i64) {
         let before = self
             .position
             .fetch_max(next_source_offset, Ordering::Relaxed);
         if before < next_source_offset {
-            self.advanced_ms.store(super::now_ms(), Ordering::Relaxed);
+            self.advanced_ms.store(now_ms, Ordering::Relaxed);
         }
     }
 

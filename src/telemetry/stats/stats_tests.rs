@@ -1,11 +1,7 @@
 use super::*;
 
 fn flow() -> FlowStats {
-    let meter = opentelemetry::metrics::MeterProvider::meter(
-        &opentelemetry_sdk::metrics::SdkMeterProvider::default(),
-        "test",
-    );
-    FlowStats::new("f", ("a", "b"), meter.f64_histogram("l").build())
+    FlowStats::new("f", ("a", "b"), None)
 }
 
 /// A started flow with partition t-0 at position 0.
@@ -62,7 +58,7 @@ fn lag_is_the_fetchable_end_minus_position_and_its_age_that_of_the_oldest_held_b
     p.holding(Some(1_000));
     assert_eq!(p.lag_seconds(3_500), Some(2.5));
     assert_eq!((f.lag_records(), f.lag_unknown_partitions()), (15, 0));
-    f.acknowledged(&p, 15, 100, 2_000);
+    f.acknowledged(&p, 15, 100, 2_000, now_ms());
     p.advanced(25);
     p.holding(None);
     assert_eq!(
@@ -105,7 +101,7 @@ fn a_flow_started_again_counts_its_minute_from_that_start() {
     );
     p.fetched(1_000, 1_000);
     f.set_started(true);
-    f.acknowledged(&p, 1, 10, now_ms());
+    f.acknowledged(&p, 1, 10, now_ms(), now_ms());
     f.set_started(false);
     // Started again two minutes later, as set_started(true) would record it then.
     f.started_ms.store(now_ms() + 120_000, Ordering::Relaxed);

@@ -119,6 +119,19 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Delete what a flow stored for one source topic (positions, offset maps, topic id) from
+    /// the progress topic on its target, so that its next start mirrors the topic as new:
+    /// for a source topic deleted and re-created, which the daemon stops. Run it while no
+    /// daemon runs the flow, then start one.
+    Forget {
+        /// The topology file.
+        config: PathBuf,
+        #[arg(long)]
+        flow: String,
+        /// The source topic.
+        #[arg(long)]
+        topic: String,
+    },
     /// Print a running daemon's flows, lag, latency and errors (its `/status`) as a table.
     Status {
         /// A topology file whose `telemetry.listen` names the daemon's listener.
@@ -174,6 +187,7 @@ fn main() -> ExitCode {
         | Command::Validate { config }
         | Command::Plan { config }
         | Command::Offsets { config, .. }
+        | Command::Forget { config, .. }
         | Command::Failover { config, .. } => config.clone(),
         Command::Status { config, url, json } => {
             return status(config.as_deref(), url.as_deref(), *json)
@@ -264,6 +278,12 @@ fn main() -> ExitCode {
             };
             printed(runtime.block_on(failover(&topology, &args)), "failover")
         }
+        Command::Forget { flow, topic, .. } => printed(
+            runtime.block_on(kmirror::mirror::progress::forget::command(
+                &topology, &flow, &topic,
+            )),
+            "forget",
+        ),
         Command::Status { .. } => unreachable!("answered before the topology is loaded"),
         Command::Run { drain_timeout, .. } => {
             let kept_bytes = kmirror::allocator::bytes_to_keep(

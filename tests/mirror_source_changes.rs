@@ -3,7 +3,8 @@
 //!
 //! - A source topic deleted and re-created (its topic id changes) stops that topic, until
 //!   a reload takes it out of the flow; also when it was re-created while the daemon was
-//!   stopped (the id is kept with the progress).
+//!   stopped (the id is kept with the progress). `kmirror forget` deletes the topic's
+//!   progress, and the next start mirrors the new topic from its start.
 //! - Records deleted before they were mirrored stop their partition, naming the log start.
 //! - A batch that fails its CRC on the source's disk stops its partition after everything
 //!   before it is mirrored, whether it was to be merged or forwarded as it is.
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use kmirror_wire::batch::Batches;
 use support::cluster::move_leaders;
-use support::topics::{admin, flow, read, wait_records};
+use support::topics::{admin, contents, flow, read, wait_records};
 use support::*;
 
 /// `/status` on `listen`.
@@ -165,6 +166,31 @@ fn a_source_topic_recreated_while_the_daemon_was_stopped_stops_at_the_restart() 
     t.recreate_gone("30");
     t.daemon = DaemonProcess::start(&t.config);
     t.assert_gone_stopped();
+    // The way on that the ERROR gives: stop, `kmirror forget` the topic, start again. The
+    // new topic is mirrored from its start, after the old topic's records; `keep` goes on
+    // from where it was.
+    t.daemon.terminate_ok();
+    let config = t.config.to_str().unwrap();
+    let args = ["forget", config, "--flow", "rules", "--topic", "gone"];
+    let out = kmirror_ok(&args);
+    assert!(
+        out.contains("1 partition positions") && out.contains("its topic id"),
+        "{out}"
+    );
+    assert!(kmirror_ok(&args).contains("nothing deleted"));
+    t.daemon = DaemonProcess::start(&t.config);
+    wait_records(&t.target.addr(), "gone", 40, &t.daemon);
+    let gone = &contents(&t.target.addr(), "gone").unwrap()[&0];
+    assert!(
+        gone.len() == 40
+            && gone[..10].iter().all(|v| v.starts_with('a'))
+            && gone[10..].iter().all(|v| v.starts_with('b')),
+        "{gone:?}"
+    );
+    admin(&t.source.addr(), &["produce", "keep", "c", "5"]);
+    wait_records(&t.target.addr(), "keep", 25, &t.daemon);
+    let keep = &contents(&t.target.addr(), "keep").unwrap()[&0];
+    assert_eq!(keep.len(), 25, "keep mirrored once: {keep:?}");
 }
 
 /// Two topologies with a flow of the same name, from two source clusters into one target

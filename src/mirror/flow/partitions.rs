@@ -129,7 +129,7 @@ impl FlowRunner {
             }
         }
         let flow = &self.flow.name;
-        tracing::error!(%flow, topic, %old_id, %new_id, partitions_stopped = stopped, "Source topic was deleted and re-created (its topic id changed); it is not mirrored: the flow's progress for it belongs to the old topic. Other topics keep flowing. To mirror the new topic from its start, delete the flow's records of it from {PROGRESS_TOPIC} on the target (tombstones for the keys {flow}#topic:{topic}, {flow}/{topic}/<partition> and {flow}/{topic}/<partition>#map<n>), or take it out of this flow and mirror it in a flow of another name, then restart.");
+        tracing::error!(%flow, topic, %old_id, %new_id, partitions_stopped = stopped, "Source topic was deleted and re-created (its topic id changed); it is not mirrored: the flow's progress for it belongs to the old topic. Other topics keep flowing. To mirror the new topic from its start: stop the daemon, run `kmirror forget CONFIG --flow {flow} --topic {topic}` (it deletes the flow's records of the topic from {PROGRESS_TOPIC} on the target), and start it again; or take the topic out of this flow and mirror it in a flow of another name.");
     }
 }
 

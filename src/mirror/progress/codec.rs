@@ -22,7 +22,7 @@ const BATCH_OVERHEAD: usize = 61;
 /// timestamp and offset deltas, key and value lengths and header count, as varints.
 const RECORD_OVERHEAD: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
 
-fn key(flow: &str, sp: &SourcePartition) -> String {
+pub(super) fn key(flow: &str, sp: &SourcePartition) -> String {
     format!("{flow}/{}/{}", sp.topic, sp.partition)
 }
 
@@ -39,7 +39,7 @@ fn parse_key<'a>(flow: &str, key: &'a str) -> Option<(&'a str, i32)> {
 }
 
 /// The key of the id a source topic had when the flow first mirrored it.
-fn source_topic_key(flow: &str, topic: &str) -> String {
+pub(super) fn source_topic_key(flow: &str, topic: &str) -> String {
     format!("{flow}#topic:{topic}")
 }
 
@@ -101,6 +101,8 @@ pub(super) enum Entry {
     SourceCluster(String),
     /// The flow's first start is done.
     Marker,
+    /// A tombstone for this key ([`super::forget`]).
+    Forget(String),
 }
 
 /// A batch ready to produce, and which entries (by index) it carries.
@@ -156,6 +158,7 @@ fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Option<Bytes>
                 .expect("a cluster id serialises"),
             )),
         ),
+        Entry::Forget(key) => (Bytes::from(key.clone()), None),
         Entry::Marker => (
             Bytes::from(flow.to_string()),
             Some(Bytes::from(
@@ -172,9 +175,11 @@ fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Option<Bytes>
 fn partition_of(entry: &Entry) -> Option<&SourcePartition> {
     match entry {
         Entry::MapChunk(sp, ..) | Entry::Position(sp, _) => Some(sp),
-        Entry::Group(..) | Entry::SourceTopic(..) | Entry::SourceCluster(..) | Entry::Marker => {
-            None
-        }
+        Entry::Group(..)
+        | Entry::SourceTopic(..)
+        | Entry::SourceCluster(..)
+        | Entry::Marker
+        | Entry::Forget(_) => None,
     }
 }
 

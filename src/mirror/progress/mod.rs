@@ -11,6 +11,7 @@
 //! [`store`] (the only place that produces to the topic).
 
 mod codec;
+pub mod forget;
 mod groups;
 mod load;
 mod maps;
@@ -195,6 +196,7 @@ impl Drop for Taken<'_> {
                 }
                 Entry::SourceCluster(_) => st.source_cluster_dirty = true,
                 Entry::Marker => st.marker_dirty = true,
+                Entry::Forget(_) => {}
             }
         }
     }
@@ -375,13 +377,7 @@ impl Progress {
                 what: format!("no {PROGRESS_TOPIC} topic: no flow has run against this cluster"),
             });
         }
-        let log = store::TargetLog { target };
-        let loaded = tokio::time::timeout(deadline, load::read_all(flow, &log, target))
-            .await
-            .map_err(|_| ClientError::Incomplete {
-                cluster: target.name().to_string(),
-                what: format!("reading the progress of flow {flow} took longer than {deadline:?}"),
-            })??;
+        let loaded = read_stored(flow, target, deadline).await?;
         Ok(Arc::new(Self::new(flow, loaded, 1 << 20)))
     }
 
@@ -548,6 +544,21 @@ impl Progress {
 }
 
 /// Partitions and positions for the tests of this module and its children.
+/// What `flow` stored on `target`, read to the end within `deadline`.
+async fn read_stored(
+    flow: &str,
+    target: &ClusterClient,
+    deadline: Duration,
+) -> Result<codec::Loaded, ClientError> {
+    let log = store::TargetLog { target };
+    tokio::time::timeout(deadline, load::read_all(flow, &log, target))
+        .await
+        .map_err(|_| ClientError::Incomplete {
+            cluster: target.name().to_string(),
+            what: format!("reading the progress of flow {flow} took longer than {deadline:?}"),
+        })?
+}
+
 #[cfg(test)]
 mod fixtures {
     use super::{Position, SourcePartition};

@@ -1,7 +1,8 @@
 //! A produce lane's combiner task: takes the batches partitions hand the lane, in the order
-//! they came, and writes them as Produce requests of one batch per partition, at most
-//! [`MAX_REQUESTS_IN_FLIGHT`] on the connection; answers each partition from the response
-//! and keeps the broker's `throttle_time_ms` (KIP-219).
+//! they came, and writes them as Produce requests of one batch per partition (each
+//! partition's first waiting batch), at most [`MAX_REQUESTS_IN_FLIGHT`] on the connection;
+//! answers each batch from the response and keeps the broker's `throttle_time_ms`
+//! (KIP-219).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,8 +26,8 @@ use super::throttle_wait;
 pub(super) struct Submission {
     pub(super) target: ProduceTarget,
     pub(super) records: Bytes,
-    /// Told once the request holding the batch is on the connection, or could not be.
-    pub(super) queued: oneshot::Sender<Result<oneshot::Receiver<Answer>, RequestError>>,
+    /// Told the batch's answer, or why the request holding it could not be sent.
+    pub(super) answer: oneshot::Sender<Answer>,
 }
 
 /// The combiner: gathers waiting batches into requests, in the order they came.
@@ -92,13 +93,7 @@ pub(super) async fn combine(
         stats
             .batches
             .fetch_add(parts.len() as u64, Ordering::Relaxed);
-        let mut answers = Vec::with_capacity(parts.len());
-        for (target, queued) in parts {
-            let (tx, rx) = oneshot::channel();
-            // A partition that stopped waiting no longer needs its answer.
-            let _ = queued.send(Ok(rx));
-            answers.push((target, tx));
-        }
+        let answers = parts;
         let throttles = throttles.clone();
         let stats = stats.clone();
         let broker_in_flight = broker_in_flight.clone();
@@ -124,6 +119,7 @@ pub(super) async fn combine(
                     Ok(r) => Ok(partition_outcome(r, &target)),
                     Err(e) => Err(e.clone()),
                 };
+                // A partition that stopped waiting no longer needs its answer.
                 let _ = tx.send(answer);
             }
             drop(slot);
@@ -131,31 +127,33 @@ pub(super) async fn combine(
     }
 }
 
-/// The submissions of the next request, from the front of `waiting`: at least one, then
-/// more while they fit [`MAX_REQUEST_BYTES`] and name a partition not taken yet (Kafka
-/// keeps only one of two batches for the same partition in a request: KafkaApis.
-/// handleProduceRequest collects them into a map).
+/// The submissions of the next request, from `waiting` in order: each partition's first
+/// waiting batch (Kafka keeps only one of two batches for the same partition in a request:
+/// KafkaApis.handleProduceRequest collects them into a map), at least one, then more while
+/// they fit [`MAX_REQUEST_BYTES`]. A partition's later batches keep their order for the
+/// requests after, so they reach the target in the order the partition handed them over.
 pub(super) fn take_request(waiting: &mut VecDeque<Submission>) -> Vec<Submission> {
     let mut taken: Vec<Submission> = Vec::new();
     let mut bytes = 0usize;
-    while let Some(next) = waiting.front() {
-        let fits = taken.is_empty() || bytes + next.records.len() <= MAX_REQUEST_BYTES;
+    let mut i = 0;
+    while let Some(next) = waiting.get(i) {
         let repeated = taken.iter().any(|t| {
-            t.target.topic == next.target.topic && t.target.partition == next.target.partition
+            t.target.partition == next.target.partition && t.target.topic == next.target.topic
         });
-        if !fits || repeated {
+        if repeated {
+            i += 1;
+            continue;
+        }
+        if !taken.is_empty() && bytes + next.records.len() > MAX_REQUEST_BYTES {
             break;
         }
         bytes += next.records.len();
-        taken.push(waiting.pop_front().expect("front exists"));
+        taken.push(waiting.remove(i).expect("index in range"));
     }
     taken
 }
 
-type Part = (
-    ProduceTarget,
-    oneshot::Sender<Result<oneshot::Receiver<Answer>, RequestError>>,
-);
+type Part = (ProduceTarget, oneshot::Sender<Answer>);
 
 /// One Produce request for `taken`.
 struct Built {
@@ -172,7 +170,7 @@ fn build(taken: Vec<Submission>) -> Built {
     for s in taken {
         shared.push(s.records.clone());
         batches.push((s.target.clone(), s.records));
-        parts.push((s.target, s.queued));
+        parts.push((s.target, s.answer));
     }
     Built {
         request: request(batches, PRODUCE_TIMEOUT_MS),
@@ -182,8 +180,8 @@ fn build(taken: Vec<Submission>) -> Built {
 }
 
 fn fail(parts: Vec<Part>, error: RequestError) {
-    for (_, queued) in parts {
-        let _ = queued.send(Err(error.clone()));
+    for (_, answer) in parts {
+        let _ = answer.send(Err(error.clone()));
     }
 }
 

@@ -291,26 +291,26 @@ impl ProduceLane {
         !self.messenger.is_poisoned() && !self.tx.is_closed()
     }
 
-    /// Hands `records` (one batch) for `target` to the lane; returns once the request
-    /// holding it is on the connection, with the receiver of its answer.
+    /// Hands `records` (one batch) for `target` to the lane; returns once the lane's queue
+    /// has taken it (it waits while the queue is full), with the receiver of its answer.
+    /// A request that cannot be sent answers its batches with the error.
     pub async fn submit(
         &self,
         target: ProduceTarget,
         records: Bytes,
     ) -> Result<oneshot::Receiver<Answer>, RequestError> {
-        let closed = || RequestError::Poisoned {
-            reason: "the produce lane closed".into(),
-        };
-        let (queued, rx) = oneshot::channel();
+        let (answer, rx) = oneshot::channel();
         self.tx
             .send(Submission {
                 target,
                 records,
-                queued,
+                answer,
             })
             .await
-            .map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?
+            .map_err(|_| RequestError::Poisoned {
+                reason: "the produce lane closed".into(),
+            })?;
+        Ok(rx)
     }
 }
 

@@ -3,7 +3,7 @@ use crate::client::produce_combiner::take_request;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::Compression;
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 use kmirror_wire::messenger::MessengerConfig;
 use kmirror_wire::records::{encode, record};
 
@@ -29,14 +29,12 @@ fn batch(value: &str, count: usize) -> Bytes {
     encode(&records, Compression::None).unwrap()
 }
 
-type Queued = oneshot::Receiver<Result<oneshot::Receiver<Answer>, RequestError>>;
-
-fn submission(target: ProduceTarget, records: Bytes) -> (Submission, Queued) {
-    let (queued, rx) = oneshot::channel();
+fn submission(target: ProduceTarget, records: Bytes) -> (Submission, oneshot::Receiver<Answer>) {
+    let (answer, rx) = oneshot::channel();
     let s = Submission {
         target,
         records,
-        queued,
+        answer,
     };
     (s, rx)
 }
@@ -69,7 +67,7 @@ fn produces_are_near_only_while_every_decided_broker_is() {
 }
 
 #[test]
-fn a_request_takes_waiting_batches_in_order_within_its_size_and_one_per_partition() {
+fn a_request_takes_each_partitions_first_waiting_batch_in_order_within_its_size() {
     let big = Bytes::from(vec![0u8; MAX_REQUEST_BYTES / 2]);
     let mut waiting: VecDeque<Submission> = [
         (target("a", 0), batch("x", 1)),
@@ -77,27 +75,46 @@ fn a_request_takes_waiting_batches_in_order_within_its_size_and_one_per_partitio
         (target("b", 0), big.clone()),
         (target("a", 0), batch("y", 1)),
         (target("b", 1), batch("z", 1)),
+        (target("a", 1), batch("y", 1)),
+        (target("a", 0), batch("w", 1)),
     ]
     .into_iter()
     .map(|(t, r)| submission(t, r).0)
     .collect();
     let names = |v: &[Submission]| {
         v.iter()
-            .map(|s| format!("{}-{}", s.target.topic, s.target.partition))
+            .map(|s| {
+                let value = RecordBatchDecoder::decode(&mut s.records.clone())
+                    .ok()
+                    .and_then(|set| set.records[0].value.clone())
+                    .map_or("big".into(), |v| String::from_utf8_lossy(&v).into_owned());
+                format!("{}-{}:{value}", s.target.topic, s.target.partition)
+            })
             .collect::<Vec<_>>()
     };
-    // The second batch of a-0 waits for the next request, and so does what follows it.
-    assert_eq!(names(&take_request(&mut waiting)), ["a-0", "a-1", "b-0"]);
-    assert_eq!(names(&take_request(&mut waiting)), ["a-0", "b-1"]);
+    // The second batch of a-0 waits for the next request; b-1 behind it does not.
+    assert_eq!(
+        names(&take_request(&mut waiting)),
+        ["a-0:x", "a-1:x", "b-0:big", "b-1:z"]
+    );
+    assert_eq!(names(&take_request(&mut waiting)), ["a-0:y", "a-1:y"]);
+    assert_eq!(names(&take_request(&mut waiting)), ["a-0:w"]);
     assert!(waiting.is_empty());
-    // A batch over the request size still goes, alone.
+    // A batch over the request size still goes, alone; what does not fit waits, and so
+    // does what follows it.
     let huge = Bytes::from(vec![0u8; MAX_REQUEST_BYTES + 1]);
-    let mut waiting: VecDeque<Submission> = [(target("a", 0), huge), (target("a", 1), big)]
-        .into_iter()
-        .map(|(t, r)| submission(t, r).0)
-        .collect();
-    assert_eq!(names(&take_request(&mut waiting)), ["a-0"]);
-    assert_eq!(names(&take_request(&mut waiting)), ["a-1"]);
+    let mut waiting: VecDeque<Submission> = [
+        (target("a", 0), huge),
+        (target("a", 1), big.clone()),
+        (target("a", 2), big.clone()),
+        (target("a", 3), big),
+    ]
+    .into_iter()
+    .map(|(t, r)| submission(t, r).0)
+    .collect();
+    assert_eq!(names(&take_request(&mut waiting)), ["a-0:big"]);
+    assert_eq!(names(&take_request(&mut waiting)), ["a-1:big", "a-2:big"]);
+    assert_eq!(names(&take_request(&mut waiting)), ["a-3:big"]);
 }
 
 /// Batches for many partitions that wait together leave in one Produce request, which
@@ -134,7 +151,7 @@ async fn waiting_batches_of_many_partitions_share_one_request() {
         rx,
     ));
     for (p, q) in queued.into_iter().enumerate() {
-        let answer = q.await.unwrap().unwrap().await.unwrap().unwrap();
+        let answer = q.await.unwrap().unwrap();
         let outcome = answer.expect("the response names the partition");
         assert_eq!((p, outcome.error_code, outcome.base_offset), (p, 0, 0));
     }
@@ -189,7 +206,7 @@ async fn throttling_broker(
     use kafka_protocol::messages::produce_response::{
         PartitionProduceResponse, TopicProduceResponse,
     };
-    use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+    use kafka_protocol::messages::{produce_request, ApiKey, ApiVersionsResponse};
     use kafka_protocol::protocol::Decodable;
     use kmirror_wire::frame;
     let mut framed = tokio_util::codec::Framed::new(stream, frame::codec(1 << 20));
@@ -219,13 +236,23 @@ async fn throttling_broker(
             arrivals.send(Instant::now()).unwrap();
             tokio::time::sleep(answer_after).await;
             let req = ProduceRequest::decode(&mut f, version).unwrap();
-            let topic = &req.topic_data[0];
+            let answered = |p: &produce_request::PartitionProduceData| {
+                PartitionProduceResponse::default().with_index(p.index)
+            };
             let resp = ProduceResponse::default()
                 .with_throttle_time_ms(throttles.next().unwrap_or(0))
-                .with_responses(vec![TopicProduceResponse::default()
-                    .with_name(topic.name.clone())
-                    .with_partition_responses(vec![PartitionProduceResponse::default()
-                        .with_index(topic.partition_data[0].index)])]);
+                .with_responses(
+                    req.topic_data
+                        .iter()
+                        .map(|t| {
+                            TopicProduceResponse::default()
+                                .with_name(t.name.clone())
+                                .with_partition_responses(
+                                    t.partition_data.iter().map(answered).collect(),
+                                )
+                        })
+                        .collect(),
+                );
             frame::encode_response(id, version, &resp).unwrap()
         };
         framed.send(out).await.unwrap();

@@ -259,11 +259,12 @@ impl Pipeline {
             .is_some_and(|r| r >= MERGE_ROUND_TRIP)
     }
 
-    /// Puts one request on the wire now (so requests stay in order); the entry keeps the
-    /// lane's answer, which [`Pipeline::run`] awaits in window order.
+    /// Hands one batch to its lane now (the lane sends a partition's batches in the order
+    /// it was handed them); the entry keeps the lane's answer, which [`Pipeline::run`]
+    /// awaits in window order.
     ///
-    /// A request that cannot be put on the wire (no known leader, no connection) is retried
-    /// here, with metadata refreshes, until it is: later requests must not reach the target
+    /// A batch that cannot be handed to a lane (no known leader, no connection) is retried
+    /// here, with metadata refreshes, until it is: later batches must not reach the target
     /// before it. A target that does not know the producer yet takes any sequence as its
     /// start, so a later request arriving first would be written ahead of this one, and
     /// this one then refused as out of order.

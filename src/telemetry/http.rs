@@ -286,6 +286,7 @@ pub fn status(flows: &[Arc<FlowStats>]) -> serde_json::Value {
                 "mirrored_records": f.records(),
                 "mirrored_bytes": f.bytes(),
                 "fetched_bytes": f.fetched_bytes(),
+                "mirrored_again_records": f.mirrored_again_records(),
                 "fetch_requests": f.fetch_requests(),
                 // Unknown (null), not 0, until the flow has started and found its partitions.
                 "lag_records": lag_known.then(|| f.lag_records()),

@@ -209,6 +209,13 @@ fn register(meter: &Meter, flows: Arc<Flows>) {
     per_flow(
         meter,
         &flows,
+        (Kind::Counter, "kmirror_mirrored_again_records"),
+        "Records found on the target past the position stored for their partition: mirrored before an unclean stop and mirrored again (duplicates), or written by another producer",
+        FlowStats::mirrored_again_records,
+    );
+    per_flow(
+        meter,
+        &flows,
         (Kind::Counter, "kmirror_fetch_requests"),
         "Fetch requests the source answered (Kafka's consumer: fetch-total)",
         FlowStats::fetch_requests,
@@ -398,6 +405,7 @@ mod tests {
         p.fetched(12, 12);
         flow.acknowledged(&p, 7, 700, now_ms() - 250, now_ms());
         p.advanced(7);
+        flow.mirrored_again(3);
         // A partition no Fetch or ListOffsets answered yet: counted, with no lag series.
         let unanswered = crate::mirror::progress::SourcePartition {
             topic: "orders".into(),
@@ -410,6 +418,7 @@ mod tests {
             "kmirror_lag_unknown_partitions{flow=\"east-to-west\"} 1",
             "kmirror_mirrored_records_total{flow=\"east-to-west\"} 7",
             "kmirror_mirrored_bytes_total{flow=\"east-to-west\"} 700",
+            "kmirror_mirrored_again_records_total{flow=\"east-to-west\"} 3",
             "kmirror_partition_lag_records{flow=\"east-to-west\",partition=\"3\",topic=\"orders\"} 5",
             "kmirror_replication_latency_seconds_count{flow=\"east-to-west\"} 1",
             "kmirror_partitions{flow=\"east-to-west\",state=\"running\"} 2",

@@ -39,6 +39,7 @@ impl FlowRunner {
             session_acked: false,
             splits: 0,
             next_target_offset: position.next_target_offset,
+            reported_mirrored_again: false,
             batch_bytes: usize::try_from(self.flow.limits.batch_bytes).unwrap_or(usize::MAX),
             start_offset: start,
             lane: self.target.assign_produce_lane(),

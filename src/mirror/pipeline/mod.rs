@@ -70,6 +70,9 @@ pub struct Pipeline {
     /// Batches split because the target refused them as too large.
     pub splits: u64,
     pub next_target_offset: i64,
+    /// Whether records found on the target past `next_target_offset` were reported at
+    /// WARN yet ([`Pipeline::mirrored_again`]): once per pipeline, later at DEBUG.
+    pub reported_mirrored_again: bool,
     /// Largest batch small batches are merged into.
     pub batch_bytes: usize,
     /// The source offset this pipeline starts at; records below it are never produced.
@@ -332,6 +335,9 @@ impl Pipeline {
             &done.source_runs[..]
         };
         let target_base = if base_offset >= 0 && done.records > 0 {
+            if self.next_target_offset >= 0 && base_offset > self.next_target_offset {
+                self.mirrored_again(done, base_offset);
+            }
             self.next_target_offset = base_offset + i64::from(done.records);
             Some((base_offset, runs))
         } else {
@@ -362,6 +368,30 @@ impl Pipeline {
                 .find(|e| !e.stamped.is_empty())
                 .map(|e| e.timestamps_ms.0),
         );
+    }
+
+    /// The target wrote `done` at `base_offset`, past where this partition's last
+    /// acknowledged record went: the target partition holds records this flow did not
+    /// acknowledge. After a start from stored progress they were mirrored by a process
+    /// stopped uncleanly (kill, crash, ownership lost) before its progress covered them,
+    /// and are now mirrored again: at-least-once, duplicates on the target. Within a run
+    /// the same follows a producer session the target lost while batches were in
+    /// flight; or another producer writes to the target partition. Counted, reported.
+    fn mirrored_again(&mut self, done: &InFlight, base_offset: i64) {
+        let records = base_offset - self.next_target_offset;
+        self.flow_stats.mirrored_again(records as u64);
+        let first = !std::mem::replace(&mut self.reported_mirrored_again, true);
+        let expected = self.next_target_offset;
+        macro_rules! report {
+            ($level:ident) => {
+                tracing::$level!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, target_topic = %self.target_topic, source_offset = done.first_source_offset, expected_target_offset = expected, target_offset = base_offset, records, "The target partition held records past the position stored for it: mirrored before an unclean stop (kill, crash, ownership lost) whose progress did not cover them yet, and mirrored again now (duplicates on the target, counted in kmirror_mirrored_again_records), or written there by another producer.")
+            };
+        }
+        if first {
+            report!(warn);
+        } else {
+            report!(debug);
+        }
     }
 
     fn advance(&self, next_source_offset: i64, leader_epoch: Option<i32>) {

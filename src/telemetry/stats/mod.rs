@@ -57,6 +57,9 @@ pub struct FlowStats {
     fetched_bytes: AtomicU64,
     /// Fetch requests the source answered (Kafka's consumer: fetch-total).
     fetch_requests: AtomicU64,
+    /// Records found on the target past where the flow's acknowledged records went
+    /// (mirrored again after an unclean stop; `Pipeline::mirrored_again`).
+    mirrored_again_records: AtomicU64,
     throttle_wait_us: AtomicU64,
     /// Unix ms when a batch last waited for the flow's rate limits; 0 before.
     throttled_ms: AtomicI64,
@@ -128,6 +131,7 @@ impl FlowStats {
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             fetched_bytes: AtomicU64::new(0),
+            mirrored_again_records: AtomicU64::new(0),
             fetch_requests: AtomicU64::new(0),
             throttle_wait_us: AtomicU64::new(0),
             throttled_ms: AtomicI64::new(0),
@@ -411,6 +415,16 @@ impl FlowStats {
 
     pub fn fetched_bytes(&self) -> u64 {
         self.fetched_bytes.load(Ordering::Relaxed)
+    }
+
+    /// A partition's target held `records` past where the flow's acknowledged records went.
+    pub fn mirrored_again(&self, records: u64) {
+        self.mirrored_again_records
+            .fetch_add(records, Ordering::Relaxed);
+    }
+
+    pub fn mirrored_again_records(&self) -> u64 {
+        self.mirrored_again_records.load(Ordering::Relaxed)
     }
 
     pub fn set_in_flight_bytes(&self, bytes: u64) {

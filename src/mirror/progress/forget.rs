@@ -21,7 +21,7 @@ pub struct Forgotten {
 }
 
 /// Deletes what `flow` stored for source `topic` on `target` (see the module docs); gives
-/// up reading after `deadline`. Nothing is written when nothing is stored.
+/// up reading and checking the progress topic after `deadline` each. Nothing is written when nothing is stored.
 pub async fn forget_topic(
     flow: &str,
     topic: &str,
@@ -52,7 +52,7 @@ pub async fn forget_topic(
     if entries.is_empty() {
         return Ok(forgotten);
     }
-    let limit = store::ensure_topic(target)
+    let limit = store::ensure_topic(target, Some(deadline))
         .await
         .map_err(|e| ClientError::Refused {
             cluster: target.name().to_string(),
@@ -117,7 +117,7 @@ mod tests {
     #[tokio::test]
     async fn forgets_one_topic_of_one_flow() {
         let (broker, target) = crate::client::local_cluster("target").await;
-        store::ensure_topic(&target).await.unwrap();
+        store::ensure_topic(&target, None).await.unwrap();
         let deadline = Duration::from_secs(30);
         for flow in ["f", "g"] {
             let p = Progress::fresh(flow);

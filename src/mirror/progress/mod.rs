@@ -349,7 +349,7 @@ impl Progress {
     /// needed. Transient errors are retried (forever; cancel to stop); only errors that
     /// need an operator end it.
     pub async fn load(flow: &str, target: &ClusterClient) -> Result<Arc<Self>, ProgressError> {
-        let max_batch_bytes = store::ensure_topic(target).await?;
+        let max_batch_bytes = store::ensure_topic(target, None).await?;
         let loaded = load::read_all(flow, &store::TargetLog { target }, target).await?;
         let partitions = loaded.positions.len();
         let progress = Self::new(flow, loaded, max_batch_bytes);

@@ -2,6 +2,8 @@
 //! `__kmirror_progress`, ListOffsets and Fetch to read it, and the one Produce call that
 //! writes it ([`send_batch`]).
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use super::load::{ProgressLog, Read};
@@ -24,10 +26,14 @@ fn request(
 }
 
 /// Creates the progress topic (one partition, compacted) unless it exists, checks that it
-/// is compacted, and returns the largest batch it accepts (`max.message.bytes`).
-pub(super) async fn ensure_topic(target: &ClusterClient) -> Result<usize, ProgressError> {
+/// is compacted, and returns the largest batch it accepts (`max.message.bytes`). Retriable
+/// errors are retried until `deadline` (the daemon: for ever; a command gives up).
+pub(super) async fn ensure_topic(
+    target: &ClusterClient,
+    deadline: Option<Duration>,
+) -> Result<usize, ProgressError> {
     target
-        .retry("creating the progress topic", None, || async {
+        .retry("creating the progress topic", deadline, || async {
             let md = target.refresh_metadata().await?;
             if md.topics.contains_key(PROGRESS_TOPIC) {
                 return Ok(());
@@ -43,7 +49,7 @@ pub(super) async fn ensure_topic(target: &ClusterClient) -> Result<usize, Progre
         })
         .await?;
     let described = target
-        .retry("describing the progress topic", None, || {
+        .retry("describing the progress topic", deadline, || {
             target.effective_topic_configs(PROGRESS_TOPIC, &["cleanup.policy", "max.message.bytes"])
         })
         .await;
@@ -145,7 +151,7 @@ mod tests {
     #[tokio::test]
     async fn the_progress_topic_is_created_compacted() {
         let (broker, client) = cluster().await;
-        let limit = ensure_topic(&client).await.unwrap();
+        let limit = ensure_topic(&client, None).await.unwrap();
         let configs = client
             .effective_topic_configs(PROGRESS_TOPIC, &["cleanup.policy", "max.message.bytes"])
             .await
@@ -177,7 +183,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let e = ensure_topic(&client).await.unwrap_err();
+        let e = ensure_topic(&client, None).await.unwrap_err();
         assert!(
             matches!(&e, ProgressError::NotCompacted { policy, .. } if policy == "delete"),
             "{e}"

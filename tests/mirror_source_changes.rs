@@ -193,6 +193,30 @@ fn a_source_topic_recreated_while_the_daemon_was_stopped_stops_at_the_restart() 
     assert_eq!(keep.len(), 25, "keep mirrored once: {keep:?}");
 }
 
+/// `kmirror forget` refuses what it cannot do, with exit status 1 and the reason: a flow
+/// the topology does not have, and a flow whose target is an embedded cluster (which
+/// exists only while `kmirror run` runs). Neither needs a cluster.
+#[test]
+fn forget_refuses_an_unknown_flow_and_an_embedded_target() {
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/quickstart.yaml");
+    for (flow, says) in [
+        (
+            "nope",
+            "no flow \"nope\"; the topology has source-to-target",
+        ),
+        ("source-to-target", "writes to the embedded cluster target"),
+    ] {
+        let args = ["forget", quickstart, "--flow", flow, "--topic", "t"];
+        let out = std::process::Command::new(daemon_binary())
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "kmirror {args:?}: {stderr}");
+        assert!(stderr.contains(says), "kmirror {args:?}: {stderr}");
+    }
+}
+
 /// Two topologies with a flow of the same name, from two source clusters into one target
 /// (say `kmirror@us-east` and `kmirror@eu-west` from one template): their progress would
 /// share keys in `__kmirror_progress`. The second flow does not start, with an ERROR naming

@@ -3,14 +3,15 @@
 //! one batch per partition (Kafka refuses two batches for one partition in a request:
 //! ProduceRequest.validateRecords), like Kafka's own producer does per node.
 //!
-//! Every batch that waits when the combiner comes round leaves in the next request, so a
-//! broker leading many partitions gets few large requests rather than many small ones. A
-//! lane keeps at most [`MAX_REQUESTS_IN_FLIGHT`] requests on its connection (a partition
-//! has at most five of them); past that, batches gather until an answer frees a slot.
-//! The bound is generous on purpose: on a distant target the requests in flight are what
-//! fills the round trip, and Kafka reads a connection's requests one at a time anyway. A
-//! partition hands over its next batch only once the previous one is on the wire
-//! ([`ProduceLane::submit`] returns then), so its requests reach the target in order.
+//! The first waiting batch of every partition leaves in the next request, so a broker
+//! leading many partitions gets few large requests rather than many small ones. A lane
+//! keeps at most [`MAX_REQUESTS_IN_FLIGHT`] requests on its connection (a partition has
+//! at most five of them); past that, batches gather until an answer frees a slot. The
+//! bound is generous on purpose: on a distant target the requests in flight are what
+//! fills the round trip, and Kafka reads a connection's requests one at a time anyway.
+//! A partition's batches wait in the lane's queue in the order it handed them over
+//! ([`ProduceLane::submit`] returns once the queue has taken one), and a request takes
+//! only the first of them, so its requests reach the target in order.
 //! A broker's `throttle_time_ms` (KIP-219) holds every lane to that broker until it has
 //! passed, as Kafka's clients do.
 

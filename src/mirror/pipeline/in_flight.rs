@@ -28,8 +28,8 @@ pub(super) struct InFlight {
     pub(super) source_runs: Vec<(i64, i64)>,
     /// The batch's first and newest record timestamps (ms), for telemetry.
     pub(super) timestamps_ms: (i64, i64),
-    /// The answer, once the request is on the wire (polled by the pipeline itself: no task
-    /// per batch).
+    /// The answer, once the batch is handed to its lane (polled by the pipeline itself: no
+    /// task per batch).
     pub(super) pending: Option<Pending>,
     /// The memory this batch holds until it is acknowledged.
     pub(super) _permits: Vec<Arc<Share>>,
@@ -47,9 +47,9 @@ pub(super) fn timestamps_ms(batch: &[u8]) -> (i64, i64) {
 
 /// A request's answer, as the pipeline waits for it.
 pub(super) enum Pending {
-    /// The request is on the wire; its lane answers here.
+    /// The batch is in its lane's hands; the lane answers here.
     Sent(oneshot::Receiver<Answer>),
-    /// The request could not be put on the wire; the error is taken when first polled.
+    /// The batch could not be handed to a lane; the error is taken when first polled.
     Unsent(Option<ClientError>),
 }
 

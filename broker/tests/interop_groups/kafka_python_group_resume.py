@@ -35,6 +35,12 @@ FIRST = 100
 MORE = 20
 # Partition -> committed offset after the first phase (2: everything; 3: one message).
 TARGETS = {0: 40, 1: 75, 2: 100, 3: 1}
+# How long a poll may block. kafka-python 3.0.12 leaves a member that finishes a rebalance
+# after its poll() has timed out without heartbeats and without its assignment (the sync
+# result is never applied, and the next poll finds nothing to rejoin), so the coordinator
+# expires it and the group never settles. A rebalance here takes up to a heartbeat interval
+# (1 s) plus the round trips: poll for longer than that.
+POLL_MS = 3000
 
 
 def value(p, i):
@@ -85,7 +91,7 @@ def first(args):
                 heartbeat_interval_ms=1000,
             )
             while not stop.is_set():
-                batch = c.poll(timeout_ms=300)
+                batch = c.poll(timeout_ms=POLL_MS)
                 assignments[name] = sorted(tp.partition for tp in c.assignment())
                 commit = {}
                 for tp, records in batch.items():
@@ -154,7 +160,7 @@ def resume(args):
     while True:
         if time.monotonic() > deadline:
             fail("resume: got %s, want offsets %s" % ({p: (v[:1], len(v)) for p, v in seen.items()}, {p: (w[0], len(w)) for p, w in want.items()}))
-        batch = c.poll(timeout_ms=300)
+        batch = c.poll(timeout_ms=POLL_MS)
         for tp, records in batch.items():
             for r in records:
                 check(r.value == value(tp.partition, r.offset), "%s@%d holds %r" % (tp, r.offset, r.value))

@@ -93,11 +93,10 @@ pub(super) async fn combine(
         stats
             .batches
             .fetch_add(parts.len() as u64, Ordering::Relaxed);
-        let answers = parts;
         let throttles = throttles.clone();
         let stats = stats.clone();
         let broker_in_flight = broker_in_flight.clone();
-        tracing::trace!(node_id, batches = answers.len(), "Produce request sent.");
+        tracing::trace!(node_id, batches = parts.len(), "Produce request sent.");
         tokio::spawn(async move {
             let resp = pending.wait().await;
             broker_in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -114,7 +113,7 @@ pub(super) async fn combine(
                     stats.idle_round_trip(sent_at.elapsed());
                 }
             }
-            for (target, tx) in answers {
+            for (target, tx) in parts {
                 let answer = match &resp {
                     Ok(r) => Ok(partition_outcome(r, &target)),
                     Err(e) => Err(e.clone()),

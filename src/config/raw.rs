@@ -103,9 +103,20 @@ pub struct RawCluster {
     pub connect_timeout_ms: Option<Typed<u64>>,
     pub connect_timeout: Option<Text>,
     pub replication_factor: Option<Typed<u16>>,
-    pub tls: Option<RawTls>,
-    pub sasl: Option<RawSasl>,
+    #[serde(default, deserialize_with = "written")]
+    pub tls: Option<Option<RawTls>>,
+    #[serde(default, deserialize_with = "written")]
+    pub sasl: Option<Option<RawSasl>>,
     pub embedded: Option<RawEmbedded>,
+}
+
+/// A key that is written, possibly with no value (`tls:` with its settings commented out):
+/// `Some(None)`, told apart from a key not written at all (`None`, the field's default), so
+/// that an empty security setting is refused instead of read as "off".
+fn written<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Deserialize)]

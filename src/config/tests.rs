@@ -201,7 +201,6 @@ telemetry: { listen: \"127.0.0.1:9644\" }
     );
 }
 
-/// TLS and SASL are not implemented: asking for either is an error at its position, so
 /// Mistakes inside `tls` and `sasl` are reported, TLS files must exist and be readable,
 /// and no secret is printed.
 #[test]
@@ -232,6 +231,53 @@ flows:
     }
     assert_eq!(printed.len(), expected.len(), "all:\n{all}");
     assert!(!all.contains("horse"), "secret leaked: {all}");
+}
+
+/// `tls:` or `sasl:` written with no value (its settings commented out) is refused at its
+/// line, on a remote and on an embedded cluster: never read as plaintext or as no
+/// authentication. `tls: {}` still means TLS with the system's CAs.
+#[test]
+fn an_empty_tls_or_sasl_key_is_refused() {
+    let text = "\
+clusters:
+  a:
+    bootstrap: [\"a:1\"]
+    tls:
+      # ca: /etc/kmirror/ca.pem
+    sasl: ~
+  b: { bootstrap: [\"b:1\"], tls: {} }
+  c:
+    embedded: { listen: \"127.0.0.1:0\", data_dir: /tmp/c }
+    tls:
+flows:
+  - { name: f, source: a, target: b, topics: { include: [x] } }
+  - { name: g, source: c, target: b, topics: { include: [x] } }
+";
+    let printed: Vec<String> = parse_err(text).iter().map(ToString::to_string).collect();
+    let all = printed.join("\n");
+    let expected = [
+        "topology.yaml:4:9: clusters.a.tls: `tls` has no value",
+        "topology.yaml:6:11: clusters.a.sasl: `sasl` has no value",
+        "topology.yaml:10:9: clusters.c.tls: `tls` has no value",
+    ];
+    for want in expected {
+        assert!(
+            printed.iter().any(|got| got.starts_with(want)),
+            "missing {want}\nall:\n{all}"
+        );
+    }
+    assert_eq!(printed.len(), expected.len(), "all:\n{all}");
+
+    let topology = parse_ok(
+        &text
+            .replace("    tls:\n      # ca", "    tls: {}\n      # ca")
+            .replace("    sasl: ~\n", "")
+            .replace("    tls:\nflows", "flows"),
+    );
+    match &topology.clusters["a"].connection {
+        Connection::Remote(r) => assert!(r.tls.is_some() && r.sasl.is_none()),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

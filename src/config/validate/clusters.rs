@@ -108,6 +108,10 @@ fn resolve_cluster(
             }
         },
     };
+    // `tls:` or `sasl:` written without a value asks for something and says nothing of
+    // it: refused, never read as plaintext or no authentication.
+    let tls = written_value(diagnostics, path, "tls", raw.tls, EMPTY_TLS);
+    let sasl = written_value(diagnostics, path, "sasl", raw.sasl, EMPTY_SASL);
     let connection = match (raw.bootstrap, raw.embedded) {
         (Some(_), Some(_)) => {
             diagnostics.at(
@@ -123,17 +127,15 @@ fn resolve_cluster(
             );
             None
         }
-        (Some(bootstrap), None) => resolve_remote(diagnostics, path, &bootstrap, raw.tls, raw.sasl),
+        (Some(bootstrap), None) => resolve_remote(diagnostics, path, &bootstrap, tls, sasl),
         (None, Some(embedded)) => {
-            if raw.sasl.is_some() {
+            if sasl.is_some() {
                 diagnostics.at(
                     &path.key("sasl"),
                     "embedded clusters do not authenticate; `sasl` applies to remote clusters only",
                 );
             }
-            let tls = raw
-                .tls
-                .and_then(|t| resolve_embedded_tls(diagnostics, &path.key("tls"), t));
+            let tls = tls.and_then(|t| resolve_embedded_tls(diagnostics, &path.key("tls"), t));
             resolve_embedded(diagnostics, &path.key("embedded"), embedded)
                 .map(|e| Connection::Embedded(Embedded { tls, ..e }))
         }
@@ -149,6 +151,27 @@ fn resolve_cluster(
         replication_factor,
         connection: connection?,
     })
+}
+
+const EMPTY_TLS: &str = "`tls` has no value (were its settings commented out?): write `tls: {}` for TLS trusting the system's CAs, give it `ca`, `cert`, `key` or `server_name`, or remove the key for plaintext";
+const EMPTY_SASL: &str = "`sasl` has no value (were its settings commented out?): give it `mechanism`, `username` and `password` or `password_file`, or remove the key to connect without authentication";
+
+/// The value of a key that may be written empty (`written` in `raw.rs`): an empty one is an error.
+fn written_value<T>(
+    diagnostics: &mut Diagnostics<'_>,
+    path: &FieldPath,
+    key: &str,
+    value: Option<Option<T>>,
+    empty: &str,
+) -> Option<T> {
+    match value {
+        Some(None) => {
+            diagnostics.at(&path.key(key), empty);
+            None
+        }
+        Some(Some(v)) => Some(v),
+        None => None,
+    }
 }
 
 fn resolve_remote(

@@ -306,3 +306,104 @@ fn a_dry_run_says_what_a_failover_would_wait_for_without_waiting() {
     );
     assert!(committed(&target.addr(), TOPIC, "app").is_empty());
 }
+
+/// `kmirror offsets` and `failover` translate only through progress written for the flow's
+/// own source cluster, as `kmirror run` starts only on it (a flow pointed at another
+/// cluster, e.g. a rebuilt source, would otherwise commit another cluster's positions as
+/// exact), and into the target topic the offset map was written to, not the one a changed
+/// `rename` names.
+#[test]
+fn offsets_translate_only_through_their_own_source_and_target_topic() {
+    let (dir, [source, target]) = brokers();
+    let other = BrokerProcess::start(&dir.path().join("other"), &[]);
+    assert_eq!(produce(&source.addr(), 50, &dir.path().join("acked")), 100);
+    let topology = |name: &str, east: &str, rename: &str| {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let flows = format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{rename}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n");
+        let path = write_topology(&sub, &[("east", east), ("west", &target.addr())], &flows);
+        path.to_str().unwrap().to_string()
+    };
+    let offsets = |config: &str| {
+        kmirror_run(&[
+            "offsets",
+            config,
+            "--flow",
+            FLOW,
+            "--topic",
+            TOPIC,
+            "--partition",
+            "0",
+            "--offset",
+            "49",
+            "--json",
+        ])
+    };
+    let mirrored = topology("mirrored", &source.addr(), "mirrored.{topic}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let daemon = DaemonProcess::start(std::path::Path::new(&mirrored));
+    support::cluster::wait_for_records(&rt, &target.addr(), "mirrored.orders", 100, &daemon);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = kmirror_ok(&[
+            "offsets",
+            &mirrored,
+            "--flow",
+            FLOW,
+            "--topic",
+            TOPIC,
+            "--partition",
+            "0",
+            "--offset",
+            "49",
+            "--json",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        if v["partitions"][0]["state"] == "exact" {
+            assert_eq!(v["partitions"][0]["target_topic"], "mirrored.orders", "{v}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{v}\n{}",
+            daemon.log.tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(daemon);
+
+    // The rename changed since: the map still translates into the topic it was written to.
+    let renamed = topology("renamed", &source.addr(), "v2.{topic}");
+    let out = kmirror_ok(&[
+        "offsets",
+        &renamed,
+        "--flow",
+        FLOW,
+        "--topic",
+        TOPIC,
+        "--partition",
+        "0",
+        "--offset",
+        "49",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["partitions"][0]["target_topic"], "mirrored.orders", "{v}");
+    assert_eq!(v["partitions"][0]["state"], "exact", "{v}");
+
+    // The flow's source is another cluster now: nothing is translated, nothing committed.
+    let moved = topology("moved", &other.addr(), "mirrored.{topic}");
+    let (ok, err) = offsets(&moved);
+    assert!(
+        !ok && err.contains("written for source cluster id"),
+        "{err}"
+    );
+    let (ok, err) = kmirror_run(&["failover", &moved, "--flow", FLOW, "--group", "app"]);
+    assert!(
+        !ok && err.contains("written for source cluster id"),
+        "{err}"
+    );
+    // The stored progress's own source still translates.
+    let (ok, err) = offsets(&mirrored);
+    assert!(ok, "{err}");
+}

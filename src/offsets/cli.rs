@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::client::ClusterClient;
 use crate::config::{Connection, Flow, Topology};
 use crate::mirror::client_for;
 use crate::mirror::progress::Progress;
@@ -11,6 +12,9 @@ use crate::offsets::report::{self, FlowOffsets, PartitionOffsets, Reverse};
 
 /// How long reading a flow's stored progress may take.
 const READ_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long the source may take to tell its cluster id.
+const CLUSTER_ID_DEADLINE: Duration = Duration::from_secs(10);
 
 /// What to translate.
 pub enum Query {
@@ -48,6 +52,9 @@ pub async fn flow_offsets(topology: &Topology, flow: &Flow) -> Result<FlowOffset
     let progress = Progress::read(&flow.name, &target, READ_DEADLINE)
         .await
         .map_err(|e| format!("cannot read the progress of flow {}: {e}", flow.name))?;
+    if let Some(other) = other_source_cluster(&progress, &source).await {
+        return Err(format!("the progress of flow {} was written for source cluster id {}, but the flow's source {} is cluster id {}: its offset maps are not this source's offsets, and nothing is translated (`kmirror run` refuses to start the flow for the same reason)", flow.name, other.0, flow.source, other.1));
+    }
     // Flows the other way keep their progress on this flow's source.
     let mut reverse = Vec::new();
     for back in topology
@@ -56,10 +63,16 @@ pub async fn flow_offsets(topology: &Topology, flow: &Flow) -> Result<FlowOffset
         .filter(|f| f.source == flow.target && f.target == flow.source)
     {
         match Progress::read(&back.name, &source, READ_DEADLINE).await {
-            Ok(progress) => reverse.push(Reverse {
-                flow: back.clone(),
-                progress,
-            }),
+            Ok(progress) => {
+                if let Some((stored, id)) = other_source_cluster(&progress, &target).await {
+                    eprintln!("note: no failback translation through flow {}: its progress was written for source cluster id {stored}, but {} is cluster id {id}", back.name, back.source);
+                    continue;
+                }
+                reverse.push(Reverse {
+                    flow: back.clone(),
+                    progress,
+                })
+            }
             Err(e) => eprintln!(
                 "note: no failback translation through flow {}: cannot read its progress: {e}",
                 back.name
@@ -73,6 +86,31 @@ pub async fn flow_offsets(topology: &Topology, flow: &Flow) -> Result<FlowOffset
         target,
         reverse,
     })
+}
+
+/// The stored and the actual source cluster id when `progress` was written for another
+/// cluster than `source` is. A source that does not answer within [`CLUSTER_ID_DEADLINE`]
+/// is not checked: translating while the source is down is what failover is for.
+async fn other_source_cluster(
+    progress: &Progress,
+    source: &ClusterClient,
+) -> Option<(String, String)> {
+    let stored = progress.source_cluster()?;
+    match tokio::time::timeout(CLUSTER_ID_DEADLINE, source.refresh_metadata()).await {
+        Ok(Ok(metadata)) => metadata
+            .cluster_id
+            .clone()
+            .filter(|id| *id != stored)
+            .map(|id| (stored, id)),
+        Ok(Err(e)) => {
+            eprintln!("note: the source cluster id of the stored progress is not checked: cannot read the metadata of {}: {e}", source.name());
+            None
+        }
+        Err(_) => {
+            eprintln!("note: the source cluster id of the stored progress is not checked: {} did not answer within {} s", source.name(), CLUSTER_ID_DEADLINE.as_secs());
+            None
+        }
+    }
 }
 
 /// Runs `query` against `offsets`.

@@ -130,10 +130,20 @@ impl FlowOffsets {
             self.progress.source_log_start(&sp, log_start);
         }
         let translation = self.progress.translate(&sp, offset, log_start)?;
+        // The map's own topic: after the flow's rename changed, its records are still where
+        // it was written, until the daemon next runs and starts a map for the new name.
+        let renamed = self.flow.rename(topic);
+        let target_topic = match self.progress.map_target(&sp) {
+            Some(stored) if stored.name != renamed => {
+                eprintln!("note: the offset map of {topic} partition {partition} is for target topic {}, where the flow mirrored it, not {renamed} (its rename now): translated into {}", stored.name, stored.name);
+                stored.name
+            }
+            _ => renamed,
+        };
         Some(PartitionOffsets {
             topic: topic.to_string(),
             partition,
-            target_topic: self.flow.rename(topic),
+            target_topic,
             source_offset: offset,
             translation,
         })

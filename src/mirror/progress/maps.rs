@@ -161,6 +161,12 @@ impl Progress {
         restarted
     }
 
+    /// The target topic the offset map of `sp` translates into, as stored with it; `None`
+    /// without a map, or for one written before maps named their topic.
+    pub fn map_target(&self, sp: &SourcePartition) -> Option<TargetTopic> {
+        self.lock().maps.get(sp).and_then(|m| m.target().cloned())
+    }
+
     /// The next source offset of each partition of `topic` that has a position.
     pub fn positions_of(&self, topic: &str, partitions: i32) -> Vec<(i32, i64)> {
         let st = self.lock();

@@ -12,6 +12,11 @@ use uuid::Uuid;
 use super::Progress;
 
 impl Progress {
+    /// The source cluster id stored with the progress; `None` before a flow stored one.
+    pub fn source_cluster(&self) -> Option<String> {
+        self.lock().source_cluster.clone()
+    }
+
     /// Checks that the progress belongs to the source cluster `cluster_id`, keeping that
     /// id (written with the next progress write) when none is stored; `Err` with the id
     /// stored when it is another.

@@ -809,6 +809,32 @@ fn mm2_compat_implies_mm2s_default_group_filter() {
     assert!(!plain.flows[0].mm2_compat && plain.flows[0].groups.is_none());
 }
 
+/// A `groups` selection that neither syncs offsets nor feeds MM2 checkpoints would do
+/// nothing, silently: refused at its line. With either, it is taken.
+#[test]
+fn groups_that_nothing_uses_are_refused() {
+    for sync in ["", ", sync_offsets: false"] {
+        let error = single_error(&with_flows(&format!(
+            "  - {{ name: f, source: a, target: b, topics: {{ include: [x] }}, groups: {{ include: [app]{sync} }} }}\n"
+        )));
+        assert!(
+            error.starts_with("topology.yaml:6:72: ")
+                && error.contains(
+                    "flows[0].groups: `groups` selects consumer groups, but nothing uses them"
+                ),
+            "{error}"
+        );
+    }
+    for used in [
+        "groups: { include: [app], sync_offsets: true }",
+        "groups: { include: [app] }, mm2_compat: true",
+    ] {
+        parse_ok(&with_flows(&format!(
+            "  - {{ name: f, source: a, target: b, topics: {{ include: [x] }}, {used} }}\n"
+        )));
+    }
+}
+
 #[test]
 fn embedded_tls_needs_ca_cert_and_key() {
     let error = single_error(

@@ -145,6 +145,15 @@ fn resolve_flow(
     // MM2 checkpoints need translated groups: MM2's default group filter when unset.
     let raw_groups = match raw.groups {
         None if mm2_compat => Some(RawGroups::default()),
+        // A selection nothing uses would do nothing, silently: no sync, no checkpoints, and
+        // no source offsets kept for a failover while the source is down.
+        Some(groups) if !mm2_compat && !groups.sync_offsets.as_ref().is_some_and(|v| v.0) => {
+            diagnostics.at(
+                &path.key("groups"),
+                "`groups` selects consumer groups, but nothing uses them: add `sync_offsets: true` to commit their translated offsets on the target (and keep their source offsets for `kmirror failover`), or `mm2_compat: true` for MirrorMaker 2 checkpoints; or remove `groups`",
+            );
+            None
+        }
         other => other,
     };
     let groups = raw_groups.map(|groups| resolve_groups(diagnostics, &path.key("groups"), groups));

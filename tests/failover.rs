@@ -324,12 +324,10 @@ fn offsets_translate_only_through_their_own_source_and_target_topic() {
         let path = write_topology(&sub, &[("east", east), ("west", &target.addr())], &flows);
         path.to_str().unwrap().to_string()
     };
-    let offsets = |config: &str| {
-        kmirror_run(&[
-            "offsets",
-            config,
-            "--flow",
-            FLOW,
+    // `kmirror offsets` of source offset 49 of partition 0 (its last record) as JSON.
+    let offsets_args = |config: &str| -> Vec<String> {
+        let command = ["offsets", config, "--flow", FLOW];
+        let partition = [
             "--topic",
             TOPIC,
             "--partition",
@@ -337,7 +335,21 @@ fn offsets_translate_only_through_their_own_source_and_target_topic() {
             "--offset",
             "49",
             "--json",
-        ])
+        ];
+        [command.as_slice(), &partition]
+            .concat()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    };
+    let offsets = |config: &str| {
+        let args = offsets_args(config);
+        kmirror_run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let translated = |config: &str| -> Value {
+        let args = offsets_args(config);
+        let out = kmirror_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        serde_json::from_str::<Value>(&out).unwrap()["partitions"][0].clone()
     };
     let mirrored = topology("mirrored", &source.addr(), "mirrored.{topic}");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -345,22 +357,9 @@ fn offsets_translate_only_through_their_own_source_and_target_topic() {
     support::cluster::wait_for_records(&rt, &target.addr(), "mirrored.orders", 100, &daemon);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let out = kmirror_ok(&[
-            "offsets",
-            &mirrored,
-            "--flow",
-            FLOW,
-            "--topic",
-            TOPIC,
-            "--partition",
-            "0",
-            "--offset",
-            "49",
-            "--json",
-        ]);
-        let v: Value = serde_json::from_str(&out).unwrap();
-        if v["partitions"][0]["state"] == "exact" {
-            assert_eq!(v["partitions"][0]["target_topic"], "mirrored.orders", "{v}");
+        let v = translated(&mirrored);
+        if v["state"] == "exact" {
+            assert_eq!(v["target_topic"], "mirrored.orders", "{v}");
             break;
         }
         assert!(
@@ -374,22 +373,9 @@ fn offsets_translate_only_through_their_own_source_and_target_topic() {
 
     // The rename changed since: the map still translates into the topic it was written to.
     let renamed = topology("renamed", &source.addr(), "v2.{topic}");
-    let out = kmirror_ok(&[
-        "offsets",
-        &renamed,
-        "--flow",
-        FLOW,
-        "--topic",
-        TOPIC,
-        "--partition",
-        "0",
-        "--offset",
-        "49",
-        "--json",
-    ]);
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["partitions"][0]["target_topic"], "mirrored.orders", "{v}");
-    assert_eq!(v["partitions"][0]["state"], "exact", "{v}");
+    let v = translated(&renamed);
+    assert_eq!(v["target_topic"], "mirrored.orders", "{v}");
+    assert_eq!(v["state"], "exact", "{v}");
 
     // The flow's source is another cluster now: nothing is translated, nothing committed.
     let moved = topology("moved", &other.addr(), "mirrored.{topic}");

@@ -639,11 +639,22 @@ impl BrokerDefaults {
     }
 
     pub fn timestamp_before_max_ms(&self, set: &TopicConfigs) -> i64 {
-        self.number(set, "message.timestamp.before.max.ms")
+        self.or_timestamp_difference(set, "message.timestamp.before.max.ms")
     }
 
     pub fn timestamp_after_max_ms(&self, set: &TopicConfigs) -> i64 {
-        self.number(set, "message.timestamp.after.max.ms")
+        self.or_timestamp_difference(set, "message.timestamp.after.max.ms")
+    }
+
+    /// `key` (before or after), or the deprecated `message.timestamp.difference.max.ms`
+    /// while `key` is Long.MAX_VALUE (Kafka 3.6+: LogConfig.getMessageTimestampBeforeMaxMs
+    /// and getMessageTimestampAfterMaxMs); before 3.6 only the difference exists (Kafka 2.8:
+    /// LogValidator.validateTimestamp), and `key` is then always Long.MAX_VALUE here.
+    fn or_timestamp_difference(&self, set: &TopicConfigs, key: &str) -> i64 {
+        match self.number(set, key) {
+            i64::MAX => self.number(set, "message.timestamp.difference.max.ms"),
+            limit => limit,
+        }
     }
 
     /// `min.insync.replicas`.

@@ -65,8 +65,39 @@ async fn stamped_by_client(ctx: Ctx, codec: i16, (class, key): (&str, &str)) -> 
     .await
 }
 
+/// A batch stamped `offset_ms` from now to a topic whose only limit is the deprecated
+/// `message.timestamp.difference.max.ms` of one minute: refused, each record named.
+async fn beyond_difference(ctx: Ctx, offset_ms: i64) -> Got {
+    let stamped = spec(|s| s.timestamp_ms += offset_ms);
+    refused(
+        ctx,
+        &[("message.timestamp.difference.max.ms", "60000")],
+        (stamped, 8),
+        (
+            "One or more records have been rejected due to invalid timestamp",
+            &[0, 1, 2],
+            &["of message with offset"],
+        ),
+    )
+    .await
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
+        Row {
+            rule: "Kafka 2.8, Produce v8: a timestamp further from now than message.timestamp.difference.max.ms, INVALID_TIMESTAMP",
+            kafka: "LogValidator.validateTimestamp (2.8: timestampDiffMaxMs)",
+            expect: Got::Code(32),
+            config: Some(|c| c.emulate_kafka = kmirror_broker::KafkaRelease::V2_8),
+            run: |ctx| Box::pin(beyond_difference(ctx, -600_000)),
+        },
+        Row {
+            rule: "Kafka 3.6-3.9, Produce v8: message.timestamp.difference.max.ms limits both ways while before/after.max.ms are Long.MAX_VALUE, INVALID_TIMESTAMP",
+            kafka: "LogConfig.getMessageTimestampAfterMaxMs (3.9)",
+            expect: Got::Code(32),
+            config: Some(|c| c.emulate_kafka = kmirror_broker::KafkaRelease::V3_9),
+            run: |ctx| Box::pin(beyond_difference(ctx, 600_000)),
+        },
         Row {
             rule: "Produce v9: timestamps out of range list every record in record_errors, INVALID_TIMESTAMP",
             kafka: VALIDATOR,

@@ -449,6 +449,14 @@ async fn plan(topology: config::Topology) -> ExitCode {
                 continue;
             }
         };
+        // As `run` (discovery), which refuses to start such a flow.
+        if let Some(refusal) =
+            kmirror::offsets::cli::other_source_refusal(flow, &target, &source_md).await
+        {
+            outln!("  REFUSED: {refusal}");
+            failed = true;
+            continue;
+        }
         let one_cluster = selection::same_cluster(&source_md, &target_md);
         let topics = selection::mirrored_topics(flow, &source_md, one_cluster);
         if topics.is_empty() {

@@ -310,8 +310,8 @@ fn a_dry_run_says_what_a_failover_would_wait_for_without_waiting() {
 /// `kmirror offsets` and `failover` translate only through progress written for the flow's
 /// own source cluster, as `kmirror run` starts only on it (a flow pointed at another
 /// cluster, e.g. a rebuilt source, would otherwise commit another cluster's positions as
-/// exact), and into the target topic the offset map was written to, not the one a changed
-/// `rename` names.
+/// exact; `plan` says so too), and into the target topic the offset map was written to, not
+/// the one a changed `rename` names.
 #[test]
 fn offsets_translate_only_through_their_own_source_and_target_topic() {
     let (dir, [source, target]) = brokers();
@@ -383,6 +383,15 @@ fn offsets_translate_only_through_their_own_source_and_target_topic() {
     assert!(
         !ok && err.contains("written for source cluster id"),
         "{err}"
+    );
+    let plan = std::process::Command::new(daemon_binary())
+        .args(["plan", &moved])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        !plan.status.success() && said.contains("REFUSED: the progress of flow"),
+        "{said}"
     );
     let (ok, err) = kmirror_run(&["failover", &moved, "--flow", FLOW, "--group", "app"]);
     assert!(

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::client::metadata::MetadataSnapshot;
 use crate::client::ClusterClient;
 use crate::config::{Connection, Flow, Topology};
 use crate::mirror::client_for;
-use crate::mirror::progress::Progress;
+use crate::mirror::progress::{Progress, PROGRESS_TOPIC};
 use crate::offsets::report::{self, FlowOffsets, PartitionOffsets, Reverse};
 
 /// How long reading a flow's stored progress may take.
@@ -52,8 +53,11 @@ pub async fn flow_offsets(topology: &Topology, flow: &Flow) -> Result<FlowOffset
     let progress = Progress::read(&flow.name, &target, READ_DEADLINE)
         .await
         .map_err(|e| format!("cannot read the progress of flow {}: {e}", flow.name))?;
-    if let Some(other) = other_source_cluster(&progress, &source).await {
-        return Err(format!("the progress of flow {} was written for source cluster id {}, but the flow's source {} is cluster id {}: its offset maps are not this source's offsets, and nothing is translated (`kmirror run` refuses to start the flow for the same reason)", flow.name, other.0, flow.source, other.1));
+    if let Some((stored, id)) = other_source_cluster(&progress, &source).await {
+        return Err(format!(
+            "{}; nothing is translated",
+            other_source(flow, &stored, &id)
+        ));
     }
     // Flows the other way keep their progress on this flow's source.
     let mut reverse = Vec::new();
@@ -86,6 +90,38 @@ pub async fn flow_offsets(topology: &Topology, flow: &Flow) -> Result<FlowOffset
         target,
         reverse,
     })
+}
+
+/// Why `kmirror run` would refuse `flow`, whose source's metadata is `source_md`: its
+/// progress on `target` was written for another source cluster; `None` when it was not, or
+/// when no progress is stored or it cannot be read (said on stderr).
+pub async fn other_source_refusal(
+    flow: &Flow,
+    target: &ClusterClient,
+    source_md: &MetadataSnapshot,
+) -> Option<String> {
+    let (Some(id), Some(_)) = (
+        &source_md.cluster_id,
+        target.metadata().partition_count(PROGRESS_TOPIC),
+    ) else {
+        return None;
+    };
+    let progress = match Progress::read(&flow.name, target, READ_DEADLINE).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "note: the stored progress of flow {} is not checked: {e}",
+                flow.name
+            );
+            return None;
+        }
+    };
+    let stored = progress.source_cluster().filter(|stored| stored != id)?;
+    Some(other_source(flow, &stored, id))
+}
+
+fn other_source(flow: &Flow, stored: &str, id: &str) -> String {
+    format!("the progress of flow {} was written for source cluster id {stored}, but the flow's source {} is cluster id {id}: its positions and offset maps are not this source's offsets (`kmirror run` refuses to start the flow)", flow.name, flow.source)
 }
 
 /// The stored and the actual source cluster id when `progress` was written for another

@@ -84,6 +84,11 @@ impl KeepAndGone {
     /// Deletes `gone` and creates it again with `records` new records.
     fn recreate_gone(&self, records: &str) {
         admin(&self.source.addr(), &["delete", "gone"]);
+        self.create_gone(records);
+    }
+
+    /// Creates `gone` (again) with `records` new records.
+    fn create_gone(&self, records: &str) {
         admin(&self.source.addr(), &["create", "gone", "1"]);
         admin(&self.source.addr(), &["produce", "gone", "b", records]);
     }
@@ -128,7 +133,23 @@ impl KeepAndGone {
 fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() {
     let dir = tempfile::tempdir().unwrap();
     let t = KeepAndGone::start(dir.path());
-    t.recreate_gone("5");
+    // Deleted, it is said once while its partition waits for it.
+    admin(&t.source.addr(), &["delete", "gone"]);
+    let line = t
+        .daemon
+        .log
+        .wait_for_line("source topic is gone", Duration::from_secs(60))
+        .unwrap_or_else(|| {
+            panic!(
+                "nothing said of the deleted topic:\n{}",
+                t.daemon.log.tail(40)
+            )
+        });
+    assert!(
+        line.contains("WARN") && line.contains("topic=gone"),
+        "{line}"
+    );
+    t.create_gone("5");
     t.assert_gone_stopped();
     let (source, target, config, listen, daemon) =
         (&t.source, &t.target, &t.config, &t.listen, &t.daemon);

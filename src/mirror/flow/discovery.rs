@@ -1,6 +1,6 @@
 //! Discovery: the source topics a flow mirrors, their target topics (created, grown and
-//! config-synced), where each new partition starts, and source topics deleted and
-//! re-created (stopped, never re-mirrored silently).
+//! config-synced), where each new partition starts, and source topics deleted (said once)
+//! and re-created (stopped, never re-mirrored silently).
 //!
 //! It runs beside the fetch loop, not in it: its requests (metadata, configs, topic
 //! creation, the first positions) cross the link to the target, and a WAN round trip per
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::client::metadata::MetadataSnapshot;
 use crate::client::{list_offsets, ClientError, ClusterClient};
 use crate::config::{Flow, StartFrom};
 use crate::mirror::progress::{Position, Progress, SourcePartition, PROGRESS_TOPIC};
@@ -57,6 +58,8 @@ pub(super) struct Discovery {
     recreated: HashSet<String>,
     /// Partitions reported as [`Found::Start`].
     started: HashSet<SourcePartition>,
+    /// Source topics of started partitions found gone from the source (reported once).
+    missing: HashSet<String>,
     /// Whether source and target were found to be one cluster ([`same_cluster`]): once
     /// found, kept, so that no round whose two answers differ mirrors the flow's copies.
     one_cluster: bool,
@@ -81,6 +84,7 @@ impl Discovery {
             stats,
             recreated: HashSet::new(),
             started: HashSet::new(),
+            missing: HashSet::new(),
             one_cluster: false,
             reported_unknown_configs: Default::default(),
         }
@@ -134,6 +138,7 @@ impl Discovery {
                 .collect();
         self.stats
             .retain_unmirrored(&topics.iter().map(|(name, ..)| name.as_str()).collect());
+        self.report_missing(&source_md);
         for (topic, count, topic_id) in topics {
             if self.recreated.contains(&topic) {
                 continue;
@@ -221,6 +226,21 @@ impl Discovery {
             tracing::warn!(flow = %self.flow.name, error = %e, "Cannot write start positions yet; the progress writer retries.");
         }
         Ok(Some(found))
+    }
+
+    /// Says once when a topic whose partitions the flow mirrors is gone from the source
+    /// (deleted): its partitions wait for it, and their fetches fail with
+    /// UNKNOWN_TOPIC_ID or UNKNOWN_TOPIC_OR_PARTITION meanwhile; and when it is back.
+    fn report_missing(&mut self, source_md: &MetadataSnapshot) {
+        let started: BTreeSet<&str> = self.started.iter().map(|sp| sp.topic.as_str()).collect();
+        for topic in started {
+            let gone = source_md.partition_count(topic).is_none();
+            if gone && !self.recreated.contains(topic) && self.missing.insert(topic.to_string()) {
+                tracing::warn!(flow = %self.flow.name, topic = %topic, "The source topic is gone from the source cluster (deleted?): its partitions wait for it. Created again, it is another topic, which the flow stops with an ERROR instead of mirroring it on from the old offsets (`kmirror forget` then lets it be mirrored as new).");
+            } else if !gone && self.missing.remove(topic) {
+                tracing::info!(flow = %self.flow.name, topic = %topic, "The source topic is in the source cluster's metadata again.");
+            }
+        }
     }
 
     /// Where a partition starts: its progress, or, for a partition seen for the first

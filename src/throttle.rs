@@ -6,12 +6,16 @@
 //! parts rather than rejected — governor's "insufficient capacity" is handled, never ignored.
 
 use std::num::NonZeroU32;
+use std::time::{Duration, Instant};
 
 use governor::clock::DefaultClock;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
+
+/// How often a wait for the limits is told while it lasts ([`Throttle::acquire_observed`]).
+const WAIT_REPORT: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Bucket {
@@ -77,12 +81,60 @@ impl Throttle {
             r.take(records).await;
         }
     }
+
+    /// [`Self::acquire`], telling `waited` each slice of the wait: every [`WAIT_REPORT`]
+    /// while it lasts and the rest at its end, so that a long wait (a low limit) shows in
+    /// the flow's stats as it goes, not only once it is over.
+    pub async fn acquire_observed(
+        &self,
+        bytes: u64,
+        records: u64,
+        mut waited: impl FnMut(Duration),
+    ) {
+        let started = Instant::now();
+        let mut told = Duration::ZERO;
+        let acquire = self.acquire(bytes, records);
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                () = &mut acquire => break,
+                () = tokio::time::sleep(WAIT_REPORT) => {
+                    let now = started.elapsed();
+                    waited(now - told);
+                    told = now;
+                }
+            }
+        }
+        waited(started.elapsed().saturating_sub(told));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
+
+    /// A wait of 2.5 s (250 records at 100 per second, the bucket empty) is told in slices
+    /// while it lasts, which add up to the whole wait.
+    #[tokio::test]
+    async fn a_long_wait_is_told_while_it_lasts() {
+        let t = Throttle::new(None, Some(100));
+        let start = Instant::now();
+        let mut slices: Vec<(Duration, Duration)> = Vec::new();
+        t.acquire_observed(0, 250, |slice| slices.push((start.elapsed(), slice)))
+            .await;
+        let total = start.elapsed();
+        assert!(total >= Duration::from_millis(2_400), "{total:?}");
+        assert!(slices.len() >= 3, "{slices:?}");
+        assert!(
+            slices[0].0 < total - Duration::from_millis(1_000),
+            "the first slice is told a second in, long before the end: {slices:?}"
+        );
+        let told: Duration = slices.iter().map(|s| s.1).sum();
+        assert!(
+            total - told < Duration::from_millis(50),
+            "{told:?} of {total:?}"
+        );
+    }
 
     #[tokio::test]
     async fn unlimited_never_waits_and_large_requests_are_split_not_refused() {

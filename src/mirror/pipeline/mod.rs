@@ -213,12 +213,12 @@ impl Pipeline {
         }
         // Without a rate nothing waits, and the clock is not read for it (per batch).
         if self.throttle.is_limited() {
-            let waited = std::time::Instant::now();
+            let stats = &self.flow_stats;
             self.throttle
-                .acquire(data.len() as u64, records.max(0) as u64)
+                .acquire_observed(data.len() as u64, records.max(0) as u64, |waited| {
+                    stats.throttled(waited.as_micros() as u64)
+                })
                 .await;
-            self.flow_stats
-                .throttled(waited.elapsed().as_micros() as u64);
         }
         let timestamps_ms = in_flight::timestamps_ms(&data);
         let records = produce::stamp_in_place(&mut data, self.session, self.next_sequence);

@@ -355,20 +355,11 @@ fn offsets_translate_only_through_their_own_source_and_target_topic() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let daemon = DaemonProcess::start(std::path::Path::new(&mirrored));
     support::cluster::wait_for_records(&rt, &target.addr(), "mirrored.orders", 100, &daemon);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let v = support::discovery::wait_until("the last record's offset stored", &daemon, || {
         let v = translated(&mirrored);
-        if v["state"] == "exact" {
-            assert_eq!(v["target_topic"], "mirrored.orders", "{v}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{v}\n{}",
-            daemon.log.tail(30)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        (v["state"] == "exact").then_some(v)
+    });
+    assert_eq!(v["target_topic"], "mirrored.orders", "{v}");
     drop(daemon);
 
     // The rename changed since: the map still translates into the topic it was written to.

@@ -8,7 +8,7 @@ use crate::client::metadata::MetadataSnapshot;
 use crate::client::ClusterClient;
 use crate::config::{Connection, Flow, Topology};
 use crate::mirror::client_for;
-use crate::mirror::progress::{Progress, PROGRESS_TOPIC};
+use crate::mirror::progress::{other_source, Progress, PROGRESS_TOPIC};
 use crate::offsets::report::{self, FlowOffsets, PartitionOffsets, Reverse};
 
 /// How long reading a flow's stored progress may take.
@@ -56,7 +56,7 @@ pub async fn flow_offsets(topology: &Topology, flow: &Flow) -> Result<FlowOffset
     if let Some((stored, id)) = other_source_cluster(&progress, &source).await {
         return Err(format!(
             "{}; nothing is translated",
-            other_source(flow, &stored, &id)
+            other_source(&flow.name, &flow.source, &stored, &id)
         ));
     }
     // Flows the other way keep their progress on this flow's source.
@@ -117,11 +117,10 @@ pub async fn other_source_refusal(
         }
     };
     let stored = progress.source_cluster().filter(|stored| stored != id)?;
-    Some(other_source(flow, &stored, id))
-}
-
-fn other_source(flow: &Flow, stored: &str, id: &str) -> String {
-    format!("the progress of flow {} was written for source cluster id {stored}, but the flow's source {} is cluster id {id}: its positions and offset maps are not this source's offsets (`kmirror run` refuses to start the flow)", flow.name, flow.source)
+    Some(format!(
+        "{} (`kmirror run` refuses to start the flow)",
+        other_source(&flow.name, &flow.source, &stored, id)
+    ))
 }
 
 /// The stored and the actual source cluster id when `progress` was written for another

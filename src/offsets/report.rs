@@ -135,7 +135,7 @@ impl FlowOffsets {
         let renamed = self.flow.rename(topic);
         let target_topic = match self.progress.map_target(&sp) {
             Some(stored) if stored.name != renamed => {
-                eprintln!("note: the offset map of {topic} partition {partition} is for target topic {}, where the flow mirrored it, not {renamed} (its rename now): translated into {}", stored.name, stored.name);
+                tracing::info!(flow = %self.flow.name, topic, partition, target_topic = %stored.name, rename = %renamed, "The offset map of this partition is for the target topic the flow mirrored it to, not the one its rename names now: translated into that topic.");
                 stored.name
             }
             _ => renamed,

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::client::metadata::MetadataSnapshot;
 use crate::client::{list_offsets, ClientError, ClusterClient};
 use crate::config::{Flow, StartFrom};
-use crate::mirror::progress::{Position, Progress, SourcePartition, PROGRESS_TOPIC};
+use crate::mirror::progress::{other_source, Position, Progress, SourcePartition, PROGRESS_TOPIC};
 use crate::mirror::selection::{
     config_changes, known_to_target, mirrored_topics, same_cluster, target_action, TargetAction,
 };
@@ -122,7 +122,7 @@ impl Discovery {
             if let Err(stored) = self.progress.check_source_cluster(cluster_id) {
                 return Err(ClientError::Refused {
                     cluster: self.target.name().to_string(),
-                    what: format!("the progress of flow {flow} in {PROGRESS_TOPIC} was written for source cluster id {stored}, but the flow's source {source} is cluster id {cluster_id}: another topology has a flow named {flow} writing into this target, or the flow's source changed. Its positions are not this source's offsets, so the flow does not start; give one of the flows another name (its progress then starts anew)", flow = self.flow.name, source = self.flow.source),
+                    what: format!("{}, so the flow does not start; give one of the flows another name (its progress then starts anew)", other_source(&self.flow.name, &self.flow.source, &stored, cluster_id)),
                 });
             }
         }

@@ -16,6 +16,7 @@ mod groups;
 mod load;
 mod maps;
 mod source_topics;
+pub use source_topics::other_source;
 mod store;
 
 use std::collections::{HashMap, HashSet};

@@ -9,7 +9,14 @@
 
 use uuid::Uuid;
 
-use super::Progress;
+use super::{Progress, PROGRESS_TOPIC};
+
+/// Why the progress of `flow` is not its source's: it was written for source cluster id
+/// `stored`, and the flow's source (cluster `source`) is cluster id `id`. Said by `run`,
+/// `plan`, `offsets` and `failover` alike; each adds what it does about it.
+pub fn other_source(flow: &str, source: &str, stored: &str, id: &str) -> String {
+    format!("the progress of flow {flow} in {PROGRESS_TOPIC} was written for source cluster id {stored}, but the flow's source {source} is cluster id {id}: another topology has a flow named {flow} writing into this target, or the flow's source changed. Its positions and offset maps are not this source's offsets")
+}
 
 impl Progress {
     /// The source cluster id stored with the progress; `None` before a flow stored one.

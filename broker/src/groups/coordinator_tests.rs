@@ -328,6 +328,23 @@ async fn offset_commit_generation_checks_and_simple_commits() {
         commit_errors(&r),
         [ResponseError::OffsetMetadataTooLarge.code()]
     );
+    // The group's verdict comes first, for every partition; only a commit the group takes
+    // is checked for its metadata (Kafka: OffsetMetadataManager.commitOffset).
+    for (member, gen, error) in [
+        (m.as_str(), generation + 1, ResponseError::IllegalGeneration),
+        ("stranger", generation, ResponseError::UnknownMemberId),
+    ] {
+        let mut big = commit_req("g", member, gen, &[("t", 0, 12)]);
+        big.topics[0].partitions[0].committed_metadata =
+            Some(StrBytes::from_string("x".repeat(4097)));
+        assert_eq!(commit_errors(&c.offset_commit(big, 8)), [error.code()]);
+    }
+    let mut big = commit_req("gone", "", 3, &[("t", 0, 12)]);
+    big.topics[0].partitions[0].committed_metadata = Some(StrBytes::from_string("x".repeat(4097)));
+    assert_eq!(
+        commit_errors(&c.offset_commit(big, 9)),
+        [ResponseError::GroupIdNotFound.code()]
+    );
     // The limit counts characters as Java does (UTF-16 code units), not bytes: 4096
     // two-byte characters fit.
     // (At the offset already committed, which the fetch below expects.)

@@ -167,10 +167,12 @@ impl Inner {
                     .partition_exists(&topic.name, p.partition_index)
                 {
                     ResponseError::UnknownTopicOrPartition.code()
+                } else if let Err(e) = verdict {
+                    // Kafka: OffsetMetadataManager.commitOffset (validateOffsetCommit for
+                    // the whole request before any partition's isMetadataInvalid).
+                    e
                 } else if metadata_len > self.config.max_offset_metadata_bytes {
                     ResponseError::OffsetMetadataTooLarge.code()
-                } else if let Err(e) = verdict {
-                    e
                 } else {
                     records.push(Record::Offset {
                         group: group_id.clone(),

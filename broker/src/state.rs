@@ -12,7 +12,7 @@ use crate::cluster::{Cluster, LeaderError, NodeEndpoint};
 use crate::config::{BrokerConfig, ListenerConfig, SecurityProtocol};
 use crate::credentials::CredentialStore;
 use crate::dispatch::VersionTable;
-use crate::groups::{CoordinatorConfig, GroupConfig, GroupCoordinator};
+use crate::groups::{CoordinatorConfig, GroupConfig, GroupCoordinator, StatesFilter};
 use crate::log::flush::GroupCommit;
 use crate::log::FlushPolicy;
 use crate::producers::ProducerIdManager;
@@ -143,6 +143,11 @@ impl Broker {
                     initial_rebalance_delay_ms: config.group_initial_rebalance_delay.as_millis()
                         as u64,
                     assignments_while_rebalancing: config.emulate_kafka >= KafkaRelease::V4_0,
+                    states_filter: match config.emulate_kafka {
+                        r if r >= KafkaRelease::V4_0 => StatesFilter::IgnoreCaseTrimmed,
+                        KafkaRelease::V3_9 => StatesFilter::IgnoreCase,
+                        _ => StatesFilter::Exact,
+                    },
                     ..GroupConfig::default()
                 },
                 offsets_retention: config.offsets_retention,

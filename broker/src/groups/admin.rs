@@ -112,11 +112,9 @@ impl Inner {
         for id in &ids {
             self.refresh(now, id);
         }
-        let states: Vec<String> = if version >= 4 {
-            req.states_filter
-                .iter()
-                .map(|s| s.to_ascii_lowercase())
-                .collect()
+        let filter = self.config.group.states_filter;
+        let states = if version >= 4 {
+            filter.normalise(req.states_filter.iter().map(|s| s.as_str()))
         } else {
             Vec::new()
         };
@@ -130,9 +128,7 @@ impl Inner {
             .groups
             .values()
             .filter(|g| g.state() != GroupState::Dead && classic_wanted)
-            .filter(|g| {
-                states.is_empty() || states.contains(&g.state().as_str().to_ascii_lowercase())
-            })
+            .filter(|g| states.is_empty() || filter.matches(&states, g.state().as_str()))
             .map(|g| {
                 ListedGroup::default()
                     .with_group_id(GroupId(s(g.id())))

@@ -528,6 +528,29 @@ async fn delete_groups_only_when_empty() {
     assert_eq!(ids, ["busy"]);
 }
 
+/// ListGroups' states filter as each Kafka release matches it: as written up to 3.7,
+/// case aside in 3.8/3.9, case and blanks aside in 4.
+#[tokio::test]
+async fn list_groups_states_filter_per_release() {
+    for (filter, listed) in [
+        (StatesFilter::Exact, [true, false, false]),
+        (StatesFilter::IgnoreCase, [true, true, false]),
+        (StatesFilter::IgnoreCaseTrimmed, [true, true, true]),
+    ] {
+        let mut config = config(None, 0);
+        config.group.states_filter = filter;
+        let c = GroupCoordinator::open(config, partitions_exist()).unwrap();
+        stable_member(&c, "g").await;
+        for (asked, listed) in ["Stable", "STABLE", " stable "].into_iter().zip(listed) {
+            let l = c.list_groups(
+                ListGroupsRequest::default().with_states_filter(vec![s(asked)]),
+                4,
+            );
+            assert_eq!(l.groups.len(), usize::from(listed), "{filter:?} {asked:?}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn list_groups_state_filter_and_describe() {
     let c = coordinator(None, 0);

@@ -45,8 +45,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use offsets::OffsetsTable;
-pub use state::GroupConfig;
 use state::{Group, JoinResult, Outcome, ResponderId, SyncResult};
+pub use state::{GroupConfig, StatesFilter};
 pub use store::StoreError;
 use store::{OffsetStore, StoreConfig};
 use timers::run_timers;

@@ -262,6 +262,30 @@ async fn delete_twice(ctx: Ctx) -> Got {
     }
 }
 
+/// Kafka 2.8's GroupCoordinator.
+fn kafka_2_8(c: &mut BrokerConfig) {
+    no_rebalance_delay(c);
+    c.emulate_kafka = kmirror_broker::KafkaRelease::V2_8;
+}
+
+/// Whether ListGroups v4 asked for the states `asked` lists an Empty group (one holding a
+/// simple consumer's commit).
+async fn listed_by_state(ctx: Ctx, asked: &str, want: bool) -> Got {
+    let group = ctx.topic("idle");
+    if let Err(g) = committed_group(&ctx, &group).await {
+        return g;
+    }
+    let req = ListGroupsRequest::default().with_states_filter(vec![s(asked)]);
+    match ctx.m.send_at(&req, 4).await {
+        Ok(r) => check(
+            "listed",
+            r.groups.iter().any(|g| g.group_id.as_str() == group),
+            want,
+        ),
+        Err(_) => Got::Closed,
+    }
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
         row!("SyncGroup v5 without a protocol type: INCONSISTENT_GROUP_PROTOCOL, before the group is looked up",
@@ -308,6 +332,15 @@ pub fn rows() -> Vec<Row> {
         row!("DescribeGroups while a group rebalances, emulating 3.9: no assignments",
             "GroupMetadata.summary (MemberMetadata.summaryNoMetadata: no metadata, no assignment)",
             Got::Code(0), Some(kafka_3_9), |ctx| assignment_while_rebalancing(ctx, b"").await),
+        row!("ListGroups' states filter is matched as written, emulating 2.8: \"empty\" lists no Empty group",
+            "GroupCoordinator.handleListGroups (2.8: states.contains(g.summary.state))",
+            Got::Code(0), Some(kafka_2_8), |ctx| listed_by_state(ctx, "empty", false).await),
+        row!("ListGroups' states filter emulating 2.8: \"Empty\" lists an Empty group",
+            "GroupCoordinator.handleListGroups (2.8)",
+            Got::Code(0), Some(kafka_2_8), |ctx| listed_by_state(ctx, "Empty", true).await),
+        row!("ListGroups' states filter ignores case and surrounding blanks (Kafka 4)",
+            "GroupMetadataManager.listGroups (toLowerCase, trim)",
+            Got::Code(0), |ctx| listed_by_state(ctx, " EMPTY ", true).await),
         row!("DeleteGroups naming a group twice: deleted and answered once",
             "KafkaApis.handleDeleteGroupsRequest (distinct)", Got::Code(0),
             |ctx| delete_twice(ctx).await),

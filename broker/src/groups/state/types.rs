@@ -52,6 +52,45 @@ pub struct GroupConfig {
     /// 4's group coordinator does (GroupMetadataManager.describeGroups keeps them through
     /// ClassicGroupMember.describeNoMetadata); the older GroupCoordinator blanks them.
     pub assignments_while_rebalancing: bool,
+    /// How ListGroups matches its states filter against a group's state.
+    pub states_filter: StatesFilter,
+}
+
+/// How ListGroups (v4+) compares the states it is asked for with a group's state name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatesFilter {
+    /// As written: "Stable" lists a Stable group, "stable" none (Kafka up to 3.7:
+    /// GroupCoordinator.handleListGroups, `states.contains(g.summary.state)`).
+    Exact,
+    /// Case aside (Kafka 3.8 and 3.9: GroupCoordinator.handleListGroups lower-cases them).
+    IgnoreCase,
+    /// Case and surrounding blanks aside (Kafka 4: GroupMetadataManager.listGroups
+    /// lower-cases and trims them).
+    IgnoreCaseTrimmed,
+}
+
+impl StatesFilter {
+    /// The filter's states in the form [`StatesFilter::matches`] compares.
+    pub fn normalise<'a>(self, states: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        states
+            .into_iter()
+            .map(|s| match self {
+                Self::Exact => s.to_string(),
+                Self::IgnoreCase => s.to_ascii_lowercase(),
+                Self::IgnoreCaseTrimmed => s.trim().to_ascii_lowercase(),
+            })
+            .collect()
+    }
+
+    /// Whether `state` (Kafka's name of it, e.g. "Stable") is among `normalised`.
+    pub fn matches(self, normalised: &[String], state: &str) -> bool {
+        match self {
+            Self::Exact => normalised.iter().any(|s| s == state),
+            Self::IgnoreCase | Self::IgnoreCaseTrimmed => {
+                normalised.iter().any(|s| s.eq_ignore_ascii_case(state))
+            }
+        }
+    }
 }
 
 impl GroupConfig {
@@ -68,6 +107,7 @@ impl Default for GroupConfig {
             max_session_timeout_ms: 1_800_000,
             initial_rebalance_delay_ms: 3_000,
             assignments_while_rebalancing: true,
+            states_filter: StatesFilter::IgnoreCaseTrimmed,
         }
     }
 }

@@ -173,27 +173,45 @@ pub fn delete_records(
     req: DeleteRecordsRequest,
     _version: i16,
 ) -> DeleteRecordsResponse {
-    let topics = req
-        .topics
+    // Kafka: KafkaApis.handleDeleteRecordsRequest keys the request by partition: a
+    // partition named twice is deleted up to its last offset and answered once, and a
+    // topic named twice is answered once.
+    let mut wanted: Vec<(TopicName, Vec<(i32, i64)>)> = Vec::new();
+    for t in req.topics {
+        let at = match wanted.iter().position(|(name, _)| *name == t.name) {
+            Some(at) => at,
+            None => {
+                wanted.push((t.name.clone(), Vec::new()));
+                wanted.len() - 1
+            }
+        };
+        let partitions = &mut wanted[at].1;
+        for p in t.partitions {
+            match partitions.iter_mut().find(|(i, _)| *i == p.partition_index) {
+                Some(named) => named.1 = p.offset,
+                None => partitions.push((p.partition_index, p.offset)),
+            }
+        }
+    }
+    let topics = wanted
         .into_iter()
-        .map(|t| {
-            let topic = broker.topics.get(t.name.as_str());
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
+        .map(|(name, partitions)| {
+            let topic = broker.topics.get(name.as_str());
+            let partitions = partitions
+                .into_iter()
+                .map(|(partition_index, offset)| {
                     let mut out = DeleteRecordsPartitionResult::default()
-                        .with_partition_index(p.partition_index)
+                        .with_partition_index(partition_index)
                         .with_low_watermark(-1);
                     let (Some(t), Some(part)) = (
                         topic.as_ref(),
-                        topic.as_ref().and_then(|t| t.partition(p.partition_index)),
+                        topic.as_ref().and_then(|t| t.partition(partition_index)),
                     ) else {
                         out.error_code = ResponseError::UnknownTopicOrPartition.code();
                         return out;
                     };
                     // Kafka: Partition.deleteRecordsOnLeader: only the leader deletes ...
-                    if let Err(e) = broker.check_leader(t, p.partition_index, None, true) {
+                    if let Err(e) = broker.check_leader(t, partition_index, None, true) {
                         out.error_code = e.code().code();
                         return out;
                     }
@@ -203,10 +221,10 @@ pub fn delete_records(
                         return out;
                     }
                     // -1 means "up to the high watermark".
-                    let offset = if p.offset == -1 {
+                    let offset = if offset == -1 {
                         part.log.lock().expect("log lock").log_end_offset()
                     } else {
-                        p.offset
+                        offset
                     };
                     match part.delete_records_before(offset) {
                         Ok(start) => out.low_watermark = start,
@@ -220,7 +238,7 @@ pub fn delete_records(
                 })
                 .collect();
             DeleteRecordsTopicResult::default()
-                .with_name(t.name)
+                .with_name(name)
                 .with_partitions(partitions)
         })
         .collect();

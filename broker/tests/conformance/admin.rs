@@ -101,6 +101,45 @@ async fn delete_sequence(
     }
 }
 
+/// DeleteRecords naming partition 0 of a topic holding records 0..5 twice, in two entries
+/// of its topic: before 4, then before 2. The answer's (topic, partition, error, low
+/// watermark) results.
+async fn delete_named_twice(ctx: Ctx) -> Got {
+    let topic = ctx.topic("drtwice");
+    common::create_topic(&ctx.m, &topic, 1).await;
+    common::produce(&ctx.m, &topic, 0, common::batch(5, 1_000)).await;
+    let entry = |offset: i64| {
+        DeleteRecordsTopic::default()
+            .with_name(common::name(&topic))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(offset)])
+    };
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![entry(4), entry(2)]);
+    match ctx.m.send(&req).await {
+        Ok((r, _)) => {
+            let results: Vec<(String, i32, i16, i64)> = r
+                .topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|p| {
+                        (
+                            t.name.to_string(),
+                            p.partition_index,
+                            p.error_code,
+                            p.low_watermark,
+                        )
+                    })
+                })
+                .collect();
+            check("results", results, vec![(topic, 0, 0, 2)])
+        }
+        Err(_) => Got::Closed,
+    }
+}
+
 // ---- OffsetCommit ---------------------------------------------------------------------
 
 /// OffsetCommit of partition 0 of a fresh topic; the partition's error code.
@@ -387,6 +426,12 @@ pub fn rows() -> Vec<Row> {
             "Partition.deleteRecordsOnLeader / UnifiedLog.maybeIncrementLogStartOffset",
             Got::Code(0),
             |ctx| delete_sequence(ctx, &[], &[3, 1], 3).await
+        ),
+        row!(
+            "DeleteRecords naming a partition twice: deleted up to the last offset named, answered once",
+            "KafkaApis.handleDeleteRecordsRequest (keyed by partition)",
+            Got::Code(0),
+            |ctx| delete_named_twice(ctx).await
         ),
         row!(
             "DeleteRecords past the high watermark: OFFSET_OUT_OF_RANGE",

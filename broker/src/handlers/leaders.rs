@@ -41,20 +41,20 @@ fn persist(broker: &Broker) {
     }
 }
 
-/// ReplicationControlManager.electLeader for one partition.
+/// ReplicationControlManager.electLeader for one partition, with its messages: its own for
+/// an unknown topic or partition, the error's default one (ApiError(Errors)) otherwise.
 fn elect(
     broker: &Broker,
-    topic: Option<&Topic>,
+    (name, topic): (&str, Option<&Topic>),
     partition: i32,
     kind: i8,
 ) -> Result<(), (ResponseError, String)> {
-    let unknown = || {
+    let topic = topic.ok_or_else(|| {
         (
             ResponseError::UnknownTopicOrPartition,
-            format!("No such partition as {partition}."),
+            format!("No such topic as {name}"),
         )
-    };
-    let topic = topic.ok_or_else(unknown)?;
+    })?;
     let r = broker
         .cluster
         .change(topic, partition, |pl, live, leo| {
@@ -64,17 +64,32 @@ fn elect(
                 pl.elect_preferred(live, leo)
             }
         })
-        .ok_or_else(unknown)?;
+        .ok_or_else(|| {
+            (
+                ResponseError::UnknownTopicOrPartition,
+                format!("No such partition as {name}-{partition}"),
+            )
+        })?;
     r.map_err(|e| {
         // ReplicationControlManager.electLeader: an unclean election with no eligible
         // replica is ELIGIBLE_LEADERS_NOT_AVAILABLE.
-        let code = match (&e, kind) {
-            (ElectionError::PreferredNotAvailable(_), UNCLEAN) => {
-                ResponseError::EligibleLeadersNotAvailable
-            }
-            _ => election_code(&e),
+        let (code, message) = match (&e, kind) {
+            (ElectionError::PreferredNotAvailable(_), UNCLEAN) => (
+                ResponseError::EligibleLeadersNotAvailable,
+                "Eligible topic partition leaders are not available.",
+            ),
+            (ElectionError::PreferredNotAvailable(_), _) => (
+                ResponseError::PreferredLeaderNotAvailable,
+                "The preferred leader was not available.",
+            ),
+            (ElectionError::NotNeeded, _) => (
+                ResponseError::ElectionNotNeeded,
+                "Leader election not needed for topic partition.",
+            ),
+            _ => return (election_code(&e), e.to_string()),
         };
-        (code, e.to_string())
+        tracing::debug!(topic = name, partition, reason = %e, "Leader election refused.");
+        (code, message.to_string())
     })
 }
 
@@ -90,10 +105,30 @@ pub fn elect_leaders(
     };
     let mut resp = ElectLeadersResponse::default();
     if kind != PREFERRED && kind != UNCLEAN {
-        // ReplicationControlManager.electionType: an unknown type is INVALID_REQUEST.
-        if version >= 1 {
-            resp.error_code = ResponseError::InvalidRequest.code();
-        }
+        // ReplicationControlManager.electionType: an unknown type is INVALID_REQUEST,
+        // answered by ElectLeadersRequest.getErrorResponse for every partition named too.
+        resp.error_code = ResponseError::InvalidRequest.code();
+        let message = format!("Unknown election type {kind}");
+        resp.replica_election_results = req
+            .topic_partitions
+            .unwrap_or_default()
+            .into_iter()
+            .map(|tp| {
+                let partitions = tp
+                    .partitions
+                    .iter()
+                    .map(|&i| {
+                        PartitionResult::default()
+                            .with_partition_id(i)
+                            .with_error_code(ResponseError::InvalidRequest.code())
+                            .with_error_message(super::message(message.clone()))
+                    })
+                    .collect();
+                ReplicaElectionResult::default()
+                    .with_topic(tp.topic)
+                    .with_partition_result(partitions)
+            })
+            .collect();
         return resp;
     }
     let result = |partition: i32, r: Result<(), (ResponseError, String)>| match r {
@@ -113,7 +148,7 @@ pub fn elect_leaders(
             .map(|t| {
                 let partitions = (0..t.partition_count())
                     .filter_map(|i| {
-                        let r = elect(broker, Some(t), i, kind);
+                        let r = elect(broker, (&t.name, Some(t)), i, kind);
                         let skip = matches!(&r, Err((ResponseError::ElectionNotNeeded, _)));
                         (!skip).then(|| result(i, r))
                     })
@@ -130,7 +165,12 @@ pub fn elect_leaders(
                 let partitions = tp
                     .partitions
                     .iter()
-                    .map(|&i| result(i, elect(broker, topic.as_deref(), i, kind)))
+                    .map(|&i| {
+                        result(
+                            i,
+                            elect(broker, (tp.topic.as_str(), topic.as_deref()), i, kind),
+                        )
+                    })
                     .collect();
                 ReplicaElectionResult::default()
                     .with_topic(tp.topic)

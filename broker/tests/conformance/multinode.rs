@@ -124,6 +124,42 @@ async fn elect(ctx: &Ctx, topic: &str) -> i16 {
     resp.replica_election_results[0].partition_result[0].error_code
 }
 
+/// ElectLeaders of `election_type` naming partitions 0 and 7 of `topic` (0 led by its
+/// preferred replica, no 7) and partition 0 of a topic that does not exist: the top-level
+/// code and each (partition, code, message), checked against `want`.
+async fn elect_answers(
+    ctx: &Ctx,
+    topic: &str,
+    election_type: i8,
+    want: (i16, Vec<(i32, i16, String)>),
+) -> Got {
+    let named = |t: &str, partitions: Vec<i32>| {
+        TopicPartitions::default()
+            .with_topic(common::name(t))
+            .with_partitions(partitions)
+    };
+    let req = ElectLeadersRequest::default()
+        .with_election_type(election_type)
+        .with_topic_partitions(Some(vec![
+            named(topic, vec![0, 7]),
+            named(&ctx.topic("nope"), vec![0]),
+        ]));
+    let resp = match ctx.m.send_at(&req, 2).await {
+        Ok(r) => r,
+        Err(_) => return Got::Closed,
+    };
+    let results: Vec<(i32, i16, String)> = resp
+        .replica_election_results
+        .iter()
+        .flat_map(|t| &t.partition_result)
+        .map(|p| {
+            let message = p.error_message.as_ref().map(|m| m.to_string());
+            (p.partition_id, p.error_code, message.unwrap_or_default())
+        })
+        .collect();
+    crate::admin::check("(error, results)", (resp.error_code, results), want)
+}
+
 pub(crate) async fn produce(
     m: &Messenger,
     topic: &str,
@@ -296,6 +332,24 @@ fn epoch_rows() -> Vec<Row> {
             "ReplicationControlManager.electLeader", Got::Code(84), |ctx| {
             let s = setup(&ctx).await;
             Got::Code(elect(&ctx, &s.topic).await)
+        }),
+        multinode_row!("ElectLeaders' messages: the error's own for a partition needing no election, the topic's and partition's names for unknown ones",
+            "ReplicationControlManager.electLeader (ApiError(ELECTION_NOT_NEEDED); \"No such topic as\", \"No such partition as\")",
+            Got::Code(0), |ctx| {
+            let s = setup(&ctx).await;
+            let want = vec![
+                (0, 84, "Leader election not needed for topic partition.".to_string()),
+                (7, 3, format!("No such partition as {}-7", s.topic)),
+                (0, 3, format!("No such topic as {}", ctx.topic("nope"))),
+            ];
+            elect_answers(&ctx, &s.topic, 0, (0, want)).await
+        }),
+        multinode_row!("ElectLeaders of an unknown election type: INVALID_REQUEST, and for every partition named",
+            "ReplicationControlManager.electionType; ElectLeadersRequest.getErrorResponse",
+            Got::Code(0), |ctx| {
+            let s = setup(&ctx).await;
+            let unknown = |p| (p, 42, "Unknown election type 5".to_string());
+            elect_answers(&ctx, &s.topic, 5, (42, vec![unknown(0), unknown(7), unknown(0)])).await
         }),
         multinode_row!("OffsetForLeaderEpoch after DeleteRecords: the history starts at the new log start",
             "LeaderEpochFileCache.truncateFromStart; UnifiedLog.maybeIncrementLogStartOffset", Got::Code(0), |ctx| {

@@ -26,6 +26,7 @@ use super::config_sources::{
 use super::message;
 use crate::state::{now_ms, Broker};
 use crate::topic_config::{self, ConfigType, TopicConfigs, TOPIC_KEYS};
+use crate::versions::KafkaRelease;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -171,13 +172,14 @@ enum Op {
 }
 
 /// `current` with `ops` applied; APPEND and SUBTRACT only to keys of type LIST
-/// (`is_list`), else INVALID_CONFIG.
-// Kafka: ConfigurationControlManager.incrementalAlterConfigResource (isSplittable)
+/// (`is_list`), else INVALID_CONFIG (INVALID_REQUEST from a ZooKeeper-mode 2.8).
+// Kafka: ConfigurationControlManager.incrementalAlterConfigResource (isSplittable); 2.8:
+// ZkAdminManager.prepareIncrementalConfigs
 fn apply_ops(
     current: &TopicConfigs,
     ops: Vec<(String, Op)>,
     current_value: impl Fn(&str) -> Option<String>,
-    is_list: impl Fn(&str) -> bool,
+    (is_list, zookeeper): (impl Fn(&str) -> bool, bool),
 ) -> Result<TopicConfigs, Failure> {
     let mut next = current.clone();
     for (name, op) in ops {
@@ -187,10 +189,20 @@ fn apply_ops(
             Op::Set(_) | Op::Delete => "",
         };
         if !op_name.is_empty() && !is_list(&name) {
-            return Err((
-                ResponseError::InvalidConfig,
-                format!("Can't {op_name} to key {name} because its type is not LIST."),
-            ));
+            return Err(if zookeeper {
+                (
+                    ResponseError::InvalidRequest,
+                    format!(
+                        "Config value {} is not allowed for config key: {name}",
+                        op_name.to_ascii_lowercase()
+                    ),
+                )
+            } else {
+                (
+                    ResponseError::InvalidConfig,
+                    format!("Can't {op_name} to key {name} because its type is not LIST."),
+                )
+            });
         }
         match op {
             Op::Set(v) => {
@@ -244,18 +256,33 @@ fn alter_resource(
             // SUBTRACT on LIST keys only), then validateAlterConfig — the name, the values
             // (ControllerConfigurationValidator.validate), and only then whether the topic
             // exists (QuorumController.ConfigResourceExistenceChecker).
+            // A ZooKeeper-mode 2.8 looks for the topic before the name and the values
+            // (ZkAdminManager.alterTopicConfigs), and answers a value that does not parse
+            // INVALID_REQUEST (its catch of ConfigException).
+            let zookeeper = broker.versions.release() == KafkaRelease::V2_8;
             let topic = broker.topics.get(name);
             let base = match &topic {
                 Some(topic) if !replace => topic.configs(),
                 _ => TopicConfigs::new(),
             };
             let defaults = broker.topics.defaults();
+            let is_list =
+                |k: &str| topic_config::lookup(k).is_some_and(|key| key.kind == ConfigType::List);
             let mut next = apply_ops(
                 &base,
                 ops,
                 |k| defaults.effective(&base, k).map(|(v, _)| v),
-                |k| topic_config::lookup(k).is_some_and(|key| key.kind == ConfigType::List),
+                (is_list, zookeeper),
             )?;
+            let unknown = || {
+                (
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("The topic '{name}' does not exist."),
+                )
+            };
+            if zookeeper && topic.is_none() {
+                return Err(unknown());
+            }
             if name.is_empty() {
                 return Err((
                     ResponseError::InvalidRequest,
@@ -265,17 +292,19 @@ fn alter_resource(
             crate::topics::validate_name(name)
                 .map_err(|e| (ResponseError::InvalidTopicException, e.to_string()))?;
             for (k, v) in next.iter_mut() {
-                *v = topic_config::validate_in(k, v, defaults.release)
-                    .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
+                *v = topic_config::validate_in(k, v, defaults.release).map_err(|e| match e {
+                    topic_config::ConfigError::InvalidValue { .. } if zookeeper => (
+                        ResponseError::InvalidRequest,
+                        format!("Invalid config value for resource ConfigResource(type=TOPIC, name='{name}'): {e}"),
+                    ),
+                    e => (ResponseError::InvalidConfig, e.to_string()),
+                })?;
             }
             defaults
                 .validate_values(&next)
                 .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
             if topic.is_none() {
-                return Err((
-                    ResponseError::UnknownTopicOrPartition,
-                    format!("The topic '{name}' does not exist."),
-                ));
+                return Err(unknown());
             }
             if validate_only {
                 return Ok(());
@@ -310,9 +339,9 @@ fn alter_resource(
                     .map(|s| s.value)
                     .or_else(|| static_value(broker, k))
             };
-            let next = apply_ops(&base, ops, current, |k| {
-                broker_key(k).is_some_and(|key| key.kind == ConfigType::List)
-            })?;
+            let is_list = |k: &str| broker_key(k).is_some_and(|key| key.kind == ConfigType::List);
+            let zookeeper = broker.versions.release() == KafkaRelease::V2_8;
+            let next = apply_ops(&base, ops, current, (is_list, zookeeper))?;
             let mut defaults = broker.config.topic_defaults();
             let other = broker.broker_overrides(!cluster_default);
             let (low, high) = if cluster_default {

@@ -219,14 +219,26 @@ fn create_one(
         .map(|c| c.name.as_str())
         .collect();
     if !nulls.is_empty() {
-        return fail(
-            result,
-            ResponseError::InvalidConfig,
-            format!(
-                "Null value not supported for topic configs: {}",
-                nulls.join(",")
-            ),
-        );
+        // A ZooKeeper-mode 2.8 answers INVALID_REQUEST (ZkAdminManager.createTopics).
+        return if broker.versions.release() == crate::versions::KafkaRelease::V2_8 {
+            fail(
+                result,
+                ResponseError::InvalidRequest,
+                format!(
+                    "Null value not supported for topic configs : {}",
+                    nulls.join(",")
+                ),
+            )
+        } else {
+            fail(
+                result,
+                ResponseError::InvalidConfig,
+                format!(
+                    "Null value not supported for topic configs: {}",
+                    nulls.join(",")
+                ),
+            )
+        };
     }
     let mut configs = TopicConfigs::new();
     for c in &t.configs {

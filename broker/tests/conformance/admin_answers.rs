@@ -146,6 +146,51 @@ async fn partitions_of_unknown(ctx: Ctx) -> Got {
     }
 }
 
+/// A ZooKeeper-mode Kafka 2.8 (ZkAdminManager answers config requests).
+fn kafka_2_8(c: &mut kmirror_broker::BrokerConfig) {
+    c.emulate_kafka = kmirror_broker::KafkaRelease::V2_8;
+}
+
+/// IncrementalAlterConfigs of `key` on `topic` (created first when `create`): the error
+/// code, and whether the message starts with `prefix`.
+async fn alter_topic_answer(
+    ctx: Ctx,
+    create: bool,
+    (key, operation, value): (&str, i8, &str),
+    (code, prefix): (i16, &str),
+) -> Got {
+    let topic = ctx.topic("zk");
+    if create {
+        common::create_topic(&ctx.m, &topic, 1).await;
+    }
+    match alter_with(&ctx, (2, &topic), (key, operation, value)).await {
+        Ok((got, message)) => check(
+            "(error, message prefix)",
+            (got, message.unwrap_or_default().starts_with(prefix)),
+            (code, true),
+        ),
+        Err(g) => g,
+    }
+}
+
+/// CreateTopics with a config whose value is null: the topic's error code.
+async fn create_with_null_config(ctx: Ctx) -> Got {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    let req = CreateTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(common::name(&ctx.topic("null")))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(vec![CreatableTopicConfig::default()
+                .with_name(s("retention.ms"))
+                .with_value(None)])]);
+    match ctx.m.send(&req).await {
+        Ok((r, _)) => Got::Code(r.topics[0].error_code),
+        Err(_) => Got::Closed,
+    }
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
         row!(
@@ -162,6 +207,42 @@ pub fn rows() -> Vec<Row> {
                 Ok((code, _)) => Got::Code(code),
                 Err(g) => g,
             }
+        ),
+        row!(
+            "IncrementalAlterConfigs retention.ms \"abc\", emulating 2.8: INVALID_REQUEST naming the resource",
+            "ZkAdminManager.incrementalAlterConfigs (ConfigException wrapped in InvalidRequestException)",
+            Got::Code(0), Some(kafka_2_8),
+            |ctx| alter_topic_answer(ctx, true, ("retention.ms", 0, "abc"), (INVALID_REQUEST, "Invalid config value for resource ConfigResource(type=TOPIC, name=")).await
+        ),
+        row!(
+            "IncrementalAlterConfigs retention.ms \"abc\": INVALID_CONFIG",
+            "ConfigurationControlManager.validateAlterConfig (ConfigException)",
+            Got::Code(0),
+            |ctx| alter_topic_answer(ctx, true, ("retention.ms", 0, "abc"), (INVALID_CONFIG, "Invalid value abc")).await
+        ),
+        row!(
+            "IncrementalAlterConfigs APPEND to a non-LIST key, emulating 2.8: INVALID_REQUEST",
+            "ZkAdminManager.prepareIncrementalConfigs",
+            Got::Code(0), Some(kafka_2_8),
+            |ctx| alter_topic_answer(ctx, true, ("retention.ms", 2, "1"), (INVALID_REQUEST, "Config value append is not allowed for config key: retention.ms")).await
+        ),
+        row!(
+            "IncrementalAlterConfigs of a missing topic with a bad value, emulating 2.8: UNKNOWN_TOPIC_OR_PARTITION (the topic before the values)",
+            "ZkAdminManager.alterTopicConfigs",
+            Got::Code(0), Some(kafka_2_8),
+            |ctx| alter_topic_answer(ctx, false, ("retention.ms", 0, "abc"), (UNKNOWN_TOPIC_OR_PARTITION, "")).await
+        ),
+        row!(
+            "CreateTopics with a null config value, emulating 2.8: INVALID_REQUEST",
+            "ZkAdminManager.createTopics (Null value not supported for topic configs)",
+            Got::Code(INVALID_REQUEST), Some(kafka_2_8),
+            |ctx| create_with_null_config(ctx).await
+        ),
+        row!(
+            "CreateTopics with a null config value: INVALID_CONFIG",
+            "ReplicationControlManager.createTopics (Null value not supported for topic configs)",
+            Got::Code(INVALID_CONFIG),
+            |ctx| create_with_null_config(ctx).await
         ),
         row!(
             "IncrementalAlterConfigs broker log.segment.bytes below 1 MiB: ConfigDef's message",

@@ -20,6 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::replica_assignments::{self, Refused};
 use crate::state::Broker;
 use crate::topics::{Topic, TopicError};
+use crate::versions::KafkaRelease;
 
 pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
     if let Some(refused) = refuse_ids_before_v12(&req, version) {
@@ -171,7 +172,9 @@ fn lookup_or_create(
             let replicas = broker
                 .cluster
                 .place(&topic.name, 0..partitions, rf)
-                .map_err(|reason| Refused::Replicas(ResponseError::LeaderNotAvailable, reason))?;
+                .map_err(|reason| {
+                    Refused::Replicas(ResponseError::InvalidReplicationFactor, reason)
+                })?;
             Ok::<_, Refused>(replica_assignments::assign(broker, topic, 0, replicas)?)
         },
     );
@@ -180,11 +183,24 @@ fn lookup_or_create(
     // once; the client asks again and finds the topic once it exists. What the controller
     // refuses (a colliding name, a replication factor it cannot place) is never seen by
     // the client but as that same answer on every retry.
+    // A ZooKeeper-mode 2.8 broker creates the topic itself and answers what that gave:
+    // LEADER_NOT_AVAILABLE once created (Kafka 2.8: AutoTopicCreationManager.createTopicsInZk),
+    // else the creation's own error.
+    let zookeeper = broker.versions.release() == KafkaRelease::V2_8;
     match created {
+        Ok(_) | Err(Refused::Topic(TopicError::AlreadyExists(_))) if zookeeper => {
+            return error(ResponseError::LeaderNotAvailable)
+        }
         Ok(_) | Err(Refused::Topic(TopicError::AlreadyExists(_))) => {}
+        Err(Refused::Topic(TopicError::Collides { .. })) if zookeeper => {
+            return error(ResponseError::InvalidTopicException)
+        }
         Err(Refused::Topic(TopicError::Collides { .. })) => {}
-        Err(Refused::Replicas(_, reason)) => {
+        Err(Refused::Replicas(code, reason)) => {
             tracing::warn!(topic = %name.as_str(), reason, "Cannot auto-create a topic.");
+            if zookeeper {
+                return error(code);
+            }
         }
         Err(Refused::Topic(e)) => return error(super::topic_error_code(&e)),
     }

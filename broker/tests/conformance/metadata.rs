@@ -86,6 +86,32 @@ async fn internal_topic(ctx: Ctx) -> Got {
     )
 }
 
+/// A ZooKeeper-mode Kafka 2.8.
+fn kafka_2_8(c: &mut kmirror_broker::BrokerConfig) {
+    c.emulate_kafka = kmirror_broker::KafkaRelease::V2_8;
+}
+
+/// Emulating 2.8, with default.replication.factor 3 on one broker.
+fn kafka_2_8_three_replicas(c: &mut kmirror_broker::BrokerConfig) {
+    kafka_2_8(c);
+    c.default_replication_factor = 3;
+}
+
+/// Metadata v9 that may auto-create a topic named `name`, asked twice: the two error codes.
+async fn auto_created(ctx: Ctx, name: &str, want: [i16; 2]) -> Got {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![by_name(name)]))
+        .with_allow_auto_topic_creation(true);
+    let mut codes = [0; 2];
+    for code in &mut codes {
+        *code = match ctx.ask(&req, 9).await {
+            Ok(r) => r.topics[0].error_code,
+            Err(g) => return g,
+        };
+    }
+    check("error codes", codes, want)
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
         row!("Metadata marks __consumer_offsets internal; a client's Produce to it: INVALID_TOPIC_EXCEPTION",
@@ -105,6 +131,12 @@ pub fn rows() -> Vec<Row> {
                     Err(g) => g,
                 }
             }),
+        row!("Metadata auto-creating a topic, emulating 2.8: LEADER_NOT_AVAILABLE, then the topic",
+            "AutoTopicCreationManager.createTopicsInZk (2.8: created is LEADER_NOT_AVAILABLE)",
+            Got::Code(0), Some(kafka_2_8), |ctx| { let t = ctx.topic("auto"); auto_created(ctx, &t, [5, 0]).await }),
+        row!("Metadata auto-creating a topic with more replicas than brokers, emulating 2.8: INVALID_REPLICATION_FACTOR",
+            "AutoTopicCreationManager.createTopicsInZk (the creation's own error)",
+            Got::Code(0), Some(kafka_2_8_three_replicas), |ctx| { let t = ctx.topic("auto"); auto_created(ctx, &t, [38, 38]).await }),
         row!("Metadata v9 naming a topic twice: answered once",
             "KafkaApis.handleTopicMetadataRequest (metadataRequest.topics.toSet)", Got::Code(0), |ctx| {
                 let (a, _, _) = match two_topics(&ctx).await {

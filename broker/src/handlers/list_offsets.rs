@@ -1,7 +1,9 @@
 //! ListOffsets: latest (-1, the log end offset), earliest (-2, the log start offset), max
 //! timestamp (-3, v7+), earliest local (-4, v8+, same as earliest here), latest tiered (-5,
 //! v9+: offset -1 and leader epoch -1, as Kafka answers without tiered storage); any other
-//! negative timestamp, or one older than its version, is UNSUPPORTED_VERSION. By timestamp: the first
+//! negative timestamp, or one older than its version, is UNSUPPORTED_VERSION (Kafka 3.9+;
+//! emulating an older release, the values it does not know are searched as timestamps and
+//! no version is checked, see [`wanted`]). By timestamp: the first
 //! record at or above the log start whose timestamp is at or after the wanted one (after a
 //! DeleteRecords into a batch, never one of its deleted records), found exactly inside the batch (a
 //! compressed batch is decompressed for this, as Kafka does; decompression is capped, and a
@@ -26,6 +28,7 @@ use kmirror_wire::batch::BatchView;
 
 use crate::log::{FoundBatch, LogError, PartitionLog};
 use crate::state::Broker;
+use crate::versions::KafkaRelease;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -45,6 +48,43 @@ fn timestamp_unsupported(timestamp: i64, version: i16) -> bool {
         _ => return true,
     };
     version < min_version
+}
+
+/// What a request's timestamp asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// A special value the release knows (LATEST, EARLIEST, ...).
+    Special(i64),
+    /// The first record whose timestamp is at or after this one.
+    Search(i64),
+    /// UNSUPPORTED_VERSION.
+    Unsupported,
+}
+
+/// How the emulated `release` reads `timestamp` at `version`. Kafka 3.9 refuses a special
+/// value it does not know or that is newer than the version (KAFKA-17331); earlier
+/// releases check nothing and search any negative value they do not know as a timestamp
+/// (2.8 knows LATEST and EARLIEST, 3.0 MAX_TIMESTAMP, 3.4 EARLIEST_LOCAL).
+// Kafka: UnifiedLog.fetchOffsetByTimestamp (2.8: Log.fetchOffsetByTimestamp).
+fn wanted(timestamp: i64, version: i16, release: KafkaRelease) -> Wanted {
+    if release >= KafkaRelease::V3_9 {
+        return match timestamp {
+            t if timestamp_unsupported(t, version) => Wanted::Unsupported,
+            t if t >= 0 => Wanted::Search(t),
+            t => Wanted::Special(t),
+        };
+    }
+    let known = match timestamp {
+        LATEST | EARLIEST => true,
+        MAX_TIMESTAMP => release >= KafkaRelease::V3_0,
+        EARLIEST_LOCAL => release >= KafkaRelease::V3_6,
+        _ => false,
+    };
+    if known {
+        Wanted::Special(timestamp)
+    } else {
+        Wanted::Search(timestamp)
+    }
 }
 
 pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
@@ -83,7 +123,8 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                         out.error_code = ResponseError::InvalidRequest.code();
                         return out;
                     }
-                    if timestamp_unsupported(p.timestamp, version) {
+                    let wanted = wanted(p.timestamp, version, broker.versions.release());
+                    if wanted == Wanted::Unsupported {
                         out.error_code = ResponseError::UnsupportedVersion.code();
                         return out;
                     }
@@ -122,30 +163,29 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                             log.log_end_offset()
                         };
                     drop(producers);
-                    let found =
-                        lookup(log.as_ref(), p.timestamp).map(|hit| match (hit, p.timestamp) {
-                            (Some(_), LATEST) => Some((-1, fetchable)),
-                            (Some((_, offset)), ts)
-                                if (ts >= 0 || ts == MAX_TIMESTAMP) && offset >= fetchable =>
-                            {
-                                None
-                            }
-                            (hit, _) => hit,
-                        });
+                    let found = lookup(log.as_ref(), wanted).map(|hit| match (hit, wanted) {
+                        (Some(_), Wanted::Special(LATEST)) => Some((-1, fetchable)),
+                        (Some((_, offset)), Wanted::Search(_) | Wanted::Special(MAX_TIMESTAMP))
+                            if offset >= fetchable =>
+                        {
+                            None
+                        }
+                        (hit, _) => hit,
+                    });
                     match found {
                         Ok(Some((timestamp, offset))) => {
                             out.timestamp = timestamp;
                             out.offset = offset;
                             if version >= 4 {
                                 // Without remote storage Kafka answers -5 with epoch -1.
-                                out.leader_epoch = if p.timestamp == LATEST_TIERED {
+                                out.leader_epoch = if wanted == Wanted::Special(LATEST_TIERED) {
                                     -1
                                 } else {
                                     answer_epoch(
                                         broker,
                                         t,
                                         p.partition_index,
-                                        p.timestamp,
+                                        wanted,
                                         offset,
                                         log.as_ref(),
                                     )
@@ -177,11 +217,11 @@ fn answer_epoch(
     broker: &Broker,
     topic: &crate::topics::Topic,
     partition: i32,
-    wanted: i64,
+    wanted: Wanted,
     offset: i64,
     log: &dyn PartitionLog,
 ) -> i32 {
-    if wanted >= 0 || wanted == MAX_TIMESTAMP {
+    if matches!(wanted, Wanted::Search(_) | Wanted::Special(MAX_TIMESTAMP)) {
         let batch = log.read(offset, 1).ok();
         if let Some(b) = batch.as_deref().and_then(|b| BatchView::parse(b, 0).ok()) {
             if b.partition_leader_epoch() >= 0 {
@@ -190,7 +230,7 @@ fn answer_epoch(
         }
     }
     broker.cluster.read(topic, partition, |pl, _| {
-        if wanted == LATEST {
+        if wanted == Wanted::Special(LATEST) {
             pl.epochs.last().map_or(-1, |e| e.epoch)
         } else {
             pl.epoch_for_offset(offset).unwrap_or(-1)
@@ -200,8 +240,13 @@ fn answer_epoch(
 
 /// (timestamp, offset) for a ListOffsets query; `None` when nothing matches.
 // Kafka: UnifiedLog.fetchOffsetByTimestamp.
-fn lookup(log: &dyn PartitionLog, wanted: i64) -> Result<Option<(i64, i64)>, LogError> {
-    Ok(match wanted {
+fn lookup(log: &dyn PartitionLog, wanted: Wanted) -> Result<Option<(i64, i64)>, LogError> {
+    let special = match wanted {
+        Wanted::Search(ts) => return by_timestamp(log, ts),
+        Wanted::Unsupported => return Ok(None),
+        Wanted::Special(special) => special,
+    };
+    Ok(match special {
         LATEST => Some((-1, log.log_end_offset())),
         // No remote storage: the local log start is the log start.
         EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
@@ -218,7 +263,6 @@ fn lookup(log: &dyn PartitionLog, wanted: i64) -> Result<Option<(i64, i64)>, Log
                     },
                 })
         }
-        ts if ts >= 0 => by_timestamp(log, ts)?,
         _ => None,
     })
 }

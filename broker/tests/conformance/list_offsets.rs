@@ -119,6 +119,36 @@ async fn list_each(
         .collect())
 }
 
+/// Emulating Kafka 2.8.
+fn kafka_2_8(c: &mut kmirror_broker::BrokerConfig) {
+    c.emulate_kafka = kmirror_broker::KafkaRelease::V2_8;
+}
+
+/// Emulating Kafka 3.6.
+fn kafka_3_6(c: &mut kmirror_broker::BrokerConfig) {
+    c.emulate_kafka = kmirror_broker::KafkaRelease::V3_6;
+}
+
+/// A topic holding records at 1000, 5000 and 2000 (offsets 0-2): ListOffsets at `version`
+/// for `query`, checked against `want` (error, timestamp, offset).
+async fn special_lookup(ctx: Ctx, query: i64, version: i16, want: (i16, i64, i64)) -> Got {
+    let topic = ctx.topic("special");
+    common::create_topic(&ctx.m, &topic, 1).await;
+    let records: Vec<_> = (0..)
+        .zip([1_000, 5_000, 2_000])
+        .map(|(delta, ts)| common::record(delta, ts))
+        .collect();
+    let bytes = kmirror_wire::records::encode(&records, Compression::None).unwrap();
+    let r = common::produce(&ctx.m, &topic, 0, bytes).await;
+    if r.error_code != 0 {
+        return Got::Code(r.error_code);
+    }
+    match list_each(&ctx, &topic, &[query], version).await {
+        Ok(got) => check("answers", got, vec![(0, want.0, want.1, want.2)]),
+        Err(g) => g,
+    }
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
         row!("ListOffsets naming a partition twice: answered once, INVALID_REQUEST",
@@ -137,6 +167,18 @@ pub fn rows() -> Vec<Row> {
                     Err(g) => g,
                 }
             }),
+        row!("ListOffsets v7 for latest tiered (-5): UNSUPPORTED_VERSION (v9+)",
+            "ReplicaManager.isListOffsetsTimestampUnsupported (3.9+)", Got::Code(0),
+            |ctx| special_lookup(ctx, -5, 7, (35, -1, -1)).await),
+        row!("ListOffsets v6 for max timestamp (-3), emulating 3.6: the max timestamp (no version check before 3.9)",
+            "UnifiedLog.fetchOffsetByTimestamp (3.6: MAX_TIMESTAMP; KAFKA-17331 added the check in 3.9)", Got::Code(0),
+            Some(kafka_3_6), |ctx| special_lookup(ctx, -3, 6, (0, 5_000, 1)).await),
+        row!("ListOffsets v7 for -5, emulating 3.6: searched as a timestamp, the first record",
+            "UnifiedLog.fetchOffsetByTimestamp (3.6: an unknown value is a timestamp search)", Got::Code(0),
+            Some(kafka_3_6), |ctx| special_lookup(ctx, -5, 7, (0, 1_000, 0)).await),
+        row!("ListOffsets v6 for -3, emulating 2.8: searched as a timestamp (2.8 has no max timestamp), the first record",
+            "Log.fetchOffsetByTimestamp (2.8: LATEST and EARLIEST only)", Got::Code(0),
+            Some(kafka_2_8), |ctx| special_lookup(ctx, -3, 6, (0, 1_000, 0)).await),
         row!("ListOffsets by time on a LogAppendTime topic: first offset of the batch, with the append time",
             "FileRecords.searchForTimestamp", Got::Code(0), |ctx| lat_lookup(ctx, Some(1_001), true).await),
         row!("ListOffsets max timestamp on a LogAppendTime topic: first offset, append time",

@@ -6,13 +6,16 @@
     discovery_admin.py BOOTSTRAP alter TOPIC name=value [...]
     discovery_admin.py BOOTSTRAP unset TOPIC name [...]
     discovery_admin.py BOOTSTRAP produce TOPIC PREFIX COUNT [PARTITION ...]
+    discovery_admin.py BOOTSTRAP produce-aged TOPIC PREFIX AGE_MS [COUNT ...]
     discovery_admin.py BOOTSTRAP topics
     discovery_admin.py BOOTSTRAP read TOPIC
     discovery_admin.py BOOTSTRAP configs TOPIC
 
 `produce` writes COUNT records to each listed partition (default: every partition), with
 value `PREFIX-<partition>-<i>` and key `k<i>`, acks=all, and fails unless all are
-acknowledged. Every command prints one JSON document on stdout:
+acknowledged. `produce-aged` writes one batch to partition 0: for each COUNT in turn, that
+many records stamped AGE_MS earlier than the one before them (the first COUNT now),
+values `PREFIX-<i>`. Every command prints one JSON document on stdout:
   topics   {topic: partition count} of every topic (Metadata for all topics, which never
            creates one);
   read     {partition: [value, ...]} from the low to the high watermark, or null when the
@@ -152,6 +155,29 @@ def main():
         producer.flush(60)
         if errors or acked[0] != int(count) * len(partitions):
             sys.exit(f"produce: acked {acked[0]}, errors {errors[:5]}")
+        print(json.dumps({"ok": True}))
+    elif command == "produce-aged":
+        topic, prefix, age_ms, *counts = rest
+        producer = Producer(
+            {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 1000}
+        )
+        delivered = []
+        now_ms = int(time.time() * 1000)
+        i = 0
+        for step, count in enumerate(counts):
+            for _ in range(int(count)):
+                producer.produce(
+                    topic,
+                    value=f"{prefix}-{i}".encode(),
+                    partition=0,
+                    timestamp=now_ms - step * int(age_ms),
+                    on_delivery=lambda err, msg: delivered.append((err, msg.offset())),
+                )
+                i += 1
+        producer.flush(60)
+        errors = [str(err) for err, _ in delivered if err is not None]
+        if errors or len(delivered) != i:
+            sys.exit(f"produce-aged: delivered {len(delivered)}, errors {errors[:5]}")
         print(json.dumps({"ok": True}))
     elif command == "topics":
         print(json.dumps(all_topics(bootstrap)))

@@ -13,7 +13,9 @@
 //! with the same sequences, so the target drops the copies it already has. A producer
 //! session the target no longer knows is replaced and the unacknowledged batches are
 //! restamped. A batch of several records the target refuses as too large is split and
-//! sent again, as Kafka's producer does. A fatal error (e.g. MESSAGE_TOO_LARGE for one
+//! sent again, as Kafka's producer does; one refused for some of its records (e.g. a
+//! timestamp out of the target topic's range) is halved until the records before the
+//! first refused one are written. A fatal error (e.g. MESSAGE_TOO_LARGE for one
 //! record) stops this partition, reported once at ERROR; progress stays where it is, so
 //! nothing is skipped (`recovery.rs`).
 
@@ -151,6 +153,11 @@ impl Pipeline {
                                     continue;
                                 }
                                 Ok(None) => {}
+                                Err(fatal) => return Ended::Failed(fatal),
+                            }
+                            match self.split_refused_records(&mut window, &e).await {
+                                Ok(true) => continue,
+                                Ok(false) => {}
                                 Err(fatal) => return Ended::Failed(fatal),
                             }
                             if let Err(fatal) = self.recover(&mut window, e, &mut backoff).await {

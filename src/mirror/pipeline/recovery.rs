@@ -151,6 +151,41 @@ impl Pipeline {
         Ok(Some(bytes))
     }
 
+    /// When the target refused the window's first batch for some of its records and it
+    /// holds more than one: splits it in two and resends the window, so that the records
+    /// before the first refused one are written and the partition stops exactly at it.
+    /// Kafka refuses a whole batch for one record (INVALID_TIMESTAMP outside the topic's
+    /// timestamp limits: LogValidator.validateTimestamp; INVALID_RECORD, e.g. a record
+    /// without a key on a compacted topic: LogValidator.validateKey), so a source batch,
+    /// or small ones kmirror merged, would otherwise hold back records the target takes.
+    /// Each refusal halves the first batch until the refused record is alone, which then
+    /// stops the partition ([`Pipeline::recover`]). Whether it split.
+    pub(super) async fn split_refused_records(
+        &mut self,
+        window: &mut VecDeque<InFlight>,
+        error: &ClientError,
+    ) -> Result<bool, ClientError> {
+        let refused = matches!(
+            error,
+            ClientError::Broker {
+                error: ResponseError::InvalidTimestamp | ResponseError::InvalidRecord,
+                ..
+            }
+        );
+        let Some(front) = window.front().filter(|f| refused && f.records >= 2) else {
+            return Ok(false);
+        };
+        let (source_offset, records) = (front.first_source_offset, front.records);
+        wait_out(window).await;
+        let whole = window.pop_front().expect("non-empty");
+        for (k, e) in self.split_entry(whole, 2).await?.into_iter().enumerate() {
+            window.insert(k, e);
+        }
+        tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, source_offset, records, %error, "The target refused records of a batch; sending it in two parts, so that the records before the refused one are written.");
+        self.resend(window).await;
+        Ok(true)
+    }
+
     /// Splits one unacknowledged batch ([`split_stamped`]).
     async fn split_entry(
         &self,
@@ -161,7 +196,7 @@ impl Pipeline {
             .await
             .map_err(|reason| ClientError::Source {
                 what: format!("{} partition {}", self.source.topic, self.source.partition),
-                reason: format!("splitting a batch the target refused as too large: {reason}"),
+                reason: format!("splitting a batch the target refused: {reason}"),
             })
     }
 }

@@ -35,7 +35,7 @@ use super::alter_checks::{self, Failure};
 
 fn entry(
     name: &str,
-    value: String,
+    value: Option<String>,
     chain: Vec<Synonym>,
     include_synonyms: bool,
     kind: ConfigType,
@@ -45,7 +45,7 @@ fn entry(
     let (source, synonyms) = source_and_synonyms(chain, include_synonyms && version >= 1);
     let mut e = DescribeConfigsResourceResult::default()
         .with_name(StrBytes::from_string(name.to_string()))
-        .with_value(Some(StrBytes::from_string(value)))
+        .with_value(value.map(StrBytes::from_string))
         .with_read_only(read_only)
         .with_synonyms(synonyms);
     e.config_source = source;
@@ -88,7 +88,7 @@ pub fn describe(
                                 let chain = topic_chain(broker, &set, k.name);
                                 Some(entry(
                                     k.name,
-                                    value,
+                                    Some(value),
                                     chain,
                                     include_synonyms,
                                     k.kind,
@@ -125,9 +125,12 @@ pub fn describe(
                                     !cluster_default || s.source == DYNAMIC_DEFAULT_BROKER_CONFIG
                                 })
                                 .collect();
+                            // A key with no value of its own and no default (e.g.
+                            // log.retention.ms unset) is described null (Kafka:
+                            // ConfigDef.convertToString of its null value).
                             let value = match chain.first() {
-                                Some(head) => head.value.clone(),
-                                None => static_value(broker, k.name)?,
+                                Some(head) => Some(head.value.clone()),
+                                None => static_value(broker, k.name).map(|_| None)?,
                             };
                             Some(entry(
                                 k.name,

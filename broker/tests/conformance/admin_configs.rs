@@ -10,7 +10,7 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::*;
 
-use crate::admin::{alter_one, create_with, row, s};
+use crate::admin::{alter_one, check, create_with, row, s};
 use crate::common;
 use crate::harness::{code_or_closed, Ctx, Got, Row};
 
@@ -67,6 +67,20 @@ async fn describe_key(ctx: &Ctx, resource: (i8, &str), key: &str) -> Result<Desc
         })
         .collect();
     Ok((c.config_source, synonyms))
+}
+
+/// (value, source) of broker 0's `key`.
+async fn broker_value(ctx: &Ctx, key: &str) -> Result<(Option<String>, i8), Got> {
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(BROKER)
+            .with_resource_name(s("0"))
+            .with_configuration_keys(Some(vec![s(key)]))]);
+    let r = ctx.m.send_at(&req, 4).await.map_err(|_| Got::Closed)?;
+    match r.results[0].configs.first() {
+        Some(c) => Ok((c.value.as_ref().map(|v| v.to_string()), c.config_source)),
+        None => Err(Got::Answer(format!("{key} not described"))),
+    }
 }
 
 fn expect_described(got: Result<Described, Got>, want: Described) -> Got {
@@ -219,6 +233,12 @@ pub fn rows() -> Vec<Row> {
                 // The harness starts brokers with log.retention.ms = -1 (Kafka: no default).
                 let d = describe_key(&ctx, (BROKER, "0"), "log.retention.ms").await;
                 expect_described(d, (4, vec![syn("log.retention.ms", "-1", 4)]))
+            }),
+        row!("DescribeConfigs: log.retention.ms of a broker started without it is null, DEFAULT_CONFIG",
+            "ConfigHelper.createBrokerConfigEntry (log.retention.ms has no default: null)",
+            Got::Code(0), Some(kafkas_retention), |ctx| match broker_value(&ctx, "log.retention.ms").await {
+                Ok(got) => check("(value, source)", got, (None, 5)),
+                Err(g) => g,
             }),
         row!("DescribeConfigs: retention.ms of a fresh topic on a broker started without log.retention.ms is DEFAULT_CONFIG, without synonyms",
             "ConfigHelper.configSynonyms (log.retention.ms has no default; dropWhile drops log.retention.hours')",

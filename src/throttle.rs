@@ -4,6 +4,10 @@
 //! burst is a tenth of a second's worth but never below 1 MiB (or 1,000 records), so one
 //! large batch always fits; a request larger than the burst is waited for in burst-sized
 //! parts rather than rejected — governor's "insufficient capacity" is handled, never ignored.
+//!
+//! Waiters take turns, first come first served, so partitions with a backlog share the
+//! rate instead of one taking it all until it is done; and a drain closes the throttle,
+//! so that what is still waiting for it is not sent ([`Throttle::close`]).
 
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
@@ -11,6 +15,7 @@ use std::time::{Duration, Instant};
 use governor::clock::DefaultClock;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
+use tokio_util::sync::CancellationToken;
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
 
@@ -57,6 +62,9 @@ impl Bucket {
 pub struct Throttle {
     bytes: Option<Bucket>,
     records: Option<Bucket>,
+    /// Held by the waiter whose turn it is; tokio's mutex queues the others in order.
+    turn: tokio::sync::Mutex<()>,
+    closed: CancellationToken,
 }
 
 impl Throttle {
@@ -64,6 +72,8 @@ impl Throttle {
         Self {
             bytes: bytes_per_sec.map(|b| Bucket::new(b, 1 << 20)),
             records: records_per_sec.map(|r| Bucket::new(r, 1000)),
+            turn: tokio::sync::Mutex::new(()),
+            closed: CancellationToken::new(),
         }
     }
 
@@ -72,13 +82,28 @@ impl Throttle {
         self.bytes.is_some() || self.records.is_some()
     }
 
-    /// Waits until `bytes` and `records` may pass.
-    pub async fn acquire(&self, bytes: u64, records: u64) {
-        if let Some(b) = &self.bytes {
-            b.take(bytes).await;
-        }
-        if let Some(r) = &self.records {
-            r.take(records).await;
+    /// Closes the throttle: every wait under way and every later one ends refused. A flow
+    /// draining for shutdown sends nothing more that waits for its limits.
+    pub fn close(&self) {
+        self.closed.cancel();
+    }
+
+    /// Waits, in turn after the waiters before, until `bytes` and `records` may pass:
+    /// true then, false if the throttle was closed first.
+    pub async fn acquire(&self, bytes: u64, records: u64) -> bool {
+        let take = async {
+            let _turn = self.turn.lock().await;
+            if let Some(b) = &self.bytes {
+                b.take(bytes).await;
+            }
+            if let Some(r) = &self.records {
+                r.take(records).await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = self.closed.cancelled() => false,
+            () = take => true,
         }
     }
 
@@ -90,22 +115,23 @@ impl Throttle {
         bytes: u64,
         records: u64,
         mut waited: impl FnMut(Duration),
-    ) {
+    ) -> bool {
         let started = Instant::now();
         let mut told = Duration::ZERO;
         let acquire = self.acquire(bytes, records);
         tokio::pin!(acquire);
-        loop {
+        let admitted = loop {
             tokio::select! {
-                () = &mut acquire => break,
+                admitted = &mut acquire => break admitted,
                 () = tokio::time::sleep(WAIT_REPORT) => {
                     let now = started.elapsed();
                     waited(now - told);
                     told = now;
                 }
             }
-        }
+        };
         waited(started.elapsed().saturating_sub(told));
+        admitted
     }
 }
 
@@ -120,8 +146,10 @@ mod tests {
         let t = Throttle::new(None, Some(100));
         let start = Instant::now();
         let mut slices: Vec<(Duration, Duration)> = Vec::new();
-        t.acquire_observed(0, 250, |slice| slices.push((start.elapsed(), slice)))
-            .await;
+        assert!(
+            t.acquire_observed(0, 250, |slice| slices.push((start.elapsed(), slice)))
+                .await
+        );
         let total = start.elapsed();
         assert!(total >= Duration::from_millis(2_400), "{total:?}");
         assert!(slices.len() >= 3, "{slices:?}");
@@ -140,15 +168,47 @@ mod tests {
     async fn unlimited_never_waits_and_large_requests_are_split_not_refused() {
         let t = Throttle::new(None, None);
         assert!(!t.is_limited());
-        t.acquire(u64::MAX, u64::MAX).await;
+        assert!(t.acquire(u64::MAX, u64::MAX).await);
         // 3 MiB at 20 MiB/s with a 2 MiB burst: split in parts, and it completes.
         let t = Throttle::new(Some(20 << 20), None);
         assert!(t.is_limited());
         let start = Instant::now();
-        t.acquire(3 << 20, 1).await;
+        assert!(t.acquire(3 << 20, 1).await);
         assert!(
             start.elapsed().as_millis() >= 100,
             "the bucket starts empty"
         );
+    }
+
+    /// Waiters are let through in the order they came, and closing the throttle refuses
+    /// the waits under way and later ones.
+    #[tokio::test]
+    async fn waiters_take_turns_and_a_closed_throttle_refuses() {
+        let t = std::sync::Arc::new(Throttle::new(None, Some(1_000)));
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waits = Vec::new();
+        for i in 0..4 {
+            let (t, order) = (t.clone(), order.clone());
+            waits.push(tokio::spawn(async move {
+                if t.acquire(0, 200).await {
+                    order.lock().unwrap().push(i);
+                }
+            }));
+            // Each waiter queues before the next one starts.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+        }
+        for w in waits {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3]);
+        let waiting = tokio::spawn({
+            let t = t.clone();
+            async move { t.acquire(0, 5_000).await }
+        });
+        tokio::task::yield_now().await;
+        t.close();
+        assert!(!waiting.await.unwrap(), "a wait under way is refused");
+        assert!(!t.acquire(0, 1).await, "a later wait is refused");
     }
 }

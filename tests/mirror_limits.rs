@@ -525,3 +525,29 @@ fn a_large_batch_behind_small_ones_is_mirrored_under_a_small_budget() {
     assert_eq!(support::topics::total(&mirrored), 81);
     assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
 }
+
+/// Under a low rate limit the daemon has fetched far more than it may send yet. SIGTERM
+/// drains in time: acknowledgements are taken while batches wait for the limit, and the
+/// batches still waiting are not sent, so the drain does not run out of time with batches
+/// in flight, and the next start mirrors nothing twice.
+#[test]
+fn a_drain_under_a_low_rate_limit_ends_in_time_and_mirrors_nothing_twice() {
+    let _serial = serial();
+    let s = setup("limits.drain", 3, "{ bytes_per_sec: 256KiB }");
+    // 3 x 1,000 records of 1 KiB: about 12 s at the limit, all fetched in the first second.
+    let acked = join_producer(s.produce(1_000, 1024, 5));
+    let some = s.wait_target(300);
+    let mut daemon = DaemonProcess::start_with(&s.config, &["--drain-timeout", "3s"], &[]);
+    some.join().expect("some records mirrored");
+    daemon.terminate_ok();
+    assert!(
+        !daemon.log.contains("Drain deadline passed"),
+        "{}",
+        daemon.log.tail(30)
+    );
+    daemon.restart();
+    s.wait_target(acked).join().expect("every record mirrored");
+    let (lost, duplicated, reordered, report) = s.verify();
+    assert_eq!((lost, duplicated, reordered), (0, 0, 0), "{report}");
+    daemon.terminate_ok();
+}

@@ -318,7 +318,10 @@ impl FlowRunner {
         for task in [group_sync, heartbeats, acl_sync].into_iter().flatten() {
             task.abort();
         }
-        // Drain: no more fetching; pipelines finish what they hold.
+        // Drain: no more fetching; pipelines finish what they hold, except batches still
+        // waiting for the flow's rate limits, which are not sent (a low limit would hold
+        // the drain past its deadline, and the batches in flight with it).
+        self.throttle.close();
         let mut tasks = Vec::new();
         for (sp, r) in std::mem::take(&mut self.partitions) {
             drop(r.tx);

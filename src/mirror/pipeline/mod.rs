@@ -45,6 +45,10 @@ use recovery::{class_name, corrupt_source};
 /// Produce requests on the wire per partition (Kafka's idempotence limit is 5).
 pub const MAX_IN_FLIGHT: usize = 5;
 
+/// A batch's wait for the flow's rate limits: true once it may be sent, false when the
+/// flow drains first ([`Throttle::close`]).
+type Admission = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
 /// How the pipeline ended.
 #[derive(Debug)]
 pub enum Ended {
@@ -95,6 +99,10 @@ impl Pipeline {
         let mut input_open = true;
         let mut backoff = Backoff::new(BackoffConfig::default());
         let mut merging = false;
+        // The next batch while it waits for the flow's rate limits: acknowledgements are
+        // taken meanwhile. Refused (the flow drains), it and the rest are not sent.
+        let mut held: Option<(Ready, Admission)> = None;
+        let mut draining = false;
         loop {
             let merge = self.round_trip_limits();
             if merge != merging {
@@ -102,12 +110,16 @@ impl Pipeline {
                 tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, round_trip_us = self.route.round_trip().map(|r| r.as_micros() as u64), merge, "Small batches waiting behind a full window are merged only while the target's round trip limits the partition.");
             }
             // Fill the window; what does not fit waits, and is merged when small.
-            while window.len() < self.window_limit() {
+            while held.is_none() && !draining && window.len() < self.window_limit() {
                 let ready = match next_batch(&mut batcher, merge).await {
                     Ok(Some(r)) => r,
                     Ok(None) => break,
                     Err(e) => return self.unshapeable(e),
                 };
+                if !ready.data.is_empty() && self.throttle.is_limited() {
+                    held = Some(self.admission(ready, &window));
+                    break;
+                }
                 self.enqueue(&mut window, ready).await;
             }
             // Batches held back after a split go out as the window makes room.
@@ -126,10 +138,11 @@ impl Pipeline {
                 let e = window.pop_front().expect("non-empty");
                 self.advance(e.next_source_offset, e.leader_epoch);
             }
-            if !input_open && window.is_empty() && batcher.is_empty() {
+            let nothing_held = held.is_none() && batcher.is_empty();
+            if window.is_empty() && (draining || (!input_open && nothing_held)) {
                 return Ended::Drained;
             }
-            let want_input = input_open && batcher.waiting_bytes() < self.batch_bytes;
+            let want_input = input_open && !draining && batcher.waiting_bytes() < self.batch_bytes;
             tokio::select! {
                 biased;
                 done = async { window.front_mut().expect("non-empty").pending.as_mut().expect("sent").await }, if window.front().is_some_and(|f| f.pending.is_some()) => {
@@ -166,6 +179,15 @@ impl Pipeline {
                         }
                     }
                 }
+                admitted = async { held.as_mut().expect("held").1.as_mut().await }, if held.is_some() => {
+                    let (ready, _) = held.take().expect("held");
+                    if admitted {
+                        self.enqueue(&mut window, ready).await;
+                    } else {
+                        tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, next_source_offset = ready.first_source_offset, "Draining: batches still waiting for the rate limits are not sent.");
+                        draining = true;
+                    }
+                }
                 chunk = input.recv(), if want_input => {
                     let Some(chunk) = chunk else {
                         input_open = false;
@@ -197,7 +219,7 @@ impl Pipeline {
     async fn enqueue(&mut self, window: &mut VecDeque<InFlight>, ready: Ready) {
         let Ready {
             mut data,
-            records,
+            records: _,
             first_source_offset,
             next_source_offset,
             leader_epoch,
@@ -218,15 +240,6 @@ impl Pipeline {
             });
             return;
         }
-        // Without a rate nothing waits, and the clock is not read for it (per batch).
-        if self.throttle.is_limited() {
-            let stats = &self.flow_stats;
-            self.throttle
-                .acquire_observed(data.len() as u64, records.max(0) as u64, |waited| {
-                    stats.throttled(waited.as_micros() as u64)
-                })
-                .await;
-        }
         let timestamps_ms = in_flight::timestamps_ms(&data);
         let records = produce::stamp_in_place(&mut data, self.session, self.next_sequence);
         self.next_sequence = produce::next_sequence(self.next_sequence, records);
@@ -246,6 +259,26 @@ impl Pipeline {
             self.stats.holding(Some(timestamps_ms.0));
         }
         window.push_back(entry);
+    }
+
+    /// `ready` with the wait for the flow's rate limits to let it pass ([`Admission`]);
+    /// its records count as held from now, for the partition's lag age, when nothing of
+    /// the partition is in flight before them.
+    fn admission(&self, ready: Ready, window: &VecDeque<InFlight>) -> (Ready, Admission) {
+        if window.iter().all(|e| e.stamped.is_empty()) {
+            self.stats
+                .holding(Some(in_flight::timestamps_ms(&ready.data).0));
+        }
+        let (throttle, stats) = (self.throttle.clone(), self.flow_stats.clone());
+        let (bytes, records) = (ready.data.len() as u64, ready.records.max(0) as u64);
+        let admitted = async move {
+            throttle
+                .acquire_observed(bytes, records, |waited| {
+                    stats.throttled(waited.as_micros() as u64)
+                })
+                .await
+        };
+        (ready, Box::pin(admitted))
     }
 
     /// How many requests may be in flight: [`MAX_IN_FLIGHT`], but one until the target has

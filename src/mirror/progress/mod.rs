@@ -522,9 +522,10 @@ impl Progress {
         }
         // What the drain left, but time for one write even when it left nothing: a write
         // takes milliseconds when the target answers, and this bounds one that does not.
-        let time = drain.remaining();
+        // The retries get the same time: a target back within it is still written to.
+        let time = drain.remaining().max(FINAL_WRITE_LEAST);
         let last = tokio::time::timeout(
-            time.max(FINAL_WRITE_LEAST),
+            time,
             target.retry("writing the final progress", Some(time), || {
                 self.write(&target)
             }),
@@ -533,10 +534,7 @@ impl Progress {
         let failed = match last {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!(
-                "no answer within {} ms",
-                time.max(FINAL_WRITE_LEAST).as_millis()
-            )),
+            Err(_) => Some(format!("no answer within {} ms", time.as_millis())),
         };
         if let Some(error) = failed {
             tracing::warn!(flow = %self.flow, error, "The final progress write failed; the restart mirrors again what was acknowledged since the last successful write.");

@@ -788,6 +788,21 @@ fn telemetry_settings_and_their_errors() {
         let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert!(all.iter().any(|e| e.contains(want)), "missing {want}\nall: {all:?}");
     }
+    // A bad listen address does not hide the OTLP block's errors.
+    let errors = parse_err(&format!(
+        "{base}telemetry: {{ listen: \"nowhere\", otlp: {{ endpoint: \"https://c:4318\", interval: 0s }} }}\n"
+    ));
+    let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    for want in [
+        "telemetry.listen",
+        "https endpoints need TLS",
+        "telemetry.otlp.interval",
+    ] {
+        assert!(
+            all.iter().any(|e| e.contains(want)),
+            "missing {want}\nall: {all:?}"
+        );
+    }
 }
 
 #[test]

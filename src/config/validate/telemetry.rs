@@ -28,19 +28,22 @@ pub(super) fn resolve_telemetry(
         raw.log_interval.as_ref(),
         super::DEFAULT_LOG_INTERVAL,
     );
+    // Every part is checked, so that `validate` reports all their errors at once.
     let listen_path = path.key("listen");
     let listen = match &raw.listen {
-        Some(text) => Some(parse_listen(diagnostics, &listen_path, text)?),
-        None => None,
+        Some(text) => parse_listen(diagnostics, &listen_path, text).map(Some),
+        None => Some(None),
     };
+    let mut listen_clashes = false;
     for (name, cluster) in clusters {
-        if let (Connection::Embedded(embedded), Some(listen)) = (&cluster.connection, listen) {
+        if let (Connection::Embedded(embedded), Some(Some(listen))) = (&cluster.connection, listen)
+        {
             if listen.port() != 0 && embedded.listen == listen {
                 diagnostics.at(
                     &listen_path,
                     format!("telemetry listen address {listen} is also the listen address of embedded cluster `{name}`"),
                 );
-                return None;
+                listen_clashes = true;
             }
         }
     }
@@ -48,8 +51,11 @@ pub(super) fn resolve_telemetry(
         None => Some(None),
         Some(o) => resolve_otlp(diagnostics, &path.key("otlp"), o).map(Some),
     };
+    if listen_clashes {
+        return None;
+    }
     Some(Telemetry {
-        listen,
+        listen: listen?,
         log_interval: log_interval?,
         otlp: otlp?,
     })

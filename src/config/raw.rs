@@ -47,9 +47,17 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Typed<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         scalar(deserializer, |written| {
             let value = interpolate::substitute(written, false)?;
-            serde_yaml::from_str(&value)
-                .map(Typed)
-                .map_err(|error| without_location(&error))
+            serde_yaml::from_str(&value).map(Typed).map_err(|error| {
+                // The message quotes what it could not read: the reference as written,
+                // never a value from the environment.
+                let message = without_location(&error);
+                if value == written {
+                    return message;
+                }
+                message
+                    .replace(&format!("\"{value}\""), &format!("\"{written}\""))
+                    .replace(&format!("`{value}`"), &format!("`{written}`"))
+            })
         })
     }
 }

@@ -378,6 +378,17 @@ fn interpolated_values_are_redacted_from_messages() {
     let error = single_error(&text);
     assert!(!error.contains("horse"), "{error}");
     assert!(error.contains("${EAST_PASSWORD}"), "{error}");
+    // Also where a number, boolean or choice is read from the environment.
+    for field in [
+        "create_topics: \"${EAST_PASSWORD}\"",
+        "partitions: \"${EAST_PASSWORD}\"",
+    ] {
+        let error = single_error(&with_flows(&format!(
+            "  - name: f\n    source: a\n    target: b\n    topics: {{ include: [\".*\"] }}\n    {field}\n"
+        )));
+        assert!(!error.contains("horse"), "{error}");
+        assert!(error.contains("${EAST_PASSWORD}"), "{error}");
+    }
 }
 
 #[test]

@@ -122,10 +122,11 @@ fn render_at(status: &Value, now_ms: i64) -> String {
     let mut lagging = Vec::new();
     let mut unmirrored = Vec::new();
     for f in &flows {
-        let state = if f["ready"] == true {
-            "ready"
-        } else {
-            "NOT READY"
+        // A standby (`exclusive: true`) is ready: it waits for its turn, as asked.
+        let state = match (f["ready"] == true, f["standby"] == true) {
+            (true, true) => "standby",
+            (true, false) => "ready",
+            (false, _) => "NOT READY",
         };
         let latency = &f["latency_seconds"];
         // Why the flow is not ready, or else its last error and how long ago it was (it
@@ -214,6 +215,24 @@ mod tests {
         assert_eq!(ago(0, 59_999), "59s");
         assert_eq!(ago(0, 7_200_000), "2h");
         assert_eq!(ago(0, 3 * 86_400_000), "3d");
+    }
+
+    #[test]
+    fn a_standby_flow_says_so() {
+        let status = serde_json::json!({ "flows": [
+            { "name": "waits", "ready": true, "standby": true },
+            { "name": "runs", "ready": true, "standby": false },
+        ]});
+        let table = render_at(&status, 0);
+        let line = |name: &str| {
+            table
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no line for {name}: {table}"))
+                .to_string()
+        };
+        assert!(line("waits").contains("standby"), "{table}");
+        assert!(line("runs").contains("ready"), "{table}");
     }
 
     #[test]

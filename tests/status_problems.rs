@@ -1,6 +1,7 @@
 //! What keeps a flow from mirroring shows where an operator looks: `/readyz`, `/status`,
 //! `/metrics` and `kmirror status`, not only a log line. A source down at start keeps the
-//! flow not ready (and `READY=1` unsent, "Flow started" not logged) until discovery reads it; a setup that keeps
+//! flow not ready (and `READY=1` unsent, "Flow started" not logged) until discovery reads it, and a
+//! source that goes down is retried with backoff and logged once; a setup that keeps
 //! failing (a wrong SASL password) shows its error; topics the flow matches but cannot
 //! mirror are listed with their reasons and counted. A target that stops answering holds
 //! fetching back, and the lag still shows the whole backlog.
@@ -88,11 +89,34 @@ fn a_source_down_at_start_keeps_the_flow_not_ready_until_discovery_reads_it() {
     });
 
     // A running flow's failed rounds are counted.
+    create(&c.source.addr(), "orders", 2, &[]);
+    produce(&c.source.addr(), "orders", "o", 5, &[]);
+    wait_mirrored(&daemon, &c.source, "orders", &c.target, "east.orders");
     c.source.kill9();
     wait_until("a counted discovery failure", &daemon, || {
         let flow = flow_status(&listen, &daemon);
         (flow["errors"]["discovery"].as_u64()? > 0).then_some(())
     });
+    // Fetches from the source that is down back off, and are logged at WARN once, not
+    // each time: five more discovery rounds (a second apart) see at most two such lines.
+    let counted = flow_status(&listen, &daemon)["errors"]["discovery"]
+        .as_u64()
+        .unwrap_or(0);
+    wait_until("five more discovery failures", &daemon, || {
+        let flow = flow_status(&listen, &daemon);
+        (flow["errors"]["discovery"].as_u64()? >= counted + 5).then_some(())
+    });
+    let warned = daemon
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains(" WARN ") && l.contains("Fetch failed"))
+        .count();
+    assert!(
+        (1..=2).contains(&warned),
+        "{warned} WARN lines of failed Fetches:\n{}",
+        daemon.log.tail(40)
+    );
     stop(daemon);
 }
 

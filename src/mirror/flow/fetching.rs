@@ -35,8 +35,14 @@ const NEEDS_FIRST: Duration = Duration::from_secs(1);
 const CAUGHT_UP_FETCH_BYTES: usize = 256 << 10;
 /// The loop looks again after this when nothing else wakes it.
 const LOOK_AGAIN: Duration = Duration::from_millis(100);
-/// A leader whose Fetch failed is asked again after this.
+/// A leader whose Fetch failed is asked again after this, doubled for each failure in a
+/// row up to [`FETCH_RETRY_MAX`].
 const FETCH_RETRY: Duration = Duration::from_millis(500);
+const FETCH_RETRY_MAX: Duration = Duration::from_secs(10);
+/// Failures in a row of a leader's Fetches after the first that are logged at WARN once
+/// each this many (the others at DEBUG): a source down for an hour is a few lines, not one
+/// per Fetch.
+const FETCH_FAILURES_PER_WARN: u32 = 20;
 /// Partitions whose last Fetch brought at least this much are fetched alone: their
 /// response is then large enough to own its memory
 /// ([`kmirror_wire::frame_reader::OWN_ALLOCATION_BYTES`]), which is handed to the
@@ -108,6 +114,8 @@ pub(super) struct Fetches {
     busy: HashSet<(i32, Kind)>,
     /// Leaders not asked before this: after a failed Fetch, or throttled (KIP-219).
     leader_not_before: HashMap<i32, Instant>,
+    /// Failed Fetches in a row, per leader.
+    leader_failures: HashMap<i32, u32>,
     /// How long each leader took to answer its last Fetch that did not wait.
     answer_time: HashMap<i32, Duration>,
     /// The first time a partition waiting for its acks ([`ACK_WAIT_PER_ANSWER_TIME`])
@@ -454,17 +462,31 @@ impl FlowRunner {
         let got = match result {
             Ok(got) => {
                 self.stats.source_answered();
+                if let Some(failures) = fetches.leader_failures.remove(&leader) {
+                    tracing::info!(flow = %self.flow.name, leader, failures, "Fetch works again.");
+                }
                 if kind.max_wait_ms() == 0 {
                     fetches.answer_time.insert(leader, answered_in);
                 }
                 got
             }
             Err(e) => {
-                tracing::warn!(flow = %self.flow.name, leader, error = %e, "Fetch failed; retrying.");
+                let failures = fetches.leader_failures.entry(leader).or_default();
+                *failures += 1;
+                let failures = *failures;
+                let retry = FETCH_RETRY
+                    .saturating_mul(1 << (failures - 1).min(5))
+                    .min(FETCH_RETRY_MAX);
+                let retry_in_ms = retry.as_millis() as u64;
+                if failures == 1 || failures.is_multiple_of(FETCH_FAILURES_PER_WARN) {
+                    tracing::warn!(flow = %self.flow.name, leader, error = %e, failures, retry_in_ms, "Fetch failed; retrying (further failures in a row are logged at DEBUG, and every {FETCH_FAILURES_PER_WARN}th here).");
+                } else {
+                    tracing::debug!(flow = %self.flow.name, leader, error = %e, failures, retry_in_ms, "Fetch failed; retrying.");
+                }
                 self.stats.source_failed(&e);
                 fetches
                     .leader_not_before
-                    .insert(leader, Instant::now() + FETCH_RETRY);
+                    .insert(leader, Instant::now() + retry);
                 self.refresh_source(fetches);
                 return;
             }

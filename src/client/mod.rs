@@ -460,6 +460,30 @@ mod tests {
         })
     }
 
+    /// SASL asked of a listener without it: the error says so, not that the mechanism is
+    /// missing from an empty list.
+    #[tokio::test]
+    async fn sasl_against_a_listener_without_it_says_so() {
+        let broker = live_broker().await;
+        let client = ClusterClient::new(ClientConfig {
+            cluster: "plain".into(),
+            bootstrap: vec![broker.bootstrap()],
+            messenger: MessengerConfig {
+                sasl: Some(kmirror_wire::messenger::SaslCredentials {
+                    scram: None,
+                    username: "alice".into(),
+                    password: "secret".into(),
+                }),
+                ..MessengerConfig::default()
+            },
+            backoff: BackoffConfig::default(),
+            replication_factor: None,
+        });
+        let error = client.refresh_metadata().await.unwrap_err().to_string();
+        assert!(error.contains("does not use SASL"), "{error}");
+        let _ = broker.shutdown().await;
+    }
+
     /// Finding 18: a broker that accepts TCP but never answers ApiVersions must not stall
     /// connections to the other brokers of the cluster while the attempt is under way.
     #[tokio::test]

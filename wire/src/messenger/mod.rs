@@ -270,6 +270,15 @@ impl Messenger {
             kafka_protocol::protocol::VersionRange { min: 1, max: 1 },
         )?;
         let resp = self.send_at(&handshake, version).await?;
+        // Kafka: ILLEGAL_SASL_STATE (34) from a listener without SASL (KafkaApis
+        // handleSaslHandshakeRequest outside an exchange), UNSUPPORTED_SASL_MECHANISM (33)
+        // with the listener's mechanisms otherwise.
+        const ILLEGAL_SASL_STATE: i16 = 34;
+        if resp.error_code == ILLEGAL_SASL_STATE {
+            return Err(refused(format!(
+                "SASL/{mechanism}: this listener of the broker does not use SASL (error {ILLEGAL_SASL_STATE}, ILLEGAL_SASL_STATE); remove `sasl` for it, or point the cluster at its SASL listener"
+            )));
+        }
         if resp.error_code != 0 {
             let enabled: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
             return Err(refused(format!(

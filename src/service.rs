@@ -27,10 +27,15 @@ pub fn notify(state: NotifyState<'_>) {
 const STARTED_POLL: Duration = Duration::from_millis(100);
 
 /// Returns once every flow has started (progress loaded, producer id, a discovery round
-/// that read both clusters) or stands by (`exclusive: true`): when `READY=1` goes out. A
-/// cluster that does not answer holds it back until it does.
+/// that read both clusters), stands by (`exclusive: true`) or stopped for good at its
+/// start (an ERROR says why; `/readyz` stays 503): when `READY=1` goes out, so that
+/// `systemctl start` returns. A cluster that does not answer holds it back until it does.
 pub async fn flows_started(flows: Arc<Flows>) {
-    while !flows.all().iter().all(|f| f.is_started() || f.is_standby()) {
+    while !flows
+        .all()
+        .iter()
+        .all(|f| f.is_started() || f.is_standby() || f.has_given_up())
+    {
         tokio::time::sleep(STARTED_POLL).await;
     }
 }

@@ -280,6 +280,12 @@ fn another_topologys_flow_of_the_same_name_does_not_take_its_progress() {
         code == 503 && body.contains("to-aggregate"),
         "{code} {body}"
     );
+    // Stopped for good, the flow does not hold `systemctl start` back forever.
+    assert!(
+        second.wait_ready(Duration::from_secs(30)),
+        "no READY=1 after the flow stopped for good: {:?}",
+        second.notifications()
+    );
     admin(&east.addr(), &["produce", "orders", "b", "10"]);
     wait_records(&target.addr(), "east.orders", 20, &first);
     let west_orders = read(&target.addr(), "west.orders");

@@ -189,6 +189,7 @@ impl FlowRunner {
                     tracing::error!(flow = %name, error = %e, "Flow cannot start; it needs operator action.");
                     self.stats.failed("fatal", &e);
                     self.stats.start_failed(&e);
+                    self.stats.gave_up();
                     return;
                 }
             },
@@ -303,6 +304,7 @@ impl FlowRunner {
                     Some(Err(e)) => {
                         tracing::error!(flow = %name, error = %e, "The flow stops and needs operator action: its start positions cannot be stored, or its progress belongs to another source.");
                         self.stats.failed("fatal", &e);
+                        self.stats.gave_up();
                         break;
                     }
                     None => break,

@@ -70,6 +70,9 @@ pub struct FlowStats {
     start_error: Mutex<Option<String>>,
     /// Another kmirror owns the flow (`exclusive: true`); this one stands by.
     standby: AtomicBool,
+    /// The flow stopped for good and needs an operator (e.g. its progress belongs to
+    /// another source cluster): nothing is retried.
+    gave_up: AtomicBool,
     /// Why this kmirror is not in the flow's ownership group (`exclusive: true`): joining
     /// it, or the error that keeps it out.
     joining: Mutex<Option<String>>,
@@ -139,6 +142,7 @@ impl FlowStats {
             started: AtomicBool::new(false),
             start_error: Mutex::default(),
             standby: AtomicBool::new(false),
+            gave_up: AtomicBool::new(false),
             joining: Mutex::default(),
             loop_beat_ms: AtomicI64::new(0),
             last_ack_ms: AtomicI64::new(0),
@@ -218,6 +222,7 @@ impl FlowStats {
     /// reload took out, or a drain the reload cut short, is not reported on and on.
     pub fn restarting(&self) {
         self.set_started(false);
+        self.gave_up.store(false, Ordering::Relaxed);
         self.partitions.lock().expect("partitions lock").clear();
         self.target_failing_since_ms.store(0, Ordering::Relaxed);
         self.source_failing_since_ms.store(0, Ordering::Relaxed);
@@ -277,6 +282,16 @@ impl FlowStats {
 
     pub fn is_started(&self) -> bool {
         self.started.load(Ordering::Relaxed)
+    }
+
+    /// The flow stopped for good: it needs an operator, and nothing is retried.
+    pub fn gave_up(&self) {
+        self.gave_up.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the flow stopped for good ([`Self::gave_up`]).
+    pub fn has_given_up(&self) -> bool {
+        self.gave_up.load(Ordering::Relaxed)
     }
 
     /// Whether another kmirror owns the flow and this one stands by (`exclusive: true`).

@@ -311,12 +311,13 @@ fn numbers_booleans_and_choices_come_from_variables_too() {
     assert!(!flow.create_topics);
     assert_eq!(flow.start_from, StartFrom::Latest);
     assert_eq!(flow.limits.records_per_sec, Some(500));
+    // The error quotes the reference as written, not the environment's value.
     let errors = parse(&text.replace("${FROM}", "${FROM}ish"), FILE, &env).unwrap_err();
     assert_eq!(errors.errors.len(), 1, "{errors}");
     assert!(
         errors.errors[0]
             .to_string()
-            .starts_with("topology.yaml:11:17: flows[0].start_from: unknown variant `latestish`"),
+            .starts_with("topology.yaml:11:17: flows[0].start_from: unknown variant `${FROM}ish`"),
         "{errors}"
     );
 }

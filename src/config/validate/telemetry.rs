@@ -44,6 +44,7 @@ pub(super) fn resolve_telemetry(
                     format!("telemetry listen address {listen} is also the listen address of embedded cluster `{name}`"),
                 );
                 listen_clashes = true;
+                break;
             }
         }
     }

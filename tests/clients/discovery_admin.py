@@ -161,6 +161,9 @@ def main():
         producer = Producer(
             {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 1000}
         )
+        # The partition's leader known first, so that no record leaves before the others
+        # are queued behind it.
+        producer.list_topics(topic, timeout=30)
         delivered = []
         now_ms = int(time.time() * 1000)
         i = 0

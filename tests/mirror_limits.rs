@@ -343,8 +343,11 @@ fn memory_stays_bounded_by_max_in_flight_bytes_while_the_target_is_stopped() {
         "the target was stopped with {mirrored} of {} records mirrored",
         PARTITIONS * RECORDS
     );
+    // A quarter of the records left is 50 MiB, six times max_in_flight_bytes: a backlog the
+    // bound must hold back. (An idle machine once mirrored just over half before the
+    // watcher saw its first 50.)
     assert!(
-        mirrored < u64::from(PARTITIONS * RECORDS) / 2,
+        mirrored < u64::from(PARTITIONS * RECORDS) * 3 / 4,
         "test setup: the daemon had mirrored {mirrored} records before the target was stopped, too many for a backlog"
     );
     let (lost, duplicated, reordered, report) = s.verify();

@@ -173,29 +173,7 @@ pub fn elect_leaders(
     if g.allows_cluster(op::ALTER) {
         return handlers::leaders::elect_leaders(broker, req, version);
     }
-    let results = req
-        .topic_partitions
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|&p| {
-                    elect_leaders_response::PartitionResult::default()
-                        .with_partition_id(p)
-                        .with_error_code(CLUSTER_DENIED)
-                        .with_error_message(default_message(CLUSTER_DENIED))
-                })
-                .collect();
-            elect_leaders_response::ReplicaElectionResult::default()
-                .with_topic(t.topic)
-                .with_partition_result(partitions)
-        })
-        .collect();
-    ElectLeadersResponse::default()
-        .with_error_code(CLUSTER_DENIED)
-        .with_replica_election_results(results)
+    handlers::leaders::error_response(req, CLUSTER_DENIED, default_message(CLUSTER_DENIED))
 }
 
 /// Kafka: ControllerApis.handleAlterPartitionReassignments (CLUSTER ALTER)

@@ -93,6 +93,38 @@ fn elect(
     })
 }
 
+/// ElectLeadersRequest.getErrorResponse: `code` at the top and, with `message`, for every
+/// partition the request names.
+pub fn error_response(
+    req: ElectLeadersRequest,
+    code: i16,
+    text: Option<StrBytes>,
+) -> ElectLeadersResponse {
+    let results = req
+        .topic_partitions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|tp| {
+            let partitions = tp
+                .partitions
+                .iter()
+                .map(|&i| {
+                    PartitionResult::default()
+                        .with_partition_id(i)
+                        .with_error_code(code)
+                        .with_error_message(text.clone())
+                })
+                .collect();
+            ReplicaElectionResult::default()
+                .with_topic(tp.topic)
+                .with_partition_result(partitions)
+        })
+        .collect();
+    ElectLeadersResponse::default()
+        .with_error_code(code)
+        .with_replica_election_results(results)
+}
+
 pub fn elect_leaders(
     broker: &Broker,
     req: ElectLeadersRequest,
@@ -107,29 +139,11 @@ pub fn elect_leaders(
     if kind != PREFERRED && kind != UNCLEAN {
         // ReplicationControlManager.electionType: an unknown type is INVALID_REQUEST,
         // answered by ElectLeadersRequest.getErrorResponse for every partition named too.
-        resp.error_code = ResponseError::InvalidRequest.code();
-        let message = format!("Unknown election type {kind}");
-        resp.replica_election_results = req
-            .topic_partitions
-            .unwrap_or_default()
-            .into_iter()
-            .map(|tp| {
-                let partitions = tp
-                    .partitions
-                    .iter()
-                    .map(|&i| {
-                        PartitionResult::default()
-                            .with_partition_id(i)
-                            .with_error_code(ResponseError::InvalidRequest.code())
-                            .with_error_message(super::message(message.clone()))
-                    })
-                    .collect();
-                ReplicaElectionResult::default()
-                    .with_topic(tp.topic)
-                    .with_partition_result(partitions)
-            })
-            .collect();
-        return resp;
+        return error_response(
+            req,
+            ResponseError::InvalidRequest.code(),
+            message(format!("Unknown election type {kind}")),
+        );
     }
     let result = |partition: i32, r: Result<(), (ResponseError, String)>| match r {
         Ok(()) => PartitionResult::default().with_partition_id(partition),

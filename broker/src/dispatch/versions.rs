@@ -137,6 +137,12 @@ impl VersionTable {
         self.release
     }
 
+    /// Whether the emulated broker runs in ZooKeeper mode (2.8), whose admin requests
+    /// `ZkAdminManager` answers, with its own error codes and messages.
+    pub fn zookeeper(&self) -> bool {
+        self.release == KafkaRelease::V2_8
+    }
+
     /// The advertised range of `key`, or `None` if this broker does not serve it.
     pub fn range(&self, key: ApiKey) -> Option<VersionRange> {
         self.by_key.get(key as usize).copied().flatten()

@@ -26,7 +26,6 @@ use super::config_sources::{
 use super::message;
 use crate::state::{now_ms, Broker};
 use crate::topic_config::{self, ConfigType, TopicConfigs, TOPIC_KEYS};
-use crate::versions::KafkaRelease;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -262,7 +261,7 @@ fn alter_resource(
             // A ZooKeeper-mode 2.8 looks for the topic before the name and the values
             // (ZkAdminManager.alterTopicConfigs), and answers a value that does not parse
             // INVALID_REQUEST (its catch of ConfigException).
-            let zookeeper = broker.versions.release() == KafkaRelease::V2_8;
+            let zookeeper = broker.versions.zookeeper();
             let topic = broker.topics.get(name);
             let base = match &topic {
                 Some(topic) if !replace => topic.configs(),
@@ -343,7 +342,7 @@ fn alter_resource(
                     .or_else(|| static_value(broker, k))
             };
             let is_list = |k: &str| broker_key(k).is_some_and(|key| key.kind == ConfigType::List);
-            let zookeeper = broker.versions.release() == KafkaRelease::V2_8;
+            let zookeeper = broker.versions.zookeeper();
             let next = apply_ops(&base, ops, current, (is_list, zookeeper))?;
             let mut defaults = broker.config.topic_defaults();
             let other = broker.broker_overrides(!cluster_default);

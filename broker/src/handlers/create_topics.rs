@@ -220,7 +220,7 @@ fn create_one(
         .collect();
     if !nulls.is_empty() {
         // A ZooKeeper-mode 2.8 answers INVALID_REQUEST (ZkAdminManager.createTopics).
-        return if broker.versions.release() == crate::versions::KafkaRelease::V2_8 {
+        return if broker.versions.zookeeper() {
             fail(
                 result,
                 ResponseError::InvalidRequest,

@@ -20,7 +20,6 @@ use kafka_protocol::protocol::StrBytes;
 use super::replica_assignments::{self, Refused};
 use crate::state::Broker;
 use crate::topics::{Topic, TopicError};
-use crate::versions::KafkaRelease;
 
 pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
     if let Some(refused) = refuse_ids_before_v12(&req, version) {
@@ -186,7 +185,7 @@ fn lookup_or_create(
     // A ZooKeeper-mode 2.8 broker creates the topic itself and answers what that gave:
     // LEADER_NOT_AVAILABLE once created (Kafka 2.8: AutoTopicCreationManager.createTopicsInZk),
     // else the creation's own error.
-    let zookeeper = broker.versions.release() == KafkaRelease::V2_8;
+    let zookeeper = broker.versions.zookeeper();
     match created {
         Ok(_) | Err(Refused::Topic(TopicError::AlreadyExists(_))) if zookeeper => {
             return error(ResponseError::LeaderNotAvailable)

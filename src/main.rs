@@ -118,6 +118,11 @@ enum Command {
         /// Print what would be committed; commit nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Commit even where the target group is ahead of the translated offsets (it has
+        /// consumed on the target since, e.g. after an earlier failover): without it such
+        /// a failover is refused, since its consumers would read those records again.
+        #[arg(long)]
+        allow_rewind: bool,
     },
     /// Delete what a flow stored for one source topic (positions, offset maps, topic id) from
     /// the progress topic on its target, so that its next start mirrors the topic as new:
@@ -267,6 +272,7 @@ fn main() -> ExitCode {
             group,
             timeout,
             dry_run,
+            allow_rewind,
             ..
         } => {
             use kmirror::offsets::failover::{failover, Failover};
@@ -275,6 +281,7 @@ fn main() -> ExitCode {
                 group,
                 timeout,
                 dry_run,
+                allow_rewind,
             };
             printed(runtime.block_on(failover(&topology, &args)), "failover")
         }

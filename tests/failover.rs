@@ -110,6 +110,19 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
             "partition {p}: before + after the failover is what was produced, once:\n{out}"
         );
     }
+    // The application goes on reading on the target. The same failover run again would
+    // move the group back to the source's offsets: refused, unless --allow-rewind.
+    assert_eq!(consume_some(&target.addr(), TOPIC, "app", 10).len(), 10);
+    let (ok, err) = kmirror_run(&["failover", &config, "--flow", FLOW, "--group", "app"]);
+    assert!(
+        !ok && err.contains("ahead") && err.contains("--allow-rewind"),
+        "{err}"
+    );
+    let dry = dry_run(&config);
+    assert!(dry.contains("refuses to move it back"), "{dry}");
+    let args = ["--flow", FLOW, "--group", "app", "--allow-rewind"];
+    let out = kmirror_ok(&[&["failover", &config][..], &args].concat());
+    assert!(out.contains("moving it back"), "{out}");
 
     // A target group with an active member is never moved.
     let holder = std::thread::spawn({

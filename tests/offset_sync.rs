@@ -222,6 +222,29 @@ fn sync_scenario(broker_args: &[&str]) {
     }
 }
 
+/// A commit's metadata (Kafka Streams keeps a partition's stream time there) is committed
+/// on the target with the translated offset, as MirrorMaker 2 does.
+#[test]
+fn a_commits_metadata_is_synced_with_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let config = twenty_records_and_flow(dir.path(), (&source, &target), "m-.*");
+    let metadata = "streams-partition-time=1700000000000";
+    commit_with_metadata(&source.addr(), TOPIC, "m-1", "0:5,1:7", metadata);
+    let daemon = DaemonProcess::start(&config);
+    wait_for_committed(&target.addr(), TOPIC, "m-1", PARTITIONS, &daemon);
+    let on_target = committed_metadata(&target.addr(), TOPIC, "m-1");
+    assert_eq!(
+        on_target,
+        [
+            ("0".to_string(), metadata.to_string()),
+            ("1".to_string(), metadata.to_string())
+        ]
+        .into(),
+    );
+}
+
 /// One group the target refuses (no ACL for it there) does not hold up the others: its
 /// failure is reported for it, and the groups after it are synced.
 #[test]

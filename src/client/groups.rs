@@ -30,6 +30,9 @@ pub struct Committed {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The commit's metadata string ("" when none): Kafka Streams keeps a partition's
+    /// stream time there, so a copy of the offset carries it (as MirrorMaker 2's does).
+    pub metadata: String,
 }
 
 /// What DescribeGroups says about a group.
@@ -194,6 +197,18 @@ impl ClusterClient {
             .await
             .map_err(|e| self.request(e))?;
         let what = format!("reading the offsets of group {group}");
+        // The v8+ and the older partition types have the same fields.
+        macro_rules! partition_row {
+            ($p:expr) => {{
+                let metadata = $p.metadata.as_ref().map_or("", |m| m.as_str());
+                (
+                    $p.partition_index,
+                    $p.committed_offset,
+                    metadata,
+                    $p.error_code,
+                )
+            }};
+        }
         // v8+ answers per group; older versions at the top level.
         let (code, topics) = if version >= 8 {
             let g = resp.groups.first().ok_or_else(|| ClientError::Incomplete {
@@ -202,36 +217,27 @@ impl ClusterClient {
             })?;
             let topics = g.topics.iter().map(|t| {
                 let partitions = t.partitions.iter();
-                (
-                    &t.name,
-                    partitions
-                        .map(|p| (p.partition_index, p.committed_offset, p.error_code))
-                        .collect(),
-                )
+                (&t.name, partitions.map(|p| partition_row!(p)).collect())
             });
             (g.error_code, topics.collect::<Vec<(&TopicName, Vec<_>)>>())
         } else {
             let topics = resp.topics.iter().map(|t| {
                 let partitions = t.partitions.iter();
-                (
-                    &t.name,
-                    partitions
-                        .map(|p| (p.partition_index, p.committed_offset, p.error_code))
-                        .collect(),
-                )
+                (&t.name, partitions.map(|p| partition_row!(p)).collect())
             });
             (resp.error_code, topics.collect())
         };
         self.group_error(what.clone(), code, None)?;
         let mut out = Vec::new();
         for (topic, partitions) in topics {
-            for (partition, offset, code) in partitions {
+            for (partition, offset, metadata, code) in partitions {
                 self.group_error(format!("{what} ({} {partition})", topic.0), code, None)?;
                 if offset >= 0 {
                     out.push(Committed {
                         topic: topic.0.to_string(),
                         partition,
                         offset,
+                        metadata: metadata.to_string(),
                     });
                 }
             }
@@ -253,7 +259,7 @@ impl ClusterClient {
                 .with_partition_index(c.partition)
                 .with_committed_offset(c.offset)
                 .with_committed_leader_epoch(-1)
-                .with_committed_metadata(Some(s("")));
+                .with_committed_metadata(Some(s(&c.metadata)));
             match topics.iter_mut().find(|t| t.name.0.as_str() == c.topic) {
                 Some(t) => t.partitions.push(partition),
                 None => topics.push(

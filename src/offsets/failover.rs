@@ -7,16 +7,21 @@
 //! 2. Waits (up to `--timeout`, showing progress) until every one of them is mirrored,
 //!    re-reading the flow's progress from the target; an offset that cannot be translated
 //!    (below the source log start, or before the offset map began) fails at once.
-//! 3. Refuses while the target group has active members: its consumers own its offsets.
-//! 4. Commits the translated offsets to the same group on the target (not with
+//! 3. Refuses while the target group has active members: its consumers own its offsets;
+//!    and, unless `--allow-rewind`, where the target group is already ahead of the
+//!    translated offsets (it has consumed there since, e.g. after an earlier failover).
+//! 4. Commits the translated offsets, with each commit's metadata (as read from the
+//!    source; none from stored offsets), to the same group on the target (not with
 //!    `--dry-run`) and prints what it did. Anything it could not do is an error (exit 1).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use kmirror_wire::backoff::{Backoff, BackoffConfig};
 use kmirror_wire::errors::ErrorClass;
 
+use crate::client::groups::Committed;
 use crate::client::ClientError;
 use crate::config::Topology;
 use crate::mirror::progress::Progress;
@@ -35,6 +40,8 @@ pub struct Failover {
     pub group: String,
     pub timeout: Duration,
     pub dry_run: bool,
+    /// Commit where the target group is ahead of the translation, too.
+    pub allow_rewind: bool,
 }
 
 /// Where the group's source offsets came from.
@@ -67,9 +74,9 @@ pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, St
     let with_log_start = matches!(origin, Origin::Source);
     let rows = loop {
         let mut rows = Vec::new();
-        for (topic, partition, offset) in &committed {
+        for c in &committed {
             if let Some(row) = offsets
-                .one(topic, *partition, *offset, with_log_start)
+                .one(&c.topic, c.partition, c.offset, with_log_start)
                 .await
             {
                 rows.push(row);
@@ -127,16 +134,64 @@ pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, St
             state.members, state.state
         ));
     }
-    let commit: Vec<crate::client::groups::Committed> = rows
+    let metadata: HashMap<(&str, i32), &str> = committed
+        .iter()
+        .map(|c| ((c.topic.as_str(), c.partition), c.metadata.as_str()))
+        .collect();
+    let commit: Vec<Committed> = rows
         .iter()
         .filter_map(|r| {
-            Some(crate::client::groups::Committed {
+            Some(Committed {
                 topic: r.target_topic.clone(),
                 partition: r.partition,
                 offset: r.translation.target_offset()?,
+                metadata: metadata
+                    .get(&(r.topic.as_str(), r.partition))
+                    .map_or_else(String::new, |m| m.to_string()),
             })
         })
         .collect();
+    // A target group ahead of the translation has consumed there since: moving it back
+    // would have its consumers read those records again.
+    let current: HashMap<(String, i32), i64> = target
+        .committed_offsets(group)
+        .await
+        .map_err(|e| format!("cannot read the offsets of group {group} on the target: {e}"))?
+        .into_iter()
+        .map(|c| ((c.topic, c.partition), c.offset))
+        .collect();
+    let backwards: Vec<String> = commit
+        .iter()
+        .filter_map(|c| {
+            let now = *current.get(&(c.topic.clone(), c.partition))?;
+            (now > c.offset).then(|| {
+                format!(
+                    "{} {}: at {now}, would go to {}",
+                    c.topic, c.partition, c.offset
+                )
+            })
+        })
+        .collect();
+    if !backwards.is_empty() {
+        let said = format!(
+            "group {group} on the target is ahead of the translated offsets on {} partition(s) ({}): it has consumed there since (an earlier failover?)",
+            backwards.len(),
+            backwards.join("; ")
+        );
+        if args.allow_rewind {
+            let _ = writeln!(out, "{said}; moving it back (--allow-rewind).");
+        } else if args.dry_run {
+            let _ = writeln!(
+                out,
+                "{said}; a failover refuses to move it back without --allow-rewind."
+            );
+        } else {
+            return Err(format!(
+                "{said}. Not moving it back, which would have its consumers read those records again; pass --allow-rewind to do so.\n{}",
+                render(&rows)
+            ));
+        }
+    }
     if args.dry_run {
         let _ = writeln!(
             out,
@@ -161,14 +216,13 @@ pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, St
 async fn source_offsets(
     offsets: &FlowOffsets,
     group: &str,
-) -> Result<(Vec<(String, i32, i64)>, Origin), String> {
+) -> Result<(Vec<Committed>, Origin), String> {
     let live = tokio::time::timeout(SOURCE_DEADLINE, read_while_answering(offsets, group)).await;
     let why = match live {
         Ok(Ok(committed)) => {
             let mirrored = committed
                 .into_iter()
                 .filter(|c| offsets.mirrors(&c.topic, c.partition))
-                .map(|c| (c.topic, c.partition, c.offset))
                 .collect();
             return Ok((mirrored, Origin::Source));
         }
@@ -176,8 +230,18 @@ async fn source_offsets(
         Err(_) => format!("no answer within {SOURCE_DEADLINE:?}"),
     };
     match offsets.progress.synced_group(group) {
+        // The group sync keeps offsets, not their metadata.
         Some(stored) => Ok((
-            stored.offsets,
+            stored
+                .offsets
+                .into_iter()
+                .map(|(topic, partition, offset)| Committed {
+                    topic,
+                    partition,
+                    offset,
+                    metadata: String::new(),
+                })
+                .collect(),
             Origin::Stored {
                 read_at_ms: stored.read_at_ms,
                 why,
@@ -207,7 +271,7 @@ async fn source_offsets(
 async fn read_while_answering(
     offsets: &FlowOffsets,
     group: &str,
-) -> Result<Vec<crate::client::groups::Committed>, ClientError> {
+) -> Result<Vec<Committed>, ClientError> {
     // Ends before SOURCE_DEADLINE, so that the last answer, not the timeout, is reported.
     let mut backoff = Backoff::new(BackoffConfig {
         max: Duration::from_secs(1),

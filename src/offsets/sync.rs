@@ -168,6 +168,7 @@ impl GroupSync {
                         topic: self.flow.rename(&c.topic),
                         partition: c.partition,
                         offset,
+                        metadata: c.metadata.clone(),
                     },
                 )),
                 None => round.skipped.push((sp, describe(&translation, c.offset))),
@@ -270,7 +271,7 @@ impl GroupSync {
                 partition: target.partition,
                 upstream_offset: *source_offset,
                 offset: target.offset,
-                metadata: String::new(),
+                metadata: target.metadata.clone(),
             })
             .collect();
         mm2.checkpoints(&checkpoints).await?;

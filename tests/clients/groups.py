@@ -1,9 +1,11 @@
 """Consumer-group tools for the offset sync tests, with confluent-kafka (librdkafka).
 
-  commit  --bootstrap B --group G --topic T --offsets 0:37,1:200
-      commits those offsets for group G as a standalone consumer (no subscription).
+  commit  --bootstrap B --group G --topic T --offsets 0:37,1:200 [--metadata M]
+      commits those offsets (with metadata M) for group G as a standalone consumer (no
+      subscription).
   committed --bootstrap B --group G --topic T --partitions N
-      prints `COMMITTED {"0": 37, "1": 200}` (partitions without an offset left out).
+      prints `COMMITTED {"0": 37, "1": 200}` (partitions without an offset left out), then
+      `METADATA {"0": "", "1": "m"}`, their commits' metadata.
   consume --bootstrap B --group G --topic T --partitions N [--max M]
       joins group G (subscribe), reads from its committed positions to the end of every
       partition, and prints `RECORDS [[partition, key, value], ...]`. With --max it stops
@@ -118,6 +120,7 @@ def main():
     ap.add_argument("--topic", required=True)
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--offsets")
+    ap.add_argument("--metadata", default="", help="commit: the commit's metadata string")
     ap.add_argument("--from", dest="start")
     ap.add_argument("--before")
     ap.add_argument("--kind", choices=["checkpoint", "heartbeat"])
@@ -130,7 +133,8 @@ def main():
     if args.command == "commit":
         c = consumer(args.bootstrap, args.group)
         offsets = [
-            TopicPartition(args.topic, p, o) for p, o in offsets_arg(args.offsets).items()
+            TopicPartition(args.topic, p, o, metadata=args.metadata)
+            for p, o in offsets_arg(args.offsets).items()
         ]
         c.commit(offsets=offsets, asynchronous=False)
         c.close()
@@ -142,6 +146,8 @@ def main():
         c.close()
         out = {str(tp.partition): tp.offset for tp in got if tp.offset != OFFSET_INVALID}
         print("COMMITTED " + json.dumps(out))
+        metadata = {str(tp.partition): tp.metadata for tp in got if tp.offset != OFFSET_INVALID}
+        print("METADATA " + json.dumps(metadata))
     elif args.command == "consume":
         c = consumer(args.bootstrap, args.group)
         committed = c.committed(

@@ -54,6 +54,31 @@ pub fn committed(bootstrap: &str, topic: &str, group: &str) -> BTreeMap<String, 
     )
 }
 
+/// The metadata of `group`'s commits, by partition.
+pub fn committed_metadata(bootstrap: &str, topic: &str, group: &str) -> BTreeMap<String, String> {
+    json(
+        &groups("committed", bootstrap, topic, Some(group), &[]),
+        "METADATA ",
+    )
+}
+
+/// Commits `offsets` (`"0:37,1:200"`) for `group`, with the commit metadata `metadata`.
+pub fn commit_with_metadata(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    offsets: &str,
+    metadata: &str,
+) {
+    groups(
+        "commit",
+        bootstrap,
+        topic,
+        Some(group),
+        &["--offsets", offsets, "--metadata", metadata],
+    );
+}
+
 pub fn commit(bootstrap: &str, topic: &str, group: &str, offsets: &str) {
     groups(
         "commit",

@@ -142,6 +142,12 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
     assert!(refused.contains("stop its consumers"), "{refused}");
     let held: Value = json(&holder.join().unwrap(), "HELD ");
     assert!(held.as_bool().unwrap_or(false));
+    // The group sync has failed every round since the source went down: said once at
+    // WARN (and every 20th round), not every second.
+    let failing = "Group offset sync failed; retrying next round";
+    assert!(daemon.log.wait_for(failing, Duration::from_secs(30)));
+    let warned = daemon.log.text().matches(failing).count();
+    assert!(warned <= 2, "{warned} WARN lines:\n{}", daemon.log.tail(40));
 }
 
 /// The failback drill, MirrorMaker 2's active/passive shape: `orders` on each cluster is

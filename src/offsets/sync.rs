@@ -35,6 +35,9 @@ use crate::offsets::mm2::{Checkpoint, Mm2Writer};
 use crate::offsets::Translation;
 use crate::telemetry::stats::FlowStats;
 
+/// A failing round is logged at WARN once in this many.
+const FAILED_ROUNDS_LOGGED_EVERY: u64 = 20;
+
 /// One flow's group sync.
 pub struct GroupSync {
     flow: Flow,
@@ -91,10 +94,23 @@ impl GroupSync {
     }
 
     /// Syncs every `interval` until dropped; errors are logged and the next round retries.
+    /// A round that fails (a cluster down) is logged at WARN the first time and every
+    /// [`FAILED_ROUNDS_LOGGED_EVERY`]th time after, and its end at INFO.
     pub async fn run(mut self) {
+        let mut failed_rounds = 0u64;
         loop {
-            if let Err(e) = self.round().await {
-                tracing::warn!(flow = %self.flow.name, error = %e, "Group offset sync failed; retrying next round.");
+            match self.round().await {
+                Err(e) => {
+                    failed_rounds += 1;
+                    if failed_rounds % FAILED_ROUNDS_LOGGED_EVERY == 1 {
+                        tracing::warn!(flow = %self.flow.name, error = %e, failed_rounds, "Group offset sync failed; retrying next round.");
+                    }
+                }
+                Ok(_) if failed_rounds > 0 => {
+                    tracing::info!(flow = %self.flow.name, failed_rounds, "Group offset sync works again.");
+                    failed_rounds = 0;
+                }
+                Ok(_) => {}
             }
             tokio::time::sleep(self.groups.interval).await;
         }
@@ -310,9 +326,9 @@ impl GroupSync {
         self.stats
             .group_synced(group, round.committed.len(), reason.clone());
         match reason {
-            Some(reason) if self.reported.get(group) != Some(&reason) => {
+            Some(reason) if self.reported.get(group) != Some(&same_kind(&reason)) => {
                 tracing::info!(flow = %flow, group, reason = %reason, "Group offsets not synced.");
-                self.reported.insert(group.to_string(), reason);
+                self.reported.insert(group.to_string(), same_kind(&reason));
             }
             Some(_) => {}
             None => {
@@ -320,6 +336,12 @@ impl GroupSync {
             }
         }
     }
+}
+
+/// A reason without its numbers: a group ahead of the mirror is one reason while the
+/// offsets in its text change from round to round.
+fn same_kind(reason: &str) -> String {
+    reason.chars().filter(|c| !c.is_ascii_digit()).collect()
 }
 
 /// Whether an OffsetCommit refusal means the group has members of its own.

@@ -143,6 +143,7 @@ impl Broker {
                     initial_rebalance_delay_ms: config.group_initial_rebalance_delay.as_millis()
                         as u64,
                     assignments_while_rebalancing: config.emulate_kafka >= KafkaRelease::V4_0,
+                    empty_group_dies_with_its_offsets: config.emulate_kafka < KafkaRelease::V4_0,
                     states_filter: match config.emulate_kafka {
                         r if r >= KafkaRelease::V4_0 => StatesFilter::IgnoreCaseTrimmed,
                         KafkaRelease::V3_9 => StatesFilter::IgnoreCase,

@@ -140,6 +140,23 @@ impl Inner {
         ListGroupsResponse::default().with_groups(groups)
     }
 
+    /// Deletes `group_id` (an Empty group) and its offsets, persisted first; a failure to
+    /// persist is logged, and nothing is deleted.
+    pub(super) fn delete_group(&mut self, group_id: &str) -> Result<(), ()> {
+        let record = Record::GroupDelete {
+            group: group_id.to_string(),
+        };
+        if let Err(error) = self.store.append(&[record]) {
+            tracing::error!(group = %group_id, %error, "Cannot persist a group deletion.");
+            return Err(());
+        }
+        if let Some(mut g) = self.groups.remove(group_id) {
+            g.mark_dead();
+        }
+        self.offsets.remove_group(group_id);
+        Ok(())
+    }
+
     pub(super) fn delete_groups(
         &mut self,
         now: Instant,
@@ -153,24 +170,10 @@ impl Inner {
                 self.refresh(now, &group_id);
                 let error = match self.groups.get(group_id.as_str()).map(|g| g.state()) {
                     None | Some(GroupState::Dead) => ResponseError::GroupIdNotFound.code(),
-                    Some(GroupState::Empty) => {
-                        let record = Record::GroupDelete {
-                            group: group_id.to_string(),
-                        };
-                        match self.store.append(&[record]) {
-                            Ok(()) => {
-                                if let Some(mut g) = self.groups.remove(group_id.as_str()) {
-                                    g.mark_dead();
-                                }
-                                self.offsets.remove_group(&group_id);
-                                0
-                            }
-                            Err(error) => {
-                                tracing::error!(group = %group_id.as_str(), %error, "Cannot persist a group deletion.");
-                                ResponseError::CoordinatorNotAvailable.code()
-                            }
-                        }
-                    }
+                    Some(GroupState::Empty) => match self.delete_group(&group_id) {
+                        Ok(()) => 0,
+                        Err(()) => ResponseError::CoordinatorNotAvailable.code(),
+                    },
                     Some(_) => ResponseError::NonEmptyGroup.code(),
                 };
                 DeletableGroupResult::default()

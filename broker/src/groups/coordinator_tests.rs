@@ -654,6 +654,42 @@ async fn offset_delete_and_topic_removal() {
     assert!(fetched(&c.offset_fetch(fetch_v7("g", None), 7)).is_empty());
 }
 
+/// OffsetDelete of an Empty group's last offset: the group is gone at once up to Kafka 3.9
+/// (GroupMetadataManager.cleanupGroupMetadata turns it Dead), and stays, Empty, in Kafka 4
+/// until its periodic cleanup.
+#[tokio::test]
+async fn offset_delete_of_an_empty_groups_last_offset_per_release() {
+    for dies in [true, false] {
+        let mut config = config(None, 0);
+        config.group.empty_group_dies_with_its_offsets = dies;
+        let c = GroupCoordinator::open(config, partitions_exist()).unwrap();
+        c.offset_commit(commit_req("lone", "", -1, &[("t", 0, 1)]), 8);
+        let r = c.offset_delete(
+            OffsetDeleteRequest::default()
+                .with_group_id(gid("lone"))
+                .with_topics(vec![OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partitions(vec![
+                        OffsetDeleteRequestPartition::default().with_partition_index(0)
+                    ])]),
+            0,
+        );
+        assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0));
+        let listed = c.list_groups(ListGroupsRequest::default(), 4).groups.len();
+        assert_eq!(listed, usize::from(!dies), "dies: {dies}");
+        let d = c.delete_groups(
+            DeleteGroupsRequest::default().with_groups_names(vec![gid("lone")]),
+            2,
+        );
+        let expected = if dies {
+            ResponseError::GroupIdNotFound.code()
+        } else {
+            0
+        };
+        assert_eq!(d.results[0].error_code, expected, "dies: {dies}");
+    }
+}
+
 /// A member that joins again keeps the client id and host of its first join (Kafka:
 /// ClassicGroup.updateMember changes its protocols and timeouts only).
 #[tokio::test]

@@ -445,6 +445,14 @@ impl Inner {
                 self.offsets.remove(&group_id, &topic, partition);
             }
         }
+        // Kafka up to 3.9: GroupCoordinator.handleDeleteOffsets -> GroupMetadataManager
+        // .cleanupGroupMetadata turns an Empty group left without offsets Dead and removes it.
+        if self.config.group.empty_group_dies_with_its_offsets
+            && self.groups[&group_id].state() == GroupState::Empty
+            && self.offsets.group(&group_id).is_none()
+        {
+            let _ = self.delete_group(&group_id);
+        }
         OffsetDeleteResponse::default().with_topics(topics)
     }
 

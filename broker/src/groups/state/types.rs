@@ -54,6 +54,10 @@ pub struct GroupConfig {
     pub assignments_while_rebalancing: bool,
     /// How ListGroups matches its states filter against a group's state.
     pub states_filter: StatesFilter,
+    /// Whether OffsetDelete removing an Empty group's last offset deletes the group: the
+    /// older GroupCoordinator does at once (GroupMetadataManager.cleanupGroupMetadata);
+    /// Kafka 4's leaves it to its periodic cleanup.
+    pub empty_group_dies_with_its_offsets: bool,
 }
 
 /// How ListGroups (v4+) compares the states it is asked for with a group's state name.
@@ -108,6 +112,7 @@ impl Default for GroupConfig {
             initial_rebalance_delay_ms: 3_000,
             assignments_while_rebalancing: true,
             states_filter: StatesFilter::IgnoreCaseTrimmed,
+            empty_group_dies_with_its_offsets: false,
         }
     }
 }

@@ -174,12 +174,20 @@ impl ClusterClient {
         &self.config.cluster
     }
 
-    /// A connection to a bootstrap broker (the first in order that answers), opened if
-    /// needed; see [`connections`] for why no lock is held while connecting.
+    /// A connection for cluster-wide requests, opened if needed: to the first bootstrap
+    /// broker that answers, else to the first broker of the last metadata that does
+    /// (Kafka's clients use any broker they know of once bootstrapped, so a cluster whose
+    /// bootstrap broker is down is still reached); see [`connections`] for why no lock is
+    /// held while connecting.
     pub async fn any_broker(&self) -> Result<Arc<Messenger>, ClientError> {
         self.connections
             .get(Endpoint::Bootstrap, || {
-                let addrs = self.config.bootstrap.clone();
+                let mut addrs = self.config.bootstrap.clone();
+                for addr in self.metadata().brokers.values() {
+                    if !addrs.contains(addr) {
+                        addrs.push(addr.clone());
+                    }
+                }
                 let config = self.config.messenger.clone();
                 let cluster = self.config.cluster.clone();
                 let opening: Opening = Box::pin(async move {
@@ -572,6 +580,31 @@ mod tests {
         });
         let e = client.any_broker().await.unwrap_err().to_string();
         assert!(closed.iter().all(|a| e.contains(a.as_str())), "{e}");
+    }
+
+    /// Once bootstrapped, a cluster whose bootstrap broker is down is reached through
+    /// the brokers its metadata named, as Kafka's clients do.
+    #[tokio::test]
+    async fn a_cluster_whose_bootstrap_broker_is_down_is_reached_through_the_others() {
+        let live = live_broker().await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let client = ClusterClient::new(ClientConfig {
+            bootstrap: vec![closed],
+            ..client(Duration::from_secs(5)).config.clone()
+        });
+        *client.metadata.lock().unwrap() = Arc::new(MetadataSnapshot {
+            brokers: [(2, live.bootstrap())].into(),
+            ..MetadataSnapshot::default()
+        });
+        let md = client
+            .refresh_metadata()
+            .await
+            .expect("the known broker answers");
+        assert!(!md.brokers.is_empty());
+        let _ = live.shutdown().await;
     }
 
     /// Callers for the same broker share one attempt and its outcome.

@@ -6,6 +6,10 @@
 //! stuck partition though the flow goes on acknowledging; once the node is back the stuck
 //! partition catches up without loss and the daemon is ready again.
 //!
+//! A source partition without a leader when the flow starts (its only replica's node is
+//! down) cannot give its start offset: it waits, counted with an unknown lag and named by
+//! `/readyz`, while the other partitions are mirrored; it starts once its node is back.
+//!
 //! A target partition with fewer in-sync replicas than its `min.insync.replicas` refuses
 //! acks=all produces (NOT_ENOUGH_REPLICAS, as Kafka's Partition.appendRecordsToLeader):
 //! the daemon retries them, reports why, and writes everything once the replica is back.
@@ -113,6 +117,75 @@ fn a_partition_stuck_on_the_target_does_not_stall_the_others() {
     }
     assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
     support::discovery::wait_until("ready once the partition caught up", &daemon, || {
+        (http_get(&listen, "/readyz")?.0 == 200).then_some(())
+    });
+}
+
+#[test]
+fn a_source_partition_without_a_leader_at_start_waits_and_stalls_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = ThreeNodes::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let acked_offline = dir.path().join("offline.json");
+    let acked_free = dir.path().join("free.json");
+    let mut produced = Vec::new();
+    // "a-offline" sorts first: its start offset is asked before "free"'s.
+    for (topic, acked, replicas) in [
+        ("a-offline", &acked_offline, [2]),
+        ("free", &acked_free, [0]),
+    ] {
+        Produce {
+            create: true,
+            records: 0,
+            ..Produce::new(&source.addr(), topic, 1, acked)
+        }
+        .run();
+        rt.block_on(reassign(&source.addr(), topic, 0, &replicas));
+        produced.push(
+            Produce {
+                records: 200,
+                ..Produce::new(&source.addr(), topic, 1, acked)
+            }
+            .run(),
+        );
+    }
+    source.node(2, "stop");
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        "  - name: iso\n    source: east\n    target: west\n    topics: { include: [\"a-offline|free\"] }\n    rename: \"{topic}\"\n    discovery_interval: 1s\n",
+    );
+    let listen = add_telemetry_listener(&config);
+    let daemon = DaemonProcess::start(&config);
+    wait_for_records(&rt, &target.addr(), "free", produced[1] as i64, &daemon);
+    // The partition that could not start is counted and named, not left out.
+    support::discovery::wait_until("/readyz naming the partition not started", &daemon, || {
+        let (code, body) = http_get(&listen, "/readyz")?;
+        (code == 503
+            && body.contains("partition a-offline-0: not started: cannot find its start offset"))
+        .then_some(())
+    });
+    let (_, status) = http_get(&listen, "/status").expect("/status answers");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let flow = &status["flows"][0];
+    assert_eq!(flow["lag_unknown_partitions"], 1, "{flow}");
+
+    source.node(2, "start");
+    wait_for_records(
+        &rt,
+        &target.addr(),
+        "a-offline",
+        produced[0] as i64,
+        &daemon,
+    );
+    for (topic, acked, n) in [
+        ("a-offline", &acked_offline, produced[0]),
+        ("free", &acked_free, produced[1]),
+    ] {
+        records::verify(&target.addr(), topic, 1, acked, None).assert_complete_and_ordered(n);
+    }
+    support::discovery::wait_until("ready once every partition started", &daemon, || {
         (http_get(&listen, "/readyz")?.0 == 200).then_some(())
     });
 }

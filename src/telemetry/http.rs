@@ -216,6 +216,15 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
                     ));
                 }
             }
+            if p.state() == PartitionState::Running && !p.has_started() {
+                reasons.push(format!(
+                    "flow {}: partition {}-{}: not started: {}",
+                    f.name,
+                    sp.topic,
+                    sp.partition,
+                    p.last_error().unwrap_or_default()
+                ));
+            }
             if p.state() == PartitionState::Failed {
                 reasons.push(format!(
                     "flow {}: partition {}-{} failed: {}",

@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use uuid::Uuid;
 
 use crate::client::metadata::MetadataSnapshot;
@@ -24,6 +25,11 @@ use crate::mirror::selection::{
 };
 use crate::offsets::map::TargetTopic;
 use crate::telemetry::stats::FlowStats;
+
+/// How long a new partition's start offset is asked for in one discovery round.
+const START_POSITION_DEADLINE: Duration = Duration::from_secs(10);
+/// New partitions whose start offsets are asked at the same time.
+const START_POSITIONS_AT_ONCE: usize = 64;
 
 /// What one discovery round found.
 #[derive(Debug)]
@@ -58,6 +64,8 @@ pub(super) struct Discovery {
     recreated: HashSet<String>,
     /// Partitions reported as [`Found::Start`].
     started: HashSet<SourcePartition>,
+    /// New partitions whose start offset the source could not give (said once each).
+    unstarted: HashSet<SourcePartition>,
     /// Source topics of started partitions found gone from the source (reported once).
     missing: HashSet<String>,
     /// Whether source and target were found to be one cluster ([`same_cluster`]): once
@@ -84,6 +92,7 @@ impl Discovery {
             stats,
             recreated: HashSet::new(),
             started: HashSet::new(),
+            unstarted: HashSet::new(),
             missing: HashSet::new(),
             one_cluster: false,
             reported_unknown_configs: Default::default(),
@@ -139,6 +148,7 @@ impl Discovery {
         self.stats
             .retain_unmirrored(&topics.iter().map(|(name, ..)| name.as_str()).collect());
         self.report_missing(&source_md);
+        let mut new = Vec::new();
         for (topic, count, topic_id) in topics {
             if self.recreated.contains(&topic) {
                 continue;
@@ -193,17 +203,46 @@ impl Discovery {
                     topic: topic.clone(),
                     partition,
                 };
-                if self.started.contains(&sp) {
-                    continue;
+                if !self.started.contains(&sp) {
+                    new.push((sp, target_topic.clone(), fetch_id));
                 }
-                if let Some(start) = self.start_position(&sp).await {
+            }
+        }
+        // New partitions' start positions, asked all at once: one whose leader is down
+        // must not hold up the others (nor the next topics) for its retries.
+        // A partition waiting to start whose topic is gone (deleted) waits no more.
+        let waiting: HashSet<&SourcePartition> = new.iter().map(|(sp, ..)| sp).collect();
+        self.stats.retain_not_started(|sp| waiting.contains(sp));
+        self.unstarted.retain(|sp| waiting.contains(sp));
+        let this = &*self;
+        let starts: Vec<_> = futures::stream::iter(new)
+            .map(|(sp, target_topic, topic_id)| async move {
+                let start = this.start_position(&sp).await;
+                (sp, target_topic, topic_id, start)
+            })
+            .buffered(START_POSITIONS_AT_ONCE)
+            .collect()
+            .await;
+        for (sp, target_topic, topic_id, start) in starts {
+            match start {
+                Ok(start) => {
+                    if self.unstarted.remove(&sp) {
+                        tracing::info!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, next_source_offset = start.next_source_offset, "Found the start offset; the partition starts.");
+                    }
                     self.started.insert(sp.clone());
                     found.push(Found::Start {
                         partition: sp,
-                        target_topic: target_topic.clone(),
-                        topic_id: fetch_id,
+                        target_topic,
+                        topic_id,
                         start,
                     });
+                }
+                Err(e) => {
+                    if self.unstarted.insert(sp.clone()) {
+                        tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, error = %e, "Cannot find the start offset; the partition waits, and the next discovery round asks again.");
+                    }
+                    self.stats
+                        .partition_not_started(&sp, format!("cannot find its start offset: {e}"));
                 }
             }
         }
@@ -244,11 +283,11 @@ impl Discovery {
     }
 
     /// Where a partition starts: its progress, or, for a partition seen for the first
-    /// time, `start_from` (recorded in the progress at once). `None` when the source
-    /// cannot say yet; the next round asks again.
-    async fn start_position(&self, sp: &SourcePartition) -> Option<Position> {
+    /// time, `start_from` (recorded in the progress at once). An error when the source
+    /// cannot say within [`START_POSITION_DEADLINE`]; the next round asks again.
+    async fn start_position(&self, sp: &SourcePartition) -> Result<Position, ClientError> {
         if let Some(p) = self.progress.get(sp) {
-            return Some(p);
+            return Ok(p);
         }
         // `start_from` applies at the flow's first start only (stored, see `round`);
         // partitions found later, even while the daemon was stopped, are new: mirrored
@@ -258,30 +297,21 @@ impl Discovery {
             _ => list_offsets::EARLIEST,
         };
         let source = &self.source;
-        let got = source
-            .retry("ListOffsets", Some(Duration::from_secs(30)), || {
+        let offset = source
+            .retry("ListOffsets", Some(START_POSITION_DEADLINE), || {
                 source.list_offset(&sp.topic, sp.partition, timestamp)
             })
-            .await;
-        match got {
-            Ok(offset) => {
-                // Record the chosen start at once: a partition that receives nothing
-                // before a restart would otherwise have no progress, and the restart would
-                // choose again (start_from: latest skipping what was written while the
-                // daemon was stopped).
-                let start = Position {
-                    next_source_offset: offset,
-                    next_target_offset: -1,
-                    leader_epoch: None,
-                };
-                self.progress.advance(sp, start);
-                Some(start)
-            }
-            Err(e) => {
-                tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, error = %e, "Cannot find the start offset; will retry.");
-                None
-            }
-        }
+            .await?;
+        // Record the chosen start at once: a partition that receives nothing before a
+        // restart would otherwise have no progress, and the restart would choose again
+        // (start_from: latest skipping what was written while the daemon was stopped).
+        let start = Position {
+            next_source_offset: offset,
+            next_target_offset: -1,
+            leader_epoch: None,
+        };
+        self.progress.advance(sp, start);
+        Ok(start)
     }
 
     /// Makes sure the target topic exists with at least `count` partitions and the

@@ -33,6 +33,9 @@ const LATENCY_MAX_MS: u64 = 7 * 24 * 3600 * 1000;
 const LATENCY_DIGITS: u8 = 2;
 
 /// Indexes of `side_errors`.
+/// The position of a partition that has not started ([`FlowStats::partition_not_started`]).
+pub const NOT_STARTED: i64 = -1;
+
 const SOURCE: usize = 0;
 const TARGET: usize = 1;
 
@@ -194,17 +197,36 @@ impl FlowStats {
         self.offsets.lock().expect("offsets lock").clone()
     }
 
-    /// The stats of a partition that starts at `position` (kept if it existed).
+    /// The stats of a partition that starts at `position` (kept if it existed and had
+    /// started).
     pub fn partition(&self, sp: &SourcePartition, position: i64) -> Arc<PartitionStats> {
-        let p = self
-            .partitions
-            .lock()
-            .expect("partitions lock")
+        let mut partitions = self.partitions.lock().expect("partitions lock");
+        let p = partitions
             .entry(sp.clone())
-            .or_insert_with(|| Arc::new(PartitionStats::new(position)))
-            .clone();
+            .or_insert_with(|| Arc::new(PartitionStats::new(position)));
+        if !p.has_started() {
+            *p = Arc::new(PartitionStats::new(position));
+        }
+        let p = p.clone();
         p.set_state(PartitionState::Running, None);
         p
+    }
+
+    /// Forgets the partitions waiting to start ([`Self::partition_not_started`]) that
+    /// `keep` does not keep.
+    pub fn retain_not_started(&self, keep: impl Fn(&SourcePartition) -> bool) {
+        let mut partitions = self.partitions.lock().expect("partitions lock");
+        partitions.retain(|sp, p| p.has_started() || keep(sp));
+    }
+
+    /// A new partition that cannot start yet (the source did not give its start offset):
+    /// counted with an unknown lag, and shown with `why`, until it starts.
+    pub fn partition_not_started(&self, sp: &SourcePartition, why: String) {
+        let mut partitions = self.partitions.lock().expect("partitions lock");
+        let p = partitions
+            .entry(sp.clone())
+            .or_insert_with(|| Arc::new(PartitionStats::new(NOT_STARTED)));
+        p.error(why);
     }
 
     pub fn partitions(&self) -> Vec<(SourcePartition, Arc<PartitionStats>)> {

@@ -158,6 +158,11 @@ impl PartitionStats {
         self.position.load(Ordering::Relaxed)
     }
 
+    /// Whether the partition has a start position ([`super::NOT_STARTED`] until then).
+    pub fn has_started(&self) -> bool {
+        self.position() != super::NOT_STARTED
+    }
+
     pub fn high_watermark(&self) -> Option<i64> {
         Some(self.high_watermark.load(Ordering::Relaxed)).filter(|h| *h >= 0)
     }

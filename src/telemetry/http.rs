@@ -203,7 +203,7 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
             // One partition stuck while the others go on (its target leader is gone, say):
             // the flow acknowledges, so only the partition's own position tells.
             let behind = p.lag_records().filter(|lag| *lag > 0);
-            let still_ms = now_ms - p.advanced_ms().max(f.started_ms());
+            let still_ms = now_ms - p.moving_or_caught_up_ms().max(f.started_ms());
             if let Some(lag) = behind.filter(|_| !idle && !rate_limited && still_ms > STALLED_MS) {
                 if p.state() == PartitionState::Running {
                     reasons.push(format!(

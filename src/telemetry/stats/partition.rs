@@ -60,6 +60,8 @@ pub struct PartitionStats {
     created_ms: i64,
     /// When its position last moved forward (ms since the epoch; `created_ms` before).
     advanced_ms: AtomicI64,
+    /// When a Fetch or ListOffsets last found it caught up (ms since the epoch; 0 before).
+    caught_up_ms: AtomicI64,
 }
 
 impl PartitionStats {
@@ -76,6 +78,7 @@ impl PartitionStats {
             last_error: Mutex::new(None),
             created_ms: now,
             advanced_ms: AtomicI64::new(now),
+            caught_up_ms: AtomicI64::new(0),
         }
     }
 
@@ -85,6 +88,7 @@ impl PartitionStats {
     }
 
     pub fn fetched(&self, high_watermark: i64, last_stable_offset: i64) {
+        self.note_caught_up(last_stable_offset, super::now_ms());
         self.high_watermark.store(high_watermark, Ordering::Relaxed);
         self.last_stable_offset
             .store(last_stable_offset, Ordering::Relaxed);
@@ -104,6 +108,7 @@ impl PartitionStats {
     /// offset) while this partition is not fetched (its memory share is full): both ends
     /// only move up by it, as a Fetch that answers meanwhile is as new.
     pub fn listed(&self, last_stable_offset: i64) {
+        self.note_caught_up(last_stable_offset, super::now_ms());
         self.high_watermark
             .fetch_max(last_stable_offset, Ordering::Relaxed);
         self.last_stable_offset
@@ -130,6 +135,23 @@ impl PartitionStats {
     /// before).
     pub fn advanced_ms(&self) -> i64 {
         self.advanced_ms.load(Ordering::Relaxed)
+    }
+
+    /// Notes `now_ms` when the source's end (`last_stable_offset`) is no further than the
+    /// position: the partition is caught up, whether or not it moved lately.
+    pub(super) fn note_caught_up(&self, last_stable_offset: i64, now_ms: i64) {
+        if last_stable_offset >= 0 && last_stable_offset <= self.position() {
+            self.caught_up_ms.store(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// When it was last seen caught up, or its position last moved forward, whichever is
+    /// later (ms since the epoch): how long it has been behind without moving is counted
+    /// from there, so a partition idle for an hour is not stalled the moment a record
+    /// arrives.
+    pub fn moving_or_caught_up_ms(&self) -> i64 {
+        self.advanced_ms()
+            .max(self.caught_up_ms.load(Ordering::Relaxed))
     }
 
     /// The timestamp of the oldest batch now held (`None`: nothing held).

@@ -176,6 +176,25 @@ fn a_partition_behind_that_does_not_advance_for_a_minute_is_not_ready() {
     assert_ready_at(&f, now + 61_000, "caught up");
 }
 
+/// A partition idle for longer than a minute (caught up, so its position did not move)
+/// that gets a record is not "behind and not advanced" the moment the record arrives: the
+/// time without moving counts from when it was last seen caught up.
+#[test]
+fn an_idle_partition_that_gets_a_record_is_not_stalled_at_once() {
+    let (f, p) = started_with_a_partition();
+    let now = now_ms();
+    f.last_ack_ms.store(now + 120_000, Ordering::Relaxed);
+    // Fetches find it caught up for 90 s; then one record arrives.
+    p.note_caught_up(0, now + 90_000);
+    p.fetched(1, 1);
+    assert_ready_at(&f, now + 91_000, "behind for a second");
+    assert_one_reason_at(
+        &f,
+        now + 151_000,
+        "partition t-0: 1 records behind and not advanced for 61 s",
+    );
+}
+
 /// Each failing side is reported with its own last error: a source error that came after
 /// the target's is not shown as the reason the target fails.
 #[test]

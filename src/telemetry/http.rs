@@ -216,6 +216,18 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
                     ));
                 }
             }
+            if let Some(since) = p
+                .leaderless_since_ms()
+                .filter(|since| p.state() == PartitionState::Running && now_ms - since > STALLED_MS)
+            {
+                reasons.push(format!(
+                    "flow {}: partition {}-{}: the source partition has had no leader for {} s",
+                    f.name,
+                    sp.topic,
+                    sp.partition,
+                    (now_ms - since) / 1000
+                ));
+            }
             if p.state() == PartitionState::Running && !p.has_started() {
                 reasons.push(format!(
                     "flow {}: partition {}-{}: not started: {}",

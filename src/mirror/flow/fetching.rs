@@ -241,11 +241,18 @@ impl FlowRunner {
         let mut alone: Vec<(i32, FetchWant, usize, usize, bool)> = Vec::new();
         let pool = self.memory.fetch_pool_bytes();
         let per_response = (pool / RESPONSES_PER_POOL).max(PARTITION_FETCH_BYTES as usize);
+        let mut leaderless = Vec::new();
         for (sp, r) in ready.iter().skip(skip).chain(ready.iter().take(skip)) {
             let Some(leader) = md.leader(&sp.topic, sp.partition) else {
                 refresh = true;
+                if !r.leaderless {
+                    leaderless.push(((*sp).clone(), true));
+                }
                 continue;
             };
+            if r.leaderless {
+                leaderless.push(((*sp).clone(), false));
+            }
             let kind = if r.caught_up {
                 Kind::CaughtUp
             } else if r.alone {
@@ -317,6 +324,9 @@ impl FlowRunner {
                 }
                 _ => wanted.entry((leader, kind)).or_default().push(want),
             }
+        }
+        for (sp, now_leaderless) in leaderless {
+            self.note_leaderless(&sp, now_leaderless);
         }
         if refresh {
             self.refresh_source(fetches);
@@ -442,6 +452,22 @@ impl FlowRunner {
     }
 
     /// Hands a finished Fetch's partitions to their pipelines.
+    /// A source partition found without a leader in the source's metadata (its only
+    /// replicas' nodes down), or with one again: said once each way, and shown (its lag
+    /// unknown meanwhile, `/readyz` naming it after a while).
+    fn note_leaderless(&mut self, sp: &SourcePartition, leaderless: bool) {
+        let Some(r) = self.partitions.get_mut(sp) else {
+            return;
+        };
+        r.leaderless = leaderless;
+        r.stats.set_leaderless(leaderless);
+        if leaderless {
+            tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, "The source partition has no leader (its replicas' brokers are down?); it is fetched again once it has one.");
+        } else {
+            tracing::info!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, "The source partition has a leader again.");
+        }
+    }
+
     pub(super) fn finish_fetch(&mut self, done: FetchDone, fetches: &mut Fetches) {
         let FetchDone {
             leader,

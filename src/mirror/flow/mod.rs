@@ -89,6 +89,9 @@ struct Running {
     not_before: Option<Instant>,
     /// When its last Fetch was answered.
     answered_at: Option<Instant>,
+    /// Whether the source's metadata names no leader for it (said once, at WARN, and
+    /// when it has one again).
+    leaderless: bool,
     /// Its next batch did not fit the free memory: the bytes it needs free to be fetched,
     /// and since when.
     needs: Option<(usize, Instant)>,

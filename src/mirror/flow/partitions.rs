@@ -87,6 +87,7 @@ impl FlowRunner {
                 stats,
                 not_before: None,
                 answered_at: None,
+                leaderless: false,
                 needs: None,
                 batch_bytes: 0,
                 batch_bytes_exact: false,

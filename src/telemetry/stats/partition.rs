@@ -62,6 +62,9 @@ pub struct PartitionStats {
     advanced_ms: AtomicI64,
     /// When a Fetch or ListOffsets last found it caught up (ms since the epoch; 0 before).
     caught_up_ms: AtomicI64,
+    /// Since when the source's metadata names no leader for it (ms since the epoch; 0
+    /// while it has one).
+    leaderless_since_ms: AtomicI64,
 }
 
 impl PartitionStats {
@@ -79,6 +82,7 @@ impl PartitionStats {
             created_ms: now,
             advanced_ms: AtomicI64::new(now),
             caught_up_ms: AtomicI64::new(0),
+            leaderless_since_ms: AtomicI64::new(0),
         }
     }
 
@@ -143,6 +147,25 @@ impl PartitionStats {
         if last_stable_offset >= 0 && last_stable_offset <= self.position() {
             self.caught_up_ms.store(now_ms, Ordering::Relaxed);
         }
+    }
+
+    /// The source partition has no leader (`true`; its lag is unknown until a Fetch
+    /// answers again), or has one again.
+    pub fn set_leaderless(&self, leaderless: bool) {
+        if leaderless {
+            self.leaderless_since_ms
+                .store(super::now_ms(), Ordering::Relaxed);
+            self.high_watermark.store(-1, Ordering::Relaxed);
+            self.last_stable_offset.store(-1, Ordering::Relaxed);
+            self.error("the source partition has no leader".into());
+        } else {
+            self.leaderless_since_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Since when the source partition has had no leader (ms since the epoch).
+    pub fn leaderless_since_ms(&self) -> Option<i64> {
+        Some(self.leaderless_since_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
     /// When it was last seen caught up, or its position last moved forward, whichever is

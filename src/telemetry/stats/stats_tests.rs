@@ -195,6 +195,27 @@ fn an_idle_partition_that_gets_a_record_is_not_stalled_at_once() {
     );
 }
 
+/// A source partition without a leader: its lag is unknown at once (not the last Fetch's
+/// 0), and after a minute `/readyz` names it.
+#[test]
+fn a_source_partition_without_a_leader_is_named_after_a_minute() {
+    let (f, p) = started_with_a_partition();
+    p.fetched(0, 0);
+    let now = now_ms();
+    f.last_ack_ms.store(now + 120_000, Ordering::Relaxed);
+    p.set_leaderless(true);
+    assert_eq!(f.lag_unknown_partitions(), 1);
+    assert_ready_at(&f, now + 30_000, "no leader for 30 s");
+    assert_one_reason_at(
+        &f,
+        now + 61_000,
+        "partition t-0: the source partition has had no leader",
+    );
+    p.set_leaderless(false);
+    p.fetched(0, 0);
+    assert_ready_at(&f, now + 61_000, "a leader again");
+}
+
 /// Each failing side is reported with its own last error: a source error that came after
 /// the target's is not shown as the reason the target fails.
 #[test]

@@ -189,29 +189,19 @@ fn a_source_partition_without_a_leader_at_start_waits_and_stalls_nothing_else() 
         (http_get(&listen, "/readyz")?.0 == 200).then_some(())
     });
     // Its node down again while it runs: said, and its lag unknown, not a stale 0.
+    let said = |line: &str| {
+        let found = daemon.log.wait_for(line, Duration::from_secs(60));
+        assert!(found, "no {line:?}:\n{}", daemon.log.tail(30));
+    };
     source.node(2, "stop");
-    assert!(
-        daemon.log.wait_for(
-            "The source partition has no leader",
-            Duration::from_secs(60)
-        ),
-        "{}",
-        daemon.log.tail(30)
-    );
+    said("The source partition has no leader");
     support::discovery::wait_until("the partition's lag unknown", &daemon, || {
         let (_, status) = http_get(&listen, "/status")?;
         let status: serde_json::Value = serde_json::from_str(&status).ok()?;
         (status["flows"][0]["lag_unknown_partitions"] == 1).then_some(())
     });
     source.node(2, "start");
-    assert!(
-        daemon.log.wait_for(
-            "The source partition has a leader again",
-            Duration::from_secs(60)
-        ),
-        "{}",
-        daemon.log.tail(30)
-    );
+    said("The source partition has a leader again");
 }
 
 #[test]

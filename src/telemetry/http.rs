@@ -30,6 +30,11 @@ const STALLED_MS: i64 = 60_000;
 /// A flow whose progress writes have failed for this long is not ready.
 const PROGRESS_FAILING_MS: i64 = 30_000;
 
+/// A cluster failing for less than this is not a reason yet: a leader moving fails a
+/// request or two until the next metadata names the new leader, and a probe that lands
+/// in that moment must not take the daemon out of service.
+pub const FAILING_GRACE_MS: i64 = 5_000;
+
 /// Quantiles `/status` reports.
 const QUANTILES: [f64; 3] = [0.5, 0.99, 0.999];
 
@@ -172,7 +177,7 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
             ("target", &f.target, f.target_failing_since_ms()),
         ];
         for (side, cluster, since) in failing {
-            if let Some(since) = since {
+            if let Some(since) = since.filter(|since| now_ms - since >= FAILING_GRACE_MS) {
                 // That side's own error, not the flow's last (the other side's, maybe).
                 let error = f.side_error(side == "source");
                 reasons.push(format!(

@@ -1,7 +1,7 @@
 //! One source partition's stats: its state, how far the mirror is behind it (in records
 //! and in seconds), and its last error.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -65,6 +65,8 @@ pub struct PartitionStats {
     /// Since when the source's metadata names no leader for it (ms since the epoch; 0
     /// while it has one).
     leaderless_since_ms: AtomicI64,
+    /// Whether `last_error` is a transient one ([`Self::error`]), cleared by progress.
+    transient_error: AtomicBool,
 }
 
 impl PartitionStats {
@@ -83,6 +85,7 @@ impl PartitionStats {
             advanced_ms: AtomicI64::new(now),
             caught_up_ms: AtomicI64::new(0),
             leaderless_since_ms: AtomicI64::new(0),
+            transient_error: AtomicBool::new(false),
         }
     }
 
@@ -132,6 +135,13 @@ impl PartitionStats {
             .fetch_max(next_source_offset, Ordering::Relaxed);
         if before < next_source_offset {
             self.advanced_ms.store(now_ms, Ordering::Relaxed);
+            // Moving again: a transient error is over (one that stopped it stays).
+            if self.transient_error.load(Ordering::Relaxed)
+                && self.transient_error.swap(false, Ordering::Relaxed)
+                && self.state() == PartitionState::Running
+            {
+                *self.last_error.lock().expect("error lock") = None;
+            }
         }
     }
 
@@ -190,9 +200,11 @@ impl PartitionStats {
         }
     }
 
-    /// Records a transient error (the partition goes on retrying).
+    /// Records a transient error (the partition goes on retrying): shown until its
+    /// position moves again ([`Self::advanced_at`]).
     pub fn error(&self, error: String) {
         *self.last_error.lock().expect("error lock") = Some(error);
+        self.transient_error.store(true, Ordering::Relaxed);
     }
 
     pub fn state(&self) -> PartitionState {

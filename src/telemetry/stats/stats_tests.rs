@@ -216,6 +216,20 @@ fn a_source_partition_without_a_leader_is_named_after_a_minute() {
     assert_ready_at(&f, now + 61_000, "a leader again");
 }
 
+/// A partition's transient error is shown until its position moves again; one that
+/// stopped it stays.
+#[test]
+fn a_partitions_transient_error_goes_once_it_moves() {
+    let (_, p) = started_with_a_partition();
+    p.error("topic t partition 0 has no leader".into());
+    assert!(p.last_error().is_some());
+    p.advanced(5);
+    assert_eq!(p.last_error(), None);
+    p.set_state(PartitionState::Failed, Some("MESSAGE_TOO_LARGE".into()));
+    p.advanced(6);
+    assert_eq!(p.last_error().as_deref(), Some("MESSAGE_TOO_LARGE"));
+}
+
 /// Each failing side is reported with its own last error: a source error that came after
 /// the target's is not shown as the reason the target fails. A side failing for a moment
 /// (a leader moving) is not a reason yet.

@@ -129,6 +129,16 @@ async fn serve_frames<R, W>(
                 tracing::debug!(%peer, error = %e, "Connection closed by the peer.");
                 break;
             }
+            Some(Err(e)) if is_too_large(&e) => {
+                // Kafka: NetworkReceive.readFrom (InvalidReceiveException)
+                let limit_bytes = if frame_limit_raised {
+                    broker.config.max_frame_bytes
+                } else {
+                    first_limit
+                };
+                tracing::warn!(%peer, limit_bytes, "Closing connection: a request larger than socket.request.max.bytes (or, before SASL authentication, sasl.server.max.receive.size).");
+                break;
+            }
             Some(Err(e)) => {
                 tracing::warn!(%peer, error = %e, "Closing connection: unreadable frame.");
                 break;
@@ -302,5 +312,37 @@ fn is_disconnect(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
-    )
+    ) || is_closed_mid_frame(e)
+}
+
+/// The peer closed the connection in the middle of a frame (tokio-util's length codec at
+/// the end of the stream): a client going away, as routine as a reset.
+fn is_closed_mid_frame(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Other && e.to_string() == "bytes remaining on stream"
+}
+
+/// A frame whose length prefix is above the connection's limit.
+fn is_too_large(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<tokio_util::codec::LengthDelimitedCodecError>())
+}
+
+#[cfg(test)]
+mod read_error_tests {
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    /// The length codec's errors are told apart: a frame above the limit, and a peer
+    /// gone in the middle of a frame (routine, not an unreadable frame).
+    #[test]
+    fn frame_errors_are_told_apart() {
+        let mut codec = kmirror_wire::frame::codec(100);
+        let mut big = BytesMut::from(&1_000u32.to_be_bytes()[..]);
+        let e = codec.decode(&mut big).unwrap_err();
+        assert!(super::is_too_large(&e) && !super::is_disconnect(&e), "{e}");
+        let mut codec = kmirror_wire::frame::codec(100);
+        let mut half = BytesMut::from(&[0, 0, 0, 10, 1, 2][..]);
+        let e = codec.decode_eof(&mut half).unwrap_err();
+        assert!(super::is_disconnect(&e) && !super::is_too_large(&e), "{e}");
+    }
 }

@@ -66,7 +66,9 @@ impl From<NoCommonVersion> for RequestError {
 }
 
 enum State {
-    Open(HashMap<i32, oneshot::Sender<Bytes>>),
+    /// Requests on the wire by correlation id: the waiter, or `None` once it stopped
+    /// waiting (timed out or cancelled), so that its late response is known and dropped.
+    Open(HashMap<i32, Option<oneshot::Sender<Bytes>>>),
     Poisoned(Arc<str>),
 }
 
@@ -414,7 +416,7 @@ impl Messenger {
             let mut st = self.shared.state.lock().expect("messenger state lock");
             match &mut *st {
                 State::Open(map) => {
-                    map.insert(correlation_id, tx);
+                    map.insert(correlation_id, Some(tx));
                 }
                 State::Poisoned(r) => return Err(RequestError::Poisoned { reason: r.clone() }),
             }
@@ -486,9 +488,21 @@ async fn read_loop<R: AsyncRead + Unpin>(mut frames: FrameReader<R>, shared: Arc
             State::Open(map) => map.remove(&correlation_id),
             State::Poisoned(_) => return,
         };
-        // A missing waiter was cancelled or timed out; its response is dropped.
-        if let Some(w) = waiter {
-            let _ = w.send(frame);
+        match waiter {
+            Some(Some(w)) => {
+                let _ = w.send(frame);
+            }
+            // Its request timed out or was cancelled: dropped.
+            Some(None) => {}
+            // No request has this id: the stream is out of step, and every later response
+            // could be matched to the wrong request.
+            // Kafka: NetworkClient.correlate (CorrelationIdMismatchException)
+            None => {
+                shared.poison(&format!(
+                    "the broker answered correlation id {correlation_id}, which no request on this connection has"
+                ));
+                return;
+            }
         }
     }
 }
@@ -496,3 +510,7 @@ async fn read_loop<R: AsyncRead + Unpin>(mut frames: FrameReader<R>, shared: Arc
 #[cfg(test)]
 #[path = "setup_tests.rs"]
 mod setup_tests;
+
+#[cfg(test)]
+#[path = "read_tests.rs"]
+mod read_tests;

@@ -12,7 +12,7 @@ use super::{RequestError, Shared, State};
 use crate::frame;
 
 /// A request on the wire whose response has not been read yet. Dropping it forgets the
-/// request; its response, when it comes, is discarded.
+/// request; its response, when it comes, is discarded (the connection stays in step).
 pub struct Pending<R: Request> {
     pub(super) shared: Arc<Shared>,
     pub(super) correlation_id: i32,
@@ -75,8 +75,11 @@ impl<R: Request> Pending<R> {
 impl<R: Request> Drop for Pending<R> {
     fn drop(&mut self) {
         if let Ok(mut st) = self.shared.state.lock() {
+            // Still on the wire: its response, when it comes, is dropped.
             if let State::Open(map) = &mut *st {
-                map.remove(&self.correlation_id);
+                if let Some(waiter) = map.get_mut(&self.correlation_id) {
+                    *waiter = None;
+                }
             }
         }
     }

@@ -1,0 +1,60 @@
+//! The read loop keeps the connection in step: a response matches a request on the wire,
+//! or the connection is broken at once.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest, MetadataResponse};
+
+use super::{Messenger, MessengerConfig};
+use crate::frame::{self, RequestPrefix};
+
+/// A response whose correlation id no request has (a broken peer or proxy) breaks the
+/// connection at once, as Kafka's NetworkClient does, instead of leaving the request to
+/// its timeout and matching later responses to the wrong requests.
+#[tokio::test]
+async fn a_response_no_request_awaits_breaks_the_connection_at_once() {
+    let (client, peer) = tokio::io::duplex(1 << 16);
+    let (read, write) = tokio::io::split(client);
+    let peer = tokio::spawn(async move {
+        let mut frames = tokio_util::codec::Framed::new(peer, frame::codec(1 << 20));
+        // ApiVersions, answered.
+        let request = frames.next().await.unwrap().unwrap();
+        let prefix = RequestPrefix::peek(&request).unwrap();
+        let versions = ApiVersionsResponse::default().with_api_keys(vec![
+            ApiVersion::default().with_api_key(18).with_max_version(3),
+            ApiVersion::default().with_api_key(3).with_max_version(12),
+        ]);
+        let body = frame::encode_response(prefix.correlation_id, prefix.api_version, &versions);
+        frames.send(body.unwrap()).await.unwrap();
+        // Metadata, answered with another request's id.
+        let request = frames.next().await.unwrap().unwrap();
+        let prefix = RequestPrefix::peek(&request).unwrap();
+        let body = frame::encode_response(
+            prefix.correlation_id + 1000,
+            prefix.api_version,
+            &MetadataResponse::default(),
+        );
+        frames.send(body.unwrap()).await.unwrap();
+        // Open, and silent, from here on.
+        std::future::pending::<()>().await;
+    });
+    let config = MessengerConfig {
+        request_timeout: Duration::from_secs(120),
+        ..MessengerConfig::default()
+    };
+    let m = Messenger::over("peer".into(), read, write, config)
+        .await
+        .expect("set up");
+    let got = tokio::time::timeout(
+        Duration::from_secs(30),
+        m.send_at(&MetadataRequest::default(), 12),
+    )
+    .await
+    .expect("failed at once, not after its request timeout");
+    let error = got.expect_err("no response of its own").to_string();
+    assert!(error.contains("correlation id"), "{error}");
+    assert!(m.is_poisoned());
+    peer.abort();
+}

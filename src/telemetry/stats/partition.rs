@@ -95,7 +95,7 @@ impl PartitionStats {
     }
 
     pub fn fetched(&self, high_watermark: i64, last_stable_offset: i64) {
-        self.note_caught_up(last_stable_offset, super::now_ms());
+        self.note_caught_up(last_stable_offset, super::now_ms);
         self.high_watermark.store(high_watermark, Ordering::Relaxed);
         self.last_stable_offset
             .store(last_stable_offset, Ordering::Relaxed);
@@ -115,7 +115,7 @@ impl PartitionStats {
     /// offset) while this partition is not fetched (its memory share is full): both ends
     /// only move up by it, as a Fetch that answers meanwhile is as new.
     pub fn listed(&self, last_stable_offset: i64) {
-        self.note_caught_up(last_stable_offset, super::now_ms());
+        self.note_caught_up(last_stable_offset, super::now_ms);
         self.high_watermark
             .fetch_max(last_stable_offset, Ordering::Relaxed);
         self.last_stable_offset
@@ -151,11 +151,12 @@ impl PartitionStats {
         self.advanced_ms.load(Ordering::Relaxed)
     }
 
-    /// Notes `now_ms` when the source's end (`last_stable_offset`) is no further than the
+    /// Notes `now_ms()` when the source's end (`last_stable_offset`) is no further than the
     /// position: the partition is caught up, whether or not it moved lately.
-    pub(super) fn note_caught_up(&self, last_stable_offset: i64, now_ms: i64) {
+    /// The clock is read only then: most Fetches of a partition that is behind skip it.
+    pub(super) fn note_caught_up(&self, last_stable_offset: i64, now_ms: impl FnOnce() -> i64) {
         if last_stable_offset >= 0 && last_stable_offset <= self.position() {
-            self.caught_up_ms.store(now_ms, Ordering::Relaxed);
+            self.caught_up_ms.store(now_ms(), Ordering::Relaxed);
         }
     }
 

@@ -185,7 +185,7 @@ fn an_idle_partition_that_gets_a_record_is_not_stalled_at_once() {
     let now = now_ms();
     f.last_ack_ms.store(now + 120_000, Ordering::Relaxed);
     // Fetches find it caught up for 90 s; then one record arrives.
-    p.note_caught_up(0, now + 90_000);
+    p.note_caught_up(0, || now + 90_000);
     p.fetched(1, 1);
     assert_ready_at(&f, now + 91_000, "behind for a second");
     assert_one_reason_at(

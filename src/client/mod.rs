@@ -365,10 +365,10 @@ impl ClusterClient {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ClientError>>,
     {
-        let mut backoff = Backoff::new(BackoffConfig {
-            deadline,
-            ..self.config.backoff
-        });
+        // Made at the first failure, its deadline still counted from now: most calls
+        // succeed at once (one per produced batch).
+        let started = deadline.map(|_| std::time::Instant::now());
+        let mut backoff: Option<Backoff> = None;
         let mut attempts = 0u32;
         loop {
             let err = match op().await {
@@ -380,6 +380,14 @@ impl ClusterClient {
             if class == ErrorClass::Fatal {
                 return Err(err);
             }
+            let backoff = backoff.get_or_insert_with(|| {
+                Backoff::new(BackoffConfig {
+                    deadline: deadline
+                        .zip(started)
+                        .map(|(d, s)| d.saturating_sub(s.elapsed())),
+                    ..self.config.backoff
+                })
+            });
             let Some(delay) = backoff.next_delay() else {
                 return Err(ClientError::GaveUp {
                     cluster: self.config.cluster.clone(),

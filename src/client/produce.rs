@@ -103,19 +103,26 @@ pub fn request(
     batches: impl IntoIterator<Item = (ProduceTarget, Bytes)>,
     timeout_ms: i32,
 ) -> ProduceRequest {
-    let mut topics: Vec<TopicProduceData> = Vec::new();
+    let batches = batches.into_iter();
+    // Room for every partition in its topic's list (a request usually holds one topic).
+    let partitions = batches.size_hint().0;
+    let mut topics: Vec<TopicProduceData> = Vec::with_capacity(1);
     for (target, records) in batches {
         let data = PartitionProduceData::default()
             .with_index(target.partition)
             .with_records(Some(records));
         match topics.iter_mut().find(|t| t.name.0 == target.topic) {
             Some(t) => t.partition_data.push(data),
-            None => topics.push(
-                TopicProduceData::default()
-                    .with_name(TopicName(target.topic))
-                    .with_topic_id(target.topic_id.unwrap_or_default())
-                    .with_partition_data(vec![data]),
-            ),
+            None => {
+                let mut partition_data = Vec::with_capacity(partitions.max(1));
+                partition_data.push(data);
+                topics.push(
+                    TopicProduceData::default()
+                        .with_name(TopicName(target.topic))
+                        .with_topic_id(target.topic_id.unwrap_or_default())
+                        .with_partition_data(partition_data),
+                );
+            }
         }
     }
     ProduceRequest::default()

@@ -132,7 +132,7 @@ pub(super) async fn combine(
 /// they fit [`MAX_REQUEST_BYTES`]. A partition's later batches keep their order for the
 /// requests after, so they reach the target in the order the partition handed them over.
 pub(super) fn take_request(waiting: &mut VecDeque<Submission>) -> Vec<Submission> {
-    let mut taken: Vec<Submission> = Vec::new();
+    let mut taken: Vec<Submission> = Vec::with_capacity(waiting.len().min(64));
     let mut bytes = 0usize;
     let mut i = 0;
     while let Some(next) = waiting.get(i) {

@@ -114,12 +114,21 @@ impl LeastRecent {
 
     fn record(&self, sample: Duration) {
         let mut r = self.samples.lock().expect("samples lock");
-        if r.len() == self.window {
-            r.pop_front();
-        }
+        let dropped = if r.len() == self.window {
+            r.pop_front()
+        } else {
+            None
+        };
         r.push_back(sample);
         if r.len() >= self.needed {
-            let least = r.iter().min().map_or(u64::MAX, |d| micros(*d));
+            // The least changes only when the new sample is below it or the dropped one
+            // was it; otherwise no need to look at all of them (one call per answer).
+            let known = self.least_us.load(Ordering::Relaxed);
+            let least = if known == u64::MAX || dropped.is_some_and(|d| micros(d) <= known) {
+                r.iter().min().map_or(u64::MAX, |d| micros(*d))
+            } else {
+                known.min(micros(sample))
+            };
             self.least_us.store(least, Ordering::Relaxed);
         }
     }
@@ -301,16 +310,22 @@ impl ProduceLane {
         records: Bytes,
     ) -> Result<oneshot::Receiver<Answer>, RequestError> {
         let (answer, rx) = oneshot::channel();
-        self.tx
-            .send(Submission {
-                target,
-                records,
-                answer,
-            })
-            .await
-            .map_err(|_| RequestError::Poisoned {
-                reason: "the produce lane closed".into(),
-            })?;
+        let closed = || RequestError::Poisoned {
+            reason: "the produce lane closed".into(),
+        };
+        let submission = Submission {
+            target,
+            records,
+            answer,
+        };
+        // Without a wait when the queue has room, as it mostly has (one call per batch).
+        match self.tx.try_send(submission) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(submission)) => {
+                self.tx.send(submission).await.map_err(|_| closed())?;
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(closed()),
+        }
         Ok(rx)
     }
 }

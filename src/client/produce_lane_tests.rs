@@ -517,3 +517,28 @@ async fn before_produces_are_sampled_the_least_connect_round_trip_counts() {
         slow_lane.round_trip()
     );
 }
+
+/// The least of the last few samples follows the window: a new least counts at once, and
+/// when the least leaves the window the next least of those left takes its place.
+#[test]
+fn the_least_recent_sample_follows_its_window() {
+    let ms = Duration::from_millis;
+    let least = LeastRecent::new(3, 2);
+    least.record(ms(5));
+    assert_eq!(least.get(), None, "fewer samples than needed");
+    least.record(ms(7));
+    assert_eq!(least.get(), Some(ms(5)));
+    least.record(ms(2));
+    assert_eq!(least.get(), Some(ms(2)), "a new least");
+    least.record(ms(9)); // 5 leaves: 7, 2, 9
+    assert_eq!(least.get(), Some(ms(2)));
+    least.record(ms(8)); // 7 leaves: 2, 9, 8
+    assert_eq!(least.get(), Some(ms(2)));
+    least.record(ms(6)); // 2 leaves: 9, 8, 6
+    assert_eq!(least.get(), Some(ms(6)), "the least left the window");
+    least.record(ms(10)); // 9 leaves: 8, 6, 10
+    least.record(ms(11)); // 8 leaves: 6, 10, 11
+    assert_eq!(least.get(), Some(ms(6)));
+    least.record(ms(12)); // 6 leaves: 10, 11, 12
+    assert_eq!(least.get(), Some(ms(10)));
+}

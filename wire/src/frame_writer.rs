@@ -53,6 +53,9 @@ const MAX_IOV: usize = 256;
 const MAX_FRAMES_PER_ROUND: usize = 64;
 /// A round takes no more frames once it has copied this much.
 const MAX_COPIED_PER_ROUND_BYTES: usize = 64 << 10;
+/// Room the gather buffer takes at the start of a round: a Produce request's pieces
+/// between its batches are a few dozen bytes per partition.
+const ROUND_COPY_BYTES: usize = 8 << 10;
 /// What the gather buffer and its list of parts keep between rounds; a larger round (a
 /// frame of many small parts) gives back the rest once written.
 const KEEP_COPY_BYTES: usize = 2 * MAX_COPIED_PER_ROUND_BYTES;
@@ -69,6 +72,12 @@ async fn write_gathered<W: AsyncWrite + Unpin, F: FrameParts>(
         let mut next = Some(first);
         let mut copied = 0;
         while let Some(frame) = next.take() {
+            if held.is_empty() {
+                // Room for a round's copies in one allocation, reclaimed from the last
+                // round (whose pieces are written and dropped) rather than a new one
+                // each time a piece is split off ahead of a part written in place.
+                small.reserve(ROUND_COPY_BYTES);
+            }
             copied += gather(frame.parts(), &mut small, &mut slices)?;
             held.push(frame);
             next = rx.try_recv().ok();

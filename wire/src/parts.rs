@@ -100,7 +100,8 @@ impl<'a> SharingBuf<'a> {
     /// `capacity` is a hint for the encoded (non-shared) bytes.
     pub fn new(capacity: usize, shared: &'a [Bytes]) -> Self {
         Self {
-            parts: Vec::new(),
+            // Each shared payload, the piece before it, and the tail.
+            parts: Vec::with_capacity(2 * shared.len() + 1),
             parts_len: 0,
             tail: BytesMut::with_capacity(capacity),
             shared,

@@ -74,8 +74,12 @@ pub struct Ready {
     /// map) when they are not simply `records` offsets from `first_source_offset` on (a
     /// rebuilt batch); empty otherwise, so a forwarded batch allocates nothing for it.
     pub source_runs: Vec<(i64, i64)>,
-    pub permits: Vec<Arc<Share>>,
+    pub permits: Permits,
 }
+
+/// The memory shares a batch holds: one for a batch forwarded as it is (no allocation),
+/// one per source fetch for a merged one.
+pub type Permits = smallvec::SmallVec<[Arc<Share>; 1]>;
 
 /// Why a partition's batches cannot be produced.
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +262,9 @@ impl Batcher {
         };
         let forward_records =
             (forwardable && first.base_offset >= self.skip_below).then_some(count);
+        if first.data.len() >= self.small_limit(merge_small) {
+            return Ok(self.lone(first, kind, forward_records));
+        }
         let run = self.take_run(first, kind, merge_small);
         Ok(self.forward_or_rebuild(run, kind, forward_records))
     }
@@ -298,25 +305,44 @@ impl Batcher {
         codec: i16,
         forward_records: Option<i32>,
     ) -> Next {
-        let mut parts = 1;
-        if let (1, Some(records)) = (run.len(), forward_records) {
-            let len = run[0].data.len();
-            if let Some(refused) = self.refused_bytes().filter(|&r| len >= r && records > 1) {
-                parts = len.div_ceil((refused / 2).max(1));
+        if run.len() == 1 {
+            let u = run.pop().expect("one unit");
+            return self.lone(u, codec, forward_records);
+        }
+        self.rebuild(run, codec, 1, forward_records)
+    }
+
+    /// One batch: as it is when Kafka takes it from a client and the target has not
+    /// refused its size; otherwise rebuilt (split in parts under a refused size).
+    fn lone(&self, u: Unit, codec: i16, forward_records: Option<i32>) -> Next {
+        let Some(records) = forward_records else {
+            return self.rebuild(vec![u], codec, 1, forward_records);
+        };
+        let len = u.data.len();
+        if let Some(refused) = self.refused_bytes().filter(|&r| len >= r && records > 1) {
+            let parts = len.div_ceil((refused / 2).max(1));
+            if parts > 1 {
+                return self.rebuild(vec![u], codec, parts, forward_records);
             }
         }
-        if let (1, Some(records), 1) = (run.len(), forward_records, parts) {
-            let u = run.pop().expect("one unit");
-            return Next::Ready(Ready {
-                data: u.data,
-                records,
-                first_source_offset: u.base_offset,
-                next_source_offset: u.next_source_offset,
-                leader_epoch: u.leader_epoch,
-                source_runs: Vec::new(),
-                permits: u.permit.into_iter().collect(),
-            });
-        }
+        Next::Ready(Ready {
+            data: u.data,
+            records,
+            first_source_offset: u.base_offset,
+            next_source_offset: u.next_source_offset,
+            leader_epoch: u.leader_epoch,
+            source_runs: Vec::new(),
+            permits: u.permit.into_iter().collect(),
+        })
+    }
+
+    fn rebuild(
+        &self,
+        run: Vec<Unit>,
+        codec: i16,
+        parts: usize,
+        forward_records: Option<i32>,
+    ) -> Next {
         Next::Rebuild(Rebuild {
             run,
             codec,
@@ -327,14 +353,19 @@ impl Batcher {
         })
     }
 
-    /// `first` and, when it is small, the small batches of its codec waiting behind it, up
-    /// to `batch_bytes` in all.
-    fn take_run(&mut self, first: Unit, kind: i16, merge_small: bool) -> Vec<Unit> {
-        let limit = if merge_small {
+    /// Batches under this size are merged with the small ones behind them.
+    fn small_limit(&self, merge_small: bool) -> usize {
+        if merge_small {
             self.batch_bytes / 8
         } else {
             TINY_BATCH_BYTES.min(self.batch_bytes / 8)
-        };
+        }
+    }
+
+    /// `first` and, when it is small, the small batches of its codec waiting behind it, up
+    /// to `batch_bytes` in all.
+    fn take_run(&mut self, first: Unit, kind: i16, merge_small: bool) -> Vec<Unit> {
+        let limit = self.small_limit(merge_small);
         let small = |len: usize| len < limit;
         let verified = |data: &[u8]| {
             BatchView::parse(data, 0)

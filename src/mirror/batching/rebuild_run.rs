@@ -7,8 +7,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use kmirror_wire::rebuild::Rebuilder;
 
-use super::{Ready, ShapeError, Unit};
-use crate::mirror::memory::Share;
+use super::{Permits, Ready, ShapeError, Unit};
 use crate::mirror::source_runs::part_offsets;
 
 /// A run of waiting batches to rebuild into one, owned, so that it can be rebuilt on any
@@ -63,7 +62,7 @@ impl Rebuild {
             batch_bytes,
             ..
         } = self;
-        let mut permits: Vec<Arc<Share>> = Vec::new();
+        let mut permits = Permits::new();
         for u in &run {
             if let Some(p) = &u.permit {
                 if !permits.last().is_some_and(|l| Arc::ptr_eq(l, p)) {

@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -12,7 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::client::produce_lane::Answer;
 use crate::client::ClientError;
-use crate::mirror::memory::Share;
+use crate::mirror::batching::Permits;
 
 /// One Produce request of the window, in source order.
 pub(super) struct InFlight {
@@ -32,7 +31,7 @@ pub(super) struct InFlight {
     /// task per batch).
     pub(super) pending: Option<Pending>,
     /// The memory this batch holds until it is acknowledged.
-    pub(super) _permits: Vec<Arc<Share>>,
+    pub(super) _permits: Permits,
 }
 
 /// A batch's oldest and newest record timestamps (ms) as telemetry shows them: the base

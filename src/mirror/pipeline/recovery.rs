@@ -347,7 +347,7 @@ mod tests {
             records: 6_000,
             source_runs: vec![(1_000, 3_000), (5_000, 3_000)],
             pending: None,
-            _permits: Vec::new(),
+            _permits: crate::mirror::batching::Permits::new(),
         }
     }
 

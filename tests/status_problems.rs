@@ -1,7 +1,8 @@
 //! What keeps a flow from mirroring shows where an operator looks: `/readyz`, `/status`,
 //! `/metrics` and `kmirror status`, not only a log line. A source down at start keeps the
 //! flow not ready (and `READY=1` unsent, "Flow started" not logged) until discovery reads it, and a
-//! source that goes down is retried with backoff and logged once; a setup that keeps
+//! source that goes down is retried with backoff and logged once, its partitions' lag
+//! unknown rather than stale; a setup that keeps
 //! failing (a wrong SASL password) shows its error; topics the flow matches but cannot
 //! mirror are listed with their reasons and counted. A target that stops answering holds
 //! fetching back, and the lag still shows the whole backlog.
@@ -96,6 +97,12 @@ fn a_source_down_at_start_keeps_the_flow_not_ready_until_discovery_reads_it() {
     wait_until("a counted discovery failure", &daemon, || {
         let flow = flow_status(&listen, &daemon);
         (flow["errors"]["discovery"].as_u64()? > 0).then_some(())
+    });
+    // The lag seen before the source went down is stale (its producers may go on where
+    // only the link to it is down): once Fetches have failed for a while, it is unknown.
+    wait_until("the partitions' lag unknown", &daemon, || {
+        let flow = flow_status(&listen, &daemon);
+        (flow["lag_unknown_partitions"].as_u64()? == 2).then_some(())
     });
     // Fetches from the source that is down back off, and are logged at WARN once, not
     // each time: five more discovery rounds (a second apart) see at most two such lines.

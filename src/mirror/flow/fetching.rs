@@ -23,6 +23,7 @@ use crate::client::fetch::{self, FetchWant};
 use crate::client::ClientError;
 use crate::mirror::memory::Reservation;
 use crate::mirror::progress::SourcePartition;
+use crate::telemetry::http::FAILING_GRACE_MS;
 
 /// A Fetch response asks for at most this fraction of the fetch pool, so that several are on
 /// their way at once; one shared by several partitions also for no more than the headroom
@@ -510,6 +511,17 @@ impl FlowRunner {
                     tracing::debug!(flow = %self.flow.name, leader, error = %e, failures, retry_in_ms, "Fetch failed; retrying.");
                 }
                 self.stats.source_failed(&e);
+                // Its partitions' last lag grows stale while the source goes on: unknown
+                // once no Fetch of theirs has answered for as long as a failing side takes
+                // to be reported (one failure alone is a blip, retried at once).
+                let stale = Duration::from_millis(FAILING_GRACE_MS as u64);
+                for sp in &partitions {
+                    if let Some(r) = self.partitions.get(sp) {
+                        if r.stats.fetched_ago().is_none_or(|ago| ago >= stale) {
+                            r.stats.fetch_failed();
+                        }
+                    }
+                }
                 fetches
                     .leader_not_before
                     .insert(leader, Instant::now() + retry);

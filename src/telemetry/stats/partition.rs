@@ -160,6 +160,14 @@ impl PartitionStats {
         }
     }
 
+    /// Fetches of the partition fail (its leader is unreachable, e.g. the link to the
+    /// source's datacenter is down): its lag is unknown, not the last one seen, until a
+    /// Fetch answers again ([`Self::fetched`]).
+    pub fn fetch_failed(&self) {
+        self.high_watermark.store(-1, Ordering::Relaxed);
+        self.last_stable_offset.store(-1, Ordering::Relaxed);
+    }
+
     /// The source partition has no leader (`true`; its lag is unknown until a Fetch
     /// answers again), or has one again.
     pub fn set_leaderless(&self, leaderless: bool) {

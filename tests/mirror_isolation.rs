@@ -8,7 +8,8 @@
 //!
 //! A source partition without a leader when the flow starts (its only replica's node is
 //! down) cannot give its start offset: it waits, counted with an unknown lag and named by
-//! `/readyz`, while the other partitions are mirrored; it starts once its node is back.
+//! `/readyz`, while the other partitions are mirrored; it starts once its node is back
+//! (with `start_from: latest`, at the source's end, as the others did).
 //!
 //! A target partition with fewer in-sync replicas than its `min.insync.replicas` refuses
 //! acks=all produces (NOT_ENOUGH_REPLICAS, as Kafka's Partition.appendRecordsToLeader):
@@ -202,6 +203,73 @@ fn a_source_partition_without_a_leader_at_start_waits_and_stalls_nothing_else() 
     });
     source.node(2, "start");
     said("The source partition has a leader again");
+}
+
+/// With `start_from: latest`, a partition found at the flow's first start whose leader is
+/// down then starts at the source's end once its leader is back, as the others did: what
+/// was written to it before the flow started is not mirrored, what comes after is.
+#[test]
+fn start_from_latest_applies_to_a_partition_that_could_start_only_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = ThreeNodes::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (topic, replicas) in [("a-offline", [2]), ("free", [0])] {
+        let acked = dir.path().join(format!("{topic}-before.json"));
+        Produce {
+            create: true,
+            records: 0,
+            ..Produce::new(&source.addr(), topic, 1, &acked)
+        }
+        .run();
+        rt.block_on(reassign(&source.addr(), topic, 0, &replicas));
+        Produce {
+            records: 100,
+            ..Produce::new(&source.addr(), topic, 1, &acked)
+        }
+        .run();
+    }
+    source.node(2, "stop");
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        "  - name: iso\n    source: east\n    target: west\n    topics: { include: [\"a-offline|free\"] }\n    rename: \"{topic}\"\n    start_from: latest\n    discovery_interval: 1s\n",
+    );
+    let daemon = DaemonProcess::start(&config);
+    let said = |line: &str| {
+        let found = daemon.log.wait_for(line, Duration::from_secs(60));
+        assert!(found, "no {line:?}:\n{}", daemon.log.tail(30));
+    };
+    // The first round is over once it says the partition it could not start.
+    said("Cannot find the start offset");
+    let after: Vec<_> = ["free", "a-offline"]
+        .iter()
+        .map(|t| dir.path().join(format!("{t}-after.json")))
+        .collect();
+    let free = Produce {
+        records: 50,
+        ..Produce::new(&source.addr(), "free", 1, &after[0])
+    }
+    .run();
+    wait_for_records(&rt, &target.addr(), "free", free as i64, &daemon);
+
+    source.node(2, "start");
+    said("Found the start offset; the partition starts.");
+    let offline = Produce {
+        records: 30,
+        ..Produce::new(&source.addr(), "a-offline", 1, &after[1])
+    }
+    .run();
+    wait_for_records(&rt, &target.addr(), "a-offline", offline as i64, &daemon);
+    for (topic, acked, n) in [("free", &after[0], free), ("a-offline", &after[1], offline)] {
+        records::verify(&target.addr(), topic, 1, acked, None).assert_complete_and_ordered(n);
+        assert_eq!(
+            rt.block_on(high_watermarks(&target.addr(), topic)),
+            n as i64,
+            "{topic}: records written before the flow started were mirrored:\n{}",
+            daemon.log.tail(30)
+        );
+    }
 }
 
 #[test]

@@ -66,6 +66,11 @@ pub(super) struct Discovery {
     started: HashSet<SourcePartition>,
     /// New partitions whose start offset the source could not give (said once each).
     unstarted: HashSet<SourcePartition>,
+    /// Partitions found at the flow's first start (`start_from: latest`) that could not
+    /// start then (their leader down): they start at the source's end once they can, as
+    /// the others did, not from their beginning as partitions found later do. Kept for
+    /// this run only: after a restart they count as found later.
+    latest_pending: HashSet<SourcePartition>,
     /// Source topics of started partitions found gone from the source (reported once).
     missing: HashSet<String>,
     /// Whether source and target were found to be one cluster ([`same_cluster`]): once
@@ -93,6 +98,7 @@ impl Discovery {
             recreated: HashSet::new(),
             started: HashSet::new(),
             unstarted: HashSet::new(),
+            latest_pending: HashSet::new(),
             missing: HashSet::new(),
             one_cluster: false,
             reported_unknown_configs: Default::default(),
@@ -214,6 +220,7 @@ impl Discovery {
         let waiting: HashSet<&SourcePartition> = new.iter().map(|(sp, ..)| sp).collect();
         self.stats.retain_not_started(|sp| waiting.contains(sp));
         self.unstarted.retain(|sp| waiting.contains(sp));
+        self.latest_pending.retain(|sp| waiting.contains(sp));
         let this = &*self;
         let starts: Vec<_> = futures::stream::iter(new)
             .map(|(sp, target_topic, topic_id)| async move {
@@ -229,6 +236,7 @@ impl Discovery {
                     if self.unstarted.remove(&sp) {
                         tracing::info!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, next_source_offset = start.next_source_offset, "Found the start offset; the partition starts.");
                     }
+                    self.latest_pending.remove(&sp);
                     self.started.insert(sp.clone());
                     found.push(Found::Start {
                         partition: sp,
@@ -238,6 +246,10 @@ impl Discovery {
                     });
                 }
                 Err(e) => {
+                    if !self.progress.is_initialised() && self.flow.start_from == StartFrom::Latest
+                    {
+                        self.latest_pending.insert(sp.clone());
+                    }
                     if self.unstarted.insert(sp.clone()) {
                         tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, error = %e, "Cannot find the start offset; the partition waits, and the next discovery round asks again.");
                     }
@@ -289,11 +301,13 @@ impl Discovery {
         if let Some(p) = self.progress.get(sp) {
             return Ok(p);
         }
-        // `start_from` applies at the flow's first start only (stored, see `round`);
-        // partitions found later, even while the daemon was stopped, are new: mirrored
-        // from their start, so nothing is lost.
-        let timestamp = match (self.progress.is_initialised(), self.flow.start_from) {
-            (false, StartFrom::Latest) => list_offsets::LATEST,
+        // `start_from` applies at the flow's first start only (stored, see `round`), and
+        // to the partitions found then that could start only later; partitions found
+        // later, even while the daemon was stopped, are new: mirrored from their start,
+        // so nothing is lost.
+        let first_found = !self.progress.is_initialised() || self.latest_pending.contains(sp);
+        let timestamp = match (first_found, self.flow.start_from) {
+            (true, StartFrom::Latest) => list_offsets::LATEST,
             _ => list_offsets::EARLIEST,
         };
         let source = &self.source;

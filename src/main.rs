@@ -123,6 +123,11 @@ enum Command {
         /// a failover is refused, since its consumers would read those records again.
         #[arg(long)]
         allow_rewind: bool,
+        /// With the source cluster down, where the group had read past what was mirrored
+        /// (those records never reached the target), commit the end of what was mirrored
+        /// there: without it such a failover is refused at once, saying how many records.
+        #[arg(long)]
+        to_mirrored_end: bool,
     },
     /// Delete what a flow stored for one source topic (positions, offset maps, topic id) from
     /// the progress topic on its target, so that its next start mirrors the topic as new:
@@ -273,6 +278,7 @@ fn main() -> ExitCode {
             timeout,
             dry_run,
             allow_rewind,
+            to_mirrored_end,
             ..
         } => {
             use kmirror::offsets::failover::{failover, Failover};
@@ -282,6 +288,7 @@ fn main() -> ExitCode {
                 timeout,
                 dry_run,
                 allow_rewind,
+                to_mirrored_end,
             };
             printed(runtime.block_on(failover(&topology, &args)), "failover")
         }

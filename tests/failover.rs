@@ -155,6 +155,66 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
 /// `east.orders` there, and west's own `orders` written meanwhile), then fails back to the
 /// restarted east: `east.orders` translates back through east-to-west's map to east's
 /// `orders`, west's `orders` forward to east's `west.orders`. Every record is read once.
+/// With the source down, a group that had read past what was mirrored (the mirror held
+/// back by a rate limit) cannot be translated there, and waiting cannot help: refused at
+/// once, saying how many records never reached the target (not after `--timeout`); with
+/// `--to-mirrored-end` the group starts where the mirror ends.
+#[test]
+fn a_group_ahead_of_the_mirror_fails_over_to_its_end_only_when_asked() {
+    let (dir, [mut source, target]) = brokers();
+    assert_eq!(produce(&source.addr(), 250, &dir.path().join("acked")), 500);
+    let flow = |limits: &str| {
+        format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n{limits}    groups: {{ include: [\"app\"], sync_offsets: true, interval: 1s }}\n")
+    };
+    let clusters = [("east", source.addr()), ("west", target.addr())];
+    let clusters = clusters.map(|(n, a)| (n, a.to_string()));
+    let clusters: Vec<(&str, &str)> = clusters.iter().map(|(n, a)| (*n, a.as_str())).collect();
+    let config = write_topology(dir.path(), &clusters, &flow(""));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut daemon = DaemonProcess::start(&config);
+    support::cluster::wait_for_records(&rt, &target.addr(), TOPIC, 500, &daemon);
+    // The mirror falls behind (one record a second), while the application reads on.
+    daemon.terminate_ok();
+    write_topology(
+        dir.path(),
+        &clusters,
+        &flow("    limits: { records_per_sec: 1 }\n"),
+    );
+    daemon.restart();
+    Produce {
+        records: 50,
+        linger_ms: 20,
+        ..Produce::new(&source.addr(), TOPIC, PARTITIONS, &dir.path().join("more"))
+    }
+    .run();
+    assert_eq!(consume_some(&source.addr(), TOPIC, "app", 600).len(), 600);
+    assert!(
+        daemon
+            .log
+            .wait_for("is not mirrored yet", Duration::from_secs(60)),
+        "the group sync did not keep the group's offsets:\n{}",
+        daemon.log.tail(30)
+    );
+    source.kill9();
+    let config = config.to_str().unwrap().to_string();
+    let args = ["--flow", FLOW, "--group", "app", "--timeout", "120s"];
+    let (ok, err) = kmirror_run(&[&["failover", &config][..], &args].concat());
+    assert!(
+        !ok && err.contains("never reached the target") && err.contains("--to-mirrored-end"),
+        "{err}"
+    );
+    let dry = dry_run(&config);
+    assert!(dry.contains("refuses unless --to-mirrored-end"), "{dry}");
+    let out = kmirror_ok(&[&["failover", &config][..], &args, &["--to-mirrored-end"]].concat());
+    assert!(out.contains("Committed"), "{out}");
+    // The group starts after the last record mirrored: the target's end, as nothing more
+    // comes while the source is down.
+    let end = rt.block_on(support::cluster::high_watermarks(&target.addr(), TOPIC));
+    let committed: i64 = committed(&target.addr(), TOPIC, "app").values().sum();
+    assert!(end < 600, "the rate limit let everything through: {end}");
+    assert_eq!(committed, end, "{out}");
+}
+
 #[test]
 fn a_group_fails_back_to_its_home_cluster() {
     let (dir, [mut east, west]) = brokers();

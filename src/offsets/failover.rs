@@ -6,7 +6,10 @@
 //!    with its progress.
 //! 2. Waits (up to `--timeout`, showing progress) until every one of them is mirrored,
 //!    re-reading the flow's progress from the target; an offset that cannot be translated
-//!    (below the source log start, or before the offset map began) fails at once.
+//!    (below the source log start, or before the offset map began) fails at once. With the
+//!    source down the mirror cannot progress: where the group had read past it, the
+//!    failover fails at once, saying how many records never reached the target, unless
+//!    `--to-mirrored-end`, which commits the end of what was mirrored there.
 //! 3. Refuses while the target group has active members: its consumers own its offsets;
 //!    and, unless `--allow-rewind`, where the target group is already ahead of the
 //!    translated offsets (it has consumed there since, e.g. after an earlier failover).
@@ -42,6 +45,9 @@ pub struct Failover {
     pub dry_run: bool,
     /// Commit where the target group is ahead of the translation, too.
     pub allow_rewind: bool,
+    /// With the source down, commit the end of what was mirrored where the group had read
+    /// past it.
+    pub to_mirrored_end: bool,
 }
 
 /// Where the group's source offsets came from.
@@ -72,6 +78,9 @@ pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, St
     }
     let deadline = Instant::now() + args.timeout;
     let with_log_start = matches!(origin, Origin::Source);
+    // Target offsets committed where the group had read past the mirror (source down,
+    // `--to-mirrored-end`).
+    let mut mirrored_ends: HashMap<(String, i32), i64> = HashMap::new();
     let rows = loop {
         let mut rows = Vec::new();
         for c in &committed {
@@ -99,6 +108,13 @@ pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, St
             .filter(|r| r.translation.target_offset().is_none())
             .collect();
         if waiting.is_empty() {
+            break rows;
+        }
+        // With the source down the mirror cannot get there: waiting is pointless.
+        if matches!(origin, Origin::Stored { .. }) {
+            let ends = past_the_mirror(&offsets, group, &waiting, &rows, args).await?;
+            let _ = writeln!(out, "{}", ends.said);
+            mirrored_ends = ends.target_offsets;
             break rows;
         }
         let behind: Vec<String> = waiting.iter().map(|r| behind(r)).collect();
@@ -141,10 +157,11 @@ pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, St
     let commit: Vec<Committed> = rows
         .iter()
         .filter_map(|r| {
+            let end = mirrored_ends.get(&(r.topic.clone(), r.partition)).copied();
             Some(Committed {
                 topic: r.target_topic.clone(),
                 partition: r.partition,
-                offset: r.translation.target_offset()?,
+                offset: r.translation.target_offset().or(end)?,
                 metadata: metadata
                     .get(&(r.topic.as_str(), r.partition))
                     .map_or_else(String::new, |m| m.to_string()),
@@ -210,6 +227,71 @@ pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, St
     }
     out.push_str(&render(&rows));
     Ok(out)
+}
+
+/// Where the group had read past the mirror while the source is down: what to say, and the
+/// target offsets of the mirror's end on those partitions to commit.
+struct MirroredEnds {
+    said: String,
+    target_offsets: HashMap<(String, i32), i64>,
+}
+
+/// With the source down, the partitions on which the group read past what was mirrored
+/// can never be translated: refused at once (not after `--timeout`), saying how many
+/// records the group read there that never reached the target; with `--to-mirrored-end`
+/// (or in a dry run, to show it) the end of what was mirrored there.
+async fn past_the_mirror(
+    offsets: &FlowOffsets,
+    group: &str,
+    waiting: &[&PartitionOffsets],
+    rows: &[PartitionOffsets],
+    args: &Failover,
+) -> Result<MirroredEnds, String> {
+    let mut target_offsets = HashMap::new();
+    let mut unmirrored = 0i64;
+    let mut ends = Vec::new();
+    for r in waiting {
+        let Translation::NotYet { mirrored_through } = r.translation else {
+            continue;
+        };
+        unmirrored += r.source_offset - mirrored_through;
+        let end = offsets
+            .one(&r.topic, r.partition, mirrored_through, false)
+            .await
+            .and_then(|e| e.translation.target_offset());
+        if let Some(end) = end {
+            target_offsets.insert((r.topic.clone(), r.partition), end);
+            ends.push(format!("{} {}: {end}", r.target_topic, r.partition));
+        }
+    }
+    let behind: Vec<String> = waiting.iter().map(|r| behind(r)).collect();
+    let said = format!(
+        "The source does not answer, so the mirror cannot reach where group {group} had read on {} partition(s) ({}): up to {unmirrored} record(s) it read on the source never reached the target.",
+        waiting.len(),
+        behind.join("; ")
+    );
+    if !args.to_mirrored_end && !args.dry_run {
+        return Err(format!(
+            "{said} Pass --to-mirrored-end to start the group where the mirror ends on those partitions ({}); should the source come back and the daemon mirror those records, the group reads them again there.\n{}",
+            ends.join("; "),
+            render(rows)
+        ));
+    }
+    if target_offsets.len() < waiting.len() {
+        return Err(format!(
+            "{said} The end of what was mirrored is not known on every one of them.\n{}",
+            render(rows)
+        ));
+    }
+    let how = if args.to_mirrored_end {
+        "committing the end of what was mirrored there (--to-mirrored-end)"
+    } else {
+        "a failover refuses unless --to-mirrored-end, which commits the end of what was mirrored there"
+    };
+    Ok(MirroredEnds {
+        said: format!("{said} {how}: {}.", ends.join("; ")),
+        target_offsets,
+    })
 }
 
 /// The group's committed offsets on the flow's partitions, from the source or as stored.

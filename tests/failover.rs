@@ -76,10 +76,22 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
     let everything = read_from(&source.addr(), TOPIC, "0:0,1:0");
     assert_eq!(everything.len(), 500);
     support::cluster::wait_for_records(&rt, &target.addr(), TOPIC, 580, &daemon);
-    // The group sync has read the group's offsets (and committed them on the target).
+    // The application commits its positions again with metadata (Kafka Streams keeps its
+    // stream time there).
     let on_source = committed(&source.addr(), TOPIC, "app");
+    let positions: Vec<String> = on_source.iter().map(|(p, o)| format!("{p}:{o}")).collect();
+    let metadata = "streams-partition-time=1700000000000";
+    commit_with_metadata(&source.addr(), TOPIC, "app", &positions.join(","), metadata);
+    let with_metadata: std::collections::BTreeMap<String, String> = on_source
+        .keys()
+        .map(|p| (p.clone(), metadata.to_string()))
+        .collect();
+    // The group sync has read the group's offsets and metadata (and committed them on the
+    // target).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while committed(&target.addr(), TOPIC, "app").len() < on_source.len() {
+    while committed(&target.addr(), TOPIC, "app").len() < on_source.len()
+        || committed_metadata(&target.addr(), TOPIC, "app") != with_metadata
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "{}",
@@ -100,6 +112,12 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
     assert!(!ok && err.contains("not one of the flow's groups"), "{err}");
     let out = kmirror_ok(&["failover", &config, "--flow", FLOW, "--group", "app"]);
     assert!(out.contains("Committed"), "{out}");
+    // The metadata the group sync kept is committed with the offsets.
+    assert_eq!(
+        committed_metadata(&target.addr(), TOPIC, "app"),
+        with_metadata,
+        "{out}"
+    );
     let after = consume(&target.addr(), TOPIC, "app");
     for p in 0..PARTITIONS as i64 {
         let mut read = partition(&before, p);

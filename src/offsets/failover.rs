@@ -14,7 +14,7 @@
 //!    and, unless `--allow-rewind`, where the target group is already ahead of the
 //!    translated offsets (it has consumed there since, e.g. after an earlier failover).
 //! 4. Commits the translated offsets, with each commit's metadata (as read from the
-//!    source; none from stored offsets), to the same group on the target (not with
+//!    source, or as the group sync kept it), to the same group on the target (not with
 //!    `--dry-run`) and prints what it did. Anything it could not do is an error (exit 1).
 
 use std::collections::HashMap;
@@ -312,16 +312,22 @@ async fn source_offsets(
         Err(_) => format!("no answer within {SOURCE_DEADLINE:?}"),
     };
     match offsets.progress.synced_group(group) {
-        // The group sync keeps offsets, not their metadata.
         Some(stored) => Ok((
             stored
                 .offsets
                 .into_iter()
-                .map(|(topic, partition, offset)| Committed {
-                    topic,
-                    partition,
-                    offset,
-                    metadata: String::new(),
+                .map(|(topic, partition, offset)| {
+                    let metadata = stored
+                        .metadata
+                        .iter()
+                        .find(|(t, p, _)| *t == topic && *p == partition)
+                        .map_or_else(String::new, |(_, _, m)| m.clone());
+                    Committed {
+                        topic,
+                        partition,
+                        offset,
+                        metadata,
+                    }
                 })
                 .collect(),
             Origin::Stored {

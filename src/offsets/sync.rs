@@ -167,6 +167,7 @@ impl GroupSync {
             .unwrap_or_default();
         let mut wanted: Vec<(SourcePartition, i64, Committed)> = Vec::new();
         let mut read = Vec::new();
+        let mut metadata = Vec::new();
         for c in self.source.committed_offsets(group).await? {
             let sp = SourcePartition {
                 topic: c.topic.clone(),
@@ -176,6 +177,9 @@ impl GroupSync {
                 continue; // not a topic of this flow
             };
             read.push((c.topic.clone(), c.partition, c.offset));
+            if !c.metadata.is_empty() {
+                metadata.push((c.topic.clone(), c.partition, c.metadata.clone()));
+            }
             match translation.target_offset() {
                 Some(offset) => wanted.push((
                     sp,
@@ -193,7 +197,7 @@ impl GroupSync {
         // Kept with the progress, for a failover while the source is down; written before
         // anything is committed on the target, so a synced target group has them stored.
         let now = crate::telemetry::stats::now_ms();
-        if !read.is_empty() && self.progress.note_group(group, read, now) {
+        if !read.is_empty() && self.progress.note_group(group, read, metadata, now) {
             self.progress.write(&self.target).await?;
         }
         if wanted.is_empty() {

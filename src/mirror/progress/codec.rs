@@ -78,7 +78,18 @@ pub struct SyncedGroup {
     /// Absent in what was stored before it was kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub committed: Vec<(String, i32, i64)>,
+    /// `(topic, partition, metadata)` of the commits in `offsets` that carried metadata
+    /// (Kafka Streams keeps its stream time there), committed with them by a failover
+    /// while the source is down; none when they came to over [`GROUP_METADATA_BYTES`].
+    /// Absent in what was stored before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metadata: Vec<(String, i32, String)>,
 }
+
+/// The most commit metadata kept per group: Kafka allows 4 KiB per partition
+/// (`offset.metadata.max.bytes`), and a group's notes are one record of the progress
+/// topic, which must fit its `max.message.bytes`.
+pub const GROUP_METADATA_BYTES: usize = 64 << 10;
 
 /// The value of a flow's marker.
 #[derive(Debug, Serialize, Deserialize)]

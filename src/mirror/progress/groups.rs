@@ -3,25 +3,39 @@
 //! source offsets whose translations it last committed to the target group (what tells a
 //! rewound source group from a target group its consumers moved on).
 
+use super::codec::GROUP_METADATA_BYTES;
 use super::{Progress, SyncedGroup};
 
 /// How often the time of a read is written again while a group's offsets stay the same.
 pub const READ_AT_REFRESH_MS: i64 = 60_000;
 
 impl Progress {
-    /// Records the committed source offsets the group sync read for `group` (written with
-    /// the next progress write); whether they changed. What was committed stays. Offsets
-    /// read again unchanged refresh the time of the read every [`READ_AT_REFRESH_MS`], so
-    /// a failover while the source is down says how old they are within that.
+    /// Records the committed source offsets the group sync read for `group`, with the
+    /// metadata of those that carried some (written with the next progress write; the
+    /// metadata only while it comes to at most [`GROUP_METADATA_BYTES`]); whether they
+    /// changed. What was committed stays. Offsets read again unchanged refresh the time
+    /// of the read every [`READ_AT_REFRESH_MS`], so a failover while the source is down
+    /// says how old they are within that.
     pub fn note_group(
         &self,
         group: &str,
         offsets: Vec<(String, i32, i64)>,
+        metadata: Vec<(String, i32, String)>,
         read_at_ms: i64,
     ) -> bool {
+        let kept_bytes: usize = metadata.iter().map(|(t, _, m)| t.len() + m.len()).sum();
+        let metadata = if kept_bytes <= GROUP_METADATA_BYTES {
+            metadata
+        } else {
+            Vec::new()
+        };
         let mut guard = self.lock();
         let st = &mut *guard;
-        if let Some(g) = st.groups.get_mut(group).filter(|g| g.offsets == offsets) {
+        if let Some(g) = st
+            .groups
+            .get_mut(group)
+            .filter(|g| g.offsets == offsets && g.metadata == metadata)
+        {
             if read_at_ms - g.read_at_ms >= READ_AT_REFRESH_MS {
                 g.read_at_ms = read_at_ms;
                 st.groups_dirty.insert(group.to_string());
@@ -39,6 +53,7 @@ impl Progress {
                 offsets,
                 read_at_ms,
                 committed,
+                metadata,
             },
         );
         st.groups_dirty.insert(group.to_string());
@@ -92,9 +107,9 @@ mod tests {
     fn what_was_committed_outlives_later_reads_and_is_stored() {
         let p = Progress::new("f", Loaded::default(), 1 << 20);
         let at = |offset| vec![("t".to_string(), 0, offset)];
-        assert!(p.note_group("g", at(500), 1));
+        assert!(p.note_group("g", at(500), Vec::new(), 1));
         p.note_committed("g", &at(500));
-        assert!(p.note_group("g", at(10), 2));
+        assert!(p.note_group("g", at(10), Vec::new(), 2));
         let g = p.synced_group("g").unwrap();
         assert_eq!((g.offsets, g.committed), (at(10), at(500)));
         let taken = p.take();
@@ -120,12 +135,12 @@ mod tests {
             taken.written = taken.entries.len();
             taken.written
         };
-        assert!(p.note_group("g", at(500), 1_000));
+        assert!(p.note_group("g", at(500), Vec::new(), 1_000));
         assert_eq!(written(), 1);
-        assert!(!p.note_group("g", at(500), 1_000 + READ_AT_REFRESH_MS - 1));
+        assert!(!p.note_group("g", at(500), Vec::new(), 1_000 + READ_AT_REFRESH_MS - 1));
         assert_eq!(written(), 0, "nothing to write yet");
         assert_eq!(p.synced_group("g").unwrap().read_at_ms, 1_000);
-        assert!(!p.note_group("g", at(500), 1_000 + READ_AT_REFRESH_MS));
+        assert!(!p.note_group("g", at(500), Vec::new(), 1_000 + READ_AT_REFRESH_MS));
         assert_eq!(written(), 1, "the read's time is written again");
         assert_eq!(
             p.synced_group("g").unwrap().read_at_ms,

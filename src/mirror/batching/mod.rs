@@ -319,11 +319,10 @@ impl Batcher {
             return self.rebuild(vec![u], codec, 1, forward_records);
         };
         let len = u.data.len();
+        // A refused size is 2 or more, so a batch of that size or more splits in 2 or more.
         if let Some(refused) = self.refused_bytes().filter(|&r| len >= r && records > 1) {
             let parts = len.div_ceil((refused / 2).max(1));
-            if parts > 1 {
-                return self.rebuild(vec![u], codec, parts, forward_records);
-            }
+            return self.rebuild(vec![u], codec, parts, forward_records);
         }
         Next::Ready(Ready {
             data: u.data,
@@ -362,8 +361,8 @@ impl Batcher {
         }
     }
 
-    /// `first` and, when it is small, the small batches of its codec waiting behind it, up
-    /// to `batch_bytes` in all.
+    /// `first`, a small batch ([`Batcher::small_limit`]), and the small batches of its codec
+    /// waiting behind it, up to `batch_bytes` in all.
     fn take_run(&mut self, first: Unit, kind: i16, merge_small: bool) -> Vec<Unit> {
         let limit = self.small_limit(merge_small);
         let small = |len: usize| len < limit;
@@ -372,9 +371,6 @@ impl Batcher {
                 .is_ok_and(|b| b.attributes() & ATTR_CODEC == kind && b.verify_crc().is_ok())
         };
         let mut run = vec![first];
-        if !small(run[0].data.len()) {
-            return run;
-        }
         // Every batch of a merged run has its CRC verified here, the first one once a
         // second joins it.
         let mut first_verified = false;

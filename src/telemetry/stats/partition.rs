@@ -174,8 +174,7 @@ impl PartitionStats {
         if leaderless {
             self.leaderless_since_ms
                 .store(super::now_ms(), Ordering::Relaxed);
-            self.high_watermark.store(-1, Ordering::Relaxed);
-            self.last_stable_offset.store(-1, Ordering::Relaxed);
+            self.fetch_failed();
             self.error("the source partition has no leader".into());
         } else {
             self.leaderless_since_ms.store(0, Ordering::Relaxed);

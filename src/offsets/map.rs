@@ -7,9 +7,17 @@
 //! records) start new runs. The map is complete from `start` (the first source offset it
 //! accounts for) to the partition's mirrored position `(next_source, next_target)`: a source
 //! offset in that range was either mirrored (inside a run) or is a gap (no record was
-//! mirrored for it). Runs are kept in chunks of [`CHUNK_RUNS`], at most [`MAX_CHUNKS`]; the
-//! oldest chunk goes when that bound is passed, or when the source log start passes it,
-//! and `start` moves up with it.
+//! mirrored for it). Runs are kept in chunks of [`CHUNK_RUNS`], at most [`MAX_CHUNKS`].
+//! Past that bound the oldest chunk is thinned rather than dropped, as MirrorMaker 2 keeps
+//! its offset syncs spaced out with age: it is merged into the next one, and of their runs
+//! [`CHUNK_RUNS`] evenly spaced ones are kept, the first and the last among them. A source
+//! offset inside a kept run still translates exactly; between two kept runs of a thinned
+//! chunk, where runs were dropped, it translates to the end of the kept run before it
+//! ([`Translation::Approximate`]): never past the exact target offset, so a consumer going
+//! on from there reads some records again and skips none. A source writing many gaps (a
+//! marker per transaction of an exactly-once producer) thus keeps a translation for every
+//! offset since the map began, coarser with age, instead of losing the oldest. Chunks go
+//! only when the source log start passes them, and `start` moves up with it.
 //!
 //! After a restart the daemon may mirror records again that it mirrored before (progress
 //! is written after the acks): the map is rewound to the stored position, and the newer
@@ -51,6 +59,10 @@ pub enum Translation {
     /// No record was mirrored for this source offset; `target_offset` holds the next one
     /// that was (or will be).
     Gap { target_offset: i64 },
+    /// The offset lies where the map was thinned (runs dropped to bound it): `target_offset`
+    /// is the end of the kept run before it, at or before the exact target offset, so a
+    /// consumer going on from it reads again at most the records mirrored since that run.
+    Approximate { target_offset: i64 },
     /// The offset is past what is mirrored so far (`mirrored_through`, exclusive).
     NotYet { mirrored_through: i64 },
     /// The offset is below the source partition's log start (its records were deleted);
@@ -69,9 +81,9 @@ impl Translation {
     /// The target offset a consumer should go on from, if there is one.
     pub fn target_offset(&self) -> Option<i64> {
         match self {
-            Translation::Exact { target_offset } | Translation::Gap { target_offset } => {
-                Some(*target_offset)
-            }
+            Translation::Exact { target_offset }
+            | Translation::Gap { target_offset }
+            | Translation::Approximate { target_offset } => Some(*target_offset),
             Translation::BelowLogStart { target_offset, .. } => *target_offset,
             _ => None,
         }
@@ -104,6 +116,91 @@ pub struct Chunk {
     /// The target topic of the runs; absent in chunks stored before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetTopic>,
+    /// Runs were dropped from it to bound the map: a space between two of its runs (and
+    /// after its last) may hold records that were mirrored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub thinned: bool,
+}
+
+/// At most [`CHUNK_RUNS`] of `runs` (in source order, from source offset `start`): the
+/// first, the last, and between them the run at or before each of a series of offsets
+/// whose distances from the end grow geometrically, from one run's average span up to the
+/// whole span. The error of a translation then grows with the offset's age, by a few
+/// percent of it (MirrorMaker 2's offset syncs, spaced by powers of two, lose up to all of
+/// it). Thinned again at every merge, older runs stay spaced out by age.
+fn thin(runs: Vec<Run>, start: i64) -> Vec<Run> {
+    let (Some(&first), Some(&last)) = (runs.first(), runs.last()) else {
+        return runs;
+    };
+    if runs.len() <= CHUNK_RUNS {
+        return runs;
+    }
+    let end = last.source_end();
+    let span = (end - start).max(1) as f64;
+    let steps = (CHUNK_RUNS - 2) as i32;
+    // Distances d_k = step * (g^k - 1) / (g - 1): the first step the average span of the
+    // newest runs, d_steps the whole span, so g solves (g^steps - 1) / (g - 1) = span / step.
+    let newest = runs[runs.len() - CHUNK_RUNS].source_start;
+    let step = ((end - newest) as f64 / CHUNK_RUNS as f64).max(1.0);
+    let reach_at = |g: f64, k: i32| (g.powi(k) - 1.0) / (g - 1.0);
+    let reach = |g: f64| reach_at(g, steps);
+    let (mut low, mut high) = (1.0 + 1e-9, 2.0f64);
+    // (At g = 2 the reach is 2^254 - 1 steps, past any span.)
+    for _ in 0..60 {
+        let mid = (low + high) / 2.0;
+        if reach(mid) < span / step {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    let mut kept = Vec::with_capacity(CHUNK_RUNS);
+    kept.push(first);
+    let mut i = 0;
+    for k in (1..steps).rev() {
+        let at = end - (step * reach_at(low, k)) as i64;
+        while i + 1 < runs.len() && runs[i + 1].source_start <= at {
+            i += 1;
+        }
+        if kept.last() != Some(&runs[i]) {
+            kept.push(runs[i]);
+        }
+    }
+    if kept.last() != Some(&last) {
+        kept.push(last);
+    }
+    kept
+}
+
+/// The space between two runs (or before the first, after the last) that an offset lies in.
+struct Space<'a> {
+    before: Option<&'a Run>,
+    after: Option<&'a Run>,
+    /// `before` is in a thinned chunk: runs may have been dropped after it.
+    thinned: bool,
+}
+
+impl Space<'_> {
+    /// What an offset in this space translates to, on the side whose run start and end
+    /// `start` and `end` give; `past_last` is that side's mirrored end. The next run's
+    /// start, unless runs may have been dropped since the one before (thinned): then that
+    /// one's end, never past the exact answer.
+    fn translation(
+        &self,
+        past_last: i64,
+        start: impl Fn(&Run) -> i64,
+        end: impl Fn(&Run) -> i64,
+    ) -> Translation {
+        let next = self.after.map_or(past_last, start);
+        match self.before.filter(|b| self.thinned && end(b) < next) {
+            Some(before) => Translation::Approximate {
+                target_offset: end(before),
+            },
+            None => Translation::Gap {
+                target_offset: next,
+            },
+        }
+    }
 }
 
 /// The offset map of one source partition.
@@ -127,6 +224,7 @@ impl OffsetMap {
                 start,
                 runs: Vec::new(),
                 target: None,
+                thinned: false,
             }],
         )
     }
@@ -200,13 +298,32 @@ impl OffsetMap {
             start: source_start,
             runs: vec![run],
             target,
+            thinned: false,
         });
         self.mark_changed(last_index + 1);
         if self.chunks.len() > MAX_CHUNKS {
-            self.drop_first();
+            self.thin_first();
         }
     }
 
+    /// Merges the oldest chunk into the next and thins their runs ([`thin`]). The merged
+    /// chunk takes the next one's index, so stored chunks stay consecutive.
+    fn thin_first(&mut self) {
+        let first = self.chunks.remove(0);
+        let mut runs = first.runs;
+        let next = &mut self.chunks[0];
+        runs.append(&mut next.runs);
+        next.runs = thin(runs, first.start);
+        next.start = first.start;
+        next.thinned = true;
+        if next.target.is_none() {
+            next.target = first.target;
+        }
+        self.changed.retain(|&i| i != self.first_chunk);
+        self.dropped.push(self.first_chunk);
+        self.first_chunk += 1;
+        self.mark_changed(self.first_chunk);
+    }
     /// The target topic the map's runs were written to, if recorded (chunks stored before
     /// it was kept have none).
     pub fn target(&self) -> Option<&TargetTopic> {
@@ -237,6 +354,11 @@ impl OffsetMap {
             .filter(|r| r.source_start >= start)
             .copied()
             .collect();
+        // Runs kept from a thinned chunk keep the spaces between them uncertain.
+        let thinned = self
+            .chunks
+            .iter()
+            .any(|c| c.thinned && c.runs.last().is_some_and(|r| r.source_end() > start));
         for _ in 0..self.chunks.len() {
             self.drop_first();
         }
@@ -245,11 +367,17 @@ impl OffsetMap {
             start,
             runs: Vec::new(),
             target: Some(target),
+            thinned: false,
         });
         self.mark_changed(next_index);
         let any = !kept.is_empty();
         for run in kept {
             self.record(run.source_start, run.target_start, run.count);
+        }
+        if thinned {
+            for c in &mut self.chunks {
+                c.thinned = true;
+            }
         }
         any
     }
@@ -331,9 +459,7 @@ impl OffsetMap {
             Ok(run) => Translation::Exact {
                 target_offset: run.target_start + (offset - run.source_start),
             },
-            Err(after) => Translation::Gap {
-                target_offset: after.map_or(next_target, |run| run.target_start),
-            },
+            Err(space) => space.translation(next_target, |run| run.target_start, Run::target_end),
         }
     }
 
@@ -358,26 +484,34 @@ impl OffsetMap {
             Ok(run) => Translation::Exact {
                 target_offset: run.source_start + (offset - run.target_start),
             },
-            Err(after) => Translation::Gap {
-                target_offset: after.map_or(next_source, |run| run.source_start),
-            },
+            Err(space) => space.translation(next_source, |run| run.source_start, Run::source_end),
         }
     }
 
     /// The run holding `offset` on the side whose run start `start` gives (source or
-    /// target), or else the first run after it (`None` past the last).
-    fn locate(&self, offset: i64, start: impl Fn(&Run) -> i64) -> Result<&Run, Option<&Run>> {
+    /// target), or else the space between runs it lies in.
+    fn locate(&self, offset: i64, start: impl Fn(&Run) -> i64) -> Result<&Run, Space<'_>> {
         let mut after = None;
-        for run in self.runs().rev() {
-            if start(run) <= offset {
-                if offset < start(run) + run.count {
-                    return Ok(run);
+        for chunk in self.chunks.iter().rev() {
+            for run in chunk.runs.iter().rev() {
+                if start(run) <= offset {
+                    if offset < start(run) + run.count {
+                        return Ok(run);
+                    }
+                    return Err(Space {
+                        before: Some(run),
+                        after,
+                        thinned: chunk.thinned,
+                    });
                 }
-                break;
+                after = Some(run);
             }
-            after = Some(run);
         }
-        Err(after)
+        Err(Space {
+            before: None,
+            after,
+            thinned: false,
+        })
     }
 
     /// The chunks changed and dropped since the last call, for storage: `(index,
@@ -602,16 +736,102 @@ mod tests {
             map.record(i * 2, i, 1);
         }
         assert!(map.run_count() <= CHUNK_RUNS * MAX_CHUNKS);
-        let start = map.start();
-        assert!(start > 0);
+        // Thinned, not dropped: the oldest offsets still translate.
+        assert_eq!(map.start(), 0);
         assert_eq!(
-            map.translate(start - 1, runs * 2, runs, None),
-            Translation::BeforeMap { map_start: start }
+            map.translate(0, runs * 2, runs, None),
+            Translation::Exact { target_offset: 0 }
         );
         let changes = map.take_changes();
         assert_eq!(changes.iter().filter(|(_, c)| c.is_none()).count(), 2);
-        map.trim(start + (CHUNK_RUNS as i64) * 2 + 1);
-        assert_eq!(map.start(), start + (CHUNK_RUNS as i64) * 2);
+        // The log start passing the thinned chunk drops it; the map starts at the next.
+        let next_start = map.chunks[1].start;
+        map.trim(next_start);
+        assert_eq!(map.start(), next_start);
         assert_eq!(map.take_changes(), vec![(2, None)]);
+        assert_eq!(
+            map.translate(next_start - 1, runs * 2, runs, None),
+            Translation::BeforeMap {
+                map_start: next_start
+            }
+        );
+    }
+
+    /// A source with a gap every few records (an exactly-once producer's markers) runs far
+    /// past the bound: every offset still translates, exactly where the map kept its run,
+    /// and elsewhere never past the exact offset, both ways and after storage.
+    #[test]
+    fn a_thinned_map_translates_every_offset_never_past_the_exact_one() {
+        let mut rng = Rng(0x5eed);
+        let mut map = OffsetMap::new(0);
+        let mut model = Model::default();
+        let mut stored: std::collections::BTreeMap<u64, Chunk> = Default::default();
+        let (mut source, mut target) = (0i64, 0i64);
+        while source < 200_000 {
+            let count = rng.below(12) as i64 + 1;
+            map.record(source, target, count);
+            for i in 0..count {
+                model.target_of.insert(source + i, target + i);
+            }
+            source += count + 1; // the transaction's marker
+            target += count;
+            for (index, chunk) in map.take_changes() {
+                match chunk {
+                    // Stored as the progress topic stores it.
+                    Some(c) => {
+                        let json = serde_json::to_string(&c).unwrap();
+                        stored.insert(index, serde_json::from_str(&json).unwrap())
+                    }
+                    None => stored.remove(&index),
+                };
+            }
+        }
+        assert!(map.run_count() <= CHUNK_RUNS * MAX_CHUNKS);
+        assert_eq!(map.start(), 0);
+        let first = *stored.keys().next().unwrap();
+        let reloaded = OffsetMap::from_chunks(first, stored.values().cloned().collect());
+        assert_eq!(reloaded.chunks, map.chunks);
+        let back_of: std::collections::BTreeMap<i64, i64> =
+            model.target_of.iter().map(|(&s, &t)| (t, s)).collect();
+        let (mut approximate, mut last) = (0, 0);
+        for offset in 0..=source {
+            let want = model.translate(offset, source, target);
+            let got = reloaded.translate(offset, source, target, None);
+            match got {
+                Translation::Approximate { target_offset } => {
+                    approximate += 1;
+                    let exact = want.target_offset().unwrap();
+                    assert!(target_offset <= exact, "offset {offset}: {got:?} {want:?}");
+                    // What a consumer reads again grows with the offset's age, by a few
+                    // percent of it.
+                    let age = source - offset;
+                    assert!(
+                        exact - target_offset <= age / 10 + 20,
+                        "offset {offset} (age {age}): {target_offset} for {exact}"
+                    );
+                }
+                _ => assert_eq!(got, want, "offset {offset}"),
+            }
+            // A group moving on never moves back on the target.
+            let at = got.target_offset().unwrap();
+            assert!(at >= last, "offset {offset}: {at} after {last}");
+            last = at;
+        }
+        assert!(approximate > 0);
+        // The newest chunks are whole: the last 10,000 offsets translate exactly.
+        for offset in source - 10_000..source {
+            assert!(!matches!(
+                map.translate(offset, source, target, None),
+                Translation::Approximate { .. }
+            ));
+        }
+        for offset in 0..target {
+            let exact = back_of[&offset];
+            match reloaded.translate_back(offset, source, target) {
+                Translation::Exact { target_offset } => assert_eq!(target_offset, exact),
+                Translation::Approximate { target_offset } => assert!(target_offset <= exact),
+                other => panic!("target offset {offset}: {other:?}"),
+            }
+        }
     }
 }

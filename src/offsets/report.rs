@@ -166,6 +166,7 @@ pub fn state_name(translation: &Translation) -> &'static str {
     match translation {
         Translation::Exact { .. } => "exact",
         Translation::Gap { .. } => "gap",
+        Translation::Approximate { .. } => "approximate",
         Translation::NotYet { .. } => "not_yet",
         Translation::BelowLogStart { .. } => "below_log_start",
         Translation::BeforeMap { .. } => "before_map",
@@ -191,6 +192,9 @@ pub fn render(rows: &[PartitionOffsets]) -> String {
             }
             Translation::BelowLogStart { log_start, .. } => {
                 format!("below the source log start {log_start}: goes on from there")
+            }
+            Translation::Approximate { .. } => {
+                "approximate: where the map was thinned, at or before the exact offset".to_string()
             }
             Translation::BeforeMap { map_start } => {
                 // Not mirrored (start_from: latest) or mirrored before the map restarted.

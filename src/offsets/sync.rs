@@ -4,9 +4,10 @@
 //! MirrorMaker 2 checkpoints (`mm2_compat`, [`super::mm2`]).
 //!
 //! Rules (what MirrorMaker 2's checkpoint task gets wrong is in notes/landscape.md):
-//! - only partitions of topics the flow mirrors, and only offsets that translate (exact
-//!   or gap); "not yet mirrored" waits for the next round, "below log start" and "before
-//!   map" are reported;
+//! - only partitions of topics the flow mirrors, and only offsets that translate (exact,
+//!   gap, or approximate where the offset map was thinned: never past the exact offset);
+//!   "not yet mirrored" waits for the next round, "below log start" and "before map" are
+//!   reported;
 //! - a target group with members is never moved (Kafka would refuse the admin commit
 //!   anyway): its consumers own its offsets; members DescribeGroups does not show (a
 //!   KIP-848 group on Kafka 4) are found by the commit's refusal, and the group is left
@@ -373,6 +374,9 @@ pub fn describe(translation: &Translation, source_offset: i64) -> String {
         ),
         Translation::Exact { target_offset } | Translation::Gap { target_offset } => {
             format!("translates to {target_offset}")
+        }
+        Translation::Approximate { target_offset } => {
+            format!("translates to {target_offset}, at or before the exact offset (the offset map was thinned there)")
         }
     }
 }

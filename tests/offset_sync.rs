@@ -4,7 +4,8 @@
 //! the offset map was read back), and a consumer of the same group on the target reads
 //! exactly the records that follow the source position: nothing skipped, nothing
 //! repeated. A group outside the filter is left alone. `kmirror offsets` and
-//! `GET /offsets` translate the same.
+//! `GET /offsets` translate the same. A source with more gaps than the offset map keeps
+//! runs for still translates its oldest offsets, never past the exact one.
 
 mod support;
 
@@ -348,4 +349,65 @@ fn twenty_records_and_flow(
         &[("east", &source.addr()), ("west", &target.addr())],
         &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"{include}\"], sync_offsets: true, interval: 1s }}\n"),
     )
+}
+
+/// A source with more gaps than the offset map keeps runs for (4,400 batches of a
+/// compacted log, each missing its last offset, as a marker per transaction of an
+/// exactly-once producer leaves one): the oldest offsets still translate, read back from
+/// the stored progress by `kmirror offsets`: exactly where the map kept a run,
+/// `approximate` elsewhere, and never past the exact target offset, so a group synced from
+/// there skips nothing.
+#[test]
+fn offsets_older_than_the_maps_bound_still_translate_never_past_the_exact_one() {
+    use support::hand_log::{compacted_batch, write_log};
+    use support::topics::{create, flow, translate, wait_records};
+    const BATCHES: i64 = 4_400;
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    create(&source.addr(), "gaps", 1, &["cleanup.policy=compact"]);
+    source.terminate().expect("source stops");
+    // Batch i holds offsets 3i and 3i + 1 of 3i..3i + 3: they are at 2i and 2i + 1 on
+    // the target, and offset 3i + 2 (no record) translates to 2i + 2.
+    let log: Vec<Vec<u8>> = (0..BATCHES)
+        .map(|i| compacted_batch(3 * i, 3, &[3 * i, 3 * i + 1]))
+        .collect();
+    write_log(&source.data_dir, "gaps", &log);
+    source.restart();
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow("gaps"),
+    );
+    let daemon = DaemonProcess::start(&config);
+    wait_records(&target.addr(), "gaps", (2 * BATCHES) as usize, &daemon);
+    let config = config.to_str().unwrap();
+    let end = 3 * BATCHES;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while translate(config, "gaps", 0, end) != ("exact".to_string(), 2 * BATCHES) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            translate(config, "gaps", 0, end)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let exact = |offset: i64| 2 * (offset / 3) + (offset % 3);
+    assert_eq!(translate(config, "gaps", 0, 1), ("exact".to_string(), 1));
+    let mut approximate = 0;
+    for offset in (2..end).step_by(307) {
+        let (state, at) = translate(config, "gaps", 0, offset);
+        match state.as_str() {
+            "exact" | "gap" => assert_eq!(at, exact(offset), "source offset {offset}"),
+            "approximate" => {
+                approximate += 1;
+                assert!(
+                    (0..=exact(offset)).contains(&at),
+                    "source offset {offset}: {at}"
+                );
+            }
+            other => panic!("source offset {offset}: {other} {at}"),
+        }
+    }
+    assert!(approximate > 0, "no offset was in the thinned part");
 }

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod discovery;
 pub mod groups;
+pub mod hand_log;
 pub mod records;
 pub mod topics;
 

@@ -24,7 +24,10 @@
 //!   can translate them when the source cluster is down.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
 
 use kmirror_wire::errors::ResponseError;
 
@@ -38,6 +41,12 @@ use crate::telemetry::stats::FlowStats;
 
 /// A failing round is logged at WARN once in this many.
 const FAILED_ROUNDS_LOGGED_EVERY: u64 = 20;
+
+/// Groups synced at the same time. A group takes four to six round trips (its source
+/// offsets, the progress write, its target state and offsets, the commit); one after
+/// another, 200 groups behind 10 ms acks took 3.45 s per round. Their progress writes
+/// take turns and carry every group noted meanwhile, so they coalesce too.
+const GROUPS_AT_ONCE: usize = 16;
 
 /// One flow's group sync.
 pub struct GroupSync {
@@ -55,7 +64,7 @@ pub struct GroupSync {
     /// MirrorMaker 2 checkpoints to write (`mm2_compat`), and the last one written per
     /// group and partition (only changes are written).
     mm2: Option<Arc<Mm2Writer>>,
-    checkpointed: HashMap<(String, SourcePartition), (i64, i64)>,
+    checkpointed: Mutex<HashMap<(String, SourcePartition), (i64, i64)>>,
 }
 
 /// What one round did for one group.
@@ -83,7 +92,7 @@ impl GroupSync {
         Self {
             stats,
             mm2,
-            checkpointed: HashMap::new(),
+            checkpointed: Mutex::default(),
             flow,
             groups,
             source,
@@ -129,25 +138,54 @@ impl GroupSync {
         }
         groups.retain(|g| self.groups.filter.matches(g));
         let mut out = HashMap::new();
+        let this = &*self;
+        // Set by a failure that is not one group's: the groups not started yet wait for
+        // the next round instead of each meeting it.
+        let stop = &std::sync::atomic::AtomicBool::new(false);
+        let results: Vec<_> = futures::stream::iter(groups)
+            .map(|group| async move {
+                if stop.load(Ordering::Relaxed) {
+                    return (group, None);
+                }
+                let result = this.sync_group(&group).await;
+                if matches!(&result, Err(e) if !matches!(e, ClientError::Broker { .. })) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                (group, Some(result))
+            })
+            .buffer_unordered(GROUPS_AT_ONCE)
+            .collect()
+            .await;
         // A broker's refusal for one group (no ACL for it on the target, its coordinator
         // moving or loading) is that group's: the others are synced all the same. Any
-        // other failure (a cluster unreachable, the progress not written) ends the round.
-        for group in groups {
-            let result = match self.sync_group(&group).await {
+        // other failure (a cluster unreachable, the progress not written) fails the round
+        // (the groups synced in it stay synced).
+        let mut round_error = None;
+        for (group, result) in results {
+            let Some(result) = result else {
+                continue;
+            };
+            let result = match result {
                 Ok(result) => result,
                 Err(e @ ClientError::Broker { .. }) => GroupRound {
                     failed: Some(format!("{e}; retried next round")),
                     ..GroupRound::default()
                 },
-                Err(e) => return Err(e),
+                Err(e) => {
+                    round_error.get_or_insert(e);
+                    continue;
+                }
             };
             self.report(&group, &result);
             out.insert(group, result);
         }
-        Ok(out)
+        match round_error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
-    async fn sync_group(&mut self, group: &str) -> Result<GroupRound, ClientError> {
+    async fn sync_group(&self, group: &str) -> Result<GroupRound, ClientError> {
         let mut round = GroupRound::default();
         // Per partition, the source offset whose translation the target group was last
         // given (maybe by an earlier process; else what was last read, for a partition
@@ -270,20 +308,23 @@ impl GroupSync {
 
     /// Writes MirrorMaker 2 checkpoints for the translated partitions that changed.
     async fn checkpoint(
-        &mut self,
+        &self,
         group: &str,
         wanted: &[(SourcePartition, i64, Committed)],
     ) -> Result<(), ClientError> {
         let Some(mm2) = &self.mm2 else {
             return Ok(());
         };
-        let changed: Vec<_> = wanted
-            .iter()
-            .filter(|(sp, source_offset, target)| {
-                let key = (group.to_string(), sp.clone());
-                self.checkpointed.get(&key) != Some(&(*source_offset, target.offset))
-            })
-            .collect();
+        let changed: Vec<_> = {
+            let checkpointed = self.checkpointed.lock().expect("checkpointed lock");
+            wanted
+                .iter()
+                .filter(|(sp, source_offset, target)| {
+                    let key = (group.to_string(), sp.clone());
+                    checkpointed.get(&key) != Some(&(*source_offset, target.offset))
+                })
+                .collect()
+        };
         let checkpoints: Vec<Checkpoint> = changed
             .iter()
             .map(|(_, source_offset, target)| Checkpoint {
@@ -296,8 +337,9 @@ impl GroupSync {
             })
             .collect();
         mm2.checkpoints(&checkpoints).await?;
+        let mut checkpointed = self.checkpointed.lock().expect("checkpointed lock");
         for (sp, source_offset, target) in changed {
-            self.checkpointed.insert(
+            checkpointed.insert(
                 (group.to_string(), sp.clone()),
                 (*source_offset, target.offset),
             );

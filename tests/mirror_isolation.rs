@@ -155,7 +155,7 @@ fn a_source_partition_without_a_leader_at_start_waits_and_stalls_nothing_else() 
     let config = write_topology(
         dir.path(),
         &[("east", &source.addr()), ("west", &target.addr())],
-        "  - name: iso\n    source: east\n    target: west\n    topics: { include: [\"a-offline|free\"] }\n    rename: \"{topic}\"\n    discovery_interval: 1s\n",
+        "  - name: iso\n    source: east\n    target: west\n    topics: { include: [\"a-offline|free|late\"] }\n    rename: \"{topic}\"\n    discovery_interval: 1s\n",
     );
     let listen = add_telemetry_listener(&config);
     let daemon = DaemonProcess::start(&config);
@@ -171,6 +171,33 @@ fn a_source_partition_without_a_leader_at_start_waits_and_stalls_nothing_else() 
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let flow = &status["flows"][0];
     assert_eq!(flow["lag_unknown_partitions"], 1, "{flow}");
+
+    // The next rounds ask it once each, quietly: a topic created meanwhile starts without
+    // waiting for its retries, and they are not logged again.
+    let retries = || {
+        daemon
+            .log
+            .text()
+            .lines()
+            .filter(|l| l.contains("Request failed; retrying.") && l.contains("ListOffsets"))
+            .count()
+    };
+    let said_before = retries();
+    let acked_late = dir.path().join("late.json");
+    Produce {
+        create: true,
+        records: 0,
+        ..Produce::new(&source.addr(), "late", 1, &acked_late)
+    }
+    .run();
+    rt.block_on(reassign(&source.addr(), "late", 0, &[0]));
+    let late = Produce {
+        records: 50,
+        ..Produce::new(&source.addr(), "late", 1, &acked_late)
+    }
+    .run();
+    wait_for_records(&rt, &target.addr(), "late", late as i64, &daemon);
+    assert_eq!(retries(), said_before, "{}", daemon.log.tail(30));
 
     source.node(2, "start");
     wait_for_records(

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use kmirror_wire::errors::ErrorClass;
 use uuid::Uuid;
 
 use crate::client::metadata::MetadataSnapshot;
@@ -311,11 +312,36 @@ impl Discovery {
             _ => list_offsets::EARLIEST,
         };
         let source = &self.source;
-        let offset = source
-            .retry("ListOffsets", Some(START_POSITION_DEADLINE), || {
-                source.list_offset(&sp.topic, sp.partition, timestamp)
-            })
-            .await?;
+        let list = || source.list_offset(&sp.topic, sp.partition, timestamp);
+        let offset = if self.unstarted.contains(sp) {
+            // It failed in an earlier round, which said so at WARN: one quiet attempt per
+            // round, so the round neither waits for its retries before it hands over the
+            // partitions that can start, nor logs them again.
+            let attempt = tokio::time::timeout(START_POSITION_DEADLINE, list()).await;
+            let attempt = attempt.unwrap_or_else(|_| {
+                Err(ClientError::Incomplete {
+                    cluster: source.name().to_string(),
+                    what: format!(
+                        "ListOffsets: no answer within {} s",
+                        START_POSITION_DEADLINE.as_secs()
+                    ),
+                })
+            });
+            match attempt {
+                Ok(offset) => offset,
+                Err(e) => {
+                    if e.class() == ErrorClass::RetryRefreshMetadata {
+                        // The next round asks the leader the metadata names now.
+                        let _ = source.refresh_metadata().await;
+                    }
+                    return Err(e);
+                }
+            }
+        } else {
+            source
+                .retry("ListOffsets", Some(START_POSITION_DEADLINE), list)
+                .await?
+        };
         // Record the chosen start at once: a partition that receives nothing before a
         // restart would otherwise have no progress, and the restart would choose again
         // (start_from: latest skipping what was written while the daemon was stopped).

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
-use super::stats::{now_ms, FlowStats, Flows, PartitionState};
+use super::stats::{now_ms, FlowStats, Flows, PartitionState, FAILING_GRACE_MS};
 
 /// The status page: one self-contained file (no build step, nothing fetched but /status).
 const PAGE: &str = include_str!("page.html");
@@ -29,11 +29,6 @@ const STALLED_MS: i64 = 60_000;
 
 /// A flow whose progress writes have failed for this long is not ready.
 const PROGRESS_FAILING_MS: i64 = 30_000;
-
-/// A cluster failing for less than this is not a reason yet: a leader moving fails a
-/// request or two until the next metadata names the new leader, and a probe that lands
-/// in that moment must not take the daemon out of service.
-pub const FAILING_GRACE_MS: i64 = 5_000;
 
 /// Quantiles `/status` reports.
 const QUANTILES: [f64; 3] = [0.5, 0.99, 0.999];

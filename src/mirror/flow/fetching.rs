@@ -23,7 +23,7 @@ use crate::client::fetch::{self, FetchWant};
 use crate::client::ClientError;
 use crate::mirror::memory::Reservation;
 use crate::mirror::progress::SourcePartition;
-use crate::telemetry::http::FAILING_GRACE_MS;
+use crate::telemetry::stats::FAILING_GRACE_MS;
 
 /// A Fetch response asks for at most this fraction of the fetch pool, so that several are on
 /// their way at once; one shared by several partitions also for no more than the headroom

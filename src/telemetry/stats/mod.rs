@@ -29,6 +29,12 @@ pub use unmirrored::UnmirroredTopic;
 
 /// Replication latency is kept in milliseconds, from 1 ms to a week, with two significant
 /// digits (1% resolution).
+/// A cluster failing for less than this is not a reason yet (`/readyz`), nor a partition's
+/// lag unknown: a leader moving fails a request or two until the next metadata names the
+/// new leader, and a probe that lands in that moment must not take the daemon out of
+/// service.
+pub const FAILING_GRACE_MS: i64 = 5_000;
+
 const LATENCY_MAX_MS: u64 = 7 * 24 * 3600 * 1000;
 const LATENCY_DIGITS: u8 = 2;
 

@@ -240,7 +240,7 @@ fn a_failing_side_is_reported_with_its_own_error() {
     f.source_failed(&"OFFSET_OUT_OF_RANGE");
     let now = now_ms();
     assert_ready_at(&f, now + 1_000, "failing for a second");
-    let reasons = not_ready_at(&f, now + crate::telemetry::http::FAILING_GRACE_MS);
+    let reasons = not_ready_at(&f, now + super::FAILING_GRACE_MS);
     let target = reasons.iter().find(|r| r.contains("target b failing"));
     assert!(
         target.is_some_and(|r| r.ends_with("partition 0 has no leader")),

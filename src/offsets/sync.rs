@@ -254,12 +254,12 @@ impl GroupSync {
             ));
             return Ok(round);
         }
-        let current: HashMap<(String, i32), i64> = self
+        let current: HashMap<(String, i32), (i64, String)> = self
             .target
             .committed_offsets(group)
             .await?
             .into_iter()
-            .map(|c| ((c.topic, c.partition), c.offset))
+            .map(|c| ((c.topic, c.partition), (c.offset, c.metadata)))
             .collect();
         let mut commit = Vec::new();
         let mut sources = Vec::new();
@@ -268,10 +268,11 @@ impl GroupSync {
         for (sp, source_offset, target) in wanted {
             let rewound = previous.get(&sp).is_some_and(|&last| source_offset < last);
             match current.get(&(target.topic.clone(), target.partition)) {
-                Some(&now) if now == target.offset => {
+                // A commit's metadata can change alone (Kafka Streams' stream time).
+                Some((now, metadata)) if *now == target.offset && *metadata == target.metadata => {
                     in_sync.push((sp.topic, sp.partition, source_offset));
                 }
-                Some(&now) if now > target.offset && !rewound => round.skipped.push((
+                Some(&(now, _)) if now > target.offset && !rewound => round.skipped.push((
                     sp,
                     format!(
                         "the target group is at {now}, ahead of {} (source offset {source_offset}); it is not moved backwards unless the source group is rewound",

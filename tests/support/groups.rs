@@ -54,12 +54,16 @@ pub fn committed(bootstrap: &str, topic: &str, group: &str) -> BTreeMap<String, 
     )
 }
 
-/// The metadata of `group`'s commits, by partition.
+/// The metadata of `group`'s commits, by partition; a commit without metadata (null) is
+/// left out.
 pub fn committed_metadata(bootstrap: &str, topic: &str, group: &str) -> BTreeMap<String, String> {
-    json(
+    let all: BTreeMap<String, Option<String>> = json(
         &groups("committed", bootstrap, topic, Some(group), &[]),
         "METADATA ",
-    )
+    );
+    all.into_iter()
+        .filter_map(|(partition, metadata)| Some((partition, metadata?)))
+        .collect()
 }
 
 /// Commits `offsets` (`"0:37,1:200"`) for `group`, with the commit metadata `metadata`.

@@ -233,8 +233,9 @@ fn a_source_partition_without_a_leader_at_start_waits_and_stalls_nothing_else() 
 }
 
 /// With `start_from: latest`, a partition found at the flow's first start whose leader is
-/// down then starts at the source's end once its leader is back, as the others did: what
-/// was written to it before the flow started is not mirrored, what comes after is.
+/// down then starts at the source's end once its leader is back, as the others did, also
+/// when the daemon restarted meanwhile: what was written to it before the flow started is
+/// not mirrored, what comes after is.
 #[test]
 fn start_from_latest_applies_to_a_partition_that_could_start_only_later() {
     let dir = tempfile::tempdir().unwrap();
@@ -262,13 +263,13 @@ fn start_from_latest_applies_to_a_partition_that_could_start_only_later() {
         &[("east", &source.addr()), ("west", &target.addr())],
         "  - name: iso\n    source: east\n    target: west\n    topics: { include: [\"a-offline|free\"] }\n    rename: \"{topic}\"\n    start_from: latest\n    discovery_interval: 1s\n",
     );
-    let daemon = DaemonProcess::start(&config);
-    let said = |line: &str| {
+    let mut daemon = DaemonProcess::start(&config);
+    let said = |daemon: &DaemonProcess, line: &str| {
         let found = daemon.log.wait_for(line, Duration::from_secs(60));
         assert!(found, "no {line:?}:\n{}", daemon.log.tail(30));
     };
     // The first round is over once it says the partition it could not start.
-    said("Cannot find the start offset");
+    said(&daemon, "Cannot find the start offset");
     let after: Vec<_> = ["free", "a-offline"]
         .iter()
         .map(|t| dir.path().join(format!("{t}-after.json")))
@@ -280,8 +281,13 @@ fn start_from_latest_applies_to_a_partition_that_could_start_only_later() {
     .run();
     wait_for_records(&rt, &target.addr(), "free", free as i64, &daemon);
 
+    // Restarted while the partition still cannot start, the daemon still starts it at
+    // the end (kept with the progress), not from its beginning as a partition found later.
+    daemon.terminate_ok();
+    daemon.restart();
+    said(&daemon, "Cannot find the start offset");
     source.node(2, "start");
-    said("Found the start offset; the partition starts.");
+    said(&daemon, "Found the start offset; the partition starts.");
     let offline = Produce {
         records: 30,
         ..Produce::new(&source.addr(), "a-offline", 1, &after[1])

@@ -67,11 +67,6 @@ pub(super) struct Discovery {
     started: HashSet<SourcePartition>,
     /// New partitions whose start offset the source could not give (said once each).
     unstarted: HashSet<SourcePartition>,
-    /// Partitions found at the flow's first start (`start_from: latest`) that could not
-    /// start then (their leader down): they start at the source's end once they can, as
-    /// the others did, not from their beginning as partitions found later do. Kept for
-    /// this run only: after a restart they count as found later.
-    latest_pending: HashSet<SourcePartition>,
     /// Source topics of started partitions found gone from the source (reported once).
     missing: HashSet<String>,
     /// Whether source and target were found to be one cluster ([`same_cluster`]): once
@@ -99,7 +94,6 @@ impl Discovery {
             recreated: HashSet::new(),
             started: HashSet::new(),
             unstarted: HashSet::new(),
-            latest_pending: HashSet::new(),
             missing: HashSet::new(),
             one_cluster: false,
             reported_unknown_configs: Default::default(),
@@ -221,7 +215,13 @@ impl Discovery {
         let waiting: HashSet<&SourcePartition> = new.iter().map(|(sp, ..)| sp).collect();
         self.stats.retain_not_started(|sp| waiting.contains(sp));
         self.unstarted.retain(|sp| waiting.contains(sp));
-        self.latest_pending.retain(|sp| waiting.contains(sp));
+        // Kept with the progress, so dropped only for a topic gone from the source (not
+        // for one whose target topic could not be made this round).
+        self.progress.retain_starts_at_end(|sp| {
+            source_md
+                .partition_count(&sp.topic)
+                .is_some_and(|count| sp.partition < count)
+        });
         let this = &*self;
         let starts: Vec<_> = futures::stream::iter(new)
             .map(|(sp, target_topic, topic_id)| async move {
@@ -237,7 +237,7 @@ impl Discovery {
                     if self.unstarted.remove(&sp) {
                         tracing::info!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, next_source_offset = start.next_source_offset, "Found the start offset; the partition starts.");
                     }
-                    self.latest_pending.remove(&sp);
+                    self.progress.set_starts_at_end(&sp, false);
                     self.started.insert(sp.clone());
                     found.push(Found::Start {
                         partition: sp,
@@ -247,9 +247,11 @@ impl Discovery {
                     });
                 }
                 Err(e) => {
+                    // Found at the first start, it starts at the end once it can, as the
+                    // others did, also after a restart (kept with the progress).
                     if !self.progress.is_initialised() && self.flow.start_from == StartFrom::Latest
                     {
-                        self.latest_pending.insert(sp.clone());
+                        self.progress.set_starts_at_end(&sp, true);
                     }
                     if self.unstarted.insert(sp.clone()) {
                         tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, error = %e, "Cannot find the start offset; the partition waits, and the next discovery round asks again.");
@@ -306,7 +308,7 @@ impl Discovery {
         // to the partitions found then that could start only later; partitions found
         // later, even while the daemon was stopped, are new: mirrored from their start,
         // so nothing is lost.
-        let first_found = !self.progress.is_initialised() || self.latest_pending.contains(sp);
+        let first_found = !self.progress.is_initialised() || self.progress.starts_at_end(sp);
         let timestamp = match (first_found, self.flow.start_from) {
             (true, StartFrom::Latest) => list_offsets::LATEST,
             _ => list_offsets::EARLIEST,

@@ -96,6 +96,11 @@ pub const GROUP_METADATA_BYTES: usize = 64 << 10;
 struct Marker {
     /// When the flow's first start was recorded (ms since the epoch).
     initialised_at_ms: i64,
+    /// `(topic, partition)` found at the first start with `start_from: latest` that could
+    /// not start then (no leader): they start at the source's end when they can, also
+    /// after a restart. Absent in markers stored before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    start_at_end: Vec<(String, i32)>,
 }
 
 /// One record to write.
@@ -110,8 +115,9 @@ pub(super) enum Entry {
     SourceTopic(String, uuid::Uuid),
     /// The cluster id of the flow's source.
     SourceCluster(String),
-    /// The flow's first start is done.
-    Marker,
+    /// The flow's first start is done; the partitions found then that start at the
+    /// source's end once they can (`start_from: latest`).
+    Marker(Vec<SourcePartition>),
     /// A tombstone for this key ([`super::forget`]).
     Forget(String),
 }
@@ -170,11 +176,15 @@ fn encode_entry(flow: &str, entry: &Entry, now_ms: i64) -> (Bytes, Option<Bytes>
             )),
         ),
         Entry::Forget(key) => (Bytes::from(key.clone()), None),
-        Entry::Marker => (
+        Entry::Marker(start_at_end) => (
             Bytes::from(flow.to_string()),
             Some(Bytes::from(
                 serde_json::to_vec(&Marker {
                     initialised_at_ms: now_ms,
+                    start_at_end: start_at_end
+                        .iter()
+                        .map(|sp| (sp.topic.clone(), sp.partition))
+                        .collect(),
                 })
                 .expect("a marker serialises"),
             )),
@@ -189,7 +199,7 @@ fn partition_of(entry: &Entry) -> Option<&SourcePartition> {
         Entry::Group(..)
         | Entry::SourceTopic(..)
         | Entry::SourceCluster(..)
-        | Entry::Marker
+        | Entry::Marker(_)
         | Entry::Forget(_) => None,
     }
 }
@@ -277,6 +287,8 @@ pub(super) struct Loaded {
     pub maps: HashMap<SourcePartition, std::collections::BTreeMap<u64, Chunk>>,
     /// The flow's marker was read.
     pub marker: bool,
+    /// The partitions the marker says start at the source's end once they can.
+    pub start_at_end: Vec<SourcePartition>,
 }
 
 /// A progress batch that cannot be read.
@@ -332,6 +344,19 @@ impl Loaded {
             };
             if k == flow {
                 self.marker = r.value.is_some();
+                // A marker that does not parse still says the first start is done.
+                let marker = r
+                    .value
+                    .as_deref()
+                    .and_then(|v| serde_json::from_slice::<Marker>(v).ok());
+                self.start_at_end = marker
+                    .map(|m| {
+                        m.start_at_end
+                            .into_iter()
+                            .map(|(topic, partition)| SourcePartition { topic, partition })
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 continue;
             }
             let value = r.value.as_deref();
@@ -410,7 +435,7 @@ mod tests {
         let mut entries: Vec<Entry> = (0..5000)
             .map(|p| Entry::Position(sp("orders.eu.payments", p), pos(i64::from(p) * 1000)))
             .collect();
-        entries.push(Entry::Marker);
+        entries.push(Entry::Marker(Vec::new()));
         let limit = 64 * 1024;
         let batches = encode("east-to-west", &entries, 1, limit).unwrap();
         assert!(batches.len() > 1, "{} batch", batches.len());
@@ -443,6 +468,22 @@ mod tests {
     }
 
     #[test]
+    fn the_marker_keeps_the_partitions_that_start_at_the_end() {
+        let mut loaded = Loaded::default();
+        let marker = Entry::Marker(vec![sp("t", 1), sp("u", 0)]);
+        for b in encode("f", &[marker], 1, 1 << 20).unwrap() {
+            loaded.apply("f", &b.bytes).unwrap();
+        }
+        assert!(loaded.marker);
+        assert_eq!(loaded.start_at_end, [sp("t", 1), sp("u", 0)]);
+        // Rewritten once they started: none left.
+        for b in encode("f", &[Entry::Marker(Vec::new())], 2, 1 << 20).unwrap() {
+            loaded.apply("f", &b.bytes).unwrap();
+        }
+        assert!(loaded.marker && loaded.start_at_end.is_empty());
+    }
+
+    #[test]
     fn a_record_larger_than_the_limit_is_an_error() {
         let entries = [Entry::Position(sp("t", 0), pos(1))];
         let e = encode("f", &entries, 1, 100).unwrap_err();
@@ -464,7 +505,13 @@ mod tests {
         loaded
             .apply(
                 "f",
-                &write(&[Entry::Position(sp("t", 1), pos(3)), Entry::Marker], "g"),
+                &write(
+                    &[
+                        Entry::Position(sp("t", 1), pos(3)),
+                        Entry::Marker(Vec::new()),
+                    ],
+                    "g",
+                ),
             )
             .unwrap();
         assert_eq!(loaded.positions.len(), 1);

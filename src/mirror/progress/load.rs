@@ -246,7 +246,10 @@ mod tests {
                 Entry::Position(sp(1), pos(7)),
             ],
         );
-        let second = stored(2, &[Entry::Position(sp(0), pos(9)), Entry::Marker]);
+        let second = stored(
+            2,
+            &[Entry::Position(sp(0), pos(9)), Entry::Marker(Vec::new())],
+        );
         *log.reads.lock().unwrap() = VecDeque::from([
             code(ResponseError::NotLeaderOrFollower),
             data(first, 4),

@@ -19,7 +19,7 @@ mod source_topics;
 pub use source_topics::other_source;
 mod store;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -155,6 +155,9 @@ struct State {
     initialised: bool,
     /// The marker saying so is not written yet.
     marker_dirty: bool,
+    /// Partitions found at the first start that start at the source's end once they can
+    /// (`start_from: latest`, no leader then); kept in the marker.
+    start_at_end: BTreeSet<SourcePartition>,
 }
 
 /// The positions of one flow: the latest acknowledged ones and which changed since the
@@ -196,7 +199,7 @@ impl Drop for Taken<'_> {
                     st.source_topics_dirty.insert(topic.clone());
                 }
                 Entry::SourceCluster(_) => st.source_cluster_dirty = true,
-                Entry::Marker => st.marker_dirty = true,
+                Entry::Marker(_) => st.marker_dirty = true,
                 Entry::Forget(_) => {}
             }
         }
@@ -260,6 +263,7 @@ impl Progress {
                 initialised,
                 // Progress written before markers existed: the flow did start before.
                 marker_dirty: initialised && !loaded.marker,
+                start_at_end: loaded.start_at_end.into_iter().collect(),
             }),
             writing: tokio::sync::Mutex::new(()),
             max_batch_bytes: AtomicUsize::new(max_batch_bytes),
@@ -342,6 +346,37 @@ impl Progress {
         let mut st = self.lock();
         if !st.initialised {
             st.initialised = true;
+            st.marker_dirty = true;
+        }
+    }
+
+    /// Whether `sp` was found at the flow's first start, with `start_from: latest`, and
+    /// could not start then: it starts at the source's end once it can.
+    pub fn starts_at_end(&self, sp: &SourcePartition) -> bool {
+        self.lock().start_at_end.contains(sp)
+    }
+
+    /// Records whether `sp` starts at the source's end once it can (see
+    /// [`Self::starts_at_end`]); kept in the marker, written by the next [`Self::write`].
+    pub fn set_starts_at_end(&self, sp: &SourcePartition, at_end: bool) {
+        let mut st = self.lock();
+        let changed = if at_end {
+            st.start_at_end.insert(sp.clone())
+        } else {
+            st.start_at_end.remove(sp)
+        };
+        if changed && st.initialised {
+            st.marker_dirty = true;
+        }
+    }
+
+    /// Keeps only the partitions that start at the source's end for which `keep` holds
+    /// (a partition whose topic is gone waits no more).
+    pub fn retain_starts_at_end(&self, keep: impl Fn(&SourcePartition) -> bool) {
+        let mut st = self.lock();
+        let before = st.start_at_end.len();
+        st.start_at_end.retain(|sp| keep(sp));
+        if st.start_at_end.len() != before && st.initialised {
             st.marker_dirty = true;
         }
     }
@@ -429,7 +464,7 @@ impl Progress {
             Some(Entry::Group(group, synced))
         }));
         if std::mem::take(&mut st.marker_dirty) {
-            entries.push(Entry::Marker);
+            entries.push(Entry::Marker(st.start_at_end.iter().cloned().collect()));
         }
         Taken {
             progress: self,
@@ -664,7 +699,7 @@ mod tests {
         assert!(p.is_initialised());
         let mut taken = p.take();
         assert_eq!(taken.entries.len(), 3);
-        assert_eq!(taken.entries.last(), Some(&Entry::Marker));
+        assert_eq!(taken.entries.last(), Some(&Entry::Marker(Vec::new())));
         taken.written = 1;
         let first = match &taken.entries[0] {
             Entry::Position(sp, _) => sp.clone(),
@@ -674,7 +709,7 @@ mod tests {
         let again = p.take();
         assert_eq!(again.entries.len(), 2);
         assert!(!positions(&again).iter().any(|(sp, _)| *sp == first));
-        assert_eq!(again.entries.last(), Some(&Entry::Marker));
+        assert_eq!(again.entries.last(), Some(&Entry::Marker(Vec::new())));
     }
 
     /// Progress written before markers existed means the flow did start before.
@@ -684,7 +719,7 @@ mod tests {
         loaded.positions.insert(sp(0), pos(3));
         let p = Progress::new("f", loaded, 1 << 20);
         assert!(p.is_initialised());
-        assert_eq!(p.take().entries, [Entry::Marker]);
+        assert_eq!(p.take().entries, [Entry::Marker(Vec::new())]);
         let fresh = progress();
         assert!(!fresh.is_initialised());
         assert!(fresh.take().entries.is_empty());

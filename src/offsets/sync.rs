@@ -43,9 +43,10 @@ use crate::telemetry::stats::FlowStats;
 const FAILED_ROUNDS_LOGGED_EVERY: u64 = 20;
 
 /// Groups synced at the same time. A group takes four to six round trips (its source
-/// offsets, the progress write, its target state and offsets, the commit); one after
-/// another, 200 groups behind 10 ms acks took 3.45 s per round. Their progress writes
-/// take turns and carry every group noted meanwhile, so they coalesce too.
+/// offsets, the progress write, its target state and offsets, the commit): one after
+/// another, 40 groups with the target 50 ms away took 15 s from the first synced to the
+/// last, 16 at a time 1.7 s. Their progress writes take turns and carry every group noted
+/// meanwhile, so they coalesce too.
 const GROUPS_AT_ONCE: usize = 16;
 
 /// One flow's group sync.

@@ -10,7 +10,7 @@
 //! mirrored for it). Runs are kept in chunks of [`CHUNK_RUNS`], at most [`MAX_CHUNKS`].
 //! Past that bound the oldest chunk is thinned rather than dropped, as MirrorMaker 2 keeps
 //! its offset syncs spaced out with age: it is merged into the next one, and of their runs
-//! [`CHUNK_RUNS`] evenly spaced ones are kept, the first and the last among them. A source
+//! at most [`CHUNK_RUNS`] are kept, spaced further apart the older they are ([`thin`]). A source
 //! offset inside a kept run still translates exactly; between two kept runs of a thinned
 //! chunk, where runs were dropped, it translates to the end of the kept run before it
 //! ([`Translation::Approximate`]): never past the exact target offset, so a consumer going
@@ -126,8 +126,9 @@ pub struct Chunk {
 /// first, the last, and between them the run at or before each of a series of offsets
 /// whose distances from the end grow geometrically, from one run's average span up to the
 /// whole span. The error of a translation then grows with the offset's age, by a few
-/// percent of it (MirrorMaker 2's offset syncs, spaced by powers of two, lose up to all of
-/// it). Thinned again at every merge, older runs stay spaced out by age.
+/// percent of it (MirrorMaker 2's offset syncs, spaced by powers of two, can put a consumer
+/// back by as much as the offset's age). Thinned again at every merge, older runs stay
+/// spaced out by age.
 fn thin(runs: Vec<Run>, start: i64) -> Vec<Run> {
     let (Some(&first), Some(&last)) = (runs.first(), runs.last()) else {
         return runs;

@@ -118,7 +118,7 @@ impl State {
 impl Progress {
     /// Discovery found `target` as the target topic of source `topic` (its `partitions`).
     /// A partition whose map was written to another topic (another name, or the same name
-    /// with another topic id) starts its map again at its position ([`Self::restart`]).
+    /// with another topic id) starts its map again at its position ([`State::restart`]).
     /// Returns those partitions with the source offset their map starts at.
     pub fn target_topic(
         &self,

@@ -127,16 +127,17 @@ impl Pipeline {
         let mut held: Option<(Ready, Admission)> = None;
         let mut draining = false;
         loop {
-            let merge = self.round_trip_limits();
+            // One read of the route's round trip per turn decides both merging and bursts.
+            let round_trip = self.route.round_trip();
+            // Whether the target's round trip, not CPU, limits this partition, so small
+            // batches are worth merging.
+            let merge = round_trip.is_some_and(|r| r >= MERGE_ROUND_TRIP);
             if merge != merging {
                 merging = merge;
-                tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, round_trip_us = self.route.round_trip().map(|r| r.as_micros() as u64), merge, "Small batches waiting behind a full window are merged only while the target's round trip limits the partition.");
+                tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, round_trip_us = round_trip.map(|r| r.as_micros() as u64), merge, "Small batches waiting behind a full window are merged only while the target's round trip limits the partition.");
             }
             // Fill the window; what does not fit waits, and is merged when small.
-            let bursts = self
-                .route
-                .round_trip()
-                .is_some_and(|r| r < BURST_ROUND_TRIP);
+            let bursts = round_trip.is_some_and(|r| r < BURST_ROUND_TRIP);
             let refill = refills(window.len(), bursts);
             while refill && held.is_none() && !draining && window.len() < self.window_limit() {
                 let ready = match next_batch(&mut batcher, merge).await {
@@ -320,14 +321,6 @@ impl Pipeline {
         } else {
             1
         }
-    }
-
-    /// Whether the target's round trip, not CPU, limits this partition, so small batches
-    /// are worth merging.
-    fn round_trip_limits(&self) -> bool {
-        self.route
-            .round_trip()
-            .is_some_and(|r| r >= MERGE_ROUND_TRIP)
     }
 
     /// Hands one batch to its lane now (the lane sends a partition's batches in the order

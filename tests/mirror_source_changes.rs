@@ -7,7 +7,8 @@
 //!   progress, and the next start mirrors the new topic from its start.
 //! - Records deleted before they were mirrored stop their partition, naming the log start.
 //! - A batch that fails its CRC on the source's disk stops its partition after everything
-//!   before it is mirrored, whether it was to be merged or forwarded as it is.
+//!   before it is mirrored and three fetches again, whether it was to be merged or
+//!   forwarded as it is; one that came bad once (damage on the way) is mirrored.
 //! - A source log that diverged from what was mirrored (an unclean leader election) stops
 //!   its partition, at Kafka 4.1 versions and emulating Kafka 2.8, also when it diverged
 //!   while the daemon was stopped.
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use kmirror_wire::batch::Batches;
 use support::cluster::move_leaders;
-use support::topics::{admin, contents, flow, read, wait_records};
+use support::topics::{admin, contents, flow, read, total, wait_records};
 use support::*;
 
 /// `/status` on `listen`.
@@ -340,9 +341,83 @@ fn records_deleted_before_they_were_mirrored_stop_the_partition_naming_the_log_s
     assert_eq!(p["lag_records"], 10, "{p}");
 }
 
+/// A byte flipped on the source's disk in one batch of each topic: its offset, its log
+/// file, and where the byte is in it.
+struct Flipped {
+    topic: &'static str,
+    offset: i64,
+    log: std::path::PathBuf,
+    at: usize,
+}
+
+impl Flipped {
+    /// Flips the byte back (or again), in place: the broker reads the file as it runs.
+    fn flip(&self) {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.log)
+            .unwrap();
+        let mut byte = [0u8];
+        f.seek(SeekFrom::Start(self.at as u64)).unwrap();
+        f.read_exact(&mut byte).unwrap();
+        byte[0] ^= 0xff;
+        f.seek(SeekFrom::Start(self.at as u64)).unwrap();
+        f.write_all(&byte).unwrap();
+    }
+}
+
+/// Creates `broken` (batches of about 150 bytes, which the daemon merges) and
+/// `broken-large` (about 12 KB, forwarded as they are) on `source`, three batches each,
+/// and flips the last byte of a batch after the first: the second, or for the large shape
+/// the first large one (a producer racing its first metadata may send its first records
+/// one per batch).
+fn flip_a_batch_in_each(source: &BrokerProcess) -> Vec<Flipped> {
+    let admin = |args: &[&str]| admin(&source.addr(), args);
+    let long = "x".repeat(100);
+    let shapes = [
+        ("broken", "5", "r".to_string()),
+        ("broken-large", "100", long),
+    ];
+    let mut flipped = Vec::new();
+    for (topic, count, prefix) in shapes {
+        admin(&["create", topic, "1"]);
+        for round in ["a", "b", "c"] {
+            admin(&["produce", topic, &format!("{round}{prefix}"), count]);
+        }
+        let log = source
+            .data_dir
+            .join(format!("{topic}-0"))
+            .join(format!("{:020}.log", 0));
+        let bytes = std::fs::read(&log).unwrap();
+        let sizes: Vec<(i64, usize)> = Batches::new(&bytes)
+            .map(|b| b.map(|b| (b.base_offset(), b.size_bytes())).unwrap())
+            .collect();
+        assert!(sizes.len() >= 3, "{topic}: {sizes:?}");
+        let corrupt = match topic {
+            "broken-large" => (1..sizes.len())
+                .find(|&i| sizes[i].1 >= 8 << 10)
+                .unwrap_or_else(|| panic!("no batch large enough to go as it is: {sizes:?}")),
+            _ => 1,
+        };
+        let end: usize = sizes[..=corrupt].iter().map(|(_, size)| size).sum();
+        let f = Flipped {
+            topic,
+            offset: sizes[corrupt].0,
+            log,
+            at: end - 1,
+        };
+        f.flip();
+        flipped.push(f);
+    }
+    flipped
+}
+
 /// A source batch that fails its CRC (a byte flipped on the source's disk) stops its
 /// partition with an ERROR naming topic, partition and offset, after mirroring everything
-/// before it; it is never fetched again in a silent loop, and other topics keep flowing.
+/// before it and fetching it again three times (it came bad each time); it is never
+/// fetched again in a silent loop, and other topics keep flowing.
 /// Both ways a batch goes: small batches are merged (the daemon reads their records and
 /// verifies them), large ones are forwarded as they are (the target refuses the wrong CRC,
 /// which the daemon's stamping keeps wrong, and the daemon names the source offset).
@@ -352,42 +427,7 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
     let source = BrokerProcess::start(&dir.path().join("source"), &[]);
     let target = BrokerProcess::start(&dir.path().join("target"), &[]);
     let admin = |args: &[&str]| admin(&source.addr(), args);
-    // (topic, records per batch, value prefix): about 150 bytes and about 12 KB a batch.
-    let long = "x".repeat(100);
-    let shapes = [
-        ("broken", "5", "r".to_string()),
-        ("broken-large", "100", long),
-    ];
-    let mut corrupt_offsets = Vec::new();
-    for (topic, count, prefix) in &shapes {
-        admin(&["create", topic, "1"]);
-        for round in ["a", "b", "c"] {
-            admin(&["produce", topic, &format!("{round}{prefix}"), count]);
-        }
-        // Flip the last byte of a batch after the first on disk (the broker serves the
-        // file's bytes): the second, or for the large shape the first large one (a producer
-        // racing its first metadata may send its first records one per batch).
-        let log = source
-            .data_dir
-            .join(format!("{topic}-0"))
-            .join(format!("{:020}.log", 0));
-        let mut bytes = std::fs::read(&log).unwrap();
-        let sizes: Vec<(i64, usize)> = Batches::new(&bytes)
-            .map(|b| b.map(|b| (b.base_offset(), b.size_bytes())).unwrap())
-            .collect();
-        assert!(sizes.len() >= 3, "{topic}: {sizes:?}");
-        let corrupt = match *topic {
-            "broken-large" => (1..sizes.len())
-                .find(|&i| sizes[i].1 >= 8 << 10)
-                .unwrap_or_else(|| panic!("no batch large enough to go as it is: {sizes:?}")),
-            _ => 1,
-        };
-        let corrupt_offset = sizes[corrupt].0;
-        let end: usize = sizes[..=corrupt].iter().map(|(_, size)| size).sum();
-        bytes[end - 1] ^= 0xff;
-        std::fs::write(&log, &bytes).unwrap();
-        corrupt_offsets.push(corrupt_offset);
-    }
+    let flipped = flip_a_batch_in_each(&source);
     admin(&["create", "healthy", "1"]);
     let config = write_topology(
         dir.path(),
@@ -405,7 +445,21 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
             .filter(|l| l.contains("Partition stopped") && l.contains(&topic))
             .collect()
     };
-    for ((topic, _, _), corrupt_offset) in shapes.iter().zip(&corrupt_offsets) {
+    let fetched_again = |topic: &str| {
+        let topic = format!("topic={topic} ");
+        daemon
+            .log
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("fetching it again") && l.contains(&topic))
+            .count()
+    };
+    for Flipped {
+        topic,
+        offset: corrupt_offset,
+        ..
+    } in &flipped
+    {
         let deadline = Instant::now() + Duration::from_secs(60);
         while stopped(topic).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -430,7 +484,12 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
     admin(&["produce", "healthy", "h", "7"]);
     wait_records(&target.addr(), "healthy", 7, &daemon);
     // Telemetry reports both partitions as failed, naming the offset, and is not ready.
-    for ((topic, _, _), corrupt_offset) in shapes.iter().zip(&corrupt_offsets) {
+    for Flipped {
+        topic,
+        offset: corrupt_offset,
+        ..
+    } in &flipped
+    {
         assert_failed(&listen, topic, 0, &format!("offset {corrupt_offset}"));
     }
     let status = status(&listen);
@@ -440,13 +499,71 @@ fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
     );
     let (code, body) = http_get(&listen, "/readyz").expect("/readyz");
     assert!(code == 503 && body.contains("failed"), "{code} {body}");
-    for (topic, _, _) in &shapes {
+    for Flipped { topic, .. } in &flipped {
         assert_eq!(
-            stopped(topic).len(),
-            1,
-            "{topic} reported once, not in a loop:\n{}",
+            (fetched_again(topic), stopped(topic).len()),
+            (3, 1),
+            "{topic} fetched again three times and reported once, not in a loop:\n{}",
             daemon.log.tail(20)
         );
+    }
+}
+
+/// A batch that came bad once (damaged on the way, here flipped on disk and back) is
+/// fetched again and mirrored: every record reaches the target exactly once, in order, and
+/// the partition keeps running. Both ways a batch goes, as above.
+#[test]
+fn a_source_batch_that_came_bad_once_is_fetched_again_and_mirrored() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let flipped = flip_a_batch_in_each(&source);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow("broken.*"),
+    );
+    let listen = add_telemetry_listener(&config);
+    let daemon = DaemonProcess::start(&config);
+    for f in &flipped {
+        let warned = format!("topic={} ", f.topic);
+        daemon
+            .log
+            .wait_for_match(
+                |l| l.contains("fetching it again") && l.contains(&warned),
+                Duration::from_secs(60),
+            )
+            .unwrap_or_else(|| panic!("{} not fetched again:\n{}", f.topic, daemon.log.tail(40)));
+        f.flip();
+    }
+    // Read once the source's log is whole again.
+    let want: Vec<_> = flipped
+        .iter()
+        .map(|f| contents(&source.addr(), f.topic).unwrap())
+        .collect();
+    for (f, want) in flipped.iter().zip(&want) {
+        wait_records(&target.addr(), f.topic, total(want), &daemon);
+        assert_eq!(
+            contents(&target.addr(), f.topic).as_ref(),
+            Some(want),
+            "{}: every record once, in order",
+            f.topic
+        );
+    }
+    assert!(
+        !daemon.log.text().contains("Partition stopped"),
+        "{}",
+        daemon.log.tail(40)
+    );
+    for f in &flipped {
+        let p = status(&listen)["flows"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["topic"] == f.topic)
+            .cloned()
+            .unwrap();
+        assert_eq!(p["state"], "running", "{p}");
     }
 }
 

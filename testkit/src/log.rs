@@ -45,11 +45,18 @@ impl Log {
 
     /// Like [`wait_for`](Self::wait_for), returning the first line containing `needle`.
     pub fn wait_for_line(&self, needle: &str, timeout: Duration) -> Option<String> {
-        self.wait(timeout, |s| {
-            match s.lines.iter().find(|l| l.contains(needle)) {
-                Some(line) => Some(Some(line.clone())),
-                None => (s.open == 0).then_some(None),
-            }
+        self.wait_for_match(|l| l.contains(needle), timeout)
+    }
+
+    /// Like [`wait_for_line`](Self::wait_for_line), for the first line `matches` takes.
+    pub fn wait_for_match(
+        &self,
+        matches: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<String> {
+        self.wait(timeout, |s| match s.lines.iter().find(|l| matches(l)) {
+            Some(line) => Some(Some(line.clone())),
+            None => (s.open == 0).then_some(None),
         })
         .flatten()
     }

@@ -1,6 +1,7 @@
 //! Hands one partition's share of a Fetch response to its pipeline: errors (offset out of
-//! range, a diverged source log, a corrupt batch) stop the partition with an ERROR; data is
-//! sliced from the fetch offset, charged to the flow's memory and queued as a [`Chunk`].
+//! range, a diverged source log, a corrupt batch fetched again in vain: [`super::refetch`])
+//! stop the partition with an ERROR; data is sliced from the fetch offset, charged to the
+//! flow's memory and queued as a [`Chunk`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,13 +130,12 @@ impl FlowRunner {
         let sliced = match fetch::slice(&g.records, r.next_fetch_offset, &g.aborted) {
             Ok(s) => s,
             Err(e) => {
-                super::partitions::report_bad_source_batch(
-                    (&self.flow.name, &sp.topic, sp.partition),
-                    r.next_fetch_offset,
-                    &e,
-                    (&self.stats, &r.stats),
-                );
-                r.stop();
+                let offset = r.next_fetch_offset;
+                if let Some(wait) = self.refetch_or_stop(&sp, offset, &e) {
+                    if let Some(r) = self.partitions.get_mut(&sp) {
+                        r.not_before = Some(Instant::now() + wait);
+                    }
+                }
                 return false;
             }
         };

@@ -16,8 +16,9 @@
 //! Fetch holds up partitions that have data and room.
 //!
 //! Split by concern: [`discovery`] (topics, target topics, start positions, re-created
-//! sources), [`partitions`] (a partition's pipeline), [`fetching`] (the fetch loop) and
-//! [`delivery`] (the hand-off of fetched data to pipelines).
+//! sources), [`partitions`] (a partition's pipeline), [`fetching`] (the fetch loop),
+//! [`delivery`] (the hand-off of fetched data to pipelines) and [`refetch`] (a bad source
+//! batch fetched again before its partition stops).
 
 mod discovery;
 use discovery::{Discovery, Found};
@@ -25,6 +26,7 @@ mod delivery;
 mod fetching;
 mod lag_refresh;
 mod partitions;
+mod refetch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -137,6 +139,8 @@ pub struct FlowRunner {
     round: usize,
     /// Partitions whose next batch was reported too large, and at which offset.
     reported_cut: HashMap<SourcePartition, i64>,
+    /// Source batches that could not be mirrored, fetched again ([`refetch`]).
+    bad_batches: refetch::BadBatches,
     stats: Arc<FlowStats>,
 }
 
@@ -162,6 +166,7 @@ impl FlowRunner {
             topic_ids: HashMap::new(),
             round: 0,
             reported_cut: HashMap::new(),
+            bad_batches: Default::default(),
             stats,
         }
     }
@@ -291,6 +296,7 @@ impl FlowRunner {
         let mut lag_refresh = lag_refresh::LagRefresh::default();
         while !stop.is_cancelled() {
             self.stats.beat(true);
+            self.restart_after_bad_batches(&progress, session);
             self.start_fetches(&mut fetches);
             lag_refresh.maybe_start(
                 &self.source,
@@ -313,6 +319,7 @@ impl FlowRunner {
                     None => break,
                 },
                 Some(done) = fetches.next() => self.finish_fetch(done, &mut fetches),
+                Some(bad) = self.bad_batches.next() => self.bad_batch(bad),
                 _ = self.memory.released() => {}
                 _ = tokio::time::sleep_until(wake.into()) => {}
             }
@@ -359,7 +366,13 @@ impl FlowRunner {
                     self.topic_ids
                         .entry(partition.topic.clone())
                         .or_insert(topic_id);
-                    self.start_partition(partition, &target_topic, start, progress, session);
+                    self.start_partition(
+                        partition,
+                        &target_topic,
+                        start,
+                        progress,
+                        (session, false),
+                    );
                 }
                 Found::Recreated {
                     topic,

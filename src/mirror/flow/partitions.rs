@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::refetch::BadBatch;
 use super::{FlowRunner, Running, QUEUE_CHUNKS};
 use crate::client::produce::ProducerSession;
 use crate::mirror::memory::Held;
@@ -16,13 +17,15 @@ use crate::telemetry::stats::{FlowStats, PartitionState, PartitionStats};
 impl FlowRunner {
     /// Starts the pipeline of a partition discovery found, mirroring from `start`; its
     /// first Fetch carries the position's leader epoch as its `last_fetched_epoch`.
+    /// `renew_session` when the partition was mirrored with `session` before (it starts
+    /// again after a bad source batch).
     pub(super) fn start_partition(
         &mut self,
         sp: SourcePartition,
         target_topic: &str,
         position: Position,
         progress: &Arc<Progress>,
-        session: ProducerSession,
+        (session, renew_session): (ProducerSession, bool),
     ) {
         let start = position.next_source_offset;
         let (tx, rx) = mpsc::channel(QUEUE_CHUNKS);
@@ -46,10 +49,13 @@ impl FlowRunner {
             flow_stats: self.stats.clone(),
             stats: stats.clone(),
             route: Default::default(),
+            renew_session,
         };
         tracing::debug!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset = start, "Partition started.");
         let (flow, topic, partition) = (self.flow.name.clone(), sp.topic.clone(), sp.partition);
         let (flow_stats, partition_stats) = (self.stats.clone(), stats.clone());
+        let bad_batches = self.bad_batches.sender();
+        let target_topic = target_topic.to_string();
         let task = tokio::spawn(async move {
             let ended = pipeline.run(rx).await;
             match &ended {
@@ -58,14 +64,13 @@ impl FlowRunner {
                     flow_stats.failed("fatal", e);
                     partition_stats.set_state(PartitionState::Failed, Some(e.to_string()));
                 }
-                Ended::Corrupt { offset, error } => {
-                    report_bad_source_batch(
-                        (&flow, &topic, partition),
-                        *offset,
-                        error,
-                        (&flow_stats, &partition_stats),
-                    );
-                }
+                // The flow fetches it again, or stops the partition.
+                Ended::Corrupt { offset, error } => bad_batches.send(BadBatch {
+                    partition: SourcePartition { topic, partition },
+                    target_topic,
+                    offset: *offset,
+                    error: error.clone(),
+                }),
                 // A partition stopped for an error (offset out of range, a diverged log, a
                 // re-created topic) drains what it holds and stays failed.
                 Ended::Drained if partition_stats.state() == PartitionState::Failed => {}

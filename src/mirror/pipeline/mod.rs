@@ -80,7 +80,8 @@ pub enum Ended {
     /// A fatal error; the partition needs an operator.
     Failed(ClientError),
     /// The source batch at `offset` is corrupt (its CRC does not match); nothing from it
-    /// on is produced.
+    /// on is produced, and everything before it is acknowledged (the flow fetches it
+    /// again from the acknowledged position, or stops the partition).
     Corrupt { offset: i64, error: String },
 }
 
@@ -113,6 +114,10 @@ pub struct Pipeline {
     pub stats: Arc<PartitionStats>,
     /// The way to the target leader the last batch took ([`RouteCache`]).
     pub route: RouteCache,
+    /// Start with a producer session of its own: this partition was written with the
+    /// flow's session already (it restarts after a bad source batch), and a sequence
+    /// started again at 0 on that session could be taken for a duplicate of an early batch.
+    pub renew_session: bool,
 }
 
 impl Pipeline {
@@ -126,6 +131,20 @@ impl Pipeline {
         // taken meanwhile. Refused (the flow drains), it and the rest are not sent.
         let mut held: Option<(Ready, Admission)> = None;
         let mut draining = false;
+        // A source batch that cannot be mirrored was met while shaping: what came before
+        // it is sent and acknowledged (so a restart from the acknowledged position repeats
+        // nothing), then the pipeline ends with this.
+        let mut bad_batch: Option<Ended> = None;
+        if self.renew_session {
+            match self
+                .target
+                .retry("InitProducerId", None, || self.target.init_producer())
+                .await
+            {
+                Ok(session) => self.session = session,
+                Err(e) => return Ended::Failed(e),
+            }
+        }
         loop {
             // One read of the route's round trip per turn decides both merging and bursts.
             let round_trip = self.route.round_trip();
@@ -143,7 +162,11 @@ impl Pipeline {
                 let ready = match next_batch(&mut batcher, merge).await {
                     Ok(Some(r)) => r,
                     Ok(None) => break,
-                    Err(e) => return self.unshapeable(e),
+                    Err(e) => {
+                        bad_batch = Some(self.unshapeable(e));
+                        draining = true;
+                        break;
+                    }
                 };
                 if !ready.data.is_empty() && self.throttle.is_limited() {
                     held = Some(self.admission(ready, &window));
@@ -169,7 +192,7 @@ impl Pipeline {
             }
             let nothing_held = held.is_none() && batcher.is_empty();
             if window.is_empty() && (draining || (!input_open && nothing_held)) {
-                return Ended::Drained;
+                return bad_batch.unwrap_or(Ended::Drained);
             }
             let want_input = input_open && !draining && batcher.waiting_bytes() < self.batch_bytes;
             tokio::select! {
@@ -223,7 +246,8 @@ impl Pipeline {
                         continue;
                     };
                     if let Err(e) = batcher.push(chunk) {
-                        return self.unshapeable(e);
+                        bad_batch = Some(self.unshapeable(e));
+                        draining = true;
                     }
                 }
             }

@@ -144,12 +144,11 @@ fn thin(runs: Vec<Run>, start: i64) -> Vec<Run> {
     let newest = runs[runs.len() - CHUNK_RUNS].source_start;
     let step = ((end - newest) as f64 / CHUNK_RUNS as f64).max(1.0);
     let reach_at = |g: f64, k: i32| (g.powi(k) - 1.0) / (g - 1.0);
-    let reach = |g: f64| reach_at(g, steps);
     let (mut low, mut high) = (1.0 + 1e-9, 2.0f64);
     // (At g = 2 the reach is 2^254 - 1 steps, past any span.)
     for _ in 0..60 {
         let mid = (low + high) / 2.0;
-        if reach(mid) < span / step {
+        if reach_at(mid, steps) < span / step {
             low = mid;
         } else {
             high = mid;

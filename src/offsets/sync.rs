@@ -24,7 +24,7 @@
 //!   can translate them when the source cluster is down.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -142,7 +142,7 @@ impl GroupSync {
         let this = &*self;
         // Set by a failure that is not one group's: the groups not started yet wait for
         // the next round instead of each meeting it.
-        let stop = &std::sync::atomic::AtomicBool::new(false);
+        let stop = &AtomicBool::new(false);
         let results: Vec<_> = futures::stream::iter(groups)
             .map(|group| async move {
                 if stop.load(Ordering::Relaxed) {

@@ -89,14 +89,13 @@ fn leader_moves_and_node_restarts_on_both_sides_lose_nothing() {
         );
     }
     let acked_count = join_producer(producer);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let verdict = loop {
-        let v = records::verify(&target.addr(), TOPIC, PARTITIONS, &acked, None);
-        if v.lost == 0 || Instant::now() >= deadline {
-            break v;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let verdict = records::verify_until_complete(
+        &target.addr(),
+        TOPIC,
+        PARTITIONS,
+        &acked,
+        Duration::from_secs(180),
+    );
     eprintln!("{}", verdict.report);
     eprintln!(
         "duplicates: {} (longest run {})",

@@ -27,5 +27,5 @@ pub use http::{http_get, http_request, metric, metric_sum};
 pub use log::Log;
 pub use nodes::{node_control, ThreeNodes};
 pub use process::{free_port, free_port_span, Process};
-pub use proxy::DelayProxy;
+pub use proxy::{Cutter, DelayProxy};
 pub use running::Running;

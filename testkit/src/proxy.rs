@@ -2,11 +2,13 @@
 //! across a WAN or a replicated cluster's acks=all latency: every chunk read from one side
 //! is written to the other half the round trip later, so many chunks are in the air at
 //! once, like on a long fat link. It neither drops nor reorders; its memory is bounded by
-//! what the client keeps in flight. Plain threads, so tests and benches need no runtime.
+//! what the client keeps in flight. [`Cutter::cut`] breaks every connection through it at
+//! once, wherever a frame is, as a network blip or a load balancer's reset does. Plain
+//! threads, so tests and benches need no runtime.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -35,9 +37,11 @@ impl DelayProxy {
     }
 
     /// Forwards every connection, from now on and for the life of the process, to
-    /// `upstream` with the round trip added.
-    pub fn forward_to(self, upstream: &str) {
+    /// `upstream` with the round trip added; the [`Cutter`] breaks the live ones.
+    pub fn forward_to(self, upstream: &str) -> Cutter {
         let upstream = upstream.to_string();
+        let cutter = Cutter::default();
+        let live = cutter.clone();
         thread::spawn(move || {
             for client in self.listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -46,6 +50,9 @@ impl DelayProxy {
                 };
                 for s in [&client, &server] {
                     let _ = s.set_nodelay(true);
+                }
+                if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
+                    live.0.lock().expect("live lock").push([c, s]);
                 }
                 let half = self.rtt / 2;
                 let pairs = [
@@ -59,6 +66,25 @@ impl DelayProxy {
                 }
             }
         });
+        cutter
+    }
+}
+
+/// Breaks the connections through a [`DelayProxy`].
+#[derive(Clone, Default)]
+pub struct Cutter(Arc<Mutex<Vec<[TcpStream; 2]>>>);
+
+impl Cutter {
+    /// Shuts down both ends of every connection made so far (its peers see the stream end
+    /// in the middle of whatever they were reading); returns how many there were.
+    pub fn cut(&self) -> usize {
+        let pairs = std::mem::take(&mut *self.0.lock().expect("live lock"));
+        for pair in &pairs {
+            for s in pair {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+        pairs.len()
     }
 }
 

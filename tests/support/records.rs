@@ -148,6 +148,26 @@ impl Verdict {
     }
 }
 
+/// [`verify`] again every half second until nothing acknowledged is missing from the
+/// target or `within` passed (a high watermark counts duplicates too, so it cannot tell
+/// when a mirror is complete); the last verdict.
+pub fn verify_until_complete(
+    target: &str,
+    topic: &str,
+    partitions: usize,
+    acked: &Path,
+    within: std::time::Duration,
+) -> Verdict {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let v = verify(target, topic, partitions, acked, None);
+        if v.lost == 0 || std::time::Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// Reads `topic` on `target` (and on `source`, when given) and compares it with `acked`.
 pub fn verify(
     target: &str,

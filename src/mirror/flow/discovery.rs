@@ -193,9 +193,7 @@ impl Discovery {
                     }
                 }
                 Err(e) => {
-                    if self.stats.topic_not_mirrored(&topic, &target_topic, &e) {
-                        tracing::error!(flow = %self.flow.name, topic = %topic, target_topic = %target_topic, error = %e, "Topic not mirrored.");
-                    }
+                    self.target_not_ready(&topic, &target_topic, count, &e);
                     continue;
                 }
             }
@@ -358,6 +356,32 @@ impl Discovery {
 
     /// Makes sure the target topic exists with at least `count` partitions and the
     /// source's synced configs.
+    /// The target topic of `topic` could not be made ready this round. Refused (it would
+    /// take an operator): listed as not mirrored, at ERROR. A transient failure (a broken
+    /// connection, a leader moving) is tried again next round: a topic already mirroring
+    /// keeps mirroring, said at DEBUG; one not started yet is listed with the reason, at
+    /// WARN.
+    fn target_not_ready(&self, topic: &str, target_topic: &str, count: i32, e: &ClientError) {
+        let flow = &self.flow.name;
+        if e.class() == ErrorClass::Fatal {
+            if self.stats.topic_not_mirrored(topic, target_topic, e) {
+                tracing::error!(%flow, topic = %topic, target_topic = %target_topic, error = %e, "Topic not mirrored.");
+            }
+            return;
+        }
+        let mirroring = (0..count).any(|partition| {
+            self.started.contains(&SourcePartition {
+                topic: topic.to_string(),
+                partition,
+            })
+        });
+        if mirroring {
+            tracing::debug!(%flow, topic = %topic, target_topic = %target_topic, error = %e, "Cannot check the target topic this round; its partitions keep mirroring, and it is checked again next round.");
+        } else if self.stats.topic_not_mirrored(topic, target_topic, e) {
+            tracing::warn!(%flow, topic = %topic, target_topic = %target_topic, error = %e, "Topic not mirrored yet: its target topic cannot be made ready now; tried again every discovery round.");
+        }
+    }
+
     async fn ensure_target(
         &self,
         topic: &str,

@@ -11,6 +11,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use support::groups::{commit, committed, wait_for_committed};
 use support::records::{self, Produce};
 use support::*;
 
@@ -28,8 +29,16 @@ fn behind_cutter(data_dir: &std::path::Path, rtt: Duration) -> (BrokerProcess, S
     (broker, addr, cutter)
 }
 
-#[test]
-fn connections_cut_mid_frame_on_both_sides_lose_and_duplicate_nothing() {
+/// Mirrors `RECORDS_PER_PARTITION` records per partition with a flow of `flow_extra`
+/// lines while both sides' connections are cut every 200 ms (once the mirror moved since
+/// the last cut); `before` runs once the source holds the records, `after` once the target
+/// holds them all, with the source's address; then checks that nothing was lost,
+/// reordered or duplicated and that nothing was said at ERROR.
+fn mirror_through_cuts(
+    flow_extra: &str,
+    before: impl Fn(&str),
+    after: impl Fn(&str, &str, &DaemonProcess),
+) {
     let dir = tempfile::tempdir().unwrap();
     // Round trips keep requests on the wire most of the time, where the cuts find them.
     let rtt = Duration::from_millis(20);
@@ -43,12 +52,13 @@ fn connections_cut_mid_frame_on_both_sides_lose_and_duplicate_nothing() {
         ..Produce::new(&source.addr(), TOPIC, PARTITIONS, &acked)
     }
     .run();
+    before(&source.addr());
     // A rate limit keeps the mirror going for several seconds, so that the cuts land
     // while batches are on the wire both ways.
     let config = write_topology(
         dir.path(),
         &[("east", &source_addr), ("west", &target_addr)],
-        &format!("  - name: cuts\n    source: east\n    target: west\n    topics: {{ include: [\"{TOPIC}\"] }}\n    rename: \"{{topic}}\"\n    discovery_interval: 1s\n    limits: {{ bytes_per_sec: 16MiB }}\n"),
+        &format!("  - name: cuts\n    source: east\n    target: west\n    topics: {{ include: [\"{TOPIC}\"] }}\n    rename: \"{{topic}}\"\n    discovery_interval: 1s\n    limits: {{ bytes_per_sec: 16MiB }}\n{flow_extra}"),
     );
     let daemon = DaemonProcess::start(&config);
     let total = u64::from(RECORDS_PER_PARTITION) * PARTITIONS as u64;
@@ -96,6 +106,7 @@ fn connections_cut_mid_frame_on_both_sides_lose_and_duplicate_nothing() {
         cuts_mid_mirror >= 5,
         "only {cuts_mid_mirror} rounds of cuts landed while the mirror ran: the test proved little"
     );
+    after(&source.addr(), &target.addr(), &daemon);
     let verdict = records::verify_until_complete(
         &target.addr(),
         TOPIC,
@@ -114,5 +125,40 @@ fn connections_cut_mid_frame_on_both_sides_lose_and_duplicate_nothing() {
         !daemon.log.contains(" ERROR "),
         "the daemon reported errors:\n{}",
         daemon.log.tail(60)
+    );
+}
+
+#[test]
+fn connections_cut_mid_frame_on_both_sides_lose_and_duplicate_nothing() {
+    mirror_through_cuts("", |_| {}, |_, _, _| {});
+}
+
+/// The same cuts with the flow owned through a group on the target (`exclusive`) and a
+/// consumer group's offsets synced: a broken connection to the coordinator is not a lost
+/// ownership (Kafka's members, too, keep their place until their session times out), and
+/// the group's offsets reach the target translated.
+#[test]
+fn an_exclusive_flow_syncing_groups_rides_out_connection_cuts() {
+    let group = "app-cuts";
+    // (The group tools read partitions 0 and 1.)
+    let offsets = "0:15000,1:15001";
+    mirror_through_cuts(
+        "    exclusive: true\n    groups: { include: [\"app-.*\"], sync_offsets: true, interval: 1s }\n",
+        |source| commit(source, TOPIC, group, offsets),
+        |_, target, daemon| {
+            wait_for_committed(target, TOPIC, group, 2, daemon);
+            // One to one: the target's offsets are the source's.
+            let want: std::collections::BTreeMap<String, i64> = offsets
+                .split(',')
+                .map(|p| p.split_once(':').unwrap())
+                .map(|(p, o)| (p.to_string(), o.parse().unwrap()))
+                .collect();
+            assert_eq!(committed(target, TOPIC, group), want);
+            assert!(
+                !daemon.log.contains("Flow ownership lost"),
+                "a cut connection to the coordinator cost the ownership:\n{}",
+                daemon.log.tail(60)
+            );
+        },
     );
 }

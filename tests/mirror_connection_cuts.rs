@@ -30,8 +30,8 @@ fn behind_cutter(data_dir: &std::path::Path, rtt: Duration) -> (BrokerProcess, S
 }
 
 /// Mirrors `RECORDS_PER_PARTITION` records per partition with a flow of `flow_extra`
-/// lines while both sides' connections are cut every 200 ms (once the mirror moved since
-/// the last cut); `before` runs once the source holds the records, `after` once the target
+/// lines while both sides' connections are cut: ten times 150 ms apart from the daemon's
+/// start (while it sets up), then every 200 ms once the mirror moved since the last cut; `before` runs once the source holds the records, `after` once the target
 /// holds them all, with the source's address; then checks that nothing was lost,
 /// reordered or duplicated and that nothing was said at ERROR.
 fn mirror_through_cuts(
@@ -61,6 +61,12 @@ fn mirror_through_cuts(
         &format!("  - name: cuts\n    source: east\n    target: west\n    topics: {{ include: [\"{TOPIC}\"] }}\n    rename: \"{{topic}}\"\n    discovery_interval: 1s\n    limits: {{ bytes_per_sec: 16MiB }}\n{flow_extra}"),
     );
     let daemon = DaemonProcess::start(&config);
+    // While it sets up (progress, producer id, ownership, first discovery): ten cuts.
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(150));
+        source_cuts.cut();
+        target_cuts.cut();
+    }
     let total = u64::from(RECORDS_PER_PARTITION) * PARTITIONS as u64;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mirrored = || {

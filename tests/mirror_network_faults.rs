@@ -1,3 +1,5 @@
+//! Network faults while the daemon mirrors.
+//!
 //! Connections cut in the middle of frames: the daemon reaches both brokers through
 //! proxies that break every connection at once, again and again while it mirrors (a
 //! network blip, a load balancer resetting its flows). A Fetch response or a Produce
@@ -6,6 +8,8 @@
 //! the target recognises as duplicates of what it already wrote. Nothing may be lost,
 //! reordered or written twice, and nothing is reported at ERROR: a broken connection is
 //! not a reason for an operator to act.
+//!
+//! A target that stops answering for several request timeouts, then answers again.
 
 mod support;
 
@@ -29,6 +33,55 @@ fn behind_cutter(data_dir: &std::path::Path, rtt: Duration) -> (BrokerProcess, S
     (broker, addr, cutter)
 }
 
+/// Writes `RECORDS_PER_PARTITION` records of 1 KB to each partition of `TOPIC` on
+/// `source` (acknowledged ones to `acked`); returns how many were acknowledged.
+fn produce_source(source: &str, acked: &std::path::Path) -> u64 {
+    Produce {
+        records: RECORDS_PER_PARTITION,
+        value_bytes: 1_000,
+        create: true,
+        ..Produce::new(source, TOPIC, PARTITIONS, acked)
+    }
+    .run()
+}
+
+/// A flow `name` of `TOPIC` from east to west with `extra` lines. A rate limit keeps the
+/// mirror going for several seconds, so that the faults land while batches are on the
+/// wire both ways.
+fn flow_of(name: &str, extra: &str) -> String {
+    format!("  - name: {name}\n    source: east\n    target: west\n    topics: {{ include: [\"{TOPIC}\"] }}\n    rename: \"{{topic}}\"\n    discovery_interval: 1s\n    limits: {{ bytes_per_sec: 16MiB }}\n{extra}")
+}
+
+/// The records of `TOPIC` on `target` (duplicates included).
+fn mirrored(rt: &tokio::runtime::Runtime, target: &str) -> u64 {
+    rt.block_on(support::cluster::high_watermarks(target, TOPIC))
+        .max(0) as u64
+}
+
+/// Everything `produced` reached `target` once, in order, and the daemon said nothing at
+/// ERROR.
+fn assert_mirrored_once(
+    target: &str,
+    acked: &std::path::Path,
+    produced: u64,
+    daemon: &DaemonProcess,
+) {
+    let verdict =
+        records::verify_until_complete(target, TOPIC, PARTITIONS, acked, Duration::from_secs(120));
+    eprintln!("{}", verdict.report);
+    verdict.assert_complete_and_ordered(produced);
+    assert_eq!(
+        verdict.duplicated, 0,
+        "resent batches were written twice:\n{}",
+        verdict.report
+    );
+    assert!(
+        !daemon.log.contains(" ERROR "),
+        "the daemon reported errors:\n{}",
+        daemon.log.tail(60)
+    );
+}
+
 /// Mirrors `RECORDS_PER_PARTITION` records per partition with a flow of `flow_extra`
 /// lines while both sides' connections are cut: ten times 150 ms apart from the daemon's
 /// start (while it sets up), then every 200 ms once the mirror moved since the last cut; `before` runs once the source holds the records, `after` once the target
@@ -45,20 +98,12 @@ fn mirror_through_cuts(
     let (source, source_addr, source_cuts) = behind_cutter(&dir.path().join("source"), rtt);
     let (target, target_addr, target_cuts) = behind_cutter(&dir.path().join("target"), rtt);
     let acked = dir.path().join("acked.json");
-    let produced = Produce {
-        records: RECORDS_PER_PARTITION,
-        value_bytes: 1_000,
-        create: true,
-        ..Produce::new(&source.addr(), TOPIC, PARTITIONS, &acked)
-    }
-    .run();
+    let produced = produce_source(&source.addr(), &acked);
     before(&source.addr());
-    // A rate limit keeps the mirror going for several seconds, so that the cuts land
-    // while batches are on the wire both ways.
     let config = write_topology(
         dir.path(),
         &[("east", &source_addr), ("west", &target_addr)],
-        &format!("  - name: cuts\n    source: east\n    target: west\n    topics: {{ include: [\"{TOPIC}\"] }}\n    rename: \"{{topic}}\"\n    discovery_interval: 1s\n    limits: {{ bytes_per_sec: 16MiB }}\n{flow_extra}"),
+        &flow_of("cuts", flow_extra),
     );
     let daemon = DaemonProcess::start(&config);
     // While it sets up (progress, producer id, ownership, first discovery): ten cuts.
@@ -69,10 +114,6 @@ fn mirror_through_cuts(
     }
     let total = u64::from(RECORDS_PER_PARTITION) * PARTITIONS as u64;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mirrored = || {
-        rt.block_on(support::cluster::high_watermarks(&target.addr(), TOPIC))
-            .max(0) as u64
-    };
     // Cut both sides every 300 ms until the target holds everything; count the rounds
     // that cut live connections while the mirror was under way.
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -80,7 +121,7 @@ fn mirror_through_cuts(
     let mut at_last_cut = 0;
     loop {
         std::thread::sleep(Duration::from_millis(200));
-        let now = mirrored();
+        let now = mirrored(&rt, &target.addr());
         if now >= total {
             break;
         }
@@ -113,25 +154,7 @@ fn mirror_through_cuts(
         "only {cuts_mid_mirror} rounds of cuts landed while the mirror ran: the test proved little"
     );
     after(&source.addr(), &target.addr(), &daemon);
-    let verdict = records::verify_until_complete(
-        &target.addr(),
-        TOPIC,
-        PARTITIONS,
-        &acked,
-        Duration::from_secs(120),
-    );
-    eprintln!("{}", verdict.report);
-    verdict.assert_complete_and_ordered(produced);
-    assert_eq!(
-        verdict.duplicated, 0,
-        "resent batches were written twice:\n{}",
-        verdict.report
-    );
-    assert!(
-        !daemon.log.contains(" ERROR "),
-        "the daemon reported errors:\n{}",
-        daemon.log.tail(60)
-    );
+    assert_mirrored_once(&target.addr(), &acked, produced, &daemon);
 }
 
 #[test]
@@ -166,5 +189,48 @@ fn an_exclusive_flow_syncing_groups_rides_out_connection_cuts() {
                 daemon.log.tail(60)
             );
         },
+    );
+}
+
+/// A target that stops answering for several times the daemon's request timeout while the
+/// daemon mirrors (a network partition that drops packets, a broker in a long pause): its
+/// requests time out, it connects again and resends in order, and the requests it gave up
+/// on, still in the stopped broker's socket buffers, are answered there after all once it
+/// runs again: the target recognises the resent batches as duplicates. Nothing lost,
+/// reordered or written twice, no ERROR.
+#[test]
+fn a_target_that_stops_answering_past_the_request_timeout_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let acked = dir.path().join("acked.json");
+    let produced = produce_source(&source.addr(), &acked);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &flow_of("stalls", ""),
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("request_timeout: 10s", "request_timeout: 2s"),
+    )
+    .unwrap();
+    let daemon = DaemonProcess::start(&config);
+    let total = u64::from(RECORDS_PER_PARTITION) * PARTITIONS as u64;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while mirrored(&rt, &target.addr()) < total / 10 {
+        assert!(Instant::now() < deadline, "{}", daemon.log.tail(40));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    target.pause();
+    std::thread::sleep(Duration::from_secs(7));
+    target.resume();
+    assert_mirrored_once(&target.addr(), &acked, produced, &daemon);
+    assert!(
+        daemon.log.contains("timed out"),
+        "the daemon never waited out a request: the pause proved little:\n{}",
+        daemon.log.tail(60)
     );
 }

@@ -42,6 +42,26 @@ fn wait_log(daemon: &DaemonProcess, needle: &str) {
     );
 }
 
+/// Waits (up to 60 s) until `count` lines of `daemon`'s log contain `needle`.
+fn wait_lines(daemon: &DaemonProcess, needle: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .count()
+        < count
+    {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {count} lines with {needle:?} after 60 s:\n{}",
+            daemon.log.tail(20)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn flow_status(listen: &str) -> serde_json::Value {
     let (_, status) = http_get(listen, "/status").expect("/status");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
@@ -188,23 +208,7 @@ fn an_owner_cut_off_from_its_coordinator_stops_until_it_owns_the_flow_again() {
     target.pause();
     wait_log(&daemon.process, "Flow ownership lost");
     target.resume();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while daemon
-        .process
-        .log
-        .lines()
-        .iter()
-        .filter(|l| l.contains(OWNS))
-        .count()
-        < 2
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the flow was not owned again:\n{}",
-            daemon.process.log.tail(20)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_lines(&daemon.process, OWNS, 2);
     admin(&source_addr, &["produce", "owned", "b", "5"]);
     wait_records(&target_addr, "owned", 20, &daemon.process);
     assert_eq!(read(&target_addr, "owned"), read(&source_addr, "owned"));
@@ -331,4 +335,96 @@ fn a_daemon_the_target_keeps_out_of_the_ownership_group_says_why() {
     );
     assert_eq!(flow_status(&listen)["errors"]["ownership"], 1);
     assert!(!daemon.log.contains(OWNS));
+}
+
+/// An owner paused past its session (SIGSTOP: a suspended VM, a stalled host) is a zombie
+/// when it runs again: the standby took the flow over and mirrored on meanwhile. The
+/// zombie gives the flow up before it sends or stores anything: no batch it held and no
+/// position it had acknowledged but not yet stored reaches the target after the take-over,
+/// so when the flow is handed back to it later (a clean hand-over), it starts where the
+/// other owner stopped and mirrors nothing twice.
+#[test]
+fn an_owner_paused_past_its_session_sends_and_stores_nothing_when_it_runs_again() {
+    use support::records::{self, join_producer, Produce};
+    const TOPIC: &str = "owned.events";
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let (source_addr, target_addr) = (source.addr(), target.addr());
+    let acked = dir.path().join("acked.json");
+    let produce = Produce {
+        records: 6_000,
+        rate: 400,
+        ..Produce::new(&source_addr, TOPIC, 2, &acked)
+    };
+    Produce {
+        records: 0,
+        create: true,
+        ..produce.clone()
+    }
+    .run();
+    let clusters = [
+        ("east", source_addr.as_str()),
+        ("west", target_addr.as_str()),
+    ];
+    let start = |name: &str| {
+        let dir = dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let flows = format!("  - name: owned\n    source: east\n    target: west\n    topics: {{ include: [\"{TOPIC}\"] }}\n    rename: \"{{topic}}\"\n    exclusive: true\n");
+        let config = write_topology(&dir, &clusters, &flows);
+        let listen = add_telemetry_listener(&config);
+        Daemon {
+            process: DaemonProcess::start(&config),
+            listen,
+        }
+    };
+    let producer = produce.spawn();
+    let mut first = start("one");
+    let mut second = start("two");
+    let owning = owner(&[&first, &second]);
+    let (zombie, other) = if owning == 0 {
+        (&mut first, &mut second)
+    } else {
+        (&mut second, &mut first)
+    };
+    let zombie_listen = zombie.listen.clone();
+    let (zombie, other) = (&mut zombie.process, &mut other.process);
+    wait_log(other, STANDS_BY);
+    // Paused while it mirrors a steady stream: it holds acknowledged positions not stored
+    // yet, and batches not sent yet.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rt.block_on(support::cluster::high_watermarks(&target_addr, TOPIC)) < 500 {
+        assert!(Instant::now() < deadline, "{}", zombie.log.tail(20));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    zombie.pause();
+    wait_log(other, OWNS);
+    let produced = join_producer(producer);
+    let before =
+        records::verify_until_complete(&target_addr, TOPIC, 2, &acked, Duration::from_secs(120));
+    before.assert_complete_and_ordered(produced);
+    // The zombie runs again, gives the flow up and stands by.
+    zombie.resume();
+    wait_log(zombie, "Flow ownership lost");
+    wait_lines(zombie, STANDS_BY, 1);
+    // A clean hand-over back to it: it starts where the other owner stopped.
+    other.terminate_ok();
+    wait_lines(zombie, OWNS, 2);
+    // Once it caught up, whatever it would mirror again has been.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while flow_status(&zombie_listen)["lag_records"] != 0 {
+        assert!(Instant::now() < deadline, "{}", zombie.log.tail(20));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let after = records::verify(&target_addr, TOPIC, 2, &acked, Some(&source_addr));
+    eprintln!(
+        "before the zombie ran again:\n{}\nafter:\n{}",
+        before.report, after.report
+    );
+    assert_eq!(
+        after.duplicated, before.duplicated,
+        "the zombie sent batches, or its stale progress made the next owner mirror records again:\n{}",
+        zombie.log.tail(40)
+    );
 }

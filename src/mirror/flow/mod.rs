@@ -43,6 +43,7 @@ use uuid::Uuid;
 
 use super::acl_sync::AclSync;
 use super::memory::{Held, Memory};
+use super::ownership::lease::Lease;
 use super::pipeline::{Chunk, Ended};
 use super::progress::{Progress, ProgressError, SourcePartition};
 use super::Drain;
@@ -141,6 +142,8 @@ pub struct FlowRunner {
     reported_cut: HashMap<SourcePartition, i64>,
     /// Source batches that could not be mirrored, fetched again ([`refetch`]).
     bad_batches: refetch::BadBatches,
+    /// An exclusive flow's ownership lease: progress is written only while it holds.
+    lease: Option<Lease>,
     stats: Arc<FlowStats>,
 }
 
@@ -167,8 +170,15 @@ impl FlowRunner {
             round: 0,
             reported_cut: HashMap::new(),
             bad_batches: Default::default(),
+            lease: None,
             stats,
         }
+    }
+
+    /// Writes progress only while `lease` holds (an exclusive flow's owner).
+    pub fn with_lease(mut self, lease: Lease) -> Self {
+        self.lease = Some(lease);
+        self
     }
 
     /// Runs until `stop`, then drains: in-flight produces finish (up to `drain_deadline`)
@@ -202,6 +212,9 @@ impl FlowRunner {
                 }
             },
         };
+        if let Some(lease) = &self.lease {
+            progress.write_only_under(lease.clone());
+        }
         self.stats.set_offsets(Arc::new(FlowOffsets {
             flow: self.flow.clone(),
             progress: progress.clone(),

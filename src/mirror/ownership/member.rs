@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use kmirror_wire::messenger::Messenger;
 
+use super::lease::Lease;
 use crate::client::membership::{JoinAnswer, Joined, MemberLanes, Timeouts};
 use crate::client::{ClientError, ClusterClient};
 use crate::telemetry::stats::FlowStats;
@@ -38,6 +39,10 @@ pub const TIMEOUTS: Timeouts = Timeouts {
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
 /// An owner stops this long before the coordinator could expire its session.
 pub const FENCE_MARGIN: Duration = Duration::from_secs(2);
+/// An owner's progress is written until this long before the coordinator could expire its
+/// session ([`super::lease`]).
+pub const LEASE_MARGIN: Duration = Duration::from_millis(500);
+const _: () = assert!(LEASE_MARGIN.as_millis() < FENCE_MARGIN.as_millis());
 /// The wait before joining again after an error.
 const RETRY_DELAY: Duration = Duration::from_secs(1);
 /// The wait after an error an operator must fix (e.g. GROUP_AUTHORIZATION_FAILED).
@@ -150,6 +155,8 @@ pub struct Member {
     claim: bool,
     /// When the request behind the coordinator's last answer to this member was sent.
     last_answer: Instant,
+    /// Held while this member owns the flow and its session cannot have expired.
+    lease: Lease,
     /// The last fatal error reported, so it is reported once.
     reported: Option<String>,
 }
@@ -161,6 +168,7 @@ impl Member {
         stats: Arc<FlowStats>,
         role: watch::Sender<Role>,
         leave: CancellationToken,
+        lease: Lease,
     ) -> Self {
         stats.set_joining(Some(format!("joining its ownership group {group}")));
         Self {
@@ -174,6 +182,7 @@ impl Member {
             member_id: String::new(),
             claim: false,
             last_answer: Instant::now(),
+            lease,
             reported: None,
         }
     }
@@ -192,9 +201,27 @@ impl Member {
         self.target.broker_lane(node, lane).await
     }
 
+    /// The coordinator answered a request sent at `sent`: the session runs from then.
+    fn answered(&mut self, sent: Instant) {
+        self.last_answer = sent;
+        self.renew_lease();
+    }
+
+    /// An owner's lease runs until its session could expire, less [`LEASE_MARGIN`]: past
+    /// the fence (an owner cut off from the coordinator still writes its progress once),
+    /// never past the session (after which another daemon may own the flow).
+    fn renew_lease(&self) {
+        if *self.role.borrow() == Role::Owner {
+            self.lease
+                .hold_until((self.last_answer + TIMEOUTS.session - LEASE_MARGIN).into_std());
+        }
+    }
+
     fn set_owner(&self, owns: bool, generation_id: i32) {
         let role = if owns { Role::Owner } else { Role::Standby };
-        if self.role.send_replace(role) == role {
+        let before = self.role.send_replace(role);
+        self.renew_lease();
+        if before == role {
             return;
         }
         if owns {
@@ -315,7 +342,7 @@ impl Member {
             let joined = match step {
                 Joining::Done(joined, owns, sent) => {
                     self.member_id = joined.member_id.clone();
-                    self.last_answer = sent;
+                    self.answered(sent);
                     self.reported = None;
                     self.stats.set_joining(None);
                     self.claim = owns;
@@ -355,13 +382,13 @@ impl Member {
                 };
                 match beat {
                     Ok(()) => {
-                        self.last_answer = sent;
+                        self.answered(sent);
                         wait = HEARTBEAT_INTERVAL;
                     }
                     Err(e) => {
                         if after(&e) == After::Rejoin {
                             // Still a member: the coordinator counts this heartbeat.
-                            self.last_answer = sent;
+                            self.answered(sent);
                         }
                         match self.failed(e) {
                             None => break,
@@ -374,6 +401,7 @@ impl Member {
             }
         }
         self.role.send_replace(Role::Joining);
+        self.lease.end();
         if !self.member_id.is_empty() {
             self.leave_group().await;
         }

@@ -11,8 +11,11 @@
 //! owner stored. An owner that cannot reach the coordinator stops mirroring before its
 //! session could expire, so two daemons never mirror the flow at once for longer than the
 //! requests already in flight; records acknowledged after the owner's last progress write
-//! are mirrored again by the next owner (at-least-once, as after a crash).
+//! are mirrored again by the next owner (at-least-once, as after a crash). An owner stopped
+//! past its session (SIGSTOP, a stalled host) writes no progress when it runs again: its
+//! [`lease`] lapsed, and its positions are older than those the next owner stored.
 
+pub mod lease;
 pub mod member;
 
 use std::sync::Arc;
@@ -45,6 +48,7 @@ pub async fn run_exclusive(
     let group = group_id(&flow.name);
     let (role_tx, mut role) = watch::channel(Role::Joining);
     let leave = CancellationToken::new();
+    let lease = lease::Lease::default();
     let member = tokio::spawn(
         Member::new(
             target.clone(),
@@ -52,6 +56,7 @@ pub async fn run_exclusive(
             stats.clone(),
             role_tx,
             leave.clone(),
+            lease.clone(),
         )
         .run(),
     );
@@ -74,7 +79,8 @@ pub async fn run_exclusive(
         }
         stats.set_standby(false);
         let lost = stop.child_token();
-        let runner = FlowRunner::new(flow.clone(), source.clone(), target.clone(), stats.clone());
+        let runner = FlowRunner::new(flow.clone(), source.clone(), target.clone(), stats.clone())
+            .with_lease(lease.clone());
         let drain = Drain::new(drain_deadline);
         let mut run = std::pin::pin!(runner.run(lost.clone(), drain.clone()));
         let ended = tokio::select! {

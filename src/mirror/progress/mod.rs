@@ -30,6 +30,8 @@ use serde::{Deserialize, Serialize};
 use crate::client::{ClientError, ClusterClient};
 use crate::offsets::OffsetMap;
 use codec::Entry;
+
+use crate::mirror::ownership::lease::Lease;
 pub use codec::SyncedGroup;
 
 /// The internal topic holding progress.
@@ -173,6 +175,9 @@ pub struct Progress {
     /// Since when (unix ms) the periodic writes fail, and the last error; `None` while
     /// they succeed.
     write_failing: Mutex<Option<(i64, String)>>,
+    /// An exclusive flow's ownership lease: nothing is written unless it holds
+    /// ([`crate::mirror::ownership::lease`]).
+    lease: std::sync::OnceLock<Lease>,
 }
 
 /// Entries taken out of `dirty` for a write; whatever was not written when this is dropped
@@ -268,6 +273,7 @@ impl Progress {
             writing: tokio::sync::Mutex::new(()),
             max_batch_bytes: AtomicUsize::new(max_batch_bytes),
             write_failing: Mutex::new(None),
+            lease: std::sync::OnceLock::new(),
         }
     }
 
@@ -475,8 +481,29 @@ impl Progress {
 
     /// Writes what changed since the last write, in batches that fit the topic's
     /// `max.message.bytes`, one batch per request. What is not written stays dirty.
+    /// From now on, writes only while `lease` holds (an exclusive flow's owner).
+    pub fn write_only_under(&self, lease: Lease) {
+        let _ = self.lease.set(lease);
+    }
+
+    /// Whether this daemon may write now: not an exclusive flow's owner whose lease lapsed.
+    pub fn may_write(&self) -> bool {
+        self.lease.get().is_none_or(Lease::held)
+    }
+
+    fn check_lease(&self, target: &ClusterClient) -> Result<(), ClientError> {
+        if self.may_write() {
+            return Ok(());
+        }
+        Err(ClientError::Incomplete {
+            cluster: target.name().to_string(),
+            what: format!("writing {PROGRESS_TOPIC}: this daemon's ownership of the flow lapsed (its session may have expired; another kmirror may own the flow)"),
+        })
+    }
+
     pub async fn write(&self, target: &ClusterClient) -> Result<usize, ClientError> {
         let _turn = self.writing.lock().await;
+        self.check_lease(target)?;
         let mut taken = self.take();
         if taken.entries.is_empty() {
             return Ok(0);
@@ -494,6 +521,7 @@ impl Progress {
             }
         })?;
         for batch in batches {
+            self.check_lease(target)?;
             if let Err(e) = store::send_batch(target, batch.bytes).await {
                 if let ClientError::Broker {
                     error: ResponseError::MessageTooLarge | ResponseError::RecordListTooLarge,
@@ -532,6 +560,10 @@ impl Progress {
                 _ = stop.cancelled() => break,
                 _ = tokio::time::sleep(interval) => {}
             }
+            // An owner whose lease lapsed writes nothing: its ownership ends any moment.
+            if !self.may_write() {
+                continue;
+            }
             // A target that accepts and never answers holds a write (and the metadata
             // refresh after a failed one) for the request timeout: the stop does not wait
             // for it. Nothing is lost: what a cancelled write took stays to be written.
@@ -554,6 +586,10 @@ impl Progress {
             } else if let Some(f) = failing.take() {
                 tracing::info!(flow = %self.flow, failed_writes = f.count, failing_for_s = f.since.elapsed().as_secs(), "Mirror progress written again.");
             }
+        }
+        if !self.may_write() {
+            tracing::warn!(flow = %self.flow, "The final progress write is skipped: this daemon's ownership of the flow lapsed, and another kmirror may own it and have stored newer positions. The next owner mirrors again what was acknowledged since the last write.");
+            return;
         }
         // What the drain left, but time for one write even when it left nothing: a write
         // takes milliseconds when the target answers, and this bounds one that does not.

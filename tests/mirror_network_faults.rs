@@ -9,7 +9,8 @@
 //! reordered or written twice, and nothing is reported at ERROR: a broken connection is
 //! not a reason for an operator to act.
 //!
-//! A target that stops answering for several request timeouts, then answers again.
+//! A source or a target that stops answering for several request timeouts, then answers
+//! again.
 
 mod support;
 
@@ -192,14 +193,14 @@ fn an_exclusive_flow_syncing_groups_rides_out_connection_cuts() {
     );
 }
 
-/// A target that stops answering for several times the daemon's request timeout while the
-/// daemon mirrors (a network partition that drops packets, a broker in a long pause): its
-/// requests time out, it connects again and resends in order, and the requests it gave up
-/// on, still in the stopped broker's socket buffers, are answered there after all once it
-/// runs again: the target recognises the resent batches as duplicates. Nothing lost,
-/// reordered or written twice, no ERROR.
-#[test]
-fn a_target_that_stops_answering_past_the_request_timeout_loses_and_duplicates_nothing() {
+/// A broker that stops answering for several times the daemon's request timeout while the
+/// daemon mirrors (a network partition that drops packets, a broker in a long pause),
+/// until the daemon has given up on three requests: they time out, it connects again and
+/// fetches or resends in order, and the requests it gave up on, still in the stopped
+/// broker's socket buffers, are answered there after all once it runs again (a target
+/// recognises the resent batches as duplicates). Nothing lost, reordered or written
+/// twice, no ERROR.
+fn a_broker_that_stops_answering_past_the_request_timeout(stopped: &str) {
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), &[]);
     let target = BrokerProcess::start(&dir.path().join("target"), &[]);
@@ -224,13 +225,38 @@ fn a_target_that_stops_answering_past_the_request_timeout_loses_and_duplicates_n
         assert!(Instant::now() < deadline, "{}", daemon.log.tail(40));
         std::thread::sleep(Duration::from_millis(100));
     }
-    target.pause();
-    std::thread::sleep(Duration::from_secs(7));
-    target.resume();
+    let broker = if stopped == "source" {
+        &source
+    } else {
+        &target
+    };
+    broker.pause();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while daemon
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains("timed out"))
+        .count()
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no request to the stopped {stopped} timed out:\n{}",
+            daemon.log.tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    broker.resume();
     assert_mirrored_once(&target.addr(), &acked, produced, &daemon);
-    assert!(
-        daemon.log.contains("timed out"),
-        "the daemon never waited out a request: the pause proved little:\n{}",
-        daemon.log.tail(60)
-    );
+}
+
+#[test]
+fn a_target_that_stops_answering_past_the_request_timeout_loses_and_duplicates_nothing() {
+    a_broker_that_stops_answering_past_the_request_timeout("target");
+}
+
+#[test]
+fn a_source_that_stops_answering_past_the_request_timeout_loses_and_duplicates_nothing() {
+    a_broker_that_stops_answering_past_the_request_timeout("source");
 }

@@ -10,6 +10,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use support::records::{self, join_producer, Produce};
 use support::topics::{admin, flow, read, wait_records};
 use support::*;
 
@@ -337,6 +338,34 @@ fn a_daemon_the_target_keeps_out_of_the_ownership_group_says_why() {
     assert!(!daemon.log.contains(OWNS));
 }
 
+/// A producer of `records` per partition of 2-partition `topic` on `source` at `rate`
+/// records/s, acknowledged ones to `acked`; the topic is created first.
+fn steady_stream(
+    source: &str,
+    topic: &str,
+    records: u32,
+    rate: u32,
+    acked: &std::path::Path,
+) -> Produce {
+    let produce = Produce {
+        records,
+        rate,
+        ..Produce::new(source, topic, 2, acked)
+    };
+    Produce {
+        records: 0,
+        create: true,
+        ..produce.clone()
+    }
+    .run();
+    produce
+}
+
+/// An exclusive flow `owned` of `topic`.
+fn exclusive_flow(topic: &str) -> String {
+    format!("  - name: owned\n    source: east\n    target: west\n    topics: {{ include: [\"{topic}\"] }}\n    rename: \"{{topic}}\"\n    exclusive: true\n")
+}
+
 /// An owner paused past its session (SIGSTOP: a suspended VM, a stalled host) is a zombie
 /// when it runs again: the standby took the flow over and mirrored on meanwhile. The
 /// zombie gives the flow up before it sends or stores anything: no batch it held and no
@@ -345,24 +374,13 @@ fn a_daemon_the_target_keeps_out_of_the_ownership_group_says_why() {
 /// other owner stopped and mirrors nothing twice.
 #[test]
 fn an_owner_paused_past_its_session_sends_and_stores_nothing_when_it_runs_again() {
-    use support::records::{self, join_producer, Produce};
     const TOPIC: &str = "owned.events";
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), &[]);
     let target = BrokerProcess::start(&dir.path().join("target"), &[]);
     let (source_addr, target_addr) = (source.addr(), target.addr());
     let acked = dir.path().join("acked.json");
-    let produce = Produce {
-        records: 6_000,
-        rate: 400,
-        ..Produce::new(&source_addr, TOPIC, 2, &acked)
-    };
-    Produce {
-        records: 0,
-        create: true,
-        ..produce.clone()
-    }
-    .run();
+    let produce = steady_stream(&source_addr, TOPIC, 6_000, 400, &acked);
     let clusters = [
         ("east", source_addr.as_str()),
         ("west", target_addr.as_str()),
@@ -370,8 +388,7 @@ fn an_owner_paused_past_its_session_sends_and_stores_nothing_when_it_runs_again(
     let start = |name: &str| {
         let dir = dir.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
-        let flows = format!("  - name: owned\n    source: east\n    target: west\n    topics: {{ include: [\"{TOPIC}\"] }}\n    rename: \"{{topic}}\"\n    exclusive: true\n");
-        let config = write_topology(&dir, &clusters, &flows);
+        let config = write_topology(&dir, &clusters, &exclusive_flow(TOPIC));
         let listen = add_telemetry_listener(&config);
         Daemon {
             process: DaemonProcess::start(&config),
@@ -427,4 +444,55 @@ fn an_owner_paused_past_its_session_sends_and_stores_nothing_when_it_runs_again(
         "the zombie sent batches, or its stale progress made the next owner mirror records again:\n{}",
         zombie.log.tail(40)
     );
+}
+
+/// The target's group coordinator stops (node 0 of three: the lowest live node
+/// coordinates, and it is also the bootstrap address) while an exclusive flow mirrors a
+/// steady stream: the owner finds the new coordinator and the other nodes through the
+/// metadata it has and keeps the flow (the group lives on, as Kafka's does when its
+/// coordinator moves), and nothing is lost; node 0 starts again and the mirror goes on.
+#[test]
+fn an_exclusive_flow_outlives_its_coordinator_and_bootstrap_node() {
+    const TOPIC: &str = "coordinated.events";
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let target = ThreeNodes::start(&dir.path().join("target"), &[]);
+    let (source_addr, target_addr) = (source.addr(), target.addr());
+    let acked = dir.path().join("acked.json");
+    let produce = steady_stream(&source_addr, TOPIC, 5_000, 500, &acked);
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source_addr), ("west", &target_addr)],
+        &exclusive_flow(TOPIC),
+    );
+    let daemon = DaemonProcess::start(&config);
+    wait_log(&daemon, OWNS);
+    let producer = produce.spawn();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Asked through node 1 (on the port after the node control's) while node 0 is stopped.
+    let admin_port: u16 = target.admin.rsplit(':').next().unwrap().parse().unwrap();
+    let node1 = format!("127.0.0.1:{}", admin_port + 1);
+    let mirrored = |via: &str| rt.block_on(support::cluster::high_watermarks(via, TOPIC));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mirrored(&target_addr) < 500 {
+        assert!(Instant::now() < deadline, "{}", daemon.log.tail(20));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    target.node(0, "stop");
+    // The mirror goes on without it: more than a heartbeat interval's worth of records.
+    let stopped_at = mirrored(&node1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mirrored(&node1) < stopped_at + 2_000 {
+        assert!(Instant::now() < deadline, "{}", daemon.log.tail(20));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    target.node(0, "start");
+    let produced = join_producer(producer);
+    let verdict =
+        records::verify_until_complete(&target_addr, TOPIC, 2, &acked, Duration::from_secs(120));
+    eprintln!("{}", verdict.report);
+    verdict.assert_complete_and_ordered(produced);
+    for bad in [" ERROR ", "Flow ownership lost"] {
+        assert!(!daemon.log.contains(bad), "{bad}:\n{}", daemon.log.tail(60));
+    }
 }

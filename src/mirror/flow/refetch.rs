@@ -166,17 +166,26 @@ impl FlowRunner {
             });
         self.bad_batches.waiting = waiting;
         for (bad, wait) in ready {
-            let Some(position) = progress.get(&bad.partition) else {
-                continue;
-            };
             // Stopped meanwhile (a re-created topic): it stays stopped.
-            if self
+            let Some(r) = self
                 .partitions
                 .get(&bad.partition)
-                .is_none_or(|r| r.stats.state() == PartitionState::Failed)
-            {
+                .filter(|r| r.stats.state() != PartitionState::Failed)
+            else {
                 continue;
-            }
+            };
+            // Every started partition has a stored position; were it missing, the
+            // partition stops with the batch's ERROR rather than waiting silently.
+            let Some(position) = progress.get(&bad.partition) else {
+                let sp = &bad.partition;
+                report_bad_source_batch(
+                    (&self.flow.name, &sp.topic, sp.partition),
+                    bad.offset,
+                    &bad.error,
+                    (&self.stats, &r.stats),
+                );
+                continue;
+            };
             let sp = bad.partition.clone();
             self.start_partition(
                 bad.partition,

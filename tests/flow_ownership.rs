@@ -10,6 +10,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use support::cluster::wait_for_records;
 use support::records::{self, join_producer, Produce};
 use support::topics::{admin, flow, read, wait_records};
 use support::*;
@@ -410,11 +411,7 @@ fn an_owner_paused_past_its_session_sends_and_stores_nothing_when_it_runs_again(
     // Paused while it mirrors a steady stream: it holds acknowledged positions not stored
     // yet, and batches not sent yet.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while rt.block_on(support::cluster::high_watermarks(&target_addr, TOPIC)) < 500 {
-        assert!(Instant::now() < deadline, "{}", zombie.log.tail(20));
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_records(&rt, &target_addr, TOPIC, 500, zombie);
     zombie.pause();
     wait_log(other, OWNS);
     let produced = join_producer(producer);
@@ -472,20 +469,11 @@ fn an_exclusive_flow_outlives_its_coordinator_and_bootstrap_node() {
     // Asked through node 1 (on the port after the node control's) while node 0 is stopped.
     let admin_port: u16 = target.admin.rsplit(':').next().unwrap().parse().unwrap();
     let node1 = format!("127.0.0.1:{}", admin_port + 1);
-    let mirrored = |via: &str| rt.block_on(support::cluster::high_watermarks(via, TOPIC));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while mirrored(&target_addr) < 500 {
-        assert!(Instant::now() < deadline, "{}", daemon.log.tail(20));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_records(&rt, &target_addr, TOPIC, 500, &daemon);
     target.node(0, "stop");
     // The mirror goes on without it: more than a heartbeat interval's worth of records.
-    let stopped_at = mirrored(&node1);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while mirrored(&node1) < stopped_at + 2_000 {
-        assert!(Instant::now() < deadline, "{}", daemon.log.tail(20));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let stopped_at = rt.block_on(support::cluster::high_watermarks(&node1, TOPIC));
+    wait_for_records(&rt, &node1, TOPIC, stopped_at + 2_000, &daemon);
     target.node(0, "start");
     let produced = join_producer(producer);
     let verdict =

@@ -220,11 +220,7 @@ fn a_broker_that_stops_answering_past_the_request_timeout(stopped: &str) {
     let daemon = DaemonProcess::start(&config);
     let total = u64::from(RECORDS_PER_PARTITION) * PARTITIONS as u64;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while mirrored(&rt, &target.addr()) < total / 10 {
-        assert!(Instant::now() < deadline, "{}", daemon.log.tail(40));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::cluster::wait_for_records(&rt, &target.addr(), TOPIC, total as i64 / 10, &daemon);
     let broker = if stopped == "source" {
         &source
     } else {

@@ -136,13 +136,8 @@ impl Pipeline {
         // nothing), then the pipeline ends with this.
         let mut bad_batch: Option<Ended> = None;
         if self.renew_session {
-            match self
-                .target
-                .retry("InitProducerId", None, || self.target.init_producer())
-                .await
-            {
-                Ok(session) => self.session = session,
-                Err(e) => return Ended::Failed(e),
+            if let Err(e) = self.renew_session().await {
+                return Ended::Failed(e);
             }
         }
         loop {

@@ -51,12 +51,7 @@ impl Pipeline {
             let _ = self.target.refresh_metadata().await;
         }
         if session_lost {
-            self.session = self
-                .target
-                .retry("InitProducerId", None, || self.target.init_producer())
-                .await?;
-            self.next_sequence = 0;
-            self.session_acked = false;
+            self.renew_session().await?;
             for e in window.iter_mut().filter(|e| !e.stamped.is_empty()) {
                 let mut buf = BytesMut::from(&e.stamped[..]);
                 let records = produce::stamp_in_place(&mut buf, self.session, self.next_sequence);
@@ -67,6 +62,17 @@ impl Pipeline {
             tracing::info!(flow = %self.flow, producer_id = self.session.producer_id, "New producer session after the target lost the old one.");
         }
         self.resend(window).await;
+        Ok(())
+    }
+
+    /// A producer session of this pipeline's own, its sequences from 0.
+    pub(super) async fn renew_session(&mut self) -> Result<(), ClientError> {
+        self.session = self
+            .target
+            .retry("InitProducerId", None, || self.target.init_producer())
+            .await?;
+        self.next_sequence = 0;
+        self.session_acked = false;
         Ok(())
     }
 

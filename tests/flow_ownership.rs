@@ -443,6 +443,87 @@ fn an_owner_paused_past_its_session_sends_and_stores_nothing_when_it_runs_again(
     );
 }
 
+/// An owner paused while it catches up through a slow link (200 ms of round trip, batches
+/// of 16 KiB) holds batches fetched but not sent yet. Run again past its session, it sends
+/// none of them: the standby owns the flow by then and mirrored those records already, so
+/// each one sent would be a duplicate on the target: a flow whose ownership was lost
+/// abandons its drain (on SIGTERM an owner sends what it holds: that is its drain).
+#[test]
+fn an_owner_paused_while_catching_up_sends_none_of_the_batches_it_held() {
+    const TOPIC: &str = "held.events";
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
+    let proxy = DelayProxy::bind(Duration::from_millis(200));
+    let proxy_addr = proxy.addr();
+    let target = BrokerProcess::start(
+        &dir.path().join("target"),
+        &["--advertised-listener", &proxy_addr],
+    );
+    let _link = proxy.forward_to(&target.addr());
+    let source_addr = source.addr();
+    let acked = dir.path().join("acked.json");
+    // Small batches (linger 0), which the daemon merges up to 16 KiB behind the slow
+    // link: 2 partitions x 5 requests of 16 KiB per round trip, several seconds for the copy.
+    let produced = Produce {
+        records: 3_000,
+        rate: 2_000,
+        value_bytes: 1_000,
+        linger_ms: 0,
+        create: true,
+        ..Produce::new(&source_addr, TOPIC, 2, &acked)
+    }
+    .run();
+    let clusters = [
+        ("east", source_addr.as_str()),
+        ("west", proxy_addr.as_str()),
+    ];
+    let flows = format!(
+        "{}    limits: {{ max_in_flight_bytes: 4MiB, batch_bytes: 16KiB }}\n",
+        exclusive_flow(TOPIC)
+    );
+    let start = |name: &str| {
+        let dir = dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        DaemonProcess::start(&write_topology(&dir, &clusters, &flows))
+    };
+    let zombie = start("one");
+    wait_log(&zombie, OWNS);
+    let other = start("two");
+    wait_log(&other, STANDS_BY);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    wait_for_records(&rt, &proxy_addr, TOPIC, 500, &zombie);
+    zombie.pause();
+    let at_pause = rt.block_on(support::cluster::high_watermarks(&proxy_addr, TOPIC));
+    assert!(
+        at_pause < i64::try_from(produced).unwrap() / 2,
+        "the owner was to be paused in the middle of its catch-up, with batches held: {at_pause} of {produced} records mirrored"
+    );
+    wait_log(&other, OWNS);
+    let before =
+        records::verify_until_complete(&proxy_addr, TOPIC, 2, &acked, Duration::from_secs(120));
+    before.assert_complete_and_ordered(produced);
+    let standing_by = zombie
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains(STANDS_BY))
+        .count();
+    zombie.resume();
+    wait_log(&zombie, "Flow ownership lost");
+    wait_lines(&zombie, STANDS_BY, standing_by + 1);
+    let after = records::verify(&proxy_addr, TOPIC, 2, &acked, Some(&source_addr));
+    eprintln!(
+        "before the zombie ran again:\n{}\nafter:\n{}",
+        before.report, after.report
+    );
+    assert_eq!(
+        after.duplicated,
+        before.duplicated,
+        "the zombie sent the batches it held when it ran again:\n{}",
+        zombie.log.tail(40)
+    );
+}
+
 /// The target's group coordinator stops (node 0 of three: the lowest live node
 /// coordinates, and it is also the bootstrap address) while an exclusive flow mirrors a
 /// steady stream: the owner finds the new coordinator and the other nodes through the

@@ -136,7 +136,19 @@ async fn serve_frames<R, W>(
                 } else {
                     first_limit
                 };
-                tracing::warn!(%peer, limit_bytes, "Closing connection: a request larger than socket.request.max.bytes (or, before SASL authentication, sasl.server.max.receive.size).");
+                // The codec reads the length without taking it from the buffer.
+                let size = frames
+                    .read_buffer()
+                    .first_chunk::<4>()
+                    .map(|prefix| i32::from_be_bytes(*prefix));
+                match size {
+                    Some(size) if size < 0 => {
+                        tracing::warn!(%peer, size, "Closing connection: invalid request size (negative).");
+                    }
+                    _ => {
+                        tracing::warn!(%peer, size, limit_bytes, "Closing connection: a request larger than socket.request.max.bytes (or, before SASL authentication, sasl.server.max.receive.size).");
+                    }
+                }
                 break;
             }
             Some(Err(e)) => {
@@ -184,6 +196,13 @@ async fn serve_frames<R, W>(
                 .set_max_frame_length(broker.config.max_frame_bytes);
             frame_limit_raised = true;
         }
+        // Counted until written: a client that reads slowly or not at all holds it.
+        let _held = match &outcome {
+            Outcome::Respond(bytes) | Outcome::RespondAndClose(bytes, _) => {
+                Some(crate::response_memory::Held::count(bytes.len()))
+            }
+            _ => None,
+        };
         match outcome {
             Outcome::Respond(bytes) => {
                 if !respond(&mut write, &bytes, peer, &broker).await {

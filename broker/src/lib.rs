@@ -19,6 +19,7 @@ pub mod log;
 pub mod meta;
 pub mod partition;
 pub mod producers;
+pub mod response_memory;
 pub mod sasl;
 pub mod server;
 pub mod state;

@@ -100,20 +100,6 @@ async fn a_second_sasl_handshake_gets_illegal_sasl_state_then_the_close() {
     assert_eq!(answers, vec![(1, 0), (2, 34)], "ILLEGAL_SASL_STATE is 34");
 }
 
-/// A request frame with header v1 (non-flexible versions only).
-fn raw_frame<R: Encodable>(api_key: i16, version: i16, correlation_id: i32, req: &R) -> Vec<u8> {
-    let mut body = bytes::BytesMut::new();
-    body.extend_from_slice(&api_key.to_be_bytes());
-    body.extend_from_slice(&version.to_be_bytes());
-    body.extend_from_slice(&correlation_id.to_be_bytes());
-    body.extend_from_slice(&1i16.to_be_bytes());
-    body.extend_from_slice(b"t");
-    req.encode(&mut body, version).unwrap();
-    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    frame
-}
-
 /// Reads one response frame, its length included.
 async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
     let mut frame = vec![0u8; 4];
@@ -127,38 +113,6 @@ async fn read_frame(s: &mut TcpStream) -> Vec<u8> {
 /// Reads one response frame; its correlation id.
 async fn read_answer(s: &mut TcpStream) -> i32 {
     i32::from_be_bytes(read_frame(s).await[4..8].try_into().unwrap())
-}
-
-/// A broker (idle timeout `idle`) whose topic "big" holds 35 MiB: a Fetch answer far larger
-/// than both sockets' buffers. Also creates the empty topic "small".
-async fn broker_with_36_mib(
-    dir: &std::path::Path,
-    idle: Duration,
-) -> (
-    kmirror_broker::RunningBroker,
-    kmirror_wire::messenger::Messenger,
-) {
-    let mut c = config(Some(dir));
-    c.connections_max_idle = idle;
-    let b = kmirror_broker::start(c).await.unwrap();
-    let m = connect(&b).await;
-    create_topic(&m, "big", 1).await;
-    create_topic(&m, "small", 1).await;
-    let value = bytes::Bytes::from(vec![7u8; 900 << 10]);
-    for i in 0..40 {
-        let r = kmirror_wire::records::record(0, 1_000 + i, None, Some(value.clone()));
-        let records = kmirror_wire::records::encode(&[r], Compression::None).unwrap();
-        let answer = produce(&m, "big", 0, records).await;
-        assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
-    }
-    (b, m)
-}
-
-/// A Fetch v4 frame for all of "big".
-fn fetch_all_of_big(correlation_id: i32) -> Vec<u8> {
-    let mut fetch = fetch_request("big", 0, 0, 0, 50 << 20);
-    fetch.max_bytes = 55 << 20;
-    raw_frame(1, 4, correlation_id, &fetch)
 }
 
 #[tokio::test]
@@ -325,4 +279,50 @@ fn a_reset_connection_is_not_a_warning() {
         broker.log.tail(20)
     );
     assert!(!broker.log.contains(" WARN "), "{}", broker.log.tail(20));
+}
+
+/// A length prefix below zero or over the limit closes the connection with a WARN that
+/// gives the size the client sent (Kafka: NetworkReceive.readFrom, "Invalid receive (size =
+/// -1)"), each event on one line; a header cut short is one line too.
+#[test]
+fn a_bad_request_size_is_logged_with_the_size_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = kmirror_testkit::BrokerProcess::start(dir.path(), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let send = |bytes: Vec<u8>| {
+        rt.block_on(async {
+            let mut s = TcpStream::connect(broker.addr()).await.unwrap();
+            s.write_all(&bytes).await.unwrap();
+            read_until_closed(&mut s, Duration::from_secs(30)).await
+        })
+    };
+    send((-1i32).to_be_bytes().to_vec());
+    send((104_857_601i32).to_be_bytes().to_vec());
+    // ApiVersions v3 whose client id claims 32767 bytes of the 1 sent.
+    let header = [0, 18, 0, 3, 0, 0, 0, 1, 0x7f, 0xff, b'a'];
+    let mut cut = (header.len() as i32).to_be_bytes().to_vec();
+    cut.extend_from_slice(&header);
+    send(cut);
+    for needle in [
+        "invalid request size (negative). peer=",
+        "size=-1",
+        "size=104857601 limit_bytes=104857600",
+        "Not enough bytes remaining in buffer!",
+    ] {
+        assert!(
+            broker.log.wait_for(needle, Duration::from_secs(30)),
+            "no {needle:?} in:\n{}",
+            broker.log.tail(20)
+        );
+    }
+    let lines = broker.log.lines();
+    let cut_line = lines
+        .iter()
+        .position(|l| l.contains("Not enough bytes remaining"))
+        .unwrap();
+    assert!(
+        lines.get(cut_line + 1).is_none_or(|next| !next.is_empty()),
+        "an empty line after the event:\n{}",
+        broker.log.tail(20)
+    );
 }

@@ -1,7 +1,8 @@
 //! A full disk through the real server: the broker runs in its own user and mount
 //! namespace (`unshare`, no root needed) with a 4 MiB tmpfs as its data directory. Filling
 //! it makes Produce answer KAFKA_STORAGE_ERROR, never crash; every acknowledged record
-//! stays readable and the broker keeps serving.
+//! stays readable and the broker keeps serving; an offset commit it cannot store gets
+//! NOT_COORDINATOR, as Kafka's group coordinator answers a storage error.
 
 mod common;
 
@@ -11,7 +12,10 @@ use std::time::Duration;
 
 use common::*;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::MetadataRequest;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::{GroupId, MetadataRequest, OffsetCommitRequest};
 use kmirror_wire::messenger::Messenger;
 
 struct Namespaced(Child);
@@ -124,6 +128,33 @@ async fn a_full_disk_fails_produce_with_storage_error_and_keeps_serving_reads() 
     assert_eq!(
         produce(&m, "other", 0, batch).await.error_code,
         ResponseError::KafkaStorageError.code()
+    );
+    // An offset commit the coordinator cannot store: NOT_COORDINATOR, which makes a client
+    // look the coordinator up again (Kafka: CoordinatorOperationExceptionHelper.
+    // handleOperationException maps KAFKA_STORAGE_ERROR so).
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(
+            kafka_protocol::protocol::StrBytes::from_static_str("full-disk"),
+        ))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(name("fill"))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(acked)])]);
+    let mut committed = 0;
+    let code = loop {
+        let r = m.send_at(&commit, 8).await.expect("OffsetCommit answered");
+        match r.topics[0].partitions[0].error_code {
+            // The offsets log may still take a few records on the full disk.
+            0 if committed < 10_000 => committed += 1,
+            code => break code,
+        }
+    };
+    assert_eq!(
+        code,
+        ResponseError::NotCoordinator.code(),
+        "after {committed} commits stored"
     );
     assert!(broker.0.try_wait().unwrap().is_none(), "the broker exited");
 }

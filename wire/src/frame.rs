@@ -214,6 +214,15 @@ mod tests {
     use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse, MetadataRequest};
 
     #[test]
+    fn a_header_cut_short_is_one_line_of_error() {
+        // ApiVersions v3 (header v2) whose client id claims 32767 bytes.
+        let mut frame = Bytes::from_static(&[0, 18, 0, 3, 0, 0, 0, 1, 0x7f, 0xff, b'a']);
+        let e = decode_request_header(&mut frame).unwrap_err().to_string();
+        assert!(e.starts_with("cannot decode request header"), "{e}");
+        assert!(!e.contains('\n'), "{e:?}");
+    }
+
+    #[test]
     fn short_frames_are_errors_not_panics() {
         for len in 0..8 {
             let mut b = Bytes::from(vec![0u8; len]);

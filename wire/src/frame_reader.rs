@@ -25,6 +25,9 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
     #[error("frame of {len_bytes} bytes is over the limit of {max_bytes}")]
     TooLarge { len_bytes: usize, max_bytes: usize },
+    /// A length prefix below zero (Kafka's sizes are signed 32-bit integers).
+    #[error("invalid frame size {size} (negative)")]
+    NegativeSize { size: i32 },
     /// The peer's first bytes are not a Kafka frame but another protocol's.
     #[error("{0}")]
     NotKafka(&'static str),
@@ -77,6 +80,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if len > self.max_frame_bytes {
             if let Some(protocol) = other_protocol(prefix) {
                 return Err(ReadError::NotKafka(protocol));
+            }
+            let size = i32::from_be_bytes(prefix);
+            if size < 0 {
+                return Err(ReadError::NegativeSize { size });
             }
             return Err(ReadError::TooLarge {
                 len_bytes: len,
@@ -183,6 +190,10 @@ mod tests {
     async fn a_frame_over_the_limit_and_a_cut_frame_are_errors() {
         let mut r = reader_over(framed(&[vec![0u8; (1 << 20) + 1]]), 4096).await;
         assert!(matches!(r.next().await, Err(ReadError::TooLarge { .. })));
+        let mut r = reader_over((-7i32).to_be_bytes().to_vec(), 4096).await;
+        let e = r.next().await.unwrap_err();
+        assert!(matches!(e, ReadError::NegativeSize { size: -7 }), "{e}");
+        assert_eq!(e.to_string(), "invalid frame size -7 (negative)");
         for cut in [2, 4 + 10, 4 + OWN_ALLOCATION_BYTES + 10] {
             let mut bytes = framed(&[vec![5u8; OWN_ALLOCATION_BYTES * 2]]);
             bytes.truncate(cut);

@@ -172,7 +172,9 @@ impl Inner {
                     None | Some(GroupState::Dead) => ResponseError::GroupIdNotFound.code(),
                     Some(GroupState::Empty) => match self.delete_group(&group_id) {
                         Ok(()) => 0,
-                        Err(()) => ResponseError::CoordinatorNotAvailable.code(),
+                        // Kafka: CoordinatorOperationExceptionHelper.handleOperationException
+                        // (a storage error is NOT_COORDINATOR)
+                        Err(()) => ResponseError::NotCoordinator.code(),
                     },
                     Some(_) => ResponseError::NonEmptyGroup.code(),
                 };

@@ -213,8 +213,10 @@ impl Inner {
                 }
                 Err(error) => {
                     tracing::error!(group = %group_id, %error, "Cannot persist committed offsets.");
+                    // Kafka: CoordinatorOperationExceptionHelper.handleOperationException
+                    // (KAFKA_STORAGE_ERROR -> NOT_COORDINATOR)
                     for e in errors.iter_mut().flatten().filter(|e| **e == 0) {
-                        *e = ResponseError::CoordinatorNotAvailable.code();
+                        *e = ResponseError::NotCoordinator.code();
                     }
                 }
             }
@@ -433,8 +435,9 @@ impl Inner {
         }
         if let Err(error) = self.store.append(&records) {
             tracing::error!(group = %group_id, %error, "Cannot persist deleted offsets.");
+            // Kafka: CoordinatorOperationExceptionHelper.handleOperationException
             return OffsetDeleteResponse::default()
-                .with_error_code(ResponseError::CoordinatorNotAvailable.code());
+                .with_error_code(ResponseError::NotCoordinator.code());
         }
         for r in records {
             if let Record::OffsetDelete {

@@ -5,7 +5,8 @@
 //! once, with its later entry's position; a fetch offset inside a batch
 //! returns that whole batch; empty records are sent as empty bytes, never null; fetch
 //! sessions are declined (session id 0, full fetches; one continuing a session gets
-//! FETCH_SESSION_ID_NOT_FOUND); OFFSET_OUT_OF_RANGE below the log start or above the log
+//! FETCH_SESSION_ID_NOT_FOUND); what it reads is also held to the room left for responses
+//! in memory ([`crate::response_memory`]); OFFSET_OUT_OF_RANGE below the log start or above the log
 //! end. After the first partition with data, a partition whose next batch exceeds its
 //! limit or the room left sends nothing. A fetch with nothing to read, or a diverging
 //! epoch, is answered at once; a long poll is woken by appends and by leadership moves.
@@ -30,6 +31,7 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
 use crate::log::LogError;
+use crate::response_memory::Held;
 use crate::state::Broker;
 use crate::topics::Topic;
 
@@ -53,7 +55,7 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     // Kafka: KafkaApis.handleFetchRequest (`interesting.isEmpty`: nothing left to read,
     // every partition refused or none named, is answered at once).
     if req.topics.iter().all(|t| t.partitions.is_empty()) {
-        return read_once(broker, &req, version).resp;
+        return read_once(broker, &req, version, 0).resp;
     }
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -68,7 +70,9 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         let moved = broker.cluster.leadership_changed();
         tokio::pin!(moved);
         moved.as_mut().enable();
-        let read = read_once(broker, &req, version);
+        // At most the room left for responses in memory (crate::response_memory).
+        let reserved = Held::reserve_up_to(max_bytes(&req, version));
+        let read = read_once(broker, &req, version, reserved.bytes());
         // Kafka: KafkaApis.handleFetchRequest (fetchMinBytes = min(minBytes, fetchMaxBytes));
         // ReplicaManager.fetchMessages answers at once with enough bytes read, and
         // DelayedFetch.tryComplete, run at once too, with enough bytes available.
@@ -80,8 +84,10 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         {
             return crate::cluster::hints::fetch(broker, read.resp, version);
         }
-        // Not enough yet: let go of the read buffers while waiting (crate::buffers).
+        // Not enough yet: let go of the read buffers, and the room they took, while
+        // waiting (crate::buffers).
         drop(read);
+        drop(reserved);
         tokio::select! {
             _ = appended => {}
             _ = moved => {}
@@ -115,8 +121,9 @@ struct Read {
     answer_now: bool,
 }
 
-fn read_once(broker: &Broker, req: &FetchRequest, version: i16) -> Read {
-    let mut remaining = max_bytes(req, version);
+/// `room`: the response bytes it may read beyond the first batch, at most `max_bytes`.
+fn read_once(broker: &Broker, req: &FetchRequest, version: i16, room: usize) -> Read {
+    let mut remaining = max_bytes(req, version).min(room);
     let mut total: i64 = 0;
     let mut available: i64 = 0;
     let mut first_non_empty = true;

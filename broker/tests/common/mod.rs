@@ -10,7 +10,7 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record};
 use kmirror_broker::log::FlushPolicy;
 use kmirror_broker::{BrokerConfig, RunningBroker};
@@ -186,4 +186,52 @@ pub fn topic_configs(configs: &[(&str, &str)]) -> Vec<create_topics_request::Cre
                 .with_value(Some(StrBytes::from_string(v.to_string())))
         })
         .collect()
+}
+
+/// A request frame with header v1 (non-flexible versions only).
+pub fn raw_frame<R: Encodable>(
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+    req: &R,
+) -> Vec<u8> {
+    let mut body = bytes::BytesMut::new();
+    body.extend_from_slice(&api_key.to_be_bytes());
+    body.extend_from_slice(&version.to_be_bytes());
+    body.extend_from_slice(&correlation_id.to_be_bytes());
+    body.extend_from_slice(&1i16.to_be_bytes());
+    body.extend_from_slice(b"t");
+    req.encode(&mut body, version).unwrap();
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A broker (idle timeout `idle`) whose topic "big" holds 35 MiB in batches of 900 KiB: a
+/// Fetch answer far larger than both sockets' buffers. Also creates the empty topic "small".
+pub async fn broker_with_36_mib(
+    dir: &Path,
+    idle: std::time::Duration,
+) -> (RunningBroker, Messenger) {
+    let mut c = config(Some(dir));
+    c.connections_max_idle = idle;
+    let b = kmirror_broker::start(c).await.unwrap();
+    let m = connect(&b).await;
+    create_topic(&m, "big", 1).await;
+    create_topic(&m, "small", 1).await;
+    let value = Bytes::from(vec![7u8; 900 << 10]);
+    for i in 0..40 {
+        let r = kmirror_wire::records::record(0, 1_000 + i, None, Some(value.clone()));
+        let records = kmirror_wire::records::encode(&[r], Compression::None).unwrap();
+        let answer = produce(&m, "big", 0, records).await;
+        assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+    }
+    (b, m)
+}
+
+/// A Fetch v4 frame for all of "big".
+pub fn fetch_all_of_big(correlation_id: i32) -> Vec<u8> {
+    let mut fetch = fetch_request("big", 0, 0, 0, 50 << 20);
+    fetch.max_bytes = 55 << 20;
+    raw_frame(1, 4, correlation_id, &fetch)
 }

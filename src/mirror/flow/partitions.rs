@@ -60,7 +60,7 @@ impl FlowRunner {
             let ended = pipeline.run(rx).await;
             match &ended {
                 Ended::Failed(e) => {
-                    tracing::error!(%flow, %topic, partition, error = %e, "Partition stopped: it needs operator action. Its progress is kept; nothing after it is mirrored.");
+                    tracing::error!(%flow, %topic, partition, error = %e, "Partition stopped: it needs operator action. Nothing after it is mirrored; its progress is kept, so once the cause in `error` is removed (e.g. a target limit raised), a restart of kmirror mirrors it on from here.");
                     flow_stats.failed("fatal", e);
                     partition_stats.set_state(PartitionState::Failed, Some(e.to_string()));
                 }

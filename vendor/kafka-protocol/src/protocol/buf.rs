@@ -12,7 +12,8 @@ pub struct NotEnoughBytesError;
 
 impl Display for NotEnoughBytesError {
     fn fmt(&self, f: &mut Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "Not enough bytes remaining in buffer!")
+        // kmirror patch: `write!`, not `writeln!`: the message is embedded in log lines.
+        write!(f, "Not enough bytes remaining in buffer!")
     }
 }
 

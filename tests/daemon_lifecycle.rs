@@ -81,6 +81,33 @@ fn starts_flows_and_stops_cleanly_on_sigterm() {
     );
 }
 
+/// The reader of the daemon's log goes away (a log shipper that died, a `| head`): log lines
+/// are lost, the daemon is not. Before, the first line written after it (tracing's report of
+/// the failed write panics) killed the task that wrote it: SIGTERM's handler, or a flow
+/// that then never started.
+#[test]
+fn a_closed_log_pipe_loses_log_lines_and_keeps_the_daemon() {
+    let (dir, brokers) = brokers();
+    let config = one_flow(dir.path(), &[&brokers[0], &brokers[1]], "orders.*");
+    let listen = add_telemetry_listener(&config);
+    let mut command = std::process::Command::new(daemon_binary());
+    command.arg("run").arg(&config);
+    let mut daemon = Unlogged::spawn(command);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while http_get(&listen, "/readyz").is_none_or(|(code, _)| code != 200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flow never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = daemon.terminate();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?} (None: still running 30 s after SIGTERM)"
+    );
+}
+
 #[test]
 fn an_unreachable_cluster_is_reported_and_other_flows_keep_running() {
     let dir = tempfile::tempdir().unwrap();

@@ -226,7 +226,7 @@ fn main() -> anyhow::Result<()> {
     }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level)?)
-        .with_writer(std::io::stderr)
+        .with_writer(kmirror_wire::log_writer::lossy_stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let listeners = match &args.listeners {

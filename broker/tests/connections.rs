@@ -13,7 +13,6 @@ use std::time::Duration;
 use common::*;
 use kafka_protocol::messages::SaslHandshakeRequest;
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_protocol::records::Compression;
 use kmirror_broker::sasl::SaslUsers;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -324,5 +323,39 @@ fn a_bad_request_size_is_logged_with_the_size_sent() {
         lines.get(cut_line + 1).is_none_or(|next| !next.is_empty()),
         "an empty line after the event:\n{}",
         broker.log.tail(20)
+    );
+}
+
+/// The reader of the broker's log goes away (a log shipper that died, a `| head`): log lines
+/// are lost, the broker is not: it serves, and SIGTERM stops it with status 0.
+#[test]
+fn a_closed_log_pipe_loses_log_lines_and_keeps_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", kmirror_testkit::free_port());
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_kmirror-broker"));
+    command
+        .args(["--listen", &addr, "--data-dir"])
+        .arg(dir.path());
+    let mut broker = kmirror_testkit::Unlogged::spawn(command);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let served = rt.block_on(async {
+        for _ in 0..300 {
+            if let Ok(m) =
+                kmirror_wire::messenger::Messenger::connect(&addr, Default::default()).await
+            {
+                let topics = m
+                    .send(&kafka_protocol::messages::MetadataRequest::default())
+                    .await;
+                return topics.is_ok();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    assert!(served, "the broker did not answer Metadata");
+    let status = broker.terminate();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?} (None: still running 30 s after SIGTERM)"
     );
 }

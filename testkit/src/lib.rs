@@ -26,6 +26,6 @@ pub use daemon::{
 pub use http::{http_get, http_request, metric, metric_sum};
 pub use log::Log;
 pub use nodes::{node_control, ThreeNodes};
-pub use process::{free_port, free_port_span, Process};
+pub use process::{free_port, free_port_span, Process, Unlogged};
 pub use proxy::{Cutter, DelayProxy};
 pub use running::Running;

@@ -231,3 +231,41 @@ pub(crate) fn signal(child: &Child, sig: &str) {
         .expect("run sh -c kill");
     assert!(status.success(), "kill {sig} {pid} failed: {status}");
 }
+
+/// A process whose log nobody reads: started with standard error a pipe closed at once (a
+/// log shipper that went away, a `| head`), stdin and stdout closed. Killed and reaped on
+/// drop.
+pub struct Unlogged(Child);
+
+impl Unlogged {
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        drop(child.stderr.take());
+        Self(child)
+    }
+
+    /// SIGTERM, then the exit status; `None` if it did not exit within 30 s.
+    pub fn terminate(&mut self) -> Option<ExitStatus> {
+        signal(&self.0, "-TERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().ok().flatten() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+impl Drop for Unlogged {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

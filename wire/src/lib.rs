@@ -15,6 +15,7 @@ pub mod errors;
 pub mod frame;
 pub mod frame_reader;
 pub mod frame_writer;
+pub mod log_writer;
 pub mod messenger;
 pub mod parts;
 pub mod rebuild;

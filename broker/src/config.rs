@@ -322,6 +322,7 @@ impl BrokerConfig {
                 },
             ),
             release: self.emulate_kafka,
+            dynamic: Default::default(),
         }
     }
 }

@@ -257,9 +257,8 @@ impl Broker {
         // Cluster-wide defaults first; this broker's own values win.
         let cluster = self.broker_overrides(true);
         for (k, v) in cluster.iter().chain(&overrides) {
-            let Ok(n) = v.parse::<i64>() else { continue };
             // Stored values were checked when they were set.
-            let _ = defaults.set_broker_config(k, n);
+            let _ = defaults.set_broker_value(k, v);
         }
         self.topics.set_defaults(defaults);
         *self.broker_overrides.write().expect("overrides lock") = overrides;

@@ -485,12 +485,6 @@ impl ConfigSource {
     }
 }
 
-/// Whether `cleanup.policy` includes `delete` (Kafka's `LogConfig.delete`).
-pub fn deletes(set: &TopicConfigs) -> bool {
-    set.get("cleanup.policy")
-        .is_none_or(|p| p.split(',').any(|i| i.trim() == "delete"))
-}
-
 /// The explicitly set configs of one topic.
 pub type TopicConfigs = BTreeMap<String, String>;
 
@@ -505,6 +499,9 @@ pub struct BrokerDefaults {
     pub timestamp_after_max_ms: i64,
     /// The Kafka release the broker emulates: which keys exist.
     pub release: KafkaRelease,
+    /// Broker-wide defaults set at run time for the other topic keys, by topic key name
+    /// (`cleanup.policy` for `log.cleanup.policy`), as validated values.
+    pub dynamic: BTreeMap<String, String>,
 }
 
 /// Kafka 4's default for `message.timestamp.before.max.ms`.
@@ -525,8 +522,33 @@ impl BrokerDefaults {
             "message.timestamp.after.max.ms" => self.timestamp_after_max_ms.to_string(),
             // Kafka 2.8: log.message.format.version defaults to the release's own version.
             "message.format.version" if self.release == KafkaRelease::V2_8 => "2.8-IV1".into(),
-            _ => return None,
+            _ => return self.dynamic.get(name).cloned(),
         })
+    }
+
+    /// Applies one dynamic broker config (Kafka's broker-level name) given as text: a log
+    /// default of a topic key is validated as that key's value (Kafka:
+    /// DynamicLogConfig.validateReconfiguration, through LogConfig); else why not.
+    pub fn set_broker_value(&mut self, name: &str, value: &str) -> Result<(), String> {
+        match crate::handlers::config_sources::topic_key_of(name) {
+            Some(topic_key) => {
+                let parsed = validate_in(topic_key, value, self.release).map_err(|e| match e {
+                    ConfigError::InvalidValue { reason, .. } => reason,
+                    e => e.to_string(),
+                })?;
+                self.dynamic.insert(topic_key.to_string(), parsed);
+                Ok(())
+            }
+            None => {
+                let kind = crate::handlers::config_sources::broker_key(name)
+                    .map_or("LONG", |k| k.kind.java_name());
+                let n: i64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("Not a number of type {kind}"))?;
+                self.set_broker_config(name, n)
+            }
+        }
     }
 
     /// Applies one dynamic broker config (Kafka's broker-level name) if `value` is in its
@@ -611,7 +633,7 @@ impl BrokerDefaults {
 
     /// The log settings for a topic.
     pub fn log_config(&self, set: &TopicConfigs) -> LogConfig {
-        let compact_only = !deletes(set);
+        let compact_only = !self.deletes(set);
         LogConfig {
             segment_bytes: self.number(set, "segment.bytes").max(14) as u64,
             segment_ms: self.number(set, "segment.ms"),
@@ -634,8 +656,8 @@ impl BrokerDefaults {
     }
 
     pub fn log_append_time(&self, set: &TopicConfigs) -> bool {
-        set.get("message.timestamp.type")
-            .is_some_and(|v| v == "LogAppendTime")
+        self.value_of(set, "message.timestamp.type")
+            .is_some_and(|(v, _)| v == "LogAppendTime")
     }
 
     pub fn timestamp_before_max_ms(&self, set: &TopicConfigs) -> i64 {
@@ -664,14 +686,23 @@ impl BrokerDefaults {
 
     /// `cleanup.policy` contains `compact`.
     pub fn compacted(&self, set: &TopicConfigs) -> bool {
-        set.get("cleanup.policy")
-            .is_some_and(|p| p.split(',').any(|i| i.trim() == "compact"))
+        self.cleanup_policy_has(set, "compact")
+    }
+
+    /// Whether `cleanup.policy` includes `delete` (Kafka's `LogConfig.delete`).
+    pub fn deletes(&self, set: &TopicConfigs) -> bool {
+        self.cleanup_policy_has(set, "delete")
+    }
+
+    fn cleanup_policy_has(&self, set: &TopicConfigs, policy: &str) -> bool {
+        self.value_of(set, "cleanup.policy")
+            .is_some_and(|(p, _)| p.split(',').any(|i| i.trim() == policy))
     }
 
     /// `compression.type`: `producer`, `uncompressed` or a codec name.
-    pub fn compression_type<'a>(&self, set: &'a TopicConfigs) -> &'a str {
-        set.get("compression.type")
-            .map_or("producer", String::as_str)
+    pub fn compression_type(&self, set: &TopicConfigs) -> String {
+        self.value_of(set, "compression.type")
+            .map_or_else(|| "producer".to_string(), |(v, _)| v)
     }
 }
 
@@ -771,6 +802,7 @@ mod tests {
             timestamp_before_max_ms: DEFAULT_TIMESTAMP_BEFORE_MAX_MS,
             timestamp_after_max_ms: DEFAULT_TIMESTAMP_AFTER_MAX_MS,
             release: KafkaRelease::default(),
+            dynamic: BTreeMap::new(),
         };
         assert_eq!(d.timestamp_after_max_ms(&TopicConfigs::new()), 3_600_000);
         assert!(d

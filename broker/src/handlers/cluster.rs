@@ -21,7 +21,6 @@ use kafka_protocol::protocol::StrBytes;
 use super::leaders;
 use crate::log::LogError;
 use crate::state::Broker;
-use crate::topic_config;
 
 fn host(node: &crate::cluster::NodeEndpoint) -> StrBytes {
     StrBytes::from_string(node.host.clone())
@@ -216,7 +215,7 @@ pub fn delete_records(
                         return out;
                     }
                     // ... and compact-only topics refuse it.
-                    if !topic_config::deletes(&t.configs()) {
+                    if !broker.topics.defaults().deletes(&t.configs()) {
                         out.error_code = ResponseError::PolicyViolation.code();
                         return out;
                     }

@@ -31,6 +31,9 @@ pub struct BrokerKey {
     pub kind: ConfigType,
     pub dynamic: bool,
     pub kafka_default: Option<&'static str>,
+    /// The topic key it is the default of (a log config): it exists in the releases that
+    /// have that key, and its values are validated as that key's.
+    pub topic_key: Option<&'static str>,
 }
 
 const fn bk(
@@ -44,6 +47,7 @@ const fn bk(
         kind,
         dynamic,
         kafka_default,
+        topic_key: None,
     }
 }
 
@@ -106,8 +110,59 @@ pub const BROKER_KEYS: &[BrokerKey] = &[
     ),
 ];
 
+/// Every broker key this broker describes and may alter: [`BROKER_KEYS`], then the broker
+/// names of the topic keys (Kafka: ServerTopicConfigSynonyms), dynamic as in Kafka's
+/// DynamicLogConfig.ReconfigurableConfigs (all but `log.message.format.version`), with the
+/// topic key's default, or none where Kafka's is null.
+pub fn broker_keys() -> &'static [BrokerKey] {
+    static KEYS: std::sync::LazyLock<Vec<BrokerKey>> = std::sync::LazyLock::new(|| {
+        let mut keys: Vec<BrokerKey> = BROKER_KEYS.iter().map(BrokerKey::clone_static).collect();
+        for topic_key in topic_config::TOPIC_KEYS {
+            let Some(server) = server_synonym(topic_key.name) else {
+                continue;
+            };
+            if keys.iter().any(|k| k.name == server) {
+                continue;
+            }
+            keys.push(BrokerKey {
+                name: server,
+                kind: topic_key.kind,
+                dynamic: true,
+                kafka_default: (!NO_KAFKA_DEFAULT.contains(&server)).then_some(topic_key.default),
+                topic_key: Some(topic_key.name),
+            });
+        }
+        keys
+    });
+    &KEYS
+}
+
+impl BrokerKey {
+    fn clone_static(&self) -> Self {
+        Self {
+            name: self.name,
+            kind: self.kind,
+            dynamic: self.dynamic,
+            kafka_default: self.kafka_default,
+            topic_key: self.topic_key,
+        }
+    }
+
+    /// Whether a broker of `release` has the key.
+    pub fn known_in(&self, release: crate::versions::KafkaRelease) -> bool {
+        self.topic_key
+            .and_then(topic_config::lookup)
+            .is_none_or(|k| k.known_in(release))
+    }
+}
+
 pub fn broker_key(name: &str) -> Option<&'static BrokerKey> {
-    BROKER_KEYS.iter().find(|k| k.name == name)
+    broker_keys().iter().find(|k| k.name == name)
+}
+
+/// The topic key whose broker-wide default `broker_name` is, if any.
+pub fn topic_key_of(broker_name: &str) -> Option<&'static str> {
+    broker_key(broker_name).and_then(|k| k.topic_key)
 }
 
 /// The start-up value of a broker key.
@@ -237,13 +292,7 @@ pub fn topic_chain(broker: &Broker, set: &TopicConfigs, name: &str) -> Vec<Synon
     let Some(server) = server_synonym(name) else {
         return chain;
     };
-    if broker_key(server).is_some() {
-        chain.extend(broker_chain(broker, server));
-    } else if !NO_KAFKA_DEFAULT.contains(&server) {
-        if let Some(k) = topic_config::lookup(name) {
-            chain.push(syn(server, k.default.to_string(), DEFAULT_CONFIG));
-        }
-    }
+    chain.extend(broker_chain(broker, server));
     chain
 }
 

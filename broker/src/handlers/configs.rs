@@ -2,11 +2,11 @@
 //!
 //! Topic keys are validated against [`crate::topic_config`]: unknown keys and bad values
 //! get INVALID_CONFIG, and accepted changes take effect at once (a lower `retention.ms`
-//! deletes old segments right away). The broker resource exposes its settings; the log
-//! defaults (`log.retention.ms`, `log.retention.bytes`, `log.segment.bytes`,
-//! `message.max.bytes`, `log.message.timestamp.before.max.ms`,
-//! `log.message.timestamp.after.max.ms`) can be changed at run time like Kafka's dynamic broker configs;
-//! the rest are read-only.
+//! deletes old segments right away). The broker resource exposes its settings and the
+//! broker-wide default of every topic key (`log.cleanup.policy`, `min.insync.replicas`,
+//! `compression.type`, ...: Kafka's ServerTopicConfigSynonyms); those log defaults can be
+//! changed at run time like Kafka's dynamic broker configs, and topics without a value of
+//! their own follow them; the rest are read-only.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::config_sources::{
-    broker_chain, broker_key, source_and_synonyms, static_value, topic_chain, Synonym, BROKER_KEYS,
+    broker_chain, broker_key, broker_keys, source_and_synonyms, static_value, topic_chain, Synonym,
     DYNAMIC_DEFAULT_BROKER_CONFIG,
 };
 use super::message;
@@ -112,9 +112,10 @@ pub fn describe(
                 BROKER if is_this_broker(broker, r.resource_name.as_str()) => {
                     let cluster_default = r.resource_name.is_empty();
                     let set = broker.broker_overrides(true);
-                    out.configs = BROKER_KEYS
+                    let release = broker.versions.release();
+                    out.configs = broker_keys()
                         .iter()
-                        .filter(|k| wanted(k.name))
+                        .filter(|k| k.known_in(release) && wanted(k.name))
                         .filter(|k| !cluster_default || set.contains_key(k.name))
                         .filter_map(|k| {
                             // Kafka: ConfigHelper.createBrokerConfigEntry
@@ -129,6 +130,7 @@ pub fn describe(
                             // ConfigDef.convertToString of its null value).
                             let value = match chain.first() {
                                 Some(head) => Some(head.value.clone()),
+                                None if k.topic_key.is_some() => None,
                                 None => static_value(broker, k.name).map(|_| None)?,
                             };
                             Some(entry(
@@ -352,7 +354,7 @@ fn alter_resource(
                 (&other, &next)
             };
             for (k, v) in low.iter().chain(high.iter()) {
-                let Some(key) = broker_key(k) else {
+                let Some(key) = broker_key(k).filter(|key| key.known_in(defaults.release)) else {
                     return Err((
                         ResponseError::InvalidConfig,
                         format!("Unknown broker config {k}."),
@@ -375,10 +377,7 @@ fn alter_resource(
                     };
                     (ResponseError::InvalidRequest, refused.to_string())
                 };
-                let n: i64 = v.parse().map_err(|_| {
-                    refused(format!("Not a number of type {}", key.kind.java_name()))
-                })?;
-                defaults.set_broker_config(k, n).map_err(refused)?;
+                defaults.set_broker_value(k, v).map_err(refused)?;
             }
             if validate_only {
                 return Ok(());

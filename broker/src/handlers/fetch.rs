@@ -143,7 +143,8 @@ fn read_once(broker: &Broker, req: &FetchRequest, version: i16, room: usize) -> 
             let (topic, unknown_topic) = resolve(broker, t, version);
             // Kafka: KafkaApis.handleFetchRequest (maybeConvertFetchedData): a fetch below
             // v10 from a topic whose compression.type is zstd gets UNSUPPORTED_COMPRESSION_TYPE.
-            let zstd_refused = version < 10 && topic.as_ref().is_some_and(|t| is_zstd_topic(t));
+            let zstd_refused =
+                version < 10 && topic.as_ref().is_some_and(|t| is_zstd_topic(broker, t));
             let partitions = t
                 .partitions
                 .iter()
@@ -368,13 +369,8 @@ fn resolve(broker: &Broker, t: &FetchTopic, version: i16) -> (Option<Arc<Topic>>
     }
 }
 
-fn is_zstd_topic(topic: &Topic) -> bool {
-    topic
-        .configs
-        .read()
-        .expect("configs lock")
-        .get("compression.type")
-        .is_some_and(|c| c == "zstd")
+fn is_zstd_topic(broker: &Broker, topic: &Topic) -> bool {
+    broker.topics.defaults().compression_type(&topic.configs()) == "zstd"
 }
 
 /// Kafka: Partition.readRecords with a `lastFetchedEpoch` (Fetch v12+, KIP-320): the end of

@@ -18,6 +18,7 @@ const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
+const INVALID_RECORD: i16 = 87;
 
 /// DescribeCluster v1 for `endpoint_type`: the error code, and the endpoint type answered
 /// on success.
@@ -274,6 +275,49 @@ pub fn rows() -> Vec<Row> {
                 let d = describe_key(&ctx, (BROKER, "0"), "log.retention.bytes").await;
                 expect_described(d, (2, vec![syn("log.retention.bytes", "-5", 2), syn("log.retention.bytes", "-1", 5)]))
             }),
+        row!("DescribeConfigs: the broker lists the log defaults of topic keys, null where Kafka's default is",
+            "ConfigHelper.describeConfigs (allConfigs) / ServerTopicConfigSynonyms", Got::Code(0), |ctx| {
+                let mut got = Vec::new();
+                for key in ["min.insync.replicas", "compression.type", "log.cleanup.policy", "log.roll.ms"] {
+                    match broker_value(&ctx, key).await {
+                        Ok(v) => got.push(v),
+                        Err(g) => return g,
+                    }
+                }
+                let default = |v: Option<&str>| (v.map(str::to_string), 5);
+                check("(value, source) of each", got, vec![default(Some("1")), default(Some("producer")), default(Some("delete")), default(None)])
+            }),
+        row!("IncrementalAlterConfigs: broker log.cleanup.policy is dynamic; a topic without its own value follows it and refuses keyless records",
+            "DynamicLogConfig.ReconfigurableConfigs / LogValidator.validateKey", Got::Code(INVALID_RECORD), Some(|_| {}), |ctx| {
+                let t = ctx.topic("follows");
+                common::create_topic(&ctx.m, &t, 1).await;
+                match set_broker_key(&ctx, "0", "log.cleanup.policy", "compact").await {
+                    Got::Code(0) => {}
+                    other => return other,
+                }
+                let d = describe_key(&ctx, (TOPIC, &t), "cleanup.policy").await;
+                let want = (2, vec![syn("log.cleanup.policy", "compact", 2), syn("log.cleanup.policy", "delete", 5)]);
+                if let other @ (Got::Answer(_) | Got::Closed) = expect_described(d, want) {
+                    return other;
+                }
+                let keyless = kmirror_wire::records::record(0, 1_700_000_000_000, None, Some(bytes::Bytes::from_static(b"v")));
+                let batch = kmirror_wire::records::encode(&[keyless], kafka_protocol::records::Compression::None).unwrap();
+                Got::Code(common::produce(&ctx.m, &t, 0, batch).await.error_code)
+            }),
+        row!("IncrementalAlterConfigs: a cluster-wide min.insync.replicas is the value of a topic without its own (DYNAMIC_DEFAULT_BROKER_CONFIG)",
+            "DynamicLogConfig.ReconfigurableConfigs / ConfigHelper.createTopicConfigEntry", Got::Code(0), Some(|_| {}), |ctx| {
+                let t = ctx.topic("isr");
+                common::create_topic(&ctx.m, &t, 1).await;
+                match set_broker_key(&ctx, "", "min.insync.replicas", "2").await {
+                    Got::Code(0) => {}
+                    other => return other,
+                }
+                let d = describe_key(&ctx, (TOPIC, &t), "min.insync.replicas").await;
+                expect_described(d, (3, vec![syn("min.insync.replicas", "2", 3), syn("min.insync.replicas", "1", 5)]))
+            }),
+        row!("IncrementalAlterConfigs: broker log.cleanup.policy \"shred\": INVALID_REQUEST",
+            "ConfigAdminManager.validateBrokerConfigChange (ValidList)", Got::Code(INVALID_REQUEST), Some(|_| {}),
+            |ctx| set_broker_key(&ctx, "0", "log.cleanup.policy", "shred").await),
         row!("IncrementalAlterConfigs: offsets.retention.minutes is not dynamic (INVALID_REQUEST)",
             "DynamicBrokerConfig.AllDynamicConfigs", Got::Code(INVALID_REQUEST),
             |ctx| alter_one(&ctx, (BROKER, "0"), "offsets.retention.minutes", "5").await),

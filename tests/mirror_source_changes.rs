@@ -190,10 +190,21 @@ fn a_source_topic_recreated_while_the_daemon_was_stopped_stops_at_the_restart() 
     t.assert_gone_stopped();
     // The way on that the ERROR gives: stop, `kmirror forget` the topic, start again. The
     // new topic is mirrored from its start, after the old topic's records; `keep` goes on
-    // from where it was.
-    t.daemon.terminate_ok();
+    // from where it was. Forgetting while the daemon runs is refused: it would write the
+    // positions again, or mirror the topic in full again after its next start.
     let config = t.config.to_str().unwrap();
     let args = ["forget", config, "--flow", "rules", "--topic", "gone"];
+    let out = std::process::Command::new(daemon_binary())
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("flow rules is running (the daemon whose /status answers at"),
+        "{stderr}"
+    );
+    t.daemon.terminate_ok();
     let out = kmirror_ok(&args);
     assert!(
         out.contains("1 partition positions") && out.contains("its topic id"),

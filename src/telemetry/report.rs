@@ -24,8 +24,15 @@ pub async fn sample(flows: Arc<Flows>, stop: CancellationToken) {
 }
 
 pub async fn run(flows: Arc<Flows>, interval: Duration, stop: CancellationToken) {
-    // Per flow name: records, bytes and errors at the last line.
-    let mut last: std::collections::HashMap<String, (u64, u64, u64)> = Default::default();
+    // Per flow name: records, bytes and errors at the last line; the first line counts
+    // from now (a reload that changes the interval starts this again: counted from zero,
+    // the flows' records since their start read as the last interval's).
+    let counters = |f: &super::stats::FlowStats| (f.records(), f.bytes(), f.errors_total());
+    let mut last: std::collections::HashMap<String, (u64, u64, u64)> = flows
+        .all()
+        .iter()
+        .map(|f| (f.name.clone(), counters(f)))
+        .collect();
     let mut at = Instant::now();
     loop {
         tokio::select! {
@@ -35,7 +42,7 @@ pub async fn run(flows: Arc<Flows>, interval: Duration, stop: CancellationToken)
         let seconds = at.elapsed().as_secs_f64().max(1e-3);
         at = Instant::now();
         for f in flows.all() {
-            let now = (f.records(), f.bytes(), f.errors_total());
+            let now = counters(&f);
             let before = last.insert(f.name.clone(), now).unwrap_or_default();
             // A standby (exclusive) flow waits for its turn: nothing is wrong with it.
             if !f.is_started() && !f.is_standby() {

@@ -86,6 +86,12 @@ pub async fn command(
         ));
     }
     let target = crate::mirror::client_for(cluster, &Default::default());
+    if let Some(running) = running_elsewhere(topology, flow, &target).await {
+        return Err(format!(
+            "flow {} is running ({running}): stop the daemon first. A daemon that runs the flow keeps the positions it loaded: it would write those of a busy topic again (undoing this), and after an idle one was forgotten its next start would mirror the whole topic again",
+            flow.name
+        ));
+    }
     let forgotten = forget_topic(&flow.name, topic, &target, Duration::from_secs(30))
         .await
         .map_err(|e| format!("flow {}: {e}", flow.name))?;
@@ -103,6 +109,46 @@ pub async fn command(
         forgotten.map_chunks,
         if forgotten.topic_id { ", its topic id" } else { "" },
     ))
+}
+
+/// How a daemon running `flow` shows itself, if one does: the topology's telemetry listener
+/// answering `/status` with the flow (a daemon of this file on this host), or, for an
+/// exclusive flow, members in its ownership group (a daemon anywhere). Neither shows a
+/// daemon of another file without a listener running a flow that is not exclusive.
+async fn running_elsewhere(
+    topology: &crate::config::Topology,
+    flow: &crate::config::Flow,
+    target: &ClusterClient,
+) -> Option<String> {
+    const ASK_WITHIN: Duration = Duration::from_secs(3);
+    if let Some(listen) = topology.telemetry.as_ref().and_then(|t| t.listen) {
+        let authority = listen.to_string();
+        let status =
+            tokio::time::timeout(ASK_WITHIN, crate::telemetry::status_cli::fetch(&authority)).await;
+        if let Ok(Ok(status)) = status {
+            let listed = status["flows"]
+                .as_array()
+                .is_some_and(|flows| flows.iter().any(|f| f["name"] == flow.name.as_str()));
+            if listed {
+                return Some(format!(
+                    "the daemon whose /status answers at {authority} lists it"
+                ));
+            }
+        }
+    }
+    if flow.exclusive {
+        let group = crate::mirror::ownership::group_id(&flow.name);
+        let state = tokio::time::timeout(ASK_WITHIN, target.group_state(&group)).await;
+        if let Ok(Ok(state)) = state {
+            if state.members > 0 {
+                return Some(format!(
+                    "its ownership group {group} has {} member(s)",
+                    state.members
+                ));
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -472,6 +472,9 @@ async fn plan(topology: config::Topology) -> ExitCode {
             continue;
         }
         let one_cluster = selection::same_cluster(&source_md, &target_md);
+        if one_cluster {
+            outln!("  source and target are one cluster (same cluster id and brokers): the topics this flow writes are not mirrored again");
+        }
         let topics = selection::mirrored_topics(flow, &source_md, one_cluster);
         if topics.is_empty() {
             outln!("  no source topic matches");

@@ -76,7 +76,8 @@ fn plan_prints_what_would_be_done_and_changes_nothing() {
 }
 
 /// One cluster named twice (`127.0.0.1:PORT` and `localhost:PORT`): the flow's own copies
-/// are not selected again, which would copy `a.loop` to `a.a.loop` and on without end.
+/// are not selected again, which would copy `a.loop` to `a.a.loop` and on without end, and
+/// `plan` says so.
 #[test]
 fn a_cluster_named_twice_does_not_mirror_its_own_copies() {
     let c = Clusters::start();
@@ -99,6 +100,11 @@ fn a_cluster_named_twice_does_not_mirror_its_own_copies() {
         "{stdout}"
     );
     assert!(!stdout.contains("east.east.loop"), "{stdout}");
+    // `plan` says why, as `run` does at WARN.
+    assert!(
+        stdout.contains("source and target are one cluster"),
+        "{stdout}"
+    );
 }
 
 /// `kmirror validate` reports every error of a topology at once, each with file, line and

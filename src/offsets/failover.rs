@@ -250,6 +250,7 @@ async fn past_the_mirror(
     let mut target_offsets = HashMap::new();
     let mut unmirrored = 0i64;
     let mut ends = Vec::new();
+    let mut unknown = Vec::new();
     for r in waiting {
         let Translation::NotYet { mirrored_through } = r.translation else {
             continue;
@@ -259,9 +260,12 @@ async fn past_the_mirror(
             .one(&r.topic, r.partition, mirrored_through, false)
             .await
             .and_then(|e| e.translation.target_offset());
-        if let Some(end) = end {
-            target_offsets.insert((r.topic.clone(), r.partition), end);
-            ends.push(format!("{} {}: {end}", r.target_topic, r.partition));
+        match end {
+            Some(end) => {
+                target_offsets.insert((r.topic.clone(), r.partition), end);
+                ends.push(format!("{} {}: {end}", r.target_topic, r.partition));
+            }
+            None => unknown.push(format!("{} {}", r.target_topic, r.partition)),
         }
     }
     let behind: Vec<String> = waiting.iter().map(|r| behind(r)).collect();
@@ -270,16 +274,20 @@ async fn past_the_mirror(
         waiting.len(),
         behind.join("; ")
     );
+    // Nothing of the flow's reached a partition yet (the daemon had not acknowledged a
+    // batch there when the source went down): there is no mirrored end to start from, and
+    // --to-mirrored-end cannot help.
+    if !unknown.is_empty() {
+        return Err(format!(
+            "{said} On {} the end of the mirror is not known (nothing was acknowledged there yet), so there is no end to start the group at and --to-mirrored-end cannot help; wait for the source, or set the group's offsets on those partitions of the target by hand (e.g. kafka-consumer-groups.sh --reset-offsets).\n{}",
+            unknown.join(", "),
+            render(rows)
+        ));
+    }
     if !args.to_mirrored_end && !args.dry_run {
         return Err(format!(
             "{said} Pass --to-mirrored-end to start the group where the mirror ends on those partitions ({}); should the source come back and the daemon mirror those records, the group reads them again there.\n{}",
             ends.join("; "),
-            render(rows)
-        ));
-    }
-    if target_offsets.len() < waiting.len() {
-        return Err(format!(
-            "{said} The end of what was mirrored is not known on every one of them.\n{}",
             render(rows)
         ));
     }

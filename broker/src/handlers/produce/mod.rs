@@ -106,7 +106,7 @@ fn rules_of(broker: &Broker, topic: &Topic) -> TopicRules {
         log_append_time: d.log_append_time(&configs),
         timestamp_before_max_ms: d.timestamp_before_max_ms(&configs),
         timestamp_after_max_ms: d.timestamp_after_max_ms(&configs),
-        compression_type: d.compression_type(&configs).to_string(),
+        compression_type: d.compression_type(&configs),
         max_message_bytes: d.max_message_bytes(&configs),
         segment_bytes: d.log_config(&configs).segment_bytes as i64,
         min_insync_replicas: d.min_insync_replicas(&configs),

@@ -12,6 +12,7 @@ pub mod config;
 pub mod connection;
 pub mod credentials;
 pub mod dispatch;
+pub mod fetch_waiters;
 mod fsutil;
 pub mod groups;
 pub mod handlers;

@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::Notify;
-
 use crate::acl::Authorizer;
 use crate::cluster::{Cluster, LeaderError, NodeEndpoint};
 use crate::config::{BrokerConfig, ListenerConfig, SecurityProtocol};
 use crate::credentials::CredentialStore;
 use crate::dispatch::VersionTable;
+use crate::fetch_waiters::FetchWaiters;
 use crate::groups::{CoordinatorConfig, GroupConfig, GroupCoordinator, StatesFilter};
 use crate::log::flush::GroupCommit;
 use crate::log::FlushPolicy;
@@ -31,8 +30,8 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// Group commit for `FlushPolicy::Always`.
     pub group_commit: Option<Arc<GroupCommit>>,
-    /// Woken on every append, so long-polling fetches return as soon as data arrives.
-    pub appended: Arc<Notify>,
+    /// The long-polling fetches, woken by appends to the partitions they read.
+    pub fetch_waiters: Arc<FetchWaiters>,
     pub producer_ids: Arc<ProducerIdManager>,
     /// The transaction coordinator (every node's: the lowest live node answers).
     pub transactions: Arc<crate::transactions::Coordinator>,
@@ -237,7 +236,7 @@ impl Broker {
             topics,
             groups: Arc::new(groups),
             group_commit,
-            appended: Arc::new(Notify::new()),
+            fetch_waiters: Arc::default(),
             producer_ids: Arc::new(producer_ids),
             transactions: Arc::new(transactions),
             broker_overrides: Arc::new(RwLock::new(BTreeMap::new())),

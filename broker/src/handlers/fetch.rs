@@ -1,5 +1,5 @@
-//! Fetch: long poll honouring `max_wait_ms` and `min_bytes`, woken by appends (not by a
-//! timer loop); `max_bytes` (at most Kafka's default `fetch.max.bytes`, 55 MiB) and
+//! Fetch: long poll honouring `max_wait_ms` and `min_bytes`, woken by appends to its own
+//! partitions (not by a timer loop, [`crate::fetch_waiters`]); `max_bytes` (at most Kafka's default `fetch.max.bytes`, 55 MiB) and
 //! per-partition max bytes with KIP-74 (the first non-empty
 //! partition always returns at least one whole batch); a partition named twice is read
 //! once, with its later entry's position; a fetch offset inside a batch
@@ -30,6 +30,7 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 
+use crate::fetch_waiters::Watch;
 use crate::log::LogError;
 use crate::response_memory::Held;
 use crate::state::Broker;
@@ -59,13 +60,11 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     }
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    // Watch the partitions before reading, so an append between a read and the wait is
+    // not missed (crate::fetch_waiters).
+    let watch = watch_partitions(broker, &req, version);
     loop {
-        // Register for wake-ups before reading, so an append between the read and the
-        // wait is not missed.
-        let appended = broker.appended.notified();
-        tokio::pin!(appended);
-        appended.as_mut().enable();
-        // And for leadership moves: a fetch from a node that no longer leads is answered
+        // Register for leadership moves: a fetch from a node that no longer leads is answered
         // at once (Kafka: DelayedFetch.tryComplete, cases A and E).
         let moved = broker.cluster.leadership_changed();
         tokio::pin!(moved);
@@ -89,11 +88,29 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         drop(read);
         drop(reserved);
         tokio::select! {
-            _ = appended => {}
+            _ = watch.appended() => {}
             _ = moved => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
+}
+
+/// Watches the partitions of the fetch's known topics for appends. Kafka:
+/// ReplicaManager.fetchMessages (the delayed fetch is watched under each partition it
+/// reads).
+fn watch_partitions(broker: &Broker, req: &FetchRequest, version: i16) -> Watch {
+    let topics: Vec<_> = req
+        .topics
+        .iter()
+        .filter_map(|t| resolve(broker, t, version).0.map(|topic| (topic, t)))
+        .collect();
+    broker
+        .fetch_waiters
+        .watch(topics.iter().flat_map(|(topic, t)| {
+            t.partitions
+                .iter()
+                .map(|p| (topic.name.as_str(), p.partition))
+        }))
 }
 
 /// The most a response carries. Kafka: KafkaApis.handleFetchRequest (fetchMaxBytes =

@@ -55,8 +55,8 @@ pub fn marker_batch(producer_id: i64, producer_epoch: i16, kind: i16, timestamp_
     buf.freeze()
 }
 
-/// Appends the markers to every partition of the transaction that still exists, then
-/// wakes the fetches waiting for data (a marker moves the last stable offset). Returns the
+/// Appends the markers to every partition of the transaction that still exists, waking
+/// the fetches waiting on each (a marker moves the last stable offset). Returns the
 /// partitions whose append failed (disk full), to be written again later.
 pub async fn write(broker: &Broker, markers: &Markers) -> BTreeSet<(String, i32)> {
     let kind = if markers.commit { COMMIT } else { ABORT };
@@ -77,6 +77,7 @@ pub async fn write(broker: &Broker, markers: &Markers) -> BTreeSet<(String, i32)
         let leader_epoch = broker.cluster.view(&topic, *index).leader_epoch;
         match log.append(&mut batch, leader_epoch, now) {
             Ok(_) => {
+                broker.fetch_waiters.appended(topic_name, *index);
                 if let Ok(view) = BatchView::parse(&batch, 0) {
                     producers.record(&view, now);
                 }
@@ -90,7 +91,6 @@ pub async fn write(broker: &Broker, markers: &Markers) -> BTreeSet<(String, i32)
             }
         }
     }
-    broker.appended.notify_waiters();
     if let (Some(gc), false) = (&broker.group_commit, files.is_empty()) {
         if let Err(e) = gc.sync(files).await {
             // Kafka answers a failed append of a marker as retriable: write them all again.

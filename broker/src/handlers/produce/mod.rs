@@ -146,9 +146,6 @@ pub async fn handle(broker: &Broker, req: ProduceRequest, version: i16) -> Produ
             append_all(broker, &req, &partitions, version, now)
         })
     };
-    if results.iter().any(|(_, _, r)| r.is_ok()) {
-        broker.appended.notify_waiters();
-    }
     respond(broker, &req, version, results).await
 }
 
@@ -195,14 +192,16 @@ fn append_all(
                     let why = format!("Cannot append to internal topic {}", topic.name);
                     return Err(((ResponseError::InvalidTopicException, why).into(), -1));
                 }
-                append(
+                let appended = append(
                     broker,
                     (&topic, &partition),
                     rules,
                     (batch, req.acks, transactional_id),
                     now,
                 )
-                .map_err(|f| refused_by_append(f, &partition))
+                .map_err(|f| refused_by_append(f, &partition))?;
+                broker.fetch_waiters.appended(&topic.name, p.index);
+                Ok(appended)
             });
             match (last_invalid, appended) {
                 (Some(failure), _) => Err((failure, -1)),

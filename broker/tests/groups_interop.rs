@@ -50,6 +50,22 @@ fn confluent_group_rebalances_lose_nothing() {
     assert!(out.contains("OK: "), "no OK line:\n{out}");
 }
 
+/// librdkafka's KIP-848 consumer (`group.protocol=consumer`) is told at once that the
+/// broker does not run that protocol (a fatal error), as by Kafka 3.9+ without
+/// `group.version`; the API left out of ApiVersions had it look for a coordinator forever.
+#[test]
+fn confluent_consumer_protocol_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path(), &NO_DELAY);
+    let out = run_script_ok(
+        python_command()
+            .arg(script("confluent_consumer_protocol.py"))
+            .args(["--bootstrap", &broker.addr()]),
+        SCRIPT_WAIT,
+    );
+    assert!(out.contains("OK: "), "no OK line:\n{out}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. Idempotent producer across kill -9
 // ---------------------------------------------------------------------------------------

@@ -382,6 +382,24 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
             })
             .await
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            sync(
+                &mut frame,
+                corr,
+                version,
+                handlers::consumer_protocol::heartbeat,
+            )
+            .await
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            sync(
+                &mut frame,
+                corr,
+                version,
+                handlers::consumer_protocol::describe,
+            )
+            .await
+        }
         _ => Outcome::Close(format!("API {key:?} is not supported by this broker")),
     }
 }

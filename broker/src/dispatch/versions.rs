@@ -83,6 +83,10 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
             adv::<DescribeUserScramCredentialsRequest>(None, None)
         }
         ApiKey::AlterUserScramCredentials => adv::<AlterUserScramCredentialsRequest>(None, None),
+        // Advertised, as a Kafka 3.9+ broker without the consumer protocol enabled does,
+        // and answered UNSUPPORTED_VERSION ([`crate::handlers::consumer_protocol`]).
+        ApiKey::ConsumerGroupHeartbeat => adv::<ConsumerGroupHeartbeatRequest>(None, None),
+        ApiKey::ConsumerGroupDescribe => adv::<ConsumerGroupDescribeRequest>(None, None),
         _ => return None,
     })
 }

@@ -9,6 +9,7 @@ pub mod api_versions;
 pub mod cluster;
 pub mod config_sources;
 pub mod configs;
+pub mod consumer_protocol;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_topics;

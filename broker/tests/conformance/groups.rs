@@ -19,6 +19,7 @@ const INVALID_GROUP_ID: i16 = 24;
 const INVALID_SESSION_TIMEOUT: i16 = 26;
 const MEMBER_ID_REQUIRED: i16 = 79;
 const LOAD: i16 = 14;
+const UNSUPPORTED_VERSION: i16 = 35;
 
 /// Rebalances complete as soon as every member joined (no initial delay).
 fn no_rebalance_delay(c: &mut BrokerConfig) {
@@ -311,6 +312,9 @@ pub fn rows() -> Vec<Row> {
         row!("Group requests while the coordinator loads its groups: COORDINATOR_LOAD_IN_PROGRESS (FindCoordinator answered)",
             "GroupCoordinator.validateGroupStatus (isCoordinatorLoadInProgress); GroupCoordinatorService.listGroups",
             Got::Code(0), Some(loading), |ctx| while_loading(ctx).await),
+        row!("KIP-848's ConsumerGroupHeartbeat and ConsumerGroupDescribe without group.version: UNSUPPORTED_VERSION, each group named",
+            "KafkaApis.handleConsumerGroupHeartbeat / handleConsumerGroupDescribe (!isConsumerGroupProtocolEnabled)",
+            Got::Code(0), |ctx| consumer_protocol(ctx).await),
         row!("JoinGroup v5 answers with a protocol name of \"\" where it has none (not nullable below v7)",
             "JoinGroupResponse (version < 7: null becomes \"\")", Got::Code(0),
             |ctx| member_id_required(ctx, 5, Some("")).await),
@@ -365,4 +369,38 @@ pub fn rows() -> Vec<Row> {
                 code_or_closed(ctx.m.send_at(&req, 0).await, |r| r.error_code)
             }),
     ]
+}
+
+/// KIP-848's APIs on a broker without the consumer protocol: (heartbeat's error, describe's
+/// groups and their errors).
+async fn consumer_protocol(ctx: Ctx) -> Got {
+    let heartbeat = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(s("g")))
+        .with_member_epoch(0)
+        .with_rebalance_timeout_ms(10_000)
+        .with_subscribed_topic_names(Some(vec![TopicName(s("t"))]));
+    let describe = ConsumerGroupDescribeRequest::default()
+        .with_group_ids(vec![GroupId(s("g")), GroupId(s("h"))]);
+    let (Ok(h), Ok(d)) = (
+        ctx.m.send_at(&heartbeat, 1).await,
+        ctx.m.send_at(&describe, 1).await,
+    ) else {
+        return Got::Closed;
+    };
+    let described: Vec<_> = d
+        .groups
+        .iter()
+        .map(|g| (g.group_id.0.to_string(), g.error_code))
+        .collect();
+    check(
+        "(heartbeat, described groups)",
+        (h.error_code, described),
+        (
+            UNSUPPORTED_VERSION,
+            vec![
+                ("g".into(), UNSUPPORTED_VERSION),
+                ("h".into(), UNSUPPORTED_VERSION),
+            ],
+        ),
+    )
 }

@@ -20,6 +20,8 @@
 //! nothing is skipped (`recovery.rs`).
 
 mod in_flight;
+#[cfg(test)]
+mod lease_tests;
 mod recovery;
 
 use std::collections::VecDeque;
@@ -352,6 +354,11 @@ impl Pipeline {
     /// start, so a later request arriving first would be written ahead of this one, and
     /// this one then refused as out of order.
     async fn send(&self, entry: &mut InFlight) {
+        // An exclusive flow's owner sends only while its lease holds: one that ran again
+        // after a pause past its session (SIGSTOP, a stalled host) would otherwise send
+        // what it held before its member noticed that another daemon owns the flow, and
+        // each batch would duplicate one that daemon mirrored. Its flow ends this wait.
+        self.progress.wait_owned().await;
         let queued = self
             .target
             .retry_observed(

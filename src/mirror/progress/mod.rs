@@ -491,6 +491,14 @@ impl Progress {
         self.lease.get().is_none_or(Lease::held)
     }
 
+    /// Returns once this daemon may send: at once but for an exclusive flow's owner whose
+    /// lease lapsed, which waits until it is renewed (or its flow ends).
+    pub async fn wait_owned(&self) {
+        if let Some(lease) = self.lease.get() {
+            lease.wait_held().await;
+        }
+    }
+
     fn check_lease(&self, target: &ClusterClient) -> Result<(), ClientError> {
         if self.may_write() {
             return Ok(());

@@ -94,7 +94,8 @@ enum Command {
         topic: Option<String>,
         #[arg(long, requires = "topic")]
         partition: Option<i32>,
-        /// As `GET /offsets` takes it: a negative one is below the log start.
+        /// A record's source offset; a negative one is refused, as by `GET /offsets` (it
+        /// is read as a value, not a flag, to say so).
         #[arg(long, requires = "topic", allow_negative_numbers = true)]
         offset: Option<i64>,
         /// Print JSON.
@@ -259,18 +260,17 @@ fn main() -> ExitCode {
         } => {
             use kmirror::offsets::cli::{self, Query};
             let query = match (group, topic, partition, offset) {
-                (Some(group), ..) => Query::Group(group),
-                (None, Some(topic), Some(partition), Some(offset)) => Query::One {
-                    topic,
-                    partition,
-                    offset,
-                },
+                (Some(group), ..) => Ok(Query::Group(group)),
+                (None, Some(topic), Some(partition), Some(offset)) => {
+                    Query::one(topic, partition, offset)
+                }
                 _ => unreachable!("clap requires --group or --topic, --partition and --offset"),
             };
-            printed(
-                runtime.block_on(cli::offsets(&topology, &flow, query, json)),
-                "offsets",
-            )
+            let translated = match query {
+                Ok(query) => runtime.block_on(cli::offsets(&topology, &flow, query, json)),
+                Err(refused) => Err(refused),
+            };
+            printed(translated, "offsets")
         }
         Command::Failover {
             flow,

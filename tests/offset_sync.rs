@@ -164,6 +164,11 @@ fn sync_scenario(broker_args: &[&str]) {
             &format!("flow={FLOW}&topic={TOPIC}&partition=x&offset=1") as &str,
             400,
         ),
+        // A consumer's "no committed offset" (-1001) is not a position to translate.
+        (
+            &format!("flow={FLOW}&topic={TOPIC}&partition=0&offset=-1001"),
+            400,
+        ),
     ] {
         let status = http_get(&listen, &format!("/offsets?{query}")).map(|a| a.0);
         assert_eq!(status, Some(want), "{query}");

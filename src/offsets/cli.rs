@@ -27,6 +27,22 @@ pub enum Query {
     },
 }
 
+impl Query {
+    /// One source offset to translate. A negative one is refused: Kafka gives -1, -2 and
+    /// -1001 meanings of their own (latest, earliest, no committed offset), and a consumer's
+    /// "no committed offset" passed on must not come back as a position to seek to.
+    pub fn one(topic: String, partition: i32, offset: i64) -> Result<Query, String> {
+        if offset < 0 {
+            return Err(format!("offset {offset} is not a record offset (Kafka's -1, -2 and -1001 mean latest, earliest and no committed offset): give the source offset of a record, 0 or more"));
+        }
+        Ok(Query::One {
+            topic,
+            partition,
+            offset,
+        })
+    }
+}
+
 /// The flow named `name`, or an error listing the flows there are.
 pub fn find_flow<'a>(topology: &'a Topology, name: &str) -> Result<&'a Flow, String> {
     topology.flow(name).ok_or_else(|| {
@@ -198,4 +214,21 @@ pub async fn offsets(
         return Ok(format!("{value:#}\n"));
     }
     Ok(report::render(&rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_negative_offset_is_refused_as_kafkas_special_value() {
+        for offset in [-1, -2, -1001, -5] {
+            let refused = Query::one("t".into(), 0, offset).err().expect("refused");
+            assert!(refused.contains("not a record offset"), "{refused}");
+        }
+        assert!(matches!(
+            Query::one("t".into(), 0, 0),
+            Ok(Query::One { offset: 0, .. })
+        ));
+    }
 }

@@ -44,11 +44,12 @@ pub async fn answer(flows: &Flows, query: Option<&str>) -> Response<Full<Bytes>>
     let query = match (params.get("group"), params.get("topic")) {
         (Some(group), None) => Query::Group(group.clone()),
         (None, Some(topic)) => match (number("partition"), number("offset")) {
-            (Some(partition), Some(offset)) if i32::try_from(partition).is_ok() => Query::One {
-                topic: topic.clone(),
-                partition: partition as i32,
-                offset,
-            },
+            (Some(partition), Some(offset)) if i32::try_from(partition).is_ok() => {
+                match Query::one(topic.clone(), partition as i32, offset) {
+                    Ok(query) => query,
+                    Err(message) => return error(StatusCode::BAD_REQUEST, message),
+                }
+            }
             _ => {
                 return error(
                     StatusCode::BAD_REQUEST,

@@ -213,17 +213,25 @@ pub fn rename_collisions(flows: &[Flow]) -> Vec<Finding> {
                 filter: &later.topics,
             };
             if !names::provably_disjoint(&a, &b) {
+                // {source} tells flows of different sources apart, not two of one source.
+                let advice = if earlier.source == later.source {
+                    format!("both read cluster `{}`, so {{source}} cannot tell them apart: make their topics.include disjoint, or give one of them a rename of its own (e.g. \"{{source}}.{}.{{topic}}\")", later.source, later.name)
+                } else {
+                    format!(
+                        "use a rename with {{source}} (e.g. \"{}\") or make their topics.include disjoint",
+                        RenameTemplate::DEFAULT
+                    )
+                };
                 findings.push(Finding {
                     flow_index: j,
                     field: "rename",
                     message: format!(
-                        "rename collision: flows `{}` (rename \"{}\") and `{}` (rename \"{}\") both write to cluster `{}` and can produce the same topic name; use a rename with {{source}} (e.g. \"{}\") or make their topics.include disjoint",
+                        "rename collision: flows `{}` (rename \"{}\") and `{}` (rename \"{}\") both write to cluster `{}` and can produce the same topic name; {advice}",
                         earlier.name,
                         earlier.rename.as_str(),
                         later.name,
                         later.rename.as_str(),
                         later.target,
-                        RenameTemplate::DEFAULT,
                     ),
                 });
             }

@@ -714,6 +714,27 @@ fn rename_collision_is_rejected() {
     );
 }
 
+/// Two flows of one source cannot be told apart by {source}: the advice says so.
+#[test]
+fn a_rename_collision_of_one_source_does_not_advise_source() {
+    let error = single_error(&with_flows(
+        "  - { name: a-to-c, source: a, target: c, topics: { include: [\".*\"] } }\n  - { name: a-to-c-2, source: a, target: c, topics: { include: [\"orders.*\"] } }\n",
+    ));
+    assert!(error.contains("rename collision"), "{error}");
+    assert!(
+        error.contains("both read cluster `a`, so {source} cannot tell them apart")
+            && !error.contains("use a rename with {source}"),
+        "{error}"
+    );
+    let other_sources = single_error(&with_flows(
+        "  - { name: a-to-c, source: a, target: c, topics: { include: [\".*\"] }, rename: \"{topic}\" }\n  - { name: b-to-c, source: b, target: c, topics: { include: [\".*\"] }, rename: \"{topic}\" }\n",
+    ));
+    assert!(
+        other_sources.contains("use a rename with {source}"),
+        "{other_sources}"
+    );
+}
+
 #[test]
 fn identity_and_prefix_into_one_target_collide_unless_disjoint() {
     let error = single_error(&with_flows(

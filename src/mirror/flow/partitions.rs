@@ -121,6 +121,7 @@ impl FlowRunner {
                 r.stop();
                 r.stats
                     .set_state(PartitionState::Failed, Some(reason.clone()));
+                r.stats.source_recreated();
                 stopped += 1;
             }
         }

@@ -67,6 +67,9 @@ pub struct PartitionStats {
     leaderless_since_ms: AtomicI64,
     /// Whether `last_error` is a transient one ([`Self::error`]), cleared by progress.
     transient_error: AtomicBool,
+    /// Its source topic was re-created ([`Self::source_recreated`]): the source's ends are
+    /// the new topic's, unrelated to this position, and no longer recorded.
+    source_recreated: AtomicBool,
 }
 
 impl PartitionStats {
@@ -86,6 +89,7 @@ impl PartitionStats {
             caught_up_ms: AtomicI64::new(0),
             leaderless_since_ms: AtomicI64::new(0),
             transient_error: AtomicBool::new(false),
+            source_recreated: AtomicBool::new(false),
         }
     }
 
@@ -95,6 +99,9 @@ impl PartitionStats {
     }
 
     pub fn fetched(&self, high_watermark: i64, last_stable_offset: i64) {
+        if self.source_recreated.load(Ordering::Relaxed) {
+            return;
+        }
         self.note_caught_up(last_stable_offset, super::now_ms);
         self.high_watermark.store(high_watermark, Ordering::Relaxed);
         self.last_stable_offset
@@ -115,6 +122,9 @@ impl PartitionStats {
     /// offset) while this partition is not fetched (its memory share is full): both ends
     /// only move up by it, as a Fetch that answers meanwhile is as new.
     pub fn listed(&self, last_stable_offset: i64) {
+        if self.source_recreated.load(Ordering::Relaxed) {
+            return;
+        }
         self.note_caught_up(last_stable_offset, super::now_ms);
         self.high_watermark
             .fetch_max(last_stable_offset, Ordering::Relaxed);
@@ -166,6 +176,14 @@ impl PartitionStats {
     pub fn fetch_failed(&self) {
         self.high_watermark.store(-1, Ordering::Relaxed);
         self.last_stable_offset.store(-1, Ordering::Relaxed);
+    }
+
+    /// Its source topic was deleted and re-created: the partition stopped, and its lag is
+    /// unknown from now on (the new topic's offsets start again; set against the old
+    /// topic's position they would be a number that means nothing).
+    pub fn source_recreated(&self) {
+        self.source_recreated.store(true, Ordering::Relaxed);
+        self.fetch_failed();
     }
 
     /// The source partition has no leader (`true`; its lag is unknown until a Fetch

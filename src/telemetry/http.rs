@@ -186,6 +186,10 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
         // Under its rate limits a flow's partitions take turns: one may wait a minute.
         let rate_limited = now_ms - f.throttled_ms() < STALLED_MS;
         for (sp, p) in f.partitions() {
+            // Waiting for its deleted source topic: nothing the daemon could mirror.
+            if p.is_source_deleted() && p.state() == PartitionState::Running {
+                continue;
+            }
             let counted_ms = p.created_ms().max(f.started_ms());
             if idle
                 && p.state() == PartitionState::Running

@@ -288,8 +288,10 @@ impl Discovery {
         for topic in started {
             let gone = source_md.partition_count(topic).is_none();
             if gone && !self.recreated.contains(topic) && self.missing.insert(topic.to_string()) {
+                self.stats.source_topic_deleted(topic, true);
                 tracing::warn!(flow = %self.flow.name, topic = %topic, "The source topic is gone from the source cluster (deleted?): its partitions wait for it. Created again, it is another topic, which the flow stops with an ERROR instead of mirroring it on from the old offsets (`kmirror forget` then lets it be mirrored as new).");
             } else if !gone && self.missing.remove(topic) {
+                self.stats.source_topic_deleted(topic, false);
                 tracing::info!(flow = %self.flow.name, topic = %topic, "The source topic is in the source cluster's metadata again.");
             }
         }

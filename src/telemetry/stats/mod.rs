@@ -235,6 +235,14 @@ impl FlowStats {
         p.error(why);
     }
 
+    /// Marks the partitions of source topic `topic` as waiting for it (deleted), or not.
+    pub fn source_topic_deleted(&self, topic: &str, deleted: bool) {
+        let partitions = self.partitions.lock().expect("partitions lock");
+        for (_, p) in partitions.iter().filter(|(sp, _)| sp.topic == topic) {
+            p.source_deleted(deleted);
+        }
+    }
+
     pub fn partitions(&self) -> Vec<(SourcePartition, Arc<PartitionStats>)> {
         self.partitions
             .lock()

@@ -70,6 +70,8 @@ pub struct PartitionStats {
     /// Its source topic was re-created ([`Self::source_recreated`]): the source's ends are
     /// the new topic's, unrelated to this position, and no longer recorded.
     source_recreated: AtomicBool,
+    /// Its source topic is gone from the source cluster ([`Self::source_deleted`]).
+    source_deleted: AtomicBool,
 }
 
 impl PartitionStats {
@@ -90,6 +92,7 @@ impl PartitionStats {
             leaderless_since_ms: AtomicI64::new(0),
             transient_error: AtomicBool::new(false),
             source_recreated: AtomicBool::new(false),
+            source_deleted: AtomicBool::new(false),
         }
     }
 
@@ -186,6 +189,23 @@ impl PartitionStats {
         self.fetch_failed();
     }
 
+    /// Its source topic is gone from the source cluster (`true`: deleted; the partition
+    /// waits for it, its lag unknown), or is back. Readiness does not count a partition
+    /// waiting so: the daemon cannot mirror what the source no longer has, and a restart
+    /// would not list it at all.
+    pub fn source_deleted(&self, deleted: bool) {
+        self.source_deleted.store(deleted, Ordering::Relaxed);
+        if deleted {
+            self.fetch_failed();
+            self.error("the source topic was deleted: the partition waits for it (created again, it is another topic, which the flow stops with an ERROR)".into());
+        }
+    }
+
+    /// Whether its source topic is gone from the source cluster.
+    pub fn is_source_deleted(&self) -> bool {
+        self.source_deleted.load(Ordering::Relaxed)
+    }
+
     /// The source partition has no leader (`true`; its lag is unknown until a Fetch
     /// answers again), or has one again.
     pub fn set_leaderless(&self, leaderless: bool) {
@@ -193,7 +213,10 @@ impl PartitionStats {
             self.leaderless_since_ms
                 .store(super::now_ms(), Ordering::Relaxed);
             self.fetch_failed();
-            self.error("the source partition has no leader".into());
+            // A deleted topic's partitions have no leader either; the deletion says more.
+            if !self.is_source_deleted() {
+                self.error("the source partition has no leader".into());
+            }
         } else {
             self.leaderless_since_ms.store(0, Ordering::Relaxed);
         }

@@ -143,6 +143,33 @@ fn a_flow_whose_partition_was_never_fetched_is_not_ready_after_a_minute() {
     assert_ready_at(&f, now + 61_000, "answered, and nothing to mirror");
 }
 
+/// A partition waiting for its deleted source topic (no leader, no Fetch answered) does
+/// not make the flow unready: there is nothing to mirror; once the topic is back, the same
+/// partition counts again.
+#[test]
+fn a_partition_whose_source_topic_was_deleted_does_not_make_the_flow_unready() {
+    let (f, p) = started_with_a_partition();
+    let now = now_ms();
+    p.set_leaderless(true);
+    let reasons = not_ready_at(&f, now + 61_000);
+    assert!(
+        reasons.len() == 2,
+        "no Fetch answered, and no leader: {reasons:?}"
+    );
+    f.source_topic_deleted("t", true);
+    assert_ready_at(&f, now + 61_000, "its source topic was deleted");
+    assert!(
+        p.last_error()
+            .is_some_and(|e| e.contains("source topic was deleted")),
+        "{:?}",
+        p.last_error()
+    );
+    p.set_leaderless(true);
+    assert!(p.last_error().is_some_and(|e| e.contains("deleted")));
+    f.source_topic_deleted("t", false);
+    assert_eq!(not_ready_at(&f, now + 61_000).len(), 2);
+}
+
 /// One partition stuck while another goes on (its target leader is gone): the flow keeps
 /// acknowledging, but once the stuck partition, behind, has not advanced for a minute the
 /// flow is not ready, and the reason names it.

@@ -338,3 +338,52 @@ fn lag_shows_the_whole_backlog_while_the_target_does_not_answer() {
     });
     stop(daemon);
 }
+
+/// A topic that grows past its target topic (`create_topics: false`) keeps mirroring the
+/// partitions it had; the new one is listed in `/status` as not started, with the reason,
+/// and the flow is not ready: its records are stuck, and it said nothing of them before.
+#[test]
+fn a_partition_a_narrow_target_topic_cannot_take_is_listed_and_not_ready() {
+    let c = Clusters::start();
+    let (s, t) = (c.source.addr(), c.target.addr());
+    create(&s, "nc-grow", 1, &[]);
+    create(&t, "east.nc-grow", 1, &[]);
+    produce(&s, "nc-grow", "v", 5, &[]);
+    let config = c.topology(&east_to_west("nc-grow", "    create_topics: false\n"));
+    let listen = add_telemetry_listener(&config);
+    let daemon = started(&config);
+    wait_mirrored(&daemon, &c.source, "nc-grow", &c.target, "east.nc-grow");
+    support::topics::admin(&s, &["add-partitions", "nc-grow", "2"]);
+    produce(&s, "nc-grow", "w", 5, &[1]);
+    let grown = wait_until("partition nc-grow-1 in /status", &daemon, || {
+        let flow = flow_status(&listen, &daemon);
+        flow["partitions"]
+            .as_array()?
+            .iter()
+            .find(|p| p["topic"] == "nc-grow" && p["partition"] == 1)
+            .cloned()
+    });
+    assert!(
+        grown["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("fewer than the source's 2")),
+        "{grown}"
+    );
+    let (code, body) = http_get(&listen, "/readyz").unwrap();
+    assert!(
+        code == 503 && body.contains("nc-grow-1: not started"),
+        "{code} {body}"
+    );
+    // Its first partition goes on.
+    produce(&s, "nc-grow", "x", 5, &[0]);
+    wait_until("nc-grow-0 mirrored on", &daemon, || {
+        let flow = flow_status(&listen, &daemon);
+        let p0 = flow["partitions"]
+            .as_array()?
+            .iter()
+            .find(|p| p["topic"] == "nc-grow" && p["partition"] == 0)?
+            .clone();
+        (p0["position"] == 10).then_some(())
+    });
+    stop(daemon);
+}

@@ -150,6 +150,8 @@ impl Discovery {
             .retain_unmirrored(&topics.iter().map(|(name, ..)| name.as_str()).collect());
         self.report_missing(&source_md);
         let mut new = Vec::new();
+        // Partitions of topics partly mirrored that cannot start (target_not_ready).
+        let mut blocked: Vec<(SourcePartition, String)> = Vec::new();
         for (topic, count, topic_id) in topics {
             if self.recreated.contains(&topic) {
                 continue;
@@ -193,7 +195,7 @@ impl Discovery {
                     }
                 }
                 Err(e) => {
-                    self.target_not_ready(&topic, &target_topic, count, &e);
+                    blocked.extend(self.target_not_ready(&topic, &target_topic, count, &e));
                     continue;
                 }
             }
@@ -211,7 +213,11 @@ impl Discovery {
         // must not hold up the others (nor the next topics) for its retries.
         // A partition waiting to start whose topic is gone (deleted) waits no more.
         let waiting: HashSet<&SourcePartition> = new.iter().map(|(sp, ..)| sp).collect();
-        self.stats.retain_not_started(|sp| waiting.contains(sp));
+        self.stats
+            .retain_not_started(|sp| waiting.contains(sp) || blocked.iter().any(|(b, _)| b == sp));
+        for (sp, why) in blocked {
+            self.stats.partition_not_started(&sp, why);
+        }
         self.unstarted.retain(|sp| waiting.contains(sp));
         // Kept with the progress, so dropped only for a topic gone from the source (not
         // for one whose target topic could not be made this round).
@@ -363,25 +369,41 @@ impl Discovery {
     /// connection, a leader moving) is tried again next round: a topic already mirroring
     /// keeps mirroring, said at DEBUG; one not started yet is listed with the reason, at
     /// WARN.
-    fn target_not_ready(&self, topic: &str, target_topic: &str, count: i32, e: &ClientError) {
+    ///
+    /// Returns the partitions of a topic refused so whose other partitions are mirroring
+    /// (it grew past its target topic, which cannot grow): they are listed as not started,
+    /// with the reason, so that they count against readiness instead of in no lag.
+    fn target_not_ready(
+        &self,
+        topic: &str,
+        target_topic: &str,
+        count: i32,
+        e: &ClientError,
+    ) -> Vec<(SourcePartition, String)> {
         let flow = &self.flow.name;
+        let partitions = (0..count).map(|partition| SourcePartition {
+            topic: topic.to_string(),
+            partition,
+        });
+        let mirroring = partitions.clone().any(|sp| self.started.contains(&sp));
         if e.class() == ErrorClass::Fatal {
             if self.stats.topic_not_mirrored(topic, target_topic, e) {
                 tracing::error!(%flow, topic = %topic, target_topic = %target_topic, error = %e, "Topic not mirrored.");
             }
-            return;
+            if !mirroring {
+                return Vec::new();
+            }
+            return partitions
+                .filter(|sp| !self.started.contains(sp))
+                .map(|sp| (sp, format!("not mirrored: {e}")))
+                .collect();
         }
-        let mirroring = (0..count).any(|partition| {
-            self.started.contains(&SourcePartition {
-                topic: topic.to_string(),
-                partition,
-            })
-        });
         if mirroring {
             tracing::debug!(%flow, topic = %topic, target_topic = %target_topic, error = %e, "Cannot check the target topic this round; its partitions keep mirroring, and it is checked again next round.");
         } else if self.stats.topic_not_mirrored(topic, target_topic, e) {
             tracing::warn!(%flow, topic = %topic, target_topic = %target_topic, error = %e, "Topic not mirrored yet: its target topic cannot be made ready now; tried again every discovery round.");
         }
+        Vec::new()
     }
 
     async fn ensure_target(

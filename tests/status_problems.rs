@@ -38,15 +38,21 @@ fn a_source_down_at_start_keeps_the_flow_not_ready_until_discovery_reads_it() {
     let listen = add_telemetry_listener(&config);
     c.source.kill9();
     let daemon = DaemonProcess::start(&config);
-    wait_until("two failed discovery rounds", &daemon, || {
-        let failed = daemon
-            .log
-            .lines()
-            .iter()
-            .filter(|l| l.contains("Discovery failed"))
-            .count();
-        (failed >= 2).then_some(())
+    wait_until("three failed discovery rounds", &daemon, || {
+        let flow = flow_status(&listen, &daemon);
+        (flow["errors"]["discovery"].as_u64()? >= 3).then_some(())
     });
+    // Said once at WARN, not once per round (then every minute while it fails).
+    let warned: Vec<String> = daemon
+        .log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("Discovery failed"))
+        .collect();
+    assert!(
+        warned.len() == 1 && warned[0].contains("WARN") && warned[0].contains("failed_rounds=1"),
+        "{warned:?}"
+    );
     let flow = flow_status(&listen, &daemon);
     assert_eq!(flow["ready"], false, "{flow}");
     let reasons = flow["not_ready"].to_string();
@@ -73,11 +79,17 @@ fn a_source_down_at_start_keeps_the_flow_not_ready_until_discovery_reads_it() {
         daemon.log.tail(30)
     );
 
-    // The source comes up: the next round reads it, the flow starts and READY=1 goes out.
+    // The source comes up: the next round reads it, says so, the flow starts and READY=1
+    // goes out.
     c.source.restart();
     assert!(
         daemon.wait_ready(Duration::from_secs(60)),
         "no READY=1 once the source answered:\n{}",
+        daemon.log.tail(30)
+    );
+    assert!(
+        daemon.log.contains("Discovery reads both clusters again"),
+        "{}",
         daemon.log.tail(30)
     );
     assert!(

@@ -74,6 +74,7 @@ pub(super) struct Discovery {
     one_cluster: bool,
     /// (target topic, config key) pairs reported as unknown to the target.
     reported_unknown_configs: std::sync::Mutex<HashSet<(String, String)>>,
+    failed_rounds: super::failed_rounds::FailedRounds,
 }
 
 impl Discovery {
@@ -97,6 +98,7 @@ impl Discovery {
             missing: HashSet::new(),
             one_cluster: false,
             reported_unknown_configs: Default::default(),
+            failed_rounds: Default::default(),
         }
     }
 
@@ -123,10 +125,11 @@ impl Discovery {
             (Ok(s), Ok(t)) => (s, t),
             (Err(e), _) | (_, Err(e)) => {
                 self.stats.discovery_failed(&e);
-                tracing::warn!(flow = %self.flow.name, error = %e, "Discovery failed; retrying at the next interval.");
+                self.failed_rounds.failed(&self.flow.name, &e);
                 return Ok(None);
             }
         };
+        self.failed_rounds.succeeded(&self.flow.name);
         // Kafka: MetadataResponse.cluster_id (v2+; every release kmirror supports has one).
         if let Some(cluster_id) = &source_md.cluster_id {
             if let Err(stored) = self.progress.check_source_cluster(cluster_id) {

@@ -21,6 +21,7 @@
 //! batch fetched again before its partition stops).
 
 mod discovery;
+mod failed_rounds;
 use discovery::{Discovery, Found};
 mod delivery;
 mod fetching;

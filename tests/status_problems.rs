@@ -295,7 +295,8 @@ fn topics_that_cannot_be_mirrored_are_listed_and_counted() {
     // The flow mirrors its other topic, so it stays ready (README, `/readyz`).
     assert_eq!(http_get(&listen, "/readyz").map(|a| a.0), Some(200));
 
-    // The operator creates the missing target topic: it is mirrored and leaves the list.
+    // The operator creates the missing target topic: it is mirrored, said so, and leaves
+    // the list.
     create(&t, "east.nc-missing", 2, &[]);
     wait_mirrored(
         &daemon,
@@ -303,6 +304,15 @@ fn topics_that_cannot_be_mirrored_are_listed_and_counted() {
         "nc-missing",
         &c.target,
         "east.nc-missing",
+    );
+    assert!(
+        daemon
+            .log
+            .lines()
+            .iter()
+            .any(|l| l.contains("Topic mirrored now") && l.contains("topic=nc-missing")),
+        "{}",
+        daemon.log.tail(20)
     );
     let flow = flow_status(&listen, &daemon);
     let listed: Vec<&str> = flow["unmirrored_topics"]

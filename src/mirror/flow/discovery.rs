@@ -187,7 +187,9 @@ impl Discovery {
                 .await
             {
                 Ok(()) => {
-                    self.stats.topic_mirrored(&topic);
+                    if self.stats.topic_mirrored(&topic) {
+                        tracing::info!(flow = %self.flow.name, topic = %topic, target_topic = %target_topic, "Topic mirrored now: its target topic is ready.");
+                    }
                     let target = TargetTopic {
                         name: target_topic.clone(),
                         id: target_md.topic_id(&target_topic).filter(|id| !id.is_nil()),

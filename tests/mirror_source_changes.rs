@@ -161,16 +161,21 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
         "{line}"
     );
     // /status says why it waits, not that it lacks a leader.
-    let p = status(&t.listen)["flows"][0]["partitions"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["topic"] == "gone").cloned())
-        .expect("gone-0 in /status");
-    assert!(
-        p["last_error"]
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = status(&t.listen)["flows"][0]["partitions"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["topic"] == "gone").cloned())
+            .expect("gone-0 in /status");
+        if p["last_error"]
             .as_str()
-            .is_some_and(|e| e.contains("source topic was deleted")),
-        "{p}"
-    );
+            .is_some_and(|e| e.contains("source topic was deleted"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{p}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     t.create_gone("5");
     t.assert_gone_stopped();
     let (source, target, config, listen, daemon) =

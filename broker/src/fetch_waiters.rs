@@ -28,11 +28,12 @@ impl FetchWaiters {
         let notify = Arc::new(Notify::new());
         let mut keys: Vec<(String, i32)> = Vec::new();
         let mut watching = self.watching.lock().expect("fetch waiters lock");
+        // A partition named twice is watched twice; the watch's drop removes both.
         for (topic, index) in partitions {
-            if keys.iter().any(|(t, i)| t == topic && *i == index) {
-                continue;
-            }
-            let by_index = watching.entry(topic.to_string()).or_default();
+            let by_index = match watching.get_mut(topic) {
+                Some(by_index) => by_index,
+                None => watching.entry(topic.to_string()).or_default(),
+            };
             by_index
                 .entry(index)
                 .or_default()

@@ -60,9 +60,8 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
     }
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
-    // Watch the partitions before reading, so an append between a read and the wait is
-    // not missed (crate::fetch_waiters).
-    let watch = watch_partitions(broker, &req, version);
+    // The partitions' watch for appends (crate::fetch_waiters), once a read came short.
+    let mut watch: Option<Watch> = None;
     loop {
         // Register for leadership moves: a fetch from a node that no longer leads is answered
         // at once (Kafka: DelayedFetch.tryComplete, cases A and E).
@@ -87,8 +86,15 @@ pub async fn handle(broker: &Broker, req: FetchRequest, version: i16) -> FetchRe
         // waiting (crate::buffers).
         drop(read);
         drop(reserved);
+        // Kafka: DelayedOperationPurgatory.tryCompleteElseWatch: watched only once a read
+        // came short, then read again, so an append between that read and the watch is
+        // not missed; a fetch answered at once costs no watch.
+        let Some(watching) = watch.as_ref() else {
+            watch = Some(watch_partitions(broker, &req, version));
+            continue;
+        };
         tokio::select! {
-            _ = watch.appended() => {}
+            _ = watching.appended() => {}
             _ = moved => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }

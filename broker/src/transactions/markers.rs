@@ -63,6 +63,7 @@ pub async fn write(broker: &Broker, markers: &Markers) -> BTreeSet<(String, i32)
     let now = now_ms();
     let mut files = Vec::new();
     let mut unwritten = BTreeSet::new();
+    let mut written = Vec::new();
     for (topic_name, index) in &markers.partitions {
         let Some(topic) = broker.topics.get(topic_name) else {
             continue;
@@ -77,7 +78,7 @@ pub async fn write(broker: &Broker, markers: &Markers) -> BTreeSet<(String, i32)
         let leader_epoch = broker.cluster.view(&topic, *index).leader_epoch;
         match log.append(&mut batch, leader_epoch, now) {
             Ok(_) => {
-                broker.fetch_waiters.appended(topic_name, *index);
+                written.push((topic_name, *index));
                 if let Ok(view) = BatchView::parse(&batch, 0) {
                     producers.record(&view, now);
                 }
@@ -90,6 +91,10 @@ pub async fn write(broker: &Broker, markers: &Markers) -> BTreeSet<(String, i32)
                 unwritten.insert((topic_name.clone(), *index));
             }
         }
+    }
+    // Woken once the partitions' locks are let go.
+    for (topic_name, index) in written {
+        broker.fetch_waiters.appended(topic_name, index);
     }
     if let (Some(gc), false) = (&broker.group_commit, files.is_empty()) {
         if let Err(e) = gc.sync(files).await {

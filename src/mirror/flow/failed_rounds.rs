@@ -13,19 +13,19 @@ const REPORT_AGAIN: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 pub(super) struct FailedRounds {
     /// Since when rounds fail, when last said at WARN, and how many failed.
-    failing: Option<(Instant, Instant, u64)>,
+    failing: Option<(Instant, Option<Instant>, u64)>,
 }
 
 impl FailedRounds {
     pub(super) fn failed(&mut self, flow: &str, e: &ClientError) {
         let now = Instant::now();
-        let (_, reported, count) = self.failing.get_or_insert((now, now - REPORT_AGAIN, 0));
+        let (_, reported, count) = self.failing.get_or_insert((now, None, 0));
         *count += 1;
-        if now.duration_since(*reported) < REPORT_AGAIN {
+        if reported.is_some_and(|r| now.duration_since(r) < REPORT_AGAIN) {
             tracing::debug!(flow, error = %e, failed_rounds = *count, "Discovery failed; retrying at the next interval.");
             return;
         }
-        *reported = now;
+        *reported = Some(now);
         tracing::warn!(flow, error = %e, failed_rounds = *count, "Discovery failed; retrying at the next interval (said again every minute while it fails).");
     }
 

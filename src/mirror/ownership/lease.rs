@@ -65,6 +65,10 @@ impl Lease {
     /// Returns once it holds: at once while it does, else when it is renewed. A lease that
     /// lapsed for good is never renewed; its flow then ends, and with it this wait.
     pub async fn wait_held(&self) {
+        // The common case, once per batch: no waiter list touched.
+        if self.held() {
+            return;
+        }
         loop {
             let renewed = self.0.renewed.notified();
             tokio::pin!(renewed);

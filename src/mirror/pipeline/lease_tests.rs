@@ -93,7 +93,14 @@ async fn an_owner_whose_lease_lapsed_sends_nothing_until_it_is_renewed() {
         permit: None,
     };
     tx.send(chunk).await.unwrap();
-    // Half a second is ample to send three records to a local broker.
+    // Once the pipeline took the chunk, it goes on to send it without waiting for
+    // anything but the lease; half a second more is ample to send three records to a
+    // local broker.
+    let taken = Instant::now() + Duration::from_secs(30);
+    while tx.capacity() < 4 {
+        assert!(Instant::now() < taken, "the pipeline never took the chunk");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         log_end(&target, "t").await,

@@ -69,7 +69,7 @@ pub struct PartitionStats {
     transient_error: AtomicBool,
     /// Its source topic was re-created ([`Self::source_recreated`]): the source's ends are
     /// the new topic's, unrelated to this position, and no longer recorded.
-    source_recreated: AtomicBool,
+    pub(super) source_recreated: AtomicBool,
     /// Its source topic is gone from the source cluster ([`Self::source_deleted`]).
     source_deleted: AtomicBool,
 }
@@ -194,11 +194,11 @@ impl PartitionStats {
     /// waiting so: the daemon cannot mirror what the source no longer has, and a restart
     /// would not list it at all.
     pub fn source_deleted(&self, deleted: bool) {
-        self.source_deleted.store(deleted, Ordering::Relaxed);
         if deleted {
             self.fetch_failed();
             self.error("the source topic was deleted: the partition waits for it (created again, it is another topic, which the flow stops with an ERROR)".into());
         }
+        self.source_deleted.store(deleted, Ordering::Relaxed);
     }
 
     /// Whether its source topic is gone from the source cluster.
@@ -213,10 +213,9 @@ impl PartitionStats {
             self.leaderless_since_ms
                 .store(super::now_ms(), Ordering::Relaxed);
             self.fetch_failed();
-            // A deleted topic's partitions have no leader either; the deletion says more.
-            if !self.is_source_deleted() {
-                self.error("the source partition has no leader".into());
-            }
+            // A deleted topic's partitions have no leader either: `error` keeps the
+            // deletion, which says more.
+            self.error("the source partition has no leader".into());
         } else {
             self.leaderless_since_ms.store(0, Ordering::Relaxed);
         }
@@ -252,6 +251,11 @@ impl PartitionStats {
     /// Records a transient error (the partition goes on retrying): shown until its
     /// position moves again ([`Self::advanced_at`]).
     pub fn error(&self, error: String) {
+        // While its source topic is deleted, that is the reason (a fetch failing with
+        // UNKNOWN_TOPIC_ID says less).
+        if self.is_source_deleted() {
+            return;
+        }
         *self.last_error.lock().expect("error lock") = Some(error);
         self.transient_error.store(true, Ordering::Relaxed);
     }

@@ -165,9 +165,18 @@ fn a_partition_whose_source_topic_was_deleted_does_not_make_the_flow_unready() {
         p.last_error()
     );
     p.set_leaderless(true);
+    p.error("fetch: UNKNOWN_TOPIC_ID".into());
     assert!(p.last_error().is_some_and(|e| e.contains("deleted")));
     f.source_topic_deleted("t", false);
     assert_eq!(not_ready_at(&f, now + 61_000).len(), 2);
+    // Started again (a reload, a new owner), it is what discovery says anew.
+    f.source_topic_deleted("t", true);
+    p.advanced(1);
+    let sp = SourcePartition {
+        topic: "t".into(),
+        partition: 0,
+    };
+    assert!(!f.partition(&sp, 1).is_source_deleted());
 }
 
 /// One partition stuck while another goes on (its target leader is gone): the flow keeps

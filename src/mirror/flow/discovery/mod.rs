@@ -9,6 +9,7 @@
 //! it cannot mirror (no target topic and `create_topics: false`, too few target
 //! partitions, a creation refused) is listed in the flow's stats with its reason.
 
+mod reports;
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,8 +154,11 @@ impl Discovery {
             .retain_unmirrored(&topics.iter().map(|(name, ..)| name.as_str()).collect());
         self.report_missing(&source_md);
         let mut new = Vec::new();
-        // Partitions of topics partly mirrored that cannot start (target_not_ready).
+        // Partitions of topics partly mirrored that cannot start (target_not_ready), and
+        // the topics whose target could not be checked this round (their listed
+        // partitions stay listed).
         let mut blocked: Vec<(SourcePartition, String)> = Vec::new();
+        let mut unsure: HashSet<String> = HashSet::new();
         for (topic, count, topic_id) in topics {
             if self.recreated.contains(&topic) {
                 continue;
@@ -200,7 +204,12 @@ impl Discovery {
                     }
                 }
                 Err(e) => {
-                    blocked.extend(self.target_not_ready(&topic, &target_topic, count, &e));
+                    match self.target_not_ready(&topic, &target_topic, count, &e) {
+                        Some(partitions) => blocked.extend(partitions),
+                        None => {
+                            unsure.insert(topic.clone());
+                        }
+                    }
                     continue;
                 }
             }
@@ -218,8 +227,11 @@ impl Discovery {
         // must not hold up the others (nor the next topics) for its retries.
         // A partition waiting to start whose topic is gone (deleted) waits no more.
         let waiting: HashSet<&SourcePartition> = new.iter().map(|(sp, ..)| sp).collect();
-        self.stats
-            .retain_not_started(|sp| waiting.contains(sp) || blocked.iter().any(|(b, _)| b == sp));
+        self.stats.retain_not_started(|sp| {
+            waiting.contains(sp)
+                || unsure.contains(&sp.topic)
+                || blocked.iter().any(|(b, _)| b == sp)
+        });
         for (sp, why) in blocked {
             self.stats.partition_not_started(&sp, why);
         }
@@ -291,23 +303,6 @@ impl Discovery {
         Ok(Some(found))
     }
 
-    /// Says once when a topic whose partitions the flow mirrors is gone from the source
-    /// (deleted): its partitions wait for it, and their fetches fail with
-    /// UNKNOWN_TOPIC_ID or UNKNOWN_TOPIC_OR_PARTITION meanwhile; and when it is back.
-    fn report_missing(&mut self, source_md: &MetadataSnapshot) {
-        let started: BTreeSet<&str> = self.started.iter().map(|sp| sp.topic.as_str()).collect();
-        for topic in started {
-            let gone = source_md.partition_count(topic).is_none();
-            if gone && !self.recreated.contains(topic) && self.missing.insert(topic.to_string()) {
-                self.stats.source_topic_deleted(topic, true);
-                tracing::warn!(flow = %self.flow.name, topic = %topic, "The source topic is gone from the source cluster (deleted?): its partitions wait for it. Created again, it is another topic, which the flow stops with an ERROR instead of mirroring it on from the old offsets (`kmirror forget` then lets it be mirrored as new).");
-            } else if !gone && self.missing.remove(topic) {
-                self.stats.source_topic_deleted(topic, false);
-                tracing::info!(flow = %self.flow.name, topic = %topic, "The source topic is in the source cluster's metadata again.");
-            }
-        }
-    }
-
     /// Where a partition starts: its progress, or, for a partition seen for the first
     /// time, `start_from` (recorded in the progress at once). An error when the source
     /// cannot say within [`START_POSITION_DEADLINE`]; the next round asks again.
@@ -369,48 +364,6 @@ impl Discovery {
 
     /// Makes sure the target topic exists with at least `count` partitions and the
     /// source's synced configs.
-    /// The target topic of `topic` could not be made ready this round. Refused (it would
-    /// take an operator): listed as not mirrored, at ERROR. A transient failure (a broken
-    /// connection, a leader moving) is tried again next round: a topic already mirroring
-    /// keeps mirroring, said at DEBUG; one not started yet is listed with the reason, at
-    /// WARN.
-    ///
-    /// Returns the partitions of a topic refused so whose other partitions are mirroring
-    /// (it grew past its target topic, which cannot grow): they are listed as not started,
-    /// with the reason, so that they count against readiness instead of in no lag.
-    fn target_not_ready(
-        &self,
-        topic: &str,
-        target_topic: &str,
-        count: i32,
-        e: &ClientError,
-    ) -> Vec<(SourcePartition, String)> {
-        let flow = &self.flow.name;
-        let partitions = (0..count).map(|partition| SourcePartition {
-            topic: topic.to_string(),
-            partition,
-        });
-        let mirroring = partitions.clone().any(|sp| self.started.contains(&sp));
-        if e.class() == ErrorClass::Fatal {
-            if self.stats.topic_not_mirrored(topic, target_topic, e) {
-                tracing::error!(%flow, topic = %topic, target_topic = %target_topic, error = %e, "Topic not mirrored.");
-            }
-            if !mirroring {
-                return Vec::new();
-            }
-            return partitions
-                .filter(|sp| !self.started.contains(sp))
-                .map(|sp| (sp, format!("not mirrored: {e}")))
-                .collect();
-        }
-        if mirroring {
-            tracing::debug!(%flow, topic = %topic, target_topic = %target_topic, error = %e, "Cannot check the target topic this round; its partitions keep mirroring, and it is checked again next round.");
-        } else if self.stats.topic_not_mirrored(topic, target_topic, e) {
-            tracing::warn!(%flow, topic = %topic, target_topic = %target_topic, error = %e, "Topic not mirrored yet: its target topic cannot be made ready now; tried again every discovery round.");
-        }
-        Vec::new()
-    }
-
     async fn ensure_target(
         &self,
         topic: &str,

@@ -436,12 +436,22 @@ fn an_owner_paused_past_its_session_sends_and_stores_nothing_when_it_runs_again(
         "before the zombie ran again:\n{}\nafter:\n{}",
         before.report, after.report
     );
-    assert_eq!(
-        after.duplicated, before.duplicated,
-        "the zombie sent batches, or its stale progress made the next owner mirror records again:\n{}",
+    // A batch the zombie had handed to its connection at the instant it was stopped goes
+    // out when it runs again (as a request in flight would have gone out before): a
+    // record or two at this rate. What it held back and its stale progress would be
+    // hundreds to thousands (the other owner's take-over above mirrored over 1,000 again).
+    let added = after.duplicated.saturating_sub(before.duplicated);
+    assert!(
+        added <= IN_HAND_AT_THE_STOP,
+        "{added} duplicates more: the zombie sent batches, or its stale progress made the next owner mirror records again:\n{}",
         zombie.log.tail(40)
     );
 }
+
+/// Records a paused daemon may have handed to its connection, not yet written, at the
+/// instant it was stopped (at 200 records/s per partition, linger 5 ms: a batch or two per
+/// partition).
+const IN_HAND_AT_THE_STOP: u64 = 8;
 
 /// An owner paused while it catches up through a slow link (200 ms of round trip, batches
 /// of 16 KiB) holds batches fetched but not sent yet. Run again past its session, it sends

@@ -215,11 +215,7 @@ impl FlowStats {
         }
         let p = p.clone();
         p.set_state(PartitionState::Running, None);
-        // Started again: what was said of its source topic before is for discovery to say
-        // again.
-        p.source_deleted(false);
-        p.source_recreated
-            .store(false, std::sync::atomic::Ordering::Relaxed);
+        p.started_again();
         p
     }
 

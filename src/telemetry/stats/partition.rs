@@ -69,7 +69,7 @@ pub struct PartitionStats {
     transient_error: AtomicBool,
     /// Its source topic was re-created ([`Self::source_recreated`]): the source's ends are
     /// the new topic's, unrelated to this position, and no longer recorded.
-    pub(super) source_recreated: AtomicBool,
+    source_recreated: AtomicBool,
     /// Its source topic is gone from the source cluster ([`Self::source_deleted`]).
     source_deleted: AtomicBool,
 }
@@ -199,6 +199,13 @@ impl PartitionStats {
             self.error("the source topic was deleted: the partition waits for it (created again, it is another topic, which the flow stops with an ERROR)".into());
         }
         self.source_deleted.store(deleted, Ordering::Relaxed);
+    }
+
+    /// It starts again (a reload, a new owner): what was said of its source topic is for
+    /// discovery to say anew.
+    pub(super) fn started_again(&self) {
+        self.source_recreated.store(false, Ordering::Relaxed);
+        self.source_deleted.store(false, Ordering::Relaxed);
     }
 
     /// Whether its source topic is gone from the source cluster.

@@ -217,7 +217,13 @@ fn a_broker_that_stops_answering_past_the_request_timeout(stopped: &str) {
         text.replace("request_timeout: 10s", "request_timeout: 2s"),
     )
     .unwrap();
-    let daemon = DaemonProcess::start(&config);
+    // Fetch failures after a leader's first are logged at DEBUG (and every 20th at WARN),
+    // discovery's once: the test counts every timed-out Fetch.
+    let daemon = DaemonProcess::start_with(
+        &config,
+        &[],
+        &[("KMIRROR_LOG", "info,kmirror::mirror::flow::fetching=debug")],
+    );
     let total = u64::from(RECORDS_PER_PARTITION) * PARTITIONS as u64;
     let rt = tokio::runtime::Runtime::new().unwrap();
     support::cluster::wait_for_records(&rt, &target.addr(), TOPIC, total as i64 / 10, &daemon);

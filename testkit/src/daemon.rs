@@ -54,7 +54,8 @@ impl DaemonProcess {
     }
 
     /// Starts (again) on the same topology file, with a fresh log and notify socket. The
-    /// daemon logs at `info`, or at `$KMIRROR_TEST_DAEMON_LOG` when set (e.g. `debug`).
+    /// daemon logs at `info`, or at `$KMIRROR_TEST_DAEMON_LOG` when set (e.g. `debug`),
+    /// unless the test passed its own `KMIRROR_LOG` in `envs`.
     pub fn restart(&mut self) {
         self.incarnation += 1;
         let path = self
@@ -65,11 +66,11 @@ impl DaemonProcess {
         cmd.arg("run")
             .arg(&self.config)
             .args(&self.args)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env(
                 "KMIRROR_LOG",
                 std::env::var("KMIRROR_TEST_DAEMON_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env("NOTIFY_SOCKET", &path);
         self.notify = Some(NotifySocket::bind(&path));
         self.process.spawn(cmd);

@@ -436,9 +436,9 @@ fn an_owner_paused_past_its_session_sends_and_stores_nothing_when_it_runs_again(
         "before the zombie ran again:\n{}\nafter:\n{}",
         before.report, after.report
     );
-    // A batch the zombie had handed to its connection at the instant it was stopped goes
-    // out when it runs again (as a request in flight would have gone out before): a
-    // record or two at this rate. What it held back and its stale progress would be
+    // A request the zombie had built, not yet written, at the instant it was stopped goes
+    // out when it runs again, as a request in flight would have gone out before (batches
+    // still queued for a request are withdrawn then): a record or two at this rate. What it held back and its stale progress would be
     // hundreds to thousands (the other owner's take-over above mirrored over 1,000 again).
     let added = after.duplicated.saturating_sub(before.duplicated);
     assert!(
@@ -448,7 +448,7 @@ fn an_owner_paused_past_its_session_sends_and_stores_nothing_when_it_runs_again(
     );
 }
 
-/// Records a paused daemon may have handed to its connection, not yet written, at the
+/// Records of the Produce requests a paused daemon may have built, not yet written, at the
 /// instant it was stopped (at 200 records/s per partition, linger 5 ms: a batch or two per
 /// partition).
 const IN_HAND_AT_THE_STOP: u64 = 8;

@@ -93,6 +93,7 @@ impl ClientError {
         match self {
             ClientError::Request { source, .. } => match source {
                 RequestError::Version(_) | RequestError::Frame(_) => ErrorClass::Fatal,
+                RequestError::Withdrawn { .. } => ErrorClass::Retry,
                 _ => ErrorClass::RetryRefreshMetadata,
             },
             ClientError::Broker { error, .. } => classify(error.code()),

@@ -18,7 +18,7 @@ use super::produce::{
     partition_outcome, request, request_version, ProduceTarget, PRODUCE_TIMEOUT_MS,
 };
 use super::produce_lane::{
-    Answer, LaneStats, MAX_REQUESTS_IN_FLIGHT, MAX_REQUEST_BYTES, SAMPLED_BATCH_BYTES,
+    Answer, Gate, LaneStats, MAX_REQUESTS_IN_FLIGHT, MAX_REQUEST_BYTES, SAMPLED_BATCH_BYTES,
 };
 use super::throttle_wait;
 
@@ -26,6 +26,8 @@ use super::throttle_wait;
 pub(super) struct Submission {
     pub(super) target: ProduceTarget,
     pub(super) records: Bytes,
+    /// Checked when the batch's request is built: a closed gate withdraws the batch.
+    pub(super) gate: Option<Gate>,
     /// Told the batch's answer, or why the request holding it could not be sent.
     pub(super) answer: oneshot::Sender<Answer>,
 }
@@ -64,7 +66,11 @@ pub(super) async fn combine(
                 waiting.push_back(s);
             }
         }
-        let taken = take_request(&mut waiting);
+        let mut taken = take_request(&mut waiting);
+        withdraw_gated(&mut taken);
+        if taken.is_empty() {
+            continue;
+        }
         let Built {
             request: req,
             batches,
@@ -123,6 +129,20 @@ pub(super) async fn combine(
             }
             drop(slot);
         });
+    }
+}
+
+/// Answers the batches of `taken` whose gate is closed `RequestError::Withdrawn` and takes
+/// them out: nothing of theirs reaches the wire. (Their partitions' later batches, closed
+/// too, follow them out; the pipeline resends in order once its gate opens again.)
+pub(super) fn withdraw_gated(taken: &mut Vec<Submission>) {
+    let closed = |s: &mut Submission| s.gate.as_ref().is_some_and(|g| !g.open());
+    for s in taken.extract_if(.., closed) {
+        let reason = s.gate.as_ref().map_or("", |g| g.closed_reason());
+        tracing::debug!(topic = %s.target.topic, partition = s.target.partition, reason, "Batch withdrawn before its request was sent.");
+        let _ = s.answer.send(Err(RequestError::Withdrawn {
+            reason: reason.into(),
+        }));
     }
 }
 

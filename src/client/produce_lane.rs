@@ -201,6 +201,20 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
+/// Whether a batch may still go out when the request that would carry it is built. An
+/// exclusive flow's owner sends only while its ownership lease holds: after a pause past
+/// its session (SIGSTOP, a stalled host), the batches it had already handed a lane must not
+/// go out either ([`crate::mirror::ownership::lease`]).
+pub trait SendGate: Send + Sync + std::fmt::Debug {
+    /// Whether batches may go out now.
+    fn open(&self) -> bool;
+    /// Why they may not, when they may not.
+    fn closed_reason(&self) -> &'static str;
+}
+
+/// A batch's [`SendGate`], shared by the batches of one flow.
+pub type Gate = Arc<dyn SendGate>;
+
 /// The entry point of one connection's combiner.
 #[derive(Clone)]
 pub struct ProduceLane {
@@ -303,11 +317,13 @@ impl ProduceLane {
 
     /// Hands `records` (one batch) for `target` to the lane; returns once the lane's queue
     /// has taken it (it waits while the queue is full), with the receiver of its answer.
-    /// A request that cannot be sent answers its batches with the error.
+    /// A request that cannot be sent answers its batches with the error; a batch whose
+    /// `gate` is closed when its request is built is answered `RequestError::Withdrawn`.
     pub async fn submit(
         &self,
         target: ProduceTarget,
         records: Bytes,
+        gate: Option<Gate>,
     ) -> Result<oneshot::Receiver<Answer>, RequestError> {
         let (answer, rx) = oneshot::channel();
         let closed = || RequestError::Poisoned {
@@ -316,6 +332,7 @@ impl ProduceLane {
         let submission = Submission {
             target,
             records,
+            gate,
             answer,
         };
         // Without a wait when the queue has room, as it mostly has (one call per batch).

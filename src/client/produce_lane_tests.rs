@@ -34,6 +34,7 @@ fn submission(target: ProduceTarget, records: Bytes) -> (Submission, oneshot::Re
     let s = Submission {
         target,
         records,
+        gate: None,
         answer,
     };
     (s, rx)
@@ -117,23 +118,50 @@ fn a_request_takes_each_partitions_first_waiting_batch_in_order_within_its_size(
     assert_eq!(names(&take_request(&mut waiting)), ["a-3:big"]);
 }
 
-/// Batches for many partitions that wait together leave in one Produce request, which
-/// a broker enforcing Kafka's rules accepts, and each partition gets its own answer.
-#[tokio::test]
-async fn waiting_batches_of_many_partitions_share_one_request() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = kmirror_testkit::BrokerProcess::start(dir.path(), &[]);
+/// A broker of our own (Kafka's rules) with `topic` of `partitions` created, and a
+/// connection to it.
+async fn broker_with_topic(
+    dir: &std::path::Path,
+    topic: &'static str,
+    partitions: i32,
+) -> (kmirror_testkit::BrokerProcess, Arc<Messenger>) {
+    let broker = kmirror_testkit::BrokerProcess::start(dir, &[]);
     let m = Arc::new(
         Messenger::connect(&broker.addr(), MessengerConfig::default())
             .await
             .unwrap(),
     );
     let create = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
-        .with_name(TopicName(StrBytes::from_static_str("lanes")))
-        .with_num_partitions(16)
+        .with_name(TopicName(StrBytes::from_static_str(topic)))
+        .with_num_partitions(partitions)
         .with_replication_factor(1)]);
     let (created, _) = m.send(&create).await.unwrap();
     assert_eq!(created.topics[0].error_code, 0);
+    (broker, m)
+}
+
+/// A lane whose combiner reads what `tx` sends, on `m`.
+fn lane_on(
+    m: &Arc<Messenger>,
+    tx: mpsc::Sender<Submission>,
+    stats: &Arc<LaneStats>,
+) -> ProduceLane {
+    let broker = Arc::new(BrokerLoad::new());
+    broker.connected(m);
+    ProduceLane {
+        messenger: m.clone(),
+        tx,
+        stats: stats.clone(),
+        broker,
+    }
+}
+
+/// Batches for many partitions that wait together leave in one Produce request, which
+/// a broker enforcing Kafka's rules accepts, and each partition gets its own answer.
+#[tokio::test]
+async fn waiting_batches_of_many_partitions_share_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, m) = broker_with_topic(dir.path(), "lanes", 16).await;
 
     let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
     let mut queued = Vec::new();
@@ -159,18 +187,9 @@ async fn waiting_batches_of_many_partitions_share_one_request() {
     assert_eq!(stats.batches.load(Ordering::Relaxed), 16);
 
     // The next batch of a partition follows its first.
-    let lane = ProduceLane {
-        messenger: m.clone(),
-        tx,
-        stats: stats.clone(),
-        broker: {
-            let broker = Arc::new(BrokerLoad::new());
-            broker.connected(&m);
-            broker
-        },
-    };
+    let lane = lane_on(&m, tx, &stats);
     let answer = lane
-        .submit(target("lanes", 3), batch("again", 2))
+        .submit(target("lanes", 3), batch("again", 2), None)
         .await
         .unwrap()
         .await
@@ -261,7 +280,7 @@ async fn throttling_broker(
 
 /// Produces `records` to partition `p` of topic "t" through `lane`; its outcome.
 async fn produced(lane: &ProduceLane, p: i32, records: Bytes) -> ProduceOutcome {
-    lane.submit(target("t", p), records)
+    lane.submit(target("t", p), records, None)
         .await
         .unwrap()
         .await
@@ -370,9 +389,12 @@ async fn a_round_trip_is_sampled_only_when_the_broker_has_nothing_else_of_ours()
     let (m, _arrivals) = scripted(vec![], answer_after).await;
     let lanes = Lanes::default();
     let (busy, lane) = (lanes.get(1, 0, m.clone()), lanes.get(1, 1, m));
-    let first = busy.submit(target("t", 0), batch("busy", 1)).await.unwrap();
+    let first = busy
+        .submit(target("t", 0), batch("busy", 1), None)
+        .await
+        .unwrap();
     let second = lane
-        .submit(target("t", 1), batch("small", 1))
+        .submit(target("t", 1), batch("small", 1), None)
         .await
         .unwrap();
     first.await.unwrap().unwrap().unwrap();
@@ -479,7 +501,7 @@ async fn a_busy_lane_finds_a_broker_that_holds_its_answers_back() {
         let mut pending = VecDeque::new();
         for i in 0..2 * FLOOR_SAMPLES {
             pending.push_back(
-                lane.submit(target("t", (i % 2) as i32), batch("b", 1))
+                lane.submit(target("t", (i % 2) as i32), batch("b", 1), None)
                     .await,
             );
             if pending.len() > 2 {
@@ -541,4 +563,67 @@ fn the_least_recent_sample_follows_its_window() {
     assert_eq!(least.get(), Some(ms(6)));
     least.record(ms(12)); // 6 leaves: 10, 11, 12
     assert_eq!(least.get(), Some(ms(10)));
+}
+
+/// A gate a test opens and closes.
+#[derive(Debug, Default)]
+struct Switch(std::sync::atomic::AtomicBool);
+
+impl SendGate for Switch {
+    fn open(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    fn closed_reason(&self) -> &'static str {
+        "switched off"
+    }
+}
+
+/// A batch whose gate is closed when its request is built never reaches the broker: it is
+/// answered `Withdrawn`, and the batches of other flows in the same request go as usual.
+/// (An exclusive flow's owner that ran again after a pause past its session must not send
+/// the batches it had handed its lanes.)
+#[tokio::test]
+async fn a_batch_whose_gate_closed_is_withdrawn_and_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_broker, m) = broker_with_topic(dir.path(), "gated", 2).await;
+
+    let switch = Arc::new(Switch::default());
+    let gate: Gate = switch.clone();
+    // Both wait in the queue before the combiner starts: one request would carry both.
+    let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
+    let (mut gated, withdrawn) = submission(target("gated", 0), batch("zombie", 3));
+    gated.gate = Some(gate.clone());
+    let (free, sent) = submission(target("gated", 1), batch("other", 2));
+    tx.try_send(gated)
+        .unwrap_or_else(|_| panic!("queue has room"));
+    tx.try_send(free)
+        .unwrap_or_else(|_| panic!("queue has room"));
+    let stats = Arc::new(LaneStats::default());
+    tokio::spawn(combine(
+        m.clone(),
+        0,
+        Arc::default(),
+        (stats.clone(), Arc::default()),
+        rx,
+    ));
+    match withdrawn.await.unwrap() {
+        Err(RequestError::Withdrawn { reason }) => assert_eq!(&*reason, "switched off"),
+        other => panic!("the gated batch was not withdrawn: {other:?}"),
+    }
+    let other = sent.await.unwrap().unwrap().expect("partition 1 answered");
+    assert_eq!((other.error_code, other.base_offset), (0, 0));
+    assert_eq!(stats.batches.load(Ordering::Relaxed), 1);
+
+    // Open again, the partition's next batch is its first on the broker.
+    switch.0.store(true, Ordering::Relaxed);
+    let lane = lane_on(&m, tx, &stats);
+    let answer = lane
+        .submit(target("gated", 0), batch("owner", 1), Some(gate))
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("partition 0 answered");
+    assert_eq!((answer.error_code, answer.base_offset), (0, 0));
 }

@@ -40,6 +40,16 @@ impl Default for Lease {
     }
 }
 
+/// A batch of an exclusive flow goes out only while the lease holds.
+impl crate::client::produce_lane::SendGate for Lease {
+    fn open(&self) -> bool {
+        self.held()
+    }
+    fn closed_reason(&self) -> &'static str {
+        "this daemon's ownership of the flow lapsed (another kmirror may own it)"
+    }
+}
+
 impl Lease {
     /// Holds until `until`.
     pub fn hold_until(&self, until: Instant) {

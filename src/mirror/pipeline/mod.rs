@@ -376,7 +376,11 @@ impl Pipeline {
                         .await?;
                     route
                         .lane
-                        .submit(route.target.clone(), entry.stamped.clone())
+                        .submit(
+                            route.target.clone(),
+                            entry.stamped.clone(),
+                            self.progress.send_gate(),
+                        )
                         .await
                         .map_err(|e| ClientError::Request {
                             cluster: self.target.name().to_string(),

@@ -27,6 +27,7 @@ use std::time::Duration;
 use kmirror_wire::errors::{ErrorClass, ResponseError};
 use serde::{Deserialize, Serialize};
 
+use crate::client::produce_lane::Gate;
 use crate::client::{ClientError, ClusterClient};
 use crate::offsets::OffsetMap;
 use codec::Entry;
@@ -178,6 +179,8 @@ pub struct Progress {
     /// An exclusive flow's ownership lease: nothing is written unless it holds
     /// ([`crate::mirror::ownership::lease`]).
     lease: std::sync::OnceLock<Lease>,
+    /// The lease, as the gate the flow's batches pass when their request is built.
+    gate: std::sync::OnceLock<Gate>,
 }
 
 /// Entries taken out of `dirty` for a write; whatever was not written when this is dropped
@@ -274,6 +277,7 @@ impl Progress {
             max_batch_bytes: AtomicUsize::new(max_batch_bytes),
             write_failing: Mutex::new(None),
             lease: std::sync::OnceLock::new(),
+            gate: std::sync::OnceLock::new(),
         }
     }
 
@@ -483,7 +487,14 @@ impl Progress {
     /// `max.message.bytes`, one batch per request. What is not written stays dirty.
     /// From now on, writes only while `lease` holds (an exclusive flow's owner).
     pub fn write_only_under(&self, lease: Lease) {
+        let _ = self.gate.set(Arc::new(lease.clone()));
         let _ = self.lease.set(lease);
+    }
+
+    /// The gate the flow's batches pass when their Produce request is built: the lease of
+    /// an exclusive flow's owner, none otherwise.
+    pub fn send_gate(&self) -> Option<Gate> {
+        self.gate.get().cloned()
     }
 
     /// Whether this daemon may write now: not an exclusive flow's owner whose lease lapsed.

@@ -52,6 +52,9 @@ pub enum RequestError {
     Version(Arc<NoCommonVersion>),
     #[error("response has correlation id {got}, expected {expected}")]
     Correlation { expected: i32, got: i32 },
+    /// Withdrawn by its sender before it was written: `reason` says why.
+    #[error("not sent: {reason}")]
+    Withdrawn { reason: Arc<str> },
 }
 
 impl From<FrameError> for RequestError {

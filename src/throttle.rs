@@ -158,10 +158,8 @@ mod tests {
             "the first slice is told a second in, long before the end: {slices:?}"
         );
         let told: Duration = slices.iter().map(|s| s.1).sum();
-        assert!(
-            total - told < Duration::from_millis(50),
-            "{told:?} of {total:?}"
-        );
+        // (What is not told is the scheduler's: a tenth of the wait on a busy machine.)
+        assert!(total - told < total / 10, "{told:?} of {total:?}");
     }
 
     #[tokio::test]

@@ -164,8 +164,27 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
     // WARN (and every 20th round), not every second.
     let failing = "Group offset sync failed; retrying next round";
     assert!(daemon.log.wait_for(failing, Duration::from_secs(30)));
-    let warned = daemon.log.text().matches(failing).count();
-    assert!(warned <= 2, "{warned} WARN lines:\n{}", daemon.log.tail(40));
+    // (Not a count of lines: rounds fail fast, a second apart, and the drill's clients
+    // take long on a busy machine.)
+    let warned: Vec<String> = daemon
+        .log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains(failing))
+        .collect();
+    for line in &warned {
+        let round: u64 = line
+            .split("failed_rounds=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("no failed_rounds in {line}"));
+        assert_eq!(
+            round % 20,
+            1,
+            "a failed round said at WARN out of turn:\n{warned:?}"
+        );
+    }
 }
 
 /// The failback drill, MirrorMaker 2's active/passive shape: `orders` on each cluster is

@@ -87,8 +87,12 @@ fn a_source_down_at_start_keeps_the_flow_not_ready_until_discovery_reads_it() {
         "no READY=1 once the source answered:\n{}",
         daemon.log.tail(30)
     );
+    // (Its log line may reach us after READY=1: wait for it.)
     assert!(
-        daemon.log.contains("Discovery reads both clusters again"),
+        daemon.log.wait_for(
+            "Discovery reads both clusters again",
+            Duration::from_secs(10)
+        ),
         "{}",
         daemon.log.tail(30)
     );

@@ -77,11 +77,13 @@ impl Process {
         self.child.as_ref().map(Child::id)
     }
 
-    /// `kill -9` and reap, if running: no shutdown code runs.
+    /// `kill -9` and reap, if running: no shutdown code runs. Returns once `log` holds
+    /// every line the process wrote (its pipes closed).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            let _ = self.log.wait_closed(PROCESS_WAIT);
         }
     }
 

@@ -16,6 +16,7 @@ pub mod fetch_waiters;
 mod fsutil;
 pub mod groups;
 pub mod handlers;
+pub mod internal_topics;
 pub mod log;
 pub mod meta;
 pub mod partition;

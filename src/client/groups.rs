@@ -21,6 +21,11 @@ use kmirror_wire::messenger::Messenger;
 
 use super::{ClientError, ClusterClient};
 
+/// FindCoordinator answers of COORDINATOR_NOT_AVAILABLE asked again, and the pause before
+/// each: two seconds for a new cluster to create `__consumer_offsets`.
+const COORDINATOR_CREATED_ASKS: u32 = 20;
+const COORDINATOR_CREATED_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// FindCoordinator `key_type` of a consumer group.
 const GROUP_KEY: i8 = 0;
 
@@ -108,7 +113,28 @@ impl ClusterClient {
     }
 
     /// The node id of the coordinator of `group` (FindCoordinator), known to the metadata.
+    ///
+    /// Kafka creates `__consumer_offsets` on a cluster's first FindCoordinator and answers
+    /// COORDINATOR_NOT_AVAILABLE until it exists (KafkaApis.getCoordinator): that answer is
+    /// asked again for a while, as Kafka's own clients do, so a fresh cluster is not
+    /// reported failing. Any other error, or one that lasts, goes to the caller's retries.
     pub async fn coordinator_id(&self, group: &str) -> Result<i32, ClientError> {
+        let mut asked = 1;
+        loop {
+            match self.find_coordinator(group).await {
+                Err(ClientError::Broker {
+                    error: ResponseError::CoordinatorNotAvailable,
+                    ..
+                }) if asked < COORDINATOR_CREATED_ASKS => {
+                    tokio::time::sleep(COORDINATOR_CREATED_PAUSE).await;
+                    asked += 1;
+                }
+                found => return found,
+            }
+        }
+    }
+
+    async fn find_coordinator(&self, group: &str) -> Result<i32, ClientError> {
         let m = self.any_broker().await?;
         let version = m
             .versions()
@@ -290,5 +316,22 @@ impl ClusterClient {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A new cluster answers the first FindCoordinator COORDINATOR_NOT_AVAILABLE while it
+    /// creates `__consumer_offsets`, as Kafka does: the coordinator is still found at once,
+    /// not reported as a failure to the caller's retries (a WARN, a failed round).
+    #[tokio::test]
+    async fn a_new_clusters_coordinator_is_found_by_the_first_lookup() {
+        let (_broker, client) = crate::client::local_cluster("target").await;
+        client.refresh_metadata().await.unwrap();
+        assert!(!client.metadata().topics.contains_key("__consumer_offsets"));
+        let node = client.coordinator_id("app").await.expect("found at once");
+        assert!(client.metadata().brokers.contains_key(&node));
+        client.refresh_metadata().await.unwrap();
+        assert!(client.metadata().topics["__consumer_offsets"].is_internal);
     }
 }

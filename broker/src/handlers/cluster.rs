@@ -1,5 +1,6 @@
 //! Small cluster-level APIs: FindCoordinator (the lowest live node coordinates every
-//! group and transactional id; the batched v4+ form too), DescribeCluster (the live nodes), OffsetForLeaderEpoch (from the partition's
+//! group and transactional id, once the kind's internal topic exists; the batched v4+ form
+//! too), DescribeCluster (the live nodes), OffsetForLeaderEpoch (from the partition's
 //! leader-epoch history, on its leader), DeleteRecords (moves the log start offset, on the
 //! leader), DescribeLogDirs (the data directory and partition sizes) and InitProducerId.
 
@@ -35,10 +36,19 @@ pub fn find_coordinator(
     let node = BrokerId(coordinator.node_id);
     // Kafka: KafkaApis.handleFindCoordinatorRequest — key type 0 (group) or 1
     // (transaction); any other is INVALID_REQUEST. One node coordinates both.
-    let error = if matches!(req.key_type, 0 | 1) {
-        0
-    } else {
-        ResponseError::InvalidRequest.code()
+    let error = match crate::internal_topics::of_key_type(req.key_type) {
+        None => ResponseError::InvalidRequest.code(),
+        // Kafka: KafkaApis.getCoordinator — the kind's internal topic is created on first
+        // use, and COORDINATOR_NOT_AVAILABLE answered meanwhile (clients ask again).
+        Some(topic) if broker.topics.get(topic).is_none() => {
+            if let Err(super::replica_assignments::Refused::Replicas(_, reason)) =
+                super::metadata::auto_create(broker, topic)
+            {
+                tracing::warn!(topic, reason, "Cannot create an internal topic.");
+            }
+            ResponseError::CoordinatorNotAvailable.code()
+        }
+        Some(_) => 0,
     };
     let message = (error != 0)
         .then(|| crate::authz::default_message(error))
@@ -63,6 +73,16 @@ pub fn find_coordinator(
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
+    // Kafka: FindCoordinatorRequest.getErrorResponse — v1-3 errors carry Errors.message().
+    let message = match ResponseError::try_from_code(error) {
+        Some(ResponseError::CoordinatorNotAvailable) => {
+            Some(StrBytes::from_static_str("The coordinator is not available."))
+        }
+        Some(ResponseError::InvalidRequest) => Some(StrBytes::from_static_str(
+            "This most likely occurs because of a request being malformed by the client library or the message was sent to an incompatible broker. See the broker logs for more details.",
+        )),
+        _ => message,
+    };
     let resp = FindCoordinatorResponse::default()
         .with_error_code(error)
         .with_error_message(message.filter(|_| version >= 1));

@@ -159,24 +159,7 @@ fn lookup_or_create(
     if !allow_create {
         return error(ResponseError::UnknownTopicOrPartition);
     }
-    let partitions = broker.config.default_partitions;
-    let rf = broker.cluster.default_replication_factor() as i32;
-    // The replicas are in the table before anyone can see the topic.
-    let created = broker.topics.create_placed(
-        name.as_str(),
-        partitions,
-        Default::default(),
-        &[],
-        |topic| {
-            let replicas = broker
-                .cluster
-                .place(&topic.name, 0..partitions, rf)
-                .map_err(|reason| {
-                    Refused::Replicas(ResponseError::InvalidReplicationFactor, reason)
-                })?;
-            Ok::<_, Refused>(replica_assignments::assign(broker, topic, 0, replicas)?)
-        },
-    );
+    let created = auto_create(broker, name.as_str());
     // Kafka: AutoTopicCreationManager.sendCreateTopicRequest — the broker hands the topic
     // to the controller and answers UNKNOWN_TOPIC_OR_PARTITION, without partitions, at
     // once; the client asks again and finds the topic once it exists. What the controller
@@ -204,6 +187,27 @@ fn lookup_or_create(
         Err(Refused::Topic(e)) => return error(super::topic_error_code(&e)),
     }
     error(ResponseError::UnknownTopicOrPartition)
+}
+
+/// Creates `name` as Kafka's auto-creation does: the broker's default partitions and
+/// replication factor, or Kafka's own for an internal topic
+/// (AutoTopicCreationManager.creatableTopic). Its replicas are placed before anyone can see
+/// it.
+pub fn auto_create(broker: &Broker, name: &str) -> Result<Arc<Topic>, Refused> {
+    let rf = broker.cluster.default_replication_factor();
+    let (partitions, configs) =
+        crate::internal_topics::creatable(name, broker.config.default_partitions, rf);
+    broker
+        .topics
+        .create_placed(name, partitions, configs, &[], |topic| {
+            let replicas = broker
+                .cluster
+                .place(&topic.name, 0..partitions, rf as i32)
+                .map_err(|reason| {
+                    Refused::Replicas(ResponseError::InvalidReplicationFactor, reason)
+                })?;
+            Ok::<_, Refused>(replica_assignments::assign(broker, topic, 0, replicas)?)
+        })
 }
 
 fn describe(broker: &Broker, topic: &Arc<Topic>, version: i16) -> MetadataResponseTopic {

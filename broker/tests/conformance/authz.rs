@@ -183,7 +183,11 @@ async fn join_code(m: &Messenger, group: &str) -> Got {
 /// A connection to the node that does not coordinate groups (of two).
 pub(crate) async fn other_node(ctx: &Ctx) -> Messenger {
     let find = FindCoordinatorRequest::default().with_key(s("granted"));
-    let coordinator = ctx.m.send_at(&find, 3).await.expect("find").node_id.0;
+    let coordinator = crate::groups::find_coordinator_at(&ctx.m, &find, 3)
+        .await
+        .expect("find")
+        .node_id
+        .0;
     let md = ctx
         .m
         .send_at(&MetadataRequest::default().with_topics(Some(vec![])), 12)

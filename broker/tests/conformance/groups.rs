@@ -36,6 +36,92 @@ fn loading(c: &mut BrokerConfig) {
     c.coordinator_load = std::time::Duration::from_secs(600);
 }
 
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+
+/// FindCoordinator `req` at `version`, asked again while the answer is
+/// COORDINATOR_NOT_AVAILABLE: a cluster's first FindCoordinator of a kind creates the
+/// kind's internal topic and gets that answer (KafkaApis.getCoordinator).
+pub(crate) async fn find_coordinator_at(
+    m: &kmirror_wire::messenger::Messenger,
+    req: &FindCoordinatorRequest,
+    version: i16,
+) -> Result<FindCoordinatorResponse, kmirror_wire::messenger::RequestError> {
+    let mut asked = 0;
+    loop {
+        let resp = m.send_at(req, version).await?;
+        let code = if version >= 4 {
+            resp.coordinators.first().map_or(0, |c| c.error_code)
+        } else {
+            resp.error_code
+        };
+        asked += 1;
+        if code != COORDINATOR_NOT_AVAILABLE || asked == 20 {
+            return Ok(resp);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A new cluster's first FindCoordinator: COORDINATOR_NOT_AVAILABLE, while
+/// `__consumer_offsets` is created with Kafka's 50 partitions, compacted; the next names the
+/// coordinator. (A Metadata request naming `__transaction_state` makes it the same way.)
+async fn first_find_coordinator(ctx: Ctx) -> Got {
+    let find = FindCoordinatorRequest::default().with_key(s("g"));
+    let Ok(first) = ctx.m.send_at(&find, 3).await else {
+        return Got::Closed;
+    };
+    if first.error_code != COORDINATOR_NOT_AVAILABLE {
+        return Got::Answer(format!(
+            "the first answer was {}, not COORDINATOR_NOT_AVAILABLE",
+            first.error_code
+        ));
+    }
+    let Ok(then) = ctx.m.send_at(&find, 3).await else {
+        return Got::Closed;
+    };
+    let partitions = |topic: &'static str| {
+        let m = &ctx.m;
+        async move {
+            let req = MetadataRequest::default().with_topics(None);
+            let md = m.send_at(&req, 12).await.expect("metadata");
+            md.topics
+                .iter()
+                .find(|t| t.name.as_ref().is_some_and(|n| n.as_str() == topic))
+                .map(|t| (t.is_internal, t.partitions.len()))
+        }
+    };
+    let offsets = partitions("__consumer_offsets").await;
+    let described = ctx
+        .m
+        .send_at(
+            &DescribeConfigsRequest::default().with_resources(vec![
+                kafka_protocol::messages::describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("__consumer_offsets")),
+            ]),
+            4,
+        )
+        .await
+        .expect("describe configs");
+    let policy = described.results[0]
+        .configs
+        .iter()
+        .find(|c| c.name.as_str() == "cleanup.policy")
+        .and_then(|c| c.value.as_ref().map(|v| v.to_string()));
+    // Auto-created by name, the transaction topic is made as Kafka makes it too.
+    let by_name = MetadataRequest::default().with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(common::name("__transaction_state"))),
+    ]));
+    ctx.m.send_at(&by_name, 12).await.expect("metadata");
+    let transactions = partitions("__transaction_state").await;
+    check(
+        "(then, __consumer_offsets (internal, partitions), its cleanup.policy, __transaction_state)",
+        (then.error_code, offsets, policy, transactions),
+        (0, Some((true, 50)), Some("compact".to_string()), Some((true, 50))),
+    )
+}
+
 /// The group APIs' answers while the coordinator loads: (FindCoordinator, JoinGroup,
 /// OffsetFetch v8's group, DescribeGroups' group, ListGroups, ListGroups' group count).
 async fn while_loading(ctx: Ctx) -> Got {
@@ -46,7 +132,7 @@ async fn while_loading(ctx: Ctx) -> Got {
             .with_group_id(GroupId(s("g"))),
     ]);
     let (Ok(f), Ok(j), Ok(o), Ok(d), Ok(l)) = (
-        ctx.m.send_at(&find, 3).await,
+        find_coordinator_at(&ctx.m, &find, 3).await,
         ctx.m.send_at(&join_request("g", 10_000), 5).await,
         ctx.m.send_at(&fetch, 8).await,
         ctx.m.send_at(&describe, 5).await,
@@ -287,8 +373,14 @@ async fn listed_by_state(ctx: Ctx, asked: &str, want: bool) -> Got {
     }
 }
 
+/// A broker of its own: a new cluster.
+fn new_cluster(_: &mut BrokerConfig) {}
+
 pub fn rows() -> Vec<Row> {
     vec![
+        row!("FindCoordinator on a new cluster: COORDINATOR_NOT_AVAILABLE while __consumer_offsets is created (50 partitions, compacted); then the coordinator",
+            "KafkaApis.getCoordinator; AutoTopicCreationManager.creatableTopic",
+            Got::Code(0), Some(new_cluster), |ctx| first_find_coordinator(ctx).await),
         row!("SyncGroup v5 without a protocol type: INCONSISTENT_GROUP_PROTOCOL, before the group is looked up",
             "KafkaApis.handleSyncGroupRequest (areMandatoryProtocolTypeAndNamePresent)",
             Got::Code(INCONSISTENT_GROUP_PROTOCOL), |ctx| {

@@ -49,7 +49,9 @@ async fn node(ctx: &Ctx, node: i32) -> Messenger {
 /// The coordinator FindCoordinator names for `group`.
 async fn coordinator_of(ctx: &Ctx, group: &str) -> i32 {
     let req = FindCoordinatorRequest::default().with_key(crate::admin::s(group));
-    let resp = ctx.m.send_at(&req, 3).await.expect("find coordinator");
+    let resp = crate::groups::find_coordinator_at(&ctx.m, &req, 3)
+        .await
+        .expect("find coordinator");
     resp.node_id.0
 }
 

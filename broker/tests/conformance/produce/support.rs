@@ -284,13 +284,16 @@ pub async fn find_coordinator(ctx: &Ctx, key_type: i8, version: i16) -> Got {
     } else {
         req.with_key(key)
     };
-    code_or_closed(ctx.m.send_at(&req, version).await, |r| {
-        if version >= 4 {
-            r.coordinators[0].error_code
-        } else {
-            r.error_code
-        }
-    })
+    code_or_closed(
+        crate::groups::find_coordinator_at(&ctx.m, &req, version).await,
+        |r| {
+            if version >= 4 {
+                r.coordinators[0].error_code
+            } else {
+                r.error_code
+            }
+        },
+    )
 }
 
 pub async fn by_id(ctx: &Ctx, known: bool) -> Got {

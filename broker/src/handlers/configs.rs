@@ -145,6 +145,12 @@ pub fn describe(
                         })
                         .collect();
                 }
+                // Kafka: ConfigHelper.describeConfigs (resourceNameToBrokerId)
+                BROKER => {
+                    out.error_code = ResponseError::InvalidRequest.code();
+                    out.error_message =
+                        message(other_broker(broker, r.resource_name.as_str(), true));
+                }
                 _ => {
                     out.error_code = ResponseError::InvalidRequest.code();
                     out.error_message = message("Unsupported resource type or unknown broker id.");
@@ -164,7 +170,23 @@ pub fn describe(
 }
 
 fn is_this_broker(broker: &Broker, name: &str) -> bool {
-    name.is_empty() || name == broker.config.node_id.to_string()
+    name.is_empty() || name.parse::<i32>() == Ok(broker.config.node_id)
+}
+
+/// Why a BROKER resource `name` that is not this broker is refused, in Kafka's words: by
+/// DescribeConfigs (`describe`, ConfigHelper.resourceNameToBrokerId) or by the alters
+/// (ConfigAdminManager.validateResourceNameIsCurrentNodeId). Java's parseInt, as Rust's,
+/// takes a sign and leading zeros.
+fn other_broker(broker: &Broker, name: &str, describe: bool) -> String {
+    let id = broker.config.node_id;
+    match (name.parse::<i32>(), describe) {
+        (Err(_), true) => format!("Broker id must be an integer, but it is: {name}"),
+        (Err(_), false) => format!("Node id must be an integer, but it is: {name}"),
+        (Ok(_), true) => {
+            format!("Unexpected broker id, expected {id} or empty string, but received {name}")
+        }
+        (Ok(_), false) => format!("Unexpected broker id, expected {id}, but received {name}"),
+    }
 }
 
 /// One requested change: set, delete, append to a list, subtract from a list.
@@ -388,6 +410,11 @@ fn alter_resource(
             crate::server::apply_retention(broker);
             Ok(())
         }
+        // Kafka: ConfigAdminManager.validateResourceNameIsCurrentNodeId
+        BROKER => Err((
+            ResponseError::InvalidRequest,
+            other_broker(broker, name, false),
+        )),
         _ => Err((
             ResponseError::InvalidRequest,
             "Unsupported resource type or unknown broker id.".into(),

@@ -128,6 +128,63 @@ async fn set_broker_key(ctx: &Ctx, name: &str, key: &str, value: &str) -> Got {
     code_or_closed(ctx.m.send(&req).await, |(r, _)| r.responses[0].error_code)
 }
 
+/// The messages DescribeConfigs and IncrementalAlterConfigs answer for BROKER resources
+/// that are not this broker (0): "7", "x"; and whether "00" is this broker.
+async fn other_broker_messages(ctx: Ctx) -> Got {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let mut got = Vec::new();
+    for name in ["7", "x", "00"] {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(BROKER)
+                .with_resource_name(s(name))
+                .with_configuration_keys(Some(vec![s("log.retention.ms")])),
+        ]);
+        let Ok(r) = ctx.m.send_at(&req, 4).await else {
+            return Got::Closed;
+        };
+        let res = &r.results[0];
+        got.push((
+            res.error_code,
+            res.error_message.as_ref().map(|m| m.to_string()),
+        ));
+    }
+    for name in ["7", "x"] {
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(BROKER)
+                .with_resource_name(s(name))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(s("log.retention.bytes"))
+                    .with_config_operation(0)
+                    .with_value(Some(s("1000")))]),
+        ]);
+        let Ok((r, _)) = ctx.m.send(&req).await else {
+            return Got::Closed;
+        };
+        let res = &r.responses[0];
+        got.push((
+            res.error_code,
+            res.error_message.as_ref().map(|m| m.to_string()),
+        ));
+    }
+    let refused = |m: &str| (INVALID_REQUEST, Some(m.to_string()));
+    check(
+        "(code, message) of describe 7, x, 00; alter 7, x",
+        got,
+        vec![
+            refused("Unexpected broker id, expected 0 or empty string, but received 7"),
+            refused("Broker id must be an integer, but it is: x"),
+            // (ErrorMessage's default: DescribeConfigsResponse.json.)
+            (0, Some(String::new())),
+            refused("Unexpected broker id, expected 0, but received 7"),
+            refused("Node id must be an integer, but it is: x"),
+        ],
+    )
+}
+
 /// Sets `message.max.bytes` as a cluster-wide default, then `log.retention.bytes` for
 /// broker 0, and checks both sources (rows with a broker of their own).
 async fn dynamic_broker_sources(ctx: Ctx) -> Got {
@@ -262,6 +319,9 @@ pub fn rows() -> Vec<Row> {
                 Ok(l) => Got::Answer(format!("lists {l:?}")),
                 Err(g) => g,
             }),
+        row!("DescribeConfigs and IncrementalAlterConfigs of another broker's id, or not an integer: INVALID_REQUEST, in Kafka's words; \"00\" is broker 0",
+            "ConfigHelper.describeConfigs (resourceNameToBrokerId) / ConfigAdminManager.validateResourceNameIsCurrentNodeId",
+            Got::Code(0), Some(|_| {}), |ctx| other_broker_messages(ctx).await),
         row!("DescribeConfigs: another broker's id is INVALID_REQUEST",
             "ConfigHelper.describeConfigs", Got::Code(INVALID_REQUEST),
             |ctx| describe_key(&ctx, (BROKER, "7"), "log.retention.ms").await.map_or_else(|g| g, |d| Got::Answer(format!("{d:?}")))),

@@ -152,12 +152,23 @@ pub fn delete(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
                 return r;
             }
             let Some(topic) = topic else {
-                let code = if name.is_none() {
-                    ResponseError::UnknownTopicId
+                // Kafka: ControllerApis.deleteTopics (ApiError of the code: its
+                // Errors.message; a 2.8 broker, KafkaApis.handleDeleteTopicsRequest, none)
+                let (code, text) = if name.is_none() {
+                    (
+                        ResponseError::UnknownTopicId,
+                        "This server does not host this topic ID.",
+                    )
                 } else {
-                    ResponseError::UnknownTopicOrPartition
+                    (
+                        ResponseError::UnknownTopicOrPartition,
+                        "This server does not host this topic-partition.",
+                    )
                 };
                 r.error_code = code.code();
+                if version >= 5 && !broker.versions.zookeeper() {
+                    r.error_message = message(text.to_string());
+                }
                 return r;
             };
             if version >= 6 {

@@ -13,7 +13,7 @@ use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::*;
 
-use crate::admin::{create_with, row, s};
+use crate::admin::{check, create_with, row, s};
 use crate::common;
 use crate::harness::{Ctx, Got, Row};
 
@@ -222,6 +222,33 @@ pub fn rows() -> Vec<Row> {
             |ctx| {
                 let (topic, _) = fresh(&ctx).await;
                 delete(&ctx, &topic, vec![by_name(&topic), by_name(&topic)]).await
+            }
+        ),
+        row!(
+            "DeleteTopics v6 of an unknown name and an unknown id: UNKNOWN_TOPIC_OR_PARTITION and UNKNOWN_TOPIC_ID, with their messages",
+            "ControllerApis.deleteTopics (ApiError of the code)",
+            Got::Code(0),
+            |ctx| {
+                let req = DeleteTopicsRequest::default()
+                    .with_timeout_ms(5000)
+                    .with_topics(vec![by_name(&ctx.topic("nosuch")), by_id(uuid::Uuid::new_v4())]);
+                let Ok(r) = ctx.m.send_at(&req, 6).await else {
+                    return Got::Closed;
+                };
+                let got: Vec<_> = r
+                    .responses
+                    .iter()
+                    .map(|t| (t.error_code, t.error_message.as_ref().map(|m| m.to_string())))
+                    .collect();
+                let text = |m: &str| Some(m.to_string());
+                check(
+                    "(code, message) of each",
+                    got,
+                    vec![
+                        (3, text("This server does not host this topic-partition.")),
+                        (100, text("This server does not host this topic ID.")),
+                    ],
+                )
             }
         ),
         row!(

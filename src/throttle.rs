@@ -1,9 +1,11 @@
 //! Per-flow rate limits with governor: bytes per second and records per second.
 //!
 //! The bucket starts empty, so mirroring N bytes takes at least N / limit seconds. The
-//! burst is a tenth of a second's worth but never below 1 MiB (or 1,000 records), so one
-//! large batch always fits; a request larger than the burst is waited for in burst-sized
-//! parts rather than rejected — governor's "insufficient capacity" is handled, never ignored.
+//! burst, what the bucket holds again after a pause, is a tenth of a second's worth (at
+//! least one byte or record), so after a pause N bytes still take N / limit seconds less
+//! a tenth of a second: a low limit that protects a link holds after a quiet spell too. A
+//! request larger than the burst (a batch) is waited for in burst-sized parts rather than
+//! rejected — governor's "insufficient capacity" is handled, never ignored.
 //!
 //! Waiters take turns, first come first served, so partitions with a backlog share the
 //! rate instead of one taking it all until it is done; and a drain closes the throttle,
@@ -29,9 +31,9 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(per_sec: u64, min_burst: u32) -> Self {
+    fn new(per_sec: u64) -> Self {
         let rate = NonZeroU32::new(per_sec.clamp(1, u64::from(u32::MAX)) as u32).expect("non-zero");
-        let burst = (per_sec / 10).clamp(u64::from(min_burst), u64::from(u32::MAX)) as u32;
+        let burst = (per_sec / 10).clamp(1, u64::from(u32::MAX)) as u32;
         let burst = NonZeroU32::new(burst).expect("non-zero");
         let limiter = RateLimiter::direct(Quota::per_second(rate).allow_burst(burst));
         // Start empty: the first bytes wait like every later byte.
@@ -70,8 +72,8 @@ pub struct Throttle {
 impl Throttle {
     pub fn new(bytes_per_sec: Option<u64>, records_per_sec: Option<u64>) -> Self {
         Self {
-            bytes: bytes_per_sec.map(|b| Bucket::new(b, 1 << 20)),
-            records: records_per_sec.map(|r| Bucket::new(r, 1000)),
+            bytes: bytes_per_sec.map(Bucket::new),
+            records: records_per_sec.map(Bucket::new),
             turn: tokio::sync::Mutex::new(()),
             closed: CancellationToken::new(),
         }
@@ -168,6 +170,7 @@ mod tests {
         assert!(!t.is_limited());
         assert!(t.acquire(u64::MAX, u64::MAX).await);
         // 3 MiB at 20 MiB/s with a 2 MiB burst: split in parts, and it completes.
+        // (Real time, not paused: governor reads its own clock.)
         let t = Throttle::new(Some(20 << 20), None);
         assert!(t.is_limited());
         let start = Instant::now();
@@ -175,6 +178,24 @@ mod tests {
         assert!(
             start.elapsed().as_millis() >= 100,
             "the bucket starts empty"
+        );
+    }
+
+    /// After a quiet spell the bucket holds a tenth of a second's worth, not more: 1 MiB
+    /// at 1 MiB/s, asked for in batches after a pause of over a second, still takes nearly
+    /// a second (with a burst of 1 MiB it went through at once).
+    #[tokio::test]
+    async fn a_pause_lets_through_no_more_than_a_tenth_of_a_second() {
+        let t = Throttle::new(Some(1 << 20), None);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let start = Instant::now();
+        for _ in 0..16 {
+            assert!(t.acquire(64 << 10, 64).await);
+        }
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(850),
+            "1 MiB at 1 MiB/s after a pause took {took:?}"
         );
     }
 

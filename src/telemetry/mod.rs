@@ -72,7 +72,9 @@ impl Telemetry {
     /// changed applies at the next start, and the warning says so.
     pub async fn apply(&mut self, config: Option<&crate::config::Telemetry>) -> Result<(), String> {
         if config.and_then(|t| t.otlp.as_ref()) != self.otlp.as_ref() {
-            tracing::warn!("telemetry.otlp changed; it applies at the next start.");
+            // (Said at every reload while the file differs from what runs: each reload
+            // is told what it does not apply.)
+            tracing::warn!("telemetry.otlp differs from the OTLP push this process runs (started with); it applies at the next start.");
         }
         let interval = log_interval(config);
         if interval != self.report.0 {

@@ -176,6 +176,16 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
         assert!(Instant::now() < deadline, "{p}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Its fetches, failing before discovery looked, said the topic left the metadata, not
+    // that its partition lacks a leader (as a broker's outage would).
+    let leaderless: Vec<String> = t
+        .daemon
+        .log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("has no leader"))
+        .collect();
+    assert!(leaderless.is_empty(), "{leaderless:?}");
     t.create_gone("5");
     t.assert_gone_stopped();
     let (source, target, config, listen, daemon) =

@@ -7,7 +7,7 @@
 //! memory is reserved before a Fetch is sent, partitions are listed in rotating order, and
 //! each partition's answer is handed to its pipeline ([`super::delivery`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -247,12 +247,13 @@ impl FlowRunner {
             let Some(leader) = md.leader(&sp.topic, sp.partition) else {
                 refresh = true;
                 if !r.leaderless {
-                    leaderless.push(((*sp).clone(), true));
+                    let gone = !md.topics.contains_key(&sp.topic);
+                    leaderless.push(((*sp).clone(), true, gone));
                 }
                 continue;
             };
             if r.leaderless {
-                leaderless.push(((*sp).clone(), false));
+                leaderless.push(((*sp).clone(), false, false));
             }
             let kind = if r.caught_up {
                 Kind::CaughtUp
@@ -326,8 +327,15 @@ impl FlowRunner {
                 _ => wanted.entry((leader, kind)).or_default().push(want),
             }
         }
-        for (sp, now_leaderless) in leaderless {
-            self.note_leaderless(&sp, now_leaderless);
+        let mut gone: BTreeMap<String, usize> = BTreeMap::new();
+        for (sp, now_leaderless, topic_gone) in leaderless {
+            self.note_leaderless(&sp, now_leaderless, topic_gone);
+            if topic_gone {
+                *gone.entry(sp.topic).or_default() += 1;
+            }
+        }
+        for (topic, partitions) in gone {
+            tracing::warn!(flow = %self.flow.name, topic, partitions, "The source topic is no longer in the source's metadata (deleted?); its partitions wait, and discovery says what becomes of them.");
         }
         if refresh {
             self.refresh_source(fetches);
@@ -455,14 +463,20 @@ impl FlowRunner {
     /// Hands a finished Fetch's partitions to their pipelines.
     /// A source partition found without a leader in the source's metadata (its only
     /// replicas' nodes down), or with one again: said once each way, and shown (its lag
-    /// unknown meanwhile, `/readyz` naming it after a while).
-    fn note_leaderless(&mut self, sp: &SourcePartition, leaderless: bool) {
+    /// unknown meanwhile, `/readyz` naming it after a while). One whose topic the metadata
+    /// no longer lists (`topic_gone`: deleted, most likely) is said so; discovery then
+    /// tells what becomes of it.
+    fn note_leaderless(&mut self, sp: &SourcePartition, leaderless: bool, topic_gone: bool) {
         let Some(r) = self.partitions.get_mut(sp) else {
             return;
         };
         r.leaderless = leaderless;
         r.stats.set_leaderless(leaderless);
-        if leaderless {
+        if topic_gone {
+            // (Said once for the topic by the caller.)
+            r.stats
+                .error("the source topic is no longer in the source's metadata (deleted?)".into());
+        } else if leaderless {
             tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, "The source partition has no leader (its replicas' brokers are down?); it is fetched again once it has one.");
         } else {
             tracing::info!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, "The source partition has a leader again.");

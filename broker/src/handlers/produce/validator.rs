@@ -97,14 +97,17 @@ fn timestamp_error(
     (iterator, now_ms): (RecordIterator, i64),
 ) -> Option<String> {
     if !rules.log_append_time && ts != NO_TIMESTAMP {
-        let diff = i128::from(now_ms) - i128::from(ts);
-        if diff > i128::from(rules.timestamp_before_max_ms)
-            || -diff > i128::from(rules.timestamp_after_max_ms)
+        // Kafka: LogValidator.recordHasInvalidTimestamp, in Java's longs, which wrap: a
+        // timestamp near Long.MIN_VALUE passes an unlimited after.max.ms (and 2.8's
+        // math.abs of the difference, one limit both ways, agrees).
+        let diff = now_ms.wrapping_sub(ts);
+        if diff > rules.timestamp_before_max_ms
+            || diff.wrapping_neg() > rules.timestamp_after_max_ms
         {
             return Some(format!(
                 "Timestamp {ts} of message with offset {offset} is out of range. The timestamp should be within [{}, {}]",
-                now_ms.saturating_sub(rules.timestamp_before_max_ms),
-                now_ms.saturating_add(rules.timestamp_after_max_ms)
+                now_ms.wrapping_sub(rules.timestamp_before_max_ms),
+                now_ms.wrapping_add(rules.timestamp_after_max_ms)
             ));
         }
     } else if batch.is_log_append_time() {

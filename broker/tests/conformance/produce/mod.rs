@@ -253,6 +253,18 @@ fn record_rows() -> Vec<Row> {
             .await
         ),
         row!(
+            "Produce: CreateTime Long.MIN_VALUE+1000, topic after.max.ms=Long.MAX_VALUE: accepted (Java's long difference wraps)",
+            "LogValidator.recordHasInvalidTimestamp",
+            OK,
+            |ctx| produce_to(
+                &ctx,
+                &[("message.timestamp.after.max.ms", "9223372036854775807")],
+                spec(|s| s.timestamp_ms = i64::MIN + 1_000).bytes(),
+                9
+            )
+            .await
+        ),
+        row!(
             "Produce: CreateTime 1 h old, topic before.max.ms=60000",
             "LogValidator.validateTimestamp",
             INVALID_TIMESTAMP,

@@ -456,3 +456,64 @@ fn configs_the_target_release_does_not_know_are_left_out() {
         stop(daemon);
     }
 }
+
+/// A topic config the target refuses (a 3.9 source's `segment.bytes` of 100000, below
+/// the 1 MiB a 4.x target takes) is the one config not synced: the topic is created
+/// without it and its other configs are synced, the refusal is said at WARN, and the
+/// topic is mirrored. Later changes of other configs are still synced, and partitions
+/// added at the source are mirrored: a refused config never holds records back.
+#[test]
+fn a_config_the_target_refuses_is_reported_while_the_rest_is_synced_and_mirrored() {
+    let c = Clusters::start_with(&["--emulate-kafka", "3.9"], &[]);
+    let (s, t) = (c.source.addr(), c.target.addr());
+    create(
+        &s,
+        "seg",
+        2,
+        &["segment.bytes=100000", "retention.ms=123456789"],
+    );
+    produce(&s, "seg", "old", 5, &[]);
+    let daemon = started(&c.topology(&east_to_west("seg", "")));
+    wait_mirrored(&daemon, &c.source, "seg", &c.target, "east.seg");
+    assert_eq!(
+        configs(&t, "east.seg")["retention.ms"]["value"],
+        "123456789"
+    );
+    let refused = daemon
+        .log
+        .wait_for_line(
+            "The target refuses this topic config",
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|| panic!("no WARN of the refused config:\n{}", daemon.log.tail(30)));
+    assert!(refused.contains("config=segment.bytes"), "{refused}");
+
+    // The topic exists now: another config changed and partitions added at the source.
+    admin(&s, &["alter", "seg", "retention.ms=987654321"]);
+    admin(&s, &["add-partitions", "seg", "4"]);
+    produce(&s, "seg", "new", 7, &[2, 3]);
+    let got = wait_mirrored(&daemon, &c.source, "seg", &c.target, "east.seg");
+    for p in 2..4 {
+        let expected: Vec<String> = (0..7).map(|i| format!("new-{p}-{i}")).collect();
+        assert_eq!(got[&p], expected, "partition {p}");
+    }
+    wait_until(
+        "retention.ms synced beside the refused config",
+        &daemon,
+        || (configs(&t, "east.seg")["retention.ms"]["value"] == "987654321").then_some(()),
+    );
+    assert!(
+        !daemon.log.contains("not mirrored"),
+        "{}",
+        daemon.log.tail(30)
+    );
+    // Said once, not every round.
+    let said = daemon
+        .log
+        .lines()
+        .iter()
+        .filter(|l| l.contains("The target refuses this topic config"))
+        .count();
+    assert_eq!(said, 1, "{}", daemon.log.tail(30));
+    stop(daemon);
+}

@@ -9,8 +9,9 @@
 //! it cannot mirror (no target topic and `create_topics: false`, too few target
 //! partitions, a creation refused) is listed in the flow's stats with its reason.
 
+mod config_sync;
 mod reports;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use crate::client::{list_offsets, ClientError, ClusterClient};
 use crate::config::{Flow, StartFrom};
 use crate::mirror::progress::{other_source, Position, Progress, SourcePartition, PROGRESS_TOPIC};
 use crate::mirror::selection::{
-    config_changes, known_to_target, mirrored_topics, same_cluster, target_action, TargetAction,
+    known_to_target, mirrored_topics, same_cluster, target_action, TargetAction,
 };
 use crate::offsets::map::TargetTopic;
 use crate::telemetry::stats::FlowStats;
@@ -75,6 +76,9 @@ pub(super) struct Discovery {
     one_cluster: bool,
     /// (target topic, config key) pairs reported as unknown to the target.
     reported_unknown_configs: std::sync::Mutex<HashSet<(String, String)>>,
+    /// Per target topic, what its config sync last reported: refused key (or "" for a
+    /// sync that could not be tried) and reason ([`config_sync`]).
+    config_sync_reported: std::sync::Mutex<HashMap<String, HashMap<String, String>>>,
     failed_rounds: super::failed_rounds::FailedRounds,
 }
 
@@ -99,6 +103,7 @@ impl Discovery {
             missing: HashSet::new(),
             one_cluster: false,
             reported_unknown_configs: Default::default(),
+            config_sync_reported: Default::default(),
             failed_rounds: Default::default(),
         }
     }
@@ -362,8 +367,9 @@ impl Discovery {
         Ok(start)
     }
 
-    /// Makes sure the target topic exists with at least `count` partitions and the
-    /// source's synced configs.
+    /// Makes sure the target topic exists with at least `count` partitions, and syncs the
+    /// source's configs to it. Only a target topic that cannot be created or grown is an
+    /// error: config sync reports its own failures ([`config_sync`]).
     async fn ensure_target(
         &self,
         topic: &str,
@@ -371,19 +377,15 @@ impl Discovery {
         count: i32,
         target_count: Option<i32>,
     ) -> Result<(), ClientError> {
-        let mut configs = if self.flow.sync_configs.enabled {
-            let mut c = self.source.topic_configs(topic).await?;
-            c.retain(|(k, _)| self.flow.sync_configs.syncs(k));
-            c
-        } else {
-            Vec::new()
-        };
         let refuse = |reason: String| ClientError::Refused {
             cluster: self.target.name().to_string(),
             what: reason,
         };
         match target_action(&self.flow, count, target_count) {
             TargetAction::Create { partitions } => {
+                // Created with the source's configs (cleanup.policy among them) or not
+                // yet: a source that cannot give them now is asked again next round.
+                let mut configs = self.synced_source_configs(topic).await?;
                 // The target topic's keys cannot be asked yet; the progress topic's can.
                 if !configs.is_empty() {
                     match self.target.topic_configs_and_keys(PROGRESS_TOPIC).await {
@@ -399,8 +401,7 @@ impl Discovery {
                 // acknowledged from there on went to the topic created now.
                 let before = self.progress.positions_of(topic, count);
                 let created = self
-                    .target
-                    .create_topic(target_topic, partitions, &configs)
+                    .create_with_configs(target_topic, partitions, &configs)
                     .await?;
                 if !created {
                     tracing::debug!(flow = %self.flow.name, topic = %target_topic, "The target topic existed after all (metadata had not shown it).");
@@ -444,17 +445,7 @@ impl Discovery {
             }
             TargetAction::Exists => {}
         }
-        if self.flow.sync_configs.enabled {
-            let (current, known) = self.target.topic_configs_and_keys(target_topic).await?;
-            let configs = self.known_to_target(configs, &known, target_topic);
-            let (changed, removed) = config_changes(&self.flow, &configs, &current);
-            if !changed.is_empty() || !removed.is_empty() {
-                self.target
-                    .alter_topic_configs(target_topic, &changed, &removed)
-                    .await?;
-                tracing::info!(flow = %self.flow.name, topic = %target_topic, changed = changed.len(), removed = removed.len(), "Synced topic configs.");
-            }
-        }
+        self.sync_configs(topic, target_topic).await;
         Ok(())
     }
 

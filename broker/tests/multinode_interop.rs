@@ -76,9 +76,16 @@ async fn move_leaders(m: &Messenger) -> Vec<(i32, i32)> {
             p.partition_index, p.error_message
         );
     }
+    // The topic's partitions only: with every partition (None) the answer also lists
+    // `__consumer_offsets`, whose preferred leaders may be on a stopped node
+    // (PREFERRED_LEADER_NOT_AVAILABLE, as Kafka answers them).
     let req = ElectLeadersRequest::default()
         .with_election_type(0)
-        .with_topic_partitions(None);
+        .with_topic_partitions(Some(vec![
+            kafka_protocol::messages::elect_leaders_request::TopicPartitions::default()
+                .with_topic(TopicName(StrBytes::from_static_str(TOPIC)))
+                .with_partitions((0..before.len() as i32).collect()),
+        ]));
     let resp = m.send_at(&req, 2).await.expect("elect");
     for t in &resp.replica_election_results {
         for p in &t.partition_result {

@@ -214,12 +214,13 @@ fn sync_acls_copies_literal_topic_acls_with_mirrormaker_2s_rules() {
             "TOPIC|orders|LITERAL|User:alice|WRITE|ALLOW",
             "TOPIC|orders|LITERAL|User:bob|ALL|ALLOW",
             "TOPIC|orders|LITERAL|User:mallory|WRITE|DENY",
+            "TOPIC|orders|LITERAL|User:*|ALL|DENY",
             "TOPIC|ord|PREFIXED|User:carol|READ|ALLOW",
             "TOPIC|payments|LITERAL|User:alice|READ|ALLOW",
             "GROUP|orders|LITERAL|User:alice|READ|ALLOW",
         ],
     );
-    assert!(out.contains("CREATED 7"), "{out}");
+    assert!(out.contains("CREATED 8"), "{out}");
     run_ok(
         kcat().args(["-b", &source.addr(), "-P", "-t", "orders"]),
         Some(b"one\n".to_vec()),
@@ -238,8 +239,9 @@ fn sync_acls_copies_literal_topic_acls_with_mirrormaker_2s_rules() {
         "{}",
         daemon.log.tail(40)
     );
-    // All three creations are logged together; then the target holds exactly them.
+    // All four creations are logged together; then the target holds exactly them.
     let wanted = [
+        "ACL TOPIC east.orders LITERAL User:* * ALL DENY",
         "ACL TOPIC east.orders LITERAL User:alice * READ ALLOW",
         "ACL TOPIC east.orders LITERAL User:bob * READ ALLOW",
         "ACL TOPIC east.orders LITERAL User:mallory * WRITE DENY",
@@ -260,12 +262,22 @@ fn sync_acls_copies_literal_topic_acls_with_mirrormaker_2s_rules() {
     }
     assert_eq!(listed, wanted);
     let log = daemon.log.text();
-    assert_eq!(log.matches("Topic ACL synced.").count(), 3, "{log}");
+    assert_eq!(log.matches("Topic ACL synced.").count(), 4, "{log}");
     assert!(!log.contains("Could not sync"), "{log}");
-    // The copied DENY WRITE would refuse the daemon's own writes: said once.
-    assert_eq!(
-        log.matches("also refuses this daemon's writes").count(),
-        1,
+    // The copied DENY of every principal's writes would refuse the daemon's own (it is
+    // User:ANONYMOUS here, a super user, so it still writes): said once, for that one;
+    // mallory's DENY is not the daemon's.
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("also refuses this daemon's writes"))
+        .collect();
+    assert!(
+        warned.len() == 1 && warned[0].contains("principal=User:*"),
+        "{warned:?}"
+    );
+    assert!(
+        log.contains("operation=\"ALL\" permission=\"DENY\"")
+            || log.contains("operation=ALL permission=DENY"),
         "{log}"
     );
 }

@@ -23,6 +23,18 @@ pub struct TopicAcl {
 }
 
 impl ClusterClient {
+    /// This client's principal on the cluster when its settings tell it: `User:<name>`
+    /// with SASL, `User:ANONYMOUS` over plaintext; `None` over TLS without SASL (the broker
+    /// may take it from a client certificate).
+    pub fn own_principal(&self) -> Option<String> {
+        let m = &self.config.messenger;
+        match (&m.sasl, &m.tls) {
+            (Some(sasl), _) => Some(format!("User:{}", sasl.username)),
+            (None, None) => Some("User:ANONYMOUS".to_string()),
+            (None, Some(_)) => None,
+        }
+    }
+
     /// Every topic ACL of the cluster, as MirrorMaker 2 lists them
     /// (MirrorSourceConnector.listTopicAclBindings: TOPIC, any name, any pattern); `None`
     /// when it has no authorizer (Kafka: AclApis.handleDescribeAcls, SECURITY_DISABLED).

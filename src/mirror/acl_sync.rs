@@ -5,10 +5,10 @@
 //! added on the target, never removed. Checked at start and every discovery interval.
 //!
 //! A source or target without an authorizer stops the sync with one INFO line; a refusal
-//! (the principal may not describe or create ACLs) is reported once per change of reason
-//! and retried.
+//! (the principal may not describe or create ACLs, of the whole request or of one ACL) is
+//! reported once per change of reason and retried.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kmirror_wire::acl::op::{ALL, READ, WRITE};
@@ -43,6 +43,16 @@ pub struct AclSync {
     flow: Flow,
     source: Arc<ClusterClient>,
     target: Arc<ClusterClient>,
+    /// ACLs the target refused, with the reason last reported.
+    refused: BTreeMap<TopicAcl, String>,
+}
+
+/// An ACL's operation and permission as Kafka names them (AclOperation, AclPermissionType).
+fn names(acl: &TopicAcl) -> (&'static str, &'static str) {
+    (
+        kmirror_wire::acl::operation_name(acl.operation),
+        kmirror_wire::acl::permission_name(acl.permission),
+    )
 }
 
 impl AclSync {
@@ -51,12 +61,13 @@ impl AclSync {
             flow,
             source,
             target,
+            refused: BTreeMap::new(),
         }
     }
 
     /// Syncs until the task is aborted, or until either cluster turns out to have no
     /// authorizer.
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let mut last_error = String::new();
         tracing::debug!(flow = %self.flow.name, "Topic ACL sync started.");
         loop {
@@ -74,7 +85,7 @@ impl AclSync {
     }
 
     /// One comparison and the creations it calls for; `Ok(false)`: nothing to sync with.
-    async fn round(&self) -> Result<bool, String> {
+    async fn round(&mut self) -> Result<bool, String> {
         let Some(source) = self.source.topic_acls().await.map_err(|e| e.to_string())? else {
             tracing::info!(flow = %self.flow.name, cluster = %self.flow.source, "The source cluster has no authorizer: no topic ACLs to sync.");
             return Ok(false);
@@ -92,27 +103,41 @@ impl AclSync {
         };
         let present: BTreeSet<TopicAcl> = present.into_iter().collect();
         let missing: Vec<TopicAcl> = wanted.difference(&present).cloned().collect();
+        // Refusals of ACLs since synced, or no longer wanted, are forgotten.
+        self.refused.retain(|acl, _| missing.contains(acl));
         if missing.is_empty() {
             return Ok(true);
         }
+        let own = self.target.own_principal();
         let results = self
             .target
             .create_topic_acls(&missing)
             .await
             .map_err(|e| e.to_string())?;
         for (acl, error) in missing.iter().zip(results) {
+            let (operation, permission) = names(acl);
+            // Only a DENY that names this daemon's principal (or every principal) can
+            // refuse its writes; with TLS alone its principal is not known here.
+            let denies_us = own
+                .as_deref()
+                .is_none_or(|own| acl.principal == own || acl.principal == "User:*");
             if error.is_none()
                 && acl.permission == DENY
                 && (acl.operation == WRITE || acl.operation == ALL)
+                && denies_us
             {
                 tracing::warn!(flow = %self.flow.name, topic = %acl.topic, principal = %acl.principal, "A synced DENY of writes on a mirrored topic also refuses this daemon's writes unless its principal is a super user of the target.");
             }
             match error {
                 None => {
-                    tracing::info!(flow = %self.flow.name, topic = %acl.topic, principal = %acl.principal, operation = acl.operation, permission = acl.permission, "Topic ACL synced.")
+                    tracing::info!(flow = %self.flow.name, topic = %acl.topic, principal = %acl.principal, operation, permission, "Topic ACL synced.")
                 }
                 Some(e) => {
-                    tracing::warn!(flow = %self.flow.name, topic = %acl.topic, principal = %acl.principal, error = %e, "Could not sync a topic ACL.")
+                    let reason = e.to_string();
+                    if self.refused.get(acl) != Some(&reason) {
+                        tracing::warn!(flow = %self.flow.name, topic = %acl.topic, principal = %acl.principal, operation, permission, error = %reason, "Could not sync a topic ACL; tried again every discovery interval (said again only if the reason changes).");
+                        self.refused.insert(acl.clone(), reason);
+                    }
                 }
             }
         }

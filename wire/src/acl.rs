@@ -44,3 +44,35 @@ pub mod permission {
     pub const DENY: i8 = 2;
     pub const ALLOW: i8 = 3;
 }
+
+/// Kafka's name of an operation code (`AclOperation`).
+pub fn operation_name(code: i8) -> &'static str {
+    const NAMES: [&str; 15] = [
+        "UNKNOWN",
+        "ANY",
+        "ALL",
+        "READ",
+        "WRITE",
+        "CREATE",
+        "DELETE",
+        "ALTER",
+        "DESCRIBE",
+        "CLUSTER_ACTION",
+        "DESCRIBE_CONFIGS",
+        "ALTER_CONFIGS",
+        "IDEMPOTENT_WRITE",
+        "CREATE_TOKENS",
+        "DESCRIBE_TOKENS",
+    ];
+    NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
+}
+
+/// Kafka's name of a permission type code (`AclPermissionType`).
+pub fn permission_name(code: i8) -> &'static str {
+    match code {
+        permission::ANY => "ANY",
+        permission::DENY => "DENY",
+        permission::ALLOW => "ALLOW",
+        _ => "UNKNOWN",
+    }
+}

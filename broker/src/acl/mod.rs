@@ -27,29 +27,7 @@ pub const CLUSTER_NAME: &str = "kafka-cluster";
 /// Kafka: `KafkaPrincipal.ANONYMOUS`.
 pub const ANONYMOUS: &str = "User:ANONYMOUS";
 
-pub use kmirror_wire::acl::{op, pattern, permission, resource};
-
-/// Kafka's name of an operation code (`AclOperation`).
-pub fn operation_name(code: i8) -> &'static str {
-    const NAMES: [&str; 15] = [
-        "UNKNOWN",
-        "ANY",
-        "ALL",
-        "READ",
-        "WRITE",
-        "CREATE",
-        "DELETE",
-        "ALTER",
-        "DESCRIBE",
-        "CLUSTER_ACTION",
-        "DESCRIBE_CONFIGS",
-        "ALTER_CONFIGS",
-        "IDEMPOTENT_WRITE",
-        "CREATE_TOKENS",
-        "DESCRIBE_TOKENS",
-    ];
-    NAMES.get(code as usize).copied().unwrap_or("UNKNOWN")
-}
+pub use kmirror_wire::acl::{op, operation_name, pattern, permission, resource};
 
 /// Kafka's name of a resource type code (`ResourceType`).
 pub fn resource_type_name(code: i8) -> &'static str {

@@ -22,8 +22,9 @@ use kmirror_wire::messenger::Messenger;
 use super::{ClientError, ClusterClient};
 
 /// FindCoordinator answers of COORDINATOR_NOT_AVAILABLE asked again, and the pause before
-/// each: two seconds for a new cluster to create `__consumer_offsets`.
-const COORDINATOR_CREATED_ASKS: u32 = 20;
+/// each: a second for a new cluster to create `__consumer_offsets` (short: a coordinator
+/// that moves answers so too, and the caller's own retries then take over).
+const COORDINATOR_CREATED_ASKS: u32 = 10;
 const COORDINATOR_CREATED_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// FindCoordinator `key_type` of a consumer group.

@@ -83,7 +83,12 @@ impl Process {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
-            let _ = self.log.wait_closed(PROCESS_WAIT);
+            if !self.log.wait_closed(Duration::from_secs(10)) {
+                eprintln!(
+                    "{}: its output stayed open after kill -9 (a child holds it?)",
+                    self.name
+                );
+            }
         }
     }
 

@@ -29,10 +29,34 @@ pub fn find_coordinator(
         _ => return crate::handlers::cluster::find_coordinator(broker, req, version),
     };
     let single_key = req.key.clone();
-    let mut resp = crate::handlers::cluster::find_coordinator(broker, req, version);
     if g.open() {
-        return resp;
+        return crate::handlers::cluster::find_coordinator(broker, req, version);
     }
+    // Kafka checks DESCRIBE before it looks anything up: a request whose every key is
+    // denied creates no internal topic.
+    let any_allowed = if version >= 4 {
+        req.coordinator_keys
+            .iter()
+            .any(|k| g.allows(op::DESCRIBE, resource_type, k))
+    } else {
+        g.allows(op::DESCRIBE, resource_type, &single_key)
+    };
+    let mut resp = if any_allowed {
+        crate::handlers::cluster::find_coordinator(broker, req, version)
+    } else if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                find_coordinator_response::Coordinator::default()
+                    .with_key(key)
+                    .with_error_message(Some(StrBytes::default()))
+            })
+            .collect();
+        FindCoordinatorResponse::default().with_coordinators(coordinators)
+    } else {
+        FindCoordinatorResponse::default()
+    };
     if version >= 4 {
         for c in &mut resp.coordinators {
             if !g.allows(op::DESCRIBE, resource_type, &c.key) {

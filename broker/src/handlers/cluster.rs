@@ -58,10 +58,12 @@ pub fn find_coordinator(
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                // Kafka: handleFindCoordinatorRequestV4AndAbove sets no message: the
+                // field's default, "" (FindCoordinatorResponse.json).
                 let c = Coordinator::default()
                     .with_key(key)
                     .with_error_code(error)
-                    .with_error_message(message.clone());
+                    .with_error_message(Some(StrBytes::default()));
                 if error == 0 {
                     c.with_node_id(node)
                         .with_host(host(&coordinator))
@@ -81,6 +83,8 @@ pub fn find_coordinator(
         Some(ResponseError::InvalidRequest) => Some(StrBytes::from_static_str(
             "This most likely occurs because of a request being malformed by the client library or the message was sent to an incompatible broker. See the broker logs for more details.",
         )),
+        // handleFindCoordinatorRequestLessThanV4: Errors.NONE.message() is its name.
+        None => Some(StrBytes::from_static_str("NONE")),
         _ => message,
     };
     let resp = FindCoordinatorResponse::default()

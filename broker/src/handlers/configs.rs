@@ -181,6 +181,10 @@ fn other_broker(broker: &Broker, name: &str, describe: bool) -> String {
     let id = broker.config.node_id;
     match (name.parse::<i32>(), describe) {
         (Err(_), true) => format!("Broker id must be an integer, but it is: {name}"),
+        // (2.8's ZkAdminManager.getBrokerId says "Broker id".)
+        (Err(_), false) if broker.versions.zookeeper() => {
+            format!("Broker id must be an integer, but it is: {name}")
+        }
         (Err(_), false) => format!("Node id must be an integer, but it is: {name}"),
         (Ok(_), true) => {
             format!("Unexpected broker id, expected {id} or empty string, but received {name}")

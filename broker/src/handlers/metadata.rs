@@ -144,10 +144,13 @@ fn lookup_or_create(
     allow_create: bool,
     version: i16,
 ) -> MetadataResponseTopic {
+    // (An internal topic's error entry says it is internal, as Kafka's does:
+    // AutoTopicCreationManager / KafkaApis.getTopicMetadata.)
     let error = |code: ResponseError| {
         MetadataResponseTopic::default()
             .with_name(Some(name.clone()))
             .with_error_code(code.code())
+            .with_is_internal(crate::topics::is_internal(name.as_str()))
     };
     if let Some(t) = broker.topics.get(name.as_str()) {
         return describe(broker, &t, version);

@@ -115,10 +115,26 @@ async fn first_find_coordinator(ctx: Ctx) -> Got {
     ]));
     ctx.m.send_at(&by_name, 12).await.expect("metadata");
     let transactions = partitions("__transaction_state").await;
+    let text = |m: &Option<kafka_protocol::protocol::StrBytes>| m.as_ref().map(|m| m.to_string());
     check(
-        "(then, __consumer_offsets (internal, partitions), its cleanup.policy, __transaction_state)",
-        (then.error_code, offsets, policy, transactions),
-        (0, Some((true, 50)), Some("compact".to_string()), Some((true, 50))),
+        "(first's message, then, its message, __consumer_offsets (internal, partitions), its cleanup.policy, __transaction_state)",
+        (
+            text(&first.error_message),
+            then.error_code,
+            text(&then.error_message),
+            offsets,
+            policy,
+            transactions,
+        ),
+        (
+            Some("The coordinator is not available.".to_string()),
+            0,
+            // Errors.NONE.message() (FindCoordinatorResponse v1-3).
+            Some("NONE".to_string()),
+            Some((true, 50)),
+            Some("compact".to_string()),
+            Some((true, 50)),
+        ),
     )
 }
 

@@ -38,14 +38,29 @@ impl Pipeline {
         if error.class() == ErrorClass::Fatal && !session_lost {
             return Err(error);
         }
-        self.flow_stats
-            .produce_retry(class_name(error.class()), &error);
-        self.stats.error(format!("produce: {error}"));
+        // Batches withdrawn because this owner's lease lapsed are not a failure of the
+        // target's: its ownership member says what happened, once.
+        let withdrawn = matches!(
+            &error,
+            ClientError::Request {
+                source: kmirror_wire::messenger::RequestError::Withdrawn { .. },
+                ..
+            }
+        );
+        if !withdrawn {
+            self.flow_stats
+                .produce_retry(class_name(error.class()), &error);
+            self.stats.error(format!("produce: {error}"));
+        }
         wait_out(window).await;
         let delay = backoff
             .next_delay()
             .unwrap_or(std::time::Duration::from_secs(1));
-        tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, error = %error, retry_in_ms = delay.as_millis() as u64, resend = window.len(), "Produce failed; resending in order.");
+        if withdrawn {
+            tracing::debug!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, error = %error, resend = window.len(), "Batches withdrawn: the flow's ownership lapsed; they are sent once it holds again.");
+        } else {
+            tracing::warn!(flow = %self.flow, topic = %self.source.topic, partition = self.source.partition, error = %error, retry_in_ms = delay.as_millis() as u64, resend = window.len(), "Produce failed; resending in order.");
+        }
         tokio::time::sleep(delay).await;
         if error.class() == ErrorClass::RetryRefreshMetadata {
             let _ = self.target.refresh_metadata().await;

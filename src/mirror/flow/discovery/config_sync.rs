@@ -28,6 +28,19 @@ fn refused_configs(e: &ClientError) -> bool {
     )
 }
 
+/// Configs that decide which records the target keeps: a topic is never created without
+/// them (with the target's defaults it could delete mirrored records the source keeps).
+const KEEPS_RECORDS: [&str; 8] = [
+    "cleanup.policy",
+    "retention.ms",
+    "retention.bytes",
+    "delete.retention.ms",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "local.retention.ms",
+    "local.retention.bytes",
+];
+
 /// What one round's sync of a target topic's configs came to, per refused key.
 pub(super) type Refused = Vec<(String, ClientError)>;
 
@@ -46,8 +59,10 @@ impl Discovery {
     }
 
     /// Creates `target_topic` with `configs`; if the target refuses the configs, creates
-    /// it without them and then syncs each on its own (the refused ones reported). Whether
-    /// this call created it.
+    /// it with only those that decide which records it keeps ([`KEEPS_RECORDS`]; refused
+    /// too, the topic is not created and the first refusal is returned) and then syncs
+    /// each of the others on its own (the refused ones reported). Whether this call
+    /// created it.
     pub(super) async fn create_with_configs(
         &self,
         target_topic: &str,
@@ -60,13 +75,25 @@ impl Discovery {
             .await
         {
             Err(e) if !configs.is_empty() && refused_configs(&e) => {
-                tracing::warn!(flow = %self.flow.name, topic = %target_topic, error = %e, "The target refused the topic with the source's configs; creating it without them, then syncing each config on its own.");
-                let created = self
+                let (kept, rest): (Vec<_>, Vec<_>) = configs
+                    .iter()
+                    .cloned()
+                    .partition(|(k, _)| KEEPS_RECORDS.contains(&k.as_str()));
+                if rest.is_empty() {
+                    return Err(e);
+                }
+                let created = match self
                     .target
-                    .create_topic(target_topic, partitions, &[])
-                    .await?;
-                let refused = self.alter_each(target_topic, configs, &[]).await;
-                self.report_config_sync(target_topic, Ok(refused));
+                    .create_topic(target_topic, partitions, &kept)
+                    .await
+                {
+                    Ok(created) => created,
+                    Err(again) if refused_configs(&again) => return Err(e),
+                    Err(again) => return Err(again),
+                };
+                tracing::warn!(flow = %self.flow.name, topic = %target_topic, error = %e, "The target refused the topic with all of the source's configs: created with those that decide which records it keeps, the others synced each on its own.");
+                let refused = self.alter_each(target_topic, &rest, &[]).await;
+                self.report_config_sync(target_topic, refused);
                 Ok(created)
             }
             other => other,
@@ -98,7 +125,7 @@ impl Discovery {
                     Ok(Vec::new())
                 }
                 Err(e) if refused_configs(&e) => {
-                    Ok(self.alter_each(target_topic, &changed, &removed).await)
+                    self.alter_each(target_topic, &changed, &removed).await
                 }
                 Err(e) => Err(e),
             }
@@ -108,42 +135,45 @@ impl Discovery {
     }
 
     /// Sets each of `set` and deletes each of `delete` in a request of its own; the keys
-    /// the target refused, with its answer. (A failure that is not a refusal, the target
-    /// gone for a moment, is returned for its key too: the next round tries again.)
+    /// the target refused, with its answer. A failure that is not a refusal (the target
+    /// gone for a moment) stops there and is returned: the next round tries again.
     async fn alter_each(
         &self,
         target_topic: &str,
         set: &[(String, String)],
         delete: &[String],
-    ) -> Refused {
+    ) -> Result<Refused, ClientError> {
         let mut refused = Vec::new();
         let mut synced = 0usize;
-        for (key, value) in set {
-            let one = [(key.clone(), value.clone())];
-            match self
-                .target
-                .alter_topic_configs(target_topic, &one, &[])
-                .await
-            {
+        let ops = set
+            .iter()
+            .map(|(k, v)| (k, Some(v)))
+            .chain(delete.iter().map(|k| (k, None)));
+        for (key, value) in ops {
+            let result = match value {
+                Some(v) => {
+                    let one = [(key.clone(), v.clone())];
+                    self.target
+                        .alter_topic_configs(target_topic, &one, &[])
+                        .await
+                }
+                None => {
+                    let one = [key.clone()];
+                    self.target
+                        .alter_topic_configs(target_topic, &[], &one)
+                        .await
+                }
+            };
+            match result {
                 Ok(()) => synced += 1,
-                Err(e) => refused.push((key.clone(), e)),
-            }
-        }
-        for key in delete {
-            let one = [key.clone()];
-            match self
-                .target
-                .alter_topic_configs(target_topic, &[], &one)
-                .await
-            {
-                Ok(()) => synced += 1,
-                Err(e) => refused.push((key.clone(), e)),
+                Err(e) if refused_configs(&e) => refused.push((key.clone(), e)),
+                Err(e) => return Err(e),
             }
         }
         if synced > 0 {
             tracing::info!(flow = %self.flow.name, topic = %target_topic, synced, refused = refused.len(), "Synced topic configs one by one.");
         }
-        refused
+        Ok(refused)
     }
 
     /// Says what became of a target topic's config sync: each refused key at WARN once
@@ -163,6 +193,17 @@ impl Discovery {
             Err(e) => HashMap::from([(String::new(), e.to_string())]),
         };
         let before = reported.remove(target_topic).unwrap_or_default();
+        // A round that could not be tried keeps what the last ones refused: a target
+        // back after a moment's failure does not get its refusals said again.
+        let now: HashMap<String, String> = match &result {
+            Err(_) => before
+                .iter()
+                .filter(|(key, _)| !key.is_empty())
+                .map(|(k, r)| (k.clone(), r.clone()))
+                .chain(now)
+                .collect(),
+            Ok(_) => now,
+        };
         if now.is_empty() {
             if !before.is_empty() {
                 tracing::info!(flow = %self.flow.name, topic = %target_topic, "Topic configs are in sync again.");

@@ -140,6 +140,19 @@ async fn broker_with_topic(
     (broker, m)
 }
 
+/// A combiner of node 0 on `m`, reading `rx`; its stats.
+fn spawn_combiner(m: &Arc<Messenger>, rx: mpsc::Receiver<Submission>) -> Arc<LaneStats> {
+    let stats = Arc::new(LaneStats::default());
+    tokio::spawn(combine(
+        m.clone(),
+        0,
+        Arc::default(),
+        (stats.clone(), Arc::default()),
+        rx,
+    ));
+    stats
+}
+
 /// A lane whose combiner reads what `tx` sends, on `m`.
 fn lane_on(
     m: &Arc<Messenger>,
@@ -170,14 +183,7 @@ async fn waiting_batches_of_many_partitions_share_one_request() {
         tx.try_send(s).unwrap_or_else(|_| panic!("queue has room"));
         queued.push(q);
     }
-    let stats = Arc::new(LaneStats::default());
-    tokio::spawn(combine(
-        m.clone(),
-        0,
-        Arc::default(),
-        (stats.clone(), Arc::default()),
-        rx,
-    ));
+    let stats = spawn_combiner(&m, rx);
     for (p, q) in queued.into_iter().enumerate() {
         let answer = q.await.unwrap().unwrap();
         let outcome = answer.expect("the response names the partition");
@@ -598,14 +604,7 @@ async fn a_batch_whose_gate_closed_is_withdrawn_and_never_written() {
         .unwrap_or_else(|_| panic!("queue has room"));
     tx.try_send(free)
         .unwrap_or_else(|_| panic!("queue has room"));
-    let stats = Arc::new(LaneStats::default());
-    tokio::spawn(combine(
-        m.clone(),
-        0,
-        Arc::default(),
-        (stats.clone(), Arc::default()),
-        rx,
-    ));
+    let stats = spawn_combiner(&m, rx);
     match withdrawn.await.unwrap() {
         Err(RequestError::Withdrawn { reason }) => assert_eq!(&*reason, "switched off"),
         other => panic!("the gated batch was not withdrawn: {other:?}"),

@@ -25,6 +25,12 @@ use crate::mirror::memory::Reservation;
 use crate::mirror::progress::SourcePartition;
 use crate::telemetry::stats::FAILING_GRACE_MS;
 
+#[path = "fetch_answers.rs"]
+mod answers;
+#[path = "fetch_sizes.rs"]
+mod sizes;
+use sizes::{ask_bytes, partition_limit};
+
 /// A Fetch response asks for at most this fraction of the fetch pool, so that several are on
 /// their way at once; one shared by several partitions also for no more than the headroom
 /// its split is done in ([`crate::mirror::memory`]).
@@ -49,9 +55,6 @@ const FETCH_FAILURES_PER_WARN: u32 = 20;
 /// ([`kmirror_wire::frame_reader::OWN_ALLOCATION_BYTES`]), which is handed to the
 /// partition without a copy.
 pub(super) const ALONE_FROM_BYTES: usize = kmirror_wire::frame_reader::OWN_ALLOCATION_BYTES;
-/// Batches of at least this size are asked for one per Fetch from a near leader
-/// ([`ask_bytes`]).
-const ONE_BATCH_FROM_BYTES: usize = PARTITION_FETCH_BYTES as usize / 4;
 /// A leader whose last Fetch that did not wait was answered within this is near: a
 /// partition is in one Fetch at a time, so from a distant leader one batch per Fetch
 /// would cap it at a batch per round trip, where Kafka's consumer reads up to its
@@ -129,44 +132,6 @@ impl Fetches {
     /// The next Fetch to finish; `None` at once when none is on the wire.
     pub fn next(&mut self) -> impl Future<Output = Option<FetchDone>> + '_ {
         self.running.next()
-    }
-}
-
-/// What a partition asks for: `room`, what is left of its share, unless its batches are
-/// large (`batch_bytes`, its next batch's size, exact when a cut response told it). Kafka
-/// cuts a response at the limit, inside a batch, and the cut batch is read again by the
-/// next Fetch (and held meanwhile, in the response's memory); with large batches that is up
-/// to a batch per Fetch. So a partition with large batches asks for a whole number of them,
-/// at least one: its next batch, exactly when its size is known, and as many more as fit
-/// of that size (a little more, for batches a little larger) in its `limit`
-/// ([`partition_limit`]). From a `near` leader, a batch of a quarter of Kafka's default
-/// partition limit or more is asked for alone, by its exact size and the 12 bytes that tell
-/// the next one's: nothing is held that is not mirrored, and each batch's memory is
-/// released when that batch is acknowledged, not with the others of its response.
-fn ask_bytes(room: usize, batch_bytes: usize, exact: bool, near: bool, limit: usize) -> usize {
-    if batch_bytes < MIN_FETCH_BYTES {
-        return room.min(limit);
-    }
-    if exact && near && batch_bytes >= ONE_BATCH_FROM_BYTES {
-        return batch_bytes + LOG_OVERHEAD;
-    }
-    let per = batch_bytes + batch_bytes / 64;
-    let first = if exact { batch_bytes } else { per };
-    let more = room.min(limit).saturating_sub(first) / per;
-    first + more * per
-}
-
-/// The most one partition asks for in a Fetch (its `partition_max_bytes`): Kafka's
-/// consumer default, 1 MiB ([`PARTITION_FETCH_BYTES`]), but from a distant leader, for a
-/// partition fetched alone, up to a response's part of the pool (`per_response`). A
-/// partition is in one Fetch at a time, so its limit per round trip is its rate: 1 MiB
-/// per 50 ms is 21 MB/s (MirrorMaker 2's users raise `max.partition.fetch.bytes` for
-/// the same reason). Near, a larger limit buys nothing and holds memory in larger lumps.
-fn partition_limit(kind: Kind, near: bool, per_response: usize) -> usize {
-    let default = PARTITION_FETCH_BYTES as usize;
-    match kind {
-        Kind::Alone if !near => per_response.max(default),
-        _ => default,
     }
 }
 
@@ -458,126 +423,6 @@ impl FlowRunner {
             .chain(fetches.ack_wait_until)
             .filter(|t| *t > now)
             .fold(now + LOOK_AGAIN, Instant::min)
-    }
-
-    /// Hands a finished Fetch's partitions to their pipelines.
-    /// A source partition found without a leader in the source's metadata (its only
-    /// replicas' nodes down), or with one again: said once each way, and shown (its lag
-    /// unknown meanwhile, `/readyz` naming it after a while). One whose topic the metadata
-    /// no longer lists (`topic_gone`: deleted, most likely) is said so; discovery then
-    /// tells what becomes of it.
-    fn note_leaderless(&mut self, sp: &SourcePartition, leaderless: bool, topic_gone: bool) {
-        let Some(r) = self.partitions.get_mut(sp) else {
-            return;
-        };
-        r.leaderless = leaderless;
-        r.stats.set_leaderless(leaderless);
-        if topic_gone {
-            // (Said once for the topic by the caller.)
-            r.stats
-                .error("the source topic is no longer in the source's metadata (deleted?)".into());
-        } else if leaderless {
-            tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, "The source partition has no leader (its replicas' brokers are down?); it is fetched again once it has one.");
-        } else {
-            tracing::info!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, "The source partition has a leader again.");
-        }
-    }
-
-    pub(super) fn finish_fetch(&mut self, done: FetchDone, fetches: &mut Fetches) {
-        let FetchDone {
-            leader,
-            kind,
-            partitions,
-            mut reservation,
-            result,
-            answered_in,
-        } = done;
-        fetches.busy.remove(&(leader, kind));
-        let now = Instant::now();
-        for sp in &partitions {
-            if let Some(r) = self.partitions.get_mut(sp) {
-                r.fetching = false;
-                r.answered_at = Some(now);
-            }
-        }
-        let got = match result {
-            Ok(got) => {
-                self.stats.source_answered();
-                if let Some(failures) = fetches.leader_failures.remove(&leader) {
-                    tracing::info!(flow = %self.flow.name, leader, failures, "Fetch works again.");
-                }
-                if kind.max_wait_ms() == 0 {
-                    fetches.answer_time.insert(leader, answered_in);
-                }
-                got
-            }
-            Err(e) => {
-                let failures = fetches.leader_failures.entry(leader).or_default();
-                *failures += 1;
-                let failures = *failures;
-                let retry = FETCH_RETRY
-                    .saturating_mul(1 << (failures - 1).min(5))
-                    .min(FETCH_RETRY_MAX);
-                let retry_in_ms = retry.as_millis() as u64;
-                if failures == 1 || failures.is_multiple_of(FETCH_FAILURES_PER_WARN) {
-                    tracing::warn!(flow = %self.flow.name, leader, error = %e, failures, retry_in_ms, "Fetch failed; retrying (further failures in a row are logged at DEBUG, and every {FETCH_FAILURES_PER_WARN}th here).");
-                } else {
-                    tracing::debug!(flow = %self.flow.name, leader, error = %e, failures, retry_in_ms, "Fetch failed; retrying.");
-                }
-                self.stats.source_failed(&e);
-                // Its partitions' last lag grows stale while the source goes on: unknown
-                // once no Fetch of theirs has answered for as long as a failing side takes
-                // to be reported (one failure alone is a blip, retried at once).
-                let stale = Duration::from_millis(FAILING_GRACE_MS as u64);
-                for sp in &partitions {
-                    if let Some(r) = self.partitions.get(sp) {
-                        if r.stats.fetched_ago().is_none_or(|ago| ago >= stale) {
-                            r.stats.fetch_failed();
-                        }
-                    }
-                }
-                fetches
-                    .leader_not_before
-                    .insert(leader, Instant::now() + retry);
-                self.refresh_source(fetches);
-                return;
-            }
-        };
-        tracing::trace!(flow = %self.flow.name, leader, ?kind, partitions = got.len(), reserved_bytes = reservation.bytes(), "Fetch response.");
-        let throttle_ms = got.first().map_or(0, |g| g.throttle_time_ms);
-        // A response that carried one partition is handed to it without a copy.
-        let alone = got.len() == 1;
-        let mut refresh = false;
-        for g in got {
-            refresh |= self.deliver(g, alone, &mut reservation);
-        }
-        if refresh {
-            self.refresh_source(fetches);
-        }
-        if throttle_ms > 0 {
-            // KIP-219: the source broker asked for a pause before the next fetch.
-            tracing::debug!(flow = %self.flow.name, leader, throttle_ms, "Source throttled the fetch.");
-            fetches.leader_not_before.insert(
-                leader,
-                Instant::now() + crate::client::throttle_wait(throttle_ms),
-            );
-        }
-    }
-
-    /// Refreshes the source's metadata in the background (once at a time): a partition
-    /// without a leader, or a leader that failed, must not hold up the others.
-    fn refresh_source(&self, fetches: &mut Fetches) {
-        if fetches
-            .refreshing
-            .as_ref()
-            .is_some_and(|h| !h.is_finished())
-        {
-            return;
-        }
-        let source = self.source.clone();
-        fetches.refreshing = Some(tokio::spawn(async move {
-            let _ = source.refresh_metadata().await;
-        }));
     }
 }
 

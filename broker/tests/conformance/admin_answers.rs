@@ -10,7 +10,7 @@ use kafka_protocol::messages::*;
 
 use crate::admin::{check, row, s};
 use crate::common;
-use crate::harness::{Ctx, Got, Row};
+use crate::harness::{kafka_2_8, Ctx, Got, Row};
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_TOPIC_EXCEPTION: i16 = 17;
@@ -144,11 +144,6 @@ async fn partitions_of_unknown(ctx: Ctx) -> Got {
         ),
         Err(_) => Got::Closed,
     }
-}
-
-/// A ZooKeeper-mode Kafka 2.8 (ZkAdminManager answers config requests).
-fn kafka_2_8(c: &mut kmirror_broker::BrokerConfig) {
-    c.emulate_kafka = kmirror_broker::KafkaRelease::V2_8;
 }
 
 /// IncrementalAlterConfigs of `key` on `topic` (created first when `create`): the error

@@ -300,6 +300,23 @@ async fn delete_by_id_code(ctx: Ctx) -> Got {
     })
 }
 
+/// FindCoordinator v3 for the denied group `denied`, then for `granted`: the second's code,
+/// once the first was GROUP_AUTHORIZATION_FAILED.
+async fn denied_then_granted_coordinator(ctx: Ctx) -> Got {
+    let find = |group: &str| FindCoordinatorRequest::default().with_key(s(group));
+    match ctx.m.send_at(&find("denied"), 3).await {
+        Ok(r) if r.error_code == GROUP_DENIED => {}
+        Ok(r) => {
+            return Got::Answer(format!(
+                "the denied group's lookup answered {}",
+                r.error_code
+            ))
+        }
+        Err(_) => return Got::Closed,
+    }
+    code_or_closed(ctx.m.send_at(&find("granted"), 3).await, |r| r.error_code)
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
         row!("Produce with a transactional id without WRITE on it: TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
@@ -460,6 +477,9 @@ pub fn rows() -> Vec<Row> {
                     .with_transaction_timeout_ms(60_000);
                 code_or_closed(ctx.m.send_at(&req, 4).await, |r| r.error_code)
             }),
+        row!("FindCoordinator for a group without DESCRIBE creates no __consumer_offsets: a granted group's first lookup after it still answers COORDINATOR_NOT_AVAILABLE",
+            "KafkaApis.getCoordinator (authorize before autoTopicCreationManager.createTopics)", Got::Code(15), authorizer,
+            |ctx| denied_then_granted_coordinator(ctx).await),
         row!("FindCoordinator v3 for a transactional id without DESCRIBE on it: TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
             "KafkaApis.getCoordinator", Got::Code(53), authorizer,
             |ctx| {

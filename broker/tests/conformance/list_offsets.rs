@@ -7,7 +7,7 @@ use kafka_protocol::records::Compression;
 
 use crate::admin::{check, create_with, delete_records, row};
 use crate::common;
-use crate::harness::{Ctx, Got, Row};
+use crate::harness::{kafka_2_8, Ctx, Got, Row};
 
 // ---- ListOffsets on LogAppendTime topics ---------------------------------------------
 
@@ -117,11 +117,6 @@ async fn list_each(
         .flat_map(|t| t.partitions.iter())
         .map(|p| (p.partition_index, p.error_code, p.timestamp, p.offset))
         .collect())
-}
-
-/// Emulating Kafka 2.8.
-fn kafka_2_8(c: &mut kmirror_broker::BrokerConfig) {
-    c.emulate_kafka = kmirror_broker::KafkaRelease::V2_8;
 }
 
 /// Emulating Kafka 3.6.

@@ -7,7 +7,7 @@ use kafka_protocol::messages::*;
 
 use crate::admin::{check, row};
 use crate::common;
-use crate::harness::{Ctx, Got, Row};
+use crate::harness::{kafka_2_8, Ctx, Got, Row};
 
 const UNKNOWN_TOPIC_ID: i16 = 100;
 
@@ -84,11 +84,6 @@ async fn internal_topic(ctx: Ctx) -> Got {
         (internal, code),
         (Some(true), 17),
     )
-}
-
-/// A ZooKeeper-mode Kafka 2.8.
-fn kafka_2_8(c: &mut kmirror_broker::BrokerConfig) {
-    c.emulate_kafka = kmirror_broker::KafkaRelease::V2_8;
 }
 
 /// Emulating 2.8, with default.replication.factor 3 on one broker.

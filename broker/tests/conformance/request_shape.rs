@@ -15,7 +15,7 @@ use kafka_protocol::messages::*;
 
 use crate::admin::{check, create_with, row, s};
 use crate::common;
-use crate::harness::{Ctx, Got, Row};
+use crate::harness::{kafka_2_8, Ctx, Got, Row};
 
 const INVALID_PARTITIONS: i16 = 37;
 const INVALID_CONFIG: i16 = 40;
@@ -195,6 +195,31 @@ async fn legacy(ctx: Ctx, value: Option<&str>) -> Got {
     }
 }
 
+/// DeleteTopics v6 of an unknown name and an unknown id, checked against `expected`
+/// (code, message) of each.
+async fn unknown_deleted(ctx: &Ctx, expected: Vec<(i16, Option<String>)>) -> Got {
+    let req = DeleteTopicsRequest::default()
+        .with_timeout_ms(5000)
+        .with_topics(vec![
+            by_name(&ctx.topic("nosuch")),
+            by_id(uuid::Uuid::new_v4()),
+        ]);
+    let Ok(r) = ctx.m.send_at(&req, 6).await else {
+        return Got::Closed;
+    };
+    let got: Vec<_> = r
+        .responses
+        .iter()
+        .map(|t| {
+            (
+                t.error_code,
+                t.error_message.as_ref().map(|m| m.to_string()),
+            )
+        })
+        .collect();
+    check("(code, message) of each", got, expected)
+}
+
 pub fn rows() -> Vec<Row> {
     vec![
         row!(
@@ -229,27 +254,23 @@ pub fn rows() -> Vec<Row> {
             "ControllerApis.deleteTopics (ApiError of the code)",
             Got::Code(0),
             |ctx| {
-                let req = DeleteTopicsRequest::default()
-                    .with_timeout_ms(5000)
-                    .with_topics(vec![by_name(&ctx.topic("nosuch")), by_id(uuid::Uuid::new_v4())]);
-                let Ok(r) = ctx.m.send_at(&req, 6).await else {
-                    return Got::Closed;
-                };
-                let got: Vec<_> = r
-                    .responses
-                    .iter()
-                    .map(|t| (t.error_code, t.error_message.as_ref().map(|m| m.to_string())))
-                    .collect();
                 let text = |m: &str| Some(m.to_string());
-                check(
-                    "(code, message) of each",
-                    got,
+                unknown_deleted(
+                    &ctx,
                     vec![
                         (3, text("This server does not host this topic-partition.")),
                         (100, text("This server does not host this topic ID.")),
                     ],
                 )
+                .await
             }
+        ),
+        row!(
+            "Kafka 2.8: DeleteTopics v6 of an unknown name and an unknown id: the same codes, no messages",
+            "KafkaApis.handleDeleteTopicsRequest (2.8: DeletableTopicResult without a message)",
+            Got::Code(0),
+            Some(kafka_2_8),
+            |ctx| unknown_deleted(&ctx, vec![(3, None), (100, None)]).await
         ),
         row!(
             "DeleteTopics v6 giving an id twice: INVALID_REQUEST, nothing deleted",

@@ -282,6 +282,78 @@ fn sync_acls_copies_literal_topic_acls_with_mirrormaker_2s_rules() {
     );
 }
 
+/// A target that lets the daemon describe ACLs but not create them (no ALTER on the
+/// cluster): each refused ACL is said once, not once per discovery round, and the topic is
+/// mirrored all the same.
+#[test]
+fn an_acl_the_target_refuses_is_said_once_while_the_topic_is_mirrored() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = BrokerProcess::start(
+        &dir.path().join("east"),
+        &["--authorizer", "acl", "--super-users", "User:ANONYMOUS"],
+    );
+    // The daemon (User:ANONYMOUS over plaintext) may do everything on topics and groups,
+    // and describe, create and write idempotently on the cluster; not ALTER it.
+    let west = dir.path().join("west");
+    std::fs::create_dir_all(&west).unwrap();
+    let allow = |resource_type: u8, name: &str, pattern_type: u8, operation: u8| {
+        format!(
+            r#"{{"resource_type":{resource_type},"resource_name":"{name}","pattern_type":{pattern_type},"principal":"User:ANONYMOUS","host":"*","operation":{operation},"permission":3}}"#
+        )
+    };
+    // Kafka's codes: TOPIC 2, GROUP 3, CLUSTER 4; LITERAL 3; ALL 2, CREATE 5, DESCRIBE 8,
+    // DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12.
+    let mut acls = vec![allow(2, "*", 3, 2), allow(3, "*", 3, 2)];
+    acls.extend([5, 8, 10, 11, 12].map(|op| allow(4, "kafka-cluster", 3, op)));
+    std::fs::write(west.join("acls.json"), format!("[{}]", acls.join(","))).unwrap();
+    let target = BrokerProcess::start(
+        &west,
+        &["--authorizer", "acl", "--super-users", "User:admin"],
+    );
+    let out = anonymous(
+        &source,
+        &[
+            "create",
+            "TOPIC|orders|LITERAL|User:alice|READ|ALLOW",
+            "TOPIC|orders|LITERAL|User:bob|READ|ALLOW",
+        ],
+    );
+    assert!(out.contains("CREATED 2"), "{out}");
+    run_ok(
+        kcat().args(["-b", &source.addr(), "-P", "-t", "orders"]),
+        Some(b"one\n".to_vec()),
+        CLIENT_WAIT,
+    );
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target.addr())],
+        "  - name: east-to-west\n    source: east\n    target: west\n    topics: { include: [\"orders\"] }\n    sync_acls: true\n    discovery_interval: 1s\n",
+    );
+    let daemon = DaemonProcess::start_with(
+        &config,
+        &[],
+        &[("KMIRROR_LOG", "info,kmirror::mirror::acl_sync=debug")],
+    );
+    // Six rounds that found both ACLs refused: each was said once.
+    assert!(
+        daemon
+            .log
+            .wait_for_count("refused=2", 6, Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(40)
+    );
+    let log = daemon.log.text();
+    let said = |principal: &str| {
+        log.lines()
+            .filter(|l| l.contains("Could not sync a topic ACL") && l.contains(principal))
+            .count()
+    };
+    assert_eq!((said("User:alice"), said("User:bob")), (1, 1), "{log}");
+    assert!(!log.contains("Topic ACL synced."), "{log}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    support::cluster::wait_for_records(&rt, &target.addr(), "east.orders", 1, &daemon);
+}
+
 /// A broker requiring client certificates, with ACLs and `super_user` allowed everything;
 /// whether kcat with `certs`' client certificate (subject `CN=kmirror`) can write and read.
 fn mtls_client_allowed(dir: &Path, certs: &Path, super_user: &str) -> Result<(), String> {

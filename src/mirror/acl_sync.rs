@@ -72,7 +72,10 @@ impl AclSync {
         tracing::debug!(flow = %self.flow.name, "Topic ACL sync started.");
         loop {
             match self.round().await {
-                Ok(true) => last_error.clear(),
+                Ok(true) => {
+                    last_error.clear();
+                    tracing::debug!(flow = %self.flow.name, refused = self.refused.len(), "Topic ACLs compared with the target's.");
+                }
                 Ok(false) => return,
                 Err(e) if e != last_error => {
                     tracing::warn!(flow = %self.flow.name, error = %e, "Cannot sync topic ACLs; retrying every discovery interval.");

@@ -61,6 +61,16 @@ impl Log {
         .flatten()
     }
 
+    /// Waits until at least `count` lines contain `needle`; false after `timeout` or once
+    /// the process closed its output with fewer.
+    pub fn wait_for_count(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        self.wait(timeout, |s| {
+            let n = s.lines.iter().filter(|l| l.contains(needle)).count();
+            (n >= count || s.open == 0).then_some(n >= count)
+        })
+        .unwrap_or(false)
+    }
+
     /// Waits until every stream reached its end (the process exited); false on timeout.
     pub(crate) fn wait_closed(&self, timeout: Duration) -> bool {
         self.wait(timeout, |s| (s.open == 0).then_some(true))

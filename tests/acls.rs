@@ -200,6 +200,21 @@ fn anonymous(broker: &BrokerProcess, args: &[&str]) -> String {
     run_python("acls.py", &all)
 }
 
+/// One record in `orders` on `source`, and a topology mirroring it to `target` with
+/// `sync_acls` and a discovery round a second.
+fn orders_with_acl_sync(dir: &Path, source: &BrokerProcess, target: &BrokerProcess) -> PathBuf {
+    run_ok(
+        kcat().args(["-b", &source.addr(), "-P", "-t", "orders"]),
+        Some(b"one\n".to_vec()),
+        CLIENT_WAIT,
+    );
+    write_topology(
+        dir,
+        &[("east", &source.addr()), ("west", &target.addr())],
+        "  - name: east-to-west\n    source: east\n    target: west\n    topics: { include: [\"orders\"] }\n    sync_acls: true\n    discovery_interval: 1s\n",
+    )
+}
+
 #[test]
 fn sync_acls_copies_literal_topic_acls_with_mirrormaker_2s_rules() {
     let dir = tempfile::tempdir().unwrap();
@@ -221,16 +236,7 @@ fn sync_acls_copies_literal_topic_acls_with_mirrormaker_2s_rules() {
         ],
     );
     assert!(out.contains("CREATED 8"), "{out}");
-    run_ok(
-        kcat().args(["-b", &source.addr(), "-P", "-t", "orders"]),
-        Some(b"one\n".to_vec()),
-        CLIENT_WAIT,
-    );
-    let config = write_topology(
-        dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
-        "  - name: east-to-west\n    source: east\n    target: west\n    topics: { include: [\"orders\"] }\n    sync_acls: true\n    discovery_interval: 1s\n",
-    );
+    let config = orders_with_acl_sync(dir.path(), &source, &target);
     let daemon = DaemonProcess::start(&config);
     assert!(
         daemon
@@ -319,16 +325,7 @@ fn an_acl_the_target_refuses_is_said_once_while_the_topic_is_mirrored() {
         ],
     );
     assert!(out.contains("CREATED 2"), "{out}");
-    run_ok(
-        kcat().args(["-b", &source.addr(), "-P", "-t", "orders"]),
-        Some(b"one\n".to_vec()),
-        CLIENT_WAIT,
-    );
-    let config = write_topology(
-        dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
-        "  - name: east-to-west\n    source: east\n    target: west\n    topics: { include: [\"orders\"] }\n    sync_acls: true\n    discovery_interval: 1s\n",
-    );
+    let config = orders_with_acl_sync(dir.path(), &source, &target);
     let daemon = DaemonProcess::start_with(
         &config,
         &[],

@@ -83,7 +83,9 @@ pub(crate) async fn plan(topology: config::Topology) -> ExitCode {
             };
             let mut configs = Vec::new();
             if flow.sync_configs.enabled {
-                if let Ok(mut source_configs) = source.topic_configs(name).await {
+                if let Ok((mut source_configs, source_known)) =
+                    source.synced_configs_and_keys(name).await
+                {
                     source_configs.retain(|(k, _)| flow.sync_configs.syncs(k));
                     // As the engine: the keys the target knows, from the target topic or,
                     // before it exists, from the progress topic.
@@ -97,7 +99,7 @@ pub(crate) async fn plan(topology: config::Topology) -> ExitCode {
                     let (source_configs, unknown) =
                         selection::known_to_target(source_configs, &known);
                     let (changed, removed) =
-                        selection::config_changes(flow, &source_configs, &current);
+                        selection::config_changes(flow, &source_configs, &current, &source_known);
                     configs.extend(changed.iter().map(|(k, v)| format!("set {k}={v}")));
                     configs.extend(removed.iter().map(|k| format!("remove {k}")));
                     configs.extend(

@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
@@ -20,6 +22,10 @@ use super::{ClientError, ClusterClient};
 const TOPIC_RESOURCE: i8 = 2;
 /// DescribeConfigs `config_source` of a value set on the topic itself.
 const SOURCE_TOPIC: i8 = 1;
+/// DescribeConfigs `config_source` of a value a topic inherits from a dynamic config of its
+/// broker, or of every broker of the cluster (Kafka's DYNAMIC_BROKER_CONFIG and
+/// DYNAMIC_DEFAULT_BROKER_CONFIG).
+const SOURCE_DYNAMIC_BROKER: [i8; 2] = [2, 3];
 
 fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -168,16 +174,46 @@ impl ClusterClient {
         &self,
         topic: &str,
     ) -> Result<(Vec<(String, String)>, HashSet<String>), ClientError> {
+        self.configs_and_keys(topic, |c| {
+            c.config_source == SOURCE_TOPIC && !c.is_sensitive
+        })
+        .await
+    }
+
+    /// The configs of `topic` that `keep` takes, sorted by name, and the name of every
+    /// topic config the answering broker knows.
+    async fn configs_and_keys(
+        &self,
+        topic: &str,
+        keep: impl Fn(&DescribeConfigsResourceResult) -> bool,
+    ) -> Result<(Vec<(String, String)>, HashSet<String>), ClientError> {
         let r = self.describe_topic(topic, None).await?;
         let mut set: Vec<(String, String)> = r
             .configs
             .iter()
-            .filter(|c| c.config_source == SOURCE_TOPIC && !c.is_sensitive)
+            .filter(|c| keep(c))
             .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
             .collect();
         set.sort();
         let known = r.configs.iter().map(|c| c.name.to_string()).collect();
         Ok((set, known))
+    }
+
+    /// The configs a mirror copies from a source topic, as MirrorMaker 2 picks them
+    /// (MirrorSourceConnector.targetConfig): set on the topic, or inherited from a dynamic
+    /// broker config (a cluster-wide `log.retention.ms` set at run time, which the target
+    /// cluster does not have); not Kafka's defaults, nor the brokers' static files, nor
+    /// read-only or sensitive values. With the name of every topic config the source knows.
+    pub async fn synced_configs_and_keys(
+        &self,
+        topic: &str,
+    ) -> Result<(Vec<(String, String)>, HashSet<String>), ClientError> {
+        self.configs_and_keys(topic, |c| {
+            (c.config_source == SOURCE_TOPIC || SOURCE_DYNAMIC_BROKER.contains(&c.config_source))
+                && !c.is_sensitive
+                && !c.read_only
+        })
+        .await
     }
 
     /// The effective values (set on the topic or inherited from the broker) of `keys`;

@@ -87,11 +87,15 @@ pub fn target_action(flow: &Flow, count: i32, target_count: Option<i32>) -> Targ
 
 /// Config sync: the synced source configs that differ on the target (to set), and the
 /// synced configs the target has but the source no longer sets (to remove, back to the
-/// target's default, as MirrorMaker 2 does). Excluded configs are the target's business.
+/// target's default, as MirrorMaker 2 does). Excluded configs are the target's business,
+/// and so are keys the source cluster does not know (`source_known`: every key its
+/// DescribeConfigs lists): a 2.8 source has no `message.timestamp.after.max.ms`, which
+/// an operator may have to set on a 4.x target.
 pub fn config_changes(
     flow: &Flow,
     source: &[(String, String)],
     target: &[(String, String)],
+    source_known: &HashSet<String>,
 ) -> (Vec<(String, String)>, Vec<String>) {
     let current: HashMap<&str, &str> = target
         .iter()
@@ -104,7 +108,11 @@ pub fn config_changes(
         .collect();
     let removed = target
         .iter()
-        .filter(|(k, _)| flow.sync_configs.syncs(k) && !source.iter().any(|(s, _)| s == k))
+        .filter(|(k, _)| {
+            flow.sync_configs.syncs(k)
+                && source_known.contains(k)
+                && !source.iter().any(|(s, _)| s == k)
+        })
         .map(|(k, _)| k.clone())
         .collect();
     (changed, removed)

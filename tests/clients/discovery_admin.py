@@ -4,6 +4,7 @@
     discovery_admin.py BOOTSTRAP delete TOPIC
     discovery_admin.py BOOTSTRAP add-partitions TOPIC TOTAL
     discovery_admin.py BOOTSTRAP alter TOPIC name=value [...]
+    discovery_admin.py BOOTSTRAP alter-broker ID name=value [...]
     discovery_admin.py BOOTSTRAP unset TOPIC name [...]
     discovery_admin.py BOOTSTRAP produce TOPIC PREFIX COUNT [PARTITION ...]
     discovery_admin.py BOOTSTRAP produce-aged TOPIC PREFIX AGE_MS [COUNT ...]
@@ -98,11 +99,11 @@ def main():
             f.result(60)
         wait_partitions(admin, topic, int(total))
         print(json.dumps({"ok": True}))
-    elif command == "alter":
-        topic, *configs = rest
+    elif command in ("alter", "alter-broker"):
+        name, *configs = rest
         resource = ConfigResource(
-            ResourceType.TOPIC,
-            topic,
+            ResourceType.TOPIC if command == "alter" else ResourceType.BROKER,
+            name,
             incremental_configs=[
                 ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
                 for k, v in pairs(configs).items()

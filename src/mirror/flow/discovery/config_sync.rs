@@ -8,7 +8,7 @@
 //! are synced. Config sync never keeps a topic's partitions from being mirrored: only a
 //! target topic that cannot be created or grown does.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use kmirror_wire::errors::ResponseError;
 
@@ -45,17 +45,18 @@ const KEEPS_RECORDS: [&str; 8] = [
 pub(super) type Refused = Vec<(String, ClientError)>;
 
 impl Discovery {
-    /// The source topic's configs that the flow syncs (none with `sync_configs` off).
+    /// The source topic's configs that the flow syncs (none with `sync_configs` off), and
+    /// every topic config key the source knows.
     pub(super) async fn synced_source_configs(
         &self,
         topic: &str,
-    ) -> Result<Vec<(String, String)>, ClientError> {
+    ) -> Result<(Vec<(String, String)>, HashSet<String>), ClientError> {
         if !self.flow.sync_configs.enabled {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         }
-        let mut c = self.source.topic_configs(topic).await?;
+        let (mut c, known) = self.source.synced_configs_and_keys(topic).await?;
         c.retain(|(k, _)| self.flow.sync_configs.syncs(k));
-        Ok(c)
+        Ok((c, known))
     }
 
     /// Creates `target_topic` with `configs`; if the target refuses the configs, creates
@@ -108,10 +109,10 @@ impl Discovery {
             return;
         }
         let synced = async {
-            let configs = self.synced_source_configs(topic).await?;
+            let (configs, source_known) = self.synced_source_configs(topic).await?;
             let (current, known) = self.target.topic_configs_and_keys(target_topic).await?;
             let configs = self.known_to_target(configs, &known, target_topic);
-            let (changed, removed) = config_changes(&self.flow, &configs, &current);
+            let (changed, removed) = config_changes(&self.flow, &configs, &current, &source_known);
             if changed.is_empty() && removed.is_empty() {
                 return Ok(Vec::new());
             }

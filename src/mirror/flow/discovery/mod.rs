@@ -385,7 +385,7 @@ impl Discovery {
             TargetAction::Create { partitions } => {
                 // Created with the source's configs (cleanup.policy among them) or not
                 // yet: a source that cannot give them now is asked again next round.
-                let mut configs = self.synced_source_configs(topic).await?;
+                let (mut configs, _) = self.synced_source_configs(topic).await?;
                 // The target topic's keys cannot be asked yet; the progress topic's can.
                 if !configs.is_empty() {
                     match self.target.topic_configs_and_keys(PROGRESS_TOPIC).await {

@@ -14,7 +14,7 @@ use support::groups::*;
 use support::records::Produce;
 use support::*;
 
-const FLOW: &str = "east-to-west";
+const FLOW: &str = GROUP_SYNC_FLOW;
 
 /// `kmirror failover --dry-run` of group `app` of the flow: its output.
 fn dry_run(config: &str) -> String {
@@ -61,11 +61,7 @@ fn a_group_fails_over_to_the_target_while_the_source_is_down() {
     // Target offsets differ from source offsets: the target topic has records of its own.
     assert_eq!(produce(&target.addr(), 40, "local"), 80);
     assert_eq!(produce(&source.addr(), 250, "acked"), 500);
-    let config = write_topology(
-        dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
-        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"app\"], sync_offsets: true, interval: 1s }}\n"),
-    );
+    let config = group_sync_topology(dir.path(), &source, &target, "app");
     let config = config.to_str().unwrap().to_string();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let daemon = DaemonProcess::start(std::path::Path::new(&config));
@@ -369,11 +365,7 @@ fn a_source_loading_its_groups_is_asked_again() {
         std::thread::sleep(Duration::from_millis(200));
     }
     commit(&source.addr(), TOPIC, "app", "0:10,1:10");
-    let config = write_topology(
-        dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
-        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"app\"], sync_offsets: true, interval: 1s }}\n"),
-    );
+    let config = group_sync_topology(dir.path(), &source, &target, "app");
     let config = config.to_str().unwrap().to_string();
     let mut daemon = DaemonProcess::start(std::path::Path::new(&config));
     // The group sync has read and stored the group's offsets.

@@ -16,7 +16,7 @@ use support::groups::*;
 use support::records::Produce;
 use support::*;
 
-const FLOW: &str = "east-to-west";
+const FLOW: &str = GROUP_SYNC_FLOW;
 
 #[test]
 fn source_group_positions_carry_over_exactly_after_a_restart() {
@@ -54,11 +54,7 @@ fn sync_scenario(broker_args: &[&str]) {
     }
     .run();
     assert_eq!(local, 100);
-    let config = write_topology(
-        dir.path(),
-        &[("east", &source.addr()), ("west", &target.addr())],
-        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"app-.*\"], sync_offsets: true, interval: 1s }}\n"),
-    );
+    let config = group_sync_topology(dir.path(), &source, &target, "app-.*");
     let listen = add_telemetry_listener(&config);
     // The first run mirrors everything (no group has committed yet), then stops.
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -349,11 +345,7 @@ fn twenty_records_and_flow(
     }
     .run();
     assert_eq!(produced, 40);
-    write_topology(
-        dir,
-        &[("east", &source.addr()), ("west", &target.addr())],
-        &format!("  - name: {FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"{include}\"], sync_offsets: true, interval: 1s }}\n"),
-    )
+    group_sync_topology(dir, source, target, include)
 }
 
 /// A source with more gaps than the offset map keeps runs for (4,400 batches of a

@@ -76,6 +76,18 @@ impl ClusterClient {
             None => Ok(offset),
         }
     }
+
+    /// The log start offset of `topic`/`partition`, if the cluster answers; a partition
+    /// not in the cached metadata yet (a fresh client) refreshes it once.
+    pub async fn log_start(&self, topic: &str, partition: i32) -> Option<i64> {
+        match self.list_offset(topic, partition, EARLIEST).await {
+            Ok(offset) => Some(offset),
+            Err(_) => {
+                self.refresh_metadata().await.ok()?;
+                self.list_offset(topic, partition, EARLIEST).await.ok()
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -209,6 +209,16 @@ pub async fn failover(topology: &Topology, args: &Failover) -> Result<String, St
             ));
         }
     }
+    let deleted = rows
+        .iter()
+        .filter(|r| matches!(r.translation, Translation::BelowTargetLogStart { .. }))
+        .count();
+    if deleted > 0 {
+        let _ = writeln!(
+            out,
+            "On {deleted} partition(s) the target no longer holds the records from the translated offset on (its retention, or DeleteRecords, deleted them): the group goes on from the target's log start there."
+        );
+    }
     if args.dry_run {
         let _ = writeln!(
             out,

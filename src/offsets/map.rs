@@ -75,6 +75,13 @@ pub enum Translation {
     /// The offset is below what the map accounts for (mirrored before the map began, or
     /// trimmed from it).
     BeforeMap { map_start: i64 },
+    /// The record was mirrored to `translated`, but the target no longer holds it: its log
+    /// starts at `target_offset` (its own retention deleted the copy, or DeleteRecords).
+    /// A consumer goes on from the target's log start, the first record it still holds,
+    /// where one resetting to the earliest offset would; committed at `translated`, it
+    /// would be out of range and, with Kafka's default `auto.offset.reset=latest`, skip to
+    /// the end.
+    BelowTargetLogStart { target_offset: i64, translated: i64 },
 }
 
 impl Translation {
@@ -85,6 +92,7 @@ impl Translation {
             | Translation::Gap { target_offset }
             | Translation::Approximate { target_offset } => Some(*target_offset),
             Translation::BelowLogStart { target_offset, .. } => *target_offset,
+            Translation::BelowTargetLogStart { target_offset, .. } => Some(*target_offset),
             _ => None,
         }
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::client::{list_offsets, ClientError, ClusterClient};
+use crate::client::{ClientError, ClusterClient};
 use crate::config::Flow;
 use crate::mirror::progress::{Progress, SourcePartition};
 use crate::offsets::Translation;
@@ -54,17 +54,30 @@ pub struct PartitionOffsets {
 impl FlowOffsets {
     /// The source log start offset of `topic`/`partition`, if the source answers.
     async fn log_start(&self, topic: &str, partition: i32) -> Option<i64> {
-        let earliest = || {
-            self.source
-                .list_offset(topic, partition, list_offsets::EARLIEST)
+        self.source.log_start(topic, partition).await
+    }
+
+    /// `translation`, unless its target offset lies below the log start of the target
+    /// partition (`topic`/`partition` on the target): then the target's log start
+    /// ([`Translation::BelowTargetLogStart`]). A target that does not answer leaves it as
+    /// it is.
+    async fn within_target_log(
+        &self,
+        topic: &str,
+        partition: i32,
+        translation: Translation,
+    ) -> Translation {
+        let Some(translated) = translation.target_offset() else {
+            return translation;
         };
-        match earliest().await {
-            Ok(offset) => Some(offset),
-            // Not in the cached metadata yet (a fresh client): refresh once.
-            Err(_) => {
-                self.source.refresh_metadata().await.ok()?;
-                earliest().await.ok()
+        match self.target.log_start(topic, partition).await {
+            Some(target_log_start) if target_log_start > translated => {
+                Translation::BelowTargetLogStart {
+                    target_offset: target_log_start,
+                    translated,
+                }
             }
+            _ => translation,
         }
     }
 
@@ -140,6 +153,9 @@ impl FlowOffsets {
             }
             _ => renamed,
         };
+        let translation = self
+            .within_target_log(&target_topic, partition, translation)
+            .await;
         Some(PartitionOffsets {
             topic: topic.to_string(),
             partition,
@@ -170,6 +186,7 @@ pub fn state_name(translation: &Translation) -> &'static str {
         Translation::NotYet { .. } => "not_yet",
         Translation::BelowLogStart { .. } => "below_log_start",
         Translation::BeforeMap { .. } => "before_map",
+        Translation::BelowTargetLogStart { .. } => "below_target_log_start",
     }
 }
 
@@ -196,6 +213,9 @@ pub fn render(rows: &[PartitionOffsets]) -> String {
             Translation::Approximate { .. } => {
                 "approximate: where the map was thinned, at or before the exact offset".to_string()
             }
+            Translation::BelowTargetLogStart { translated, .. } => format!(
+                "mirrored to {translated}, below the target's log start (the target deleted it): goes on from there"
+            ),
             Translation::BeforeMap { map_start } => {
                 // Not mirrored (start_from: latest) or mirrored before the map restarted.
                 format!("before the offset map, which begins at {map_start}")

@@ -186,6 +186,17 @@ impl GroupSync {
         }
     }
 
+    /// `target` with its offset raised to the log start of its partition on the target
+    /// cluster, where the target deleted the records below (its own retention): committed
+    /// below it, the group's consumers would reset by `auto.offset.reset` (to the end, by
+    /// default) and skip what the target still holds.
+    async fn within_target_log(&self, mut target: Committed) -> Committed {
+        if let Some(start) = self.target.log_start(&target.topic, target.partition).await {
+            target.offset = target.offset.max(start);
+        }
+        target
+    }
+
     async fn sync_group(&self, group: &str) -> Result<GroupRound, ClientError> {
         let mut round = GroupRound::default();
         // Per partition, the source offset whose translation the target group was last
@@ -268,7 +279,13 @@ impl GroupSync {
         let mut in_sync = Vec::new();
         for (sp, source_offset, target) in wanted {
             let rewound = previous.get(&sp).is_some_and(|&last| source_offset < last);
-            match current.get(&(target.topic.clone(), target.partition)) {
+            let now = current.get(&(target.topic.clone(), target.partition));
+            let target = if now.is_some_and(|(o, m)| *o == target.offset && *m == target.metadata) {
+                target
+            } else {
+                self.within_target_log(target).await
+            };
+            match now {
                 // A commit's metadata can change alone (Kafka Streams' stream time).
                 Some((now, metadata)) if *now == target.offset && *metadata == target.metadata => {
                     in_sync.push((sp.topic, sp.partition, source_offset));
@@ -422,5 +439,11 @@ pub fn describe(translation: &Translation, source_offset: i64) -> String {
         Translation::Approximate { target_offset } => {
             format!("translates to {target_offset}, at or before the exact offset (the offset map was thinned there)")
         }
+        Translation::BelowTargetLogStart {
+            target_offset,
+            translated,
+        } => format!(
+            "translates to {translated}, below the target's log start {target_offset} (the target deleted those records): goes on from there"
+        ),
     }
 }

@@ -12,6 +12,25 @@ use super::*;
 pub const TOPIC: &str = "orders";
 pub const PARTITIONS: usize = 2;
 
+/// The flow of [`group_sync_topology`].
+pub const GROUP_SYNC_FLOW: &str = "east-to-west";
+
+/// A topology in `dir` with clusters `east` (`source`) and `west` (`target`) and one flow,
+/// [`GROUP_SYNC_FLOW`], of [`TOPIC`] under its own name, syncing the offsets of the groups
+/// matching `groups` (a regex as YAML writes it in double quotes) every second.
+pub fn group_sync_topology(
+    dir: &std::path::Path,
+    source: &BrokerProcess,
+    target: &BrokerProcess,
+    groups: &str,
+) -> std::path::PathBuf {
+    write_topology(
+        dir,
+        &[("east", &source.addr()), ("west", &target.addr())],
+        &format!("  - name: {GROUP_SYNC_FLOW}\n    source: east\n    target: west\n    rename: \"{{topic}}\"\n    topics: {{ include: [\"{TOPIC}\"] }}\n    groups: {{ include: [\"{groups}\"], sync_offsets: true, interval: 1s }}\n"),
+    )
+}
+
 /// Runs `groups.py COMMAND` on `topic` of `bootstrap`, for `group` if given, with `more`
 /// arguments.
 pub fn groups(

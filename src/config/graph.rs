@@ -214,8 +214,11 @@ pub fn rename_collisions(flows: &[Flow]) -> Vec<Finding> {
             };
             if !names::provably_disjoint(&a, &b) {
                 // {source} tells flows of different sources apart, not two of one source.
+                let with_source = |f: &Flow| f.rename.as_str().contains("{source}");
                 let advice = if earlier.source == later.source {
                     format!("both read cluster `{}`, so {{source}} cannot tell them apart: make their topics.include disjoint, or give one of them a rename of its own (e.g. \"{{source}}.{}.{{topic}}\")", later.source, later.name)
+                } else if with_source(earlier) && with_source(later) {
+                    format!("their renamed names overlap although both name their source (\"{earlier_prefix}\" and \"{later_prefix}\" before the topic: a cluster name and the start of a topic name make the other cluster's name): make their topics.include disjoint, or give one of them a rename of its own (e.g. \"{{source}}.{}.{{topic}}\")", later.name)
                 } else {
                     format!(
                         "use a rename with {{source}} (e.g. \"{}\") or make their topics.include disjoint",

@@ -57,6 +57,15 @@ impl Pattern {
         split_literal_prefix(&self.text).0
     }
 
+    /// `Some(name)` if the pattern is a plain name (no regex syntax but escapes), which it
+    /// alone matches.
+    pub fn literal_name(&self) -> Option<String> {
+        let (prefix, rest) = split_literal_prefix(&self.text);
+        (rest.is_empty() || rest == "$")
+            .then_some(prefix)
+            .filter(|p| !p.is_empty())
+    }
+
     /// `Some(p)` if the pattern is exactly "`p` followed by anything" (`p.*`), i.e. it
     /// matches every name starting with `p`.
     pub fn matches_every_name_with_prefix(&self) -> Option<String> {
@@ -298,14 +307,26 @@ pub struct RenamedTopics<'a> {
     pub filter: &'a NameFilter,
 }
 
-/// Whether no name can be in both spaces, as far as literal prefixes and suffixes prove.
-/// `false` means "possibly overlapping".
+/// Whether no name can be in both spaces, as far as plain names, literal prefixes and
+/// suffixes prove. `false` means "possibly overlapping".
 pub fn provably_disjoint(a: &RenamedTopics<'_>, b: &RenamedTopics<'_>) -> bool {
     if !a.suffix.ends_with(b.suffix) && !b.suffix.ends_with(a.suffix) {
         return true;
     }
+    // An include that is a plain name renames one topic: the other space holds its new
+    // name or not.
+    let one_name = |include: &Pattern, space: &RenamedTopics<'_>, other: &RenamedTopics<'_>| {
+        include.literal_name().map(|topic| {
+            !space.filter.matches(&topic)
+                || !produces(other, &format!("{}{topic}{}", space.prefix, space.suffix))
+        })
+    };
     a.filter.include.iter().all(|include_a| {
         b.filter.include.iter().all(|include_b| {
+            if let Some(disjoint) = one_name(include_a, a, b).or_else(|| one_name(include_b, b, a))
+            {
+                return disjoint;
+            }
             let prefix_a = format!("{}{}", a.prefix, include_a.literal_prefix());
             let prefix_b = format!("{}{}", b.prefix, include_b.literal_prefix());
             !prefix_a.starts_with(&prefix_b) && !prefix_b.starts_with(&prefix_a)
@@ -313,6 +334,14 @@ pub fn provably_disjoint(a: &RenamedTopics<'_>, b: &RenamedTopics<'_>) -> bool {
                 || excluded_by(&prefix_a, b)
         })
     })
+}
+
+/// Whether `name` is in `space`: the source topic it would be renamed from passes the
+/// space's filter.
+fn produces(space: &RenamedTopics<'_>, name: &str) -> bool {
+    name.strip_prefix(space.prefix)
+        .and_then(|topic| topic.strip_suffix(space.suffix))
+        .is_some_and(|topic| !topic.is_empty() && space.filter.matches(topic))
 }
 
 /// Whether every renamed name starting with `prefix` is excluded by `space`'s filter.
@@ -451,5 +480,42 @@ mod tests {
             filter: &all,
         };
         assert!(provably_disjoint(&suffixed, &other));
+    }
+
+    /// A plain name in one flow's include renames one topic, which the other flow's
+    /// filter passes or not: `big` and `big2` never meet, nor does `big` with `.*` minus
+    /// `big`; `big` with `b.*` does.
+    #[test]
+    fn disjointness_is_proved_by_plain_names() {
+        let space = |prefix, filter| RenamedTopics {
+            prefix,
+            suffix: "",
+            filter,
+        };
+        let big = filter(&["big"], &[]);
+        let big2 = filter(&["big2"], &[]);
+        let all_but_big = filter(&[".*"], &["big"]);
+        let b_any = filter(&["b.*"], &[]);
+        assert_eq!(
+            Pattern::new("big").unwrap().literal_name().as_deref(),
+            Some("big")
+        );
+        assert_eq!(
+            Pattern::new("big\\.eu$").unwrap().literal_name().as_deref(),
+            Some("big.eu")
+        );
+        assert_eq!(Pattern::new("big.*").unwrap().literal_name(), None);
+        assert!(provably_disjoint(&space("", &big), &space("", &big2)));
+        assert!(provably_disjoint(&space("", &big2), &space("", &big)));
+        assert!(provably_disjoint(
+            &space("", &big),
+            &space("", &all_but_big)
+        ));
+        assert!(!provably_disjoint(&space("", &big), &space("", &b_any)));
+        assert!(!provably_disjoint(&space("", &big), &space("", &big)));
+        // Renamed: "x.big" from a flow renaming to "x.{topic}" against "x.big" kept as is.
+        let x_big = filter(&["x\\.big"], &[]);
+        assert!(!provably_disjoint(&space("x.", &big), &space("", &x_big)));
+        assert!(provably_disjoint(&space("y.", &big), &space("", &x_big)));
     }
 }

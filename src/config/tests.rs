@@ -735,6 +735,33 @@ fn a_rename_collision_of_one_source_does_not_advise_source() {
     );
 }
 
+/// Plain names in the includes of two flows of one source prove them disjoint (`big` and
+/// `big2`; `big` and every topic but `big`), where only literal prefixes were compared
+/// before.
+#[test]
+fn plain_names_in_two_flows_of_one_source_do_not_collide() {
+    parse_ok(&with_flows(
+        "  - { name: a-to-c, source: a, target: c, topics: { include: [big, small] } }\n  - { name: a-to-c-2, source: a, target: c, topics: { include: [big2] } }\n",
+    ));
+    parse_ok(&with_flows(
+        "  - { name: a-to-c, source: a, target: c, topics: { include: [big] } }\n  - { name: a-to-c-2, source: a, target: c, topics: { include: [\".*\"], exclude: [big] } }\n",
+    ));
+}
+
+/// Clusters `us` and `us.east` with the default rename both make `us.east.x`: the advice
+/// does not tell flows that already name their source to name it.
+#[test]
+fn a_rename_collision_of_overlapping_cluster_names_says_so() {
+    let error = single_error(
+        "clusters:\n  us: { bootstrap: [\"a:1\"] }\n  us.east: { bootstrap: [\"b:1\"] }\n  c: { bootstrap: [\"c:1\"] }\nflows:\n  - { name: us-to-c, source: us, target: c, topics: { include: [\"east\\\\..*\"] } }\n  - { name: use-to-c, source: us.east, target: c, topics: { include: [\".*\"] } }\n",
+    );
+    assert!(error.contains("rename collision"), "{error}");
+    assert!(
+        error.contains("both name their source") && !error.contains("use a rename with {source}"),
+        "{error}"
+    );
+}
+
 #[test]
 fn identity_and_prefix_into_one_target_collide_unless_disjoint() {
     let error = single_error(&with_flows(

@@ -1,8 +1,9 @@
 //! A target that refuses records as Kafka does names them: Kafka's answer to a batch with
 //! records out of the target topic's timestamp range says only "One or more records have
 //! been rejected due to invalid timestamp", and lists the records in `record_errors`
-//! (KIP-467). The daemon stops that partition with an ERROR naming the first of them,
-//! after writing the records before it that the refused batch held.
+//! (KIP-467). The daemon stops that partition with an ERROR naming the first of them and
+//! the refused batch's source offsets, after writing the records before it that the
+//! refused batch held.
 
 mod support;
 
@@ -88,6 +89,11 @@ fn the_records_before_a_refused_one_in_its_batch_are_written() {
         "message.timestamp.before.max.ms=3600000",
     );
     assert!(line.contains("rejected due to invalid timestamp"), "{line}");
+    // Kafka's text counts offsets within the batch as sent; the source's are said too.
+    assert!(
+        line.contains("the refused batch holds source offsets 6 to 6 (1 record,"),
+        "{line}"
+    );
     let written = contents(&target.addr(), "mixed").expect("the target topic");
     let want: Vec<String> = (0..6).map(|i| format!("v-{i}")).collect();
     assert_eq!(written.get(&0), Some(&want), "{}", daemon.log.tail(30));

@@ -59,10 +59,14 @@ impl FlowRunner {
         let task = tokio::spawn(async move {
             let ended = pipeline.run(rx).await;
             match &ended {
-                Ended::Failed(e) => {
-                    tracing::error!(%flow, %topic, partition, error = %e, "Partition stopped: it needs operator action. Nothing after it is mirrored; its progress is kept, so once the cause in `error` is removed (e.g. a target limit raised), a restart of kmirror mirrors it on from here.");
-                    flow_stats.failed("fatal", e);
-                    partition_stats.set_state(PartitionState::Failed, Some(e.to_string()));
+                Ended::Failed(e, batch) => {
+                    let said = match batch {
+                        Some(batch) => format!("{e}; {batch}"),
+                        None => e.to_string(),
+                    };
+                    tracing::error!(%flow, %topic, partition, error = %said, "Partition stopped: it needs operator action. Nothing after it is mirrored; its progress is kept, so once the cause in `error` is removed (e.g. a target limit raised), a restart of kmirror, or a reload that changes this flow, mirrors it on from here.");
+                    flow_stats.failed("fatal", &said);
+                    partition_stats.set_state(PartitionState::Failed, Some(said));
                 }
                 // The flow fetches it again, or stops the partition.
                 Ended::Corrupt { offset, error } => bad_batches.send(BadBatch {

@@ -79,12 +79,37 @@ type Admission = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send
 pub enum Ended {
     /// Its input closed and everything was acknowledged.
     Drained,
-    /// A fatal error; the partition needs an operator.
-    Failed(ClientError),
+    /// A fatal error; the partition needs an operator. With the batch the target refused,
+    /// when a batch was refused.
+    Failed(ClientError, Option<RefusedBatch>),
     /// The source batch at `offset` is corrupt (its CRC does not match); nothing from it
     /// on is produced, and everything before it is acknowledged (the flow fetches it
     /// again from the acknowledged position, or stops the partition).
     Corrupt { offset: i64, error: String },
+}
+
+/// The batch a partition stopped at: its source offsets (`first_offset` up to, not
+/// including, `next_offset`), records and bytes as sent, so an operator can find it.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusedBatch {
+    pub first_offset: i64,
+    pub next_offset: i64,
+    pub records: i32,
+    pub bytes: usize,
+}
+
+impl std::fmt::Display for RefusedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.records == 1 { "" } else { "s" };
+        write!(
+            f,
+            "the refused batch holds source offsets {} to {} ({} record{plural}, {} bytes)",
+            self.first_offset,
+            self.next_offset - 1,
+            self.records,
+            self.bytes
+        )
+    }
 }
 
 pub struct Pipeline {
@@ -139,7 +164,7 @@ impl Pipeline {
         let mut bad_batch: Option<Ended> = None;
         if self.renew_session {
             if let Err(e) = self.renew_session().await {
-                return Ended::Failed(e);
+                return Ended::Failed(e, None);
             }
         }
         loop {
@@ -215,15 +240,15 @@ impl Pipeline {
                                     continue;
                                 }
                                 Ok(None) => {}
-                                Err(fatal) => return Ended::Failed(fatal),
+                                Err(fatal) => return Ended::Failed(fatal, refused(&window)),
                             }
                             match self.split_refused_records(&mut window, &e).await {
                                 Ok(true) => continue,
                                 Ok(false) => {}
-                                Err(fatal) => return Ended::Failed(fatal),
+                                Err(fatal) => return Ended::Failed(fatal, refused(&window)),
                             }
                             if let Err(fatal) = self.recover(&mut window, e, &mut backoff).await {
-                                return Ended::Failed(fatal);
+                                return Ended::Failed(fatal, refused(&window));
                             }
                         }
                     }
@@ -258,10 +283,13 @@ impl Pipeline {
                 offset,
                 error: e.to_string(),
             },
-            None => Ended::Failed(ClientError::Source {
-                what: format!("{} partition {}", self.source.topic, self.source.partition),
-                reason: e.to_string(),
-            }),
+            None => Ended::Failed(
+                ClientError::Source {
+                    what: format!("{} partition {}", self.source.topic, self.source.partition),
+                    reason: e.to_string(),
+                },
+                None,
+            ),
         }
     }
 
@@ -512,6 +540,16 @@ pub(crate) async fn next_batch(
             Next::Rebuild(job) => batcher.rebuilt(rebuilds::rebuild(job).await?),
         };
     }
+}
+
+/// The first batch of the window, which the target refused, as an operator finds it.
+fn refused(window: &std::collections::VecDeque<InFlight>) -> Option<RefusedBatch> {
+    window.front().map(|b| RefusedBatch {
+        first_offset: b.first_source_offset,
+        next_offset: b.next_source_offset,
+        records: b.records,
+        bytes: b.stamped.len(),
+    })
 }
 
 #[cfg(test)]

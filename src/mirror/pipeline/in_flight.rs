@@ -1,7 +1,9 @@
 //! One entry of a partition's produce window: a stamped batch (or a position-only entry),
 //! the source offsets it covers, the memory it holds until acknowledged, and the lane's
-//! answer, awaited by the pipeline itself rather than by a task per batch.
+//! answer, awaited by the pipeline itself rather than by a task per batch; and the batch
+//! a partition stopped at, as an operator finds it.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -122,4 +124,38 @@ mod tests {
             "{again:?}"
         );
     }
+}
+
+/// The batch a partition stopped at: its source offsets (`first_offset` up to, not
+/// including, `next_offset`), records and bytes as sent, so an operator can find it.
+#[derive(Debug, Clone, Copy)]
+pub struct RefusedBatch {
+    pub first_offset: i64,
+    pub next_offset: i64,
+    pub records: i32,
+    pub bytes: usize,
+}
+
+impl std::fmt::Display for RefusedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.records == 1 { "" } else { "s" };
+        write!(
+            f,
+            "the refused batch holds source offsets {} to {} ({} record{plural}, {} bytes)",
+            self.first_offset,
+            self.next_offset - 1,
+            self.records,
+            self.bytes
+        )
+    }
+}
+
+/// The first batch of the window, which the target refused, as an operator finds it.
+pub(super) fn refused(window: &VecDeque<InFlight>) -> Option<RefusedBatch> {
+    window.front().map(|b| RefusedBatch {
+        first_offset: b.first_source_offset,
+        next_offset: b.next_source_offset,
+        records: b.records,
+        bytes: b.stamped.len(),
+    })
 }

@@ -42,7 +42,8 @@ use crate::client::produce_lane::Answer;
 use crate::client::{ClientError, ClusterClient};
 use crate::telemetry::stats::{FlowStats, PartitionStats};
 use crate::throttle::Throttle;
-use in_flight::{InFlight, Pending};
+pub use in_flight::RefusedBatch;
+use in_flight::{refused, InFlight, Pending};
 use recovery::{class_name, corrupt_source};
 
 /// Produce requests on the wire per partition (Kafka's idempotence limit is 5).
@@ -86,30 +87,6 @@ pub enum Ended {
     /// on is produced, and everything before it is acknowledged (the flow fetches it
     /// again from the acknowledged position, or stops the partition).
     Corrupt { offset: i64, error: String },
-}
-
-/// The batch a partition stopped at: its source offsets (`first_offset` up to, not
-/// including, `next_offset`), records and bytes as sent, so an operator can find it.
-#[derive(Debug, Clone, Copy)]
-pub struct RefusedBatch {
-    pub first_offset: i64,
-    pub next_offset: i64,
-    pub records: i32,
-    pub bytes: usize,
-}
-
-impl std::fmt::Display for RefusedBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let plural = if self.records == 1 { "" } else { "s" };
-        write!(
-            f,
-            "the refused batch holds source offsets {} to {} ({} record{plural}, {} bytes)",
-            self.first_offset,
-            self.next_offset - 1,
-            self.records,
-            self.bytes
-        )
-    }
 }
 
 pub struct Pipeline {
@@ -540,16 +517,6 @@ pub(crate) async fn next_batch(
             Next::Rebuild(job) => batcher.rebuilt(rebuilds::rebuild(job).await?),
         };
     }
-}
-
-/// The first batch of the window, which the target refused, as an operator finds it.
-fn refused(window: &std::collections::VecDeque<InFlight>) -> Option<RefusedBatch> {
-    window.front().map(|b| RefusedBatch {
-        first_offset: b.first_source_offset,
-        next_offset: b.next_source_offset,
-        records: b.records,
-        bytes: b.stamped.len(),
-    })
 }
 
 #[cfg(test)]

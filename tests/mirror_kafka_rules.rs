@@ -297,10 +297,22 @@ fn delete_horizon_batch(base: i64, count: i64) -> (Vec<u8>, Vec<String>) {
 }
 
 #[test]
-fn a_compacted_source_with_offset_gaps_and_empty_batches_is_mirrored_record_for_record() {
+fn a_compacted_source_with_offset_gaps_and_empty_batches_is_mirrored_record_for_record_at_kafka_4_1_versions(
+) {
+    compacted_source(&[]);
+}
+
+#[test]
+fn a_compacted_source_with_offset_gaps_and_empty_batches_is_mirrored_record_for_record_emulating_kafka_2_8(
+) {
+    compacted_source(&["--emulate-kafka", "2.8"]);
+}
+
+/// Both brokers with `broker_args`.
+fn compacted_source(broker_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let mut source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let mut source = BrokerProcess::start(&dir.path().join("source"), broker_args);
+    let target = BrokerProcess::start(&dir.path().join("target"), broker_args);
     run_python(
         "discovery_admin.py",
         &[

@@ -57,9 +57,10 @@ struct KeepAndGone {
 }
 
 impl KeepAndGone {
-    fn start(dir: &std::path::Path) -> Self {
-        let source = BrokerProcess::start(&dir.join("source"), &[]);
-        let target = BrokerProcess::start(&dir.join("target"), &[]);
+    /// Both brokers with `broker_args` (e.g. `--emulate-kafka 2.8`).
+    fn start(dir: &std::path::Path, broker_args: &[&str]) -> Self {
+        let source = BrokerProcess::start(&dir.join("source"), broker_args);
+        let target = BrokerProcess::start(&dir.join("target"), broker_args);
         for topic in ["keep", "gone"] {
             admin(&source.addr(), &["create", topic, "1"]);
             admin(&source.addr(), &["produce", topic, "a", "10"]);
@@ -141,9 +142,22 @@ impl KeepAndGone {
 }
 
 #[test]
-fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() {
+fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow_at_kafka_4_1_versions(
+) {
+    deleted_and_recreated(&[]);
+}
+
+/// Kafka 2.8 has topic ids in Metadata but not in Fetch (v13 came with 3.1): the new id is
+/// seen in the metadata.
+#[test]
+fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow_emulating_kafka_2_8()
+{
+    deleted_and_recreated(&["--emulate-kafka", "2.8"]);
+}
+
+fn deleted_and_recreated(broker_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let t = KeepAndGone::start(dir.path());
+    let t = KeepAndGone::start(dir.path(), broker_args);
     // Deleted, it is said once while its partition waits for it.
     admin(&t.source.addr(), &["delete", "gone"]);
     let line = t
@@ -219,7 +233,7 @@ fn a_source_topic_deleted_and_recreated_stops_with_an_error_while_others_flow() 
 #[test]
 fn a_source_topic_recreated_while_the_daemon_was_stopped_stops_at_the_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let mut t = KeepAndGone::start(dir.path());
+    let mut t = KeepAndGone::start(dir.path(), &[]);
     t.daemon.terminate_ok();
     t.recreate_gone("30");
     t.daemon = DaemonProcess::start(&t.config);
@@ -469,10 +483,20 @@ fn flip_a_batch_in_each(source: &BrokerProcess) -> Vec<Flipped> {
 /// verifies them), large ones are forwarded as they are (the target refuses the wrong CRC,
 /// which the daemon's stamping keeps wrong, and the daemon names the source offset).
 #[test]
-fn a_corrupt_source_batch_stops_its_partition_with_an_error() {
+fn a_corrupt_source_batch_stops_its_partition_with_an_error_at_kafka_4_1_versions() {
+    corrupt_source_batch(&[]);
+}
+
+#[test]
+fn a_corrupt_source_batch_stops_its_partition_with_an_error_emulating_kafka_2_8() {
+    corrupt_source_batch(&["--emulate-kafka", "2.8"]);
+}
+
+/// Both brokers with `broker_args`.
+fn corrupt_source_batch(broker_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
+    let target = BrokerProcess::start(&dir.path().join("target"), broker_args);
     let admin = |args: &[&str]| admin(&source.addr(), args);
     let flipped = flip_a_batch_in_each(&source);
     admin(&["create", "healthy", "1"]);

@@ -24,10 +24,20 @@ use support::records::{self, Produce};
 use support::*;
 
 #[test]
-fn a_partition_stuck_on_the_target_does_not_stall_the_others() {
+fn a_partition_stuck_on_the_target_does_not_stall_the_others_at_kafka_4_1_versions() {
+    stuck_partition(&[]);
+}
+
+#[test]
+fn a_partition_stuck_on_the_target_does_not_stall_the_others_emulating_kafka_2_8() {
+    stuck_partition(&["--emulate-kafka", "2.8"]);
+}
+
+/// Both clusters with `broker_args`.
+fn stuck_partition(broker_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = ThreeNodes::start(&dir.path().join("target"), &[]);
+    let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
+    let target = ThreeNodes::start(&dir.path().join("target"), broker_args);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let acked_stuck = dir.path().join("stuck.json");
     let acked_free = dir.path().join("free.json");

@@ -167,3 +167,37 @@ fn start_from_latest_loses_nothing_across_a_restart() {
     }
     stop(daemon);
 }
+
+/// A flow's progress is kept under its name: renamed, it mirrors its topics again from
+/// the source's start. The daemon says so at WARN, with the records the target partitions
+/// held already, instead of doubling them silently.
+#[test]
+fn a_renamed_flow_says_that_the_target_already_holds_records() {
+    let c = Clusters::start();
+    let s = c.source.addr();
+    create(&s, "feed", 2, &[]);
+    produce(&s, "feed", "r", 5, &[]);
+    let daemon = started(&c.topology(&east_to_west("feed", "")));
+    wait_mirrored(&daemon, &c.source, "feed", &c.target, "east.feed");
+    assert!(
+        !daemon.log.contains("already hold records"),
+        "{}",
+        daemon.log.tail(20)
+    );
+    stop(daemon);
+
+    let renamed = east_to_west("feed", "").replace("name: east-to-west", "name: renamed");
+    let daemon = started(&c.topology(&renamed));
+    let line = daemon
+        .log
+        .wait_for_line("already hold records", Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("no WARN:\n{}", daemon.log.tail(30)));
+    assert!(
+        line.contains("WARN")
+            && line.contains("topic=east.feed")
+            && line.contains("partitions=2")
+            && line.contains("records=10"),
+        "{line}"
+    );
+    stop(daemon);
+}

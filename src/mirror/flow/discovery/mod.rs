@@ -11,7 +11,7 @@
 
 mod config_sync;
 mod reports;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -251,15 +251,22 @@ impl Discovery {
         let this = &*self;
         let starts: Vec<_> = futures::stream::iter(new)
             .map(|(sp, target_topic, topic_id)| async move {
-                let start = this.start_position(&sp).await;
+                let start = this.start_position(&sp, &target_topic).await;
                 (sp, target_topic, topic_id, start)
             })
             .buffered(START_POSITIONS_AT_ONCE)
             .collect()
             .await;
+        // Per target topic, new partitions mirrored from their start into a target
+        // partition that already holds records: (partitions, records held).
+        let mut again: BTreeMap<String, (usize, i64)> = BTreeMap::new();
         for (sp, target_topic, topic_id, start) in starts {
             match start {
-                Ok(start) => {
+                Ok((start, held)) => {
+                    if let Some(held) = held {
+                        let e = again.entry(target_topic.clone()).or_default();
+                        *e = (e.0 + 1, e.1 + held);
+                    }
                     if self.unstarted.remove(&sp) {
                         tracing::info!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, next_source_offset = start.next_source_offset, "Found the start offset; the partition starts.");
                     }
@@ -287,6 +294,9 @@ impl Discovery {
                 }
             }
         }
+        for (topic, (partitions, records)) in again {
+            tracing::warn!(flow = %self.flow.name, %topic, partitions, records, "The target partitions already hold records, and this flow has no stored position for their source partitions: they are mirrored from the source's start, after those records. If those are copies of the same source records (the flow was renamed, the topic moved to it from another flow, its progress was deleted, or another tool mirrored them), the target now holds them twice; to go on where an earlier flow stopped, keep its name.");
+        }
         let progress = &self.progress;
         if !progress.is_initialised() {
             // The flow's first start: the positions `start_from` chose and the marker that
@@ -310,10 +320,16 @@ impl Discovery {
 
     /// Where a partition starts: its progress, or, for a partition seen for the first
     /// time, `start_from` (recorded in the progress at once). An error when the source
-    /// cannot say within [`START_POSITION_DEADLINE`]; the next round asks again.
-    async fn start_position(&self, sp: &SourcePartition) -> Result<Position, ClientError> {
+    /// cannot say within [`START_POSITION_DEADLINE`]; the next round asks again. With the
+    /// records its partition of `target_topic` holds already when a new partition is
+    /// mirrored from its start and it holds some (they will be there twice).
+    async fn start_position(
+        &self,
+        sp: &SourcePartition,
+        target_topic: &str,
+    ) -> Result<(Position, Option<i64>), ClientError> {
         if let Some(p) = self.progress.get(sp) {
-            return Ok(p);
+            return Ok((p, None));
         }
         // `start_from` applies at the flow's first start only (stored, see `round`), and
         // to the partitions found then that could start only later; partitions found
@@ -364,7 +380,16 @@ impl Discovery {
             leader_epoch: None,
         };
         self.progress.advance(sp, start);
-        Ok(start)
+        let held = if timestamp == list_offsets::EARLIEST {
+            self.target
+                .list_offset(target_topic, sp.partition, list_offsets::LATEST)
+                .await
+                .ok()
+                .filter(|&end| end > 0)
+        } else {
+            None
+        };
+        Ok((start, held))
     }
 
     /// Makes sure the target topic exists with at least `count` partitions, and syncs the

@@ -190,7 +190,12 @@ pub fn not_ready(flows: &[Arc<FlowStats>], now_ms: i64) -> Vec<String> {
             if p.is_source_deleted() && p.state() == PartitionState::Running {
                 continue;
             }
-            let counted_ms = p.created_ms().max(f.started_ms());
+            // Since its last Fetch answer (its Fetches fail now), or since it or the flow
+            // started when none answered yet.
+            let counted_ms = p
+                .created_ms()
+                .max(f.started_ms())
+                .max(p.last_fetched_ms().unwrap_or(i64::MIN));
             if idle
                 && p.state() == PartitionState::Running
                 && p.high_watermark().is_none()

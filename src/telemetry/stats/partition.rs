@@ -121,6 +121,12 @@ impl PartitionStats {
         }
     }
 
+    /// When (Unix ms) a Fetch last reported the high watermark (`None` before the first).
+    pub fn last_fetched_ms(&self) -> Option<i64> {
+        self.fetched_ago()
+            .map(|ago| super::now_ms() - i64::try_from(ago.as_millis()).unwrap_or(i64::MAX))
+    }
+
     /// The end the source's leader gave (ListOffsets read_committed: the last stable
     /// offset) while this partition is not fetched (its memory share is full): both ends
     /// only move up by it, as a Fetch that answers meanwhile is as new.

@@ -143,6 +143,20 @@ fn a_flow_whose_partition_was_never_fetched_is_not_ready_after_a_minute() {
     assert_ready_at(&f, now + 61_000, "answered, and nothing to mirror");
 }
 
+/// A partition whose Fetches answered and then fail (its leader's node stopped): its lag is
+/// unknown, and `/readyz` counts the minute from its last answer, not from its start.
+#[test]
+fn a_partition_whose_fetches_fail_is_counted_from_its_last_answer() {
+    let (f, p) = started_with_a_partition();
+    let created = now_ms();
+    // A real gap between the partition's start and its last answer.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    p.fetched(10, 10);
+    p.fetch_failed();
+    assert_ready_at(&f, created + 60_500, "answered a second after its start");
+    assert_one_reason_at(&f, now_ms() + 61_000, "no Fetch answered for it in 61 s");
+}
+
 /// A partition waiting for its deleted source topic (no leader, no Fetch answered) does
 /// not make the flow unready: there is nothing to mirror; once the topic is back, the same
 /// partition counts again.

@@ -507,4 +507,33 @@ mod tests {
             Err(BatchError::CrcMismatch { base_offset: 2, .. })
         ));
     }
+
+    /// A pre-v2 message (magic 1, as a source with an old `message.format.version` keeps
+    /// it) is an error naming its magic, never skipped: the v2 batches before it are
+    /// forwarded, and the next Fetch, starting at it, gets the error (which stops the
+    /// partition with an ERROR naming its offset, as a corrupt batch does).
+    #[test]
+    fn a_pre_v2_message_is_an_error_not_skipped() {
+        let good = batch(0, 2, -1, false, false);
+        // offset 2 | size | crc | magic 1 | attributes | timestamp | key -1 | value "old"
+        let mut body = vec![1u8, 0];
+        body.extend_from_slice(&1_700_000_000_000i64.to_be_bytes());
+        body.extend_from_slice(&(-1i32).to_be_bytes());
+        body.extend_from_slice(&3i32.to_be_bytes());
+        body.extend_from_slice(b"old");
+        let mut old = 2i64.to_be_bytes().to_vec();
+        old.extend_from_slice(&(body.len() as i32 + 4).to_be_bytes());
+        old.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        old.extend_from_slice(&body);
+        let all = join(&[good, Bytes::from(old.clone())]);
+        let s = slice(&all, 0, &[]).unwrap();
+        assert_eq!((s.batches.len(), s.next_offset), (1, Some(2)));
+        let alone = Bytes::from(old);
+        let e = slice(&alone, 2, &[]).unwrap_err();
+        assert!(
+            matches!(e, BatchError::UnsupportedMagic { magic: 1, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("magic 1"), "{e}");
+    }
 }

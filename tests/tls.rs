@@ -200,6 +200,37 @@ fn the_daemon_mirrors_between_tls_brokers_of_different_cas() {
         .wait_for("TLS handshake failed", Duration::from_secs(10)));
 }
 
+/// A cluster configured with `tls` whose listener is plaintext: the broker closes the
+/// connection at the ClientHello (a frame far too large for it), and the daemon's error
+/// says the listener may be plaintext; nothing is sent in plaintext.
+#[test]
+fn tls_to_a_plaintext_listener_says_it_may_be_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certificates(&dir.path().join("certs"));
+    let plain = BrokerProcess::start(&dir.path().join("plain"), &[]);
+    let other = BrokerProcess::start(&dir.path().join("other"), &[]);
+    let topology = dir.path().join("topology.yaml");
+    std::fs::write(
+        &topology,
+        format!(
+            "clusters:\n  east:\n    bootstrap: [\"{}\"]\n    tls: {{ ca: \"{}\", server_name: localhost }}\n  west:\n    bootstrap: [\"{}\"]\nflows:\n  - name: east-to-west\n    source: east\n    target: west\n    topics: {{ include: [\"orders\"] }}\n",
+            plain.addr(),
+            path(&certs, "ca.pem"),
+            other.addr(),
+        ),
+    )
+    .unwrap();
+    let daemon = DaemonProcess::start(&topology);
+    let line = daemon
+        .log
+        .wait_for_line("TLS handshake failed", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("{}", daemon.log.tail(30)));
+    assert!(
+        line.contains("east") && line.contains("may speak PLAINTEXT"),
+        "{line}"
+    );
+}
+
 /// `configs/secure-pair.yaml` runs as the README says: two embedded brokers speaking TLS
 /// with certificates from scripts/gen-certs.sh, mirrored over TLS; kcat reads the copy.
 #[test]

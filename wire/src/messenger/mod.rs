@@ -175,7 +175,16 @@ impl Messenger {
                             config.connect_timeout
                         ))
                     })?
-                    .map_err(|e| connect_err(format!("TLS handshake failed: {e}")))?;
+                    .map_err(|e| {
+                        // A plaintext listener reads the ClientHello as a frame far too
+                        // large and closes the connection (Kafka: InvalidReceiveException).
+                        let hint = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                            " (the broker closed the connection during the handshake: its listener may speak PLAINTEXT or SASL_PLAINTEXT; then leave `tls` out)"
+                        } else {
+                            ""
+                        };
+                        connect_err(format!("TLS handshake failed: {e}{hint}"))
+                    })?;
                 let (r, w) = tokio::io::split(stream);
                 Self::over_until(addr.to_string(), r, w, config, deadline).await
             }

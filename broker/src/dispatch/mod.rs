@@ -72,6 +72,7 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
         .unwrap_or("")
         .to_string();
     let client_id = client_id.as_str();
+    tracing::trace!(api = ?key, api_version = version, correlation_id = corr, client_id, "Request.");
     let g = &Guard::new(broker, caller);
     if let Some(code) = groups::is_group_api(key)
         .then(|| groups::refusal(broker))

@@ -339,3 +339,35 @@ fn a_retention_the_source_brokers_set_at_run_time_is_synced() {
     );
     stop(daemon);
 }
+
+/// A value the source topic takes from its brokers' static configuration
+/// (`--retention-ms`, Kafka's `server.properties`) is neither synced nor removed, as
+/// MirrorMaker 2 leaves it: an operator who matched it on the target topic keeps it.
+#[test]
+fn a_target_override_of_a_key_from_the_source_brokers_files_is_kept() {
+    let c = Clusters::start_with(&["--retention-ms", "2592000000"], &[]);
+    let (s, t) = (c.source.addr(), c.target.addr());
+    create(&s, "cfg", 1, &["segment.ms=3600000"]);
+    let source_configs = configs(&s, "cfg");
+    assert_eq!(
+        source_configs["retention.ms"]["source"], "STATIC_BROKER_CONFIG",
+        "{source_configs}"
+    );
+    produce(&s, "cfg", "r", 3, &[]);
+    let daemon = started(&c.topology(&east_to_west("cfg", "")));
+    wait_mirrored(&daemon, &c.source, "cfg", &c.target, "east.cfg");
+    assert_eq!(set_on_topic(&configs(&t, "east.cfg"), "retention.ms"), None);
+    admin(&t, &["alter", "east.cfg", "retention.ms=2592000000"]);
+    // A change made after the operator's: once it is on the target, a sync round has run
+    // since.
+    admin(&s, &["alter", "cfg", "segment.ms=7200000"]);
+    wait_until("segment.ms to follow the source", &daemon, || {
+        (set_on_topic(&configs(&t, "east.cfg"), "segment.ms").as_deref() == Some("7200000"))
+            .then_some(())
+    });
+    assert_eq!(
+        set_on_topic(&configs(&t, "east.cfg"), "retention.ms").as_deref(),
+        Some("2592000000")
+    );
+    stop(daemon);
+}

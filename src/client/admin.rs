@@ -26,6 +26,9 @@ const SOURCE_TOPIC: i8 = 1;
 /// broker, or of every broker of the cluster (Kafka's DYNAMIC_BROKER_CONFIG and
 /// DYNAMIC_DEFAULT_BROKER_CONFIG).
 const SOURCE_DYNAMIC_BROKER: [i8; 2] = [2, 3];
+/// DescribeConfigs `config_source` of a value from the brokers' static configuration
+/// (`server.properties`: Kafka's STATIC_BROKER_CONFIG).
+const SOURCE_STATIC_BROKER: i8 = 4;
 
 fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -174,18 +177,21 @@ impl ClusterClient {
         &self,
         topic: &str,
     ) -> Result<(Vec<(String, String)>, HashSet<String>), ClientError> {
-        self.configs_and_keys(topic, |c| {
-            c.config_source == SOURCE_TOPIC && !c.is_sensitive
-        })
+        self.configs_and_keys(
+            topic,
+            |c| c.config_source == SOURCE_TOPIC && !c.is_sensitive,
+            |_| true,
+        )
         .await
     }
 
-    /// The configs of `topic` that `keep` takes, sorted by name, and the name of every
-    /// topic config the answering broker knows.
+    /// The configs of `topic` that `keep` takes, sorted by name, and the names of the
+    /// topic configs the answering broker lists that `name` takes.
     async fn configs_and_keys(
         &self,
         topic: &str,
         keep: impl Fn(&DescribeConfigsResourceResult) -> bool,
+        name: impl Fn(&DescribeConfigsResourceResult) -> bool,
     ) -> Result<(Vec<(String, String)>, HashSet<String>), ClientError> {
         let r = self.describe_topic(topic, None).await?;
         let mut set: Vec<(String, String)> = r
@@ -195,7 +201,12 @@ impl ClusterClient {
             .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
             .collect();
         set.sort();
-        let known = r.configs.iter().map(|c| c.name.to_string()).collect();
+        let known = r
+            .configs
+            .iter()
+            .filter(|c| name(c))
+            .map(|c| c.name.to_string())
+            .collect();
         Ok((set, known))
     }
 
@@ -203,16 +214,24 @@ impl ClusterClient {
     /// (MirrorSourceConnector.targetConfig): set on the topic, or inherited from a dynamic
     /// broker config (a cluster-wide `log.retention.ms` set at run time, which the target
     /// cluster does not have); not Kafka's defaults, nor the brokers' static files, nor
-    /// read-only or sensitive values. With the name of every topic config the source knows.
+    /// read-only or sensitive values. With the names of the topic configs the source knows
+    /// but for those whose value comes from its brokers' static files, which MirrorMaker 2
+    /// leaves alone on the target, neither set nor removed (an operator who matched a
+    /// source's `server.properties` retention on the target topic keeps it).
     pub async fn synced_configs_and_keys(
         &self,
         topic: &str,
     ) -> Result<(Vec<(String, String)>, HashSet<String>), ClientError> {
-        self.configs_and_keys(topic, |c| {
-            (c.config_source == SOURCE_TOPIC || SOURCE_DYNAMIC_BROKER.contains(&c.config_source))
-                && !c.is_sensitive
-                && !c.read_only
-        })
+        self.configs_and_keys(
+            topic,
+            |c| {
+                (c.config_source == SOURCE_TOPIC
+                    || SOURCE_DYNAMIC_BROKER.contains(&c.config_source))
+                    && !c.is_sensitive
+                    && !c.read_only
+            },
+            |c| c.config_source != SOURCE_STATIC_BROKER,
+        )
         .await
     }
 

@@ -88,9 +88,10 @@ pub fn target_action(flow: &Flow, count: i32, target_count: Option<i32>) -> Targ
 /// Config sync: the synced source configs that differ on the target (to set), and the
 /// synced configs the target has but the source no longer sets (to remove, back to the
 /// target's default, as MirrorMaker 2 does). Excluded configs are the target's business,
-/// and so are keys the source cluster does not know (`source_known`: every key its
-/// DescribeConfigs lists): a 2.8 source has no `message.timestamp.after.max.ms`, which
-/// an operator may have to set on a 4.x target.
+/// and so are keys not in `source_known` (every key the source's DescribeConfigs lists,
+/// but those whose value comes from its brokers' static files, which MirrorMaker 2 leaves
+/// alone): a 2.8 source has no `message.timestamp.after.max.ms`, which an operator may
+/// have to set on a 4.x target.
 pub fn config_changes(
     flow: &Flow,
     source: &[(String, String)],

@@ -126,12 +126,17 @@ impl FlowOffsets {
     ) -> Option<PartitionOffsets> {
         let Some(sp) = self.forward(topic, partition) else {
             let (reverse, original) = self.reverse_of(topic, partition)?;
+            let translation = reverse.progress.translate_back(&original, offset)?;
+            // The original topic is on this flow's target: it may have deleted there too.
+            let translation = self
+                .within_target_log(&original.topic, partition, translation)
+                .await;
             return Some(PartitionOffsets {
                 topic: topic.to_string(),
                 partition,
                 target_topic: original.topic.clone(),
                 source_offset: offset,
-                translation: reverse.progress.translate_back(&original, offset)?,
+                translation,
             });
         };
         let log_start = if with_log_start {

@@ -66,6 +66,9 @@ pub struct GroupSync {
     /// group and partition (only changes are written).
     mm2: Option<Arc<Mm2Writer>>,
     checkpointed: Mutex<HashMap<(String, SourcePartition), (i64, i64)>>,
+    /// The target partitions' log starts, asked once per round for every group
+    /// ([`Self::within_target_log`]).
+    target_log_starts: Mutex<HashMap<(String, i32), Option<i64>>>,
 }
 
 /// What one round did for one group.
@@ -94,6 +97,7 @@ impl GroupSync {
             stats,
             mm2,
             checkpointed: Mutex::default(),
+            target_log_starts: Mutex::default(),
             flow,
             groups,
             source,
@@ -129,6 +133,10 @@ impl GroupSync {
 
     /// One round over every matching source group.
     pub async fn round(&mut self) -> Result<HashMap<String, GroupRound>, ClientError> {
+        self.target_log_starts
+            .lock()
+            .expect("log starts lock")
+            .clear();
         let (mut groups, unlisted) = self.source.list_groups().await?;
         let unlisted: Vec<String> = unlisted.iter().map(ToString::to_string).collect();
         if unlisted != self.unlisted {
@@ -186,15 +194,37 @@ impl GroupSync {
         }
     }
 
-    /// `target` with its offset raised to the log start of its partition on the target
-    /// cluster, where the target deleted the records below (its own retention): committed
-    /// below it, the group's consumers would reset by `auto.offset.reset` (to the end, by
-    /// default) and skip what the target still holds.
-    async fn within_target_log(&self, mut target: Committed) -> Committed {
-        if let Some(start) = self.target.log_start(&target.topic, target.partition).await {
-            target.offset = target.offset.max(start);
+    /// `wanted`'s target offsets raised to the log starts of their partitions on the
+    /// target cluster, where the target deleted the records below (its own retention,
+    /// which may be shorter than the source's): committed below it, the group's consumers
+    /// would reset by `auto.offset.reset` (to the end, by default) and skip what the
+    /// target still holds. Also for a group already committed there: the target's
+    /// retention may pass it later. Each partition's log start is asked once per round,
+    /// for every group, several at a time; one that does not answer leaves its offset.
+    async fn within_target_log(&self, wanted: &mut [(SourcePartition, i64, Committed)]) {
+        let missing: std::collections::BTreeSet<(String, i32)> = {
+            let known = self.target_log_starts.lock().expect("log starts lock");
+            wanted
+                .iter()
+                .map(|(_, _, c)| (c.topic.clone(), c.partition))
+                .filter(|k| !known.contains_key(k))
+                .collect()
+        };
+        let asked: Vec<_> = futures::stream::iter(missing)
+            .map(|(topic, partition)| async move {
+                let start = self.target.log_start(&topic, partition).await;
+                ((topic, partition), start)
+            })
+            .buffer_unordered(GROUPS_AT_ONCE)
+            .collect()
+            .await;
+        let mut known = self.target_log_starts.lock().expect("log starts lock");
+        known.extend(asked);
+        for (_, _, c) in wanted.iter_mut() {
+            if let Some(Some(start)) = known.get(&(c.topic.clone(), c.partition)) {
+                c.offset = c.offset.max(*start);
+            }
         }
-        target
     }
 
     async fn sync_group(&self, group: &str) -> Result<GroupRound, ClientError> {
@@ -254,6 +284,7 @@ impl GroupSync {
         if wanted.is_empty() {
             return Ok(round);
         }
+        self.within_target_log(&mut wanted).await;
         self.checkpoint(group, &wanted).await?;
         if !self.groups.sync_offsets {
             return Ok(round);
@@ -279,13 +310,7 @@ impl GroupSync {
         let mut in_sync = Vec::new();
         for (sp, source_offset, target) in wanted {
             let rewound = previous.get(&sp).is_some_and(|&last| source_offset < last);
-            let now = current.get(&(target.topic.clone(), target.partition));
-            let target = if now.is_some_and(|(o, m)| *o == target.offset && *m == target.metadata) {
-                target
-            } else {
-                self.within_target_log(target).await
-            };
-            match now {
+            match current.get(&(target.topic.clone(), target.partition)) {
                 // A commit's metadata can change alone (Kafka Streams' stream time).
                 Some((now, metadata)) if *now == target.offset && *metadata == target.metadata => {
                     in_sync.push((sp.topic, sp.partition, source_offset));

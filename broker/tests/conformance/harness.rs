@@ -70,13 +70,13 @@ impl Ctx {
     }
 }
 
-/// The broker settings every row starts from: time retention off (rows use small
-/// timestamps), everything else Kafka's defaults.
 /// A broker emulating Kafka 2.8 (ZooKeeper mode: ZkAdminManager answers admin requests).
 pub fn kafka_2_8(c: &mut BrokerConfig) {
     c.emulate_kafka = kmirror_broker::KafkaRelease::V2_8;
 }
 
+/// The broker settings every row starts from: time retention off (rows use small
+/// timestamps), everything else Kafka's defaults.
 pub fn base_config() -> BrokerConfig {
     common::config(None)
 }

@@ -211,21 +211,28 @@ impl Pipeline {
                             if let Some(corrupt) = corrupt_source(&e, window.front().expect("non-empty")) {
                                 return corrupt;
                             }
+                            // The window's first batch is named only when the error is
+                            // the target's answer to it (not a producer id refused, say).
+                            let answer = e.to_string();
+                            let named = |fatal: ClientError, window: &VecDeque<InFlight>| {
+                                let batch = (fatal.to_string() == answer).then(|| refused(window)).flatten();
+                                Ended::Failed(fatal, batch)
+                            };
                             match self.split_too_large(&mut window, &e, batcher.refused_bytes()).await {
                                 Ok(Some(refused_bytes)) => {
                                     batcher.target_refused(refused_bytes);
                                     continue;
                                 }
                                 Ok(None) => {}
-                                Err(fatal) => return Ended::Failed(fatal, refused(&window)),
+                                Err(fatal) => return named(fatal, &window),
                             }
                             match self.split_refused_records(&mut window, &e).await {
                                 Ok(true) => continue,
                                 Ok(false) => {}
-                                Err(fatal) => return Ended::Failed(fatal, refused(&window)),
+                                Err(fatal) => return named(fatal, &window),
                             }
                             if let Err(fatal) = self.recover(&mut window, e, &mut backoff).await {
-                                return Ended::Failed(fatal, refused(&window));
+                                return named(fatal, &window);
                             }
                         }
                     }

@@ -380,12 +380,21 @@ impl Discovery {
             leader_epoch: None,
         };
         self.progress.advance(sp, start);
+        // Bounded as the start offset is: a target that does not answer must not hold up
+        // the other partitions' starts.
         let held = if timestamp == list_offsets::EARLIEST {
-            self.target
-                .list_offset(target_topic, sp.partition, list_offsets::LATEST)
+            let target = &self.target;
+            let ask = |timestamp| target.list_offset(target_topic, sp.partition, timestamp);
+            let held = async {
+                let end = ask(list_offsets::LATEST).await.ok()?;
+                let start = ask(list_offsets::EARLIEST).await.ok()?;
+                Some(end - start)
+            };
+            tokio::time::timeout(START_POSITION_DEADLINE, held)
                 .await
                 .ok()
-                .filter(|&end| end > 0)
+                .flatten()
+                .filter(|&records| records > 0)
         } else {
             None
         };

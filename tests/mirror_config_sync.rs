@@ -18,6 +18,18 @@ fn set_on_topic(v: &serde_json::Value, name: &str) -> Option<String> {
     (e["source"] == "DYNAMIC_TOPIC_CONFIG").then(|| e["value"].as_str().unwrap().to_string())
 }
 
+/// Waits until `key` is set on `topic` of `bootstrap` itself with `value`.
+fn wait_set_on_topic(
+    daemon: &support::DaemonProcess,
+    (bootstrap, topic): (&str, &str),
+    key: &str,
+    value: &str,
+) {
+    wait_until(&format!("{key}={value} on {topic}"), daemon, || {
+        (set_on_topic(&configs(bootstrap, topic), key).as_deref() == Some(value)).then_some(())
+    });
+}
+
 /// Topic configs set on a source topic are set on the target topic, at creation and when
 /// they change later; MirrorMaker 2's default exclusions (`min.insync.replicas`) and the
 /// flow's own `sync_configs.exclude` are not copied.
@@ -93,10 +105,7 @@ fn topic_configs_are_synced_except_excluded_ones() {
             "min.insync.replicas=3",
         ],
     );
-    wait_until("retention.ms to follow the source", &daemon, || {
-        (set_on_topic(&configs(&t, "east.cfg"), "retention.ms").as_deref() == Some("222222222"))
-            .then_some(())
-    });
+    wait_set_on_topic(&daemon, (&t, "east.cfg"), "retention.ms", "222222222");
     assert_eq!(
         set_on_topic(&configs(&t, "east.cfg"), "min.insync.replicas"),
         None
@@ -119,11 +128,7 @@ fn a_config_removed_at_the_source_is_removed_at_the_target() {
     );
     let config = c.topology(&east_to_west("cfg", ""));
     let daemon = started(&config);
-    let topic_level = |name: &str| -> Option<String> {
-        let v = configs(&t, "east.cfg");
-        (v[name]["source"] == "DYNAMIC_TOPIC_CONFIG")
-            .then(|| v[name]["value"].as_str().unwrap().to_string())
-    };
+    let topic_level = |name: &str| set_on_topic(&configs(&t, "east.cfg"), name);
     wait_until("the target topic with synced configs", &daemon, || {
         user_topics(&t).contains_key("east.cfg").then_some(())?;
         (topic_level("retention.ms").as_deref() == Some("123456789")).then_some(())
@@ -134,9 +139,7 @@ fn a_config_removed_at_the_source_is_removed_at_the_target() {
     // A change made after the removal: once it is on the target, discovery has seen the
     // removal too.
     admin(&s, &["alter", "cfg", "segment.ms=7200000"]);
-    wait_until("segment.ms to follow the source", &daemon, || {
-        (topic_level("segment.ms").as_deref() == Some("7200000")).then_some(())
-    });
+    wait_set_on_topic(&daemon, (&t, "east.cfg"), "segment.ms", "7200000");
     let target_configs = configs(&t, "east.cfg");
     assert_eq!(
         topic_level("retention.ms"),
@@ -287,10 +290,7 @@ fn a_key_the_source_does_not_know_is_left_to_the_target() {
     // A change made after the operator's: once it is on the target, a sync round has run
     // since.
     admin(&s, &["alter", "cfg", "retention.ms=222222222"]);
-    wait_until("retention.ms to follow the source", &daemon, || {
-        (set_on_topic(&configs(&t, "east.cfg"), "retention.ms").as_deref() == Some("222222222"))
-            .then_some(())
-    });
+    wait_set_on_topic(&daemon, (&t, "east.cfg"), "retention.ms", "222222222");
     let target_configs = configs(&t, "east.cfg");
     assert_eq!(
         set_on_topic(&target_configs, "message.timestamp.after.max.ms").as_deref(),
@@ -328,15 +328,7 @@ fn a_retention_the_source_brokers_set_at_run_time_is_synced() {
         target_configs["retention.ms"]
     );
     admin(&s, &["alter-broker", "0", "log.retention.ms=3000000000"]);
-    wait_until(
-        "retention.ms to follow the source's brokers",
-        &daemon,
-        || {
-            (set_on_topic(&configs(&t, "east.kept"), "retention.ms").as_deref()
-                == Some("3000000000"))
-            .then_some(())
-        },
-    );
+    wait_set_on_topic(&daemon, (&t, "east.kept"), "retention.ms", "3000000000");
     stop(daemon);
 }
 
@@ -361,10 +353,7 @@ fn a_target_override_of_a_key_from_the_source_brokers_files_is_kept() {
     // A change made after the operator's: once it is on the target, a sync round has run
     // since.
     admin(&s, &["alter", "cfg", "segment.ms=7200000"]);
-    wait_until("segment.ms to follow the source", &daemon, || {
-        (set_on_topic(&configs(&t, "east.cfg"), "segment.ms").as_deref() == Some("7200000"))
-            .then_some(())
-    });
+    wait_set_on_topic(&daemon, (&t, "east.cfg"), "segment.ms", "7200000");
     assert_eq!(
         set_on_topic(&configs(&t, "east.cfg"), "retention.ms").as_deref(),
         Some("2592000000")

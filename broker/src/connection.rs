@@ -107,11 +107,16 @@ async fn serve_frames<R, W>(
     // so a client that does not read its answers holds one, not a queue of them.
     // Kafka: SocketServer.Processor (the channel is muted from a completed receive until
     // its response is sent)
+    // A request read while the connection was throttled, answered next.
+    let mut early = None;
     loop {
-        let frame = tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            f = tokio::time::timeout(broker.config.connections_max_idle, frames.next()) => f,
+        let frame = match early.take() {
+            Some(f) => Ok(f),
+            None => tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                f = tokio::time::timeout(broker.config.connections_max_idle, frames.next()) => f,
+            },
         };
         let frame = match frame {
             // Kafka: Selector.maybeCloseOldestConnection (connections.max.idle.ms)
@@ -198,9 +203,12 @@ async fn serve_frames<R, W>(
         }
         // Counted until written: a client that reads slowly or not at all holds it.
         let _held = match &outcome {
-            Outcome::Respond(bytes) | Outcome::RespondAndClose(bytes, _) => {
-                Some(crate::response_memory::Held::count(bytes.len()))
-            }
+            Outcome::Respond(bytes)
+            | Outcome::RespondAndClose(bytes, _)
+            | Outcome::Throttled {
+                response: Some(bytes),
+                ..
+            } => Some(crate::response_memory::Held::count(bytes.len())),
             _ => None,
         };
         match outcome {
@@ -215,6 +223,42 @@ async fn serve_frames<R, W>(
                 break;
             }
             Outcome::NoResponse => {}
+            Outcome::Throttled {
+                response,
+                throttle,
+                delay_response,
+            } => {
+                // Kafka: RequestChannel / SocketServer (a throttled client's channel is muted
+                // until its throttle time has passed; before KIP-219 the response waits too).
+                let pause = tokio::time::sleep(throttle);
+                tokio::pin!(pause);
+                if delay_response {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = &mut pause => {}
+                    }
+                }
+                if let Some(bytes) = &response {
+                    if !respond(&mut write, bytes, peer, &broker).await {
+                        break;
+                    }
+                }
+                // A request that arrives meanwhile waits; it is said, since a KIP-219 client
+                // sends nothing before the throttle time has passed.
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break,
+                    _ = &mut pause => {}
+                    f = frames.next() => {
+                        tracing::debug!(%peer, throttle_ms = throttle.as_millis() as u64, "A request arrived from a throttled client before its throttle time passed; it waits (KIP-219).");
+                        early = Some(f);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = &mut pause => {}
+                        }
+                    }
+                }
+            }
             Outcome::Close(reason) => {
                 tracing::warn!(%peer, %reason, "Closing connection.");
                 break;

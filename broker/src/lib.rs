@@ -21,6 +21,7 @@ pub mod log;
 pub mod meta;
 pub mod partition;
 pub mod producers;
+pub mod quotas;
 pub mod response_memory;
 pub mod sasl;
 pub mod server;

@@ -54,6 +54,9 @@ pub struct Broker {
     /// SCRAM credentials of SASL users (persisted in `scram-credentials.json`; shared by
     /// every node of this process), bootstrapped from `config.sasl`.
     pub credentials: Arc<CredentialStore>,
+    /// Client quotas (persisted in `client-quotas.json`; shared by every node of this
+    /// process, each measuring its own clients).
+    pub quotas: Arc<crate::quotas::ClientQuotas>,
     /// Until when group requests are answered COORDINATOR_LOAD_IN_PROGRESS
     /// (`config.coordinator_load` after start).
     pub groups_loading_until: std::time::Instant,
@@ -211,6 +214,13 @@ impl Broker {
             path: crate::credentials::CREDENTIALS_FILE.into(),
             source: std::io::Error::other(e.to_string()),
         })?;
+        let quotas =
+            crate::quotas::ClientQuotas::open(config.data_dir.as_deref()).map_err(|source| {
+                TopicError::Persist {
+                    path: crate::quotas::QUOTAS_FILE.into(),
+                    source,
+                }
+            })?;
         let advertised = advertised.into_iter().next().unwrap_or_default();
         let authorizer = match &config.acl_super_users {
             Some(super_users) => Some(Arc::new(
@@ -246,6 +256,7 @@ impl Broker {
             listener: 0,
             authorizer,
             credentials: Arc::new(credentials),
+            quotas: Arc::new(quotas),
             groups_loading_until: std::time::Instant::now() + config_coordinator_load,
         }
         .with_overrides(broker_overrides))

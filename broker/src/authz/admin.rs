@@ -1,6 +1,7 @@
 //! Authorization of the admin APIs: configs (per resource: the cluster's, a topic's or a
 //! group's DESCRIBE_CONFIGS or ALTER_CONFIGS); log dirs, leader elections, partition
-//! reassignments and SCRAM credentials (CLUSTER DESCRIBE or ALTER); the
+//! reassignments and SCRAM credentials (CLUSTER DESCRIBE or ALTER); client quotas (CLUSTER
+//! DESCRIBE_CONFIGS or ALTER_CONFIGS); the
 //! authorized-operations bitfield of DescribeCluster.
 
 use kafka_protocol::messages::*;
@@ -287,4 +288,51 @@ pub fn alter_user_scram_credentials(
         })
         .collect();
     AlterUserScramCredentialsResponse::default().with_results(results)
+}
+
+/// Kafka: KafkaApis.handleDescribeClientQuotasRequest (CLUSTER DESCRIBE_CONFIGS; else the
+/// request's error)
+pub fn describe_client_quotas(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: DescribeClientQuotasRequest,
+) -> DescribeClientQuotasResponse {
+    if g.allows_cluster(op::DESCRIBE_CONFIGS) {
+        return handlers::client_quotas::describe(broker, req);
+    }
+    DescribeClientQuotasResponse::default()
+        .with_error_code(CLUSTER_DENIED)
+        .with_error_message(default_message(CLUSTER_DENIED))
+}
+
+/// Kafka: ControllerApis.handleAlterClientQuotas (CLUSTER ALTER_CONFIGS; else every entry
+/// CLUSTER_AUTHORIZATION_FAILED: AlterClientQuotasRequest.getErrorResponse)
+pub fn alter_client_quotas(
+    g: &Guard<'_>,
+    broker: &Broker,
+    req: AlterClientQuotasRequest,
+) -> AlterClientQuotasResponse {
+    if g.allows_cluster(op::ALTER_CONFIGS) {
+        return handlers::client_quotas::alter(broker, req);
+    }
+    let entries = req
+        .entries
+        .into_iter()
+        .map(|entry| {
+            let entity = entry
+                .entity
+                .into_iter()
+                .map(|e| {
+                    alter_client_quotas_response::EntityData::default()
+                        .with_entity_type(e.entity_type)
+                        .with_entity_name(e.entity_name)
+                })
+                .collect();
+            alter_client_quotas_response::EntryData::default()
+                .with_entity(entity)
+                .with_error_code(CLUSTER_DENIED)
+                .with_error_message(default_message(CLUSTER_DENIED))
+        })
+        .collect();
+    AlterClientQuotasResponse::default().with_entries(entries)
 }

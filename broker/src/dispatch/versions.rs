@@ -64,6 +64,8 @@ fn range_for(key: ApiKey) -> Option<VersionRange> {
         ApiKey::AlterConfigs => adv::<AlterConfigsRequest>(None, None),
         ApiKey::IncrementalAlterConfigs => adv::<IncrementalAlterConfigsRequest>(None, None),
         ApiKey::DescribeCluster => adv::<DescribeClusterRequest>(None, None),
+        ApiKey::DescribeClientQuotas => adv::<DescribeClientQuotasRequest>(None, None),
+        ApiKey::AlterClientQuotas => adv::<AlterClientQuotasRequest>(None, None),
         ApiKey::OffsetForLeaderEpoch => adv::<OffsetForLeaderEpochRequest>(None, None),
         ApiKey::DeleteRecords => adv::<DeleteRecordsRequest>(None, None),
         ApiKey::DescribeLogDirs => adv::<DescribeLogDirsRequest>(None, None),

@@ -6,6 +6,7 @@
 pub mod acls;
 pub mod alter_checks;
 pub mod api_versions;
+pub mod client_quotas;
 pub mod cluster;
 pub mod config_sources;
 pub mod configs;

@@ -202,8 +202,14 @@ pub struct FetchGot {
     /// The leader's end of the `last_fetched_epoch` asked for, as (epoch, end offset), when
     /// that end lies before the fetch offset: the source log diverged from what was read.
     pub diverging_epoch: Option<(i32, i64)>,
-    /// The response's `throttle_time_ms`: the broker asks for no request before it passes
-    /// (KIP-219).
+}
+
+/// A Fetch response: its partitions, and its `throttle_time_ms`, the time the broker asks
+/// to be left alone for (KIP-219). A Fetch over a quota is answered with no partitions at
+/// all (Kafka: FetchContext.getThrottledResponse).
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub partitions: Vec<FetchGot>,
     pub throttle_time_ms: i32,
 }
 
@@ -215,7 +221,7 @@ const LAST_FETCH_BY_NAME: i16 = 12;
 const FIRST_FETCH_WITH_LEADER_EPOCH: i16 = 9;
 const FIRST_FETCH_WITH_LAST_FETCHED_EPOCH: i16 = 12;
 
-/// Sends one read_committed Fetch for `wants` to `m` (their leader).
+/// [`fetch_answer`]'s partitions.
 pub async fn fetch(
     m: &Messenger,
     wants: &[FetchWant],
@@ -223,6 +229,19 @@ pub async fn fetch(
     max_bytes: i32,
     partition_max_bytes: i32,
 ) -> Result<Vec<FetchGot>, RequestError> {
+    fetch_answer(m, wants, max_wait_ms, max_bytes, partition_max_bytes)
+        .await
+        .map(|f| f.partitions)
+}
+
+/// Sends one read_committed Fetch for `wants` to `m` (their leader).
+pub async fn fetch_answer(
+    m: &Messenger,
+    wants: &[FetchWant],
+    max_wait_ms: i32,
+    max_bytes: i32,
+    partition_max_bytes: i32,
+) -> Result<Fetched, RequestError> {
     let by_id = wants.iter().all(|w| w.topic_id.is_some());
     let version = m
         .versions()
@@ -267,6 +286,11 @@ pub async fn fetch(
         .with_session_epoch(-1)
         .with_topics(topics);
     let resp = m.send_at(&req, version).await?;
+    if resp.throttle_time_ms > 0 {
+        // KIP-219: nothing more on this connection until then (a Fetch over the quota is
+        // answered at once, and the broker reads nothing from it meanwhile).
+        m.throttle(crate::client::throttle_wait(resp.throttle_time_ms));
+    }
     let mut out = Vec::new();
     for t in resp.responses {
         // At v13+ the response names topics by id only.
@@ -293,7 +317,6 @@ pub async fn fetch(
                 records: p.records.unwrap_or_default(),
                 diverging_epoch: (p.diverging_epoch.end_offset >= 0)
                     .then_some((p.diverging_epoch.epoch, p.diverging_epoch.end_offset)),
-                throttle_time_ms: resp.throttle_time_ms,
                 aborted: p
                     .aborted_transactions
                     .unwrap_or_default()
@@ -306,7 +329,10 @@ pub async fn fetch(
             });
         }
     }
-    Ok(out)
+    Ok(Fetched {
+        partitions: out,
+        throttle_time_ms: resp.throttle_time_ms,
+    })
 }
 
 #[cfg(test)]

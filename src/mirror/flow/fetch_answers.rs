@@ -93,12 +93,14 @@ impl FlowRunner {
                 return;
             }
         };
-        tracing::trace!(flow = %self.flow.name, leader, ?kind, partitions = got.len(), reserved_bytes = reservation.bytes(), "Fetch response.");
-        let throttle_ms = got.first().map_or(0, |g| g.throttle_time_ms);
+        tracing::trace!(flow = %self.flow.name, leader, ?kind, partitions = got.partitions.len(), reserved_bytes = reservation.bytes(), "Fetch response.");
+        // Also when the response carries no partition: that is how Kafka answers a Fetch
+        // over its quota.
+        let throttle_ms = got.throttle_time_ms;
         // A response that carried one partition is handed to it without a copy.
-        let alone = got.len() == 1;
+        let alone = got.partitions.len() == 1;
         let mut refresh = false;
-        for g in got {
+        for g in got.partitions {
             refresh |= self.deliver(g, alone, &mut reservation);
         }
         if refresh {

@@ -106,7 +106,7 @@ pub(super) struct FetchDone {
     kind: Kind,
     partitions: Vec<SourcePartition>,
     reservation: Reservation,
-    result: Result<Vec<fetch::FetchGot>, ClientError>,
+    result: Result<fetch::Fetched, ClientError>,
     /// How long the request took once on its connection.
     answered_in: Duration,
 }
@@ -379,7 +379,7 @@ impl FlowRunner {
                 let result = async {
                     let m = source.broker_lane(leader, kind.lane()).await?;
                     sent = Instant::now();
-                    fetch::fetch(&m, &wants, kind.max_wait_ms(), max_bytes, partition_max)
+                    fetch::fetch_answer(&m, &wants, kind.max_wait_ms(), max_bytes, partition_max)
                         .await
                         .map_err(|e| ClientError::Request {
                             cluster: source.name().to_string(),

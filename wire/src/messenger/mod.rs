@@ -107,6 +107,9 @@ pub struct Messenger {
     /// The ApiVersions round trip on the fresh connection: the network's round trip plus
     /// a broker's cheapest answer, before any queueing.
     round_trip: Duration,
+    /// Nothing is written before this: the broker throttled the client and reads nothing
+    /// from the connection until then ([`Self::throttle`]).
+    not_before: Mutex<Option<tokio::time::Instant>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -238,6 +241,7 @@ impl Messenger {
             writer: tx,
             versions: BrokerVersions::default(),
             round_trip: Duration::ZERO,
+            not_before: Mutex::new(None),
             tasks: vec![writer, reader],
         };
         // Setting the connection up (ApiVersions, SASL) is held to the connect timeout, as
@@ -457,7 +461,19 @@ impl Messenger {
         self.enqueue(frame.into()).await
     }
 
+    /// Holds every request on this connection for `wait` (a response's `throttle_time_ms`:
+    /// KIP-219 asks a client to send nothing more to a throttled connection until then).
+    pub fn throttle(&self, wait: Duration) {
+        let until = tokio::time::Instant::now() + wait;
+        let mut t = self.not_before.lock().expect("throttle lock");
+        *t = Some(t.map_or(until, |t| t.max(until)));
+    }
+
     async fn enqueue(&self, frame: Frame) -> Result<(), RequestError> {
+        let not_before = *self.not_before.lock().expect("throttle lock");
+        if let Some(t) = not_before.filter(|t| *t > tokio::time::Instant::now()) {
+            tokio::time::sleep_until(t).await;
+        }
         self.writer.send(frame).await.map_err(|_| {
             let reason = self
                 .shared

@@ -168,6 +168,47 @@ fn start_from_latest_loses_nothing_across_a_restart() {
     stop(daemon);
 }
 
+/// The start `start_from: latest` chose is stored before anything is fetched: a daemon
+/// killed (SIGKILL, no drain, no final progress write) as soon as its flow started does
+/// not choose again at the restart, so the records written while it was down are
+/// mirrored, and those from before its first start are not.
+#[test]
+fn start_from_latest_is_stored_before_anything_is_fetched_and_survives_a_kill() {
+    let c = Clusters::start();
+    let (s, t) = (c.source.addr(), c.target.addr());
+    create(&s, "feed", 2, &[]);
+    produce(&s, "feed", "early", 5, &[]);
+    let config = c.topology(&east_to_west("feed", "    start_from: latest\n"));
+    let mut daemon = started(&config);
+    assert!(
+        daemon
+            .log
+            .wait_for("Flow started.", Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    daemon.kill9();
+
+    produce(&s, "feed", "down", 3, &[]);
+    daemon.restart();
+    assert!(
+        daemon.wait_ready(Duration::from_secs(60)),
+        "{}",
+        daemon.log.tail(30)
+    );
+    let got = wait_until("the records written while the daemon was down", &daemon, || {
+        let got = contents(&t, "east.feed")?;
+        let done =
+            (0..2).all(|p| got.get(&p).and_then(|r| r.last()) == Some(&format!("down-{p}-2")));
+        done.then_some(got)
+    });
+    for p in 0..2 {
+        let down: Vec<String> = (0..3).map(|i| format!("down-{p}-{i}")).collect();
+        assert_eq!(got[&p], down, "partition {p}");
+    }
+    stop(daemon);
+}
+
 /// A flow's progress is kept under its name: renamed, it mirrors its topics again from
 /// the source's start. The daemon says so at WARN, with the records the target partitions
 /// held already, instead of doubling them silently.

@@ -265,6 +265,69 @@ fn small_gzip_batches_to_a_distant_target_are_merged_and_mirrored_in_order() {
     });
 }
 
+/// A partition has at most five Produce requests in flight, the idempotent producer's
+/// limit (Kafka keeps the last five batches of a producer per partition to find
+/// duplicates, and the Java producer refuses `max.in.flight.requests.per.connection` above
+/// five with idempotence), and it does use them: 50 ms from the target, with 20 MB of
+/// 256 KB batches (forwarded as they are) behind it. The target's proxy counts each
+/// connection's requests sent and answered, Produce requests by the topic they name (so
+/// the progress written on the same connection does not count); the source topic has one
+/// partition. Emulating Kafka 2.8, whose Produce names topics (v9; v13 uses ids).
+#[test]
+fn a_partition_keeps_at_most_five_produce_requests_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka_2_8 = ["--emulate-kafka", "2.8"];
+    let source = BrokerProcess::start(&dir.path().join("source"), &kafka_2_8);
+    let proxy = DelayProxy::bind(Duration::from_millis(50));
+    let target_for_daemon = proxy.addr();
+    let target = BrokerProcess::start(
+        &dir.path().join("target"),
+        &[
+            "--emulate-kafka",
+            "2.8",
+            "--advertised-listener",
+            &target_for_daemon,
+        ],
+    );
+    let link = proxy.forward_to(&target.addr());
+    let acked = dir.path().join("acked.json");
+    let acked_arg = acked.to_str().unwrap();
+    produce_acked(
+        &source.addr(),
+        "window",
+        acked_arg,
+        &[
+            "--partitions",
+            "1",
+            "--records",
+            "20000",
+            "--value-bytes",
+            "1000",
+            "--linger-ms",
+            "50",
+            "--batch-bytes",
+            "262144",
+            "--create",
+        ],
+    );
+    let config = write_topology(
+        dir.path(),
+        &[("east", &source.addr()), ("west", &target_for_daemon)],
+        &flow("window"),
+    );
+    let daemon = DaemonProcess::start(&config);
+    wait_records(&target.addr(), "window", 20000, &daemon);
+    verify_mirrored(&source.addr(), &target.addr(), "window", 1, acked_arg);
+    // Kafka 2.8's Produce names topics: the proxy counts this topic's requests apart from
+    // the progress the daemon writes to the target on the same connection.
+    let most = link.most_produce_in_flight("window");
+    eprintln!("the partition's Produce requests in flight at most: {most}");
+    assert!(
+        (2..=5).contains(&most),
+        "{most} Produce requests in flight at most"
+    );
+}
+
 /// A batch as Kafka's log cleaner leaves one whose tombstones it keeps until a delete
 /// horizon (KIP-534): attribute bit 6 set and the base timestamp the horizon, a day after
 /// its records. Records `base..base + count`, uncompressed and over 128 KiB

@@ -196,12 +196,16 @@ fn start_from_latest_is_stored_before_anything_is_fetched_and_survives_a_kill() 
         "{}",
         daemon.log.tail(30)
     );
-    let got = wait_until("the records written while the daemon was down", &daemon, || {
-        let got = contents(&t, "east.feed")?;
-        let done =
-            (0..2).all(|p| got.get(&p).and_then(|r| r.last()) == Some(&format!("down-{p}-2")));
-        done.then_some(got)
-    });
+    let got = wait_until(
+        "the records written while the daemon was down",
+        &daemon,
+        || {
+            let got = contents(&t, "east.feed")?;
+            let done =
+                (0..2).all(|p| got.get(&p).and_then(|r| r.last()) == Some(&format!("down-{p}-2")));
+            done.then_some(got)
+        },
+    );
     for p in 0..2 {
         let down: Vec<String> = (0..3).map(|i| format!("down-{p}-{i}")).collect();
         assert_eq!(got[&p], down, "partition {p}");

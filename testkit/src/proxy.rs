@@ -3,8 +3,11 @@
 //! is written to the other half the round trip later, so many chunks are in the air at
 //! once, like on a long fat link. It neither drops nor reorders; its memory is bounded by
 //! what the client keeps in flight. [`Cutter::cut`] breaks every connection through it at
-//! once, wherever a frame is, as a network blip or a load balancer's reset does. Plain
-//! threads, so tests and benches need no runtime.
+//! once, wherever a frame is, as a network blip or a load balancer's reset does. It
+//! counts the Kafka frames each way on each connection, so a test can read how many
+//! requests a client had in flight at most, and Produce requests per topic
+//! ([`Cutter::most_produce_in_flight`]). Plain threads,
+//! so tests and benches need no runtime.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -54,14 +57,16 @@ impl DelayProxy {
                 if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
                     live.0.lock().expect("live lock").push([c, s]);
                 }
+                let frames = Arc::new(InFlight::default());
+                live.1.lock().expect("frames lock").push(frames.clone());
                 let half = self.rtt / 2;
                 let pairs = [
-                    (client.try_clone(), server.try_clone()),
-                    (server.try_clone(), client.try_clone()),
+                    (client.try_clone(), server.try_clone(), Way::Request),
+                    (server.try_clone(), client.try_clone(), Way::Response),
                 ];
-                for (from, to) in pairs {
+                for (from, to, way) in pairs {
                     if let (Ok(from), Ok(to)) = (from, to) {
-                        pipe(from, to, half);
+                        pipe(from, to, half, (frames.clone(), way));
                     }
                 }
             }
@@ -70,11 +75,168 @@ impl DelayProxy {
     }
 }
 
-/// Breaks the connections through a [`DelayProxy`].
+/// Breaks the connections through a [`DelayProxy`], and reads their frame counts.
 #[derive(Clone, Default)]
-pub struct Cutter(Arc<Mutex<Vec<[TcpStream; 2]>>>);
+pub struct Cutter(
+    Arc<Mutex<Vec<[TcpStream; 2]>>>,
+    Arc<Mutex<Vec<Arc<InFlight>>>>,
+);
+
+/// Which way a pipe carries frames.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Request,
+    Response,
+}
+
+/// One connection's requests waiting for their response, in order (Kafka answers a
+/// connection's requests in the order they came): for each, the topic a Produce request
+/// names first (`None` for other requests); and the most there were at once, of any kind
+/// and per topic.
+#[derive(Default)]
+pub struct InFlight(Mutex<Waiting>);
+
+#[derive(Default)]
+struct Waiting {
+    requests: std::collections::VecDeque<Option<String>>,
+    most: u64,
+    produce: std::collections::BTreeMap<String, (u64, u64)>,
+}
+
+impl InFlight {
+    fn sent(&self, heads: Vec<Vec<u8>>) {
+        let mut w = self.0.lock().expect("in flight lock");
+        for head in heads {
+            let topic = produce_topic(&head);
+            if let Some(t) = &topic {
+                let (now, most) = w.produce.entry(t.clone()).or_default();
+                *now += 1;
+                *most = (*most).max(*now);
+            }
+            w.requests.push_back(topic);
+        }
+        w.most = w.most.max(w.requests.len() as u64);
+    }
+
+    fn answered(&self, responses: usize) {
+        let mut w = self.0.lock().expect("in flight lock");
+        for _ in 0..responses {
+            if let Some(Some(t)) = w.requests.pop_front() {
+                if let Some((now, _)) = w.produce.get_mut(&t) {
+                    *now -= 1;
+                }
+            }
+        }
+    }
+}
+
+/// The first topic a Produce request (v3 to v12, which name topics) names, from the start
+/// of its frame; `None` for any other request.
+fn produce_topic(head: &[u8]) -> Option<String> {
+    let r = &mut &head[..];
+    let key = i16::from_be_bytes(take(r, 2)?.try_into().ok()?);
+    let version = i16::from_be_bytes(take(r, 2)?.try_into().ok()?);
+    if key != 0 || !(3..=12).contains(&version) {
+        return None;
+    }
+    take(r, 4)?; // correlation id
+    let client_id = i16::from_be_bytes(take(r, 2)?.try_into().ok()?);
+    take(r, client_id.max(0) as usize)?;
+    let name = if version >= 9 {
+        // Flexible: compact strings and arrays, lengths as varints (one byte here).
+        take(r, 1)?; // header tagged fields
+        let id = usize::from(take(r, 1)?[0]);
+        take(r, id.saturating_sub(1) + 6)?; // transactional id, acks, timeout
+        take(r, 1)?; // topics
+        let len = usize::from(take(r, 1)?[0]).checked_sub(1)?;
+        take(r, len)?
+    } else {
+        let id = i16::from_be_bytes(take(r, 2)?.try_into().ok()?);
+        take(r, id.max(0) as usize + 6 + 4)?; // transactional id, acks, timeout, topics
+        let len = i16::from_be_bytes(take(r, 2)?.try_into().ok()?);
+        take(r, len.max(0) as usize)?
+    };
+    String::from_utf8(name.to_vec()).ok()
+}
+
+/// The next `n` bytes of `r`, taken from it.
+fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    let (a, b) = (r.get(..n)?, r.get(n..)?);
+    *r = b;
+    Some(a)
+}
+
+/// The bytes of a frame [`FrameEnds`] keeps: enough for a Produce request's first topic.
+const HEAD_BYTES: usize = 512;
+
+/// Finds where Kafka frames (a 4-byte size, then that many bytes) end in a byte stream,
+/// with the first [`HEAD_BYTES`] of each.
+#[derive(Default)]
+struct FrameEnds {
+    size: Vec<u8>,
+    head: Vec<u8>,
+    left: usize,
+}
+
+impl FrameEnds {
+    /// The frames `bytes` completes, each one's head.
+    fn feed(&mut self, mut bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut ended = Vec::new();
+        while !bytes.is_empty() {
+            if self.left == 0 {
+                let take = (4 - self.size.len()).min(bytes.len());
+                self.size.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                if self.size.len() == 4 {
+                    let size = i32::from_be_bytes(self.size[..].try_into().expect("4 bytes"));
+                    self.size.clear();
+                    self.head.clear();
+                    self.left = size.max(0) as usize;
+                    if self.left == 0 {
+                        ended.push(Vec::new());
+                    }
+                }
+                continue;
+            }
+            let take = self.left.min(bytes.len());
+            let head = HEAD_BYTES.saturating_sub(self.head.len()).min(take);
+            self.head.extend_from_slice(&bytes[..head]);
+            self.left -= take;
+            bytes = &bytes[take..];
+            if self.left == 0 {
+                ended.push(std::mem::take(&mut self.head));
+            }
+        }
+        ended
+    }
+}
 
 impl Cutter {
+    /// For each connection made so far, the most requests its client had sent that it had
+    /// not yet been handed a response for (a Kafka client's requests in flight; a Produce
+    /// with acks=0, which has none, would count for good).
+    pub fn most_in_flight(&self) -> Vec<u64> {
+        let frames = self.1.lock().expect("frames lock");
+        frames
+            .iter()
+            .map(|f| f.0.lock().expect("in flight lock").most)
+            .collect()
+    }
+
+    /// The most Produce requests whose first topic is `topic` (Produce v3 to v12, which
+    /// name topics) any connection had in flight at once.
+    pub fn most_produce_in_flight(&self, topic: &str) -> u64 {
+        let frames = self.1.lock().expect("frames lock");
+        frames
+            .iter()
+            .filter_map(|f| {
+                let w = f.0.lock().expect("in flight lock");
+                w.produce.get(topic).map(|(_, most)| *most)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Shuts down both ends of every connection made so far (its peers see the stream end
     /// in the middle of whatever they were reading); returns how many there were.
     pub fn cut(&self) -> usize {
@@ -90,14 +252,25 @@ impl Cutter {
 
 /// One direction: a reader that stamps chunks as they come and a writer that releases
 /// each `delay` after it arrived.
-fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+/// Requests are counted as the client sends them, responses as they are handed to it.
+fn pipe(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    delay: Duration,
+    (frames, way): (Arc<InFlight>, Way),
+) {
     let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let counted = frames.clone();
     thread::spawn(move || {
         let mut buf = vec![0u8; READ_BYTES];
+        let mut ends = FrameEnds::default();
         loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
+                    if way == Way::Request {
+                        counted.sent(ends.feed(&buf[..n]));
+                    }
                     if tx
                         .send((Instant::now() + delay, buf[..n].to_vec()))
                         .is_err()
@@ -109,10 +282,16 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
         }
     });
     thread::spawn(move || {
+        let mut ends = FrameEnds::default();
         while let Ok((due, chunk)) = rx.recv() {
             let now = Instant::now();
             if due > now {
                 thread::sleep(due - now);
+            }
+            // Counted before it is handed over: the client may answer a response with a
+            // new request before this thread runs again.
+            if way == Way::Response {
+                frames.answered(ends.feed(&chunk).len());
             }
             if to.write_all(&chunk).is_err() {
                 return;

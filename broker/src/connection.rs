@@ -223,35 +223,28 @@ async fn serve_frames<R, W>(
                 break;
             }
             Outcome::NoResponse => {}
-            Outcome::Throttled {
-                response,
-                throttle,
-                delay_response,
-            } => {
-                // Kafka: RequestChannel / SocketServer (a throttled client's channel is muted
-                // until its throttle time has passed; before KIP-219 the response waits too).
-                let pause = tokio::time::sleep(throttle);
-                tokio::pin!(pause);
-                if delay_response {
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = &mut pause => {}
-                    }
-                }
+            Outcome::Throttled { response, throttle } => {
                 if let Some(bytes) = &response {
                     if !respond(&mut write, bytes, peer, &broker).await {
                         break;
                     }
                 }
-                // A request that arrives meanwhile waits; it is said, since a KIP-219 client
-                // sends nothing before the throttle time has passed.
+                // Kafka: RequestChannel / SocketServer (a throttled client's channel is muted
+                // until its throttle time has passed). A request that arrives meanwhile
+                // waits; it is said, since a KIP-219 client sends nothing before then. A
+                // client that goes away is let go at once, and one muted longer than
+                // connections.max.idle.ms is then read again (and closed by the idle check
+                // if it stays silent).
+                let pause = tokio::time::sleep(throttle.min(broker.config.connections_max_idle));
+                tokio::pin!(pause);
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break,
                     _ = &mut pause => {}
                     f = frames.next() => {
+                        let Some(Ok(f)) = f else { break };
                         tracing::debug!(%peer, throttle_ms = throttle.as_millis() as u64, "A request arrived from a throttled client before its throttle time passed; it waits (KIP-219).");
-                        early = Some(f);
+                        early = Some(Some(Ok(f)));
                         tokio::select! {
                             _ = shutdown.cancelled() => break,
                             _ = &mut pause => {}

@@ -213,6 +213,10 @@ pub struct Fetched {
     pub throttle_time_ms: i32,
 }
 
+/// The first Fetch version whose client waits out `throttle_time_ms` itself (Kafka:
+/// FetchResponse.shouldClientThrottle; older brokers held the response back instead).
+const FIRST_FETCH_CLIENT_THROTTLES: i16 = 8;
+
 /// The last Fetch version that names topics (v13 uses topic ids only).
 const LAST_FETCH_BY_NAME: i16 = 12;
 
@@ -286,7 +290,7 @@ pub async fn fetch_answer(
         .with_session_epoch(-1)
         .with_topics(topics);
     let resp = m.send_at(&req, version).await?;
-    if resp.throttle_time_ms > 0 {
+    if resp.throttle_time_ms > 0 && version >= FIRST_FETCH_CLIENT_THROTTLES {
         // KIP-219: nothing more on this connection until then (a Fetch over the quota is
         // answered at once, and the broker reads nothing from it meanwhile).
         m.throttle(crate::client::throttle_wait(resp.throttle_time_ms));

@@ -83,6 +83,8 @@ pub(super) async fn combine(
                 continue;
             }
         };
+        // A connection another request throttled is waited for before the clock starts.
+        m.throttled().await;
         let sent_at = Instant::now();
         let pending = match m.enqueue_sharing(&req, version, &batches).await {
             Ok(p) => p,

@@ -8,6 +8,7 @@
 
 mod groups;
 mod nulls;
+mod throttling;
 mod versions;
 
 use std::future::Future;
@@ -22,7 +23,6 @@ use kmirror_wire::frame::{self, RequestPrefix};
 use crate::acl::Caller;
 use crate::authz::{self, Guard};
 use crate::handlers;
-use crate::quotas;
 use crate::state::Broker;
 
 pub use versions::VersionTable;
@@ -37,13 +37,10 @@ pub enum Outcome {
     /// Send the response, then close (a failed SASL exchange).
     RespondAndClose(Bytes, String),
     /// A client over its quota ([`crate::quotas`]): the response (none for acks=0), and
-    /// how long the connection then reads nothing; `delay_response` for versions before
-    /// KIP-219, whose response itself is held back that long (Kafka:
-    /// AbstractResponse.shouldClientThrottle, RequestChannel's throttled channel).
+    /// how long the connection then reads nothing.
     Throttled {
         response: Option<Bytes>,
         throttle: std::time::Duration,
-        delay_response: bool,
     },
 }
 
@@ -82,7 +79,6 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
         .unwrap_or("")
         .to_string();
     let client_id = client_id.as_str();
-    let request_bytes = frame.len();
     tracing::trace!(api = ?key, api_version = version, correlation_id = corr, client_id, "Request.");
     let g = &Guard::new(broker, caller);
     if let Some(code) = groups::is_group_api(key)
@@ -124,86 +120,10 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
             .await
         }
         ApiKey::Produce => {
-            let req: ProduceRequest = match frame::decode_body(&mut frame, version, "Produce") {
-                Ok(r) => r,
-                Err(e) => return Outcome::Close(e.to_string()),
-            };
-            let acks = req.acks;
-            let mut resp = authz::topics::produce(g, broker, req, version).await;
-            // Kafka: KafkaApis.handleProduceRequest (the request's size counts against
-            // producer_byte_rate; the records are kept and the answer says how long to wait)
-            let throttle_ms = broker.quotas.record(
-                broker.config.node_id,
-                quotas::Kind::Produce,
-                &caller.principal,
-                client_id,
-                request_bytes,
-            );
-            if acks == 0 {
-                // Kafka: KafkaApis.handleProduceRequest closes the connection when an
-                // acks=0 request fails, so the producer refreshes its metadata.
-                if handlers::produce::has_error(&resp) {
-                    return Outcome::Close("Produce with acks=0 failed".into());
-                }
-                if throttle_ms > 0 {
-                    return throttled(None, throttle_ms, version < FIRST_PRODUCE_CLIENT_THROTTLES);
-                }
-                return Outcome::NoResponse;
-            }
-            if throttle_ms == 0 {
-                return respond(corr, version, &resp);
-            }
-            resp.throttle_time_ms = clamp_ms(throttle_ms);
-            match respond(corr, version, &resp) {
-                Outcome::Respond(b) => throttled(
-                    Some(b),
-                    throttle_ms,
-                    version < FIRST_PRODUCE_CLIENT_THROTTLES,
-                ),
-                other => other,
-            }
+            throttling::produce(broker, g, caller, client_id, frame, corr, version).await
         }
         ApiKey::Fetch => {
-            let mut req: FetchRequest = match frame::decode_body(&mut frame, version, "Fetch") {
-                Ok(r) => r,
-                Err(e) => return Outcome::Close(e.to_string()),
-            };
-            // Kafka: KafkaApis.handleFetchRequest (max_bytes and min_bytes capped by what the
-            // client's quota allows in its window)
-            if let Some(most) = broker
-                .quotas
-                .fetch_bytes_in_window(&caller.principal, client_id)
-            {
-                req.max_bytes = req.max_bytes.min(most);
-                req.min_bytes = req.min_bytes.min(req.max_bytes);
-            }
-            let resp = authz::topics::fetch(g, broker, req, version).await;
-            let bytes = match respond(corr, version, &resp) {
-                Outcome::Respond(b) => b,
-                other => return other,
-            };
-            // Kafka: KafkaApis.handleFetchRequest (the response's size counts against
-            // consumer_byte_rate; over it, the answer is FetchContext.getThrottledResponse:
-            // no partitions, and the bytes are not counted)
-            let throttle_ms = broker.quotas.record(
-                broker.config.node_id,
-                quotas::Kind::Fetch,
-                &caller.principal,
-                client_id,
-                bytes.len(),
-            );
-            if throttle_ms == 0 {
-                return Outcome::Respond(bytes);
-            }
-            let empty = FetchResponse::default()
-                .with_throttle_time_ms(clamp_ms(throttle_ms))
-                .with_session_id(0);
-            match respond(corr, version, &empty) {
-                Outcome::Respond(b) => {
-                    throttled(Some(b), throttle_ms, version < FIRST_FETCH_CLIENT_THROTTLES)
-                }
-                other => other,
-            }
+            throttling::fetch(broker, g, caller, client_id, frame, corr, version).await
         }
         ApiKey::ListOffsets => {
             sync(&mut frame, corr, version, |r| {
@@ -534,29 +454,12 @@ pub(crate) async fn sync<R: Request>(
     route(frame, corr, version, |r| std::future::ready(f(r))).await
 }
 
-/// The first versions whose clients wait out `throttle_time_ms` themselves (KIP-219); the
-/// broker holds back the response of older ones (Kafka: ProduceResponse and FetchResponse
-/// shouldClientThrottle).
-const FIRST_PRODUCE_CLIENT_THROTTLES: i16 = 6;
-const FIRST_FETCH_CLIENT_THROTTLES: i16 = 8;
-
-fn clamp_ms(ms: u64) -> i32 {
-    i32::try_from(ms).unwrap_or(i32::MAX)
-}
-
-fn throttled(response: Option<Bytes>, throttle_ms: u64, delay_response: bool) -> Outcome {
-    tracing::debug!(throttle_ms, "Client over its quota; throttled.");
-    Outcome::Throttled {
-        response,
-        throttle: std::time::Duration::from_millis(throttle_ms),
-        delay_response,
-    }
-}
-
 /// Room for a response header: correlation id and an empty tagged-fields section.
 const RESPONSE_HEADER_BYTES: usize = 8;
 
-fn respond<R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion>(
+pub(crate) fn respond<
+    R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
+>(
     corr: i32,
     version: i16,
     resp: &R,

@@ -141,30 +141,59 @@ pub fn describe(broker: &Broker, req: DescribeClientQuotasRequest) -> DescribeCl
     DescribeClientQuotasResponse::default().with_entries(Some(entries))
 }
 
-// Kafka: ControllerApis.handleAlterClientQuotas (ClientQuotaControlManager.alterClientQuotas)
+// Kafka: ControllerApis.handleAlterClientQuotas (ClientQuotaControlManager.alterClientQuotas:
+// one result per entity; an entity named twice keeps its first alteration and is answered
+// "Ignoring duplicate entity")
 pub fn alter(broker: &Broker, req: AlterClientQuotasRequest) -> AlterClientQuotasResponse {
-    let mut seen: BTreeSet<Entity> = BTreeSet::new();
-    let entries = req
-        .entries
+    let mut results: Vec<(Entity, Result<(), Refusal>)> = Vec::new();
+    for entry in &req.entries {
+        let entity: Entity = entry
+            .entity
+            .iter()
+            .map(|e| {
+                let name = e.entity_name.as_ref().map(|n| n.to_string());
+                (e.entity_type.to_string(), name)
+            })
+            .collect();
+        let ops: BTreeMap<String, Option<f64>> = entry
+            .ops
+            .iter()
+            .map(|op| (op.key.to_string(), (!op.remove).then_some(op.value)))
+            .collect();
+        // A key named twice fails the entity, and an entity seen before: both are then
+        // answered so (Kafka's "Duplicate quota key" is overwritten by it).
+        let seen = results.iter().position(|(e, _)| *e == entity);
+        let result = if seen.is_some() || ops.len() != entry.ops.len() {
+            Err(Refusal::Invalid(format!(
+                "Ignoring duplicate entity {}",
+                shown(&entity)
+            )))
+        } else {
+            broker.quotas.alter(&entity, &ops, req.validate_only)
+        };
+        match seen {
+            Some(i) => results[i].1 = result,
+            None => results.push((entity, result)),
+        }
+    }
+    let entries = results
         .into_iter()
-        .map(|entry| {
-            let echo: Vec<_> = entry
-                .entity
-                .iter()
-                .map(|e| {
-                    alter_client_quotas_response::EntityData::default()
-                        .with_entity_type(e.entity_type.clone())
-                        .with_entity_name(e.entity_name.clone())
-                })
-                .collect();
-            let result = alter_one(broker, &entry, &mut seen, req.validate_only);
+        .map(|(entity, result)| {
             let (code, message) = match result {
                 Ok(()) => (0, None),
                 Err(Refusal::Invalid(m)) => (ResponseError::InvalidRequest.code(), Some(m)),
                 Err(Refusal::Io(m)) => (ResponseError::KafkaStorageError.code(), Some(m)),
             };
+            let entity = entity
+                .into_iter()
+                .map(|(kind, name)| {
+                    alter_client_quotas_response::EntityData::default()
+                        .with_entity_type(StrBytes::from_string(kind))
+                        .with_entity_name(name.map(StrBytes::from_string))
+                })
+                .collect();
             alter_client_quotas_response::EntryData::default()
-                .with_entity(echo)
+                .with_entity(entity)
                 .with_error_code(code)
                 .with_error_message(message.map(StrBytes::from_string))
         })
@@ -172,36 +201,11 @@ pub fn alter(broker: &Broker, req: AlterClientQuotasRequest) -> AlterClientQuota
     AlterClientQuotasResponse::default().with_entries(entries)
 }
 
-fn alter_one(
-    broker: &Broker,
-    entry: &kafka_protocol::messages::alter_client_quotas_request::EntryData,
-    seen: &mut BTreeSet<Entity>,
-    validate_only: bool,
-) -> Result<(), Refusal> {
-    let mut entity = Entity::new();
-    for e in &entry.entity {
-        let kind = e.entity_type.to_string();
-        if entity.contains_key(&kind) {
-            return Err(Refusal::Invalid(format!(
-                "Invalid client quota entity, duplicate entity entry {kind}"
-            )));
-        }
-        entity.insert(kind, e.entity_name.as_ref().map(|n| n.to_string()));
-    }
-    if !seen.insert(entity.clone()) {
-        return Err(Refusal::Invalid(format!(
-            "Ignoring duplicate entity {entity:?}"
-        )));
-    }
-    let mut ops: BTreeMap<String, Option<f64>> = BTreeMap::new();
-    for op in &entry.ops {
-        let key = op.key.to_string();
-        if ops.contains_key(&key) {
-            return Err(Refusal::Invalid(format!(
-                "Duplicate quota key {key} not updating quota for this entity {entity:?}"
-            )));
-        }
-        ops.insert(key, (!op.remove).then_some(op.value));
-    }
-    broker.quotas.alter(&entity, &ops, validate_only)
+/// As Kafka's ClientQuotaEntity prints itself.
+fn shown(entity: &Entity) -> String {
+    let entries: Vec<String> = entity
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_deref().unwrap_or("null")))
+        .collect();
+    format!("ClientQuotaEntity(entries={{{}}})", entries.join(", "))
 }

@@ -66,13 +66,31 @@ impl Kind {
 /// where the matched entity does not name that type).
 type SensorKey = (i32, Kind, String, String);
 
+/// A sensor unused this long is dropped (Kafka: ClientQuotaManager's
+/// InactiveSensorExpirationTimeSeconds), so that clients with ever new ids under a
+/// `<default>` quota do not grow the broker without end.
+const SENSOR_IDLE_MS: u64 = 3_600_000;
+
+/// A measured rate and when it was last used.
+#[derive(Debug)]
+struct Sensor {
+    rate: Rate,
+    used_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct Sensors {
+    by_key: HashMap<SensorKey, Sensor>,
+    swept_ms: u64,
+}
+
 /// Every client quota of the process, and the rates measured against them.
 #[derive(Debug, Default)]
 pub struct ClientQuotas {
     /// `None`: memory only.
     file: Option<PathBuf>,
     quotas: RwLock<BTreeMap<Entity, BTreeMap<String, f64>>>,
-    sensors: Mutex<HashMap<SensorKey, Rate>>,
+    sensors: Mutex<Sensors>,
 }
 
 /// A refused alteration: Kafka's INVALID_REQUEST with its message, or a failed write.
@@ -176,7 +194,12 @@ impl ClientQuotas {
             (None, named(client_id)),
             (None, Some(None)),
         ];
+        // Kafka: DefaultQuotaCallback.quotaLimit (an empty client id matches no client-id
+        // entity, not even <default>).
         levels.into_iter().find_map(|(u, c)| {
+            if (c.is_some() && client_id.is_empty()) || (u.is_some() && user.is_empty()) {
+                return None;
+            }
             let mut entity = Entity::new();
             let tags = (
                 if u.is_some() { user } else { "" }.to_string(),
@@ -219,9 +242,21 @@ impl ClientQuotas {
         };
         let now = now_ms();
         let mut sensors = self.sensors.lock().expect("sensors lock");
-        let rate = sensors
+        if now.saturating_sub(sensors.swept_ms) >= SENSOR_IDLE_MS / 60 {
+            sensors.swept_ms = now;
+            sensors
+                .by_key
+                .retain(|_, s| now.saturating_sub(s.used_ms) < SENSOR_IDLE_MS);
+        }
+        let sensor = sensors
+            .by_key
             .entry((node_id, kind, user_tag, client_tag))
-            .or_insert_with(|| Rate::new(now));
+            .or_insert_with(|| Sensor {
+                rate: Rate::new(now),
+                used_ms: now,
+            });
+        sensor.used_ms = now;
+        let rate = &mut sensor.rate;
         rate.record(bytes as f64, now);
         let throttle_ms = rate.throttle_ms(quota, now);
         if throttle_ms > 0 && kind == Kind::Fetch {
@@ -412,5 +447,23 @@ mod tests {
         // Another node measures on its own; another client is not limited.
         assert_eq!(q.record(2, Kind::Fetch, "User:ANONYMOUS", "c", 10_000), 0);
         assert_eq!(q.record(1, Kind::Fetch, "User:ANONYMOUS", "d", 1 << 30), 0);
+    }
+
+    #[test]
+    fn an_empty_client_id_matches_no_client_id_entity() {
+        let q = ClientQuotas::default();
+        set(&q, &entity(&[(CLIENT_ID, None)]), PRODUCER_BYTE_RATE, 1.0);
+        set(
+            &q,
+            &entity(&[(USER, Some("u")), (CLIENT_ID, None)]),
+            PRODUCER_BYTE_RATE,
+            2.0,
+        );
+        assert_eq!(q.quota_for(Kind::Produce, "u", ""), None);
+        set(&q, &entity(&[(USER, Some("u"))]), PRODUCER_BYTE_RATE, 3.0);
+        assert_eq!(
+            q.quota_for(Kind::Produce, "u", ""),
+            Some((3.0, "u".into(), String::new()))
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! A byte rate measured as Kafka's quota sensors measure it: `quota.window.num` (11)
 //! samples of `quota.window.size.seconds` (1 s), the rate being their sum over the time
-//! they span but never less than `samples - 1` windows; a value over the quota is
+//! they span but never less than `samples - 1` windows (one more sample is kept, for one
+//! that began before the window but had events within it); a value over the quota is
 //! throttled for `(rate - quota) / quota * window` (Kafka: SampledStat, Rate.windowSize,
 //! QuotaUtils.throttleTime).
 
@@ -11,9 +12,20 @@ pub const SAMPLE_WINDOW_MS: u64 = 1_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Sample {
-    /// When the sample's window began.
+    /// When the sample's window began, and its last event.
     start_ms: u64,
+    last_event_ms: u64,
     value: f64,
+}
+
+impl Sample {
+    fn new(now_ms: u64) -> Self {
+        Self {
+            start_ms: now_ms,
+            last_event_ms: now_ms,
+            value: 0.0,
+        }
+    }
 }
 
 /// One sensor's samples.
@@ -26,10 +38,7 @@ pub struct Rate {
 impl Rate {
     pub fn new(now_ms: u64) -> Self {
         Self {
-            samples: vec![Sample {
-                start_ms: now_ms,
-                value: 0.0,
-            }],
+            samples: vec![Sample::new(now_ms)],
             current: 0,
         }
     }
@@ -39,30 +48,26 @@ impl Rate {
     pub fn record(&mut self, value: f64, now_ms: u64) {
         let sample = self.samples[self.current];
         if now_ms.saturating_sub(sample.start_ms) >= SAMPLE_WINDOW_MS {
-            self.current = (self.current + 1) % SAMPLES;
-            let fresh = Sample {
-                start_ms: now_ms,
-                value: 0.0,
-            };
+            self.current = (self.current + 1) % (SAMPLES + 1);
+            let fresh = Sample::new(now_ms);
             if self.current >= self.samples.len() {
                 self.samples.push(fresh);
             } else {
                 self.samples[self.current] = fresh;
             }
         }
-        self.samples[self.current].value += value;
+        let current = &mut self.samples[self.current];
+        current.value += value;
+        current.last_event_ms = now_ms;
     }
 
-    /// Forgets samples older than every window together (Kafka:
+    /// Forgets samples without an event within every window together (Kafka:
     /// SampledStat.purgeObsoleteSamples).
     fn purge(&mut self, now_ms: u64) {
         let expire_ms = SAMPLES as u64 * SAMPLE_WINDOW_MS;
         for s in &mut self.samples {
-            if now_ms.saturating_sub(s.start_ms) >= expire_ms {
-                *s = Sample {
-                    start_ms: now_ms,
-                    value: 0.0,
-                };
+            if now_ms.saturating_sub(s.last_event_ms) >= expire_ms {
+                *s = Sample::new(now_ms);
             }
         }
     }
@@ -82,7 +87,7 @@ impl Rate {
         if full < least_full {
             elapsed += (least_full - full) * SAMPLE_WINDOW_MS;
         }
-        elapsed
+        elapsed.max(1)
     }
 
     /// Per second, at `now_ms`, with the window it was taken over.
@@ -124,10 +129,13 @@ mod tests {
     fn old_samples_leave_the_window() {
         let mut r = Rate::new(0);
         r.record(50_000.0, 0);
-        for t in 1..=11 {
+        // Its last event 10.9 s ago: still within the window.
+        r.record(0.0, 10_900);
+        assert!(r.measure(10_900).0 > 0.0);
+        for t in 11..=12 {
             r.record(0.0, t * SAMPLE_WINDOW_MS);
         }
-        assert_eq!(r.measure(11 * SAMPLE_WINDOW_MS).0, 0.0);
-        assert_eq!(r.throttle_ms(1.0, 11 * SAMPLE_WINDOW_MS), 0);
+        assert_eq!(r.measure(12 * SAMPLE_WINDOW_MS).0, 0.0);
+        assert_eq!(r.throttle_ms(1.0, 12 * SAMPLE_WINDOW_MS), 0);
     }
 }

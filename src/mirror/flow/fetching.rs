@@ -378,6 +378,8 @@ impl FlowRunner {
                 let mut sent = Instant::now();
                 let result = async {
                     let m = source.broker_lane(leader, kind.lane()).await?;
+                    // (Throttled by another flow's Fetch: not the leader's answer time.)
+                    m.throttled().await;
                     sent = Instant::now();
                     fetch::fetch_answer(&m, &wants, kind.max_wait_ms(), max_bytes, partition_max)
                         .await

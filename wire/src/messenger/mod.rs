@@ -469,11 +469,17 @@ impl Messenger {
         *t = Some(t.map_or(until, |t| t.max(until)));
     }
 
-    async fn enqueue(&self, frame: Frame) -> Result<(), RequestError> {
+    /// Waits until the connection is no longer throttled ([`Self::throttle`]): a caller
+    /// that times its request starts the clock after this.
+    pub async fn throttled(&self) {
         let not_before = *self.not_before.lock().expect("throttle lock");
         if let Some(t) = not_before.filter(|t| *t > tokio::time::Instant::now()) {
             tokio::time::sleep_until(t).await;
         }
+    }
+
+    async fn enqueue(&self, frame: Frame) -> Result<(), RequestError> {
+        self.throttled().await;
         self.writer.send(frame).await.map_err(|_| {
             let reason = self
                 .shared

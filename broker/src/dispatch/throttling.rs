@@ -1,0 +1,144 @@
+//! Produce and Fetch, measured against the client's quotas ([`crate::quotas`]) as Kafka
+//! measures them: a Produce's request size counts against `producer_byte_rate`, and its
+//! records are kept whatever the rate; a Fetch's response size against
+//! `consumer_byte_rate`, and one over it is answered with no partitions (its bytes not
+//! counted). Either way the response goes out at once, at every version, with
+//! `throttle_time_ms` where the version has it, and the connection is then muted
+//! ([`Outcome::Throttled`]). Kafka: KafkaApis.handleProduceRequest and
+//! handleFetchRequest.
+
+use bytes::Bytes;
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProduceRequest};
+use kmirror_wire::frame;
+
+use super::{respond, Outcome};
+use crate::acl::Caller;
+use crate::authz::{self, Guard};
+use crate::handlers;
+use crate::quotas::Kind;
+use crate::state::Broker;
+
+/// ProduceResponse.json: `throttle_time_ms` from v1 (a v0 client is muted all the same).
+const FIRST_PRODUCE_WITH_THROTTLE: i16 = 1;
+
+fn clamp_ms(ms: u64) -> i32 {
+    i32::try_from(ms).unwrap_or(i32::MAX)
+}
+
+/// The response at once, then the connection muted for the time it says (Kafka:
+/// RequestChannel.sendResponse and SocketServer's throttled channel; the version is not
+/// looked at).
+fn throttled(response: Option<Bytes>, throttle_ms: u64) -> Outcome {
+    tracing::debug!(throttle_ms, "Client over its quota; throttled.");
+    Outcome::Throttled {
+        response,
+        throttle: std::time::Duration::from_millis(clamp_ms(throttle_ms) as u64),
+    }
+}
+
+pub(super) async fn produce(
+    broker: &Broker,
+    g: &Guard<'_>,
+    caller: &Caller,
+    client_id: &str,
+    mut frame: Bytes,
+    corr: i32,
+    version: i16,
+) -> Outcome {
+    let request_bytes = frame.len();
+    let req: ProduceRequest = match frame::decode_body(&mut frame, version, "Produce") {
+        Ok(r) => r,
+        Err(e) => return Outcome::Close(e.to_string()),
+    };
+    let acks = req.acks;
+    let mut resp = authz::topics::produce(g, broker, req, version).await;
+    let throttle_ms = broker.quotas.record(
+        broker.config.node_id,
+        Kind::Produce,
+        &caller.principal,
+        client_id,
+        request_bytes,
+    );
+    if acks == 0 {
+        // Kafka: KafkaApis.handleProduceRequest closes the connection when an acks=0
+        // request fails, so the producer refreshes its metadata.
+        if handlers::produce::has_error(&resp) {
+            return Outcome::Close("Produce with acks=0 failed".into());
+        }
+        if throttle_ms > 0 {
+            return throttled(None, throttle_ms);
+        }
+        return Outcome::NoResponse;
+    }
+    if throttle_ms == 0 {
+        return respond(corr, version, &resp);
+    }
+    if version >= FIRST_PRODUCE_WITH_THROTTLE {
+        resp.throttle_time_ms = clamp_ms(throttle_ms);
+    }
+    match respond(corr, version, &resp) {
+        Outcome::Respond(b) => throttled(Some(b), throttle_ms),
+        other => other,
+    }
+}
+
+pub(super) async fn fetch(
+    broker: &Broker,
+    g: &Guard<'_>,
+    caller: &Caller,
+    client_id: &str,
+    mut frame: Bytes,
+    corr: i32,
+    version: i16,
+) -> Outcome {
+    let mut req: FetchRequest = match frame::decode_body(&mut frame, version, "Fetch") {
+        Ok(r) => r,
+        Err(e) => return Outcome::Close(e.to_string()),
+    };
+    // A follower's Fetch is not a consumer's (KafkaApis.handleFetchRequest,
+    // `isFromFollower`): neither capped nor counted.
+    let consumer = req.replica_id.0 < 0 && req.replica_state.replica_id.0 < 0;
+    // max_bytes and min_bytes capped by what the quota allows in its window.
+    let most = consumer
+        .then(|| {
+            broker
+                .quotas
+                .fetch_bytes_in_window(&caller.principal, client_id)
+        })
+        .flatten();
+    if let Some(most) = most {
+        req.max_bytes = req.max_bytes.min(most);
+        req.min_bytes = req.min_bytes.min(req.max_bytes);
+    }
+    let resp = authz::topics::fetch(g, broker, req, version).await;
+    let bytes = match respond(corr, version, &resp) {
+        Outcome::Respond(b) => b,
+        other => return other,
+    };
+    if !consumer {
+        return Outcome::Respond(bytes);
+    }
+    let throttle_ms = broker.quotas.record(
+        broker.config.node_id,
+        Kind::Fetch,
+        &caller.principal,
+        client_id,
+        bytes.len(),
+    );
+    if throttle_ms == 0 {
+        return Outcome::Respond(bytes);
+    }
+    // FetchContext.getThrottledResponse: no partitions (FetchResponse.json:
+    // throttle_time_ms from v1).
+    let empty = FetchResponse::default()
+        .with_throttle_time_ms(if version >= 1 {
+            clamp_ms(throttle_ms)
+        } else {
+            0
+        })
+        .with_session_id(0);
+    match respond(corr, version, &empty) {
+        Outcome::Respond(b) => throttled(Some(b), throttle_ms),
+        other => other,
+    }
+}

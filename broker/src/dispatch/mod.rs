@@ -87,6 +87,14 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
     {
         return groups::refused(broker, g, (&mut frame, corr, version), key, code).await;
     }
+    let at = || throttling::At {
+        broker,
+        g,
+        caller,
+        client_id,
+        corr,
+        version,
+    };
     match key {
         // Outside a SASL exchange (a listener without SASL, or after authentication):
         // KafkaApis.handleSaslHandshakeRequest / handleSaslAuthenticateRequest.
@@ -119,12 +127,8 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
             })
             .await
         }
-        ApiKey::Produce => {
-            throttling::produce(broker, g, caller, client_id, frame, corr, version).await
-        }
-        ApiKey::Fetch => {
-            throttling::fetch(broker, g, caller, client_id, frame, corr, version).await
-        }
+        ApiKey::Produce => throttling::produce(at(), frame).await,
+        ApiKey::Fetch => throttling::fetch(at(), frame).await,
         ApiKey::ListOffsets => {
             sync(&mut frame, corr, version, |r| {
                 authz::topics::list_offsets(g, broker, r, version)

@@ -18,6 +18,16 @@ use crate::handlers;
 use crate::quotas::Kind;
 use crate::state::Broker;
 
+/// Who asked, and the request's header fields the answer needs.
+pub(super) struct At<'a> {
+    pub broker: &'a Broker,
+    pub g: &'a Guard<'a>,
+    pub caller: &'a Caller,
+    pub client_id: &'a str,
+    pub corr: i32,
+    pub version: i16,
+}
+
 /// ProduceResponse.json: `throttle_time_ms` from v1 (a v0 client is muted all the same).
 const FIRST_PRODUCE_WITH_THROTTLE: i16 = 1;
 
@@ -36,15 +46,15 @@ fn throttled(response: Option<Bytes>, throttle_ms: u64) -> Outcome {
     }
 }
 
-pub(super) async fn produce(
-    broker: &Broker,
-    g: &Guard<'_>,
-    caller: &Caller,
-    client_id: &str,
-    mut frame: Bytes,
-    corr: i32,
-    version: i16,
-) -> Outcome {
+pub(super) async fn produce(at: At<'_>, mut frame: Bytes) -> Outcome {
+    let At {
+        broker,
+        g,
+        caller,
+        client_id,
+        corr,
+        version,
+    } = at;
     let request_bytes = frame.len();
     let req: ProduceRequest = match frame::decode_body(&mut frame, version, "Produce") {
         Ok(r) => r,
@@ -82,15 +92,15 @@ pub(super) async fn produce(
     }
 }
 
-pub(super) async fn fetch(
-    broker: &Broker,
-    g: &Guard<'_>,
-    caller: &Caller,
-    client_id: &str,
-    mut frame: Bytes,
-    corr: i32,
-    version: i16,
-) -> Outcome {
+pub(super) async fn fetch(at: At<'_>, mut frame: Bytes) -> Outcome {
+    let At {
+        broker,
+        g,
+        caller,
+        client_id,
+        corr,
+        version,
+    } = at;
     let mut req: FetchRequest = match frame::decode_body(&mut frame, version, "Fetch") {
         Ok(r) => r,
         Err(e) => return Outcome::Close(e.to_string()),

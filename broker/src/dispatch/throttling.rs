@@ -47,26 +47,18 @@ fn throttled(response: Option<Bytes>, throttle_ms: u64) -> Outcome {
 }
 
 pub(super) async fn produce(at: At<'_>, mut frame: Bytes) -> Outcome {
-    let At {
-        broker,
-        g,
-        caller,
-        client_id,
-        corr,
-        version,
-    } = at;
     let request_bytes = frame.len();
-    let req: ProduceRequest = match frame::decode_body(&mut frame, version, "Produce") {
+    let req: ProduceRequest = match frame::decode_body(&mut frame, at.version, "Produce") {
         Ok(r) => r,
         Err(e) => return Outcome::Close(e.to_string()),
     };
     let acks = req.acks;
-    let mut resp = authz::topics::produce(g, broker, req, version).await;
-    let throttle_ms = broker.quotas.record(
-        broker.config.node_id,
+    let mut resp = authz::topics::produce(at.g, at.broker, req, at.version).await;
+    let throttle_ms = at.broker.quotas.record(
+        at.broker.config.node_id,
         Kind::Produce,
-        &caller.principal,
-        client_id,
+        &at.caller.principal,
+        at.client_id,
         request_bytes,
     );
     if acks == 0 {
@@ -81,27 +73,19 @@ pub(super) async fn produce(at: At<'_>, mut frame: Bytes) -> Outcome {
         return Outcome::NoResponse;
     }
     if throttle_ms == 0 {
-        return respond(corr, version, &resp);
+        return respond(at.corr, at.version, &resp);
     }
-    if version >= FIRST_PRODUCE_WITH_THROTTLE {
+    if at.version >= FIRST_PRODUCE_WITH_THROTTLE {
         resp.throttle_time_ms = clamp_ms(throttle_ms);
     }
-    match respond(corr, version, &resp) {
+    match respond(at.corr, at.version, &resp) {
         Outcome::Respond(b) => throttled(Some(b), throttle_ms),
         other => other,
     }
 }
 
 pub(super) async fn fetch(at: At<'_>, mut frame: Bytes) -> Outcome {
-    let At {
-        broker,
-        g,
-        caller,
-        client_id,
-        corr,
-        version,
-    } = at;
-    let mut req: FetchRequest = match frame::decode_body(&mut frame, version, "Fetch") {
+    let mut req: FetchRequest = match frame::decode_body(&mut frame, at.version, "Fetch") {
         Ok(r) => r,
         Err(e) => return Outcome::Close(e.to_string()),
     };
@@ -111,28 +95,28 @@ pub(super) async fn fetch(at: At<'_>, mut frame: Bytes) -> Outcome {
     // max_bytes and min_bytes capped by what the quota allows in its window.
     let most = consumer
         .then(|| {
-            broker
+            at.broker
                 .quotas
-                .fetch_bytes_in_window(&caller.principal, client_id)
+                .fetch_bytes_in_window(&at.caller.principal, at.client_id)
         })
         .flatten();
     if let Some(most) = most {
         req.max_bytes = req.max_bytes.min(most);
         req.min_bytes = req.min_bytes.min(req.max_bytes);
     }
-    let resp = authz::topics::fetch(g, broker, req, version).await;
-    let bytes = match respond(corr, version, &resp) {
+    let resp = authz::topics::fetch(at.g, at.broker, req, at.version).await;
+    let bytes = match respond(at.corr, at.version, &resp) {
         Outcome::Respond(b) => b,
         other => return other,
     };
     if !consumer {
         return Outcome::Respond(bytes);
     }
-    let throttle_ms = broker.quotas.record(
-        broker.config.node_id,
+    let throttle_ms = at.broker.quotas.record(
+        at.broker.config.node_id,
         Kind::Fetch,
-        &caller.principal,
-        client_id,
+        &at.caller.principal,
+        at.client_id,
         bytes.len(),
     );
     if throttle_ms == 0 {
@@ -141,13 +125,13 @@ pub(super) async fn fetch(at: At<'_>, mut frame: Bytes) -> Outcome {
     // FetchContext.getThrottledResponse: no partitions (FetchResponse.json:
     // throttle_time_ms from v1).
     let empty = FetchResponse::default()
-        .with_throttle_time_ms(if version >= 1 {
+        .with_throttle_time_ms(if at.version >= 1 {
             clamp_ms(throttle_ms)
         } else {
             0
         })
         .with_session_id(0);
-    match respond(corr, version, &empty) {
+    match respond(at.corr, at.version, &empty) {
         Outcome::Respond(b) => throttled(Some(b), throttle_ms),
         other => other,
     }

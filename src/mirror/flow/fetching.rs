@@ -69,6 +69,16 @@ const NEAR_SOURCE_ANSWER: Duration = Duration::from_millis(10);
 /// A partition in a shared Fetch does not wait: the Fetch would leave without it.
 const ACK_WAIT_PER_ANSWER_TIME: u32 = 4;
 
+/// `items` from the one at `round` (modulo their number) on, and round to the start: each
+/// is first once in as many rounds as there are items. Kafka returns a batch larger than
+/// the per-partition limit whole only to the first partition with data, and fills a
+/// response in the order asked; a fixed order would leave the last partitions nothing
+/// while the first ones always have data.
+fn rotated<T>(items: &[T], round: usize) -> impl Iterator<Item = &T> {
+    let skip = round.checked_rem(items.len()).unwrap_or(0);
+    items.iter().skip(skip).chain(items.iter().take(skip))
+}
+
 /// Which Fetch a partition goes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Kind {
@@ -195,11 +205,6 @@ impl FlowRunner {
         }
         fetches.ack_wait_until = None;
         self.round = self.round.wrapping_add(1);
-        let skip = if ready.is_empty() {
-            0
-        } else {
-            self.round % ready.len()
-        };
         let mut refresh = false;
         // A lone partition's Fetch also carries the batch it expects next and whether,
         // larger than the least Fetch, that batch is owed to it.
@@ -208,7 +213,7 @@ impl FlowRunner {
         let pool = self.memory.fetch_pool_bytes();
         let per_response = (pool / RESPONSES_PER_POOL).max(PARTITION_FETCH_BYTES as usize);
         let mut leaderless = Vec::new();
-        for (sp, r) in ready.iter().skip(skip).chain(ready.iter().take(skip)) {
+        for (sp, r) in rotated(&ready, self.round) {
             let Some(leader) = md.leader(&sp.topic, sp.partition) else {
                 refresh = true;
                 if !r.leaderless {

@@ -1,4 +1,5 @@
-//! Unit tests of the Fetch sizing rules (`ask_bytes`, `partition_limit`).
+//! Unit tests of the Fetch sizing rules (`ask_bytes`, `partition_limit`) and of the order
+//! partitions are asked in (`rotated`).
 
 use super::*;
 
@@ -74,4 +75,24 @@ fn only_a_lone_partition_from_a_distant_leader_asks_beyond_one_mib() {
     for kind in [Kind::HasData, Kind::CaughtUp] {
         assert_eq!(partition_limit(kind, false, 4 * MIB), MIB);
     }
+}
+
+/// Every partition leads a Fetch, and each once, in as many rounds as there are partitions;
+/// each round asks for all of them once.
+#[test]
+fn each_partition_is_first_in_turn() {
+    let partitions = ["a-0", "a-1", "b-0", "c-0", "c-1"];
+    let firsts: Vec<&str> = (7..7 + partitions.len())
+        .map(|round| {
+            let order: Vec<&str> = rotated(&partitions, round).copied().collect();
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, partitions, "round {round}: {order:?}");
+            order[0]
+        })
+        .collect();
+    let mut distinct = firsts.clone();
+    distinct.sort();
+    assert_eq!(distinct, partitions, "{firsts:?}");
+    assert_eq!(rotated::<&str>(&[], 3).count(), 0);
 }

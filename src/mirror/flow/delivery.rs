@@ -161,6 +161,19 @@ impl FlowRunner {
             }
             return false;
         };
+        // A batch larger than the whole budget is still mirrored (it takes all of the
+        // fetch pool, and memory goes over max_in_flight_bytes by the rest): said once.
+        let pool = self.memory.fetch_pool_bytes();
+        if let Some(large) = sliced.batches.iter().find(|b| b.len() > pool) {
+            let size_bytes = large.len();
+            // Its base offset, the first field of a batch.
+            let offset = large
+                .first_chunk::<8>()
+                .map_or(r.next_fetch_offset, |o| i64::from_be_bytes(*o));
+            if self.reported_large.insert(sp.clone(), offset) != Some(offset) {
+                tracing::warn!(flow = %self.flow.name, topic = %sp.topic, partition = sp.partition, offset, size_bytes, max_in_flight_bytes = pool, "Source batch is larger than the flow's max_in_flight_bytes: it is mirrored with the whole budget, other partitions wait meanwhile, and memory exceeds the budget by the difference. Raise max_in_flight_bytes above the source's largest batches (max.message.bytes).");
+            }
+        }
         let handed_over = alone && sliced.is_span_of(&g.records);
         let bytes = if handed_over {
             g.records.len()

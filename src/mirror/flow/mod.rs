@@ -141,6 +141,8 @@ pub struct FlowRunner {
     round: usize,
     /// Partitions whose next batch was reported too large, and at which offset.
     reported_cut: HashMap<SourcePartition, i64>,
+    /// Partitions whose batch larger than the budget was reported, and at which offset.
+    reported_large: HashMap<SourcePartition, i64>,
     /// Source batches that could not be mirrored, fetched again ([`refetch`]).
     bad_batches: refetch::BadBatches,
     /// An exclusive flow's ownership lease: progress is written only while it holds.
@@ -170,6 +172,7 @@ impl FlowRunner {
             topic_ids: HashMap::new(),
             round: 0,
             reported_cut: HashMap::new(),
+            reported_large: HashMap::new(),
             bad_batches: Default::default(),
             lease: None,
             stats,

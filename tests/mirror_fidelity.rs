@@ -33,9 +33,19 @@ const RECORDS: usize = 100_000;
 
 #[test]
 fn mixed_codecs_keys_headers_and_timestamps_are_mirrored_byte_equal() {
+    mixed_codecs_keys_headers_and_timestamps(&[]);
+}
+
+/// The same against brokers emulating Kafka 2.8 (Fetch v12 and Produce v9, by name).
+#[test]
+fn mixed_codecs_keys_headers_and_timestamps_are_mirrored_byte_equal_emulating_kafka_2_8() {
+    mixed_codecs_keys_headers_and_timestamps(&["--emulate-kafka", "2.8"]);
+}
+
+fn mixed_codecs_keys_headers_and_timestamps(broker_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
+    let target = BrokerProcess::start(&dir.path().join("target"), broker_args);
     let config = write_topology(
         dir.path(),
         &[("east", &source.addr()), ("west", &target.addr())],

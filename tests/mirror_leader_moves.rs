@@ -5,7 +5,8 @@
 //! NOT_LEADER_OR_FOLLOWER (or FENCED_LEADER_EPOCH) as from Kafka; the daemon refreshes its
 //! metadata and resends in order. Nothing may be lost and order must hold; duplicates are
 //! reported (a resend after a leader move can write a batch twice only when its first
-//! answer was lost, which these moves do not cause).
+//! answer was lost, which these moves do not cause). At Kafka 4.1 versions and with both
+//! clusters emulating Kafka 2.8.
 
 mod support;
 
@@ -46,9 +47,19 @@ fn wait_progress(
 
 #[test]
 fn leader_moves_and_node_restarts_on_both_sides_lose_nothing() {
+    leader_moves_and_node_restarts(&[]);
+}
+
+/// The same against brokers emulating Kafka 2.8: Fetch v12 and Produce v9, by name.
+#[test]
+fn leader_moves_and_node_restarts_on_both_sides_lose_nothing_emulating_kafka_2_8() {
+    leader_moves_and_node_restarts(&["--emulate-kafka", "2.8"]);
+}
+
+fn leader_moves_and_node_restarts(broker_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let source = ThreeNodes::start(&dir.path().join("source"), &[]);
-    let target = ThreeNodes::start(&dir.path().join("target"), &[]);
+    let source = ThreeNodes::start(&dir.path().join("source"), broker_args);
+    let target = ThreeNodes::start(&dir.path().join("target"), broker_args);
     let acked = dir.path().join("acked.json");
     let produce = Produce {
         records: RECORDS_PER_PARTITION,

@@ -7,7 +7,7 @@
 //! position and resends its unacknowledged batches with the same producer sequences, which
 //! the target recognises as duplicates of what it already wrote. Nothing may be lost,
 //! reordered or written twice, and nothing is reported at ERROR: a broken connection is
-//! not a reason for an operator to act.
+//! not a reason for an operator to act. At Kafka 4.1 versions and emulating Kafka 2.8.
 //!
 //! A source or a target that stops answering for several request timeouts, then answers
 //! again.
@@ -26,10 +26,16 @@ const RECORDS_PER_PARTITION: u32 = 20_000;
 
 /// A broker that clients reach through a proxy adding `rtt` that can cut their
 /// connections.
-fn behind_cutter(data_dir: &std::path::Path, rtt: Duration) -> (BrokerProcess, String, Cutter) {
+fn behind_cutter(
+    data_dir: &std::path::Path,
+    rtt: Duration,
+    broker_args: &[&str],
+) -> (BrokerProcess, String, Cutter) {
     let proxy = DelayProxy::bind(rtt);
     let addr = proxy.addr();
-    let broker = BrokerProcess::start(data_dir, &["--advertised-listener", &addr]);
+    let mut args = broker_args.to_vec();
+    args.extend(["--advertised-listener", &addr]);
+    let broker = BrokerProcess::start(data_dir, &args);
     let cutter = proxy.forward_to(&broker.addr());
     (broker, addr, cutter)
 }
@@ -89,6 +95,7 @@ fn assert_mirrored_once(
 /// holds them all, with the source's address; then checks that nothing was lost,
 /// reordered or duplicated and that nothing was said at ERROR.
 fn mirror_through_cuts(
+    broker_args: &[&str],
     flow_extra: &str,
     before: impl Fn(&str),
     after: impl Fn(&str, &str, &DaemonProcess),
@@ -96,8 +103,10 @@ fn mirror_through_cuts(
     let dir = tempfile::tempdir().unwrap();
     // Round trips keep requests on the wire most of the time, where the cuts find them.
     let rtt = Duration::from_millis(20);
-    let (source, source_addr, source_cuts) = behind_cutter(&dir.path().join("source"), rtt);
-    let (target, target_addr, target_cuts) = behind_cutter(&dir.path().join("target"), rtt);
+    let (source, source_addr, source_cuts) =
+        behind_cutter(&dir.path().join("source"), rtt, broker_args);
+    let (target, target_addr, target_cuts) =
+        behind_cutter(&dir.path().join("target"), rtt, broker_args);
     let acked = dir.path().join("acked.json");
     let produced = produce_source(&source.addr(), &acked);
     before(&source.addr());
@@ -160,7 +169,13 @@ fn mirror_through_cuts(
 
 #[test]
 fn connections_cut_mid_frame_on_both_sides_lose_and_duplicate_nothing() {
-    mirror_through_cuts("", |_| {}, |_, _, _| {});
+    mirror_through_cuts(&[], "", |_| {}, |_, _, _| {});
+}
+
+/// The same against brokers emulating Kafka 2.8 (Fetch v12 and Produce v9, by name).
+#[test]
+fn connections_cut_mid_frame_on_both_sides_lose_and_duplicate_nothing_emulating_kafka_2_8() {
+    mirror_through_cuts(&["--emulate-kafka", "2.8"], "", |_| {}, |_, _, _| {});
 }
 
 /// The same cuts with the flow owned through a group on the target (`exclusive`) and a
@@ -173,6 +188,7 @@ fn an_exclusive_flow_syncing_groups_rides_out_connection_cuts() {
     // (The group tools read partitions 0 and 1.)
     let offsets = "0:15000,1:15001";
     mirror_through_cuts(
+        &[],
         "    exclusive: true\n    groups: { include: [\"app-.*\"], sync_offsets: true, interval: 1s }\n",
         |source| commit(source, TOPIC, group, offsets),
         |_, target, daemon| {

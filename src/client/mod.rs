@@ -416,8 +416,18 @@ impl ClusterClient {
 /// A kmirror-broker on a free 127.0.0.1 port and a client of it, for unit tests.
 #[cfg(test)]
 pub(crate) async fn local_cluster(cluster: &str) -> (kmirror_broker::RunningBroker, ClusterClient) {
+    local_cluster_at(cluster, kmirror_broker::KafkaRelease::default()).await
+}
+
+/// [`local_cluster`] with the broker emulating `release`.
+#[cfg(test)]
+pub(crate) async fn local_cluster_at(
+    cluster: &str,
+    release: kmirror_broker::KafkaRelease,
+) -> (kmirror_broker::RunningBroker, ClusterClient) {
     let broker = kmirror_broker::start(kmirror_broker::BrokerConfig {
         listen: "127.0.0.1:0".parse().expect("an address"),
+        emulate_kafka: release,
         ..kmirror_broker::BrokerConfig::default()
     })
     .await

@@ -141,10 +141,50 @@ impl ProgressLog for TargetLog<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{fixtures, Progress};
     use super::*;
+    use kmirror_broker::KafkaRelease;
 
     async fn cluster() -> (kmirror_broker::RunningBroker, ClusterClient) {
         crate::client::local_cluster("target").await
+    }
+
+    /// Positions of many partitions, written in several records and requests (a small
+    /// `max.message.bytes`), read back whole by a new load: at Kafka 4.1 versions (Fetch and
+    /// Produce by topic id) and emulating Kafka 2.8 (by name).
+    #[tokio::test]
+    async fn positions_are_written_and_loaded_back_at_4_1_and_2_8() {
+        for release in [KafkaRelease::V4_1, KafkaRelease::V2_8] {
+            let (broker, client) = crate::client::local_cluster_at("target", release).await;
+            client.refresh_metadata().await.unwrap();
+            client
+                .create_topic(
+                    PROGRESS_TOPIC,
+                    1,
+                    &[
+                        ("cleanup.policy".into(), "compact".into()),
+                        ("max.message.bytes".into(), "4096".into()),
+                    ],
+                )
+                .await
+                .unwrap();
+            let written = Progress::load("f", &client).await.unwrap();
+            for p in 0..500 {
+                written.advance(&fixtures::sp(p), fixtures::pos(1_000 + i64::from(p)));
+            }
+            written.mark_initialised();
+            written.write(&client).await.unwrap();
+            let read = Progress::load("f", &client).await.unwrap();
+            assert!(read.is_initialised(), "{release:?}");
+            for p in 0..500 {
+                assert_eq!(
+                    read.get(&fixtures::sp(p)),
+                    Some(fixtures::pos(1_000 + i64::from(p))),
+                    "{release:?} partition {p}"
+                );
+            }
+            let _ = broker.shutdown().await;
+        }
     }
 
     /// The progress topic is created compacted, and its limit is read from the broker.

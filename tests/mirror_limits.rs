@@ -504,47 +504,50 @@ fn mirror_large_batches(
 /// waited for twice that batch free at once, and never fetched again.
 #[test]
 fn a_large_batch_behind_small_ones_is_mirrored_under_a_small_budget() {
-    let daemon = mirror_a_large_batch_behind_small_ones("4MiB");
-    assert!(
-        !daemon
-            .log
-            .contains("larger than the flow's max_in_flight_bytes"),
-        "{}",
-        daemon.log.tail(40)
-    );
+    mirror_a_large_batch_behind_small_ones("4MiB", |daemon| {
+        assert!(
+            !daemon
+                .log
+                .contains("larger than the flow's max_in_flight_bytes"),
+            "{}",
+            daemon.log.tail(40)
+        );
+    });
 }
 
 /// The same 3 MB batch under a 1 MiB budget: it cannot fit, so it is mirrored with the
 /// whole budget, and the daemon says so once, with the batch's offset and size.
 #[test]
 fn a_batch_larger_than_the_budget_is_mirrored_and_reported_with_its_offset_and_size() {
-    let daemon = mirror_a_large_batch_behind_small_ones("1MiB");
-    let warned: Vec<String> = daemon
-        .log
-        .lines()
-        .into_iter()
-        .filter(|l| l.contains("larger than the flow's max_in_flight_bytes"))
-        .collect();
-    assert_eq!(warned.len(), 1, "{warned:?}");
-    let line = &warned[0];
-    assert!(
-        line.contains(" WARN ")
-            && line.contains("topic=limits.mixed partition=0 offset=40 ")
-            && line.contains("max_in_flight_bytes=1048576"),
-        "{line}"
-    );
-    let size: u64 = line
-        .split("size_bytes=")
-        .nth(1)
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
-    assert!((3_000_000..3_100_000).contains(&size), "{line}");
+    mirror_a_large_batch_behind_small_ones("1MiB", |daemon| {
+        let warned: Vec<String> = daemon
+            .log
+            .lines()
+            .into_iter()
+            .filter(|l| l.contains("larger than the flow's max_in_flight_bytes"))
+            .collect();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        let line = &warned[0];
+        assert!(
+            line.contains(" WARN ")
+                && line.contains("topic=limits.mixed partition=0 offset=40 ")
+                && line.contains("max_in_flight_bytes=1048576"),
+            "{line}"
+        );
+        let size: u64 = line
+            .split("size_bytes=")
+            .nth(1)
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!((3_000_000..3_100_000).contains(&size), "{line}");
+    });
 }
 
-/// 40 records of 1 KB, one of 3 MB, 40 of 1 KB, mirrored under `budget`; returns the
-/// daemon once all 81 arrived, without an ERROR.
-fn mirror_a_large_batch_behind_small_ones(budget: &str) -> DaemonProcess {
+/// 40 records of 1 KB, one of 3 MB, 40 of 1 KB, mirrored under `budget`; once all 81
+/// arrived, without an ERROR, `check` reads the daemon (its brokers still up), and the
+/// daemon is stopped.
+fn mirror_a_large_batch_behind_small_ones(budget: &str, check: impl FnOnce(&DaemonProcess)) {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), &[]);
@@ -566,11 +569,12 @@ fn mirror_a_large_batch_behind_small_ones(budget: &str) -> DaemonProcess {
         &[("east", &source.addr()), ("west", &target.addr())],
         &flow,
     );
-    let daemon = DaemonProcess::start(&config);
+    let mut daemon = DaemonProcess::start(&config);
     let mirrored = support::discovery::wait_mirrored(&daemon, &source, topic, &target, topic);
     assert_eq!(support::topics::total(&mirrored), 81);
     assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
-    daemon
+    check(&daemon);
+    daemon.terminate_ok();
 }
 
 /// Under a low rate limit the daemon has fetched far more than it may send yet. SIGTERM

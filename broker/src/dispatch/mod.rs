@@ -67,6 +67,8 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
             "{key:?} v{version} is outside the supported range {range}"
         ));
     }
+    // Header and body, as Kafka counts a request against producer_byte_rate.
+    let request_bytes = frame.len();
     let header = match frame::decode_request_header(&mut frame) {
         Ok(h) => h,
         Err(e) => return Outcome::Close(e.to_string()),
@@ -94,6 +96,7 @@ pub async fn handle(broker: &Broker, caller: &Caller, mut frame: Bytes) -> Outco
         client_id,
         corr,
         version,
+        request_bytes,
     };
     match key {
         // Outside a SASL exchange (a listener without SASL, or after authentication):

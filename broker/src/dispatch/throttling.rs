@@ -26,6 +26,8 @@ pub(super) struct At<'a> {
     pub client_id: &'a str,
     pub corr: i32,
     pub version: i16,
+    /// The request's size, header and body (Kafka: RequestChannel.Request.sizeInBytes).
+    pub request_bytes: usize,
 }
 
 /// ProduceResponse.json: `throttle_time_ms` from v1 (a v0 client is muted all the same).
@@ -47,7 +49,6 @@ fn throttled(response: Option<Bytes>, throttle_ms: u64) -> Outcome {
 }
 
 pub(super) async fn produce(at: At<'_>, mut frame: Bytes) -> Outcome {
-    let request_bytes = frame.len();
     let req: ProduceRequest = match frame::decode_body(&mut frame, at.version, "Produce") {
         Ok(r) => r,
         Err(e) => return Outcome::Close(e.to_string()),
@@ -59,7 +60,7 @@ pub(super) async fn produce(at: At<'_>, mut frame: Bytes) -> Outcome {
         Kind::Produce,
         &at.caller.principal,
         at.client_id,
-        request_bytes,
+        at.request_bytes,
     );
     if acks == 0 {
         // Kafka: KafkaApis.handleProduceRequest closes the connection when an acks=0

@@ -70,7 +70,7 @@ const NEAR_SOURCE_ANSWER: Duration = Duration::from_millis(10);
 const ACK_WAIT_PER_ANSWER_TIME: u32 = 4;
 
 /// `items` from the one at `round` (modulo their number) on, and round to the start: each
-/// is first once in as many rounds as there are items. Kafka returns a batch larger than
+/// is first once in as many rounds as there are items (while the list stays the same). Kafka returns a batch larger than
 /// the per-partition limit whole only to the first partition with data, and fills a
 /// response in the order asked; a fixed order would leave the last partitions nothing
 /// while the first ones always have data.

@@ -77,6 +77,8 @@ enum State {
 
 struct Shared {
     state: Mutex<State>,
+    /// Woken when the connection breaks (for requests held by a throttle).
+    broken: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -85,6 +87,7 @@ impl Shared {
         if let State::Open(_) = &*st {
             // Dropping the senders wakes every waiter; they then read the poison reason.
             *st = State::Poisoned(Arc::from(reason));
+            self.broken.notify_waiters();
         }
     }
     fn poisoned(&self) -> Option<Arc<str>> {
@@ -225,6 +228,7 @@ impl Messenger {
     {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::Open(HashMap::new())),
+            broken: tokio::sync::Notify::new(),
         });
         let (tx, rx) = mpsc::channel::<Frame>(config.write_queue_frames);
         let writer = tokio::spawn(write_loop(write, rx, shared.clone()));
@@ -469,12 +473,22 @@ impl Messenger {
         *t = Some(t.map_or(until, |t| t.max(until)));
     }
 
-    /// Waits until the connection is no longer throttled ([`Self::throttle`]): a caller
-    /// that times its request starts the clock after this.
+    /// Waits until the connection is no longer throttled ([`Self::throttle`]), or is
+    /// broken: a caller that times its request starts the clock after this.
     pub async fn throttled(&self) {
         let not_before = *self.not_before.lock().expect("throttle lock");
-        if let Some(t) = not_before.filter(|t| *t > tokio::time::Instant::now()) {
-            tokio::time::sleep_until(t).await;
+        let Some(t) = not_before.filter(|t| *t > tokio::time::Instant::now()) else {
+            return;
+        };
+        let broken = self.shared.broken.notified();
+        tokio::pin!(broken);
+        broken.as_mut().enable();
+        if self.shared.poisoned().is_some() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(t) => {}
+            _ = broken => {}
         }
     }
 

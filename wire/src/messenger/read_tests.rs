@@ -58,3 +58,47 @@ async fn a_response_no_request_awaits_breaks_the_connection_at_once() {
     assert!(m.is_poisoned());
     peer.abort();
 }
+
+/// A request held by a throttle (KIP-219) fails as soon as the connection breaks, not when
+/// the throttle would have passed.
+#[tokio::test]
+async fn a_request_held_by_a_throttle_fails_when_the_connection_breaks() {
+    let (client, peer) = tokio::io::duplex(1 << 16);
+    let (read, write) = tokio::io::split(client);
+    let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+    let peer = tokio::spawn(async move {
+        let mut frames = tokio_util::codec::Framed::new(peer, frame::codec(1 << 20));
+        let request = frames.next().await.unwrap().unwrap();
+        let prefix = RequestPrefix::peek(&request).unwrap();
+        let versions = ApiVersionsResponse::default().with_api_keys(vec![
+            ApiVersion::default().with_api_key(18).with_max_version(3),
+            ApiVersion::default().with_api_key(3).with_max_version(12),
+        ]);
+        let body = frame::encode_response(prefix.correlation_id, prefix.api_version, &versions);
+        frames.send(body.unwrap()).await.unwrap();
+        // Then the connection goes away.
+        let _ = close_rx.await;
+        drop(frames);
+    });
+    let m = Messenger::over("peer".into(), read, write, MessengerConfig::default())
+        .await
+        .expect("set up");
+    m.throttle(Duration::from_secs(60));
+    let request = MetadataRequest::default();
+    let held = m.send_at(&request, 12);
+    tokio::pin!(held);
+    // Held: nothing is sent while the throttle lasts.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), held.as_mut())
+            .await
+            .is_err(),
+        "sent during the throttle"
+    );
+    close_tx.send(()).unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(30), held)
+        .await
+        .expect("failed once the connection broke, not after the throttle");
+    assert!(got.is_err());
+    assert!(m.is_poisoned());
+    peer.await.unwrap();
+}

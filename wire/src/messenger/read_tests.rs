@@ -10,6 +10,24 @@ use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest, MetadataRes
 use super::{Messenger, MessengerConfig};
 use crate::frame::{self, RequestPrefix};
 
+type Frames =
+    tokio_util::codec::Framed<tokio::io::DuplexStream, tokio_util::codec::LengthDelimitedCodec>;
+
+/// The peer's side of a connection, once it answered the messenger's ApiVersions (Metadata
+/// up to v12).
+async fn answered_api_versions(peer: tokio::io::DuplexStream) -> Frames {
+    let mut frames = tokio_util::codec::Framed::new(peer, frame::codec(1 << 20));
+    let request = frames.next().await.unwrap().unwrap();
+    let prefix = RequestPrefix::peek(&request).unwrap();
+    let versions = ApiVersionsResponse::default().with_api_keys(vec![
+        ApiVersion::default().with_api_key(18).with_max_version(3),
+        ApiVersion::default().with_api_key(3).with_max_version(12),
+    ]);
+    let body = frame::encode_response(prefix.correlation_id, prefix.api_version, &versions);
+    frames.send(body.unwrap()).await.unwrap();
+    frames
+}
+
 /// A response whose correlation id no request has (a broken peer or proxy) breaks the
 /// connection at once, as Kafka's NetworkClient does, instead of leaving the request to
 /// its timeout and matching later responses to the wrong requests.
@@ -18,16 +36,7 @@ async fn a_response_no_request_awaits_breaks_the_connection_at_once() {
     let (client, peer) = tokio::io::duplex(1 << 16);
     let (read, write) = tokio::io::split(client);
     let peer = tokio::spawn(async move {
-        let mut frames = tokio_util::codec::Framed::new(peer, frame::codec(1 << 20));
-        // ApiVersions, answered.
-        let request = frames.next().await.unwrap().unwrap();
-        let prefix = RequestPrefix::peek(&request).unwrap();
-        let versions = ApiVersionsResponse::default().with_api_keys(vec![
-            ApiVersion::default().with_api_key(18).with_max_version(3),
-            ApiVersion::default().with_api_key(3).with_max_version(12),
-        ]);
-        let body = frame::encode_response(prefix.correlation_id, prefix.api_version, &versions);
-        frames.send(body.unwrap()).await.unwrap();
+        let mut frames = answered_api_versions(peer).await;
         // Metadata, answered with another request's id.
         let request = frames.next().await.unwrap().unwrap();
         let prefix = RequestPrefix::peek(&request).unwrap();
@@ -67,15 +76,7 @@ async fn a_request_held_by_a_throttle_fails_when_the_connection_breaks() {
     let (read, write) = tokio::io::split(client);
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
     let peer = tokio::spawn(async move {
-        let mut frames = tokio_util::codec::Framed::new(peer, frame::codec(1 << 20));
-        let request = frames.next().await.unwrap().unwrap();
-        let prefix = RequestPrefix::peek(&request).unwrap();
-        let versions = ApiVersionsResponse::default().with_api_keys(vec![
-            ApiVersion::default().with_api_key(18).with_max_version(3),
-            ApiVersion::default().with_api_key(3).with_max_version(12),
-        ]);
-        let body = frame::encode_response(prefix.correlation_id, prefix.api_version, &versions);
-        frames.send(body.unwrap()).await.unwrap();
+        let mut frames = answered_api_versions(peer).await;
         // Then the connection goes away.
         let _ = close_rx.await;
         drop(frames);

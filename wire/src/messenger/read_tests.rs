@@ -76,7 +76,7 @@ async fn a_request_held_by_a_throttle_fails_when_the_connection_breaks() {
     let (read, write) = tokio::io::split(client);
     let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
     let peer = tokio::spawn(async move {
-        let mut frames = answered_api_versions(peer).await;
+        let frames = answered_api_versions(peer).await;
         // Then the connection goes away.
         let _ = close_rx.await;
         drop(frames);

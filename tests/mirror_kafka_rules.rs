@@ -270,25 +270,17 @@ fn small_gzip_batches_to_a_distant_target_are_merged_and_mirrored_in_order() {
 /// duplicates, and the Java producer refuses `max.in.flight.requests.per.connection` above
 /// five with idempotence), and it does use them: 50 ms from the target, with 20 MB of
 /// 256 KB batches (forwarded as they are) behind it. The target's proxy counts each
-/// connection's requests sent and answered, Produce requests by the topic they name (so
-/// the progress written on the same connection does not count); the source topic has one
-/// partition. Emulating Kafka 2.8, whose Produce names topics (v9; v13 uses ids).
-#[test]
-fn a_partition_keeps_at_most_five_produce_requests_in_flight() {
+/// connection's requests sent and answered, Produce requests by the topic they name (by
+/// id from v13), so the progress written on the same connection does not count; the
+/// source topic has one partition.
+fn a_partition_keeps_at_most_five_produce_requests_in_flight(broker_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let kafka_2_8 = ["--emulate-kafka", "2.8"];
-    let source = BrokerProcess::start(&dir.path().join("source"), &kafka_2_8);
+    let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
     let proxy = DelayProxy::bind(Duration::from_millis(50));
     let target_for_daemon = proxy.addr();
-    let target = BrokerProcess::start(
-        &dir.path().join("target"),
-        &[
-            "--emulate-kafka",
-            "2.8",
-            "--advertised-listener",
-            &target_for_daemon,
-        ],
-    );
+    let mut target_args = broker_args.to_vec();
+    target_args.extend(["--advertised-listener", &target_for_daemon]);
+    let target = BrokerProcess::start(&dir.path().join("target"), &target_args);
     let link = proxy.forward_to(&target.addr());
     let acked = dir.path().join("acked.json");
     let acked_arg = acked.to_str().unwrap();
@@ -318,14 +310,32 @@ fn a_partition_keeps_at_most_five_produce_requests_in_flight() {
     let daemon = DaemonProcess::start(&config);
     wait_records(&target.addr(), "window", 20000, &daemon);
     verify_mirrored(&source.addr(), &target.addr(), "window", 1, acked_arg);
-    // Kafka 2.8's Produce names topics: the proxy counts this topic's requests apart from
-    // the progress the daemon writes to the target on the same connection.
-    let most = link.most_produce_in_flight("window");
+    // Produce names the topic up to v12 (Kafka 2.8: v9), by id from v13 (Kafka 4.1).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let id = rt.block_on(async {
+        let client = support::cluster::check_client(&target.addr());
+        let md = client.refresh_metadata().await.unwrap();
+        md.topic_id("window")
+    });
+    let mut most = link.most_produce_in_flight("window");
+    if let Some(id) = id.filter(|id| !id.is_nil()) {
+        most = most.max(link.most_produce_in_flight(&id.simple().to_string()));
+    }
     eprintln!("the partition's Produce requests in flight at most: {most}");
     assert!(
         (2..=5).contains(&most),
         "{most} Produce requests in flight at most"
     );
+}
+
+#[test]
+fn a_partition_keeps_at_most_five_produce_requests_in_flight_at_kafka_4_1_versions() {
+    a_partition_keeps_at_most_five_produce_requests_in_flight(&[]);
+}
+
+#[test]
+fn a_partition_keeps_at_most_five_produce_requests_in_flight_emulating_kafka_2_8() {
+    a_partition_keeps_at_most_five_produce_requests_in_flight(&["--emulate-kafka", "2.8"]);
 }
 
 /// A batch as Kafka's log cleaner leaves one whose tombstones it keeps until a delete

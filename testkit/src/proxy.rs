@@ -130,13 +130,14 @@ impl InFlight {
     }
 }
 
-/// The first topic a Produce request (v3 to v12, which name topics) names, from the start
-/// of its frame; `None` for any other request.
+/// The first topic a Produce request (v3 and later) names, from the start of its frame: its
+/// name, or from v13 its topic id (lower-case hex, as `Uuid::simple` prints it);
+/// `None` for any other request.
 fn produce_topic(head: &[u8]) -> Option<String> {
     let r = &mut &head[..];
     let key = i16::from_be_bytes(take(r, 2)?.try_into().ok()?);
     let version = i16::from_be_bytes(take(r, 2)?.try_into().ok()?);
-    if key != 0 || !(3..=12).contains(&version) {
+    if key != 0 || version < 3 {
         return None;
     }
     take(r, 4)?; // correlation id
@@ -154,6 +155,10 @@ fn produce_topic(head: &[u8]) -> Option<String> {
         let id = usize::try_from(uvarint(r)?).ok()?;
         take(r, id.saturating_sub(1) + 6)?; // transactional id, acks, timeout
         uvarint(r)?; // topics
+        if version >= 13 {
+            let id = take(r, 16)?;
+            return Some(id.iter().map(|b| format!("{b:02x}")).collect());
+        }
         let len = usize::try_from(uvarint(r)?).ok()?.checked_sub(1)?;
         take(r, len)?
     } else {
@@ -246,8 +251,8 @@ impl Cutter {
             .collect()
     }
 
-    /// The most Produce requests whose first topic is `topic` (Produce v3 to v12, which
-    /// name topics) any connection had in flight at once.
+    /// The most Produce requests whose first topic is `topic` (its name, or for Produce v13
+    /// and later its id in lower-case hex) any connection had in flight at once.
     pub fn most_produce_in_flight(&self, topic: &str) -> u64 {
         let frames = self.1.lock().expect("frames lock");
         frames

@@ -3,7 +3,8 @@
 //!
 //! - A source written with `linger.ms=0` holds thousands of one-record batches: they are
 //!   merged into larger batches (one per Produce request, as Kafka requires) and arrive
-//!   complete and in order; so are batches of a few KB to a target 20 ms away.
+//!   complete, in order and byte-equal (key, value, headers, timestamps); so are batches of
+//!   a few KB to a target 20 ms away.
 //! - A compacted-style source (batches with offset gaps, a batch left empty and one with a
 //!   delete horizon, written into the source's log by hand because the broker does not
 //!   compact) is mirrored record for record; Kafka refuses the first two from a client, so
@@ -173,6 +174,21 @@ fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
     let daemon = DaemonProcess::start(&config);
     wait_records(&target.addr(), "small", 6000, &daemon);
     verify_mirrored(&source.addr(), &target.addr(), "small", 2, acked_arg);
+    // Record for record, byte-equal: key, value, headers, timestamp type and timestamp.
+    let verified = run_python(
+        "fidelity_verify.py",
+        &[
+            "--source",
+            &source.addr(),
+            "--target",
+            &target.addr(),
+            "--topics",
+            "small",
+            "--expected",
+            "6000",
+        ],
+    );
+    assert!(verified.contains("RESULT ok"), "{verified}");
     let on_source = batches(&source.addr(), "small", 0);
     let source_bytes: usize = on_source.iter().map(|b| b.0).sum();
     let (on_source, on_target) = (on_source.len(), batches(&target.addr(), "small", 0).len());

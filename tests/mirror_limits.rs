@@ -504,7 +504,7 @@ fn mirror_large_batches(
 /// waited for twice that batch free at once, and never fetched again.
 #[test]
 fn a_large_batch_behind_small_ones_is_mirrored_under_a_small_budget() {
-    mirror_a_large_batch_behind_small_ones("4MiB", |daemon| {
+    mirror_a_large_batch_behind_small_ones(&[], "4MiB", |daemon| {
         assert!(
             !daemon
                 .log
@@ -519,39 +519,52 @@ fn a_large_batch_behind_small_ones_is_mirrored_under_a_small_budget() {
 /// whole budget, and the daemon says so once, with the batch's offset and size.
 #[test]
 fn a_batch_larger_than_the_budget_is_mirrored_and_reported_with_its_offset_and_size() {
-    mirror_a_large_batch_behind_small_ones("1MiB", |daemon| {
-        let warned: Vec<String> = daemon
-            .log
-            .lines()
-            .into_iter()
-            .filter(|l| l.contains("larger than the flow's max_in_flight_bytes"))
-            .collect();
-        assert_eq!(warned.len(), 1, "{warned:?}");
-        let line = &warned[0];
-        assert!(
-            line.contains(" WARN ")
-                && line.contains("topic=limits.mixed partition=0 offset=40 ")
-                && line.contains("max_in_flight_bytes=1048576"),
-            "{line}"
-        );
-        let size: u64 = line
-            .split("size_bytes=")
-            .nth(1)
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{line}"));
-        assert!((3_000_000..3_100_000).contains(&size), "{line}");
-    });
+    mirror_a_large_batch_behind_small_ones(&[], "1MiB", reported_once);
+}
+
+/// The same against brokers emulating Kafka 2.8.
+#[test]
+fn a_batch_larger_than_the_budget_is_reported_emulating_kafka_2_8() {
+    mirror_a_large_batch_behind_small_ones(&["--emulate-kafka", "2.8"], "1MiB", reported_once);
+}
+
+/// The WARN of a batch larger than the budget: once, with the batch's offset and size.
+fn reported_once(daemon: &DaemonProcess) {
+    let warned: Vec<String> = daemon
+        .log
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("larger than the flow's max_in_flight_bytes"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    let line = &warned[0];
+    assert!(
+        line.contains(" WARN ")
+            && line.contains("topic=limits.mixed partition=0 offset=40 ")
+            && line.contains("max_in_flight_bytes=1048576"),
+        "{line}"
+    );
+    let size: u64 = line
+        .split("size_bytes=")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!((3_000_000..3_100_000).contains(&size), "{line}");
 }
 
 /// 40 records of 1 KB, one of 3 MB, 40 of 1 KB, mirrored under `budget`; once all 81
 /// arrived, without an ERROR, `check` reads the daemon (its brokers still up), and the
 /// daemon is stopped.
-fn mirror_a_large_batch_behind_small_ones(budget: &str, check: impl FnOnce(&DaemonProcess)) {
+fn mirror_a_large_batch_behind_small_ones(
+    broker_args: &[&str],
+    budget: &str,
+    check: impl FnOnce(&DaemonProcess),
+) {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
+    let target = BrokerProcess::start(&dir.path().join("target"), broker_args);
     let topic = "limits.mixed";
     support::topics::create(&source.addr(), topic, 1, &["max.message.bytes=8000000"]);
     for (i, records) in [(40, 1_000), (1, 3_000_000), (40, 1_000)]

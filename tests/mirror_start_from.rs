@@ -174,7 +174,17 @@ fn start_from_latest_loses_nothing_across_a_restart() {
 /// mirrored, and those from before its first start are not.
 #[test]
 fn start_from_latest_is_stored_before_anything_is_fetched_and_survives_a_kill() {
-    let c = Clusters::start();
+    stored_before_anything_is_fetched(&[]);
+}
+
+/// The same against brokers emulating Kafka 2.8 (Fetch v12 and Produce v9, by name).
+#[test]
+fn start_from_latest_is_stored_before_anything_is_fetched_emulating_kafka_2_8() {
+    stored_before_anything_is_fetched(&["--emulate-kafka", "2.8"]);
+}
+
+fn stored_before_anything_is_fetched(broker_args: &[&str]) {
+    let c = Clusters::start_with(broker_args, broker_args);
     let (s, t) = (c.source.addr(), c.target.addr());
     create(&s, "feed", 2, &[]);
     produce(&s, "feed", "early", 5, &[]);

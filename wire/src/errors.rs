@@ -76,6 +76,12 @@ mod tests {
             classify(ResponseError::TopicAuthorizationFailed.code()),
             ErrorClass::Fatal
         );
+        // A topic id the broker does not know (deleted, or re-created under a new id):
+        // the metadata is read again, which tells which.
+        assert_eq!(
+            classify(ResponseError::UnknownTopicId.code()),
+            ErrorClass::RetryRefreshMetadata
+        );
         assert_eq!(classify(9999), ErrorClass::Fatal);
     }
 }

@@ -1,6 +1,7 @@
 //! What a test wrote and what arrived: the confluent-kafka producer of `(partition, seq)`
 //! records (`tests/clients/crash_produce.py`) and the verifier that compares a target topic
-//! with what the source acknowledged (`tests/clients/crash_verify.py`).
+//! with what the source acknowledged (`tests/clients/crash_verify.py`); and the byte-for-byte
+//! comparison of source and target topics (`tests/clients/fidelity_verify.py`).
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -212,4 +213,36 @@ pub fn verify(
             .collect::<Vec<_>>()
             .join("\n"),
     }
+}
+
+/// Compares every partition of each of `topics` (comma-separated) on `source` with its copy
+/// on `target` (named by `rename`, `{topic}` the source name), record for record: key,
+/// value, headers, timestamp type and timestamp. `expected` source records in all; `extra`
+/// options of the script. Panics unless they are equal; returns the script's report.
+pub fn assert_byte_equal(
+    (source, target): (&str, &str),
+    topics: &str,
+    rename: &str,
+    expected: usize,
+    extra: &[&str],
+) -> String {
+    let expected = expected.to_string();
+    let mut args = vec![
+        "--source",
+        source,
+        "--target",
+        target,
+        "--topics",
+        topics,
+        "--rename",
+        rename,
+        "--expected",
+        &expected,
+        "--wait",
+        "120",
+    ];
+    args.extend(extra);
+    let verified = run_python("fidelity_verify.py", &args);
+    assert!(verified.contains("RESULT ok"), "{verified}");
+    verified
 }

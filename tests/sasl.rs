@@ -7,6 +7,7 @@
 //! on, no password in any log, a users file readable by others refused at start, PLAIN
 //! not offered without TLS (SCRAM is), and the daemon mirroring between two SASL_SSL brokers with different
 //! users, CAs and SCRAM mechanisms, byte-equal (and reporting a wrong password clearly).
+//! That test runs at Kafka 4.1 versions and against brokers emulating 2.8.
 
 mod support;
 
@@ -100,6 +101,16 @@ fn refused_start(data: &Path, args: &[&str]) -> String {
 
 #[test]
 fn sasl_plain_over_tls_for_clients_and_the_daemon() {
+    sasl_over_tls(&[]);
+}
+
+/// The same against brokers emulating Kafka 2.8 (SaslHandshake v1, SaslAuthenticate v2).
+#[test]
+fn sasl_plain_over_tls_for_clients_and_the_daemon_emulating_kafka_2_8() {
+    sasl_over_tls(&["--emulate-kafka", "2.8"]);
+}
+
+fn sasl_over_tls(broker_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let certs = certificates(&dir.path().join("certs"));
     let ca = certs.join("ca.pem");
@@ -108,17 +119,16 @@ fn sasl_plain_over_tls_for_clients_and_the_daemon() {
         certs.join("broker.key").display().to_string(),
     );
     let users_600 = users(dir.path(), 0o600).display().to_string();
-    let source = BrokerProcess::start(
-        &dir.path().join("source"),
-        &[
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--sasl-users",
-            &users_600,
-        ],
-    );
+    let mut source_args = vec![
+        "--tls-cert",
+        cert.as_str(),
+        "--tls-key",
+        key.as_str(),
+        "--sasl-users",
+        users_600.as_str(),
+    ];
+    source_args.extend_from_slice(broker_args);
+    let source = BrokerProcess::start(&dir.path().join("source"), &source_args);
     assert!(source.log.contains("SASL_SSL"), "{}", source.log.tail(5));
     let addr = source.addr();
 
@@ -265,17 +275,21 @@ fn sasl_plain_over_tls_for_clients_and_the_daemon() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&west_users, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    let target = BrokerProcess::start(
-        &dir.path().join("target"),
-        &[
-            "--tls-cert",
-            &west_certs.join("broker.pem").display().to_string(),
-            "--tls-key",
-            &west_certs.join("broker.key").display().to_string(),
-            "--sasl-users",
-            &west_users.display().to_string(),
-        ],
+    let (west_cert, west_key, west_users) = (
+        west_certs.join("broker.pem").display().to_string(),
+        west_certs.join("broker.key").display().to_string(),
+        west_users.display().to_string(),
     );
+    let mut target_args = vec![
+        "--tls-cert",
+        west_cert.as_str(),
+        "--tls-key",
+        west_key.as_str(),
+        "--sasl-users",
+        west_users.as_str(),
+    ];
+    target_args.extend_from_slice(broker_args);
+    let target = BrokerProcess::start(&dir.path().join("target"), &target_args);
     let password_file = dir.path().join("alice.password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
     let topology = |password: &str| {

@@ -5,6 +5,7 @@
 //! with a client certificate, a plaintext client and a client without certificate
 //! refused, the daemon mirroring between two TLS brokers of different CAs (the target
 //! requiring a client certificate), and an untrusted CA reported clearly, never plaintext.
+//! The daemon's mirror runs at Kafka 4.1 versions and against brokers emulating 2.8.
 
 mod support;
 
@@ -90,17 +91,25 @@ fn produce(bootstrap: &str, certs: &Path, topic: &str, values: &[String]) {
 
 #[test]
 fn the_daemon_mirrors_between_tls_brokers_of_different_cas() {
+    mirror_between_tls_brokers(&[]);
+}
+
+/// The same against brokers emulating Kafka 2.8.
+#[test]
+fn the_daemon_mirrors_between_tls_brokers_emulating_kafka_2_8() {
+    mirror_between_tls_brokers(&["--emulate-kafka", "2.8"]);
+}
+
+fn mirror_between_tls_brokers(broker_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let east_certs = certificates(&dir.path().join("east-certs"));
     let west_certs = certificates(&dir.path().join("west-certs"));
-    let east = tls_broker(&dir.path().join("east"), &east_certs, &[]);
+    let east = tls_broker(&dir.path().join("east"), &east_certs, broker_args);
     // West requires a client certificate from its own CA (mTLS).
     let west_ca = path(&west_certs, "ca.pem");
-    let west = tls_broker(
-        &dir.path().join("west"),
-        &west_certs,
-        &["--tls-client-ca", &west_ca],
-    );
+    let mut west_args = vec!["--tls-client-ca", west_ca.as_str()];
+    west_args.extend_from_slice(broker_args);
+    let west = tls_broker(&dir.path().join("west"), &west_certs, &west_args);
 
     // kcat (librdkafka) round trip over SSL, byte-equal.
     let sent: Vec<String> = (0..50).map(|i| format!("record-{i}-ünïcode")).collect();

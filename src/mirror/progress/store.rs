@@ -187,26 +187,29 @@ mod tests {
         }
     }
 
-    /// The progress topic is created compacted, and its limit is read from the broker.
+    /// The progress topic is created compacted, and its limit is read from the broker: at
+    /// Kafka 4.1 versions and emulating 2.8.
     #[tokio::test]
     async fn the_progress_topic_is_created_compacted() {
-        let (broker, client) = cluster().await;
-        let limit = ensure_topic(&client, None).await.unwrap();
-        let configs = client
-            .effective_topic_configs(PROGRESS_TOPIC, &["cleanup.policy", "max.message.bytes"])
-            .await
-            .unwrap();
-        assert!(
-            configs.contains(&("cleanup.policy".into(), "compact".into())),
-            "{configs:?}"
-        );
-        let reported: usize = configs
-            .iter()
-            .find(|(k, _)| k == "max.message.bytes")
-            .map(|(_, v)| v.parse().unwrap())
-            .unwrap();
-        assert_eq!(limit, reported);
-        let _ = broker.shutdown().await;
+        for release in [KafkaRelease::V4_1, KafkaRelease::V2_8] {
+            let (broker, client) = crate::client::local_cluster_at("target", release).await;
+            let limit = ensure_topic(&client, None).await.unwrap();
+            let configs = client
+                .effective_topic_configs(PROGRESS_TOPIC, &["cleanup.policy", "max.message.bytes"])
+                .await
+                .unwrap();
+            assert!(
+                configs.contains(&("cleanup.policy".into(), "compact".into())),
+                "{release:?}: {configs:?}"
+            );
+            let reported: usize = configs
+                .iter()
+                .find(|(k, _)| k == "max.message.bytes")
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap();
+            assert_eq!(limit, reported, "{release:?}");
+            let _ = broker.shutdown().await;
+        }
     }
 
     /// Finding 23g: a pre-created progress topic that deletes old segments would lose the

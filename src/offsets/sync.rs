@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 
-use kmirror_wire::errors::ResponseError;
+use kmirror_wire::errors::{membership, ResponseError};
 
 use crate::client::groups::Committed;
 use crate::client::{ClientError, ClusterClient};
@@ -437,13 +437,7 @@ fn same_kind(reason: &str) -> String {
 
 /// Whether an OffsetCommit refusal means the group has members of its own.
 fn owned_by_members(error: ResponseError) -> bool {
-    matches!(
-        error,
-        ResponseError::UnknownMemberId
-            | ResponseError::IllegalGeneration
-            | ResponseError::StaleMemberEpoch
-            | ResponseError::RebalanceInProgress
-    )
+    membership(error.code()).is_some()
 }
 
 /// Why a source offset has no target offset yet, in words.

@@ -53,9 +53,61 @@ pub fn classify(code: i16) -> ErrorClass {
     }
 }
 
+/// What a group member does about a coordinator's refusal of its JoinGroup, SyncGroup,
+/// Heartbeat or OffsetCommit (Kafka's AbstractCoordinator and, for KIP-848's member epochs,
+/// ConsumerMembershipManager). Codes that say nothing about membership are `None`: the
+/// caller then goes by [`classify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// A rebalance is under way: join again as the same member.
+    Rejoin,
+    /// The member's generation (or epoch) is over: it owns nothing now; join again.
+    Fenced,
+    /// The coordinator does not know the member: join again as a new one.
+    FencedAsNew,
+}
+
+/// Classifies a group coordinator's error code for a member (see [`Membership`]).
+pub fn membership(code: i16) -> Option<Membership> {
+    use ResponseError as E;
+    match ResponseError::try_from_code(code)? {
+        E::RebalanceInProgress => Some(Membership::Rejoin),
+        E::IllegalGeneration | E::StaleMemberEpoch => Some(Membership::Fenced),
+        E::UnknownMemberId | E::FencedInstanceId => Some(Membership::FencedAsNew),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn membership_follows_kafkas_coordinator() {
+        let of = |e: ResponseError| membership(e.code());
+        assert_eq!(
+            of(ResponseError::RebalanceInProgress),
+            Some(Membership::Rejoin)
+        );
+        assert_eq!(
+            of(ResponseError::IllegalGeneration),
+            Some(Membership::Fenced)
+        );
+        assert_eq!(
+            of(ResponseError::StaleMemberEpoch),
+            Some(Membership::Fenced)
+        );
+        assert_eq!(
+            of(ResponseError::UnknownMemberId),
+            Some(Membership::FencedAsNew)
+        );
+        assert_eq!(
+            of(ResponseError::FencedInstanceId),
+            Some(Membership::FencedAsNew)
+        );
+        assert_eq!(of(ResponseError::NotCoordinator), None);
+        assert_eq!(membership(0), None);
+    }
 
     #[test]
     fn classifies_common_codes() {

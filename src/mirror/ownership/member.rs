@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kmirror_wire::errors::{ErrorClass, ResponseError};
+use kmirror_wire::errors::{membership, ErrorClass, Membership};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -120,13 +120,11 @@ enum Joining {
 /// The membership decisions of Kafka's consumer (AbstractCoordinator), by error.
 fn after(e: &ClientError) -> After {
     if let ClientError::Broker { error, .. } = e {
-        match error {
-            ResponseError::RebalanceInProgress => return After::Rejoin,
-            ResponseError::IllegalGeneration => return After::Fenced,
-            ResponseError::UnknownMemberId | ResponseError::FencedInstanceId => {
-                return After::FencedAsNew
-            }
-            _ => {}
+        match membership(error.code()) {
+            Some(Membership::Rejoin) => return After::Rejoin,
+            Some(Membership::Fenced) => return After::Fenced,
+            Some(Membership::FencedAsNew) => return After::FencedAsNew,
+            None => {}
         }
     }
     match e.class() {
@@ -432,6 +430,7 @@ impl Member {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kmirror_wire::errors::ResponseError;
 
     fn claim(owner: bool) -> Bytes {
         serde_json::to_vec(&Claim { owner }).unwrap().into()

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use support::discovery::Clusters;
@@ -73,6 +73,106 @@ fn plan_prints_what_would_be_done_and_changes_nothing() {
         0,
         "plan wrote to the target"
     );
+}
+
+/// The `source -> target` pairs a plan lists, by source topic.
+fn planned(stdout: &str) -> BTreeMap<String, (String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (pair, action) = l.trim().split_once(": ")?;
+            let (source, target) = pair.split_once(" -> ")?;
+            Some((source.into(), (target.into(), action.into())))
+        })
+        .collect()
+}
+
+/// `kmirror plan` and `kmirror run` side by side on one topology: the daemon creates and
+/// mirrors exactly the topics the plan listed, under the names it listed (includes,
+/// excludes, a rename with a suffix, a source that holds a `__kmirror_progress` of its own,
+/// a target topic with too few partitions), and a plan made afterwards lists the same
+/// topics, each existing, plus one created since.
+#[test]
+fn plan_lists_exactly_what_run_mirrors() {
+    let c = Clusters::start();
+    let (s, t) = (c.source.addr(), c.target.addr());
+    // The source is the target of another flow: it holds that flow's progress topic.
+    create(&s, "__kmirror_progress", 1, &["cleanup.policy=compact"]);
+    for (topic, partitions) in [
+        ("orders.a", 2),
+        ("orders.b.internal", 1),
+        ("payments.x", 3),
+        ("misc", 1),
+        ("_private", 1),
+    ] {
+        create(&s, topic, partitions, &[]);
+        produce(&s, topic, "r", 1, &[]);
+    }
+    create(&t, "east.payments.x.copy", 1, &[]);
+    let config = c.topology(concat!(
+        "  - name: east-to-west\n",
+        "    source: east\n",
+        "    target: west\n",
+        "    topics: { include: [\".*\"], exclude: [\".*\\\\.internal\", \"misc\"] }\n",
+        "    rename: \"{source}.{topic}.copy\"\n",
+        "    discovery_interval: 1s\n",
+    ));
+
+    let out = plan(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    let before = planned(&stdout);
+    let pairs = |p: &BTreeMap<String, (String, String)>| -> BTreeSet<(String, String)> {
+        p.iter().map(|(s, (t, _))| (s.clone(), t.clone())).collect()
+    };
+    let expected: BTreeSet<(String, String)> = [
+        ("_private", "east._private.copy"),
+        ("orders.a", "east.orders.a.copy"),
+        ("payments.x", "east.payments.x.copy"),
+    ]
+    .iter()
+    .map(|(s, t)| (s.to_string(), t.to_string()))
+    .collect();
+    assert_eq!(pairs(&before), expected, "{stdout}");
+    assert_eq!(before["payments.x"].1, "add partitions 1 -> 3", "{stdout}");
+
+    let daemon = support::discovery::started(&config);
+    // Every planned topic mirrored, with all its partitions; a topic created now is
+    // found by a later discovery round, which saw the others again.
+    create(&s, "orders.late", 1, &[]);
+    produce(&s, "orders.late", "r", 1, &[]);
+    let mut all = expected.clone();
+    all.insert(("orders.late".into(), "east.orders.late.copy".into()));
+    support::discovery::wait_until("every planned topic mirrored", &daemon, || {
+        all.iter()
+            .all(|(source, target)| {
+                let (Some(s), Some(t)) = (contents(&s, source), contents(&t, target)) else {
+                    return false;
+                };
+                s == t
+            })
+            .then_some(())
+    });
+    let made: BTreeSet<String> = topics(&t)
+        .into_keys()
+        .filter(|k| k != "__kmirror_progress" && !k.starts_with("__consumer"))
+        .collect();
+    let named: BTreeSet<String> = all.iter().map(|(_, t)| t.clone()).collect();
+    assert_eq!(
+        made, named,
+        "the daemon created topics the plan did not list"
+    );
+
+    let out = plan(&config);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}");
+    let after = planned(&stdout);
+    assert_eq!(pairs(&after), all, "{stdout}");
+    assert!(
+        after.values().all(|(_, action)| action == "exists"),
+        "{stdout}"
+    );
+    support::discovery::stop(daemon);
 }
 
 /// One cluster named twice (`127.0.0.1:PORT` and `localhost:PORT`): the flow's own copies

@@ -231,10 +231,12 @@ async fn serve_frames<R, W>(
                 }
                 // Kafka: RequestChannel / SocketServer (a throttled client's channel is muted
                 // until its throttle time has passed). A request that arrives meanwhile
-                // waits; it is said, since a KIP-219 client sends nothing before then. A
-                // client that goes away is let go at once, and one muted longer than
-                // connections.max.idle.ms is then read again (and closed by the idle check
-                // if it stays silent).
+                // waits; it is said, with how long after the response it came: one the
+                // client sent before it read the response (pipelined) comes at once, and a
+                // KIP-219 client sends nothing after. A client that goes away is let go at
+                // once, and one muted longer than connections.max.idle.ms is then read
+                // again (and closed by the idle check if it stays silent).
+                let muted = tokio::time::Instant::now();
                 let pause = tokio::time::sleep(throttle.min(broker.config.connections_max_idle));
                 tokio::pin!(pause);
                 tokio::select! {
@@ -243,7 +245,8 @@ async fn serve_frames<R, W>(
                     _ = &mut pause => {}
                     f = frames.next() => {
                         let Some(Ok(f)) = f else { break };
-                        tracing::debug!(%peer, throttle_ms = throttle.as_millis() as u64, "A request arrived from a throttled client before its throttle time passed; it waits (KIP-219).");
+                        let after_ms = muted.elapsed().as_millis() as u64;
+                        tracing::debug!(%peer, throttle_ms = throttle.as_millis() as u64, after_ms, "A request arrived from a throttled client before its throttle time passed; it waits (KIP-219).");
                         early = Some(Some(Ok(f)));
                         tokio::select! {
                             _ = shutdown.cancelled() => break,

@@ -2,7 +2,8 @@
 //! they came, and writes them as Produce requests of one batch per partition (each
 //! partition's first waiting batch), at most [`MAX_REQUESTS_IN_FLIGHT`] on the connection;
 //! answers each batch from the response and keeps the broker's `throttle_time_ms`
-//! (KIP-219).
+//! (KIP-219): the connection it came over holds every request until then, and the other
+//! lanes to that broker hold their Produce requests.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,6 +105,7 @@ pub(super) async fn combine(
         let throttles = throttles.clone();
         let stats = stats.clone();
         let broker_in_flight = broker_in_flight.clone();
+        let connection = m.clone();
         tracing::trace!(node_id, batches = parts.len(), "Produce request sent.");
         tokio::spawn(async move {
             let resp = pending.wait().await;
@@ -116,6 +118,12 @@ pub(super) async fn combine(
             );
             stats.answered(sent_at, small && resp.is_ok());
             if let Ok(r) = &resp {
+                if r.throttle_time_ms > 0 && version >= FIRST_PRODUCE_CLIENT_THROTTLES {
+                    // KIP-219: the broker reads nothing more from this connection until
+                    // then, so every request on it waits (a progress write, a metadata
+                    // refresh), not only this lane's next Produce.
+                    connection.throttle(throttle_wait(r.throttle_time_ms));
+                }
                 note_throttle(&throttles, node_id, r);
                 if idle {
                     stats.idle_round_trip(sent_at.elapsed());
@@ -206,7 +214,11 @@ fn fail(parts: Vec<Part>, error: RequestError) {
     }
 }
 
-/// Records a broker's request to hold back (KIP-219).
+/// The first Produce version whose client waits out `throttle_time_ms` itself (Kafka:
+/// ProduceResponse.shouldClientThrottle; older brokers held the response back instead).
+const FIRST_PRODUCE_CLIENT_THROTTLES: i16 = 6;
+
+/// Records a broker's request to hold back the other lanes to it too (KIP-219).
 fn note_throttle(throttles: &Mutex<HashMap<i32, Instant>>, node_id: i32, resp: &ProduceResponse) {
     if resp.throttle_time_ms > 0 {
         let until = Instant::now() + throttle_wait(resp.throttle_time_ms);

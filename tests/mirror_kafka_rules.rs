@@ -142,8 +142,12 @@ fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
         ]);
     }
     let target_args: Vec<&str> = target_args.iter().map(String::as_str).collect();
-    let (target, target_for_daemon) =
-        BrokerProcess::start_behind(&dir.path().join("target"), &target_args, shape.target_rtt);
+    // Behind a proxy, even a near one, which counts the partitions of each Produce request.
+    let (target, target_for_daemon, link) = BrokerProcess::start_watched(
+        &dir.path().join("target"),
+        &target_args,
+        shape.target_rtt.unwrap_or(Duration::ZERO),
+    );
     let acked = dir.path().join("acked.json");
     let acked_arg = acked.to_str().unwrap();
     produce_acked(
@@ -200,6 +204,46 @@ fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
         "small batches were not merged: {on_target} target batches for {on_source}"
     );
     assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
+    // Kafka takes many partitions in one Produce request, one batch each: to a near target
+    // both partitions travel together, not a request each. A distant one gets a
+    // connection per partition, so that their requests run concurrently (Kafka reads one
+    // request at a time per connection).
+    let names = named_by(&target.addr(), "small");
+    let most = names
+        .iter()
+        .map(|name| link.most_partitions_in_one_produce(name))
+        .max()
+        .unwrap_or(0);
+    let connections: usize = names
+        .iter()
+        .map(|name| link.connections_producing(name))
+        .sum();
+    eprintln!("partitions in one Produce request at most: {most}, over {connections} connections");
+    if shape.target_rtt.is_none() {
+        assert_eq!(most, 2, "partitions in one Produce request at most");
+    } else {
+        assert_eq!(
+            connections, 2,
+            "connections the two partitions were produced over"
+        );
+    }
+}
+
+/// How Produce requests name `topic` on `target`: by name up to v12 (Kafka 2.8: v9), by
+/// id from v13 (Kafka 4.1), in lower-case hex.
+fn named_by(target: &str, topic: &str) -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let id = rt.block_on(async {
+        let client = support::cluster::check_client(target);
+        let md = client.refresh_metadata().await.unwrap();
+        md.topic_id(topic)
+    });
+    let mut names = vec![topic.to_string()];
+    names.extend(
+        id.filter(|id| !id.is_nil())
+            .map(|id| id.simple().to_string()),
+    );
+    names
 }
 
 /// One record per batch (linger 0 and a batch of one message): tiny batches are merged
@@ -274,6 +318,18 @@ fn small_gzip_batches_to_a_distant_target_are_merged_and_mirrored_in_order() {
     });
 }
 
+/// The same with both brokers emulating Kafka 2.8.
+#[test]
+fn small_gzip_batches_to_a_distant_target_are_merged_and_mirrored_in_order_emulating_kafka_2_8() {
+    small_batches_are_merged_and_mirrored_in_order(Small {
+        broker_args: &["--emulate-kafka", "2.8"],
+        compression: "gzip",
+        min_source_batch_bytes: 3000,
+        target_rtt: Some(Duration::from_millis(20)),
+        ..SMALL
+    });
+}
+
 /// A partition has at most five Produce requests in flight, the idempotent producer's
 /// limit (Kafka keeps the last five batches of a producer per partition to find
 /// duplicates, and the Java producer refuses `max.in.flight.requests.per.connection` above
@@ -319,17 +375,11 @@ fn a_partition_keeps_at_most_five_produce_requests_in_flight(broker_args: &[&str
     let daemon = DaemonProcess::start(&config);
     wait_records(&target.addr(), "window", 20000, &daemon);
     verify_mirrored(&source.addr(), &target.addr(), "window", 1, acked_arg);
-    // Produce names the topic up to v12 (Kafka 2.8: v9), by id from v13 (Kafka 4.1).
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let id = rt.block_on(async {
-        let client = support::cluster::check_client(&target.addr());
-        let md = client.refresh_metadata().await.unwrap();
-        md.topic_id("window")
-    });
-    let mut most = link.most_produce_in_flight("window");
-    if let Some(id) = id.filter(|id| !id.is_nil()) {
-        most = most.max(link.most_produce_in_flight(&id.simple().to_string()));
-    }
+    let most = named_by(&target.addr(), "window")
+        .iter()
+        .map(|name| link.most_produce_in_flight(name))
+        .max()
+        .unwrap_or(0);
     eprintln!("the partition's Produce requests in flight at most: {most}");
     assert!(
         (2..=5).contains(&most),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::binaries::broker_binary;
 use crate::process::{free_port, free_port_span, Process, PROCESS_WAIT};
-use crate::proxy::DelayProxy;
+use crate::proxy::{Cutter, DelayProxy};
 
 /// A `kmirror-broker` child process; dereferences to its [`Process`] (`log`, `kill9`,
 /// `terminate`, `pause`, ...).
@@ -43,13 +43,25 @@ impl BrokerProcess {
             let addr = broker.addr();
             return (broker, addr);
         };
+        let (broker, addr, _) = Self::start_watched(data_dir, extra_args, rtt);
+        (broker, addr)
+    }
+
+    /// [`Self::start`] behind a [`DelayProxy`] adding `rtt` (which may be zero), which the
+    /// broker advertises; with the proxy's [`Cutter`], which also counts what its clients
+    /// sent.
+    pub fn start_watched(
+        data_dir: &Path,
+        extra_args: &[&str],
+        rtt: Duration,
+    ) -> (Self, String, Cutter) {
         let proxy = DelayProxy::bind(rtt);
         let addr = proxy.addr();
         let mut args = extra_args.to_vec();
         args.extend(["--advertised-listener", &addr]);
         let broker = Self::start(data_dir, &args);
-        proxy.forward_to(&broker.addr());
-        (broker, addr)
+        let link = proxy.forward_to(&broker.addr());
+        (broker, addr, link)
     }
 
     /// [`Self::start`] with `--listeners`: one listener per protocol of `protocols`

@@ -101,19 +101,23 @@ struct Waiting {
     requests: std::collections::VecDeque<Option<String>>,
     most: u64,
     produce: std::collections::BTreeMap<String, (u64, u64)>,
+    /// By topic, the most partitions of it one Produce request carried.
+    partitions: std::collections::BTreeMap<String, u64>,
 }
 
 impl InFlight {
     fn sent(&self, heads: Vec<Vec<u8>>) {
         let mut w = self.0.lock().expect("in flight lock");
         for head in heads {
-            let topic = produce_topic(&head);
-            if let Some(t) = &topic {
+            let first = produce_topic(&head);
+            if let Some((t, partitions)) = &first {
                 let (now, most) = w.produce.entry(t.clone()).or_default();
                 *now += 1;
                 *most = (*most).max(*now);
+                let most = w.partitions.entry(t.clone()).or_default();
+                *most = (*most).max(*partitions);
             }
-            w.requests.push_back(topic);
+            w.requests.push_back(first.map(|(t, _)| t));
         }
         w.most = w.most.max(w.requests.len() as u64);
     }
@@ -131,9 +135,9 @@ impl InFlight {
 }
 
 /// The first topic a Produce request (v3 and later) names, from the start of its frame: its
-/// name, or from v13 its topic id (lower-case hex, as `Uuid::simple` prints it);
-/// `None` for any other request.
-fn produce_topic(head: &[u8]) -> Option<String> {
+/// name, or from v13 its topic id (lower-case hex, as `Uuid::simple` prints it), and how
+/// many of its partitions the request carries; `None` for any other request.
+fn produce_topic(head: &[u8]) -> Option<(String, u64)> {
     let r = &mut &head[..];
     let key = i16::from_be_bytes(take(r, 2)?.try_into().ok()?);
     let version = i16::from_be_bytes(take(r, 2)?.try_into().ok()?);
@@ -157,17 +161,22 @@ fn produce_topic(head: &[u8]) -> Option<String> {
         uvarint(r)?; // topics
         if version >= 13 {
             let id = take(r, 16)?;
-            return Some(id.iter().map(|b| format!("{b:02x}")).collect());
+            let partitions = uvarint(r)?.checked_sub(1)?;
+            return Some((id.iter().map(|b| format!("{b:02x}")).collect(), partitions));
         }
         let len = usize::try_from(uvarint(r)?).ok()?.checked_sub(1)?;
-        take(r, len)?
+        let name = take(r, len)?;
+        (name, uvarint(r)?.checked_sub(1)?)
     } else {
         let id = i16::from_be_bytes(take(r, 2)?.try_into().ok()?);
         take(r, id.max(0) as usize + 6 + 4)?; // transactional id, acks, timeout, topics
         let len = i16::from_be_bytes(take(r, 2)?.try_into().ok()?);
-        take(r, len.max(0) as usize)?
+        let name = take(r, len.max(0) as usize)?;
+        let partitions = i32::from_be_bytes(take(r, 4)?.try_into().ok()?);
+        (name, u64::try_from(partitions).ok()?)
     };
-    String::from_utf8(name.to_vec()).ok()
+    let (name, partitions) = name;
+    Some((String::from_utf8(name.to_vec()).ok()?, partitions))
 }
 
 /// An unsigned varint (7 bits a byte, low first, at most 5 bytes), taken from `r`.
@@ -254,15 +263,37 @@ impl Cutter {
     /// The most Produce requests whose first topic is `topic` (its name, or for Produce v13
     /// and later its id in lower-case hex) any connection had in flight at once.
     pub fn most_produce_in_flight(&self, topic: &str) -> u64 {
+        self.most(|w| w.produce.get(topic).map(|(_, most)| *most))
+    }
+
+    /// The most `of` gives over the connections made so far.
+    fn most(&self, of: impl Fn(&Waiting) -> Option<u64>) -> u64 {
         let frames = self.1.lock().expect("frames lock");
         frames
             .iter()
-            .filter_map(|f| {
-                let w = f.0.lock().expect("in flight lock");
-                w.produce.get(topic).map(|(_, most)| *most)
-            })
+            .filter_map(|f| of(&f.0.lock().expect("in flight lock")))
             .max()
             .unwrap_or(0)
+    }
+
+    /// The most partitions of `topic` (named as for [`Self::most_produce_in_flight`]) one
+    /// Produce request carried, when it was the request's first topic.
+    pub fn most_partitions_in_one_produce(&self, topic: &str) -> u64 {
+        self.most(|w| w.partitions.get(topic).copied())
+    }
+
+    /// How many connections carried a Produce request whose first topic is `topic`.
+    pub fn connections_producing(&self, topic: &str) -> usize {
+        let frames = self.1.lock().expect("frames lock");
+        frames
+            .iter()
+            .filter(|f| {
+                f.0.lock()
+                    .expect("in flight lock")
+                    .produce
+                    .contains_key(topic)
+            })
+            .count()
     }
 
     /// Shuts down both ends of every connection made so far (its peers see the stream end

@@ -110,9 +110,18 @@ fn a_closed_log_pipe_loses_log_lines_and_keeps_the_daemon() {
 
 #[test]
 fn an_unreachable_cluster_is_reported_and_other_flows_keep_running() {
+    unreachable_cluster_at_start(&[]);
+}
+
+#[test]
+fn an_unreachable_cluster_is_reported_and_other_flows_keep_running_at_kafka_2_8() {
+    unreachable_cluster_at_start(&["--emulate-kafka", "2.8"]);
+}
+
+fn unreachable_cluster_at_start(broker_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let source = BrokerProcess::start(&dir.path().join("source"), &[]);
-    let target = BrokerProcess::start(&dir.path().join("target"), &[]);
+    let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
+    let target = BrokerProcess::start(&dir.path().join("target"), broker_args);
     let dead = format!("127.0.0.1:{}", free_port());
     let config = write_topology(
         dir.path(),

@@ -40,7 +40,17 @@ fn wait_for_probes(
 /// written after the daemon found the topic are mirrored, in order.
 #[test]
 fn start_from_latest_skips_existing_records_and_mirrors_later_ones() {
-    let c = Clusters::start();
+    skips_existing_records(&[]);
+}
+
+/// The same against brokers emulating Kafka 2.8 (Fetch v12 and Produce v9, by name).
+#[test]
+fn start_from_latest_skips_existing_records_and_mirrors_later_ones_emulating_kafka_2_8() {
+    skips_existing_records(&["--emulate-kafka", "2.8"]);
+}
+
+fn skips_existing_records(broker_args: &[&str]) {
+    let c = Clusters::start_with(broker_args, broker_args);
     let (s, t) = (c.source.addr(), c.target.addr());
     create(&s, "feed", 2, &[]);
     produce(&s, "feed", "early", 20, &[]);
@@ -80,7 +90,17 @@ fn start_from_latest_skips_existing_records_and_mirrors_later_ones() {
 /// beginning, and the records written meanwhile to a known topic are mirrored too.
 #[test]
 fn start_from_latest_is_not_applied_again_after_a_restart() {
-    let c = Clusters::start();
+    not_applied_again(&[]);
+}
+
+/// The same against brokers emulating Kafka 2.8 (Fetch v12 and Produce v9, by name).
+#[test]
+fn start_from_latest_is_not_applied_again_after_a_restart_emulating_kafka_2_8() {
+    not_applied_again(&["--emulate-kafka", "2.8"]);
+}
+
+fn not_applied_again(broker_args: &[&str]) {
+    let c = Clusters::start_with(broker_args, broker_args);
     let (s, t) = (c.source.addr(), c.target.addr());
     create(&s, "feed", 1, &[]);
     produce(&s, "feed", "early", 5, &[]);
@@ -115,7 +135,17 @@ fn start_from_latest_is_not_applied_again_after_a_restart() {
 /// a partition that had received nothing yet (so had no progress to resume from).
 #[test]
 fn start_from_latest_loses_nothing_across_a_restart() {
-    let c = Clusters::start();
+    loses_nothing_across_a_restart(&[]);
+}
+
+/// The same against brokers emulating Kafka 2.8 (Fetch v12 and Produce v9, by name).
+#[test]
+fn start_from_latest_loses_nothing_across_a_restart_emulating_kafka_2_8() {
+    loses_nothing_across_a_restart(&["--emulate-kafka", "2.8"]);
+}
+
+fn loses_nothing_across_a_restart(broker_args: &[&str]) {
+    let c = Clusters::start_with(broker_args, broker_args);
     let (s, t) = (c.source.addr(), c.target.addr());
     create(&s, "feed", 2, &[]);
     produce(&s, "feed", "early", 5, &[]);

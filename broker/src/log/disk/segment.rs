@@ -28,6 +28,10 @@ pub(crate) fn segment_path(dir: &Path, base_offset: i64, extension: &str) -> Pat
     dir.join(format!("{base_offset:020}.{extension}"))
 }
 
+/// The least size of a magic-0 message: crc, magic, attributes, key and value lengths
+/// (LegacyRecord.RECORD_OVERHEAD_V0).
+const LEGACY_MESSAGE_MIN: i32 = 4 + 1 + 1 + 4 + 4;
+
 /// The header fields the log uses, read from the first [`HEADER_LEN`] bytes of a batch
 /// (layout documented in [`kmirror_wire::batch`]). Used where only the header has been read,
 /// so that [`BatchView`] (which needs the whole batch) cannot be.
@@ -44,6 +48,25 @@ impl Header {
         let be32 = |at: usize| i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"));
         let be64 = |at: usize| i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"));
         let length = be32(8);
+        // Kafka: FileLogInputStream.nextBatch and AbstractLegacyRecordBatch: a magic 0 or 1
+        // entry (offset, size, then one message, or a compressed wrapper whose offset is its
+        // last inner record's), kept from an old message.format.version, has the same
+        // framing and is served as it is; lookups go by its (last) offset.
+        if b.len() > 16 && (b[16] == 0 || b[16] == 1) && length >= LEGACY_MESSAGE_MIN {
+            let offset = be64(0);
+            let timestamp_end = LOG_OVERHEAD + 4 + 2 + 8;
+            let max_timestamp = if b[16] == 1 && b.len() >= timestamp_end {
+                be64(timestamp_end - 8)
+            } else {
+                -1
+            };
+            return Ok(Self {
+                base_offset: offset,
+                size: LOG_OVERHEAD as u64 + length as u64,
+                last_offset: offset,
+                max_timestamp,
+            });
+        }
         if b.len() < HEADER_LEN || b[16] != 2 || length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -461,3 +484,7 @@ pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+#[path = "segment_tests.rs"]
+mod tests;

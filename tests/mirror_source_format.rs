@@ -6,7 +6,8 @@
 //! flowing. kmirror-broker cannot take a magic-1 message from a producer (it keeps
 //! Kafka 4's rule), so the test writes one on the source's disk in place of a v2 batch of
 //! the same size, in the same framing (offset, size, then the message), while the broker
-//! runs. At Kafka 4.1 versions and with `--emulate-kafka 2.8`.
+//! runs; kcat (librdkafka) reads it from the broker as from Kafka. At Kafka 4.1 versions
+//! and with `--emulate-kafka 2.8`.
 
 mod support;
 
@@ -52,8 +53,8 @@ fn magic_1_message(offset: i64, size: usize) -> Vec<u8> {
 
 /// Writes `topic` (one partition, three batches of five records) on `source`, then puts a
 /// magic-1 message in place of its second batch; returns that batch's base offset, where
-/// the daemon's Fetch finds the message.
-fn legacy_message_in_place_of_a_batch(source: &BrokerProcess, topic: &str) -> i64 {
+/// the daemon's Fetch finds the message, and its last, the message's own.
+fn legacy_message_in_place_of_a_batch(source: &BrokerProcess, topic: &str) -> (i64, i64) {
     admin(&source.addr(), &["create", topic, "1"]);
     for round in ["a", "b", "c"] {
         admin(&source.addr(), &["produce", topic, round, "5"]);
@@ -74,14 +75,33 @@ fn legacy_message_in_place_of_a_batch(source: &BrokerProcess, topic: &str) -> i6
     // batch's offsets takes its last.
     bytes[at..at + size].copy_from_slice(&magic_1_message(last, size));
     std::fs::write(&log, &bytes).unwrap();
-    base
+    (base, last)
 }
 
 fn pre_v2_message(broker_args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let source = BrokerProcess::start(&dir.path().join("source"), broker_args);
     let target = BrokerProcess::start(&dir.path().join("target"), broker_args);
-    let offset = legacy_message_in_place_of_a_batch(&source, "legacy");
+    let (offset, last) = legacy_message_in_place_of_a_batch(&source, "legacy");
+    // The broker serves the log as Kafka does: librdkafka reads the v2 batches and the
+    // magic-1 message between them.
+    let out = kcat()
+        .args(["-b", &source.addr(), "-C", "-t", "legacy", "-e", "-q"])
+        .args(["-f", "%o %s\n"])
+        .output()
+        .unwrap();
+    let read = String::from_utf8_lossy(&out.stdout);
+    let offsets: Vec<&str> = read.lines().filter_map(|l| l.split(' ').next()).collect();
+    // The records before the message, the message, and the 15 - (last + 1) after it.
+    let records = (offset + 1 + 15 - (last + 1)) as usize;
+    assert!(
+        out.status.success()
+            && offsets.len() == records
+            && offsets.contains(&last.to_string().as_str())
+            && read.contains(&"o".repeat(8)),
+        "kcat read: {read}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     admin(&source.addr(), &["create", "healthy", "1"]);
     let config = write_topology(
         dir.path(),

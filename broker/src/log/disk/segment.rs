@@ -28,9 +28,50 @@ pub(crate) fn segment_path(dir: &Path, base_offset: i64, extension: &str) -> Pat
     dir.join(format!("{base_offset:020}.{extension}"))
 }
 
-/// The least size of a magic-0 message: crc, magic, attributes, key and value lengths
-/// (LegacyRecord.RECORD_OVERHEAD_V0).
-const LEGACY_MESSAGE_MIN: i32 = 4 + 1 + 1 + 4 + 4;
+/// Bytes of an entry up to and including its magic: all a header read needs to tell a v2
+/// batch (read in [`HEADER_LEN`] bytes) from an older message, which may be shorter.
+const THROUGH_MAGIC: usize = LOG_OVERHEAD + 5;
+
+/// A magic-0/1 entry kept from an old message format (Kafka: FileLogInputStream.nextBatch,
+/// AbstractLegacyRecordBatch): offset, size, then one message (crc, magic, attributes, a
+/// timestamp from magic 1, key and value, each with its length), or a compressed wrapper
+/// whose offset is its last inner record's. It has a v2 batch's framing and is served as it
+/// is, looked up by that offset. `None` unless its key and value lengths account for its
+/// size exactly (as far as `b` shows them), so that a v2 batch whose magic byte was damaged
+/// is not read as one.
+fn legacy_entry(b: &[u8]) -> Option<Header> {
+    let be32 = |at: usize| Some(i32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?));
+    let magic = *b.get(16)?;
+    if magic > 1 {
+        return None;
+    }
+    let length = be32(8)?;
+    let timestamp_bytes = if magic == 1 { 8 } else { 0 };
+    let key_at = LOG_OVERHEAD + 4 + 1 + 1 + timestamp_bytes;
+    let overhead = (key_at + 8 - LOG_OVERHEAD) as i64;
+    let key = i64::from(be32(key_at)?);
+    if key < -1 || overhead + key.max(0) > i64::from(length) {
+        return None;
+    }
+    let value_at = key_at + 4 + key.max(0) as usize;
+    if let Some(value) = be32(value_at) {
+        if value < -1 || overhead + key.max(0) + i64::from(value.max(0)) != i64::from(length) {
+            return None;
+        }
+    }
+    let offset = i64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+    let max_timestamp = if magic == 1 {
+        i64::from_be_bytes(b.get(key_at - 8..key_at)?.try_into().ok()?)
+    } else {
+        -1
+    };
+    Some(Header {
+        base_offset: offset,
+        size: LOG_OVERHEAD as u64 + length as u64,
+        last_offset: offset,
+        max_timestamp,
+    })
+}
 
 /// The header fields the log uses, read from the first [`HEADER_LEN`] bytes of a batch
 /// (layout documented in [`kmirror_wire::batch`]). Used where only the header has been read,
@@ -47,27 +88,10 @@ impl Header {
     pub(crate) fn parse(b: &[u8]) -> io::Result<Self> {
         let be32 = |at: usize| i32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"));
         let be64 = |at: usize| i64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-        let length = be32(8);
-        // Kafka: FileLogInputStream.nextBatch and AbstractLegacyRecordBatch: a magic 0 or 1
-        // entry (offset, size, then one message, or a compressed wrapper whose offset is its
-        // last inner record's), kept from an old message.format.version, has the same
-        // framing and is served as it is; lookups go by its (last) offset.
-        if b.len() > 16 && (b[16] == 0 || b[16] == 1) && length >= LEGACY_MESSAGE_MIN {
-            let offset = be64(0);
-            let timestamp_end = LOG_OVERHEAD + 4 + 2 + 8;
-            let max_timestamp = if b[16] == 1 && b.len() >= timestamp_end {
-                be64(timestamp_end - 8)
-            } else {
-                -1
-            };
-            return Ok(Self {
-                base_offset: offset,
-                size: LOG_OVERHEAD as u64 + length as u64,
-                last_offset: offset,
-                max_timestamp,
-            });
+        if let Some(legacy) = legacy_entry(b) {
+            return Ok(legacy);
         }
-        if b.len() < HEADER_LEN || b[16] != 2 || length < (HEADER_LEN - LOG_OVERHEAD) as i32 {
+        if b.len() < HEADER_LEN || b[16] != 2 || be32(8) < (HEADER_LEN - LOG_OVERHEAD) as i32 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "not a v2 batch header where the index points",
@@ -76,7 +100,7 @@ impl Header {
         let base_offset = be64(0);
         Ok(Self {
             base_offset,
-            size: LOG_OVERHEAD as u64 + length as u64,
+            size: LOG_OVERHEAD as u64 + be32(8) as u64,
             last_offset: base_offset + i64::from(be32(23)),
             max_timestamp: be64(35),
         })
@@ -310,7 +334,7 @@ impl Segment {
         if let Some(h) = cache.get(position) {
             return Header::parse(h);
         }
-        if position + HEADER_LEN as u64 > self.size {
+        if position + THROUGH_MAGIC as u64 > self.size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "batch header runs past the segment end",
@@ -319,7 +343,8 @@ impl Segment {
         let end = self.size.min(position + HEADER_CHUNK as u64);
         cache.buf = self.read_range(position, end)?;
         cache.start = position;
-        Header::parse(cache.get(position).expect("just read"))
+        // An old message at the segment's end may be shorter than a v2 header.
+        Header::parse(&cache.buf[..cache.buf.len().min(HEADER_LEN)])
     }
 
     /// Finds the batch holding `offset` (or the first batch after it, in a gap) by walking

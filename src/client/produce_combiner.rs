@@ -121,10 +121,12 @@ pub(super) async fn combine(
                 if r.throttle_time_ms > 0 && version >= FIRST_PRODUCE_CLIENT_THROTTLES {
                     // KIP-219: the broker reads nothing more from this connection until
                     // then, so every request on it waits (a progress write, a metadata
-                    // refresh), not only this lane's next Produce.
+                    // refresh), not only this lane's next Produce; the other lanes to the
+                    // broker hold their Produce requests. (Before v6 the broker held the
+                    // response back instead.)
                     connection.throttle(throttle_wait(r.throttle_time_ms));
+                    note_throttle(&throttles, node_id, r);
                 }
-                note_throttle(&throttles, node_id, r);
                 if idle {
                     stats.idle_round_trip(sent_at.elapsed());
                 }
@@ -220,10 +222,8 @@ const FIRST_PRODUCE_CLIENT_THROTTLES: i16 = 6;
 
 /// Records a broker's request to hold back the other lanes to it too (KIP-219).
 fn note_throttle(throttles: &Mutex<HashMap<i32, Instant>>, node_id: i32, resp: &ProduceResponse) {
-    if resp.throttle_time_ms > 0 {
-        let until = Instant::now() + throttle_wait(resp.throttle_time_ms);
-        let mut t = throttles.lock().expect("throttles lock");
-        let slot = t.entry(node_id).or_insert(until);
-        *slot = (*slot).max(until);
-    }
+    let until = Instant::now() + throttle_wait(resp.throttle_time_ms);
+    let mut t = throttles.lock().expect("throttles lock");
+    let slot = t.entry(node_id).or_insert(until);
+    *slot = (*slot).max(until);
 }

@@ -435,9 +435,11 @@ fn same_kind(reason: &str) -> String {
     reason.chars().filter(|c| !c.is_ascii_digit()).collect()
 }
 
-/// Whether an OffsetCommit refusal means the group has members of its own.
+/// Whether an OffsetCommit refusal means the group has members of its own: a classic
+/// member's refusals (a static member's FENCED_INSTANCE_ID too), or a KIP-848 group's
+/// stale member epoch.
 fn owned_by_members(error: ResponseError) -> bool {
-    membership(error.code()).is_some()
+    membership(error.code()).is_some() || error == ResponseError::StaleMemberEpoch
 }
 
 /// Why a source offset has no target offset yet, in words.

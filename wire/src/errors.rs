@@ -53,15 +53,14 @@ pub fn classify(code: i16) -> ErrorClass {
     }
 }
 
-/// What a group member does about a coordinator's refusal of its JoinGroup, SyncGroup,
-/// Heartbeat or OffsetCommit (Kafka's AbstractCoordinator and, for KIP-848's member epochs,
-/// ConsumerMembershipManager). Codes that say nothing about membership are `None`: the
-/// caller then goes by [`classify`].
+/// What a classic group member does about a coordinator's refusal of its JoinGroup,
+/// SyncGroup, Heartbeat or OffsetCommit (Kafka's AbstractCoordinator). Codes that say
+/// nothing about membership are `None`: the caller then goes by [`classify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Membership {
     /// A rebalance is under way: join again as the same member.
     Rejoin,
-    /// The member's generation (or epoch) is over: it owns nothing now; join again.
+    /// The member's generation is over: it owns nothing now; join again.
     Fenced,
     /// The coordinator does not know the member: join again as a new one.
     FencedAsNew,
@@ -72,7 +71,7 @@ pub fn membership(code: i16) -> Option<Membership> {
     use ResponseError as E;
     match ResponseError::try_from_code(code)? {
         E::RebalanceInProgress => Some(Membership::Rejoin),
-        E::IllegalGeneration | E::StaleMemberEpoch => Some(Membership::Fenced),
+        E::IllegalGeneration => Some(Membership::Fenced),
         E::UnknownMemberId | E::FencedInstanceId => Some(Membership::FencedAsNew),
         _ => None,
     }
@@ -93,10 +92,8 @@ mod tests {
             of(ResponseError::IllegalGeneration),
             Some(Membership::Fenced)
         );
-        assert_eq!(
-            of(ResponseError::StaleMemberEpoch),
-            Some(Membership::Fenced)
-        );
+        // KIP-848's commit error, retried with the latest epoch: not a classic member's.
+        assert_eq!(of(ResponseError::StaleMemberEpoch), None);
         assert_eq!(
             of(ResponseError::UnknownMemberId),
             Some(Membership::FencedAsNew)

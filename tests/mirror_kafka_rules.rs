@@ -204,28 +204,33 @@ fn small_batches_are_merged_and_mirrored_in_order(shape: Small) {
         "small batches were not merged: {on_target} target batches for {on_source}"
     );
     assert!(!daemon.log.contains(" ERROR "), "{}", daemon.log.tail(40));
-    // Kafka takes many partitions in one Produce request, one batch each: to a near target
-    // both partitions travel together, not a request each. A distant one gets a
+    // Kafka takes many partitions in one Produce request, one batch each. To a near target
+    // (one connection) batches that wait together leave together: with thousands of
+    // one-record batches arriving in bursts from each Fetch answer, the two partitions'
+    // batches are bound to share requests. (With fewer, larger batches and free request
+    // slots each may leave alone, which is not asserted.) A distant target gets a
     // connection per partition, so that their requests run concurrently (Kafka reads one
-    // request at a time per connection).
+    // request at a time per connection). Near or distant is the daemon's choice, by the
+    // round trips it measured (on a busy machine a near target may measure distant).
     let names = named_by(&target.addr(), "small");
     let most = names
         .iter()
         .map(|name| link.most_partitions_in_one_produce(name))
         .max()
         .unwrap_or(0);
-    let connections: usize = names
-        .iter()
-        .map(|name| link.connections_producing(name))
-        .sum();
-    eprintln!("partitions in one Produce request at most: {most}, over {connections} connections");
-    if shape.target_rtt.is_none() {
-        assert_eq!(most, 2, "partitions in one Produce request at most");
-    } else {
+    let connections = link.connections_producing(&names);
+    let near = daemon.log.contains("produce_connections=1 ");
+    eprintln!("partitions in one Produce request at most: {most}, over {connections} connections; near: {near}");
+    if !near {
         assert_eq!(
             connections, 2,
             "connections the two partitions were produced over"
         );
+    } else if shape.min_source_batches >= 2_000 {
+        assert_eq!(most, 2, "partitions in one Produce request at most");
+    }
+    if shape.target_rtt.is_some() {
+        assert!(!near, "a target 20 ms away taken for near");
     }
 }
 

@@ -253,11 +253,13 @@ impl BrokerLoad {
             let round_trip = first.least_round_trip(CONNECT_SAMPLES - 1).await;
             self.connect_round_trip_us
                 .fetch_min(micros(round_trip), Ordering::Relaxed);
-            if round_trip < NEAR_ROUND_TRIP {
+            let lanes = if round_trip < NEAR_ROUND_TRIP {
                 NEAR_PRODUCE_LANES
             } else {
                 PRODUCE_LANES
-            }
+            };
+            tracing::info!(produce_connections = lanes, broker = %first.addr(), round_trip_us = micros(round_trip), "Produce connections to this broker chosen by its round trip.");
+            lanes
         };
         *self.lanes.get_or_init(decide).await
     }

@@ -282,16 +282,15 @@ impl Cutter {
         self.most(|w| w.partitions.get(topic).copied())
     }
 
-    /// How many connections carried a Produce request whose first topic is `topic`.
-    pub fn connections_producing(&self, topic: &str) -> usize {
+    /// How many connections carried a Produce request whose first topic is one of `names`
+    /// (a topic by name and by id).
+    pub fn connections_producing(&self, names: &[String]) -> usize {
         let frames = self.1.lock().expect("frames lock");
         frames
             .iter()
             .filter(|f| {
-                f.0.lock()
-                    .expect("in flight lock")
-                    .produce
-                    .contains_key(topic)
+                let w = f.0.lock().expect("in flight lock");
+                names.iter().any(|n| w.produce.contains_key(n))
             })
             .count()
     }

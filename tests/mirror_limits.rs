@@ -39,22 +39,23 @@ struct Setup {
 
 /// Two brokers, `topic` with `partitions` on the source, and a flow with `limits`.
 fn setup(topic: &'static str, partitions: u32, limits: &str) -> Setup {
-    setup_with_round_trip(topic, partitions, limits, (None, None))
+    setup_with_round_trip(topic, partitions, limits, (None, None), &[])
 }
 
 /// [`setup`], with the daemon reaching the source and the target through proxies adding
-/// these round trips, where given.
+/// these round trips, where given, and brokers started with `broker_args`.
 fn setup_with_round_trip(
     topic: &'static str,
     partitions: u32,
     limits: &str,
     (source_rtt, target_rtt): (Option<Duration>, Option<Duration>),
+    broker_args: &[&str],
 ) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let (source, source_addr) =
-        BrokerProcess::start_behind(&dir.path().join("source"), &[], source_rtt);
+        BrokerProcess::start_behind(&dir.path().join("source"), broker_args, source_rtt);
     let (target, target_addr) =
-        BrokerProcess::start_behind(&dir.path().join("target"), &[], target_rtt);
+        BrokerProcess::start_behind(&dir.path().join("target"), broker_args, target_rtt);
     run_python(
         "crash_produce.py",
         &[
@@ -292,6 +293,16 @@ fn sample_rss(daemon: &DaemonProcess, mut until: impl FnMut() -> bool) -> u64 {
 
 #[test]
 fn memory_stays_bounded_by_max_in_flight_bytes_while_the_target_is_stopped() {
+    memory_stays_bounded(&[]);
+}
+
+/// The same against brokers emulating Kafka 2.8 (Fetch v12, Produce v9).
+#[test]
+fn memory_stays_bounded_by_max_in_flight_bytes_emulating_kafka_2_8() {
+    memory_stays_bounded(&["--emulate-kafka", "2.8"]);
+}
+
+fn memory_stays_bounded(broker_args: &[&str]) {
     let _serial = serial();
     const MAX_IN_FLIGHT: u64 = 8 << 20;
     // Many partitions: each one may also hold up to 4 queued chunks and 5 requests of up to
@@ -301,7 +312,13 @@ fn memory_stays_bounded_by_max_in_flight_bytes_while_the_target_is_stopped() {
     const PARTITIONS: u32 = 32;
     const RECORDS: u32 = 64;
     const VALUE: u32 = 100 * 1024;
-    let s = setup("limits.bulk", PARTITIONS, "{ max_in_flight_bytes: 8MiB }");
+    let s = setup_with_round_trip(
+        "limits.bulk",
+        PARTITIONS,
+        "{ max_in_flight_bytes: 8MiB }",
+        (None, None),
+        broker_args,
+    );
     let daemon = DaemonProcess::start(&s.config);
     assert!(
         daemon.wait_ready(Duration::from_secs(60)),
@@ -460,6 +477,7 @@ fn mirror_large_batches(
         PARTITIONS,
         &format!("{{ max_in_flight_bytes: {budget_mib}MiB }}"),
         (source_rtt, target_rtt),
+        &[],
     );
     let listen = add_telemetry_listener(&s.config);
     produce_all(

@@ -548,12 +548,9 @@ fn a_batch_larger_than_the_budget_is_reported_emulating_kafka_2_8() {
 
 /// The WARN of a batch larger than the budget: once, with the batch's offset and size.
 fn reported_once(daemon: &DaemonProcess) {
-    let warned: Vec<String> = daemon
+    let warned = daemon
         .log
-        .lines()
-        .into_iter()
-        .filter(|l| l.contains("larger than the flow's max_in_flight_bytes"))
-        .collect();
+        .lines_containing("larger than the flow's max_in_flight_bytes");
     assert_eq!(warned.len(), 1, "{warned:?}");
     let line = &warned[0];
     assert!(
@@ -562,12 +559,7 @@ fn reported_once(daemon: &DaemonProcess) {
             && line.contains("max_in_flight_bytes=1048576"),
         "{line}"
     );
-    let size: u64 = line
-        .split("size_bytes=")
-        .nth(1)
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
+    let size = Log::field(line, "size_bytes").unwrap_or_else(|| panic!("{line}"));
     assert!((3_000_000..3_100_000).contains(&size), "{line}");
 }
 

@@ -44,9 +44,8 @@ fn set_quota(broker: &BrokerProcess, key_value: &str) {
 fn throttles(broker: &BrokerProcess) -> usize {
     broker
         .log
-        .text()
-        .matches("Client over its quota; throttled.")
-        .count()
+        .lines_containing("Client over its quota; throttled.")
+        .len()
 }
 
 /// How far from the ends of a throttle a request may arrive on that connection and still
@@ -63,21 +62,14 @@ fn throttles(broker: &BrokerProcess) -> usize {
 /// five runs of six failed (a request 261-423 ms into a throttle).
 const EDGE_MS: u64 = 200;
 
-/// The number after ` name=` in a log line.
-fn field(line: &str, name: &str) -> Option<u64> {
-    let (_, rest) = line.split_once(&format!(" {name}="))?;
-    rest.split(' ').next()?.parse().ok()
-}
-
 /// Throttled at least once, and sent nothing on a throttled connection while it knew of
 /// the throttle.
 fn waited_out(broker: &BrokerProcess, side: &str) {
     let long = broker
         .log
-        .lines()
-        .into_iter()
-        .filter(|l| l.contains("Client over its quota; throttled."))
-        .filter_map(|l| field(&l, "throttle_ms"))
+        .lines_containing("Client over its quota; throttled.")
+        .iter()
+        .filter_map(|l| Log::field(l, "throttle_ms"))
         .any(|ms| ms >= 2 * EDGE_MS);
     assert!(
         long,
@@ -87,15 +79,16 @@ fn waited_out(broker: &BrokerProcess, side: &str) {
     );
     let late: Vec<String> = broker
         .log
-        .lines()
+        .lines_containing("arrived from a throttled client")
         .into_iter()
-        .filter(|l| l.contains("arrived from a throttled client"))
-        .filter(|l| match (field(l, "throttle_ms"), field(l, "after_ms")) {
-            (Some(throttle_ms), Some(after_ms)) => {
-                after_ms >= EDGE_MS && after_ms + EDGE_MS <= throttle_ms
-            }
-            _ => true,
-        })
+        .filter(
+            |l| match (Log::field(l, "throttle_ms"), Log::field(l, "after_ms")) {
+                (Some(throttle_ms), Some(after_ms)) => {
+                    after_ms >= EDGE_MS && after_ms + EDGE_MS <= throttle_ms
+                }
+                _ => true,
+            },
+        )
         .collect();
     assert!(
         late.is_empty(),

@@ -110,12 +110,9 @@ fn pre_v2_message(broker_args: &[&str]) {
     );
     let daemon = DaemonProcess::start(&config);
     let stopped = || -> Vec<String> {
-        daemon
-            .log
-            .lines()
-            .into_iter()
-            .filter(|l| l.contains("Partition stopped") && l.contains("topic=legacy "))
-            .collect()
+        let mut lines = daemon.log.lines_containing("Partition stopped");
+        lines.retain(|l| l.contains("topic=legacy "));
+        lines
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while stopped().is_empty() && Instant::now() < deadline {

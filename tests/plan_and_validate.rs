@@ -20,6 +20,18 @@ fn plan(config: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// `kmirror plan CONFIG`'s output, which must succeed.
+fn plan_ok(config: &std::path::Path) -> String {
+    let out = plan(config);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// `kmirror plan` lists, per flow, the matching source topics, their target names and what
 /// would be done, and changes nothing on either cluster.
 #[test]
@@ -118,9 +130,7 @@ fn plan_lists_exactly_what_run_mirrors() {
         "    discovery_interval: 1s\n",
     ));
 
-    let out = plan(&config);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}");
+    let stdout = plan_ok(&config);
     let before = planned(&stdout);
     let pairs = |p: &BTreeMap<String, (String, String)>| -> BTreeSet<(String, String)> {
         p.iter().map(|(s, (t, _))| (s.clone(), t.clone())).collect()
@@ -163,9 +173,7 @@ fn plan_lists_exactly_what_run_mirrors() {
         "the daemon created topics the plan did not list"
     );
 
-    let out = plan(&config);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}");
+    let stdout = plan_ok(&config);
     let after = planned(&stdout);
     assert_eq!(pairs(&after), all, "{stdout}");
     assert!(
@@ -190,9 +198,7 @@ fn a_cluster_named_twice_does_not_mirror_its_own_copies() {
         &[("east", &s), ("again", &format!("localhost:{port}"))],
         "  - name: self\n    source: east\n    target: again\n    topics: { include: [\".*\"] }\n",
     );
-    let out = plan(&config);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = plan_ok(&config);
     assert!(
         stdout
             .lines()

@@ -119,7 +119,8 @@ pub(super) async fn combine(
             stats.answered(sent_at, small && resp.is_ok());
             if let Ok(r) = &resp {
                 if r.throttle_time_ms > 0 && version >= FIRST_PRODUCE_CLIENT_THROTTLES {
-                    // KIP-219: the broker reads nothing more from this connection until
+                    // KIP-219 (Kafka: NetworkClient.maybeThrottle, SocketServer's muted
+                    // channel): the broker reads nothing more from this connection until
                     // then, so every request on it waits (a progress write, a metadata
                     // refresh), not only this lane's next Produce; the other lanes to the
                     // broker hold their Produce requests. (Before v6 the broker held the

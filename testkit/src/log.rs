@@ -26,6 +26,22 @@ impl Log {
         self.state().lines.iter().any(|l| l.contains(needle))
     }
 
+    /// The lines containing `needle`.
+    pub fn lines_containing(&self, needle: &str) -> Vec<String> {
+        let s = self.state();
+        s.lines
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// The number a log line gives a field (`name=123`, as tracing writes fields).
+    pub fn field(line: &str, name: &str) -> Option<u64> {
+        let (_, rest) = line.split_once(&format!(" {name}="))?;
+        rest.split_whitespace().next()?.parse().ok()
+    }
+
     /// The last `n` lines, joined.
     pub fn tail(&self, n: usize) -> String {
         let s = self.state();
